@@ -1,0 +1,28 @@
+# Two entry points for a fresh machine: `make demo` and `make test`. Each creates .venv on first use.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test lint bench clean
+
+$(STAMP): setup.py pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	# torch first and pinned: an unpinned torch pulls gigabytes of CUDA packages.
+	$(PY) -m pip install --quiet "torch==2.13.0" "numpy<2"
+	$(PY) -m pip install --quiet -e ".[data,learned,test]"
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/perception3d demo --out demo_out
+
+test: $(STAMP)
+	$(VENV)/bin/ruff check src test benchmarks launch setup.py
+	$(PY) -m pytest -q
+
+bench: $(STAMP)
+	$(VENV)/bin/perception3d bench all
+
+clean:
+	rm -rf $(VENV) build *.egg-info demo_out

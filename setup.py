@@ -1,0 +1,73 @@
+"""Install perception3d with pip (`pip install .`) or colcon (ament_python).
+
+The perception3d_msgs definitions live once, in ros2_ws/src/perception3d_msgs/msg/; the build copies them into
+the Python package so that a pip-installed perception3d can register them with rosbags.
+"""
+import shutil
+from glob import glob
+from pathlib import Path
+
+from setuptools import find_packages, setup
+from setuptools.command.build_py import build_py
+
+PACKAGE = "perception3d"
+ROOT = Path(__file__).resolve().parent
+MSG_SOURCE = ROOT / "ros2_ws" / "src" / "perception3d_msgs" / "msg"
+
+
+class BuildPyWithMessages(build_py):
+    """build_py that also places perception3d_msgs/*.msg inside the built package."""
+
+    def run(self):
+        super().run()
+        target = Path(self.build_lib) / PACKAGE / "msgs" / "definitions" / "perception3d_msgs"
+        target.mkdir(parents=True, exist_ok=True)
+        for msg in MSG_SOURCE.glob("*.msg"):
+            shutil.copy2(msg, target / msg.name)
+
+
+NODE_EXECUTABLES = ["detector2d", "detection3d", "segmentation", "occupancy"]
+
+setup(
+    name=PACKAGE,
+    version="0.1.0",
+    description="ROS 2 camera + LiDAR 3D perception: detection, segmentation, occupancy",
+    license="Apache-2.0",
+    python_requires=">=3.10",
+    package_dir={"": "src"},
+    packages=find_packages("src"),
+    package_data={f"{PACKAGE}.msgs": ["definitions/*/*.msg"]},
+    data_files=[
+        ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),
+        (f"share/{PACKAGE}", ["package.xml"]),
+        (f"share/{PACKAGE}/launch", glob("launch/*.launch.py")),
+        (f"share/{PACKAGE}/config", glob("config/*.yaml") + glob("config/*.json")),
+        (f"share/{PACKAGE}/config/rviz", glob("config/rviz/*.rviz")),
+    ],
+    install_requires=[
+        "numpy>=1.22,<2",
+        "scipy>=1.8",
+        "rosbags>=0.11.9,<0.12",
+        "pyyaml>=5.4",
+        "jsonschema>=4.0",
+        "pillow>=9.0",
+        "tqdm>=4.60",
+    ],
+    extras_require={
+        "data": ["nuscenes-devkit==1.2.0"],
+        "learned": ["torch>=2.1", "onnx>=1.15", "onnxruntime>=1.17"],
+        "test": [
+            "pytest>=7",
+            "hypothesis>=6.80",
+            "mcap>=1.1",
+            "mcap-ros2-support>=0.5",
+            "transforms3d>=0.4.2",
+            "ruff>=0.5",
+        ],
+    },
+    cmdclass={"build_py": BuildPyWithMessages},
+    zip_safe=False,
+    entry_points={
+        "console_scripts": [f"{PACKAGE} = {PACKAGE}.cli:main"],
+    },
+)

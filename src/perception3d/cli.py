@@ -1,0 +1,43 @@
+"""The `perception3d` command. Each subcommand lives in its own module, which provides
+`add_arguments(parser)` and `run(args) -> int`; heavy imports stay inside `run`."""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from .errors import Perception3DError
+
+# name -> (module, one-line help). Modules are imported when the parser is built; keep their top level light.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "bench": ("perception3d.bench.command", "run a benchmark suite and record its figures"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="perception3d",
+        description="Camera + LiDAR 3D perception for ROS 2: offline tools (data, replay, evaluation, benchmarks).")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name, (module_name, help_text) in COMMANDS.items():
+        module = importlib.import_module(module_name)
+        command_parser = sub.add_parser(name, help=help_text, description=help_text)
+        module.add_arguments(command_parser)
+        command_parser.set_defaults(_run=module.run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args._run(args) or 0)
+    except Perception3DError as exc:
+        print(f"perception3d {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"perception3d {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,123 @@
+"""vision_msgs Detection2DArray / Detection3DArray <-> core.detections box sets.
+
+2D: `bbox.center.position.x/y` and `size_x/y` in pixels (vision_msgs 4.x). 3D: `bbox.center` pose, `bbox.size`
+full extents (x=l, y=w, z=h), yaw about +z. Each detection carries one hypothesis (string class_id, score); when a
+message has several, the highest-scoring one is read.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ..core.detections import Detections2D, Detections3D
+from ..core.geometry import quat_xyzw_to_yaw, yaw_to_quat_xyzw
+from ..errors import DetectionError
+from .factory import MessageFactory, default_factory, stamp_to_ns
+
+
+def _hypothesis(factory: MessageFactory, class_id: str, score: float) -> Any:
+    return factory("vision_msgs/msg/ObjectHypothesisWithPose",
+                   hypothesis=factory("vision_msgs/msg/ObjectHypothesis", class_id=str(class_id),
+                                      score=float(score)))
+
+
+def _top_hypothesis(det: Any, topic: str, index: int) -> tuple[str, float]:
+    if len(det.results) == 0:
+        raise DetectionError(topic, f"detections[{index}].results", "is empty",
+                             "at least one hypothesis with a class_id and a score")
+    best = max(det.results, key=lambda r: r.hypothesis.score)
+    score = float(best.hypothesis.score)
+    if not np.isfinite(score):
+        raise DetectionError(topic, f"detections[{index}].results.hypothesis.score", f"is {score}",
+                             "a finite score in [0, 1]")
+    return str(best.hypothesis.class_id), score
+
+
+def detections2d_to_msg(dets: Detections2D, factory: MessageFactory | None = None) -> Any:
+    """A Detection2DArray with the set's stamp and frame."""
+    factory = factory or default_factory()
+    header = factory.header(dets.stamp_ns, dets.frame_id)
+    items = []
+    for box, cls, score, ident in zip(dets.boxes_xyxy, dets.class_ids, dets.scores, dets.ids):
+        x0, y0, x1, y1 = (float(v) for v in box)
+        bbox = factory(
+            "vision_msgs/msg/BoundingBox2D",
+            center=factory("vision_msgs/msg/Pose2D",
+                           position=factory("vision_msgs/msg/Point2D", x=(x0 + x1) / 2, y=(y0 + y1) / 2)),
+            size_x=x1 - x0, size_y=y1 - y0)
+        items.append(factory("vision_msgs/msg/Detection2D", header=header,
+                             results=[_hypothesis(factory, cls, score)], bbox=bbox, id=str(ident)))
+    return factory("vision_msgs/msg/Detection2DArray", header=header, detections=items)
+
+
+def msg_to_detections2d(msg: Any, topic: str = "<unknown topic>") -> Detections2D:
+    """A Detections2D from a Detection2DArray.
+
+    Raises:
+        DetectionError: a detection without hypotheses, or a negative / non-finite box size or centre.
+    """
+    n = len(msg.detections)
+    boxes = np.zeros((n, 4))
+    classes, scores, ids = [], np.zeros(n), []
+    for i, det in enumerate(msg.detections):
+        cx, cy = float(det.bbox.center.position.x), float(det.bbox.center.position.y)
+        w, h = float(det.bbox.size_x), float(det.bbox.size_y)
+        if not (np.isfinite([cx, cy, w, h]).all() and w >= 0 and h >= 0):
+            raise DetectionError(topic, f"detections[{i}].bbox", f"is centre ({cx}, {cy}) size ({w}, {h})",
+                                 "a finite centre and non-negative sizes in pixels")
+        boxes[i] = (cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2)
+        cls, scores[i] = _top_hypothesis(det, topic, i)
+        classes.append(cls)
+        ids.append(str(det.id))
+    return Detections2D(boxes, classes, scores, str(msg.header.frame_id), stamp_to_ns(msg.header.stamp), ids)
+
+
+def detections3d_to_msg(dets: Detections3D, factory: MessageFactory | None = None) -> Any:
+    """A Detection3DArray with the set's stamp and frame."""
+    factory = factory or default_factory()
+    header = factory.header(dets.stamp_ns, dets.frame_id)
+    quats = yaw_to_quat_xyzw(dets.yaws)
+    items = []
+    for center, size, q, cls, score, ident in zip(dets.centers, dets.sizes_lwh, quats, dets.class_ids,
+                                                   dets.scores, dets.ids):
+        pose = factory(
+            "geometry_msgs/msg/Pose",
+            position=factory("geometry_msgs/msg/Point", x=float(center[0]), y=float(center[1]),
+                             z=float(center[2])),
+            orientation=factory("geometry_msgs/msg/Quaternion", x=float(q[0]), y=float(q[1]), z=float(q[2]),
+                                w=float(q[3])))
+        bbox = factory("vision_msgs/msg/BoundingBox3D", center=pose,
+                       size=factory("geometry_msgs/msg/Vector3", x=float(size[0]), y=float(size[1]),
+                                    z=float(size[2])))
+        items.append(factory("vision_msgs/msg/Detection3D", header=header,
+                             results=[_hypothesis(factory, cls, score)], bbox=bbox, id=str(ident)))
+    return factory("vision_msgs/msg/Detection3DArray", header=header, detections=items)
+
+
+def msg_to_detections3d(msg: Any, topic: str = "<unknown topic>") -> Detections3D:
+    """A Detections3D from a Detection3DArray (yaw = heading of the box orientation).
+
+    Raises:
+        DetectionError: a detection without hypotheses, a zero quaternion, or a negative / non-finite size.
+    """
+    n = len(msg.detections)
+    centers, sizes, quats = np.zeros((n, 3)), np.zeros((n, 3)), np.zeros((n, 4))
+    classes, scores, ids = [], np.zeros(n), []
+    for i, det in enumerate(msg.detections):
+        p, o, s = det.bbox.center.position, det.bbox.center.orientation, det.bbox.size
+        centers[i] = (p.x, p.y, p.z)
+        sizes[i] = (s.x, s.y, s.z)
+        quats[i] = (o.x, o.y, o.z, o.w)
+        if not (np.isfinite(sizes[i]).all() and (sizes[i] >= 0).all() and np.isfinite(centers[i]).all()):
+            raise DetectionError(topic, f"detections[{i}].bbox", f"has centre {centers[i]} size {sizes[i]}",
+                                 "a finite centre and non-negative sizes in metres")
+        if not np.isfinite(quats[i]).all() or np.linalg.norm(quats[i]) < 1e-9:
+            raise DetectionError(topic, f"detections[{i}].bbox.center.orientation", f"is {quats[i]}",
+                                 "a unit quaternion (x, y, z, w)")
+        cls, scores[i] = _top_hypothesis(det, topic, i)
+        classes.append(cls)
+        ids.append(str(det.id))
+    yaws = quat_xyzw_to_yaw(quats) if n else np.zeros(0)
+    return Detections3D(centers, sizes, yaws, classes, scores, str(msg.header.frame_id),
+                        stamp_to_ns(msg.header.stamp), ids=ids)

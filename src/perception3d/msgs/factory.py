@@ -1,0 +1,156 @@
+"""One factory that builds ROS 2 messages for either backend, so each conversion is written once.
+
+Backends:
+- 'rosbags': rosbags dataclasses from our typestore (bag runtime, tests, CI). Every field must be given to a
+  rosbags constructor; the factory fills the ones left out with ROS defaults (0, '', empty, nested defaults).
+- 'rclpy': the generated rclpy message classes (ROS 2 host). Numeric arrays given as numpy are handed over as
+  `array.array` built with `frombytes` (the fast path; per-element assignment is what makes Python PointCloud2
+  creation slow), fixed-size arrays as numpy.
+
+Reading needs no factory: both backends expose the same field names, and conversions read arrays through
+`np.asarray` / `np.frombuffer`, which accept numpy arrays, array.array and bytes alike.
+"""
+from __future__ import annotations
+
+import array
+import importlib
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+from rosbags.typesys.base import Nodetype
+
+from .typestore import typestore
+
+# ROS primitive -> numpy dtype (little-endian, as CDR on every platform we run).
+PRIMITIVE_DTYPES: dict[str, str] = {
+    "bool": "bool", "byte": "uint8", "char": "uint8", "int8": "int8", "uint8": "uint8",
+    "int16": "<i2", "uint16": "<u2", "int32": "<i4", "uint32": "<u4", "int64": "<i8", "uint64": "<u8",
+    "float32": "<f4", "float64": "<f8",
+}
+# Non-zero defaults declared in ROS 2 .msg files (rosbags field definitions carry no defaults).
+_FIELD_DEFAULTS: dict[tuple[str, str], Any] = {("geometry_msgs/msg/Quaternion", "w"): 1.0}
+# numpy dtype kind/size -> array.array typecode, for rclpy sequences.
+_ARRAY_TYPECODES: dict[str, str] = {
+    "int8": "b", "uint8": "B", "int16": "h", "uint16": "H", "int32": "i", "uint32": "I",
+    "int64": "q", "uint64": "Q", "float32": "f", "float64": "d",
+}
+
+
+def _rclpy_message_class(msgtype: str) -> type:
+    package, _, name = msgtype.split("/")
+    module = importlib.import_module(f"{package}.msg")
+    return getattr(module, name)
+
+
+class MessageFactory:
+    """Builds messages of a ROS 2 type name ('sensor_msgs/msg/PointCloud2') for one backend."""
+
+    def __init__(self, backend: str = "rosbags",
+                 message_class: Callable[[str], type] | None = None) -> None:
+        if backend not in ("rosbags", "rclpy"):
+            raise ValueError(f"unknown message backend {backend!r}; expected 'rosbags' or 'rclpy'")
+        self.backend = backend
+        self._store = typestore()
+        self._message_class = message_class or _rclpy_message_class
+
+    def __call__(self, msgtype: str, **fields: Any) -> Any:
+        """A message of `msgtype` with the given fields; fields left out take their ROS default."""
+        if self.backend == "rclpy":
+            return self._make_rclpy(msgtype, fields)
+        return self._make_rosbags(msgtype, fields)
+
+    # -- conveniences used by every conversion -------------------------------------------------------------
+    def time(self, stamp_ns: int) -> Any:
+        """builtin_interfaces/Time from integer nanoseconds."""
+        sec, nanosec = divmod(int(stamp_ns), 1_000_000_000)
+        return self("builtin_interfaces/msg/Time", sec=sec, nanosec=nanosec)
+
+    def header(self, stamp_ns: int, frame_id: str) -> Any:
+        """std_msgs/Header with a stamp in nanoseconds."""
+        return self("std_msgs/msg/Header", stamp=self.time(stamp_ns), frame_id=frame_id)
+
+    # -- rosbags ---------------------------------------------------------------------------------------------
+    def _make_rosbags(self, msgtype: str, fields: dict[str, Any]) -> Any:
+        cls = self._store.types[msgtype]
+        _, fielddefs = self._store.fielddefs[msgtype]
+        known = {name for name, _ in fielddefs}
+        unknown = set(fields) - known
+        if unknown:
+            raise TypeError(f"{msgtype} has no field(s) {sorted(unknown)}; fields are {sorted(known)}")
+        values = {}
+        for name, desc in fielddefs:
+            if name in fields:
+                values[name] = self._rosbags_value(desc, fields[name])
+            elif (msgtype, name) in _FIELD_DEFAULTS:
+                values[name] = _FIELD_DEFAULTS[(msgtype, name)]
+            else:
+                values[name] = self._rosbags_default(desc)
+        return cls(**values)
+
+    def _rosbags_value(self, desc: tuple, value: Any) -> Any:
+        nodetype, detail = desc
+        if nodetype in (Nodetype.ARRAY, Nodetype.SEQUENCE):
+            (elem_type, elem_detail), _ = detail
+            if elem_type == Nodetype.BASE and elem_detail[0] in PRIMITIVE_DTYPES:
+                return np.ascontiguousarray(value, dtype=PRIMITIVE_DTYPES[elem_detail[0]]).reshape(-1)
+            return list(value)
+        return value
+
+    def _rosbags_default(self, desc: tuple) -> Any:
+        nodetype, detail = desc
+        if nodetype == Nodetype.BASE:
+            base = detail[0]
+            if base == "string":
+                return ""
+            if base == "bool":
+                return False
+            return 0.0 if base.startswith("float") else 0
+        if nodetype == Nodetype.NAME:
+            return self._make_rosbags(detail, {})
+        (elem_type, elem_detail), length = detail
+        if nodetype == Nodetype.ARRAY:
+            if elem_type == Nodetype.BASE and elem_detail[0] in PRIMITIVE_DTYPES:
+                return np.zeros(length, dtype=PRIMITIVE_DTYPES[elem_detail[0]])
+            return [self._rosbags_default((elem_type, elem_detail)) for _ in range(length)]
+        if elem_type == Nodetype.BASE and elem_detail[0] in PRIMITIVE_DTYPES:
+            return np.zeros(0, dtype=PRIMITIVE_DTYPES[elem_detail[0]])
+        return []
+
+    # -- rclpy -----------------------------------------------------------------------------------------------
+    def _make_rclpy(self, msgtype: str, fields: dict[str, Any]) -> Any:
+        msg = self._message_class(msgtype)()
+        _, fielddefs = self._store.fielddefs[msgtype]
+        kinds = dict(fielddefs)
+        for name, value in fields.items():
+            if name not in kinds:
+                raise TypeError(f"{msgtype} has no field {name!r}")
+            nodetype, detail = kinds[name]
+            if nodetype == Nodetype.SEQUENCE and isinstance(value, np.ndarray):
+                (elem_type, elem_detail), _ = detail
+                if elem_type == Nodetype.BASE and elem_detail[0] in _ARRAY_TYPECODES:
+                    dtype = np.dtype(PRIMITIVE_DTYPES[elem_detail[0]]).newbyteorder("=")
+                    value = array.array(_ARRAY_TYPECODES[elem_detail[0]],
+                                        np.ascontiguousarray(value, dtype=dtype).tobytes())
+            elif nodetype == Nodetype.ARRAY and not isinstance(value, np.ndarray):
+                (elem_type, elem_detail), _ = detail
+                if elem_type == Nodetype.BASE and elem_detail[0] in PRIMITIVE_DTYPES:
+                    value = np.asarray(value, dtype=PRIMITIVE_DTYPES[elem_detail[0]])
+            setattr(msg, name, value)
+        return msg
+
+
+_DEFAULT: MessageFactory | None = None
+
+
+def default_factory() -> MessageFactory:
+    """The rosbags-backed factory shared by conversions that are not handed one."""
+    global _DEFAULT
+    if _DEFAULT is None:
+        _DEFAULT = MessageFactory("rosbags")
+    return _DEFAULT
+
+
+def stamp_to_ns(stamp: Any) -> int:
+    """Integer nanoseconds of a builtin_interfaces/Time (either backend)."""
+    return int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)

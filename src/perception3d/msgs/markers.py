@@ -1,0 +1,67 @@
+"""visualization_msgs/MarkerArray builders for RViz: 3D boxes as line lists, voxels as one CUBE_LIST.
+
+Each array starts with a DELETEALL marker in the same namespace, so boxes of the previous frame never linger
+(the stale-box complaint of vision_msgs#99).
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ..core.boxes import box_corners
+from ..core.classes import DETECTION_COLORS
+from ..core.detections import Detections3D
+from .factory import MessageFactory, default_factory
+
+# Marker type / action constants of visualization_msgs/Marker.
+LINE_LIST, CUBE_LIST = 5, 6
+ADD, DELETEALL = 0, 3
+
+# Corner index pairs of the 12 box edges (corner order of core.boxes).
+_BOX_EDGES = [(0, 1), (1, 2), (2, 3), (3, 0), (4, 5), (5, 6), (6, 7), (7, 4), (0, 4), (1, 5), (2, 6), (3, 7)]
+
+
+def _color(factory: MessageFactory, rgb, alpha: float = 1.0) -> Any:
+    return factory("std_msgs/msg/ColorRGBA", r=rgb[0] / 255.0, g=rgb[1] / 255.0, b=rgb[2] / 255.0, a=alpha)
+
+
+def _point(factory: MessageFactory, xyz) -> Any:
+    return factory("geometry_msgs/msg/Point", x=float(xyz[0]), y=float(xyz[1]), z=float(xyz[2]))
+
+
+def _delete_all(factory: MessageFactory, header: Any, ns: str) -> Any:
+    return factory("visualization_msgs/msg/Marker", header=header, ns=ns, id=0, action=DELETEALL)
+
+
+def box_markers(dets: Detections3D, ns: str = "detections", line_width: float = 0.08,
+                factory: MessageFactory | None = None) -> Any:
+    """MarkerArray with one LINE_LIST per box (12 edges), coloured by class (grey for unknown classes)."""
+    factory = factory or default_factory()
+    header = factory.header(dets.stamp_ns, dets.frame_id)
+    markers = [_delete_all(factory, header, ns)]
+    corners = box_corners(dets.centers, dets.sizes_lwh, dets.yaws)
+    for i in range(len(dets)):
+        rgb = DETECTION_COLORS.get(str(dets.class_ids[i]), (160, 160, 160))
+        points = [_point(factory, corners[i, k]) for edge in _BOX_EDGES for k in edge]
+        markers.append(factory(
+            "visualization_msgs/msg/Marker", header=header, ns=ns, id=i + 1, type=LINE_LIST, action=ADD,
+            pose=factory("geometry_msgs/msg/Pose"),
+            scale=factory("geometry_msgs/msg/Vector3", x=line_width, y=0.0, z=0.0),
+            color=_color(factory, rgb), points=points))
+    return factory("visualization_msgs/msg/MarkerArray", markers=markers)
+
+
+def voxel_markers(centers: np.ndarray, colors_rgb: np.ndarray, resolution: float, stamp_ns: int, frame_id: str,
+                  ns: str = "occupancy", alpha: float = 0.9, factory: MessageFactory | None = None) -> Any:
+    """MarkerArray with one CUBE_LIST: cubes of edge `resolution` at centres (N, 3), per-cube colours (N, 3)."""
+    factory = factory or default_factory()
+    header = factory.header(stamp_ns, frame_id)
+    cubes = factory(
+        "visualization_msgs/msg/Marker", header=header, ns=ns, id=1, type=CUBE_LIST, action=ADD,
+        pose=factory("geometry_msgs/msg/Pose"),
+        scale=factory("geometry_msgs/msg/Vector3", x=resolution, y=resolution, z=resolution),
+        color=_color(factory, (255, 255, 255), alpha),
+        points=[_point(factory, c) for c in np.asarray(centers)],
+        colors=[_color(factory, c, alpha) for c in np.asarray(colors_rgb)])
+    return factory("visualization_msgs/msg/MarkerArray", markers=[_delete_all(factory, header, ns), cubes])
