@@ -1,0 +1,21 @@
+"""Shared pytest configuration: hypothesis profile sized for a 2-core CI machine."""
+from hypothesis import HealthCheck, settings
+
+settings.register_profile("ci", max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("ci")
+
+import json  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+
+RIG_PATHS = [Path(__file__).resolve().parents[1].parent / "shared" / "reference" / "nuscenes-rig.json"]
+
+
+@pytest.fixture(scope="session")
+def rig() -> dict:
+    """The nuScenes sensor rig (shared/reference/nuscenes-rig.json beside the checkout)."""
+    for path in RIG_PATHS:
+        if path.exists():
+            return json.loads(path.read_text())
+    pytest.skip("nuscenes-rig.json not found beside the checkout")
