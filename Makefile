@@ -18,7 +18,7 @@ demo: $(STAMP)
 	$(VENV)/bin/perception3d demo --out demo_out
 
 test: $(STAMP)
-	$(VENV)/bin/ruff check src test benchmarks launch setup.py
+	$(VENV)/bin/ruff check .
 	$(PY) -m pytest -q
 
 bench: $(STAMP)
