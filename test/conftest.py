@@ -1,13 +1,12 @@
-"""Shared pytest configuration: hypothesis profile sized for a 2-core CI machine."""
+"""Shared pytest configuration: hypothesis profile sized for a 2-core CI machine, shared fixtures."""
+import json
+from pathlib import Path
+
+import pytest
 from hypothesis import HealthCheck, settings
 
 settings.register_profile("ci", max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 settings.load_profile("ci")
-
-import json  # noqa: E402
-from pathlib import Path  # noqa: E402
-
-import pytest  # noqa: E402
 
 RIG_PATHS = [Path(__file__).resolve().parents[1].parent / "shared" / "reference" / "nuscenes-rig.json"]
 

@@ -1,6 +1,8 @@
 """core.camera projection and msgs.camera_info conversion/validation."""
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from perception3d.core.camera import CameraModel, backproject_pixels, project_points
 from perception3d.errors import CameraInfoError
@@ -75,3 +77,19 @@ def test_invalid_camera_info_raises_typed_error(overrides, field, message):
     with pytest.raises(CameraInfoError) as info:
         camera_info_to_model(_info(**overrides), TOPIC)
     assert info.value.source == TOPIC and info.value.field == field and message in str(info.value)
+
+finite_or_not = st.one_of(st.floats(-2000, 2000), st.sampled_from([0.0, float("nan"), float("inf")]))
+
+
+@given(st.lists(finite_or_not, min_size=9, max_size=9), st.integers(-2, 2000), st.integers(-2, 2000),
+       st.sampled_from(["", "plumb_bob", "rational_polynomial", "equidistant", "weird"]), st.integers(0, 9))
+def test_random_camera_info_is_valid_or_raises_camera_info_error(k, width, height, model, n_d):
+    msg = _info(k=np.array(k), width=max(width, 0), height=max(height, 0), distortion_model=model, d=np.zeros(n_d))
+    try:
+        cam = camera_info_to_model(msg, TOPIC)
+    except CameraInfoError as err:
+        assert err.source == TOPIC and err.field
+        return
+    # Accepted: then the model is usable for projection.
+    assert cam.width > 0 and cam.height > 0 and np.isfinite(cam.K_inv).all()
+    assert cam.K[0, 0] > 0 and cam.K[1, 1] > 0
