@@ -67,7 +67,7 @@ class Param:
         if self.type.endswith("_array"):
             schema = {"type": "array", "items": item, "description": self.description, "default": self.default}
             if self.type == "string_array":
-                schema["uniqueItems"] = True
+                schema.update(uniqueItems=True, minItems=1)
             return schema
         return {**item, "description": self.description, "default": self.default}
 
@@ -165,23 +165,31 @@ def default_parameter_file(node_params: Mapping[str, Sequence[Param]]) -> str:
         doc[node] = {PARAMS_KEY: _nest({p.name: p.default for p in params})}
     header = ("# perception3d parameters (ROS 2 parameter file). `/**` holds the parameters every node declares;\n"
               "# `<node>` sections hold a node's own parameters and may override shared ones.\n"
-              "# Schema: perception3d.schema.json. Regenerate with `perception3d params --yaml`.\n")
+              "# Schema: perception3d.schema.json. Regenerate with `perception3d params --write`.\n")
     return header + yaml.safe_dump(doc, sort_keys=False, default_flow_style=None, width=100)
 
 
-def _error_key(error: Any) -> str:
+def _error_line(error: Any) -> str:
+    """'[section] dotted.key: problem' of one jsonschema error."""
     path = [str(p) for p in error.absolute_path if p != PARAMS_KEY]
     if error.validator == "additionalProperties":
         extra = sorted(set(error.instance) - set(error.schema.get("properties", {})))
+        known = ", ".join(error.schema.get("properties", {}))
         path.append(",".join(extra))
-    return ".".join(path) if path else "<top level>"
+        problem = f"unknown key (known here: {known})"
+    else:
+        problem = error.message
+    if not path[:-1] and error.validator == "additionalProperties":
+        return f"{path[-1]}: unknown node section (known: {', '.join(error.schema.get('properties', {}))})"
+    section, key = (path[0], ".".join(path[1:])) if path else ("", "")
+    return f"[{section}] {key}: {problem}" if key else f"[{section}]: {problem}"
 
 
 def validate_parameter_document(doc: Any, node_params: Mapping[str, Sequence[Param]], source: str) -> None:
     """Check a parsed parameter file against the schema.
 
     Raises:
-        ConfigError: naming the file, the offending key (section.dotted.name) and the problem.
+        ConfigError: naming the file, and for each problem the section, the dotted key and what is wrong.
     """
     import jsonschema
 
@@ -191,13 +199,7 @@ def validate_parameter_document(doc: Any, node_params: Mapping[str, Sequence[Par
     validator = jsonschema.Draft7Validator(parameter_schema(node_params))
     errors = sorted(validator.iter_errors(doc), key=lambda e: list(map(str, e.absolute_path)))
     if errors:
-        lines = []
-        for e in errors:
-            key = _error_key(e)
-            problem = ("unknown key" if e.validator == "additionalProperties"
-                       else f"{e.message}")
-            lines.append(f"  {key}: {problem}")
-        raise ConfigError(f"{source}: invalid parameters:\n" + "\n".join(lines))
+        raise ConfigError(f"{source}: invalid parameters:\n" + "\n".join(f"  {_error_line(e)}" for e in errors))
 
 
 def resolve_node_parameters(doc: Mapping[str, Any] | None, node: str, own: Sequence[Param],
@@ -268,7 +270,8 @@ def markdown_tables(schema: Mapping[str, Any]) -> str:
                 allowed = f"[{item.get('minimum', '-inf')}, {item.get('maximum', 'inf')}]"
             else:
                 allowed = ""
-            out.append(f"| `{name}` | {kind} | {_markdown_value(s['default'])} | {allowed} | {s['description']} |")
+            description = s["description"].replace("|", "\\|")
+            out.append(f"| `{name}` | {kind} | {_markdown_value(s['default'])} | {allowed} | {description} |")
         out.append("")
     return "\n".join(out).rstrip() + "\n"
 
