@@ -128,6 +128,9 @@ class NodeRunner:
         if unmapped:
             raise ConfigError(f"node {self.name}: no topic for port(s) {unmapped}; the graph must map every port")
         self.inputs: dict[str, InputPort] = {topics[p.port]: p for p in ports}
+        if len(self.inputs) != len(ports):
+            raise ConfigError(f"node {self.name}: two input ports map to one topic: "
+                              f"{sorted((p.port, topics[p.port]) for p in ports)}")
         self.outputs = {port: (topics[port], spec) for port, spec in outputs.items()}
         streams = definition.camera_streams
         self.sync = (LidarSync(sync_config_from_params(params, streams))

@@ -150,8 +150,8 @@ def replay(bag_path: str | Path, out_path: str | Path, graph: Graph, config: str
         tf_topics = [t for t in (TF_STATIC_TOPIC, TF_TOPIC) if t in reader.topics]
         if not tf_topics:
             summary.warnings.append("the bag has neither /tf nor /tf_static: frames needing a transform are dropped")
-        read_topics = sorted(set(tf_topics) | (set(subscribers) & set(reader.topics)))
-        copied = set(read_topics) if copy_inputs else set(tf_topics)
+        read_set = set(tf_topics) | (set(subscribers) & set(reader.topics))
+        copied = read_set if copy_inputs else set(tf_topics)
         custom = {"perception3d.source_bag": bag_path.name, "perception3d.nodes": ",".join(r.name for r in runners)}
         with BagWriter(out_path, custom_data=custom) as writer:
             for topic in sorted(copied):
@@ -169,9 +169,11 @@ def replay(bag_path: str | Path, out_path: str | Path, graph: Graph, config: str
             labels_written = False
             bar = tqdm(total=reader.message_count, unit="msg", desc="replay", disable=not progress)
             try:
-                for message in reader.messages(read_topics):
+                for message in reader.messages():  # all topics: the count then tells a short read apart
                     summary.messages_in += 1
                     bar.update()
+                    if message.topic not in read_set:
+                        continue
                     if message.topic in copied:
                         writer.write_raw(message.topic, message.stamp_ns, message.rawdata)
                         summary.messages_out += 1
@@ -190,6 +192,9 @@ def replay(bag_path: str | Path, out_path: str | Path, graph: Graph, config: str
                             publish(runner.label_infos(message.stamp_ns))
                     for runner in subscribers[message.topic]:
                         publish(runner.on_message(message.topic, msg))
+                if summary.messages_in < reader.message_count:
+                    summary.error = (f"{bag_path}: storage ended after {summary.messages_in} of "
+                                     f"{reader.message_count} messages (truncated or corrupt?)")
                 for runner in runners:  # upstream first: its last outputs reach downstream before they flush
                     publish(runner.flush())
             except KeyboardInterrupt:

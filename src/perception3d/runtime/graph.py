@@ -185,3 +185,19 @@ def implemented_definitions(graph: Graph = FULL_GRAPH) -> dict[str, type[NodeDef
         except NodeNotImplementedError:
             continue
     return out
+
+
+def load_graph(reference: str) -> Graph:
+    """The Graph object named 'module:NAME'.
+
+    Raises:
+        ConfigError: the module or name does not exist, or is not a Graph.
+    """
+    module_name, _, attr = reference.partition(":")
+    try:
+        graph = getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError) as exc:
+        raise ConfigError(f"graph {reference!r} not found ({exc}); expected MODULE:NAME of a Graph") from exc
+    if not isinstance(graph, Graph):
+        raise ConfigError(f"{reference} is a {type(graph).__name__}, not a runtime.graph.Graph")
+    return graph

@@ -11,6 +11,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, required=True, help="output rosbag2 directory to create (MCAP)")
     parser.add_argument("--graph", nargs="+", default=["full"], metavar="full|NODE",
                         help="'full' (default) or the node names to run, e.g. detection3d segmentation")
+    parser.add_argument("--graph-def", default="perception3d.runtime.graph:FULL_GRAPH", metavar="MODULE:NAME",
+                        help="the Graph object to select nodes from (default: the full perception graph); another "
+                             "one runs custom node sets")
     parser.add_argument("--config", type=Path, default=None,
                         help="parameter file (layout of config/perception3d.yaml); default: built-in defaults")
     parser.add_argument("--remap", action="append", default=[], metavar="FROM:=TO",
@@ -24,9 +27,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..msgs.bag import sigterm_as_interrupt
     from .bag import parse_remaps, replay
-    from .graph import FULL_GRAPH
+    from .graph import load_graph
 
-    graph = FULL_GRAPH.select(args.graph).with_remaps(parse_remaps(args.remap))
+    graph = load_graph(args.graph_def).select(args.graph).with_remaps(parse_remaps(args.remap))
     with sigterm_as_interrupt():
         summary = replay(args.bag, args.out, graph, config=args.config, copy_inputs=args.copy_inputs,
                          progress=not args.no_progress)
