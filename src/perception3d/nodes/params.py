@@ -219,6 +219,18 @@ def resolve_node_parameters(doc: Mapping[str, Any] | None, node: str, own: Seque
     return values
 
 
+def validate_node_values(node: str, own: Sequence[Param], values: Mapping[str, Any],
+                         source: str = "<parameters>") -> dict[str, Any]:
+    """Validate one node's {dotted name: value} (e.g. as the rclpy host read them) and return them resolved.
+
+    Raises:
+        ConfigError: naming the node and the key, as for a parameter file.
+    """
+    doc = {SHARED_SECTION: {PARAMS_KEY: {}}, node: {PARAMS_KEY: _nest(values)}}
+    validate_parameter_document(doc, {node: own}, source)
+    return resolve_node_parameters(doc, node, own, source)
+
+
 def load_parameters(path: str | Path | None, node_params: Mapping[str, Sequence[Param]]) -> dict[str, dict]:
     """{node: {dotted name: value}} for the given nodes, from a parameter file (None = all defaults).
 

@@ -64,6 +64,7 @@ class ThrottledLog:
 class NodeStats:
     """Per-node counters: frames triggered / processed / skipped, outputs, drops by reason, timings [ms]."""
 
+    messages: Counter = field(default_factory=Counter)  # per input topic
     frames_in: int = 0
     frames_processed: int = 0
     frames_skipped: int = 0
@@ -136,11 +137,13 @@ class NodeRunner:
         self.sync = (LidarSync(sync_config_from_params(params, streams))
                      if definition.trigger == "lidar" and streams else None)
         self._camera_info: dict[str, Any] = {}  # camera -> latest valid CameraModel (camera trigger)
+        self._health_previous: dict[str, int] = {}
 
     # -- input ------------------------------------------------------------------------------------------------
     def on_message(self, topic: str, msg: Any) -> list[Published]:
         """Handle one input message (stamped in its header); returns what to publish now."""
         port = self.inputs[topic]
+        self.stats.messages[topic] += 1
         try:
             stamp_ns = stamp_to_ns(msg.header.stamp)
         except AttributeError:
@@ -178,6 +181,39 @@ class NodeRunner:
                 msg = label_info_msg(spec.label_classes, stamp_ns, factory=self.node.factory)
                 out.append(Published(f"{topic}/label_info", stamp_ns, msg, "vision_msgs/msg/LabelInfo", LATCHED))
         return out
+
+    def health(self, elapsed_s: float) -> tuple[str, str, dict[str, str]]:
+        """(level 'OK' | 'WARN' | 'ERROR', summary, {key: value}) for diagnostics, over the last elapsed_s.
+
+        WARN when sets went out partial or messages were dropped in the window, ERROR when frames came in but
+        none was processed; input rates [Hz] are per topic over the window.
+        """
+        s, previous = self.stats, self._health_previous
+        sync = self.sync.stats if self.sync else None
+        now = {"frames_in": s.frames_in, "processed": s.frames_processed, "drops": sum(s.drops.values()),
+               "partial": sync.partial if sync else 0, **{f"rate {t}": n for t, n in s.messages.items()}}
+        delta = {k: v - previous.get(k, 0) for k, v in now.items()}
+        self._health_previous = now
+        values = {"model": self.node.model_state(), "frames in": str(s.frames_in),
+                  "frames processed": str(s.frames_processed), "frames skipped (no subscribers)": str(s.frames_skipped),
+                  "outputs": str(s.outputs)}
+        values.update({f"{k} [Hz]": f"{v / elapsed_s:.2f}" for k, v in delta.items() if k.startswith("rate ")})
+        p50, p95 = s.percentiles_ms()
+        values["processing ms p50/p95"] = f"{p50:.1f}/{p95:.1f}"
+        for reason, n in s.drops.items():
+            values[f"dropped: {reason}"] = str(n)
+        if sync:
+            values.update({"sync matched": str(sync.matched), "sync partial": str(sync.partial),
+                           "sync dropped": str(sync.dropped_total), "sync resets": str(sync.resets)})
+            for cam, (median, worst) in sync.delta_summary_ms().items():
+                values[f"{cam} |stamp - target| ms median/max"] = f"{median:.1f}/{worst:.1f}"
+            values.update({f"{cam} missing": str(n) for cam, n in sync.missing.items()})
+        if delta["frames_in"] and not delta["processed"] and not s.frames_skipped:
+            return "ERROR", f"{delta['frames_in']} frames in, none processed (see dropped: ...)", values
+        if delta["partial"] or delta["drops"]:
+            return "WARN", f"{delta['partial']} partial sets, {delta['drops']} drops in the last {elapsed_s:.1f} s", \
+                values
+        return "OK", f"{delta['processed']} frames processed in the last {elapsed_s:.1f} s", values
 
     # -- frames -----------------------------------------------------------------------------------------------
     def _run_sets(self, sets: list[SyncedSet]) -> list[Published]:
