@@ -24,6 +24,7 @@ from perception3d.core.sensor_timing import (
 from perception3d.msgs.bag import BagWriter
 from perception3d.msgs.camera_info import camera_model_to_camera_info
 from perception3d.msgs.detections import detections2d_to_msg, detections3d_to_msg
+from perception3d.msgs.image import compressed_image_msg, encode_jpeg
 from perception3d.msgs.pointcloud import NUSCENES_LIDAR_DTYPE, array_to_pointcloud2, xyz
 from perception3d.msgs.qos import LATCHED, SENSOR, TF
 from perception3d.msgs.tf import tf_message, transform_stamped
@@ -32,6 +33,7 @@ from perception3d.nodes.params import Param
 from perception3d.runtime.graph import LIDAR_TOPIC, Graph, GraphNode, GraphOutput
 
 T0 = 1_533_000_000_000_000_000
+IMAGE_SIZE = (16, 12)  # width, height of the test JPEGs
 OBJECTS_TOPIC = "/test/objects"
 # base_link <- LIDAR_TOP: the nuScenes mounting (x right, y forward) 0.94 m ahead, 1.84 m up
 T_BASE_LIDAR = make_transform(np.array([[0.0, 1.0, 0.0], [-1.0, 0.0, 0.0], [0.0, 0.0, 1.0]]), [0.94, 0.0, 1.84])
@@ -51,11 +53,13 @@ def ego_pose(stamp_ns: int) -> np.ndarray:
 
 
 def write_nuscenes_timed_bag(path: Path, duration_s: float = 1.0, cameras=CAMERA_NAMES, camera_stop_s=None,
-                             with_tf_static: bool = True, bad_sweeps=()) -> dict:
+                             with_tf_static: bool = True, bad_sweeps=(), with_images: bool = False,
+                             bad_image: tuple[str, int] | None = None) -> dict:
     """A bag with LiDAR 20 Hz and cameras 12 Hz at the rig's offsets; returns {'lidar': stamps, camera: stamps}.
 
     camera_stop_s: {camera: seconds after T0 when it stops publishing}. bad_sweeps: indices of sweeps written with
-    an inconsistent point_step (a malformed PointCloud2).
+    an inconsistent point_step (a malformed PointCloud2). with_images: also write IMAGE_SIZE JPEGs on
+    /<camera>/image/compressed; bad_image = (camera, frame index) whose JPEG bytes are garbage.
     """
     end = T0 + int(duration_s * 1e9)
     lidar = firing_stamps_ns(LIDAR_RATE_HZ, T0, end)
@@ -85,6 +89,10 @@ def write_nuscenes_timed_bag(path: Path, duration_s: float = 1.0, cameras=CAMERA
                 bag.write(LIDAR_TOPIC, stamp, cloud, SENSOR)
             else:
                 bag.write(f"/{source}/camera_info", stamp, camera_model_to_camera_info(camera[source], stamp), SENSOR)
+                if with_images:
+                    jpeg = b"not a jpeg" if bad_image == (source, k) else encode_jpeg(
+                        np.full((*IMAGE_SIZE[::-1], 3), 10 + k % 200, np.uint8))
+                    bag.write(f"/{source}/image/compressed", stamp, compressed_image_msg(jpeg, stamp, source), SENSOR)
                 dets = Detections2D(np.array([[10.0, 20.0, 110.0, 220.0]]), ["car"], [0.9], source, stamp)
                 bag.write(f"/{source}/detections", stamp, detections2d_to_msg(dets), SENSOR)
     return stamps
@@ -125,3 +133,32 @@ CENTROID_GRAPH_NODE = GraphNode(
             "~/input/{camera}/detections": "/{camera}/detections"},
     outputs={"~/output/objects": GraphOutput(OBJECTS_TOPIC, "vision_msgs/msg/Detection3DArray")})
 TEST_GRAPH = Graph((CENTROID_GRAPH_NODE,))
+
+
+class ImageBoxNode(NodeDefinition):
+    """Test node, camera-triggered: one 'car' box covering each image, score = mean brightness / 255."""
+
+    name = "imagebox"
+    trigger = "camera"
+    camera_streams = ("image", "camera_info")
+    outputs = (OutputSpec("~/output/{camera}/detections", "vision_msgs/msg/Detection2DArray"),)
+
+    def process(self, frame, tf, timer):
+        ((name, cam),) = frame.cameras.items()
+        with timer.stage("infer"):
+            h, w = cam.image.shape[:2]
+            dets = Detections2D(np.array([[0.0, 0.0, w, h]]), ["car"], [cam.image.mean() / 255.0], cam.frame_id,
+                                frame.stamp_ns)
+        return [(f"~/output/{name}/detections", detections2d_to_msg(dets, self.factory))]
+
+
+CHAIN_GRAPH = Graph((
+    GraphNode("imagebox", ImageBoxNode,
+              inputs={"~/input/{camera}/image": "/{camera}/image/compressed",
+                      "~/input/{camera}/camera_info": "/{camera}/camera_info"},
+              outputs={"~/output/{camera}/detections": GraphOutput("/imagebox/{camera}/detections",
+                                                                   "vision_msgs/msg/Detection2DArray")}),
+    GraphNode("centroid", CentroidNode,
+              inputs={**CENTROID_GRAPH_NODE.inputs, "~/input/{camera}/detections": "/imagebox/{camera}/detections"},
+              outputs=CENTROID_GRAPH_NODE.outputs),
+))

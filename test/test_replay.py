@@ -188,3 +188,28 @@ def test_truncated_or_corrupt_bag_gives_a_clear_error(full_bag, tmp_path):
     summary = replay(corrupt, tmp_path / "out2", TEST_GRAPH, progress=False)
     assert "storage ended after" in summary.error and "STOPPED" in summary.format()
     assert 0 < len(objects(read_mcap(tmp_path / "out2"))) < 20  # outputs before the damage are kept, readable
+
+
+def test_camera_triggered_node_feeds_a_lidar_node(tmp_path):
+    from replay_fixtures import CHAIN_GRAPH, IMAGE_SIZE
+
+    bag = tmp_path / "images"
+    stamps = write_nuscenes_timed_bag(bag, duration_s=1.0, with_images=True, bad_image=("CAM_BACK", 3))
+    summary = replay(bag, tmp_path / "out", CHAIN_GRAPH, progress=False)
+    messages = read_mcap(tmp_path / "out")
+    boxes = [(topic, t, m) for topic, t, m in messages if topic.startswith("/imagebox/")]
+    camera_frames = sum(len(v) for k, v in stamps.items() if k != "lidar")
+    assert len(boxes) == camera_frames - 1  # every image but the broken one
+    for topic, t, m in boxes:
+        assert stamp_to_ns(m.header.stamp) == t and topic == f"/imagebox/{m.header.frame_id}/detections"
+        assert (m.detections[0].bbox.size_x, m.detections[0].bbox.size_y) == IMAGE_SIZE
+    imagebox, centroid = summary.runners
+    assert imagebox.stats.drops == {"ImageError: /CAM_BACK/image/compressed field 'data'": 1}
+    outs = objects(messages)
+    assert [t for t, _ in outs] == [int(s) for s in stamps["lidar"]]
+    # sweeps for which no other CAM_BACK frame than the broken one lies within the 50 ms tolerance lose CAM_BACK
+    others = np.delete(stamps["CAM_BACK"], 3)
+    target = stamps["lidar"] - 10_400_000
+    lost = [int(s) for s, tt in zip(stamps["lidar"], target) if np.abs(others - tt).min() > 50_000_000]
+    assert lost and [t for t, m in outs if "CAM_BACK" not in {d.id for d in m.detections}] == lost
+    assert centroid.sync.stats.partial == len(lost) == centroid.sync.stats.missing["CAM_BACK"]

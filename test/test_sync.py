@@ -199,3 +199,25 @@ def test_pending_lidar_queue_overflow_is_counted():
 def test_config_rejects_unknown_camera_offset():
     with pytest.raises(ValueError, match="CAM_X"):
         make_config(offsets_ns={"CAM_X": 0})
+
+
+def test_greedy_approximate_time_reimplementation():
+    from perception3d.bench.sync import GreedyApproximateTime, run_greedy, run_ours, scripted_events
+
+    same = GreedyApproximateTime(3, queue_size=5, slop_ns=10 * MS)
+    for k in range(10):
+        for i in range(3):
+            same.add(i, T0 + k * 100 * MS, None)
+    assert same.emitted == [(T0 + k * 100 * MS,) * 3 for k in range(10)]
+    events = scripted_events(3.0, jitter_ns=2 * MS)
+    greedy = GreedyApproximateTime(7, queue_size=10, slop_ns=50 * MS)
+    for stamp, index, _ in events:
+        greedy.add(index, stamp, None)
+    used = [s for combo in greedy.emitted for s in combo[1:]]
+    assert len(used) == len(set(used))  # a matched message is consumed
+    assert all(max(c) - min(c) < 50 * MS for c in greedy.emitted)
+    sweeps = sum(1 for e in events if e[1] == 0)
+    cam_frames = min(sum(1 for e in events if e[1] == i) for i in range(1, 7))
+    assert len(greedy.emitted) <= cam_frames < sweeps
+    assert run_ours(events, 50 * MS, 100 * MS, 10) == (sweeps, sweeps)
+    assert run_greedy(events, 50 * MS, 10)[0] == len(greedy.emitted)
