@@ -15,7 +15,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from ..errors import ConfigError
-from ..nodes.base import NodeDefinition
+from ..nodes.base import CAMERA_STREAM_TYPES, LIDAR_PORT, LIDAR_TYPES, NodeDefinition
 
 LIDAR_TOPIC = "/LIDAR_TOP/points"
 TF_TOPIC = "/tf"
@@ -201,3 +201,25 @@ def load_graph(reference: str) -> Graph:
     if not isinstance(graph, Graph):
         raise ConfigError(f"{reference} is a {type(graph).__name__}, not a runtime.graph.Graph")
     return graph
+
+
+def _short_type(msgtype: str) -> str:
+    package, _, name = msgtype.split("/")
+    return f"`{package}/{name}`"
+
+
+def topics_markdown(graph: Graph = FULL_GRAPH) -> str:
+    """README table of every node's ports, default topics, types and QoS (from the graph, `<camera>` per camera)."""
+    rows = ["| node | port | default topic | type | QoS |", "|---|---|---|---|---|"]
+    for node in graph.nodes:
+        for port, topic in node.inputs.items():
+            stream = port.rsplit("/", 1)[1]
+            types = LIDAR_TYPES if port == LIDAR_PORT else CAMERA_STREAM_TYPES[stream]
+            topic = (f"`{DETECTOR2D_DETECTIONS_TOPIC}` (detector2d running), else `{EXTERNAL_DETECTIONS_TOPIC}`"
+                     if topic == DETECTIONS_PLACEHOLDER else f"`{topic}`")
+            rows.append(f"| `{node.name}` | `{port}` | {topic} | {' or '.join(map(_short_type, types))} | "
+                        f"best effort (sensor data) |".replace("{camera}", "<camera>"))
+        for port, out in node.outputs.items():
+            rows.append(f"| `{node.name}` | `{port}` | `{out.topic}` | {_short_type(out.msgtype)} | reliable |"
+                        .replace("{camera}", "<camera>"))
+    return "\n".join(rows) + "\n"
