@@ -54,12 +54,13 @@ def ego_pose(stamp_ns: int) -> np.ndarray:
 
 def write_nuscenes_timed_bag(path: Path, duration_s: float = 1.0, cameras=CAMERA_NAMES, camera_stop_s=None,
                              with_tf_static: bool = True, bad_sweeps=(), with_images: bool = False,
-                             bad_image: tuple[str, int] | None = None) -> dict:
+                             bad_image: tuple[str, int] | None = None, tf_every: int = 1) -> dict:
     """A bag with LiDAR 20 Hz and cameras 12 Hz at the rig's offsets; returns {'lidar': stamps, camera: stamps}.
 
     camera_stop_s: {camera: seconds after T0 when it stops publishing}. bad_sweeps: indices of sweeps written with
     an inconsistent point_step (a malformed PointCloud2). with_images: also write IMAGE_SIZE JPEGs on
-    /<camera>/image/compressed; bad_image = (camera, frame index) whose JPEG bytes are garbage.
+    /<camera>/image/compressed; bad_image = (camera, frame index) whose JPEG bytes are garbage. tf_every: /tf
+    (map -> base_link) at every n-th sweep only (nuScenes keyframes: every 10th), always including the last one.
     """
     end = T0 + int(duration_s * 1e9)
     lidar = firing_stamps_ns(LIDAR_RATE_HZ, T0, end)
@@ -80,9 +81,10 @@ def write_nuscenes_timed_bag(path: Path, duration_s: float = 1.0, cameras=CAMERA
             statics += [transform_stamped(np.eye(4), "base_link", c, T0) for c in cameras]
             bag.write("/tf_static", T0 - 1, tf_message(statics), LATCHED)
         for stamp, source, k in events:
-            if source == "lidar":
+            if source == "lidar" and (k % tf_every == 0 or k == len(lidar) - 1):
                 bag.write("/tf", stamp, tf_message([transform_stamped(ego_pose(stamp), "map", "base_link", stamp)]),
                           TF)
+            if source == "lidar":
                 cloud = array_to_pointcloud2(sweep_points(k), stamp, "LIDAR_TOP")
                 if k in bad_sweeps:
                     cloud.point_step = 0
@@ -108,13 +110,14 @@ class CentroidNode(NodeDefinition):
 
     name = "centroid"
     description = "test fixture"
-    parameters = (Param("sleep_s", "float", 0.0, "seconds to sleep per frame (slow-node tests)", 0.0, 1.0),)
+    parameters = (Param("sleep_s", "float", 0.0, "seconds to sleep per frame (slow-node tests)", 0.0, 1.0),
+                  Param("output_frame", "string", "base_link", "frame of the reported centroid"))
     camera_streams = ("camera_info", "detections")
     outputs = (OutputSpec("~/output/objects", "vision_msgs/msg/Detection3DArray", label_classes=("car",)),)
 
     def process(self, frame, tf, timer):
         with timer.stage("pre"):
-            T = tf.lookup(self.params["base_frame"], frame.lidar.frame_id, frame.stamp_ns)
+            T = tf.lookup(self.params["output_frame"], frame.lidar.frame_id, frame.stamp_ns)
             pts = transform_points(T, xyz(frame.lidar.points))
         with timer.stage("infer"):
             centroid = pts.mean(axis=0)
@@ -123,7 +126,7 @@ class CentroidNode(NodeDefinition):
             names = sorted(frame.cameras)
             n = len(names)
             dets = Detections3D(np.tile(centroid, (n, 1)), np.ones((n, 3)), np.zeros(n), ["car"] * n, np.ones(n),
-                                self.params["base_frame"], frame.stamp_ns, ids=names)
+                                self.params["output_frame"], frame.stamp_ns, ids=names)
         return [("~/output/objects", detections3d_to_msg(dets, self.factory))]
 
 

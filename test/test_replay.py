@@ -213,3 +213,20 @@ def test_camera_triggered_node_feeds_a_lidar_node(tmp_path):
     lost = [int(s) for s, tt in zip(stamps["lidar"], target) if np.abs(others - tt).min() > 50_000_000]
     assert lost and [t for t, m in outs if "CAM_BACK" not in {d.id for d in m.detections}] == lost
     assert centroid.sync.stats.partial == len(lost) == centroid.sync.stats.missing["CAM_BACK"]
+
+
+def test_sparse_tf_is_interpolated_at_each_sweep_stamp(tmp_path):
+    from replay_fixtures import ego_pose
+
+    bag = tmp_path / "sparse_tf"
+    stamps = write_nuscenes_timed_bag(bag, duration_s=1.0, tf_every=10)  # /tf at 2 Hz, as nuScenes keyframes
+    config = tmp_path / "map.yaml"
+    config.write_text("/**:\n  ros__parameters: {}\ncentroid:\n  ros__parameters:\n    output_frame: map\n")
+    summary = replay(bag, tmp_path / "out", TEST_GRAPH, config=config, progress=False)
+    outs = objects(read_mcap(tmp_path / "out"))
+    assert len(outs) == len(stamps["lidar"]) and not summary.runners[0].stats.drops
+    for k, (t, msg) in enumerate(outs):
+        c = msg.detections[0].bbox.center.position
+        expected = ego_pose(t)[:3, :3] @ expected_centroid_base(k) + ego_pose(t)[:3, 3]
+        np.testing.assert_allclose([c.x, c.y, c.z], expected, atol=1e-4)
+        assert msg.header.frame_id == "map"

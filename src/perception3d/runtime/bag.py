@@ -109,6 +109,24 @@ def _check_inputs(runners: Sequence[NodeRunner], bag_topics: Mapping[str, str], 
     return warnings
 
 
+def _load_transforms(reader: BagReader, tf_topics: Sequence[str], tf: TfBuffer, summary: ReplaySummary) -> None:
+    """Fill the buffer with every /tf_static and /tf transform of the bag before the data pass.
+
+    A frame is processed some time after its LiDAR sweep (when its cameras are decided); /tf may come at a lower
+    rate (the nuScenes converter writes it at 2 Hz keyframes), so the buffer must already hold the transform after
+    the sweep stamp to interpolate. Transforms are small; loading them first costs one extra pass over the index.
+    """
+    tf.cache_time_ns = max(tf.cache_time_ns, reader.end_ns - reader.start_ns + 1)
+    for message in reader.messages(tf_topics):
+        try:
+            transforms = tf_message_to_transforms(message.decode())
+        except Exception as exc:  # rosbags raises assorted errors on corrupt CDR
+            summary.drops[f"undecodable message on {message.topic} ({type(exc).__name__})"] += 1
+            continue
+        for parent, child, stamp, T in transforms:
+            tf.set_transform(parent, child, stamp, T, static=message.topic == TF_STATIC_TOPIC)
+
+
 def replay(bag_path: str | Path, out_path: str | Path, graph: Graph, config: str | Path | None = None,
            copy_inputs: bool = False, progress: bool = True,
            log: Callable[[str], None] | None = None) -> ReplaySummary:
@@ -150,6 +168,7 @@ def replay(bag_path: str | Path, out_path: str | Path, graph: Graph, config: str
         tf_topics = [t for t in (TF_STATIC_TOPIC, TF_TOPIC) if t in reader.topics]
         if not tf_topics:
             summary.warnings.append("the bag has neither /tf nor /tf_static: frames needing a transform are dropped")
+        _load_transforms(reader, tf_topics, tf, summary)
         read_set = set(tf_topics) | (set(subscribers) & set(reader.topics))
         copied = read_set if copy_inputs else set(tf_topics)
         custom = {"perception3d.source_bag": bag_path.name, "perception3d.nodes": ",".join(r.name for r in runners)}
@@ -177,14 +196,12 @@ def replay(bag_path: str | Path, out_path: str | Path, graph: Graph, config: str
                     if message.topic in copied:
                         writer.write_raw(message.topic, message.stamp_ns, message.rawdata)
                         summary.messages_out += 1
+                    if message.topic in (TF_TOPIC, TF_STATIC_TOPIC):
+                        continue  # loaded beforehand
                     try:
                         msg = message.decode()
                     except Exception as exc:  # rosbags raises assorted errors on corrupt CDR
                         summary.drops[f"undecodable message on {message.topic} ({type(exc).__name__})"] += 1
-                        continue
-                    if message.topic in (TF_TOPIC, TF_STATIC_TOPIC):
-                        for parent, child, stamp, T in tf_message_to_transforms(msg):
-                            tf.set_transform(parent, child, stamp, T, static=message.topic == TF_STATIC_TOPIC)
                         continue
                     if not labels_written:
                         labels_written = True
