@@ -132,6 +132,7 @@ class NodeRunner:
         if len(self.inputs) != len(ports):
             raise ConfigError(f"node {self.name}: two input ports map to one topic: "
                               f"{sorted((p.port, topics[p.port]) for p in ports)}")
+        self._topic_of = {(p.camera, p.stream): topic for topic, p in self.inputs.items()}
         self.outputs = {port: (topics[port], spec) for port, spec in outputs.items()}
         streams = definition.camera_streams
         self.sync = (LidarSync(sync_config_from_params(params, streams))
@@ -219,16 +220,24 @@ class NodeRunner:
     def _run_sets(self, sets: list[SyncedSet]) -> list[Published]:
         out = []
         for synced in sets:
+            if self._skip():
+                continue
             frame = self._decode(synced)
             if frame is not None:
                 out += self._run(frame)
         return out
 
-    def _decode(self, synced: SyncedSet) -> Frame | None:
+    def _skip(self) -> bool:
+        """Count a frame; True (and counted as skipped) while nobody listens to the outputs."""
         self.stats.frames_in += 1
-        lidar_topic = next(t for t, p in self.inputs.items() if p.stream is None)
+        if self.wanted():
+            return False
+        self.stats.frames_skipped += 1
+        return True
+
+    def _decode(self, synced: SyncedSet) -> Frame | None:
         try:
-            points = pointcloud2_to_array(synced.lidar, lidar_topic)
+            points = pointcloud2_to_array(synced.lidar, self._topic_of[(None, None)])
         except InputError as exc:
             self._drop_error(exc)
             return None
@@ -249,7 +258,7 @@ class NodeRunner:
     def _camera_input(self, name: str, stamp_ns: int, delta_ns: int, messages: Mapping[str, Any]) -> CameraInput:
         data = CameraInput(name, stamp_ns, delta_ns, frame_id="", msgs=dict(messages))
         for stream, msg in messages.items():
-            topic = next(t for t, p in self.inputs.items() if p.camera == name and p.stream == stream)
+            topic = self._topic_of[(name, stream)]
             if stream == "camera_info":
                 data.camera = msg  # validated on arrival
                 data.frame_id = data.frame_id or msg.frame_id
@@ -263,7 +272,8 @@ class NodeRunner:
         return data
 
     def _camera_frame(self, camera: str, stamp_ns: int, image_msg: Any) -> list[Published]:
-        self.stats.frames_in += 1
+        if self._skip():
+            return []
         messages = {"image": image_msg}
         if "camera_info" in self.definition.camera_streams:
             model = self._camera_info.get(camera)
@@ -279,9 +289,6 @@ class NodeRunner:
         return self._run(Frame(stamp_ns, None, {camera: data}, {}))
 
     def _run(self, frame: Frame) -> list[Published]:
-        if not self.wanted():
-            self.stats.frames_skipped += 1
-            return []
         timer = StageTimer()
         start = time.perf_counter()
         try:
