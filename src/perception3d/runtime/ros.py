@@ -112,8 +112,11 @@ class RosNodeHost:
         self.publishers = {topic: self.node.create_publisher(message_class(spec.msgtype), topic,
                                                              rclpy_qos(spec.qos))
                            for topic, spec in self.runner.outputs.values()}
+        self.label_publishers = []
         for item in self.runner.label_infos(self.node.get_clock().now().nanoseconds):  # latched, published once
-            self.node.create_publisher(message_class(item.msgtype), item.topic, rclpy_qos(item.qos)).publish(item.msg)
+            publisher = self.node.create_publisher(message_class(item.msgtype), item.topic, rclpy_qos(item.qos))
+            publisher.publish(item.msg)
+            self.label_publishers.append(publisher)
         self.timing_publishers = {
             stage: self.node.create_publisher(Float64, f"~/debug/processing_time_ms/{stage}", 1)
             for stage in (*STAGES, "total")}
@@ -130,8 +133,7 @@ class RosNodeHost:
         self.sync_timer = self.node.create_timer(SYNC_TIMER_PERIOD_S, self._advance)
 
     def _has_subscribers(self) -> bool:
-        return any(pub.get_subscription_count() > 0 for topic, pub in self.publishers.items()
-                   if not topic.endswith("/label_info"))
+        return any(pub.get_subscription_count() > 0 for pub in self.publishers.values())
 
     def _on_message(self, topic: str, msg: Any) -> None:
         self._deliver(lambda: self.runner.on_message(topic, msg))
