@@ -162,6 +162,8 @@ def replay(bag_path: str | Path, out_path: str | Path, graph: Graph, config: str
         for topic in runner.inputs:
             subscribers[topic].append(runner)
     produced = {topic for r in runners for topic, _ in r.outputs.values()}
+    writer = BagWriter(out_path, custom_data={"perception3d.source_bag": bag_path.name,  # refuses an existing path
+                                              "perception3d.nodes": ",".join(r.name for r in runners)})
 
     with BagReader(bag_path) as reader:
         summary.warnings += _check_inputs(runners, reader.topics, produced, bag_path)
@@ -171,8 +173,7 @@ def replay(bag_path: str | Path, out_path: str | Path, graph: Graph, config: str
         _load_transforms(reader, tf_topics, tf, summary)
         read_set = set(tf_topics) | (set(subscribers) & set(reader.topics))
         copied = read_set if copy_inputs else set(tf_topics)
-        custom = {"perception3d.source_bag": bag_path.name, "perception3d.nodes": ",".join(r.name for r in runners)}
-        with BagWriter(out_path, custom_data=custom) as writer:
+        with writer:
             for topic in sorted(copied):
                 qos = LATCHED if topic == TF_STATIC_TOPIC else TF if topic == TF_TOPIC else SENSOR
                 writer.add_topic(topic, reader.topics[topic], qos)
