@@ -71,3 +71,17 @@ def test_history_restarts_after_a_time_jump_backwards():
     np.testing.assert_allclose(tf.lookup("map", "base_link", 100 * S)[:3, 3], [42.0, 0, 0])
     with pytest.raises(TransformError):
         tf.lookup("map", "base_link", 119 * S)
+
+
+def test_lookup_across_time_compensates_ego_motion(buffer):
+    from perception3d.nodes.base import lookup_across_time
+
+    t_cam, t_lidar = 10 * S, 11 * S
+    T = lookup_across_time(buffer, "CAM_FRONT", t_cam, "LIDAR_TOP", t_lidar)
+    # a point fixed in the world: seen by the LiDAR at t_lidar, where does the camera at t_cam see it?
+    p_lidar = np.array([1.0, 8.0, 0.0, 1.0])
+    p_map = rot_z(0.2, (110.0, 4.0, 0.0)) @ rot_z(-np.pi / 2, (0.94, 0.0, 1.84)) @ p_lidar
+    p_cam = np.linalg.inv(rot_z(0.0, (100.0, 0.0, 0.0)) @ rot_z(0.3, (1.7, 0.0, 1.5))) @ p_map
+    np.testing.assert_allclose(T @ p_lidar, p_cam, atol=1e-9)
+    same_time = lookup_across_time(buffer, "CAM_FRONT", t_lidar, "LIDAR_TOP", t_lidar)
+    np.testing.assert_allclose(same_time, buffer.lookup("CAM_FRONT", "LIDAR_TOP", t_lidar), atol=1e-9)
