@@ -39,6 +39,7 @@ import numpy as np
 
 from ..core.camera import CameraModel
 from ..core.detections import Detections2D
+from ..core.geometry import invert_transform
 from ..msgs.factory import MessageFactory, default_factory
 from ..msgs.qos import OUTPUT, SENSOR, QosSpec
 from .params import Param
@@ -162,8 +163,6 @@ def lookup_across_time(tf: TransformLookup, target_frame: str, target_stamp_ns: 
     lookup_transform_full): T = inv(T_fixed_target(t_target)) @ T_fixed_source(t_source). Use it to project a LiDAR
     sweep into a camera image taken tens of milliseconds earlier.
     """
-    from ..core.geometry import invert_transform
-
     T_fixed_target = tf.lookup(fixed_frame, target_frame, target_stamp_ns)
     T_fixed_source = tf.lookup(fixed_frame, source_frame, source_stamp_ns)
     return invert_transform(T_fixed_target) @ T_fixed_source
