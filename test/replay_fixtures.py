@@ -54,13 +54,15 @@ def ego_pose(stamp_ns: int) -> np.ndarray:
 
 def write_nuscenes_timed_bag(path: Path, duration_s: float = 1.0, cameras=CAMERA_NAMES, camera_stop_s=None,
                              with_tf_static: bool = True, bad_sweeps=(), with_images: bool = False,
-                             bad_image: tuple[str, int] | None = None, tf_every: int = 1) -> dict:
+                             bad_image: tuple[str, int] | None = None, tf_every: int = 1,
+                             skip_topics: tuple[str, ...] = ()) -> dict:
     """A bag with LiDAR 20 Hz and cameras 12 Hz at the rig's offsets; returns {'lidar': stamps, camera: stamps}.
 
     camera_stop_s: {camera: seconds after T0 when it stops publishing}. bad_sweeps: indices of sweeps written with
     an inconsistent point_step (a malformed PointCloud2). with_images: also write IMAGE_SIZE JPEGs on
     /<camera>/image/compressed; bad_image = (camera, frame index) whose JPEG bytes are garbage. tf_every: /tf
     (map -> base_link) at every n-th sweep only (nuScenes keyframes: every 10th), always including the last one.
+    skip_topics: topics left out of the bag.
     """
     end = T0 + int(duration_s * 1e9)
     lidar = firing_stamps_ns(LIDAR_RATE_HZ, T0, end)
@@ -76,27 +78,31 @@ def write_nuscenes_timed_bag(path: Path, duration_s: float = 1.0, cameras=CAMERA
     camera = {c: CameraModel(np.array([[1266.4, 0, 816.3], [0, 1266.4, 491.5], [0, 0, 1]]), 1600, 900,
                              frame_id=c) for c in cameras}
     with BagWriter(path) as bag:
+        def write(topic, stamp, msg, qos):
+            if topic not in skip_topics:
+                bag.write(topic, stamp, msg, qos)
+
         if with_tf_static:
             statics = [transform_stamped(T_BASE_LIDAR, "base_link", "LIDAR_TOP", T0)]
             statics += [transform_stamped(np.eye(4), "base_link", c, T0) for c in cameras]
-            bag.write("/tf_static", T0 - 1, tf_message(statics), LATCHED)
+            write("/tf_static", T0 - 1, tf_message(statics), LATCHED)
         for stamp, source, k in events:
             if source == "lidar" and (k % tf_every == 0 or k == len(lidar) - 1):
-                bag.write("/tf", stamp, tf_message([transform_stamped(ego_pose(stamp), "map", "base_link", stamp)]),
+                write("/tf", stamp, tf_message([transform_stamped(ego_pose(stamp), "map", "base_link", stamp)]),
                           TF)
             if source == "lidar":
                 cloud = array_to_pointcloud2(sweep_points(k), stamp, "LIDAR_TOP")
                 if k in bad_sweeps:
                     cloud.point_step = 0
-                bag.write(LIDAR_TOPIC, stamp, cloud, SENSOR)
+                write(LIDAR_TOPIC, stamp, cloud, SENSOR)
             else:
-                bag.write(f"/{source}/camera_info", stamp, camera_model_to_camera_info(camera[source], stamp), SENSOR)
+                write(f"/{source}/camera_info", stamp, camera_model_to_camera_info(camera[source], stamp), SENSOR)
                 if with_images:
                     jpeg = b"not a jpeg" if bad_image == (source, k) else encode_jpeg(
                         np.full((*IMAGE_SIZE[::-1], 3), 10 + k % 200, np.uint8))
-                    bag.write(f"/{source}/image/compressed", stamp, compressed_image_msg(jpeg, stamp, source), SENSOR)
+                    write(f"/{source}/image/compressed", stamp, compressed_image_msg(jpeg, stamp, source), SENSOR)
                 dets = Detections2D(np.array([[10.0, 20.0, 110.0, 220.0]]), ["car"], [0.9], source, stamp)
-                bag.write(f"/{source}/detections", stamp, detections2d_to_msg(dets), SENSOR)
+                write(f"/{source}/detections", stamp, detections2d_to_msg(dets), SENSOR)
     return stamps
 
 

@@ -230,3 +230,14 @@ def test_sparse_tf_is_interpolated_at_each_sweep_stamp(tmp_path):
         expected = ego_pose(t)[:3, :3] @ expected_centroid_base(k) + ego_pose(t)[:3, 3]
         np.testing.assert_allclose([c.x, c.y, c.z], expected, atol=1e-4)
         assert msg.header.frame_id == "map"
+
+
+def test_missing_camera_info_marks_that_camera_missing(tmp_path):
+    bag = tmp_path / "no_info"
+    stamps = write_nuscenes_timed_bag(bag, duration_s=0.5, skip_topics=("/CAM_FRONT_LEFT/camera_info",))
+    summary = replay(bag, tmp_path / "out", TEST_GRAPH, progress=False)
+    outs = objects(read_mcap(tmp_path / "out"))
+    assert len(outs) == len(stamps["lidar"])
+    assert all("CAM_FRONT_LEFT" not in {d.id for d in m.detections} and len(m.detections) == 5 for _, m in outs)
+    assert summary.runners[0].sync.stats.missing["CAM_FRONT_LEFT"] == len(outs)
+    assert any("/CAM_FRONT_LEFT/camera_info" in w for w in summary.warnings)
