@@ -88,8 +88,7 @@ def write_nuscenes_timed_bag(path: Path, duration_s: float = 1.0, cameras=CAMERA
             write("/tf_static", T0 - 1, tf_message(statics), LATCHED)
         for stamp, source, k in events:
             if source == "lidar" and (k % tf_every == 0 or k == len(lidar) - 1):
-                write("/tf", stamp, tf_message([transform_stamped(ego_pose(stamp), "map", "base_link", stamp)]),
-                          TF)
+                write("/tf", stamp, tf_message([transform_stamped(ego_pose(stamp), "map", "base_link", stamp)]), TF)
             if source == "lidar":
                 cloud = array_to_pointcloud2(sweep_points(k), stamp, "LIDAR_TOP")
                 if k in bad_sweeps:
