@@ -68,6 +68,7 @@ setup(
     cmdclass={"build_py": BuildPyWithMessages},
     zip_safe=False,
     entry_points={
-        "console_scripts": [f"{PACKAGE} = {PACKAGE}.cli:main"],
+        "console_scripts": [f"{PACKAGE} = {PACKAGE}.cli:main"] + [
+            f"{PACKAGE}_{node} = {PACKAGE}.runtime.ros:main_{node}" for node in NODE_EXECUTABLES],
     },
 )

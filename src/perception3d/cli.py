@@ -11,6 +11,8 @@ from .errors import Perception3DError
 # name -> (module, one-line help). Modules are imported when the parser is built; keep their top level light.
 COMMANDS: dict[str, tuple[str, str]] = {
     "bench": ("perception3d.bench.command", "run a benchmark suite and record its figures"),
+    "replay": ("perception3d.runtime.replay_command", "run graph nodes over a rosbag2 without ROS, record outputs"),
+    "params": ("perception3d.runtime.params_command", "parameter schema, default file and README tables"),
 }
 
 

@@ -1,0 +1,123 @@
+"""A small time-indexed transform tree (the ROS-free stand-in for a tf2 Buffer).
+
+Edges map child frame -> (parent frame, transform). Static edges (/tf_static) hold for all time; dynamic edges
+(/tf) keep a stamped history of `cache_time_ns` and are interpolated between the two neighbouring stamps (linear
+translation, slerp rotation: core.geometry.interpolate_transform). Lookups are at the data's own stamp; like tf2
+there is no extrapolation beyond the buffered history, except `max_extrapolation_ns` (default 0) at either end.
+"""
+from __future__ import annotations
+
+import bisect
+
+import numpy as np
+
+from ..errors import TransformError
+from .geometry import interpolate_transform, invert_transform
+
+
+class _History:
+    def __init__(self, parent: str) -> None:
+        self.parent = parent
+        self.stamps: list[int] = []
+        self.transforms: list[np.ndarray] = []
+
+    def insert(self, stamp_ns: int, T: np.ndarray, cache_time_ns: int) -> None:
+        if self.stamps and stamp_ns < self.stamps[-1] - cache_time_ns:  # time went backwards (bag loop)
+            self.stamps, self.transforms = [], []
+        i = bisect.bisect_left(self.stamps, stamp_ns)
+        if i < len(self.stamps) and self.stamps[i] == stamp_ns:
+            self.transforms[i] = T
+        else:
+            self.stamps.insert(i, stamp_ns)
+            self.transforms.insert(i, T)
+        keep_from = bisect.bisect_left(self.stamps, self.stamps[-1] - cache_time_ns)
+        del self.stamps[:keep_from], self.transforms[:keep_from]
+
+    def at(self, stamp_ns: int, child: str, max_extrapolation_ns: int) -> np.ndarray:
+        first, last = self.stamps[0], self.stamps[-1]
+        if stamp_ns < first - max_extrapolation_ns or stamp_ns > last + max_extrapolation_ns:
+            raise TransformError(f"{self.parent} -> {child}: no transform at {stamp_ns} ns; /tf has "
+                                 f"{first}..{last} ns (lookups at a stamp outside the received /tf are not "
+                                 f"extrapolated)")
+        i = bisect.bisect_left(self.stamps, stamp_ns)
+        if i < len(self.stamps) and self.stamps[i] == stamp_ns:
+            return self.transforms[i]
+        if i == 0:
+            return self.transforms[0]
+        if i == len(self.stamps):
+            return self.transforms[-1]
+        s0, s1 = self.stamps[i - 1], self.stamps[i]
+        return interpolate_transform(self.transforms[i - 1], self.transforms[i], (stamp_ns - s0) / (s1 - s0))
+
+
+class TfBuffer:
+    """Static and dynamic transforms; `lookup(target, source, stamp_ns)` returns T_target_source (4x4)."""
+
+    def __init__(self, cache_time_ns: int = 30_000_000_000, max_extrapolation_ns: int = 0) -> None:
+        self.cache_time_ns = int(cache_time_ns)
+        self.max_extrapolation_ns = int(max_extrapolation_ns)
+        self._static: dict[str, tuple[str, np.ndarray]] = {}
+        self._dynamic: dict[str, _History] = {}
+
+    @property
+    def frames(self) -> set[str]:
+        """Every frame named by a received transform."""
+        out = set(self._static) | set(self._dynamic)
+        out |= {p for p, _ in self._static.values()} | {h.parent for h in self._dynamic.values()}
+        return out
+
+    def set_transform(self, parent: str, child: str, stamp_ns: int, T_parent_child: np.ndarray,
+                      static: bool = False) -> None:
+        """Add one transform mapping child coordinates into parent (from /tf_static when static)."""
+        T = np.asarray(T_parent_child, dtype=np.float64)
+        if T.shape != (4, 4) or not np.all(np.isfinite(T)):
+            raise TransformError(f"{parent} -> {child}: transform is not a finite 4x4 matrix")
+        if static:
+            self._dynamic.pop(child, None)
+            self._static[child] = (parent, T)
+            return
+        history = self._dynamic.get(child)
+        if history is None or history.parent != parent:
+            self._static.pop(child, None)
+            history = self._dynamic[child] = _History(parent)
+        history.insert(int(stamp_ns), T, self.cache_time_ns)
+
+    def clear_dynamic(self) -> None:
+        """Forget /tf history (static transforms stay), e.g. after a time jump."""
+        self._dynamic.clear()
+
+    def _to_root(self, frame: str, stamp_ns: int) -> tuple[str, np.ndarray]:
+        """(root frame, T_root_frame) following parents from frame."""
+        T = np.eye(4)
+        seen = {frame}
+        while True:
+            if frame in self._static:
+                parent, T_parent_frame = self._static[frame]
+            elif frame in self._dynamic:
+                history = self._dynamic[frame]
+                parent, T_parent_frame = history.parent, history.at(stamp_ns, frame, self.max_extrapolation_ns)
+            else:
+                return frame, T
+            T = T_parent_frame @ T
+            if parent in seen:
+                raise TransformError(f"transform loop through frame {parent!r}")
+            seen.add(parent)
+            frame = parent
+
+    def lookup(self, target_frame: str, source_frame: str, stamp_ns: int) -> np.ndarray:
+        """4x4 T_target_source at stamp_ns.
+
+        Raises:
+            TransformError: an unknown frame, frames in separate trees, or a stamp outside the /tf history.
+        """
+        known = self.frames
+        for frame in (target_frame, source_frame):
+            if frame not in known:
+                raise TransformError(f"frame {frame!r} unknown (looking up {target_frame} <- {source_frame}); "
+                                     f"known frames: {sorted(known)}")
+        root_t, T_root_target = self._to_root(target_frame, stamp_ns)
+        root_s, T_root_source = self._to_root(source_frame, stamp_ns)
+        if root_t != root_s:
+            raise TransformError(f"{target_frame} (tree {root_t}) and {source_frame} (tree {root_s}) are not "
+                                 f"connected")
+        return invert_transform(T_root_target) @ T_root_source

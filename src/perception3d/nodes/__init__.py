@@ -1,0 +1,1 @@
+"""Node definitions: parameters, inputs, outputs and process(); the NodeRunner shared by both hosts."""

@@ -1,0 +1,330 @@
+"""NodeRunner: the host-independent part of running a node, shared by the bag runtime and the rclpy host.
+
+A host hands every input message to `on_message(topic, msg)` and publishes the `Published` records it gets back.
+The runner synchronizes (core.sync.LidarSync, message time), decodes and validates inputs into a `Frame`, calls
+`process`, times it (pre/infer/post/total ms), checks the outputs (declared port, source stamp), and turns every
+InputError / TransformError into a counted, throttled-logged drop: a node never dies on one bad message.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ..core.sync import LidarSync, SyncConfig, SyncedSet
+from ..errors import ConfigError, InputError, TransformError
+from ..msgs.camera_info import camera_info_to_model
+from ..msgs.detections import msg_to_detections2d
+from ..msgs.factory import MessageFactory, stamp_to_ns
+from ..msgs.image import compressed_image_to_array, image_to_array
+from ..msgs.labels import label_info_msg
+from ..msgs.pointcloud import pointcloud2_to_array
+from ..msgs.qos import LATCHED, QosSpec
+from .base import STAGES, CameraInput, Frame, InputPort, LidarInput, NodeDefinition, StageTimer, TransformLookup
+
+_LOG = logging.getLogger("perception3d")
+
+
+@dataclass(frozen=True)
+class Published:
+    """A message to publish: topic, stamp [ns] (the source stamp), message, its type and QoS."""
+
+    topic: str
+    stamp_ns: int
+    msg: Any
+    msgtype: str
+    qos: QosSpec
+
+
+class ThrottledLog:
+    """Logs each distinct key at most once per period_s (wall clock); counts what it held back."""
+
+    def __init__(self, log: Callable[[str], None], period_s: float, clock: Callable[[], float] = time.monotonic):
+        self._log, self.period_s, self._clock = log, period_s, clock
+        self._last: dict[str, float] = {}
+        self._held: Counter = Counter()
+
+    def __call__(self, key: str, text: str) -> None:
+        now = self._clock()
+        last = self._last.get(key)
+        if last is not None and now - last < self.period_s:
+            self._held[key] += 1
+            return
+        held = self._held.pop(key, 0)
+        self._last[key] = now
+        self._log(text + (f" ({held} similar messages suppressed)" if held else ""))
+
+
+@dataclass
+class NodeStats:
+    """Per-node counters: frames triggered / processed / skipped, outputs, drops by reason, timings [ms]."""
+
+    messages: Counter = field(default_factory=Counter)  # per input topic
+    frames_in: int = 0
+    frames_processed: int = 0
+    frames_skipped: int = 0
+    outputs: int = 0
+    drops: Counter = field(default_factory=Counter)
+    last_error: dict[str, str] = field(default_factory=dict)
+    timings_ms: dict[str, list[float]] = field(default_factory=lambda: {s: [] for s in (*STAGES, "total")})
+
+    def percentiles_ms(self, stage: str = "total") -> tuple[float, float]:
+        """(p50, p95) milliseconds of a stage; NaN when nothing was timed."""
+        values = self.timings_ms[stage]
+        if not values:
+            return float("nan"), float("nan")
+        return float(np.percentile(values, 50)), float(np.percentile(values, 95))
+
+
+def sync_config_from_params(params: Mapping[str, Any], streams: tuple[str, ...]) -> SyncConfig:
+    """The synchronizer settings of a node's parameters for the camera streams it uses.
+
+    camera_info is a latest-valid stream (a static CameraInfo published once is enough) unless it is the only one.
+    """
+    cameras = tuple(params["camera_names"])
+    latest = ("camera_info",) if "camera_info" in streams and len(streams) > 1 else ()
+    keyed = tuple(s for s in streams if s not in latest)
+    return SyncConfig(
+        camera_names=cameras, keyed_streams=keyed, latest_streams=latest,
+        offsets_ns={c: int(round(o * 1e9)) for c, o in zip(cameras, params["sync.camera_offsets_s"])},
+        tolerance_ns=int(round(params["sync.tolerance_s"] * 1e9)),
+        timeout_ns=int(round(params["sync.timeout_s"] * 1e9)),
+        queue_size=int(params["sync.queue_size"]),
+        reset_jump_ns=int(round(params["sync.reset_jump_s"] * 1e9)))
+
+
+class NodeRunner:
+    """Runs one node definition on messages from any host.
+
+    Args:
+        definition: the NodeDefinition subclass.
+        params: validated {dotted name: value} (nodes.params.load_parameters).
+        topics: {port: topic} for every input and output port (runtime.graph resolves them).
+        tf: transform lookup at message stamps.
+        factory: message factory of the host's backend.
+        log: where throttled warnings go (default: the 'perception3d' logger).
+        wanted: returns False while nobody listens to the outputs; frames are then skipped (counted).
+    """
+
+    def __init__(self, definition: type[NodeDefinition], params: Mapping[str, Any], topics: Mapping[str, str],
+                 tf: TransformLookup, factory: MessageFactory | None = None,
+                 log: Callable[[str], None] | None = None, wanted: Callable[[], bool] | None = None) -> None:
+        definition.check_definition()
+        self.definition = definition
+        self.node = definition(params, factory)
+        self.name = definition.name
+        self.tf = tf
+        self.wanted = wanted or (lambda: True)
+        self.stats = NodeStats()
+        self._warn = ThrottledLog(log or _LOG.warning, float(params["log_throttle_s"]))
+        cameras = list(params["camera_names"])
+        ports = definition.input_ports(cameras)
+        outputs = definition.output_ports(cameras)
+        unmapped = [p.port for p in ports if p.port not in topics] + [p for p in outputs if p not in topics]
+        if unmapped:
+            raise ConfigError(f"node {self.name}: no topic for port(s) {unmapped}; the graph must map every port")
+        self.inputs: dict[str, InputPort] = {topics[p.port]: p for p in ports}
+        if len(self.inputs) != len(ports):
+            raise ConfigError(f"node {self.name}: two input ports map to one topic: "
+                              f"{sorted((p.port, topics[p.port]) for p in ports)}")
+        self._topic_of = {(p.camera, p.stream): topic for topic, p in self.inputs.items()}
+        self.outputs = {port: (topics[port], spec) for port, spec in outputs.items()}
+        streams = definition.camera_streams
+        self.sync = (LidarSync(sync_config_from_params(params, streams))
+                     if definition.trigger == "lidar" and streams else None)
+        self._camera_info: dict[str, Any] = {}  # camera -> latest valid CameraModel (camera trigger)
+        self._health_previous: dict[str, int] = {}
+
+    # -- input ------------------------------------------------------------------------------------------------
+    def on_message(self, topic: str, msg: Any) -> list[Published]:
+        """Handle one input message (stamped in its header); returns what to publish now."""
+        port = self.inputs[topic]
+        self.stats.messages[topic] += 1
+        try:
+            stamp_ns = stamp_to_ns(msg.header.stamp)
+        except AttributeError:
+            self._drop(f"{topic}: no header", f"{topic}: message has no header stamp; dropped")
+            return []
+        if port.stream is None:
+            return self._run_sets(self.sync.add_lidar(stamp_ns, msg)) if self.sync else \
+                self._run_sets([SyncedSet(stamp_ns, msg, {}, {})])
+        if port.stream == "camera_info":
+            try:
+                msg = camera_info_to_model(msg, topic)
+            except InputError as exc:
+                self._drop_error(exc)
+                return []
+            if self.sync is None:
+                self._camera_info[port.camera] = msg
+                return []
+        if self.sync is not None:
+            return self._run_sets(self.sync.add_camera(port.camera, port.stream, stamp_ns, msg))
+        return self._camera_frame(port.camera, stamp_ns, msg)  # camera-triggered: an image
+
+    def advance(self, now_ns: int) -> list[Published]:
+        """Move message time on without a message (ROS timer); returns sets released by the timeout."""
+        return self._run_sets(self.sync.advance(now_ns)) if self.sync else []
+
+    def flush(self) -> list[Published]:
+        """End of input: process every pending sweep with what has arrived."""
+        return self._run_sets(self.sync.flush()) if self.sync else []
+
+    def label_infos(self, stamp_ns: int) -> list[Published]:
+        """LabelInfo (transient local) on '<topic>/label_info' for every labelled output."""
+        out = []
+        for topic, spec in self.outputs.values():
+            if spec.label_classes is not None:
+                msg = label_info_msg(spec.label_classes, stamp_ns, factory=self.node.factory)
+                out.append(Published(f"{topic}/label_info", stamp_ns, msg, "vision_msgs/msg/LabelInfo", LATCHED))
+        return out
+
+    def health(self, elapsed_s: float) -> tuple[str, str, dict[str, str]]:
+        """(level 'OK' | 'WARN' | 'ERROR', summary, {key: value}) for diagnostics, over the last elapsed_s.
+
+        WARN when sets went out partial or messages were dropped in the window, ERROR when frames came in but
+        none was processed; input rates [Hz] are per topic over the window.
+        """
+        s, previous = self.stats, self._health_previous
+        sync = self.sync.stats if self.sync else None
+        now = {"frames_in": s.frames_in, "processed": s.frames_processed, "drops": sum(s.drops.values()),
+               "partial": sync.partial if sync else 0, **{f"rate {t}": n for t, n in s.messages.items()}}
+        delta = {k: v - previous.get(k, 0) for k, v in now.items()}
+        self._health_previous = now
+        values = {"model": self.node.model_state(), "frames in": str(s.frames_in),
+                  "frames processed": str(s.frames_processed), "frames skipped (no subscribers)": str(s.frames_skipped),
+                  "outputs": str(s.outputs)}
+        values.update({f"{k} [Hz]": f"{v / elapsed_s:.2f}" for k, v in delta.items() if k.startswith("rate ")})
+        p50, p95 = s.percentiles_ms()
+        values["processing ms p50/p95"] = f"{p50:.1f}/{p95:.1f}"
+        for reason, n in s.drops.items():
+            values[f"dropped: {reason}"] = str(n)
+        if sync:
+            values.update({"sync matched": str(sync.matched), "sync partial": str(sync.partial),
+                           "sync dropped": str(sync.dropped_total), "sync resets": str(sync.resets)})
+            for cam, (median, worst) in sync.delta_summary_ms().items():
+                values[f"{cam} |stamp - target| ms median/max"] = f"{median:.1f}/{worst:.1f}"
+            values.update({f"{cam} missing": str(n) for cam, n in sync.missing.items()})
+        if delta["frames_in"] and not delta["processed"] and not s.frames_skipped:
+            return "ERROR", f"{delta['frames_in']} frames in, none processed (see dropped: ...)", values
+        if delta["partial"] or delta["drops"]:
+            return "WARN", f"{delta['partial']} partial sets, {delta['drops']} drops in the last {elapsed_s:.1f} s", \
+                values
+        return "OK", f"{delta['processed']} frames processed in the last {elapsed_s:.1f} s", values
+
+    # -- frames -----------------------------------------------------------------------------------------------
+    def _run_sets(self, sets: list[SyncedSet]) -> list[Published]:
+        out = []
+        for synced in sets:
+            if self._skip():
+                continue
+            frame = self._decode(synced)
+            if frame is not None:
+                out += self._run(frame)
+        return out
+
+    def _skip(self) -> bool:
+        """Count a frame; True (and counted as skipped) while nobody listens to the outputs."""
+        self.stats.frames_in += 1
+        if self.wanted():
+            return False
+        self.stats.frames_skipped += 1
+        return True
+
+    def _decode(self, synced: SyncedSet) -> Frame | None:
+        try:
+            points = pointcloud2_to_array(synced.lidar, self._topic_of[(None, None)])
+        except InputError as exc:
+            self._drop_error(exc)
+            return None
+        lidar = LidarInput(synced.lidar_stamp_ns, str(synced.lidar.header.frame_id), points, synced.lidar)
+        cameras: dict[str, CameraInput] = {}
+        missing = dict(synced.missing)
+        for name, match in synced.cameras.items():
+            try:
+                cameras[name] = self._camera_input(name, match.stamp_ns, match.delta_ns, match.messages)
+            except InputError as exc:
+                self._drop_error(exc)
+                missing[name] = str(exc)
+        for name, reason in synced.missing.items():
+            self._warn(f"missing {name}", f"{self.name}: {name} missing from the set at {synced.lidar_stamp_ns}: "
+                                          f"{reason}")
+        return Frame(synced.lidar_stamp_ns, lidar, cameras, missing)
+
+    def _camera_input(self, name: str, stamp_ns: int, delta_ns: int, messages: Mapping[str, Any]) -> CameraInput:
+        data = CameraInput(name, stamp_ns, delta_ns, frame_id="", msgs=dict(messages))
+        for stream, msg in messages.items():
+            topic = self._topic_of[(name, stream)]
+            if stream == "camera_info":
+                data.camera = msg  # validated on arrival
+                data.frame_id = data.frame_id or msg.frame_id
+            elif stream == "detections":
+                data.detections = msg_to_detections2d(msg, topic)
+                data.frame_id = str(msg.header.frame_id)
+            elif stream == "image":
+                data.image = (compressed_image_to_array(msg, topic) if hasattr(msg, "format")
+                              else image_to_array(msg, topic))
+                data.frame_id = str(msg.header.frame_id)
+        return data
+
+    def _camera_frame(self, camera: str, stamp_ns: int, image_msg: Any) -> list[Published]:
+        if self._skip():
+            return []
+        messages = {"image": image_msg}
+        if "camera_info" in self.definition.camera_streams:
+            model = self._camera_info.get(camera)
+            if model is None:
+                self._drop(f"{camera}: no camera_info yet", f"{self.name}: waiting for camera_info of {camera}")
+                return []
+            messages["camera_info"] = model
+        try:
+            data = self._camera_input(camera, stamp_ns, 0, messages)
+        except InputError as exc:
+            self._drop_error(exc)
+            return []
+        return self._run(Frame(stamp_ns, None, {camera: data}, {}))
+
+    def _run(self, frame: Frame) -> list[Published]:
+        timer = StageTimer()
+        start = time.perf_counter()
+        try:
+            outputs = self.node.process(frame, self.tf, timer)
+        except (InputError, TransformError) as exc:
+            self._drop_error(exc)
+            return []
+        total_ms = (time.perf_counter() - start) * 1e3
+        self.stats.frames_processed += 1
+        for stage in STAGES:
+            if stage in timer.ms:
+                self.stats.timings_ms[stage].append(timer.ms[stage])
+        self.stats.timings_ms["total"].append(total_ms)
+        published = []
+        for port, msg in outputs:
+            if port not in self.outputs:
+                raise ValueError(f"node {self.name}: process() returned undeclared port {port!r}; "
+                                 f"declared: {sorted(self.outputs)}")
+            topic, spec = self.outputs[port]
+            header = getattr(msg, "header", None)
+            if header is not None and stamp_to_ns(header.stamp) != frame.stamp_ns:
+                raise ValueError(f"node {self.name}: {port} stamped {stamp_to_ns(header.stamp)} instead of the "
+                                 f"source stamp {frame.stamp_ns}")
+            published.append(Published(topic, frame.stamp_ns, msg, spec.msgtype, spec.qos))
+        self.stats.outputs += len(published)
+        return published
+
+    # -- drops ------------------------------------------------------------------------------------------------
+    def _drop(self, reason: str, text: str) -> None:
+        self.stats.drops[reason] += 1
+        self.stats.last_error[reason] = text
+        self._warn(reason, text)
+
+    def _drop_error(self, exc: Exception) -> None:
+        if isinstance(exc, InputError):
+            reason = f"{type(exc).__name__}: {exc.source} field '{exc.field}'"
+        else:
+            reason = f"{type(exc).__name__}: {str(exc).split(':')[0]}"
+        self._drop(reason, f"{self.name}: dropped: {exc}")

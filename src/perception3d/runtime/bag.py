@@ -1,0 +1,239 @@
+"""ROS-free bag runtime: replay a rosbag2 through nodes of the graph and record their outputs in a new MCAP bag.
+
+Messages are read in log-time order; /tf and /tf_static fill a core.tf_buffer.TfBuffer; every other message goes to
+the NodeRunners subscribed to its topic; what a node publishes is written (log time = source stamp) and handed on
+to downstream nodes of the graph. /tf and /tf_static are copied into the output (all inputs with copy_inputs), so
+the output bag alone opens in Foxglove or RViz. The output bag is closed properly on Ctrl-C, SIGTERM (inside
+msgs.bag.sigterm_as_interrupt) or an exception, so what was written stays readable.
+"""
+from __future__ import annotations
+
+import math
+from collections import Counter, defaultdict
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..core.tf_buffer import TfBuffer
+from ..errors import BagError, ConfigError
+from ..msgs.bag import BagReader, BagWriter
+from ..msgs.qos import LATCHED, SENSOR, TF
+from ..msgs.tf import tf_message_to_transforms
+from ..nodes.params import load_parameters
+from ..nodes.runner import NodeRunner, Published
+from .graph import TF_STATIC_TOPIC, TF_TOPIC, Graph
+
+
+@dataclass
+class ReplaySummary:
+    """What a replay did: messages in/out, per-node frames, sync counts, timings, drops and warnings."""
+
+    input_bag: str
+    output_bag: str
+    messages_in: int = 0
+    messages_out: int = 0
+    interrupted: bool = False
+    error: str = ""  # why reading stopped early (truncated or corrupt input); outputs so far are kept
+    runners: list[NodeRunner] = field(default_factory=list)
+    drops: Counter = field(default_factory=Counter)  # replay-level drops (undecodable messages)
+    warnings: list[str] = field(default_factory=list)
+
+    def format(self) -> str:
+        """The end-of-replay report as text."""
+        state = ("INTERRUPTED, output holds what was written so far" if self.interrupted
+                 else f"STOPPED by an input error ({self.error}); output holds what was written so far"
+                 if self.error else "done")
+        lines = [f"replay {state}: {self.input_bag} -> {self.output_bag}",
+                 f"messages read: {self.messages_in}, written: {self.messages_out}"]
+        lines += [f"warning: {w}" for w in self.warnings]
+        header = (f"{'node':<14} {'frames in':>9} {'processed':>9} {'outputs':>8} {'matched':>8} {'partial':>8} "
+                  f"{'sync drop':>9} {'p50 ms':>8} {'p95 ms':>8}")
+        lines += [header, "-" * len(header)]
+        for r in self.runners:
+            s = r.sync.stats if r.sync else None
+            p50, p95 = r.stats.percentiles_ms()
+            lines.append(
+                f"{r.name:<14} {r.stats.frames_in:>9} {r.stats.frames_processed:>9} {r.stats.outputs:>8} "
+                f"{s.matched if s else '-':>8} {s.partial if s else '-':>8} {s.dropped_total if s else '-':>9} "
+                f"{_ms(p50):>8} {_ms(p95):>8}")
+        for r in self.runners:
+            stages = ", ".join("{} {}/{}".format(stage, *map(_ms, r.stats.percentiles_ms(stage)))
+                               for stage in ("pre", "infer", "post") if r.stats.timings_ms[stage])
+            if stages:
+                lines.append(f"{r.name} stages p50/p95 ms: {stages}")
+            if r.sync:
+                deltas = r.sync.stats.delta_summary_ms()
+                if deltas:
+                    lines.append(f"{r.name} |camera - target| median/max ms: " + ", ".join(
+                        f"{cam} {med:.1f}/{mx:.1f}" for cam, (med, mx) in deltas.items()))
+                missing = {c: n for c, n in r.sync.stats.missing.items() if n}
+                if missing:
+                    lines.append(f"{r.name} sets missing a camera: {missing}")
+                for reason, n in r.sync.stats.dropped.items():
+                    lines.append(f"{r.name} sync dropped {n} sweep(s): {reason}")
+            for reason, n in r.stats.drops.items():
+                lines.append(f"{r.name} dropped {n}: {reason} (last: {r.stats.last_error[reason]})")
+        for reason, n in self.drops.items():
+            lines.append(f"replay dropped {n}: {reason}")
+        return "\n".join(lines)
+
+
+def _ms(value: float) -> str:
+    return "-" if math.isnan(value) else f"{value:.2f}"
+
+
+def _check_inputs(runners: Sequence[NodeRunner], bag_topics: Mapping[str, str], produced: set[str],
+                  bag_path: Path) -> list[str]:
+    """Fail on a missing LiDAR topic or a wrong type; return warnings for cameras missing from the bag."""
+    warnings = []
+    for runner in runners:
+        missing_cams: dict[str, list[str]] = defaultdict(list)
+        for topic, port in runner.inputs.items():
+            if topic in produced:
+                continue
+            if topic not in bag_topics:
+                if port.camera is None:
+                    raise BagError(f"{bag_path}: node {runner.name} needs LiDAR topic {topic}, which the bag lacks; "
+                                   f"it has {sorted(bag_topics)} (use --remap {topic}:=<bag topic>)")
+                missing_cams[port.camera].append(topic)
+            elif bag_topics[topic] not in port.msgtypes:
+                raise BagError(f"{bag_path}: topic {topic} has type {bag_topics[topic]}; node {runner.name} "
+                               f"expects {' or '.join(port.msgtypes)} on it")
+        cameras_with_inputs = {p.camera for p in runner.inputs.values() if p.camera is not None}
+        if cameras_with_inputs and set(missing_cams) == cameras_with_inputs:
+            raise BagError(f"{bag_path}: node {runner.name}: no camera topic is in the bag (e.g. "
+                           f"{next(iter(missing_cams.values()))[0]}); it has {sorted(bag_topics)}")
+        for camera, topics in missing_cams.items():
+            warnings.append(f"{runner.name}: {camera} topics {topics} are not in the bag; {camera} will be marked "
+                            f"missing in every set")
+    return warnings
+
+
+def _load_transforms(reader: BagReader, tf_topics: Sequence[str], tf: TfBuffer, summary: ReplaySummary) -> None:
+    """Fill the buffer with every /tf_static and /tf transform of the bag before the data pass.
+
+    A frame is processed some time after its LiDAR sweep (when its cameras are decided); /tf may come at a lower
+    rate (the nuScenes converter writes it at 2 Hz keyframes), so the buffer must already hold the transform after
+    the sweep stamp to interpolate. Transforms are small; loading them first costs one extra pass over the index.
+    """
+    tf.cache_time_ns = max(tf.cache_time_ns, reader.end_ns - reader.start_ns + 1)
+    for message in reader.messages(tf_topics):
+        try:
+            transforms = tf_message_to_transforms(message.decode())
+        except Exception as exc:  # rosbags raises assorted errors on corrupt CDR
+            summary.drops[f"undecodable message on {message.topic} ({type(exc).__name__})"] += 1
+            continue
+        for parent, child, stamp, T in transforms:
+            tf.set_transform(parent, child, stamp, T, static=message.topic == TF_STATIC_TOPIC)
+
+
+def replay(bag_path: str | Path, out_path: str | Path, graph: Graph, config: str | Path | None = None,
+           copy_inputs: bool = False, progress: bool = True,
+           log: Callable[[str], None] | None = None) -> ReplaySummary:
+    """Run the nodes of `graph` over a bag and write their outputs (plus /tf, /tf_static) into out_path.
+
+    Args:
+        bag_path: input rosbag2 directory (MCAP or sqlite3).
+        out_path: output rosbag2 directory to create (MCAP); must not exist.
+        graph: the (sub)graph to run, upstream nodes first (runtime.graph.FULL_GRAPH.select(...)).
+        config: parameter file (config/perception3d.yaml layout); None = defaults.
+        copy_inputs: also copy every input topic the nodes read into the output.
+        progress: show a tqdm progress bar.
+        log: where node warnings go (default: the 'perception3d' logger).
+
+    Raises:
+        NodeNotImplementedError, ConfigError: a node that does not exist yet, or bad parameters (before reading).
+        BagError: unreadable/truncated input, missing LiDAR topic, wrong message type, existing output path.
+    Returns the summary; `summary.interrupted` is True after Ctrl-C / SIGTERM and `summary.error` says why reading
+    stopped on a truncated or corrupt input; in both cases the output is closed cleanly and keeps what was written.
+    """
+    from tqdm import tqdm
+
+    bag_path, out_path = Path(bag_path), Path(out_path)
+    definitions = {node.name: node.load() for node in graph.nodes}
+    params = load_parameters(config, {name: d.parameters for name, d in definitions.items()})
+    tf = TfBuffer()
+    runners = [NodeRunner(definitions[node.name], params[node.name],
+                          graph.topics(node, params[node.name]["camera_names"]), tf, log=log)
+               for node in graph.nodes]
+    summary = ReplaySummary(str(bag_path), str(out_path), runners=runners)
+    subscribers: dict[str, list[NodeRunner]] = defaultdict(list)
+    for runner in runners:
+        for topic in runner.inputs:
+            subscribers[topic].append(runner)
+    produced = {topic for r in runners for topic, _ in r.outputs.values()}
+    writer = BagWriter(out_path, custom_data={"perception3d.source_bag": bag_path.name,  # refuses an existing path
+                                              "perception3d.nodes": ",".join(r.name for r in runners)})
+
+    with BagReader(bag_path) as reader:
+        summary.warnings += _check_inputs(runners, reader.topics, produced, bag_path)
+        tf_topics = [t for t in (TF_STATIC_TOPIC, TF_TOPIC) if t in reader.topics]
+        if not tf_topics:
+            summary.warnings.append("the bag has neither /tf nor /tf_static: frames needing a transform are dropped")
+        _load_transforms(reader, tf_topics, tf, summary)
+        read_set = set(tf_topics) | (set(subscribers) & set(reader.topics))
+        copied = read_set if copy_inputs else set(tf_topics)
+        with writer:
+            for topic in sorted(copied):
+                qos = LATCHED if topic == TF_STATIC_TOPIC else TF if topic == TF_TOPIC else SENSOR
+                writer.add_topic(topic, reader.topics[topic], qos)
+
+            def publish(items: list[Published]) -> None:
+                for item in items:
+                    writer.add_topic(item.topic, item.msgtype, item.qos)
+                    writer.write(item.topic, item.stamp_ns, item.msg, item.qos)
+                    summary.messages_out += 1
+                    for downstream in subscribers.get(item.topic, []):
+                        publish(downstream.on_message(item.topic, item.msg))
+
+            labels_written = False
+            bar = tqdm(total=reader.message_count, unit="msg", desc="replay", disable=not progress)
+            try:
+                for message in reader.messages():  # all topics: the count then tells a short read apart
+                    summary.messages_in += 1
+                    bar.update()
+                    if message.topic not in read_set:
+                        continue
+                    if message.topic in copied:
+                        writer.write_raw(message.topic, message.stamp_ns, message.rawdata)
+                        summary.messages_out += 1
+                    if message.topic in (TF_TOPIC, TF_STATIC_TOPIC):
+                        continue  # loaded beforehand
+                    try:
+                        msg = message.decode()
+                    except Exception as exc:  # rosbags raises assorted errors on corrupt CDR
+                        summary.drops[f"undecodable message on {message.topic} ({type(exc).__name__})"] += 1
+                        continue
+                    if not labels_written:
+                        labels_written = True
+                        for runner in runners:
+                            publish(runner.label_infos(message.stamp_ns))
+                    for runner in subscribers[message.topic]:
+                        publish(runner.on_message(message.topic, msg))
+                if summary.messages_in < reader.message_count:
+                    summary.error = (f"{bag_path}: storage ended after {summary.messages_in} of "
+                                     f"{reader.message_count} messages (truncated or corrupt?)")
+                for runner in runners:  # upstream first: its last outputs reach downstream before they flush
+                    publish(runner.flush())
+            except KeyboardInterrupt:
+                summary.interrupted = True
+            except BagError as exc:
+                summary.error = str(exc)
+            finally:
+                bar.close()
+    return summary
+
+
+def parse_remaps(items: Sequence[str]) -> dict[str, str]:
+    """{from: to} of '--remap from:=to' arguments.
+
+    Raises:
+        ConfigError: an item without ':='.
+    """
+    out = {}
+    for item in items:
+        source, sep, target = item.partition(":=")
+        if not sep or not source or not target:
+            raise ConfigError(f"--remap {item!r}: expected FROM:=TO, e.g. /LIDAR_TOP/points:=/lidar/points")
+        out[source] = target
+    return out

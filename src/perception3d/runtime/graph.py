@@ -1,0 +1,225 @@
+"""The perception graph: which nodes exist, where their definitions live, and how their ports map to topics.
+
+Described once, read by the launch files (remappings, executables) and by the bag runtime (`perception3d
+replay`). Input topics follow the bag conventions of `perception3d convert`: `/LIDAR_TOP/points`,
+`/<camera>/image/compressed`, `/<camera>/camera_info`, `/<camera>/detections` (an external 2D detector's or recorded
+detections), `/tf`, `/tf_static`. Outputs go under `/perception/`.
+
+2D detections: when `detector2d` runs in the same graph, `detection3d` and `segmentation` read its output
+(`/perception/<camera>/detections`); otherwise they read the external `/<camera>/detections`.
+"""
+from __future__ import annotations
+
+import importlib
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+from ..errors import ConfigError
+from ..nodes.base import CAMERA_STREAM_TYPES, LIDAR_PORT, LIDAR_TYPES, NodeDefinition
+
+LIDAR_TOPIC = "/LIDAR_TOP/points"
+TF_TOPIC = "/tf"
+TF_STATIC_TOPIC = "/tf_static"
+DETECTIONS_PLACEHOLDER = "{detections}"
+EXTERNAL_DETECTIONS_TOPIC = "/{camera}/detections"
+DETECTOR2D_DETECTIONS_TOPIC = "/perception/{camera}/detections"
+_CAMERA_INPUTS = {
+    "~/input/{camera}/image": "/{camera}/image/compressed",
+    "~/input/{camera}/camera_info": "/{camera}/camera_info",
+    "~/input/{camera}/detections": DETECTIONS_PLACEHOLDER,
+}
+
+
+class NodeNotImplementedError(ConfigError):
+    """A graph node whose definition module does not exist yet."""
+
+
+@dataclass(frozen=True)
+class GraphOutput:
+    """One output of a graph node: its topic ('{camera}' expands per camera) and message type."""
+
+    topic: str
+    msgtype: str
+
+
+@dataclass(frozen=True)
+class GraphNode:
+    """A node of the graph.
+
+    Attributes:
+        name: node name (parameter section, launch name).
+        definition: 'module:Class' of its NodeDefinition, or the class itself (test graphs).
+        inputs: {port: topic}; '{camera}' expands per camera, '{detections}' resolves as the module doc says.
+        outputs: {port: GraphOutput}.
+        description: one line for the README.
+    """
+
+    name: str
+    definition: str | type[NodeDefinition]
+    inputs: Mapping[str, str]
+    outputs: Mapping[str, GraphOutput]
+    description: str = ""
+
+    @property
+    def executable(self) -> str:
+        """The console script of the rclpy host for this node."""
+        return f"perception3d_{self.name}"
+
+    def load(self) -> type[NodeDefinition]:
+        """The node's definition class.
+
+        Raises:
+            NodeNotImplementedError: its module does not exist yet.
+        """
+        if not isinstance(self.definition, str):
+            definition = self.definition
+        else:
+            module_name, _, class_name = self.definition.partition(":")
+            try:
+                module = importlib.import_module(module_name)
+            except ModuleNotFoundError as exc:
+                if exc.name != module_name:
+                    raise
+                raise NodeNotImplementedError(
+                    f"node {self.name} is not implemented yet ({module_name} does not exist); the graph only "
+                    f"describes its wiring") from exc
+            definition = getattr(module, class_name)
+        self._check(definition)
+        return definition
+
+    def _check(self, definition: type[NodeDefinition]) -> None:
+        if definition.name != self.name:
+            raise TypeError(f"graph node {self.name} loads a definition named {definition.name!r}")
+        for spec in definition.outputs:
+            if spec.port not in self.outputs or self.outputs[spec.port].msgtype != spec.msgtype:
+                raise TypeError(f"{self.name}: output {spec.port} ({spec.msgtype}) is not wired in the graph as "
+                                f"{dict(self.outputs)}")
+
+
+def _expand(mapping: Mapping[str, str], camera_names: Sequence[str]) -> dict[str, str]:
+    out = {}
+    for port, topic in mapping.items():
+        if "{camera}" in port:
+            for camera in camera_names:
+                out[port.format(camera=camera)] = topic.replace("{camera}", camera)
+        else:
+            out[port] = topic
+    return out
+
+
+@dataclass(frozen=True)
+class Graph:
+    """An ordered set of nodes (upstream first) with their wiring."""
+
+    nodes: tuple[GraphNode, ...]
+    remaps: Mapping[str, str] = field(default_factory=dict)
+
+    def node(self, name: str) -> GraphNode:
+        for n in self.nodes:
+            if n.name == name:
+                return n
+        raise ConfigError(f"no node {name!r} in the graph; nodes are {[n.name for n in self.nodes]}")
+
+    def select(self, names: Iterable[str]) -> Graph:
+        """The sub-graph of the named nodes ('full' = all), in graph order."""
+        names = list(names)
+        if names == ["full"]:
+            return self
+        wanted = {self.node(n).name for n in names}
+        return Graph(tuple(n for n in self.nodes if n.name in wanted), self.remaps)
+
+    def with_remaps(self, remaps: Mapping[str, str]) -> Graph:
+        """The same graph with topic renames {from: to} applied after resolution (`--remap a:=b`)."""
+        return Graph(self.nodes, {**self.remaps, **remaps})
+
+    def topics(self, node: GraphNode, camera_names: Sequence[str]) -> dict[str, str]:
+        """{port: topic} of every input and output port of a node of this graph."""
+        detections = (DETECTOR2D_DETECTIONS_TOPIC if any(n.name == "detector2d" for n in self.nodes)
+                      else EXTERNAL_DETECTIONS_TOPIC)
+        mapping = {port: topic.replace(DETECTIONS_PLACEHOLDER, detections) for port, topic in node.inputs.items()}
+        mapping.update({port: out.topic for port, out in node.outputs.items()})
+        return {port: self.remaps.get(topic, topic) for port, topic in _expand(mapping, camera_names).items()}
+
+
+def _camera_inputs(*streams: str) -> dict[str, str]:
+    return {port: topic for port, topic in _CAMERA_INPUTS.items() if port.rsplit("/", 1)[1] in streams}
+
+
+FULL_GRAPH = Graph((
+    GraphNode(
+        "detector2d", "perception3d.nodes.detector2d:Detector2DNode",
+        inputs=_camera_inputs("image", "camera_info"),
+        outputs={"~/output/{camera}/detections": GraphOutput(DETECTOR2D_DETECTIONS_TOPIC,
+                                                               "vision_msgs/msg/Detection2DArray")},
+        description="2D detector per camera"),
+    GraphNode(
+        "detection3d", "perception3d.nodes.detection3d:Detection3DNode",
+        inputs={"~/input/pointcloud": LIDAR_TOPIC, **_camera_inputs("image", "camera_info", "detections")},
+        outputs={"~/output/objects": GraphOutput("/perception/objects", "vision_msgs/msg/Detection3DArray"),
+                 "~/output/markers": GraphOutput("/perception/objects/markers",
+                                                 "visualization_msgs/msg/MarkerArray")},
+        description="2D-detection-guided 3D object detection"),
+    GraphNode(
+        "segmentation", "perception3d.nodes.segmentation:SegmentationNode",
+        inputs={"~/input/pointcloud": LIDAR_TOPIC, **_camera_inputs("camera_info", "detections")},
+        outputs={"~/output/pointcloud": GraphOutput("/perception/segmentation/pointcloud",
+                                                    "sensor_msgs/msg/PointCloud2")},
+        description="2D-box-prior point cloud segmentation (input points + label + score)"),
+    GraphNode(
+        "occupancy", "perception3d.nodes.occupancy:OccupancyNode",
+        inputs={"~/input/pointcloud": LIDAR_TOPIC, **_camera_inputs("image", "camera_info")},
+        outputs={"~/output/grid": GraphOutput("/perception/occupancy/grid", "perception3d_msgs/msg/OccupancyGrid3D"),
+                 "~/output/voxels": GraphOutput("/perception/occupancy/voxels", "sensor_msgs/msg/PointCloud2"),
+                 "~/output/markers": GraphOutput("/perception/occupancy/markers",
+                                                 "visualization_msgs/msg/MarkerArray")},
+        description="3D semantic occupancy"),
+))
+
+
+def implemented_definitions(graph: Graph = FULL_GRAPH) -> dict[str, type[NodeDefinition]]:
+    """{node name: definition} of the graph's nodes whose modules exist."""
+    out = {}
+    for node in graph.nodes:
+        try:
+            out[node.name] = node.load()
+        except NodeNotImplementedError:
+            continue
+    return out
+
+
+def load_graph(reference: str) -> Graph:
+    """The Graph object named 'module:NAME'.
+
+    Raises:
+        ConfigError: the module or name does not exist, or is not a Graph.
+    """
+    module_name, _, attr = reference.partition(":")
+    try:
+        graph = getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError) as exc:
+        raise ConfigError(f"graph {reference!r} not found ({exc}); expected MODULE:NAME of a Graph") from exc
+    if not isinstance(graph, Graph):
+        raise ConfigError(f"{reference} is a {type(graph).__name__}, not a runtime.graph.Graph")
+    return graph
+
+
+def _short_type(msgtype: str) -> str:
+    package, _, name = msgtype.split("/")
+    return f"`{package}/{name}`"
+
+
+def topics_markdown(graph: Graph = FULL_GRAPH) -> str:
+    """README table of every node's ports, default topics, types and QoS (from the graph, `<camera>` per camera)."""
+    rows = ["| node | port | default topic | type | QoS |", "|---|---|---|---|---|"]
+    for node in graph.nodes:
+        for port, topic in node.inputs.items():
+            stream = port.rsplit("/", 1)[1]
+            types = LIDAR_TYPES if port == LIDAR_PORT else CAMERA_STREAM_TYPES[stream]
+            topic = (f"`{DETECTOR2D_DETECTIONS_TOPIC}` (detector2d running), else `{EXTERNAL_DETECTIONS_TOPIC}`"
+                     if topic == DETECTIONS_PLACEHOLDER else f"`{topic}`")
+            rows.append(f"| `{node.name}` | `{port}` | {topic} | {' or '.join(map(_short_type, types))} | "
+                        f"best effort (sensor data) |".replace("{camera}", "<camera>"))
+        for port, out in node.outputs.items():
+            rows.append(f"| `{node.name}` | `{port}` | `{out.topic}` | {_short_type(out.msgtype)} | reliable |"
+                        .replace("{camera}", "<camera>"))
+    return "\n".join(rows) + "\n"

@@ -1,0 +1,101 @@
+"""NodeRunner behaviour that the replay tests do not reach: output checks, throttled logs, health levels."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from perception3d.core.tf_buffer import TfBuffer
+from perception3d.msgs.detections import detections3d_to_msg
+from perception3d.msgs.pointcloud import array_to_pointcloud2
+from perception3d.nodes.base import NodeDefinition, OutputSpec
+from perception3d.nodes.params import resolve_node_parameters
+from perception3d.nodes.runner import NodeRunner, ThrottledLog
+from replay_fixtures import T0, CentroidNode, sweep_points
+
+
+class LidarOnly(NodeDefinition):
+    name = "lidaronly"
+    outputs = (OutputSpec("~/output/objects", "vision_msgs/msg/Detection3DArray"),)
+    stamp_offset_ns = 0
+    port = "~/output/objects"
+
+    def process(self, frame, tf, timer):
+        from perception3d.core.detections import Detections3D
+
+        dets = Detections3D(np.zeros((0, 3)), np.zeros((0, 3)), np.zeros(0), [], np.zeros(0), "base_link",
+                            frame.stamp_ns + self.stamp_offset_ns)
+        return [(self.port, detections3d_to_msg(dets, self.factory))]
+
+
+def runner_for(definition, **kw):
+    params = resolve_node_parameters(None, definition.name, definition.parameters)
+    ports = {p.port: p.port for p in definition.input_ports(params["camera_names"])}
+    ports.update({p: p for p in definition.output_ports(params["camera_names"])})
+    return NodeRunner(definition, params, ports, TfBuffer(), **kw)
+
+
+def cloud(k):
+    return array_to_pointcloud2(sweep_points(k), T0 + k * 50_000_000, "LIDAR_TOP")
+
+
+def test_lidar_only_node_runs_per_sweep_and_outputs_are_checked():
+    runner = runner_for(LidarOnly)
+    assert runner.sync is None
+    (out,) = runner.on_message("~/input/pointcloud", cloud(0))
+    assert out.topic == "~/output/objects" and out.stamp_ns == T0
+
+    class WrongStamp(LidarOnly):
+        stamp_offset_ns = 1
+
+    with pytest.raises(ValueError, match="stamped .* instead of the source stamp"):
+        runner_for(WrongStamp).on_message("~/input/pointcloud", cloud(0))
+
+    class WrongPort(LidarOnly):
+        port = "~/output/other"
+
+    with pytest.raises(ValueError, match="undeclared port"):
+        runner_for(WrongPort).on_message("~/input/pointcloud", cloud(0))
+
+
+def test_check_definition_rejects_inconsistent_nodes():
+    class NoName(LidarOnly):
+        name = ""
+
+    class BadStream(LidarOnly):
+        camera_streams = ("depth",)
+
+    class CameraWithDetections(LidarOnly):
+        trigger = "camera"
+        camera_streams = ("image", "detections")
+
+    for cls, message in ((NoName, "name is empty"), (BadStream, "unknown"), (CameraWithDetections, "'image'")):
+        with pytest.raises(TypeError, match=message):
+            cls.check_definition()
+
+
+def test_throttled_log_counts_what_it_holds_back():
+    lines, now = [], [0.0]
+    log = ThrottledLog(lines.append, 5.0, clock=lambda: now[0])
+    for t in (0.0, 1.0, 2.0, 6.0):
+        now[0] = t
+        log("camera_info", "waiting for camera_info of CAM_FRONT")
+    log("other", "another problem")
+    assert lines == ["waiting for camera_info of CAM_FRONT",
+                     "waiting for camera_info of CAM_FRONT (2 similar messages suppressed)", "another problem"]
+
+
+def test_health_levels():
+    warnings = []
+    runner = runner_for(CentroidNode, log=warnings.append)
+    level, _, values = runner.health(1.0)
+    assert level == "OK" and values["sync matched"] == "0"
+    for k in range(6):  # sweeps without any camera: partial sets after the timeout
+        runner.on_message("~/input/pointcloud", cloud(k))
+    level, summary, values = runner.health(1.0)
+    # no transforms in the buffer: every frame is dropped -> ERROR; the partial sets are in the values
+    assert level == "ERROR" and "none processed" in summary
+    assert int(values["sync partial"]) >= 3 and values["CAM_FRONT missing"] == values["sync partial"]
+    assert any(k.startswith("dropped: TransformError") for k in values)
+    assert any("CAM_FRONT missing from the set" in w for w in warnings)
+    level, _, _ = runner.health(1.0)
+    assert level == "OK"  # nothing new in the window
