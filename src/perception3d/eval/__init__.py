@@ -1,0 +1,1 @@
+"""Evaluation: detection, segmentation and occupancy scores."""
