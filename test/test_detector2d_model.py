@@ -5,9 +5,9 @@ import numpy as np
 import onnx
 import pytest
 import torch
-from detector2d_data import TINY, rectangle_image
 from torch import nn
 
+from detector2d_data import TINY, rectangle_image
 from perception3d.core.boxes import iou_2d
 from perception3d.core.classes import DETECTION_CLASSES
 from perception3d.core.models.centernet import CenterNet, CenterNetConfig
