@@ -165,3 +165,23 @@ def test_onnx_contract_violations_are_rejected(tmp_path):
     (tmp_path / "junk.onnx").write_bytes(b"junk")
     with pytest.raises(ModelError, match="onnxruntime cannot load"):
         OnnxDetector2D(tmp_path / "junk.onnx")
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+def test_export_command_writes_a_contract_model(overfit, tmp_path, capsys):
+    from perception3d.cli import main
+
+    _, path, _ = overfit
+    assert main(["export", "detector2d", "--checkpoint", str(path), "--out", str(tmp_path / "m.onnx")]) == 0
+    assert OnnxDetector2D(tmp_path / "m.onnx").class_names == DETECTION_CLASSES
+    assert main(["export", "detector2d", "--checkpoint", str(tmp_path / "m.onnx"), "--out", str(tmp_path / "x")]) == 2
+    assert "cannot be read as a torch checkpoint" in capsys.readouterr().err
+
+
+def test_train_command_names_what_is_missing(tmp_path, capsys):
+    from perception3d.cli import main
+
+    code = main(["train", "detector2d", "--dataroot", str(tmp_path), "--version", "v1.0-synth", "--split", "train",
+                 "--out", str(tmp_path / "c.pt")])
+    assert code == 2
+    assert f"{tmp_path}/v1.0-synth: no table directory for version 'v1.0-synth'" in capsys.readouterr().err

@@ -19,8 +19,11 @@ from .common import format_table, time_call, write_results
 CAMERA_COUNT, WIDTH, HEIGHT = 6, 1600, 900
 
 
-def _ms(stats: dict[str, float]) -> str:
-    return f"{stats['median_s'] * 1e3:.1f} ms (p95 {stats['p95_s'] * 1e3:.1f})"
+REPEAT = 9
+
+
+def _ms(seconds: float) -> str:
+    return f"{seconds * 1e3:.1f} ms"
 
 
 def run(out_dir: Path) -> Path:
@@ -34,24 +37,26 @@ def run(out_dir: Path) -> Path:
     rows, data = [], {"config": config.to_dict(), "torch_threads": torch.get_num_threads()}
 
     def record(name: str, stats: dict[str, float]) -> None:
-        rows.append([name, _ms(stats), f"{stats['median_s'] * 1e3 / CAMERA_COUNT:.1f} ms"])
+        rows.append([name, _ms(stats["median_s"]), _ms(stats["min_s"]), _ms(stats["p95_s"]),
+                     _ms(stats["median_s"] / CAMERA_COUNT)])
         data[name] = stats
 
     record("letterbox 6 x 1600x900 -> (6, 3, 416, 704)",
-           time_call(lambda: letterbox_batch(images, config.input_width, config.input_height), repeat=5))
+           time_call(lambda: letterbox_batch(images, config.input_width, config.input_height), repeat=REPEAT))
     torch_cpu = TorchDetector2D(model, "cpu")
     heads = torch_cpu.heads(batch)
-    record("torch CPU forward", time_call(lambda: torch_cpu.heads(batch), repeat=5, min_time_s=0.0))
+    record("torch CPU forward", time_call(lambda: torch_cpu.heads(batch), repeat=REPEAT, min_time_s=0.0))
     # worst-case decode: threshold 0, so all top-100 peaks per image go through NMS
     worst = DecodeParams(score_threshold=0.0)
     record("decode (top-100 per image, NMS)", time_call(
-        lambda: decode_detections(*heads, scales, sizes, config.class_names, config.input_height, worst), repeat=5))
-    record("torch CPU detect (end to end)", time_call(lambda: torch_cpu.detect(images), repeat=5, min_time_s=0.0))
+        lambda: decode_detections(*heads, scales, sizes, config.class_names, config.input_height, worst),
+        repeat=REPEAT))
+    record("torch CPU detect (end to end)", time_call(lambda: torch_cpu.detect(images), repeat=REPEAT, min_time_s=0.0))
     with tempfile.TemporaryDirectory() as tmp:
         onnx_cpu = OnnxDetector2D(export_onnx(model, Path(tmp) / "detector2d.onnx"))
-        record("onnxruntime CPU forward", time_call(lambda: onnx_cpu.heads(batch), repeat=5, min_time_s=0.0))
+        record("onnxruntime CPU forward", time_call(lambda: onnx_cpu.heads(batch), repeat=REPEAT, min_time_s=0.0))
         record("onnxruntime CPU detect (end to end)",
-               time_call(lambda: onnx_cpu.detect(images), repeat=5, min_time_s=0.0))
+               time_call(lambda: onnx_cpu.detect(images), repeat=REPEAT, min_time_s=0.0))
     if torch.cuda.is_available():
         torch_gpu = TorchDetector2D(CenterNet(config).eval(), "cuda")
 
@@ -59,14 +64,15 @@ def run(out_dir: Path) -> Path:
             torch_gpu.heads(batch)
             torch.cuda.synchronize()
 
-        record(f"torch CUDA forward ({torch.cuda.get_device_name()})", time_call(gpu_forward, repeat=5))
-        record("torch CUDA detect (end to end)", time_call(lambda: torch_gpu.detect(images), repeat=5))
-    table = format_table(["stage (six cameras, one frame)", "median per frame", "per camera"], rows)
+        record(f"torch CUDA forward ({torch.cuda.get_device_name()})", time_call(gpu_forward, repeat=REPEAT))
+        record("torch CUDA detect (end to end)", time_call(lambda: torch_gpu.detect(images), repeat=REPEAT))
+    table = format_table(["stage (six cameras, one frame)", "median", "min", "p95", "median per camera"], rows)
     notes = (f"Model: CenterNetConfig() defaults (width {config.width}, neck {config.neck_channels}, input "
              f"{config.input_width}x{config.input_height}, {sum(p.numel() for p in model.parameters()) / 1e6:.2f} M "
              f"parameters), random weights (latency does not depend on them; decode timed at its worst case, "
              f"score threshold 0). torch threads: {torch.get_num_threads()}; onnxruntime default threads. "
              "'end to end' = letterbox + forward + decode of the six images in one batch. The build machine's CPU "
-             "is shared with other jobs, so figures are upper bounds.")
+             "is shared with other jobs (load varies during the run), so medians are upper bounds and 'min' is the "
+             f"closest to an idle machine; {REPEAT} samples per row.")
     return write_results(out_dir, "detector2d", "2D detector, six-camera frame (perception3d bench detector2d)",
                          table, data, notes)

@@ -69,10 +69,9 @@ class TrainConfig:
 class CenterNetSamples(torch.utils.data.Dataset):
     """Network inputs and CenterNet targets from a dataset of (image, Detections2D)."""
 
-    def __init__(self, dataset, config: CenterNetConfig, augment: AugmentConfig | None, seed: int = 0) -> None:
+    def __init__(self, dataset, config: CenterNetConfig, augment: AugmentConfig | None) -> None:
         self.dataset, self.config, self.augment = dataset, config, augment
         self.class_index = {name: i for i, name in enumerate(config.class_names)}
-        self.rng = np.random.default_rng(seed)
 
     def __len__(self) -> int:
         return len(self.dataset)
@@ -85,7 +84,9 @@ class CenterNetSamples(torch.utils.data.Dataset):
         classes = np.array([self.class_index[c] for c in gt.class_ids[known]], int)
         c = self.config
         if self.augment is not None:
-            warped, boxes, kept = augment_sample(image, boxes, c.input_width, c.input_height, self.rng, self.augment)
+            # drawn from torch's generator: seeded by torch.manual_seed, and distinct per DataLoader worker and epoch
+            rng = np.random.default_rng(int(torch.randint(2**31, ())))
+            warped, boxes, kept = augment_sample(image, boxes, c.input_width, c.input_height, rng, self.augment)
             classes = classes[kept]
         else:
             scale = letterbox_scale(image.shape[1], image.shape[0], c.input_width, c.input_height)
@@ -153,13 +154,14 @@ def train_detector2d(train_set, out: Path, model_config: CenterNetConfig | None 
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     if "optimizer" in state:
         optimizer.load_state_dict(state["optimizer"])
-    samples = CenterNetSamples(train_set, model_config, config.augment, config.seed + state.get("step", 0))
+    samples = CenterNetSamples(train_set, model_config, config.augment)
     loader = torch.utils.data.DataLoader(samples, batch_size=config.batch_size, shuffle=True, drop_last=False,
                                          num_workers=config.num_workers,
                                          generator=torch.Generator().manual_seed(config.seed + state.get("epoch", 0)))
     total_steps = config.epochs * len(loader)
     step, history = state.get("step", 0), list(state.get("history", []))
     start_epoch = state.get("epoch", 0)
+    torch.manual_seed(config.seed + step)  # a resumed run does not replay the augmentations already seen
 
     def checkpoint(epoch_done: int) -> None:
         save_checkpoint(out, model, {"epoch": epoch_done, "step": step, "optimizer": optimizer.state_dict(),

@@ -46,6 +46,10 @@ class Detector2D:
         """(heatmap, size, offset) numpy heads of the contract for a (N, 3, H, W) float32 [0, 1] batch."""
         raise NotImplementedError
 
+    def warm_up(self, image_count: int = 6, width: int = 1600, height: int = 900) -> None:
+        """Run one batch of black images, so that the first real frame does not pay for allocation and tuning."""
+        self.detect([np.zeros((height, width, 3), np.uint8)] * image_count)
+
     def detect(self, images: Sequence[np.ndarray], frame_ids: Sequence[str] | None = None,
                stamps_ns: Sequence[int] | None = None) -> list[Detections2D]:
         """One Detections2D per RGB uint8 (H, W, 3) image, boxes in its full-resolution pixels; one forward pass.
