@@ -102,5 +102,6 @@ def decode_detections(heatmap: np.ndarray, size: np.ndarray, offset: np.ndarray,
         boxes, cls, box_scores = boxes[valid], cls[valid], scores[top][valid].astype(np.float64)
         keep = nms_per_class(boxes, box_scores, cls, params.nms_iou)
         results.append(Detections2D(boxes[keep], names[cls[keep]], box_scores[keep],
-                                    frame_ids[i] if frame_ids else "", int(stamps_ns[i]) if stamps_ns else 0))
+                                    frame_ids[i] if frame_ids is not None else "",
+                                    int(stamps_ns[i]) if stamps_ns is not None else 0))
     return results

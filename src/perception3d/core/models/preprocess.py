@@ -70,7 +70,7 @@ def letterbox_batch(images: Sequence[np.ndarray], input_width: int, input_height
     batch = np.zeros((len(images), 3, input_height, input_width), np.float32)
     scales = np.zeros(len(images))
     for i, image in enumerate(images):
-        image = check_rgb(image, sources[i] if sources else f"image {i}")
+        image = check_rgb(image, sources[i] if sources is not None else f"image {i}")
         scales[i] = letterbox_scale(image.shape[1], image.shape[0], input_width, input_height)
         warped = warp_image(image, scales[i], (0.0, 0.0), False, input_width, input_height)
         batch[i] = warped.transpose(2, 0, 1) * np.float32(1.0 / 255.0)
