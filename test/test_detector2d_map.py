@@ -58,3 +58,18 @@ def test_perfect_and_empty():
     assert average_precision(np.array([0.5, 0.4]), np.array([True, True]), 2) == pytest.approx(1.0)
     assert average_precision(np.zeros(0), np.zeros(0, bool), 3) == 0.0
     assert np.isnan(average_precision(np.zeros(0), np.zeros(0, bool), 0))
+
+
+def test_backend_agreement_counts_by_hand():
+    from perception3d.eval.backend_agreement import compare_detections
+
+    a = Detections2D(np.array([[0, 0, 100, 100], [200, 0, 300, 100]], float), ["car", "car"], [0.9, 0.5])
+    same = Detections2D(np.array([[200, 0, 300, 100], [0, 0, 100, 100.5]], float), ["car", "car"], [0.5, 0.9])
+    shifted = Detections2D(np.array([[0, 0, 100, 100], [202, 0, 302, 100]], float), ["car", "car"], [0.9, 0.5])
+    relabelled = Detections2D(a.boxes_xyxy, ["car", "truck"], [0.9, 0.5])
+    ok = compare_detections([a], [same])
+    assert ok.all_agree and ok.matched == 2 and ok.max_score_difference == 0.0
+    # a 2 px shift of a 100 px box is IoU 98/102 < 0.99; a relabelled box never matches
+    for other in (shifted, relabelled):
+        result = compare_detections([a, a], [a, other])
+        assert (result.matched, result.images_agreeing, result.all_agree) == (3, 1, False)

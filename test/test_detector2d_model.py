@@ -17,6 +17,7 @@ from perception3d.core.models.export import export_onnx
 from perception3d.core.models.inference import TorchDetector2D
 from perception3d.core.models.onnx_backend import OnnxDetector2D
 from perception3d.errors import ConfigError, ImageError, ModelError
+from perception3d.eval.backend_agreement import compare_detections
 from perception3d.train.detector2d import TrainConfig, train_detector2d
 
 torch.set_num_threads(1)
@@ -71,12 +72,10 @@ def test_onnx_export_gives_the_same_detections(overfit, tmp_path):
     assert (onnx_detector.input_width, onnx_detector.input_height) == (128, 64)
     rng = np.random.default_rng(7)
     images = [image for image, _ in data] + [rectangle_image(rng)[0] for _ in range(4)]
-    for a, b in zip(torch_detector.detect(images), onnx_detector.detect(images)):
-        assert len(a) == len(b) > 0
-        same_class = a.class_ids[:, None] == b.class_ids[None, :]
-        iou = np.where(same_class, iou_2d(a.boxes_xyxy, b.boxes_xyxy), 0.0)
-        assert iou.max(1).min() >= 0.99  # every torch box has an ONNX box of its class at IoU >= 0.99
-        assert np.allclose(a.scores, b.scores[iou.argmax(1)], atol=1e-4)
+    from_torch, from_onnx = torch_detector.detect(images), onnx_detector.detect(images)
+    agreement = compare_detections(from_torch, from_onnx, min_iou=0.99)
+    assert agreement.all_agree and agreement.matched == agreement.count_a == agreement.count_b >= len(images)
+    assert agreement.max_score_difference < 1e-4
 
 
 def test_resume_continues_from_checkpoint(tmp_path):

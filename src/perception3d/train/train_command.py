@@ -34,14 +34,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="lowest nuScenes visibility level of a training box (default 2: 40-60 %%)")
     parser.add_argument("--checkpoint-every", type=int, default=200, help="steps between checkpoints (default 200)")
     parser.add_argument("--resume", action="store_true", help="continue from --out if it exists")
+    parser.add_argument("--eval-only", action="store_true",
+                        help="do not train: score the checkpoint --out on --val-split (default: --split)")
     parser.add_argument("--workers", type=int, default=0, help="data loading processes (default 0)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
 
 
 def run(args: argparse.Namespace) -> int:
     from ..core.models.centernet import CenterNetConfig
-    from .detector2d import SCORED_CLASSES, TrainConfig, format_scores, train_detector2d
+    from ..core.models.inference import TorchDetector2D
+    from .detector2d import SCORED_CLASSES, VALIDATION_DECODE, TrainConfig, evaluate, format_scores, train_detector2d
     from .nuscenes_boxes import NuScenesCameraBoxes
+
+    if args.eval_only:
+        split = args.val_split or args.split
+        dataset = NuScenesCameraBoxes(args.dataroot, args.version, split, min_visibility=args.min_visibility)
+        detector = TorchDetector2D.from_checkpoint(args.out, args.device, VALIDATION_DECODE)
+        ap = evaluate(detector, dataset, args.batch_size)
+        print(f"AP@0.5 of {args.out} on {len(dataset)} images of {split!r}:")
+        print(format_scores(ap.per_class(), SCORED_CLASSES))
+        return 0
 
     train_set = NuScenesCameraBoxes(args.dataroot, args.version, args.split, min_visibility=args.min_visibility)
     val_set = (NuScenesCameraBoxes(args.dataroot, args.version, args.val_split, min_visibility=args.min_visibility)
