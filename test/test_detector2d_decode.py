@@ -111,15 +111,20 @@ def test_letterbox_maps_pixels_like_boxes():
 
 
 @pytest.mark.parametrize("seed", range(6))
-def test_augmentation_moves_boxes_with_pixels(seed):
+@pytest.mark.parametrize("crop", [None, (96, 64)])
+def test_augmentation_moves_boxes_with_pixels(seed, crop):
     rng = np.random.default_rng(seed)
     image = np.full((256, 512, 3), 128, np.uint8)
     box = np.array([[150.0, 60.0, 330.0, 200.0]])
     image[60:200, 150:330] = (250, 20, 20)
-    config = AugmentConfig(brightness=0.0, contrast=0.0, saturation=0.0, mirror_probability=0.5)
-    out, boxes, kept = augment_sample(image, box, 128, 64, rng, config)
-    assert out.shape == (64, 128, 3) and kept.all()
-    assert np.allclose(_drawn_extent(out, (250, 20, 20)), boxes[0], atol=1.0)
+    config = AugmentConfig(brightness=0.0, contrast=0.0, saturation=0.0, mirror_probability=0.5,
+                           min_visible_fraction=0.0)
+    out, boxes, kept = augment_sample(image, box, 128, 64, rng, config, crop)
+    assert out.shape == (64, crop[0] if crop else 128, 3)
+    if kept.all():
+        assert np.allclose(_drawn_extent(out, (250, 20, 20)), boxes[0], atol=1.0)
+    else:  # a crop may cut the box away entirely (less than 2 px left)
+        assert crop is not None and np.sum(np.all(out == (250, 20, 20), axis=2)) < 2 * 64
 
 
 def test_mirror_is_an_involution_on_boxes():

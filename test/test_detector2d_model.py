@@ -184,3 +184,17 @@ def test_train_command_names_what_is_missing(tmp_path, capsys):
                  "--out", str(tmp_path / "c.pt")])
     assert code == 2
     assert f"{tmp_path}/v1.0-synth: no table directory for version 'v1.0-synth'" in capsys.readouterr().err
+
+
+def test_training_crops_have_matching_targets():
+    from perception3d.train.augment import AugmentConfig
+    from perception3d.train.detector2d import CenterNetSamples
+
+    data = [rectangle_image(np.random.default_rng(2))]
+    sample = CenterNetSamples(data, TINY, AugmentConfig(), crop_size=(64, 32))[0]
+    assert sample["image"].shape == (3, 32, 64)
+    assert sample["heatmap"].shape == (10, 8, 16) and sample["mask"].shape == (8, 16)
+    # every regression cell is a heatmap peak of value 1 in some class
+    assert np.all(sample["heatmap"].amax(0).numpy()[sample["mask"].numpy() > 0] == 1.0)
+    with pytest.raises(ConfigError, match="training crop 70x32"):
+        CenterNetSamples(data, TINY, AugmentConfig(), crop_size=(70, 32))

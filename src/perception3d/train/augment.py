@@ -2,8 +2,10 @@
 
 Geometry is one similarity per sample, x_input = a * x_full + tx, y_input = s * y_full + ty with s = letterbox
 scale * random factor and a = -s when mirrored, applied to the image by core.models.preprocess.warp_image and to
-the boxes by `transform_boxes`, so boxes and pixels move together. Boxes are clipped to the input; a box keeps
-its label only when at least `min_visible_fraction` of its area and 2 px in each direction remain.
+the boxes by `transform_boxes`, so boxes and pixels move together. With a crop size smaller than the input, a
+random crop_width x crop_height window of the augmented input is kept (objects keep their inference-time scale,
+and a training step costs crop area / input area of a full one). Boxes are clipped to the output; a box keeps its
+label only when at least `min_visible_fraction` of its area and 2 px in each direction remain.
 """
 from __future__ import annotations
 
@@ -64,8 +66,10 @@ def clip_boxes(boxes_xyxy: np.ndarray, width: int, height: int, min_visible_frac
 
 
 def random_similarity(rng: np.random.Generator, image_width: int, image_height: int, input_width: int,
-                      input_height: int, config: AugmentConfig) -> Similarity:
-    """A random scale/shift/mirror around the letterbox of an image_width x image_height image."""
+                      input_height: int, config: AugmentConfig,
+                      crop_size: tuple[int, int] | None = None) -> Similarity:
+    """A random scale/shift/mirror around the letterbox of an image_width x image_height image into the input,
+    followed by a random crop of crop_size (width, height) when given."""
     scale = letterbox_scale(image_width, image_height, input_width, input_height) * rng.uniform(*config.scale_range)
     tx = rng.uniform(-1, 1) * config.shift_fraction * input_width
     ty = rng.uniform(-1, 1) * config.shift_fraction * input_height
@@ -73,6 +77,9 @@ def random_similarity(rng: np.random.Generator, image_width: int, image_height: 
     if mirror:
         # mirror about the centre of the scaled image, so the image stays where the unmirrored one would be
         tx += scale * image_width
+    crop_width, crop_height = crop_size or (input_width, input_height)
+    tx -= rng.uniform(0, input_width - crop_width)
+    ty -= rng.uniform(0, input_height - crop_height)
     return Similarity(scale, (tx, ty), mirror)
 
 
@@ -88,11 +95,12 @@ def colour_jitter(image: np.ndarray, rng: np.random.Generator, config: AugmentCo
 
 
 def augment_sample(image: np.ndarray, boxes_xyxy: np.ndarray, input_width: int, input_height: int,
-                   rng: np.random.Generator, config: AugmentConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Augmented input image (input_height, input_width, 3) uint8, its boxes in input pixels, and the mask of the
+                   rng: np.random.Generator, config: AugmentConfig,
+                   crop_size: tuple[int, int] | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Augmented image (crop or input height, width, 3) uint8, its boxes in its pixels, and the mask of the
     original boxes that were kept."""
-    sim = random_similarity(rng, image.shape[1], image.shape[0], input_width, input_height, config)
-    warped = warp_image(image, sim.scale, sim.shift_xy, sim.mirror, input_width, input_height)
-    boxes, keep = clip_boxes(transform_boxes(boxes_xyxy, sim), input_width, input_height,
-                             config.min_visible_fraction)
+    out_width, out_height = crop_size or (input_width, input_height)
+    sim = random_similarity(rng, image.shape[1], image.shape[0], input_width, input_height, config, crop_size)
+    warped = warp_image(image, sim.scale, sim.shift_xy, sim.mirror, out_width, out_height)
+    boxes, keep = clip_boxes(transform_boxes(boxes_xyxy, sim), out_width, out_height, config.min_visible_fraction)
     return colour_jitter(warped, rng, config), boxes[keep], keep

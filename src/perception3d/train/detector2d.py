@@ -20,12 +20,12 @@ import torch
 from tqdm import tqdm
 
 from ..core.detections import Detections2D
-from ..core.models.centernet import CenterNet, CenterNetConfig
+from ..core.models.centernet import BACKBONE_STRIDE, CenterNet, CenterNetConfig
 from ..core.models.checkpoint import load_checkpoint, save_checkpoint
 from ..core.models.decode import DecodeParams
 from ..core.models.inference import TorchDetector2D, resolve_device
 from ..core.models.preprocess import check_rgb, letterbox_scale, warp_image
-from ..errors import ModelError
+from ..errors import ConfigError, ModelError
 from ..eval.map2d import AveragePrecision2D
 from .augment import AugmentConfig, augment_sample
 from .losses import centernet_loss
@@ -50,6 +50,8 @@ class TrainConfig:
         checkpoint_every: optimizer steps between mid-epoch checkpoints (0: only at epoch ends).
         validate_every: epochs between validations (the last epoch is always validated when a val set is given).
         augment: augmentation ranges, or None for plain letterboxing.
+        crop_size: (width, height) of random training crops of the augmented input, multiples of 32 (None: the
+            whole input). Validation always uses whole inputs.
         seed: seed of shuffling, augmentation and initialisation.
         num_workers: DataLoader worker processes (0: load in the training process).
     """
@@ -62,6 +64,7 @@ class TrainConfig:
     checkpoint_every: int = 200
     validate_every: int = 1
     augment: AugmentConfig | None = field(default_factory=AugmentConfig)
+    crop_size: tuple[int, int] | None = None
     seed: int = 0
     num_workers: int = 0
 
@@ -69,8 +72,16 @@ class TrainConfig:
 class CenterNetSamples(torch.utils.data.Dataset):
     """Network inputs and CenterNet targets from a dataset of (image, Detections2D)."""
 
-    def __init__(self, dataset, config: CenterNetConfig, augment: AugmentConfig | None) -> None:
+    def __init__(self, dataset, config: CenterNetConfig, augment: AugmentConfig | None,
+                 crop_size: tuple[int, int] | None = None) -> None:
         self.dataset, self.config, self.augment = dataset, config, augment
+        self.crop_size = crop_size if augment is not None else None
+        width, height = self.crop_size or (config.input_width, config.input_height)
+        if width % BACKBONE_STRIDE or height % BACKBONE_STRIDE or width > config.input_width or \
+                height > config.input_height:
+            raise ConfigError(f"training crop {width}x{height}: must be multiples of {BACKBONE_STRIDE} and fit in "
+                              f"the input {config.input_width}x{config.input_height}")
+        self.grid_size = (height // config.output_stride, width // config.output_stride)
         self.class_index = {name: i for i, name in enumerate(config.class_names)}
 
     def __len__(self) -> int:
@@ -86,13 +97,14 @@ class CenterNetSamples(torch.utils.data.Dataset):
         if self.augment is not None:
             # drawn from torch's generator: seeded by torch.manual_seed, and distinct per DataLoader worker and epoch
             rng = np.random.default_rng(int(torch.randint(2**31, ())))
-            warped, boxes, kept = augment_sample(image, boxes, c.input_width, c.input_height, rng, self.augment)
+            warped, boxes, kept = augment_sample(image, boxes, c.input_width, c.input_height, rng, self.augment,
+                                                 self.crop_size)
             classes = classes[kept]
         else:
             scale = letterbox_scale(image.shape[1], image.shape[0], c.input_width, c.input_height)
             warped = warp_image(image, scale, (0.0, 0.0), False, c.input_width, c.input_height)
             boxes = boxes * scale
-        grid_h, grid_w = c.output_size
+        grid_h, grid_w = self.grid_size
         targets = centernet_targets(boxes, classes, len(c.class_names), grid_h, grid_w, c.output_stride)
         sample = {k: torch.from_numpy(v) for k, v in targets.items()}
         sample["image"] = torch.from_numpy(warped.transpose(2, 0, 1).astype(np.float32) / 255.0)
@@ -154,7 +166,7 @@ def train_detector2d(train_set, out: Path, model_config: CenterNetConfig | None 
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     if "optimizer" in state:
         optimizer.load_state_dict(state["optimizer"])
-    samples = CenterNetSamples(train_set, model_config, config.augment)
+    samples = CenterNetSamples(train_set, model_config, config.augment, config.crop_size)
     loader = torch.utils.data.DataLoader(samples, batch_size=config.batch_size, shuffle=True, drop_last=False,
                                          num_workers=config.num_workers,
                                          generator=torch.Generator().manual_seed(config.seed + state.get("epoch", 0)))
