@@ -149,7 +149,12 @@ def _export(module, path, input_name="image", outputs=("heatmap", "size", "offse
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")  # the TorchScript exporter warns about itself
 def test_onnx_contract_violations_are_rejected(tmp_path):
     good = OnnxDetector2D(_export(_Heads(), tmp_path / "good.onnx"), threads=1)
-    assert good.class_names == DETECTION_CLASSES
+    assert good.class_names == DETECTION_CLASSES and good.fixed_batch == 1
+    # a fixed-batch model runs a six-image batch in chunks, giving what it gives image by image
+    batch = np.random.default_rng(0).random((6, 3, 64, 128), dtype=np.float32)
+    heads = good.heads(batch)
+    assert heads[0].shape == (6, 10, 16, 32)
+    assert np.allclose(heads[1][4:5], good.heads(batch[4:5])[1])
     cases = [
         (_export(_Heads(), tmp_path / "name.onnx", input_name="input"), "inputs \\['input'\\]"),
         (_export(_Heads(), tmp_path / "outs.onnx", outputs=("heatmap", "size", "centre")), "lack \\['offset'\\]"),

@@ -4,7 +4,8 @@ Contract (what `perception3d export detector2d` writes and what any user-supplie
 
 - one input named `image`: float32, shape (N, 3, H, W), RGB in [0, 1] (no mean/std normalisation; the model does
   its own), letterboxed as core.models.preprocess describes (x_input = scale * x_full, image at the top-left, zero
-  padding). N may be dynamic; H and W must be fixed in the model or given to `OnnxDetector2D(input_size=...)`.
+  padding). N may be dynamic or fixed (a model with a fixed N is run in chunks of N images); H and W must be fixed
+  in the model or given to `OnnxDetector2D(input_size=...)`.
 - three outputs, all float32 with the same (N, ., h, w) grid, h = H / stride and w = W / stride:
   - `heatmap` (N, C, h, w): per-class probability in [0, 1] that an object centre lies in the cell (after sigmoid);
   - `size` (N, 2, h, w): box (width, height) in network-input pixels;
@@ -90,6 +91,7 @@ class OnnxDetector2D(Detector2D):
                                  "fixed H, W in the model, or input_size=(width, height) given")
             width, height = input_size
         self.input_width, self.input_height = int(width), int(height)
+        self.fixed_batch = _dim(image.shape[0])
         metadata = self.session.get_modelmeta().custom_metadata_map
         if class_names is None:
             if CLASS_NAMES_KEY not in metadata:
@@ -115,5 +117,11 @@ class OnnxDetector2D(Detector2D):
                                      f"{self.input_width} divided by one stride", "h = H / s and w = W / s")
 
     def heads(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        outputs = self.session.run(list(OUTPUT_NAMES), {INPUT_NAME: batch})
-        return tuple(np.asarray(o, np.float32) for o in outputs)
+        if self.fixed_batch is None:
+            return tuple(np.asarray(o, np.float32) for o in self.session.run(list(OUTPUT_NAMES), {INPUT_NAME: batch}))
+        chunks = []
+        for start in range(0, len(batch), self.fixed_batch):
+            chunk = batch[start:start + self.fixed_batch]
+            padded = np.concatenate([chunk, np.zeros((self.fixed_batch - len(chunk), *chunk.shape[1:]), chunk.dtype)])
+            chunks.append([o[:len(chunk)] for o in self.session.run(list(OUTPUT_NAMES), {INPUT_NAME: padded})])
+        return tuple(np.concatenate([c[k] for c in chunks]).astype(np.float32) for k in range(len(OUTPUT_NAMES)))
