@@ -86,6 +86,26 @@ def test_resume_continues_from_checkpoint(tmp_path):
     first = train_detector2d(data, path, TINY, config, progress=False)
     _, state = load_checkpoint(path)
     assert first.steps == 1 and state["epoch"] == 1 and state["step"] == 1
+    assert "optimizer" not in state  # a finished run ships weights only
+
+    class Interrupted(list):
+        """The two images, interrupted (like Ctrl-C) when the third one is loaded."""
+
+        loads = 0
+
+        def __getitem__(self, index):
+            self.loads += 1
+            if self.loads == 3:
+                raise KeyboardInterrupt
+            return super().__getitem__(index)
+
+    mid = tmp_path / "mid.pt"
+    two_epochs = TrainConfig(epochs=2, batch_size=1, device="cpu", augment=None, checkpoint_every=1)
+    with pytest.raises(KeyboardInterrupt):
+        train_detector2d(Interrupted(data), mid, TINY, two_epochs, progress=False)
+    _, state = load_checkpoint(mid)
+    assert (state["epoch"], state["step"]) == (1, 2) and "optimizer" in state  # epoch 1 done, mid-run state
+    assert train_detector2d(data, mid, TINY, two_epochs, resume=True, progress=False).steps == 4
     resumed = train_detector2d(data, path, TINY, TrainConfig(epochs=3, batch_size=2, device="cpu", augment=None),
                                resume=True, progress=False)
     assert resumed.steps == 3

@@ -6,7 +6,9 @@ are ignored). `train.nuscenes_boxes.NuScenesCameraBoxes` is one, built from a nu
 
 Checkpoints (core.models.checkpoint) are written to `out` at the end of every epoch and every `checkpoint_every`
 optimizer steps; with `resume`, training continues from `out` (weights, optimizer, step; an epoch interrupted
-midway restarts from its beginning). The learning rate follows a cosine from `lr` to 0 over all steps.
+midway restarts from its beginning). The checkpoint of a finished run holds no optimizer state, so it stays small
+enough to ship (weights only, about 6 MB at the default width); resuming it for more epochs restarts Adam's
+moments. The learning rate follows a cosine from `lr` to 0 over all steps.
 """
 from __future__ import annotations
 
@@ -176,8 +178,10 @@ def train_detector2d(train_set, out: Path, model_config: CenterNetConfig | None 
     torch.manual_seed(config.seed + step)  # a resumed run does not replay the augmentations already seen
 
     def checkpoint(epoch_done: int) -> None:
-        save_checkpoint(out, model, {"epoch": epoch_done, "step": step, "optimizer": optimizer.state_dict(),
-                                     "history": history, "train_config": asdict(config)})
+        state = {"epoch": epoch_done, "step": step, "history": history, "train_config": asdict(config)}
+        if epoch_done < config.epochs:
+            state["optimizer"] = optimizer.state_dict()
+        save_checkpoint(out, model, state)
 
     for epoch in range(start_epoch, config.epochs):
         model.train()
