@@ -223,3 +223,19 @@ def test_training_crops_have_matching_targets():
     assert np.all(sample["heatmap"].amax(0).numpy()[sample["mask"].numpy() > 0] == 1.0)
     with pytest.raises(ConfigError, match="training crop 70x32"):
         CenterNetSamples(data, TINY, AugmentConfig(), crop_size=(70, 32))
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+def test_open_detector2d_by_backend_name(overfit, tmp_path):
+    from perception3d.core.models.backends import open_detector2d
+
+    data, path, _ = overfit
+    builtin = open_detector2d("builtin", path, "cpu")
+    model, _ = load_checkpoint(path)
+    onnx_model = open_detector2d("onnx", export_onnx(model, tmp_path / "m.onnx"), "cpu")
+    images = [image for image, _ in data]
+    assert compare_detections(builtin.detect(images), onnx_model.detect(images)).all_agree
+    with pytest.raises(ModelError, match="trained for classes"):
+        open_detector2d("builtin", path, "cpu", class_names=["car"])
+    with pytest.raises(ConfigError, match="backend 'yolo'"):
+        open_detector2d("yolo", path)

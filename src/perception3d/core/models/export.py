@@ -1,6 +1,7 @@
 """Export of the built-in CenterNet to ONNX (opset 17) under the contract of core.models.onnx_backend."""
 from __future__ import annotations
 
+import copy
 import json
 import warnings
 from pathlib import Path
@@ -18,7 +19,7 @@ def export_onnx(model: CenterNet, path: Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     config = model.config
-    network = CenterNetInference(model.cpu().eval()).eval()
+    network = CenterNetInference(copy.deepcopy(model).cpu().eval()).eval()  # the caller's model stays put
     example = torch.zeros(1, 3, config.input_height, config.input_width)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the TorchScript exporter warns about its own deprecation
