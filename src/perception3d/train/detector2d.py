@@ -25,7 +25,7 @@ from ..core.detections import Detections2D
 from ..core.models.centernet import BACKBONE_STRIDE, CenterNet, CenterNetConfig
 from ..core.models.checkpoint import load_checkpoint, save_checkpoint
 from ..core.models.decode import DecodeParams
-from ..core.models.inference import TorchDetector2D, resolve_device
+from ..core.models.inference import Detector2D, TorchDetector2D, resolve_device
 from ..core.models.preprocess import check_rgb, letterbox_scale, warp_image
 from ..errors import ConfigError, ModelError
 from ..eval.map2d import AveragePrecision2D
@@ -113,7 +113,7 @@ class CenterNetSamples(torch.utils.data.Dataset):
         return sample
 
 
-def evaluate(detector: TorchDetector2D, dataset, batch_size: int = 8, progress: bool = True) -> AveragePrecision2D:
+def evaluate(detector: Detector2D, dataset, batch_size: int = 8, progress: bool = True) -> AveragePrecision2D:
     """AP@0.5 accumulator of the detector over a dataset of (image, Detections2D)."""
     ap = AveragePrecision2D(detector.class_names)
     for start in tqdm(range(0, len(dataset), batch_size), desc="validate", unit="batch", disable=not progress):
