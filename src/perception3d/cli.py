@@ -10,9 +10,9 @@ from .errors import Perception3DError
 
 # name -> (module, one-line help). Modules are imported when the parser is built; keep their top level light.
 COMMANDS: dict[str, tuple[str, str]] = {
-    "bench": ("perception3d.bench.command", "run a benchmark suite and record its figures"),
     "train": ("perception3d.train.train_command", "train a learned model (detector2d) on a nuScenes-schema dataroot"),
     "export": ("perception3d.train.export_command", "export a trained model (detector2d) to ONNX"),
+    "bench": ("perception3d.bench.command", "run a benchmark suite and record its figures"),
 }
 
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 # suite -> module with run(out_dir: Path) -> Path (the written markdown)
 SUITES: dict[str, str] = {
-    "msgs": "perception3d.bench.msgs",
     "detector2d": "perception3d.bench.detector2d",
+    "msgs": "perception3d.bench.msgs",
 }
 
 

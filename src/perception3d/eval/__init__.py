@@ -1,1 +1,1 @@
-"""Evaluation: detection, segmentation and occupancy scores."""
+"""Scoring against ground truth: detection (nuscenes-devkit), segmentation and occupancy (confusion-matrix IoU)."""
