@@ -38,6 +38,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "of a full 704x416 one)")
     parser.add_argument("--min-visibility", type=int, default=2, choices=(1, 2, 3, 4),
                         help="lowest nuScenes visibility level of a training box (default 2: 40-60 %%)")
+    parser.add_argument("--validate-every", type=int, default=1,
+                        help="epochs between validations; the last epoch is always validated (default 1)")
     parser.add_argument("--checkpoint-every", type=int, default=200, help="steps between checkpoints (default 200)")
     parser.add_argument("--resume", action="store_true", help="continue from --out if it exists")
     parser.add_argument("--eval-only", action="store_true",
@@ -68,7 +70,8 @@ def run(args: argparse.Namespace) -> int:
           + (f", validating on {len(val_set)} of {args.val_split!r}" if val_set else ""))
     model_config = CenterNetConfig(width=args.width, input_width=args.input_size[0], input_height=args.input_size[1])
     config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, device=args.device,
-                         checkpoint_every=args.checkpoint_every, seed=args.seed, num_workers=args.workers,
+                         checkpoint_every=args.checkpoint_every, validate_every=args.validate_every,
+                         seed=args.seed, num_workers=args.workers,
                          crop_size=args.crop)
     result = train_detector2d(train_set, args.out, model_config, config, val_set, resume=args.resume)
     print(f"wrote {result.checkpoint} after {result.steps} steps")
