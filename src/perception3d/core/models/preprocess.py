@@ -7,7 +7,7 @@ the rest is zero (black). For 1600x900 cameras and the default 704x416 input, sc
 704x396, with 20 rows of padding below. Boxes map back to full resolution by x_full = x_input / scale.
 
 Training augmentation (train.augment) uses the same warp with an extra scale, shift and mirror, so the network
-sees training and inference images resampled in the same way (bilinear).
+sees training and inference images resampled in the same way (area averaging when shrinking, then bilinear).
 """
 from __future__ import annotations
 
