@@ -2,6 +2,7 @@
 network forward (torch CPU, onnxruntime CPU, torch CUDA when present), decoding, and end-to-end `detect`."""
 from __future__ import annotations
 
+import os
 import tempfile
 from pathlib import Path
 
@@ -28,6 +29,7 @@ def _ms(seconds: float) -> str:
 
 def run(out_dir: Path) -> Path:
     torch.manual_seed(0)
+    load_before = os.getloadavg()[0]
     config = CenterNetConfig()
     model = CenterNet(config).eval()
     rng = np.random.default_rng(0)
@@ -45,13 +47,19 @@ def run(out_dir: Path) -> Path:
            time_call(lambda: letterbox_batch(images, config.input_width, config.input_height), repeat=REPEAT))
     torch_cpu = TorchDetector2D(model, "cpu")
     heads = torch_cpu.heads(batch)
-    record("torch CPU forward", time_call(lambda: torch_cpu.heads(batch), repeat=REPEAT, min_time_s=0.0))
+    threads = torch.get_num_threads()
+    record(f"torch CPU forward ({threads} threads)",
+           time_call(lambda: torch_cpu.heads(batch), repeat=REPEAT, min_time_s=0.0))
+    torch.set_num_threads(1)  # on a loaded machine one thread can beat several (no waiting for busy cores)
+    record("torch CPU forward (1 thread)", time_call(lambda: torch_cpu.heads(batch), repeat=REPEAT, min_time_s=0.0))
+    torch.set_num_threads(threads)
     # worst-case decode: threshold 0, so all top-100 peaks per image go through NMS
     worst = DecodeParams(score_threshold=0.0)
     record("decode (top-100 per image, NMS)", time_call(
         lambda: decode_detections(*heads, scales, sizes, config.class_names, config.input_height, worst),
         repeat=REPEAT))
-    record("torch CPU detect (end to end)", time_call(lambda: torch_cpu.detect(images), repeat=REPEAT, min_time_s=0.0))
+    record(f"torch CPU detect (end to end, {threads} threads)",
+           time_call(lambda: torch_cpu.detect(images), repeat=REPEAT, min_time_s=0.0))
     with tempfile.TemporaryDirectory() as tmp:
         onnx_cpu = OnnxDetector2D(export_onnx(model, Path(tmp) / "detector2d.onnx"))
         record("onnxruntime CPU forward", time_call(lambda: onnx_cpu.heads(batch), repeat=REPEAT, min_time_s=0.0))
@@ -66,13 +74,15 @@ def run(out_dir: Path) -> Path:
 
         record(f"torch CUDA forward ({torch.cuda.get_device_name()})", time_call(gpu_forward, repeat=REPEAT))
         record("torch CUDA detect (end to end)", time_call(lambda: torch_gpu.detect(images), repeat=REPEAT))
+    data["load_average_1min"] = [load_before, os.getloadavg()[0]]
     table = format_table(["stage (six cameras, one frame)", "median", "min", "p95", "median per camera"], rows)
     notes = (f"Model: CenterNetConfig() defaults (width {config.width}, neck {config.neck_channels}, input "
              f"{config.input_width}x{config.input_height}, {sum(p.numel() for p in model.parameters()) / 1e6:.2f} M "
              f"parameters), random weights (latency does not depend on them; decode timed at its worst case, "
-             f"score threshold 0). torch threads: {torch.get_num_threads()}; onnxruntime default threads. "
+             f"score threshold 0). onnxruntime with its default threads. "
              "'end to end' = letterbox + forward + decode of the six images in one batch. The build machine's CPU "
-             "is shared with other jobs (load varies during the run), so medians are upper bounds and 'min' is the "
-             f"closest to an idle machine; {REPEAT} samples per row.")
+             f"is shared with other jobs (1-minute load average {load_before:.1f} before, {os.getloadavg()[0]:.1f} "
+             f"after, on {os.cpu_count()} cores), so medians are upper bounds and 'min' is the closest to an idle "
+             f"machine; {REPEAT} samples per row.")
     return write_results(out_dir, "detector2d", "2D detector, six-camera frame (perception3d bench detector2d)",
                          table, data, notes)
