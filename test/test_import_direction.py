@@ -15,7 +15,7 @@ ALLOWED = {
     "runtime": {"core", "msgs", "nodes", "runtime", "errors"},
     "data": {"core", "msgs", "data", "errors"},
     "eval": {"core", "msgs", "eval", "errors", "data"},
-    "train": {"core", "msgs", "train", "errors", "data"},
+    "train": {"core", "msgs", "train", "errors", "data", "eval"},  # validation scores during training
     "viz": {"core", "msgs", "viz", "errors"},
     "bench": {"core", "msgs", "nodes", "runtime", "data", "eval", "viz", "bench", "errors"},
 }

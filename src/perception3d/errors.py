@@ -65,3 +65,22 @@ class TransformError(Perception3DError):
 
 class ConfigError(Perception3DError, ValueError):
     """A parameter file or value that does not fit the parameter schema."""
+
+
+class ModelError(Perception3DError, ValueError):
+    """A checkpoint or ONNX model that does not fit what the code expects (architecture, classes, I/O contract).
+
+    Attributes:
+        source: file path of the model.
+        problem: what is wrong.
+        expected: what a valid model looks like.
+    """
+
+    def __init__(self, source: str, problem: str, expected: str = "") -> None:
+        self.source = source
+        self.problem = problem
+        self.expected = expected
+        text = f"{source}: {problem}"
+        if expected:
+            text += f" (expected {expected})"
+        super().__init__(text)

@@ -7,6 +7,7 @@ from pathlib import Path
 
 # suite -> module with run(out_dir: Path) -> Path (the written markdown)
 SUITES: dict[str, str] = {
+    "detector2d": "perception3d.bench.detector2d",
     "msgs": "perception3d.bench.msgs",
     "sync": "perception3d.bench.sync",
 }

@@ -1,0 +1,88 @@
+"""2D detector latency for one six-camera frame (1600x900 RGB each) at the default 704x416 input: letterboxing,
+network forward (torch CPU, onnxruntime CPU, torch CUDA when present), decoding, and end-to-end `detect`."""
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..core.models.centernet import CenterNet, CenterNetConfig
+from ..core.models.decode import DecodeParams, decode_detections
+from ..core.models.export import export_onnx
+from ..core.models.inference import TorchDetector2D
+from ..core.models.onnx_backend import OnnxDetector2D
+from ..core.models.preprocess import letterbox_batch
+from .common import format_table, time_call, write_results
+
+CAMERA_COUNT, WIDTH, HEIGHT = 6, 1600, 900
+
+
+REPEAT = 9
+
+
+def _ms(seconds: float) -> str:
+    return f"{seconds * 1e3:.1f} ms"
+
+
+def run(out_dir: Path) -> Path:
+    torch.manual_seed(0)
+    load_before = os.getloadavg()[0]
+    config = CenterNetConfig()
+    model = CenterNet(config).eval()
+    rng = np.random.default_rng(0)
+    images = [rng.integers(0, 256, (HEIGHT, WIDTH, 3), dtype=np.uint8) for _ in range(CAMERA_COUNT)]
+    batch, scales = letterbox_batch(images, config.input_width, config.input_height)
+    sizes = [(WIDTH, HEIGHT)] * CAMERA_COUNT
+    rows, data = [], {"config": config.to_dict(), "torch_threads": torch.get_num_threads()}
+
+    def record(name: str, stats: dict[str, float]) -> None:
+        rows.append([name, _ms(stats["median_s"]), _ms(stats["min_s"]), _ms(stats["p95_s"]),
+                     _ms(stats["median_s"] / CAMERA_COUNT)])
+        data[name] = stats
+
+    record("letterbox 6 x 1600x900 -> (6, 3, 416, 704)",
+           time_call(lambda: letterbox_batch(images, config.input_width, config.input_height), repeat=REPEAT))
+    torch_cpu = TorchDetector2D(model, "cpu")
+    heads = torch_cpu.heads(batch)
+    threads = torch.get_num_threads()
+    record(f"torch CPU forward ({threads} threads)",
+           time_call(lambda: torch_cpu.heads(batch), repeat=REPEAT, min_time_s=0.0))
+    torch.set_num_threads(1)  # on a loaded machine one thread can beat several (no waiting for busy cores)
+    record("torch CPU forward (1 thread)", time_call(lambda: torch_cpu.heads(batch), repeat=REPEAT, min_time_s=0.0))
+    torch.set_num_threads(threads)
+    # worst-case decode: threshold 0, so all top-100 peaks per image go through NMS
+    worst = DecodeParams(score_threshold=0.0)
+    record("decode (top-100 per image, NMS)", time_call(
+        lambda: decode_detections(*heads, scales, sizes, config.class_names, config.input_height, worst),
+        repeat=REPEAT))
+    record(f"torch CPU detect (end to end, {threads} threads)",
+           time_call(lambda: torch_cpu.detect(images), repeat=REPEAT, min_time_s=0.0))
+    with tempfile.TemporaryDirectory() as tmp:
+        onnx_cpu = OnnxDetector2D(export_onnx(model, Path(tmp) / "detector2d.onnx"))
+        record("onnxruntime CPU forward", time_call(lambda: onnx_cpu.heads(batch), repeat=REPEAT, min_time_s=0.0))
+        record("onnxruntime CPU detect (end to end)",
+               time_call(lambda: onnx_cpu.detect(images), repeat=REPEAT, min_time_s=0.0))
+    if torch.cuda.is_available():
+        torch_gpu = TorchDetector2D(CenterNet(config).eval(), "cuda")
+
+        def gpu_forward():
+            torch_gpu.heads(batch)
+            torch.cuda.synchronize()
+
+        record(f"torch CUDA forward ({torch.cuda.get_device_name()})", time_call(gpu_forward, repeat=REPEAT))
+        record("torch CUDA detect (end to end)", time_call(lambda: torch_gpu.detect(images), repeat=REPEAT))
+    data["load_average_1min"] = [load_before, os.getloadavg()[0]]
+    table = format_table(["stage (six cameras, one frame)", "median", "min", "p95", "median per camera"], rows)
+    notes = (f"Model: CenterNetConfig() defaults (width {config.width}, neck {config.neck_channels}, input "
+             f"{config.input_width}x{config.input_height}, {sum(p.numel() for p in model.parameters()) / 1e6:.2f} M "
+             f"parameters), random weights (latency does not depend on them; decode timed at its worst case, "
+             f"score threshold 0). onnxruntime with its default threads. "
+             "'end to end' = letterbox + forward + decode of the six images in one batch. The build machine's CPU "
+             f"is shared with other jobs (1-minute load average {load_before:.1f} before, {os.getloadavg()[0]:.1f} "
+             f"after, on {os.cpu_count()} cores), so medians are upper bounds and 'min' is the closest to an idle "
+             f"machine; {REPEAT} samples per row.")
+    return write_results(out_dir, "detector2d", "2D detector, six-camera frame (perception3d bench detector2d)",
+                         table, data, notes)

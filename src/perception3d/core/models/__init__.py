@@ -1,0 +1,1 @@
+"""Learned models (plain torch) and their inference backends."""

@@ -1,0 +1,1 @@
+"""Training loops, targets, losses and augmentation for the learned modes."""

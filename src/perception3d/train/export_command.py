@@ -1,0 +1,65 @@
+"""`perception3d export detector2d --checkpoint CKPT --out MODEL.onnx`: write the ONNX model of a checkpoint
+(contract: core.models.onnx_backend), check that onnxruntime loads it, and compare its detections with torch on
+random input or, with --dataroot/--version/--split, on the first --verify camera images of a split."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+MODELS = ("detector2d",)
+# IoU at which a torch and an ONNX box count as the same detection (issue 6, acceptance 2).
+AGREEMENT_IOU = 0.99
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("model", choices=MODELS, help="which model to export")
+    parser.add_argument("--checkpoint", type=Path, required=True, help="checkpoint written by `train detector2d`")
+    parser.add_argument("--out", type=Path, required=True, help="ONNX file to write")
+    parser.add_argument("--dataroot", type=Path, help="nuScenes-schema dataroot with images to compare on")
+    parser.add_argument("--version", help="table version of --dataroot")
+    parser.add_argument("--split", help="split of --dataroot whose images are compared")
+    parser.add_argument("--verify", type=int, default=20, help="images compared (default 20)")
+
+
+def run(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from ..core.models.checkpoint import load_checkpoint
+    from ..core.models.export import export_onnx
+    from ..core.models.inference import TorchDetector2D
+    from ..core.models.onnx_backend import OnnxDetector2D
+    from ..errors import ConfigError
+    from ..eval.backend_agreement import compare_detections
+
+    model, _ = load_checkpoint(args.checkpoint)
+    path = export_onnx(model, args.out)
+    onnx_detector = OnnxDetector2D(path)  # validates the contract
+    torch_detector = TorchDetector2D(model, "cpu")
+    c = model.config
+    print(f"wrote {path} ({path.stat().st_size / 2**20:.1f} MiB): input 'image' float32 (N, 3, {c.input_height}, "
+          f"{c.input_width}) RGB [0, 1]; outputs heatmap (N, {len(c.class_names)}, {c.output_size[0]}, "
+          f"{c.output_size[1]}), size and offset (N, 2, ...)")
+    probe = np.random.default_rng(0).random((1, 3, c.input_height, c.input_width), dtype=np.float32)
+    difference = max(float(np.abs(a - b).max()) for a, b in zip(torch_detector.heads(probe),
+                                                                  onnx_detector.heads(probe)))
+    print(f"largest head difference to torch on random input: {difference:.2e}")
+    if args.dataroot is None:
+        return 0
+    if not (args.version and args.split):
+        raise ConfigError("--dataroot needs --version and --split to pick the images to compare on")
+    from .nuscenes_boxes import NuScenesCameraBoxes
+
+    dataset = NuScenesCameraBoxes(args.dataroot, args.version, args.split)
+    images = [dataset[i][0] for i in range(min(args.verify, len(dataset)))]
+    from_torch, from_onnx = [], []
+    for start in range(0, len(images), 6):
+        from_torch += torch_detector.detect(images[start:start + 6])
+        from_onnx += onnx_detector.detect(images[start:start + 6])
+    agreement = compare_detections(from_torch, from_onnx, AGREEMENT_IOU)
+    print(f"{len(images)} images of {args.split!r}: {agreement.matched} of {agreement.count_a} torch / "
+          f"{agreement.count_b} ONNX detections matched at IoU >= {AGREEMENT_IOU}, "
+          f"{agreement.images_agreeing}/{agreement.images} images identical, "
+          f"largest score difference {agreement.max_score_difference:.2e}")
+    if agreement.count_a == agreement.count_b == 0:
+        print("no detections above the score threshold on these images: the comparison shows nothing")
+    return 0 if agreement.all_agree else 1
