@@ -1,0 +1,256 @@
+"""QAF2D anchor lifting: turn 2D boxes into a few 3D boxes whose projections fit them (methods.md section 1).
+
+For each 2D box (x0, y0, x1, y1) of class c in one camera:
+1. depth candidates d = 3.0 .. 102.0 m in 1.5 m steps; the box's vertical edge lifted at depth d has height
+   h = d (y1 - y0) / fy, and only depths whose h lies in the class's height range are kept (this prunes most);
+2. the left edge (u = x0) and then the right edge (u = x1) are each taken as a vertical edge of the 3D box:
+   top = d K^-1 [u, y0, 1], bottom = d K^-1 [u, y1, 1];
+3. for each heading theta = k pi/12 (k = 0..23, rotation about camera y) and each (w, l) of the class grid
+   (arange(min, max + 0.5, 0.5) each, Cartesian product), the width side goes to +w (-sin t, 0, -cos t) and the
+   far face to +l (cos t, 0, -sin t); the anchor centre is the mean of the 8 corners;
+4. the 8 corners are projected; candidates with a corner at z <= 0.1 m are rejected; the min/max box of the
+   projection and the detection box are both clipped to the image and their IoU must exceed `iou_threshold`
+   (0.98 reproduces the paper; 0.9 suits noisy boxes); the best `top_k` per 2D box are kept.
+
+The heading convention is the same as core.km3d (`ry`): the box length axis points along (cos t, 0, -sin t) in
+the camera frame. Output boxes are expressed in a target frame (e.g. LIDAR_TOP) through T_target_cam; the yaw is
+the target-frame heading of that axis (`km3d.ry_to_yaw`), not a convention-specific formula.
+
+Class size table: the QAF2D release's ranges. Trailer gets its own row from the nuScenes size prior
+(mean +- 2 std of w, l, h): the release's trailer branch never runs (a string comparison bug) and falls through
+to the generic 'other' row, which is used here only for class names outside the table.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .camera import MIN_DEPTH_M, CameraModel
+from .classes import SIZE_PRIOR_WLH
+from .km3d import ry_to_yaw
+
+DEPTH_CANDIDATES_M = 1.5 * np.arange(2, 69)  # 3.0 .. 102.0 m, 67 values
+YAW_CANDIDATES = np.arange(24) * np.pi / 12  # 15 degree steps
+SIZE_STEP_M = 0.5
+
+
+@dataclass(frozen=True)
+class SizeRange:
+    """Per-class size search space [m]: w and l are enumerated on a 0.5 m grid, h is a filter range only."""
+
+    width: tuple[float, float]
+    length: tuple[float, float]
+    height: tuple[float, float]
+
+    def size_grid(self) -> np.ndarray:
+        """(S, 2) array of (w, l) candidates: Cartesian product of arange(min, max + 0.5, 0.5) for w and l."""
+        w = _grid(*self.width)
+        l_ = _grid(*self.length)
+        ww, ll = np.meshgrid(w, l_, indexing="ij")
+        return np.stack([ww.ravel(), ll.ravel()], axis=1)
+
+
+def _grid(lo: float, hi: float) -> np.ndarray:
+    """lo, lo + 0.5, ... up to hi inclusive (counted, so float round-off never adds or drops a value)."""
+    count = int(np.floor((hi - lo) / SIZE_STEP_M + 1e-6)) + 1
+    return lo + SIZE_STEP_M * np.arange(count)
+
+
+def _prior_range(name: str, n_std: float = 2.0) -> SizeRange:
+    mean, std = (np.asarray(v) for v in SIZE_PRIOR_WLH[name])
+    lo, hi = np.round(mean - n_std * std, 2), np.round(mean + n_std * std, 2)
+    return SizeRange((float(lo[0]), float(hi[0])), (float(lo[1]), float(hi[1])), (float(lo[2]), float(hi[2])))
+
+
+SIZE_RANGES: dict[str, SizeRange] = {
+    "car": SizeRange((1.45, 2.95), (3.45, 6.95), (1.25, 3.25)),
+    "pedestrian": SizeRange((0.34, 1.34), (0.33, 1.33), (1.15, 2.65)),
+    "bus": SizeRange((2.55, 3.55), (6.9, 13.9), (2.8, 4.8)),
+    "truck": SizeRange((1.7, 3.2), (1.78, 14.28), (1.7, 4.2)),
+    "construction_vehicle": SizeRange((2.11, 3.61), (3.71, 7.71), (2.03, 3.03)),
+    "motorcycle": SizeRange((0.47, 1.47), (1.25, 2.75), (1.18, 2.18)),
+    "bicycle": SizeRange((0.43, 0.93), (1.33, 2.33), (0.95, 1.95)),
+    "traffic_cone": SizeRange((0.21, 1.71), (0.30, 0.80), (0.51, 1.51)),
+    "barrier": SizeRange((1.73, 3.73), (0.39, 0.89), (0.88, 1.38)),
+    "trailer": _prior_range("trailer"),
+}
+GENERIC_SIZE_RANGE = SizeRange((0.21, 3.71), (0.30, 14.30), (0.51, 5.01))
+
+
+def size_range(class_id: str) -> SizeRange:
+    """The size search space of a class name (the generic row for names outside the table)."""
+    return SIZE_RANGES.get(class_id, GENERIC_SIZE_RANGE)
+
+
+@dataclass
+class Anchors:
+    """M 3D anchors lifted from 2D boxes.
+
+    Attributes:
+        box_index: (M,) index of the source 2D box; anchors of one box are consecutive, best IoU first.
+        centers: (M, 3) centres in the target frame [m].
+        sizes_lwh: (M, 3) (l, w, h) [m].
+        yaws: (M,) rotation about +z of the target frame [rad].
+        ious: (M,) IoU of the clipped projected box with the clipped 2D box.
+        centers_cam: (M, 3) centres in the camera frame [m].
+        ry: (M,) heading about camera y (core.km3d convention) [rad].
+    """
+
+    box_index: np.ndarray
+    centers: np.ndarray
+    sizes_lwh: np.ndarray
+    yaws: np.ndarray
+    ious: np.ndarray
+    centers_cam: np.ndarray
+    ry: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.box_index)
+
+
+def clip_boxes(boxes_xyxy: np.ndarray, width: float, height: float) -> np.ndarray:
+    """Boxes (N, 4) clipped to the image [0, width] x [0, height]."""
+    b = np.asarray(boxes_xyxy, dtype=np.float64).reshape(-1, 4).copy()
+    b[:, [0, 2]] = np.clip(b[:, [0, 2]], 0.0, width)
+    b[:, [1, 3]] = np.clip(b[:, [1, 3]], 0.0, height)
+    return b
+
+
+def lift_boxes(boxes_xyxy: np.ndarray, class_ids, camera: CameraModel, T_target_cam: np.ndarray,
+               iou_threshold: float = 0.9, top_k: int = 3,
+               depth_windows: np.ndarray | None = None) -> Anchors:
+    """QAF2D anchors for the 2D boxes of one camera, in the frame of T_target_cam.
+
+    Args:
+        boxes_xyxy: (B, 4) pixel boxes in the image `camera.K` refers to (rescale detector boxes first).
+        class_ids: (B,) class names (size table rows); unknown names use the generic row.
+        camera: the camera model (K, width, height).
+        T_target_cam: 4x4 transform from the camera's optical frame to the output frame.
+        iou_threshold: keep candidates whose clipped projected-box IoU is strictly above this.
+        top_k: at most this many anchors per 2D box (highest IoU first).
+        depth_windows: optional [min, max] edge depth [m] to prune candidates (e.g. from LiDAR): (B, 2) for
+            both vertical edges of a box or (B, 2, 2) per edge (left, right); NaN means no bound.
+    Returns:
+        Anchors, grouped by box index (ascending), best IoU first within a box.
+    """
+    boxes = np.asarray(boxes_xyxy, dtype=np.float64).reshape(-1, 4)
+    classes = np.asarray(list(class_ids), dtype=object).reshape(len(boxes))
+    T = np.asarray(T_target_cam, dtype=np.float64)
+    windows = None if depth_windows is None else np.asarray(depth_windows, dtype=np.float64)
+    parts = []
+    for name in dict.fromkeys(classes.tolist()):
+        index = np.flatnonzero(classes == name)
+        win = None if windows is None else windows[index]
+        part = _lift_class(boxes[index], size_range(name), camera, iou_threshold, top_k, win)
+        if part is not None:
+            part["box_index"] = index[part["box_index"]]
+            parts.append(part)
+    if not parts:
+        return Anchors(np.zeros(0, dtype=np.int64), np.zeros((0, 3)), np.zeros((0, 3)), np.zeros(0),
+                       np.zeros(0), np.zeros((0, 3)), np.zeros(0))
+    merged = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+    order = np.lexsort((-merged["iou"], merged["box_index"]))
+    merged = {k: v[order] for k, v in merged.items()}
+    centers_cam = merged["center_cam"]
+    return Anchors(
+        box_index=merged["box_index"],
+        centers=centers_cam @ T[:3, :3].T + T[:3, 3],
+        sizes_lwh=merged["size_lwh"],
+        yaws=ry_to_yaw(merged["ry"], T[:3, :3]),
+        ious=merged["iou"],
+        centers_cam=centers_cam,
+        ry=merged["ry"],
+    )
+
+
+def _lift_class(boxes: np.ndarray, sizes: SizeRange, camera: CameraModel, iou_threshold: float, top_k: int,
+                windows: np.ndarray | None) -> dict[str, np.ndarray] | None:
+    """Candidates of boxes (B, 4) sharing one size range; returns the kept anchors or None.
+
+    Works in normalised image coordinates (x/z, y/z): IoU is invariant to the per-axis scaling by fx, fy.
+    """
+    K = camera.K
+    fx, fy, cx, cy = K[0, 0], K[1, 1], K[0, 2], K[1, 2]
+    norm = (boxes - [cx, cy, cx, cy]) / [fx, fy, fx, fy]  # normalised box edges
+    clipped = (clip_boxes(boxes, camera.width, camera.height) - [cx, cy, cx, cy]) / [fx, fy, fx, fy]
+    depths = DEPTH_CANDIDATES_M
+    edge_height = depths[None, :] * (norm[:, 3] - norm[:, 1])[:, None]  # (B, D) [m]
+    keep = (edge_height >= sizes.height[0]) & (edge_height <= sizes.height[1])
+    keep = np.repeat(keep[:, None, :], 2, axis=1)  # (B, edge, D): edge 0 = left (x0), 1 = right (x1)
+    if windows is not None:
+        w = windows if windows.ndim == 3 else np.repeat(windows[:, None, :], 2, axis=1)
+        lo = np.where(np.isnan(w[..., 0]), -np.inf, w[..., 0])
+        hi = np.where(np.isnan(w[..., 1]), np.inf, w[..., 1])
+        keep &= (depths >= lo[..., None]) & (depths <= hi[..., None])
+    pair_box, pair_edge, pair_depth = np.nonzero(keep)
+    if len(pair_box) == 0:
+        return None
+    d = depths[pair_depth]  # (P,)
+    nb = norm[pair_box]  # (P, 4)
+    nc = clipped[pair_box]
+    edge_x = d * np.where(pair_edge == 0, nb[:, 0], nb[:, 2])  # (P,) x of the vertical edge [m]
+    # Footprint offsets (x, z) of the other three corners per (yaw, size): (Y, S).
+    grid = sizes.size_grid()
+    w_, l_ = grid[:, 0], grid[:, 1]
+    s, c = np.sin(YAW_CANDIDATES)[:, None], np.cos(YAW_CANDIDATES)[:, None]
+    off_x = (-s * w_, c * l_, -s * w_ + c * l_)
+    off_z = (-c * w_, -s * l_, -c * w_ - s * l_)
+    # Normalised column x/z and inverse depth of the 4 footprint corners, broadcast to (P, Y, S).
+    x0 = edge_x[:, None, None]
+    z0 = d[:, None, None]
+    iz0 = 1.0 / z0
+    u_min = u_max = x0 * iz0
+    iz_min = iz_max = iz0
+    z_min = z0
+    for ox, oz in zip(off_x, off_z):
+        z = z0 + oz
+        z_min = np.minimum(z_min, z)
+        iz = 1.0 / z
+        u = (x0 + ox) * iz
+        u_min, u_max = np.minimum(u_min, u), np.maximum(u_max, u)
+        iz_min, iz_max = np.minimum(iz_min, iz), np.maximum(iz_max, iz)
+    # Normalised row of a corner = k / z with k = d * top (or bottom) of the edge; extremes at extreme 1/z.
+    k_top = (d * nb[:, 1])[:, None, None]
+    k_bot = (d * nb[:, 3])[:, None, None]
+    v_min = np.minimum(k_top * iz_min, k_top * iz_max)
+    v_max = np.maximum(k_bot * iz_min, k_bot * iz_max)
+    lim = (-cx / fx, -cy / fy, (camera.width - cx) / fx, (camera.height - cy) / fy)
+    pu0, pu1 = np.clip(u_min, lim[0], lim[2]), np.clip(u_max, lim[0], lim[2])
+    pv0, pv1 = np.clip(v_min, lim[1], lim[3]), np.clip(v_max, lim[1], lim[3])
+    det = nc[:, :, None, None]  # (P, 4, 1, 1)
+    ix = np.clip(np.minimum(pu1, det[:, 2]) - np.maximum(pu0, det[:, 0]), 0.0, None)
+    iy = np.clip(np.minimum(pv1, det[:, 3]) - np.maximum(pv0, det[:, 1]), 0.0, None)
+    inter = ix * iy
+    union = (pu1 - pu0) * (pv1 - pv0) + (det[:, 2] - det[:, 0]) * (det[:, 3] - det[:, 1]) - inter
+    valid = (union > 0) & (z_min > MIN_DEPTH_M)
+    iou = np.where(valid, inter / np.where(valid, union, 1.0), 0.0)
+
+    p_i, y_i, s_i = np.nonzero(iou > iou_threshold)
+    if len(p_i) == 0:
+        return None
+    kept_iou = iou[p_i, y_i, s_i]
+    box_i = pair_box[p_i]
+    order = np.lexsort((-kept_iou, box_i))
+    box_sorted = box_i[order]
+    first = np.searchsorted(box_sorted, box_sorted, side="left")
+    order = order[np.arange(len(order)) - first < top_k]
+    p_i, y_i, s_i, box_i, kept_iou = p_i[order], y_i[order], s_i[order], box_i[order], kept_iou[order]
+
+    dd = d[p_i]
+    theta = YAW_CANDIDATES[y_i]
+    ww, ll = grid[s_i, 0], grid[s_i, 1]
+    top_y = dd * nb[p_i, 1]
+    bot_y = dd * nb[p_i, 3]
+    center = np.stack([
+        edge_x[p_i] + 0.5 * (-np.sin(theta) * ww + np.cos(theta) * ll),
+        0.5 * (top_y + bot_y),
+        dd + 0.5 * (-np.cos(theta) * ww - np.sin(theta) * ll),
+    ], axis=1)
+    return {
+        "box_index": box_i,
+        "center_cam": center,
+        "size_lwh": np.stack([ll, ww, bot_y - top_y], axis=1),
+        "ry": theta,
+        "iou": kept_iou,
+    }
