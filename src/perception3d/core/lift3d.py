@@ -26,8 +26,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .boxes import bev_iou
-from .classes import DETECTION_CLASSES
+from .boxes import bev_iou, lwh_to_wlh, wlh_to_lwh
+from .classes import DETECTION_CLASSES, SIZE_PRIOR_WLH
 from .detections import Detections3D
 from .frustum import (
     CameraView,
@@ -37,10 +37,10 @@ from .frustum import (
     object_points_in_boxes,
     project_cloud,
 )
-from .geometry import invert_transform, transform_points
+from .geometry import invert_transform, transform_points, wrap_angle
 from .ground import GroundParams, fit_ground_plane
-from .km3d import box_keypoints, keypoint_offsets, ry_to_yaw, solve_location
-from .qaf2d import Anchors, clip_boxes, lift_boxes
+from .km3d import box_keypoints, keypoint_offsets, ry_to_yaw, solve_location, yaw_to_ry
+from .qaf2d import YAW_CANDIDATES, Anchors, clip_boxes, lift_boxes
 
 
 @dataclass(frozen=True)
@@ -48,13 +48,18 @@ class LiftParams:
     """Parameters of geometric 3D detection.
 
     Attributes:
-        iou_threshold: QAF2D projected-box IoU an anchor must exceed.
-        top_k: anchors per 2D box handed to the LiDAR choice.
+        iou_threshold: QAF2D projected-box IoU an anchor must exceed (boxes without LiDAR support).
+        lidar_iou_threshold: the same for boxes with LiDAR support, whose anchors the points then judge (the
+            15 degree / 0.5 m grid and the one-edge height assumption can keep the right box below 0.8).
+        top_k: anchors per 2D box and heading candidate handed to the choice.
         min_support_points: on-object points needed to use LiDAR for a box.
         edge_band: fraction of the box width on each side whose points give that edge's depth.
         edge_window_m: depth candidates within this of the edge points' depths are kept [m].
         containment_margin_m: box growth when counting the cluster points it contains [m].
         surface_sigma_m: scale of the mean point-to-outline distance in the anchor choice [m].
+        prior_std_scale: the anchor choice weighs sizes by the nuScenes class prior with std x this factor.
+        heading_tolerance_deg: with LiDAR, QAF2D tries only headings this close to the cluster's footprint
+            heading (one of its 4 directions).
         no_lidar_fit: geometric fit factor of boxes without LiDAR support (their depth is ambiguous).
         nms_iou: BEV IoU above which two boxes of one class are the same object.
         min_score: detections below this score are dropped.
@@ -62,12 +67,15 @@ class LiftParams:
     """
 
     iou_threshold: float = 0.8
-    top_k: int = 24
+    lidar_iou_threshold: float = 0.5
+    top_k: int = 4
     min_support_points: int = 3
     edge_band: float = 0.15
     edge_window_m: float = 1.5
     containment_margin_m: float = 0.25
     surface_sigma_m: float = 0.2
+    prior_std_scale: float = 2.0
+    heading_tolerance_deg: float = 10.0
     no_lidar_fit: float = 0.5
     nms_iou: float = 0.1
     min_score: float = 0.0
@@ -141,7 +149,15 @@ def _detect_view(objects_lidar: np.ndarray, view: CameraView, params: LiftParams
     on_points_lidar = objects_lidar[cloud.index[bp.point[on]]]
 
     windows = _edge_depth_windows(boxes, supported, on_box, on_depth, on_u, bp, params)
-    anchors = lift_boxes(boxes, dets.class_ids, camera, T_lidar_cam, params.iou_threshold, params.top_k, windows)
+    start = np.zeros(n_boxes, dtype=np.int64)
+    count = np.bincount(on_box, minlength=n_boxes)
+    start[1:] = np.cumsum(count)[:-1]
+    heading = np.full(n_boxes, np.nan)
+    heading[supported] = lidar_headings(on_points_lidar[:, :2], start[supported], count[supported])
+    yaw_masks = _yaw_masks(heading, view.T_cam_lidar[:3, :3], params.heading_tolerance_deg)
+    threshold = np.where(supported, params.lidar_iou_threshold, params.iou_threshold)
+    anchors = lift_boxes(boxes, dets.class_ids, camera, T_lidar_cam, threshold, params.top_k, windows, yaw_masks,
+                         top_k_per_yaw=True)
     missing = np.setdiff1d(np.flatnonzero(supported), anchors.box_index)
     if len(missing):  # LiDAR windows that admit no anchor: search all depths for these boxes
         retry = lift_boxes(boxes[missing], dets.class_ids[missing], camera, T_lidar_cam, params.iou_threshold,
@@ -151,16 +167,14 @@ def _detect_view(objects_lidar: np.ndarray, view: CameraView, params: LiftParams
     if len(anchors) == 0:
         return None
 
-    start = np.zeros(n_boxes, dtype=np.int64)
-    count = np.bincount(on_box, minlength=n_boxes)
-    start[1:] = np.cumsum(count)[:-1]
     has_lidar = supported[anchors.box_index]
     centers_cam = anchors.centers_cam.copy()
     centers_cam[has_lidar] = _slide_to_depth(centers_cam[has_lidar], anchors.sizes_lwh[has_lidar],
                                              anchors.ry[has_lidar], bp.depth_min[anchors.box_index[has_lidar]])
     _, off_surface = _fit_to_points(transform_points(T_lidar_cam, centers_cam), anchors.sizes_lwh, anchors.yaws,
                                     anchors.box_index, on_points_lidar, start, count, params.containment_margin_m)
-    key = anchors.ious * np.where(has_lidar, np.exp(-off_surface / params.surface_sigma_m), 1.0)
+    prior = _size_likelihood(anchors.sizes_lwh, dets.class_ids[anchors.box_index], params.prior_std_scale)
+    key = anchors.ious * prior * np.where(has_lidar, np.exp(-off_surface / params.surface_sigma_m), 1.0)
     order = np.lexsort((-key, anchors.box_index))
     chosen_box, first = np.unique(anchors.box_index[order], return_index=True)
     pick = order[first]
@@ -168,8 +182,15 @@ def _detect_view(objects_lidar: np.ndarray, view: CameraView, params: LiftParams
     K = camera.K
     size = anchors.sizes_lwh[pick]
     ry = anchors.ry[pick]
-    center = _refine_with_box_edges(centers_cam[pick], size, ry, boxes[chosen_box], camera)
     has_lidar = supported[chosen_box]
+    # Without LiDAR the size sets the depth along the ray: solve with the class's mean size instead of the grid's.
+    size[~has_lidar] = wlh_to_lwh(np.array([SIZE_PRIOR_WLH[c][0] for c in dets.class_ids[chosen_box[~has_lidar]]]
+                                           ).reshape(-1, 3))
+    # With LiDAR the heading is the cluster's (continuous), taken in the anchor's direction.
+    lidar_yaw = heading[chosen_box[has_lidar]]
+    turns = np.round(wrap_angle(anchors.yaws[pick[has_lidar]] - lidar_yaw) / (np.pi / 2))
+    ry[has_lidar] = yaw_to_ry(lidar_yaw + turns * np.pi / 2, view.T_cam_lidar[:3, :3])
+    center = _refine_with_box_edges(centers_cam[pick], size, ry, boxes[chosen_box], camera)
     center[has_lidar] = _slide_to_depth(center[has_lidar], size[has_lidar], ry[has_lidar],
                                         bp.depth_min[chosen_box[has_lidar]])
 
@@ -185,6 +206,50 @@ def _detect_view(objects_lidar: np.ndarray, view: CameraView, params: LiftParams
     fit = iou * np.where(has_lidar, inside, params.no_lidar_fit)
     return Detections3D(centers_lidar, size, yaws, dets.class_ids[chosen_box], dets.scores[chosen_box] * fit,
                         "lidar")
+
+
+HEADING_STEP_DEG = 2.0
+
+
+def lidar_headings(points_xy: np.ndarray, start: np.ndarray, count: np.ndarray, max_points: int = 48) -> np.ndarray:
+    """Footprint heading (G,) [rad, in [0, pi/2)] of point groups points_xy[start[g] : start[g] + count[g]].
+
+    Rectangle fitting in bird's-eye view: for headings 0..90 deg in 2 deg steps the group's points are put in
+    that frame, and the heading whose bounding rectangle leaves the points closest to its outline (mean
+    distance to the nearest side) wins; a LiDAR sees one or two sides of an object, both lie on the outline.
+    Groups are subsampled to at most `max_points` points. The heading is defined modulo 90 degrees.
+    """
+    count = np.asarray(count)
+    if len(count) == 0:
+        return np.zeros(0)
+    stride = np.maximum(1, -(-count // max_points))
+    owner = np.repeat(np.arange(len(count)), count)
+    rank = np.arange(int(count.sum())) - np.repeat(np.cumsum(count) - count, count)
+    keep = rank % stride[owner] == 0
+    xy = points_xy[np.repeat(start, count)[keep] + rank[keep]]
+    owner = owner[keep]
+    first = np.searchsorted(owner, np.arange(len(count)))
+    phi = np.radians(np.arange(0.0, 90.0, HEADING_STEP_DEG))
+    a = xy[:, 0:1] * np.cos(phi) + xy[:, 1:2] * np.sin(phi)
+    b = -xy[:, 0:1] * np.sin(phi) + xy[:, 1:2] * np.cos(phi)
+    da = np.minimum(a - np.minimum.reduceat(a, first)[owner], np.maximum.reduceat(a, first)[owner] - a)
+    db = np.minimum(b - np.minimum.reduceat(b, first)[owner], np.maximum.reduceat(b, first)[owner] - b)
+    spread = np.add.reduceat(np.minimum(da, db), first)
+    return phi[np.argmin(spread, axis=1)]
+
+
+def _yaw_masks(heading: np.ndarray, R_cam_lidar: np.ndarray, tolerance_deg: float) -> np.ndarray:
+    """(B, 24) QAF2D heading candidates within tolerance of one of the 4 directions of each LiDAR heading
+    (all candidates where the heading is NaN)."""
+    masks = np.ones((len(heading), len(YAW_CANDIDATES)), dtype=bool)
+    known = np.flatnonzero(np.isfinite(heading))
+    if len(known) == 0:
+        return masks
+    turns = heading[known, None] + np.arange(4) * np.pi / 2
+    ry = yaw_to_ry(turns.ravel(), R_cam_lidar).reshape(-1, 4)
+    diff = np.abs(wrap_angle(YAW_CANDIDATES[None, None, :] - ry[:, :, None])).min(axis=1)
+    masks[known] = diff <= np.radians(tolerance_deg)
+    return masks
 
 
 def _edge_depth_windows(boxes, supported, on_box, on_depth, on_u, bp, params: LiftParams) -> np.ndarray:
@@ -235,6 +300,13 @@ def _fit_to_points(centers, sizes_lwh, yaws, box_of, points, start, count, margi
             np.bincount(owner, weights=outline, minlength=len(box_of)) / n_safe)
 
 
+def _size_likelihood(sizes_lwh, class_ids, std_scale) -> np.ndarray:
+    """Gaussian likelihood (M,) in (0, 1] of anchor sizes under the nuScenes class prior (std x std_scale)."""
+    prior = np.array([SIZE_PRIOR_WLH[c] for c in class_ids]).reshape(-1, 2, 3)
+    z = (lwh_to_wlh(sizes_lwh) - prior[:, 0]) / (std_scale * prior[:, 1])
+    return np.exp(-0.5 * np.sum(z**2, axis=1))
+
+
 def _slide_to_depth(center_cam, size_lwh, ry, nearest_depth) -> np.ndarray:
     """Centres moved along their camera rays so that each box's nearest corner lies at `nearest_depth` [m]."""
     corner_dz = keypoint_offsets(size_lwh, ry)[:, :8, 2].min(axis=1)
@@ -260,7 +332,7 @@ def _refine_with_box_edges(center_cam, size_lwh, ry, boxes, camera, iterations: 
         weights = np.zeros((n, 9, 2))
         extremes = (corners[..., 0].argmin(1), corners[..., 0].argmax(1),
                     corners[..., 1].argmin(1), corners[..., 1].argmax(1))
-        for edge, (corner, coord, value) in enumerate(zip(extremes, (0, 0, 1, 1), boxes.T)):
+        for edge, (corner, coord, value) in enumerate(zip(extremes, (0, 0, 1, 1), boxes[:, [0, 2, 1, 3]].T)):
             uv[rows, corner, coord] = value
             weights[rows, corner, coord] = ~on_border[:, edge]
         solved = solve_location(uv, K, size_lwh, ry, weights)

@@ -7,7 +7,10 @@ For each 2D box (x0, y0, x1, y1) of class c in one camera:
    top = d K^-1 [u, y0, 1], bottom = d K^-1 [u, y1, 1];
 3. for each heading theta = k pi/12 (k = 0..23, rotation about camera y) and each (w, l) of the class grid
    (arange(min, max + 0.5, 0.5) each, Cartesian product), the width side goes to +w (-sin t, 0, -cos t) and the
-   far face to +l (cos t, 0, -sin t); the anchor centre is the mean of the 8 corners;
+   far face to +l (cos t, 0, -sin t); the anchor centre is the mean of the 8 corners. Fix: the mirror placement
+   (width side to -w (-sin t, 0, -cos t)) is enumerated too. The release's placement alone covers only two of
+   the four quadrants a box can occupy from its edge for a given heading axis, so about half of all real
+   boxes could only be matched with length and width swapped (which the class size grids then reject);
 4. the 8 corners are projected; candidates with a corner at z <= 0.1 m are rejected; the min/max box of the
    projection and the detection box are both clipped to the image and their IoU must exceed `iou_threshold`
    (0.98 reproduces the paper; 0.9 suits noisy boxes); the best `top_k` per 2D box are kept.
@@ -119,7 +122,8 @@ def clip_boxes(boxes_xyxy: np.ndarray, width: float, height: float) -> np.ndarra
 
 def lift_boxes(boxes_xyxy: np.ndarray, class_ids, camera: CameraModel, T_target_cam: np.ndarray,
                iou_threshold: float = 0.9, top_k: int = 3,
-               depth_windows: np.ndarray | None = None) -> Anchors:
+               depth_windows: np.ndarray | None = None, yaw_masks: np.ndarray | None = None,
+               top_k_per_yaw: bool = False) -> Anchors:
     """QAF2D anchors for the 2D boxes of one camera, in the frame of T_target_cam.
 
     Args:
@@ -127,10 +131,12 @@ def lift_boxes(boxes_xyxy: np.ndarray, class_ids, camera: CameraModel, T_target_
         class_ids: (B,) class names (size table rows); unknown names use the generic row.
         camera: the camera model (K, width, height).
         T_target_cam: 4x4 transform from the camera's optical frame to the output frame.
-        iou_threshold: keep candidates whose clipped projected-box IoU is strictly above this.
-        top_k: at most this many anchors per 2D box (highest IoU first).
+        iou_threshold: keep candidates whose clipped projected-box IoU is strictly above this (scalar or (B,)).
+        top_k: at most this many anchors per 2D box (highest IoU first), or per box and heading candidate when
+            `top_k_per_yaw` (so that every heading tried stays represented).
         depth_windows: optional [min, max] edge depth [m] to prune candidates (e.g. from LiDAR): (B, 2) for
             both vertical edges of a box or (B, 2, 2) per edge (left, right); NaN means no bound.
+        yaw_masks: optional (B, 24) bool: which of YAW_CANDIDATES to try per box (e.g. near a LiDAR heading).
     Returns:
         Anchors, grouped by box index (ascending), best IoU first within a box.
     """
@@ -138,11 +144,15 @@ def lift_boxes(boxes_xyxy: np.ndarray, class_ids, camera: CameraModel, T_target_
     classes = np.asarray(list(class_ids), dtype=object).reshape(len(boxes))
     T = np.asarray(T_target_cam, dtype=np.float64)
     windows = None if depth_windows is None else np.asarray(depth_windows, dtype=np.float64)
+    yaws = None if yaw_masks is None else np.asarray(yaw_masks, dtype=bool).reshape(len(boxes), -1)
+    thresholds = np.broadcast_to(np.asarray(iou_threshold, dtype=np.float64), (len(boxes),))
     parts = []
     for name in dict.fromkeys(classes.tolist()):
         index = np.flatnonzero(classes == name)
         win = None if windows is None else windows[index]
-        part = _lift_class(boxes[index], size_range(name), camera, iou_threshold, top_k, win)
+        yaw = None if yaws is None else yaws[index]
+        part = _lift_class(boxes[index], size_range(name), camera, thresholds[index], top_k, win, yaw,
+                           top_k_per_yaw)
         if part is not None:
             part["box_index"] = index[part["box_index"]]
             parts.append(part)
@@ -164,8 +174,9 @@ def lift_boxes(boxes_xyxy: np.ndarray, class_ids, camera: CameraModel, T_target_
     )
 
 
-def _lift_class(boxes: np.ndarray, sizes: SizeRange, camera: CameraModel, iou_threshold: float, top_k: int,
-                windows: np.ndarray | None) -> dict[str, np.ndarray] | None:
+def _lift_class(boxes: np.ndarray, sizes: SizeRange, camera: CameraModel, iou_threshold: np.ndarray, top_k: int,
+                windows: np.ndarray | None, yaw_masks: np.ndarray | None,
+                top_k_per_yaw: bool) -> dict[str, np.ndarray] | None:
     """Candidates of boxes (B, 4) sharing one size range; returns the kept anchors or None.
 
     Works in normalised image coordinates (x/z, y/z): IoU is invariant to the per-axis scaling by fx, fy.
@@ -183,22 +194,33 @@ def _lift_class(boxes: np.ndarray, sizes: SizeRange, camera: CameraModel, iou_th
         lo = np.where(np.isnan(w[..., 0]), -np.inf, w[..., 0])
         hi = np.where(np.isnan(w[..., 1]), np.inf, w[..., 1])
         keep &= (depths >= lo[..., None]) & (depths <= hi[..., None])
-    pair_box, pair_edge, pair_depth = np.nonzero(keep)
+    n_yaw = len(YAW_CANDIDATES)
+    # Placements: heading index k < 24 puts the width side at +w a(theta) (the release's placement), k >= 24 at
+    # -w a(theta) (the mirror image, which the release cannot represent: without it half of all corner
+    # configurations only fit with length and width swapped).
+    placements = np.ones((len(boxes), 2 * n_yaw), dtype=bool) if yaw_masks is None else np.tile(yaw_masks, 2)
+    keep = keep[..., None] & placements[:, None, None, :]
+    pair_box, pair_edge, pair_depth, pair_yaw = np.nonzero(keep)  # candidate (box, edge, depth, placement)
     if len(pair_box) == 0:
         return None
     d = depths[pair_depth]  # (P,)
     nb = norm[pair_box]  # (P, 4)
     nc = clipped[pair_box]
     edge_x = d * np.where(pair_edge == 0, nb[:, 0], nb[:, 2])  # (P,) x of the vertical edge [m]
-    # Footprint offsets (x, z) of the other three corners per (yaw, size): (Y, S).
+    # Footprint offsets (x, z) of the other three corners per (yaw, size), gathered per candidate: (P, S).
     grid = sizes.size_grid()
     w_, l_ = grid[:, 0], grid[:, 1]
-    s, c = np.sin(YAW_CANDIDATES)[:, None], np.cos(YAW_CANDIDATES)[:, None]
-    off_x = (-s * w_, c * l_, -s * w_ + c * l_)
-    off_z = (-c * w_, -s * l_, -c * w_ - s * l_)
-    # Normalised column x/z and inverse depth of the 4 footprint corners, broadcast to (P, Y, S).
-    x0 = edge_x[:, None, None]
-    z0 = d[:, None, None]
+    theta_all = np.tile(YAW_CANDIDATES, 2)
+    side_all = np.repeat([1.0, -1.0], n_yaw)
+    s, c = np.sin(theta_all)[:, None], np.cos(theta_all)[:, None]
+    width_x, width_z = -side_all[:, None] * s * w_, -side_all[:, None] * c * w_
+    off_x = (np.take(width_x, pair_yaw, axis=0), np.take(c * l_, pair_yaw, axis=0),
+             np.take(width_x + c * l_, pair_yaw, axis=0))
+    off_z = (np.take(width_z, pair_yaw, axis=0), np.take(-s * l_, pair_yaw, axis=0),
+             np.take(width_z - s * l_, pair_yaw, axis=0))
+    # Normalised column x/z and inverse depth of the 4 footprint corners.
+    x0 = edge_x[:, None]
+    z0 = d[:, None]
     iz0 = 1.0 / z0
     u_min = u_max = x0 * iz0
     iz_min = iz_max = iz0
@@ -211,14 +233,14 @@ def _lift_class(boxes: np.ndarray, sizes: SizeRange, camera: CameraModel, iou_th
         u_min, u_max = np.minimum(u_min, u), np.maximum(u_max, u)
         iz_min, iz_max = np.minimum(iz_min, iz), np.maximum(iz_max, iz)
     # Normalised row of a corner = k / z with k = d * top (or bottom) of the edge; extremes at extreme 1/z.
-    k_top = (d * nb[:, 1])[:, None, None]
-    k_bot = (d * nb[:, 3])[:, None, None]
+    k_top = (d * nb[:, 1])[:, None]
+    k_bot = (d * nb[:, 3])[:, None]
     v_min = np.minimum(k_top * iz_min, k_top * iz_max)
     v_max = np.maximum(k_bot * iz_min, k_bot * iz_max)
     lim = (-cx / fx, -cy / fy, (camera.width - cx) / fx, (camera.height - cy) / fy)
     pu0, pu1 = np.clip(u_min, lim[0], lim[2]), np.clip(u_max, lim[0], lim[2])
     pv0, pv1 = np.clip(v_min, lim[1], lim[3]), np.clip(v_max, lim[1], lim[3])
-    det = nc[:, :, None, None]  # (P, 4, 1, 1)
+    det = nc[:, :, None]  # (P, 4, 1)
     ix = np.clip(np.minimum(pu1, det[:, 2]) - np.maximum(pu0, det[:, 0]), 0.0, None)
     iy = np.clip(np.minimum(pv1, det[:, 3]) - np.maximum(pv0, det[:, 1]), 0.0, None)
     inter = ix * iy
@@ -226,26 +248,28 @@ def _lift_class(boxes: np.ndarray, sizes: SizeRange, camera: CameraModel, iou_th
     valid = (union > 0) & (z_min > MIN_DEPTH_M)
     iou = np.where(valid, inter / np.where(valid, union, 1.0), 0.0)
 
-    p_i, y_i, s_i = np.nonzero(iou > iou_threshold)
+    p_i, s_i = np.nonzero(iou > iou_threshold[pair_box, None])
     if len(p_i) == 0:
         return None
-    kept_iou = iou[p_i, y_i, s_i]
+    kept_iou = iou[p_i, s_i]
     box_i = pair_box[p_i]
-    order = np.lexsort((-kept_iou, box_i))
-    box_sorted = box_i[order]
-    first = np.searchsorted(box_sorted, box_sorted, side="left")
+    group = box_i * n_yaw + pair_yaw[p_i] % n_yaw if top_k_per_yaw else box_i
+    order = np.lexsort((-kept_iou, group))
+    group_sorted = group[order]
+    first = np.searchsorted(group_sorted, group_sorted, side="left")
     order = order[np.arange(len(order)) - first < top_k]
-    p_i, y_i, s_i, box_i, kept_iou = p_i[order], y_i[order], s_i[order], box_i[order], kept_iou[order]
+    p_i, s_i, box_i, kept_iou = p_i[order], s_i[order], box_i[order], kept_iou[order]
 
     dd = d[p_i]
-    theta = YAW_CANDIDATES[y_i]
+    theta = theta_all[pair_yaw[p_i]]
     ww, ll = grid[s_i, 0], grid[s_i, 1]
+    side_w = side_all[pair_yaw[p_i]] * ww
     top_y = dd * nb[p_i, 1]
     bot_y = dd * nb[p_i, 3]
     center = np.stack([
-        edge_x[p_i] + 0.5 * (-np.sin(theta) * ww + np.cos(theta) * ll),
+        edge_x[p_i] + 0.5 * (-np.sin(theta) * side_w + np.cos(theta) * ll),
         0.5 * (top_y + bot_y),
-        dd + 0.5 * (-np.cos(theta) * ww - np.sin(theta) * ll),
+        dd + 0.5 * (-np.cos(theta) * side_w - np.sin(theta) * ll),
     ], axis=1)
     return {
         "box_index": box_i,
