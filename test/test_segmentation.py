@@ -1,6 +1,12 @@
 """Box-prior segmentation, frustum depth clusters and the RANSAC ground plane on hand-built scenes."""
 import numpy as np
 import pytest
+
+from perception3d.core.classes import LIDARSEG_CLASSES
+from perception3d.core.frustum import ClusterParams, object_points_in_boxes, project_cloud
+from perception3d.core.geometry import transform_points
+from perception3d.core.ground import fit_ground_plane
+from perception3d.core.segmentation import segment_points
 from scene_helpers import (
     T_BASE_LIDAR,
     box_surface_points,
@@ -11,12 +17,6 @@ from scene_helpers import (
     to_lidar,
     view,
 )
-
-from perception3d.core.classes import LIDARSEG_CLASSES
-from perception3d.core.frustum import ClusterParams, object_points_in_boxes, project_cloud
-from perception3d.core.geometry import transform_points
-from perception3d.core.ground import fit_ground_plane
-from perception3d.core.segmentation import segment_points
 
 CAR, PED, GROUND = (LIDARSEG_CLASSES.index(n) for n in ("car", "pedestrian", "driveable_surface"))
 SENSOR = T_BASE_LIDAR[:3, 3]
