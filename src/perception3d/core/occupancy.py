@@ -12,7 +12,10 @@ Occupancy (`occupancy_volume`), on a core.voxels.VoxelGrid (default the OpenOccu
   This is the exact free-space test of a z-buffer with the bin's angular resolution, costs one gather per voxel
   (the voxels' bins and ranges depend only on the grid and the sensor position and are cached), and needs no
   per-ray stepping. The default elevation bin (1.5 deg) is a little coarser than the 32-beam LiDAR's beam
-  spacing (1.33 deg) so that no bin inside the vertical field of view is empty.
+  spacing (1.33 deg) so that no bin inside the vertical field of view is empty. Compared with stepping along
+  each ray it is conservative in two places: voxels that rays only graze along the silhouette of the returns,
+  and voxels within ~3 m of the sensor whose centre direction has no return (a ray can cross a voxel whose
+  centre lies many degrees off the ray) stay unobserved.
 - unobserved (255): everything else (behind the first return, outside the field of view, no return).
 - Past sweeps (already transformed into the grid frame) only add occupied voxels where the current sweep does
   not see free space, so moving objects leave no trails; free space comes from the current sweep.
@@ -99,6 +102,7 @@ def free_voxels(points: np.ndarray, grid: VoxelGrid, sensor_origin: np.ndarray, 
     point_bin, point_range = _direction_bins(pts - np.asarray(origin))
     nearest = np.full(AZIMUTH_BINS * _elevation_bins(), np.inf, dtype=np.float32)
     np.minimum.at(nearest, point_bin, point_range.astype(np.float32))
+    nearest[np.isinf(nearest)] = -1.0  # no return in that direction: nothing is known to be free
     return np.flatnonzero(voxel_range < nearest[voxel_bin] - margin)
 
 
