@@ -1,19 +1,24 @@
 """Geometric 3D detection: 2D boxes lifted by QAF2D anchors, chosen with LiDAR, refined by the KM3D solver.
 
 Per camera and 2D box (classes outside the 10 detection classes are skipped):
-1. Frustum points: non-ground LiDAR points (core.ground) projected inside the box; the object's depth cluster
-   (core.frustum) is the box's LiDAR support.
-2. Anchors (core.qaf2d). With support, each vertical edge's depth candidates are restricted to the depths of the
-   cluster points in the box's outer `edge_band` on that side (+- `edge_window_m`; the whole cluster's depth
-   range when that band is empty); this is what makes lifting ~10x cheaper than the full 67-depth search.
-3. Choice: with support, the anchor maximising (fraction of cluster points inside it) x (projected IoU);
-   without support, the best projected-IoU anchor (the depth is then ambiguous along the ray).
-4. Refinement (core.km3d.solve_location) with the chosen size and heading: the 2D box edges give four
-   keypoint rows, one per extreme projected corner (left/right edges constrain u, top/bottom v); edges on the
-   image border (truncated objects) are dropped (W = 0). This turns the 1.5 m depth grid into a continuous
-   location. With support, the LiDAR depth is kept: the refined centre is slid along its camera ray so that
-   the box's nearest corner lies at the cluster's nearest depth (LiDAR range is far more precise than depth
-   from a box height: a 1 px box error at 30 m moves the 2D-only depth by ~0.5 m).
+1. LiDAR support: non-ground points (core.ground) projected inside the box, reduced to the object's depth
+   cluster (core.frustum); a box with at least `min_support_points` such points is supported.
+2. Anchors (core.qaf2d, top_k per box and heading). Supported boxes: each vertical edge's depth candidates are
+   restricted to the depths of the cluster points in the box's outer `edge_band` on that side
+   (+- `edge_window_m`), and the headings to those within `heading_tolerance_deg` of the cluster's footprint
+   heading (`lidar_headings`, bird's-eye rectangle fit, modulo 90 deg); the IoU bar is `lidar_iou_threshold`.
+   Unsupported boxes: depths where the box height fits the class's prior height, within 1.2 x the class's
+   evaluation range, all headings, `iou_threshold`.
+3. Choice: the anchor maximising (projected IoU) x (class size prior likelihood) x, with support,
+   exp(-mean distance of the cluster points to the anchor's outline / `surface_sigma_m`), each anchor first slid
+   along its camera ray so that its nearest corner lies at the cluster's nearest depth.
+4. Refinement: supported boxes take the cluster's continuous heading (the direction nearest the anchor's);
+   unsupported boxes take the class's mean size (the size sets the depth along the ray). The location is then
+   solved by core.km3d.solve_location from the 2D box: one keypoint row per edge, tied to the extreme projected
+   corner (left/right constrain u, top/bottom v; edges on the image border, i.e. truncated objects, get W = 0).
+   With support the LiDAR depth is kept: the centre is slid along its ray so that the nearest corner lies at the
+   cluster's nearest depth (LiDAR range is far more precise than depth from a box: 1 px of box error at 30 m
+   moves a 2D-only depth by ~0.5 m). Heading is only known modulo pi (front and back look alike).
 5. Score = 2D score x geometric fit, fit = projected IoU of the final box x (fraction of cluster points inside
    it with support, else `no_lidar_fit`).
 6. All cameras' boxes go to the output frame and one object seen by two cameras is merged by class-aware
@@ -27,7 +32,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .boxes import bev_iou, lwh_to_wlh, wlh_to_lwh
-from .classes import DETECTION_CLASSES, SIZE_PRIOR_WLH
+from .classes import DETECTION_CLASSES, DETECTION_RANGE_M, SIZE_PRIOR_WLH
 from .detections import Detections3D
 from .frustum import (
     CameraView,
@@ -58,6 +63,8 @@ class LiftParams:
         containment_margin_m: box growth when counting the cluster points it contains [m].
         surface_sigma_m: scale of the mean point-to-outline distance in the anchor choice [m].
         prior_std_scale: the anchor choice weighs sizes by the nuScenes class prior with std x this factor.
+        max_fit_points: anchors are judged against at most about this many cluster points per box.
+        max_range_factor: boxes without LiDAR are searched up to this x the class's evaluation range.
         heading_tolerance_deg: with LiDAR, QAF2D tries only headings this close to the cluster's footprint
             heading (one of its 4 directions).
         no_lidar_fit: geometric fit factor of boxes without LiDAR support (their depth is ambiguous).
@@ -76,6 +83,8 @@ class LiftParams:
     surface_sigma_m: float = 0.2
     prior_std_scale: float = 2.0
     heading_tolerance_deg: float = 10.0
+    max_range_factor: float = 1.2
+    max_fit_points: int = 32
     no_lidar_fit: float = 0.5
     nms_iou: float = 0.1
     min_score: float = 0.0
@@ -149,6 +158,8 @@ def _detect_view(objects_lidar: np.ndarray, view: CameraView, params: LiftParams
     on_points_lidar = objects_lidar[cloud.index[bp.point[on]]]
 
     windows = _edge_depth_windows(boxes, supported, on_box, on_depth, on_u, bp, params)
+    windows[~supported] = _prior_depth_windows(boxes[~supported], dets.class_ids[~supported], camera,
+                                               params)[:, None, :]
     start = np.zeros(n_boxes, dtype=np.int64)
     count = np.bincount(on_box, minlength=n_boxes)
     start[1:] = np.cumsum(count)[:-1]
@@ -171,8 +182,10 @@ def _detect_view(objects_lidar: np.ndarray, view: CameraView, params: LiftParams
     centers_cam = anchors.centers_cam.copy()
     centers_cam[has_lidar] = _slide_to_depth(centers_cam[has_lidar], anchors.sizes_lwh[has_lidar],
                                              anchors.ry[has_lidar], bp.depth_min[anchors.box_index[has_lidar]])
+    sample, sample_start, sample_count = _subsample_groups(start, count, params.max_fit_points)
     _, off_surface = _fit_to_points(transform_points(T_lidar_cam, centers_cam), anchors.sizes_lwh, anchors.yaws,
-                                    anchors.box_index, on_points_lidar, start, count, params.containment_margin_m)
+                                    anchors.box_index, on_points_lidar[sample], sample_start, sample_count,
+                                    params.containment_margin_m)
     prior = _size_likelihood(anchors.sizes_lwh, dets.class_ids[anchors.box_index], params.prior_std_scale)
     key = anchors.ious * prior * np.where(has_lidar, np.exp(-off_surface / params.surface_sigma_m), 1.0)
     order = np.lexsort((-key, anchors.box_index))
@@ -219,16 +232,11 @@ def lidar_headings(points_xy: np.ndarray, start: np.ndarray, count: np.ndarray, 
     distance to the nearest side) wins; a LiDAR sees one or two sides of an object, both lie on the outline.
     Groups are subsampled to at most `max_points` points. The heading is defined modulo 90 degrees.
     """
-    count = np.asarray(count)
     if len(count) == 0:
         return np.zeros(0)
-    stride = np.maximum(1, -(-count // max_points))
-    owner = np.repeat(np.arange(len(count)), count)
-    rank = np.arange(int(count.sum())) - np.repeat(np.cumsum(count) - count, count)
-    keep = rank % stride[owner] == 0
-    xy = points_xy[np.repeat(start, count)[keep] + rank[keep]]
-    owner = owner[keep]
-    first = np.searchsorted(owner, np.arange(len(count)))
+    index, first, kept = _subsample_groups(start, count, max_points)
+    xy = points_xy[index]
+    owner = np.repeat(np.arange(len(kept)), kept)
     phi = np.radians(np.arange(0.0, 90.0, HEADING_STEP_DEG))
     a = xy[:, 0:1] * np.cos(phi) + xy[:, 1:2] * np.sin(phi)
     b = -xy[:, 0:1] * np.sin(phi) + xy[:, 1:2] * np.cos(phi)
@@ -236,6 +244,20 @@ def lidar_headings(points_xy: np.ndarray, start: np.ndarray, count: np.ndarray, 
     db = np.minimum(b - np.minimum.reduceat(b, first)[owner], np.maximum.reduceat(b, first)[owner] - b)
     spread = np.add.reduceat(np.minimum(da, db), first)
     return phi[np.argmin(spread, axis=1)]
+
+
+def _subsample_groups(start, count, max_points: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Every k-th member of each group start[g] : start[g] + count[g] so that at most ~max_points remain.
+
+    Returns the kept indices (grouped, in order) and the new starts and counts of the groups.
+    """
+    count = np.asarray(count, dtype=np.int64)
+    stride = np.maximum(1, -(-count // max_points))
+    owner = np.repeat(np.arange(len(count)), count)
+    rank = np.arange(int(count.sum())) - np.repeat(np.cumsum(count) - count, count)
+    keep = rank % stride[owner] == 0
+    kept = np.bincount(owner[keep], minlength=len(count))
+    return np.repeat(np.asarray(start), count)[keep] + rank[keep], np.cumsum(kept) - kept, kept
 
 
 def _yaw_masks(heading: np.ndarray, R_cam_lidar: np.ndarray, tolerance_deg: float) -> np.ndarray:
@@ -250,6 +272,18 @@ def _yaw_masks(heading: np.ndarray, R_cam_lidar: np.ndarray, tolerance_deg: floa
     diff = np.abs(wrap_angle(YAW_CANDIDATES[None, None, :] - ry[:, :, None])).min(axis=1)
     masks[known] = diff <= np.radians(tolerance_deg)
     return masks
+
+
+def _prior_depth_windows(boxes, class_ids, camera, params: LiftParams) -> np.ndarray:
+    """(B, 2) edge depths [m] at which the box height fits the class prior height (mean +- prior_std_scale std),
+    capped at `max_range_factor` x the class's evaluation range: the search space of boxes without LiDAR."""
+    prior = np.array([SIZE_PRIOR_WLH[c] for c in class_ids]).reshape(-1, 2, 3)
+    h_lo = prior[:, 0, 2] - params.prior_std_scale * prior[:, 1, 2]
+    h_hi = prior[:, 0, 2] + params.prior_std_scale * prior[:, 1, 2]
+    pixels = np.maximum(boxes[:, 3] - boxes[:, 1], 1e-6)
+    cap = params.max_range_factor * np.array([DETECTION_RANGE_M[c] for c in class_ids])
+    lo = np.minimum(camera.K[1, 1] * np.maximum(h_lo, 0.1) / pixels, cap)
+    return np.stack([lo, np.minimum(camera.K[1, 1] * h_hi / pixels, cap)], axis=1).reshape(-1, 2)
 
 
 def _edge_depth_windows(boxes, supported, on_box, on_depth, on_u, bp, params: LiftParams) -> np.ndarray:
