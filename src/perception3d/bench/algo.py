@@ -2,8 +2,9 @@
 
 The frame is built from the real nuScenes rig (benchmarks/nuscenes-rig.json, a copy of
 reference/nuscenes-rig.json): a 32-beam LiDAR (1084 azimuths x 32 beams = 34,688 returns, the nuScenes sweep
-size) cast against a flat ground, a ring of walls and ~150 objects, and perfect 2D boxes (projected ground
-truth, clipped to the image) in the six cameras. `synthetic_frame` is also used by the tests.
+size) cast against a flat ground, a ring of walls and 350 objects, and perfect 2D boxes (projected ground truth,
+clipped to the image) of the objects the LiDAR sees, about 30 per camera. `synthetic_frame` is also used by the
+quality check in the tests.
 """
 from __future__ import annotations
 
@@ -168,7 +169,7 @@ def perfect_2d_boxes(objects: Detections3D, camera: CameraModel, T_base_cam: np.
                         ids=objects.ids[keep])
 
 
-def synthetic_frame(n_objects: int = 150, seed: int = 0, rig: Rig | None = None,
+def synthetic_frame(n_objects: int = 350, seed: int = 0, rig: Rig | None = None,
                     min_visible_points: int = 3) -> Frame:
     """A nuScenes-sized synthetic sweep with perfect 2D boxes in the six cameras of the real rig; objects hit by
     fewer than `min_visible_points` LiDAR rays count as occluded and get no 2D box."""

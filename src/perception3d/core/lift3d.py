@@ -45,7 +45,7 @@ from .frustum import (
 from .geometry import invert_transform, transform_points, wrap_angle
 from .ground import GroundParams, fit_ground_plane
 from .km3d import box_keypoints, keypoint_offsets, ry_to_yaw, solve_location, yaw_to_ry
-from .qaf2d import YAW_CANDIDATES, Anchors, clip_boxes, lift_boxes
+from .qaf2d import YAW_CANDIDATES, Anchors, clip_boxes, lift_boxes, paired_iou
 
 
 @dataclass(frozen=True)
@@ -148,6 +148,7 @@ def _detect_view(objects_lidar: np.ndarray, view: CameraView, params: LiftParams
     T_lidar_cam = invert_transform(view.T_cam_lidar)
     boxes = dets.boxes_xyxy
     n_boxes = len(boxes)
+    prior_wlh = np.array([SIZE_PRIOR_WLH[c] for c in dets.class_ids]).reshape(-1, 2, 3)  # (B, mean/std, wlh)
     cloud = project_cloud(objects_lidar, camera, view.T_cam_lidar)
     extent = np.array([class_depth_extent(c) for c in dets.class_ids])
     bp = object_points_in_boxes(cloud.uv, cloud.points_cam[:, 2], boxes, extent,
@@ -186,7 +187,7 @@ def _detect_view(objects_lidar: np.ndarray, view: CameraView, params: LiftParams
     _, off_surface = _fit_to_points(transform_points(T_lidar_cam, centers_cam), anchors.sizes_lwh, anchors.yaws,
                                     anchors.box_index, on_points_lidar[sample], sample_start, sample_count,
                                     params.containment_margin_m)
-    prior = _size_likelihood(anchors.sizes_lwh, dets.class_ids[anchors.box_index], params.prior_std_scale)
+    prior = _size_likelihood(anchors.sizes_lwh, prior_wlh[anchors.box_index], params.prior_std_scale)
     key = anchors.ious * prior * np.where(has_lidar, np.exp(-off_surface / params.surface_sigma_m), 1.0)
     order = np.lexsort((-key, anchors.box_index))
     chosen_box, first = np.unique(anchors.box_index[order], return_index=True)
@@ -197,8 +198,7 @@ def _detect_view(objects_lidar: np.ndarray, view: CameraView, params: LiftParams
     ry = anchors.ry[pick]
     has_lidar = supported[chosen_box]
     # Without LiDAR the size sets the depth along the ray: solve with the class's mean size instead of the grid's.
-    size[~has_lidar] = wlh_to_lwh(np.array([SIZE_PRIOR_WLH[c][0] for c in dets.class_ids[chosen_box[~has_lidar]]]
-                                           ).reshape(-1, 3))
+    size[~has_lidar] = wlh_to_lwh(prior_wlh[chosen_box[~has_lidar], 0])
     # With LiDAR the heading is the cluster's (continuous), taken in the anchor's direction.
     lidar_yaw = heading[chosen_box[has_lidar]]
     turns = np.round(wrap_angle(anchors.yaws[pick[has_lidar]] - lidar_yaw) / (np.pi / 2))
@@ -211,7 +211,7 @@ def _detect_view(objects_lidar: np.ndarray, view: CameraView, params: LiftParams
     projected = clip_boxes(np.hstack([corners_uv.min(axis=1), corners_uv.max(axis=1)]), camera.width,
                            camera.height)
     target = clip_boxes(boxes[chosen_box], camera.width, camera.height)
-    iou = _paired_iou(projected, target)
+    iou = paired_iou(projected, target)
     centers_lidar = transform_points(T_lidar_cam, center)
     yaws = ry_to_yaw(ry, T_lidar_cam[:3, :3])
     inside, _ = _fit_to_points(centers_lidar, size, yaws, chosen_box, on_points_lidar, start, count,
@@ -334,10 +334,9 @@ def _fit_to_points(centers, sizes_lwh, yaws, box_of, points, start, count, margi
             np.bincount(owner, weights=outline, minlength=len(box_of)) / n_safe)
 
 
-def _size_likelihood(sizes_lwh, class_ids, std_scale) -> np.ndarray:
-    """Gaussian likelihood (M,) in (0, 1] of anchor sizes under the nuScenes class prior (std x std_scale)."""
-    prior = np.array([SIZE_PRIOR_WLH[c] for c in class_ids]).reshape(-1, 2, 3)
-    z = (lwh_to_wlh(sizes_lwh) - prior[:, 0]) / (std_scale * prior[:, 1])
+def _size_likelihood(sizes_lwh, prior_wlh, std_scale) -> np.ndarray:
+    """Gaussian likelihood (M,) in (0, 1] of sizes under per-row priors (M, mean/std, wlh), std x std_scale."""
+    z = (lwh_to_wlh(sizes_lwh) - prior_wlh[:, 0]) / (std_scale * prior_wlh[:, 1])
     return np.exp(-0.5 * np.sum(z**2, axis=1))
 
 
@@ -375,15 +374,6 @@ def _refine_with_box_edges(center_cam, size_lwh, ry, boxes, camera, iterations: 
         ok = np.isfinite(moved) & (solved[:, 2] > 0.5) & (moved <= max_move_fraction * center_cam[:, 2])
         center[ok] = solved[ok]
     return center
-
-
-def _paired_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """IoU (N,) of box a[i] with box b[i] (both (N, 4) xyxy)."""
-    ix = np.clip(np.minimum(a[:, 2], b[:, 2]) - np.maximum(a[:, 0], b[:, 0]), 0, None)
-    iy = np.clip(np.minimum(a[:, 3], b[:, 3]) - np.maximum(a[:, 1], b[:, 1]), 0, None)
-    inter = ix * iy
-    union = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1]) + (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1]) - inter
-    return np.where(union > 0, inter / np.where(union > 0, union, 1.0), 0.0)
 
 
 def _concat_anchors(a: Anchors, b: Anchors) -> Anchors:

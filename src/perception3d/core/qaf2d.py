@@ -31,7 +31,7 @@ import numpy as np
 
 from .camera import MIN_DEPTH_M, CameraModel
 from .classes import SIZE_PRIOR_WLH
-from .km3d import ry_to_yaw
+from .km3d import box_keypoints, ry_to_yaw
 
 DEPTH_CANDIDATES_M = 1.5 * np.arange(2, 69)  # 3.0 .. 102.0 m, 67 values
 YAW_CANDIDATES = np.arange(24) * np.pi / 12  # 15 degree steps
@@ -114,10 +114,8 @@ class Anchors:
 
 def clip_boxes(boxes_xyxy: np.ndarray, width: float, height: float) -> np.ndarray:
     """Boxes (N, 4) clipped to the image [0, width] x [0, height]."""
-    b = np.asarray(boxes_xyxy, dtype=np.float64).reshape(-1, 4).copy()
-    b[:, [0, 2]] = np.clip(b[:, [0, 2]], 0.0, width)
-    b[:, [1, 3]] = np.clip(b[:, [1, 3]], 0.0, height)
-    return b
+    b = np.asarray(boxes_xyxy, dtype=np.float64).reshape(-1, 4)
+    return np.minimum(np.maximum(b, 0.0), [width, height, width, height])
 
 
 def lift_boxes(boxes_xyxy: np.ndarray, class_ids, camera: CameraModel, T_target_cam: np.ndarray,
@@ -203,9 +201,10 @@ def _lift_class(boxes: np.ndarray, sizes: SizeRange, camera: CameraModel, iou_th
     pair_box, pair_edge, pair_depth, pair_yaw = np.nonzero(keep)  # candidate (box, edge, depth, placement)
     if len(pair_box) == 0:
         return None
+    # The candidate search runs in float32 (half the memory traffic); the kept anchors are rebuilt in float64.
     d = depths[pair_depth]  # (P,)
     nb = norm[pair_box]  # (P, 4)
-    nc = clipped[pair_box]
+    nc = clipped[pair_box].astype(np.float32)
     edge_x = d * np.where(pair_edge == 0, nb[:, 0], nb[:, 2])  # (P,) x of the vertical edge [m]
     # Footprint offsets (x, z) of the other three corners per (yaw, size), gathered per candidate: (P, S).
     grid = sizes.size_grid()
@@ -214,13 +213,14 @@ def _lift_class(boxes: np.ndarray, sizes: SizeRange, camera: CameraModel, iou_th
     side_all = np.repeat([1.0, -1.0], n_yaw)
     s, c = np.sin(theta_all)[:, None], np.cos(theta_all)[:, None]
     width_x, width_z = -side_all[:, None] * s * w_, -side_all[:, None] * c * w_
-    off_x = (np.take(width_x, pair_yaw, axis=0), np.take(c * l_, pair_yaw, axis=0),
-             np.take(width_x + c * l_, pair_yaw, axis=0))
-    off_z = (np.take(width_z, pair_yaw, axis=0), np.take(-s * l_, pair_yaw, axis=0),
-             np.take(width_z - s * l_, pair_yaw, axis=0))
+    f32 = np.float32
+    off_x = (np.take(width_x.astype(f32), pair_yaw, axis=0), np.take((c * l_).astype(f32), pair_yaw, axis=0),
+             np.take((width_x + c * l_).astype(f32), pair_yaw, axis=0))
+    off_z = (np.take(width_z.astype(f32), pair_yaw, axis=0), np.take((-s * l_).astype(f32), pair_yaw, axis=0),
+             np.take((width_z - s * l_).astype(f32), pair_yaw, axis=0))
     # Normalised column x/z and inverse depth of the 4 footprint corners.
-    x0 = edge_x[:, None]
-    z0 = d[:, None]
+    x0 = edge_x[:, None].astype(f32)
+    z0 = d[:, None].astype(f32)
     iz0 = 1.0 / z0
     u_min = u_max = x0 * iz0
     iz_min = iz_max = iz0
@@ -233,11 +233,11 @@ def _lift_class(boxes: np.ndarray, sizes: SizeRange, camera: CameraModel, iou_th
         u_min, u_max = np.minimum(u_min, u), np.maximum(u_max, u)
         iz_min, iz_max = np.minimum(iz_min, iz), np.maximum(iz_max, iz)
     # Normalised row of a corner = k / z with k = d * top (or bottom) of the edge; extremes at extreme 1/z.
-    k_top = (d * nb[:, 1])[:, None]
-    k_bot = (d * nb[:, 3])[:, None]
+    k_top = (d * nb[:, 1])[:, None].astype(f32)
+    k_bot = (d * nb[:, 3])[:, None].astype(f32)
     v_min = np.minimum(k_top * iz_min, k_top * iz_max)
     v_max = np.maximum(k_bot * iz_min, k_bot * iz_max)
-    lim = (-cx / fx, -cy / fy, (camera.width - cx) / fx, (camera.height - cy) / fy)
+    lim = np.array([-cx / fx, -cy / fy, (camera.width - cx) / fx, (camera.height - cy) / fy], dtype=f32)
     pu0, pu1 = np.clip(u_min, lim[0], lim[2]), np.clip(u_max, lim[0], lim[2])
     pv0, pv1 = np.clip(v_min, lim[1], lim[3]), np.clip(v_max, lim[1], lim[3])
     det = nc[:, :, None]  # (P, 4, 1)
@@ -246,7 +246,7 @@ def _lift_class(boxes: np.ndarray, sizes: SizeRange, camera: CameraModel, iou_th
     inter = ix * iy
     union = (pu1 - pu0) * (pv1 - pv0) + (det[:, 2] - det[:, 0]) * (det[:, 3] - det[:, 1]) - inter
     valid = (union > 0) & (z_min > MIN_DEPTH_M)
-    iou = np.where(valid, inter / np.where(valid, union, 1.0), 0.0)
+    iou = np.where(valid, inter / np.where(valid, union, f32(1.0)), f32(0.0))
 
     p_i, s_i = np.nonzero(iou > iou_threshold[pair_box, None])
     if len(p_i) == 0:
@@ -258,7 +258,7 @@ def _lift_class(boxes: np.ndarray, sizes: SizeRange, camera: CameraModel, iou_th
     group_sorted = group[order]
     first = np.searchsorted(group_sorted, group_sorted, side="left")
     order = order[np.arange(len(order)) - first < top_k]
-    p_i, s_i, box_i, kept_iou = p_i[order], s_i[order], box_i[order], kept_iou[order]
+    p_i, s_i, box_i = p_i[order], s_i[order], box_i[order]
 
     dd = d[p_i]
     theta = theta_all[pair_yaw[p_i]]
@@ -271,10 +271,24 @@ def _lift_class(boxes: np.ndarray, sizes: SizeRange, camera: CameraModel, iou_th
         0.5 * (top_y + bot_y),
         dd + 0.5 * (-np.cos(theta) * side_w - np.sin(theta) * ll),
     ], axis=1)
+    size_lwh = np.stack([ll, ww, bot_y - top_y], axis=1)
+    # Exact (float64) IoU of the kept anchors: the projected 8 corners, both boxes clipped.
+    corners = box_keypoints(K, center, size_lwh, theta)[:, :8]
+    projected = np.hstack([corners.min(axis=1), corners.max(axis=1)])
+    W, H = camera.width, camera.height
     return {
         "box_index": box_i,
         "center_cam": center,
-        "size_lwh": np.stack([ll, ww, bot_y - top_y], axis=1),
+        "size_lwh": size_lwh,
         "ry": theta,
-        "iou": kept_iou,
+        "iou": paired_iou(clip_boxes(projected, W, H), clip_boxes(boxes[box_i], W, H)),
     }
+
+
+def paired_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """IoU (N,) of box a[i] with box b[i] (both (N, 4) xyxy)."""
+    ix = np.clip(np.minimum(a[:, 2], b[:, 2]) - np.maximum(a[:, 0], b[:, 0]), 0, None)
+    iy = np.clip(np.minimum(a[:, 3], b[:, 3]) - np.maximum(a[:, 1], b[:, 1]), 0, None)
+    inter = ix * iy
+    union = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1]) + (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1]) - inter
+    return np.where(union > 0, inter / np.where(union > 0, union, 1.0), 0.0)
