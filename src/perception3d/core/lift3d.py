@@ -78,7 +78,7 @@ class LiftParams:
     top_k: int = 4
     min_support_points: int = 3
     edge_band: float = 0.15
-    edge_window_m: float = 1.5
+    edge_window_m: float = 0.75
     containment_margin_m: float = 0.25
     surface_sigma_m: float = 0.2
     prior_std_scale: float = 2.0
