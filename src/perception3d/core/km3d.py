@@ -137,16 +137,22 @@ def ry_to_alpha(ry: np.ndarray, u_center: np.ndarray, K: np.ndarray) -> np.ndarr
     return wrap_angle(np.asarray(ry, dtype=np.float64) - np.arctan2(np.asarray(u_center) - K[0, 2], K[0, 0]))
 
 
+def _rotate(R: np.ndarray, vectors: np.ndarray) -> np.ndarray:
+    """vectors (N, 3) rotated by one (3, 3) or per-row (N, 3, 3) rotation."""
+    R = np.asarray(R, dtype=np.float64)
+    return vectors @ R.T if R.ndim == 2 else np.einsum("nij,nj->ni", R, vectors)
+
+
 def ry_to_yaw(ry: np.ndarray, R_target_cam: np.ndarray) -> np.ndarray:
     """Yaw about +z of a target frame (N,) of camera-frame headings ry (N,): the heading (cos ry, 0, -sin ry)
-    rotated into the target frame, projected on its xy-plane."""
+    rotated into the target frame (R (3, 3), or (N, 3, 3) per row), projected on its xy-plane."""
     ry = np.asarray(ry, dtype=np.float64).reshape(-1)
-    heading = np.stack([np.cos(ry), np.zeros_like(ry), -np.sin(ry)], axis=1) @ np.asarray(R_target_cam).T
+    heading = _rotate(R_target_cam, np.stack([np.cos(ry), np.zeros_like(ry), -np.sin(ry)], axis=1))
     return np.arctan2(heading[:, 1], heading[:, 0])
 
 
 def yaw_to_ry(yaw: np.ndarray, R_cam_target: np.ndarray) -> np.ndarray:
     """Camera-frame heading ry (N,) of target-frame yaws (N,); inverse of `ry_to_yaw` for level cameras."""
     yaw = np.asarray(yaw, dtype=np.float64).reshape(-1)
-    heading = np.stack([np.cos(yaw), np.sin(yaw), np.zeros_like(yaw)], axis=1) @ np.asarray(R_cam_target).T
+    heading = _rotate(R_cam_target, np.stack([np.cos(yaw), np.sin(yaw), np.zeros_like(yaw)], axis=1))
     return np.arctan2(-heading[:, 2], heading[:, 0])

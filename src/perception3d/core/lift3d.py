@@ -120,19 +120,28 @@ def detect_3d(points_lidar: np.ndarray, views: Sequence[CameraView], T_base_lida
 
 
 def bev_nms(dets: Detections3D, iou_threshold: float) -> np.ndarray:
-    """Indices (sorted) of the boxes kept by class-aware greedy NMS on rotated BEV IoU, highest score first.
+    """Indices (sorted) of the boxes kept by class-aware greedy NMS, highest score first.
 
-    Only pairs whose footprints can touch (centre distance below the sum of half diagonals) are intersected.
+    Two boxes of one class are the same object when their rotated BEV IoU exceeds `iou_threshold` or their
+    centres are closer than the class's smaller mean footprint side (two objects side by side are at least that
+    far apart; this catches thin objects such as barriers, whose IoU collapses with a small sideways offset).
     """
     order = np.argsort(-dets.scores, kind="stable")
     radius = 0.5 * np.hypot(dets.sizes_lwh[:, 0], dets.sizes_lwh[:, 1])
+    merge = np.array([min(SIZE_PRIOR_WLH[c][0][:2]) if c in SIZE_PRIOR_WLH else 0.0 for c in dets.class_ids])
     gap = np.linalg.norm(dets.centers[:, None, :2] - dets.centers[None, :, :2], axis=2)
-    can_touch = (dets.class_ids[:, None] == dets.class_ids[None, :]) & (gap < radius[:, None] + radius[None, :])
+    same_class = dets.class_ids[:, None] == dets.class_ids[None, :]
+    can_touch = same_class & (gap < radius[:, None] + radius[None, :])
+    too_close = same_class & (gap < merge[:, None])
     kept = np.zeros(len(dets), dtype=bool)
     for i in order:
         near = np.flatnonzero(kept & can_touch[i])
-        if len(near) and np.any(bev_iou(dets.centers[i], dets.sizes_lwh[i], dets.yaws[i:i + 1], dets.centers[near],
-                                        dets.sizes_lwh[near], dets.yaws[near]) > iou_threshold):
+        if len(near) == 0:
+            kept[i] = True
+            continue
+        if np.any(too_close[i, near]) or np.any(
+                bev_iou(dets.centers[i], dets.sizes_lwh[i], dets.yaws[i:i + 1], dets.centers[near],
+                        dets.sizes_lwh[near], dets.yaws[near]) > iou_threshold):
             continue
         kept[i] = True
     return np.flatnonzero(kept)

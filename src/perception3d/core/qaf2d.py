@@ -139,17 +139,37 @@ def lift_boxes(boxes_xyxy: np.ndarray, class_ids, camera: CameraModel, T_target_
         Anchors, grouped by box index (ascending), best IoU first within a box.
     """
     boxes = np.asarray(boxes_xyxy, dtype=np.float64).reshape(-1, 4)
-    classes = np.asarray(list(class_ids), dtype=object).reshape(len(boxes))
-    T = np.asarray(T_target_cam, dtype=np.float64)
+    return lift_boxes_multi(boxes, class_ids, np.zeros(len(boxes), dtype=np.int64), [camera], [T_target_cam],
+                            iou_threshold, top_k, depth_windows, yaw_masks, top_k_per_yaw)
+
+
+def lift_boxes_multi(boxes_xyxy: np.ndarray, class_ids, camera_index: np.ndarray, cameras, T_target_cams,
+                     iou_threshold: float = 0.9, top_k: int = 3,
+                     depth_windows: np.ndarray | None = None, yaw_masks: np.ndarray | None = None,
+                     top_k_per_yaw: bool = False) -> Anchors:
+    """`lift_boxes` for the boxes of several cameras at once (box b belongs to cameras[camera_index[b]], whose
+    optical frame maps to the output frame by T_target_cams[camera_index[b]]); one pass per class."""
+    boxes = np.asarray(boxes_xyxy, dtype=np.float64).reshape(-1, 4)
+    n = len(boxes)
+    classes = np.asarray(list(class_ids), dtype=object).reshape(n)
+    cam = np.asarray(camera_index, dtype=np.int64).reshape(n)
+    K = np.array([c.K for c in cameras])[cam]  # (B, 3, 3)
+    T = np.array([np.asarray(t, dtype=np.float64) for t in T_target_cams])[cam]  # (B, 4, 4)
+    size_px = np.array([[c.width, c.height] for c in cameras], dtype=np.float64)[cam]
+    # Normalised image coordinates (x/z, y/z) per box: the search below is then camera independent.
+    offset = np.stack([K[:, 0, 2], K[:, 1, 2]] * 2, axis=1)
+    scale = np.stack([K[:, 0, 0], K[:, 1, 1]] * 2, axis=1)
+    norm = (boxes - offset) / scale
+    limits = (np.hstack([np.zeros((n, 2)), size_px]) - offset) / scale
+    clipped = np.minimum(np.maximum(norm, limits[:, [0, 1, 0, 1]]), limits[:, [2, 3, 2, 3]])
     windows = None if depth_windows is None else np.asarray(depth_windows, dtype=np.float64)
-    yaws = None if yaw_masks is None else np.asarray(yaw_masks, dtype=bool).reshape(len(boxes), -1)
-    thresholds = np.broadcast_to(np.asarray(iou_threshold, dtype=np.float64), (len(boxes),))
+    yaws = None if yaw_masks is None else np.asarray(yaw_masks, dtype=bool).reshape(n, -1)
+    thresholds = np.broadcast_to(np.asarray(iou_threshold, dtype=np.float64), (n,))
     parts = []
     for name in dict.fromkeys(classes.tolist()):
         index = np.flatnonzero(classes == name)
-        win = None if windows is None else windows[index]
-        yaw = None if yaws is None else yaws[index]
-        part = _lift_class(boxes[index], size_range(name), camera, thresholds[index], top_k, win, yaw,
+        part = _lift_class(norm[index], clipped[index], limits[index], size_range(name), thresholds[index], top_k,
+                           None if windows is None else windows[index], None if yaws is None else yaws[index],
                            top_k_per_yaw)
         if part is not None:
             part["box_index"] = index[part["box_index"]]
@@ -161,28 +181,26 @@ def lift_boxes(boxes_xyxy: np.ndarray, class_ids, camera: CameraModel, T_target_
     order = np.lexsort((-merged["iou"], merged["box_index"]))
     merged = {k: v[order] for k, v in merged.items()}
     centers_cam = merged["center_cam"]
+    T_anchor = T[merged["box_index"]]
     return Anchors(
         box_index=merged["box_index"],
-        centers=centers_cam @ T[:3, :3].T + T[:3, 3],
+        centers=np.einsum("nij,nj->ni", T_anchor[:, :3, :3], centers_cam) + T_anchor[:, :3, 3],
         sizes_lwh=merged["size_lwh"],
-        yaws=ry_to_yaw(merged["ry"], T[:3, :3]),
+        yaws=ry_to_yaw(merged["ry"], T_anchor[:, :3, :3]),
         ious=merged["iou"],
         centers_cam=centers_cam,
         ry=merged["ry"],
     )
 
 
-def _lift_class(boxes: np.ndarray, sizes: SizeRange, camera: CameraModel, iou_threshold: np.ndarray, top_k: int,
-                windows: np.ndarray | None, yaw_masks: np.ndarray | None,
+def _lift_class(norm: np.ndarray, clipped: np.ndarray, limits: np.ndarray, sizes: SizeRange,
+                iou_threshold: np.ndarray, top_k: int, windows: np.ndarray | None, yaw_masks: np.ndarray | None,
                 top_k_per_yaw: bool) -> dict[str, np.ndarray] | None:
-    """Candidates of boxes (B, 4) sharing one size range; returns the kept anchors or None.
+    """Candidates of boxes sharing one size range; returns the kept anchors or None.
 
-    Works in normalised image coordinates (x/z, y/z): IoU is invariant to the per-axis scaling by fx, fy.
+    Boxes are in normalised image coordinates (x/z, y/z): `norm` (B, 4) as detected, `clipped` (B, 4) clipped to
+    the image, `limits` (B, 4) the image rectangle. IoU is invariant to the per-axis scaling by fx, fy.
     """
-    K = camera.K
-    fx, fy, cx, cy = K[0, 0], K[1, 1], K[0, 2], K[1, 2]
-    norm = (boxes - [cx, cy, cx, cy]) / [fx, fy, fx, fy]  # normalised box edges
-    clipped = (clip_boxes(boxes, camera.width, camera.height) - [cx, cy, cx, cy]) / [fx, fy, fx, fy]
     depths = DEPTH_CANDIDATES_M
     edge_height = depths[None, :] * (norm[:, 3] - norm[:, 1])[:, None]  # (B, D) [m]
     keep = (edge_height >= sizes.height[0]) & (edge_height <= sizes.height[1])
@@ -196,7 +214,7 @@ def _lift_class(boxes: np.ndarray, sizes: SizeRange, camera: CameraModel, iou_th
     # Placements: heading index k < 24 puts the width side at +w a(theta) (the release's placement), k >= 24 at
     # -w a(theta) (the mirror image, which the release cannot represent: without it half of all corner
     # configurations only fit with length and width swapped).
-    placements = np.ones((len(boxes), 2 * n_yaw), dtype=bool) if yaw_masks is None else np.tile(yaw_masks, 2)
+    placements = np.ones((len(norm), 2 * n_yaw), dtype=bool) if yaw_masks is None else np.tile(yaw_masks, 2)
     keep = keep[..., None] & placements[:, None, None, :]
     pair_box, pair_edge, pair_depth, pair_yaw = np.nonzero(keep)  # candidate (box, edge, depth, placement)
     if len(pair_box) == 0:
@@ -237,9 +255,9 @@ def _lift_class(boxes: np.ndarray, sizes: SizeRange, camera: CameraModel, iou_th
     k_bot = (d * nb[:, 3])[:, None].astype(f32)
     v_min = np.minimum(k_top * iz_min, k_top * iz_max)
     v_max = np.maximum(k_bot * iz_min, k_bot * iz_max)
-    lim = np.array([-cx / fx, -cy / fy, (camera.width - cx) / fx, (camera.height - cy) / fy], dtype=f32)
-    pu0, pu1 = np.clip(u_min, lim[0], lim[2]), np.clip(u_max, lim[0], lim[2])
-    pv0, pv1 = np.clip(v_min, lim[1], lim[3]), np.clip(v_max, lim[1], lim[3])
+    lim = limits[pair_box].astype(f32)
+    pu0, pu1 = np.clip(u_min, lim[:, 0:1], lim[:, 2:3]), np.clip(u_max, lim[:, 0:1], lim[:, 2:3])
+    pv0, pv1 = np.clip(v_min, lim[:, 1:2], lim[:, 3:4]), np.clip(v_max, lim[:, 1:2], lim[:, 3:4])
     det = nc[:, :, None]  # (P, 4, 1)
     ix = np.clip(np.minimum(pu1, det[:, 2]) - np.maximum(pu0, det[:, 0]), 0.0, None)
     iy = np.clip(np.minimum(pv1, det[:, 3]) - np.maximum(pv0, det[:, 1]), 0.0, None)
@@ -273,15 +291,16 @@ def _lift_class(boxes: np.ndarray, sizes: SizeRange, camera: CameraModel, iou_th
     ], axis=1)
     size_lwh = np.stack([ll, ww, bot_y - top_y], axis=1)
     # Exact (float64) IoU of the kept anchors: the projected 8 corners, both boxes clipped.
-    corners = box_keypoints(K, center, size_lwh, theta)[:, :8]
+    corners = box_keypoints(np.eye(3), center, size_lwh, theta)[:, :8]
     projected = np.hstack([corners.min(axis=1), corners.max(axis=1)])
-    W, H = camera.width, camera.height
+    lim = limits[box_i]
+    projected = np.minimum(np.maximum(projected, lim[:, [0, 1, 0, 1]]), lim[:, [2, 3, 2, 3]])
     return {
         "box_index": box_i,
         "center_cam": center,
         "size_lwh": size_lwh,
         "ry": theta,
-        "iou": paired_iou(clip_boxes(projected, W, H), clip_boxes(boxes[box_i], W, H)),
+        "iou": paired_iou(projected, clipped[box_i]),
     }
 
 
