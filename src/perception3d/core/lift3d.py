@@ -33,7 +33,7 @@ import numpy as np
 
 from .boxes import bev_iou, lwh_to_wlh, wlh_to_lwh
 from .classes import DETECTION_CLASSES, DETECTION_RANGE_M, SIZE_PRIOR_WLH
-from .detections import Detections3D
+from .detections import Detections2D, Detections3D
 from .frustum import (
     CameraView,
     ClusterParams,
@@ -42,10 +42,10 @@ from .frustum import (
     object_points_in_boxes,
     project_cloud,
 )
-from .geometry import invert_transform, transform_points, wrap_angle
+from .geometry import invert_transform, wrap_angle
 from .ground import GroundParams, fit_ground_plane
 from .km3d import box_keypoints, keypoint_offsets, ry_to_yaw, solve_location, yaw_to_ry
-from .qaf2d import YAW_CANDIDATES, Anchors, clip_boxes, lift_boxes, paired_iou
+from .qaf2d import YAW_CANDIDATES, Anchors, lift_boxes_multi, normalise_boxes, paired_iou
 
 
 @dataclass(frozen=True)
@@ -106,15 +106,15 @@ def detect_3d(points_lidar: np.ndarray, views: Sequence[CameraView], T_base_lida
     _, is_ground = fit_ground_plane(pts, up, params.ground.threshold_m, params.ground.max_tilt_deg,
                                     seed=params.ground.seed)
     objects = pts[~is_ground]
-    parts = [_detect_view(objects, view, params) for view in views]
-    parts = [p for p in parts if p is not None and len(p)]
-    if not parts:
+    supports = [_box_support(objects, view, params) for view in views]
+    supports = [sup for sup in supports if sup is not None]
+    if not supports:
         return Detections3D.empty(frame_id, stamp_ns)
-    merged = Detections3D(
-        np.concatenate([p.centers for p in parts]), np.concatenate([p.sizes_lwh for p in parts]),
-        np.concatenate([p.yaws for p in parts]), np.concatenate([p.class_ids for p in parts]),
-        np.concatenate([p.scores for p in parts]), "lidar", stamp_ns)
-    out = merged.transformed(T_base_lidar, frame_id)
+    lidar = _lift_all(supports, params)
+    if lidar is None:
+        return Detections3D.empty(frame_id, stamp_ns)
+    out = Detections3D(lidar.centers, lidar.sizes_lwh, lidar.yaws, lidar.class_ids, lidar.scores, "lidar",
+                       stamp_ns).transformed(T_base_lidar, frame_id)
     out = out.select(out.scores >= params.min_score)
     return out.select(bev_nms(out, params.nms_iou))
 
@@ -147,17 +147,37 @@ def bev_nms(dets: Detections3D, iou_threshold: float) -> np.ndarray:
     return np.flatnonzero(kept)
 
 
-def _detect_view(objects_lidar: np.ndarray, view: CameraView, params: LiftParams) -> Detections3D | None:
-    """Boxes (in the LiDAR frame) of one camera's 2D detections, before cross-camera NMS."""
+@dataclass
+class _BoxSupport:
+    """One camera's boxes (known classes only) with their LiDAR support and search restrictions.
+
+    Attributes:
+        view: the camera; dets: its boxes; supported: (B,) enough cluster points; windows: (B, 2, 2) edge depth
+        windows [m]; heading: (B,) cluster footprint heading in the LiDAR frame (NaN without support);
+        yaw_masks: (B, 24) QAF2D headings to try; depth_min: (B,) nearest cluster depth [m]; points: on-object
+        cluster points of the supported boxes (LiDAR frame), grouped by box; count: (B,) points per box.
+    """
+
+    view: CameraView
+    dets: Detections2D
+    supported: np.ndarray
+    windows: np.ndarray
+    heading: np.ndarray
+    yaw_masks: np.ndarray
+    depth_min: np.ndarray
+    points: np.ndarray
+    count: np.ndarray
+
+
+def _box_support(objects_lidar: np.ndarray, view: CameraView, params: LiftParams) -> _BoxSupport | None:
+    """LiDAR support of one camera's boxes: frustum clusters, edge depth windows and headings."""
     dets = view.detections
     dets = dets.select(np.array([c in DETECTION_CLASSES for c in dets.class_ids], dtype=bool))
     if len(dets) == 0:
         return None
     camera = view.camera
-    T_lidar_cam = invert_transform(view.T_cam_lidar)
     boxes = dets.boxes_xyxy
     n_boxes = len(boxes)
-    prior_wlh = np.array([SIZE_PRIOR_WLH[c] for c in dets.class_ids]).reshape(-1, 2, 3)  # (B, mean/std, wlh)
     cloud = project_cloud(objects_lidar, camera, view.T_cam_lidar)
     extent = np.array([class_depth_extent(c) for c in dets.class_ids])
     bp = object_points_in_boxes(cloud.uv, cloud.points_cam[:, 2], boxes, extent,
@@ -165,69 +185,93 @@ def _detect_view(objects_lidar: np.ndarray, view: CameraView, params: LiftParams
     supported = bp.support >= params.min_support_points
     on = np.flatnonzero(bp.on_object & supported[bp.box])
     on_box, on_depth, on_u = bp.box[on], bp.depth[on], bp.u[on]
-    on_points_lidar = objects_lidar[cloud.index[bp.point[on]]]
-
+    points = objects_lidar[cloud.index[bp.point[on]]]
     windows = _edge_depth_windows(boxes, supported, on_box, on_depth, on_u, bp, params)
     windows[~supported] = _prior_depth_windows(boxes[~supported], dets.class_ids[~supported], camera,
                                                params)[:, None, :]
-    start = np.zeros(n_boxes, dtype=np.int64)
     count = np.bincount(on_box, minlength=n_boxes)
-    start[1:] = np.cumsum(count)[:-1]
     heading = np.full(n_boxes, np.nan)
-    heading[supported] = lidar_headings(on_points_lidar[:, :2], start[supported], count[supported])
+    heading[supported] = lidar_headings(points[:, :2], (np.cumsum(count) - count)[supported], count[supported])
     yaw_masks = _yaw_masks(heading, view.T_cam_lidar[:3, :3], params.heading_tolerance_deg)
+    return _BoxSupport(view, dets, supported, windows, heading, yaw_masks, bp.depth_min, points, count)
+
+
+def _lift_all(supports: list[_BoxSupport], params: LiftParams) -> Detections3D | None:
+    """Anchors, choice and refinement for the boxes of all cameras at once; boxes in the LiDAR frame."""
+    cameras = [sup.view.camera for sup in supports]
+    T_cam_lidar = np.array([sup.view.T_cam_lidar for sup in supports])
+    T_lidar_cam = invert_transform(T_cam_lidar)
+    cam = np.concatenate([np.full(len(sup.dets), i) for i, sup in enumerate(supports)])
+    boxes = np.vstack([sup.dets.boxes_xyxy for sup in supports])
+    classes = np.concatenate([sup.dets.class_ids for sup in supports])
+    scores = np.concatenate([sup.dets.scores for sup in supports])
+    supported = np.concatenate([sup.supported for sup in supports])
+    heading = np.concatenate([sup.heading for sup in supports])
+    depth_min = np.concatenate([sup.depth_min for sup in supports])
+    points = np.vstack([sup.points for sup in supports])
+    count = np.concatenate([sup.count for sup in supports])
+    start = np.cumsum(count) - count
+    prior_wlh = np.array([SIZE_PRIOR_WLH[c] for c in classes]).reshape(-1, 2, 3)  # (B, mean/std, wlh)
+
     threshold = np.where(supported, params.lidar_iou_threshold, params.iou_threshold)
-    anchors = lift_boxes(boxes, dets.class_ids, camera, T_lidar_cam, threshold, params.top_k, windows, yaw_masks,
-                         top_k_per_yaw=True)
+    anchors = lift_boxes_multi(boxes, classes, cam, cameras, T_lidar_cam, threshold, params.top_k,
+                               np.concatenate([sup.windows for sup in supports]),
+                               np.concatenate([sup.yaw_masks for sup in supports]), top_k_per_yaw=True)
     missing = np.setdiff1d(np.flatnonzero(supported), anchors.box_index)
     if len(missing):  # LiDAR windows that admit no anchor: search all depths for these boxes
-        retry = lift_boxes(boxes[missing], dets.class_ids[missing], camera, T_lidar_cam, params.iou_threshold,
-                           params.top_k)
+        retry = lift_boxes_multi(boxes[missing], classes[missing], cam[missing], cameras, T_lidar_cam,
+                                 params.iou_threshold, params.top_k)
         retry.box_index = missing[retry.box_index]
         anchors = _concat_anchors(anchors, retry)
     if len(anchors) == 0:
         return None
 
-    has_lidar = supported[anchors.box_index]
+    # Choose: IoU x size prior x (with LiDAR) closeness of the cluster to the anchor's outline.
+    box_of = anchors.box_index
+    has_lidar = supported[box_of]
     centers_cam = anchors.centers_cam.copy()
     centers_cam[has_lidar] = _slide_to_depth(centers_cam[has_lidar], anchors.sizes_lwh[has_lidar],
-                                             anchors.ry[has_lidar], bp.depth_min[anchors.box_index[has_lidar]])
+                                             anchors.ry[has_lidar], depth_min[box_of[has_lidar]])
     sample, sample_start, sample_count = _subsample_groups(start, count, params.max_fit_points)
-    _, off_surface = _fit_to_points(transform_points(T_lidar_cam, centers_cam), anchors.sizes_lwh, anchors.yaws,
-                                    anchors.box_index, on_points_lidar[sample], sample_start, sample_count,
-                                    params.containment_margin_m)
-    prior = _size_likelihood(anchors.sizes_lwh, prior_wlh[anchors.box_index], params.prior_std_scale)
+    T_anchor = T_lidar_cam[cam[box_of]]
+    centers_lidar = np.einsum("nij,nj->ni", T_anchor[:, :3, :3], centers_cam) + T_anchor[:, :3, 3]
+    _, off_surface = _fit_to_points(centers_lidar, anchors.sizes_lwh, anchors.yaws, box_of, points[sample],
+                                    sample_start, sample_count, params.containment_margin_m)
+    prior = _size_likelihood(anchors.sizes_lwh, prior_wlh[box_of], params.prior_std_scale)
     key = anchors.ious * prior * np.where(has_lidar, np.exp(-off_surface / params.surface_sigma_m), 1.0)
-    order = np.lexsort((-key, anchors.box_index))
-    chosen_box, first = np.unique(anchors.box_index[order], return_index=True)
+    order = np.lexsort((-key, box_of))
+    chosen, first = np.unique(box_of[order], return_index=True)
     pick = order[first]
 
-    K = camera.K
     size = anchors.sizes_lwh[pick]
     ry = anchors.ry[pick]
-    has_lidar = supported[chosen_box]
+    has_lidar = supported[chosen]
     # Without LiDAR the size sets the depth along the ray: solve with the class's mean size instead of the grid's.
-    size[~has_lidar] = wlh_to_lwh(prior_wlh[chosen_box[~has_lidar], 0])
+    size[~has_lidar] = wlh_to_lwh(prior_wlh[chosen[~has_lidar], 0])
     # With LiDAR the heading is the cluster's (continuous), taken in the anchor's direction.
-    lidar_yaw = heading[chosen_box[has_lidar]]
+    lidar_yaw = heading[chosen[has_lidar]]
     turns = np.round(wrap_angle(anchors.yaws[pick[has_lidar]] - lidar_yaw) / (np.pi / 2))
-    ry[has_lidar] = yaw_to_ry(lidar_yaw + turns * np.pi / 2, view.T_cam_lidar[:3, :3])
-    center = _refine_with_box_edges(centers_cam[pick], size, ry, boxes[chosen_box], camera)
+    ry[has_lidar] = yaw_to_ry(lidar_yaw + turns * np.pi / 2, T_cam_lidar[cam[chosen[has_lidar]], :3, :3])
+    norm, clipped, limits = normalise_boxes(boxes[chosen], cam[chosen], cameras)
+    size_px = np.array([[c.width, c.height] for c in cameras], dtype=np.float64)[cam[chosen]]
+    px = boxes[chosen]
+    on_border = np.stack([px[:, 0] <= 1.0, px[:, 2] >= size_px[:, 0] - 1.0,
+                          px[:, 1] <= 1.0, px[:, 3] >= size_px[:, 1] - 1.0], axis=1)
+    center = _refine_with_box_edges(centers_cam[pick], size, ry, norm, on_border)
     center[has_lidar] = _slide_to_depth(center[has_lidar], size[has_lidar], ry[has_lidar],
-                                        bp.depth_min[chosen_box[has_lidar]])
+                                        depth_min[chosen[has_lidar]])
 
-    corners_uv = box_keypoints(K, center, size, ry)[:, :8]
-    projected = clip_boxes(np.hstack([corners_uv.min(axis=1), corners_uv.max(axis=1)]), camera.width,
-                           camera.height)
-    target = clip_boxes(boxes[chosen_box], camera.width, camera.height)
-    iou = paired_iou(projected, target)
-    centers_lidar = transform_points(T_lidar_cam, center)
-    yaws = ry_to_yaw(ry, T_lidar_cam[:3, :3])
-    inside, _ = _fit_to_points(centers_lidar, size, yaws, chosen_box, on_points_lidar, start, count,
-                               params.containment_margin_m)
+    # Score: 2D score x projected IoU x (contained cluster fraction, or the no-LiDAR factor).
+    corners = box_keypoints(np.eye(3), center, size, ry)[:, :8]
+    projected = np.hstack([corners.min(axis=1), corners.max(axis=1)])
+    projected = np.minimum(np.maximum(projected, limits[:, [0, 1, 0, 1]]), limits[:, [2, 3, 2, 3]])
+    iou = paired_iou(projected, clipped)
+    T_box = T_lidar_cam[cam[chosen]]
+    centers_lidar = np.einsum("nij,nj->ni", T_box[:, :3, :3], center) + T_box[:, :3, 3]
+    yaws = ry_to_yaw(ry, T_box[:, :3, :3])
+    inside, _ = _fit_to_points(centers_lidar, size, yaws, chosen, points, start, count, params.containment_margin_m)
     fit = iou * np.where(has_lidar, inside, params.no_lidar_fit)
-    return Detections3D(centers_lidar, size, yaws, dets.class_ids[chosen_box], dets.scores[chosen_box] * fit,
-                        "lidar")
+    return Detections3D(centers_lidar, size, yaws, classes[chosen], scores[chosen] * fit, "lidar")
 
 
 HEADING_STEP_DEG = 2.0
@@ -356,28 +400,27 @@ def _slide_to_depth(center_cam, size_lwh, ry, nearest_depth) -> np.ndarray:
     return center_cam * scale[:, None]
 
 
-def _refine_with_box_edges(center_cam, size_lwh, ry, boxes, camera, iterations: int = 2,
+def _refine_with_box_edges(center_cam, size_lwh, ry, boxes_norm, on_border, iterations: int = 2,
                            max_move_fraction: float = 0.15) -> np.ndarray:
-    """KM3D least-squares centres from the four 2D box edges, each tied to the extreme projected corner.
+    """KM3D least-squares centres from the four 2D box edges (normalised image coordinates), each tied to the
+    extreme projected corner; edges flagged `on_border` (B, 4: left, right, top, bottom) are not used.
 
     A solution further than `max_move_fraction` x depth from the anchor is rejected (the anchor is kept).
     """
-    K = camera.K
     n = len(center_cam)
     rows = np.arange(n)
-    on_border = np.stack([boxes[:, 0] <= 1.0, boxes[:, 2] >= camera.width - 1.0,
-                          boxes[:, 1] <= 1.0, boxes[:, 3] >= camera.height - 1.0], axis=1)
+    identity = np.eye(3)
     center = center_cam.copy()
     for _ in range(iterations):
-        corners = box_keypoints(K, center, size_lwh, ry)[:, :8]
+        corners = box_keypoints(identity, center, size_lwh, ry)[:, :8]
         uv = np.zeros((n, 9, 2))
         weights = np.zeros((n, 9, 2))
         extremes = (corners[..., 0].argmin(1), corners[..., 0].argmax(1),
                     corners[..., 1].argmin(1), corners[..., 1].argmax(1))
-        for edge, (corner, coord, value) in enumerate(zip(extremes, (0, 0, 1, 1), boxes[:, [0, 2, 1, 3]].T)):
+        for edge, (corner, coord, value) in enumerate(zip(extremes, (0, 0, 1, 1), boxes_norm[:, [0, 2, 1, 3]].T)):
             uv[rows, corner, coord] = value
             weights[rows, corner, coord] = ~on_border[:, edge]
-        solved = solve_location(uv, K, size_lwh, ry, weights)
+        solved = solve_location(uv, identity, size_lwh, ry, weights)
         # Keep the anchor where the edges do not pin the box down (near-degenerate geometry moves it far away).
         moved = np.linalg.norm(solved - center_cam, axis=1)
         ok = np.isfinite(moved) & (solved[:, 2] > 0.5) & (moved <= max_move_fraction * center_cam[:, 2])

@@ -153,15 +153,9 @@ def lift_boxes_multi(boxes_xyxy: np.ndarray, class_ids, camera_index: np.ndarray
     n = len(boxes)
     classes = np.asarray(list(class_ids), dtype=object).reshape(n)
     cam = np.asarray(camera_index, dtype=np.int64).reshape(n)
-    K = np.array([c.K for c in cameras])[cam]  # (B, 3, 3)
     T = np.array([np.asarray(t, dtype=np.float64) for t in T_target_cams])[cam]  # (B, 4, 4)
-    size_px = np.array([[c.width, c.height] for c in cameras], dtype=np.float64)[cam]
     # Normalised image coordinates (x/z, y/z) per box: the search below is then camera independent.
-    offset = np.stack([K[:, 0, 2], K[:, 1, 2]] * 2, axis=1)
-    scale = np.stack([K[:, 0, 0], K[:, 1, 1]] * 2, axis=1)
-    norm = (boxes - offset) / scale
-    limits = (np.hstack([np.zeros((n, 2)), size_px]) - offset) / scale
-    clipped = np.minimum(np.maximum(norm, limits[:, [0, 1, 0, 1]]), limits[:, [2, 3, 2, 3]])
+    norm, clipped, limits = normalise_boxes(boxes, cam, cameras)
     windows = None if depth_windows is None else np.asarray(depth_windows, dtype=np.float64)
     yaws = None if yaw_masks is None else np.asarray(yaw_masks, dtype=bool).reshape(n, -1)
     thresholds = np.broadcast_to(np.asarray(iou_threshold, dtype=np.float64), (n,))
@@ -191,6 +185,22 @@ def lift_boxes_multi(boxes_xyxy: np.ndarray, class_ids, camera_index: np.ndarray
         centers_cam=centers_cam,
         ry=merged["ry"],
     )
+
+
+def normalise_boxes(boxes_xyxy: np.ndarray, camera_index: np.ndarray,
+                    cameras) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Pixel boxes (B, 4) of cameras[camera_index[b]] in normalised image coordinates ((u - cx) / fx,
+    (v - cy) / fy): the boxes, the boxes clipped to their image, and each image's rectangle, all (B, 4)."""
+    boxes = np.asarray(boxes_xyxy, dtype=np.float64).reshape(-1, 4)
+    cam = np.asarray(camera_index, dtype=np.int64).reshape(len(boxes))
+    K = np.array([c.K for c in cameras]).reshape(-1, 3, 3)[cam]
+    size_px = np.array([[c.width, c.height] for c in cameras], dtype=np.float64).reshape(-1, 2)[cam]
+    offset = np.stack([K[:, 0, 2], K[:, 1, 2]] * 2, axis=1)
+    scale = np.stack([K[:, 0, 0], K[:, 1, 1]] * 2, axis=1)
+    norm = (boxes - offset) / scale
+    limits = (np.hstack([np.zeros((len(boxes), 2)), size_px]) - offset) / scale
+    clipped = np.minimum(np.maximum(norm, limits[:, [0, 1, 0, 1]]), limits[:, [2, 3, 2, 3]])
+    return norm, clipped, limits
 
 
 def _lift_class(norm: np.ndarray, clipped: np.ndarray, limits: np.ndarray, sizes: SizeRange,
