@@ -128,9 +128,17 @@ def object_points_in_boxes(uv: np.ndarray, depth: np.ndarray, boxes_xyxy: np.nda
     """
     boxes = np.asarray(boxes_xyxy, dtype=np.float64).reshape(-1, 4)
     n_boxes = len(boxes)
-    u, v = uv[:, 0:1], uv[:, 1:2]
-    inside = (u >= boxes[:, 0]) & (u <= boxes[:, 2]) & (v >= boxes[:, 1]) & (v <= boxes[:, 3])
-    point, box = np.nonzero(inside)
+    # Candidate pairs from the points sorted by column (one searchsorted per box edge), then the row test.
+    by_u = np.argsort(uv[:, 0], kind="stable")
+    u_sorted = uv[by_u, 0]
+    lo = np.searchsorted(u_sorted, boxes[:, 0], side="left")
+    hi = np.searchsorted(u_sorted, boxes[:, 2], side="right")
+    span = np.maximum(hi - lo, 0)
+    box = np.repeat(np.arange(n_boxes), span)
+    point = by_u[np.repeat(lo, span) + np.arange(int(span.sum())) - np.repeat(np.cumsum(span) - span, span)]
+    v = uv[point, 1]
+    inside = (v >= boxes[box, 1]) & (v <= boxes[box, 3])
+    point, box = point[inside], box[inside]
     order = np.lexsort((depth[point], box))
     point, box = point[order], box[order]
     d = depth[point]
