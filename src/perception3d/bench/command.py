@@ -8,6 +8,7 @@ from pathlib import Path
 # suite -> module with run(out_dir: Path) -> Path (the written markdown)
 SUITES: dict[str, str] = {
     "msgs": "perception3d.bench.msgs",
+    "algo": "perception3d.bench.algo",
 }
 
 
