@@ -63,7 +63,8 @@ class LiftParams:
         containment_margin_m: box growth when counting the cluster points it contains [m].
         surface_sigma_m: scale of the mean point-to-outline distance in the anchor choice [m].
         prior_std_scale: the anchor choice weighs sizes by the nuScenes class prior with std x this factor.
-        max_fit_points: anchors are judged against at most about this many cluster points per box.
+        max_fit_points: anchors and the final box are judged against at most about this many cluster points
+            per box (an even subsample).
         max_range_factor: boxes without LiDAR are searched up to this x the class's evaluation range.
         heading_tolerance_deg: with LiDAR, QAF2D tries only headings this close to the cluster's footprint
             heading (one of its 4 directions).
@@ -269,7 +270,8 @@ def _lift_all(supports: list[_BoxSupport], params: LiftParams) -> Detections3D |
     T_box = T_lidar_cam[cam[chosen]]
     centers_lidar = np.einsum("nij,nj->ni", T_box[:, :3, :3], center) + T_box[:, :3, 3]
     yaws = ry_to_yaw(ry, T_box[:, :3, :3])
-    inside, _ = _fit_to_points(centers_lidar, size, yaws, chosen, points, start, count, params.containment_margin_m)
+    inside, _ = _fit_to_points(centers_lidar, size, yaws, chosen, points[sample], sample_start, sample_count,
+                               params.containment_margin_m)
     fit = iou * np.where(has_lidar, inside, params.no_lidar_fit)
     return Detections3D(centers_lidar, size, yaws, classes[chosen], scores[chosen] * fit, "lidar")
 
