@@ -6,6 +6,7 @@ from perception3d.core.detections import Detections3D
 from perception3d.core.geometry import transform_points, wrap_angle
 from perception3d.core.lift3d import LiftParams, bev_nms, detect_3d, lidar_headings
 from perception3d.core.qaf2d import lift_boxes
+from perception3d.errors import PointCloudError
 from scene_helpers import (
     T_BASE_LIDAR,
     box_surface_points,
@@ -121,3 +122,15 @@ def test_lidar_headings_of_rectangles():
     start = np.cumsum(count) - count
     found = lidar_headings(np.vstack(groups), start, count)
     assert np.all(np.abs(wrap_angle(4 * (found - np.array(truth))) / 4) < np.radians(2.1))
+
+
+def test_non_finite_points_are_ignored(ground):
+    cam = camera()
+    center, size, yaw = np.array([15.0, 1.0, 1.1]), np.array([4.6, 1.9, 1.6]), 0.5
+    points = to_lidar(np.vstack([box_surface_points(center, size, yaw, SENSOR, spacing=0.15), ground]))
+    views = [view(cam, FRONT, [projected_box(cam, FRONT, center, size, yaw)], ["car"])]
+    noisy = np.vstack([points, np.full((10, 3), np.nan)])
+    clean, with_nan = detect_3d(points, views, T_BASE_LIDAR), detect_3d(noisy, views, T_BASE_LIDAR)
+    assert np.allclose(clean.centers, with_nan.centers) and np.allclose(clean.scores, with_nan.scores)
+    with pytest.raises(PointCloudError, match="detect_3d"):
+        detect_3d(points[:, :2], views, T_BASE_LIDAR)

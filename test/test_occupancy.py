@@ -10,6 +10,7 @@ from perception3d.core.occupancy import (
     presample_voxels,
 )
 from perception3d.core.voxels import VoxelGrid
+from perception3d.errors import PointCloudError
 
 SENSOR = np.array([0.1, 0.05, 1.8])
 
@@ -130,3 +131,11 @@ def test_presampling_exact_counts_bounds_fps_and_determinism():
     assert not np.array_equal(other[s][~real[s]], samples[s][~real[s]])
     with pytest.raises(ValueError):
         presample_voxels(points, grid, num_points=0)
+
+
+def test_non_finite_points_are_dropped_and_bad_shapes_rejected(wall_scene):
+    grid, wall, volume = wall_scene
+    with_nan = np.vstack([wall, [[np.nan, 0.0, 0.0]]])
+    assert np.array_equal(occupancy_volume(with_nan, grid, SENSOR), volume)
+    with pytest.raises(PointCloudError, match="occupancy_volume"):
+        occupancy_volume(wall[:, :2], grid, SENSOR)

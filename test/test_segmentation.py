@@ -7,6 +7,7 @@ from perception3d.core.frustum import ClusterParams, object_points_in_boxes, pro
 from perception3d.core.geometry import transform_points
 from perception3d.core.ground import fit_ground_plane
 from perception3d.core.segmentation import segment_points
+from perception3d.errors import PointCloudError
 from scene_helpers import (
     T_BASE_LIDAR,
     box_surface_points,
@@ -136,3 +137,16 @@ def test_ground_plane_recovers_a_tilted_plane():
     wall_pts = np.column_stack([np.full(3000, 5.0), rng.uniform(-5, 5, (3000, 2))])
     plane, mask = fit_ground_plane(wall_pts, up=(0, 0, 1), low_fraction=1.0)
     assert plane is None and not mask.any()
+
+
+def test_bad_and_non_finite_points(scene):
+    points, names, cam, front, boxes = scene
+    views = [view(cam, front, boxes, ["car", "pedestrian"])]
+    with pytest.raises(PointCloudError, match="segment_points"):
+        segment_points(points[:, :2], views, T_BASE_LIDAR)
+    noisy = points.copy()
+    noisy[::50] = np.nan
+    labels, scores = segment_points(noisy, views, T_BASE_LIDAR)
+    clean, _ = segment_points(points[np.isfinite(noisy).all(axis=1)], views, T_BASE_LIDAR)
+    assert np.all(labels[::50] == 0) and np.all(scores[::50] == 0)
+    assert np.array_equal(labels[np.isfinite(noisy).all(axis=1)], clean)

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..errors import PointCloudError
 from .camera import CameraModel, project_points
 from .classes import SIZE_PRIOR_WLH
 from .detections import Detections2D
@@ -87,6 +88,19 @@ class BoxPoints:
     depth_min: np.ndarray
     depth_median: np.ndarray
     depth_max: np.ndarray
+
+
+def check_points(points: np.ndarray, source: str) -> tuple[np.ndarray, np.ndarray]:
+    """(N, 3) float64 xyz of an (N, >=3) array and the mask (N,) of its finite rows (NaN returns are common).
+
+    Raises PointCloudError naming `source` when the array is not (N, >=3).
+    """
+    pts = np.asarray(points)
+    if pts.ndim != 2 or pts.shape[1] < 3 or not np.issubdtype(pts.dtype, np.number):
+        raise PointCloudError(source, "points", f"got an array of shape {pts.shape} and dtype {pts.dtype}",
+                              "a numeric (N, 3) array of x, y, z [m]")
+    xyz = pts[:, :3].astype(np.float64)
+    return xyz, np.all(np.isfinite(xyz), axis=1)
 
 
 def class_depth_extent(class_id: str, n_std: float = 2.0) -> float:

@@ -37,6 +37,7 @@ from .detections import Detections2D, Detections3D
 from .frustum import (
     CameraView,
     ClusterParams,
+    check_points,
     class_depth_extent,
     expected_depths,
     object_points_in_boxes,
@@ -98,11 +99,13 @@ def detect_3d(points_lidar: np.ndarray, views: Sequence[CameraView], T_base_lida
     """3D boxes of the 2D detections of all cameras, in the frame of T_base_lidar (named `frame_id`).
 
     Args:
-        points_lidar: (N, 3) LiDAR points in the LiDAR frame [m] (may be empty: then no LiDAR support).
+        points_lidar: (N, >=3) LiDAR points in the LiDAR frame [m] (may be empty: then no LiDAR support;
+            non-finite rows are ignored).
         views: per camera: Detections2D, CameraModel and T_cam_lidar.
         T_base_lidar: 4x4 LiDAR -> output frame transform (also gives the up direction for the ground fit).
     """
-    pts = np.asarray(points_lidar, dtype=np.float64).reshape(-1, 3)
+    xyz, finite = check_points(points_lidar, "detect_3d")
+    pts = xyz[finite]
     up = np.asarray(T_base_lidar, dtype=np.float64)[2, :3]
     _, is_ground = fit_ground_plane(pts, up, params.ground.threshold_m, params.ground.max_tilt_deg,
                                     seed=params.ground.seed)

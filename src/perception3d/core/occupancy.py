@@ -30,6 +30,7 @@ from functools import lru_cache
 import numpy as np
 
 from .classes import LIDARSEG_CLASSES, OCCUPANCY_FREE, OCCUPANCY_UNKNOWN
+from .frustum import check_points
 from .voxels import VoxelGrid
 
 OPENOCCUPANCY_RANGE = (-51.2, -51.2, -5.0, 51.2, 51.2, 3.0)
@@ -52,7 +53,7 @@ def occupancy_volume(points: np.ndarray, grid: VoxelGrid, sensor_origin: np.ndar
     """Semantic occupancy volume uint8 [x, y, z] (0 free, 1..16 class, 255 unobserved) of one sweep.
 
     Args:
-        points: (N, 3) points of the current sweep in the grid's frame [m].
+        points: (N, >=3) points of the current sweep in the grid's frame [m] (non-finite rows are dropped).
         grid: the voxel grid.
         sensor_origin: (3,) LiDAR origin of the current sweep in the grid's frame [m].
         labels: optional (N,) per-point lidarseg labels 0..16 (0 = ignore).
@@ -62,13 +63,18 @@ def occupancy_volume(points: np.ndarray, grid: VoxelGrid, sensor_origin: np.ndar
     """
     if not 1 <= unlabelled_class < NUM_SEMANTIC:
         raise ValueError(f"unlabelled_class must be a lidarseg class 1..16, got {unlabelled_class}")
-    pts = np.asarray(points, dtype=np.float64).reshape(-1, 3)
+    pts, finite = check_points(points, "occupancy_volume")
+    if not np.all(finite):
+        pts = pts[finite]
+        labels = None if labels is None else np.asarray(labels).reshape(-1)[finite]
     margin = 0.5 * grid.resolution if free_margin is None else float(free_margin)
     volume = np.full(grid.num_voxels, OCCUPANCY_UNKNOWN, dtype=np.uint8)
     volume[free_voxels(pts, grid, sensor_origin, margin)] = OCCUPANCY_FREE
     if past_points is not None and len(past_points):
-        flat, vox_labels = _voxel_labels(np.asarray(past_points, dtype=np.float64).reshape(-1, 3), past_labels,
-                                         grid, unlabelled_class)
+        past, past_finite = check_points(past_points, "occupancy_volume past_points")
+        if past_labels is not None:
+            past_labels = np.asarray(past_labels).reshape(-1)[past_finite]
+        flat, vox_labels = _voxel_labels(past[past_finite], past_labels, grid, unlabelled_class)
         unseen = volume[flat] != OCCUPANCY_FREE
         volume[flat[unseen]] = vox_labels[unseen]
     flat, vox_labels = _voxel_labels(pts, labels, grid, unlabelled_class)

@@ -21,6 +21,7 @@ from .classes import DETECTION_TO_LIDARSEG, IGNORE_LABEL, LIDARSEG_CLASSES
 from .frustum import (
     CameraView,
     ClusterParams,
+    check_points,
     class_depth_extent,
     expected_depths,
     object_points_in_boxes,
@@ -37,7 +38,7 @@ def segment_points(points_lidar: np.ndarray, views: Sequence[CameraView], T_base
     """Per-point lidarseg labels and scores of one sweep.
 
     Args:
-        points_lidar: (N, 3) points in the LiDAR frame [m].
+        points_lidar: (N, >=3) points in the LiDAR frame [m] (non-finite rows stay unlabelled).
         views: per camera: 2D detections, camera model and T_cam_lidar.
         T_base_lidar: 4x4 LiDAR -> base_link transform (gives the up direction for the ground fit).
         ground: ground plane fit parameters; cluster: object depth cluster parameters (defaults when None).
@@ -46,10 +47,13 @@ def segment_points(points_lidar: np.ndarray, views: Sequence[CameraView], T_base
     """
     ground = ground or GroundParams()
     cluster = cluster or ClusterParams()
-    pts = np.asarray(points_lidar, dtype=np.float64)[:, :3]
-    n = len(pts)
-    labels = np.full(n, IGNORE_LABEL, dtype=np.uint8)
-    scores = np.zeros(n, dtype=np.float32)
+    xyz, finite = check_points(points_lidar, "segment_points")
+    labels = np.full(len(xyz), IGNORE_LABEL, dtype=np.uint8)
+    scores = np.zeros(len(xyz), dtype=np.float32)
+    if not np.all(finite):  # non-finite returns stay unlabelled
+        labels[finite], scores[finite] = segment_points(xyz[finite], views, T_base_lidar, ground, cluster)
+        return labels, scores
+    pts = xyz
     up = np.asarray(T_base_lidar, dtype=np.float64)[2, :3]
     plane, is_ground = fit_ground_plane(pts, up, ground.threshold_m, ground.max_tilt_deg, seed=ground.seed)
     if plane is not None:
