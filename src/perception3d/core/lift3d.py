@@ -26,6 +26,7 @@ Per camera and 2D box (classes outside the 10 detection classes are skipped):
 """
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -95,7 +96,8 @@ class LiftParams:
 
 
 def detect_3d(points_lidar: np.ndarray, views: Sequence[CameraView], T_base_lidar: np.ndarray,
-              frame_id: str = "base_link", stamp_ns: int = 0, params: LiftParams = LiftParams()) -> Detections3D:
+              frame_id: str = "base_link", stamp_ns: int = 0, params: LiftParams = LiftParams(),
+              timings: dict[str, float] | None = None) -> Detections3D:
     """3D boxes of the 2D detections of all cameras, in the frame of T_base_lidar (named `frame_id`).
 
     Args:
@@ -103,24 +105,43 @@ def detect_3d(points_lidar: np.ndarray, views: Sequence[CameraView], T_base_lida
             non-finite rows are ignored).
         views: per camera: Detections2D, CameraModel and T_cam_lidar.
         T_base_lidar: 4x4 LiDAR -> output frame transform (also gives the up direction for the ground fit).
+        timings: if given, filled with the milliseconds of each step: ground, support (frustums, clusters,
+            headings), anchors (QAF2D), choose_refine, merge (transform + NMS).
     """
+    clock = _StepClock(timings)
     xyz, finite = check_points(points_lidar, "detect_3d")
     pts = xyz[finite]
     up = np.asarray(T_base_lidar, dtype=np.float64)[2, :3]
     _, is_ground = fit_ground_plane(pts, up, params.ground.threshold_m, params.ground.max_tilt_deg,
                                     seed=params.ground.seed)
     objects = pts[~is_ground]
+    clock.step("ground")
     supports = [_box_support(objects, view, params) for view in views]
     supports = [sup for sup in supports if sup is not None]
-    if not supports:
-        return Detections3D.empty(frame_id, stamp_ns)
-    lidar = _lift_all(supports, params)
+    clock.step("support")
+    lidar = _lift_all(supports, params, clock) if supports else None
     if lidar is None:
         return Detections3D.empty(frame_id, stamp_ns)
     out = Detections3D(lidar.centers, lidar.sizes_lwh, lidar.yaws, lidar.class_ids, lidar.scores, "lidar",
                        stamp_ns).transformed(T_base_lidar, frame_id)
     out = out.select(out.scores >= params.min_score)
-    return out.select(bev_nms(out, params.nms_iou))
+    out = out.select(bev_nms(out, params.nms_iou))
+    clock.step("merge")
+    return out
+
+
+class _StepClock:
+    """Records milliseconds between consecutive `step` calls into a dict (does nothing without one)."""
+
+    def __init__(self, out: dict[str, float] | None) -> None:
+        self.out = out
+        self.last = time.perf_counter()
+
+    def step(self, name: str) -> None:
+        if self.out is not None:
+            now = time.perf_counter()
+            self.out[name] = self.out.get(name, 0.0) + 1e3 * (now - self.last)
+            self.last = now
 
 
 def bev_nms(dets: Detections3D, iou_threshold: float) -> np.ndarray:
@@ -200,7 +221,7 @@ def _box_support(objects_lidar: np.ndarray, view: CameraView, params: LiftParams
     return _BoxSupport(view, dets, supported, windows, heading, yaw_masks, bp.depth_min, points, count)
 
 
-def _lift_all(supports: list[_BoxSupport], params: LiftParams) -> Detections3D | None:
+def _lift_all(supports: list[_BoxSupport], params: LiftParams, clock: _StepClock) -> Detections3D | None:
     """Anchors, choice and refinement for the boxes of all cameras at once; boxes in the LiDAR frame."""
     cameras = [sup.view.camera for sup in supports]
     T_cam_lidar = np.array([sup.view.T_cam_lidar for sup in supports])
@@ -227,6 +248,7 @@ def _lift_all(supports: list[_BoxSupport], params: LiftParams) -> Detections3D |
                                  params.iou_threshold, params.top_k)
         retry.box_index = missing[retry.box_index]
         anchors = _concat_anchors(anchors, retry)
+    clock.step("anchors")
     if len(anchors) == 0:
         return None
 
@@ -276,6 +298,7 @@ def _lift_all(supports: list[_BoxSupport], params: LiftParams) -> Detections3D |
     inside, _ = _fit_to_points(centers_lidar, size, yaws, chosen, points[sample], sample_start, sample_count,
                                params.containment_margin_m)
     fit = iou * np.where(has_lidar, inside, params.no_lidar_fit)
+    clock.step("choose_refine")
     return Detections3D(centers_lidar, size, yaws, classes[chosen], scores[chosen] * fit, "lidar")
 
 
