@@ -67,6 +67,8 @@ class LiftParams:
         prior_std_scale: the anchor choice weighs sizes by the nuScenes class prior with std x this factor.
         max_fit_points: anchors and the final box are judged against at most about this many cluster points
             per box (an even subsample).
+        prior_window_std: boxes without LiDAR are searched where the box height fits the class's mean height
+            +- this many std.
         max_range_factor: boxes without LiDAR are searched up to this x the class's evaluation range.
         heading_tolerance_deg: with LiDAR, QAF2D tries only headings this close to the cluster's footprint
             heading (one of its 4 directions).
@@ -87,6 +89,7 @@ class LiftParams:
     prior_std_scale: float = 2.0
     heading_tolerance_deg: float = 10.0
     max_range_factor: float = 1.2
+    prior_window_std: float = 1.5
     max_fit_points: int = 32
     no_lidar_fit: float = 0.5
     nms_iou: float = 0.1
@@ -356,11 +359,11 @@ def _yaw_masks(heading: np.ndarray, R_cam_lidar: np.ndarray, tolerance_deg: floa
 
 
 def _prior_depth_windows(boxes, class_ids, camera, params: LiftParams) -> np.ndarray:
-    """(B, 2) edge depths [m] at which the box height fits the class prior height (mean +- prior_std_scale std),
+    """(B, 2) edge depths [m] at which the box height fits the class prior height (mean +- prior_window_std std),
     capped at `max_range_factor` x the class's evaluation range: the search space of boxes without LiDAR."""
     prior = np.array([SIZE_PRIOR_WLH[c] for c in class_ids]).reshape(-1, 2, 3)
-    h_lo = prior[:, 0, 2] - params.prior_std_scale * prior[:, 1, 2]
-    h_hi = prior[:, 0, 2] + params.prior_std_scale * prior[:, 1, 2]
+    h_lo = prior[:, 0, 2] - params.prior_window_std * prior[:, 1, 2]
+    h_hi = prior[:, 0, 2] + params.prior_window_std * prior[:, 1, 2]
     pixels = np.maximum(boxes[:, 3] - boxes[:, 1], 1e-6)
     cap = params.max_range_factor * np.array([DETECTION_RANGE_M[c] for c in class_ids])
     lo = np.minimum(camera.K[1, 1] * np.maximum(h_lo, 0.1) / pixels, cap)
