@@ -32,8 +32,10 @@ def wall(x, y_range=(-6, 6), z_range=(0.3, 4.0), spacing=0.15):
 
 @pytest.fixture(scope="module")
 def scene():
+    y, x = np.meshgrid(np.arange(-1.0, 3.0, 0.1), np.r_[np.arange(11.0, 12.4, 0.1), np.arange(18.5, 20.0, 0.1)])
+    curb = np.stack([x.ravel(), y.ravel(), np.full(x.size, 0.12)], axis=1)  # raised ground in front of/behind the car
     parts = {"car": box_surface_points(*CAR_BOX, SENSOR), "ped": box_surface_points(*PED_BOX, SENSOR),
-             "wall": wall(24.0), "ground": ground_grid()}
+             "wall": wall(24.0), "ground": ground_grid(), "curb": curb}
     names = np.concatenate([[k] * len(v) for k, v in parts.items()])
     points = to_lidar(np.vstack(list(parts.values())))
     front = camera_mount(0.0)
@@ -49,9 +51,12 @@ def test_car_pedestrian_wall_ground(scene):
     assert labels.dtype == np.uint8 and scores.dtype == np.float32 and labels.shape == (len(points),)
     car, ped, wall_, ground = (names == n for n in ("car", "ped", "wall", "ground"))
     assert np.mean(labels[car] == CAR) > 0.97
-    # The pedestrian stands on the ground: its lowest 0.2 m are ground by the plane threshold.
-    feet = transform_points(T_BASE_LIDAR, points)[:, 2] < 0.25
-    assert np.mean(labels[ped & ~feet] == PED) > 0.97  # it occludes part of the car box: the nearest box wins
+    # The pedestrian occludes part of the car box: the nearest box wins. It stands on the ground: its points in
+    # the ground band (0.05-0.2 m) are reclaimed by its box; the lowest 5 cm stay ground.
+    height = transform_points(T_BASE_LIDAR, points)[:, 2]
+    feet = height <= 0.05
+    assert np.mean(labels[ped & ~feet] == PED) > 0.97
+    assert np.mean(labels[ped & (height > 0.06) & (height < 0.19)] == PED) > 0.97
     assert np.all(labels[ped & feet] == GROUND)
     assert np.all(scores[labels == CAR] == pytest.approx(0.8))
     # Background behind the car inside its 2D box must stay unlabelled.
@@ -63,7 +68,10 @@ def test_car_pedestrian_wall_ground(scene):
     assert np.sum(wall_ & u_in_box) > 50
     assert np.all(labels[wall_] == 0)
     assert np.mean(labels[ground] == GROUND) > 0.99
-    assert not np.any((labels == GROUND) & ~(ground | (ped & feet)))
+    # Ground-band points in the car's box but outside its depth range are not reclaimed by the car.
+    curb = names == "curb"
+    assert np.sum(curb & u_in_box) > 20 and np.all(labels[curb] == GROUND)
+    assert not np.any((labels == GROUND) & ~(ground | curb | (ped & feet)))
 
 
 def test_boxes_of_unknown_classes_and_no_cameras(scene):

@@ -132,6 +132,24 @@ def project_cloud(points: np.ndarray, camera: CameraModel, T_cam_lidar: np.ndarr
     return ProjectedCloud(index, proj.uv[index], pts_cam[index])
 
 
+def points_in_boxes_2d(uv: np.ndarray, boxes_xyxy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """All (point, box) pairs with pixel uv[point] (n, 2) inside boxes_xyxy[box] (B, 4), edges included.
+
+    The points are sorted by column once; each box takes its column range by binary search, then the row test.
+    """
+    boxes = np.asarray(boxes_xyxy, dtype=np.float64).reshape(-1, 4)
+    by_u = np.argsort(uv[:, 0], kind="stable")
+    u_sorted = uv[by_u, 0]
+    lo = np.searchsorted(u_sorted, boxes[:, 0], side="left")
+    hi = np.searchsorted(u_sorted, boxes[:, 2], side="right")
+    span = np.maximum(hi - lo, 0)
+    box = np.repeat(np.arange(len(boxes)), span)
+    point = by_u[np.repeat(lo, span) + np.arange(int(span.sum())) - np.repeat(np.cumsum(span) - span, span)]
+    v = uv[point, 1]
+    inside = (v >= boxes[box, 1]) & (v <= boxes[box, 3])
+    return point[inside], box[inside]
+
+
 def object_points_in_boxes(uv: np.ndarray, depth: np.ndarray, boxes_xyxy: np.ndarray, max_extent: np.ndarray,
                            expected_depth: np.ndarray | None = None,
                            params: ClusterParams = ClusterParams()) -> BoxPoints:
@@ -142,17 +160,7 @@ def object_points_in_boxes(uv: np.ndarray, depth: np.ndarray, boxes_xyxy: np.nda
     """
     boxes = np.asarray(boxes_xyxy, dtype=np.float64).reshape(-1, 4)
     n_boxes = len(boxes)
-    # Candidate pairs from the points sorted by column (one searchsorted per box edge), then the row test.
-    by_u = np.argsort(uv[:, 0], kind="stable")
-    u_sorted = uv[by_u, 0]
-    lo = np.searchsorted(u_sorted, boxes[:, 0], side="left")
-    hi = np.searchsorted(u_sorted, boxes[:, 2], side="right")
-    span = np.maximum(hi - lo, 0)
-    box = np.repeat(np.arange(n_boxes), span)
-    point = by_u[np.repeat(lo, span) + np.arange(int(span.sum())) - np.repeat(np.cumsum(span) - span, span)]
-    v = uv[point, 1]
-    inside = (v >= boxes[box, 1]) & (v <= boxes[box, 3])
-    point, box = point[inside], box[inside]
+    point, box = points_in_boxes_2d(uv, boxes)
     order = np.lexsort((depth[point], box))
     point, box = point[order], box[order]
     d = depth[point]
