@@ -227,6 +227,24 @@ def _lift_class(norm: np.ndarray, clipped: np.ndarray, limits: np.ndarray, sizes
     placements = np.ones((len(norm), 2 * n_yaw), dtype=bool) if yaw_masks is None else np.tile(yaw_masks, 2)
     keep = keep[..., None] & placements[:, None, None, :]
     pair_box, pair_edge, pair_depth, pair_yaw = np.nonzero(keep)  # candidate (box, edge, depth, placement)
+    theta_all = np.tile(YAW_CANDIDATES, 2)
+    side_all = np.repeat([1.0, -1.0], n_yaw)
+    # The lifted edge must be the box's extreme corner on its side: both adjacent corners (at +side w a(theta)
+    # and +l b(theta)) must project to its right for the left edge, to its left for the right edge. The test is
+    # independent of w and l, so it prunes before the size expansion (about 3 of 4 placements fail it). This
+    # is exact for the candidate's own edge; the release evaluates these inconsistent candidates too.
+    z_e = DEPTH_CANDIDATES_M[pair_depth]
+    x_e = z_e * np.where(pair_edge == 0, norm[pair_box, 0], norm[pair_box, 2])
+    t, sd = theta_all[pair_yaw], side_all[pair_yaw]
+    toward = np.where(pair_edge == 0, 1.0, -1.0)
+    width_side = toward * sd * (-np.sin(t) * z_e + np.cos(t) * x_e) >= 0
+    length_side = toward * (np.cos(t) * z_e + np.sin(t) * x_e) >= 0
+    # An edge on the image border is where the image ends, not the object: the box may reach past it.
+    on_border = np.where(pair_edge == 0, norm[pair_box, 0] <= limits[pair_box, 0] + 1e-9,
+                         norm[pair_box, 2] >= limits[pair_box, 2] - 1e-9)
+    consistent = (width_side & length_side) | on_border
+    pair_box, pair_edge, pair_depth, pair_yaw = (pair_box[consistent], pair_edge[consistent],
+                                                 pair_depth[consistent], pair_yaw[consistent])
     if len(pair_box) == 0:
         return None
     # The candidate search runs in float32 (half the memory traffic); the kept anchors are rebuilt in float64.
@@ -237,8 +255,6 @@ def _lift_class(norm: np.ndarray, clipped: np.ndarray, limits: np.ndarray, sizes
     # Footprint offsets (x, z) of the other three corners per (yaw, size), gathered per candidate: (P, S).
     grid = sizes.size_grid()
     w_, l_ = grid[:, 0], grid[:, 1]
-    theta_all = np.tile(YAW_CANDIDATES, 2)
-    side_all = np.repeat([1.0, -1.0], n_yaw)
     s, c = np.sin(theta_all)[:, None], np.cos(theta_all)[:, None]
     width_x, width_z = -side_all[:, None] * s * w_, -side_all[:, None] * c * w_
     f32 = np.float32
