@@ -15,6 +15,11 @@ For each 2D box (x0, y0, x1, y1) of class c in one camera:
    projection and the detection box are both clipped to the image and their IoU must exceed `iou_threshold`
    (0.98 reproduces the paper; 0.9 suits noisy boxes); the best `top_k` per 2D box are kept.
 
+Speed: all boxes of a class (of any number of cameras, `lift_boxes_multi`) are searched in one vectorised pass
+in normalised image coordinates and float32 (the kept anchors' IoU is recomputed exactly in float64), and
+candidates whose lifted edge is not the extreme corner on its side of their own box are dropped before the
+sizes are expanded (they cannot produce the edge they were lifted from; edges on the image border are exempt).
+
 The heading convention is the same as core.km3d (`ry`): the box length axis points along (cos t, 0, -sin t) in
 the camera frame. Output boxes are expressed in a target frame (e.g. LIDAR_TOP) through T_target_cam; the yaw is
 the target-frame heading of that axis (`km3d.ry_to_yaw`), not a convention-specific formula.
