@@ -13,11 +13,12 @@ class's largest plausible depth extent from its first point.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 
 from ..errors import PointCloudError
-from .camera import CameraModel, project_points
+from .camera import MIN_DEPTH_M, CameraModel, project_points
 from .classes import SIZE_PRIOR_WLH
 from .detections import Detections2D
 from .geometry import transform_points
@@ -103,6 +104,7 @@ def check_points(points: np.ndarray, source: str) -> tuple[np.ndarray, np.ndarra
     return xyz, np.all(np.isfinite(xyz), axis=1)
 
 
+@lru_cache(maxsize=64)
 def class_depth_extent(class_id: str, n_std: float = 2.0) -> float:
     """Largest depth extent [m] an object of the class can cover: the diagonal of its mean + n_std std footprint."""
     if class_id not in SIZE_PRIOR_WLH:
@@ -126,10 +128,12 @@ def expected_depths(boxes_xyxy: np.ndarray, class_ids, camera: CameraModel, bord
 
 def project_cloud(points: np.ndarray, camera: CameraModel, T_cam_lidar: np.ndarray) -> ProjectedCloud:
     """Project LiDAR points (N, 3) into a camera; keeps the points in front of it and inside its image."""
-    pts_cam = transform_points(T_cam_lidar, points)
+    T = np.asarray(T_cam_lidar, dtype=np.float64)
+    front = np.flatnonzero(points @ T[2, :3] + T[2, 3] > MIN_DEPTH_M)  # depth first: most points are behind
+    pts_cam = transform_points(T, points[front])
     proj = project_points(camera, pts_cam)
-    index = np.flatnonzero(proj.in_image)
-    return ProjectedCloud(index, proj.uv[index], pts_cam[index])
+    keep = np.flatnonzero(proj.in_image)
+    return ProjectedCloud(front[keep], proj.uv[keep], pts_cam[keep])
 
 
 def points_in_boxes_2d(uv: np.ndarray, boxes_xyxy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
