@@ -305,13 +305,13 @@ def _lift_all(supports: list[_BoxSupport], params: LiftParams, clock: _StepClock
     return Detections3D(centers_lidar, size, yaws, classes[chosen], scores[chosen] * fit, "lidar")
 
 
-HEADING_STEP_DEG = 2.0
+HEADING_STEP_DEG = 3.0
 
 
-def lidar_headings(points_xy: np.ndarray, start: np.ndarray, count: np.ndarray, max_points: int = 48) -> np.ndarray:
+def lidar_headings(points_xy: np.ndarray, start: np.ndarray, count: np.ndarray, max_points: int = 32) -> np.ndarray:
     """Footprint heading (G,) [rad, in [0, pi/2)] of point groups points_xy[start[g] : start[g] + count[g]].
 
-    Rectangle fitting in bird's-eye view: for headings 0..90 deg in 2 deg steps the group's points are put in
+    Rectangle fitting in bird's-eye view: for headings 0..90 deg in 3 deg steps the group's points are put in
     that frame, and the heading whose bounding rectangle leaves the points closest to its outline (mean
     distance to the nearest side) wins; a LiDAR sees one or two sides of an object, both lie on the outline.
     Groups are subsampled to at most `max_points` points. The heading is defined modulo 90 degrees.
