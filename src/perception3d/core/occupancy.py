@@ -99,17 +99,18 @@ def _voxel_labels(points, labels, grid: VoxelGrid, unlabelled_class: int) -> tup
 
 
 def free_voxels(points: np.ndarray, grid: VoxelGrid, sensor_origin: np.ndarray, margin: float) -> np.ndarray:
-    """Flat indices (grid message order) of the voxels the sweep's rays pass through before any return."""
+    """Mask (num_voxels,) in flat message order of the voxels the sweep's rays pass through before any return."""
     origin = tuple(float(v) for v in np.round(np.asarray(sensor_origin, dtype=np.float64).reshape(3), 4))
     voxel_bin, voxel_range = _voxel_directions(grid, origin)
     pts = np.asarray(points, dtype=np.float64).reshape(-1, 3)
     if len(pts) == 0:
-        return np.zeros(0, dtype=np.int64)
+        return np.zeros(grid.num_voxels, dtype=bool)
     point_bin, point_range = _direction_bins(pts - np.asarray(origin))
     nearest = np.full(AZIMUTH_BINS * _elevation_bins(), np.inf, dtype=np.float32)
     np.minimum.at(nearest, point_bin, point_range.astype(np.float32))
     nearest[np.isinf(nearest)] = -1.0  # no return in that direction: nothing is known to be free
-    return np.flatnonzero(voxel_range < nearest[voxel_bin] - margin)
+    nearest -= np.float32(margin)
+    return voxel_range < nearest[voxel_bin]
 
 
 def _elevation_bins() -> int:
