@@ -3,8 +3,9 @@
 Occupancy (`occupancy_volume`), on a core.voxels.VoxelGrid (default the OpenOccupancy range):
 - occupied: voxels holding a point of the sweep; label by majority vote of the per-point labels 1..16 (ties go
   to the lower class index). A voxel whose points are all 0 (ignore/unlabelled) still is occupied and gets
-  `unlabelled_class` (default `manmade`, the most frequent occupied class of nuScenes lidarseg after
-  driveable_surface; the geometric segmentation leaves every stuff class unlabelled). Without labels every
+  `unlabelled_class` (default `manmade`: the geometric segmentation leaves every stuff class unlabelled, and
+  the unlabelled occupied voxels of a street are mostly structures such as buildings, walls and poles;
+  `vegetation` is the other plausible choice; 255 is not used, it means unobserved). Without labels every
   occupied voxel gets `unlabelled_class`.
 - free (0): ray casting from the sensor, done per voxel against a range image: every LiDAR return is binned by
   direction from the sensor (azimuth x elevation bins); a voxel is free when the ray from the sensor to its
