@@ -73,7 +73,8 @@ class LiftParams:
         heading_tolerance_deg: with LiDAR, QAF2D tries only headings this close to the cluster's footprint
             heading (one of its 4 directions).
         no_lidar_fit: geometric fit factor of boxes without LiDAR support (their depth is ambiguous).
-        nms_iou: BEV IoU above which two boxes of one class are the same object.
+        nms_iou: BEV IoU above which two boxes of one class are the same object (so are boxes whose centres are
+            closer than the class's smaller mean side, see `bev_nms`).
         min_score: detections below this score are dropped.
         ground, cluster: ground-fit and frustum-cluster parameters.
     """
