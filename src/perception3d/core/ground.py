@@ -34,7 +34,8 @@ class Plane:
 
 def fit_ground_plane(points: np.ndarray, up: np.ndarray = (0.0, 0.0, 1.0), distance_threshold: float = 0.2,
                      max_tilt_deg: float = 10.0, iterations: int = 64, sample_size: int = 2048,
-                     low_fraction: float = 0.4, seed: int = 0) -> tuple[Plane | None, np.ndarray]:
+                     low_fraction: float = 0.4, seed: int = 0,
+                     refine_points: int = 4096) -> tuple[Plane | None, np.ndarray]:
     """Fit the ground plane of a cloud and return it with the ground mask.
 
     Args:
@@ -46,6 +47,7 @@ def fit_ground_plane(points: np.ndarray, up: np.ndarray = (0.0, 0.0, 1.0), dista
         sample_size: points used to score hypotheses (random subset of the candidates).
         low_fraction: hypotheses and scoring use the lowest fraction of points along `up` (ground is low).
         seed: random seed (the fit is deterministic for a given seed).
+        refine_points: about this many inliers (an even subsample) refine the best hypothesis by least squares.
     Returns:
         (plane, mask (N,) bool); (None, all False) when fewer than 3 points or no hypothesis qualifies.
     """
@@ -75,7 +77,8 @@ def fit_ground_plane(points: np.ndarray, up: np.ndarray = (0.0, 0.0, 1.0), dista
     counts = (np.abs(scoring @ normals.T + offsets) < distance_threshold).sum(axis=0)
     best = int(np.argmax(counts))
     plane = Plane(normals[best], float(offsets[best]))
-    inliers = pts[np.abs(plane.distance(pts)) < distance_threshold]
+    # Least-squares refinement on the hypothesis' inliers among the low points (an even subsample of them).
+    inliers = pts[low[np.abs(plane.distance(pts[low])) < distance_threshold]][::max(1, len(low) // refine_points)]
     if len(inliers) >= 3:
         centroid = inliers.mean(axis=0)
         normal = np.linalg.svd(inliers - centroid, full_matrices=False)[2][-1]
