@@ -130,3 +130,21 @@ def test_size_tables():
     assert trailer.length == pytest.approx((3.08, 21.48))
     assert trailer.height == pytest.approx((2.33, 5.41))
     assert qaf2d.size_range("unknown_thing") == qaf2d.GENERIC_SIZE_RANGE
+
+
+def test_each_anchor_stands_on_a_lifted_box_edge():
+    # Every anchor has a vertical edge whose top and bottom project exactly onto (x0 or x1, y0) and (.., y1),
+    # and that edge is the extreme corner on its side (independent check with core.boxes corners).
+    center, size, yaw = car_in_view(22.0, 0.12, 0.9)
+    box = project_box(center, size, [yaw])[0]
+    anchors = qaf2d.lift_boxes(box[None], ["car"], CAMERA, T_BASE_CAM, iou_threshold=0.9, top_k=50)
+    corners = box_corners(anchors.centers, anchors.sizes_lwh, anchors.yaws)  # bottom face 0-3, top face 4-7
+    uv = project_points(CAMERA, transform_points(T_CAM_BASE, corners.reshape(-1, 3))).uv.reshape(-1, 8, 2)
+    for a in range(len(anchors)):
+        found = False
+        for k in range(4):
+            bottom, top = uv[a, k], uv[a, k + 4]
+            for x_edge, extreme in ((box[0], uv[a, :, 0].min()), (box[2], uv[a, :, 0].max())):
+                if np.allclose([bottom[0], top[0], top[1], bottom[1]], [x_edge, x_edge, box[1], box[3]], atol=1e-6):
+                    found = found or np.isclose(extreme, x_edge, atol=1e-6)
+        assert found
