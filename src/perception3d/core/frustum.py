@@ -9,6 +9,9 @@ height implies for the class (fy * mean class height / box height, `expected_dep
 `max_depth_ratio`: this rejects an occluding object in front and the background behind. Boxes cut by the image's
 top or bottom border have no such estimate and take the nearest cluster. The cluster is finally cut to the
 class's largest plausible depth extent from its first point.
+
+Also here: `CameraView` (one camera's 2D boxes with its model and extrinsics, the input of core.lift3d and
+core.segmentation), `project_cloud`, and `check_points` (the shared validation of incoming clouds).
 """
 from __future__ import annotations
 
