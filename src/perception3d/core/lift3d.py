@@ -87,7 +87,7 @@ class LiftParams:
     edge_window_m: float = 0.75
     containment_margin_m: float = 0.25
     surface_sigma_m: float = 0.2
-    prior_std_scale: float = 2.0
+    prior_std_scale: float = 1.5
     heading_tolerance_deg: float = 10.0
     max_range_factor: float = 1.2
     prior_window_std: float = 1.5
