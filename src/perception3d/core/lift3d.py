@@ -249,7 +249,7 @@ def _lift_all(supports: list[_BoxSupport], params: LiftParams, clock: _StepClock
     missing = np.setdiff1d(np.flatnonzero(supported), anchors.box_index)
     if len(missing):  # LiDAR windows that admit no anchor: search all depths for these boxes
         retry = lift_boxes_multi(boxes[missing], classes[missing], cam[missing], cameras, T_lidar_cam,
-                                 params.iou_threshold, params.top_k)
+                                 params.lidar_iou_threshold, params.top_k, top_k_per_yaw=True)
         retry.box_index = missing[retry.box_index]
         anchors = _concat_anchors(anchors, retry)
     clock.step("anchors")
