@@ -47,7 +47,7 @@ from .frustum import (
 from .geometry import invert_transform, wrap_angle
 from .ground import GroundParams, fit_ground_plane
 from .km3d import box_keypoints, keypoint_offsets, ry_to_yaw, solve_location, yaw_to_ry
-from .qaf2d import YAW_CANDIDATES, Anchors, lift_boxes_multi, normalise_boxes, paired_iou
+from .qaf2d import YAW_CANDIDATES, Anchors, lift_boxes_multi, normalise_boxes, paired_iou, projected_extent
 
 
 @dataclass(frozen=True)
@@ -292,8 +292,7 @@ def _lift_all(supports: list[_BoxSupport], params: LiftParams, clock: _StepClock
                                         depth_min[chosen[has_lidar]])
 
     # Score: 2D score x projected IoU x (contained cluster fraction, or the no-LiDAR factor).
-    corners = box_keypoints(np.eye(3), center, size, ry)[:, :8]
-    projected = np.hstack([corners.min(axis=1), corners.max(axis=1)])
+    projected = projected_extent(center, size, ry)
     projected = np.minimum(np.maximum(projected, limits[:, [0, 1, 0, 1]]), limits[:, [2, 3, 2, 3]])
     iou = paired_iou(projected, clipped)
     T_box = T_lidar_cam[cam[chosen]]
@@ -447,8 +446,8 @@ def _refine_with_box_edges(center_cam, size_lwh, ry, boxes_norm, on_border, iter
         corners = box_keypoints(identity, center, size_lwh, ry)[:, :8]
         uv = np.zeros((n, 9, 2))
         weights = np.zeros((n, 9, 2))
-        extremes = (corners[..., 0].argmin(1), corners[..., 0].argmax(1),
-                    corners[..., 1].argmin(1), corners[..., 1].argmax(1))
+        u, v = np.ascontiguousarray(corners[..., 0]), np.ascontiguousarray(corners[..., 1])
+        extremes = (u.argmin(1), u.argmax(1), v.argmin(1), v.argmax(1))
         for edge, (corner, coord, value) in enumerate(zip(extremes, (0, 0, 1, 1), boxes_norm[:, [0, 2, 1, 3]].T)):
             uv[rows, corner, coord] = value
             weights[rows, corner, coord] = ~on_border[:, edge]

@@ -31,6 +31,7 @@ to the generic 'other' row, which is used here only for class names outside the 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 
@@ -53,10 +54,13 @@ class SizeRange:
 
     def size_grid(self) -> np.ndarray:
         """(S, 2) array of (w, l) candidates: Cartesian product of arange(min, max + 0.5, 0.5) for w and l."""
-        w = _grid(*self.width)
-        l_ = _grid(*self.length)
-        ww, ll = np.meshgrid(w, l_, indexing="ij")
-        return np.stack([ww.ravel(), ll.ravel()], axis=1)
+        return _size_grid(self.width, self.length).copy()
+
+
+@lru_cache(maxsize=32)
+def _size_grid(width: tuple[float, float], length: tuple[float, float]) -> np.ndarray:
+    ww, ll = np.meshgrid(_grid(*width), _grid(*length), indexing="ij")
+    return np.stack([ww.ravel(), ll.ravel()], axis=1)
 
 
 def _grid(lo: float, hi: float) -> np.ndarray:
@@ -230,8 +234,9 @@ def _lift_class(norm: np.ndarray, clipped: np.ndarray, limits: np.ndarray, sizes
     # -w a(theta) (the mirror image, which the release cannot represent: without it half of all corner
     # configurations only fit with length and width swapped).
     placements = np.ones((len(norm), 2 * n_yaw), dtype=bool) if yaw_masks is None else np.tile(yaw_masks, 2)
-    keep = keep[..., None] & placements[:, None, None, :]
-    pair_box, pair_edge, pair_depth, pair_yaw = np.nonzero(keep)  # candidate (box, edge, depth, placement)
+    edge_box, edge_side, edge_depth = np.nonzero(keep)
+    row, pair_yaw = np.nonzero(placements[edge_box])  # candidate (box, edge, depth, placement)
+    pair_box, pair_edge, pair_depth = edge_box[row], edge_side[row], edge_depth[row]
     theta_all = np.tile(YAW_CANDIDATES, 2)
     side_all = np.repeat([1.0, -1.0], n_yaw)
     # The lifted edge must be the box's extreme corner on its side: both adjacent corners (at +side w a(theta)
@@ -258,7 +263,7 @@ def _lift_class(norm: np.ndarray, clipped: np.ndarray, limits: np.ndarray, sizes
     nc = clipped[pair_box].astype(np.float32)
     edge_x = d * np.where(pair_edge == 0, nb[:, 0], nb[:, 2])  # (P,) x of the vertical edge [m]
     # Footprint offsets (x, z) of the other three corners per (yaw, size), gathered per candidate: (P, S).
-    grid = sizes.size_grid()
+    grid = _size_grid(sizes.width, sizes.length)
     w_, l_ = grid[:, 0], grid[:, 1]
     s, c = np.sin(theta_all)[:, None], np.cos(theta_all)[:, None]
     width_x, width_z = -side_all[:, None] * s * w_, -side_all[:, None] * c * w_
@@ -303,7 +308,7 @@ def _lift_class(norm: np.ndarray, clipped: np.ndarray, limits: np.ndarray, sizes
     kept_iou = iou[p_i, s_i]
     box_i = pair_box[p_i]
     group = box_i * n_yaw + pair_yaw[p_i] % n_yaw if top_k_per_yaw else box_i
-    order = np.lexsort((-kept_iou, group))
+    order = np.argsort(2.0 * group - kept_iou, kind="stable")  # by group, then IoU descending (IoU < 2)
     group_sorted = group[order]
     first = np.searchsorted(group_sorted, group_sorted, side="left")
     order = order[np.arange(len(order)) - first < top_k]
@@ -322,8 +327,7 @@ def _lift_class(norm: np.ndarray, clipped: np.ndarray, limits: np.ndarray, sizes
     ], axis=1)
     size_lwh = np.stack([ll, ww, bot_y - top_y], axis=1)
     # Exact (float64) IoU of the kept anchors: the projected 8 corners, both boxes clipped.
-    corners = box_keypoints(np.eye(3), center, size_lwh, theta)[:, :8]
-    projected = np.hstack([corners.min(axis=1), corners.max(axis=1)])
+    projected = projected_extent(center, size_lwh, theta)
     lim = limits[box_i]
     projected = np.minimum(np.maximum(projected, lim[:, [0, 1, 0, 1]]), lim[:, [2, 3, 2, 3]])
     return {
@@ -333,6 +337,14 @@ def _lift_class(norm: np.ndarray, clipped: np.ndarray, limits: np.ndarray, sizes
         "ry": theta,
         "iou": paired_iou(projected, clipped[box_i]),
     }
+
+
+def projected_extent(centers_cam: np.ndarray, size_lwh: np.ndarray, ry: np.ndarray,
+                     K: np.ndarray | None = None) -> np.ndarray:
+    """(N, 4) min/max box of the 8 projected corners of N boxes (pixels with K, normalised coordinates without)."""
+    uv = box_keypoints(np.eye(3) if K is None else K, centers_cam, size_lwh, ry)[:, :8]
+    u, v = np.ascontiguousarray(uv[..., 0]), np.ascontiguousarray(uv[..., 1])
+    return np.stack([u.min(axis=1), v.min(axis=1), u.max(axis=1), v.max(axis=1)], axis=1)
 
 
 def paired_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
