@@ -263,12 +263,14 @@ def _lift_all(supports: list[_BoxSupport], params: LiftParams, clock: _StepClock
     centers_cam[has_lidar] = _slide_to_depth(centers_cam[has_lidar], anchors.sizes_lwh[has_lidar],
                                              anchors.ry[has_lidar], depth_min[box_of[has_lidar]])
     sample, sample_start, sample_count = _subsample_groups(start, count, params.max_fit_points)
-    T_anchor = T_lidar_cam[cam[box_of]]
-    centers_lidar = np.einsum("nij,nj->ni", T_anchor[:, :3, :3], centers_cam) + T_anchor[:, :3, 3]
-    _, off_surface = _fit_to_points(centers_lidar, anchors.sizes_lwh, anchors.yaws, box_of, points[sample],
-                                    sample_start, sample_count, params.containment_margin_m)
-    prior = _size_likelihood(anchors.sizes_lwh, prior_wlh[box_of], params.prior_std_scale)
-    key = anchors.ious * prior * np.where(has_lidar, np.exp(-off_surface / params.surface_sigma_m), 1.0)
+    padded, valid = _pad_groups(points[sample], sample_start, sample_count)
+    lid = np.flatnonzero(has_lidar)
+    T_anchor = T_lidar_cam[cam[box_of[lid]]]
+    centers_lidar = np.einsum("nij,nj->ni", T_anchor[:, :3, :3], centers_cam[lid]) + T_anchor[:, :3, 3]
+    _, off_surface = _fit_to_points(centers_lidar, anchors.sizes_lwh[lid], anchors.yaws[lid], box_of[lid], padded,
+                                    valid, params.containment_margin_m)
+    key = anchors.ious * _size_likelihood(anchors.sizes_lwh, prior_wlh[box_of], params.prior_std_scale)
+    key[lid] *= np.exp(-off_surface / params.surface_sigma_m)
     order = np.lexsort((-key, box_of))
     chosen, first = np.unique(box_of[order], return_index=True)
     pick = order[first]
@@ -298,8 +300,7 @@ def _lift_all(supports: list[_BoxSupport], params: LiftParams, clock: _StepClock
     T_box = T_lidar_cam[cam[chosen]]
     centers_lidar = np.einsum("nij,nj->ni", T_box[:, :3, :3], center) + T_box[:, :3, 3]
     yaws = ry_to_yaw(ry, T_box[:, :3, :3])
-    inside, _ = _fit_to_points(centers_lidar, size, yaws, chosen, points[sample], sample_start, sample_count,
-                               params.containment_margin_m)
+    inside, _ = _fit_to_points(centers_lidar, size, yaws, chosen, padded, valid, params.containment_margin_m)
     fit = iou * np.where(has_lidar, inside, params.no_lidar_fit)
     clock.step("choose_refine")
     return Detections3D(centers_lidar, size, yaws, classes[chosen], scores[chosen] * fit, "lidar")
@@ -390,32 +391,35 @@ def _edge_depth_windows(boxes, supported, on_box, on_depth, on_u, bp, params: Li
     return windows
 
 
-def _fit_to_points(centers, sizes_lwh, yaws, box_of, points, start, count, margin) -> tuple[np.ndarray, np.ndarray]:
-    """How well box m fits its own cluster points (points[start[b] : start[b] + count[b]] of b = box_of[m]).
+def _pad_groups(points: np.ndarray, start: np.ndarray, count: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Groups points[start[g] : start[g] + count[g]] as a padded (G, K, 3) array and its validity mask (G, K)."""
+    width = max(int(count.max()) if len(count) else 0, 1)
+    slot = np.arange(width)
+    valid = slot[None, :] < count[:, None]
+    index = np.where(valid, start[:, None] + slot[None, :], 0)
+    padded = points[index] if len(points) else np.zeros((len(count), width, 3))
+    return padded, valid
+
+
+def _fit_to_points(centers, sizes_lwh, yaws, box_of, padded, valid, margin) -> tuple[np.ndarray, np.ndarray]:
+    """How well box m fits the cluster points of its 2D box b = box_of[m] (padded (B, K, 3), valid (B, K)).
 
     Returns the fraction (M,) of those points inside the box grown by `margin`, and their mean bird's-eye-view
     distance (M,) to the box outline [m] (points on the visible faces of a well-fitting box are near 0).
     """
     box_of = np.asarray(box_of)
-    n = count[box_of]
-    total = int(n.sum())
-    if total == 0:
-        return np.zeros(len(box_of)), np.zeros(len(box_of))
-    owner = np.repeat(np.arange(len(box_of)), n)
-    offsets = np.cumsum(n) - n
-    idx = np.repeat(start[box_of], n) + np.arange(total) - np.repeat(offsets, n)
-    p = points[idx] - centers[owner]
-    c, s = np.cos(yaws[owner]), np.sin(yaws[owner])
-    half = 0.5 * sizes_lwh[owner]
-    ax = np.abs(p[:, 0] * c + p[:, 1] * s) - half[:, 0]
-    ay = np.abs(-p[:, 0] * s + p[:, 1] * c) - half[:, 1]
-    az = np.abs(p[:, 2]) - half[:, 2]
-    inside = (ax <= margin) & (ay <= margin) & (az <= margin)
+    mask = valid[box_of]  # (M, K)
+    n = np.maximum(mask.sum(axis=1), 1)
+    p = padded[box_of] - centers[:, None, :]
+    c, s = np.cos(yaws)[:, None], np.sin(yaws)[:, None]
+    half = 0.5 * sizes_lwh
+    ax = np.abs(p[..., 0] * c + p[..., 1] * s) - half[:, 0:1]
+    ay = np.abs(p[..., 1] * c - p[..., 0] * s) - half[:, 1:2]
+    az = np.abs(p[..., 2]) - half[:, 2:3]
+    inside = (ax <= margin) & (ay <= margin) & (az <= margin) & mask
     outline = np.where((ax <= 0) & (ay <= 0), -np.maximum(ax, ay),
                        np.hypot(np.maximum(ax, 0.0), np.maximum(ay, 0.0)))
-    n_safe = np.maximum(n, 1)
-    return (np.bincount(owner, weights=inside, minlength=len(box_of)) / n_safe,
-            np.bincount(owner, weights=outline, minlength=len(box_of)) / n_safe)
+    return inside.sum(axis=1) / n, np.where(mask, outline, 0.0).sum(axis=1) / n
 
 
 def _size_likelihood(sizes_lwh, prior_wlh, std_scale) -> np.ndarray:
