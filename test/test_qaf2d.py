@@ -21,7 +21,7 @@ def project_box(center, size_lwh, yaw, clip=True):
     corners = box_corners(center, size_lwh, yaw)
     uv = project_points(CAMERA, transform_points(T_CAM_BASE, corners.reshape(-1, 3))).uv.reshape(-1, 8, 2)
     box = np.hstack([uv.min(axis=1), uv.max(axis=1)])
-    return qaf2d.clip_boxes(box, CAMERA.width, CAMERA.height) if clip else box
+    return np.clip(box, 0, [CAMERA.width, CAMERA.height] * 2) if clip else box
 
 
 def car_in_view(depth, bearing, yaw, size=(4.6, 1.9, 1.7)):

@@ -121,12 +121,6 @@ class Anchors:
         return len(self.box_index)
 
 
-def clip_boxes(boxes_xyxy: np.ndarray, width: float, height: float) -> np.ndarray:
-    """Boxes (N, 4) clipped to the image [0, width] x [0, height]."""
-    b = np.asarray(boxes_xyxy, dtype=np.float64).reshape(-1, 4)
-    return np.minimum(np.maximum(b, 0.0), [width, height, width, height])
-
-
 def lift_boxes(boxes_xyxy: np.ndarray, class_ids, camera: CameraModel, T_target_cam: np.ndarray,
                iou_threshold: float = 0.9, top_k: int = 3,
                depth_windows: np.ndarray | None = None, yaw_masks: np.ndarray | None = None,
