@@ -7,8 +7,9 @@ Per camera and 2D box (classes outside the 10 detection classes are skipped):
    restricted to the depths of the cluster points in the box's outer `edge_band` on that side
    (+- `edge_window_m`), and the headings to those within `heading_tolerance_deg` of the cluster's footprint
    heading (`lidar_headings`, bird's-eye rectangle fit, modulo 90 deg); the IoU bar is `lidar_iou_threshold`.
-   Unsupported boxes: depths where the box height fits the class's prior height, within 1.2 x the class's
-   evaluation range, all headings, `iou_threshold`.
+   Unsupported boxes: depths where the box height fits the class's prior height (+- `prior_window_std`),
+   within `max_range_factor` x the class's evaluation range, all headings, `iou_threshold`. The boxes of all
+   cameras are searched in one pass per class (core.qaf2d.lift_boxes_multi).
 3. Choice: the anchor maximising (projected IoU) x (class size prior likelihood) x, with support,
    exp(-mean distance of the cluster points to the anchor's outline / `surface_sigma_m`), each anchor first slid
    along its camera ray so that its nearest corner lies at the cluster's nearest depth.
@@ -22,7 +23,7 @@ Per camera and 2D box (classes outside the 10 detection classes are skipped):
 5. Score = 2D score x geometric fit, fit = projected IoU of the final box x (fraction of cluster points inside
    it with support, else `no_lidar_fit`).
 6. All cameras' boxes go to the output frame and one object seen by two cameras is merged by class-aware
-   BEV NMS (core.boxes.bev_iou), keeping the higher score.
+   BEV NMS (core.boxes.bev_iou, plus a centre-distance rule for thin objects), keeping the higher score.
 """
 from __future__ import annotations
 
