@@ -163,8 +163,9 @@ def bev_nms(dets: Detections3D, iou_threshold: float) -> np.ndarray:
     same_class = dets.class_ids[:, None] == dets.class_ids[None, :]
     can_touch = same_class & (gap < radius[:, None] + radius[None, :])
     too_close = same_class & (gap < merge[:, None])
-    kept = np.zeros(len(dets), dtype=bool)
-    for i in order:
+    np.fill_diagonal(can_touch, False)
+    kept = ~can_touch.any(axis=1)  # boxes without a same-class neighbour are always kept
+    for i in order[~kept[order]]:
         near = np.flatnonzero(kept & can_touch[i])
         if len(near) == 0:
             kept[i] = True
