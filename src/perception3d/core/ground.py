@@ -63,7 +63,7 @@ def fit_ground_plane(points: np.ndarray, up: np.ndarray = (0.0, 0.0, 1.0), dista
     low = np.flatnonzero(height <= np.quantile(height, low_fraction))
     if len(low) < 3:
         return none
-    scoring = pts[rng.choice(low, size=min(sample_size, len(low)), replace=False)]
+    scoring = pts[low[rng.integers(0, len(low), size=min(sample_size, len(low)))]]  # with replacement
     tri = pts[low[rng.integers(0, len(low), size=(iterations, 3))]]  # (H, 3, 3)
     normals = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
     norms = np.linalg.norm(normals, axis=1)

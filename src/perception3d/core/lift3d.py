@@ -160,7 +160,8 @@ def bev_nms(dets: Detections3D, iou_threshold: float) -> np.ndarray:
     radius = 0.5 * np.hypot(dets.sizes_lwh[:, 0], dets.sizes_lwh[:, 1])
     merge = np.array([min(SIZE_PRIOR_WLH[c][0][:2]) if c in SIZE_PRIOR_WLH else 0.0 for c in dets.class_ids])
     gap = np.linalg.norm(dets.centers[:, None, :2] - dets.centers[None, :, :2], axis=2)
-    same_class = dets.class_ids[:, None] == dets.class_ids[None, :]
+    codes = np.unique(dets.class_ids.astype(str), return_inverse=True)[1]
+    same_class = codes[:, None] == codes[None, :]
     can_touch = same_class & (gap < radius[:, None] + radius[None, :])
     too_close = same_class & (gap < merge[:, None])
     np.fill_diagonal(can_touch, False)
