@@ -10,6 +10,7 @@ SUITES: dict[str, str] = {
     "detector2d": "perception3d.bench.detector2d",
     "msgs": "perception3d.bench.msgs",
     "sync": "perception3d.bench.sync",
+    "algo": "perception3d.bench.algo",
 }
 
 

@@ -1,0 +1,208 @@
+"""LiDAR points in 2D-box frustums and the depth cluster of the boxed object.
+
+A point belongs to a box's frustum when its projection lies inside the box. Besides the object the frustum
+holds background (walls, other objects, ground) and occluders in front, so each box keeps only the object's
+depth cluster: the frustum depths (camera z) are sorted and split wherever consecutive depths jump by more than
+`gap_m`; clusters need at least max(min_points, min_fraction * frustum points) points (a few points of a thin
+pole do not count). Of those, the object is the cluster whose nearest depth best matches the depth the box
+height implies for the class (fy * mean class height / box height, `expected_depths`), within a factor
+`max_depth_ratio`: this rejects an occluding object in front and the background behind. Boxes cut by the image's
+top or bottom border have no such estimate and take the nearest cluster. The cluster is finally cut to the
+class's largest plausible depth extent from its first point.
+
+Also here: `CameraView` (one camera's 2D boxes with its model and extrinsics, the input of core.lift3d and
+core.segmentation), `project_cloud`, and `check_points` (the shared validation of incoming clouds).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+
+from ..errors import PointCloudError
+from .camera import MIN_DEPTH_M, CameraModel, project_points
+from .classes import SIZE_PRIOR_WLH
+from .detections import Detections2D
+from .geometry import transform_points
+
+GENERIC_DEPTH_EXTENT_M = 5.0
+
+
+@dataclass(frozen=True)
+class ClusterParams:
+    """How a frustum's object depth cluster is found.
+
+    Attributes:
+        gap_m: a depth jump larger than this separates two clusters [m].
+        min_points, min_fraction: the object cluster holds at least max(min_points, min_fraction * frustum points).
+        max_depth_ratio: largest ratio between a cluster's nearest depth and the box-height depth estimate.
+    """
+
+    gap_m: float = 1.5
+    min_points: int = 3
+    min_fraction: float = 0.1
+    max_depth_ratio: float = 1.6
+
+
+@dataclass(frozen=True)
+class CameraView:
+    """One camera's 2D detections with its calibration.
+
+    Attributes:
+        detections: the camera's 2D boxes (pixels of the image `camera` describes).
+        camera: the camera model.
+        T_cam_lidar: 4x4 transform from the LiDAR frame into the camera's optical frame.
+    """
+
+    detections: Detections2D
+    camera: CameraModel
+    T_cam_lidar: np.ndarray
+
+
+@dataclass
+class ProjectedCloud:
+    """The points of a cloud that land in one image: indices into the cloud, pixels and camera-frame points."""
+
+    index: np.ndarray
+    uv: np.ndarray
+    points_cam: np.ndarray
+
+
+@dataclass
+class BoxPoints:
+    """Point-box pairs of one camera (sorted by box, then depth) and per-box object cluster statistics.
+
+    Attributes:
+        point: (Q,) index of the point (into whatever array the caller passed).
+        box: (Q,) box index.
+        depth: (Q,) camera-frame depth [m].
+        u: (Q,) pixel column.
+        on_object: (Q,) the point is on the box's object depth cluster.
+        support: (B,) number of on-object points per box.
+        depth_min, depth_median, depth_max: (B,) depths of the on-object points [m] (NaN without support).
+    """
+
+    point: np.ndarray
+    box: np.ndarray
+    depth: np.ndarray
+    u: np.ndarray
+    on_object: np.ndarray
+    support: np.ndarray
+    depth_min: np.ndarray
+    depth_median: np.ndarray
+    depth_max: np.ndarray
+
+
+def check_points(points: np.ndarray, source: str) -> tuple[np.ndarray, np.ndarray]:
+    """(N, 3) float64 xyz of an (N, >=3) array and the mask (N,) of its finite rows (NaN returns are common).
+
+    Raises PointCloudError naming `source` when the array is not (N, >=3).
+    """
+    pts = np.asarray(points)
+    if pts.ndim != 2 or pts.shape[1] < 3 or not np.issubdtype(pts.dtype, np.number):
+        raise PointCloudError(source, "points", f"got an array of shape {pts.shape} and dtype {pts.dtype}",
+                              "a numeric (N, 3) array of x, y, z [m]")
+    xyz = pts[:, :3].astype(np.float64)
+    return xyz, np.all(np.isfinite(xyz), axis=1)
+
+
+@lru_cache(maxsize=64)
+def class_depth_extent(class_id: str, n_std: float = 2.0) -> float:
+    """Largest depth extent [m] an object of the class can cover: the diagonal of its mean + n_std std footprint."""
+    if class_id not in SIZE_PRIOR_WLH:
+        return GENERIC_DEPTH_EXTENT_M
+    mean, std = (np.asarray(v) for v in SIZE_PRIOR_WLH[class_id])
+    hi = mean + n_std * std
+    return float(np.hypot(hi[0], hi[1]))
+
+
+def expected_depths(boxes_xyxy: np.ndarray, class_ids, camera: CameraModel, border_px: float = 1.0) -> np.ndarray:
+    """Depth [m] (B,) at which an object of mean class height fills each box's height: fy * h / (y1 - y0).
+
+    NaN for boxes touching the image's top or bottom border (cut height) and for classes without a size prior.
+    """
+    boxes = np.asarray(boxes_xyxy, dtype=np.float64).reshape(-1, 4)
+    height = np.array([SIZE_PRIOR_WLH[c][0][2] if c in SIZE_PRIOR_WLH else np.nan for c in class_ids])
+    cut = (boxes[:, 1] <= border_px) | (boxes[:, 3] >= camera.height - border_px)
+    pixels = np.maximum(boxes[:, 3] - boxes[:, 1], 1e-6)
+    return np.where(cut, np.nan, camera.K[1, 1] * height / pixels)
+
+
+def project_cloud(points: np.ndarray, camera: CameraModel, T_cam_lidar: np.ndarray) -> ProjectedCloud:
+    """Project LiDAR points (N, 3) into a camera; keeps the points in front of it and inside its image."""
+    T = np.asarray(T_cam_lidar, dtype=np.float64)
+    front = np.flatnonzero(points @ T[2, :3] + T[2, 3] > MIN_DEPTH_M)  # depth first: most points are behind
+    pts_cam = transform_points(T, points[front])
+    proj = project_points(camera, pts_cam)
+    keep = np.flatnonzero(proj.in_image)
+    return ProjectedCloud(front[keep], proj.uv[keep], pts_cam[keep])
+
+
+def points_in_boxes_2d(uv: np.ndarray, boxes_xyxy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """All (point, box) pairs with pixel uv[point] (n, 2) inside boxes_xyxy[box] (B, 4), edges included.
+
+    The points are sorted by column once; each box takes its column range by binary search, then the row test.
+    """
+    boxes = np.asarray(boxes_xyxy, dtype=np.float64).reshape(-1, 4)
+    by_u = np.argsort(uv[:, 0], kind="stable")
+    u_sorted = uv[by_u, 0]
+    lo = np.searchsorted(u_sorted, boxes[:, 0], side="left")
+    hi = np.searchsorted(u_sorted, boxes[:, 2], side="right")
+    span = np.maximum(hi - lo, 0)
+    box = np.repeat(np.arange(len(boxes)), span)
+    point = by_u[np.repeat(lo, span) + np.arange(int(span.sum())) - np.repeat(np.cumsum(span) - span, span)]
+    v = uv[point, 1]
+    inside = (v >= boxes[box, 1]) & (v <= boxes[box, 3])
+    return point[inside], box[inside]
+
+
+def object_points_in_boxes(uv: np.ndarray, depth: np.ndarray, boxes_xyxy: np.ndarray, max_extent: np.ndarray,
+                           expected_depth: np.ndarray | None = None,
+                           params: ClusterParams = ClusterParams()) -> BoxPoints:
+    """Frustum membership and object depth clusters of projected points (uv (n, 2), depth (n,)) in boxes (B, 4).
+
+    `max_extent` (B,) is the largest depth extent of each box's object [m] (see `class_depth_extent`);
+    `expected_depth` (B,) the box-height depth estimate [m] (see `expected_depths`; NaN or None: nearest cluster).
+    """
+    boxes = np.asarray(boxes_xyxy, dtype=np.float64).reshape(-1, 4)
+    n_boxes = len(boxes)
+    point, box = points_in_boxes_2d(uv, boxes)
+    order = np.lexsort((depth[point], box))
+    point, box = point[order], box[order]
+    d = depth[point]
+    nan = np.full(n_boxes, np.nan)
+    if len(point) == 0:
+        return BoxPoints(point, box, d, uv[point, 0], np.zeros(0, dtype=bool), np.zeros(n_boxes, dtype=np.int64),
+                         nan, nan.copy(), nan.copy())
+    starts = np.r_[True, (box[1:] != box[:-1]) | (np.diff(d) > params.gap_m)]
+    cluster = np.cumsum(starts) - 1
+    cluster_size = np.bincount(cluster)
+    cluster_box = box[starts]
+    cluster_first_depth = d[starts]
+    frustum_size = np.bincount(box, minlength=n_boxes)
+    eligible = cluster_size >= np.maximum(params.min_points, params.min_fraction * frustum_size[cluster_box])
+    # Cost: |log(nearest depth / expected depth)| (0 without an estimate, so the nearest cluster wins).
+    expected = np.full(n_boxes, np.nan) if expected_depth is None else np.asarray(expected_depth, dtype=np.float64)
+    ratio = np.abs(np.log(np.maximum(cluster_first_depth, 1e-6) / expected[cluster_box]))
+    cost = np.where(np.isnan(ratio), 0.0, ratio)
+    eligible &= cost <= np.log(params.max_depth_ratio)
+    candidates = np.flatnonzero(eligible)
+    best = candidates[np.lexsort((cost[candidates], cluster_box[candidates]))]
+    chosen = np.full(n_boxes, -1)
+    boxes_with, first = np.unique(cluster_box[best], return_index=True)
+    chosen[boxes_with] = best[first]
+    extent = np.asarray(max_extent, dtype=np.float64).reshape(n_boxes)
+    on = (cluster == chosen[box]) & (d <= cluster_first_depth[cluster] + extent[box])
+    support = np.bincount(box[on], minlength=n_boxes)
+    on_pos = np.flatnonzero(on)
+    depth_min, depth_median, depth_max = nan, nan.copy(), nan.copy()
+    if len(on_pos):
+        # The on-object points of a box are one contiguous run of the sorted pairs.
+        has, first_on = np.unique(box[on_pos], return_index=True)
+        start = on_pos[first_on]
+        count = support[has]
+        depth_min[has] = d[start]
+        depth_median[has] = d[start + count // 2]
+        depth_max[has] = d[start + count - 1]
+    return BoxPoints(point, box, d, uv[point, 0], on, support, depth_min, depth_median, depth_max)

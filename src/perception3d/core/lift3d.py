@@ -1,0 +1,471 @@
+"""Geometric 3D detection: 2D boxes lifted by QAF2D anchors, chosen with LiDAR, refined by the KM3D solver.
+
+Per camera and 2D box (classes outside the 10 detection classes are skipped):
+1. LiDAR support: non-ground points (core.ground) projected inside the box, reduced to the object's depth
+   cluster (core.frustum); a box with at least `min_support_points` such points is supported.
+2. Anchors (core.qaf2d, top_k per box and heading). Supported boxes: each vertical edge's depth candidates are
+   restricted to the depths of the cluster points in the box's outer `edge_band` on that side
+   (+- `edge_window_m`), and the headings to those within `heading_tolerance_deg` of the cluster's footprint
+   heading (`lidar_headings`, bird's-eye rectangle fit, modulo 90 deg); the IoU bar is `lidar_iou_threshold`.
+   Unsupported boxes: depths where the box height fits the class's prior height (+- `prior_window_std`),
+   within `max_range_factor` x the class's evaluation range, all headings, `iou_threshold`. The boxes of all
+   cameras are searched in one pass per class (core.qaf2d.lift_boxes_multi).
+3. Choice: the anchor maximising (projected IoU) x (class size prior likelihood) x, with support,
+   exp(-mean distance of the cluster points to the anchor's outline / `surface_sigma_m`), each anchor first slid
+   along its camera ray so that its nearest corner lies at the cluster's nearest depth.
+4. Refinement: supported boxes take the cluster's continuous heading (the direction nearest the anchor's);
+   unsupported boxes take the class's mean size (the size sets the depth along the ray). The location is then
+   solved by core.km3d.solve_location from the 2D box: one keypoint row per edge, tied to the extreme projected
+   corner (left/right constrain u, top/bottom v; edges on the image border, i.e. truncated objects, get W = 0).
+   With support the LiDAR depth is kept: the centre is slid along its ray so that the nearest corner lies at the
+   cluster's nearest depth (LiDAR range is far more precise than depth from a box: 1 px of box error at 30 m
+   moves a 2D-only depth by ~0.5 m). Heading is only known modulo pi (front and back look alike).
+5. Score = 2D score x geometric fit, fit = projected IoU of the final box x (fraction of cluster points inside
+   it with support, else `no_lidar_fit`).
+6. All cameras' boxes go to the output frame and one object seen by two cameras is merged by class-aware
+   BEV NMS (core.boxes.bev_iou, plus a centre-distance rule for thin objects), keeping the higher score.
+"""
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .boxes import bev_iou, lwh_to_wlh, wlh_to_lwh
+from .classes import DETECTION_CLASSES, DETECTION_RANGE_M, SIZE_PRIOR_WLH
+from .detections import Detections2D, Detections3D
+from .frustum import (
+    CameraView,
+    ClusterParams,
+    check_points,
+    class_depth_extent,
+    expected_depths,
+    object_points_in_boxes,
+    project_cloud,
+)
+from .geometry import invert_transform, wrap_angle
+from .ground import GroundParams, fit_ground_plane
+from .km3d import box_keypoints, keypoint_offsets, ry_to_yaw, solve_location, yaw_to_ry
+from .qaf2d import YAW_CANDIDATES, Anchors, lift_boxes_multi, normalise_boxes, paired_iou, projected_extent
+
+
+@dataclass(frozen=True)
+class LiftParams:
+    """Parameters of geometric 3D detection.
+
+    Attributes:
+        iou_threshold: QAF2D projected-box IoU an anchor must exceed (boxes without LiDAR support).
+        lidar_iou_threshold: the same for boxes with LiDAR support, whose anchors the points then judge (the
+            15 degree / 0.5 m grid and the one-edge height assumption can keep the right box below 0.8).
+        top_k: anchors per 2D box and heading candidate handed to the choice.
+        min_support_points: on-object points needed to use LiDAR for a box.
+        edge_band: fraction of the box width on each side whose points give that edge's depth.
+        edge_window_m: depth candidates within this of the edge points' depths are kept [m].
+        containment_margin_m: box growth when counting the cluster points it contains [m].
+        surface_sigma_m: scale of the mean point-to-outline distance in the anchor choice [m].
+        prior_std_scale: the anchor choice weighs sizes by the nuScenes class prior with std x this factor.
+        max_fit_points: anchors and the final box are judged against at most about this many cluster points
+            per box (an even subsample).
+        prior_window_std: boxes without LiDAR are searched where the box height fits the class's mean height
+            +- this many std.
+        max_range_factor: boxes without LiDAR are searched up to this x the class's evaluation range.
+        heading_tolerance_deg: with LiDAR, QAF2D tries only headings this close to the cluster's footprint
+            heading (one of its 4 directions).
+        no_lidar_fit: geometric fit factor of boxes without LiDAR support (their depth is ambiguous).
+        nms_iou: BEV IoU above which two boxes of one class are the same object (so are boxes whose centres are
+            closer than the class's smaller mean side, see `bev_nms`).
+        min_score: detections below this score are dropped.
+        ground, cluster: ground-fit and frustum-cluster parameters.
+    """
+
+    iou_threshold: float = 0.8
+    lidar_iou_threshold: float = 0.5
+    top_k: int = 4
+    min_support_points: int = 3
+    edge_band: float = 0.15
+    edge_window_m: float = 0.75
+    containment_margin_m: float = 0.25
+    surface_sigma_m: float = 0.2
+    prior_std_scale: float = 1.5
+    heading_tolerance_deg: float = 10.0
+    max_range_factor: float = 1.2
+    prior_window_std: float = 1.5
+    max_fit_points: int = 32
+    no_lidar_fit: float = 0.5
+    nms_iou: float = 0.1
+    min_score: float = 0.0
+    ground: GroundParams = field(default_factory=GroundParams)
+    cluster: ClusterParams = field(default_factory=ClusterParams)
+
+
+def detect_3d(points_lidar: np.ndarray, views: Sequence[CameraView], T_base_lidar: np.ndarray,
+              frame_id: str = "base_link", stamp_ns: int = 0, params: LiftParams = LiftParams(),
+              timings: dict[str, float] | None = None) -> Detections3D:
+    """3D boxes of the 2D detections of all cameras, in the frame of T_base_lidar (named `frame_id`).
+
+    Args:
+        points_lidar: (N, >=3) LiDAR points in the LiDAR frame [m] (may be empty: then no LiDAR support;
+            non-finite rows are ignored).
+        views: per camera: Detections2D, CameraModel and T_cam_lidar.
+        T_base_lidar: 4x4 LiDAR -> output frame transform (also gives the up direction for the ground fit).
+        timings: if given, filled with the milliseconds of each step: ground, support (frustums, clusters,
+            headings), anchors (QAF2D), choose_refine, merge (transform + NMS).
+    """
+    clock = _StepClock(timings)
+    xyz, finite = check_points(points_lidar, "detect_3d")
+    pts = xyz[finite]
+    up = np.asarray(T_base_lidar, dtype=np.float64)[2, :3]
+    _, is_ground = fit_ground_plane(pts, up, params.ground.threshold_m, params.ground.max_tilt_deg,
+                                    seed=params.ground.seed)
+    objects = pts[~is_ground]
+    clock.step("ground")
+    supports = [_box_support(objects, view, params) for view in views]
+    supports = [sup for sup in supports if sup is not None]
+    clock.step("support")
+    lidar = _lift_all(supports, params, clock) if supports else None
+    if lidar is None:
+        return Detections3D.empty(frame_id, stamp_ns)
+    out = Detections3D(lidar.centers, lidar.sizes_lwh, lidar.yaws, lidar.class_ids, lidar.scores, "lidar",
+                       stamp_ns).transformed(T_base_lidar, frame_id)
+    out = out.select(out.scores >= params.min_score)
+    out = out.select(bev_nms(out, params.nms_iou))
+    clock.step("merge")
+    return out
+
+
+class _StepClock:
+    """Records milliseconds between consecutive `step` calls into a dict (does nothing without one)."""
+
+    def __init__(self, out: dict[str, float] | None) -> None:
+        self.out = out
+        self.last = time.perf_counter()
+
+    def step(self, name: str) -> None:
+        if self.out is not None:
+            now = time.perf_counter()
+            self.out[name] = self.out.get(name, 0.0) + 1e3 * (now - self.last)
+            self.last = now
+
+
+def bev_nms(dets: Detections3D, iou_threshold: float) -> np.ndarray:
+    """Indices (sorted) of the boxes kept by class-aware greedy NMS, highest score first.
+
+    Two boxes of one class are the same object when their rotated BEV IoU exceeds `iou_threshold` or their
+    centres are closer than the class's smaller mean footprint side (two objects side by side are at least that
+    far apart; this catches thin objects such as barriers, whose IoU collapses with a small sideways offset).
+    """
+    order = np.argsort(-dets.scores, kind="stable")
+    radius = 0.5 * np.hypot(dets.sizes_lwh[:, 0], dets.sizes_lwh[:, 1])
+    merge = np.array([min(SIZE_PRIOR_WLH[c][0][:2]) if c in SIZE_PRIOR_WLH else 0.0 for c in dets.class_ids])
+    gap = np.linalg.norm(dets.centers[:, None, :2] - dets.centers[None, :, :2], axis=2)
+    codes = np.unique(dets.class_ids.astype(str), return_inverse=True)[1]
+    same_class = codes[:, None] == codes[None, :]
+    can_touch = same_class & (gap < radius[:, None] + radius[None, :])
+    too_close = same_class & (gap < merge[:, None])
+    np.fill_diagonal(can_touch, False)
+    kept = ~can_touch.any(axis=1)  # boxes without a same-class neighbour are always kept
+    for i in order[~kept[order]]:
+        near = np.flatnonzero(kept & can_touch[i])
+        if len(near) == 0:
+            kept[i] = True
+            continue
+        if np.any(too_close[i, near]) or np.any(
+                bev_iou(dets.centers[i], dets.sizes_lwh[i], dets.yaws[i:i + 1], dets.centers[near],
+                        dets.sizes_lwh[near], dets.yaws[near]) > iou_threshold):
+            continue
+        kept[i] = True
+    return np.flatnonzero(kept)
+
+
+@dataclass
+class _BoxSupport:
+    """One camera's boxes (known classes only) with their LiDAR support and search restrictions.
+
+    Attributes:
+        view: the camera; dets: its boxes; supported: (B,) enough cluster points; windows: (B, 2, 2) edge depth
+        windows [m]; heading: (B,) cluster footprint heading in the LiDAR frame (NaN without support);
+        yaw_masks: (B, 24) QAF2D headings to try; depth_min: (B,) nearest cluster depth [m]; points: on-object
+        cluster points of the supported boxes (LiDAR frame), grouped by box; count: (B,) points per box.
+    """
+
+    view: CameraView
+    dets: Detections2D
+    supported: np.ndarray
+    windows: np.ndarray
+    heading: np.ndarray
+    yaw_masks: np.ndarray
+    depth_min: np.ndarray
+    points: np.ndarray
+    count: np.ndarray
+
+
+def _box_support(objects_lidar: np.ndarray, view: CameraView, params: LiftParams) -> _BoxSupport | None:
+    """LiDAR support of one camera's boxes: frustum clusters, edge depth windows and headings."""
+    dets = view.detections
+    dets = dets.select(np.array([c in DETECTION_CLASSES for c in dets.class_ids], dtype=bool))
+    if len(dets) == 0:
+        return None
+    camera = view.camera
+    boxes = dets.boxes_xyxy
+    n_boxes = len(boxes)
+    cloud = project_cloud(objects_lidar, camera, view.T_cam_lidar)
+    extent = np.array([class_depth_extent(c) for c in dets.class_ids])
+    bp = object_points_in_boxes(cloud.uv, cloud.points_cam[:, 2], boxes, extent,
+                                expected_depths(boxes, dets.class_ids, camera), params.cluster)
+    supported = bp.support >= params.min_support_points
+    on = np.flatnonzero(bp.on_object & supported[bp.box])
+    on_box, on_depth, on_u = bp.box[on], bp.depth[on], bp.u[on]
+    points = objects_lidar[cloud.index[bp.point[on]]]
+    windows = _edge_depth_windows(boxes, supported, on_box, on_depth, on_u, bp, params)
+    windows[~supported] = _prior_depth_windows(boxes[~supported], dets.class_ids[~supported], camera,
+                                               params)[:, None, :]
+    count = np.bincount(on_box, minlength=n_boxes)
+    heading = np.full(n_boxes, np.nan)
+    heading[supported] = lidar_headings(points[:, :2], (np.cumsum(count) - count)[supported], count[supported])
+    yaw_masks = _yaw_masks(heading, view.T_cam_lidar[:3, :3], params.heading_tolerance_deg)
+    return _BoxSupport(view, dets, supported, windows, heading, yaw_masks, bp.depth_min, points, count)
+
+
+def _lift_all(supports: list[_BoxSupport], params: LiftParams, clock: _StepClock) -> Detections3D | None:
+    """Anchors, choice and refinement for the boxes of all cameras at once; boxes in the LiDAR frame."""
+    cameras = [sup.view.camera for sup in supports]
+    T_cam_lidar = np.array([sup.view.T_cam_lidar for sup in supports])
+    T_lidar_cam = invert_transform(T_cam_lidar)
+    cam = np.concatenate([np.full(len(sup.dets), i) for i, sup in enumerate(supports)])
+    boxes = np.vstack([sup.dets.boxes_xyxy for sup in supports])
+    classes = np.concatenate([sup.dets.class_ids for sup in supports])
+    scores = np.concatenate([sup.dets.scores for sup in supports])
+    supported = np.concatenate([sup.supported for sup in supports])
+    heading = np.concatenate([sup.heading for sup in supports])
+    depth_min = np.concatenate([sup.depth_min for sup in supports])
+    points = np.vstack([sup.points for sup in supports])
+    count = np.concatenate([sup.count for sup in supports])
+    start = np.cumsum(count) - count
+    prior_wlh = np.array([SIZE_PRIOR_WLH[c] for c in classes]).reshape(-1, 2, 3)  # (B, mean/std, wlh)
+
+    threshold = np.where(supported, params.lidar_iou_threshold, params.iou_threshold)
+    anchors = lift_boxes_multi(boxes, classes, cam, cameras, T_lidar_cam, threshold, params.top_k,
+                               np.concatenate([sup.windows for sup in supports]),
+                               np.concatenate([sup.yaw_masks for sup in supports]), top_k_per_yaw=True)
+    missing = np.setdiff1d(np.flatnonzero(supported), anchors.box_index)
+    if len(missing):  # LiDAR windows that admit no anchor: search all depths for these boxes
+        retry = lift_boxes_multi(boxes[missing], classes[missing], cam[missing], cameras, T_lidar_cam,
+                                 params.lidar_iou_threshold, params.top_k, top_k_per_yaw=True)
+        retry.box_index = missing[retry.box_index]
+        anchors = _concat_anchors(anchors, retry)
+    clock.step("anchors")
+    if len(anchors) == 0:
+        return None
+
+    # Choose: IoU x size prior x (with LiDAR) closeness of the cluster to the anchor's outline.
+    box_of = anchors.box_index
+    has_lidar = supported[box_of]
+    centers_cam = anchors.centers_cam.copy()
+    centers_cam[has_lidar] = _slide_to_depth(centers_cam[has_lidar], anchors.sizes_lwh[has_lidar],
+                                             anchors.ry[has_lidar], depth_min[box_of[has_lidar]])
+    sample, sample_start, sample_count = _subsample_groups(start, count, params.max_fit_points)
+    padded, valid = _pad_groups(points[sample], sample_start, sample_count)
+    lid = np.flatnonzero(has_lidar)
+    T_anchor = T_lidar_cam[cam[box_of[lid]]]
+    centers_lidar = np.einsum("nij,nj->ni", T_anchor[:, :3, :3], centers_cam[lid]) + T_anchor[:, :3, 3]
+    _, off_surface = _fit_to_points(centers_lidar, anchors.sizes_lwh[lid], anchors.yaws[lid], box_of[lid], padded,
+                                    valid, params.containment_margin_m)
+    key = anchors.ious * _size_likelihood(anchors.sizes_lwh, prior_wlh[box_of], params.prior_std_scale)
+    key[lid] *= np.exp(-off_surface / params.surface_sigma_m)
+    order = np.lexsort((-key, box_of))
+    chosen, first = np.unique(box_of[order], return_index=True)
+    pick = order[first]
+
+    size = anchors.sizes_lwh[pick]
+    ry = anchors.ry[pick]
+    has_lidar = supported[chosen]
+    # Without LiDAR the size sets the depth along the ray: solve with the class's mean size instead of the grid's.
+    size[~has_lidar] = wlh_to_lwh(prior_wlh[chosen[~has_lidar], 0])
+    # With LiDAR the heading is the cluster's (continuous), taken in the anchor's direction.
+    lidar_yaw = heading[chosen[has_lidar]]
+    turns = np.round(wrap_angle(anchors.yaws[pick[has_lidar]] - lidar_yaw) / (np.pi / 2))
+    ry[has_lidar] = yaw_to_ry(lidar_yaw + turns * np.pi / 2, T_cam_lidar[cam[chosen[has_lidar]], :3, :3])
+    norm, clipped, limits = normalise_boxes(boxes[chosen], cam[chosen], cameras)
+    size_px = np.array([[c.width, c.height] for c in cameras], dtype=np.float64)[cam[chosen]]
+    px = boxes[chosen]
+    on_border = np.stack([px[:, 0] <= 1.0, px[:, 2] >= size_px[:, 0] - 1.0,
+                          px[:, 1] <= 1.0, px[:, 3] >= size_px[:, 1] - 1.0], axis=1)
+    center = _refine_with_box_edges(centers_cam[pick], size, ry, norm, on_border)
+    center[has_lidar] = _slide_to_depth(center[has_lidar], size[has_lidar], ry[has_lidar],
+                                        depth_min[chosen[has_lidar]])
+
+    # Score: 2D score x projected IoU x (contained cluster fraction, or the no-LiDAR factor).
+    projected = projected_extent(center, size, ry)
+    projected = np.minimum(np.maximum(projected, limits[:, [0, 1, 0, 1]]), limits[:, [2, 3, 2, 3]])
+    iou = paired_iou(projected, clipped)
+    T_box = T_lidar_cam[cam[chosen]]
+    centers_lidar = np.einsum("nij,nj->ni", T_box[:, :3, :3], center) + T_box[:, :3, 3]
+    yaws = ry_to_yaw(ry, T_box[:, :3, :3])
+    inside, _ = _fit_to_points(centers_lidar, size, yaws, chosen, padded, valid, params.containment_margin_m)
+    fit = iou * np.where(has_lidar, inside, params.no_lidar_fit)
+    clock.step("choose_refine")
+    return Detections3D(centers_lidar, size, yaws, classes[chosen], scores[chosen] * fit, "lidar")
+
+
+HEADING_STEP_DEG = 3.0
+
+
+def lidar_headings(points_xy: np.ndarray, start: np.ndarray, count: np.ndarray, max_points: int = 32) -> np.ndarray:
+    """Footprint heading (G,) [rad, in [0, pi/2)] of point groups points_xy[start[g] : start[g] + count[g]].
+
+    Rectangle fitting in bird's-eye view: for headings 0..90 deg in 3 deg steps the group's points are put in
+    that frame, and the heading whose bounding rectangle leaves the points closest to its outline (mean
+    distance to the nearest side) wins; a LiDAR sees one or two sides of an object, both lie on the outline.
+    Groups are subsampled to at most `max_points` points. The heading is defined modulo 90 degrees.
+    """
+    if len(count) == 0:
+        return np.zeros(0)
+    index, first, kept = _subsample_groups(start, count, max_points)
+    xy = points_xy[index]
+    owner = np.repeat(np.arange(len(kept)), kept)
+    phi = np.radians(np.arange(0.0, 90.0, HEADING_STEP_DEG))
+    a = xy[:, 0:1] * np.cos(phi) + xy[:, 1:2] * np.sin(phi)
+    b = -xy[:, 0:1] * np.sin(phi) + xy[:, 1:2] * np.cos(phi)
+    da = np.minimum(a - np.minimum.reduceat(a, first)[owner], np.maximum.reduceat(a, first)[owner] - a)
+    db = np.minimum(b - np.minimum.reduceat(b, first)[owner], np.maximum.reduceat(b, first)[owner] - b)
+    spread = np.add.reduceat(np.minimum(da, db), first)
+    return phi[np.argmin(spread, axis=1)]
+
+
+def _subsample_groups(start, count, max_points: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Every k-th member of each group start[g] : start[g] + count[g] so that at most ~max_points remain.
+
+    Returns the kept indices (grouped, in order) and the new starts and counts of the groups.
+    """
+    count = np.asarray(count, dtype=np.int64)
+    stride = np.maximum(1, -(-count // max_points))
+    owner = np.repeat(np.arange(len(count)), count)
+    rank = np.arange(int(count.sum())) - np.repeat(np.cumsum(count) - count, count)
+    keep = rank % stride[owner] == 0
+    kept = np.bincount(owner[keep], minlength=len(count))
+    return np.repeat(np.asarray(start), count)[keep] + rank[keep], np.cumsum(kept) - kept, kept
+
+
+def _yaw_masks(heading: np.ndarray, R_cam_lidar: np.ndarray, tolerance_deg: float) -> np.ndarray:
+    """(B, 24) QAF2D heading candidates within tolerance of one of the 4 directions of each LiDAR heading
+    (all candidates where the heading is NaN)."""
+    masks = np.ones((len(heading), len(YAW_CANDIDATES)), dtype=bool)
+    known = np.flatnonzero(np.isfinite(heading))
+    if len(known) == 0:
+        return masks
+    turns = heading[known, None] + np.arange(4) * np.pi / 2
+    ry = yaw_to_ry(turns.ravel(), R_cam_lidar).reshape(-1, 4)
+    diff = np.abs(wrap_angle(YAW_CANDIDATES[None, None, :] - ry[:, :, None])).min(axis=1)
+    masks[known] = diff <= np.radians(tolerance_deg)
+    return masks
+
+
+def _prior_depth_windows(boxes, class_ids, camera, params: LiftParams) -> np.ndarray:
+    """(B, 2) edge depths [m] at which the box height fits the class prior height (mean +- prior_window_std std),
+    capped at `max_range_factor` x the class's evaluation range: the search space of boxes without LiDAR."""
+    prior = np.array([SIZE_PRIOR_WLH[c] for c in class_ids]).reshape(-1, 2, 3)
+    h_lo = prior[:, 0, 2] - params.prior_window_std * prior[:, 1, 2]
+    h_hi = prior[:, 0, 2] + params.prior_window_std * prior[:, 1, 2]
+    pixels = np.maximum(boxes[:, 3] - boxes[:, 1], 1e-6)
+    cap = params.max_range_factor * np.array([DETECTION_RANGE_M[c] for c in class_ids])
+    lo = np.minimum(camera.K[1, 1] * np.maximum(h_lo, 0.1) / pixels, cap)
+    return np.stack([lo, np.minimum(camera.K[1, 1] * h_hi / pixels, cap)], axis=1).reshape(-1, 2)
+
+
+def _edge_depth_windows(boxes, supported, on_box, on_depth, on_u, bp, params: LiftParams) -> np.ndarray:
+    """(B, 2 edges, 2) [min, max] edge depth candidates per box from its cluster points; NaN = unrestricted."""
+    n_boxes = len(boxes)
+    windows = np.full((n_boxes, 2, 2), np.nan)
+    whole = np.stack([bp.depth_min - params.edge_window_m, bp.depth_max + params.edge_window_m], axis=1)
+    width = boxes[on_box, 2] - boxes[on_box, 0]
+    bands = (on_u <= boxes[on_box, 0] + params.edge_band * width,
+             on_u >= boxes[on_box, 2] - params.edge_band * width)
+    for edge, band in enumerate(bands):
+        lo = np.full(n_boxes, np.inf)
+        hi = np.full(n_boxes, -np.inf)
+        np.minimum.at(lo, on_box[band], on_depth[band])
+        np.maximum.at(hi, on_box[band], on_depth[band])
+        has = np.isfinite(lo)
+        windows[:, edge, 0] = np.where(has, lo - params.edge_window_m, whole[:, 0])
+        windows[:, edge, 1] = np.where(has, hi + params.edge_window_m, whole[:, 1])
+    windows[~supported] = np.nan
+    return windows
+
+
+def _pad_groups(points: np.ndarray, start: np.ndarray, count: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Groups points[start[g] : start[g] + count[g]] as a padded (G, K, 3) array and its validity mask (G, K)."""
+    width = max(int(count.max()) if len(count) else 0, 1)
+    slot = np.arange(width)
+    valid = slot[None, :] < count[:, None]
+    index = np.where(valid, start[:, None] + slot[None, :], 0)
+    padded = points[index] if len(points) else np.zeros((len(count), width, 3))
+    return padded, valid
+
+
+def _fit_to_points(centers, sizes_lwh, yaws, box_of, padded, valid, margin) -> tuple[np.ndarray, np.ndarray]:
+    """How well box m fits the cluster points of its 2D box b = box_of[m] (padded (B, K, 3), valid (B, K)).
+
+    Returns the fraction (M,) of those points inside the box grown by `margin`, and their mean bird's-eye-view
+    distance (M,) to the box outline [m] (points on the visible faces of a well-fitting box are near 0).
+    """
+    box_of = np.asarray(box_of)
+    mask = valid[box_of]  # (M, K)
+    n = np.maximum(mask.sum(axis=1), 1)
+    p = padded[box_of] - centers[:, None, :]
+    c, s = np.cos(yaws)[:, None], np.sin(yaws)[:, None]
+    half = 0.5 * sizes_lwh
+    ax = np.abs(p[..., 0] * c + p[..., 1] * s) - half[:, 0:1]
+    ay = np.abs(p[..., 1] * c - p[..., 0] * s) - half[:, 1:2]
+    az = np.abs(p[..., 2]) - half[:, 2:3]
+    inside = (ax <= margin) & (ay <= margin) & (az <= margin) & mask
+    outline = np.where((ax <= 0) & (ay <= 0), -np.maximum(ax, ay),
+                       np.hypot(np.maximum(ax, 0.0), np.maximum(ay, 0.0)))
+    return inside.sum(axis=1) / n, np.where(mask, outline, 0.0).sum(axis=1) / n
+
+
+def _size_likelihood(sizes_lwh, prior_wlh, std_scale) -> np.ndarray:
+    """Gaussian likelihood (M,) in (0, 1] of sizes under per-row priors (M, mean/std, wlh), std x std_scale."""
+    z = (lwh_to_wlh(sizes_lwh) - prior_wlh[:, 0]) / (std_scale * prior_wlh[:, 1])
+    return np.exp(-0.5 * np.sum(z**2, axis=1))
+
+
+def _slide_to_depth(center_cam, size_lwh, ry, nearest_depth) -> np.ndarray:
+    """Centres moved along their camera rays so that each box's nearest corner lies at `nearest_depth` [m]."""
+    corner_dz = keypoint_offsets(size_lwh, ry)[:, :8, 2].min(axis=1)
+    scale = (nearest_depth - corner_dz) / center_cam[:, 2]
+    return center_cam * scale[:, None]
+
+
+def _refine_with_box_edges(center_cam, size_lwh, ry, boxes_norm, on_border, iterations: int = 2,
+                           max_move_fraction: float = 0.15) -> np.ndarray:
+    """KM3D least-squares centres from the four 2D box edges (normalised image coordinates), each tied to the
+    extreme projected corner; edges flagged `on_border` (B, 4: left, right, top, bottom) are not used.
+
+    A solution further than `max_move_fraction` x depth from the anchor is rejected (the anchor is kept).
+    """
+    n = len(center_cam)
+    rows = np.arange(n)
+    identity = np.eye(3)
+    center = center_cam.copy()
+    for _ in range(iterations):
+        corners = box_keypoints(identity, center, size_lwh, ry)[:, :8]
+        uv = np.zeros((n, 9, 2))
+        weights = np.zeros((n, 9, 2))
+        u, v = np.ascontiguousarray(corners[..., 0]), np.ascontiguousarray(corners[..., 1])
+        extremes = (u.argmin(1), u.argmax(1), v.argmin(1), v.argmax(1))
+        for edge, (corner, coord, value) in enumerate(zip(extremes, (0, 0, 1, 1), boxes_norm[:, [0, 2, 1, 3]].T)):
+            uv[rows, corner, coord] = value
+            weights[rows, corner, coord] = ~on_border[:, edge]
+        solved = solve_location(uv, identity, size_lwh, ry, weights)
+        # Keep the anchor where the edges do not pin the box down (near-degenerate geometry moves it far away).
+        moved = np.linalg.norm(solved - center_cam, axis=1)
+        ok = np.isfinite(moved) & (solved[:, 2] > 0.5) & (moved <= max_move_fraction * center_cam[:, 2])
+        center[ok] = solved[ok]
+    return center
+
+
+def _concat_anchors(a: Anchors, b: Anchors) -> Anchors:
+    return Anchors(*(np.concatenate([getattr(a, f), getattr(b, f)]) for f in
+                     ("box_index", "centers", "sizes_lwh", "yaws", "ious", "centers_cam", "ry")))

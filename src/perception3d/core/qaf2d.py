@@ -1,0 +1,350 @@
+"""QAF2D anchor lifting: turn 2D boxes into a few 3D boxes whose projections fit them (methods.md section 1).
+
+For each 2D box (x0, y0, x1, y1) of class c in one camera:
+1. depth candidates d = 3.0 .. 102.0 m in 1.5 m steps; the box's vertical edge lifted at depth d has height
+   h = d (y1 - y0) / fy, and only depths whose h lies in the class's height range are kept (this prunes most);
+2. the left edge (u = x0) and then the right edge (u = x1) are each taken as a vertical edge of the 3D box:
+   top = d K^-1 [u, y0, 1], bottom = d K^-1 [u, y1, 1];
+3. for each heading theta = k pi/12 (k = 0..23, rotation about camera y) and each (w, l) of the class grid
+   (arange(min, max + 0.5, 0.5) each, Cartesian product), the width side goes to +w (-sin t, 0, -cos t) and the
+   far face to +l (cos t, 0, -sin t); the anchor centre is the mean of the 8 corners. Fix: the mirror placement
+   (width side to -w (-sin t, 0, -cos t)) is enumerated too. The release's placement alone covers only two of
+   the four quadrants a box can occupy from its edge for a given heading axis, so about half of all real
+   boxes could only be matched with length and width swapped (which the class size grids then reject);
+4. the 8 corners are projected; candidates with a corner at z <= 0.1 m are rejected; the min/max box of the
+   projection and the detection box are both clipped to the image and their IoU must exceed `iou_threshold`
+   (0.98 reproduces the paper; 0.9 suits noisy boxes); the best `top_k` per 2D box are kept.
+
+Speed: all boxes of a class (of any number of cameras, `lift_boxes_multi`) are searched in one vectorised pass
+in normalised image coordinates and float32 (the kept anchors' IoU is recomputed exactly in float64), and
+candidates whose lifted edge is not the extreme corner on its side of their own box are dropped before the
+sizes are expanded (they cannot produce the edge they were lifted from; edges on the image border are exempt).
+
+The heading convention is the same as core.km3d (`ry`): the box length axis points along (cos t, 0, -sin t) in
+the camera frame. Output boxes are expressed in a target frame (e.g. LIDAR_TOP) through T_target_cam; the yaw is
+the target-frame heading of that axis (`km3d.ry_to_yaw`), not a convention-specific formula.
+
+Class size table: the QAF2D release's ranges. Trailer gets its own row from the nuScenes size prior
+(mean +- 2 std of w, l, h): the release's trailer branch never runs (a string comparison bug) and falls through
+to the generic 'other' row, which is used here only for class names outside the table.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+
+from .camera import MIN_DEPTH_M, CameraModel
+from .classes import SIZE_PRIOR_WLH
+from .km3d import box_keypoints, ry_to_yaw
+
+DEPTH_CANDIDATES_M = 1.5 * np.arange(2, 69)  # 3.0 .. 102.0 m, 67 values
+YAW_CANDIDATES = np.arange(24) * np.pi / 12  # 15 degree steps
+SIZE_STEP_M = 0.5
+
+
+@dataclass(frozen=True)
+class SizeRange:
+    """Per-class size search space [m]: w and l are enumerated on a 0.5 m grid, h is a filter range only."""
+
+    width: tuple[float, float]
+    length: tuple[float, float]
+    height: tuple[float, float]
+
+    def size_grid(self) -> np.ndarray:
+        """(S, 2) array of (w, l) candidates: Cartesian product of arange(min, max + 0.5, 0.5) for w and l."""
+        return _size_grid(self.width, self.length).copy()
+
+
+@lru_cache(maxsize=32)
+def _size_grid(width: tuple[float, float], length: tuple[float, float]) -> np.ndarray:
+    ww, ll = np.meshgrid(_grid(*width), _grid(*length), indexing="ij")
+    return np.stack([ww.ravel(), ll.ravel()], axis=1)
+
+
+def _grid(lo: float, hi: float) -> np.ndarray:
+    """lo, lo + 0.5, ... up to hi inclusive (counted, so float round-off never adds or drops a value)."""
+    count = int(np.floor((hi - lo) / SIZE_STEP_M + 1e-6)) + 1
+    return lo + SIZE_STEP_M * np.arange(count)
+
+
+def _prior_range(name: str, n_std: float = 2.0) -> SizeRange:
+    mean, std = (np.asarray(v) for v in SIZE_PRIOR_WLH[name])
+    lo, hi = np.round(mean - n_std * std, 2), np.round(mean + n_std * std, 2)
+    return SizeRange((float(lo[0]), float(hi[0])), (float(lo[1]), float(hi[1])), (float(lo[2]), float(hi[2])))
+
+
+SIZE_RANGES: dict[str, SizeRange] = {
+    "car": SizeRange((1.45, 2.95), (3.45, 6.95), (1.25, 3.25)),
+    "pedestrian": SizeRange((0.34, 1.34), (0.33, 1.33), (1.15, 2.65)),
+    "bus": SizeRange((2.55, 3.55), (6.9, 13.9), (2.8, 4.8)),
+    "truck": SizeRange((1.7, 3.2), (1.78, 14.28), (1.7, 4.2)),
+    "construction_vehicle": SizeRange((2.11, 3.61), (3.71, 7.71), (2.03, 3.03)),
+    "motorcycle": SizeRange((0.47, 1.47), (1.25, 2.75), (1.18, 2.18)),
+    "bicycle": SizeRange((0.43, 0.93), (1.33, 2.33), (0.95, 1.95)),
+    "traffic_cone": SizeRange((0.21, 1.71), (0.30, 0.80), (0.51, 1.51)),
+    "barrier": SizeRange((1.73, 3.73), (0.39, 0.89), (0.88, 1.38)),
+    "trailer": _prior_range("trailer"),
+}
+GENERIC_SIZE_RANGE = SizeRange((0.21, 3.71), (0.30, 14.30), (0.51, 5.01))
+
+
+def size_range(class_id: str) -> SizeRange:
+    """The size search space of a class name (the generic row for names outside the table)."""
+    return SIZE_RANGES.get(class_id, GENERIC_SIZE_RANGE)
+
+
+@dataclass
+class Anchors:
+    """M 3D anchors lifted from 2D boxes.
+
+    Attributes:
+        box_index: (M,) index of the source 2D box; anchors of one box are consecutive, best IoU first.
+        centers: (M, 3) centres in the target frame [m].
+        sizes_lwh: (M, 3) (l, w, h) [m].
+        yaws: (M,) rotation about +z of the target frame [rad].
+        ious: (M,) IoU of the clipped projected box with the clipped 2D box.
+        centers_cam: (M, 3) centres in the camera frame [m].
+        ry: (M,) heading about camera y (core.km3d convention) [rad].
+    """
+
+    box_index: np.ndarray
+    centers: np.ndarray
+    sizes_lwh: np.ndarray
+    yaws: np.ndarray
+    ious: np.ndarray
+    centers_cam: np.ndarray
+    ry: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.box_index)
+
+
+def lift_boxes(boxes_xyxy: np.ndarray, class_ids, camera: CameraModel, T_target_cam: np.ndarray,
+               iou_threshold: float = 0.9, top_k: int = 3,
+               depth_windows: np.ndarray | None = None, yaw_masks: np.ndarray | None = None,
+               top_k_per_yaw: bool = False) -> Anchors:
+    """QAF2D anchors for the 2D boxes of one camera, in the frame of T_target_cam.
+
+    Args:
+        boxes_xyxy: (B, 4) pixel boxes in the image `camera.K` refers to (rescale detector boxes first).
+        class_ids: (B,) class names (size table rows); unknown names use the generic row.
+        camera: the camera model (K, width, height).
+        T_target_cam: 4x4 transform from the camera's optical frame to the output frame.
+        iou_threshold: keep candidates whose clipped projected-box IoU is strictly above this (scalar or (B,)).
+        top_k: at most this many anchors per 2D box (highest IoU first), or per box and heading candidate when
+            `top_k_per_yaw` (so that every heading tried stays represented).
+        depth_windows: optional [min, max] edge depth [m] to prune candidates (e.g. from LiDAR): (B, 2) for
+            both vertical edges of a box or (B, 2, 2) per edge (left, right); NaN means no bound.
+        yaw_masks: optional (B, 24) bool: which of YAW_CANDIDATES to try per box (e.g. near a LiDAR heading).
+    Returns:
+        Anchors, grouped by box index (ascending), best IoU first within a box.
+    """
+    boxes = np.asarray(boxes_xyxy, dtype=np.float64).reshape(-1, 4)
+    return lift_boxes_multi(boxes, class_ids, np.zeros(len(boxes), dtype=np.int64), [camera], [T_target_cam],
+                            iou_threshold, top_k, depth_windows, yaw_masks, top_k_per_yaw)
+
+
+def lift_boxes_multi(boxes_xyxy: np.ndarray, class_ids, camera_index: np.ndarray, cameras, T_target_cams,
+                     iou_threshold: float = 0.9, top_k: int = 3,
+                     depth_windows: np.ndarray | None = None, yaw_masks: np.ndarray | None = None,
+                     top_k_per_yaw: bool = False) -> Anchors:
+    """`lift_boxes` for the boxes of several cameras at once (box b belongs to cameras[camera_index[b]], whose
+    optical frame maps to the output frame by T_target_cams[camera_index[b]]); one pass per class."""
+    boxes = np.asarray(boxes_xyxy, dtype=np.float64).reshape(-1, 4)
+    n = len(boxes)
+    classes = np.asarray(list(class_ids), dtype=object).reshape(n)
+    cam = np.asarray(camera_index, dtype=np.int64).reshape(n)
+    T = np.array([np.asarray(t, dtype=np.float64) for t in T_target_cams])[cam]  # (B, 4, 4)
+    # Normalised image coordinates (x/z, y/z) per box: the search below is then camera independent.
+    norm, clipped, limits = normalise_boxes(boxes, cam, cameras)
+    windows = None if depth_windows is None else np.asarray(depth_windows, dtype=np.float64)
+    yaws = None if yaw_masks is None else np.asarray(yaw_masks, dtype=bool).reshape(n, -1)
+    thresholds = np.broadcast_to(np.asarray(iou_threshold, dtype=np.float64), (n,))
+    parts = []
+    for name in dict.fromkeys(classes.tolist()):
+        index = np.flatnonzero(classes == name)
+        part = _lift_class(norm[index], clipped[index], limits[index], size_range(name), thresholds[index], top_k,
+                           None if windows is None else windows[index], None if yaws is None else yaws[index],
+                           top_k_per_yaw)
+        if part is not None:
+            part["box_index"] = index[part["box_index"]]
+            parts.append(part)
+    if not parts:
+        return Anchors(np.zeros(0, dtype=np.int64), np.zeros((0, 3)), np.zeros((0, 3)), np.zeros(0),
+                       np.zeros(0), np.zeros((0, 3)), np.zeros(0))
+    merged = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+    order = np.lexsort((-merged["iou"], merged["box_index"]))
+    merged = {k: v[order] for k, v in merged.items()}
+    centers_cam = merged["center_cam"]
+    T_anchor = T[merged["box_index"]]
+    return Anchors(
+        box_index=merged["box_index"],
+        centers=np.einsum("nij,nj->ni", T_anchor[:, :3, :3], centers_cam) + T_anchor[:, :3, 3],
+        sizes_lwh=merged["size_lwh"],
+        yaws=ry_to_yaw(merged["ry"], T_anchor[:, :3, :3]),
+        ious=merged["iou"],
+        centers_cam=centers_cam,
+        ry=merged["ry"],
+    )
+
+
+def normalise_boxes(boxes_xyxy: np.ndarray, camera_index: np.ndarray,
+                    cameras) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Pixel boxes (B, 4) of cameras[camera_index[b]] in normalised image coordinates ((u - cx) / fx,
+    (v - cy) / fy): the boxes, the boxes clipped to their image, and each image's rectangle, all (B, 4)."""
+    boxes = np.asarray(boxes_xyxy, dtype=np.float64).reshape(-1, 4)
+    cam = np.asarray(camera_index, dtype=np.int64).reshape(len(boxes))
+    K = np.array([c.K for c in cameras]).reshape(-1, 3, 3)[cam]
+    size_px = np.array([[c.width, c.height] for c in cameras], dtype=np.float64).reshape(-1, 2)[cam]
+    offset = np.stack([K[:, 0, 2], K[:, 1, 2]] * 2, axis=1)
+    scale = np.stack([K[:, 0, 0], K[:, 1, 1]] * 2, axis=1)
+    norm = (boxes - offset) / scale
+    limits = (np.hstack([np.zeros((len(boxes), 2)), size_px]) - offset) / scale
+    clipped = np.minimum(np.maximum(norm, limits[:, [0, 1, 0, 1]]), limits[:, [2, 3, 2, 3]])
+    return norm, clipped, limits
+
+
+def _lift_class(norm: np.ndarray, clipped: np.ndarray, limits: np.ndarray, sizes: SizeRange,
+                iou_threshold: np.ndarray, top_k: int, windows: np.ndarray | None, yaw_masks: np.ndarray | None,
+                top_k_per_yaw: bool) -> dict[str, np.ndarray] | None:
+    """Candidates of boxes sharing one size range; returns the kept anchors or None.
+
+    Boxes are in normalised image coordinates (x/z, y/z): `norm` (B, 4) as detected, `clipped` (B, 4) clipped to
+    the image, `limits` (B, 4) the image rectangle. IoU is invariant to the per-axis scaling by fx, fy.
+    """
+    depths = DEPTH_CANDIDATES_M
+    edge_height = depths[None, :] * (norm[:, 3] - norm[:, 1])[:, None]  # (B, D) [m]
+    keep = (edge_height >= sizes.height[0]) & (edge_height <= sizes.height[1])
+    keep = np.repeat(keep[:, None, :], 2, axis=1)  # (B, edge, D): edge 0 = left (x0), 1 = right (x1)
+    if windows is not None:
+        w = windows if windows.ndim == 3 else np.repeat(windows[:, None, :], 2, axis=1)
+        lo = np.where(np.isnan(w[..., 0]), -np.inf, w[..., 0])
+        hi = np.where(np.isnan(w[..., 1]), np.inf, w[..., 1])
+        keep &= (depths >= lo[..., None]) & (depths <= hi[..., None])
+    n_yaw = len(YAW_CANDIDATES)
+    # Placements: heading index k < 24 puts the width side at +w a(theta) (the release's placement), k >= 24 at
+    # -w a(theta) (the mirror image, which the release cannot represent: without it half of all corner
+    # configurations only fit with length and width swapped).
+    placements = np.ones((len(norm), 2 * n_yaw), dtype=bool) if yaw_masks is None else np.tile(yaw_masks, 2)
+    edge_box, edge_side, edge_depth = np.nonzero(keep)
+    row, pair_yaw = np.nonzero(placements[edge_box])  # candidate (box, edge, depth, placement)
+    pair_box, pair_edge, pair_depth = edge_box[row], edge_side[row], edge_depth[row]
+    theta_all = np.tile(YAW_CANDIDATES, 2)
+    side_all = np.repeat([1.0, -1.0], n_yaw)
+    # The lifted edge must be the box's extreme corner on its side: both adjacent corners (at +side w a(theta)
+    # and +l b(theta)) must project to its right for the left edge, to its left for the right edge. The test is
+    # independent of w and l, so it prunes before the size expansion (about 3 of 4 placements fail it). This
+    # is exact for the candidate's own edge; the release evaluates these inconsistent candidates too.
+    z_e = DEPTH_CANDIDATES_M[pair_depth]
+    x_e = z_e * np.where(pair_edge == 0, norm[pair_box, 0], norm[pair_box, 2])
+    t, sd = theta_all[pair_yaw], side_all[pair_yaw]
+    toward = np.where(pair_edge == 0, 1.0, -1.0)
+    width_side = toward * sd * (-np.sin(t) * z_e + np.cos(t) * x_e) >= 0
+    length_side = toward * (np.cos(t) * z_e + np.sin(t) * x_e) >= 0
+    # An edge on the image border is where the image ends, not the object: the box may reach past it.
+    on_border = np.where(pair_edge == 0, norm[pair_box, 0] <= limits[pair_box, 0] + 1e-9,
+                         norm[pair_box, 2] >= limits[pair_box, 2] - 1e-9)
+    consistent = (width_side & length_side) | on_border
+    pair_box, pair_edge, pair_depth, pair_yaw = (pair_box[consistent], pair_edge[consistent],
+                                                 pair_depth[consistent], pair_yaw[consistent])
+    if len(pair_box) == 0:
+        return None
+    # The candidate search runs in float32 (half the memory traffic); the kept anchors are rebuilt in float64.
+    d = depths[pair_depth]  # (P,)
+    nb = norm[pair_box]  # (P, 4)
+    nc = clipped[pair_box].astype(np.float32)
+    edge_x = d * np.where(pair_edge == 0, nb[:, 0], nb[:, 2])  # (P,) x of the vertical edge [m]
+    # Footprint offsets (x, z) of the other three corners per (yaw, size), gathered per candidate: (P, S).
+    grid = _size_grid(sizes.width, sizes.length)
+    w_, l_ = grid[:, 0], grid[:, 1]
+    s, c = np.sin(theta_all)[:, None], np.cos(theta_all)[:, None]
+    width_x, width_z = -side_all[:, None] * s * w_, -side_all[:, None] * c * w_
+    f32 = np.float32
+    off_x = (np.take(width_x.astype(f32), pair_yaw, axis=0), np.take((c * l_).astype(f32), pair_yaw, axis=0),
+             np.take((width_x + c * l_).astype(f32), pair_yaw, axis=0))
+    off_z = (np.take(width_z.astype(f32), pair_yaw, axis=0), np.take((-s * l_).astype(f32), pair_yaw, axis=0),
+             np.take((width_z - s * l_).astype(f32), pair_yaw, axis=0))
+    # Normalised column x/z and inverse depth of the 4 footprint corners.
+    x0 = edge_x[:, None].astype(f32)
+    z0 = d[:, None].astype(f32)
+    iz0 = 1.0 / z0
+    u_min = u_max = x0 * iz0
+    iz_min = iz_max = iz0
+    z_min = z0
+    for ox, oz in zip(off_x, off_z):
+        z = z0 + oz
+        z_min = np.minimum(z_min, z)
+        iz = 1.0 / z
+        u = (x0 + ox) * iz
+        u_min, u_max = np.minimum(u_min, u), np.maximum(u_max, u)
+        iz_min, iz_max = np.minimum(iz_min, iz), np.maximum(iz_max, iz)
+    # Normalised row of a corner = k / z with k = d * top (or bottom) of the edge; extremes at extreme 1/z.
+    k_top = (d * nb[:, 1])[:, None].astype(f32)
+    k_bot = (d * nb[:, 3])[:, None].astype(f32)
+    v_min = np.minimum(k_top * iz_min, k_top * iz_max)
+    v_max = np.maximum(k_bot * iz_min, k_bot * iz_max)
+    lim = limits[pair_box].astype(f32)
+    pu0, pu1 = np.clip(u_min, lim[:, 0:1], lim[:, 2:3]), np.clip(u_max, lim[:, 0:1], lim[:, 2:3])
+    pv0, pv1 = np.clip(v_min, lim[:, 1:2], lim[:, 3:4]), np.clip(v_max, lim[:, 1:2], lim[:, 3:4])
+    det = nc[:, :, None]  # (P, 4, 1)
+    ix = np.clip(np.minimum(pu1, det[:, 2]) - np.maximum(pu0, det[:, 0]), 0.0, None)
+    iy = np.clip(np.minimum(pv1, det[:, 3]) - np.maximum(pv0, det[:, 1]), 0.0, None)
+    inter = ix * iy
+    union = (pu1 - pu0) * (pv1 - pv0) + (det[:, 2] - det[:, 0]) * (det[:, 3] - det[:, 1]) - inter
+    valid = (union > 0) & (z_min > MIN_DEPTH_M)
+    iou = np.where(valid, inter / np.where(valid, union, f32(1.0)), f32(0.0))
+
+    p_i, s_i = np.nonzero(iou > iou_threshold[pair_box, None])
+    if len(p_i) == 0:
+        return None
+    kept_iou = iou[p_i, s_i]
+    box_i = pair_box[p_i]
+    group = box_i * n_yaw + pair_yaw[p_i] % n_yaw if top_k_per_yaw else box_i
+    order = np.argsort(2.0 * group - kept_iou, kind="stable")  # by group, then IoU descending (IoU < 2)
+    group_sorted = group[order]
+    first = np.searchsorted(group_sorted, group_sorted, side="left")
+    order = order[np.arange(len(order)) - first < top_k]
+    p_i, s_i, box_i = p_i[order], s_i[order], box_i[order]
+
+    dd = d[p_i]
+    theta = theta_all[pair_yaw[p_i]]
+    ww, ll = grid[s_i, 0], grid[s_i, 1]
+    side_w = side_all[pair_yaw[p_i]] * ww
+    top_y = dd * nb[p_i, 1]
+    bot_y = dd * nb[p_i, 3]
+    center = np.stack([
+        edge_x[p_i] + 0.5 * (-np.sin(theta) * side_w + np.cos(theta) * ll),
+        0.5 * (top_y + bot_y),
+        dd + 0.5 * (-np.cos(theta) * side_w - np.sin(theta) * ll),
+    ], axis=1)
+    size_lwh = np.stack([ll, ww, bot_y - top_y], axis=1)
+    # Exact (float64) IoU of the kept anchors: the projected 8 corners, both boxes clipped.
+    projected = projected_extent(center, size_lwh, theta)
+    lim = limits[box_i]
+    projected = np.minimum(np.maximum(projected, lim[:, [0, 1, 0, 1]]), lim[:, [2, 3, 2, 3]])
+    return {
+        "box_index": box_i,
+        "center_cam": center,
+        "size_lwh": size_lwh,
+        "ry": theta,
+        "iou": paired_iou(projected, clipped[box_i]),
+    }
+
+
+def projected_extent(centers_cam: np.ndarray, size_lwh: np.ndarray, ry: np.ndarray,
+                     K: np.ndarray | None = None) -> np.ndarray:
+    """(N, 4) min/max box of the 8 projected corners of N boxes (pixels with K, normalised coordinates without)."""
+    uv = box_keypoints(np.eye(3) if K is None else K, centers_cam, size_lwh, ry)[:, :8]
+    u, v = np.ascontiguousarray(uv[..., 0]), np.ascontiguousarray(uv[..., 1])
+    return np.stack([u.min(axis=1), v.min(axis=1), u.max(axis=1), v.max(axis=1)], axis=1)
+
+
+def paired_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """IoU (N,) of box a[i] with box b[i] (both (N, 4) xyxy)."""
+    ix = np.clip(np.minimum(a[:, 2], b[:, 2]) - np.maximum(a[:, 0], b[:, 0]), 0, None)
+    iy = np.clip(np.minimum(a[:, 3], b[:, 3]) - np.maximum(a[:, 1], b[:, 1]), 0, None)
+    inter = ix * iy
+    union = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1]) + (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1]) - inter
+    return np.where(union > 0, inter / np.where(union > 0, union, 1.0), 0.0)

@@ -1,0 +1,108 @@
+"""2DDATA box prior without a network: LiDAR point labels from 2D boxes and a ground plane.
+
+1. Ground: a RANSAC plane (core.ground) with gravity-up taken from T_base_lidar; its inliers are
+   `driveable_surface` (11) with score 1 - |distance| / threshold, except the points of the band between
+   `min_object_height_m` and the threshold that fall inside a box within its object's cluster depth range:
+   those are the object's lowest part (wheels, feet) and take the box's class.
+2. Objects: the remaining points are projected into every camera; a point inside a 2D box and on the box's object
+   depth cluster (core.frustum: depth gating keeps the background behind the object out) takes the box's class
+   (detection class -> lidarseg index, core.classes.DETECTION_TO_LIDARSEG) and the box's 2D score. A point in
+   several boxes (overlapping boxes, or two cameras) takes the box whose object is nearest (median cluster
+   depth), as the occluding object is the one seen.
+3. Everything else is 0 = ignore/unlabelled with score 0: stuff classes (sidewalk, terrain, manmade,
+   vegetation, other_flat) are beyond a box prior and need the learned mode.
+Boxes with class names outside the 10 detection classes are skipped.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from .classes import DETECTION_TO_LIDARSEG, IGNORE_LABEL, LIDARSEG_CLASSES
+from .frustum import (
+    CameraView,
+    ClusterParams,
+    check_points,
+    class_depth_extent,
+    expected_depths,
+    object_points_in_boxes,
+    points_in_boxes_2d,
+    project_cloud,
+)
+from .ground import GroundParams, fit_ground_plane
+
+GROUND_LABEL = LIDARSEG_CLASSES.index("driveable_surface")
+
+
+def segment_points(points_lidar: np.ndarray, views: Sequence[CameraView], T_base_lidar: np.ndarray,
+                   ground: GroundParams | None = None,
+                   cluster: ClusterParams | None = None,
+                   min_object_height_m: float = 0.05) -> tuple[np.ndarray, np.ndarray]:
+    """Per-point lidarseg labels and scores of one sweep.
+
+    Args:
+        points_lidar: (N, >=3) points in the LiDAR frame [m] (non-finite rows stay unlabelled).
+        views: per camera: 2D detections, camera model and T_cam_lidar.
+        T_base_lidar: 4x4 LiDAR -> base_link transform (gives the up direction for the ground fit).
+        ground: ground plane fit parameters; cluster: object depth cluster parameters (defaults when None).
+        min_object_height_m: ground-band points higher than this above the plane can still be an object's.
+    Returns:
+        labels (N,) uint8 in 0..16 (core.classes.LIDARSEG_CLASSES) and scores (N,) float32 in [0, 1].
+    """
+    ground = ground or GroundParams()
+    cluster = cluster or ClusterParams()
+    xyz, finite = check_points(points_lidar, "segment_points")
+    labels = np.full(len(xyz), IGNORE_LABEL, dtype=np.uint8)
+    scores = np.zeros(len(xyz), dtype=np.float32)
+    if not np.all(finite):  # non-finite returns stay unlabelled
+        labels[finite], scores[finite] = segment_points(xyz[finite], views, T_base_lidar, ground, cluster,
+                                                        min_object_height_m)
+        return labels, scores
+    pts = xyz
+    up = np.asarray(T_base_lidar, dtype=np.float64)[2, :3]
+    plane, is_ground = fit_ground_plane(pts, up, ground.threshold_m, ground.max_tilt_deg, seed=ground.seed)
+    band = np.zeros(len(pts), dtype=bool)
+    if plane is not None:
+        height = plane.distance(pts[is_ground])
+        labels[is_ground] = GROUND_LABEL
+        scores[is_ground] = 1.0 - np.abs(height) / ground.threshold_m
+        band[np.flatnonzero(is_ground)[height > min_object_height_m]] = True
+    candidates = np.flatnonzero(~is_ground | band)
+    hit_point, hit_label, hit_score, hit_depth = [], [], [], []
+    for view in views:
+        dets = view.detections
+        known = np.array([c in DETECTION_TO_LIDARSEG for c in dets.class_ids], dtype=bool)
+        if not np.any(known) or len(candidates) == 0:
+            continue
+        dets = dets.select(known)
+        cloud = project_cloud(pts[candidates], view.camera, view.T_cam_lidar)
+        point_index = candidates[cloud.index]
+        in_band = band[point_index]
+        depth = cloud.points_cam[:, 2]
+        # Object clusters from the points above the ground band only.
+        extent = np.array([class_depth_extent(c) for c in dets.class_ids])
+        above = np.flatnonzero(~in_band)
+        bp = object_points_in_boxes(cloud.uv[above], depth[above], dets.boxes_xyxy, extent,
+                                    expected_depths(dets.boxes_xyxy, dets.class_ids, view.camera), cluster)
+        # Ground-band points inside a box and within its object's depth range belong to the object (wheels, feet).
+        low = np.flatnonzero(in_band)
+        low_point, low_box = points_in_boxes_2d(cloud.uv[low], dets.boxes_xyxy)
+        low_depth = depth[low][low_point]
+        within = (low_depth >= bp.depth_min[low_box]) & (low_depth <= bp.depth_max[low_box])
+        point = np.concatenate([point_index[above][bp.point[bp.on_object]], point_index[low][low_point[within]]])
+        box = np.concatenate([bp.box[bp.on_object], low_box[within]])
+        box_label = np.array([DETECTION_TO_LIDARSEG[c] for c in dets.class_ids], dtype=np.uint8)
+        hit_point.append(point)
+        hit_label.append(box_label[box])
+        hit_score.append(dets.scores[box])
+        hit_depth.append(bp.depth_median[box])
+    if hit_point:
+        point = np.concatenate(hit_point)
+        depth = np.concatenate(hit_depth)
+        order = np.lexsort((depth, point))
+        point, first = np.unique(point[order], return_index=True)
+        pick = order[first]
+        labels[point] = np.concatenate(hit_label)[pick]
+        scores[point] = np.concatenate(hit_score)[pick]
+    return labels, scores

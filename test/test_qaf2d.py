@@ -1,0 +1,150 @@
+"""QAF2D anchor lifting: round trips through projection with an independent corner/IoU computation."""
+import numpy as np
+import pytest
+
+from perception3d.core import qaf2d
+from perception3d.core.boxes import box_corners, iou_2d
+from perception3d.core.camera import CameraModel, project_points
+from perception3d.core.geometry import invert_transform, make_transform, transform_points, wrap_angle
+
+K = np.array([[1266.4, 0.0, 816.3], [0.0, 1266.4, 491.5], [0.0, 0.0, 1.0]])
+CAMERA = CameraModel(K, 1600, 900, frame_id="cam")
+MOUNT_YAW = 0.5  # the camera looks 0.5 rad left of base +x; level, so anchors are exact boxes in base_link
+_RZ = np.array([[np.cos(MOUNT_YAW), -np.sin(MOUNT_YAW), 0.0], [np.sin(MOUNT_YAW), np.cos(MOUNT_YAW), 0.0],
+                [0.0, 0.0, 1.0]])
+T_BASE_CAM = make_transform(_RZ @ np.array([[0.0, 0.0, 1.0], [-1.0, 0.0, 0.0], [0.0, -1.0, 0.0]]), [1.5, 0.2, 1.6])
+T_CAM_BASE = invert_transform(T_BASE_CAM)
+
+
+def project_box(center, size_lwh, yaw, clip=True):
+    """Independent path: core.boxes corners -> camera -> pixels -> min/max box (optionally clipped)."""
+    corners = box_corners(center, size_lwh, yaw)
+    uv = project_points(CAMERA, transform_points(T_CAM_BASE, corners.reshape(-1, 3))).uv.reshape(-1, 8, 2)
+    box = np.hstack([uv.min(axis=1), uv.max(axis=1)])
+    return np.clip(box, 0, [CAMERA.width, CAMERA.height] * 2) if clip else box
+
+
+def car_in_view(depth, bearing, yaw, size=(4.6, 1.9, 1.7)):
+    center = T_BASE_CAM[:3, 3] + _RZ @ np.array([depth * np.cos(bearing), depth * np.sin(bearing), 0.0])
+    center[2] = size[2] / 2
+    return center, np.array(size), yaw
+
+
+def yaw_error(a, b):
+    """Heading difference modulo pi (a box looks the same turned round) [rad]."""
+    d = np.abs(wrap_angle(np.asarray(a) - b))
+    return np.minimum(d, np.pi - d)
+
+
+@pytest.mark.parametrize("depth,bearing,yaw", [(25.0, 0.1, 0.6), (12.0, -0.3, 2.0), (38.0, 0.25, -1.2)])
+def test_round_trip_paper_threshold(depth, bearing, yaw):
+    center, size, yaw = car_in_view(depth, bearing, yaw)
+    box = project_box(center, size, [yaw], clip=False)
+    anchors = qaf2d.lift_boxes(box, ["car"], CAMERA, T_BASE_CAM, iou_threshold=0.98, top_k=3)
+    assert 1 <= len(anchors) <= 3
+    assert np.all(anchors.ious > 0.98) and np.all(np.diff(anchors.ious) <= 0)
+    # The reported IoU equals an independent recomputation from the output boxes (centre, size, yaw in base).
+    recomputed = iou_2d(project_box(anchors.centers, anchors.sizes_lwh, anchors.yaws), box)[:, 0]
+    assert recomputed == pytest.approx(anchors.ious, abs=1e-6)
+    # Depth ambiguity: the anchors lie on the ray through the true centre (within ~1.5 degrees).
+    true_cam = transform_points(T_CAM_BASE, center[None])[0]
+    cos = anchors.centers_cam @ true_cam / np.linalg.norm(anchors.centers_cam, axis=1) / np.linalg.norm(true_cam)
+    assert np.degrees(np.arccos(np.clip(cos, -1, 1))).max() < 1.5
+    assert np.allclose(transform_points(T_BASE_CAM, anchors.centers_cam), anchors.centers)
+
+
+def test_all_candidates_contain_the_truth():
+    rng = np.random.default_rng(5)
+    for _ in range(5):
+        center, size, yaw = car_in_view(rng.uniform(10, 40), rng.uniform(-0.4, 0.4), rng.uniform(-np.pi, np.pi))
+        box = project_box(center, size, [yaw], clip=False)
+        # The heading/size grid is coarse: the near-true candidate's IoU can drop below 0.9 (seen: 0.87).
+        anchors = qaf2d.lift_boxes(box, ["car"], CAMERA, T_BASE_CAM, iou_threshold=0.8, top_k=10_000)
+        near_yaw = yaw_error(anchors.yaws, yaw) <= np.radians(7.5) + 1e-9
+        assert near_yaw.any()
+        # With the nearest 15-degree heading and the 0.5 m size grid some anchor sits close to the true box.
+        assert np.linalg.norm(anchors.centers[near_yaw] - center, axis=1).min() < 0.75
+
+
+def test_truncated_object_keeps_anchors_thanks_to_clipping():
+    # A car straddling the image's right border: the unclipped projected box would never match the clipped one.
+    center, size, yaw = car_in_view(14.0, -0.55, 0.3)
+    raw = project_box(center, size, [yaw], clip=False)[0]
+    assert raw[2] > CAMERA.width and raw[0] < CAMERA.width
+    box = project_box(center, size, [yaw])
+    anchors = qaf2d.lift_boxes(box, ["car"], CAMERA, T_BASE_CAM, iou_threshold=0.9, top_k=3)
+    assert len(anchors) > 0
+    assert iou_2d(project_box(anchors.centers, anchors.sizes_lwh, anchors.yaws), box)[:, 0] == pytest.approx(
+        anchors.ious, abs=1e-6)
+
+
+def test_no_anchor_has_a_corner_behind_the_camera():
+    # A nearby box: many candidates (3 m depth, 7 m long far face) would reach behind the camera.
+    center, size, yaw = car_in_view(5.0, 0.0, 0.2)
+    box = project_box(center, size, [yaw])
+    anchors = qaf2d.lift_boxes(box, ["car"], CAMERA, T_BASE_CAM, iou_threshold=0.5, top_k=10_000)
+    assert len(anchors) > 0
+    corners = box_corners(anchors.centers, anchors.sizes_lwh, anchors.yaws)
+    depth = transform_points(T_CAM_BASE, corners.reshape(-1, 3))[:, 2]
+    assert depth.min() > 0.1
+
+
+def test_several_boxes_and_classes_in_one_call():
+    car = car_in_view(20.0, 0.15, 0.4)
+    ped = car_in_view(12.0, -0.2, 1.0, size=(0.7, 0.6, 1.75))
+    boxes = np.vstack([project_box(*car[:2], [car[2]]), project_box(*ped[:2], [ped[2]])])
+    anchors = qaf2d.lift_boxes(boxes, ["car", "pedestrian"], CAMERA, T_BASE_CAM, iou_threshold=0.9, top_k=4)
+    assert set(anchors.box_index.tolist()) == {0, 1}
+    assert np.all(np.diff(anchors.box_index) >= 0) and np.bincount(anchors.box_index).max() <= 4
+    for box_index, name in enumerate(["car", "pedestrian"]):
+        grid = qaf2d.size_range(name).size_grid()
+        sizes = anchors.sizes_lwh[anchors.box_index == box_index]
+        for l_, w in sizes[:, :2]:
+            assert np.any(np.isclose(grid[:, 0], w) & np.isclose(grid[:, 1], l_))
+        h_range = qaf2d.size_range(name).height
+        assert np.all((sizes[:, 2] >= h_range[0]) & (sizes[:, 2] <= h_range[1]))
+
+
+def test_depth_windows_prune_candidates():
+    center, size, yaw = car_in_view(20.0, 0.0, 0.4)
+    box = project_box(center, size, [yaw])
+    near = qaf2d.lift_boxes(box, ["car"], CAMERA, T_BASE_CAM, 0.9, 10_000, depth_windows=[[15.0, 24.0]])
+    assert len(near) > 0
+    # Every anchor's vertical edge (the nearest or the lateral corner) is within the window, so its centre is
+    # no nearer than 15 m minus half the largest car diagonal along z.
+    assert near.centers_cam[:, 2].min() > 15.0 - 3.8
+    assert len(qaf2d.lift_boxes(box, ["car"], CAMERA, T_BASE_CAM, 0.9, 10_000, depth_windows=[[60.0, 70.0]])) == 0
+
+
+def test_size_tables():
+    car = qaf2d.size_range("car").size_grid()
+    assert len(car) == 4 * 8  # w 1.45..2.95, l 3.45..6.95 in 0.5 m steps
+    assert sorted(set(car[:, 0].round(2))) == [1.45, 1.95, 2.45, 2.95]
+    assert car[:, 1].max() == pytest.approx(6.95)
+    # 2 edges x 32 sizes x 24 yaws x 67 depths: the paper's ~103k candidates before the height filter.
+    assert 2 * len(car) * len(qaf2d.YAW_CANDIDATES) * len(qaf2d.DEPTH_CANDIDATES_M) == 102_912
+    assert qaf2d.DEPTH_CANDIDATES_M[[0, -1]] == pytest.approx([3.0, 102.0])
+    # Trailer: nuScenes prior mean +- 2 std: w 2.92 +- 1.10, l 12.28 +- 9.2, h 3.87 +- 1.54.
+    trailer = qaf2d.size_range("trailer")
+    assert trailer.width == pytest.approx((1.82, 4.02))
+    assert trailer.length == pytest.approx((3.08, 21.48))
+    assert trailer.height == pytest.approx((2.33, 5.41))
+    assert qaf2d.size_range("unknown_thing") == qaf2d.GENERIC_SIZE_RANGE
+
+
+def test_each_anchor_stands_on_a_lifted_box_edge():
+    # Every anchor has a vertical edge whose top and bottom project exactly onto (x0 or x1, y0) and (.., y1),
+    # and that edge is the extreme corner on its side (independent check with core.boxes corners).
+    center, size, yaw = car_in_view(22.0, 0.12, 0.9)
+    box = project_box(center, size, [yaw])[0]
+    anchors = qaf2d.lift_boxes(box[None], ["car"], CAMERA, T_BASE_CAM, iou_threshold=0.9, top_k=50)
+    corners = box_corners(anchors.centers, anchors.sizes_lwh, anchors.yaws)  # bottom face 0-3, top face 4-7
+    uv = project_points(CAMERA, transform_points(T_CAM_BASE, corners.reshape(-1, 3))).uv.reshape(-1, 8, 2)
+    for a in range(len(anchors)):
+        found = False
+        for k in range(4):
+            bottom, top = uv[a, k], uv[a, k + 4]
+            for x_edge, extreme in ((box[0], uv[a, :, 0].min()), (box[2], uv[a, :, 0].max())):
+                if np.allclose([bottom[0], top[0], top[1], bottom[1]], [x_edge, x_edge, box[1], box[3]], atol=1e-6):
+                    found = found or np.isclose(extreme, x_edge, atol=1e-6)
+        assert found

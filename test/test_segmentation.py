@@ -1,0 +1,160 @@
+"""Box-prior segmentation, frustum depth clusters and the RANSAC ground plane on hand-built scenes."""
+import numpy as np
+import pytest
+
+from perception3d.core.classes import LIDARSEG_CLASSES
+from perception3d.core.frustum import ClusterParams, object_points_in_boxes, project_cloud
+from perception3d.core.geometry import transform_points
+from perception3d.core.ground import fit_ground_plane
+from perception3d.core.segmentation import segment_points
+from perception3d.errors import PointCloudError
+from scene_helpers import (
+    T_BASE_LIDAR,
+    box_surface_points,
+    camera,
+    camera_mount,
+    ground_grid,
+    projected_box,
+    to_lidar,
+    view,
+)
+
+CAR, PED, GROUND = (LIDARSEG_CLASSES.index(n) for n in ("car", "pedestrian", "driveable_surface"))
+SENSOR = T_BASE_LIDAR[:3, 3]
+CAR_BOX = (np.array([15.0, 1.0, 0.3 + 0.8]), np.array([4.6, 1.9, 1.6]), 0.4)  # 0.3 m ground clearance
+PED_BOX = (np.array([9.0, 0.2, 0.9]), np.array([0.6, 0.6, 1.8]), 0.0)
+
+
+def wall(x, y_range=(-6, 6), z_range=(0.3, 4.0), spacing=0.15):
+    y, z = np.meshgrid(np.arange(*y_range, spacing), np.arange(*z_range, spacing), indexing="ij")
+    return np.stack([np.full(y.size, x), y.ravel(), z.ravel()], axis=1)
+
+
+@pytest.fixture(scope="module")
+def scene():
+    y, x = np.meshgrid(np.arange(-1.0, 3.0, 0.1), np.r_[np.arange(11.0, 12.4, 0.1), np.arange(18.5, 20.0, 0.1)])
+    curb = np.stack([x.ravel(), y.ravel(), np.full(x.size, 0.12)], axis=1)  # raised ground in front of/behind the car
+    parts = {"car": box_surface_points(*CAR_BOX, SENSOR), "ped": box_surface_points(*PED_BOX, SENSOR),
+             "wall": wall(24.0), "ground": ground_grid(), "curb": curb}
+    names = np.concatenate([[k] * len(v) for k, v in parts.items()])
+    points = to_lidar(np.vstack(list(parts.values())))
+    front = camera_mount(0.0)
+    cam = camera()
+    boxes = [projected_box(cam, front, *CAR_BOX), projected_box(cam, front, *PED_BOX)]
+    return points, names, cam, front, boxes
+
+
+def test_car_pedestrian_wall_ground(scene):
+    points, names, cam, front, boxes = scene
+    labels, scores = segment_points(points, [view(cam, front, boxes, ["car", "pedestrian"], [0.8, 0.6])],
+                                    T_BASE_LIDAR)
+    assert labels.dtype == np.uint8 and scores.dtype == np.float32 and labels.shape == (len(points),)
+    car, ped, wall_, ground = (names == n for n in ("car", "ped", "wall", "ground"))
+    assert np.mean(labels[car] == CAR) > 0.97
+    # The pedestrian occludes part of the car box: the nearest box wins. It stands on the ground: its points in
+    # the ground band (0.05-0.2 m) are reclaimed by its box; the lowest 5 cm stay ground.
+    height = transform_points(T_BASE_LIDAR, points)[:, 2]
+    feet = height <= 0.05
+    assert np.mean(labels[ped & ~feet] == PED) > 0.97
+    assert np.mean(labels[ped & (height > 0.06) & (height < 0.19)] == PED) > 0.97
+    assert np.all(labels[ped & feet] == GROUND)
+    assert np.all(scores[labels == CAR] == pytest.approx(0.8))
+    # Background behind the car inside its 2D box must stay unlabelled.
+    u_in_box = np.zeros(len(points), dtype=bool)
+    cloud = project_cloud(points, cam, view(cam, front, boxes, ["car", "pedestrian"]).T_cam_lidar)
+    b = boxes[0]
+    inside = (cloud.uv[:, 0] >= b[0]) & (cloud.uv[:, 0] <= b[2]) & (cloud.uv[:, 1] >= b[1]) & (cloud.uv[:, 1] <= b[3])
+    u_in_box[cloud.index[inside]] = True
+    assert np.sum(wall_ & u_in_box) > 50
+    assert np.all(labels[wall_] == 0)
+    assert np.mean(labels[ground] == GROUND) > 0.99
+    # Ground-band points in the car's box but outside its depth range are not reclaimed by the car.
+    curb = names == "curb"
+    assert np.sum(curb & u_in_box) > 20 and np.all(labels[curb] == GROUND)
+    assert not np.any((labels == GROUND) & ~(ground | curb | (ped & feet)))
+
+
+def test_boxes_of_unknown_classes_and_no_cameras(scene):
+    points, names, cam, front, boxes = scene
+    labels, _ = segment_points(points, [view(cam, front, boxes[:1], ["traffic_light"])], T_BASE_LIDAR)
+    assert not np.any(labels[names == "car"] == CAR)
+    labels, scores = segment_points(points, [], T_BASE_LIDAR)
+    assert set(np.unique(labels)) == {0, GROUND}
+    assert np.all(scores[labels == 0] == 0)
+
+
+def test_same_object_in_two_cameras(scene):
+    points, names, _, _, _ = scene
+    # Two cameras whose views overlap on the car: both boxes label it, nothing else changes.
+    mounts = [camera_mount(0.25), camera_mount(-0.25)]
+    cams = [camera("A"), camera("B")]
+    views = [view(c, m, [projected_box(c, m, *CAR_BOX)], ["car"]) for c, m in zip(cams, mounts)]
+    labels, _ = segment_points(points, views, T_BASE_LIDAR)
+    assert np.mean(labels[names == "car"] == CAR) > 0.97
+    assert np.all(labels[names == "wall"] == 0)
+
+
+def test_frustum_membership_matches_brute_force():
+    rng = np.random.default_rng(0)
+    uv = rng.uniform(0, 100, (500, 2))
+    depth = rng.uniform(2, 50, 500)
+    boxes = np.sort(rng.uniform(0, 100, (7, 2, 2)), axis=1).transpose(0, 2, 1).reshape(7, 4)[:, [0, 2, 1, 3]]
+    bp = object_points_in_boxes(uv, depth, boxes, np.full(7, 5.0))
+    pairs = {(p, b) for p in range(500) for b in range(7)
+             if boxes[b, 0] <= uv[p, 0] <= boxes[b, 2] and boxes[b, 1] <= uv[p, 1] <= boxes[b, 3]}
+    assert set(zip(bp.point.tolist(), bp.box.tolist())) == pairs
+
+
+def test_depth_cluster_choice():
+    # One box: 2 occluder points at 3 m, the object at 10-11.8 m, background at 20 m.
+    depth = np.array([3.0, 3.1, 10.0, 10.5, 11.0, 11.4, 11.8, 20.0, 20.2, 20.4, 20.6])
+    uv = np.full((len(depth), 2), 50.0)
+    box = np.array([[0.0, 0.0, 100.0, 100.0]])
+    params = ClusterParams(gap_m=1.5, min_points=3, min_fraction=0.1)
+    bp = object_points_in_boxes(uv, depth, box, np.array([5.0]), None, params)
+    on = np.sort(bp.depth[bp.on_object])
+    assert on == pytest.approx([10.0, 10.5, 11.0, 11.4, 11.8])  # the 2-point occluder is too small
+    assert bp.depth_min[0] == 10.0 and bp.depth_max[0] == 11.8 and bp.support[0] == 5
+    # A box-height estimate of 19 m selects the background-distance object instead.
+    bp = object_points_in_boxes(uv, depth, box, np.array([5.0]), np.array([19.0]), params)
+    assert np.sort(bp.depth[bp.on_object]) == pytest.approx([20.0, 20.2, 20.4, 20.6])
+    # No cluster within the allowed ratio of the estimate: no support rather than a wrong one.
+    bp = object_points_in_boxes(uv, depth, box, np.array([5.0]), np.array([60.0]), params)
+    assert bp.support[0] == 0 and np.isnan(bp.depth_median[0])
+    # The class extent cuts a cluster that runs on (e.g. a wall right behind the object).
+    bp = object_points_in_boxes(uv, depth, box, np.array([1.0]), None, params)
+    assert np.sort(bp.depth[bp.on_object]) == pytest.approx([10.0, 10.5, 11.0])
+
+
+def test_ground_plane_recovers_a_tilted_plane():
+    rng = np.random.default_rng(1)
+    slope = np.radians(3.0)
+    normal = np.array([-np.sin(slope), 0.0, np.cos(slope)])
+    xy = rng.uniform(-30, 30, (5000, 2))
+    z = (-0.5 - normal[0] * xy[:, 0]) / normal[2] + rng.normal(0, 0.02, 5000)  # n.p + 0.5 = 0
+    ground = np.column_stack([xy, z])
+    cxy = rng.uniform(-30, 30, (1500, 2))
+    clutter = np.column_stack([cxy, (-0.5 - normal[0] * cxy[:, 0]) / normal[2] + rng.uniform(0.5, 4.0, 1500)])
+    plane, mask = fit_ground_plane(np.vstack([ground, clutter]), up=(0, 0, 1), distance_threshold=0.15, seed=3)
+    assert np.degrees(np.arccos(plane.normal @ normal)) < 0.3
+    assert plane.offset == pytest.approx(0.5, abs=0.03)
+    assert mask[:5000].mean() > 0.99 and not mask[5000:].any()
+    again = fit_ground_plane(np.vstack([ground, clutter]), up=(0, 0, 1), distance_threshold=0.15, seed=3)[1]
+    assert np.array_equal(mask, again)
+    # A wall is not ground however many points it has.
+    wall_pts = np.column_stack([np.full(3000, 5.0), rng.uniform(-5, 5, (3000, 2))])
+    plane, mask = fit_ground_plane(wall_pts, up=(0, 0, 1), low_fraction=1.0)
+    assert plane is None and not mask.any()
+
+
+def test_bad_and_non_finite_points(scene):
+    points, names, cam, front, boxes = scene
+    views = [view(cam, front, boxes, ["car", "pedestrian"])]
+    with pytest.raises(PointCloudError, match="segment_points"):
+        segment_points(points[:, :2], views, T_BASE_LIDAR)
+    noisy = points.copy()
+    noisy[::50] = np.nan
+    labels, scores = segment_points(noisy, views, T_BASE_LIDAR)
+    clean, _ = segment_points(points[np.isfinite(noisy).all(axis=1)], views, T_BASE_LIDAR)
+    assert np.all(labels[::50] == 0) and np.all(scores[::50] == 0)
+    assert np.array_equal(labels[np.isfinite(noisy).all(axis=1)], clean)
