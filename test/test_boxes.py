@@ -38,8 +38,9 @@ def test_iou_2d_by_hand():
 def _sampled_iou(ca, sa, ya, cb, sb, yb, dims, n=200_000, seed=0):
     """Monte-Carlo IoU over a bounding region (dims=2: footprints, dims=3: volumes)."""
     rng = np.random.default_rng(seed)
-    lo = np.minimum(ca, cb) - 0.6 * np.max(np.r_[sa, sb])
-    hi = np.maximum(ca, cb) + 0.6 * np.max(np.r_[sa, sb])
+    reach = 0.5 * max(np.linalg.norm(sa), np.linalg.norm(sb))  # half-diagonal: covers any rotation
+    lo = np.minimum(ca, cb) - reach
+    hi = np.maximum(ca, cb) + reach
     pts = rng.uniform(lo, hi, size=(n, 3))
     if dims == 2:
         pts[:, 2] = 0.0
