@@ -68,7 +68,7 @@ class OutputSpec:
         port: '~/output/...' name; '{camera}' in it makes one output per camera.
         msgtype: ROS 2 type name, e.g. 'vision_msgs/msg/Detection3DArray'.
         qos: offered QoS (outputs are reliable; see msgs.qos).
-        label_classes: class names (index = class id) of a labelled output; the host then publishes a
+        label_classes: class names (index = class id, or an {id: name} map) of a labelled output; the host publishes a
             vision_msgs/LabelInfo on '<topic>/label_info' (transient local).
         description: one line for the README topic table.
     """
@@ -76,7 +76,7 @@ class OutputSpec:
     port: str
     msgtype: str
     qos: QosSpec = OUTPUT
-    label_classes: tuple[str, ...] | None = None
+    label_classes: tuple[str, ...] | Mapping[int, str] | None = None
     description: str = ""
 
     @property

@@ -7,6 +7,9 @@ detections), `/tf`, `/tf_static`. Outputs go under `/perception/`.
 
 2D detections: when `detector2d` runs in the same graph, `detection3d` and `segmentation` read its output
 (`/perception/<camera>/detections`); otherwise they read the external `/<camera>/detections`.
+
+Occupancy points: when `segmentation` runs in the same graph, `occupancy` reads its labelled cloud (the sweep's
+points + label), so occupied voxels get classes; otherwise it reads the raw sweep.
 """
 from __future__ import annotations
 
@@ -21,6 +24,8 @@ LIDAR_TOPIC = "/LIDAR_TOP/points"
 TF_TOPIC = "/tf"
 TF_STATIC_TOPIC = "/tf_static"
 DETECTIONS_PLACEHOLDER = "{detections}"
+LABELLED_POINTS_PLACEHOLDER = "{labelled_points}"
+SEGMENTATION_TOPIC = "/perception/segmentation/pointcloud"
 EXTERNAL_DETECTIONS_TOPIC = "/{camera}/detections"
 DETECTOR2D_DETECTIONS_TOPIC = "/perception/{camera}/detections"
 _CAMERA_INPUTS = {
@@ -136,7 +141,9 @@ class Graph:
         """{port: topic} of every input and output port of a node of this graph."""
         detections = (DETECTOR2D_DETECTIONS_TOPIC if any(n.name == "detector2d" for n in self.nodes)
                       else EXTERNAL_DETECTIONS_TOPIC)
-        mapping = {port: topic.replace(DETECTIONS_PLACEHOLDER, detections) for port, topic in node.inputs.items()}
+        points = SEGMENTATION_TOPIC if any(n.name == "segmentation" for n in self.nodes) else LIDAR_TOPIC
+        mapping = {port: topic.replace(DETECTIONS_PLACEHOLDER, detections).replace(LABELLED_POINTS_PLACEHOLDER, points)
+                   for port, topic in node.inputs.items()}
         mapping.update({port: out.topic for port, out in node.outputs.items()})
         return {port: self.remaps.get(topic, topic) for port, topic in _expand(mapping, camera_names).items()}
 
@@ -154,7 +161,7 @@ FULL_GRAPH = Graph((
         description="2D detector per camera"),
     GraphNode(
         "detection3d", "perception3d.nodes.detection3d:Detection3DNode",
-        inputs={"~/input/pointcloud": LIDAR_TOPIC, **_camera_inputs("image", "camera_info", "detections")},
+        inputs={"~/input/pointcloud": LIDAR_TOPIC, **_camera_inputs("camera_info", "detections")},
         outputs={"~/output/objects": GraphOutput("/perception/objects", "vision_msgs/msg/Detection3DArray"),
                  "~/output/markers": GraphOutput("/perception/objects/markers",
                                                  "visualization_msgs/msg/MarkerArray")},
@@ -162,12 +169,11 @@ FULL_GRAPH = Graph((
     GraphNode(
         "segmentation", "perception3d.nodes.segmentation:SegmentationNode",
         inputs={"~/input/pointcloud": LIDAR_TOPIC, **_camera_inputs("camera_info", "detections")},
-        outputs={"~/output/pointcloud": GraphOutput("/perception/segmentation/pointcloud",
-                                                    "sensor_msgs/msg/PointCloud2")},
+        outputs={"~/output/pointcloud": GraphOutput(SEGMENTATION_TOPIC, "sensor_msgs/msg/PointCloud2")},
         description="2D-box-prior point cloud segmentation (input points + label + score)"),
     GraphNode(
         "occupancy", "perception3d.nodes.occupancy:OccupancyNode",
-        inputs={"~/input/pointcloud": LIDAR_TOPIC, **_camera_inputs("image", "camera_info")},
+        inputs={"~/input/pointcloud": LABELLED_POINTS_PLACEHOLDER},
         outputs={"~/output/grid": GraphOutput("/perception/occupancy/grid", "perception3d_msgs/msg/OccupancyGrid3D"),
                  "~/output/voxels": GraphOutput("/perception/occupancy/voxels", "sensor_msgs/msg/PointCloud2"),
                  "~/output/markers": GraphOutput("/perception/occupancy/markers",

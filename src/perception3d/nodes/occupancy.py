@@ -1,0 +1,123 @@
+"""occupancy: 3D semantic occupancy on the OpenOccupancy grid (geometric mode).
+
+The sweep (plus optionally a few past sweeps, ego-motion compensated through the world frame) is voxelized in
+base_frame; free space comes from casting the LiDAR rays; occupied voxels take the majority label of their points
+when the input cloud carries a `label` field (the graph feeds the segmentation node's output here when it runs);
+voxels no ray reached stay 255 (unknown). Outputs the dense grid, a PointCloud2 of occupied voxel centres with
+their label, and a throttled RViz CUBE_LIST.
+"""
+from __future__ import annotations
+
+from collections import deque
+
+import numpy as np
+
+from ..core.classes import LIDARSEG_CLASSES, OCCUPANCY_CLASSES, OCCUPANCY_FREE, OCCUPANCY_UNKNOWN, occupancy_colors
+from ..core.geometry import invert_transform, transform_points
+from ..core.occupancy import OPENOCCUPANCY_RANGE, UNLABELLED_OCCUPIED_CLASS, occupancy_volume
+from ..core.voxels import VoxelGrid
+from ..errors import ConfigError
+from ..msgs.markers import voxel_markers
+from ..msgs.occupancy import volume_to_occupancy_msg
+from ..msgs.pointcloud import array_to_pointcloud2
+from .base import Frame, NodeDefinition, OutputSpec, StageTimer, TransformLookup
+from .params import Param
+from .sweep import EGO_BOX_PARAM, WORLD_FRAME_PARAM, lidar_sweep
+
+VOXEL_DTYPE = np.dtype({"names": ["x", "y", "z", "label"], "formats": ["<f4", "<f4", "<f4", "u1"],
+                        "offsets": [0, 4, 8, 12], "itemsize": 16})
+
+
+class OccupancyNode(NodeDefinition):
+    name = "occupancy"
+    description = "3D semantic occupancy: dense grid, occupied voxel centres, RViz cubes"
+    parameters = (
+        Param("mode", "string", "geometric", "geometric: no trained weights (the learned mode is not built yet)",
+              choices=("geometric",)),
+        Param("grid.range_m", "float_array", list(OPENOCCUPANCY_RANGE),
+              "grid extent in base_frame [xmin, ymin, zmin, xmax, ymax, zmax] [m]", -200.0, 200.0),
+        Param("grid.resolution_m", "float", 0.4, "voxel edge length [m]", 0.05, 5.0),
+        Param("past_sweeps", "int", 0,
+              "earlier sweeps accumulated (through world_frame) into occupied voxels the current sweep does not "
+              "see as free", 0, 20),
+        Param("unlabelled_class", "string", LIDARSEG_CLASSES[UNLABELLED_OCCUPIED_CLASS],
+              "class of occupied voxels none of whose points carries a label (or when the input has no labels)",
+              choices=LIDARSEG_CLASSES[1:]),
+        Param("markers.every_n", "int", 5, "publish the CUBE_LIST marker every n-th sweep (0 = never)", 0, 1000,
+              read_only=False),
+        Param("markers.max_voxels", "int", 60000, "cubes beyond this many are left out of the marker", 1, 10**7,
+              read_only=False),
+        EGO_BOX_PARAM,
+        WORLD_FRAME_PARAM,
+    )
+    outputs = (
+        OutputSpec("~/output/grid", "perception3d_msgs/msg/OccupancyGrid3D", label_classes=OCCUPANCY_CLASSES,
+                   description="dense labels: 0 free, 1..16 lidarseg classes, 255 unknown; base_frame"),
+        OutputSpec("~/output/voxels", "sensor_msgs/msg/PointCloud2", label_classes=OCCUPANCY_CLASSES,
+                   description="occupied voxel centres x, y, z (float32) + label (uint8)"),
+        OutputSpec("~/output/markers", "visualization_msgs/msg/MarkerArray",
+                   description="occupied voxels as one CUBE_LIST coloured by class (throttled)"),
+    )
+
+    def __init__(self, params, factory=None) -> None:
+        super().__init__(params, factory)
+        p = self.params
+        self.grid = VoxelGrid.from_range(tuple(p["grid.range_m"]), p["grid.resolution_m"])
+        self.unlabelled = LIDARSEG_CLASSES.index(p["unlabelled_class"])
+        if p["past_sweeps"] and not p["world_frame"]:
+            raise ConfigError("occupancy: past_sweeps > 0 needs a world_frame to compensate the ego motion")
+        self.history: deque = deque(maxlen=p["past_sweeps"] or None)
+        self.frames = 0
+        self.last_stamp_ns: int | None = None
+
+    def process(self, frame: Frame, tf: TransformLookup, timer: StageTimer) -> list:
+        p = self.params
+        with timer.stage("pre"):
+            sweep = lidar_sweep(frame, tf, p["base_frame"], p["ego_box_m"])
+            names = frame.lidar.points.dtype.names
+            labels = np.asarray(frame.lidar.points["label"])[sweep.usable] if "label" in names else None
+            points = sweep.points_base[sweep.usable]
+            if self.last_stamp_ns is not None and frame.stamp_ns < self.last_stamp_ns:
+                self.history.clear()  # time jumped back (bag loop): older sweeps are not the past any more
+            self.last_stamp_ns = frame.stamp_ns
+            past_points, past_labels, T_world_base = self._past(tf, frame.stamp_ns)
+        with timer.stage("infer"):
+            volume = occupancy_volume(points, self.grid, sweep.T_base_lidar[:3, 3], labels, past_points, past_labels,
+                                      self.unlabelled)
+        with timer.stage("post"):
+            if p["past_sweeps"]:
+                self.history.append((transform_points(T_world_base, points), labels))
+            out = self._outputs(volume, frame.stamp_ns)
+        return out
+
+    def _past(self, tf: TransformLookup, stamp_ns: int):
+        """Earlier sweeps moved into the current base frame, their labels, and T_world_base now."""
+        if not self.params["past_sweeps"]:
+            return None, None, None
+        T_world_base = tf.lookup(self.params["world_frame"], self.params["base_frame"], stamp_ns)
+        if not self.history:
+            return None, None, T_world_base
+        T_base_world = invert_transform(T_world_base)
+        points = np.concatenate([transform_points(T_base_world, pts) for pts, _ in self.history])
+        if any(lab is None for _, lab in self.history):
+            return points, None, T_world_base
+        return points, np.concatenate([lab for _, lab in self.history]), T_world_base
+
+    def _outputs(self, volume: np.ndarray, stamp_ns: int) -> list:
+        frame_id = self.params["base_frame"]
+        occupied = np.argwhere((volume != OCCUPANCY_FREE) & (volume != OCCUPANCY_UNKNOWN))
+        voxel_labels = volume[tuple(occupied.T)]
+        centers = self.grid.centers(occupied)
+        voxels = np.zeros(len(occupied), dtype=VOXEL_DTYPE)
+        voxels["x"], voxels["y"], voxels["z"] = centers[:, 0], centers[:, 1], centers[:, 2]
+        voxels["label"] = voxel_labels
+        out = [("~/output/grid", volume_to_occupancy_msg(volume, self.grid, stamp_ns, frame_id, self.factory)),
+               ("~/output/voxels", array_to_pointcloud2(voxels, stamp_ns, frame_id, self.factory))]
+        every_n = self.params["markers.every_n"]
+        if every_n and self.frames % every_n == 0:
+            keep = slice(0, self.params["markers.max_voxels"])
+            out.append(("~/output/markers", voxel_markers(centers[keep], occupancy_colors()[voxel_labels[keep]],
+                                                          self.grid.resolution, stamp_ns, frame_id,
+                                                          factory=self.factory)))
+        self.frames += 1
+        return out

@@ -1,0 +1,66 @@
+"""segmentation: 2D-box-prior point cloud segmentation (2DDATA's box prior, geometric mode).
+
+Points that project into a 2D box and lie on that object's depth cluster take the box's class; a robust ground-plane
+fit labels the road (driveable_surface); everything else stays 0 ('ignore': stuff classes other than the road need
+the learned mode). Outputs the input cloud with `label` (uint8, lidarseg evaluation index) and `score` (float32)
+fields appended, with the input header.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..core.classes import IGNORE_LABEL, LIDARSEG_CLASSES
+from ..core.frustum import ClusterParams
+from ..core.ground import GroundParams
+from ..core.segmentation import segment_points
+from ..msgs.pointcloud import labelled_pointcloud2
+from .base import Frame, NodeDefinition, OutputSpec, StageTimer, TransformLookup
+from .params import Param
+from .sweep import EGO_BOX_PARAM, WORLD_FRAME_PARAM, camera_views, lidar_sweep
+
+_GROUND = GroundParams()
+_CLUSTER = ClusterParams()
+
+
+class SegmentationNode(NodeDefinition):
+    name = "segmentation"
+    description = "2D-box-prior point cloud segmentation (input points + label + score)"
+    parameters = (
+        Param("mode", "string", "geometric", "geometric: no trained weights (the learned mode is not built yet)",
+              choices=("geometric",)),
+        Param("ground.threshold_m", "float", _GROUND.threshold_m,
+              "points this close to the fitted ground plane are road (driveable_surface) [m]", 0.01, 1.0),
+        Param("ground.max_tilt_deg", "float", _GROUND.max_tilt_deg,
+              "largest tilt of the ground plane from the base frame's xy-plane [deg]", 0.0, 45.0),
+        Param("cluster.gap_m", "float", _CLUSTER.gap_m,
+              "a depth jump larger than this separates an object from what is behind it [m]", 0.1, 10.0),
+        Param("min_object_height_m", "float", 0.05,
+              "near-ground points higher than this above the plane can belong to an object in a box [m]", 0.0, 1.0),
+        EGO_BOX_PARAM,
+        WORLD_FRAME_PARAM,
+    )
+    camera_streams = ("camera_info", "detections")
+    outputs = (
+        OutputSpec("~/output/pointcloud", "sensor_msgs/msg/PointCloud2", label_classes=LIDARSEG_CLASSES,
+                   description="input points + label (uint8, 0 = ignore, 1..16 lidarseg classes) + score"),
+    )
+
+    def __init__(self, params, factory=None) -> None:
+        super().__init__(params, factory)
+        p = self.params
+        self.ground = GroundParams(threshold_m=p["ground.threshold_m"], max_tilt_deg=p["ground.max_tilt_deg"])
+        self.cluster = ClusterParams(gap_m=p["cluster.gap_m"])
+
+    def process(self, frame: Frame, tf: TransformLookup, timer: StageTimer) -> list:
+        with timer.stage("pre"):
+            sweep = lidar_sweep(frame, tf, self.params["base_frame"], self.params["ego_box_m"])
+            views = camera_views(frame, tf, self.params["world_frame"])
+        with timer.stage("infer"):
+            labels, scores = segment_points(sweep.points[sweep.usable], views, sweep.T_base_lidar, self.ground,
+                                            self.cluster, self.params["min_object_height_m"])
+        with timer.stage("post"):
+            all_labels = np.full(len(sweep.points), IGNORE_LABEL, dtype=np.uint8)
+            all_scores = np.zeros(len(sweep.points), dtype=np.float32)
+            all_labels[sweep.usable], all_scores[sweep.usable] = labels, scores
+            msg = labelled_pointcloud2(frame.lidar.msg, all_labels, all_scores, self.factory)
+        return [("~/output/pointcloud", msg)]
