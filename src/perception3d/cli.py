@@ -11,6 +11,8 @@ from .errors import Perception3DError
 # name -> (module, one-line help). Modules are imported when the parser is built; keep their top level light.
 COMMANDS: dict[str, tuple[str, str]] = {
     "bench": ("perception3d.bench.command", "run a benchmark suite and record its figures"),
+    "synth": ("perception3d.data.synth_command", "write a synthetic nuScenes-schema dataroot with full ground truth"),
+    "convert": ("perception3d.data.convert_command", "convert nuScenes scenes into rosbag2 (MCAP) files"),
 }
 
 
