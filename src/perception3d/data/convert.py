@@ -36,8 +36,18 @@ from ..msgs.image import compressed_image_msg
 from ..msgs.pointcloud import NUSCENES_LIDAR_DTYPE, array_to_pointcloud2
 from ..msgs.qos import LATCHED, OUTPUT, SENSOR, TF
 from ..msgs.tf import tf_message, transform_stamped
-from .nuscenes_io import (camera_model, data_path, ego_pose, interpolate_annotations, open_nuscenes,
-                          read_lidar_points, sample_annotations, scene_by_name, scene_sample_data, sensor_extrinsics)
+from .nuscenes_io import (
+    camera_model,
+    data_path,
+    ego_pose,
+    interpolate_annotations,
+    open_nuscenes,
+    read_lidar_points,
+    sample_annotations,
+    scene_by_name,
+    scene_sample_data,
+    sensor_extrinsics,
+)
 from .simulated_2d import NoiseModel2D, simulate_detections
 
 MAP_FRAME, EGO_FRAME = "map", "base_link"
