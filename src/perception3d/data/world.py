@@ -7,7 +7,7 @@ so that tracks sharing a lane never collide (vehicles ahead of the ego are at le
 them). Sizes are drawn from `core.classes.SIZE_PRIOR_WLH`.
 
 Cross-section of the road frame (|y| in metres): 0-7.5 driveable surface (lanes at y = -1.75 with the ego and
-+1.75 oncoming, parking strips at +-5.6), 7.5-11 sidewalk (walking lanes at 8.0 and 9.0, standing zone at 10.2,
++1.75 oncoming, parking strips at +-5.5; object widths are capped at 3.2 m), 7.5-11 sidewalk (walking lanes at 8.0 and 9.0, standing zone at 10.2,
 poles at 10.85), 11-14.5 terrain with trees at 12.8, 14.5-15.5 other flat, buildings beyond 15.5.
 """
 from __future__ import annotations
@@ -34,7 +34,8 @@ GROUND_BANDS: tuple[tuple[float, str], ...] = (
     (np.inf, "flat.terrain"))
 EGO_LANE_Y = -1.75
 ONCOMING_LANE_Y = 1.75
-PARKING_Y = 5.6
+PARKING_Y = 5.5
+MAX_WIDTH_M = 3.2
 # Base RGB colours (0..1) per fine category; each instance varies around them.
 BASE_COLORS: dict[str, tuple[float, float, float]] = {
     "vehicle.car": (0.2, 0.3, 0.7), "vehicle.truck": (0.85, 0.85, 0.8), "vehicle.bus.rigid": (0.9, 0.75, 0.1),
@@ -110,9 +111,11 @@ def _jitter_color(rng: np.random.Generator, base, spread: float = 0.08) -> tuple
 
 
 def sample_size_wlh(rng: np.random.Generator, detection_class: str) -> tuple[float, float, float]:
-    """(w, l, h) [m] from the class's nuScenes mean and std, clipped to 60..140 % of the mean."""
+    """(w, l, h) [m] from the class's nuScenes mean and std, clipped to 60..140 % of the mean and to a width of
+    MAX_WIDTH_M (so that lanes, parking strips and sidewalks never overlap)."""
     mean, std = (np.asarray(v) for v in SIZE_PRIOR_WLH[detection_class])
     size = np.clip(mean + rng.normal(0, 1, 3) * std, 0.6 * mean, 1.4 * mean)
+    size[0] = min(size[0], MAX_WIDTH_M)
     return tuple(float(v) for v in size)
 
 
@@ -158,6 +161,8 @@ class World:
             for _ in range(group):
                 size = sample_size_wlh(rng, cls)
                 along = size[0] if cls == "barrier" else size[1]
+                if cursor + along > x_hi:  # objects stay inside their range, so adjacent ranges never overlap
+                    return
                 x0 = cursor + along / 2
                 obj_yaw = wrap_angle(yaw + np.pi / 2) if cls == "barrier" else yaw
                 speed = speed_fn(x0) if speed_fn else 0.0
