@@ -10,11 +10,11 @@ import pytest
 from nuscenes.utils.data_classes import LidarPointCloud
 from nuscenes.utils.geometry_utils import view_points
 from pyquaternion import Quaternion
-from synth_data import VERSION, scratch, tiny_dataroot, tiny_nusc
 
 from perception3d.core.classes import CATEGORY_TO_DETECTION, DETECTION_CLASSES, DETECTION_RANGE_M, FINE_TO_COARSE
 from perception3d.data.occupancy_gt import load_occupancy, occupancy_relpath
 from perception3d.errors import DatasetError
+from synth_data import VERSION, scratch, tiny_dataroot, tiny_nusc
 
 
 @pytest.fixture(scope="module")
@@ -22,7 +22,7 @@ def nusc():
     return tiny_nusc()
 
 
-def _devkit_T(record) -> np.ndarray:
+def _devkit_transform(record) -> np.ndarray:
     """4x4 from a calibrated_sensor / ego_pose record, through pyquaternion (not our geometry code)."""
     T = np.eye(4)
     T[:3, :3] = Quaternion(record["rotation"]).rotation_matrix
@@ -128,14 +128,14 @@ def test_lidar_points_project_inside_the_2d_boxes_of_their_objects(nusc):
         pc = LidarPointCloud.from_file(str(tiny_dataroot() / lidar_sd["filename"]))
         seg = nusc.get("lidarseg", lidar_sd["token"])
         labels = np.fromfile(tiny_dataroot() / seg["filename"], dtype=np.uint8)
-        T_global_lidar = _devkit_T(nusc.get("ego_pose", lidar_sd["ego_pose_token"])) @ \
-            _devkit_T(nusc.get("calibrated_sensor", lidar_sd["calibrated_sensor_token"]))
+        T_global_lidar = _devkit_transform(nusc.get("ego_pose", lidar_sd["ego_pose_token"])) @ \
+            _devkit_transform(nusc.get("calibrated_sensor", lidar_sd["calibrated_sensor_token"]))
         pts_global = pc.points[:3].T @ T_global_lidar[:3, :3].T + T_global_lidar[:3, 3]
         boxes = [nusc.get_box(t) for t in sample["anns"]]
         for ch in ("CAM_FRONT", "CAM_FRONT_LEFT", "CAM_BACK", "CAM_BACK_RIGHT"):
             cam_sd = nusc.get("sample_data", sample["data"][ch])
             calib = nusc.get("calibrated_sensor", cam_sd["calibrated_sensor_token"])
-            T_cam_global = np.linalg.inv(_devkit_T(nusc.get("ego_pose", cam_sd["ego_pose_token"])) @ _devkit_T(calib))
+            T_cam_global = np.linalg.inv(_devkit_transform(nusc.get("ego_pose", cam_sd["ego_pose_token"])) @ _devkit_transform(calib))
             K = np.asarray(calib["camera_intrinsic"])
             rects = []
             for box in boxes:
@@ -169,8 +169,8 @@ def test_labels_and_point_counts_agree_with_the_boxes(nusc):
         lidar_sd = nusc.get("sample_data", sample["data"]["LIDAR_TOP"])
         pts = np.fromfile(tiny_dataroot() / lidar_sd["filename"], dtype=np.float32).reshape(-1, 5)[:, :3]
         labels = np.fromfile(tiny_dataroot() / nusc.get("lidarseg", lidar_sd["token"])["filename"], np.uint8)
-        T = _devkit_T(nusc.get("ego_pose", lidar_sd["ego_pose_token"])) @ \
-            _devkit_T(nusc.get("calibrated_sensor", lidar_sd["calibrated_sensor_token"]))
+        T = _devkit_transform(nusc.get("ego_pose", lidar_sd["ego_pose_token"])) @ \
+            _devkit_transform(nusc.get("calibrated_sensor", lidar_sd["calibrated_sensor_token"]))
         g = pts @ T[:3, :3].T + T[:3, 3]
         for token in sample["anns"]:
             ann = nusc.get("sample_annotation", token)
@@ -196,7 +196,7 @@ def test_occupancy_volumes_hold_the_objects_and_free_space(nusc):
         assert grid.shape == (256, 256, 20) and grid.resolution == pytest.approx(0.4)
         assert meta["sample_token"] == sample["token"] and meta["frame"] == "base_link"
         assert set(np.unique(labels)) <= set(range(17)) | {255}
-        T_ego_global = np.linalg.inv(_devkit_T(nusc.get("ego_pose", lidar_sd["ego_pose_token"])))
+        T_ego_global = np.linalg.inv(_devkit_transform(nusc.get("ego_pose", lidar_sd["ego_pose_token"])))
         np.testing.assert_allclose(np.linalg.inv(T_ego_global), meta["T_global_ego"], atol=1e-6)
         for token in sample["anns"]:
             box = nusc.get_box(token)

@@ -7,8 +7,9 @@ so that tracks sharing a lane never collide (vehicles ahead of the ego are at le
 them). Sizes are drawn from `core.classes.SIZE_PRIOR_WLH`.
 
 Cross-section of the road frame (|y| in metres): 0-7.5 driveable surface (lanes at y = -1.75 with the ego and
-+1.75 oncoming, parking strips at +-5.5; object widths are capped at 3.2 m), 7.5-11 sidewalk (walking lanes at 8.0 and 9.0, standing zone at 10.2,
-poles at 10.85), 11-14.5 terrain with trees at 12.8, 14.5-15.5 other flat, buildings beyond 15.5.
++1.75 oncoming, parking strips at +-5.5; object widths are capped at 3.2 m), 7.5-11 sidewalk (walking lanes at
+8.0 and 9.0, standing zone at 10.2, poles at 10.85), 11-14.5 terrain with trees at 12.8, 14.5-15.5 other flat,
+buildings beyond 15.5.
 """
 from __future__ import annotations
 
