@@ -135,7 +135,8 @@ def test_lidar_points_project_inside_the_2d_boxes_of_their_objects(nusc):
         for ch in ("CAM_FRONT", "CAM_FRONT_LEFT", "CAM_BACK", "CAM_BACK_RIGHT"):
             cam_sd = nusc.get("sample_data", sample["data"][ch])
             calib = nusc.get("calibrated_sensor", cam_sd["calibrated_sensor_token"])
-            T_cam_global = np.linalg.inv(_devkit_transform(nusc.get("ego_pose", cam_sd["ego_pose_token"])) @ _devkit_transform(calib))
+            T_global_ego = _devkit_transform(nusc.get("ego_pose", cam_sd["ego_pose_token"]))
+            T_cam_global = np.linalg.inv(T_global_ego @ _devkit_transform(calib))
             K = np.asarray(calib["camera_intrinsic"])
             rects = []
             for box in boxes:
