@@ -13,8 +13,8 @@ Topics (frames are upper-case channel names; header stamp = sample_data timestam
   /CAM_*/detections          vision_msgs/Detection2DArray  SIMULATED 2D detections (only with simulate_2d)
 Bag custom_data: perception3d.keyframes (JSON list of {stamp_ns, sample_token, lidar_sd_token, scene}),
 perception3d.source, and perception3d.simulated_2d (the noise model, marked simulated) when present.
-Each scene is written to `<scene>.partial` and renamed to `<scene>` when complete, so an interrupted conversion
-leaves the finished scenes intact and the interrupted one closed, readable and marked partial.
+An interrupted conversion (Ctrl-C, SIGTERM, a corrupt file) leaves the finished scene bags intact; the bag being
+written is closed cleanly (readable) and renamed `<scene>.partial`.
 """
 from __future__ import annotations
 
@@ -76,14 +76,13 @@ def convert(dataroot: str | Path, version: str, out: str | Path, scenes: list[st
 
 def convert_scene(nusc: Any, scene: dict, out: Path, simulate_2d: NoiseModel2D | None = None, seed: int = 0,
                   progress: bool = True) -> Path:
-    """Write one scene's bag to `<out>/<scene name>` (via `<scene name>.partial`)."""
+    """Write one scene's bag to `<out>/<scene name>`; if writing stops early it is renamed `<scene name>.partial`."""
     final = out / scene["name"]
     if final.exists():
         raise DatasetError(f"{final}: exists already; remove it or choose another --out")
     partial = out / f"{scene['name']}.partial"
     if partial.exists():
         shutil.rmtree(partial)
-    sample_datas = scene_sample_data(nusc, scene)
     keyframes = _keyframes(nusc, scene)
     index = [{"stamp_ns": k["stamp_ns"], "sample_token": k["sample_token"], "lidar_sd_token": k["lidar_sd_token"],
               "scene": scene["name"]} for k in keyframes]
@@ -92,56 +91,64 @@ def convert_scene(nusc: Any, scene: dict, out: Path, simulate_2d: NoiseModel2D |
                                                  "scene": scene["name"]})}
     if simulate_2d is not None:
         custom["perception3d.simulated_2d"] = json.dumps(simulate_2d.describe())
+    try:
+        with BagWriter(final, custom_data=custom) as bag:
+            _write_scene(bag, nusc, scene, keyframes, simulate_2d, seed, progress)
+    except BaseException:  # Ctrl-C, SIGTERM or bad input: the writer has closed the bag; mark it partial
+        if final.exists():
+            final.rename(partial)
+        raise
+    return final
+
+
+def _write_scene(bag: BagWriter, nusc: Any, scene: dict, keyframes: list[dict],
+                 simulate_2d: NoiseModel2D | None, seed: int, progress: bool) -> None:
+    """All messages of one scene in time order (at equal stamps the /tf message comes first)."""
     factory = default_factory()
+    sample_datas = scene_sample_data(nusc, scene)
+    _declare_topics(bag, sample_datas, simulate_2d is not None)
     gt_by_lidar = {k["lidar_sd_token"]: k for k in keyframes}
     gt_track = [(k["stamp_ns"] // 1000, k["boxes"]) for k in keyframes]
+    rng = np.random.default_rng([seed, int(scene["token"][:8], 16)])  # tokens are hex
+    first_ns = sample_datas[0]["timestamp"] * 1000
+    statics = {}
+    for sd in sample_datas:
+        statics.setdefault(sd["channel"], sensor_extrinsics(nusc, sd))
+    bag.write("/tf_static", first_ns, tf_message(
+        [transform_stamped(T, EGO_FRAME, ch, first_ns, factory) for ch, T in statics.items()], factory), LATCHED)
     cameras: dict[str, Any] = {}
     last_tf_stamp = None
-    rng = np.random.default_rng([seed, int(scene["token"][:8], 16)])  # tokens are hex
-    with BagWriter(partial, custom_data=custom) as bag:
-        _declare_topics(bag, sample_datas, simulate_2d is not None)
-        first_ns = sample_datas[0]["timestamp"] * 1000
-        statics = {}
-        for sd in sample_datas:
-            statics.setdefault(sd["channel"], sensor_extrinsics(nusc, sd))
-        bag.write("/tf_static", first_ns, tf_message(
-            [transform_stamped(T, EGO_FRAME, ch, first_ns, factory) for ch, T in statics.items()], factory),
-            LATCHED)
-        for sd in tqdm(sample_datas, desc=scene["name"], unit="msg", disable=not progress, leave=False):
-            stamp_ns = sd["timestamp"] * 1000
-            channel = sd["channel"]
-            T_global_ego = ego_pose(nusc, sd)
-            if stamp_ns != last_tf_stamp:
-                bag.write("/tf", stamp_ns, tf_message(
-                    [transform_stamped(T_global_ego, MAP_FRAME, EGO_FRAME, stamp_ns, factory)], factory), TF)
-                last_tf_stamp = stamp_ns
-            if sd["sensor_modality"] == "lidar" and channel == LIDAR_CHANNEL:
-                points = read_lidar_points(data_path(nusc, sd))
-                cloud = np.ascontiguousarray(points).view(NUSCENES_LIDAR_DTYPE).reshape(-1)
-                bag.write(f"/{channel}/points", stamp_ns, array_to_pointcloud2(cloud, stamp_ns, channel, factory),
-                          SENSOR)
-                if sd["token"] in gt_by_lidar:
-                    key = gt_by_lidar[sd["token"]]
-                    boxes = key["boxes"]
-                    boxes.stamp_ns = stamp_ns
-                    bag.write(GT_TOPIC, stamp_ns, detections3d_to_msg(boxes, factory), OUTPUT)
-                    text = json.dumps({"sample_token": key["sample_token"], "lidar_sd_token": sd["token"],
-                                       "scene": scene["name"]})
-                    bag.write(KEYFRAME_TOPIC, stamp_ns, factory("std_msgs/msg/String", data=text), OUTPUT)
-            elif sd["sensor_modality"] == "camera":
-                camera = cameras.setdefault(channel, camera_model(nusc, sd))
-                jpeg = data_path(nusc, sd).read_bytes()
-                bag.write(f"/{channel}/image/compressed", stamp_ns,
-                          compressed_image_msg(jpeg, stamp_ns, channel, factory=factory), SENSOR)
-                bag.write(f"/{channel}/camera_info", stamp_ns, camera_model_to_camera_info(camera, stamp_ns, factory),
-                          SENSOR)
-                if simulate_2d is not None:
-                    gt = interpolate_annotations(gt_track, sd["timestamp"])
-                    T_cam_global = invert_transform(T_global_ego @ sensor_extrinsics(nusc, sd))
-                    dets = simulate_detections(gt, T_cam_global, camera, simulate_2d, rng, stamp_ns)
-                    bag.write(f"/{channel}/detections", stamp_ns, detections2d_to_msg(dets, factory), OUTPUT)
-    partial.rename(final)
-    return final
+    for sd in tqdm(sample_datas, desc=scene["name"], unit="msg", disable=not progress, leave=False):
+        stamp_ns = sd["timestamp"] * 1000
+        channel = sd["channel"]
+        T_global_ego = ego_pose(nusc, sd)
+        if stamp_ns != last_tf_stamp:
+            bag.write("/tf", stamp_ns, tf_message(
+                [transform_stamped(T_global_ego, MAP_FRAME, EGO_FRAME, stamp_ns, factory)], factory), TF)
+            last_tf_stamp = stamp_ns
+        if channel == LIDAR_CHANNEL:
+            points = read_lidar_points(data_path(nusc, sd))
+            cloud = np.ascontiguousarray(points).view(NUSCENES_LIDAR_DTYPE).reshape(-1)
+            bag.write(f"/{channel}/points", stamp_ns, array_to_pointcloud2(cloud, stamp_ns, channel, factory),
+                      SENSOR)
+            if sd["token"] in gt_by_lidar:
+                key = gt_by_lidar[sd["token"]]
+                bag.write(GT_TOPIC, stamp_ns, detections3d_to_msg(key["boxes"], factory), OUTPUT)
+                text = json.dumps({"sample_token": key["sample_token"], "lidar_sd_token": sd["token"],
+                                   "scene": scene["name"]})
+                bag.write(KEYFRAME_TOPIC, stamp_ns, factory("std_msgs/msg/String", data=text), OUTPUT)
+        elif sd["sensor_modality"] == "camera":
+            camera = cameras.setdefault(channel, camera_model(nusc, sd))
+            jpeg = data_path(nusc, sd).read_bytes()
+            bag.write(f"/{channel}/image/compressed", stamp_ns,
+                      compressed_image_msg(jpeg, stamp_ns, channel, factory=factory), SENSOR)
+            bag.write(f"/{channel}/camera_info", stamp_ns, camera_model_to_camera_info(camera, stamp_ns, factory),
+                      SENSOR)
+            if simulate_2d is not None:
+                gt = interpolate_annotations(gt_track, sd["timestamp"])
+                T_cam_global = invert_transform(T_global_ego @ sensor_extrinsics(nusc, sd))
+                dets = simulate_detections(gt, T_cam_global, camera, simulate_2d, rng, stamp_ns)
+                bag.write(f"/{channel}/detections", stamp_ns, detections2d_to_msg(dets, factory), OUTPUT)
 
 
 def _keyframes(nusc: Any, scene: dict) -> list[dict]:
@@ -155,6 +162,7 @@ def _keyframes(nusc: Any, scene: dict) -> list[dict]:
                                f"{LIDAR_CHANNEL} keyframe")
         lidar = nusc.get("sample_data", sample["data"][LIDAR_CHANNEL])
         boxes, _ = sample_annotations(nusc, token)
+        boxes.stamp_ns = lidar["timestamp"] * 1000
         out.append({"sample_token": token, "lidar_sd_token": lidar["token"], "stamp_ns": lidar["timestamp"] * 1000,
                     "boxes": boxes})
         token = sample["next"]
