@@ -8,6 +8,8 @@ from pathlib import Path
 # suite -> module with run(out_dir: Path) -> Path (the written markdown)
 SUITES: dict[str, str] = {
     "msgs": "perception3d.bench.msgs",
+    "synth": "perception3d.bench.synth",
+    "convert": "perception3d.bench.convert",
 }
 
 

@@ -9,6 +9,8 @@ rig offset before the LiDAR stamp). Every sample_data has its own ego pose (toke
 from __future__ import annotations
 
 import math
+import multiprocessing
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -47,6 +49,7 @@ class SynthConfig:
     occupancy_voxel: float = DEFAULT_VOXEL_SIZE
     render_scale: float = 0.4
     annotation_range_m: float = 70.0
+    workers: int = field(default_factory=lambda: min(4, os.cpu_count() or 1))
     rig: Rig = field(default_factory=load_rig)
 
 
@@ -76,10 +79,15 @@ def synthesize(out: str | Path, config: SynthConfig, progress: bool = True) -> P
                                     "filename": f"maps/{map_token}.png"})
     Image.fromarray(np.zeros((10, 10), np.uint8)).save(writer.path(map_record["filename"]))
     names = []
-    for i in range(config.scenes):
-        log_token = SceneGenerator(writer, config, i).run(progress)
-        map_record["log_tokens"].append(log_token)
-        names.append(scene_name(i))
+    pool = multiprocessing.get_context("fork").Pool(config.workers) if config.workers > 1 else None
+    try:
+        for i in range(config.scenes):
+            log_token = SceneGenerator(writer, config, i, pool).run(progress)
+            map_record["log_tokens"].append(log_token)
+            names.append(scene_name(i))
+    finally:
+        if pool is not None:
+            pool.terminate()
     n_val = math.ceil(len(names) / 5)
     writer.finish({TRAIN_SPLIT: names[:len(names) - n_val], VAL_SPLIT: names[len(names) - n_val:]})
     return out
@@ -88,8 +96,8 @@ def synthesize(out: str | Path, config: SynthConfig, progress: bool = True) -> P
 class SceneGenerator:
     """Writes one scene: log, calibration, samples, sample_data with files, annotations, lidarseg, occupancy."""
 
-    def __init__(self, writer: DatarootWriter, config: SynthConfig, index: int) -> None:
-        self.w, self.cfg, self.index = writer, config, index
+    def __init__(self, writer: DatarootWriter, config: SynthConfig, index: int, pool=None) -> None:
+        self.w, self.cfg, self.index, self.pool = writer, config, index, pool
         self.seed = config.seed
         self.world = World(config.seed, index, config.seconds)
         self.name = scene_name(index)
@@ -130,9 +138,11 @@ class SceneGenerator:
         cam_frames = {ch: int(round(cfg.seconds * spec.rate_hz)) for ch, spec in rig.cameras.items()}
         total = n_sweeps + sum(cam_frames.values())
         with tqdm(total=total, desc=self.name, unit="frame", disable=not progress, leave=False) as bar:
+            # the pool renders the images while the LiDAR runs here
+            images = {ch: self._start_camera(c, spec) for c, (ch, spec) in enumerate(rig.cameras.items())}
             self._lidar(n_sweeps, bar)
-            for c, (ch, spec) in enumerate(rig.cameras.items()):
-                self._camera(ch, c, spec, cam_frames[ch], bar)
+            for ch, spec in rig.cameras.items():
+                self._finish_camera(ch, spec, images[ch], bar)
         return log_token
 
     def _sample_data(self, ch: str, tokens: list[str], times: list[float], keys: list[bool], files: list[str],
@@ -216,18 +226,42 @@ class SceneGenerator:
                     "prev": ann_tokens[i - 1] if i > 0 else "", "next": ann_tokens[i + 1] if i + 1 < len(samples)
                     else "", "num_lidar_pts": int(n_pts[j]), "num_radar_pts": 0})
 
-    def _camera(self, ch: str, c: int, spec, n_frames: int, bar) -> None:
-        renderer = CameraRenderer(spec, self.cfg.render_scale)
+    def _camera_times(self, spec) -> tuple[list[float], list[bool]]:
+        n_frames = int(round(self.cfg.seconds * spec.rate_hz))
         per_key = int(round(spec.rate_hz * KEYFRAME_EVERY / self.cfg.rig.lidar.rate_hz))  # 6 images per sample
-        tokens = [self.tok("sd", ch, j) for j in range(n_frames)]
-        times = [spec.offset_s + j / spec.rate_hz for j in range(n_frames)]
-        keys = [j % per_key == 0 for j in range(n_frames)]
+        return [spec.offset_s + j / spec.rate_hz for j in range(n_frames)], [j % per_key == 0 for j in range(n_frames)]
+
+    def _start_camera(self, c: int, spec):
+        """An iterator of the channel's JPEG bytes in frame order (rendered by the worker pool when there is one)."""
+        times, _ = self._camera_times(spec)
+        jobs = [(self.seed, self.index, self.cfg.seconds, spec, self.cfg.render_scale, t,
+                 (self.seed, self.index, 1 + c, j)) for j, t in enumerate(times)]
+        if self.pool is None:
+            return map(_render_job, jobs)
+        return self.pool.imap(_render_job, jobs, chunksize=4)
+
+    def _finish_camera(self, ch: str, spec, images, bar) -> None:
+        times, keys = self._camera_times(spec)
+        tokens = [self.tok("sd", ch, j) for j in range(len(times))]
         files = []
-        for j, t in enumerate(times):
+        for j, (t, jpeg) in enumerate(zip(times, images)):
             folder = "samples" if keys[j] else "sweeps"
             filename = f"{folder}/{ch}/{self.logfile}__{ch}__{self.stamp_us(t)}.jpg"
             files.append(filename)
-            rng = np.random.default_rng([self.seed, self.index, 1 + c, j])
-            self.w.write_bytes(filename, renderer.render_jpeg(self.world, t, rng))
+            self.w.write_bytes(filename, jpeg)
             bar.update(1)
         self._sample_data(ch, tokens, times, keys, files, (spec.width, spec.height), "jpg")
+
+
+_RENDER_CACHE: dict = {}
+
+
+def _render_job(job) -> bytes:
+    """One camera image as JPEG bytes; the world and renderer are rebuilt once per process and scene."""
+    seed, index, seconds, spec, scale, t, frame_seed = job
+    key = (seed, index, seconds, spec.channel, scale)
+    if _RENDER_CACHE.get("key") != key:
+        world_key = (seed, index, seconds)
+        world = _RENDER_CACHE["world"] if _RENDER_CACHE.get("world_key") == world_key else World(seed, index, seconds)
+        _RENDER_CACHE.update(key=key, world_key=world_key, world=world, renderer=CameraRenderer(spec, scale))
+    return _RENDER_CACHE["renderer"].render_jpeg(_RENDER_CACHE["world"], t, np.random.default_rng(frame_seed))
