@@ -254,3 +254,26 @@ def test_interrupted_conversion_leaves_written_bags_readable(monkeypatch):
         assert sum(1 for _ in reader.messages(["/LIDAR_TOP/points"])) == 50
     with BagReader(out / f"{names[1]}.partial") as reader:
         assert sum(1 for _ in reader.messages(["/LIDAR_TOP/points"])) == 19
+
+
+def test_cli_synth_and_convert(capsys):
+    from perception3d.cli import main
+    from perception3d.msgs.bag import BagReader
+
+    root = scratch("cli") / "root"
+    assert main(["synth", "--out", str(root), "--scenes", "1", "--seconds", "0.5", "--seed", "5",
+                 "--render-scale", "0.05", "--occupancy-range", "-8", "-8", "-2", "8", "8", "2",
+                 "--occupancy-voxel", "0.5"]) == 0
+    assert main(["convert", "--dataroot", str(root), "--version", VERSION, "--scene", "scene-synth-0001",
+                 "--out", str(scratch("cli") / "bags"), "--simulate-2d", "poor"]) == 0
+    with BagReader(scratch("cli") / "bags" / "scene-synth-0001") as reader:
+        assert reader.topics["/CAM_FRONT/detections"] == "vision_msgs/msg/Detection2DArray"
+        assert sum(1 for _ in reader.messages(["/gt/keyframes"])) == 1
+    from perception3d.data.occupancy_gt import load_occupancy, occupancy_relpath
+    (occ,) = (root / "occupancy" / VERSION).iterdir()
+    assert load_occupancy(occ)[1].shape == (32, 32, 8) and occ.name.endswith("_occupancy.npz")
+    assert occupancy_relpath(VERSION, "x") == f"occupancy/{VERSION}/x_occupancy.npz"
+    capsys.readouterr()
+    assert main(["convert", "--dataroot", str(root), "--version", VERSION, "--scene", "scene-0061",
+                 "--out", str(scratch("cli") / "bags2")]) == 2
+    assert "scene-0061" in capsys.readouterr().err
