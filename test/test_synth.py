@@ -190,6 +190,7 @@ def test_labels_and_point_counts_agree_with_the_boxes(nusc):
 
 def test_occupancy_volumes_hold_the_objects_and_free_space(nusc):
     car = 4
+    driveable = next(i for i, n in nusc.lidarseg_idx2name_mapping.items() if n == "flat.driveable_surface")
     checked = 0
     for sample in nusc.sample:
         lidar_sd = nusc.get("sample_data", sample["data"]["LIDAR_TOP"])
@@ -206,9 +207,15 @@ def test_occupancy_volumes_hold_the_objects_and_free_space(nusc):
             if ok[0] and CATEGORY_TO_DETECTION.get(box.name) == "car":
                 assert labels[tuple(idx[0])] == car
                 checked += 1
-        # The voxel 3 m above the ego (seen through by upward beams? no: just above the roof line) is observed free
-        # along a LiDAR ray that hit the ground 10 m ahead.
-        assert (labels == 0).sum() > 10_000
+        # Space the LiDAR looked through is free: voxels halfway between the sensor and its ground returns.
+        T_ego_lidar = _devkit_transform(nusc.get("calibrated_sensor", lidar_sd["calibrated_sensor_token"]))
+        pts = np.fromfile(tiny_dataroot() / lidar_sd["filename"], dtype=np.float32).reshape(-1, 5)[:, :3]
+        seg = np.fromfile(tiny_dataroot() / nusc.get("lidarseg", lidar_sd["token"])["filename"], np.uint8)
+        ground = pts[seg == driveable] @ T_ego_lidar[:3, :3].T + T_ego_lidar[:3, 3]
+        midpoints = (ground + T_ego_lidar[:3, 3]) / 2
+        idx, ok = grid.voxel_indices(midpoints)
+        assert ok.sum() > 1000
+        assert np.mean(labels[idx[ok, 0], idx[ok, 1], idx[ok, 2]] == 0) > 0.95
         # Everything below the ground layer is unobserved.
         assert np.all(labels[:, :, :12] == 255)
     assert checked > 5

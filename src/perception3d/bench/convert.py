@@ -1,6 +1,7 @@
 """nuScenes -> rosbag2 conversion speed on one synthetic 20 s scene (400 sweeps, 1440 images). Target: < 30 s."""
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 import time
@@ -21,6 +22,7 @@ def run(out_dir: Path) -> Path:
     try:
         root = synthesize(work / "root", SynthConfig(scenes=1, seconds=SCENE_SECONDS), progress=False)
         rows, data = [], {}
+        load = os.getloadavg()[0]
         for label, model in (("plain", None), ("with --simulate-2d good", PRESETS["good"])):
             out = work / f"bags-{label.split()[0]}"
             start = time.perf_counter()
@@ -35,7 +37,7 @@ def run(out_dir: Path) -> Path:
         shutil.rmtree(work, ignore_errors=True)
     table = format_table(["conversion", "wall time", "bag size", "throughput", f"target < {TARGET_S:.0f} s"], rows)
     notes = (f"One synthetic {SCENE_SECONDS:g} s scene (seed 0): 400 LIDAR_TOP sweeps, 6 x 240 JPEGs, 40 keyframes; "
-             "`perception3d convert` single process, MCAP without compression. The machine's 2 cores were shared "
-             "with other jobs while measuring.")
+             "`perception3d convert` single process, MCAP without compression, output on the local disk (page "
+             f"cache). Load average before the runs: {load:.1f} on 2 cores shared with other jobs.")
     return write_results(out_dir, "convert", "nuScenes -> rosbag2 conversion", table,
                          {"target_s": TARGET_S, "scene_seconds": SCENE_SECONDS, **data}, notes)

@@ -2,6 +2,7 @@
 end, plus the per-item cost of its three expensive parts. Target: under 3 minutes per 20 s scene."""
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 import time
@@ -41,6 +42,7 @@ def run(out_dir: Path) -> Path:
             lambda: occupancy_volume(world, 5.0, world.ego_pose(5.0), sweep.T_global_sensor, sweep.points[:, :3],
                                      grid), repeat=3),
     }
+    load = os.getloadavg()[0]
     work = Path(tempfile.mkdtemp(prefix="p3d-bench-synth-"))
     try:
         start = time.perf_counter()
@@ -54,9 +56,10 @@ def run(out_dir: Path) -> Path:
                  f"target < {TARGET_S:.0f} s: {'met' if total < TARGET_S else 'NOT met'}"])
     table = format_table(["item", "median", "p95 / note"], rows)
     notes = (f"`perception3d synth --scenes 1 --seconds {SCENE_SECONDS:g}` (seed 0, cameras ray cast at "
-             f"{config.render_scale:g} x 1600x900 then upsampled), single process; dataroot size {size_mb:.0f} MB. "
-             "The machine's 2 cores were shared with other jobs while measuring, so the whole-scene time is an "
-             "upper bound.")
+             f"{config.render_scale:g} x 1600x900 then upsampled); LiDAR, occupancy and file writing in the main "
+             f"process, images rendered by {config.workers} worker process(es) meanwhile. Per-item rows are single "
+             f"process. Dataroot size {size_mb:.0f} MB. Load average before the run: {load:.1f} on 2 cores shared "
+             "with other jobs, so the times are upper bounds.")
     return write_results(out_dir, "synth", "Synthetic dataroot generation", table,
                          {"parts": parts, "scene_seconds": SCENE_SECONDS, "total_s": total, "size_mb": size_mb,
                           "target_s": TARGET_S}, notes)

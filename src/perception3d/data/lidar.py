@@ -43,12 +43,14 @@ def beam_directions(azimuth_steps: int = AZIMUTH_STEPS) -> tuple[np.ndarray, np.
 @dataclass
 class LidarSweep:
     """One simulated sweep: points (N, 5) float32 (x, y, z, intensity, ring) in LIDAR_TOP, fine labels (N,) uint8,
-    instance index (N,) int32 into world.tracks (-1 for scenery), and T_global_sensor (4x4) at the sweep time."""
+    instance index (N,) int32 into world.tracks (-1 for scenery), T_global_sensor (4x4) at the sweep time, and
+    optionally the visible fraction (len(world.tracks),) of every track."""
 
     points: np.ndarray
     labels: np.ndarray
     instances: np.ndarray
     T_global_sensor: np.ndarray
+    visibility: np.ndarray | None = None
 
 
 class LidarSimulator:
@@ -56,8 +58,8 @@ class LidarSimulator:
         self.spec = spec
         self.dirs_sensor, self.ring = beam_directions(azimuth_steps)
 
-    def sweep(self, world: World, t: float, rng: np.random.Generator) -> LidarSweep:
-        """Cast all firings at scene time t [s]."""
+    def sweep(self, world: World, t: float, rng: np.random.Generator, with_visibility: bool = False) -> LidarSweep:
+        """Cast all firings at scene time t [s]; `with_visibility` also fills `LidarSweep.visibility`."""
         T = world.ego_pose(t) @ self.spec.T_ego_sensor
         origin = T[:3, 3]
         dirs = self.dirs_sensor @ T[:3, :3].T.astype(np.float32)
@@ -73,8 +75,10 @@ class LidarSimulator:
         instances = np.where(hits.kind[keep] == KIND_BOX, prims.box_instances[np.maximum(hits.index[keep], 0)], -1)
         points = np.column_stack([self.dirs_sensor[keep] * dist[:, None], np.clip(intensity, 0, 255),
                                   self.ring[keep]]).astype(np.float32)
-        self._last = (origin, dirs, prims)
-        return LidarSweep(points, labels, instances.astype(np.int32), T)
+        sweep = LidarSweep(points, labels, instances.astype(np.int32), T)
+        if with_visibility:
+            sweep.visibility = _instance_visibility(origin, dirs, prims, sweep.instances, len(world.tracks))
+        return sweep
 
     def _azimuth_candidates(self, T_global_sensor: np.ndarray):
         """Culling for `cast`: the firings whose azimuth lies within a primitive's angular extent (+ margin)."""
@@ -97,15 +101,15 @@ class LidarSimulator:
 
         return candidates
 
-    def instance_visibility(self, world: World, sweep: LidarSweep, n_tracks: int) -> np.ndarray:
-        """Fraction (n_tracks,) of the firings that pass through each object's box that hit it first (occlusion
-        seen from the LiDAR, for the `visibility` table); 0 for objects no firing reaches. Call after `sweep`."""
-        origin, dirs, prims = self._last
-        is_obj = prims.box_instances >= 0
-        through = np.zeros(n_tracks)
-        for start in range(0, int(is_obj.sum()), 32):
-            sel = np.flatnonzero(is_obj)[start:start + 32]
-            t = ray_boxes_t(origin, dirs, prims.box_centers[sel], prims.box_lwh[sel], prims.box_yaws[sel])
-            through[prims.box_instances[sel]] = (t <= MAX_RANGE_M).sum(0)
-        seen = np.bincount(sweep.instances[sweep.instances >= 0], minlength=n_tracks)[:n_tracks]
-        return np.where(through > 0, np.minimum(seen / np.maximum(through, 1), 1.0), 0.0)
+
+def _instance_visibility(origin, dirs, prims, point_instances: np.ndarray, n_tracks: int) -> np.ndarray:
+    """Fraction (n_tracks,) of the firings that pass through each object's box that hit it first (occlusion as
+    seen from the LiDAR, for the `visibility` table); 0 for objects no firing reaches."""
+    is_obj = np.flatnonzero(prims.box_instances >= 0)
+    through = np.zeros(n_tracks)
+    for start in range(0, len(is_obj), 32):
+        sel = is_obj[start:start + 32]
+        t = ray_boxes_t(origin, dirs, prims.box_centers[sel], prims.box_lwh[sel], prims.box_yaws[sel])
+        through[prims.box_instances[sel]] = (t <= MAX_RANGE_M).sum(0)
+    seen = np.bincount(point_instances[point_instances >= 0], minlength=n_tracks)[:n_tracks]
+    return np.where(through > 0, np.minimum(seen / np.maximum(through, 1), 1.0), 0.0)

@@ -4,6 +4,8 @@ Volume: uint8 [x, y, z] on an axis-aligned grid in the ego frame (`base_link`) a
 timestamp; default range [-51.2, -51.2, -5, 51.2, 51.2, 3] m at 0.4 m (256 x 256 x 20). Labels:
 - 1..16: the lidarseg evaluation class of the geometry covering the voxel centre (dense and complete: the world
   is analytic, so occluded parts of objects are labelled too); the ground fills the voxel layer containing z = 0;
+- a voxel holding a LiDAR return of the keyframe sweep: that return's class (so surface voxels whose centre lies
+  just outside the geometry are occupied too);
 - 0 (free): a voxel the keyframe's LiDAR rays passed through before their return;
 - 255 (unobserved): every other voxel (free space no ray crossed, the ground's underside).
 
@@ -31,8 +33,9 @@ OCCUPANCY_FRAME = "base_link"
 
 
 def occupancy_volume(world: World, t: float, T_global_ego: np.ndarray, T_global_sensor: np.ndarray,
-                     points_sensor: np.ndarray, grid: VoxelGrid) -> np.ndarray:
-    """The labelled volume for scene time t [s], given the keyframe sweep's points (N, 3) in the sensor frame."""
+                     points_sensor: np.ndarray, grid: VoxelGrid, point_labels: np.ndarray | None = None) -> np.ndarray:
+    """The labelled volume for scene time t [s], given the keyframe sweep's points (N, 3) in the sensor frame and
+    their fine lidarseg labels (N,) (voxels holding a return get its class, after the analytic geometry)."""
     volume = np.full(grid.shape, OCCUPANCY_UNKNOWN, np.uint8)
     T_ego_global = invert_transform(T_global_ego)
     T_ego_sensor = T_ego_global @ T_global_sensor
@@ -40,6 +43,11 @@ def occupancy_volume(world: World, t: float, T_global_ego: np.ndarray, T_global_
     _mark_ground(volume, grid, world, T_global_ego)
     prims = world.primitives(t).near(T_global_ego[:2, 3], np.hypot(*grid.shape[:2]) * grid.resolution / 2)
     _mark_primitives(volume, grid, prims, T_global_ego)
+    if point_labels is not None:
+        idx, inside = grid.voxel_indices(transform_points(T_ego_sensor, points_sensor))
+        inside &= FINE_TO_COARSE[point_labels] != OCCUPANCY_FREE  # noise / ignored classes do not mark voxels
+        idx = idx[inside]
+        volume[idx[:, 0], idx[:, 1], idx[:, 2]] = FINE_TO_COARSE[point_labels[inside]]
     return volume
 
 

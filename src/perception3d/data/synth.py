@@ -104,6 +104,8 @@ class SceneGenerator:
         self.logfile = f"synth-{config.seed:04d}-{index + 1:04d}"
         self.start_us = EPOCH_US + index * SCENE_SPACING_US
         self.grid = VoxelGrid.from_range(tuple(config.occupancy_range), config.occupancy_voxel)
+        # per keyframe: object centres, sizes, yaws, LiDAR point counts, visibility, within annotation range
+        self._facts: list[tuple] = []
 
     def tok(self, *parts: object) -> str:
         return make_token(self.seed, self.index, *parts)
@@ -171,17 +173,16 @@ class SceneGenerator:
             folder = "samples" if keys[k] else "sweeps"
             filename = f"{folder}/{LIDAR_CHANNEL}/{self.logfile}__{LIDAR_CHANNEL}__{self.stamp_us(t)}.pcd.bin"
             files.append(filename)
-            sweep = sim.sweep(self.world, t, np.random.default_rng([self.seed, self.index, 0, k]))
+            sweep = sim.sweep(self.world, t, np.random.default_rng([self.seed, self.index, 0, k]),
+                              with_visibility=keys[k])
             self.w.write_bytes(filename, sweep.points.tobytes())
             if keys[k]:
-                s = k // KEYFRAME_EVERY
-                visible = sim.instance_visibility(self.world, sweep, len(self.world.tracks))
-                self._keyframe(s, t, tokens[k], sweep, visible)
+                self._keyframe(k // KEYFRAME_EVERY, t, tokens[k], sweep)
             bar.update(1)
         self._sample_data(LIDAR_CHANNEL, tokens, times, keys, files, (0, 0), "pcd")
         self._annotations()
 
-    def _keyframe(self, s: int, t: float, lidar_token: str, sweep, visible: np.ndarray) -> None:
+    def _keyframe(self, s: int, t: float, lidar_token: str, sweep) -> None:
         """lidarseg labels, occupancy, and the per-keyframe annotation facts (range, points, visibility)."""
         version = self.cfg.version
         seg_file = f"lidarseg/{version}/{lidar_token}_lidarseg.bin"
@@ -189,15 +190,13 @@ class SceneGenerator:
         self.w.add("lidarseg", {"token": lidar_token, "sample_data_token": lidar_token, "filename": seg_file})
         T_global_ego = self.world.ego_pose(t)
         volume = occupancy_volume(self.world, t, T_global_ego, sweep.T_global_sensor, sweep.points[:, :3],
-                                  self.grid)
+                                  self.grid, sweep.labels)
         self.w.write_npz(occupancy_relpath(version, lidar_token),
                          occupancy_arrays(volume, self.grid, T_global_ego, self.sample_tokens[s], lidar_token))
         centers, sizes, yaws = self.world.object_states(t)
         n_pts = np.bincount(sweep.instances[sweep.instances >= 0], minlength=len(centers))
         in_range = np.hypot(*(centers[:, :2] - T_global_ego[:2, 3]).T) <= self.cfg.annotation_range_m
-        if not hasattr(self, "_facts"):
-            self._facts = []
-        self._facts.append((centers, sizes, yaws, n_pts, visible, in_range))
+        self._facts.append((centers, sizes, yaws, n_pts, sweep.visibility, in_range))
 
     def _annotations(self) -> None:
         """instance + sample_annotation records: each track is annotated over the contiguous run of samples
