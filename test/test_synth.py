@@ -295,3 +295,29 @@ def test_object_tracks_never_overlap_and_cover_all_classes():
             overlap = bev_intersection_area(corners, corners)
             np.fill_diagonal(overlap, 0.0)
             assert overlap.max() < 1e-6, (seed, t)
+
+
+def test_devkit_velocities_match_the_world_tracks(nusc):
+    """Annotations form instance tracks: nuscenes-devkit's box_velocity (finite differences of the annotated
+    centres) equals the constant velocity of the simulated object."""
+    from perception3d.data.schema import make_token
+    from perception3d.data.synth import scene_name
+    from perception3d.data.world import World
+    from synth_data import TINY
+
+    compared = moving = 0
+    for index in range(TINY["scenes"]):
+        world = World(TINY["seed"], index, TINY["seconds"])
+        velocities = world.object_velocities()
+        token_to_track = {make_token(TINY["seed"], index, "instance", j): j for j in range(len(world.tracks))}
+        scene = next(s for s in nusc.scene if s["name"] == scene_name(index))
+        for inst in nusc.instance:
+            j = token_to_track.get(inst["token"])
+            if j is None or inst["nbr_annotations"] < 2:
+                continue
+            ann = nusc.get("sample_annotation", inst["first_annotation_token"])
+            assert nusc.get("sample", ann["sample_token"])["scene_token"] == scene["token"]
+            np.testing.assert_allclose(nusc.box_velocity(ann["token"])[:2], velocities[j], atol=1e-3)
+            compared += 1
+            moving += np.hypot(*velocities[j]) > 0.5
+    assert compared > 50 and moving > 10
