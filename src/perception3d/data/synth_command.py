@@ -15,6 +15,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         metavar=("XMIN", "YMIN", "ZMIN", "XMAX", "YMAX", "ZMAX"),
                         help="occupancy volume range in base_link [m] (default -51.2 -51.2 -5 51.2 51.2 3)")
     parser.add_argument("--occupancy-voxel", type=float, default=None, help="occupancy voxel size [m] (default 0.4)")
+    parser.add_argument("--workers", type=int, default=None,
+                        help="processes rendering camera images (default min(4, CPU count); 1 = no pool); the "
+                             "output does not depend on it")
     parser.add_argument("--render-scale", type=float, default=None,
                         help="camera ray-casting resolution relative to 1600x900 before upsampling (default 0.4)")
 
@@ -27,6 +30,8 @@ def run(args: argparse.Namespace) -> int:
         config.occupancy_range = tuple(args.occupancy_range)
     if args.occupancy_voxel is not None:
         config.occupancy_voxel = args.occupancy_voxel
+    if args.workers is not None:
+        config.workers = max(1, args.workers)
     if args.render_scale is not None:
         config.render_scale = args.render_scale
     out = synthesize(args.out, config)
