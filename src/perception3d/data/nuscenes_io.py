@@ -185,12 +185,12 @@ def interpolate_annotations(keyframes: list[tuple[int, Detections3D]], stamp_us:
         return keyframes[-1][1]
     (s0, a), (s1, b) = keyframes[k], keyframes[k + 1]
     w = (stamp_us - s0) / (s1 - s0)
+    index_a = {ident: j for j, ident in enumerate(a.ids)}
     index_b = {ident: j for j, ident in enumerate(b.ids)}
     out = a if w < 0.5 else b
     centers, yaws = out.centers.copy(), out.yaws.copy()
     for i, ident in enumerate(out.ids):
-        j_a = i if out is a else next((n for n, x in enumerate(a.ids) if x == ident), None)
-        j_b = index_b.get(ident) if out is a else i
+        j_a, j_b = index_a.get(ident), index_b.get(ident)
         if j_a is None or j_b is None:
             continue
         centers[i] = (1 - w) * a.centers[j_a] + w * b.centers[j_b]

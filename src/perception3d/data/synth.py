@@ -127,7 +127,8 @@ class SceneGenerator:
                 "camera_intrinsic": rig.cameras[ch].K.tolist() if ch in rig.cameras else []})
         n_sweeps = int(round(cfg.seconds * rig.lidar.rate_hz))
         n_samples = math.ceil(n_sweeps / KEYFRAME_EVERY)
-        self.sample_times = [k * KEYFRAME_EVERY / rig.lidar.rate_hz for k in range(n_samples)]
+        self.sample_period = KEYFRAME_EVERY / rig.lidar.rate_hz  # [s]
+        self.sample_times = [k * self.sample_period for k in range(n_samples)]
         self.sample_tokens = [self.tok("sample", s) for s in range(n_samples)]
         for s, t in enumerate(self.sample_times):
             w.add("sample", {"token": self.sample_tokens[s], "timestamp": self.stamp_us(t),
@@ -151,7 +152,7 @@ class SceneGenerator:
                      size: tuple[int, int], fileformat: str) -> None:
         """sample_data + ego_pose records of one channel's chain."""
         for i, (token, t, key, filename) in enumerate(zip(tokens, times, keys, files)):
-            s = min(max(int(round(t / 0.5)), 0), len(self.sample_tokens) - 1)
+            s = min(max(int(round(t / self.sample_period)), 0), len(self.sample_tokens) - 1)  # nearest sample
             T = self.world.ego_pose(t)
             self.w.add("ego_pose", {"token": token, "timestamp": self.stamp_us(t), "translation": T[:3, 3].tolist(),
                                     "rotation": matrix_to_quat_wxyz(T[:3, :3]).tolist()})

@@ -13,6 +13,8 @@ import numpy as np
 
 from .schema import TABLES
 
+OPTIONAL_TABLES = ("lidarseg",)  # written only when they have records
+
 
 class DatarootWriter:
     """Collects table records and writes data files under one dataroot."""
@@ -20,11 +22,10 @@ class DatarootWriter:
     def __init__(self, dataroot: str | Path, version: str) -> None:
         self.root = Path(dataroot)
         self.version = version
-        self.tables: dict[str, list[dict]] = {name: [] for name in TABLES}
-        self.extra_tables: dict[str, list[dict]] = {"lidarseg": []}
+        self.tables: dict[str, list[dict]] = {name: [] for name in (*TABLES, *OPTIONAL_TABLES)}
 
     def add(self, table: str, record: dict) -> dict:
-        (self.tables.get(table) if table in self.tables else self.extra_tables[table]).append(record)
+        self.tables[table].append(record)
         return record
 
     def path(self, relative: str) -> Path:
@@ -49,8 +50,7 @@ class DatarootWriter:
         """Write every table (and lidarseg.json when it has records) and `<version>/splits.json`."""
         table_dir = self.root / self.version
         table_dir.mkdir(parents=True, exist_ok=True)
-        tables = dict(self.tables)
-        tables.update({k: v for k, v in self.extra_tables.items() if v})
-        for name, records in tables.items():
-            (table_dir / f"{name}.json").write_text(json.dumps(records, indent=0))
+        for name, records in self.tables.items():
+            if records or name in TABLES:
+                (table_dir / f"{name}.json").write_text(json.dumps(records, indent=0))
         (table_dir / "splits.json").write_text(json.dumps(splits, indent=1))
