@@ -268,6 +268,8 @@ def test_cli_synth_and_convert(capsys):
                  "--out", str(scratch("cli") / "bags"), "--simulate-2d", "poor"]) == 0
     with BagReader(scratch("cli") / "bags" / "scene-synth-0001") as reader:
         assert reader.topics["/CAM_FRONT/detections"] == "vision_msgs/msg/Detection2DArray"
+        assert reader.offered_qos("/tf_static")[0].durability.name == "TRANSIENT_LOCAL"
+        assert reader.offered_qos("/LIDAR_TOP/points")[0].reliability.name == "BEST_EFFORT"
         assert sum(1 for _ in reader.messages(["/gt/keyframes"])) == 1
     from perception3d.data.occupancy_gt import load_occupancy, occupancy_relpath
     (occ,) = (root / "occupancy" / VERSION).iterdir()
