@@ -8,6 +8,8 @@ resized to the full camera size (1600x900) and JPEG-encoded. The camera model is
 """
 from __future__ import annotations
 
+import zlib
+
 import cv2
 import numpy as np
 
@@ -28,9 +30,11 @@ for _name in ("flat.driveable_surface", "flat.sidewalk", "flat.terrain", "flat.o
 
 
 class CameraRenderer:
-    """Renders one rig camera. Pixel (u, v) of the reduced image maps to full-resolution (u + 0.5) / scale - 0.5."""
+    """Renders one rig camera; deterministic for (seed, channel) and the per-frame rng.
 
-    def __init__(self, spec: CameraSpec, scale: float = 0.5) -> None:
+    Pixel (u, v) of the reduced image maps to full-resolution (u + 0.5) / scale - 0.5."""
+
+    def __init__(self, spec: CameraSpec, scale: float = 0.5, seed: int = 0) -> None:
         self.spec = spec
         self.width, self.height = round(spec.width * scale), round(spec.height * scale)
         self.scale = scale
@@ -38,7 +42,9 @@ class CameraRenderer:
         pix = np.stack([u.ravel(), v.ravel(), np.ones(u.size)], 1)
         rays = pix @ np.linalg.inv(spec.K).T
         self.dirs_cam = (rays / np.linalg.norm(rays, axis=1, keepdims=True)).astype(np.float32)
-        self._noise_bank: np.ndarray | None = None
+        # Sensor noise: random crops (chosen per frame) of one noise bank fixed by (seed, channel).
+        bank_rng = np.random.default_rng([seed, zlib.crc32(spec.channel.encode())])
+        self._noise_bank = bank_rng.normal(0, NOISE_STD, (self.height + 64, self.width + 64, 3)).astype(np.float32)
 
     def _pixel_candidates(self, T_global_cam: np.ndarray):
         """Culling for `cast`: the pixels inside the projection of a primitive's bounding corners."""
@@ -96,9 +102,7 @@ class CameraRenderer:
         return cv2.resize(image, (self.spec.width, self.spec.height), interpolation=cv2.INTER_LINEAR)
 
     def _noise(self, rng: np.random.Generator) -> np.ndarray:
-        """Gaussian sensor noise (NOISE_STD): a random crop of a noise bank drawn once per renderer."""
-        if self._noise_bank is None:
-            self._noise_bank = rng.normal(0, NOISE_STD, (self.height + 64, self.width + 64, 3)).astype(np.float32)
+        """Gaussian sensor noise (NOISE_STD): a crop of the noise bank at a random offset."""
         dy, dx = rng.integers(0, 64, 2)
         return self._noise_bank[dy:dy + self.height, dx:dx + self.width]
 

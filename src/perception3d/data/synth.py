@@ -263,5 +263,5 @@ def _render_job(job) -> bytes:
     if _RENDER_CACHE.get("key") != key:
         world_key = (seed, index, seconds)
         world = _RENDER_CACHE["world"] if _RENDER_CACHE.get("world_key") == world_key else World(seed, index, seconds)
-        _RENDER_CACHE.update(key=key, world_key=world_key, world=world, renderer=CameraRenderer(spec, scale))
+        _RENDER_CACHE.update(key=key, world_key=world_key, world=world, renderer=CameraRenderer(spec, scale, seed))
     return _RENDER_CACHE["renderer"].render_jpeg(_RENDER_CACHE["world"], t, np.random.default_rng(frame_seed))
