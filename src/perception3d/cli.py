@@ -10,11 +10,14 @@ from .errors import Perception3DError
 
 # name -> (module, one-line help). Modules are imported when the parser is built; keep their top level light.
 COMMANDS: dict[str, tuple[str, str]] = {
+    "synth": ("perception3d.data.synth_command", "write a synthetic nuScenes-schema dataroot with full ground truth"),
+    "convert": ("perception3d.data.convert_command", "convert nuScenes scenes into rosbag2 (MCAP) files"),
+    "replay": ("perception3d.runtime.replay_command", "run graph nodes over a rosbag2 without ROS, record outputs"),
+    "eval": ("perception3d.eval.command", "score replay outputs against a dataroot's ground truth"),
     "train": ("perception3d.train.train_command", "train a learned model (detector2d) on a nuScenes-schema dataroot"),
     "export": ("perception3d.train.export_command", "export a trained model (detector2d) to ONNX"),
-    "bench": ("perception3d.bench.command", "run a benchmark suite and record its figures"),
-    "replay": ("perception3d.runtime.replay_command", "run graph nodes over a rosbag2 without ROS, record outputs"),
     "params": ("perception3d.runtime.params_command", "parameter schema, default file and README tables"),
+    "bench": ("perception3d.bench.command", "run a benchmark suite and record its figures"),
 }
 
 

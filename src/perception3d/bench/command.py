@@ -7,10 +7,12 @@ from pathlib import Path
 
 # suite -> module with run(out_dir: Path) -> Path (the written markdown)
 SUITES: dict[str, str] = {
-    "detector2d": "perception3d.bench.detector2d",
     "msgs": "perception3d.bench.msgs",
     "sync": "perception3d.bench.sync",
+    "synth": "perception3d.bench.synth",
+    "convert": "perception3d.bench.convert",
     "algo": "perception3d.bench.algo",
+    "detector2d": "perception3d.bench.detector2d",
 }
 
 

@@ -1,0 +1,200 @@
+"""Reading any nuScenes dataroot (v1.0-mini/trainval/test or the synthetic one) through nuscenes-devkit, with
+clear `DatasetError`s for missing tables and files, unknown versions and scenes, and corrupt point files.
+
+Frames: `global` (nuScenes) = ROS `map`; ego = `base_link`; sensors by channel name. Transforms are 4x4 T_a_b.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..core.boxes import wlh_to_lwh
+from ..core.camera import CameraModel
+from ..core.classes import CATEGORY_TO_DETECTION
+from ..core.detections import Detections3D
+from ..core.geometry import quat_wxyz_to_matrix, transform_from_quat_wxyz
+from ..errors import DatasetError
+from .schema import TABLES
+
+LIDAR_POINT_FIELDS = 5  # x, y, z, intensity, ring (float32) per point in .pcd.bin
+
+
+def open_nuscenes(dataroot: str | Path, version: str, verbose: bool = False) -> Any:
+    """A nuscenes.NuScenes for `<dataroot>/<version>`, after checking that the layout is complete.
+
+    Raises:
+        DatasetError: no such dataroot or version, a missing or unparsable table, a missing map file, or any
+            inconsistency the devkit asserts while loading.
+    """
+    root = Path(dataroot)
+    if not root.is_dir():
+        raise DatasetError(f"{root}: no such dataroot directory")
+    table_dir = root / version
+    if not table_dir.is_dir():
+        found = sorted(p.name for p in root.iterdir() if (p / "scene.json").is_file())
+        raise DatasetError(f"{table_dir}: unknown version {version!r}; this dataroot has {found or 'no versions'}")
+    missing = [f"{name}.json" for name in TABLES if not (table_dir / f"{name}.json").is_file()]
+    if missing:
+        raise DatasetError(f"{table_dir}: missing table file(s) {', '.join(missing)} (nuScenes needs all 13)")
+    for name in TABLES:
+        path = table_dir / f"{name}.json"
+        try:
+            json.loads(path.read_text())
+        except (OSError, ValueError) as exc:
+            raise DatasetError(f"{path}: unreadable table ({exc}); expected a JSON list of records") from exc
+    maps = json.loads((table_dir / "map.json").read_text())
+    for rec in maps:
+        if not (root / rec.get("filename", "")).is_file():
+            raise DatasetError(f"{root / rec.get('filename', '')}: map file listed in map.json is missing")
+    from nuscenes.nuscenes import NuScenes
+    try:
+        return NuScenes(version=version, dataroot=str(root), verbose=verbose)
+    except Exception as exc:  # the devkit asserts and raises many unrelated types while loading
+        raise DatasetError(f"{table_dir}: nuscenes-devkit cannot load it: {type(exc).__name__}: {exc}") from exc
+
+
+def scene_by_name(nusc: Any, name: str) -> dict:
+    """The scene record named `name`.
+
+    Raises:
+        DatasetError: no scene of that name (the message lists the available ones).
+    """
+    for scene in nusc.scene:
+        if scene["name"] == name:
+            return scene
+    names = sorted(s["name"] for s in nusc.scene)
+    raise DatasetError(f"{Path(nusc.dataroot) / nusc.version}: unknown scene {name!r}; available: {names}")
+
+
+def data_path(nusc: Any, sample_data: dict) -> Path:
+    """Absolute path of a sample_data file; raises DatasetError when it is missing."""
+    path = Path(nusc.dataroot) / sample_data["filename"]
+    if not path.is_file():
+        raise DatasetError(f"{path}: file of sample_data {sample_data['token']} is missing")
+    return path
+
+
+def read_lidar_points(path: str | Path) -> np.ndarray:
+    """Points (N, 5) float32 (x, y, z, intensity, ring) of a nuScenes `.pcd.bin`, in the sensor frame.
+
+    Raises:
+        DatasetError: missing file, a size that is not a whole number of 20-byte points, or non-finite xyz.
+    """
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise DatasetError(f"{path}: cannot read LiDAR points: {exc}") from exc
+    step = 4 * LIDAR_POINT_FIELDS
+    if len(raw) % step:
+        raise DatasetError(f"{path}: corrupt point file: {len(raw)} bytes is not a multiple of {step} "
+                           f"(expected N x {LIDAR_POINT_FIELDS} float32: x, y, z, intensity, ring)")
+    points = np.frombuffer(raw, dtype="<f4").reshape(-1, LIDAR_POINT_FIELDS)
+    if not np.isfinite(points[:, :3]).all():
+        bad = int(np.flatnonzero(~np.isfinite(points[:, :3]).all(1))[0])
+        raise DatasetError(f"{path}: corrupt point file: point {bad} has non-finite x, y, z (expected finite metres)")
+    return points
+
+
+def read_lidarseg(nusc: Any, lidar_token: str, n_points: int) -> np.ndarray:
+    """Fine lidarseg labels (N,) uint8 of a keyframe LiDAR sample_data; DatasetError if missing or wrong size."""
+    record = next((r for r in getattr(nusc, "lidarseg", []) if r["sample_data_token"] == lidar_token), None)
+    if record is None:
+        raise DatasetError(f"{Path(nusc.dataroot) / nusc.version}/lidarseg.json: no labels for {lidar_token}")
+    path = Path(nusc.dataroot) / record["filename"]
+    try:
+        labels = np.fromfile(path, dtype=np.uint8)
+    except OSError as exc:
+        raise DatasetError(f"{path}: cannot read lidarseg labels: {exc}") from exc
+    if labels.size != n_points:
+        raise DatasetError(f"{path}: {labels.size} labels for {n_points} points (expected one uint8 per point)")
+    return labels
+
+
+def ego_pose(nusc: Any, sample_data: dict) -> np.ndarray:
+    """T_global_ego (4x4) at a sample_data's timestamp."""
+    pose = nusc.get("ego_pose", sample_data["ego_pose_token"])
+    return transform_from_quat_wxyz(pose["translation"], pose["rotation"])
+
+
+def sensor_extrinsics(nusc: Any, sample_data: dict) -> np.ndarray:
+    """T_ego_sensor (4x4) of a sample_data's calibrated sensor."""
+    calib = nusc.get("calibrated_sensor", sample_data["calibrated_sensor_token"])
+    return transform_from_quat_wxyz(calib["translation"], calib["rotation"])
+
+
+def camera_model(nusc: Any, sample_data: dict) -> CameraModel:
+    """Pinhole model (rectified, P = [K|0]) of a camera sample_data; frame_id is the channel."""
+    calib = nusc.get("calibrated_sensor", sample_data["calibrated_sensor_token"])
+    return CameraModel(K=np.asarray(calib["camera_intrinsic"]), width=int(sample_data["width"]),
+                       height=int(sample_data["height"]), frame_id=sample_data["channel"])
+
+
+def scene_sample_data(nusc: Any, scene: dict) -> list[dict]:
+    """Every sample_data of a scene (keyframes and sweeps, all channels), sorted by timestamp then channel."""
+    first = nusc.get("sample", scene["first_sample_token"])
+    records = []
+    for token in first["data"].values():
+        sd = nusc.get("sample_data", token)
+        while sd["prev"]:
+            sd = nusc.get("sample_data", sd["prev"])
+        while True:
+            records.append(sd)
+            if not sd["next"]:
+                break
+            sd = nusc.get("sample_data", sd["next"])
+    return sorted(records, key=lambda r: (r["timestamp"], r["channel"]))
+
+
+def sample_annotations(nusc: Any, sample_token: str) -> tuple[Detections3D, np.ndarray]:
+    """Ground-truth boxes of the detection classes at a sample, in the global frame (`map`), ids = instance
+    tokens, velocities from the devkit (NaN where unknown); plus num_lidar_pts (N,) of each box."""
+    sample = nusc.get("sample", sample_token)
+    centers, sizes, yaws, classes, ids, vels, n_pts = [], [], [], [], [], [], []
+    for token in sample["anns"]:
+        ann = nusc.get("sample_annotation", token)
+        cls = CATEGORY_TO_DETECTION.get(ann["category_name"])
+        if cls is None:
+            continue
+        R = quat_wxyz_to_matrix(ann["rotation"])
+        centers.append(ann["translation"])
+        sizes.append(wlh_to_lwh(ann["size"]))
+        yaws.append(np.arctan2(R[1, 0], R[0, 0]))
+        classes.append(cls)
+        ids.append(ann["instance_token"])
+        vels.append(nusc.box_velocity(token)[:2])
+        n_pts.append(ann["num_lidar_pts"])
+    dets = Detections3D(np.asarray(centers).reshape(-1, 3), np.asarray(sizes).reshape(-1, 3), np.asarray(yaws),
+                        classes, np.ones(len(classes)), "map", sample["timestamp"] * 1000,
+                        np.asarray(vels).reshape(-1, 2), ids)
+    return dets, np.asarray(n_pts, dtype=int)
+
+
+def interpolate_annotations(keyframes: list[tuple[int, Detections3D]], stamp_us: int) -> Detections3D:
+    """Ground truth at any time from the keyframe boxes (sorted by stamp [us]): instances annotated in both
+    bracketing keyframes are interpolated (centre linearly, yaw along the shorter arc); others keep the nearer
+    keyframe's box when it is the only one that has them. Outside the keyframe span, the nearest keyframe."""
+    stamps = np.array([s for s, _ in keyframes])
+    k = int(np.searchsorted(stamps, stamp_us, side="right")) - 1
+    if k < 0:
+        return keyframes[0][1]
+    if k >= len(keyframes) - 1:
+        return keyframes[-1][1]
+    (s0, a), (s1, b) = keyframes[k], keyframes[k + 1]
+    w = (stamp_us - s0) / (s1 - s0)
+    index_a = {ident: j for j, ident in enumerate(a.ids)}
+    index_b = {ident: j for j, ident in enumerate(b.ids)}
+    out = a if w < 0.5 else b
+    centers, yaws = out.centers.copy(), out.yaws.copy()
+    for i, ident in enumerate(out.ids):
+        j_a, j_b = index_a.get(ident), index_b.get(ident)
+        if j_a is None or j_b is None:
+            continue
+        centers[i] = (1 - w) * a.centers[j_a] + w * b.centers[j_b]
+        dyaw = (b.yaws[j_b] - a.yaws[j_a] + np.pi) % (2 * np.pi) - np.pi
+        yaws[i] = a.yaws[j_a] + w * dyaw
+    return Detections3D(centers, out.sizes_lwh, yaws, out.class_ids, out.scores, out.frame_id, stamp_us * 1000,
+                        out.velocities, out.ids)
