@@ -1,0 +1,70 @@
+"""Keyframes of a nuScenes split and the perception outputs a replay wrote for them.
+
+A keyframe is identified by its LIDAR_TOP sample_data timestamp (us -> ns): outputs carry the stamp of the sweep
+they came from, so an output's header stamp names its keyframe exactly.
+"""
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..errors import DatasetError
+from ..msgs.bag import BagReader
+from ..msgs.factory import stamp_to_ns
+
+
+@dataclass(frozen=True)
+class Keyframe:
+    """One annotated sample: tokens, scene name and LiDAR stamp [ns]."""
+
+    sample_token: str
+    lidar_token: str
+    scene: str
+    stamp_ns: int
+
+
+def split_scenes(nusc: Any, split: str) -> list[str]:
+    """Scene names of a split: nuscenes-devkit's predefined ones or `<dataroot>/<version>/splits.json`."""
+    from nuscenes.utils.splits import create_splits_scenes
+
+    fixed = create_splits_scenes()
+    if split in fixed:
+        return list(fixed[split])
+    path = Path(nusc.dataroot) / nusc.version / "splits.json"
+    splits = json.loads(path.read_text()) if path.exists() else {}
+    if split not in splits:
+        known = sorted(splits) or "none"
+        raise DatasetError(f"split {split!r} is neither a devkit split nor in {path} (it lists {known})")
+    return list(splits[split])
+
+
+def split_keyframes(nusc: Any, split: str) -> list[Keyframe]:
+    """The keyframes of every scene of a split, in time order."""
+    scenes = set(split_scenes(nusc, split))
+    out = []
+    for sample in nusc.sample:
+        scene = nusc.get("scene", sample["scene_token"])["name"]
+        if scene in scenes:
+            lidar = nusc.get("sample_data", sample["data"]["LIDAR_TOP"])
+            out.append(Keyframe(sample["token"], lidar["token"], scene, int(lidar["timestamp"]) * 1000))
+    return sorted(out, key=lambda k: k.stamp_ns)
+
+
+def outputs_at_stamps(bags: Iterable[str | Path], topics: Sequence[str], stamps: set[int]) -> dict[str, dict]:
+    """{topic: {header stamp [ns]: message}} of the bags' messages on `topics` whose header stamp is in `stamps`.
+
+    Topics a bag does not have are skipped (the caller reports what is missing).
+    """
+    found: dict[str, dict] = {topic: {} for topic in topics}
+    for bag in bags:
+        with BagReader(bag) as reader:
+            present = [t for t in topics if t in reader.topics]
+            for item in reader.messages(present) if present else ():
+                if item.stamp_ns not in stamps:
+                    continue
+                msg = item.decode()
+                found[item.topic][stamp_to_ns(msg.header.stamp)] = msg
+    return found
