@@ -41,3 +41,15 @@ def test_occupancy_scores_only_observed_voxels_and_treats_predicted_unknown_as_e
 def test_length_mismatch_is_an_error():
     with pytest.raises(ValueError, match="3 labels"):
         confusion_matrix(np.zeros(3), np.zeros(2), 2)
+
+
+def test_occupancy_mask_leaves_out_voxels_the_sensor_did_not_observe():
+    gt = np.array([4, 4, 4, 0, 15, 15])
+    pred = np.array([4, 0, 0, 0, 15, 255])
+    mask = np.array([True, False, False, True, True, False])  # occluded interiors are not observed
+    score = OccupancyScore()
+    score.add(gt, pred, mask)
+    assert score.iou() == 1.0 and score.per_class_iou()["car"] == 1.0
+    unmasked = OccupancyScore()
+    unmasked.add(gt, pred)
+    assert unmasked.iou() == pytest.approx(2 / 5)

@@ -18,6 +18,7 @@ from perception3d.msgs.labels import label_info_msg, label_info_to_dict
 from perception3d.msgs.markers import CUBE_LIST, DELETEALL, LINE_LIST, box_markers, voxel_markers
 from perception3d.msgs.occupancy import occupancy_msg_to_volume, volume_to_occupancy_msg
 from perception3d.msgs.tf import tf_message, tf_message_to_transforms, transform_stamped
+from perception3d.msgs.typestore import typestore
 
 F = default_factory()
 
@@ -170,3 +171,12 @@ def test_tf_round_trip():
     [(parent, child, stamp, back)] = tf_message_to_transforms(msg)
     assert (parent, child, stamp) == ("base_link", "LIDAR_TOP", 42)
     np.testing.assert_allclose(back, T, atol=1e-12)
+
+
+def test_voxel_grid_survives_the_float32_resolution_of_the_message():
+    grid = VoxelGrid.from_range((-51.2, -51.2, -5.0, 51.2, 51.2, 3.0), 0.4)
+    msg = volume_to_occupancy_msg(np.zeros(grid.shape, np.uint8), grid, 0, "base_link")
+    wire = typestore().deserialize_cdr(typestore().serialize_cdr(msg, msg.__msgtype__), msg.__msgtype__)
+    _, back, _, _ = occupancy_msg_to_volume(wire)
+    assert back != grid and back.matches(grid)  # 0.4 is not exact in float32
+    assert not back.matches(VoxelGrid(grid.origin, 0.2, grid.shape))

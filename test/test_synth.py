@@ -218,6 +218,14 @@ def test_occupancy_volumes_hold_the_objects_and_free_space(nusc):
         assert np.mean(labels[idx[ok, 0], idx[ok, 1], idx[ok, 2]] == 0) > 0.95
         # Everything below the ground layer is unobserved.
         assert np.all(labels[:, :, :12] == 255)
+        # The observation mask holds every voxel a ray crossed and every voxel holding a return, nothing else.
+        observed = meta["observed"]
+        assert np.all(observed[labels == 0])
+        all_pts = pts @ T_ego_lidar[:3, :3].T + T_ego_lidar[:3, 3]
+        idx, ok = grid.voxel_indices(all_pts)
+        assert np.all(observed[idx[ok, 0], idx[ok, 1], idx[ok, 2]])
+        occupied = (labels != 0) & (labels != 255)
+        assert 0.01 < observed[occupied].mean() < 0.9  # surfaces seen, occluded interiors and far sides not
     assert checked > 5
 
 

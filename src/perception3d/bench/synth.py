@@ -23,7 +23,7 @@ def _dir_size_mb(path: Path) -> float:
 def run(out_dir: Path) -> Path:
     from ..core.voxels import VoxelGrid
     from ..data.lidar import LidarSimulator
-    from ..data.occupancy_gt import occupancy_volume
+    from ..data.occupancy_gt import ground_truth_volume
     from ..data.render import CameraRenderer
     from ..data.synth import SynthConfig, synthesize
     from ..data.world import World
@@ -39,7 +39,7 @@ def run(out_dir: Path) -> Path:
         "LiDAR sweep (ray cast + labels)": time_call(lambda: lidar.sweep(world, 5.0, rng), repeat=5),
         "camera image (render + JPEG)": time_call(lambda: renderer.render_jpeg(world, 5.0, rng), repeat=5),
         "occupancy volume (256x256x20)": time_call(
-            lambda: occupancy_volume(world, 5.0, world.ego_pose(5.0), sweep.T_global_sensor, sweep.points[:, :3],
+            lambda: ground_truth_volume(world, 5.0, world.ego_pose(5.0), sweep.T_global_sensor, sweep.points[:, :3],
                                      grid), repeat=3),
     }
     load = os.getloadavg()[0]

@@ -35,6 +35,11 @@ class VoxelGrid:
             raise ValueError(f"empty voxel grid for range {point_cloud_range} at {resolution} m")
         return cls(tuple(float(v) for v in lo), float(resolution), tuple(int(v) for v in shape))
 
+    def matches(self, other: VoxelGrid, atol: float = 1e-5) -> bool:
+        """Same shape, and origin and resolution equal within `atol` metres (messages carry float32 sizes)."""
+        return (tuple(self.shape) == tuple(other.shape) and abs(self.resolution - other.resolution) <= atol
+                and bool(np.allclose(self.origin, other.origin, atol=atol)))
+
     @property
     def num_voxels(self) -> int:
         return int(np.prod(self.shape))

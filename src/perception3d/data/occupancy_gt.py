@@ -9,10 +9,14 @@ timestamp; default range [-51.2, -51.2, -5, 51.2, 51.2, 3] m at 0.4 m (256 x 256
 - 0 (free): a voxel the keyframe's LiDAR rays passed through before their return;
 - 255 (unobserved): every other voxel (free space no ray crossed, the ground's underside).
 
+Labels are complete, but a single sweep sees only surfaces: `observed` (bool [x, y, z]) marks the voxels the
+keyframe sweep observed, those its rays crossed or ended in (Occ3D's `mask_lidar`). Scoring "on observed voxels"
+uses it.
+
 File: `<dataroot>/occupancy/<version>/<lidar_sample_data_token>_occupancy.npz` (numpy savez_compressed) with
-`labels` (uint8 [x, y, z]), `pc_range` (6 float64: xmin, ymin, zmin, xmax, ymax, zmax [m]), `voxel_size`
-(float64 [m]), `frame` ('base_link'), `T_global_ego` (4x4 float64, the keyframe LIDAR_TOP ego pose),
-`sample_token`, `lidar_token`.
+`labels` (uint8 [x, y, z]), `observed` (bool [x, y, z]), `pc_range` (6 float64: xmin, ymin, zmin, xmax, ymax,
+zmax [m]), `voxel_size` (float64 [m]), `frame` ('base_link'), `T_global_ego` (4x4 float64, the keyframe LIDAR_TOP
+ego pose), `sample_token`, `lidar_token`.
 """
 from __future__ import annotations
 
@@ -32,27 +36,34 @@ DEFAULT_VOXEL_SIZE = 0.4
 OCCUPANCY_FRAME = "base_link"
 
 
-def occupancy_volume(world: World, t: float, T_global_ego: np.ndarray, T_global_sensor: np.ndarray,
-                     points_sensor: np.ndarray, grid: VoxelGrid, point_labels: np.ndarray | None = None) -> np.ndarray:
-    """The labelled volume for scene time t [s], given the keyframe sweep's points (N, 3) in the sensor frame and
-    their fine lidarseg labels (N,) (voxels holding a return get its class, after the analytic geometry)."""
+def ground_truth_volume(world: World, t: float, T_global_ego: np.ndarray, T_global_sensor: np.ndarray,
+                        points_sensor: np.ndarray, grid: VoxelGrid,
+                        point_labels: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The labelled volume for scene time t [s] and the keyframe sweep's observation mask, given the sweep's points
+    (N, 3) in the sensor frame and their fine lidarseg labels (N,) (voxels holding a return get its class, after the
+    analytic geometry)."""
     volume = np.full(grid.shape, OCCUPANCY_UNKNOWN, np.uint8)
     T_ego_global = invert_transform(T_global_ego)
     T_ego_sensor = T_ego_global @ T_global_sensor
-    _mark_free(volume, grid, T_ego_sensor[:3, 3], transform_points(T_ego_sensor, points_sensor))
+    points_ego = transform_points(T_ego_sensor, points_sensor)
+    observed = np.zeros(grid.shape, dtype=bool)
+    crossed = _mark_free(volume, grid, T_ego_sensor[:3, 3], points_ego)
+    observed[crossed[:, 0], crossed[:, 1], crossed[:, 2]] = True
     _mark_ground(volume, grid, world, T_global_ego)
     prims = world.primitives(t).near(T_global_ego[:2, 3], np.hypot(*grid.shape[:2]) * grid.resolution / 2)
     _mark_primitives(volume, grid, prims, T_global_ego)
+    idx, inside = grid.voxel_indices(points_ego)
+    observed[idx[inside, 0], idx[inside, 1], idx[inside, 2]] = True
     if point_labels is not None:
-        idx, inside = grid.voxel_indices(transform_points(T_ego_sensor, points_sensor))
         inside &= FINE_TO_COARSE[point_labels] != OCCUPANCY_FREE  # noise / ignored classes do not mark voxels
         idx = idx[inside]
         volume[idx[:, 0], idx[:, 1], idx[:, 2]] = FINE_TO_COARSE[point_labels[inside]]
-    return volume
+    return volume, observed
 
 
-def _mark_free(volume, grid: VoxelGrid, origin: np.ndarray, points: np.ndarray) -> None:
-    """Voxels along each ray from origin to its return (excluding the last voxel) become free."""
+def _mark_free(volume, grid: VoxelGrid, origin: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """Voxels along each ray from origin to its return (excluding the last voxel) become free; returns their
+    (M, 3) indices."""
     step = grid.resolution
     dist = np.linalg.norm(points - origin, axis=1)
     counts = np.maximum(np.floor((dist - step) / step).astype(int), 0)
@@ -63,6 +74,7 @@ def _mark_free(volume, grid: VoxelGrid, origin: np.ndarray, points: np.ndarray) 
     idx, inside = grid.voxel_indices(samples)
     idx = idx[inside]
     volume[idx[:, 0], idx[:, 1], idx[:, 2]] = OCCUPANCY_FREE
+    return idx
 
 
 def _mark_ground(volume, grid: VoxelGrid, world: World, T_global_ego: np.ndarray) -> None:
@@ -113,17 +125,17 @@ def occupancy_relpath(version: str, lidar_token: str) -> str:
     return f"occupancy/{version}/{lidar_token}_occupancy.npz"
 
 
-def occupancy_arrays(volume: np.ndarray, grid: VoxelGrid, T_global_ego: np.ndarray, sample_token: str,
-                     lidar_token: str) -> dict[str, np.ndarray]:
+def occupancy_arrays(volume: np.ndarray, observed: np.ndarray, grid: VoxelGrid, T_global_ego: np.ndarray,
+                     sample_token: str, lidar_token: str) -> dict[str, np.ndarray]:
     """The arrays of one keyframe's occupancy file, in the documented layout."""
     pc_range = np.concatenate([grid.origin, np.asarray(grid.origin) + np.asarray(grid.shape) * grid.resolution])
-    return {"labels": volume, "pc_range": pc_range, "voxel_size": np.float64(grid.resolution),
+    return {"labels": volume, "observed": observed, "pc_range": pc_range, "voxel_size": np.float64(grid.resolution),
             "frame": np.str_(OCCUPANCY_FRAME), "T_global_ego": np.asarray(T_global_ego, np.float64),
             "sample_token": np.str_(sample_token), "lidar_token": np.str_(lidar_token)}
 
 
 def load_occupancy(path: str | Path) -> tuple[np.ndarray, VoxelGrid, dict]:
-    """(labels [x, y, z] uint8, grid, {frame, T_global_ego, sample_token, lidar_token}) of an occupancy file.
+    """(labels [x, y, z] uint8, grid, {observed, frame, T_global_ego, sample_token, lidar_token}) of a file.
 
     Raises:
         DatasetError: missing file or missing / inconsistent arrays.
@@ -134,11 +146,14 @@ def load_occupancy(path: str | Path) -> tuple[np.ndarray, VoxelGrid, dict]:
             labels = z["labels"]
             pc_range = tuple(float(v) for v in z["pc_range"])
             grid = VoxelGrid.from_range(pc_range, float(z["voxel_size"]))
-            meta = {"frame": str(z["frame"]), "T_global_ego": z["T_global_ego"],
+            meta = {"observed": z["observed"], "frame": str(z["frame"]), "T_global_ego": z["T_global_ego"],
                     "sample_token": str(z["sample_token"]), "lidar_token": str(z["lidar_token"])}
     except (OSError, KeyError, ValueError) as exc:
         raise DatasetError(f"{path}: not a readable occupancy file ({exc}); expected an .npz with labels, "
-                           "pc_range, voxel_size, frame, T_global_ego, sample_token, lidar_token") from exc
+                           "observed, pc_range, voxel_size, frame, T_global_ego, sample_token, lidar_token") from exc
     if labels.shape != grid.shape or labels.dtype != np.uint8:
         raise DatasetError(f"{path}: labels are {labels.dtype} {labels.shape}, expected uint8 {grid.shape}")
+    if meta["observed"].shape != grid.shape or meta["observed"].dtype != bool:
+        raise DatasetError(f"{path}: observed is {meta['observed'].dtype} {meta['observed'].shape}, "
+                           f"expected bool {grid.shape}")
     return labels, grid, meta

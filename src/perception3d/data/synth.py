@@ -23,7 +23,7 @@ from ..core.geometry import matrix_to_quat_wxyz, quat_xyzw_to_wxyz, yaw_to_quat_
 from ..core.voxels import VoxelGrid
 from ..errors import DatasetError
 from .lidar import LidarSimulator
-from .occupancy_gt import DEFAULT_RANGE, DEFAULT_VOXEL_SIZE, occupancy_arrays, occupancy_relpath, occupancy_volume
+from .occupancy_gt import DEFAULT_RANGE, DEFAULT_VOXEL_SIZE, ground_truth_volume, occupancy_arrays, occupancy_relpath
 from .render import CameraRenderer
 from .rig import LIDAR_CHANNEL, Rig, load_rig
 from .schema import attribute_records, category_records, make_token, visibility_records, visibility_token
@@ -190,10 +190,10 @@ class SceneGenerator:
         self.w.write_bytes(seg_file, sweep.labels.tobytes())
         self.w.add("lidarseg", {"token": lidar_token, "sample_data_token": lidar_token, "filename": seg_file})
         T_global_ego = self.world.ego_pose(t)
-        volume = occupancy_volume(self.world, t, T_global_ego, sweep.T_global_sensor, sweep.points[:, :3],
-                                  self.grid, sweep.labels)
-        self.w.write_npz(occupancy_relpath(version, lidar_token),
-                         occupancy_arrays(volume, self.grid, T_global_ego, self.sample_tokens[s], lidar_token))
+        volume, observed = ground_truth_volume(self.world, t, T_global_ego, sweep.T_global_sensor,
+                                               sweep.points[:, :3], self.grid, sweep.labels)
+        arrays = occupancy_arrays(volume, observed, self.grid, T_global_ego, self.sample_tokens[s], lidar_token)
+        self.w.write_npz(occupancy_relpath(version, lidar_token), arrays)
         centers, sizes, yaws = self.world.object_states(t)
         n_pts = np.bincount(sweep.instances[sweep.instances >= 0], minlength=len(centers))
         in_range = np.hypot(*(centers[:, :2] - T_global_ego[:2, 3]).T) <= self.cfg.annotation_range_m

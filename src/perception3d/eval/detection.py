@@ -93,8 +93,8 @@ def evaluate_detection(nusc, predictions: dict[str, Detections3D], eval_set: str
                               output_dir=str(output_dir), verbose=verbose)
     metrics, _ = evaluator.evaluate()
     present = sorted({b.detection_name for b in evaluator.gt_boxes.all}, key=DETECTION_CLASSES.index)
-    class_ap = {c: float(metrics.get_label_ap(c)) for c in DETECTION_CLASSES}
-    class_ap_2m = {c: float(metrics._label_aps[c][2.0]) for c in DETECTION_CLASSES}
+    class_ap = {c: float(v) for c, v in metrics.mean_dist_aps.items()}
+    class_ap_2m = {c: float(metrics.get_label_ap(c, 2.0)) for c in DETECTION_CLASSES}
     tp_errors = {c: {m: float(metrics.get_label_tp(c, m)) for m in TP_METRICS} for c in DETECTION_CLASSES}
     map_present = float(np.mean([class_ap[c] for c in present])) if present else float("nan")
     tp_means = [np.nanmean([tp_errors[c][m] for c in present]) if present else np.nan for m in TP_METRICS]

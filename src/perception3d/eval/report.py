@@ -53,7 +53,7 @@ class EvalReport:
                       _iou_table(self.segmentation.per_class_iou(), self.segmentation.confusion),
                       f"\nmIoU {self.segmentation.miou():.3f}"]
         if self.occupancy is not None:
-            lines += ["", "### Occupancy (observed voxels)", "",
+            lines += ["", "### Occupancy (voxels the keyframe sweep observed, as Occ3D's mask_lidar)", "",
                       f"IoU (occupied vs free) {self.occupancy.iou():.3f}, semantic mIoU {self.occupancy.miou():.3f}",
                       "", _iou_table(self.occupancy.per_class_iou(), self.occupancy.semantic)]
         return "\n".join(lines)
@@ -118,10 +118,10 @@ def evaluate(nusc: Any, bags: list[str | Path], split: str, tasks: list[str], ou
             pred, grid, _, frame = occupancy_msg_to_volume(msg, OCCUPANCY_TOPIC)
             gt, gt_grid, meta = load_occupancy(Path(nusc.dataroot) / occupancy_relpath(nusc.version,
                                                                                        by_stamp[stamp].lidar_token))
-            if grid != gt_grid or frame != meta["frame"]:
+            if not grid.matches(gt_grid) or frame != meta["frame"]:
                 raise DatasetError(f"{OCCUPANCY_TOPIC}: grid {grid} in {frame!r} differs from the ground truth's "
                                    f"{gt_grid} in {meta['frame']!r}; set the occupancy node's grid.* to match")
-            report.occupancy.add(gt, pred)
+            report.occupancy.add(gt, pred, meta["observed"])
     return report
 
 

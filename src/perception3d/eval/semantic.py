@@ -36,17 +36,21 @@ class SegmentationScore:
 class OccupancyScore:
     """Accumulates occupancy volumes: labels 0 free, 1..16 classes, 255 unobserved.
 
-    Only voxels observed in the ground truth (label != 255) are scored. A predicted 255 (our geometric mode could
-    not observe the voxel) counts as 'not occupied'.
+    Only voxels observed in the ground truth (label != 255, and inside the `observed` mask when one is given, as
+    Occ3D scores with its mask_lidar) are scored. A predicted 255 (the prediction could not observe the voxel)
+    counts as 'not occupied'.
     """
 
     geometry: np.ndarray = field(default_factory=lambda: np.zeros((2, 2), np.int64))
     semantic: np.ndarray = field(default_factory=lambda: np.zeros((NUM_SEMANTIC, NUM_SEMANTIC), np.int64))
 
-    def add(self, gt: np.ndarray, pred: np.ndarray) -> None:
+    def add(self, gt: np.ndarray, pred: np.ndarray, mask: np.ndarray | None = None) -> None:
+        """Count one volume; `mask` (bool, same shape) restricts scoring to the voxels the sensor observed."""
         gt = np.asarray(gt).reshape(-1)
         pred = np.asarray(pred).reshape(-1)
         observed = gt != OCCUPANCY_UNKNOWN
+        if mask is not None:
+            observed &= np.asarray(mask).reshape(-1)
         gt_occ = (gt != OCCUPANCY_FREE) & observed
         pred_occ = (pred != OCCUPANCY_FREE) & (pred != OCCUPANCY_UNKNOWN)
         self.geometry += confusion_matrix(gt_occ.astype(int), pred_occ.astype(int), 2, ignore=~observed)
