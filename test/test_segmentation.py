@@ -2,9 +2,10 @@
 import numpy as np
 import pytest
 
+from perception3d.core.camera import project_points
 from perception3d.core.classes import LIDARSEG_CLASSES
 from perception3d.core.frustum import ClusterParams, object_points_in_boxes, project_cloud
-from perception3d.core.geometry import transform_points
+from perception3d.core.geometry import invert_transform, transform_points
 from perception3d.core.ground import fit_ground_plane
 from perception3d.core.segmentation import segment_points
 from perception3d.errors import PointCloudError
@@ -19,7 +20,7 @@ from scene_helpers import (
     view,
 )
 
-CAR, PED, GROUND = (LIDARSEG_CLASSES.index(n) for n in ("car", "pedestrian", "driveable_surface"))
+CAR, PED, GROUND, TRUCK = (LIDARSEG_CLASSES.index(n) for n in ("car", "pedestrian", "driveable_surface", "truck"))
 SENSOR = T_BASE_LIDAR[:3, 3]
 CAR_BOX = (np.array([15.0, 1.0, 0.3 + 0.8]), np.array([4.6, 1.9, 1.6]), 0.4)  # 0.3 m ground clearance
 PED_BOX = (np.array([9.0, 0.2, 0.9]), np.array([0.6, 0.6, 1.8]), 0.0)
@@ -158,3 +159,28 @@ def test_bad_and_non_finite_points(scene):
     clean, _ = segment_points(points[np.isfinite(noisy).all(axis=1)], views, T_BASE_LIDAR)
     assert np.all(labels[::50] == 0) and np.all(scores[::50] == 0)
     assert np.array_equal(labels[np.isfinite(noisy).all(axis=1)], clean)
+
+
+def test_blind_spot_points_take_the_label_of_the_object_they_connect_to():
+    # A truck alongside the vehicle: only its front part is in the front camera's view; a pole on the other side
+    # is seen by no camera and touches no labelled object.
+    truck = (np.array([2.0, 4.0, 0.3 + 1.5]), np.array([12.0, 2.5, 3.0]), 0.0)
+    pole = (np.array([0.5, -4.0, 1.5]), np.array([0.3, 0.3, 3.0]), 0.0)
+    truck_pts, pole_pts = box_surface_points(*truck, SENSOR), box_surface_points(*pole, SENSOR)
+    points = to_lidar(np.vstack([truck_pts, pole_pts, ground_grid()]))
+    cam, front = camera(), camera_mount(0.0)
+    T_cam_lidar = invert_transform(front) @ T_BASE_LIDAR
+    visible = project_points(cam, transform_points(T_cam_lidar, points[: len(truck_pts)]))
+    seen = visible.in_image
+    assert seen.sum() > 50 and (~seen).sum() > 50
+    box = np.r_[visible.uv[seen].min(axis=0), visible.uv[seen].max(axis=0)]
+    cams = [view(cam, front, [box], ["truck"], [0.9])]
+    labels, scores = segment_points(points, cams, T_BASE_LIDAR)
+    truck_labels, truck_scores = labels[: len(truck_pts)], scores[: len(truck_pts)]
+    assert np.mean(truck_labels[seen] == TRUCK) > 0.95
+    assert np.mean(truck_labels[~seen] == TRUCK) > 0.95
+    assert np.all(truck_scores[~seen & (truck_labels == TRUCK)] <= 0.45 + 1e-6)  # half the 2D score
+    pole_labels = labels[len(truck_pts): len(truck_pts) + len(pole_pts)]
+    assert np.all(pole_labels[pole_pts[:, 2] > 0.3] == 0)  # its foot is road, the rest stays unlabelled
+    without = segment_points(points, cams, T_BASE_LIDAR, blind_link_m=0.0)[0]
+    assert np.all(without[: len(truck_pts)][~seen] == 0)

@@ -14,6 +14,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "convert": ("perception3d.data.convert_command", "convert nuScenes scenes into rosbag2 (MCAP) files"),
     "replay": ("perception3d.runtime.replay_command", "run graph nodes over a rosbag2 without ROS, record outputs"),
     "eval": ("perception3d.eval.command", "score replay outputs against a dataroot's ground truth"),
+    "view": ("perception3d.viz.command", "draw one frame of a replay (BEV + six cameras) into a PNG"),
     "train": ("perception3d.train.train_command", "train a learned model (detector2d) on a nuScenes-schema dataroot"),
     "export": ("perception3d.train.export_command", "export a trained model (detector2d) to ONNX"),
     "params": ("perception3d.runtime.params_command", "parameter schema, default file and README tables"),

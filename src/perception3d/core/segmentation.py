@@ -9,7 +9,10 @@
    (detection class -> lidarseg index, core.classes.DETECTION_TO_LIDARSEG) and the box's 2D score. A point in
    several boxes (overlapping boxes, or two cameras) takes the box whose object is nearest (median cluster
    depth), as the occluding object is the one seen.
-3. Everything else is 0 = ignore/unlabelled with score 0: stuff classes (sidewalk, terrain, manmade,
+3. Blind spots: non-ground points no camera sees (beside the vehicle, between the side cameras' fields of view)
+   take the majority label of the labelled object points they connect to through neighbours closer than
+   `blind_link_m`, with half the score; a car half in a blind spot is labelled whole.
+4. Everything else is 0 = ignore/unlabelled with score 0: stuff classes (sidewalk, terrain, manmade,
    vegetation, other_flat) are beyond a box prior and need the learned mode.
 Boxes with class names outside the 10 detection classes are skipped.
 """
@@ -18,6 +21,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
+from scipy.spatial import cKDTree
 
 from .classes import DETECTION_TO_LIDARSEG, IGNORE_LABEL, LIDARSEG_CLASSES
 from .frustum import (
@@ -38,7 +44,8 @@ GROUND_LABEL = LIDARSEG_CLASSES.index("driveable_surface")
 def segment_points(points_lidar: np.ndarray, views: Sequence[CameraView], T_base_lidar: np.ndarray,
                    ground: GroundParams | None = None,
                    cluster: ClusterParams | None = None,
-                   min_object_height_m: float = 0.05) -> tuple[np.ndarray, np.ndarray]:
+                   min_object_height_m: float = 0.05,
+                   blind_link_m: float = 0.3) -> tuple[np.ndarray, np.ndarray]:
     """Per-point lidarseg labels and scores of one sweep.
 
     Args:
@@ -47,6 +54,8 @@ def segment_points(points_lidar: np.ndarray, views: Sequence[CameraView], T_base
         T_base_lidar: 4x4 LiDAR -> base_link transform (gives the up direction for the ground fit).
         ground: ground plane fit parameters; cluster: object depth cluster parameters (defaults when None).
         min_object_height_m: ground-band points higher than this above the plane can still be an object's.
+        blind_link_m: non-ground points that no camera sees (the blind spots beside the vehicle) take the label
+            of labelled object points they connect to through neighbours closer than this [m]; 0 turns it off.
     Returns:
         labels (N,) uint8 in 0..16 (core.classes.LIDARSEG_CLASSES) and scores (N,) float32 in [0, 1].
     """
@@ -57,7 +66,7 @@ def segment_points(points_lidar: np.ndarray, views: Sequence[CameraView], T_base
     scores = np.zeros(len(xyz), dtype=np.float32)
     if not np.all(finite):  # non-finite returns stay unlabelled
         labels[finite], scores[finite] = segment_points(xyz[finite], views, T_base_lidar, ground, cluster,
-                                                        min_object_height_m)
+                                                        min_object_height_m, blind_link_m)
         return labels, scores
     pts = xyz
     up = np.asarray(T_base_lidar, dtype=np.float64)[2, :3]
@@ -70,6 +79,7 @@ def segment_points(points_lidar: np.ndarray, views: Sequence[CameraView], T_base
         band[np.flatnonzero(is_ground)[height > min_object_height_m]] = True
     candidates = np.flatnonzero(~is_ground | band)
     hit_point, hit_label, hit_score, hit_depth = [], [], [], []
+    seen = np.zeros(len(pts), dtype=bool)
     for view in views:
         dets = view.detections
         known = np.array([c in DETECTION_TO_LIDARSEG for c in dets.class_ids], dtype=bool)
@@ -78,6 +88,7 @@ def segment_points(points_lidar: np.ndarray, views: Sequence[CameraView], T_base
         dets = dets.select(known)
         cloud = project_cloud(pts[candidates], view.camera, view.T_cam_lidar)
         point_index = candidates[cloud.index]
+        seen[point_index] = True
         in_band = band[point_index]
         depth = cloud.points_cam[:, 2]
         # Object clusters from the points above the ground band only.
@@ -105,4 +116,35 @@ def segment_points(points_lidar: np.ndarray, views: Sequence[CameraView], T_base
         pick = order[first]
         labels[point] = np.concatenate(hit_label)[pick]
         scores[point] = np.concatenate(hit_score)[pick]
+        if blind_link_m > 0:
+            unseen_objects = np.flatnonzero(~is_ground & ~seen)  # never the road band: it would chain labels
+            blind = np.setdiff1d(unseen_objects, point)
+            _label_connected(pts, labels, scores, point, blind, blind_link_m)
     return labels, scores
+
+
+def _label_connected(pts: np.ndarray, labels: np.ndarray, scores: np.ndarray, labelled: np.ndarray,
+                     blind: np.ndarray, link_m: float) -> None:
+    """Give unseen points the label their connected component touches (in place).
+
+    Blind points join through links shorter than link_m; a blind point within link_m of a labelled point is a seed
+    carrying that point's label and score. Each component takes its seeds' majority label and half their mean
+    score (the label was not seen in an image); components without seeds stay as they are.
+    """
+    if len(blind) == 0 or len(labelled) == 0:
+        return
+    dist, nearest = cKDTree(pts[labelled]).query(pts[blind], k=1, distance_upper_bound=link_m)
+    seed = np.isfinite(dist)
+    if not np.any(seed):
+        return
+    pairs = cKDTree(pts[blind]).query_pairs(link_m, output_type="ndarray").reshape(-1, 2)
+    graph = coo_matrix((np.ones(len(pairs)), (pairs[:, 0], pairs[:, 1])), shape=(len(blind), len(blind)))
+    _, component = connected_components(graph, directed=False)
+    seed_label = labels[labelled[nearest[seed]]]
+    votes = np.zeros((component.max() + 1, len(LIDARSEG_CLASSES)), dtype=np.int64)
+    np.add.at(votes, (component[seed], seed_label), 1)
+    score_sum = np.bincount(component[seed], weights=scores[labelled[nearest[seed]]], minlength=len(votes))
+    count = votes.sum(axis=1)
+    take = count[component] > 0
+    labels[blind[take]] = np.argmax(votes[component[take]], axis=1)
+    scores[blind[take]] = 0.5 * score_sum[component[take]] / count[component[take]]
