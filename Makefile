@@ -15,7 +15,7 @@ $(STAMP): setup.py pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(VENV)/bin/perception3d demo --out demo_out
+	$(VENV)/bin/perception3d demo --out demo_out --force
 
 test: $(STAMP)
 	$(VENV)/bin/ruff check .

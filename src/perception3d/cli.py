@@ -10,6 +10,7 @@ from .errors import Perception3DError
 
 # name -> (module, one-line help). Modules are imported when the parser is built; keep their top level light.
 COMMANDS: dict[str, tuple[str, str]] = {
+    "demo": ("perception3d.demo", "the whole chain on a synthetic scene: data, replay, scores, pictures"),
     "synth": ("perception3d.data.synth_command", "write a synthetic nuScenes-schema dataroot with full ground truth"),
     "convert": ("perception3d.data.convert_command", "convert nuScenes scenes into rosbag2 (MCAP) files"),
     "replay": ("perception3d.runtime.replay_command", "run graph nodes over a rosbag2 without ROS, record outputs"),
