@@ -221,3 +221,9 @@ def test_greedy_approximate_time_reimplementation():
     assert len(greedy.emitted) <= cam_frames < sweeps
     assert run_ours(events, 50 * MS, 100 * MS, 10) == (sweeps, sweeps)
     assert run_greedy(events, 50 * MS, 10)[0] == len(greedy.emitted)
+
+
+def test_builtin_camera_offsets_are_the_rig_files(rig):
+    from perception3d.core.sensor_timing import NUSCENES_CAMERA_OFFSETS_S
+
+    assert NUSCENES_CAMERA_OFFSETS_S == {name: cam["camera_offset_s"] for name, cam in rig["cameras"].items()}

@@ -25,9 +25,9 @@ from ..core.lift3d import detect_3d
 from ..core.occupancy import default_grid, occupancy_volume
 from ..core.qaf2d import lift_boxes
 from ..core.segmentation import GROUND_LABEL, segment_points
+from ..data.rig import RIG_PATH
 from .common import format_table, time_call, write_results
 
-RIG_PATH = Path(__file__).resolve().parents[3] / "benchmarks" / "nuscenes-rig.json"
 LIDAR_BEAMS_DEG = np.linspace(-30.67, 10.67, 32)  # HDL-32E elevation angles
 LIDAR_AZIMUTHS = 1084
 WALL_RADIUS_M = 48.0
