@@ -17,7 +17,7 @@ ALLOWED = {
     "eval": {"core", "msgs", "eval", "errors", "data"},
     "train": {"core", "msgs", "train", "errors", "data", "eval"},  # validation scores during training
     "viz": {"core", "msgs", "viz", "errors"},
-    "bench": {"core", "msgs", "nodes", "runtime", "data", "eval", "viz", "bench", "errors"},
+    "bench": {"core", "msgs", "nodes", "runtime", "data", "eval", "viz", "bench", "errors", "pipeline"},
 }
 FORBIDDEN_THIRD_PARTY = {"core": {"rosbags", "rclpy", "message_filters", "tf2_ros", "cv_bridge"}}
 

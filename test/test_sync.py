@@ -226,4 +226,4 @@ def test_greedy_approximate_time_reimplementation():
 def test_builtin_camera_offsets_are_the_rig_files(rig):
     from perception3d.core.sensor_timing import NUSCENES_CAMERA_OFFSETS_S
 
-    assert NUSCENES_CAMERA_OFFSETS_S == {name: cam["camera_offset_s"] for name, cam in rig["cameras"].items()}
+    assert {name: cam["camera_offset_s"] for name, cam in rig["cameras"].items()} == NUSCENES_CAMERA_OFFSETS_S

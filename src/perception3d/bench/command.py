@@ -12,6 +12,8 @@ SUITES: dict[str, str] = {
     "synth": "perception3d.bench.synth",
     "convert": "perception3d.bench.convert",
     "algo": "perception3d.bench.algo",
+    "graph": "perception3d.bench.graph",
+    "scores": "perception3d.bench.scores",
     "detector2d": "perception3d.bench.detector2d",
 }
 
