@@ -81,3 +81,22 @@ def test_rclpy_backend_hands_sequences_over_as_array_array(monkeypatch):
     cam = f("sensor_msgs/msg/CameraInfo", k=[1, 0, 0, 0, 1, 0, 0, 0, 1], d=np.array([0.1, 0.2]))
     assert isinstance(cam.k, np.ndarray) and cam.k.dtype == np.float64  # fixed-size arrays are numpy in rclpy
     assert isinstance(cam.d, array.array) and cam.d.typecode == "d" and list(cam.d) == [0.1, 0.2]
+
+
+def test_many_builds_flat_messages_row_by_row_on_both_backends():
+    xyz = np.array([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]])
+    points = default_factory().many("geometry_msgs/msg/Point", x=xyz[:, 0], y=xyz[:, 1], z=xyz[:, 2])
+    assert [(p.x, p.y, p.z) for p in points] == [(1.0, 2.0, 3.0), (4.0, 5.0, 6.0)]
+    assert points[0].__msgtype__ == "geometry_msgs/msg/Point"
+
+    class FakePoint:
+        def __init__(self, **kw):
+            self.__dict__.update(kw)
+
+    rclpy_points = MessageFactory("rclpy", message_class=lambda t: FakePoint).many(
+        "geometry_msgs/msg/Point", x=xyz[:, 0], y=xyz[:, 1], z=xyz[:, 2])
+    assert [(p.x, p.y, p.z) for p in rclpy_points] == [(1.0, 2.0, 3.0), (4.0, 5.0, 6.0)]
+    with pytest.raises(TypeError, match="every field of a flat type"):
+        default_factory().many("geometry_msgs/msg/Point", x=xyz[:, 0], y=xyz[:, 1])
+    with pytest.raises(TypeError, match="flat type"):
+        default_factory().many("geometry_msgs/msg/Pose", position=[], orientation=[])

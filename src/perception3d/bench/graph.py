@@ -45,6 +45,8 @@ def write_frame_bag(path: Path, sweeps: int = SWEEPS) -> int:
         statics = [transform_stamped(rig.T_base_lidar, "base_link", "LIDAR_TOP", START_NS)]
         statics += [transform_stamped(T, "base_link", name, START_NS) for name, (_, T) in rig.cameras.items()]
         bag.write("/tf_static", START_NS, tf_message(statics), LATCHED)
+        first = START_NS - PERIOD_NS  # the cameras fire before the first sweep: cover their stamps too
+        bag.write("/tf", first, tf_message([transform_stamped(np.eye(4), "map", "base_link", first)]), TF)
         for k in range(sweeps):
             stamp = START_NS + k * PERIOD_NS
             bag.write("/tf", stamp, tf_message([transform_stamped(np.eye(4), "map", "base_link", stamp)]), TF)

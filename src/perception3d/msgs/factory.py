@@ -37,6 +37,13 @@ _ARRAY_TYPECODES: dict[str, str] = {
 }
 
 
+_MISSING = object()
+
+
+def _identity(value: Any) -> Any:
+    return value
+
+
 def _rclpy_message_class(msgtype: str) -> type:
     package, _, name = msgtype.split("/")
     module = importlib.import_module(f"{package}.msg")
@@ -53,12 +60,30 @@ class MessageFactory:
         self.backend = backend
         self._store = typestore()
         self._message_class = message_class or _rclpy_message_class
+        self._builders: dict[str, tuple[type, frozenset, tuple]] = {}
 
     def __call__(self, msgtype: str, **fields: Any) -> Any:
         """A message of `msgtype` with the given fields; fields left out take their ROS default."""
         if self.backend == "rclpy":
             return self._make_rclpy(msgtype, fields)
         return self._make_rosbags(msgtype, fields)
+
+    def many(self, msgtype: str, **columns: np.ndarray) -> list:
+        """One message of a flat type (every field a primitive, e.g. Point, ColorRGBA) per row of the columns.
+
+        The bulk path for point and colour lists: rows are built straight from numpy columns, without the
+        per-field work of `__call__`.
+        """
+        _, fielddefs = self._store.fielddefs[msgtype]
+        names = [name for name, _ in fielddefs]
+        if set(columns) != set(names) or any(kind != Nodetype.BASE for _, (kind, _) in fielddefs):
+            raise TypeError(f"many() needs every field of a flat type: {msgtype} has {names}, got {sorted(columns)}")
+        rows = zip(*(np.asarray(columns[name]).tolist() for name in names))
+        if self.backend == "rosbags":
+            cls = self._store.types[msgtype]
+            return [cls(*row) for row in rows]
+        cls = self._message_class(msgtype)
+        return [cls(**dict(zip(names, row))) for row in rows]
 
     # -- conveniences used by every conversion -------------------------------------------------------------
     def time(self, stamp_ns: int) -> Any:
@@ -72,50 +97,60 @@ class MessageFactory:
 
     # -- rosbags ---------------------------------------------------------------------------------------------
     def _make_rosbags(self, msgtype: str, fields: dict[str, Any]) -> Any:
-        cls = self._store.types[msgtype]
-        _, fielddefs = self._store.fielddefs[msgtype]
-        known = {name for name, _ in fielddefs}
-        unknown = set(fields) - known
-        if unknown:
-            raise TypeError(f"{msgtype} has no field(s) {sorted(unknown)}; fields are {sorted(known)}")
+        builder = self._builders.get(msgtype) or self._compile(msgtype)
+        cls, known, plan = builder
+        if not known.issuperset(fields):
+            unknown = sorted(set(fields) - known)
+            raise TypeError(f"{msgtype} has no field(s) {unknown}; fields are {sorted(known)}")
         values = {}
-        for name, desc in fielddefs:
-            if name in fields:
-                values[name] = self._rosbags_value(desc, fields[name])
-            elif (msgtype, name) in _FIELD_DEFAULTS:
-                values[name] = _FIELD_DEFAULTS[(msgtype, name)]
-            else:
-                values[name] = self._rosbags_default(desc)
+        for name, convert, default in plan:
+            value = fields.get(name, _MISSING)
+            values[name] = default() if value is _MISSING else convert(value)
         return cls(**values)
 
-    def _rosbags_value(self, desc: tuple, value: Any) -> Any:
+    def _compile(self, msgtype: str) -> tuple[type, frozenset, tuple]:
+        """Cache how each field of a type is converted and defaulted (building messages is a hot path)."""
+        _, fielddefs = self._store.fielddefs[msgtype]
+        plan = []
+        for name, desc in fielddefs:
+            override = _FIELD_DEFAULTS.get((msgtype, name), _MISSING)
+            default = (lambda v=override: v) if override is not _MISSING else self._default_maker(desc)
+            plan.append((name, self._converter(desc), default))
+        builder = (self._store.types[msgtype], frozenset(n for n, _ in fielddefs), tuple(plan))
+        self._builders[msgtype] = builder
+        return builder
+
+    @staticmethod
+    def _converter(desc: tuple) -> Callable[[Any], Any]:
         nodetype, detail = desc
         if nodetype in (Nodetype.ARRAY, Nodetype.SEQUENCE):
             (elem_type, elem_detail), _ = detail
             if elem_type == Nodetype.BASE and elem_detail[0] in PRIMITIVE_DTYPES:
-                return np.ascontiguousarray(value, dtype=PRIMITIVE_DTYPES[elem_detail[0]]).reshape(-1)
-            return list(value)
-        return value
+                dtype = np.dtype(PRIMITIVE_DTYPES[elem_detail[0]])
+                return lambda value: np.ascontiguousarray(value, dtype=dtype).reshape(-1)
+            return list
+        return _identity
 
-    def _rosbags_default(self, desc: tuple) -> Any:
+    def _default_maker(self, desc: tuple) -> Callable[[], Any]:
         nodetype, detail = desc
         if nodetype == Nodetype.BASE:
             base = detail[0]
-            if base == "string":
-                return ""
-            if base == "bool":
-                return False
-            return 0.0 if base.startswith("float") else 0
+            constant = "" if base == "string" else False if base == "bool" else 0.0 if base.startswith("float") else 0
+            return lambda: constant
         if nodetype == Nodetype.NAME:
-            return self._make_rosbags(detail, {})
+            return lambda: self._make_rosbags(detail, {})
         (elem_type, elem_detail), length = detail
+        primitive = elem_type == Nodetype.BASE and elem_detail[0] in PRIMITIVE_DTYPES
         if nodetype == Nodetype.ARRAY:
-            if elem_type == Nodetype.BASE and elem_detail[0] in PRIMITIVE_DTYPES:
-                return np.zeros(length, dtype=PRIMITIVE_DTYPES[elem_detail[0]])
-            return [self._rosbags_default((elem_type, elem_detail)) for _ in range(length)]
-        if elem_type == Nodetype.BASE and elem_detail[0] in PRIMITIVE_DTYPES:
-            return np.zeros(0, dtype=PRIMITIVE_DTYPES[elem_detail[0]])
-        return []
+            if primitive:
+                dtype = PRIMITIVE_DTYPES[elem_detail[0]]
+                return lambda: np.zeros(length, dtype=dtype)
+            element = self._default_maker((elem_type, elem_detail))
+            return lambda: [element() for _ in range(length)]
+        if primitive:
+            dtype = PRIMITIVE_DTYPES[elem_detail[0]]
+            return lambda: np.zeros(0, dtype=dtype)
+        return list
 
     # -- rclpy -----------------------------------------------------------------------------------------------
     def _make_rclpy(self, msgtype: str, fields: dict[str, Any]) -> Any:

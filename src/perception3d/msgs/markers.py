@@ -18,16 +18,17 @@ from .factory import MessageFactory, default_factory
 LINE_LIST, CUBE_LIST = 5, 6
 ADD, DELETEALL = 0, 3
 
-# Corner index pairs of the 12 box edges (corner order of core.boxes).
-_BOX_EDGES = [(0, 1), (1, 2), (2, 3), (3, 0), (4, 5), (5, 6), (6, 7), (7, 4), (0, 4), (1, 5), (2, 6), (3, 7)]
+# Corner indices of the 12 box edges, as consecutive LINE_LIST pairs (corner order of core.boxes).
+_EDGE_CORNERS = np.array([0, 1, 1, 2, 2, 3, 3, 0, 4, 5, 5, 6, 6, 7, 7, 4, 0, 4, 1, 5, 2, 6, 3, 7])
 
 
 def _color(factory: MessageFactory, rgb, alpha: float = 1.0) -> Any:
     return factory("std_msgs/msg/ColorRGBA", r=rgb[0] / 255.0, g=rgb[1] / 255.0, b=rgb[2] / 255.0, a=alpha)
 
 
-def _point(factory: MessageFactory, xyz) -> Any:
-    return factory("geometry_msgs/msg/Point", x=float(xyz[0]), y=float(xyz[1]), z=float(xyz[2]))
+def _points(factory: MessageFactory, xyz: np.ndarray) -> list:
+    xyz = np.asarray(xyz, dtype=np.float64).reshape(-1, 3)
+    return factory.many("geometry_msgs/msg/Point", x=xyz[:, 0], y=xyz[:, 1], z=xyz[:, 2])
 
 
 def _delete_all(factory: MessageFactory, header: Any, ns: str) -> Any:
@@ -43,7 +44,7 @@ def box_markers(dets: Detections3D, ns: str = "detections", line_width: float = 
     corners = box_corners(dets.centers, dets.sizes_lwh, dets.yaws)
     for i in range(len(dets)):
         rgb = DETECTION_COLORS.get(str(dets.class_ids[i]), (160, 160, 160))
-        points = [_point(factory, corners[i, k]) for edge in _BOX_EDGES for k in edge]
+        points = _points(factory, corners[i, _EDGE_CORNERS])
         markers.append(factory(
             "visualization_msgs/msg/Marker", header=header, ns=ns, id=i + 1, type=LINE_LIST, action=ADD,
             pose=factory("geometry_msgs/msg/Pose"),
@@ -57,11 +58,13 @@ def voxel_markers(centers: np.ndarray, colors_rgb: np.ndarray, resolution: float
     """MarkerArray with one CUBE_LIST: cubes of edge `resolution` at centres (N, 3), per-cube colours (N, 3)."""
     factory = factory or default_factory()
     header = factory.header(stamp_ns, frame_id)
+    rgb = np.asarray(colors_rgb, dtype=np.float64).reshape(-1, 3) / 255.0
     cubes = factory(
         "visualization_msgs/msg/Marker", header=header, ns=ns, id=1, type=CUBE_LIST, action=ADD,
         pose=factory("geometry_msgs/msg/Pose"),
         scale=factory("geometry_msgs/msg/Vector3", x=resolution, y=resolution, z=resolution),
         color=_color(factory, (255, 255, 255), alpha),
-        points=[_point(factory, c) for c in np.asarray(centers)],
-        colors=[_color(factory, c, alpha) for c in np.asarray(colors_rgb)])
+        points=_points(factory, centers),
+        colors=factory.many("std_msgs/msg/ColorRGBA", r=rgb[:, 0], g=rgb[:, 1], b=rgb[:, 2],
+                            a=np.full(len(rgb), alpha)))
     return factory("visualization_msgs/msg/MarkerArray", markers=[_delete_all(factory, header, ns), cubes])

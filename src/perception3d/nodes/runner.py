@@ -7,6 +7,7 @@ InputError / TransformError into a counted, throttled-logged drop: a node never 
 """
 from __future__ import annotations
 
+import gc
 import logging
 import time
 from collections import Counter
@@ -28,6 +29,17 @@ from ..msgs.qos import LATCHED, QosSpec
 from .base import STAGES, CameraInput, Frame, InputPort, LidarInput, NodeDefinition, StageTimer, TransformLookup
 
 _LOG = logging.getLogger("perception3d")
+
+
+def settle_garbage_collector() -> None:
+    """Collect once, then move every object alive now into the permanent generation (gc.freeze).
+
+    Hosts call it when start-up is done. Python's periodic full collections would otherwise re-traverse every
+    start-up object (typestore, models, modules) and stall a frame by 35-55 ms every few seconds (measured on
+    detection3d's output stage; see benchmarks/results/graph.md).
+    """
+    gc.collect()
+    gc.freeze()
 
 
 @dataclass(frozen=True)

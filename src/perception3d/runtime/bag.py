@@ -20,7 +20,7 @@ from ..msgs.bag import BagReader, BagWriter
 from ..msgs.qos import LATCHED, SENSOR, TF
 from ..msgs.tf import tf_message_to_transforms
 from ..nodes.params import load_parameters
-from ..nodes.runner import NodeRunner, Published
+from ..nodes.runner import NodeRunner, Published, settle_garbage_collector
 from .graph import TF_STATIC_TOPIC, TF_TOPIC, Graph
 
 
@@ -171,6 +171,7 @@ def replay(bag_path: str | Path, out_path: str | Path, graph: Graph, config: str
         if not tf_topics:
             summary.warnings.append("the bag has neither /tf nor /tf_static: frames needing a transform are dropped")
         _load_transforms(reader, tf_topics, tf, summary)
+        settle_garbage_collector()
         read_set = set(tf_topics) | (set(subscribers) & set(reader.topics))
         copied = read_set if copy_inputs else set(tf_topics)
         with writer:

@@ -27,7 +27,7 @@ from ..msgs.factory import MessageFactory
 from ..msgs.qos import QosSpec
 from ..nodes.base import STAGES
 from ..nodes.params import SHARED_PARAMS, Param, validate_node_values
-from ..nodes.runner import NodeRunner, Published
+from ..nodes.runner import NodeRunner, Published, settle_garbage_collector
 from .graph import FULL_GRAPH, Graph, GraphNode
 
 DIAGNOSTICS_PERIOD_S = 1.0
@@ -184,6 +184,7 @@ def main(node_name: str, args: Sequence[str] | None = None, graph: Graph = FULL_
     rclpy.init(args=args)
     try:
         host = RosNodeHost(graph.node(node_name), graph)
+        settle_garbage_collector()
         rclpy.spin(host.node)
     except Perception3DError as exc:  # bad parameters, a node not implemented yet: fail at start, say why
         print(f"perception3d_{node_name}: error: {exc}", file=sys.stderr)
