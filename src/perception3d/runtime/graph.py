@@ -221,8 +221,12 @@ def topics_markdown(graph: Graph = FULL_GRAPH) -> str:
         for port, topic in node.inputs.items():
             stream = port.rsplit("/", 1)[1]
             types = LIDAR_TYPES if port == LIDAR_PORT else CAMERA_STREAM_TYPES[stream]
-            topic = (f"`{DETECTOR2D_DETECTIONS_TOPIC}` (detector2d running), else `{EXTERNAL_DETECTIONS_TOPIC}`"
-                     if topic == DETECTIONS_PLACEHOLDER else f"`{topic}`")
+            placeholders = {
+                DETECTIONS_PLACEHOLDER: f"`{DETECTOR2D_DETECTIONS_TOPIC}` (detector2d running), else "
+                                        f"`{EXTERNAL_DETECTIONS_TOPIC}`",
+                LABELLED_POINTS_PLACEHOLDER: f"`{SEGMENTATION_TOPIC}` (segmentation running), else `{LIDAR_TOPIC}`",
+            }
+            topic = placeholders.get(topic, f"`{topic}`")
             rows.append(f"| `{node.name}` | `{port}` | {topic} | {' or '.join(map(_short_type, types))} | "
                         f"best effort (sensor data) |".replace("{camera}", "<camera>"))
         for port, out in node.outputs.items():
