@@ -12,7 +12,7 @@ from ..msgs.detections import detections3d_to_msg
 from ..msgs.markers import box_markers
 from .base import Frame, NodeDefinition, OutputSpec, StageTimer, TransformLookup
 from .params import Param
-from .sweep import EGO_BOX_PARAM, WORLD_FRAME_PARAM, camera_views, lidar_sweep
+from .sweep import EGO_BOX_PARAM, GEOMETRIC_MODE_PARAM, WORLD_FRAME_PARAM, camera_views, lidar_sweep
 
 _DEFAULTS = LiftParams()
 
@@ -21,8 +21,7 @@ class Detection3DNode(NodeDefinition):
     name = "detection3d"
     description = "2D-detection-guided 3D object detection (QAF2D + LiDAR + KM3D geometry)"
     parameters = (
-        Param("mode", "string", "geometric", "geometric: no trained weights (the learned mode is not built yet)",
-              choices=("geometric",)),
+        GEOMETRIC_MODE_PARAM,
         Param("score_threshold", "float", 0.05, "detections scoring below this are dropped", 0.0, 1.0,
               read_only=False),
         Param("qaf2d.iou_threshold", "float", _DEFAULTS.iou_threshold,

@@ -22,7 +22,7 @@ from ..msgs.occupancy import volume_to_occupancy_msg
 from ..msgs.pointcloud import array_to_pointcloud2
 from .base import Frame, NodeDefinition, OutputSpec, StageTimer, TransformLookup
 from .params import Param
-from .sweep import EGO_BOX_PARAM, WORLD_FRAME_PARAM, lidar_sweep
+from .sweep import EGO_BOX_PARAM, GEOMETRIC_MODE_PARAM, WORLD_FRAME_PARAM, lidar_sweep
 
 VOXEL_DTYPE = np.dtype({"names": ["x", "y", "z", "label"], "formats": ["<f4", "<f4", "<f4", "u1"],
                         "offsets": [0, 4, 8, 12], "itemsize": 16})
@@ -32,8 +32,7 @@ class OccupancyNode(NodeDefinition):
     name = "occupancy"
     description = "3D semantic occupancy: dense grid, occupied voxel centres, RViz cubes"
     parameters = (
-        Param("mode", "string", "geometric", "geometric: no trained weights (the learned mode is not built yet)",
-              choices=("geometric",)),
+        GEOMETRIC_MODE_PARAM,
         Param("grid.range_m", "float_array", list(OPENOCCUPANCY_RANGE),
               "grid extent in base_frame [xmin, ymin, zmin, xmax, ymax, zmax] [m]", -200.0, 200.0),
         Param("grid.resolution_m", "float", 0.4, "voxel edge length [m]", 0.05, 5.0),

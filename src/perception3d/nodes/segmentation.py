@@ -16,7 +16,7 @@ from ..core.segmentation import segment_points
 from ..msgs.pointcloud import labelled_pointcloud2
 from .base import Frame, NodeDefinition, OutputSpec, StageTimer, TransformLookup
 from .params import Param
-from .sweep import EGO_BOX_PARAM, WORLD_FRAME_PARAM, camera_views, lidar_sweep
+from .sweep import EGO_BOX_PARAM, GEOMETRIC_MODE_PARAM, WORLD_FRAME_PARAM, camera_views, lidar_sweep
 
 _GROUND = GroundParams()
 _CLUSTER = ClusterParams()
@@ -26,8 +26,7 @@ class SegmentationNode(NodeDefinition):
     name = "segmentation"
     description = "2D-box-prior point cloud segmentation (input points + label + score)"
     parameters = (
-        Param("mode", "string", "geometric", "geometric: no trained weights (the learned mode is not built yet)",
-              choices=("geometric",)),
+        GEOMETRIC_MODE_PARAM,
         Param("ground.threshold_m", "float", _GROUND.threshold_m,
               "points this close to the fitted ground plane are road (driveable_surface) [m]", 0.01, 1.0),
         Param("ground.max_tilt_deg", "float", _GROUND.max_tilt_deg,

@@ -18,6 +18,10 @@ EGO_BOX_PARAM = Param(
     "points inside this box of base_frame [xmin, ymin, zmin, xmax, ymax, zmax] are the vehicle itself and are "
     "ignored [m] (nuScenes lidarseg class vehicle.ego)", -20.0, 20.0)
 
+GEOMETRIC_MODE_PARAM = Param(
+    "mode", "string", "geometric", "geometric: no trained weights (the learned mode is not built yet)",
+    choices=("geometric",))
+
 WORLD_FRAME_PARAM = Param(
     "world_frame", "string", "map",
     "fixed frame for ego-motion compensation between camera and LiDAR stamps; '' looks camera transforms up at the "
