@@ -99,3 +99,13 @@ def test_health_levels():
     assert any("CAM_FRONT missing from the set" in w for w in warnings)
     level, _, _ = runner.health(1.0)
     assert level == "OK"  # nothing new in the window
+
+
+def test_timing_history_is_bounded():
+    from perception3d.nodes.runner import TIMING_WINDOW, NodeStats
+
+    stats = NodeStats()
+    for i in range(TIMING_WINDOW + 10):
+        stats.timings_ms["total"].append(float(i))
+    assert len(stats.timings_ms["total"]) == TIMING_WINDOW
+    assert stats.timings_ms["total"][0] == 10.0  # the oldest were dropped, the percentiles cover the newest

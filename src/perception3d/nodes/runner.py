@@ -10,7 +10,7 @@ from __future__ import annotations
 import gc
 import logging
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -29,6 +29,8 @@ from ..msgs.qos import LATCHED, QosSpec
 from .base import STAGES, CameraInput, Frame, InputPort, LidarInput, NodeDefinition, StageTimer, TransformLookup
 
 _LOG = logging.getLogger("perception3d")
+# Frames whose timings are kept for the percentiles: a bound, so a node running for days does not grow.
+TIMING_WINDOW = 100_000
 
 
 def settle_garbage_collector() -> None:
@@ -74,7 +76,8 @@ class ThrottledLog:
 
 @dataclass
 class NodeStats:
-    """Per-node counters: frames triggered / processed / skipped, outputs, drops by reason, timings [ms]."""
+    """Per-node counters: frames triggered / processed / skipped, outputs, drops by reason, timings [ms] of the last
+    TIMING_WINDOW frames."""
 
     messages: Counter = field(default_factory=Counter)  # per input topic
     frames_in: int = 0
@@ -83,7 +86,8 @@ class NodeStats:
     outputs: int = 0
     drops: Counter = field(default_factory=Counter)
     last_error: dict[str, str] = field(default_factory=dict)
-    timings_ms: dict[str, list[float]] = field(default_factory=lambda: {s: [] for s in (*STAGES, "total")})
+    timings_ms: dict[str, deque] = field(
+        default_factory=lambda: {s: deque(maxlen=TIMING_WINDOW) for s in (*STAGES, "total")})
 
     def percentiles_ms(self, stage: str = "total") -> tuple[float, float]:
         """(p50, p95) milliseconds of a stage; NaN when nothing was timed."""

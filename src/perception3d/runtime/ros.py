@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import importlib
 import sys
+from itertools import islice
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -161,7 +162,7 @@ class RosNodeHost:
         new_frames = self.runner.stats.frames_processed - processed
         if new_frames:
             for stage, values in self.runner.stats.timings_ms.items():
-                for value in values[-new_frames:]:
+                for value in reversed(list(islice(reversed(values), new_frames))):  # the newest, oldest first
                     self.timing_publishers[stage].publish(Float64(data=float(value)))
         if items:
             latency_ms = (self.node.get_clock().now().nanoseconds - items[-1].stamp_ns) / 1e6
