@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import importlib
 import sys
-from itertools import islice
 from collections.abc import Callable, Sequence
+from itertools import islice
 from typing import Any
 
 import numpy as np
