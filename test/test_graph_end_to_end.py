@@ -62,3 +62,33 @@ def test_outputs_carry_their_sweep_stamps_in_the_right_frames(runs):
                        "bicycle", "traffic_cone", "barrier"} and "car" in classes
     scores = np.array([d.results[0].hypothesis.score for m in objects for d in m.detections])
     assert np.all((scores >= 0) & (scores <= 1))
+
+
+def test_view_frame_puts_predictions_on_the_ground_truth(runs):
+    from perception3d.viz.bag_frame import load_frame
+    from perception3d.viz.figure import render_frame
+
+    run = runs["perfect"]
+    frame = load_frame([run.output_bags[0], run.input_bags[0]], 4, keyframes_only=True)
+    assert sorted(frame.cameras) == ["CAM_BACK", "CAM_BACK_LEFT", "CAM_BACK_RIGHT", "CAM_FRONT", "CAM_FRONT_LEFT",
+                                     "CAM_FRONT_RIGHT"]
+    assert frame.points is not None and frame.point_labels is not None and frame.occupancy is not None
+    gt, pred = frame.ground_truth, frame.predictions
+    cars = gt.centers[(gt.class_ids == "car") & (np.linalg.norm(gt.centers[:, :2], axis=1) < 30)]
+    pred_cars = pred.centers[pred.class_ids == "car"]
+    assert len(cars) >= 3
+    nearest = np.linalg.norm(cars[:, None, :2] - pred_cars[None, :, :2], axis=2).min(axis=1)
+    assert np.median(nearest) < 1.0  # both moved into base_link consistently
+    assert all(cam.detections2d is not None and len(cam.detections2d) for cam in frame.cameras.values())
+    assert render_frame(frame).size[0] > 1000
+
+
+def test_eval_says_when_a_bag_holds_no_outputs(runs, tmp_path):
+    from perception3d.data.nuscenes_io import open_nuscenes
+    from perception3d.errors import DatasetError
+    from perception3d.eval.report import evaluate
+
+    run = runs["perfect"]
+    nusc = open_nuscenes(run.input_bags[0].parents[2] / "root", "v1.0-synth")
+    with pytest.raises(DatasetError, match="no /perception/objects message"):
+        evaluate(nusc, run.input_bags, "synth_val", ["det"], tmp_path)
