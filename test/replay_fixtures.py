@@ -144,20 +144,26 @@ TEST_GRAPH = Graph((CENTROID_GRAPH_NODE,))
 
 
 class ImageBoxNode(NodeDefinition):
-    """Test node, camera-triggered: one 'car' box covering each image, score = mean brightness / 255."""
+    """Test node, camera-triggered: one 'car' box covering each image of a firing cycle, score = mean
+    brightness / 255; remembers how many images each frame batched."""
 
     name = "imagebox"
     trigger = "camera"
     camera_streams = ("image", "camera_info")
     outputs = (OutputSpec("~/output/{camera}/detections", "vision_msgs/msg/Detection2DArray"),)
 
+    batch_sizes: list[int] = []
+
     def process(self, frame, tf, timer):
-        ((name, cam),) = frame.cameras.items()
+        ImageBoxNode.batch_sizes.append(len(frame.cameras))
+        out = []
         with timer.stage("infer"):
-            h, w = cam.image.shape[:2]
-            dets = Detections2D(np.array([[0.0, 0.0, w, h]]), ["car"], [cam.image.mean() / 255.0], cam.frame_id,
-                                frame.stamp_ns)
-        return [(f"~/output/{name}/detections", detections2d_to_msg(dets, self.factory))]
+            for name, cam in frame.cameras.items():
+                h, w = cam.image.shape[:2]
+                dets = Detections2D(np.array([[0.0, 0.0, w, h]]), ["car"], [cam.image.mean() / 255.0], cam.frame_id,
+                                    cam.stamp_ns)
+                out.append((f"~/output/{name}/detections", detections2d_to_msg(dets, self.factory)))
+        return out
 
 
 CHAIN_GRAPH = Graph((

@@ -193,11 +193,15 @@ def test_truncated_or_corrupt_bag_gives_a_clear_error(full_bag, tmp_path):
 
 
 def test_camera_triggered_node_feeds_a_lidar_node(tmp_path):
-    from replay_fixtures import CHAIN_GRAPH, IMAGE_SIZE
+    from replay_fixtures import CHAIN_GRAPH, IMAGE_SIZE, ImageBoxNode
 
     bag = tmp_path / "images"
     stamps = write_nuscenes_timed_bag(bag, duration_s=1.0, with_images=True, bad_image=("CAM_BACK", 3))
+    ImageBoxNode.batch_sizes.clear()
     summary = replay(bag, tmp_path / "out", CHAIN_GRAPH, progress=False)
+    # one frame per firing cycle, the six images batched (five where CAM_BACK's image is broken)
+    assert len(ImageBoxNode.batch_sizes) == len(stamps["CAM_FRONT"])
+    assert sorted(set(ImageBoxNode.batch_sizes)) == [5, 6] and ImageBoxNode.batch_sizes.count(5) == 1
     messages = read_mcap(tmp_path / "out")
     boxes = [(topic, t, m) for topic, t, m in messages if topic.startswith("/imagebox/")]
     camera_frames = sum(len(v) for k, v in stamps.items() if k != "lidar")

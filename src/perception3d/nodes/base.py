@@ -134,7 +134,8 @@ class Frame:
     """What process() receives: the trigger stamp, the sweep, matched cameras and {camera: reason} missing ones.
 
     LiDAR nodes: stamp_ns is the sweep's stamp and lidar is set. Camera-triggered nodes (trigger = 'camera'):
-    lidar is None and `cameras` holds the one camera whose image triggered the frame.
+    lidar is None, `cameras` holds the images of one camera firing cycle (core.camera_sets; each with its own
+    stamp) and stamp_ns is the earliest of them; outputs per camera carry that camera's image stamp.
     """
 
     stamp_ns: int
@@ -192,8 +193,9 @@ class NodeDefinition:
         name: the node name (parameter-file section, executable `perception3d_<name>`).
         description: one line for the README.
         parameters: the node's own parameters (the shared ones in nodes.params.SHARED_PARAMS come on top).
-        trigger: 'lidar' (one frame per LiDAR sweep, cameras synchronized to it) or 'camera' (one frame per
-            image, with the camera's latest CameraInfo).
+        trigger: 'lidar' (one frame per LiDAR sweep, cameras synchronized to it) or 'camera' (one frame per camera
+            firing cycle: the cycle's images together, for one batched forward pass, each with its camera's latest
+            CameraInfo).
         camera_streams: per-camera streams the node needs: any of 'image', 'camera_info', 'detections'.
         outputs: the OutputSpecs the node publishes.
     """

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from ..core.camera_sets import CameraSet, CameraSetCollector
 from ..core.sync import LidarSync, SyncConfig, SyncedSet
 from ..errors import ConfigError, InputError, TransformError
 from ..msgs.camera_info import camera_info_to_model
@@ -153,6 +154,9 @@ class NodeRunner:
         streams = definition.camera_streams
         self.sync = (LidarSync(sync_config_from_params(params, streams))
                      if definition.trigger == "lidar" and streams else None)
+        self.camera_sets = (CameraSetCollector(cameras, int(params["sync.camera_set_window_s"] * 1e9),
+                                               int(params["sync.reset_jump_s"] * 1e9))
+                            if definition.trigger == "camera" else None)
         self._camera_info: dict[str, Any] = {}  # camera -> latest valid CameraModel (camera trigger)
         self._health_previous: dict[str, int] = {}
 
@@ -180,14 +184,18 @@ class NodeRunner:
                 return []
         if self.sync is not None:
             return self._run_sets(self.sync.add_camera(port.camera, port.stream, stamp_ns, msg))
-        return self._camera_frame(port.camera, stamp_ns, msg)  # camera-triggered: an image
+        return self._run_camera_sets(self.camera_sets.add(port.camera, stamp_ns, msg))  # camera-triggered: an image
 
     def advance(self, now_ns: int) -> list[Published]:
         """Move message time on without a message (ROS timer); returns sets released by the timeout."""
+        if self.camera_sets is not None:
+            return self._run_camera_sets(self.camera_sets.expire(now_ns))
         return self._run_sets(self.sync.advance(now_ns)) if self.sync else []
 
     def flush(self) -> list[Published]:
-        """End of input: process every pending sweep with what has arrived."""
+        """End of input: process every pending sweep (or camera set) with what has arrived."""
+        if self.camera_sets is not None:
+            return self._run_camera_sets(self.camera_sets.flush())
         return self._run_sets(self.sync.flush()) if self.sync else []
 
     def label_infos(self, stamp_ns: int) -> list[Published]:
@@ -287,22 +295,38 @@ class NodeRunner:
                 data.frame_id = str(msg.header.frame_id)
         return data
 
-    def _camera_frame(self, camera: str, stamp_ns: int, image_msg: Any) -> list[Published]:
-        if self._skip():
-            return []
-        messages = {"image": image_msg}
-        if "camera_info" in self.definition.camera_streams:
-            model = self._camera_info.get(camera)
-            if model is None:
-                self._drop(f"{camera}: no camera_info yet", f"{self.name}: waiting for camera_info of {camera}")
-                return []
-            messages["camera_info"] = model
-        try:
-            data = self._camera_input(camera, stamp_ns, 0, messages)
-        except InputError as exc:
-            self._drop_error(exc)
-            return []
-        return self._run(Frame(stamp_ns, None, {camera: data}, {}))
+    def _run_camera_sets(self, sets: list[CameraSet]) -> list[Published]:
+        out = []
+        for camera_set in sets:
+            if self._skip():
+                continue
+            frame = self._camera_set_frame(camera_set)
+            if frame is not None:
+                out += self._run(frame)
+        return out
+
+    def _camera_set_frame(self, camera_set: CameraSet) -> Frame | None:
+        """The Frame of one firing cycle; cameras without a CameraInfo yet or with an undecodable image are
+        marked missing (and counted)."""
+        cameras: dict[str, CameraInput] = {}
+        missing = {name: "no image in this firing cycle" for name in camera_set.missing}
+        for camera, (stamp_ns, image_msg) in camera_set.images.items():
+            messages = {"image": image_msg}
+            if "camera_info" in self.definition.camera_streams:
+                model = self._camera_info.get(camera)
+                if model is None:
+                    self._drop(f"{camera}: no camera_info yet", f"{self.name}: waiting for camera_info of {camera}")
+                    missing[camera] = "no camera_info yet"
+                    continue
+                messages["camera_info"] = model
+            try:
+                cameras[camera] = self._camera_input(camera, stamp_ns, stamp_ns - camera_set.stamp_ns, messages)
+            except InputError as exc:
+                self._drop_error(exc)
+                missing[camera] = str(exc)
+        if not cameras:
+            return None
+        return Frame(camera_set.stamp_ns, None, cameras, missing)
 
     def _run(self, frame: Frame) -> list[Published]:
         timer = StageTimer()
@@ -324,13 +348,23 @@ class NodeRunner:
                 raise ValueError(f"node {self.name}: process() returned undeclared port {port!r}; "
                                  f"declared: {sorted(self.outputs)}")
             topic, spec = self.outputs[port]
+            source_stamp = self._source_stamp(port, frame)
             header = getattr(msg, "header", None)
-            if header is not None and stamp_to_ns(header.stamp) != frame.stamp_ns:
+            if header is not None and stamp_to_ns(header.stamp) != source_stamp:
                 raise ValueError(f"node {self.name}: {port} stamped {stamp_to_ns(header.stamp)} instead of the "
-                                 f"source stamp {frame.stamp_ns}")
-            published.append(Published(topic, frame.stamp_ns, msg, spec.msgtype, spec.qos))
+                                 f"source stamp {source_stamp}")
+            published.append(Published(topic, source_stamp, msg, spec.msgtype, spec.qos))
         self.stats.outputs += len(published)
         return published
+
+    def _source_stamp(self, port: str, frame: Frame) -> int:
+        """The stamp an output must carry: its camera's image stamp for per-camera outputs of a camera frame,
+        else the frame's (the LiDAR sweep's) stamp."""
+        if frame.lidar is None:
+            for name, cam in frame.cameras.items():
+                if f"/{name}/" in port:
+                    return cam.stamp_ns
+        return frame.stamp_ns
 
     # -- drops ------------------------------------------------------------------------------------------------
     def _drop(self, reason: str, text: str) -> None:

@@ -140,14 +140,21 @@ class RosNodeHost:
         self._deliver(lambda: self.runner.on_message(topic, msg))
 
     def _advance(self) -> None:
-        """Release sets held for late cameras when the clock (sim time during bag play) passes their timeout.
+        """Release sets held for late cameras (or a camera firing cycle whose window has passed) when the clock
+        (sim time during bag play) passes their timeout.
 
         Skipped while the clock and the message stamps disagree by more than sync.reset_jump_s (e.g. a bag played
         without --clock), where the clock would time every set out at once.
         """
-        sync = self.runner.sync
+        sync, sets = self.runner.sync, self.runner.camera_sets
+        if sync is not None:
+            reference, reset_jump_ns = sync.now_ns, sync.config.reset_jump_ns
+        elif sets is not None:
+            reference, reset_jump_ns = sets.open_stamp_ns, sets.reset_jump_ns
+        else:
+            return
         now = self.node.get_clock().now().nanoseconds
-        if sync is None or sync.now_ns is None or abs(now - sync.now_ns) > sync.config.reset_jump_ns:
+        if reference is None or abs(now - reference) > reset_jump_ns:
             return
         self._deliver(lambda: self.runner.advance(now))
 
