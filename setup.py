@@ -36,7 +36,11 @@ setup(
     python_requires=">=3.10",
     package_dir={"": "src"},
     packages=find_packages("src"),
-    package_data={f"{PACKAGE}.msgs": ["definitions/*/*.msg"], f"{PACKAGE}.data": ["*.json"]},
+    package_data={
+        f"{PACKAGE}.msgs": ["definitions/*/*.msg"],
+        f"{PACKAGE}.core.models": ["weights/*.pt"],
+        f"{PACKAGE}.data": ["*.json"],
+    },
     data_files=[
         ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),
         (f"share/{PACKAGE}", ["package.xml"]),
