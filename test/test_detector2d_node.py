@@ -2,8 +2,8 @@
 clear errors for bad models and images."""
 import numpy as np
 import pytest
-from detector2d_data import TINY
 
+from detector2d_data import TINY
 from perception3d.core.camera import CameraModel
 from perception3d.core.models.centernet import CenterNet, CenterNetConfig
 from perception3d.core.models.checkpoint import save_checkpoint
