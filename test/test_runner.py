@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from perception3d.core.tf_buffer import TfBuffer
+from perception3d.errors import ConfigError
 from perception3d.msgs.detections import detections3d_to_msg
 from perception3d.msgs.pointcloud import array_to_pointcloud2
 from perception3d.nodes.base import NodeDefinition, OutputSpec
@@ -109,3 +110,21 @@ def test_timing_history_is_bounded():
         stats.timings_ms["total"].append(float(i))
     assert len(stats.timings_ms["total"]) == TIMING_WINDOW
     assert stats.timings_ms["total"][0] == 10.0  # the oldest were dropped, the percentiles cover the newest
+
+
+def test_class_map_translates_an_external_detectors_labels():
+    from perception3d.core.classes import parse_class_map
+    from perception3d.core.detections import Detections2D
+
+    mapping = parse_class_map(["person:pedestrian", " bus : bus", "kite:"])
+    dets = Detections2D(np.zeros((4, 4)), ["person", "car", "kite", "bus"], [0.9, 0.8, 0.7, 0.6])
+    out = dets.with_class_map(mapping)
+    assert list(out.class_ids) == ["pedestrian", "car", "bus"] and list(out.scores) == [0.9, 0.8, 0.6]
+    with pytest.raises(ValueError, match="'oops' is not 'from:to'"):
+        parse_class_map(["oops"])
+    params = resolve_node_parameters(None, CentroidNode.name, CentroidNode.parameters)
+    params["detections.class_map"] = ["broken"]
+    ports = {p.port: p.port for p in CentroidNode.input_ports(params["camera_names"])}
+    ports.update({p: p for p in CentroidNode.output_ports(params["camera_names"])})
+    with pytest.raises(ConfigError, match="detections.class_map"):
+        NodeRunner(CentroidNode, params, ports, TfBuffer())

@@ -182,3 +182,15 @@ def occupancy_colors() -> np.ndarray:
     table[OCCUPANCY_FREE] = (0, 0, 0)
     table[1 : len(LIDARSEG_CLASSES)] = LIDARSEG_COLORS[1:]
     return table
+
+
+def parse_class_map(pairs: list[str] | tuple[str, ...]) -> dict[str, str]:
+    """{from: to} of 'from:to' entries translating another detector's class ids (e.g. COCO 'person:pedestrian');
+    an empty target ('from:') drops that class. Raises ValueError naming a malformed entry."""
+    mapping = {}
+    for entry in pairs:
+        source, sep, target = entry.partition(":")
+        if not sep or not source.strip():
+            raise ValueError(f"class map entry {entry!r} is not 'from:to'")
+        mapping[source.strip()] = target.strip()
+    return mapping

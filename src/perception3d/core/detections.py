@@ -45,6 +45,16 @@ class Detections2D:
     def empty(cls, frame_id: str = "", stamp_ns: int = 0) -> Detections2D:
         return cls(np.zeros((0, 4)), [], np.zeros(0), frame_id, stamp_ns)
 
+    def with_class_map(self, mapping: dict[str, str]) -> Detections2D:
+        """Class ids translated by {from: to} (ids without an entry unchanged); ids mapped to '' are dropped."""
+        if not mapping:
+            return self
+        classes = np.array([mapping.get(c, c) for c in self.class_ids], dtype=object)
+        keep = classes != ""
+        out = self.select(keep)
+        out.class_ids = classes[keep]
+        return out
+
     def select(self, mask: np.ndarray) -> Detections2D:
         """The detections where `mask` (boolean or index array) selects."""
         return Detections2D(self.boxes_xyxy[mask], self.class_ids[mask], self.scores[mask], self.frame_id,

@@ -77,6 +77,9 @@ SHARED_PARAMS: tuple[Param, ...] = (
     Param("camera_names", "string_array", list(CAMERA_NAMES),
           "cameras whose streams the node subscribes to (`~/input/<camera>/...`)"),
     Param("base_frame", "string", "base_link", "vehicle frame (REP-105) that outputs in the ego frame use"),
+    Param("detections.class_map", "string_array", ["person:pedestrian"],
+          "translation of incoming 2D class ids, 'from:to' (an external detector's labels, e.g. COCO names, to "
+          "nuScenes classes; 'from:' drops a class); ids without an entry pass unchanged"),
     Param("sync.camera_offsets_s", "float_array", list(NUSCENES_CAMERA_OFFSETS_S.values()),
           "per camera (order of camera_names): expected camera stamp - LiDAR stamp [s]", -0.5, 0.5),
     Param("sync.tolerance_s", "float", 0.05,

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from ..core.camera_sets import CameraSet, CameraSetCollector
+from ..core.classes import parse_class_map
 from ..core.sync import LidarSync, SyncConfig, SyncedSet
 from ..errors import ConfigError, InputError, TransformError
 from ..msgs.camera_info import camera_info_to_model
@@ -158,6 +159,10 @@ class NodeRunner:
                                                int(params["sync.reset_jump_s"] * 1e9))
                             if definition.trigger == "camera" else None)
         self._camera_info: dict[str, Any] = {}  # camera -> latest valid CameraModel (camera trigger)
+        try:
+            self._class_map = parse_class_map(params["detections.class_map"])
+        except ValueError as exc:
+            raise ConfigError(f"node {self.name}: detections.class_map: {exc}") from exc
         self._health_previous: dict[str, int] = {}
 
     # -- input ------------------------------------------------------------------------------------------------
@@ -287,7 +292,7 @@ class NodeRunner:
                 data.camera = msg  # validated on arrival
                 data.frame_id = data.frame_id or msg.frame_id
             elif stream == "detections":
-                data.detections = msg_to_detections2d(msg, topic)
+                data.detections = msg_to_detections2d(msg, topic).with_class_map(self._class_map)
                 data.frame_id = str(msg.header.frame_id)
             elif stream == "image":
                 data.image = (compressed_image_to_array(msg, topic) if hasattr(msg, "format")
