@@ -21,6 +21,7 @@ from .viz.figure import render_frame
 
 GEOMETRIC_NODES = ("detection3d", "segmentation", "occupancy")
 TASKS = ("det", "seg", "occ")
+LEARNED_2D = "detector2d"  # run_preset's `preset` for the graph's own 2D detector instead of a simulated stream
 
 
 @dataclass
@@ -45,13 +46,17 @@ def run_preset(dataroot: Path, version: str, split: str, preset: str, work: Path
                config: Path | None = None, progress: bool = True) -> PresetRun:
     """Convert the split's scenes with the simulated 2D preset, replay the geometric graph, score, draw.
 
+    preset LEARNED_2D ('detector2d') converts without simulated detections and replays the full graph, so the
+    geometric nodes read the 2D boxes of the detector2d node (its `builtin` checkpoint by default).
+
     Layout under `work`: bags/<preset>/<scene>, out/<preset>/<scene>, eval/<preset>/, frames/<preset>_kfN.png.
     `pictures` keyframes (spread over the first scene) are drawn.
     """
     nusc = open_nuscenes(dataroot, version)
     scenes = split_scenes(nusc, split)
-    inputs = convert(dataroot, version, work / "bags" / preset, scenes, PRESETS[preset], progress=progress)
-    graph = FULL_GRAPH.select(GEOMETRIC_NODES)
+    simulated = None if preset == LEARNED_2D else PRESETS[preset]
+    inputs = convert(dataroot, version, work / "bags" / preset, scenes, simulated, progress=progress)
+    graph = FULL_GRAPH.select((LEARNED_2D, *GEOMETRIC_NODES) if preset == LEARNED_2D else GEOMETRIC_NODES)
     outputs, summaries = [], []
     for bag in inputs:
         out = work / "out" / preset / bag.name
