@@ -16,6 +16,7 @@ from ..core.boxes import lwh_to_wlh
 from ..core.classes import DETECTION_CLASSES
 from ..core.detections import Detections3D
 from ..core.geometry import quat_xyzw_to_wxyz, yaw_to_quat_xyzw
+from .keyframes import split_keyframes
 
 TP_METRICS = ("trans_err", "scale_err", "orient_err", "vel_err", "attr_err")
 MAX_BOXES_PER_SAMPLE = 500  # devkit limit
@@ -81,12 +82,10 @@ def evaluate_detection(nusc, predictions: dict[str, Detections3D], eval_set: str
     """Score global-frame predictions per sample token on a split with nuscenes-devkit's DetectionEval."""
     from nuscenes.eval.common.config import config_factory
     from nuscenes.eval.detection.evaluate import DetectionEval
-    from nuscenes.utils.splits import create_splits_scenes
 
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
-    scenes = set(_split_scene_names(nusc, eval_set, create_splits_scenes))
-    tokens = [s["token"] for s in nusc.sample if nusc.get("scene", s["scene_token"])["name"] in scenes]
+    tokens = [keyframe.sample_token for keyframe in split_keyframes(nusc, eval_set)]
     results_path = output_dir / "results_nusc.json"
     results_path.write_text(json.dumps(devkit_results(predictions, tokens)))
     evaluator = DetectionEval(nusc, config_factory("detection_cvpr_2019"), str(results_path), eval_set=eval_set,
@@ -103,14 +102,3 @@ def evaluate_detection(nusc, predictions: dict[str, Detections3D], eval_set: str
     return DetectionReport(class_ap, class_ap_2m, tp_errors, present, map_present, nds_present,
                            float(metrics.mean_ap), float(metrics.nd_score))
 
-
-def _split_scene_names(nusc, eval_set: str, create_splits_scenes) -> list[str]:
-    """Scene names of a split: the devkit's fixed splits, or <dataroot>/<version>/splits.json for our own names."""
-    fixed = create_splits_scenes()
-    if eval_set in fixed:
-        return fixed[eval_set]
-    path = Path(nusc.dataroot) / nusc.version / "splits.json"
-    splits = json.loads(path.read_text()) if path.exists() else {}
-    if eval_set not in splits:
-        raise KeyError(f"split {eval_set!r} is neither a devkit split nor listed in {path}")
-    return splits[eval_set]

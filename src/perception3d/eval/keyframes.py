@@ -5,7 +5,6 @@ they came from, so an output's header stamp names its keyframe exactly.
 """
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,18 +26,18 @@ class Keyframe:
 
 
 def split_scenes(nusc: Any, split: str) -> list[str]:
-    """Scene names of a split: nuscenes-devkit's predefined ones or `<dataroot>/<version>/splits.json`."""
-    from nuscenes.utils.splits import create_splits_scenes
+    """Scene names of a split: nuscenes-devkit's predefined ones or `<dataroot>/<version>/splits.json`.
 
-    fixed = create_splits_scenes()
-    if split in fixed:
-        return list(fixed[split])
-    path = Path(nusc.dataroot) / nusc.version / "splits.json"
-    splits = json.loads(path.read_text()) if path.exists() else {}
-    if split not in splits:
-        known = sorted(splits) or "none"
-        raise DatasetError(f"split {split!r} is neither a devkit split nor in {path} (it lists {known})")
-    return list(splits[split])
+    Raises:
+        DatasetError: the split is neither, or splits.json is missing or malformed.
+    """
+    from nuscenes.utils.splits import get_scenes_of_split
+
+    try:
+        return list(get_scenes_of_split(split, nusc))
+    except (FileNotFoundError, ValueError, AssertionError) as exc:
+        path = Path(nusc.dataroot) / nusc.version / "splits.json"
+        raise DatasetError(f"split {split!r} is neither a devkit split nor usable from {path}: {exc}") from exc
 
 
 def split_keyframes(nusc: Any, split: str) -> list[Keyframe]:

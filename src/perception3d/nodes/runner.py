@@ -247,11 +247,18 @@ class NodeRunner:
 
     # -- frames -----------------------------------------------------------------------------------------------
     def _run_sets(self, sets: list[SyncedSet]) -> list[Published]:
+        return self._run_frames(sets, self._decode)
+
+    def _run_camera_sets(self, sets: list[CameraSet]) -> list[Published]:
+        return self._run_frames(sets, self._camera_set_frame)
+
+    def _run_frames(self, items: list, to_frame: Callable[[Any], Frame | None]) -> list[Published]:
+        """Turn each released set into a Frame (None = dropped) and run the node on it, unless nobody listens."""
         out = []
-        for synced in sets:
+        for item in items:
             if self._skip():
                 continue
-            frame = self._decode(synced)
+            frame = to_frame(item)
             if frame is not None:
                 out += self._run(frame)
         return out
@@ -299,16 +306,6 @@ class NodeRunner:
                               else image_to_array(msg, topic))
                 data.frame_id = str(msg.header.frame_id)
         return data
-
-    def _run_camera_sets(self, sets: list[CameraSet]) -> list[Published]:
-        out = []
-        for camera_set in sets:
-            if self._skip():
-                continue
-            frame = self._camera_set_frame(camera_set)
-            if frame is not None:
-                out += self._run(frame)
-        return out
 
     def _camera_set_frame(self, camera_set: CameraSet) -> Frame | None:
         """The Frame of one firing cycle; cameras without a CameraInfo yet or with an undecodable image are
