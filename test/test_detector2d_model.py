@@ -114,6 +114,25 @@ def test_resume_continues_from_checkpoint(tmp_path):
                          progress=False)
 
 
+def test_init_fine_tunes_from_another_checkpoint(overfit, tmp_path):
+    """A run with `init` starts from that checkpoint's weights (not a fresh initialisation) and records it."""
+    data, overfit_path, _ = overfit
+    frozen = TrainConfig(epochs=1, batch_size=2, lr=0.0, device="cpu", augment=None, checkpoint_every=0)
+    fine = train_detector2d(data, tmp_path / "fine.pt", TINY, frozen, init=overfit_path, progress=False)
+    fresh = train_detector2d(data, tmp_path / "fresh.pt", TINY, frozen, progress=False)
+    assert fine.steps == 2  # a new schedule, not the 60 steps of the init run
+    start, _ = load_checkpoint(overfit_path)
+    tuned, state = load_checkpoint(fine.checkpoint)
+    untuned, _ = load_checkpoint(fresh.checkpoint)
+    assert state["init"] == str(overfit_path) and state["epoch"] == 1
+    weight = "heatmap.2.weight"  # learning rate 0: the weights stay where the run started
+    assert torch.equal(tuned.state_dict()[weight], start.state_dict()[weight])
+    assert not torch.equal(untuned.state_dict()[weight], start.state_dict()[weight])
+    with pytest.raises(ModelError, match="architecture"):
+        train_detector2d(data, tmp_path / "wide.pt", CenterNetConfig(**{**TINY.to_dict(), "width": 16}), frozen,
+                         init=overfit_path, progress=False)
+
+
 def test_checkpoint_of_wrong_architecture_or_classes_is_rejected(tmp_path):
     path = tmp_path / "model.pt"
     save_checkpoint(path, CenterNet(TINY))

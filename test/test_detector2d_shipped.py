@@ -8,12 +8,11 @@ regression guard for the checkpoint as shipped, not that target, which it does n
 import pytest
 
 from perception3d.core.models.backends import open_detector2d
-from perception3d.core.models.checkpoint import load_checkpoint
+from perception3d.core.models.checkpoint import SHIPPED_CHECKPOINT, load_checkpoint
 from perception3d.core.models.export import export_onnx
 from perception3d.data.synth import SynthConfig, synthesize
 from perception3d.eval.backend_agreement import compare_detections
 from perception3d.eval.map2d import AveragePrecision2D
-from perception3d.nodes.detector2d import SHIPPED_CHECKPOINT
 from perception3d.train.nuscenes_boxes import NuScenesCameraBoxes
 
 VAL_SEED = 99  # the shipped checkpoint was trained on seed-11 scenes

@@ -13,13 +13,13 @@ from pathlib import Path
 
 from ..core.classes import DETECTION_CLASSES
 from ..core.models.backends import BACKENDS, open_detector2d
+from ..core.models.checkpoint import SHIPPED_CHECKPOINT
 from ..core.models.decode import DecodeParams
 from ..errors import ImageError
 from ..msgs.detections import detections2d_to_msg
 from .base import Frame, NodeDefinition, OutputSpec, StageTimer, TransformLookup
 from .params import Param
 
-SHIPPED_CHECKPOINT = Path(__file__).resolve().parents[1] / "core" / "models" / "weights" / "detector2d_synth.pt"
 _DECODE = DecodeParams()
 
 

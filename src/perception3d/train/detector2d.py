@@ -8,7 +8,8 @@ Checkpoints (core.models.checkpoint) are written to `out` at the end of every ep
 optimizer steps; with `resume`, training continues from `out` (weights, optimizer, step; an epoch interrupted
 midway restarts from its beginning). The checkpoint of a finished run holds no optimizer state, so it stays small
 enough to ship (weights only, about 6 MB at the default width); resuming it for more epochs restarts Adam's
-moments. The learning rate follows a cosine from `lr` to 0 over all steps.
+moments. With `init`, a new run starts from another checkpoint's weights (fine-tuning, e.g. the shipped checkpoint on
+your own data) with a fresh optimizer and schedule. The learning rate follows a cosine from `lr` to 0 over all steps.
 """
 from __future__ import annotations
 
@@ -148,10 +149,11 @@ def _lr_factor(step: int, total: int) -> float:
 
 def train_detector2d(train_set, out: Path, model_config: CenterNetConfig | None = None,
                      config: TrainConfig | None = None, val_set=None, resume: bool = False,
-                     progress: bool = True) -> TrainResult:
+                     init: Path | None = None, progress: bool = True) -> TrainResult:
     """Train a CenterNet on train_set, validating on val_set, checkpointing to out; see the module docstring.
 
-    model_config and config default to CenterNetConfig() and TrainConfig().
+    model_config and config default to CenterNetConfig() and TrainConfig(). init: checkpoint whose weights a new run
+    starts from (ignored when resuming an existing `out`); its architecture must be model_config.
     """
     model_config = model_config or CenterNetConfig()
     config = config or TrainConfig()
@@ -159,11 +161,14 @@ def train_detector2d(train_set, out: Path, model_config: CenterNetConfig | None 
     torch.manual_seed(config.seed)
     model, state = CenterNet(model_config), {}
     out = Path(out)
-    if resume and out.exists():
-        model, state = load_checkpoint(out, model_config.class_names)
+    start_from = out if resume and out.exists() else init
+    if start_from is not None:
+        model, state = load_checkpoint(start_from, model_config.class_names)
         if model.config != model_config:
-            raise ModelError(str(out), f"resume checkpoint has architecture {model.config.to_dict()}",
+            raise ModelError(str(start_from), f"checkpoint has architecture {model.config.to_dict()}",
                              f"{model_config.to_dict()} as requested")
+        if start_from != out:
+            state = {"init": str(init)}
     model.to(device).train()
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     if "optimizer" in state:
@@ -174,11 +179,12 @@ def train_detector2d(train_set, out: Path, model_config: CenterNetConfig | None 
                                          generator=torch.Generator().manual_seed(config.seed + state.get("epoch", 0)))
     total_steps = config.epochs * len(loader)
     step, history = state.get("step", 0), list(state.get("history", []))
-    start_epoch = state.get("epoch", 0)
+    start_epoch, started_from = state.get("epoch", 0), state.get("init")
     torch.manual_seed(config.seed + step)  # a resumed run does not replay the augmentations already seen
 
     def checkpoint(epoch_done: int) -> None:
-        state = {"epoch": epoch_done, "step": step, "history": history, "train_config": asdict(config)}
+        state = {"epoch": epoch_done, "step": step, "history": history, "train_config": asdict(config),
+                 "init": started_from}
         if epoch_done < config.epochs:
             state["optimizer"] = optimizer.state_dict()
         save_checkpoint(out, model, state)

@@ -42,6 +42,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="epochs between validations; the last epoch is always validated (default 1)")
     parser.add_argument("--checkpoint-every", type=int, default=200, help="steps between checkpoints (default 200)")
     parser.add_argument("--resume", action="store_true", help="continue from --out if it exists")
+    parser.add_argument("--init", type=Path, default=None,
+                        help="start from this checkpoint's weights (fine-tuning; fresh optimizer and schedule); its "
+                             "architecture replaces --width and --input-size. 'shipped' = the package's checkpoint")
     parser.add_argument("--eval-only", action="store_true",
                         help="do not train: score the checkpoint --out on --val-split (default: --split)")
     parser.add_argument("--workers", type=int, default=0, help="data loading processes (default 0)")
@@ -50,6 +53,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..core.models.centernet import CenterNetConfig
+    from ..core.models.checkpoint import SHIPPED_CHECKPOINT, load_checkpoint
     from ..core.models.inference import TorchDetector2D
     from .detector2d import SCORED_CLASSES, VALIDATION_DECODE, TrainConfig, evaluate, format_scores, train_detector2d
     from .nuscenes_boxes import NuScenesCameraBoxes
@@ -68,12 +72,14 @@ def run(args: argparse.Namespace) -> int:
                if args.val_split else None)
     print(f"training on {len(train_set)} images of split {args.split!r}"
           + (f", validating on {len(val_set)} of {args.val_split!r}" if val_set else ""))
-    model_config = CenterNetConfig(width=args.width, input_width=args.input_size[0], input_height=args.input_size[1])
+    init = SHIPPED_CHECKPOINT if str(args.init) == "shipped" else args.init
+    model_config = (load_checkpoint(init)[0].config if init else
+                    CenterNetConfig(width=args.width, input_width=args.input_size[0], input_height=args.input_size[1]))
     config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, device=args.device,
                          checkpoint_every=args.checkpoint_every, validate_every=args.validate_every,
                          seed=args.seed, num_workers=args.workers,
                          crop_size=args.crop)
-    result = train_detector2d(train_set, args.out, model_config, config, val_set, resume=args.resume)
+    result = train_detector2d(train_set, args.out, model_config, config, val_set, resume=args.resume, init=init)
     print(f"wrote {result.checkpoint} after {result.steps} steps")
     if result.ap_per_class:
         print(f"validation AP@0.5 on {args.val_split!r}:")

@@ -14,6 +14,8 @@ from .centernet import CenterNet, CenterNetConfig
 
 CHECKPOINT_FORMAT = "perception3d.centernet2d"
 CHECKPOINT_VERSION = 1
+# The checkpoint shipped with the package (benchmarks/results/detector2d_training.md says how it was trained).
+SHIPPED_CHECKPOINT = Path(__file__).resolve().parent / "weights" / "detector2d_synth.pt"
 
 
 def save_checkpoint(path: Path, model: CenterNet, train_state: dict | None = None) -> None:
