@@ -7,6 +7,7 @@ from typing import Any
 import numpy as np
 
 from ..core.geometry import matrix_to_quat_xyzw, transform_from_quat_xyzw
+from ..core.tf_buffer import TfBuffer
 from .factory import MessageFactory, default_factory, stamp_to_ns
 
 
@@ -40,3 +41,9 @@ def tf_message_to_transforms(msg: Any) -> list[tuple[str, str, int, np.ndarray]]
         T = transform_from_quat_xyzw([tr.x, tr.y, tr.z], [rot.x, rot.y, rot.z, rot.w])
         out.append((str(t.header.frame_id), str(t.child_frame_id), stamp_to_ns(t.header.stamp), T))
     return out
+
+
+def add_tf_message(buffer: TfBuffer, msg: Any, static: bool) -> None:
+    """Store every transform of a TFMessage (from /tf_static when static) in the buffer."""
+    for parent, child, stamp, T in tf_message_to_transforms(msg):
+        buffer.set_transform(parent, child, stamp, T, static=static)

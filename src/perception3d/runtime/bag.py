@@ -18,7 +18,7 @@ from ..core.tf_buffer import TfBuffer
 from ..errors import BagError, ConfigError
 from ..msgs.bag import BagReader, BagWriter
 from ..msgs.qos import LATCHED, SENSOR, TF
-from ..msgs.tf import tf_message_to_transforms
+from ..msgs.tf import add_tf_message
 from ..nodes.params import load_parameters
 from ..nodes.runner import NodeRunner, Published, settle_garbage_collector
 from .graph import TF_STATIC_TOPIC, TF_TOPIC, Graph
@@ -119,12 +119,11 @@ def _load_transforms(reader: BagReader, tf_topics: Sequence[str], tf: TfBuffer, 
     tf.cache_time_ns = max(tf.cache_time_ns, reader.end_ns - reader.start_ns + 1)
     for message in reader.messages(tf_topics):
         try:
-            transforms = tf_message_to_transforms(message.decode())
+            decoded = message.decode()
         except Exception as exc:  # rosbags raises assorted errors on corrupt CDR
             summary.drops[f"undecodable message on {message.topic} ({type(exc).__name__})"] += 1
             continue
-        for parent, child, stamp, T in transforms:
-            tf.set_transform(parent, child, stamp, T, static=message.topic == TF_STATIC_TOPIC)
+        add_tf_message(tf, decoded, static=message.topic == TF_STATIC_TOPIC)
 
 
 def replay(bag_path: str | Path, out_path: str | Path, graph: Graph, config: str | Path | None = None,

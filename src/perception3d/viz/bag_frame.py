@@ -16,7 +16,7 @@ from ..msgs.detections import msg_to_detections2d, msg_to_detections3d
 from ..msgs.image import compressed_image_to_array, image_to_array
 from ..msgs.occupancy import occupancy_msg_to_volume
 from ..msgs.pointcloud import pointcloud2_to_array, xyz
-from ..msgs.tf import tf_message_to_transforms
+from ..msgs.tf import add_tf_message
 from .figure import CameraFrame, FrameData
 
 OBJECTS = "/perception/objects"
@@ -44,8 +44,7 @@ def _scan(bags: Sequence[Path]) -> tuple[dict[str, list[BagMessage]], dict[str, 
                      or t.endswith("/camera_info") or (t.startswith("/CAM_") and t.endswith("/detections"))]
             for message in reader.messages(small):
                 if message.topic in ("/tf", "/tf_static"):
-                    for parent, child, stamp, T in tf_message_to_transforms(message.decode()):
-                        tf.set_transform(parent, child, stamp, T, static=message.topic == "/tf_static")
+                    add_tf_message(tf, message.decode(), static=message.topic == "/tf_static")
                 else:
                     wanted[message.topic].append(message)
     return wanted, topics, tf
