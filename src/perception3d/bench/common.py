@@ -13,6 +13,15 @@ from pathlib import Path
 import numpy as np
 
 
+def resident_memory_mib() -> float:
+    """This process's resident set size now [MiB] (Linux /proc; NaN elsewhere)."""
+    try:
+        pages = int(Path("/proc/self/statm").read_text().split()[1])
+    except (OSError, ValueError, IndexError):
+        return float("nan")
+    return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
 def machine_info() -> dict[str, str]:
     """CPU model, core count, memory, Python and numpy versions of this machine."""
     cpu = platform.processor() or platform.machine()

@@ -1,5 +1,6 @@
 """2D detector latency for one six-camera frame (1600x900 RGB each) at the default 704x416 input: letterboxing,
-network forward (torch CPU, onnxruntime CPU, torch CUDA when present), decoding, and end-to-end `detect`."""
+network forward (torch CPU, onnxruntime CPU, torch CUDA when present), decoding, and end-to-end `detect`; and the
+detector2d node's resident memory over a run of frames (it must not grow)."""
 from __future__ import annotations
 
 import os
@@ -15,12 +16,16 @@ from ..core.models.export import export_onnx
 from ..core.models.inference import TorchDetector2D
 from ..core.models.onnx_backend import OnnxDetector2D
 from ..core.models.preprocess import letterbox_batch
-from .common import format_table, time_call, write_results
+from ..nodes.base import CameraInput, Frame, StageTimer
+from ..nodes.detector2d import Detector2DNode
+from ..nodes.params import load_parameters
+from .common import format_table, resident_memory_mib, time_call, write_results
 
 CAMERA_COUNT, WIDTH, HEIGHT = 6, 1600, 900
 
 
 REPEAT = 9
+MEMORY_FRAMES = 100  # node frames between the two resident-memory readings
 
 
 def _ms(seconds: float) -> str:
@@ -74,6 +79,7 @@ def run(out_dir: Path) -> Path:
 
         record(f"torch CUDA forward ({torch.cuda.get_device_name()})", time_call(gpu_forward, repeat=REPEAT))
         record("torch CUDA detect (end to end)", time_call(lambda: torch_gpu.detect(images), repeat=REPEAT))
+    data["node_memory"] = node_memory(images)
     data["load_average_1min"] = [load_before, os.getloadavg()[0]]
     table = format_table(["stage (six cameras, one frame)", "median", "min", "p95", "median per camera"], rows)
     notes = (f"Model: CenterNetConfig() defaults (width {config.width}, neck {config.neck_channels}, input "
@@ -83,6 +89,28 @@ def run(out_dir: Path) -> Path:
              "'end to end' = letterbox + forward + decode of the six images in one batch. The build machine's CPU "
              f"is shared with other jobs (1-minute load average {load_before:.1f} before, {os.getloadavg()[0]:.1f} "
              f"after, on {os.cpu_count()} cores), so medians are upper bounds and 'min' is the closest to an idle "
-             f"machine; {REPEAT} samples per row.")
+             f"machine; {REPEAT} samples per row. Node memory (the detector2d node with the shipped checkpoint, "
+             f"torch backend, six 1600x900 images a frame): resident {data['node_memory']['after_warm_up_mib']:.0f} "
+             f"MiB after warm-up, {data['node_memory']['after_frames_mib']:.0f} MiB after {MEMORY_FRAMES} more "
+             f"frames ({data['node_memory']['growth_mib']:+.1f} MiB).")
     return write_results(out_dir, "detector2d", "2D detector, six-camera frame (perception3d bench detector2d)",
                          table, data, notes)
+
+
+def node_memory(images: list[np.ndarray]) -> dict[str, float]:
+    """Resident memory of a detector2d node (default parameters) after warm-up and after MEMORY_FRAMES frames [MiB]."""
+    names = [f"CAM_{i}" for i in range(len(images))]
+    params = load_parameters(None, {"detector2d": Detector2DNode.parameters})["detector2d"]
+    node = Detector2DNode({**params, "camera_names": names, "device": "cpu"})
+    cameras = {name: CameraInput(name, 0, i, name, image=image) for i, (name, image) in enumerate(zip(names, images))}
+
+    def run_frames(count: int) -> None:
+        for k in range(count):
+            node.process(Frame(k, None, cameras, {}), None, StageTimer())
+
+    run_frames(5)
+    before = resident_memory_mib()
+    run_frames(MEMORY_FRAMES)
+    after = resident_memory_mib()
+    return {"after_warm_up_mib": before, "after_frames_mib": after, "growth_mib": after - before,
+            "frames": MEMORY_FRAMES}
