@@ -18,7 +18,7 @@ from perception3d.core.models.inference import TorchDetector2D
 from perception3d.core.models.onnx_backend import OnnxDetector2D
 from perception3d.errors import ConfigError, ImageError, ModelError
 from perception3d.eval.backend_agreement import compare_detections
-from perception3d.train.detector2d import TrainConfig, train_detector2d
+from perception3d.train.detector2d import TrainConfig, initialised_from, train_detector2d
 
 torch.set_num_threads(1)
 
@@ -131,6 +131,25 @@ def test_init_fine_tunes_from_another_checkpoint(overfit, tmp_path):
     with pytest.raises(ModelError, match="architecture"):
         train_detector2d(data, tmp_path / "wide.pt", CenterNetConfig(**{**TINY.to_dict(), "width": 16}), frozen,
                          init=overfit_path, progress=False)
+
+
+def test_context_blocks_widen_a_checkpoint_without_changing_its_output(overfit):
+    """Context blocks start as the identity: a model widened from a checkpoint computes what the checkpoint did."""
+    data, overfit_path, _ = overfit
+    source, _ = load_checkpoint(overfit_path)
+    widened_config = CenterNetConfig(**{**TINY.to_dict(), "context_dilations": [2, 4]})
+    widened = initialised_from(overfit_path, widened_config).eval()
+    assert len(widened.backbone.context) == 2
+    images = torch.rand(2, 3, TINY.input_height, TINY.input_width)
+    with torch.inference_mode():
+        before, after = source(images), widened(images)
+    for head in ("heatmap", "size", "offset"):
+        torch.testing.assert_close(after[head], before[head])
+    save_checkpoint(overfit_path.parent / "widened.pt", widened)
+    reloaded, _ = load_checkpoint(overfit_path.parent / "widened.pt")
+    assert reloaded.config.context_dilations == (2, 4)
+    with pytest.raises(ModelError, match="architecture"):
+        initialised_from(overfit_path, CenterNetConfig(**{**TINY.to_dict(), "width": 16, "context_dilations": [2]}))
 
 
 def test_checkpoint_of_wrong_architecture_or_classes_is_rejected(tmp_path):

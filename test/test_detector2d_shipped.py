@@ -1,21 +1,25 @@
-"""The shipped checkpoint (core/models/weights/detector2d_synth.pt) on a scene of a seed training never saw, and its
-ONNX export.
+"""The shipped checkpoint (core/models/weights/detector2d_synth.pt) on a scene of a world seed training never saw,
+and its ONNX export.
 
-Measured when it was shipped (benchmarks/results/detector2d_training.md): car AP@0.5 0.626 on the training
-dataroot's held-out val scene, 0.425 on this fresh-seed scene. Issue 6 asks for >= 0.6; the bound below is a
-regression guard for the checkpoint as shipped, not that target, which it does not yet meet on unseen seeds.
+AP is scored as training validation scores it (train.detector2d.VALIDATION_DECODE: score threshold 0.05), since
+average precision needs the low-score tail of the ranking; the node's default threshold (0.3) cuts recall and so AP.
+Issue 6 asks for car AP@0.5 >= 0.6 on a held-out synthetic val subset. Near objects cut by the image border (taller
+than 400 px at 1600x900) hold most of a sweep's object points, so segmentation depends on finding them.
 """
 import pytest
 
+from perception3d.core.boxes import iou_2d
 from perception3d.core.models.backends import open_detector2d
 from perception3d.core.models.checkpoint import SHIPPED_CHECKPOINT, load_checkpoint
 from perception3d.core.models.export import export_onnx
 from perception3d.data.synth import SynthConfig, synthesize
 from perception3d.eval.backend_agreement import compare_detections
 from perception3d.eval.map2d import AveragePrecision2D
+from perception3d.train.detector2d import VALIDATION_DECODE
 from perception3d.train.nuscenes_boxes import NuScenesCameraBoxes
 
-VAL_SEED = 99  # the shipped checkpoint was trained on seed-11 scenes
+VAL_SEED = 99  # the shipped checkpoint was trained on seed-11 and seed-21 scenes
+NEAR_RECALL_BOUND = 0.5
 
 
 @pytest.fixture(scope="module")
@@ -26,15 +30,33 @@ def val_images(tmp_path_factory):
     return [dataset[i] for i in range(len(dataset))]
 
 
-def test_shipped_checkpoint_finds_cars(val_images):
-    detector = open_detector2d("builtin", SHIPPED_CHECKPOINT, "cpu")
-    ap = AveragePrecision2D(detector.class_names)
+def _detect_all(detector, val_images):
+    out = []
     for start in range(0, len(val_images), 6):
-        batch = val_images[start:start + 6]
-        for dets, (_, truth) in zip(detector.detect([image for image, _ in batch]), batch):
-            ap.add(dets, truth)
+        out += detector.detect([image for image, _ in val_images[start:start + 6]])
+    return out
+
+
+def test_shipped_checkpoint_finds_cars(val_images):
+    detector = open_detector2d("builtin", SHIPPED_CHECKPOINT, "cpu", VALIDATION_DECODE)
+    ap = AveragePrecision2D(detector.class_names)
+    for dets, (_, truth) in zip(_detect_all(detector, val_images), val_images):
+        ap.add(dets, truth)
     assert ap.num_ground_truth["car"] >= 20
-    assert ap.per_class()["car"] >= 0.35
+    assert ap.per_class()["car"] >= 0.6
+
+
+def test_shipped_checkpoint_finds_near_objects(val_images):
+    """Recall at IoU 0.5 of the objects taller than 400 px (near, mostly cut by the image border), any class."""
+    detector = open_detector2d("builtin", SHIPPED_CHECKPOINT, "cpu")  # the node's defaults
+    found = []
+    for dets, (_, truth) in zip(_detect_all(detector, val_images), val_images):
+        tall = truth.boxes_xyxy[:, 3] - truth.boxes_xyxy[:, 1] > 400
+        if tall.any():
+            iou = iou_2d(truth.boxes_xyxy[tall], dets.boxes_xyxy)
+            found += list(iou.max(axis=1) >= 0.5) if len(dets.boxes_xyxy) else [False] * int(tall.sum())
+    assert len(found) >= 20
+    assert sum(found) / len(found) >= NEAR_RECALL_BOUND
 
 
 def test_onnx_export_of_the_shipped_model_gives_the_same_detections(val_images, tmp_path):

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -161,14 +161,13 @@ def train_detector2d(train_set, out: Path, model_config: CenterNetConfig | None 
     torch.manual_seed(config.seed)
     model, state = CenterNet(model_config), {}
     out = Path(out)
-    start_from = out if resume and out.exists() else init
-    if start_from is not None:
-        model, state = load_checkpoint(start_from, model_config.class_names)
+    if resume and out.exists():
+        model, state = load_checkpoint(out, model_config.class_names)
         if model.config != model_config:
-            raise ModelError(str(start_from), f"checkpoint has architecture {model.config.to_dict()}",
+            raise ModelError(str(out), f"resume checkpoint has architecture {model.config.to_dict()}",
                              f"{model_config.to_dict()} as requested")
-        if start_from != out:
-            state = {"init": str(init)}
+    elif init is not None:
+        model, state = initialised_from(init, model_config), {"init": str(init)}
     model.to(device).train()
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     if "optimizer" in state:
@@ -220,6 +219,19 @@ def train_detector2d(train_set, out: Path, model_config: CenterNetConfig | None 
         checkpoint(epoch + 1)
     final = history[-1] if history else {"ap_per_class": {}, "mean_ap": float("nan")}
     return TrainResult(out, step, final["ap_per_class"], final["mean_ap"], history)
+
+
+def initialised_from(init: Path, model_config: CenterNetConfig) -> CenterNet:
+    """A model of model_config with the weights of checkpoint `init`: the same architecture, or one that only adds
+    context blocks (which start as the identity, so the widened model computes what `init` did)."""
+    source, _ = load_checkpoint(init, model_config.class_names)
+    if replace(source.config, context_dilations=model_config.context_dilations) != model_config or \
+            source.config.context_dilations not in ((), model_config.context_dilations):
+        raise ModelError(str(init), f"init checkpoint has architecture {source.config.to_dict()}",
+                         f"{model_config.to_dict()}, or that without context blocks")
+    model = CenterNet(model_config)
+    model.load_state_dict(source.state_dict(), strict=source.config == model_config)
+    return model
 
 
 def format_scores(ap_per_class: dict[str, float], classes: Sequence[str] = SCORED_CLASSES) -> str:

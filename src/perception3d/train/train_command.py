@@ -3,6 +3,7 @@ keyframe camera images of a nuScenes-schema dataroot, validating with AP@0.5 per
 from __future__ import annotations
 
 import argparse
+from dataclasses import replace
 from pathlib import Path
 
 MODELS = ("detector2d",)
@@ -18,6 +19,16 @@ def _size(text: str) -> tuple[int, int] | None:
     return width, height
 
 
+def _dilations(text: str) -> tuple[int, ...]:
+    try:
+        dilations = tuple(int(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        dilations = (0,)
+    if any(d < 1 for d in dilations):
+        raise argparse.ArgumentTypeError(f"{text!r}: expected positive integers separated by commas, e.g. 2,4")
+    return dilations
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("model", choices=MODELS, help="which model to train")
     parser.add_argument("--dataroot", type=Path, required=True, help="nuScenes-schema dataroot")
@@ -30,6 +41,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--lr", type=float, default=1e-3, help="initial Adam learning rate (default 1e-3)")
     parser.add_argument("--device", default="auto", help="auto (CUDA when available), cpu or cuda[:N]")
     parser.add_argument("--width", type=int, default=32, help="backbone width (default 32)")
+    parser.add_argument("--context-dilations", type=_dilations, default=None,
+                        help="dilated context blocks after the deepest stage, e.g. 2,4 (default: none, or those of "
+                             "--init; with --init, adding them widens that checkpoint)")
     parser.add_argument("--input-size", type=_size, default=(704, 416),
                         help="network input WIDTHxHEIGHT, multiples of 32 (default 704x416)")
     parser.add_argument("--crop", type=_size, default=(352, 224),
@@ -75,6 +89,8 @@ def run(args: argparse.Namespace) -> int:
     init = SHIPPED_CHECKPOINT if str(args.init) == "shipped" else args.init
     model_config = (load_checkpoint(init)[0].config if init else
                     CenterNetConfig(width=args.width, input_width=args.input_size[0], input_height=args.input_size[1]))
+    if args.context_dilations is not None:
+        model_config = replace(model_config, context_dilations=args.context_dilations)
     config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, device=args.device,
                          checkpoint_every=args.checkpoint_every, validate_every=args.validate_every,
                          seed=args.seed, num_workers=args.workers,

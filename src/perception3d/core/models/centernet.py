@@ -10,6 +10,11 @@ Heads at stride 4 (output grid (input_height / 4, input_width / 4)):
 - size: box (width, height) in grid cells.
 - offset: sub-cell position of the centre, (x, y) in grid cells (target in [0, 1)).
 
+Context blocks (`context_dilations`): dilated residual blocks after the stride-32 stage widen the receptive field
+(about 210 input px without them, less than a near car cut by the image border spans at 704x416: the network then
+cannot see where the box's centre is, and scores such objects low). Their last batch norm starts at zero, so a
+block starts as the identity and a model can be widened from a checkpoint without them (`--init`).
+
 Why stride 4: at the CPU default input (704x416 from 1600x900, scale 0.44) a pedestrian 40 px wide in the full
 image is 17 px wide in the input, only about 2 cells at stride 8; stride 4 keeps small and adjacent objects
 (traffic cones, pedestrians in groups) in separate cells, at the cost of a 4x larger heatmap.
@@ -47,6 +52,7 @@ class CenterNetConfig:
         neck_channels: channels of the FPN-like neck.
         head_channels: hidden channels of each head.
         input_width, input_height: network input size [px], multiples of 32 (704x416 holds 1600x900 at 0.44).
+        context_dilations: one dilated residual block per entry after the stride-32 stage (empty: none).
     """
 
     class_names: tuple[str, ...] = DETECTION_CLASSES
@@ -57,20 +63,24 @@ class CenterNetConfig:
     input_width: int = 704
     input_height: int = 416
     output_stride: int = field(default=OUTPUT_STRIDE)
+    context_dilations: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "class_names", tuple(self.class_names))
+        object.__setattr__(self, "context_dilations", tuple(int(d) for d in self.context_dilations))
         if self.input_width % BACKBONE_STRIDE or self.input_height % BACKBONE_STRIDE:
             raise ConfigError(f"detector input size {self.input_width}x{self.input_height} must be a multiple of "
                               f"{BACKBONE_STRIDE} in both dimensions")
         if self.output_stride != OUTPUT_STRIDE:
             raise ConfigError(f"output_stride {self.output_stride}: only {OUTPUT_STRIDE} is implemented")
-        if min(self.width, self.blocks_per_stage, self.neck_channels, self.head_channels) < 1 or not self.class_names:
+        if min(self.width, self.blocks_per_stage, self.neck_channels, self.head_channels, *self.context_dilations) < 1 \
+                or not self.class_names:
             raise ConfigError(f"detector config {self}: widths, block count and classes must be positive/non-empty")
 
     def to_dict(self) -> dict:
         d = asdict(self)
         d["class_names"] = list(self.class_names)
+        d["context_dilations"] = list(self.context_dilations)
         return d
 
     @property
@@ -79,18 +89,19 @@ class CenterNetConfig:
         return self.input_height // self.output_stride, self.input_width // self.output_stride
 
 
-def _conv_bn_relu(c_in: int, c_out: int, stride: int = 1) -> nn.Sequential:
-    return nn.Sequential(nn.Conv2d(c_in, c_out, 3, stride, 1, bias=False), nn.BatchNorm2d(c_out),
+def _conv_bn_relu(c_in: int, c_out: int, stride: int = 1, dilation: int = 1) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(c_in, c_out, 3, stride, dilation, dilation, bias=False), nn.BatchNorm2d(c_out),
                          nn.ReLU(inplace=True))
 
 
 class ResidualBlock(nn.Module):
-    """Two 3x3 conv-BN layers with an identity (or strided 1x1) shortcut."""
+    """Two 3x3 conv-BN layers (dilated by `dilation`) with an identity (or strided 1x1) shortcut."""
 
-    def __init__(self, c_in: int, c_out: int, stride: int = 1) -> None:
+    def __init__(self, c_in: int, c_out: int, stride: int = 1, dilation: int = 1) -> None:
         super().__init__()
-        self.conv1 = _conv_bn_relu(c_in, c_out, stride)
-        self.conv2 = nn.Sequential(nn.Conv2d(c_out, c_out, 3, 1, 1, bias=False), nn.BatchNorm2d(c_out))
+        self.conv1 = _conv_bn_relu(c_in, c_out, stride, dilation)
+        self.conv2 = nn.Sequential(nn.Conv2d(c_out, c_out, 3, 1, dilation, dilation, bias=False),
+                                   nn.BatchNorm2d(c_out))
         self.shortcut = (nn.Identity() if stride == 1 and c_in == c_out else
                          nn.Sequential(nn.Conv2d(c_in, c_out, 1, stride, bias=False), nn.BatchNorm2d(c_out)))
 
@@ -99,9 +110,10 @@ class ResidualBlock(nn.Module):
 
 
 class Backbone(nn.Module):
-    """Stem to stride 4, then four residual stages at strides 4, 8, 16, 32 (widths w, 2w, 4w, 8w)."""
+    """Stem to stride 4, four residual stages at strides 4, 8, 16, 32 (widths w, 2w, 4w, 8w), then the dilated context
+    blocks at stride 32 (each the identity at initialisation)."""
 
-    def __init__(self, width: int, blocks_per_stage: int) -> None:
+    def __init__(self, width: int, blocks_per_stage: int, context_dilations: tuple[int, ...] = ()) -> None:
         super().__init__()
         self.stem = nn.Sequential(_conv_bn_relu(3, width, 2), _conv_bn_relu(width, width, 2))
         self.channels = [width * 2**i for i in range(4)]
@@ -112,12 +124,16 @@ class Backbone(nn.Module):
             stages.append(nn.Sequential(*blocks))
             c_in = c_out
         self.stages = nn.ModuleList(stages)
+        self.context = nn.Sequential(*(ResidualBlock(c_in, c_in, dilation=d) for d in context_dilations))
+        for block in self.context:
+            nn.init.zeros_(block.conv2[1].weight)
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         features, x = [], self.stem(x)
         for stage in self.stages:
             x = stage(x)
             features.append(x)
+        features[-1] = self.context(features[-1])
         return features
 
 
@@ -149,7 +165,7 @@ class CenterNet(nn.Module):
         c = self.config
         self.register_buffer("rgb_mean", torch.tensor(RGB_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("rgb_std", torch.tensor(RGB_STD).view(1, 3, 1, 1), persistent=False)
-        self.backbone = Backbone(c.width, c.blocks_per_stage)
+        self.backbone = Backbone(c.width, c.blocks_per_stage, c.context_dilations)
         self.neck = Neck(self.backbone.channels, c.neck_channels)
         self.heatmap = _head(c.neck_channels, c.head_channels, len(c.class_names))
         self.size = _head(c.neck_channels, c.head_channels, 2)
