@@ -49,7 +49,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--crop", type=_size, default=(352, 224),
                         help="train on random WIDTHxHEIGHT crops of the augmented input, multiples of 32, or 'full' "
                              "(default 352x224: objects keep their inference scale and a CPU step costs about 1/5 "
-                             "of a full 704x416 one)")
+                             "of a full 704x416 one; crops rarely hold a near object whole, so finish with a few "
+                             "'full' epochs from the cropped run's checkpoint, --init)")
     parser.add_argument("--min-visibility", type=int, default=2, choices=(1, 2, 3, 4),
                         help="lowest nuScenes visibility level of a training box (default 2: 40-60 %%)")
     parser.add_argument("--validate-every", type=int, default=1,
