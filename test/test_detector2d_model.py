@@ -86,7 +86,10 @@ def test_resume_continues_from_checkpoint(tmp_path):
     first = train_detector2d(data, path, TINY, config, progress=False)
     _, state = load_checkpoint(path)
     assert first.steps == 1 and state["epoch"] == 1 and state["step"] == 1
-    assert "optimizer" not in state  # a finished run ships weights only
+    assert "optimizer" not in state  # a finished run ships weights only, as float16
+    stored = torch.load(path, weights_only=False)["state_dict"]
+    assert all(v.dtype == torch.float16 for v in stored.values() if v.is_floating_point())
+    assert next(load_checkpoint(path)[0].parameters()).dtype == torch.float32
 
     class Interrupted(list):
         """The two images, interrupted (like Ctrl-C) when the third one is loaded."""

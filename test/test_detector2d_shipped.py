@@ -2,24 +2,28 @@
 and its ONNX export.
 
 AP is scored as training validation scores it (train.detector2d.VALIDATION_DECODE: score threshold 0.05), since
-average precision needs the low-score tail of the ranking; the node's default threshold (0.3) cuts recall and so AP.
-Issue 6 asks for car AP@0.5 >= 0.6 on a held-out synthetic val subset. Near objects cut by the image border (taller
-than 400 px at 1600x900) hold most of a sweep's object points, so segmentation depends on finding them.
+average precision needs the low-score tail of the ranking; the node's default threshold cuts recall and so AP.
+Issue 6 asks for car AP@0.5 >= 0.6 on a held-out synthetic val subset (measured 0.727 here when shipped). Near
+objects cut by the image border (taller than 400 px at 1600x900) hold most of a sweep's object points, so
+segmentation depends on finding them (benchmarks/results/detector2d_training.md).
 """
 import pytest
 
 from perception3d.core.boxes import iou_2d
 from perception3d.core.models.backends import open_detector2d
 from perception3d.core.models.checkpoint import SHIPPED_CHECKPOINT, load_checkpoint
+from perception3d.core.models.decode import DecodeParams
 from perception3d.core.models.export import export_onnx
 from perception3d.data.synth import SynthConfig, synthesize
 from perception3d.eval.backend_agreement import compare_detections
 from perception3d.eval.map2d import AveragePrecision2D
+from perception3d.nodes.detector2d import DEFAULT_SCORE_THRESHOLD
 from perception3d.train.detector2d import VALIDATION_DECODE
 from perception3d.train.nuscenes_boxes import NuScenesCameraBoxes
 
 VAL_SEED = 99  # the shipped checkpoint was trained on seed-11 and seed-21 scenes
-NEAR_RECALL_BOUND = 0.5
+NODE_DECODE = DecodeParams(score_threshold=DEFAULT_SCORE_THRESHOLD)
+NEAR_RECALL_BOUND = 0.8  # measured 0.95 when shipped; the stage-1 checkpoint (no context blocks) gave 0.08 at 0.3
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +52,7 @@ def test_shipped_checkpoint_finds_cars(val_images):
 
 def test_shipped_checkpoint_finds_near_objects(val_images):
     """Recall at IoU 0.5 of the objects taller than 400 px (near, mostly cut by the image border), any class."""
-    detector = open_detector2d("builtin", SHIPPED_CHECKPOINT, "cpu")  # the node's defaults
+    detector = open_detector2d("builtin", SHIPPED_CHECKPOINT, "cpu", NODE_DECODE)
     found = []
     for dets, (_, truth) in zip(_detect_all(detector, val_images), val_images):
         tall = truth.boxes_xyxy[:, 3] - truth.boxes_xyxy[:, 1] > 400

@@ -10,7 +10,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..core.models.centernet import CenterNet, CenterNetConfig
+from ..core.models.centernet import CenterNet
+from ..core.models.checkpoint import SHIPPED_CHECKPOINT, load_checkpoint
 from ..core.models.decode import DecodeParams, decode_detections
 from ..core.models.export import export_onnx
 from ..core.models.inference import TorchDetector2D
@@ -35,7 +36,7 @@ def _ms(seconds: float) -> str:
 def run(out_dir: Path) -> Path:
     torch.manual_seed(0)
     load_before = os.getloadavg()[0]
-    config = CenterNetConfig()
+    config = load_checkpoint(SHIPPED_CHECKPOINT)[0].config  # the shipped architecture, random weights
     model = CenterNet(config).eval()
     rng = np.random.default_rng(0)
     images = [rng.integers(0, 256, (HEIGHT, WIDTH, 3), dtype=np.uint8) for _ in range(CAMERA_COUNT)]
@@ -82,10 +83,11 @@ def run(out_dir: Path) -> Path:
     data["node_memory"] = node_memory(images)
     data["load_average_1min"] = [load_before, os.getloadavg()[0]]
     table = format_table(["stage (six cameras, one frame)", "median", "min", "p95", "median per camera"], rows)
-    notes = (f"Model: CenterNetConfig() defaults (width {config.width}, neck {config.neck_channels}, input "
-             f"{config.input_width}x{config.input_height}, {sum(p.numel() for p in model.parameters()) / 1e6:.2f} M "
-             f"parameters), random weights (latency does not depend on them; decode timed at its worst case, "
-             f"score threshold 0). onnxruntime with its default threads. "
+    notes = (f"Model: the shipped checkpoint's architecture (width {config.width}, neck {config.neck_channels}, "
+             f"context dilations {list(config.context_dilations)}, input {config.input_width}x{config.input_height}, "
+             f"{sum(p.numel() for p in model.parameters()) / 1e6:.2f} M parameters), random weights (latency does "
+             "not depend on them; decode timed at its worst case, score threshold 0). onnxruntime with its default "
+             "threads. "
              "'end to end' = letterbox + forward + decode of the six images in one batch. The build machine's CPU "
              f"is shared with other jobs (1-minute load average {load_before:.1f} before, {os.getloadavg()[0]:.1f} "
              f"after, on {os.cpu_count()} cores), so medians are upper bounds and 'min' is the closest to an idle "

@@ -21,6 +21,9 @@ from .base import Frame, NodeDefinition, OutputSpec, StageTimer, TransformLookup
 from .params import Param
 
 _DECODE = DecodeParams()
+# Chosen on a seed-99 synthetic scene with the shipped checkpoint, full graph (thresholds 0.3 / 0.2 / 0.1):
+# car AP@2m 0.44 / 0.50 / 0.55, segmentation car IoU 0.48 / 0.60 / 0.77, segmentation mIoU 0.38 / 0.40 / 0.37.
+DEFAULT_SCORE_THRESHOLD = 0.1
 
 
 class Detector2DNode(NodeDefinition):
@@ -34,7 +37,8 @@ class Detector2DNode(NodeDefinition):
         Param("model_path", "string", "",
               "checkpoint (builtin) or .onnx file; empty = the checkpoint shipped with the package (builtin only)"),
         Param("device", "string", "auto", "auto (CUDA when available), cpu or cuda", choices=("auto", "cpu", "cuda")),
-        Param("score_threshold", "float", _DECODE.score_threshold, "detections below this score are dropped",
+        Param("score_threshold", "float", DEFAULT_SCORE_THRESHOLD,
+              "detections scoring below this are dropped (low: near objects cut by the image border score low)",
               0.0, 1.0),
         Param("nms_iou", "float", _DECODE.nms_iou, "per-class NMS IoU", 0.0, 1.0),
         Param("top_k", "int", _DECODE.top_k, "peaks kept per image before NMS", 1, 1000),

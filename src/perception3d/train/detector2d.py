@@ -6,10 +6,11 @@ are ignored). `train.nuscenes_boxes.NuScenesCameraBoxes` is one, built from a nu
 
 Checkpoints (core.models.checkpoint) are written to `out` at the end of every epoch and every `checkpoint_every`
 optimizer steps; with `resume`, training continues from `out` (weights, optimizer, step; an epoch interrupted
-midway restarts from its beginning). The checkpoint of a finished run holds no optimizer state, so it stays small
-enough to ship (weights only, about 6 MB at the default width); resuming it for more epochs restarts Adam's
-moments. With `init`, a new run starts from another checkpoint's weights (fine-tuning, e.g. the shipped checkpoint on
-your own data) with a fresh optimizer and schedule. The learning rate follows a cosine from `lr` to 0 over all steps.
+midway restarts from its beginning). The checkpoint of a finished run holds no optimizer state and stores its
+weights as float16, so it stays small enough to ship; resuming it for more epochs restarts Adam's moments. With
+`init`, a new run starts from another checkpoint's weights (fine-tuning, e.g. the shipped checkpoint on your own
+data; a checkpoint without context blocks can be widened with them) with a fresh optimizer and schedule. The
+learning rate follows a cosine from `lr` to 0 over all steps.
 """
 from __future__ import annotations
 
@@ -186,7 +187,7 @@ def train_detector2d(train_set, out: Path, model_config: CenterNetConfig | None 
                  "init": started_from}
         if epoch_done < config.epochs:
             state["optimizer"] = optimizer.state_dict()
-        save_checkpoint(out, model, state)
+        save_checkpoint(out, model, state, half=epoch_done >= config.epochs)
 
     for epoch in range(start_epoch, config.epochs):
         model.train()

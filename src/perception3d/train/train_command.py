@@ -7,6 +7,7 @@ from dataclasses import replace
 from pathlib import Path
 
 MODELS = ("detector2d",)
+NEW_MODEL_CONTEXT_DILATIONS = (2, 4)  # what the shipped checkpoint has (benchmarks/results/detector2d_training.md)
 
 
 def _size(text: str) -> tuple[int, int] | None:
@@ -42,8 +43,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto", help="auto (CUDA when available), cpu or cuda[:N]")
     parser.add_argument("--width", type=int, default=32, help="backbone width (default 32)")
     parser.add_argument("--context-dilations", type=_dilations, default=None,
-                        help="dilated context blocks after the deepest stage, e.g. 2,4 (default: none, or those of "
-                             "--init; with --init, adding them widens that checkpoint)")
+                        help="dilation of each context block after the deepest stage (default 2,4 for a new model, "
+                             "those of --init otherwise; with --init, adding them widens that checkpoint)")
     parser.add_argument("--input-size", type=_size, default=(704, 416),
                         help="network input WIDTHxHEIGHT, multiples of 32 (default 704x416)")
     parser.add_argument("--crop", type=_size, default=(352, 224),
@@ -89,7 +90,8 @@ def run(args: argparse.Namespace) -> int:
           + (f", validating on {len(val_set)} of {args.val_split!r}" if val_set else ""))
     init = SHIPPED_CHECKPOINT if str(args.init) == "shipped" else args.init
     model_config = (load_checkpoint(init)[0].config if init else
-                    CenterNetConfig(width=args.width, input_width=args.input_size[0], input_height=args.input_size[1]))
+                    CenterNetConfig(width=args.width, input_width=args.input_size[0], input_height=args.input_size[1],
+                                    context_dilations=NEW_MODEL_CONTEXT_DILATIONS))
     if args.context_dilations is not None:
         model_config = replace(model_config, context_dilations=args.context_dilations)
     config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, device=args.device,

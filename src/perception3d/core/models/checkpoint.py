@@ -18,12 +18,18 @@ CHECKPOINT_VERSION = 1
 SHIPPED_CHECKPOINT = Path(__file__).resolve().parent / "weights" / "detector2d_synth.pt"
 
 
-def save_checkpoint(path: Path, model: CenterNet, train_state: dict | None = None) -> None:
-    """Write model config + weights (+ train_state: optimizer, epoch, scores...) atomically to path."""
+def save_checkpoint(path: Path, model: CenterNet, train_state: dict | None = None, half: bool = False) -> None:
+    """Write model config + weights (+ train_state: optimizer, epoch, scores...) atomically to path.
+
+    half: store floating-point weights as float16 (half the file; loading restores float32), for finished models.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    weights = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    if half:
+        weights = {k: v.half() if v.is_floating_point() else v for k, v in weights.items()}
     payload = {"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, "config": model.config.to_dict(),
-               "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+               "state_dict": weights,
                "train_state": train_state or {}}
     tmp = path.with_name(path.name + ".tmp")
     torch.save(payload, tmp)
