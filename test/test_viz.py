@@ -81,3 +81,27 @@ def test_render_frame_composes_bev_and_cameras():
     # The front tile (column 1 of the grid) contains green box edges.
     tile = pixels[30:30 + 180, 600 + 320:600 + 640]
     assert (tile[..., 1] == 255).any() and (tile[..., 0] == 0).any()
+
+
+def test_detector2d_boxes_are_matched_to_their_image_by_header_stamp():
+    """detector2d logs all cameras of a firing cycle at one time; each message's header carries its image's stamp."""
+    from perception3d.core.detections import Detections2D
+    from perception3d.msgs.bag import BagMessage
+    from perception3d.msgs.detections import detections2d_to_msg
+    from perception3d.msgs.typestore import typestore
+    from perception3d.viz.bag_frame import detections_of_image
+
+    def logged(log_ns, image_ns, x0):
+        msg = detections2d_to_msg(Detections2D(np.array([[x0, 10.0, x0 + 20, 40]]), ["car"], np.ones(1),
+                                               "CAM_FRONT", image_ns))
+        msgtype = "vision_msgs/msg/Detection2DArray"
+        return BagMessage("/perception/CAM_FRONT/detections", log_ns, msgtype,
+                          bytes(typestore().serialize_cdr(msg, msgtype)))
+
+    cycle_ns = 1_000_000_000
+    # image at +8 ms logged with its cycle (at the cycle's first stamp); the next cycle's message is logged nearer
+    messages = [logged(cycle_ns, cycle_ns + 8_000_000, 100.0),
+                logged(cycle_ns + 15_000_000, cycle_ns + 15_000_000, 300.0)]
+    found = detections_of_image(messages, cycle_ns + 8_000_000)
+    assert found is not None and found.boxes_xyxy[0, 0] == 100.0
+    assert detections_of_image(messages, cycle_ns + 50_000_000) is None

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..core.detections import Detections2D
 from ..core.geometry import invert_transform, transform_points
 from ..core.tf_buffer import TfBuffer
 from ..errors import BagError
@@ -41,7 +42,7 @@ def _scan(bags: Sequence[Path]) -> tuple[dict[str, list[BagMessage]], dict[str, 
             topics.update(reader.topics)
             tf.cache_time_ns = max(tf.cache_time_ns, reader.end_ns - reader.start_ns + 1)
             small = [t for t in reader.topics if t in (*OUTPUT_TOPICS, GT_DETECTIONS, "/tf", "/tf_static")
-                     or t.endswith("/camera_info") or (t.startswith("/CAM_") and t.endswith("/detections"))]
+                     or t.endswith("/camera_info") or ("/CAM_" in t and t.endswith("/detections"))]
             for message in reader.messages(small):
                 if message.topic in ("/tf", "/tf_static"):
                     add_tf_message(tf, message.decode(), static=message.topic == "/tf_static")
@@ -62,6 +63,16 @@ def frame_stamps(small: dict[str, list[BagMessage]], keyframes_only: bool) -> li
         if not stamps:
             raise BagError(f"no output frame has a {GT_DETECTIONS} message; pass the input bag with --input")
     return stamps
+
+
+def detections_of_image(messages: Sequence[BagMessage], image_stamp_ns: int) -> Detections2D | None:
+    """The 2D detections whose header stamp is the image's, among Detection2DArray messages of its camera.
+
+    Recorded and simulated detections are logged at the image stamp; the detector2d node's at its firing cycle's
+    time, a few ms off for all but one camera, so the header stamp decides, among the messages logged nearest.
+    """
+    nearest = sorted(messages, key=lambda m: abs(m.stamp_ns - image_stamp_ns))[:3]
+    return next((d for d in (msg_to_detections2d(m.decode()) for m in nearest) if d.stamp_ns == image_stamp_ns), None)
 
 
 def _at(messages: list[BagMessage], stamp_ns: int):
@@ -127,11 +138,7 @@ def load_frame(bags: Sequence[str | Path], frame: int = 0, keyframes_only: bool 
         pixels = compressed_image_to_array(decoded) if hasattr(decoded, "format") else image_to_array(decoded)
         model = camera_info_to_model(min(info, key=lambda m: abs(m.stamp_ns - image_stamp)).decode())
         T_cam_base = invert_transform(tf.lookup(world_frame, model.frame_id, image_stamp)) @ T_world_base
-        dets = None
         det_msgs = small.get(f"/{cam}/detections") or small.get(f"/perception/{cam}/detections") or []
-        nearest = min(det_msgs, key=lambda m: abs(m.stamp_ns - image_stamp), default=None)
-        if nearest is not None and nearest.stamp_ns == image_stamp:
-            dets = msg_to_detections2d(nearest.decode())
-        data.cameras[cam] = CameraFrame(pixels, model, T_cam_base, dets)
+        data.cameras[cam] = CameraFrame(pixels, model, T_cam_base, detections_of_image(det_msgs, image_stamp))
     return data
 
