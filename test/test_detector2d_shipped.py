@@ -16,9 +16,8 @@ from perception3d.core.models.decode import DecodeParams
 from perception3d.core.models.export import export_onnx
 from perception3d.data.synth import SynthConfig, synthesize
 from perception3d.eval.backend_agreement import compare_detections
-from perception3d.eval.map2d import AveragePrecision2D
 from perception3d.nodes.detector2d import DEFAULT_SCORE_THRESHOLD
-from perception3d.train.detector2d import VALIDATION_DECODE
+from perception3d.train.detector2d import VALIDATION_DECODE, evaluate
 from perception3d.train.nuscenes_boxes import NuScenesCameraBoxes
 
 VAL_SEED = 99  # the shipped checkpoint was trained on seed-11 and seed-21 scenes
@@ -34,18 +33,14 @@ def val_images(tmp_path_factory):
     return [dataset[i] for i in range(len(dataset))]
 
 
-def _detect_all(detector, val_images):
-    out = []
-    for start in range(0, len(val_images), 6):
-        out += detector.detect([image for image, _ in val_images[start:start + 6]])
-    return out
+def _detect_all(detector, images):
+    """Detections for every image, six cameras' worth per forward pass."""
+    return [dets for start in range(0, len(images), 6) for dets in detector.detect(images[start:start + 6])]
 
 
 def test_shipped_checkpoint_finds_cars(val_images):
-    detector = open_detector2d("builtin", SHIPPED_CHECKPOINT, "cpu", VALIDATION_DECODE)
-    ap = AveragePrecision2D(detector.class_names)
-    for dets, (_, truth) in zip(_detect_all(detector, val_images), val_images):
-        ap.add(dets, truth)
+    ap = evaluate(open_detector2d("builtin", SHIPPED_CHECKPOINT, "cpu", VALIDATION_DECODE), val_images, 6,
+                  progress=False)
     assert ap.num_ground_truth["car"] >= 20
     assert ap.per_class()["car"] >= 0.6
 
@@ -54,7 +49,7 @@ def test_shipped_checkpoint_finds_near_objects(val_images):
     """Recall at IoU 0.5 of the objects taller than 400 px (near, mostly cut by the image border), any class."""
     detector = open_detector2d("builtin", SHIPPED_CHECKPOINT, "cpu", NODE_DECODE)
     found = []
-    for dets, (_, truth) in zip(_detect_all(detector, val_images), val_images):
+    for dets, (_, truth) in zip(_detect_all(detector, [image for image, _ in val_images]), val_images):
         tall = truth.boxes_xyxy[:, 3] - truth.boxes_xyxy[:, 1] > 400
         if tall.any():
             iou = iou_2d(truth.boxes_xyxy[tall], dets.boxes_xyxy)
@@ -70,10 +65,6 @@ def test_onnx_export_of_the_shipped_model_gives_the_same_detections(val_images, 
     onnx_detector = open_detector2d("onnx", onnx_path, "cpu")
     images = [image for image, _ in val_images[:20]]
     assert len(images) == 20
-    from_torch, from_onnx = [], []
-    for start in range(0, 20, 6):
-        from_torch += torch_detector.detect(images[start:start + 6])
-        from_onnx += onnx_detector.detect(images[start:start + 6])
-    agreement = compare_detections(from_torch, from_onnx, 0.99)
+    agreement = compare_detections(_detect_all(torch_detector, images), _detect_all(onnx_detector, images), 0.99)
     assert agreement.count_a > 20
     assert agreement.matched == agreement.count_a == agreement.count_b

@@ -154,7 +154,7 @@ def train_detector2d(train_set, out: Path, model_config: CenterNetConfig | None 
     """Train a CenterNet on train_set, validating on val_set, checkpointing to out; see the module docstring.
 
     model_config and config default to CenterNetConfig() and TrainConfig(). init: checkpoint whose weights a new run
-    starts from (ignored when resuming an existing `out`); its architecture must be model_config.
+    starts from (ignored when resuming an existing `out`); see `initialised_from` for the architectures it takes.
     """
     model_config = model_config or CenterNetConfig()
     config = config or TrainConfig()

@@ -21,12 +21,13 @@ def _size(text: str) -> tuple[int, int] | None:
 
 
 def _dilations(text: str) -> tuple[int, ...]:
+    error = argparse.ArgumentTypeError(f"{text!r}: expected positive integers separated by commas, e.g. 2,4")
     try:
         dilations = tuple(int(v) for v in text.split(",") if v.strip())
-    except ValueError:
-        dilations = (0,)
+    except ValueError as exc:
+        raise error from exc
     if any(d < 1 for d in dilations):
-        raise argparse.ArgumentTypeError(f"{text!r}: expected positive integers separated by commas, e.g. 2,4")
+        raise error
     return dilations
 
 
