@@ -39,11 +39,11 @@ OBJECTS_TOPIC = "/test/objects"
 T_BASE_LIDAR = make_transform(np.array([[0.0, 1.0, 0.0], [-1.0, 0.0, 0.0], [0.0, 0.0, 1.0]]), [0.94, 0.0, 1.84])
 
 
-def sweep_points(k: int) -> np.ndarray:
-    """32 LIDAR_TOP points of sweep k (deterministic)."""
+def sweep_points(k: int, n: int = 32) -> np.ndarray:
+    """n LIDAR_TOP points of sweep k (deterministic)."""
     rng = np.random.default_rng(k)
-    pts = np.zeros(32, NUSCENES_LIDAR_DTYPE)
-    pts["x"], pts["y"], pts["z"] = rng.uniform(-20, 20, 32), rng.uniform(-20, 20, 32), rng.uniform(-2, 2, 32)
+    pts = np.zeros(n, NUSCENES_LIDAR_DTYPE)
+    pts["x"], pts["y"], pts["z"] = rng.uniform(-20, 20, n), rng.uniform(-20, 20, n), rng.uniform(-2, 2, n)
     return pts
 
 
@@ -55,14 +55,15 @@ def ego_pose(stamp_ns: int) -> np.ndarray:
 def write_nuscenes_timed_bag(path: Path, duration_s: float = 1.0, cameras=CAMERA_NAMES, camera_stop_s=None,
                              with_tf_static: bool = True, bad_sweeps=(), with_images: bool = False,
                              bad_image: tuple[str, int] | None = None, tf_every: int = 1,
-                             skip_topics: tuple[str, ...] = ()) -> dict:
+                             skip_topics: tuple[str, ...] = (), points_per_sweep: int = 32) -> dict:
     """A bag with LiDAR 20 Hz and cameras 12 Hz at the rig's offsets; returns {'lidar': stamps, camera: stamps}.
 
     camera_stop_s: {camera: seconds after T0 when it stops publishing}. bad_sweeps: indices of sweeps written with
     an inconsistent point_step (a malformed PointCloud2). with_images: also write IMAGE_SIZE JPEGs on
     /<camera>/image/compressed; bad_image = (camera, frame index) whose JPEG bytes are garbage. tf_every: /tf
     (map -> base_link) at every n-th sweep only (nuScenes keyframes: every 10th), always including the last one.
-    skip_topics: topics left out of the bag.
+    skip_topics: topics left out of the bag. points_per_sweep: 32 by default; thousands make a bag of several MCAP
+    chunks (1 MiB each).
     """
     end = T0 + int(duration_s * 1e9)
     lidar = firing_stamps_ns(LIDAR_RATE_HZ, T0, end)
@@ -90,7 +91,7 @@ def write_nuscenes_timed_bag(path: Path, duration_s: float = 1.0, cameras=CAMERA
             if source == "lidar" and (k % tf_every == 0 or k == len(lidar) - 1):
                 write("/tf", stamp, tf_message([transform_stamped(ego_pose(stamp), "map", "base_link", stamp)]), TF)
             if source == "lidar":
-                cloud = array_to_pointcloud2(sweep_points(k), stamp, "LIDAR_TOP")
+                cloud = array_to_pointcloud2(sweep_points(k, points_per_sweep), stamp, "LIDAR_TOP")
                 if k in bad_sweeps:
                     cloud.point_step = 0
                 write(LIDAR_TOPIC, stamp, cloud, SENSOR)

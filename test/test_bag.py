@@ -163,5 +163,6 @@ def test_unreadable_bags_raise_bag_error(tmp_path, written_bag):
     (truncated / "metadata.yaml").write_text((written_bag[0] / "metadata.yaml").read_text())
     data = (written_bag[0] / "out.mcap").read_bytes()
     (truncated / "out.mcap").write_bytes(data[: len(data) // 2])
-    with pytest.raises(BagError), BagReader(truncated) as reader:
-        list(reader.messages())
+    with BagReader(truncated) as reader:  # rosbags cannot open it: read record by record, damage listed
+        assert reader.record_by_record and reader.damage
+        assert 0 < len(list(reader.messages())) == reader.message_count

@@ -6,7 +6,7 @@ import argparse
 import importlib
 import sys
 
-from .errors import Perception3DError
+from .errors import BagWriteError, Perception3DError
 
 # name -> (module, one-line help). Modules are imported when the parser is built; keep their top level light.
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -14,6 +14,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "synth": ("perception3d.data.synth_command", "write a synthetic nuScenes-schema dataroot with full ground truth"),
     "convert": ("perception3d.data.convert_command", "convert nuScenes scenes into rosbag2 (MCAP) files"),
     "replay": ("perception3d.runtime.replay_command", "run graph nodes over a rosbag2 without ROS, record outputs"),
+    "recover": ("perception3d.runtime.recover_command",
+                "rewrite a damaged or unfinished rosbag2 (MCAP) into a readable one, keeping every intact message"),
     "eval": ("perception3d.eval.command", "score replay outputs against a dataroot's ground truth"),
     "view": ("perception3d.viz.command", "draw one frame of a replay (BEV + six cameras) into a PNG"),
     "train": ("perception3d.train.train_command", "train a learned model (detector2d) on a nuScenes-schema dataroot"),
@@ -40,6 +42,9 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args._run(args) or 0)
+    except BagWriteError as exc:
+        print(f"perception3d {args.command}: error: {exc}", file=sys.stderr)
+        return 3
     except Perception3DError as exc:
         print(f"perception3d {args.command}: error: {exc}", file=sys.stderr)
         return 2

@@ -51,8 +51,16 @@ class OccupancyGridError(InputError):
     """A perception3d_msgs/OccupancyGrid3D whose data does not match its info."""
 
 
+class TransformMessageError(InputError):
+    """A geometry_msgs/TransformStamped (in a tf2_msgs/TFMessage) that is not a finite rigid transform."""
+
+
 class BagError(Perception3DError):
     """A rosbag2 that cannot be read or written as asked."""
+
+
+class BagWriteError(BagError):
+    """The output bag cannot be created or written (read-only file system, disk full); says what was kept."""
 
 
 class DatasetError(Perception3DError):

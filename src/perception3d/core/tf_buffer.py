@@ -4,6 +4,11 @@ Edges map child frame -> (parent frame, transform). Static edges (/tf_static) ho
 (/tf) keep a stamped history of `cache_time_ns` and are interpolated between the two neighbouring stamps (linear
 translation, slerp rotation: core.geometry.interpolate_transform). Lookups are at the data's own stamp; like tf2
 there is no extrapolation beyond the buffered history, except `max_extrapolation_ns` (default 0) at either end.
+
+One bad stamp must not cost the history: a dynamic transform stamped more than `outlier_jump_ns` before the oldest
+or after the newest stamp of its edge (a driver's stamp 0, a clock an hour ahead) is refused (TransformError) until
+`jump_confirm` consecutive stamps agree on the new time; then a jump forward continues the history and a jump back
+(a bag loop) restarts it.
 """
 from __future__ import annotations
 
@@ -20,8 +25,28 @@ class _History:
         self.parent = parent
         self.stamps: list[int] = []
         self.transforms: list[np.ndarray] = []
+        self.held: list[tuple[int, np.ndarray]] = []  # consecutive refused (stamp, T) that agree with each other
 
-    def insert(self, stamp_ns: int, T: np.ndarray, cache_time_ns: int) -> None:
+    def insert(self, stamp_ns: int, T: np.ndarray, cache_time_ns: int, outlier_jump_ns: int, jump_confirm: int,
+               child: str) -> None:
+        if self.stamps and not self.stamps[0] - outlier_jump_ns <= stamp_ns <= self.stamps[-1] + outlier_jump_ns:
+            if self.held and abs(stamp_ns - self.held[-1][0]) > outlier_jump_ns:
+                self.held = []
+            self.held.append((stamp_ns, T))
+            if len(self.held) < jump_confirm:
+                raise TransformError(
+                    f"{self.parent} -> {child}: stamp {stamp_ns} ns is more than {outlier_jump_ns / 1e9:g} s outside "
+                    f"the history {self.stamps[0]}..{self.stamps[-1]} ns; held back as an outlier (a time jump is "
+                    f"accepted once {jump_confirm} consecutive stamps agree)")
+            held, self.held = self.held[:-1], []
+            if stamp_ns < self.stamps[0]:  # time went backwards (bag loop): start over
+                self.stamps, self.transforms = [], []
+            for stamp, T_held in held:
+                self._add(stamp, T_held, cache_time_ns)
+        self.held = []
+        self._add(stamp_ns, T, cache_time_ns)
+
+    def _add(self, stamp_ns: int, T: np.ndarray, cache_time_ns: int) -> None:
         if self.stamps and stamp_ns < self.stamps[-1] - cache_time_ns:  # time went backwards (bag loop)
             self.stamps, self.transforms = [], []
         i = bisect.bisect_left(self.stamps, stamp_ns)
@@ -53,9 +78,12 @@ class _History:
 class TfBuffer:
     """Static and dynamic transforms; `lookup(target, source, stamp_ns)` returns T_target_source (4x4)."""
 
-    def __init__(self, cache_time_ns: int = 30_000_000_000, max_extrapolation_ns: int = 0) -> None:
+    def __init__(self, cache_time_ns: int = 30_000_000_000, max_extrapolation_ns: int = 0,
+                 outlier_jump_ns: int = 10_000_000_000, jump_confirm: int = 3) -> None:
         self.cache_time_ns = int(cache_time_ns)
         self.max_extrapolation_ns = int(max_extrapolation_ns)
+        self.outlier_jump_ns = int(outlier_jump_ns)
+        self.jump_confirm = int(jump_confirm)
         self._static: dict[str, tuple[str, np.ndarray]] = {}
         self._dynamic: dict[str, _History] = {}
 
@@ -68,7 +96,11 @@ class TfBuffer:
 
     def set_transform(self, parent: str, child: str, stamp_ns: int, T_parent_child: np.ndarray,
                       static: bool = False) -> None:
-        """Add one transform mapping child coordinates into parent (from /tf_static when static)."""
+        """Add one transform mapping child coordinates into parent (from /tf_static when static).
+
+        Raises:
+            TransformError: T is not a finite 4x4 matrix, or the stamp is refused as an outlier (module doc).
+        """
         T = np.asarray(T_parent_child, dtype=np.float64)
         if T.shape != (4, 4) or not np.all(np.isfinite(T)):
             raise TransformError(f"{parent} -> {child}: transform is not a finite 4x4 matrix")
@@ -80,7 +112,7 @@ class TfBuffer:
         if history is None or history.parent != parent:
             self._static.pop(child, None)
             history = self._dynamic[child] = _History(parent)
-        history.insert(int(stamp_ns), T, self.cache_time_ns)
+        history.insert(int(stamp_ns), T, self.cache_time_ns, self.outlier_jump_ns, self.jump_confirm, child)
 
     def clear_dynamic(self) -> None:
         """Forget /tf history (static transforms stay), e.g. after a time jump."""

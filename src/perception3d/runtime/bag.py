@@ -13,10 +13,11 @@ from collections import Counter, defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from ..core.tf_buffer import TfBuffer
-from ..errors import BagError, ConfigError
-from ..msgs.bag import BagReader, BagWriter
+from ..errors import BagError, BagWriteError, ConfigError, TransformError
+from ..msgs.bag import BagMessage, BagReader, BagWriter
 from ..msgs.qos import LATCHED, SENSOR, TF
 from ..msgs.tf import add_tf_message
 from ..nodes.params import load_parameters
@@ -34,17 +35,30 @@ class ReplaySummary:
     messages_out: int = 0
     interrupted: bool = False
     error: str = ""  # why reading stopped early (truncated or corrupt input); outputs so far are kept
+    output_error: str = ""  # why the output bag could not be written or finished (disk full, read-only)
     runners: list[NodeRunner] = field(default_factory=list)
-    drops: Counter = field(default_factory=Counter)  # replay-level drops (undecodable messages)
+    drops: Counter = field(default_factory=Counter)  # replay-level drops (undecodable messages, refused /tf)
+    last_drop: dict[str, str] = field(default_factory=dict)  # reason -> the last such drop, with its bag position
+    damage: list[str] = field(default_factory=list)  # damaged regions of the input skipped by the record reader
     warnings: list[str] = field(default_factory=list)
+
+    def drop(self, reason: str, text: str) -> None:
+        """Count one replay-level drop; `text` names the message (topic, bag position, log time) and the error."""
+        self.drops[reason] += 1
+        self.last_drop[reason] = text
 
     def format(self) -> str:
         """The end-of-replay report as text."""
-        state = ("INTERRUPTED, output holds what was written so far" if self.interrupted
+        state = (f"FAILED to write the output ({self.output_error})" if self.output_error
+                 else "INTERRUPTED, output holds what was written so far" if self.interrupted
                  else f"STOPPED by an input error ({self.error}); output holds what was written so far"
                  if self.error else "done")
         lines = [f"replay {state}: {self.input_bag} -> {self.output_bag}",
                  f"messages read: {self.messages_in}, written: {self.messages_out}"]
+        if self.damage:
+            lines.append(f"input damaged: {len(self.damage)} region(s) skipped, every intact message before and "
+                         f"after was read:")
+            lines += [f"  {d}" for d in self.damage]
         lines += [f"warning: {w}" for w in self.warnings]
         header = (f"{'node':<14} {'frames in':>9} {'processed':>9} {'outputs':>8} {'matched':>8} {'partial':>8} "
                   f"{'sync drop':>9} {'p50 ms':>8} {'p95 ms':>8}")
@@ -74,7 +88,7 @@ class ReplaySummary:
             for reason, n in r.stats.drops.items():
                 lines.append(f"{r.name} dropped {n}: {reason} (last: {r.stats.last_error[reason]})")
         for reason, n in self.drops.items():
-            lines.append(f"replay dropped {n}: {reason}")
+            lines.append(f"replay dropped {n}: {reason} (last: {self.last_drop[reason]})")
         return "\n".join(lines)
 
 
@@ -115,15 +129,32 @@ def _load_transforms(reader: BagReader, tf_topics: Sequence[str], tf: TfBuffer, 
     A frame is processed some time after its LiDAR sweep (when its cameras are decided); /tf may come at a lower
     rate (the nuScenes converter writes it at 2 Hz keyframes), so the buffer must already hold the transform after
     the sweep stamp to interpolate. Transforms are small; loading them first costs one extra pass over the index.
+    A message that does not decode, or a transform that is malformed or refused (an outlier stamp), is a counted
+    drop: the other transforms of the message and of the bag are kept.
     """
     tf.cache_time_ns = max(tf.cache_time_ns, reader.end_ns - reader.start_ns + 1)
-    for message in reader.messages(tf_topics):
-        try:
-            decoded = message.decode()
-        except Exception as exc:  # rosbags raises assorted errors on corrupt CDR
-            summary.drops[f"undecodable message on {message.topic} ({type(exc).__name__})"] += 1
+    for position, message in enumerate(reader.messages(tf_topics)):
+        decoded = _decode(message, position, summary)
+        if decoded is None:
             continue
-        add_tf_message(tf, decoded, static=message.topic == TF_STATIC_TOPIC)
+        try:
+            errors = add_tf_message(tf, decoded, static=message.topic == TF_STATIC_TOPIC, topic=message.topic)
+        except Exception as exc:  # a TFMessage whose fields are not what the type says: a bug the policy survives
+            errors = [exc]
+        for exc in errors:
+            kind = "refused /tf stamp" if isinstance(exc, TransformError) else type(exc).__name__
+            summary.drop(f"{kind} on {message.topic}",
+                         f"{message.topic} #{position} of that topic at log time {message.stamp_ns}: {exc}")
+
+
+def _decode(message: BagMessage, position: int, summary: ReplaySummary) -> Any | None:
+    """The decoded message, or None after counting it as undecodable (with its topic, position and log time)."""
+    try:
+        return message.decode()
+    except Exception as exc:  # rosbags raises assorted errors on corrupt CDR
+        summary.drop(f"undecodable message on {message.topic} ({type(exc).__name__})",
+                     f"message #{position} at log time {message.stamp_ns}: {exc}")
+        return None
 
 
 def replay(bag_path: str | Path, out_path: str | Path, graph: Graph, config: str | Path | None = None,
@@ -146,8 +177,6 @@ def replay(bag_path: str | Path, out_path: str | Path, graph: Graph, config: str
     Returns the summary; `summary.interrupted` is True after Ctrl-C / SIGTERM and `summary.error` says why reading
     stopped on a truncated or corrupt input; in both cases the output is closed cleanly and keeps what was written.
     """
-    from tqdm import tqdm
-
     bag_path, out_path = Path(bag_path), Path(out_path)
     definitions = {node.name: node.load() for node in graph.nodes}
     params = load_parameters(config, {name: d.parameters for name, d in definitions.items()})
@@ -164,64 +193,78 @@ def replay(bag_path: str | Path, out_path: str | Path, graph: Graph, config: str
     writer = BagWriter(out_path, custom_data={"perception3d.source_bag": bag_path.name,  # refuses an existing path
                                               "perception3d.nodes": ",".join(r.name for r in runners)})
 
-    with BagReader(bag_path) as reader:
+    with BagReader(bag_path, tolerant=True) as reader:
+        summary.damage = [str(d) for d in reader.damage]
         summary.warnings += _check_inputs(runners, reader.topics, produced, bag_path)
         tf_topics = [t for t in (TF_STATIC_TOPIC, TF_TOPIC) if t in reader.topics]
         if not tf_topics:
             summary.warnings.append("the bag has neither /tf nor /tf_static: frames needing a transform are dropped")
         _load_transforms(reader, tf_topics, tf, summary)
         settle_garbage_collector()
-        read_set = set(tf_topics) | (set(subscribers) & set(reader.topics))
-        copied = read_set if copy_inputs else set(tf_topics)
-        with writer:
-            for topic in sorted(copied):
-                qos = LATCHED if topic == TF_STATIC_TOPIC else TF if topic == TF_TOPIC else SENSOR
-                writer.add_topic(topic, reader.topics[topic], qos)
-
-            def publish(items: list[Published]) -> None:
-                for item in items:
-                    writer.add_topic(item.topic, item.msgtype, item.qos)
-                    writer.write(item.topic, item.stamp_ns, item.msg, item.qos)
-                    summary.messages_out += 1
-                    for downstream in subscribers.get(item.topic, []):
-                        publish(downstream.on_message(item.topic, item.msg))
-
-            labels_written = False
-            bar = tqdm(total=reader.message_count, unit="msg", desc="replay", disable=not progress)
-            try:
-                for message in reader.messages():  # all topics: the count then tells a short read apart
-                    summary.messages_in += 1
-                    bar.update()
-                    if message.topic not in read_set:
-                        continue
-                    if message.topic in copied:
-                        writer.write_raw(message.topic, message.stamp_ns, message.rawdata)
-                        summary.messages_out += 1
-                    if message.topic in (TF_TOPIC, TF_STATIC_TOPIC):
-                        continue  # loaded beforehand
-                    try:
-                        msg = message.decode()
-                    except Exception as exc:  # rosbags raises assorted errors on corrupt CDR
-                        summary.drops[f"undecodable message on {message.topic} ({type(exc).__name__})"] += 1
-                        continue
-                    if not labels_written:
-                        labels_written = True
-                        for runner in runners:
-                            publish(runner.label_infos(message.stamp_ns))
-                    for runner in subscribers[message.topic]:
-                        publish(runner.on_message(message.topic, msg))
-                if summary.messages_in < reader.message_count:
-                    summary.error = (f"{bag_path}: storage ended after {summary.messages_in} of "
-                                     f"{reader.message_count} messages (truncated or corrupt?)")
-                for runner in runners:  # upstream first: its last outputs reach downstream before they flush
-                    publish(runner.flush())
-            except KeyboardInterrupt:
-                summary.interrupted = True
-            except BagError as exc:
-                summary.error = str(exc)
-            finally:
-                bar.close()
+        try:
+            _run_messages(reader, writer, runners, subscribers, tf_topics, set(subscribers), copy_inputs, progress,
+                          summary)
+        except BagWriteError as exc:
+            summary.output_error = str(exc)
     return summary
+
+
+def _run_messages(reader: BagReader, writer: BagWriter, runners: Sequence[NodeRunner],
+                  subscribers: Mapping[str, list[NodeRunner]], tf_topics: Sequence[str], subscribed: set[str],
+                  copy_inputs: bool, progress: bool, summary: ReplaySummary) -> None:
+    """The data pass: every message to the nodes that subscribe to it, their outputs into the writer."""
+    from tqdm import tqdm
+
+    read_set = set(tf_topics) | (subscribed & set(reader.topics))
+    copied = read_set if copy_inputs else set(tf_topics)
+    with writer:
+        for topic in sorted(copied):
+            qos = LATCHED if topic == TF_STATIC_TOPIC else TF if topic == TF_TOPIC else SENSOR
+            writer.add_topic(topic, reader.topics[topic], qos)
+
+        def publish(items: list[Published]) -> None:
+            for item in items:
+                writer.add_topic(item.topic, item.msgtype, item.qos)
+                writer.write(item.topic, item.stamp_ns, item.msg, item.qos)
+                summary.messages_out += 1
+                for downstream in subscribers.get(item.topic, []):
+                    publish(downstream.on_message(item.topic, item.msg))
+
+        labels_written = False
+        bar = tqdm(total=reader.message_count, unit="msg", desc="replay", disable=not progress)
+        try:
+            for position, message in enumerate(reader.messages()):  # all topics: the count tells a short read
+                summary.messages_in += 1
+                bar.update()
+                if message.topic not in read_set:
+                    continue
+                if message.topic in copied:
+                    writer.write_raw(message.topic, message.stamp_ns, message.rawdata)
+                    summary.messages_out += 1
+                if message.topic in (TF_TOPIC, TF_STATIC_TOPIC):
+                    continue  # loaded beforehand
+                msg = _decode(message, position, summary)
+                if msg is None:
+                    continue
+                if not labels_written:
+                    labels_written = True
+                    for runner in runners:
+                        publish(runner.label_infos(message.stamp_ns))
+                for runner in subscribers[message.topic]:
+                    publish(runner.on_message(message.topic, msg))
+            if not reader.record_by_record and summary.messages_in < reader.message_count:
+                summary.error = (f"{reader.path}: storage ended after {summary.messages_in} of "
+                                 f"{reader.message_count} messages (truncated or corrupt?)")
+            for runner in runners:  # upstream first: its last outputs reach downstream before they flush
+                publish(runner.flush())
+        except KeyboardInterrupt:
+            summary.interrupted = True
+        except BagWriteError:
+            raise
+        except BagError as exc:
+            summary.error = str(exc)
+        finally:
+            bar.close()
 
 
 def parse_remaps(items: Sequence[str]) -> dict[str, str]:
