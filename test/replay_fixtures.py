@@ -76,8 +76,11 @@ def write_nuscenes_timed_bag(path: Path, duration_s: float = 1.0, cameras=CAMERA
         stamps[cam] = cam_stamps
         events += [(int(s), cam, k) for k, s in enumerate(cam_stamps)]
     events.sort()
-    camera = {c: CameraModel(np.array([[1266.4, 0, 816.3], [0, 1266.4, 491.5], [0, 0, 1]]), 1600, 900,
-                             frame_id=c) for c in cameras}
+    width, height = IMAGE_SIZE if with_images else (1600, 900)  # CameraInfo describes the images written
+    scale = width / 1600
+    K = np.array([[1266.4 * scale, 0, 816.3 * scale], [0, 1266.4 * scale, 491.5 * scale], [0, 0, 1]])
+    camera = {c: CameraModel(K, width, height, frame_id=c) for c in cameras}
+    box = np.array([[10.0, 20.0, 110.0, 220.0]]) * scale
     with BagWriter(path) as bag:
         def write(topic, stamp, msg, qos):
             if topic not in skip_topics:
@@ -101,7 +104,7 @@ def write_nuscenes_timed_bag(path: Path, duration_s: float = 1.0, cameras=CAMERA
                     jpeg = b"not a jpeg" if bad_image == (source, k) else encode_jpeg(
                         np.full((*IMAGE_SIZE[::-1], 3), 10 + k % 200, np.uint8))
                     write(f"/{source}/image/compressed", stamp, compressed_image_msg(jpeg, stamp, source), SENSOR)
-                dets = Detections2D(np.array([[10.0, 20.0, 110.0, 220.0]]), ["car"], [0.9], source, stamp)
+                dets = Detections2D(box, ["car"], [0.9], source, stamp)
                 write(f"/{source}/detections", stamp, detections2d_to_msg(dets), SENSOR)
     return stamps
 

@@ -6,6 +6,8 @@ message has several, the highest-scoring one is read.
 """
 from __future__ import annotations
 
+from collections import Counter
+from collections.abc import Collection, Mapping
 from typing import Any
 
 import numpy as np
@@ -71,6 +73,53 @@ def msg_to_detections2d(msg: Any, topic: str = "<unknown topic>") -> Detections2
         classes.append(cls)
         ids.append(str(det.id))
     return Detections2D(boxes, classes, scores, str(msg.header.frame_id), stamp_to_ns(msg.header.stamp), ids)
+
+
+def checked_detections2d(msg: Any, topic: str, image_size: tuple[int, int] | None, class_map: Mapping[str, str],
+                         known_classes: Collection[str], max_boxes: int) -> tuple[Detections2D, Counter]:
+    """The usable boxes of a Detection2DArray, each checked on its own, and {reason: boxes dropped}.
+
+    One bad box costs only itself. A box is dropped (and counted) when it has no hypothesis, a non-finite centre or
+    size, a score outside [0, 1] (or not finite), a class id unknown after `class_map` (counted per id), or no area
+    left once clipped to the image (`image_size` = (width, height) px from the CameraInfo; None = not clipped).
+    At most `max_boxes` boxes are kept, the highest scores (bounded work per message).
+    """
+    drops: Counter = Counter()
+    boxes, classes, scores, ids = [], [], [], []
+    for det in msg.detections:
+        if len(det.results) == 0:
+            drops["box without a hypothesis (results is empty)"] += 1
+            continue
+        best = max(det.results, key=lambda r: float(r.hypothesis.score) if np.isfinite(r.hypothesis.score) else -1)
+        score = float(best.hypothesis.score)
+        cx, cy = float(det.bbox.center.position.x), float(det.bbox.center.position.y)
+        w, h = float(det.bbox.size_x), float(det.bbox.size_y)
+        cls = class_map.get(str(best.hypothesis.class_id), str(best.hypothesis.class_id))
+        if not np.isfinite([cx, cy, w, h]).all():
+            drops["box with a non-finite centre or size"] += 1
+        elif not 0.0 <= score <= 1.0:
+            drops["score outside [0, 1]"] += 1
+        elif cls == "" and best.hypothesis.class_id != "":
+            drops[f"class id {best.hypothesis.class_id!r} dropped by detections.class_map"] += 1
+        elif cls not in known_classes:
+            drops[f"unknown class id {cls!r}"] += 1
+        else:
+            boxes.append((cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2))
+            classes.append(cls)
+            scores.append(score)
+            ids.append(str(det.id))
+    boxes_xyxy = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    if image_size is not None:
+        boxes_xyxy = np.clip(boxes_xyxy, 0.0, np.tile(np.asarray(image_size, dtype=np.float64), 2))
+    dets = Detections2D(boxes_xyxy, classes, scores, str(msg.header.frame_id), stamp_to_ns(msg.header.stamp), ids)
+    has_area = (dets.boxes_xyxy[:, 2] > dets.boxes_xyxy[:, 0]) & (dets.boxes_xyxy[:, 3] > dets.boxes_xyxy[:, 1])
+    if not has_area.all():
+        drops["box of zero or negative size (after clipping to the image)"] += int((~has_area).sum())
+        dets = dets.select(has_area)
+    if len(dets.scores) > max_boxes:
+        drops[f"more than {max_boxes} boxes in one message (lowest scores dropped)"] += len(dets.scores) - max_boxes
+        dets = dets.select(np.sort(np.argsort(-dets.scores, kind="stable")[:max_boxes]))
+    return dets, drops
 
 
 def detections3d_to_msg(dets: Detections3D, factory: MessageFactory | None = None) -> Any:

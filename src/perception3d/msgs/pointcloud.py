@@ -88,11 +88,20 @@ def pointcloud2_to_array(msg: Any, topic: str = "<unknown topic>") -> np.ndarray
     return np.ascontiguousarray(rows).view(dtype).reshape(-1)
 
 
+def check_xyz_fields(dtype: np.dtype, topic: str = "<points>") -> None:
+    """Raise PointCloudError unless the point dtype has x, y and z as single (count 1) numeric values."""
+    for name in ("x", "y", "z"):
+        if dtype.names is None or name not in dtype.names:
+            raise PointCloudError(topic, "fields", f"lack {name!r}", "fields x, y and z")
+        field_dtype = dtype.fields[name][0]
+        if field_dtype.shape:
+            raise PointCloudError(topic, f"fields ({name!r}).count", f"is {int(np.prod(field_dtype.shape))}",
+                                  "1 (one coordinate per point)")
+
+
 def xyz(points: np.ndarray, dtype: str = "f4") -> np.ndarray:
     """(N, 3) x, y, z coordinates of a structured point array (one small copy)."""
-    for name in ("x", "y", "z"):
-        if points.dtype.names is None or name not in points.dtype.names:
-            raise PointCloudError("<points>", name, "is missing", "fields x, y and z")
+    check_xyz_fields(points.dtype)
     out = np.empty((points.shape[0], 3), dtype=dtype)
     out[:, 0], out[:, 1], out[:, 2] = points["x"], points["y"], points["z"]
     return out

@@ -198,6 +198,8 @@ class NodeDefinition:
             CameraInfo).
         camera_streams: per-camera streams the node needs: any of 'image', 'camera_info', 'detections'.
         outputs: the OutputSpecs the node publishes.
+        images_as_rgb: the node takes images as RGB (H, W, 3) uint8: the host turns grey 8-bit images into RGB and
+            marks a camera whose image has another pixel format missing (counted), instead of failing the batch.
     """
 
     name: ClassVar[str] = ""
@@ -206,6 +208,7 @@ class NodeDefinition:
     trigger: ClassVar[str] = "lidar"
     camera_streams: ClassVar[tuple[str, ...]] = ()
     outputs: ClassVar[tuple[OutputSpec, ...]] = ()
+    images_as_rgb: ClassVar[bool] = False
 
     def __init__(self, params: Mapping[str, Any], factory: MessageFactory | None = None) -> None:
         """params: {dotted name: value}, validated (shared + own); factory builds messages for the host's backend."""

@@ -5,7 +5,8 @@ in core/models/weights, else any checkpoint `perception3d train detector2d` wrot
 ONNX contract (core/models/onnx_backend.py) through onnxruntime. Outputs one vision_msgs/Detection2DArray per
 camera, stamped with that image's stamp, boxes in full-resolution pixels, lower-case nuScenes class ids.
 A model that does not load, has the wrong classes or breaks the ONNX contract stops the node at start (ModelError);
-an image whose size differs from its CameraInfo, or that does not decode, drops that frame (counted).
+an image that does not decode, has a pixel format other than 8-bit colour or grey, or whose size differs from its
+CameraInfo removes only that camera from its firing cycle's batch (the host checks it and counts it: nodes.runner).
 """
 from __future__ import annotations
 
@@ -15,7 +16,6 @@ from ..core.classes import DETECTION_CLASSES
 from ..core.models.backends import BACKENDS, open_detector2d
 from ..core.models.checkpoint import SHIPPED_CHECKPOINT
 from ..core.models.decode import DecodeParams
-from ..errors import ImageError
 from ..msgs.detections import detections2d_to_msg
 from .base import Frame, NodeDefinition, OutputSpec, StageTimer, TransformLookup
 from .params import Param
@@ -31,6 +31,7 @@ class Detector2DNode(NodeDefinition):
     description = "learned multi-camera 2D detector (CenterNet; torch checkpoint or ONNX)"
     trigger = "camera"
     camera_streams = ("image", "camera_info")
+    images_as_rgb = True
     parameters = (
         Param("backend", "string", "builtin", "builtin: a CenterNet checkpoint; onnx: a model of the ONNX contract",
               choices=BACKENDS),
@@ -63,13 +64,7 @@ class Detector2DNode(NodeDefinition):
             self.detector.warm_up(len(p["camera_names"]))
 
     def process(self, frame: Frame, tf: TransformLookup, timer: StageTimer) -> list:
-        with timer.stage("pre"):
-            cameras = list(frame.cameras.items())
-            for name, cam in cameras:
-                height, width = cam.image.shape[:2]
-                if cam.camera is not None and (width, height) != (cam.camera.width, cam.camera.height):
-                    raise ImageError(f"/{name}/image", "width/height", f"is {width}x{height}",
-                                     f"the CameraInfo size {cam.camera.width}x{cam.camera.height}")
+        cameras = list(frame.cameras.items())  # images checked against their CameraInfo by the host
         with timer.stage("infer"):
             detections = self.detector.detect([cam.image for _, cam in cameras],
                                               [cam.frame_id for _, cam in cameras],

@@ -93,6 +93,11 @@ SHARED_PARAMS: tuple[Param, ...] = (
           0.001, 1.0),
     Param("sync.reset_jump_s", "float", 1.0,
           "a stamp this much older than the newest one seen resets the synchronizer (bag loop) [s]", 0.01, 3600.0),
+    Param("limits.max_points_per_cloud", "int", 2_000_000,
+          "a PointCloud2 with more points is dropped (bounded work per message; a 128-beam sweep has ~260,000)",
+          1, 100_000_000),
+    Param("limits.max_boxes_per_image", "int", 500,
+          "2D boxes kept per Detection2DArray, highest scores first; the rest are dropped and counted", 1, 100_000),
     Param("log_throttle_s", "float", 5.0, "least time between two log lines about the same problem [s]", 0.0, 3600.0,
           read_only=False),
 )

@@ -2,14 +2,26 @@
 
 A host hands every input message to `on_message(topic, msg)` and publishes the `Published` records it gets back.
 The runner synchronizes (core.sync.LidarSync, message time), decodes and validates inputs into a `Frame`, calls
-`process`, times it (pre/infer/post/total ms), checks the outputs (declared port, source stamp), and turns every
-InputError / TransformError into a counted, throttled-logged drop: a node never dies on one bad message.
+`process`, times it (pre/infer/post/total ms) and checks the outputs (declared port, source stamp).
+
+One policy for every error one message can cause (a node never dies on one bad message, and a bad input costs only
+what depends on it):
+- InputError / TransformError become a counted drop, keyed by error type, topic and field, logged (throttled) with
+  the message stamp; an unexpected exception type is a bug the runner still survives: counted as `internal`, its
+  traceback logged once;
+- the frame's other inputs go on: a camera whose data does not decode, whose image size differs from its
+  CameraInfo, or whose transform is missing or bad is removed from the set (marked missing), not the frame;
+- at the boundary a cloud has scalar x, y, z fields and at most `limits.max_points_per_cloud` points; 2D boxes are
+  checked one by one (msgs.detections.checked_detections2d: scores in [0, 1], clipped to the image, known class
+  ids, at most `limits.max_boxes_per_image`), dropped boxes counted per reason.
+Only a node that breaks its contract (undeclared output port, wrong output stamp) raises NodeContractError.
 """
 from __future__ import annotations
 
 import gc
 import logging
 import time
+import traceback
 from collections import Counter, deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -18,15 +30,15 @@ from typing import Any
 import numpy as np
 
 from ..core.camera_sets import CameraSet, CameraSetCollector
-from ..core.classes import parse_class_map
+from ..core.classes import DETECTION_CLASSES, parse_class_map
 from ..core.sync import LidarSync, SyncConfig, SyncedSet
-from ..errors import ConfigError, InputError, TransformError
+from ..errors import ConfigError, ImageError, InputError, PointCloudError, TransformError
 from ..msgs.camera_info import camera_info_to_model
-from ..msgs.detections import msg_to_detections2d
+from ..msgs.detections import checked_detections2d
 from ..msgs.factory import MessageFactory, stamp_to_ns
 from ..msgs.image import compressed_image_to_array, image_to_array
 from ..msgs.labels import label_info_msg
-from ..msgs.pointcloud import pointcloud2_to_array
+from ..msgs.pointcloud import check_xyz_fields, pointcloud2_to_array
 from ..msgs.qos import LATCHED, QosSpec
 from .base import STAGES, CameraInput, Frame, InputPort, LidarInput, NodeDefinition, StageTimer, TransformLookup
 
@@ -44,6 +56,11 @@ def settle_garbage_collector() -> None:
     """
     gc.collect()
     gc.freeze()
+
+
+class NodeContractError(ValueError):
+    """A node's process() broke its contract (an undeclared output port, an output not at the source stamp): a bug
+    in the node, raised rather than counted, so it shows on the first frame."""
 
 
 @dataclass(frozen=True)
@@ -139,7 +156,10 @@ class NodeRunner:
         self.tf = tf
         self.wanted = wanted or (lambda: True)
         self.stats = NodeStats()
-        self._warn = ThrottledLog(log or _LOG.warning, float(params["log_throttle_s"]))
+        self._log = log or _LOG.warning
+        self._warn = ThrottledLog(self._log, float(params["log_throttle_s"]))
+        self.max_points = int(params["limits.max_points_per_cloud"])
+        self.max_boxes = int(params["limits.max_boxes_per_image"])
         cameras = list(params["camera_names"])
         ports = definition.input_ports(cameras)
         outputs = definition.output_ports(cameras)
@@ -172,24 +192,28 @@ class NodeRunner:
         self.stats.messages[topic] += 1
         try:
             stamp_ns = stamp_to_ns(msg.header.stamp)
-        except AttributeError:
-            self._drop(f"{topic}: no header", f"{topic}: message has no header stamp; dropped")
+        except (AttributeError, TypeError, ValueError):
+            self._drop(f"{topic}: no header stamp", f"{topic}: message has no usable header stamp; dropped")
             return []
-        if port.stream is None:
-            return self._run_sets(self.sync.add_lidar(stamp_ns, msg)) if self.sync else \
-                self._run_sets([SyncedSet(stamp_ns, msg, {}, {})])
-        if port.stream == "camera_info":
-            try:
+        try:
+            if port.stream is None:
+                return self._run_sets(self.sync.add_lidar(stamp_ns, msg)) if self.sync else \
+                    self._run_sets([SyncedSet(stamp_ns, msg, {}, {})])
+            if port.stream == "camera_info":
                 msg = camera_info_to_model(msg, topic)
-            except InputError as exc:
-                self._drop_error(exc)
-                return []
-            if self.sync is None:
-                self._camera_info[port.camera] = msg
-                return []
-        if self.sync is not None:
-            return self._run_sets(self.sync.add_camera(port.camera, port.stream, stamp_ns, msg))
-        return self._run_camera_sets(self.camera_sets.add(port.camera, stamp_ns, msg))  # camera-triggered: an image
+                if self.sync is None:
+                    self._camera_info[port.camera] = msg
+                    return []
+            if self.sync is not None:
+                return self._run_sets(self.sync.add_camera(port.camera, port.stream, stamp_ns, msg))
+            return self._run_camera_sets(self.camera_sets.add(port.camera, stamp_ns, msg))  # camera-triggered
+        except (InputError, TransformError) as exc:
+            self._drop_error(exc, stamp_ns)
+        except NodeContractError:
+            raise
+        except Exception as exc:  # a bug the policy survives: counted, traceback logged once
+            self._drop_internal(exc, f"a message on {topic}", stamp_ns)
+        return []
 
     def advance(self, now_ns: int) -> list[Published]:
         """Move message time on without a message (ROS timer); returns sets released by the timeout."""
@@ -253,14 +277,23 @@ class NodeRunner:
         return self._run_frames(sets, self._camera_set_frame)
 
     def _run_frames(self, items: list, to_frame: Callable[[Any], Frame | None]) -> list[Published]:
-        """Turn each released set into a Frame (None = dropped) and run the node on it, unless nobody listens."""
+        """Turn each released set into a Frame (None = dropped) and run the node on it, unless nobody listens.
+        An error costs only its own frame."""
         out = []
         for item in items:
             if self._skip():
                 continue
-            frame = to_frame(item)
-            if frame is not None:
-                out += self._run(frame)
+            stamp_ns = item.lidar_stamp_ns if isinstance(item, SyncedSet) else item.stamp_ns
+            try:
+                frame = to_frame(item)
+                if frame is not None:
+                    out += self._run(frame)
+            except (InputError, TransformError) as exc:
+                self._drop_error(exc, stamp_ns)
+            except NodeContractError:
+                raise
+            except Exception as exc:  # a bug the policy survives: counted, traceback logged once
+                self._drop_internal(exc, "a frame", stamp_ns)
         return out
 
     def _skip(self) -> bool:
@@ -271,47 +304,100 @@ class NodeRunner:
         self.stats.frames_skipped += 1
         return True
 
-    def _decode(self, synced: SyncedSet) -> Frame | None:
-        try:
-            points = pointcloud2_to_array(synced.lidar, self._topic_of[(None, None)])
-        except InputError as exc:
-            self._drop_error(exc)
-            return None
+    def _decode(self, synced: SyncedSet) -> Frame:
+        """The Frame of a synced set; a camera whose data or transform is unusable is marked missing (counted).
+
+        Raises:
+            PointCloudError: the sweep itself is unusable (the frame's own input).
+        """
+        topic = self._topic_of[(None, None)]
+        points = pointcloud2_to_array(synced.lidar, topic)
+        check_xyz_fields(points.dtype, topic)
+        if points.size > self.max_points:
+            raise PointCloudError(topic, "width/height", f"hold {points.size} points",
+                                  f"at most {self.max_points} (parameter limits.max_points_per_cloud)")
         lidar = LidarInput(synced.lidar_stamp_ns, str(synced.lidar.header.frame_id), points, synced.lidar)
-        cameras: dict[str, CameraInput] = {}
         missing = dict(synced.missing)
-        for name, match in synced.cameras.items():
-            try:
-                cameras[name] = self._camera_input(name, match.stamp_ns, match.delta_ns, match.messages)
-            except InputError as exc:
-                self._drop_error(exc)
-                missing[name] = str(exc)
         for name, reason in synced.missing.items():
             self._warn(f"missing {name}", f"{self.name}: {name} missing from the set at {synced.lidar_stamp_ns}: "
                                           f"{reason}")
+        cameras = self._usable_cameras(
+            synced.lidar_stamp_ns, missing,
+            ((name, m.stamp_ns, m.delta_ns, m.messages) for name, m in synced.cameras.items()),
+            self._camera_transform_check(lidar))
         return Frame(synced.lidar_stamp_ns, lidar, cameras, missing)
+
+    def _usable_cameras(self, frame_stamp_ns: int, missing: dict[str, str], matches: Any,
+                        check: Callable[[CameraInput], None] | None = None) -> dict[str, CameraInput]:
+        """CameraInputs of (name, stamp, delta, messages) matches; unusable cameras go to `missing` (counted)."""
+        cameras: dict[str, CameraInput] = {}
+        for name, stamp_ns, delta_ns, messages in matches:
+            try:
+                cam = self._camera_input(name, stamp_ns, delta_ns, messages)
+                if check is not None:
+                    check(cam)
+                cameras[name] = cam
+            except (InputError, TransformError) as exc:
+                self._drop_error(exc, stamp_ns)
+                missing[name] = str(exc)
+            except Exception as exc:  # a bug the policy survives: this camera only
+                self._drop_internal(exc, f"the inputs of {name}", stamp_ns)
+                missing[name] = f"internal error: {type(exc).__name__}"
+        return cameras
+
+    def _camera_transform_check(self, lidar: LidarInput) -> Callable[[CameraInput], None] | None:
+        """A check raising TransformError for a camera that cannot be related to the sweep the way the nodes do
+        (through `world_frame` at the camera stamp when the node has one, else to the LiDAR frame at the sweep
+        stamp); None when the sweep itself cannot be placed (the node's own lookup then drops the frame)."""
+        world = self.node.params.get("world_frame", "")
+        try:
+            self.tf.lookup(world or lidar.frame_id, lidar.frame_id, lidar.stamp_ns)
+        except TransformError:
+            return None
+        if world:
+            return lambda cam: self.tf.lookup(world, cam.frame_id, cam.stamp_ns)
+        return lambda cam: self.tf.lookup(lidar.frame_id, cam.frame_id, lidar.stamp_ns)
 
     def _camera_input(self, name: str, stamp_ns: int, delta_ns: int, messages: Mapping[str, Any]) -> CameraInput:
         data = CameraInput(name, stamp_ns, delta_ns, frame_id="", msgs=dict(messages))
+        data.camera = messages.get("camera_info")  # a CameraModel, validated on arrival
+        if data.camera is not None:
+            data.frame_id = data.camera.frame_id
         for stream, msg in messages.items():
             topic = self._topic_of[(name, stream)]
-            if stream == "camera_info":
-                data.camera = msg  # validated on arrival
-                data.frame_id = data.frame_id or msg.frame_id
-            elif stream == "detections":
-                data.detections = msg_to_detections2d(msg, topic).with_class_map(self._class_map)
+            if stream == "detections":
+                size = (data.camera.width, data.camera.height) if data.camera is not None else None
+                data.detections, drops = checked_detections2d(msg, topic, size, self._class_map, DETECTION_CLASSES,
+                                                              self.max_boxes)
+                for reason, n in drops.items():
+                    self.stats.drops[f"box dropped: {topic}: {reason}"] += n
+                    self.stats.last_error[f"box dropped: {topic}: {reason}"] = f"in the message at {stamp_ns}"
                 data.frame_id = str(msg.header.frame_id)
             elif stream == "image":
-                data.image = (compressed_image_to_array(msg, topic) if hasattr(msg, "format")
-                              else image_to_array(msg, topic))
+                data.image = self._image(msg, topic, data.camera)
                 data.frame_id = str(msg.header.frame_id)
         return data
 
+    def _image(self, msg: Any, topic: str, camera: Any) -> np.ndarray:
+        """Decoded pixels, checked against the CameraInfo size (and made RGB for nodes that take RGB)."""
+        image = compressed_image_to_array(msg, topic) if hasattr(msg, "format") else image_to_array(msg, topic)
+        height, width = image.shape[:2]
+        if camera is not None and (width, height) != (camera.width, camera.height):
+            raise ImageError(topic, "width/height", f"is {width}x{height}",
+                             f"the CameraInfo size {camera.width}x{camera.height}")
+        if self.definition.images_as_rgb:
+            if image.ndim == 2 and image.dtype == np.uint8:
+                image = np.repeat(image[:, :, None], 3, axis=2)  # grey 8-bit: the same image in three channels
+            elif image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+                raise ImageError(topic, "encoding", f"decodes to {image.dtype} pixels of shape {image.shape}",
+                                 "8-bit colour or grey pixels (this node takes RGB images)")
+        return image
+
     def _camera_set_frame(self, camera_set: CameraSet) -> Frame | None:
-        """The Frame of one firing cycle; cameras without a CameraInfo yet or with an undecodable image are
-        marked missing (and counted)."""
-        cameras: dict[str, CameraInput] = {}
+        """The Frame of one firing cycle; cameras without a CameraInfo yet, or with an image that does not decode or
+        does not fit its CameraInfo, are marked missing (and counted): the rest of the batch goes on."""
         missing = {name: "no image in this firing cycle" for name in camera_set.missing}
+        matches = []
         for camera, (stamp_ns, image_msg) in camera_set.images.items():
             messages = {"image": image_msg}
             if "camera_info" in self.definition.camera_streams:
@@ -321,11 +407,8 @@ class NodeRunner:
                     missing[camera] = "no camera_info yet"
                     continue
                 messages["camera_info"] = model
-            try:
-                cameras[camera] = self._camera_input(camera, stamp_ns, stamp_ns - camera_set.stamp_ns, messages)
-            except InputError as exc:
-                self._drop_error(exc)
-                missing[camera] = str(exc)
+            matches.append((camera, stamp_ns, stamp_ns - camera_set.stamp_ns, messages))
+        cameras = self._usable_cameras(camera_set.stamp_ns, missing, matches)
         if not cameras:
             return None
         return Frame(camera_set.stamp_ns, None, cameras, missing)
@@ -333,11 +416,7 @@ class NodeRunner:
     def _run(self, frame: Frame) -> list[Published]:
         timer = StageTimer()
         start = time.perf_counter()
-        try:
-            outputs = self.node.process(frame, self.tf, timer)
-        except (InputError, TransformError) as exc:
-            self._drop_error(exc)
-            return []
+        outputs = self.node.process(frame, self.tf, timer)
         total_ms = (time.perf_counter() - start) * 1e3
         self.stats.frames_processed += 1
         for stage in STAGES:
@@ -347,13 +426,13 @@ class NodeRunner:
         published = []
         for port, msg in outputs:
             if port not in self.outputs:
-                raise ValueError(f"node {self.name}: process() returned undeclared port {port!r}; "
+                raise NodeContractError(f"node {self.name}: process() returned undeclared port {port!r}; "
                                  f"declared: {sorted(self.outputs)}")
             topic, spec = self.outputs[port]
             source_stamp = self._source_stamp(port, frame)
             header = getattr(msg, "header", None)
             if header is not None and stamp_to_ns(header.stamp) != source_stamp:
-                raise ValueError(f"node {self.name}: {port} stamped {stamp_to_ns(header.stamp)} instead of the "
+                raise NodeContractError(f"node {self.name}: {port} stamped {stamp_to_ns(header.stamp)} instead of the "
                                  f"source stamp {source_stamp}")
             published.append(Published(topic, source_stamp, msg, spec.msgtype, spec.qos))
         self.stats.outputs += len(published)
@@ -374,9 +453,18 @@ class NodeRunner:
         self.stats.last_error[reason] = text
         self._warn(reason, text)
 
-    def _drop_error(self, exc: Exception) -> None:
+    def _drop_error(self, exc: Exception, stamp_ns: int | None = None) -> None:
         if isinstance(exc, InputError):
             reason = f"{type(exc).__name__}: {exc.source} field '{exc.field}'"
         else:
             reason = f"{type(exc).__name__}: {str(exc).split(':')[0]}"
-        self._drop(reason, f"{self.name}: dropped: {exc}")
+        at = f" (message stamp {stamp_ns})" if stamp_ns is not None else ""
+        self._drop(reason, f"{self.name}: dropped{at}: {exc}")
+
+    def _drop_internal(self, exc: Exception, what: str, stamp_ns: int) -> None:
+        """An exception no check foresaw: counted as internal; its traceback is logged the first time only."""
+        reason = f"internal: {type(exc).__name__} while handling {what}"
+        if reason not in self.stats.drops:
+            self._log(f"{self.name}: internal error (a bug; the node goes on) while handling {what} at stamp "
+                      f"{stamp_ns}:\n{''.join(traceback.format_exception(exc))}")
+        self._drop(reason, f"{self.name}: dropped (message stamp {stamp_ns}): {type(exc).__name__}: {exc}")
