@@ -155,27 +155,30 @@ def bev_nms(dets: Detections3D, iou_threshold: float) -> np.ndarray:
     Two boxes of one class are the same object when their rotated BEV IoU exceeds `iou_threshold` or their
     centres are closer than the class's smaller mean footprint side (two objects side by side are at least that
     far apart; this catches thin objects such as barriers, whose IoU collapses with a small sideways offset).
+    Memory is O(N): each box is compared with the kept boxes of its class only (no N x N matrices; 20,000 boxes
+    would need gigabytes), work O(N x kept).
     """
-    order = np.argsort(-dets.scores, kind="stable")
     radius = 0.5 * np.hypot(dets.sizes_lwh[:, 0], dets.sizes_lwh[:, 1])
-    merge = np.array([min(SIZE_PRIOR_WLH[c][0][:2]) if c in SIZE_PRIOR_WLH else 0.0 for c in dets.class_ids])
-    gap = np.linalg.norm(dets.centers[:, None, :2] - dets.centers[None, :, :2], axis=2)
-    codes = np.unique(dets.class_ids.astype(str), return_inverse=True)[1]
-    same_class = codes[:, None] == codes[None, :]
-    can_touch = same_class & (gap < radius[:, None] + radius[None, :])
-    too_close = same_class & (gap < merge[:, None])
-    np.fill_diagonal(can_touch, False)
-    kept = ~can_touch.any(axis=1)  # boxes without a same-class neighbour are always kept
-    for i in order[~kept[order]]:
-        near = np.flatnonzero(kept & can_touch[i])
-        if len(near) == 0:
+    xy = dets.centers[:, :2]
+    kept = np.zeros(len(dets.scores), dtype=bool)
+    class_ids = dets.class_ids.astype(str)
+    for cls in np.unique(class_ids):
+        merge = min(SIZE_PRIOR_WLH[cls][0][:2]) if cls in SIZE_PRIOR_WLH else 0.0
+        members = np.flatnonzero(class_ids == cls)
+        kept_of_class = np.empty(len(members), dtype=np.int64)
+        n_kept = 0
+        for i in members[np.argsort(-dets.scores[members], kind="stable")]:
+            others = kept_of_class[:n_kept]
+            gap = np.linalg.norm(xy[others] - xy[i], axis=1)
+            touching = gap < radius[i] + radius[others]
+            near = others[touching]
+            if len(near) and (np.any(gap[touching] < merge) or np.any(
+                    bev_iou(dets.centers[i], dets.sizes_lwh[i], dets.yaws[i:i + 1], dets.centers[near],
+                            dets.sizes_lwh[near], dets.yaws[near]) > iou_threshold)):
+                continue
+            kept_of_class[n_kept] = i
+            n_kept += 1
             kept[i] = True
-            continue
-        if np.any(too_close[i, near]) or np.any(
-                bev_iou(dets.centers[i], dets.sizes_lwh[i], dets.yaws[i:i + 1], dets.centers[near],
-                        dets.sizes_lwh[near], dets.yaws[near]) > iou_threshold):
-            continue
-        kept[i] = True
     return np.flatnonzero(kept)
 
 

@@ -14,7 +14,10 @@ stamp seen on any input) passes `lidar_stamp + timeout`; cameras still missing t
 out in LiDAR stamp order. One camera message may serve several sweeps (LiDAR 20 Hz, cameras 12 Hz).
 
 Time is message time (stamps, nanoseconds), never the wall clock, so a replay at any speed syncs the same way.
-Queues are bounded; a stamp more than `reset_jump` older than the newest one seen (a bag loop) clears all state.
+Queues are bounded. A stamp more than `reset_jump` away from message time is held back: one such message (a driver's
+stamp 0, a clock an hour ahead) is an outlier, dropped and counted, and changes nothing else; only when
+`jump_confirm` consecutive messages agree on the new time is the jump real: a jump back (a bag loop) clears all
+state, a jump forward moves message time on; the held messages are then used.
 Out-of-order arrival within that window is handled by stamp-keyed queues; a duplicate stamp on a stream replaces
 the earlier message (camera) or is dropped (LiDAR), and is counted.
 """
@@ -22,7 +25,7 @@ from __future__ import annotations
 
 import bisect
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -41,7 +44,8 @@ class SyncConfig:
         tolerance_ns: largest |camera stamp - (LiDAR stamp + offset)| accepted.
         timeout_ns: how long (in message time after the LiDAR stamp) a set waits for late cameras.
         queue_size: bounded queue length per camera and for pending LiDAR sweeps.
-        reset_jump_ns: a stamp this much older than the newest stamp seen resets the synchronizer (bag loop).
+        reset_jump_ns: a stamp this much away from message time is a jump (an outlier unless confirmed).
+        jump_confirm: consecutive jumped messages that confirm a jump; a jump back then resets (bag loop).
         delta_history: how many per-camera stamp deltas are kept for statistics.
     """
 
@@ -53,6 +57,7 @@ class SyncConfig:
     timeout_ns: int = 100_000_000
     queue_size: int = 10
     reset_jump_ns: int = 1_000_000_000
+    jump_confirm: int = 3
     delta_history: int = 1000
 
     def __post_init__(self) -> None:
@@ -65,8 +70,10 @@ class SyncConfig:
         unknown = set(self.offsets_ns) - set(self.camera_names)
         if unknown:
             raise ValueError(f"SyncConfig.offsets_ns names unknown camera(s) {sorted(unknown)}")
-        if self.tolerance_ns < 0 or self.timeout_ns < 0 or self.queue_size < 1 or self.reset_jump_ns <= 0:
-            raise ValueError("SyncConfig: tolerance_ns and timeout_ns >= 0, queue_size >= 1, reset_jump_ns > 0")
+        if self.tolerance_ns < 0 or self.timeout_ns < 0 or self.queue_size < 1 or self.reset_jump_ns <= 0 \
+                or self.jump_confirm < 1:
+            raise ValueError("SyncConfig: tolerance_ns and timeout_ns >= 0, queue_size >= 1, reset_jump_ns > 0, "
+                             "jump_confirm >= 1")
 
     def offset(self, camera: str) -> int:
         return int(self.offsets_ns.get(camera, 0))
@@ -193,6 +200,7 @@ class LidarSync:
         self.stats = SyncStats(
             missing={c: 0 for c in config.camera_names},
             deltas_ns={c: deque(maxlen=config.delta_history) for c in config.camera_names})
+        self._held: list[tuple[int, Callable[[], None]]] = []  # jumped messages waiting for confirmation
         self._reset_state()
 
     def _reset_state(self) -> None:
@@ -215,15 +223,39 @@ class LidarSync:
         self.stats.resets += 1
         self._reset_state()
 
-    def _observe(self, stamp_ns: int) -> None:
-        if self._now_ns is not None and stamp_ns < self._now_ns - self.config.reset_jump_ns:
+    def _admit(self, stamp_ns: int, add: Callable[[], None]) -> list[SyncedSet]:
+        """Apply `add` (storing one message) unless its stamp jumps (module doc); returns the sets now ready."""
+        c = self.config
+        if self._now_ns is None or abs(stamp_ns - self._now_ns) <= c.reset_jump_ns:
+            for _ in self._held:  # the held messages were outliers: time goes on as before
+                self.stats.drop("stamp far from message time (outlier)")
+            self._held = []
+            self._now_ns = stamp_ns if self._now_ns is None else max(self._now_ns, stamp_ns)
+            add()
+            return self._emit_ready()
+        if self._held and abs(stamp_ns - self._held[-1][0]) > c.reset_jump_ns:
+            for _ in self._held:
+                self.stats.drop("stamp far from message time (outlier)")
+            self._held = []
+        self._held.append((stamp_ns, add))
+        if len(self._held) < c.jump_confirm:
+            return []
+        held, self._held = self._held, []
+        if stamp_ns < self._now_ns:  # time went back (bag loop): start over
             self.reset()
-        self._now_ns = stamp_ns if self._now_ns is None else max(self._now_ns, stamp_ns)
+        out = []
+        for stamp, held_add in held:
+            self._now_ns = stamp if self._now_ns is None else max(self._now_ns, stamp)
+            held_add()
+            out += self._emit_ready()
+        return out
 
     def add_lidar(self, stamp_ns: int, msg: Any) -> list[SyncedSet]:
         """A LiDAR sweep arrived; returns the sets that became ready."""
         stamp_ns = int(stamp_ns)
-        self._observe(stamp_ns)
+        return self._admit(stamp_ns, lambda: self._add_lidar(stamp_ns, msg))
+
+    def _add_lidar(self, stamp_ns: int, msg: Any) -> None:
         stamps = [s for s, _ in self._pending]
         i = bisect.bisect_left(stamps, stamp_ns)
         if (i < len(stamps) and stamps[i] == stamp_ns) or stamp_ns == self._last_emitted_ns:
@@ -236,7 +268,6 @@ class LidarSync:
             if len(self._pending) > self.config.queue_size:
                 self._pending.pop(0)
                 self.stats.drop("pending LiDAR queue full")
-        return self._emit_ready()
 
     def add_camera(self, camera: str, stream: str, stamp_ns: int, msg: Any) -> list[SyncedSet]:
         """A message of one camera stream arrived; returns the sets that became ready."""
@@ -246,14 +277,17 @@ class LidarSync:
             raise KeyError(f"unknown stream {stream!r} for {camera}; expected one of "
                            f"{list(self.config.keyed_streams + self.config.latest_streams)}")
         stamp_ns = int(stamp_ns)
-        self._observe(stamp_ns)
-        if self._cameras[camera].add(stream, stamp_ns, msg):
-            self.stats.duplicates += 1
-        return self._emit_ready()
+
+        def add() -> None:
+            if self._cameras[camera].add(stream, stamp_ns, msg):
+                self.stats.duplicates += 1
+        return self._admit(stamp_ns, add)
 
     def advance(self, now_ns: int) -> list[SyncedSet]:
-        """Move message time forward without a message (e.g. a ROS timer on the clock); returns ready sets."""
-        self._observe(int(now_ns))
+        """Move message time forward without a message (e.g. a ROS timer on the clock); returns ready sets.
+        A time before message time changes nothing (messages, not the timer, decide a jump back)."""
+        if self._now_ns is None or now_ns > self._now_ns:
+            self._now_ns = int(now_ns)
         return self._emit_ready()
 
     def flush(self) -> list[SyncedSet]:

@@ -27,6 +27,9 @@ ENCODINGS: dict[str, tuple[int, np.dtype]] = {
     "32FC1": (1, np.dtype("f4")),
 }
 COMPRESSED_FORMATS = ("jpeg", "jpg", "png")
+# Largest decoded image accepted [pixels]: 8K video is 33 MP. A few bytes of PNG or JPEG header can claim any size
+# (a decompression bomb); the size is checked before any pixel is decoded.
+MAX_DECODED_PIXELS = 64 * 2**20
 
 
 def image_to_array(msg: Any, topic: str = "<unknown topic>") -> np.ndarray:
@@ -67,7 +70,8 @@ def compressed_image_to_array(msg: Any, topic: str = "<unknown topic>") -> np.nd
     """Decoded pixels of a sensor_msgs/CompressedImage: RGB (H, W, 3) uint8, or (H, W) for grey images.
 
     Raises:
-        ImageError: a format other than JPEG/PNG, empty data, or bytes that do not decode.
+        ImageError: a format other than JPEG/PNG, empty data, bytes that do not decode, or a header that claims more
+            than MAX_DECODED_PIXELS pixels (checked before decoding).
     """
     fmt = str(msg.format).lower()
     if not any(name in fmt for name in COMPRESSED_FORMATS):
@@ -77,12 +81,22 @@ def compressed_image_to_array(msg: Any, topic: str = "<unknown topic>") -> np.nd
         raise ImageError(topic, "data", "is empty", f"{fmt} bytes")
     try:
         with PILImage.open(io.BytesIO(data.tobytes())) as img:
+            width, height = img.size
+            if width * height > MAX_DECODED_PIXELS:
+                raise ImageError(topic, "data", f"claims {width}x{height} pixels",
+                                 f"at most {MAX_DECODED_PIXELS} pixels (a decompression bomb is not decoded)")
             img.load()
             if img.mode not in ("RGB", "L"):
                 img = img.convert("RGB")
             pixels = np.asarray(img)
-    except (OSError, ValueError, SyntaxError) as exc:
-        raise ImageError(topic, "data", f"does not decode as {fmt}: {exc}", f"valid {fmt} bytes") from exc
+    except ImageError:
+        raise
+    except PILImage.DecompressionBombError as exc:
+        raise ImageError(topic, "data", f"claims too many pixels: {exc}",
+                         f"at most {MAX_DECODED_PIXELS} pixels (a decompression bomb is not decoded)") from exc
+    except Exception as exc:  # Pillow's decoders raise OSError, ValueError, SyntaxError, struct.error, ...
+        raise ImageError(topic, "data", f"does not decode as {fmt}: {type(exc).__name__}: {exc}",
+                         f"valid {fmt} bytes") from exc
     if pixels.size == 0:
         raise ImageError(topic, "data", "decodes to an empty image", "a non-empty image")
     return pixels
