@@ -96,8 +96,9 @@ class BagWriter:
                     self._writer.close()
                 except OSError as exc:
                     raise BagWriteError(
-                        f"{self.path}: cannot finish the output bag: {exc.strerror or exc}; the messages of its "
-                        f"completed chunks are kept: `perception3d recover {self.path}` makes it readable") from exc
+                        f"{self.path}: cannot finish the output bag after {self.count} messages: "
+                        f"{exc.strerror or exc}; the messages of its completed chunks are kept: "
+                        f"`perception3d recover {self.path}` makes it readable") from exc
 
     def add_topic(self, topic: str, msgtype: str, qos: QosSpec = OUTPUT) -> None:
         """Declare a topic with its type and the QoS its publisher offers."""
@@ -332,13 +333,16 @@ def signals_deferred() -> Iterator[None]:
 @contextlib.contextmanager
 def interrupt_once() -> Iterator[None]:
     """Within the block the first SIGINT or SIGTERM raises KeyboardInterrupt (so open bags get closed cleanly);
-    later ones are ignored: the program is already stopping, and a second Ctrl-C must not cut its clean-up short."""
+    later ones are ignored: the program is already stopping, and a second Ctrl-C must not cut its clean-up short.
+    After an interrupt both signals stay ignored (SIG_IGN, which outlives the interpreter's own shutdown) until
+    the process exits (a command's last step), so its exit status stays the one it chose (130)."""
     interrupted = []
 
     def _raise(signum: int, frame: Any) -> None:
-        if not interrupted:
-            interrupted.append(signum)
-            raise KeyboardInterrupt(f"signal {signum}")
+        interrupted.append(signum)
+        for s in INTERRUPT_SIGNALS:
+            signal.signal(s, signal.SIG_IGN)
+        raise KeyboardInterrupt(f"signal {signum}")
 
     try:
         previous = {s: signal.signal(s, _raise) for s in INTERRUPT_SIGNALS}
@@ -348,8 +352,9 @@ def interrupt_once() -> Iterator[None]:
     try:
         yield
     finally:
-        for s, handler in previous.items():
-            signal.signal(s, handler)
+        if not interrupted:
+            for s, handler in previous.items():
+                signal.signal(s, handler)
 
 
 # the former name (SIGTERM only): interrupt_once covers SIGINT as well
