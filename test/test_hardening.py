@@ -26,7 +26,7 @@ from perception3d.cli import main as cli_main
 from perception3d.core.detections import Detections3D
 from perception3d.core.lift3d import bev_nms
 from perception3d.msgs.bag import BagReader
-from perception3d.msgs.detections import checked_detections2d, detections2d_to_msg
+from perception3d.msgs.detections import detections2d_to_msg
 from perception3d.msgs.image import compressed_image_msg, encode_jpeg
 from perception3d.runtime.bag import replay
 from replay_fixtures import CHAIN_GRAPH, IMAGE_SIZE, OBJECTS_TOPIC, T0, TEST_GRAPH, write_nuscenes_timed_bag
@@ -272,6 +272,7 @@ def test_camera_info_that_does_not_describe_the_image_drops_that_camera(clean_im
 
 def test_2d_boxes_are_checked_one_by_one(tmp_path):
     from perception3d.core.detections import Detections2D
+    from perception3d.msgs.detections import checked_detections2d
 
     dets = Detections2D(np.array([[10, 10, 50, 50], [10, 10, 50, 50], [10, 10, 50, 50], [-100, 10, 50, 2000],
                                   [700, 10, 900, 50], [10, 10, 50, 50], [10, 10, 50, 50]], dtype=float),
@@ -347,7 +348,7 @@ def test_inflated_message_count_in_metadata_is_not_an_error(clean, tmp_path):
     for file in bag.iterdir():
         (copy / file.name).write_bytes(file.read_bytes())
     meta = (copy / "metadata.yaml").read_text()
-    (copy / "metadata.yaml").write_text(meta.replace("message_count: ", "message_count: 9", 1))
+    (copy / "metadata.yaml").write_text(meta.replace("message_count: ", "message_count: 9"))
     summary = replay(copy, tmp_path / "out", TEST_GRAPH, progress=False)
     assert not summary.error and len(outputs_by_stamp(tmp_path / "out")) == len(stamps["lidar"])
 
