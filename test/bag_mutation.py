@@ -1,8 +1,9 @@
 """Copies of test bags with chosen messages changed: the tool of the hardening and fuzz tests.
 
 `mutated_copy(src, dst, mutate)` reads every message of `src` and writes it to `dst` (same topics, types, QoS and
-log times); `mutate(topic, index_on_topic, message)` may return the decoded message changed in place or replaced,
-raw bytes to write instead of its CDR (damaged serialisation), or None to keep the original bytes.
+log times); `mutate(topic, index_on_topic, message)` gets the msgs.bag.BagMessage (decode it to change fields) and
+may return a decoded message, raw bytes to write instead of its CDR (damaged serialisation), or None to keep the
+original bytes.
 """
 from __future__ import annotations
 
@@ -29,7 +30,7 @@ def mutated_copy(src: Path, dst: Path, mutate: Mutation) -> int:
         for message in reader.messages():
             index = seen[message.topic]
             seen[message.topic] += 1
-            result = mutate(message.topic, index, message.decode())
+            result = mutate(message.topic, index, message)
             if result is None:
                 writer.write_raw(message.topic, message.stamp_ns, message.rawdata)
                 continue
@@ -41,9 +42,10 @@ def mutated_copy(src: Path, dst: Path, mutate: Mutation) -> int:
 
 def at(topic: str, index: int, change: Callable[[Any], Any]) -> Mutation:
     """A mutation of message `index` of `topic` only: change(msg) edits it (returns None) or returns bytes/a msg."""
-    def mutate(t: str, i: int, msg: Any) -> Any:
+    def mutate(t: str, i: int, message: Any) -> Any:
         if t != topic or i != index:
             return None
+        msg = message.decode()
         result = change(msg)
         return msg if result is None else result
     return mutate

@@ -24,7 +24,7 @@ from perception3d.core.sensor_timing import (
 from perception3d.msgs.bag import BagWriter
 from perception3d.msgs.camera_info import camera_model_to_camera_info
 from perception3d.msgs.detections import detections2d_to_msg, detections3d_to_msg
-from perception3d.msgs.image import compressed_image_msg, encode_jpeg
+from perception3d.msgs.image import array_to_image, compressed_image_msg, encode_jpeg
 from perception3d.msgs.pointcloud import NUSCENES_LIDAR_DTYPE, array_to_pointcloud2, xyz
 from perception3d.msgs.qos import LATCHED, SENSOR, TF
 from perception3d.msgs.tf import tf_message, transform_stamped
@@ -55,7 +55,8 @@ def ego_pose(stamp_ns: int) -> np.ndarray:
 def write_nuscenes_timed_bag(path: Path, duration_s: float = 1.0, cameras=CAMERA_NAMES, camera_stop_s=None,
                              with_tf_static: bool = True, bad_sweeps=(), with_images: bool = False,
                              bad_image: tuple[str, int] | None = None, tf_every: int = 1,
-                             skip_topics: tuple[str, ...] = (), points_per_sweep: int = 32) -> dict:
+                             skip_topics: tuple[str, ...] = (), points_per_sweep: int = 32,
+                             raw_image_cameras: tuple[str, ...] = ()) -> dict:
     """A bag with LiDAR 20 Hz and cameras 12 Hz at the rig's offsets; returns {'lidar': stamps, camera: stamps}.
 
     camera_stop_s: {camera: seconds after T0 when it stops publishing}. bad_sweeps: indices of sweeps written with
@@ -63,7 +64,8 @@ def write_nuscenes_timed_bag(path: Path, duration_s: float = 1.0, cameras=CAMERA
     /<camera>/image/compressed; bad_image = (camera, frame index) whose JPEG bytes are garbage. tf_every: /tf
     (map -> base_link) at every n-th sweep only (nuScenes keyframes: every 10th), always including the last one.
     skip_topics: topics left out of the bag. points_per_sweep: 32 by default; thousands make a bag of several MCAP
-    chunks (1 MiB each).
+    chunks (1 MiB each). raw_image_cameras: cameras whose images are written as sensor_msgs/Image (rgb8) on
+    /<camera>/image instead (with_images).
     """
     end = T0 + int(duration_s * 1e9)
     lidar = firing_stamps_ns(LIDAR_RATE_HZ, T0, end)
@@ -100,9 +102,11 @@ def write_nuscenes_timed_bag(path: Path, duration_s: float = 1.0, cameras=CAMERA
                 write(LIDAR_TOPIC, stamp, cloud, SENSOR)
             else:
                 write(f"/{source}/camera_info", stamp, camera_model_to_camera_info(camera[source], stamp), SENSOR)
-                if with_images:
-                    jpeg = b"not a jpeg" if bad_image == (source, k) else encode_jpeg(
-                        np.full((*IMAGE_SIZE[::-1], 3), 10 + k % 200, np.uint8))
+                pixels = np.full((*IMAGE_SIZE[::-1], 3), 10 + k % 200, np.uint8)
+                if with_images and source in raw_image_cameras:
+                    write(f"/{source}/image", stamp, array_to_image(pixels, "rgb8", stamp, source), SENSOR)
+                elif with_images:
+                    jpeg = b"not a jpeg" if bad_image == (source, k) else encode_jpeg(pixels)
                     write(f"/{source}/image/compressed", stamp, compressed_image_msg(jpeg, stamp, source), SENSOR)
                 dets = Detections2D(box, ["car"], [0.9], source, stamp)
                 write(f"/{source}/detections", stamp, detections2d_to_msg(dets), SENSOR)

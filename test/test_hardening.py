@@ -259,8 +259,8 @@ def test_camera_info_that_does_not_describe_the_image_drops_that_camera(clean_im
 
     mutate = at("/CAM_BACK/camera_info", 0, half_size)
 
-    def every_info(topic, index, msg):  # the driver's CameraInfo is wrong for the whole drive
-        return mutate(topic, 0, msg) if topic == "/CAM_BACK/camera_info" else None
+    def every_info(topic, index, message):  # the driver's CameraInfo is wrong for the whole drive
+        return mutate(topic, 0, message) if topic == "/CAM_BACK/camera_info" else None
 
     summary, outputs = replay_mutated(bag, tmp_path, every_info, CHAIN_GRAPH)
     imagebox, centroid = summary.runners

@@ -8,7 +8,9 @@ there is no extrapolation beyond the buffered history, except `max_extrapolation
 One bad stamp must not cost the history: a dynamic transform stamped more than `outlier_jump_ns` before the oldest
 or after the newest stamp of its edge (a driver's stamp 0, a clock an hour ahead) is refused (TransformError) until
 `jump_confirm` consecutive stamps agree on the new time; then a jump forward continues the history and a jump back
-(a bag loop) restarts it.
+(a bag loop) restarts it. Likewise a transform that gives a frame another parent, or moves it between /tf and
+/tf_static, is held back until `jump_confirm` consecutive ones agree (one message with swapped or mistyped frame ids
+must not cut a frame off the tree), and one that would close a loop is refused.
 """
 from __future__ import annotations
 
@@ -86,6 +88,7 @@ class TfBuffer:
         self.jump_confirm = int(jump_confirm)
         self._static: dict[str, tuple[str, np.ndarray]] = {}
         self._dynamic: dict[str, _History] = {}
+        self._moves: dict[str, tuple[tuple[str, bool], int]] = {}  # child -> ((new parent, static), times asked)
 
     @property
     def frames(self) -> set[str]:
@@ -99,11 +102,15 @@ class TfBuffer:
         """Add one transform mapping child coordinates into parent (from /tf_static when static).
 
         Raises:
-            TransformError: T is not a finite 4x4 matrix, or the stamp is refused as an outlier (module doc).
+            TransformError: T is not a finite 4x4 matrix, parent == child, the transform would close a loop, or it
+                is held back as an outlier stamp or a change of parent (module doc).
         """
         T = np.asarray(T_parent_child, dtype=np.float64)
         if T.shape != (4, 4) or not np.all(np.isfinite(T)):
             raise TransformError(f"{parent} -> {child}: transform is not a finite 4x4 matrix")
+        if parent == child or child in self._ancestors(parent):
+            raise TransformError(f"{parent} -> {child}: would close a loop in the transform tree; refused")
+        self._check_move(parent, child, static)
         if static:
             self._dynamic.pop(child, None)
             self._static[child] = (parent, T)
@@ -113,6 +120,34 @@ class TfBuffer:
             self._static.pop(child, None)
             history = self._dynamic[child] = _History(parent)
         history.insert(int(stamp_ns), T, self.cache_time_ns, self.outlier_jump_ns, self.jump_confirm, child)
+
+    def _ancestors(self, frame: str) -> set[str]:
+        """Frames above `frame` in the tree (its parent, the parent's parent, ...)."""
+        out: set[str] = set()
+        while True:
+            parent = self._static[frame][0] if frame in self._static else (
+                self._dynamic[frame].parent if frame in self._dynamic else None)
+            if parent is None or parent in out:
+                return out
+            out.add(parent)
+            frame = parent
+
+    def _check_move(self, parent: str, child: str, static: bool) -> None:
+        """Raise TransformError (held back) for a change of `child`'s parent or kind until it is confirmed."""
+        current = ((self._static[child][0], True) if child in self._static else
+                   (self._dynamic[child].parent, False) if child in self._dynamic else None)
+        if current is None or current == (parent, static):
+            self._moves.pop(child, None)
+            return
+        asked, times = self._moves.get(child, ((parent, static), 0))
+        times = times + 1 if asked == (parent, static) else 1
+        if times < self.jump_confirm:
+            self._moves[child] = ((parent, static), times)
+            kind = {True: "/tf_static", False: "/tf"}
+            raise TransformError(f"{parent} -> {child}: {child} has parent {current[0]} on {kind[current[1]]}; a "
+                                 f"change to {parent} on {kind[static]} is held back (accepted once "
+                                 f"{self.jump_confirm} consecutive transforms agree)")
+        del self._moves[child]
 
     def clear_dynamic(self) -> None:
         """Forget /tf history (static transforms stay), e.g. after a time jump."""
