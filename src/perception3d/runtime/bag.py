@@ -84,7 +84,7 @@ class ReplaySummary:
                 if missing:
                     lines.append(f"{r.name} sets missing a camera: {missing}")
                 for reason, n in r.sync.stats.dropped.items():
-                    lines.append(f"{r.name} sync dropped {n} sweep(s): {reason}")
+                    lines.append(f"{r.name} sync dropped {n}: {reason}")
             for reason, n in r.stats.drops.items():
                 lines.append(f"{r.name} dropped {n}: {reason} (last: {r.stats.last_error[reason]})")
         for reason, n in self.drops.items():
