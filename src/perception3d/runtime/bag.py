@@ -1,10 +1,14 @@
 """ROS-free bag runtime: replay a rosbag2 through nodes of the graph and record their outputs in a new MCAP bag.
 
-Messages are read in log-time order; /tf and /tf_static fill a core.tf_buffer.TfBuffer; every other message goes to
-the NodeRunners subscribed to its topic; what a node publishes is written (log time = source stamp) and handed on
-to downstream nodes of the graph. /tf and /tf_static are copied into the output (all inputs with copy_inputs), so
+MCAP input is read record by record (msgs.bag.BagReader tolerant mode: every intact message before and after damage,
+in file order = log-time order for a recorder's bag; the damaged regions go into the summary), sqlite3 through
+rosbags in log-time order. /tf and /tf_static fill a core.tf_buffer.TfBuffer first; every other message goes to the
+NodeRunners subscribed to its topic; what a node publishes is written (log time = source stamp) and handed on to
+downstream nodes of the graph. /tf and /tf_static are copied into the output (all inputs with copy_inputs), so
 the output bag alone opens in Foxglove or RViz. The output bag is closed properly on Ctrl-C, SIGTERM (inside
-msgs.bag.sigterm_as_interrupt) or an exception, so what was written stays readable.
+msgs.bag.interrupt_once) or an exception, so what was written stays readable; a message that does not decode or a
+transform that is refused is a counted drop (ReplaySummary.drop, with its topic, position and log time), and an
+output that cannot be written (disk full, read-only) ends the replay with `output_error`.
 """
 from __future__ import annotations
 
