@@ -281,9 +281,50 @@ MUTATORS = {"PointCloud2": mutate_cloud, "CompressedImage": mutate_compressed, "
             "CameraInfo": mutate_camera_info, "Detection2DArray": mutate_detections, "TFMessage": mutate_tf}
 
 
-def test_mutated_inputs_never_crash_and_cost_only_their_own_frames(clean, tmp_path_factory):
+def run_example(clean, root: Path, start: int, plan: list[tuple[str, int]], seed: int) -> list[str]:
+    """Mutate the clean bag as (start, plan, seed) say, replay it and check it (module doc); returns the kinds of
+    the messages mutated."""
     bag, index, reference = clean
     first, last = index[0][1], index[-1][1]
+    rng = np.random.default_rng(seed)
+    window_start = first + 200_000_000 + start % (last - first - WINDOW_NS - 400_000_000)
+    window = [i for i, (_, stamp, _) in enumerate(index) if window_start <= stamp < window_start + WINDOW_NS]
+    chosen: dict[int, str] = {}
+    for kind, pick in plan:
+        candidates = [i for i in window if kind == "raw CDR" or index[i][2] == TYPE_OF_KIND[kind]]
+        if candidates:
+            chosen.setdefault(candidates[pick % len(candidates)], kind)
+    positions = {}
+    count: Counter = Counter()
+    for i, (topic, _, _) in enumerate(index):
+        positions[i] = count[topic]
+        count[topic] += 1
+    by_topic = {(index[i][0], positions[i]): kind for i, kind in chosen.items()}
+
+    def mutate(topic, position, message):
+        kind = by_topic.get((topic, position))
+        if kind is None:
+            return None
+        if kind == "raw CDR":
+            return mutate_cdr(message.rawdata, rng)
+        msg = message.decode()
+        MUTATORS[kind](msg, rng)
+        return msg
+
+    mutated_copy(bag, root / "bag", mutate)
+    summary = replay(root / "bag", root / "out", GRAPH, progress=False)  # no exception: no crash
+    drops = summary_drops(summary)
+    assert not [reason for reason in drops if reason.startswith("internal")], drops
+    assert not summary.error and not summary.output_error
+    got = outputs(root / "out")
+    affected = (window_start - MARGIN_NS, window_start + WINDOW_NS + MARGIN_NS)
+    for (topic, stamp), data in reference.items():
+        if not affected[0] <= stamp < affected[1]:
+            assert got.get((topic, stamp)) == data, f"{topic} at {stamp} changed or lost"
+    return list(chosen.values())
+
+
+def test_mutated_inputs_never_crash_and_cost_only_their_own_frames(clean, tmp_path_factory):
     tally: Counter = Counter()
 
     @settings(max_examples=EXAMPLES, derandomize=True, deadline=None, database=None, print_blob=True,
@@ -294,43 +335,7 @@ def test_mutated_inputs_never_crash_and_cost_only_their_own_frames(clean, tmp_pa
                          min_size=MUTATIONS_PER_EXAMPLE[0], max_size=MUTATIONS_PER_EXAMPLE[1]),
            seed=st.integers(0, 2**32 - 1))
     def one_example(start, plan, seed):
-        rng = np.random.default_rng(seed)
-        window_start = first + 200_000_000 + start % (last - first - WINDOW_NS - 400_000_000)
-        window = [i for i, (_, stamp, _) in enumerate(index) if window_start <= stamp < window_start + WINDOW_NS]
-        chosen: dict[int, str] = {}
-        for kind, pick in plan:
-            candidates = [i for i in window if kind == "raw CDR" or index[i][2] == TYPE_OF_KIND[kind]]
-            if candidates:
-                chosen.setdefault(candidates[pick % len(candidates)], kind)
-        positions = {}
-        count: Counter = Counter()
-        for i, (topic, _, _) in enumerate(index):
-            positions[i] = count[topic]
-            count[topic] += 1
-        by_topic = {(index[i][0], positions[i]): kind for i, kind in chosen.items()}
-
-        def mutate(topic, position, message):
-            kind = by_topic.get((topic, position))
-            if kind is None:
-                return None
-            if kind == "raw CDR":
-                return mutate_cdr(message.rawdata, rng)
-            msg = message.decode()
-            MUTATORS[kind](msg, rng)
-            return msg
-
-        root = tmp_path_factory.mktemp("fuzz")
-        mutated_copy(bag, root / "bag", mutate)
-        summary = replay(root / "bag", root / "out", GRAPH, progress=False)  # no exception: no crash
-        drops = summary_drops(summary)
-        assert not [reason for reason in drops if reason.startswith("internal")], drops
-        assert not summary.error and not summary.output_error
-        got = outputs(root / "out")
-        affected = (window_start - MARGIN_NS, window_start + WINDOW_NS + MARGIN_NS)
-        for (topic, stamp), data in reference.items():
-            if not affected[0] <= stamp < affected[1]:
-                assert got.get((topic, stamp)) == data, f"{topic} at {stamp} changed or lost"
-        tally.update(chosen.values())
+        tally.update(run_example(clean, tmp_path_factory.mktemp("fuzz"), start, plan, seed))
 
     one_example()
     print(f"fuzz: {sum(tally.values())} mutated messages in {EXAMPLES} replays: {dict(tally)}")

@@ -91,3 +91,26 @@ def test_lookup_across_time_compensates_ego_motion(buffer):
     np.testing.assert_allclose(T @ p_lidar, p_cam, atol=1e-9)
     same_time = lookup_across_time(buffer, "CAM_FRONT", t_lidar, "LIDAR_TOP", t_lidar)
     np.testing.assert_allclose(same_time, buffer.lookup("CAM_FRONT", "LIDAR_TOP", t_lidar), atol=1e-9)
+
+
+def test_one_transform_with_wrong_frames_cannot_cut_a_frame_off_the_tree():
+    tf = TfBuffer()
+    tf.set_transform("base_link", "LIDAR_TOP", 0, rot_z(0.0, (1.0, 0, 0)), static=True)
+    for k in range(3):
+        tf.set_transform("map", "base_link", k * S, rot_z(0.0, (k, 0, 0)))
+    with pytest.raises(TransformError, match="would close a loop"):
+        tf.set_transform("base_link", "map", 1 * S, np.eye(4))  # parent and child swapped
+    with pytest.raises(TransformError, match="cannot move it"):
+        tf.set_transform("map", "LIDAR_TOP", 1 * S, np.eye(4))  # a /tf for a /tf_static frame
+    for _ in range(3):  # a new parent, interleaved with the old edge: never confirmed
+        with pytest.raises(TransformError, match="held back"):
+            tf.set_transform("odom", "base_link", 1 * S, np.eye(4))
+        tf.set_transform("map", "base_link", 1 * S, rot_z(0.0, (1.0, 0, 0)))
+    np.testing.assert_allclose(tf.lookup("map", "LIDAR_TOP", 2 * S)[:3, 3], [3.0, 0, 0])
+    for k in range(3):  # three in a row: the frame really moved
+        if k < 2:
+            with pytest.raises(TransformError, match="held back"):
+                tf.set_transform("odom", "base_link", (3 + k) * S, np.eye(4))
+        else:
+            tf.set_transform("odom", "base_link", (3 + k) * S, np.eye(4))
+    assert tf.lookup("odom", "LIDAR_TOP", 5 * S)[0, 3] == 1.0

@@ -8,9 +8,10 @@ there is no extrapolation beyond the buffered history, except `max_extrapolation
 One bad stamp must not cost the history: a dynamic transform stamped more than `outlier_jump_ns` before the oldest
 or after the newest stamp of its edge (a driver's stamp 0, a clock an hour ahead) is refused (TransformError) until
 `jump_confirm` consecutive stamps agree on the new time; then a jump forward continues the history and a jump back
-(a bag loop) restarts it. Likewise a transform that gives a frame another parent, or moves it between /tf and
-/tf_static, is held back until `jump_confirm` consecutive ones agree (one message with swapped or mistyped frame ids
-must not cut a frame off the tree), and one that would close a loop is refused.
+(a bag loop) restarts it. Likewise a /tf transform that gives a frame another parent is held back until
+`jump_confirm` of them agree with no transform from the old parent in between (one message with swapped or mistyped
+frame ids must not cut a frame off the tree); a transform that would move a frame between /tf and /tf_static, or
+close a loop, is refused. A new /tf_static transform replaces the old one, as in tf2.
 """
 from __future__ import annotations
 
@@ -133,17 +134,23 @@ class TfBuffer:
             frame = parent
 
     def _check_move(self, parent: str, child: str, static: bool) -> None:
-        """Raise TransformError (held back) for a change of `child`'s parent or kind until it is confirmed."""
+        """Raise TransformError for a transform that moves `child` between /tf and /tf_static, or (held back until
+        confirmed) changes the parent of a /tf frame."""
         current = ((self._static[child][0], True) if child in self._static else
                    (self._dynamic[child].parent, False) if child in self._dynamic else None)
         if current is None or current == (parent, static):
             self._moves.pop(child, None)
             return
+        kind = {True: "/tf_static", False: "/tf"}
+        if current[1] != static:
+            raise TransformError(f"{parent} -> {child}: {child} is on {kind[current[1]]} (parent {current[0]}); a "
+                                 f"transform on {kind[static]} cannot move it; refused")
+        if static:
+            return
         asked, times = self._moves.get(child, ((parent, static), 0))
         times = times + 1 if asked == (parent, static) else 1
         if times < self.jump_confirm:
             self._moves[child] = ((parent, static), times)
-            kind = {True: "/tf_static", False: "/tf"}
             raise TransformError(f"{parent} -> {child}: {child} has parent {current[0]} on {kind[current[1]]}; a "
                                  f"change to {parent} on {kind[static]} is held back (accepted once "
                                  f"{self.jump_confirm} consecutive transforms agree)")
