@@ -10,7 +10,8 @@ An indexed reader trusts the summary at the end of the file; this one walks the 
   whose channel is known and whose log time lies within the chunk's time range;
 - a chunk whose CRC is present and wrong is skipped whole (its bytes cannot be trusted).
 Every skip is recorded (byte offset, what, how many bytes), so a caller can say how much was lost and where.
-Messages come out in file order (a rosbag2 writer writes them in log-time order).
+Messages come out in file order (a rosbag2 writer writes them in log-time order). The file is memory-mapped and the
+pages already walked are released as the walk goes on, so resident memory does not grow with the file's size.
 """
 from __future__ import annotations
 
@@ -63,6 +64,7 @@ class McapWalk:
     damage: list[McapDamage] = field(default_factory=list)
     complete: bool = False  # the footer and closing magic were reached
     orphan_messages: int = 0  # messages whose channel record was lost
+    _released: int = 0  # mapped bytes already given back (see _release)
 
     def messages(self) -> Iterator[tuple[McapChannel, int, bytes]]:
         """Every readable message in file order; damage found on the way is appended to `damage`."""
@@ -74,6 +76,7 @@ class McapWalk:
                 self.damage.append(McapDamage(0, "empty file", 0))
                 return
             with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:
+                self._released = 0
                 yield from self._walk(data)
 
     # -- top level ---------------------------------------------------------------------------------------------
@@ -95,6 +98,7 @@ class McapWalk:
                 if end > size:
                     return
                 pos = end
+                self._release(data, pos)
                 continue
             if opcode not in TOP_LEVEL_OPCODES or opcode == OP_CHUNK or end > size:
                 problem = ("file ends inside a record (truncated)" if opcode in TOP_LEVEL_OPCODES and end > size
@@ -107,8 +111,16 @@ class McapWalk:
             if opcode in CHUNK_OPCODES:
                 yield from self._records(bytes(data[pos:end]), pos, schemas, None)
             pos = end
+            self._release(data, pos)
         self.damage.append(McapDamage(size, "file ends without a footer (the writer stopped before closing it; "
                                       "what it had not flushed is lost)", 0))
+
+    def _release(self, data: mmap.mmap, pos: int) -> None:
+        """Drop the mapped pages before `pos` from resident memory (every message was copied out already)."""
+        upto = pos - pos % mmap.PAGESIZE
+        if upto > self._released and hasattr(mmap, "MADV_DONTNEED"):
+            data.madvise(mmap.MADV_DONTNEED, self._released, upto - self._released)
+            self._released = upto
 
     def _resync(self, data: mmap.mmap, pos: int, problem: str) -> int:
         """Offset of the next plausible chunk after pos (or the file size); records the skipped region."""
