@@ -1,23 +1,23 @@
 """detector2d: a learned 2D detector over all cameras, one batched forward pass per camera firing cycle.
 
-Backends (parameter `backend`): `builtin`, the package's CenterNet checkpoint (`model_path` empty = the one shipped
-in core/models/weights, else any checkpoint `perception3d train detector2d` wrote), and `onnx`, any model of the
-ONNX contract (core/models/onnx_backend.py) through onnxruntime. Outputs one vision_msgs/Detection2DArray per
+Backends (parameter `backend`, one of the learned-model parameters every learned node shares, nodes.learned):
+`torch`, a CenterNet checkpoint (`model_path` empty = the one shipped in core/models/weights, else any checkpoint
+`perception3d train detector2d` wrote), and `onnx`, any model of the ONNX contract (core/models/onnx_backend.py)
+through onnxruntime. Outputs one vision_msgs/Detection2DArray per
 camera, stamped with that image's stamp, boxes in full-resolution pixels, lower-case nuScenes class ids.
 A model that does not load, has the wrong classes or breaks the ONNX contract stops the node at start (ModelError);
 an image whose size differs from its CameraInfo, or that does not decode, drops that frame (counted).
 """
 from __future__ import annotations
 
-from pathlib import Path
-
 from ..core.classes import DETECTION_CLASSES
-from ..core.models.backends import BACKENDS, open_detector2d
+from ..core.models.backends import open_detector2d
 from ..core.models.checkpoint import SHIPPED_CHECKPOINT
 from ..core.models.decode import DecodeParams
 from ..errors import ImageError
 from ..msgs.detections import detections2d_to_msg
 from .base import Frame, NodeDefinition, OutputSpec, StageTimer, TransformLookup
+from .learned import LEARNED_MODEL_PARAMS, model_file, runner_options
 from .params import Param
 
 _DECODE = DecodeParams()
@@ -32,18 +32,12 @@ class Detector2DNode(NodeDefinition):
     trigger = "camera"
     camera_streams = ("image", "camera_info")
     parameters = (
-        Param("backend", "string", "builtin", "builtin: a CenterNet checkpoint; onnx: a model of the ONNX contract",
-              choices=BACKENDS),
-        Param("model_path", "string", "",
-              "checkpoint (builtin) or .onnx file; empty = the checkpoint shipped with the package (builtin only)"),
-        Param("device", "string", "auto", "auto (CUDA when available), cpu or cuda", choices=("auto", "cpu", "cuda")),
+        *LEARNED_MODEL_PARAMS,
         Param("score_threshold", "float", DEFAULT_SCORE_THRESHOLD,
               "detections scoring below this are dropped (low: near objects cut by the image border score low)",
               0.0, 1.0),
         Param("nms_iou", "float", _DECODE.nms_iou, "per-class NMS IoU", 0.0, 1.0),
         Param("top_k", "int", _DECODE.top_k, "peaks kept per image before NMS", 1, 1000),
-        Param("threads", "int", 0, "CPU threads for torch inference (0 = torch's default)", 0, 64),
-        Param("warm_up", "bool", True, "run one batch at start so the first frame pays no allocation"),
     )
     outputs = (OutputSpec("~/output/{camera}/detections", "vision_msgs/msg/Detection2DArray",
                           label_classes=DETECTION_CLASSES,
@@ -52,13 +46,8 @@ class Detector2DNode(NodeDefinition):
     def __init__(self, params, factory=None) -> None:
         super().__init__(params, factory)
         p = self.params
-        if p["threads"]:
-            import torch
-
-            torch.set_num_threads(p["threads"])
-        path = Path(p["model_path"]) if p["model_path"] else SHIPPED_CHECKPOINT
         decode = DecodeParams(score_threshold=p["score_threshold"], top_k=p["top_k"], nms_iou=p["nms_iou"])
-        self.detector = open_detector2d(p["backend"], path, p["device"], decode)
+        self.detector = open_detector2d(p["backend"], model_file(p, SHIPPED_CHECKPOINT), runner_options(p), decode)
         if p["warm_up"]:
             self.detector.warm_up(len(p["camera_names"]))
 

@@ -24,6 +24,7 @@ import numpy as np
 from ...errors import ModelError
 from .decode import DEFAULT_DECODE, DecodeParams
 from .inference import Detector2D
+from .runner import CPU_OPTIONS, RunnerOptions, onnx_session
 
 INPUT_NAME = "image"
 OUTPUT_NAMES = ("heatmap", "size", "offset")
@@ -40,7 +41,7 @@ class OnnxDetector2D(Detector2D):
 
     def __init__(self, path: Path, class_names: Sequence[str] | None = None,
                  input_size: tuple[int, int] | None = None, params: DecodeParams = DEFAULT_DECODE,
-                 providers: Sequence[str] = ("CPUExecutionProvider",), threads: int = 0) -> None:
+                 options: RunnerOptions = CPU_OPTIONS) -> None:
         """Load and validate the model (ModelError when it breaks the contract).
 
         Args:
@@ -48,22 +49,11 @@ class OnnxDetector2D(Detector2D):
             class_names: heatmap channel names, when the model has no `class_names` metadata.
             input_size: (width, height) when the model's input H, W are dynamic.
             params: decoding parameters.
-            providers: onnxruntime execution providers.
-            threads: intra-op threads (0 = onnxruntime default).
+            options: device (CUDA provider first unless 'cpu', when onnxruntime has it) and intra-op threads.
         """
-        import onnxruntime as ort
-
         super().__init__(params)
-        source = str(path)
-        if not Path(path).is_file():
-            raise ModelError(source, "ONNX model file not found")
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
-        try:
-            self.session = ort.InferenceSession(str(path), options, providers=list(providers))
-        except Exception as exc:  # onnxruntime raises its own exception types for unparsable or invalid models
-            raise ModelError(source, f"onnxruntime cannot load it ({type(exc).__name__}: {exc})") from exc
-        self._validate(source, class_names, input_size)
+        self.session = onnx_session(path, options)
+        self._validate(str(path), class_names, input_size)
 
     def _validate(self, source: str, class_names: Sequence[str] | None, input_size: tuple[int, int] | None) -> None:
         inputs = {i.name: i for i in self.session.get_inputs()}
