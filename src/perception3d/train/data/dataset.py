@@ -115,7 +115,7 @@ class SweepDataset:
             sample.update(occupancy=np.array(a["occupancy"][k]),
                           occupancy_observed=np.array(a["occupancy_observed"][k]),
                           occupancy_range=np.array(a["occupancy_range"]),
-                          occupancy_voxel_size=float(a["occupancy_voxel_size"]))
+                          occupancy_voxel_size=a["occupancy_voxel_size"].item())
         return sample
 
     def _cameras(self, a: dict[str, np.ndarray], i: int, T_global_lidar: np.ndarray) -> dict:
