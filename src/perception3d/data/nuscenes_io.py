@@ -108,7 +108,13 @@ def read_lidar_points(path: str | Path) -> np.ndarray:
 
 def read_lidarseg(nusc: Any, lidar_token: str, n_points: int) -> np.ndarray:
     """Fine lidarseg labels (N,) uint8 of a keyframe LiDAR sample_data; DatasetError if missing or wrong size."""
-    record = next((r for r in getattr(nusc, "lidarseg", []) if r["sample_data_token"] == lidar_token), None)
+    try:  # the devkit keys lidarseg records by their sample_data token; other tables may not, so fall back
+        record = nusc.get("lidarseg", lidar_token)
+        record = record if record["sample_data_token"] == lidar_token else None
+    except (AssertionError, AttributeError, KeyError):  # no lidarseg table, or no record with that token
+        record = None
+    record = record or next((r for r in getattr(nusc, "lidarseg", []) if r["sample_data_token"] == lidar_token),
+                            None)
     if record is None:
         raise DatasetError(f"{Path(nusc.dataroot) / nusc.version}/lidarseg.json: no labels for {lidar_token}")
     path = Path(nusc.dataroot) / record["filename"]

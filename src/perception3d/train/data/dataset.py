@@ -77,6 +77,10 @@ class SweepDataset:
     def __len__(self) -> int:
         return int(self._starts[-1])
 
+    def __getstate__(self) -> dict:
+        """Without the open memory maps (DataLoader workers reopen them instead of copying their data)."""
+        return {**self.__dict__, "_open": {}}
+
     def locate(self, index: int) -> tuple[str, int]:
         """(scene name, sample index within the scene) of a dataset index."""
         if not -len(self) <= index < len(self):

@@ -17,7 +17,7 @@ IMAGE_MODES = ("none", "small", "full")
 SMALL_FACTOR = 4
 
 
-def decode_image(mode: str, path: Path, width: int, height: int) -> tuple[np.ndarray | None, np.ndarray]:
+def decode_image(mode: str, path: Path | None, width: int, height: int) -> tuple[np.ndarray | None, np.ndarray]:
     """(RGB uint8 (H, W, 3) or None for `none`, scale (sx, sy)) of a camera image recorded as width x height.
 
     Raises:
