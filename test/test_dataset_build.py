@@ -220,12 +220,14 @@ def test_lyft_style_dataroot(tmp_path, capsys):
     assert keyframe_boxes + sum(summary["skipped_categories"].values()) == 2 * len(LYFT_ANNOTATIONS)
     for category, count in summary["unknown_categories"].items():
         assert f"{category} {count}" in out.split("WARNING")[1]
-    mapped = [a for a in LYFT_ANNOTATIONS if a[0] not in summary["skipped_categories"]]
-    for category, centres, _, _ in mapped:  # once Lyft names map to classes: interpolated halfway
-        s = data[1]
-        b = int(np.flatnonzero([DETECTION_CLASSES[k] == category for k in s["boxes_class"]])[0])
+    s = data[1]  # the sweep halfway between the keyframes
+    for a, (category, centres, yaws, _) in enumerate(LYFT_ANNOTATIONS):
+        if category in summary["skipped_categories"]:
+            continue
+        b = list(s["boxes_instance"]).index(make_token("lyft-instance", a))  # once Lyft names map to classes
         np.testing.assert_allclose(transform_points(s["T_global_lidar"], s["boxes_center"][b:b + 1])[0],
                                    np.mean(centres, axis=0), atol=1e-3)
+        assert s["boxes_yaw"][b] == pytest.approx(np.mean(yaws), abs=1e-4)  # LiDAR axes = ego axes = global axes
 
 
 def _tree_digest(folder):

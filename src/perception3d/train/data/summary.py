@@ -37,7 +37,7 @@ def format_summary(summary: dict) -> str:
              f"points per sweep: mean {pts['mean']:.0f}  min {pts['min']}  max {pts['max']}",
              "3D boxes per class: " + (", ".join(f"{c} {n}" for c, n in summary["boxes_per_class"].items())
                                        or "none"),
-             f"  of them extrapolated (no neighbouring keyframe annotates the instance): "
+             f"  of them moved at their velocity from one keyframe (not interpolated): "
              f"{summary['extrapolated_boxes']}",
              f"images {summary['images']}  2D boxes {summary['boxes2d']}"
              + (f"  images without 2D boxes in the bag {summary['images_without_boxes2d']}"
