@@ -41,7 +41,7 @@ MAX_IMAGE_GAP_S = 0.1  # an image further than this from a sweep is not that swe
 
 
 @dataclass
-class Keyframe:
+class AnnotatedKeyframe:
     """One annotated sample: LiDAR stamp [us], global boxes, their LiDAR point counts and attributes."""
 
     stamp_us: int
@@ -107,7 +107,7 @@ class SceneBuilder:
             files += [data_path(self.nusc, sd) for records in self.camera_records.values() for sd in records]
         return files
 
-    def _keyframes(self) -> list[Keyframe]:
+    def _keyframes(self) -> list[AnnotatedKeyframe]:
         out = []
         token = self.scene["first_sample_token"]
         while token:
@@ -117,7 +117,7 @@ class SceneBuilder:
                                    f"no {LIDAR_CHANNEL} keyframe")
             lidar = self.nusc.get("sample_data", sample["data"][LIDAR_CHANNEL])
             boxes, n_pts = sample_annotations(self.nusc, token, self.stats.skipped_categories)
-            out.append(Keyframe(int(round(lidar["timestamp"])), boxes, n_pts,
+            out.append(AnnotatedKeyframe(int(round(lidar["timestamp"])), boxes, n_pts,
                                 annotation_attributes(self.nusc, token)))
             token = sample["next"]
         return out
@@ -173,7 +173,7 @@ class SceneBuilder:
         out.update(self._images(sorted(image_rows, key=image_rows.get), track))
         return out
 
-    def _add_boxes(self, arrays: dict, keyframes: list[Keyframe], track: list, stamp: int,
+    def _add_boxes(self, arrays: dict, keyframes: list[AnnotatedKeyframe], track: list, stamp: int,
                    T_global_lidar: np.ndarray) -> None:
         if track:
             boxes, extrapolated = interpolate_annotations(track, stamp)
