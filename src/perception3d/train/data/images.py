@@ -6,6 +6,8 @@ it, so they stay in the stored image's pixels.
 """
 from __future__ import annotations
 
+import contextlib
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -17,14 +19,9 @@ IMAGE_MODES = ("none", "small", "full")
 SMALL_FACTOR = 4
 
 
-def decode_image(mode: str, path: Path | None, width: int, height: int) -> tuple[np.ndarray | None, np.ndarray]:
-    """(RGB uint8 (H, W, 3) or None for `none`, scale (sx, sy)) of a camera image recorded as width x height.
-
-    Raises:
-        DatasetError: the file is missing, is not an image, or its size differs from the table's.
-    """
-    if mode == "none":
-        return None, np.ones(2)
+@contextlib.contextmanager
+def _opened(mode: str, path: Path, width: int, height: int):
+    """The PIL image of a camera file set up for `mode` (draft mode for `small`), its size checked."""
     try:
         with Image.open(path) as image:
             if image.size != (width, height):
@@ -32,10 +29,49 @@ def decode_image(mode: str, path: Path | None, width: int, height: int) -> tuple
                                    f"{width}x{height}")
             if mode == "small":
                 image.draft("RGB", (-(-width // SMALL_FACTOR), -(-height // SMALL_FACTOR)))
-            pixels = np.asarray(image.convert("RGB"))
+            yield image
     except OSError as exc:
         raise DatasetError(f"{path}: cannot decode camera image: {exc}") from exc
-    return pixels, np.array([pixels.shape[1] / width, pixels.shape[0] / height])
+
+
+def image_scale(mode: str, path: Path | None, width: int, height: int) -> np.ndarray:
+    """(sx, sy): stored pixels per original pixel of a camera image recorded as width x height (1 for `none`;
+    reads only the JPEG header)."""
+    if mode == "none":
+        return np.ones(2)
+    with _opened(mode, path, width, height) as image:
+        return np.array([image.size[0] / width, image.size[1] / height])
+
+
+def decode_image(mode: str, path: Path, width: int, height: int) -> np.ndarray:
+    """RGB uint8 (H, W, 3) of a camera image, at the size `image_scale` gives.
+
+    Raises:
+        DatasetError: the file is missing, is not an image, or its size differs from the table's.
+    """
+    with _opened(mode, path, width, height) as image:
+        return np.asarray(image.convert("RGB"))
+
+
+@dataclass
+class PixelStack:
+    """The images of one camera, decoded one at a time straight into a `.npy` file (N, H, W, 3) uint8, so a scene
+    never holds its images in memory."""
+
+    mode: str
+    shape: tuple[int, int] = (0, 0)  # (H, W) of every image of the stack
+    files: list[tuple[Path, int, int]] = field(default_factory=list)  # (path, recorded width, height)
+
+    def write_npy(self, path: Path) -> None:
+        out = np.lib.format.open_memmap(path, mode="w+", dtype=np.uint8, shape=(len(self.files), *self.shape, 3))
+        for i, (source, width, height) in enumerate(self.files):
+            pixels = decode_image(self.mode, source, width, height)
+            if pixels.shape[:2] != self.shape:
+                raise DatasetError(f"{source}: decoded to {pixels.shape[:2]}, expected {self.shape} as the other "
+                                   "images of its camera in the scene")
+            out[i] = pixels
+        out.flush()
+        del out
 
 
 def scaled_intrinsics(K: np.ndarray, scale_xy: np.ndarray) -> np.ndarray:

@@ -63,15 +63,19 @@ def scene_dir(cache: Path, name: str) -> Path:
     return cache / SCENES_DIR / name
 
 
-def write_scene(cache: Path, name: str, arrays: dict[str, np.ndarray]) -> None:
-    """Write a scene's arrays into its directory, replacing an older version only once all are written."""
+def write_scene(cache: Path, name: str, arrays: dict) -> None:
+    """Write a scene's arrays (numpy arrays, or objects with `write_npy(path)`) into its directory, replacing an
+    older version only once all are written."""
     final = scene_dir(cache, name)
     tmp = final.with_name(f"{name}.tmp")
     if tmp.exists():
         shutil.rmtree(tmp)
     tmp.mkdir(parents=True)
     for field, array in arrays.items():
-        np.save(tmp / f"{field}.npy", np.ascontiguousarray(array), allow_pickle=False)
+        if hasattr(array, "write_npy"):  # written in pieces (images.PixelStack)
+            array.write_npy(tmp / f"{field}.npy")
+        else:
+            np.save(tmp / f"{field}.npy", np.ascontiguousarray(array), allow_pickle=False)
     if final.exists():
         shutil.rmtree(final)
     os.replace(tmp, final)

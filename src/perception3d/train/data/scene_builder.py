@@ -34,7 +34,7 @@ from ...data.nuscenes_io import (
 )
 from ...data.occupancy_gt import load_occupancy, occupancy_relpath
 from ...errors import DatasetError
-from .images import decode_image, scaled_boxes, scaled_intrinsics
+from .images import PixelStack, image_scale, scaled_boxes, scaled_intrinsics
 
 LIDAR_CHANNEL = "LIDAR_TOP"
 MAX_IMAGE_GAP_S = 0.1  # an image further than this from a sweep is not that sweep's image
@@ -244,15 +244,15 @@ class SceneBuilder:
             "image_token", "image_camera", "image_timestamp_us", "image_T_global_camera", "image_T_ego_camera",
             "image_K", "image_size", "image_scale", "image_has_boxes2d", "image_pixel_row")}
         boxes, classes, scores, counts = [], [], [], []
-        pixels: dict[str, list] = {}
+        pixels: dict[str, PixelStack] = {}
         for c, j in order:
             sd = self.camera_records[self.cameras[c]][j]
             stamp = int(round(sd["timestamp"]))
             camera = camera_model(self.nusc, sd)
             T_ego_camera = sensor_extrinsics(self.nusc, sd)
             T_global_camera = ego_pose(self.nusc, sd) @ T_ego_camera
-            image, scale = decode_image(self.images, data_path(self.nusc, sd) if self.images != "none" else None,
-                                        camera.width, camera.height)
+            path = data_path(self.nusc, sd) if self.images != "none" else None
+            scale = image_scale(self.images, path, camera.width, camera.height)
             gt = interpolate_annotations(track, stamp)[0] if track else Detections3D.empty("map")
             dets = self.boxes2d.boxes(sd["token"], stamp * 1000, camera, invert_transform(T_global_camera), gt)
             n = 0 if dets is None else len(dets)
@@ -264,15 +264,15 @@ class SceneBuilder:
             self.stats.images += 1
             self.stats.boxes2d += n
             self.stats.images_without_boxes2d += dets is None
-            pixel_row = -1
-            if image is not None:
-                stack = pixels.setdefault(self.cameras[c], [])
-                if stack and stack[0].shape != image.shape:
-                    raise DatasetError(f"{data_path(self.nusc, sd)}: {image.shape} differs from the other "
-                                       f"{self.cameras[c]} images of the scene ({stack[0].shape})")
-                pixel_row = len(stack)
-                stack.append(image)
             size = np.round(np.array([camera.width, camera.height]) * scale).astype(np.int32)
+            pixel_row = -1
+            if path is not None:
+                stack = pixels.setdefault(self.cameras[c], PixelStack(self.images, (int(size[1]), int(size[0]))))
+                if stack.shape != (size[1], size[0]):
+                    raise DatasetError(f"{path}: {size[0]}x{size[1]} px differs from the other {self.cameras[c]} "
+                                       f"images of the scene ({stack.shape[1]}x{stack.shape[0]})")
+                pixel_row = len(stack.files)
+                stack.files.append((path, camera.width, camera.height))
             for name, value in (("image_token", sd["token"]), ("image_camera", c), ("image_timestamp_us", stamp),
                                 ("image_T_global_camera", T_global_camera), ("image_T_ego_camera", T_ego_camera),
                                 ("image_K", scaled_intrinsics(camera.K, scale)), ("image_size", size),
@@ -296,5 +296,5 @@ class SceneBuilder:
             "box2d_score": (np.concatenate(scores) if scores else np.zeros(0)).astype(np.float32),
         }
         for channel, stack in pixels.items():
-            out[f"pixels_{channel}"] = np.stack(stack)
+            out[f"pixels_{channel}"] = stack
         return out
