@@ -16,6 +16,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "replay": ("perception3d.runtime.replay_command", "run graph nodes over a rosbag2 without ROS, record outputs"),
     "eval": ("perception3d.eval.command", "score replay outputs against a dataroot's ground truth"),
     "view": ("perception3d.viz.command", "draw one frame of a replay (BEV + six cameras) into a PNG"),
+    "dataset": ("perception3d.train.dataset_command", "build a cache of training samples (one per LiDAR sweep)"),
     "train": ("perception3d.train.train_command", "train a learned model (detector2d) on a nuScenes-schema dataroot"),
     "export": ("perception3d.train.export_command", "export a trained model (detector2d) to ONNX"),
     "params": ("perception3d.runtime.params_command", "parameter schema, default file and README tables"),

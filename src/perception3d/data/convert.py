@@ -145,7 +145,7 @@ def _write_scene(bag: BagWriter, nusc: Any, scene: dict, keyframes: list[dict],
             bag.write(f"/{channel}/camera_info", stamp_ns, camera_model_to_camera_info(camera, stamp_ns, factory),
                       SENSOR)
             if simulate_2d is not None:
-                gt = interpolate_annotations(gt_track, sd["timestamp"])
+                gt, _ = interpolate_annotations(gt_track, sd["timestamp"])
                 T_cam_global = invert_transform(T_global_ego @ sensor_extrinsics(nusc, sd))
                 dets = simulate_detections(gt, T_cam_global, camera, simulate_2d, rng, stamp_ns)
                 bag.write(f"/{channel}/detections", stamp_ns, detections2d_to_msg(dets, factory), OUTPUT)
