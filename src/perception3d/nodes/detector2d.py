@@ -24,6 +24,7 @@ _DECODE = DecodeParams()
 # Chosen on a seed-99 synthetic scene with the shipped checkpoint, full graph (thresholds 0.3 / 0.2 / 0.1):
 # car AP@2m 0.44 / 0.50 / 0.55, segmentation car IoU 0.48 / 0.60 / 0.77, segmentation mIoU 0.38 / 0.40 / 0.37.
 DEFAULT_SCORE_THRESHOLD = 0.1
+DEVICE_PATTERN = r"^(auto|cpu|cuda(:[0-9]+)?)$"  # what core.models.inference.resolve_device takes
 
 
 class Detector2DNode(NodeDefinition):
@@ -36,7 +37,8 @@ class Detector2DNode(NodeDefinition):
               choices=BACKENDS),
         Param("model_path", "string", "",
               "checkpoint (builtin) or .onnx file; empty = the checkpoint shipped with the package (builtin only)"),
-        Param("device", "string", "auto", "auto (CUDA when available), cpu or cuda", choices=("auto", "cpu", "cuda")),
+        Param("device", "string", "auto", "auto (CUDA when available), cpu, cuda or cuda:N (GPU number N)",
+              pattern=DEVICE_PATTERN),
         Param("score_threshold", "float", DEFAULT_SCORE_THRESHOLD,
               "detections scoring below this are dropped (low: near objects cut by the image border score low)",
               0.0, 1.0),
