@@ -143,7 +143,9 @@ class NodeRunner:
         cameras = list(params["camera_names"])
         ports = definition.input_ports(cameras)
         outputs = definition.output_ports(cameras)
-        unmapped = [p.port for p in ports if p.port not in topics] + [p for p in outputs if p not in topics]
+        label_ports = definition.label_ports(cameras)
+        unmapped = [p.port for p in ports if p.port not in topics] + [p for p in (*outputs, *label_ports)
+                                                                          if p not in topics]
         if unmapped:
             raise ConfigError(f"node {self.name}: no topic for port(s) {unmapped}; the graph must map every port")
         self.inputs: dict[str, InputPort] = {topics[p.port]: p for p in ports}
@@ -152,6 +154,7 @@ class NodeRunner:
                               f"{sorted((p.port, topics[p.port]) for p in ports)}")
         self._topic_of = {(p.camera, p.stream): topic for topic, p in self.inputs.items()}
         self.outputs = {port: (topics[port], spec) for port, spec in outputs.items()}
+        self.label_topics = {topics[label]: port for label, port in label_ports.items()}  # LabelInfo topic: output
         streams = definition.camera_streams
         self.sync = (LidarSync(sync_config_from_params(params, streams))
                      if definition.trigger == "lidar" and streams else None)
@@ -204,13 +207,20 @@ class NodeRunner:
         return self._run_sets(self.sync.flush()) if self.sync else []
 
     def label_infos(self, stamp_ns: int) -> list[Published]:
-        """LabelInfo (transient local) on '<topic>/label_info' for every labelled output."""
+        """LabelInfo (transient local) for every labelled output, on its LabelInfo port's topic, with the node's
+        score threshold."""
         out = []
-        for topic, spec in self.outputs.values():
-            if spec.label_classes is not None:
-                msg = label_info_msg(spec.label_classes, stamp_ns, factory=self.node.factory)
-                out.append(Published(f"{topic}/label_info", stamp_ns, msg, "vision_msgs/msg/LabelInfo", LATCHED))
+        for topic, port in self.label_topics.items():
+            msg = label_info_msg(self.outputs[port][1].label_classes, stamp_ns, threshold=self.node.label_threshold,
+                                 factory=self.node.factory)
+            out.append(Published(topic, stamp_ns, msg, "vision_msgs/msg/LabelInfo", LATCHED))
         return out
+
+    def set_parameters(self, changes: Mapping[str, Any]) -> None:
+        """Apply validated new values of writable parameters to the node (and log_throttle_s to the log)."""
+        self.node.update_parameters(changes)
+        if "log_throttle_s" in changes:
+            self._warn.period_s = float(changes["log_throttle_s"])
 
     def health(self, elapsed_s: float) -> tuple[str, str, dict[str, str]]:
         """(level 'OK' | 'WARN' | 'ERROR', summary, {key: value}) for diagnostics, over the last elapsed_s.
