@@ -235,9 +235,6 @@ class NodeDefinition:
         frame, so storing them is enough; a node that caches a value overrides this to refresh it."""
         self.params.update(changes)
 
-    def close(self) -> None:
-        """Release what the node holds (models, GPU memory) when the host shuts down."""
-
     @property
     def label_threshold(self) -> float:
         """The score threshold LabelInfo reports (the node's `score_threshold`, 0 when it has none)."""

@@ -98,6 +98,12 @@ SHARED_PARAMS: tuple[Param, ...] = (
           0.001, 1.0),
     Param("sync.reset_jump_s", "float", 1.0,
           "a stamp this much older than the newest one seen resets the synchronizer (bag loop) [s]", 0.01, 3600.0),
+    Param("image_transport", "string", "auto",
+          "message type of `~/input/<camera>/image` (nodes that take images): compressed (sensor_msgs/CompressedImage, "
+          "e.g. nuScenes JPEG), raw (sensor_msgs/Image), or auto (per camera, the type its topic is published with at "
+          "start; compressed when nobody publishes it yet)", choices=("auto", "compressed", "raw")),
+    Param("tf_timeout_s", "float", 0.05,
+          "ROS 2 host: how long a transform lookup at a message stamp waits for /tf to catch up [s]", 0.0, 1.0),
     Param("log_throttle_s", "float", 5.0, "least time between two log lines about the same problem [s]", 0.0, 3600.0,
           read_only=False),
 )
@@ -216,12 +222,22 @@ def validate_parameter_document(doc: Any, node_params: Mapping[str, Sequence[Par
     Raises:
         ConfigError: naming the file, and for each problem the section, the dotted key and what is wrong.
     """
+    validate_against_schema(doc, parameter_schema(node_params), source)
+
+
+def validate_against_schema(doc: Any, schema: Mapping[str, Any], source: str) -> None:
+    """Check a parsed parameter file against a parameter-file schema (e.g. the committed
+    config/perception3d.schema.json, which needs no node implementation to be imported).
+
+    Raises:
+        ConfigError: as validate_parameter_document.
+    """
     import jsonschema
 
     if not isinstance(doc, Mapping):
         raise ConfigError(f"{source}: expected a mapping of node sections ('/**', node names), got "
                           f"{type(doc).__name__}")
-    validator = jsonschema.Draft7Validator(parameter_schema(node_params))
+    validator = jsonschema.Draft7Validator(schema)
     errors = sorted(validator.iter_errors(doc), key=lambda e: list(map(str, e.absolute_path)))
     if errors:
         raise ConfigError(f"{source}: invalid parameters:\n" + "\n".join(f"  {_error_line(e)}" for e in errors))
