@@ -617,20 +617,20 @@ class Buffer:
         self._tf.clear_dynamic()
         self._newest.clear()
 
-    def lookup_transform(self, target_frame: str, source_frame: str, time: Time, timeout: Duration | None = None) -> Any:
+    def lookup_transform(self, target_frame: str, source_frame: str, time: Time,
+                         timeout: Duration | None = None) -> Any:
         """tf2_ros/buffer.py lookup_transform(target_frame, source_frame, time, timeout=Duration()): with a timeout
         it waits (can_transform) for the listener to receive the data; without one it answers from what is
         buffered now."""
         from perception3d.msgs.tf import transform_stamped
 
         timeout_ns = timeout.nanoseconds if timeout is not None else 0
-        if timeout_ns > 0:
-            # The wait is served only by a listener spinning in its own thread (tf2_ros/transform_listener.py
-            # spin_thread=True): a callback blocking the node's single-threaded executor starves its own /tf
-            # subscription, and the lookup waits out the timeout every time.
-            if self.listener is not None and self.listener.spin_thread:
-                while self.in_flight and self.in_flight[0][0] * 1e9 <= timeout_ns:
-                    self.set_transform(self.in_flight.popleft()[1], "in flight")
+        # The wait is served only by a listener spinning in its own thread (tf2_ros/transform_listener.py
+        # spin_thread=True): a callback blocking the node's single-threaded executor starves its own /tf
+        # subscription, and the lookup waits out the timeout every time.
+        if timeout_ns > 0 and self.listener is not None and self.listener.spin_thread:
+            while self.in_flight and self.in_flight[0][0] * 1e9 <= timeout_ns:
+                self.set_transform(self.in_flight.popleft()[1], "in flight")
         try:
             T = self._tf.lookup(target_frame, source_frame, time.nanoseconds)
         except TransformError as exc:

@@ -166,7 +166,8 @@ def test_full_graph_label_info_topics_are_the_documented_ones():
     plan = {name: dict(FULL_GRAPH.topics(FULL_GRAPH.node(name), ["CAM_FRONT"])) for name in ("detection3d",
                                                                                              "detector2d")}
     assert plan["detection3d"]["~/output/objects/label_info"] == "/perception/objects/label_info"
-    assert plan["detector2d"]["~/output/CAM_FRONT/detections/label_info"] == "/perception/CAM_FRONT/detections/label_info"
+    assert (plan["detector2d"]["~/output/CAM_FRONT/detections/label_info"]
+            == "/perception/CAM_FRONT/detections/label_info")
 
 
 def test_messages_flow_like_the_bag_runtime(monkeypatch, bag, tmp_path):
