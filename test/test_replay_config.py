@@ -24,7 +24,7 @@ def bag(tmp_path_factory):
 def test_a_sub_graph_replays_with_the_shipped_config(bag, tmp_path):
     bag_path, stamps = bag
     summary = replay(bag_path, tmp_path / "out", FULL_GRAPH.select(["segmentation"]), config=CONFIG, progress=False)
-    assert summary.error is None and summary.runners[0].stats.outputs >= len(stamps["lidar"]) // 2
+    assert not summary.error and summary.runners[0].stats.outputs >= len(stamps["lidar"]) // 2
 
 
 def test_an_unknown_section_is_still_an_error(bag, tmp_path):
