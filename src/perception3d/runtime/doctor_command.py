@@ -55,8 +55,9 @@ def check_ros() -> list[Check]:
     out = []
     for module, package in ROS_MODULES.items():
         found, error = _import(module)
+        install = package.format(distro=DISTRO)
         out.append(Check(module, "ok" if found else "FAIL", "importable" if found else error,
-                         f"source /opt/ros/{DISTRO}/setup.bash  (else: sudo apt install {package.format(distro=DISTRO)})"))
+                         f"source /opt/ros/{DISTRO}/setup.bash  (else: sudo apt install {install})"))
     for dotted, fix in MESSAGES.items():
         module_name, _, cls = dotted.rpartition(".")
         module, error = _import(module_name)
