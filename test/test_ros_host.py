@@ -183,6 +183,7 @@ def test_messages_flow_like_the_bag_runtime(monkeypatch, bag, tmp_path):
     summary = replay(bag_path, tmp_path / "out", TEST_GRAPH, progress=False)
     assert summary.runners[0].stats.outputs == len(objects) == len(stamps["lidar"])
     assert [stamp_to_ns(m.header.stamp) for m in objects] == [int(s) for s in stamps["lidar"]]
+    assert sorted(d.id for d in objects[-1].detections) == sorted(CAMERA_NAMES)  # the node's ids reach Detection3D.id
     assert len(host.node.publishers["/centroid/debug/processing_time_ms/total"].published) == len(objects)
     (status,) = host.node.updater.force_update()
     assert status.level == ros_double.message_class("diagnostic_msgs/msg/DiagnosticStatus").OK
