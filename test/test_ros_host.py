@@ -239,6 +239,27 @@ def test_a_transform_arriving_late_is_waited_for(monkeypatch, bag):
     assert host.tf_listener.spin_thread  # the wait is served only by a listener with its own thread
 
 
+def test_a_frame_whose_transform_comes_after_the_wait_is_retried_in_order(monkeypatch, bag):
+    bag_path, stamps = bag
+    host = start(monkeypatch, extra=("-p", "tf_timeout_s:=0.01"))
+    objects = viewer(OBJECTS_TOPIC, "vision_msgs/msg/Detection3DArray")
+    player, late_tf = Player(host), []
+    with BagReader(bag_path) as reader:
+        for m in reader.messages():
+            if m.topic == "/tf":  # each /tf reaches the node 60 ms late: past the lookup's wait
+                late_tf.append((m.stamp_ns + 60_000_000, m.decode()))
+            while late_tf and late_tf[0][0] <= m.stamp_ns:
+                player.publish("/tf", late_tf.pop(0)[1])
+            if m.topic != "/tf":
+                player.publish(m.topic, m.decode(), m.stamp_ns)
+    for _, msg in late_tf:
+        player.publish("/tf", msg)
+    host.node.clock.now_ns = int(stamps["lidar"][-1]) + 90_000_000
+    host.node.timers[0][1]()
+    published = [stamp_to_ns(m.header.stamp) for m in objects]
+    assert published == sorted(published) and len(published) >= len(stamps["lidar"]) - 1, host.runner.stats.drops
+
+
 def test_tf_buffer_is_cleared_when_time_jumps_back(monkeypatch, bag):
     bag_path, stamps = bag
     host = start(monkeypatch)

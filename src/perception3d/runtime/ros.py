@@ -9,7 +9,9 @@ set-parameters callback. It subscribes to the input ports (`~/input/...`, remapp
 `message_filters.Subscriber` with SensorDataQoS (images as CompressedImage or Image per camera: image_transport),
 and hands every message to the same NodeRunner as the bag runtime (same synchronizer, decoding and drops). It looks
 transforms up in a tf2_ros Buffer at each message's stamp, waiting up to tf_timeout_s (the listener spins /tf in
-its own thread, so the wait can be served), and clears the buffer when time jumps back (bag loop). It publishes
+its own thread, so the wait can be served); a frame whose transform is still missing stays pending (in order) and
+is retried on the next message or timer tick until message time passes its stamp + sync.timeout_s; the buffer is
+cleared when time jumps back (bag loop). It publishes
 outputs (reliable), LabelInfo on each output's LabelInfo port (transient local, with the score threshold),
 `~/debug/processing_time_ms/{pre,infer,post,total}` and `~/debug/pipeline_latency_ms` (std_msgs/Float64), and a
 diagnostic_updater status (input rates, sync health, model state). While no one subscribes to any output, frames
@@ -210,7 +212,8 @@ class RosNodeHost:
         ports.update({port: port for port in definition.label_ports(cameras)})
         self.runner = NodeRunner(definition, params, ports, Tf2Lookup(self.tf_buffer, params["tf_timeout_s"]),
                                  factory=MessageFactory("rclpy", message_class=message_class),
-                                 log=self.node.get_logger().warning, wanted=self._has_subscribers)
+                                 log=self.node.get_logger().warning, wanted=self._has_subscribers,
+                                 retry_transforms=True)
         self.publishers = {topic: self.node.create_publisher(message_class(spec.msgtype), topic,
                                                              rclpy_qos(spec.qos))
                            for topic, spec in self.runner.outputs.values()}
