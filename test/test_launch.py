@@ -146,13 +146,17 @@ def evaluate(launch_file: str, **arguments):
 
 
 def test_full_launch_file(launch_stub):
-    declared, actions = evaluate("full.launch.py", rviz="true", bag="/data/scene-0061", device="cuda:0")
-    assert {"config", "use_sim_time", "device", "rviz", "bag", "log_level"} <= set(declared)
+    declared, actions = evaluate("full.launch.py", rviz="true", bag="/data/scene-0061", device="cuda:0",
+                                 model_path="/models/detector2d.onnx")
+    assert {"config", "use_sim_time", "device", "model_path", "rviz", "bag", "log_level"} <= set(declared)
     assert {f"enable_{n}" for n in NODES} <= set(declared)
     assert Path(declared["config"]) == CONFIG
     nodes = [a for a in actions if type(a).__name__ == "Node" and a.kwargs["package"] == "perception3d"]
     assert [n.kwargs["executable"] for n in nodes] == [f"perception3d_{n}" for n in NODES]
     assert all(n.kwargs["parameters"][1]["use_sim_time"] is True for n in nodes)  # a bag implies sim time
+    overrides = {n.kwargs["name"]: n.kwargs["parameters"][1] for n in nodes}
+    assert overrides["detector2d"]["model_path"] == "/models/detector2d.onnx"
+    assert overrides["detector2d"]["device"] == "cuda:0" and "device" not in overrides["detection3d"]
     (rviz,) = [a for a in actions if type(a).__name__ == "Node" and a.kwargs["package"] == "rviz2"]
     assert Path(rviz.kwargs["arguments"][1]).is_file()
     (timer,) = [a for a in actions if type(a).__name__ == "TimerAction"]  # the bag starts after the nodes warm up

@@ -8,7 +8,7 @@ Launching imports no node implementation (and so no torch or onnxruntime): the p
 rcl's YAML rules and the committed JSON schema (config/perception3d.schema.json, generated from the node
 declarations), which is all the plan needs. Each node's own process loads its definition and dependencies.
 
-Launch arguments: config, use_sim_time, device, log_level, rviz, bag (a rosbag2 to play with --clock and the
+Launch arguments: config, use_sim_time, device, model_path, log_level, rviz, bag (a rosbag2 to play with --clock and the
 /tf_static QoS override, started bag_delay_s after the nodes so detector2d has warmed up; implies use_sim_time),
 and enable_<node> per node.
 """
@@ -48,12 +48,13 @@ def _node_declares(schema: Mapping[str, Any], node: str, name: str) -> bool:
 
 
 def node_launches(node_names: Sequence[str], config: str | Path, schema: str | Path, use_sim_time: bool = False,
-                  device: str = "", graph: Graph = FULL_GRAPH) -> list[NodeLaunch]:
+                  device: str = "", model_path: str = "", graph: Graph = FULL_GRAPH) -> list[NodeLaunch]:
     """The nodes to start for the enabled node names, in graph order.
 
-    `schema` is the parameter file's JSON schema (config/perception3d.schema.json). `device` is passed only to nodes
-    that declare a 'device' parameter. Camera names (for the per-camera remappings) come from the parameter file,
-    which is checked here (rcl's YAML rules, the schema) so a bad file fails before anything starts.
+    `schema` is the parameter file's JSON schema (config/perception3d.schema.json). `device` and `model_path` (when
+    not empty) are passed only to nodes that declare that parameter. Camera names (for the per-camera remappings)
+    come from the parameter file, which is checked here (rcl's YAML rules, the schema) so a bad file fails before
+    anything starts.
     """
     import json
 
@@ -71,8 +72,9 @@ def node_launches(node_names: Sequence[str], config: str | Path, schema: str | P
     plan = []
     for node in selected.nodes:
         overrides: dict[str, Any] = {"use_sim_time": bool(use_sim_time)}
-        if device and _node_declares(schema_doc, node.name, "device"):
-            overrides["device"] = device
+        for name, value in (("device", device), ("model_path", model_path)):
+            if value and _node_declares(schema_doc, node.name, name):
+                overrides[name] = value
         camera_names = resolve_node_parameters(doc, node.name, (), str(config))["camera_names"]
         topics = selected.topics(node, camera_names)
         plan.append(NodeLaunch(node.name, node.executable, str(config), overrides,
@@ -105,7 +107,7 @@ def launch_description(node_names: Sequence[str], graph: Graph = FULL_GRAPH) -> 
                  parameters=[item.config, dict(item.overrides)], remappings=list(item.remappings),
                  ros_arguments=["--log-level", arg("log_level")])
             for item in node_launches(enabled, arg("config"), _share("config", "perception3d.schema.json"),
-                                      use_sim_time, arg("device"), graph)]
+                                      use_sim_time, arg("device"), arg("model_path"), graph)]
         if arg("rviz").lower() in TRUE_WORDS:
             actions.append(Node(package="rviz2", executable="rviz2", name="rviz2",
                                 arguments=["-d", _share("config", "rviz", "perception3d.rviz")],
@@ -122,6 +124,9 @@ def launch_description(node_names: Sequence[str], graph: Graph = FULL_GRAPH) -> 
                               description="parameter file (config/perception3d.yaml layout)"),
         DeclareLaunchArgument("use_sim_time", default_value="false", description="use /clock (bag replay)"),
         DeclareLaunchArgument("device", default_value="", description="torch device for learned modes, e.g. cuda:0"),
+        DeclareLaunchArgument("model_path", default_value="",
+                              description="checkpoint or .onnx file for nodes with a model_path parameter "
+                                          "(detector2d); empty: the parameter file's"),
         DeclareLaunchArgument("log_level", default_value="info", description="ROS log level of the nodes"),
         DeclareLaunchArgument("rviz", default_value="false",
                               description="start RViz with config/rviz/perception3d.rviz"),
