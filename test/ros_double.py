@@ -398,18 +398,24 @@ class Node:
                  use_global_arguments: bool = True, enable_rosout: bool = True, start_parameter_services: bool = True,
                  parameter_overrides: list[Parameter] | None = None, allow_undeclared_parameters: bool = False,
                  automatically_declare_parameters_from_overrides: bool = False) -> None:
-        args = _context()
+        # rcl/src/rcl/node.c rcl_node_init: the process's (global) ROS arguments apply to every node created with
+        # use_global_arguments=True (the default), including '-r __node:=name', which renames it
+        args = _context() if use_global_arguments else RosArgs()
+        if not use_global_arguments:
+            _context()
+        node_name = args.remaps.get("__node", node_name)
         self.name, self.namespace = node_name, namespace or "/"
         # rcl/src/rcl/node.c + rclpy/node.py __init__: overrides are the parameter-file sections that match this
         # node ('/**', '<name>', '/<name>', wildcards; rcl_yaml_param_parser/src/parser.c), then -p rules, then
         # the parameter_overrides argument, which wins.
         self._overrides: dict[str, Any] = {}
-        for sections in _Context.files.values():
+        for sections in (_Context.files.values() if use_global_arguments else ()):
             for section in ("/**", "/**/" + node_name, node_name, "/" + node_name):
                 self._overrides.update(sections.get(section, {}))
         self._overrides.update(args.params)
         self._overrides.update({p.name: p.value for p in parameter_overrides or []})
-        self._remaps = {_resolve(k, node_name, self.namespace): v for k, v in args.remaps.items()}
+        self._remaps = {_resolve(k, node_name, self.namespace): v for k, v in args.remaps.items()
+                        if k != "__node"}
         self.parameters: dict[str, tuple[Any, Any]] = {}  # name -> (value, descriptor)
         self._types: dict[str, ParameterType] = {}
         self._set_callbacks: list = []

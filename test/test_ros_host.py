@@ -37,7 +37,7 @@ def launch_args(graph, name, *extra):
     """The command line launch_ros gives a node: its remappings (port:=topic, from the graph) and extra ROS args."""
     topics = graph.topics(graph.node(name), CAMERA_NAMES)
     remaps = [arg for port, topic in sorted(topics.items()) for arg in ("-r", f"{port}:={topic}")]
-    return [f"perception3d_{name}", "--ros-args", *remaps, *extra]
+    return [f"perception3d_{name}", "--ros-args", "-r", f"__node:={name}", *remaps, *extra]
 
 
 def start(monkeypatch, graph=TEST_GRAPH, name="centroid", extra=(), install=True):
@@ -88,6 +88,7 @@ def viewer(topic, msgtype, qos=RELIABLE):
 
 def test_parameters_are_declared_with_descriptors(monkeypatch):
     host = start(monkeypatch)
+    assert (host.node.name, host.tf_node.name) == ("centroid", "centroid_tf_listener")  # launch's __node remap
     declared = host.node.parameters
     assert list(declared) == [p.name for p in (*SHARED_PARAMS, *CentroidNode.parameters)]
     value, descriptor = declared["sync.tolerance_s"]

@@ -203,8 +203,10 @@ class RosNodeHost:
 
         self.tf_buffer = tf2_ros.Buffer()
         # The listener spins /tf on its own node and thread, so a lookup waiting inside a callback of this
-        # (single-threaded) node can be served.
-        self.tf_node = rclpy.create_node(f"{graph_node.name}_tf_listener")
+        # (single-threaded) node can be served. That node ignores the process's ROS arguments: launch's
+        # '-r __node:=<name>' would otherwise give it this node's name (and its parameters and remappings).
+        self.tf_node = rclpy.create_node(f"{graph_node.name}_tf_listener", use_global_arguments=False,
+                                         start_parameter_services=False)
         self.tf_listener = tf2_ros.TransformListener(self.tf_buffer, self.tf_node, spin_thread=True)
         cameras = params["camera_names"]
         ports = {p.port: p.port for p in definition.input_ports(cameras)}
