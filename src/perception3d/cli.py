@@ -21,6 +21,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "export": ("perception3d.train.export_command", "export a trained model (detector2d) to ONNX"),
     "params": ("perception3d.runtime.params_command", "parameter schema, default file and README tables"),
     "bench": ("perception3d.bench.command", "run a benchmark suite and record its figures"),
+    "doctor": ("perception3d.runtime.doctor_command", "check a ROS 2 machine before launching: ROS packages, torch and "
+                                                      "device, parameter file, checkpoint (each problem with its fix)"),
 }
 
 

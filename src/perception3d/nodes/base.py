@@ -69,7 +69,8 @@ class OutputSpec:
         msgtype: ROS 2 type name, e.g. 'vision_msgs/msg/Detection3DArray'.
         qos: offered QoS (outputs are reliable; see msgs.qos).
         label_classes: class names (index = class id, or an {id: name} map) of a labelled output; the host publishes a
-            vision_msgs/LabelInfo on '<topic>/label_info' (transient local).
+            vision_msgs/LabelInfo (transient local) on its own port `label_port` ('<port>/label_info'), which the
+            graph maps to '<topic>/label_info'.
         description: one line for the README topic table.
     """
 
@@ -82,6 +83,11 @@ class OutputSpec:
     @property
     def per_camera(self) -> bool:
         return "{camera}" in self.port
+
+    @property
+    def label_port(self) -> str | None:
+        """The LabelInfo port of a labelled output ('{camera}' expands like the port), else None."""
+        return f"{self.port}/label_info" if self.label_classes is not None else None
 
 
 @dataclass(frozen=True)
@@ -224,6 +230,16 @@ class NodeDefinition:
         """One line for diagnostics, e.g. 'geometric mode' or 'checkpoint loaded on cuda:0'."""
         return "ready"
 
+    def update_parameters(self, changes: Mapping[str, Any]) -> None:
+        """Apply validated new values of writable parameters (`ros2 param set`). Nodes read self.params on every
+        frame, so storing them is enough; a node that caches a value overrides this to refresh it."""
+        self.params.update(changes)
+
+    @property
+    def label_threshold(self) -> float:
+        """The score threshold LabelInfo reports (the node's `score_threshold`, 0 when it has none)."""
+        return float(self.params.get("score_threshold", 0.0))
+
     @classmethod
     def check_definition(cls) -> None:
         """Raise TypeError when the class attributes are inconsistent (called by hosts at start)."""
@@ -258,3 +274,9 @@ class NodeDefinition:
             for camera in (camera_names if spec.per_camera else [None]):
                 out[spec.port.format(camera=camera) if camera else spec.port] = spec
         return out
+
+    @classmethod
+    def label_ports(cls, camera_names: Sequence[str]) -> dict[str, str]:
+        """{concrete LabelInfo port: the concrete output port it describes}, per labelled output."""
+        return {f"{port}/label_info": port for port, spec in cls.output_ports(camera_names).items()
+                if spec.label_classes is not None}

@@ -38,7 +38,8 @@ class Param:
         description: one line for the README and the ROS parameter descriptor.
         minimum, maximum: inclusive range of a number (of each element for arrays).
         choices: allowed values of a string (of each element for string arrays).
-        pattern: regular expression a string must match (JSON Schema `pattern`), where choices cannot list them all.
+        pattern: regular expression a string must match (JSON Schema `pattern`), where a fixed list of choices is
+            too narrow (e.g. 'cuda:N' device names).
         read_only: True when changing it needs a restart (model reload, queue sizes); ROS declares it read-only.
     """
 
@@ -49,8 +50,8 @@ class Param:
     minimum: float | None = None
     maximum: float | None = None
     choices: tuple[str, ...] | None = None
-    read_only: bool = True
     pattern: str | None = None
+    read_only: bool = True
 
     def __post_init__(self) -> None:
         if self.type not in (*_JSON_TYPES, "string_array", "float_array"):
@@ -97,6 +98,12 @@ SHARED_PARAMS: tuple[Param, ...] = (
           0.001, 1.0),
     Param("sync.reset_jump_s", "float", 1.0,
           "a stamp this much older than the newest one seen resets the synchronizer (bag loop) [s]", 0.01, 3600.0),
+    Param("image_transport", "string", "auto",
+          "message type of `~/input/<camera>/image` (nodes that take images): compressed (sensor_msgs/CompressedImage, "
+          "e.g. nuScenes JPEG), raw (sensor_msgs/Image), or auto (per camera, the type its topic is published with at "
+          "start; compressed when nobody publishes it yet)", choices=("auto", "compressed", "raw")),
+    Param("tf_timeout_s", "float", 0.05,
+          "ROS 2 host: how long a transform lookup at a message stamp waits for /tf to catch up [s]", 0.0, 1.0),
     Param("log_throttle_s", "float", 5.0, "least time between two log lines about the same problem [s]", 0.0, 3600.0,
           read_only=False),
 )
@@ -149,11 +156,12 @@ def _section_schema(params: Sequence[Param]) -> dict[str, Any]:
 def parameter_schema(node_params: Mapping[str, Sequence[Param]]) -> dict[str, Any]:
     """JSON Schema (draft-07) of the parameter file for nodes {node name: its own parameters}.
 
-    A node section accepts the node's own parameters and overrides of the shared ones.
+    A node whose parameters are None is a known section left unchecked (load_parameters' other_nodes). A node section
+    accepts the node's own parameters and overrides of the shared ones.
     """
     properties = {SHARED_SECTION: _section_schema(SHARED_PARAMS)}
     for node, params in sorted(node_params.items()):
-        properties[node] = _section_schema([*SHARED_PARAMS, *params])
+        properties[node] = {"type": "object"} if params is None else _section_schema([*SHARED_PARAMS, *params])
     return {
         "$schema": "http://json-schema.org/draft-07/schema#",
         "title": "perception3d parameters",
@@ -166,6 +174,19 @@ def parameter_schema(node_params: Mapping[str, Sequence[Param]]) -> dict[str, An
     }
 
 
+def _alias_free_dumper() -> type:
+    import yaml
+
+    class AliasFreeDumper(yaml.SafeDumper):
+        """SafeDumper that writes a value shared by several keys in full each time: rcl's parameter-file parser
+        refuses anchors and aliases (rcl_yaml_param_parser, see nodes/rcl_yaml.py)."""
+
+        def ignore_aliases(self, data: Any) -> bool:
+            return True
+
+    return AliasFreeDumper
+
+
 def default_parameter_file(node_params: Mapping[str, Sequence[Param]]) -> str:
     """The parameter file with every default, as YAML text."""
     import yaml
@@ -176,7 +197,7 @@ def default_parameter_file(node_params: Mapping[str, Sequence[Param]]) -> str:
     header = ("# perception3d parameters (ROS 2 parameter file). `/**` holds the parameters every node declares;\n"
               "# `<node>` sections hold a node's own parameters and may override shared ones.\n"
               "# Schema: perception3d.schema.json. Regenerate with `perception3d params --write`.\n")
-    return header + yaml.safe_dump(doc, sort_keys=False, default_flow_style=None, width=100)
+    return header + yaml.dump(doc, Dumper=_alias_free_dumper(), sort_keys=False, default_flow_style=None, width=100)
 
 
 def _error_line(error: Any) -> str:
@@ -201,12 +222,22 @@ def validate_parameter_document(doc: Any, node_params: Mapping[str, Sequence[Par
     Raises:
         ConfigError: naming the file, and for each problem the section, the dotted key and what is wrong.
     """
+    validate_against_schema(doc, parameter_schema(node_params), source)
+
+
+def validate_against_schema(doc: Any, schema: Mapping[str, Any], source: str) -> None:
+    """Check a parsed parameter file against a parameter-file schema (e.g. the committed
+    config/perception3d.schema.json, which needs no node implementation to be imported).
+
+    Raises:
+        ConfigError: as validate_parameter_document.
+    """
     import jsonschema
 
     if not isinstance(doc, Mapping):
         raise ConfigError(f"{source}: expected a mapping of node sections ('/**', node names), got "
                           f"{type(doc).__name__}")
-    validator = jsonschema.Draft7Validator(parameter_schema(node_params))
+    validator = jsonschema.Draft7Validator(schema)
     errors = sorted(validator.iter_errors(doc), key=lambda e: list(map(str, e.absolute_path)))
     if errors:
         raise ConfigError(f"{source}: invalid parameters:\n" + "\n".join(f"  {_error_line(e)}" for e in errors))
@@ -241,24 +272,34 @@ def validate_node_values(node: str, own: Sequence[Param], values: Mapping[str, A
     return resolve_node_parameters(doc, node, own, source)
 
 
-def load_parameters(path: str | Path | None, node_params: Mapping[str, Sequence[Param]]) -> dict[str, dict]:
+def load_parameters(path: str | Path | None, node_params: Mapping[str, Sequence[Param]],
+                    other_nodes: Iterable[str] = ()) -> dict[str, dict]:
     """{node: {dotted name: value}} for the given nodes, from a parameter file (None = all defaults).
 
+    other_nodes: names of nodes that exist but are not started now (e.g. replay of a sub-graph); their sections are
+    accepted unchecked (the node checks them when it runs). Any other unknown section is an error.
+
     Raises:
-        ConfigError: unreadable file, invalid YAML, or a value the schema rejects (the message names the key).
+        ConfigError: unreadable file, invalid YAML, YAML that rcl's parser refuses (anchors, aliases, tags, mixed or
+            empty arrays: nodes.rcl_yaml), or a value the schema rejects (the message names the key).
     """
     import yaml
+
+    from .rcl_yaml import check_rcl_parameter_yaml
 
     doc: Any = None
     source = str(path) if path else "<defaults>"
     if path is not None:
         try:
-            doc = yaml.safe_load(Path(path).read_text())
+            text = Path(path).read_text()
+            doc = yaml.safe_load(text)
         except OSError as exc:
             raise ConfigError(f"{path}: cannot read parameter file: {exc.strerror}") from exc
         except yaml.YAMLError as exc:
             raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
-        validate_parameter_document(doc, node_params, source)
+        check_rcl_parameter_yaml(text, source)
+        idle = {name: None for name in other_nodes if name not in node_params}
+        validate_parameter_document(doc, {**node_params, **idle}, source)
     return {node: resolve_node_parameters(doc, node, own, source) for node, own in node_params.items()}
 
 
@@ -288,6 +329,8 @@ def markdown_tables(schema: Mapping[str, Any]) -> str:
             kind = s["type"] if s["type"] != "array" else f"{item['type']}[]"
             if "enum" in item:
                 allowed = ", ".join(f"`{v}`" for v in item["enum"])
+            elif "pattern" in item:
+                allowed = "`" + item["pattern"].replace("|", "\\|") + "`"  # a '|' would end the table cell
             elif "minimum" in item or "maximum" in item:
                 allowed = f"[{item.get('minimum', '-inf')}, {item.get('maximum', 'inf')}]"
             else:

@@ -127,11 +127,15 @@ class NodeRunner:
         factory: message factory of the host's backend.
         log: where throttled warnings go (default: the 'perception3d' logger).
         wanted: returns False while nobody listens to the outputs; frames are then skipped (counted).
+        retry_transforms: keep a frame whose transform lookup failed and retry it (in order, later frames queue
+            behind it) on the next message or advance(), until message time passes its stamp + sync.timeout_s; for
+            hosts whose /tf arrives live and may lag the data (ROS). The bag runtime has every transform up front.
     """
 
     def __init__(self, definition: type[NodeDefinition], params: Mapping[str, Any], topics: Mapping[str, str],
                  tf: TransformLookup, factory: MessageFactory | None = None,
-                 log: Callable[[str], None] | None = None, wanted: Callable[[], bool] | None = None) -> None:
+                 log: Callable[[str], None] | None = None, wanted: Callable[[], bool] | None = None,
+                 retry_transforms: bool = False) -> None:
         definition.check_definition()
         self.definition = definition
         self.node = definition(params, factory)
@@ -143,7 +147,9 @@ class NodeRunner:
         cameras = list(params["camera_names"])
         ports = definition.input_ports(cameras)
         outputs = definition.output_ports(cameras)
-        unmapped = [p.port for p in ports if p.port not in topics] + [p for p in outputs if p not in topics]
+        label_ports = definition.label_ports(cameras)
+        unmapped = [p.port for p in ports if p.port not in topics] + [p for p in (*outputs, *label_ports)
+                                                                          if p not in topics]
         if unmapped:
             raise ConfigError(f"node {self.name}: no topic for port(s) {unmapped}; the graph must map every port")
         self.inputs: dict[str, InputPort] = {topics[p.port]: p for p in ports}
@@ -152,6 +158,7 @@ class NodeRunner:
                               f"{sorted((p.port, topics[p.port]) for p in ports)}")
         self._topic_of = {(p.camera, p.stream): topic for topic, p in self.inputs.items()}
         self.outputs = {port: (topics[port], spec) for port, spec in outputs.items()}
+        self.label_topics = {topics[label]: port for label, port in label_ports.items()}  # LabelInfo topic: output
         streams = definition.camera_streams
         self.sync = (LidarSync(sync_config_from_params(params, streams))
                      if definition.trigger == "lidar" and streams else None)
@@ -164,6 +171,9 @@ class NodeRunner:
         except ValueError as exc:
             raise ConfigError(f"node {self.name}: detections.class_map: {exc}") from exc
         self._health_previous: dict[str, int] = {}
+        self._retry_window_ns = int(params["sync.timeout_s"] * 1e9) if retry_transforms else None
+        self._waiting_for_tf: deque[Frame] = deque(maxlen=int(params["sync.queue_size"]))
+        self._newest_ns: int | None = None
 
     # -- input ------------------------------------------------------------------------------------------------
     def on_message(self, topic: str, msg: Any) -> list[Published]:
@@ -175,6 +185,7 @@ class NodeRunner:
         except AttributeError:
             self._drop(f"{topic}: no header", f"{topic}: message has no header stamp; dropped")
             return []
+        self._newest_ns = stamp_ns if self._newest_ns is None else max(self._newest_ns, stamp_ns)
         if port.stream is None:
             return self._run_sets(self.sync.add_lidar(stamp_ns, msg)) if self.sync else \
                 self._run_sets([SyncedSet(stamp_ns, msg, {}, {})])
@@ -192,10 +203,12 @@ class NodeRunner:
         return self._run_camera_sets(self.camera_sets.add(port.camera, stamp_ns, msg))  # camera-triggered: an image
 
     def advance(self, now_ns: int) -> list[Published]:
-        """Move message time on without a message (ROS timer); returns sets released by the timeout."""
+        """Move message time on without a message (ROS timer); returns sets released by the timeout and frames
+        whose transforms have arrived since."""
+        self._newest_ns = now_ns if self._newest_ns is None else max(self._newest_ns, now_ns)
         if self.camera_sets is not None:
             return self._run_camera_sets(self.camera_sets.expire(now_ns))
-        return self._run_sets(self.sync.advance(now_ns)) if self.sync else []
+        return self._run_sets(self.sync.advance(now_ns)) if self.sync else self._run_frames([], None)
 
     def flush(self) -> list[Published]:
         """End of input: process every pending sweep (or camera set) with what has arrived."""
@@ -204,13 +217,20 @@ class NodeRunner:
         return self._run_sets(self.sync.flush()) if self.sync else []
 
     def label_infos(self, stamp_ns: int) -> list[Published]:
-        """LabelInfo (transient local) on '<topic>/label_info' for every labelled output."""
+        """LabelInfo (transient local) for every labelled output, on its LabelInfo port's topic, with the node's
+        score threshold."""
         out = []
-        for topic, spec in self.outputs.values():
-            if spec.label_classes is not None:
-                msg = label_info_msg(spec.label_classes, stamp_ns, factory=self.node.factory)
-                out.append(Published(f"{topic}/label_info", stamp_ns, msg, "vision_msgs/msg/LabelInfo", LATCHED))
+        for topic, port in self.label_topics.items():
+            msg = label_info_msg(self.outputs[port][1].label_classes, stamp_ns, threshold=self.node.label_threshold,
+                                 factory=self.node.factory)
+            out.append(Published(topic, stamp_ns, msg, "vision_msgs/msg/LabelInfo", LATCHED))
         return out
+
+    def set_parameters(self, changes: Mapping[str, Any]) -> None:
+        """Apply validated new values of writable parameters to the node (and log_throttle_s to the log)."""
+        self.node.update_parameters(changes)
+        if "log_throttle_s" in changes:
+            self._warn.period_s = float(changes["log_throttle_s"])
 
     def health(self, elapsed_s: float) -> tuple[str, str, dict[str, str]]:
         """(level 'OK' | 'WARN' | 'ERROR', summary, {key: value}) for diagnostics, over the last elapsed_s.
@@ -259,8 +279,28 @@ class NodeRunner:
             if self._skip():
                 continue
             frame = to_frame(item)
-            if frame is not None:
+            if frame is None:
+                continue
+            if self._retry_window_ns is None:
                 out += self._run(frame)
+            else:
+                if len(self._waiting_for_tf) == self._waiting_for_tf.maxlen:
+                    self._run(self._waiting_for_tf.popleft())  # overflow: the oldest gets its last try
+                self._waiting_for_tf.append(frame)
+        return out + self._run_waiting()
+
+    def _run_waiting(self) -> list[Published]:
+        """Run the frames waiting for transforms, oldest first; stop at the first whose transforms are still
+        missing and not yet older than the retry window (it and the frames behind it are tried again later)."""
+        out = []
+        while self._waiting_for_tf:
+            frame = self._waiting_for_tf[0]
+            late = self._newest_ns is None or self._newest_ns - frame.stamp_ns > self._retry_window_ns
+            published = self._run(frame, keep_on_transform_error=not late)
+            if published is None:
+                break
+            self._waiting_for_tf.popleft()
+            out += published
         return out
 
     def _skip(self) -> bool:
@@ -330,12 +370,18 @@ class NodeRunner:
             return None
         return Frame(camera_set.stamp_ns, None, cameras, missing)
 
-    def _run(self, frame: Frame) -> list[Published]:
+    def _run(self, frame: Frame, keep_on_transform_error: bool = False) -> list[Published] | None:
+        """Process one frame; None (nothing counted) when a transform is missing and keep_on_transform_error."""
         timer = StageTimer()
         start = time.perf_counter()
         try:
             outputs = self.node.process(frame, self.tf, timer)
-        except (InputError, TransformError) as exc:
+        except TransformError as exc:
+            if keep_on_transform_error:
+                return None
+            self._drop_error(exc)
+            return []
+        except InputError as exc:
             self._drop_error(exc)
             return []
         total_ms = (time.perf_counter() - start) * 1e3
