@@ -104,3 +104,45 @@ def test_augmentation_depends_only_on_seed_epoch_and_index():
     assert torch.equal(again[2]["image"], first[2]["image"])
     again.set_epoch(1)
     assert not torch.equal(again[2]["image"], first[2]["image"])
+
+
+def test_detector2d_trains_from_a_sweep_cache_of_every_distinct_camera_image(tmp_path):
+    """`train detector2d --cache`: one training item per distinct camera image that the cache's sweeps see (nearly
+    every image of the scene's sample_data table: the sweep cache keeps images within 0.1 s of a sweep), boxes inside
+    the stored small images, and the cache named in the record."""
+    from perception3d.cli import main
+    from perception3d.train.data.camera_images import CachedCameraImages
+
+    root = tiny_dataroot()
+    cache = tmp_path / "cache"
+    assert main(["dataset", "build", "--no-progress", "--dataroot", str(root), "--version", VERSION, "--split",
+                 "synth_val", "--out", str(cache), "--images", "small", "--past-sweeps", "0"]) == 0
+    tables = root / VERSION
+    scene = json.loads((tables / "splits.json").read_text())["synth_val"]
+    scene_tokens = {s["token"] for s in json.loads((tables / "scene.json").read_text()) if s["name"] in scene}
+    samples = {s["token"] for s in json.loads((tables / "sample.json").read_text()) if s["scene_token"] in scene_tokens}
+    cameras = {c["token"] for c in json.loads((tables / "sensor.json").read_text()) if c["modality"] == "camera"}
+    calibrations = {c["token"] for c in json.loads((tables / "calibrated_sensor.json").read_text())
+                    if c["sensor_token"] in cameras}
+    camera_images = [d for d in json.loads((tables / "sample_data.json").read_text())
+                     if d["sample_token"] in samples and d["calibrated_sensor_token"] in calibrations]
+    images = CachedCameraImages(cache)
+    sweeps = [images.sweeps[i] for i in range(len(images.sweeps))]
+    seen = {(camera, stamp) for s in sweeps
+            for camera, stamp, valid in zip(s["cameras"], s["cam_timestamp_us"], s["cam_valid"]) if valid}
+    assert len(images) == len(seen)
+    assert len(camera_images) - 6 <= len(images) <= len(camera_images)
+    boxes = 0
+    for k in range(0, len(images), 7):
+        image, dets = images[k]
+        height, width = image.shape[:2]
+        assert image.dtype == np.uint8 and width < 1600 / 2  # the small decoding
+        assert np.all(dets.boxes_xyxy >= -0.5) and np.all(dets.boxes_xyxy[:, [0, 2]] <= width + 0.5)
+        boxes += len(dets)
+    assert boxes > 0
+    out = tmp_path / "det.pt"
+    assert main(["train", "detector2d", "--cache", str(cache), "--out", str(out), "--width", "8", "--input-size",
+                 "128x64", "--crop", "full", "--batch", "2", "--max-steps", "1", "--device", "cpu"]) == 0
+    record = read_checkpoint(out)["record"]
+    assert record["data"]["train_images"] == len(images)
+    assert str(cache) in record["data"]["train_source"] and record["command"].startswith("perception3d train")

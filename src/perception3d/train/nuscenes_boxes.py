@@ -75,6 +75,8 @@ class NuScenesCameraBoxes:
         except (FileNotFoundError, ValueError, AssertionError) as exc:
             raise DatasetError(f"{table_dir / 'splits.json'}: split {split!r} not found ({exc})") from exc
         self.min_visibility = min_visibility
+        self.source = f"dataroot {self.dataroot} ({version}), split {split}, keyframe images, visibility >= " \
+                      f"{min_visibility}"
         self.sample_data_tokens = [
             sample["data"][camera]
             for scene in self.nusc.scene if scene["name"] in scene_names
@@ -92,6 +94,9 @@ class NuScenesCameraBoxes:
 
     def __len__(self) -> int:
         return len(self.sample_data_tokens)
+
+    def describe(self) -> str:
+        return f"{self.source}: {len(self)} images"
 
     def __getitem__(self, index: int) -> tuple[np.ndarray, Detections2D]:
         token = self.sample_data_tokens[index]

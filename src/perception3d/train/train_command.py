@@ -40,10 +40,14 @@ def _dilations(text: str) -> tuple[int, ...]:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("model", choices=MODELS, help="which model to train")
-    parser.add_argument("--dataroot", type=Path, required=True, help="nuScenes-schema dataroot")
-    parser.add_argument("--version", required=True, help="table version, e.g. v1.0-mini or v1.0-synth")
-    parser.add_argument("--split", required=True, help="training split (devkit name or a name in splits.json)")
-    parser.add_argument("--val-split", default=None, help="validation split (default: none, no validation)")
+    parser.add_argument("--dataroot", type=Path, help="nuScenes-schema dataroot (or --cache)")
+    parser.add_argument("--version", help="table version of --dataroot, e.g. v1.0-mini or v1.0-synth")
+    parser.add_argument("--split", help="training split of --dataroot (devkit name or a name in splits.json)")
+    parser.add_argument("--val-split", default=None, help="validation split of --dataroot (default: no validation)")
+    parser.add_argument("--cache", type=Path, default=None,
+                        help="train from a sweep cache (`perception3d dataset build`) instead of --dataroot; "
+                             "detector2d needs one built with --images small|full and --boxes2d perfect")
+    parser.add_argument("--val-cache", type=Path, default=None, help="validate on this sweep cache (with --cache)")
     parser.add_argument("--out", type=Path, required=True, help="checkpoint to write (and resume from)")
     parser.add_argument("--epochs", type=int, default=30, help="passes over the training images (default 30)")
     parser.add_argument("--batch", "--batch-size", dest="batch_size", type=int, default=8,
@@ -83,27 +87,36 @@ def run(args: argparse.Namespace) -> int:
     from ..core.models.centernet import CenterNetConfig
     from ..core.models.checkpoint import SHIPPED_CHECKPOINT, load_checkpoint
     from ..core.models.inference import TorchDetector2D
+    from ..errors import ConfigError
     from . import run_log
+    from .data.camera_images import CachedCameraImages
     from .detector2d import SCORED_CLASSES, VALIDATION_DECODE, Detector2DData, evaluate, format_scores, train_detector2d
     from .nuscenes_boxes import NuScenesCameraBoxes
     from .trainer import TrainConfig
 
+    if args.cache is None and not (args.dataroot and args.version and args.split):
+        raise ConfigError("give --dataroot, --version and --split, or --cache")
+
+    def images(split: str | None, cache: Path | None):
+        """(image, boxes) pairs of a cache, or of a dataroot split; None when neither is given."""
+        if cache is not None:
+            return CachedCameraImages(cache)
+        if args.cache is None and split is not None:
+            return NuScenesCameraBoxes(args.dataroot, args.version, split, min_visibility=args.min_visibility)
+        return None
+
     if args.eval_only:
-        split = args.val_split or args.split
-        dataset = NuScenesCameraBoxes(args.dataroot, args.version, split, min_visibility=args.min_visibility)
+        dataset = images(args.val_split or args.split, args.val_cache or args.cache)
         detector = TorchDetector2D.from_checkpoint(args.out, args.device, VALIDATION_DECODE)
         ap = evaluate(detector, dataset, args.batch_size)
-        print(f"AP@0.5 of {args.out} on {len(dataset)} images of {split!r}:")
+        print(f"AP@0.5 of {args.out} on {len(dataset)} images:")
         print(format_scores(ap.per_class(), SCORED_CLASSES))
         return 0
 
-    train_set = NuScenesCameraBoxes(args.dataroot, args.version, args.split, min_visibility=args.min_visibility)
-    val_set = (NuScenesCameraBoxes(args.dataroot, args.version, args.val_split, min_visibility=args.min_visibility)
-               if args.val_split else None)
+    train_set, val_set = images(args.split, args.cache), images(args.val_split, args.val_cache)
     main_process = int(os.environ.get("RANK", "0")) == 0  # torchrun: one process reports
     if main_process:
-        print(f"training on {len(train_set)} images of split {args.split!r}"
-              + (f", validating on {len(val_set)} of {args.val_split!r}" if val_set else ""))
+        print(f"training on {len(train_set)} images" + (f", validating on {len(val_set)}" if val_set else ""))
     init = SHIPPED_CHECKPOINT if str(args.init) == "shipped" else args.init
     model_config = (load_checkpoint(init)[0].config if init else
                     CenterNetConfig(width=args.width, input_width=args.input_size[0], input_height=args.input_size[1],
@@ -121,6 +134,6 @@ def run(args: argparse.Namespace) -> int:
         return 0
     print(f"wrote {result.checkpoint} after {result.steps} steps (log {run_log.log_path(result.checkpoint)})")
     if result.metrics:
-        print(f"validation AP@0.5 on {args.val_split!r}:")
+        print("validation AP@0.5:")
         print(format_scores(result.metrics["ap_per_class"], SCORED_CLASSES))
     return 0

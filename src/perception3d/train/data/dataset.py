@@ -89,6 +89,10 @@ class SweepDataset:
         s = int(np.searchsorted(self._starts, index, side="right")) - 1
         return self.scenes[s], index - int(self._starts[s])
 
+    def scene_arrays(self, name: str) -> dict[str, np.ndarray]:
+        """The memory-mapped arrays of one scene of the cache (layout.py names them)."""
+        return self._scene(name)
+
     def _scene(self, name: str) -> dict[str, np.ndarray]:
         if name not in self._open:
             self._open[name] = layout.open_scene(self.cache, name)
