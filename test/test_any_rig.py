@@ -1,6 +1,7 @@
 """Any nuScenes-schema rig: a Lyft-style table set (3 LiDARs, 7 cameras of two sizes, Lyft categories, float
 stamps) converts to every topic with mapped ground truth and measured camera offsets, and replays with all cameras
-paired without hand-set parameters; truncated tables give DatasetErrors naming table and token."""
+paired and all LiDARs merged without hand-set parameters; truncated tables give DatasetErrors naming table and
+token."""
 from __future__ import annotations
 
 import functools
@@ -23,6 +24,7 @@ from lyft_data import (
     write_lyft_dataroot,
 )
 from perception3d.cli import main as cli_main
+from perception3d.core.geometry import invert_transform, make_transform
 from perception3d.core.sensor_timing import RIG_METADATA_KEY, RigTiming
 from perception3d.core.sync import LidarSync, SyncConfig
 from perception3d.data.category_map import LYFT, NUSCENES, category_map_for, load_category_map
@@ -30,6 +32,9 @@ from perception3d.data.convert import convert
 from perception3d.data.nuscenes_io import open_nuscenes, timestamp_ns
 from perception3d.errors import ConfigError, DatasetError
 from perception3d.msgs.bag import BagReader
+from perception3d.msgs.pointcloud import NUSCENES_LIDAR_DTYPE
+from perception3d.nodes.base import Frame, LidarInput
+from perception3d.nodes.sweep import lidar_sweep
 
 
 @functools.cache
@@ -254,3 +259,66 @@ def test_timestamp_ns_is_exact_for_int_and_float_microseconds():
     assert timestamp_ns({"timestamp": 1_557_858_039_302_414.75}) == 1_557_858_039_302_414_750
     assert isinstance(timestamp_ns({"timestamp": 1.5}), int)
     assert np.int64(timestamp_ns({"timestamp": 2.25})) == 2250
+
+
+# ----- several LiDARs ------------------------------------------------------------------------------------------------
+class _DrivingTf:
+    """map <- base_link driving along x at 10 m/s; LIDAR_A 0.5 m ahead and 1.8 m up, LIDAR_B 2 m ahead and 0.5 m
+    up, yawed +90 deg."""
+
+    STATIC = {"base_link": np.eye(4), "LIDAR_A": make_transform(np.eye(3), [0.5, 0.0, 1.8]),
+              "LIDAR_B": make_transform(np.array([[0.0, -1.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, 1.0]]),
+                                        [2.0, 0.0, 0.5])}
+
+    def map_from(self, frame, stamp_ns):
+        return (make_transform(np.eye(3), [10.0 * stamp_ns / 1e9, 0.0, 0.0]) if frame != "map" else np.eye(4)) @ \
+            (self.STATIC[frame] if frame != "map" else np.eye(4))
+
+    def lookup(self, target, source, stamp_ns):
+        return invert_transform(self.map_from(target, stamp_ns)) @ self.map_from(source, stamp_ns)
+
+
+def _cloud(points_xyz):
+    cloud = np.zeros(len(points_xyz), NUSCENES_LIDAR_DTYPE)
+    cloud["x"], cloud["y"], cloud["z"] = np.asarray(points_xyz).T
+    cloud["intensity"] = 7.0
+    return cloud
+
+
+def test_merged_sweep_moves_other_lidars_into_the_trigger_frame_through_the_world():
+    trigger = LidarInput(1_000_000_000, "LIDAR_A", _cloud([[1.0, 2.0, 3.0]]), None)
+    other = LidarInput(900_000_000, "LIDAR_B", _cloud([[0.0, 0.0, 0.0], [1.0, 0.0, 0.0]]), None)
+    frame = Frame(trigger.stamp_ns, trigger, {}, {}, {"LIDAR_B": other})
+    sweep = lidar_sweep(frame, _DrivingTf(), "base_link", [-1, -1, -1, -0.9, -0.9, -0.9], "map")
+    # LIDAR_B's origin at t = 0.9 s is at map x = 9 + 2 = 11; LIDAR_A at t = 1 s is at map x = 10.5, z 1.8
+    # B's x axis is base +y, so its point (1, 0, 0) is 1 m to the left
+    np.testing.assert_allclose(sweep.points, [[1.0, 2.0, 3.0], [0.5, 0.0, -1.3], [0.5, 1.0, -1.3]], atol=1e-9)
+    np.testing.assert_allclose(sweep.points_base[1:], [[1.0, 0.0, 0.5], [1.0, 1.0, 0.5]], atol=1e-9)
+    assert sweep.merged_cloud.dtype == NUSCENES_LIDAR_DTYPE and list(sweep.merged_cloud["intensity"]) == [7.0] * 3
+    np.testing.assert_allclose(sweep.merged_cloud["z"], [3.0, -1.3, -1.3], atol=1e-6)
+    still = lidar_sweep(Frame(trigger.stamp_ns, trigger, {}, {}), _DrivingTf(), "base_link", [0] * 6)
+    assert len(still.points) == 1 and still.merged_cloud is None
+
+
+def test_replayed_lyft_bag_segments_all_three_lidars_merged(tmp_path, capsys):
+    """No parameters: lidar_names come from the bag's rig; from the second sweep on, the other two LiDARs' previous
+    sweeps (94 and 97 ms older) are merged, moved through map."""
+    bag, _ = lyft_bag()
+    out = tmp_path / "out"
+    assert cli_main(["replay", str(bag), "--out", str(out), "--graph", "segmentation", "--no-progress"]) == 0
+    text = capsys.readouterr().out
+    assert "LiDARs ['LIDAR_TOP', 'LIDAR_FRONT_LEFT', 'LIDAR_FRONT_RIGHT']" in text
+    clouds = [m for _, m in _messages(out)["/perception/segmentation/pointcloud"]]
+    counts = [m.width * m.height for m in clouds]
+    assert counts == [64] + [192] * (SWEEPS - 1)  # the first sweep has nothing older to merge (counted drop)
+    assert "LIDAR_FRONT_LEFT: no sweep to merge" in text
+    inputs = _messages(bag)
+    top_t, (left_t, left) = inputs["/LIDAR_TOP/points"][1][0], inputs["/LIDAR_FRONT_LEFT/points"][0]
+    assert 0 < top_t - left_t < 100_000_000
+    left_xyz = np.frombuffer(bytes(left.data), "<f4").reshape(-1, 5)[:, :3]
+    merged = np.frombuffer(bytes(clouds[1].data), np.dtype({"names": ["x", "y", "z"], "formats": ["<f4"] * 3,
+                                                               "offsets": [0, 4, 8], "itemsize": clouds[1].point_step}))
+    # identity mountings (fixture): LIDAR_FRONT_LEFT (3.6, 0.8, 0.5), LIDAR_TOP (1.2, 0, 1.8); ego at 5 m/s along x
+    expected = left_xyz + [3.6 - 1.2 - 5.0 * (top_t - left_t) / 1e9, 0.8, 0.5 - 1.8]
+    got = np.stack([merged["x"], merged["y"], merged["z"]], axis=1)[64:128]
+    np.testing.assert_allclose(got, expected, atol=1e-4)

@@ -77,6 +77,12 @@ SHARED_PARAMS: tuple[Param, ...] = (
     Param("camera_names", "string_array", list(CAMERA_NAMES),
           "cameras whose streams the node subscribes to (`~/input/<camera>/...`)"),
     Param("base_frame", "string", "base_link", "vehicle frame (REP-105) that outputs in the ego frame use"),
+    Param("lidar_names", "string_array", ["LIDAR_TOP"],
+          "LiDARs of the rig; the first triggers the LiDAR nodes (its sweeps on ~/input/pointcloud give the output "
+          "stamps), detection3d and segmentation merge each other one (topic /<name>/points) into its sweep"),
+    Param("lidar_merge_window_s", "float", 0.15,
+          "a merged LiDAR's newest sweep stamped at or before the trigger sweep is used if at most this older; it is "
+          "moved into the trigger frame through world_frame (ego motion compensated) [s]", 0.0, 2.0),
     Param("detections.class_map", "string_array", ["person:pedestrian"],
           "translation of incoming 2D class ids, 'from:to' (an external detector's labels, e.g. COCO names, to "
           "nuScenes classes; 'from:' drops a class); ids without an entry pass unchanged"),

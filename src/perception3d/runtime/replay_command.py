@@ -2,8 +2,9 @@
 
 A bag written by `perception3d convert` records its rig (core.sensor_timing.RigTiming: cameras, LiDARs, measured
 camera firing offsets) in its metadata. When the parameters (the --config file, or the defaults) set neither
-`camera_names` nor `sync.camera_offsets_s`, replay takes both from there, and reads the trigger LiDAR's topic when it
-is not /LIDAR_TOP/points, so any nuScenes-schema rig replays without hand-set parameters.
+`camera_names` nor `sync.camera_offsets_s`, replay takes both from there, and `lidar_names` (trigger first, the others
+merged) when they do not set it; it reads the trigger LiDAR's topic when it is not /LIDAR_TOP/points. So any
+nuScenes-schema rig replays without hand-set parameters.
 """
 from __future__ import annotations
 
@@ -67,20 +68,30 @@ def _sets_cameras(doc: Mapping[str, Any]) -> bool:
     return False
 
 
+def _sets(doc: Mapping[str, Any], key: str) -> bool:
+    """True when any section of a parameter document sets the (top-level) parameter `key`."""
+    return any(key in (((section or {}).get("ros__parameters")) or {}) for section in doc.values())
+
+
 def rig_parameter_file(config: Path | None, rig: Any, folder: Path) -> Path | None:
-    """A parameter file = `config` (None: the defaults) plus the bag rig's camera_names and sync.camera_offsets_s,
-    written into folder; None when the config sets either itself (the user's choice wins)."""
+    """A parameter file = `config` (None: the defaults) plus the bag rig's camera_names and sync.camera_offsets_s
+    (unless the config sets either) and lidar_names (unless the config sets it), written into folder; None when
+    the config sets all of them itself (the user's choice wins)."""
     import yaml
 
     doc = yaml.safe_load(config.read_text()) if config is not None else None
     doc = dict(doc or {})
-    if _sets_cameras(doc):
+    cameras, lidars = not _sets_cameras(doc), not _sets(doc, "lidar_names")
+    if not cameras and not lidars:
         return None
     shared = dict(doc.get("/**") or {})
     params = dict(shared.get("ros__parameters") or {})
-    params["camera_names"] = list(rig.cameras)
-    params["sync"] = {**(params.get("sync") or {}),
-                      "camera_offsets_s": [float(rig.camera_offsets_s[c]) for c in rig.cameras]}
+    if cameras:
+        params["camera_names"] = list(rig.cameras)
+        params["sync"] = {**(params.get("sync") or {}),
+                          "camera_offsets_s": [float(rig.camera_offsets_s[c]) for c in rig.cameras]}
+    if lidars:
+        params["lidar_names"] = list(rig.lidars)
     doc["/**"] = {**shared, "ros__parameters": params}
     path = folder / "parameters_with_bag_rig.yaml"
     path.write_text(yaml.safe_dump(doc, sort_keys=False))
@@ -107,9 +118,9 @@ def run(args: argparse.Namespace) -> int:
             merged = rig_parameter_file(config, rig, Path(folder))
             if merged is not None:
                 config = merged
-                print(f"replay: cameras and firing offsets from the bag metadata (measured by convert over "
-                      f"{rig.keyframes} keyframes): " + ", ".join(f"{c} {rig.camera_offsets_s[c]:+.4f} s"
-                                                                   for c in rig.cameras))
+                print(f"replay: rig from the bag metadata (perception3d.rig, measured by convert over {rig.keyframes} "
+                      f"keyframes) where the parameters set none: LiDARs {list(rig.lidars)}, camera offsets "
+                      + ", ".join(f"{c} {rig.camera_offsets_s[c]:+.4f} s" for c in rig.cameras))
         with sigterm_as_interrupt():
             summary = replay(args.bag, args.out, graph, config=config, copy_inputs=args.copy_inputs,
                              progress=not args.no_progress)
