@@ -21,8 +21,9 @@ def open_detector2d(backend: str, path: Path, device: str = "auto", params: Deco
     it).
 
     class_names: for 'builtin', the classes the checkpoint must have (default the 10 nuScenes classes); for 'onnx',
-    the model's class names when its metadata has none. input_size: (width, height) for ONNX models with a dynamic
-    input size. onnx_options: more OnnxDetector2D keywords (layout, box_format, mean, std, channel_order, resize).
+    the model's class names in output order (default: its metadata, else COCO's 80 for non-CenterNet layouts).
+    input_size: (width, height) for ONNX models with a dynamic input size. onnx_options: more OnnxDetector2D
+    keywords (layout, box_format, mean, std, channel_order, resize).
     Raises ModelError for a file that is not a usable model, ConfigError for an unknown backend or device.
     """
     if backend == "builtin":
