@@ -37,7 +37,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
+    args.argv = argv  # the command line as given, for records (e.g. a checkpoint's training command)
     try:
         return int(args._run(args) or 0)
     except Perception3DError as exc:

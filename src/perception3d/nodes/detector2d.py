@@ -1,12 +1,12 @@
 """detector2d: a learned 2D detector over all cameras, one batched forward pass per camera firing cycle.
 
-Backends (parameter `backend`): `builtin`, the package's CenterNet checkpoint (`model_path` empty = the one shipped
-in core/models/weights, trained on synthetic renders only; else any checkpoint `perception3d train detector2d`
-wrote), and `onnx`, any ONNX detector of a supported layout (our CenterNet contract, YOLOv8/11, YOLOX, DETR /
-RT-DETR; core/models/onnx_layouts.py) through onnxruntime. Outputs one vision_msgs/Detection2DArray per camera,
-stamped with that image's stamp, boxes in full-resolution pixels, lower-case nuScenes class ids: the model's class
-names go through `class_map` (default COCO -> nuScenes); names that are no nuScenes detection class after it are
-dropped and counted (model_state).
+Backends (parameter `backend`, one of the learned-model parameters every learned node shares, nodes.learned):
+`torch`, a CenterNet checkpoint (`model_path` empty = the one shipped in core/models/weights, trained on synthetic
+renders only; else any checkpoint `perception3d train detector2d` wrote), and `onnx`, any ONNX detector of a
+supported layout (our CenterNet contract, YOLOv8/11, YOLOX, DETR / RT-DETR; core/models/onnx_layouts.py) through
+onnxruntime. Outputs one vision_msgs/Detection2DArray per camera, stamped with that image's stamp, boxes in
+full-resolution pixels, lower-case nuScenes class ids: the model's class names go through `class_map` (default
+COCO -> nuScenes); names that are no nuScenes detection class after it are dropped and counted (model_state).
 A model that does not load, has the wrong classes or breaks the ONNX contract stops the node at start (ModelError);
 an image whose size differs from its CameraInfo, or that does not decode, drops that frame (counted).
 """
@@ -20,13 +20,14 @@ import numpy as np
 
 from ..core.classes import COCO_TO_DETECTION, DETECTION_CLASSES, parse_class_map
 from ..core.detections import Detections2D
-from ..core.models.backends import BACKENDS, open_detector2d
+from ..core.models.backends import open_detector2d
 from ..core.models.checkpoint import SHIPPED_CHECKPOINT
 from ..core.models.decode import DecodeParams
 from ..core.models.onnx_layouts import BOX_FORMATS, LAYOUTS, RESIZE_MODES
 from ..errors import ConfigError, ImageError
 from ..msgs.detections import detections2d_to_msg
 from .base import Frame, NodeDefinition, OutputSpec, StageTimer, TransformLookup
+from .learned import LEARNED_MODEL_PARAMS, model_file, runner_options
 from .params import Param
 
 _DECODE = DecodeParams()
@@ -45,19 +46,12 @@ class Detector2DNode(NodeDefinition):
     trigger = "camera"
     camera_streams = ("image", "camera_info")
     parameters = (
-        Param("backend", "string", "builtin",
-              "builtin: a CenterNet checkpoint; onnx: an ONNX detector (CenterNet contract, YOLOv8/11, YOLOX, DETR)",
-              choices=BACKENDS),
-        Param("model_path", "string", "",
-              "checkpoint (builtin) or .onnx file; empty = the checkpoint shipped with the package (builtin only)"),
-        Param("device", "string", "auto", "auto (CUDA when available), cpu or cuda", choices=("auto", "cpu", "cuda")),
+        *LEARNED_MODEL_PARAMS,
         Param("score_threshold", "float", DEFAULT_SCORE_THRESHOLD,
               "detections scoring below this are dropped (low: near objects cut by the image border score low)",
               0.0, 1.0),
         Param("nms_iou", "float", _DECODE.nms_iou, "per-class NMS IoU", 0.0, 1.0),
         Param("top_k", "int", _DECODE.top_k, "peaks kept per image before NMS", 1, 1000),
-        Param("threads", "int", 0, "CPU threads for torch inference (0 = torch's default)", 0, 64),
-        Param("warm_up", "bool", True, "run one batch at start so the first frame pays no allocation"),
         Param("onnx_layout", "string", "auto",
               "output layout of an onnx model: auto (from output names and shapes), centernet, yolov8 ((1, 4+C, N) "
               "cx cy w h + class scores; also YOLO11), yolox ((1, N, 5+C) with objectness), detr (boxes + "
@@ -92,12 +86,8 @@ class Detector2DNode(NodeDefinition):
     def __init__(self, params, factory=None) -> None:
         super().__init__(params, factory)
         p = self.params
-        if p["threads"]:
-            import torch
-
-            torch.set_num_threads(p["threads"])
-        path = Path(p["model_path"]) if p["model_path"] else SHIPPED_CHECKPOINT
-        if p["backend"] == "builtin" and path.resolve() == SHIPPED_CHECKPOINT.resolve():
+        path = model_file(p, SHIPPED_CHECKPOINT)
+        if p["backend"] == "torch" and path.resolve() == SHIPPED_CHECKPOINT.resolve():
             _LOG.warning(SYNTHETIC_CHECKPOINT_WARNING)
         decode = DecodeParams(score_threshold=p["score_threshold"], top_k=p["top_k"], nms_iou=p["nms_iou"])
         try:
@@ -112,7 +102,7 @@ class Detector2DNode(NodeDefinition):
                 raise ConfigError(f"detector2d: {key} has {len(p[key])} values; expected 3 (one per channel) or []")
         onnx_options = {"layout": p["onnx_layout"], "box_format": p["onnx_box_format"], "mean": p["onnx_mean"],
                         "std": p["onnx_std"], "channel_order": p["onnx_channel_order"], "resize": p["onnx_resize"]}
-        self.detector = open_detector2d(p["backend"], path, p["device"], decode, _class_names(p["class_names"]),
+        self.detector = open_detector2d(p["backend"], path, runner_options(p), decode, _class_names(p["class_names"]),
                                         (int(size[0]), int(size[1])) if size else None,
                                         onnx_options if p["backend"] == "onnx" else None)
         self.dropped_classes: Counter = Counter()

@@ -38,6 +38,7 @@ class Param:
         description: one line for the README and the ROS parameter descriptor.
         minimum, maximum: inclusive range of a number (of each element for arrays).
         choices: allowed values of a string (of each element for string arrays).
+        pattern: regular expression a string must match (JSON Schema `pattern`), where choices cannot list them all.
         read_only: True when changing it needs a restart (model reload, queue sizes); ROS declares it read-only.
     """
 
@@ -49,6 +50,7 @@ class Param:
     maximum: float | None = None
     choices: tuple[str, ...] | None = None
     read_only: bool = True
+    pattern: str | None = None
 
     def __post_init__(self) -> None:
         if self.type not in (*_JSON_TYPES, "string_array", "float_array"):
@@ -64,6 +66,8 @@ class Param:
             item["maximum"] = self.maximum
         if self.choices is not None:
             item["enum"] = list(self.choices)
+        if self.pattern is not None:
+            item["pattern"] = self.pattern
         if self.type.endswith("_array"):
             schema = {"type": "array", "items": item, "description": self.description, "default": self.default}
             if self.type == "string_array":

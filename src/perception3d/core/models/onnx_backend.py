@@ -45,6 +45,7 @@ from .onnx_layouts import (
     metadata_input_size,
     prepare_batch,
 )
+from .runner import CPU_OPTIONS, RunnerOptions, onnx_session
 
 INPUT_NAME = "image"
 OUTPUT_NAMES = CENTERNET_OUTPUTS
@@ -61,9 +62,9 @@ class OnnxDetector2D(Detector2D):
 
     def __init__(self, path: Path, class_names: Sequence[str] | None = None,
                  input_size: tuple[int, int] | None = None, params: DecodeParams = DEFAULT_DECODE,
-                 providers: Sequence[str] = ("CPUExecutionProvider",), threads: int = 0, layout: str = "auto",
-                 box_format: str = "auto", mean: Sequence[float] | None = None, std: Sequence[float] | None = None,
-                 channel_order: str = "rgb", resize: str = "letterbox") -> None:
+                 options: RunnerOptions = CPU_OPTIONS, layout: str = "auto", box_format: str = "auto",
+                 mean: Sequence[float] | None = None, std: Sequence[float] | None = None, channel_order: str = "rgb",
+                 resize: str = "letterbox") -> None:
         """Load and validate the model (ModelError when it fits no layout or breaks its layout).
 
         Args:
@@ -72,26 +73,16 @@ class OnnxDetector2D(Detector2D):
                 layouts) COCO's 80.
             input_size: (width, height) when the model's input H, W are dynamic (default: metadata `imgsz`).
             params: decoding parameters.
-            providers: onnxruntime execution providers.
-            threads: intra-op threads (0 = onnxruntime default).
+            options: device (CUDA provider first unless 'cpu', when onnxruntime has it) and intra-op threads.
             layout: 'auto' (from the outputs) or one of onnx_layouts.LAYOUTS.
             box_format: 'auto' (the layout's default) or one of onnx_layouts.BOX_FORMATS.
             mean, std: per-channel normalisation of 0-1 inputs (default: metadata, else 0 and 1).
             channel_order: 'rgb' or 'bgr' (non-CenterNet layouts).
             resize: 'letterbox' or 'stretch' (non-CenterNet layouts).
         """
-        import onnxruntime as ort
-
         super().__init__(params)
         source = str(path)
-        if not Path(path).is_file():
-            raise ModelError(source, "ONNX model file not found")
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
-        try:
-            self.session = ort.InferenceSession(str(path), options, providers=list(providers))
-        except Exception as exc:  # onnxruntime raises its own exception types for unparsable or invalid models
-            raise ModelError(source, f"onnxruntime cannot load it ({type(exc).__name__}: {exc})") from exc
+        self.session = onnx_session(path, options)
         self.output_names = [o.name for o in self.session.get_outputs()]
         metadata = self.session.get_modelmeta().custom_metadata_map
         try:
