@@ -45,7 +45,7 @@ from ..msgs.image import compressed_image_msg
 from ..msgs.pointcloud import NUSCENES_LIDAR_DTYPE, array_to_pointcloud2
 from ..msgs.qos import LATCHED, OUTPUT, SENSOR, TF
 from ..msgs.tf import tf_message, transform_stamped
-from .category_map import CategoryCounts, CategoryMap, category_map_for
+from .category_map import NUSCENES, CategoryCounts, CategoryMap, category_map_for
 from .nuscenes_io import (
     camera_model,
     data_path,
@@ -114,7 +114,7 @@ def convert_scene(nusc: Any, scene: dict, out: Path, simulate_2d: NoiseModel2D |
         shutil.rmtree(partial)
     sample_datas = scene_sample_data(nusc, scene)
     trigger = _trigger_lidar(nusc, scene, sample_datas)
-    keyframes = _keyframes(nusc, scene, trigger, category_map or category_map_for([]), counts)
+    keyframes = _keyframes(nusc, scene, trigger, category_map or NUSCENES, counts)
     rig = _measure_rig(nusc, sample_datas, keyframes, trigger)
     index = [{"stamp_ns": k["stamp_ns"], "sample_token": k["sample_token"], "lidar_sd_token": k["lidar_sd_token"],
               "scene": scene["name"]} for k in keyframes]

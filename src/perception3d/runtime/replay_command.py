@@ -59,31 +59,29 @@ def bag_rig(bag: Path) -> Any:
         raise BagError(f"{path}: custom_data {exc}") from exc
 
 
-def _sets_cameras(doc: Mapping[str, Any]) -> bool:
-    """True when any section of a parameter document sets camera_names or sync.camera_offsets_s."""
+def _sets(doc: Mapping[str, Any], key: str) -> bool:
+    """True when any section of a parameter document sets the dotted parameter `key`."""
     for section in doc.values():
-        params = (section or {}).get("ros__parameters") or {}
-        if "camera_names" in params or "camera_offsets_s" in (params.get("sync") or {}):
+        node = (section or {}).get("ros__parameters") or {}
+        for part in key.split(".")[:-1]:
+            node = node.get(part) or {}
+        if key.split(".")[-1] in node:
             return True
     return False
 
 
-def _sets(doc: Mapping[str, Any], key: str) -> bool:
-    """True when any section of a parameter document sets the (top-level) parameter `key`."""
-    return any(key in (((section or {}).get("ros__parameters")) or {}) for section in doc.values())
-
-
-def rig_parameter_file(config: Path | None, rig: Any, folder: Path) -> Path | None:
+def rig_parameter_file(config: Path | None, rig: Any, folder: Path) -> tuple[Path | None, list[str]]:
     """A parameter file = `config` (None: the defaults) plus the bag rig's camera_names and sync.camera_offsets_s
-    (unless the config sets either) and lidar_names (unless the config sets it), written into folder; None when
-    the config sets all of them itself (the user's choice wins)."""
+    (unless the config sets either) and lidar_names (unless the config sets it), written into folder, and the names
+    of what it took from the rig; (None, []) when the config sets all of them itself (the user's choice wins)."""
     import yaml
 
     doc = yaml.safe_load(config.read_text()) if config is not None else None
     doc = dict(doc or {})
-    cameras, lidars = not _sets_cameras(doc), not _sets(doc, "lidar_names")
+    cameras = not _sets(doc, "camera_names") and not _sets(doc, "sync.camera_offsets_s")
+    lidars = not _sets(doc, "lidar_names")
     if not cameras and not lidars:
-        return None
+        return None, []
     shared = dict(doc.get("/**") or {})
     params = dict(shared.get("ros__parameters") or {})
     if cameras:
@@ -95,7 +93,7 @@ def rig_parameter_file(config: Path | None, rig: Any, folder: Path) -> Path | No
     doc["/**"] = {**shared, "ros__parameters": params}
     path = folder / "parameters_with_bag_rig.yaml"
     path.write_text(yaml.safe_dump(doc, sort_keys=False))
-    return path
+    return path, ["camera_names", "sync.camera_offsets_s"] * cameras + ["lidar_names"] * lidars
 
 
 def run(args: argparse.Namespace) -> int:
@@ -115,11 +113,11 @@ def run(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory(prefix="perception3d-replay-") as folder:
         if rig is not None:
             load_parameters(config, {n.name: n.load().parameters for n in graph.nodes})  # errors name the user's file
-            merged = rig_parameter_file(config, rig, Path(folder))
+            merged, taken = rig_parameter_file(config, rig, Path(folder))
             if merged is not None:
                 config = merged
-                print(f"replay: rig from the bag metadata (perception3d.rig, measured by convert over {rig.keyframes} "
-                      f"keyframes) where the parameters set none: LiDARs {list(rig.lidars)}, camera offsets "
+                print(f"replay: {', '.join(taken)} from the bag metadata (perception3d.rig, measured by convert over "
+                      f"{rig.keyframes} keyframes): LiDARs {list(rig.lidars)}, camera offsets "
                       + ", ".join(f"{c} {rig.camera_offsets_s[c]:+.4f} s" for c in rig.cameras))
         with sigterm_as_interrupt():
             summary = replay(args.bag, args.out, graph, config=config, copy_inputs=args.copy_inputs,
