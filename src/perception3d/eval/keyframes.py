@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..data.nuscenes_io import timestamp_ns
 from ..errors import DatasetError
 from ..msgs.bag import BagReader
 from ..msgs.factory import stamp_to_ns
@@ -48,7 +49,7 @@ def split_keyframes(nusc: Any, split: str) -> list[Keyframe]:
         scene = nusc.get("scene", sample["scene_token"])["name"]
         if scene in scenes:
             lidar = nusc.get("sample_data", sample["data"]["LIDAR_TOP"])
-            out.append(Keyframe(sample["token"], lidar["token"], scene, int(lidar["timestamp"]) * 1000))
+            out.append(Keyframe(sample["token"], lidar["token"], scene, timestamp_ns(lidar)))
     return sorted(out, key=lambda k: k.stamp_ns)
 
 

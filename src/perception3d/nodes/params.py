@@ -82,6 +82,12 @@ SHARED_PARAMS: tuple[Param, ...] = (
     Param("camera_names", "string_array", list(CAMERA_NAMES),
           "cameras whose streams the node subscribes to (`~/input/<camera>/...`)"),
     Param("base_frame", "string", "base_link", "vehicle frame (REP-105) that outputs in the ego frame use"),
+    Param("lidar_names", "string_array", ["LIDAR_TOP"],
+          "LiDARs of the rig; the first triggers the LiDAR nodes (its sweeps on ~/input/pointcloud give the output "
+          "stamps), detection3d and segmentation merge each other one (topic /<name>/points) into its sweep"),
+    Param("lidar_merge_window_s", "float", 0.15,
+          "a merged LiDAR's newest sweep stamped at or before the trigger sweep is used if at most this older; it is "
+          "moved into the trigger frame through world_frame (ego motion compensated) [s]", 0.0, 2.0),
     Param("detections.class_map", "string_array", ["person:pedestrian"],
           "translation of incoming 2D class ids, 'from:to' (an external detector's labels, e.g. COCO names, to "
           "nuScenes classes; 'from:' drops a class); ids without an entry pass unchanged"),
@@ -188,12 +194,16 @@ def _alias_free_dumper() -> type:
 
 
 def default_parameter_file(node_params: Mapping[str, Sequence[Param]]) -> str:
-    """The parameter file with every default, as YAML text."""
+    """The parameter file with every default, as YAML text. Empty-array defaults are left out: rcl's parser cannot
+    type an empty sequence (nodes/rcl_yaml.py), and a key left out takes the declared default."""
     import yaml
 
-    doc: dict[str, Any] = {SHARED_SECTION: {PARAMS_KEY: _nest({p.name: p.default for p in SHARED_PARAMS})}}
+    def written(params: Sequence[Param]) -> dict[str, Any]:
+        return _nest({p.name: p.default for p in params if p.default != []})
+
+    doc: dict[str, Any] = {SHARED_SECTION: {PARAMS_KEY: written(SHARED_PARAMS)}}
     for node, params in sorted(node_params.items()):
-        doc[node] = {PARAMS_KEY: _nest({p.name: p.default for p in params})}
+        doc[node] = {PARAMS_KEY: written(params)}
     header = ("# perception3d parameters (ROS 2 parameter file). `/**` holds the parameters every node declares;\n"
               "# `<node>` sections hold a node's own parameters and may override shared ones.\n"
               "# Schema: perception3d.schema.json. Regenerate with `perception3d params --write`.\n")

@@ -7,6 +7,7 @@ InputError / TransformError into a counted, throttled-logged drop: a node never 
 """
 from __future__ import annotations
 
+import bisect
 import gc
 import logging
 import time
@@ -28,7 +29,17 @@ from ..msgs.image import compressed_image_to_array, image_to_array
 from ..msgs.labels import label_info_msg
 from ..msgs.pointcloud import pointcloud2_to_array
 from ..msgs.qos import LATCHED, QosSpec
-from .base import STAGES, CameraInput, Frame, InputPort, LidarInput, NodeDefinition, StageTimer, TransformLookup
+from .base import (
+    STAGES,
+    CameraInput,
+    Frame,
+    InputPort,
+    LidarInput,
+    NodeDefinition,
+    StageTimer,
+    TransformLookup,
+    extra_lidar_port,
+)
 
 _LOG = logging.getLogger("perception3d")
 # Frames whose timings are kept for the percentiles: a bound, so a node running for days does not grow.
@@ -145,7 +156,11 @@ class NodeRunner:
         self.stats = NodeStats()
         self._warn = ThrottledLog(log or _LOG.warning, float(params["log_throttle_s"]))
         cameras = list(params["camera_names"])
-        ports = definition.input_ports(cameras)
+        extras = [n for n in params["lidar_names"][1:] if n != params["lidar_names"][0]] \
+            if definition.merges_lidars and definition.trigger == "lidar" else []
+        # merged LiDARs read /<name>/points unless the host maps their ports to other topics
+        topics = {**{extra_lidar_port(n): f"/{n}/points" for n in extras}, **topics}
+        ports = definition.input_ports(cameras, extras)
         outputs = definition.output_ports(cameras)
         label_ports = definition.label_ports(cameras)
         unmapped = [p.port for p in ports if p.port not in topics] + [p for p in (*outputs, *label_ports)
@@ -166,6 +181,9 @@ class NodeRunner:
                                                int(params["sync.reset_jump_s"] * 1e9))
                             if definition.trigger == "camera" else None)
         self._camera_info: dict[str, Any] = {}  # camera -> latest valid CameraModel (camera trigger)
+        self._extra_sweeps: dict[str, list[tuple[int, Any]]] = {name: [] for name in extras}  # stamp-sorted
+        self._queue_size = int(params["sync.queue_size"])
+        self._merge_window_ns = int(round(params["lidar_merge_window_s"] * 1e9))
         try:
             self._class_map = parse_class_map(params["detections.class_map"])
         except ValueError as exc:
@@ -186,6 +204,11 @@ class NodeRunner:
             self._drop(f"{topic}: no header", f"{topic}: message has no header stamp; dropped")
             return []
         self._newest_ns = stamp_ns if self._newest_ns is None else max(self._newest_ns, stamp_ns)
+        if port.lidar is not None:  # a LiDAR merged into the trigger's sweeps: kept until a trigger sweep needs it
+            sweeps = self._extra_sweeps[port.lidar]
+            bisect.insort(sweeps, (stamp_ns, msg), key=lambda item: item[0])
+            del sweeps[:-self._queue_size]
+            return []
         if port.stream is None:
             return self._run_sets(self.sync.add_lidar(stamp_ns, msg)) if self.sync else \
                 self._run_sets([SyncedSet(stamp_ns, msg, {}, {})])
@@ -329,7 +352,25 @@ class NodeRunner:
         for name, reason in synced.missing.items():
             self._warn(f"missing {name}", f"{self.name}: {name} missing from the set at {synced.lidar_stamp_ns}: "
                                           f"{reason}")
-        return Frame(synced.lidar_stamp_ns, lidar, cameras, missing)
+        return Frame(synced.lidar_stamp_ns, lidar, cameras, missing, self._merged_lidars(synced.lidar_stamp_ns))
+
+    def _merged_lidars(self, stamp_ns: int) -> dict[str, LidarInput]:
+        """The newest sweep of each merged LiDAR stamped at or before stamp_ns and within lidar_merge_window_s;
+        a LiDAR without one (or with an undecodable one) is left out and counted."""
+        out = {}
+        for name, sweeps in self._extra_sweeps.items():
+            i = bisect.bisect_right(sweeps, stamp_ns, key=lambda item: item[0])
+            if i == 0 or stamp_ns - sweeps[i - 1][0] > self._merge_window_ns:
+                self._drop(f"{name}: no sweep to merge", f"{self.name}: {name} has no sweep within "
+                           f"lidar_merge_window_s before the trigger sweep at {stamp_ns}; merged without it")
+                continue
+            sweep_ns, msg = sweeps[i - 1]
+            topic = next(t for t, p in self.inputs.items() if p.lidar == name)
+            try:
+                out[name] = LidarInput(sweep_ns, str(msg.header.frame_id), pointcloud2_to_array(msg, topic), msg)
+            except InputError as exc:
+                self._drop_error(exc)
+        return out
 
     def _camera_input(self, name: str, stamp_ns: int, delta_ns: int, messages: Mapping[str, Any]) -> CameraInput:
         data = CameraInput(name, stamp_ns, delta_ns, frame_id="", msgs=dict(messages))

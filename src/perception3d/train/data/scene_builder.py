@@ -20,6 +20,7 @@ from ...core.boxes import lwh_to_wlh
 from ...core.classes import DETECTION_CLASSES, FINE_TO_COARSE
 from ...core.detections import Detections3D
 from ...core.geometry import invert_transform
+from ...data.category_map import CategoryCounts, category_map_for
 from ...data.nuscenes_io import (
     annotation_attributes,
     camera_model,
@@ -109,6 +110,8 @@ class SceneBuilder:
 
     def _keyframes(self) -> list[AnnotatedKeyframe]:
         out = []
+        category_map = category_map_for(c["name"] for c in self.nusc.category)  # nuScenes or Lyft names
+        counts = CategoryCounts()
         token = self.scene["first_sample_token"]
         while token:
             sample = self.nusc.get("sample", token)
@@ -116,16 +119,17 @@ class SceneBuilder:
                 raise DatasetError(f"{Path(self.nusc.dataroot) / self.nusc.version}/sample.json: sample {token} has "
                                    f"no {LIDAR_CHANNEL} keyframe")
             lidar = self.nusc.get("sample_data", sample["data"][LIDAR_CHANNEL])
-            boxes, n_pts = sample_annotations(self.nusc, token, self.stats.skipped_categories)
+            boxes, n_pts = sample_annotations(self.nusc, token, category_map, counts)
             out.append(AnnotatedKeyframe(int(round(lidar["timestamp"])), boxes, n_pts,
                                 annotation_attributes(self.nusc, token)))
             token = sample["next"]
+        self.stats.skipped_categories.update(counts.unmapped + counts.not_a_class)
         return out
 
     def build(self) -> dict[str, np.ndarray]:
         """All arrays of the scene (field names as in dataset.py's description)."""
         keyframes = self._keyframes()
-        track = [(k.stamp_us, k.boxes) for k in keyframes]
+        track = [(k.stamp_us * 1000, k.boxes) for k in keyframes]  # interpolate_annotations works in [ns]
         arrays: dict[str, list] = {name: [] for name in (
             "sample_token", "lidar_token", "timestamp_us", "is_key_frame", "T_global_lidar", "T_ego_lidar",
             "points", "lidarseg", "has_lidarseg", "occupancy", "occupancy_observed", "occupancy_index",
@@ -176,7 +180,7 @@ class SceneBuilder:
     def _add_boxes(self, arrays: dict, keyframes: list[AnnotatedKeyframe], track: list, stamp: int,
                    T_global_lidar: np.ndarray) -> None:
         if track:
-            boxes, extrapolated = interpolate_annotations(track, stamp)
+            boxes, extrapolated = interpolate_annotations(track, stamp * 1000)
         else:
             boxes, extrapolated = Detections3D.empty("map"), np.zeros(0, bool)
         boxes = boxes.transformed(invert_transform(T_global_lidar), LIDAR_CHANNEL)
@@ -253,7 +257,7 @@ class SceneBuilder:
             T_global_camera = ego_pose(self.nusc, sd) @ T_ego_camera
             path = data_path(self.nusc, sd) if self.images != "none" else None
             scale = image_scale(self.images, path, camera.width, camera.height)
-            gt = interpolate_annotations(track, stamp)[0] if track else Detections3D.empty("map")
+            gt = interpolate_annotations(track, stamp * 1000)[0] if track else Detections3D.empty("map")
             dets = self.boxes2d.boxes(sd["token"], stamp * 1000, camera, invert_transform(T_global_camera), gt)
             n = 0 if dets is None else len(dets)
             if dets is not None:
