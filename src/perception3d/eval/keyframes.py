@@ -26,14 +26,19 @@ class Keyframe:
     stamp_ns: int
 
 
+ALL_SPLIT = "all"  # every scene of the table set (e.g. Lyft, which ships no splits)
+
+
 def split_scenes(nusc: Any, split: str) -> list[str]:
-    """Scene names of a split: nuscenes-devkit's predefined ones or `<dataroot>/<version>/splits.json`.
+    """Scene names of a split: 'all', nuscenes-devkit's predefined ones or `<dataroot>/<version>/splits.json`.
 
     Raises:
         DatasetError: the split is neither, or splits.json is missing or malformed.
     """
     from nuscenes.utils.splits import get_scenes_of_split
 
+    if split == ALL_SPLIT:
+        return [scene["name"] for scene in nusc.scene]
     try:
         return list(get_scenes_of_split(split, nusc))
     except (FileNotFoundError, ValueError, AssertionError) as exc:

@@ -18,8 +18,6 @@ from .scene_builder import LIDAR_CHANNEL, SceneBuilder
 from .summary import summarize
 from .sweeps import POINT_CHANNELS
 
-ALL_SPLIT = "all"
-
 
 @dataclass(frozen=True)
 class BuildOptions:
@@ -60,7 +58,7 @@ def build_cache(dataroot: str | Path, version: str, split: str, out: str | Path,
     """
     dataroot = Path(dataroot).resolve()
     nusc = open_nuscenes(dataroot, version)
-    names = [s["name"] for s in nusc.scene] if split == ALL_SPLIT else split_scenes(nusc, split)
+    names = split_scenes(nusc, split)
     present = {s["name"] for s in nusc.scene}
     scenes = [scene_by_name(nusc, name) for name in names if name in present]
     if not scenes:
