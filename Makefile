@@ -3,14 +3,18 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+TORCH ?= torch==2.13.0
+TORCH_INDEX ?=
 
 .PHONY: demo test lint bench clean
 
 $(STAMP): setup.py pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	# torch first and pinned: an unpinned torch pulls gigabytes of CUDA packages.
-	$(PY) -m pip install --quiet "torch==2.13.0" "numpy<2"
+	# torch first and pinned: an unpinned torch from PyPI pulls gigabytes of CUDA packages. On a machine without
+	# the local CPU wheel: make demo TORCH=torch TORCH_INDEX=https://download.pytorch.org/whl/cpu
+	$(PY) -m pip install --quiet "numpy<2"
+	$(PY) -m pip install --quiet $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX)) "$(TORCH)"
 	$(PY) -m pip install --quiet -e ".[data,learned,test]"
 	touch $(STAMP)
 

@@ -48,14 +48,16 @@ setup(
         (f"share/{PACKAGE}/config", glob("config/*.yaml") + glob("config/*.json")),
         (f"share/{PACKAGE}/config/rviz", glob("config/rviz/*.rviz")),
     ],
+    # Lower bounds no newer than Ubuntu 22.04's apt packages (numpy 1.21.5, scipy 1.8.0, pyyaml 5.4.1, jsonschema
+    # 3.2.0, pillow 9.0.1, tqdm 4.57.0), which a ROS 2 Humble install uses: pip must not replace them.
     install_requires=[
-        "numpy>=1.22,<2",
+        "numpy>=1.21.5,<2",
         "scipy>=1.8",
         "rosbags>=0.11.9,<0.12",
         "pyyaml>=5.4",
-        "jsonschema>=4.0",
+        "jsonschema>=3.2",
         "pillow>=9.0",
-        "tqdm>=4.60",
+        "tqdm>=4.57",
     ],
     extras_require={
         "data": ["nuscenes-devkit==1.2.0"],

@@ -147,7 +147,7 @@ CENTROID_GRAPH_NODE = GraphNode(
     "centroid", CentroidNode,
     inputs={"~/input/pointcloud": LIDAR_TOPIC, "~/input/{camera}/camera_info": "/{camera}/camera_info",
             "~/input/{camera}/detections": "/{camera}/detections"},
-    outputs={"~/output/objects": GraphOutput(OBJECTS_TOPIC, "vision_msgs/msg/Detection3DArray")})
+    outputs={"~/output/objects": GraphOutput(OBJECTS_TOPIC, "vision_msgs/msg/Detection3DArray", label_info=True)})
 TEST_GRAPH = Graph((CENTROID_GRAPH_NODE,))
 
 

@@ -291,11 +291,19 @@ def test_interpolated_ground_truth_between_keyframes():
 
     k0 = dets([[0, 0, 0], [5, 5, 0]], [np.pi - 0.1, 0.0], ["a", "gone"])
     k1 = dets([[10, 2, 0], [20, 0, 0]], [-np.pi + 0.1, 0.0], ["a", "new"])
-    mid = interpolate_annotations([(1_000_000, k0), (1_500_000, k1)], 1_100_000)  # 20 % of the way
+    track = [(1_000_000_000, k0), (1_500_000_000, k1)]
+    mid, extrapolated = interpolate_annotations(track, 1_100_000_000)  # 20 % of the way
     assert list(mid.ids) == ["a", "gone"] and mid.stamp_ns == 1_100_000_000
     np.testing.assert_allclose(mid.centers[0], [2.0, 0.4, 0.0])
     assert np.cos(mid.yaws[0] - (np.pi - 0.06)) == pytest.approx(1.0)  # across +-pi, not through 0
-    np.testing.assert_allclose(mid.centers[1], [5, 5, 0])  # only in the nearer keyframe: kept as annotated
-    late = interpolate_annotations([(1_000_000, k0), (1_500_000, k1)], 1_400_000)
+    np.testing.assert_allclose(mid.centers[1], [5, 5, 0])  # only in the nearer keyframe, velocity unknown: kept
+    assert list(extrapolated) == [False, True]
+    late, _ = interpolate_annotations([(1_000_000_000, k0), (1_500_000_000, k1)], 1_400_000_000)
     assert list(late.ids) == ["a", "new"]
-    assert interpolate_annotations([(1_000_000, k0), (1_500_000, k1)], 2_000_000) is k1
+    after, extrapolated = interpolate_annotations([(1_000_000_000, k0), (1_500_000_000, k1)], 2_000_000_000)
+    np.testing.assert_array_equal(after.centers, k1.centers)
+    assert extrapolated.all()
+    k1.velocities[:] = [[2.0, -1.0], [np.nan, np.nan]]  # known velocity: moved at it past the last keyframe
+    after, _ = interpolate_annotations([(1_000_000_000, k0), (1_500_000_000, k1)], 2_000_000_000)
+    np.testing.assert_allclose(after.centers, [[11, 1.5, 0], [20, 0, 0]])
+    np.testing.assert_allclose(k1.centers, [[10, 2, 0], [20, 0, 0]])  # the keyframe boxes are not modified

@@ -16,11 +16,15 @@ from perception3d.core.models.decode import DecodeParams
 from perception3d.core.models.export import export_onnx
 from perception3d.core.models.inference import TorchDetector2D
 from perception3d.core.models.onnx_backend import OnnxDetector2D
+from perception3d.core.models.runner import RunnerOptions
 from perception3d.errors import ConfigError, ImageError, ModelError
 from perception3d.eval.backend_agreement import compare_detections
-from perception3d.train.detector2d import TrainConfig, initialised_from, train_detector2d
+from perception3d.train.detector2d import Detector2DData, initialised_from, train_detector2d
+from perception3d.train.trainer import TrainConfig
 
 torch.set_num_threads(1)
+CPU = RunnerOptions("cpu")
+PLAIN = Detector2DData(augment=None)  # letterboxing only
 
 
 @pytest.fixture(scope="session")
@@ -29,8 +33,8 @@ def overfit(tmp_path_factory):
     rng = np.random.default_rng(0)
     data = [rectangle_image(rng) for _ in range(4)]
     path = tmp_path_factory.mktemp("det2d") / "overfit.pt"
-    config = TrainConfig(epochs=60, batch_size=4, lr=3e-3, device="cpu", augment=None, checkpoint_every=0)
-    result = train_detector2d(data, path, TINY, config, val_set=data, progress=False)
+    config = TrainConfig(epochs=60, batch_size=4, lr=3e-3, device="cpu", checkpoint_every=0)
+    result = train_detector2d(data, path, TINY, config, val_set=data, progress=False, data=PLAIN)
     return data, path, result
 
 
@@ -51,7 +55,7 @@ def test_config_rejects_input_not_multiple_of_32():
 def test_overfit_recovers_drawn_boxes(overfit):
     data, path, result = overfit
     assert result.steps == 60
-    assert result.mean_ap == pytest.approx(1.0)
+    assert result.metrics["mean_ap"] == pytest.approx(1.0)
     detections = TorchDetector2D.from_checkpoint(path, "cpu").detect([image for image, _ in data])
     for dets, (_, gt) in zip(detections, data):
         assert len(dets) == len(gt)  # default threshold 0.3: no spurious boxes
@@ -67,7 +71,7 @@ def test_onnx_export_gives_the_same_detections(overfit, tmp_path):
     onnx_path = export_onnx(model, tmp_path / "tiny.onnx")
     params = DecodeParams(score_threshold=0.1)
     torch_detector = TorchDetector2D(model, "cpu", params)
-    onnx_detector = OnnxDetector2D(onnx_path, params=params, threads=1)
+    onnx_detector = OnnxDetector2D(onnx_path, params=params, options=RunnerOptions("cpu", threads=1))
     assert onnx_detector.class_names == DETECTION_CLASSES
     assert (onnx_detector.input_width, onnx_detector.input_height) == (128, 64)
     rng = np.random.default_rng(7)
@@ -82,8 +86,8 @@ def test_resume_continues_from_checkpoint(tmp_path):
     rng = np.random.default_rng(1)
     data = [rectangle_image(rng) for _ in range(2)]
     path = tmp_path / "resume.pt"
-    config = TrainConfig(epochs=1, batch_size=2, device="cpu", augment=None, checkpoint_every=0)
-    first = train_detector2d(data, path, TINY, config, progress=False)
+    config = TrainConfig(epochs=1, batch_size=2, device="cpu", checkpoint_every=0)
+    first = train_detector2d(data, path, TINY, config, progress=False, data=PLAIN)
     _, state = load_checkpoint(path)
     assert first.steps == 1 and state["epoch"] == 1 and state["step"] == 1
     assert "optimizer" not in state  # a finished run ships weights only, as float16
@@ -103,26 +107,26 @@ def test_resume_continues_from_checkpoint(tmp_path):
             return super().__getitem__(index)
 
     mid = tmp_path / "mid.pt"
-    two_epochs = TrainConfig(epochs=2, batch_size=1, device="cpu", augment=None, checkpoint_every=1)
+    two_epochs = TrainConfig(epochs=2, batch_size=1, device="cpu", checkpoint_every=1)
     with pytest.raises(KeyboardInterrupt):
-        train_detector2d(Interrupted(data), mid, TINY, two_epochs, progress=False)
+        train_detector2d(Interrupted(data), mid, TINY, two_epochs, progress=False, data=PLAIN)
     _, state = load_checkpoint(mid)
     assert (state["epoch"], state["step"]) == (1, 2) and "optimizer" in state  # epoch 1 done, mid-run state
-    assert train_detector2d(data, mid, TINY, two_epochs, resume=True, progress=False).steps == 4
-    resumed = train_detector2d(data, path, TINY, TrainConfig(epochs=3, batch_size=2, device="cpu", augment=None),
-                               resume=True, progress=False)
+    assert train_detector2d(data, mid, TINY, two_epochs, resume=True, progress=False, data=PLAIN).steps == 4
+    resumed = train_detector2d(data, path, TINY, TrainConfig(epochs=3, batch_size=2, device="cpu"),
+                               resume=True, progress=False, data=PLAIN)
     assert resumed.steps == 3
     with pytest.raises(ModelError, match="architecture"):
         train_detector2d(data, path, CenterNetConfig(**{**TINY.to_dict(), "width": 16}), config, resume=True,
-                         progress=False)
+                         progress=False, data=PLAIN)
 
 
 def test_init_fine_tunes_from_another_checkpoint(overfit, tmp_path):
     """A run with `init` starts from that checkpoint's weights (not a fresh initialisation) and records it."""
     data, overfit_path, _ = overfit
-    frozen = TrainConfig(epochs=1, batch_size=2, lr=0.0, device="cpu", augment=None, checkpoint_every=0)
-    fine = train_detector2d(data, tmp_path / "fine.pt", TINY, frozen, init=overfit_path, progress=False)
-    fresh = train_detector2d(data, tmp_path / "fresh.pt", TINY, frozen, progress=False)
+    frozen = TrainConfig(epochs=1, batch_size=2, lr=0.0, device="cpu", checkpoint_every=0)
+    fine = train_detector2d(data, tmp_path / "fine.pt", TINY, frozen, init=overfit_path, progress=False, data=PLAIN)
+    fresh = train_detector2d(data, tmp_path / "fresh.pt", TINY, frozen, progress=False, data=PLAIN)
     assert fine.steps == 2  # a new schedule, not the 60 steps of the init run
     start, _ = load_checkpoint(overfit_path)
     tuned, state = load_checkpoint(fine.checkpoint)
@@ -133,7 +137,7 @@ def test_init_fine_tunes_from_another_checkpoint(overfit, tmp_path):
     assert not torch.equal(untuned.state_dict()[weight], start.state_dict()[weight])
     with pytest.raises(ModelError, match="architecture"):
         train_detector2d(data, tmp_path / "wide.pt", CenterNetConfig(**{**TINY.to_dict(), "width": 16}), frozen,
-                         init=overfit_path, progress=False)
+                         init=overfit_path, progress=False, data=PLAIN)
 
 
 def test_context_blocks_widen_a_checkpoint_without_changing_its_output(overfit):
@@ -168,7 +172,7 @@ def test_checkpoint_of_wrong_architecture_or_classes_is_rejected(tmp_path):
     with pytest.raises(ModelError, match="trained for classes"):
         TorchDetector2D.from_checkpoint(tmp_path / "two.pt", "cpu")
     torch.save({"state_dict": {}}, tmp_path / "other.pt")
-    with pytest.raises(ModelError, match="not a detector checkpoint"):
+    with pytest.raises(ModelError, match="not a perception3d checkpoint"):
         load_checkpoint(tmp_path / "other.pt")
     (tmp_path / "junk.pt").write_bytes(b"not a zip file")
     with pytest.raises(ModelError, match="cannot be read"):
@@ -209,7 +213,7 @@ def _export(module, path, input_name="image", outputs=("heatmap", "size", "offse
 
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")  # the TorchScript exporter warns about itself
 def test_onnx_contract_violations_are_rejected(tmp_path):
-    good = OnnxDetector2D(_export(_Heads(), tmp_path / "good.onnx"), threads=1)
+    good = OnnxDetector2D(_export(_Heads(), tmp_path / "good.onnx"), options=RunnerOptions("cpu", threads=1))
     assert good.class_names == DETECTION_CLASSES and good.fixed_batch == 1
     # a fixed-batch model runs a six-image batch in chunks, giving what it gives image by image
     batch = np.random.default_rng(0).random((6, 3, 64, 128), dtype=np.float32)
@@ -226,7 +230,7 @@ def test_onnx_contract_violations_are_rejected(tmp_path):
     ]
     for path, message in cases:
         with pytest.raises(ModelError, match=message):
-            OnnxDetector2D(path, threads=1)
+            OnnxDetector2D(path, options=RunnerOptions("cpu", threads=1))
     (tmp_path / "junk.onnx").write_bytes(b"junk")
     with pytest.raises(ModelError, match="onnxruntime cannot load"):
         OnnxDetector2D(tmp_path / "junk.onnx")
@@ -271,12 +275,12 @@ def test_open_detector2d_by_backend_name(overfit, tmp_path):
     from perception3d.core.models.backends import open_detector2d
 
     data, path, _ = overfit
-    builtin = open_detector2d("builtin", path, "cpu")
+    from_torch = open_detector2d("torch", path, CPU)
     model, _ = load_checkpoint(path)
-    onnx_model = open_detector2d("onnx", export_onnx(model, tmp_path / "m.onnx"), "cpu")
+    onnx_model = open_detector2d("onnx", export_onnx(model, tmp_path / "m.onnx"), CPU)
     images = [image for image, _ in data]
-    assert compare_detections(builtin.detect(images), onnx_model.detect(images)).all_agree
+    assert compare_detections(from_torch.detect(images), onnx_model.detect(images)).all_agree
     with pytest.raises(ModelError, match="trained for classes"):
-        open_detector2d("builtin", path, "cpu", class_names=["car"])
+        open_detector2d("torch", path, CPU, class_names=["car"])
     with pytest.raises(ConfigError, match="backend 'yolo'"):
         open_detector2d("yolo", path)

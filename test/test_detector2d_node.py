@@ -66,7 +66,7 @@ def test_a_bad_image_removes_only_that_camera_from_the_batch(checkpoint):
     cameras = ("CAM_FRONT", "CAM_BACK", "CAM_FRONT_LEFT", "CAM_BACK_LEFT")
     values = params(checkpoint, camera_names=list(cameras))
     topics = {p.port: p.port for p in Detector2DNode.input_ports(cameras)}
-    topics.update({p: p for p in Detector2DNode.output_ports(cameras)})
+    topics.update({p: p for p in (*Detector2DNode.output_ports(cameras), *Detector2DNode.label_ports(cameras))})
     runner = NodeRunner(Detector2DNode, values, topics, TfBuffer())
     calls = []
     heads = runner.node.detector.heads

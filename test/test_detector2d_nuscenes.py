@@ -44,3 +44,22 @@ def test_projected_box_matches_dense_sampling(center, size, yaw):
 def test_box_behind_camera_is_not_visible():
     corners = box_corners(np.array([0.0, 0.0, -10.0]), np.array([4.0, 2.0, 1.5]), 0.0)[0]
     assert projected_box(corners, CAMERA) is None
+
+
+def test_training_images_of_a_lyft_style_table_set(tmp_path):
+    """Lyft's category names, float timestamps, no splits, no visibility or point counts: the car ahead is a 'car'
+    box in every CAM_FRONT keyframe image, other_vehicle (no detection class) is left out and counted."""
+    from lyft_data import VERSION, write_lyft_dataroot
+    from perception3d.train.nuscenes_boxes import NuScenesCameraBoxes
+
+    root = write_lyft_dataroot(tmp_path / "lyft")
+    dataset = NuScenesCameraBoxes(root, VERSION, "all", cameras=("CAM_FRONT",))
+    assert len(dataset) == len([s for s in dataset.nusc.sample])
+    for i in range(len(dataset)):
+        image, gt = dataset[i]
+        assert sorted(gt.class_ids) == ["car", "pedestrian", "truck"]
+        stamp_us = dataset.nusc.get("sample_data", dataset.sample_data_tokens[i])["timestamp"]
+        assert isinstance(stamp_us, float) and abs(gt.stamp_ns - stamp_us * 1000) < 1e3  # the fraction is kept
+        assert gt.stamp_ns % 1000 != 0
+    assert dataset.category_counts.not_a_class == {"other_vehicle": len(dataset)}
+    assert not dataset.category_counts.unmapped

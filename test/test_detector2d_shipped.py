@@ -14,6 +14,7 @@ from perception3d.core.models.backends import open_detector2d
 from perception3d.core.models.checkpoint import SHIPPED_CHECKPOINT, load_checkpoint
 from perception3d.core.models.decode import DecodeParams
 from perception3d.core.models.export import export_onnx
+from perception3d.core.models.runner import RunnerOptions
 from perception3d.data.synth import SynthConfig, synthesize
 from perception3d.eval.backend_agreement import compare_detections
 from perception3d.nodes.detector2d import DEFAULT_SCORE_THRESHOLD
@@ -22,6 +23,7 @@ from perception3d.train.nuscenes_boxes import NuScenesCameraBoxes
 
 VAL_SEED = 99  # the shipped checkpoint was trained on seed-11 and seed-21 scenes
 NODE_DECODE = DecodeParams(score_threshold=DEFAULT_SCORE_THRESHOLD)
+CPU = RunnerOptions("cpu")
 NEAR_RECALL_BOUND = 0.8  # measured 0.95 when shipped; the stage-1 checkpoint (no context blocks) gave 0.08 at 0.3
 
 
@@ -39,7 +41,7 @@ def _detect_all(detector, images):
 
 
 def test_shipped_checkpoint_finds_cars(val_images):
-    ap = evaluate(open_detector2d("builtin", SHIPPED_CHECKPOINT, "cpu", VALIDATION_DECODE), val_images, 6,
+    ap = evaluate(open_detector2d("torch", SHIPPED_CHECKPOINT, CPU, VALIDATION_DECODE), val_images, 6,
                   progress=False)
     assert ap.num_ground_truth["car"] >= 20
     assert ap.per_class()["car"] >= 0.6
@@ -47,7 +49,7 @@ def test_shipped_checkpoint_finds_cars(val_images):
 
 def test_shipped_checkpoint_finds_near_objects(val_images):
     """Recall at IoU 0.5 of the objects taller than 400 px (near, mostly cut by the image border), any class."""
-    detector = open_detector2d("builtin", SHIPPED_CHECKPOINT, "cpu", NODE_DECODE)
+    detector = open_detector2d("torch", SHIPPED_CHECKPOINT, CPU, NODE_DECODE)
     found = []
     for dets, (_, truth) in zip(_detect_all(detector, [image for image, _ in val_images]), val_images):
         tall = truth.boxes_xyxy[:, 3] - truth.boxes_xyxy[:, 1] > 400
@@ -61,8 +63,8 @@ def test_shipped_checkpoint_finds_near_objects(val_images):
 def test_onnx_export_of_the_shipped_model_gives_the_same_detections(val_images, tmp_path):
     model, _ = load_checkpoint(SHIPPED_CHECKPOINT)
     onnx_path = export_onnx(model, tmp_path / "detector2d.onnx")
-    torch_detector = open_detector2d("builtin", SHIPPED_CHECKPOINT, "cpu")
-    onnx_detector = open_detector2d("onnx", onnx_path, "cpu")
+    torch_detector = open_detector2d("torch", SHIPPED_CHECKPOINT, CPU)
+    onnx_detector = open_detector2d("onnx", onnx_path, CPU)
     images = [image for image, _ in val_images[:20]]
     assert len(images) == 20
     agreement = compare_detections(_detect_all(torch_detector, images), _detect_all(onnx_detector, images), 0.99)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import runpy
+import subprocess
 import sys
 import types
 from pathlib import Path
@@ -11,14 +12,20 @@ from pathlib import Path
 import pytest
 import yaml
 
+import ros_double
 from perception3d.errors import ConfigError
 from perception3d.runtime import ros
 from perception3d.runtime.graph import FULL_GRAPH
-from perception3d.runtime.launch_plan import node_launches
+from perception3d.runtime.launch_plan import node_launches as plan_nodes
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "config" / "perception3d.yaml"
+SCHEMA = ROOT / "config" / "perception3d.schema.json"
 NODES = [n.name for n in FULL_GRAPH.nodes]
+
+
+def node_launches(names, config, **kwargs):
+    return plan_nodes(names, config, SCHEMA, **kwargs)
 
 
 def console_scripts(monkeypatch) -> dict[str, str]:
@@ -72,6 +79,35 @@ class Recorded:
         self.args, self.kwargs = args, kwargs
 
 
+class LaunchRosNode(Recorded):
+    """launch_ros/actions/node.py Node(*, executable, package, name, namespace, exec_name, parameters, remappings,
+    ros_arguments, arguments, **ExecuteProcess kwargs), and the command line it runs."""
+
+    def __init__(self, *, executable, package=None, name=None, namespace=None, exec_name=None, parameters=None,
+                 remappings=None, ros_arguments=None, arguments=None, **kwargs):
+        super().__init__(executable=executable, package=package, name=name, namespace=namespace,
+                         parameters=parameters, remappings=remappings, ros_arguments=ros_arguments,
+                         arguments=arguments, **kwargs)
+
+    def command_line(self, tmp_path):
+        """node.py _perform_substitutions / execute: [executable, *arguments, '--ros-args', *ros_arguments,
+        '-r __node:=name', one '--params-file' per parameter file, where a dict is first written to a temporary file
+        under '/**: ros__parameters' (launch_ros/utilities/evaluate_parameters + _create_params_file_from_dict),
+        '-r from:=to' per remapping]."""
+        k = self.kwargs
+        cmd = [k["executable"], *(k["arguments"] or []), "--ros-args", *(k["ros_arguments"] or []),
+               "-r", f"__node:={k['name']}"]
+        for i, item in enumerate(k["parameters"] or []):
+            if isinstance(item, dict):
+                path = tmp_path / f"launch_params_{k['name']}_{i}.yaml"
+                path.write_text(yaml.safe_dump({"/**": {"ros__parameters": item}}))
+                item = path
+            cmd += ["--params-file", str(item)]
+        for source, target in k["remappings"] or []:
+            cmd += ["-r", f"{source}:={target}"]
+        return cmd
+
+
 class LaunchConfiguration:
     def __init__(self, name):
         self.name = name
@@ -88,11 +124,11 @@ def launch_stub(monkeypatch):
         monkeypatch.setitem(sys.modules, name, m)
 
     module("launch", LaunchDescription=lambda actions: list(actions))
-    module("launch.actions", **{name: type(name, (Recorded,), {})
-                                for name in ("DeclareLaunchArgument", "ExecuteProcess", "OpaqueFunction")})
+    module("launch.actions", **{name: type(name, (Recorded,), {}) for name in (
+        "DeclareLaunchArgument", "ExecuteProcess", "OpaqueFunction", "TimerAction")})
     module("launch.substitutions", LaunchConfiguration=LaunchConfiguration)
     module("launch_ros")
-    module("launch_ros.actions", Node=type("Node", (Recorded,), {}))
+    module("launch_ros.actions", Node=type("Node", (LaunchRosNode,), {}))
     module("ament_index_python")
     module("ament_index_python.packages", get_package_share_directory=lambda package: str(ROOT))
 
@@ -110,16 +146,22 @@ def evaluate(launch_file: str, **arguments):
 
 
 def test_full_launch_file(launch_stub):
-    declared, actions = evaluate("full.launch.py", rviz="true", bag="/data/scene-0061", device="cuda:0")
-    assert {"config", "use_sim_time", "device", "rviz", "bag", "log_level"} <= set(declared)
+    declared, actions = evaluate("full.launch.py", rviz="true", bag="/data/scene-0061", device="cuda:0",
+                                 model_path="/models/detector2d.onnx")
+    assert {"config", "use_sim_time", "device", "model_path", "rviz", "bag", "log_level"} <= set(declared)
     assert {f"enable_{n}" for n in NODES} <= set(declared)
     assert Path(declared["config"]) == CONFIG
     nodes = [a for a in actions if type(a).__name__ == "Node" and a.kwargs["package"] == "perception3d"]
     assert [n.kwargs["executable"] for n in nodes] == [f"perception3d_{n}" for n in NODES]
     assert all(n.kwargs["parameters"][1]["use_sim_time"] is True for n in nodes)  # a bag implies sim time
+    overrides = {n.kwargs["name"]: n.kwargs["parameters"][1] for n in nodes}
+    assert overrides["detector2d"]["model_path"] == "/models/detector2d.onnx"
+    assert overrides["detector2d"]["device"] == "cuda:0" and "device" not in overrides["detection3d"]
     (rviz,) = [a for a in actions if type(a).__name__ == "Node" and a.kwargs["package"] == "rviz2"]
     assert Path(rviz.kwargs["arguments"][1]).is_file()
-    (play,) = [a for a in actions if type(a).__name__ == "ExecuteProcess"]
+    (timer,) = [a for a in actions if type(a).__name__ == "TimerAction"]  # the bag starts after the nodes warm up
+    assert timer.kwargs["period"] == float(declared["bag_delay_s"]) > 0
+    (play,) = timer.kwargs["actions"]
     cmd = play.kwargs["cmd"]
     assert cmd[:5] == ["ros2", "bag", "play", "/data/scene-0061", "--clock"]
     assert Path(cmd[cmd.index("--qos-profile-overrides-path") + 1]).is_file()
@@ -138,3 +180,81 @@ def test_qos_override_makes_tf_static_transient_local():
     overrides = yaml.safe_load((ROOT / "config" / "qos_overrides.yaml").read_text())
     assert overrides["/tf_static"]["durability"] == "transient_local"
     assert overrides["/tf_static"]["reliability"] == "reliable"
+
+
+def test_log_level_goes_through_ros_arguments(launch_stub, tmp_path):
+    _, actions = evaluate("detection3d.launch.py", log_level="debug")
+    (node,) = actions
+    cmd = node.command_line(tmp_path)
+    assert cmd.count("--ros-args") == 1 and cmd[cmd.index("--ros-args") + 1:][:2] == ["--log-level", "debug"]
+    assert ros_double.rcl_parse_arguments(cmd).log_level == "debug"
+
+
+def test_device_argument_reaches_the_node_validation(launch_stub, tmp_path, monkeypatch):
+    """device:=cuda:0 from the launch command line, through launch_ros' parameter file and rcl, into detector2d's
+    declared parameters and their validation."""
+    detector2d = FULL_GRAPH.node("detector2d").load()
+    for device, accepted in (("cuda:0", True), ("cuda:1", True), ("cpu", True), ("gpu0", False)):
+        _, actions = evaluate("detector2d.launch.py", device=device)
+        (node,) = actions
+        ros_double.install(monkeypatch)
+        ros_double.init(node.command_line(tmp_path))
+        rcl_node = ros_double.Node("detector2d")
+        if accepted:
+            assert ros.declare_parameters(rcl_node, "detector2d", detector2d.parameters)["device"] == device
+        else:
+            with pytest.raises(ConfigError, match=r"\[detector2d\] device: 'gpu0' does not match"):
+                ros.declare_parameters(rcl_node, "detector2d", detector2d.parameters)
+
+
+def test_every_launched_node_starts_under_rcl_with_the_default_file(launch_stub, tmp_path, monkeypatch):
+    _, actions = evaluate("full.launch.py")
+    for node in actions:
+        ros_double.install(monkeypatch)
+        ros_double.init(node.command_line(tmp_path))  # rcl parses both parameter files
+        name = node.kwargs["name"]
+        ros.declare_parameters(ros_double.Node(name), name, FULL_GRAPH.node(name).load().parameters)
+
+
+GUARD = """
+import importlib.abc, sys
+BLOCKED = ("torch", "onnxruntime", "onnx", "perception3d.nodes.detector2d", "perception3d.nodes.detection3d",
+           "perception3d.nodes.segmentation", "perception3d.nodes.occupancy", "perception3d.nodes.runner",
+           "perception3d.core.models")
+class Guard(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if any(name == b or name.startswith(b + ".") for b in BLOCKED):
+            raise ImportError(f"launching imported {name}")
+sys.meta_path.insert(0, Guard())
+"""
+
+LAUNCH_STUB = """
+import types
+def module(name, **attrs):
+    m = types.ModuleType(name); m.__dict__.update(attrs); sys.modules[name] = m
+class Recorded:
+    def __init__(self, *args, **kwargs): self.args, self.kwargs = args, kwargs
+class LaunchConfiguration:
+    def __init__(self, name): self.name = name
+    def perform(self, context): return context[self.name]
+module("launch", LaunchDescription=lambda actions: list(actions))
+module("launch.actions", **{n: type(n, (Recorded,), {}) for n in
+       ("DeclareLaunchArgument", "ExecuteProcess", "OpaqueFunction", "TimerAction")})
+module("launch.substitutions", LaunchConfiguration=LaunchConfiguration)
+module("launch_ros"); module("launch_ros.actions", Node=type("Node", (Recorded,), {}))
+module("ament_index_python"); module("ament_index_python.packages", get_package_share_directory=lambda p: ROOT)
+import runpy
+description = runpy.run_path(ROOT + "/launch/full.launch.py")["generate_launch_description"]()
+context = {a.args[0]: a.kwargs["default_value"] for a in description if type(a).__name__ == "DeclareLaunchArgument"}
+context.update(bag="/data/bag", rviz="true")
+actions = [a for a in description if type(a).__name__ == "OpaqueFunction"][0].kwargs["function"](context)
+assert len(actions) == 6, actions
+"""
+
+
+@pytest.mark.parametrize("what", ["import", "full launch description"])
+def test_launching_imports_no_node_implementation(what):
+    code = GUARD + ("import perception3d.runtime.launch_plan" if what == "import"
+                    else f"ROOT = {str(ROOT)!r}\n" + LAUNCH_STUB)
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]

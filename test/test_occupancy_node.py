@@ -6,7 +6,7 @@ from perception3d.core.classes import OCCUPANCY_UNKNOWN
 from perception3d.core.geometry import invert_transform, make_transform
 from perception3d.errors import ConfigError
 from perception3d.msgs.occupancy import occupancy_msg_to_volume
-from perception3d.msgs.pointcloud import NUSCENES_LIDAR_DTYPE
+from perception3d.msgs.pointcloud import NUSCENES_LIDAR_DTYPE, pointcloud2_to_array
 from perception3d.nodes.base import Frame, LidarInput, StageTimer
 from perception3d.nodes.occupancy import OccupancyNode
 from perception3d.nodes.params import load_parameters
@@ -82,3 +82,16 @@ def test_a_time_jump_back_forgets_the_past():
 def test_past_sweeps_need_a_world_frame():
     with pytest.raises(ConfigError, match="world_frame"):
         node(past_sweeps=1, world_frame="")
+
+
+def test_voxel_confidence_is_the_share_of_points_with_the_voxel_class():
+    tf = MovingEgo({0: 0.0})
+    labelled = np.dtype([("x", "<f4"), ("y", "<f4"), ("z", "<f4"), ("label", "u1")])
+    pts = np.zeros(4, dtype=labelled)
+    # three points in one 0.4 m voxel (two car = 4, one truck = 10) and one car point alone in another
+    pts["x"], pts["y"], pts["z"] = [10.05, 10.1, 10.15, 20.1], [5.05, 5.1, 5.15, 5.1], [-1.2, -1.2, -1.2, -1.2]
+    pts["label"] = [4, 4, 10, 4]
+    outputs = dict(node().process(Frame(0, LidarInput(0, "LIDAR_TOP", pts, None), {}, {}), tf, StageTimer()))
+    voxels = pointcloud2_to_array(outputs["~/output/voxels"])
+    by_x = {round(float(v["x"])): (int(v["label"]), float(v["confidence"])) for v in voxels}
+    assert by_x[10] == (4, pytest.approx(2 / 3)) and by_x[20] == (4, 1.0)

@@ -8,6 +8,7 @@ import jsonschema
 import pytest
 import yaml
 
+from perception3d.cli import main as cli_main
 from perception3d.errors import ConfigError
 from perception3d.nodes.params import (
     SHARED_PARAMS,
@@ -16,6 +17,7 @@ from perception3d.nodes.params import (
     load_parameters,
     parameter_schema,
 )
+from perception3d.nodes.rcl_yaml import rcl_yaml_problems
 from perception3d.runtime.params_command import generated
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -41,7 +43,7 @@ SYNC = "/**:\n  ros__parameters:\n    sync:\n"
      "[demo] score_threshold", "maximum of 1.0"),
     ("/**:\n  ros__parameters: {}\ndemo:\n  ros__parameters:\n    mode: magic\n", "[demo] mode", "is not one of"),
     ("/**:\n  ros__parameters: {}\nsegmentaton:\n  ros__parameters: {}\n", "segmentaton", "unknown node section"),
-    ("/**:\n  ros__parameters:\n    camera_names: []\n", "[/**] camera_names", "should be non-empty"),
+    ("/**:\n  ros__parameters:\n    camera_names: []\n", "[/**] camera_names", "empty array"),  # rcl refuses it
 ])
 def test_bad_values_fail_naming_the_key(tmp_path, text, key, problem):
     with pytest.raises(ConfigError) as info:
@@ -90,3 +92,29 @@ def test_committed_schema_yaml_and_readme_tables_are_the_generated_ones():
     readme = (ROOT / "README.md").read_text()
     for p in SHARED_PARAMS:  # every parameter is documented
         assert f"| `{p.name}` |" in readme
+
+
+def test_committed_file_has_no_yaml_feature_rcl_refuses():
+    import yaml as pyyaml
+
+    text = (ROOT / "config/perception3d.yaml").read_text()
+    events = list(pyyaml.parse(text))
+    assert not [e for e in events if isinstance(e, pyyaml.AliasEvent) or getattr(e, "anchor", None)
+                or (getattr(e, "tag", None) and not isinstance(e, pyyaml.DocumentStartEvent))]
+    assert rcl_yaml_problems(text) == []
+
+
+@pytest.mark.parametrize(("extra", "problem"), [
+    ("    ego_box_m: &box [-1.0, -1.0, -0.6, 3.4, 1.0, 2.0]\n", "anchor &box"),
+    ("    world_frame: !!str map\n", "explicit tag"),
+    ("    ego_box_m: [-1, -1.0, -0.6, 3.4, 1.0, 2.0]\n", "array mixes double and integer"),
+])
+def test_params_check_rejects_what_rcl_refuses(tmp_path, capsys, extra, problem):
+    base = yaml.safe_load((ROOT / "config/perception3d.yaml").read_text())
+    del base["segmentation"]["ros__parameters"]["ego_box_m"], base["segmentation"]["ros__parameters"]["world_frame"]
+    path = tmp_path / "robot.yaml"
+    path.write_text(yaml.safe_dump(base) + "".join(extra))  # appended under the last section (segmentation)
+    assert cli_main(["params", "--check", str(path)]) == 1
+    assert problem in capsys.readouterr().err
+    path.write_text(yaml.safe_dump(base))
+    assert cli_main(["params", "--check", str(path)]) == 0

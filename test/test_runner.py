@@ -32,6 +32,7 @@ def runner_for(definition, **kw):
     params = resolve_node_parameters(None, definition.name, definition.parameters)
     ports = {p.port: p.port for p in definition.input_ports(params["camera_names"])}
     ports.update({p: p for p in definition.output_ports(params["camera_names"])})
+    ports.update({p: p for p in definition.label_ports(params["camera_names"])})
     return NodeRunner(definition, params, ports, TfBuffer(), **kw)
 
 
@@ -126,5 +127,6 @@ def test_class_map_translates_an_external_detectors_labels():
     params["detections.class_map"] = ["broken"]
     ports = {p.port: p.port for p in CentroidNode.input_ports(params["camera_names"])}
     ports.update({p: p for p in CentroidNode.output_ports(params["camera_names"])})
+    ports.update({p: p for p in CentroidNode.label_ports(params["camera_names"])})
     with pytest.raises(ConfigError, match="detections.class_map"):
         NodeRunner(CentroidNode, params, ports, TfBuffer())

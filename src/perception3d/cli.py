@@ -18,10 +18,13 @@ COMMANDS: dict[str, tuple[str, str]] = {
                 "rewrite a damaged or unfinished rosbag2 (MCAP) into a readable one, keeping every intact message"),
     "eval": ("perception3d.eval.command", "score replay outputs against a dataroot's ground truth"),
     "view": ("perception3d.viz.command", "draw one frame of a replay (BEV + six cameras) into a PNG"),
+    "dataset": ("perception3d.train.dataset_command", "build a cache of training samples (one per LiDAR sweep)"),
     "train": ("perception3d.train.train_command", "train a learned model (detector2d) on a nuScenes-schema dataroot"),
     "export": ("perception3d.train.export_command", "export a trained model (detector2d) to ONNX"),
     "params": ("perception3d.runtime.params_command", "parameter schema, default file and README tables"),
     "bench": ("perception3d.bench.command", "run a benchmark suite and record its figures"),
+    "doctor": ("perception3d.runtime.doctor_command", "check a ROS 2 machine before launching: ROS packages, torch and "
+                                                      "device, parameter file, checkpoint (each problem with its fix)"),
 }
 
 
@@ -39,7 +42,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
+    args.argv = argv  # the command line as given, for records (e.g. a checkpoint's training command)
     try:
         return int(args._run(args) or 0)
     except BagWriteError as exc:

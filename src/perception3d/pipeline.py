@@ -47,7 +47,7 @@ def run_preset(dataroot: Path, version: str, split: str, preset: str, work: Path
     """Convert the split's scenes with the simulated 2D preset, replay the geometric graph, score, draw.
 
     preset LEARNED_2D ('detector2d') converts without simulated detections and replays the full graph, so the
-    geometric nodes read the 2D boxes of the detector2d node (its `builtin` checkpoint by default).
+    geometric nodes read the 2D boxes of the detector2d node (its shipped checkpoint by default).
 
     Layout under `work`: bags/<preset>/<scene>, out/<preset>/<scene>, eval/<preset>/, frames/<preset>_kfN.png.
     `pictures` keyframes (spread over the first scene) are drawn.

@@ -15,6 +15,7 @@ SUITES: dict[str, str] = {
     "graph": "perception3d.bench.graph",
     "scores": "perception3d.bench.scores",
     "detector2d": "perception3d.bench.detector2d",
+    "learned": "perception3d.bench.learned",
     "robustness": "perception3d.bench.robustness",
 }
 

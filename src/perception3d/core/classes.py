@@ -194,3 +194,24 @@ def parse_class_map(pairs: list[str] | tuple[str, ...]) -> dict[str, str]:
             raise ValueError(f"class map entry {entry!r} is not 'from:to'")
         mapping[source.strip()] = target.strip()
     return mapping
+
+
+# The 80 COCO detection classes in the order of their contiguous indices 0..79 (what YOLOv8/11, YOLOX and RT-DETR
+# COCO models output), for ONNX detectors that carry no class names.
+COCO_CLASSES: tuple[str, ...] = (
+    "person", "bicycle", "car", "motorcycle", "airplane", "bus", "train", "truck", "boat", "traffic light",
+    "fire hydrant", "stop sign", "parking meter", "bench", "bird", "cat", "dog", "horse", "sheep", "cow",
+    "elephant", "bear", "zebra", "giraffe", "backpack", "umbrella", "handbag", "tie", "suitcase", "frisbee",
+    "skis", "snowboard", "sports ball", "kite", "baseball bat", "baseball glove", "skateboard", "surfboard",
+    "tennis racket", "bottle", "wine glass", "cup", "fork", "knife", "spoon", "bowl", "banana", "apple",
+    "sandwich", "orange", "broccoli", "carrot", "hot dog", "pizza", "donut", "cake", "chair", "couch",
+    "potted plant", "bed", "dining table", "toilet", "tv", "laptop", "mouse", "remote", "keyboard", "cell phone",
+    "microwave", "oven", "toaster", "sink", "refrigerator", "book", "clock", "vase", "scissors", "teddy bear",
+    "hair drier", "toothbrush",
+)
+
+# COCO class -> nuScenes detection class; every other COCO class has no nuScenes counterpart and is dropped.
+COCO_TO_DETECTION: dict[str, str] = {
+    "person": "pedestrian", "car": "car", "truck": "truck", "bus": "bus", "bicycle": "bicycle",
+    "motorcycle": "motorcycle",
+}

@@ -318,6 +318,19 @@ class LidarSync:
             out.append(self._emit(lidar_ns, msg))
         return out
 
+    def _missing_reason(self, camera: str, lidar_ns: int) -> str:
+        """Why a camera has no message for a sweep, with the offset its nearest message shows (the hint to set
+        sync.camera_offsets_s when the rig's cameras fire at other times than configured)."""
+        offset = self.config.offset(camera)
+        text = (f"no message within {self.config.tolerance_ns / 1e6:.1f} ms of {lidar_ns + offset} ns (LiDAR + "
+                f"sync.camera_offsets_s {offset / 1e9:+.4f} s)")
+        nearest = self._cameras[camera].nearest(lidar_ns, self.config.reset_jump_ns)
+        if nearest is None:
+            return text
+        measured_s = (nearest - lidar_ns) / 1e9
+        return (f"{text}; its nearest message is {measured_s:+.4f} s from the LiDAR stamp: if {camera} fires at that "
+                f"offset, set its entry of sync.camera_offsets_s to {measured_s:.4f}")
+
     def _emit(self, lidar_ns: int, lidar_msg: Any) -> SyncedSet:
         cameras: dict[str, CameraMatch] = {}
         missing: dict[str, str] = {}
@@ -326,8 +339,7 @@ class LidarSync:
             target = lidar_ns + self.config.offset(name)
             best, _ = self._camera_state(name, lidar_ns)
             if best is None:
-                missing[name] = (f"no message within {self.config.tolerance_ns / 1e6:.1f} ms of "
-                                 f"{target} ns (LiDAR + offset)")
+                missing[name] = self._missing_reason(name, lidar_ns)
                 continue
             messages = dict(queue.entries[best])
             lacking = []

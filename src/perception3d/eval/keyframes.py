@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..data.nuscenes_io import timestamp_ns
 from ..errors import DatasetError
 from ..msgs.bag import BagReader
 from ..msgs.factory import stamp_to_ns
@@ -25,14 +26,19 @@ class Keyframe:
     stamp_ns: int
 
 
+ALL_SPLIT = "all"  # every scene of the table set (e.g. Lyft, which ships no splits)
+
+
 def split_scenes(nusc: Any, split: str) -> list[str]:
-    """Scene names of a split: nuscenes-devkit's predefined ones or `<dataroot>/<version>/splits.json`.
+    """Scene names of a split: 'all', nuscenes-devkit's predefined ones or `<dataroot>/<version>/splits.json`.
 
     Raises:
         DatasetError: the split is neither, or splits.json is missing or malformed.
     """
     from nuscenes.utils.splits import get_scenes_of_split
 
+    if split == ALL_SPLIT:
+        return [scene["name"] for scene in nusc.scene]
     try:
         return list(get_scenes_of_split(split, nusc))
     except (FileNotFoundError, ValueError, AssertionError) as exc:
@@ -48,7 +54,7 @@ def split_keyframes(nusc: Any, split: str) -> list[Keyframe]:
         scene = nusc.get("scene", sample["scene_token"])["name"]
         if scene in scenes:
             lidar = nusc.get("sample_data", sample["data"]["LIDAR_TOP"])
-            out.append(Keyframe(sample["token"], lidar["token"], scene, int(lidar["timestamp"]) * 1000))
+            out.append(Keyframe(sample["token"], lidar["token"], scene, timestamp_ns(lidar)))
     return sorted(out, key=lambda k: k.stamp_ns)
 
 

@@ -6,6 +6,8 @@ the rclpy host, through `nodes.runner.NodeRunner`) subscribes to its input ports
 `process` returns. Ports are ROS-style private names that the graph (`runtime/graph.py`) remaps to topics:
 
 - `~/input/pointcloud`: the LiDAR sweep (sensor_msgs/PointCloud2); it triggers LiDAR nodes.
+- `~/input/pointcloud/<lidar>`: the other LiDARs of the `lidar_names` parameter, for nodes that merge them
+  (`merges_lidars`); the host hands them over in `Frame.extra_lidars` (nodes.sweep merges them).
 - `~/input/<camera>/image`, `~/input/<camera>/camera_info`, `~/input/<camera>/detections`: the camera streams a
   node asks for in `camera_streams`, one set per camera of the `camera_names` parameter.
 - outputs: `OutputSpec.port`, e.g. `~/output/objects`; `{camera}` in a port makes one output per camera.
@@ -69,7 +71,8 @@ class OutputSpec:
         msgtype: ROS 2 type name, e.g. 'vision_msgs/msg/Detection3DArray'.
         qos: offered QoS (outputs are reliable; see msgs.qos).
         label_classes: class names (index = class id, or an {id: name} map) of a labelled output; the host publishes a
-            vision_msgs/LabelInfo on '<topic>/label_info' (transient local).
+            vision_msgs/LabelInfo (transient local) on its own port `label_port` ('<port>/label_info'), which the
+            graph maps to '<topic>/label_info'.
         description: one line for the README topic table.
     """
 
@@ -83,16 +86,28 @@ class OutputSpec:
     def per_camera(self) -> bool:
         return "{camera}" in self.port
 
+    @property
+    def label_port(self) -> str | None:
+        """The LabelInfo port of a labelled output ('{camera}' expands like the port), else None."""
+        return f"{self.port}/label_info" if self.label_classes is not None else None
+
 
 @dataclass(frozen=True)
 class InputPort:
-    """One subscription of a node: port, accepted message types, QoS, and (camera, stream) for camera inputs."""
+    """One subscription of a node: port, accepted message types, QoS, (camera, stream) for camera inputs, and the
+    LiDAR name for the ports of LiDARs merged into the trigger's sweep."""
 
     port: str
     msgtypes: tuple[str, ...]
     qos: QosSpec = SENSOR
     camera: str | None = None
     stream: str | None = None
+    lidar: str | None = None
+
+
+def extra_lidar_port(lidar: str) -> str:
+    """The input port of a LiDAR merged into the trigger's sweep, e.g. '~/input/pointcloud/LIDAR_FRONT_LEFT'."""
+    return f"{LIDAR_PORT}/{lidar}"
 
 
 @dataclass
@@ -133,15 +148,18 @@ class CameraInput:
 class Frame:
     """What process() receives: the trigger stamp, the sweep, matched cameras and {camera: reason} missing ones.
 
-    LiDAR nodes: stamp_ns is the sweep's stamp and lidar is set. Camera-triggered nodes (trigger = 'camera'):
-    lidar is None, `cameras` holds the images of one camera firing cycle (core.camera_sets; each with its own
-    stamp) and stamp_ns is the earliest of them; outputs per camera carry that camera's image stamp.
+    LiDAR nodes: stamp_ns is the sweep's stamp and lidar is set; extra_lidars holds, for nodes that merge LiDARs,
+    the newest sweep of each other LiDAR stamped at or before it (within lidar_merge_window_s). Camera-triggered
+    nodes (trigger = 'camera'): lidar is None, `cameras` holds the images of one camera firing cycle
+    (core.camera_sets; each with its own stamp) and stamp_ns is the earliest of them; outputs per camera carry that
+    camera's image stamp.
     """
 
     stamp_ns: int
     lidar: LidarInput | None
     cameras: dict[str, CameraInput]
     missing: dict[str, str]
+    extra_lidars: dict[str, LidarInput] = field(default_factory=dict)
 
 
 class TransformLookup(Protocol):
@@ -197,6 +215,7 @@ class NodeDefinition:
             firing cycle: the cycle's images together, for one batched forward pass, each with its camera's latest
             CameraInfo).
         camera_streams: per-camera streams the node needs: any of 'image', 'camera_info', 'detections'.
+        merges_lidars: a LiDAR node that merges the other LiDARs of `lidar_names` into the trigger's sweep.
         outputs: the OutputSpecs the node publishes.
         images_as_rgb: the node takes images as RGB (H, W, 3) uint8: the host turns grey 8-bit images into RGB and
             marks a camera whose image has another pixel format missing (counted), instead of failing the batch.
@@ -207,6 +226,7 @@ class NodeDefinition:
     parameters: ClassVar[tuple[Param, ...]] = ()
     trigger: ClassVar[str] = "lidar"
     camera_streams: ClassVar[tuple[str, ...]] = ()
+    merges_lidars: ClassVar[bool] = False
     outputs: ClassVar[tuple[OutputSpec, ...]] = ()
     images_as_rgb: ClassVar[bool] = False
 
@@ -227,6 +247,16 @@ class NodeDefinition:
         """One line for diagnostics, e.g. 'geometric mode' or 'checkpoint loaded on cuda:0'."""
         return "ready"
 
+    def update_parameters(self, changes: Mapping[str, Any]) -> None:
+        """Apply validated new values of writable parameters (`ros2 param set`). Nodes read self.params on every
+        frame, so storing them is enough; a node that caches a value overrides this to refresh it."""
+        self.params.update(changes)
+
+    @property
+    def label_threshold(self) -> float:
+        """The score threshold LabelInfo reports (the node's `score_threshold`, 0 when it has none)."""
+        return float(self.params.get("score_threshold", 0.0))
+
     @classmethod
     def check_definition(cls) -> None:
         """Raise TypeError when the class attributes are inconsistent (called by hosts at start)."""
@@ -244,9 +274,11 @@ class NodeDefinition:
             raise TypeError(f"{cls.__name__}.outputs ports must be unique '~/output/...' names: {ports}")
 
     @classmethod
-    def input_ports(cls, camera_names: Sequence[str]) -> list[InputPort]:
-        """The node's subscriptions for the given cameras."""
+    def input_ports(cls, camera_names: Sequence[str], extra_lidars: Sequence[str] = ()) -> list[InputPort]:
+        """The node's subscriptions for the given cameras (and the LiDARs it merges into the trigger's sweep)."""
         ports = [InputPort(LIDAR_PORT, LIDAR_TYPES)] if cls.trigger == "lidar" else []
+        if cls.trigger == "lidar" and cls.merges_lidars:
+            ports += [InputPort(extra_lidar_port(name), LIDAR_TYPES, lidar=name) for name in extra_lidars]
         for camera in camera_names:
             for stream in cls.camera_streams:
                 ports.append(InputPort(camera_port(camera, stream), CAMERA_STREAM_TYPES[stream],
@@ -261,3 +293,9 @@ class NodeDefinition:
             for camera in (camera_names if spec.per_camera else [None]):
                 out[spec.port.format(camera=camera) if camera else spec.port] = spec
         return out
+
+    @classmethod
+    def label_ports(cls, camera_names: Sequence[str]) -> dict[str, str]:
+        """{concrete LabelInfo port: the concrete output port it describes}, per labelled output."""
+        return {f"{port}/label_info": port for port, spec in cls.output_ports(camera_names).items()
+                if spec.label_classes is not None}

@@ -38,6 +38,7 @@ class Detection3DNode(NodeDefinition):
         WORLD_FRAME_PARAM,
     )
     camera_streams = ("camera_info", "detections")
+    merges_lidars = True
     outputs = (
         OutputSpec("~/output/objects", "vision_msgs/msg/Detection3DArray", label_classes=DETECTION_CLASSES,
                    description="3D boxes in base_frame, class_id = nuScenes detection class"),
@@ -54,7 +55,8 @@ class Detection3DNode(NodeDefinition):
 
     def process(self, frame: Frame, tf: TransformLookup, timer: StageTimer) -> list:
         with timer.stage("pre"):
-            sweep = lidar_sweep(frame, tf, self.params["base_frame"], self.params["ego_box_m"])
+            sweep = lidar_sweep(frame, tf, self.params["base_frame"], self.params["ego_box_m"],
+                                self.params["world_frame"])
             views = camera_views(frame, tf, self.params["world_frame"])
         with timer.stage("infer"):
             dets = detect_3d(sweep.points[sweep.usable], views, sweep.T_base_lidar, self.params["base_frame"],

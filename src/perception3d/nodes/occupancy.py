@@ -24,8 +24,8 @@ from .base import Frame, NodeDefinition, OutputSpec, StageTimer, TransformLookup
 from .params import Param
 from .sweep import EGO_BOX_PARAM, GEOMETRIC_MODE_PARAM, WORLD_FRAME_PARAM, lidar_sweep
 
-VOXEL_DTYPE = np.dtype({"names": ["x", "y", "z", "label"], "formats": ["<f4", "<f4", "<f4", "u1"],
-                        "offsets": [0, 4, 8, 12], "itemsize": 16})
+VOXEL_DTYPE = np.dtype({"names": ["x", "y", "z", "label", "confidence"], "formats": ["<f4", "<f4", "<f4", "u1", "<f4"],
+                        "offsets": [0, 4, 8, 12, 16], "itemsize": 20})
 
 
 class OccupancyNode(NodeDefinition):
@@ -53,7 +53,9 @@ class OccupancyNode(NodeDefinition):
         OutputSpec("~/output/grid", "perception3d_msgs/msg/OccupancyGrid3D", label_classes=OCCUPANCY_CLASSES,
                    description="dense labels: 0 free, 1..16 lidarseg classes, 255 unknown; base_frame"),
         OutputSpec("~/output/voxels", "sensor_msgs/msg/PointCloud2", label_classes=OCCUPANCY_CLASSES,
-                   description="occupied voxel centres x, y, z (float32) + label (uint8)"),
+                   description="occupied voxel centres x, y, z (float32) + label (uint8) + confidence (float32: share "
+                               "of the voxel's points in this sweep labelled with its class; 0 for the unlabelled "
+                               "fallback class and for voxels seen in past sweeps only)"),
         OutputSpec("~/output/markers", "visualization_msgs/msg/MarkerArray",
                    description="occupied voxels as one CUBE_LIST coloured by class (throttled)"),
     )
@@ -86,7 +88,7 @@ class OccupancyNode(NodeDefinition):
         with timer.stage("post"):
             if p["past_sweeps"]:
                 self.history.append((transform_points(T_world_base, points), labels))
-            out = self._outputs(volume, frame.stamp_ns)
+            out = self._outputs(volume, frame.stamp_ns, points, labels)
         return out
 
     def _past(self, tf: TransformLookup, stamp_ns: int):
@@ -102,7 +104,21 @@ class OccupancyNode(NodeDefinition):
             return points, None, T_world_base
         return points, np.concatenate([lab for _, lab in self.history]), T_world_base
 
-    def _outputs(self, volume: np.ndarray, stamp_ns: int) -> list:
+    def _confidence(self, volume: np.ndarray, occupied: np.ndarray, points: np.ndarray,
+                    labels: np.ndarray | None) -> np.ndarray:
+        """Per occupied voxel: the share of this sweep's points in it whose label is the voxel's class."""
+        if labels is None or not len(points):
+            return np.zeros(len(occupied), dtype=np.float32)
+        idx, inside = self.grid.voxel_indices(points)
+        flat = self.grid.flat_index(idx[inside])
+        voxel_class = volume.reshape(-1, order="F")  # flat order of grid.flat_index (core.occupancy)
+        agree = np.asarray(labels)[inside] == voxel_class[flat]
+        total = np.bincount(flat, minlength=self.grid.num_voxels)
+        agreeing = np.bincount(flat[agree], minlength=self.grid.num_voxels)
+        occupied_flat = self.grid.flat_index(occupied)
+        return (agreeing[occupied_flat] / np.maximum(total[occupied_flat], 1)).astype(np.float32)
+
+    def _outputs(self, volume: np.ndarray, stamp_ns: int, points: np.ndarray, labels: np.ndarray | None) -> list:
         frame_id = self.params["base_frame"]
         occupied = np.argwhere((volume != OCCUPANCY_FREE) & (volume != OCCUPANCY_UNKNOWN))
         voxel_labels = volume[tuple(occupied.T)]
@@ -110,6 +126,7 @@ class OccupancyNode(NodeDefinition):
         voxels = np.zeros(len(occupied), dtype=VOXEL_DTYPE)
         voxels["x"], voxels["y"], voxels["z"] = centers[:, 0], centers[:, 1], centers[:, 2]
         voxels["label"] = voxel_labels
+        voxels["confidence"] = self._confidence(volume, occupied, points, labels)
         out = [("~/output/grid", volume_to_occupancy_msg(volume, self.grid, stamp_ns, frame_id, self.factory)),
                ("~/output/voxels", array_to_pointcloud2(voxels, stamp_ns, frame_id, self.factory))]
         every_n = self.params["markers.every_n"]

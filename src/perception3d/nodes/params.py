@@ -38,6 +38,8 @@ class Param:
         description: one line for the README and the ROS parameter descriptor.
         minimum, maximum: inclusive range of a number (of each element for arrays).
         choices: allowed values of a string (of each element for string arrays).
+        pattern: regular expression a string must match (JSON Schema `pattern`), where a fixed list of choices is
+            too narrow (e.g. 'cuda:N' device names).
         read_only: True when changing it needs a restart (model reload, queue sizes); ROS declares it read-only.
     """
 
@@ -48,6 +50,7 @@ class Param:
     minimum: float | None = None
     maximum: float | None = None
     choices: tuple[str, ...] | None = None
+    pattern: str | None = None
     read_only: bool = True
 
     def __post_init__(self) -> None:
@@ -64,6 +67,8 @@ class Param:
             item["maximum"] = self.maximum
         if self.choices is not None:
             item["enum"] = list(self.choices)
+        if self.pattern is not None:
+            item["pattern"] = self.pattern
         if self.type.endswith("_array"):
             schema = {"type": "array", "items": item, "description": self.description, "default": self.default}
             if self.type == "string_array":
@@ -77,6 +82,12 @@ SHARED_PARAMS: tuple[Param, ...] = (
     Param("camera_names", "string_array", list(CAMERA_NAMES),
           "cameras whose streams the node subscribes to (`~/input/<camera>/...`)"),
     Param("base_frame", "string", "base_link", "vehicle frame (REP-105) that outputs in the ego frame use"),
+    Param("lidar_names", "string_array", ["LIDAR_TOP"],
+          "LiDARs of the rig; the first triggers the LiDAR nodes (its sweeps on ~/input/pointcloud give the output "
+          "stamps), detection3d and segmentation merge each other one (topic /<name>/points) into its sweep"),
+    Param("lidar_merge_window_s", "float", 0.15,
+          "a merged LiDAR's newest sweep stamped at or before the trigger sweep is used if at most this older; it is "
+          "moved into the trigger frame through world_frame (ego motion compensated) [s]", 0.0, 2.0),
     Param("detections.class_map", "string_array", ["person:pedestrian"],
           "translation of incoming 2D class ids, 'from:to' (an external detector's labels, e.g. COCO names, to "
           "nuScenes classes; 'from:' drops a class); ids without an entry pass unchanged"),
@@ -98,6 +109,12 @@ SHARED_PARAMS: tuple[Param, ...] = (
           1, 100_000_000),
     Param("limits.max_boxes_per_image", "int", 500,
           "2D boxes kept per Detection2DArray, highest scores first; the rest are dropped and counted", 1, 100_000),
+    Param("image_transport", "string", "auto",
+          "message type of `~/input/<camera>/image` (nodes that take images): compressed (sensor_msgs/CompressedImage, "
+          "e.g. nuScenes JPEG), raw (sensor_msgs/Image), or auto (per camera, the type its topic is published with at "
+          "start; compressed when nobody publishes it yet)", choices=("auto", "compressed", "raw")),
+    Param("tf_timeout_s", "float", 0.05,
+          "ROS 2 host: how long a transform lookup at a message stamp waits for /tf to catch up [s]", 0.0, 1.0),
     Param("log_throttle_s", "float", 5.0, "least time between two log lines about the same problem [s]", 0.0, 3600.0,
           read_only=False),
 )
@@ -150,11 +167,12 @@ def _section_schema(params: Sequence[Param]) -> dict[str, Any]:
 def parameter_schema(node_params: Mapping[str, Sequence[Param]]) -> dict[str, Any]:
     """JSON Schema (draft-07) of the parameter file for nodes {node name: its own parameters}.
 
-    A node section accepts the node's own parameters and overrides of the shared ones.
+    A node whose parameters are None is a known section left unchecked (load_parameters' other_nodes). A node section
+    accepts the node's own parameters and overrides of the shared ones.
     """
     properties = {SHARED_SECTION: _section_schema(SHARED_PARAMS)}
     for node, params in sorted(node_params.items()):
-        properties[node] = _section_schema([*SHARED_PARAMS, *params])
+        properties[node] = {"type": "object"} if params is None else _section_schema([*SHARED_PARAMS, *params])
     return {
         "$schema": "http://json-schema.org/draft-07/schema#",
         "title": "perception3d parameters",
@@ -167,17 +185,34 @@ def parameter_schema(node_params: Mapping[str, Sequence[Param]]) -> dict[str, An
     }
 
 
-def default_parameter_file(node_params: Mapping[str, Sequence[Param]]) -> str:
-    """The parameter file with every default, as YAML text."""
+def _alias_free_dumper() -> type:
     import yaml
 
-    doc: dict[str, Any] = {SHARED_SECTION: {PARAMS_KEY: _nest({p.name: p.default for p in SHARED_PARAMS})}}
+    class AliasFreeDumper(yaml.SafeDumper):
+        """SafeDumper that writes a value shared by several keys in full each time: rcl's parameter-file parser
+        refuses anchors and aliases (rcl_yaml_param_parser, see nodes/rcl_yaml.py)."""
+
+        def ignore_aliases(self, data: Any) -> bool:
+            return True
+
+    return AliasFreeDumper
+
+
+def default_parameter_file(node_params: Mapping[str, Sequence[Param]]) -> str:
+    """The parameter file with every default, as YAML text. Empty-array defaults are left out: rcl's parser cannot
+    type an empty sequence (nodes/rcl_yaml.py), and a key left out takes the declared default."""
+    import yaml
+
+    def written(params: Sequence[Param]) -> dict[str, Any]:
+        return _nest({p.name: p.default for p in params if p.default != []})
+
+    doc: dict[str, Any] = {SHARED_SECTION: {PARAMS_KEY: written(SHARED_PARAMS)}}
     for node, params in sorted(node_params.items()):
-        doc[node] = {PARAMS_KEY: _nest({p.name: p.default for p in params})}
+        doc[node] = {PARAMS_KEY: written(params)}
     header = ("# perception3d parameters (ROS 2 parameter file). `/**` holds the parameters every node declares;\n"
               "# `<node>` sections hold a node's own parameters and may override shared ones.\n"
               "# Schema: perception3d.schema.json. Regenerate with `perception3d params --write`.\n")
-    return header + yaml.safe_dump(doc, sort_keys=False, default_flow_style=None, width=100)
+    return header + yaml.dump(doc, Dumper=_alias_free_dumper(), sort_keys=False, default_flow_style=None, width=100)
 
 
 def _error_line(error: Any) -> str:
@@ -202,12 +237,22 @@ def validate_parameter_document(doc: Any, node_params: Mapping[str, Sequence[Par
     Raises:
         ConfigError: naming the file, and for each problem the section, the dotted key and what is wrong.
     """
+    validate_against_schema(doc, parameter_schema(node_params), source)
+
+
+def validate_against_schema(doc: Any, schema: Mapping[str, Any], source: str) -> None:
+    """Check a parsed parameter file against a parameter-file schema (e.g. the committed
+    config/perception3d.schema.json, which needs no node implementation to be imported).
+
+    Raises:
+        ConfigError: as validate_parameter_document.
+    """
     import jsonschema
 
     if not isinstance(doc, Mapping):
         raise ConfigError(f"{source}: expected a mapping of node sections ('/**', node names), got "
                           f"{type(doc).__name__}")
-    validator = jsonschema.Draft7Validator(parameter_schema(node_params))
+    validator = jsonschema.Draft7Validator(schema)
     errors = sorted(validator.iter_errors(doc), key=lambda e: list(map(str, e.absolute_path)))
     if errors:
         raise ConfigError(f"{source}: invalid parameters:\n" + "\n".join(f"  {_error_line(e)}" for e in errors))
@@ -242,24 +287,34 @@ def validate_node_values(node: str, own: Sequence[Param], values: Mapping[str, A
     return resolve_node_parameters(doc, node, own, source)
 
 
-def load_parameters(path: str | Path | None, node_params: Mapping[str, Sequence[Param]]) -> dict[str, dict]:
+def load_parameters(path: str | Path | None, node_params: Mapping[str, Sequence[Param]],
+                    other_nodes: Iterable[str] = ()) -> dict[str, dict]:
     """{node: {dotted name: value}} for the given nodes, from a parameter file (None = all defaults).
 
+    other_nodes: names of nodes that exist but are not started now (e.g. replay of a sub-graph); their sections are
+    accepted unchecked (the node checks them when it runs). Any other unknown section is an error.
+
     Raises:
-        ConfigError: unreadable file, invalid YAML, or a value the schema rejects (the message names the key).
+        ConfigError: unreadable file, invalid YAML, YAML that rcl's parser refuses (anchors, aliases, tags, mixed or
+            empty arrays: nodes.rcl_yaml), or a value the schema rejects (the message names the key).
     """
     import yaml
+
+    from .rcl_yaml import check_rcl_parameter_yaml
 
     doc: Any = None
     source = str(path) if path else "<defaults>"
     if path is not None:
         try:
-            doc = yaml.safe_load(Path(path).read_text())
+            text = Path(path).read_text()
+            doc = yaml.safe_load(text)
         except OSError as exc:
             raise ConfigError(f"{path}: cannot read parameter file: {exc.strerror}") from exc
         except yaml.YAMLError as exc:
             raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
-        validate_parameter_document(doc, node_params, source)
+        check_rcl_parameter_yaml(text, source)
+        idle = {name: None for name in other_nodes if name not in node_params}
+        validate_parameter_document(doc, {**node_params, **idle}, source)
     return {node: resolve_node_parameters(doc, node, own, source) for node, own in node_params.items()}
 
 
@@ -289,6 +344,8 @@ def markdown_tables(schema: Mapping[str, Any]) -> str:
             kind = s["type"] if s["type"] != "array" else f"{item['type']}[]"
             if "enum" in item:
                 allowed = ", ".join(f"`{v}`" for v in item["enum"])
+            elif "pattern" in item:
+                allowed = "`" + item["pattern"].replace("|", "\\|") + "`"  # a '|' would end the table cell
             elif "minimum" in item or "maximum" in item:
                 allowed = f"[{item.get('minimum', '-inf')}, {item.get('maximum', 'inf')}]"
             else:

@@ -18,6 +18,7 @@ Only a node that breaks its contract (undeclared output port, wrong output stamp
 """
 from __future__ import annotations
 
+import bisect
 import gc
 import logging
 import time
@@ -40,7 +41,17 @@ from ..msgs.image import compressed_image_to_array, image_to_array
 from ..msgs.labels import label_info_msg
 from ..msgs.pointcloud import check_xyz_fields, pointcloud2_to_array
 from ..msgs.qos import LATCHED, QosSpec
-from .base import STAGES, CameraInput, Frame, InputPort, LidarInput, NodeDefinition, StageTimer, TransformLookup
+from .base import (
+    STAGES,
+    CameraInput,
+    Frame,
+    InputPort,
+    LidarInput,
+    NodeDefinition,
+    StageTimer,
+    TransformLookup,
+    extra_lidar_port,
+)
 
 _LOG = logging.getLogger("perception3d")
 # Frames whose timings are kept for the percentiles: a bound, so a node running for days does not grow.
@@ -144,11 +155,15 @@ class NodeRunner:
         factory: message factory of the host's backend.
         log: where throttled warnings go (default: the 'perception3d' logger).
         wanted: returns False while nobody listens to the outputs; frames are then skipped (counted).
+        retry_transforms: keep a frame whose transform lookup failed and retry it (in order, later frames queue
+            behind it) on the next message or advance(), until message time passes its stamp + sync.timeout_s; for
+            hosts whose /tf arrives live and may lag the data (ROS). The bag runtime has every transform up front.
     """
 
     def __init__(self, definition: type[NodeDefinition], params: Mapping[str, Any], topics: Mapping[str, str],
                  tf: TransformLookup, factory: MessageFactory | None = None,
-                 log: Callable[[str], None] | None = None, wanted: Callable[[], bool] | None = None) -> None:
+                 log: Callable[[str], None] | None = None, wanted: Callable[[], bool] | None = None,
+                 retry_transforms: bool = False) -> None:
         definition.check_definition()
         self.definition = definition
         self.node = definition(params, factory)
@@ -161,9 +176,15 @@ class NodeRunner:
         self.max_points = int(params["limits.max_points_per_cloud"])
         self.max_boxes = int(params["limits.max_boxes_per_image"])
         cameras = list(params["camera_names"])
-        ports = definition.input_ports(cameras)
+        extras = [n for n in params["lidar_names"][1:] if n != params["lidar_names"][0]] \
+            if definition.merges_lidars and definition.trigger == "lidar" else []
+        # merged LiDARs read /<name>/points unless the host maps their ports to other topics
+        topics = {**{extra_lidar_port(n): f"/{n}/points" for n in extras}, **topics}
+        ports = definition.input_ports(cameras, extras)
         outputs = definition.output_ports(cameras)
-        unmapped = [p.port for p in ports if p.port not in topics] + [p for p in outputs if p not in topics]
+        label_ports = definition.label_ports(cameras)
+        unmapped = [p.port for p in ports if p.port not in topics] + [p for p in (*outputs, *label_ports)
+                                                                          if p not in topics]
         if unmapped:
             raise ConfigError(f"node {self.name}: no topic for port(s) {unmapped}; the graph must map every port")
         self.inputs: dict[str, InputPort] = {topics[p.port]: p for p in ports}
@@ -172,6 +193,7 @@ class NodeRunner:
                               f"{sorted((p.port, topics[p.port]) for p in ports)}")
         self._topic_of = {(p.camera, p.stream): topic for topic, p in self.inputs.items()}
         self.outputs = {port: (topics[port], spec) for port, spec in outputs.items()}
+        self.label_topics = {topics[label]: port for label, port in label_ports.items()}  # LabelInfo topic: output
         streams = definition.camera_streams
         self.sync = (LidarSync(sync_config_from_params(params, streams))
                      if definition.trigger == "lidar" and streams else None)
@@ -179,11 +201,17 @@ class NodeRunner:
                                                int(params["sync.reset_jump_s"] * 1e9))
                             if definition.trigger == "camera" else None)
         self._camera_info: dict[str, Any] = {}  # camera -> latest valid CameraModel (camera trigger)
+        self._extra_sweeps: dict[str, list[tuple[int, Any]]] = {name: [] for name in extras}  # stamp-sorted
+        self._queue_size = int(params["sync.queue_size"])
+        self._merge_window_ns = int(round(params["lidar_merge_window_s"] * 1e9))
         try:
             self._class_map = parse_class_map(params["detections.class_map"])
         except ValueError as exc:
             raise ConfigError(f"node {self.name}: detections.class_map: {exc}") from exc
         self._health_previous: dict[str, int] = {}
+        self._retry_window_ns = int(params["sync.timeout_s"] * 1e9) if retry_transforms else None
+        self._waiting_for_tf: deque[Frame] = deque(maxlen=int(params["sync.queue_size"]))
+        self._newest_ns: int | None = None
 
     # -- input ------------------------------------------------------------------------------------------------
     def on_message(self, topic: str, msg: Any) -> list[Published]:
@@ -194,6 +222,12 @@ class NodeRunner:
             stamp_ns = stamp_to_ns(msg.header.stamp)
         except (AttributeError, TypeError, ValueError):
             self._drop(f"{topic}: no header stamp", f"{topic}: message has no usable header stamp; dropped")
+            return []
+        self._newest_ns = stamp_ns if self._newest_ns is None else max(self._newest_ns, stamp_ns)
+        if port.lidar is not None:  # a LiDAR merged into the trigger's sweeps: kept until a trigger sweep needs it
+            sweeps = self._extra_sweeps[port.lidar]
+            bisect.insort(sweeps, (stamp_ns, msg), key=lambda item: item[0])
+            del sweeps[:-self._queue_size]
             return []
         try:
             if port.stream is None:
@@ -216,10 +250,12 @@ class NodeRunner:
         return []
 
     def advance(self, now_ns: int) -> list[Published]:
-        """Move message time on without a message (ROS timer); returns sets released by the timeout."""
+        """Move message time on without a message (ROS timer); returns sets released by the timeout and frames
+        whose transforms have arrived since."""
+        self._newest_ns = now_ns if self._newest_ns is None else max(self._newest_ns, now_ns)
         if self.camera_sets is not None:
             return self._run_camera_sets(self.camera_sets.expire(now_ns))
-        return self._run_sets(self.sync.advance(now_ns)) if self.sync else []
+        return self._run_sets(self.sync.advance(now_ns)) if self.sync else self._run_frames([], None)
 
     def flush(self) -> list[Published]:
         """End of input: process every pending sweep (or camera set) with what has arrived."""
@@ -228,13 +264,20 @@ class NodeRunner:
         return self._run_sets(self.sync.flush()) if self.sync else []
 
     def label_infos(self, stamp_ns: int) -> list[Published]:
-        """LabelInfo (transient local) on '<topic>/label_info' for every labelled output."""
+        """LabelInfo (transient local) for every labelled output, on its LabelInfo port's topic, with the node's
+        score threshold."""
         out = []
-        for topic, spec in self.outputs.values():
-            if spec.label_classes is not None:
-                msg = label_info_msg(spec.label_classes, stamp_ns, factory=self.node.factory)
-                out.append(Published(f"{topic}/label_info", stamp_ns, msg, "vision_msgs/msg/LabelInfo", LATCHED))
+        for topic, port in self.label_topics.items():
+            msg = label_info_msg(self.outputs[port][1].label_classes, stamp_ns, threshold=self.node.label_threshold,
+                                 factory=self.node.factory)
+            out.append(Published(topic, stamp_ns, msg, "vision_msgs/msg/LabelInfo", LATCHED))
         return out
+
+    def set_parameters(self, changes: Mapping[str, Any]) -> None:
+        """Apply validated new values of writable parameters to the node (and log_throttle_s to the log)."""
+        self.node.update_parameters(changes)
+        if "log_throttle_s" in changes:
+            self._warn.period_s = float(changes["log_throttle_s"])
 
     def health(self, elapsed_s: float) -> tuple[str, str, dict[str, str]]:
         """(level 'OK' | 'WARN' | 'ERROR', summary, {key: value}) for diagnostics, over the last elapsed_s.
@@ -286,14 +329,36 @@ class NodeRunner:
             stamp_ns = item.lidar_stamp_ns if isinstance(item, SyncedSet) else item.stamp_ns
             try:
                 frame = to_frame(item)
-                if frame is not None:
-                    out += self._run(frame)
             except (InputError, TransformError) as exc:
                 self._drop_error(exc, stamp_ns)
+                continue
             except NodeContractError:
                 raise
             except Exception as exc:  # a bug the policy survives: counted, traceback logged once
-                self._drop_internal(exc, "a frame", stamp_ns)
+                self._drop_internal(exc, "the inputs of a frame", stamp_ns)
+                continue
+            if frame is None:
+                continue
+            if self._retry_window_ns is None:
+                out += self._run(frame)
+            else:
+                if len(self._waiting_for_tf) == self._waiting_for_tf.maxlen:
+                    self._run(self._waiting_for_tf.popleft())  # overflow: the oldest gets its last try
+                self._waiting_for_tf.append(frame)
+        return out + self._run_waiting()
+
+    def _run_waiting(self) -> list[Published]:
+        """Run the frames waiting for transforms, oldest first; stop at the first whose transforms are still
+        missing and not yet older than the retry window (it and the frames behind it are tried again later)."""
+        out = []
+        while self._waiting_for_tf:
+            frame = self._waiting_for_tf[0]
+            late = self._newest_ns is None or self._newest_ns - frame.stamp_ns > self._retry_window_ns
+            published = self._run(frame, keep_on_transform_error=not late)
+            if published is None:
+                break
+            self._waiting_for_tf.popleft()
+            out += published
         return out
 
     def _skip(self) -> bool:
@@ -305,7 +370,8 @@ class NodeRunner:
         return True
 
     def _decode(self, synced: SyncedSet) -> Frame:
-        """The Frame of a synced set; a camera whose data or transform is unusable is marked missing (counted).
+        """The Frame of a synced set; a camera whose data is unusable is marked missing (counted); cameras without a
+        usable transform are removed when the frame runs (_place_cameras).
 
         Raises:
             PointCloudError: the sweep itself is unusable (the frame's own input).
@@ -322,21 +388,33 @@ class NodeRunner:
             self._warn(f"missing {name}", f"{self.name}: {name} missing from the set at {synced.lidar_stamp_ns}: "
                                           f"{reason}")
         cameras = self._usable_cameras(
-            synced.lidar_stamp_ns, missing,
-            ((name, m.stamp_ns, m.delta_ns, m.messages) for name, m in synced.cameras.items()),
-            self._camera_transform_check(lidar))
-        return Frame(synced.lidar_stamp_ns, lidar, cameras, missing)
+            missing, ((name, m.stamp_ns, m.delta_ns, m.messages) for name, m in synced.cameras.items()))
+        return Frame(synced.lidar_stamp_ns, lidar, cameras, missing, self._merged_lidars(synced.lidar_stamp_ns))
 
-    def _usable_cameras(self, frame_stamp_ns: int, missing: dict[str, str], matches: Any,
-                        check: Callable[[CameraInput], None] | None = None) -> dict[str, CameraInput]:
+    def _merged_lidars(self, stamp_ns: int) -> dict[str, LidarInput]:
+        """The newest sweep of each merged LiDAR stamped at or before stamp_ns and within lidar_merge_window_s;
+        a LiDAR without one (or with an undecodable one) is left out and counted."""
+        out = {}
+        for name, sweeps in self._extra_sweeps.items():
+            i = bisect.bisect_right(sweeps, stamp_ns, key=lambda item: item[0])
+            if i == 0 or stamp_ns - sweeps[i - 1][0] > self._merge_window_ns:
+                self._drop(f"{name}: no sweep to merge", f"{self.name}: {name} has no sweep within "
+                           f"lidar_merge_window_s before the trigger sweep at {stamp_ns}; merged without it")
+                continue
+            sweep_ns, msg = sweeps[i - 1]
+            topic = next(t for t, p in self.inputs.items() if p.lidar == name)
+            try:
+                out[name] = LidarInput(sweep_ns, str(msg.header.frame_id), pointcloud2_to_array(msg, topic), msg)
+            except InputError as exc:
+                self._drop_error(exc)
+        return out
+
+    def _usable_cameras(self, missing: dict[str, str], matches: Any) -> dict[str, CameraInput]:
         """CameraInputs of (name, stamp, delta, messages) matches; unusable cameras go to `missing` (counted)."""
         cameras: dict[str, CameraInput] = {}
         for name, stamp_ns, delta_ns, messages in matches:
             try:
-                cam = self._camera_input(name, stamp_ns, delta_ns, messages)
-                if check is not None:
-                    check(cam)
-                cameras[name] = cam
+                cameras[name] = self._camera_input(name, stamp_ns, delta_ns, messages)
             except (InputError, TransformError) as exc:
                 self._drop_error(exc, stamp_ns)
                 missing[name] = str(exc)
@@ -344,6 +422,23 @@ class NodeRunner:
                 self._drop_internal(exc, f"the inputs of {name}", stamp_ns)
                 missing[name] = f"internal error: {type(exc).__name__}"
         return cameras
+
+    def _place_cameras(self, frame: Frame, keep_on_transform_error: bool) -> bool:
+        """Remove (and count) the cameras of a LiDAR frame whose transform is missing or bad, so one camera costs
+        only itself; False (frame unchanged) when one is missing and the frame may still wait for it (ROS host)."""
+        check = self._camera_transform_check(frame.lidar)
+        if check is None:
+            return True
+        for name, cam in list(frame.cameras.items()):
+            try:
+                check(cam)
+            except TransformError as exc:
+                if keep_on_transform_error:
+                    return False
+                self._drop_error(exc, cam.stamp_ns)
+                del frame.cameras[name]
+                frame.missing[name] = str(exc)
+        return True
 
     def _camera_transform_check(self, lidar: LidarInput) -> Callable[[CameraInput], None] | None:
         """A check raising TransformError for a camera that cannot be related to the sweep the way the nodes do
@@ -408,15 +503,32 @@ class NodeRunner:
                     continue
                 messages["camera_info"] = model
             matches.append((camera, stamp_ns, stamp_ns - camera_set.stamp_ns, messages))
-        cameras = self._usable_cameras(camera_set.stamp_ns, missing, matches)
+        cameras = self._usable_cameras(missing, matches)
         if not cameras:
             return None
         return Frame(camera_set.stamp_ns, None, cameras, missing)
 
-    def _run(self, frame: Frame) -> list[Published]:
+    def _run(self, frame: Frame, keep_on_transform_error: bool = False) -> list[Published] | None:
+        """Process one frame; None (nothing counted) when a transform is missing and keep_on_transform_error."""
         timer = StageTimer()
         start = time.perf_counter()
-        outputs = self.node.process(frame, self.tf, timer)
+        if frame.lidar is not None and not self._place_cameras(frame, keep_on_transform_error):
+            return None
+        try:
+            outputs = self.node.process(frame, self.tf, timer)
+        except TransformError as exc:
+            if keep_on_transform_error:
+                return None
+            self._drop_error(exc, frame.stamp_ns)
+            return []
+        except InputError as exc:
+            self._drop_error(exc, frame.stamp_ns)
+            return []
+        except NodeContractError:
+            raise
+        except Exception as exc:  # a bug the policy survives: counted, traceback logged once
+            self._drop_internal(exc, "a frame", frame.stamp_ns)
+            return []
         total_ms = (time.perf_counter() - start) * 1e3
         self.stats.frames_processed += 1
         for stage in STAGES:

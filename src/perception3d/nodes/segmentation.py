@@ -3,7 +3,8 @@
 Points that project into a 2D box and lie on that object's depth cluster take the box's class; a robust ground-plane
 fit labels the road (driveable_surface); everything else stays 0 ('ignore': stuff classes other than the road need
 the learned mode). Outputs the input cloud with `label` (uint8, lidarseg evaluation index) and `score` (float32)
-fields appended, with the input header.
+fields appended, with the input header; with several `lidar_names`, the merged cloud (all LiDARs' points in the
+trigger LiDAR's frame, nodes.sweep) in place of the input cloud.
 """
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from ..core.classes import IGNORE_LABEL, LIDARSEG_CLASSES
 from ..core.frustum import ClusterParams
 from ..core.ground import GroundParams
 from ..core.segmentation import segment_points
-from ..msgs.pointcloud import labelled_pointcloud2
+from ..msgs.pointcloud import array_to_pointcloud2, labelled_pointcloud2
 from .base import Frame, NodeDefinition, OutputSpec, StageTimer, TransformLookup
 from .params import Param
 from .sweep import EGO_BOX_PARAM, GEOMETRIC_MODE_PARAM, WORLD_FRAME_PARAM, camera_views, lidar_sweep
@@ -39,9 +40,11 @@ class SegmentationNode(NodeDefinition):
         WORLD_FRAME_PARAM,
     )
     camera_streams = ("camera_info", "detections")
+    merges_lidars = True
     outputs = (
         OutputSpec("~/output/pointcloud", "sensor_msgs/msg/PointCloud2", label_classes=LIDARSEG_CLASSES,
-                   description="input points + label (uint8, 0 = ignore, 1..16 lidarseg classes) + score"),
+                   description="input points (with lidar_names merged: all LiDARs in the trigger frame) + label "
+                               "(uint8, 0 = ignore, 1..16 lidarseg classes) + score"),
     )
 
     def __init__(self, params, factory=None) -> None:
@@ -52,7 +55,8 @@ class SegmentationNode(NodeDefinition):
 
     def process(self, frame: Frame, tf: TransformLookup, timer: StageTimer) -> list:
         with timer.stage("pre"):
-            sweep = lidar_sweep(frame, tf, self.params["base_frame"], self.params["ego_box_m"])
+            sweep = lidar_sweep(frame, tf, self.params["base_frame"], self.params["ego_box_m"],
+                                self.params["world_frame"])
             views = camera_views(frame, tf, self.params["world_frame"])
         with timer.stage("infer"):
             labels, scores = segment_points(sweep.points[sweep.usable], views, sweep.T_base_lidar, self.ground,
@@ -61,5 +65,7 @@ class SegmentationNode(NodeDefinition):
             all_labels = np.full(len(sweep.points), IGNORE_LABEL, dtype=np.uint8)
             all_scores = np.zeros(len(sweep.points), dtype=np.float32)
             all_labels[sweep.usable], all_scores[sweep.usable] = labels, scores
-            msg = labelled_pointcloud2(frame.lidar.msg, all_labels, all_scores, self.factory)
+            cloud = frame.lidar.msg if sweep.merged_cloud is None else array_to_pointcloud2(
+                sweep.merged_cloud, frame.stamp_ns, frame.lidar.frame_id, self.factory)
+            msg = labelled_pointcloud2(cloud, all_labels, all_scores, self.factory)
         return [("~/output/pointcloud", msg)]

@@ -1,16 +1,23 @@
 """What the LiDAR nodes share: the sweep's points with the vehicle's own returns removed, its transform into the
-base frame, and each matched camera's detections and calibration as a `core.frustum.CameraView`."""
+base frame, and each matched camera's detections and calibration as a `core.frustum.CameraView`.
+
+Several LiDARs: the first of `lidar_names` triggers; for nodes that merge LiDARs the host adds the newest sweep of
+each other LiDAR stamped at or before the trigger sweep (Frame.extra_lidars), and `lidar_sweep` moves its points
+into the trigger LiDAR's frame at the trigger stamp through the world frame, T = inv(T_world_trigger(t_trigger)) @
+T_world_other(t_other), so the ego motion between the two sweeps is compensated (not the motion of other objects).
+"""
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import numpy.lib.recfunctions as rfn
 
 from ..core.frustum import CameraView
 from ..core.geometry import transform_points
 from ..msgs.pointcloud import xyz
-from .base import Frame, TransformLookup, lookup_across_time
+from .base import Frame, LidarInput, TransformLookup, lookup_across_time
 from .params import Param
 
 EGO_BOX_PARAM = Param(
@@ -33,27 +40,59 @@ class Sweep:
     """One LiDAR sweep ready for the geometric algorithms.
 
     Attributes:
-        points: (N, 3) float64 points in the LiDAR frame (all of the message's points, in message order).
+        points: (N, 3) float64 points in the (trigger) LiDAR frame: all of the message's points in message order,
+            then those of each merged LiDAR (Frame.extra_lidars order).
         usable: (N,) finite points outside the ego box.
         T_base_lidar: 4x4 LiDAR -> base_frame at the sweep stamp.
         points_base: (N, 3) the points in base_frame.
+        merged_cloud: with merged LiDARs, the (N,) structured points with x, y, z in the trigger LiDAR frame (the
+            trigger's fields when every cloud has them, else x, y, z only); None for a single LiDAR.
     """
 
     points: np.ndarray
     usable: np.ndarray
     T_base_lidar: np.ndarray
     points_base: np.ndarray
+    merged_cloud: np.ndarray | None = None
 
 
-def lidar_sweep(frame: Frame, tf: TransformLookup, base_frame: str, ego_box_m: Sequence[float]) -> Sweep:
-    """The frame's sweep with its transform; `ego_box_m` as EGO_BOX_PARAM describes."""
-    points = xyz(frame.lidar.points, dtype="f8")
+def _merge(trigger: LidarInput, stamp_ns: int, others: Sequence[LidarInput], tf: TransformLookup,
+           world_frame: str) -> tuple[np.ndarray, np.ndarray]:
+    """(N, 3) float64 points of the trigger and the other LiDARs in the trigger frame at stamp_ns, and the merged
+    structured cloud (module docstring)."""
+    points = [xyz(trigger.points, dtype="f8")]
+    for other in others:
+        if world_frame:
+            T = lookup_across_time(tf, trigger.frame_id, stamp_ns, other.frame_id, other.stamp_ns, world_frame)
+        else:
+            T = tf.lookup(trigger.frame_id, other.frame_id, stamp_ns)
+        points.append(transform_points(T, xyz(other.points, dtype="f8")))
+    clouds = [trigger.points, *(o.points for o in others)]
+    dtype = trigger.points.dtype
+    if not all(c.dtype == dtype for c in clouds):
+        dtype = np.dtype([("x", "<f4"), ("y", "<f4"), ("z", "<f4")])
+    merged = np.concatenate([rfn.repack_fields(np.asarray(c)[list(dtype.names)]).astype(dtype) for c in clouds])
+    all_points = np.concatenate(points)
+    for i, name in enumerate("xyz"):
+        merged[name] = all_points[:, i]
+    return all_points, merged
+
+
+def lidar_sweep(frame: Frame, tf: TransformLookup, base_frame: str, ego_box_m: Sequence[float],
+                world_frame: str = "map") -> Sweep:
+    """The frame's sweep (with Frame.extra_lidars merged into it) and its transform; `ego_box_m` as EGO_BOX_PARAM
+    describes, `world_frame` as WORLD_FRAME_PARAM."""
+    merged = None
+    if frame.extra_lidars:
+        points, merged = _merge(frame.lidar, frame.stamp_ns, list(frame.extra_lidars.values()), tf, world_frame)
+    else:
+        points = xyz(frame.lidar.points, dtype="f8")
     T_base_lidar = tf.lookup(base_frame, frame.lidar.frame_id, frame.stamp_ns)
     points_base = transform_points(T_base_lidar, points)
     lo, hi = np.asarray(ego_box_m[:3]), np.asarray(ego_box_m[3:])
     on_ego = np.all((points_base >= lo) & (points_base <= hi), axis=1)
     usable = np.isfinite(points).all(axis=1) & ~on_ego
-    return Sweep(points, usable, T_base_lidar, points_base)
+    return Sweep(points, usable, T_base_lidar, points_base, merged)
 
 
 def camera_views(frame: Frame, tf: TransformLookup, world_frame: str) -> list[CameraView]:

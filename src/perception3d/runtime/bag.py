@@ -183,7 +183,8 @@ def replay(bag_path: str | Path, out_path: str | Path, graph: Graph, config: str
     """
     bag_path, out_path = Path(bag_path), Path(out_path)
     definitions = {node.name: node.load() for node in graph.nodes}
-    params = load_parameters(config, {name: d.parameters for name, d in definitions.items()})
+    params = load_parameters(config, {name: d.parameters for name, d in definitions.items()},
+                             other_nodes=graph.known_names)
     tf = TfBuffer()
     runners = [NodeRunner(definitions[node.name], params[node.name],
                           graph.topics(node, params[node.name]["camera_names"]), tf, log=log)

@@ -39,12 +39,31 @@ class NodeNotImplementedError(ConfigError):
     """A graph node whose definition module does not exist yet."""
 
 
+class NodeDependencyError(ConfigError):
+    """A node's definition needs a package that is not installed (e.g. torch for detector2d)."""
+
+
+# how to install what a node may need on a ROS machine (ros2_ws/README.md explains the choice of build)
+INSTALL_HINTS = {
+    "torch": "pip install torch --index-url https://download.pytorch.org/whl/cpu  (CPU build; for the CUDA build "
+             "see ros2_ws/README.md)",
+    "onnxruntime": "pip install onnxruntime  (onnxruntime-gpu for CUDA)",
+    "rosbags": 'pip install "rosbags>=0.11.9,<0.12"',
+}
+
+
 @dataclass(frozen=True)
 class GraphOutput:
-    """One output of a graph node: its topic ('{camera}' expands per camera) and message type."""
+    """One output of a graph node: its topic ('{camera}' expands per camera) and message type.
+
+    label_info: the output is labelled (its OutputSpec has label_classes); its vision_msgs/LabelInfo goes out on
+    the port '<port>/label_info', mapped to '<topic>/label_info' (ROS remaps whole names, so the LabelInfo port
+    needs a remapping of its own).
+    """
 
     topic: str
     msgtype: str
+    label_info: bool = False
 
 
 @dataclass(frozen=True)
@@ -75,6 +94,8 @@ class GraphNode:
 
         Raises:
             NodeNotImplementedError: its module does not exist yet.
+            NodeDependencyError: its module needs a package that is not installed (the message says how to install
+                it). Only the node's own process loads its definition; launch files never do.
         """
         if not isinstance(self.definition, str):
             definition = self.definition
@@ -84,7 +105,10 @@ class GraphNode:
                 module = importlib.import_module(module_name)
             except ModuleNotFoundError as exc:
                 if exc.name != module_name:
-                    raise
+                    missing = (exc.name or "").split(".")[0]
+                    hint = INSTALL_HINTS.get(missing, f"pip install {missing}")
+                    raise NodeDependencyError(f"node {self.name} needs the Python package {missing!r}, which is not "
+                                              f"installed: {hint}") from exc
                 raise NodeNotImplementedError(
                     f"node {self.name} is not implemented yet ({module_name} does not exist); the graph only "
                     f"describes its wiring") from exc
@@ -96,9 +120,10 @@ class GraphNode:
         if definition.name != self.name:
             raise TypeError(f"graph node {self.name} loads a definition named {definition.name!r}")
         for spec in definition.outputs:
-            if spec.port not in self.outputs or self.outputs[spec.port].msgtype != spec.msgtype:
-                raise TypeError(f"{self.name}: output {spec.port} ({spec.msgtype}) is not wired in the graph as "
-                                f"{dict(self.outputs)}")
+            wired = self.outputs.get(spec.port)
+            if wired is None or wired.msgtype != spec.msgtype or wired.label_info != (spec.label_classes is not None):
+                raise TypeError(f"{self.name}: output {spec.port} ({spec.msgtype}, labelled: "
+                                f"{spec.label_classes is not None}) is not wired in the graph as {dict(self.outputs)}")
 
 
 def _expand(mapping: Mapping[str, str], camera_names: Sequence[str]) -> dict[str, str]:
@@ -118,6 +143,13 @@ class Graph:
 
     nodes: tuple[GraphNode, ...]
     remaps: Mapping[str, str] = field(default_factory=dict)
+    known: tuple[str, ...] = ()
+
+    @property
+    def known_names(self) -> tuple[str, ...]:
+        """Every node name of the graph this one was selected from (their parameter sections are valid even when
+        the node does not run)."""
+        return self.known or tuple(n.name for n in self.nodes)
 
     def node(self, name: str) -> GraphNode:
         for n in self.nodes:
@@ -131,11 +163,11 @@ class Graph:
         if names == ["full"]:
             return self
         wanted = {self.node(n).name for n in names}
-        return Graph(tuple(n for n in self.nodes if n.name in wanted), self.remaps)
+        return Graph(tuple(n for n in self.nodes if n.name in wanted), self.remaps, self.known_names)
 
     def with_remaps(self, remaps: Mapping[str, str]) -> Graph:
         """The same graph with topic renames {from: to} applied after resolution (`--remap a:=b`)."""
-        return Graph(self.nodes, {**self.remaps, **remaps})
+        return Graph(self.nodes, {**self.remaps, **remaps}, self.known)
 
     def topics(self, node: GraphNode, camera_names: Sequence[str]) -> dict[str, str]:
         """{port: topic} of every input and output port of a node of this graph."""
@@ -145,7 +177,14 @@ class Graph:
         mapping = {port: topic.replace(DETECTIONS_PLACEHOLDER, detections).replace(LABELLED_POINTS_PLACEHOLDER, points)
                    for port, topic in node.inputs.items()}
         mapping.update({port: out.topic for port, out in node.outputs.items()})
+        mapping.update({label_info_port(port): label_info_port(out.topic) for port, out in node.outputs.items()
+                        if out.label_info})
         return {port: self.remaps.get(topic, topic) for port, topic in _expand(mapping, camera_names).items()}
+
+
+def label_info_port(name: str) -> str:
+    """The LabelInfo port (or topic) beside a labelled output port (or topic)."""
+    return f"{name}/label_info"
 
 
 def _camera_inputs(*streams: str) -> dict[str, str]:
@@ -157,25 +196,29 @@ FULL_GRAPH = Graph((
         "detector2d", "perception3d.nodes.detector2d:Detector2DNode",
         inputs=_camera_inputs("image", "camera_info"),
         outputs={"~/output/{camera}/detections": GraphOutput(DETECTOR2D_DETECTIONS_TOPIC,
-                                                               "vision_msgs/msg/Detection2DArray")},
+                                                               "vision_msgs/msg/Detection2DArray", label_info=True)},
         description="2D detector per camera"),
     GraphNode(
         "detection3d", "perception3d.nodes.detection3d:Detection3DNode",
         inputs={"~/input/pointcloud": LIDAR_TOPIC, **_camera_inputs("camera_info", "detections")},
-        outputs={"~/output/objects": GraphOutput("/perception/objects", "vision_msgs/msg/Detection3DArray"),
+        outputs={"~/output/objects": GraphOutput("/perception/objects", "vision_msgs/msg/Detection3DArray",
+                                                 label_info=True),
                  "~/output/markers": GraphOutput("/perception/objects/markers",
                                                  "visualization_msgs/msg/MarkerArray")},
         description="2D-detection-guided 3D object detection"),
     GraphNode(
         "segmentation", "perception3d.nodes.segmentation:SegmentationNode",
         inputs={"~/input/pointcloud": LIDAR_TOPIC, **_camera_inputs("camera_info", "detections")},
-        outputs={"~/output/pointcloud": GraphOutput(SEGMENTATION_TOPIC, "sensor_msgs/msg/PointCloud2")},
+        outputs={"~/output/pointcloud": GraphOutput(SEGMENTATION_TOPIC, "sensor_msgs/msg/PointCloud2",
+                                                    label_info=True)},
         description="2D-box-prior point cloud segmentation (input points + label + score)"),
     GraphNode(
         "occupancy", "perception3d.nodes.occupancy:OccupancyNode",
         inputs={"~/input/pointcloud": LABELLED_POINTS_PLACEHOLDER},
-        outputs={"~/output/grid": GraphOutput("/perception/occupancy/grid", "perception3d_msgs/msg/OccupancyGrid3D"),
-                 "~/output/voxels": GraphOutput("/perception/occupancy/voxels", "sensor_msgs/msg/PointCloud2"),
+        outputs={"~/output/grid": GraphOutput("/perception/occupancy/grid", "perception3d_msgs/msg/OccupancyGrid3D",
+                                               label_info=True),
+                 "~/output/voxels": GraphOutput("/perception/occupancy/voxels", "sensor_msgs/msg/PointCloud2",
+                                                 label_info=True),
                  "~/output/markers": GraphOutput("/perception/occupancy/markers",
                                                  "visualization_msgs/msg/MarkerArray")},
         description="3D semantic occupancy"),
@@ -232,4 +275,7 @@ def topics_markdown(graph: Graph = FULL_GRAPH) -> str:
         for port, out in node.outputs.items():
             rows.append(f"| `{node.name}` | `{port}` | `{out.topic}` | {_short_type(out.msgtype)} | reliable |"
                         .replace("{camera}", "<camera>"))
+            if out.label_info:
+                rows.append(f"| `{node.name}` | `{label_info_port(port)}` | `{label_info_port(out.topic)}` | "
+                            f"`vision_msgs/LabelInfo` | reliable, transient local |".replace("{camera}", "<camera>"))
     return "\n".join(rows) + "\n"

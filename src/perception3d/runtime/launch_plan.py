@@ -4,8 +4,13 @@
 launch files (launch/*.launch.py) call `launch_description`, which turns that plan into launch / launch_ros actions
 when they are evaluated (arguments are read at launch time through an OpaqueFunction).
 
-Launch arguments: config, use_sim_time, device, log_level, rviz, bag (a rosbag2 to play with --clock and the
-/tf_static QoS override; implies use_sim_time), and enable_<node> per node.
+Launching imports no node implementation (and so no torch or onnxruntime): the parameter file is checked against
+rcl's YAML rules and the committed JSON schema (config/perception3d.schema.json, generated from the node
+declarations), which is all the plan needs. Each node's own process loads its definition and dependencies.
+
+Launch arguments: config, use_sim_time, device, model_path, log_level, rviz, bag (a rosbag2 to play with --clock and the
+/tf_static QoS override, started bag_delay_s after the nodes so detector2d has warmed up; implies use_sim_time),
+and enable_<node> per node.
 """
 from __future__ import annotations
 
@@ -14,11 +19,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..nodes.params import load_parameters
-from .graph import FULL_GRAPH, Graph, NodeNotImplementedError
+from ..errors import ConfigError
+from ..nodes.params import PARAMS_KEY, resolve_node_parameters, validate_against_schema
+from ..nodes.rcl_yaml import check_rcl_parameter_yaml
+from .graph import FULL_GRAPH, Graph
 
 PACKAGE = "perception3d"
 TRUE_WORDS = ("true", "1", "yes", "on")
+# Seconds between starting the nodes and `ros2 bag play`: detector2d loads and warms its model up first (a few
+# seconds on CPU); messages played before a node subscribes are lost.
+DEFAULT_BAG_DELAY_S = "8.0"
 
 
 @dataclass(frozen=True)
@@ -32,27 +42,41 @@ class NodeLaunch:
     remappings: tuple[tuple[str, str], ...]
 
 
-def node_launches(node_names: Sequence[str], config: str | Path, use_sim_time: bool = False, device: str = "",
-                  graph: Graph = FULL_GRAPH) -> list[NodeLaunch]:
+def _node_declares(schema: Mapping[str, Any], node: str, name: str) -> bool:
+    section = schema["properties"].get(node, {}).get("properties", {}).get(PARAMS_KEY, {})
+    return name in section.get("properties", {})
+
+
+def node_launches(node_names: Sequence[str], config: str | Path, schema: str | Path, use_sim_time: bool = False,
+                  device: str = "", model_path: str = "", graph: Graph = FULL_GRAPH) -> list[NodeLaunch]:
     """The nodes to start for the enabled node names, in graph order.
 
-    `device` is passed only to nodes that declare a 'device' parameter. Camera names (for the per-camera
-    remappings) come from the parameter file, which is validated here so a bad value fails before anything starts.
+    `schema` is the parameter file's JSON schema (config/perception3d.schema.json). `device` and `model_path` (when
+    not empty) are passed only to nodes that declare that parameter. Camera names (for the per-camera remappings)
+    come from the parameter file, which is checked here (rcl's YAML rules, the schema) so a bad file fails before
+    anything starts.
     """
+    import json
+
+    import yaml
+
+    try:
+        text = Path(config).read_text()
+        schema_doc = json.loads(Path(schema).read_text())
+    except OSError as exc:
+        raise ConfigError(f"{exc.filename}: cannot read: {exc.strerror}") from exc
+    check_rcl_parameter_yaml(text, str(config))
+    doc = yaml.safe_load(text)
+    validate_against_schema(doc, schema_doc, str(config))
     selected = graph.select(node_names)
-    own: dict[str, tuple] = {}
-    for node in graph.nodes:
-        try:
-            own[node.name] = node.load().parameters
-        except NodeNotImplementedError:
-            own[node.name] = ()  # its executable will say so at start
-    params = load_parameters(config, own)
     plan = []
     for node in selected.nodes:
         overrides: dict[str, Any] = {"use_sim_time": bool(use_sim_time)}
-        if device and any(p.name == "device" for p in own[node.name]):
-            overrides["device"] = device
-        topics = selected.topics(node, params[node.name]["camera_names"])
+        for name, value in (("device", device), ("model_path", model_path)):
+            if value and _node_declares(schema_doc, node.name, name):
+                overrides[name] = value
+        camera_names = resolve_node_parameters(doc, node.name, (), str(config))["camera_names"]
+        topics = selected.topics(node, camera_names)
         plan.append(NodeLaunch(node.name, node.executable, str(config), overrides,
                                tuple(sorted((port, topic) for port, topic in topics.items()))))
     return plan
@@ -67,7 +91,7 @@ def _share(*parts: str) -> str:
 def launch_description(node_names: Sequence[str], graph: Graph = FULL_GRAPH) -> Any:
     """A LaunchDescription starting node_names (each can be disabled with enable_<node>:=false)."""
     from launch import LaunchDescription
-    from launch.actions import DeclareLaunchArgument, ExecuteProcess, OpaqueFunction
+    from launch.actions import DeclareLaunchArgument, ExecuteProcess, OpaqueFunction, TimerAction
     from launch.substitutions import LaunchConfiguration
     from launch_ros.actions import Node
 
@@ -81,16 +105,18 @@ def launch_description(node_names: Sequence[str], graph: Graph = FULL_GRAPH) -> 
         actions = [
             Node(package=PACKAGE, executable=item.executable, name=item.name, output="screen",
                  parameters=[item.config, dict(item.overrides)], remappings=list(item.remappings),
-                 arguments=["--ros-args", "--log-level", arg("log_level")])
-            for item in node_launches(enabled, arg("config"), use_sim_time, arg("device"), graph)]
+                 ros_arguments=["--log-level", arg("log_level")])
+            for item in node_launches(enabled, arg("config"), _share("config", "perception3d.schema.json"),
+                                      use_sim_time, arg("device"), arg("model_path"), graph)]
         if arg("rviz").lower() in TRUE_WORDS:
             actions.append(Node(package="rviz2", executable="rviz2", name="rviz2",
                                 arguments=["-d", _share("config", "rviz", "perception3d.rviz")],
                                 parameters=[{"use_sim_time": use_sim_time}]))
         if bag:
-            actions.append(ExecuteProcess(
-                cmd=["ros2", "bag", "play", bag, "--clock",
-                     "--qos-profile-overrides-path", _share("config", "qos_overrides.yaml")], output="screen"))
+            play = ExecuteProcess(cmd=["ros2", "bag", "play", bag, "--clock",
+                                       "--qos-profile-overrides-path", _share("config", "qos_overrides.yaml")],
+                                  output="screen")
+            actions.append(TimerAction(period=float(arg("bag_delay_s")), actions=[play]))
         return actions
 
     arguments = [
@@ -98,12 +124,17 @@ def launch_description(node_names: Sequence[str], graph: Graph = FULL_GRAPH) -> 
                               description="parameter file (config/perception3d.yaml layout)"),
         DeclareLaunchArgument("use_sim_time", default_value="false", description="use /clock (bag replay)"),
         DeclareLaunchArgument("device", default_value="", description="torch device for learned modes, e.g. cuda:0"),
+        DeclareLaunchArgument("model_path", default_value="",
+                              description="checkpoint or .onnx file for nodes with a model_path parameter "
+                                          "(detector2d); empty: the parameter file's"),
         DeclareLaunchArgument("log_level", default_value="info", description="ROS log level of the nodes"),
         DeclareLaunchArgument("rviz", default_value="false",
                               description="start RViz with config/rviz/perception3d.rviz"),
         DeclareLaunchArgument("bag", default_value="",
                               description="rosbag2 to play with --clock (sets use_sim_time, applies the /tf_static "
                                           "QoS override)"),
+        DeclareLaunchArgument("bag_delay_s", default_value=DEFAULT_BAG_DELAY_S,
+                              description="seconds between starting the nodes and playing the bag (model warm-up)"),
         *[DeclareLaunchArgument(f"enable_{n}", default_value="true", description=f"start {n}") for n in node_names],
     ]
     return LaunchDescription([*arguments, OpaqueFunction(function=setup)])

@@ -67,14 +67,33 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     what.add_argument("--markdown", action="store_true", help="print the README parameter tables")
     what.add_argument("--write", action="store_true",
                       help="write config/perception3d.schema.json, config/perception3d.yaml and the README tables")
-    what.add_argument("--check", action="store_true", help="exit 1 when those files differ from the generated ones")
+    what.add_argument("--check", nargs="?", const=True, default=None, type=Path, metavar="FILE",
+                      help="exit 1 when those files differ from the generated ones or ROS 2 (rcl) cannot read the "
+                           "parameter file; with FILE: check that parameter file (rcl's YAML rules and the schema)")
     parser.add_argument("--root", type=Path, default=Path("."), help="repository root (default: .)")
+
+
+def check_parameter_file(path: Path, node_params: dict) -> list[str]:
+    """Problems of a parameter file: what rcl's YAML parser refuses, then what the schema rejects."""
+    from ..errors import ConfigError
+    from ..nodes.params import load_parameters
+
+    try:
+        load_parameters(path, node_params)
+    except ConfigError as exc:
+        return [str(exc)]
+    return []
 
 
 def run(args: argparse.Namespace) -> int:
     from ..nodes.params import default_parameter_file, markdown_tables, parameter_schema
 
     params = node_parameters()
+    if isinstance(args.check, Path):
+        problems = check_parameter_file(args.check, params)
+        for problem in problems:
+            print(problem, file=sys.stderr)
+        return 1 if problems else 0
     if args.schema:
         print(schema_text(params), end="")
     elif args.yaml:
@@ -87,7 +106,10 @@ def run(args: argparse.Namespace) -> int:
         if args.check:
             for path in stale:
                 print(f"{path} differs from the generated one; run `perception3d params --write`", file=sys.stderr)
-            return 1 if stale else 0
+            problems = check_parameter_file(args.root / YAML_PATH, params)
+            for problem in problems:
+                print(problem, file=sys.stderr)
+            return 1 if stale or problems else 0
         for path, text in generated(args.root).items():
             if path in stale:
                 path.write_text(text)

@@ -1,38 +1,51 @@
 """The rclpy host: one ROS 2 node per graph node, with no perception logic of its own.
 
-It declares the node's parameters (nodes.params: shared + own, with descriptors: description, range, read-only),
-validates them with the same schema as the parameter file (ConfigError naming the key, at start), subscribes to the
-input ports (`~/input/...`, remapped by the launch files) through `message_filters.Subscriber` with SensorDataQoS,
+It checks the parameter files it is given against rcl's YAML rules before `rclpy.init` (which would otherwise
+fail for every node with rcl's terse message), passes integers given for float parameters as floats (rclpy's static
+parameter typing refuses an int for a double), declares the node's parameters (nodes.params: shared + own, with
+descriptors: description, range, read-only), validates them with the same schema as the parameter file
+(ConfigError naming the key, at start), and validates and applies `ros2 param set` of the writable ones in a
+set-parameters callback. It subscribes to the input ports (`~/input/...`, remapped by the launch files) through
+`message_filters.Subscriber` with SensorDataQoS (images as CompressedImage or Image per camera: image_transport),
 and hands every message to the same NodeRunner as the bag runtime (same synchronizer, decoding and drops). It looks
-transforms up in a tf2_ros Buffer at each message's stamp, publishes outputs (reliable) and LabelInfo (transient
-local, on `<output>/label_info`), `~/debug/processing_time_ms/{pre,infer,post,total}` and
-`~/debug/pipeline_latency_ms` (std_msgs/Float64), and a diagnostic_updater status (input rates, sync health,
-model state). While no one subscribes to any output, frames are skipped (counted).
+transforms up in a tf2_ros Buffer at each message's stamp, waiting up to tf_timeout_s (the listener spins /tf in
+its own thread, so the wait can be served); a frame whose transform is still missing stays pending (in order) and
+is retried on the next message or timer tick until message time passes its stamp + sync.timeout_s; the buffer is
+cleared when time jumps back (bag loop). It publishes
+outputs (reliable), LabelInfo on each output's LabelInfo port (transient local, with the score threshold),
+`~/debug/processing_time_ms/{pre,infer,post,total}` and `~/debug/pipeline_latency_ms` (std_msgs/Float64), and a
+diagnostic_updater status (input rates, sync health, model state). While no one subscribes to any output, frames
+are skipped (counted). On shutdown it destroys its nodes and releases the model's GPU memory.
 
 Executables: `perception3d_<node>` console scripts -> `main_<node>()`. ROS 2 is not installable where this package
-is built; this module is tested against the recording test double in test/ros_double/, not on ROS 2.
+is built; this module is tested against the test double in test/ros_double.py (which models the ROS 2 rules it
+relies on and cites where each is defined), not on ROS 2.
 """
 from __future__ import annotations
 
+import gc
 import importlib
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from itertools import islice
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ..core.geometry import transform_from_quat_xyzw
-from ..errors import Perception3DError, TransformError
+from ..errors import ConfigError, Perception3DError, TransformError
 from ..msgs.factory import MessageFactory
 from ..msgs.qos import QosSpec
-from ..nodes.base import STAGES
-from ..nodes.params import SHARED_PARAMS, Param, validate_node_values
+from ..nodes.base import CAMERA_STREAM_TYPES, STAGES
+from ..nodes.params import PARAMS_KEY, SHARED_PARAMS, SHARED_SECTION, Param, validate_node_values
+from ..nodes.rcl_yaml import check_rcl_parameter_yaml
 from ..nodes.runner import NodeRunner, Published, settle_garbage_collector
 from .graph import FULL_GRAPH, Graph, GraphNode
 
 DIAGNOSTICS_PERIOD_S = 1.0
 SYNC_TIMER_PERIOD_S = 0.05
+IMAGE_TYPES = {"compressed": "sensor_msgs/msg/CompressedImage", "raw": "sensor_msgs/msg/Image"}
 
 
 def message_class(msgtype: str) -> type:
@@ -66,18 +79,99 @@ def parameter_descriptor(param: Param) -> Any:
     return descriptor
 
 
-class Tf2Lookup:
-    """nodes.base.TransformLookup served by a tf2_ros Buffer (no waiting: the data's stamp must be buffered)."""
+def ros_argument_values(args: Sequence[str], flags: Sequence[str]) -> list[str]:
+    """Values of the given flags (e.g. '--params-file') inside the --ros-args sections of a command line."""
+    values, inside = [], False
+    for i, arg in enumerate(args):
+        if arg == "--ros-args":
+            inside = True
+        elif arg == "--":
+            inside = False
+        elif inside and arg in flags and i + 1 < len(args):
+            values.append(args[i + 1])
+    return values
 
-    def __init__(self, buffer: Any) -> None:
+
+def check_parameter_files(args: Sequence[str]) -> list[Path]:
+    """The --params-file paths of a command line, each checked against rcl's YAML rules (ConfigError)."""
+    paths = [Path(p) for p in ros_argument_values(args, ("--params-file",))]
+    for path in paths:
+        try:
+            text = path.read_text()
+        except OSError as exc:
+            raise ConfigError(f"{path}: cannot read parameter file: {exc.strerror}") from exc
+        check_rcl_parameter_yaml(text, str(path))
+    return paths
+
+
+def _flatten(nested: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in nested.items():
+        if isinstance(value, Mapping):
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def float_overrides(args: Sequence[str], node_name: str, params: Sequence[Param]) -> dict[str, Any]:
+    """{name: value as float(s)} for float parameters that the command line's parameter files (sections '/**',
+    '<node>', '/<node>') or `-p name:=value` give as integers (`nms_iou: 1`).
+
+    rclpy types a parameter statically from its default, so an integer for a float parameter raises
+    InvalidParameterTypeException at declare time; passing these as parameter_overrides of the Node (which take
+    precedence over file values) makes them floats first.
+    """
+    import yaml
+
+    given: dict[str, Any] = {}
+    for path in check_parameter_files(args):
+        doc = yaml.safe_load(path.read_text()) or {}
+        for section in (SHARED_SECTION, node_name, f"/{node_name}"):
+            given.update(_flatten((doc.get(section) or {}).get(PARAMS_KEY) or {}))
+    for item in ros_argument_values(args, ("-p", "--param")):
+        name, _, text = item.partition(":=")
+        given[name] = yaml.safe_load(text)
+    out = {}
+    for param in params:
+        value = given.get(param.name)
+        if param.type == "float" and isinstance(value, int) and not isinstance(value, bool):
+            out[param.name] = float(value)
+        elif param.type == "float_array" and isinstance(value, list) and any(
+                isinstance(v, int) and not isinstance(v, bool) for v in value):
+            out[param.name] = [float(v) for v in value]
+    return out
+
+
+def declare_parameters(node: Any, node_name: str, own: Sequence[Param]) -> dict[str, Any]:
+    """Declare the shared and own parameters on an rclpy node and return their values, validated.
+
+    Raises:
+        ConfigError: a value the schema rejects, naming the node and the key.
+    """
+    params = (*SHARED_PARAMS, *own)
+    for param in params:
+        node.declare_parameter(param.name, param.default, parameter_descriptor(param))
+    values = {p.name: node.get_parameter(p.name).value for p in params}
+    return validate_node_values(node_name, own, values, source=f"node {node_name} parameters")
+
+
+class Tf2Lookup:
+    """nodes.base.TransformLookup served by a tf2_ros Buffer, waiting up to timeout_s for a transform at the data's
+    stamp to arrive (the TransformListener must spin in its own thread for the wait to be served)."""
+
+    def __init__(self, buffer: Any, timeout_s: float) -> None:
         self.buffer = buffer
+        self.timeout_s = timeout_s
 
     def lookup(self, target_frame: str, source_frame: str, stamp_ns: int) -> np.ndarray:
         import tf2_ros
+        from rclpy.duration import Duration
         from rclpy.time import Time
 
         try:
-            t = self.buffer.lookup_transform(target_frame, source_frame, Time(nanoseconds=int(stamp_ns)))
+            t = self.buffer.lookup_transform(target_frame, source_frame, Time(nanoseconds=int(stamp_ns)),
+                                             timeout=Duration(nanoseconds=int(self.timeout_s * 1e9)))
         except (tf2_ros.LookupException, tf2_ros.ConnectivityException, tf2_ros.ExtrapolationException) as exc:
             raise TransformError(f"{target_frame} <- {source_frame} at {stamp_ns} ns: {exc}") from exc
         tr, q = t.transform.translation, t.transform.rotation
@@ -85,46 +179,57 @@ class Tf2Lookup:
 
 
 class RosNodeHost:
-    """Wraps one node definition into an rclpy Node (created here) and wires it as the module doc says."""
+    """Wraps one node definition into an rclpy Node (created here) and wires it as the module doc says.
 
-    def __init__(self, graph_node: GraphNode, graph: Graph = FULL_GRAPH) -> None:
+    args: the process's command line (its --params-file / -p values are checked and int-for-float coerced).
+    """
+
+    def __init__(self, graph_node: GraphNode, graph: Graph = FULL_GRAPH, args: Sequence[str] = ()) -> None:
         import diagnostic_updater
         import message_filters
+        import rclpy
         import tf2_ros
         from rclpy.node import Node
+        from rclpy.parameter import Parameter
         from rclpy.qos import qos_profile_sensor_data
         from std_msgs.msg import Float64
 
         definition = graph_node.load()
-        self.node = Node(graph_node.name)
         own = definition.parameters
-        for param in (*SHARED_PARAMS, *own):
-            self.node.declare_parameter(param.name, param.default, parameter_descriptor(param))
-        values = {p.name: self.node.get_parameter(p.name).value for p in (*SHARED_PARAMS, *own)}
-        params = validate_node_values(graph_node.name, own, values, source=f"node {graph_node.name} parameters")
+        coerced = float_overrides(args, graph_node.name, (*SHARED_PARAMS, *own))
+        self.node = Node(graph_node.name, parameter_overrides=[Parameter(n, value=v) for n, v in coerced.items()])
+        self.own_parameters = own
+        params = declare_parameters(self.node, graph_node.name, own)
 
         self.tf_buffer = tf2_ros.Buffer()
-        self.tf_listener = tf2_ros.TransformListener(self.tf_buffer, self.node)
-        ports = {p.port: p.port for p in definition.input_ports(params["camera_names"])}
-        ports.update({port: port for port in definition.output_ports(params["camera_names"])})
-        self.runner = NodeRunner(definition, params, ports, Tf2Lookup(self.tf_buffer),
+        # The listener spins /tf on its own node and thread, so a lookup waiting inside a callback of this
+        # (single-threaded) node can be served. That node ignores the process's ROS arguments: launch's
+        # '-r __node:=<name>' would otherwise give it this node's name (and its parameters and remappings).
+        self.tf_node = rclpy.create_node(f"{graph_node.name}_tf_listener", use_global_arguments=False,
+                                         start_parameter_services=False)
+        self.tf_listener = tf2_ros.TransformListener(self.tf_buffer, self.tf_node, spin_thread=True)
+        cameras = params["camera_names"]
+        ports = {p.port: p.port for p in definition.input_ports(cameras)}
+        ports.update({port: port for port in definition.output_ports(cameras)})
+        ports.update({port: port for port in definition.label_ports(cameras)})
+        self.runner = NodeRunner(definition, params, ports, Tf2Lookup(self.tf_buffer, params["tf_timeout_s"]),
                                  factory=MessageFactory("rclpy", message_class=message_class),
-                                 log=self.node.get_logger().warning, wanted=self._has_subscribers)
+                                 log=self.node.get_logger().warning, wanted=self._has_subscribers,
+                                 retry_transforms=True)
         self.publishers = {topic: self.node.create_publisher(message_class(spec.msgtype), topic,
                                                              rclpy_qos(spec.qos))
                            for topic, spec in self.runner.outputs.values()}
-        self.label_publishers = []
-        for item in self.runner.label_infos(self.node.get_clock().now().nanoseconds):  # latched, published once
-            publisher = self.node.create_publisher(message_class(item.msgtype), item.topic, rclpy_qos(item.qos))
-            publisher.publish(item.msg)
-            self.label_publishers.append(publisher)
+        self.label_publishers: dict[str, Any] = {}
+        self._publish_label_infos()
         self.timing_publishers = {
             stage: self.node.create_publisher(Float64, f"~/debug/processing_time_ms/{stage}", 1)
             for stage in (*STAGES, "total")}
         self.latency_publisher = self.node.create_publisher(Float64, "~/debug/pipeline_latency_ms", 1)
         self.subscribers = []
         for topic, port in self.runner.inputs.items():
-            sub = message_filters.Subscriber(self.node, message_class(port.msgtypes[0]), topic,
+            msgtype = (self._image_type(topic, params["image_transport"]) if port.stream == "image"
+                       else port.msgtypes[0])
+            sub = message_filters.Subscriber(self.node, message_class(msgtype), topic,
                                              qos_profile=qos_profile_sensor_data)
             sub.registerCallback(lambda msg, t=topic: self._on_message(t, msg))
             self.subscribers.append(sub)
@@ -132,12 +237,74 @@ class RosNodeHost:
         self.updater.setHardwareID(f"perception3d/{graph_node.name}")
         self.updater.add(f"{graph_node.name} status", self._diagnose)
         self.sync_timer = self.node.create_timer(SYNC_TIMER_PERIOD_S, self._advance)
+        self._newest_stamp_ns: int | None = None
+        self.node.add_on_set_parameters_callback(self._on_set_parameters)
+        self.node.get_logger().info(f"{graph_node.name} ready ({self.runner.node.model_state()})")
 
+    # -- start ------------------------------------------------------------------------------------------------
+    def _image_type(self, topic: str, transport: str) -> str:
+        """The image message type of one camera: forced by image_transport, else the type its topic is published
+        with now (CompressedImage when nobody publishes it yet)."""
+        if transport != "auto":
+            return IMAGE_TYPES[transport]
+        resolved = self.node.resolve_topic_name(topic)
+        published = {name: types for name, types in self.node.get_topic_names_and_types()}.get(resolved, [])
+        accepted = [t for t in CAMERA_STREAM_TYPES["image"] if t in published]
+        if not accepted:
+            self.node.get_logger().info(f"nobody publishes {resolved} yet: subscribing as CompressedImage (set "
+                                        f"image_transport:=raw for a sensor_msgs/Image camera)")
+        return accepted[0] if accepted else IMAGE_TYPES["compressed"]
+
+    def _publish_label_infos(self) -> None:
+        """Publish (transient local, so late subscribers get it) one LabelInfo per labelled output."""
+        for item in self.runner.label_infos(self.node.get_clock().now().nanoseconds):
+            if item.topic not in self.label_publishers:
+                self.label_publishers[item.topic] = self.node.create_publisher(
+                    message_class(item.msgtype), item.topic, rclpy_qos(item.qos))
+            self.label_publishers[item.topic].publish(item.msg)
+
+    # -- parameters -------------------------------------------------------------------------------------------
+    def _on_set_parameters(self, parameters: Sequence[Any]) -> Any:
+        """Validate `ros2 param set` values with the parameter schema and apply them to the running node (rclpy
+        itself refuses read-only parameters and values of the wrong type before this is called)."""
+        from rcl_interfaces.msg import SetParametersResult
+
+        kinds = {p.name: p.type for p in (*SHARED_PARAMS, *self.own_parameters)}
+        changes = {p.name: (float(p.value) if kinds.get(p.name) == "float" else p.value) for p in parameters
+                   if p.name in kinds}
+        values = {**self.runner.node.params, **changes}
+        name = self.runner.name
+        try:
+            validate_node_values(name, self.own_parameters, values, source=f"node {name} parameters")
+        except ConfigError as exc:
+            return SetParametersResult(successful=False, reason=str(exc))
+        self.runner.set_parameters(changes)
+        if "score_threshold" in changes:
+            self._publish_label_infos()  # LabelInfo carries the threshold
+        return SetParametersResult(successful=True)
+
+    # -- data -------------------------------------------------------------------------------------------------
     def _has_subscribers(self) -> bool:
         return any(pub.get_subscription_count() > 0 for pub in self.publishers.values())
 
     def _on_message(self, topic: str, msg: Any) -> None:
+        self._clear_tf_on_jump_back(msg)
         self._deliver(lambda: self.runner.on_message(topic, msg))
+
+    def _clear_tf_on_jump_back(self, msg: Any) -> None:
+        """Clear the TF buffer when message time jumps back by more than sync.reset_jump_s (a bag loop): tf2
+        otherwise keeps the later transforms and answers lookups at the repeated stamps with extrapolation errors,
+        and refuses the replayed /tf as old data."""
+        header = getattr(msg, "header", None)
+        if header is None:
+            return
+        stamp_ns = int(header.stamp.sec) * 1_000_000_000 + int(header.stamp.nanosec)
+        reset_jump_ns = int(self.runner.node.params["sync.reset_jump_s"] * 1e9)
+        if self._newest_stamp_ns is not None and stamp_ns < self._newest_stamp_ns - reset_jump_ns:
+            self.tf_buffer.clear()
+            self.node.get_logger().warning("time jumped back (bag loop?): cleared the TF buffer")
+            self._newest_stamp_ns = stamp_ns
+        self._newest_stamp_ns = max(stamp_ns, self._newest_stamp_ns or stamp_ns)
 
     def _advance(self) -> None:
         """Release sets held for late cameras (or a camera firing cycle whose window has passed) when the clock
@@ -184,22 +351,41 @@ class RosNodeHost:
             stat.add(key, value)
         return stat
 
+    # -- shutdown ---------------------------------------------------------------------------------------------
+    def close(self) -> None:
+        """Stop the TF listener thread, destroy both nodes, and release the model (and its GPU memory)."""
+        self.tf_listener.executor.shutdown()
+        self.tf_listener.dedicated_listener_thread.join()
+        self.tf_node.destroy_node()
+        self.node.destroy_node()
+        self.runner = None
+        gc.collect()
+        torch = sys.modules.get("torch")  # only when the node used it
+        if torch is not None and torch.cuda.is_available():
+            torch.cuda.empty_cache()
+
 
 def main(node_name: str, args: Sequence[str] | None = None, graph: Graph = FULL_GRAPH) -> int:
-    """Run one graph node under rclpy until shutdown (Ctrl-C)."""
+    """Run one graph node under rclpy until shutdown (Ctrl-C ends it quietly, with exit status 0)."""
     import rclpy
+    from rclpy.executors import ExternalShutdownException
 
-    rclpy.init(args=args)
+    args = list(args or [])
+    host = None
     try:
-        host = RosNodeHost(graph.node(node_name), graph)
+        check_parameter_files(args)  # rclpy.init would fail on them with rcl's terse message
+        rclpy.init(args=args)
+        host = RosNodeHost(graph.node(node_name), graph, args)
         settle_garbage_collector()
         rclpy.spin(host.node)
-    except Perception3DError as exc:  # bad parameters, a node not implemented yet: fail at start, say why
+    except Perception3DError as exc:  # bad parameters, a missing dependency: fail at start, say why
         print(f"perception3d_{node_name}: error: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:
+        if host is not None:
+            host.close()
         rclpy.try_shutdown()
     return 0
 

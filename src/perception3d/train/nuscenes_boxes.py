@@ -19,9 +19,11 @@ import cv2
 import numpy as np
 
 from ..core.camera import MIN_DEPTH_M, CameraModel, project_points
-from ..core.classes import CATEGORY_TO_DETECTION
 from ..core.detections import Detections2D
+from ..data.category_map import CategoryCounts, category_map_for
+from ..data.nuscenes_io import timestamp_ns
 from ..errors import DatasetError
+from ..eval.keyframes import split_scenes
 
 CAMERAS = ("CAM_FRONT", "CAM_FRONT_RIGHT", "CAM_BACK_RIGHT", "CAM_BACK", "CAM_BACK_LEFT", "CAM_FRONT_LEFT")
 # Lowest nuScenes visibility level kept for training (2: 40-60 % visible).
@@ -60,7 +62,6 @@ class NuScenesCameraBoxes:
     def __init__(self, dataroot: Path, version: str, split: str, cameras: tuple[str, ...] = CAMERAS,
                  min_visibility: int = MIN_VISIBILITY, verbose: bool = False) -> None:
         from nuscenes.nuscenes import NuScenes
-        from nuscenes.utils.splits import get_scenes_of_split
 
         self.dataroot = Path(dataroot)
         table_dir = self.dataroot / version
@@ -70,11 +71,12 @@ class NuScenesCameraBoxes:
             self.nusc = NuScenes(version=version, dataroot=str(dataroot), verbose=verbose)
         except (AssertionError, FileNotFoundError, KeyError, ValueError) as exc:
             raise DatasetError(f"{table_dir}: nuscenes-devkit cannot load the dataroot ({exc})") from exc
-        try:
-            scene_names = set(get_scenes_of_split(split, self.nusc))
-        except (FileNotFoundError, ValueError, AssertionError) as exc:
-            raise DatasetError(f"{table_dir / 'splits.json'}: split {split!r} not found ({exc})") from exc
+        scene_names = set(split_scenes(self.nusc, split))
         self.min_visibility = min_visibility
+        self.category_map = category_map_for(c["name"] for c in self.nusc.category)  # nuScenes or Lyft names
+        self.category_counts = CategoryCounts()
+        self.source = f"dataroot {self.dataroot} ({version}), split {split}, keyframe images, visibility >= " \
+                      f"{min_visibility}"
         self.sample_data_tokens = [
             sample["data"][camera]
             for scene in self.nusc.scene if scene["name"] in scene_names
@@ -93,6 +95,9 @@ class NuScenesCameraBoxes:
     def __len__(self) -> int:
         return len(self.sample_data_tokens)
 
+    def describe(self) -> str:
+        return f"{self.source}: {len(self)} images"
+
     def __getitem__(self, index: int) -> tuple[np.ndarray, Detections2D]:
         token = self.sample_data_tokens[index]
         record = self.nusc.get("sample_data", token)
@@ -103,16 +108,17 @@ class NuScenesCameraBoxes:
         camera = CameraModel(K, record["width"], record["height"], frame_id=record["channel"])
         boxes_xyxy, names = [], []
         for box in boxes:
-            name = CATEGORY_TO_DETECTION.get(box.name)
+            name = self.category_map.detection_class(box.name, self.category_counts)
             ann = self.nusc.get("sample_annotation", box.token)
-            if name is None or int(ann["visibility_token"] or 0) < self.min_visibility:
+            visibility = ann.get("visibility_token")  # Lyft's tables have no visibility and no point counts
+            if name is None or (visibility is not None and int(visibility or 0) < self.min_visibility):
                 continue
-            if ann["num_lidar_pts"] + ann["num_radar_pts"] <= 0:
+            if ann.get("num_lidar_pts", 1) + ann.get("num_radar_pts", 0) <= 0:
                 continue
             xyxy = projected_box(box.corners().T, camera)
             if xyxy is not None:
                 boxes_xyxy.append(xyxy)
                 names.append(name)
         gt = Detections2D(np.array(boxes_xyxy).reshape(-1, 4), names, np.ones(len(names)), record["channel"],
-                          int(record["timestamp"]) * 1000)
+                          timestamp_ns(record))
         return cv2.cvtColor(image, cv2.COLOR_BGR2RGB), gt

@@ -1,8 +1,15 @@
-"""`perception3d train detector2d --dataroot DIR --version V --split NAME --out CKPT`: train the 2D detector on the
-keyframe camera images of a nuScenes-schema dataroot, validating with AP@0.5 per class on --val-split."""
+"""`perception3d train <model> ...`: train a learned model with the shared trainer (train.trainer).
+
+detector2d trains on the keyframe camera images of a nuScenes-schema dataroot and validates with AP@0.5 per class
+on --val-split. The trainer's options (epochs, batch, lr, device, amp, resume, init, seed, validate-every,
+max-steps, workers) are the same for every model; the same command runs data-parallel under
+`torchrun --nproc_per_node N -m perception3d.cli train ...`.
+"""
 from __future__ import annotations
 
 import argparse
+import os
+import shlex
 from dataclasses import replace
 from pathlib import Path
 
@@ -33,15 +40,23 @@ def _dilations(text: str) -> tuple[int, ...]:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("model", choices=MODELS, help="which model to train")
-    parser.add_argument("--dataroot", type=Path, required=True, help="nuScenes-schema dataroot")
-    parser.add_argument("--version", required=True, help="table version, e.g. v1.0-mini or v1.0-synth")
-    parser.add_argument("--split", required=True, help="training split (devkit name or a name in splits.json)")
-    parser.add_argument("--val-split", default=None, help="validation split (default: none, no validation)")
+    parser.add_argument("--dataroot", type=Path, help="nuScenes-schema dataroot (or --cache)")
+    parser.add_argument("--version", help="table version of --dataroot, e.g. v1.0-mini or v1.0-synth")
+    parser.add_argument("--split", help="training split of --dataroot (devkit name or a name in splits.json)")
+    parser.add_argument("--val-split", default=None, help="validation split of --dataroot (default: no validation)")
+    parser.add_argument("--cache", type=Path, default=None,
+                        help="train from a sweep cache (`perception3d dataset build`) instead of --dataroot; "
+                             "detector2d needs one built with --images small|full and --boxes2d perfect")
+    parser.add_argument("--val-cache", type=Path, default=None, help="validate on this sweep cache (with --cache)")
     parser.add_argument("--out", type=Path, required=True, help="checkpoint to write (and resume from)")
     parser.add_argument("--epochs", type=int, default=30, help="passes over the training images (default 30)")
-    parser.add_argument("--batch-size", type=int, default=8, help="images per step (default 8)")
+    parser.add_argument("--batch", "--batch-size", dest="batch_size", type=int, default=8,
+                        help="samples per optimizer step over all processes (default 8)")
     parser.add_argument("--lr", type=float, default=1e-3, help="initial Adam learning rate (default 1e-3)")
-    parser.add_argument("--device", default="auto", help="auto (CUDA when available), cpu or cuda[:N]")
+    parser.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda or cuda:N")
+    parser.add_argument("--amp", action="store_true", help="mixed precision (float16 autocast), CUDA only")
+    parser.add_argument("--max-steps", type=int, default=0,
+                        help="stop after this many optimizer steps; the checkpoint stays resumable (default 0: none)")
     parser.add_argument("--width", type=int, default=32, help="backbone width (default 32)")
     parser.add_argument("--context-dilations", type=_dilations, default=None,
                         help="dilation of each context block after the deepest stage (default 2,4 for a new model, "
@@ -72,23 +87,36 @@ def run(args: argparse.Namespace) -> int:
     from ..core.models.centernet import CenterNetConfig
     from ..core.models.checkpoint import SHIPPED_CHECKPOINT, load_checkpoint
     from ..core.models.inference import TorchDetector2D
-    from .detector2d import SCORED_CLASSES, VALIDATION_DECODE, TrainConfig, evaluate, format_scores, train_detector2d
+    from ..errors import ConfigError
+    from . import run_log
+    from .data.camera_images import CachedCameraImages
+    from .detector2d import SCORED_CLASSES, VALIDATION_DECODE, Detector2DData, evaluate, format_scores, train_detector2d
     from .nuscenes_boxes import NuScenesCameraBoxes
+    from .trainer import TrainConfig
+
+    if args.cache is None and not (args.dataroot and args.version and args.split):
+        raise ConfigError("give --dataroot, --version and --split, or --cache")
+
+    def images(split: str | None, cache: Path | None):
+        """(image, boxes) pairs of a cache, or of a dataroot split; None when neither is given."""
+        if cache is not None:
+            return CachedCameraImages(cache)
+        if args.cache is None and split is not None:
+            return NuScenesCameraBoxes(args.dataroot, args.version, split, min_visibility=args.min_visibility)
+        return None
 
     if args.eval_only:
-        split = args.val_split or args.split
-        dataset = NuScenesCameraBoxes(args.dataroot, args.version, split, min_visibility=args.min_visibility)
+        dataset = images(args.val_split or args.split, args.val_cache or args.cache)
         detector = TorchDetector2D.from_checkpoint(args.out, args.device, VALIDATION_DECODE)
         ap = evaluate(detector, dataset, args.batch_size)
-        print(f"AP@0.5 of {args.out} on {len(dataset)} images of {split!r}:")
+        print(f"AP@0.5 of {args.out} on {len(dataset)} images:")
         print(format_scores(ap.per_class(), SCORED_CLASSES))
         return 0
 
-    train_set = NuScenesCameraBoxes(args.dataroot, args.version, args.split, min_visibility=args.min_visibility)
-    val_set = (NuScenesCameraBoxes(args.dataroot, args.version, args.val_split, min_visibility=args.min_visibility)
-               if args.val_split else None)
-    print(f"training on {len(train_set)} images of split {args.split!r}"
-          + (f", validating on {len(val_set)} of {args.val_split!r}" if val_set else ""))
+    train_set, val_set = images(args.split, args.cache), images(args.val_split, args.val_cache)
+    main_process = int(os.environ.get("RANK", "0")) == 0  # torchrun: one process reports
+    if main_process:
+        print(f"training on {len(train_set)} images" + (f", validating on {len(val_set)}" if val_set else ""))
     init = SHIPPED_CHECKPOINT if str(args.init) == "shipped" else args.init
     model_config = (load_checkpoint(init)[0].config if init else
                     CenterNetConfig(width=args.width, input_width=args.input_size[0], input_height=args.input_size[1],
@@ -96,12 +124,16 @@ def run(args: argparse.Namespace) -> int:
     if args.context_dilations is not None:
         model_config = replace(model_config, context_dilations=args.context_dilations)
     config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, device=args.device,
-                         checkpoint_every=args.checkpoint_every, validate_every=args.validate_every,
-                         seed=args.seed, num_workers=args.workers,
-                         crop_size=args.crop)
-    result = train_detector2d(train_set, args.out, model_config, config, val_set, resume=args.resume, init=init)
-    print(f"wrote {result.checkpoint} after {result.steps} steps")
-    if result.ap_per_class:
-        print(f"validation AP@0.5 on {args.val_split!r}:")
-        print(format_scores(result.ap_per_class, SCORED_CLASSES))
+                         amp=args.amp, checkpoint_every=args.checkpoint_every, validate_every=args.validate_every,
+                         seed=args.seed, num_workers=args.workers, max_steps=args.max_steps)
+    command = shlex.join(["perception3d", *args.argv])
+    result = train_detector2d(train_set, args.out, model_config, config, val_set, resume=args.resume, init=init,
+                              data=Detector2DData(crop_size=args.crop, validation_batch=args.batch_size),
+                              command=command)
+    if not main_process:
+        return 0
+    print(f"wrote {result.checkpoint} after {result.steps} steps (log {run_log.log_path(result.checkpoint)})")
+    if result.metrics:
+        print("validation AP@0.5:")
+        print(format_scores(result.metrics["ap_per_class"], SCORED_CLASSES))
     return 0

@@ -10,26 +10,14 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-import torch
 
-from ...errors import ConfigError
 from ..classes import DETECTION_CLASSES
 from ..detections import Detections2D
 from .centernet import CenterNet, CenterNetInference
 from .checkpoint import load_checkpoint
 from .decode import DEFAULT_DECODE, DecodeParams, decode_detections
 from .preprocess import letterbox_batch
-
-
-def resolve_device(device: str) -> torch.device:
-    """'auto' (CUDA when available, else CPU), 'cpu' or 'cuda[:N]' as a torch.device."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError(f"device {device!r} requested but CUDA is not available (use 'auto' or 'cpu')")
-    if device != "cpu" and not device.startswith("cuda"):
-        raise ConfigError(f"device {device!r}: expected 'auto', 'cpu' or 'cuda[:N]'")
-    return torch.device(device)
+from .runner import RunnerOptions, TorchRunner
 
 
 class Detector2D:
@@ -66,23 +54,24 @@ class Detector2D:
 
 
 class TorchDetector2D(Detector2D):
-    """The built-in CenterNet on CPU or CUDA (inference mode, eval)."""
+    """The package's CenterNet on CPU or CUDA (core.models.runner: inference mode, eval, fp32 or fp16)."""
 
-    def __init__(self, model: CenterNet, device: str = "auto", params: DecodeParams = DEFAULT_DECODE) -> None:
+    def __init__(self, model: CenterNet, device: str = "auto", params: DecodeParams = DEFAULT_DECODE,
+                 options: RunnerOptions | None = None) -> None:
+        """options: device, precision and threads (options.device wins over device when given)."""
         super().__init__(params)
-        self.device = resolve_device(device)
-        self.network = CenterNetInference(model.eval()).to(self.device).eval()
+        self.runner = TorchRunner(CenterNetInference(model.eval()), options or RunnerOptions(device))
+        self.device = self.runner.device
         self.class_names = tuple(model.config.class_names)
         self.input_width, self.input_height = model.config.input_width, model.config.input_height
 
     @classmethod
     def from_checkpoint(cls, path: Path, device: str = "auto", params: DecodeParams = DEFAULT_DECODE,
-                        expected_classes: Sequence[str] | None = DETECTION_CLASSES) -> TorchDetector2D:
+                        expected_classes: Sequence[str] | None = DETECTION_CLASSES,
+                        options: RunnerOptions | None = None) -> TorchDetector2D:
         """Load a checkpoint (ModelError when it is not one, or is for other classes or another architecture)."""
         model, _ = load_checkpoint(path, expected_classes)
-        return cls(model, device, params)
+        return cls(model, device, params, options)
 
     def heads(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        with torch.inference_mode():
-            outputs = self.network(torch.from_numpy(batch).to(self.device))
-        return tuple(o.float().cpu().numpy() for o in outputs)
+        return self.runner(batch)

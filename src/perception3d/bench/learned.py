@@ -1,0 +1,93 @@
+"""Latency of every learned node through the node itself (`process` on nuScenes-sized frames: decoding excluded,
+pre + infer + post included), per backend: torch CPU, onnxruntime CPU, and torch CUDA (fp32 and fp16) when a GPU is
+present. p50 / p95 over FRAMES frames after warm-up. The learned nodes today: detector2d (six 1600x900 images a
+frame, the shipped checkpoint); the learned 3D nodes add a row each when their models land."""
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..core.camera import CameraModel
+from ..core.models.checkpoint import SHIPPED_CHECKPOINT, load_checkpoint
+from ..core.models.export import export_onnx
+from ..nodes.base import CameraInput, Frame, NodeDefinition, StageTimer
+from ..nodes.detector2d import Detector2DNode
+from ..nodes.params import load_parameters
+from .common import format_table, write_results
+
+FRAMES = 20
+CAMERAS = ("CAM_FRONT", "CAM_FRONT_RIGHT", "CAM_BACK_RIGHT", "CAM_BACK", "CAM_BACK_LEFT", "CAM_FRONT_LEFT")
+WIDTH, HEIGHT = 1600, 900
+K = np.array([[1266.0, 0.0, 816.0], [0.0, 1266.0, 491.0], [0.0, 0.0, 1.0]])
+
+
+def _camera_frame(stamp_ns: int) -> Frame:
+    """Six 1600x900 camera images with their CameraInfo (random pixels: latency does not depend on content)."""
+    rng = np.random.default_rng(stamp_ns)
+    cameras = {name: CameraInput(name, stamp_ns, i, name, camera=CameraModel(K, WIDTH, HEIGHT, frame_id=name),
+                                 image=rng.integers(0, 256, (HEIGHT, WIDTH, 3), dtype=np.uint8))
+               for i, name in enumerate(CAMERAS)}
+    return Frame(stamp_ns, None, cameras, {})
+
+
+def _detector2d_onnx(directory: Path) -> Path:
+    return export_onnx(load_checkpoint(SHIPPED_CHECKPOINT)[0], directory / "detector2d.onnx")
+
+
+# node -> (definition, frame builder, writer of its shipped model as ONNX)
+LEARNED_NODES: dict[str, tuple[type[NodeDefinition], Callable[[int], Frame], Callable[[Path], Path]]] = {
+    "detector2d": (Detector2DNode, _camera_frame, _detector2d_onnx),
+}
+
+
+def node_latency(definition: type[NodeDefinition], make_frame: Callable[[int], Frame], overrides: dict,
+                 frames: int = FRAMES) -> dict[str, float]:
+    """p50 / p95 / max seconds of `process` per frame for a node built with default parameters plus overrides."""
+    params = load_parameters(None, {definition.name: definition.parameters})[definition.name]
+    node = definition({**params, "camera_names": list(CAMERAS), **overrides})
+    inputs = [make_frame(1_000 + k) for k in range(frames)]
+    node.process(inputs[0], None, StageTimer())  # warm-up beyond the node's own
+    samples = []
+    for frame in inputs:
+        start = time.perf_counter()
+        node.process(frame, None, StageTimer())
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        samples.append(time.perf_counter() - start)
+    return {"p50_s": float(np.percentile(samples, 50)), "p95_s": float(np.percentile(samples, 95)),
+            "max_s": float(max(samples)), "frames": frames}
+
+
+def run(out_dir: Path) -> Path:
+    load_before = os.getloadavg()[0]
+    rows, data = [], {"torch_threads": torch.get_num_threads(), "rows": {}}
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, (definition, make_frame, write_onnx) in LEARNED_NODES.items():
+            variants = {"torch CPU fp32": {"backend": "torch", "device": "cpu"},
+                        "onnxruntime CPU": {"backend": "onnx", "device": "cpu",
+                                            "model_path": str(write_onnx(Path(tmp)))}}
+            if torch.cuda.is_available():
+                gpu = torch.cuda.get_device_name()
+                variants[f"torch CUDA fp32 ({gpu})"] = {"backend": "torch", "device": "cuda"}
+                variants[f"torch CUDA fp16 ({gpu})"] = {"backend": "torch", "device": "cuda", "precision": "fp16"}
+            for variant, overrides in variants.items():
+                stats = node_latency(definition, make_frame, overrides)
+                data["rows"][f"{name} {variant}"] = stats
+                rows.append([name, variant, f"{stats['p50_s'] * 1e3:.1f} ms", f"{stats['p95_s'] * 1e3:.1f} ms",
+                             f"{1.0 / stats['p50_s']:.1f} Hz"])
+    load_after = os.getloadavg()[0]
+    data["load_average_1min"] = [load_before, load_after]
+    table = format_table(["node", "backend", "p50", "p95", "rate at p50"], rows)
+    notes = (f"Through the node's `process` (pre + infer + post), {FRAMES} frames after warm-up, default parameters "
+             "(shipped checkpoint; the ONNX row runs its export). detector2d: six 1600x900 RGB images per frame, one "
+             f"batch. torch with {data['torch_threads']} intra-op threads, onnxruntime with its default. 1-minute "
+             f"load average {load_before:.1f} before and {load_after:.1f} after, on {os.cpu_count()} cores: on a "
+             "shared machine these are upper bounds. No GPU row means no GPU was present.")
+    return write_results(out_dir, "learned", "Learned nodes, latency per frame (perception3d bench learned)", table,
+                         data, notes)

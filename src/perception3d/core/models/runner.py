@@ -1,0 +1,108 @@
+"""Running a network in a node: device, precision and threads, the same for every learned model and both backends.
+
+- `TorchRunner`: a torch network in eval and inference mode on its device (float16 weights and inputs with
+  precision 'fp16', CUDA only); numpy arrays in, float32 numpy arrays out.
+- `onnx_session`: an onnxruntime session for an exported model, CUDA provider first (on device N) when the device
+  asks for CUDA and onnxruntime has it.
+Both take `RunnerOptions`, which the nodes build from their shared learned-model parameters (nodes.learned).
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from ...errors import ConfigError, ModelError
+
+DEVICE_PATTERN = r"^(auto|cpu|cuda(:[0-9]+)?)$"
+PRECISIONS = ("fp32", "fp16")
+
+
+def resolve_device(device: str) -> torch.device:
+    """'auto' (CUDA when available, else CPU), 'cpu', 'cuda' or 'cuda:N' as a torch.device (ConfigError if absent)."""
+    if not re.match(DEVICE_PATTERN, device):
+        raise ConfigError(f"device {device!r}: expected 'auto', 'cpu', 'cuda' or 'cuda:N'")
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    resolved = torch.device(device)
+    if resolved.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ConfigError(f"device {device!r} requested but CUDA is not available (use 'auto' or 'cpu')")
+        if resolved.index is not None and resolved.index >= torch.cuda.device_count():
+            raise ConfigError(f"device {device!r}: only {torch.cuda.device_count()} CUDA device(s) visible")
+    return resolved
+
+
+@dataclass(frozen=True)
+class RunnerOptions:
+    """How a node runs its model.
+
+    Attributes:
+        device: 'auto', 'cpu', 'cuda' or 'cuda:N'.
+        precision: 'fp32', or 'fp16' (torch backend on CUDA).
+        threads: CPU threads for inference (torch intra-op / onnxruntime intra-op; 0 = the library's default).
+    """
+
+    device: str = "auto"
+    precision: str = "fp32"
+    threads: int = 0
+
+    def __post_init__(self) -> None:
+        if self.precision not in PRECISIONS:
+            raise ConfigError(f"precision {self.precision!r}: expected one of {', '.join(PRECISIONS)}")
+        if self.threads < 0:
+            raise ConfigError(f"threads {self.threads}: expected 0 (default) or more")
+
+
+DEFAULT_OPTIONS = RunnerOptions()
+CPU_OPTIONS = RunnerOptions("cpu")
+
+
+class TorchRunner:
+    """A torch network evaluated in inference mode on the options' device and precision."""
+
+    def __init__(self, network: nn.Module, options: RunnerOptions = DEFAULT_OPTIONS) -> None:
+        self.device = resolve_device(options.device)
+        self.half = options.precision == "fp16"
+        if self.half and self.device.type != "cuda":
+            raise ConfigError(f"precision 'fp16' needs a CUDA device (the model runs on {self.device})")
+        if options.threads:
+            torch.set_num_threads(options.threads)
+        network = network.to(self.device).eval()
+        self.network = network.half() if self.half else network
+
+    def __call__(self, *inputs: np.ndarray) -> tuple[np.ndarray, ...]:
+        """The network's outputs (a tuple) as float32 numpy arrays, for numpy inputs."""
+        with torch.inference_mode():
+            tensors = [torch.from_numpy(np.ascontiguousarray(x)).to(self.device, non_blocking=True) for x in inputs]
+            if self.half:
+                tensors = [t.half() if t.is_floating_point() else t for t in tensors]
+            outputs = self.network(*tensors)
+            outputs = outputs if isinstance(outputs, tuple) else (outputs,)
+            return tuple(o.float().cpu().numpy() for o in outputs)
+
+
+def onnx_session(path: Path, options: RunnerOptions = DEFAULT_OPTIONS):
+    """An onnxruntime InferenceSession for the .onnx file (ModelError when it is missing or does not load)."""
+    import onnxruntime as ort
+
+    source = str(path)
+    if options.precision != "fp32":
+        raise ConfigError(f"precision {options.precision!r} is for the torch backend: an ONNX model runs in the "
+                          "precision it was exported with")
+    if not Path(path).is_file():
+        raise ModelError(source, "ONNX model file not found")
+    providers: list = ["CPUExecutionProvider"]
+    if options.device != "cpu" and "CUDAExecutionProvider" in ort.get_available_providers():
+        index = torch.device(options.device).index if options.device.startswith("cuda") else None
+        providers.insert(0, ("CUDAExecutionProvider", {"device_id": index or 0}))
+    session_options = ort.SessionOptions()
+    session_options.intra_op_num_threads = options.threads
+    try:
+        return ort.InferenceSession(source, session_options, providers=providers)
+    except Exception as exc:  # onnxruntime raises its own exception types for unparsable or invalid models
+        raise ModelError(source, f"onnxruntime cannot load it ({type(exc).__name__}: {exc})") from exc
