@@ -53,7 +53,8 @@ class BagDetectionsCentroid(CentroidNode):
 
 GRAPH = Graph((*CHAIN_GRAPH.nodes, GraphNode(
     "centroid_bag", BagDetectionsCentroid, inputs=CENTROID_GRAPH_NODE.inputs,
-    outputs={"~/output/objects": GraphOutput("/test/objects_from_bag", "vision_msgs/msg/Detection3DArray")}),
+    outputs={"~/output/objects": GraphOutput("/test/objects_from_bag", "vision_msgs/msg/Detection3DArray",
+                                                label_info=True)}),
 )).with_remaps({f"/{RAW_CAMERA}/image/compressed": f"/{RAW_CAMERA}/image"})
 
 
