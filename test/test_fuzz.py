@@ -15,8 +15,6 @@ generator; about a minute on two cores.
 """
 from __future__ import annotations
 
-import io
-import zlib
 from collections import Counter
 from pathlib import Path
 
@@ -24,9 +22,9 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
-from PIL import Image as PILImage
 
 from bag_mutation import mutated_copy
+from perception3d.bench.robustness import png_bomb
 from perception3d.msgs.bag import BagReader
 from perception3d.msgs.image import encode_jpeg
 from perception3d.runtime.bag import replay
@@ -132,16 +130,7 @@ def mutate_cloud(msg, rng):
         (outlier_stamp if rng.random() < 0.6 else jitter_stamp)(msg.header, rng)
 
 
-def _png_bomb() -> bytes:
-    buf = io.BytesIO()
-    PILImage.new("RGB", (1, 1)).save(buf, format="PNG")
-    data = bytearray(buf.getvalue())
-    data[16:24] = (40000).to_bytes(4, "big") + (40000).to_bytes(4, "big")
-    data[29:33] = zlib.crc32(bytes(data[12:29])).to_bytes(4, "big")
-    return bytes(data)
-
-
-PNG_BOMB = _png_bomb()
+PNG_BOMB = png_bomb(40000, 40000)
 
 
 def mutate_compressed(msg, rng):

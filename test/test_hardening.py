@@ -6,7 +6,6 @@ frame that does not depend on the bad message unchanged (byte-identical to the c
 """
 from __future__ import annotations
 
-import io
 import os
 import resource
 import signal
@@ -14,14 +13,13 @@ import subprocess
 import sys
 import time
 import tracemalloc
-import zlib
 from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image as PILImage
 
 from bag_mutation import at, mutated_copy, outputs_by_stamp
+from perception3d.bench.robustness import png_bomb
 from perception3d.cli import main as cli_main
 from perception3d.core.detections import Detections3D
 from perception3d.core.lift3d import bev_nms
@@ -110,16 +108,12 @@ def test_bad_tf_is_a_counted_drop_and_costs_no_frame(clean, tmp_path, bad):
 
 def test_png_that_claims_200_megapixels_is_a_counted_drop(clean_images, tmp_path):
     bag, stamps, reference = clean_images
-    bomb = io.BytesIO()
-    PILImage.new("L", (1, 1)).save(bomb, format="PNG")
-    data = bytearray(bomb.getvalue())
-    data[16:24] = (20000).to_bytes(4, "big") + (10000).to_bytes(4, "big")  # IHDR width, height
-    data[29:33] = zlib.crc32(bytes(data[12:29])).to_bytes(4, "big")  # and the IHDR chunk's CRC
+    data = png_bomb(20000, 10000)  # 1x1 pixels, IHDR (and its CRC) claiming 20000x10000
 
-    def png_bomb(msg):
-        return compressed_image_msg(bytes(data), int(stamps["CAM_FRONT"][3]), "CAM_FRONT", fmt="png")
+    def bomb_image(msg):
+        return compressed_image_msg(data, int(stamps["CAM_FRONT"][3]), "CAM_FRONT", fmt="png")
 
-    summary, outputs = replay_mutated(bag, tmp_path, at("/CAM_FRONT/image/compressed", 3, png_bomb), CHAIN_GRAPH)
+    summary, outputs = replay_mutated(bag, tmp_path, at("/CAM_FRONT/image/compressed", 3, bomb_image), CHAIN_GRAPH)
     assert drops(summary) == {"ImageError: /CAM_FRONT/image/compressed field 'data'": 1}
     assert "claims" in summary.runners[0].stats.last_error["ImageError: /CAM_FRONT/image/compressed field 'data'"]
     front = int(stamps["CAM_FRONT"][3])

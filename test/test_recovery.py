@@ -10,8 +10,9 @@ import sys
 from pathlib import Path
 
 import pytest
-from mcap.reader import NonSeekingReader, make_reader
+from mcap.reader import make_reader
 
+from perception3d.bench.robustness import mcap_reference_count
 from perception3d.cli import main as cli_main
 from perception3d.msgs.bag import BagReader
 from perception3d.runtime.bag import replay
@@ -22,16 +23,6 @@ LIDAR = "/LIDAR_TOP/points"
 POINTS = 3000  # 60 kB sweeps: the 4 s bag spans 5 MCAP chunks, so whole chunks survive each kind of damage
 
 
-def mcap_reference_count(mcap_file: Path, topic: str = LIDAR) -> int:
-    """Messages on `topic` that mcap's NonSeekingReader yields before it stops on the damage."""
-    count = 0
-    with mcap_file.open("rb") as f:
-        try:
-            for _, channel, _ in NonSeekingReader(f).iter_messages(log_time_order=False):
-                count += channel.topic == topic
-        except Exception:
-            pass
-    return count
 
 
 @pytest.fixture(scope="module")
@@ -80,7 +71,7 @@ def test_damaged_bag_gives_at_least_what_the_mcap_reader_recovers(clean_bag, tmp
     bag = (killed_writer_bag(tmp_path / "bag") if damage == "sigkill"
            else damaged_copy(clean, tmp_path / "bag", damage))
     (mcap_file,) = bag.glob("*.mcap")
-    reference = mcap_reference_count(mcap_file)
+    reference = mcap_reference_count(mcap_file, LIDAR)
     assert 0 < reference < len(stamps["lidar"]) or damage == "last_1k"
 
     summary = replay(bag, tmp_path / "out", TEST_GRAPH, progress=False)

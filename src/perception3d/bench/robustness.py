@@ -145,13 +145,14 @@ def _set_stamp(header, ns: int) -> None:
     header.stamp.sec, header.stamp.nanosec = divmod(int(ns), 10**9)
 
 
-def _png_bomb() -> bytes:
+def png_bomb(width: int = 20000, height: int = 10000) -> bytes:
+    """A valid 1x1 PNG whose header (CRC fixed) claims width x height pixels: a decompression bomb of ~70 bytes."""
     buf = io.BytesIO()
     from PIL import Image
 
     Image.new("RGB", (1, 1)).save(buf, format="PNG")
     data = bytearray(buf.getvalue())
-    data[16:24] = (20000).to_bytes(4, "big") + (10000).to_bytes(4, "big")
+    data[16:24] = width.to_bytes(4, "big") + height.to_bytes(4, "big")
     data[29:33] = zlib.crc32(bytes(data[12:29])).to_bytes(4, "big")
     return bytes(data)
 
@@ -194,9 +195,9 @@ def _attacks(stamps: dict) -> list[tuple[str, str, bool, Mutation]]:
     def wrong_size(m):
         m.data = np.frombuffer(encode_jpeg(np.full((225, 400, 3), 90, np.uint8)), np.uint8)
 
-    bomb = _png_bomb()
+    bomb = png_bomb()
 
-    def png_bomb(m):
+    def bomb_image(m):
         m.data, m.format = np.frombuffer(bomb, np.uint8), "png"
 
     def flip_cdr(message):
@@ -230,7 +231,7 @@ def _attacks(stamps: dict) -> list[tuple[str, str, bool, Mutation]]:
         ("damaged CDR (bytes flipped)", "1 sweep", False, flip(LIDAR_TOPIC, mid)),
         ("damaged CDR (bytes flipped)", "1 Detection2DArray", False, flip("/CAM_FRONT/detections", mid)),
         ("PNG claiming 20000 x 10000 px (69 bytes)", "1 image", True,
-         mutate_at("/CAM_FRONT/image/compressed", mid, png_bomb)),
+         mutate_at("/CAM_FRONT/image/compressed", mid, bomb_image)),
         ("wrong-size image (400 x 225 for 800 x 450)", "1 image", True,
          mutate_at("/CAM_FRONT/image/compressed", mid, wrong_size)),
         ("grey JPEG", "1 image", True, mutate_at("/CAM_FRONT/image/compressed", mid, grey)),
@@ -268,15 +269,17 @@ def _attack_rows(work: Path) -> tuple[list[list[object]], list[dict]]:
     return rows, data
 
 
-def _mcap_lidar_count(mcap_file: Path) -> int:
+def mcap_reference_count(mcap_file: Path, topic: str = LIDAR_TOPIC) -> int:
+    """Messages on `topic` that the mcap library's NonSeekingReader yields before it stops on the damage (the
+    reference that replay and recover must match or beat)."""
     from mcap.reader import NonSeekingReader
 
     count = 0
     with mcap_file.open("rb") as f:
         try:
             for _, channel, _ in NonSeekingReader(f).iter_messages(log_time_order=False):
-                count += channel.topic == LIDAR_TOPIC
-        except Exception:
+                count += channel.topic == topic
+        except Exception:  # the reader raises its own error types (and struct/zstd ones) at the damage
             pass
     return count
 
@@ -301,7 +304,7 @@ def _damage_rows(work: Path) -> tuple[list[list[object]], list[dict]]:
             bag.mkdir()
             (bag / mcap_file.name).write_bytes(payload)
         (damaged_file,) = bag.glob("*.mcap")
-        reference = _mcap_lidar_count(damaged_file)
+        reference = mcap_reference_count(damaged_file)
         summary = replay(bag, work / f"damaged{k}_out", FULL_GRAPH.select(["detection3d"]), progress=False)
         frames = len(_outputs(work / f"damaged{k}_out"))
         recover(bag, work / f"damaged{k}_recovered")
