@@ -6,6 +6,10 @@ read back which cameras were matched and whether transforms were applied.
 """
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -184,3 +188,23 @@ CHAIN_GRAPH = Graph((
               inputs={**CENTROID_GRAPH_NODE.inputs, "~/input/{camera}/detections": "/imagebox/{camera}/detections"},
               outputs=CENTROID_GRAPH_NODE.outputs),
 ))
+
+
+def start_slow_replay(tmp_path: Path, sleep_s: float, *extra_args: str) -> tuple[subprocess.Popen, Path]:
+    """`perception3d replay` of a 4 s bag through TEST_GRAPH with the centroid node sleeping sleep_s per sweep, in a
+    child process; returns once the output MCAP exists (the replay is then writing). Returns (process, output dir)."""
+    bag, out, config = tmp_path / "long", tmp_path / "out", tmp_path / "slow.yaml"
+    write_nuscenes_timed_bag(bag, duration_s=4.0)
+    config.write_text(f"/**:\n  ros__parameters: {{}}\ncentroid:\n  ros__parameters:\n    sleep_s: {sleep_s}\n")
+    test_dir = Path(__file__).resolve().parent
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(test_dir.parent / "src"), str(test_dir)])}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "perception3d.cli", "replay", str(bag), "--out", str(out), "--config", str(config),
+         "--graph-def", "replay_fixtures:TEST_GRAPH", "--no-progress", *extra_args],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        # a shell's background job (`cmd &`) ignores SIGINT, and children inherit that: restore Ctrl-C for the replay
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    deadline = time.monotonic() + 60
+    while not list(out.glob("*.mcap")) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return proc, out

@@ -27,7 +27,15 @@ from perception3d.msgs.bag import BagReader
 from perception3d.msgs.detections import detections2d_to_msg
 from perception3d.msgs.image import compressed_image_msg, encode_jpeg
 from perception3d.runtime.bag import replay
-from replay_fixtures import CHAIN_GRAPH, IMAGE_SIZE, OBJECTS_TOPIC, T0, TEST_GRAPH, write_nuscenes_timed_bag
+from replay_fixtures import (
+    CHAIN_GRAPH,
+    IMAGE_SIZE,
+    OBJECTS_TOPIC,
+    T0,
+    TEST_GRAPH,
+    start_slow_replay,
+    write_nuscenes_timed_bag,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 LIDAR = "/LIDAR_TOP/points"
@@ -159,20 +167,7 @@ def run_cli(args: list[str], **kw) -> subprocess.CompletedProcess:
 
 def test_signals_during_close_leave_a_complete_bag(tmp_path):
     """Ctrl-C then a burst of further signals (SIGINT and SIGTERM, every 5 ms): the output is closed anyway."""
-    bag = tmp_path / "long"
-    write_nuscenes_timed_bag(bag, duration_s=4.0)
-    config = tmp_path / "slow.yaml"
-    config.write_text("/**:\n  ros__parameters: {}\ncentroid:\n  ros__parameters:\n    sleep_s: 0.05\n")
-    out = tmp_path / "out"
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(ROOT / "test")])}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "perception3d.cli", "replay", str(bag), "--out", str(out), "--config", str(config),
-         "--graph-def", "replay_fixtures:TEST_GRAPH", "--no-progress", "--copy-inputs"],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
-    deadline = time.monotonic() + 60
-    while not list(out.glob("*.mcap")) and time.monotonic() < deadline:
-        time.sleep(0.02)
+    proc, out = start_slow_replay(tmp_path, 0.05, "--copy-inputs")
     time.sleep(0.5)
     proc.send_signal(signal.SIGINT)
     time.sleep(0.05)

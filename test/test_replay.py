@@ -1,10 +1,7 @@
 """Bag runtime acceptance: one output per sweep at the sweep stamp, partial sets, bad input, Ctrl-C."""
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -24,6 +21,7 @@ from replay_fixtures import (
     OBJECTS_TOPIC,
     TEST_GRAPH,
     expected_centroid_base,
+    start_slow_replay,
     write_nuscenes_timed_bag,
 )
 
@@ -101,21 +99,7 @@ def test_camera_that_stops_mid_bag(tmp_path):
 
 
 def test_interrupted_replay_leaves_a_readable_bag(tmp_path):
-    bag = tmp_path / "long"
-    write_nuscenes_timed_bag(bag, duration_s=4.0)
-    config = tmp_path / "slow.yaml"
-    config.write_text("/**:\n  ros__parameters: {}\ncentroid:\n  ros__parameters:\n    sleep_s: 0.2\n")
-    out = tmp_path / "out"
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(ROOT / "test")])}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "perception3d.cli", "replay", str(bag), "--out", str(out), "--config", str(config),
-         "--graph-def", "replay_fixtures:TEST_GRAPH", "--no-progress"],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        # a shell's background job (`cmd &`) ignores SIGINT, and children inherit that: restore Ctrl-C for the replay
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
-    deadline = time.monotonic() + 60
-    while not list(out.glob("*.mcap")) and time.monotonic() < deadline:
-        time.sleep(0.05)
+    proc, out = start_slow_replay(tmp_path, 0.2)
     time.sleep(1.5)  # 80 sweeps at >= 200 ms each: still running, with a wide margin on a loaded machine
     proc.send_signal(signal.SIGINT)
     stdout, stderr = proc.communicate(timeout=60)
