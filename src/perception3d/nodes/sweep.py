@@ -29,6 +29,12 @@ GEOMETRIC_MODE_PARAM = Param(
     "mode", "string", "geometric", "geometric: no trained weights (the learned mode is not built yet)",
     choices=("geometric",))
 
+LEARNED_MODE_PARAM = Param(
+    "mode", "string", "geometric",
+    "geometric: no trained weights; learned: the network of model_path (empty = the checkpoint shipped with the "
+    "package, trained on the synthetic world only) run as backend/device/precision/threads say",
+    choices=("geometric", "learned"))
+
 WORLD_FRAME_PARAM = Param(
     "world_frame", "string", "map",
     "fixed frame for ego-motion compensation between camera and LiDAR stamps; '' looks camera transforms up at the "

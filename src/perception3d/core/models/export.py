@@ -15,9 +15,11 @@ from .onnx_backend import CLASS_NAMES_KEY, INPUT_NAME, OPSET, OUTPUT_NAMES
 
 
 def export_network(network: nn.Module, example_inputs: tuple[torch.Tensor, ...], path: Path,
-                   input_names: Sequence[str], output_names: Sequence[str], metadata: Mapping[str, str]) -> Path:
-    """Write a copy of the network in eval mode (the caller's stays put) with a dynamic batch axis on every input
-    and output and the given metadata properties; the ONNX checker must accept the result."""
+                   input_names: Sequence[str], output_names: Sequence[str], metadata: Mapping[str, str],
+                   dynamic_axes: Mapping[str, Mapping[int, str]] | None = None) -> Path:
+    """Write a copy of the network in eval mode (the caller's stays put) with the given metadata properties; the
+    ONNX checker must accept the result. dynamic_axes: per input/output name, its dynamic axes (default: a dynamic
+    batch axis 0 on every one)."""
     import onnx
 
     path = Path(path)
@@ -27,7 +29,8 @@ def export_network(network: nn.Module, example_inputs: tuple[torch.Tensor, ...],
         warnings.simplefilter("ignore")  # the TorchScript exporter warns about its own deprecation
         torch.onnx.export(network, example_inputs, str(path), input_names=list(input_names),
                           output_names=list(output_names), opset_version=OPSET,
-                          dynamic_axes={n: {0: "batch"} for n in (*input_names, *output_names)}, dynamo=False)
+                          dynamic_axes={n: dict(a) for n, a in dynamic_axes.items()} if dynamic_axes is not None
+                          else {n: {0: "batch"} for n in (*input_names, *output_names)}, dynamo=False)
     proto = onnx.load(str(path))
     for key, value in metadata.items():
         entry = proto.metadata_props.add()
