@@ -1,10 +1,17 @@
-"""segmentation: 2D-box-prior point cloud segmentation (2DDATA's box prior, geometric mode).
+"""segmentation: point cloud segmentation, geometric (2DDATA's box prior) or learned (2DDATA's network).
 
-Points that project into a 2D box and lie on that object's depth cluster take the box's class; a robust ground-plane
-fit labels the road (driveable_surface); everything else stays 0 ('ignore': stuff classes other than the road need
-the learned mode). Outputs the input cloud with `label` (uint8, lidarseg evaluation index) and `score` (float32)
-fields appended, with the input header; with several `lidar_names`, the merged cloud (all LiDARs' points in the
-trigger LiDAR's frame, nodes.sweep) in place of the input cloud.
+Learned mode (`mode: learned`): the SegNet of core.models.segnet (a BEV U-Net with a per-point head, trained with
+2DDATA's Local Object Branch, which inference does not need) labels every usable point with one of the 16 lidarseg
+classes and scores it with that class's probability; it reads the LiDAR only (the camera subscriptions stay, so the
+graph's wiring does not change with the mode, but their messages are not used). The model is the checkpoint shipped with
+the package (trained on the synthetic world only) unless `model_path` names another checkpoint or an ONNX file
+(`perception3d export segmentation`).
+
+Geometric mode: points that project into a 2D box and lie on that object's depth cluster take the box's class; a robust
+ground-plane fit labels the road (driveable_surface); everything else stays 0 ('ignore': stuff classes other than the
+road need the learned mode). Outputs the input cloud with `label` (uint8, lidarseg evaluation index) and `score`
+(float32) fields appended, with the input header; with several `lidar_names`, the merged cloud (all LiDARs' points in
+the trigger LiDAR's frame, nodes.sweep) in place of the input cloud.
 """
 from __future__ import annotations
 
@@ -13,11 +20,15 @@ import numpy as np
 from ..core.classes import IGNORE_LABEL, LIDARSEG_CLASSES
 from ..core.frustum import ClusterParams
 from ..core.ground import GroundParams
+from ..core.models.checkpoint import SHIPPED_SEGMENTATION
+from ..core.models.network_file import open_network
+from ..core.models.segnet import SEGNET_INPUTS, SegNetInference, labels_from_probabilities, segnet_inputs
 from ..core.segmentation import segment_points
 from ..msgs.pointcloud import array_to_pointcloud2, labelled_pointcloud2
 from .base import Frame, NodeDefinition, OutputSpec, StageTimer, TransformLookup
+from .learned import LEARNED_MODEL_PARAMS, model_file, runner_options
 from .params import Param
-from .sweep import EGO_BOX_PARAM, GEOMETRIC_MODE_PARAM, WORLD_FRAME_PARAM, camera_views, lidar_sweep
+from .sweep import EGO_BOX_PARAM, LEARNED_MODE_PARAM, WORLD_FRAME_PARAM, Sweep, camera_views, lidar_sweep
 
 _GROUND = GroundParams()
 _CLUSTER = ClusterParams()
@@ -25,9 +36,9 @@ _CLUSTER = ClusterParams()
 
 class SegmentationNode(NodeDefinition):
     name = "segmentation"
-    description = "2D-box-prior point cloud segmentation (input points + label + score)"
+    description = "point cloud segmentation, 2D-box prior or learned (input points + label + score)"
     parameters = (
-        GEOMETRIC_MODE_PARAM,
+        LEARNED_MODE_PARAM,
         Param("ground.threshold_m", "float", _GROUND.threshold_m,
               "points this close to the fitted ground plane are road (driveable_surface) [m]", 0.01, 1.0),
         Param("ground.max_tilt_deg", "float", _GROUND.max_tilt_deg,
@@ -38,6 +49,7 @@ class SegmentationNode(NodeDefinition):
               "near-ground points higher than this above the plane can belong to an object in a box [m]", 0.0, 1.0),
         EGO_BOX_PARAM,
         WORLD_FRAME_PARAM,
+        *LEARNED_MODEL_PARAMS,
     )
     camera_streams = ("camera_info", "detections")
     merges_lidars = True
@@ -52,15 +64,37 @@ class SegmentationNode(NodeDefinition):
         p = self.params
         self.ground = GroundParams(threshold_m=p["ground.threshold_m"], max_tilt_deg=p["ground.max_tilt_deg"])
         self.cluster = ClusterParams(gap_m=p["cluster.gap_m"])
+        self.network = None
+        if p["mode"] == "learned":
+            self.network = open_network(p["backend"], model_file(p, SHIPPED_SEGMENTATION), "segmentation",
+                                        SegNetInference, SEGNET_INPUTS, runner_options(p))
+            if p["warm_up"]:
+                self.segment_learned(np.zeros((1, 3)), np.zeros(1, np.float32))
+
+    def model_state(self) -> str:
+        if self.network is None:
+            return "geometric mode"
+        return f"learned mode: {self.network.backend} model {self.params['model_path'] or 'shipped checkpoint'}"
+
+    def segment_learned(self, points_base: np.ndarray, intensity: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(labels (N,) uint8 1..16, scores (N,) float32) of the network for points (N, 3) in base_frame [m]."""
+        (probabilities,) = self.network.run(*(x[None] for x in segnet_inputs(points_base, intensity,
+                                                                             self.network.config.grid)))
+        return labels_from_probabilities(probabilities[0])
+
+    def _labels(self, frame: Frame, tf: TransformLookup, sweep: Sweep) -> tuple[np.ndarray, np.ndarray]:
+        if self.network is not None:
+            return self.segment_learned(sweep.points_base[sweep.usable], sweep.intensity[sweep.usable])
+        views = camera_views(frame, tf, self.params["world_frame"])
+        return segment_points(sweep.points[sweep.usable], views, sweep.T_base_lidar, self.ground, self.cluster,
+                              self.params["min_object_height_m"])
 
     def process(self, frame: Frame, tf: TransformLookup, timer: StageTimer) -> list:
         with timer.stage("pre"):
             sweep = lidar_sweep(frame, tf, self.params["base_frame"], self.params["ego_box_m"],
                                 self.params["world_frame"])
-            views = camera_views(frame, tf, self.params["world_frame"])
         with timer.stage("infer"):
-            labels, scores = segment_points(sweep.points[sweep.usable], views, sweep.T_base_lidar, self.ground,
-                                            self.cluster, self.params["min_object_height_m"])
+            labels, scores = self._labels(frame, tf, sweep)
         with timer.stage("post"):
             all_labels = np.full(len(sweep.points), IGNORE_LABEL, dtype=np.uint8)
             all_scores = np.zeros(len(sweep.points), dtype=np.float32)

@@ -51,6 +51,7 @@ class Sweep:
         usable: (N,) finite points outside the ego box.
         T_base_lidar: 4x4 LiDAR -> base_frame at the sweep stamp.
         points_base: (N, 3) the points in base_frame.
+        intensity: (N,) float32 `intensity` field of the cloud (zeros when it has none).
         merged_cloud: with merged LiDARs, the (N,) structured points with x, y, z in the trigger LiDAR frame (the
             trigger's fields when every cloud has them, else x, y, z only); None for a single LiDAR.
     """
@@ -59,7 +60,9 @@ class Sweep:
     usable: np.ndarray
     T_base_lidar: np.ndarray
     points_base: np.ndarray
+    intensity: np.ndarray
     merged_cloud: np.ndarray | None = None
+
 
 
 def _merge(trigger: LidarInput, stamp_ns: int, others: Sequence[LidarInput], tf: TransformLookup,
@@ -98,7 +101,10 @@ def lidar_sweep(frame: Frame, tf: TransformLookup, base_frame: str, ego_box_m: S
     lo, hi = np.asarray(ego_box_m[:3]), np.asarray(ego_box_m[3:])
     on_ego = np.all((points_base >= lo) & (points_base <= hi), axis=1)
     usable = np.isfinite(points).all(axis=1) & ~on_ego
-    return Sweep(points, usable, T_base_lidar, points_base, merged)
+    cloud = frame.lidar.points if merged is None else merged
+    intensity = (np.asarray(cloud["intensity"], dtype=np.float32) if cloud.dtype.names and "intensity" in
+                 cloud.dtype.names else np.zeros(len(points), dtype=np.float32))
+    return Sweep(points, usable, T_base_lidar, points_base, intensity, merged)
 
 
 def camera_views(frame: Frame, tf: TransformLookup, world_frame: str) -> list[CameraView]:

@@ -1,27 +1,75 @@
-"""`perception3d export detector2d --checkpoint CKPT --out MODEL.onnx`: write the ONNX model of a checkpoint
-(contract: core.models.onnx_backend), check that onnxruntime loads it, and compare its detections with torch on
-random input or, with --dataroot/--version/--split, on the first --verify camera images of a split."""
+"""`perception3d export <model> --checkpoint CKPT --out MODEL.onnx`: write the ONNX model of a checkpoint, check that
+onnxruntime loads it, and compare it with torch.
+
+detector2d (contract: core.models.onnx_backend): detections on random input or, with --dataroot/--version/--split,
+on the first --verify camera images of a split. segmentation (inputs bev, coords, point_features; output
+probabilities): point labels on the first --verify labelled sweeps of --cache (default: random clouds); the export
+passes when at least LABEL_AGREEMENT of the points get the same label."""
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
-MODELS = ("detector2d",)
+MODELS = ("detector2d", "segmentation")
 # IoU at which a torch and an ONNX box count as the same detection (issue 6, acceptance 2).
 AGREEMENT_IOU = 0.99
+# Share of points with the same label from torch and ONNX that a segmentation export must reach (issue 12).
+LABEL_AGREEMENT = 0.995
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("model", choices=MODELS, help="which model to export")
-    parser.add_argument("--checkpoint", type=Path, required=True, help="checkpoint written by `train detector2d`")
+    parser.add_argument("--checkpoint", type=Path, required=True, help="checkpoint written by `perception3d train`")
     parser.add_argument("--out", type=Path, required=True, help="ONNX file to write")
     parser.add_argument("--dataroot", type=Path, help="nuScenes-schema dataroot with images to compare on")
     parser.add_argument("--version", help="table version of --dataroot")
     parser.add_argument("--split", help="split of --dataroot whose images are compared")
-    parser.add_argument("--verify", type=int, default=20, help="images compared (default 20)")
+    parser.add_argument("--cache", type=Path, help="segmentation: sweep cache whose labelled sweeps are compared on")
+    parser.add_argument("--verify", type=int, default=20, help="images or sweeps compared (default 20)")
 
 
 def run(args: argparse.Namespace) -> int:
+    return _export_segmentation(args) if args.model == "segmentation" else _export_detector2d(args)
+
+
+def _export_segmentation(args: argparse.Namespace) -> int:
+    import numpy as np
+    import torch
+
+    from ..core.models.checkpoint import load_checkpoint
+    from ..core.models.export import export_segmentation
+    from ..core.models.network_file import open_network
+    from ..core.models.runner import CPU_OPTIONS
+    from ..core.models.segnet import SEGNET_INPUTS, SegNetInference, labels_from_probabilities, segnet_inputs
+    from .data.dataset import SweepDataset
+    from .segmentation import sweep_in_ego
+
+    network, _ = load_checkpoint(args.checkpoint, expected_model="segmentation")
+    path = export_segmentation(network, args.out)
+    onnx_model = open_network("onnx", path, "segmentation", SegNetInference, SEGNET_INPUTS, CPU_OPTIONS)
+    torch_model = open_network("torch", args.checkpoint, "segmentation", SegNetInference, SEGNET_INPUTS, CPU_OPTIONS)
+    print(f"wrote {path} ({path.stat().st_size / 2**20:.1f} MiB)")
+    if args.cache is not None:
+        dataset = SweepDataset(args.cache, past_sweeps=0, images=False)
+        sweeps = [sweep_in_ego(dataset[int(i)]) for i in dataset.indices_where("has_lidarseg")[:args.verify]]
+    else:
+        rng = np.random.default_rng(0)
+        sweeps = [(rng.uniform(-60, 60, (30000, 3)) * [1, 1, 0.05], rng.uniform(0, 255, 30000))
+                  for _ in range(args.verify)]
+    same = total = 0
+    with torch.inference_mode():
+        for points, intensity in sweeps:
+            inputs = [x[None] for x in segnet_inputs(points, intensity, network.config.grid)]
+            from_torch, _ = labels_from_probabilities(torch_model.run(*inputs)[0][0])
+            from_onnx, _ = labels_from_probabilities(onnx_model.run(*inputs)[0][0])
+            same, total = same + int(np.sum(from_torch == from_onnx)), total + len(points)
+    agreement = same / max(total, 1)
+    print(f"{len(sweeps)} sweeps{' of ' + str(args.cache) if args.cache else ' (random clouds)'}: {agreement:.4%} of "
+          f"{total} points have the same label from torch and ONNX (needed: {LABEL_AGREEMENT:.1%})")
+    return 0 if agreement >= LABEL_AGREEMENT else 1
+
+
+def _export_detector2d(args: argparse.Namespace) -> int:
     import numpy as np
 
     from ..core.models.checkpoint import load_checkpoint

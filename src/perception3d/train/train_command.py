@@ -1,7 +1,9 @@
 """`perception3d train <model> ...`: train a learned model with the shared trainer (train.trainer).
 
-detector2d trains on the keyframe camera images of a nuScenes-schema dataroot and validates with AP@0.5 per class
-on --val-split. The trainer's options (epochs, batch, lr, device, amp, resume, init, seed, validate-every,
+detector2d trains on the keyframe camera images of a nuScenes-schema dataroot (or a cache) and validates with AP@0.5
+per class on --val-split. segmentation trains on the labelled sweeps of one or more sweep caches (`perception3d
+dataset build`; their --boxes2d feed the Local Object Branch) and validates with lidarseg mIoU on --val-cache. The
+trainer's options (epochs, batch, lr, device, amp, resume, init, seed, validate-every,
 max-steps, workers) are the same for every model; the same command runs data-parallel under
 `torchrun --nproc_per_node N -m perception3d.cli train ...`.
 """
@@ -13,7 +15,7 @@ import shlex
 from dataclasses import replace
 from pathlib import Path
 
-MODELS = ("detector2d",)
+MODELS = ("detector2d", "segmentation")
 NEW_MODEL_CONTEXT_DILATIONS = (2, 4)  # what the shipped checkpoint has (benchmarks/results/detector2d_training.md)
 
 
@@ -44,10 +46,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--version", help="table version of --dataroot, e.g. v1.0-mini or v1.0-synth")
     parser.add_argument("--split", help="training split of --dataroot (devkit name or a name in splits.json)")
     parser.add_argument("--val-split", default=None, help="validation split of --dataroot (default: no validation)")
-    parser.add_argument("--cache", type=Path, default=None,
-                        help="train from a sweep cache (`perception3d dataset build`) instead of --dataroot; "
-                             "detector2d needs one built with --images small|full and --boxes2d perfect")
-    parser.add_argument("--val-cache", type=Path, default=None, help="validate on this sweep cache (with --cache)")
+    parser.add_argument("--cache", type=Path, nargs="+", default=None,
+                        help="train from sweep caches (`perception3d dataset build`) instead of --dataroot; "
+                             "detector2d takes one, built with --images small|full and --boxes2d perfect; "
+                             "segmentation takes one or more (their --boxes2d feed the Local Object Branch)")
+    parser.add_argument("--val-cache", type=Path, nargs="+", default=None,
+                        help="validate on these sweep caches (with --cache)")
     parser.add_argument("--out", type=Path, required=True, help="checkpoint to write (and resume from)")
     parser.add_argument("--epochs", type=int, default=30, help="passes over the training images (default 30)")
     parser.add_argument("--batch", "--batch-size", dest="batch_size", type=int, default=8,
@@ -80,10 +84,67 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--eval-only", action="store_true",
                         help="do not train: score the checkpoint --out on --val-split (default: --split)")
     parser.add_argument("--workers", type=int, default=0, help="data loading processes (default 0)")
+    parser.add_argument("--threads", type=int, default=0,
+                        help="CPU threads of the training process (default 0: torch's default)")
+    parser.add_argument("--no-lob", action="store_true",
+                        help="segmentation: train without the Local Object Branch and its distillation (ablation)")
+    parser.add_argument("--points", type=int, default=20000,
+                        help="segmentation: points drawn from each training sweep (default 20000)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
 
 
+def _train_config(args: argparse.Namespace):
+    from .trainer import TrainConfig
+
+    return TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, device=args.device, amp=args.amp,
+                       checkpoint_every=args.checkpoint_every, validate_every=args.validate_every, seed=args.seed,
+                       num_workers=args.workers, max_steps=args.max_steps)
+
+
 def run(args: argparse.Namespace) -> int:
+    import torch
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    return _run_segmentation(args) if args.model == "segmentation" else _run_detector2d(args)
+
+
+def _run_segmentation(args: argparse.Namespace) -> int:
+    from ..core.models.checkpoint import load_checkpoint
+    from ..core.models.runner import resolve_device
+    from ..core.models.segnet import SegNetConfig
+    from ..errors import ConfigError
+    from . import run_log
+    from .data.dataset import SweepDataset
+    from .segmentation import SegmentationData, evaluate, train_segmentation
+
+    if args.eval_only:
+        caches = args.val_cache or args.cache
+        if not caches:
+            raise ConfigError("segmentation --eval-only: give --val-cache (or --cache)")
+        network, _ = load_checkpoint(args.out, expected_model="segmentation")
+        score = evaluate(network, [SweepDataset(c, past_sweeps=0, images=False) for c in caches],
+                         resolve_device(args.device))
+        print(f"lidarseg mIoU of {args.out}: {score.miou():.3f}")
+        for name, iou in score.per_class_iou().items():
+            print(f"  {name:<22}{iou:.3f}")
+        return 0
+    if not args.cache:
+        raise ConfigError("segmentation trains from sweep caches: give --cache (built by `perception3d dataset build`)")
+    init = args.init
+    model_config = load_checkpoint(init, expected_model="segmentation")[0].config if init else \
+        SegNetConfig(lob=not args.no_lob)
+    result = train_segmentation(args.cache, args.out, model_config, _train_config(args), args.val_cache or (),
+                                resume=args.resume, init=init, data=SegmentationData(points=args.points),
+                                command=shlex.join(["perception3d", *args.argv]))
+    if int(os.environ.get("RANK", "0")) == 0:
+        print(f"wrote {result.checkpoint} after {result.steps} steps (log {run_log.log_path(result.checkpoint)})")
+        if result.metrics:
+            print(f"validation lidarseg mIoU {result.metrics['miou']:.3f}")
+    return 0
+
+
+def _run_detector2d(args: argparse.Namespace) -> int:
     from ..core.models.centernet import CenterNetConfig
     from ..core.models.checkpoint import SHIPPED_CHECKPOINT, load_checkpoint
     from ..core.models.inference import TorchDetector2D
@@ -92,15 +153,17 @@ def run(args: argparse.Namespace) -> int:
     from .data.camera_images import CachedCameraImages
     from .detector2d import SCORED_CLASSES, VALIDATION_DECODE, Detector2DData, evaluate, format_scores, train_detector2d
     from .nuscenes_boxes import NuScenesCameraBoxes
-    from .trainer import TrainConfig
 
     if args.cache is None and not (args.dataroot and args.version and args.split):
         raise ConfigError("give --dataroot, --version and --split, or --cache")
+    for option in ("cache", "val_cache"):
+        if getattr(args, option) and len(getattr(args, option)) > 1:
+            raise ConfigError(f"detector2d: --{option.replace('_', '-')} takes one cache")
 
-    def images(split: str | None, cache: Path | None):
+    def images(split: str | None, caches: list[Path] | None):
         """(image, boxes) pairs of a cache, or of a dataroot split; None when neither is given."""
-        if cache is not None:
-            return CachedCameraImages(cache)
+        if caches:
+            return CachedCameraImages(caches[0])
         if args.cache is None and split is not None:
             return NuScenesCameraBoxes(args.dataroot, args.version, split, min_visibility=args.min_visibility)
         return None
@@ -123,9 +186,7 @@ def run(args: argparse.Namespace) -> int:
                                     context_dilations=NEW_MODEL_CONTEXT_DILATIONS))
     if args.context_dilations is not None:
         model_config = replace(model_config, context_dilations=args.context_dilations)
-    config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, device=args.device,
-                         amp=args.amp, checkpoint_every=args.checkpoint_every, validate_every=args.validate_every,
-                         seed=args.seed, num_workers=args.workers, max_steps=args.max_steps)
+    config = _train_config(args)
     command = shlex.join(["perception3d", *args.argv])
     result = train_detector2d(train_set, args.out, model_config, config, val_set, resume=args.resume, init=init,
                               data=Detector2DData(crop_size=args.crop, validation_batch=args.batch_size),

@@ -31,6 +31,8 @@ CHECKPOINT_VERSION = 2
 _V1_FORMAT = "perception3d.centernet2d"
 # The checkpoint shipped with the package (benchmarks/results/detector2d_training.md says how it was trained).
 SHIPPED_CHECKPOINT = Path(__file__).resolve().parent / "weights" / "detector2d_synth.pt"
+# segmentation's shipped checkpoint (benchmarks/results/segmentation_training.md says how it was trained).
+SHIPPED_SEGMENTATION = Path(__file__).resolve().parent / "weights" / "segmentation_synth.pt"
 
 
 def _plain(value):

@@ -1,5 +1,6 @@
 """ONNX export (opset 17) of the learned models: one generic writer, and each model's wrapper that fixes its
-inputs, outputs and metadata (detector2d: the contract of core.models.onnx_backend)."""
+inputs, outputs and metadata (detector2d: the contract of core.models.onnx_backend; the LiDAR models: their
+inference wrapper, with the model name and architecture config as metadata, which core.models.network_file reads)."""
 from __future__ import annotations
 
 import copy
@@ -12,6 +13,11 @@ from torch import nn
 
 from .centernet import CenterNet, CenterNetInference
 from .onnx_backend import CLASS_NAMES_KEY, INPUT_NAME, OPSET, OUTPUT_NAMES
+from .registry import model_name_of
+from .segnet import SEGNET_INPUTS, SEGNET_OUTPUTS, SegNet, SegNetInference
+
+MODEL_KEY = "perception3d.model"
+CONFIG_KEY = "perception3d.config"
 
 
 def export_network(network: nn.Module, example_inputs: tuple[torch.Tensor, ...], path: Path,
@@ -48,3 +54,24 @@ def export_onnx(model: CenterNet, path: Path) -> Path:
     example = torch.zeros(1, 3, config.input_height, config.input_width)
     return export_network(CenterNetInference(copy.deepcopy(model).cpu().eval()), (example,), path, [INPUT_NAME],
                           OUTPUT_NAMES, {CLASS_NAMES_KEY: json.dumps(list(config.class_names))})
+
+
+def export_model(inference: nn.Module, network: nn.Module, example_inputs: tuple[torch.Tensor, ...], path: Path,
+                 input_names: Sequence[str], output_names: Sequence[str],
+                 dynamic_axes: Mapping[str, Mapping[int, str]]) -> Path:
+    """Write the inference wrapper of a registered network with its model name and config as metadata."""
+    import json
+
+    return export_network(inference, example_inputs, path, input_names, output_names,
+                          {MODEL_KEY: model_name_of(network), CONFIG_KEY: json.dumps(network.config.to_dict())},
+                          dynamic_axes)
+
+
+def export_segmentation(network: SegNet, path: Path) -> Path:
+    """segmentation: (bev, coords, point_features) -> probabilities, dynamic batch and point count."""
+    grid = network.config.grid
+    example = (torch.zeros(1, grid.channels, grid.size, grid.size), torch.zeros(1, 64, 2), torch.zeros(1, 64, 5))
+    axes = {"bev": {0: "batch"}, "coords": {0: "batch", 1: "points"}, "point_features": {0: "batch", 1: "points"},
+            "probabilities": {0: "batch", 1: "points"}}
+    return export_model(SegNetInference(copy.deepcopy(network).cpu().eval()), network, example, path, SEGNET_INPUTS,
+                        SEGNET_OUTPUTS, axes)

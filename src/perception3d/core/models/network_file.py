@@ -1,31 +1,28 @@
-"""Opening and writing the model file of a learned LiDAR node (segmentation, occupancy, detection3d), either backend.
+"""Opening the model file of a learned LiDAR node (segmentation, occupancy, detection3d), either backend.
 
-A node's model is a registered network (core.models.registry) run through an inference wrapper that fixes its
-numpy-in / numpy-out contract. `open_network` loads it from a perception3d checkpoint (backend 'torch',
-core.models.runner.TorchRunner) or from the ONNX file `export_model` wrote (backend 'onnx', onnxruntime); both give
-the model's architecture config (the node needs its grid and classes to prepare inputs) and one `run` callable with
-the same inputs and outputs. The ONNX file carries the model name and config as metadata properties, so an ONNX
-model of another network, or without them, is refused at start with a ModelError.
+A node's model is a registered network (core.models.registry) run through an inference wrapper that fixes its numpy-in /
+numpy-out contract. `open_network` loads it from a perception3d checkpoint (backend 'torch',
+core.models.runner.TorchRunner) or from the ONNX file `perception3d export` wrote (backend 'onnx', onnxruntime); both
+give the model's architecture config (the node needs its grid and classes to prepare inputs) and one `run` callable with
+the same inputs and outputs. The ONNX file (core.models.export.export_model) carries the model name and config as
+metadata properties, so an ONNX model of another network, or without them, is refused at start with a ModelError.
 """
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
 from torch import nn
 
 from ...errors import ConfigError, ModelError
 from .checkpoint import load_checkpoint
-from .export import export_network
-from .registry import model_name_of, model_spec
+from .export import CONFIG_KEY, MODEL_KEY
+from .registry import model_spec
 from .runner import RunnerOptions, TorchRunner, onnx_session
 
-MODEL_KEY = "perception3d.model"
-CONFIG_KEY = "perception3d.config"
 BACKENDS = ("torch", "onnx")
 
 
@@ -69,12 +66,3 @@ def open_network(backend: str, path: Path, model: str, inference: Callable[[nn.M
         return tuple(session.run(None, {n: np.ascontiguousarray(x) for n, x in zip(names, inputs)}))
 
     return OpenedNetwork(model, config, run, backend)
-
-
-def export_model(network: nn.Module, inference: Callable[[nn.Module], nn.Module],
-                 example_inputs: tuple[torch.Tensor, ...], path: Path, input_names: Sequence[str],
-                 output_names: Sequence[str], dynamic_axes: Mapping[str, Mapping[int, str]]) -> Path:
-    """Write the inference wrapper of a registered network as ONNX with its model name and config as metadata."""
-    return export_network(inference(network), example_inputs, path, input_names, output_names,
-                          {MODEL_KEY: model_name_of(network), CONFIG_KEY: json.dumps(network.config.to_dict())},
-                          dynamic_axes)

@@ -89,6 +89,12 @@ class SweepDataset:
         s = int(np.searchsorted(self._starts, index, side="right")) - 1
         return self.scenes[s], index - int(self._starts[s])
 
+    def indices_where(self, flag: str) -> np.ndarray:
+        """Dataset indices (int64, in order) of the samples whose per-sweep flag is set ('has_lidarseg',
+        'is_key_frame')."""
+        return np.concatenate([np.zeros(0, np.int64)] + [
+            np.flatnonzero(self._scene(name)[flag]) + self._starts[s] for s, name in enumerate(self.scenes)])
+
     def scene_arrays(self, name: str) -> dict[str, np.ndarray]:
         """The memory-mapped arrays of one scene of the cache (layout.py names them)."""
         return self._scene(name)
