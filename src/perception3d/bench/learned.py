@@ -1,7 +1,13 @@
-"""Latency of every learned node through the node itself (`process` on nuScenes-sized frames: decoding excluded,
-pre + infer + post included), per backend: torch CPU, onnxruntime CPU, and torch CUDA (fp32 and fp16) when a GPU is
-present. p50 / p95 over FRAMES frames after warm-up. The learned nodes today: detector2d (six 1600x900 images a
-frame, the shipped checkpoint); the learned 3D nodes add a row each when their models land."""
+"""Latency of every learned node, per backend: torch CPU, onnxruntime CPU, and torch CUDA (fp32 and fp16) when a GPU
+is present.
+
+- detector2d: through the node's `process` (six 1600x900 images a frame, the shipped checkpoint; decoding excluded,
+  pre + infer + post included), p50 / p95 over FRAMES frames after warm-up.
+- The LiDAR nodes with a learned mode (LIDAR_NODES): the bag of bench.graph (40 nuScenes-sized sweeps) replayed
+  through the node alone, once in geometric mode and once per learned backend, in the same run; p50 / p95 of the
+  node's total (decoding, synchronization and output messages included, as bench graph measures) and the ratio of
+  learned to geometric (target: at most 2).
+"""
 from __future__ import annotations
 
 import os
@@ -14,12 +20,15 @@ import numpy as np
 import torch
 
 from ..core.camera import CameraModel
-from ..core.models.checkpoint import SHIPPED_CHECKPOINT, load_checkpoint
-from ..core.models.export import export_onnx
+from ..core.models.checkpoint import SHIPPED_CHECKPOINT, SHIPPED_SEGMENTATION, load_checkpoint
+from ..core.models.export import export_onnx, export_segmentation
 from ..nodes.base import CameraInput, Frame, NodeDefinition, StageTimer
 from ..nodes.detector2d import Detector2DNode
 from ..nodes.params import load_parameters
+from ..runtime.bag import replay
+from ..runtime.graph import FULL_GRAPH
 from .common import format_table, write_results
+from .graph import write_frame_bag
 
 FRAMES = 20
 CAMERAS = ("CAM_FRONT", "CAM_FRONT_RIGHT", "CAM_BACK_RIGHT", "CAM_BACK", "CAM_BACK_LEFT", "CAM_FRONT_LEFT")
@@ -44,6 +53,32 @@ def _detector2d_onnx(directory: Path) -> Path:
 LEARNED_NODES: dict[str, tuple[type[NodeDefinition], Callable[[int], Frame], Callable[[Path], Path]]] = {
     "detector2d": (Detector2DNode, _camera_frame, _detector2d_onnx),
 }
+
+
+def _segmentation_onnx(directory: Path) -> Path:
+    return export_segmentation(load_checkpoint(SHIPPED_SEGMENTATION, expected_model="segmentation")[0],
+                               directory / "segmentation.onnx")
+
+
+# LiDAR node with a learned mode -> writer of its shipped model as ONNX
+LIDAR_NODES: dict[str, Callable[[Path], Path]] = {
+    "segmentation": _segmentation_onnx,
+}
+
+
+def replay_latency(node: str, frames_bag: Path, work: Path, overrides: dict) -> dict[str, float]:
+    """p50 / p95 ms of `node`'s total per sweep when the frames bag is replayed through it alone with parameters
+    `overrides` (the node's section of a parameter file)."""
+    config = work / f"{node}_{len(list(work.glob('*.yaml')))}.yaml"
+    lines = ["/**:", "  ros__parameters:", "    base_frame: base_link", f"{node}:", "  ros__parameters:"]
+    lines += [f"    {key}: {value!r}" if isinstance(value, str) else f"    {key}: {value}"
+              for key, value in overrides.items()]
+    config.write_text("\n".join(lines) + "\n")
+    out = work / config.stem
+    summary = replay(frames_bag, out, FULL_GRAPH.select((node,)), config=config, progress=False)
+    (runner,) = summary.runners
+    p50, p95 = runner.stats.percentiles_ms()
+    return {"p50_ms": p50, "p95_ms": p95, "frames": runner.stats.frames_processed}
 
 
 def node_latency(definition: type[NodeDefinition], make_frame: Callable[[int], Frame], overrides: dict,
@@ -81,12 +116,40 @@ def run(out_dir: Path) -> Path:
                 data["rows"][f"{name} {variant}"] = stats
                 rows.append([name, variant, f"{stats['p50_s'] * 1e3:.1f} ms", f"{stats['p95_s'] * 1e3:.1f} ms",
                              f"{1.0 / stats['p50_s']:.1f} Hz"])
+        frames_bag = Path(tmp) / "frames"
+        write_frame_bag(frames_bag)
+        for name, write_onnx in LIDAR_NODES.items():
+            onnx_file = str(write_onnx(Path(tmp)))
+            variants = {"geometric": {"mode": "geometric"},
+                        "learned, torch CPU fp32, 1 thread": {"mode": "learned", "backend": "torch", "device": "cpu",
+                                                              "threads": 1},
+                        "learned, onnxruntime CPU, 1 thread": {"mode": "learned", "backend": "onnx", "device": "cpu",
+                                                               "model_path": onnx_file, "threads": 1},
+                        "learned, onnxruntime CPU, default threads": {"mode": "learned", "backend": "onnx",
+                                                                      "device": "cpu", "model_path": onnx_file}}
+            if torch.cuda.is_available():
+                variants["learned, torch CUDA fp32"] = {"mode": "learned", "backend": "torch", "device": "cuda"}
+                variants["learned, torch CUDA fp16"] = {"mode": "learned", "backend": "torch", "device": "cuda",
+                                                        "precision": "fp16"}
+            geometric_p95 = None
+            for variant, overrides in variants.items():
+                stats = replay_latency(name, frames_bag, Path(tmp), overrides)
+                geometric_p95 = geometric_p95 or stats["p95_ms"]
+                stats["p95_vs_geometric"] = stats["p95_ms"] / geometric_p95
+                data["rows"][f"{name} {variant}"] = stats
+                rows.append([name, variant, f"{stats['p50_ms']:.1f} ms", f"{stats['p95_ms']:.1f} ms",
+                             f"{1e3 / stats['p50_ms']:.1f} Hz ({stats['p95_vs_geometric']:.2f}x geometric p95)"])
     load_after = os.getloadavg()[0]
     data["load_average_1min"] = [load_before, load_after]
     table = format_table(["node", "backend", "p50", "p95", "rate at p50"], rows)
-    notes = (f"Through the node's `process` (pre + infer + post), {FRAMES} frames after warm-up, default parameters "
-             "(shipped checkpoint; the ONNX row runs its export). detector2d: six 1600x900 RGB images per frame, one "
-             f"batch. torch with {data['torch_threads']} intra-op threads, onnxruntime with its default. 1-minute "
+    notes = (f"detector2d: through the node's `process` (pre + infer + post), {FRAMES} frames after warm-up, default "
+             "parameters (shipped checkpoint; the ONNX row runs its export), six 1600x900 RGB images per frame, one "
+             "batch. LiDAR nodes: bench graph's 40 nuScenes-sized sweeps (34,688 points) replayed through the node "
+             "alone (decoding, synchronization and messages included), geometric and learned in the same run, the "
+             "shipped checkpoint (the ONNX rows run its export); the ratio compares p95s. '1 thread' sets the node's "
+             "`threads` parameter: a LiDAR node shares the cores with the other nodes, and a library's default pool "
+             "(one thread per core) spins against them. "
+             f"torch with {data['torch_threads']} intra-op threads, onnxruntime with its default. 1-minute "
              f"load average {load_before:.1f} before and {load_after:.1f} after, on {os.cpu_count()} cores: on a "
              "shared machine these are upper bounds. No GPU row means no GPU was present.")
     return write_results(out_dir, "learned", "Learned nodes, latency per frame (perception3d bench learned)", table,
