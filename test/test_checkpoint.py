@@ -57,8 +57,9 @@ def test_a_checkpoint_of_another_model_or_an_unknown_model_is_refused(tmp_path):
     torch.save({**payload, "model": "segmentation"}, tmp_path / "seg.pt")
     with pytest.raises(ModelError, match="is a checkpoint of model 'segmentation'.*expected a detector2d checkpoint"):
         load_checkpoint(tmp_path / "seg.pt")
-    with pytest.raises(ModelError, match="'segmentation' is not a perception3d model"):
-        load_checkpoint(tmp_path / "seg.pt", expected_model="segmentation")
+    torch.save({**payload, "model": "lane_detector"}, tmp_path / "lanes.pt")
+    with pytest.raises(ModelError, match="'lane_detector' is not a perception3d model"):
+        load_checkpoint(tmp_path / "lanes.pt", expected_model="lane_detector")
 
 
 def test_wrong_classes_or_architecture_name_what_differs(tmp_path):
