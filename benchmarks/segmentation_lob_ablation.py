@@ -2,9 +2,10 @@
 2DDATA's Local Object Branch (and its distillation), several training seeds each, scored on held-out caches.
 
     python benchmarks/segmentation_lob_ablation.py --cache A B --val-cache HELD_OUT --runs RUNS_DIR \
-        [--seeds 0 1 2] [--epochs 8] [--batch 4] [--points 12000] [--threads 1]
+        [--seeds 0 1 2] [--arms lob nolob] [--epochs 5] [--batch 4] [--points 12000] [--threads 1] [--train-only]
 
-Trains the runs that RUNS_DIR does not hold yet (so an interrupted ablation resumes where it stopped), scores every
+Trains the runs that RUNS_DIR does not hold yet (so an interrupted ablation resumes where it stopped, and several
+processes with --train-only and different --seeds/--arms can share the training), then scores every
 checkpoint with the project's scorer on the labelled sweeps of --val-cache, and writes
 benchmarks/results/segmentation_lob_ablation.{md,json}: mIoU over all 16 lidarseg classes, the object classes
 (barrier .. truck) and the stuff classes (driveable_surface .. vegetation) as mean +- spread (half the max-min
@@ -30,7 +31,7 @@ from perception3d.train.trainer import TrainConfig
 
 OBJECT_CLASSES = list(range(1, 11))
 STUFF_CLASSES = list(range(11, 17))
-ARMS = {"with LOB": True, "without LOB": False}
+ARMS = {"lob": ("with LOB", True), "nolob": ("without LOB", False)}
 
 
 def main() -> int:
@@ -39,7 +40,9 @@ def main() -> int:
     parser.add_argument("--val-cache", type=Path, nargs="+", required=True, help="held-out sweep caches")
     parser.add_argument("--runs", type=Path, required=True, help="directory of the runs' checkpoints and logs")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--epochs", type=int, default=8)
+    parser.add_argument("--arms", nargs="+", choices=list(ARMS), default=list(ARMS))
+    parser.add_argument("--train-only", action="store_true", help="train the missing runs, score and write nothing")
+    parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--batch", type=int, default=4)
     parser.add_argument("--lr", type=float, default=2e-3)
     parser.add_argument("--points", type=int, default=12000)
@@ -49,16 +52,23 @@ def main() -> int:
     torch.set_num_threads(args.threads)
     args.runs.mkdir(parents=True, exist_ok=True)
     val = [SweepDataset(c, past_sweeps=0, images=False) for c in args.val_cache]
-    results: dict[str, list[dict]] = {arm: [] for arm in ARMS}
+    results: dict[str, list[dict]] = {ARMS[arm][0]: [] for arm in args.arms}
     for seed in args.seeds:
-        for arm, lob in ARMS.items():
-            path = args.runs / f"{'lob' if lob else 'nolob'}_seed{seed}.pt"
+        for key in args.arms:
+            arm, lob = ARMS[key]
+            path = args.runs / f"{key}_seed{seed}.pt"
             if not path.exists() or read_checkpoint(path).get("train_state", {}).get("optimizer") is not None:
                 config = TrainConfig(epochs=args.epochs, batch_size=args.batch, lr=args.lr, device="cpu", seed=seed,
-                                     checkpoint_every=0)
+                                     checkpoint_every=20)
                 train_segmentation(args.cache, path, SegNetConfig(lob=lob), config, resume=True,
                                    data=SegmentationData(points=args.points), progress=False,
-                                   command=f"benchmarks/segmentation_lob_ablation.py ({arm}, seed {seed})")
+                                   command=("benchmarks/segmentation_lob_ablation.py ran the equivalent of: "
+                                            f"perception3d train segmentation --cache {' '.join(map(str, args.cache))}"
+                                            f" --out {path} --epochs {args.epochs} --batch {args.batch} --lr "
+                                            f"{args.lr} --points {args.points} --seed {seed} --threads "
+                                            f"{args.threads} --device cpu{'' if lob else ' --no-lob'}"))
+            if args.train_only:
+                continue
             network, _ = load_checkpoint(path, expected_model="segmentation")
             record = read_checkpoint(path)["record"]
             started = time.monotonic()
@@ -69,6 +79,8 @@ def main() -> int:
                 "stuff_miou": mean_iou(score.confusion, STUFF_CLASSES), "iou_per_class": score.per_class_iou(),
                 "eval_wall_s": round(time.monotonic() - started, 1)})
             print(f"{arm} seed {seed}: mIoU {results[arm][-1]['miou']:.3f}", flush=True)
+    if args.train_only:
+        return 0
     rows = []
     for arm, runs in results.items():
         cells = []
