@@ -59,14 +59,15 @@ def main() -> int:
             path = args.runs / f"{key}_seed{seed}.pt"
             if not path.exists() or read_checkpoint(path).get("train_state", {}).get("optimizer") is not None:
                 config = TrainConfig(epochs=args.epochs, batch_size=args.batch, lr=args.lr, device="cpu", seed=seed,
-                                     checkpoint_every=20)
-                train_segmentation(args.cache, path, SegNetConfig(lob=lob), config, resume=True,
+                                     checkpoint_every=20, validate_every=args.epochs)  # the record gets held-out mIoU
+                train_segmentation(args.cache, path, SegNetConfig(lob=lob), config, args.val_cache, resume=True,
                                    data=SegmentationData(points=args.points), progress=False,
                                    command=("benchmarks/segmentation_lob_ablation.py ran the equivalent of: "
                                             f"perception3d train segmentation --cache {' '.join(map(str, args.cache))}"
                                             f" --out {path} --epochs {args.epochs} --batch {args.batch} --lr "
                                             f"{args.lr} --points {args.points} --seed {seed} --threads "
-                                            f"{args.threads} --device cpu{'' if lob else ' --no-lob'}"))
+                                            f"{args.threads} --device cpu --validate-every {args.epochs} --val-cache "
+                                            f"{' '.join(map(str, args.val_cache))}{'' if lob else ' --no-lob'}"))
             if args.train_only:
                 continue
             network, _ = load_checkpoint(path, expected_model="segmentation")

@@ -102,8 +102,9 @@ def bev_input(points_base: np.ndarray, intensity: np.ndarray, grid: BevGrid) -> 
     return image.reshape(grid.channels, grid.size, grid.size)
 
 
-def _conv(cin: int, cout: int, stride: int = 1) -> nn.Sequential:
-    return nn.Sequential(nn.Conv2d(cin, cout, 3, stride, 1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
+def _conv(cin: int, cout: int, stride: int = 1, kernel: int = 3) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(cin, cout, kernel, stride, kernel // 2, bias=False), nn.BatchNorm2d(cout),
+                         nn.ReLU(inplace=True))
 
 
 class BevUNet(nn.Module):
@@ -111,17 +112,20 @@ class BevUNet(nn.Module):
 
     widths[i] is the channel count at stride 2 ** (i + stem_stride_log2); the stem brings the input to widths[0]
     at stride `stem_stride` (1 or 2), each further level halves the resolution (one strided and one plain 3x3
-    conv), and the decoder upsamples (bilinear) and fuses each skip with one 3x3 conv back to stride `stem_stride`.
+    conv), and the decoder upsamples (bilinear) and fuses each skip with one conv (`fuse_kernel` 3x3, or 1x1 at a
+    ninth of the cost) back to stride `stem_stride`.
     Output: (B, widths[0], H / stem_stride, W / stem_stride).
     """
 
-    def __init__(self, in_channels: int, widths: tuple[int, ...] = (32, 64, 96), stem_stride: int = 2) -> None:
+    def __init__(self, in_channels: int, widths: tuple[int, ...] = (32, 64, 96), stem_stride: int = 2,
+                 fuse_kernel: int = 3) -> None:
         super().__init__()
-        if stem_stride not in (1, 2) or len(widths) < 2:
-            raise ConfigError(f"BevUNet: stem_stride {stem_stride} (1 or 2) and at least two widths {widths}")
+        if stem_stride not in (1, 2) or len(widths) < 2 or fuse_kernel not in (1, 3):
+            raise ConfigError(f"BevUNet: stem_stride {stem_stride} (1 or 2), at least two widths {widths}, "
+                              f"fuse_kernel {fuse_kernel} (1 or 3)")
         self.stem = nn.Sequential(_conv(in_channels, widths[0], stem_stride), _conv(widths[0], widths[0]))
         self.down = nn.ModuleList(nn.Sequential(_conv(a, b, 2), _conv(b, b)) for a, b in zip(widths, widths[1:]))
-        self.up = nn.ModuleList(_conv(b + a, a) for a, b in zip(widths, widths[1:]))
+        self.up = nn.ModuleList(_conv(b + a, a, kernel=fuse_kernel) for a, b in zip(widths, widths[1:]))
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         skips = [self.stem(image)]

@@ -43,7 +43,8 @@ class SegNetConfig:
     Attributes:
         class_names: output classes, in order (the 16 lidarseg classes; label = index + 1).
         half_extent_m, cell_m, z_min_m, z_max_m, z_bins: the BEV input grid (core.models.bev.BevGrid).
-        widths, stem_stride: BevUNet channels per level and the stem's stride (2: features at 2 * cell_m).
+        widths, stem_stride, fuse_kernel: BevUNet channels per level, the stem's stride (2: features at 2 * cell_m)
+            and the decoder's fusion kernel (1: a ninth of a 3x3's cost; measured in README, Learned segmentation).
         point_hidden: width of the per-point MLPs and of f3.
         lob: build the Local Object Branch (training with 2D boxes); detection_classes: its box classes.
         lob_embed: width of the class embeddings; lob_tau: the attention temperature.
@@ -55,8 +56,9 @@ class SegNetConfig:
     z_min_m: float = -3.0
     z_max_m: float = 5.0
     z_bins: int = 8
-    widths: tuple[int, ...] = (24, 48, 96)
+    widths: tuple[int, ...] = (24, 48, 96, 128)
     stem_stride: int = 2
+    fuse_kernel: int = 1
     point_hidden: int = 48
     lob: bool = True
     detection_classes: tuple[str, ...] = DETECTION_CLASSES
@@ -137,7 +139,7 @@ class SegNet(nn.Module):
         super().__init__()
         self.config = config
         hidden = config.point_hidden
-        self.unet = BevUNet(config.grid.channels, config.widths, config.stem_stride)
+        self.unet = BevUNet(config.grid.channels, config.widths, config.stem_stride, config.fuse_kernel)
         self.point_mlp = _mlp(POINT_FEATURES, hidden, hidden)
         self.fuse = _mlp(config.widths[0] + hidden, hidden, hidden)
         self.head = nn.Linear(hidden, len(config.class_names))
