@@ -38,3 +38,18 @@ def test_problems_name_their_fix(monkeypatch, tmp_path):
     config.write_text(yaml.safe_dump(doc))
     _, report = doctor(config)
     assert "[FAIL] device cuda:3" in report and "fix: set device:=cpu" in report
+
+
+def test_a_learned_lidar_node_with_another_models_checkpoint_fails_with_its_fix(tmp_path):
+    from perception3d.core.models.checkpoint import SHIPPED_CHECKPOINT
+
+    doc = yaml.safe_load(CONFIG.read_text())
+    doc["segmentation"]["ros__parameters"].update(mode="learned", model_path=str(SHIPPED_CHECKPOINT))
+    config = tmp_path / "robot.yaml"
+    config.write_text(yaml.safe_dump(doc))
+    _, report = doctor(config)
+    assert "[FAIL] segmentation checkpoint" in report and "a segmentation checkpoint" in report
+    assert "fix: set segmentation model_path to a checkpoint `perception3d train segmentation` wrote" in report
+    doc["segmentation"]["ros__parameters"]["mode"] = "geometric"  # geometric mode loads no model
+    config.write_text(yaml.safe_dump(doc))
+    assert "segmentation checkpoint" not in doctor(config)[1]

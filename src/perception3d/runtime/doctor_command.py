@@ -99,7 +99,7 @@ def check_learned(device: str) -> list[Check]:
 
 
 def check_parameter_file(path: Path) -> tuple[Check, dict]:
-    """The parameter file against rcl's YAML rules and the schema; returns the check and detector2d's values."""
+    """The parameter file against rcl's YAML rules and the schema; returns the check and every node's values."""
     from ..errors import ConfigError
     from ..nodes.params import load_parameters
     from .graph import implemented_definitions
@@ -109,31 +109,41 @@ def check_parameter_file(path: Path) -> tuple[Check, dict]:
     except ConfigError as exc:
         return Check(f"parameter file {path}", "FAIL", str(exc),
                      f"edit {path}, or start from the shipped one: perception3d params --yaml > {path}"), {}
-    return Check(f"parameter file {path}", "ok", "valid for rcl and the schema"), params.get("detector2d", {})
+    return Check(f"parameter file {path}", "ok", "valid for rcl and the schema"), params
 
 
-def check_checkpoint(detector2d: dict) -> Check:
-    from ..core.models.checkpoint import SHIPPED_CHECKPOINT, load_checkpoint
+def _shipped_models() -> dict[str, Path]:
+    """node -> its shipped checkpoint (the node's model name is the node name)."""
+    from ..core.models.checkpoint import SHIPPED_CHECKPOINT, SHIPPED_SEGMENTATION
+
+    return {"detector2d": SHIPPED_CHECKPOINT, "segmentation": SHIPPED_SEGMENTATION}
+
+
+def check_checkpoint(node: str, params: dict) -> Check:
+    """Whether the model a node will load at start loads (torch backend; an ONNX file is checked at node start)."""
+    from ..core.models.checkpoint import load_checkpoint
     from ..errors import Perception3DError
 
-    path = Path(detector2d.get("model_path") or SHIPPED_CHECKPOINT)
-    if detector2d.get("backend", "torch") != "torch":
-        return Check("detector2d model", "ok", f"backend {detector2d['backend']}: {path} (checked at node start)")
+    path = Path(params.get("model_path") or _shipped_models()[node])
+    if params.get("backend", "torch") != "torch":
+        return Check(f"{node} model", "ok", f"backend {params['backend']}: {path} (checked at node start)")
     try:
-        load_checkpoint(path)
+        load_checkpoint(path, expected_model=node)
     except Perception3DError as exc:
-        return Check("detector2d checkpoint", "FAIL", str(exc),
-                     "set detector2d model_path to a checkpoint `perception3d train detector2d` wrote, or '' for the "
+        return Check(f"{node} checkpoint", "FAIL", str(exc),
+                     f"set {node} model_path to a checkpoint `perception3d train {node}` wrote, or '' for the "
                      "shipped one")
-    return Check("detector2d checkpoint", "ok", f"{path} loads")
+    return Check(f"{node} checkpoint", "ok", f"{path} loads")
 
 
 def run_checks(config: Path) -> list[Check]:
     checks = [*check_ros(), check_numpy()]
-    param_check, detector2d = check_parameter_file(config)
+    param_check, params = check_parameter_file(config)
+    detector2d = params.get("detector2d", {})
     checks += [*check_learned(str(detector2d.get("device", "auto"))), param_check]
     if any(c.name == "torch" and c.level == "ok" for c in checks):
-        checks.append(check_checkpoint(detector2d))
+        checks += [check_checkpoint(node, params.get(node, {})) for node in _shipped_models()
+                   if node == "detector2d" or params.get(node, {}).get("mode") == "learned"]
     return checks
 
 
