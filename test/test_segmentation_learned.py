@@ -197,3 +197,18 @@ def test_learned_mode_replays_and_labels_every_usable_point_as_the_network_does(
         assert np.array_equal(cloud["label"][usable], expected)  # every usable point labelled 1..16
         assert np.all(cloud["label"][~usable] == 0)
         assert np.allclose(cloud["score"][usable], scores, atol=1e-5) and np.all(scores >= 1 / 16)
+
+
+def test_the_shipped_checkpoint_is_the_learned_modes_default_and_runs_on_an_empty_sweep():
+    from perception3d.core.models.checkpoint import SHIPPED_SEGMENTATION, read_checkpoint
+    from perception3d.nodes.params import load_parameters
+    from perception3d.nodes.segmentation import SegmentationNode
+
+    payload = read_checkpoint(SHIPPED_SEGMENTATION)  # weights_only load
+    assert payload["model"] == "segmentation" and "train_state" in payload and payload["record"]["command"]
+    assert all(t.dtype == torch.float16 for t in payload["state_dict"].values() if t.is_floating_point())
+    params = load_parameters(None, {"segmentation": SegmentationNode.parameters})["segmentation"]
+    node = SegmentationNode({**params, "mode": "learned", "device": "cpu"})  # model_path '' = the shipped one
+    assert node.model_state() == "learned mode: torch model shipped checkpoint"
+    labels, scores = node.segment_learned(np.zeros((0, 3)), np.zeros(0, np.float32))
+    assert labels.shape == scores.shape == (0,)
