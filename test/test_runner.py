@@ -130,3 +130,53 @@ def test_class_map_translates_an_external_detectors_labels():
     ports.update({p: p for p in CentroidNode.label_ports(params["camera_names"])})
     with pytest.raises(ConfigError, match="detections.class_map"):
         NodeRunner(CentroidNode, params, ports, TfBuffer())
+
+
+def _image_box_runner(cameras):
+    from replay_fixtures import ImageBoxNode
+
+    params = resolve_node_parameters(None, ImageBoxNode.name, ImageBoxNode.parameters)
+    params["camera_names"] = list(cameras)
+    ports = {p.port: p.port for p in ImageBoxNode.input_ports(cameras)}
+    ports.update({p: p for p in ImageBoxNode.output_ports(cameras)})
+    return NodeRunner(ImageBoxNode, params, ports, TfBuffer()), params
+
+
+def _camera_messages(name, stamp_ns):
+    from perception3d.core.camera import CameraModel
+    from perception3d.msgs.camera_info import camera_model_to_camera_info
+    from perception3d.msgs.image import compressed_image_msg, encode_jpeg
+
+    K = np.array([[50.0, 0, 32], [0, 50.0, 24], [0, 0, 1]])
+    return (compressed_image_msg(encode_jpeg(np.full((48, 64, 3), 90, np.uint8)), stamp_ns, name),
+            camera_model_to_camera_info(CameraModel(K, 64, 48, frame_id=name), stamp_ns))
+
+
+def test_a_camera_info_arriving_just_after_its_image_keeps_the_camera_in_its_firing_cycle():
+    """Issue 16: a CameraInfo stamped like its image but recorded after it (one-sweep bags) used to cost the
+    camera ('no camera_info yet'); the cycle now waits for it up to sync.timeout_s."""
+    cameras = ("CAM_FRONT", "CAM_BACK")
+    runner, _ = _image_box_runner(cameras)
+    out = []
+    messages = {name: _camera_messages(name, T0) for name in cameras}
+    for name in cameras:  # both images first: the firing cycle is complete before any CameraInfo
+        out += runner.on_message(f"~/input/{name}/image", messages[name][0])
+    assert out == [] and runner.stats.frames_processed == 0
+    out += runner.on_message("~/input/CAM_FRONT/camera_info", messages["CAM_FRONT"][1])
+    assert out == []  # CAM_BACK's CameraInfo is still due
+    out += runner.on_message("~/input/CAM_BACK/camera_info", messages["CAM_BACK"][1])
+    assert sorted(p.topic for p in out) == ["~/output/CAM_BACK/detections", "~/output/CAM_FRONT/detections"]
+    assert runner.stats.drops == {}
+
+
+def test_a_camera_whose_info_never_comes_goes_missing_after_the_timeout_and_the_rest_runs():
+    cameras = ("CAM_FRONT", "CAM_BACK")
+    runner, params = _image_box_runner(cameras)
+    front = _camera_messages("CAM_FRONT", T0)
+    runner.on_message("~/input/CAM_FRONT/camera_info", front[1])
+    out = runner.on_message("~/input/CAM_FRONT/image", front[0])
+    out += runner.on_message("~/input/CAM_BACK/image", _camera_messages("CAM_BACK", T0)[0])
+    assert out == []
+    out = runner.advance(T0 + int(params["sync.timeout_s"] * 1e9))
+    assert [p.topic for p in out] == ["~/output/CAM_FRONT/detections"]
+    assert runner.stats.drops == {"CAM_BACK: no camera_info yet": 1}

@@ -227,3 +227,20 @@ def test_builtin_camera_offsets_are_the_rig_files(rig):
     from perception3d.core.sensor_timing import NUSCENES_CAMERA_OFFSETS_S
 
     assert {name: cam["camera_offset_s"] for name, cam in rig["cameras"].items()} == NUSCENES_CAMERA_OFFSETS_S
+
+
+def test_a_camera_info_recorded_after_its_detections_still_joins_the_sweep():
+    """Issue 16: a one-sweep bag whose CameraInfo comes after the camera's detections at the same stamp. The camera
+    stays undecided until its CameraInfo arrives (or the timeout passes), so the set keeps it."""
+    sync = LidarSync(make_config(camera_names=("CAM_FRONT",), offsets_ns={"CAM_FRONT": 0}))
+    assert sync.add_lidar(T0, "sweep") == []
+    assert sync.add_camera("CAM_FRONT", "detections", T0, "boxes") == []  # complete keyed stream, no info yet
+    (emitted,) = sync.add_camera("CAM_FRONT", "camera_info", T0, "info")
+    assert emitted.missing == {} and emitted.cameras["CAM_FRONT"].messages == {"detections": "boxes",
+                                                                                "camera_info": "info"}
+    # Without any CameraInfo the sweep still goes out at the timeout, the camera named missing.
+    sync = LidarSync(make_config(camera_names=("CAM_FRONT",), offsets_ns={"CAM_FRONT": 0}))
+    sync.add_lidar(T0, "sweep")
+    assert sync.add_camera("CAM_FRONT", "detections", T0, "boxes") == []
+    (emitted,) = sync.advance(T0 + 100 * MS)
+    assert emitted.missing == {"CAM_FRONT": "no camera_info received yet"}

@@ -299,13 +299,14 @@ class LidarSync:
 
     # -- matching ----------------------------------------------------------------------------------------------
     def _camera_state(self, camera: str, lidar_ns: int) -> tuple[int | None, bool]:
-        """(best ready stamp or None, decided) of one camera for a sweep."""
+        """(best ready stamp or None, decided) of one camera for a sweep; a camera whose latest-valid streams
+        (camera_info) have not arrived yet is undecided, as they may come just after the keyed ones."""
         queue = self._cameras[camera]
         target = lidar_ns + self.config.offset(camera)
         best = queue.nearest(target, self.config.tolerance_ns)
         decided = (best is not None and best >= target) or (
             queue.newest_ns is not None and queue.newest_ns > target + self.config.tolerance_ns)
-        return best, decided
+        return best, decided and all(queue.latest_msgs[s] for s in self.config.latest_streams)
 
     def _emit_ready(self) -> list[SyncedSet]:
         out = []

@@ -212,6 +212,9 @@ class NodeRunner:
         self._retry_window_ns = int(params["sync.timeout_s"] * 1e9) if retry_transforms else None
         self._waiting_for_tf: deque[Frame] = deque(maxlen=int(params["sync.queue_size"]))
         self._newest_ns: int | None = None
+        # camera-triggered: firing cycles whose CameraInfos have not all arrived yet, held up to sync.timeout_s
+        self._sets_waiting_for_info: list[CameraSet] = []
+        self._info_wait_ns = int(params["sync.timeout_s"] * 1e9)
 
     # -- input ------------------------------------------------------------------------------------------------
     def on_message(self, topic: str, msg: Any) -> list[Published]:
@@ -237,10 +240,10 @@ class NodeRunner:
                 msg = camera_info_to_model(msg, topic)
                 if self.sync is None:
                     self._camera_info[port.camera] = msg
-                    return []
+                    return self._release_camera_sets([])
             if self.sync is not None:
                 return self._run_sets(self.sync.add_camera(port.camera, port.stream, stamp_ns, msg))
-            return self._run_camera_sets(self.camera_sets.add(port.camera, stamp_ns, msg))  # camera-triggered
+            return self._release_camera_sets(self.camera_sets.add(port.camera, stamp_ns, msg))  # camera-triggered
         except (InputError, TransformError) as exc:
             self._drop_error(exc, stamp_ns)
         except NodeContractError:
@@ -254,13 +257,13 @@ class NodeRunner:
         whose transforms have arrived since."""
         self._newest_ns = now_ns if self._newest_ns is None else max(self._newest_ns, now_ns)
         if self.camera_sets is not None:
-            return self._run_camera_sets(self.camera_sets.expire(now_ns))
+            return self._release_camera_sets(self.camera_sets.expire(now_ns))
         return self._run_sets(self.sync.advance(now_ns)) if self.sync else self._run_frames([], None)
 
     def flush(self) -> list[Published]:
         """End of input: process every pending sweep (or camera set) with what has arrived."""
         if self.camera_sets is not None:
-            return self._run_camera_sets(self.camera_sets.flush())
+            return self._release_camera_sets(self.camera_sets.flush(), end_of_input=True)
         return self._run_sets(self.sync.flush()) if self.sync else []
 
     def label_infos(self, stamp_ns: int) -> list[Published]:
@@ -316,8 +319,23 @@ class NodeRunner:
     def _run_sets(self, sets: list[SyncedSet]) -> list[Published]:
         return self._run_frames(sets, self._decode)
 
-    def _run_camera_sets(self, sets: list[CameraSet]) -> list[Published]:
-        return self._run_frames(sets, self._camera_set_frame)
+    def _release_camera_sets(self, sets: list[CameraSet], end_of_input: bool = False) -> list[Published]:
+        """Run the firing cycles, in order, once every camera of a cycle has its CameraInfo (a CameraInfo may come
+        just after its image, e.g. at the same stamp), when message time passes the cycle's stamp + sync.timeout_s,
+        or at the end of input; the cameras still without one then go missing (counted). At most sync.queue_size
+        cycles wait."""
+        waiting = self._sets_waiting_for_info + list(sets)
+        needs_info = "camera_info" in self.definition.camera_streams
+        release = []
+        while waiting:
+            first = waiting[0]
+            informed = not needs_info or all(camera in self._camera_info for camera in first.images)
+            expired = self._newest_ns is not None and self._newest_ns >= first.stamp_ns + self._info_wait_ns
+            if not (informed or expired or end_of_input or len(waiting) > self._queue_size):
+                break
+            release.append(waiting.pop(0))
+        self._sets_waiting_for_info = waiting
+        return self._run_frames(release, self._camera_set_frame)
 
     def _run_frames(self, items: list, to_frame: Callable[[Any], Frame | None]) -> list[Published]:
         """Turn each released set into a Frame (None = dropped) and run the node on it, unless nobody listens.
