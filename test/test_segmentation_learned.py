@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from perception3d.core.box_points import CameraBoxes, point_boxes
 from perception3d.core.models.bev import BevGrid, bev_input
 from perception3d.core.models.export import export_segmentation
 from perception3d.core.models.network_file import open_network
@@ -18,8 +19,7 @@ from perception3d.core.models.segnet import (
     labels_from_probabilities,
     segnet_inputs,
 )
-from perception3d.errors import ModelError
-from perception3d.train.lob import lob_box_classes
+from perception3d.errors import ConfigError, ModelError
 from perception3d.train.segmentation_loss import class_weights, lovasz_softmax, segmentation_loss
 
 TINY = SegNetConfig(half_extent_m=12.8, cell_m=0.8, z_bins=4, widths=(8, 16), point_hidden=16, lob_embed=8)
@@ -30,11 +30,12 @@ K = np.array([[100.0, 0, 100], [0, 100, 50], [0, 0, 1]])
 
 
 def _lob(points, boxes, classes, cameras=None, valid=(True,)):
-    n_cam = len(valid)
-    return lob_box_classes(np.asarray(points, float), np.stack([K] * n_cam), np.stack([T_CAMERA_LIDAR] * n_cam),
-                           np.array([[200, 100]] * n_cam), np.array(valid), np.asarray(boxes, float).reshape(-1, 4),
-                           np.zeros(len(classes), int) if cameras is None else np.asarray(cameras),
-                           np.asarray(classes))
+    """Box class of each point for boxes in one or more identical cameras (cameras[i]: camera of box i)."""
+    cameras = np.zeros(len(classes), int) if cameras is None else np.asarray(cameras)
+    boxes, classes = np.asarray(boxes, float).reshape(-1, 4), np.asarray(classes)
+    views = [CameraBoxes(K, T_CAMERA_LIDAR, 200, 100, boxes[cameras == c], classes[cameras == c],
+                         np.full(int(np.sum(cameras == c)), 0.5 + 0.1 * c)) for c in range(len(valid)) if valid[c]]
+    return point_boxes(np.asarray(points, float), views)[0]
 
 
 def test_lob_points_take_the_nearest_box_and_skip_the_rest():
@@ -60,6 +61,20 @@ def test_lob_box_of_the_camera_that_sees_it_is_nearer_wins():
     points = [[10.0, 0.0, 0.0], [30.0, 0.4, 0.0]]  # u 100 and 98.7
     boxes = [[98, 45, 99, 55], [98, 45, 101, 55]]
     assert _lob(points, boxes, [5, 2], cameras=[0, 1], valid=(True, True)).tolist() == [2, 2]
+
+
+def test_box_prior_features_are_the_boxes_class_one_hot_times_its_score():
+    config = SegNetConfig(half_extent_m=12.8, cell_m=0.8, z_bins=4, widths=(8, 16), box_prior=True)
+    points = np.array([[1.0, 0.0, 0.0], [2.0, 0.0, 0.0], [3.0, 0.0, 0.0]])
+    _, _, features = segnet_inputs(points, np.zeros(3), config, (np.array([3, -1, 0]), np.array([0.8, 0.0, 0.4])))
+    assert features.shape == (3, 15) and config.point_features == 15
+    prior = features[:, 5:]
+    assert prior[0, 3] == pytest.approx(0.8) and prior[2, 0] == pytest.approx(0.4)
+    assert np.count_nonzero(prior) == 2
+    with pytest.raises(ConfigError, match="box prior"):
+        segnet_inputs(points, np.zeros(3), config)
+    plain = segnet_inputs(points, np.zeros(3), SegNetConfig(half_extent_m=12.8, cell_m=0.8, z_bins=4))[2]
+    assert np.array_equal(plain, features[:, :5])
 
 
 def test_lovasz_softmax_on_a_worked_example():
@@ -127,7 +142,7 @@ def test_onnx_export_gives_the_torch_labels(tmp_path):
     torch_inference = SegNetInference(network)
     same = total = 0
     for seed in range(3):
-        inputs = segnet_inputs(*_random_sweep(seed), TINY.grid)
+        inputs = segnet_inputs(*_random_sweep(seed), TINY)
         with torch.inference_mode():
             expected = torch_inference(*(torch.from_numpy(x)[None] for x in inputs))[0].numpy()
         probabilities = onnx_model.run(*(x[None] for x in inputs))[0][0]
@@ -212,3 +227,27 @@ def test_the_shipped_checkpoint_is_the_learned_modes_default_and_runs_on_an_empt
     assert node.model_state() == "learned mode: torch model shipped checkpoint"
     labels, scores = node.segment_learned(np.zeros((0, 3)), np.zeros(0, np.float32))
     assert labels.shape == scores.shape == (0,)
+
+
+def test_a_box_prior_model_reads_the_matched_cameras_boxes_in_the_replay(tmp_path):
+    """A model trained with --box-prior takes each point's 2D box from the frame's cameras: the node builds that input
+    from the synchronized CameraInfo + detections (core.box_points) and labels every usable point."""
+    from dataclasses import replace
+
+    from perception3d.core.models.checkpoint import save_checkpoint
+    from perception3d.msgs.bag import BagReader
+    from perception3d.msgs.pointcloud import pointcloud2_to_array
+    from perception3d.runtime.bag import replay
+    from perception3d.runtime.graph import FULL_GRAPH
+    from synth_data import tiny_bags
+
+    torch.manual_seed(0)
+    save_checkpoint(tmp_path / "prior.pt", SegNet(replace(TINY, box_prior=True)))
+    config = tmp_path / "prior.yaml"
+    config.write_text("/**:\n  ros__parameters:\n    base_frame: base_link\nsegmentation:\n  ros__parameters:\n"
+                      f"    mode: learned\n    model_path: '{tmp_path / 'prior.pt'}'\n    device: cpu\n")
+    replay(tiny_bags()[1], tmp_path / "out", FULL_GRAPH.select(("segmentation",)), config=config, progress=False)
+    with BagReader(tmp_path / "out") as reader:
+        clouds = [pointcloud2_to_array(m.decode()) for m in reader.messages(["/perception/segmentation/pointcloud"])]
+    assert clouds and all(np.isin(c["label"][c["score"] > 0], np.arange(1, 17)).all() for c in clouds)
+    assert np.mean([np.mean(c["label"] > 0) for c in clouds]) > 0.9

@@ -3,9 +3,10 @@
 Learned mode (`mode: learned`): the SegNet of core.models.segnet (a BEV U-Net with a per-point head, trained with
 2DDATA's Local Object Branch, which inference does not need) labels every usable point with one of the 16 lidarseg
 classes and scores it with that class's probability; it reads the LiDAR only (the camera subscriptions stay, so the
-graph's wiring does not change with the mode, but their messages are not used). The model is the checkpoint shipped with
-the package (trained on the synthetic world only) unless `model_path` names another checkpoint or an ONNX file
-(`perception3d export segmentation`).
+graph's wiring does not change with the mode, but their messages are not used), unless the model was trained with a
+box prior (`train segmentation --box-prior`): then each point's 2D box class and score (core.box_points) is an
+input too. The model is the checkpoint shipped with the package (trained on the synthetic world only) unless
+`model_path` names another checkpoint or an ONNX file (`perception3d export segmentation`).
 
 Geometric mode: points that project into a 2D box and lie on that object's depth cluster take the box's class; a robust
 ground-plane fit labels the road (driveable_surface); everything else stays 0 ('ignore': stuff classes other than the
@@ -17,7 +18,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..core.classes import IGNORE_LABEL, LIDARSEG_CLASSES
+from ..core.box_points import CameraBoxes, point_boxes
+from ..core.classes import DETECTION_CLASSES, IGNORE_LABEL, LIDARSEG_CLASSES
 from ..core.frustum import ClusterParams
 from ..core.ground import GroundParams
 from ..core.models.checkpoint import SHIPPED_SEGMENTATION
@@ -32,6 +34,11 @@ from .sweep import EGO_BOX_PARAM, LEARNED_MODE_PARAM, WORLD_FRAME_PARAM, Sweep, 
 
 _GROUND = GroundParams()
 _CLUSTER = ClusterParams()
+
+
+def detection_class_indices(class_ids) -> np.ndarray:
+    """(M,) int64 index of each class name in DETECTION_CLASSES, -1 for names outside them."""
+    return np.array([DETECTION_CLASSES.index(c) if c in DETECTION_CLASSES else -1 for c in class_ids], np.int64)
 
 
 class SegmentationNode(NodeDefinition):
@@ -69,22 +76,31 @@ class SegmentationNode(NodeDefinition):
             self.network = open_network(p["backend"], model_file(p, SHIPPED_SEGMENTATION), "segmentation",
                                         SegNetInference, SEGNET_INPUTS, runner_options(p))
             if p["warm_up"]:
-                self.segment_learned(np.zeros((1, 3)), np.zeros(1, np.float32))
+                self.segment_learned(np.zeros((1, 3)), np.zeros(1, np.float32), (np.full(1, -1), np.zeros(1)))
 
     def model_state(self) -> str:
         if self.network is None:
             return "geometric mode"
         return f"learned mode: {self.network.backend} model {self.params['model_path'] or 'shipped checkpoint'}"
 
-    def segment_learned(self, points_base: np.ndarray, intensity: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(labels (N,) uint8 1..16, scores (N,) float32) of the network for points (N, 3) in base_frame [m]."""
-        (probabilities,) = self.network.run(*(x[None] for x in segnet_inputs(points_base, intensity,
-                                                                             self.network.config.grid)))
+    def segment_learned(self, points_base: np.ndarray, intensity: np.ndarray,
+                        boxes: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(labels (N,) uint8 1..16, scores (N,) float32) of the network for points (N, 3) in base_frame [m];
+        boxes: each point's 2D box (class, score), for a model with a box prior."""
+        inputs = segnet_inputs(points_base, intensity, self.network.config, boxes)
+        (probabilities,) = self.network.run(*(x[None] for x in inputs))
         return labels_from_probabilities(probabilities[0])
 
     def _labels(self, frame: Frame, tf: TransformLookup, sweep: Sweep) -> tuple[np.ndarray, np.ndarray]:
         if self.network is not None:
-            return self.segment_learned(sweep.points_base[sweep.usable], sweep.intensity[sweep.usable])
+            boxes = None
+            if self.network.config.box_prior:
+                cameras = [CameraBoxes(v.camera.K, v.T_cam_lidar, v.camera.width, v.camera.height,
+                                       v.detections.boxes_xyxy, detection_class_indices(v.detections.class_ids),
+                                       v.detections.scores)
+                           for v in camera_views(frame, tf, self.params["world_frame"])]
+                boxes = point_boxes(sweep.points[sweep.usable], cameras)
+            return self.segment_learned(sweep.points_base[sweep.usable], sweep.intensity[sweep.usable], boxes)
         views = camera_views(frame, tf, self.params["world_frame"])
         return segment_points(sweep.points[sweep.usable], views, sweep.T_base_lidar, self.ground, self.cluster,
                               self.params["min_object_height_m"])

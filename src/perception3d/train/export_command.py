@@ -36,13 +36,14 @@ def _export_segmentation(args: argparse.Namespace) -> int:
     import numpy as np
     import torch
 
+    from ..core.box_points import point_boxes
     from ..core.models.checkpoint import load_checkpoint
     from ..core.models.export import export_segmentation
     from ..core.models.network_file import open_network
     from ..core.models.runner import CPU_OPTIONS
     from ..core.models.segnet import SEGNET_INPUTS, SegNetInference, labels_from_probabilities, segnet_inputs
     from .data.dataset import SweepDataset
-    from .segmentation import sweep_in_ego
+    from .segmentation import sample_cameras, sweep_in_ego
 
     network, _ = load_checkpoint(args.checkpoint, expected_model="segmentation")
     path = export_segmentation(network, args.out)
@@ -51,15 +52,17 @@ def _export_segmentation(args: argparse.Namespace) -> int:
     print(f"wrote {path} ({path.stat().st_size / 2**20:.1f} MiB)")
     if args.cache is not None:
         dataset = SweepDataset(args.cache, past_sweeps=0, images=False)
-        sweeps = [sweep_in_ego(dataset[int(i)]) for i in dataset.indices_where("has_lidarseg")[:args.verify]]
+        samples = [dataset[int(i)] for i in dataset.indices_where("has_lidarseg")[:args.verify]]
+        sweeps = [(*sweep_in_ego(s), point_boxes(s["points"][:s["num_points_current"]], sample_cameras(s)))
+                  for s in samples]
     else:
         rng = np.random.default_rng(0)
-        sweeps = [(rng.uniform(-60, 60, (30000, 3)) * [1, 1, 0.05], rng.uniform(0, 255, 30000))
-                  for _ in range(args.verify)]
+        sweeps = [(rng.uniform(-60, 60, (30000, 3)) * [1, 1, 0.05], rng.uniform(0, 255, 30000),
+                   (rng.integers(-1, 10, 30000), rng.random(30000))) for _ in range(args.verify)]
     same = total = 0
     with torch.inference_mode():
-        for points, intensity in sweeps:
-            inputs = [x[None] for x in segnet_inputs(points, intensity, network.config.grid)]
+        for points, intensity, boxes in sweeps:
+            inputs = [x[None] for x in segnet_inputs(points, intensity, network.config, boxes)]
             from_torch, _ = labels_from_probabilities(torch_model.run(*inputs)[0][0])
             from_onnx, _ = labels_from_probabilities(onnx_model.run(*inputs)[0][0])
             same, total = same + int(np.sum(from_torch == from_onnx)), total + len(points)

@@ -4,9 +4,9 @@ mIoU validation with the project's scorer (eval.semantic, as `perception3d eval`
 Training samples are the sweeps with lidarseg labels (nuScenes: keyframes) of one or more caches built by
 `perception3d dataset build` (any nuScenes-schema dataroot; `--boxes2d` gives the 2D boxes of the Local Object
 Branch: a simulated preset, or a detector2d output bag). Each sample: the current sweep's points moved into the ego
-frame, the LOB box class of each point (train.lob, from the unaugmented geometry), a random rotation about z, a
-mirror across the x axis and a scale; network inputs from all points; then `points` of them drawn at random (or
-padded with ignored points) so that samples stack into batches.
+frame, the 2D box class and score of each point (core.box_points, from the unaugmented geometry), a random rotation
+about z, a mirror across the x axis and a scale; network inputs from all points; then `points` of them drawn at
+random (or padded with ignored points) so that samples stack into batches.
 """
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from ..core.box_points import CameraBoxes, point_boxes
 from ..core.classes import LIDARSEG_CLASSES
 from ..core.geometry import transform_points
 from ..core.models.checkpoint import load_checkpoint
@@ -26,7 +27,6 @@ from ..core.models.segnet import SegNet, SegNetConfig, SegNetInference, labels_f
 from ..errors import ConfigError, ModelError
 from ..eval.semantic import SegmentationScore
 from .data.dataset import SweepDataset
-from .lob import lob_box_classes
 from .segmentation_loss import class_weights, segmentation_loss
 from .trainer import TrainConfig, TrainResult, TrainTask, train
 
@@ -80,9 +80,7 @@ class SegmentationSamples(torch.utils.data.Dataset):
         dataset, i = self.items[index]
         sample = dataset[i]
         points, intensity = sweep_in_ego(sample)
-        box_class = lob_box_classes(sample["points"][:sample["num_points_current"]], sample["cam_K"],
-                                    sample["cam_T_camera_lidar"], sample["cam_image_size"], sample["cam_valid"],
-                                    sample["boxes2d_xyxy"], sample["boxes2d_camera"], sample["boxes2d_class"])
+        box_class, box_score = point_boxes(sample["points"][:sample["num_points_current"]], sample_cameras(sample))
         rng = np.random.default_rng([self.seed, self.epoch, index])
         angle = rng.uniform(-self.data.max_rotation_rad, self.data.max_rotation_rad)
         c, s = np.cos(angle), np.sin(angle)
@@ -90,16 +88,29 @@ class SegmentationSamples(torch.utils.data.Dataset):
         if self.data.mirror and rng.random() < 0.5:
             points[:, 1] *= -1.0
         points *= rng.uniform(*self.data.scale)
-        bev, coords, features = segnet_inputs(points, intensity, self.config.grid)
+        bev, coords, features = segnet_inputs(points, intensity, self.config, (box_class, box_score))
         labels = sample["lidarseg"].astype(np.int64)
         n = self.data.points
         pick = rng.choice(len(points), n, replace=False) if len(points) >= n else np.arange(len(points))
         pad = n - len(pick)
         return {"bev": torch.from_numpy(bev),
                 "coords": torch.from_numpy(np.concatenate([coords[pick], np.zeros((pad, 2), np.float32)])),
-                "point_features": torch.from_numpy(np.concatenate([features[pick], np.zeros((pad, 5), np.float32)])),
+                "point_features": torch.from_numpy(np.concatenate([features[pick],
+                                                                   np.zeros((pad, features.shape[1]), np.float32)])),
                 "labels": torch.from_numpy(np.concatenate([labels[pick], np.zeros(pad, np.int64)])),
                 "box_class": torch.from_numpy(np.concatenate([box_class[pick], np.full(pad, -1, np.int64)]))}
+
+
+def sample_cameras(sample: dict) -> list[CameraBoxes]:
+    """The 2D boxes and calibration of a SweepDataset sample's cameras (points in its `lidar` frame)."""
+    cameras = []
+    for c in np.flatnonzero(sample["cam_valid"]):
+        mine = sample["boxes2d_camera"] == c
+        width, height = sample["cam_image_size"][c]
+        cameras.append(CameraBoxes(sample["cam_K"][c], sample["cam_T_camera_lidar"][c], int(width), int(height),
+                                   sample["boxes2d_xyxy"][mine], sample["boxes2d_class"][mine],
+                                   sample["boxes2d_score"][mine]))
+    return cameras
 
 
 def label_counts(caches: Sequence[SweepDataset]) -> np.ndarray:
@@ -114,10 +125,11 @@ def label_counts(caches: Sequence[SweepDataset]) -> np.ndarray:
     return counts
 
 
-def predict_labels(network: nn.Module, points_ego: np.ndarray, intensity: np.ndarray,
-                   device: torch.device) -> tuple[np.ndarray, np.ndarray]:
-    """(labels (N,) uint8 in 1..16, scores (N,) float32) of one sweep by the 3D branch of a SegNet."""
-    bev, coords, features = segnet_inputs(points_ego, intensity, network.config.grid)
+def predict_labels(network: nn.Module, points_ego: np.ndarray, intensity: np.ndarray, device: torch.device,
+                   boxes: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(labels (N,) uint8 in 1..16, scores (N,) float32) of one sweep by the 3D branch of a SegNet; boxes: each
+    point's 2D box (class, score) (core.box_points), for a model with a box prior."""
+    bev, coords, features = segnet_inputs(points_ego, intensity, network.config, boxes)
     with torch.inference_mode():
         probabilities = SegNetInference(network)(*(torch.from_numpy(x)[None].to(device)
                                                    for x in (bev, coords, features)))[0]
@@ -131,7 +143,9 @@ def evaluate(network: nn.Module, caches: Sequence[SweepDataset], device: torch.d
     network.eval()
     for dataset, i in tqdm(_labelled(caches), desc="validate", unit="sweep", disable=not progress):
         sample = dataset[i]
-        labels, _ = predict_labels(network, *sweep_in_ego(sample), device)
+        boxes = point_boxes(sample["points"][:sample["num_points_current"]], sample_cameras(sample)) \
+            if network.config.box_prior else None
+        labels, _ = predict_labels(network, *sweep_in_ego(sample), device, boxes)
         score.add(sample["lidarseg"], labels)
     return score
 

@@ -88,6 +88,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="CPU threads of the training process (default 0: torch's default)")
     parser.add_argument("--no-lob", action="store_true",
                         help="segmentation: train without the Local Object Branch and its distillation (ablation)")
+    parser.add_argument("--box-prior", action="store_true",
+                        help="segmentation: the network also reads each point's 2D box class x score, at training "
+                             "and at run time (not 2DDATA's method; the node then needs 2D boxes)")
     parser.add_argument("--points", type=int, default=20000,
                         help="segmentation: points drawn from each training sweep (default 20000)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
@@ -133,7 +136,7 @@ def _run_segmentation(args: argparse.Namespace) -> int:
         raise ConfigError("segmentation trains from sweep caches: give --cache (built by `perception3d dataset build`)")
     init = args.init
     model_config = load_checkpoint(init, expected_model="segmentation")[0].config if init else \
-        SegNetConfig(lob=not args.no_lob)
+        SegNetConfig(lob=not args.no_lob, box_prior=args.box_prior)
     result = train_segmentation(args.cache, args.out, model_config, _train_config(args), args.val_cache or (),
                                 resume=args.resume, init=init, data=SegmentationData(points=args.points),
                                 command=shlex.join(["perception3d", *args.argv]))

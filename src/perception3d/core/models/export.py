@@ -70,7 +70,8 @@ def export_model(inference: nn.Module, network: nn.Module, example_inputs: tuple
 def export_segmentation(network: SegNet, path: Path) -> Path:
     """segmentation: (bev, coords, point_features) -> probabilities, dynamic batch and point count."""
     grid = network.config.grid
-    example = (torch.zeros(1, grid.channels, grid.size, grid.size), torch.zeros(1, 64, 2), torch.zeros(1, 64, 5))
+    example = (torch.zeros(1, grid.channels, grid.size, grid.size), torch.zeros(1, 64, 2),
+               torch.zeros(1, 64, network.config.point_features))
     axes = {"bev": {0: "batch"}, "coords": {0: "batch", 1: "points"}, "point_features": {0: "batch", 1: "points"},
             "probabilities": {0: "batch", 1: "points"}}
     return export_model(SegNetInference(copy.deepcopy(network).cpu().eval()), network, example, path, SEGNET_INPUTS,

@@ -4,14 +4,17 @@ Inputs (numpy, `segnet_inputs`; one sweep, points in the base frame, x forward, 
 - bev (C, S, S): core.models.bev.bev_input of all points;
 - coords (N, 2): each point's grid_sample coordinates on that grid;
 - point_features (N, 5): z / 2 [m], intensity / 255, horizontal range / 50 [m], height above the lowest and
-  below the highest point of the point's 0.4 m cell [m] (what a BEV cell cannot say about one point).
+  below the highest point of the point's 0.4 m cell [m] (what a BEV cell cannot say about one point); with
+  `box_prior`, 10 more: the one-hot detection class of the point's 2D box times the box's score (core.box_points;
+  zeros outside boxes). The box prior is not 2DDATA's method (which needs no boxes at run time) but an option that
+  gives the network the 2D detector's class where it has one.
 
 Network (`SegNet`): BevUNet -> bilinear BEV feature at each point, concatenated with an MLP of its point features
 -> per-point feature f3 (`point_hidden`) -> 16 logits, one per lidarseg class 1..16 (LIDARSEG_CLASSES without
 index 0 'ignore', which is never predicted: the devkit leaves ignore points out of the score).
 
 Local Object Branch (methods.md §3, training only; `lob=True`): for points inside a 2D detection box (box class c,
-train.lob selects them), class-aware attention between learned detection-class and segmentation-class embeddings,
+core.box_points selects them), class-aware attention between learned detection-class and segmentation-class embeddings,
 pi = softmax_k(cos(E_det[c], E_seg[k]) / tau), o = sum_k pi_k E_seg[k]; the 2DPASS gate fuses o into f3,
 g = Linear([f3, o]), h = ReLU(g * sigmoid(Linear(g))); its own head gives LOB logits. The training loss supervises
 them and distils them into the 3D logits; inference runs the 3D branch only (`SegNetInference`), so the node needs
@@ -30,7 +33,7 @@ from ...errors import ConfigError
 from ..classes import DETECTION_CLASSES, LIDARSEG_CLASSES
 from .bev import BevGrid, BevUNet, bev_input, sample_bev
 
-POINT_FEATURES = 5
+POINT_FEATURES = 5  # without the box prior
 INTENSITY_SCALE = 255.0  # nuScenes intensity units
 SEGNET_INPUTS = ("bev", "coords", "point_features")
 SEGNET_OUTPUTS = ("probabilities",)
@@ -48,6 +51,7 @@ class SegNetConfig:
         point_hidden: width of the per-point MLPs and of f3.
         lob: build the Local Object Branch (training with 2D boxes); detection_classes: its box classes.
         lob_embed: width of the class embeddings; lob_tau: the attention temperature.
+        box_prior: the network reads each point's 2D box class x score (the node then needs cameras and boxes).
     """
 
     class_names: tuple[str, ...] = tuple(LIDARSEG_CLASSES[1:])
@@ -64,6 +68,7 @@ class SegNetConfig:
     detection_classes: tuple[str, ...] = DETECTION_CLASSES
     lob_embed: int = 32
     lob_tau: float = 0.1
+    box_prior: bool = False
 
     def __post_init__(self) -> None:
         for name in ("class_names", "widths", "detection_classes"):
@@ -76,16 +81,24 @@ class SegNetConfig:
     def grid(self) -> BevGrid:
         return BevGrid(self.half_extent_m, self.cell_m, self.z_min_m, self.z_max_m, self.z_bins)
 
+    @property
+    def point_features(self) -> int:
+        """Channels of point_features."""
+        return POINT_FEATURES + (len(self.detection_classes) if self.box_prior else 0)
+
     def to_dict(self) -> dict:
         return asdict(self)
 
 
-def segnet_inputs(points_base: np.ndarray, intensity: np.ndarray, grid: BevGrid
-                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(bev (C, S, S), coords (N, 2), point_features (N, 5)) float32 network inputs of one sweep (module docstring).
+def segnet_inputs(points_base: np.ndarray, intensity: np.ndarray, config: SegNetConfig,
+                  boxes: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(bev (C, S, S), coords (N, 2), point_features (N, config.point_features)) float32 network inputs of one sweep
+    (module docstring).
 
-    points_base: (N, 3) finite points in the base frame [m]; intensity: (N,) in nuScenes units (0-255).
+    points_base: (N, 3) finite points in the base frame [m]; intensity: (N,) in nuScenes units (0-255); boxes:
+    each point's 2D box (class index into detection_classes, -1 none; score), needed when config.box_prior.
     """
+    grid = config.grid
     points_base = np.asarray(points_base, dtype=np.float64)
     bev = bev_input(points_base, intensity, grid)
     cell, inside = grid.cell_of(points_base)
@@ -95,6 +108,14 @@ def segnet_inputs(points_base: np.ndarray, intensity: np.ndarray, grid: BevGrid
     high = np.where(inside, flat[grid.z_bins + 2, cell], height)
     features = np.stack([points_base[:, 2] / 2.0, np.asarray(intensity, np.float64) / INTENSITY_SCALE,
                          np.hypot(points_base[:, 0], points_base[:, 1]) / 50.0, height - low, high - height], axis=1)
+    if config.box_prior:
+        if boxes is None:
+            raise ConfigError("this segmentation model takes a box prior: give each point's 2D box class and score")
+        box_class, box_score = boxes
+        prior = np.zeros((len(points_base), len(config.detection_classes)))
+        inside = np.flatnonzero(box_class >= 0)
+        prior[inside, box_class[inside]] = box_score[inside]
+        features = np.concatenate([features, prior], axis=1)
     return bev, grid.normalised(points_base), features.astype(np.float32)
 
 
@@ -140,13 +161,13 @@ class SegNet(nn.Module):
         self.config = config
         hidden = config.point_hidden
         self.unet = BevUNet(config.grid.channels, config.widths, config.stem_stride, config.fuse_kernel)
-        self.point_mlp = _mlp(POINT_FEATURES, hidden, hidden)
+        self.point_mlp = _mlp(config.point_features, hidden, hidden)
         self.fuse = _mlp(config.widths[0] + hidden, hidden, hidden)
         self.head = nn.Linear(hidden, len(config.class_names))
         self.lob = LocalObjectBranch(config) if config.lob else None
 
     def point_features(self, bev: torch.Tensor, coords: torch.Tensor, point_features: torch.Tensor) -> torch.Tensor:
-        """f3 (B, N, point_hidden) for bev (B, C, S, S), coords (B, N, 2), point_features (B, N, 5)."""
+        """f3 (B, N, point_hidden) for bev (B, C, S, S), coords (B, N, 2), point_features (B, N, F)."""
         cells = sample_bev(self.unet(bev), coords)
         return self.fuse(torch.cat([cells, self.point_mlp(point_features)], dim=-1))
 
@@ -159,7 +180,7 @@ class SegNet(nn.Module):
 
 
 class SegNetInference(nn.Module):
-    """The node's contract: (bev (B, C, S, S), coords (B, N, 2), point_features (B, N, 5)) -> class probabilities
+    """The node's contract: (bev (B, C, S, S), coords (B, N, 2), point_features (B, N, F)) -> class probabilities
     (B, N, classes) of the 3D branch (the LOB is not used)."""
 
     def __init__(self, network: SegNet) -> None:

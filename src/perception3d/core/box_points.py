@@ -1,0 +1,76 @@
+"""Which 2D detection box each LiDAR point falls in (2DDATA's point-in-box assignment, methods.md §3).
+
+A point belongs to a box when its projection into the box's camera lies inside the box (in front of the camera,
+inside the image). A point inside several boxes (overlapping boxes, or boxes of two cameras) takes the box whose
+points are nearest to the camera (median depth of the box's points), as the occluding object is the one seen.
+Points in no box get class -1 and score 0. Pure geometry, no weights: the Local Object Branch's point selection in
+training, and the per-point box prior of a segmentation model that takes one.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from .frustum import points_in_boxes_2d
+
+MIN_DEPTH_M = 0.5
+
+
+@dataclass(frozen=True)
+class CameraBoxes:
+    """One camera's calibration and 2D boxes.
+
+    Attributes:
+        K: (3, 3) intrinsics in the boxes' pixels; width, height: image size [px].
+        T_camera_points: (4, 4) from the points' frame into the camera's optical frame.
+        boxes_xyxy: (M, 4) [px]; classes: (M,) DETECTION_CLASSES index, -1 other (such boxes are not used);
+        scores: (M,) detection scores.
+    """
+
+    K: np.ndarray
+    T_camera_points: np.ndarray
+    width: int
+    height: int
+    boxes_xyxy: np.ndarray
+    classes: np.ndarray
+    scores: np.ndarray
+
+
+def point_boxes(points: np.ndarray, cameras: Sequence[CameraBoxes]) -> tuple[np.ndarray, np.ndarray]:
+    """(class (N,) int64, -1 for no box; score (N,) float32) of each point's box (module docstring).
+
+    points: (N, >=3) [m] in the frame the cameras' T_camera_points map from.
+    """
+    xyz = np.asarray(points, dtype=np.float64)[:, :3]
+    box_class = np.full(len(xyz), -1, dtype=np.int64)
+    box_score = np.zeros(len(xyz), dtype=np.float32)
+    best_depth = np.full(len(xyz), np.inf)
+    homogeneous = np.concatenate([xyz, np.ones((len(xyz), 1))], axis=1)
+    for camera in cameras:
+        mine = np.flatnonzero(np.asarray(camera.classes) >= 0)
+        if len(mine) == 0:
+            continue
+        p = homogeneous @ np.asarray(camera.T_camera_points, dtype=np.float64).T
+        front = np.flatnonzero(p[:, 2] > MIN_DEPTH_M)
+        uvw = p[front, :3] @ np.asarray(camera.K, dtype=np.float64).T
+        uv = uvw[:, :2] / uvw[:, 2:3]
+        seen = (uv[:, 0] >= 0) & (uv[:, 0] < camera.width) & (uv[:, 1] >= 0) & (uv[:, 1] < camera.height)
+        front, uv = front[seen], uv[seen]
+        point, box = points_in_boxes_2d(uv, np.asarray(camera.boxes_xyxy)[mine])
+        if len(point) == 0:
+            continue
+        depth = p[front[point], 2]
+        median = np.array([np.median(depth[box == b]) if np.any(box == b) else np.inf for b in range(len(mine))])
+        order = np.argsort(median[box], kind="stable")  # nearest box first, so np.unique keeps it
+        point, box = point[order], box[order]
+        first_point, first = np.unique(point, return_index=True)
+        index, near = front[first_point], median[box[first]]
+        closer = near < best_depth[index]
+        best_depth[index[closer]] = near[closer]
+        chosen = mine[box[first[closer]]]
+        box_class[index[closer]] = np.asarray(camera.classes)[chosen]
+        box_score[index[closer]] = np.asarray(camera.scores, dtype=np.float32)[chosen]
+    return box_class, box_score
+
