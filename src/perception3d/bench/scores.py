@@ -11,6 +11,7 @@ import tempfile
 from pathlib import Path
 
 from ..core.classes import LIDARSEG_CLASSES
+from ..core.models.checkpoint import SHIPPED_SEGMENTATION_BOX_PRIOR
 from ..eval.semantic import SEMANTIC_CLASSES
 from ..pipeline import LEARNED_2D, run_preset, synthetic_dataroot
 from .common import format_table, write_results
@@ -21,6 +22,8 @@ SEED = 7
 # row -> (2D preset, {node: parameters of its section}): the graph with learned modes, beside the geometric rows
 LEARNED_ROWS: dict[str, tuple[str, dict[str, dict[str, str]]]] = {
     "good + learned segmentation": ("good", {"segmentation": {"mode": "learned"}}),
+    "good + learned segmentation with box prior": ("good", {"segmentation": {
+        "mode": "learned", "model_path": str(SHIPPED_SEGMENTATION_BOX_PRIOR)}}),
 }
 
 

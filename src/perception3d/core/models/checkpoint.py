@@ -33,6 +33,8 @@ _V1_FORMAT = "perception3d.centernet2d"
 SHIPPED_CHECKPOINT = Path(__file__).resolve().parent / "weights" / "detector2d_synth.pt"
 # segmentation's shipped checkpoint (benchmarks/results/segmentation_training.md says how it was trained).
 SHIPPED_SEGMENTATION = Path(__file__).resolve().parent / "weights" / "segmentation_synth.pt"
+# The same network trained with the optional box prior (a model_path for nodes that have 2D boxes; same record file).
+SHIPPED_SEGMENTATION_BOX_PRIOR = Path(__file__).resolve().parent / "weights" / "segmentation_boxprior_synth.pt"
 
 
 def _plain(value):
