@@ -1,14 +1,21 @@
 """`perception3d export detector2d --checkpoint CKPT --out MODEL.onnx`: write the ONNX model of a checkpoint
 (contract: core.models.onnx_backend), check that onnxruntime loads it, and compare its detections with torch on
-random input or, with --dataroot/--version/--split, on the first --verify camera images of a split."""
+random input or, with --dataroot/--version/--split, on the first --verify camera images of a split.
+
+`perception3d export occupancy --checkpoint CKPT --out MODEL.onnx --cache CACHE`: the learned occupancy network's
+node contract (core.models.occfusion.OccFusionInference, model name and config in the ONNX metadata), and the share
+of voxels whose label is the same through onnxruntime and torch on the first --verify keyframes of a sweep cache
+(exit status 1 below PARITY)."""
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
-MODELS = ("detector2d",)
+MODELS = ("detector2d", "occupancy")
 # IoU at which a torch and an ONNX box count as the same detection (issue 6, acceptance 2).
 AGREEMENT_IOU = 0.99
+# share of voxels with the same label through ONNX and torch an occupancy export must reach (issue 13, acceptance 4)
+PARITY = 0.995
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -18,10 +25,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dataroot", type=Path, help="nuScenes-schema dataroot with images to compare on")
     parser.add_argument("--version", help="table version of --dataroot")
     parser.add_argument("--split", help="split of --dataroot whose images are compared")
-    parser.add_argument("--verify", type=int, default=20, help="images compared (default 20)")
+    parser.add_argument("--verify", type=int, default=20, help="images (occupancy: keyframes) compared (default 20)")
+    parser.add_argument("--cache", type=Path, help="occupancy: sweep cache whose keyframes are compared")
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.model == "occupancy":
+        return _run_occupancy(args)
     import numpy as np
 
     from ..core.models.checkpoint import load_checkpoint
@@ -63,3 +73,52 @@ def run(args: argparse.Namespace) -> int:
     if agreement.count_a == agreement.count_b == 0:
         print("no detections above the score threshold on these images: the comparison shows nothing")
     return 0 if agreement.all_agree else 1
+
+
+def export_occupancy(checkpoint: Path, out: Path, example: dict) -> Path:
+    """Write the ONNX file of an occupancy checkpoint, traced on one frame of train.occupancy.cache_keyframes."""
+    import numpy as np
+    import torch
+
+    from ..core.models.checkpoint import load_checkpoint
+    from ..core.models.network_file import export_model
+    from ..core.models.occfusion import INPUT_NAMES, OUTPUT_NAMES, OccFusionInference
+
+    model, _ = load_checkpoint(checkpoint, expected_model="occupancy")
+    inputs = tuple(torch.from_numpy(np.asarray(example[k], dtype=np.float32 if k == "fine_state" else None))
+                   for k in INPUT_NAMES)
+    dynamic = {"fused_index": {0: "voxels"}, "camera": {0: "voxels"}, "lidar_parents": {0: "parents"},
+               **{name: {0: "refined"} for name in OUTPUT_NAMES[2:]}}
+    return export_model(model, OccFusionInference, inputs, out, INPUT_NAMES, OUTPUT_NAMES, dynamic)
+
+
+def occupancy_parity(checkpoint: Path, onnx_path: Path, frames: list[dict]) -> float:
+    """Share of the fine voxels of `frames` whose label is the same through onnxruntime and torch."""
+    from ..core.models.network_file import open_network
+    from ..core.models.occfusion import INPUT_NAMES, OccFusionInference
+    from ..core.models.runner import CPU_OPTIONS
+    from .occupancy import frame_volume
+
+    torch_model = open_network("torch", checkpoint, "occupancy", OccFusionInference, INPUT_NAMES, CPU_OPTIONS)
+    onnx_model = open_network("onnx", onnx_path, "occupancy", OccFusionInference, INPUT_NAMES, CPU_OPTIONS)
+    fine = torch_model.config.fine_grid
+    same = sum(int((frame_volume(torch_model.run, f, fine) == frame_volume(onnx_model.run, f, fine)).sum())
+               for f in frames)
+    return same / (fine.num_voxels * len(frames))
+
+
+def _run_occupancy(args: argparse.Namespace) -> int:
+    from ..core.models.checkpoint import load_checkpoint
+    from ..errors import ConfigError
+    from .occupancy import cache_keyframes
+
+    if args.cache is None:
+        raise ConfigError("export occupancy needs --cache: a sweep cache with occupancy keyframes to compare on")
+    config = load_checkpoint(args.checkpoint, expected_model="occupancy")[0].config
+    frames = cache_keyframes([args.cache], config, progress=False, limit=max(args.verify, 1))
+    path = export_occupancy(args.checkpoint, args.out, frames[0])
+    print(f"wrote {path} ({path.stat().st_size / 2**20:.1f} MiB)")
+    share = occupancy_parity(args.checkpoint, path, frames)
+    print(f"{len(frames)} keyframes of {args.cache}: {share:.4%} of voxels have the same label through onnxruntime "
+          f"and torch (required {PARITY:.1%})")
+    return 0 if share >= PARITY else 1

@@ -1,8 +1,9 @@
 """`perception3d train <model> ...`: train a learned model with the shared trainer (train.trainer).
 
 detector2d trains on the keyframe camera images of a nuScenes-schema dataroot and validates with AP@0.5 per class
-on --val-split. The trainer's options (epochs, batch, lr, device, amp, resume, init, seed, validate-every,
-max-steps, workers) are the same for every model; the same command runs data-parallel under
+on --val-split. occupancy trains on the keyframes with occupancy ground truth of one or more sweep caches (--cache,
+--add-cache) and validates IoU / mIoU on --val-cache. The trainer's options (epochs, batch, lr, device, amp, resume,
+init, seed, validate-every, max-steps, workers) are the same for every model; the same command runs data-parallel under
 `torchrun --nproc_per_node N -m perception3d.cli train ...`.
 """
 from __future__ import annotations
@@ -13,7 +14,7 @@ import shlex
 from dataclasses import replace
 from pathlib import Path
 
-MODELS = ("detector2d",)
+MODELS = ("detector2d", "occupancy")
 NEW_MODEL_CONTEXT_DILATIONS = (2, 4)  # what the shipped checkpoint has (benchmarks/results/detector2d_training.md)
 
 
@@ -81,9 +82,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="do not train: score the checkpoint --out on --val-split (default: --split)")
     parser.add_argument("--workers", type=int, default=0, help="data loading processes (default 0)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    occupancy = parser.add_argument_group("occupancy")
+    occupancy.add_argument("--add-cache", type=Path, action="append", default=[],
+                           help="a further training cache (repeatable)")
+    occupancy.add_argument("--lidar-only", action="store_true",
+                           help="train the same network with zero camera evidence (fusion ablation)")
+    occupancy.add_argument("--no-active", action="store_true",
+                           help="every epoch a plain pass (no re-training on the hardest frames)")
+    occupancy.add_argument("--no-refine", action="store_true",
+                           help="no coarse-to-fine refinement: fine labels are the coarse ones upsampled")
+    occupancy.add_argument("--threads", type=int, default=0, help="torch CPU threads (default 0: torch's choice)")
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.model == "occupancy":
+        return _run_occupancy(args)
     from ..core.models.centernet import CenterNetConfig
     from ..core.models.checkpoint import SHIPPED_CHECKPOINT, load_checkpoint
     from ..core.models.inference import TorchDetector2D
@@ -136,4 +149,37 @@ def run(args: argparse.Namespace) -> int:
     if result.metrics:
         print("validation AP@0.5:")
         print(format_scores(result.metrics["ap_per_class"], SCORED_CLASSES))
+    return 0
+
+
+def _run_occupancy(args: argparse.Namespace) -> int:
+    import torch
+
+    from ..core.models.occfusion import OccFusionConfig
+    from ..errors import ConfigError
+    from . import run_log
+    from .occupancy import OccupancyTask, OccupancyTraining, cache_keyframes
+    from .trainer import TrainConfig, train
+
+    if args.cache is None or args.batch_size != 1:
+        raise ConfigError("occupancy trains from --cache (plus --add-cache) with --batch 1")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    model_config = OccFusionConfig(camera_fusion=not args.lidar_only,
+                                   refine_top_k=0 if args.no_refine else OccFusionConfig.refine_top_k,
+                                   refine=not args.no_refine)
+    caches = [args.cache, *args.add_cache]
+    task = OccupancyTask(cache_keyframes(caches, model_config),  model_config,
+                         OccupancyTraining(active=not args.no_active),
+                         cache_keyframes([args.val_cache], model_config) if args.val_cache else [], caches)
+    config = TrainConfig(epochs=args.epochs, batch_size=1, lr=args.lr, device=args.device, amp=args.amp,
+                         checkpoint_every=args.checkpoint_every, validate_every=args.validate_every, seed=args.seed,
+                         num_workers=args.workers, max_steps=args.max_steps)
+    print(f"training on {len(task.samples)} keyframes" +
+          (f", validating on {len(task.val_frames)}" if task.val_frames else ""))
+    result = train(task, args.out, config, resume=args.resume, init=args.init,
+                   command=shlex.join(["perception3d", *args.argv]))
+    print(f"wrote {result.checkpoint} after {result.steps} steps (log {run_log.log_path(result.checkpoint)})")
+    if result.metrics:
+        print(f"validation IoU {result.metrics['iou']:.3f} mIoU {result.metrics['miou']:.3f}")
     return 0

@@ -12,6 +12,7 @@ from torch import nn
 
 from ...errors import ModelError
 from .centernet import CenterNet, CenterNetConfig
+from .occfusion import OccFusionConfig, OccFusionNet
 
 
 @dataclass(frozen=True)
@@ -25,6 +26,7 @@ class ModelSpec:
 
 MODELS: dict[str, ModelSpec] = {
     "detector2d": ModelSpec("detector2d", CenterNetConfig, CenterNet),
+    "occupancy": ModelSpec("occupancy", OccFusionConfig, OccFusionNet),
 }
 
 
