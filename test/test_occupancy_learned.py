@@ -236,3 +236,20 @@ def test_learned_mode_replays_and_labels_exactly_the_voxels_the_sweep_observed(t
         np.testing.assert_array_equal(learned == OCCUPANCY_UNKNOWN, geometric == OCCUPANCY_UNKNOWN)
         assert set(np.unique(learned).tolist()) <= set(range(17)) | {OCCUPANCY_UNKNOWN}
     assert all(len(v) == 0 or ((v["confidence"] > 0) & (v["confidence"] <= 1)).all() for v in voxels)
+
+
+def test_lidar_inputs_give_each_coarse_voxel_the_share_of_its_fine_voxels_hit_or_crossed():
+    fine = VoxelGrid.from_range(SMALL_RANGE, 0.4)
+    points = np.array([[1.0, 1.0, 0.1], [1.3, 1.1, 0.1], [10.1, -3.0, 1.0]])  # two fine voxels of one coarse one
+    lidar = inputs.lidar_inputs(points, np.array([255.0, 0, 0]), np.array([0.0, 0, 1.8]), fine)
+    bins = inputs.bev_grid(fine).channels
+    z = inputs.coarse_grid(fine).shape[2]
+    occupied_share = lidar.bev[bins:bins + z]
+    coarse = inputs.coarse_grid(fine)
+    (cx, cy, cz), = coarse.voxel_indices(points[:1])[0]
+    assert occupied_share[cz, cy, cx] == pytest.approx(2 / 8)
+    assert occupied_share.sum() == pytest.approx(3 / 8)
+    assert lidar.fine_state[0].sum() == 3 and not (lidar.fine_state[0] * lidar.fine_state[1]).any()
+    free_share = lidar.bev[bins + z:]
+    assert free_share.max() <= 1 and free_share.sum() == pytest.approx(lidar.fine_state[1].sum() / 8)
+    assert lidar.observed.sum() == lidar.fine_state.sum()

@@ -1,7 +1,8 @@
 """Latency of every learned node through the node itself (`process` on nuScenes-sized frames: decoding excluded,
 pre + infer + post included), per backend: torch CPU, onnxruntime CPU, and torch CUDA (fp32 and fp16) when a GPU is
 present. p50 / p95 over FRAMES frames after warm-up. The learned nodes today: detector2d (six 1600x900 images a
-frame, the shipped checkpoint); the learned 3D nodes add a row each when their models land."""
+frame, the shipped checkpoint) and occupancy (bench.algo's synthetic sweep of 34,688 rays with the 2D boxes of six
+cameras, the shipped checkpoint; its geometric mode is timed in the same run, on the same frames, beside it)."""
 from __future__ import annotations
 
 import os
@@ -14,11 +15,15 @@ import numpy as np
 import torch
 
 from ..core.camera import CameraModel
+from ..core.geometry import invert_transform
 from ..core.models.checkpoint import SHIPPED_CHECKPOINT, load_checkpoint
 from ..core.models.export import export_onnx
-from ..nodes.base import CameraInput, Frame, NodeDefinition, StageTimer
+from ..msgs.pointcloud import NUSCENES_LIDAR_DTYPE
+from ..nodes.base import CameraInput, Frame, LidarInput, NodeDefinition, StageTimer, TransformLookup
 from ..nodes.detector2d import Detector2DNode
+from ..nodes.occupancy import SHIPPED_OCCUPANCY, OccupancyNode
 from ..nodes.params import load_parameters
+from .algo import load_rig, synthetic_frame
 from .common import format_table, write_results
 
 FRAMES = 20
@@ -40,23 +45,54 @@ def _detector2d_onnx(directory: Path) -> Path:
     return export_onnx(load_checkpoint(SHIPPED_CHECKPOINT)[0], directory / "detector2d.onnx")
 
 
-# node -> (definition, frame builder, writer of its shipped model as ONNX)
-LEARNED_NODES: dict[str, tuple[type[NodeDefinition], Callable[[int], Frame], Callable[[Path], Path]]] = {
-    "detector2d": (Detector2DNode, _camera_frame, _detector2d_onnx),
+def _lidar_frame(stamp_ns: int) -> Frame:
+    """bench.algo's synthetic sweep (LIDAR_TOP frame) with each camera's CameraInfo and perfect 2D boxes."""
+    sweep = synthetic_frame(seed=stamp_ns % 7)
+    cloud = np.zeros(len(sweep.points), dtype=NUSCENES_LIDAR_DTYPE)
+    cloud["x"], cloud["y"], cloud["z"] = sweep.points.T
+    cameras = {view.camera.frame_id: CameraInput(view.camera.frame_id, stamp_ns, 0, view.camera.frame_id,
+                                                 camera=view.camera, detections=view.detections)
+               for view in sweep.views}
+    return Frame(stamp_ns, LidarInput(stamp_ns, "LIDAR_TOP", cloud, None), cameras, {})
+
+
+class RigTransforms:
+    """The nuScenes rig's static transforms (base_link, LIDAR_TOP, cameras), with map = base_link at every stamp."""
+
+    def __init__(self) -> None:
+        rig = load_rig()
+        self.T_base = {"base_link": np.eye(4), "map": np.eye(4), "LIDAR_TOP": rig.T_base_lidar,
+                       **{name: T for name, (_, T) in rig.cameras.items()}}
+
+    def lookup(self, target_frame: str, source_frame: str, stamp_ns: int) -> np.ndarray:
+        return invert_transform(self.T_base[target_frame]) @ self.T_base[source_frame]
+
+
+def _occupancy_onnx(directory: Path) -> Path:
+    from ..train.export_command import export_occupancy
+
+    return export_occupancy(SHIPPED_OCCUPANCY, directory / "occupancy.onnx")
+
+
+# node -> (definition, frame builder, writer of its shipped model as ONNX, transforms or None)
+LEARNED_NODES: dict[str, tuple[type[NodeDefinition], Callable[[int], Frame], Callable[[Path], Path],
+                               Callable[[], TransformLookup] | None]] = {
+    "detector2d": (Detector2DNode, _camera_frame, _detector2d_onnx, None),
+    "occupancy": (OccupancyNode, _lidar_frame, _occupancy_onnx, RigTransforms),
 }
 
 
 def node_latency(definition: type[NodeDefinition], make_frame: Callable[[int], Frame], overrides: dict,
-                 frames: int = FRAMES) -> dict[str, float]:
+                 frames: int = FRAMES, tf: TransformLookup | None = None) -> dict[str, float]:
     """p50 / p95 / max seconds of `process` per frame for a node built with default parameters plus overrides."""
     params = load_parameters(None, {definition.name: definition.parameters})[definition.name]
     node = definition({**params, "camera_names": list(CAMERAS), **overrides})
     inputs = [make_frame(1_000 + k) for k in range(frames)]
-    node.process(inputs[0], None, StageTimer())  # warm-up beyond the node's own
+    node.process(inputs[0], tf, StageTimer())  # warm-up beyond the node's own
     samples = []
     for frame in inputs:
         start = time.perf_counter()
-        node.process(frame, None, StageTimer())
+        node.process(frame, tf, StageTimer())
         if torch.cuda.is_available():
             torch.cuda.synchronize()
         samples.append(time.perf_counter() - start)
@@ -68,16 +104,20 @@ def run(out_dir: Path) -> Path:
     load_before = os.getloadavg()[0]
     rows, data = [], {"torch_threads": torch.get_num_threads(), "rows": {}}
     with tempfile.TemporaryDirectory() as tmp:
-        for name, (definition, make_frame, write_onnx) in LEARNED_NODES.items():
-            variants = {"torch CPU fp32": {"backend": "torch", "device": "cpu"},
+        for name, (definition, make_frame, write_onnx, transforms) in LEARNED_NODES.items():
+            learned = {"mode": "learned"} if name != "detector2d" else {}
+            variants = {"torch CPU fp32": {"backend": "torch", "device": "cpu", **learned},
                         "onnxruntime CPU": {"backend": "onnx", "device": "cpu",
-                                            "model_path": str(write_onnx(Path(tmp)))}}
+                                            "model_path": str(write_onnx(Path(tmp))), **learned}}
+            if learned:
+                variants["geometric (same frames)"] = {"mode": "geometric"}
             if torch.cuda.is_available():
                 gpu = torch.cuda.get_device_name()
-                variants[f"torch CUDA fp32 ({gpu})"] = {"backend": "torch", "device": "cuda"}
-                variants[f"torch CUDA fp16 ({gpu})"] = {"backend": "torch", "device": "cuda", "precision": "fp16"}
+                variants[f"torch CUDA fp32 ({gpu})"] = {"backend": "torch", "device": "cuda", **learned}
+                variants[f"torch CUDA fp16 ({gpu})"] = {"backend": "torch", "device": "cuda", "precision": "fp16",
+                                                        **learned}
             for variant, overrides in variants.items():
-                stats = node_latency(definition, make_frame, overrides)
+                stats = node_latency(definition, make_frame, overrides, tf=transforms() if transforms else None)
                 data["rows"][f"{name} {variant}"] = stats
                 rows.append([name, variant, f"{stats['p50_s'] * 1e3:.1f} ms", f"{stats['p95_s'] * 1e3:.1f} ms",
                              f"{1.0 / stats['p50_s']:.1f} Hz"])
@@ -86,8 +126,10 @@ def run(out_dir: Path) -> Path:
     table = format_table(["node", "backend", "p50", "p95", "rate at p50"], rows)
     notes = (f"Through the node's `process` (pre + infer + post), {FRAMES} frames after warm-up, default parameters "
              "(shipped checkpoint; the ONNX row runs its export). detector2d: six 1600x900 RGB images per frame, one "
-             f"batch. torch with {data['torch_threads']} intra-op threads, onnxruntime with its default. 1-minute "
-             f"load average {load_before:.1f} before and {load_after:.1f} after, on {os.cpu_count()} cores: on a "
-             "shared machine these are upper bounds. No GPU row means no GPU was present.")
+             "batch. occupancy: bench.algo's synthetic sweep (34,688 rays) and six cameras' 2D boxes; its geometric "
+             f"mode runs on the same frames in the same run. torch with {data['torch_threads']} intra-op threads, "
+             f"onnxruntime with its default. 1-minute load average {load_before:.1f} before and {load_after:.1f} "
+             f"after, on {os.cpu_count()} cores: on a shared machine these are upper bounds. No GPU row means no GPU "
+             "was present.")
     return write_results(out_dir, "learned", "Learned nodes, latency per frame (perception3d bench learned)", table,
                          data, notes)

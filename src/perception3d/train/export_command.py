@@ -75,16 +75,24 @@ def run(args: argparse.Namespace) -> int:
     return 0 if agreement.all_agree else 1
 
 
-def export_occupancy(checkpoint: Path, out: Path, example: dict) -> Path:
-    """Write the ONNX file of an occupancy checkpoint, traced on one frame of train.occupancy.cache_keyframes."""
+def export_occupancy(checkpoint: Path, out: Path, example: dict | None = None) -> Path:
+    """Write the ONNX file of an occupancy checkpoint, traced on one frame of train.occupancy.cache_keyframes (default:
+    a few empty voxels; every per-voxel axis is dynamic)."""
     import numpy as np
     import torch
 
     from ..core.models.checkpoint import load_checkpoint
     from ..core.models.network_file import export_model
     from ..core.models.occfusion import INPUT_NAMES, OUTPUT_NAMES, OccFusionInference
+    from ..core.models.occfusion_inputs import CAMERA_CHANNELS, lidar_channel_count
 
     model, _ = load_checkpoint(checkpoint, expected_model="occupancy")
+    if example is None:
+        fine = model.config.fine_grid
+        side = fine.shape[0] // 2
+        example = {"bev": np.zeros((1, lidar_channel_count(fine), side, side), np.float32),
+                   "fused_index": np.arange(8), "camera": np.zeros((8, CAMERA_CHANNELS), np.float32),
+                   "lidar_parents": np.arange(8), "fine_state": np.zeros((2, fine.num_voxels), np.float32)}
     inputs = tuple(torch.from_numpy(np.asarray(example[k], dtype=np.float32 if k == "fine_state" else None))
                    for k in INPUT_NAMES)
     dynamic = {"fused_index": {0: "voxels"}, "camera": {0: "voxels"}, "lidar_parents": {0: "parents"},

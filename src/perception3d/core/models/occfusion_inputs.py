@@ -98,12 +98,20 @@ def lidar_inputs(points_base: np.ndarray, intensity: np.ndarray, sensor_origin: 
     occupied = np.zeros(fine.num_voxels, dtype=bool)
     occupied[fine.flat_index(idx[inside])] = True
     free = free_voxels(points, fine, sensor_origin, 0.5 * fine.resolution) & ~occupied
-    sx, sy, sz = fine.shape
-    shares = [m.reshape(sz // 2, 2, sy // 2, 2, sx // 2, 2).mean(axis=(1, 3, 5), dtype=np.float32)
-              for m in (occupied, free)]
+    shares = [_children_share(m, fine) for m in (occupied, free)]
     bev = bev_input(points, np.asarray(intensity, dtype=np.float32) / np.float32(255.0), bev_grid(fine))
     return LidarInputs(np.concatenate([bev, *shares]).astype(np.float32),
                        np.stack([occupied, free]).astype(np.float32), occupied | free)
+
+
+def _children_share(mask: np.ndarray, fine: VoxelGrid) -> np.ndarray:
+    """(Z, S, S) float32 share of each coarse voxel's 8 fine voxels set in a fine mask (flat order); summed pairwise
+    along x, y, z on uint8 (much faster than a mean over three axes)."""
+    sx, sy, sz = fine.shape
+    m = mask.view(np.uint8).reshape(sz // 2, 2, sy // 2, 2, sx // 2, 2)
+    m = m[:, 0] + m[:, 1]
+    m = m[:, :, 0] + m[:, :, 1]
+    return ((m[..., 0] + m[..., 1]) / np.float32(8)).astype(np.float32)
 
 
 def detection_maps(camera: CameraBoxes) -> np.ndarray:
