@@ -123,9 +123,33 @@ def test_refinement_takes_the_lidar_parents_and_the_top_k_uncertain_non_free_vox
     logits[:, 0] = 10.0  # confidently free ...
     logits[[3, 4, 5, 6], 4] = torch.tensor([1.0, 3.0, 0.5, 2.0])  # ... except four car voxels, 5 least sure
     logits[[3, 4, 5, 6], 0] = 0.0
-    parents = net.refine_parents(logits, torch.tensor([5]))
+    observed = torch.ones(net.num_coarse, dtype=torch.bool)
+    parents = net.refine_parents(logits, torch.tensor([5]), observed)
     assert parents.tolist() == [5, 3, 6]  # 5 already a LiDAR parent, then the two most uncertain others
-    assert tiny_network(refine=False).refine_parents(logits, torch.tensor([5])).numel() == 0
+    observed[3] = False  # nothing of voxel 3 seen: its label does not reach the output, no refinement
+    assert net.refine_parents(logits, torch.tensor([5]), observed).tolist() == [5, 6, 4]
+    assert tiny_network(refine=False).refine_parents(logits, torch.tensor([5]), observed).numel() == 0
+
+
+def test_observed_parents_have_a_fine_child_hit_or_crossed():
+    net = tiny_network()
+    fine_state = torch.zeros(2, net.config.fine_grid.num_voxels)
+    fine_state[0, 1] = 1  # fine (1, 0, 0): child of coarse 0
+    fine_state[1, 2 * net.fine_side + 2] = 1  # fine (2, 2, 0): child of coarse (1, 1, 0)
+    assert torch.nonzero(net.observed_parents(fine_state)).reshape(-1).tolist() == [0, net.side + 1]
+
+
+def test_eval_mode_corrects_the_free_prior_for_the_subsampled_free_voxels():
+    net = tiny_network(coarse_free_keep=0.1, fine_free_keep=0.5)
+    fine = net.config.fine_grid
+    args = (torch.rand(1, inputs.lidar_channel_count(fine), 32, 32), torch.tensor([0, 9]),
+            torch.rand(2, inputs.CAMERA_CHANNELS), torch.tensor([0, 9]), torch.ones(2, fine.num_voxels))
+    with torch.no_grad():
+        trained, evaluated = net.train()(*args), net.eval()(*args)
+    shift = evaluated["coarse_logits"] - net.eval().coarse_head(net.voxel_features(*args[:3]))
+    assert torch.allclose(shift[:, 0], torch.full((net.num_coarse,), float(np.log(10))), atol=1e-5)
+    assert torch.allclose(shift[:, 1:], torch.zeros(net.num_coarse, 16), atol=1e-5)
+    assert trained["coarse_logits"].shape == evaluated["coarse_logits"].shape
 
 
 def test_children_are_the_eight_fine_voxels_inside_their_parent():

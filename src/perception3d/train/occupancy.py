@@ -5,8 +5,9 @@ Samples: the keyframes of the caches that carry occupancy ground truth; their ne
 (core.models.occfusion_inputs) are computed once when the task starts (no augmentation). One frame per step.
 
 Loss (per frame): cross-entropy + Lovasz-softmax on the coarse voxels, cross-entropy on the refined fine voxels.
-Free voxels dominate the grid, so each step keeps every known non-free voxel and only a random `free_keep` share of
-the free ones (`loss_voxels`); unknown (255) voxels never count.
+Free voxels dominate the grid, so each step keeps every known non-free voxel and only a random share of the free ones
+(`loss_voxels`; the shares are in the model config, whose eval mode corrects the prior for them); unknown (255)
+voxels never count.
 
 Active training (OccFusion): the latest loss of every frame is kept; every second epoch trains on the hardest
 `hard_share` of the frames (by that loss) only, repeated to the epoch's length (`hard_frame_table`).
@@ -43,16 +44,12 @@ class OccupancyTraining:
     """What occupancy trains with besides the trainer's hyper-parameters.
 
     Attributes:
-        free_keep: share of the known free coarse voxels kept in each step's loss.
-        fine_free_keep: the same for the refined fine voxels (fewer of them are free).
         lovasz_weight: weight of the Lovasz-softmax term (coarse voxels).
         fine_weight: weight of the fine cross-entropy.
         active: active training on (hard_frame_table) or off (every epoch a plain pass).
         hard_share: share of the hardest frames trained on in active epochs (OccFusion's rho).
     """
 
-    free_keep: float = 0.05
-    fine_free_keep: float = 0.5
     lovasz_weight: float = 1.0
     fine_weight: float = 1.0
     active: bool = True
@@ -251,12 +248,12 @@ class OccupancyTask(TrainTask):
             raise DatasetError("occupancy trains on one frame per step (--batch 1)")
         x = {k: v[0] for k, v in batch.items()}
         out = model(x["bev"], x["fused_index"], x["camera"], x["lidar_parents"], x["fine_state"])
-        keep = loss_voxels(x["coarse_target"], self.training.free_keep, self.generator)
+        keep = loss_voxels(x["coarse_target"], self.config.coarse_free_keep, self.generator)
         logits, target = out["coarse_logits"][keep], x["coarse_target"][keep].long()
         parts = {"coarse_ce": functional.cross_entropy(logits, target),
                  "lovasz": lovasz_softmax(torch.softmax(logits, dim=1), target)}
         fine_target = x["fine_target"][out["fine_index"]]
-        fine_keep = loss_voxels(fine_target, self.training.fine_free_keep, self.generator)
+        fine_keep = loss_voxels(fine_target, self.config.fine_free_keep, self.generator)
         parts["fine_ce"] = (functional.cross_entropy(out["fine_logits"][fine_keep], fine_target[fine_keep].long())
                             if len(fine_keep) else out["fine_logits"].sum() * 0.0)
         total = parts["coarse_ce"] + self.training.lovasz_weight * parts["lovasz"] + \

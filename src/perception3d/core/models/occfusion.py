@@ -9,12 +9,17 @@ features, N = S * S * Z coarse voxels in flat message order):
    (scattered back with index_put: the indices are unique and ONNX exports it exactly).
 3. Coarse logits (N, 17) by a linear layer per voxel: 0 free, 1..16 lidarseg classes.
 4. Active coarse-to-fine: parents = the given LiDAR parents + the `refine_top_k` most uncertain other voxels
-   (uncertainty 1 - max softmax, among voxels predicted non-free; TopK with a fixed k); each parent's 8 children at
-   the fine grid get logits from an MLP of [parent feature, child offset, child's fine occupied / free state].
-   All other fine voxels take their parent's coarse label.
+   (uncertainty 1 - max softmax, among the voxels predicted non-free that the sweep observed, i.e. with a fine
+   child hit or crossed by a ray; TopK with a fixed k); each parent's 8 children at the fine grid get logits from
+   an MLP of [parent feature, child offset, child's fine occupied / free state]. All other fine voxels take their
+   parent's coarse label.
+5. Prior correction: training counts only a share q of the free voxels (train.occupancy.loss_voxels), which
+   multiplies the odds of 'occupied' by 1/q; in eval mode the network adds log(1/q) to the free logit (coarse and
+   fine, each with its q) so that its probabilities are those of the full grid.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 
 import torch
@@ -50,6 +55,8 @@ class OccFusionConfig:
         refine: coarse-to-fine refinement on; off, the fine labels are the coarse ones upsampled (ablation).
         refine_top_k: uncertain coarse voxels refined besides the LiDAR parents.
         refine_hidden: hidden width of the refinement MLP.
+        coarse_free_keep, fine_free_keep: share q of the known free coarse / refined fine voxels each training
+            step's loss counts (the rest are left out); eval mode adds log(1 / q) to the free logit.
     """
 
     class_names: tuple[str, ...] = OCCUPANCY_LABELS
@@ -63,13 +70,16 @@ class OccFusionConfig:
     refine: bool = True
     refine_top_k: int = 2000
     refine_hidden: int = 32
+    coarse_free_keep: float = 0.05
+    fine_free_keep: float = 0.5
 
     def __post_init__(self) -> None:
         for name in ("class_names", "point_cloud_range", "widths"):
             object.__setattr__(self, name, tuple(getattr(self, name)))
         if self.class_names != OCCUPANCY_LABELS:
             raise ConfigError(f"occupancy classes {self.class_names}: expected {OCCUPANCY_LABELS}")
-        if min(self.voxel_features, self.presample_points, self.refine_hidden) < 1 or self.refine_top_k < 0:
+        if min(self.voxel_features, self.presample_points, self.refine_hidden) < 1 or self.refine_top_k < 0 or \
+                not (0 < self.coarse_free_keep <= 1 and 0 < self.fine_free_keep <= 1):
             raise ConfigError(f"occupancy config {self}: sizes must be positive")
         try:
             coarse_grid(self.fine_grid)
@@ -103,6 +113,9 @@ class OccFusionNet(nn.Module):
         self.fine_head = nn.Sequential(nn.Linear(f + 5, config.refine_hidden), nn.ReLU(inplace=True),
                                        nn.Linear(config.refine_hidden, classes))
         self.register_buffer("child_offsets", torch.tensor(CHILD_OFFSETS, dtype=torch.int64), persistent=False)
+        free = torch.zeros(2, classes)
+        free[:, 0] = torch.tensor([-math.log(config.coarse_free_keep), -math.log(config.fine_free_keep)])
+        self.register_buffer("free_prior", free, persistent=False)
 
     def voxel_features(self, bev: torch.Tensor, fused_index: torch.Tensor, camera: torch.Tensor) -> torch.Tensor:
         """(N, F) features of every coarse voxel (flat order) after fusion; bev (1, C, S, S)."""
@@ -116,8 +129,14 @@ class OccFusionNet(nn.Module):
         fused = lidar + self.fusion(torch.cat([lidar, camera], dim=1))
         return voxels.index_put((fused_index,), fused)
 
-    def refine_parents(self, logits: torch.Tensor, lidar_parents: torch.Tensor) -> torch.Tensor:
-        """lidar_parents + the refine_top_k most uncertain other voxels predicted non-free."""
+    def observed_parents(self, fine_state: torch.Tensor) -> torch.Tensor:
+        """(N,) bool: coarse voxels with a fine child hit or crossed by a ray (fine_state (2, fine voxels))."""
+        s, z = self.side, self.height
+        return fine_state.reshape(2, z, 2, s, 2, s, 2).amax(dim=(0, 2, 4, 6)).reshape(-1) > 0
+
+    def refine_parents(self, logits: torch.Tensor, lidar_parents: torch.Tensor,
+                       observed: torch.Tensor) -> torch.Tensor:
+        """lidar_parents + the refine_top_k most uncertain other observed voxels predicted non-free."""
         if not self.config.refine:
             return lidar_parents[:0]
         k = min(self.config.refine_top_k, self.num_coarse)
@@ -125,7 +144,7 @@ class OccFusionNet(nn.Module):
             return lidar_parents
         probability = torch.softmax(logits.detach(), dim=1)
         best, label = probability.max(dim=1)
-        uncertainty = torch.where(label > 0, 1.0 - best, torch.full_like(best, -1.0))
+        uncertainty = torch.where((label > 0) & observed, 1.0 - best, torch.full_like(best, -1.0))
         uncertainty = uncertainty.index_put((lidar_parents,), torch.full_like(lidar_parents, -2.0, dtype=best.dtype))
         return torch.cat([lidar_parents, torch.topk(uncertainty, k).indices])
 
@@ -149,10 +168,15 @@ class OccFusionNet(nn.Module):
                 fine_state: torch.Tensor) -> dict[str, torch.Tensor]:
         """Inputs as INPUT_NAMES (bev (1, C, S, S), fused_index (V,) int64, camera (V, CAMERA_CHANNELS),
         lidar_parents (R,) int64, fine_state (2, fine voxels)); returns coarse_logits (N, classes), fine_index and
-        fine_logits."""
+        fine_logits (in eval mode with the prior correction)."""
         voxels = self.voxel_features(bev, fused_index, camera)
         coarse = self.coarse_head(voxels)
-        fine_index, fine = self.refine(voxels, self.refine_parents(coarse, lidar_parents), fine_state)
+        if not self.training:
+            coarse = coarse + self.free_prior[0]
+        parents = self.refine_parents(coarse, lidar_parents, self.observed_parents(fine_state))
+        fine_index, fine = self.refine(voxels, parents, fine_state)
+        if not self.training:
+            fine = fine + self.free_prior[1]
         return {"coarse_logits": coarse, "fine_index": fine_index, "fine_logits": fine}
 
 
