@@ -277,3 +277,17 @@ def test_lidar_inputs_give_each_coarse_voxel_the_share_of_its_fine_voxels_hit_or
     free_share = lidar.bev[bins + z:]
     assert free_share.max() <= 1 and free_share.sum() == pytest.approx(lidar.fine_state[1].sum() / 8)
     assert lidar.observed.sum() == lidar.fine_state.sum()
+
+
+def test_the_shipped_checkpoint_is_the_default_model_and_a_grid_it_was_not_trained_for_is_refused():
+    from perception3d.errors import ConfigError
+    from perception3d.nodes.occupancy import SHIPPED_OCCUPANCY, OccupancyNode
+    from perception3d.nodes.params import load_parameters
+
+    assert SHIPPED_OCCUPANCY.stat().st_size < 20 * 2**20
+    params = {**load_parameters(None, {"occupancy": OccupancyNode.parameters})["occupancy"], "camera_names": [],
+              "mode": "learned", "device": "cpu", "warm_up": False}
+    node = OccupancyNode(params)
+    assert node.network.config.fine_grid.matches(node.grid) and node.network.config.camera_fusion
+    with pytest.raises(ConfigError, match="grid"):
+        OccupancyNode({**params, "grid.resolution_m": 0.8})
