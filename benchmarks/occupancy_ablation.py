@@ -28,11 +28,11 @@ RUNS = {  # name -> (model config, training options, seed); in order of importan
     "fusion_s0": (FUSION, OccupancyTraining(), 0),
     "lidar_s0": (replace(FUSION, camera_fusion=False), OccupancyTraining(), 0),
     "fusion_noactive_s0": (FUSION, OccupancyTraining(active=False), 0),
-    "fusion_norefine_s0": (replace(FUSION, refine=False, refine_top_k=0), OccupancyTraining(), 0),
     "fusion_s1": (FUSION, OccupancyTraining(), 1),
     "lidar_s1": (replace(FUSION, camera_fusion=False), OccupancyTraining(), 1),
     "fusion_s2": (FUSION, OccupancyTraining(), 2),
     "lidar_s2": (replace(FUSION, camera_fusion=False), OccupancyTraining(), 2),
+    "fusion_norefine_s0": (replace(FUSION, refine=False, refine_top_k=0), OccupancyTraining(), 0),
 }
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -36,20 +37,14 @@ def score_runs(runs: Path, cache: Path) -> dict:
     for name in record:
         model, _ = load_checkpoint(runs / f"{name}.pt", expected_model="occupancy")
         if frames is None:
-            frames = cache_keyframes([cache], replace_fusion(model.config), progress=False)
+            # inputs with camera evidence; for_config zeroes it for the LiDAR-only runs
+            frames = cache_keyframes([cache], replace(model.config, camera_fusion=True), progress=False)
         score = score_frames(TorchRunner(OccFusionInference(model), CPU_OPTIONS), for_config(frames, model.config),
                              model.config.fine_grid)
         out[name] = {"iou": score.iou(), "miou": score.miou(), "per_class_iou": score.per_class_iou(),
                      "keyframes": len(frames)}
         print(f"{name}: IoU {out[name]['iou']:.3f} mIoU {out[name]['miou']:.3f}", flush=True)
     return out
-
-
-def replace_fusion(config):
-    """The config with camera fusion on (the cached inputs keep the camera evidence; for_config zeroes it)."""
-    from dataclasses import replace
-
-    return replace(config, camera_fusion=True)
 
 
 def summary(scores: dict) -> dict:

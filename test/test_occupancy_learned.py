@@ -222,7 +222,8 @@ def tiny_model():
 
 
 def test_export_keeps_the_labels_of_the_torch_network(tmp_path):
-    from perception3d.train.export_command import PARITY, export_occupancy, occupancy_parity
+    from perception3d.core.models.occfusion_export import export_occupancy
+    from perception3d.train.export_command import PARITY, occupancy_parity
     from perception3d.train.occupancy import cache_keyframes
 
     checkpoint, cache = tiny_model()

@@ -18,6 +18,7 @@ from ..core.camera import CameraModel
 from ..core.geometry import invert_transform
 from ..core.models.checkpoint import SHIPPED_CHECKPOINT, load_checkpoint
 from ..core.models.export import export_onnx
+from ..core.models.occfusion_export import export_occupancy
 from ..msgs.pointcloud import NUSCENES_LIDAR_DTYPE
 from ..nodes.base import CameraInput, Frame, LidarInput, NodeDefinition, StageTimer, TransformLookup
 from ..nodes.detector2d import Detector2DNode
@@ -69,8 +70,6 @@ class RigTransforms:
 
 
 def _occupancy_onnx(directory: Path) -> Path:
-    from ..train.export_command import export_occupancy
-
     return export_occupancy(SHIPPED_OCCUPANCY, directory / "occupancy.onnx")
 
 

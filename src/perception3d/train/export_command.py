@@ -75,31 +75,6 @@ def run(args: argparse.Namespace) -> int:
     return 0 if agreement.all_agree else 1
 
 
-def export_occupancy(checkpoint: Path, out: Path, example: dict | None = None) -> Path:
-    """Write the ONNX file of an occupancy checkpoint, traced on one frame of train.occupancy.cache_keyframes (default:
-    a few empty voxels; every per-voxel axis is dynamic)."""
-    import numpy as np
-    import torch
-
-    from ..core.models.checkpoint import load_checkpoint
-    from ..core.models.network_file import export_model
-    from ..core.models.occfusion import INPUT_NAMES, OUTPUT_NAMES, OccFusionInference
-    from ..core.models.occfusion_inputs import CAMERA_CHANNELS, lidar_channel_count
-
-    model, _ = load_checkpoint(checkpoint, expected_model="occupancy")
-    if example is None:
-        fine = model.config.fine_grid
-        side = fine.shape[0] // 2
-        example = {"bev": np.zeros((1, lidar_channel_count(fine), side, side), np.float32),
-                   "fused_index": np.arange(8), "camera": np.zeros((8, CAMERA_CHANNELS), np.float32),
-                   "lidar_parents": np.arange(8), "fine_state": np.zeros((2, fine.num_voxels), np.float32)}
-    inputs = tuple(torch.from_numpy(np.asarray(example[k], dtype=np.float32 if k == "fine_state" else None))
-                   for k in INPUT_NAMES)
-    dynamic = {"fused_index": {0: "voxels"}, "camera": {0: "voxels"}, "lidar_parents": {0: "parents"},
-               **{name: {0: "refined"} for name in OUTPUT_NAMES[2:]}}
-    return export_model(model, OccFusionInference, inputs, out, INPUT_NAMES, OUTPUT_NAMES, dynamic)
-
-
 def occupancy_parity(checkpoint: Path, onnx_path: Path, frames: list[dict]) -> float:
     """Share of the fine voxels of `frames` whose label is the same through onnxruntime and torch."""
     from ..core.models.network_file import open_network
@@ -117,6 +92,7 @@ def occupancy_parity(checkpoint: Path, onnx_path: Path, frames: list[dict]) -> f
 
 def _run_occupancy(args: argparse.Namespace) -> int:
     from ..core.models.checkpoint import load_checkpoint
+    from ..core.models.occfusion_export import export_occupancy
     from ..errors import ConfigError
     from .occupancy import cache_keyframes
 

@@ -36,8 +36,6 @@ from ..eval.semantic import OccupancyScore
 from .data.dataset import SweepDataset
 from .trainer import TrainTask
 
-NETWORK_INPUTS = INPUT_NAMES
-
 
 @dataclass(frozen=True)
 class OccupancyTraining:
@@ -162,7 +160,7 @@ class OccupancySamples(torch.utils.data.Dataset):
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         frame = int(self.table[index])
         sample = self.frames[frame]
-        keys = (*NETWORK_INPUTS, "fine_target", "coarse_target")
+        keys = (*INPUT_NAMES, "fine_target", "coarse_target")
         tensors = {k: torch.from_numpy(np.asarray(sample[k])) for k in keys}
         tensors["fine_state"] = tensors["fine_state"].float()
         return {**tensors, "frame": torch.tensor(frame)}
@@ -188,7 +186,7 @@ def frame_volume(run: Callable[..., tuple[np.ndarray, ...]], frame: dict, fine: 
     """The fine uint8 [x, y, z] volume a model's `run` (OccFusionInference contract, numpy in and out: a TorchRunner
     or an ONNX session's run) predicts for a frame of cache_keyframes."""
     coarse_label, _, fine_index, fine_label, _ = run(*(np.asarray(frame[k], dtype=np.float32 if k == "fine_state"
-                                                                   else None) for k in NETWORK_INPUTS))
+                                                                   else None) for k in INPUT_NAMES))
     observed = frame["fine_state"].max(axis=0) > 0
     return inputs.fine_volume(coarse_label, fine_index.astype(np.int64), fine_label, observed, fine)[0]
 

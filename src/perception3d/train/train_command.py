@@ -169,7 +169,7 @@ def _run_occupancy(args: argparse.Namespace) -> int:
                                    refine_top_k=0 if args.no_refine else OccFusionConfig.refine_top_k,
                                    refine=not args.no_refine)
     caches = [args.cache, *args.add_cache]
-    task = OccupancyTask(cache_keyframes(caches, model_config),  model_config,
+    task = OccupancyTask(cache_keyframes(caches, model_config), model_config,
                          OccupancyTraining(active=not args.no_active),
                          cache_keyframes([args.val_cache], model_config) if args.val_cache else [], caches)
     config = TrainConfig(epochs=args.epochs, batch_size=1, lr=args.lr, device=args.device, amp=args.amp,
