@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import tempfile
 from dataclasses import replace
 from pathlib import Path
@@ -22,20 +23,28 @@ import torch
 import yaml
 
 from perception3d.core.models.checkpoint import load_checkpoint
-from perception3d.core.models.occfusion import OccFusionInference
+from perception3d.core.models.occfusion import OccFusionInference, OccFusionNet
 from perception3d.core.models.runner import CPU_OPTIONS, TorchRunner
 from perception3d.pipeline import run_preset
 from perception3d.train.occupancy import cache_keyframes, for_config, score_frames
 
 CONFIG = Path(__file__).resolve().parents[1] / "config" / "perception3d.yaml"
+# scored besides the runs: a run's weights with a config change at inference only
+INFERENCE_VARIANTS = {"fusion_s0, coarse-to-fine off at inference": ("fusion_s0", {"refine": False})}
 
 
 def score_runs(runs: Path, cache: Path) -> dict:
     """{run: {iou, miou, per_class_iou}} of every checkpoint in runs/ (runs.json order)."""
     record = json.loads((runs / "runs.json").read_text())
     frames, out = None, {}
-    for name in record:
-        model, _ = load_checkpoint(runs / f"{name}.pt", expected_model="occupancy")
+    models = {name: (name, {}) for name in record}
+    models.update({k: v for k, v in INFERENCE_VARIANTS.items() if v[0] in record})
+    for name, (run, change) in models.items():
+        model, _ = load_checkpoint(runs / f"{run}.pt", expected_model="occupancy")
+        if change:
+            changed = OccFusionNet(replace(model.config, **change))
+            changed.load_state_dict(model.state_dict())
+            model = changed.eval()
         if frames is None:
             # inputs with camera evidence; for_config zeroes it for the LiDAR-only runs
             frames = cache_keyframes([cache], replace(model.config, camera_fusion=True), progress=False)
@@ -51,7 +60,7 @@ def summary(scores: dict) -> dict:
     """Mean and spread (max - min) of IoU and mIoU over the seeds of fusion and LiDAR-only runs."""
     out = {}
     for group in ("fusion", "lidar"):
-        names = [n for n in scores if n.startswith(f"{group}_s")]
+        names = [n for n in scores if re.fullmatch(rf"{group}_s\d+", n)]
         if names:
             out[group] = {metric: {"mean": float(np.mean([scores[n][metric] for n in names])),
                                    "spread": float(np.ptp([scores[n][metric] for n in names])), "runs": names}
