@@ -20,8 +20,9 @@ import numpy as np
 import torch
 
 from ..core.camera import CameraModel
-from ..core.models.checkpoint import SHIPPED_CHECKPOINT, SHIPPED_SEGMENTATION, load_checkpoint
+from ..core.models.checkpoint import SHIPPED_CHECKPOINT, SHIPPED_OCCUPANCY, SHIPPED_SEGMENTATION, load_checkpoint
 from ..core.models.export import export_onnx, export_segmentation
+from ..core.models.occfusion_export import export_occupancy
 from ..nodes.base import CameraInput, Frame, NodeDefinition, StageTimer
 from ..nodes.detector2d import Detector2DNode
 from ..nodes.params import load_parameters
@@ -60,9 +61,14 @@ def _segmentation_onnx(directory: Path) -> Path:
                                directory / "segmentation.onnx")
 
 
+def _occupancy_onnx(directory: Path) -> Path:
+    return export_occupancy(SHIPPED_OCCUPANCY, directory / "occupancy.onnx")
+
+
 # LiDAR node with a learned mode -> writer of its shipped model as ONNX
 LIDAR_NODES: dict[str, Callable[[Path], Path]] = {
     "segmentation": _segmentation_onnx,
+    "occupancy": _occupancy_onnx,
 }
 
 

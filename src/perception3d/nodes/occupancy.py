@@ -1,10 +1,15 @@
-"""occupancy: 3D semantic occupancy on the OpenOccupancy grid (geometric mode).
+"""occupancy: 3D semantic occupancy on the OpenOccupancy grid, geometric or learned.
 
-The sweep (plus optionally a few past sweeps, ego-motion compensated through the world frame) is voxelized in
-base_frame; free space comes from casting the LiDAR rays; occupied voxels take the majority label of their points
-when the input cloud carries a `label` field (the graph feeds the segmentation node's output here when it runs);
+Geometric mode: the sweep (plus optionally a few past sweeps, ego-motion compensated through the world frame) is
+voxelized in base_frame; free space comes from casting the LiDAR rays; occupied voxels take the majority label of their
+points when the input cloud carries a `label` field (the graph feeds the segmentation node's output here when it runs);
 voxels no ray reached stay 255 (unknown). Outputs the dense grid, a PointCloud2 of occupied voxel centres with
 their label, and a throttled RViz CUBE_LIST.
+
+Learned mode (`mode: learned`): the OccFusion-style network of core.models.occfusion (a checkpoint, or its ONNX
+export) labels every voxel the sweep observed (a return or a ray in it; the others stay 255) from the sweep and the
+matched cameras' 2D detections, fused without depth on points pre-sampled in the occupied coarse voxels; the voxel
+cloud's confidence is the network's softmax score. Point labels of the input cloud and past_sweeps are not used.
 """
 from __future__ import annotations
 
@@ -12,8 +17,19 @@ from collections import deque
 
 import numpy as np
 
-from ..core.classes import LIDARSEG_CLASSES, OCCUPANCY_CLASSES, OCCUPANCY_FREE, OCCUPANCY_UNKNOWN, occupancy_colors
+from ..core.classes import (
+    DETECTION_CLASSES,
+    LIDARSEG_CLASSES,
+    OCCUPANCY_CLASSES,
+    OCCUPANCY_FREE,
+    OCCUPANCY_UNKNOWN,
+    occupancy_colors,
+)
 from ..core.geometry import invert_transform, transform_points
+from ..core.models import occfusion_inputs
+from ..core.models.checkpoint import SHIPPED_OCCUPANCY
+from ..core.models.network_file import open_network
+from ..core.models.occfusion import INPUT_NAMES, OccFusionInference
 from ..core.occupancy import OPENOCCUPANCY_RANGE, UNLABELLED_OCCUPIED_CLASS, occupancy_volume
 from ..core.voxels import VoxelGrid
 from ..errors import ConfigError
@@ -21,8 +37,9 @@ from ..msgs.markers import voxel_markers
 from ..msgs.occupancy import volume_to_occupancy_msg
 from ..msgs.pointcloud import array_to_pointcloud2
 from .base import Frame, NodeDefinition, OutputSpec, StageTimer, TransformLookup
+from .learned import LEARNED_MODEL_PARAMS, model_file, runner_options
 from .params import Param
-from .sweep import EGO_BOX_PARAM, GEOMETRIC_MODE_PARAM, WORLD_FRAME_PARAM, lidar_sweep
+from .sweep import EGO_BOX_PARAM, LEARNED_MODE_PARAM, WORLD_FRAME_PARAM, Sweep, camera_views, lidar_sweep
 
 VOXEL_DTYPE = np.dtype({"names": ["x", "y", "z", "label", "confidence"], "formats": ["<f4", "<f4", "<f4", "u1", "<f4"],
                         "offsets": [0, 4, 8, 12, 16], "itemsize": 20})
@@ -32,7 +49,7 @@ class OccupancyNode(NodeDefinition):
     name = "occupancy"
     description = "3D semantic occupancy: dense grid, occupied voxel centres, RViz cubes"
     parameters = (
-        GEOMETRIC_MODE_PARAM,
+        LEARNED_MODE_PARAM,
         Param("grid.range_m", "float_array", list(OPENOCCUPANCY_RANGE),
               "grid extent in base_frame [xmin, ymin, zmin, xmax, ymax, zmax] [m]", -200.0, 200.0),
         Param("grid.resolution_m", "float", 0.4, "voxel edge length [m]", 0.05, 5.0),
@@ -48,14 +65,17 @@ class OccupancyNode(NodeDefinition):
               read_only=False),
         EGO_BOX_PARAM,
         WORLD_FRAME_PARAM,
+        *LEARNED_MODEL_PARAMS,
     )
+    camera_streams = ("camera_info", "detections")
     outputs = (
         OutputSpec("~/output/grid", "perception3d_msgs/msg/OccupancyGrid3D", label_classes=OCCUPANCY_CLASSES,
                    description="dense labels: 0 free, 1..16 lidarseg classes, 255 unknown; base_frame"),
         OutputSpec("~/output/voxels", "sensor_msgs/msg/PointCloud2", label_classes=OCCUPANCY_CLASSES,
-                   description="occupied voxel centres x, y, z (float32) + label (uint8) + confidence (float32: share "
-                               "of the voxel's points in this sweep labelled with its class; 0 for the unlabelled "
-                               "fallback class and for voxels seen in past sweeps only)"),
+                   description="occupied voxel centres x, y, z (float32) + label (uint8) + confidence (float32; "
+                               "geometric: share of the voxel's points in this sweep labelled with its class, 0 for "
+                               "the unlabelled fallback class and for voxels seen in past sweeps only; learned: the "
+                               "network's softmax score of the label)"),
         OutputSpec("~/output/markers", "visualization_msgs/msg/MarkerArray",
                    description="occupied voxels as one CUBE_LIST coloured by class (throttled)"),
     )
@@ -70,8 +90,19 @@ class OccupancyNode(NodeDefinition):
         self.history: deque = deque(maxlen=p["past_sweeps"] or None)
         self.frames = 0
         self.last_stamp_ns: int | None = None
+        self.network = None
+        if p["mode"] == "learned":
+            self.network = open_network(p["backend"], model_file(p, SHIPPED_OCCUPANCY), "occupancy", OccFusionInference,
+                                        INPUT_NAMES, runner_options(p))
+            if not self.network.config.fine_grid.matches(self.grid):
+                raise ConfigError(f"occupancy: the model's grid {self.network.config.fine_grid} differs from "
+                                  f"grid.range_m / grid.resolution_m {self.grid}")
+            if p["warm_up"]:
+                self._learned_volume(np.zeros((0, 3)), np.zeros(0), np.zeros(3), [])
 
     def process(self, frame: Frame, tf: TransformLookup, timer: StageTimer) -> list:
+        if self.network is not None:
+            return self._process_learned(frame, tf, timer)
         p = self.params
         with timer.stage("pre"):
             sweep = lidar_sweep(frame, tf, p["base_frame"], p["ego_box_m"])
@@ -88,8 +119,49 @@ class OccupancyNode(NodeDefinition):
         with timer.stage("post"):
             if p["past_sweeps"]:
                 self.history.append((transform_points(T_world_base, points), labels))
-            out = self._outputs(volume, frame.stamp_ns, points, labels)
+            occupied = self._occupied(volume)
+            out = self._outputs(volume, occupied, self._confidence(volume, occupied, points, labels), frame.stamp_ns)
         return out
+
+    def _process_learned(self, frame: Frame, tf: TransformLookup, timer: StageTimer) -> list:
+        p = self.params
+        with timer.stage("pre"):
+            sweep = lidar_sweep(frame, tf, p["base_frame"], p["ego_box_m"])
+            intensity = sweep.intensity[sweep.usable].astype(np.float64)
+            cameras = self._camera_boxes(frame, tf, sweep)
+        volume, scores = self._learned_volume(sweep.points_base[sweep.usable], intensity, sweep.T_base_lidar[:3, 3],
+                                              cameras, timer)
+        with timer.stage("post"):
+            occupied = self._occupied(volume)
+            return self._outputs(volume, occupied, scores[tuple(occupied.T)], frame.stamp_ns)
+
+    def _camera_boxes(self, frame: Frame, tf: TransformLookup, sweep: Sweep) -> list:
+        """The matched cameras' detections and calibration in the base frame (occfusion_inputs.CameraBoxes)."""
+        T_lidar_base = invert_transform(sweep.T_base_lidar)
+        cameras = []
+        for view in camera_views(frame, tf, self.params["world_frame"]):
+            dets = view.detections
+            classes = np.array([DETECTION_CLASSES.index(c) if c in DETECTION_CLASSES else -1 for c in dets.class_ids],
+                               dtype=np.int64)
+            cameras.append(occfusion_inputs.CameraBoxes(view.camera.K, view.T_cam_lidar @ T_lidar_base,
+                                                        view.camera.width, view.camera.height, dets.boxes_xyxy,
+                                                        classes, dets.scores))
+        return cameras
+
+    def _learned_volume(self, points: np.ndarray, intensity: np.ndarray, sensor_origin: np.ndarray, cameras: list,
+                        timer: StageTimer | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """The network's uint8 [x, y, z] label volume and float32 score volume of one sweep (base frame)."""
+        timer = timer or StageTimer()
+        config = self.network.config
+        with timer.stage("pre"):
+            inputs, observed = occfusion_inputs.network_inputs(points, intensity, sensor_origin, cameras, self.grid,
+                                                               config.presample_points, config.camera_fusion)
+        with timer.stage("infer"):
+            coarse_label, coarse_score, fine_index, fine_label, fine_score = self.network.run(
+                *(inputs[name] for name in INPUT_NAMES))
+        with timer.stage("post"):
+            return occfusion_inputs.fine_volume(coarse_label, fine_index.astype(np.int64), fine_label, observed,
+                                                self.grid, coarse_score, fine_score)
 
     def _past(self, tf: TransformLookup, stamp_ns: int):
         """Earlier sweeps moved into the current base frame, their labels, and T_world_base now."""
@@ -118,15 +190,20 @@ class OccupancyNode(NodeDefinition):
         occupied_flat = self.grid.flat_index(occupied)
         return (agreeing[occupied_flat] / np.maximum(total[occupied_flat], 1)).astype(np.float32)
 
-    def _outputs(self, volume: np.ndarray, stamp_ns: int, points: np.ndarray, labels: np.ndarray | None) -> list:
+    @staticmethod
+    def _occupied(volume: np.ndarray) -> np.ndarray:
+        """(M, 3) indices of the occupied voxels (a class 1..16)."""
+        return np.argwhere((volume != OCCUPANCY_FREE) & (volume != OCCUPANCY_UNKNOWN))
+
+    def _outputs(self, volume: np.ndarray, occupied: np.ndarray, confidence: np.ndarray, stamp_ns: int) -> list:
+        """Grid, voxel cloud (occupied voxels (M, 3) with their confidence (M,)) and throttled markers."""
         frame_id = self.params["base_frame"]
-        occupied = np.argwhere((volume != OCCUPANCY_FREE) & (volume != OCCUPANCY_UNKNOWN))
         voxel_labels = volume[tuple(occupied.T)]
         centers = self.grid.centers(occupied)
         voxels = np.zeros(len(occupied), dtype=VOXEL_DTYPE)
         voxels["x"], voxels["y"], voxels["z"] = centers[:, 0], centers[:, 1], centers[:, 2]
         voxels["label"] = voxel_labels
-        voxels["confidence"] = self._confidence(volume, occupied, points, labels)
+        voxels["confidence"] = confidence
         out = [("~/output/grid", volume_to_occupancy_msg(volume, self.grid, stamp_ns, frame_id, self.factory)),
                ("~/output/voxels", array_to_pointcloud2(voxels, stamp_ns, frame_id, self.factory))]
         every_n = self.params["markers.every_n"]

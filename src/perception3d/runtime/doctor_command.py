@@ -114,9 +114,9 @@ def check_parameter_file(path: Path) -> tuple[Check, dict]:
 
 def _shipped_models() -> dict[str, Path]:
     """node -> its shipped checkpoint (the node's model name is the node name)."""
-    from ..core.models.checkpoint import SHIPPED_CHECKPOINT, SHIPPED_SEGMENTATION
+    from ..core.models.checkpoint import SHIPPED_CHECKPOINT, SHIPPED_OCCUPANCY, SHIPPED_SEGMENTATION
 
-    return {"detector2d": SHIPPED_CHECKPOINT, "segmentation": SHIPPED_SEGMENTATION}
+    return {"detector2d": SHIPPED_CHECKPOINT, "segmentation": SHIPPED_SEGMENTATION, "occupancy": SHIPPED_OCCUPANCY}
 
 
 def check_checkpoint(node: str, params: dict) -> Check:

@@ -214,7 +214,7 @@ FULL_GRAPH = Graph((
         description="2D-box-prior point cloud segmentation (input points + label + score)"),
     GraphNode(
         "occupancy", "perception3d.nodes.occupancy:OccupancyNode",
-        inputs={"~/input/pointcloud": LABELLED_POINTS_PLACEHOLDER},
+        inputs={"~/input/pointcloud": LABELLED_POINTS_PLACEHOLDER, **_camera_inputs("camera_info", "detections")},
         outputs={"~/output/grid": GraphOutput("/perception/occupancy/grid", "perception3d_msgs/msg/OccupancyGrid3D",
                                                label_info=True),
                  "~/output/voxels": GraphOutput("/perception/occupancy/voxels", "sensor_msgs/msg/PointCloud2",

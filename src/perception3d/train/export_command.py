@@ -4,17 +4,22 @@ onnxruntime loads it, and compare it with torch.
 detector2d (contract: core.models.onnx_backend): detections on random input or, with --dataroot/--version/--split,
 on the first --verify camera images of a split. segmentation (inputs bev, coords, point_features; output
 probabilities): point labels on the first --verify labelled sweeps of --cache (default: random clouds); the export
-passes when at least LABEL_AGREEMENT of the points get the same label."""
+passes when at least LABEL_AGREEMENT of the points get the same label. occupancy (core.models.occfusion
+.OccFusionInference): the share of voxels whose label is the same through onnxruntime and torch on the first --verify
+keyframes of --cache (exit status 1 below PARITY). The LiDAR models carry their model name and config in the ONNX
+metadata."""
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
-MODELS = ("detector2d", "segmentation")
+MODELS = ("detector2d", "segmentation", "occupancy")
 # IoU at which a torch and an ONNX box count as the same detection (issue 6, acceptance 2).
 AGREEMENT_IOU = 0.99
 # Share of points with the same label from torch and ONNX that a segmentation export must reach (issue 12).
 LABEL_AGREEMENT = 0.995
+# share of voxels with the same label through ONNX and torch an occupancy export must reach (issue 13, acceptance 4)
+PARITY = 0.995
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -24,12 +29,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dataroot", type=Path, help="nuScenes-schema dataroot with images to compare on")
     parser.add_argument("--version", help="table version of --dataroot")
     parser.add_argument("--split", help="split of --dataroot whose images are compared")
-    parser.add_argument("--cache", type=Path, help="segmentation: sweep cache whose labelled sweeps are compared on")
-    parser.add_argument("--verify", type=int, default=20, help="images or sweeps compared (default 20)")
+    parser.add_argument("--cache", type=Path,
+                        help="segmentation / occupancy: sweep cache whose labelled sweeps / keyframes are compared on")
+    parser.add_argument("--verify", type=int, default=20, help="images, sweeps or keyframes compared (default 20)")
 
 
 def run(args: argparse.Namespace) -> int:
-    return _export_segmentation(args) if args.model == "segmentation" else _export_detector2d(args)
+    runs = {"segmentation": _export_segmentation, "occupancy": _export_occupancy, "detector2d": _export_detector2d}
+    return runs[args.model](args)
 
 
 def _export_segmentation(args: argparse.Namespace) -> int:
@@ -114,3 +121,36 @@ def _export_detector2d(args: argparse.Namespace) -> int:
     if agreement.count_a == agreement.count_b == 0:
         print("no detections above the score threshold on these images: the comparison shows nothing")
     return 0 if agreement.all_agree else 1
+
+
+def occupancy_parity(checkpoint: Path, onnx_path: Path, frames: list[dict]) -> float:
+    """Share of the fine voxels of `frames` whose label is the same through onnxruntime and torch."""
+    from ..core.models.network_file import open_network
+    from ..core.models.occfusion import INPUT_NAMES, OccFusionInference
+    from ..core.models.runner import CPU_OPTIONS
+    from .occupancy import frame_volume
+
+    torch_model = open_network("torch", checkpoint, "occupancy", OccFusionInference, INPUT_NAMES, CPU_OPTIONS)
+    onnx_model = open_network("onnx", onnx_path, "occupancy", OccFusionInference, INPUT_NAMES, CPU_OPTIONS)
+    fine = torch_model.config.fine_grid
+    same = sum(int((frame_volume(torch_model.run, f, fine) == frame_volume(onnx_model.run, f, fine)).sum())
+               for f in frames)
+    return same / (fine.num_voxels * len(frames))
+
+
+def _export_occupancy(args: argparse.Namespace) -> int:
+    from ..core.models.checkpoint import load_checkpoint
+    from ..core.models.occfusion_export import export_occupancy
+    from ..errors import ConfigError
+    from .occupancy import cache_keyframes
+
+    if args.cache is None:
+        raise ConfigError("export occupancy needs --cache: a sweep cache with occupancy keyframes to compare on")
+    config = load_checkpoint(args.checkpoint, expected_model="occupancy")[0].config
+    frames = cache_keyframes([args.cache], config, progress=False, limit=max(args.verify, 1))
+    path = export_occupancy(args.checkpoint, args.out, frames[0])
+    print(f"wrote {path} ({path.stat().st_size / 2**20:.1f} MiB)")
+    share = occupancy_parity(args.checkpoint, path, frames)
+    print(f"{len(frames)} keyframes of {args.cache}: {share:.4%} of voxels have the same label through onnxruntime "
+          f"and torch (required {PARITY:.1%})")
+    return 0 if share >= PARITY else 1

@@ -2,9 +2,10 @@
 
 detector2d trains on the keyframe camera images of a nuScenes-schema dataroot (or a cache) and validates with AP@0.5
 per class on --val-split. segmentation trains on the labelled sweeps of one or more sweep caches (`perception3d
-dataset build`; their --boxes2d feed the Local Object Branch) and validates with lidarseg mIoU on --val-cache. The
-trainer's options (epochs, batch, lr, device, amp, resume, init, seed, validate-every,
-max-steps, workers) are the same for every model; the same command runs data-parallel under
+dataset build`; their --boxes2d feed the Local Object Branch) and validates with lidarseg mIoU on --val-cache.
+occupancy trains on the keyframes with occupancy ground truth of one or more sweep caches and validates IoU / mIoU on
+--val-cache. The trainer's options (epochs, batch, lr, device, amp, resume, init, seed, validate-every, max-steps,
+workers, threads) are the same for every model; the same command runs data-parallel under
 `torchrun --nproc_per_node N -m perception3d.cli train ...`.
 """
 from __future__ import annotations
@@ -15,7 +16,7 @@ import shlex
 from dataclasses import replace
 from pathlib import Path
 
-MODELS = ("detector2d", "segmentation")
+MODELS = ("detector2d", "segmentation", "occupancy")
 NEW_MODEL_CONTEXT_DILATIONS = (2, 4)  # what the shipped checkpoint has (benchmarks/results/detector2d_training.md)
 
 
@@ -94,6 +95,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--points", type=int, default=20000,
                         help="segmentation: points drawn from each training sweep (default 20000)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    occupancy = parser.add_argument_group("occupancy")
+    occupancy.add_argument("--lidar-only", action="store_true",
+                           help="train the same network with zero camera evidence (fusion ablation)")
+    occupancy.add_argument("--no-active", action="store_true",
+                           help="every epoch a plain pass (no re-training on the hardest frames)")
+    occupancy.add_argument("--no-refine", action="store_true",
+                           help="no coarse-to-fine refinement: fine labels are the coarse ones upsampled")
 
 
 def _train_config(args: argparse.Namespace):
@@ -109,7 +117,8 @@ def run(args: argparse.Namespace) -> int:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    return _run_segmentation(args) if args.model == "segmentation" else _run_detector2d(args)
+    runs = {"segmentation": _run_segmentation, "occupancy": _run_occupancy, "detector2d": _run_detector2d}
+    return runs[args.model](args)
 
 
 def _run_segmentation(args: argparse.Namespace) -> int:
@@ -200,4 +209,31 @@ def _run_detector2d(args: argparse.Namespace) -> int:
     if result.metrics:
         print("validation AP@0.5:")
         print(format_scores(result.metrics["ap_per_class"], SCORED_CLASSES))
+    return 0
+
+
+def _run_occupancy(args: argparse.Namespace) -> int:
+    from ..core.models.occfusion import OccFusionConfig
+    from ..errors import ConfigError
+    from . import run_log
+    from .occupancy import OccupancyTask, OccupancyTraining, cache_keyframes
+    from .trainer import train
+
+    if args.cache is None or args.batch_size != 1:
+        raise ConfigError("occupancy trains from --cache (one or more caches) with --batch 1")
+    model_config = OccFusionConfig(camera_fusion=not args.lidar_only,
+                                   refine_top_k=0 if args.no_refine else OccFusionConfig.refine_top_k,
+                                   refine=not args.no_refine)
+    caches = list(args.cache)
+    task = OccupancyTask(cache_keyframes(caches, model_config), model_config,
+                         OccupancyTraining(active=not args.no_active),
+                         cache_keyframes(args.val_cache, model_config) if args.val_cache else [], caches)
+    config = _train_config(args)
+    print(f"training on {len(task.samples)} keyframes" +
+          (f", validating on {len(task.val_frames)}" if task.val_frames else ""))
+    result = train(task, args.out, config, resume=args.resume, init=args.init,
+                   command=shlex.join(["perception3d", *args.argv]))
+    print(f"wrote {result.checkpoint} after {result.steps} steps (log {run_log.log_path(result.checkpoint)})")
+    if result.metrics:
+        print(f"validation IoU {result.metrics['iou']:.3f} mIoU {result.metrics['miou']:.3f}")
     return 0

@@ -35,6 +35,8 @@ SHIPPED_CHECKPOINT = Path(__file__).resolve().parent / "weights" / "detector2d_s
 SHIPPED_SEGMENTATION = Path(__file__).resolve().parent / "weights" / "segmentation_synth.pt"
 # The same network trained with the optional box prior (a model_path for nodes that have 2D boxes; same record file).
 SHIPPED_SEGMENTATION_BOX_PRIOR = Path(__file__).resolve().parent / "weights" / "segmentation_boxprior_synth.pt"
+# occupancy's shipped checkpoint (benchmarks/results/occupancy_training.md says how it was trained).
+SHIPPED_OCCUPANCY = Path(__file__).resolve().parent / "weights" / "occupancy_synth.pt"
 
 
 def _plain(value):

@@ -12,6 +12,7 @@ from torch import nn
 
 from ...errors import ModelError
 from .centernet import CenterNet, CenterNetConfig
+from .occfusion import OccFusionConfig, OccFusionNet
 from .segnet import SegNet, SegNetConfig
 
 
@@ -27,6 +28,7 @@ class ModelSpec:
 MODELS: dict[str, ModelSpec] = {
     "detector2d": ModelSpec("detector2d", CenterNetConfig, CenterNet),
     "segmentation": ModelSpec("segmentation", SegNetConfig, SegNet),
+    "occupancy": ModelSpec("occupancy", OccFusionConfig, OccFusionNet),
 }
 
 

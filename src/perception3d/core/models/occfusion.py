@@ -1,0 +1,195 @@
+"""OccFusion-style learned semantic occupancy (methods.md section 4), sized for a CPU: BEV with height in channels,
+depth-free camera fusion on pre-sampled points, active coarse-to-fine refinement.
+
+Network (inputs from core.models.occfusion_inputs; S = coarse cells per side, Z = coarse height bins, F = voxel
+features, N = S * S * Z coarse voxels in flat message order):
+1. LiDAR BEV image (C, S, S) -> BevUNet -> (upsampled to S x S) -> 1x1 conv to Z * F channels -> one F-vector per
+   coarse voxel (channel-to-height head).
+2. Fusion: at the V non-empty coarse voxels, an MLP of [LiDAR feature, camera evidence] replaces the voxel's feature
+   (scattered back with index_put: the indices are unique and ONNX exports it exactly).
+3. Coarse logits (N, 17) by a linear layer per voxel: 0 free, 1..16 lidarseg classes.
+4. Active coarse-to-fine: parents = the given LiDAR parents + the `refine_top_k` most uncertain other voxels
+   (uncertainty 1 - max softmax, among the voxels predicted non-free that the sweep observed, i.e. with a fine
+   child hit or crossed by a ray; TopK with a fixed k); each parent's 8 children at the fine grid get logits from
+   an MLP of [parent feature, child offset, child's fine occupied / free state]. All other fine voxels take their
+   parent's coarse label.
+5. Prior correction: training counts only a share q of the free voxels (train.occupancy.loss_voxels), which
+   multiplies the odds of 'occupied' by 1/q; in eval mode the network adds log(1/q) to the free logit (coarse and
+   fine, each with its q) so that its probabilities are those of the full grid.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import nn
+from torch.nn import functional
+
+from ...errors import ConfigError
+from ..classes import OCCUPANCY_CLASSES, OCCUPANCY_UNKNOWN
+from ..occupancy import OPENOCCUPANCY_RANGE
+from ..voxels import VoxelGrid
+from .bev import BevUNet
+from .occfusion_inputs import CAMERA_CHANNELS, coarse_grid, lidar_channel_count
+
+OCCUPANCY_LABELS = tuple(name for label, name in OCCUPANCY_CLASSES.items() if label != OCCUPANCY_UNKNOWN)
+# child offsets (dx, dy, dz) of a coarse voxel's 8 fine voxels
+CHILD_OFFSETS = ((0, 0, 0), (1, 0, 0), (0, 1, 0), (1, 1, 0), (0, 0, 1), (1, 0, 1), (0, 1, 1), (1, 1, 1))
+INPUT_NAMES = ("bev", "fused_index", "camera", "lidar_parents", "fine_state")
+OUTPUT_NAMES = ("coarse_label", "coarse_score", "fine_index", "fine_label", "fine_score")
+
+
+@dataclass(frozen=True)
+class OccFusionConfig:
+    """Architecture of the learned occupancy network; stored in checkpoints and ONNX metadata.
+
+    Attributes:
+        class_names: output classes in label order (0 free, 1..16 lidarseg classes).
+        point_cloud_range: the fine grid [xmin, ymin, zmin, xmax, ymax, zmax] in the base frame [m].
+        fine_voxel_m: fine (output) voxel edge [m]; the coarse fusion grid has twice that.
+        widths, stem_stride: the BevUNet (core.models.bev).
+        voxel_features: F, features per coarse voxel.
+        camera_fusion: False trains the same network with zero camera evidence (LiDAR only).
+        presample_points: N points pre-sampled per non-empty coarse voxel.
+        refine: coarse-to-fine refinement on; off, the fine labels are the coarse ones upsampled (ablation).
+        refine_top_k: uncertain coarse voxels refined besides the LiDAR parents.
+        refine_hidden: hidden width of the refinement MLP.
+        coarse_free_keep, fine_free_keep: share q of the known free coarse / refined fine voxels each training
+            step's loss counts (the rest are left out); eval mode adds log(1 / q) to the free logit.
+    """
+
+    class_names: tuple[str, ...] = OCCUPANCY_LABELS
+    point_cloud_range: tuple[float, ...] = OPENOCCUPANCY_RANGE
+    fine_voxel_m: float = 0.4
+    widths: tuple[int, ...] = (24, 48, 64)
+    stem_stride: int = 2
+    voxel_features: int = 16
+    camera_fusion: bool = True
+    presample_points: int = 8
+    refine: bool = True
+    refine_top_k: int = 2000
+    refine_hidden: int = 32
+    coarse_free_keep: float = 0.05
+    fine_free_keep: float = 0.5
+
+    def __post_init__(self) -> None:
+        for name in ("class_names", "point_cloud_range", "widths"):
+            object.__setattr__(self, name, tuple(getattr(self, name)))
+        if self.class_names != OCCUPANCY_LABELS:
+            raise ConfigError(f"occupancy classes {self.class_names}: expected {OCCUPANCY_LABELS}")
+        if min(self.voxel_features, self.presample_points, self.refine_hidden) < 1 or self.refine_top_k < 0 or \
+                not (0 < self.coarse_free_keep <= 1 and 0 < self.fine_free_keep <= 1):
+            raise ConfigError(f"occupancy config {self}: sizes must be positive")
+        try:
+            coarse_grid(self.fine_grid)
+            lidar_channel_count(self.fine_grid)
+        except ValueError as exc:
+            raise ConfigError(f"occupancy config {self}: {exc}") from exc
+
+    @property
+    def fine_grid(self) -> VoxelGrid:
+        return VoxelGrid.from_range(self.point_cloud_range, self.fine_voxel_m)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class OccFusionNet(nn.Module):
+    """The network of the module docstring; forward returns logits for training."""
+
+    def __init__(self, config: OccFusionConfig) -> None:
+        super().__init__()
+        self.config = config
+        fine = config.fine_grid
+        sx, sy, sz = coarse_grid(fine).shape
+        self.side, self.height, self.fine_side = sx, sz, fine.shape[0]
+        self.num_coarse = sx * sy * sz
+        f, classes = config.voxel_features, len(config.class_names)
+        self.bev = BevUNet(lidar_channel_count(fine), config.widths, config.stem_stride)
+        self.height_head = nn.Conv2d(config.widths[0], sz * f, 1)
+        self.fusion = nn.Sequential(nn.Linear(f + CAMERA_CHANNELS, 32), nn.ReLU(inplace=True), nn.Linear(32, f))
+        self.coarse_head = nn.Linear(f, classes)
+        self.fine_head = nn.Sequential(nn.Linear(f + 5, config.refine_hidden), nn.ReLU(inplace=True),
+                                       nn.Linear(config.refine_hidden, classes))
+        self.register_buffer("child_offsets", torch.tensor(CHILD_OFFSETS, dtype=torch.int64), persistent=False)
+        free = torch.zeros(2, classes)
+        free[:, 0] = torch.tensor([-math.log(config.coarse_free_keep), -math.log(config.fine_free_keep)])
+        self.register_buffer("free_prior", free, persistent=False)
+
+    def voxel_features(self, bev: torch.Tensor, fused_index: torch.Tensor, camera: torch.Tensor) -> torch.Tensor:
+        """(N, F) features of every coarse voxel (flat order) after fusion; bev (1, C, S, S)."""
+        x = self.bev(bev)
+        if x.shape[-1] != self.side:
+            x = functional.interpolate(x, size=(self.side, self.side), mode="bilinear", align_corners=False)
+        f = self.config.voxel_features
+        volume = self.height_head(x).reshape(self.height, f, self.side * self.side)
+        voxels = volume.permute(0, 2, 1).reshape(self.num_coarse, f)
+        lidar = voxels[fused_index]
+        fused = lidar + self.fusion(torch.cat([lidar, camera], dim=1))
+        return voxels.index_put((fused_index,), fused)
+
+    def observed_parents(self, fine_state: torch.Tensor) -> torch.Tensor:
+        """(N,) bool: coarse voxels with a fine child hit or crossed by a ray (fine_state (2, fine voxels))."""
+        s, z = self.side, self.height
+        return fine_state.reshape(2, z, 2, s, 2, s, 2).amax(dim=(0, 2, 4, 6)).reshape(-1) > 0
+
+    def refine_parents(self, logits: torch.Tensor, lidar_parents: torch.Tensor,
+                       observed: torch.Tensor) -> torch.Tensor:
+        """lidar_parents + the refine_top_k most uncertain other observed voxels predicted non-free."""
+        if not self.config.refine:
+            return lidar_parents[:0]
+        k = min(self.config.refine_top_k, self.num_coarse)
+        if k == 0:
+            return lidar_parents
+        probability = torch.softmax(logits.detach(), dim=1)
+        best, label = probability.max(dim=1)
+        uncertainty = torch.where((label > 0) & observed, 1.0 - best, torch.full_like(best, -1.0))
+        uncertainty = uncertainty.index_put((lidar_parents,), torch.full_like(lidar_parents, -2.0, dtype=best.dtype))
+        return torch.cat([lidar_parents, torch.topk(uncertainty, k).indices])
+
+    def refine(self, voxels: torch.Tensor, parents: torch.Tensor,
+               fine_state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(fine flat indices (P * 8,), fine logits (P * 8, classes)) of the children of parents (P,)."""
+        s, fs = self.side, self.fine_side
+        px, py, pz = parents % s, (parents // s) % s, parents // (s * s)
+        o = self.child_offsets
+        cx = (2 * px).unsqueeze(1) + o[:, 0]
+        cy = (2 * py).unsqueeze(1) + o[:, 1]
+        cz = (2 * pz).unsqueeze(1) + o[:, 2]
+        fine_index = (cx + fs * (cy + fs * cz)).reshape(-1)
+        parent = voxels[parents].unsqueeze(1).expand(-1, len(CHILD_OFFSETS), -1)
+        offset = (o.to(voxels.dtype) - 0.5).unsqueeze(0).expand(parents.shape[0], -1, -1)
+        state = fine_state[:, fine_index].transpose(0, 1).reshape(-1, len(CHILD_OFFSETS), 2)
+        logits = self.fine_head(torch.cat([parent, offset, state], dim=2))
+        return fine_index, logits.reshape(-1, logits.shape[-1])
+
+    def forward(self, bev: torch.Tensor, fused_index: torch.Tensor, camera: torch.Tensor, lidar_parents: torch.Tensor,
+                fine_state: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Inputs as INPUT_NAMES (bev (1, C, S, S), fused_index (V,) int64, camera (V, CAMERA_CHANNELS),
+        lidar_parents (R,) int64, fine_state (2, fine voxels)); returns coarse_logits (N, classes), fine_index and
+        fine_logits (in eval mode with the prior correction)."""
+        voxels = self.voxel_features(bev, fused_index, camera)
+        coarse = self.coarse_head(voxels)
+        if not self.training:
+            coarse = coarse + self.free_prior[0]
+        parents = self.refine_parents(coarse, lidar_parents, self.observed_parents(fine_state))
+        fine_index, fine = self.refine(voxels, parents, fine_state)
+        if not self.training:
+            fine = fine + self.free_prior[1]
+        return {"coarse_logits": coarse, "fine_index": fine_index, "fine_logits": fine}
+
+
+class OccFusionInference(nn.Module):
+    """The node's contract (exported as is): INPUT_NAMES -> OUTPUT_NAMES, labels and max softmax scores of the coarse
+    voxels and of the refined fine voxels."""
+
+    def __init__(self, network: OccFusionNet) -> None:
+        super().__init__()
+        self.network = network
+
+    def forward(self, bev, fused_index, camera, lidar_parents, fine_state):
+        out = self.network(bev, fused_index, camera, lidar_parents, fine_state)
+        coarse_score, coarse_label = torch.softmax(out["coarse_logits"], dim=1).max(dim=1)
+        fine_score, fine_label = torch.softmax(out["fine_logits"], dim=1).max(dim=1)
+        return coarse_label, coarse_score, out["fine_index"], fine_label, fine_score

@@ -1,0 +1,236 @@
+"""Numpy inputs and outputs of the learned occupancy network (core.models.occfusion), the same for training and
+for the node.
+
+Two grids in the base frame: the fine (output) grid is the node's VoxelGrid (default the OpenOccupancy range at
+0.4 m, 256 x 256 x 20); the coarse (fusion) grid has voxels twice as large (0.8 m, 128 x 128 x 10) and is the BEV
+image of the network with its height folded into channels. Flat voxel indices of both follow the message order
+x + X * (y + Y * z) (core.voxels), which is the C order of a (Z, Y, X) array: BEV rows are y, columns x.
+
+- `lidar_inputs`: the BEV image (core.models.bev.bev_input at the coarse grid: log point count per coarse height bin,
+  intensity, lowest and highest point; then per coarse height bin the share of its 8 fine voxels holding a return
+  and the share the rays cross, core.occupancy.free_voxels) and the fine voxel state (occupied, free) per fine voxel.
+- `camera_evidence`: OccFusion's depth-free fusion input. Points pre-sampled in the non-empty coarse voxels
+  (core.occupancy.presample_voxels, exactly N per voxel) are projected into each camera; only the cameras that see
+  a point (in front, inside the image) contribute. The image feature is each camera's 2D detections rasterised as
+  one score map per detection class (`detection_maps`), read bilinearly at the projections, averaged over the
+  voxel's visible points per camera and then over the cameras that see the voxel, plus a last channel that is 1
+  when any camera sees it. No depth is estimated: the LiDAR geometry says where to look.
+- `lidar_parents`: the coarse voxels whose children are always refined (those holding returns and their vertical
+  neighbours); the network adds the top-K most uncertain ones itself.
+- `fine_volume`: the network's coarse and refined labels combined into the fine [x, y, z] volume.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..classes import DETECTION_CLASSES, OCCUPANCY_UNKNOWN
+from ..occupancy import free_voxels, presample_voxels
+from ..voxels import VoxelGrid
+from .bev import BevGrid, bev_input
+
+DETECTION_MAP_SIZE = (64, 36)  # (columns, rows) of a camera's detection score maps, whatever its resolution
+MIN_DEPTH_M = 0.5  # projections closer than this to the camera plane are not seen
+CAMERA_CHANNELS = len(DETECTION_CLASSES) + 1  # a score per detection class + "seen by a camera"
+
+
+@dataclass
+class CameraBoxes:
+    """One camera's calibration and 2D detections.
+
+    Attributes:
+        K: (3, 3) intrinsics [px] of the image the boxes are in.
+        T_cam_base: (4, 4) base frame -> optical camera frame.
+        width, height: that image's size [px].
+        boxes_xyxy: (M, 4) boxes [px]; classes: (M,) index into DETECTION_CLASSES (-1: another class, ignored);
+        scores: (M,) in [0, 1].
+    """
+
+    K: np.ndarray
+    T_cam_base: np.ndarray
+    width: int
+    height: int
+    boxes_xyxy: np.ndarray
+    classes: np.ndarray
+    scores: np.ndarray
+
+
+@dataclass
+class LidarInputs:
+    """bev: (C, S, S) float32 network input; fine_state: (2, fine voxels) float32 occupied / free per fine voxel in
+    flat order; observed: (fine voxels,) bool, a return or a ray in the voxel (others stay unknown in the output)."""
+
+    bev: np.ndarray
+    fine_state: np.ndarray
+    observed: np.ndarray
+
+
+def coarse_grid(fine: VoxelGrid) -> VoxelGrid:
+    """The fusion grid: same origin, voxels twice as large (the fine shape must be even)."""
+    if any(s % 2 for s in fine.shape):
+        raise ValueError(f"fine grid shape {fine.shape} must be even along every axis")
+    return VoxelGrid(fine.origin, 2 * fine.resolution, tuple(s // 2 for s in fine.shape))
+
+
+def bev_grid(fine: VoxelGrid) -> BevGrid:
+    """The BEV grid of the coarse voxels (the grid must be square and centred on the base frame's origin in xy)."""
+    coarse = coarse_grid(fine)
+    half = -fine.origin[0]
+    if coarse.shape[0] != coarse.shape[1] or abs(fine.origin[1] - fine.origin[0]) > 1e-6 or \
+            abs(coarse.shape[0] * coarse.resolution - 2 * half) > 1e-6:
+        raise ValueError(f"grid {fine}: learned occupancy needs a square grid centred on the base frame in xy")
+    return BevGrid(half, coarse.resolution, fine.origin[2], fine.origin[2] + coarse.shape[2] * coarse.resolution,
+                   coarse.shape[2])
+
+
+def lidar_channel_count(fine: VoxelGrid) -> int:
+    return bev_grid(fine).channels + 2 * coarse_grid(fine).shape[2]
+
+
+def lidar_inputs(points_base: np.ndarray, intensity: np.ndarray, sensor_origin: np.ndarray,
+                 fine: VoxelGrid) -> LidarInputs:
+    """The LiDAR inputs of one sweep: points (N, 3) in the base frame [m], intensity (N,) on the 0-255 scale,
+    sensor_origin (3,) [m] (module docstring)."""
+    points = np.asarray(points_base, dtype=np.float64).reshape(-1, 3)
+    idx, inside = fine.voxel_indices(points)
+    occupied = np.zeros(fine.num_voxels, dtype=bool)
+    occupied[fine.flat_index(idx[inside])] = True
+    free = free_voxels(points, fine, sensor_origin, 0.5 * fine.resolution) & ~occupied
+    shares = [_children_share(m, fine) for m in (occupied, free)]
+    bev = bev_input(points, np.asarray(intensity, dtype=np.float32) / np.float32(255.0), bev_grid(fine))
+    return LidarInputs(np.concatenate([bev, *shares]).astype(np.float32),
+                       np.stack([occupied, free]).astype(np.float32), occupied | free)
+
+
+def _children_share(mask: np.ndarray, fine: VoxelGrid) -> np.ndarray:
+    """(Z, S, S) float32 share of each coarse voxel's 8 fine voxels set in a fine mask (flat order); summed pairwise
+    along x, y, z on uint8 (much faster than a mean over three axes)."""
+    sx, sy, sz = fine.shape
+    m = mask.view(np.uint8).reshape(sz // 2, 2, sy // 2, 2, sx // 2, 2)
+    m = m[:, 0] + m[:, 1]
+    m = m[:, :, 0] + m[:, :, 1]
+    return ((m[..., 0] + m[..., 1]) / np.float32(8)).astype(np.float32)
+
+
+def detection_maps(camera: CameraBoxes) -> np.ndarray:
+    """(len(DETECTION_CLASSES), rows, cols) float32: per class, the highest score of the camera's boxes of that class
+    covering each cell (DETECTION_MAP_SIZE cells over the whole image)."""
+    cols, rows = DETECTION_MAP_SIZE
+    maps = np.zeros((len(DETECTION_CLASSES), rows, cols), dtype=np.float32)
+    scale = np.array([cols / camera.width, rows / camera.height] * 2)
+    for box, cls, score in zip(np.asarray(camera.boxes_xyxy, dtype=np.float64).reshape(-1, 4) * scale,
+                               camera.classes, camera.scores):
+        if cls < 0:
+            continue
+        c0, r0 = max(int(np.floor(box[0])), 0), max(int(np.floor(box[1])), 0)
+        c1, r1 = min(int(np.ceil(box[2])), cols), min(int(np.ceil(box[3])), rows)
+        if c1 > c0 and r1 > r0:
+            np.maximum(maps[cls, r0:r1, c0:c1], np.float32(score), out=maps[cls, r0:r1, c0:c1])
+    return maps
+
+
+def project(points_base: np.ndarray, camera: CameraBoxes) -> tuple[np.ndarray, np.ndarray]:
+    """Pixel coordinates (N, 2) of base-frame points (N, 3) and the mask (N,) of those the camera sees (at least
+    MIN_DEPTH_M in front of it and inside the image)."""
+    cam = points_base @ camera.T_cam_base[:3, :3].T + camera.T_cam_base[:3, 3]
+    depth = cam[:, 2]
+    seen = depth > MIN_DEPTH_M
+    uvw = cam @ np.asarray(camera.K, dtype=np.float64).T
+    uv = uvw[:, :2] / np.where(seen, depth, 1.0)[:, None]
+    seen &= (uv[:, 0] >= 0) & (uv[:, 0] < camera.width) & (uv[:, 1] >= 0) & (uv[:, 1] < camera.height)
+    return uv, seen
+
+
+def sample_bilinear(maps: np.ndarray, uv_cells: np.ndarray) -> np.ndarray:
+    """(N, C) values of maps (C, rows, cols) at continuous cell coordinates (N, 2) (column, row; cell centres at
+    +0.5), clamped at the border."""
+    _, rows, cols = maps.shape
+    x = np.clip(uv_cells[:, 0] - 0.5, 0, cols - 1)
+    y = np.clip(uv_cells[:, 1] - 0.5, 0, rows - 1)
+    x0, y0 = np.minimum(x.astype(np.int64), cols - 2), np.minimum(y.astype(np.int64), rows - 2)
+    fx, fy = (x - x0)[:, None], (y - y0)[:, None]
+    top = maps[:, y0, x0].T * (1 - fx) + maps[:, y0, x0 + 1].T * fx
+    bottom = maps[:, y0 + 1, x0].T * (1 - fx) + maps[:, y0 + 1, x0 + 1].T * fx
+    return (top * (1 - fy) + bottom * fy).astype(np.float32)
+
+
+def camera_evidence(samples: np.ndarray, cameras: Sequence[CameraBoxes]) -> np.ndarray:
+    """(V, CAMERA_CHANNELS) float32 camera feature of V voxels from their pre-sampled points (V, N, 3) [m]."""
+    n_vox, n_pts = samples.shape[:2]
+    flat = samples.reshape(-1, 3)
+    total = np.zeros((n_vox, CAMERA_CHANNELS - 1), dtype=np.float32)
+    cameras_seeing = np.zeros(n_vox, dtype=np.float32)
+    for camera in cameras:
+        uv, seen = project(flat, camera)
+        if not seen.any():
+            continue
+        cols, rows = DETECTION_MAP_SIZE
+        cells = uv[seen] * np.array([cols / camera.width, rows / camera.height])
+        values = np.zeros((len(flat), CAMERA_CHANNELS - 1), dtype=np.float32)
+        values[seen] = sample_bilinear(detection_maps(camera), cells)
+        seen_per_voxel = seen.reshape(n_vox, n_pts).sum(axis=1)
+        per_voxel = values.reshape(n_vox, n_pts, -1).sum(axis=1) / np.maximum(seen_per_voxel, 1)[:, None]
+        total += per_voxel
+        cameras_seeing += seen_per_voxel > 0
+    evidence = total / np.maximum(cameras_seeing, 1)[:, None]
+    return np.concatenate([evidence, (cameras_seeing > 0).astype(np.float32)[:, None]], axis=1)
+
+
+def fused_voxels(points_base: np.ndarray, cameras: Sequence[CameraBoxes], fine: VoxelGrid, num_points: int,
+                 use_cameras: bool, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """(flat coarse indices (V,) int64 of the non-empty coarse voxels, their camera evidence (V, CAMERA_CHANNELS));
+    evidence is all zero with use_cameras False (the LiDAR-only network)."""
+    grid = coarse_grid(fine)
+    voxels, samples, _ = presample_voxels(points_base, grid, num_points, seed)
+    index = grid.flat_index(voxels)
+    if not use_cameras or not len(index):
+        return index, np.zeros((len(index), CAMERA_CHANNELS), dtype=np.float32)
+    return index, camera_evidence(samples, cameras)
+
+
+def lidar_parents(fused_index: np.ndarray, fine: VoxelGrid) -> np.ndarray:
+    """Sorted unique flat coarse indices of the voxels holding returns and their upper and lower neighbours."""
+    grid = coarse_grid(fine)
+    sx, sy, sz = grid.shape
+    z = fused_index // (sx * sy)
+    layer = sx * sy
+    neighbours = [fused_index, (fused_index - layer)[z > 0], (fused_index + layer)[z < sz - 1]]
+    return np.unique(np.concatenate(neighbours)).astype(np.int64)
+
+
+def network_inputs(points_base: np.ndarray, intensity: np.ndarray, sensor_origin: np.ndarray,
+                   cameras: Sequence[CameraBoxes], fine: VoxelGrid, presample_points: int, use_cameras: bool,
+                   seed: int = 0) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """The network's inputs by name (core.models.occfusion.INPUT_NAMES; batchless except bev) of one sweep, and its
+    observed fine voxels mask (flat order)."""
+    lidar = lidar_inputs(points_base, intensity, sensor_origin, fine)
+    fused_index, camera = fused_voxels(points_base, cameras, fine, presample_points, use_cameras, seed)
+    return {"bev": lidar.bev[None], "fused_index": fused_index, "camera": camera,
+            "lidar_parents": lidar_parents(fused_index, fine), "fine_state": lidar.fine_state}, lidar.observed
+
+
+def fine_volume(coarse_label: np.ndarray, fine_index: np.ndarray, fine_label: np.ndarray, observed: np.ndarray,
+                fine: VoxelGrid, coarse_score: np.ndarray | None = None,
+                fine_score: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+    """The fine uint8 [x, y, z] label volume (0 free, 1..16, 255 where the sweep observed nothing) and, when scores
+    are given, the float32 [x, y, z] score volume: coarse labels upsampled (nearest), refined children overwritten.
+
+    coarse_label, coarse_score: (coarse voxels,) flat order; fine_index, fine_label, fine_score: (F,) refined fine
+    voxels (flat order); observed: (fine voxels,) bool flat order.
+    """
+    sx, sy, sz = fine.shape
+
+    def upsample(values: np.ndarray, refined: np.ndarray, dtype) -> np.ndarray:
+        cube = np.asarray(values).astype(dtype).reshape(sz // 2, sy // 2, sx // 2)
+        out = cube.repeat(2, axis=0).repeat(2, axis=1).repeat(2, axis=2).reshape(-1)
+        out[np.asarray(fine_index, dtype=np.int64)] = np.asarray(refined).astype(dtype)
+        return out
+
+    labels = upsample(coarse_label, fine_label, np.uint8)
+    labels[~observed] = OCCUPANCY_UNKNOWN
+    volume = labels.reshape(sz, sy, sx).transpose(2, 1, 0)
+    if coarse_score is None or fine_score is None:
+        return volume, None
+    return volume, upsample(coarse_score, fine_score, np.float32).reshape(sz, sy, sx).transpose(2, 1, 0)

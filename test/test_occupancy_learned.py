@@ -1,0 +1,295 @@
+"""Learned occupancy (issue 13): depth-free camera evidence on pre-sampled points, free-voxel loss subsampling,
+coarse-to-fine candidates, active training, ONNX parity, and the node's learned mode replayed on a small scene."""
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from perception3d.core.classes import DETECTION_CLASSES, OCCUPANCY_FREE, OCCUPANCY_UNKNOWN
+from perception3d.core.models import occfusion_inputs as inputs
+from perception3d.core.models.checkpoint import load_checkpoint
+from perception3d.core.models.occfusion import CHILD_OFFSETS, OccFusionConfig, OccFusionNet
+from perception3d.core.occupancy import presample_voxels
+from perception3d.core.voxels import VoxelGrid
+from perception3d.train.occupancy import coarse_target, hard_frame_table, loss_voxels, lovasz_softmax
+
+CONFIG = Path(__file__).resolve().parents[1] / "config" / "perception3d.yaml"
+SMALL_RANGE = (-12.8, -12.8, -5.0, 12.8, 12.8, 3.0)  # fine 64 x 64 x 20, coarse 32 x 32 x 10
+TINY = {"widths": (8, 16), "voxel_features": 4, "refine_top_k": 20, "refine_hidden": 8, "presample_points": 4}
+# Optical camera at the base origin looking along base +x (camera x = base -y, y = base -z, z = base +x).
+FORWARD = np.array([[0.0, -1, 0, 0], [0, 0, -1, 0], [1, 0, 0, 0], [0, 0, 0, 1]])
+K = np.array([[100.0, 0, 100], [0, 100, 50], [0, 0, 1]])
+
+
+def camera(boxes=(), classes=(), scores=(), T=FORWARD) -> inputs.CameraBoxes:
+    return inputs.CameraBoxes(K, T, 200, 100, np.array(boxes, dtype=float).reshape(-1, 4),
+                              np.array(classes, dtype=np.int64), np.array(scores, dtype=float))
+
+
+def test_projection_masks_points_behind_outside_and_too_close():
+    points = np.array([[10.0, 0, 0], [-10.0, 0, 0], [10.0, 30.0, 0], [0.2, 0, 0], [10.0, -5.0, 2.5]])
+    uv, seen = inputs.project(points, camera())
+    assert seen.tolist() == [True, False, False, False, True]
+    np.testing.assert_allclose(uv[0], [100, 50])
+    np.testing.assert_allclose(uv[4], [150, 25])  # 5 m to the right (base -y) and 2.5 m up at 10 m
+
+
+def test_detection_maps_hold_the_best_score_of_each_class_and_ignore_other_classes():
+    car, ped = DETECTION_CLASSES.index("car"), DETECTION_CLASSES.index("pedestrian")
+    maps = inputs.detection_maps(camera([[0, 0, 100, 100], [50, 0, 200, 100], [0, 0, 200, 100]],
+                                        [car, car, -1], [0.4, 0.9, 1.0]))
+    cols, rows = inputs.DETECTION_MAP_SIZE
+    assert maps.shape == (len(DETECTION_CLASSES), rows, cols)
+    assert maps[car, rows // 2, 2] == pytest.approx(0.4) and maps[car, rows // 2, cols - 2] == pytest.approx(0.9)
+    assert maps[car, rows // 2, cols // 2 - 2] == pytest.approx(0.9)  # overlap: the higher score
+    assert maps[ped].max() == 0 and np.delete(maps, car, axis=0).max() == 0
+
+
+def test_camera_evidence_averages_over_the_cameras_that_see_a_voxel_only():
+    car = DETECTION_CLASSES.index("car")
+    boxed = camera([[0, 0, 200, 100]], [car], [0.8])
+    backward = FORWARD @ np.diag([-1.0, -1, 1, 1])  # looks along base -x
+    samples = np.array([[[10.0, 0, 0]] * 2, [[-10.0, 0, 0]] * 2, [[0, 10.0, 0]] * 2])  # ahead, behind, left
+    evidence = inputs.camera_evidence(samples, [boxed, camera(T=backward)])
+    assert evidence.shape == (3, inputs.CAMERA_CHANNELS)
+    assert evidence[0, car] == pytest.approx(0.8) and evidence[0, -1] == 1  # only the front camera sees it
+    assert evidence[1, car] == 0 and evidence[1, -1] == 1  # the rear camera sees it, no box there
+    assert evidence[2].max() == 0  # no camera sees it
+    # the same voxel seen by both cameras (a camera turned back onto the front) averages 0.8 and 0
+    both = inputs.camera_evidence(samples[:1], [boxed, camera()])
+    assert both[0, car] == pytest.approx(0.4)
+
+
+def test_fused_voxels_are_the_non_empty_coarse_voxels_with_exactly_n_samples_inside():
+    fine = VoxelGrid.from_range(SMALL_RANGE, 0.4)
+    coarse = inputs.coarse_grid(fine)
+    rng = np.random.default_rng(0)
+    points = np.concatenate([rng.uniform([-12, -12, -4], [12, 12, 2], (300, 3)), np.full((40, 3), 1.1)])
+    index, evidence = inputs.fused_voxels(points, [camera()], fine, 4, use_cameras=True)
+    idx, inside = coarse.voxel_indices(points)
+    assert sorted(index.tolist()) == sorted(set(coarse.flat_index(idx[inside]).tolist()))
+    voxels, samples, _ = presample_voxels(points, coarse, 4)
+    assert samples.shape == (len(index), 4, 3)
+    lower = np.asarray(coarse.origin) + voxels * coarse.resolution
+    assert np.all((samples >= lower[:, None]) & (samples <= lower[:, None] + coarse.resolution))
+    assert evidence.shape == (len(index), inputs.CAMERA_CHANNELS) and evidence[:, -1].any()
+    _, lidar_only = inputs.fused_voxels(points, [camera()], fine, 4, use_cameras=False)
+    assert not lidar_only.any()
+
+
+def test_loss_keeps_every_known_occupied_voxel_a_share_of_the_free_ones_and_no_unknown():
+    target = torch.tensor([OCCUPANCY_FREE] * 20000 + [4] * 50 + [OCCUPANCY_UNKNOWN] * 1000, dtype=torch.uint8)
+    keep = loss_voxels(target, 0.1, torch.Generator().manual_seed(0))
+    kept = target[keep]
+    assert (kept == 4).sum() == 50 and not (kept == OCCUPANCY_UNKNOWN).any()
+    assert 1700 < int((kept == OCCUPANCY_FREE).sum()) < 2300
+
+
+def test_coarse_target_prefers_any_occupied_child_then_free_then_unknown():
+    fine = VoxelGrid.from_range((-0.8, -0.8, 0.0, 0.8, 0.8, 0.8), 0.4)  # 4 x 4 x 2 fine, 2 x 2 x 1 coarse
+    volume = np.full(fine.shape, OCCUPANCY_UNKNOWN, dtype=np.uint8)
+    volume[0:2, 0:2, :] = OCCUPANCY_FREE
+    volume[0, 0, 0] = 4
+    volume[2:4, 0:2, :] = OCCUPANCY_FREE  # all free
+    volume[0:2, 2:4, 0] = OCCUPANCY_FREE
+    volume[0, 2, 0], volume[1, 2, 0], volume[0, 3, 0] = 7, 7, 4  # majority 7
+    flat = volume.transpose(2, 1, 0).reshape(-1)
+    assert coarse_target(flat, fine).tolist() == [4, OCCUPANCY_FREE, 7, OCCUPANCY_UNKNOWN]
+
+
+def test_lidar_parents_are_the_occupied_voxels_and_their_vertical_neighbours_inside_the_grid():
+    fine = VoxelGrid.from_range(SMALL_RANGE, 0.4)
+    sx, sy, sz = inputs.coarse_grid(fine).shape
+    layer = sx * sy
+    occupied = np.array([5, 5 + layer * 4, 7 + layer * (sz - 1)])
+    parents = inputs.lidar_parents(occupied, fine)
+    assert parents.tolist() == sorted({5, 5 + layer, 5 + layer * 3, 5 + layer * 4, 5 + layer * 5,
+                                       7 + layer * (sz - 2), 7 + layer * (sz - 1)})
+
+
+def tiny_network(**overrides) -> OccFusionNet:
+    torch.manual_seed(0)
+    return OccFusionNet(OccFusionConfig(point_cloud_range=SMALL_RANGE, **{**TINY, **overrides})).eval()
+
+
+def test_refinement_takes_the_lidar_parents_and_the_top_k_uncertain_non_free_voxels():
+    net = tiny_network(refine_top_k=2)
+    logits = torch.zeros(net.num_coarse, 17)
+    logits[:, 0] = 10.0  # confidently free ...
+    logits[[3, 4, 5, 6], 4] = torch.tensor([1.0, 3.0, 0.5, 2.0])  # ... except four car voxels, 5 least sure
+    logits[[3, 4, 5, 6], 0] = 0.0
+    observed = torch.ones(net.num_coarse, dtype=torch.bool)
+    parents = net.refine_parents(logits, torch.tensor([5]), observed)
+    assert parents.tolist() == [5, 3, 6]  # 5 already a LiDAR parent, then the two most uncertain others
+    observed[3] = False  # nothing of voxel 3 seen: its label does not reach the output, no refinement
+    assert net.refine_parents(logits, torch.tensor([5]), observed).tolist() == [5, 6, 4]
+    assert tiny_network(refine=False).refine_parents(logits, torch.tensor([5]), observed).numel() == 0
+
+
+def test_observed_parents_have_a_fine_child_hit_or_crossed():
+    net = tiny_network()
+    fine_state = torch.zeros(2, net.config.fine_grid.num_voxels)
+    fine_state[0, 1] = 1  # fine (1, 0, 0): child of coarse 0
+    fine_state[1, 2 * net.fine_side + 2] = 1  # fine (2, 2, 0): child of coarse (1, 1, 0)
+    assert torch.nonzero(net.observed_parents(fine_state)).reshape(-1).tolist() == [0, net.side + 1]
+
+
+def test_eval_mode_corrects_the_free_prior_for_the_subsampled_free_voxels():
+    net = tiny_network(coarse_free_keep=0.1, fine_free_keep=0.5)
+    fine = net.config.fine_grid
+    args = (torch.rand(1, inputs.lidar_channel_count(fine), 32, 32), torch.tensor([0, 9]),
+            torch.rand(2, inputs.CAMERA_CHANNELS), torch.tensor([0, 9]), torch.ones(2, fine.num_voxels))
+    with torch.no_grad():
+        trained, evaluated = net.train()(*args), net.eval()(*args)
+    shift = evaluated["coarse_logits"] - net.eval().coarse_head(net.voxel_features(*args[:3]))
+    assert torch.allclose(shift[:, 0], torch.full((net.num_coarse,), float(np.log(10))), atol=1e-5)
+    assert torch.allclose(shift[:, 1:], torch.zeros(net.num_coarse, 16), atol=1e-5)
+    assert trained["coarse_logits"].shape == evaluated["coarse_logits"].shape
+
+
+def test_children_are_the_eight_fine_voxels_inside_their_parent():
+    net = tiny_network()
+    fine = net.config.fine_grid
+    coarse = inputs.coarse_grid(fine)
+    parents = torch.tensor([0, 37, net.num_coarse - 1])
+    voxels = torch.zeros(net.num_coarse, net.config.voxel_features)
+    fine_index, logits = net.refine(voxels, parents, torch.zeros(2, fine.num_voxels))
+    assert fine_index.shape == (24,) and logits.shape == (24, 17) and len(set(fine_index.tolist())) == 24
+    sx, sy, _ = fine.shape
+    f = fine_index.numpy()
+    children = fine.centers(np.stack([f % sx, (f // sx) % sy, f // (sx * sy)], axis=1))
+    c = parents.numpy().repeat(len(CHILD_OFFSETS))
+    cx, cy = coarse.shape[:2]
+    lower = np.asarray(coarse.origin) + np.stack([c % cx, (c // cx) % cy, c // (cx * cy)], axis=1) * 0.8
+    assert np.all((children > lower) & (children < lower + 0.8))
+
+
+def test_fine_volume_upsamples_coarse_labels_overwrites_refined_ones_and_hides_unobserved():
+    fine = VoxelGrid.from_range((-0.8, -0.8, 0.0, 0.8, 0.8, 0.8), 0.4)
+    coarse_label = np.array([4, 0, 0, 11])
+    observed = np.ones(fine.num_voxels, dtype=bool)
+    observed[fine.flat_index(np.array([[3, 3, 1]]))] = False
+    refined = fine.flat_index(np.array([[1, 1, 1]]))
+    volume, score = inputs.fine_volume(coarse_label, refined, np.array([7]), observed, fine,
+                                       np.array([0.9, 0.8, 0.7, 0.6]), np.array([0.5]))
+    assert volume[0, 0, 0] == 4 and volume[1, 1, 1] == 7 and volume[3, 0, 0] == 0 and volume[2, 3, 0] == 11
+    assert volume[3, 3, 1] == OCCUPANCY_UNKNOWN
+    assert score[0, 1, 0] == pytest.approx(0.9) and score[1, 1, 1] == pytest.approx(0.5)
+
+
+def test_active_training_repeats_the_hardest_frames_on_odd_epochs():
+    losses = np.array([0.1, 5.0, 0.2, 3.0, 0.3, 0.4, 4.0, 0.5, 0.6, 0.05])
+    assert hard_frame_table(losses, 2, 0, 0.3).tolist() == list(range(10))
+    table = hard_frame_table(losses, 1, 0, 0.3)
+    assert len(table) == 10 and set(table.tolist()) == {1, 3, 6}
+    assert hard_frame_table(np.full(10, np.nan), 1, 0, 0.3).tolist() == list(range(10))
+
+
+def test_lovasz_is_zero_for_a_perfect_prediction_and_grows_with_errors():
+    labels = torch.tensor([0, 0, 1, 2, 2])
+    perfect = torch.nn.functional.one_hot(labels, 3).float()
+    assert float(lovasz_softmax(perfect, labels)) == pytest.approx(0.0)
+    wrong = perfect.roll(1, dims=1)
+    assert float(lovasz_softmax(wrong, labels)) > float(lovasz_softmax(0.5 * perfect + 0.5 / 3, labels)) > 0
+
+
+# --- the node end to end, and export parity, on the tiny synthetic scene --------------------------------------------
+
+
+@functools.cache
+def tiny_model():
+    """(checkpoint, cache) of a tiny occupancy network trained a few steps on the tiny synthetic dataroot."""
+    from perception3d.cli import main
+    from synth_data import VERSION, scratch, tiny_dataroot
+
+    work = scratch("occupancy_learned")
+    cache = work / "cache"
+    assert main(["dataset", "build", "--no-progress", "--dataroot", str(tiny_dataroot()), "--version", VERSION,
+                 "--split", "synth_train", "--out", str(cache), "--past-sweeps", "0", "--boxes2d", "good"]) == 0
+    from perception3d.train.occupancy import OccupancyTask, OccupancyTraining, cache_keyframes
+    from perception3d.train.trainer import TrainConfig, train
+
+    config = OccFusionConfig(**TINY)
+    task = OccupancyTask(cache_keyframes([cache], config, progress=False), config, OccupancyTraining(),
+                         caches=[cache])
+    train(task, work / "tiny.pt", TrainConfig(epochs=1, batch_size=1, max_steps=4, device="cpu"), progress=False)
+    return work / "tiny.pt", cache
+
+
+def test_export_keeps_the_labels_of_the_torch_network(tmp_path):
+    from perception3d.core.models.occfusion_export import export_occupancy
+    from perception3d.train.export_command import PARITY, occupancy_parity
+    from perception3d.train.occupancy import cache_keyframes
+
+    checkpoint, cache = tiny_model()
+    frames = cache_keyframes([cache], load_checkpoint(checkpoint, expected_model="occupancy")[0].config,
+                             progress=False, limit=3)
+    path = export_occupancy(checkpoint, tmp_path / "tiny.onnx", frames[0])
+    assert occupancy_parity(checkpoint, path, frames) >= PARITY
+
+
+def test_learned_mode_replays_and_labels_exactly_the_voxels_the_sweep_observed(tmp_path):
+    from perception3d.msgs.bag import BagReader
+    from perception3d.msgs.occupancy import occupancy_msg_to_volume
+    from perception3d.msgs.pointcloud import pointcloud2_to_array
+    from perception3d.runtime.bag import replay
+    from perception3d.runtime.graph import FULL_GRAPH
+    from synth_data import tiny_bags
+
+    checkpoint, _ = tiny_model()
+    bag = tiny_bags()[0]
+    grids = {}
+    for mode in ("geometric", "learned"):
+        config = tmp_path / f"{mode}.yaml"
+        doc = yaml.safe_load(CONFIG.read_text())
+        doc["occupancy"]["ros__parameters"].update(mode=mode, model_path=str(checkpoint), device="cpu")
+        config.write_text(yaml.safe_dump(doc))
+        replay(bag, tmp_path / mode, FULL_GRAPH.select(["occupancy"]), config=config, progress=False)
+        with BagReader(tmp_path / mode) as reader:
+            grids[mode] = [occupancy_msg_to_volume(m.decode())[0]
+                           for m in reader.messages(["/perception/occupancy/grid"])]
+            voxels = [pointcloud2_to_array(m.decode()) for m in reader.messages(["/perception/occupancy/voxels"])]
+    with BagReader(bag) as reader:
+        sweeps = len(list(reader.messages(["/LIDAR_TOP/points"])))
+    assert len(grids["learned"]) == len(grids["geometric"]) == sweeps > 0
+    for learned, geometric in zip(grids["learned"], grids["geometric"]):
+        np.testing.assert_array_equal(learned == OCCUPANCY_UNKNOWN, geometric == OCCUPANCY_UNKNOWN)
+        assert set(np.unique(learned).tolist()) <= set(range(17)) | {OCCUPANCY_UNKNOWN}
+    assert all(len(v) == 0 or ((v["confidence"] > 0) & (v["confidence"] <= 1)).all() for v in voxels)
+
+
+def test_lidar_inputs_give_each_coarse_voxel_the_share_of_its_fine_voxels_hit_or_crossed():
+    fine = VoxelGrid.from_range(SMALL_RANGE, 0.4)
+    points = np.array([[1.0, 1.0, 0.1], [1.3, 1.1, 0.1], [10.1, -3.0, 1.0]])  # two fine voxels of one coarse one
+    lidar = inputs.lidar_inputs(points, np.array([255.0, 0, 0]), np.array([0.0, 0, 1.8]), fine)
+    bins = inputs.bev_grid(fine).channels
+    z = inputs.coarse_grid(fine).shape[2]
+    occupied_share = lidar.bev[bins:bins + z]
+    coarse = inputs.coarse_grid(fine)
+    (cx, cy, cz), = coarse.voxel_indices(points[:1])[0]
+    assert occupied_share[cz, cy, cx] == pytest.approx(2 / 8)
+    assert occupied_share.sum() == pytest.approx(3 / 8)
+    assert lidar.fine_state[0].sum() == 3 and not (lidar.fine_state[0] * lidar.fine_state[1]).any()
+    free_share = lidar.bev[bins + z:]
+    assert free_share.max() <= 1 and free_share.sum() == pytest.approx(lidar.fine_state[1].sum() / 8)
+    assert lidar.observed.sum() == lidar.fine_state.sum()
+
+
+def test_the_shipped_checkpoint_is_the_default_model_and_a_grid_it_was_not_trained_for_is_refused():
+    from perception3d.core.models.checkpoint import SHIPPED_OCCUPANCY
+    from perception3d.errors import ConfigError
+    from perception3d.nodes.occupancy import OccupancyNode
+    from perception3d.nodes.params import load_parameters
+
+    assert SHIPPED_OCCUPANCY.stat().st_size < 20 * 2**20
+    params = {**load_parameters(None, {"occupancy": OccupancyNode.parameters})["occupancy"], "camera_names": [],
+              "mode": "learned", "device": "cpu", "warm_up": False}
+    node = OccupancyNode(params)
+    assert node.network.config.fine_grid.matches(node.grid) and node.network.config.camera_fusion
+    with pytest.raises(ConfigError, match="grid"):
+        OccupancyNode({**params, "grid.resolution_m": 0.8})
