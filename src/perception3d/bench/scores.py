@@ -24,6 +24,7 @@ LEARNED_ROWS: dict[str, tuple[str, dict[str, dict[str, str]]]] = {
     "good + learned segmentation": ("good", {"segmentation": {"mode": "learned"}}),
     "good + learned segmentation with box prior": ("good", {"segmentation": {
         "mode": "learned", "model_path": str(SHIPPED_SEGMENTATION_BOX_PRIOR)}}),
+    "good + learned occupancy": ("good", {"occupancy": {"mode": "learned"}}),
 }
 
 
