@@ -42,7 +42,7 @@ class SegmentationData:
         scale: (low, high) of a uniform scale of all coordinates.
     """
 
-    points: int = 20000
+    points: int = 12000
     max_rotation_rad: float = float(np.pi)
     mirror: bool = True
     scale: tuple[float, float] = (0.95, 1.05)

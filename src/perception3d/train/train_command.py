@@ -92,8 +92,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--box-prior", action="store_true",
                         help="segmentation: the network also reads each point's 2D box class x score, at training "
                              "and at run time (not 2DDATA's method; the node then needs 2D boxes)")
-    parser.add_argument("--points", type=int, default=20000,
-                        help="segmentation: points drawn from each training sweep (default 20000)")
+    parser.add_argument("--points", type=int, default=12000,
+                        help="segmentation: points drawn from each training sweep (default 12000, the shipped "
+                             "checkpoint's)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     occupancy = parser.add_argument_group("occupancy")
     occupancy.add_argument("--lidar-only", action="store_true",
