@@ -16,7 +16,8 @@ from perception3d.core.models.checkpoint import load_checkpoint
 from perception3d.core.models.occfusion import CHILD_OFFSETS, OccFusionConfig, OccFusionNet
 from perception3d.core.occupancy import presample_voxels
 from perception3d.core.voxels import VoxelGrid
-from perception3d.train.occupancy import coarse_target, hard_frame_table, loss_voxels, lovasz_softmax
+from perception3d.train.lovasz import lovasz_softmax
+from perception3d.train.occupancy import coarse_target, hard_frame_table, loss_voxels
 
 CONFIG = Path(__file__).resolve().parents[1] / "config" / "perception3d.yaml"
 SMALL_RANGE = (-12.8, -12.8, -5.0, 12.8, 12.8, 3.0)  # fine 64 x 64 x 20, coarse 32 x 32 x 10

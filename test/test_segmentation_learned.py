@@ -20,7 +20,8 @@ from perception3d.core.models.segnet import (
     segnet_inputs,
 )
 from perception3d.errors import ConfigError, ModelError
-from perception3d.train.segmentation_loss import class_weights, lovasz_softmax, segmentation_loss
+from perception3d.train.lovasz import lovasz_softmax
+from perception3d.train.segmentation_loss import class_weights, segmentation_loss
 
 TINY = SegNetConfig(half_extent_m=12.8, cell_m=0.8, z_bins=4, widths=(8, 16), point_hidden=16, lob_embed=8)
 

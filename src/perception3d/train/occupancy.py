@@ -34,6 +34,7 @@ from ..core.voxels import VoxelGrid
 from ..errors import DatasetError
 from ..eval.semantic import OccupancyScore
 from .data.dataset import SweepDataset
+from .lovasz import lovasz_softmax
 from .trainer import TrainTask
 
 
@@ -111,23 +112,6 @@ def loss_voxels(target: torch.Tensor, free_keep: float, generator: torch.Generat
     occupied = known & (target != OCCUPANCY_FREE)
     keep_free = torch.rand(target.shape, generator=generator, device=target.device) < free_keep
     return torch.nonzero(occupied | (known & ~occupied & keep_free)).reshape(-1)
-
-
-def lovasz_softmax(probabilities: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Lovasz-softmax loss (Berman et al. 2018) over the classes present: probabilities (P, C), labels (P,)."""
-    losses = []
-    for c in torch.unique(labels):
-        foreground = (labels == c).to(probabilities.dtype)
-        errors = (foreground - probabilities[:, c]).abs()
-        errors_sorted, order = torch.sort(errors, descending=True)
-        fg_sorted = foreground[order]
-        total = fg_sorted.sum()
-        intersection = total - fg_sorted.cumsum(0)
-        union = total + (1 - fg_sorted).cumsum(0)
-        jaccard = 1.0 - intersection / union
-        gradient = torch.cat([jaccard[:1], jaccard[1:] - jaccard[:-1]])
-        losses.append(torch.dot(errors_sorted, gradient))
-    return torch.stack(losses).mean() if losses else probabilities.sum() * 0.0
 
 
 def hard_frame_table(losses: np.ndarray, epoch: int, seed: int, hard_share: float) -> np.ndarray:

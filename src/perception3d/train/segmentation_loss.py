@@ -12,6 +12,8 @@ import numpy as np
 import torch
 from torch.nn import functional
 
+from .lovasz import lovasz_softmax
+
 DISTILL_WEIGHT = 0.05
 MAX_CLASS_WEIGHT = 10.0
 
@@ -23,23 +25,6 @@ def class_weights(counts: np.ndarray) -> np.ndarray:
     present = counts > 0
     weights[present] = np.minimum((counts.max() / counts[present]) ** (1.0 / 3.0), MAX_CLASS_WEIGHT)
     return weights.astype(np.float32)
-
-
-def lovasz_softmax(probabilities: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Lovász-softmax loss (Berman et al., CVPR'18) of probabilities (P, C) against targets (P,) in 0..C-1,
-    averaged over the classes present in the targets; 0 for no points."""
-    losses = []
-    for c in torch.unique(target):
-        foreground = (target == c).to(probabilities.dtype)
-        errors, order = torch.sort((foreground - probabilities[:, c]).abs(), descending=True)
-        sorted_foreground = foreground[order]
-        total = sorted_foreground.sum()
-        intersection = total - sorted_foreground.cumsum(0)
-        union = total + (1.0 - sorted_foreground).cumsum(0)
-        jaccard = 1.0 - intersection / union
-        gradient = torch.cat([jaccard[:1], jaccard[1:] - jaccard[:-1]])
-        losses.append(torch.dot(errors, gradient))
-    return torch.stack(losses).mean() if losses else probabilities.sum() * 0.0
 
 
 def segmentation_loss_terms(logits: torch.Tensor, target: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
