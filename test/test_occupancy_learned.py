@@ -10,6 +10,7 @@ import pytest
 import torch
 import yaml
 
+from perception3d.core.box_points import CameraBoxes, project
 from perception3d.core.classes import DETECTION_CLASSES, OCCUPANCY_FREE, OCCUPANCY_UNKNOWN
 from perception3d.core.models import occfusion_inputs as inputs
 from perception3d.core.models.checkpoint import load_checkpoint
@@ -27,14 +28,14 @@ FORWARD = np.array([[0.0, -1, 0, 0], [0, 0, -1, 0], [1, 0, 0, 0], [0, 0, 0, 1]])
 K = np.array([[100.0, 0, 100], [0, 100, 50], [0, 0, 1]])
 
 
-def camera(boxes=(), classes=(), scores=(), T=FORWARD) -> inputs.CameraBoxes:
-    return inputs.CameraBoxes(K, T, 200, 100, np.array(boxes, dtype=float).reshape(-1, 4),
+def camera(boxes=(), classes=(), scores=(), T=FORWARD) -> CameraBoxes:
+    return CameraBoxes(K, T, 200, 100, np.array(boxes, dtype=float).reshape(-1, 4),
                               np.array(classes, dtype=np.int64), np.array(scores, dtype=float))
 
 
 def test_projection_masks_points_behind_outside_and_too_close():
     points = np.array([[10.0, 0, 0], [-10.0, 0, 0], [10.0, 30.0, 0], [0.2, 0, 0], [10.0, -5.0, 2.5]])
-    uv, seen = inputs.project(points, camera())
+    uv, _, seen = project(points, camera())
     assert seen.tolist() == [True, False, False, False, True]
     np.testing.assert_allclose(uv[0], [100, 50])
     np.testing.assert_allclose(uv[4], [150, 25])  # 5 m to the right (base -y) and 2.5 m up at 10 m

@@ -4,7 +4,8 @@ A point belongs to a box when its projection into the box's camera lies inside t
 inside the image). A point inside several boxes (overlapping boxes, or boxes of two cameras) takes the box whose
 points are nearest to the camera (median depth of the box's points), as the occluding object is the one seen.
 Points in no box get class -1 and score 0. Pure geometry, no weights: the Local Object Branch's point selection in
-training, and the per-point box prior of a segmentation model that takes one.
+training, the per-point box prior of a segmentation model that takes one; `CameraBoxes` and `project` are also the
+camera input of the learned occupancy (core.models.occfusion_inputs).
 """
 from __future__ import annotations
 
@@ -24,9 +25,9 @@ class CameraBoxes:
 
     Attributes:
         K: (3, 3) intrinsics in the boxes' pixels; width, height: image size [px].
-        T_camera_points: (4, 4) from the points' frame into the camera's optical frame.
+        T_camera_points: (4, 4) from the points' frame (lidar or base) into the camera's optical frame.
         boxes_xyxy: (M, 4) [px]; classes: (M,) DETECTION_CLASSES index, -1 other (such boxes are not used);
-        scores: (M,) detection scores.
+        scores: (M,) detection scores in [0, 1].
     """
 
     K: np.ndarray
@@ -38,30 +39,37 @@ class CameraBoxes:
     scores: np.ndarray
 
 
+def project(points: np.ndarray, camera: CameraBoxes) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(pixel coordinates (N, 2), depth (N,) [m], seen (N,)) of points (N, >=3) in the camera: seen = at least
+    MIN_DEPTH_M in front of it and inside the image."""
+    T = np.asarray(camera.T_camera_points, dtype=np.float64)
+    cam = np.asarray(points, dtype=np.float64)[:, :3] @ T[:3, :3].T + T[:3, 3]
+    depth = cam[:, 2]
+    seen = depth > MIN_DEPTH_M
+    uvw = cam @ np.asarray(camera.K, dtype=np.float64).T
+    uv = uvw[:, :2] / np.where(seen, depth, 1.0)[:, None]
+    seen &= (uv[:, 0] >= 0) & (uv[:, 0] < camera.width) & (uv[:, 1] >= 0) & (uv[:, 1] < camera.height)
+    return uv, depth, seen
+
+
 def point_boxes(points: np.ndarray, cameras: Sequence[CameraBoxes]) -> tuple[np.ndarray, np.ndarray]:
     """(class (N,) int64, -1 for no box; score (N,) float32) of each point's box (module docstring).
 
     points: (N, >=3) [m] in the frame the cameras' T_camera_points map from.
     """
-    xyz = np.asarray(points, dtype=np.float64)[:, :3]
-    box_class = np.full(len(xyz), -1, dtype=np.int64)
-    box_score = np.zeros(len(xyz), dtype=np.float32)
-    best_depth = np.full(len(xyz), np.inf)
-    homogeneous = np.concatenate([xyz, np.ones((len(xyz), 1))], axis=1)
+    box_class = np.full(len(points), -1, dtype=np.int64)
+    box_score = np.zeros(len(points), dtype=np.float32)
+    best_depth = np.full(len(points), np.inf)
     for camera in cameras:
         mine = np.flatnonzero(np.asarray(camera.classes) >= 0)
         if len(mine) == 0:
             continue
-        p = homogeneous @ np.asarray(camera.T_camera_points, dtype=np.float64).T
-        front = np.flatnonzero(p[:, 2] > MIN_DEPTH_M)
-        uvw = p[front, :3] @ np.asarray(camera.K, dtype=np.float64).T
-        uv = uvw[:, :2] / uvw[:, 2:3]
-        seen = (uv[:, 0] >= 0) & (uv[:, 0] < camera.width) & (uv[:, 1] >= 0) & (uv[:, 1] < camera.height)
-        front, uv = front[seen], uv[seen]
-        point, box = points_in_boxes_2d(uv, np.asarray(camera.boxes_xyxy)[mine])
+        uv, depth, seen = project(points, camera)
+        front = np.flatnonzero(seen)
+        point, box = points_in_boxes_2d(uv[front], np.asarray(camera.boxes_xyxy)[mine])
         if len(point) == 0:
             continue
-        depth = p[front[point], 2]
+        depth = depth[front[point]]
         median = np.array([np.median(depth[box == b]) if np.any(box == b) else np.inf for b in range(len(mine))])
         order = np.argsort(median[box], kind="stable")  # nearest box first, so np.unique keeps it
         point, box = point[order], box[order]
@@ -73,4 +81,3 @@ def point_boxes(points: np.ndarray, cameras: Sequence[CameraBoxes]) -> tuple[np.
         box_class[index[closer]] = np.asarray(camera.classes)[chosen]
         box_score[index[closer]] = np.asarray(camera.scores, dtype=np.float32)[chosen]
     return box_class, box_score
-

@@ -18,7 +18,6 @@ from collections import deque
 import numpy as np
 
 from ..core.classes import (
-    DETECTION_CLASSES,
     LIDARSEG_CLASSES,
     OCCUPANCY_CLASSES,
     OCCUPANCY_FREE,
@@ -39,7 +38,7 @@ from ..msgs.pointcloud import array_to_pointcloud2
 from .base import Frame, NodeDefinition, OutputSpec, StageTimer, TransformLookup
 from .learned import LEARNED_MODEL_PARAMS, model_file, runner_options
 from .params import Param
-from .sweep import EGO_BOX_PARAM, LEARNED_MODE_PARAM, WORLD_FRAME_PARAM, Sweep, camera_views, lidar_sweep
+from .sweep import EGO_BOX_PARAM, LEARNED_MODE_PARAM, WORLD_FRAME_PARAM, camera_boxes, lidar_sweep
 
 VOXEL_DTYPE = np.dtype({"names": ["x", "y", "z", "label", "confidence"], "formats": ["<f4", "<f4", "<f4", "u1", "<f4"],
                         "offsets": [0, 4, 8, 12, 16], "itemsize": 20})
@@ -128,25 +127,12 @@ class OccupancyNode(NodeDefinition):
         with timer.stage("pre"):
             sweep = lidar_sweep(frame, tf, p["base_frame"], p["ego_box_m"])
             intensity = sweep.intensity[sweep.usable].astype(np.float64)
-            cameras = self._camera_boxes(frame, tf, sweep)
+            cameras = camera_boxes(frame, tf, p["world_frame"], invert_transform(sweep.T_base_lidar))
         volume, scores = self._learned_volume(sweep.points_base[sweep.usable], intensity, sweep.T_base_lidar[:3, 3],
                                               cameras, timer)
         with timer.stage("post"):
             occupied = self._occupied(volume)
             return self._outputs(volume, occupied, scores[tuple(occupied.T)], frame.stamp_ns)
-
-    def _camera_boxes(self, frame: Frame, tf: TransformLookup, sweep: Sweep) -> list:
-        """The matched cameras' detections and calibration in the base frame (occfusion_inputs.CameraBoxes)."""
-        T_lidar_base = invert_transform(sweep.T_base_lidar)
-        cameras = []
-        for view in camera_views(frame, tf, self.params["world_frame"]):
-            dets = view.detections
-            classes = np.array([DETECTION_CLASSES.index(c) if c in DETECTION_CLASSES else -1 for c in dets.class_ids],
-                               dtype=np.int64)
-            cameras.append(occfusion_inputs.CameraBoxes(view.camera.K, view.T_cam_lidar @ T_lidar_base,
-                                                        view.camera.width, view.camera.height, dets.boxes_xyxy,
-                                                        classes, dets.scores))
-        return cameras
 
     def _learned_volume(self, points: np.ndarray, intensity: np.ndarray, sensor_origin: np.ndarray, cameras: list,
                         timer: StageTimer | None = None) -> tuple[np.ndarray, np.ndarray]:

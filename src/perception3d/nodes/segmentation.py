@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..core.box_points import CameraBoxes, point_boxes
-from ..core.classes import DETECTION_CLASSES, IGNORE_LABEL, LIDARSEG_CLASSES
+from ..core.box_points import point_boxes
+from ..core.classes import IGNORE_LABEL, LIDARSEG_CLASSES
 from ..core.frustum import ClusterParams
 from ..core.ground import GroundParams
 from ..core.models.checkpoint import SHIPPED_SEGMENTATION
@@ -30,15 +30,18 @@ from ..msgs.pointcloud import array_to_pointcloud2, labelled_pointcloud2
 from .base import Frame, NodeDefinition, OutputSpec, StageTimer, TransformLookup
 from .learned import LEARNED_MODEL_PARAMS, model_file, runner_options
 from .params import Param
-from .sweep import EGO_BOX_PARAM, LEARNED_MODE_PARAM, WORLD_FRAME_PARAM, Sweep, camera_views, lidar_sweep
+from .sweep import (
+    EGO_BOX_PARAM,
+    LEARNED_MODE_PARAM,
+    WORLD_FRAME_PARAM,
+    Sweep,
+    camera_boxes,
+    camera_views,
+    lidar_sweep,
+)
 
 _GROUND = GroundParams()
 _CLUSTER = ClusterParams()
-
-
-def detection_class_indices(class_ids) -> np.ndarray:
-    """(M,) int64 index of each class name in DETECTION_CLASSES, -1 for names outside them."""
-    return np.array([DETECTION_CLASSES.index(c) if c in DETECTION_CLASSES else -1 for c in class_ids], np.int64)
 
 
 class SegmentationNode(NodeDefinition):
@@ -95,11 +98,7 @@ class SegmentationNode(NodeDefinition):
         if self.network is not None:
             boxes = None
             if self.network.config.box_prior:
-                cameras = [CameraBoxes(v.camera.K, v.T_cam_lidar, v.camera.width, v.camera.height,
-                                       v.detections.boxes_xyxy, detection_class_indices(v.detections.class_ids),
-                                       v.detections.scores)
-                           for v in camera_views(frame, tf, self.params["world_frame"])]
-                boxes = point_boxes(sweep.points[sweep.usable], cameras)
+                boxes = point_boxes(sweep.points[sweep.usable], camera_boxes(frame, tf, self.params["world_frame"]))
             return self.segment_learned(sweep.points_base[sweep.usable], sweep.intensity[sweep.usable], boxes)
         views = camera_views(frame, tf, self.params["world_frame"])
         return segment_points(sweep.points[sweep.usable], views, sweep.T_base_lidar, self.ground, self.cluster,

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.lib.recfunctions as rfn
 
+from ..core.box_points import CameraBoxes
+from ..core.classes import DETECTION_CLASSES
 from ..core.frustum import CameraView
 from ..core.geometry import transform_points
 from ..msgs.pointcloud import xyz
@@ -124,3 +126,19 @@ def camera_views(frame: Frame, tf: TransformLookup, world_frame: str) -> list[Ca
             T_cam_lidar = tf.lookup(cam.frame_id, frame.lidar.frame_id, frame.stamp_ns)
         views.append(CameraView(cam.detections, cam.camera, T_cam_lidar))
     return views
+
+
+def camera_boxes(frame: Frame, tf: TransformLookup, world_frame: str,
+                 T_lidar_points: np.ndarray | None = None) -> list[CameraBoxes]:
+    """The matched cameras' 2D boxes and calibration (camera_views) as core.box_points.CameraBoxes for points in the
+    LiDAR frame, or in another frame given T_lidar_points (that frame -> LiDAR); box classes outside the detection
+    classes get -1 (not used)."""
+    boxes = []
+    for view in camera_views(frame, tf, world_frame):
+        dets = view.detections
+        classes = np.array([DETECTION_CLASSES.index(c) if c in DETECTION_CLASSES else -1 for c in dets.class_ids],
+                           dtype=np.int64)
+        T = view.T_cam_lidar if T_lidar_points is None else view.T_cam_lidar @ T_lidar_points
+        boxes.append(CameraBoxes(view.camera.K, T, view.camera.width, view.camera.height, dets.boxes_xyxy, classes,
+                                 dets.scores))
+    return boxes

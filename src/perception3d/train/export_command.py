@@ -49,8 +49,8 @@ def _export_segmentation(args: argparse.Namespace) -> int:
     from ..core.models.network_file import open_network
     from ..core.models.runner import CPU_OPTIONS
     from ..core.models.segnet import SEGNET_INPUTS, SegNetInference, labels_from_probabilities, segnet_inputs
-    from .data.dataset import SweepDataset
-    from .segmentation import sample_cameras, sweep_in_ego
+    from .data.dataset import SweepDataset, sample_camera_boxes
+    from .segmentation import sweep_in_ego
 
     network, _ = load_checkpoint(args.checkpoint, expected_model="segmentation")
     path = export_segmentation(network, args.out)
@@ -60,7 +60,7 @@ def _export_segmentation(args: argparse.Namespace) -> int:
     if args.cache is not None:
         dataset = SweepDataset(args.cache, past_sweeps=0, images=False)
         samples = [dataset[int(i)] for i in dataset.indices_where("has_lidarseg")[:args.verify]]
-        sweeps = [(*sweep_in_ego(s), point_boxes(s["points"][:s["num_points_current"]], sample_cameras(s)))
+        sweeps = [(*sweep_in_ego(s), point_boxes(s["points"][:s["num_points_current"]], sample_camera_boxes(s)))
                   for s in samples]
     else:
         rng = np.random.default_rng(0)

@@ -33,7 +33,7 @@ from ..core.models.runner import RunnerOptions, TorchRunner
 from ..core.voxels import VoxelGrid
 from ..errors import DatasetError
 from ..eval.semantic import OccupancyScore
-from .data.dataset import SweepDataset
+from .data.dataset import SweepDataset, sample_camera_boxes
 from .lovasz import lovasz_softmax
 from .trainer import TrainTask
 
@@ -53,22 +53,6 @@ class OccupancyTraining:
     fine_weight: float = 1.0
     active: bool = True
     hard_share: float = 0.7
-
-
-def sample_cameras(sample: dict) -> list[inputs.CameraBoxes]:
-    """The cameras of a SweepDataset sample with an image, as CameraBoxes in the ego (= base) frame."""
-    T_lidar_ego = invert_transform(sample["T_ego_lidar"])
-    cameras = []
-    for c, valid in enumerate(sample["cam_valid"]):
-        if not valid:
-            continue
-        mine = sample["boxes2d_camera"] == c
-        width, height = (int(v) for v in sample["cam_image_size"][c])
-        cameras.append(inputs.CameraBoxes(sample["cam_K"][c], sample["cam_T_camera_lidar"][c] @ T_lidar_ego, width,
-                                          height, sample["boxes2d_xyxy"][mine],
-                                          sample["boxes2d_class"][mine].astype(np.int64),
-                                          sample["boxes2d_score"][mine]))
-    return cameras
 
 
 def coarse_target(fine_target: np.ndarray, fine: VoxelGrid) -> np.ndarray:
@@ -95,9 +79,9 @@ def keyframe_inputs(sample: dict, config: OccFusionConfig) -> dict[str, np.ndarr
                            f"{sample['occupancy_voxel_size']} m differs from the model's {fine}")
     points = sample["points"][:sample["num_points_current"]]
     base = transform_points(sample["T_ego_lidar"], points[:, :3].astype(np.float64))
-    net_inputs, observed = inputs.network_inputs(base, points[:, 3], sample["T_ego_lidar"][:3, 3],
-                                                 sample_cameras(sample), fine, config.presample_points,
-                                                 config.camera_fusion)
+    cameras = sample_camera_boxes(sample, invert_transform(sample["T_ego_lidar"]))  # boxes for ego-frame points
+    net_inputs, observed = inputs.network_inputs(base, points[:, 3], sample["T_ego_lidar"][:3, 3], cameras, fine,
+                                                 config.presample_points, config.camera_fusion)
     fine_target = np.ascontiguousarray(sample["occupancy"].transpose(2, 1, 0)).reshape(-1)
     gt_observed = np.ascontiguousarray(sample["occupancy_observed"].transpose(2, 1, 0)).reshape(-1)
     net_inputs["fine_state"] = net_inputs["fine_state"].astype(np.uint8)  # 0/1: a quarter of the memory

@@ -19,14 +19,14 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from ..core.box_points import CameraBoxes, point_boxes
+from ..core.box_points import point_boxes
 from ..core.classes import LIDARSEG_CLASSES
 from ..core.geometry import transform_points
 from ..core.models.checkpoint import load_checkpoint
 from ..core.models.segnet import SegNet, SegNetConfig, SegNetInference, labels_from_probabilities, segnet_inputs
 from ..errors import ConfigError, ModelError
 from ..eval.semantic import SegmentationScore
-from .data.dataset import SweepDataset
+from .data.dataset import SweepDataset, sample_camera_boxes
 from .segmentation_loss import class_weights, segmentation_loss
 from .trainer import TrainConfig, TrainResult, TrainTask, train
 
@@ -80,7 +80,7 @@ class SegmentationSamples(torch.utils.data.Dataset):
         dataset, i = self.items[index]
         sample = dataset[i]
         points, intensity = sweep_in_ego(sample)
-        box_class, box_score = point_boxes(sample["points"][:sample["num_points_current"]], sample_cameras(sample))
+        box_class, box_score = point_boxes(sample["points"][:sample["num_points_current"]], sample_camera_boxes(sample))
         rng = np.random.default_rng([self.seed, self.epoch, index])
         angle = rng.uniform(-self.data.max_rotation_rad, self.data.max_rotation_rad)
         c, s = np.cos(angle), np.sin(angle)
@@ -99,18 +99,6 @@ class SegmentationSamples(torch.utils.data.Dataset):
                                                                    np.zeros((pad, features.shape[1]), np.float32)])),
                 "labels": torch.from_numpy(np.concatenate([labels[pick], np.zeros(pad, np.int64)])),
                 "box_class": torch.from_numpy(np.concatenate([box_class[pick], np.full(pad, -1, np.int64)]))}
-
-
-def sample_cameras(sample: dict) -> list[CameraBoxes]:
-    """The 2D boxes and calibration of a SweepDataset sample's cameras (points in its `lidar` frame)."""
-    cameras = []
-    for c in np.flatnonzero(sample["cam_valid"]):
-        mine = sample["boxes2d_camera"] == c
-        width, height = sample["cam_image_size"][c]
-        cameras.append(CameraBoxes(sample["cam_K"][c], sample["cam_T_camera_lidar"][c], int(width), int(height),
-                                   sample["boxes2d_xyxy"][mine], sample["boxes2d_class"][mine],
-                                   sample["boxes2d_score"][mine]))
-    return cameras
 
 
 def label_counts(caches: Sequence[SweepDataset]) -> np.ndarray:
@@ -143,7 +131,7 @@ def evaluate(network: nn.Module, caches: Sequence[SweepDataset], device: torch.d
     network.eval()
     for dataset, i in tqdm(_labelled(caches), desc="validate", unit="sweep", disable=not progress):
         sample = dataset[i]
-        boxes = point_boxes(sample["points"][:sample["num_points_current"]], sample_cameras(sample)) \
+        boxes = point_boxes(sample["points"][:sample["num_points_current"]], sample_camera_boxes(sample)) \
             if network.config.box_prior else None
         labels, _ = predict_labels(network, *sweep_in_ego(sample), device, boxes)
         score.add(sample["lidarseg"], labels)

@@ -26,35 +26,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..box_points import CameraBoxes, project
 from ..classes import DETECTION_CLASSES, OCCUPANCY_UNKNOWN
 from ..occupancy import free_voxels, presample_voxels
 from ..voxels import VoxelGrid
 from .bev import BevGrid, bev_input
 
 DETECTION_MAP_SIZE = (64, 36)  # (columns, rows) of a camera's detection score maps, whatever its resolution
-MIN_DEPTH_M = 0.5  # projections closer than this to the camera plane are not seen
 CAMERA_CHANNELS = len(DETECTION_CLASSES) + 1  # a score per detection class + "seen by a camera"
-
-
-@dataclass
-class CameraBoxes:
-    """One camera's calibration and 2D detections.
-
-    Attributes:
-        K: (3, 3) intrinsics [px] of the image the boxes are in.
-        T_cam_base: (4, 4) base frame -> optical camera frame.
-        width, height: that image's size [px].
-        boxes_xyxy: (M, 4) boxes [px]; classes: (M,) index into DETECTION_CLASSES (-1: another class, ignored);
-        scores: (M,) in [0, 1].
-    """
-
-    K: np.ndarray
-    T_cam_base: np.ndarray
-    width: int
-    height: int
-    boxes_xyxy: np.ndarray
-    classes: np.ndarray
-    scores: np.ndarray
 
 
 @dataclass
@@ -131,18 +110,6 @@ def detection_maps(camera: CameraBoxes) -> np.ndarray:
     return maps
 
 
-def project(points_base: np.ndarray, camera: CameraBoxes) -> tuple[np.ndarray, np.ndarray]:
-    """Pixel coordinates (N, 2) of base-frame points (N, 3) and the mask (N,) of those the camera sees (at least
-    MIN_DEPTH_M in front of it and inside the image)."""
-    cam = points_base @ camera.T_cam_base[:3, :3].T + camera.T_cam_base[:3, 3]
-    depth = cam[:, 2]
-    seen = depth > MIN_DEPTH_M
-    uvw = cam @ np.asarray(camera.K, dtype=np.float64).T
-    uv = uvw[:, :2] / np.where(seen, depth, 1.0)[:, None]
-    seen &= (uv[:, 0] >= 0) & (uv[:, 0] < camera.width) & (uv[:, 1] >= 0) & (uv[:, 1] < camera.height)
-    return uv, seen
-
-
 def sample_bilinear(maps: np.ndarray, uv_cells: np.ndarray) -> np.ndarray:
     """(N, C) values of maps (C, rows, cols) at continuous cell coordinates (N, 2) (column, row; cell centres at
     +0.5), clamped at the border."""
@@ -163,7 +130,7 @@ def camera_evidence(samples: np.ndarray, cameras: Sequence[CameraBoxes]) -> np.n
     total = np.zeros((n_vox, CAMERA_CHANNELS - 1), dtype=np.float32)
     cameras_seeing = np.zeros(n_vox, dtype=np.float32)
     for camera in cameras:
-        uv, seen = project(flat, camera)
+        uv, _, seen = project(flat, camera)
         if not seen.any():
             continue
         cols, rows = DETECTION_MAP_SIZE

@@ -36,6 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ...core.box_points import CameraBoxes
 from ...core.geometry import invert_transform
 from ...errors import DatasetError
 from . import layout
@@ -165,6 +166,20 @@ class SweepDataset:
         if self.images:
             out["images"] = images
         return out
+
+
+def sample_camera_boxes(sample: dict, T_lidar_points: np.ndarray | None = None) -> list[CameraBoxes]:
+    """The 2D boxes and calibration of a sample's cameras that have an image, as core.box_points.CameraBoxes for
+    points in `lidar`, or in another frame given T_lidar_points (that frame -> `lidar`, e.g. inv(T_ego_lidar))."""
+    cameras = []
+    for c in np.flatnonzero(sample["cam_valid"]):
+        mine = sample["boxes2d_camera"] == c
+        width, height = (int(v) for v in sample["cam_image_size"][c])
+        T = sample["cam_T_camera_lidar"][c] if T_lidar_points is None else sample["cam_T_camera_lidar"][c] @ \
+            T_lidar_points
+        cameras.append(CameraBoxes(sample["cam_K"][c], T, width, height, sample["boxes2d_xyxy"][mine],
+                                   sample["boxes2d_class"][mine].astype(np.int64), sample["boxes2d_score"][mine]))
+    return cameras
 
 
 def collate(samples: list[dict]) -> dict:
