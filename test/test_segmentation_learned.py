@@ -20,6 +20,7 @@ from perception3d.core.models.segnet import (
     segnet_inputs,
 )
 from perception3d.errors import ConfigError, ModelError
+from perception3d.nodes.params import parameter_file
 from perception3d.train.lovasz import lovasz_softmax
 from perception3d.train.segmentation_loss import class_weights, segmentation_loss
 
@@ -188,9 +189,8 @@ def test_learned_mode_replays_and_labels_every_usable_point_as_the_network_does(
     from synth_data import tiny_bags
 
     config = tmp_path / "learned.yaml"
-    config.write_text("/**:\n  ros__parameters:\n    base_frame: base_link\n"
-                      f"segmentation:\n  ros__parameters:\n    mode: learned\n    model_path: '{tiny_checkpoint}'\n"
-                      "    device: cpu\n")
+    config.write_text(parameter_file({"segmentation": {"mode": "learned", "model_path": str(tiny_checkpoint),
+                                                        "device": "cpu"}}))
     out = tmp_path / "out"
     summary = replay(tiny_bags()[0], out, FULL_GRAPH.select(("segmentation", "occupancy")), config=config,
                      progress=False)
@@ -245,8 +245,8 @@ def test_a_box_prior_model_reads_the_matched_cameras_boxes_in_the_replay(tmp_pat
     torch.manual_seed(0)
     save_checkpoint(tmp_path / "prior.pt", SegNet(replace(TINY, box_prior=True)))
     config = tmp_path / "prior.yaml"
-    config.write_text("/**:\n  ros__parameters:\n    base_frame: base_link\nsegmentation:\n  ros__parameters:\n"
-                      f"    mode: learned\n    model_path: '{tmp_path / 'prior.pt'}'\n    device: cpu\n")
+    config.write_text(parameter_file({"segmentation": {"mode": "learned", "model_path": str(tmp_path / "prior.pt"),
+                                                        "device": "cpu"}}))
     replay(tiny_bags()[1], tmp_path / "out", FULL_GRAPH.select(("segmentation",)), config=config, progress=False)
     with BagReader(tmp_path / "out") as reader:
         clouds = [pointcloud2_to_array(m.decode()) for m in reader.messages(["/perception/segmentation/pointcloud"])]

@@ -25,7 +25,7 @@ from ..core.models.export import export_onnx, export_segmentation
 from ..core.models.occfusion_export import export_occupancy
 from ..nodes.base import CameraInput, Frame, NodeDefinition, StageTimer
 from ..nodes.detector2d import Detector2DNode
-from ..nodes.params import load_parameters
+from ..nodes.params import load_parameters, parameter_file
 from ..runtime.bag import replay
 from ..runtime.graph import FULL_GRAPH
 from .common import format_table, write_results
@@ -76,10 +76,7 @@ def replay_latency(node: str, frames_bag: Path, work: Path, overrides: dict) -> 
     """p50 / p95 ms of `node`'s total per sweep when the frames bag is replayed through it alone with parameters
     `overrides` (the node's section of a parameter file)."""
     config = work / f"{node}_{len(list(work.glob('*.yaml')))}.yaml"
-    lines = ["/**:", "  ros__parameters:", "    base_frame: base_link", f"{node}:", "  ros__parameters:"]
-    lines += [f"    {key}: {value!r}" if isinstance(value, str) else f"    {key}: {value}"
-              for key, value in overrides.items()]
-    config.write_text("\n".join(lines) + "\n")
+    config.write_text(parameter_file({node: overrides}))
     out = work / config.stem
     summary = replay(frames_bag, out, FULL_GRAPH.select((node,)), config=config, progress=False)
     (runner,) = summary.runners

@@ -13,6 +13,7 @@ from pathlib import Path
 from ..core.classes import LIDARSEG_CLASSES
 from ..core.models.checkpoint import SHIPPED_SEGMENTATION_BOX_PRIOR
 from ..eval.semantic import SEMANTIC_CLASSES
+from ..nodes.params import parameter_file
 from ..pipeline import LEARNED_2D, run_preset, synthetic_dataroot
 from .common import format_table, write_results
 
@@ -28,23 +29,16 @@ LEARNED_ROWS: dict[str, tuple[str, dict[str, dict[str, str]]]] = {
 }
 
 
-def _config(path: Path, nodes: dict[str, dict[str, str]]) -> Path:
-    """A parameter file with the given node sections (the rest default)."""
-    lines = ["/**:", "  ros__parameters:", "    base_frame: base_link"]
-    for node, params in nodes.items():
-        lines += [f"{node}:", "  ros__parameters:", *(f"    {k}: {v}" for k, v in params.items())]
-    path.write_text("\n".join(lines) + "\n")
-    return path
-
-
 def run(out_dir: Path) -> Path:
     rows, seg_rows, data = [], [], {}
     with tempfile.TemporaryDirectory(prefix="p3d-bench-scores-") as tmp:
         work = Path(tmp)
         root = synthetic_dataroot(work / "root", 1, SCENE_SECONDS, SEED, progress=False)
         runs = [(preset, preset, None) for preset in PRESETS]
-        runs += [(row, preset, _config(work / f"row{i}.yaml", nodes))
-                 for i, (row, (preset, nodes)) in enumerate(LEARNED_ROWS.items())]
+        for i, (row, (preset, nodes)) in enumerate(LEARNED_ROWS.items()):
+            config = work / f"row{i}.yaml"
+            config.write_text(parameter_file(nodes))
+            runs.append((row, preset, config))
         for i, (preset_row, preset, config) in enumerate(runs):
             row_work = work if config is None else work / f"row{i}"
             report = run_preset(root, "v1.0-synth", "synth_val", preset, row_work, config=config,

@@ -198,6 +198,16 @@ def _alias_free_dumper() -> type:
     return AliasFreeDumper
 
 
+def parameter_file(node_values: Mapping[str, Mapping[str, Any]], shared: Mapping[str, Any] | None = None) -> str:
+    """A parameter file (YAML text) setting the given values of each node section (dotted names nest), and of the
+    shared `/**` section; every other parameter keeps its default."""
+    import yaml
+
+    doc: dict[str, Any] = {SHARED_SECTION: {PARAMS_KEY: _nest(dict(shared or {}))}}
+    doc.update({node: {PARAMS_KEY: _nest(dict(values))} for node, values in node_values.items()})
+    return yaml.dump(doc, Dumper=_alias_free_dumper(), sort_keys=False, default_flow_style=None, width=100)
+
+
 def default_parameter_file(node_params: Mapping[str, Sequence[Param]]) -> str:
     """The parameter file with every default, as YAML text. Empty-array defaults are left out: rcl's parser cannot
     type an empty sequence (nodes/rcl_yaml.py), and a key left out takes the declared default."""
