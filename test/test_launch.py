@@ -156,7 +156,8 @@ def test_full_launch_file(launch_stub):
     assert all(n.kwargs["parameters"][1]["use_sim_time"] is True for n in nodes)  # a bag implies sim time
     overrides = {n.kwargs["name"]: n.kwargs["parameters"][1] for n in nodes}
     assert overrides["detector2d"]["model_path"] == "/models/detector2d.onnx"
-    assert overrides["detector2d"]["device"] == "cuda:0" and "device" not in overrides["detection3d"]
+    assert overrides["detector2d"]["device"] == "cuda:0" and overrides["detection3d"]["device"] == "cuda:0"
+    assert "model_path" not in overrides["detection3d"]  # a detector2d file is no detection3d model
     (rviz,) = [a for a in actions if type(a).__name__ == "Node" and a.kwargs["package"] == "rviz2"]
     assert Path(rviz.kwargs["arguments"][1]).is_file()
     (timer,) = [a for a in actions if type(a).__name__ == "TimerAction"]  # the bag starts after the nodes warm up

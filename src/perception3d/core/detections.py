@@ -75,6 +75,7 @@ class Detections3D:
         stamp_ns: source stamp [ns].
         velocities: (N, 2) xy velocity in frame_id [m/s] (NaN when unknown).
         ids: (N,) object array of tracking / instance ids ('' when none).
+        attributes: (N,) object array of nuScenes attribute names, e.g. 'vehicle.parked' ('' when none).
     """
 
     centers: np.ndarray
@@ -86,6 +87,7 @@ class Detections3D:
     stamp_ns: int = 0
     velocities: np.ndarray | None = field(default=None)
     ids: np.ndarray | None = field(default=None)
+    attributes: np.ndarray | None = field(default=None)
 
     def __post_init__(self) -> None:
         self.centers = np.asarray(self.centers, dtype=np.float64).reshape(-1, 3)
@@ -98,6 +100,7 @@ class Detections3D:
             self.velocities = np.full((n, 2), np.nan)
         self.velocities = np.asarray(self.velocities, dtype=np.float64).reshape(n, 2)
         self.ids = _strings(self.ids, n)
+        self.attributes = _strings(self.attributes, n)
 
     def __len__(self) -> int:
         return len(self.centers)
@@ -110,7 +113,7 @@ class Detections3D:
         """The detections where `mask` (boolean or index array) selects."""
         return Detections3D(self.centers[mask], self.sizes_lwh[mask], self.yaws[mask], self.class_ids[mask],
                             self.scores[mask], self.frame_id, self.stamp_ns, self.velocities[mask],
-                            self.ids[mask])
+                            self.ids[mask], self.attributes[mask])
 
     def transformed(self, T_target_source: np.ndarray, target_frame: str) -> Detections3D:
         """The same boxes expressed in another frame (T_target_source 4x4).
@@ -124,4 +127,5 @@ class Detections3D:
         yaws = np.arctan2(heading[:, 1], heading[:, 0])
         vel3 = np.hstack([self.velocities, np.zeros((len(self), 1))]) @ T[:3, :3].T
         return Detections3D(centers, self.sizes_lwh.copy(), yaws, self.class_ids.copy(), self.scores.copy(),
-                            target_frame, self.stamp_ns, vel3[:, :2], self.ids.copy())
+                            target_frame, self.stamp_ns, vel3[:, :2], self.ids.copy(),
+                            self.attributes.copy())

@@ -222,7 +222,7 @@ def _box_support(objects_lidar: np.ndarray, view: CameraView, params: LiftParams
     on_box, on_depth, on_u = bp.box[on], bp.depth[on], bp.u[on]
     points = objects_lidar[cloud.index[bp.point[on]]]
     windows = _edge_depth_windows(boxes, supported, on_box, on_depth, on_u, bp, params)
-    windows[~supported] = _prior_depth_windows(boxes[~supported], dets.class_ids[~supported], camera,
+    windows[~supported] = prior_depth_windows(boxes[~supported], dets.class_ids[~supported], camera,
                                                params)[:, None, :]
     count = np.bincount(on_box, minlength=n_boxes)
     heading = np.full(n_boxes, np.nan)
@@ -365,7 +365,7 @@ def _yaw_masks(heading: np.ndarray, R_cam_lidar: np.ndarray, tolerance_deg: floa
     return masks
 
 
-def _prior_depth_windows(boxes, class_ids, camera, params: LiftParams) -> np.ndarray:
+def prior_depth_windows(boxes, class_ids, camera, params: LiftParams) -> np.ndarray:
     """(B, 2) edge depths [m] at which the box height fits the class prior height (mean +- prior_window_std std),
     capped at `max_range_factor` x the class's evaluation range: the search space of boxes without LiDAR."""
     prior = np.array([SIZE_PRIOR_WLH[c] for c in class_ids]).reshape(-1, 2, 3)

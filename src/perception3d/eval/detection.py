@@ -26,7 +26,8 @@ def devkit_results(predictions: dict[str, Detections3D], sample_tokens: list[str
     """The devkit results JSON for boxes in the global (map) frame, one entry per sample of the split.
 
     Classes outside the 10 detection classes are dropped; unknown velocities are written as (0, 0) (the devkit
-    has no 'unknown'; AVE then measures the error of a zero-velocity guess); each sample keeps its 500 best boxes.
+    has no 'unknown'; AVE then measures the error of a zero-velocity guess) and unknown attributes as '' (scored
+    as wrong by AAE); each sample keeps its 500 best boxes.
     """
     results = {}
     for token in sample_tokens:
@@ -43,7 +44,8 @@ def devkit_results(predictions: dict[str, Detections3D], sample_tokens: list[str
             {"sample_token": token, "translation": chosen.centers[i].tolist(),
              "size": np.maximum(sizes_wlh[i], 1e-3).tolist(), "rotation": quats[i].tolist(),
              "velocity": vel[i].tolist(), "detection_name": str(chosen.class_ids[i]),
-             "detection_score": float(np.clip(chosen.scores[i], 0.0, 1.0)), "attribute_name": ""}
+             "detection_score": float(np.clip(chosen.scores[i], 0.0, 1.0)),
+             "attribute_name": str(chosen.attributes[i])}
             for i in range(len(chosen))]
     return {"meta": {"use_camera": True, "use_lidar": True, "use_radar": False, "use_map": False,
                      "use_external": False}, "results": results}

@@ -59,7 +59,8 @@ def split_keyframes(nusc: Any, split: str) -> list[Keyframe]:
 
 
 def outputs_at_stamps(bags: Iterable[str | Path], topics: Sequence[str], stamps: set[int]) -> dict[str, dict]:
-    """{topic: {header stamp [ns]: message}} of the bags' messages on `topics` whose header stamp is in `stamps`.
+    """{topic: {header stamp [ns]: message}} of the bags' messages on `topics` whose header stamp is in `stamps`
+    (a MarkerArray, which has no header, by its first marker's; an empty one is skipped).
 
     Topics a bag does not have are skipped (the caller reports what is missing).
     """
@@ -71,5 +72,7 @@ def outputs_at_stamps(bags: Iterable[str | Path], topics: Sequence[str], stamps:
                 if item.stamp_ns not in stamps:
                     continue
                 msg = item.decode()
-                found[item.topic][stamp_to_ns(msg.header.stamp)] = msg
+                header = msg.header if hasattr(msg, "header") else msg.markers[0].header if msg.markers else None
+                if header is not None:
+                    found[item.topic][stamp_to_ns(header.stamp)] = msg
     return found

@@ -1,7 +1,8 @@
 """`perception3d eval`: score a replay's outputs against a nuScenes dataroot's ground truth.
 
 Detection goes through nuscenes-devkit's DetectionEval (boxes moved to the global frame with each keyframe's ego
-pose); segmentation is mIoU over the 16 lidarseg classes on the keyframe sweeps; occupancy is the geometric IoU
+pose; velocities and attributes from the detection3d node's motion topic, matched by detection id, where it has
+them); segmentation is mIoU over the 16 lidarseg classes on the keyframe sweeps; occupancy is the geometric IoU
 and semantic mIoU on the voxels the ground truth observed.
 """
 from __future__ import annotations
@@ -18,6 +19,7 @@ from ..core.classes import FINE_TO_COARSE
 from ..core.detections import Detections3D
 from ..errors import DatasetError
 from ..msgs.detections import msg_to_detections3d
+from ..msgs.markers import motion_of_markers
 from ..msgs.occupancy import occupancy_msg_to_volume
 from ..msgs.pointcloud import pointcloud2_to_array
 from .detection import DetectionReport, evaluate_detection
@@ -25,6 +27,7 @@ from .keyframes import Keyframe, outputs_at_stamps, split_keyframes
 from .semantic import OccupancyScore, SegmentationScore
 
 DETECTIONS_TOPIC = "/perception/objects"
+MOTION_TOPIC = "/perception/objects/motion"
 SEGMENTATION_TOPIC = "/perception/segmentation/pointcloud"
 OCCUPANCY_TOPIC = "/perception/occupancy/grid"
 TASK_TOPICS = {"det": DETECTIONS_TOPIC, "seg": SEGMENTATION_TOPIC, "occ": OCCUPANCY_TOPIC}
@@ -96,7 +99,8 @@ def evaluate(nusc: Any, bags: list[str | Path], split: str, tasks: list[str], ou
     if not keyframes:
         raise DatasetError(f"split {split!r} has no keyframes in {nusc.dataroot}")
     by_stamp = {k.stamp_ns: k for k in keyframes}
-    outputs = outputs_at_stamps(bags, [TASK_TOPICS[t] for t in tasks], set(by_stamp))
+    topics = [TASK_TOPICS[t] for t in tasks] + ([MOTION_TOPIC] if "det" in tasks else [])
+    outputs = outputs_at_stamps(bags, topics, set(by_stamp))
     report = EvalReport(split, len(keyframes))
     for task in tasks:
         report.coverage[task] = len(outputs[TASK_TOPICS[task]])
@@ -104,8 +108,9 @@ def evaluate(nusc: Any, bags: list[str | Path], split: str, tasks: list[str], ou
             raise DatasetError(f"no {TASK_TOPICS[task]} message in {[str(b) for b in bags]} is stamped with a "
                                f"keyframe of split {split!r}; were the right bags replayed with the {task} node?")
     if "det" in tasks:
-        report.detection = evaluate_detection(nusc, _global_detections(nusc, outputs[DETECTIONS_TOPIC], by_stamp),
-                                              split, output_dir / "detection")
+        report.detection = evaluate_detection(
+            nusc, _global_detections(nusc, outputs[DETECTIONS_TOPIC], by_stamp, outputs.get(MOTION_TOPIC, {})),
+            split, output_dir / "detection")
     if "seg" in tasks:
         report.segmentation = SegmentationScore()
         for stamp, msg in outputs[SEGMENTATION_TOPIC].items():
@@ -125,8 +130,10 @@ def evaluate(nusc: Any, bags: list[str | Path], split: str, tasks: list[str], ou
     return report
 
 
-def _global_detections(nusc: Any, messages: dict[int, Any], by_stamp: dict[int, Keyframe]) -> dict[str, Detections3D]:
-    """Per sample token, the keyframe's detections moved from base_link to the global (map) frame."""
+def _global_detections(nusc: Any, messages: dict[int, Any], by_stamp: dict[int, Keyframe],
+                       motion: dict[int, Any]) -> dict[str, Detections3D]:
+    """Per sample token, the keyframe's detections moved from base_link to the global (map) frame, with the
+    velocities and attributes of the same stamp's motion message (by detection id) where there is one."""
     from ..data.nuscenes_io import ego_pose
 
     out = {}
@@ -134,6 +141,11 @@ def _global_detections(nusc: Any, messages: dict[int, Any], by_stamp: dict[int, 
         dets = msg_to_detections3d(msg, DETECTIONS_TOPIC)
         if dets.frame_id != "base_link":
             raise DatasetError(f"{DETECTIONS_TOPIC}: boxes in {dets.frame_id!r}; scoring expects base_link")
+        if stamp in motion:
+            by_id = motion_of_markers(motion[stamp])
+            for i, ident in enumerate(dets.ids):
+                if ident in by_id:
+                    dets.velocities[i], dets.attributes[i] = by_id[ident]
         key = by_stamp[stamp]
         T_global_ego = ego_pose(nusc, nusc.get("sample_data", key.lidar_token))
         out[key.sample_token] = dets.transformed(T_global_ego, "map")

@@ -1,4 +1,5 @@
-"""visualization_msgs/MarkerArray builders for RViz: 3D boxes as line lists, voxels as one CUBE_LIST.
+"""visualization_msgs/MarkerArray builders for RViz: 3D boxes as line lists, box motion as arrows, voxels as one
+CUBE_LIST.
 
 Each array starts with a DELETEALL marker in the same namespace, so boxes of the previous frame never linger
 (the stale-box complaint of vision_msgs#99).
@@ -15,7 +16,7 @@ from ..core.detections import Detections3D
 from .factory import MessageFactory, default_factory
 
 # Marker type / action constants of visualization_msgs/Marker.
-LINE_LIST, CUBE_LIST = 5, 6
+ARROW, LINE_LIST, CUBE_LIST = 0, 5, 6
 ADD, DELETEALL = 0, 3
 
 # Corner indices of the 12 box edges, as consecutive LINE_LIST pairs (corner order of core.boxes).
@@ -51,6 +52,35 @@ def box_markers(dets: Detections3D, ns: str = "detections", line_width: float = 
             scale=factory("geometry_msgs/msg/Vector3", x=line_width, y=0.0, z=0.0),
             color=_color(factory, rgb), points=points))
     return factory("visualization_msgs/msg/MarkerArray", markers=markers)
+
+
+def motion_markers(dets: Detections3D, ns: str = "motion", factory: MessageFactory | None = None) -> Any:
+    """MarkerArray with one ARROW per box with a known velocity: from the box centre to where the box is in 1 s
+    (velocity [m/s] = points[1] - points[0], in header.frame_id); marker id = the box's Detection3D id (an integer
+    string) and `text` = its nuScenes attribute ('' when none). `motion_of_markers` reads it back."""
+    factory = factory or default_factory()
+    header = factory.header(dets.stamp_ns, dets.frame_id)
+    markers = [_delete_all(factory, header, ns)]
+    for i in np.flatnonzero(np.isfinite(dets.velocities).all(axis=1)):
+        start = dets.centers[i]
+        end = start + np.array([*dets.velocities[i], 0.0])
+        rgb = DETECTION_COLORS.get(str(dets.class_ids[i]), (160, 160, 160))
+        markers.append(factory(
+            "visualization_msgs/msg/Marker", header=header, ns=ns, id=int(dets.ids[i]), type=ARROW, action=ADD,
+            pose=factory("geometry_msgs/msg/Pose"), scale=factory("geometry_msgs/msg/Vector3", x=0.1, y=0.25, z=0.3),
+            color=_color(factory, rgb), points=_points(factory, np.stack([start, end])),
+            text=str(dets.attributes[i])))
+    return factory("visualization_msgs/msg/MarkerArray", markers=markers)
+
+
+def motion_of_markers(msg: Any) -> dict[str, tuple[np.ndarray, str]]:
+    """{Detection3D id: (velocity (2,) [m/s], attribute)} of a `motion_markers` MarkerArray (its ARROW markers)."""
+    out = {}
+    for marker in msg.markers:
+        if marker.type == ARROW and marker.action == ADD and len(marker.points) == 2:
+            a, b = marker.points
+            out[str(marker.id)] = (np.array([b.x - a.x, b.y - a.y]), str(marker.text))
+    return out
 
 
 def voxel_markers(centers: np.ndarray, colors_rgb: np.ndarray, resolution: float, stamp_ns: int, frame_id: str,

@@ -27,10 +27,6 @@ EGO_BOX_PARAM = Param(
     "points inside this box of base_frame [xmin, ymin, zmin, xmax, ymax, zmax] are the vehicle itself and are "
     "ignored [m] (nuScenes lidarseg class vehicle.ego)", -20.0, 20.0)
 
-GEOMETRIC_MODE_PARAM = Param(
-    "mode", "string", "geometric", "geometric: no trained weights (the learned mode is not built yet)",
-    choices=("geometric",))
-
 LEARNED_MODE_PARAM = Param(
     "mode", "string", "geometric",
     "geometric: no trained weights; learned: the network of model_path (empty = the checkpoint shipped with the "

@@ -204,7 +204,8 @@ FULL_GRAPH = Graph((
         outputs={"~/output/objects": GraphOutput("/perception/objects", "vision_msgs/msg/Detection3DArray",
                                                  label_info=True),
                  "~/output/markers": GraphOutput("/perception/objects/markers",
-                                                 "visualization_msgs/msg/MarkerArray")},
+                                                 "visualization_msgs/msg/MarkerArray"),
+                 "~/output/motion": GraphOutput("/perception/objects/motion", "visualization_msgs/msg/MarkerArray")},
         description="2D-detection-guided 3D object detection"),
     GraphNode(
         "segmentation", "perception3d.nodes.segmentation:SegmentationNode",

@@ -51,8 +51,8 @@ def node_launches(node_names: Sequence[str], config: str | Path, schema: str | P
                   device: str = "", model_path: str = "", graph: Graph = FULL_GRAPH) -> list[NodeLaunch]:
     """The nodes to start for the enabled node names, in graph order.
 
-    `schema` is the parameter file's JSON schema (config/perception3d.schema.json). `device` and `model_path` (when
-    not empty) are passed only to nodes that declare that parameter. Camera names (for the per-camera remappings)
+    `schema` is the parameter file's JSON schema (config/perception3d.schema.json). `device` (when not empty) is
+    passed to every node that declares it, `model_path` to detector2d only. Camera names (for the per-camera remappings)
     come from the parameter file, which is checked here (rcl's YAML rules, the schema) so a bad file fails before
     anything starts.
     """
@@ -72,9 +72,10 @@ def node_launches(node_names: Sequence[str], config: str | Path, schema: str | P
     plan = []
     for node in selected.nodes:
         overrides: dict[str, Any] = {"use_sim_time": bool(use_sim_time)}
-        for name, value in (("device", device), ("model_path", model_path)):
-            if value and _node_declares(schema_doc, node.name, name):
-                overrides[name] = value
+        if device and _node_declares(schema_doc, node.name, "device"):
+            overrides["device"] = device  # every learned node
+        if model_path and node.name == "detector2d":
+            overrides["model_path"] = model_path  # each LiDAR node's model is its own: set it in the parameter file
         camera_names = resolve_node_parameters(doc, node.name, (), str(config))["camera_names"]
         topics = selected.topics(node, camera_names)
         plan.append(NodeLaunch(node.name, node.executable, str(config), overrides,
@@ -125,8 +126,8 @@ def launch_description(node_names: Sequence[str], graph: Graph = FULL_GRAPH) -> 
         DeclareLaunchArgument("use_sim_time", default_value="false", description="use /clock (bag replay)"),
         DeclareLaunchArgument("device", default_value="", description="torch device for learned modes, e.g. cuda:0"),
         DeclareLaunchArgument("model_path", default_value="",
-                              description="checkpoint or .onnx file for nodes with a model_path parameter "
-                                          "(detector2d); empty: the parameter file's"),
+                              description="checkpoint or .onnx file of detector2d (the LiDAR nodes' models are set "
+                                          "in the parameter file); empty: the parameter file's"),
         DeclareLaunchArgument("log_level", default_value="info", description="ROS log level of the nodes"),
         DeclareLaunchArgument("rviz", default_value="false",
                               description="start RViz with config/rviz/perception3d.rviz"),

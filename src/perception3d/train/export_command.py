@@ -6,20 +6,23 @@ on the first --verify camera images of a split. segmentation (inputs bev, coords
 probabilities): point labels on the first --verify labelled sweeps of --cache (default: random clouds); the export
 passes when at least LABEL_AGREEMENT of the points get the same label. occupancy (core.models.occfusion
 .OccFusionInference): the share of voxels whose label is the same through onnxruntime and torch on the first --verify
-keyframes of --cache (exit status 1 below PARITY). The LiDAR models carry their model name and config in the ONNX
-metadata."""
+keyframes of --cache (exit status 1 below PARITY). detection3d (core.models.detr3d.Detr3DInference): on the first
+--verify keyframes of --cache (their cached 2D boxes), every query that scores at least SCORE_THRESHOLD through either
+backend must have the same class and a bird's-eye-view IoU of at least AGREEMENT_IOU between the two backends' boxes.
+The LiDAR models carry their model name and config in the ONNX metadata."""
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
-MODELS = ("detector2d", "segmentation", "occupancy")
+MODELS = ("detector2d", "segmentation", "occupancy", "detection3d")
 # IoU at which a torch and an ONNX box count as the same detection (issue 6, acceptance 2).
 AGREEMENT_IOU = 0.99
 # Share of points with the same label from torch and ONNX that a segmentation export must reach (issue 12).
 LABEL_AGREEMENT = 0.995
 # share of voxels with the same label through ONNX and torch an occupancy export must reach (issue 13, acceptance 4)
 PARITY = 0.995
+SCORE_THRESHOLD = 0.05  # detection3d: queries compared (the node's default score_threshold)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -35,7 +38,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    runs = {"segmentation": _export_segmentation, "occupancy": _export_occupancy, "detector2d": _export_detector2d}
+    runs = {"segmentation": _export_segmentation, "occupancy": _export_occupancy, "detector2d": _export_detector2d,
+            "detection3d": _export_detection3d}
     return runs[args.model](args)
 
 
@@ -154,3 +158,54 @@ def _export_occupancy(args: argparse.Namespace) -> int:
     print(f"{len(frames)} keyframes of {args.cache}: {share:.4%} of voxels have the same label through onnxruntime "
           f"and torch (required {PARITY:.1%})")
     return 0 if share >= PARITY else 1
+
+
+def detection3d_parity(first: tuple, second: tuple, threshold: float = SCORE_THRESHOLD) -> tuple[int, int]:
+    """(queries that agree, queries compared) of two backends' outputs (boxes, class probabilities, ...) of one
+    frame (batch 1): compared are the queries scoring at least threshold through either; they agree when their best
+    classes are the same and their boxes' BEV IoU is at least AGREEMENT_IOU."""
+    import numpy as np
+
+    from ..core.boxes import bev_iou
+
+    (boxes_a, probabilities_a), (boxes_b, probabilities_b) = (
+        (np.asarray(o[0][0], np.float64), np.asarray(o[1][0])) for o in (first, second))
+    compared = np.flatnonzero((probabilities_a.max(1) >= threshold) | (probabilities_b.max(1) >= threshold))
+    a, b = boxes_a[compared], boxes_b[compared]
+    iou = np.array([bev_iou(a[i, :3], a[i, 3:6], a[i, 6], b[i, :3], b[i, 3:6], b[i, 6])[0, 0]
+                    for i in range(len(compared))])
+    same_class = probabilities_a[compared].argmax(1) == probabilities_b[compared].argmax(1)
+    return int(np.sum(same_class & (iou >= AGREEMENT_IOU))), len(compared)
+
+
+def _export_detection3d(args: argparse.Namespace) -> int:
+    from ..core.geometry import invert_transform
+    from ..core.models.checkpoint import load_checkpoint
+    from ..core.models.detr3d import DETR3D_INPUTS, Detr3DInference
+    from ..core.models.export import export_detection3d
+    from ..core.models.network_file import open_network
+    from ..core.models.runner import CPU_OPTIONS
+    from ..errors import ConfigError
+    from .data.dataset import SweepDataset, sample_camera_boxes
+    from .detection3d import PAST_STEPS, frame_inputs, past_points
+
+    if args.cache is None:
+        raise ConfigError("export detection3d needs --cache: a sweep cache whose keyframes are compared on")
+    network, _ = load_checkpoint(args.checkpoint, expected_model="detection3d")
+    path = export_detection3d(network, args.out)
+    print(f"wrote {path} ({path.stat().st_size / 2**20:.1f} MiB)")
+    models = [open_network(backend, file, "detection3d", Detr3DInference, DETR3D_INPUTS, CPU_OPTIONS)
+              for backend, file in (("torch", args.checkpoint), ("onnx", path))]
+    dataset = SweepDataset(args.cache, past_sweeps=0, images=False)
+    agree = compared = 0
+    for i in dataset.indices_where("is_key_frame")[:args.verify]:
+        sample = dataset[int(i)]
+        cameras = sample_camera_boxes(sample, invert_transform(sample["T_ego_lidar"]))
+        inputs = [x[None] for x in frame_inputs(sample, past_points(dataset, int(i), PAST_STEPS[1], sample), cameras,
+                                                 network.config)]
+        a, n = detection3d_parity(*(m.run(*inputs) for m in models))
+        agree, compared = agree + a, compared + n
+    print(f"{min(args.verify, len(dataset.indices_where('is_key_frame')))} keyframes of {args.cache}: {agree} of "
+          f"{compared} boxes scoring >= {SCORE_THRESHOLD} agree between torch and onnxruntime (same class, BEV IoU "
+          f">= {AGREEMENT_IOU})")
+    return 0 if agree == compared else 1

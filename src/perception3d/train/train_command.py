@@ -4,8 +4,10 @@ detector2d trains on the keyframe camera images of a nuScenes-schema dataroot (o
 per class on --val-split. segmentation trains on the labelled sweeps of one or more sweep caches (`perception3d
 dataset build`; their --boxes2d feed the Local Object Branch) and validates with lidarseg mIoU on --val-cache.
 occupancy trains on the keyframes with occupancy ground truth of one or more sweep caches and validates IoU / mIoU on
---val-cache. The trainer's options (epochs, batch, lr, device, amp, resume, init, seed, validate-every, max-steps,
-workers, threads) are the same for every model; the same command runs data-parallel under
+--val-cache. detection3d trains on every sweep of one or more sweep caches (2D boxes simulated from the 3D ground
+truth, `good` and `poor` mixed) and validates NDS / mAP with nuscenes-devkit on the keyframes of --val-cache, scored on
+--val-split of that cache's dataroot. The trainer's options (epochs, batch, lr, device, amp, resume, init, seed,
+validate-every, max-steps, workers, threads) are the same for every model; the same command runs data-parallel under
 `torchrun --nproc_per_node N -m perception3d.cli train ...`.
 """
 from __future__ import annotations
@@ -16,7 +18,7 @@ import shlex
 from dataclasses import replace
 from pathlib import Path
 
-MODELS = ("detector2d", "segmentation", "occupancy")
+MODELS = ("detector2d", "segmentation", "occupancy", "detection3d")
 NEW_MODEL_CONTEXT_DILATIONS = (2, 4)  # what the shipped checkpoint has (benchmarks/results/detector2d_training.md)
 
 
@@ -103,6 +105,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                            help="every epoch a plain pass (no re-training on the hardest frames)")
     occupancy.add_argument("--no-refine", action="store_true",
                            help="no coarse-to-fine refinement: fine labels are the coarse ones upsampled")
+    detection3d = parser.add_argument_group("detection3d")
+    detection3d.add_argument("--learned-queries", action="store_true",
+                             help="replace the QAF2D anchor queries by as many learned queries (QAF2D ablation)")
+    detection3d.add_argument("--no-camera", action="store_true",
+                             help="no camera RoI attention: LiDAR RoI only (cross-modal ablation)")
 
 
 def _train_config(args: argparse.Namespace):
@@ -118,7 +125,8 @@ def run(args: argparse.Namespace) -> int:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    runs = {"segmentation": _run_segmentation, "occupancy": _run_occupancy, "detector2d": _run_detector2d}
+    runs = {"segmentation": _run_segmentation, "occupancy": _run_occupancy, "detector2d": _run_detector2d,
+            "detection3d": _run_detection3d}
     return runs[args.model](args)
 
 
@@ -237,4 +245,37 @@ def _run_occupancy(args: argparse.Namespace) -> int:
     print(f"wrote {result.checkpoint} after {result.steps} steps (log {run_log.log_path(result.checkpoint)})")
     if result.metrics:
         print(f"validation IoU {result.metrics['iou']:.3f} mIoU {result.metrics['miou']:.3f}")
+    return 0
+
+
+def _run_detection3d(args: argparse.Namespace) -> int:
+    from ..core.models.checkpoint import load_checkpoint
+    from ..core.models.detr3d import Detr3DConfig
+    from ..core.models.runner import resolve_device
+    from ..errors import ConfigError
+    from . import run_log
+    from .data.dataset import SweepDataset
+    from .detection3d import evaluate, train_detection3d
+
+    split = args.val_split or "val"
+    if args.eval_only:
+        caches = args.val_cache or args.cache
+        if not caches:
+            raise ConfigError("detection3d --eval-only: give --val-cache (or --cache) and --val-split")
+        network, _ = load_checkpoint(args.out, expected_model="detection3d")
+        report = evaluate(network, [SweepDataset(c, past_sweeps=0, images=False) for c in caches], split,
+                          resolve_device(args.device))
+        print(f"detection of {args.out} on {split}:\n{report.table()}")
+        return 0
+    if not args.cache:
+        raise ConfigError("detection3d trains from sweep caches: give --cache (built by `perception3d dataset build`)")
+    init = args.init
+    model_config = load_checkpoint(init, expected_model="detection3d")[0].config if init else \
+        Detr3DConfig(anchor_queries_learned=args.learned_queries, use_camera=not args.no_camera)
+    result = train_detection3d(args.cache, args.out, model_config, _train_config(args), args.val_cache or (), split,
+                               resume=args.resume, init=init, command=shlex.join(["perception3d", *args.argv]))
+    if int(os.environ.get("RANK", "0")) == 0:
+        print(f"wrote {result.checkpoint} after {result.steps} steps (log {run_log.log_path(result.checkpoint)})")
+        if result.metrics:
+            print(f"validation NDS {result.metrics['nds']:.3f} mAP {result.metrics['map']:.3f}")
     return 0

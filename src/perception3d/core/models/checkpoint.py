@@ -37,6 +37,8 @@ SHIPPED_SEGMENTATION = Path(__file__).resolve().parent / "weights" / "segmentati
 SHIPPED_SEGMENTATION_BOX_PRIOR = Path(__file__).resolve().parent / "weights" / "segmentation_boxprior_synth.pt"
 # occupancy's shipped checkpoint (benchmarks/results/occupancy_training.md says how it was trained).
 SHIPPED_OCCUPANCY = Path(__file__).resolve().parent / "weights" / "occupancy_synth.pt"
+# detection3d's shipped checkpoint (benchmarks/results/detection3d_training.md says how it was trained).
+SHIPPED_DETECTION3D = Path(__file__).resolve().parent / "weights" / "detection3d_synth.pt"
 
 
 def _plain(value):

@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from .centernet import CenterNet, CenterNetInference
+from .detr3d import ANCHOR_FEATURES, DETR3D_INPUTS, DETR3D_OUTPUTS, Detr3D, Detr3DInference
 from .onnx_backend import CLASS_NAMES_KEY, INPUT_NAME, OPSET, OUTPUT_NAMES
 from .registry import model_name_of
 from .segnet import SEGNET_INPUTS, SEGNET_OUTPUTS, SegNet, SegNetInference
@@ -76,3 +77,17 @@ def export_segmentation(network: SegNet, path: Path) -> Path:
             "probabilities": {0: "batch", 1: "points"}}
     return export_model(SegNetInference(copy.deepcopy(network).cpu().eval()), network, example, path, SEGNET_INPUTS,
                         SEGNET_OUTPUTS, axes)
+
+
+def export_detection3d(network: Detr3D, path: Path) -> Path:
+    """detection3d: (bev, anchors, camera_maps, camera_projection) -> (boxes, class and attribute probabilities),
+    dynamic batch and camera count."""
+    c = network.config
+    grid = c.grid
+    example = (torch.zeros(1, 2 * grid.channels, grid.size, grid.size),
+               torch.zeros(1, c.anchor_queries, ANCHOR_FEATURES),
+               torch.zeros(1, 6, len(c.class_names), c.map_rows, c.map_cols), torch.zeros(1, 6, 3, 4))
+    axes = {name: {0: "batch"} for name in (*DETR3D_INPUTS, *DETR3D_OUTPUTS)}
+    axes["camera_maps"][1] = axes["camera_projection"][1] = "cameras"
+    return export_model(Detr3DInference(copy.deepcopy(network).cpu().eval()), network, example, path, DETR3D_INPUTS,
+                        DETR3D_OUTPUTS, axes)

@@ -12,6 +12,7 @@ from torch import nn
 
 from ...errors import ModelError
 from .centernet import CenterNet, CenterNetConfig
+from .detr3d import Detr3D, Detr3DConfig
 from .occfusion import OccFusionConfig, OccFusionNet
 from .segnet import SegNet, SegNetConfig
 
@@ -29,6 +30,7 @@ MODELS: dict[str, ModelSpec] = {
     "detector2d": ModelSpec("detector2d", CenterNetConfig, CenterNet),
     "segmentation": ModelSpec("segmentation", SegNetConfig, SegNet),
     "occupancy": ModelSpec("occupancy", OccFusionConfig, OccFusionNet),
+    "detection3d": ModelSpec("detection3d", Detr3DConfig, Detr3D),
 }
 
 

@@ -1,0 +1,115 @@
+"""Numpy inputs and output decoding of the learned 3D detector (core.models.detr3d), shared by the node and training.
+
+Frames: everything is in the base frame (x forward, y left, z up [m]); cameras are core.box_points.CameraBoxes whose
+T_camera_points maps base-frame points into the camera.
+- `detr3d_bev`: the current sweep's BEV image stacked on that of one earlier sweep (already moved into the current
+  base frame; None = no earlier sweep, zeros).
+- `anchor_rows`: QAF2D anchors of the 2D boxes (core.qaf2d.lift_boxes_multi, the best anchor per box; depths
+  restricted where the box height fits the class prior, as the geometric mode's boxes without LiDAR support, so a
+  far box's anchor depth is the KM3D-style size-prior depth), the `anchor_queries` best by 2D score, padded.
+- `camera_inputs`: per camera the detection score maps (core.models.occfusion_inputs.detection_maps) and the
+  projection from the base frame to the maps' grid_sample coordinates.
+- `decode`: the network's output as Detections3D (velocity = displacement / time between the two sweeps).
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from ..box_points import CameraBoxes
+from ..classes import DETECTION_CLASSES
+from ..detections import Detections3D
+from ..geometry import invert_transform
+from ..lift3d import LiftParams, prior_depth_windows
+from ..qaf2d import lift_boxes_multi
+from .bev import bev_input
+from .detr3d import ANCHOR_FEATURES, Detr3DConfig
+from .occfusion_inputs import detection_maps
+from .segnet import INTENSITY_SCALE
+
+# the nuScenes attribute group a class's attribute comes from (the devkit scores no attribute for the others)
+ATTRIBUTE_GROUP = {**dict.fromkeys(("car", "truck", "bus", "trailer", "construction_vehicle"), "vehicle"),
+                   "pedestrian": "pedestrian", "motorcycle": "cycle", "bicycle": "cycle"}
+ANCHOR_IOU = 0.5  # projected-box IoU an anchor must exceed (noisy boxes; core.qaf2d)
+_LIFT = LiftParams()
+
+
+def detr3d_bev(points_base: np.ndarray, intensity: np.ndarray, past_points_base: np.ndarray | None,
+               past_intensity: np.ndarray | None, config: Detr3DConfig) -> np.ndarray:
+    """(2 C, S, S) float32: bev_input of the current sweep and of the earlier one (zeros without one); intensities
+    in nuScenes units (0-255)."""
+    grid = config.grid
+    current = bev_input(points_base, np.asarray(intensity, np.float32) / INTENSITY_SCALE, grid)
+    if past_points_base is None or len(past_points_base) == 0:
+        return np.concatenate([current, np.zeros_like(current)])
+    return np.concatenate([current, bev_input(past_points_base, np.asarray(past_intensity, np.float32)
+                                              / INTENSITY_SCALE, grid)])
+
+
+def anchor_rows(cameras: Sequence[CameraBoxes], config: Detr3DConfig) -> np.ndarray:
+    """(config.anchor_queries, ANCHOR_FEATURES) float32 anchor rows (module docstring; zeros = padding)."""
+    rows = np.zeros((config.anchor_queries, ANCHOR_FEATURES), dtype=np.float32)
+    boxes, classes, scores, camera_index = [], [], [], []
+    for c, camera in enumerate(cameras):
+        keep = np.asarray(camera.classes) >= 0
+        boxes.append(np.asarray(camera.boxes_xyxy, dtype=np.float64).reshape(-1, 4)[keep])
+        classes.append(np.asarray(camera.classes)[keep])
+        scores.append(np.asarray(camera.scores, dtype=np.float64)[keep])
+        camera_index.append(np.full(int(keep.sum()), c))
+    if config.anchor_queries == 0 or not boxes or sum(len(b) for b in boxes) == 0:
+        return rows
+    boxes, classes = np.concatenate(boxes), np.concatenate(classes).astype(np.int64)
+    scores, camera_index = np.concatenate(scores), np.concatenate(camera_index)
+    names = np.array([DETECTION_CLASSES[k] for k in classes], dtype=object)
+    windows = np.concatenate([prior_depth_windows(boxes[camera_index == c], names[camera_index == c], camera, _LIFT)
+                              for c, camera in enumerate(cameras)])
+    anchors = lift_boxes_multi(boxes, names, camera_index, cameras,
+                               [invert_transform(c.T_camera_points) for c in cameras], ANCHOR_IOU, 1, windows)
+    if len(anchors) == 0:
+        return rows
+    first = np.unique(anchors.box_index, return_index=True)[1]  # best anchor of each box
+    box = anchors.box_index[first]
+    chosen = first[np.argsort(-scores[box], kind="stable")][:config.anchor_queries]
+    box = anchors.box_index[chosen]
+    n = len(chosen)
+    rows[:n, :3] = anchors.centers[chosen]
+    rows[:n, 3:6] = np.log(np.maximum(anchors.sizes_lwh[chosen], 1e-2))
+    rows[:n, 6], rows[:n, 7] = np.sin(anchors.yaws[chosen]), np.cos(anchors.yaws[chosen])
+    rows[:n, 8], rows[:n, 9], rows[:n, 10] = classes[box], scores[box], 1.0
+    return rows
+
+
+def camera_inputs(cameras: Sequence[CameraBoxes], config: Detr3DConfig) -> tuple[np.ndarray, np.ndarray]:
+    """(maps (N, classes, rows, cols), projection (N, 3, 4)) float32 of N cameras (one blind camera when there are
+    none: zero maps, zero projection, which the network treats as seeing nothing)."""
+    if not cameras:
+        return (np.zeros((1, len(config.class_names), config.map_rows, config.map_cols), np.float32),
+                np.zeros((1, 3, 4), np.float32))
+    maps = np.stack([detection_maps(c) for c in cameras])
+    projections = []
+    for c in cameras:
+        to_grid = np.array([[2.0 / c.width, 0.0, -1.0], [0.0, 2.0 / c.height, -1.0], [0.0, 0.0, 1.0]])
+        projections.append(to_grid @ np.asarray(c.K, dtype=np.float64) @ np.asarray(c.T_camera_points)[:3])
+    return maps, np.stack(projections).astype(np.float32)
+
+
+def decode(boxes: np.ndarray, class_probabilities: np.ndarray, attribute_probabilities: np.ndarray,
+           config: Detr3DConfig, score_threshold: float, lag_s: float | None, frame_id: str = "",
+           stamp_ns: int = 0) -> Detections3D:
+    """Detections3D of one frame's outputs (Q, ...): per query its best class, kept when that class's probability
+    reaches score_threshold; velocity = displacement / lag_s [m/s] (NaN without an earlier sweep); attribute = the
+    likeliest of the class's group ('' for classes without attributes)."""
+    cls = np.argmax(class_probabilities, axis=1)
+    score = class_probabilities[np.arange(len(cls)), cls]
+    keep = np.flatnonzero(score >= score_threshold)
+    keep = keep[np.argsort(-score[keep], kind="stable")]
+    b = boxes[keep].astype(np.float64)
+    velocity = b[:, 7:9] / lag_s if lag_s else np.full((len(keep), 2), np.nan)
+    names = np.array(config.class_names, dtype=object)[cls[keep]]
+    allowed = np.array([[a.split(".")[0] == ATTRIBUTE_GROUP.get(n) for a in config.attribute_names] for n in names],
+                       dtype=bool).reshape(len(keep), -1)
+    best = np.argmax(np.where(allowed, attribute_probabilities[keep], -1.0), axis=1) if len(keep) else keep
+    attributes = np.where(allowed.any(axis=1), np.array(config.attribute_names, dtype=object)[best], "")
+    return Detections3D(b[:, :3], b[:, 3:6], b[:, 6], names, score[keep], frame_id, stamp_ns, velocity,
+                        attributes=attributes)
