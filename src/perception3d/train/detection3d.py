@@ -132,7 +132,8 @@ def augmentation(rng: np.random.Generator, data: Detection3DData) -> np.ndarray:
     return A
 
 
-def _turn(A: np.ndarray, yaw: np.ndarray) -> np.ndarray:
+def turned_yaws(A: np.ndarray, yaw: np.ndarray) -> np.ndarray:
+    """Headings [rad] of yaws after the ego-frame map A (augmentation)."""
     heading = np.stack([np.cos(yaw), np.sin(yaw)], axis=-1) @ A[:2, :2].T
     return np.arctan2(heading[..., 1], heading[..., 0])
 
@@ -184,10 +185,10 @@ class Detection3DSamples(torch.utils.data.Dataset):
                                c.classes, c.scores) for c in cameras]
         valid = anchors[:, 10] > 0.5
         anchors[valid, :3] = transform_points(A, anchors[valid, :3].astype(np.float64))
-        turned = _turn(A, np.arctan2(anchors[valid, 6], anchors[valid, 7]))
+        turned = turned_yaws(A, np.arctan2(anchors[valid, 6], anchors[valid, 7]))
         anchors[valid, 6], anchors[valid, 7] = np.sin(turned), np.cos(turned)
         truth["center"] = transform_points(A, truth["center"])
-        truth["yaw"] = _turn(A, truth["yaw"])
+        truth["yaw"] = turned_yaws(A, truth["yaw"])
         truth["velocity"] = truth["velocity"] @ A[:2, :2].T
         maps, projection = camera_inputs(cameras, self.config)
         g = min(len(truth["class"]), MAX_TRUTH)
