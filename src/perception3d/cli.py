@@ -19,8 +19,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "eval": ("perception3d.eval.command", "score replay outputs against a dataroot's ground truth"),
     "view": ("perception3d.viz.command", "draw one frame of a replay (BEV + six cameras) into a PNG"),
     "dataset": ("perception3d.train.dataset_command", "build a cache of training samples (one per LiDAR sweep)"),
-    "train": ("perception3d.train.train_command", "train a learned model (detector2d, occupancy)"),
-    "export": ("perception3d.train.export_command", "export a trained model (detector2d, occupancy) to ONNX"),
+    "train": ("perception3d.train.train_command", "train a learned model (detector2d or a LiDAR node's model)"),
+    "export": ("perception3d.train.export_command", "export a trained model to ONNX"),
     "params": ("perception3d.runtime.params_command", "parameter schema, default file and README tables"),
     "bench": ("perception3d.bench.command", "run a benchmark suite and record its figures"),
     "doctor": ("perception3d.runtime.doctor_command", "check a ROS 2 machine before launching: ROS packages, torch and "

@@ -20,8 +20,14 @@ import numpy as np
 import torch
 
 from ..core.camera import CameraModel
-from ..core.models.checkpoint import SHIPPED_CHECKPOINT, SHIPPED_OCCUPANCY, SHIPPED_SEGMENTATION, load_checkpoint
-from ..core.models.export import export_onnx, export_segmentation
+from ..core.models.checkpoint import (
+    SHIPPED_CHECKPOINT,
+    SHIPPED_DETECTION3D,
+    SHIPPED_OCCUPANCY,
+    SHIPPED_SEGMENTATION,
+    load_checkpoint,
+)
+from ..core.models.export import export_detection3d, export_onnx, export_segmentation
 from ..core.models.occfusion_export import export_occupancy
 from ..nodes.base import CameraInput, Frame, NodeDefinition, StageTimer
 from ..nodes.detector2d import Detector2DNode
@@ -65,10 +71,16 @@ def _occupancy_onnx(directory: Path) -> Path:
     return export_occupancy(SHIPPED_OCCUPANCY, directory / "occupancy.onnx")
 
 
+def _detection3d_onnx(directory: Path) -> Path:
+    return export_detection3d(load_checkpoint(SHIPPED_DETECTION3D, expected_model="detection3d")[0],
+                              directory / "detection3d.onnx")
+
+
 # LiDAR node with a learned mode -> writer of its shipped model as ONNX
 LIDAR_NODES: dict[str, Callable[[Path], Path]] = {
     "segmentation": _segmentation_onnx,
     "occupancy": _occupancy_onnx,
+    "detection3d": _detection3d_onnx,
 }
 
 

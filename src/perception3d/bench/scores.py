@@ -10,6 +10,8 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
+import numpy as np
+
 from ..core.classes import LIDARSEG_CLASSES
 from ..core.models.checkpoint import SHIPPED_SEGMENTATION_BOX_PRIOR
 from ..eval.semantic import SEMANTIC_CLASSES
@@ -26,6 +28,9 @@ LEARNED_ROWS: dict[str, tuple[str, dict[str, dict[str, str]]]] = {
     "good + learned segmentation with box prior": ("good", {"segmentation": {
         "mode": "learned", "model_path": str(SHIPPED_SEGMENTATION_BOX_PRIOR)}}),
     "good + learned occupancy": ("good", {"occupancy": {"mode": "learned"}}),
+    "good + learned detection3d": ("good", {"detection3d": {"mode": "learned"}}),
+    "poor + learned detection3d": ("poor", {"detection3d": {"mode": "learned"}}),
+    "detector2d + learned detection3d": (LEARNED_2D, {"detection3d": {"mode": "learned"}}),
 }
 
 
@@ -44,10 +49,14 @@ def run(out_dir: Path) -> Path:
             report = run_preset(root, "v1.0-synth", "synth_val", preset, row_work, config=config,
                                 progress=False).report
             det, seg, occ = report.detection, report.segmentation, report.occupancy
+            present = det.present_classes
             figures = {
                 "car AP@2m": det.class_ap_2m["car"], "car ATE [m]": det.class_tp_errors["car"]["trans_err"],
                 "pedestrian AP": det.class_ap["pedestrian"], "mAP (present)": det.map_present,
-                "NDS (present)": det.nds_present, "seg car IoU": seg.per_class_iou()["car"],
+                "NDS (present)": det.nds_present,
+                "mAVE": float(np.nanmean([det.class_tp_errors[c]["vel_err"] for c in present])),
+                "mAAE": float(np.nanmean([det.class_tp_errors[c]["attr_err"] for c in present])),
+                "seg car IoU": seg.per_class_iou()["car"],
                 "seg mIoU": seg.miou(), "occ IoU": occ.iou(), "occ mIoU": occ.miou(),
             }
             rows.append([preset_row] + [f"{v:.3f}" for v in figures.values()])

@@ -80,8 +80,11 @@ class DetectionReport:
 
 
 def evaluate_detection(nusc, predictions: dict[str, Detections3D], eval_set: str, output_dir: Path,
-                       verbose: bool = False) -> DetectionReport:
-    """Score global-frame predictions per sample token on a split with nuscenes-devkit's DetectionEval."""
+                       verbose: bool = False, min_distance_m: float = 0.0) -> DetectionReport:
+    """Score global-frame predictions per sample token on a split with nuscenes-devkit's DetectionEval.
+
+    min_distance_m: score only the ground truth and predictions at least this far from the ego vehicle (the devkit's
+    ego_dist, in the x-y plane [m]) after its own class-range filter: AP of far objects (0: the devkit's score)."""
     from nuscenes.eval.common.config import config_factory
     from nuscenes.eval.detection.evaluate import DetectionEval
 
@@ -92,6 +95,10 @@ def evaluate_detection(nusc, predictions: dict[str, Detections3D], eval_set: str
     results_path.write_text(json.dumps(devkit_results(predictions, tokens)))
     evaluator = DetectionEval(nusc, config_factory("detection_cvpr_2019"), str(results_path), eval_set=eval_set,
                               output_dir=str(output_dir), verbose=verbose)
+    if min_distance_m > 0:
+        for boxes in (evaluator.gt_boxes, evaluator.pred_boxes):
+            for token in boxes.sample_tokens:
+                boxes.boxes[token] = [b for b in boxes.boxes[token] if b.ego_dist >= min_distance_m]
     metrics, _ = evaluator.evaluate()
     present = sorted({b.detection_name for b in evaluator.gt_boxes.all}, key=DETECTION_CLASSES.index)
     class_ap = {c: float(v) for c, v in metrics.mean_dist_aps.items()}

@@ -114,9 +114,15 @@ def check_parameter_file(path: Path) -> tuple[Check, dict]:
 
 def _shipped_models() -> dict[str, Path]:
     """node -> its shipped checkpoint (the node's model name is the node name)."""
-    from ..core.models.checkpoint import SHIPPED_CHECKPOINT, SHIPPED_OCCUPANCY, SHIPPED_SEGMENTATION
+    from ..core.models.checkpoint import (
+        SHIPPED_CHECKPOINT,
+        SHIPPED_DETECTION3D,
+        SHIPPED_OCCUPANCY,
+        SHIPPED_SEGMENTATION,
+    )
 
-    return {"detector2d": SHIPPED_CHECKPOINT, "segmentation": SHIPPED_SEGMENTATION, "occupancy": SHIPPED_OCCUPANCY}
+    return {"detector2d": SHIPPED_CHECKPOINT, "segmentation": SHIPPED_SEGMENTATION, "occupancy": SHIPPED_OCCUPANCY,
+            "detection3d": SHIPPED_DETECTION3D}
 
 
 def check_checkpoint(node: str, params: dict) -> Check:

@@ -309,19 +309,27 @@ def predict(network: nn.Module, caches: Sequence[SweepDataset], device: torch.de
     return predictions
 
 
-def evaluate(network: nn.Module, caches: Sequence[SweepDataset], split: str, device: torch.device,
-             boxes2d: str = "cache", progress: bool = True, seed: int = 0):
-    """eval.detection.DetectionReport (nuscenes-devkit) of the network on the keyframes of caches of one dataroot,
-    scored on `split` of it."""
+def cache_nuscenes(cache: SweepDataset):
+    """The devkit's NuScenes of the dataroot a cache was built from."""
     from nuscenes.nuscenes import NuScenes
 
+    return NuScenes(cache.manifest["version"], cache.manifest["dataroot"], verbose=False)
+
+
+def score(nusc, predictions: dict[str, Detections3D], split: str, min_distance_m: float = 0.0):
+    """eval.detection.DetectionReport (nuscenes-devkit) of global-frame predictions on `split` of nusc's dataroot
+    (only objects at least min_distance_m away when it is not 0)."""
     from ..eval.detection import evaluate_detection
 
-    manifest = caches[0].manifest
-    nusc = NuScenes(manifest["version"], manifest["dataroot"], verbose=False)
-    predictions = predict(network, caches, device, boxes2d, progress=progress, seed=seed)
     with tempfile.TemporaryDirectory(prefix="p3d-det3d-eval-") as tmp:
-        return evaluate_detection(nusc, predictions, split, Path(tmp))
+        return evaluate_detection(nusc, predictions, split, Path(tmp), min_distance_m=min_distance_m)
+
+
+def evaluate(network: nn.Module, caches: Sequence[SweepDataset], split: str, device: torch.device,
+             boxes2d: str = "cache", progress: bool = True, seed: int = 0):
+    """`score` of the network's predictions (`predict`) on the keyframes of caches (of one dataroot)."""
+    predictions = predict(network, caches, device, boxes2d, progress=progress, seed=seed)
+    return score(cache_nuscenes(caches[0]), predictions, split)
 
 
 class Detection3DTask(TrainTask):

@@ -48,35 +48,46 @@ def detr3d_bev(points_base: np.ndarray, intensity: np.ndarray, past_points_base:
 
 
 def anchor_rows(cameras: Sequence[CameraBoxes], config: Detr3DConfig) -> np.ndarray:
-    """(config.anchor_queries, ANCHOR_FEATURES) float32 anchor rows (module docstring; zeros = padding)."""
+    """(config.anchor_queries, ANCHOR_FEATURES) float32 anchor rows (module docstring; zeros = padding).
+
+    Boxes are lifted best 2D score first, `anchor_queries` at a time, until the rows are full (a box without an
+    anchor above ANCHOR_IOU leaves its row to the next box): the same rows as lifting every box, at the cost of the
+    boxes that are used."""
     rows = np.zeros((config.anchor_queries, ANCHOR_FEATURES), dtype=np.float32)
-    boxes, classes, scores, camera_index = [], [], [], []
-    for c, camera in enumerate(cameras):
-        keep = np.asarray(camera.classes) >= 0
-        boxes.append(np.asarray(camera.boxes_xyxy, dtype=np.float64).reshape(-1, 4)[keep])
-        classes.append(np.asarray(camera.classes)[keep])
-        scores.append(np.asarray(camera.scores, dtype=np.float64)[keep])
-        camera_index.append(np.full(int(keep.sum()), c))
-    if config.anchor_queries == 0 or not boxes or sum(len(b) for b in boxes) == 0:
+    parts = [(c, np.flatnonzero(np.asarray(camera.classes) >= 0)) for c, camera in enumerate(cameras)]
+    if config.anchor_queries == 0 or sum(len(keep) for _, keep in parts) == 0:
         return rows
-    boxes, classes = np.concatenate(boxes), np.concatenate(classes).astype(np.int64)
-    scores, camera_index = np.concatenate(scores), np.concatenate(camera_index)
+    boxes = np.concatenate([np.asarray(cameras[c].boxes_xyxy, dtype=np.float64).reshape(-1, 4)[keep]
+                            for c, keep in parts])
+    classes = np.concatenate([np.asarray(cameras[c].classes)[keep] for c, keep in parts]).astype(np.int64)
+    scores = np.concatenate([np.asarray(cameras[c].scores, dtype=np.float64)[keep] for c, keep in parts])
+    camera_index = np.concatenate([np.full(len(keep), c) for c, keep in parts])
     names = np.array([DETECTION_CLASSES[k] for k in classes], dtype=object)
-    windows = np.concatenate([prior_depth_windows(boxes[camera_index == c], names[camera_index == c], camera, _LIFT)
-                              for c, camera in enumerate(cameras)])
-    anchors = lift_boxes_multi(boxes, names, camera_index, cameras,
-                               [invert_transform(c.T_camera_points) for c in cameras], ANCHOR_IOU, 1, windows)
-    if len(anchors) == 0:
-        return rows
-    first = np.unique(anchors.box_index, return_index=True)[1]  # best anchor of each box
-    box = anchors.box_index[first]
-    chosen = first[np.argsort(-scores[box], kind="stable")][:config.anchor_queries]
-    box = anchors.box_index[chosen]
-    n = len(chosen)
-    rows[:n, :3] = anchors.centers[chosen]
-    rows[:n, 3:6] = np.log(np.maximum(anchors.sizes_lwh[chosen], 1e-2))
-    rows[:n, 6], rows[:n, 7] = np.sin(anchors.yaws[chosen]), np.cos(anchors.yaws[chosen])
-    rows[:n, 8], rows[:n, 9], rows[:n, 10] = classes[box], scores[box], 1.0
+    T_target_cams = [invert_transform(c.T_camera_points) for c in cameras]
+    order = np.argsort(-scores, kind="stable")
+    filled = 0
+    for start in range(0, len(order), config.anchor_queries):
+        chunk = order[start:start + config.anchor_queries]
+        windows = np.empty((len(chunk), 2))
+        for c, camera in enumerate(cameras):
+            mine = camera_index[chunk] == c
+            if mine.any():
+                windows[mine] = prior_depth_windows(boxes[chunk][mine], names[chunk][mine], camera, _LIFT)
+        anchors = lift_boxes_multi(boxes[chunk], names[chunk], camera_index[chunk], cameras, T_target_cams,
+                                   ANCHOR_IOU, 1, windows)
+        if len(anchors) == 0:
+            continue
+        chosen = np.sort(anchors.box_index)[:config.anchor_queries - filled]  # best-scored boxes of the chunk first
+        at = np.searchsorted(anchors.box_index, chosen)  # one anchor per box, grouped by box index
+        box = chunk[chosen]
+        rows_now = slice(filled, filled + len(chosen))
+        rows[rows_now, :3] = anchors.centers[at]
+        rows[rows_now, 3:6] = np.log(np.maximum(anchors.sizes_lwh[at], 1e-2))
+        rows[rows_now, 6], rows[rows_now, 7] = np.sin(anchors.yaws[at]), np.cos(anchors.yaws[at])
+        rows[rows_now, 8], rows[rows_now, 9], rows[rows_now, 10] = classes[box], scores[box], 1.0
+        filled += len(chosen)
+        if filled == config.anchor_queries:
+            break
     return rows
 
 
