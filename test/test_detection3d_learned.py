@@ -226,3 +226,19 @@ def test_the_learned_node_refuses_a_model_of_another_kind(tmp_path):
     params = load_parameters(None, {"detection3d": Detection3DNode.parameters})["detection3d"]
     with pytest.raises(ModelError, match="detection3d"):
         Detection3DNode({**params, "mode": "learned", "device": "cpu", "model_path": str(SHIPPED_SEGMENTATION)})
+
+
+def test_the_shipped_checkpoint_is_the_learned_modes_default_and_runs_without_points_or_boxes():
+    from perception3d.core.models.checkpoint import SHIPPED_DETECTION3D, read_checkpoint
+    from perception3d.nodes.detection3d import Detection3DNode
+    from perception3d.nodes.params import load_parameters
+
+    payload = read_checkpoint(SHIPPED_DETECTION3D)  # weights_only load
+    assert payload["model"] == "detection3d" and payload["record"]["command"]
+    assert not payload["config"]["anchor_queries_learned"] and payload["config"]["use_camera"]  # QAF2D anchors
+    assert all(t.dtype == torch.float16 for t in payload["state_dict"].values() if t.is_floating_point())
+    params = load_parameters(None, {"detection3d": Detection3DNode.parameters})["detection3d"]
+    node = Detection3DNode({**params, "mode": "learned", "device": "cpu"})  # model_path '' = the shipped one
+    assert node.model_state() == "learned mode: torch model shipped checkpoint"
+    dets = node.detect_learned(np.zeros((0, 3)), np.zeros(0, np.float32), (None, None, None), [])
+    assert set(dets.class_ids) <= set(DETECTION_CLASSES) and np.isnan(dets.velocities).all()
