@@ -67,6 +67,48 @@ def test_camera_evidence_averages_over_the_cameras_that_see_a_voxel_only():
     assert both[0, car] == pytest.approx(0.4)
 
 
+def reference_camera_evidence(samples: np.ndarray, cameras: list) -> np.ndarray:
+    """camera_evidence one voxel, camera and point at a time, bilinear reads by hand."""
+    cols, rows = inputs.DETECTION_MAP_SIZE
+    out = np.zeros((len(samples), inputs.CAMERA_CHANNELS))
+    for v, points in enumerate(samples):
+        per_camera = []
+        for cam in cameras:
+            maps = inputs.detection_maps(cam)
+            uv, _, seen = project(points, cam)
+            reads = []
+            for (u, w), visible in zip(uv, seen):
+                if not visible:
+                    continue
+                x = min(max(u * cols / cam.width - 0.5, 0), cols - 1)
+                y = min(max(w * rows / cam.height - 0.5, 0), rows - 1)
+                x0, y0 = min(int(x), cols - 2), min(int(y), rows - 2)
+                fx, fy = x - x0, y - y0
+                reads.append((maps[:, y0, x0] * (1 - fx) + maps[:, y0, x0 + 1] * fx) * (1 - fy)
+                             + (maps[:, y0 + 1, x0] * (1 - fx) + maps[:, y0 + 1, x0 + 1] * fx) * fy)
+            if reads:
+                per_camera.append(np.mean(reads, axis=0))
+        if per_camera:
+            out[v, :-1], out[v, -1] = np.mean(per_camera, axis=0), 1.0
+    return out
+
+
+def test_camera_evidence_equals_a_voxel_by_voxel_reference():
+    """Voxels seen by no camera, by one, by both, partly (some points outside the image or behind), boxes that
+    overlap and a class that is not used."""
+    car, ped = DETECTION_CLASSES.index("car"), DETECTION_CLASSES.index("pedestrian")
+    front = camera([[20, 10, 120, 90], [90, 0, 200, 60], [0, 0, 50, 50]], [car, ped, -1], [0.7, 0.9, 1.0])
+    left = camera([[60, 20, 160, 80]], [car], [0.5], T=FORWARD @ np.array([[0.0, 1, 0, 0], [-1, 0, 0, 0],
+                                                                              [0, 0, 1, 0], [0, 0, 0, 1]]))
+    rng = np.random.default_rng(2)
+    samples = rng.uniform([-12.0, -12.0, -3.0], [12.0, 12.0, 3.0], (60, 4, 3))
+    samples[:10, :, 0], samples[:10, :, 1] = 10.0, rng.uniform(-3.0, 3.0, (10, 4))  # seen by the front camera
+    evidence = inputs.camera_evidence(samples, [front, left])
+    reference = reference_camera_evidence(samples, [front, left])
+    assert 0 < reference[:, -1].sum() < len(samples) and reference[:, car].max() > 0 and reference[:, ped].max() > 0
+    np.testing.assert_allclose(evidence, reference, rtol=1e-6, atol=1e-7)
+
+
 def test_fused_voxels_are_the_non_empty_coarse_voxels_with_exactly_n_samples_inside():
     fine = VoxelGrid.from_range(SMALL_RANGE, 0.4)
     coarse = inputs.coarse_grid(fine)

@@ -114,12 +114,13 @@ def sample_bilinear(maps: np.ndarray, uv_cells: np.ndarray) -> np.ndarray:
     """(N, C) values of maps (C, rows, cols) at continuous cell coordinates (N, 2) (column, row; cell centres at
     +0.5), clamped at the border."""
     _, rows, cols = maps.shape
+    cells = np.ascontiguousarray(maps.transpose(1, 2, 0))  # (rows, cols, C): one gather per corner gives (N, C)
     x = np.clip(uv_cells[:, 0] - 0.5, 0, cols - 1)
     y = np.clip(uv_cells[:, 1] - 0.5, 0, rows - 1)
     x0, y0 = np.minimum(x.astype(np.int64), cols - 2), np.minimum(y.astype(np.int64), rows - 2)
     fx, fy = (x - x0)[:, None], (y - y0)[:, None]
-    top = maps[:, y0, x0].T * (1 - fx) + maps[:, y0, x0 + 1].T * fx
-    bottom = maps[:, y0 + 1, x0].T * (1 - fx) + maps[:, y0 + 1, x0 + 1].T * fx
+    top = cells[y0, x0] * (1 - fx) + cells[y0, x0 + 1] * fx
+    bottom = cells[y0 + 1, x0] * (1 - fx) + cells[y0 + 1, x0 + 1] * fx
     return (top * (1 - fy) + bottom * fy).astype(np.float32)
 
 
@@ -131,16 +132,18 @@ def camera_evidence(samples: np.ndarray, cameras: Sequence[CameraBoxes]) -> np.n
     cameras_seeing = np.zeros(n_vox, dtype=np.float32)
     for camera in cameras:
         uv, _, seen = project(flat, camera)
-        if not seen.any():
+        seen = seen.reshape(n_vox, n_pts)
+        seen_per_voxel = seen.sum(axis=1)
+        voxels = np.flatnonzero(seen_per_voxel)  # the others get nothing from this camera
+        if not len(voxels):
             continue
+        seen = seen[voxels]
         cols, rows = DETECTION_MAP_SIZE
-        cells = uv[seen] * np.array([cols / camera.width, rows / camera.height])
-        values = np.zeros((len(flat), CAMERA_CHANNELS - 1), dtype=np.float32)
+        cells = uv.reshape(n_vox, n_pts, 2)[voxels][seen] * np.array([cols / camera.width, rows / camera.height])
+        values = np.zeros((len(voxels), n_pts, CAMERA_CHANNELS - 1), dtype=np.float32)
         values[seen] = sample_bilinear(detection_maps(camera), cells)
-        seen_per_voxel = seen.reshape(n_vox, n_pts).sum(axis=1)
-        per_voxel = values.reshape(n_vox, n_pts, -1).sum(axis=1) / np.maximum(seen_per_voxel, 1)[:, None]
-        total += per_voxel
-        cameras_seeing += seen_per_voxel > 0
+        total[voxels] += values.sum(axis=1) / seen_per_voxel[voxels][:, None]
+        cameras_seeing[voxels] += 1
     evidence = total / np.maximum(cameras_seeing, 1)[:, None]
     return np.concatenate([evidence, (cameras_seeing > 0).astype(np.float32)[:, None]], axis=1)
 
