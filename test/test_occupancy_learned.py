@@ -168,11 +168,12 @@ def test_refinement_takes_the_lidar_parents_and_the_top_k_uncertain_non_free_vox
     logits[[3, 4, 5, 6], 4] = torch.tensor([1.0, 3.0, 0.5, 2.0])  # ... except four car voxels, 5 least sure
     logits[[3, 4, 5, 6], 0] = 0.0
     observed = torch.ones(net.num_coarse, dtype=torch.bool)
-    parents = net.refine_parents(logits, torch.tensor([5]), observed)
+    parents = net.refine_parents(*net.coarse_confidence(logits), torch.tensor([5]), observed)
     assert parents.tolist() == [5, 3, 6]  # 5 already a LiDAR parent, then the two most uncertain others
     observed[3] = False  # nothing of voxel 3 seen: its label does not reach the output, no refinement
-    assert net.refine_parents(logits, torch.tensor([5]), observed).tolist() == [5, 6, 4]
-    assert tiny_network(refine=False).refine_parents(logits, torch.tensor([5]), observed).numel() == 0
+    assert net.refine_parents(*net.coarse_confidence(logits), torch.tensor([5]), observed).tolist() == [5, 6, 4]
+    assert tiny_network(refine=False).refine_parents(*net.coarse_confidence(logits), torch.tensor([5]),
+                                                     observed).numel() == 0
 
 
 def test_observed_parents_have_a_fine_child_hit_or_crossed():

@@ -134,18 +134,22 @@ class OccFusionNet(nn.Module):
         s, z = self.side, self.height
         return fine_state.reshape(2, z, 2, s, 2, s, 2).amax(dim=(0, 2, 4, 6)).reshape(-1) > 0
 
-    def refine_parents(self, logits: torch.Tensor, lidar_parents: torch.Tensor,
+    @staticmethod
+    def coarse_confidence(logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(max softmax score (N,), label (N,)) of coarse logits (N, classes), without gradient."""
+        return torch.softmax(logits.detach(), dim=1).max(dim=1)
+
+    def refine_parents(self, score: torch.Tensor, label: torch.Tensor, lidar_parents: torch.Tensor,
                        observed: torch.Tensor) -> torch.Tensor:
-        """lidar_parents + the refine_top_k most uncertain other observed voxels predicted non-free."""
+        """lidar_parents + the refine_top_k most uncertain other observed voxels predicted non-free (score, label:
+        coarse_confidence)."""
         if not self.config.refine:
             return lidar_parents[:0]
         k = min(self.config.refine_top_k, self.num_coarse)
         if k == 0:
             return lidar_parents
-        probability = torch.softmax(logits.detach(), dim=1)
-        best, label = probability.max(dim=1)
-        uncertainty = torch.where((label > 0) & observed, 1.0 - best, torch.full_like(best, -1.0))
-        uncertainty = uncertainty.index_put((lidar_parents,), torch.full_like(lidar_parents, -2.0, dtype=best.dtype))
+        uncertainty = torch.where((label > 0) & observed, 1.0 - score, torch.full_like(score, -1.0))
+        uncertainty = uncertainty.index_put((lidar_parents,), torch.full_like(lidar_parents, -2.0, dtype=score.dtype))
         return torch.cat([lidar_parents, torch.topk(uncertainty, k).indices])
 
     def refine(self, voxels: torch.Tensor, parents: torch.Tensor,
@@ -167,17 +171,20 @@ class OccFusionNet(nn.Module):
     def forward(self, bev: torch.Tensor, fused_index: torch.Tensor, camera: torch.Tensor, lidar_parents: torch.Tensor,
                 fine_state: torch.Tensor) -> dict[str, torch.Tensor]:
         """Inputs as INPUT_NAMES (bev (1, C, S, S), fused_index (V,) int64, camera (V, CAMERA_CHANNELS),
-        lidar_parents (R,) int64, fine_state (2, fine voxels)); returns coarse_logits (N, classes), fine_index and
-        fine_logits (in eval mode with the prior correction)."""
+        lidar_parents (R,) int64, fine_state (2, fine voxels)); returns coarse_logits (N, classes), their
+        coarse_confidence (coarse_score, coarse_label), fine_index and fine_logits (in eval mode with the prior
+        correction)."""
         voxels = self.voxel_features(bev, fused_index, camera)
         coarse = self.coarse_head(voxels)
         if not self.training:
             coarse = coarse + self.free_prior[0]
-        parents = self.refine_parents(coarse, lidar_parents, self.observed_parents(fine_state))
+        score, label = self.coarse_confidence(coarse)
+        parents = self.refine_parents(score, label, lidar_parents, self.observed_parents(fine_state))
         fine_index, fine = self.refine(voxels, parents, fine_state)
         if not self.training:
             fine = fine + self.free_prior[1]
-        return {"coarse_logits": coarse, "fine_index": fine_index, "fine_logits": fine}
+        return {"coarse_logits": coarse, "coarse_score": score, "coarse_label": label, "fine_index": fine_index,
+                "fine_logits": fine}
 
 
 class OccFusionInference(nn.Module):
@@ -190,6 +197,6 @@ class OccFusionInference(nn.Module):
 
     def forward(self, bev, fused_index, camera, lidar_parents, fine_state):
         out = self.network(bev, fused_index, camera, lidar_parents, fine_state)
-        coarse_score, coarse_label = torch.softmax(out["coarse_logits"], dim=1).max(dim=1)
+        coarse_score, coarse_label = out["coarse_score"], out["coarse_label"]  # as the refinement ranked them
         fine_score, fine_label = torch.softmax(out["fine_logits"], dim=1).max(dim=1)
         return coarse_label, coarse_score, out["fine_index"], fine_label, fine_score
