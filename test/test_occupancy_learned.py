@@ -220,11 +220,29 @@ def test_fine_volume_upsamples_coarse_labels_overwrites_refined_ones_and_hides_u
     observed = np.ones(fine.num_voxels, dtype=bool)
     observed[fine.flat_index(np.array([[3, 3, 1]]))] = False
     refined = fine.flat_index(np.array([[1, 1, 1]]))
-    volume, score = inputs.fine_volume(coarse_label, refined, np.array([7]), observed, fine,
-                                       np.array([0.9, 0.8, 0.7, 0.6]), np.array([0.5]))
+    volume = inputs.fine_volume(coarse_label, refined, np.array([7]), observed, fine)
     assert volume[0, 0, 0] == 4 and volume[1, 1, 1] == 7 and volume[3, 0, 0] == 0 and volume[2, 3, 0] == 11
     assert volume[3, 3, 1] == OCCUPANCY_UNKNOWN
-    assert score[0, 1, 0] == pytest.approx(0.9) and score[1, 1, 1] == pytest.approx(0.5)
+    score = inputs.voxel_scores(np.array([[0, 1, 0], [1, 1, 1], [2, 3, 0]]), np.array([0.9, 0.8, 0.7, 0.6]),
+                                refined, np.array([0.5]), fine)
+    assert score.tolist() == pytest.approx([0.9, 0.5, 0.6])
+
+
+def test_voxel_scores_are_those_of_the_labels_fine_volume_writes_at_every_voxel():
+    """Repeated refined voxels (a parent refined twice) keep the last score, as fine_volume keeps the last label."""
+    rng = np.random.default_rng(3)
+    fine = VoxelGrid.from_range((-1.6, -1.6, 0.0, 1.6, 1.6, 1.6), 0.4)  # 8 x 8 x 4, coarse 4 x 4 x 2
+    coarse = rng.random(fine.num_voxels // 8).astype(np.float32)
+    refined = np.concatenate([rng.choice(fine.num_voxels, 40, replace=False), [5, 5, 77]])
+    refined_score = rng.random(len(refined)).astype(np.float32)
+    sx, sy, sz = fine.shape
+    # the score volume by the same upsample-and-overwrite as the labels: fine_volume on scores scaled to 0..250
+    labels = inputs.fine_volume((coarse * 250).astype(np.uint8), refined, (refined_score * 250).astype(np.uint8),
+                                np.ones(fine.num_voxels, dtype=bool), fine)
+    voxels = np.argwhere(np.ones(fine.shape, dtype=bool))
+    scores = inputs.voxel_scores(voxels, coarse, refined, refined_score, fine)
+    np.testing.assert_array_equal((scores * 250).astype(np.uint8), labels[tuple(voxels.T)])
+    assert scores[fine.flat_index(voxels) == 5] == refined_score[-2]
 
 
 def test_active_training_repeats_the_hardest_frames_on_odd_epochs():

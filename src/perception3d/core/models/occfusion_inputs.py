@@ -17,7 +17,8 @@ x + X * (y + Y * z) (core.voxels), which is the C order of a (Z, Y, X) array: BE
   when any camera sees it. No depth is estimated: the LiDAR geometry says where to look.
 - `lidar_parents`: the coarse voxels whose children are always refined (those holding returns and their vertical
   neighbours); the network adds the top-K most uncertain ones itself.
-- `fine_volume`: the network's coarse and refined labels combined into the fine [x, y, z] volume.
+- `fine_volume`: the network's coarse and refined labels combined into the fine [x, y, z] volume;
+  `voxel_scores`: the scores of those labels at given fine voxels.
 """
 from __future__ import annotations
 
@@ -182,25 +183,37 @@ def network_inputs(points_base: np.ndarray, intensity: np.ndarray, sensor_origin
 
 
 def fine_volume(coarse_label: np.ndarray, fine_index: np.ndarray, fine_label: np.ndarray, observed: np.ndarray,
-                fine: VoxelGrid, coarse_score: np.ndarray | None = None,
-                fine_score: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray | None]:
-    """The fine uint8 [x, y, z] label volume (0 free, 1..16, 255 where the sweep observed nothing) and, when scores
-    are given, the float32 [x, y, z] score volume: coarse labels upsampled (nearest), refined children overwritten.
+                fine: VoxelGrid) -> np.ndarray:
+    """The fine uint8 [x, y, z] label volume (0 free, 1..16, 255 where the sweep observed nothing): coarse labels
+    upsampled (nearest), refined children overwritten.
 
-    coarse_label, coarse_score: (coarse voxels,) flat order; fine_index, fine_label, fine_score: (F,) refined fine
-    voxels (flat order); observed: (fine voxels,) bool flat order.
+    coarse_label: (coarse voxels,) flat order; fine_index, fine_label: (F,) refined fine voxels (flat order);
+    observed: (fine voxels,) bool flat order.
     """
     sx, sy, sz = fine.shape
-
-    def upsample(values: np.ndarray, refined: np.ndarray, dtype) -> np.ndarray:
-        cube = np.asarray(values).astype(dtype).reshape(sz // 2, sy // 2, sx // 2)
-        out = cube.repeat(2, axis=0).repeat(2, axis=1).repeat(2, axis=2).reshape(-1)
-        out[np.asarray(fine_index, dtype=np.int64)] = np.asarray(refined).astype(dtype)
-        return out
-
-    labels = upsample(coarse_label, fine_label, np.uint8)
+    cube = np.asarray(coarse_label).astype(np.uint8).reshape(sz // 2, sy // 2, sx // 2)
+    labels = cube.repeat(2, axis=0).repeat(2, axis=1).repeat(2, axis=2).reshape(-1)
+    labels[np.asarray(fine_index, dtype=np.int64)] = np.asarray(fine_label).astype(np.uint8)
     labels[~observed] = OCCUPANCY_UNKNOWN
-    volume = labels.reshape(sz, sy, sx).transpose(2, 1, 0)
-    if coarse_score is None or fine_score is None:
-        return volume, None
-    return volume, upsample(coarse_score, fine_score, np.float32).reshape(sz, sy, sx).transpose(2, 1, 0)
+    return labels.reshape(sz, sy, sx).transpose(2, 1, 0)
+
+
+def voxel_scores(voxels: np.ndarray, coarse_score: np.ndarray, fine_index: np.ndarray, fine_score: np.ndarray,
+                 fine: VoxelGrid) -> np.ndarray:
+    """(M,) float32 score of the label fine_volume gives fine voxels (M, 3) [x, y, z]: the refined score of a refined
+    voxel (the last one where fine_index repeats it, as in fine_volume), else its parent's coarse score.
+
+    coarse_score: (coarse voxels,) flat order; fine_index, fine_score: (F,) refined fine voxels (flat order).
+    """
+    voxels = np.asarray(voxels, dtype=np.int64).reshape(-1, 3)
+    sx, sy, _ = fine.shape
+    parent = voxels[:, 0] // 2 + sx // 2 * (voxels[:, 1] // 2 + sy // 2 * (voxels[:, 2] // 2))
+    scores = np.asarray(coarse_score, dtype=np.float32)[parent]
+    refined = np.asarray(fine_index, dtype=np.int64)
+    if len(refined) and len(voxels):
+        order = np.argsort(refined, kind="stable")
+        flat = fine.flat_index(voxels)
+        last = np.maximum(np.searchsorted(refined[order], flat, side="right") - 1, 0)
+        hit = refined[order[last]] == flat
+        scores[hit] = np.asarray(fine_score, dtype=np.float32)[order[last[hit]]]
+    return scores
