@@ -197,6 +197,32 @@ def test_eval_mode_corrects_the_free_prior_for_the_subsampled_free_voxels():
     assert trained["coarse_logits"].shape == evaluated["coarse_logits"].shape
 
 
+def test_eval_mode_labels_the_observed_coarse_voxels_as_the_head_on_every_voxel_would_and_no_others():
+    net = tiny_network(refine_top_k=30, coarse_free_keep=1.0)
+    fine = net.config.fine_grid
+    generator = torch.Generator().manual_seed(1)
+    with torch.no_grad():  # untrained: a strong random head so that the labels vary from voxel to voxel
+        net.coarse_head.weight.copy_(10 * torch.randn(net.coarse_head.weight.shape, generator=generator))
+    bev = torch.rand(1, inputs.lidar_channel_count(fine), 32, 32, generator=generator)
+    fused, camera_features = torch.tensor([0, 9, 40]), torch.rand(3, inputs.CAMERA_CHANNELS, generator=generator)
+    lidar_parents = torch.tensor([0, 9, 40])
+    fine_state = (torch.rand(2, fine.num_voxels, generator=generator) < 0.03).float()
+    with torch.no_grad():
+        out = net(bev, fused, camera_features, lidar_parents, fine_state)
+        voxels = net.voxel_features(bev, fused, camera_features)
+        score, label = net.coarse_confidence(net.coarse_head(voxels) + net.free_prior[0])  # every voxel
+        observed = net.observed_parents(fine_state)
+        fine_index, fine_logits = net.refine(voxels, net.refine_parents(score, label, lidar_parents, observed),
+                                             fine_state)
+    assert 0 < observed.sum() < len(observed) and (label[~observed] > 0).any()
+    assert len(torch.unique(label[observed])) > 3
+    assert torch.equal(out["coarse_observed"], torch.nonzero(observed).reshape(-1))
+    assert torch.equal(out["coarse_label"][observed], label[observed]) and not out["coarse_label"][~observed].any()
+    assert torch.allclose(out["coarse_score"][observed], score[observed]) and not out["coarse_score"][~observed].any()
+    assert torch.equal(out["fine_index"], fine_index)
+    assert torch.allclose(out["fine_logits"], fine_logits + net.free_prior[1])
+
+
 def test_children_are_the_eight_fine_voxels_inside_their_parent():
     net = tiny_network()
     fine = net.config.fine_grid
