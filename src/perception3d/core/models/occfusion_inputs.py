@@ -192,9 +192,11 @@ def fine_volume(coarse_label: np.ndarray, fine_index: np.ndarray, fine_label: np
     """
     sx, sy, sz = fine.shape
     cube = np.asarray(coarse_label).astype(np.uint8).reshape(sz // 2, sy // 2, sx // 2)
-    labels = cube.repeat(2, axis=0).repeat(2, axis=1).repeat(2, axis=2).reshape(-1)
+    # x first: the element-wise repeat on the smallest array, the later ones copy whole rows / planes
+    labels = cube.repeat(2, axis=2).repeat(2, axis=1).repeat(2, axis=0).reshape(-1)
     labels[np.asarray(fine_index, dtype=np.int64)] = np.asarray(fine_label).astype(np.uint8)
-    labels[~observed] = OCCUPANCY_UNKNOWN
+    # unknown (255) is the largest uint8: a maximum sets the unobserved voxels (faster than a boolean-mask write)
+    np.maximum(labels, np.uint8(OCCUPANCY_UNKNOWN) * ~np.asarray(observed, dtype=bool), out=labels)
     return labels.reshape(sz, sy, sx).transpose(2, 1, 0)
 
 
