@@ -80,8 +80,9 @@ def lidar_inputs(points_base: np.ndarray, intensity: np.ndarray, sensor_origin: 
     free = free_voxels(points, fine, sensor_origin, 0.5 * fine.resolution) & ~occupied
     shares = [_children_share(m, fine) for m in (occupied, free)]
     bev = bev_input(points, np.asarray(intensity, dtype=np.float32) / np.float32(255.0), bev_grid(fine))
-    return LidarInputs(np.concatenate([bev, *shares]).astype(np.float32),
-                       np.stack([occupied, free]).astype(np.float32), occupied | free)
+    fine_state = np.empty((2, fine.num_voxels), dtype=np.float32)
+    fine_state[0], fine_state[1] = occupied, free
+    return LidarInputs(np.concatenate([bev, *shares]).astype(np.float32), fine_state, occupied | free)
 
 
 def _children_share(mask: np.ndarray, fine: VoxelGrid) -> np.ndarray:
