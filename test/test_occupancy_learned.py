@@ -197,7 +197,7 @@ def test_eval_mode_corrects_the_free_prior_for_the_subsampled_free_voxels():
     assert trained["coarse_logits"].shape == evaluated["coarse_logits"].shape
 
 
-def test_eval_mode_labels_the_observed_coarse_voxels_as_the_head_on_every_voxel_would_and_no_others():
+def test_eval_mode_labels_and_refines_the_observed_coarse_voxels_as_on_every_voxel_and_no_others():
     net = tiny_network(refine_top_k=30, coarse_free_keep=1.0)
     fine = net.config.fine_grid
     generator = torch.Generator().manual_seed(1)
@@ -212,9 +212,9 @@ def test_eval_mode_labels_the_observed_coarse_voxels_as_the_head_on_every_voxel_
         voxels = net.voxel_features(bev, fused, camera_features)
         score, label = net.coarse_confidence(net.coarse_head(voxels) + net.free_prior[0])  # every voxel
         observed = net.observed_parents(fine_state)
-        fine_index, fine_logits = net.refine(voxels, net.refine_parents(score, label, lidar_parents, observed),
-                                             fine_state)
-    assert 0 < observed.sum() < len(observed) and (label[~observed] > 0).any()
+        parents = net.refine_parents(score, label, lidar_parents, observed)
+        fine_index, fine_logits = net.refine(voxels, parents[observed[parents]], fine_state)
+    assert 0 < observed.sum() < len(observed) and (label[~observed] > 0).any() and not observed[parents].all()
     assert len(torch.unique(label[observed])) > 3
     assert torch.equal(out["coarse_observed"], torch.nonzero(observed).reshape(-1))
     assert torch.equal(out["coarse_label"][observed], label[observed]) and not out["coarse_label"][~observed].any()

@@ -8,7 +8,8 @@ features, N = S * S * Z coarse voxels in flat message order):
 2. Fusion: at the V non-empty coarse voxels, an MLP of [LiDAR feature, camera evidence] replaces the voxel's feature
    (scattered back with index_put: the indices are unique and ONNX exports it exactly).
 3. Coarse logits (N, 17) by a linear layer per voxel: 0 free, 1..16 lidarseg classes (in eval mode only at the
-   observed voxels, ~14 % of a nuScenes sweep's: the others' labels are unknown in the output).
+   observed voxels, ~14 % of a nuScenes sweep's: the others' labels are unknown in the output; step 4 likewise
+   refines only observed parents in eval mode).
 4. Active coarse-to-fine: parents = the given LiDAR parents + the `refine_top_k` most uncertain other voxels
    (uncertainty 1 - max softmax, among the voxels predicted non-free that the sweep observed, i.e. with a fine
    child hit or crossed by a ray; TopK with a fixed k); each parent's 8 children at the fine grid get logits from
@@ -175,10 +176,10 @@ class OccFusionNet(nn.Module):
         lidar_parents (R,) int64, fine_state (2, fine voxels)); returns coarse_logits, coarse_score and coarse_label
         (N,) (coarse_confidence), fine_index and fine_logits.
 
-        Training: coarse_logits (N, classes) of every coarse voxel. Eval mode: the logits only of the observed
-        coarse voxels (observed_parents; coarse_logits (M, classes) in the order of coarse_observed (M,)), as only
-        their labels reach an output (the others are unknown there), score and label 0 elsewhere; logits with the
-        prior correction.
+        Training: coarse_logits (N, classes) of every coarse voxel, the children of every refined parent. Eval mode:
+        the logits only of the observed coarse voxels (observed_parents; coarse_logits (M, classes) in the order of
+        coarse_observed (M,)), score and label 0 elsewhere, and only the observed parents refined, as only their
+        labels reach an output (the others are unknown there); logits with the prior correction.
         """
         voxels = self.voxel_features(bev, fused_index, camera)
         observed = self.observed_parents(fine_state)
@@ -194,6 +195,8 @@ class OccFusionNet(nn.Module):
             label = torch.zeros_like(observed, dtype=seen_label.dtype).index_put((seen,), seen_label)
             out["coarse_observed"] = seen
         parents = self.refine_parents(score, label, lidar_parents, observed)
+        if not self.training:
+            parents = parents[observed[parents]]  # an unobserved voxel's children are all unknown in the output
         fine_index, fine = self.refine(voxels, parents, fine_state)
         if not self.training:
             fine = fine + self.free_prior[1]
