@@ -133,6 +133,45 @@ def test_presampling_exact_counts_bounds_fps_and_determinism():
         presample_voxels(points, grid, num_points=0)
 
 
+def reference_fps(points: np.ndarray, first: int, num_points: int) -> np.ndarray:
+    """Farthest point sampling of one voxel's points, one point at a time: the next pick is the first point (input
+    order) whose distance to the nearest pick is the largest."""
+    picks = [first]
+    nearest = np.full(len(points), np.inf)
+    for _ in range(num_points - 1):
+        for i, p in enumerate(points):
+            nearest[i] = min(nearest[i], float(np.sum((p - points[picks[-1]]) ** 2)))
+        best = max(nearest)
+        picks.append(next(i for i in range(len(points)) if nearest[i] == best))
+    return points[picks]
+
+
+def test_presampling_all_voxels_at_once_equals_one_voxel_at_a_time_with_ties():
+    """Voxels of very different point counts sampled together (the vectorised FPS) pick exactly what a per-voxel loop
+    picks from the same first point, ties included (lattice points and duplicates: equal distances go to the first
+    point in input order)."""
+    rng = np.random.default_rng(1)
+    grid = VoxelGrid((0.0, 0.0, 0.0), 1.0, (4, 4, 2))
+    lattice = np.stack(np.meshgrid(*[np.arange(0.1, 1.0, 0.2)] * 3, indexing="ij"), axis=-1).reshape(-1, 3)
+    groups = [lattice + [2.0, 0.0, 0.0],  # 125 points, many equal distances
+              np.vstack([rng.uniform(0.0, 1.0, (5, 3))] * 3) + [0.0, 1.0, 1.0],  # 15 points, each thrice
+              rng.uniform(0.0, 1.0, (9, 3)) + [3.0, 3.0, 0.0],  # one more than N
+              rng.uniform(0.0, 1.0, (40, 3)) + [1.0, 2.0, 1.0],
+              rng.uniform(0.0, 1.0, (3, 3))]  # fewer than N: not sampled
+    points = np.vstack([g[rng.permutation(len(g))] for g in groups])[rng.permutation(sum(map(len, groups)))]
+    voxels, samples, real = presample_voxels(points, grid, num_points=8, seed=5)
+    checked = 0
+    for v, picked, is_real in zip(voxels, samples, real):
+        mine = points[np.all(grid.voxel_indices(points)[0] == v, axis=1)]  # input order
+        if len(mine) <= 8:
+            continue
+        assert is_real.all()
+        first = int(np.flatnonzero(np.all(mine == picked[0], axis=1))[0])
+        np.testing.assert_array_equal(picked, reference_fps(mine, first, 8))
+        checked += 1
+    assert checked == 4
+
+
 def test_non_finite_points_are_dropped_and_bad_shapes_rejected(wall_scene):
     grid, wall, volume = wall_scene
     with_nan = np.vstack([wall, [[np.nan, 0.0, 0.0]]])

@@ -67,6 +67,48 @@ def test_camera_evidence_averages_over_the_cameras_that_see_a_voxel_only():
     assert both[0, car] == pytest.approx(0.4)
 
 
+def reference_camera_evidence(samples: np.ndarray, cameras: list) -> np.ndarray:
+    """camera_evidence one voxel, camera and point at a time, bilinear reads by hand."""
+    cols, rows = inputs.DETECTION_MAP_SIZE
+    out = np.zeros((len(samples), inputs.CAMERA_CHANNELS))
+    for v, points in enumerate(samples):
+        per_camera = []
+        for cam in cameras:
+            maps = inputs.detection_maps(cam)
+            uv, _, seen = project(points, cam)
+            reads = []
+            for (u, w), visible in zip(uv, seen):
+                if not visible:
+                    continue
+                x = min(max(u * cols / cam.width - 0.5, 0), cols - 1)
+                y = min(max(w * rows / cam.height - 0.5, 0), rows - 1)
+                x0, y0 = min(int(x), cols - 2), min(int(y), rows - 2)
+                fx, fy = x - x0, y - y0
+                reads.append((maps[:, y0, x0] * (1 - fx) + maps[:, y0, x0 + 1] * fx) * (1 - fy)
+                             + (maps[:, y0 + 1, x0] * (1 - fx) + maps[:, y0 + 1, x0 + 1] * fx) * fy)
+            if reads:
+                per_camera.append(np.mean(reads, axis=0))
+        if per_camera:
+            out[v, :-1], out[v, -1] = np.mean(per_camera, axis=0), 1.0
+    return out
+
+
+def test_camera_evidence_equals_a_voxel_by_voxel_reference():
+    """Voxels seen by no camera, by one, by both, partly (some points outside the image or behind), boxes that
+    overlap and a class that is not used."""
+    car, ped = DETECTION_CLASSES.index("car"), DETECTION_CLASSES.index("pedestrian")
+    front = camera([[20, 10, 120, 90], [90, 0, 200, 60], [0, 0, 50, 50]], [car, ped, -1], [0.7, 0.9, 1.0])
+    left = camera([[60, 20, 160, 80]], [car], [0.5], T=FORWARD @ np.array([[0.0, 1, 0, 0], [-1, 0, 0, 0],
+                                                                              [0, 0, 1, 0], [0, 0, 0, 1]]))
+    rng = np.random.default_rng(2)
+    samples = rng.uniform([-12.0, -12.0, -3.0], [12.0, 12.0, 3.0], (60, 4, 3))
+    samples[:10, :, 0], samples[:10, :, 1] = 10.0, rng.uniform(-3.0, 3.0, (10, 4))  # seen by the front camera
+    evidence = inputs.camera_evidence(samples, [front, left])
+    reference = reference_camera_evidence(samples, [front, left])
+    assert 0 < reference[:, -1].sum() < len(samples) and reference[:, car].max() > 0 and reference[:, ped].max() > 0
+    np.testing.assert_allclose(evidence, reference, rtol=1e-6, atol=1e-7)
+
+
 def test_fused_voxels_are_the_non_empty_coarse_voxels_with_exactly_n_samples_inside():
     fine = VoxelGrid.from_range(SMALL_RANGE, 0.4)
     coarse = inputs.coarse_grid(fine)
@@ -126,11 +168,12 @@ def test_refinement_takes_the_lidar_parents_and_the_top_k_uncertain_non_free_vox
     logits[[3, 4, 5, 6], 4] = torch.tensor([1.0, 3.0, 0.5, 2.0])  # ... except four car voxels, 5 least sure
     logits[[3, 4, 5, 6], 0] = 0.0
     observed = torch.ones(net.num_coarse, dtype=torch.bool)
-    parents = net.refine_parents(logits, torch.tensor([5]), observed)
+    parents = net.refine_parents(*net.coarse_confidence(logits), torch.tensor([5]), observed)
     assert parents.tolist() == [5, 3, 6]  # 5 already a LiDAR parent, then the two most uncertain others
     observed[3] = False  # nothing of voxel 3 seen: its label does not reach the output, no refinement
-    assert net.refine_parents(logits, torch.tensor([5]), observed).tolist() == [5, 6, 4]
-    assert tiny_network(refine=False).refine_parents(logits, torch.tensor([5]), observed).numel() == 0
+    assert net.refine_parents(*net.coarse_confidence(logits), torch.tensor([5]), observed).tolist() == [5, 6, 4]
+    assert tiny_network(refine=False).refine_parents(*net.coarse_confidence(logits), torch.tensor([5]),
+                                                     observed).numel() == 0
 
 
 def test_observed_parents_have_a_fine_child_hit_or_crossed():
@@ -152,6 +195,32 @@ def test_eval_mode_corrects_the_free_prior_for_the_subsampled_free_voxels():
     assert torch.allclose(shift[:, 0], torch.full((net.num_coarse,), float(np.log(10))), atol=1e-5)
     assert torch.allclose(shift[:, 1:], torch.zeros(net.num_coarse, 16), atol=1e-5)
     assert trained["coarse_logits"].shape == evaluated["coarse_logits"].shape
+
+
+def test_eval_mode_labels_and_refines_the_observed_coarse_voxels_as_on_every_voxel_and_no_others():
+    net = tiny_network(refine_top_k=30, coarse_free_keep=1.0)
+    fine = net.config.fine_grid
+    generator = torch.Generator().manual_seed(1)
+    with torch.no_grad():  # untrained: a strong random head so that the labels vary from voxel to voxel
+        net.coarse_head.weight.copy_(10 * torch.randn(net.coarse_head.weight.shape, generator=generator))
+    bev = torch.rand(1, inputs.lidar_channel_count(fine), 32, 32, generator=generator)
+    fused, camera_features = torch.tensor([0, 9, 40]), torch.rand(3, inputs.CAMERA_CHANNELS, generator=generator)
+    lidar_parents = torch.tensor([0, 9, 40])
+    fine_state = (torch.rand(2, fine.num_voxels, generator=generator) < 0.03).float()
+    with torch.no_grad():
+        out = net(bev, fused, camera_features, lidar_parents, fine_state)
+        voxels = net.voxel_features(bev, fused, camera_features)
+        score, label = net.coarse_confidence(net.coarse_head(voxels) + net.free_prior[0])  # every voxel
+        observed = net.observed_parents(fine_state)
+        parents = net.refine_parents(score, label, lidar_parents, observed)
+        fine_index, fine_logits = net.refine(voxels, parents[observed[parents]], fine_state)
+    assert 0 < observed.sum() < len(observed) and (label[~observed] > 0).any() and not observed[parents].all()
+    assert len(torch.unique(label[observed])) > 3
+    assert torch.equal(out["coarse_observed"], torch.nonzero(observed).reshape(-1))
+    assert torch.equal(out["coarse_label"][observed], label[observed]) and not out["coarse_label"][~observed].any()
+    assert torch.allclose(out["coarse_score"][observed], score[observed]) and not out["coarse_score"][~observed].any()
+    assert torch.equal(out["fine_index"], fine_index)
+    assert torch.allclose(out["fine_logits"], fine_logits + net.free_prior[1])
 
 
 def test_children_are_the_eight_fine_voxels_inside_their_parent():
@@ -177,11 +246,29 @@ def test_fine_volume_upsamples_coarse_labels_overwrites_refined_ones_and_hides_u
     observed = np.ones(fine.num_voxels, dtype=bool)
     observed[fine.flat_index(np.array([[3, 3, 1]]))] = False
     refined = fine.flat_index(np.array([[1, 1, 1]]))
-    volume, score = inputs.fine_volume(coarse_label, refined, np.array([7]), observed, fine,
-                                       np.array([0.9, 0.8, 0.7, 0.6]), np.array([0.5]))
+    volume = inputs.fine_volume(coarse_label, refined, np.array([7]), observed, fine)
     assert volume[0, 0, 0] == 4 and volume[1, 1, 1] == 7 and volume[3, 0, 0] == 0 and volume[2, 3, 0] == 11
     assert volume[3, 3, 1] == OCCUPANCY_UNKNOWN
-    assert score[0, 1, 0] == pytest.approx(0.9) and score[1, 1, 1] == pytest.approx(0.5)
+    score = inputs.voxel_scores(np.array([[0, 1, 0], [1, 1, 1], [2, 3, 0]]), np.array([0.9, 0.8, 0.7, 0.6]),
+                                refined, np.array([0.5]), fine)
+    assert score.tolist() == pytest.approx([0.9, 0.5, 0.6])
+
+
+def test_voxel_scores_are_those_of_the_labels_fine_volume_writes_at_every_voxel():
+    """Repeated refined voxels (a parent refined twice) keep the last score, as fine_volume keeps the last label."""
+    rng = np.random.default_rng(3)
+    fine = VoxelGrid.from_range((-1.6, -1.6, 0.0, 1.6, 1.6, 1.6), 0.4)  # 8 x 8 x 4, coarse 4 x 4 x 2
+    coarse = rng.random(fine.num_voxels // 8).astype(np.float32)
+    refined = np.concatenate([rng.choice(fine.num_voxels, 40, replace=False), [5, 5, 77]])
+    refined_score = rng.random(len(refined)).astype(np.float32)
+    sx, sy, sz = fine.shape
+    # the score volume by the same upsample-and-overwrite as the labels: fine_volume on scores scaled to 0..250
+    labels = inputs.fine_volume((coarse * 250).astype(np.uint8), refined, (refined_score * 250).astype(np.uint8),
+                                np.ones(fine.num_voxels, dtype=bool), fine)
+    voxels = np.argwhere(np.ones(fine.shape, dtype=bool))
+    scores = inputs.voxel_scores(voxels, coarse, refined, refined_score, fine)
+    np.testing.assert_array_equal((scores * 250).astype(np.uint8), labels[tuple(voxels.T)])
+    assert scores[fine.flat_index(voxels) == 5] == refined_score[-2]
 
 
 def test_active_training_repeats_the_hardest_frames_on_odd_epochs():

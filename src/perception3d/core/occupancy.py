@@ -194,18 +194,27 @@ def presample_voxels(points: np.ndarray, grid: VoxelGrid, num_points: int = 8,
 
 
 def _farthest_point_sampling(pts, start, count, num_points, rng) -> np.ndarray:
-    """FPS of num_points from each group pts[start[g] : start[g] + count[g]]; (G, num_points, 3)."""
-    n_groups, width = len(start), int(count.max())
-    pos = np.arange(width)
-    valid = pos[None, :] < count[:, None]
-    padded = pts[np.where(valid, start[:, None] + pos[None, :], start[:, None])]  # (G, M, 3)
-    rows = np.arange(n_groups)
+    """FPS of num_points from each group pts[start[g] : start[g] + count[g]] (count > 0); (G, num_points, 3).
+
+    Each group starts at a uniformly drawn point; each next point is the group's first point (in pts order) with the
+    largest squared distance to the points chosen so far. All groups at once on their concatenated points, with
+    per-group maxima by np.maximum.reduceat (no padding to the largest group).
+    """
+    n_groups = len(start)
+    first = np.cumsum(count) - count  # each group's first position in the concatenation
+    group_first = np.repeat(first, count)
+    members = np.repeat(start, count) + (np.arange(int(count.sum())) - group_first)
+    x, y, z = (np.ascontiguousarray(pts[members, axis]) for axis in range(3))
+    position = np.arange(len(members))
     chosen = np.empty((n_groups, num_points), dtype=np.int64)
-    chosen[:, 0] = (rng.random(n_groups) * count).astype(np.int64)
-    dist = np.where(valid, np.inf, -np.inf)
+    chosen[:, 0] = first + (rng.random(n_groups) * count).astype(np.int64)
+    dist = np.full(len(members), np.inf)
     for k in range(1, num_points):
-        last = padded[rows, chosen[:, k - 1]]
-        d = np.sum((padded - last[:, None, :]) ** 2, axis=2)
-        dist = np.minimum(dist, np.where(valid, d, -np.inf))
-        chosen[:, k] = np.argmax(dist, axis=1)
-    return padded[rows[:, None], chosen]
+        last = chosen[:, k - 1]
+        d = (x - np.repeat(x[last], count)) ** 2
+        d += (y - np.repeat(y[last], count)) ** 2
+        d += (z - np.repeat(z[last], count)) ** 2
+        np.minimum(dist, d, out=dist)
+        farthest = dist == np.repeat(np.maximum.reduceat(dist, first), count)
+        chosen[:, k] = np.minimum.reduceat(np.where(farthest, position, len(members)), first)
+    return np.stack([x[chosen], y[chosen], z[chosen]], axis=2)

@@ -128,15 +128,15 @@ class OccupancyNode(NodeDefinition):
             sweep = lidar_sweep(frame, tf, p["base_frame"], p["ego_box_m"])
             intensity = sweep.intensity[sweep.usable].astype(np.float64)
             cameras = camera_boxes(frame, tf, p["world_frame"], invert_transform(sweep.T_base_lidar))
-        volume, scores = self._learned_volume(sweep.points_base[sweep.usable], intensity, sweep.T_base_lidar[:3, 3],
-                                              cameras, timer)
+        volume, occupied, scores = self._learned_volume(sweep.points_base[sweep.usable], intensity,
+                                                        sweep.T_base_lidar[:3, 3], cameras, timer)
         with timer.stage("post"):
-            occupied = self._occupied(volume)
-            return self._outputs(volume, occupied, scores[tuple(occupied.T)], frame.stamp_ns)
+            return self._outputs(volume, occupied, scores, frame.stamp_ns)
 
     def _learned_volume(self, points: np.ndarray, intensity: np.ndarray, sensor_origin: np.ndarray, cameras: list,
-                        timer: StageTimer | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """The network's uint8 [x, y, z] label volume and float32 score volume of one sweep (base frame)."""
+                        timer: StageTimer | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The network's uint8 [x, y, z] label volume of one sweep (base frame), its occupied voxels (M, 3) and their
+        scores (M,)."""
         timer = timer or StageTimer()
         config = self.network.config
         with timer.stage("pre"):
@@ -146,8 +146,11 @@ class OccupancyNode(NodeDefinition):
             coarse_label, coarse_score, fine_index, fine_label, fine_score = self.network.run(
                 *(inputs[name] for name in INPUT_NAMES))
         with timer.stage("post"):
-            return occfusion_inputs.fine_volume(coarse_label, fine_index.astype(np.int64), fine_label, observed,
-                                                self.grid, coarse_score, fine_score)
+            fine_index = fine_index.astype(np.int64)
+            volume = occfusion_inputs.fine_volume(coarse_label, fine_index, fine_label, observed, self.grid)
+            occupied = self._occupied(volume)
+            return volume, occupied, occfusion_inputs.voxel_scores(occupied, coarse_score, fine_index, fine_score,
+                                                                   self.grid)
 
     def _past(self, tf: TransformLookup, stamp_ns: int):
         """Earlier sweeps moved into the current base frame, their labels, and T_world_base now."""

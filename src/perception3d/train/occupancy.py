@@ -156,7 +156,7 @@ def frame_volume(run: Callable[..., tuple[np.ndarray, ...]], frame: dict, fine: 
     coarse_label, _, fine_index, fine_label, _ = run(*(np.asarray(frame[k], dtype=np.float32 if k == "fine_state"
                                                                    else None) for k in INPUT_NAMES))
     observed = frame["fine_state"].max(axis=0) > 0
-    return inputs.fine_volume(coarse_label, fine_index.astype(np.int64), fine_label, observed, fine)[0]
+    return inputs.fine_volume(coarse_label, fine_index.astype(np.int64), fine_label, observed, fine)
 
 
 def ground_truth(frame: dict, fine: VoxelGrid) -> tuple[np.ndarray, np.ndarray]:

@@ -7,7 +7,9 @@ features, N = S * S * Z coarse voxels in flat message order):
    coarse voxel (channel-to-height head).
 2. Fusion: at the V non-empty coarse voxels, an MLP of [LiDAR feature, camera evidence] replaces the voxel's feature
    (scattered back with index_put: the indices are unique and ONNX exports it exactly).
-3. Coarse logits (N, 17) by a linear layer per voxel: 0 free, 1..16 lidarseg classes.
+3. Coarse logits (N, 17) by a linear layer per voxel: 0 free, 1..16 lidarseg classes (in eval mode only at the
+   observed voxels, ~14 % of a nuScenes sweep's: the others' labels are unknown in the output; step 4 likewise
+   refines only observed parents in eval mode).
 4. Active coarse-to-fine: parents = the given LiDAR parents + the `refine_top_k` most uncertain other voxels
    (uncertainty 1 - max softmax, among the voxels predicted non-free that the sweep observed, i.e. with a fine
    child hit or crossed by a ray; TopK with a fixed k); each parent's 8 children at the fine grid get logits from
@@ -134,18 +136,22 @@ class OccFusionNet(nn.Module):
         s, z = self.side, self.height
         return fine_state.reshape(2, z, 2, s, 2, s, 2).amax(dim=(0, 2, 4, 6)).reshape(-1) > 0
 
-    def refine_parents(self, logits: torch.Tensor, lidar_parents: torch.Tensor,
+    @staticmethod
+    def coarse_confidence(logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(max softmax score (N,), label (N,)) of coarse logits (N, classes), without gradient."""
+        return torch.softmax(logits.detach(), dim=1).max(dim=1)
+
+    def refine_parents(self, score: torch.Tensor, label: torch.Tensor, lidar_parents: torch.Tensor,
                        observed: torch.Tensor) -> torch.Tensor:
-        """lidar_parents + the refine_top_k most uncertain other observed voxels predicted non-free."""
+        """lidar_parents + the refine_top_k most uncertain other observed voxels predicted non-free (score, label:
+        coarse_confidence)."""
         if not self.config.refine:
             return lidar_parents[:0]
         k = min(self.config.refine_top_k, self.num_coarse)
         if k == 0:
             return lidar_parents
-        probability = torch.softmax(logits.detach(), dim=1)
-        best, label = probability.max(dim=1)
-        uncertainty = torch.where((label > 0) & observed, 1.0 - best, torch.full_like(best, -1.0))
-        uncertainty = uncertainty.index_put((lidar_parents,), torch.full_like(lidar_parents, -2.0, dtype=best.dtype))
+        uncertainty = torch.where((label > 0) & observed, 1.0 - score, torch.full_like(score, -1.0))
+        uncertainty = uncertainty.index_put((lidar_parents,), torch.full_like(lidar_parents, -2.0, dtype=score.dtype))
         return torch.cat([lidar_parents, torch.topk(uncertainty, k).indices])
 
     def refine(self, voxels: torch.Tensor, parents: torch.Tensor,
@@ -167,22 +173,40 @@ class OccFusionNet(nn.Module):
     def forward(self, bev: torch.Tensor, fused_index: torch.Tensor, camera: torch.Tensor, lidar_parents: torch.Tensor,
                 fine_state: torch.Tensor) -> dict[str, torch.Tensor]:
         """Inputs as INPUT_NAMES (bev (1, C, S, S), fused_index (V,) int64, camera (V, CAMERA_CHANNELS),
-        lidar_parents (R,) int64, fine_state (2, fine voxels)); returns coarse_logits (N, classes), fine_index and
-        fine_logits (in eval mode with the prior correction)."""
+        lidar_parents (R,) int64, fine_state (2, fine voxels)); returns coarse_logits, coarse_score and coarse_label
+        (N,) (coarse_confidence), fine_index and fine_logits.
+
+        Training: coarse_logits (N, classes) of every coarse voxel, the children of every refined parent. Eval mode:
+        the logits only of the observed coarse voxels (observed_parents; coarse_logits (M, classes) in the order of
+        coarse_observed (M,)), score and label 0 elsewhere, and only the observed parents refined, as only their
+        labels reach an output (the others are unknown there); logits with the prior correction.
+        """
         voxels = self.voxel_features(bev, fused_index, camera)
-        coarse = self.coarse_head(voxels)
+        observed = self.observed_parents(fine_state)
+        out = {}
+        if self.training:
+            coarse = self.coarse_head(voxels)
+            score, label = self.coarse_confidence(coarse)
+        else:
+            seen = torch.nonzero(observed).reshape(-1)
+            coarse = self.coarse_head(voxels[seen]) + self.free_prior[0]
+            seen_score, seen_label = self.coarse_confidence(coarse)
+            score = torch.zeros_like(observed, dtype=seen_score.dtype).index_put((seen,), seen_score)
+            label = torch.zeros_like(observed, dtype=seen_label.dtype).index_put((seen,), seen_label)
+            out["coarse_observed"] = seen
+        parents = self.refine_parents(score, label, lidar_parents, observed)
         if not self.training:
-            coarse = coarse + self.free_prior[0]
-        parents = self.refine_parents(coarse, lidar_parents, self.observed_parents(fine_state))
+            parents = parents[observed[parents]]  # an unobserved voxel's children are all unknown in the output
         fine_index, fine = self.refine(voxels, parents, fine_state)
         if not self.training:
             fine = fine + self.free_prior[1]
-        return {"coarse_logits": coarse, "fine_index": fine_index, "fine_logits": fine}
+        return {**out, "coarse_logits": coarse, "coarse_score": score, "coarse_label": label,
+                "fine_index": fine_index, "fine_logits": fine}
 
 
 class OccFusionInference(nn.Module):
     """The node's contract (exported as is): INPUT_NAMES -> OUTPUT_NAMES, labels and max softmax scores of the coarse
-    voxels and of the refined fine voxels."""
+    voxels (0 and 0 where the sweep observed none of a voxel's children) and of the refined fine voxels."""
 
     def __init__(self, network: OccFusionNet) -> None:
         super().__init__()
@@ -190,6 +214,6 @@ class OccFusionInference(nn.Module):
 
     def forward(self, bev, fused_index, camera, lidar_parents, fine_state):
         out = self.network(bev, fused_index, camera, lidar_parents, fine_state)
-        coarse_score, coarse_label = torch.softmax(out["coarse_logits"], dim=1).max(dim=1)
+        coarse_score, coarse_label = out["coarse_score"], out["coarse_label"]  # as the refinement ranked them
         fine_score, fine_label = torch.softmax(out["fine_logits"], dim=1).max(dim=1)
         return coarse_label, coarse_score, out["fine_index"], fine_label, fine_score

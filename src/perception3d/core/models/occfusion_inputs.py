@@ -17,7 +17,8 @@ x + X * (y + Y * z) (core.voxels), which is the C order of a (Z, Y, X) array: BE
   when any camera sees it. No depth is estimated: the LiDAR geometry says where to look.
 - `lidar_parents`: the coarse voxels whose children are always refined (those holding returns and their vertical
   neighbours); the network adds the top-K most uncertain ones itself.
-- `fine_volume`: the network's coarse and refined labels combined into the fine [x, y, z] volume.
+- `fine_volume`: the network's coarse and refined labels combined into the fine [x, y, z] volume;
+  `voxel_scores`: the scores of those labels at given fine voxels.
 """
 from __future__ import annotations
 
@@ -79,8 +80,9 @@ def lidar_inputs(points_base: np.ndarray, intensity: np.ndarray, sensor_origin: 
     free = free_voxels(points, fine, sensor_origin, 0.5 * fine.resolution) & ~occupied
     shares = [_children_share(m, fine) for m in (occupied, free)]
     bev = bev_input(points, np.asarray(intensity, dtype=np.float32) / np.float32(255.0), bev_grid(fine))
-    return LidarInputs(np.concatenate([bev, *shares]).astype(np.float32),
-                       np.stack([occupied, free]).astype(np.float32), occupied | free)
+    fine_state = np.empty((2, fine.num_voxels), dtype=np.float32)
+    fine_state[0], fine_state[1] = occupied, free
+    return LidarInputs(np.concatenate([bev, *shares]).astype(np.float32), fine_state, occupied | free)
 
 
 def _children_share(mask: np.ndarray, fine: VoxelGrid) -> np.ndarray:
@@ -114,12 +116,13 @@ def sample_bilinear(maps: np.ndarray, uv_cells: np.ndarray) -> np.ndarray:
     """(N, C) values of maps (C, rows, cols) at continuous cell coordinates (N, 2) (column, row; cell centres at
     +0.5), clamped at the border."""
     _, rows, cols = maps.shape
+    cells = np.ascontiguousarray(maps.transpose(1, 2, 0))  # (rows, cols, C): one gather per corner gives (N, C)
     x = np.clip(uv_cells[:, 0] - 0.5, 0, cols - 1)
     y = np.clip(uv_cells[:, 1] - 0.5, 0, rows - 1)
     x0, y0 = np.minimum(x.astype(np.int64), cols - 2), np.minimum(y.astype(np.int64), rows - 2)
     fx, fy = (x - x0)[:, None], (y - y0)[:, None]
-    top = maps[:, y0, x0].T * (1 - fx) + maps[:, y0, x0 + 1].T * fx
-    bottom = maps[:, y0 + 1, x0].T * (1 - fx) + maps[:, y0 + 1, x0 + 1].T * fx
+    top = cells[y0, x0] * (1 - fx) + cells[y0, x0 + 1] * fx
+    bottom = cells[y0 + 1, x0] * (1 - fx) + cells[y0 + 1, x0 + 1] * fx
     return (top * (1 - fy) + bottom * fy).astype(np.float32)
 
 
@@ -131,16 +134,18 @@ def camera_evidence(samples: np.ndarray, cameras: Sequence[CameraBoxes]) -> np.n
     cameras_seeing = np.zeros(n_vox, dtype=np.float32)
     for camera in cameras:
         uv, _, seen = project(flat, camera)
-        if not seen.any():
+        seen = seen.reshape(n_vox, n_pts)
+        seen_per_voxel = seen.sum(axis=1)
+        voxels = np.flatnonzero(seen_per_voxel)  # the others get nothing from this camera
+        if not len(voxels):
             continue
+        seen = seen[voxels]
         cols, rows = DETECTION_MAP_SIZE
-        cells = uv[seen] * np.array([cols / camera.width, rows / camera.height])
-        values = np.zeros((len(flat), CAMERA_CHANNELS - 1), dtype=np.float32)
+        cells = uv.reshape(n_vox, n_pts, 2)[voxels][seen] * np.array([cols / camera.width, rows / camera.height])
+        values = np.zeros((len(voxels), n_pts, CAMERA_CHANNELS - 1), dtype=np.float32)
         values[seen] = sample_bilinear(detection_maps(camera), cells)
-        seen_per_voxel = seen.reshape(n_vox, n_pts).sum(axis=1)
-        per_voxel = values.reshape(n_vox, n_pts, -1).sum(axis=1) / np.maximum(seen_per_voxel, 1)[:, None]
-        total += per_voxel
-        cameras_seeing += seen_per_voxel > 0
+        total[voxels] += values.sum(axis=1) / seen_per_voxel[voxels][:, None]
+        cameras_seeing[voxels] += 1
     evidence = total / np.maximum(cameras_seeing, 1)[:, None]
     return np.concatenate([evidence, (cameras_seeing > 0).astype(np.float32)[:, None]], axis=1)
 
@@ -179,25 +184,39 @@ def network_inputs(points_base: np.ndarray, intensity: np.ndarray, sensor_origin
 
 
 def fine_volume(coarse_label: np.ndarray, fine_index: np.ndarray, fine_label: np.ndarray, observed: np.ndarray,
-                fine: VoxelGrid, coarse_score: np.ndarray | None = None,
-                fine_score: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray | None]:
-    """The fine uint8 [x, y, z] label volume (0 free, 1..16, 255 where the sweep observed nothing) and, when scores
-    are given, the float32 [x, y, z] score volume: coarse labels upsampled (nearest), refined children overwritten.
+                fine: VoxelGrid) -> np.ndarray:
+    """The fine uint8 [x, y, z] label volume (0 free, 1..16, 255 where the sweep observed nothing): coarse labels
+    upsampled (nearest), refined children overwritten.
 
-    coarse_label, coarse_score: (coarse voxels,) flat order; fine_index, fine_label, fine_score: (F,) refined fine
-    voxels (flat order); observed: (fine voxels,) bool flat order.
+    coarse_label: (coarse voxels,) flat order; fine_index, fine_label: (F,) refined fine voxels (flat order);
+    observed: (fine voxels,) bool flat order.
     """
     sx, sy, sz = fine.shape
+    cube = np.asarray(coarse_label).astype(np.uint8).reshape(sz // 2, sy // 2, sx // 2)
+    # x first: the element-wise repeat on the smallest array, the later ones copy whole rows / planes
+    labels = cube.repeat(2, axis=2).repeat(2, axis=1).repeat(2, axis=0).reshape(-1)
+    labels[np.asarray(fine_index, dtype=np.int64)] = np.asarray(fine_label).astype(np.uint8)
+    # unknown (255) is the largest uint8: a maximum sets the unobserved voxels (faster than a boolean-mask write)
+    np.maximum(labels, np.uint8(OCCUPANCY_UNKNOWN) * ~np.asarray(observed, dtype=bool), out=labels)
+    return labels.reshape(sz, sy, sx).transpose(2, 1, 0)
 
-    def upsample(values: np.ndarray, refined: np.ndarray, dtype) -> np.ndarray:
-        cube = np.asarray(values).astype(dtype).reshape(sz // 2, sy // 2, sx // 2)
-        out = cube.repeat(2, axis=0).repeat(2, axis=1).repeat(2, axis=2).reshape(-1)
-        out[np.asarray(fine_index, dtype=np.int64)] = np.asarray(refined).astype(dtype)
-        return out
 
-    labels = upsample(coarse_label, fine_label, np.uint8)
-    labels[~observed] = OCCUPANCY_UNKNOWN
-    volume = labels.reshape(sz, sy, sx).transpose(2, 1, 0)
-    if coarse_score is None or fine_score is None:
-        return volume, None
-    return volume, upsample(coarse_score, fine_score, np.float32).reshape(sz, sy, sx).transpose(2, 1, 0)
+def voxel_scores(voxels: np.ndarray, coarse_score: np.ndarray, fine_index: np.ndarray, fine_score: np.ndarray,
+                 fine: VoxelGrid) -> np.ndarray:
+    """(M,) float32 score of the label fine_volume gives fine voxels (M, 3) [x, y, z]: the refined score of a refined
+    voxel (the last one where fine_index repeats it, as in fine_volume), else its parent's coarse score.
+
+    coarse_score: (coarse voxels,) flat order; fine_index, fine_score: (F,) refined fine voxels (flat order).
+    """
+    voxels = np.asarray(voxels, dtype=np.int64).reshape(-1, 3)
+    sx, sy, _ = fine.shape
+    parent = voxels[:, 0] // 2 + sx // 2 * (voxels[:, 1] // 2 + sy // 2 * (voxels[:, 2] // 2))
+    scores = np.asarray(coarse_score, dtype=np.float32)[parent]
+    refined = np.asarray(fine_index, dtype=np.int64)
+    if len(refined) and len(voxels):
+        order = np.argsort(refined, kind="stable")
+        flat = fine.flat_index(voxels)
+        last = np.maximum(np.searchsorted(refined[order], flat, side="right") - 1, 0)
+        hit = refined[order[last]] == flat
+        scores[hit] = np.asarray(fine_score, dtype=np.float32)[order[last[hit]]]
+    return scores
