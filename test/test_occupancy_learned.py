@@ -10,7 +10,7 @@ import pytest
 import torch
 import yaml
 
-from perception3d.core.box_points import CameraBoxes, project
+from perception3d.core.box_points import DETECTION_MAP_SIZE, CameraBoxes, detection_maps, project
 from perception3d.core.classes import DETECTION_CLASSES, OCCUPANCY_FREE, OCCUPANCY_UNKNOWN
 from perception3d.core.models import occfusion_inputs as inputs
 from perception3d.core.models.checkpoint import load_checkpoint
@@ -43,9 +43,9 @@ def test_projection_masks_points_behind_outside_and_too_close():
 
 def test_detection_maps_hold_the_best_score_of_each_class_and_ignore_other_classes():
     car, ped = DETECTION_CLASSES.index("car"), DETECTION_CLASSES.index("pedestrian")
-    maps = inputs.detection_maps(camera([[0, 0, 100, 100], [50, 0, 200, 100], [0, 0, 200, 100]],
+    maps = detection_maps(camera([[0, 0, 100, 100], [50, 0, 200, 100], [0, 0, 200, 100]],
                                         [car, car, -1], [0.4, 0.9, 1.0]))
-    cols, rows = inputs.DETECTION_MAP_SIZE
+    cols, rows = DETECTION_MAP_SIZE
     assert maps.shape == (len(DETECTION_CLASSES), rows, cols)
     assert maps[car, rows // 2, 2] == pytest.approx(0.4) and maps[car, rows // 2, cols - 2] == pytest.approx(0.9)
     assert maps[car, rows // 2, cols // 2 - 2] == pytest.approx(0.9)  # overlap: the higher score
@@ -69,12 +69,12 @@ def test_camera_evidence_averages_over_the_cameras_that_see_a_voxel_only():
 
 def reference_camera_evidence(samples: np.ndarray, cameras: list) -> np.ndarray:
     """camera_evidence one voxel, camera and point at a time, bilinear reads by hand."""
-    cols, rows = inputs.DETECTION_MAP_SIZE
+    cols, rows = DETECTION_MAP_SIZE
     out = np.zeros((len(samples), inputs.CAMERA_CHANNELS))
     for v, points in enumerate(samples):
         per_camera = []
         for cam in cameras:
-            maps = inputs.detection_maps(cam)
+            maps = detection_maps(cam)
             uv, _, seen = project(points, cam)
             reads = []
             for (u, w), visible in zip(uv, seen):

@@ -4,8 +4,9 @@ A point belongs to a box when its projection into the box's camera lies inside t
 inside the image). A point inside several boxes (overlapping boxes, or boxes of two cameras) takes the box whose
 points are nearest to the camera (median depth of the box's points), as the occluding object is the one seen.
 Points in no box get class -1 and score 0. Pure geometry, no weights: the Local Object Branch's point selection in
-training, the per-point box prior of a segmentation model that takes one; `CameraBoxes` and `project` are also the
-camera input of the learned occupancy (core.models.occfusion_inputs).
+training, the per-point box prior of a segmentation model that takes one. `detection_maps` rasterises a camera's
+boxes as per-class score maps: the camera feature of the learned occupancy (core.models.occfusion_inputs) and of the
+learned detection3d (core.models.detr3d_inputs).
 """
 from __future__ import annotations
 
@@ -14,9 +15,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .classes import DETECTION_CLASSES
 from .frustum import points_in_boxes_2d
 
 MIN_DEPTH_M = 0.5
+DETECTION_MAP_SIZE = (64, 36)  # (columns, rows) of a camera's detection score maps, whatever its resolution
 
 
 @dataclass(frozen=True)
@@ -81,3 +84,20 @@ def point_boxes(points: np.ndarray, cameras: Sequence[CameraBoxes]) -> tuple[np.
         box_class[index[closer]] = np.asarray(camera.classes)[chosen]
         box_score[index[closer]] = np.asarray(camera.scores, dtype=np.float32)[chosen]
     return box_class, box_score
+
+
+def detection_maps(camera: CameraBoxes) -> np.ndarray:
+    """(len(DETECTION_CLASSES), rows, cols) float32: per class, the highest score of the camera's boxes of that class
+    covering each cell (DETECTION_MAP_SIZE cells over the whole image)."""
+    cols, rows = DETECTION_MAP_SIZE
+    maps = np.zeros((len(DETECTION_CLASSES), rows, cols), dtype=np.float32)
+    scale = np.array([cols / camera.width, rows / camera.height] * 2)
+    for box, cls, score in zip(np.asarray(camera.boxes_xyxy, dtype=np.float64).reshape(-1, 4) * scale,
+                               camera.classes, camera.scores):
+        if cls < 0:
+            continue
+        c0, r0 = max(int(np.floor(box[0])), 0), max(int(np.floor(box[1])), 0)
+        c1, r1 = min(int(np.ceil(box[2])), cols), min(int(np.ceil(box[3])), rows)
+        if c1 > c0 and r1 > r0:
+            np.maximum(maps[cls, r0:r1, c0:c1], np.float32(score), out=maps[cls, r0:r1, c0:c1])
+    return maps

@@ -7,7 +7,7 @@ Inputs (numpy, core.models.detr3d_inputs; base frame: x forward, y left, z up [m
 - anchors (B, A, ANCHOR_FEATURES): A = `anchor_queries` padded rows of QAF2D anchors lifted from the 2D boxes
   (centre x, y, z, log l, w, h, sin, cos of yaw, detection-class index, 2D score, valid 0/1).
 - camera_maps (B, N, classes, rows, cols): per camera the 2D detections as per-class score maps
-  (core.models.occfusion_inputs.detection_maps); camera_projection (B, N, 3, 4): base frame -> the map's
+  (core.box_points.detection_maps); camera_projection (B, N, 3, 4): base frame -> the map's
   grid_sample coordinates (u, v in [-1, 1] inside the image) times depth.
 
 Network (`Detr3D`):

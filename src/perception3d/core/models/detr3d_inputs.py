@@ -7,7 +7,7 @@ T_camera_points maps base-frame points into the camera.
 - `anchor_rows`: QAF2D anchors of the 2D boxes (core.qaf2d.lift_boxes_multi, the best anchor per box; depths
   restricted where the box height fits the class prior, as the geometric mode's boxes without LiDAR support, so a
   far box's anchor depth is the KM3D-style size-prior depth), the `anchor_queries` best by 2D score, padded.
-- `camera_inputs`: per camera the detection score maps (core.models.occfusion_inputs.detection_maps) and the
+- `camera_inputs`: per camera the detection score maps (core.box_points.detection_maps) and the
   projection from the base frame to the maps' grid_sample coordinates.
 - `decode`: the network's output as Detections3D (velocity = displacement / time between the two sweeps).
 """
@@ -17,7 +17,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from ..box_points import CameraBoxes
+from ..box_points import CameraBoxes, detection_maps
 from ..classes import DETECTION_CLASSES
 from ..detections import Detections3D
 from ..geometry import invert_transform
@@ -25,7 +25,6 @@ from ..lift3d import LiftParams, prior_depth_windows
 from ..qaf2d import lift_boxes_multi
 from .bev import bev_input
 from .detr3d import ANCHOR_FEATURES, Detr3DConfig
-from .occfusion_inputs import detection_maps
 from .segnet import INTENSITY_SCALE
 
 # the nuScenes attribute group a class's attribute comes from (the devkit scores no attribute for the others)

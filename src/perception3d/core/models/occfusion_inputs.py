@@ -27,13 +27,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..box_points import CameraBoxes, project
+from ..box_points import DETECTION_MAP_SIZE, CameraBoxes, detection_maps, project
 from ..classes import DETECTION_CLASSES, OCCUPANCY_UNKNOWN
 from ..occupancy import free_voxels, presample_voxels
 from ..voxels import VoxelGrid
 from .bev import BevGrid, bev_input
 
-DETECTION_MAP_SIZE = (64, 36)  # (columns, rows) of a camera's detection score maps, whatever its resolution
 CAMERA_CHANNELS = len(DETECTION_CLASSES) + 1  # a score per detection class + "seen by a camera"
 
 
@@ -93,23 +92,6 @@ def _children_share(mask: np.ndarray, fine: VoxelGrid) -> np.ndarray:
     m = m[:, 0] + m[:, 1]
     m = m[:, :, 0] + m[:, :, 1]
     return ((m[..., 0] + m[..., 1]) / np.float32(8)).astype(np.float32)
-
-
-def detection_maps(camera: CameraBoxes) -> np.ndarray:
-    """(len(DETECTION_CLASSES), rows, cols) float32: per class, the highest score of the camera's boxes of that class
-    covering each cell (DETECTION_MAP_SIZE cells over the whole image)."""
-    cols, rows = DETECTION_MAP_SIZE
-    maps = np.zeros((len(DETECTION_CLASSES), rows, cols), dtype=np.float32)
-    scale = np.array([cols / camera.width, rows / camera.height] * 2)
-    for box, cls, score in zip(np.asarray(camera.boxes_xyxy, dtype=np.float64).reshape(-1, 4) * scale,
-                               camera.classes, camera.scores):
-        if cls < 0:
-            continue
-        c0, r0 = max(int(np.floor(box[0])), 0), max(int(np.floor(box[1])), 0)
-        c1, r1 = min(int(np.ceil(box[2])), cols), min(int(np.ceil(box[3])), rows)
-        if c1 > c0 and r1 > r0:
-            np.maximum(maps[cls, r0:r1, c0:c1], np.float32(score), out=maps[cls, r0:r1, c0:c1])
-    return maps
 
 
 def sample_bilinear(maps: np.ndarray, uv_cells: np.ndarray) -> np.ndarray:
