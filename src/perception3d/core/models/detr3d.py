@@ -39,6 +39,7 @@ from torch.nn import functional
 from ...errors import ConfigError
 from ..classes import DETECTION_CLASSES, SIZE_PRIOR_WLH
 from .bev import BevGrid, BevUNet
+from .layers import mlp
 
 ATTRIBUTES = ("vehicle.moving", "vehicle.stopped", "vehicle.parked", "cycle.with_rider", "cycle.without_rider",
               "pedestrian.sitting_lying_down", "pedestrian.standing", "pedestrian.moving")
@@ -112,13 +113,6 @@ class Detr3DConfig:
         return asdict(self)
 
 
-def _mlp(*widths: int) -> nn.Sequential:
-    layers: list[nn.Module] = []
-    for a, b in zip(widths, widths[1:]):
-        layers += [nn.Linear(a, b), nn.ReLU(inplace=True)]
-    return nn.Sequential(*layers[:-1])
-
-
 def sine_encoding(xyz: torch.Tensor, features: int, half_extent_m: float) -> torch.Tensor:
     """(..., 3 * features) sine/cosine encoding of positions (..., 3) [m] scaled by half_extent_m."""
     frequencies = torch.pow(10000.0, -torch.arange(features // 2, dtype=xyz.dtype, device=xyz.device)
@@ -162,9 +156,9 @@ class DecoderLayer(nn.Module):
             self.camera_value = nn.Linear(len(config.class_names) + 1, d)
         self.fuse = nn.Linear(2 * d if config.use_camera else d, d)
         self.ffn = nn.Sequential(nn.Linear(d, config.ffn), nn.ReLU(inplace=True), nn.Linear(config.ffn, d))
-        self.class_head = _mlp(d, d, len(config.class_names))
+        self.class_head = mlp(d, d, len(config.class_names), activate_last=False)
         self.attribute_head = nn.Linear(d, len(config.attribute_names))
-        self.box_head = _mlp(d, d, STATE)
+        self.box_head = mlp(d, d, STATE, activate_last=False)
 
     def lidar_roi(self, query: torch.Tensor, state: torch.Tensor, bev: torch.Tensor) -> torch.Tensor:
         """(B, Q, d) BEV features on the reference footprint grid + learned offsets, softmax-weighted."""
@@ -236,7 +230,7 @@ class Detr3D(nn.Module):
         self.class_embedding = nn.Embedding(classes, d)
         self.peak_feature = nn.Linear(channels, d)
         self.anchor_score = nn.Linear(1, d)
-        self.position = _mlp(3 * 32, d, d)
+        self.position = mlp(3 * 32, d, d, activate_last=False)
         prior = torch.tensor([SIZE_PRIOR_WLH[c][0] for c in config.class_names])  # (classes, 3) w, l, h
         self.register_buffer("prior_log_lwh", torch.log(prior[:, [1, 0, 2]]), persistent=False)
         if config.anchor_queries_learned and config.anchor_queries:

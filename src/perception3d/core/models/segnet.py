@@ -32,6 +32,7 @@ from torch.nn import functional
 from ...errors import ConfigError
 from ..classes import DETECTION_CLASSES, LIDARSEG_CLASSES
 from .bev import BevGrid, BevUNet, bev_input, sample_bev
+from .layers import mlp
 
 POINT_FEATURES = 5  # without the box prior
 INTENSITY_SCALE = 255.0  # nuScenes intensity units
@@ -119,13 +120,6 @@ def segnet_inputs(points_base: np.ndarray, intensity: np.ndarray, config: SegNet
     return bev, grid.normalised(points_base), features.astype(np.float32)
 
 
-def _mlp(*widths: int) -> nn.Sequential:
-    layers: list[nn.Module] = []
-    for a, b in zip(widths, widths[1:]):
-        layers += [nn.Linear(a, b), nn.ReLU(inplace=True)]
-    return nn.Sequential(*layers)
-
-
 class LocalObjectBranch(nn.Module):
     """2DDATA's LOB: class-aware attention from a point's 2D box class, gated into its feature, and a head."""
 
@@ -161,8 +155,8 @@ class SegNet(nn.Module):
         self.config = config
         hidden = config.point_hidden
         self.unet = BevUNet(config.grid.channels, config.widths, config.stem_stride, config.fuse_kernel)
-        self.point_mlp = _mlp(config.point_features, hidden, hidden)
-        self.fuse = _mlp(config.widths[0] + hidden, hidden, hidden)
+        self.point_mlp = mlp(config.point_features, hidden, hidden)
+        self.fuse = mlp(config.widths[0] + hidden, hidden, hidden)
         self.head = nn.Linear(hidden, len(config.class_names))
         self.lob = LocalObjectBranch(config) if config.lob else None
 
