@@ -39,15 +39,14 @@ from ..core.camera import CameraModel
 from ..core.classes import DETECTION_CLASSES, DETECTION_RANGE_M
 from ..core.detections import Detections3D
 from ..core.geometry import invert_transform, transform_points
-from ..core.models.checkpoint import load_checkpoint
 from ..core.models.detr3d import STATE, Detr3D, Detr3DConfig, Detr3DInference
 from ..core.models.detr3d_inputs import anchor_rows, camera_inputs, decode, detr3d_bev
 from ..data.simulated_2d import PRESETS, simulate_detections
-from ..errors import ConfigError, ModelError
+from ..errors import ConfigError
 from .data.dataset import SweepDataset, sample_camera_boxes
 from .losses import focal_loss
 from .targets import draw_gaussian, gaussian_radius
-from .trainer import TrainConfig, TrainResult, TrainTask, train
+from .trainer import TrainConfig, TrainResult, TrainTask, same_architecture, train
 
 PAST_STEPS = (4, 5, 6)  # sweeps back to the earlier sweep (0.2-0.3 s at nuScenes' 20 Hz)
 MAX_TRUTH = 256  # ground-truth rows per sample (padded)
@@ -349,11 +348,7 @@ class Detection3DTask(TrainTask):
         return Detr3D(self.model_config)
 
     def initialised_from(self, path: Path) -> Detr3D:
-        source, _ = load_checkpoint(path, self.model_config.class_names, expected_model=self.model_name)
-        if source.config != self.model_config:
-            raise ModelError(str(path), f"init checkpoint has architecture {source.config.to_dict()}",
-                             f"{self.model_config.to_dict()}")
-        return source.train()
+        return same_architecture(path, self.model_name, self.model_config)
 
     def training_samples(self) -> Detection3DSamples:
         return Detection3DSamples(self.train_caches, self.model_config, self.data)

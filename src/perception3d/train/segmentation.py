@@ -22,13 +22,12 @@ from tqdm import tqdm
 from ..core.box_points import point_boxes
 from ..core.classes import LIDARSEG_CLASSES
 from ..core.geometry import transform_points
-from ..core.models.checkpoint import load_checkpoint
 from ..core.models.segnet import SegNet, SegNetConfig, SegNetInference, labels_from_probabilities, segnet_inputs
-from ..errors import ConfigError, ModelError
+from ..errors import ConfigError
 from ..eval.semantic import SegmentationScore
 from .data.dataset import SweepDataset, sample_camera_boxes
 from .segmentation_loss import class_weights, segmentation_loss
-from .trainer import TrainConfig, TrainResult, TrainTask, train
+from .trainer import TrainConfig, TrainResult, TrainTask, same_architecture, train
 
 
 @dataclass(frozen=True)
@@ -157,11 +156,7 @@ class SegmentationTask(TrainTask):
         return SegNet(self.model_config)
 
     def initialised_from(self, path: Path) -> SegNet:
-        source, _ = load_checkpoint(path, self.model_config.class_names, expected_model=self.model_name)
-        if source.config != self.model_config:
-            raise ModelError(str(path), f"init checkpoint has architecture {source.config.to_dict()}",
-                             f"{self.model_config.to_dict()}")
-        return source.train()
+        return same_architecture(path, self.model_name, self.model_config)
 
     def training_samples(self) -> SegmentationSamples:
         return SegmentationSamples(self.train_caches, self.model_config, self.data)

@@ -95,6 +95,16 @@ class TrainTask:
         raise NotImplementedError
 
 
+def same_architecture(path: Path, model_name: str, model_config) -> nn.Module:
+    """The network of checkpoint `path`, in train mode, for a task whose init must be a `model_name` model of exactly
+    `model_config` (ModelError naming the difference otherwise)."""
+    source, _ = load_checkpoint(path, model_config.class_names, expected_model=model_name)
+    if source.config != model_config:
+        raise ModelError(str(path), f"init checkpoint has architecture {source.config.to_dict()}",
+                         f"{model_config.to_dict()}")
+    return source.train()
+
+
 @dataclass
 class TrainResult:
     """What training produced.
