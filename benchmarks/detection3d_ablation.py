@@ -32,7 +32,7 @@ from perception3d.core.geometry import invert_transform
 from perception3d.core.lift3d import detect_3d
 from perception3d.core.models.checkpoint import load_checkpoint, read_checkpoint
 from perception3d.train.data.dataset import SweepDataset
-from perception3d.train.detection3d import cache_nuscenes, predict, score, simulated_cameras
+from perception3d.train.detection3d import cache_nuscenes, frame_cameras, predict, score
 
 ARMS = {"anchors": "QAF2D anchor queries + camera RoI", "learned": "learned queries + camera RoI",
         "nocamera": "QAF2D anchor queries, LiDAR RoI only"}
@@ -46,21 +46,10 @@ def geometric(caches: list[SweepDataset], boxes2d: str) -> dict:
     for dataset in caches:
         for i in dataset.indices_where("is_key_frame"):
             sample = dataset[int(i)]
-            if boxes2d == "cache":
-                views = []
-                for c in np.flatnonzero(sample["cam_valid"]):
-                    mine = sample["boxes2d_camera"] == c
-                    names = [DETECTION_CLASSES[k] if k >= 0 else "other" for k in sample["boxes2d_class"][mine]]
-                    width, height = (int(v) for v in sample["cam_image_size"][c])
-                    views.append(CameraView(Detections2D(sample["boxes2d_xyxy"][mine], names,
-                                                         sample["boxes2d_score"][mine]),
-                                            CameraModel(sample["cam_K"][c], width, height),
-                                            sample["cam_T_camera_lidar"][c]))
-            else:
-                T_ego_lidar = sample["T_ego_lidar"]
-                views = [CameraView(Detections2D(c.boxes_xyxy, [DETECTION_CLASSES[k] for k in c.classes], c.scores),
-                                    CameraModel(c.K, c.width, c.height), c.T_camera_points @ T_ego_lidar)
-                         for c in simulated_cameras(sample, boxes2d, rng)]
+            views = [CameraView(Detections2D(c.boxes_xyxy, [DETECTION_CLASSES[k] if k >= 0 else "other"
+                                                            for k in c.classes], c.scores),
+                                CameraModel(c.K, c.width, c.height), c.T_camera_points @ sample["T_ego_lidar"])
+                     for c in frame_cameras(sample, boxes2d, rng)]  # for points in `lidar`
             points = sample["points"][:sample["num_points_current"], :3].astype(np.float64)
             dets = detect_3d(points, views, sample["T_ego_lidar"], "base_link")
             T_global_ego = sample["T_global_lidar"] @ invert_transform(sample["T_ego_lidar"])

@@ -273,6 +273,14 @@ def detection_loss(out: dict, batch: dict[str, torch.Tensor]) -> tuple[torch.Ten
     return total, {k: float(v.detach()) for k, v in parts.items()}
 
 
+def frame_cameras(sample: dict, boxes2d: str, rng: np.random.Generator | None = None) -> list[CameraBoxes]:
+    """CameraBoxes (points in the ego frame) of a cache sample: its own 2D boxes (boxes2d 'cache') or boxes
+    simulated from its 3D boxes with a preset (data.simulated_2d) drawn from rng."""
+    if boxes2d == "cache":
+        return sample_camera_boxes(sample, invert_transform(sample["T_ego_lidar"]))
+    return simulated_cameras(sample, boxes2d, rng)
+
+
 def frame_inputs(sample: dict, past: tuple, cameras: Sequence[CameraBoxes], config: Detr3DConfig
                  ) -> tuple[np.ndarray, ...]:
     """The four network inputs of one cache sample (its current sweep in the ego frame, the earlier sweep `past`
@@ -295,10 +303,7 @@ def predict(network: nn.Module, caches: Sequence[SweepDataset], device: torch.de
         for i in tqdm(dataset.indices_where("is_key_frame"), desc="detect", unit="keyframe", disable=not progress):
             sample = dataset[int(i)]
             past = past_points(dataset, int(i), PAST_STEPS[1], sample)
-            if boxes2d == "cache":
-                cameras = sample_camera_boxes(sample, invert_transform(sample["T_ego_lidar"]))
-            else:
-                cameras = simulated_cameras(sample, boxes2d, rng)
+            cameras = frame_cameras(sample, boxes2d, rng)
             inputs = frame_inputs(sample, past, cameras, network.config)
             with torch.inference_mode():
                 outputs = inference(*(torch.from_numpy(x)[None].to(device) for x in inputs))

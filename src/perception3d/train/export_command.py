@@ -179,15 +179,14 @@ def detection3d_parity(first: tuple, second: tuple, threshold: float = SCORE_THR
 
 
 def _export_detection3d(args: argparse.Namespace) -> int:
-    from ..core.geometry import invert_transform
     from ..core.models.checkpoint import load_checkpoint
     from ..core.models.detr3d import DETR3D_INPUTS, Detr3DInference
     from ..core.models.export import export_detection3d
     from ..core.models.network_file import open_network
     from ..core.models.runner import CPU_OPTIONS
     from ..errors import ConfigError
-    from .data.dataset import SweepDataset, sample_camera_boxes
-    from .detection3d import PAST_STEPS, frame_inputs, past_points
+    from .data.dataset import SweepDataset
+    from .detection3d import PAST_STEPS, frame_cameras, frame_inputs, past_points
 
     if args.cache is None:
         raise ConfigError("export detection3d needs --cache: a sweep cache whose keyframes are compared on")
@@ -200,9 +199,8 @@ def _export_detection3d(args: argparse.Namespace) -> int:
     agree = compared = 0
     for i in dataset.indices_where("is_key_frame")[:args.verify]:
         sample = dataset[int(i)]
-        cameras = sample_camera_boxes(sample, invert_transform(sample["T_ego_lidar"]))
-        inputs = [x[None] for x in frame_inputs(sample, past_points(dataset, int(i), PAST_STEPS[1], sample), cameras,
-                                                 network.config)]
+        inputs = [x[None] for x in frame_inputs(sample, past_points(dataset, int(i), PAST_STEPS[1], sample),
+                                                 frame_cameras(sample, "cache"), network.config)]
         a, n = detection3d_parity(*(m.run(*inputs) for m in models))
         agree, compared = agree + a, compared + n
     print(f"{min(args.verify, len(dataset.indices_where('is_key_frame')))} keyframes of {args.cache}: {agree} of "
