@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..core.classes import LIDARSEG_CLASSES
+from ..core.classes import DETECTION_CLASSES, LIDARSEG_CLASSES
 from ..core.models.checkpoint import SHIPPED_SEGMENTATION_BOX_PRIOR
 from ..eval.semantic import SEMANTIC_CLASSES
 from ..nodes.params import parameter_file
@@ -35,7 +35,7 @@ LEARNED_ROWS: dict[str, tuple[str, dict[str, dict[str, str]]]] = {
 
 
 def run(out_dir: Path) -> Path:
-    rows, seg_rows, data = [], [], {}
+    rows, seg_rows, ap_rows, data = [], [], [], {}
     with tempfile.TemporaryDirectory(prefix="p3d-bench-scores-") as tmp:
         work = Path(tmp)
         root = synthetic_dataroot(work / "root", 1, SCENE_SECONDS, SEED, progress=False)
@@ -62,10 +62,12 @@ def run(out_dir: Path) -> Path:
             rows.append([preset_row] + [f"{v:.3f}" for v in figures.values()])
             data[preset_row] = {"figures": figures, "report": report.to_json()}
             keys = list(figures)
+            ap_rows.append([preset_row] + [f"{det.class_ap[c]:.3f}" for c in DETECTION_CLASSES])
             seg_rows.append([preset_row] + [f"{seg.per_class_iou()[LIDARSEG_CLASSES[c]]:.3f}" for c in SEMANTIC_CLASSES]
                             + [f"{seg.miou():.3f}"])
     table = format_table(["2D boxes from", *keys], rows)
     seg_table = format_table(["graph", *(LIDARSEG_CLASSES[c] for c in SEMANTIC_CLASSES), "mIoU"], seg_rows)
+    ap_table = format_table(["graph", *DETECTION_CLASSES], ap_rows)
     notes = (f"Split: one {SCENE_SECONDS:.0f} s synthetic scene (seed {SEED}), {report.keyframes} keyframes. "
              "AP is the devkit's mean over the 0.5/1/2/4 m thresholds unless marked @2m; mAP and NDS are over the "
              "detection classes present in the ground truth (the devkit's own all-10-class figures are in the "
@@ -74,6 +76,8 @@ def run(out_dir: Path) -> Path:
              "the simulated detector's presets (README, Data), or, in the `detector2d` row, the graph's own learned "
              "detector (the shipped checkpoint, trained on other synthetic scenes) running in the replay. Rows named "
              "'+ learned ...' run those nodes in learned mode with their shipped checkpoints (trained on other world "
-             "seeds), the rest of the graph geometric.\n\nSegmentation IoU per lidarseg class:\n\n" + seg_table)
+             "seeds), the rest of the graph geometric.\n\n"
+             "Detection AP per class (devkit, mean over the 0.5/1/2/4 m thresholds):\n\n" + ap_table
+             + "\n\nSegmentation IoU per lidarseg class:\n\n" + seg_table)
     return write_results(out_dir, "scores", "Graph quality per 2D preset and mode (perception3d bench scores)",
                          table, data, notes)
