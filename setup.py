@@ -49,7 +49,8 @@ setup(
         (f"share/{PACKAGE}/config/rviz", glob("config/rviz/*.rviz")),
     ],
     # Lower bounds no newer than Ubuntu 22.04's apt packages (numpy 1.21.5, scipy 1.8.0, pyyaml 5.4.1, jsonschema
-    # 3.2.0, pillow 9.0.1, tqdm 4.57.0), which a ROS 2 Humble install uses: pip must not replace them.
+    # 3.2.0, pillow 9.0.1, tqdm 4.57.0, threadpoolctl 3.1.0), which a ROS 2 Humble install uses: pip must not
+    # replace them.
     install_requires=[
         "numpy>=1.21.5,<2",
         "scipy>=1.8",
@@ -58,6 +59,7 @@ setup(
         "jsonschema>=3.2",
         "pillow>=9.0",
         "tqdm>=4.57",
+        "threadpoolctl>=3.1",
     ],
     extras_require={
         "data": ["nuscenes-devkit==1.2.0"],

@@ -4,6 +4,7 @@ the way other nodes would, by publishing on the graph."""
 from __future__ import annotations
 
 import array
+import os
 from pathlib import Path
 
 import pytest
@@ -139,6 +140,17 @@ def test_int_for_a_float_parameter_is_coerced(monkeypatch, tmp_path):
     node = ros_double.Node("centroid")  # what rclpy does without the coercion: static typing refuses the int
     with pytest.raises(ros_double.InvalidParameterTypeException):
         node.declare_parameter("sleep_s", 0.5)
+
+
+def test_the_process_thread_pools_follow_the_parameter_at_start(monkeypatch):
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        monkeypatch.delenv(name, raising=False)  # monkeypatch restores what the host sets, too
+    with threadpool_limits(limits=None):  # restores the pools afterwards
+        start(monkeypatch, extra=("-p", "process_threads:=1"))
+        assert {pool["num_threads"] for pool in threadpool_info()} == {1}
+        assert os.environ["OMP_NUM_THREADS"] == "1"
 
 
 # -- QoS, remapping, flow -----------------------------------------------------------------------------------------

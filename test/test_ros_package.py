@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parents[1]
 ROS_PACKAGE_OF_MODULE = {"tf2_ros": "tf2_ros_py"}
 # Ubuntu 22.04 (jammy) apt versions of the Python packages a ROS 2 Humble install uses
 JAMMY = {"numpy": "1.21.5", "scipy": "1.8.0", "pyyaml": "5.4.1", "jsonschema": "3.2.0", "pillow": "9.0.1",
-         "tqdm": "4.57.0"}
+         "tqdm": "4.57.0", "threadpoolctl": "3.1.0"}
 # rviz_default_plugins/plugins_description.xml (Humble) and rviz_common's panels
 RVIZ_CLASSES = {f"rviz_default_plugins/{name}" for name in (
     "Axes", "Camera", "DepthCloud", "Grid", "GridCells", "Illuminance", "Image", "InteractiveMarkers", "LaserScan",

@@ -117,6 +117,10 @@ SHARED_PARAMS: tuple[Param, ...] = (
           "ROS 2 host: how long a transform lookup at a message stamp waits for /tf to catch up [s]", 0.0, 1.0),
     Param("log_throttle_s", "float", 5.0, "least time between two log lines about the same problem [s]", 0.0, 3600.0,
           read_only=False),
+    Param("process_threads", "int", 1,
+          "threads of the numeric libraries' pools (BLAS, OpenMP, torch intra-op) in the node's process, set at start "
+          "(runtime.threads); 0 = each library's default (one per core), which spins against the other nodes on a "
+          "shared machine; a process running several nodes uses the largest value", 0, 256),
 )
 
 

@@ -27,6 +27,7 @@ from ..msgs.tf import add_tf_message
 from ..nodes.params import load_parameters
 from ..nodes.runner import NodeRunner, Published, settle_garbage_collector
 from .graph import TF_STATIC_TOPIC, TF_TOPIC, Graph
+from .threads import apply_thread_policy, process_thread_count
 
 
 @dataclass
@@ -185,6 +186,7 @@ def replay(bag_path: str | Path, out_path: str | Path, graph: Graph, config: str
     definitions = {node.name: node.load() for node in graph.nodes}
     params = load_parameters(config, {name: d.parameters for name, d in definitions.items()},
                              other_nodes=graph.known_names)
+    apply_thread_policy(process_thread_count(params.values()))  # before a node loads its model
     tf = TfBuffer()
     runners = [NodeRunner(definitions[node.name], params[node.name],
                           graph.topics(node, params[node.name]["camera_names"]), tf, log=log)

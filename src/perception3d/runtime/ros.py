@@ -42,6 +42,7 @@ from ..nodes.params import PARAMS_KEY, SHARED_PARAMS, SHARED_SECTION, Param, val
 from ..nodes.rcl_yaml import check_rcl_parameter_yaml
 from ..nodes.runner import NodeRunner, Published, settle_garbage_collector
 from .graph import FULL_GRAPH, Graph, GraphNode
+from .threads import apply_thread_policy, process_thread_count
 
 DIAGNOSTICS_PERIOD_S = 1.0
 SYNC_TIMER_PERIOD_S = 0.05
@@ -200,6 +201,9 @@ class RosNodeHost:
         self.node = Node(graph_node.name, parameter_overrides=[Parameter(n, value=v) for n, v in coerced.items()])
         self.own_parameters = own
         params = declare_parameters(self.node, graph_node.name, own)
+        applied = apply_thread_policy(process_thread_count([params]))  # before the runner loads a model
+        if applied:
+            self.node.get_logger().info(f"thread pools: {applied}")
 
         self.tf_buffer = tf2_ros.Buffer()
         # The listener spins /tf on its own node and thread, so a lookup waiting inside a callback of this

@@ -1,0 +1,45 @@
+"""The host's threading policy (runtime/threads.py): pools limited at start, libraries loaded later included."""
+import json
+import subprocess
+import sys
+
+from perception3d.runtime.threads import process_thread_count
+
+PROBE = """
+import json, numpy
+from threadpoolctl import threadpool_info
+from perception3d.runtime.threads import apply_thread_policy
+applied = apply_thread_policy({count})
+import torch  # loaded after the policy: reads the environment
+print(json.dumps({{"applied": applied, "pools": [p["num_threads"] for p in threadpool_info()],
+                   "torch": torch.get_num_threads()}}))
+"""
+
+
+def probe(count: int) -> dict:
+    env = {"PATH": "/usr/bin:/bin"}  # no OMP_NUM_THREADS etc. from the caller
+    out = subprocess.run([sys.executable, "-c", PROBE.format(count=count)], capture_output=True, text=True,
+                         check=True, env=env)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def test_one_thread_limits_numpy_blas_and_a_torch_imported_later():
+    result = probe(1)
+    assert result["pools"] and set(result["pools"]) == {1}
+    assert result["torch"] == 1
+    assert result["applied"]["OMP_NUM_THREADS"] == 1
+
+
+def test_zero_leaves_the_libraries_defaults():
+    import os
+
+    cores = len(os.sched_getaffinity(0))
+    result = probe(0)
+    assert result["applied"] == {}
+    assert result["torch"] == cores  # torch's default: one thread per core
+
+
+def test_a_process_with_several_nodes_takes_the_largest_count_and_zero_wins():
+    assert process_thread_count([{"process_threads": 1}, {"process_threads": 3}]) == 3
+    assert process_thread_count([{"process_threads": 2}, {"process_threads": 0}]) == 0
+    assert process_thread_count([]) == 0
