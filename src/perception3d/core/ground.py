@@ -33,6 +33,7 @@ _FAR_BIN_GROWTH = 1.05  # beyond it each bin is 5 % of its range wide
 _SLOPE_PRIOR_WEIGHT = 0.5  # ridge pull of a sector's slope towards the seed plane's [weight x m^2]
 _KERB_SLOPE = 0.05  # a level change is a kerb only if steeper than this over the distance from the last candidate
 _GRADE_CHANGE_FAR = 0.03  # between distant candidates the ground may rise max_step_m + this x their distance
+_SEED_POINTS = 8192  # the seed plane is fitted to an even subsample of about this many near points
 _MAX_DROP_FACTOR = 3.0  # candidates more than this x max_step_m below the prediction are outliers
 
 
@@ -179,9 +180,9 @@ def _fit(points: np.ndarray, origin_xy: np.ndarray, params: GroundParams
     origin = np.asarray(origin_xy, dtype=np.float64)[:2]
     horizontal = np.hypot(pts[:, 0] - origin[0], pts[:, 1] - origin[1])
     near = pts[horizontal < params.seed_radius_m]
-    plane = fit_ground_plane(near, (0.0, 0.0, 1.0), params.threshold_m, params.max_tilt_deg, seed=params.seed)[0]
+    plane = _seed_plane(near, params)
     if plane is None:  # too few points near the sensor: seed from all of them
-        plane = fit_ground_plane(pts, (0.0, 0.0, 1.0), params.threshold_m, params.max_tilt_deg, seed=params.seed)[0]
+        plane = _seed_plane(pts, params)
     if plane is None:
         return None, None
     edges = _range_edges(float(horizontal.max(initial=0.0)))
@@ -199,6 +200,12 @@ def _fit(points: np.ndarray, origin_xy: np.ndarray, params: GroundParams
     return surface, (sector, rbin, r)
 
 
+def _seed_plane(points: np.ndarray, params: GroundParams) -> Plane | None:
+    """The RANSAC plane of (an even subsample of at most _SEED_POINTS of) points."""
+    sample = points[::max(1, len(points) // _SEED_POINTS)]
+    return fit_ground_plane(sample, (0.0, 0.0, 1.0), params.threshold_m, params.max_tilt_deg, seed=params.seed)[0]
+
+
 def _range_edges(max_range: float) -> np.ndarray:
     """Range bin edges [m]: 0.5 m bins up to 10 m, then each bin 5 % of its range, past max_range."""
     edges = list(np.arange(0.0, _NEAR_RANGE_M + 1e-9, _NEAR_BIN_M))
@@ -210,17 +217,14 @@ def _range_edges(max_range: float) -> np.ndarray:
 def _cell_candidates(cell: np.ndarray, z: np.ndarray, r: np.ndarray, shape: tuple[int, int]
                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per cell: lowest z, the range of that point, and z extent (max - min) [m]; NaN for empty cells."""
-    z_unit = (z - z.min()) / (np.ptp(z) * (1 + 1e-9) + 1e-12)  # in [0, 1): one sort key orders by cell, then z
-    order = np.argsort(cell + z_unit, kind="stable")
-    cell_sorted = cell[order]
-    first = np.flatnonzero(np.r_[True, cell_sorted[1:] != cell_sorted[:-1]])
-    last = np.r_[first[1:] - 1, len(order) - 1]
-    lowest, low_r, extent = (np.full(shape[0] * shape[1], np.nan) for _ in range(3))
-    ids = cell_sorted[first]
-    lowest[ids] = z[order[first]]
-    low_r[ids] = r[order[first]]
-    extent[ids] = z[order[last]] - lowest[ids]
-    return lowest.reshape(shape), low_r.reshape(shape), extent.reshape(shape)
+    size = shape[0] * shape[1]
+    lowest, highest, low_r = np.full(size, np.inf), np.full(size, -np.inf), np.full(size, np.nan)
+    np.minimum.at(lowest, cell, z)
+    np.maximum.at(highest, cell, z)
+    is_lowest = z == lowest[cell]
+    low_r[cell[is_lowest]] = r[is_lowest]
+    lowest[~np.isfinite(lowest)] = np.nan
+    return lowest.reshape(shape), low_r.reshape(shape), (highest - lowest).reshape(shape)
 
 
 def _scan(surface: GroundSurface, lowest: np.ndarray, low_r: np.ndarray, extent: np.ndarray, z0: float,
@@ -230,26 +234,28 @@ def _scan(surface: GroundSurface, lowest: np.ndarray, low_r: np.ndarray, extent:
     centre = 0.5 * (surface.edges[:-1] + surface.edges[1:])
     max_slope = np.tan(np.radians(params.max_tilt_deg))
     kerb, max_step = params.kerb_step_m, params.max_step_m
-    # Weighted sums of the accepted candidates (r, h) per sector; the seed's height at r = 0 starts them.
-    sw, sr, sh, srr, srh = np.ones(sectors), np.zeros(sectors), np.full(sectors, z0), np.zeros(sectors), \
-        np.zeros(sectors)
+    # Weighted sums (w, w r, w h, w r^2, w r h) of the accepted candidates (r, h) per sector; the seed's height at
+    # r = 0 starts them. Each cell's candidate as such a row (zeros where the cell is empty), cell by cell.
+    sums = np.zeros((5, sectors))
+    sums[0], sums[2] = 1.0, z0
+    observed = np.nan_to_num(np.stack([np.ones_like(low_r), low_r, lowest, low_r * low_r, low_r * lowest]))
+    observed = np.ascontiguousarray(observed.transpose(2, 0, 1))  # (bins, 5, sectors)
+    fades = np.exp(-np.diff(np.r_[0.0, centre]) / (params.memory * centre))
     raised, last_r = np.zeros(sectors), np.zeros(sectors)
     accepted = surface.accepted
 
     def line() -> tuple[np.ndarray, np.ndarray]:
-        r_mean, h_mean = sr / sw, sh / sw
-        slope = (srh - sr * h_mean + _SLOPE_PRIOR_WEIGHT * seed_slope) / (srr - sr * r_mean + _SLOPE_PRIOR_WEIGHT)
+        w, wr, wh, wrr, wrh = sums
+        r_mean, h_mean = wr / w, wh / w
+        slope = (wrh - wr * h_mean + _SLOPE_PRIOR_WEIGHT * seed_slope) / (wrr - wr * r_mean + _SLOPE_PRIOR_WEIGHT)
         slope = np.minimum(np.maximum(slope, -max_slope), max_slope)
         return h_mean - slope * r_mean, slope
 
     # The line after each cell predicts the next one (fading scales all sums alike and leaves the line as it is).
     intercept, slope = line()
-    previous = 0.0
     with np.errstate(invalid="ignore"):  # empty cells (NaN) take no part
         for k in range(bins):
-            fade = np.exp(-(centre[k] - previous) / (params.memory * centre[k]))
-            previous = centre[k]
-            sw, sr, sh, srr, srh = sw * fade, sr * fade, sh * fade, srr * fade, srh * fade
+            sums *= fades[k]
             r, z = low_r[:, k], lowest[:, k]
             rise = z - (intercept + slope * r)
             # A rise (drop) of more than kerb_step_m that is also steeper than _KERB_SLOPE over the distance from
@@ -257,25 +263,24 @@ def _scan(surface: GroundSurface, lowest: np.ndarray, low_r: np.ndarray, extent:
             # anything else up to max_step_m (plus a grade change over a long distance between two rings) is the
             # same ground continuing; higher is an object.
             gap = r - last_r
-            kerb_like = (np.abs(rise) > kerb) & (np.abs(rise) > _KERB_SLOPE * gap)
+            size = np.abs(rise)
+            kerb_like = (size > kerb) & (size > _KERB_SLOPE * gap)
             flat_cell = extent[:, k] <= max_step
             ceiling = max_step + _GRADE_CHANGE_FAR * gap
             # Back on the road: a kerb-like drop, or any ground nearer the road level than the raised level.
             back = (rise < -kerb) & ((rise + raised) < 0.5 * raised)
             up = kerb_like & (rise > 0) & (rise <= max_step) & flat_cell
-            down = (kerb_like | back) & (rise < 0) & (rise >= -_MAX_DROP_FACTOR * ceiling)
-            same = ~kerb_like & ~down & (rise >= -_MAX_DROP_FACTOR * ceiling) & (rise <= ceiling) \
-                & (flat_cell | (rise <= kerb))
+            in_range = (rise >= -_MAX_DROP_FACTOR * ceiling) & (rise <= ceiling)
+            down = (kerb_like | back) & (rise < 0) & in_range
+            same = ~kerb_like & ~down & in_range & (flat_cell | (rise <= kerb))
             step = np.where(up | down, rise, 0.0)
-            sh, srh = sh + step * sw, srh + step * sr  # the line moves onto the new level
-            raised = np.where(up, raised + step, np.where(back, 0.0, np.where(down, np.maximum(raised + step, 0.0),
-                                                                              raised)))
-            raised[raised < 0.5 * kerb] = 0.0
+            sums[2::2] += step * sums[:2]  # the line moves onto the new level
+            raised = np.where(up, raised + step, np.where(down, np.maximum(raised + step, 0.0), raised))
+            raised[back | (raised < 0.5 * kerb)] = 0.0
             accept = same | up | down
             accepted[:, k] = accept
             last_r = np.where(accept, r, last_r)
-            r, z = np.where(accept, r, 0.0), np.where(accept, z, 0.0)
-            sw, sr, sh, srr, srh = sw + accept, sr + r, sh + z, srr + r * r, srh + r * z
+            sums += observed[k] * accept
             intercept, slope = line()
             surface.height[:, k] = intercept + slope * centre[k]
             surface.slope[:, k] = slope
