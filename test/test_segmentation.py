@@ -72,9 +72,12 @@ def test_car_pedestrian_wall_ground(scene):
     assert np.all(labels[wall_] == 0)
     assert np.mean(labels[ground] == GROUND) > 0.99
     # Ground-band points in the car's box but outside its depth range are not reclaimed by the car: the raised
-    # patches stay ground, road or (where the surface sees them as a level 0.12 m up) sidewalk.
+    # patches stay road or (where the surface sees them as a level 0.12 m up) sidewalk, except in a ground-surface
+    # cell they share with the car's lowest face points (the cell's lowest point then is a step up next to an
+    # object, not ground): those stay unlabelled.
     curb = names == "curb"
-    assert np.sum(curb & u_in_box) > 20 and np.all(np.isin(labels[curb], [GROUND, SIDEWALK]))
+    assert np.sum(curb & u_in_box) > 20 and not np.any(labels[curb] == CAR)
+    assert np.mean(np.isin(labels[curb], [GROUND, SIDEWALK])) > 0.99
     assert not np.any(np.isin(labels, [GROUND, SIDEWALK]) & ~(ground | curb | (ped & feet)))
     assert not np.any((labels == SIDEWALK) & ~curb)
 

@@ -7,7 +7,7 @@ Real roads have grade, crown, bumps and kerb steps up to a sidewalk, so one plan
 
 1. Seed: a RANSAC plane (`fit_ground_plane`) of the near field (within `seed_radius_m`) gives the ground height
    at the sensor and its slope in every direction.
-2. Candidates: each cell's lowest point (range bins 0.5 m wide up to 10 m, then 5 % of the range wide: LiDAR
+2. Candidates: each cell's lowest point (range bins 0.5 m wide up to 10 m, then 7 % of the range wide: LiDAR
    rings thin out with range).
 3. Scan: all sectors are walked outwards at once. Along a sector the ground is a line h(r) fitted by weighted
    least squares to the accepted candidates (weights fade with distance as exp(-dr / (`memory` x r)); the slope
@@ -29,11 +29,11 @@ import numpy as np
 
 _NEAR_BIN_M = 0.5  # range bin width up to _NEAR_RANGE_M [m]
 _NEAR_RANGE_M = 10.0
-_FAR_BIN_GROWTH = 1.05  # beyond it each bin is 5 % of its range wide
+_FAR_BIN_GROWTH = 1.07  # beyond it each bin is 7 % of its range wide
 _SLOPE_PRIOR_WEIGHT = 0.5  # ridge pull of a sector's slope towards the seed plane's [weight x m^2]
 _KERB_SLOPE = 0.05  # a level change is a kerb only if steeper than this over the distance from the last candidate
 _GRADE_CHANGE_FAR = 0.03  # between distant candidates the ground may rise max_step_m + this x their distance
-_SEED_POINTS = 8192  # the seed plane is fitted to an even subsample of about this many near points
+_SEED_POINTS = 4096  # the seed plane is fitted to an even subsample of about this many near points
 _MAX_DROP_FACTOR = 3.0  # candidates more than this x max_step_m below the prediction are outliers
 
 
@@ -156,7 +156,9 @@ def sweep_ground(points_lidar: np.ndarray, T_base_lidar: np.ndarray,
         params: surface parameters.
     """
     T = np.asarray(T_base_lidar, dtype=np.float64)
-    points_base = np.asarray(points_lidar, dtype=np.float64)[:, :3] @ T[:3, :3].T + T[:3, 3]
+    p = np.asarray(points_lidar, dtype=np.float64)
+    points_base = np.stack([T[i, 0] * p[:, 0] + T[i, 1] * p[:, 1] + T[i, 2] * p[:, 2] + T[i, 3] for i in range(3)],
+                           axis=1)  # elementwise: a (N, 3) x (3, 3) BLAS product costs more (threads)
     surface, cells = _fit(points_base, T[:2, 3], params)
     if surface is None:
         none = np.zeros(len(points_base), dtype=bool)
@@ -207,7 +209,7 @@ def _seed_plane(points: np.ndarray, params: GroundParams) -> Plane | None:
 
 
 def _range_edges(max_range: float) -> np.ndarray:
-    """Range bin edges [m]: 0.5 m bins up to 10 m, then each bin 5 % of its range, past max_range."""
+    """Range bin edges [m]: 0.5 m bins up to 10 m, then each bin 7 % of its range, past max_range."""
     edges = list(np.arange(0.0, _NEAR_RANGE_M + 1e-9, _NEAR_BIN_M))
     while edges[-1] <= max_range:
         edges.append(edges[-1] * _FAR_BIN_GROWTH)
@@ -240,51 +242,56 @@ def _scan(surface: GroundSurface, lowest: np.ndarray, low_r: np.ndarray, extent:
     sums[0], sums[2] = 1.0, z0
     observed = np.nan_to_num(np.stack([np.ones_like(low_r), low_r, lowest, low_r * low_r, low_r * lowest]))
     observed = np.ascontiguousarray(observed.transpose(2, 0, 1))  # (bins, 5, sectors)
+    ranges, heights = np.ascontiguousarray(low_r.T), np.ascontiguousarray(lowest.T)
+    with np.errstate(invalid="ignore"):
+        flat_cells = np.ascontiguousarray((extent <= max_step).T)  # no wall or object in the cell
     fades = np.exp(-np.diff(np.r_[0.0, centre]) / (params.memory * centre))
     raised, last_r = np.zeros(sectors), np.zeros(sectors)
-    accepted = surface.accepted
+    height, slopes, levels, accepted = (np.zeros((bins, sectors)) for _ in range(4))
+    prior = _SLOPE_PRIOR_WEIGHT * seed_slope
 
     def line() -> tuple[np.ndarray, np.ndarray]:
-        w, wr, wh, wrr, wrh = sums
-        r_mean, h_mean = wr / w, wh / w
-        slope = (wrh - wr * h_mean + _SLOPE_PRIOR_WEIGHT * seed_slope) / (wrr - wr * r_mean + _SLOPE_PRIOR_WEIGHT)
-        slope = np.minimum(np.maximum(slope, -max_slope), max_slope)
-        return h_mean - slope * r_mean, slope
+        means = sums[1:3] / sums[0]  # mean r, mean h
+        spread = sums[3:5] - sums[1] * means  # weighted variance of r, covariance of r and h
+        slope = np.minimum(np.maximum((spread[1] + prior) / (spread[0] + _SLOPE_PRIOR_WEIGHT), -max_slope),
+                           max_slope)
+        return means[1] - slope * means[0], slope
 
     # The line after each cell predicts the next one (fading scales all sums alike and leaves the line as it is).
     intercept, slope = line()
+    first = int(np.argmax(np.isfinite(heights).any(axis=1)))  # the bins before the first return stay the seed
+    height[:first] = intercept + slope[None] * centre[:first, None]
+    slopes[:first] = slope
     with np.errstate(invalid="ignore"):  # empty cells (NaN) take no part
-        for k in range(bins):
+        for k in range(first, bins):
             sums *= fades[k]
-            r, z = low_r[:, k], lowest[:, k]
-            rise = z - (intercept + slope * r)
+            r = ranges[k]
+            rise = heights[k] - (intercept + slope * r)
             # A rise (drop) of more than kerb_step_m that is also steeper than _KERB_SLOPE over the distance from
-            # the last candidate is a kerb, if the cell holds no wall or object (its points span < max_step_m);
-            # anything else up to max_step_m (plus a grade change over a long distance between two rings) is the
-            # same ground continuing; higher is an object.
+            # the last candidate is a kerb, if the cell holds no wall or object; anything else up to max_step_m
+            # (plus a grade change over a long distance between two rings) is the same ground continuing; higher
+            # is an object. Any ground nearer the road level than the raised level is back on the road.
             gap = r - last_r
-            size = np.abs(rise)
-            kerb_like = (size > kerb) & (size > _KERB_SLOPE * gap)
-            flat_cell = extent[:, k] <= max_step
+            kerb_like = np.abs(rise) > np.maximum(kerb, _KERB_SLOPE * gap)
             ceiling = max_step + _GRADE_CHANGE_FAR * gap
-            # Back on the road: a kerb-like drop, or any ground nearer the road level than the raised level.
-            back = (rise < -kerb) & ((rise + raised) < 0.5 * raised)
-            up = kerb_like & (rise > 0) & (rise <= max_step) & flat_cell
-            in_range = (rise >= -_MAX_DROP_FACTOR * ceiling) & (rise <= ceiling)
+            in_range = (rise <= ceiling) & (rise >= -_MAX_DROP_FACTOR * ceiling)
+            back = rise < -np.maximum(kerb, 0.5 * raised)
+            up = kerb_like & (rise > 0) & (rise <= max_step) & flat_cells[k]
             down = (kerb_like | back) & (rise < 0) & in_range
-            same = ~kerb_like & ~down & in_range & (flat_cell | (rise <= kerb))
+            same = ~(kerb_like | down) & in_range & (flat_cells[k] | (rise <= kerb))
             step = np.where(up | down, rise, 0.0)
             sums[2::2] += step * sums[:2]  # the line moves onto the new level
-            raised = np.where(up, raised + step, np.where(down, np.maximum(raised + step, 0.0), raised))
-            raised[back | (raised < 0.5 * kerb)] = 0.0
+            raised = np.where(back, 0.0, np.maximum(raised + step, 0.0))
+            raised[raised < 0.5 * kerb] = 0.0
             accept = same | up | down
-            accepted[:, k] = accept
-            last_r = np.where(accept, r, last_r)
+            accepted[k] = accept
+            np.copyto(last_r, r, where=accept)
             sums += observed[k] * accept
             intercept, slope = line()
-            surface.height[:, k] = intercept + slope * centre[k]
-            surface.slope[:, k] = slope
-            surface.raised[:, k] = raised
+            height[k], slopes[k], levels[k] = intercept + slope * centre[k], slope, raised
+    surface.height[:], surface.slope[:], surface.raised[:], surface.accepted[:] = height.T, slopes.T, levels.T, \
+        accepted.T.astype(bool)
+    accepted = surface.accepted
     _fill_between_candidates(surface, accepted, lowest, low_r, centre)
 
 
