@@ -11,15 +11,18 @@ Real roads have grade, crown, bumps and kerb steps up to a sidewalk, so one plan
    rings thin out with range).
 3. Scan: all sectors are walked outwards at once. Along a sector the ground is a line h(r) fitted by weighted
    least squares to the accepted candidates (weights fade with distance as exp(-dr / (`memory` x r)); the slope
-   is pulled towards the seed's and limited to tan(`max_tilt_deg`)). A candidate within `kerb_step_m` of the
-   line's prediction continues the level; a rise up to `max_step_m` in a cell whose points span less than
-   `max_step_m` (no wall or object in it) is a kerb: the line moves onto the raised level and the sector records
-   how high that level is above the road; a drop moves it back down (never below the road); higher candidates
-   are objects (roofs, walls) and are skipped. Cells without an accepted candidate keep the prediction, which
-   fills holes (shadows behind objects, gaps between rings).
-4. Surface: per cell the line's height at the cell's centre and its slope. Ground points lie within
-   `threshold_m` of it; ground points of a raised cell (or of the cell just before a kerb, which holds the kerb
-   face) nearer the raised level than the road are `raised` (sidewalk).
+   is pulled towards the seed's and limited to tan(`max_tilt_deg`)); it predicts the next candidate. A rise of
+   more than `kerb_step_m` that is also steeper than 5 % over the distance from the last candidate, up to
+   `max_step_m`, in a cell whose points span less than `max_step_m` (no wall or object in it), is a kerb: the
+   line moves onto the raised level and the sector records how high that level is above the road. A drop back
+   (a kerb-like one, or any ground nearer the road level than the raised level) returns to the road. Any other
+   candidate up to `max_step_m` above the prediction (plus 3 % of the distance from the last candidate: between
+   far rings the road's grade may change) is the same ground continuing; higher ones are objects (roofs, walls).
+4. Surface: per cell the line's height at the cell's centre and its slope; cells without an accepted candidate
+   (shadows behind objects, gaps between rings) take the straight line between the accepted candidates before
+   and after them on the same level, or the line's extrapolation. Ground points lie within `threshold_m` of the
+   surface in a cell whose lowest point is ground; ground points of a raised cell (or of the cell just before a
+   kerb, which holds the kerb face) nearer the raised level than the road are `raised` (sidewalk).
 """
 from __future__ import annotations
 
@@ -33,6 +36,8 @@ _FAR_BIN_GROWTH = 1.07  # beyond it each bin is 7 % of its range wide
 _SLOPE_PRIOR_WEIGHT = 0.5  # ridge pull of a sector's slope towards the seed plane's [weight x m^2]
 _KERB_SLOPE = 0.05  # a level change is a kerb only if steeper than this over the distance from the last candidate
 _GRADE_CHANGE_FAR = 0.03  # between distant candidates the ground may rise max_step_m + this x their distance
+# (The HDL-32E's rings are ~0.013 r^2 apart at range r [m] from 1.84 m up: a 0.15 m kerb reads as steeper than 5 % out
+# to ~15 m along a sector; beyond, a kerb cannot be told from the road's grade and its level continues.)
 _SEED_POINTS = 4096  # the seed plane is fitted to an even subsample of about this many near points
 _MAX_DROP_FACTOR = 3.0  # candidates more than this x max_step_m below the prediction are outliers
 
@@ -44,8 +49,10 @@ class GroundParams:
     Attributes:
         threshold_m: points within this of the surface are ground [m].
         max_tilt_deg: largest slope of the seed plane and of the surface along a sector [deg].
-        kerb_step_m: a rise (drop) of the ground larger than this from one cell to the next is a kerb [m].
-        max_step_m: a cell's lowest point more than this above the predicted ground is not ground [m].
+        kerb_step_m: a rise (drop) of the ground larger than this, and steeper than 5 % over the distance from the
+            last ground candidate, is a kerb [m].
+        max_step_m: a cell's lowest point more than this above the predicted ground (plus 3 % of the distance
+            from the last ground candidate) is not ground; kerbs are at most this high [m].
         seed_radius_m: points within this of the sensor (horizontally) seed the surface's plane [m].
         sectors: number of azimuth sectors.
         memory: a sector's ground line weighs a candidate dr behind by exp(-dr / (memory x r)).
@@ -231,7 +238,7 @@ def _cell_candidates(cell: np.ndarray, z: np.ndarray, r: np.ndarray, shape: tupl
 
 def _scan(surface: GroundSurface, lowest: np.ndarray, low_r: np.ndarray, extent: np.ndarray, z0: float,
           seed_slope: np.ndarray, params: GroundParams) -> None:
-    """Walk all sectors outwards, filling surface.height / slope / raised in place (see the module docstring)."""
+    """Walk all sectors outwards, filling surface.height / slope / raised / accepted in place (module docstring)."""
     sectors, bins = lowest.shape
     centre = 0.5 * (surface.edges[:-1] + surface.edges[1:])
     max_slope = np.tan(np.radians(params.max_tilt_deg))
@@ -247,7 +254,8 @@ def _scan(surface: GroundSurface, lowest: np.ndarray, low_r: np.ndarray, extent:
         flat_cells = np.ascontiguousarray((extent <= max_step).T)  # no wall or object in the cell
     fades = np.exp(-np.diff(np.r_[0.0, centre]) / (params.memory * centre))
     raised, last_r = np.zeros(sectors), np.zeros(sectors)
-    height, slopes, levels, accepted = (np.zeros((bins, sectors)) for _ in range(4))
+    height, slopes, levels = (np.zeros((bins, sectors)) for _ in range(3))
+    accepted = np.zeros((bins, sectors), dtype=bool)
     prior = _SLOPE_PRIOR_WEIGHT * seed_slope
 
     def line() -> tuple[np.ndarray, np.ndarray]:
@@ -290,9 +298,8 @@ def _scan(surface: GroundSurface, lowest: np.ndarray, low_r: np.ndarray, extent:
             intercept, slope = line()
             height[k], slopes[k], levels[k] = intercept + slope * centre[k], slope, raised
     surface.height[:], surface.slope[:], surface.raised[:], surface.accepted[:] = height.T, slopes.T, levels.T, \
-        accepted.T.astype(bool)
-    accepted = surface.accepted
-    _fill_between_candidates(surface, accepted, lowest, low_r, centre)
+        accepted.T
+    _fill_between_candidates(surface, surface.accepted, lowest, low_r, centre)
 
 
 def _fill_between_candidates(surface: GroundSurface, accepted: np.ndarray, lowest: np.ndarray, low_r: np.ndarray,
