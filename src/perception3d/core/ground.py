@@ -188,10 +188,9 @@ def _fit(points: np.ndarray, origin_xy: np.ndarray, params: GroundParams
     pts = np.asarray(points, dtype=np.float64)[:, :3]
     origin = np.asarray(origin_xy, dtype=np.float64)[:2]
     horizontal = np.hypot(pts[:, 0] - origin[0], pts[:, 1] - origin[1])
-    near = pts[horizontal < params.seed_radius_m]
-    plane = _seed_plane(near, params)
+    plane = _seed_plane(pts, horizontal < params.seed_radius_m, params)
     if plane is None:  # too few points near the sensor: seed from all of them
-        plane = _seed_plane(pts, params)
+        plane = _seed_plane(pts, np.ones(len(pts), dtype=bool), params)
     if plane is None:
         return None, None
     edges = _range_edges(float(horizontal.max(initial=0.0)))
@@ -209,9 +208,10 @@ def _fit(points: np.ndarray, origin_xy: np.ndarray, params: GroundParams
     return surface, (sector, rbin, r)
 
 
-def _seed_plane(points: np.ndarray, params: GroundParams) -> Plane | None:
-    """The RANSAC plane of (an even subsample of at most _SEED_POINTS of) points."""
-    sample = points[::max(1, len(points) // _SEED_POINTS)]
+def _seed_plane(points: np.ndarray, use: np.ndarray, params: GroundParams) -> Plane | None:
+    """The RANSAC plane of (an even subsample of about _SEED_POINTS of) the points (N, 3) where `use` (N,) is True."""
+    every = max(1, int(np.count_nonzero(use)) // _SEED_POINTS)
+    sample = points[::every][use[::every]]
     return fit_ground_plane(sample, (0.0, 0.0, 1.0), params.threshold_m, params.max_tilt_deg, seed=params.seed)[0]
 
 
