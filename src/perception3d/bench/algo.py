@@ -244,9 +244,9 @@ def run(out_dir: Path) -> Path:
              f"{SAMPLES} samples (p95 = 2nd largest). The sum of the stage p95s {verdict} the 50 ms "
              "target (LiDAR period). Occupancy excludes the one-off per-grid direction table (cached per grid and "
              "sensor origin). The detection3d step rows split its time (they are part of its row, not added to "
-             "the total): ground = RANSAC ground fit; support = per-camera projection, frustum depth clusters, "
-             "edge depth windows and LiDAR headings; anchors = QAF2D search; choose_refine = anchor choice, KM3D "
-             "refinement and scoring; merge = transform to base_link and BEV NMS.")
+             "the total): ground = ground surface (core.ground.sweep_ground); support = per-camera projection, "
+             "frustum depth clusters, edge depth windows and LiDAR headings; anchors = QAF2D search; "
+             "choose_refine = anchor choice, KM3D refinement and scoring; merge = transform to base_link and BEV NMS.")
     data["frame"] = {"points": len(frame.points), "boxes_2d": n_boxes, "objects": len(frame.objects)}
     data["load_average_1min"] = {"start": load_start, "end": load}
     return write_results(out_dir, "algo", "Geometric perception core per frame (perception3d bench algo)", table,

@@ -1,8 +1,28 @@
-"""Ground plane by RANSAC: the robust plane fit behind `driveable_surface` labels and ground removal.
+"""The ground as a surface: a local ground height around the sensor, behind `driveable_surface` / `sidewalk`
+labels and ground removal.
 
-Hypotheses (plane through 3 random low points) are scored all at once as a (hypotheses x sample) matrix, the
-best one is refined by least squares on its inliers, and points within `distance_threshold` of the refined
-plane are ground. Planes tilted more than `max_tilt_deg` from the given up direction are rejected.
+Real roads have grade, crown, bumps and kerb steps up to a sidewalk, so one plane sits metres off the road at
+50 m. The surface is a ground height per polar cell (sector x range bin) around the sensor, in a frame with z up
+(base_link):
+
+1. Seed: a RANSAC plane (`fit_ground_plane`) of the near field (within `seed_radius_m`) gives the ground height
+   at the sensor and its slope in every direction.
+2. Candidates: each cell's lowest point (range bins 0.5 m wide up to 10 m, then 7 % of the range wide: LiDAR
+   rings thin out with range).
+3. Scan: all sectors are walked outwards at once. Along a sector the ground is a line h(r) fitted by weighted
+   least squares to the accepted candidates (weights fade with distance as exp(-dr / (`memory` x r)); the slope
+   is pulled towards the seed's and limited to tan(`max_tilt_deg`)); it predicts the next candidate. A rise of
+   more than `kerb_step_m` that is also steeper than 5 % over the distance from the last candidate, up to
+   `max_step_m`, in a cell whose points span less than `max_step_m` (no wall or object in it), is a kerb: the
+   line moves onto the raised level and the sector records how high that level is above the road. A drop back
+   (a kerb-like one, or any ground nearer the road level than the raised level) returns to the road. Any other
+   candidate up to `max_step_m` above the prediction (plus 3 % of the distance from the last candidate: between
+   far rings the road's grade may change) is the same ground continuing; higher ones are objects (roofs, walls).
+4. Surface: per cell the line's height at the cell's centre and its slope; cells without an accepted candidate
+   (shadows behind objects, gaps between rings) take the straight line between the accepted candidates before
+   and after them on the same level, or the line's extrapolation. Ground points lie within `threshold_m` of the
+   surface in a cell whose lowest point is ground; ground points of a raised cell (or of the cell just before a
+   kerb, which holds the kerb face) nearer the raised level than the road are `raised` (sidewalk).
 """
 from __future__ import annotations
 
@@ -10,13 +30,42 @@ from dataclasses import dataclass
 
 import numpy as np
 
+_NEAR_BIN_M = 0.5  # range bin width up to _NEAR_RANGE_M [m]
+_NEAR_RANGE_M = 10.0
+_FAR_BIN_GROWTH = 1.07  # beyond it each bin is 7 % of its range wide
+_SLOPE_PRIOR_WEIGHT = 0.5  # ridge pull of a sector's slope towards the seed plane's [weight x m^2]
+_KERB_SLOPE = 0.05  # a level change is a kerb only if steeper than this over the distance from the last candidate
+_GRADE_CHANGE_FAR = 0.03  # between distant candidates the ground may rise max_step_m + this x their distance
+# (The HDL-32E's rings are ~0.013 r^2 apart at range r [m] from 1.84 m up: a 0.15 m kerb reads as steeper than 5 % out
+# to ~15 m along a sector; beyond, a kerb cannot be told from the road's grade and its level continues.)
+_SEED_POINTS = 4096  # the seed plane is fitted to an even subsample of about this many near points
+_MAX_DROP_FACTOR = 3.0  # candidates more than this x max_step_m below the prediction are outliers
+
 
 @dataclass(frozen=True)
 class GroundParams:
-    """Ground fit parameters: inlier distance [m], largest slope [deg], RANSAC seed."""
+    """Ground surface parameters.
+
+    Attributes:
+        threshold_m: points within this of the surface are ground [m].
+        max_tilt_deg: largest slope of the seed plane and of the surface along a sector [deg].
+        kerb_step_m: a rise (drop) of the ground larger than this, and steeper than 5 % over the distance from the
+            last ground candidate, is a kerb [m].
+        max_step_m: a cell's lowest point more than this above the predicted ground (plus 3 % of the distance
+            from the last ground candidate) is not ground; kerbs are at most this high [m].
+        seed_radius_m: points within this of the sensor (horizontally) seed the surface's plane [m].
+        sectors: number of azimuth sectors.
+        memory: a sector's ground line weighs a candidate dr behind by exp(-dr / (memory x r)).
+        seed: RANSAC seed of the seed plane (the surface is deterministic for a given seed).
+    """
 
     threshold_m: float = 0.2
     max_tilt_deg: float = 10.0
+    kerb_step_m: float = 0.08
+    max_step_m: float = 0.3
+    seed_radius_m: float = 20.0
+    sectors: int = 360
+    memory: float = 0.3
     seed: int = 0
 
 
@@ -32,16 +81,261 @@ class Plane:
         return np.asarray(points, dtype=np.float64)[:, :3] @ self.normal + self.offset
 
 
+@dataclass(frozen=True)
+class GroundSurface:
+    """Ground height per polar cell around `origin` (x, y) [m] in a z-up frame.
+
+    Attributes:
+        origin: (2,) centre of the polar cells (the sensor's x, y) [m].
+        edges: (B + 1,) range bin edges [m]; points beyond the last bin use the last one.
+        height: (S, B) ground height at each cell's centre range [m].
+        slope: (S, B) dh/dr of the ground in each cell.
+        raised: (S, B) height of the cell's ground level above the road level [m] (0 on the road).
+        accepted: (S, B) whether the cell's lowest point is ground (False where it is an object's, or the cell is
+            empty): no point of a cell whose lowest point is not ground is ground.
+    """
+
+    origin: np.ndarray
+    edges: np.ndarray
+    height: np.ndarray
+    slope: np.ndarray
+    raised: np.ndarray
+    accepted: np.ndarray
+
+    def cells(self, xy: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Sector (N,), range bin (N,) and range from the origin (N,) [m] of points (N, 2)."""
+        d = np.asarray(xy, dtype=np.float64)[:, :2] - self.origin
+        r = np.hypot(d[:, 0], d[:, 1])
+        sectors = self.height.shape[0]
+        sector = (np.floor((np.arctan2(d[:, 1], d[:, 0]) + np.pi) * (sectors / (2 * np.pi))).astype(np.int64)
+                  % sectors)
+        rbin = np.clip(np.searchsorted(self.edges, r, side="right") - 1, 0, len(self.edges) - 2)
+        return sector, rbin, r
+
+    def height_at(self, xy: np.ndarray) -> np.ndarray:
+        """Ground height (N,) [m] at points (N, >=2) (x, y) [m]."""
+        sector, rbin, r = self.cells(xy)
+        return self._height(sector, rbin, r)
+
+    def _height(self, sector: np.ndarray, rbin: np.ndarray, r: np.ndarray) -> np.ndarray:
+        centre = 0.5 * (self.edges[:-1] + self.edges[1:])
+        return self.height[sector, rbin] + self.slope[sector, rbin] * (r - centre[rbin])
+
+    def classify(self, points: np.ndarray, threshold_m: float,
+                 cells: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(is_ground (N,) bool, raised (N,) bool, height above the surface (N,) [m]) of points (N, >=3).
+
+        Ground points are within threshold_m of the surface in a cell whose lowest point is ground. Raised points
+        are ground points of a raised cell, or of the cell before one (the kerb face), that are nearer the raised
+        level than the road level. `cells`: the points' `cells()` when already known.
+        """
+        pts = np.asarray(points, dtype=np.float64)
+        sector, rbin, r = self.cells(pts[:, :2]) if cells is None else cells
+        height = pts[:, 2] - self._height(sector, rbin, r)
+        is_ground = (np.abs(height) < threshold_m) & self.accepted[sector, rbin]
+        here = self.raised[sector, rbin]
+        ahead = self.raised[sector, np.minimum(rbin + 1, self.raised.shape[1] - 1)]
+        level = np.maximum(here, ahead)  # the raised level's height above the road
+        above_road = height + here
+        raised = is_ground & (level > 0) & (above_road > 0.5 * level)
+        return is_ground, raised, height
+
+
+@dataclass(frozen=True)
+class SweepGround:
+    """Ground of one sweep: the surface (None when no ground was found) and per point whether it is ground,
+    whether it is on a raised level (sidewalk), and its height above the surface [m] (NaN without a surface)."""
+
+    surface: GroundSurface | None
+    is_ground: np.ndarray
+    raised: np.ndarray
+    height: np.ndarray
+
+
+def sweep_ground(points_lidar: np.ndarray, T_base_lidar: np.ndarray,
+                 params: GroundParams = GroundParams()) -> SweepGround:
+    """The ground surface of a LiDAR sweep in the base frame (z up), centred on the sensor, and its points' split.
+
+    Args:
+        points_lidar: (N, >=3) finite points in the LiDAR frame [m].
+        T_base_lidar: 4x4 LiDAR -> base transform (a frame whose z axis points up).
+        params: surface parameters.
+    """
+    T = np.asarray(T_base_lidar, dtype=np.float64)
+    p = np.asarray(points_lidar, dtype=np.float64)
+    points_base = np.stack([T[i, 0] * p[:, 0] + T[i, 1] * p[:, 1] + T[i, 2] * p[:, 2] + T[i, 3] for i in range(3)],
+                           axis=1)  # elementwise: a (N, 3) x (3, 3) BLAS product costs more (threads)
+    surface, cells = _fit(points_base, T[:2, 3], params)
+    if surface is None:
+        none = np.zeros(len(points_base), dtype=bool)
+        return SweepGround(None, none, none.copy(), np.full(len(points_base), np.nan))
+    return SweepGround(surface, *surface.classify(points_base, params.threshold_m, cells))
+
+
+def fit_ground_surface(points: np.ndarray, origin_xy: np.ndarray = (0.0, 0.0),
+                       params: GroundParams = GroundParams()) -> GroundSurface | None:
+    """The ground surface of points (N, >=3) in a z-up frame [m] around origin_xy (the sensor's x, y) [m].
+
+    None when no seed plane is found (fewer than 3 points, or no plane within max_tilt_deg of level).
+    """
+    return _fit(points, origin_xy, params)[0]
+
+
+def _fit(points: np.ndarray, origin_xy: np.ndarray, params: GroundParams
+         ) -> tuple[GroundSurface | None, tuple[np.ndarray, np.ndarray, np.ndarray] | None]:
+    """fit_ground_surface, and the points' cells."""
+    pts = np.asarray(points, dtype=np.float64)[:, :3]
+    origin = np.asarray(origin_xy, dtype=np.float64)[:2]
+    horizontal = np.hypot(pts[:, 0] - origin[0], pts[:, 1] - origin[1])
+    plane = _seed_plane(pts, horizontal < params.seed_radius_m, params)
+    if plane is None:  # too few points near the sensor: seed from all of them
+        plane = _seed_plane(pts, np.ones(len(pts), dtype=bool), params)
+    if plane is None:
+        return None, None
+    edges = _range_edges(float(horizontal.max(initial=0.0)))
+    sectors = params.sectors
+    shape = (sectors, len(edges) - 1)
+    surface = GroundSurface(origin, edges, np.zeros(shape), np.zeros(shape), np.zeros(shape), np.zeros(shape, bool))
+    sector, rbin, r = surface.cells(pts)
+    lowest, low_r, extent = _cell_candidates(sector * shape[1] + rbin, pts[:, 2], r, shape)
+    # The seed plane z = z0 + g.(xy - origin): height at the origin and slope along each sector's mid direction.
+    n, d = plane.normal, plane.offset
+    z0 = -(n[:2] @ origin + d) / n[2]
+    mid = (np.arange(sectors) + 0.5) * (2 * np.pi / sectors) - np.pi
+    seed_slope = -(n[0] * np.cos(mid) + n[1] * np.sin(mid)) / n[2]
+    _scan(surface, lowest, low_r, extent, z0, seed_slope, params)
+    return surface, (sector, rbin, r)
+
+
+def _seed_plane(points: np.ndarray, use: np.ndarray, params: GroundParams) -> Plane | None:
+    """The RANSAC plane of (an even subsample of about _SEED_POINTS of) the points (N, 3) where `use` (N,) is True."""
+    every = max(1, int(np.count_nonzero(use)) // _SEED_POINTS)
+    sample = points[::every][use[::every]]
+    return fit_ground_plane(sample, (0.0, 0.0, 1.0), params.threshold_m, params.max_tilt_deg, seed=params.seed)[0]
+
+
+def _range_edges(max_range: float) -> np.ndarray:
+    """Range bin edges [m]: 0.5 m bins up to 10 m, then each bin 7 % of its range, past max_range."""
+    edges = list(np.arange(0.0, _NEAR_RANGE_M + 1e-9, _NEAR_BIN_M))
+    while edges[-1] <= max_range:
+        edges.append(edges[-1] * _FAR_BIN_GROWTH)
+    return np.asarray(edges)
+
+
+def _cell_candidates(cell: np.ndarray, z: np.ndarray, r: np.ndarray, shape: tuple[int, int]
+                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per cell: lowest z, the range of that point, and z extent (max - min) [m]; NaN for empty cells."""
+    size = shape[0] * shape[1]
+    lowest, highest, low_r = np.full(size, np.inf), np.full(size, -np.inf), np.full(size, np.nan)
+    np.minimum.at(lowest, cell, z)
+    np.maximum.at(highest, cell, z)
+    is_lowest = z == lowest[cell]
+    low_r[cell[is_lowest]] = r[is_lowest]
+    lowest[~np.isfinite(lowest)] = np.nan
+    return lowest.reshape(shape), low_r.reshape(shape), (highest - lowest).reshape(shape)
+
+
+def _scan(surface: GroundSurface, lowest: np.ndarray, low_r: np.ndarray, extent: np.ndarray, z0: float,
+          seed_slope: np.ndarray, params: GroundParams) -> None:
+    """Walk all sectors outwards, filling surface.height / slope / raised / accepted in place (module docstring)."""
+    sectors, bins = lowest.shape
+    centre = 0.5 * (surface.edges[:-1] + surface.edges[1:])
+    max_slope = np.tan(np.radians(params.max_tilt_deg))
+    kerb, max_step = params.kerb_step_m, params.max_step_m
+    # Weighted sums (w, w r, w h, w r^2, w r h) of the accepted candidates (r, h) per sector; the seed's height at
+    # r = 0 starts them. Each cell's candidate as such a row (zeros where the cell is empty), cell by cell.
+    sums = np.zeros((5, sectors))
+    sums[0], sums[2] = 1.0, z0
+    observed = np.nan_to_num(np.stack([np.ones_like(low_r), low_r, lowest, low_r * low_r, low_r * lowest]))
+    observed = np.ascontiguousarray(observed.transpose(2, 0, 1))  # (bins, 5, sectors)
+    ranges, heights = np.ascontiguousarray(low_r.T), np.ascontiguousarray(lowest.T)
+    with np.errstate(invalid="ignore"):
+        flat_cells = np.ascontiguousarray((extent <= max_step).T)  # no wall or object in the cell
+    fades = np.exp(-np.diff(np.r_[0.0, centre]) / (params.memory * centre))
+    raised, last_r = np.zeros(sectors), np.zeros(sectors)
+    height, slopes, levels = (np.zeros((bins, sectors)) for _ in range(3))
+    accepted = np.zeros((bins, sectors), dtype=bool)
+    prior = _SLOPE_PRIOR_WEIGHT * seed_slope
+
+    def line() -> tuple[np.ndarray, np.ndarray]:
+        means = sums[1:3] / sums[0]  # mean r, mean h
+        spread = sums[3:5] - sums[1] * means  # weighted variance of r, covariance of r and h
+        slope = np.minimum(np.maximum((spread[1] + prior) / (spread[0] + _SLOPE_PRIOR_WEIGHT), -max_slope),
+                           max_slope)
+        return means[1] - slope * means[0], slope
+
+    # The line after each cell predicts the next one (fading scales all sums alike and leaves the line as it is).
+    intercept, slope = line()
+    first = int(np.argmax(np.isfinite(heights).any(axis=1)))  # the bins before the first return stay the seed
+    height[:first] = intercept + slope[None] * centre[:first, None]
+    slopes[:first] = slope
+    with np.errstate(invalid="ignore"):  # empty cells (NaN) take no part
+        for k in range(first, bins):
+            sums *= fades[k]
+            r = ranges[k]
+            rise = heights[k] - (intercept + slope * r)
+            # A rise (drop) of more than kerb_step_m that is also steeper than _KERB_SLOPE over the distance from
+            # the last candidate is a kerb, if the cell holds no wall or object; anything else up to max_step_m
+            # (plus a grade change over a long distance between two rings) is the same ground continuing; higher
+            # is an object. Any ground nearer the road level than the raised level is back on the road.
+            gap = r - last_r
+            kerb_like = np.abs(rise) > np.maximum(kerb, _KERB_SLOPE * gap)
+            ceiling = max_step + _GRADE_CHANGE_FAR * gap
+            in_range = (rise <= ceiling) & (rise >= -_MAX_DROP_FACTOR * ceiling)
+            back = rise < -np.maximum(kerb, 0.5 * raised)
+            up = kerb_like & (rise > 0) & (rise <= max_step) & flat_cells[k]
+            down = (kerb_like | back) & (rise < 0) & in_range
+            same = ~(kerb_like | down) & in_range & (flat_cells[k] | (rise <= kerb))
+            step = np.where(up | down, rise, 0.0)
+            sums[2::2] += step * sums[:2]  # the line moves onto the new level
+            raised = np.where(back, 0.0, np.maximum(raised + step, 0.0))
+            raised[raised < 0.5 * kerb] = 0.0
+            accept = same | up | down
+            accepted[k] = accept
+            np.copyto(last_r, r, where=accept)
+            sums += observed[k] * accept
+            intercept, slope = line()
+            height[k], slopes[k], levels[k] = intercept + slope * centre[k], slope, raised
+    surface.height[:], surface.slope[:], surface.raised[:], surface.accepted[:] = height.T, slopes.T, levels.T, \
+        accepted.T
+    _fill_between_candidates(surface, surface.accepted, lowest, low_r, centre)
+
+
+def _fill_between_candidates(surface: GroundSurface, accepted: np.ndarray, lowest: np.ndarray, low_r: np.ndarray,
+                             centre: np.ndarray) -> None:
+    """Cells of a sector between two accepted candidates on one level take the straight line between them (in
+    place): between rings the scan only extrapolates; the next candidate tells where the ground went."""
+    sectors, bins = accepted.shape
+    index = np.broadcast_to(np.arange(bins), (sectors, bins))
+    before = np.maximum.accumulate(np.where(accepted, index, -1), axis=1)
+    after = np.minimum.accumulate(np.where(accepted, index, bins)[:, ::-1], axis=1)[:, ::-1]
+    rows = np.broadcast_to(np.arange(sectors)[:, None], (sectors, bins))
+    hole = ~accepted & (before >= 0) & (after < bins)
+    s, k = rows[hole], index[hole]
+    b, a = before[hole], after[hole]
+    same_level = surface.raised[s, b] == surface.raised[s, a]
+    s, k, b, a = s[same_level], k[same_level], b[same_level], a[same_level]
+    r0, r1, h0, h1 = low_r[s, b], low_r[s, a], lowest[s, b], lowest[s, a]
+    slope = (h1 - h0) / np.maximum(r1 - r0, 1e-6)
+    surface.height[s, k] = h0 + slope * (centre[k] - r0)
+    surface.slope[s, k] = slope
+
+
 def fit_ground_plane(points: np.ndarray, up: np.ndarray = (0.0, 0.0, 1.0), distance_threshold: float = 0.2,
                      max_tilt_deg: float = 10.0, iterations: int = 64, sample_size: int = 2048,
                      low_fraction: float = 0.4, seed: int = 0,
                      refine_points: int = 4096) -> tuple[Plane | None, np.ndarray]:
-    """Fit the ground plane of a cloud and return it with the ground mask.
+    """Fit one ground plane by RANSAC (the seed of the ground surface) and return it with its inlier mask.
+
+    Hypotheses (plane through 3 random low points) are scored all at once as a (hypotheses x sample) matrix, the
+    best one is refined by least squares on its inliers, and points within `distance_threshold` of the refined
+    plane are inliers. Planes tilted more than `max_tilt_deg` from `up` are rejected.
 
     Args:
         points: (N, 3) points in any frame [m].
         up: the gravity-up direction in that frame (e.g. row 2 of R_base_lidar for LiDAR points).
-        distance_threshold: |distance| below which a point is ground [m].
+        distance_threshold: |distance| below which a point is an inlier [m].
         max_tilt_deg: hypotheses whose normal is further than this from `up` are rejected.
         iterations: number of 3-point hypotheses.
         sample_size: points used to score hypotheses (random subset of the candidates).

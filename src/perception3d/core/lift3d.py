@@ -46,7 +46,7 @@ from .frustum import (
     project_cloud,
 )
 from .geometry import invert_transform, wrap_angle
-from .ground import GroundParams, fit_ground_plane
+from .ground import GroundParams, sweep_ground
 from .km3d import box_keypoints, keypoint_offsets, ry_to_yaw, solve_location, yaw_to_ry
 from .qaf2d import YAW_CANDIDATES, Anchors, lift_boxes_multi, normalise_boxes, paired_iou, projected_extent
 
@@ -77,7 +77,7 @@ class LiftParams:
         nms_iou: BEV IoU above which two boxes of one class are the same object (so are boxes whose centres are
             closer than the class's smaller mean side, see `bev_nms`).
         min_score: detections below this score are dropped.
-        ground, cluster: ground-fit and frustum-cluster parameters.
+        ground, cluster: ground-surface and frustum-cluster parameters.
     """
 
     iou_threshold: float = 0.8
@@ -109,17 +109,14 @@ def detect_3d(points_lidar: np.ndarray, views: Sequence[CameraView], T_base_lida
         points_lidar: (N, >=3) LiDAR points in the LiDAR frame [m] (may be empty: then no LiDAR support;
             non-finite rows are ignored).
         views: per camera: Detections2D, CameraModel and T_cam_lidar.
-        T_base_lidar: 4x4 LiDAR -> output frame transform (also gives the up direction for the ground fit).
+        T_base_lidar: 4x4 LiDAR -> output frame transform (the ground surface is built in that frame, z up).
         timings: if given, filled with the milliseconds of each step: ground, support (frustums, clusters,
             headings), anchors (QAF2D), choose_refine, merge (transform + NMS).
     """
     clock = _StepClock(timings)
     xyz, finite = check_points(points_lidar, "detect_3d")
     pts = xyz[finite]
-    up = np.asarray(T_base_lidar, dtype=np.float64)[2, :3]
-    _, is_ground = fit_ground_plane(pts, up, params.ground.threshold_m, params.ground.max_tilt_deg,
-                                    seed=params.ground.seed)
-    objects = pts[~is_ground]
+    objects = pts[~sweep_ground(pts, T_base_lidar, params.ground).is_ground]
     clock.step("ground")
     supports = [_box_support(objects, view, params) for view in views]
     supports = [sup for sup in supports if sup is not None]

@@ -1,9 +1,11 @@
-"""2DDATA box prior without a network: LiDAR point labels from 2D boxes and a ground plane.
+"""2DDATA box prior without a network: LiDAR point labels from 2D boxes and the ground surface.
 
-1. Ground: a RANSAC plane (core.ground) with gravity-up taken from T_base_lidar; its inliers are
-   `driveable_surface` (11) with score 1 - |distance| / threshold, except the points of the band between
-   `min_object_height_m` and the threshold that fall inside a box within its object's cluster depth range:
-   those are the object's lowest part (wheels, feet) and take the box's class.
+1. Ground: the ground surface of the sweep in base_link (core.ground: a local ground height that follows grade,
+   crown and kerb steps); its points are `driveable_surface` (11), or `sidewalk` (13) on a level raised beyond a
+   kerb step (the upper half of the kerb face included: a kerb bounds the pedestrian area and is no road; nuScenes'
+   other_flat explicitly excludes kerbs), with score 1 - |height above the surface| / threshold, except the
+   points of the band between `min_object_height_m` and the threshold that fall inside a box within its object's
+   cluster depth range: those are the object's lowest part (wheels, feet) and take the box's class.
 2. Objects: the remaining points are projected into every camera; a point inside a 2D box and on the box's object
    depth cluster (core.frustum: depth gating keeps the background behind the object out) takes the box's class
    (detection class -> lidarseg index, core.classes.DETECTION_TO_LIDARSEG) and the box's 2D score. A point in
@@ -12,7 +14,7 @@
 3. Blind spots: non-ground points no camera sees (beside the vehicle, between the side cameras' fields of view)
    take the majority label of the labelled object points they connect to through neighbours closer than
    `blind_link_m`, with half the score; a car half in a blind spot is labelled whole.
-4. Everything else is 0 = ignore/unlabelled with score 0: stuff classes (sidewalk, terrain, manmade,
+4. Everything else is 0 = ignore/unlabelled with score 0: the other stuff classes (terrain, manmade,
    vegetation, other_flat) are beyond a box prior and need the learned mode.
 Boxes with class names outside the 10 detection classes are skipped.
 """
@@ -36,9 +38,10 @@ from .frustum import (
     points_in_boxes_2d,
     project_cloud,
 )
-from .ground import GroundParams, fit_ground_plane
+from .ground import GroundParams, sweep_ground
 
 GROUND_LABEL = LIDARSEG_CLASSES.index("driveable_surface")
+RAISED_GROUND_LABEL = LIDARSEG_CLASSES.index("sidewalk")
 
 
 def segment_points(points_lidar: np.ndarray, views: Sequence[CameraView], T_base_lidar: np.ndarray,
@@ -51,9 +54,9 @@ def segment_points(points_lidar: np.ndarray, views: Sequence[CameraView], T_base
     Args:
         points_lidar: (N, >=3) points in the LiDAR frame [m] (non-finite rows stay unlabelled).
         views: per camera: 2D detections, camera model and T_cam_lidar.
-        T_base_lidar: 4x4 LiDAR -> base_link transform (gives the up direction for the ground fit).
-        ground: ground plane fit parameters; cluster: object depth cluster parameters (defaults when None).
-        min_object_height_m: ground-band points higher than this above the plane can still be an object's.
+        T_base_lidar: 4x4 LiDAR -> base_link transform (the ground surface is built in base_link, z up).
+        ground: ground surface parameters; cluster: object depth cluster parameters (defaults when None).
+        min_object_height_m: ground-band points higher than this above the surface can still be an object's.
         blind_link_m: non-ground points that no camera sees (the blind spots beside the vehicle) take the label
             of labelled object points they connect to through neighbours closer than this [m]; 0 turns it off.
     Returns:
@@ -69,14 +72,12 @@ def segment_points(points_lidar: np.ndarray, views: Sequence[CameraView], T_base
                                                         min_object_height_m, blind_link_m)
         return labels, scores
     pts = xyz
-    up = np.asarray(T_base_lidar, dtype=np.float64)[2, :3]
-    plane, is_ground = fit_ground_plane(pts, up, ground.threshold_m, ground.max_tilt_deg, seed=ground.seed)
+    split = sweep_ground(pts, T_base_lidar, ground)
+    is_ground = split.is_ground
+    labels[is_ground] = np.where(split.raised[is_ground], RAISED_GROUND_LABEL, GROUND_LABEL)
+    scores[is_ground] = 1.0 - np.abs(split.height[is_ground]) / ground.threshold_m
     band = np.zeros(len(pts), dtype=bool)
-    if plane is not None:
-        height = plane.distance(pts[is_ground])
-        labels[is_ground] = GROUND_LABEL
-        scores[is_ground] = 1.0 - np.abs(height) / ground.threshold_m
-        band[np.flatnonzero(is_ground)[height > min_object_height_m]] = True
+    band[is_ground] = split.height[is_ground] > min_object_height_m
     candidates = np.flatnonzero(~is_ground | band)
     hit_point, hit_label, hit_score, hit_depth = [], [], [], []
     seen = np.zeros(len(pts), dtype=bool)

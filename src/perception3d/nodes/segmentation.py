@@ -8,11 +8,12 @@ box prior (`train segmentation --box-prior`): then each point's 2D box class and
 input too. The model is the checkpoint shipped with the package (trained on the synthetic world only) unless
 `model_path` names another checkpoint or an ONNX file (`perception3d export segmentation`).
 
-Geometric mode: points that project into a 2D box and lie on that object's depth cluster take the box's class; a robust
-ground-plane fit labels the road (driveable_surface); everything else stays 0 ('ignore': stuff classes other than the
-road need the learned mode). Outputs the input cloud with `label` (uint8, lidarseg evaluation index) and `score`
-(float32) fields appended, with the input header; with several `lidar_names`, the merged cloud (all LiDARs' points in
-the trigger LiDAR's frame, nodes.sweep) in place of the input cloud.
+Geometric mode: points that project into a 2D box and lie on that object's depth cluster take the box's class; the
+ground surface (core.ground: local ground heights that follow grade, crown and kerbs) labels the road
+(driveable_surface) and the ground raised beyond a kerb (sidewalk); everything else stays 0 ('ignore': the other
+stuff classes need the learned mode). Outputs the input cloud with `label` (uint8, lidarseg evaluation index) and
+`score` (float32) fields appended, with the input header; with several `lidar_names`, the merged cloud (all LiDARs'
+points in the trigger LiDAR's frame, nodes.sweep) in place of the input cloud.
 """
 from __future__ import annotations
 
@@ -50,13 +51,16 @@ class SegmentationNode(NodeDefinition):
     parameters = (
         LEARNED_MODE_PARAM,
         Param("ground.threshold_m", "float", _GROUND.threshold_m,
-              "points this close to the fitted ground plane are road (driveable_surface) [m]", 0.01, 1.0),
+              "points this close to the ground surface are ground (driveable_surface or sidewalk) [m]", 0.01, 1.0),
         Param("ground.max_tilt_deg", "float", _GROUND.max_tilt_deg,
-              "largest tilt of the ground plane from the base frame's xy-plane [deg]", 0.0, 45.0),
+              "largest slope of the ground from the base frame's xy-plane [deg]", 0.0, 45.0),
+        Param("ground.kerb_step_m", "float", _GROUND.kerb_step_m,
+              "a sharper rise of the ground than this is a kerb: the level beyond it is sidewalk [m]", 0.02, 0.5),
         Param("cluster.gap_m", "float", _CLUSTER.gap_m,
               "a depth jump larger than this separates an object from what is behind it [m]", 0.1, 10.0),
         Param("min_object_height_m", "float", 0.05,
-              "near-ground points higher than this above the plane can belong to an object in a box [m]", 0.0, 1.0),
+              "near-ground points higher than this above the ground surface can belong to an object in a box [m]",
+              0.0, 1.0),
         EGO_BOX_PARAM,
         WORLD_FRAME_PARAM,
         *LEARNED_MODEL_PARAMS,
@@ -72,7 +76,8 @@ class SegmentationNode(NodeDefinition):
     def __init__(self, params, factory=None) -> None:
         super().__init__(params, factory)
         p = self.params
-        self.ground = GroundParams(threshold_m=p["ground.threshold_m"], max_tilt_deg=p["ground.max_tilt_deg"])
+        self.ground = GroundParams(threshold_m=p["ground.threshold_m"], max_tilt_deg=p["ground.max_tilt_deg"],
+                                   kerb_step_m=p["ground.kerb_step_m"])
         self.cluster = ClusterParams(gap_m=p["cluster.gap_m"])
         self.network = None
         if p["mode"] == "learned":
