@@ -65,7 +65,7 @@ class OccFusionConfig:
     class_names: tuple[str, ...] = OCCUPANCY_LABELS
     point_cloud_range: tuple[float, ...] = OPENOCCUPANCY_RANGE
     fine_voxel_m: float = 0.4
-    widths: tuple[int, ...] = (24, 48, 64)
+    widths: tuple[int, ...] = (16, 32, 48)
     stem_stride: int = 2
     voxel_features: int = 16
     camera_fusion: bool = True
