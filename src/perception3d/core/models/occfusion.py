@@ -141,7 +141,8 @@ class OccFusionNet(nn.Module):
 
     @staticmethod
     def observed_rows(observed: torch.Tensor) -> torch.Tensor:
-        """(N,) int64: each observed voxel's row among the observed ones (observed (N,) bool; others: garbage)."""
+        """(N,) int64: each observed voxel's row among the observed ones, in flat order (observed (N,) bool; not
+        meaningful at the unobserved ones)."""
         return torch.cumsum(observed.to(torch.int64), dim=0) - 1
 
     def height_head_at(self, x: torch.Tensor, columns: torch.Tensor) -> torch.Tensor:
