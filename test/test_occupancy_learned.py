@@ -176,12 +176,37 @@ def test_refinement_takes_the_lidar_parents_and_the_top_k_uncertain_non_free_vox
                                                      observed).numel() == 0
 
 
+def bev_observing(fine_state: torch.Tensor, fine: VoxelGrid, generator: torch.Generator | None = None) -> torch.Tensor:
+    """A random BEV image whose children-share channels are those of fine_state (2, fine voxels), as lidar_inputs
+    writes them."""
+    side = fine.shape[0] // 2
+    bev = torch.rand(1, inputs.lidar_channel_count(fine), side, side, generator=generator)
+    shares = [inputs.children_share(fine_state[k].numpy() > 0, fine) for k in (0, 1)]
+    bev[0, inputs.bev_grid(fine).channels:] = torch.from_numpy(np.concatenate(shares))
+    return bev
+
+
 def test_observed_parents_have_a_fine_child_hit_or_crossed():
     net = tiny_network()
-    fine_state = torch.zeros(2, net.config.fine_grid.num_voxels)
+    fine = net.config.fine_grid
+    fine_state = torch.zeros(2, fine.num_voxels)
     fine_state[0, 1] = 1  # fine (1, 0, 0): child of coarse 0
     fine_state[1, 2 * net.fine_side + 2] = 1  # fine (2, 2, 0): child of coarse (1, 1, 0)
-    assert torch.nonzero(net.observed_parents(fine_state)).reshape(-1).tolist() == [0, net.side + 1]
+    fine_state[1, fine.flat_index(np.array([[63, 63, 19]]))[0]] = 1  # the last fine voxel: the last coarse one
+    observed = net.observed_parents(bev_observing(fine_state, fine))
+    assert torch.nonzero(observed).reshape(-1).tolist() == [0, net.side + 1, net.num_coarse - 1]
+
+
+def test_observed_parents_are_the_parents_of_the_voxels_a_sweep_observed():
+    net = tiny_network()
+    fine = net.config.fine_grid
+    rng = np.random.default_rng(2)
+    points = rng.uniform([-14, -14, -6], [14, 14, 4], (300, 3))  # some outside the grid
+    lidar = inputs.lidar_inputs(points, rng.uniform(0, 255, 300), np.array([0.0, 0.0, 1.8]), fine)
+    sx, sy, sz = fine.shape
+    expected = lidar.observed.reshape(sz // 2, 2, sy // 2, 2, sx // 2, 2).any(axis=(1, 3, 5)).reshape(-1)
+    assert 0 < expected.sum() < len(expected)
+    assert np.array_equal(net.observed_parents(torch.from_numpy(lidar.bev[None])).numpy(), expected)
 
 
 def test_eval_mode_corrects_the_free_prior_for_the_subsampled_free_voxels():
@@ -203,24 +228,28 @@ def test_eval_mode_labels_and_refines_the_observed_coarse_voxels_as_on_every_vox
     generator = torch.Generator().manual_seed(1)
     with torch.no_grad():  # untrained: a strong random head so that the labels vary from voxel to voxel
         net.coarse_head.weight.copy_(10 * torch.randn(net.coarse_head.weight.shape, generator=generator))
-    bev = torch.rand(1, inputs.lidar_channel_count(fine), 32, 32, generator=generator)
     fused, camera_features = torch.tensor([0, 9, 40]), torch.rand(3, inputs.CAMERA_CHANNELS, generator=generator)
-    lidar_parents = torch.tensor([0, 9, 40])
+    lidar_parents = torch.tensor([0, 9, 40, 41])
     fine_state = (torch.rand(2, fine.num_voxels, generator=generator) < 0.03).float()
+    fine_state[0, [0, 18, 80]] = 1  # a return in each fused voxel (coarse 0, 9, 40: fine (0, 0), (18, 0), (16, 1))
+    fine_state[:, net.refine(torch.zeros(1, net.config.voxel_features), lidar_parents[3:], fine_state)[0]] = 0
+    bev = bev_observing(fine_state, fine, generator)
     with torch.no_grad():
         out = net(bev, fused, camera_features, lidar_parents, fine_state)
         voxels = net.voxel_features(bev, fused, camera_features)
         score, label = net.coarse_confidence(net.coarse_head(voxels) + net.free_prior[0])  # every voxel
-        observed = net.observed_parents(fine_state)
+        observed = net.observed_parents(bev)
         parents = net.refine_parents(score, label, lidar_parents, observed)
-        fine_index, fine_logits = net.refine(voxels, parents[observed[parents]], fine_state)
+        kept = parents[observed[parents]]
+        fine_index, fine_logits = net.refine(voxels[kept], kept, fine_state)
     assert 0 < observed.sum() < len(observed) and (label[~observed] > 0).any() and not observed[parents].all()
     assert len(torch.unique(label[observed])) > 3
     assert torch.equal(out["coarse_observed"], torch.nonzero(observed).reshape(-1))
     assert torch.equal(out["coarse_label"][observed], label[observed]) and not out["coarse_label"][~observed].any()
     assert torch.allclose(out["coarse_score"][observed], score[observed]) and not out["coarse_score"][~observed].any()
+    assert torch.allclose(out["coarse_logits"], net.coarse_head(voxels[observed]) + net.free_prior[0], atol=1e-5)
     assert torch.equal(out["fine_index"], fine_index)
-    assert torch.allclose(out["fine_logits"], fine_logits + net.free_prior[1])
+    assert torch.allclose(out["fine_logits"], fine_logits + net.free_prior[1], atol=1e-5)
 
 
 def test_children_are_the_eight_fine_voxels_inside_their_parent():
@@ -228,8 +257,8 @@ def test_children_are_the_eight_fine_voxels_inside_their_parent():
     fine = net.config.fine_grid
     coarse = inputs.coarse_grid(fine)
     parents = torch.tensor([0, 37, net.num_coarse - 1])
-    voxels = torch.zeros(net.num_coarse, net.config.voxel_features)
-    fine_index, logits = net.refine(voxels, parents, torch.zeros(2, fine.num_voxels))
+    fine_index, logits = net.refine(torch.zeros(len(parents), net.config.voxel_features), parents,
+                                    torch.zeros(2, fine.num_voxels))
     assert fine_index.shape == (24,) and logits.shape == (24, 17) and len(set(fine_index.tolist())) == 24
     sx, sy, _ = fine.shape
     f = fine_index.numpy()

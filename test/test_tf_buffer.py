@@ -89,6 +89,10 @@ def test_lookup_across_time_compensates_ego_motion(buffer):
     p_map = rot_z(0.2, (110.0, 4.0, 0.0)) @ rot_z(-np.pi / 2, (0.94, 0.0, 1.84)) @ p_lidar
     p_cam = np.linalg.inv(rot_z(0.0, (100.0, 0.0, 0.0)) @ rot_z(0.3, (1.7, 0.0, 1.5))) @ p_map
     np.testing.assert_allclose(T @ p_lidar, p_cam, atol=1e-9)
+    # the sweep's pose looked up once by the caller (one sweep into several cameras): the same mapping
+    given = lookup_across_time(buffer, "CAM_FRONT", t_cam, "LIDAR_TOP", t_lidar, "map",
+                               buffer.lookup("map", "LIDAR_TOP", t_lidar))
+    np.testing.assert_array_equal(given, T)
     same_time = lookup_across_time(buffer, "CAM_FRONT", t_lidar, "LIDAR_TOP", t_lidar)
     np.testing.assert_allclose(same_time, buffer.lookup("CAM_FRONT", "LIDAR_TOP", t_lidar), atol=1e-9)
 

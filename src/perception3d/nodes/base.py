@@ -175,15 +175,18 @@ class TransformLookup(Protocol):
 
 
 def lookup_across_time(tf: TransformLookup, target_frame: str, target_stamp_ns: int, source_frame: str,
-                       source_stamp_ns: int, fixed_frame: str = "map") -> np.ndarray:
+                       source_stamp_ns: int, fixed_frame: str = "map",
+                       T_fixed_source: np.ndarray | None = None) -> np.ndarray:
     """4x4 mapping points of source_frame at source_stamp_ns into target_frame at target_stamp_ns.
 
     Goes through fixed_frame (a world frame), so the ego motion between the two stamps is compensated (tf2's
     lookup_transform_full): T = inv(T_fixed_target(t_target)) @ T_fixed_source(t_source). Use it to project a LiDAR
-    sweep into a camera image taken tens of milliseconds earlier.
+    sweep into a camera image taken tens of milliseconds earlier. T_fixed_source: that transform when the caller
+    already looked it up (one sweep into several cameras).
     """
     T_fixed_target = tf.lookup(fixed_frame, target_frame, target_stamp_ns)
-    T_fixed_source = tf.lookup(fixed_frame, source_frame, source_stamp_ns)
+    if T_fixed_source is None:
+        T_fixed_source = tf.lookup(fixed_frame, source_frame, source_stamp_ns)
     return invert_transform(T_fixed_target) @ T_fixed_source
 
 

@@ -112,12 +112,15 @@ def camera_views(frame: Frame, tf: TransformLookup, world_frame: str) -> list[Ca
     the ego motion between the two (up to ~45 ms on nuScenes) is compensated.
     """
     views = []
+    T_world_lidar = None  # the sweep's pose, looked up once for all cameras
     for cam in frame.cameras.values():
         if cam.camera is None or cam.detections is None:
             continue
         if world_frame:
+            if T_world_lidar is None:
+                T_world_lidar = tf.lookup(world_frame, frame.lidar.frame_id, frame.stamp_ns)
             T_cam_lidar = lookup_across_time(tf, cam.frame_id, cam.stamp_ns, frame.lidar.frame_id, frame.stamp_ns,
-                                             world_frame)
+                                             world_frame, T_world_lidar)
         else:
             T_cam_lidar = tf.lookup(cam.frame_id, frame.lidar.frame_id, frame.stamp_ns)
         views.append(CameraView(cam.detections, cam.camera, T_cam_lidar))

@@ -7,9 +7,10 @@ features, N = S * S * Z coarse voxels in flat message order):
    coarse voxel (channel-to-height head).
 2. Fusion: at the V non-empty coarse voxels, an MLP of [LiDAR feature, camera evidence] replaces the voxel's feature
    (scattered back with index_put: the indices are unique and ONNX exports it exactly).
-3. Coarse logits (N, 17) by a linear layer per voxel: 0 free, 1..16 lidarseg classes (in eval mode only at the
-   observed voxels, ~14 % of a nuScenes sweep's: the others' labels are unknown in the output; step 4 likewise
-   refines only observed parents in eval mode).
+3. Coarse logits (N, 17) by a linear layer per voxel: 0 free, 1..16 lidarseg classes. In eval mode steps 1-3 run
+   only at the observed voxels (a fine child hit or crossed by a ray, read from the BEV image's children shares;
+   ~14 % of a nuScenes sweep's: the others' labels are unknown in the output; the 1x1 convolution becomes one
+   matrix product per height bin at that bin's observed columns) and step 4 refines only observed parents.
 4. Active coarse-to-fine: parents = the given LiDAR parents + the `refine_top_k` most uncertain other voxels
    (uncertainty 1 - max softmax, among the voxels predicted non-free that the sweep observed, i.e. with a fine
    child hit or crossed by a ray; TopK with a fixed k); each parent's 8 children at the fine grid get logits from
@@ -33,7 +34,7 @@ from ..classes import OCCUPANCY_CLASSES, OCCUPANCY_UNKNOWN
 from ..occupancy import OPENOCCUPANCY_RANGE
 from ..voxels import VoxelGrid
 from .bev import BevUNet
-from .occfusion_inputs import CAMERA_CHANNELS, coarse_grid, lidar_channel_count
+from .occfusion_inputs import CAMERA_CHANNELS, bev_grid, coarse_grid, lidar_channel_count
 
 OCCUPANCY_LABELS = tuple(name for label, name in OCCUPANCY_CLASSES.items() if label != OCCUPANCY_UNKNOWN)
 # child offsets (dx, dy, dz) of a coarse voxel's 8 fine voxels
@@ -64,7 +65,7 @@ class OccFusionConfig:
     class_names: tuple[str, ...] = OCCUPANCY_LABELS
     point_cloud_range: tuple[float, ...] = OPENOCCUPANCY_RANGE
     fine_voxel_m: float = 0.4
-    widths: tuple[int, ...] = (24, 48, 64)
+    widths: tuple[int, ...] = (16, 32, 48)
     stem_stride: int = 2
     voxel_features: int = 16
     camera_fusion: bool = True
@@ -106,6 +107,7 @@ class OccFusionNet(nn.Module):
         fine = config.fine_grid
         sx, sy, sz = coarse_grid(fine).shape
         self.side, self.height, self.fine_side = sx, sz, fine.shape[0]
+        self.share_channel = bev_grid(fine).channels
         self.num_coarse = sx * sy * sz
         f, classes = config.voxel_features, len(config.class_names)
         self.bev = BevUNet(lidar_channel_count(fine), config.widths, config.stem_stride)
@@ -119,22 +121,45 @@ class OccFusionNet(nn.Module):
         free[:, 0] = torch.tensor([-math.log(config.coarse_free_keep), -math.log(config.fine_free_keep)])
         self.register_buffer("free_prior", free, persistent=False)
 
-    def voxel_features(self, bev: torch.Tensor, fused_index: torch.Tensor, camera: torch.Tensor) -> torch.Tensor:
-        """(N, F) features of every coarse voxel (flat order) after fusion; bev (1, C, S, S)."""
+    def voxel_features(self, bev: torch.Tensor, fused_index: torch.Tensor, camera: torch.Tensor,
+                       observed: torch.Tensor | None = None) -> torch.Tensor:
+        """(N, F) features of every coarse voxel (flat order) after fusion, or given observed (N,) bool (with every
+        fused voxel set) only the (M, F) of the M voxels set, in flat order; bev (1, C, S, S)."""
         x = self.bev(bev)
         if x.shape[-1] != self.side:
             x = functional.interpolate(x, size=(self.side, self.side), mode="bilinear", align_corners=False)
         f = self.config.voxel_features
-        volume = self.height_head(x).reshape(self.height, f, self.side * self.side)
-        voxels = volume.permute(0, 2, 1).reshape(self.num_coarse, f)
-        lidar = voxels[fused_index]
+        if observed is None:
+            volume = self.height_head(x).reshape(self.height, f, self.side * self.side)
+            voxels, rows = volume.permute(0, 2, 1).reshape(self.num_coarse, f), fused_index
+        else:
+            voxels = self.height_head_at(x, observed.reshape(self.height, -1))
+            rows = self.observed_rows(observed)[fused_index]
+        lidar = voxels[rows]
         fused = lidar + self.fusion(torch.cat([lidar, camera], dim=1))
-        return voxels.index_put((fused_index,), fused)
+        return voxels.index_put((rows,), fused)
 
-    def observed_parents(self, fine_state: torch.Tensor) -> torch.Tensor:
-        """(N,) bool: coarse voxels with a fine child hit or crossed by a ray (fine_state (2, fine voxels))."""
-        s, z = self.side, self.height
-        return fine_state.reshape(2, z, 2, s, 2, s, 2).amax(dim=(0, 2, 4, 6)).reshape(-1) > 0
+    @staticmethod
+    def observed_rows(observed: torch.Tensor) -> torch.Tensor:
+        """(N,) int64: each observed voxel's row among the observed ones, in flat order (observed (N,) bool; not
+        meaningful at the unobserved ones)."""
+        return torch.cumsum(observed.to(torch.int64), dim=0) - 1
+
+    def height_head_at(self, x: torch.Tensor, columns: torch.Tensor) -> torch.Tensor:
+        """(M, F) height head outputs of the M voxels set in columns (Z, S * S) bool, in flat order (height by
+        height: the 1x1 convolution's weights of one height bin at that bin's columns only); x (1, C, S, S)."""
+        f = self.config.voxel_features
+        cells = x.reshape(x.shape[1], -1).t()  # (S * S, C): a row per column, gathered whole
+        weight = self.height_head.weight.reshape(self.height, f, -1)
+        bias = self.height_head.bias.reshape(self.height, f)
+        return torch.cat([functional.linear(cells[torch.nonzero(columns[z]).reshape(-1)], weight[z], bias[z])
+                          for z in range(self.height)])
+
+    def observed_parents(self, bev: torch.Tensor) -> torch.Tensor:
+        """(N,) bool: coarse voxels with a fine child hit or crossed by a ray, from the BEV image's children shares
+        (occfusion_inputs.lidar_inputs: occupied then free share per coarse height bin, > 0 iff a child is)."""
+        first, z = self.share_channel, self.height
+        return (bev[0, first:first + z] + bev[0, first + z:first + 2 * z]).reshape(-1) > 0
 
     @staticmethod
     def coarse_confidence(logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -154,9 +179,10 @@ class OccFusionNet(nn.Module):
         uncertainty = uncertainty.index_put((lidar_parents,), torch.full_like(lidar_parents, -2.0, dtype=score.dtype))
         return torch.cat([lidar_parents, torch.topk(uncertainty, k).indices])
 
-    def refine(self, voxels: torch.Tensor, parents: torch.Tensor,
+    def refine(self, parent_features: torch.Tensor, parents: torch.Tensor,
                fine_state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(fine flat indices (P * 8,), fine logits (P * 8, classes)) of the children of parents (P,)."""
+        """(fine flat indices (P * 8,), fine logits (P * 8, classes)) of the children of parents (P,) with features
+        (P, F)."""
         s, fs = self.side, self.fine_side
         px, py, pz = parents % s, (parents // s) % s, parents // (s * s)
         o = self.child_offsets
@@ -164,11 +190,13 @@ class OccFusionNet(nn.Module):
         cy = (2 * py).unsqueeze(1) + o[:, 1]
         cz = (2 * pz).unsqueeze(1) + o[:, 2]
         fine_index = (cx + fs * (cy + fs * cz)).reshape(-1)
-        parent = voxels[parents].unsqueeze(1).expand(-1, len(CHILD_OFFSETS), -1)
-        offset = (o.to(voxels.dtype) - 0.5).unsqueeze(0).expand(parents.shape[0], -1, -1)
-        state = fine_state[:, fine_index].transpose(0, 1).reshape(-1, len(CHILD_OFFSETS), 2)
-        logits = self.fine_head(torch.cat([parent, offset, state], dim=2))
-        return fine_index, logits.reshape(-1, logits.shape[-1])
+        # one row per child (2D: the linear layers run as single matrix products with their bias)
+        parent = parent_features.unsqueeze(1).expand(-1, len(CHILD_OFFSETS), -1)
+        parent = parent.reshape(-1, self.config.voxel_features)
+        offset = (o.to(parent_features.dtype) - 0.5).unsqueeze(0).expand(parents.shape[0], -1, -1).reshape(-1, 3)
+        n = fine_state.shape[1]  # gathered from the flat states (a gather along the last axis is much slower)
+        state = fine_state.reshape(-1)[torch.stack([fine_index, fine_index + n], dim=1)]
+        return fine_index, self.fine_head(torch.cat([parent, offset, state], dim=1))
 
     def forward(self, bev: torch.Tensor, fused_index: torch.Tensor, camera: torch.Tensor, lidar_parents: torch.Tensor,
                 fine_state: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -181,24 +209,26 @@ class OccFusionNet(nn.Module):
         coarse_observed (M,)), score and label 0 elsewhere, and only the observed parents refined, as only their
         labels reach an output (the others are unknown there); logits with the prior correction.
         """
-        voxels = self.voxel_features(bev, fused_index, camera)
-        observed = self.observed_parents(fine_state)
+        observed = self.observed_parents(bev)
         out = {}
         if self.training:
+            voxels = self.voxel_features(bev, fused_index, camera)
             coarse = self.coarse_head(voxels)
             score, label = self.coarse_confidence(coarse)
-        else:
+        else:  # features, logits and refinement only at the observed voxels (voxels: their rows, in flat order)
+            voxels = self.voxel_features(bev, fused_index, camera, observed)
             seen = torch.nonzero(observed).reshape(-1)
-            coarse = self.coarse_head(voxels[seen]) + self.free_prior[0]
+            coarse = self.coarse_head(voxels) + self.free_prior[0]
             seen_score, seen_label = self.coarse_confidence(coarse)
             score = torch.zeros_like(observed, dtype=seen_score.dtype).index_put((seen,), seen_score)
             label = torch.zeros_like(observed, dtype=seen_label.dtype).index_put((seen,), seen_label)
             out["coarse_observed"] = seen
         parents = self.refine_parents(score, label, lidar_parents, observed)
-        if not self.training:
+        if self.training:
+            fine_index, fine = self.refine(voxels[parents], parents, fine_state)
+        else:
             parents = parents[observed[parents]]  # an unobserved voxel's children are all unknown in the output
-        fine_index, fine = self.refine(voxels, parents, fine_state)
-        if not self.training:
+            fine_index, fine = self.refine(voxels[self.observed_rows(observed)[parents]], parents, fine_state)
             fine = fine + self.free_prior[1]
         return {**out, "coarse_logits": coarse, "coarse_score": score, "coarse_label": label,
                 "fine_index": fine_index, "fine_logits": fine}

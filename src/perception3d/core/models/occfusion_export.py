@@ -11,19 +11,18 @@ import torch
 from .checkpoint import load_checkpoint
 from .export import export_model
 from .occfusion import INPUT_NAMES, OUTPUT_NAMES, OccFusionInference
-from .occfusion_inputs import CAMERA_CHANNELS, lidar_channel_count
+from .occfusion_inputs import network_inputs
 
 
 def export_occupancy(checkpoint: Path, out: Path, example: dict | None = None) -> Path:
     """Write the ONNX file of an occupancy checkpoint, traced on one frame of train.occupancy.cache_keyframes (default:
-    a few empty voxels; every per-voxel axis is dynamic)."""
+    the inputs of a sweep of a few returns ahead of the sensor; every per-voxel axis is dynamic)."""
     model, _ = load_checkpoint(checkpoint, expected_model="occupancy")
     if example is None:
-        fine = model.config.fine_grid
-        side = fine.shape[0] // 2
-        example = {"bev": np.zeros((1, lidar_channel_count(fine), side, side), np.float32),
-                   "fused_index": np.arange(8), "camera": np.zeros((8, CAMERA_CHANNELS), np.float32),
-                   "lidar_parents": np.arange(8), "fine_state": np.zeros((2, fine.num_voxels), np.float32)}
+        config = model.config
+        points = np.array([[5.0, 0.0, 0.0], [10.0, 2.0, 0.5], [20.0, -3.0, 1.0], [-8.0, 4.0, -1.0]])
+        example, _ = network_inputs(points, np.zeros(len(points)), np.zeros(3), [], config.fine_grid,
+                                    config.presample_points, config.camera_fusion)
     inputs = tuple(torch.from_numpy(np.asarray(example[k], dtype=np.float32 if k == "fine_state" else None))
                    for k in INPUT_NAMES)
     dynamic = {"fused_index": {0: "voxels"}, "camera": {0: "voxels"}, "lidar_parents": {0: "parents"},

@@ -77,14 +77,14 @@ def lidar_inputs(points_base: np.ndarray, intensity: np.ndarray, sensor_origin: 
     occupied = np.zeros(fine.num_voxels, dtype=bool)
     occupied[fine.flat_index(idx[inside])] = True
     free = free_voxels(points, fine, sensor_origin, 0.5 * fine.resolution) & ~occupied
-    shares = [_children_share(m, fine) for m in (occupied, free)]
+    shares = [children_share(m, fine) for m in (occupied, free)]
     bev = bev_input(points, np.asarray(intensity, dtype=np.float32) / np.float32(255.0), bev_grid(fine))
     fine_state = np.empty((2, fine.num_voxels), dtype=np.float32)
     fine_state[0], fine_state[1] = occupied, free
     return LidarInputs(np.concatenate([bev, *shares]).astype(np.float32), fine_state, occupied | free)
 
 
-def _children_share(mask: np.ndarray, fine: VoxelGrid) -> np.ndarray:
+def children_share(mask: np.ndarray, fine: VoxelGrid) -> np.ndarray:
     """(Z, S, S) float32 share of each coarse voxel's 8 fine voxels set in a fine mask (flat order); summed pairwise
     along x, y, z on uint8 (much faster than a mean over three axes)."""
     sx, sy, sz = fine.shape
