@@ -15,7 +15,9 @@ of a parked car). The cluster is therefore split again at depth jumps larger tha
 and the object keeps the segment that fits the box: the one whose points span the largest share of the box's
 width (an object fills its box from edge to edge; a post in front covers a narrow strip of it), less the same
 |log(depth / expected depth)| cost; ties go to the nearer segment. Objects that touch without any depth jump
-(a barrier row, cars bumper to bumper) stay in one segment: core.segments separates those with the 2D box.
+(a barrier row, cars bumper to bumper) stay in one segment, but where their 2D boxes overlap the nearer object
+hides the farther one: a point held by the segments of several boxes stays only with the box whose segment lies
+nearest (median depth).
 
 Also here: `CameraView` (one camera's 2D boxes with its model and extrinsics, the input of core.lift3d and
 core.segmentation), `project_cloud`, and `check_points` (the shared validation of incoming clouds).
@@ -204,18 +206,36 @@ def object_points_in_boxes(uv: np.ndarray, depth: np.ndarray, boxes_xyxy: np.nda
     extent = np.asarray(max_extent, dtype=np.float64).reshape(n_boxes)
     on = (cluster == chosen[box]) & (d <= cluster_first_depth[cluster] + extent[box])
     on = _best_segment(on, box, d, uv[point, 0], boxes, expected, params.segment_gap_m)
+    on = _nearest_owner(on, point, box, _depth_stats(on, box, d, n_boxes)[1])
     support = np.bincount(box[on], minlength=n_boxes)
+    depth_min, depth_median, depth_max = _depth_stats(on, box, d, n_boxes)
+    return BoxPoints(point, box, d, uv[point, 0], on, support, depth_min, depth_median, depth_max)
+
+
+def _depth_stats(on: np.ndarray, box: np.ndarray, depth: np.ndarray, n_boxes: int):
+    """Nearest, median and farthest depth (B,) each of the on-object pairs of every box (NaN without any)."""
+    depth_min, depth_median, depth_max = (np.full(n_boxes, np.nan) for _ in range(3))
     on_pos = np.flatnonzero(on)
-    depth_min, depth_median, depth_max = nan, nan.copy(), nan.copy()
     if len(on_pos):
         # The on-object points of a box are one contiguous run of the sorted pairs.
-        has, first_on = np.unique(box[on_pos], return_index=True)
+        has, first_on, count = np.unique(box[on_pos], return_index=True, return_counts=True)
         start = on_pos[first_on]
-        count = support[has]
-        depth_min[has] = d[start]
-        depth_median[has] = d[start + count // 2]
-        depth_max[has] = d[start + count - 1]
-    return BoxPoints(point, box, d, uv[point, 0], on, support, depth_min, depth_median, depth_max)
+        depth_min[has] = depth[start]
+        depth_median[has] = depth[start + count // 2]
+        depth_max[has] = depth[start + count - 1]
+    return depth_min, depth_median, depth_max
+
+
+def _nearest_owner(on: np.ndarray, point: np.ndarray, box: np.ndarray, box_depth: np.ndarray) -> np.ndarray:
+    """`on` with each point kept in one box only: of the boxes whose object segment holds it, the one whose
+    segment lies nearest (median depth `box_depth` (B,)). Where 2D boxes overlap, the nearer object hides the
+    farther one, so the points there are the nearer object's (the next barrier of a row, the car in front)."""
+    on_pos = np.flatnonzero(on)
+    order = on_pos[np.lexsort((box_depth[box[on_pos]], point[on_pos]))]
+    first = np.r_[True, point[order[1:]] != point[order[:-1]]][:len(order)]
+    keep = np.zeros_like(on)
+    keep[order[first]] = True
+    return keep
 
 
 def _best_segment(on: np.ndarray, box: np.ndarray, depth: np.ndarray, u: np.ndarray, boxes: np.ndarray,
