@@ -40,7 +40,7 @@ class FitParams:
         prior_std_scale: the size prior's std x this factor.
     """
 
-    coarse_std: tuple[float, ...] = (-1.5, 0.0, 1.5)
+    coarse_std: tuple[float, ...] = (-1.0, 1.0)
     fine_std: tuple[float, ...] = (-0.5, 0.0, 0.5)
     outline_cap_m: float = 0.5
     cost_sigma_m: float = 0.1
