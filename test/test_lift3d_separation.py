@@ -64,7 +64,7 @@ def street():
 
 def test_the_scene_is_the_hard_case(street):
     """The post (1 m in front of the car's outline, inside the frustum cluster's 1.5 m depth gap) returns points,
-    and the barriers touch: each one's 2D box overlaps the next one's in some camera."""
+    and the barriers touch: in CAM_FRONT each one's 2D box overlaps the next one's."""
     objects, _, _, kind, views, _ = street
     assert np.sum(kind == KIND_CYLINDER) >= 5
     front = next(v.detections for v in views if v.camera.frame_id == "CAM_FRONT")
