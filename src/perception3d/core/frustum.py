@@ -11,7 +11,8 @@ top or bottom border have no such estimate and take the nearest cluster. The clu
 class's largest plausible depth extent from its first point.
 
 Inside that cluster an occluder can stand closer than `gap_m` in front of the object (a post, a bin 1 m in front
-of a parked car). The cluster is therefore split again at depth jumps larger than `segment_gap_m` into segments,
+of a parked car). With a finite `segment_gap_m` (detection uses 0.6 m; segmentation keeps whole clusters) the
+cluster is therefore split again at depth jumps larger than that into segments,
 and the object keeps the segment that fits the box: the one whose points span the largest share of the box's
 width (an object fills its box from edge to edge; a post in front covers a narrow strip of it), less the same
 |log(depth / expected depth)| cost; ties go to the nearer segment. Objects that touch without any depth jump
@@ -46,11 +47,13 @@ class ClusterParams:
         gap_m: a depth jump larger than this separates two clusters [m].
         min_points, min_fraction: the object cluster holds at least max(min_points, min_fraction * frustum points).
         max_depth_ratio: largest ratio between a cluster's nearest depth and the box-height depth estimate.
-        segment_gap_m: inside the object cluster, a depth jump larger than this separates segments [m].
+        segment_gap_m: inside the object cluster, a depth jump larger than this separates segments [m]; inf (the
+            default) keeps the whole cluster. Detection (core.lift3d) splits at 0.6 m to drop occluders in front;
+            segmentation keeps whole clusters (a split also drops the far part of objects seen at a grazing angle).
     """
 
     gap_m: float = 1.5
-    segment_gap_m: float = 0.6
+    segment_gap_m: float = float("inf")
     min_points: int = 3
     min_fraction: float = 0.1
     max_depth_ratio: float = 1.6

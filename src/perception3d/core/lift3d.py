@@ -102,7 +102,7 @@ class LiftParams:
     nms_iou: float = 0.1
     min_score: float = 0.0
     ground: GroundParams = field(default_factory=GroundParams)
-    cluster: ClusterParams = field(default_factory=ClusterParams)
+    cluster: ClusterParams = field(default_factory=lambda: ClusterParams(segment_gap_m=0.6))
     fit: FitParams = field(default_factory=FitParams)
 
 
