@@ -10,6 +10,16 @@ height implies for the class (fy * mean class height / box height, `expected_dep
 top or bottom border have no such estimate and take the nearest cluster. The cluster is finally cut to the
 class's largest plausible depth extent from its first point.
 
+Inside that cluster an occluder can stand closer than `gap_m` in front of the object (a post, a bin 1 m in front
+of a parked car). With a finite `segment_gap_m` (detection uses 0.6 m; segmentation keeps whole clusters) the
+cluster is therefore split again at depth jumps larger than that into segments,
+and the object keeps the segment that fits the box: the one whose points span the largest share of the box's
+width (an object fills its box from edge to edge; a post in front covers a narrow strip of it), less the same
+|log(depth / expected depth)| cost; ties go to the nearer segment. Objects that touch without any depth jump
+(a barrier row, cars bumper to bumper) stay in one segment, but where their 2D boxes overlap the nearer object
+hides the farther one: a point held by the segments of several boxes stays only with the box whose segment lies
+nearest (median depth).
+
 Also here: `CameraView` (one camera's 2D boxes with its model and extrinsics, the input of core.lift3d and
 core.segmentation), `project_cloud`, and `check_points` (the shared validation of incoming clouds).
 """
@@ -37,9 +47,13 @@ class ClusterParams:
         gap_m: a depth jump larger than this separates two clusters [m].
         min_points, min_fraction: the object cluster holds at least max(min_points, min_fraction * frustum points).
         max_depth_ratio: largest ratio between a cluster's nearest depth and the box-height depth estimate.
+        segment_gap_m: inside the object cluster, a depth jump larger than this separates segments [m]; inf (the
+            default) keeps the whole cluster. Detection (core.lift3d) splits at 0.6 m to drop occluders in front;
+            segmentation keeps whole clusters (a split also drops the far part of objects seen at a grazing angle).
     """
 
     gap_m: float = 1.5
+    segment_gap_m: float = float("inf")
     min_points: int = 3
     min_fraction: float = 0.1
     max_depth_ratio: float = 1.6
@@ -194,15 +208,63 @@ def object_points_in_boxes(uv: np.ndarray, depth: np.ndarray, boxes_xyxy: np.nda
     chosen[boxes_with] = best[first]
     extent = np.asarray(max_extent, dtype=np.float64).reshape(n_boxes)
     on = (cluster == chosen[box]) & (d <= cluster_first_depth[cluster] + extent[box])
+    on = _best_segment(on, box, d, uv[point, 0], boxes, expected, params.segment_gap_m)
+    on = _nearest_owner(on, point, box, _depth_stats(on, box, d, n_boxes)[1])
     support = np.bincount(box[on], minlength=n_boxes)
+    depth_min, depth_median, depth_max = _depth_stats(on, box, d, n_boxes)
+    return BoxPoints(point, box, d, uv[point, 0], on, support, depth_min, depth_median, depth_max)
+
+
+def _depth_stats(on: np.ndarray, box: np.ndarray, depth: np.ndarray, n_boxes: int):
+    """Nearest, median and farthest depth (B,) each of the on-object pairs of every box (NaN without any)."""
+    depth_min, depth_median, depth_max = (np.full(n_boxes, np.nan) for _ in range(3))
     on_pos = np.flatnonzero(on)
-    depth_min, depth_median, depth_max = nan, nan.copy(), nan.copy()
     if len(on_pos):
         # The on-object points of a box are one contiguous run of the sorted pairs.
-        has, first_on = np.unique(box[on_pos], return_index=True)
+        has, first_on, count = np.unique(box[on_pos], return_index=True, return_counts=True)
         start = on_pos[first_on]
-        count = support[has]
-        depth_min[has] = d[start]
-        depth_median[has] = d[start + count // 2]
-        depth_max[has] = d[start + count - 1]
-    return BoxPoints(point, box, d, uv[point, 0], on, support, depth_min, depth_median, depth_max)
+        depth_min[has] = depth[start]
+        depth_median[has] = depth[start + count // 2]
+        depth_max[has] = depth[start + count - 1]
+    return depth_min, depth_median, depth_max
+
+
+def _nearest_owner(on: np.ndarray, point: np.ndarray, box: np.ndarray, box_depth: np.ndarray) -> np.ndarray:
+    """`on` with each point kept in one box only: of the boxes whose object segment holds it, the one whose
+    segment lies nearest (median depth `box_depth` (B,)). Where 2D boxes overlap, the nearer object hides the
+    farther one, so the points there are the nearer object's (the next barrier of a row, the car in front)."""
+    on_pos = np.flatnonzero(on)
+    order = on_pos[np.lexsort((box_depth[box[on_pos]], point[on_pos]))]
+    first = np.r_[True, point[order[1:]] != point[order[:-1]]][:len(order)]
+    keep = np.zeros_like(on)
+    keep[order[first]] = True
+    return keep
+
+
+def _best_segment(on: np.ndarray, box: np.ndarray, depth: np.ndarray, u: np.ndarray, boxes: np.ndarray,
+                  expected: np.ndarray, segment_gap_m: float) -> np.ndarray:
+    """The on-object mask `on` (Q,) of depth-sorted point-box pairs reduced to one segment per box.
+
+    Segments are runs of a box's on-object points without a depth jump above `segment_gap_m`. Each is scored by
+    the share of the box width its columns `u` span, less |log(first depth / expected depth)| (0 where
+    `expected` is NaN); the best one per box is kept (the nearer one on a tie).
+    """
+    on_pos = np.flatnonzero(on)
+    if len(on_pos) == 0:
+        return on
+    b, d, col = box[on_pos], depth[on_pos], u[on_pos]
+    starts = np.r_[True, (b[1:] != b[:-1]) | (np.diff(d) > segment_gap_m)]
+    first = np.flatnonzero(starts)
+    segment = np.cumsum(starts) - 1
+    seg_box = b[first]
+    width = np.maximum(boxes[seg_box, 2] - boxes[seg_box, 0], 1e-6)
+    cover = (np.maximum.reduceat(col, first) - np.minimum.reduceat(col, first)) / width
+    ratio = np.abs(np.log(np.maximum(d[first], 1e-6) / expected[seg_box]))
+    fit = cover - np.where(np.isnan(ratio), 0.0, ratio)
+    order = np.lexsort((np.arange(len(first)), -fit, seg_box))  # per box: best fit, then nearest
+    best = np.full(len(boxes), -1)
+    boxes_with, first_of_box = np.unique(seg_box[order], return_index=True)
+    best[boxes_with] = order[first_of_box]
+    keep = on.copy()
+    keep[on_pos] = segment == best[b]
+    return keep

@@ -18,6 +18,9 @@ Real roads have grade, crown, bumps and kerb steps up to a sidewalk, so one plan
    (a kerb-like one, or any ground nearer the road level than the raised level) returns to the road. Any other
    candidate up to `max_step_m` above the prediction (plus 3 % of the distance from the last candidate: between
    far rings the road's grade may change) is the same ground continuing; higher ones are objects (roofs, walls).
+   A candidate more than 8 m beyond its sector's previous one that stands more than `threshold_m` above the median
+   surface of the 16 neighbouring sectors at its range is an object's lowest hit in the gap between two far rings
+   (a car at 64 m), not a rise of the road (which the neighbours see too): the sectors are scanned again without it.
 4. Surface: per cell the line's height at the cell's centre and its slope; cells without an accepted candidate
    (shadows behind objects, gaps between rings) take the straight line between the accepted candidates before
    and after them on the same level, or the line's extrapolation. Ground points lie within `threshold_m` of the
@@ -40,6 +43,8 @@ _GRADE_CHANGE_FAR = 0.03  # between distant candidates the ground may rise max_s
 # to ~15 m along a sector; beyond, a kerb cannot be told from the road's grade and its level continues.)
 _SEED_POINTS = 4096  # the seed plane is fitted to an even subsample of about this many near points
 _MAX_DROP_FACTOR = 3.0  # candidates more than this x max_step_m below the prediction are outliers
+_LONG_GAP_M = 8.0  # a candidate this far beyond its sector's last one must agree with the neighbouring sectors
+_NEIGHBOUR_SECTORS = 8  # ... the median surface of this many sectors on each side, at the same range bin
 
 
 @dataclass(frozen=True)
@@ -205,7 +210,31 @@ def _fit(points: np.ndarray, origin_xy: np.ndarray, params: GroundParams
     mid = (np.arange(sectors) + 0.5) * (2 * np.pi / sectors) - np.pi
     seed_slope = -(n[0] * np.cos(mid) + n[1] * np.sin(mid)) / n[2]
     _scan(surface, lowest, low_r, extent, z0, seed_slope, params)
+    lone = _lone_far_candidates(surface, lowest, low_r, params.threshold_m)
+    if lone.any():  # scan again without them: the sectors' lines continue as their neighbours' do
+        lowest, low_r = np.where(lone, np.nan, lowest), np.where(lone, np.nan, low_r)
+        _scan(surface, lowest, low_r, extent, z0, seed_slope, params)
     return surface, (sector, rbin, r)
+
+
+def _lone_far_candidates(surface: GroundSurface, lowest: np.ndarray, low_r: np.ndarray, threshold_m: float
+                         ) -> np.ndarray:
+    """Accepted candidates (sectors, bins) far beyond their sector's previous one (_LONG_GAP_M) that lie more than
+    threshold_m above the median surface of the neighbouring sectors at the same range: the lowest beam's hit on an
+    object standing in the long gap between two far rings (a car at 64 m on flat ground), not a rise of the road,
+    which the neighbouring sectors see too."""
+    sectors, bins = lowest.shape
+    index = np.broadcast_to(np.arange(bins), (sectors, bins))
+    previous = np.maximum.accumulate(np.where(surface.accepted, index, -1), axis=1)
+    previous = np.concatenate([np.full((sectors, 1), -1), previous[:, :-1]], axis=1)  # strictly before each bin
+    previous_r = np.where(previous >= 0, np.take_along_axis(low_r, np.maximum(previous, 0), axis=1), 0.0)
+    far = surface.accepted & (low_r - previous_r > _LONG_GAP_M)
+    if not far.any():
+        return far
+    around = [np.roll(surface.height, shift, axis=0) for shift in range(-_NEIGHBOUR_SECTORS, _NEIGHBOUR_SECTORS + 1)
+              if shift != 0]
+    with np.errstate(invalid="ignore"):
+        return far & (lowest - np.median(around, axis=0) > threshold_m)
 
 
 def _seed_plane(points: np.ndarray, use: np.ndarray, params: GroundParams) -> Plane | None:

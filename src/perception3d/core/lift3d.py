@@ -1,8 +1,9 @@
 """Geometric 3D detection: 2D boxes lifted by QAF2D anchors, chosen with LiDAR, refined by the KM3D solver.
 
 Per camera and 2D box (classes outside the 10 detection classes are skipped):
-1. LiDAR support: non-ground points (core.ground) projected inside the box, reduced to the object's depth
-   cluster (core.frustum); a box with at least `min_support_points` such points is supported.
+1. LiDAR support: non-ground points (core.ground) projected inside the box, reduced to the object's segment
+   (core.frustum: its depth cluster, less occluders in front and the points a nearer box's segment holds); a box
+   with at least `min_support_points` such points is supported.
 2. Anchors (core.qaf2d, top_k per box and heading). Supported boxes: each vertical edge's depth candidates are
    restricted to the depths of the cluster points in the box's outer `edge_band` on that side
    (+- `edge_window_m`), and the headings to those within `heading_tolerance_deg` of the cluster's footprint
@@ -13,13 +14,16 @@ Per camera and 2D box (classes outside the 10 detection classes are skipped):
 3. Choice: the anchor maximising (projected IoU) x (class size prior likelihood) x, with support,
    exp(-mean distance of the cluster points to the anchor's outline / `surface_sigma_m`), each anchor first slid
    along its camera ray so that its nearest corner lies at the cluster's nearest depth.
-4. Refinement: supported boxes take the cluster's continuous heading (the direction nearest the anchor's);
-   unsupported boxes take the class's mean size (the size sets the depth along the ray). The location is then
-   solved by core.km3d.solve_location from the 2D box: one keypoint row per edge, tied to the extreme projected
-   corner (left/right constrain u, top/bottom v; edges on the image border, i.e. truncated objects, get W = 0).
-   With support the LiDAR depth is kept: the centre is slid along its ray so that the nearest corner lies at the
-   cluster's nearest depth (LiDAR range is far more precise than depth from a box: 1 px of box error at 30 m
-   moves a 2D-only depth by ~0.5 m). Heading is only known modulo pi (front and back look alike).
+4. Refinement: unsupported boxes take the class's mean size (the size sets the depth along the ray), and their
+   location is solved by the KM3D equations from the 2D box (core.segments.place_by_box_edges: one row per edge,
+   tied to the extreme projected corner; edges on the image border, i.e. truncated objects, are not used).
+   Supported boxes are fitted to their segment (core.segments.fit_boxes): the cluster's continuous heading up to
+   a quarter turn, and (length, width) searched on grids over the class prior; each candidate is placed by the
+   2D box edges and slid along its ray so that its nearest corner lies at the segment's nearest depth (LiDAR
+   range is far more precise than depth from a box: 1 px of box error at 30 m moves a 2D-only depth by ~0.5 m),
+   and judged by its points (distance to the box surface, capped), the projected IoU with the 2D box and the
+   size prior. This is what separates touching objects: the segment holds no nearer neighbour's points, the 2D
+   box says where the object ends. Heading is only known modulo pi (front and back look alike).
 5. Score = 2D score x geometric fit, fit = projected IoU of the final box x (fraction of cluster points inside
    it with support, else `no_lidar_fit`).
 6. All cameras' boxes go to the output frame and one object seen by two cameras is merged by class-aware
@@ -47,8 +51,9 @@ from .frustum import (
 )
 from .geometry import invert_transform, wrap_angle
 from .ground import GroundParams, sweep_ground
-from .km3d import box_keypoints, keypoint_offsets, ry_to_yaw, solve_location, yaw_to_ry
+from .km3d import ry_to_yaw, yaw_to_ry
 from .qaf2d import YAW_CANDIDATES, Anchors, lift_boxes_multi, normalise_boxes, paired_iou, projected_extent
+from .segments import FitParams, FitProblem, box_frame_excess, fit_boxes, place_by_box_edges, slide_to_depth
 
 
 @dataclass(frozen=True)
@@ -77,7 +82,7 @@ class LiftParams:
         nms_iou: BEV IoU above which two boxes of one class are the same object (so are boxes whose centres are
             closer than the class's smaller mean side, see `bev_nms`).
         min_score: detections below this score are dropped.
-        ground, cluster: ground-surface and frustum-cluster parameters.
+        ground, cluster, fit: ground-surface, frustum-cluster and segment box-fit (core.segments) parameters.
     """
 
     iou_threshold: float = 0.8
@@ -92,12 +97,13 @@ class LiftParams:
     heading_tolerance_deg: float = 10.0
     max_range_factor: float = 1.2
     prior_window_std: float = 1.5
-    max_fit_points: int = 32
+    max_fit_points: int = 16
     no_lidar_fit: float = 0.5
     nms_iou: float = 0.1
     min_score: float = 0.0
     ground: GroundParams = field(default_factory=GroundParams)
-    cluster: ClusterParams = field(default_factory=ClusterParams)
+    cluster: ClusterParams = field(default_factory=lambda: ClusterParams(segment_gap_m=0.6))
+    fit: FitParams = field(default_factory=FitParams)
 
 
 def detect_3d(points_lidar: np.ndarray, views: Sequence[CameraView], T_base_lidar: np.ndarray,
@@ -263,8 +269,8 @@ def _lift_all(supports: list[_BoxSupport], params: LiftParams, clock: _StepClock
     box_of = anchors.box_index
     has_lidar = supported[box_of]
     centers_cam = anchors.centers_cam.copy()
-    centers_cam[has_lidar] = _slide_to_depth(centers_cam[has_lidar], anchors.sizes_lwh[has_lidar],
-                                             anchors.ry[has_lidar], depth_min[box_of[has_lidar]])
+    centers_cam[has_lidar] = slide_to_depth(centers_cam[has_lidar], anchors.sizes_lwh[has_lidar],
+                                            anchors.ry[has_lidar], depth_min[box_of[has_lidar]])
     sample, sample_start, sample_count = _subsample_groups(start, count, params.max_fit_points)
     padded, valid = _pad_groups(points[sample], sample_start, sample_count)
     lid = np.flatnonzero(has_lidar)
@@ -292,17 +298,24 @@ def _lift_all(supports: list[_BoxSupport], params: LiftParams, clock: _StepClock
     px = boxes[chosen]
     on_border = np.stack([px[:, 0] <= 1.0, px[:, 2] >= size_px[:, 0] - 1.0,
                           px[:, 1] <= 1.0, px[:, 3] >= size_px[:, 1] - 1.0], axis=1)
-    center = _refine_with_box_edges(centers_cam[pick], size, ry, norm, on_border)
-    center[has_lidar] = _slide_to_depth(center[has_lidar], size[has_lidar], ry[has_lidar],
-                                        depth_min[chosen[has_lidar]])
+    center = place_by_box_edges(centers_cam[pick], size, ry, norm, on_border)
+    T_box = T_lidar_cam[cam[chosen]]
+    centers_lidar = np.einsum("nij,nj->ni", T_box[:, :3, :3], center) + T_box[:, :3, 3]
+    yaws = ry_to_yaw(ry, T_box[:, :3, :3])
+    # With LiDAR: size, position and quarter turn searched against the segment, the 2D box and the size prior.
+    lid = np.flatnonzero(has_lidar)
+    T_cam_box = T_cam_lidar[cam[chosen]]
+    problem = FitProblem(padded[chosen[lid]], valid[chosen[lid]], T_cam_box[lid], clipped[lid], limits[lid],
+                         prior_wlh[chosen[lid]], norm[lid], on_border[lid], depth_min[chosen[lid]])
+    centers_lidar[lid], size[lid], yaws[lid] = fit_boxes(centers_lidar[lid], size[lid], yaws[lid], problem,
+                                                         params.fit)
+    center[lid] = np.einsum("nij,nj->ni", T_cam_box[lid, :3, :3], centers_lidar[lid]) + T_cam_box[lid, :3, 3]
+    ry[lid] = yaw_to_ry(yaws[lid], T_cam_box[lid, :3, :3])
 
     # Score: 2D score x projected IoU x (contained cluster fraction, or the no-LiDAR factor).
     projected = projected_extent(center, size, ry)
     projected = np.minimum(np.maximum(projected, limits[:, [0, 1, 0, 1]]), limits[:, [2, 3, 2, 3]])
     iou = paired_iou(projected, clipped)
-    T_box = T_lidar_cam[cam[chosen]]
-    centers_lidar = np.einsum("nij,nj->ni", T_box[:, :3, :3], center) + T_box[:, :3, 3]
-    yaws = ry_to_yaw(ry, T_box[:, :3, :3])
     inside, _ = _fit_to_points(centers_lidar, size, yaws, chosen, padded, valid, params.containment_margin_m)
     fit = iou * np.where(has_lidar, inside, params.no_lidar_fit)
     clock.step("choose_refine")
@@ -413,12 +426,7 @@ def _fit_to_points(centers, sizes_lwh, yaws, box_of, padded, valid, margin) -> t
     box_of = np.asarray(box_of)
     mask = valid[box_of]  # (M, K)
     n = np.maximum(mask.sum(axis=1), 1)
-    p = padded[box_of] - centers[:, None, :]
-    c, s = np.cos(yaws)[:, None], np.sin(yaws)[:, None]
-    half = 0.5 * sizes_lwh
-    ax = np.abs(p[..., 0] * c + p[..., 1] * s) - half[:, 0:1]
-    ay = np.abs(p[..., 1] * c - p[..., 0] * s) - half[:, 1:2]
-    az = np.abs(p[..., 2]) - half[:, 2:3]
+    ax, ay, az = box_frame_excess(padded[box_of], centers, sizes_lwh, yaws)
     inside = (ax <= margin) & (ay <= margin) & (az <= margin) & mask
     outline = np.where((ax <= 0) & (ay <= 0), -np.maximum(ax, ay),
                        np.hypot(np.maximum(ax, 0.0), np.maximum(ay, 0.0)))
@@ -429,41 +437,6 @@ def _size_likelihood(sizes_lwh, prior_wlh, std_scale) -> np.ndarray:
     """Gaussian likelihood (M,) in (0, 1] of sizes under per-row priors (M, mean/std, wlh), std x std_scale."""
     z = (lwh_to_wlh(sizes_lwh) - prior_wlh[:, 0]) / (std_scale * prior_wlh[:, 1])
     return np.exp(-0.5 * np.sum(z**2, axis=1))
-
-
-def _slide_to_depth(center_cam, size_lwh, ry, nearest_depth) -> np.ndarray:
-    """Centres moved along their camera rays so that each box's nearest corner lies at `nearest_depth` [m]."""
-    corner_dz = keypoint_offsets(size_lwh, ry)[:, :8, 2].min(axis=1)
-    scale = (nearest_depth - corner_dz) / center_cam[:, 2]
-    return center_cam * scale[:, None]
-
-
-def _refine_with_box_edges(center_cam, size_lwh, ry, boxes_norm, on_border, iterations: int = 2,
-                           max_move_fraction: float = 0.15) -> np.ndarray:
-    """KM3D least-squares centres from the four 2D box edges (normalised image coordinates), each tied to the
-    extreme projected corner; edges flagged `on_border` (B, 4: left, right, top, bottom) are not used.
-
-    A solution further than `max_move_fraction` x depth from the anchor is rejected (the anchor is kept).
-    """
-    n = len(center_cam)
-    rows = np.arange(n)
-    identity = np.eye(3)
-    center = center_cam.copy()
-    for _ in range(iterations):
-        corners = box_keypoints(identity, center, size_lwh, ry)[:, :8]
-        uv = np.zeros((n, 9, 2))
-        weights = np.zeros((n, 9, 2))
-        u, v = np.ascontiguousarray(corners[..., 0]), np.ascontiguousarray(corners[..., 1])
-        extremes = (u.argmin(1), u.argmax(1), v.argmin(1), v.argmax(1))
-        for edge, (corner, coord, value) in enumerate(zip(extremes, (0, 0, 1, 1), boxes_norm[:, [0, 2, 1, 3]].T)):
-            uv[rows, corner, coord] = value
-            weights[rows, corner, coord] = ~on_border[:, edge]
-        solved = solve_location(uv, identity, size_lwh, ry, weights)
-        # Keep the anchor where the edges do not pin the box down (near-degenerate geometry moves it far away).
-        moved = np.linalg.norm(solved - center_cam, axis=1)
-        ok = np.isfinite(moved) & (solved[:, 2] > 0.5) & (moved <= max_move_fraction * center_cam[:, 2])
-        center[ok] = solved[ok]
-    return center
 
 
 def _concat_anchors(a: Anchors, b: Anchors) -> Anchors:

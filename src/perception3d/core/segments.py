@@ -1,0 +1,233 @@
+"""An oriented 3D box fitted to the LiDAR segment of one 2D detection (size and position; the heading is the
+LiDAR footprint's, up to a quarter turn).
+
+core.frustum hands each 2D box the object's segment: its depth cluster without occluders in front and without
+the points a nearer detection's segment holds. Its nearest point is then the object's, but the points need not
+show the whole object (a barrier in a row shows one long face; the car parked bumper to bumper its side), and
+a QAF2D anchor's size comes from a 0.5 m grid. A candidate box is judged by
+- its points: the mean over the segment's points (LiDAR frame) of the distance to the box's surface, capped at
+  `outline_cap_m` (`segment_cost`; a point off the object costs the cap whatever the box);
+- the 2D box: the IoU of its projection with the detection, to the power `iou_power` (with touching objects the
+  2D box is what tells where one ends and the next begins);
+- the class size prior: the nuScenes mean and std per class (Gaussian likelihood, std x `prior_std_scale`).
+`fit_boxes` searches (length, width) on a coarse grid over the prior (both footprint axes tried as the length),
+then on a fine grid around the winner; each candidate is placed where its projection fits the 2D box edges (the
+KM3D solver, `place_by_box_edges`) and slid along its camera ray so that its nearest corner lies at the segment's
+nearest depth.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .boxes import lwh_to_wlh
+from .geometry import wrap_angle
+from .km3d import keypoint_offsets, yaw_to_ry
+from .qaf2d import paired_iou
+
+
+@dataclass(frozen=True)
+class FitParams:
+    """Parameters of the box fit to a LiDAR segment.
+
+    Attributes:
+        coarse_std, fine_std: the size grids searched, in class prior std: first mean + coarse_std x std (for
+            length and width), then the winner + fine_std x std.
+        outline_cap_m: a point costs its distance to the box surface up to this [m].
+        cost_sigma_m: scale of the mean point cost in the fit's score [m].
+        iou_power: power of the projected-box IoU in the fit's score.
+        prior_std_scale: the size prior's std x this factor.
+    """
+
+    coarse_std: tuple[float, ...] = (-1.0, 1.0)
+    fine_std: tuple[float, ...] = (-0.5, 0.0, 0.5)
+    outline_cap_m: float = 0.5
+    cost_sigma_m: float = 0.1
+    iou_power: float = 20.0
+    prior_std_scale: float = 1.5
+
+
+@dataclass
+class FitProblem:
+    """B boxes to fit, each with its 2D detection and segment points (all NumPy arrays; LiDAR frame).
+
+    Attributes:
+        points: (B, K, 3) segment points per box, padded; valid: (B, K) which are real.
+        T_cam_lidar: (B, 4, 4) the box's camera extrinsics.
+        box_norm: (B, 4) the detection in normalised image coordinates, clipped to `limits` (B, 4) (the image).
+        prior_wlh: (B, 2, 3) the class size prior: mean and std of (w, l, h) [m].
+        edges_norm: (B, 4) the detection in normalised image coordinates, unclipped; on_border: (B, 4) which of
+            its edges (left, right, top, bottom) lie on the image border (`place_by_box_edges`).
+        nearest_depth: (B,) camera depth of the segment's nearest point [m].
+    """
+
+    points: np.ndarray
+    valid: np.ndarray
+    T_cam_lidar: np.ndarray
+    box_norm: np.ndarray
+    limits: np.ndarray
+    prior_wlh: np.ndarray
+    edges_norm: np.ndarray
+    on_border: np.ndarray
+    nearest_depth: np.ndarray
+
+
+def box_frame_excess(points: np.ndarray, centers: np.ndarray, sizes_lwh: np.ndarray,
+                     yaws: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """How far points (M, K, 3) lie outside boxes m (centres (M, 3), sizes (M, 3), yaws (M,)) along each box axis:
+    |coordinate in the box frame| - half size, (M, K) each for l, w, h (negative inside) [m]."""
+    p = points - centers[:, None, :]
+    c, s = np.cos(yaws)[:, None], np.sin(yaws)[:, None]
+    half = 0.5 * sizes_lwh
+    return (np.abs(p[..., 0] * c + p[..., 1] * s) - half[:, 0:1],
+            np.abs(p[..., 1] * c - p[..., 0] * s) - half[:, 1:2],
+            np.abs(p[..., 2]) - half[:, 2:3])
+
+
+def segment_cost(centers, sizes_lwh, yaws, points, valid, params: FitParams = FitParams()) -> np.ndarray:
+    """Mean point cost (M,) [m] of boxes m against their points (M, K, 3) with mask valid (M, K); see the module."""
+    ax, ay, az = box_frame_excess(points, centers, sizes_lwh, yaws)
+    inside = np.maximum(np.maximum(ax, ay), az)
+    distance = np.where(inside <= 0, -inside, np.sqrt(np.maximum(ax, 0) ** 2 + np.maximum(ay, 0) ** 2
+                                                      + np.maximum(az, 0) ** 2))
+    cost = np.minimum(distance, params.outline_cap_m)
+    return np.where(valid, cost, 0.0).sum(axis=1) / np.maximum(valid.sum(axis=1), 1)
+
+
+def _score(centers, centers_cam, offsets_cam, sizes_lwh, problem: FitProblem, rows: np.ndarray, yaws,
+           params: FitParams) -> np.ndarray:
+    """log score (M,) of candidate boxes of problem rows `rows` (M,): -cost / sigma + iou_power log IoU + log prior
+    likelihood. Centres (M, 3) in the LiDAR frame and in the camera frame, corner offsets (M, 8, 3) in the camera
+    frame (`keypoint_offsets`), sizes (M, 3), yaws (M,) in the LiDAR frame."""
+    cost = segment_cost(centers, sizes_lwh, yaws, problem.points[rows], problem.valid[rows], params)
+    corners = centers_cam[:, None, :] + offsets_cam
+    with np.errstate(divide="ignore", invalid="ignore"):
+        u = corners[..., 0] / corners[..., 2]
+        v = corners[..., 1] / corners[..., 2]
+    lim = problem.limits[rows]
+    projected = np.stack([u.min(axis=1), v.min(axis=1), u.max(axis=1), v.max(axis=1)], axis=1)
+    projected = np.minimum(np.maximum(projected, lim[:, [0, 1, 0, 1]]), lim[:, [2, 3, 2, 3]])
+    iou = paired_iou(projected, problem.box_norm[rows])
+    prior = problem.prior_wlh[rows]
+    z = (lwh_to_wlh(sizes_lwh) - prior[:, 0]) / (params.prior_std_scale * prior[:, 1])
+    visible = corners[..., 2].min(axis=1) > 0.0
+    return np.where(visible, -cost / params.cost_sigma_m + params.iou_power * np.log(np.maximum(iou, 1e-6))
+                    - 0.5 * np.sum(z**2, axis=1), -np.inf)
+
+
+def fit_boxes(centers, sizes_lwh, yaws, problem: FitProblem,
+              params: FitParams = FitParams()) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Centres (B, 3), sizes (B, 3) and yaws (B,) of boxes improved by the search of the module (the heading is
+    held up to a quarter turn: the length may lie along either footprint axis)."""
+    centers = np.array(centers, dtype=np.float64)
+    sizes = np.array(sizes_lwh, dtype=np.float64)
+    yaws = np.asarray(yaws, dtype=np.float64)
+    if len(centers) == 0:
+        return centers, sizes, yaws
+    return _best_size(centers, sizes, yaws, problem, params)
+
+
+def _best_size(centers, sizes, yaws, problem, params) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The best box of a coarse (length, width) grid over the prior (mean + `coarse_std` x std, both footprint
+    axes tried as the length), then of a fine grid around the winner (+- `fine_std` x std); the current box
+    competes in the first round. Each candidate is placed where its projection fits the 2D box edges
+    (`place_by_box_edges`) and then slid along its ray so that its nearest corner lies at the segment's nearest
+    depth (LiDAR range is far more precise than depth from a box; occluders in front are no longer in the
+    segment, core.frustum)."""
+    mean, std = problem.prior_wlh[:, 0, :2], problem.prior_wlh[:, 1, :2]  # (B, (w, l))
+    coarse = np.asarray(params.coarse_std, dtype=np.float64)
+    quarter = np.array([0.0, 0.5 * np.pi])
+    # Round 1: (turn, l step, w step) grid, plus the current box.
+    turn, step_l, step_w = (g.ravel() for g in np.meshgrid(quarter, coarse, coarse, indexing="ij"))
+    lw = np.stack([mean[:, None, 1] + step_l * std[:, None, 1], mean[:, None, 0] + step_w * std[:, None, 0]], -1)
+    cand_lw = np.concatenate([sizes[:, None, :2], lw], axis=1)
+    cand_yaws = wrap_angle(yaws[:, None] + np.r_[0.0, turn][None, :])
+    centers, sizes, yaws = _best_placed(centers, sizes, cand_lw, cand_yaws, problem, params)
+    # Round 2: a finer grid around the winner.
+    fine = np.asarray(params.fine_std, dtype=np.float64)
+    step_l, step_w = (g.ravel() for g in np.meshgrid(fine, fine, indexing="ij"))
+    cand_lw = np.stack([sizes[:, None, 0] + step_l * std[:, None, 1], sizes[:, None, 1] + step_w * std[:, None, 0]],
+                       -1)
+    cand_yaws = np.repeat(yaws[:, None], len(step_l), axis=1)
+    return _best_placed(centers, sizes, np.maximum(cand_lw, 0.05), cand_yaws, problem, params)
+
+
+def _best_placed(centers, sizes, cand_lw, cand_yaws, problem, params):
+    """The best centre (B, 3), size (B, 3) and yaw (B,) of candidate footprints cand_lw (B, C, 2) [l, w] at yaws
+    (B, C), each placed by the 2D box edges and slid to the segment's nearest depth."""
+    n, n_cand = cand_lw.shape[:2]
+    rows = np.repeat(np.arange(n), n_cand)
+    cand_sizes = sizes[rows]
+    cand_sizes[:, :2] = cand_lw.reshape(-1, 2)
+    cand_yaws = cand_yaws.ravel()
+    R, t = problem.T_cam_lidar[rows, :3, :3], problem.T_cam_lidar[rows, :3, 3]
+    offsets = keypoint_offsets(cand_sizes, yaw_to_ry(cand_yaws, R))[:, :8]
+    centers_cam = _place(np.einsum("nij,nj->ni", R, centers[rows]) + t, offsets, problem.edges_norm[rows],
+                         problem.on_border[rows], iterations=1)
+    centers_cam = _slide(centers_cam, offsets, problem.nearest_depth[rows])
+    cand_centers = np.einsum("nji,nj->ni", R, centers_cam - t)
+    best = np.argmax(_score(cand_centers, centers_cam, offsets, cand_sizes, problem, rows, cand_yaws,
+                            params).reshape(n, n_cand), axis=1)
+    pick = np.arange(n) * n_cand + best
+    return cand_centers[pick], cand_sizes[pick], cand_yaws[pick]
+
+
+def place_by_box_edges(center_cam, size_lwh, ry, boxes_norm, on_border, iterations: int = 2,
+                       max_move_fraction: float = 0.15) -> np.ndarray:
+    """KM3D least-squares centres (N, 3) (camera frame) of boxes of fixed size (N, 3) and heading ry (N,) from the
+    four 2D box edges (N, 4) (normalised image coordinates), each tied to the extreme projected corner of the
+    current centre; edges flagged `on_border` (N, 4: left, right, top, bottom) are not used.
+
+    These are the rows of core.km3d.solve_location that carry weight, solved directly: an edge at column u on
+    corner offset d gives [-1, 0, u] . C = d_x - u d_z, an edge at row v gives [0, -1, v] . C = d_y - v d_z.
+    A solution further than `max_move_fraction` x depth from the start is rejected (the start is kept).
+    """
+    return _place(np.asarray(center_cam, dtype=np.float64), keypoint_offsets(size_lwh, ry)[:, :8], boxes_norm,
+                  on_border, iterations, max_move_fraction)
+
+
+def _place(center_cam, offsets, boxes_norm, on_border, iterations: int = 2,
+           max_move_fraction: float = 0.15) -> np.ndarray:
+    """`place_by_box_edges` with the boxes' corner offsets (N, 8, 3) given."""
+    n = len(center_cam)
+    rows = np.arange(n)
+    edges = boxes_norm[:, [0, 2, 1, 3]]
+    center = center_cam.copy()
+    for _ in range(iterations):
+        corners = center[:, None, :] + offsets
+        with np.errstate(divide="ignore", invalid="ignore"):
+            u = corners[..., 0] / corners[..., 2]
+            v = corners[..., 1] / corners[..., 2]
+        extremes = (u.argmin(1), u.argmax(1), v.argmin(1), v.argmax(1))
+        normal = np.zeros((n, 3, 3))
+        rhs = np.zeros((n, 3))
+        for edge, (corner, coord) in enumerate(zip(extremes, (0, 0, 1, 1))):
+            d = offsets[rows, corner]
+            a = np.zeros((n, 3))
+            a[:, coord] = -1.0
+            a[:, 2] = edges[:, edge]
+            weight = (~on_border[:, edge]).astype(np.float64)
+            normal += weight[:, None, None] * a[:, :, None] * a[:, None, :]
+            rhs += (weight * (d[:, coord] - edges[:, edge] * d[:, 2]))[:, None] * a
+        scale = np.maximum(np.abs(normal).max(axis=(1, 2)), 1e-300)
+        solvable = np.abs(np.linalg.det(normal / scale[:, None, None])) > 1e-12
+        solved = np.full((n, 3), np.nan)
+        if np.any(solvable):
+            solved[solvable] = np.linalg.solve(normal[solvable], rhs[solvable][..., None])[..., 0]
+        # Keep the start where the edges do not pin the box down (near-degenerate geometry moves it far away).
+        moved = np.linalg.norm(solved - center_cam, axis=1)
+        ok = np.isfinite(moved) & (solved[:, 2] > 0.5) & (moved <= max_move_fraction * center_cam[:, 2])
+        center[ok] = solved[ok]
+    return center
+
+
+def slide_to_depth(center_cam, size_lwh, ry, nearest_depth) -> np.ndarray:
+    """Centres moved along their camera rays so that each box's nearest corner lies at `nearest_depth` [m]."""
+    return _slide(center_cam, keypoint_offsets(size_lwh, ry)[:, :8], nearest_depth)
+
+
+def _slide(center_cam, offsets, nearest_depth) -> np.ndarray:
+    """`slide_to_depth` with the boxes' corner offsets (N, 8, 3) given."""
+    scale = (nearest_depth - offsets[..., 2].min(axis=1)) / center_cam[:, 2]
+    return center_cam * scale[:, None]

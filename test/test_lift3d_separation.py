@@ -1,0 +1,89 @@
+"""Geometric 3D detection next to things that touch or stand in front of the object (issue 16, acceptance 2).
+
+The scene is built by hand as world primitives and cast with the simulated HDL-32E of the real nuScenes rig
+(data.lidar beam directions, data.raycast against a flat ground); the 2D boxes are the projected ground truth
+(bench.algo.perfect_2d_boxes), so every error comes from the 3D lifting.
+"""
+import numpy as np
+import pytest
+
+from perception3d.bench.algo import load_rig, perfect_2d_boxes
+from perception3d.core.classes import LIDARSEG_FINE_CATEGORIES
+from perception3d.core.detections import Detections3D
+from perception3d.core.frustum import CameraView
+from perception3d.core.geometry import invert_transform, transform_points
+from perception3d.core.lift3d import LiftParams, detect_3d
+from perception3d.data.lidar import MAX_RANGE_M, MIN_RANGE_M, beam_directions
+from perception3d.data.raycast import KIND_CYLINDER, cast
+from perception3d.data.world import Primitives
+
+CAR_CENTER = np.array([16.0, 5.0, 0.8])  # base_link, parked at the left road edge, heading along the road
+CAR_LWH = np.array([4.6, 1.9, 1.6])
+POST_RADIUS_M = 0.08
+POST_GAP_M = 1.0
+# Five barriers end to end along the right road edge: 2.0 m long (along the road), 0.7 m thick, 1.0 m high.
+BARRIER_CENTERS = np.array([[12.0 + 2.0 * k, -5.5, 0.5] for k in range(5)])
+BARRIER_LWH = np.array([0.7, 2.0, 1.0])  # length along the heading (across the road), as nuScenes barriers
+FAR_CAR_CENTER = np.array([64.0, 2.0, 0.8])  # beyond the 50 m evaluation range of cars, within the LiDAR's 70 m
+NODE_DEFAULTS = LiftParams(min_score=0.05)  # the detection3d node drops boxes below its score_threshold 0.05
+
+
+def post_in_front(car_center, car_lwh, sensor_xy, gap_m):
+    """xy of a point on the sensor's line of sight to the (axis-aligned) car's centre, `gap_m` from its outline."""
+    ray = car_center[:2] - sensor_xy
+    along = np.linspace(0.0, np.linalg.norm(ray), 20_000)
+    xy = sensor_xy + along[:, None] * ray / np.linalg.norm(ray)
+    outside = np.maximum(np.abs(xy - car_center[:2]) - car_lwh[:2] / 2, 0.0)
+    return xy[np.flatnonzero(np.hypot(*outside.T) >= gap_m)[-1]]
+
+
+@pytest.fixture(scope="module")
+def street():
+    """The objects (annotated: the barriers and the cars), the post, a sweep and perfect 2D boxes of the rig."""
+    rig = load_rig()
+    n = len(BARRIER_CENTERS)
+    objects = Detections3D(np.vstack([BARRIER_CENTERS, CAR_CENTER, FAR_CAR_CENTER]),
+                           np.vstack([np.tile(BARRIER_LWH, (n, 1)), CAR_LWH, CAR_LWH]), [np.pi / 2] * n + [0.0, 0.0],
+                           ["barrier"] * n + ["car", "car"], np.ones(n + 2), "base_link", ids=list("0123456"))
+    fine = list(LIDARSEG_FINE_CATEGORIES)
+    labels = [fine.index("movable_object.barrier")] * n + [fine.index("vehicle.car")] * 2
+    post_xy = post_in_front(CAR_CENTER, CAR_LWH, rig.T_base_lidar[:2, 3], POST_GAP_M)
+    post_label = np.array([fine.index("static.manmade")], np.uint8)  # clutter: in no detection class
+    prims = Primitives(objects.centers, objects.sizes_lwh, objects.yaws, np.array(labels, np.uint8), np.arange(n + 2),
+                       np.full((n + 2, 3), 0.5), cyl_centers=post_xy[None], cyl_z=np.array([[0.0, 1.6]]),
+                       cyl_radii=np.array([POST_RADIUS_M]), cyl_labels=post_label, cyl_colors=np.zeros((1, 3)))
+    T = rig.T_base_lidar
+    dirs = beam_directions()[0] @ T[:3, :3].T
+    hits = cast(T[:3, 3], dirs, prims, MAX_RANGE_M)
+    keep = np.isfinite(hits.t) & (hits.t >= MIN_RANGE_M)
+    points = transform_points(invert_transform(T), T[:3, 3] + dirs[keep] * hits.t[keep, None])
+    views = [CameraView(perfect_2d_boxes(objects, cam, T_base_cam), cam, invert_transform(T_base_cam) @ T)
+             for cam, T_base_cam in rig.cameras.values()]
+    return objects, post_xy, points, hits.kind[keep], views, rig
+
+
+def test_the_scene_is_the_hard_case(street):
+    """The post (1 m in front of the car's outline, inside the frustum cluster's 1.5 m depth gap) returns points,
+    and the barriers touch: in CAM_FRONT each one's 2D box overlaps the next one's."""
+    objects, _, _, kind, views, _ = street
+    assert np.sum(kind == KIND_CYLINDER) >= 5
+    front = next(v.detections for v in views if v.camera.frame_id == "CAM_FRONT")
+    barrier = front.boxes_xyxy[front.class_ids == "barrier"]
+    assert len(barrier) == 5
+    order = np.argsort(barrier[:, 0])
+    assert np.all(barrier[order[1:], 0] < barrier[order[:-1], 2])
+
+
+def test_touching_barriers_a_car_behind_a_post_and_a_car_at_64_m_are_each_found(street):
+    objects, post_xy, points, _, views, rig = street
+    dets = detect_3d(points, views, rig.T_base_lidar, params=NODE_DEFAULTS)
+    for i in range(len(objects)):
+        same = np.flatnonzero(dets.class_ids == objects.class_ids[i])
+        j = same[np.argmin(np.linalg.norm(dets.centers[same] - objects.centers[i], axis=1))]
+        assert np.linalg.norm(dets.centers[j] - objects.centers[i]) < 0.5, (objects.class_ids[i], i)
+        # Footprint sides compared sorted: a box and the same box turned by 90 degrees with l and w swapped agree.
+        ratio = np.r_[np.sort(dets.sizes_lwh[j, :2]) / np.sort(objects.sizes_lwh[i, :2]),
+                      dets.sizes_lwh[j, 2] / objects.sizes_lwh[i, 2]]
+        assert np.all(np.abs(ratio - 1.0) < 0.3), (objects.class_ids[i], i, dets.sizes_lwh[j])
+    # Nothing is reported on the post.
+    assert np.min(np.linalg.norm(dets.centers[:, :2] - post_xy, axis=1)) > 1.0
