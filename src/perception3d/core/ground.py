@@ -211,9 +211,14 @@ def _fit(points: np.ndarray, origin_xy: np.ndarray, params: GroundParams
     seed_slope = -(n[0] * np.cos(mid) + n[1] * np.sin(mid)) / n[2]
     _scan(surface, lowest, low_r, extent, z0, seed_slope, params)
     lone = _lone_far_candidates(surface, lowest, low_r, params.threshold_m)
-    if lone.any():  # scan again without them: the sectors' lines continue as their neighbours' do
-        lowest, low_r = np.where(lone, np.nan, lowest), np.where(lone, np.nan, low_r)
-        _scan(surface, lowest, low_r, extent, z0, seed_slope, params)
+    rows = np.flatnonzero(lone.any(axis=1))
+    if len(rows):  # scan those sectors again without them: their lines continue as their neighbours' do
+        again = GroundSurface(origin, edges, *(np.zeros((len(rows), shape[1])) for _ in range(3)),
+                              np.zeros((len(rows), shape[1]), bool))
+        _scan(again, np.where(lone[rows], np.nan, lowest[rows]), np.where(lone[rows], np.nan, low_r[rows]),
+              extent[rows], z0, seed_slope[rows], params)
+        for name in ("height", "slope", "raised", "accepted"):
+            getattr(surface, name)[rows] = getattr(again, name)
     return surface, (sector, rbin, r)
 
 
