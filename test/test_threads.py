@@ -11,8 +11,12 @@ from threadpoolctl import threadpool_info
 from perception3d.runtime.threads import apply_thread_policy
 applied = apply_thread_policy({count})
 import torch  # loaded after the policy: reads the environment
-print(json.dumps({{"applied": applied, "pools": [p["num_threads"] for p in threadpool_info()],
-                   "torch": torch.get_num_threads()}}))
+torch_threads = torch.get_num_threads()
+pools = [p["num_threads"] for p in threadpool_info()]
+from perception3d.core.models.runner import RunnerOptions, TorchRunner
+TorchRunner(torch.nn.Linear(1, 1), RunnerOptions("cpu"))  # a learned node with threads: 0
+print(json.dumps({{"applied": applied, "pools": pools,
+                   "torch": torch_threads, "inference": torch.get_num_threads()}}))
 """
 
 
@@ -28,6 +32,12 @@ def test_one_thread_limits_numpy_blas_and_a_torch_imported_later():
     assert result["pools"] and set(result["pools"]) == {1}
     assert result["torch"] == 1
     assert result["applied"]["OMP_NUM_THREADS"] == 1
+
+
+def test_a_learned_node_with_threads_0_runs_inference_on_every_core_whatever_the_policy():
+    import os
+
+    assert probe(1)["inference"] == os.cpu_count()
 
 
 def test_zero_leaves_the_libraries_defaults():

@@ -8,6 +8,7 @@ Both take `RunnerOptions`, which the nodes build from their shared learned-model
 """
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -70,8 +71,9 @@ class TorchRunner:
         self.half = options.precision == "fp16"
         if self.half and self.device.type != "cuda":
             raise ConfigError(f"precision 'fp16' needs a CUDA device (the model runs on {self.device})")
-        if options.threads:
-            torch.set_num_threads(options.threads)
+        # 0: one thread per core, torch's own default, also where the host's thread policy (runtime.threads) has
+        # shrunk the process's pools for the numpy work of the LiDAR nodes
+        torch.set_num_threads(options.threads or os.cpu_count() or 1)
         network = network.to(self.device).eval()
         self.network = network.half() if self.half else network
 
