@@ -1,5 +1,6 @@
 """The host's threading policy (runtime/threads.py): pools limited at start, libraries loaded later included."""
 import json
+import os
 import subprocess
 import sys
 
@@ -35,14 +36,10 @@ def test_one_thread_limits_numpy_blas_and_a_torch_imported_later():
 
 
 def test_a_learned_node_with_threads_0_runs_inference_on_every_core_whatever_the_policy():
-    import os
-
     assert probe(1)["inference"] == os.cpu_count()
 
 
 def test_zero_leaves_the_libraries_defaults():
-    import os
-
     cores = len(os.sched_getaffinity(0))
     result = probe(0)
     assert result["applied"] == {}

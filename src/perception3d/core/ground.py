@@ -107,6 +107,13 @@ class GroundSurface:
     raised: np.ndarray
     accepted: np.ndarray
 
+    @classmethod
+    def blank(cls, origin: np.ndarray, edges: np.ndarray, sectors: int) -> GroundSurface:
+        """A surface of `sectors` sectors over the range bins `edges`, all zero and nothing accepted (the scan
+        fills it)."""
+        shape = (sectors, len(edges) - 1)
+        return cls(origin, edges, np.zeros(shape), np.zeros(shape), np.zeros(shape), np.zeros(shape, bool))
+
     def cells(self, xy: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Sector (N,), range bin (N,) and range from the origin (N,) [m] of points (N, 2)."""
         d = np.asarray(xy, dtype=np.float64)[:, :2] - self.origin
@@ -201,7 +208,7 @@ def _fit(points: np.ndarray, origin_xy: np.ndarray, params: GroundParams
     edges = _range_edges(float(horizontal.max(initial=0.0)))
     sectors = params.sectors
     shape = (sectors, len(edges) - 1)
-    surface = GroundSurface(origin, edges, np.zeros(shape), np.zeros(shape), np.zeros(shape), np.zeros(shape, bool))
+    surface = GroundSurface.blank(origin, edges, sectors)
     sector, rbin, r = surface.cells(pts)
     lowest, low_r, extent = _cell_candidates(sector * shape[1] + rbin, pts[:, 2], r, shape)
     # The seed plane z = z0 + g.(xy - origin): height at the origin and slope along each sector's mid direction.
@@ -213,8 +220,7 @@ def _fit(points: np.ndarray, origin_xy: np.ndarray, params: GroundParams
     lone = _lone_far_candidates(surface, lowest, low_r, params.threshold_m)
     rows = np.flatnonzero(lone.any(axis=1))
     if len(rows):  # scan those sectors again without them: their lines continue as their neighbours' do
-        again = GroundSurface(origin, edges, *(np.zeros((len(rows), shape[1])) for _ in range(3)),
-                              np.zeros((len(rows), shape[1]), bool))
+        again = GroundSurface.blank(origin, edges, len(rows))
         _scan(again, np.where(lone[rows], np.nan, lowest[rows]), np.where(lone[rows], np.nan, low_r[rows]),
               extent[rows], z0, seed_slope[rows], params)
         for name in ("height", "slope", "raised", "accepted"):
@@ -228,10 +234,8 @@ def _lone_far_candidates(surface: GroundSurface, lowest: np.ndarray, low_r: np.n
     threshold_m above the median surface of the neighbouring sectors at the same range: the lowest beam's hit on an
     object standing in the long gap between two far rings (a car at 64 m on flat ground), not a rise of the road,
     which the neighbouring sectors see too."""
-    sectors, bins = lowest.shape
-    index = np.broadcast_to(np.arange(bins), (sectors, bins))
-    previous = np.maximum.accumulate(np.where(surface.accepted, index, -1), axis=1)
-    previous = np.concatenate([np.full((sectors, 1), -1), previous[:, :-1]], axis=1)  # strictly before each bin
+    sectors = lowest.shape[0]
+    previous = np.concatenate([np.full((sectors, 1), -1), _last_accepted(surface.accepted)[:, :-1]], axis=1)
     previous_r = np.where(previous >= 0, np.take_along_axis(low_r, np.maximum(previous, 0), axis=1), 0.0)
     far = surface.accepted & (low_r - previous_r > _LONG_GAP_M)
     if not far.any():
@@ -336,13 +340,19 @@ def _scan(surface: GroundSurface, lowest: np.ndarray, low_r: np.ndarray, extent:
     _fill_between_candidates(surface, surface.accepted, lowest, low_r, centre)
 
 
+def _last_accepted(accepted: np.ndarray) -> np.ndarray:
+    """Per cell (sectors, bins): the index of the last accepted bin of its sector at or before it (-1: none)."""
+    index = np.broadcast_to(np.arange(accepted.shape[1]), accepted.shape)
+    return np.maximum.accumulate(np.where(accepted, index, -1), axis=1)
+
+
 def _fill_between_candidates(surface: GroundSurface, accepted: np.ndarray, lowest: np.ndarray, low_r: np.ndarray,
                              centre: np.ndarray) -> None:
     """Cells of a sector between two accepted candidates on one level take the straight line between them (in
     place): between rings the scan only extrapolates; the next candidate tells where the ground went."""
     sectors, bins = accepted.shape
     index = np.broadcast_to(np.arange(bins), (sectors, bins))
-    before = np.maximum.accumulate(np.where(accepted, index, -1), axis=1)
+    before = _last_accepted(accepted)
     after = np.minimum.accumulate(np.where(accepted, index, bins)[:, ::-1], axis=1)[:, ::-1]
     rows = np.broadcast_to(np.arange(sectors)[:, None], (sectors, bins))
     hole = ~accepted & (before >= 0) & (after < bins)
