@@ -7,6 +7,7 @@ from perception3d.core.occupancy import (
     UNLABELLED_OCCUPIED_CLASS,
     default_grid,
     occupancy_volume,
+    occupied_voxels,
     presample_voxels,
 )
 from perception3d.core.voxels import VoxelGrid
@@ -61,6 +62,21 @@ def test_flat_order_matches_the_grid_message_index(wall_scene):
     idx, _ = grid.voxel_indices(wall)
     flat = volume.ravel(order="F")
     assert np.all(flat[grid.flat_index(idx)] == volume[idx[:, 0], idx[:, 1], idx[:, 2]])
+
+
+def test_occupied_voxels_are_the_class_voxels_in_message_order():
+    rng = np.random.default_rng(4)
+    labels = rng.choice([OCCUPANCY_FREE, OCCUPANCY_UNKNOWN, 1, 7, 16], size=(5, 6, 7), p=[0.4, 0.4, 0.1, 0.05, 0.05])
+    volume = labels.astype(np.uint8).transpose(2, 1, 0)  # [x, y, z] view of message-ordered labels, as the nodes'
+    occupied = occupied_voxels(volume)
+    expected = np.argwhere((volume >= 1) & (volume <= 16))
+    assert len(occupied) == len(expected) > 0
+    assert sorted(map(tuple, occupied)) == sorted(map(tuple, expected))
+    grid = VoxelGrid((0.0, 0.0, 0.0), 1.0, volume.shape)
+    assert np.all(np.diff(grid.flat_index(occupied)) > 0)  # message order: x fastest, then y, then z
+    assert np.array_equal(occupied_voxels(np.ascontiguousarray(volume)), occupied)  # any memory layout
+    with pytest.raises(TypeError, match="uint8"):
+        occupied_voxels(volume.astype(np.int64))
 
 
 def test_majority_vote_labels():

@@ -10,7 +10,7 @@ import pytest
 import torch
 import yaml
 
-from perception3d.core.box_points import DETECTION_MAP_SIZE, CameraBoxes, detection_maps, project
+from perception3d.core.box_points import DETECTION_MAP_SIZE, CameraBoxes, detection_maps, may_see, project
 from perception3d.core.classes import DETECTION_CLASSES, OCCUPANCY_FREE, OCCUPANCY_UNKNOWN
 from perception3d.core.models import occfusion_inputs as inputs
 from perception3d.core.models.checkpoint import load_checkpoint
@@ -39,6 +39,34 @@ def test_projection_masks_points_behind_outside_and_too_close():
     assert seen.tolist() == [True, False, False, False, True]
     np.testing.assert_allclose(uv[0], [100, 50])
     np.testing.assert_allclose(uv[4], [150, 25])  # 5 m to the right (base -y) and 2.5 m up at 10 m
+
+
+def test_may_see_culls_only_spheres_with_no_seen_point():
+    rng = np.random.default_rng(7)
+    centres = rng.uniform([-15.0, -15.0, -4.0], [15.0, 15.0, 4.0], (400, 3))
+    centres[:20] = [[0.4 + 0.05 * k, 0.0, 0.0] for k in range(20)]  # around the near limit, ahead
+    radii = rng.uniform(0.05, 0.8, len(centres))
+    directions = rng.normal(size=(len(centres), 200, 3))
+    inside = centres[:, None] + directions / np.linalg.norm(directions, axis=2, keepdims=True) * \
+        (radii[:, None, None] * rng.uniform(0, 1, (len(centres), 200, 1)) ** (1 / 3))
+    for T in (FORWARD, FORWARD @ np.diag([-1.0, -1, 1, 1])):
+        cam = camera(T=T)
+        kept = may_see(centres, radii, cam)
+        seen = project(inside.reshape(-1, 3), cam)[2].reshape(len(centres), -1).any(axis=1)
+        assert not (seen & ~kept).any()  # conservative: a culled sphere has no seen point
+        assert (~kept).sum() > len(centres) / 2 and kept.sum() >= seen.sum() > 10  # and it does cull
+
+
+def test_stacked_maps_are_read_bilinearly_each_clamped_at_its_own_border():
+    rng = np.random.default_rng(3)
+    maps = rng.random((3, 2, 4, 5)).astype(np.float32)  # three cameras' maps, 2 channels of 4 x 5 cells
+    cells = np.array([[2.5, 1.5], [2.0, 2.5], [10.0, 10.0], [-3.0, 3.9]])
+    index = np.array([1, 2, 0, 1])
+    values = inputs.sample_bilinear(maps, index, cells)
+    np.testing.assert_allclose(values[0], maps[1, :, 1, 2])  # a cell centre: that cell
+    np.testing.assert_allclose(values[1], (maps[2, :, 2, 1] + maps[2, :, 2, 2]) / 2)  # between two columns
+    np.testing.assert_allclose(values[2], maps[0, :, 3, 4])  # beyond the corner: the corner cell of its own map
+    np.testing.assert_allclose(values[3], maps[1, :, 3, 0])  # left of the last row: not the next map's first row
 
 
 def test_detection_maps_hold_the_best_score_of_each_class_and_ignore_other_classes():

@@ -55,6 +55,22 @@ def project(points: np.ndarray, camera: CameraBoxes) -> tuple[np.ndarray, np.nda
     return uv, depth, seen
 
 
+def may_see(centres: np.ndarray, radii: np.ndarray, camera: CameraBoxes) -> np.ndarray:
+    """(N,) bool: False for spheres (centres (N, 3) [m] in the points' frame, radii (N,) [m]) none of whose points
+    `project` can call seen. A conservative cull: a seen point lies on the inner side of five planes through the
+    camera frame (depth > MIN_DEPTH_M, 0 <= u < width, 0 <= v < height, each linear in the point once its depth is
+    positive); a sphere wholly beyond one of them holds no seen point."""
+    T = np.asarray(camera.T_camera_points, dtype=np.float64)
+    cam = np.asarray(centres, dtype=np.float64).reshape(-1, 3) @ T[:3, :3].T + T[:3, 3]
+    K, depth_axis = np.asarray(camera.K, dtype=np.float64), np.array([0.0, 0.0, 1.0])
+    normals = np.stack([K[0], camera.width * depth_axis - K[0], K[1], camera.height * depth_axis - K[1], depth_axis])
+    offsets = np.array([0.0, 0.0, 0.0, 0.0, MIN_DEPTH_M])
+    lengths = np.linalg.norm(normals, axis=1)
+    # a margin of a micrometre (scaled like the plane distances) absorbs rounding against project's own arithmetic
+    reach = (np.asarray(radii, dtype=np.float64).reshape(-1, 1) + 1e-6) * lengths
+    return np.all(cam @ normals.T - offsets >= -reach, axis=1)
+
+
 def point_boxes(points: np.ndarray, cameras: Sequence[CameraBoxes]) -> tuple[np.ndarray, np.ndarray]:
     """(class (N,) int64, -1 for no box; score (N,) float32) of each point's box (module docstring).
 

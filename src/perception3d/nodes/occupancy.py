@@ -20,8 +20,6 @@ import numpy as np
 from ..core.classes import (
     LIDARSEG_CLASSES,
     OCCUPANCY_CLASSES,
-    OCCUPANCY_FREE,
-    OCCUPANCY_UNKNOWN,
     occupancy_colors,
 )
 from ..core.geometry import invert_transform, transform_points
@@ -29,7 +27,7 @@ from ..core.models import occfusion_inputs
 from ..core.models.checkpoint import SHIPPED_OCCUPANCY
 from ..core.models.network_file import open_network
 from ..core.models.occfusion import INPUT_NAMES, OccFusionInference
-from ..core.occupancy import OPENOCCUPANCY_RANGE, UNLABELLED_OCCUPIED_CLASS, occupancy_volume
+from ..core.occupancy import OPENOCCUPANCY_RANGE, UNLABELLED_OCCUPIED_CLASS, occupancy_volume, occupied_voxels
 from ..core.voxels import VoxelGrid
 from ..errors import ConfigError
 from ..msgs.markers import voxel_markers
@@ -118,7 +116,7 @@ class OccupancyNode(NodeDefinition):
         with timer.stage("post"):
             if p["past_sweeps"]:
                 self.history.append((transform_points(T_world_base, points), labels))
-            occupied = self._occupied(volume)
+            occupied = occupied_voxels(volume)
             out = self._outputs(volume, occupied, self._confidence(volume, occupied, points, labels), frame.stamp_ns)
         return out
 
@@ -148,7 +146,7 @@ class OccupancyNode(NodeDefinition):
         with timer.stage("post"):
             fine_index = fine_index.astype(np.int64)
             volume = occfusion_inputs.fine_volume(coarse_label, fine_index, fine_label, observed, self.grid)
-            occupied = self._occupied(volume)
+            occupied = occupied_voxels(volume)
             return volume, occupied, occfusion_inputs.voxel_scores(occupied, coarse_score, fine_index, fine_score,
                                                                    self.grid)
 
@@ -178,11 +176,6 @@ class OccupancyNode(NodeDefinition):
         agreeing = np.bincount(flat[agree], minlength=self.grid.num_voxels)
         occupied_flat = self.grid.flat_index(occupied)
         return (agreeing[occupied_flat] / np.maximum(total[occupied_flat], 1)).astype(np.float32)
-
-    @staticmethod
-    def _occupied(volume: np.ndarray) -> np.ndarray:
-        """(M, 3) indices of the occupied voxels (a class 1..16)."""
-        return np.argwhere((volume != OCCUPANCY_FREE) & (volume != OCCUPANCY_UNKNOWN))
 
     def _outputs(self, volume: np.ndarray, occupied: np.ndarray, confidence: np.ndarray, stamp_ns: int) -> list:
         """Grid, voxel cloud (occupied voxels (M, 3) with their confidence (M,)) and throttled markers."""

@@ -84,7 +84,6 @@ def keyframe_inputs(sample: dict, config: OccFusionConfig) -> dict[str, np.ndarr
                                                  config.presample_points, config.camera_fusion)
     fine_target = np.ascontiguousarray(sample["occupancy"].transpose(2, 1, 0)).reshape(-1)
     gt_observed = np.ascontiguousarray(sample["occupancy_observed"].transpose(2, 1, 0)).reshape(-1)
-    net_inputs["fine_state"] = net_inputs["fine_state"].astype(np.uint8)  # 0/1: a quarter of the memory
     return {**net_inputs, "fine_target": fine_target, "coarse_target": coarse_target(fine_target, fine),
             "gt_observed": gt_observed}
 
@@ -130,7 +129,6 @@ class OccupancySamples(torch.utils.data.Dataset):
         sample = self.frames[frame]
         keys = (*INPUT_NAMES, "fine_target", "coarse_target")
         tensors = {k: torch.from_numpy(np.asarray(sample[k])) for k in keys}
-        tensors["fine_state"] = tensors["fine_state"].float()
         return {**tensors, "frame": torch.tensor(frame)}
 
 
@@ -153,8 +151,7 @@ def cache_keyframes(caches: Sequence[Path], config: OccFusionConfig, progress: b
 def frame_volume(run: Callable[..., tuple[np.ndarray, ...]], frame: dict, fine: VoxelGrid) -> np.ndarray:
     """The fine uint8 [x, y, z] volume a model's `run` (OccFusionInference contract, numpy in and out: a TorchRunner
     or an ONNX session's run) predicts for a frame of cache_keyframes."""
-    coarse_label, _, fine_index, fine_label, _ = run(*(np.asarray(frame[k], dtype=np.float32 if k == "fine_state"
-                                                                   else None) for k in INPUT_NAMES))
+    coarse_label, _, fine_index, fine_label, _ = run(*(np.asarray(frame[k]) for k in INPUT_NAMES))
     observed = frame["fine_state"].max(axis=0) > 0
     return inputs.fine_volume(coarse_label, fine_index.astype(np.int64), fine_label, observed, fine)
 

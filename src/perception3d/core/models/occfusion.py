@@ -182,7 +182,7 @@ class OccFusionNet(nn.Module):
     def refine(self, parent_features: torch.Tensor, parents: torch.Tensor,
                fine_state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(fine flat indices (P * 8,), fine logits (P * 8, classes)) of the children of parents (P,) with features
-        (P, F)."""
+        (P, F); fine_state (2, fine voxels), any dtype (the node's is uint8)."""
         s, fs = self.side, self.fine_side
         px, py, pz = parents % s, (parents // s) % s, parents // (s * s)
         o = self.child_offsets
@@ -195,14 +195,14 @@ class OccFusionNet(nn.Module):
         parent = parent.reshape(-1, self.config.voxel_features)
         offset = (o.to(parent_features.dtype) - 0.5).unsqueeze(0).expand(parents.shape[0], -1, -1).reshape(-1, 3)
         n = fine_state.shape[1]  # gathered from the flat states (a gather along the last axis is much slower)
-        state = fine_state.reshape(-1)[torch.stack([fine_index, fine_index + n], dim=1)]
+        state = fine_state.reshape(-1)[torch.stack([fine_index, fine_index + n], dim=1)].to(parent_features.dtype)
         return fine_index, self.fine_head(torch.cat([parent, offset, state], dim=1))
 
     def forward(self, bev: torch.Tensor, fused_index: torch.Tensor, camera: torch.Tensor, lidar_parents: torch.Tensor,
                 fine_state: torch.Tensor) -> dict[str, torch.Tensor]:
         """Inputs as INPUT_NAMES (bev (1, C, S, S), fused_index (V,) int64, camera (V, CAMERA_CHANNELS),
-        lidar_parents (R,) int64, fine_state (2, fine voxels)); returns coarse_logits, coarse_score and coarse_label
-        (N,) (coarse_confidence), fine_index and fine_logits.
+        lidar_parents (R,) int64, fine_state (2, fine voxels) uint8 0 / 1); returns coarse_logits, coarse_score and
+        coarse_label (N,) (coarse_confidence), fine_index and fine_logits.
 
         Training: coarse_logits (N, classes) of every coarse voxel, the children of every refined parent. Eval mode:
         the logits only of the observed coarse voxels (observed_parents; coarse_logits (M, classes) in the order of

@@ -23,8 +23,7 @@ def export_occupancy(checkpoint: Path, out: Path, example: dict | None = None) -
         points = np.array([[5.0, 0.0, 0.0], [10.0, 2.0, 0.5], [20.0, -3.0, 1.0], [-8.0, 4.0, -1.0]])
         example, _ = network_inputs(points, np.zeros(len(points)), np.zeros(3), [], config.fine_grid,
                                     config.presample_points, config.camera_fusion)
-    inputs = tuple(torch.from_numpy(np.asarray(example[k], dtype=np.float32 if k == "fine_state" else None))
-                   for k in INPUT_NAMES)
+    inputs = tuple(torch.from_numpy(np.asarray(example[k])) for k in INPUT_NAMES)
     dynamic = {"fused_index": {0: "voxels"}, "camera": {0: "voxels"}, "lidar_parents": {0: "parents"},
                **{name: {0: "refined"} for name in OUTPUT_NAMES[2:]}}
     return export_model(OccFusionInference(model), model, inputs, out, INPUT_NAMES, OUTPUT_NAMES, dynamic)

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..box_points import DETECTION_MAP_SIZE, CameraBoxes, detection_maps, project
+from ..box_points import DETECTION_MAP_SIZE, CameraBoxes, detection_maps, may_see, project
 from ..classes import DETECTION_CLASSES, OCCUPANCY_UNKNOWN
 from ..occupancy import free_voxels, presample_voxels
 from ..voxels import VoxelGrid
@@ -38,8 +38,9 @@ CAMERA_CHANNELS = len(DETECTION_CLASSES) + 1  # a score per detection class + "s
 
 @dataclass
 class LidarInputs:
-    """bev: (C, S, S) float32 network input; fine_state: (2, fine voxels) float32 occupied / free per fine voxel in
-    flat order; observed: (fine voxels,) bool, a return or a ray in the voxel (others stay unknown in the output)."""
+    """bev: (C, S, S) float32 network input; fine_state: (2, fine voxels) uint8 occupied / free (0 / 1) per fine
+    voxel in flat order; observed: (fine voxels,) bool, a return or a ray in the voxel (others stay unknown in the
+    output)."""
 
     bev: np.ndarray
     fine_state: np.ndarray
@@ -79,8 +80,7 @@ def lidar_inputs(points_base: np.ndarray, intensity: np.ndarray, sensor_origin: 
     free = free_voxels(points, fine, sensor_origin, 0.5 * fine.resolution) & ~occupied
     shares = [children_share(m, fine) for m in (occupied, free)]
     bev = bev_input(points, np.asarray(intensity, dtype=np.float32) / np.float32(255.0), bev_grid(fine))
-    fine_state = np.empty((2, fine.num_voxels), dtype=np.float32)
-    fine_state[0], fine_state[1] = occupied, free
+    fine_state = np.stack([occupied, free]).view(np.uint8)
     return LidarInputs(np.concatenate([bev, *shares]).astype(np.float32), fine_state, occupied | free)
 
 
@@ -94,40 +94,48 @@ def children_share(mask: np.ndarray, fine: VoxelGrid) -> np.ndarray:
     return ((m[..., 0] + m[..., 1]) / np.float32(8)).astype(np.float32)
 
 
-def sample_bilinear(maps: np.ndarray, uv_cells: np.ndarray) -> np.ndarray:
-    """(N, C) values of maps (C, rows, cols) at continuous cell coordinates (N, 2) (column, row; cell centres at
-    +0.5), clamped at the border."""
-    _, rows, cols = maps.shape
-    cells = np.ascontiguousarray(maps.transpose(1, 2, 0))  # (rows, cols, C): one gather per corner gives (N, C)
-    x = np.clip(uv_cells[:, 0] - 0.5, 0, cols - 1)
+def sample_bilinear(maps: np.ndarray, map_index: np.ndarray, uv_cells: np.ndarray) -> np.ndarray:
+    """(N, C) float32 values of stacked maps (K, C, rows, cols), point i read in map map_index[i], at continuous cell
+    coordinates (N, 2) (column, row; cell centres at +0.5), clamped at each map's border."""
+    _, channels, rows, cols = maps.shape
+    cells = np.ascontiguousarray(maps.transpose(0, 2, 3, 1).reshape(-1, channels))  # a row per cell: one gather
+    x = np.clip(uv_cells[:, 0] - 0.5, 0, cols - 1)                                 # per corner gives (N, C)
     y = np.clip(uv_cells[:, 1] - 0.5, 0, rows - 1)
     x0, y0 = np.minimum(x.astype(np.int64), cols - 2), np.minimum(y.astype(np.int64), rows - 2)
-    fx, fy = (x - x0)[:, None], (y - y0)[:, None]
-    top = cells[y0, x0] * (1 - fx) + cells[y0, x0 + 1] * fx
-    bottom = cells[y0 + 1, x0] * (1 - fx) + cells[y0 + 1, x0 + 1] * fx
-    return (top * (1 - fy) + bottom * fy).astype(np.float32)
+    fx, fy = (x - x0).astype(np.float32)[:, None], (y - y0).astype(np.float32)[:, None]
+    corner = (np.asarray(map_index, dtype=np.int64) * rows + y0) * cols + x0  # the top-left corner's row in cells
+    top = np.take(cells, corner, axis=0) * (1 - fx) + np.take(cells, corner + 1, axis=0) * fx
+    bottom = np.take(cells, corner + cols, axis=0) * (1 - fx) + np.take(cells, corner + cols + 1, axis=0) * fx
+    return top * (1 - fy) + bottom * fy
 
 
 def camera_evidence(samples: np.ndarray, cameras: Sequence[CameraBoxes]) -> np.ndarray:
-    """(V, CAMERA_CHANNELS) float32 camera feature of V voxels from their pre-sampled points (V, N, 3) [m]."""
+    """(V, CAMERA_CHANNELS) float32 camera feature of V voxels from their pre-sampled points (V, N, 3) [m] (module
+    docstring). A camera projects only the points of the voxels whose bounding sphere it may see
+    (box_points.may_see); the maps of all cameras are read in one pass."""
     n_vox, n_pts = samples.shape[:2]
-    flat = samples.reshape(-1, 3)
     total = np.zeros((n_vox, CAMERA_CHANNELS - 1), dtype=np.float32)
-    cameras_seeing = np.zeros(n_vox, dtype=np.float32)
-    for camera in cameras:
-        uv, _, seen = project(flat, camera)
-        seen = seen.reshape(n_vox, n_pts)
-        seen_per_voxel = seen.sum(axis=1)
-        voxels = np.flatnonzero(seen_per_voxel)  # the others get nothing from this camera
-        if not len(voxels):
-            continue
-        seen = seen[voxels]
-        cols, rows = DETECTION_MAP_SIZE
-        cells = uv.reshape(n_vox, n_pts, 2)[voxels][seen] * np.array([cols / camera.width, rows / camera.height])
-        values = np.zeros((len(voxels), n_pts, CAMERA_CHANNELS - 1), dtype=np.float32)
-        values[seen] = sample_bilinear(detection_maps(camera), cells)
-        total[voxels] += values.sum(axis=1) / seen_per_voxel[voxels][:, None]
-        cameras_seeing[voxels] += 1
+    cols, rows = DETECTION_MAP_SIZE
+    low, high = samples.min(axis=1), samples.max(axis=1)
+    centres, radii = (low + high) / 2, np.linalg.norm(high - low, axis=1) / 2  # spheres around the voxels' points
+    pair_voxel, pair_points, point_camera, cells = [], [], [], []  # a pair: a voxel and a camera that sees it
+    for c, camera in enumerate(cameras):
+        candidates = np.flatnonzero(may_see(centres, radii, camera))
+        uv, _, seen = project(samples[candidates].reshape(-1, 3), camera)
+        seen = seen.reshape(len(candidates), n_pts)
+        points_seen = seen.sum(axis=1)
+        pair_voxel.append(candidates[points_seen > 0])
+        pair_points.append(points_seen[points_seen > 0])
+        point_camera.append(np.full(int(points_seen.sum()), c))
+        cells.append(uv[seen.reshape(-1)] * np.array([cols / camera.width, rows / camera.height]))
+    voxel = np.concatenate(pair_voxel) if cameras else np.zeros(0, dtype=np.int64)
+    if len(voxel):
+        points_seen = np.concatenate(pair_points)
+        maps = np.stack([detection_maps(camera) for camera in cameras])
+        values = sample_bilinear(maps, np.concatenate(point_camera), np.concatenate(cells))  # pair by pair
+        first = np.cumsum(points_seen) - points_seen
+        np.add.at(total, voxel, np.add.reduceat(values, first, axis=0) / points_seen[:, None].astype(np.float32))
+    cameras_seeing = np.bincount(voxel, minlength=n_vox).astype(np.float32)
     evidence = total / np.maximum(cameras_seeing, 1)[:, None]
     return np.concatenate([evidence, (cameras_seeing > 0).astype(np.float32)[:, None]], axis=1)
 
