@@ -377,6 +377,13 @@ def test_export_keeps_the_labels_of_the_torch_network(tmp_path):
                              progress=False, limit=3)
     path = export_occupancy(checkpoint, tmp_path / "tiny.onnx", frames[0])
     assert occupancy_parity(checkpoint, path, frames) >= PARITY
+    # a file exported while fine_state was float32 runs on the node's uint8 input, with the same labels
+    float_state = {**frames[0], "fine_state": frames[0]["fine_state"].astype(np.float32)}
+    older = export_occupancy(checkpoint, tmp_path / "float_state.onnx", float_state)
+    import onnxruntime
+
+    assert [i.type for i in onnxruntime.InferenceSession(str(older)).get_inputs()][-1] == "tensor(float)"
+    assert occupancy_parity(checkpoint, older, frames) >= PARITY
 
 
 def test_learned_mode_replays_and_labels_exactly_the_voxels_the_sweep_observed(tmp_path):

@@ -24,6 +24,8 @@ from .registry import model_spec
 from .runner import RunnerOptions, TorchRunner, onnx_session
 
 BACKENDS = ("torch", "onnx")
+ONNX_ELEMENT_TYPES = {"tensor(float)": np.float32, "tensor(uint8)": np.uint8, "tensor(int64)": np.int64,
+                      "tensor(bool)": np.bool_}
 
 
 @dataclass
@@ -62,7 +64,10 @@ def open_network(backend: str, path: Path, model: str, inference: Callable[[nn.M
     except (KeyError, TypeError, ValueError, ConfigError) as exc:
         raise ModelError(source, f"ONNX metadata {CONFIG_KEY!r} is missing or invalid ({exc})") from exc
 
+    # inputs in the element types the file declares (a file exported before an input changed type still runs)
+    dtypes = [ONNX_ELEMENT_TYPES.get(i.type) for i in session.get_inputs()]
+
     def run(*inputs: np.ndarray) -> tuple[np.ndarray, ...]:
-        return tuple(session.run(None, {n: np.ascontiguousarray(x) for n, x in zip(names, inputs)}))
+        return tuple(session.run(None, {n: np.ascontiguousarray(x, dtype=d) for n, x, d in zip(names, inputs, dtypes)}))
 
     return OpenedNetwork(model, config, run, backend)
