@@ -165,6 +165,13 @@ class SweepGround:
     height: np.ndarray
 
 
+def checked_split(split: SweepGround, num_points: int) -> SweepGround:
+    """split, when it is that of num_points points (a ValueError otherwise: it was computed for another sweep)."""
+    if len(split.is_ground) != num_points:
+        raise ValueError(f"ground split of {len(split.is_ground)} points given for {num_points} finite points")
+    return split
+
+
 def sweep_ground(points_lidar: np.ndarray, T_base_lidar: np.ndarray,
                  params: GroundParams = GroundParams()) -> SweepGround:
     """The ground surface of a LiDAR sweep in the base frame (z up), centred on the sensor, and its points' split.

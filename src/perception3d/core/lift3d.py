@@ -50,7 +50,7 @@ from .frustum import (
     project_cloud,
 )
 from .geometry import invert_transform, wrap_angle
-from .ground import GroundParams, sweep_ground
+from .ground import GroundParams, SweepGround, checked_split, sweep_ground
 from .km3d import ry_to_yaw, yaw_to_ry
 from .qaf2d import YAW_CANDIDATES, Anchors, lift_boxes_multi, normalise_boxes, paired_iou, projected_extent
 from .segments import FitParams, FitProblem, box_frame_excess, fit_boxes, place_by_box_edges, slide_to_depth
@@ -108,7 +108,7 @@ class LiftParams:
 
 def detect_3d(points_lidar: np.ndarray, views: Sequence[CameraView], T_base_lidar: np.ndarray,
               frame_id: str = "base_link", stamp_ns: int = 0, params: LiftParams = LiftParams(),
-              timings: dict[str, float] | None = None) -> Detections3D:
+              timings: dict[str, float] | None = None, split: SweepGround | None = None) -> Detections3D:
     """3D boxes of the 2D detections of all cameras, in the frame of T_base_lidar (named `frame_id`).
 
     Args:
@@ -118,11 +118,14 @@ def detect_3d(points_lidar: np.ndarray, views: Sequence[CameraView], T_base_lida
         T_base_lidar: 4x4 LiDAR -> output frame transform (the ground surface is built in that frame, z up).
         timings: if given, filled with the milliseconds of each step: ground, support (frustums, clusters,
             headings), anchors (QAF2D), choose_refine, merge (transform + NMS).
+        split: sweep_ground's result for the finite points with params.ground, when already computed (the nodes
+            of one process share it per sweep: nodes.shared_ground); computed here when None.
     """
     clock = _StepClock(timings)
     xyz, finite = check_points(points_lidar, "detect_3d")
     pts = xyz[finite]
-    objects = pts[~sweep_ground(pts, T_base_lidar, params.ground).is_ground]
+    objects = pts[~checked_split(split, len(pts)).is_ground] if split is not None else \
+        pts[~sweep_ground(pts, T_base_lidar, params.ground).is_ground]
     clock.step("ground")
     supports = [_box_support(objects, view, params) for view in views]
     supports = [sup for sup in supports if sup is not None]

@@ -38,7 +38,7 @@ from .frustum import (
     points_in_boxes_2d,
     project_cloud,
 )
-from .ground import GroundParams, sweep_ground
+from .ground import GroundParams, SweepGround, checked_split, sweep_ground
 
 GROUND_LABEL = LIDARSEG_CLASSES.index("driveable_surface")
 RAISED_GROUND_LABEL = LIDARSEG_CLASSES.index("sidewalk")
@@ -48,7 +48,7 @@ def segment_points(points_lidar: np.ndarray, views: Sequence[CameraView], T_base
                    ground: GroundParams | None = None,
                    cluster: ClusterParams | None = None,
                    min_object_height_m: float = 0.05,
-                   blind_link_m: float = 0.3) -> tuple[np.ndarray, np.ndarray]:
+                   blind_link_m: float = 0.3, split: SweepGround | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Per-point lidarseg labels and scores of one sweep.
 
     Args:
@@ -59,6 +59,8 @@ def segment_points(points_lidar: np.ndarray, views: Sequence[CameraView], T_base
         min_object_height_m: ground-band points higher than this above the surface can still be an object's.
         blind_link_m: non-ground points that no camera sees (the blind spots beside the vehicle) take the label
             of labelled object points they connect to through neighbours closer than this [m]; 0 turns it off.
+        split: sweep_ground's result for the finite points with `ground`, when already computed (the nodes of one
+            process share it per sweep: nodes.shared_ground); computed here when None.
     Returns:
         labels (N,) uint8 in 0..16 (core.classes.LIDARSEG_CLASSES) and scores (N,) float32 in [0, 1].
     """
@@ -69,10 +71,10 @@ def segment_points(points_lidar: np.ndarray, views: Sequence[CameraView], T_base
     scores = np.zeros(len(xyz), dtype=np.float32)
     if not np.all(finite):  # non-finite returns stay unlabelled
         labels[finite], scores[finite] = segment_points(xyz[finite], views, T_base_lidar, ground, cluster,
-                                                        min_object_height_m, blind_link_m)
+                                                        min_object_height_m, blind_link_m, split)
         return labels, scores
     pts = xyz
-    split = sweep_ground(pts, T_base_lidar, ground)
+    split = checked_split(split, len(pts)) if split is not None else sweep_ground(pts, T_base_lidar, ground)
     is_ground = split.is_ground
     labels[is_ground] = np.where(split.raised[is_ground], RAISED_GROUND_LABEL, GROUND_LABEL)
     scores[is_ground] = 1.0 - np.abs(split.height[is_ground]) / ground.threshold_m

@@ -31,6 +31,7 @@ from ..msgs.pointcloud import array_to_pointcloud2, labelled_pointcloud2
 from .base import Frame, NodeDefinition, OutputSpec, StageTimer, TransformLookup
 from .learned import LEARNED_MODEL_PARAMS, model_file, runner_options
 from .params import Param
+from .shared_ground import SHARED_GROUND
 from .sweep import (
     EGO_BOX_PARAM,
     LEARNED_MODE_PARAM,
@@ -106,8 +107,10 @@ class SegmentationNode(NodeDefinition):
                 boxes = point_boxes(sweep.points[sweep.usable], camera_boxes(frame, tf, self.params["world_frame"]))
             return self.segment_learned(sweep.points_base[sweep.usable], sweep.intensity[sweep.usable], boxes)
         views = camera_views(frame, tf, self.params["world_frame"])
-        return segment_points(sweep.points[sweep.usable], views, sweep.T_base_lidar, self.ground, self.cluster,
-                              self.params["min_object_height_m"])
+        points = sweep.points[sweep.usable]
+        split = SHARED_GROUND.get(points, sweep.T_base_lidar, self.ground, frame.lidar.frame_id, frame.stamp_ns)
+        return segment_points(points, views, sweep.T_base_lidar, self.ground, self.cluster,
+                              self.params["min_object_height_m"], split=split)
 
     def process(self, frame: Frame, tf: TransformLookup, timer: StageTimer) -> list:
         with timer.stage("pre"):
