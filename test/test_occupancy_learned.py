@@ -49,12 +49,13 @@ def test_may_see_culls_only_spheres_with_no_seen_point():
     directions = rng.normal(size=(len(centres), 200, 3))
     inside = centres[:, None] + directions / np.linalg.norm(directions, axis=2, keepdims=True) * \
         (radii[:, None, None] * rng.uniform(0, 1, (len(centres), 200, 1)) ** (1 / 3))
-    for T in (FORWARD, FORWARD @ np.diag([-1.0, -1, 1, 1])):
-        cam = camera(T=T)
-        kept = may_see(centres, radii, cam)
+    cameras = [camera(T=FORWARD), camera(T=FORWARD @ np.diag([-1.0, -1, 1, 1]))]
+    kept = may_see(centres, radii, cameras)
+    assert kept.shape == (len(centres), 2)
+    for c, cam in enumerate(cameras):
         seen = project(inside.reshape(-1, 3), cam)[2].reshape(len(centres), -1).any(axis=1)
-        assert not (seen & ~kept).any()  # conservative: a culled sphere has no seen point
-        assert (~kept).sum() > len(centres) / 2 and kept.sum() >= seen.sum() > 10  # and it does cull
+        assert not (seen & ~kept[:, c]).any()  # conservative: a culled sphere has no seen point
+        assert (~kept[:, c]).sum() > len(centres) / 2 and kept[:, c].sum() >= seen.sum() > 10  # and it does cull
 
 
 def test_stacked_maps_are_read_bilinearly_each_clamped_at_its_own_border():

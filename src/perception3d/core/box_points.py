@@ -55,20 +55,27 @@ def project(points: np.ndarray, camera: CameraBoxes) -> tuple[np.ndarray, np.nda
     return uv, depth, seen
 
 
-def may_see(centres: np.ndarray, radii: np.ndarray, camera: CameraBoxes) -> np.ndarray:
-    """(N,) bool: False for spheres (centres (N, 3) [m] in the points' frame, radii (N,) [m]) none of whose points
-    `project` can call seen. A conservative cull: a seen point lies on the inner side of five planes through the
-    camera frame (depth > MIN_DEPTH_M, 0 <= u < width, 0 <= v < height, each linear in the point once its depth is
-    positive); a sphere wholly beyond one of them holds no seen point."""
-    T = np.asarray(camera.T_camera_points, dtype=np.float64)
-    cam = np.asarray(centres, dtype=np.float64).reshape(-1, 3) @ T[:3, :3].T + T[:3, 3]
-    K, depth_axis = np.asarray(camera.K, dtype=np.float64), np.array([0.0, 0.0, 1.0])
-    normals = np.stack([K[0], camera.width * depth_axis - K[0], K[1], camera.height * depth_axis - K[1], depth_axis])
-    offsets = np.array([0.0, 0.0, 0.0, 0.0, MIN_DEPTH_M])
-    lengths = np.linalg.norm(normals, axis=1)
+def may_see(centres: np.ndarray, radii: np.ndarray, cameras: Sequence[CameraBoxes]) -> np.ndarray:
+    """(N, cameras) bool: False where a camera can see no point of a sphere (centres (N, 3) [m] in the points' frame,
+    radii (N,) [m]) by `project`'s rule. A conservative cull: a seen point lies on the inner side of five planes of
+    the camera (depth > MIN_DEPTH_M, 0 <= u < width, 0 <= v < height, each linear in the point once its depth is
+    positive); a sphere wholly beyond one of them holds no seen point. All cameras' planes in one product."""
+    depth_axis = np.array([0.0, 0.0, 1.0])
+    normals, offsets = [], []
+    for camera in cameras:  # each camera's planes n . p_cam >= offset, moved into the points' frame
+        T = np.asarray(camera.T_camera_points, dtype=np.float64)
+        K = np.asarray(camera.K, dtype=np.float64)
+        n_cam = np.stack([K[0], camera.width * depth_axis - K[0], K[1], camera.height * depth_axis - K[1],
+                          depth_axis])
+        normals.append(n_cam @ T[:3, :3])
+        offsets.append(np.array([0.0, 0.0, 0.0, 0.0, MIN_DEPTH_M]) - n_cam @ T[:3, 3])
+    if not normals:
+        return np.zeros((len(centres), 0), dtype=bool)
+    normals, offsets = np.concatenate(normals), np.concatenate(offsets)
     # a margin of a micrometre (scaled like the plane distances) absorbs rounding against project's own arithmetic
-    reach = (np.asarray(radii, dtype=np.float64).reshape(-1, 1) + 1e-6) * lengths
-    return np.all(cam @ normals.T - offsets >= -reach, axis=1)
+    reach = (np.asarray(radii, dtype=np.float64).reshape(-1, 1) + 1e-6) * np.linalg.norm(normals, axis=1)
+    inside = np.asarray(centres, dtype=np.float64).reshape(-1, 3) @ normals.T - offsets >= -reach
+    return inside.reshape(len(inside), len(cameras), 5).all(axis=2)
 
 
 def point_boxes(points: np.ndarray, cameras: Sequence[CameraBoxes]) -> tuple[np.ndarray, np.ndarray]:
@@ -107,13 +114,14 @@ def detection_maps(camera: CameraBoxes) -> np.ndarray:
     covering each cell (DETECTION_MAP_SIZE cells over the whole image)."""
     cols, rows = DETECTION_MAP_SIZE
     maps = np.zeros((len(DETECTION_CLASSES), rows, cols), dtype=np.float32)
-    scale = np.array([cols / camera.width, rows / camera.height] * 2)
-    for box, cls, score in zip(np.asarray(camera.boxes_xyxy, dtype=np.float64).reshape(-1, 4) * scale,
-                               camera.classes, camera.scores):
-        if cls < 0:
-            continue
-        c0, r0 = max(int(np.floor(box[0])), 0), max(int(np.floor(box[1])), 0)
-        c1, r1 = min(int(np.ceil(box[2])), cols), min(int(np.ceil(box[3])), rows)
-        if c1 > c0 and r1 > r0:
-            np.maximum(maps[cls, r0:r1, c0:c1], np.float32(score), out=maps[cls, r0:r1, c0:c1])
+    boxes = np.asarray(camera.boxes_xyxy, dtype=np.float64).reshape(-1, 4) * \
+        np.array([cols / camera.width, rows / camera.height] * 2)
+    first = np.maximum(np.floor(boxes[:, :2]), 0).astype(np.int64)  # (column, row) of the first covered cell
+    stop = np.minimum(np.ceil(boxes[:, 2:]), [cols, rows]).astype(np.int64)
+    scores = np.asarray(camera.scores, dtype=np.float32).reshape(-1)
+    for cls, score, (c0, r0), (c1, r1) in zip(np.asarray(camera.classes).tolist(), scores, first.tolist(),
+                                               stop.tolist()):
+        if cls >= 0 and c1 > c0 and r1 > r0:
+            cells = maps[cls, r0:r1, c0:c1]
+            np.maximum(cells, score, out=cells)
     return maps

@@ -109,25 +109,28 @@ def sample_bilinear(maps: np.ndarray, map_index: np.ndarray, uv_cells: np.ndarra
     return top * (1 - fy) + bottom * fy
 
 
-def camera_evidence(samples: np.ndarray, cameras: Sequence[CameraBoxes]) -> np.ndarray:
+def camera_evidence(samples: np.ndarray, cameras: Sequence[CameraBoxes],
+                    spheres: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
     """(V, CAMERA_CHANNELS) float32 camera feature of V voxels from their pre-sampled points (V, N, 3) [m] (module
-    docstring). A camera projects only the points of the voxels whose bounding sphere it may see
-    (box_points.may_see); the maps of all cameras are read in one pass."""
+    docstring). A camera projects only the points of the voxels it may see (box_points.may_see) by spheres (centres
+    (V, 3) [m], radii (V,) [m]) that hold each voxel's samples: fused_voxels gives the voxels' own, else they are
+    those around the samples' bounding boxes. The maps of all cameras are read in one pass."""
     n_vox, n_pts = samples.shape[:2]
     total = np.zeros((n_vox, CAMERA_CHANNELS - 1), dtype=np.float32)
     cols, rows = DETECTION_MAP_SIZE
-    low, high = samples.min(axis=1), samples.max(axis=1)
-    centres, radii = (low + high) / 2, np.linalg.norm(high - low, axis=1) / 2  # spheres around the voxels' points
+    if spheres is None:
+        low, high = samples.min(axis=1), samples.max(axis=1)
+        spheres = (low + high) / 2, np.linalg.norm(high - low, axis=1) / 2
+    visible = may_see(*spheres, cameras)
     pair_voxel, pair_points, point_camera, cells = [], [], [], []  # a pair: a voxel and a camera that sees it
     for c, camera in enumerate(cameras):
-        candidates = np.flatnonzero(may_see(centres, radii, camera))
+        candidates = np.flatnonzero(visible[:, c])
         uv, _, seen = project(samples[candidates].reshape(-1, 3), camera)
-        seen = seen.reshape(len(candidates), n_pts)
-        points_seen = seen.sum(axis=1)
+        points_seen = seen.reshape(len(candidates), n_pts).sum(axis=1)
         pair_voxel.append(candidates[points_seen > 0])
         pair_points.append(points_seen[points_seen > 0])
         point_camera.append(np.full(int(points_seen.sum()), c))
-        cells.append(uv[seen.reshape(-1)] * np.array([cols / camera.width, rows / camera.height]))
+        cells.append(uv[seen] * np.array([cols / camera.width, rows / camera.height]))
     voxel = np.concatenate(pair_voxel) if cameras else np.zeros(0, dtype=np.int64)
     if len(voxel):
         points_seen = np.concatenate(pair_points)
@@ -149,7 +152,8 @@ def fused_voxels(points_base: np.ndarray, cameras: Sequence[CameraBoxes], fine: 
     index = grid.flat_index(voxels)
     if not use_cameras or not len(index):
         return index, np.zeros((len(index), CAMERA_CHANNELS), dtype=np.float32)
-    return index, camera_evidence(samples, cameras)
+    spheres = grid.centers(voxels), np.full(len(voxels), np.sqrt(3) / 2 * grid.resolution)
+    return index, camera_evidence(samples, cameras, spheres)
 
 
 def lidar_parents(fused_index: np.ndarray, fine: VoxelGrid) -> np.ndarray:
