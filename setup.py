@@ -77,6 +77,7 @@ setup(
     zip_safe=False,
     entry_points={
         "console_scripts": [f"{PACKAGE} = {PACKAGE}.cli:main"] + [
-            f"{PACKAGE}_{node} = {PACKAGE}.runtime.ros:main_{node}" for node in NODE_EXECUTABLES],
+            f"{PACKAGE}_{node} = {PACKAGE}.runtime.ros:main_{node}" for node in NODE_EXECUTABLES] + [
+            f"{PACKAGE}_graph = {PACKAGE}.runtime.ros:main_graph"],
     },
 )

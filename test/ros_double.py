@@ -113,7 +113,7 @@ class RosArgs:
 
     params_files: list[str] = field(default_factory=list)
     params: dict[str, Any] = field(default_factory=dict)
-    remaps: dict[str, str] = field(default_factory=dict)
+    remaps: list[tuple[str | None, str, str]] = field(default_factory=list)  # (node or None, from, to), in order
     log_level: str | None = None
 
 
@@ -132,9 +132,12 @@ def rcl_parse_arguments(args: list[str] | None) -> RosArgs:
             value = args[i + 1] if i + 1 < len(args) else None
             if value is None:
                 raise RCLError(f"rcl: {arg} needs a value")
-            if arg in ("-r", "--remap"):  # arguments.c: _rcl_parse_remap_rule, 'from:=to'
+            if arg in ("-r", "--remap"):  # arguments.c: _rcl_parse_remap_rule, '[node:]from:=to'
                 source, _, target = value.partition(":=")
-                out.remaps[source] = target
+                # arguments.c (_rcl_parse_remap_nodename): a name before ':' makes the rule apply to that node only
+                # ("Passing remapping arguments to specific nodes", docs.ros.org How-To-Guides/Node-arguments)
+                node, colon, rest = source.partition(":")
+                out.remaps.append((node, rest, target) if colon else (None, source, target))
             elif arg == "--params-file":  # arguments.c: the file is parsed here, at init (rcl_parse_yaml_file)
                 out.params_files.append(value)
             elif arg in ("-p", "--param"):  # arguments.c: _rcl_parse_param_rule; the value is parsed as YAML
@@ -403,7 +406,10 @@ class Node:
         args = _context() if use_global_arguments else RosArgs()
         if not use_global_arguments:
             _context()
-        node_name = args.remaps.get("__node", node_name)
+        # rcl/src/rcl/remap.c (rcl_remap_node_name -> _rcl_remap_first_match): the first rule that matches wins; a
+        # node-targeted rule matches only the node of that name
+        node_name = next((target for node, source, target in args.remaps
+                          if source == "__node" and node in (None, node_name)), node_name)
         self.name, self.namespace = node_name, namespace or "/"
         # rcl/src/rcl/node.c + rclpy/node.py __init__: overrides are the parameter-file sections that match this
         # node ('/**', '<name>', '/<name>', wildcards; rcl_yaml_param_parser/src/parser.c), then -p rules, then
@@ -414,8 +420,10 @@ class Node:
                 self._overrides.update(sections.get(section, {}))
         self._overrides.update(args.params)
         self._overrides.update({p.name: p.value for p in parameter_overrides or []})
-        self._remaps = {_resolve(k, node_name, self.namespace): v for k, v in args.remaps.items()
-                        if k != "__node"}
+        self._remaps: dict[str, str] = {}  # remap.c rcl_remap_topic_name: rules expanded with the node's name,
+        for node, source, target in args.remaps:  # the first matching rule wins
+            if source != "__node" and node in (None, node_name):
+                self._remaps.setdefault(_resolve(source, node_name, self.namespace), target)
         self.parameters: dict[str, tuple[Any, Any]] = {}  # name -> (value, descriptor)
         self._types: dict[str, ParameterType] = {}
         self._set_callbacks: list = []
@@ -697,6 +705,27 @@ def spin(node: Node) -> None:
         raise RuntimeError(f"node {node.name} is already spun by the TF listener's executor")
 
 
+class SingleThreadedExecutor:
+    """rclpy/executors.py SingleThreadedExecutor: add_node, then spin runs the nodes' callbacks on this thread (in
+    the double the test drives callbacks by publishing, so spin returns at once)."""
+
+    def __init__(self) -> None:
+        self.nodes: list[Node] = []
+
+    def add_node(self, node: Node) -> bool:
+        if id(node) in _Spun.nodes:
+            raise RuntimeError(f"node {node.name} is already spun by the TF listener's executor")
+        if node in self.nodes:  # executors.py add_node: a node already added is not added again
+            return False
+        self.nodes.append(node)
+        return True
+
+    def spin(self) -> None:
+        SingleThreadedExecutor.spun.append(self)
+
+    spun: list = []
+
+
 # == diagnostic_updater ========================================================================================
 class DiagnosticStatusWrapper:
     """diagnostic_updater/_diagnostic_status_wrapper.py: summary(level, message), add(key, value)."""
@@ -760,6 +789,7 @@ def install(monkeypatch: Any) -> None:
     GRAPH = Graph()
     Node.instances = []
     _Spun.nodes = set()
+    SingleThreadedExecutor.spun = []
     _Context.args, _Context.files = None, {}
     modules = {
         "rclpy": _module("rclpy", init=init, spin=spin, try_shutdown=try_shutdown, create_node=create_node),
@@ -768,7 +798,8 @@ def install(monkeypatch: Any) -> None:
         "rclpy.exceptions": _module("rclpy.exceptions", InvalidParameterTypeException=InvalidParameterTypeException,
                                     InvalidParameterValueException=InvalidParameterValueException,
                                     ParameterNotDeclaredException=ParameterNotDeclaredException),
-        "rclpy.executors": _module("rclpy.executors", ExternalShutdownException=ExternalShutdownException),
+        "rclpy.executors": _module("rclpy.executors", ExternalShutdownException=ExternalShutdownException,
+                                   SingleThreadedExecutor=SingleThreadedExecutor),
         "rclpy.qos": _module("rclpy.qos", QoSProfile=QoSProfile, ReliabilityPolicy=ReliabilityPolicy,
                              DurabilityPolicy=DurabilityPolicy, HistoryPolicy=HistoryPolicy,
                              qos_profile_sensor_data=QOS_SENSOR_DATA),

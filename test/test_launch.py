@@ -95,8 +95,9 @@ class LaunchRosNode(Recorded):
         under '/**: ros__parameters' (launch_ros/utilities/evaluate_parameters + _create_params_file_from_dict),
         '-r from:=to' per remapping]."""
         k = self.kwargs
-        cmd = [k["executable"], *(k["arguments"] or []), "--ros-args", *(k["ros_arguments"] or []),
-               "-r", f"__node:={k['name']}"]
+        cmd = [k["executable"], *(k["arguments"] or []), "--ros-args", *(k["ros_arguments"] or [])]
+        if k["name"] is not None:  # node.py: the name remap only when a name is given
+            cmd += ["-r", f"__node:={k['name']}"]
         for i, item in enumerate(k["parameters"] or []):
             if isinstance(item, dict):
                 path = tmp_path / f"launch_params_{k['name']}_{i}.yaml"
@@ -215,6 +216,32 @@ def test_every_launched_node_starts_under_rcl_with_the_default_file(launch_stub,
         ros_double.init(node.command_line(tmp_path))  # rcl parses both parameter files
         name = node.kwargs["name"]
         ros.declare_parameters(ros_double.Node(name), name, FULL_GRAPH.node(name).load().parameters)
+
+
+def test_single_process_runs_the_enabled_nodes_in_one_process_with_their_own_topics_and_overrides(
+        launch_stub, tmp_path, monkeypatch):
+    arguments = {"device": "cuda:0", "model_path": "/models/detector2d.onnx", "enable_occupancy": "false"}
+    _, separate = evaluate("full.launch.py", **arguments)
+    _, actions = evaluate("full.launch.py", single_process="true", **arguments)
+    (node,) = actions
+    names = ["detector2d", "detection3d", "segmentation"]
+    assert node.kwargs["executable"] == "perception3d_graph" and node.kwargs["name"] is None
+    module, function = console_scripts(monkeypatch)["perception3d_graph"].split(":")
+    assert module == "perception3d.runtime.ros" and callable(getattr(ros, function))
+    cmd = node.command_line(tmp_path)
+    assert ros.graph_node_names(cmd) == names
+    ros_double.install(monkeypatch)
+    ros_double.init(cmd)  # rcl parses the parameter files and the node-targeted remappings
+    for alone in separate:
+        name = alone.kwargs["name"]
+        rcl_node = ros_double.Node(name)
+        values = ros.declare_parameters(rcl_node, name, FULL_GRAPH.node(name).load().parameters)
+        for port, topic in alone.kwargs["remappings"]:  # the topics it has when it runs alone
+            assert rcl_node.resolve_topic_name(port) == topic
+        assert {k: values[k] for k in alone.kwargs["parameters"][1] if k in values} == {
+            k: v for k, v in alone.kwargs["parameters"][1].items() if k in values}
+        assert values["device"] == "cuda:0"
+        assert (values["model_path"] == "/models/detector2d.onnx") == (name == "detector2d")
 
 
 GUARD = """

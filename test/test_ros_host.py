@@ -89,7 +89,7 @@ def viewer(topic, msgtype, qos=RELIABLE):
 
 def test_parameters_are_declared_with_descriptors(monkeypatch):
     host = start(monkeypatch)
-    assert (host.node.name, host.tf_node.name) == ("centroid", "centroid_tf_listener")  # launch's __node remap
+    assert (host.node.name, host.tf.node.name) == ("centroid", "centroid_tf_listener")  # launch's __node remap
     declared = host.node.parameters
     assert list(declared) == [p.name for p in (*SHARED_PARAMS, *CentroidNode.parameters)]
     value, descriptor = declared["sync.tolerance_s"]
@@ -249,7 +249,7 @@ def test_a_transform_arriving_late_is_waited_for(monkeypatch, bag):
             else:
                 player.publish(m.topic, m.decode(), m.stamp_ns)
     assert len(objects) >= len(stamps["lidar"]) - 3 and not host.runner.stats.drops
-    assert host.tf_listener.spin_thread  # the wait is served only by a listener with its own thread
+    assert host.tf.listener.spin_thread  # the wait is served only by a listener with its own thread
 
 
 def test_a_frame_whose_transform_comes_after_the_wait_is_retried_in_order(monkeypatch, bag):
@@ -364,3 +364,62 @@ def test_a_missing_heavy_dependency_names_the_install_command(monkeypatch):
     with pytest.raises(ConfigError, match=r"detector2d needs the Python package 'torch'.*pip install torch"):
         FULL_GRAPH.node("detector2d").load()
 
+
+
+# -- issue 18: several nodes in one process (perception3d_graph) ----------------------------------------------------
+def graph_process_args(graph, *extra):
+    """The command line launch gives perception3d_graph: the node names, then node-targeted remappings."""
+    remaps = [arg for node in graph.nodes for port, topic in sorted(graph.topics(node, CAMERA_NAMES).items())
+              for arg in ("-r", f"{node.name}:{port}:={topic}")]
+    return ["perception3d_graph", *[n.name for n in graph.nodes], "--ros-args", *remaps, *extra]
+
+
+def test_node_targeted_remap_rules_apply_to_their_node_only_and_the_first_match_wins(monkeypatch):
+    ros_double.install(monkeypatch)
+    ros_double.init(["x", "--ros-args", "-r", "a:~/in:=/for_a", "-r", "~/in:=/for_all", "-r", "~/in:=/later",
+                     "-r", "b:__node:=renamed"])
+    a, b, c = ros_double.Node("a"), ros_double.Node("b"), ros_double.Node("c")
+    assert (a.name, b.name, c.name) == ("a", "renamed", "c")
+    assert a.resolve_topic_name("~/in") == "/for_a" and c.resolve_topic_name("~/in") == "/for_all"
+
+
+def test_a_graph_process_hands_outputs_to_its_nodes_and_still_publishes_them(monkeypatch, tmp_path):
+    from replay_fixtures import CHAIN_GRAPH
+
+    bag_path = tmp_path / "images"
+    stamps = write_nuscenes_timed_bag(bag_path, duration_s=1.0, with_images=True)
+    ros_double.install(monkeypatch)
+    args = graph_process_args(CHAIN_GRAPH)
+    assert ros.graph_node_names(args, CHAIN_GRAPH) == ["imagebox", "centroid"]
+    ros_double.init(args)
+    process = ros.GraphProcess(ros.graph_node_names(args, CHAIN_GRAPH), CHAIN_GRAPH, args)
+    imagebox, centroid = process.hosts
+    subscribed = {sub.topic for sub in centroid.node.subscribers}
+    assert not any(topic.startswith("/imagebox/") for topic in subscribed)  # handed over, not subscribed
+    assert "/LIDAR_TOP/points" in subscribed and imagebox.handoffs
+    # one TF listener for the process, not one per node
+    assert [n.name for n in ros_double.Node.instances if n.name.endswith("_tf_listener")] == [
+        "perception3d_graph_tf_listener"]
+    objects = viewer(OBJECTS_TOPIC, "vision_msgs/msg/Detection3DArray")
+    boxes = viewer("/imagebox/CAM_FRONT/detections", "vision_msgs/msg/Detection2DArray")
+    Player(centroid).play(bag_path)
+    centroid.node.clock.now_ns = int(stamps["lidar"][-1]) + 200_000_000
+    centroid.node.timers[0][1]()
+    summary = replay(bag_path, tmp_path / "out", CHAIN_GRAPH, progress=False)
+    assert len(objects) == summary.runners[1].stats.outputs == len(stamps["lidar"])
+    assert len(boxes) == len(stamps["CAM_FRONT"])  # still published for other subscribers
+    assert sorted(d.id for d in objects[-1].detections) == sorted(CAMERA_NAMES)  # the boxes reached centroid
+    process.close()
+    assert all(node.destroyed for node in ros_double.Node.instances if node.name != "viewer" and node.name != "player")
+
+
+def test_the_graph_executable_spins_its_nodes_in_one_executor_and_refuses_an_unknown_node(monkeypatch, capsys):
+    from replay_fixtures import CHAIN_GRAPH
+
+    ros_double.install(monkeypatch)
+    assert ros.main_graph_process(graph_process_args(CHAIN_GRAPH), CHAIN_GRAPH) == 0
+    (executor,) = ros_double.SingleThreadedExecutor.spun
+    assert [n.name for n in executor.nodes] == ["imagebox", "centroid"]
+    assert all(n.destroyed for n in ros_double.Node.instances)
+    assert ros.main_graph_process(["perception3d_graph", "nosuchnode", "--ros-args"], CHAIN_GRAPH) == 2
+    assert "no node 'nosuchnode'" in capsys.readouterr().err

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from ..errors import ConfigError
 from ..nodes.base import CAMERA_STREAM_TYPES, LIDAR_PORT, LIDAR_TYPES, NodeDefinition
 
+GRAPH_EXECUTABLE = "perception3d_graph"  # the console script running several nodes in one process (runtime.ros)
 LIDAR_TOPIC = "/LIDAR_TOP/points"
 TF_TOPIC = "/tf"
 TF_STATIC_TOPIC = "/tf_static"

@@ -10,10 +10,12 @@ declarations), which is all the plan needs. Each node's own process loads its de
 
 Launch arguments: config, use_sim_time, device, model_path, log_level, rviz, bag (a rosbag2 to play with --clock and the
 /tf_static QoS override, started bag_delay_s after the nodes so detector2d has warmed up; implies use_sim_time),
-and enable_<node> per node.
+enable_<node> per node, and single_process (true: the enabled nodes run in one `perception3d_graph` process,
+`graph_process_launch`, instead of a process each).
 """
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +24,7 @@ from typing import Any
 from ..errors import ConfigError
 from ..nodes.params import PARAMS_KEY, resolve_node_parameters, validate_against_schema
 from ..nodes.rcl_yaml import check_rcl_parameter_yaml
-from .graph import FULL_GRAPH, Graph
+from .graph import FULL_GRAPH, GRAPH_EXECUTABLE, Graph
 
 PACKAGE = "perception3d"
 TRUE_WORDS = ("true", "1", "yes", "on")
@@ -40,6 +42,38 @@ class NodeLaunch:
     config: str
     overrides: Mapping[str, Any]
     remappings: tuple[tuple[str, str], ...]
+
+
+@dataclass(frozen=True)
+class GraphProcessLaunch:
+    """Nodes to start in one process (GRAPH_EXECUTABLE): their names (its arguments), the parameter file, each
+    node's overrides (a parameter-file section of its own: a process-wide override reaches every node that declares
+    the name, e.g. detector2d's model_path would reach the LiDAR nodes'), and the node-targeted remappings
+    ('<node>:<port>', topic)."""
+
+    executable: str
+    nodes: tuple[str, ...]
+    config: str
+    overrides: Mapping[str, Mapping[str, Any]]
+    remappings: tuple[tuple[str, str], ...]
+
+
+def graph_process_launch(plan: Sequence[NodeLaunch]) -> GraphProcessLaunch:
+    """The one-process launch of the nodes of a node_launches plan (same parameters and topics per node)."""
+    if not plan:
+        raise ConfigError("single_process: no node is enabled")
+    return GraphProcessLaunch(GRAPH_EXECUTABLE, tuple(item.name for item in plan), plan[0].config,
+                              {item.name: dict(item.overrides) for item in plan},
+                              tuple((f"{item.name}:{port}", topic) for item in plan for port, topic in item.remappings))
+
+
+def write_overrides(overrides: Mapping[str, Mapping[str, Any]], directory: Path) -> Path:
+    """A parameter file with one section per node holding its overrides (GraphProcessLaunch.overrides)."""
+    import yaml
+
+    path = Path(directory) / "perception3d_graph_overrides.yaml"
+    path.write_text(yaml.safe_dump({node: {PARAMS_KEY: dict(values)} for node, values in overrides.items()}))
+    return path
 
 
 def _node_declares(schema: Mapping[str, Any], node: str, name: str) -> bool:
@@ -103,12 +137,19 @@ def launch_description(node_names: Sequence[str], graph: Graph = FULL_GRAPH) -> 
         bag = arg("bag")
         use_sim_time = arg("use_sim_time").lower() in TRUE_WORDS or bool(bag)
         enabled = [n for n in node_names if arg(f"enable_{n}").lower() in TRUE_WORDS]
-        actions = [
-            Node(package=PACKAGE, executable=item.executable, name=item.name, output="screen",
-                 parameters=[item.config, dict(item.overrides)], remappings=list(item.remappings),
-                 ros_arguments=["--log-level", arg("log_level")])
-            for item in node_launches(enabled, arg("config"), _share("config", "perception3d.schema.json"),
-                                      use_sim_time, arg("device"), arg("model_path"), graph)]
+        plan = node_launches(enabled, arg("config"), _share("config", "perception3d.schema.json"), use_sim_time,
+                             arg("device"), arg("model_path"), graph)
+        log_level = ["--log-level", arg("log_level")]
+        if arg("single_process").lower() in TRUE_WORDS:
+            one = graph_process_launch(plan)  # no node name: '-r __node:=' would rename every node of the process
+            overrides = write_overrides(one.overrides, Path(tempfile.mkdtemp(prefix="perception3d_launch_")))
+            actions = [Node(package=PACKAGE, executable=one.executable, arguments=list(one.nodes), output="screen",
+                            parameters=[one.config, str(overrides)], remappings=list(one.remappings),
+                            ros_arguments=log_level)]
+        else:
+            actions = [Node(package=PACKAGE, executable=item.executable, name=item.name, output="screen",
+                            parameters=[item.config, dict(item.overrides)], remappings=list(item.remappings),
+                            ros_arguments=log_level) for item in plan]
         if arg("rviz").lower() in TRUE_WORDS:
             actions.append(Node(package="rviz2", executable="rviz2", name="rviz2",
                                 arguments=["-d", _share("config", "rviz", "perception3d.rviz")],
@@ -137,5 +178,8 @@ def launch_description(node_names: Sequence[str], graph: Graph = FULL_GRAPH) -> 
         DeclareLaunchArgument("bag_delay_s", default_value=DEFAULT_BAG_DELAY_S,
                               description="seconds between starting the nodes and playing the bag (model warm-up)"),
         *[DeclareLaunchArgument(f"enable_{n}", default_value="true", description=f"start {n}") for n in node_names],
+        DeclareLaunchArgument("single_process", default_value="false",
+                              description="run the enabled nodes in one perception3d_graph process (shared per-sweep "
+                                          "work, one TF listener, outputs handed over in-process)"),
     ]
     return LaunchDescription([*arguments, OpaqueFunction(function=setup)])

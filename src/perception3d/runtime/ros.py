@@ -1,4 +1,4 @@
-"""The rclpy host: one ROS 2 node per graph node, with no perception logic of its own.
+"""The rclpy host: a ROS 2 node per graph node, with no perception logic of its own.
 
 It checks the parameter files it is given against rcl's YAML rules before `rclpy.init` (which would otherwise
 fail for every node with rcl's terse message), passes integers given for float parameters as floats (rclpy's static
@@ -17,7 +17,10 @@ outputs (reliable), LabelInfo on each output's LabelInfo port (transient local, 
 diagnostic_updater status (input rates, sync health, model state). While no one subscribes to any output, frames
 are skipped (counted). On shutdown it destroys its nodes and releases the model's GPU memory.
 
-Executables: `perception3d_<node>` console scripts -> `main_<node>()`. ROS 2 is not installable where this package
+Executables: `perception3d_<node>` console scripts -> `main_<node>()`, one node per process; `perception3d_graph
+[node ...]` -> `main_graph()`, the named nodes (default all) in one process (GraphProcess: one executor, one TF
+listener, per-process caches shared, in-process hand-off of the outputs a node of the process reads; remap rules
+for it are node-targeted, `<node>:<from>:=<to>`). ROS 2 is not installable where this package
 is built; this module is tested against the test double in test/ros_double.py (which models the ROS 2 rules it
 relies on and cites where each is defined), not on ROS 2.
 """
@@ -26,7 +29,7 @@ from __future__ import annotations
 import gc
 import importlib
 import sys
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from itertools import islice
 from pathlib import Path
 from typing import Any
@@ -41,7 +44,7 @@ from ..nodes.base import CAMERA_STREAM_TYPES, STAGES
 from ..nodes.params import PARAMS_KEY, SHARED_PARAMS, SHARED_SECTION, Param, validate_node_values
 from ..nodes.rcl_yaml import check_rcl_parameter_yaml
 from ..nodes.runner import NodeRunner, Published, settle_garbage_collector
-from .graph import FULL_GRAPH, Graph, GraphNode
+from .graph import FULL_GRAPH, GRAPH_EXECUTABLE, Graph, GraphNode
 from .threads import apply_thread_policy, process_thread_count
 
 DIAGNOSTICS_PERIOD_S = 1.0
@@ -179,20 +182,37 @@ class Tf2Lookup:
         return transform_from_quat_xyzw([tr.x, tr.y, tr.z], [q.x, q.y, q.z, q.w])
 
 
+class SharedTf:
+    """A tf2_ros Buffer filled by a TransformListener that spins /tf on its own node and thread, so that a lookup
+    waiting inside a callback of a (single-threaded) node can be served. That node ignores the process's ROS
+    arguments: launch's '-r __node:=<name>' would otherwise give it a perception node's name (and its parameters and
+    remappings)."""
+
+    def __init__(self, node_name: str) -> None:
+        import rclpy
+        import tf2_ros
+
+        self.buffer = tf2_ros.Buffer()
+        self.node = rclpy.create_node(node_name, use_global_arguments=False, start_parameter_services=False)
+        self.listener = tf2_ros.TransformListener(self.buffer, self.node, spin_thread=True)
+
+    def close(self) -> None:
+        self.listener.executor.shutdown()
+        self.listener.dedicated_listener_thread.join()
+        self.node.destroy_node()
+
+
 class RosNodeHost:
     """Wraps one node definition into an rclpy Node (created here) and wires it as the module doc says.
 
     args: the process's command line (its --params-file / -p values are checked and int-for-float coerced).
     """
 
-    def __init__(self, graph_node: GraphNode, graph: Graph = FULL_GRAPH, args: Sequence[str] = ()) -> None:
+    def __init__(self, graph_node: GraphNode, graph: Graph = FULL_GRAPH, args: Sequence[str] = (),
+                 tf: SharedTf | None = None, subscribe: bool = True) -> None:
         import diagnostic_updater
-        import message_filters
-        import rclpy
-        import tf2_ros
         from rclpy.node import Node
         from rclpy.parameter import Parameter
-        from rclpy.qos import qos_profile_sensor_data
         from std_msgs.msg import Float64
 
         definition = graph_node.load()
@@ -205,21 +225,18 @@ class RosNodeHost:
         if applied:
             self.node.get_logger().info(f"thread pools: {applied}")
 
-        self.tf_buffer = tf2_ros.Buffer()
-        # The listener spins /tf on its own node and thread, so a lookup waiting inside a callback of this
-        # (single-threaded) node can be served. That node ignores the process's ROS arguments: launch's
-        # '-r __node:=<name>' would otherwise give it this node's name (and its parameters and remappings).
-        self.tf_node = rclpy.create_node(f"{graph_node.name}_tf_listener", use_global_arguments=False,
-                                         start_parameter_services=False)
-        self.tf_listener = tf2_ros.TransformListener(self.tf_buffer, self.tf_node, spin_thread=True)
+        self.own_tf = tf is None  # a node alone listens to /tf itself; the nodes of a graph process share one
+        self.tf = tf or SharedTf(f"{graph_node.name}_tf_listener")
+        self.tf_buffer = self.tf.buffer
         cameras = params["camera_names"]
         ports = {p.port: p.port for p in definition.input_ports(cameras)}
         ports.update({port: port for port in definition.output_ports(cameras)})
         ports.update({port: port for port in definition.label_ports(cameras)})
         self.runner = NodeRunner(definition, params, ports, Tf2Lookup(self.tf_buffer, params["tf_timeout_s"]),
                                  factory=MessageFactory("rclpy", message_class=message_class),
-                                 log=self.node.get_logger().warning, wanted=self._has_subscribers,
+                                 log=self.node.get_logger().warning, wanted=self._wanted,
                                  retry_transforms=True)
+        self.handoffs: dict[str, list[Callable[[Any], None]]] = {}  # output port -> consumers in this process
         self.publishers = {topic: self.node.create_publisher(message_class(spec.msgtype), topic,
                                                              rclpy_qos(spec.qos))
                            for topic, spec in self.runner.outputs.values()}
@@ -229,14 +246,9 @@ class RosNodeHost:
             stage: self.node.create_publisher(Float64, f"~/debug/processing_time_ms/{stage}", 1)
             for stage in (*STAGES, "total")}
         self.latency_publisher = self.node.create_publisher(Float64, "~/debug/pipeline_latency_ms", 1)
-        self.subscribers = []
-        for topic, port in self.runner.inputs.items():
-            msgtype = (self._image_type(topic, params["image_transport"]) if port.stream == "image"
-                       else port.msgtypes[0])
-            sub = message_filters.Subscriber(self.node, message_class(msgtype), topic,
-                                             qos_profile=qos_profile_sensor_data)
-            sub.registerCallback(lambda msg, t=topic: self._on_message(t, msg))
-            self.subscribers.append(sub)
+        self.subscribers: list = []
+        if subscribe:
+            self.subscribe()
         self.updater = diagnostic_updater.Updater(self.node, period=DIAGNOSTICS_PERIOD_S)
         self.updater.setHardwareID(f"perception3d/{graph_node.name}")
         self.updater.add(f"{graph_node.name} status", self._diagnose)
@@ -246,6 +258,22 @@ class RosNodeHost:
         self.node.get_logger().info(f"{graph_node.name} ready ({self.runner.node.model_state()})")
 
     # -- start ------------------------------------------------------------------------------------------------
+    def subscribe(self, handed: Collection[str] = ()) -> None:
+        """Subscribe to the input ports, but those in `handed` (another node of this process hands their
+        messages over: GraphProcess)."""
+        import message_filters
+        from rclpy.qos import qos_profile_sensor_data
+
+        transport = self.runner.node.params["image_transport"]
+        for topic, port in self.runner.inputs.items():
+            if topic in handed:
+                continue
+            msgtype = self._image_type(topic, transport) if port.stream == "image" else port.msgtypes[0]
+            sub = message_filters.Subscriber(self.node, message_class(msgtype), topic,
+                                             qos_profile=qos_profile_sensor_data)
+            sub.registerCallback(lambda msg, t=topic: self.receive(t, msg))
+            self.subscribers.append(sub)
+
     def _image_type(self, topic: str, transport: str) -> str:
         """The image message type of one camera: forced by image_transport, else the type its topic is published
         with now (CompressedImage when nobody publishes it yet)."""
@@ -288,10 +316,12 @@ class RosNodeHost:
         return SetParametersResult(successful=True)
 
     # -- data -------------------------------------------------------------------------------------------------
-    def _has_subscribers(self) -> bool:
-        return any(pub.get_subscription_count() > 0 for pub in self.publishers.values())
+    def _wanted(self) -> bool:
+        """Someone reads an output: a subscriber, or a node of this process it is handed to."""
+        return bool(self.handoffs) or any(pub.get_subscription_count() > 0 for pub in self.publishers.values())
 
-    def _on_message(self, topic: str, msg: Any) -> None:
+    def receive(self, topic: str, msg: Any) -> None:
+        """One message on an input port (from its subscription, or handed over by a node of this process)."""
         self._clear_tf_on_jump_back(msg)
         self._deliver(lambda: self.runner.on_message(topic, msg))
 
@@ -337,6 +367,8 @@ class RosNodeHost:
         items = produce()
         for item in items:
             self.publishers[item.topic].publish(item.msg)
+            for consumer in self.handoffs.get(item.topic, ()):
+                consumer(item.msg)
         new_frames = self.runner.stats.frames_processed - processed
         if new_frames:
             for stage, values in self.runner.stats.timings_ms.items():
@@ -355,12 +387,17 @@ class RosNodeHost:
             stat.add(key, value)
         return stat
 
-    # -- shutdown ---------------------------------------------------------------------------------------------
+    # -- run ---------------------------------------------------------------------------------------------------
+    def spin(self) -> None:
+        import rclpy
+
+        rclpy.spin(self.node)
+
     def close(self) -> None:
-        """Stop the TF listener thread, destroy both nodes, and release the model (and its GPU memory)."""
-        self.tf_listener.executor.shutdown()
-        self.tf_listener.dedicated_listener_thread.join()
-        self.tf_node.destroy_node()
+        """Stop its TF listener (when it has its own), destroy its node, and release the model (and its GPU
+        memory)."""
+        if self.own_tf:
+            self.tf.close()
         self.node.destroy_node()
         self.runner = None
         gc.collect()
@@ -369,29 +406,99 @@ class RosNodeHost:
             torch.cuda.empty_cache()
 
 
-def main(node_name: str, args: Sequence[str] | None = None, graph: Graph = FULL_GRAPH) -> int:
-    """Run one graph node under rclpy until shutdown (Ctrl-C ends it quietly, with exit status 0)."""
+class GraphProcess:
+    """Several nodes of the graph in one process (the `perception3d_graph` executable), as a composable container
+    holds C++ nodes: a RosNodeHost per node, one TF listener for all of them, one executor, and the per-process
+    caches (nodes.shared_ground). An output another node of the process reads (the output's resolved topic is that
+    node's resolved input) is handed to it as the message object, with no subscription and no serialization; it is
+    still published for every other subscriber."""
+
+    def __init__(self, names: Sequence[str], graph: Graph = FULL_GRAPH, args: Sequence[str] = ()) -> None:
+        selected = graph.select(names)
+        self.tf = SharedTf("perception3d_graph_tf_listener")
+        self.hosts: list[RosNodeHost] = []
+        try:
+            for graph_node in selected.nodes:  # upstream first
+                self.hosts.append(RosNodeHost(graph_node, selected, args, tf=self.tf, subscribe=False))
+            self._connect()
+        except BaseException:
+            self.close()
+            raise
+
+    def _connect(self) -> None:
+        outputs: dict[str, tuple[RosNodeHost, str]] = {}  # resolved topic -> (host, output port)
+        for host in self.hosts:
+            handed = set()
+            for port in host.runner.inputs:
+                source = outputs.get(host.node.resolve_topic_name(port))
+                if source is not None:
+                    upstream, output_port = source
+                    upstream.handoffs.setdefault(output_port, []).append(
+                        lambda msg, consumer=host, input_port=port: consumer.receive(input_port, msg))
+                    handed.add(port)
+            host.subscribe(handed)
+            outputs.update({host.node.resolve_topic_name(port): (host, port) for port in host.publishers})
+
+    def spin(self) -> None:
+        from rclpy.executors import SingleThreadedExecutor
+
+        executor = SingleThreadedExecutor()
+        for host in self.hosts:
+            executor.add_node(host.node)
+        executor.spin()
+
+    def close(self) -> None:
+        for host in self.hosts:
+            host.close()
+        self.tf.close()
+
+
+def graph_node_names(args: Sequence[str], graph: Graph = FULL_GRAPH) -> list[str]:
+    """The node names a `perception3d_graph` command line asks for (its arguments before --ros-args); all of the
+    graph's when it gives none."""
+    names = list(args[1:args.index("--ros-args")] if "--ros-args" in args else args[1:])
+    return names or [node.name for node in graph.nodes]
+
+
+def _serve(executable: str, args: Sequence[str] | None, start: Callable[[list[str]], Any]) -> int:
+    """rclpy.init, start(args) (a RosNodeHost or a GraphProcess), spin it until shutdown; bad parameters or a missing
+    dependency fail at start with exit status 2 and the reason, Ctrl-C ends it quietly with status 0."""
     import rclpy
     from rclpy.executors import ExternalShutdownException
 
     args = list(args or [])
-    host = None
+    running = None
     try:
         check_parameter_files(args)  # rclpy.init would fail on them with rcl's terse message
         rclpy.init(args=args)
-        host = RosNodeHost(graph.node(node_name), graph, args)
+        running = start(args)
         settle_garbage_collector()
-        rclpy.spin(host.node)
-    except Perception3DError as exc:  # bad parameters, a missing dependency: fail at start, say why
-        print(f"perception3d_{node_name}: error: {exc}", file=sys.stderr)
+        running.spin()
+    except Perception3DError as exc:
+        print(f"{executable}: error: {exc}", file=sys.stderr)
         return 2
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:
-        if host is not None:
-            host.close()
+        if running is not None:
+            running.close()
         rclpy.try_shutdown()
     return 0
+
+
+def main(node_name: str, args: Sequence[str] | None = None, graph: Graph = FULL_GRAPH) -> int:
+    """Run one graph node under rclpy until shutdown."""
+    return _serve(f"perception3d_{node_name}", args, lambda a: RosNodeHost(graph.node(node_name), graph, a))
+
+
+def main_graph_process(args: Sequence[str] | None = None, graph: Graph = FULL_GRAPH) -> int:
+    """Run the nodes the command line names (all by default) in one process until shutdown."""
+    args = list(args or [])
+    return _serve(GRAPH_EXECUTABLE, args, lambda a: GraphProcess(graph_node_names(a, graph), graph, a))
+
+
+def main_graph() -> int:
+    return main_graph_process(sys.argv)
 
 
 def main_detector2d() -> int:
