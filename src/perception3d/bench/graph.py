@@ -90,22 +90,27 @@ def run(out_dir: Path) -> Path:
         total = np.asarray(stats.timings_ms["total"])
         totals[: len(total)] += total
         p50, p95 = stats.percentiles_ms()
+        first = float(total[0])  # everything a node builds lazily lands here
         stages = {s: stats.percentiles_ms(s) for s in ("pre", "infer", "post")}
-        rows.append([runner.name, stats.frames_processed, f"{p50:.1f}", f"{p95:.1f}"]
+        rows.append([runner.name, stats.frames_processed, f"{p50:.1f}", f"{p95:.1f}", f"{first:.1f}"]
                     + [f"{stages[s][0]:.1f} / {stages[s][1]:.1f}" for s in ("pre", "infer", "post")])
-        data[runner.name] = {"p50_ms": p50, "p95_ms": p95, "stages_p50_p95_ms": stages,
+        data[runner.name] = {"p50_ms": p50, "p95_ms": p95, "first_frame_ms": first, "stages_p50_p95_ms": stages,
                              "frames": stats.frames_processed}
     p50_all, p95_all = np.percentile(totals, 50), np.percentile(totals, 95)
-    rows.append(["**all three, per frame**", SWEEPS, f"{p50_all:.1f}", f"{p95_all:.1f}", "", "", ""])
+    rows.append(["**all three, per frame**", SWEEPS, f"{p50_all:.1f}", f"{p95_all:.1f}", f"{totals[0]:.1f}", "", "",
+                 ""])
     data["all"] = {"p50_ms": p50_all, "p95_ms": p95_all}
     data["replay"] = {"scene_s": scene_s, "wall_s": wall_s, "real_time_factor": rtf}
-    table = format_table(["node", "frames", "p50 ms", "p95 ms", "pre p50 / p95", "infer p50 / p95",
+    table = format_table(["node", "frames", "p50 ms", "p95 ms", "first frame ms", "pre p50 / p95", "infer p50 / p95",
                           "post p50 / p95"], rows)
     verdict = "meets" if p95_all < 50.0 else "misses"
     notes = (f"Frames: 34,688 LiDAR rays, 6 cameras with {boxes} 2D boxes ({boxes / 6:.0f} per camera). The p95 of "
              f"the three nodes together {verdict} the 50 ms target (the LiDAR period). 'pre' is transforms and point "
              "selection, 'infer' the geometric algorithm, 'post' building output messages (occupancy publishes its "
-             "CUBE_LIST marker every 5th sweep, which dominates its post p95). Replay real-time factor on an 8 s "
+             "CUBE_LIST marker every 5th sweep, which dominates its post p95). The nodes run in one process, as "
+             "replay and perception3d_graph run them: detection3d computes each sweep's ground surface and "
+             "segmentation reuses it (nodes.shared_ground). 'first frame' is the first sweep's total, with whatever "
+             "a node builds on its first sweep. Replay real-time factor on an 8 s "
              f"synthetic scene with JPEG images and simulated 2D detections: {rtf:.2f}x ({wall_s:.1f} s wall for "
              f"{scene_s:.0f} s of data, reading included). Load average at start: {load:.1f}.")
     return write_results(out_dir, "graph", "Geometric graph latency (perception3d bench graph)", table, data, notes)

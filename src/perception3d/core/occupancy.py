@@ -143,17 +143,25 @@ def _direction_bins(vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 @lru_cache(maxsize=4)
 def _voxel_directions(grid: VoxelGrid, origin: tuple[float, float, float]) -> tuple[np.ndarray, np.ndarray]:
-    """Direction bin (int32) and range (float32) of every voxel centre from the sensor, in flat message order."""
+    """Direction bin (int32) and range (float32) of every voxel centre from the sensor, in flat message order.
+
+    Azimuth and horizontal distance depend on a voxel's column only: computed once per column and broadcast over the
+    height levels (the same arithmetic as _direction_bins, so the same bins, at a fraction of the cost of the first
+    sweep)."""
     sx, sy, sz = grid.shape
     res = grid.resolution
     x = grid.origin[0] + (np.arange(sx) + 0.5) * res - origin[0]
     y = grid.origin[1] + (np.arange(sy) + 0.5) * res - origin[1]
-    z = grid.origin[2] + (np.arange(sz) + 0.5) * res - origin[2]
-    # Flat index x + sx * (y + sy * z): z slowest, x fastest.
-    zz, yy, xx = np.meshgrid(z, y, x, indexing="ij")
-    vectors = np.stack([xx.ravel(), yy.ravel(), zz.ravel()], axis=1)
-    bins, ranges = _direction_bins(vectors)
-    bins, ranges = bins.astype(np.int32), ranges.astype(np.float32)
+    z = (grid.origin[2] + (np.arange(sz) + 0.5) * res - origin[2])[:, None, None]
+    # flat index x + sx * (y + sy * z): arrays (sz, sy, sx), z slowest, x fastest
+    horizontal = np.hypot(x[None, :], y[:, None])
+    azimuth = np.arctan2(y[:, None], x[None, :])
+    a = np.minimum(((azimuth + np.pi) * (AZIMUTH_BINS / (2 * np.pi))).astype(np.int64), AZIMUTH_BINS - 1)
+    n_el = _elevation_bins()
+    elevation = np.arctan2(z, horizontal)
+    e = np.clip(((np.degrees(elevation) + 90.0) / ELEVATION_STEP_DEG).astype(np.int64), 0, n_el - 1)
+    bins = (a * n_el + e).astype(np.int32).reshape(-1)
+    ranges = np.sqrt(horizontal**2 + z**2).astype(np.float32).reshape(-1)
     bins.setflags(write=False)
     ranges.setflags(write=False)
     return bins, ranges
