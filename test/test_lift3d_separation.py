@@ -7,7 +7,8 @@ The scene is built by hand as world primitives and cast with the simulated HDL-3
 import numpy as np
 import pytest
 
-from perception3d.bench.algo import load_rig, perfect_2d_boxes
+from perception3d.bench.algo import Frame, load_rig, perfect_2d_boxes
+from perception3d.bench.graph import write_frame_bag
 from perception3d.core.classes import LIDARSEG_FINE_CATEGORIES
 from perception3d.core.detections import Detections3D
 from perception3d.core.frustum import CameraView
@@ -16,6 +17,10 @@ from perception3d.core.lift3d import LiftParams, detect_3d
 from perception3d.data.lidar import MAX_RANGE_M, MIN_RANGE_M, beam_directions
 from perception3d.data.raycast import KIND_CYLINDER, cast
 from perception3d.data.world import Primitives
+from perception3d.msgs.bag import BagReader
+from perception3d.msgs.detections import msg_to_detections3d
+from perception3d.runtime.bag import replay
+from perception3d.runtime.graph import FULL_GRAPH
 
 CAR_CENTER = np.array([16.0, 5.0, 0.8])  # base_link, parked at the left road edge, heading along the road
 CAR_LWH = np.array([4.6, 1.9, 1.6])
@@ -74,9 +79,21 @@ def test_the_scene_is_the_hard_case(street):
     assert np.all(barrier[order[1:], 0] < barrier[order[:-1], 2])
 
 
-def test_touching_barriers_a_car_behind_a_post_and_a_car_at_64_m_are_each_found(street):
+def graph_detections(street, work):
+    """The detection3d node's output on the street sweep: a bag of it replayed through the graph (default
+    parameters, the sweep in base_link through the rig's transforms)."""
+    objects, _, points, _, views, rig = street
+    write_frame_bag(work / "street", sweeps=2, frame=Frame(points, None, None, objects, views, rig))
+    replay(work / "street", work / "out", FULL_GRAPH.select(("detection3d",)), progress=False)
+    with BagReader(work / "out") as bag:
+        return [msg_to_detections3d(m.decode()) for m in bag.messages(["/perception/objects"])][-1]
+
+
+@pytest.mark.parametrize("where", ["core", "graph"])
+def test_touching_barriers_a_car_behind_a_post_and_a_car_at_64_m_are_each_found(street, where, tmp_path):
     objects, post_xy, points, _, views, rig = street
-    dets = detect_3d(points, views, rig.T_base_lidar, params=NODE_DEFAULTS)
+    dets = (detect_3d(points, views, rig.T_base_lidar, params=NODE_DEFAULTS) if where == "core"
+            else graph_detections(street, tmp_path))
     for i in range(len(objects)):
         same = np.flatnonzero(dets.class_ids == objects.class_ids[i])
         j = same[np.argmin(np.linalg.norm(dets.centers[same] - objects.centers[i], axis=1))]

@@ -25,7 +25,7 @@ from ..msgs.qos import LATCHED, SENSOR, TF
 from ..msgs.tf import tf_message, transform_stamped
 from ..runtime.bag import replay
 from ..runtime.graph import FULL_GRAPH
-from .algo import synthetic_frame
+from .algo import Frame, synthetic_frame
 from .common import format_table, write_results
 
 SWEEPS = 40
@@ -34,9 +34,10 @@ START_NS = 1_600_000_000_000_000_000
 PERIOD_NS = 50_000_000
 
 
-def write_frame_bag(path: Path, sweeps: int = SWEEPS) -> int:
-    """A bag of `sweeps` copies of bench.algo's synthetic frame at 20 Hz; returns the number of 2D boxes per frame."""
-    frame = synthetic_frame()
+def write_frame_bag(path: Path, sweeps: int = SWEEPS, frame: Frame | None = None) -> int:
+    """A bag of `sweeps` copies of a frame (default bench.algo's synthetic frame) at 20 Hz; returns the number of 2D
+    boxes per frame."""
+    frame = frame or synthetic_frame()
     rig = frame.rig
     cloud = np.zeros(len(frame.points), dtype=NUSCENES_LIDAR_DTYPE)
     cloud["x"], cloud["y"], cloud["z"] = frame.points.T
