@@ -100,3 +100,24 @@ def test_many_builds_flat_messages_row_by_row_on_both_backends():
         default_factory().many("geometry_msgs/msg/Point", x=xyz[:, 0], y=xyz[:, 1])
     with pytest.raises(TypeError, match="flat type"):
         default_factory().many("geometry_msgs/msg/Pose", position=[], orientation=[])
+
+
+def test_like_copies_a_template_with_some_fields_changed_on_both_backends():
+    f = default_factory()
+    store = typestore()
+    header = f.header(5, "base_link")
+    template = f("visualization_msgs/msg/Marker", header=header, ns="n", type=5,
+                 scale=f("geometry_msgs/msg/Vector3", x=0.1))
+    points = f.many("geometry_msgs/msg/Point", x=np.array([1.0, 2.0]), y=np.zeros(2), z=np.zeros(2))
+    copied = f.like("visualization_msgs/msg/Marker", template, id=7, points=points, colors=[])
+    fresh = f("visualization_msgs/msg/Marker", header=header, ns="n", type=5, id=7, points=points, colors=[],
+              scale=f("geometry_msgs/msg/Vector3", x=0.1))
+    marker = "visualization_msgs/msg/Marker"
+    assert bytes(store.serialize_cdr(copied, marker)) == bytes(store.serialize_cdr(fresh, marker))
+    assert template.id == 0 and template.points == [] and copied.scale is template.scale  # template untouched
+    with pytest.raises(TypeError, match="no field"):
+        f.like("visualization_msgs/msg/Marker", template, idx=1)
+    rclpy = MessageFactory("rclpy", message_class=lambda t: lambda: _FakeRclpyMessage(t))
+    base = rclpy("sensor_msgs/msg/CameraInfo", height=4)
+    other = rclpy.like("sensor_msgs/msg/CameraInfo", base, d=np.array([0.5]))
+    assert other.height == 4 and list(other.d) == [0.5] and not hasattr(base, "d")

@@ -13,6 +13,8 @@ Reading needs no factory: both backends expose the same field names, and convers
 from __future__ import annotations
 
 import array
+import copy
+import dataclasses
 import importlib
 from collections.abc import Callable
 from typing import Any
@@ -85,6 +87,19 @@ class MessageFactory:
         cls = self._message_class(msgtype)
         return [cls(**dict(zip(names, row))) for row in rows]
 
+    def like(self, msgtype: str, template: Any, **fields: Any) -> Any:
+        """A message of `msgtype` equal to `template` but for `fields` (converted as `__call__` converts them). The
+        fields not given are the template's own objects, shared: messages are not changed once built. The fast
+        path for many messages that differ in a few fields (an RViz marker per box), which skips building every
+        nested default field (a Marker has a dozen) again for each."""
+        if self.backend == "rclpy":
+            return self._set_rclpy_fields(copy.copy(template), msgtype, fields)
+        _, known, plan = self._builders.get(msgtype) or self._compile(msgtype)
+        if not known.issuperset(fields):
+            raise TypeError(f"{msgtype} has no field(s) {sorted(set(fields) - known)}; fields are {sorted(known)}")
+        converters = {name: convert for name, convert, _ in plan}
+        return dataclasses.replace(template, **{name: converters[name](value) for name, value in fields.items()})
+
     # -- conveniences used by every conversion -------------------------------------------------------------
     def time(self, stamp_ns: int) -> Any:
         """builtin_interfaces/Time from integer nanoseconds."""
@@ -154,7 +169,9 @@ class MessageFactory:
 
     # -- rclpy -----------------------------------------------------------------------------------------------
     def _make_rclpy(self, msgtype: str, fields: dict[str, Any]) -> Any:
-        msg = self._message_class(msgtype)()
+        return self._set_rclpy_fields(self._message_class(msgtype)(), msgtype, fields)
+
+    def _set_rclpy_fields(self, msg: Any, msgtype: str, fields: dict[str, Any]) -> Any:
         _, fielddefs = self._store.fielddefs[msgtype]
         kinds = dict(fielddefs)
         for name, value in fields.items():

@@ -42,15 +42,19 @@ def box_markers(dets: Detections3D, ns: str = "detections", line_width: float = 
     factory = factory or default_factory()
     header = factory.header(dets.stamp_ns, dets.frame_id)
     markers = [_delete_all(factory, header, ns)]
-    corners = box_corners(dets.centers, dets.sizes_lwh, dets.yaws)
+    edges = box_corners(dets.centers, dets.sizes_lwh, dets.yaws)[:, _EDGE_CORNERS]
+    points = _points(factory, edges)  # every box's edge points in one bulk call, then a slice per box
+    per_box = len(_EDGE_CORNERS)
+    # one marker built in full, the others as copies that differ in id, colour and points (MessageFactory.like)
+    template = factory("visualization_msgs/msg/Marker", header=header, ns=ns, type=LINE_LIST, action=ADD,
+                       pose=factory("geometry_msgs/msg/Pose"),
+                       scale=factory("geometry_msgs/msg/Vector3", x=line_width, y=0.0, z=0.0))
+    colors = {name: _color(factory, DETECTION_COLORS.get(name, (160, 160, 160))) for name in
+              set(map(str, dets.class_ids))}
     for i in range(len(dets)):
-        rgb = DETECTION_COLORS.get(str(dets.class_ids[i]), (160, 160, 160))
-        points = _points(factory, corners[i, _EDGE_CORNERS])
-        markers.append(factory(
-            "visualization_msgs/msg/Marker", header=header, ns=ns, id=i + 1, type=LINE_LIST, action=ADD,
-            pose=factory("geometry_msgs/msg/Pose"),
-            scale=factory("geometry_msgs/msg/Vector3", x=line_width, y=0.0, z=0.0),
-            color=_color(factory, rgb), points=points))
+        markers.append(factory.like("visualization_msgs/msg/Marker", template, id=i + 1,
+                                    color=colors[str(dets.class_ids[i])],
+                                    points=points[i * per_box:(i + 1) * per_box]))
     return factory("visualization_msgs/msg/MarkerArray", markers=markers)
 
 
