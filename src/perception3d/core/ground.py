@@ -33,6 +33,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .geometry import arctan2
+
 _NEAR_BIN_M = 0.5  # range bin width up to _NEAR_RANGE_M [m]
 _NEAR_RANGE_M = 10.0
 _FAR_BIN_GROWTH = 1.07  # beyond it each bin is 7 % of its range wide
@@ -119,7 +121,7 @@ class GroundSurface:
         d = np.asarray(xy, dtype=np.float64)[:, :2] - self.origin
         r = np.hypot(d[:, 0], d[:, 1])
         sectors = self.height.shape[0]
-        sector = (np.floor((np.arctan2(d[:, 1], d[:, 0]) + np.pi) * (sectors / (2 * np.pi))).astype(np.int64)
+        sector = (np.floor((arctan2(d[:, 1], d[:, 0]) + np.pi) * (sectors / (2 * np.pi))).astype(np.int64)
                   % sectors)
         rbin = np.clip(np.searchsorted(self.edges, r, side="right") - 1, 0, len(self.edges) - 2)
         return sector, rbin, r

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .geometry import wrap_angle
+from .geometry import arctan2, wrap_angle
 
 NUM_KEYPOINTS = 9
 CENTER_KEYPOINT = 8
@@ -148,11 +148,11 @@ def ry_to_yaw(ry: np.ndarray, R_target_cam: np.ndarray) -> np.ndarray:
     rotated into the target frame (R (3, 3), or (N, 3, 3) per row), projected on its xy-plane."""
     ry = np.asarray(ry, dtype=np.float64).reshape(-1)
     heading = _rotate(R_target_cam, np.stack([np.cos(ry), np.zeros_like(ry), -np.sin(ry)], axis=1))
-    return np.arctan2(heading[:, 1], heading[:, 0])
+    return arctan2(heading[:, 1], heading[:, 0])
 
 
 def yaw_to_ry(yaw: np.ndarray, R_cam_target: np.ndarray) -> np.ndarray:
     """Camera-frame heading ry (N,) of target-frame yaws (N,); inverse of `ry_to_yaw` for level cameras."""
     yaw = np.asarray(yaw, dtype=np.float64).reshape(-1)
     heading = _rotate(R_cam_target, np.stack([np.cos(yaw), np.sin(yaw), np.zeros_like(yaw)], axis=1))
-    return np.arctan2(-heading[:, 2], heading[:, 0])
+    return arctan2(-heading[:, 2], heading[:, 0])
