@@ -37,7 +37,7 @@ import numpy as np
 
 from .camera import MIN_DEPTH_M, CameraModel
 from .classes import SIZE_PRIOR_WLH
-from .km3d import box_keypoints, ry_to_yaw
+from .km3d import keypoint_offset_components, ry_to_yaw
 
 DEPTH_CANDIDATES_M = 1.5 * np.arange(2, 69)  # 3.0 .. 102.0 m, 67 values
 YAW_CANDIDATES = np.arange(24) * np.pi / 12  # 15 degree steps
@@ -333,11 +333,14 @@ def _lift_class(norm: np.ndarray, clipped: np.ndarray, limits: np.ndarray, sizes
     }
 
 
-def projected_extent(centers_cam: np.ndarray, size_lwh: np.ndarray, ry: np.ndarray,
-                     K: np.ndarray | None = None) -> np.ndarray:
-    """(N, 4) min/max box of the 8 projected corners of N boxes (pixels with K, normalised coordinates without)."""
-    uv = box_keypoints(np.eye(3) if K is None else K, centers_cam, size_lwh, ry)[:, :8]
-    u, v = np.ascontiguousarray(uv[..., 0]), np.ascontiguousarray(uv[..., 1])
+def projected_extent(centers_cam: np.ndarray, size_lwh: np.ndarray, ry: np.ndarray) -> np.ndarray:
+    """(N, 4) min/max box of the 8 projected corners of N boxes (centres (N, 3) in the camera frame) in normalised
+    image coordinates (x/z, y/z)."""
+    centers = np.asarray(centers_cam, dtype=np.float64).reshape(-1, 3)
+    x, y, z = keypoint_offset_components(size_lwh, ry, 4)  # the bottom face; the top face's corners are at -y
+    depth = centers[:, 2:3] + z
+    u = (centers[:, 0:1] + x) / depth
+    v = np.hstack([centers[:, 1:2] + y, centers[:, 1:2] - y]) / np.hstack([depth, depth])
     return np.stack([u.min(axis=1), v.min(axis=1), u.max(axis=1), v.max(axis=1)], axis=1)
 
 
