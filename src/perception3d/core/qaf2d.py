@@ -286,11 +286,13 @@ def _lift_class(norm: np.ndarray, clipped: np.ndarray, limits: np.ndarray, sizes
     v_min = np.minimum(k_top * iz_min, k_top * iz_max)
     v_max = np.maximum(k_bot * iz_min, k_bot * iz_max)
     lim = limits[pair_box].astype(f32)
-    pu0, pu1 = np.clip(u_min, lim[:, 0:1], lim[:, 2:3]), np.clip(u_max, lim[:, 0:1], lim[:, 2:3])
-    pv0, pv1 = np.clip(v_min, lim[:, 1:2], lim[:, 3:4]), np.clip(v_max, lim[:, 1:2], lim[:, 3:4])
+    # minimum / maximum rather than np.clip: the same values, at a third of the cost on these arrays.
+    u_lo, u_hi, v_lo, v_hi = lim[:, 0:1], lim[:, 2:3], lim[:, 1:2], lim[:, 3:4]
+    pu0, pu1 = np.minimum(np.maximum(u_min, u_lo), u_hi), np.minimum(np.maximum(u_max, u_lo), u_hi)
+    pv0, pv1 = np.minimum(np.maximum(v_min, v_lo), v_hi), np.minimum(np.maximum(v_max, v_lo), v_hi)
     det = nc[:, :, None]  # (P, 4, 1)
-    ix = np.clip(np.minimum(pu1, det[:, 2]) - np.maximum(pu0, det[:, 0]), 0.0, None)
-    iy = np.clip(np.minimum(pv1, det[:, 3]) - np.maximum(pv0, det[:, 1]), 0.0, None)
+    ix = np.maximum(np.minimum(pu1, det[:, 2]) - np.maximum(pu0, det[:, 0]), f32(0.0))
+    iy = np.maximum(np.minimum(pv1, det[:, 3]) - np.maximum(pv0, det[:, 1]), f32(0.0))
     inter = ix * iy
     union = (pu1 - pu0) * (pv1 - pv0) + (det[:, 2] - det[:, 0]) * (det[:, 3] - det[:, 1]) - inter
     valid = (union > 0) & (z_min > MIN_DEPTH_M)
