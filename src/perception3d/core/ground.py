@@ -118,11 +118,11 @@ class GroundSurface:
 
     def cells(self, xy: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Sector (N,), range bin (N,) and range from the origin (N,) [m] of points (N, 2)."""
-        d = np.asarray(xy, dtype=np.float64)[:, :2] - self.origin
-        r = np.hypot(d[:, 0], d[:, 1])
+        xy = np.asarray(xy, dtype=np.float64)
+        dx, dy = xy[:, 0] - self.origin[0], xy[:, 1] - self.origin[1]
+        r = np.hypot(dx, dy)
         sectors = self.height.shape[0]
-        sector = (np.floor((arctan2(d[:, 1], d[:, 0]) + np.pi) * (sectors / (2 * np.pi))).astype(np.int64)
-                  % sectors)
+        sector = np.floor((arctan2(dy, dx) + np.pi) * (sectors / (2 * np.pi))).astype(np.int64) % sectors
         rbin = np.clip(np.searchsorted(self.edges, r, side="right") - 1, 0, len(self.edges) - 2)
         return sector, rbin, r
 
