@@ -129,9 +129,10 @@ def yaw_to_quat_xyzw(yaw: np.ndarray | float) -> np.ndarray:
 def arctan2(y: np.ndarray, x: np.ndarray) -> np.ndarray:
     """np.arctan2(y, x) [rad] with a result that does not depend on where the inputs lie in memory.
 
-    numpy's SIMD arctan2 (AVX-512) falls back to its scalar loop, one ulp apart, when the span of a strided input
-    (a column of an (N, 3) array) happens to touch the output buffer, so strided inputs give results that change
-    from run to run; contiguous inputs always take the SIMD loop.
+    numpy's SIMD arctan2 (AVX-512) falls back to its scalar loop (results up to 2 ulp apart) when the span of a
+    strided input (a column of an (N, 3) array) reaches into the output buffer, as when the output is allocated
+    right behind the input, so strided inputs give results that change from run to run; contiguous inputs always
+    take the SIMD loop.
     """
     return np.arctan2(np.ascontiguousarray(y), np.ascontiguousarray(x))
 
