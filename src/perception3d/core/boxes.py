@@ -80,27 +80,31 @@ def polygon_area(poly: np.ndarray) -> float:
 
 
 def convex_polygon_intersection(subject: np.ndarray, clip: np.ndarray) -> np.ndarray:
-    """Intersection (K, 2) of two convex counter-clockwise polygons (Sutherland-Hodgman clipping)."""
-    output = np.asarray(subject, dtype=np.float64)
-    clip = np.asarray(clip, dtype=np.float64)
+    """Intersection (K, 2) of two convex counter-clockwise polygons (Sutherland-Hodgman clipping).
+
+    The few vertices are clipped as Python floats (numpy's per-scalar overhead would dominate); the arithmetic is
+    the same operation by operation as on arrays.
+    """
+    output = np.asarray(subject, dtype=np.float64).reshape(-1, 2).tolist()
+    clip = np.asarray(clip, dtype=np.float64).reshape(-1, 2).tolist()
     for i in range(len(clip)):
-        if len(output) == 0:
+        if not output:
             break
-        a, b = clip[i], clip[(i + 1) % len(clip)]
-        edge = b - a
+        (ax, ay), (bx, by) = clip[i], clip[(i + 1) % len(clip)]
+        ex, ey = bx - ax, by - ay
         # Signed distance of each vertex to the clip edge; >= 0 is inside (left of a counter-clockwise edge).
-        side = edge[0] * (output[:, 1] - a[1]) - edge[1] * (output[:, 0] - a[0])
+        side = [ex * (y - ay) - ey * (x - ax) for x, y in output]
         kept = []
-        for j in range(len(output)):
-            cur, nxt = output[j], output[(j + 1) % len(output)]
+        for j, (cx, cy) in enumerate(output):
+            nx, ny = output[(j + 1) % len(output)]
             s_cur, s_nxt = side[j], side[(j + 1) % len(output)]
             if s_cur >= 0:
-                kept.append(cur)
+                kept.append((cx, cy))
             if (s_cur >= 0) != (s_nxt >= 0):
                 t = s_cur / (s_cur - s_nxt)
-                kept.append(cur + t * (nxt - cur))
-        output = np.array(kept).reshape(-1, 2)
-    return output
+                kept.append((cx + t * (nx - cx), cy + t * (ny - cy)))
+        output = kept
+    return np.array(output, dtype=np.float64).reshape(-1, 2)
 
 
 def bev_intersection_area(corners_a: np.ndarray, corners_b: np.ndarray) -> np.ndarray:

@@ -5,6 +5,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .geometry import arctan2
+
 
 def _strings(values, n: int) -> np.ndarray:
     out = np.asarray(list(values) if values is not None else [""] * n, dtype=object)
@@ -124,7 +126,7 @@ class Detections3D:
         T = np.asarray(T_target_source, dtype=np.float64)
         centers = self.centers @ T[:3, :3].T + T[:3, 3]
         heading = np.stack([np.cos(self.yaws), np.sin(self.yaws), np.zeros(len(self))], axis=1) @ T[:3, :3].T
-        yaws = np.arctan2(heading[:, 1], heading[:, 0])
+        yaws = arctan2(heading[:, 1], heading[:, 0])
         vel3 = np.hstack([self.velocities, np.zeros((len(self), 1))]) @ T[:3, :3].T
         return Detections3D(centers, self.sizes_lwh.copy(), yaws, self.class_ids.copy(), self.scores.copy(),
                             target_frame, self.stamp_ns, vel3[:, :2], self.ids.copy(),

@@ -182,7 +182,9 @@ def object_points_in_boxes(uv: np.ndarray, depth: np.ndarray, boxes_xyxy: np.nda
     boxes = np.asarray(boxes_xyxy, dtype=np.float64).reshape(-1, 4)
     n_boxes = len(boxes)
     point, box = points_in_boxes_2d(uv, boxes)
-    order = np.lexsort((depth[point], box))
+    # By box, then depth: np.lexsort((depth, box)) as two stable sorts, the second a radix sort of 16-bit box numbers.
+    order = np.argsort(depth[point], kind="stable")
+    order = order[np.argsort(box[order].astype(np.int16 if n_boxes < 2**15 else np.int64), kind="stable")]
     point, box = point[order], box[order]
     d = depth[point]
     nan = np.full(n_boxes, np.nan)

@@ -126,10 +126,21 @@ def yaw_to_quat_xyzw(yaw: np.ndarray | float) -> np.ndarray:
     return np.stack([zeros, zeros, np.sin(half), np.cos(half)], axis=-1)
 
 
+def arctan2(y: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """np.arctan2(y, x) [rad] with a result that does not depend on where the inputs lie in memory.
+
+    numpy's SIMD arctan2 (AVX-512) falls back to its scalar loop (results up to 2 ulp apart) when the span of a
+    strided input (a column of an (N, 3) array) reaches into the output buffer, as when the output is allocated
+    right behind the input, so strided inputs give results that change from run to run; contiguous inputs always
+    take the SIMD loop.
+    """
+    return np.arctan2(np.ascontiguousarray(y), np.ascontiguousarray(x))
+
+
 def matrix_to_yaw(R: np.ndarray) -> np.ndarray:
     """Yaw [rad] in (-pi, pi] of rotation matrices (..., 3, 3): the heading of the rotated +x axis in the xy-plane."""
     R = np.asarray(R, dtype=np.float64)
-    return np.arctan2(R[..., 1, 0], R[..., 0, 0])
+    return arctan2(R[..., 1, 0], R[..., 0, 0])
 
 
 def quat_xyzw_to_yaw(q_xyzw: np.ndarray) -> np.ndarray:

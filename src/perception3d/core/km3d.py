@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .geometry import wrap_angle
+from .geometry import arctan2, wrap_angle
 
 NUM_KEYPOINTS = 9
 CENTER_KEYPOINT = 8
@@ -32,15 +32,23 @@ FLIP_PAIRS = ((0, 1), (2, 3), (4, 5), (6, 7))
 BIN_CENTERS = (-0.5 * np.pi, 0.5 * np.pi)
 
 
-def keypoint_offsets(size_lwh: np.ndarray, ry: np.ndarray) -> np.ndarray:
-    """Camera-frame offsets (N, 9, 3) [m] of the 9 keypoints from the box centre for sizes (N, 3) and ry (N,)."""
+def keypoint_offsets(size_lwh: np.ndarray, ry: np.ndarray, count: int = NUM_KEYPOINTS) -> np.ndarray:
+    """Camera-frame offsets (N, count, 3) [m] of the first `count` keypoints (8: the corners) from the box centre
+    for sizes (N, 3) and ry (N,)."""
+    return np.stack(keypoint_offset_components(size_lwh, ry, count), axis=-1)
+
+
+def keypoint_offset_components(size_lwh: np.ndarray, ry: np.ndarray, count: int = NUM_KEYPOINTS
+                               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """`keypoint_offsets` as its x, y and z components, (N, count) each [m]."""
     size = np.asarray(size_lwh, dtype=np.float64).reshape(-1, 3)
     ry = np.asarray(ry, dtype=np.float64).reshape(-1)
-    x = KEYPOINT_SIGNS[None, :, 0] * size[:, 0:1] / 2
-    y = KEYPOINT_SIGNS[None, :, 1] * size[:, 2:3] / 2
-    z = KEYPOINT_SIGNS[None, :, 2] * size[:, 1:2] / 2
+    signs = KEYPOINT_SIGNS[:count]
+    x = signs[None, :, 0] * size[:, 0:1] / 2
+    y = signs[None, :, 1] * size[:, 2:3] / 2
+    z = signs[None, :, 2] * size[:, 1:2] / 2
     c, s = np.cos(ry)[:, None], np.sin(ry)[:, None]
-    return np.stack([x * c + z * s, y, -x * s + z * c], axis=-1)
+    return x * c + z * s, y, -x * s + z * c
 
 
 def box_keypoints(K: np.ndarray, centers_cam: np.ndarray, size_lwh: np.ndarray, ry: np.ndarray) -> np.ndarray:
@@ -148,11 +156,11 @@ def ry_to_yaw(ry: np.ndarray, R_target_cam: np.ndarray) -> np.ndarray:
     rotated into the target frame (R (3, 3), or (N, 3, 3) per row), projected on its xy-plane."""
     ry = np.asarray(ry, dtype=np.float64).reshape(-1)
     heading = _rotate(R_target_cam, np.stack([np.cos(ry), np.zeros_like(ry), -np.sin(ry)], axis=1))
-    return np.arctan2(heading[:, 1], heading[:, 0])
+    return arctan2(heading[:, 1], heading[:, 0])
 
 
 def yaw_to_ry(yaw: np.ndarray, R_cam_target: np.ndarray) -> np.ndarray:
     """Camera-frame heading ry (N,) of target-frame yaws (N,); inverse of `ry_to_yaw` for level cameras."""
     yaw = np.asarray(yaw, dtype=np.float64).reshape(-1)
     heading = _rotate(R_cam_target, np.stack([np.cos(yaw), np.sin(yaw), np.zeros_like(yaw)], axis=1))
-    return np.arctan2(-heading[:, 2], heading[:, 0])
+    return arctan2(-heading[:, 2], heading[:, 0])

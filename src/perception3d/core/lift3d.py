@@ -31,6 +31,7 @@ Per camera and 2D box (classes outside the 10 detection classes are skipped):
 """
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -161,29 +162,40 @@ def bev_nms(dets: Detections3D, iou_threshold: float) -> np.ndarray:
     Two boxes of one class are the same object when their rotated BEV IoU exceeds `iou_threshold` or their
     centres are closer than the class's smaller mean footprint side (two objects side by side are at least that
     far apart; this catches thin objects such as barriers, whose IoU collapses with a small sideways offset).
-    Memory is O(N): each box is compared with the kept boxes of its class only (no N x N matrices; 20,000 boxes
-    would need gigabytes), work O(N x kept).
+    Boxes touch when their centres are closer than the sum of their footprint radii; each box is compared with the
+    kept boxes of its class in its own and the 8 neighbouring cells of a grid as wide as the class's largest
+    such sum. Memory is O(N) (no N x N matrices; 20,000 boxes would need gigabytes).
     """
     radius = 0.5 * np.hypot(dets.sizes_lwh[:, 0], dets.sizes_lwh[:, 1])
-    xy = dets.centers[:, :2]
+    xs, ys, rs = dets.centers[:, 0].tolist(), dets.centers[:, 1].tolist(), radius.tolist()
     kept = np.zeros(len(dets.scores), dtype=bool)
     class_ids = dets.class_ids.astype(str)
     for cls in np.unique(class_ids):
         merge = min(SIZE_PRIOR_WLH[cls][0][:2]) if cls in SIZE_PRIOR_WLH else 0.0
         members = np.flatnonzero(class_ids == cls)
-        kept_of_class = np.empty(len(members), dtype=np.int64)
-        n_kept = 0
-        for i in members[np.argsort(-dets.scores[members], kind="stable")]:
-            others = kept_of_class[:n_kept]
-            gap = np.linalg.norm(xy[others] - xy[i], axis=1)
-            touching = gap < radius[i] + radius[others]
-            near = others[touching]
-            if len(near) and (np.any(gap[touching] < merge) or np.any(
-                    bev_iou(dets.centers[i], dets.sizes_lwh[i], dets.yaws[i:i + 1], dets.centers[near],
-                            dets.sizes_lwh[near], dets.yaws[near]) > iou_threshold)):
+        cell = 2.0 * float(radius[members].max()) * (1.0 + 1e-9) + 1e-9  # [m]; touching boxes: adjacent cells
+        with np.errstate(invalid="ignore"):
+            cells = np.floor(dets.centers[members, :2] / cell).astype(np.int64).tolist()
+        grid: dict[tuple[int, int], list[int]] = {}
+        rank: dict[int, int] = {}  # kept boxes in the order they were kept
+        for m in np.argsort(-dets.scores[members], kind="stable").tolist():
+            i, (cx, cy) = int(members[m]), cells[m]
+            near, same = [], False
+            for key in ((cx + ox, cy + oy) for ox in (-1, 0, 1) for oy in (-1, 0, 1)):
+                for k in grid.get(key, ()):
+                    dx, dy = xs[k] - xs[i], ys[k] - ys[i]
+                    gap = math.sqrt(dx * dx + dy * dy)
+                    if gap < rs[i] + rs[k]:
+                        same |= gap < merge
+                        near.append(k)
+            if near and not same:
+                near.sort(key=rank.__getitem__)
+                same = bool(np.any(bev_iou(dets.centers[i], dets.sizes_lwh[i], dets.yaws[i:i + 1], dets.centers[near],
+                                           dets.sizes_lwh[near], dets.yaws[near]) > iou_threshold))
+            if same:
                 continue
-            kept_of_class[n_kept] = i
-            n_kept += 1
+            grid.setdefault((cx, cy), []).append(i)
+            rank[i] = len(rank)
             kept[i] = True
     return np.flatnonzero(kept)
 

@@ -37,7 +37,7 @@ import numpy as np
 
 from .camera import MIN_DEPTH_M, CameraModel
 from .classes import SIZE_PRIOR_WLH
-from .km3d import box_keypoints, ry_to_yaw
+from .km3d import keypoint_offset_components, ry_to_yaw
 
 DEPTH_CANDIDATES_M = 1.5 * np.arange(2, 69)  # 3.0 .. 102.0 m, 67 values
 YAW_CANDIDATES = np.arange(24) * np.pi / 12  # 15 degree steps
@@ -286,11 +286,13 @@ def _lift_class(norm: np.ndarray, clipped: np.ndarray, limits: np.ndarray, sizes
     v_min = np.minimum(k_top * iz_min, k_top * iz_max)
     v_max = np.maximum(k_bot * iz_min, k_bot * iz_max)
     lim = limits[pair_box].astype(f32)
-    pu0, pu1 = np.clip(u_min, lim[:, 0:1], lim[:, 2:3]), np.clip(u_max, lim[:, 0:1], lim[:, 2:3])
-    pv0, pv1 = np.clip(v_min, lim[:, 1:2], lim[:, 3:4]), np.clip(v_max, lim[:, 1:2], lim[:, 3:4])
+    # minimum / maximum rather than np.clip: the same values, at a third of the cost on these arrays.
+    u_lo, u_hi, v_lo, v_hi = lim[:, 0:1], lim[:, 2:3], lim[:, 1:2], lim[:, 3:4]
+    pu0, pu1 = np.minimum(np.maximum(u_min, u_lo), u_hi), np.minimum(np.maximum(u_max, u_lo), u_hi)
+    pv0, pv1 = np.minimum(np.maximum(v_min, v_lo), v_hi), np.minimum(np.maximum(v_max, v_lo), v_hi)
     det = nc[:, :, None]  # (P, 4, 1)
-    ix = np.clip(np.minimum(pu1, det[:, 2]) - np.maximum(pu0, det[:, 0]), 0.0, None)
-    iy = np.clip(np.minimum(pv1, det[:, 3]) - np.maximum(pv0, det[:, 1]), 0.0, None)
+    ix = np.maximum(np.minimum(pu1, det[:, 2]) - np.maximum(pu0, det[:, 0]), f32(0.0))
+    iy = np.maximum(np.minimum(pv1, det[:, 3]) - np.maximum(pv0, det[:, 1]), f32(0.0))
     inter = ix * iy
     union = (pu1 - pu0) * (pv1 - pv0) + (det[:, 2] - det[:, 0]) * (det[:, 3] - det[:, 1]) - inter
     valid = (union > 0) & (z_min > MIN_DEPTH_M)
@@ -333,11 +335,14 @@ def _lift_class(norm: np.ndarray, clipped: np.ndarray, limits: np.ndarray, sizes
     }
 
 
-def projected_extent(centers_cam: np.ndarray, size_lwh: np.ndarray, ry: np.ndarray,
-                     K: np.ndarray | None = None) -> np.ndarray:
-    """(N, 4) min/max box of the 8 projected corners of N boxes (pixels with K, normalised coordinates without)."""
-    uv = box_keypoints(np.eye(3) if K is None else K, centers_cam, size_lwh, ry)[:, :8]
-    u, v = np.ascontiguousarray(uv[..., 0]), np.ascontiguousarray(uv[..., 1])
+def projected_extent(centers_cam: np.ndarray, size_lwh: np.ndarray, ry: np.ndarray) -> np.ndarray:
+    """(N, 4) min/max box of the 8 projected corners of N boxes (centres (N, 3) in the camera frame) in normalised
+    image coordinates (x/z, y/z)."""
+    centers = np.asarray(centers_cam, dtype=np.float64).reshape(-1, 3)
+    x, y, z = keypoint_offset_components(size_lwh, ry, 4)  # the bottom face; the top face's corners are at -y
+    depth = centers[:, 2:3] + z
+    u = (centers[:, 0:1] + x) / depth
+    v = np.hstack([centers[:, 1:2] + y, centers[:, 1:2] - y]) / np.hstack([depth, depth])
     return np.stack([u.min(axis=1), v.min(axis=1), u.max(axis=1), v.max(axis=1)], axis=1)
 
 

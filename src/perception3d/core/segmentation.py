@@ -81,6 +81,7 @@ def segment_points(points_lidar: np.ndarray, views: Sequence[CameraView], T_base
     band = np.zeros(len(pts), dtype=bool)
     band[is_ground] = split.height[is_ground] > min_object_height_m
     candidates = np.flatnonzero(~is_ground | band)
+    candidate_pts = pts[candidates]
     hit_point, hit_label, hit_score, hit_depth = [], [], [], []
     seen = np.zeros(len(pts), dtype=bool)
     for view in views:
@@ -89,7 +90,7 @@ def segment_points(points_lidar: np.ndarray, views: Sequence[CameraView], T_base
         if not np.any(known) or len(candidates) == 0:
             continue
         dets = dets.select(known)
-        cloud = project_cloud(pts[candidates], view.camera, view.T_cam_lidar)
+        cloud = project_cloud(candidate_pts, view.camera, view.T_cam_lidar)
         point_index = candidates[cloud.index]
         seen[point_index] = True
         in_band = band[point_index]

@@ -162,7 +162,7 @@ def _best_placed(centers, sizes, cand_lw, cand_yaws, problem, params):
     cand_sizes[:, :2] = cand_lw.reshape(-1, 2)
     cand_yaws = cand_yaws.ravel()
     R, t = problem.T_cam_lidar[rows, :3, :3], problem.T_cam_lidar[rows, :3, 3]
-    offsets = keypoint_offsets(cand_sizes, yaw_to_ry(cand_yaws, R))[:, :8]
+    offsets = keypoint_offsets(cand_sizes, yaw_to_ry(cand_yaws, R), 8)
     centers_cam = _place(np.einsum("nij,nj->ni", R, centers[rows]) + t, offsets, problem.edges_norm[rows],
                          problem.on_border[rows], iterations=1)
     centers_cam = _slide(centers_cam, offsets, problem.nearest_depth[rows])
@@ -183,7 +183,7 @@ def place_by_box_edges(center_cam, size_lwh, ry, boxes_norm, on_border, iteratio
     corner offset d gives [-1, 0, u] . C = d_x - u d_z, an edge at row v gives [0, -1, v] . C = d_y - v d_z.
     A solution further than `max_move_fraction` x depth from the start is rejected (the start is kept).
     """
-    return _place(np.asarray(center_cam, dtype=np.float64), keypoint_offsets(size_lwh, ry)[:, :8], boxes_norm,
+    return _place(np.asarray(center_cam, dtype=np.float64), keypoint_offsets(size_lwh, ry, 8), boxes_norm,
                   on_border, iterations, max_move_fraction)
 
 
@@ -224,7 +224,7 @@ def _place(center_cam, offsets, boxes_norm, on_border, iterations: int = 2,
 
 def slide_to_depth(center_cam, size_lwh, ry, nearest_depth) -> np.ndarray:
     """Centres moved along their camera rays so that each box's nearest corner lies at `nearest_depth` [m]."""
-    return _slide(center_cam, keypoint_offsets(size_lwh, ry)[:, :8], nearest_depth)
+    return _slide(center_cam, keypoint_offsets(size_lwh, ry, 8), nearest_depth)
 
 
 def _slide(center_cam, offsets, nearest_depth) -> np.ndarray:
