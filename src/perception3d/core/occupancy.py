@@ -32,6 +32,7 @@ import numpy as np
 
 from .classes import LIDARSEG_CLASSES, OCCUPANCY_FREE, OCCUPANCY_UNKNOWN
 from .frustum import check_points
+from .geometry import arctan2
 from .voxels import VoxelGrid
 
 OPENOCCUPANCY_RANGE = (-51.2, -51.2, -5.0, 51.2, 51.2, 3.0)
@@ -133,8 +134,8 @@ def _elevation_bins() -> int:
 def _direction_bins(vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Direction bin (N,) and length (N,) of vectors (N, 3) from the sensor."""
     horizontal = np.hypot(vectors[:, 0], vectors[:, 1])
-    azimuth = np.arctan2(vectors[:, 1], vectors[:, 0])
-    elevation = np.arctan2(vectors[:, 2], horizontal)
+    azimuth = arctan2(vectors[:, 1], vectors[:, 0])
+    elevation = arctan2(vectors[:, 2], horizontal)
     a = np.minimum(((azimuth + np.pi) * (AZIMUTH_BINS / (2 * np.pi))).astype(np.int64), AZIMUTH_BINS - 1)
     n_el = _elevation_bins()
     e = np.clip(((np.degrees(elevation) + 90.0) / ELEVATION_STEP_DEG).astype(np.int64), 0, n_el - 1)
@@ -155,10 +156,10 @@ def _voxel_directions(grid: VoxelGrid, origin: tuple[float, float, float]) -> tu
     z = (grid.origin[2] + (np.arange(sz) + 0.5) * res - origin[2])[:, None, None]
     # flat index x + sx * (y + sy * z): arrays (sz, sy, sx), z slowest, x fastest
     horizontal = np.hypot(x[None, :], y[:, None])
-    azimuth = np.arctan2(y[:, None], x[None, :])
+    azimuth = arctan2(*np.broadcast_arrays(y[:, None], x[None, :]))  # full-size inputs: the SIMD loop, always
     a = np.minimum(((azimuth + np.pi) * (AZIMUTH_BINS / (2 * np.pi))).astype(np.int64), AZIMUTH_BINS - 1)
     n_el = _elevation_bins()
-    elevation = np.arctan2(z, horizontal)
+    elevation = arctan2(*np.broadcast_arrays(z, horizontal))
     e = np.clip(((np.degrees(elevation) + 90.0) / ELEVATION_STEP_DEG).astype(np.int64), 0, n_el - 1)
     bins = (a * n_el + e).astype(np.int32).reshape(-1)
     ranges = np.sqrt(horizontal**2 + z**2).astype(np.float32).reshape(-1)
