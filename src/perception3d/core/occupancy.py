@@ -146,23 +146,32 @@ def _direction_bins(vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def _voxel_directions(grid: VoxelGrid, origin: tuple[float, float, float]) -> tuple[np.ndarray, np.ndarray]:
     """Direction bin (int32) and range (float32) of every voxel centre from the sensor, in flat message order.
 
-    Azimuth and horizontal distance depend on a voxel's column only: computed once per column and broadcast over the
-    height levels (the same arithmetic as _direction_bins, so the same bins, at a fraction of the cost of the first
-    sweep)."""
+    The same arithmetic as _direction_bins, arranged for the first sweep, which builds this table: azimuth and
+    horizontal distance once per column, then one height level at a time on column-sized arrays. Whole-volume
+    temporaries would each be fresh memory, and the page faults of touching it cost the first sweep several times
+    the arithmetic (measured in the graph replay: 95 ms, against 11 ms once the memory is the process's).
+    """
     sx, sy, sz = grid.shape
     res = grid.resolution
     x = grid.origin[0] + (np.arange(sx) + 0.5) * res - origin[0]
     y = grid.origin[1] + (np.arange(sy) + 0.5) * res - origin[1]
-    z = (grid.origin[2] + (np.arange(sz) + 0.5) * res - origin[2])[:, None, None]
+    z = grid.origin[2] + (np.arange(sz) + 0.5) * res - origin[2]
     # flat index x + sx * (y + sy * z): arrays (sz, sy, sx), z slowest, x fastest
     horizontal = np.hypot(x[None, :], y[:, None])
     azimuth = arctan2(*np.broadcast_arrays(y[:, None], x[None, :]))  # full-size inputs: the SIMD loop, always
-    a = np.minimum(((azimuth + np.pi) * (AZIMUTH_BINS / (2 * np.pi))).astype(np.int64), AZIMUTH_BINS - 1)
     n_el = _elevation_bins()
-    elevation = arctan2(*np.broadcast_arrays(z, horizontal))
-    e = np.clip(((np.degrees(elevation) + 90.0) / ELEVATION_STEP_DEG).astype(np.int64), 0, n_el - 1)
-    bins = (a * n_el + e).astype(np.int32).reshape(-1)
-    ranges = np.sqrt(horizontal**2 + z**2).astype(np.float32).reshape(-1)
+    column_bin = np.minimum(((azimuth + np.pi) * (AZIMUTH_BINS / (2 * np.pi))).astype(np.int64),
+                            AZIMUTH_BINS - 1) * n_el
+    squared = horizontal**2
+    level = np.empty_like(horizontal)
+    bins, ranges = np.empty((sz, sy, sx), dtype=np.int32), np.empty((sz, sy, sx), dtype=np.float32)
+    for k in range(sz):
+        level.fill(z[k])
+        elevation = np.arctan2(level, horizontal)
+        bins[k] = column_bin + np.clip(((np.degrees(elevation) + 90.0) / ELEVATION_STEP_DEG).astype(np.int64), 0,
+                                       n_el - 1)
+        ranges[k] = np.sqrt(squared + z[k] ** 2)
+    bins, ranges = bins.reshape(-1), ranges.reshape(-1)
     bins.setflags(write=False)
     ranges.setflags(write=False)
     return bins, ranges
