@@ -103,3 +103,13 @@ def test_nuscenes_lidar_axes_come_from_the_rig_transform(rig):
     y_axis_in_base = T_base_lidar[:3, :3] @ [0, 1, 0]
     assert x_axis_in_base[1] < -0.99
     assert y_axis_in_base[0] > 0.99
+
+
+def test_arctan2_keeps_the_shape_of_its_inputs_and_numpy_s_values():
+    from perception3d.core.geometry import arctan2, quat_xyzw_to_yaw
+
+    assert np.shape(arctan2(1.0, 1.0)) == () and arctan2(1.0, 1.0) == pytest.approx(np.pi / 4)
+    assert np.shape(quat_xyzw_to_yaw(np.array([0.0, 0.0, np.sin(0.3), np.cos(0.3)]))) == ()  # a single quaternion
+    columns = np.random.default_rng(0).normal(size=(50, 3))
+    assert np.array_equal(arctan2(columns[:, 1], columns[:, 0]),
+                          np.arctan2(columns[:, 1].copy(), columns[:, 0].copy()))  # the contiguous (SIMD) values

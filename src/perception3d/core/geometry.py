@@ -134,7 +134,8 @@ def arctan2(y: np.ndarray, x: np.ndarray) -> np.ndarray:
     right behind the input, so strided inputs give results that change from run to run; contiguous inputs always
     take the SIMD loop.
     """
-    return np.arctan2(np.ascontiguousarray(y), np.ascontiguousarray(x))
+    y, x = np.asarray(y), np.asarray(x)  # ascontiguousarray makes a 0-d input 1-d: the shapes are put back
+    return np.arctan2(np.ascontiguousarray(y).reshape(y.shape), np.ascontiguousarray(x).reshape(x.shape))
 
 
 def matrix_to_yaw(R: np.ndarray) -> np.ndarray:
