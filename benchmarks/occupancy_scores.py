@@ -24,7 +24,8 @@ import yaml
 
 from perception3d.core.models.checkpoint import load_checkpoint
 from perception3d.core.models.occfusion import OccFusionInference, OccFusionNet
-from perception3d.core.models.runner import CPU_OPTIONS, TorchRunner
+from perception3d.core.models.options import CPU_OPTIONS
+from perception3d.core.models.runner import TorchRunner
 from perception3d.pipeline import run_preset
 from perception3d.train.occupancy import cache_keyframes, for_config, score_frames
 

@@ -6,8 +6,10 @@ import torch
 
 from detector2d_data import TINY
 from perception3d.core.models.centernet import CenterNet
-from perception3d.core.models.checkpoint import SHIPPED_CHECKPOINT, load_checkpoint, read_checkpoint, save_checkpoint
-from perception3d.core.models.runner import RunnerOptions, TorchRunner, resolve_device
+from perception3d.core.models.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
+from perception3d.core.models.options import RunnerOptions
+from perception3d.core.models.runner import TorchRunner, resolve_device
+from perception3d.core.models.shipped import SHIPPED_CHECKPOINT
 from perception3d.errors import ConfigError, ModelError
 from perception3d.nodes.detector2d import Detector2DNode
 from test_detector2d_node import params

@@ -23,7 +23,7 @@ from perception3d.core.models.detr3d import (
 from perception3d.core.models.detr3d_inputs import decode
 from perception3d.core.models.export import export_detection3d
 from perception3d.core.models.network_file import open_network
-from perception3d.core.models.runner import CPU_OPTIONS
+from perception3d.core.models.options import CPU_OPTIONS
 from perception3d.msgs.markers import motion_markers, motion_of_markers
 from perception3d.nodes.detection3d import SweepHistory
 from perception3d.nodes.params import parameter_file
@@ -218,7 +218,7 @@ def test_learned_mode_replays_with_velocities_keyed_by_detection_id(tiny_checkpo
 
 
 def test_the_learned_node_refuses_a_model_of_another_kind(tmp_path):
-    from perception3d.core.models.checkpoint import SHIPPED_SEGMENTATION
+    from perception3d.core.models.shipped import SHIPPED_SEGMENTATION
     from perception3d.errors import ModelError
     from perception3d.nodes.detection3d import Detection3DNode
     from perception3d.nodes.params import load_parameters
@@ -229,7 +229,8 @@ def test_the_learned_node_refuses_a_model_of_another_kind(tmp_path):
 
 
 def test_the_shipped_checkpoint_is_the_learned_modes_default_and_runs_without_points_or_boxes():
-    from perception3d.core.models.checkpoint import SHIPPED_DETECTION3D, read_checkpoint
+    from perception3d.core.models.checkpoint import read_checkpoint
+    from perception3d.core.models.shipped import SHIPPED_DETECTION3D
     from perception3d.nodes.detection3d import Detection3DNode
     from perception3d.nodes.params import load_parameters
 

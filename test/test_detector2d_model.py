@@ -16,7 +16,7 @@ from perception3d.core.models.decode import DecodeParams
 from perception3d.core.models.export import export_onnx
 from perception3d.core.models.inference import TorchDetector2D
 from perception3d.core.models.onnx_backend import OnnxDetector2D
-from perception3d.core.models.runner import RunnerOptions
+from perception3d.core.models.options import RunnerOptions
 from perception3d.errors import ConfigError, ImageError, ModelError
 from perception3d.eval.backend_agreement import compare_detections
 from perception3d.train.detector2d import Detector2DData, initialised_from, train_detector2d

@@ -11,10 +11,11 @@ import pytest
 
 from perception3d.core.boxes import iou_2d
 from perception3d.core.models.backends import open_detector2d
-from perception3d.core.models.checkpoint import SHIPPED_CHECKPOINT, load_checkpoint
+from perception3d.core.models.checkpoint import load_checkpoint
 from perception3d.core.models.decode import DecodeParams
 from perception3d.core.models.export import export_onnx
-from perception3d.core.models.runner import RunnerOptions
+from perception3d.core.models.options import RunnerOptions
+from perception3d.core.models.shipped import SHIPPED_CHECKPOINT
 from perception3d.data.synth import SynthConfig, synthesize
 from perception3d.eval.backend_agreement import compare_detections
 from perception3d.nodes.detector2d import DEFAULT_SCORE_THRESHOLD

@@ -41,7 +41,7 @@ def test_problems_name_their_fix(monkeypatch, tmp_path):
 
 
 def test_a_learned_lidar_node_with_another_models_checkpoint_fails_with_its_fix(tmp_path):
-    from perception3d.core.models.checkpoint import SHIPPED_CHECKPOINT
+    from perception3d.core.models.shipped import SHIPPED_CHECKPOINT
 
     doc = yaml.safe_load(CONFIG.read_text())
     doc["segmentation"]["ros__parameters"].update(mode="learned", model_path=str(SHIPPED_CHECKPOINT))

@@ -435,7 +435,7 @@ def test_lidar_inputs_give_each_coarse_voxel_the_share_of_its_fine_voxels_hit_or
 
 
 def test_the_shipped_checkpoint_is_the_default_model_and_a_grid_it_was_not_trained_for_is_refused():
-    from perception3d.core.models.checkpoint import SHIPPED_OCCUPANCY
+    from perception3d.core.models.shipped import SHIPPED_OCCUPANCY
     from perception3d.errors import ConfigError
     from perception3d.nodes.occupancy import OccupancyNode
     from perception3d.nodes.params import load_parameters

@@ -216,3 +216,35 @@ def test_missing_camera_info_marks_that_camera_missing(tmp_path):
     assert all("CAM_FRONT_LEFT" not in {d.id for d in m.detections} and len(m.detections) == 5 for _, m in outs)
     assert summary.runners[0].sync.stats.missing["CAM_FRONT_LEFT"] == len(outs)
     assert any("/CAM_FRONT_LEFT/camera_info" in w for w in summary.warnings)
+
+
+NO_TORCH = """
+import importlib.abc, sys, tempfile
+from pathlib import Path
+class Guard(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in ("torch", "onnxruntime"):
+            raise ImportError(f"the geometric graph imported {name}")
+sys.meta_path.insert(0, Guard())
+from perception3d.bench.graph import write_frame_bag
+from perception3d.runtime.bag import replay
+from perception3d.runtime.graph import FULL_GRAPH
+with tempfile.TemporaryDirectory() as tmp:
+    write_frame_bag(Path(tmp) / "frames", sweeps=2)
+    summary = replay(Path(tmp) / "frames", Path(tmp) / "out", FULL_GRAPH.select(("detection3d", "segmentation",
+                     "occupancy")), progress=False)
+    print({r.name: (r.stats.frames_processed, sum(r.stats.drops.values())) for r in summary.runners})
+"""
+
+
+def test_the_geometric_graph_replays_without_torch_or_onnxruntime():
+    """A geometric-mode node never loads a model: on a robot without torch the geometric graph runs (and a
+    process does not pay torch's import at start)."""
+    import ast
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, "-c", NO_TORCH], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    processed = ast.literal_eval(result.stdout.strip().splitlines()[-1])
+    assert processed == {"detection3d": (2, 0), "segmentation": (2, 0), "occupancy": (2, 0)}

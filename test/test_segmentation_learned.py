@@ -10,7 +10,7 @@ from perception3d.core.box_points import CameraBoxes, point_boxes
 from perception3d.core.models.bev import BevGrid, bev_input
 from perception3d.core.models.export import export_segmentation
 from perception3d.core.models.network_file import open_network
-from perception3d.core.models.runner import CPU_OPTIONS
+from perception3d.core.models.options import CPU_OPTIONS
 from perception3d.core.models.segnet import (
     SEGNET_INPUTS,
     SegNet,
@@ -216,7 +216,8 @@ def test_learned_mode_replays_and_labels_every_usable_point_as_the_network_does(
 
 
 def test_the_shipped_checkpoint_is_the_learned_modes_default_and_runs_on_an_empty_sweep():
-    from perception3d.core.models.checkpoint import SHIPPED_SEGMENTATION, read_checkpoint
+    from perception3d.core.models.checkpoint import read_checkpoint
+    from perception3d.core.models.shipped import SHIPPED_SEGMENTATION
     from perception3d.nodes.params import load_parameters
     from perception3d.nodes.segmentation import SegmentationNode
 

@@ -14,7 +14,8 @@ applied = apply_thread_policy({count})
 import torch  # loaded after the policy: reads the environment
 torch_threads = torch.get_num_threads()
 pools = [p["num_threads"] for p in threadpool_info()]
-from perception3d.core.models.runner import RunnerOptions, TorchRunner
+from perception3d.core.models.runner import TorchRunner
+from perception3d.core.models.options import RunnerOptions
 TorchRunner(torch.nn.Linear(1, 1), RunnerOptions("cpu"))  # a learned node with threads: 0
 print(json.dumps({{"applied": applied, "pools": pools,
                    "torch": torch_threads, "inference": torch.get_num_threads()}}))

@@ -11,12 +11,13 @@ import numpy as np
 import torch
 
 from ..core.models.centernet import CenterNet
-from ..core.models.checkpoint import SHIPPED_CHECKPOINT, load_checkpoint
+from ..core.models.checkpoint import load_checkpoint
 from ..core.models.decode import DecodeParams, decode_detections
 from ..core.models.export import export_onnx
 from ..core.models.inference import TorchDetector2D
 from ..core.models.onnx_backend import OnnxDetector2D
 from ..core.models.preprocess import letterbox_batch
+from ..core.models.shipped import SHIPPED_CHECKPOINT
 from ..nodes.base import CameraInput, Frame, StageTimer
 from ..nodes.detector2d import Detector2DNode
 from ..nodes.params import load_parameters

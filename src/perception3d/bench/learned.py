@@ -20,15 +20,10 @@ import numpy as np
 import torch
 
 from ..core.camera import CameraModel
-from ..core.models.checkpoint import (
-    SHIPPED_CHECKPOINT,
-    SHIPPED_DETECTION3D,
-    SHIPPED_OCCUPANCY,
-    SHIPPED_SEGMENTATION,
-    load_checkpoint,
-)
+from ..core.models.checkpoint import load_checkpoint
 from ..core.models.export import export_detection3d, export_onnx, export_segmentation
 from ..core.models.occfusion_export import export_occupancy
+from ..core.models.shipped import SHIPPED_CHECKPOINT, SHIPPED_DETECTION3D, SHIPPED_OCCUPANCY, SHIPPED_SEGMENTATION
 from ..nodes.base import CameraInput, Frame, NodeDefinition, StageTimer
 from ..nodes.detector2d import Detector2DNode
 from ..nodes.params import load_parameters, parameter_file

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from ..core.classes import DETECTION_CLASSES, LIDARSEG_CLASSES
-from ..core.models.checkpoint import SHIPPED_SEGMENTATION_BOX_PRIOR
+from ..core.models.shipped import SHIPPED_SEGMENTATION_BOX_PRIOR
 from ..eval.semantic import SEMANTIC_CLASSES
 from ..nodes.params import parameter_file
 from ..pipeline import LEARNED_2D, run_preset, synthetic_dataroot

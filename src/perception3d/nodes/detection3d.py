@@ -26,10 +26,7 @@ from ..core.classes import DETECTION_CLASSES
 from ..core.detections import Detections3D
 from ..core.geometry import invert_transform, transform_points
 from ..core.lift3d import LiftParams, detect_3d
-from ..core.models.checkpoint import SHIPPED_DETECTION3D
-from ..core.models.detr3d import DETR3D_INPUTS, Detr3DInference
-from ..core.models.detr3d_inputs import anchor_rows, camera_inputs, decode, detr3d_bev
-from ..core.models.network_file import open_network
+from ..core.models.shipped import SHIPPED_DETECTION3D
 from ..errors import TransformError
 from ..msgs.detections import detections3d_to_msg
 from ..msgs.markers import box_markers, motion_markers
@@ -115,7 +112,10 @@ class Detection3DNode(NodeDefinition):
                                min_support_points=p["min_support_points"], nms_iou=p["nms_iou"])
         self.network = None
         self.history = SweepHistory(p["history_lag_s"])
-        if p["mode"] == "learned":
+        if p["mode"] == "learned":  # the model modules (torch) load only here: a geometric node never needs them
+            from ..core.models.detr3d import DETR3D_INPUTS, Detr3DInference
+            from ..core.models.network_file import open_network
+
             self.network = open_network(p["backend"], model_file(p, SHIPPED_DETECTION3D), "detection3d",
                                         Detr3DInference, DETR3D_INPUTS, runner_options(p))
             if p["warm_up"]:
@@ -130,6 +130,8 @@ class Detection3DNode(NodeDefinition):
                        ) -> Detections3D:
         """Detections in base_frame of the network for the usable points (N, 3) in base_frame [m], the earlier sweep
         (SweepHistory.earlier) and the cameras' boxes (core.box_points.CameraBoxes for base-frame points)."""
+        from ..core.models.detr3d_inputs import anchor_rows, camera_inputs, decode, detr3d_bev
+
         config = self.network.config
         inputs = (detr3d_bev(points_base, intensity, earlier[0], earlier[1], config), anchor_rows(cameras, config),
                   *camera_inputs(cameras, config))

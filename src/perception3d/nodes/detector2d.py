@@ -22,9 +22,9 @@ import numpy as np
 from ..core.classes import COCO_TO_DETECTION, DETECTION_CLASSES, parse_class_map
 from ..core.detections import Detections2D
 from ..core.models.backends import open_detector2d
-from ..core.models.checkpoint import SHIPPED_CHECKPOINT
 from ..core.models.decode import DecodeParams
 from ..core.models.onnx_layouts import BOX_FORMATS, LAYOUTS, RESIZE_MODES
+from ..core.models.shipped import SHIPPED_CHECKPOINT
 from ..errors import ConfigError
 from ..msgs.detections import detections2d_to_msg
 from .base import Frame, NodeDefinition, OutputSpec, StageTimer, TransformLookup

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from ..core.models.runner import DEVICE_PATTERN, PRECISIONS, RunnerOptions
+from ..core.models.options import DEVICE_PATTERN, PRECISIONS, RunnerOptions
 from .params import Param
 
 MODEL_BACKENDS = ("torch", "onnx")

@@ -23,10 +23,7 @@ from ..core.classes import (
     occupancy_colors,
 )
 from ..core.geometry import invert_transform, transform_points
-from ..core.models import occfusion_inputs
-from ..core.models.checkpoint import SHIPPED_OCCUPANCY
-from ..core.models.network_file import open_network
-from ..core.models.occfusion import INPUT_NAMES, OccFusionInference
+from ..core.models.shipped import SHIPPED_OCCUPANCY
 from ..core.occupancy import OPENOCCUPANCY_RANGE, UNLABELLED_OCCUPIED_CLASS, occupancy_volume, occupied_voxels
 from ..core.voxels import VoxelGrid
 from ..errors import ConfigError
@@ -88,7 +85,10 @@ class OccupancyNode(NodeDefinition):
         self.frames = 0
         self.last_stamp_ns: int | None = None
         self.network = None
-        if p["mode"] == "learned":
+        if p["mode"] == "learned":  # the model modules (torch) load only here: a geometric node never needs them
+            from ..core.models.network_file import open_network
+            from ..core.models.occfusion import INPUT_NAMES, OccFusionInference
+
             self.network = open_network(p["backend"], model_file(p, SHIPPED_OCCUPANCY), "occupancy", OccFusionInference,
                                         INPUT_NAMES, runner_options(p))
             if not self.network.config.fine_grid.matches(self.grid):
@@ -135,6 +135,9 @@ class OccupancyNode(NodeDefinition):
                         timer: StageTimer | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The network's uint8 [x, y, z] label volume of one sweep (base frame), its occupied voxels (M, 3) and their
         scores (M,)."""
+        from ..core.models import occfusion_inputs
+        from ..core.models.occfusion import INPUT_NAMES
+
         timer = timer or StageTimer()
         config = self.network.config
         with timer.stage("pre"):

@@ -23,9 +23,7 @@ from ..core.box_points import point_boxes
 from ..core.classes import IGNORE_LABEL, LIDARSEG_CLASSES
 from ..core.frustum import ClusterParams
 from ..core.ground import GroundParams
-from ..core.models.checkpoint import SHIPPED_SEGMENTATION
-from ..core.models.network_file import open_network
-from ..core.models.segnet import SEGNET_INPUTS, SegNetInference, labels_from_probabilities, segnet_inputs
+from ..core.models.shipped import SHIPPED_SEGMENTATION
 from ..core.segmentation import segment_points
 from ..msgs.pointcloud import array_to_pointcloud2, labelled_pointcloud2
 from .base import Frame, NodeDefinition, OutputSpec, StageTimer, TransformLookup
@@ -81,7 +79,10 @@ class SegmentationNode(NodeDefinition):
                                    kerb_step_m=p["ground.kerb_step_m"])
         self.cluster = ClusterParams(gap_m=p["cluster.gap_m"])
         self.network = None
-        if p["mode"] == "learned":
+        if p["mode"] == "learned":  # the model modules (torch) load only here: a geometric node never needs them
+            from ..core.models.network_file import open_network
+            from ..core.models.segnet import SEGNET_INPUTS, SegNetInference
+
             self.network = open_network(p["backend"], model_file(p, SHIPPED_SEGMENTATION), "segmentation",
                                         SegNetInference, SEGNET_INPUTS, runner_options(p))
             if p["warm_up"]:
@@ -96,6 +97,8 @@ class SegmentationNode(NodeDefinition):
                         boxes: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(labels (N,) uint8 1..16, scores (N,) float32) of the network for points (N, 3) in base_frame [m];
         boxes: each point's 2D box (class, score), for a model with a box prior."""
+        from ..core.models.segnet import labels_from_probabilities, segnet_inputs
+
         inputs = segnet_inputs(points_base, intensity, self.network.config, boxes)
         (probabilities,) = self.network.run(*(x[None] for x in inputs))
         return labels_from_probabilities(probabilities[0])

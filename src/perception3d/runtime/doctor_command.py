@@ -114,7 +114,7 @@ def check_parameter_file(path: Path) -> tuple[Check, dict]:
 
 def _shipped_models() -> dict[str, Path]:
     """node -> its shipped checkpoint (the node's model name is the node name)."""
-    from ..core.models.checkpoint import (
+    from ..core.models.shipped import (
         SHIPPED_CHECKPOINT,
         SHIPPED_DETECTION3D,
         SHIPPED_OCCUPANCY,

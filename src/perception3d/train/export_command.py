@@ -51,7 +51,7 @@ def _export_segmentation(args: argparse.Namespace) -> int:
     from ..core.models.checkpoint import load_checkpoint
     from ..core.models.export import export_segmentation
     from ..core.models.network_file import open_network
-    from ..core.models.runner import CPU_OPTIONS
+    from ..core.models.options import CPU_OPTIONS
     from ..core.models.segnet import SEGNET_INPUTS, SegNetInference, labels_from_probabilities, segnet_inputs
     from .data.dataset import SweepDataset, sample_camera_boxes
     from .segmentation import sweep_in_ego
@@ -131,7 +131,7 @@ def occupancy_parity(checkpoint: Path, onnx_path: Path, frames: list[dict]) -> f
     """Share of the fine voxels of `frames` whose label is the same through onnxruntime and torch."""
     from ..core.models.network_file import open_network
     from ..core.models.occfusion import INPUT_NAMES, OccFusionInference
-    from ..core.models.runner import CPU_OPTIONS
+    from ..core.models.options import CPU_OPTIONS
     from .occupancy import frame_volume
 
     torch_model = open_network("torch", checkpoint, "occupancy", OccFusionInference, INPUT_NAMES, CPU_OPTIONS)
@@ -183,7 +183,7 @@ def _export_detection3d(args: argparse.Namespace) -> int:
     from ..core.models.detr3d import DETR3D_INPUTS, Detr3DInference
     from ..core.models.export import export_detection3d
     from ..core.models.network_file import open_network
-    from ..core.models.runner import CPU_OPTIONS
+    from ..core.models.options import CPU_OPTIONS
     from ..errors import ConfigError
     from .data.dataset import SweepDataset
     from .detection3d import PAST_STEPS, frame_cameras, frame_inputs, past_points

@@ -29,7 +29,8 @@ from ..core.geometry import invert_transform, transform_points
 from ..core.models import occfusion_inputs as inputs
 from ..core.models.checkpoint import load_checkpoint
 from ..core.models.occfusion import INPUT_NAMES, OccFusionConfig, OccFusionInference, OccFusionNet
-from ..core.models.runner import RunnerOptions, TorchRunner
+from ..core.models.options import RunnerOptions
+from ..core.models.runner import TorchRunner
 from ..core.voxels import VoxelGrid
 from ..errors import DatasetError
 from ..eval.semantic import OccupancyScore

@@ -167,8 +167,9 @@ def _run_segmentation(args: argparse.Namespace) -> int:
 
 def _run_detector2d(args: argparse.Namespace) -> int:
     from ..core.models.centernet import CenterNetConfig
-    from ..core.models.checkpoint import SHIPPED_CHECKPOINT, load_checkpoint
+    from ..core.models.checkpoint import load_checkpoint
     from ..core.models.inference import TorchDetector2D
+    from ..core.models.shipped import SHIPPED_CHECKPOINT
     from ..errors import ConfigError
     from . import run_log
     from .data.camera_images import CachedCameraImages

@@ -9,7 +9,7 @@ from ...errors import ConfigError
 from ..classes import DETECTION_CLASSES
 from .decode import DEFAULT_DECODE, DecodeParams
 from .inference import Detector2D, TorchDetector2D
-from .runner import DEFAULT_OPTIONS, RunnerOptions
+from .options import DEFAULT_OPTIONS, RunnerOptions
 
 BACKENDS = ("torch", "onnx")
 

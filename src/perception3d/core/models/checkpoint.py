@@ -29,16 +29,6 @@ from .registry import model_name_of, model_spec
 CHECKPOINT_FORMAT = "perception3d.checkpoint"
 CHECKPOINT_VERSION = 2
 _V1_FORMAT = "perception3d.centernet2d"
-# The checkpoint shipped with the package (benchmarks/results/detector2d_training.md says how it was trained).
-SHIPPED_CHECKPOINT = Path(__file__).resolve().parent / "weights" / "detector2d_synth.pt"
-# segmentation's shipped checkpoint (benchmarks/results/segmentation_training.md says how it was trained).
-SHIPPED_SEGMENTATION = Path(__file__).resolve().parent / "weights" / "segmentation_synth.pt"
-# The same network trained with the optional box prior (a model_path for nodes that have 2D boxes; same record file).
-SHIPPED_SEGMENTATION_BOX_PRIOR = Path(__file__).resolve().parent / "weights" / "segmentation_boxprior_synth.pt"
-# occupancy's shipped checkpoint (benchmarks/results/occupancy_training.md says how it was trained).
-SHIPPED_OCCUPANCY = Path(__file__).resolve().parent / "weights" / "occupancy_synth.pt"
-# detection3d's shipped checkpoint (benchmarks/results/detection3d_training.md says how it was trained).
-SHIPPED_DETECTION3D = Path(__file__).resolve().parent / "weights" / "detection3d_synth.pt"
 
 
 def _plain(value):

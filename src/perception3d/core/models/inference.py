@@ -16,8 +16,9 @@ from ..detections import Detections2D
 from .centernet import CenterNet, CenterNetInference
 from .checkpoint import load_checkpoint
 from .decode import DEFAULT_DECODE, DecodeParams, decode_detections
+from .options import RunnerOptions
 from .preprocess import letterbox_batch
-from .runner import RunnerOptions, TorchRunner
+from .runner import TorchRunner
 
 
 class Detector2D:

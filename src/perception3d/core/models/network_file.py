@@ -20,8 +20,9 @@ from torch import nn
 from ...errors import ConfigError, ModelError
 from .checkpoint import load_checkpoint
 from .export import CONFIG_KEY, MODEL_KEY
+from .options import RunnerOptions
 from .registry import model_spec
-from .runner import RunnerOptions, TorchRunner, onnx_session
+from .runner import TorchRunner, onnx_session
 
 BACKENDS = ("torch", "onnx")
 ONNX_ELEMENT_TYPES = {"tensor(float)": np.float32, "tensor(uint8)": np.uint8, "tensor(int64)": np.int64,

@@ -45,7 +45,8 @@ from .onnx_layouts import (
     metadata_input_size,
     prepare_batch,
 )
-from .runner import CPU_OPTIONS, RunnerOptions, onnx_session
+from .options import CPU_OPTIONS, RunnerOptions
+from .runner import onnx_session
 
 INPUT_NAME = "image"
 OUTPUT_NAMES = CENTERNET_OUTPUTS

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -18,9 +17,7 @@ import torch
 from torch import nn
 
 from ...errors import ConfigError, ModelError
-
-DEVICE_PATTERN = r"^(auto|cpu|cuda(:[0-9]+)?)$"
-PRECISIONS = ("fp32", "fp16")
+from .options import DEFAULT_OPTIONS, DEVICE_PATTERN, RunnerOptions
 
 
 def resolve_device(device: str) -> torch.device:
@@ -38,29 +35,6 @@ def resolve_device(device: str) -> torch.device:
     return resolved
 
 
-@dataclass(frozen=True)
-class RunnerOptions:
-    """How a node runs its model.
-
-    Attributes:
-        device: 'auto', 'cpu', 'cuda' or 'cuda:N'.
-        precision: 'fp32', or 'fp16' (torch backend on CUDA).
-        threads: CPU threads for inference (torch intra-op / onnxruntime intra-op; 0 = the library's default).
-    """
-
-    device: str = "auto"
-    precision: str = "fp32"
-    threads: int = 0
-
-    def __post_init__(self) -> None:
-        if self.precision not in PRECISIONS:
-            raise ConfigError(f"precision {self.precision!r}: expected one of {', '.join(PRECISIONS)}")
-        if self.threads < 0:
-            raise ConfigError(f"threads {self.threads}: expected 0 (default) or more")
-
-
-DEFAULT_OPTIONS = RunnerOptions()
-CPU_OPTIONS = RunnerOptions("cpu")
 
 
 class TorchRunner:
