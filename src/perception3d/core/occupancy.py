@@ -136,10 +136,18 @@ def _direction_bins(vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     horizontal = np.hypot(vectors[:, 0], vectors[:, 1])
     azimuth = arctan2(vectors[:, 1], vectors[:, 0])
     elevation = arctan2(vectors[:, 2], horizontal)
-    a = np.minimum(((azimuth + np.pi) * (AZIMUTH_BINS / (2 * np.pi))).astype(np.int64), AZIMUTH_BINS - 1)
-    n_el = _elevation_bins()
-    e = np.clip(((np.degrees(elevation) + 90.0) / ELEVATION_STEP_DEG).astype(np.int64), 0, n_el - 1)
-    return a * n_el + e, np.sqrt(horizontal**2 + vectors[:, 2] ** 2)
+    return _azimuth_bin(azimuth) * _elevation_bins() + _elevation_bin(elevation), \
+        np.sqrt(horizontal**2 + vectors[:, 2] ** 2)
+
+
+def _azimuth_bin(azimuth: np.ndarray) -> np.ndarray:
+    """Azimuth bin (int64) of angles [rad] in [-pi, pi]."""
+    return np.minimum(((azimuth + np.pi) * (AZIMUTH_BINS / (2 * np.pi))).astype(np.int64), AZIMUTH_BINS - 1)
+
+
+def _elevation_bin(elevation: np.ndarray) -> np.ndarray:
+    """Elevation bin (int64) of angles [rad] in [-pi / 2, pi / 2]."""
+    return np.clip(((np.degrees(elevation) + 90.0) / ELEVATION_STEP_DEG).astype(np.int64), 0, _elevation_bins() - 1)
 
 
 @lru_cache(maxsize=4)
@@ -159,17 +167,13 @@ def _voxel_directions(grid: VoxelGrid, origin: tuple[float, float, float]) -> tu
     # flat index x + sx * (y + sy * z): arrays (sz, sy, sx), z slowest, x fastest
     horizontal = np.hypot(x[None, :], y[:, None])
     azimuth = arctan2(*np.broadcast_arrays(y[:, None], x[None, :]))  # full-size inputs: the SIMD loop, always
-    n_el = _elevation_bins()
-    column_bin = np.minimum(((azimuth + np.pi) * (AZIMUTH_BINS / (2 * np.pi))).astype(np.int64),
-                            AZIMUTH_BINS - 1) * n_el
+    column_bin = _azimuth_bin(azimuth) * _elevation_bins()
     squared = horizontal**2
     level = np.empty_like(horizontal)
     bins, ranges = np.empty((sz, sy, sx), dtype=np.int32), np.empty((sz, sy, sx), dtype=np.float32)
     for k in range(sz):
         level.fill(z[k])
-        elevation = np.arctan2(level, horizontal)
-        bins[k] = column_bin + np.clip(((np.degrees(elevation) + 90.0) / ELEVATION_STEP_DEG).astype(np.int64), 0,
-                                       n_el - 1)
+        bins[k] = column_bin + _elevation_bin(np.arctan2(level, horizontal))  # contiguous inputs: the SIMD loop
         ranges[k] = np.sqrt(squared + z[k] ** 2)
     bins, ranges = bins.reshape(-1), ranges.reshape(-1)
     bins.setflags(write=False)
