@@ -413,6 +413,26 @@ def test_a_graph_process_hands_outputs_to_its_nodes_and_still_publishes_them(mon
     assert all(node.destroyed for node in ros_double.Node.instances if node.name != "viewer" and node.name != "player")
 
 
+def test_a_graph_process_s_thread_pools_are_the_largest_its_nodes_ask_for(monkeypatch, tmp_path):
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    from replay_fixtures import CHAIN_GRAPH
+
+    config = tmp_path / "threads.yaml"  # the upstream node asks for more threads than the one created after it
+    config.write_text("imagebox:\n  ros__parameters:\n    process_threads: 2\n"
+                      "centroid:\n  ros__parameters:\n    process_threads: 1\n")
+    for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        monkeypatch.delenv(name, raising=False)
+    ros_double.install(monkeypatch)
+    args = graph_process_args(CHAIN_GRAPH, "--params-file", str(config))
+    ros_double.init(args)
+    with threadpool_limits(limits=None):  # restores the pools afterwards
+        process = ros.GraphProcess(ros.graph_node_names(args, CHAIN_GRAPH), CHAIN_GRAPH, args)
+        assert {pool["num_threads"] for pool in threadpool_info()} == {2}
+        assert os.environ["OMP_NUM_THREADS"] == "2"
+    process.close()
+
+
 def test_the_graph_executable_spins_its_nodes_in_one_executor_and_refuses_an_unknown_node(monkeypatch, capsys):
     from replay_fixtures import CHAIN_GRAPH
 

@@ -420,6 +420,8 @@ class GraphProcess:
         try:
             for graph_node in selected.nodes:  # upstream first
                 self.hosts.append(RosNodeHost(graph_node, selected, args, tf=self.tf, subscribe=False))
+            # each host set the pools from its own process_threads; the process's are those of all its nodes
+            apply_thread_policy(process_thread_count(host.runner.node.params for host in self.hosts))
             self._connect()
         except BaseException:
             self.close()
