@@ -14,7 +14,7 @@ from perception3d.core.box_points import DETECTION_MAP_SIZE, CameraBoxes, detect
 from perception3d.core.classes import DETECTION_CLASSES, OCCUPANCY_FREE, OCCUPANCY_UNKNOWN
 from perception3d.core.models import occfusion_inputs as inputs
 from perception3d.core.models.checkpoint import load_checkpoint
-from perception3d.core.models.occfusion import CHILD_OFFSETS, OccFusionConfig, OccFusionNet
+from perception3d.core.models.occfusion import CHILD_OFFSETS, OccFusionConfig, OccFusionNet, max_softmax
 from perception3d.core.occupancy import presample_voxels
 from perception3d.core.voxels import VoxelGrid
 from perception3d.train.lovasz import lovasz_softmax
@@ -155,6 +155,23 @@ def test_fused_voxels_are_the_non_empty_coarse_voxels_with_exactly_n_samples_ins
     assert not lidar_only.any()
 
 
+def test_the_fine_binning_halved_is_the_coarse_binning_even_on_voxel_borders():
+    """network_inputs bins the sweep once at the fine grid and halves the indices for the coarse one."""
+    fine = VoxelGrid.from_range(SMALL_RANGE, 0.4)
+    coarse = inputs.coarse_grid(fine)
+    rng = np.random.default_rng(1)
+    borders = np.stack(np.meshgrid(*(np.arange(-14, 14, 0.4),) * 2, np.arange(-5.2, 3.4, 0.4)), -1).reshape(-1, 3)
+    points = np.concatenate([borders, borders + 1e-12, borders - 1e-12, rng.uniform(-14, 14, (2000, 3))])
+    fine_idx, fine_inside = fine.voxel_indices(points)
+    coarse_idx, coarse_inside = coarse.voxel_indices(points)
+    assert np.array_equal(fine_inside, coarse_inside) and 0 < fine_inside.sum() < len(points)
+    assert np.array_equal(fine_idx[fine_inside] >> 1, coarse_idx[coarse_inside])
+    binned = fine.voxel_indices(points)
+    for a, b in zip(presample_voxels(points, coarse, 4, 3), presample_voxels(points, coarse, 4, 3,
+                                                                             (binned[0] >> 1, binned[1]))):
+        assert np.array_equal(a, b)
+
+
 def test_loss_keeps_every_known_occupied_voxel_a_share_of_the_free_ones_and_no_unknown():
     target = torch.tensor([OCCUPANCY_FREE] * 20000 + [4] * 50 + [OCCUPANCY_UNKNOWN] * 1000, dtype=torch.uint8)
     keep = loss_voxels(target, 0.1, torch.Generator().manual_seed(0))
@@ -279,6 +296,14 @@ def test_eval_mode_labels_and_refines_the_observed_coarse_voxels_as_on_every_vox
     assert torch.allclose(out["coarse_logits"], net.coarse_head(voxels[observed]) + net.free_prior[0], atol=1e-5)
     assert torch.equal(out["fine_index"], fine_index)
     assert torch.allclose(out["fine_logits"], fine_logits + net.free_prior[1], atol=1e-5)
+
+
+def test_max_softmax_is_the_softmax_maximum_and_its_class_even_for_large_logits():
+    logits = torch.tensor([[1.0, 3.0, 2.0], [500.0, -500.0, 499.0], [0.0, 0.0, 0.0], [-800.0, -801.0, -790.0]])
+    score, label = max_softmax(logits)
+    expected = torch.softmax(logits.double(), dim=1).max(dim=1)
+    assert torch.allclose(score.double(), expected.values, atol=1e-6) and torch.isfinite(score).all()
+    assert label.tolist() == [1, 0, 0, 2]
 
 
 def test_children_are_the_eight_fine_voxels_inside_their_parent():

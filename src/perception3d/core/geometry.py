@@ -190,8 +190,11 @@ def transform_points(T_a_b: np.ndarray, points_b: np.ndarray) -> np.ndarray:
     return p @ T[:3, :3].T + T[:3, 3]
 
 
-def interpolate_transform(T0: np.ndarray, T1: np.ndarray, t: float) -> np.ndarray:
-    """Transform between T0 (t=0) and T1 (t=1): linear in translation, slerp in rotation."""
-    q = quat_xyzw_slerp(matrix_to_quat_xyzw(T0[:3, :3]), matrix_to_quat_xyzw(T1[:3, :3]), t)
+def interpolate_transform(T0: np.ndarray, T1: np.ndarray, t: float, q0: np.ndarray | None = None,
+                          q1: np.ndarray | None = None) -> np.ndarray:
+    """Transform between T0 (t=0) and T1 (t=1): linear in translation, slerp in rotation; q0, q1: the rotations as
+    matrix_to_quat_xyzw gives them, when the caller keeps them (the conversion is most of the cost)."""
+    q0 = matrix_to_quat_xyzw(T0[:3, :3]) if q0 is None else q0
+    q = quat_xyzw_slerp(q0, matrix_to_quat_xyzw(T1[:3, :3]) if q1 is None else q1, t)
     translation = (1.0 - t) * np.asarray(T0[:3, 3]) + t * np.asarray(T1[:3, 3])
     return transform_from_quat_xyzw(translation, q)

@@ -181,8 +181,8 @@ def _voxel_directions(grid: VoxelGrid, origin: tuple[float, float, float]) -> tu
     return bins, ranges
 
 
-def presample_voxels(points: np.ndarray, grid: VoxelGrid, num_points: int = 8,
-                     seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def presample_voxels(points: np.ndarray, grid: VoxelGrid, num_points: int = 8, seed: int = 0,
+                     binned: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Exactly `num_points` points per occupied voxel (OccFusion pre-sampling).
 
     Voxels with more points keep a farthest point sampling of them (starting from a random point); voxels with
@@ -193,6 +193,7 @@ def presample_voxels(points: np.ndarray, grid: VoxelGrid, num_points: int = 8,
         grid: the voxel grid (OccFusion uses a coarse fusion grid, e.g. 0.8 m).
         num_points: N per voxel.
         seed: random seed; the result is deterministic for a seed.
+        binned: grid.voxel_indices(points) when the caller has it already.
     Returns:
         voxel indices (V, 3) int64 sorted by flat index, samples (V, N, 3) float64, and a mask (V, N) that is
         True for real LiDAR points and False for synthetic ones.
@@ -201,18 +202,22 @@ def presample_voxels(points: np.ndarray, grid: VoxelGrid, num_points: int = 8,
         raise ValueError(f"num_points must be >= 1, got {num_points}")
     rng = np.random.default_rng(seed)
     pts = np.asarray(points, dtype=np.float64).reshape(-1, 3)
-    idx, inside = grid.voxel_indices(pts)
+    idx, inside = grid.voxel_indices(pts) if binned is None else binned
     pts, idx = pts[inside], idx[inside]
     flat = grid.flat_index(idx)
     order = np.argsort(flat, kind="stable")
-    pts, idx, flat = pts[order], idx[order], flat[order]
-    voxels, start, count = np.unique(flat, return_index=True, return_counts=True)
+    flat = flat[order]
+    first = np.ones(len(flat), dtype=bool)
+    first[1:] = flat[1:] != flat[:-1]
+    start = np.flatnonzero(first)  # each voxel's first point
+    count = np.diff(np.append(start, len(flat)))
+    pts, voxels = pts[order], idx[order[start]]
     n_vox = len(voxels)
     samples = np.empty((n_vox, num_points, 3))
     real = np.zeros((n_vox, num_points), dtype=bool)
     # Fewer (or exactly N) points: keep them, fill the rest uniformly inside the voxel.
     few = np.flatnonzero(count <= num_points)
-    lower = np.asarray(grid.origin) + idx[start[few]] * grid.resolution
+    lower = np.asarray(grid.origin) + voxels[few] * grid.resolution
     samples[few] = lower[:, None, :] + rng.random((len(few), num_points, 3)) * grid.resolution
     slot = np.arange(num_points)
     take = slot[None, :] < count[few, None]
@@ -224,7 +229,7 @@ def presample_voxels(points: np.ndarray, grid: VoxelGrid, num_points: int = 8,
     if len(many):
         samples[many] = _farthest_point_sampling(pts, start[many], count[many], num_points, rng)
         real[many] = True
-    return idx[start], samples, real
+    return voxels, samples, real
 
 
 def _farthest_point_sampling(pts, start, count, num_points, rng) -> np.ndarray:

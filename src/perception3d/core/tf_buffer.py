@@ -20,14 +20,14 @@ import bisect
 import numpy as np
 
 from ..errors import TransformError
-from .geometry import interpolate_transform, invert_transform
+from .geometry import interpolate_transform, invert_transform, matrix_to_quat_xyzw
 
 
 class _History:
     def __init__(self, parent: str) -> None:
         self.parent = parent
         self.stamps: list[int] = []
-        self.transforms: list[np.ndarray] = []
+        self.transforms: list[tuple[np.ndarray, np.ndarray]] = []  # (T, its rotation's quaternion xyzw) per stamp
         self.held: list[tuple[int, np.ndarray]] = []  # consecutive refused (stamp, T) that agree with each other
 
     def insert(self, stamp_ns: int, T: np.ndarray, cache_time_ns: int, outlier_jump_ns: int, jump_confirm: int,
@@ -53,11 +53,12 @@ class _History:
         if self.stamps and stamp_ns < self.stamps[-1] - cache_time_ns:  # time went backwards (bag loop)
             self.stamps, self.transforms = [], []
         i = bisect.bisect_left(self.stamps, stamp_ns)
+        pose = (T, matrix_to_quat_xyzw(T[:3, :3]))  # converted once here, not at every interpolating lookup
         if i < len(self.stamps) and self.stamps[i] == stamp_ns:
-            self.transforms[i] = T
+            self.transforms[i] = pose
         else:
             self.stamps.insert(i, stamp_ns)
-            self.transforms.insert(i, T)
+            self.transforms.insert(i, pose)
         keep_from = bisect.bisect_left(self.stamps, self.stamps[-1] - cache_time_ns)
         del self.stamps[:keep_from], self.transforms[:keep_from]
 
@@ -69,13 +70,14 @@ class _History:
                                  f"extrapolated)")
         i = bisect.bisect_left(self.stamps, stamp_ns)
         if i < len(self.stamps) and self.stamps[i] == stamp_ns:
-            return self.transforms[i]
+            return self.transforms[i][0]
         if i == 0:
-            return self.transforms[0]
+            return self.transforms[0][0]
         if i == len(self.stamps):
-            return self.transforms[-1]
+            return self.transforms[-1][0]
         s0, s1 = self.stamps[i - 1], self.stamps[i]
-        return interpolate_transform(self.transforms[i - 1], self.transforms[i], (stamp_ns - s0) / (s1 - s0))
+        (T0, q0), (T1, q1) = self.transforms[i - 1], self.transforms[i]
+        return interpolate_transform(T0, T1, (stamp_ns - s0) / (s1 - s0), q0, q1)
 
 
 class TfBuffer:

@@ -48,8 +48,10 @@ class VoxelGrid:
         """Integer (N, 3) voxel indices of points (N, 3) and a mask (N,) of those inside the grid."""
         idx = np.floor((np.asarray(points, dtype=np.float64)[:, :3] - np.asarray(self.origin)) /
                        self.resolution).astype(np.int64)
-        inside = np.all((idx >= 0) & (idx < np.asarray(self.shape)), axis=1)
-        return idx, inside
+        # one unsigned comparison per axis (negative indices wrap to huge values), and no reduction along the
+        # short axis (np.all(axis=1) on (N, 3) costs more than the floor)
+        below = idx.view(np.uint64) < np.asarray(self.shape, dtype=np.uint64)
+        return idx, below[:, 0] & below[:, 1] & below[:, 2]
 
     def centers(self, indices: np.ndarray) -> np.ndarray:
         """Centres (N, 3) [m] of voxels with integer indices (N, 3)."""

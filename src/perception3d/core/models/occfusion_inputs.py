@@ -69,12 +69,12 @@ def lidar_channel_count(fine: VoxelGrid) -> int:
     return bev_grid(fine).channels + 2 * coarse_grid(fine).shape[2]
 
 
-def lidar_inputs(points_base: np.ndarray, intensity: np.ndarray, sensor_origin: np.ndarray,
-                 fine: VoxelGrid) -> LidarInputs:
+def lidar_inputs(points_base: np.ndarray, intensity: np.ndarray, sensor_origin: np.ndarray, fine: VoxelGrid,
+                 binned: tuple[np.ndarray, np.ndarray] | None = None) -> LidarInputs:
     """The LiDAR inputs of one sweep: points (N, 3) in the base frame [m], intensity (N,) on the 0-255 scale,
-    sensor_origin (3,) [m] (module docstring)."""
+    sensor_origin (3,) [m] (module docstring); binned: fine.voxel_indices(points) when the caller has it."""
     points = np.asarray(points_base, dtype=np.float64).reshape(-1, 3)
-    idx, inside = fine.voxel_indices(points)
+    idx, inside = fine.voxel_indices(points) if binned is None else binned
     occupied = np.zeros(fine.num_voxels, dtype=bool)
     occupied[fine.flat_index(idx[inside])] = True
     free = free_voxels(points, fine, sensor_origin, 0.5 * fine.resolution) & ~occupied
@@ -144,11 +144,15 @@ def camera_evidence(samples: np.ndarray, cameras: Sequence[CameraBoxes],
 
 
 def fused_voxels(points_base: np.ndarray, cameras: Sequence[CameraBoxes], fine: VoxelGrid, num_points: int,
-                 use_cameras: bool, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+                 use_cameras: bool, seed: int = 0,
+                 binned: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(flat coarse indices (V,) int64 of the non-empty coarse voxels, their camera evidence (V, CAMERA_CHANNELS));
-    evidence is all zero with use_cameras False (the LiDAR-only network)."""
+    evidence is all zero with use_cameras False (the LiDAR-only network). binned: fine.voxel_indices(points_base)
+    when the caller has it (a coarse voxel's index is its children's halved: the coarse edge is exactly twice the
+    fine one, so the floors agree)."""
     grid = coarse_grid(fine)
-    voxels, samples, _ = presample_voxels(points_base, grid, num_points, seed)
+    coarse_binned = None if binned is None else (binned[0] >> 1, binned[1])
+    voxels, samples, _ = presample_voxels(points_base, grid, num_points, seed, coarse_binned)
     index = grid.flat_index(voxels)
     if not use_cameras or not len(index):
         return index, np.zeros((len(index), CAMERA_CHANNELS), dtype=np.float32)
@@ -171,8 +175,10 @@ def network_inputs(points_base: np.ndarray, intensity: np.ndarray, sensor_origin
                    seed: int = 0) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """The network's inputs by name (core.models.occfusion.INPUT_NAMES; batchless except bev) of one sweep, and its
     observed fine voxels mask (flat order)."""
-    lidar = lidar_inputs(points_base, intensity, sensor_origin, fine)
-    fused_index, camera = fused_voxels(points_base, cameras, fine, presample_points, use_cameras, seed)
+    points = np.asarray(points_base, dtype=np.float64).reshape(-1, 3)
+    binned = fine.voxel_indices(points)  # once for both
+    lidar = lidar_inputs(points, intensity, sensor_origin, fine, binned)
+    fused_index, camera = fused_voxels(points, cameras, fine, presample_points, use_cameras, seed, binned)
     return {"bev": lidar.bev[None], "fused_index": fused_index, "camera": camera,
             "lidar_parents": lidar_parents(fused_index, fine), "fine_state": lidar.fine_state}, lidar.observed
 
