@@ -105,3 +105,34 @@ def test_synthetic_world_sweep_driveable_no_worse_than_the_plane():
 
 def _iou(a, b):
     return np.sum(a & b) / max(1, np.sum(a | b))
+
+
+def test_a_walk_resumed_for_some_sectors_equals_the_whole_walk_with_their_later_candidates_changed():
+    """The rescan without lone far candidates resumes the first walk where the candidates first differ."""
+    from perception3d.core.ground import _range_edges, _Walk
+
+    rng = np.random.default_rng(3)
+    edges = _range_edges(60.0)
+    sectors, bins = 40, len(edges) - 1
+    centre = 0.5 * (edges[:-1] + edges[1:])
+    lowest = 0.02 * centre[None] + rng.normal(0, 0.05, (sectors, bins)) + (rng.random((sectors, bins)) < 0.1) * 0.4
+    low_r = np.broadcast_to(centre, (sectors, bins)).copy()
+    lowest[rng.random((sectors, bins)) < 0.2] = np.nan  # empty cells
+    low_r[np.isnan(lowest)] = np.nan
+    extent = rng.uniform(0, 0.5, (sectors, bins))
+    seed_slope = rng.normal(0, 0.01, sectors)
+    first = _Walk(lowest, low_r, extent, 0.0, seed_slope, edges, GroundParams())
+    first.run()
+    rows, start = np.array([3, 17, 30]), 20
+    changed_lowest, changed_r = lowest.copy(), low_r.copy()
+    changed_lowest[rows, start:] += 0.7  # later candidates of those sectors changed (e.g. objects removed)
+    whole = _Walk(changed_lowest, changed_r, extent, 0.0, seed_slope, edges, GroundParams())
+    whole.run()
+    resumed = _Walk(changed_lowest[rows], changed_r[rows], extent[rows], 0.0, seed_slope[rows], edges,
+                    GroundParams())
+    resumed.resume(first, rows, start)
+    assert resumed.start == start  # the bins before are taken, not walked
+    resumed.run()
+    assert not np.array_equal(whole.height[:, rows], first.height[:, rows])  # the change matters
+    for name in ("height", "slopes", "levels", "accepted"):
+        assert np.array_equal(getattr(resumed, name), getattr(whole, name)[:, rows]), name

@@ -225,15 +225,21 @@ def _fit(points: np.ndarray, origin_xy: np.ndarray, params: GroundParams
     z0 = -(n[:2] @ origin + d) / n[2]
     mid = (np.arange(sectors) + 0.5) * (2 * np.pi / sectors) - np.pi
     seed_slope = -(n[0] * np.cos(mid) + n[1] * np.sin(mid)) / n[2]
-    _scan(surface, lowest, low_r, extent, z0, seed_slope, params)
+    walk = _Walk(lowest, low_r, extent, z0, seed_slope, surface.edges, params)
+    walk.run()
+    walk.write(surface)
     lone = _lone_far_candidates(surface, lowest, low_r, params.threshold_m)
     rows = np.flatnonzero(lone.any(axis=1))
     if len(rows):  # scan those sectors again without them: their lines continue as their neighbours' do
-        again = GroundSurface.blank(origin, edges, len(rows))
-        _scan(again, np.where(lone[rows], np.nan, lowest[rows]), np.where(lone[rows], np.nan, low_r[rows]),
-              extent[rows], z0, seed_slope[rows], params)
+        again = _Walk(np.where(lone[rows], np.nan, lowest[rows]), np.where(lone[rows], np.nan, low_r[rows]),
+                      extent[rows], z0, seed_slope[rows], surface.edges, params)
+        # up to their first lone candidate the sectors walk as before: resume there
+        again.resume(walk, rows, int(np.argmax(lone[rows], axis=1).min()))
+        again.run()
+        rescanned = GroundSurface.blank(origin, edges, len(rows))
+        again.write(rescanned)
         for name in ("height", "slope", "raised", "accepted"):
-            getattr(surface, name)[rows] = getattr(again, name)
+            getattr(surface, name)[rows] = getattr(rescanned, name)
     return surface, (sector, rbin, r)
 
 
@@ -287,70 +293,99 @@ def _cell_candidates(cell: np.ndarray, z: np.ndarray, r: np.ndarray, shape: tupl
     return lowest.reshape(shape), low_r.reshape(shape), (highest - lowest).reshape(shape)
 
 
-def _scan(surface: GroundSurface, lowest: np.ndarray, low_r: np.ndarray, extent: np.ndarray, z0: float,
-          seed_slope: np.ndarray, params: GroundParams) -> None:
-    """Walk all sectors outwards, filling surface.height / slope / raised / accepted in place (module docstring)."""
-    sectors, bins = lowest.shape
-    centre = 0.5 * (surface.edges[:-1] + surface.edges[1:])
-    max_slope = np.tan(np.radians(params.max_tilt_deg))
-    kerb, max_step = params.kerb_step_m, params.max_step_m
-    # Weighted sums (w, w r, w h, w r^2, w r h) of the accepted candidates (r, h) per sector; the seed's height at
-    # r = 0 starts them. Each cell's candidate as such a row (zeros where the cell is empty), cell by cell.
-    sums = np.zeros((5, sectors))
-    sums[0], sums[2] = 1.0, z0
-    observed = np.nan_to_num(np.stack([np.ones_like(low_r), low_r, lowest, low_r * low_r, low_r * lowest]))
-    observed = np.ascontiguousarray(observed.transpose(2, 0, 1))  # (bins, 5, sectors)
-    ranges, heights = np.ascontiguousarray(low_r.T), np.ascontiguousarray(lowest.T)
-    with np.errstate(invalid="ignore"):
-        flat_cells = np.ascontiguousarray((extent <= max_step).T)  # no wall or object in the cell
-    fades = np.exp(-np.diff(np.r_[0.0, centre]) / (params.memory * centre))
-    raised, last_r = np.zeros(sectors), np.zeros(sectors)
-    height, slopes, levels = (np.zeros((bins, sectors)) for _ in range(3))
-    accepted = np.zeros((bins, sectors), dtype=bool)
-    prior = _SLOPE_PRIOR_WEIGHT * seed_slope
+class _Walk:
+    """The outward walk of all sectors (module docstring, step 3) over candidates (sectors, bins): per bin the line
+    of each sector, its raised level and which candidates it accepted. Its state before each bin is kept, so that a
+    walk of some of the sectors with later candidates changed can resume where they first differ."""
 
-    def line() -> tuple[np.ndarray, np.ndarray]:
+    def __init__(self, lowest: np.ndarray, low_r: np.ndarray, extent: np.ndarray, z0: float, seed_slope: np.ndarray,
+                 edges: np.ndarray, params: GroundParams) -> None:
+        sectors, bins = lowest.shape
+        self.lowest, self.low_r, self.params = lowest, low_r, params
+        self.centre = 0.5 * (edges[:-1] + edges[1:])
+        self.max_slope = np.tan(np.radians(params.max_tilt_deg))
+        self.prior = _SLOPE_PRIOR_WEIGHT * seed_slope
+        # Weighted sums (w, w r, w h, w r^2, w r h) of the accepted candidates (r, h) per sector; the seed's height
+        # at r = 0 starts them. Each cell's candidate as such a row (zeros where the cell is empty), cell by cell.
+        self.sums = np.zeros((5, sectors))
+        self.sums[0], self.sums[2] = 1.0, z0
+        observed = np.nan_to_num(np.stack([np.ones_like(low_r), low_r, lowest, low_r * low_r, low_r * lowest]))
+        self.observed = np.ascontiguousarray(observed.transpose(2, 0, 1))  # (bins, 5, sectors)
+        self.ranges, self.heights = np.ascontiguousarray(low_r.T), np.ascontiguousarray(lowest.T)
+        with np.errstate(invalid="ignore"):
+            self.flat_cells = np.ascontiguousarray((extent <= params.max_step_m).T)  # no wall or object in the cell
+        self.fades = np.exp(-np.diff(np.r_[0.0, self.centre]) / (params.memory * self.centre))
+        self.raised, self.last_r = np.zeros(sectors), np.zeros(sectors)
+        self.height, self.slopes, self.levels = (np.zeros((bins, sectors)) for _ in range(3))
+        self.accepted = np.zeros((bins, sectors), dtype=bool)
+        self.states: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []  # (sums, raised, last_r) before bin k
+        # the bins before the first return stay the seed
+        self.start = int(np.argmax(np.isfinite(self.heights).any(axis=1)))
+        intercept, slope = self.line()
+        self.height[:self.start] = intercept + slope[None] * self.centre[:self.start, None]
+        self.slopes[:self.start] = slope
+
+    def line(self) -> tuple[np.ndarray, np.ndarray]:
+        """(intercept (S,), slope (S,)) of each sector's weighted line, its slope pulled towards the seed's."""
+        sums = self.sums
         means = sums[1:3] / sums[0]  # mean r, mean h
         spread = sums[3:5] - sums[1] * means  # weighted variance of r, covariance of r and h
-        slope = np.minimum(np.maximum((spread[1] + prior) / (spread[0] + _SLOPE_PRIOR_WEIGHT), -max_slope),
-                           max_slope)
+        slope = np.minimum(np.maximum((spread[1] + self.prior) / (spread[0] + _SLOPE_PRIOR_WEIGHT), -self.max_slope),
+                           self.max_slope)
         return means[1] - slope * means[0], slope
 
-    # The line after each cell predicts the next one (fading scales all sums alike and leaves the line as it is).
-    intercept, slope = line()
-    first = int(np.argmax(np.isfinite(heights).any(axis=1)))  # the bins before the first return stay the seed
-    height[:first] = intercept + slope[None] * centre[:first, None]
-    slopes[:first] = slope
-    with np.errstate(invalid="ignore"):  # empty cells (NaN) take no part
-        for k in range(first, bins):
-            sums *= fades[k]
-            r = ranges[k]
-            rise = heights[k] - (intercept + slope * r)
-            # A rise (drop) of more than kerb_step_m that is also steeper than _KERB_SLOPE over the distance from
-            # the last candidate is a kerb, if the cell holds no wall or object; anything else up to max_step_m
-            # (plus a grade change over a long distance between two rings) is the same ground continuing; higher
-            # is an object. Any ground nearer the road level than the raised level is back on the road.
-            gap = r - last_r
-            kerb_like = np.abs(rise) > np.maximum(kerb, _KERB_SLOPE * gap)
-            ceiling = max_step + _GRADE_CHANGE_FAR * gap
-            in_range = (rise <= ceiling) & (rise >= -_MAX_DROP_FACTOR * ceiling)
-            back = rise < -np.maximum(kerb, 0.5 * raised)
-            up = kerb_like & (rise > 0) & (rise <= max_step) & flat_cells[k]
-            down = (kerb_like | back) & (rise < 0) & in_range
-            same = ~(kerb_like | down) & in_range & (flat_cells[k] | (rise <= kerb))
-            step = np.where(up | down, rise, 0.0)
-            sums[2::2] += step * sums[:2]  # the line moves onto the new level
-            raised = np.where(back, 0.0, np.maximum(raised + step, 0.0))
-            raised[raised < 0.5 * kerb] = 0.0
-            accept = same | up | down
-            accepted[k] = accept
-            np.copyto(last_r, r, where=accept)
-            sums += observed[k] * accept
-            intercept, slope = line()
-            height[k], slopes[k], levels[k] = intercept + slope * centre[k], slope, raised
-    surface.height[:], surface.slope[:], surface.raised[:], surface.accepted[:] = height.T, slopes.T, levels.T, \
-        accepted.T
-    _fill_between_candidates(surface, surface.accepted, lowest, low_r, centre)
+    def resume(self, other: _Walk, rows: np.ndarray, start: int) -> None:
+        """Take the state of sectors `rows` of a finished walk before bin `start` (this walk's candidates of those
+        sectors must equal the other's before it), and its results for the bins before."""
+        start = max(start, other.start)
+        sums, raised, last_r = other.states[start - other.start]
+        self.sums, self.raised, self.last_r = sums[:, rows].copy(), raised[rows].copy(), last_r[rows].copy()
+        for name in ("height", "slopes", "levels", "accepted"):
+            getattr(self, name)[:start] = getattr(other, name)[:start, rows]
+        self.start = start
+
+    def run(self) -> None:
+        """Walk from self.start to the last bin (the line after each cell predicts the next one; fading scales all
+        sums alike and leaves the line as it is)."""
+        p = self.params
+        kerb, max_step = p.kerb_step_m, p.max_step_m
+        sums, raised, last_r = self.sums, self.raised, self.last_r
+        intercept, slope = self.line()
+        with np.errstate(invalid="ignore"):  # empty cells (NaN) take no part
+            for k in range(self.start, len(self.centre)):
+                self.states.append((sums.copy(), raised.copy(), last_r.copy()))
+                sums *= self.fades[k]
+                r = self.ranges[k]
+                rise = self.heights[k] - (intercept + slope * r)
+                # A rise (drop) of more than kerb_step_m that is also steeper than _KERB_SLOPE over the distance
+                # from the last candidate is a kerb, if the cell holds no wall or object; anything else up to
+                # max_step_m (plus a grade change over a long distance between two rings) is the same ground
+                # continuing; higher is an object. Any ground nearer the road level than the raised level is back
+                # on the road.
+                gap = r - last_r
+                kerb_like = np.abs(rise) > np.maximum(kerb, _KERB_SLOPE * gap)
+                ceiling = max_step + _GRADE_CHANGE_FAR * gap
+                in_range = (rise <= ceiling) & (rise >= -_MAX_DROP_FACTOR * ceiling)
+                back = rise < -np.maximum(kerb, 0.5 * raised)
+                up = kerb_like & (rise > 0) & (rise <= max_step) & self.flat_cells[k]
+                down = (kerb_like | back) & (rise < 0) & in_range
+                same = ~(kerb_like | down) & in_range & (self.flat_cells[k] | (rise <= kerb))
+                step = np.where(up | down, rise, 0.0)
+                sums[2::2] += step * sums[:2]  # the line moves onto the new level
+                raised = np.where(back, 0.0, np.maximum(raised + step, 0.0))
+                raised[raised < 0.5 * kerb] = 0.0
+                accept = same | up | down
+                self.accepted[k] = accept
+                np.copyto(last_r, r, where=accept)
+                sums += self.observed[k] * accept
+                intercept, slope = self.line()
+                self.height[k], self.slopes[k], self.levels[k] = intercept + slope * self.centre[k], slope, raised
+
+    def write(self, surface: GroundSurface) -> None:
+        """The walk's lines into surface (its sectors), holes between candidates filled."""
+        surface.height[:], surface.slope[:], surface.raised[:], surface.accepted[:] = \
+            self.height.T, self.slopes.T, self.levels.T, self.accepted.T
+        _fill_between_candidates(surface, surface.accepted, self.lowest, self.low_r, self.centre)
 
 
 def _last_accepted(accepted: np.ndarray) -> np.ndarray:
