@@ -75,13 +75,13 @@ def lidar_inputs(points_base: np.ndarray, intensity: np.ndarray, sensor_origin: 
     sensor_origin (3,) [m] (module docstring); binned: fine.voxel_indices(points) when the caller has it."""
     points = np.asarray(points_base, dtype=np.float64).reshape(-1, 3)
     idx, inside = fine.voxel_indices(points) if binned is None else binned
-    occupied = np.zeros(fine.num_voxels, dtype=bool)
+    state = np.zeros((2, fine.num_voxels), dtype=bool)  # occupied, free: written in place (no stacked copy)
+    occupied, free = state
     occupied[fine.flat_index(idx[inside])] = True
-    free = free_voxels(points, fine, sensor_origin, 0.5 * fine.resolution) & ~occupied
-    shares = [children_share(m, fine) for m in (occupied, free)]
+    np.greater(free_voxels(points, fine, sensor_origin, 0.5 * fine.resolution), occupied, out=free)  # and not hit
     bev = bev_input(points, np.asarray(intensity, dtype=np.float32) / np.float32(255.0), bev_grid(fine))
-    fine_state = np.stack([occupied, free]).view(np.uint8)
-    return LidarInputs(np.concatenate([bev, *shares]).astype(np.float32), fine_state, occupied | free)
+    channels = np.concatenate([bev, children_share(occupied, fine), children_share(free, fine)])
+    return LidarInputs(channels, state.view(np.uint8), occupied | free)
 
 
 def children_share(mask: np.ndarray, fine: VoxelGrid) -> np.ndarray:
@@ -137,7 +137,11 @@ def camera_evidence(samples: np.ndarray, cameras: Sequence[CameraBoxes],
         maps = np.stack([detection_maps(camera) for camera in cameras])
         values = sample_bilinear(maps, np.concatenate(point_camera), np.concatenate(cells))  # pair by pair
         first = np.cumsum(points_seen) - points_seen
-        np.add.at(total, voxel, np.add.reduceat(values, first, axis=0) / points_seen[:, None].astype(np.float32))
+        means = np.add.reduceat(values, first, axis=0) / points_seen[:, None].astype(np.float32)
+        row = 0
+        for voxels in pair_voxel:  # one camera's voxels are unique: a plain indexed add, no np.add.at
+            total[voxels] += means[row:row + len(voxels)]
+            row += len(voxels)
     cameras_seeing = np.bincount(voxel, minlength=n_vox).astype(np.float32)
     evidence = total / np.maximum(cameras_seeing, 1)[:, None]
     return np.concatenate([evidence, (cameras_seeing > 0).astype(np.float32)[:, None]], axis=1)
