@@ -8,6 +8,10 @@ versions, run this script in both checkouts one after the other, twice, and keep
 `--cpu-time` reads the node's stage clocks in process CPU time instead (the node runs one compute thread): on a
 machine other jobs load beyond its cores, that is the figure that still compares two versions.
 
+Then, where the learned node's time goes: each step of its input and output work, and the network, timed alone
+(minimum of 30 calls) on the inputs of the replay's last sweep (the arguments the node passed to
+`occfusion_inputs.network_inputs`, kept by a wrapper during the replay).
+
     .venv/bin/python benchmarks/occupancy_latency.py [--cpu-time]
 """
 from __future__ import annotations
@@ -16,12 +20,19 @@ import argparse
 import os
 import tempfile
 import time
+import timeit
 from pathlib import Path
 
 import numpy as np
 
 from perception3d.bench.graph import write_frame_bag
 from perception3d.bench.learned import LIDAR_NODES
+from perception3d.core.box_points import detection_maps, may_see
+from perception3d.core.models import occfusion_inputs
+from perception3d.core.models.bev import bev_input
+from perception3d.core.models.options import RunnerOptions
+from perception3d.core.models.runner import onnx_session
+from perception3d.core.occupancy import free_voxels, occupied_voxels, presample_voxels
 from perception3d.nodes.params import parameter_file
 from perception3d.runtime.bag import replay
 from perception3d.runtime.graph import FULL_GRAPH
@@ -42,6 +53,36 @@ def stage_latency(frames_bag: Path, work: Path, overrides: dict) -> dict[str, tu
     return out
 
 
+def step_latency(args: tuple, onnx_file: str) -> dict[str, float]:
+    """{step: min ms} of the learned node's steps on one sweep's network_inputs arguments."""
+    points, intensity, origin, cameras, grid, presample_points, _ = args
+    coarse = occfusion_inputs.coarse_grid(grid)
+    voxels, samples, _ = presample_voxels(points, coarse, presample_points)
+    spheres = coarse.centers(voxels), np.full(len(voxels), np.sqrt(3) / 2 * coarse.resolution)
+    inputs, observed = occfusion_inputs.network_inputs(*args)
+    session = onnx_session(Path(onnx_file), RunnerOptions(device="cpu", threads=1))
+    feed = {i.name: inputs[i.name] for i in session.get_inputs()}
+    label, score, fine_index, fine_label, fine_score = session.run(None, feed)
+    fine_index = fine_index.astype(np.int64)
+    volume = occfusion_inputs.fine_volume(label, fine_index, fine_label, observed, grid)
+    occupied = occupied_voxels(volume)
+    steps = {
+        "inputs, all (network_inputs)": lambda: occfusion_inputs.network_inputs(*args),
+        "  ray casting (free_voxels; the geometric node's too)": lambda: free_voxels(points, grid, origin, 0.2),
+        "  voxel indices of the sweep": lambda: grid.voxel_indices(points),
+        "  BEV image (bev_input)": lambda: bev_input(points, intensity / 255, occfusion_inputs.bev_grid(grid)),
+        "  pre-sampling (presample_voxels)": lambda: presample_voxels(points, coarse, presample_points),
+        "  camera evidence": lambda: occfusion_inputs.camera_evidence(samples, cameras, spheres),
+        "    of which detection maps": lambda: [detection_maps(camera) for camera in cameras],
+        "    of which camera culling (may_see)": lambda: may_see(*spheres, cameras),
+        "network (onnxruntime, 1 thread)": lambda: session.run(None, feed),
+        "fine volume": lambda: occfusion_inputs.fine_volume(label, fine_index, fine_label, observed, grid),
+        "occupied voxels (the geometric node's too)": lambda: occupied_voxels(volume),
+        "voxel scores": lambda: occfusion_inputs.voxel_scores(occupied, score, fine_index, fine_score, grid),
+    }
+    return {name: 1e3 * min(timeit.repeat(fn, number=1, repeat=30)) for name, fn in steps.items()}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--cpu-time", action="store_true", help="stage times in process CPU time, not wall time")
@@ -55,10 +96,20 @@ def main() -> None:
         variants = {"geometric": {"mode": "geometric"},
                     "learned, onnxruntime CPU, 1 thread": {"mode": "learned", "backend": "onnx", "device": "cpu",
                                                            "model_path": onnx_file, "threads": 1}}
-        for variant, overrides in variants.items():
-            stats = stage_latency(frames_bag, work, overrides)
-            cells = "  ".join(f"{stage} {low:6.1f} / {median:6.1f}" for stage, (low, median) in stats.items())
-            print(f"{variant:36s} min / median ms: {cells}  (1-minute load {os.getloadavg()[0]:.1f})", flush=True)
+        captured = []
+        network_inputs = occfusion_inputs.network_inputs
+        occfusion_inputs.network_inputs = lambda *args: captured.append(args) or network_inputs(*args)
+        try:
+            for variant, overrides in variants.items():
+                stats = stage_latency(frames_bag, work, overrides)
+                cells = "  ".join(f"{stage} {low:6.1f} / {median:6.1f}" for stage, (low, median) in stats.items())
+                print(f"{variant:36s} min / median ms: {cells}  (1-minute load {os.getloadavg()[0]:.1f})", flush=True)
+        finally:
+            occfusion_inputs.network_inputs = network_inputs
+        print("learned node, step by step on the last sweep (min of 30 calls):")
+        for step, ms in step_latency(captured[-1], onnx_file).items():
+            print(f"  {step:56s} {ms:6.2f} ms")
+        print(f"(1-minute load {os.getloadavg()[0]:.1f})")
 
 
 if __name__ == "__main__":
