@@ -106,6 +106,14 @@ def test_bev_nms_is_class_aware():
     thin = Detections3D(centers=[[0, 0, 0], [0, 0.4, 0]], sizes_lwh=[[2.5, 0.5, 1.0]] * 2, yaws=[0, 0],
                         class_ids=["barrier"] * 2, scores=[0.9, 0.8])
     assert bev_nms(thin, 0.5).tolist() == [0]
+    # Pedestrians walking shoulder to shoulder, 0.6 m apart with boxes of 0.7 m (IoU 0.08): three people, kept.
+    group = Detections3D(centers=[[10, 0, 0], [10, 0.6, 0], [10, 1.2, 0]], sizes_lwh=[[0.7, 0.7, 1.8]] * 3,
+                         yaws=[0, 0, 0], class_ids=["pedestrian"] * 3, scores=[0.9, 0.8, 0.7])
+    assert bev_nms(group, 0.1).tolist() == [0, 1, 2]
+    # ... but two boxes of one person from two cameras (0.2 m apart) are one.
+    twice = Detections3D(centers=[[10, 0, 0], [10, 0.2, 0]], sizes_lwh=[[0.7, 0.7, 1.8]] * 2, yaws=[0, 0],
+                         class_ids=["pedestrian"] * 2, scores=[0.9, 0.8])
+    assert bev_nms(twice, 0.1).tolist() == [0]
 
 
 def test_lidar_headings_of_rectangles():

@@ -156,12 +156,26 @@ class _StepClock:
             self.last = now
 
 
+THIN_FOOTPRINT_RATIO = 2.0
+
+
+def _centre_merge_distance(cls: str) -> float:
+    """bev_nms's centre distance [m] below which two boxes of class cls are one object (0: IoU alone decides)."""
+    if cls not in SIZE_PRIOR_WLH:
+        return 0.0
+    short, long = sorted(SIZE_PRIOR_WLH[cls][0][:2])
+    return short if long >= THIN_FOOTPRINT_RATIO * short else 0.0
+
+
 def bev_nms(dets: Detections3D, iou_threshold: float) -> np.ndarray:
     """Indices (sorted) of the boxes kept by class-aware greedy NMS, highest score first.
 
-    Two boxes of one class are the same object when their rotated BEV IoU exceeds `iou_threshold` or their
-    centres are closer than the class's smaller mean footprint side (two objects side by side are at least that
-    far apart; this catches thin objects such as barriers, whose IoU collapses with a small sideways offset).
+    Two boxes of one class are the same object when their rotated BEV IoU exceeds `iou_threshold` or, for a class
+    of thin footprint (mean long side at least THIN_FOOTPRINT_RATIO x the short side: barriers, vehicles), their
+    centres are closer than its smaller mean side (two such objects side by side are at least that far apart; this
+    catches thin objects such as barriers, whose IoU collapses with a small sideways offset). Square footprints
+    keep IoU with an offset and have no such rule: pedestrians walking shoulder to shoulder stand closer than their
+    mean box width (0.67 m), and a distance rule would merge a group into fewer people.
     Boxes touch when their centres are closer than the sum of their footprint radii; each box is compared with the
     kept boxes of its class in its own and the 8 neighbouring cells of a grid as wide as the class's largest
     such sum. Memory is O(N) (no N x N matrices; 20,000 boxes would need gigabytes).
@@ -171,7 +185,7 @@ def bev_nms(dets: Detections3D, iou_threshold: float) -> np.ndarray:
     kept = np.zeros(len(dets.scores), dtype=bool)
     class_ids = dets.class_ids.astype(str)
     for cls in np.unique(class_ids):
-        merge = min(SIZE_PRIOR_WLH[cls][0][:2]) if cls in SIZE_PRIOR_WLH else 0.0
+        merge = _centre_merge_distance(cls)
         members = np.flatnonzero(class_ids == cls)
         cell = 2.0 * float(radius[members].max()) * (1.0 + 1e-9) + 1e-9  # [m]; touching boxes: adjacent cells
         with np.errstate(invalid="ignore"):
