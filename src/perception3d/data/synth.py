@@ -4,7 +4,9 @@ splits.json) plus per-keyframe occupancy volumes, from the `World`, the `LidarSi
 Timing (scene time t = 0 at the first LiDAR sweep): LIDAR_TOP at 20 Hz, every 10th sweep a keyframe (2 Hz); each
 camera at 12 Hz, firing at t = camera_offset_s + j / 12, so every 6th image coincides with a keyframe (at its
 rig offset before the LiDAR stamp). Every sample_data has its own ego pose (token = sample_data token). Splits:
-`<version>/splits.json` holds `synth_train` and `synth_val` (the last ceil(N/5) scenes are val).
+`<version>/splits.json` holds `synth_train` and `synth_val` (the last ceil(N/5) scenes are val). The world version
+(`world.WORLD_STYLES`) is recorded in each scene's description ("synthetic urban road (world v2), seed K"; version 1
+keeps the original "synthetic urban road, seed K").
 """
 from __future__ import annotations
 
@@ -27,7 +29,7 @@ from .occupancy_gt import DEFAULT_RANGE, DEFAULT_VOXEL_SIZE, ground_truth_volume
 from .render import CameraRenderer
 from .rig import LIDAR_CHANNEL, Rig, load_rig
 from .schema import attribute_records, category_records, make_token, visibility_records, visibility_token
-from .world import World
+from .world import WORLD_STYLES, World
 from .writer import DatarootWriter
 
 SYNTH_VERSION = "v1.0-synth"
@@ -49,12 +51,19 @@ class SynthConfig:
     occupancy_voxel: float = DEFAULT_VOXEL_SIZE
     render_scale: float = 0.4
     annotation_range_m: float = 70.0
+    world_version: int = 1
     workers: int = field(default_factory=lambda: min(4, os.cpu_count() or 1))
     rig: Rig = field(default_factory=load_rig)
 
 
 def scene_name(index: int) -> str:
     return f"scene-synth-{index + 1:04d}"
+
+
+def scene_description(seed: int, world_version: int) -> str:
+    """The scene table's description, which records the world version (version 1 is not named)."""
+    world = "" if world_version == 1 else f" (world v{world_version})"
+    return f"synthetic urban road{world}, seed {seed}"
 
 
 def synthesize(out: str | Path, config: SynthConfig, progress: bool = True) -> Path:
@@ -99,7 +108,7 @@ class SceneGenerator:
     def __init__(self, writer: DatarootWriter, config: SynthConfig, index: int, pool=None) -> None:
         self.w, self.cfg, self.index, self.pool = writer, config, index, pool
         self.seed = config.seed
-        self.world = World(config.seed, index, config.seconds)
+        self.world = World(config.seed, index, config.seconds, WORLD_STYLES[config.world_version])
         self.name = scene_name(index)
         self.logfile = f"synth-{config.seed:04d}-{index + 1:04d}"
         self.start_us = EPOCH_US + index * SCENE_SPACING_US
@@ -137,7 +146,7 @@ class SceneGenerator:
                              "next": self.sample_tokens[s + 1] if s + 1 < n_samples else ""})
         w.add("scene", {"token": self.tok("scene"), "log_token": log_token, "nbr_samples": n_samples,
                         "first_sample_token": self.sample_tokens[0], "last_sample_token": self.sample_tokens[-1],
-                        "name": self.name, "description": f"synthetic urban road, seed {self.seed}"})
+                        "name": self.name, "description": scene_description(self.seed, cfg.world_version)})
         cam_frames = {ch: int(round(cfg.seconds * spec.rate_hz)) for ch, spec in rig.cameras.items()}
         total = n_sweeps + sum(cam_frames.values())
         with tqdm(total=total, desc=self.name, unit="frame", disable=not progress, leave=False) as bar:
@@ -234,7 +243,7 @@ class SceneGenerator:
     def _start_camera(self, c: int, spec):
         """An iterator of the channel's JPEG bytes in frame order (rendered by the worker pool when there is one)."""
         times, _ = self._camera_times(spec)
-        jobs = [(self.seed, self.index, self.cfg.seconds, spec, self.cfg.render_scale, t,
+        jobs = [(self.seed, self.index, self.cfg.seconds, self.cfg.world_version, spec, self.cfg.render_scale, t,
                  (self.seed, self.index, 1 + c, j)) for j, t in enumerate(times)]
         if self.pool is None:
             return map(_render_job, jobs)
@@ -258,10 +267,11 @@ _RENDER_CACHE: dict = {}
 
 def _render_job(job) -> bytes:
     """One camera image as JPEG bytes; the world and renderer are rebuilt once per process and scene."""
-    seed, index, seconds, spec, scale, t, frame_seed = job
-    key = (seed, index, seconds, spec.channel, scale)
+    seed, index, seconds, world_version, spec, scale, t, frame_seed = job
+    key = (seed, index, seconds, world_version, spec.channel, scale)
     if _RENDER_CACHE.get("key") != key:
-        world_key = (seed, index, seconds)
-        world = _RENDER_CACHE["world"] if _RENDER_CACHE.get("world_key") == world_key else World(seed, index, seconds)
+        world_key = (seed, index, seconds, world_version)
+        world = _RENDER_CACHE["world"] if _RENDER_CACHE.get("world_key") == world_key else \
+            World(seed, index, seconds, WORLD_STYLES[world_version])
         _RENDER_CACHE.update(key=key, world_key=world_key, world=world, renderer=CameraRenderer(spec, scale, seed))
     return _RENDER_CACHE["renderer"].render_jpeg(_RENDER_CACHE["world"], t, np.random.default_rng(frame_seed))

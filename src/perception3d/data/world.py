@@ -10,6 +10,11 @@ Cross-section of the road frame (|y| in metres): 0-7.5 driveable surface (lanes 
 +1.75 oncoming, parking strips at +-5.5; object widths are capped at 3.2 m), 7.5-11 sidewalk (walking lanes at
 8.0 and 9.0, standing zone at 10.2, poles at 10.85), 11-14.5 terrain with trees at 12.8, 14.5-15.5 other flat,
 buildings beyond 15.5.
+
+A `WorldStyle` switches the features of a world version: version 1 is the layout above; version 2 adds the hard
+cases (touching barrier rows, cone lines, parked cars bumper to bumper, pedestrian groups, unannotated roadside
+clutter, objects out to 100 m along the road) on a wider sidewalk (7.5-12: furniture strip at 7.85, walking lanes
+at 8.75 and 9.75, standing zone at 10.85, poles at 11.6; terrain 12-14.5).
 """
 from __future__ import annotations
 
@@ -29,10 +34,6 @@ CLASS_CATEGORY: dict[str, str] = {
     "motorcycle": "vehicle.motorcycle", "bicycle": "vehicle.bicycle", "traffic_cone": "movable_object.trafficcone",
     "barrier": "movable_object.barrier",
 }
-# Ground bands: (upper bound of |y_road| [m], fine category).
-GROUND_BANDS: tuple[tuple[float, str], ...] = (
-    (7.5, "flat.driveable_surface"), (11.0, "flat.sidewalk"), (14.5, "flat.terrain"), (15.5, "flat.other"),
-    (np.inf, "flat.terrain"))
 EGO_LANE_Y = -1.75
 ONCOMING_LANE_Y = 1.75
 PARKING_Y = 5.5
@@ -47,8 +48,51 @@ BASE_COLORS: dict[str, tuple[float, float, float]] = {
     "flat.sidewalk": (0.62, 0.6, 0.57), "flat.terrain": (0.4, 0.45, 0.2), "flat.other": (0.5, 0.42, 0.35),
     "static.manmade": (0.6, 0.55, 0.5), "static.vegetation": (0.15, 0.45, 0.15),
 }
+CLUTTER_ROAD_EDGE_Y = 7.3  # posts and kerb stones between the parking strip and the kerb (v2)
+CLUTTER_FURNITURE_Y = 7.85  # bins, bushes and posts on the sidewalk's furniture strip (v2)
 CAR_PALETTE = np.array([(0.8, 0.1, 0.1), (0.1, 0.1, 0.1), (0.9, 0.9, 0.9), (0.2, 0.3, 0.7), (0.5, 0.5, 0.55),
                         (0.1, 0.4, 0.2)])
+
+
+@dataclass(frozen=True)
+class WorldStyle:
+    """The feature switches of one world version (lengths [m], lateral positions |y_road| [m]).
+
+    Attributes:
+        version: the world version written to the dataroot.
+        margin_m: the layout reaches this far behind the ego's start and ahead of its end.
+        rows: per class, (min count, max count + 1, min gap, max gap) of the rows it is placed in along a strip.
+        parked_car_gap_m: gap range after a parked car (None: the strip's own gap).
+        sidewalk_outer_m: outer edge of the sidewalk.
+        walk_lanes_y, standing_y, pole_y: walking lanes, standing zone and street poles on the sidewalk.
+        clutter: unannotated roadside clutter (posts, bins, bushes, kerb stones).
+    """
+
+    version: int = 1
+    margin_m: float = 80.0
+    rows: tuple[tuple[str, tuple[int, int, float, float]], ...] = (
+        ("traffic_cone", (3, 6, 0.3, 1.5)), ("barrier", (3, 6, 0.3, 1.5)))
+    parked_car_gap_m: tuple[float, float] | None = None
+    sidewalk_outer_m: float = 11.0
+    walk_lanes_y: tuple[float, float] = (8.0, 9.0)
+    standing_y: float = 10.2
+    pole_y: float = 10.85
+    clutter: bool = False
+
+    @property
+    def ground_bands(self) -> tuple[tuple[float, str], ...]:
+        """(upper bound of |y_road| [m], fine category) of the ground, from the road centre outwards."""
+        return ((7.5, "flat.driveable_surface"), (self.sidewalk_outer_m, "flat.sidewalk"), (14.5, "flat.terrain"),
+                (15.5, "flat.other"), (np.inf, "flat.terrain"))
+
+
+WORLD_STYLES: dict[int, WorldStyle] = {
+    1: WorldStyle(),
+    2: WorldStyle(version=2, margin_m=100.0, rows=(("traffic_cone", (3, 9, 1.0, 2.0)),
+                                                   ("barrier", (4, 9, 0.0, 0.05)), ("pedestrian", (1, 5, 0.1, 0.5))),
+                  parked_car_gap_m=(0.3, 0.8), sidewalk_outer_m=12.0, walk_lanes_y=(8.75, 9.75), standing_y=10.85,
+                  pole_y=11.6, clutter=True),
+}
 
 
 @dataclass(frozen=True)
@@ -121,22 +165,25 @@ def sample_size_wlh(rng: np.random.Generator, detection_class: str) -> tuple[flo
 
 
 class World:
-    """One scene's world: ego trajectory, static scenery and object tracks, deterministic for (seed, scene)."""
+    """One scene's world: ego trajectory, static scenery and object tracks, deterministic for (seed, scene, style)."""
 
-    def __init__(self, seed: int, scene_index: int, duration_s: float) -> None:
+    def __init__(self, seed: int, scene_index: int, duration_s: float, style: WorldStyle = WORLD_STYLES[1]) -> None:
         rng = np.random.default_rng([seed, scene_index, 7])
+        self.style = style
         self.duration_s = duration_s
         self.road_yaw = float(rng.uniform(-np.pi, np.pi))
         self.road_origin = np.array([rng.uniform(200, 1800), rng.uniform(200, 1800), 0.0])
         c, s = np.cos(self.road_yaw), np.sin(self.road_yaw)
         self.T_global_road = make_transform(np.array([[c, -s, 0], [s, c, 0], [0, 0, 1]]), self.road_origin)
         self.ego_speed = float(rng.uniform(5.0, 8.0))
-        self.x_min = -80.0
-        self.x_max = self.ego_speed * duration_s + 80.0
+        self.x_min = -style.margin_m
+        self.x_max = self.ego_speed * duration_s + style.margin_m
         self.tracks: list[Track] = []
         self._layout_vehicles(rng)
         self._layout_sidewalks(rng)
         self._static = self._layout_static(rng)
+        if style.clutter:
+            self._static = _concat(self._static, self._layout_clutter(rng))
 
     # ----- layout ---------------------------------------------------------------------------------------------
     def _add(self, rng, cls: str, x0: float, y: float, yaw: float, speed: float, attribute: str,
@@ -148,17 +195,20 @@ class World:
         return track
 
     def _fill_strip(self, rng, y: float, yaw: float, classes: list[str], weights: list[float],
-                    first: list[str], speed_fn=None, gap=(1.5, 7.0), x_range=None) -> None:
-        """Place objects one after another along a strip; `first` are placed before the random draws.
+                    first: list[str], speed_fn=None, gap=(1.5, 7.0), x_range=None, car_gap=None) -> None:
+        """Place objects one after another along a strip; `first` are placed before the random draws. The classes
+        of `style.rows` come in rows (all at one speed); `car_gap` (if given) is the gap range after a car.
 
         Lengths along the road are l (w for barriers, which stand across their heading)."""
         x_lo, x_hi = x_range or (self.x_min, self.x_max)
         cursor = x_lo + rng.uniform(0, 5)
         queue = list(first)
         p = np.asarray(weights) / np.sum(weights)
+        rows = dict(self.style.rows)
         while cursor < x_hi:
             cls = queue.pop(0) if queue else str(rng.choice(classes, p=p))
-            group = int(rng.integers(3, 6)) if cls in ("traffic_cone", "barrier") else 1
+            row = rows.get(cls)
+            group = int(rng.integers(row[0], row[1])) if row else 1
             for _ in range(group):
                 size = sample_size_wlh(rng, cls)
                 along = size[0] if cls == "barrier" else size[1]
@@ -168,16 +218,19 @@ class World:
                 obj_yaw = wrap_angle(yaw + np.pi / 2) if cls == "barrier" else yaw
                 speed = speed_fn(x0) if speed_fn else 0.0
                 self._add(rng, cls, x0, y, float(obj_yaw), speed, _attribute(cls, speed), size)
-                cursor += along + (rng.uniform(0.3, 1.5) if group > 1 else 0.0)
-            cursor += rng.uniform(*gap)
+                cursor += along + (rng.uniform(row[2], row[3]) if group > 1 else 0.0)
+            cursor += rng.uniform(*(car_gap if car_gap and cls == "car" else gap))
 
     def _layout_vehicles(self, rng) -> None:
         parked = ["car", "truck", "bus", "trailer", "construction_vehicle", "motorcycle", "traffic_cone", "barrier"]
         w_parked = [0.5, 0.08, 0.05, 0.05, 0.05, 0.07, 0.1, 0.1]
         showcase = ["traffic_cone", "car", "construction_vehicle", "barrier", "truck", "motorcycle"]
-        self._fill_strip(rng, -PARKING_Y, 0.0, parked, w_parked, first=[], x_range=(self.x_min, -3.0))
-        self._fill_strip(rng, -PARKING_Y, 0.0, parked, w_parked, first=showcase, x_range=(-3.0, self.x_max))
-        self._fill_strip(rng, PARKING_Y, np.pi, parked, w_parked, first=["bus", "trailer", "car"])
+        car_gap = self.style.parked_car_gap_m
+        self._fill_strip(rng, -PARKING_Y, 0.0, parked, w_parked, first=[], x_range=(self.x_min, -3.0),
+                         car_gap=car_gap)
+        self._fill_strip(rng, -PARKING_Y, 0.0, parked, w_parked, first=showcase, x_range=(-3.0, self.x_max),
+                         car_gap=car_gap)
+        self._fill_strip(rng, PARKING_Y, np.pi, parked, w_parked, first=["bus", "trailer", "car"], car_gap=car_gap)
         # Ego lane: vehicles ahead at least as fast as the ego, faster the further ahead; slower ones behind.
         ahead_speed = lambda x: self.ego_speed + 0.05 * max(x, 0.0)  # noqa: E731
         self._fill_strip(rng, EGO_LANE_Y, 0.0, ["car", "truck", "motorcycle", "bus"], [0.7, 0.1, 0.15, 0.05],
@@ -192,13 +245,13 @@ class World:
 
     def _layout_sidewalks(self, rng) -> None:
         for side in (-1.0, 1.0):
-            for y, yaw in ((8.0, 0.0), (9.0, np.pi)):
+            for y, yaw in zip(self.style.walk_lanes_y, (0.0, np.pi)):
                 speed = float(rng.uniform(0.9, 1.6))
                 walk = lambda x, v=speed: v  # noqa: E731
                 self._fill_strip(rng, side * y, yaw, ["pedestrian"], [1.0], first=[], speed_fn=walk,
                                  gap=(2.0, 25.0), x_range=(self.x_min - 30, self.x_max + 30))
-            self._fill_strip(rng, side * 10.2, 0.0, ["pedestrian", "bicycle", "traffic_cone"], [0.5, 0.4, 0.1],
-                             first=["pedestrian", "bicycle"], gap=(2.0, 15.0))
+            self._fill_strip(rng, side * self.style.standing_y, 0.0, ["pedestrian", "bicycle", "traffic_cone"],
+                             [0.5, 0.4, 0.1], first=["pedestrian", "bicycle"], gap=(2.0, 15.0))
 
     def _layout_static(self, rng) -> Primitives:
         centers, lwh, yaws, labels, colors = [], [], [], [], []
@@ -226,18 +279,68 @@ class World:
                 x += rng.uniform(7.0, 15.0)
             x = self.x_min + rng.uniform(0, 20)
             while x < self.x_max:
-                cyl_c.append((x, side * 10.85))
+                cyl_c.append((x, side * self.style.pole_y))
                 cyl_z.append((0.0, 6.0))
                 cyl_r.append(0.1)
                 cyl_l.append(FINE["static.manmade"])
                 cyl_col.append((0.45, 0.45, 0.45))
                 x += rng.uniform(25.0, 40.0)
-        boxes_c = self._to_global_xyz(np.asarray(centers))
-        cyl_g = self._to_global_xyz(np.column_stack([np.asarray(cyl_c), np.zeros(len(cyl_c))]))[:, :2]
-        return Primitives(boxes_c, np.asarray(lwh), wrap_angle(np.asarray(yaws) + self.road_yaw),
-                          np.asarray(labels, np.uint8), np.full(len(labels), -1), np.asarray(colors),
-                          cyl_g, np.asarray(cyl_z), np.asarray(cyl_r), np.asarray(cyl_l, np.uint8),
-                          np.asarray(cyl_col))
+        return self._static_primitives(centers, lwh, yaws, labels, colors, cyl_c, cyl_z, cyl_r, cyl_l, cyl_col)
+
+    def _layout_clutter(self, rng) -> Primitives:
+        """Unannotated roadside clutter on both sides: posts and kerb stones on the road edge beside the parking
+        strip, bins, bushes and posts on the sidewalk's furniture strip (static.manmade / static.vegetation)."""
+        centers, lwh, yaws, labels, colors = [], [], [], [], []
+        cyl_c, cyl_z, cyl_r, cyl_l, cyl_col = [], [], [], [], []
+        manmade, vegetation = FINE["static.manmade"], FINE["static.vegetation"]
+
+        def post(x, y):
+            cyl_c.append((x, y))
+            cyl_z.append((0.0, rng.uniform(0.9, 1.3)))
+            cyl_r.append(rng.uniform(0.04, 0.08))
+            cyl_l.append(manmade)
+            cyl_col.append(_jitter_color(rng, (0.35, 0.35, 0.38)))
+
+        def block(x, y, size):  # a bin or a kerb stone
+            centers.append((x, y, size[2] / 2))
+            lwh.append(size)
+            yaws.append(0.0)
+            labels.append(manmade)
+            colors.append(_jitter_color(rng, BASE_COLORS["static.manmade"], 0.15))
+
+        for side in (-1.0, 1.0):
+            x = self.x_min + rng.uniform(0, 4)
+            while x < self.x_max:
+                if rng.random() < 0.6:
+                    post(x, side * CLUTTER_ROAD_EDGE_Y)
+                else:
+                    block(x, side * CLUTTER_ROAD_EDGE_Y, (rng.uniform(0.5, 1.0), 0.25, rng.uniform(0.12, 0.25)))
+                x += rng.uniform(3.0, 12.0)
+            x = self.x_min + rng.uniform(0, 6)
+            while x < self.x_max:
+                kind = rng.choice(3, p=[0.4, 0.35, 0.25])
+                if kind == 0:
+                    block(x, side * CLUTTER_FURNITURE_Y, tuple(rng.uniform([0.5, 0.5, 0.9], [0.65, 0.6, 1.1])))
+                elif kind == 1:
+                    cyl_c.append((x, side * CLUTTER_FURNITURE_Y))
+                    cyl_z.append((0.0, rng.uniform(0.6, 1.3)))
+                    cyl_r.append(rng.uniform(0.22, 0.3))
+                    cyl_l.append(vegetation)
+                    cyl_col.append(_jitter_color(rng, BASE_COLORS["static.vegetation"]))
+                else:
+                    post(x, side * CLUTTER_FURNITURE_Y)
+                x += rng.uniform(4.0, 15.0)
+        return self._static_primitives(centers, lwh, yaws, labels, colors, cyl_c, cyl_z, cyl_r, cyl_l, cyl_col)
+
+    def _static_primitives(self, centers, lwh, yaws, labels, colors, cyl_c, cyl_z, cyl_r, cyl_l,
+                           cyl_col) -> Primitives:
+        """Scenery laid out in the road frame (box centres xyz, cylinder centres xy) as global primitives."""
+        boxes_c = self._to_global_xyz(np.asarray(centers).reshape(-1, 3))
+        cyl_g = self._to_global_xyz(np.column_stack([np.asarray(cyl_c).reshape(-1, 2), np.zeros(len(cyl_c))]))[:, :2]
+        return Primitives(boxes_c, np.asarray(lwh).reshape(-1, 3), wrap_angle(np.asarray(yaws) + self.road_yaw),
+                          np.asarray(labels, np.uint8), np.full(len(labels), -1), np.asarray(colors).reshape(-1, 3),
+                          cyl_g, np.asarray(cyl_z).reshape(-1, 2), np.asarray(cyl_r), np.asarray(cyl_l, np.uint8),
+                          np.asarray(cyl_col).reshape(-1, 3))
 
     # ----- queries --------------------------------------------------------------------------------------------
     def _to_global_xyz(self, p_road: np.ndarray) -> np.ndarray:
@@ -286,9 +389,15 @@ class World:
     def ground_labels(self, xy_global: np.ndarray) -> np.ndarray:
         """Fine lidarseg label of the ground at global xy points (..., 2)."""
         lateral = np.abs(self.to_road_xy(xy_global)[..., 1])
-        bounds = np.array([b for b, _ in GROUND_BANDS])
-        names = np.array([FINE[n] for _, n in GROUND_BANDS], np.uint8)
+        bands = self.style.ground_bands
+        bounds = np.array([b for b, _ in bands])
+        names = np.array([FINE[n] for _, n in bands], np.uint8)
         return names[np.searchsorted(bounds, lateral, side="right").clip(max=len(bounds) - 1)]
+
+
+def _concat(a: Primitives, b: Primitives) -> Primitives:
+    """The primitives of `a` followed by those of `b`."""
+    return Primitives(*(np.concatenate([getattr(a, f), getattr(b, f)]) for f in Primitives.__dataclass_fields__))
 
 
 def _attribute(cls: str, speed: float) -> str:

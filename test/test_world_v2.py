@@ -1,0 +1,148 @@
+"""World version 2 (opt-in hard cases) and the proof that version 1 is unchanged."""
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+import pytest
+
+from perception3d.core.boxes import bev_corners, bev_intersection_area
+from perception3d.data.world import FINE, PARKING_Y, WORLD_STYLES, World
+
+V2 = WORLD_STYLES[2]
+
+
+@pytest.fixture(scope="module")
+def world2():
+    return World(1, 0, 20.0, V2)
+
+
+def _digest(array: np.ndarray) -> str:
+    return hashlib.sha256(np.ascontiguousarray(array).tobytes()).hexdigest()
+
+
+def test_version_1_world_and_sweep_are_those_of_main():
+    """Digests computed with main's code (b05537d, before world versions existed) for seed 5, scene 1."""
+    from perception3d.data.lidar import LidarSimulator
+    from perception3d.data.rig import load_rig
+
+    world = World(5, 1, 4.0)
+    tracks = repr([(t.detection_class, t.size_wlh, t.x0, t.y, t.yaw, t.speed, t.attribute, t.color)
+                   for t in world.tracks])
+    assert len(world.tracks) == 187
+    assert hashlib.sha256(tracks.encode()).hexdigest() == \
+        "05d8d47f3f6d0a2b5228110d548b5b5846d56bdf0c557f054041c371a0f25802"
+    s = world.primitives(0.0)
+    static = np.concatenate([s.box_centers[187:].ravel(), s.box_lwh[187:].ravel(), s.cyl_centers.ravel(),
+                             s.cyl_z.ravel(), s.cyl_radii])
+    assert _digest(np.round(static, 6)) == "780f82ca2d1be42b66db82b8cbdfab76ede45919a63caef567bce1f6a6cee21d"
+    sweep = LidarSimulator(load_rig().lidar).sweep(world, 1.5, np.random.default_rng(0), with_visibility=True)
+    assert len(sweep.points) == 33324
+    assert _digest(np.round(sweep.points[:, :3], 3).astype(np.float64)) == \
+        "14c8ab6558b35484e1bfed1fa47c371df5470490f8eaa3054901e8bf83a51ad4"
+    assert _digest(sweep.labels) == "244831530e95adc9b163bc17a8309f1944ea60a39e14c5a84c90155039fca5b0"
+
+
+def _road_boxes(world: World, cls: str):
+    """(x0, y, along-road length, across width, speed) of the tracks of one class (road frame)."""
+    rows = []
+    for t in world.tracks:
+        if t.detection_class == cls:
+            w, l, _ = t.size_wlh
+            across = abs(np.cos(t.yaw)) < 0.5  # barriers stand across their heading
+            rows.append((t.x0, t.y, w if across else l, l if across else w, t.speed))
+    return np.array(rows)
+
+
+def _neighbour_gaps(rows: np.ndarray) -> np.ndarray:
+    """Gaps [m] between consecutive objects along the road that share a lateral position and speed."""
+    gaps = []
+    for y in np.unique(rows[:, 1]):
+        r = rows[rows[:, 1] == y]
+        r = r[np.argsort(r[:, 0])]
+        same = np.isclose(r[1:, 4], r[:-1, 4])
+        gap = (r[1:, 0] - r[:-1, 0]) - (r[1:, 2] + r[:-1, 2]) / 2
+        gaps += list(gap[same])
+    return np.array(gaps)
+
+
+def test_v2_has_touching_barrier_rows_cone_lines_and_bumper_to_bumper_cars(world2):
+    barrier_gaps = _neighbour_gaps(_road_boxes(world2, "barrier"))
+    assert np.sum((barrier_gaps >= -1e-9) & (barrier_gaps <= 0.05)) >= 3
+    cone_gaps = _neighbour_gaps(_road_boxes(world2, "traffic_cone"))
+    assert np.sum((cone_gaps >= 1.0 - 1e-9) & (cone_gaps <= 2.0)) >= 3
+    cars = _road_boxes(world2, "car")
+    parked = cars[(np.abs(np.abs(cars[:, 1]) - PARKING_Y) < 1e-9) & (cars[:, 4] == 0)]
+    car_gaps = _neighbour_gaps(parked)
+    assert np.sum((car_gaps >= 0.3) & (car_gaps <= 0.8)) >= 3
+
+
+def test_v2_has_pedestrian_groups_walking_and_standing(world2):
+    peds = _road_boxes(world2, "pedestrian")
+    walking = standing = 0
+    for y in np.unique(peds[:, 1]):
+        r = peds[peds[:, 1] == y]
+        r = r[np.argsort(r[:, 0])]
+        together = (np.diff(r[:, 0]) <= 1.5) & np.isclose(r[1:, 4], r[:-1, 4])
+        walking += np.sum(together & (r[1:, 4] > 0))
+        standing += np.sum(together & (r[1:, 4] == 0))
+    assert walking >= 2 and standing >= 1
+
+
+def test_v2_clutter_stands_beside_parked_cars_and_on_the_sidewalk_unannotated(world2):
+    static = world2.primitives(0.0)
+    n_tracks = len(world2.tracks)
+    assert np.all(static.box_instances[n_tracks:] == -1)
+    small = np.flatnonzero(np.max(static.box_lwh[n_tracks:], axis=1) < 1.5) + n_tracks  # bins and kerb stones
+    assert len(small) > 10 and set(static.box_labels[small]) == {FINE["static.manmade"]}
+    low = np.flatnonzero(static.cyl_z[:, 1] < 1.5)  # posts and bushes (poles and trees are taller)
+    assert {FINE["static.manmade"], FINE["static.vegetation"]} <= set(static.cyl_labels[low])
+    clutter_xy = world2.to_road_xy(np.vstack([static.box_centers[small, :2], static.cyl_centers[low]]))
+    cars = _road_boxes(world2, "car")
+    parked = cars[(np.abs(np.abs(cars[:, 1]) - PARKING_Y) < 1e-9) & (cars[:, 4] == 0)]
+    dx = np.maximum(np.abs(clutter_xy[:, None, 0] - parked[None, :, 0]) - parked[None, :, 2] / 2, 0)
+    dy = np.maximum(np.abs(clutter_xy[:, None, 1] - parked[None, :, 1]) - parked[None, :, 3] / 2, 0)
+    assert np.sum(np.hypot(dx, dy).min(1) <= 1.5) >= 3
+    on_sidewalk = (np.abs(clutter_xy[:, 1]) > 7.5) & (np.abs(clutter_xy[:, 1]) < 8.5)
+    assert on_sidewalk.sum() >= 5
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_v2_annotated_boxes_and_clutter_never_overlap_and_reach_80_m(seed):
+    world = World(seed, 0, 20.0, V2)
+    static = world.primitives(0.0)
+    n = len(world.tracks)
+    clutter = np.flatnonzero(np.max(static.box_lwh[n:], axis=1) < 1.5) + n
+    low = np.flatnonzero(static.cyl_z[:, 1] < 1.5)  # posts and bushes, as squares around the cylinders
+    clutter_corners = np.concatenate([
+        bev_corners(static.box_centers[clutter], static.box_lwh[clutter], static.box_yaws[clutter]),
+        bev_corners(np.column_stack([static.cyl_centers[low], np.zeros(len(low))]),
+                    np.repeat(2 * static.cyl_radii[low, None], 3, axis=1), np.zeros(len(low)))])
+    for t in np.arange(0.0, 20.5, 5.0):
+        centers, sizes, yaws = world.object_states(t)
+        corners = bev_corners(centers, sizes, yaws)
+        overlap = bev_intersection_area(corners, corners)
+        np.fill_diagonal(overlap, 0.0)
+        assert overlap.max() < 1e-6, (seed, t)
+        assert bev_intersection_area(corners, clutter_corners).max() < 1e-6, (seed, t)
+        ego = world.ego_pose(t)[:2, 3]
+        assert np.hypot(*(centers[:, :2] - ego).T).max() > 80.0
+
+
+def test_v2_dataroot_records_its_version_and_annotates_no_clutter(tmp_path):
+    from perception3d.core.classes import CATEGORY_TO_DETECTION
+    from perception3d.data.nuscenes_io import open_nuscenes
+    from perception3d.data.synth import SynthConfig, synthesize
+
+    root = synthesize(tmp_path / "root", SynthConfig(scenes=1, seconds=0.5, seed=2, render_scale=0.05, workers=1,
+                                                    occupancy_range=(-10, -10, -2, 10, 10, 2), world_version=2),
+                      progress=False)
+    nusc = open_nuscenes(root, "v1.0-synth")
+    assert nusc.scene[0]["description"] == "synthetic urban road (world v2), seed 2"
+    names = {nusc.get("category", inst["category_token"])["name"] for inst in nusc.instance}
+    assert names and all(n in CATEGORY_TO_DETECTION for n in names)
+    sd = nusc.get("sample_data", nusc.sample[0]["data"]["LIDAR_TOP"])
+    labels = np.fromfile(root / nusc.get("lidarseg", sd["token"])["filename"], np.uint8)
+    points = np.fromfile(root / sd["filename"], np.float32).reshape(-1, 5)
+    low_manmade = (labels == FINE["static.manmade"]) & (np.hypot(points[:, 0], points[:, 1]) < 9.5)
+    assert low_manmade.sum() > 20  # clutter (poles and buildings are more than 9.8 m away)
