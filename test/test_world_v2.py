@@ -95,7 +95,7 @@ def test_v2_clutter_stands_beside_parked_cars_and_on_the_sidewalk_unannotated(wo
     assert np.all(static.box_instances[n_tracks:] == -1)
     small = np.flatnonzero(np.max(static.box_lwh[n_tracks:], axis=1) < 1.5) + n_tracks  # bins and kerb stones
     assert len(small) > 10 and set(static.box_labels[small]) == {FINE["static.manmade"]}
-    low = np.flatnonzero(static.cyl_z[:, 1] < 1.5)  # posts and bushes (poles and trees are taller)
+    low = np.flatnonzero(np.ptp(static.cyl_z, axis=1) < 1.5)  # posts and bushes (poles and trees are taller)
     assert {FINE["static.manmade"], FINE["static.vegetation"]} <= set(static.cyl_labels[low])
     clutter_xy = world2.to_road_xy(np.vstack([static.box_centers[small, :2], static.cyl_centers[low]]))
     cars = _road_boxes(world2, "car")
@@ -113,7 +113,7 @@ def test_v2_annotated_boxes_and_clutter_never_overlap_and_reach_80_m(seed):
     static = world.primitives(0.0)
     n = len(world.tracks)
     clutter = np.flatnonzero(np.max(static.box_lwh[n:], axis=1) < 1.5) + n
-    low = np.flatnonzero(static.cyl_z[:, 1] < 1.5)  # posts and bushes, as squares around the cylinders
+    low = np.flatnonzero(np.ptp(static.cyl_z, axis=1) < 1.5)  # posts and bushes, as squares around the cylinders
     clutter_corners = np.concatenate([
         bev_corners(static.box_centers[clutter], static.box_lwh[clutter], static.box_yaws[clutter]),
         bev_corners(np.column_stack([static.cyl_centers[low], np.zeros(len(low))]),
@@ -146,3 +146,75 @@ def test_v2_dataroot_records_its_version_and_annotates_no_clutter(tmp_path):
     points = np.fromfile(root / sd["filename"], np.float32).reshape(-1, 5)
     low_manmade = (labels == FINE["static.manmade"]) & (np.hypot(points[:, 0], points[:, 1]) < 9.5)
     assert low_manmade.sum() > 20  # clutter (poles and buildings are more than 9.8 m away)
+
+
+@pytest.fixture(scope="module")
+def sweep2(world2):
+    """A noise-free cast of the LiDAR's firings at t = 2 s and the simulated sweep itself."""
+    from perception3d.data.lidar import MAX_RANGE_M, LidarSimulator
+    from perception3d.data.raycast import cast
+    from perception3d.data.rig import load_rig
+
+    sim = LidarSimulator(load_rig().lidar)
+    sweep = sim.sweep(world2, 2.0, np.random.default_rng(0))
+    T = sweep.T_global_sensor
+    dirs = sim.dirs_sensor @ T[:3, :3].T.astype(np.float32)
+    hits = cast(T[:3, 3], dirs, world2.primitives(2.0).near(T[:2, 3], MAX_RANGE_M + 5), MAX_RANGE_M,
+                ground=world2.ground)
+    global_pts = sweep.points[:, :3].astype(np.float64) @ T[:3, :3].T + T[:3, 3]
+    return T[:3, 3] + dirs * hits.t[:, None], hits, sweep, global_pts
+
+
+def test_v2_lidar_ground_hits_lie_on_the_non_planar_surface(world2, sweep2):
+    from perception3d.data.ground_surface import KERB_Y
+    from perception3d.data.raycast import KIND_GROUND
+
+    points, hits, _, _ = sweep2
+    ground = points[hits.kind == KIND_GROUND]
+    x, y = world2.ground.road_xy(ground[:, :2])
+    face = np.abs(np.abs(y) - KERB_Y) < 0.02
+    assert len(ground) > 10_000 and 0 < face.sum() < 0.05 * len(ground)
+    err = ground[~face, 2] - world2.ground.height(ground[~face, :2])
+    assert np.abs(err).max() < 0.01
+    # The surface is not a plane: a least-squares plane through the hits leaves centimetre residuals.
+    A = np.column_stack([ground[:, :2] - ground[:, :2].mean(0), np.ones(len(ground))])
+    residual = ground[:, 2] - A @ np.linalg.lstsq(A, ground[:, 2], rcond=None)[0]
+    assert np.abs(residual).max() > 0.1
+    # Kerb face hits lie between the road edge and the sidewalk.
+    edge = world2.ground.height_road(x[face], np.sign(y[face]) * (KERB_Y - 0.03))
+    top = world2.ground.height_road(x[face], np.sign(y[face]) * (KERB_Y + 0.03))
+    assert np.all((ground[face, 2] > edge - 0.01) & (ground[face, 2] < top + 0.01))
+
+
+def test_v2_sidewalk_returns_stand_a_kerb_above_the_road_and_keep_their_labels(world2, sweep2):
+    _, _, sweep, global_pts = sweep2
+    x, y = world2.ground.road_xy(global_pts[:, :2])
+    road = sweep.labels == FINE["flat.driveable_surface"]
+    sidewalk = sweep.labels == FINE["flat.sidewalk"]
+    assert np.all(np.abs(y[road]) < 7.5) and np.all(np.abs(y[sidewalk]) >= 7.45)
+    near_road = road & (y < -6.6) & (y > -7.4)
+    near_walk = sidewalk & (y < -7.6) & (y > -8.4)
+    assert near_road.sum() > 20 and near_walk.sum() > 20
+    # Heights relative to the grade and bumps along x (the rest is crown and kerb, nearly flat here).
+    along = world2.ground.height_road(x, np.zeros_like(x)) - world2.ground.crown_m
+    rel = global_pts[:, 2] - along
+    step = np.median(rel[near_walk]) - np.median(rel[near_road])
+    assert 0.10 <= world2.ground.kerb_m <= 0.18
+    assert step == pytest.approx(world2.ground.kerb_m, abs=0.03)
+
+
+def test_v2_occupancy_ground_follows_the_surface(world2, sweep2):
+    from perception3d.core.classes import FINE_TO_COARSE
+    from perception3d.core.geometry import invert_transform, transform_points
+    from perception3d.core.voxels import VoxelGrid
+    from perception3d.data.occupancy_gt import ground_truth_volume
+
+    _, _, sweep, global_pts = sweep2
+    T_global_ego = world2.ego_pose(2.0)
+    grid = VoxelGrid.from_range((-30, -30, -5, 30, 30, 3), 0.4)
+    volume, _ = ground_truth_volume(world2, 2.0, T_global_ego, sweep.T_global_sensor, sweep.points[:, :3], grid)
+    road = sweep.labels == FINE["flat.driveable_surface"]
+    idx, inside = grid.voxel_indices(transform_points(invert_transform(T_global_ego), global_pts[road]))
+    labels = volume[idx[inside, 0], idx[inside, 1], idx[inside, 2]]
+    assert inside.sum() > 5000
+    assert np.mean(labels == FINE_TO_COARSE[FINE["flat.driveable_surface"]]) > 0.9

@@ -64,7 +64,7 @@ class LidarSimulator:
         origin = T[:3, 3]
         dirs = self.dirs_sensor @ T[:3, :3].T.astype(np.float32)
         prims = world.primitives(t).near(origin[:2], MAX_RANGE_M + 5.0)
-        hits = cast(origin, dirs, prims, MAX_RANGE_M, self._azimuth_candidates(T))
+        hits = cast(origin, dirs, prims, MAX_RANGE_M, self._azimuth_candidates(T), world.ground)
         keep = np.flatnonzero(np.isfinite(hits.t) & (hits.t >= MIN_RANGE_M))
         rng_noise = rng.normal(0.0, RANGE_NOISE_M, keep.size).astype(np.float32)
         dist = hits.t[keep] + rng_noise

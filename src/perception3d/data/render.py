@@ -75,7 +75,7 @@ class CameraRenderer:
         origin = T[:3, 3]
         dirs = self.dirs_cam @ T[:3, :3].T.astype(np.float32)
         prims = world.primitives(t).near(origin[:2], MAX_DISTANCE_M)
-        hits = cast(origin, dirs, prims, MAX_DISTANCE_M, self._pixel_candidates(T))
+        hits = cast(origin, dirs, prims, MAX_DISTANCE_M, self._pixel_candidates(T), world.ground)
         color = np.empty((len(dirs), 3), np.float32)
         sky = SKY_HORIZON + (SKY_TOP - SKY_HORIZON) * np.clip(dirs[:, 2:3] * 3, 0, 1)
         color[:] = sky

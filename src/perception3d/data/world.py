@@ -14,7 +14,9 @@ buildings beyond 15.5.
 A `WorldStyle` switches the features of a world version: version 1 is the layout above; version 2 adds the hard
 cases (touching barrier rows, cone lines, parked cars bumper to bumper, pedestrian groups, unannotated roadside
 clutter, objects out to 100 m along the road) on a wider sidewalk (7.5-12: furniture strip at 7.85, walking lanes
-at 8.75 and 9.75, standing zone at 10.85, poles at 11.6; terrain 12-14.5).
+at 8.75 and 9.75, standing zone at 10.85, poles at 11.6; terrain 12-14.5) and a non-planar ground
+(`ground_surface.GroundSurface`: grade, crown, bumps, kerb step) on which the ego (pitched with the grade), the
+objects and the scenery stand.
 """
 from __future__ import annotations
 
@@ -25,6 +27,7 @@ import numpy as np
 from ..core.boxes import wlh_to_lwh
 from ..core.classes import LIDARSEG_FINE_CATEGORIES, SIZE_PRIOR_WLH
 from ..core.geometry import make_transform, wrap_angle
+from .ground_surface import KERB_FACE_M, KERB_Y, GroundSurface
 
 FINE = {name: i for i, name in enumerate(LIDARSEG_FINE_CATEGORIES)}
 # The fine lidarseg category each detection class is written as.
@@ -66,6 +69,7 @@ class WorldStyle:
         sidewalk_outer_m: outer edge of the sidewalk.
         walk_lanes_y, standing_y, pole_y: walking lanes, standing zone and street poles on the sidewalk.
         clutter: unannotated roadside clutter (posts, bins, bushes, kerb stones).
+        terrain: a non-planar ground (`GroundSurface`) instead of the plane z = 0.
     """
 
     version: int = 1
@@ -78,20 +82,23 @@ class WorldStyle:
     standing_y: float = 10.2
     pole_y: float = 10.85
     clutter: bool = False
+    terrain: bool = False
 
     @property
     def ground_bands(self) -> tuple[tuple[float, str], ...]:
-        """(upper bound of |y_road| [m], fine category) of the ground, from the road centre outwards."""
-        return ((7.5, "flat.driveable_surface"), (self.sidewalk_outer_m, "flat.sidewalk"), (14.5, "flat.terrain"),
+        """(upper bound of |y_road| [m], fine category) of the ground, from the road centre outwards (the kerb
+        face belongs to the sidewalk)."""
+        kerb = KERB_Y - KERB_FACE_M if self.terrain else KERB_Y
+        return ((kerb, "flat.driveable_surface"), (self.sidewalk_outer_m, "flat.sidewalk"), (14.5, "flat.terrain"),
                 (15.5, "flat.other"), (np.inf, "flat.terrain"))
 
 
 WORLD_STYLES: dict[int, WorldStyle] = {
     1: WorldStyle(),
     2: WorldStyle(version=2, margin_m=100.0, rows=(("traffic_cone", (3, 9, 1.0, 2.0)),
-                                                   ("barrier", (4, 9, 0.0, 0.05)), ("pedestrian", (1, 5, 0.1, 0.5))),
+                                                   ("barrier", (4, 9, 0.0, 0.05)), ("pedestrian", (1, 6, 0.1, 0.5))),
                   parked_car_gap_m=(0.3, 0.8), sidewalk_outer_m=12.0, walk_lanes_y=(8.75, 9.75), standing_y=10.85,
-                  pole_y=11.6, clutter=True),
+                  pole_y=11.6, clutter=True, terrain=True),
 }
 
 
@@ -176,6 +183,8 @@ class World:
         c, s = np.cos(self.road_yaw), np.sin(self.road_yaw)
         self.T_global_road = make_transform(np.array([[c, -s, 0], [s, c, 0], [0, 0, 1]]), self.road_origin)
         self.ego_speed = float(rng.uniform(5.0, 8.0))
+        self.ground = GroundSurface.random(np.random.default_rng([seed, scene_index, 8]), self.road_origin[:2],
+                                           self.road_yaw) if style.terrain else None
         self.x_min = -style.margin_m
         self.x_max = self.ego_speed * duration_s + style.margin_m
         self.tracks: list[Track] = []
@@ -334,12 +343,23 @@ class World:
 
     def _static_primitives(self, centers, lwh, yaws, labels, colors, cyl_c, cyl_z, cyl_r, cyl_l,
                            cyl_col) -> Primitives:
-        """Scenery laid out in the road frame (box centres xyz, cylinder centres xy) as global primitives."""
+        """Scenery laid out on flat ground in the road frame (box centres xyz, cylinder centres xy) as global
+        primitives; on a non-planar ground each stands on the ground height at its centre, boxes reaching down to
+        its lowest corner."""
         boxes_c = self._to_global_xyz(np.asarray(centers).reshape(-1, 3))
+        lwh = np.asarray(lwh, np.float64).reshape(-1, 3)
         cyl_g = self._to_global_xyz(np.column_stack([np.asarray(cyl_c).reshape(-1, 2), np.zeros(len(cyl_c))]))[:, :2]
-        return Primitives(boxes_c, np.asarray(lwh).reshape(-1, 3), wrap_angle(np.asarray(yaws) + self.road_yaw),
+        cyl_z = np.asarray(cyl_z, np.float64).reshape(-1, 2)
+        if self.ground is not None:
+            road = np.asarray(centers).reshape(-1, 3)
+            corners = road[:, None, :2] + np.array([[-1, -1], [-1, 1], [1, -1], [1, 1]]) * lwh[:, None, :2] / 2
+            z_low = self.ground.height_road(corners[..., 0], corners[..., 1]).min(1)
+            top = self.ground.height_road(road[:, 0], road[:, 1]) + lwh[:, 2]
+            boxes_c[:, 2], lwh[:, 2] = (top + z_low) / 2, top - z_low
+            cyl_z = cyl_z + self.ground.height(cyl_g)[:, None]
+        return Primitives(boxes_c, lwh, wrap_angle(np.asarray(yaws) + self.road_yaw),
                           np.asarray(labels, np.uint8), np.full(len(labels), -1), np.asarray(colors).reshape(-1, 3),
-                          cyl_g, np.asarray(cyl_z).reshape(-1, 2), np.asarray(cyl_r), np.asarray(cyl_l, np.uint8),
+                          cyl_g, cyl_z, np.asarray(cyl_r), np.asarray(cyl_l, np.uint8),
                           np.asarray(cyl_col).reshape(-1, 3))
 
     # ----- queries --------------------------------------------------------------------------------------------
@@ -353,10 +373,17 @@ class World:
         return np.stack([d[..., 0] * c + d[..., 1] * s, -d[..., 0] * s + d[..., 1] * c], axis=-1)
 
     def ego_pose(self, t: float) -> np.ndarray:
-        """T_global_ego (4x4) at scene time t [s]: the ego drives along +x of the road at constant speed."""
+        """T_global_ego (4x4) at scene time t [s]: the ego drives along +x of the road at constant speed (on a
+        non-planar ground at the ground height, pitched with the grade)."""
         p = self._to_global_xyz(np.array([[self.ego_speed * t, EGO_LANE_Y, 0.0]]))[0]
         c, s = np.cos(self.road_yaw), np.sin(self.road_yaw)
-        return make_transform(np.array([[c, -s, 0], [s, c, 0], [0, 0, 1]]), p)
+        if self.ground is None:
+            return make_transform(np.array([[c, -s, 0], [s, c, 0], [0, 0, 1]]), p)
+        p[2] = self.ground.height_road(np.float64(self.ego_speed * t), np.float64(EGO_LANE_Y))
+        pitch = np.arctan(self.ground.grade)  # nose up on an uphill grade (+x)
+        cp, sp = np.cos(pitch), np.sin(pitch)
+        R_pitch = np.array([[cp, 0, -sp], [0, 1, 0], [sp, 0, cp]])
+        return make_transform(np.array([[c, -s, 0], [s, c, 0], [0, 0, 1]]) @ R_pitch, p)
 
     def object_states(self, t: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Global box centres (N, 3), sizes (N, 3) as l,w,h and yaws (N,) of every track at time t [s]."""
@@ -366,6 +393,8 @@ class World:
         speed = np.array([tr.speed for tr in self.tracks])
         size_lwh = wlh_to_lwh(np.array([tr.size_wlh for tr in self.tracks]))
         road = np.column_stack([x0 + speed * np.cos(yaw) * t, y + speed * np.sin(yaw) * t, size_lwh[:, 2] / 2])
+        if self.ground is not None:
+            road[:, 2] += self.ground.height_road(road[:, 0], road[:, 1])
         return self._to_global_xyz(road), size_lwh, wrap_angle(yaw + self.road_yaw)
 
     def object_velocities(self) -> np.ndarray:
