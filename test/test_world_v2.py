@@ -91,9 +91,8 @@ def test_v2_has_pedestrian_groups_walking_and_standing(world2):
 
 def test_v2_clutter_stands_beside_parked_cars_and_on_the_sidewalk_unannotated(world2):
     static = world2.primitives(0.0)
-    n_tracks = len(world2.tracks)
-    assert np.all(static.box_instances[n_tracks:] == -1)
-    small = np.flatnonzero(np.max(static.box_lwh[n_tracks:], axis=1) < 1.5) + n_tracks  # bins and kerb stones
+    scenery = static.box_instances < 0  # (object parts carry their track's index)
+    small = np.flatnonzero(scenery & (np.max(static.box_lwh, axis=1) < 1.5))  # bins and kerb stones
     assert len(small) > 10 and set(static.box_labels[small]) == {FINE["static.manmade"]}
     low = np.flatnonzero(np.ptp(static.cyl_z, axis=1) < 1.5)  # posts and bushes (poles and trees are taller)
     assert {FINE["static.manmade"], FINE["static.vegetation"]} <= set(static.cyl_labels[low])
@@ -111,8 +110,7 @@ def test_v2_clutter_stands_beside_parked_cars_and_on_the_sidewalk_unannotated(wo
 def test_v2_annotated_boxes_and_clutter_never_overlap_and_reach_80_m(seed):
     world = World(seed, 0, 20.0, V2)
     static = world.primitives(0.0)
-    n = len(world.tracks)
-    clutter = np.flatnonzero(np.max(static.box_lwh[n:], axis=1) < 1.5) + n
+    clutter = np.flatnonzero((static.box_instances < 0) & (np.max(static.box_lwh, axis=1) < 1.5))
     low = np.flatnonzero(np.ptp(static.cyl_z, axis=1) < 1.5)  # posts and bushes, as squares around the cylinders
     clutter_corners = np.concatenate([
         bev_corners(static.box_centers[clutter], static.box_lwh[clutter], static.box_yaws[clutter]),
@@ -218,3 +216,42 @@ def test_v2_occupancy_ground_follows_the_surface(world2, sweep2):
     labels = volume[idx[inside, 0], idx[inside, 1], idx[inside, 2]]
     assert inside.sum() > 5000
     assert np.mean(labels == FINE_TO_COARSE[FINE["flat.driveable_surface"]]) > 0.9
+
+
+def test_v2_objects_are_built_of_parts_inside_their_annotation_box(world2):
+    from perception3d.core.boxes import box_corners
+
+    t = 3.0
+    centers, sizes, yaws = world2.object_states(t)
+    prims = world2.primitives(t)
+    obj = np.flatnonzero(prims.box_instances >= 0)
+    k = prims.box_instances[obj]
+    counts = np.bincount(k, minlength=len(world2.tracks))
+    expected = {"car": 2, "truck": 2, "pedestrian": 4, "bus": 1, "barrier": 1}
+    for j, track in enumerate(world2.tracks):
+        if track.detection_class in expected:
+            assert counts[j] == expected[track.detection_class], track
+        if track.detection_class == "bicycle":
+            assert counts[j] == (2 if track.speed > 0 else 1), track  # the rider rides only moving bicycles
+    corners = box_corners(prims.box_centers[obj], prims.box_lwh[obj], prims.box_yaws[obj])  # (P, 8, 3)
+    rel = corners - centers[k, None, :]
+    c, s = np.cos(yaws[k])[:, None], np.sin(yaws[k])[:, None]
+    local = np.stack([rel[..., 0] * c + rel[..., 1] * s, -rel[..., 0] * s + rel[..., 1] * c, rel[..., 2]], -1)
+    assert np.all(np.abs(local) <= sizes[k, None, :] / 2 + 1e-6)
+    assert np.all(prims.box_labels[obj] == [FINE[world2.tracks[j].category] for j in k])
+
+
+def test_v2_car_returns_include_the_cabin_above_the_body_and_nothing_above_the_box(world2, sweep2):
+    _, _, sweep, global_pts = sweep2
+    centers, sizes, yaws = world2.object_states(2.0)
+    above_body = cars = 0
+    for j, track in enumerate(world2.tracks):
+        mine = sweep.instances == j
+        if track.detection_class != "car" or mine.sum() < 30:
+            continue
+        cars += 1
+        z = global_pts[mine, 2] - centers[j, 2]  # height above the box centre
+        h = sizes[j, 2]
+        assert z.max() <= h / 2 + 0.08  # range noise only
+        above_body += np.sum(z > -h / 2 + 0.55 * h + 0.05) >= 5  # the body is the lower 55 %
+    assert cars >= 3 and above_body >= 3

@@ -103,13 +103,19 @@ class LidarSimulator:
 
 
 def _instance_visibility(origin, dirs, prims, point_instances: np.ndarray, n_tracks: int) -> np.ndarray:
-    """Fraction (n_tracks,) of the firings that pass through each object's box that hit it first (occlusion as
-    seen from the LiDAR, for the `visibility` table); 0 for objects no firing reaches."""
+    """Fraction (n_tracks,) of the firings that pass through each object (any of its boxes, which come in a row)
+    that hit it first (occlusion as seen from the LiDAR, for the `visibility` table); 0 for objects no firing
+    reaches."""
     is_obj = np.flatnonzero(prims.box_instances >= 0)
+    if is_obj.size == 0:
+        return np.zeros(n_tracks)
+    first = is_obj[np.r_[True, np.diff(prims.box_instances[is_obj]) != 0]]  # each object's first box
+    ends = np.r_[first[1:], is_obj[-1] + 1]
     through = np.zeros(n_tracks)
-    for start in range(0, len(is_obj), 32):
-        sel = is_obj[start:start + 32]
+    for start in range(0, len(first), 32):
+        sel = np.arange(first[start], ends[min(start + 32, len(first)) - 1])
         t = ray_boxes_t(origin, dirs, prims.box_centers[sel], prims.box_lwh[sel], prims.box_yaws[sel])
-        through[prims.box_instances[sel]] = (t <= MAX_RANGE_M).sum(0)
+        hit_any = np.logical_or.reduceat(t <= MAX_RANGE_M, first[start:start + 32] - sel[0], axis=1)
+        through[prims.box_instances[first[start:start + 32]]] = hit_any.sum(0)
     seen = np.bincount(point_instances[point_instances >= 0], minlength=n_tracks)[:n_tracks]
     return np.where(through > 0, np.minimum(seen / np.maximum(through, 1), 1.0), 0.0)

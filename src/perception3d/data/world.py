@@ -16,7 +16,7 @@ cases (touching barrier rows, cone lines, parked cars bumper to bumper, pedestri
 clutter, objects out to 100 m along the road) on a wider sidewalk (7.5-12: furniture strip at 7.85, walking lanes
 at 8.75 and 9.75, standing zone at 10.85, poles at 11.6; terrain 12-14.5) and a non-planar ground
 (`ground_surface.GroundSurface`: grade, crown, bumps, kerb step) on which the ego (pitched with the grade), the
-objects and the scenery stand.
+objects and the scenery stand. Objects of version 2 are built of parts (`PART_SHAPES`) inside their box.
 """
 from __future__ import annotations
 
@@ -57,6 +57,27 @@ CAR_PALETTE = np.array([(0.8, 0.1, 0.1), (0.1, 0.1, 0.1), (0.9, 0.9, 0.9), (0.2,
                         (0.1, 0.4, 0.2)])
 
 
+# Composite object shapes (v2): per class, parts as (centre offset, size, colour factor), offsets and sizes as
+# fractions of the box's (l, w, h) in its own frame (x forward, y left, z up; the box centre at 0). Every part lies
+# inside the box. Bicycles carry the rider only while moving (`cycle.with_rider`).
+_Part = tuple[tuple[float, float, float], tuple[float, float, float], float]
+PART_SHAPES: dict[str, tuple[_Part, ...]] = {
+    "car": (((0.0, 0.0, -0.225), (1.0, 1.0, 0.55), 1.0),  # body: bonnet and boot are its ends beside the cabin
+            ((-0.05, 0.0, 0.275), (0.5, 0.86, 0.45), 0.45)),  # cabin (darker: windows)
+    "pedestrian": (((0.0, 0.2, -0.265), (0.35, 0.3, 0.47), 0.6), ((0.0, -0.2, -0.265), (0.35, 0.3, 0.47), 0.6),
+                   ((0.0, 0.0, 0.16), (0.5, 0.8, 0.38), 1.0), ((0.0, 0.0, 0.425), (0.35, 0.35, 0.15), 1.2)),
+    "bicycle": (((0.0, 0.0, -0.2), (1.0, 0.3, 0.6), 1.0),),
+    "truck": (((0.39, 0.0, -0.1), (0.22, 1.0, 0.8), 0.8), ((-0.125, 0.0, 0.0), (0.75, 1.0, 1.0), 1.0)),
+}
+RIDER_PART: _Part = ((-0.1, 0.0, 0.3), (0.3, 0.8, 0.4), 0.7)
+
+
+def object_parts(track: Track) -> tuple[_Part, ...]:
+    """The parts of a track's composite shape (one part, the whole box, for classes without one)."""
+    parts = PART_SHAPES.get(track.detection_class, (((0.0, 0.0, 0.0), (1.0, 1.0, 1.0), 1.0),))
+    return parts + (RIDER_PART,) if track.detection_class == "bicycle" and track.speed > 0 else parts
+
+
 @dataclass(frozen=True)
 class WorldStyle:
     """The feature switches of one world version (lengths [m], lateral positions |y_road| [m]).
@@ -70,6 +91,7 @@ class WorldStyle:
         walk_lanes_y, standing_y, pole_y: walking lanes, standing zone and street poles on the sidewalk.
         clutter: unannotated roadside clutter (posts, bins, bushes, kerb stones).
         terrain: a non-planar ground (`GroundSurface`) instead of the plane z = 0.
+        composite: objects built of parts (`PART_SHAPES`) instead of one box each.
     """
 
     version: int = 1
@@ -83,6 +105,7 @@ class WorldStyle:
     pole_y: float = 10.85
     clutter: bool = False
     terrain: bool = False
+    composite: bool = False
 
     @property
     def ground_bands(self) -> tuple[tuple[float, str], ...]:
@@ -98,7 +121,7 @@ WORLD_STYLES: dict[int, WorldStyle] = {
     2: WorldStyle(version=2, margin_m=100.0, rows=(("traffic_cone", (3, 9, 1.0, 2.0)),
                                                    ("barrier", (4, 9, 0.0, 0.05)), ("pedestrian", (1, 6, 0.1, 0.5))),
                   parked_car_gap_m=(0.3, 0.8), sidewalk_outer_m=12.0, walk_lanes_y=(8.75, 9.75), standing_y=10.85,
-                  pole_y=11.6, clutter=True, terrain=True),
+                  pole_y=11.6, clutter=True, terrain=True, composite=True),
 }
 
 
@@ -193,6 +216,10 @@ class World:
         self._static = self._layout_static(rng)
         if style.clutter:
             self._static = _concat(self._static, self._layout_clutter(rng))
+        # composite shapes: rows (track index, offset fractions (3), size fractions (3), colour factor)
+        self._part_table = np.array([(j, *off, *size, shade) for j, tr in enumerate(self.tracks)
+                                     for off, size, shade in object_parts(tr)]).reshape(-1, 8) \
+            if style.composite else None
 
     # ----- layout ---------------------------------------------------------------------------------------------
     def _add(self, rng, cls: str, x0: float, y: float, yaw: float, speed: float, attribute: str,
@@ -404,16 +431,31 @@ class World:
         return np.column_stack([speed * np.cos(yaw), speed * np.sin(yaw)])
 
     def primitives(self, t: float) -> Primitives:
-        """All geometry at time t [s] in the global frame (objects first, then buildings)."""
+        """All geometry at time t [s] in the global frame (objects first, each one's parts in a row, then
+        buildings)."""
         centers, lwh, yaws = self.object_states(t)
         labels = np.array([FINE[tr.category] for tr in self.tracks], np.uint8)
         colors = np.array([tr.color for tr in self.tracks])
+        instances = np.arange(len(self.tracks))
+        if self._part_table is not None:
+            centers, lwh, yaws, labels, colors, instances = self._parts(centers, lwh, yaws, labels, colors)
         s = self._static
         return Primitives(np.vstack([centers, s.box_centers]), np.vstack([lwh, s.box_lwh]),
                           np.concatenate([yaws, s.box_yaws]), np.concatenate([labels, s.box_labels]),
-                          np.concatenate([np.arange(len(self.tracks)), s.box_instances]),
+                          np.concatenate([instances, s.box_instances]),
                           np.vstack([colors, s.box_colors]), s.cyl_centers, s.cyl_z, s.cyl_radii, s.cyl_labels,
                           s.cyl_colors)
+
+    def _parts(self, centers, lwh, yaws, labels, colors):
+        """The part boxes of the tracks' boxes (global centres, l,w,h, yaws, labels, colours, track index)."""
+        table = self._part_table
+        k = table[:, 0].astype(int)
+        offset = table[:, 1:4] * lwh[k]
+        c, s = np.cos(yaws[k]), np.sin(yaws[k])
+        part_centers = centers[k] + np.column_stack([offset[:, 0] * c - offset[:, 1] * s,
+                                                     offset[:, 0] * s + offset[:, 1] * c, offset[:, 2]])
+        return (part_centers, table[:, 4:7] * lwh[k], yaws[k], labels[k], np.clip(colors[k] * table[:, 7:8], 0, 1),
+                k)
 
     def ground_labels(self, xy_global: np.ndarray) -> np.ndarray:
         """Fine lidarseg label of the ground at global xy points (..., 2)."""
