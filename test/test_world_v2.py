@@ -255,3 +255,46 @@ def test_v2_car_returns_include_the_cabin_above_the_body_and_nothing_above_the_b
         assert z.max() <= h / 2 + 0.08  # range noise only
         above_body += np.sum(z > -h / 2 + 0.55 * h + 0.05) >= 5  # the body is the lower 55 %
     assert cars >= 3 and above_body >= 3
+
+
+def _occlusion_scene(camera_x: float):
+    """A camera at (camera_x, 3, 1.5) looking along -y; pedestrian 0 stands 4.5 m away behind a 4 m high wall
+    (scenery, the last box), pedestrian 1 in a 0.9 m gap between two parked cars 6 m away (cars 2 and 3)."""
+    from perception3d.core.geometry import make_transform
+    from perception3d.data.world import Primitives
+
+    centers = np.array([[camera_x - 2, -1.5, 0.85], [12.75, -3.0, 0.85], [10.05, -3.0, 0.75], [15.45, -3.0, 0.75],
+                        [camera_x - 2, 0.5, 2.0]])
+    lwh = np.array([[0.6, 0.6, 1.7], [0.6, 0.6, 1.7], [4.5, 1.9, 1.5], [4.5, 1.9, 1.5], [2.5, 0.2, 4.0]])
+    labels = np.array([FINE["human.pedestrian.adult"]] * 2 + [FINE["vehicle.car"]] * 2 + [FINE["static.manmade"]],
+                      np.uint8)
+    prims = Primitives(centers, lwh, np.zeros(5), labels, np.array([0, 1, 2, 3, -1]), np.full((5, 3), 0.5))
+    T_global_cam = make_transform(np.column_stack([[1.0, 0, 0], [0, 0, -1], [0, -1, 0]]), np.array([camera_x, 3, 1.5]))
+    return prims, T_global_cam
+
+
+def test_rendered_visibility_misses_objects_behind_walls_and_keeps_one_in_a_gap():
+    from perception3d.core.camera import CameraModel
+    from perception3d.core.detections import Detections3D
+    from perception3d.data.render import CameraRenderer
+    from perception3d.data.rig import load_rig
+    from perception3d.data.simulated_2d import PRESETS, NoiseModel2D, simulate_detections
+
+    spec = load_rig().cameras["CAM_FRONT"]
+    prims, T_global_cam = _occlusion_scene(11.5)
+    visible = CameraRenderer(spec, 0.25).visible_fractions(prims, T_global_cam, 4)
+    assert visible[0] == 0.0 and visible[1] > 0.8
+    prims.box_centers[4, 2] = -10.0  # without the wall, pedestrian 0 is in full view
+    assert CameraRenderer(spec, 0.25).visible_fractions(prims, T_global_cam, 4)[0] == pytest.approx(1.0)
+    gt = Detections3D(prims.box_centers[:4], prims.box_lwh[:4], np.zeros(4), ["pedestrian"] * 2 + ["car"] * 2,
+                      np.ones(4), "map", 0, ids=["behind_wall", "in_gap", "car_a", "car_b"])
+    camera = CameraModel(K=spec.K, width=spec.width, height=spec.height, frame_id="cam")
+    T_cam_global = np.linalg.inv(T_global_cam)
+    rng = np.random.default_rng(0)
+    assert "behind_wall" in simulate_detections(gt, T_cam_global, camera, PRESETS["perfect"], rng, 0).ids  # rects
+    found = simulate_detections(gt, T_cam_global, camera, PRESETS["perfect"], rng, 0, visible=visible).ids
+    assert "behind_wall" not in found and "in_gap" in found
+    occlusion_only = NoiseModel2D("occlusion", 0, 0, 0, 0, 1.0, 0, 0, 1, 0, 0)  # p_miss = occluded fraction
+    kept = [("in_gap" in simulate_detections(gt, T_cam_global, camera, occlusion_only, rng, 0, visible=visible).ids)
+            for _ in range(100)]
+    assert np.mean(kept) > 0.8

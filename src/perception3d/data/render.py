@@ -5,6 +5,8 @@ the same primitives as the LiDAR, keeping the nearest hit (a z-buffer), culled p
 rectangle its projected bounding box covers. Colour = per-instance base colour (class-distinct, varied), Lambert
 shading under a fixed sun, façade windows and lane markings, distance haze, sensor noise; the image is then
 resized to the full camera size (1600x900) and JPEG-encoded. The camera model is the rig's pinhole K (rectified).
+The same rays also give each object's visible fraction (the share of its projected pixels where it is the nearest
+surface), for the simulated 2D detector's occlusion.
 """
 from __future__ import annotations
 
@@ -14,9 +16,10 @@ import cv2
 import numpy as np
 
 from ..msgs.image import encode_jpeg
-from .raycast import KIND_BOX, KIND_CYLINDER, KIND_GROUND, cast
+from .ground_surface import GroundSurface
+from .raycast import KIND_BOX, KIND_CYLINDER, KIND_GROUND, cast, primitive_corners, ray_boxes_t
 from .rig import CameraSpec
-from .world import BASE_COLORS, FINE, World
+from .world import BASE_COLORS, FINE, Primitives, World
 
 SUN_DIRECTION = np.array([0.35, 0.45, 0.82]) / np.linalg.norm([0.35, 0.45, 0.82])  # global frame, towards the sun
 SKY_TOP, SKY_HORIZON = np.array([0.35, 0.55, 0.85]), np.array([0.8, 0.85, 0.9])
@@ -100,6 +103,31 @@ class CameraRenderer:
         image = color.reshape(self.height, self.width, 3) * 255 + self._noise(rng)
         image = np.clip(image, 0, 255).astype(np.uint8)
         return cv2.resize(image, (self.spec.width, self.spec.height), interpolation=cv2.INTER_LINEAR)
+
+    def visible_fractions(self, prims: Primitives, T_global_cam: np.ndarray, n_objects: int,
+                          ground: GroundSurface | None = None) -> np.ndarray:
+        """Visible fraction (n_objects,) of each object (boxes with instance >= 0) in the image taken from
+        T_global_cam: of the reduced-resolution pixels whose ray meets any of its boxes within MAX_DISTANCE_M, the
+        share where it is the nearest surface (occluders: every primitive and the ground); 0 when out of view."""
+        origin = T_global_cam[:3, 3]
+        dirs = self.dirs_cam @ T_global_cam[:3, :3].T.astype(np.float32)
+        candidates = self._pixel_candidates(T_global_cam)
+        hits = cast(origin, dirs, prims, MAX_DISTANCE_M, candidates, ground)
+        on_box = hits.kind == KIND_BOX
+        nearest = prims.box_instances[hits.index[on_box]]
+        seen = np.bincount(nearest[nearest >= 0], minlength=n_objects)[:n_objects]
+        corners = primitive_corners(prims)
+        pairs = [np.zeros(0, np.int64)]
+        for k in np.flatnonzero(prims.box_instances >= 0):
+            rays = candidates(corners[k])
+            if rays is None:
+                continue
+            t = ray_boxes_t(origin, dirs[rays], prims.box_centers[k:k + 1], prims.box_lwh[k:k + 1],
+                            prims.box_yaws[k:k + 1])[:, 0]
+            met = (np.arange(len(dirs))[rays] if isinstance(rays, slice) else rays)[t <= MAX_DISTANCE_M]
+            pairs.append(prims.box_instances[k] * np.int64(len(dirs)) + met)
+        footprint = np.bincount(np.unique(np.concatenate(pairs)) // len(dirs), minlength=n_objects)[:n_objects]
+        return np.where(footprint > 0, seen / np.maximum(footprint, 1), 0.0)
 
     def _noise(self, rng: np.random.Generator) -> np.ndarray:
         """Gaussian sensor noise (NOISE_STD): a crop of the noise bank at a random offset."""
