@@ -127,15 +127,23 @@ def test_v2_annotated_boxes_and_clutter_never_overlap_and_reach_80_m(seed):
         assert np.hypot(*(centers[:, :2] - ego).T).max() > 80.0
 
 
-def test_v2_dataroot_records_its_version_and_annotates_no_clutter(tmp_path):
-    from perception3d.core.classes import CATEGORY_TO_DETECTION
+@pytest.fixture(scope="module")
+def v2_dataroot(tmp_path_factory):
+    """A 0.5 s scene of world v2 written through the command line, and its devkit handle."""
+    from perception3d.cli import main
     from perception3d.data.nuscenes_io import open_nuscenes
-    from perception3d.data.synth import SynthConfig, synthesize
 
-    root = synthesize(tmp_path / "root", SynthConfig(scenes=1, seconds=0.5, seed=2, render_scale=0.05, workers=1,
-                                                    occupancy_range=(-10, -10, -2, 10, 10, 2), world_version=2),
-                      progress=False)
-    nusc = open_nuscenes(root, "v1.0-synth")
+    root = tmp_path_factory.mktemp("v2") / "root"
+    assert main(["synth", "--out", str(root), "--scenes", "1", "--seconds", "0.5", "--seed", "2", "--world-version",
+                 "2", "--render-scale", "0.1", "--workers", "1", "--occupancy-range", "-10", "-10", "-2", "10", "10",
+                 "2"]) == 0
+    return root, open_nuscenes(root, "v1.0-synth")
+
+
+def test_v2_dataroot_records_its_version_and_annotates_no_clutter(v2_dataroot):
+    from perception3d.core.classes import CATEGORY_TO_DETECTION
+
+    root, nusc = v2_dataroot
     assert nusc.scene[0]["description"] == "synthetic urban road (world v2), seed 2"
     names = {nusc.get("category", inst["category_token"])["name"] for inst in nusc.instance}
     assert names and all(n in CATEGORY_TO_DETECTION for n in names)
@@ -144,6 +152,41 @@ def test_v2_dataroot_records_its_version_and_annotates_no_clutter(tmp_path):
     points = np.fromfile(root / sd["filename"], np.float32).reshape(-1, 5)
     low_manmade = (labels == FINE["static.manmade"]) & (np.hypot(points[:, 0], points[:, 1]) < 9.5)
     assert low_manmade.sum() > 20  # clutter (poles and buildings are more than 9.8 m away)
+
+
+def test_v2_simulated_2d_detections_take_occlusion_from_the_rendered_visibility(v2_dataroot, tmp_path):
+    from perception3d.data.convert import convert
+    from perception3d.data.simulated_2d import PRESETS
+    from perception3d.data.visibility2d import RenderedVisibility, visibility_relpath
+    from perception3d.msgs.bag import BagReader
+    from perception3d.msgs.detections import msg_to_detections2d
+
+    root, nusc = v2_dataroot
+    scene = nusc.scene[0]
+    rendered = RenderedVisibility.load(root, "v1.0-synth", scene["token"])
+    cameras = [sd for sd in nusc.sample_data if sd["sensor_modality"] == "camera"]
+    assert rendered is not None and all(rendered.fractions(sd["token"], []) is not None for sd in cameras)
+
+    def detected(out):
+        (bag,) = convert(root, "v1.0-synth", out, simulate_2d=PRESETS["perfect"], progress=False)
+        by_stamp = {sd["timestamp"] * 1000: sd["token"] for sd in cameras}
+        found = []
+        with BagReader(bag) as reader:
+            for m in reader.messages([t for t in reader.topics if t.startswith("/CAM") and t.endswith("/detections")]):
+                dets = msg_to_detections2d(m.decode())
+                found += [(by_stamp[m.stamp_ns], i) for i in dets.ids]
+        return found
+
+    with_file = detected(tmp_path / "bags")
+    assert len(with_file) > 20
+    assert all(rendered.fractions(sd, [i])[0] > 0 for sd, i in with_file)
+    path = root / visibility_relpath("v1.0-synth", scene["token"])
+    path.rename(tmp_path / "moved.npz")  # back to the rectangles
+    try:
+        without = detected(tmp_path / "bags-rect")
+    finally:
+        (tmp_path / "moved.npz").rename(path)
+    assert any(rendered.fractions(sd, [i])[0] == 0 for sd, i in without)  # seen through walls by rectangles
 
 
 @pytest.fixture(scope="module")

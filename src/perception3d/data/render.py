@@ -74,11 +74,18 @@ class CameraRenderer:
 
     def render(self, world: World, t: float, rng: np.random.Generator) -> np.ndarray:
         """RGB uint8 image (height, width, 3) at full camera resolution for scene time t [s]."""
+        return self.render_frame(world, t, rng)[0]
+
+    def render_frame(self, world: World, t: float, rng: np.random.Generator,
+                     with_visibility: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
+        """The image of `render` and, `with_visibility`, the visible fraction (len(world.tracks),) of every track
+        (as `visible_fractions`, from the same rays)."""
         T = world.ego_pose(t) @ self.spec.T_ego_sensor
         origin = T[:3, 3]
         dirs = self.dirs_cam @ T[:3, :3].T.astype(np.float32)
         prims = world.primitives(t).near(origin[:2], MAX_DISTANCE_M)
-        hits = cast(origin, dirs, prims, MAX_DISTANCE_M, self._pixel_candidates(T), world.ground)
+        candidates = self._pixel_candidates(T)
+        hits = cast(origin, dirs, prims, MAX_DISTANCE_M, candidates, world.ground)
         color = np.empty((len(dirs), 3), np.float32)
         sky = SKY_HORIZON + (SKY_TOP - SKY_HORIZON) * np.clip(dirs[:, 2:3] * 3, 0, 1)
         color[:] = sky
@@ -102,7 +109,8 @@ class CameraRenderer:
         color[hit] = color[hit] * (shade[:, None] * haze) + sky[hit] * (1 - haze)
         image = color.reshape(self.height, self.width, 3) * 255 + self._noise(rng)
         image = np.clip(image, 0, 255).astype(np.uint8)
-        return cv2.resize(image, (self.spec.width, self.spec.height), interpolation=cv2.INTER_LINEAR)
+        visible = self._visible(origin, dirs, prims, hits, candidates, len(world.tracks)) if with_visibility else None
+        return cv2.resize(image, (self.spec.width, self.spec.height), interpolation=cv2.INTER_LINEAR), visible
 
     def visible_fractions(self, prims: Primitives, T_global_cam: np.ndarray, n_objects: int,
                           ground: GroundSurface | None = None) -> np.ndarray:
@@ -113,6 +121,11 @@ class CameraRenderer:
         dirs = self.dirs_cam @ T_global_cam[:3, :3].T.astype(np.float32)
         candidates = self._pixel_candidates(T_global_cam)
         hits = cast(origin, dirs, prims, MAX_DISTANCE_M, candidates, ground)
+        return self._visible(origin, dirs, prims, hits, candidates, n_objects)
+
+    @staticmethod
+    def _visible(origin, dirs, prims: Primitives, hits, candidates, n_objects: int) -> np.ndarray:
+        """Visible fractions (n_objects,) given the nearest hits of the pixel rays."""
         on_box = hits.kind == KIND_BOX
         nearest = prims.box_instances[hits.index[on_box]]
         seen = np.bincount(nearest[nearest >= 0], minlength=n_objects)[:n_objects]
@@ -136,6 +149,11 @@ class CameraRenderer:
 
     def render_jpeg(self, world: World, t: float, rng: np.random.Generator) -> bytes:
         return encode_jpeg(self.render(world, t, rng), JPEG_QUALITY)
+
+    def render_jpeg_visibility(self, world: World, t: float, rng: np.random.Generator) -> tuple[bytes, np.ndarray]:
+        """JPEG bytes and the tracks' visible fractions of one frame."""
+        image, visible = self.render_frame(world, t, rng, with_visibility=True)
+        return encode_jpeg(image, JPEG_QUALITY), visible
 
 
 def _lane_marking(road_xy: np.ndarray) -> np.ndarray:

@@ -6,7 +6,8 @@ camera at 12 Hz, firing at t = camera_offset_s + j / 12, so every 6th image coin
 rig offset before the LiDAR stamp). Every sample_data has its own ego pose (token = sample_data token). Splits:
 `<version>/splits.json` holds `synth_train` and `synth_val` (the last ceil(N/5) scenes are val). The world version
 (`world.WORLD_STYLES`) is recorded in each scene's description ("synthetic urban road (world v2), seed K"; version 1
-keeps the original "synthetic urban road, seed K").
+keeps the original "synthetic urban road, seed K"). Worlds with `rendered_visibility` (v2) also write each scene's
+rendered per-image visible fractions (`visibility2d`).
 """
 from __future__ import annotations
 
@@ -29,6 +30,7 @@ from .occupancy_gt import DEFAULT_RANGE, DEFAULT_VOXEL_SIZE, ground_truth_volume
 from .render import CameraRenderer
 from .rig import LIDAR_CHANNEL, Rig, load_rig
 from .schema import attribute_records, category_records, make_token, visibility_records, visibility_token
+from .visibility2d import visibility_relpath
 from .world import WORLD_STYLES, World
 from .writer import DatarootWriter
 
@@ -115,6 +117,7 @@ class SceneGenerator:
         self.grid = VoxelGrid.from_range(tuple(config.occupancy_range), config.occupancy_voxel)
         # per keyframe: object centres, sizes, yaws, LiDAR point counts, visibility, within annotation range
         self._facts: list[tuple] = []
+        self._visible_2d: list[tuple[str, np.ndarray]] = []  # (camera sample_data token, visible fractions)
 
     def tok(self, *parts: object) -> str:
         return make_token(self.seed, self.index, *parts)
@@ -155,6 +158,11 @@ class SceneGenerator:
             self._lidar(n_sweeps, bar)
             for ch, spec in rig.cameras.items():
                 self._finish_camera(ch, spec, images[ch], bar)
+        if self._visible_2d:
+            w.write_npz(visibility_relpath(cfg.version, self.tok("scene")), {
+                "sample_data_token": np.array([tok for tok, _ in self._visible_2d]),
+                "instance_token": np.array([self.tok("instance", j) for j in range(len(self.world.tracks))]),
+                "visible": np.array([v for _, v in self._visible_2d], np.float16).reshape(len(self._visible_2d), -1)})
         return log_token
 
     def _sample_data(self, ch: str, tokens: list[str], times: list[float], keys: list[bool], files: list[str],
@@ -241,7 +249,8 @@ class SceneGenerator:
         return [spec.offset_s + j / spec.rate_hz for j in range(n_frames)], [j % per_key == 0 for j in range(n_frames)]
 
     def _start_camera(self, c: int, spec):
-        """An iterator of the channel's JPEG bytes in frame order (rendered by the worker pool when there is one)."""
+        """An iterator of the channel's (JPEG bytes, visible fractions or None) in frame order (rendered by the
+        worker pool when there is one)."""
         times, _ = self._camera_times(spec)
         jobs = [(self.seed, self.index, self.cfg.seconds, self.cfg.world_version, spec, self.cfg.render_scale, t,
                  (self.seed, self.index, 1 + c, j)) for j, t in enumerate(times)]
@@ -253,11 +262,13 @@ class SceneGenerator:
         times, keys = self._camera_times(spec)
         tokens = [self.tok("sd", ch, j) for j in range(len(times))]
         files = []
-        for j, (t, jpeg) in enumerate(zip(times, images)):
+        for j, (t, (jpeg, visible)) in enumerate(zip(times, images)):
             folder = "samples" if keys[j] else "sweeps"
             filename = f"{folder}/{ch}/{self.logfile}__{ch}__{self.stamp_us(t)}.jpg"
             files.append(filename)
             self.w.write_bytes(filename, jpeg)
+            if visible is not None:
+                self._visible_2d.append((tokens[j], visible))
             bar.update(1)
         self._sample_data(ch, tokens, times, keys, files, (spec.width, spec.height), "jpg")
 
@@ -265,8 +276,9 @@ class SceneGenerator:
 _RENDER_CACHE: dict = {}
 
 
-def _render_job(job) -> bytes:
-    """One camera image as JPEG bytes; the world and renderer are rebuilt once per process and scene."""
+def _render_job(job) -> tuple[bytes, np.ndarray | None]:
+    """One camera image as JPEG bytes, with the tracks' visible fractions where the world style records them; the
+    world and renderer are rebuilt once per process and scene."""
     seed, index, seconds, world_version, spec, scale, t, frame_seed = job
     key = (seed, index, seconds, world_version, spec.channel, scale)
     if _RENDER_CACHE.get("key") != key:
@@ -274,4 +286,7 @@ def _render_job(job) -> bytes:
         world = _RENDER_CACHE["world"] if _RENDER_CACHE.get("world_key") == world_key else \
             World(seed, index, seconds, WORLD_STYLES[world_version])
         _RENDER_CACHE.update(key=key, world_key=world_key, world=world, renderer=CameraRenderer(spec, scale, seed))
-    return _RENDER_CACHE["renderer"].render_jpeg(_RENDER_CACHE["world"], t, np.random.default_rng(frame_seed))
+    renderer, world, rng = _RENDER_CACHE["renderer"], _RENDER_CACHE["world"], np.random.default_rng(frame_seed)
+    if world.style.rendered_visibility:
+        return renderer.render_jpeg_visibility(world, t, rng)
+    return renderer.render_jpeg(world, t, rng), None

@@ -92,6 +92,8 @@ class WorldStyle:
         clutter: unannotated roadside clutter (posts, bins, bushes, kerb stones).
         terrain: a non-planar ground (`GroundSurface`) instead of the plane z = 0.
         composite: objects built of parts (`PART_SHAPES`) instead of one box each.
+        rendered_visibility: the synthesizer records each object's rendered visible fraction per camera image
+            (`visibility2d`), which the simulated 2D detector then uses for occlusion.
     """
 
     version: int = 1
@@ -106,6 +108,7 @@ class WorldStyle:
     clutter: bool = False
     terrain: bool = False
     composite: bool = False
+    rendered_visibility: bool = False
 
     @property
     def ground_bands(self) -> tuple[tuple[float, str], ...]:
@@ -121,7 +124,8 @@ WORLD_STYLES: dict[int, WorldStyle] = {
     2: WorldStyle(version=2, margin_m=100.0, rows=(("traffic_cone", (3, 9, 1.0, 2.0)),
                                                    ("barrier", (4, 9, 0.0, 0.05)), ("pedestrian", (1, 6, 0.1, 0.5))),
                   parked_car_gap_m=(0.3, 0.8), sidewalk_outer_m=12.0, walk_lanes_y=(8.75, 9.75), standing_y=10.85,
-                  pole_y=11.6, clutter=True, terrain=True, composite=True),
+                  pole_y=11.6, clutter=True, terrain=True, composite=True,
+                  rendered_visibility=True),
 }
 
 
