@@ -16,7 +16,7 @@ import numpy as np
 KERB_Y = 7.5  # |y_road| of the kerb line [m]
 KERB_FACE_M = 0.02  # ground points this close to the kerb line (road side) are on the kerb face [m]
 _MARCH_STEPS = 8  # samples of the bracketing interval (finds the first crossing, e.g. the kerb face)
-_BISECTIONS = 12  # halvings of the crossing interval after the march
+_BISECTIONS = 8  # halvings of the crossing interval after the march (then one linear interpolation)
 
 
 @dataclass(frozen=True)
@@ -106,11 +106,12 @@ class GroundSurface:
         t = np.full(len(dirs), np.inf, np.float32)
         if not ok.any():
             return t
-        lo, hi = t_lo[ok], t_hi[ok]
-        dx, dy, dz = dx[ok], dy[ok], dirs[ok, 2]
+        lo, hi = t_lo[ok].astype(np.float32), t_hi[ok].astype(np.float32)
+        dx, dy, dz = dx[ok].astype(np.float32), dy[ok].astype(np.float32), dirs[ok, 2]
+        ox, oy, oz = np.float32(ox), np.float32(oy), np.float32(origin[2])
 
         def gap(tt):  # ray height above the ground at distance tt
-            return origin[2] + tt * dz - self.height_road(ox + tt * dx, oy + tt * dy)
+            return oz + tt * dz - self.height_road(ox + tt * dx, oy + tt * dy)
 
         step = (hi - lo) / _MARCH_STEPS
         below_at = np.full(len(lo), _MARCH_STEPS)
