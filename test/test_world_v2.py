@@ -341,3 +341,30 @@ def test_rendered_visibility_misses_objects_behind_walls_and_keeps_one_in_a_gap(
     kept = [("in_gap" in simulate_detections(gt, T_cam_global, camera, occlusion_only, rng, 0, visible=visible).ids)
             for _ in range(100)]
     assert np.mean(kept) > 0.8
+
+
+def test_v2_training_2d_boxes_take_the_rendered_visibility(v2_dataroot):
+    """The dataset builder hands each image's rendered visible fractions (per box, by instance token) to the 2D
+    box source, and lists the visibility file among the scene's sources."""
+    from perception3d.data.visibility2d import RenderedVisibility, visibility_relpath
+    from perception3d.train.data.boxes2d import SimulatedBoxes2D
+    from perception3d.train.data.scene_builder import SceneBuilder
+
+    root, nusc = v2_dataroot
+    scene = nusc.scene[0]
+    rendered = RenderedVisibility.load(root, "v1.0-synth", scene["token"])
+    calls = []
+
+    class Recording(SimulatedBoxes2D):
+        def boxes(self, image_token, stamp_ns, camera, T_camera_global, gt_global, visible=None):
+            calls.append((image_token, list(gt_global.ids), visible))
+            return super().boxes(image_token, stamp_ns, camera, T_camera_global, gt_global, visible)
+
+    builder = SceneBuilder(nusc, scene, ["CAM_FRONT", "CAM_BACK"], [], "none", Recording("perfect", 0))
+    assert root / visibility_relpath("v1.0-synth", scene["token"]) in builder.sources()
+    builder.build()
+    assert len(calls) == 12  # 0.5 s at 12 Hz, two cameras
+    for token, ids, visible in calls:
+        assert visible is not None
+        np.testing.assert_array_equal(visible, rendered.fractions(token, ids))
+    assert any(v.size and (v == 0).any() and (v > 0.5).any() for _, _, v in calls)
