@@ -149,7 +149,7 @@ class SceneGenerator:
                              "next": self.sample_tokens[s + 1] if s + 1 < n_samples else ""})
         w.add("scene", {"token": self.tok("scene"), "log_token": log_token, "nbr_samples": n_samples,
                         "first_sample_token": self.sample_tokens[0], "last_sample_token": self.sample_tokens[-1],
-                        "name": self.name, "description": scene_description(self.seed, cfg.world_version)})
+                        "name": self.name, "description": scene_description(self.seed, self.world.style.version)})
         cam_frames = {ch: int(round(cfg.seconds * spec.rate_hz)) for ch, spec in rig.cameras.items()}
         total = n_sweeps + sum(cam_frames.values())
         with tqdm(total=total, desc=self.name, unit="frame", disable=not progress, leave=False) as bar:
