@@ -54,26 +54,29 @@ def _road_boxes(world: World, cls: str):
     return np.array(rows)
 
 
-def _neighbour_gaps(rows: np.ndarray) -> np.ndarray:
-    """Gaps [m] between consecutive objects along the road that share a lateral position and speed."""
+def _neighbour_gaps(rows: np.ndarray, curvature: float) -> np.ndarray:
+    """Gaps [m] between consecutive objects along the road that share a lateral position and speed (on a curved
+    road, x is arc length along the centreline: distances at offset y are (1 - curvature y) times x's)."""
     gaps = []
     for y in np.unique(rows[:, 1]):
         r = rows[rows[:, 1] == y]
         r = r[np.argsort(r[:, 0])]
         same = np.isclose(r[1:, 4], r[:-1, 4])
-        gap = (r[1:, 0] - r[:-1, 0]) - (r[1:, 2] + r[:-1, 2]) / 2
+        gap = (r[1:, 0] - r[:-1, 0]) * (1 - curvature * y) - (r[1:, 2] + r[:-1, 2]) / 2
         gaps += list(gap[same])
     return np.array(gaps)
 
 
 def test_v2_has_touching_barrier_rows_cone_lines_and_bumper_to_bumper_cars(world2):
-    barrier_gaps = _neighbour_gaps(_road_boxes(world2, "barrier"))
+    k = world2.road.curvature
+    assert k != 0.0  # the road bends
+    barrier_gaps = _neighbour_gaps(_road_boxes(world2, "barrier"), k)
     assert np.sum((barrier_gaps >= -1e-9) & (barrier_gaps <= 0.05)) >= 3
-    cone_gaps = _neighbour_gaps(_road_boxes(world2, "traffic_cone"))
+    cone_gaps = _neighbour_gaps(_road_boxes(world2, "traffic_cone"), k)
     assert np.sum((cone_gaps >= 1.0 - 1e-9) & (cone_gaps <= 2.0)) >= 3
     cars = _road_boxes(world2, "car")
     parked = cars[(np.abs(np.abs(cars[:, 1]) - PARKING_Y) < 1e-9) & (cars[:, 4] == 0)]
-    car_gaps = _neighbour_gaps(parked)
+    car_gaps = _neighbour_gaps(parked, k)
     assert np.sum((car_gaps >= 0.3) & (car_gaps <= 0.8)) >= 3
 
 
@@ -151,7 +154,7 @@ def test_v2_dataroot_records_its_version_and_annotates_no_clutter(v2_dataroot):
     labels = np.fromfile(root / nusc.get("lidarseg", sd["token"])["filename"], np.uint8)
     points = np.fromfile(root / sd["filename"], np.float32).reshape(-1, 5)
     low_manmade = (labels == FINE["static.manmade"]) & (np.hypot(points[:, 0], points[:, 1]) < 9.5)
-    assert low_manmade.sum() > 20  # clutter (poles and buildings are more than 9.8 m away)
+    assert low_manmade.sum() > 10  # clutter (poles and buildings are more than 9.8 m away)
 
 
 def test_v2_simulated_2d_detections_take_occlusion_from_the_rendered_visibility(v2_dataroot, tmp_path):
@@ -212,7 +215,7 @@ def test_v2_lidar_ground_hits_lie_on_the_non_planar_surface(world2, sweep2):
 
     points, hits, _, _ = sweep2
     ground = points[hits.kind == KIND_GROUND]
-    x, y = world2.ground.road_xy(ground[:, :2])
+    x, y = world2.to_road_xy(ground[:, :2]).T
     face = np.abs(np.abs(y) - KERB_Y) < 0.02
     assert len(ground) > 10_000 and 0 < face.sum() < 0.05 * len(ground)
     err = ground[~face, 2] - world2.ground.height(ground[~face, :2])
@@ -229,16 +232,15 @@ def test_v2_lidar_ground_hits_lie_on_the_non_planar_surface(world2, sweep2):
 
 def test_v2_sidewalk_returns_stand_a_kerb_above_the_road_and_keep_their_labels(world2, sweep2):
     _, _, sweep, global_pts = sweep2
-    x, y = world2.ground.road_xy(global_pts[:, :2])
+    x, y = world2.to_road_xy(global_pts[:, :2]).T
     road = sweep.labels == FINE["flat.driveable_surface"]
     sidewalk = sweep.labels == FINE["flat.sidewalk"]
-    assert np.all(np.abs(y[road]) < 7.5) and np.all(np.abs(y[sidewalk]) >= 7.45)
+    assert np.all(np.abs(y[road]) < 7.5) and np.all(np.abs(y[sidewalk]) >= 7.4)  # 2 cm range noise
     near_road = road & (y < -6.6) & (y > -7.4)
     near_walk = sidewalk & (y < -7.6) & (y > -8.4)
     assert near_road.sum() > 20 and near_walk.sum() > 20
-    # Heights relative to the grade and bumps along x (the rest is crown and kerb, nearly flat here).
-    along = world2.ground.height_road(x, np.zeros_like(x)) - world2.ground.crown_m
-    rel = global_pts[:, 2] - along
+    # Heights over the road edge at the same distance along the road (the crown adds less than 2 cm there).
+    rel = global_pts[:, 2] - world2.ground.height_road(x, np.full_like(x, -7.45))
     step = np.median(rel[near_walk]) - np.median(rel[near_road])
     assert 0.10 <= world2.ground.kerb_m <= 0.18
     assert step == pytest.approx(world2.ground.kerb_m, abs=0.03)

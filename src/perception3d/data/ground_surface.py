@@ -5,13 +5,16 @@ h = grade * x + bumps(x) + crown(y) + kerb step, in the road frame (x along the 
 - bumps: two gentle sinusoids along the road;
 - crown: the road centre `crown_m` above its edges, parabolic across |y| < KERB_Y;
 - kerb: a vertical step of `kerb_m` up at |y| = KERB_Y; sidewalk and everything beyond stay at that level.
-The road frame sits in the global frame by a yaw `road_yaw` and an xy offset `road_origin_xy` (global z = h).
+x and y are the road frame's (`road_frame.RoadFrame`: arc length and lateral offset), except that the grade runs
+along the road's start heading (so that the graded part is a plane also on a curved road); global z = h.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 import numpy as np
+
+from .road_frame import RoadFrame
 
 KERB_Y = 7.5  # |y_road| of the kerb line [m]
 KERB_FACE_M = 0.02  # ground points this close to the kerb line (road side) are on the kerb face [m]
@@ -23,8 +26,7 @@ _BISECTIONS = 8  # halvings of the crossing interval after the march (then one l
 class GroundSurface:
     """Ground height in the road frame; all lengths [m], angles [rad]."""
 
-    road_origin_xy: tuple[float, float]
-    road_yaw: float
+    road: RoadFrame
     grade: float
     crown_m: float
     kerb_m: float
@@ -33,29 +35,21 @@ class GroundSurface:
     bump_phase: tuple[float, float]
 
     @classmethod
-    def random(cls, rng: np.random.Generator, road_origin_xy, road_yaw: float) -> GroundSurface:
+    def random(cls, rng: np.random.Generator, road: RoadFrame) -> GroundSurface:
         """Grade 0-4 % either way, crown 0.05-0.1 m, kerb 0.10-0.18 m, bumps of 2-5 cm over 12-40 m."""
-        return cls((float(road_origin_xy[0]), float(road_origin_xy[1])), float(road_yaw),
-                   float(rng.uniform(-0.04, 0.04)), float(rng.uniform(0.05, 0.1)), float(rng.uniform(0.10, 0.18)),
-                   tuple(float(v) for v in rng.uniform(0.02, 0.05, 2)),
+        return cls(road, float(rng.uniform(-0.04, 0.04)), float(rng.uniform(0.05, 0.1)),
+                   float(rng.uniform(0.10, 0.18)), tuple(float(v) for v in rng.uniform(0.02, 0.05, 2)),
                    tuple(float(v) for v in rng.uniform(12.0, 40.0, 2)),
                    tuple(float(v) for v in rng.uniform(0, 2 * np.pi, 2)))
 
     # ----- the surface ----------------------------------------------------------------------------------------
-    def road_xy(self, xy_global: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Road-frame (x, y) of global xy points (..., 2)."""
-        c, s = np.cos(self.road_yaw), np.sin(self.road_yaw)
-        dx = xy_global[..., 0] - self.road_origin_xy[0]
-        dy = xy_global[..., 1] - self.road_origin_xy[1]
-        return dx * c + dy * s, -dx * s + dy * c
-
     def height_road(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
         """Ground height [m] at road-frame points."""
-        return self.grade * x + self._bumps(x) + self._across(y)
+        return self.grade * self.road.along_start(x, y) + self._bumps(x) + self._across(y)
 
     def height(self, xy_global: np.ndarray) -> np.ndarray:
         """Ground height (global z) [m] at global xy points (..., 2)."""
-        return self.height_road(*self.road_xy(np.asarray(xy_global)))
+        return self.height_road(*self.road.to_road(np.asarray(xy_global)))
 
     def _bumps(self, x: np.ndarray) -> np.ndarray:
         (a1, a2), (l1, l2), (p1, p2) = self.bump_amplitude_m, self.bump_wavelength_m, self.bump_phase
@@ -69,19 +63,22 @@ class GroundSurface:
     def normals(self, points_global: np.ndarray) -> np.ndarray:
         """Unit upward normals (N, 3) in the global frame at ground points (N, 3); points on the kerb face (within
         KERB_FACE_M of the kerb line and below the sidewalk) get the horizontal normal facing the road."""
-        x, y = self.road_xy(points_global[:, :2])
+        x, y = self.road.to_road(points_global[:, :2])
         (a1, a2), (l1, l2), (p1, p2) = self.bump_amplitude_m, self.bump_wavelength_m, self.bump_phase
-        dhdx = self.grade + a1 * 2 * np.pi / l1 * np.cos(2 * np.pi * x / l1 + p1) + \
+        dhdx = a1 * 2 * np.pi / l1 * np.cos(2 * np.pi * x / l1 + p1) + \
             a2 * 2 * np.pi / l2 * np.cos(2 * np.pi * x / l2 + p2)
         dhdy = np.where(np.abs(y) < KERB_Y, -2 * self.crown_m * y / KERB_Y ** 2, 0.0)
-        n_road = np.column_stack([-dhdx, -dhdy, np.ones_like(x)])
+        heading = self.road.heading(x)
+        tangent = np.column_stack([np.cos(heading), np.sin(heading)])
+        left = np.column_stack([-np.sin(heading), np.cos(heading)])
+        # gradient: grade along the start heading, d x / d p = tangent / (1 - k y), d y / d p = left normal
+        grad = self.grade * np.array([np.cos(self.road.yaw), np.sin(self.road.yaw)]) + \
+            (dhdx / (1 - self.road.curvature * y))[:, None] * tangent + dhdy[:, None] * left
+        normal = np.column_stack([-grad, np.ones(len(x))])
         face = (np.abs(np.abs(y) - KERB_Y) < KERB_FACE_M) & \
             (points_global[:, 2] < self.height_road(x, np.sign(y) * (KERB_Y + 0.01)) - 0.005)
-        n_road[face] = np.column_stack([np.zeros(face.sum()), -np.sign(y[face]), np.zeros(face.sum())])
-        n_road /= np.linalg.norm(n_road, axis=1, keepdims=True)
-        c, s = np.cos(self.road_yaw), np.sin(self.road_yaw)
-        return np.column_stack([n_road[:, 0] * c - n_road[:, 1] * s, n_road[:, 0] * s + n_road[:, 1] * c,
-                                n_road[:, 2]]).astype(np.float32)
+        normal[face] = np.column_stack([-np.sign(y[face])[:, None] * left[face], np.zeros(face.sum())])
+        return (normal / np.linalg.norm(normal, axis=1, keepdims=True)).astype(np.float32)
 
     # ----- rays -----------------------------------------------------------------------------------------------
     def intersect(self, origin: np.ndarray, dirs: np.ndarray) -> np.ndarray:
@@ -91,14 +88,13 @@ class GroundSurface:
         h lies between the graded plane plus the smallest and plus the largest rest (bumps, crown, kerb), which
         brackets the crossing; the bracket is marched in `_MARCH_STEPS` samples to the first sample below the
         ground, then bisected. Vectorised over rays."""
-        ox, oy = self.road_xy(np.asarray(origin, np.float64)[:2])
-        c, s = np.cos(self.road_yaw), np.sin(self.road_yaw)
-        dx = dirs[:, 0] * c + dirs[:, 1] * s
-        dy = -dirs[:, 0] * s + dirs[:, 1] * c
+        c, s = np.cos(self.road.yaw), np.sin(self.road.yaw)
+        o_along = (origin[0] - self.road.origin_xy[0]) * c + (origin[1] - self.road.origin_xy[1]) * s
+        d_along = dirs[:, 0] * c + dirs[:, 1] * s
         bumps = sum(self.bump_amplitude_m)
         rest_lo, rest_hi = -bumps, bumps + max(self.crown_m, self.kerb_m)
-        above = origin[2] - self.grade * ox  # the origin's height over the graded plane through the road origin
-        descent = dirs[:, 2] - self.grade * dx  # < 0: the ray goes down relative to the plane
+        above = origin[2] - self.grade * o_along  # the origin's height over the graded plane through the road origin
+        descent = dirs[:, 2] - self.grade * d_along  # < 0: the ray goes down relative to the plane
         with np.errstate(divide="ignore", invalid="ignore"):
             t_lo = np.maximum((rest_hi - above) / descent, 0.0)
             t_hi = (rest_lo - above) / descent
@@ -107,11 +103,12 @@ class GroundSurface:
         if not ok.any():
             return t
         lo, hi = t_lo[ok].astype(np.float32), t_hi[ok].astype(np.float32)
-        dx, dy, dz = dx[ok].astype(np.float32), dy[ok].astype(np.float32), dirs[ok, 2]
-        ox, oy, oz = np.float32(ox), np.float32(oy), np.float32(origin[2])
+        d = dirs[ok].astype(np.float32)
+        o = np.asarray(origin, np.float64)
 
         def gap(tt):  # ray height above the ground at distance tt
-            return oz + tt * dz - self.height_road(ox + tt * dx, oy + tt * dy)
+            xy = np.column_stack([o[0] + tt * d[:, 0], o[1] + tt * d[:, 1]])
+            return o[2] + tt * d[:, 2] - self.height(xy)
 
         step = (hi - lo) / _MARCH_STEPS
         below_at = np.full(len(lo), _MARCH_STEPS)

@@ -16,7 +16,9 @@ cases (touching barrier rows, cone lines, parked cars bumper to bumper, pedestri
 clutter, objects out to 100 m along the road) on a wider sidewalk (7.5-12: furniture strip at 7.85, walking lanes
 at 8.75 and 9.75, standing zone at 10.85, poles at 11.6; terrain 12-14.5) and a non-planar ground
 (`ground_surface.GroundSurface`: grade, crown, bumps, kerb step) on which the ego (pitched with the grade), the
-objects and the scenery stand. Objects of version 2 are built of parts (`PART_SHAPES`) inside their box.
+objects and the scenery stand. Objects of version 2 are built of parts (`PART_SHAPES`) inside their box, and its
+road bends in a gentle arc (`road_frame.RoadFrame`; the road frame's x is then the arc length along the centreline,
+objects keep their arc-length speed).
 """
 from __future__ import annotations
 
@@ -28,6 +30,7 @@ from ..core.boxes import wlh_to_lwh
 from ..core.classes import LIDARSEG_FINE_CATEGORIES, SIZE_PRIOR_WLH
 from ..core.geometry import make_transform, wrap_angle
 from .ground_surface import KERB_FACE_M, KERB_Y, GroundSurface
+from .road_frame import RoadFrame
 
 FINE = {name: i for i, name in enumerate(LIDARSEG_FINE_CATEGORIES)}
 # The fine lidarseg category each detection class is written as.
@@ -92,6 +95,7 @@ class WorldStyle:
         clutter: unannotated roadside clutter (posts, bins, bushes, kerb stones).
         terrain: a non-planar ground (`GroundSurface`) instead of the plane z = 0.
         composite: objects built of parts (`PART_SHAPES`) instead of one box each.
+        curve_radius_m: (min, max) radius of the road's arc, bending either way (None: a straight road).
         rendered_visibility: the synthesizer records each object's rendered visible fraction per camera image
             (`visibility2d`), which the simulated 2D detector then uses for occlusion.
     """
@@ -108,6 +112,7 @@ class WorldStyle:
     clutter: bool = False
     terrain: bool = False
     composite: bool = False
+    curve_radius_m: tuple[float, float] | None = None
     rendered_visibility: bool = False
 
     @property
@@ -122,9 +127,9 @@ class WorldStyle:
 WORLD_STYLES: dict[int, WorldStyle] = {
     1: WorldStyle(),
     2: WorldStyle(version=2, margin_m=100.0, rows=(("traffic_cone", (3, 9, 1.0, 2.0)),
-                                                   ("barrier", (4, 9, 0.0, 0.05)), ("pedestrian", (1, 6, 0.1, 0.5))),
+                                                   ("barrier", (4, 9, 0.01, 0.05)), ("pedestrian", (1, 6, 0.1, 0.5))),
                   parked_car_gap_m=(0.3, 0.8), sidewalk_outer_m=12.0, walk_lanes_y=(8.75, 9.75), standing_y=10.85,
-                  pole_y=11.6, clutter=True, terrain=True, composite=True,
+                  pole_y=11.6, clutter=True, terrain=True, composite=True, curve_radius_m=(500.0, 1500.0),
                   rendered_visibility=True),
 }
 
@@ -210,8 +215,13 @@ class World:
         c, s = np.cos(self.road_yaw), np.sin(self.road_yaw)
         self.T_global_road = make_transform(np.array([[c, -s, 0], [s, c, 0], [0, 0, 1]]), self.road_origin)
         self.ego_speed = float(rng.uniform(5.0, 8.0))
-        self.ground = GroundSurface.random(np.random.default_rng([seed, scene_index, 8]), self.road_origin[:2],
-                                           self.road_yaw) if style.terrain else None
+        curvature = 0.0
+        if style.curve_radius_m is not None:
+            curve_rng = np.random.default_rng([seed, scene_index, 9])
+            curvature = float(curve_rng.choice([-1.0, 1.0]) / curve_rng.uniform(*style.curve_radius_m))
+        self.road = RoadFrame((float(self.road_origin[0]), float(self.road_origin[1])), self.road_yaw, curvature)
+        self.ground = GroundSurface.random(np.random.default_rng([seed, scene_index, 8]), self.road) \
+            if style.terrain else None
         self.x_min = -style.margin_m
         self.x_max = self.ego_speed * duration_s + style.margin_m
         self.tracks: list[Track] = []
@@ -239,27 +249,30 @@ class World:
         """Place objects one after another along a strip; `first` are placed before the random draws. The classes
         of `style.rows` come in rows (all at one speed); `car_gap` (if given) is the gap range after a car.
 
-        Lengths along the road are l (w for barriers, which stand across their heading)."""
+        Lengths along the road are l (w for barriers, which stand across their heading); on a curved road, lengths
+        and gaps at the strip's lateral offset y are stretched to arc length along the centreline (1 / (1 - k y)),
+        so neighbours keep their distances."""
         x_lo, x_hi = x_range or (self.x_min, self.x_max)
         cursor = x_lo + rng.uniform(0, 5)
         queue = list(first)
         p = np.asarray(weights) / np.sum(weights)
         rows = dict(self.style.rows)
+        stretch = 1.0 / (1.0 - self.road.curvature * y)  # 1.0 on a straight road
         while cursor < x_hi:
             cls = queue.pop(0) if queue else str(rng.choice(classes, p=p))
             row = rows.get(cls)
             group = int(rng.integers(row[0], row[1])) if row else 1
             for _ in range(group):
                 size = sample_size_wlh(rng, cls)
-                along = size[0] if cls == "barrier" else size[1]
+                along = (size[0] if cls == "barrier" else size[1]) * stretch
                 if cursor + along > x_hi:  # objects stay inside their range, so adjacent ranges never overlap
                     return
                 x0 = cursor + along / 2
                 obj_yaw = wrap_angle(yaw + np.pi / 2) if cls == "barrier" else yaw
                 speed = speed_fn(x0) if speed_fn else 0.0
                 self._add(rng, cls, x0, y, float(obj_yaw), speed, _attribute(cls, speed), size)
-                cursor += along + (rng.uniform(row[2], row[3]) if group > 1 else 0.0)
-            cursor += rng.uniform(*(car_gap if car_gap and cls == "car" else gap))
+                cursor += along + (rng.uniform(row[2], row[3]) * stretch if group > 1 else 0.0)
+            cursor += rng.uniform(*(car_gap if car_gap and cls == "car" else gap)) * stretch
 
     def _layout_vehicles(self, rng) -> None:
         parked = ["car", "truck", "bus", "trailer", "construction_vehicle", "motorcycle", "traffic_cone", "barrier"]
@@ -388,30 +401,42 @@ class World:
             top = self.ground.height_road(road[:, 0], road[:, 1]) + lwh[:, 2]
             boxes_c[:, 2], lwh[:, 2] = (top + z_low) / 2, top - z_low
             cyl_z = cyl_z + self.ground.height(cyl_g)[:, None]
-        return Primitives(boxes_c, lwh, wrap_angle(np.asarray(yaws) + self.road_yaw),
+        heading = self._heading(np.asarray(centers).reshape(-1, 3)[:, 0])
+        return Primitives(boxes_c, lwh, wrap_angle(np.asarray(yaws) + heading),
                           np.asarray(labels, np.uint8), np.full(len(labels), -1), np.asarray(colors).reshape(-1, 3),
                           cyl_g, cyl_z, np.asarray(cyl_r), np.asarray(cyl_l, np.uint8),
                           np.asarray(cyl_col).reshape(-1, 3))
 
     # ----- queries --------------------------------------------------------------------------------------------
     def _to_global_xyz(self, p_road: np.ndarray) -> np.ndarray:
+        if self.road.curvature != 0.0:
+            return np.column_stack([*self.road.to_global(p_road[:, 0], p_road[:, 1]), p_road[:, 2]])
         return p_road @ self.T_global_road[:3, :3].T + self.T_global_road[:3, 3]
+
+    def _heading(self, x: np.ndarray):
+        """Global yaw [rad] of the road's direction at road-frame x [m]."""
+        return self.road_yaw if self.road.curvature == 0.0 else self.road.heading(x)
 
     def to_road_xy(self, xy_global: np.ndarray) -> np.ndarray:
         """Road-frame xy of global xy points (N, 2)."""
+        if self.road.curvature != 0.0:
+            return np.stack(self.road.to_road(np.asarray(xy_global)[..., :2]), axis=-1)
         d = np.asarray(xy_global)[..., :2] - self.road_origin[:2]
         c, s = np.cos(self.road_yaw), np.sin(self.road_yaw)
         return np.stack([d[..., 0] * c + d[..., 1] * s, -d[..., 0] * s + d[..., 1] * c], axis=-1)
 
     def ego_pose(self, t: float) -> np.ndarray:
         """T_global_ego (4x4) at scene time t [s]: the ego drives along +x of the road at constant speed (on a
-        non-planar ground at the ground height, pitched with the grade)."""
-        p = self._to_global_xyz(np.array([[self.ego_speed * t, EGO_LANE_Y, 0.0]]))[0]
-        c, s = np.cos(self.road_yaw), np.sin(self.road_yaw)
+        non-planar ground at the ground height, pitched with the grade; along the curve of a curved road)."""
+        x = self.ego_speed * t
+        p = self._to_global_xyz(np.array([[x, EGO_LANE_Y, 0.0]]))[0]
+        yaw = self._heading(x)
+        c, s = np.cos(yaw), np.sin(yaw)
         if self.ground is None:
             return make_transform(np.array([[c, -s, 0], [s, c, 0], [0, 0, 1]]), p)
-        p[2] = self.ground.height_road(np.float64(self.ego_speed * t), np.float64(EGO_LANE_Y))
-        pitch = np.arctan(self.ground.grade)  # nose up on an uphill grade (+x)
+        p[2] = self.ground.height_road(np.float64(x), np.float64(EGO_LANE_Y))
+        # nose up on an uphill grade (the grade runs along the road's start heading)
+        pitch = np.arctan(self.ground.grade * np.cos(yaw - self.road_yaw))
         cp, sp = np.cos(pitch), np.sin(pitch)
         R_pitch = np.array([[cp, 0, -sp], [0, 1, 0], [sp, 0, cp]])
         return make_transform(np.array([[c, -s, 0], [s, c, 0], [0, 0, 1]]) @ R_pitch, p)
@@ -426,12 +451,17 @@ class World:
         road = np.column_stack([x0 + speed * np.cos(yaw) * t, y + speed * np.sin(yaw) * t, size_lwh[:, 2] / 2])
         if self.ground is not None:
             road[:, 2] += self.ground.height_road(road[:, 0], road[:, 1])
-        return self._to_global_xyz(road), size_lwh, wrap_angle(yaw + self.road_yaw)
+        return self._to_global_xyz(road), size_lwh, wrap_angle(yaw + self._heading(road[:, 0]))
 
-    def object_velocities(self) -> np.ndarray:
-        """Global xy velocities (N, 2) [m/s] of the tracks (constant)."""
+    def object_velocities(self, t: float = 0.0) -> np.ndarray:
+        """Global xy velocities (N, 2) [m/s] of the tracks at time t [s] (constant on a straight road; on a curve
+        they turn with it, at the arc-length speed scaled by the lane's radius)."""
         yaw = np.array([tr.yaw for tr in self.tracks]) + self.road_yaw
         speed = np.array([tr.speed for tr in self.tracks])
+        if self.road.curvature != 0.0:
+            x = np.array([tr.x0 for tr in self.tracks]) + speed * np.cos(yaw - self.road_yaw) * t
+            yaw = yaw - self.road_yaw + self.road.heading(x)
+            speed = speed * (1 - self.road.curvature * np.array([tr.y for tr in self.tracks]))
         return np.column_stack([speed * np.cos(yaw), speed * np.sin(yaw)])
 
     def primitives(self, t: float) -> Primitives:
