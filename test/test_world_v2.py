@@ -370,3 +370,21 @@ def test_v2_training_2d_boxes_take_the_rendered_visibility(v2_dataroot):
         assert visible is not None
         np.testing.assert_array_equal(visible, rendered.fractions(token, ids))
     assert any(v.size and (v == 0).any() and (v > 0.5).any() for _, _, v in calls)
+
+
+def test_v2_road_bends_and_the_ego_and_objects_follow_their_lanes(world2):
+    from perception3d.core.geometry import wrap_angle
+
+    k = world2.road.curvature
+    yaw0, yaw1 = (np.arctan2(T[1, 0], T[0, 0]) for T in (world2.ego_pose(0.0), world2.ego_pose(20.0)))
+    assert wrap_angle(yaw1 - yaw0) == pytest.approx(k * world2.ego_speed * 20.0, abs=1e-9)
+    assert abs(k * world2.ego_speed * 20.0) > 0.05  # a visible bend over the scene
+    for t in (0.0, 10.0):
+        ego_y = world2.to_road_xy(world2.ego_pose(t)[None, :2, 3])[0, 1]
+        assert ego_y == pytest.approx(-1.75, abs=1e-6)
+        centers, _, _ = world2.object_states(t)
+        np.testing.assert_allclose(world2.to_road_xy(centers[:, :2])[:, 1], [tr.y for tr in world2.tracks], atol=1e-6)
+        # velocities are the motion of the centres (finite differences over 10 ms)
+        later, _, _ = world2.object_states(t + 0.01)
+        np.testing.assert_allclose((later[:, :2] - centers[:, :2]) / 0.01, world2.object_velocities(t + 0.005),
+                                   atol=1e-3)
