@@ -49,7 +49,9 @@ class GroundSurface:
 
     def height(self, xy_global: np.ndarray) -> np.ndarray:
         """Ground height (global z) [m] at global xy points (..., 2)."""
-        return self.height_road(*self.road.to_road(np.asarray(xy_global)))
+        xy_global = np.asarray(xy_global)
+        x, y = self.road.to_road(xy_global)
+        return self.grade * self.road.along_start_global(xy_global) + self._bumps(x) + self._across(y)
 
     def _bumps(self, x: np.ndarray) -> np.ndarray:
         (a1, a2), (l1, l2), (p1, p2) = self.bump_amplitude_m, self.bump_wavelength_m, self.bump_phase
@@ -88,9 +90,8 @@ class GroundSurface:
         h lies between the graded plane plus the smallest and plus the largest rest (bumps, crown, kerb), which
         brackets the crossing; the bracket is marched in `_MARCH_STEPS` samples to the first sample below the
         ground, then bisected. Vectorised over rays."""
-        c, s = np.cos(self.road.yaw), np.sin(self.road.yaw)
-        o_along = (origin[0] - self.road.origin_xy[0]) * c + (origin[1] - self.road.origin_xy[1]) * s
-        d_along = dirs[:, 0] * c + dirs[:, 1] * s
+        o_along = self.road.along_start_global(np.asarray(origin)[:2])
+        d_along = dirs[:, 0] * np.cos(self.road.yaw) + dirs[:, 1] * np.sin(self.road.yaw)
         bumps = sum(self.bump_amplitude_m)
         rest_lo, rest_hi = -bumps, bumps + max(self.crown_m, self.kerb_m)
         above = origin[2] - self.grade * o_along  # the origin's height over the graded plane through the road origin

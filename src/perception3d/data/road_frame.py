@@ -34,6 +34,11 @@ class RoadFrame:
         """Coordinate [m] of road points along the start heading from the origin."""
         return self._start_frame(x, y)[0]
 
+    def along_start_global(self, xy_global: np.ndarray) -> np.ndarray:
+        """Coordinate [m] of global xy points (..., 2) along the start heading from the origin."""
+        return (xy_global[..., 0] - self.origin_xy[0]) * np.cos(self.yaw) + \
+            (xy_global[..., 1] - self.origin_xy[1]) * np.sin(self.yaw)
+
     def to_global(self, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Global (x, y) of road points."""
         sx, sy = self._start_frame(np.asarray(x), np.asarray(y))
