@@ -388,3 +388,16 @@ def test_v2_road_bends_and_the_ego_and_objects_follow_their_lanes(world2):
         later, _, _ = world2.object_states(t + 0.01)
         np.testing.assert_allclose((later[:, :2] - centers[:, :2]) / 0.01, world2.object_velocities(t + 0.005),
                                    atol=1e-3)
+
+
+def test_v2_dataroot_is_deterministic_with_or_without_render_workers(v2_dataroot, tmp_path):
+    from perception3d.data.synth import SynthConfig, synthesize
+
+    root, _ = v2_dataroot
+    again = synthesize(tmp_path / "again", SynthConfig(scenes=1, seconds=0.5, seed=2, world_version=2, render_scale=0.1,
+                                                       workers=2, occupancy_range=(-10, -10, -2, 10, 10, 2)),
+                       progress=False)
+    files = sorted(p.relative_to(root) for p in root.rglob("*") if p.is_file())
+    assert files == sorted(p.relative_to(again) for p in again.rglob("*") if p.is_file())
+    assert any(str(f).startswith("visibility2d/") for f in files)
+    assert all((root / f).read_bytes() == (again / f).read_bytes() for f in files)
