@@ -1,7 +1,7 @@
 """A non-planar ground (world version 2): height h(x, y) of the road frame, and rays cast against it.
 
 h = grade * x + bumps(x) + crown(y) + kerb step, in the road frame (x along the road, y to the left, metres):
-- grade: a constant slope along the road (dz/dx);
+- grade: a constant slope (dz per metre along the road's start heading);
 - bumps: two gentle sinusoids along the road;
 - crown: the road centre `crown_m` above its edges, parabolic across |y| < KERB_Y;
 - kerb: a vertical step of `kerb_m` up at |y| = KERB_Y; sidewalk and everything beyond stay at that level.
