@@ -1,6 +1,7 @@
 """The synthetic dataroot: read back through nuscenes-devkit itself (independent of our writer)."""
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -244,6 +245,12 @@ def test_same_seed_gives_identical_files_and_another_seed_differs():
     a, b, c = files(build("a", 11)), files(build("b", 11, workers=1)), files(build("c", 12))
     assert a.keys() == b.keys() and all(a[k] == b[k] for k in a)  # also independent of the worker pool
     assert any(a[k] != c.get(k) for k in a)
+    # World version 1 (the default) writes what main's code wrote before world versions existed (b05537d).
+    digest = hashlib.sha256()
+    for k in sorted(a):
+        digest.update(str(k).encode())
+        digest.update(a[k])
+    assert digest.hexdigest() == "0a04f2067455a7b80071085bfcec8be237f27f5115b7391e97036799655c1995"
 
 
 # ----- bad input ---------------------------------------------------------------------------------------------------

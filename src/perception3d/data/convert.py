@@ -12,7 +12,8 @@ Topics (frames are upper-case channel names; header stamp = sample_data timestam
                                                            the category map), id = instance token, score 1
   /gt/keyframes              std_msgs/String               JSON {sample_token, lidar_sd_token, scene} at the
                                                            keyframe stamp of the trigger LiDAR
-  /<CAM>/detections          vision_msgs/Detection2DArray  SIMULATED 2D detections (only with simulate_2d)
+  /<CAM>/detections          vision_msgs/Detection2DArray  SIMULATED 2D detections (only with simulate_2d; occlusion
+                                                           from the rendered visibility where the dataroot has it)
 The trigger LiDAR (whose keyframes index the samples and whose sweeps trigger the LiDAR nodes) is LIDAR_TOP when the
 rig has one, else the LiDAR channel with the most sweeps in the scene.
 Bag custom_data: perception3d.keyframes (JSON list of {stamp_ns, sample_token, lidar_sd_token, scene}),
@@ -60,6 +61,7 @@ from .nuscenes_io import (
     timestamp_ns,
 )
 from .simulated_2d import NoiseModel2D, simulate_detections
+from .visibility2d import RenderedVisibility
 
 MAP_FRAME, EGO_FRAME = "map", "base_link"
 TRIGGER_LIDAR = "LIDAR_TOP"  # the trigger LiDAR when the rig has it
@@ -141,6 +143,7 @@ def _write_scene(bag: BagWriter, nusc: Any, scene: dict, sample_datas: list[dict
     gt_by_lidar = {k["lidar_sd_token"]: k for k in keyframes}
     gt_track = [(k["stamp_ns"], k["boxes"]) for k in keyframes]
     rng = np.random.default_rng([seed, int(scene["token"][:8], 16)])  # tokens are hex
+    rendered = RenderedVisibility.load(nusc.dataroot, nusc.version, scene["token"]) if simulate_2d else None
     first_ns = timestamp_ns(sample_datas[0])
     statics = {}
     for sd in sample_datas:
@@ -178,7 +181,8 @@ def _write_scene(bag: BagWriter, nusc: Any, scene: dict, sample_datas: list[dict
             if simulate_2d is not None:
                 gt, _ = interpolate_annotations(gt_track, stamp_ns)
                 T_cam_global = invert_transform(T_global_ego @ sensor_extrinsics(nusc, sd))
-                dets = simulate_detections(gt, T_cam_global, camera, simulate_2d, rng, stamp_ns)
+                visible = rendered.fractions(sd["token"], gt.ids) if rendered is not None else None
+                dets = simulate_detections(gt, T_cam_global, camera, simulate_2d, rng, stamp_ns, visible)
                 bag.write(f"/{channel}/detections", stamp_ns, detections2d_to_msg(dets, factory), OUTPUT)
 
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..core.boxes import box_corners
 from ..core.classes import LIDARSEG_FINE_CATEGORIES
 from ..core.geometry import wrap_angle
 from .raycast import KIND_BOX, cast, hit_labels, ray_boxes_t, take
@@ -64,7 +65,8 @@ class LidarSimulator:
         origin = T[:3, 3]
         dirs = self.dirs_sensor @ T[:3, :3].T.astype(np.float32)
         prims = world.primitives(t).near(origin[:2], MAX_RANGE_M + 5.0)
-        hits = cast(origin, dirs, prims, MAX_RANGE_M, self._azimuth_candidates(T))
+        candidates = self._azimuth_candidates(T)
+        hits = cast(origin, dirs, prims, MAX_RANGE_M, candidates, world.ground)
         keep = np.flatnonzero(np.isfinite(hits.t) & (hits.t >= MIN_RANGE_M))
         rng_noise = rng.normal(0.0, RANGE_NOISE_M, keep.size).astype(np.float32)
         dist = hits.t[keep] + rng_noise
@@ -77,7 +79,8 @@ class LidarSimulator:
                                   self.ring[keep]]).astype(np.float32)
         sweep = LidarSweep(points, labels, instances.astype(np.int32), T)
         if with_visibility:
-            sweep.visibility = _instance_visibility(origin, dirs, prims, sweep.instances, len(world.tracks))
+            sweep.visibility = _instance_visibility(origin, dirs, prims, sweep.instances, len(world.tracks),
+                                                    candidates)
         return sweep
 
     def _azimuth_candidates(self, T_global_sensor: np.ndarray):
@@ -102,14 +105,21 @@ class LidarSimulator:
         return candidates
 
 
-def _instance_visibility(origin, dirs, prims, point_instances: np.ndarray, n_tracks: int) -> np.ndarray:
-    """Fraction (n_tracks,) of the firings that pass through each object's box that hit it first (occlusion as
-    seen from the LiDAR, for the `visibility` table); 0 for objects no firing reaches."""
-    is_obj = np.flatnonzero(prims.box_instances >= 0)
+def _instance_visibility(origin, dirs, prims, point_instances: np.ndarray, n_tracks: int,
+                         candidates) -> np.ndarray:
+    """Fraction (n_tracks,) of the firings that pass through each object (any of its boxes, which come in a row)
+    that hit it first (occlusion as seen from the LiDAR, for the `visibility` table); 0 for objects no firing
+    reaches. `candidates` culls the firings tested against an object, as in `cast`."""
     through = np.zeros(n_tracks)
-    for start in range(0, len(is_obj), 32):
-        sel = is_obj[start:start + 32]
-        t = ray_boxes_t(origin, dirs, prims.box_centers[sel], prims.box_lwh[sel], prims.box_yaws[sel])
-        through[prims.box_instances[sel]] = (t <= MAX_RANGE_M).sum(0)
+    is_obj = np.flatnonzero(prims.box_instances >= 0)
+    if is_obj.size:
+        first = is_obj[np.r_[True, np.diff(prims.box_instances[is_obj]) != 0]]  # each object's first box
+        corners = box_corners(prims.box_centers, prims.box_lwh, prims.box_yaws)
+        for a, b in zip(first, np.r_[first[1:], is_obj[-1] + 1]):
+            rays = candidates(corners[a:b].reshape(-1, 3))
+            if rays is None:
+                continue
+            t = ray_boxes_t(origin, dirs[rays], prims.box_centers[a:b], prims.box_lwh[a:b], prims.box_yaws[a:b])
+            through[prims.box_instances[a]] = np.any(t <= MAX_RANGE_M, axis=1).sum()
     seen = np.bincount(point_instances[point_instances >= 0], minlength=n_tracks)[:n_tracks]
     return np.where(through > 0, np.minimum(seen / np.maximum(through, 1), 1.0), 0.0)

@@ -78,14 +78,24 @@ def _mark_free(volume, grid: VoxelGrid, origin: np.ndarray, points: np.ndarray) 
 
 
 def _mark_ground(volume, grid: VoxelGrid, world: World, T_global_ego: np.ndarray) -> None:
-    """The voxel layer containing the ground plane z = 0 gets the ground class below each voxel centre."""
+    """The voxel layer containing the ground plane z = 0 gets the ground class below each voxel centre; on a
+    non-planar ground (`world.ground`), the voxel of each column that contains the ground height below its
+    centre."""
     z_layer = int(np.floor((0.0 - grid.origin[2]) / grid.resolution))
-    if not 0 <= z_layer < grid.shape[2]:
+    if world.ground is None and not 0 <= z_layer < grid.shape[2]:
         return
     ix, iy = np.meshgrid(np.arange(grid.shape[0]), np.arange(grid.shape[1]), indexing="ij")
     centers = grid.centers(np.column_stack([ix.ravel(), iy.ravel(), np.full(ix.size, z_layer)]))
-    fine = world.ground_labels(transform_points(T_global_ego, centers)[:, :2])
-    volume[:, :, z_layer] = FINE_TO_COARSE[fine].reshape(grid.shape[:2])
+    global_xy = transform_points(T_global_ego, centers)[:, :2]
+    fine = world.ground_labels(global_xy)
+    if world.ground is None:
+        volume[:, :, z_layer] = FINE_TO_COARSE[fine].reshape(grid.shape[:2])
+        return
+    on_ground = np.column_stack([global_xy, world.ground.height(global_xy)])
+    z_ego = transform_points(invert_transform(T_global_ego), on_ground)[:, 2]
+    layer = np.floor((z_ego - grid.origin[2]) / grid.resolution).astype(int)
+    inside = (layer >= 0) & (layer < grid.shape[2])
+    volume[ix.ravel()[inside], iy.ravel()[inside], layer[inside]] = FINE_TO_COARSE[fine[inside]]
 
 
 def _mark_primitives(volume, grid: VoxelGrid, prims: Primitives, T_global_ego: np.ndarray) -> None:

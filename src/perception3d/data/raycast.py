@@ -1,8 +1,9 @@
 """Analytic ray casting against the world's primitives, vectorized over rays and primitives.
 
-All rays of one cast share an origin (a LiDAR or camera centre). Surfaces: the ground plane z = 0, yaw-rotated
-boxes (slab test in each box's frame) and vertical cylinders with caps. A ray that starts inside a primitive does
-not hit it. Frames: whatever frame origin, directions and primitives share (the global frame in practice).
+All rays of one cast share an origin (a LiDAR or camera centre). Surfaces: the ground (the plane z = 0, or a
+`GroundSurface` when given), yaw-rotated boxes (slab test in each box's frame) and vertical cylinders with caps.
+A ray that starts inside a primitive does not hit it. Frames: whatever frame origin, directions and primitives
+share (the global frame in practice).
 """
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..core.boxes import box_corners
+from .ground_surface import GroundSurface
 from .world import Primitives
 
 KIND_NONE, KIND_GROUND, KIND_BOX, KIND_CYLINDER = 0, 1, 2, 3
@@ -90,7 +92,7 @@ CandidateRays = Callable[[np.ndarray], "np.ndarray | slice | None"]
 
 
 def cast(origin: np.ndarray, dirs: np.ndarray, prims: Primitives, max_range: float = np.inf,
-         candidates: CandidateRays | None = None) -> Hits:
+         candidates: CandidateRays | None = None, ground: GroundSurface | None = None) -> Hits:
     """Nearest hit of each unit ray (N, 3) from `origin` (3,) against ground, boxes and cylinders.
 
     `candidates` culls: each primitive is tested only against the rays it returns (all rays when not given), so a
@@ -99,8 +101,11 @@ def cast(origin: np.ndarray, dirs: np.ndarray, prims: Primitives, max_range: flo
     origin = np.asarray(origin, dtype=np.float64)
     dirs = np.asarray(dirs, dtype=np.float32)
     n = len(dirs)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        best_t = np.where(dirs[:, 2] < 0, -origin[2] / dirs[:, 2], np.inf).astype(np.float32)
+    if ground is None:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            best_t = np.where(dirs[:, 2] < 0, -origin[2] / dirs[:, 2], np.inf).astype(np.float32)
+    else:
+        best_t = ground.intersect(origin, dirs)
     kind = np.where(np.isfinite(best_t), KIND_GROUND, KIND_NONE).astype(np.uint8)
     index = np.full(n, -1, np.int32)
     n_boxes = len(prims.box_centers)
@@ -129,7 +134,7 @@ def cast(origin: np.ndarray, dirs: np.ndarray, prims: Primitives, max_range: flo
     best_t[beyond] = np.inf
     kind[beyond] = KIND_NONE
     index[beyond] = -1
-    return Hits(best_t, kind, index, surface_normals(origin, dirs, best_t, kind, index, prims))
+    return Hits(best_t, kind, index, surface_normals(origin, dirs, best_t, kind, index, prims, ground))
 
 
 def take(hits: Hits, keep: np.ndarray) -> Hits:
@@ -137,10 +142,14 @@ def take(hits: Hits, keep: np.ndarray) -> Hits:
     return Hits(hits.t[keep], hits.kind[keep], hits.index[keep], hits.normal[keep])
 
 
-def surface_normals(origin, dirs, t, kind, index, prims: Primitives) -> np.ndarray:
-    """Unit outward normals (N, 3) at the hits (zero where none)."""
+def surface_normals(origin, dirs, t, kind, index, prims: Primitives, ground: GroundSurface | None = None) -> np.ndarray:
+    """Unit outward normals (N, 3) at the hits (zero where none); the ground's are +z unless `ground` is given."""
     normal = np.zeros((len(t), 3), np.float32)
-    normal[kind == KIND_GROUND, 2] = 1.0
+    if ground is None:
+        normal[kind == KIND_GROUND, 2] = 1.0
+    else:
+        on_ground = np.flatnonzero(kind == KIND_GROUND)
+        normal[on_ground] = ground.normals(origin + dirs[on_ground] * t[on_ground, None])
     on_box = np.flatnonzero(kind == KIND_BOX)
     if on_box.size:
         b = index[on_box]

@@ -5,6 +5,8 @@ the same primitives as the LiDAR, keeping the nearest hit (a z-buffer), culled p
 rectangle its projected bounding box covers. Colour = per-instance base colour (class-distinct, varied), Lambert
 shading under a fixed sun, façade windows and lane markings, distance haze, sensor noise; the image is then
 resized to the full camera size (1600x900) and JPEG-encoded. The camera model is the rig's pinhole K (rectified).
+The same rays also give each object's visible fraction (the share of its projected pixels where it is the nearest
+surface), for the simulated 2D detector's occlusion.
 """
 from __future__ import annotations
 
@@ -14,9 +16,10 @@ import cv2
 import numpy as np
 
 from ..msgs.image import encode_jpeg
-from .raycast import KIND_BOX, KIND_CYLINDER, KIND_GROUND, cast
+from .ground_surface import GroundSurface
+from .raycast import KIND_BOX, KIND_CYLINDER, KIND_GROUND, cast, primitive_corners, ray_boxes_t
 from .rig import CameraSpec
-from .world import BASE_COLORS, FINE, World
+from .world import BASE_COLORS, FINE, Primitives, World
 
 SUN_DIRECTION = np.array([0.35, 0.45, 0.82]) / np.linalg.norm([0.35, 0.45, 0.82])  # global frame, towards the sun
 SKY_TOP, SKY_HORIZON = np.array([0.35, 0.55, 0.85]), np.array([0.8, 0.85, 0.9])
@@ -71,11 +74,18 @@ class CameraRenderer:
 
     def render(self, world: World, t: float, rng: np.random.Generator) -> np.ndarray:
         """RGB uint8 image (height, width, 3) at full camera resolution for scene time t [s]."""
+        return self.render_frame(world, t, rng)[0]
+
+    def render_frame(self, world: World, t: float, rng: np.random.Generator,
+                     with_visibility: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
+        """The image of `render` and, `with_visibility`, the visible fraction (len(world.tracks),) of every track
+        (as `visible_fractions`, from the same rays)."""
         T = world.ego_pose(t) @ self.spec.T_ego_sensor
         origin = T[:3, 3]
         dirs = self.dirs_cam @ T[:3, :3].T.astype(np.float32)
         prims = world.primitives(t).near(origin[:2], MAX_DISTANCE_M)
-        hits = cast(origin, dirs, prims, MAX_DISTANCE_M, self._pixel_candidates(T))
+        candidates = self._pixel_candidates(T)
+        hits = cast(origin, dirs, prims, MAX_DISTANCE_M, candidates, world.ground)
         color = np.empty((len(dirs), 3), np.float32)
         sky = SKY_HORIZON + (SKY_TOP - SKY_HORIZON) * np.clip(dirs[:, 2:3] * 3, 0, 1)
         color[:] = sky
@@ -99,7 +109,38 @@ class CameraRenderer:
         color[hit] = color[hit] * (shade[:, None] * haze) + sky[hit] * (1 - haze)
         image = color.reshape(self.height, self.width, 3) * 255 + self._noise(rng)
         image = np.clip(image, 0, 255).astype(np.uint8)
-        return cv2.resize(image, (self.spec.width, self.spec.height), interpolation=cv2.INTER_LINEAR)
+        visible = self._visible(origin, dirs, prims, hits, candidates, len(world.tracks)) if with_visibility else None
+        return cv2.resize(image, (self.spec.width, self.spec.height), interpolation=cv2.INTER_LINEAR), visible
+
+    def visible_fractions(self, prims: Primitives, T_global_cam: np.ndarray, n_objects: int,
+                          ground: GroundSurface | None = None) -> np.ndarray:
+        """Visible fraction (n_objects,) of each object (boxes with instance >= 0) in the image taken from
+        T_global_cam: of the reduced-resolution pixels whose ray meets any of its boxes within MAX_DISTANCE_M, the
+        share where it is the nearest surface (occluders: every primitive and the ground); 0 when out of view."""
+        origin = T_global_cam[:3, 3]
+        dirs = self.dirs_cam @ T_global_cam[:3, :3].T.astype(np.float32)
+        candidates = self._pixel_candidates(T_global_cam)
+        hits = cast(origin, dirs, prims, MAX_DISTANCE_M, candidates, ground)
+        return self._visible(origin, dirs, prims, hits, candidates, n_objects)
+
+    @staticmethod
+    def _visible(origin, dirs, prims: Primitives, hits, candidates, n_objects: int) -> np.ndarray:
+        """Visible fractions (n_objects,) given the nearest hits of the pixel rays."""
+        on_box = hits.kind == KIND_BOX
+        nearest = prims.box_instances[hits.index[on_box]]
+        seen = np.bincount(nearest[nearest >= 0], minlength=n_objects)[:n_objects]
+        corners = primitive_corners(prims)
+        pairs = [np.zeros(0, np.int64)]
+        for k in np.flatnonzero(prims.box_instances >= 0):
+            rays = candidates(corners[k])
+            if rays is None:
+                continue
+            t = ray_boxes_t(origin, dirs[rays], prims.box_centers[k:k + 1], prims.box_lwh[k:k + 1],
+                            prims.box_yaws[k:k + 1])[:, 0]
+            met = (np.arange(len(dirs))[rays] if isinstance(rays, slice) else rays)[t <= MAX_DISTANCE_M]
+            pairs.append(prims.box_instances[k] * np.int64(len(dirs)) + met)
+        footprint = np.bincount(np.unique(np.concatenate(pairs)) // len(dirs), minlength=n_objects)[:n_objects]
+        return np.where(footprint > 0, seen / np.maximum(footprint, 1), 0.0)
 
     def _noise(self, rng: np.random.Generator) -> np.ndarray:
         """Gaussian sensor noise (NOISE_STD): a crop of the noise bank at a random offset."""
@@ -108,6 +149,11 @@ class CameraRenderer:
 
     def render_jpeg(self, world: World, t: float, rng: np.random.Generator) -> bytes:
         return encode_jpeg(self.render(world, t, rng), JPEG_QUALITY)
+
+    def render_jpeg_visibility(self, world: World, t: float, rng: np.random.Generator) -> tuple[bytes, np.ndarray]:
+        """JPEG bytes and the tracks' visible fractions of one frame."""
+        image, visible = self.render_frame(world, t, rng, with_visibility=True)
+        return encode_jpeg(image, JPEG_QUALITY), visible
 
 
 def _lane_marking(road_xy: np.ndarray) -> np.ndarray:

@@ -2,8 +2,10 @@
 
 This is not a learned detector. For each image, every ground-truth box (global frame) is projected into the
 camera; its 2D box is the bounding rectangle of the projected corners that lie in front of the camera, clipped
-to the image. Occlusion is the fraction of that rectangle covered by nearer objects' rectangles (painter's
-raster at 1/8 resolution). Then, per object:
+to the image. Occlusion is 1 - the visible fraction: given by the caller where the scene was rendered (the share of
+the object's projected pixels where it is the nearest surface, `render.CameraRenderer.visible_fractions`), else
+the fraction of the rectangle not covered by nearer objects' rectangles (painter's raster at 1/8 resolution).
+Then, per object:
 - miss probability p = miss_base + miss_per_10m * distance / 10 m + miss_occlusion * occluded fraction
   (clipped to [0, 1]); fully occluded or sub-`min_box_px` boxes are always missed;
 - each box edge moves by N(0, jitter_px + jitter_rel * box side) pixels;
@@ -97,10 +99,12 @@ def visible_fractions(rects: np.ndarray, depth: np.ndarray, camera: CameraModel)
 
 
 def simulate_detections(gt: Detections3D, T_cam_global: np.ndarray, camera: CameraModel, model: NoiseModel2D,
-                        rng: np.random.Generator, stamp_ns: int) -> Detections2D:
-    """Simulated Detections2D of one image (frame = camera.frame_id) from global ground-truth boxes."""
+                        rng: np.random.Generator, stamp_ns: int, visible: np.ndarray | None = None) -> Detections2D:
+    """Simulated Detections2D of one image (frame = camera.frame_id) from global ground-truth boxes; `visible`
+    (len(gt),): rendered visible fractions (default: from the rectangles)."""
     rects, depth = project_boxes(gt, T_cam_global, camera)
-    visible = visible_fractions(rects, depth, camera)
+    if visible is None:
+        visible = visible_fractions(rects, depth, camera)
     sides = np.nan_to_num(np.column_stack([rects[:, 2] - rects[:, 0], rects[:, 3] - rects[:, 1]]))
     keep = (visible > 0) & (sides.min(1) >= model.min_box_px)
     p_miss = np.clip(model.miss_base + model.miss_per_10m * np.nan_to_num(depth) / 10.0

@@ -4,7 +4,10 @@ splits.json) plus per-keyframe occupancy volumes, from the `World`, the `LidarSi
 Timing (scene time t = 0 at the first LiDAR sweep): LIDAR_TOP at 20 Hz, every 10th sweep a keyframe (2 Hz); each
 camera at 12 Hz, firing at t = camera_offset_s + j / 12, so every 6th image coincides with a keyframe (at its
 rig offset before the LiDAR stamp). Every sample_data has its own ego pose (token = sample_data token). Splits:
-`<version>/splits.json` holds `synth_train` and `synth_val` (the last ceil(N/5) scenes are val).
+`<version>/splits.json` holds `synth_train` and `synth_val` (the last ceil(N/5) scenes are val). The world version
+(`world.WORLD_STYLES`) is recorded in each scene's description ("synthetic urban road (world v2), seed K"; version 1
+keeps the original "synthetic urban road, seed K"). Worlds with `rendered_visibility` (v2) also write each scene's
+rendered per-image visible fractions (`visibility2d`).
 """
 from __future__ import annotations
 
@@ -27,7 +30,8 @@ from .occupancy_gt import DEFAULT_RANGE, DEFAULT_VOXEL_SIZE, ground_truth_volume
 from .render import CameraRenderer
 from .rig import LIDAR_CHANNEL, Rig, load_rig
 from .schema import attribute_records, category_records, make_token, visibility_records, visibility_token
-from .world import World
+from .visibility2d import visibility_relpath
+from .world import WORLD_STYLES, World
 from .writer import DatarootWriter
 
 SYNTH_VERSION = "v1.0-synth"
@@ -49,12 +53,19 @@ class SynthConfig:
     occupancy_voxel: float = DEFAULT_VOXEL_SIZE
     render_scale: float = 0.4
     annotation_range_m: float = 70.0
+    world_version: int = 1
     workers: int = field(default_factory=lambda: min(4, os.cpu_count() or 1))
     rig: Rig = field(default_factory=load_rig)
 
 
 def scene_name(index: int) -> str:
     return f"scene-synth-{index + 1:04d}"
+
+
+def scene_description(seed: int, world_version: int) -> str:
+    """The scene table's description, which records the world version (version 1 is not named)."""
+    world = "" if world_version == 1 else f" (world v{world_version})"
+    return f"synthetic urban road{world}, seed {seed}"
 
 
 def synthesize(out: str | Path, config: SynthConfig, progress: bool = True) -> Path:
@@ -99,13 +110,14 @@ class SceneGenerator:
     def __init__(self, writer: DatarootWriter, config: SynthConfig, index: int, pool=None) -> None:
         self.w, self.cfg, self.index, self.pool = writer, config, index, pool
         self.seed = config.seed
-        self.world = World(config.seed, index, config.seconds)
+        self.world = World(config.seed, index, config.seconds, WORLD_STYLES[config.world_version])
         self.name = scene_name(index)
         self.logfile = f"synth-{config.seed:04d}-{index + 1:04d}"
         self.start_us = EPOCH_US + index * SCENE_SPACING_US
         self.grid = VoxelGrid.from_range(tuple(config.occupancy_range), config.occupancy_voxel)
         # per keyframe: object centres, sizes, yaws, LiDAR point counts, visibility, within annotation range
         self._facts: list[tuple] = []
+        self._visible_2d: list[tuple[str, np.ndarray]] = []  # (camera sample_data token, visible fractions)
 
     def tok(self, *parts: object) -> str:
         return make_token(self.seed, self.index, *parts)
@@ -137,7 +149,7 @@ class SceneGenerator:
                              "next": self.sample_tokens[s + 1] if s + 1 < n_samples else ""})
         w.add("scene", {"token": self.tok("scene"), "log_token": log_token, "nbr_samples": n_samples,
                         "first_sample_token": self.sample_tokens[0], "last_sample_token": self.sample_tokens[-1],
-                        "name": self.name, "description": f"synthetic urban road, seed {self.seed}"})
+                        "name": self.name, "description": scene_description(self.seed, self.world.style.version)})
         cam_frames = {ch: int(round(cfg.seconds * spec.rate_hz)) for ch, spec in rig.cameras.items()}
         total = n_sweeps + sum(cam_frames.values())
         with tqdm(total=total, desc=self.name, unit="frame", disable=not progress, leave=False) as bar:
@@ -146,6 +158,11 @@ class SceneGenerator:
             self._lidar(n_sweeps, bar)
             for ch, spec in rig.cameras.items():
                 self._finish_camera(ch, spec, images[ch], bar)
+        if self._visible_2d:
+            w.write_npz(visibility_relpath(cfg.version, self.tok("scene")), {
+                "sample_data_token": np.array([tok for tok, _ in self._visible_2d]),
+                "instance_token": np.array([self.tok("instance", j) for j in range(len(self.world.tracks))]),
+                "visible": np.array([v for _, v in self._visible_2d], np.float16).reshape(len(self._visible_2d), -1)})
         return log_token
 
     def _sample_data(self, ch: str, tokens: list[str], times: list[float], keys: list[bool], files: list[str],
@@ -232,9 +249,10 @@ class SceneGenerator:
         return [spec.offset_s + j / spec.rate_hz for j in range(n_frames)], [j % per_key == 0 for j in range(n_frames)]
 
     def _start_camera(self, c: int, spec):
-        """An iterator of the channel's JPEG bytes in frame order (rendered by the worker pool when there is one)."""
+        """An iterator of the channel's (JPEG bytes, visible fractions or None) in frame order (rendered by the
+        worker pool when there is one)."""
         times, _ = self._camera_times(spec)
-        jobs = [(self.seed, self.index, self.cfg.seconds, spec, self.cfg.render_scale, t,
+        jobs = [(self.seed, self.index, self.cfg.seconds, self.cfg.world_version, spec, self.cfg.render_scale, t,
                  (self.seed, self.index, 1 + c, j)) for j, t in enumerate(times)]
         if self.pool is None:
             return map(_render_job, jobs)
@@ -244,11 +262,13 @@ class SceneGenerator:
         times, keys = self._camera_times(spec)
         tokens = [self.tok("sd", ch, j) for j in range(len(times))]
         files = []
-        for j, (t, jpeg) in enumerate(zip(times, images)):
+        for j, (t, (jpeg, visible)) in enumerate(zip(times, images)):
             folder = "samples" if keys[j] else "sweeps"
             filename = f"{folder}/{ch}/{self.logfile}__{ch}__{self.stamp_us(t)}.jpg"
             files.append(filename)
             self.w.write_bytes(filename, jpeg)
+            if visible is not None:
+                self._visible_2d.append((tokens[j], visible))
             bar.update(1)
         self._sample_data(ch, tokens, times, keys, files, (spec.width, spec.height), "jpg")
 
@@ -256,12 +276,17 @@ class SceneGenerator:
 _RENDER_CACHE: dict = {}
 
 
-def _render_job(job) -> bytes:
-    """One camera image as JPEG bytes; the world and renderer are rebuilt once per process and scene."""
-    seed, index, seconds, spec, scale, t, frame_seed = job
-    key = (seed, index, seconds, spec.channel, scale)
+def _render_job(job) -> tuple[bytes, np.ndarray | None]:
+    """One camera image as JPEG bytes, with the tracks' visible fractions where the world style records them; the
+    world and renderer are rebuilt once per process and scene."""
+    seed, index, seconds, world_version, spec, scale, t, frame_seed = job
+    key = (seed, index, seconds, world_version, spec.channel, scale)
     if _RENDER_CACHE.get("key") != key:
-        world_key = (seed, index, seconds)
-        world = _RENDER_CACHE["world"] if _RENDER_CACHE.get("world_key") == world_key else World(seed, index, seconds)
+        world_key = (seed, index, seconds, world_version)
+        world = _RENDER_CACHE["world"] if _RENDER_CACHE.get("world_key") == world_key else \
+            World(seed, index, seconds, WORLD_STYLES[world_version])
         _RENDER_CACHE.update(key=key, world_key=world_key, world=world, renderer=CameraRenderer(spec, scale, seed))
-    return _RENDER_CACHE["renderer"].render_jpeg(_RENDER_CACHE["world"], t, np.random.default_rng(frame_seed))
+    renderer, world, rng = _RENDER_CACHE["renderer"], _RENDER_CACHE["world"], np.random.default_rng(frame_seed)
+    if world.style.rendered_visibility:
+        return renderer.render_jpeg_visibility(world, t, rng)
+    return renderer.render_jpeg(world, t, rng), None

@@ -1,4 +1,5 @@
-"""`perception3d synth --out DIR [--scenes N] [--seconds S] [--seed K]`: write a synthetic nuScenes dataroot."""
+"""`perception3d synth --out DIR [--scenes N] [--seconds S] [--seed K] [--world-version V]`: write a synthetic
+nuScenes dataroot."""
 from __future__ import annotations
 
 import argparse
@@ -10,6 +11,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--scenes", type=int, default=2, help="number of scenes (default 2)")
     parser.add_argument("--seconds", type=float, default=20.0, help="length of each scene [s] (default 20)")
     parser.add_argument("--seed", type=int, default=0, help="random seed; same seed -> identical files (default 0)")
+    parser.add_argument("--world-version", type=int, choices=(1, 2), default=1,
+                        help="synthetic world version: 1 = the original straight road (default), 2 = hard cases "
+                             "(touching rows, groups, clutter, ...); recorded in each scene's description")
     parser.add_argument("--version", default="v1.0-synth", help="version folder name (default v1.0-synth)")
     parser.add_argument("--occupancy-range", type=float, nargs=6, default=None,
                         metavar=("XMIN", "YMIN", "ZMIN", "XMAX", "YMAX", "ZMAX"),
@@ -25,7 +29,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from .synth import SynthConfig, synthesize
 
-    config = SynthConfig(scenes=args.scenes, seconds=args.seconds, seed=args.seed, version=args.version)
+    config = SynthConfig(scenes=args.scenes, seconds=args.seconds, seed=args.seed, version=args.version,
+                         world_version=args.world_version)
     if args.occupancy_range is not None:
         config.occupancy_range = tuple(args.occupancy_range)
     if args.occupancy_voxel is not None:

@@ -32,10 +32,12 @@ class SimulatedBoxes2D:
         self.model, self.seed = PRESETS[preset], seed
 
     def boxes(self, image_token: str, stamp_ns: int, camera: CameraModel, T_camera_global: np.ndarray,
-              gt_global: Detections3D) -> Detections2D | None:
+              gt_global: Detections3D, visible: np.ndarray | None = None) -> Detections2D | None:
+        """Simulated detections of one image; `visible`: the boxes' rendered visible fractions, where the dataroot
+        has them (`data.visibility2d`)."""
         digest = int(hashlib.sha256(image_token.encode()).hexdigest()[:12], 16)
         rng = np.random.default_rng([self.seed, digest])
-        return simulate_detections(gt_global, T_camera_global, camera, self.model, rng, stamp_ns)
+        return simulate_detections(gt_global, T_camera_global, camera, self.model, rng, stamp_ns, visible)
 
 
 class BagBoxes2D:
@@ -76,9 +78,9 @@ class BagBoxes2D:
         return [f for bag in self.bags() for f in sorted(bag.iterdir()) if f.is_file()]
 
     def boxes(self, image_token: str, stamp_ns: int, camera: CameraModel, T_camera_global: np.ndarray,
-              gt_global: Detections3D) -> Detections2D | None:
+              gt_global: Detections3D, visible: np.ndarray | None = None) -> Detections2D | None:
         """The detections stamped with this image's stamp, or None when the bag has none for it (the bags are
-        read on the first call)."""
+        read on the first call; `visible` plays no part in a detector's output)."""
         if self._by_stamp is None:
             self._by_stamp = self._read()
         return self._by_stamp.get((camera.frame_id, stamp_ns))

@@ -34,6 +34,7 @@ from ...data.nuscenes_io import (
     sensor_extrinsics,
 )
 from ...data.occupancy_gt import load_occupancy, occupancy_relpath
+from ...data.visibility2d import RenderedVisibility, visibility_relpath
 from ...errors import DatasetError
 from .images import PixelStack, image_scale, scaled_boxes, scaled_intrinsics
 
@@ -90,6 +91,7 @@ class SceneBuilder:
                                "sample_data")
         self.camera_records = {ch: [r for r in records if r["channel"] == ch] for ch in cameras}
         self.lidarseg_files = {r["sample_data_token"]: r["filename"] for r in getattr(nusc, "lidarseg", [])}
+        self.visibility = RenderedVisibility.load(nusc.dataroot, nusc.version, scene["token"])  # None: rectangles
         self.stats = SceneStats()
 
     def _occupancy_path(self, sd: dict) -> Path:
@@ -106,6 +108,8 @@ class SceneBuilder:
                     files.append(Path(self.nusc.dataroot) / self.lidarseg_files[sd["token"]])
         if self.images != "none":
             files += [data_path(self.nusc, sd) for records in self.camera_records.values() for sd in records]
+        if self.visibility is not None:
+            files.append(Path(self.nusc.dataroot) / visibility_relpath(self.nusc.version, self.scene["token"]))
         return files
 
     def _keyframes(self) -> list[AnnotatedKeyframe]:
@@ -258,7 +262,9 @@ class SceneBuilder:
             path = data_path(self.nusc, sd) if self.images != "none" else None
             scale = image_scale(self.images, path, camera.width, camera.height)
             gt = interpolate_annotations(track, stamp * 1000)[0] if track else Detections3D.empty("map")
-            dets = self.boxes2d.boxes(sd["token"], stamp * 1000, camera, invert_transform(T_global_camera), gt)
+            visible = self.visibility.fractions(sd["token"], gt.ids) if self.visibility is not None else None
+            dets = self.boxes2d.boxes(sd["token"], stamp * 1000, camera, invert_transform(T_global_camera), gt,
+                                      visible)
             n = 0 if dets is None else len(dets)
             if dets is not None:
                 boxes.append(scaled_boxes(dets.boxes_xyxy, scale))
