@@ -1,0 +1,91 @@
+"""Where the geometric detection3d loses objects on world v2, feature by feature (issue 16).
+
+For one detection class, the core `detect_3d` (default parameters, perfect 2D boxes: the annotations projected into
+every camera, bench.algo.perfect_2d_boxes) runs on simulated sweeps of one world seed at 2 s steps, and each
+annotated object of the class within 40 m holding at least 5 returns is matched to the nearest detection of its
+class; the table gives the share of objects placed within 0.5 m, between 0.5 and 2 m, and beyond. Rows: world v1,
+world v1 with one of world v2's features switched on (`data.world.WorldStyle`), and world v2. This is a diagnosis,
+not a score (the devkit's AP is in world_v2_scores.py): the boxes are amodal and ignore occlusion, and there is no
+NMS-level matching.
+
+    .venv/bin/python benchmarks/world_v2_diagnosis.py car [--seed 8]
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+
+import numpy as np
+
+from perception3d.bench.algo import load_rig, perfect_2d_boxes
+from perception3d.core.detections import Detections3D
+from perception3d.core.frustum import CameraView
+from perception3d.core.geometry import invert_transform, transform_points
+from perception3d.core.lift3d import LiftParams, detect_3d
+from perception3d.data.lidar import LidarSimulator
+from perception3d.data.rig import load_rig as load_sensor_rig
+from perception3d.data.world import WORLD_STYLES, World
+
+V2 = WORLD_STYLES[2]
+FEATURES = {  # world v2's features, each alone on world v1
+    "rows and bumper-to-bumper cars": dict(rows=V2.rows, parked_car_gap_m=V2.parked_car_gap_m),
+    "non-planar ground": dict(terrain=True),
+    "composite shapes": dict(composite=True),
+    "curved road": dict(curve_radius_m=V2.curve_radius_m),
+    "clutter (and the wider sidewalk)": dict(clutter=True, sidewalk_outer_m=V2.sidewalk_outer_m,
+                                             walk_lanes_y=V2.walk_lanes_y, standing_y=V2.standing_y,
+                                             pole_y=V2.pole_y),
+}
+MAX_RANGE_M, MIN_POINTS = 40.0, 5
+
+
+def placement_errors(world: World, detection_class: str, times: np.ndarray) -> np.ndarray:
+    """BEV distance [m] from each visible annotated object of the class to the nearest detection of its class."""
+    camera_rig, sensor_rig = load_rig(), load_sensor_rig()
+    simulator = LidarSimulator(sensor_rig.lidar)
+    T_base_lidar = sensor_rig.lidar.T_ego_sensor
+    classes = np.array([track.detection_class for track in world.tracks])
+    errors = []
+    for t in times:
+        sweep = simulator.sweep(world, float(t), np.random.default_rng(int(t * 10)))
+        T_base_global = invert_transform(world.ego_pose(float(t)))
+        centers, sizes, yaws = world.object_states(float(t))
+        centers = transform_points(T_base_global, centers)
+        yaws = yaws + np.arctan2(T_base_global[1, 0], T_base_global[0, 0])
+        returns = np.bincount(sweep.instances[sweep.instances >= 0], minlength=len(world.tracks))
+        shown = np.flatnonzero((np.hypot(centers[:, 0], centers[:, 1]) < MAX_RANGE_M) & (returns >= MIN_POINTS))
+        truth = Detections3D(centers[shown], sizes[shown], yaws[shown], classes[shown], np.ones(len(shown)),
+                             "base_link")
+        views = [CameraView(perfect_2d_boxes(truth, camera, T_base_camera), camera,
+                            invert_transform(T_base_camera) @ T_base_lidar)
+                 for camera, T_base_camera in camera_rig.cameras.values()]
+        dets = detect_3d(sweep.points[:, :3], views, T_base_lidar, params=LiftParams(min_score=0.05))
+        found = dets.centers[dets.class_ids == detection_class, :2]
+        for i in shown[classes[shown] == detection_class]:
+            errors.append(np.min(np.linalg.norm(found - centers[i, :2], axis=1)) if len(found) else np.inf)
+    return np.asarray(errors)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("detection_class")
+    parser.add_argument("--seed", type=int, default=8)
+    args = parser.parse_args()
+    times = np.arange(1.0, 19.0, 2.0)
+    styles = {"world v1": WORLD_STYLES[1],
+              **{f"world v1 + {name}": dataclasses.replace(WORLD_STYLES[1], **switches)
+                 for name, switches in FEATURES.items()},
+              "world v2": V2}
+    print(f"{args.detection_class}, seed {args.seed}: share of objects placed within 0.5 m / 0.5-2 m / beyond")
+    for name, style in styles.items():
+        errors = placement_errors(World(args.seed, 0, 20.0, style), args.detection_class, times)
+        if len(errors) == 0:
+            print(f"  {name:42s} no object")
+            continue
+        shares = [np.mean(errors < 0.5), np.mean((errors >= 0.5) & (errors < 2.0)), np.mean(errors >= 2.0)]
+        print(f"  {name:42s} {shares[0]:.2f} / {shares[1]:.2f} / {shares[2]:.2f}  ({len(errors)} objects)",
+              flush=True)
+
+
+if __name__ == "__main__":
+    main()
