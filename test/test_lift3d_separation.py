@@ -104,3 +104,29 @@ def test_touching_barriers_a_car_behind_a_post_and_a_car_at_64_m_are_each_found(
         assert np.all(np.abs(ratio - 1.0) < 0.3), (objects.class_ids[i], i, dets.sizes_lwh[j])
     # Nothing is reported on the post.
     assert np.min(np.linalg.norm(dets.centers[:, :2] - post_xy, axis=1)) > 1.0
+
+
+def test_a_near_car_seen_by_two_cameras_is_placed_from_both_parts():
+    """A car 6 m ahead-left spans CAM_FRONT and CAM_FRONT_LEFT and its 2D box touches the image border in both: each
+    camera's frustum holds a part of it, and the box is fitted to the points of the whole car (the part past the
+    border is connected to it in bird's-eye view); lifted from one camera's part it was 1.5 m off."""
+    rig = load_rig()
+    car = Detections3D(np.array([[6.0, 3.8, 0.8]]), np.array([[4.6, 1.95, 1.6]]), [0.0], ["car"], [1.0], "base_link",
+                       ids=["0"])
+    label = np.array([list(LIDARSEG_FINE_CATEGORIES).index("vehicle.car")], np.uint8)
+    prims = Primitives(car.centers, car.sizes_lwh, car.yaws, label, np.zeros(1, int), np.full((1, 3), 0.5),
+                       cyl_centers=np.zeros((0, 2)), cyl_z=np.zeros((0, 2)), cyl_radii=np.zeros(0),
+                       cyl_labels=np.zeros(0, np.uint8), cyl_colors=np.zeros((0, 3)))
+    T = rig.T_base_lidar
+    dirs = beam_directions()[0] @ T[:3, :3].T
+    hits = cast(T[:3, 3], dirs, prims, MAX_RANGE_M)
+    keep = np.isfinite(hits.t) & (hits.t >= MIN_RANGE_M)
+    points = transform_points(invert_transform(T), T[:3, 3] + dirs[keep] * hits.t[keep, None])
+    views = [CameraView(perfect_2d_boxes(car, cam, T_base_cam), cam, invert_transform(T_base_cam) @ T)
+             for cam, T_base_cam in rig.cameras.values()]
+    cut = [v.camera.frame_id for v in views if len(v.detections) and
+           (v.detections.boxes_xyxy[0, 0] <= 1 or v.detections.boxes_xyxy[0, 2] >= v.camera.width - 1)]
+    assert sorted(cut) == ["CAM_FRONT", "CAM_FRONT_LEFT"]  # the hard case: cut in both cameras
+    dets = detect_3d(points, views, T, params=NODE_DEFAULTS)
+    best = np.argmax(dets.scores)
+    assert np.linalg.norm(dets.centers[best, :2] - car.centers[0, :2]) < 0.5

@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .bev_components import BevComponents
 from .boxes import bev_iou, lwh_to_wlh, wlh_to_lwh
 from .classes import DETECTION_CLASSES, DETECTION_RANGE_M, SIZE_PRIOR_WLH
 from .detections import Detections2D, Detections3D
@@ -67,6 +68,8 @@ class LiftParams:
             15 degree / 0.5 m grid and the one-edge height assumption can keep the right box below 0.8).
         top_k: anchors per 2D box and heading candidate handed to the choice.
         min_support_points: on-object points needed to use LiDAR for a box.
+        border_cell_m: a box cut by the left or right image border takes in the object points connected to its
+            segment past the border: bird's-eye-view cells of this size [m] (core.bev_components).
         edge_band: fraction of the box width on each side whose points give that edge's depth.
         edge_window_m: depth candidates within this of the edge points' depths are kept [m].
         containment_margin_m: box growth when counting the cluster points it contains [m].
@@ -90,6 +93,7 @@ class LiftParams:
     lidar_iou_threshold: float = 0.5
     top_k: int = 4
     min_support_points: int = 3
+    border_cell_m: float = 0.15
     edge_band: float = 0.15
     edge_window_m: float = 0.75
     containment_margin_m: float = 0.25
@@ -128,7 +132,8 @@ def detect_3d(points_lidar: np.ndarray, views: Sequence[CameraView], T_base_lida
     objects = pts[~checked_split(split, len(pts)).is_ground] if split is not None else \
         pts[~sweep_ground(pts, T_base_lidar, params.ground).is_ground]
     clock.step("ground")
-    supports = [_box_support(objects, view, params) for view in views]
+    components = BevComponents.of(objects, params.border_cell_m)
+    supports = [_box_support(objects, components, view, params) for view in views]
     supports = [sup for sup in supports if sup is not None]
     clock.step("support")
     lidar = _lift_all(supports, params, clock) if supports else None
@@ -236,8 +241,10 @@ class _BoxSupport:
     count: np.ndarray
 
 
-def _box_support(objects_lidar: np.ndarray, view: CameraView, params: LiftParams) -> _BoxSupport | None:
-    """LiDAR support of one camera's boxes: frustum clusters, edge depth windows and headings."""
+def _box_support(objects_lidar: np.ndarray, components: BevComponents, view: CameraView,
+                 params: LiftParams) -> _BoxSupport | None:
+    """LiDAR support of one camera's boxes: frustum clusters, edge depth windows and headings (components: the
+    object points' bird's-eye-view components, for boxes cut by the image border)."""
     dets = view.detections
     dets = dets.select(np.array([c in DETECTION_CLASSES for c in dets.class_ids], dtype=bool))
     if len(dets) == 0:
@@ -252,15 +259,41 @@ def _box_support(objects_lidar: np.ndarray, view: CameraView, params: LiftParams
     supported = bp.support >= params.min_support_points
     on = np.flatnonzero(bp.on_object & supported[bp.box])
     on_box, on_depth, on_u = bp.box[on], bp.depth[on], bp.u[on]
-    points = objects_lidar[cloud.index[bp.point[on]]]
+    point_index = cloud.index[bp.point[on]]
+    points = objects_lidar[point_index]
     windows = _edge_depth_windows(boxes, supported, on_box, on_depth, on_u, bp, params)
     windows[~supported] = prior_depth_windows(boxes[~supported], dets.class_ids[~supported], camera,
                                                params)[:, None, :]
     count = np.bincount(on_box, minlength=n_boxes)
+    cut = supported & ((boxes[:, 0] <= 1.0) | (boxes[:, 2] >= camera.width - 1.0))
+    if cut.any():
+        points, count = _grow_past_image_border(objects_lidar, components, point_index, count, cut, extent)
     heading = np.full(n_boxes, np.nan)
     heading[supported] = lidar_headings(points[:, :2], (np.cumsum(count) - count)[supported], count[supported])
     yaw_masks = _yaw_masks(heading, view.T_cam_lidar[:3, :3], params.heading_tolerance_deg)
     return _BoxSupport(view, dets, supported, windows, heading, yaw_masks, bp.depth_min, points, count)
+
+
+def _grow_past_image_border(objects: np.ndarray, components: BevComponents, group_index: np.ndarray,
+                            count: np.ndarray, cut: np.ndarray, reach: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The on-object point groups (indices group_index (P,) into objects (N, 3) [m, LiDAR frame], grouped by box,
+    count (B,)) as points, the group of every box cut by the left or right image border (cut (B,)) replaced by the
+    object points of its bird's-eye-view components that lie within reach[b] [m] of the group's median in x and y and
+    within 0.3 m of its height span (in sweep order). A near object spans two cameras and each sees a part of it: the
+    part past the border is the same object's, and the box fit needs all of it (a car lifted from the part one
+    camera sees is placed 1-2 m off). A grown group is kept when it holds more points."""
+    groups = np.split(group_index, np.cumsum(count)[:-1])
+    for b in np.flatnonzero(cut):
+        seed = objects[groups[b]]
+        grown = components.grow(groups[b])
+        near = objects[grown]
+        centre = np.median(seed[:, :2], axis=0)
+        keep = (np.abs(near[:, 0] - centre[0]) < reach[b]) & (np.abs(near[:, 1] - centre[1]) < reach[b]) & \
+            (near[:, 2] >= seed[:, 2].min() - 0.3) & (near[:, 2] <= seed[:, 2].max() + 0.3)
+        if keep.sum() > len(seed):
+            groups[b] = grown[keep]
+    index = np.concatenate(groups)
+    return objects[index], np.array([len(g) for g in groups], dtype=np.int64)
 
 
 def _lift_all(supports: list[_BoxSupport], params: LiftParams, clock: _StepClock) -> Detections3D | None:
