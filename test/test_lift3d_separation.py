@@ -42,6 +42,19 @@ def post_in_front(car_center, car_lwh, sensor_xy, gap_m):
     return xy[np.flatnonzero(np.hypot(*outside.T) >= gap_m)[-1]]
 
 
+def sweep_and_views(prims, objects, rig):
+    """The rig's LiDAR sweep of the primitives (points in the LiDAR frame, what each return hit) and every camera's
+    perfect 2D boxes of the objects."""
+    T = rig.T_base_lidar
+    dirs = beam_directions()[0] @ T[:3, :3].T
+    hits = cast(T[:3, 3], dirs, prims, MAX_RANGE_M)
+    keep = np.isfinite(hits.t) & (hits.t >= MIN_RANGE_M)
+    points = transform_points(invert_transform(T), T[:3, 3] + dirs[keep] * hits.t[keep, None])
+    views = [CameraView(perfect_2d_boxes(objects, cam, T_base_cam), cam, invert_transform(T_base_cam) @ T)
+             for cam, T_base_cam in rig.cameras.values()]
+    return points, hits.kind[keep], views
+
+
 @pytest.fixture(scope="module")
 def street():
     """The objects (annotated: the barriers and the cars), the post, a sweep and perfect 2D boxes of the rig."""
@@ -57,14 +70,8 @@ def street():
     prims = Primitives(objects.centers, objects.sizes_lwh, objects.yaws, np.array(labels, np.uint8), np.arange(n + 2),
                        np.full((n + 2, 3), 0.5), cyl_centers=post_xy[None], cyl_z=np.array([[0.0, 1.6]]),
                        cyl_radii=np.array([POST_RADIUS_M]), cyl_labels=post_label, cyl_colors=np.zeros((1, 3)))
-    T = rig.T_base_lidar
-    dirs = beam_directions()[0] @ T[:3, :3].T
-    hits = cast(T[:3, 3], dirs, prims, MAX_RANGE_M)
-    keep = np.isfinite(hits.t) & (hits.t >= MIN_RANGE_M)
-    points = transform_points(invert_transform(T), T[:3, 3] + dirs[keep] * hits.t[keep, None])
-    views = [CameraView(perfect_2d_boxes(objects, cam, T_base_cam), cam, invert_transform(T_base_cam) @ T)
-             for cam, T_base_cam in rig.cameras.values()]
-    return objects, post_xy, points, hits.kind[keep], views, rig
+    points, kind, views = sweep_and_views(prims, objects, rig)
+    return objects, post_xy, points, kind, views, rig
 
 
 def test_the_scene_is_the_hard_case(street):
@@ -117,16 +124,10 @@ def test_a_near_car_seen_by_two_cameras_is_placed_from_both_parts():
     prims = Primitives(car.centers, car.sizes_lwh, car.yaws, label, np.zeros(1, int), np.full((1, 3), 0.5),
                        cyl_centers=np.zeros((0, 2)), cyl_z=np.zeros((0, 2)), cyl_radii=np.zeros(0),
                        cyl_labels=np.zeros(0, np.uint8), cyl_colors=np.zeros((0, 3)))
-    T = rig.T_base_lidar
-    dirs = beam_directions()[0] @ T[:3, :3].T
-    hits = cast(T[:3, 3], dirs, prims, MAX_RANGE_M)
-    keep = np.isfinite(hits.t) & (hits.t >= MIN_RANGE_M)
-    points = transform_points(invert_transform(T), T[:3, 3] + dirs[keep] * hits.t[keep, None])
-    views = [CameraView(perfect_2d_boxes(car, cam, T_base_cam), cam, invert_transform(T_base_cam) @ T)
-             for cam, T_base_cam in rig.cameras.values()]
+    points, _, views = sweep_and_views(prims, car, rig)
     cut = [v.camera.frame_id for v in views if len(v.detections) and
            (v.detections.boxes_xyxy[0, 0] <= 1 or v.detections.boxes_xyxy[0, 2] >= v.camera.width - 1)]
     assert sorted(cut) == ["CAM_FRONT", "CAM_FRONT_LEFT"]  # the hard case: cut in both cameras
-    dets = detect_3d(points, views, T, params=NODE_DEFAULTS)
+    dets = detect_3d(points, views, rig.T_base_lidar, params=NODE_DEFAULTS)
     best = np.argmax(dets.scores)
     assert np.linalg.norm(dets.centers[best, :2] - car.centers[0, :2]) < 0.5

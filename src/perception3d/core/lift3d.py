@@ -31,9 +31,10 @@ Per camera and 2D box (classes outside the 10 detection classes are skipped):
 """
 from __future__ import annotations
 
+import functools
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -132,7 +133,7 @@ def detect_3d(points_lidar: np.ndarray, views: Sequence[CameraView], T_base_lida
     objects = pts[~checked_split(split, len(pts)).is_ground] if split is not None else \
         pts[~sweep_ground(pts, T_base_lidar, params.ground).is_ground]
     clock.step("ground")
-    components = BevComponents.of(objects, params.border_cell_m)
+    components = functools.cache(lambda: BevComponents.of(objects, params.border_cell_m))  # only if a box is cut
     supports = [_box_support(objects, components, view, params) for view in views]
     supports = [sup for sup in supports if sup is not None]
     clock.step("support")
@@ -241,10 +242,10 @@ class _BoxSupport:
     count: np.ndarray
 
 
-def _box_support(objects_lidar: np.ndarray, components: BevComponents, view: CameraView,
+def _box_support(objects_lidar: np.ndarray, components: Callable[[], BevComponents], view: CameraView,
                  params: LiftParams) -> _BoxSupport | None:
     """LiDAR support of one camera's boxes: frustum clusters, edge depth windows and headings (components: the
-    object points' bird's-eye-view components, for boxes cut by the image border)."""
+    object points' bird's-eye-view components, built on first use, for boxes cut by the image border)."""
     dets = view.detections
     dets = dets.select(np.array([c in DETECTION_CLASSES for c in dets.class_ids], dtype=bool))
     if len(dets) == 0:
@@ -267,7 +268,7 @@ def _box_support(objects_lidar: np.ndarray, components: BevComponents, view: Cam
     count = np.bincount(on_box, minlength=n_boxes)
     cut = supported & ((boxes[:, 0] <= 1.0) | (boxes[:, 2] >= camera.width - 1.0))
     if cut.any():
-        points, count = _grow_past_image_border(objects_lidar, components, point_index, count, cut, extent)
+        points, count = _grow_past_image_border(objects_lidar, components(), point_index, count, cut, extent)
     heading = np.full(n_boxes, np.nan)
     heading[supported] = lidar_headings(points[:, :2], (np.cumsum(count) - count)[supported], count[supported])
     yaw_masks = _yaw_masks(heading, view.T_cam_lidar[:3, :3], params.heading_tolerance_deg)
