@@ -1,27 +1,39 @@
-"""Bird's-eye-view components (core.bev_components): points whose cells touch, 8-connected, are one piece."""
+"""Bird's-eye-view pieces (core.bev_components): points whose cells touch, 8-connected, are one piece, found in a
+window around an object."""
 import numpy as np
 
-from perception3d.core.bev_components import BevComponents
+from perception3d.core.bev_components import connected_in_window
+
+CELL = 0.15
 
 
-def test_touching_cells_are_one_component_and_a_gap_of_one_cell_separates():
-    cell = 0.15
+def _scene():
+    """A car of points, its neighbour bumper to bumper with one empty cell column between, two points touching the
+    car's corner cell diagonally, and two far points."""
     car = np.stack(np.meshgrid(np.arange(0.0, 4.5, 0.1), np.arange(0.0, 1.8, 0.1)), -1).reshape(-1, 2)
-    neighbour = car + [4.5 + 2 * cell, 0.0]  # bumper to bumper, one empty cell column between
-    diagonal = np.array([[-0.5 * cell, -0.5 * cell], [-1.5 * cell, -1.5 * cell]])  # corner to corner with car[0]
+    neighbour = car + [4.5 + 2 * CELL, 0.0]
+    diagonal = np.array([[-0.5 * CELL, -0.5 * CELL], [-1.5 * CELL, -1.5 * CELL]])
     far = np.array([[20.0, -20.0], [-30.0, 7.0]])
-    xy = np.concatenate([car, neighbour, diagonal, far])
-    pieces = BevComponents.of(xy, cell)
-    n = len(car)
-    assert len(set(pieces.label[:n])) == 1 and len(set(pieces.label[n:2 * n])) == 1
-    assert pieces.label[0] != pieces.label[n]
-    assert pieces.label[2 * n] == pieces.label[2 * n + 1] == pieces.label[0]  # diagonal cells touch
-    assert len({pieces.label[-1], pieces.label[-2], pieces.label[0]}) == 3
-    assert np.array_equal(pieces.grow(np.array([3])), np.r_[np.arange(n), 2 * n, 2 * n + 1])
-    assert np.array_equal(pieces.grow(np.array([n + 1, len(xy) - 1])), np.r_[np.arange(n, 2 * n), len(xy) - 1])
-    assert len(pieces.grow(np.zeros(0, dtype=np.int64))) == 0
+    return np.concatenate([car, neighbour, diagonal, far]), len(car)
 
 
-def test_no_points_no_components():
-    pieces = BevComponents.of(np.zeros((0, 3)), 0.15)
-    assert len(pieces.label) == 0 and len(pieces.grow(np.zeros(0, dtype=np.int64))) == 0
+def test_touching_cells_are_one_piece_and_a_gap_of_one_cell_separates():
+    xy, n = _scene()
+    centre = np.array([2.0, 0.9])
+    grown = connected_in_window(xy, np.array([3]), centre, 8.0, CELL)
+    assert np.array_equal(grown, np.r_[np.arange(n), 2 * n, 2 * n + 1])  # the car and the diagonal pair, sorted
+    grown = connected_in_window(xy, np.array([n + 1]), centre, 8.0, CELL)
+    assert np.array_equal(grown, np.arange(n, 2 * n))  # the neighbour alone; the far points lie outside the window
+
+
+def test_the_window_bounds_the_piece_and_seeds_outside_it_take_no_part():
+    xy, n = _scene()
+    grown = connected_in_window(xy, np.array([0]), np.array([0.0, 0.0]), 2.0, CELL)
+    assert len(grown) and np.all(np.abs(xy[grown]) < 2.0)  # the car's part within 2 m of (0, 0) only
+    assert len(connected_in_window(xy, np.array([len(xy) - 1]), np.array([0.0, 0.0]), 2.0, CELL)) == 0
+
+
+def test_no_points_or_no_seed_give_nothing():
+    assert len(connected_in_window(np.zeros((0, 3)), np.zeros(0, dtype=np.int64), np.zeros(2), 5.0, CELL)) == 0
+    xy, _ = _scene()
+    assert len(connected_in_window(xy, np.zeros(0, dtype=np.int64), np.array([2.0, 0.9]), 8.0, CELL)) == 0

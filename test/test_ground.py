@@ -107,32 +107,31 @@ def _iou(a, b):
     return np.sum(a & b) / max(1, np.sum(a | b))
 
 
-def test_a_walk_resumed_for_some_sectors_equals_the_whole_walk_with_their_later_candidates_changed():
-    """The rescan without lone far candidates resumes the first walk where the candidates first differ."""
+def test_an_object_between_two_far_rings_is_not_ground_but_a_rise_all_sectors_see_is():
+    """A far car's lowest hit in the 30 m gap between two rings on flat ground is an object (its neighbours' lines
+    say the road is at 0 there); the same rise in every sector is the road climbing."""
     from perception3d.core.ground import _range_edges, _Walk
 
-    rng = np.random.default_rng(3)
-    edges = _range_edges(60.0)
-    sectors, bins = 40, len(edges) - 1
+    edges = _range_edges(90.0)
     centre = 0.5 * (edges[:-1] + edges[1:])
-    lowest = 0.02 * centre[None] + rng.normal(0, 0.05, (sectors, bins)) + (rng.random((sectors, bins)) < 0.1) * 0.4
-    low_r = np.broadcast_to(centre, (sectors, bins)).copy()
-    lowest[rng.random((sectors, bins)) < 0.2] = np.nan  # empty cells
-    low_r[np.isnan(lowest)] = np.nan
-    extent = rng.uniform(0, 0.5, (sectors, bins))
-    seed_slope = rng.normal(0, 0.01, sectors)
-    first = _Walk(lowest, low_r, extent, 0.0, seed_slope, edges, GroundParams())
-    first.run()
-    rows, start = np.array([3, 17, 30]), 20
-    changed_lowest, changed_r = lowest.copy(), low_r.copy()
-    changed_lowest[rows, start:] += 0.7  # later candidates of those sectors changed (e.g. objects removed)
-    whole = _Walk(changed_lowest, changed_r, extent, 0.0, seed_slope, edges, GroundParams())
-    whole.run()
-    resumed = _Walk(changed_lowest[rows], changed_r[rows], extent[rows], 0.0, seed_slope[rows], edges,
-                    GroundParams())
-    resumed.resume(first, rows, start)
-    assert resumed.start == start  # the bins before are taken, not walked
-    resumed.run()
-    assert not np.array_equal(whole.height[:, rows], first.height[:, rows])  # the change matters
-    for name in ("height", "slopes", "levels", "accepted"):
-        assert np.array_equal(getattr(resumed, name), getattr(whole, name)[:, rows]), name
+    sectors, bins = 60, len(edges) - 1
+    ring = (centre < 40.0) | (centre > 70.0)  # candidates in these bins only: the rings' gap lies between
+    car = int(np.argmin(np.abs(centre - 64.0)))
+    lowest = np.where(ring, 0.0, np.nan)[None].repeat(sectors, axis=0)
+    extent = np.full((sectors, bins), 0.05)
+
+    def walk(lowest):
+        low_r = np.where(np.isnan(lowest), np.nan, centre[None])
+        w = _Walk(lowest, low_r, extent, 0.0, np.zeros(sectors), edges, GroundParams())
+        w.run()
+        return w
+
+    lone = lowest.copy()
+    lone[10, car] = 0.8  # the car's lowest hit, 0.8 m up: within what a 30 m gap admits as grade (0.3 + 0.03 x 30)
+    w = walk(lone)
+    assert not w.accepted[car, 10] and abs(w.height[car, 10]) < 0.05
+    assert w.accepted[ring, 10].all()  # the road beyond the car is still ground
+    climbing = lowest.copy()
+    climbing[:, car] = 0.8
+    w = walk(climbing)
+    assert w.accepted[car].all() and np.all(w.height[car] > 0.4)

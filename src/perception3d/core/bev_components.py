@@ -1,49 +1,34 @@
 """Connected pieces of a point cloud in bird's-eye view: points whose cells (a square grid in x, y) touch, with the
-8 neighbours, belong to one component. detection3d grows the frustum segment of an object cut by the image border
+8 neighbours, belong to one piece. detection3d grows the frustum segment of an object cut by the image border
 with them: the part of a near object that lies in the neighbouring camera's view is connected to the part in this
-one (core.lift3d)."""
+one (core.lift3d). The pieces are found in a square window around the object only (a raster of the cells of the
+window's points, labelled at once by scipy.ndimage), not over the whole sweep."""
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
-from scipy.sparse import coo_matrix
-from scipy.sparse.csgraph import connected_components
+from scipy import ndimage
 
-_SPAN = 1 << 21  # cell keys: (column + _SPAN / 2) * _SPAN + (row + _SPAN / 2); cells within +-1e6 of the origin
-_HALF_NEIGHBOURS = ((1, -1), (1, 0), (1, 1), (0, 1))  # the other four are their reverse
+_EIGHT_NEIGHBOURS = np.ones((3, 3), dtype=bool)
 
 
-@dataclass(frozen=True)
-class BevComponents:
-    """Components of N points: label (N,) int, and the point indices grouped by component (members: indices sorted
-    by component, then by index; start (C + 1,) where each component's run begins)."""
-
-    label: np.ndarray
-    members: np.ndarray
-    start: np.ndarray
-
-    @classmethod
-    def of(cls, xy: np.ndarray, cell_m: float) -> BevComponents:
-        """The components of points xy (N, >=2) [m] on cells of cell_m [m]."""
-        cells = np.floor(np.asarray(xy, dtype=np.float64)[:, :2] / cell_m).astype(np.int64) + _SPAN // 2
-        keys, cell_of = np.unique(cells[:, 0] * _SPAN + cells[:, 1], return_inverse=True)
-        rows, cols = [], []
-        for dx, dy in _HALF_NEIGHBOURS:
-            neighbour = keys + dx * _SPAN + dy
-            at = np.minimum(np.searchsorted(keys, neighbour), max(len(keys) - 1, 0))
-            found = np.flatnonzero(keys[at] == neighbour) if len(keys) else np.zeros(0, dtype=np.int64)
-            rows.append(found)
-            cols.append(at[found])
-        rows, cols = np.concatenate(rows), np.concatenate(cols)
-        graph = coo_matrix((np.ones(len(rows), dtype=np.int8), (rows, cols)), shape=(len(keys), len(keys)))
-        count, cell_label = connected_components(graph, directed=False)
-        label = cell_label[cell_of]
-        members = np.argsort(label, kind="stable")
-        return cls(label, members, np.searchsorted(label[members], np.arange(count + 1)))
-
-    def grow(self, seed: np.ndarray) -> np.ndarray:
-        """Sorted indices of every point in a component of the seed points (indices (S,))."""
-        components = np.unique(self.label[seed])
-        runs = [self.members[self.start[c]:self.start[c + 1]] for c in components]
-        return np.sort(np.concatenate(runs)) if runs else np.zeros(0, dtype=np.int64)
+def connected_in_window(points: np.ndarray, seed: np.ndarray, centre: np.ndarray, reach_m: float,
+                        cell_m: float) -> np.ndarray:
+    """Sorted indices of the points (N, >=2) [m] within reach_m of centre (2,) [m] in x and in y whose cell (cell_m
+    [m]) is connected to a cell of a seed point (indices (S,)) through cells of the window's points (8-connected).
+    Seed points outside the window take no part; paths leaving the window do not connect."""
+    xy = np.asarray(points, dtype=np.float64)[:, :2]
+    near = np.flatnonzero(np.abs(xy[:, 0] - centre[0]) < reach_m)
+    near = near[np.abs(xy[near, 1] - centre[1]) < reach_m]
+    if len(near) == 0:
+        return near
+    cells = np.floor(xy[near] / cell_m).astype(np.int64)
+    cells -= cells.min(axis=0)  # the raster spans the window's points only
+    occupied = np.zeros(tuple(cells.max(axis=0) + 1), dtype=bool)
+    occupied[cells[:, 0], cells[:, 1]] = True
+    label, count = ndimage.label(occupied, structure=_EIGHT_NEIGHBOURS)
+    point_label = label[cells[:, 0], cells[:, 1]]
+    is_seed = np.zeros(len(xy), dtype=bool)
+    is_seed[seed] = True
+    grows = np.zeros(count + 1, dtype=bool)  # per label: holds a seed point
+    grows[point_label[is_seed[near]]] = True
+    return near[grows[point_label]]  # near is sorted, so is the result

@@ -125,8 +125,15 @@ def bev_iou(center_a, size_a_lwh, yaw_a, center_b, size_b_lwh, yaw_b) -> np.ndar
     """Pairwise rotated bird's-eye-view IoU (N, M) of two box sets."""
     size_a = np.asarray(size_a_lwh, dtype=np.float64).reshape(-1, 3)
     size_b = np.asarray(size_b_lwh, dtype=np.float64).reshape(-1, 3)
-    inter = bev_intersection_area(bev_corners(center_a, size_a, yaw_a), bev_corners(center_b, size_b, yaw_b))
-    union = (size_a[:, 0] * size_a[:, 1])[:, None] + (size_b[:, 0] * size_b[:, 1])[None, :] - inter
+    return footprint_iou(bev_corners(center_a, size_a, yaw_a), size_a[:, 0] * size_a[:, 1],
+                         bev_corners(center_b, size_b, yaw_b), size_b[:, 0] * size_b[:, 1])
+
+
+def footprint_iou(corners_a: np.ndarray, area_a: np.ndarray, corners_b: np.ndarray, area_b: np.ndarray) -> np.ndarray:
+    """Pairwise IoU (N, M) of footprints given as bev_corners (N, 4, 2), (M, 4, 2) and their areas (N,), (M,)
+    [m^2] (callers comparing one set many times compute these once)."""
+    inter = bev_intersection_area(corners_a, corners_b)
+    union = np.asarray(area_a)[:, None] + np.asarray(area_b)[None, :] - inter
     return np.where(union > 0, inter / np.where(union > 0, union, 1.0), 0.0)
 
 

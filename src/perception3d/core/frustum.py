@@ -211,9 +211,12 @@ def object_points_in_boxes(uv: np.ndarray, depth: np.ndarray, boxes_xyxy: np.nda
     extent = np.asarray(max_extent, dtype=np.float64).reshape(n_boxes)
     on = (cluster == chosen[box]) & (d <= cluster_first_depth[cluster] + extent[box])
     on = _best_segment(on, box, d, uv[point, 0], boxes, expected, params.segment_gap_m)
-    on = _nearest_owner(on, point, box, _depth_stats(on, box, d, n_boxes)[1])
+    stats = _depth_stats(on, box, d, n_boxes)
+    owned = _nearest_owner(on, point, box, stats[1])
+    if owned is not on:
+        on, stats = owned, _depth_stats(owned, box, d, n_boxes)
     support = np.bincount(box[on], minlength=n_boxes)
-    depth_min, depth_median, depth_max = _depth_stats(on, box, d, n_boxes)
+    depth_min, depth_median, depth_max = stats
     return BoxPoints(point, box, d, uv[point, 0], on, support, depth_min, depth_median, depth_max)
 
 
@@ -234,8 +237,11 @@ def _depth_stats(on: np.ndarray, box: np.ndarray, depth: np.ndarray, n_boxes: in
 def _nearest_owner(on: np.ndarray, point: np.ndarray, box: np.ndarray, box_depth: np.ndarray) -> np.ndarray:
     """`on` with each point kept in one box only: of the boxes whose object segment holds it, the one whose
     segment lies nearest (median depth `box_depth` (B,)). Where 2D boxes overlap, the nearer object hides the
-    farther one, so the points there are the nearer object's (the next barrier of a row, the car in front)."""
+    farther one, so the points there are the nearer object's (the next barrier of a row, the car in front).
+    Returns `on` itself when no point is held by two boxes."""
     on_pos = np.flatnonzero(on)
+    if len(on_pos) < 2 or np.bincount(point[on_pos]).max() < 2:
+        return on
     order = on_pos[np.lexsort((box_depth[box[on_pos]], point[on_pos]))]
     first = np.r_[True, point[order[1:]] != point[order[:-1]]][:len(order)]
     keep = np.zeros_like(on)

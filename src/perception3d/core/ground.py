@@ -18,9 +18,11 @@ Real roads have grade, crown, bumps and kerb steps up to a sidewalk, so one plan
    (a kerb-like one, or any ground nearer the road level than the raised level) returns to the road. Any other
    candidate up to `max_step_m` above the prediction (plus 3 % of the distance from the last candidate: between
    far rings the road's grade may change) is the same ground continuing; higher ones are objects (roofs, walls).
-   A candidate more than 8 m beyond its sector's previous one that stands more than `threshold_m` above the median
-   surface of the 16 neighbouring sectors at its range is an object's lowest hit in the gap between two far rings
-   (a car at 64 m), not a rise of the road (which the neighbours see too): the sectors are scanned again without it.
+   A candidate that would pass as ground more than 8 m beyond its sector's previous one, more than `threshold_m`
+   above its sector's prediction and above the median ground of the 16 neighbouring sectors at its range (their
+   candidates there or in the next or previous range bin, or where they have none their lines' prediction), is an
+   object's lowest hit in the gap between two far rings (a car at 64 m), not a rise of the road (which the
+   neighbours see too): the walk passes over it as over an empty cell.
 4. Surface: per cell the line's height at the cell's centre and its slope; cells without an accepted candidate
    (shadows behind objects, gaps between rings) take the straight line between the accepted candidates before
    and after them on the same level, or the line's extrapolation. Ground points lie within `threshold_m` of the
@@ -47,6 +49,7 @@ _SEED_POINTS = 4096  # the seed plane is fitted to an even subsample of about th
 _MAX_DROP_FACTOR = 3.0  # candidates more than this x max_step_m below the prediction are outliers
 _LONG_GAP_M = 8.0  # a candidate this far beyond its sector's last one must agree with the neighbouring sectors
 _NEIGHBOUR_SECTORS = 8  # ... the median surface of this many sectors on each side, at the same range bin
+_NEIGHBOUR_SHIFTS = np.r_[-_NEIGHBOUR_SECTORS:0, 1:_NEIGHBOUR_SECTORS + 1]
 
 
 @dataclass(frozen=True)
@@ -228,41 +231,7 @@ def _fit(points: np.ndarray, origin_xy: np.ndarray, params: GroundParams
     walk = _Walk(lowest, low_r, extent, z0, seed_slope, surface.edges, params)
     walk.run()
     walk.write(surface)
-    lone = _lone_far_candidates(surface, lowest, low_r, params.threshold_m)
-    rows = np.flatnonzero(lone.any(axis=1))
-    if len(rows):  # scan those sectors again without them: their lines continue as their neighbours' do
-        again = _Walk(np.where(lone[rows], np.nan, lowest[rows]), np.where(lone[rows], np.nan, low_r[rows]),
-                      extent[rows], z0, seed_slope[rows], surface.edges, params)
-        # up to their first lone candidate the sectors walk as before: resume there
-        again.resume(walk, rows, int(np.argmax(lone[rows], axis=1).min()))
-        again.run()
-        rescanned = GroundSurface.blank(origin, edges, len(rows))
-        again.write(rescanned)
-        for name in ("height", "slope", "raised", "accepted"):
-            getattr(surface, name)[rows] = getattr(rescanned, name)
     return surface, (sector, rbin, r)
-
-
-def _lone_far_candidates(surface: GroundSurface, lowest: np.ndarray, low_r: np.ndarray, threshold_m: float
-                         ) -> np.ndarray:
-    """Accepted candidates (sectors, bins) far beyond their sector's previous one (_LONG_GAP_M) that lie more than
-    threshold_m above the median surface of the neighbouring sectors at the same range: the lowest beam's hit on an
-    object standing in the long gap between two far rings (a car at 64 m on flat ground), not a rise of the road,
-    which the neighbouring sectors see too."""
-    sectors = lowest.shape[0]
-    previous = np.concatenate([np.full((sectors, 1), -1), _last_accepted(surface.accepted)[:, :-1]], axis=1)
-    previous_r = np.where(previous >= 0, np.take_along_axis(low_r, np.maximum(previous, 0), axis=1), 0.0)
-    far = surface.accepted & (low_r - previous_r > _LONG_GAP_M)
-    s, k = np.nonzero(far)
-    if len(s) == 0:
-        return far
-    # The neighbours' surface at the far cells only (the median of 16 sectors per cell is most of the cost).
-    shifts = np.r_[-_NEIGHBOUR_SECTORS:0, 1:_NEIGHBOUR_SECTORS + 1]
-    around = surface.height[(s[None, :] + shifts[:, None]) % sectors, k[None, :]]  # (16, far cells) [m]
-    lone = np.zeros_like(far)
-    with np.errstate(invalid="ignore"):
-        lone[s, k] = lowest[s, k] - np.median(around, axis=0) > threshold_m
-    return lone
 
 
 def _seed_plane(points: np.ndarray, use: np.ndarray, params: GroundParams) -> Plane | None:
@@ -295,8 +264,7 @@ def _cell_candidates(cell: np.ndarray, z: np.ndarray, r: np.ndarray, shape: tupl
 
 class _Walk:
     """The outward walk of all sectors (module docstring, step 3) over candidates (sectors, bins): per bin the line
-    of each sector, its raised level and which candidates it accepted. Its state before each bin is kept, so that a
-    walk of some of the sectors with later candidates changed can resume where they first differ."""
+    of each sector, its raised level and which candidates it accepted."""
 
     def __init__(self, lowest: np.ndarray, low_r: np.ndarray, extent: np.ndarray, z0: float, seed_slope: np.ndarray,
                  edges: np.ndarray, params: GroundParams) -> None:
@@ -312,13 +280,17 @@ class _Walk:
         observed = np.nan_to_num(np.stack([np.ones_like(low_r), low_r, lowest, low_r * low_r, low_r * lowest]))
         self.observed = np.ascontiguousarray(observed.transpose(2, 0, 1))  # (bins, 5, sectors)
         self.ranges, self.heights = np.ascontiguousarray(low_r.T), np.ascontiguousarray(lowest.T)
+        # per bin and sector the candidate, else that of the next bin, else of the previous one (NaN: none)
+        nearby = self.heights.copy()
+        nearby[:-1] = np.where(np.isnan(nearby[:-1]), self.heights[1:], nearby[:-1])
+        nearby[1:] = np.where(np.isnan(nearby[1:]), self.heights[:-1], nearby[1:])
+        self.nearby_heights = nearby
         with np.errstate(invalid="ignore"):
             self.flat_cells = np.ascontiguousarray((extent <= params.max_step_m).T)  # no wall or object in the cell
         self.fades = np.exp(-np.diff(np.r_[0.0, self.centre]) / (params.memory * self.centre))
         self.raised, self.last_r = np.zeros(sectors), np.zeros(sectors)
-        self.height, self.slopes, self.levels = (np.zeros((bins, sectors)) for _ in range(3))
+        self.height, self.intercepts, self.slopes, self.levels = (np.zeros((bins, sectors)) for _ in range(4))
         self.accepted = np.zeros((bins, sectors), dtype=bool)
-        self.states: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []  # (sums, raised, last_r) before bin k
         # the bins before the first return stay the seed
         self.start = int(np.argmax(np.isfinite(self.heights).any(axis=1)))
         intercept, slope = self.line()
@@ -334,16 +306,6 @@ class _Walk:
                            self.max_slope)
         return means[1] - slope * means[0], slope
 
-    def resume(self, other: _Walk, rows: np.ndarray, start: int) -> None:
-        """Take the state of sectors `rows` of a finished walk before bin `start` (this walk's candidates of those
-        sectors must equal the other's before it), and its results for the bins before."""
-        start = max(start, other.start)
-        sums, raised, last_r = other.states[start - other.start]
-        self.sums, self.raised, self.last_r = sums[:, rows].copy(), raised[rows].copy(), last_r[rows].copy()
-        for name in ("height", "slopes", "levels", "accepted"):
-            getattr(self, name)[:start] = getattr(other, name)[:start, rows]
-        self.start = start
-
     def run(self) -> None:
         """Walk from self.start to the last bin (the line after each cell predicts the next one; fading scales all
         sums alike and leaves the line as it is)."""
@@ -353,33 +315,52 @@ class _Walk:
         intercept, slope = self.line()
         with np.errstate(invalid="ignore"):  # empty cells (NaN) take no part
             for k in range(self.start, len(self.centre)):
-                self.states.append((sums.copy(), raised.copy(), last_r.copy()))
                 sums *= self.fades[k]
                 r = self.ranges[k]
                 rise = self.heights[k] - (intercept + slope * r)
+                gap = r - last_r
+                ceiling = max_step + _GRADE_CHANGE_FAR * gap
+                # an object's lowest hit between two far rings (that would pass as ground) passes as an empty cell
+                far = np.flatnonzero((gap > _LONG_GAP_M) & (rise > p.threshold_m) & (rise <= ceiling))
+                if len(far):
+                    rise[far[self._lone(k, far, intercept, slope)]] = np.nan
                 # A rise (drop) of more than kerb_step_m that is also steeper than _KERB_SLOPE over the distance
                 # from the last candidate is a kerb, if the cell holds no wall or object; anything else up to
                 # max_step_m (plus a grade change over a long distance between two rings) is the same ground
                 # continuing; higher is an object. Any ground nearer the road level than the raised level is back
                 # on the road.
-                gap = r - last_r
-                kerb_like = np.abs(rise) > np.maximum(kerb, _KERB_SLOPE * gap)
-                ceiling = max_step + _GRADE_CHANGE_FAR * gap
+                threshold = np.maximum(kerb, _KERB_SLOPE * gap)
+                kerb_up, kerb_down = rise > threshold, rise < -threshold
                 in_range = (rise <= ceiling) & (rise >= -_MAX_DROP_FACTOR * ceiling)
                 back = rise < -np.maximum(kerb, 0.5 * raised)
-                up = kerb_like & (rise > 0) & (rise <= max_step) & self.flat_cells[k]
-                down = (kerb_like | back) & (rise < 0) & in_range
-                same = ~(kerb_like | down) & in_range & (self.flat_cells[k] | (rise <= kerb))
-                step = np.where(up | down, rise, 0.0)
+                up = kerb_up & (rise <= max_step) & self.flat_cells[k]
+                down = (kerb_down | back) & in_range
+                same = ~(kerb_up | kerb_down | down) & in_range & (self.flat_cells[k] | (rise <= kerb))
+                moves = up | down
+                step = np.where(moves, rise, 0.0)
                 sums[2::2] += step * sums[:2]  # the line moves onto the new level
-                raised = np.where(back, 0.0, np.maximum(raised + step, 0.0))
-                raised[raised < 0.5 * kerb] = 0.0
-                accept = same | up | down
+                level = raised + step
+                raised = np.where(back | (level < 0.5 * kerb), 0.0, level)
+                accept = same | moves
                 self.accepted[k] = accept
                 np.copyto(last_r, r, where=accept)
                 sums += self.observed[k] * accept
                 intercept, slope = self.line()
-                self.height[k], self.slopes[k], self.levels[k] = intercept + slope * self.centre[k], slope, raised
+                self.intercepts[k], self.slopes[k], self.levels[k] = intercept, slope, raised
+        walked = slice(self.start, None)
+        self.height[walked] = self.intercepts[walked] + self.slopes[walked] * self.centre[walked, None]
+
+    def _lone(self, k: int, far: np.ndarray, intercept: np.ndarray, slope: np.ndarray) -> np.ndarray:
+        """Which candidates of sectors `far` (F,) in bin k stand more than threshold_m above the median ground of
+        the _NEIGHBOUR_SECTORS sectors on each side: their candidate in bin k, else in bin k + 1 or k - 1 (one ring
+        crosses range bins from sector to sector), else their line's prediction at bin k (module docstring,
+        step 3)."""
+        around = (far[None, :] + _NEIGHBOUR_SHIFTS[:, None]) % len(slope)  # (16, F)
+        ground = self.nearby_heights[k][around]
+        ground = np.where(np.isnan(ground), (intercept + slope * self.centre[k])[around], ground)
+        ground.sort(axis=0)
+        middle = len(_NEIGHBOUR_SHIFTS) // 2  # the median of an even count: the mean of the two middle values
+        return self.heights[k][far] - 0.5 * (ground[middle - 1] + ground[middle]) > self.params.threshold_m
 
     def write(self, surface: GroundSurface) -> None:
         """The walk's lines into surface (its sectors), holes between candidates filled."""

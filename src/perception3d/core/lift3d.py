@@ -31,16 +31,15 @@ Per camera and 2D box (classes outside the 10 detection classes are skipped):
 """
 from __future__ import annotations
 
-import functools
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from .bev_components import BevComponents
-from .boxes import bev_iou, lwh_to_wlh, wlh_to_lwh
+from .bev_components import connected_in_window
+from .boxes import bev_corners, footprint_iou, lwh_to_wlh, wlh_to_lwh
 from .classes import DETECTION_CLASSES, DETECTION_RANGE_M, SIZE_PRIOR_WLH
 from .detections import Detections2D, Detections3D
 from .frustum import (
@@ -133,8 +132,7 @@ def detect_3d(points_lidar: np.ndarray, views: Sequence[CameraView], T_base_lida
     objects = pts[~checked_split(split, len(pts)).is_ground] if split is not None else \
         pts[~sweep_ground(pts, T_base_lidar, params.ground).is_ground]
     clock.step("ground")
-    components = functools.cache(lambda: BevComponents.of(objects, params.border_cell_m))  # only if a box is cut
-    supports = [_box_support(objects, components, view, params) for view in views]
+    supports = [_box_support(objects, view, params) for view in views]
     supports = [sup for sup in supports if sup is not None]
     clock.step("support")
     lidar = _lift_all(supports, params, clock) if supports else None
@@ -187,6 +185,7 @@ def bev_nms(dets: Detections3D, iou_threshold: float) -> np.ndarray:
     such sum. Memory is O(N) (no N x N matrices; 20,000 boxes would need gigabytes).
     """
     radius = 0.5 * np.hypot(dets.sizes_lwh[:, 0], dets.sizes_lwh[:, 1])
+    corners, area = bev_corners(dets.centers, dets.sizes_lwh, dets.yaws), dets.sizes_lwh[:, 0] * dets.sizes_lwh[:, 1]
     xs, ys, rs = dets.centers[:, 0].tolist(), dets.centers[:, 1].tolist(), radius.tolist()
     kept = np.zeros(len(dets.scores), dtype=bool)
     class_ids = dets.class_ids.astype(str)
@@ -210,8 +209,8 @@ def bev_nms(dets: Detections3D, iou_threshold: float) -> np.ndarray:
                         near.append(k)
             if near and not same:
                 near.sort(key=rank.__getitem__)
-                same = bool(np.any(bev_iou(dets.centers[i], dets.sizes_lwh[i], dets.yaws[i:i + 1], dets.centers[near],
-                                           dets.sizes_lwh[near], dets.yaws[near]) > iou_threshold))
+                same = bool(np.any(footprint_iou(corners[i:i + 1], area[i:i + 1], corners[near], area[near])
+                                   > iou_threshold))
             if same:
                 continue
             grid.setdefault((cx, cy), []).append(i)
@@ -242,10 +241,8 @@ class _BoxSupport:
     count: np.ndarray
 
 
-def _box_support(objects_lidar: np.ndarray, components: Callable[[], BevComponents], view: CameraView,
-                 params: LiftParams) -> _BoxSupport | None:
-    """LiDAR support of one camera's boxes: frustum clusters, edge depth windows and headings (components: the
-    object points' bird's-eye-view components, built on first use, for boxes cut by the image border)."""
+def _box_support(objects_lidar: np.ndarray, view: CameraView, params: LiftParams) -> _BoxSupport | None:
+    """LiDAR support of one camera's boxes: frustum clusters, edge depth windows and headings."""
     dets = view.detections
     dets = dets.select(np.array([c in DETECTION_CLASSES for c in dets.class_ids], dtype=bool))
     if len(dets) == 0:
@@ -268,29 +265,28 @@ def _box_support(objects_lidar: np.ndarray, components: Callable[[], BevComponen
     count = np.bincount(on_box, minlength=n_boxes)
     cut = supported & ((boxes[:, 0] <= 1.0) | (boxes[:, 2] >= camera.width - 1.0))
     if cut.any():
-        points, count = _grow_past_image_border(objects_lidar, components(), point_index, count, cut, extent)
+        points, count = _grow_past_image_border(objects_lidar, point_index, count, cut, extent, params.border_cell_m)
     heading = np.full(n_boxes, np.nan)
     heading[supported] = lidar_headings(points[:, :2], (np.cumsum(count) - count)[supported], count[supported])
     yaw_masks = _yaw_masks(heading, view.T_cam_lidar[:3, :3], params.heading_tolerance_deg)
     return _BoxSupport(view, dets, supported, windows, heading, yaw_masks, bp.depth_min, points, count)
 
 
-def _grow_past_image_border(objects: np.ndarray, components: BevComponents, group_index: np.ndarray,
-                            count: np.ndarray, cut: np.ndarray, reach: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _grow_past_image_border(objects: np.ndarray, group_index: np.ndarray, count: np.ndarray, cut: np.ndarray,
+                            reach: np.ndarray, cell_m: float) -> tuple[np.ndarray, np.ndarray]:
     """The on-object point groups (indices group_index (P,) into objects (N, 3) [m, LiDAR frame], grouped by box,
     count (B,)) as points, the group of every box cut by the left or right image border (cut (B,)) replaced by the
-    object points of its bird's-eye-view components that lie within reach[b] [m] of the group's median in x and y and
-    within 0.3 m of its height span (in sweep order). A near object spans two cameras and each sees a part of it: the
-    part past the border is the same object's, and the box fit needs all of it (a car lifted from the part one
-    camera sees is placed 1-2 m off). A grown group is kept when it holds more points."""
+    object points within reach[b] [m] of the group's median in x and y, connected to the group in bird's-eye view
+    (cells of cell_m [m], core.bev_components) and within 0.3 m of its height span (in sweep order). A near object
+    spans two cameras and each sees a part of it: the part past the border is the same object's, and the box fit
+    needs all of it (a car lifted from the part one camera sees is placed 1-2 m off). A grown group is kept when it
+    holds more points."""
     groups = np.split(group_index, np.cumsum(count)[:-1])
     for b in np.flatnonzero(cut):
         seed = objects[groups[b]]
-        grown = components.grow(groups[b])
-        near = objects[grown]
-        centre = np.median(seed[:, :2], axis=0)
-        keep = (np.abs(near[:, 0] - centre[0]) < reach[b]) & (np.abs(near[:, 1] - centre[1]) < reach[b]) & \
-            (near[:, 2] >= seed[:, 2].min() - 0.3) & (near[:, 2] <= seed[:, 2].max() + 0.3)
+        grown = connected_in_window(objects, groups[b], np.median(seed[:, :2], axis=0), reach[b], cell_m)
+        height = objects[grown, 2]
+        keep = (height >= seed[:, 2].min() - 0.3) & (height <= seed[:, 2].max() + 0.3)
         if keep.sum() > len(seed):
             groups[b] = grown[keep]
     index = np.concatenate(groups)
