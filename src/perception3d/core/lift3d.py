@@ -284,7 +284,9 @@ def _grow_past_image_border(objects: np.ndarray, group_index: np.ndarray, count:
     groups = np.split(group_index, np.cumsum(count)[:-1])
     for b in np.flatnonzero(cut):
         seed = objects[groups[b]]
-        grown = connected_in_window(objects, groups[b], np.median(seed[:, :2], axis=0), reach[b], cell_m)
+        middle = len(seed) // 2  # the group's (upper) median in x and y: the window's centre
+        centre = np.partition(seed[:, :2], middle, axis=0)[middle]
+        grown = connected_in_window(objects, groups[b], centre, reach[b], cell_m)
         height = objects[grown, 2]
         keep = (height >= seed[:, 2].min() - 0.3) & (height <= seed[:, 2].max() + 0.3)
         if keep.sum() > len(seed):
