@@ -189,10 +189,15 @@ def place_by_box_edges(center_cam, size_lwh, ry, boxes_norm, on_border, iteratio
 
 def _place(center_cam, offsets, boxes_norm, on_border, iterations: int = 2,
            max_move_fraction: float = 0.15) -> np.ndarray:
-    """`place_by_box_edges` with the boxes' corner offsets (N, 8, 3) given."""
+    """`place_by_box_edges` with the boxes' corner offsets (N, 8, 3) given.
+
+    The normal equations of the edge rows have the form [[A, 0, -B], [0, C, -D], [-B, -D, E]] C = r (A, B from the
+    column edges, C, D from the row edges); they are solved in closed form, all boxes at once (by the Schur
+    complement of the 2 x 2 diagonal block), not by a 3 x 3 solver per box."""
     n = len(center_cam)
     rows = np.arange(n)
     edges = boxes_norm[:, [0, 2, 1, 3]]
+    weight = (~np.asarray(on_border)[:, [0, 1, 2, 3]]).astype(np.float64)
     center = center_cam.copy()
     for _ in range(iterations):
         corners = center[:, None, :] + offsets
@@ -200,21 +205,27 @@ def _place(center_cam, offsets, boxes_norm, on_border, iterations: int = 2,
             u = corners[..., 0] / corners[..., 2]
             v = corners[..., 1] / corners[..., 2]
         extremes = (u.argmin(1), u.argmax(1), v.argmin(1), v.argmax(1))
-        normal = np.zeros((n, 3, 3))
-        rhs = np.zeros((n, 3))
+        diagonal, cross, rhs = np.zeros((2, n)), np.zeros((2, n)), np.zeros((3, n))  # A, C; B, D; r
+        corner_term = np.zeros(n)  # E
         for edge, (corner, coord) in enumerate(zip(extremes, (0, 0, 1, 1))):
             d = offsets[rows, corner]
-            a = np.zeros((n, 3))
-            a[:, coord] = -1.0
-            a[:, 2] = edges[:, edge]
-            weight = (~on_border[:, edge]).astype(np.float64)
-            normal += weight[:, None, None] * a[:, :, None] * a[:, None, :]
-            rhs += (weight * (d[:, coord] - edges[:, edge] * d[:, 2]))[:, None] * a
-        scale = np.maximum(np.abs(normal).max(axis=(1, 2)), 1e-300)
-        solvable = np.abs(np.linalg.det(normal / scale[:, None, None])) > 1e-12
+            w, c = weight[:, edge], edges[:, edge]
+            diagonal[coord] += w
+            cross[coord] += w * c
+            corner_term += w * c * c
+            t = w * (d[:, coord] - c * d[:, 2])
+            rhs[coord] -= t
+            rhs[2] += t * c
+        (a, cc), (b, dd) = diagonal, cross
+        scale = np.maximum(np.maximum(np.maximum(a, cc), np.maximum(np.abs(b), np.abs(dd))), corner_term)
+        scale = np.maximum(scale, 1e-300)
+        det = (a * cc * corner_term - a * dd * dd - cc * b * b) / scale**3
+        solvable = np.abs(det) > 1e-12
         solved = np.full((n, 3), np.nan)
-        if np.any(solvable):
-            solved[solvable] = np.linalg.solve(normal[solvable], rhs[solvable][..., None])[..., 0]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            schur = corner_term - b * b / a - dd * dd / cc
+            z = (rhs[2] + b * rhs[0] / a + dd * rhs[1] / cc) / schur
+            solved[solvable] = np.stack([(rhs[0] + b * z) / a, (rhs[1] + dd * z) / cc, z], axis=1)[solvable]
         # Keep the start where the edges do not pin the box down (near-degenerate geometry moves it far away).
         moved = np.linalg.norm(solved - center_cam, axis=1)
         ok = np.isfinite(moved) & (solved[:, 2] > 0.5) & (moved <= max_move_fraction * center_cam[:, 2])
