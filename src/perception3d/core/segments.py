@@ -219,8 +219,8 @@ def _place(center_cam, offsets, boxes_norm, on_border, iterations: int = 2,
         (a, cc), (b, dd) = diagonal, cross
         scale = np.maximum(np.maximum(np.maximum(a, cc), np.maximum(np.abs(b), np.abs(dd))), corner_term)
         scale = np.maximum(scale, 1e-300)
-        det = (a * cc * corner_term - a * dd * dd - cc * b * b) / scale**3
-        solvable = np.abs(det) > 1e-12
+        na, nc, nb, nd, ne = a / scale, cc / scale, b / scale, dd / scale, corner_term / scale
+        solvable = np.abs(na * nc * ne - na * nd * nd - nc * nb * nb) > 1e-12  # det of the normalised matrix
         solved = np.full((n, 3), np.nan)
         with np.errstate(divide="ignore", invalid="ignore"):
             schur = corner_term - b * b / a - dd * dd / cc
