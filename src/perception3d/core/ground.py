@@ -277,9 +277,9 @@ class _Walk:
         # at r = 0 starts them. Each cell's candidate as such a row (zeros where the cell is empty), cell by cell.
         self.sums = np.zeros((5, sectors))
         self.sums[0], self.sums[2] = 1.0, z0
-        observed = np.nan_to_num(np.stack([np.ones_like(low_r), low_r, lowest, low_r * low_r, low_r * lowest]))
-        self.observed = np.ascontiguousarray(observed.transpose(2, 0, 1))  # (bins, 5, sectors)
         self.ranges, self.heights = np.ascontiguousarray(low_r.T), np.ascontiguousarray(lowest.T)
+        r, h = np.nan_to_num(self.ranges), np.nan_to_num(self.heights)
+        self.observed = np.stack([np.ones_like(r), r, h, r * r, r * h], axis=1)  # (bins, 5, sectors)
         # per bin and sector the candidate, else that of the next bin, else of the previous one (NaN: none)
         nearby = self.heights.copy()
         nearby[:-1] = np.where(np.isnan(nearby[:-1]), self.heights[1:], nearby[:-1])
