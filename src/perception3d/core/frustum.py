@@ -15,7 +15,9 @@ of a parked car). With a finite `segment_gap_m` (detection uses 0.6 m; segmentat
 cluster is therefore split again at depth jumps larger than that into segments,
 and the object keeps the segment that fits the box: the one whose points span the largest share of the box's
 width (an object fills its box from edge to edge; a post in front covers a narrow strip of it), less the same
-|log(depth / expected depth)| cost; ties go to the nearer segment. Objects that touch without any depth jump
+|log(depth / expected depth)| cost; ties go to the nearer segment. Nearer segments spanning at least half its share
+stay with it (`near_segment_cover`): they are the object's own nearer part (a car's boot and bumper ~1 m in front of
+its rear window). Objects that touch without any depth jump
 (a barrier row, cars bumper to bumper) stay in one segment, but where their 2D boxes overlap the nearer object
 hides the farther one: a point held by the segments of several boxes stays only with the box whose segment lies
 nearest (median depth).
@@ -50,6 +52,9 @@ class ClusterParams:
         segment_gap_m: inside the object cluster, a depth jump larger than this separates segments [m]; inf (the
             default) keeps the whole cluster. Detection (core.lift3d) splits at 0.6 m to drop occluders in front;
             segmentation keeps whole clusters (a split also drops the far part of objects seen at a grazing angle).
+        near_segment_cover: a segment nearer than the chosen one stays with it when it spans at least this fraction
+            of the chosen segment's share of the box width: the same object's nearer part (a car's boot and bumper
+            ~1 m in front of its rear window, with fewer returns), not a post in front (a narrow strip).
     """
 
     gap_m: float = 1.5
@@ -57,6 +62,7 @@ class ClusterParams:
     min_points: int = 3
     min_fraction: float = 0.1
     max_depth_ratio: float = 1.6
+    near_segment_cover: float = 0.5
 
 
 @dataclass(frozen=True)
@@ -210,7 +216,7 @@ def object_points_in_boxes(uv: np.ndarray, depth: np.ndarray, boxes_xyxy: np.nda
     chosen[boxes_with] = best[first]
     extent = np.asarray(max_extent, dtype=np.float64).reshape(n_boxes)
     on = (cluster == chosen[box]) & (d <= cluster_first_depth[cluster] + extent[box])
-    on = _best_segment(on, box, d, uv[point, 0], boxes, expected, params.segment_gap_m)
+    on = _best_segment(on, box, d, uv[point, 0], boxes, expected, params.segment_gap_m, params.near_segment_cover)
     stats = _depth_stats(on, box, d, n_boxes)
     owned = _nearest_owner(on, point, box, stats[1])
     if owned is not on:
@@ -250,12 +256,13 @@ def _nearest_owner(on: np.ndarray, point: np.ndarray, box: np.ndarray, box_depth
 
 
 def _best_segment(on: np.ndarray, box: np.ndarray, depth: np.ndarray, u: np.ndarray, boxes: np.ndarray,
-                  expected: np.ndarray, segment_gap_m: float) -> np.ndarray:
+                  expected: np.ndarray, segment_gap_m: float, near_cover: float) -> np.ndarray:
     """The on-object mask `on` (Q,) of depth-sorted point-box pairs reduced to one segment per box.
 
     Segments are runs of a box's on-object points without a depth jump above `segment_gap_m`. Each is scored by
     the share of the box width its columns `u` span, less |log(first depth / expected depth)| (0 where
-    `expected` is NaN); the best one per box is kept (the nearer one on a tie).
+    `expected` is NaN); the best one per box is kept (the nearer one on a tie), with the box's nearer segments
+    that span at least `near_cover` x its share.
     """
     on_pos = np.flatnonzero(on)
     if len(on_pos) == 0:
@@ -274,5 +281,6 @@ def _best_segment(on: np.ndarray, box: np.ndarray, depth: np.ndarray, u: np.ndar
     boxes_with, first_of_box = np.unique(seg_box[order], return_index=True)
     best[boxes_with] = order[first_of_box]
     keep = on.copy()
-    keep[on_pos] = segment == best[b]
+    chosen = best[b]
+    keep[on_pos] = (segment == chosen) | ((segment < chosen) & (cover[segment] >= near_cover * cover[chosen]))
     return keep

@@ -33,7 +33,8 @@ class FitParams:
 
     Attributes:
         coarse_std, fine_std: the size grids searched, in class prior std: first mean + coarse_std x std (for
-            length and width), then the winner + fine_std x std.
+            length and width) and the mean, then the winner + fine_std x std. Where the points do not show a side
+            (a car seen end-on shows no length) the candidates tie and the mean is the best guess.
         outline_cap_m: a point costs its distance to the box surface up to this [m].
         cost_sigma_m: scale of the mean point cost in the fit's score [m].
         iou_power: power of the projected-box IoU in the fit's score.
@@ -129,8 +130,8 @@ def fit_boxes(centers, sizes_lwh, yaws, problem: FitProblem,
 
 
 def _best_size(centers, sizes, yaws, problem, params) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The best box of a coarse (length, width) grid over the prior (mean + `coarse_std` x std, both footprint
-    axes tried as the length), then of a fine grid around the winner (+- `fine_std` x std); the current box
+    """The best box of a coarse (length, width) grid over the prior (mean + `coarse_std` x std, and the mean, both
+    footprint axes tried as the length), then of a fine grid around the winner (+- `fine_std` x std); the current box
     competes in the first round. Each candidate is placed where its projection fits the 2D box edges
     (`place_by_box_edges`) and then slid along its ray so that its nearest corner lies at the segment's nearest
     depth (LiDAR range is far more precise than depth from a box; occluders in front are no longer in the
@@ -138,8 +139,9 @@ def _best_size(centers, sizes, yaws, problem, params) -> tuple[np.ndarray, np.nd
     mean, std = problem.prior_wlh[:, 0, :2], problem.prior_wlh[:, 1, :2]  # (B, (w, l))
     coarse = np.asarray(params.coarse_std, dtype=np.float64)
     quarter = np.array([0.0, 0.5 * np.pi])
-    # Round 1: (turn, l step, w step) grid, plus the current box.
-    turn, step_l, step_w = (g.ravel() for g in np.meshgrid(quarter, coarse, coarse, indexing="ij"))
+    # Round 1: (turn, l step, w step) grid with the mean (0, 0) step, plus the current box.
+    step_l, step_w = (np.r_[g.ravel(), 0.0] for g in np.meshgrid(coarse, coarse, indexing="ij"))
+    turn, step_l, step_w = np.repeat(quarter, len(step_l)), np.tile(step_l, 2), np.tile(step_w, 2)
     lw = np.stack([mean[:, None, 1] + step_l * std[:, None, 1], mean[:, None, 0] + step_w * std[:, None, 0]], -1)
     cand_lw = np.concatenate([sizes[:, None, :2], lw], axis=1)
     cand_yaws = wrap_angle(yaws[:, None] + np.r_[0.0, turn][None, :])
