@@ -27,7 +27,8 @@ Per camera and 2D box (classes outside the 10 detection classes are skipped):
 5. Score = 2D score x geometric fit, fit = projected IoU of the final box x (fraction of cluster points inside
    it with support, else `no_lidar_fit`).
 6. All cameras' boxes go to the output frame and one object seen by two cameras is merged by class-aware
-   BEV NMS (core.boxes.bev_iou, plus a centre-distance rule for thin objects), keeping the higher score.
+   BEV NMS (rotated footprint IoU, core.boxes.footprint_iou, plus a centre-distance rule for thin objects),
+   keeping the higher score.
 """
 from __future__ import annotations
 

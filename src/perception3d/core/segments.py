@@ -199,7 +199,7 @@ def _place(center_cam, offsets, boxes_norm, on_border, iterations: int = 2,
     n = len(center_cam)
     rows = np.arange(n)
     edges = boxes_norm[:, [0, 2, 1, 3]]
-    weight = (~np.asarray(on_border)[:, [0, 1, 2, 3]]).astype(np.float64)
+    weight = (~np.asarray(on_border, dtype=bool)).astype(np.float64)  # (N, 4): left, right, top, bottom, as `edges`
     center = center_cam.copy()
     for _ in range(iterations):
         corners = center[:, None, :] + offsets
