@@ -119,11 +119,12 @@ class GroundSurface:
         shape = (sectors, len(edges) - 1)
         return cls(origin, edges, np.zeros(shape), np.zeros(shape), np.zeros(shape), np.zeros(shape, bool))
 
-    def cells(self, xy: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Sector (N,), range bin (N,) and range from the origin (N,) [m] of points (N, 2)."""
+    def cells(self, xy: np.ndarray, r: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Sector (N,), range bin (N,) and range from the origin (N,) [m] of points (N, 2); r: that range when the
+        caller has it."""
         xy = np.asarray(xy, dtype=np.float64)
         dx, dy = xy[:, 0] - self.origin[0], xy[:, 1] - self.origin[1]
-        r = np.hypot(dx, dy)
+        r = np.hypot(dx, dy) if r is None else r
         sectors = self.height.shape[0]
         sector = np.floor((arctan2(dy, dx) + np.pi) * (sectors / (2 * np.pi))).astype(np.int64) % sectors
         rbin = np.clip(np.searchsorted(self.edges, r, side="right") - 1, 0, len(self.edges) - 2)
@@ -132,11 +133,13 @@ class GroundSurface:
     def height_at(self, xy: np.ndarray) -> np.ndarray:
         """Ground height (N,) [m] at points (N, >=2) (x, y) [m]."""
         sector, rbin, r = self.cells(xy)
-        return self._height(sector, rbin, r)
+        return self._height(sector * self.height.shape[1] + rbin, rbin, r)
 
-    def _height(self, sector: np.ndarray, rbin: np.ndarray, r: np.ndarray) -> np.ndarray:
+    def _height(self, cell: np.ndarray, rbin: np.ndarray, r: np.ndarray) -> np.ndarray:
+        """Height (N,) [m] of the surface at flat cells (sector x bins + rbin) (N,), range bins (N,), ranges (N,) [m]
+        (flat takes: faster than indexing by sector and bin)."""
         centre = 0.5 * (self.edges[:-1] + self.edges[1:])
-        return self.height[sector, rbin] + self.slope[sector, rbin] * (r - centre[rbin])
+        return self.height.ravel().take(cell) + self.slope.ravel().take(cell) * (r - centre.take(rbin))
 
     def classify(self, points: np.ndarray, threshold_m: float,
                  cells: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
@@ -149,10 +152,13 @@ class GroundSurface:
         """
         pts = np.asarray(points, dtype=np.float64)
         sector, rbin, r = self.cells(pts[:, :2]) if cells is None else cells
-        height = pts[:, 2] - self._height(sector, rbin, r)
-        is_ground = (np.abs(height) < threshold_m) & self.accepted[sector, rbin]
-        here = self.raised[sector, rbin]
-        ahead = self.raised[sector, np.minimum(rbin + 1, self.raised.shape[1] - 1)]
+        bins = self.height.shape[1]
+        cell = sector * bins + rbin
+        height = pts[:, 2] - self._height(cell, rbin, r)
+        is_ground = (np.abs(height) < threshold_m) & self.accepted.ravel().take(cell)
+        levels = self.raised.ravel()
+        here = levels.take(cell)
+        ahead = levels.take(cell + (rbin < bins - 1))  # the next bin's, the last bin's own
         level = np.maximum(here, ahead)  # the raised level's height above the road
         above_road = height + here
         raised = is_ground & (level > 0) & (above_road > 0.5 * level)
@@ -221,7 +227,7 @@ def _fit(points: np.ndarray, origin_xy: np.ndarray, params: GroundParams
     sectors = params.sectors
     shape = (sectors, len(edges) - 1)
     surface = GroundSurface.blank(origin, edges, sectors)
-    sector, rbin, r = surface.cells(pts)
+    sector, rbin, r = surface.cells(pts, horizontal)
     lowest, low_r, extent = _cell_candidates(sector * shape[1] + rbin, pts[:, 2], r, shape)
     # The seed plane z = z0 + g.(xy - origin): height at the origin and slope along each sector's mid direction.
     n, d = plane.normal, plane.offset
