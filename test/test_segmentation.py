@@ -134,6 +134,32 @@ def test_depth_cluster_choice():
     assert np.sort(bp.depth[bp.on_object]) == pytest.approx([10.0, 10.5, 11.0])
 
 
+def barrier_row_in_two_boxes():
+    """A barrier row in two boxes: the near barrier's box (bottom edge at row 100) covers columns 0-60, the far one's
+    (bottom edge at row 80) columns 30-100. Depths run on without a jump above 1.5 m; the near barrier's returns
+    in the shared columns 34-58 lie 11.0-12.9 m away, the far barrier's (columns 62-94) 13.8-16.2 m."""
+    near_u, far_u = np.linspace(5.0, 58.0, 12), np.linspace(62.0, 94.0, 9)
+    depth = np.r_[np.linspace(9.5, 12.9, 12), np.linspace(13.8, 16.2, 9)]
+    uv = np.column_stack([np.r_[near_u, far_u], np.full(21, 70.0)])
+    boxes = np.array([[0.0, 20.0, 60.0, 100.0], [30.0, 30.0, 100.0, 80.0]])
+    return uv, depth, boxes
+
+
+def test_the_nearer_box_of_a_class_covers_the_overlap_of_two_boxes():
+    """The far barrier's box holds the near barrier's returns in the shared columns. By depth alone it chose them (they
+    span more of its width and lie nearer its box-height estimate, 11.2 m: a barrier seen lengthwise fills a taller
+    box), then lost them to the near box and was left without support. Boxes of one class cover each other: the
+    shared columns are the lower (nearer) box's alone, and the far box keeps its own returns."""
+    uv, depth, boxes = barrier_row_in_two_boxes()
+    params, extent, expected = ClusterParams(segment_gap_m=0.6), np.array([3.84, 3.84]), np.array([9.0, 11.2])
+    bp = object_points_in_boxes(uv, depth, boxes, extent, expected, params, np.array(["barrier", "barrier"]))
+    assert np.sort(bp.point[bp.on_object & (bp.box == 0)]).tolist() == list(range(12))
+    assert np.sort(bp.point[bp.on_object & (bp.box == 1)]).tolist() == list(range(12, 21))
+    # Across classes a box does not cover another (a pedestrian's head shows above the car in front).
+    bp = object_points_in_boxes(uv, depth, boxes, extent, expected, params, np.array(["car", "pedestrian"]))
+    assert np.sum(bp.box == 1) == 21 - np.sum(uv[:, 0] < 30.0)
+
+
 def test_ground_plane_recovers_a_tilted_plane():
     rng = np.random.default_rng(1)
     slope = np.radians(3.0)

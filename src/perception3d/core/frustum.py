@@ -19,8 +19,13 @@ width (an object fills its box from edge to edge; a post in front covers a narro
 stay with it (`near_segment_cover`): they are the object's own nearer part (a car's boot and bumper ~1 m in front of
 its rear window). Objects that touch without any depth jump
 (a barrier row, cars bumper to bumper) stay in one segment, but where their 2D boxes overlap the nearer object
-hides the farther one: a point held by the segments of several boxes stays only with the box whose segment lies
-nearest (median depth).
+hides the farther one. Boxes of one kind (the detection class: similar silhouettes) are ordered by their bottom
+edge before any clustering: a point inside several boxes of a kind is in the frustum of the one whose bottom edge
+lies lowest in the image only (objects stand on the ground: the lower box is the nearer object, which covers the
+overlap; the far barrier of a row keeps the columns past its neighbour's box and no longer clusters with the
+neighbour's points). Across kinds boxes do not cover each other (a pedestrian's head shows above the car in front):
+there a point held by the segments of several boxes stays only with the box whose segment lies nearest (median
+depth).
 
 Also here: `CameraView` (one camera's 2D boxes with its model and extrinsics, the input of core.lift3d and
 core.segmentation), `project_cloud`, and `check_points` (the shared validation of incoming clouds).
@@ -179,15 +184,19 @@ def points_in_boxes_2d(uv: np.ndarray, boxes_xyxy: np.ndarray) -> tuple[np.ndarr
 
 def object_points_in_boxes(uv: np.ndarray, depth: np.ndarray, boxes_xyxy: np.ndarray, max_extent: np.ndarray,
                            expected_depth: np.ndarray | None = None,
-                           params: ClusterParams = ClusterParams()) -> BoxPoints:
+                           params: ClusterParams = ClusterParams(), kinds: np.ndarray | None = None) -> BoxPoints:
     """Frustum membership and object depth clusters of projected points (uv (n, 2), depth (n,)) in boxes (B, 4).
 
     `max_extent` (B,) is the largest depth extent of each box's object [m] (see `class_depth_extent`);
-    `expected_depth` (B,) the box-height depth estimate [m] (see `expected_depths`; NaN or None: nearest cluster).
+    `expected_depth` (B,) the box-height depth estimate [m] (see `expected_depths`; NaN or None: nearest cluster);
+    `kinds` (B,) the boxes' kinds (class ids; None: no two boxes of a kind, see `lowest_box_of_kind`).
     """
     boxes = np.asarray(boxes_xyxy, dtype=np.float64).reshape(-1, 4)
     n_boxes = len(boxes)
     point, box = points_in_boxes_2d(uv, boxes)
+    if kinds is not None:
+        keep = lowest_box_of_kind(point, box, boxes[:, 3], np.asarray(kinds))
+        point, box = point[keep], box[keep]
     # By box, then depth: np.lexsort((depth, box)) as two stable sorts, the second a radix sort of 16-bit box numbers.
     order = np.argsort(depth[point], kind="stable")
     order = order[np.argsort(box[order].astype(np.int16 if n_boxes < 2**15 else np.int64), kind="stable")]
@@ -224,6 +233,23 @@ def object_points_in_boxes(uv: np.ndarray, depth: np.ndarray, boxes_xyxy: np.nda
     support = np.bincount(box[on], minlength=n_boxes)
     depth_min, depth_median, depth_max = stats
     return BoxPoints(point, box, d, uv[point, 0], on, support, depth_min, depth_median, depth_max)
+
+
+def lowest_box_of_kind(point: np.ndarray, box: np.ndarray, bottom: np.ndarray, kinds: np.ndarray) -> np.ndarray:
+    """Mask (Q,) of the point-box pairs (point (Q,), box (Q,)) kept when boxes of one kind (kinds (B,)) cover each
+    other: of the boxes of a kind that hold a point, only those with the lowest bottom edge (bottom (B,), the image
+    row y1 [px]; the nearer object on the ground) keep it."""
+    keep = np.ones(len(point), dtype=bool)
+    shared = np.flatnonzero(np.bincount(point)[point] > 1)
+    if len(shared) == 0:
+        return keep
+    p, b = point[shared], box[shared]
+    kind = np.unique(kinds, return_inverse=True)[1][b]
+    order = np.lexsort((-bottom[b], kind, p))  # per (point, kind): lowest bottom edge first
+    starts = np.r_[True, (p[order[1:]] != p[order[:-1]]) | (kind[order[1:]] != kind[order[:-1]])]
+    lowest = bottom[b[order[starts]]][np.cumsum(starts) - 1]
+    keep[shared[order]] = bottom[b[order]] >= lowest
+    return keep
 
 
 def _depth_stats(on: np.ndarray, box: np.ndarray, depth: np.ndarray, n_boxes: int):
