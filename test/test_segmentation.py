@@ -160,6 +160,22 @@ def test_the_nearer_box_of_a_class_covers_the_overlap_of_two_boxes():
     assert np.sum(bp.box == 1) == 21 - np.sum(uv[:, 0] < 30.0)
 
 
+def test_the_segment_gap_grows_with_depth():
+    """The side of a barrier 22 m away seen at a grazing angle: its returns lie 0.7 m apart in depth, past the 0.6 m
+    segment gap; at 4 % of the depth (0.88 m) they form one segment. A post 1 m in front of a car 5 m away is
+    still split off (4 % of 5 m is below 0.6 m)."""
+    box = np.array([[0.0, 0.0, 100.0, 100.0]])
+    side = np.array([22.0, 22.7, 23.4, 24.1])
+    uv = np.column_stack([np.linspace(10.0, 90.0, 4), np.full(4, 50.0)])
+    split, grown = ClusterParams(segment_gap_m=0.6), ClusterParams(segment_gap_m=0.6, segment_gap_per_depth=0.04)
+    assert object_points_in_boxes(uv, side, box, np.array([3.84]), None, split).support[0] == 1
+    assert object_points_in_boxes(uv, side, box, np.array([3.84]), None, grown).support[0] == 4
+    post_car = np.array([4.0, 4.02, 4.05, 5.0, 5.05, 5.1, 5.15, 5.2])
+    uv = np.column_stack([np.r_[48.0, 50.0, 52.0, np.linspace(5.0, 95.0, 5)], np.full(8, 50.0)])
+    bp = object_points_in_boxes(uv, post_car, box, np.array([5.0]), None, grown)
+    assert np.sort(bp.depth[bp.on_object]) == pytest.approx(post_car[3:])
+
+
 def test_ground_plane_recovers_a_tilted_plane():
     rng = np.random.default_rng(1)
     slope = np.radians(3.0)

@@ -108,7 +108,8 @@ class LiftParams:
     nms_iou: float = 0.1
     min_score: float = 0.0
     ground: GroundParams = field(default_factory=GroundParams)
-    cluster: ClusterParams = field(default_factory=lambda: ClusterParams(segment_gap_m=0.6))
+    cluster: ClusterParams = field(default_factory=lambda: ClusterParams(segment_gap_m=0.6,
+                                                                          segment_gap_per_depth=0.04))
     fit: FitParams = field(default_factory=FitParams)
 
 
