@@ -186,6 +186,31 @@ def points_in_boxes_2d(uv: np.ndarray, boxes_xyxy: np.ndarray) -> tuple[np.ndarr
     return point[inside], box[inside]
 
 
+def uncovered_points_in_boxes(uv: np.ndarray, boxes_xyxy: np.ndarray,
+                              kinds: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """`points_in_boxes_2d`'s (point, box) pairs less those whose point also lies in a box of the same kind (kinds
+    (B,)) with a lower bottom edge (image row y1 [px]; objects stand on the ground: the lower box is the nearer
+    object, which covers the overlap), grouped by box.
+
+    The boxes are searched in the order kind, then lowest bottom edge first, so that a stable sort of the pairs by
+    point lists each point's boxes of a kind lowest first."""
+    boxes = np.asarray(boxes_xyxy, dtype=np.float64).reshape(-1, 4)
+    kinds = np.asarray(kinds)
+    by_kind = np.lexsort((-boxes[:, 3], kinds))
+    point, rank = points_in_boxes_2d(uv, boxes[by_kind])
+    order = np.argsort(point.astype(np.int16 if len(uv) < 2**15 else np.int64), kind="stable")
+    p, r = point[order], rank[order]
+    sorted_kinds = kinds[by_kind]
+    kind = np.cumsum(np.r_[True, sorted_kinds[1:] != sorted_kinds[:-1]])[r]
+    starts = np.empty(len(p), dtype=bool)
+    starts[:1] = True
+    starts[1:] = (p[1:] != p[:-1]) | (kind[1:] != kind[:-1])
+    bottom = boxes[by_kind, 3]
+    keep = np.empty(len(p), dtype=bool)
+    keep[order] = bottom[r] >= bottom[r[starts]][np.cumsum(starts) - 1]
+    return point[keep], by_kind[rank[keep]]
+
+
 def object_points_in_boxes(uv: np.ndarray, depth: np.ndarray, boxes_xyxy: np.ndarray, max_extent: np.ndarray,
                            expected_depth: np.ndarray | None = None,
                            params: ClusterParams = ClusterParams(), kinds: np.ndarray | None = None) -> BoxPoints:
@@ -193,14 +218,11 @@ def object_points_in_boxes(uv: np.ndarray, depth: np.ndarray, boxes_xyxy: np.nda
 
     `max_extent` (B,) is the largest depth extent of each box's object [m] (see `class_depth_extent`);
     `expected_depth` (B,) the box-height depth estimate [m] (see `expected_depths`; NaN or None: nearest cluster);
-    `kinds` (B,) the boxes' kinds (class ids; None: no two boxes of a kind, see `lowest_box_of_kind`).
+    `kinds` (B,) the boxes' kinds (class ids; None: no two boxes of a kind, see `uncovered_points_in_boxes`).
     """
     boxes = np.asarray(boxes_xyxy, dtype=np.float64).reshape(-1, 4)
     n_boxes = len(boxes)
-    point, box = points_in_boxes_2d(uv, boxes)
-    if kinds is not None:
-        keep = lowest_box_of_kind(point, box, boxes[:, 3], np.asarray(kinds))
-        point, box = point[keep], box[keep]
+    point, box = points_in_boxes_2d(uv, boxes) if kinds is None else uncovered_points_in_boxes(uv, boxes, kinds)
     # By box, then depth: np.lexsort((depth, box)) as two stable sorts, the second a radix sort of 16-bit box numbers.
     order = np.argsort(depth[point], kind="stable")
     order = order[np.argsort(box[order].astype(np.int16 if n_boxes < 2**15 else np.int64), kind="stable")]
@@ -237,23 +259,6 @@ def object_points_in_boxes(uv: np.ndarray, depth: np.ndarray, boxes_xyxy: np.nda
     support = np.bincount(box[on], minlength=n_boxes)
     depth_min, depth_median, depth_max = stats
     return BoxPoints(point, box, d, uv[point, 0], on, support, depth_min, depth_median, depth_max)
-
-
-def lowest_box_of_kind(point: np.ndarray, box: np.ndarray, bottom: np.ndarray, kinds: np.ndarray) -> np.ndarray:
-    """Mask (Q,) of the point-box pairs (point (Q,), box (Q,)) kept when boxes of one kind (kinds (B,)) cover each
-    other: of the boxes of a kind that hold a point, only those with the lowest bottom edge (bottom (B,), the image
-    row y1 [px]; the nearer object on the ground) keep it."""
-    keep = np.ones(len(point), dtype=bool)
-    shared = np.flatnonzero(np.bincount(point)[point] > 1)
-    if len(shared) == 0:
-        return keep
-    p, b = point[shared], box[shared]
-    kind = np.unique(kinds, return_inverse=True)[1][b]
-    order = np.lexsort((-bottom[b], kind, p))  # per (point, kind): lowest bottom edge first
-    starts = np.r_[True, (p[order[1:]] != p[order[:-1]]) | (kind[order[1:]] != kind[order[:-1]])]
-    lowest = bottom[b[order[starts]]][np.cumsum(starts) - 1]
-    keep[shared[order]] = bottom[b[order]] >= lowest
-    return keep
 
 
 def _depth_stats(on: np.ndarray, box: np.ndarray, depth: np.ndarray, n_boxes: int):
