@@ -5,7 +5,12 @@ import pytest
 
 from perception3d.core.camera import project_points
 from perception3d.core.classes import LIDARSEG_CLASSES
-from perception3d.core.frustum import ClusterParams, object_points_in_boxes, project_cloud
+from perception3d.core.frustum import (
+    ClusterParams,
+    object_points_in_boxes,
+    project_cloud,
+    uncovered_points_in_boxes,
+)
 from perception3d.core.geometry import invert_transform, transform_points
 from perception3d.core.ground import fit_ground_plane
 from perception3d.core.segmentation import segment_points
@@ -111,6 +116,21 @@ def test_frustum_membership_matches_brute_force():
     pairs = {(p, b) for p in range(500) for b in range(7)
              if boxes[b, 0] <= uv[p, 0] <= boxes[b, 2] and boxes[b, 1] <= uv[p, 1] <= boxes[b, 3]}
     assert set(zip(bp.point.tolist(), bp.box.tolist())) == pairs
+
+
+def test_uncovered_frustum_membership_matches_brute_force():
+    rng = np.random.default_rng(1)
+    uv = rng.uniform(0, 100, (500, 2))
+    boxes = np.sort(rng.uniform(0, 100, (9, 2, 2)), axis=1).transpose(0, 2, 1).reshape(9, 4)[:, [0, 2, 1, 3]]
+    boxes[8, 3] = boxes[7, 3]  # a tie: both keep the points they share
+    kinds = np.array(["car", "barrier", "car", "car", "barrier", "pedestrian", "car", "barrier", "barrier"])
+    point, box = uncovered_points_in_boxes(uv, boxes, kinds)
+    inside = {(p, b) for p in range(500) for b in range(9)
+              if boxes[b, 0] <= uv[p, 0] <= boxes[b, 2] and boxes[b, 1] <= uv[p, 1] <= boxes[b, 3]}
+    covered = {(p, b) for p, b in inside if any((p, c) in inside and kinds[c] == kinds[b] and boxes[c, 3] > boxes[b, 3]
+                                               for c in range(9))}
+    assert covered and len(point) == len(inside - covered)
+    assert set(zip(point.tolist(), box.tolist())) == inside - covered
 
 
 def test_depth_cluster_choice():
