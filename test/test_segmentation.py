@@ -8,8 +8,8 @@ from perception3d.core.classes import LIDARSEG_CLASSES
 from perception3d.core.frustum import (
     ClusterParams,
     object_points_in_boxes,
+    points_in_boxes_covered,
     project_cloud,
-    uncovered_points_in_boxes,
 )
 from perception3d.core.geometry import invert_transform, transform_points
 from perception3d.core.ground import fit_ground_plane
@@ -118,19 +118,20 @@ def test_frustum_membership_matches_brute_force():
     assert set(zip(bp.point.tolist(), bp.box.tolist())) == pairs
 
 
-def test_uncovered_frustum_membership_matches_brute_force():
+def test_covered_frustum_pairs_match_brute_force():
     rng = np.random.default_rng(1)
     uv = rng.uniform(0, 100, (500, 2))
     boxes = np.sort(rng.uniform(0, 100, (9, 2, 2)), axis=1).transpose(0, 2, 1).reshape(9, 4)[:, [0, 2, 1, 3]]
     boxes[8, 3] = boxes[7, 3]  # a tie: both keep the points they share
     kinds = np.array(["car", "barrier", "car", "car", "barrier", "pedestrian", "car", "barrier", "barrier"])
-    point, box = uncovered_points_in_boxes(uv, boxes, kinds)
+    point, box, flag = points_in_boxes_covered(uv, boxes, kinds)
     inside = {(p, b) for p in range(500) for b in range(9)
               if boxes[b, 0] <= uv[p, 0] <= boxes[b, 2] and boxes[b, 1] <= uv[p, 1] <= boxes[b, 3]}
     covered = {(p, b) for p, b in inside if any((p, c) in inside and kinds[c] == kinds[b] and boxes[c, 3] > boxes[b, 3]
                                                for c in range(9))}
-    assert covered and len(point) == len(inside - covered)
-    assert set(zip(point.tolist(), box.tolist())) == inside - covered
+    pairs = list(zip(point.tolist(), box.tolist()))
+    assert covered and len(pairs) == len(inside) and set(pairs) == inside
+    assert {pair for pair, f in zip(pairs, flag) if f} == covered
 
 
 def test_depth_cluster_choice():
@@ -168,16 +169,17 @@ def barrier_row_in_two_boxes():
 def test_the_nearer_box_of_a_class_covers_the_overlap_of_two_boxes():
     """The far barrier's box holds the near barrier's returns in the shared columns. By depth alone it chose them (they
     span more of its width and lie nearer its box-height estimate, 11.2 m: a barrier seen lengthwise fills a taller
-    box), then lost them to the near box and was left without support. Boxes of one class cover each other: the
-    shared columns are the lower (nearer) box's alone, and the far box keeps its own returns."""
+    box), then lost them to the near box and was left without support. The lower (nearer) box of the class covers
+    the shared columns: covered returns neither set the far box's cluster depth nor count in its segment choice,
+    and the far box keeps its own returns."""
     uv, depth, boxes = barrier_row_in_two_boxes()
     params, extent, expected = ClusterParams(segment_gap_m=0.6), np.array([3.84, 3.84]), np.array([9.0, 11.2])
     bp = object_points_in_boxes(uv, depth, boxes, extent, expected, params, np.array(["barrier", "barrier"]))
     assert np.sort(bp.point[bp.on_object & (bp.box == 0)]).tolist() == list(range(12))
     assert np.sort(bp.point[bp.on_object & (bp.box == 1)]).tolist() == list(range(12, 21))
-    # Across classes a box does not cover another (a pedestrian's head shows above the car in front).
+    # Across classes a box does not cover another (a pedestrian's head shows above the car in front): by depth alone.
     bp = object_points_in_boxes(uv, depth, boxes, extent, expected, params, np.array(["car", "pedestrian"]))
-    assert np.sum(bp.box == 1) == 21 - np.sum(uv[:, 0] < 30.0)
+    assert bp.support[1] == 0
 
 
 def test_the_segment_gap_grows_with_depth():

@@ -1,9 +1,10 @@
 """Geometric 3D detection: 2D boxes lifted by QAF2D anchors, chosen with LiDAR, refined by the KM3D solver.
 
 Per camera and 2D box (classes outside the 10 detection classes are skipped):
-1. LiDAR support: non-ground points (core.ground) projected inside the box and not inside a nearer box of its class
-   (lower bottom edge), reduced to the object's segment (core.frustum: its depth cluster, less occluders in front
-   and the points a nearer box's segment holds); a box with at least `min_support_points` such points is supported.
+1. LiDAR support: non-ground points (core.ground) projected inside the box, reduced to the object's segment
+   (core.frustum: its depth cluster, less occluders in front, chosen without the points a nearer box of its class
+   covers, and less the points a nearer box's segment holds); a box with at least `min_support_points` such points
+   is supported.
 2. Anchors (core.qaf2d, top_k per box and heading). Supported boxes: each vertical edge's depth candidates are
    restricted to the depths of the cluster points in the box's outer `edge_band` on that side
    (+- `edge_window_m`), and the headings to those within `heading_tolerance_deg` of the cluster's footprint
