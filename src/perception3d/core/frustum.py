@@ -189,26 +189,17 @@ def points_in_boxes_2d(uv: np.ndarray, boxes_xyxy: np.ndarray) -> tuple[np.ndarr
 
 def points_in_boxes_covered(uv: np.ndarray, boxes_xyxy: np.ndarray,
                             kinds: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """`points_in_boxes_2d`'s (point, box) pairs (grouped by box) and whether each is covered (Q,): its point also
-    lies in a box of the same kind (kinds (B,)) with a lower bottom edge (image row y1 [px]: the nearer object).
-
-    The boxes are searched in the order kind, then lowest bottom edge first, so that a stable sort of the pairs by
-    point lists each point's boxes of a kind lowest first."""
+    """`points_in_boxes_2d`'s (point, box) pairs and whether each is covered (Q,): its point also lies in a box of
+    the same kind (kinds (B,)) with a lower bottom edge (image row y1 [px]: the nearer object)."""
     boxes = np.asarray(boxes_xyxy, dtype=np.float64).reshape(-1, 4)
-    kinds = np.asarray(kinds)
-    by_kind = np.lexsort((-boxes[:, 3], kinds))
-    point, rank = points_in_boxes_2d(uv, boxes[by_kind])
-    order = np.argsort(point.astype(np.int16 if len(uv) < 2**15 else np.int64), kind="stable")
-    p, r = point[order], rank[order]
-    sorted_kinds = kinds[by_kind]
-    kind = np.cumsum(np.r_[True, sorted_kinds[1:] != sorted_kinds[:-1]])[r]
-    starts = np.empty(len(p), dtype=bool)
-    starts[:1] = True
-    starts[1:] = (p[1:] != p[:-1]) | (kind[1:] != kind[:-1])
-    bottom = boxes[by_kind, 3]
-    covered = np.empty(len(p), dtype=bool)
-    covered[order] = bottom[r] < bottom[r[starts]][np.cumsum(starts) - 1]
-    return point, by_kind[rank], covered
+    point, box = points_in_boxes_2d(uv, boxes)
+    kind = np.unique(np.asarray(kinds), return_inverse=True)[1]
+    n_kinds = int(kind.max()) + 1 if len(kind) else 1
+    key = point * n_kinds + kind[box]  # (point, kind)
+    bottom = boxes[box, 3]
+    lowest = np.full(len(uv) * n_kinds, -np.inf)  # per (point, kind): the lowest bottom edge of the boxes holding it
+    np.maximum.at(lowest, key, bottom)
+    return point, box, bottom < lowest[key]
 
 
 def object_points_in_boxes(uv: np.ndarray, depth: np.ndarray, boxes_xyxy: np.ndarray, max_extent: np.ndarray,
