@@ -61,6 +61,7 @@ class ClusterParams:
         segment_gap_per_depth: a jump separates segments only when it also exceeds this fraction of its depth
             (LiDAR returns are spaced by angle: along a surface seen at a grazing angle, consecutive returns lie
             ~0.7 m apart in depth at 25 m, the side of a barrier row); 0 (the default): `segment_gap_m` alone.
+            Detection uses 0.04 (0.6 m up to 15 m, 1 m at 25 m).
         near_segment_cover: a segment nearer than the chosen one stays with it when it spans at least this fraction
             of the chosen segment's share of the box width: the same object's nearer part (a car's boot and bumper
             ~1 m in front of its rear window, with fewer returns), not a post in front (a narrow strip).
@@ -293,9 +294,9 @@ def _best_segment(on: np.ndarray, box: np.ndarray, depth: np.ndarray, u: np.ndar
 
     Segments are runs of a box's on-object points without a depth jump above both `segment_gap_m` and
     `segment_gap_per_depth` x depth. Each is scored by the share of the box width the columns `u` of its points
-    not `covered` span (0 without any), less
-    |log(first depth / expected depth)| (0 where `expected` is NaN); the best one per box is kept (the nearer one
-    on a tie), with the box's nearer segments that span at least `near_segment_cover` x its share.
+    not `covered` span (0 without any), less |log(first depth / expected depth)| (0 where `expected` is NaN); the
+    best one per box is kept (the nearer one on a tie), with the box's nearer segments that span at least
+    `near_segment_cover` x its share.
     """
     on_pos = np.flatnonzero(on)
     if len(on_pos) == 0:
