@@ -149,3 +149,25 @@ def test_a_composite_car_seen_from_behind_is_placed_at_its_body():
     dets = detect_3d(points, views, rig.T_base_lidar, params=NODE_DEFAULTS)
     best = np.argmax(dets.scores)
     assert np.linalg.norm(dets.centers[best, :2] - car.centers[0, :2]) < 0.3
+
+
+@pytest.mark.parametrize("side_m, first_m, length_m", [(6.0, 25.0, 2.0), (-6.0, 20.0, 2.5)])
+def test_a_far_barrier_row_seen_at_a_grazing_angle_is_placed_barrier_by_barrier(side_m, first_m, length_m):
+    """Three barriers end to end along the road edge `side_m` to the side, the first centred `first_m` ahead: CAM_FRONT
+    sees the row at a grazing angle, each barrier's box overlaps the next one's, and the side of a barrier holds 2-5
+    returns 0.6-0.8 m apart in depth. The far barriers' frustums held the nearer neighbour's returns and their own
+    fell apart into single-return segments: they were placed 0.6-2.1 m off along the row."""
+    rig = load_rig()
+    n = 3
+    row = Detections3D(np.array([[first_m + length_m * k, side_m, 0.5] for k in range(n)]),
+                       np.tile([0.7, length_m, 1.0], (n, 1)), [np.pi / 2] * n, ["barrier"] * n, np.ones(n),
+                       "base_link", ids=[str(k) for k in range(n)])
+    label = list(LIDARSEG_FINE_CATEGORIES).index("movable_object.barrier")
+    prims = Primitives(row.centers, row.sizes_lwh, row.yaws, np.full(n, label, np.uint8), np.arange(n),
+                       np.full((n, 3), 0.5), cyl_centers=np.zeros((0, 2)), cyl_z=np.zeros((0, 2)),
+                       cyl_radii=np.zeros(0), cyl_labels=np.zeros(0, np.uint8), cyl_colors=np.zeros((0, 3)))
+    points, _, views = sweep_and_views(prims, row, rig)
+    dets = detect_3d(points, views, rig.T_base_lidar, params=NODE_DEFAULTS)
+    found = dets.centers[dets.class_ids == "barrier", :2]
+    for center in row.centers:
+        assert np.min(np.linalg.norm(found - center[:2], axis=1)) < 0.5, center

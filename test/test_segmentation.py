@@ -5,7 +5,12 @@ import pytest
 
 from perception3d.core.camera import project_points
 from perception3d.core.classes import LIDARSEG_CLASSES
-from perception3d.core.frustum import ClusterParams, object_points_in_boxes, project_cloud
+from perception3d.core.frustum import (
+    ClusterParams,
+    object_points_in_boxes,
+    points_in_boxes_covered,
+    project_cloud,
+)
 from perception3d.core.geometry import invert_transform, transform_points
 from perception3d.core.ground import fit_ground_plane
 from perception3d.core.segmentation import segment_points
@@ -113,6 +118,22 @@ def test_frustum_membership_matches_brute_force():
     assert set(zip(bp.point.tolist(), bp.box.tolist())) == pairs
 
 
+def test_covered_frustum_pairs_match_brute_force():
+    rng = np.random.default_rng(1)
+    uv = rng.uniform(0, 100, (500, 2))
+    boxes = np.sort(rng.uniform(0, 100, (9, 2, 2)), axis=1).transpose(0, 2, 1).reshape(9, 4)[:, [0, 2, 1, 3]]
+    boxes[8, 3] = boxes[7, 3]  # a tie: both keep the points they share
+    kinds = np.array(["car", "barrier", "car", "car", "barrier", "pedestrian", "car", "barrier", "barrier"])
+    point, box, flag = points_in_boxes_covered(uv, boxes, kinds)
+    inside = {(p, b) for p in range(500) for b in range(9)
+              if boxes[b, 0] <= uv[p, 0] <= boxes[b, 2] and boxes[b, 1] <= uv[p, 1] <= boxes[b, 3]}
+    covered = {(p, b) for p, b in inside if any((p, c) in inside and kinds[c] == kinds[b] and boxes[c, 3] > boxes[b, 3]
+                                               for c in range(9))}
+    pairs = list(zip(point.tolist(), box.tolist()))
+    assert covered and len(pairs) == len(inside) and set(pairs) == inside
+    assert {pair for pair, f in zip(pairs, flag) if f} == covered
+
+
 def test_depth_cluster_choice():
     # One box: 2 occluder points at 3 m, the object at 10-11.8 m, background at 20 m.
     depth = np.array([3.0, 3.1, 10.0, 10.5, 11.0, 11.4, 11.8, 20.0, 20.2, 20.4, 20.6])
@@ -132,6 +153,49 @@ def test_depth_cluster_choice():
     # The class extent cuts a cluster that runs on (e.g. a wall right behind the object).
     bp = object_points_in_boxes(uv, depth, box, np.array([1.0]), None, params)
     assert np.sort(bp.depth[bp.on_object]) == pytest.approx([10.0, 10.5, 11.0])
+
+
+def barrier_row_in_two_boxes():
+    """A barrier row in two boxes: the near barrier's box (bottom edge at row 100) covers columns 0-60, the far one's
+    (bottom edge at row 80) columns 30-100. Depths run on without a jump above 1.5 m; the near barrier's returns
+    in the shared columns 34-58 lie 11.0-12.9 m away, the far barrier's (columns 62-94) 13.8-16.2 m."""
+    near_u, far_u = np.linspace(5.0, 58.0, 12), np.linspace(62.0, 94.0, 9)
+    depth = np.r_[np.linspace(9.5, 12.9, 12), np.linspace(13.8, 16.2, 9)]
+    uv = np.column_stack([np.r_[near_u, far_u], np.full(21, 70.0)])
+    boxes = np.array([[0.0, 20.0, 60.0, 100.0], [30.0, 30.0, 100.0, 80.0]])
+    return uv, depth, boxes
+
+
+def test_the_nearer_box_of_a_class_covers_the_overlap_of_two_boxes():
+    """The far barrier's box holds the near barrier's returns in the shared columns. By depth alone it chose them (they
+    span more of its width and lie nearer its box-height estimate, 11.2 m: a barrier seen lengthwise fills a taller
+    box), then lost them to the near box and was left without support. The lower (nearer) box of the class covers
+    the shared columns: covered returns neither set the far box's cluster depth nor count in its segment choice,
+    and the far box keeps its own returns."""
+    uv, depth, boxes = barrier_row_in_two_boxes()
+    params, extent, expected = ClusterParams(segment_gap_m=0.6), np.array([3.84, 3.84]), np.array([9.0, 11.2])
+    bp = object_points_in_boxes(uv, depth, boxes, extent, expected, params, np.array(["barrier", "barrier"]))
+    assert np.sort(bp.point[bp.on_object & (bp.box == 0)]).tolist() == list(range(12))
+    assert np.sort(bp.point[bp.on_object & (bp.box == 1)]).tolist() == list(range(12, 21))
+    # Across classes a box does not cover another (a pedestrian's head shows above the car in front): by depth alone.
+    bp = object_points_in_boxes(uv, depth, boxes, extent, expected, params, np.array(["car", "pedestrian"]))
+    assert bp.support[1] == 0
+
+
+def test_the_segment_gap_grows_with_depth():
+    """The side of a barrier 22 m away seen at a grazing angle: its returns lie 0.7 m apart in depth, past the 0.6 m
+    segment gap; at 4 % of the depth (0.88 m) they form one segment. A post 1 m in front of a car 5 m away is
+    still split off (4 % of 5 m is below 0.6 m)."""
+    box = np.array([[0.0, 0.0, 100.0, 100.0]])
+    side = np.array([22.0, 22.7, 23.4, 24.1])
+    uv = np.column_stack([np.linspace(10.0, 90.0, 4), np.full(4, 50.0)])
+    split, grown = ClusterParams(segment_gap_m=0.6), ClusterParams(segment_gap_m=0.6, segment_gap_per_depth=0.04)
+    assert object_points_in_boxes(uv, side, box, np.array([3.84]), None, split).support[0] == 1
+    assert object_points_in_boxes(uv, side, box, np.array([3.84]), None, grown).support[0] == 4
+    post_car = np.array([4.0, 4.02, 4.05, 5.0, 5.05, 5.1, 5.15, 5.2])
+    uv = np.column_stack([np.r_[48.0, 50.0, 52.0, np.linspace(5.0, 95.0, 5)], np.full(8, 50.0)])
+    bp = object_points_in_boxes(uv, post_car, box, np.array([5.0]), None, grown)
+    assert np.sort(bp.depth[bp.on_object]) == pytest.approx(post_car[3:])
 
 
 def test_ground_plane_recovers_a_tilted_plane():

@@ -19,8 +19,14 @@ width (an object fills its box from edge to edge; a post in front covers a narro
 stay with it (`near_segment_cover`): they are the object's own nearer part (a car's boot and bumper ~1 m in front of
 its rear window). Objects that touch without any depth jump
 (a barrier row, cars bumper to bumper) stay in one segment, but where their 2D boxes overlap the nearer object
-hides the farther one: a point held by the segments of several boxes stays only with the box whose segment lies
-nearest (median depth).
+hides the farther one. Between boxes of one kind (the detection class: similar silhouettes) the bottom edge
+tells which: objects stand on the ground, the lower box is the nearer object's, and a point inside it is `covered`
+for the boxes of the kind whose bottom edge lies higher (the far barrier of a row holds its neighbour's returns
+in the shared columns). Covered points stay in the frustum (a far car shows through the empty corners of the box
+of the car in front), but they do not set a cluster's depth (its first uncovered point does: the expected-depth
+cost and the extent cut start there) nor count in a segment's share of the box width. Across kinds nothing is
+covered (a pedestrian's head shows above the car in front). Finally a point held by the segments of several boxes
+stays only with the box whose segment lies nearest (median depth).
 
 Also here: `CameraView` (one camera's 2D boxes with its model and extrinsics, the input of core.lift3d and
 core.segmentation), `project_cloud`, and `check_points` (the shared validation of incoming clouds).
@@ -52,6 +58,10 @@ class ClusterParams:
         segment_gap_m: inside the object cluster, a depth jump larger than this separates segments [m]; inf (the
             default) keeps the whole cluster. Detection (core.lift3d) splits at 0.6 m to drop occluders in front;
             segmentation keeps whole clusters (a split also drops the far part of objects seen at a grazing angle).
+        segment_gap_per_depth: a jump separates segments only when it also exceeds this fraction of its depth
+            (LiDAR returns are spaced by angle: along a surface seen at a grazing angle, consecutive returns lie
+            ~0.7 m apart in depth at 25 m, the side of a barrier row); 0 (the default): `segment_gap_m` alone.
+            Detection uses 0.04 (0.6 m up to 15 m, 1 m at 25 m).
         near_segment_cover: a segment nearer than the chosen one stays with it when it spans at least this fraction
             of the chosen segment's share of the box width: the same object's nearer part (a car's boot and bumper
             ~1 m in front of its rear window, with fewer returns), not a post in front (a narrow strip).
@@ -59,6 +69,7 @@ class ClusterParams:
 
     gap_m: float = 1.5
     segment_gap_m: float = float("inf")
+    segment_gap_per_depth: float = 0.0
     min_points: int = 3
     min_fraction: float = 0.1
     max_depth_ratio: float = 1.6
@@ -177,21 +188,41 @@ def points_in_boxes_2d(uv: np.ndarray, boxes_xyxy: np.ndarray) -> tuple[np.ndarr
     return point[inside], box[inside]
 
 
+def points_in_boxes_covered(uv: np.ndarray, boxes_xyxy: np.ndarray,
+                            kinds: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """`points_in_boxes_2d`'s (point, box) pairs and whether each is covered (Q,): its point also lies in a box of
+    the same kind (kinds (B,)) with a lower bottom edge (image row y1 [px]: the nearer object)."""
+    boxes = np.asarray(boxes_xyxy, dtype=np.float64).reshape(-1, 4)
+    point, box = points_in_boxes_2d(uv, boxes)
+    kind = np.unique(np.asarray(kinds), return_inverse=True)[1]
+    n_kinds = int(kind.max()) + 1 if len(kind) else 1
+    key = point * n_kinds + kind[box]  # (point, kind)
+    bottom = boxes[box, 3]
+    lowest = np.full(len(uv) * n_kinds, -np.inf)  # per (point, kind): the lowest bottom edge of the boxes holding it
+    np.maximum.at(lowest, key, bottom)
+    return point, box, bottom < lowest[key]
+
+
 def object_points_in_boxes(uv: np.ndarray, depth: np.ndarray, boxes_xyxy: np.ndarray, max_extent: np.ndarray,
                            expected_depth: np.ndarray | None = None,
-                           params: ClusterParams = ClusterParams()) -> BoxPoints:
+                           params: ClusterParams = ClusterParams(), kinds: np.ndarray | None = None) -> BoxPoints:
     """Frustum membership and object depth clusters of projected points (uv (n, 2), depth (n,)) in boxes (B, 4).
 
     `max_extent` (B,) is the largest depth extent of each box's object [m] (see `class_depth_extent`);
-    `expected_depth` (B,) the box-height depth estimate [m] (see `expected_depths`; NaN or None: nearest cluster).
+    `expected_depth` (B,) the box-height depth estimate [m] (see `expected_depths`; NaN or None: nearest cluster);
+    `kinds` (B,) the boxes' kinds (class ids; None: no two boxes of a kind, see `points_in_boxes_covered`).
     """
     boxes = np.asarray(boxes_xyxy, dtype=np.float64).reshape(-1, 4)
     n_boxes = len(boxes)
-    point, box = points_in_boxes_2d(uv, boxes)
+    if kinds is None:
+        point, box = points_in_boxes_2d(uv, boxes)
+        covered = np.zeros(len(point), dtype=bool)
+    else:
+        point, box, covered = points_in_boxes_covered(uv, boxes, kinds)
     # By box, then depth: np.lexsort((depth, box)) as two stable sorts, the second a radix sort of 16-bit box numbers.
     order = np.argsort(depth[point], kind="stable")
     order = order[np.argsort(box[order].astype(np.int16 if n_boxes < 2**15 else np.int64), kind="stable")]
-    point, box = point[order], box[order]
+    point, box, covered = point[order], box[order], covered[order]
     d = depth[point]
     nan = np.full(n_boxes, np.nan)
     if len(point) == 0:
@@ -201,7 +232,9 @@ def object_points_in_boxes(uv: np.ndarray, depth: np.ndarray, boxes_xyxy: np.nda
     cluster = np.cumsum(starts) - 1
     cluster_size = np.bincount(cluster)
     cluster_box = box[starts]
-    cluster_first_depth = d[starts]
+    # A cluster's depth: its first point not covered by a lower box of the kind (its first point if all are).
+    uncovered_first = np.minimum.reduceat(np.where(covered, np.inf, d), np.flatnonzero(starts))
+    cluster_first_depth = np.where(np.isfinite(uncovered_first), uncovered_first, d[starts])
     frustum_size = np.bincount(box, minlength=n_boxes)
     eligible = cluster_size >= np.maximum(params.min_points, params.min_fraction * frustum_size[cluster_box])
     # Cost: |log(nearest depth / expected depth)| (0 without an estimate, so the nearest cluster wins).
@@ -216,7 +249,7 @@ def object_points_in_boxes(uv: np.ndarray, depth: np.ndarray, boxes_xyxy: np.nda
     chosen[boxes_with] = best[first]
     extent = np.asarray(max_extent, dtype=np.float64).reshape(n_boxes)
     on = (cluster == chosen[box]) & (d <= cluster_first_depth[cluster] + extent[box])
-    on = _best_segment(on, box, d, uv[point, 0], boxes, expected, params.segment_gap_m, params.near_segment_cover)
+    on = _best_segment(on, box, d, uv[point, 0], covered, boxes, expected, params)
     stats = _depth_stats(on, box, d, n_boxes)
     owned = _nearest_owner(on, point, box, stats[1])
     if owned is not on:
@@ -255,25 +288,29 @@ def _nearest_owner(on: np.ndarray, point: np.ndarray, box: np.ndarray, box_depth
     return keep
 
 
-def _best_segment(on: np.ndarray, box: np.ndarray, depth: np.ndarray, u: np.ndarray, boxes: np.ndarray,
-                  expected: np.ndarray, segment_gap_m: float, near_cover: float) -> np.ndarray:
+def _best_segment(on: np.ndarray, box: np.ndarray, depth: np.ndarray, u: np.ndarray, covered: np.ndarray,
+                  boxes: np.ndarray, expected: np.ndarray, params: ClusterParams) -> np.ndarray:
     """The on-object mask `on` (Q,) of depth-sorted point-box pairs reduced to one segment per box.
 
-    Segments are runs of a box's on-object points without a depth jump above `segment_gap_m`. Each is scored by
-    the share of the box width its columns `u` span, less |log(first depth / expected depth)| (0 where
-    `expected` is NaN); the best one per box is kept (the nearer one on a tie), with the box's nearer segments
-    that span at least `near_cover` x its share.
+    Segments are runs of a box's on-object points without a depth jump above both `segment_gap_m` and
+    `segment_gap_per_depth` x depth. Each is scored by the share of the box width the columns `u` of its points
+    not `covered` span (0 without any), less |log(first depth / expected depth)| (0 where `expected` is NaN); the
+    best one per box is kept (the nearer one on a tie), with the box's nearer segments that span at least
+    `near_segment_cover` x its share.
     """
     on_pos = np.flatnonzero(on)
     if len(on_pos) == 0:
         return on
-    b, d, col = box[on_pos], depth[on_pos], u[on_pos]
-    starts = np.r_[True, (b[1:] != b[:-1]) | (np.diff(d) > segment_gap_m)]
+    b, d, col, hidden = box[on_pos], depth[on_pos], u[on_pos], covered[on_pos]
+    gap = np.maximum(params.segment_gap_m, params.segment_gap_per_depth * d[:-1])
+    starts = np.r_[True, (b[1:] != b[:-1]) | (np.diff(d) > gap)]
     first = np.flatnonzero(starts)
     segment = np.cumsum(starts) - 1
     seg_box = b[first]
     width = np.maximum(boxes[seg_box, 2] - boxes[seg_box, 0], 1e-6)
-    cover = (np.maximum.reduceat(col, first) - np.minimum.reduceat(col, first)) / width
+    right = np.maximum.reduceat(np.where(hidden, -np.inf, col), first)
+    left = np.minimum.reduceat(np.where(hidden, np.inf, col), first)
+    cover = np.where(np.isfinite(right), right - left, 0.0) / width
     ratio = np.abs(np.log(np.maximum(d[first], 1e-6) / expected[seg_box]))
     fit = cover - np.where(np.isnan(ratio), 0.0, ratio)
     order = np.lexsort((np.arange(len(first)), -fit, seg_box))  # per box: best fit, then nearest
@@ -282,5 +319,6 @@ def _best_segment(on: np.ndarray, box: np.ndarray, depth: np.ndarray, u: np.ndar
     best[boxes_with] = order[first_of_box]
     keep = on.copy()
     chosen = best[b]
-    keep[on_pos] = (segment == chosen) | ((segment < chosen) & (cover[segment] >= near_cover * cover[chosen]))
+    keep[on_pos] = (segment == chosen) | ((segment < chosen)
+                                          & (cover[segment] >= params.near_segment_cover * cover[chosen]))
     return keep

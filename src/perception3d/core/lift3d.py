@@ -2,8 +2,9 @@
 
 Per camera and 2D box (classes outside the 10 detection classes are skipped):
 1. LiDAR support: non-ground points (core.ground) projected inside the box, reduced to the object's segment
-   (core.frustum: its depth cluster, less occluders in front and the points a nearer box's segment holds); a box
-   with at least `min_support_points` such points is supported.
+   (core.frustum: its depth cluster, less occluders in front, chosen without the points a nearer box of its class
+   covers, and less the points a nearer box's segment holds); a box with at least `min_support_points` such points
+   is supported.
 2. Anchors (core.qaf2d, top_k per box and heading). Supported boxes: each vertical edge's depth candidates are
    restricted to the depths of the cluster points in the box's outer `edge_band` on that side
    (+- `edge_window_m`), and the headings to those within `heading_tolerance_deg` of the cluster's footprint
@@ -108,7 +109,8 @@ class LiftParams:
     nms_iou: float = 0.1
     min_score: float = 0.0
     ground: GroundParams = field(default_factory=GroundParams)
-    cluster: ClusterParams = field(default_factory=lambda: ClusterParams(segment_gap_m=0.6))
+    cluster: ClusterParams = field(default_factory=lambda: ClusterParams(segment_gap_m=0.6,
+                                                                          segment_gap_per_depth=0.04))
     fit: FitParams = field(default_factory=FitParams)
 
 
@@ -254,7 +256,7 @@ def _box_support(objects_lidar: np.ndarray, view: CameraView, params: LiftParams
     cloud = project_cloud(objects_lidar, camera, view.T_cam_lidar)
     extent = np.array([class_depth_extent(c) for c in dets.class_ids])
     bp = object_points_in_boxes(cloud.uv, cloud.points_cam[:, 2], boxes, extent,
-                                expected_depths(boxes, dets.class_ids, camera), params.cluster)
+                                expected_depths(boxes, dets.class_ids, camera), params.cluster, dets.class_ids)
     supported = bp.support >= params.min_support_points
     on = np.flatnonzero(bp.on_object & supported[bp.box])
     on_box, on_depth, on_u = bp.box[on], bp.depth[on], bp.u[on]
