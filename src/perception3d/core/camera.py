@@ -72,8 +72,8 @@ def project_points(camera: CameraModel, points_cam: np.ndarray) -> Projection:
     depth = p[:, 2]
     in_front = depth > MIN_DEPTH_M
     safe = np.where(in_front, depth, 1.0)
-    uvw = p @ camera.K.T
-    uv = uvw[:, :2] / safe[:, None]
+    uvw = camera.K @ p.T  # (3, N): the division runs along rows of N (see geometry.transform_points)
+    uv = (uvw[:2] / safe).T
     in_image = (
         in_front
         & (uv[:, 0] >= 0.0) & (uv[:, 0] < camera.width)

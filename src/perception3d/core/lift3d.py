@@ -131,9 +131,9 @@ def detect_3d(points_lidar: np.ndarray, views: Sequence[CameraView], T_base_lida
     """
     clock = _StepClock(timings)
     xyz, finite = check_points(points_lidar, "detect_3d")
-    pts = xyz[finite]
-    objects = pts[~checked_split(split, len(pts)).is_ground] if split is not None else \
-        pts[~sweep_ground(pts, T_base_lidar, params.ground).is_ground]
+    pts = np.compress(finite, xyz, axis=0)  # compress and take select rows ~3x faster than indexing
+    ground = checked_split(split, len(pts)) if split is not None else sweep_ground(pts, T_base_lidar, params.ground)
+    objects = np.compress(~ground.is_ground, pts, axis=0)
     clock.step("ground")
     supports = [_box_support(objects, view, params) for view in views]
     supports = [sup for sup in supports if sup is not None]
@@ -261,7 +261,7 @@ def _box_support(objects_lidar: np.ndarray, view: CameraView, params: LiftParams
     on = np.flatnonzero(bp.on_object & supported[bp.box])
     on_box, on_depth, on_u = bp.box[on], bp.depth[on], bp.u[on]
     point_index = cloud.index[bp.point[on]]
-    points = objects_lidar[point_index]
+    points = np.take(objects_lidar, point_index, axis=0)
     windows = _edge_depth_windows(boxes, supported, on_box, on_depth, on_u, bp, params)
     windows[~supported] = prior_depth_windows(boxes[~supported], dets.class_ids[~supported], camera,
                                                params)[:, None, :]
@@ -286,7 +286,7 @@ def _grow_past_image_border(objects: np.ndarray, group_index: np.ndarray, count:
     holds more points."""
     groups = np.split(group_index, np.cumsum(count)[:-1])
     for b in np.flatnonzero(cut):
-        seed = objects[groups[b]]
+        seed = np.take(objects, groups[b], axis=0)
         middle = len(seed) // 2  # the group's (upper) median in x and y: the window's centre
         centre = np.partition(seed[:, :2], middle, axis=0)[middle]
         grown = connected_in_window(objects, groups[b], centre, reach[b], cell_m)
@@ -295,7 +295,7 @@ def _grow_past_image_border(objects: np.ndarray, group_index: np.ndarray, count:
         if keep.sum() > len(seed):
             groups[b] = grown[keep]
     index = np.concatenate(groups)
-    return objects[index], np.array([len(g) for g in groups], dtype=np.int64)
+    return np.take(objects, index, axis=0), np.array([len(g) for g in groups], dtype=np.int64)
 
 
 def _lift_all(supports: list[_BoxSupport], params: LiftParams, clock: _StepClock) -> Detections3D | None:
