@@ -70,8 +70,8 @@ def segment_points(points_lidar: np.ndarray, views: Sequence[CameraView], T_base
     labels = np.full(len(xyz), IGNORE_LABEL, dtype=np.uint8)
     scores = np.zeros(len(xyz), dtype=np.float32)
     if not np.all(finite):  # non-finite returns stay unlabelled
-        labels[finite], scores[finite] = segment_points(np.compress(finite, xyz, axis=0), views, T_base_lidar, ground, cluster,
-                                                        min_object_height_m, blind_link_m, split)
+        labels[finite], scores[finite] = segment_points(np.compress(finite, xyz, axis=0), views, T_base_lidar,
+                                                        ground, cluster, min_object_height_m, blind_link_m, split)
         return labels, scores
     pts = xyz
     split = checked_split(split, len(pts)) if split is not None else sweep_ground(pts, T_base_lidar, ground)
