@@ -490,7 +490,7 @@ def _fit_to_points(centers, sizes_lwh, yaws, box_of, padded, valid, margin) -> t
     box_of = np.asarray(box_of)
     mask = valid[box_of]  # (M, K)
     n = np.maximum(mask.sum(axis=1), 1)
-    ax, ay, az = box_frame_excess(padded[box_of], centers, sizes_lwh, yaws)
+    ax, ay, az = box_frame_excess(np.take(padded, box_of, axis=0), centers, sizes_lwh, yaws)
     inside = (ax <= margin) & (ay <= margin) & (az <= margin) & mask
     outline = np.where((ax <= 0) & (ay <= 0), -np.maximum(ax, ay),
                        np.hypot(np.maximum(ax, 0.0), np.maximum(ay, 0.0)))

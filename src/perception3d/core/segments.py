@@ -78,12 +78,13 @@ def box_frame_excess(points: np.ndarray, centers: np.ndarray, sizes_lwh: np.ndar
                      yaws: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """How far points (M, K, 3) lie outside boxes m (centres (M, 3), sizes (M, 3), yaws (M,)) along each box axis:
     |coordinate in the box frame| - half size, (M, K) each for l, w, h (negative inside) [m]."""
-    p = points - centers[:, None, :]
+    # Axis by axis on (M, K) arrays: numpy's loops over rows of 3 cost several times more.
+    px, py, pz = (points[..., axis] - centers[:, axis:axis + 1] for axis in range(3))
     c, s = np.cos(yaws)[:, None], np.sin(yaws)[:, None]
     half = 0.5 * sizes_lwh
-    return (np.abs(p[..., 0] * c + p[..., 1] * s) - half[:, 0:1],
-            np.abs(p[..., 1] * c - p[..., 0] * s) - half[:, 1:2],
-            np.abs(p[..., 2]) - half[:, 2:3])
+    return (np.abs(px * c + py * s) - half[:, 0:1],
+            np.abs(py * c - px * s) - half[:, 1:2],
+            np.abs(pz) - half[:, 2:3])
 
 
 def segment_cost(centers, sizes_lwh, yaws, points, valid, params: FitParams = FitParams()) -> np.ndarray:
@@ -96,23 +97,28 @@ def segment_cost(centers, sizes_lwh, yaws, points, valid, params: FitParams = Fi
     return np.where(valid, cost, 0.0).sum(axis=1) / np.maximum(valid.sum(axis=1), 1)
 
 
+def _projected_corners(center_cam: np.ndarray, offsets: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Normalised image coordinates u, v (x/z, y/z) and depths z, each (N, 8), of the corners center_cam (N, 3) +
+    offsets (N, 8, 3) (camera frame [m]); axis by axis (numpy's loops over rows of 3 cost several times more)."""
+    depth = center_cam[:, 2:3] + offsets[..., 2]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return (center_cam[:, 0:1] + offsets[..., 0]) / depth, (center_cam[:, 1:2] + offsets[..., 1]) / depth, depth
+
+
 def _score(centers, centers_cam, offsets_cam, sizes_lwh, problem: FitProblem, rows: np.ndarray, yaws,
            params: FitParams) -> np.ndarray:
     """log score (M,) of candidate boxes of problem rows `rows` (M,): -cost / sigma + iou_power log IoU + log prior
     likelihood. Centres (M, 3) in the LiDAR frame and in the camera frame, corner offsets (M, 8, 3) in the camera
     frame (`keypoint_offsets`), sizes (M, 3), yaws (M,) in the LiDAR frame."""
-    cost = segment_cost(centers, sizes_lwh, yaws, problem.points[rows], problem.valid[rows], params)
-    corners = centers_cam[:, None, :] + offsets_cam
-    with np.errstate(divide="ignore", invalid="ignore"):
-        u = corners[..., 0] / corners[..., 2]
-        v = corners[..., 1] / corners[..., 2]
+    cost = segment_cost(centers, sizes_lwh, yaws, np.take(problem.points, rows, axis=0), problem.valid[rows], params)
+    u, v, depth = _projected_corners(centers_cam, offsets_cam)
     lim = problem.limits[rows]
     projected = np.stack([u.min(axis=1), v.min(axis=1), u.max(axis=1), v.max(axis=1)], axis=1)
     projected = np.minimum(np.maximum(projected, lim[:, [0, 1, 0, 1]]), lim[:, [2, 3, 2, 3]])
     iou = paired_iou(projected, problem.box_norm[rows])
     prior = problem.prior_wlh[rows]
     z = (lwh_to_wlh(sizes_lwh) - prior[:, 0]) / (params.prior_std_scale * prior[:, 1])
-    visible = corners[..., 2].min(axis=1) > 0.0
+    visible = depth.min(axis=1) > 0.0
     return np.where(visible, -cost / params.cost_sigma_m + params.iou_power * np.log(np.maximum(iou, 1e-6))
                     - 0.5 * np.sum(z**2, axis=1), -np.inf)
 
@@ -202,10 +208,7 @@ def _place(center_cam, offsets, boxes_norm, on_border, iterations: int = 2,
     weight = (~np.asarray(on_border, dtype=bool)).astype(np.float64)  # (N, 4): left, right, top, bottom, as `edges`
     center = center_cam.copy()
     for _ in range(iterations):
-        corners = center[:, None, :] + offsets
-        with np.errstate(divide="ignore", invalid="ignore"):
-            u = corners[..., 0] / corners[..., 2]
-            v = corners[..., 1] / corners[..., 2]
+        u, v, _ = _projected_corners(center, offsets)
         extremes = (u.argmin(1), u.argmax(1), v.argmin(1), v.argmax(1))
         diagonal, cross, rhs = np.zeros((2, n)), np.zeros((2, n)), np.zeros((3, n))  # A, C; B, D; r
         corner_term = np.zeros(n)  # E
