@@ -141,7 +141,7 @@ class Detection3DNode(NodeDefinition):
 
     def _learned(self, frame: Frame, tf: TransformLookup, sweep: Sweep) -> Detections3D:
         p = self.params
-        points, intensity = sweep.points_base[sweep.usable], sweep.intensity[sweep.usable]
+        points, intensity = sweep.usable_rows(sweep.points_base), sweep.usable_rows(sweep.intensity)
         T_world_base = None
         if p["world_frame"]:
             try:
@@ -163,7 +163,7 @@ class Detection3DNode(NodeDefinition):
             if self.network is not None:
                 dets = self._learned(frame, tf, sweep)
             else:
-                points = sweep.points[sweep.usable]
+                points = sweep.usable_rows(sweep.points)
                 split = SHARED_GROUND.get(points, sweep.T_base_lidar, self.lift.ground, frame.lidar.frame_id,
                                           frame.stamp_ns)
                 dets = detect_3d(points, views, sweep.T_base_lidar, self.params["base_frame"], frame.stamp_ns,

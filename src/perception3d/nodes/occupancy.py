@@ -105,7 +105,7 @@ class OccupancyNode(NodeDefinition):
             sweep = lidar_sweep(frame, tf, p["base_frame"], p["ego_box_m"])
             names = frame.lidar.points.dtype.names
             labels = np.asarray(frame.lidar.points["label"])[sweep.usable] if "label" in names else None
-            points = sweep.points_base[sweep.usable]
+            points = sweep.usable_rows(sweep.points_base)
             if self.last_stamp_ns is not None and frame.stamp_ns < self.last_stamp_ns:
                 self.history.clear()  # time jumped back (bag loop): older sweeps are not the past any more
             self.last_stamp_ns = frame.stamp_ns
@@ -124,9 +124,9 @@ class OccupancyNode(NodeDefinition):
         p = self.params
         with timer.stage("pre"):
             sweep = lidar_sweep(frame, tf, p["base_frame"], p["ego_box_m"])
-            intensity = sweep.intensity[sweep.usable].astype(np.float64)
+            intensity = sweep.usable_rows(sweep.intensity).astype(np.float64)
             cameras = camera_boxes(frame, tf, p["world_frame"], invert_transform(sweep.T_base_lidar))
-        volume, occupied, scores = self._learned_volume(sweep.points_base[sweep.usable], intensity,
+        volume, occupied, scores = self._learned_volume(sweep.usable_rows(sweep.points_base), intensity,
                                                         sweep.T_base_lidar[:3, 3], cameras, timer)
         with timer.stage("post"):
             return self._outputs(volume, occupied, scores, frame.stamp_ns)

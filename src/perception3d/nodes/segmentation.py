@@ -107,10 +107,11 @@ class SegmentationNode(NodeDefinition):
         if self.network is not None:
             boxes = None
             if self.network.config.box_prior:
-                boxes = point_boxes(sweep.points[sweep.usable], camera_boxes(frame, tf, self.params["world_frame"]))
-            return self.segment_learned(sweep.points_base[sweep.usable], sweep.intensity[sweep.usable], boxes)
+                boxes = point_boxes(sweep.usable_rows(sweep.points),
+                                    camera_boxes(frame, tf, self.params["world_frame"]))
+            return self.segment_learned(sweep.usable_rows(sweep.points_base), sweep.usable_rows(sweep.intensity), boxes)
         views = camera_views(frame, tf, self.params["world_frame"])
-        points = sweep.points[sweep.usable]
+        points = sweep.usable_rows(sweep.points)
         split = SHARED_GROUND.get(points, sweep.T_base_lidar, self.ground, frame.lidar.frame_id, frame.stamp_ns)
         return segment_points(points, views, sweep.T_base_lidar, self.ground, self.cluster,
                               self.params["min_object_height_m"], split=split)

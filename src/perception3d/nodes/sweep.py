@@ -61,6 +61,11 @@ class Sweep:
     intensity: np.ndarray
     merged_cloud: np.ndarray | None = None
 
+    def usable_rows(self, values: np.ndarray) -> np.ndarray:
+        """The rows of a per-point array (N, ...) of the usable points (np.compress: ~3x faster than a mask index
+        on (N, 3) arrays)."""
+        return np.compress(self.usable, values, axis=0)
+
 
 
 def _merge(trigger: LidarInput, stamp_ns: int, others: Sequence[LidarInput], tf: TransformLookup,
@@ -97,8 +102,11 @@ def lidar_sweep(frame: Frame, tf: TransformLookup, base_frame: str, ego_box_m: S
     T_base_lidar = tf.lookup(base_frame, frame.lidar.frame_id, frame.stamp_ns)
     points_base = transform_points(T_base_lidar, points)
     lo, hi = np.asarray(ego_box_m[:3]), np.asarray(ego_box_m[3:])
-    on_ego = np.all((points_base >= lo) & (points_base <= hi), axis=1)
-    usable = np.isfinite(points).all(axis=1) & ~on_ego
+    finite, on_ego = np.ones(len(points), dtype=bool), np.ones(len(points), dtype=bool)
+    for axis in range(3):  # column by column: numpy's loops over rows of 3 cost several times more
+        finite &= np.isfinite(points[:, axis])
+        on_ego &= (points_base[:, axis] >= lo[axis]) & (points_base[:, axis] <= hi[axis])
+    usable = finite & ~on_ego
     cloud = frame.lidar.points if merged is None else merged
     intensity = (np.asarray(cloud["intensity"], dtype=np.float32) if cloud.dtype.names and "intensity" in
                  cloud.dtype.names else np.zeros(len(points), dtype=np.float32))
