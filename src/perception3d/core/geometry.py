@@ -190,7 +190,8 @@ def transform_points(T_a_b: np.ndarray, points_b: np.ndarray) -> np.ndarray:
     of N is ~2x faster than broadcasting it over N rows of 3, and the products are the same."""
     T = np.asarray(T_a_b, dtype=np.float64)
     p = np.asarray(points_b, dtype=np.float64)
-    return (T[:3, :3] @ p.T + T[:3, 3:4]).T
+    with np.errstate(invalid="ignore"):  # an infinite coordinate times a zero gives NaN, as the row layout did quietly
+        return (T[:3, :3] @ p.T + T[:3, 3:4]).T
 
 
 def interpolate_transform(T0: np.ndarray, T1: np.ndarray, t: float, q0: np.ndarray | None = None,
