@@ -17,6 +17,7 @@ import numpy as np
 
 from .classes import DETECTION_CLASSES
 from .frustum import points_in_boxes_2d
+from .geometry import transform_points
 
 MIN_DEPTH_M = 0.5
 DETECTION_MAP_SIZE = (64, 36)  # (columns, rows) of a camera's detection score maps, whatever its resolution
@@ -45,12 +46,11 @@ class CameraBoxes:
 def project(points: np.ndarray, camera: CameraBoxes) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(pixel coordinates (N, 2), depth (N,) [m], seen (N,)) of points (N, >=3) in the camera: seen = at least
     MIN_DEPTH_M in front of it and inside the image."""
-    T = np.asarray(camera.T_camera_points, dtype=np.float64)
-    cam = np.asarray(points, dtype=np.float64)[:, :3] @ T[:3, :3].T + T[:3, 3]
+    cam = transform_points(camera.T_camera_points, np.asarray(points, dtype=np.float64)[:, :3])
     depth = cam[:, 2]
     seen = depth > MIN_DEPTH_M
-    uvw = cam @ np.asarray(camera.K, dtype=np.float64).T
-    uv = uvw[:, :2] / np.where(seen, depth, 1.0)[:, None]
+    uvw = np.asarray(camera.K, dtype=np.float64) @ cam.T  # (3, N): along rows of N (see geometry.transform_points)
+    uv = (uvw[:2] / np.where(seen, depth, 1.0)).T
     seen &= (uv[:, 0] >= 0) & (uv[:, 0] < camera.width) & (uv[:, 1] >= 0) & (uv[:, 1] < camera.height)
     return uv, depth, seen
 

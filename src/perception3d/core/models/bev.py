@@ -82,7 +82,7 @@ def bev_input(points_base: np.ndarray, intensity: np.ndarray, grid: BevGrid) -> 
     n = grid.size * grid.size
     image = np.zeros((grid.channels, n), dtype=np.float32)
     cell, inside = grid.cell_of(points_base)
-    cell, z, value = cell[inside], points_base[inside, 2], np.asarray(intensity, dtype=np.float32)[inside]
+    cell, z, value = cell[inside], points_base[:, 2][inside], np.asarray(intensity, dtype=np.float32)[inside]
     if len(cell) == 0:
         return image.reshape(grid.channels, grid.size, grid.size)
     zbin = np.floor((z - grid.z_min_m) / (grid.z_max_m - grid.z_min_m) * grid.z_bins).astype(np.int64)

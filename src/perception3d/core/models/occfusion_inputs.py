@@ -125,12 +125,12 @@ def camera_evidence(samples: np.ndarray, cameras: Sequence[CameraBoxes],
     pair_voxel, pair_points, point_camera, cells = [], [], [], []  # a pair: a voxel and a camera that sees it
     for c, camera in enumerate(cameras):
         candidates = np.flatnonzero(visible[:, c])
-        uv, _, seen = project(samples[candidates].reshape(-1, 3), camera)
+        uv, _, seen = project(np.take(samples, candidates, axis=0).reshape(-1, 3), camera)
         points_seen = seen.reshape(len(candidates), n_pts).sum(axis=1)
         pair_voxel.append(candidates[points_seen > 0])
         pair_points.append(points_seen[points_seen > 0])
         point_camera.append(np.full(int(points_seen.sum()), c))
-        cells.append(uv[seen] * np.array([cols / camera.width, rows / camera.height]))
+        cells.append(np.compress(seen, uv, axis=0) * np.array([cols / camera.width, rows / camera.height]))
     voxel = np.concatenate(pair_voxel) if cameras else np.zeros(0, dtype=np.int64)
     if len(voxel):
         points_seen = np.concatenate(pair_points)
