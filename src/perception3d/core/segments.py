@@ -105,6 +105,16 @@ def _projected_corners(center_cam: np.ndarray, offsets: np.ndarray) -> tuple[np.
         return (center_cam[:, 0:1] + offsets[..., 0]) / depth, (center_cam[:, 1:2] + offsets[..., 1]) / depth, depth
 
 
+def _corner_extremes(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Minimum and maximum (N,) over the corners of values (N, C), corner by corner (a reduction along rows of 8
+    costs ~4x more)."""
+    low, high = values[:, 0].copy(), values[:, 0].copy()
+    for corner in range(1, values.shape[1]):
+        np.minimum(low, values[:, corner], out=low)
+        np.maximum(high, values[:, corner], out=high)
+    return low, high
+
+
 def _score(centers, centers_cam, offsets_cam, sizes_lwh, problem: FitProblem, rows: np.ndarray, yaws,
            params: FitParams) -> np.ndarray:
     """log score (M,) of candidate boxes of problem rows `rows` (M,): -cost / sigma + iou_power log IoU + log prior
@@ -113,12 +123,13 @@ def _score(centers, centers_cam, offsets_cam, sizes_lwh, problem: FitProblem, ro
     cost = segment_cost(centers, sizes_lwh, yaws, np.take(problem.points, rows, axis=0), problem.valid[rows], params)
     u, v, depth = _projected_corners(centers_cam, offsets_cam)
     lim = problem.limits[rows]
-    projected = np.stack([u.min(axis=1), v.min(axis=1), u.max(axis=1), v.max(axis=1)], axis=1)
+    (u_min, u_max), (v_min, v_max) = _corner_extremes(u), _corner_extremes(v)
+    projected = np.stack([u_min, v_min, u_max, v_max], axis=1)
     projected = np.minimum(np.maximum(projected, lim[:, [0, 1, 0, 1]]), lim[:, [2, 3, 2, 3]])
     iou = paired_iou(projected, problem.box_norm[rows])
     prior = problem.prior_wlh[rows]
     z = (lwh_to_wlh(sizes_lwh) - prior[:, 0]) / (params.prior_std_scale * prior[:, 1])
-    visible = depth.min(axis=1) > 0.0
+    visible = _corner_extremes(depth)[0] > 0.0
     return np.where(visible, -cost / params.cost_sigma_m + params.iou_power * np.log(np.maximum(iou, 1e-6))
                     - 0.5 * np.sum(z**2, axis=1), -np.inf)
 
@@ -245,5 +256,5 @@ def slide_to_depth(center_cam, size_lwh, ry, nearest_depth) -> np.ndarray:
 
 def _slide(center_cam, offsets, nearest_depth) -> np.ndarray:
     """`slide_to_depth` with the boxes' corner offsets (N, 8, 3) given."""
-    scale = (nearest_depth - offsets[..., 2].min(axis=1)) / center_cam[:, 2]
+    scale = (nearest_depth - _corner_extremes(offsets[..., 2])[0]) / center_cam[:, 2]
     return center_cam * scale[:, None]
