@@ -284,18 +284,23 @@ def _grow_past_image_border(objects: np.ndarray, group_index: np.ndarray, count:
     spans two cameras and each sees a part of it: the part past the border is the same object's, and the box fit
     needs all of it (a car lifted from the part one camera sees is placed 1-2 m off). A grown group is kept when it
     holds more points."""
-    groups = np.split(group_index, np.cumsum(count)[:-1])
+    start = np.cumsum(count) - count
+    count = np.array(count, dtype=np.int64)
+    pieces, done = [], 0  # the index in pieces: the groups up to position `done` of group_index, grown ones replaced
     for b in np.flatnonzero(cut):
-        seed = np.take(objects, groups[b], axis=0)
+        group = group_index[start[b]:start[b] + count[b]]
+        seed = np.take(objects, group, axis=0)
         middle = len(seed) // 2  # the group's (upper) median in x and y: the window's centre
         centre = np.partition(seed[:, :2], middle, axis=0)[middle]
-        grown = connected_in_window(objects, groups[b], centre, reach[b], cell_m)
+        grown = connected_in_window(objects, group, centre, reach[b], cell_m)
         height = objects[grown, 2]
         keep = (height >= seed[:, 2].min() - 0.3) & (height <= seed[:, 2].max() + 0.3)
         if keep.sum() > len(seed):
-            groups[b] = grown[keep]
-    index = np.concatenate(groups)
-    return np.take(objects, index, axis=0), np.array([len(g) for g in groups], dtype=np.int64)
+            pieces += [group_index[done:start[b]], grown[keep]]
+            done = start[b] + count[b]
+            count[b] = len(pieces[-1])
+    index = np.concatenate(pieces + [group_index[done:]])
+    return np.take(objects, index, axis=0), count
 
 
 def _lift_all(supports: list[_BoxSupport], params: LiftParams, clock: _StepClock) -> Detections3D | None:
@@ -493,7 +498,7 @@ def _fit_to_points(centers, sizes_lwh, yaws, box_of, padded, valid, margin) -> t
     ax, ay, az = box_frame_excess(np.take(padded, box_of, axis=0), centers, sizes_lwh, yaws)
     inside = (ax <= margin) & (ay <= margin) & (az <= margin) & mask
     outline = np.where((ax <= 0) & (ay <= 0), -np.maximum(ax, ay),
-                       np.hypot(np.maximum(ax, 0.0), np.maximum(ay, 0.0)))
+                       np.sqrt(np.maximum(ax, 0.0) ** 2 + np.maximum(ay, 0.0) ** 2))  # np.hypot: ~3x the time
     return inside.sum(axis=1) / n, np.where(mask, outline, 0.0).sum(axis=1) / n
 
 
