@@ -248,8 +248,8 @@ def object_points_in_boxes(uv: np.ndarray, depth: np.ndarray, boxes_xyxy: np.nda
     candidates = np.flatnonzero(eligible)
     best = candidates[np.lexsort((cost[candidates], cluster_box[candidates]))]
     chosen = np.full(n_boxes, -1)
-    boxes_with, first = np.unique(cluster_box[best], return_index=True)
-    chosen[boxes_with] = best[first]
+    first = _run_starts(cluster_box[best])  # best is sorted by box
+    chosen[cluster_box[best[first]]] = best[first]
     extent = np.asarray(max_extent, dtype=np.float64).reshape(n_boxes)
     on = (cluster == chosen[box]) & (d <= cluster_first_depth[cluster] + extent[box])
     on = _best_segment(on, box, d, uv[point, 0], covered, boxes, expected, params)
@@ -262,13 +262,22 @@ def object_points_in_boxes(uv: np.ndarray, depth: np.ndarray, boxes_xyxy: np.nda
     return BoxPoints(point, box, d, uv[point, 0], on, support, depth_min, depth_median, depth_max)
 
 
+def _run_starts(sorted_keys: np.ndarray) -> np.ndarray:
+    """Indices (R,) of the first element of each run of equal values in sorted_keys (N,) (np.unique without its
+    sort)."""
+    return np.flatnonzero(np.r_[True, sorted_keys[1:] != sorted_keys[:-1]]) if len(sorted_keys) else \
+        np.zeros(0, dtype=np.int64)
+
+
 def _depth_stats(on: np.ndarray, box: np.ndarray, depth: np.ndarray, n_boxes: int):
     """Nearest, median and farthest depth (B,) each of the on-object pairs of every box (NaN without any)."""
     depth_min, depth_median, depth_max = (np.full(n_boxes, np.nan) for _ in range(3))
     on_pos = np.flatnonzero(on)
     if len(on_pos):
         # The on-object points of a box are one contiguous run of the sorted pairs.
-        has, first_on, count = np.unique(box[on_pos], return_index=True, return_counts=True)
+        on_box = box[on_pos]
+        first_on = _run_starts(on_box)
+        has, count = on_box[first_on], np.diff(np.r_[first_on, len(on_box)])
         start = on_pos[first_on]
         depth_min[has] = depth[start]
         depth_median[has] = depth[start + count // 2]
@@ -318,8 +327,8 @@ def _best_segment(on: np.ndarray, box: np.ndarray, depth: np.ndarray, u: np.ndar
     fit = cover - np.where(np.isnan(ratio), 0.0, ratio)
     order = np.lexsort((np.arange(len(first)), -fit, seg_box))  # per box: best fit, then nearest
     best = np.full(len(boxes), -1)
-    boxes_with, first_of_box = np.unique(seg_box[order], return_index=True)
-    best[boxes_with] = order[first_of_box]
+    first_of_box = _run_starts(seg_box[order])
+    best[seg_box[order[first_of_box]]] = order[first_of_box]
     keep = on.copy()
     chosen = best[b]
     keep[on_pos] = (segment == chosen) | ((segment < chosen)
