@@ -29,7 +29,7 @@ covered (a pedestrian's head shows above the car in front). Finally a point held
 stays only with the box whose segment lies nearest (median depth).
 
 Also here: `CameraView` (one camera's 2D boxes with its model and extrinsics, the input of core.lift3d and
-core.segmentation), `project_cloud`, and `check_points` (the shared validation of incoming clouds).
+core.segmentation), `project_cloud`, and `check_points` / `finite_rows` (the shared validation of incoming clouds).
 """
 from __future__ import annotations
 
@@ -138,7 +138,13 @@ def check_points(points: np.ndarray, source: str) -> tuple[np.ndarray, np.ndarra
     xyz = np.empty((len(pts), 3))
     for axis in range(3):
         xyz[:, axis] = pts[:, axis]
-    return xyz, np.isfinite(xyz[:, 0]) & np.isfinite(xyz[:, 1]) & np.isfinite(xyz[:, 2])
+    return xyz, finite_rows(xyz)
+
+
+def finite_rows(points: np.ndarray) -> np.ndarray:
+    """(N,) whether x, y and z of each point (N, >=3) are finite; column by column (a reduction along rows of 3
+    costs ~4x more)."""
+    return np.isfinite(points[:, 0]) & np.isfinite(points[:, 1]) & np.isfinite(points[:, 2])
 
 
 @lru_cache(maxsize=64)

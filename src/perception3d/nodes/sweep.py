@@ -16,7 +16,7 @@ import numpy.lib.recfunctions as rfn
 
 from ..core.box_points import CameraBoxes
 from ..core.classes import DETECTION_CLASSES
-from ..core.frustum import CameraView
+from ..core.frustum import CameraView, finite_rows
 from ..core.geometry import transform_points
 from ..msgs.pointcloud import xyz
 from .base import Frame, LidarInput, TransformLookup, lookup_across_time
@@ -102,11 +102,10 @@ def lidar_sweep(frame: Frame, tf: TransformLookup, base_frame: str, ego_box_m: S
     T_base_lidar = tf.lookup(base_frame, frame.lidar.frame_id, frame.stamp_ns)
     points_base = transform_points(T_base_lidar, points)
     lo, hi = np.asarray(ego_box_m[:3]), np.asarray(ego_box_m[3:])
-    finite, on_ego = np.ones(len(points), dtype=bool), np.ones(len(points), dtype=bool)
+    on_ego = np.ones(len(points), dtype=bool)
     for axis in range(3):  # column by column: numpy's loops over rows of 3 cost several times more
-        finite &= np.isfinite(points[:, axis])
         on_ego &= (points_base[:, axis] >= lo[axis]) & (points_base[:, axis] <= hi[axis])
-    usable = finite & ~on_ego
+    usable = finite_rows(points) & ~on_ego
     cloud = frame.lidar.points if merged is None else merged
     intensity = (np.asarray(cloud["intensity"], dtype=np.float32) if cloud.dtype.names and "intensity" in
                  cloud.dtype.names else np.zeros(len(points), dtype=np.float32))
