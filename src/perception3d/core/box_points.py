@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .camera import project_points
 from .classes import DETECTION_CLASSES
 from .frustum import points_in_boxes_2d
 from .geometry import transform_points
@@ -47,12 +48,8 @@ def project(points: np.ndarray, camera: CameraBoxes) -> tuple[np.ndarray, np.nda
     """(pixel coordinates (N, 2), depth (N,) [m], seen (N,)) of points (N, >=3) in the camera: seen = at least
     MIN_DEPTH_M in front of it and inside the image."""
     cam = transform_points(camera.T_camera_points, np.asarray(points, dtype=np.float64)[:, :3])
-    depth = cam[:, 2]
-    seen = depth > MIN_DEPTH_M
-    uvw = np.asarray(camera.K, dtype=np.float64) @ cam.T  # (3, N): along rows of N (see geometry.transform_points)
-    uv = (uvw[:2] / np.where(seen, depth, 1.0)).T
-    seen &= (uv[:, 0] >= 0) & (uv[:, 0] < camera.width) & (uv[:, 1] >= 0) & (uv[:, 1] < camera.height)
-    return uv, depth, seen
+    projection = project_points(camera, cam, MIN_DEPTH_M)
+    return projection.uv, projection.depth, projection.in_image
 
 
 def may_see(centres: np.ndarray, radii: np.ndarray, cameras: Sequence[CameraBoxes]) -> np.ndarray:

@@ -7,6 +7,7 @@ A point is in the image when 0 <= u < width and 0 <= v < height.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import numpy as np
 
@@ -49,6 +50,15 @@ class CameraModel:
         return np.linalg.inv(self.K)
 
 
+class Pinhole(Protocol):
+    """What projection needs of a camera: intrinsics K (3, 3) [px] and the image size [px] (CameraModel, and
+    core.box_points.CameraBoxes)."""
+
+    K: np.ndarray
+    width: int
+    height: int
+
+
 @dataclass(frozen=True)
 class Projection:
     """Result of projecting N camera-frame points.
@@ -56,7 +66,7 @@ class Projection:
     Attributes:
         uv: (N, 2) pixel coordinates (meaningless where `in_front` is False).
         depth: (N,) z in the camera frame [m].
-        in_front: (N,) depth > MIN_DEPTH_M.
+        in_front: (N,) depth > the minimum depth (MIN_DEPTH_M unless the caller gives another).
         in_image: (N,) in front and inside [0, width) x [0, height).
     """
 
@@ -66,13 +76,14 @@ class Projection:
     in_image: np.ndarray
 
 
-def project_points(camera: CameraModel, points_cam: np.ndarray) -> Projection:
-    """Project (N, 3) points given in the camera's optical frame into its image."""
+def project_points(camera: Pinhole, points_cam: np.ndarray, min_depth: float = MIN_DEPTH_M) -> Projection:
+    """Project (N, 3) points given in the camera's optical frame into its image; points not more than min_depth [m]
+    in front of it are behind it."""
     p = np.asarray(points_cam, dtype=np.float64).reshape(-1, 3)
     depth = p[:, 2]
-    in_front = depth > MIN_DEPTH_M
+    in_front = depth > min_depth
     safe = np.where(in_front, depth, 1.0)
-    uvw = camera.K @ p.T  # (3, N): the division runs along rows of N (see geometry.transform_points)
+    uvw = np.asarray(camera.K, dtype=np.float64) @ p.T  # (3, N): divided along rows of N (geometry.transform_points)
     uv = (uvw[:2] / safe).T
     in_image = (
         in_front
