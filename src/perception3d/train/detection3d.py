@@ -46,7 +46,7 @@ from ..errors import ConfigError
 from .data.dataset import SweepDataset, sample_camera_boxes
 from .losses import focal_loss
 from .targets import draw_gaussian, gaussian_radius
-from .trainer import TrainConfig, TrainResult, TrainTask, same_architecture, train
+from .trainer import SeededSamples, TrainConfig, TrainResult, TrainTask, same_architecture, train
 
 PAST_STEPS = (4, 5, 6)  # sweeps back to the earlier sweep (0.2-0.3 s at nuScenes' 20 Hz)
 MAX_TRUTH = 256  # ground-truth rows per sample (padded)
@@ -150,7 +150,7 @@ def heatmap_target(truth: dict[str, np.ndarray], config: Detr3DConfig) -> np.nda
     return heatmap
 
 
-class Detection3DSamples(torch.utils.data.Dataset):
+class Detection3DSamples(SeededSamples):
     """Network inputs and targets of every sweep of sweep caches (module docstring); sample i of epoch e is drawn
     from a generator seeded by (seed, e, i) (see train.trainer)."""
 
@@ -159,17 +159,13 @@ class Detection3DSamples(torch.utils.data.Dataset):
         if not self.items:
             raise ConfigError("detection3d training: the caches hold no sweeps")
         self.config, self.data = config, data
-        self.seed, self.epoch = 0, 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
 
     def __len__(self) -> int:
         return len(self.items)
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         dataset, i = self.items[index]
-        rng = np.random.default_rng([self.seed, self.epoch, index])
+        rng = self.rng(index)
         sample = {**dataset[i], "attribute_names": dataset.attributes}
         points = sample["points"][:sample["num_points_current"]]
         points_ego = transform_points(sample["T_ego_lidar"], points[:, :3].astype(np.float64))

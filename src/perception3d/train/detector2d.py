@@ -29,7 +29,7 @@ from ..eval.map2d import AveragePrecision2D
 from .augment import AugmentConfig, augment_sample
 from .losses import centernet_loss
 from .targets import centernet_targets
-from .trainer import TrainConfig, TrainResult, TrainTask, train
+from .trainer import SeededSamples, TrainConfig, TrainResult, TrainTask, train
 
 # Classes whose mean AP@0.5 is the headline validation score (issue 6, acceptance 1).
 SCORED_CLASSES = ("car", "pedestrian", "truck", "bus", "barrier", "traffic_cone")
@@ -53,7 +53,7 @@ class Detector2DData:
     validation_batch: int = 8
 
 
-class CenterNetSamples(torch.utils.data.Dataset):
+class CenterNetSamples(SeededSamples):
     """Network inputs and CenterNet targets from a dataset of (image, Detections2D).
 
     Sample i of epoch e is augmented from a generator seeded by (seed, e, i) (see train.trainer).
@@ -70,10 +70,6 @@ class CenterNetSamples(torch.utils.data.Dataset):
                               f"the input {config.input_width}x{config.input_height}")
         self.grid_size = (height // config.output_stride, width // config.output_stride)
         self.class_index = {name: i for i, name in enumerate(config.class_names)}
-        self.seed, self.epoch = 0, 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
 
     def __len__(self) -> int:
         return len(self.dataset)
@@ -86,7 +82,7 @@ class CenterNetSamples(torch.utils.data.Dataset):
         classes = np.array([self.class_index[c] for c in gt.class_ids[known]], int)
         c = self.config
         if self.augment is not None:
-            rng = np.random.default_rng([self.seed, self.epoch, index])
+            rng = self.rng(index)
             warped, boxes, kept = augment_sample(image, boxes, c.input_width, c.input_height, rng, self.augment,
                                                  self.crop_size)
             classes = classes[kept]

@@ -27,7 +27,7 @@ from ..errors import ConfigError
 from ..eval.semantic import SegmentationScore
 from .data.dataset import SweepDataset, sample_camera_boxes
 from .segmentation_loss import class_weights, segmentation_loss
-from .trainer import TrainConfig, TrainResult, TrainTask, same_architecture, train
+from .trainer import SeededSamples, TrainConfig, TrainResult, TrainTask, same_architecture, train
 
 
 @dataclass(frozen=True)
@@ -57,7 +57,7 @@ def sweep_in_ego(sample: dict) -> tuple[np.ndarray, np.ndarray]:
     return transform_points(sample["T_ego_lidar"], current[:, :3].astype(np.float64)), current[:, 3]
 
 
-class SegmentationSamples(torch.utils.data.Dataset):
+class SegmentationSamples(SeededSamples):
     """Network inputs, labels and LOB box classes of the labelled sweeps of sweep caches (module docstring).
 
     Sample i of epoch e is augmented from a generator seeded by (seed, e, i) (see train.trainer).
@@ -67,10 +67,6 @@ class SegmentationSamples(torch.utils.data.Dataset):
         self.items, self.config, self.data = _labelled(caches), config, data
         if not self.items:
             raise ConfigError("segmentation training: the caches hold no sweeps with lidarseg labels")
-        self.seed, self.epoch = 0, 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
 
     def __len__(self) -> int:
         return len(self.items)
@@ -80,7 +76,7 @@ class SegmentationSamples(torch.utils.data.Dataset):
         sample = dataset[i]
         points, intensity = sweep_in_ego(sample)
         box_class, box_score = point_boxes(sample["points"][:sample["num_points_current"]], sample_camera_boxes(sample))
-        rng = np.random.default_rng([self.seed, self.epoch, index])
+        rng = self.rng(index)
         angle = rng.uniform(-self.data.max_rotation_rad, self.data.max_rotation_rad)
         c, s = np.cos(angle), np.sin(angle)
         points = points @ np.array([[c, s, 0.0], [-s, c, 0.0], [0.0, 0.0, 1.0]])

@@ -64,6 +64,21 @@ class TrainConfig:
     grad_clip: float = 10.0
 
 
+class SeededSamples(torch.utils.data.Dataset):
+    """Base of the training sample sets whose augmentation is random: sample i of epoch e draws from
+    `rng(i)`, a generator seeded by (seed, e, i) (module docstring); `train` sets `seed` and calls `set_epoch`."""
+
+    seed: int = 0
+    epoch: int = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def rng(self, index: int) -> np.random.Generator:
+        """The generator of sample `index` in the current epoch."""
+        return np.random.default_rng([self.seed, self.epoch, index])
+
+
 class TrainTask:
     """What one model brings to the trainer (subclassed per model, e.g. train.detector2d.Detector2DTask)."""
 
