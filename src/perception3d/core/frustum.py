@@ -268,6 +268,24 @@ def object_points_in_boxes(uv: np.ndarray, depth: np.ndarray, boxes_xyxy: np.nda
     return BoxPoints(point, box, d, uv[point, 0], on, support, depth_min, depth_median, depth_max)
 
 
+def foot_depths(uv: np.ndarray, depth: np.ndarray, boxes_xyxy: np.ndarray, kinds: np.ndarray, columns: np.ndarray,
+                nearest_depth: np.ndarray, reach: np.ndarray) -> np.ndarray:
+    """Camera depth [m] (B,) of the nearest ground return at the foot of each box's object, NaN where there is none.
+
+    A ground return (pixel uv (n, 2), depth (n,) [m]) is at the foot when it lies inside the box (boxes_xyxy (B, 4)
+    [px]), within the columns [left, right] (B, 2) [px] that the object's segment spans, and nearer than the
+    segment's nearest depth nearest_depth (B,) [m] by at most reach (B,) [m]; returns that a lower box of its kind
+    (kinds (B,)) covers are the nearer object's (`points_in_boxes_covered`).
+    """
+    point, box, covered = points_in_boxes_covered(uv, boxes_xyxy, kinds)
+    d, u = depth[point], uv[point, 0]
+    near = nearest_depth[box]
+    keep = ~covered & (u >= columns[box, 0]) & (u <= columns[box, 1]) & (d < near) & (d >= near - reach[box])
+    foot = np.full(len(nearest_depth), np.inf)
+    np.minimum.at(foot, box[keep], d[keep])
+    return np.where(np.isfinite(foot), foot, np.nan)
+
+
 def _run_starts(sorted_keys: np.ndarray) -> np.ndarray:
     """Indices (R,) of the first element of each run of equal values in sorted_keys (N,) (np.unique without its
     sort)."""
