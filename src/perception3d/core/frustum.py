@@ -28,6 +28,10 @@ cost and the extent cut start there) nor count in a segment's share of the box w
 covered (a pedestrian's head shows above the car in front). Finally a point held by the segments of several boxes
 stays only with the box whose segment lies nearest (median depth).
 
+The segment holds no ground returns, so an object whose lower part lies within the ground band (a car's bumper at
+road height) is seen only from higher up; `foot_depths` finds the ground returns at its foot (core.lift3d uses them
+when the segment's lowest point lies high above the ground).
+
 Also here: `CameraView` (one camera's 2D boxes with its model and extrinsics, the input of core.lift3d and
 core.segmentation), `project_cloud`, and `check_points` / `finite_rows` (the shared validation of incoming clouds).
 """

@@ -4,7 +4,9 @@ Per camera and 2D box (classes outside the 10 detection classes are skipped):
 1. LiDAR support: non-ground points (core.ground) projected inside the box, reduced to the object's segment
    (core.frustum: its depth cluster, less occluders in front, chosen without the points a nearer box of its class
    covers, and less the points a nearer box's segment holds); a box with at least `min_support_points` such points
-   is supported.
+   is supported. Its nearest depth is the segment's, or, where the segment's lowest point lies high above the
+   ground (`foot_gap`), that of the ground returns at the object's foot (core.frustum.foot_depths: a car's bumper
+   at road height is ground, and the ring above it passes over the bonnet to the cabin ~1.4 m further).
 2. Anchors (core.qaf2d, top_k per box and heading). Supported boxes: each vertical edge's depth candidates are
    restricted to the depths of the cluster points in the box's outer `edge_band` on that side
    (+- `edge_window_m`), and the headings to those within `heading_tolerance_deg` of the cluster's footprint
@@ -239,7 +241,7 @@ class _BoxSupport:
     Attributes:
         view: the camera; dets: its boxes; supported: (B,) enough cluster points; windows: (B, 2, 2) edge depth
         windows [m]; heading: (B,) cluster footprint heading in the LiDAR frame (NaN without support);
-        yaw_masks: (B, 24) QAF2D headings to try; depth_min: (B,) nearest cluster depth [m]; points: on-object
+        yaw_masks: (B, 24) QAF2D headings to try; depth_min: (B,) nearest object depth [m]; points: on-object
         cluster points of the supported boxes (LiDAR frame), grouped by box; count: (B,) points per box.
     """
 
@@ -308,10 +310,14 @@ def _foot_nearest_depth(depth_min, supported, on_box, on_u, on_height, dets, vie
     left, right = np.full(n_boxes, np.inf), np.full(n_boxes, -np.inf)
     np.minimum.at(left, on_box, on_u)
     np.maximum.at(right, on_box, on_u)
-    cloud = project_cloud(ground_lidar, view.camera, view.T_cam_lidar)
+    reach = params.foot_reach * prior[:, 1]
+    # Only the ground returns within the depths of a raised box's foot are projected (a small share of the sweep).
+    T = view.T_cam_lidar
+    depth = ground_lidar @ T[2, :3] + T[2, 3]
+    window = np.flatnonzero((depth >= np.min(depth_min[raised] - reach[raised])) & (depth < np.max(depth_min[raised])))
+    cloud = project_cloud(np.take(ground_lidar, window, axis=0), view.camera, T)
     foot = foot_depths(cloud.uv, cloud.points_cam[:, 2], dets.boxes_xyxy, dets.class_ids,
-                       np.stack([left, right], axis=1), np.where(raised, depth_min, np.nan),
-                       params.foot_reach * prior[:, 1])
+                       np.stack([left, right], axis=1), np.where(raised, depth_min, np.nan), reach)
     return np.fmin(depth_min, foot)
 
 
