@@ -142,3 +142,50 @@ def test_non_finite_points_are_ignored(ground):
     assert np.allclose(clean.centers, with_nan.centers) and np.allclose(clean.scores, with_nan.scores)
     with pytest.raises(PointCloudError, match="detect_3d"):
         detect_3d(points[:, :2], views, T_BASE_LIDAR)
+
+
+def grid_rows(x, y, z):
+    """Points (base_link) on the grid of the coordinate ranges x, y, z."""
+    return np.stack(np.meshgrid(x, y, z, indexing="ij"), axis=-1).reshape(-1, 3)
+
+
+def road_without(front_x, half_width, y):
+    """ground_grid(spacing=0.5) less the road behind x = front_x within half_width of y (hidden by the car there)."""
+    grid = ground_grid(spacing=0.5)
+    return grid[(grid[:, 0] < front_x) | (np.abs(grid[:, 1] - y) > half_width + 1.0)]
+
+
+def test_a_car_seen_only_above_its_bonnet_is_placed_by_the_returns_at_its_foot():
+    """A car 25 m ahead facing the sensor, built as world v2 builds cars: a body up to 0.88 m and the cabin above it
+    1.4 m behind the body's face. The returns on its body are one row at 3 cm (the bumper at road height), ground to
+    core.ground; the segment holds only the cabin face, 0.95 m and more above the ground. Slid to the segment, the box
+    would lie 1.4 m too far; the row at its foot gives its nearest depth."""
+    cam = camera()
+    center, size = np.array([27.0, 0.5, 0.8]), np.array([4.6, 1.9, 1.6])
+    front = center[0] - size[0] / 2
+    cabin = grid_rows([front + 1.4], np.arange(-0.3, 1.31, 0.1), np.arange(0.95, 1.61, 0.1))
+    foot = grid_rows([front], np.arange(-0.45, 1.46, 0.15), [0.03])
+    points = to_lidar(np.vstack([cabin, foot, road_without(front, size[1] / 2, center[1])]))
+    views = [view(cam, FRONT, [projected_box(cam, FRONT, center, size, 0.0)], ["car"])]
+    dets = detect_3d(points, views, T_BASE_LIDAR)
+    assert len(dets) == 1 and np.linalg.norm(dets.centers[0, :2] - center[:2]) < 0.4
+    unseen = detect_3d(points, views, T_BASE_LIDAR, params=LiftParams(foot_gap=np.inf))
+    assert np.linalg.norm(unseen.centers[0, :2] - center[:2]) > 1.0  # the test needs the foot returns
+
+
+def test_a_car_seen_down_to_the_ground_ignores_road_returns_in_front():
+    """A plain box car 25 m ahead whose face is seen down to the ground, in a 2D box whose bottom edge reaches 8 px
+    below the car and takes in a row of road returns 0.8 m in front: the car was seen down to the ground, so the
+    returns in front are road, and the box stays at the face."""
+    cam = camera()
+    center, size = np.array([27.0, 0.5, 0.8]), np.array([4.6, 1.9, 1.6])
+    front = center[0] - size[0] / 2
+    road = np.vstack([road_without(front, size[1] / 2, center[1]),
+                      grid_rows([front - 0.8], np.arange(-0.45, 1.46, 0.15), [0.0])])
+    points = to_lidar(np.vstack([box_surface_points(center, size, 0.0, SENSOR, spacing=0.15), road]))
+    box = projected_box(cam, FRONT, center, size, 0.0) + np.array([0.0, 0.0, 0.0, 8.0])
+    views = [view(cam, FRONT, [box], ["car"])]
+    dets = detect_3d(points, views, T_BASE_LIDAR)
+    assert len(dets) == 1 and np.linalg.norm(dets.centers[0, :2] - center[:2]) < 0.4
+    pulled = detect_3d(points, views, T_BASE_LIDAR, params=LiftParams(foot_gap=0.0))
+    assert np.linalg.norm(pulled.centers[0, :2] - center[:2]) > 0.6  # the test needs the height gate

@@ -7,6 +7,7 @@ from perception3d.core.camera import project_points
 from perception3d.core.classes import LIDARSEG_CLASSES
 from perception3d.core.frustum import (
     ClusterParams,
+    foot_depths,
     object_points_in_boxes,
     points_in_boxes_covered,
     project_cloud,
@@ -180,6 +181,25 @@ def test_the_nearer_box_of_a_class_covers_the_overlap_of_two_boxes():
     # Across classes a box does not cover another (a pedestrian's head shows above the car in front): by depth alone.
     bp = object_points_in_boxes(uv, depth, boxes, extent, expected, params, np.array(["car", "pedestrian"]))
     assert bp.support[1] == 0
+
+
+def test_foot_depths_take_ground_returns_in_front_of_the_segment_in_its_columns():
+    """Box 0 (a car) has its segment 30 m away in columns 20-80; ground returns at its foot count when they lie in
+    those columns and at most 1.6 m nearer: the row at 28.8 m does, a return beside the segment's columns, one 2 m
+    in front and one behind it do not. Box 1 (a lower car box in front) covers the columns right of 85: its ground
+    returns are not box 0's. A box without a segment (NaN depth) has no foot."""
+    boxes = np.array([[0.0, 0.0, 100.0, 100.0], [85.0, 0.0, 140.0, 120.0], [0.0, 0.0, 100.0, 100.0]])
+    uv = np.array([[30.0, 95.0], [60.0, 95.0], [10.0, 95.0], [50.0, 96.0], [50.0, 90.0], [90.0, 95.0]])
+    depth = np.array([28.8, 28.9, 28.5, 28.0, 30.5, 28.6])
+    columns = np.array([[20.0, 80.0], [85.0, 140.0], [20.0, 80.0]])
+    nearest = np.array([30.0, 27.0, np.nan])
+    foot = foot_depths(uv, depth, boxes, np.array(["car", "car", "car"]), columns, nearest, np.full(3, 1.6))
+    assert foot[0] == pytest.approx(28.8) and np.isnan(foot[1]) and np.isnan(foot[2])
+    columns[0, 1] = 95.0  # the return at column 90 is covered by box 1's lower box of the kind, not box 0's
+    foot = foot_depths(uv, depth, boxes, np.array(["car", "car", "car"]), columns, nearest, np.full(3, 1.6))
+    assert foot[0] == pytest.approx(28.8)
+    foot = foot_depths(uv, depth, boxes, np.array(["car", "truck", "car"]), columns, nearest, np.full(3, 1.6))
+    assert foot[0] == pytest.approx(28.6)  # across kinds nothing is covered
 
 
 def test_the_segment_gap_grows_with_depth():

@@ -28,6 +28,10 @@ cost and the extent cut start there) nor count in a segment's share of the box w
 covered (a pedestrian's head shows above the car in front). Finally a point held by the segments of several boxes
 stays only with the box whose segment lies nearest (median depth).
 
+The segment holds no ground returns, so an object whose lower part lies within the ground band (a car's bumper at
+road height) is seen only from higher up; `foot_depths` finds the ground returns at its foot (core.lift3d uses them
+when the segment's lowest point lies high above the ground).
+
 Also here: `CameraView` (one camera's 2D boxes with its model and extrinsics, the input of core.lift3d and
 core.segmentation), `project_cloud`, and `check_points` / `finite_rows` (the shared validation of incoming clouds).
 """
@@ -266,6 +270,24 @@ def object_points_in_boxes(uv: np.ndarray, depth: np.ndarray, boxes_xyxy: np.nda
     support = np.bincount(box[on], minlength=n_boxes)
     depth_min, depth_median, depth_max = stats
     return BoxPoints(point, box, d, uv[point, 0], on, support, depth_min, depth_median, depth_max)
+
+
+def foot_depths(uv: np.ndarray, depth: np.ndarray, boxes_xyxy: np.ndarray, kinds: np.ndarray, columns: np.ndarray,
+                nearest_depth: np.ndarray, reach: np.ndarray) -> np.ndarray:
+    """Camera depth [m] (B,) of the nearest ground return at the foot of each box's object, NaN where there is none.
+
+    A ground return (pixel uv (n, 2), depth (n,) [m]) is at the foot when it lies inside the box (boxes_xyxy (B, 4)
+    [px]), within the columns [left, right] (B, 2) [px] that the object's segment spans, and nearer than the
+    segment's nearest depth nearest_depth (B,) [m] by at most reach (B,) [m]; returns that a lower box of its kind
+    (kinds (B,)) covers are the nearer object's (`points_in_boxes_covered`).
+    """
+    point, box, covered = points_in_boxes_covered(uv, boxes_xyxy, kinds)
+    d, u = depth[point], uv[point, 0]
+    near = nearest_depth[box]
+    keep = ~covered & (u >= columns[box, 0]) & (u <= columns[box, 1]) & (d < near) & (d >= near - reach[box])
+    foot = np.full(len(nearest_depth), np.inf)
+    np.minimum.at(foot, box[keep], d[keep])
+    return np.where(np.isfinite(foot), foot, np.nan)
 
 
 def _run_starts(sorted_keys: np.ndarray) -> np.ndarray:

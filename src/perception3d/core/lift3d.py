@@ -4,7 +4,9 @@ Per camera and 2D box (classes outside the 10 detection classes are skipped):
 1. LiDAR support: non-ground points (core.ground) projected inside the box, reduced to the object's segment
    (core.frustum: its depth cluster, less occluders in front, chosen without the points a nearer box of its class
    covers, and less the points a nearer box's segment holds); a box with at least `min_support_points` such points
-   is supported.
+   is supported. Its nearest depth is the segment's, or, where the segment's lowest point lies high above the
+   ground (`foot_gap`), that of the ground returns at the object's foot (core.frustum.foot_depths: a car's bumper
+   at road height is ground, and the ring above it passes over the bonnet to the cabin ~1.4 m further).
 2. Anchors (core.qaf2d, top_k per box and heading). Supported boxes: each vertical edge's depth candidates are
    restricted to the depths of the cluster points in the box's outer `edge_band` on that side
    (+- `edge_window_m`), and the headings to those within `heading_tolerance_deg` of the cluster's footprint
@@ -50,6 +52,7 @@ from .frustum import (
     check_points,
     class_depth_extent,
     expected_depths,
+    foot_depths,
     object_points_in_boxes,
     project_cloud,
 )
@@ -79,6 +82,11 @@ class LiftParams:
         prior_std_scale: the anchor choice weighs sizes by the nuScenes class prior with std x this factor.
         max_fit_points: anchors and the final box are judged against at most about this many cluster points
             per box (an even subsample).
+        foot_gap, foot_reach: a box whose segment's lowest point lies more than foot_gap x the class's mean height
+            above the ground was not seen down to the ground; ground returns at its foot (inside the box, in the
+            segment's columns, at most foot_reach x the class's mean length nearer than the segment) then give its
+            nearest depth (a car's bumper at road height is ground, and the ring above it passes over the bonnet
+            to the cabin).
         prior_window_std: boxes without LiDAR are searched where the box height fits the class's mean height
             +- this many std.
         max_range_factor: boxes without LiDAR are searched up to this x the class's evaluation range.
@@ -105,6 +113,8 @@ class LiftParams:
     max_range_factor: float = 1.2
     prior_window_std: float = 1.5
     max_fit_points: int = 16
+    foot_gap: float = 0.4
+    foot_reach: float = 0.35
     no_lidar_fit: float = 0.5
     nms_iou: float = 0.1
     min_score: float = 0.0
@@ -134,8 +144,10 @@ def detect_3d(points_lidar: np.ndarray, views: Sequence[CameraView], T_base_lida
     pts = np.compress(finite, xyz, axis=0)  # compress and take select rows ~3x faster than indexing
     ground = checked_split(split, len(pts)) if split is not None else sweep_ground(pts, T_base_lidar, params.ground)
     objects = np.compress(~ground.is_ground, pts, axis=0)
+    object_height = ground.height[~ground.is_ground]
+    ground_pts = np.compress(ground.is_ground, pts, axis=0)
     clock.step("ground")
-    supports = [_box_support(objects, view, params) for view in views]
+    supports = [_box_support(objects, object_height, ground_pts, view, params) for view in views]
     supports = [sup for sup in supports if sup is not None]
     clock.step("support")
     lidar = _lift_all(supports, params, clock) if supports else None
@@ -229,7 +241,7 @@ class _BoxSupport:
     Attributes:
         view: the camera; dets: its boxes; supported: (B,) enough cluster points; windows: (B, 2, 2) edge depth
         windows [m]; heading: (B,) cluster footprint heading in the LiDAR frame (NaN without support);
-        yaw_masks: (B, 24) QAF2D headings to try; depth_min: (B,) nearest cluster depth [m]; points: on-object
+        yaw_masks: (B, 24) QAF2D headings to try; depth_min: (B,) nearest object depth [m]; points: on-object
         cluster points of the supported boxes (LiDAR frame), grouped by box; count: (B,) points per box.
     """
 
@@ -244,8 +256,11 @@ class _BoxSupport:
     count: np.ndarray
 
 
-def _box_support(objects_lidar: np.ndarray, view: CameraView, params: LiftParams) -> _BoxSupport | None:
-    """LiDAR support of one camera's boxes: frustum clusters, edge depth windows and headings."""
+def _box_support(objects_lidar: np.ndarray, object_height: np.ndarray, ground_lidar: np.ndarray, view: CameraView,
+                 params: LiftParams) -> _BoxSupport | None:
+    """LiDAR support of one camera's boxes: frustum clusters, nearest depths, edge depth windows and headings.
+    objects_lidar, ground_lidar: the sweep's object and ground points (LiDAR frame [m]); object_height: the
+    objects' heights above the ground surface [m] (NaN without one)."""
     dets = view.detections
     dets = dets.select(np.array([c in DETECTION_CLASSES for c in dets.class_ids], dtype=bool))
     if len(dets) == 0:
@@ -262,6 +277,8 @@ def _box_support(objects_lidar: np.ndarray, view: CameraView, params: LiftParams
     on_box, on_depth, on_u = bp.box[on], bp.depth[on], bp.u[on]
     point_index = cloud.index[bp.point[on]]
     points = np.take(objects_lidar, point_index, axis=0)
+    depth_min = _foot_nearest_depth(bp.depth_min, supported, on_box, on_u, object_height[point_index], dets, view,
+                                    ground_lidar, params)
     windows = _edge_depth_windows(boxes, supported, on_box, on_depth, on_u, bp, params)
     windows[~supported] = prior_depth_windows(boxes[~supported], dets.class_ids[~supported], camera,
                                                params)[:, None, :]
@@ -272,7 +289,36 @@ def _box_support(objects_lidar: np.ndarray, view: CameraView, params: LiftParams
     heading = np.full(n_boxes, np.nan)
     heading[supported] = lidar_headings(points[:, :2], (np.cumsum(count) - count)[supported], count[supported])
     yaw_masks = _yaw_masks(heading, view.T_cam_lidar[:3, :3], params.heading_tolerance_deg)
-    return _BoxSupport(view, dets, supported, windows, heading, yaw_masks, bp.depth_min, points, count)
+    return _BoxSupport(view, dets, supported, windows, heading, yaw_masks, depth_min, points, count)
+
+
+def _foot_nearest_depth(depth_min, supported, on_box, on_u, on_height, dets, view: CameraView,
+                        ground_lidar: np.ndarray, params: LiftParams) -> np.ndarray:
+    """The nearest depth (B,) [m] of each box's object: its segment's depth_min (B,), or nearer where the segment's
+    lowest point (heights on_height above the ground [m] of its points, boxes on_box, columns on_u [px]) lies more
+    than `foot_gap` x the class's mean height above the ground and ground returns (ground_lidar, LiDAR frame)
+    lie at the object's foot within `foot_reach` x its mean length (core.frustum.foot_depths): the lower part of
+    the object was not seen in the segment (a car's bumper at road height is ground to core.ground, and a ring
+    passing over its bonnet hits the cabin ~1.4 m further)."""
+    n_boxes = len(depth_min)
+    lowest = np.full(n_boxes, np.inf)
+    np.minimum.at(lowest, on_box, np.where(np.isnan(on_height), -np.inf, on_height))  # no surface: never raised
+    prior = np.array([SIZE_PRIOR_WLH[c][0] for c in dets.class_ids]).reshape(-1, 3)  # (w, l, h)
+    raised = supported & np.isfinite(lowest) & (lowest > params.foot_gap * prior[:, 2])
+    if not raised.any() or len(ground_lidar) == 0:
+        return depth_min
+    left, right = np.full(n_boxes, np.inf), np.full(n_boxes, -np.inf)
+    np.minimum.at(left, on_box, on_u)
+    np.maximum.at(right, on_box, on_u)
+    reach = params.foot_reach * prior[:, 1]
+    # Only the ground returns within the depths of a raised box's foot are projected (a small share of the sweep).
+    T = view.T_cam_lidar
+    depth = ground_lidar @ T[2, :3] + T[2, 3]
+    window = np.flatnonzero((depth >= np.min(depth_min[raised] - reach[raised])) & (depth < np.max(depth_min[raised])))
+    cloud = project_cloud(np.take(ground_lidar, window, axis=0), view.camera, T)
+    foot = foot_depths(cloud.uv, cloud.points_cam[:, 2], dets.boxes_xyxy, dets.class_ids,
+                       np.stack([left, right], axis=1), np.where(raised, depth_min, np.nan), reach)
+    return np.fmin(depth_min, foot)
 
 
 def _grow_past_image_border(objects: np.ndarray, group_index: np.ndarray, count: np.ndarray, cut: np.ndarray,
