@@ -88,6 +88,8 @@ class LiftParams:
         nms_iou: BEV IoU above which two boxes of one class are the same object (so are boxes whose centres are
             closer than the class's smaller mean side, see `bev_nms`).
         min_score: detections below this score are dropped.
+        flat_face_classes: classes whose LiDAR returns lie on one flat long face (barrier panels): their box fit
+            also tries each candidate slid so that this face lies on the points (core.segments `flat_face`).
         ground, cluster, fit: ground-surface, frustum-cluster and segment box-fit (core.segments) parameters.
     """
 
@@ -108,6 +110,7 @@ class LiftParams:
     no_lidar_fit: float = 0.5
     nms_iou: float = 0.1
     min_score: float = 0.0
+    flat_face_classes: tuple[str, ...] = ("barrier",)
     ground: GroundParams = field(default_factory=GroundParams)
     cluster: ClusterParams = field(default_factory=lambda: ClusterParams(segment_gap_m=0.6,
                                                                           segment_gap_per_depth=0.04))
@@ -386,7 +389,8 @@ def _lift_all(supports: list[_BoxSupport], params: LiftParams,
     lid = np.flatnonzero(has_lidar)
     T_cam_box = T_cam_lidar[cam[chosen]]
     problem = FitProblem(padded[chosen[lid]], valid[chosen[lid]], T_cam_box[lid], clipped[lid], limits[lid],
-                         prior_wlh[chosen[lid]], norm[lid], on_border[lid], depth_min[chosen[lid]])
+                         prior_wlh[chosen[lid]], norm[lid], on_border[lid], depth_min[chosen[lid]],
+                         np.isin(classes[chosen[lid]], params.flat_face_classes))
     centers_lidar[lid], size[lid], yaws[lid] = fit_boxes(centers_lidar[lid], size[lid], yaws[lid], problem,
                                                          params.fit)
     center[lid] = np.einsum("nij,nj->ni", T_cam_box[lid, :3, :3], centers_lidar[lid]) + T_cam_box[lid, :3, 3]
