@@ -116,6 +116,17 @@ def test_bev_nms_is_class_aware():
     assert bev_nms(twice, 0.1).tolist() == [0]
 
 
+def test_bev_nms_merges_boxes_of_two_images_only():
+    # Two touching barriers of a row (2 m long, 0.6 m thick, centres 2 m apart along y), the second placed 0.5 m
+    # short of its place: the boxes overlap (IoU 0.14 > 0.1).
+    row = Detections3D(centers=[[10, 0, 0], [10, 1.5, 0]], sizes_lwh=[[0.6, 2.0, 1.0]] * 2, yaws=[0, 0],
+                       class_ids=["barrier"] * 2, scores=[0.9, 0.8])
+    assert bev_nms(row, 0.1).tolist() == [0]
+    # Lifted from two 2D boxes of one image they are two objects; from two cameras, one object seen twice.
+    assert bev_nms(row, 0.1, np.array([2, 2])).tolist() == [0, 1]
+    assert bev_nms(row, 0.1, np.array([2, 3])).tolist() == [0]
+
+
 def test_lidar_headings_of_rectangles():
     # L-shaped outlines (two visible sides) of rectangles at known headings, plus a one-sided outline.
     groups, truth = [], []

@@ -31,7 +31,7 @@ Per camera and 2D box (classes outside the 10 detection classes are skipped):
    it with support, else `no_lidar_fit`).
 6. All cameras' boxes go to the output frame and one object seen by two cameras is merged by class-aware
    BEV NMS (rotated footprint IoU, core.boxes.footprint_iou, plus a centre-distance rule for thin objects),
-   keeping the higher score.
+   keeping the higher score; boxes lifted from one image are never merged (distinct 2D boxes, distinct objects).
 """
 from __future__ import annotations
 
@@ -96,6 +96,8 @@ class LiftParams:
         nms_iou: BEV IoU above which two boxes of one class are the same object (so are boxes whose centres are
             closer than the class's smaller mean side, see `bev_nms`).
         min_score: detections below this score are dropped.
+        flat_face_classes: classes whose LiDAR returns lie on one flat long face (barrier panels): their box fit
+            also tries each candidate slid so that this face lies on the points (core.segments `flat_face`).
         ground, cluster, fit: ground-surface, frustum-cluster and segment box-fit (core.segments) parameters.
     """
 
@@ -118,6 +120,7 @@ class LiftParams:
     no_lidar_fit: float = 0.5
     nms_iou: float = 0.1
     min_score: float = 0.0
+    flat_face_classes: tuple[str, ...] = ("barrier",)
     ground: GroundParams = field(default_factory=GroundParams)
     cluster: ClusterParams = field(default_factory=lambda: ClusterParams(segment_gap_m=0.6,
                                                                           segment_gap_per_depth=0.04))
@@ -150,13 +153,14 @@ def detect_3d(points_lidar: np.ndarray, views: Sequence[CameraView], T_base_lida
     supports = [_box_support(objects, object_height, ground_pts, view, params) for view in views]
     supports = [sup for sup in supports if sup is not None]
     clock.step("support")
-    lidar = _lift_all(supports, params, clock) if supports else None
-    if lidar is None:
+    lifted = _lift_all(supports, params, clock) if supports else None
+    if lifted is None:
         return Detections3D.empty(frame_id, stamp_ns)
+    lidar, camera = lifted
     out = Detections3D(lidar.centers, lidar.sizes_lwh, lidar.yaws, lidar.class_ids, lidar.scores, "lidar",
                        stamp_ns).transformed(T_base_lidar, frame_id)
-    out = out.select(out.scores >= params.min_score)
-    out = out.select(bev_nms(out, params.nms_iou))
+    keep = np.flatnonzero(out.scores >= params.min_score)
+    out = out.select(keep[bev_nms(out.select(keep), params.nms_iou, camera[keep])])
     clock.step("merge")
     return out
 
@@ -186,8 +190,13 @@ def _centre_merge_distance(cls: str) -> float:
     return short if long >= THIN_FOOTPRINT_RATIO * short else 0.0
 
 
-def bev_nms(dets: Detections3D, iou_threshold: float) -> np.ndarray:
+def bev_nms(dets: Detections3D, iou_threshold: float, sources: np.ndarray | None = None) -> np.ndarray:
     """Indices (sorted) of the boxes kept by class-aware greedy NMS, highest score first.
+
+    `sources` (N,) names the image each box was lifted from (None: all different): boxes of one image are never
+    merged. They come from distinct 2D boxes, i.e. distinct objects (the 2D detector ran its own NMS), and only an
+    object seen by two cameras is lifted twice; touching objects of one image (a barrier row, whose boxes overlap
+    when one is placed a little long) stay apart.
 
     Two boxes of one class are the same object when their rotated BEV IoU exceeds `iou_threshold` or, for a class
     of thin footprint (mean long side at least THIN_FOOTPRINT_RATIO x the short side: barriers, vehicles), their
@@ -202,6 +211,7 @@ def bev_nms(dets: Detections3D, iou_threshold: float) -> np.ndarray:
     radius = 0.5 * np.hypot(dets.sizes_lwh[:, 0], dets.sizes_lwh[:, 1])
     corners, area = bev_corners(dets.centers, dets.sizes_lwh, dets.yaws), dets.sizes_lwh[:, 0] * dets.sizes_lwh[:, 1]
     xs, ys, rs = dets.centers[:, 0].tolist(), dets.centers[:, 1].tolist(), radius.tolist()
+    src = (np.arange(len(dets.scores)) if sources is None else np.asarray(sources)).tolist()
     kept = np.zeros(len(dets.scores), dtype=bool)
     class_ids = dets.class_ids.astype(str)
     for cls in np.unique(class_ids):
@@ -217,6 +227,8 @@ def bev_nms(dets: Detections3D, iou_threshold: float) -> np.ndarray:
             near, same = [], False
             for key in ((cx + ox, cy + oy) for ox in (-1, 0, 1) for oy in (-1, 0, 1)):
                 for k in grid.get(key, ()):
+                    if src[k] == src[i]:
+                        continue
                     dx, dy = xs[k] - xs[i], ys[k] - ys[i]
                     gap = math.sqrt(dx * dx + dy * dy)
                     if gap < rs[i] + rs[k]:
@@ -349,8 +361,10 @@ def _grow_past_image_border(objects: np.ndarray, group_index: np.ndarray, count:
     return np.take(objects, index, axis=0), count
 
 
-def _lift_all(supports: list[_BoxSupport], params: LiftParams, clock: _StepClock) -> Detections3D | None:
-    """Anchors, choice and refinement for the boxes of all cameras at once; boxes in the LiDAR frame."""
+def _lift_all(supports: list[_BoxSupport], params: LiftParams,
+              clock: _StepClock) -> tuple[Detections3D, np.ndarray] | None:
+    """Anchors, choice and refinement for the boxes of all cameras at once: boxes in the LiDAR frame and the
+    index (into supports) of the camera of each."""
     cameras = [sup.view.camera for sup in supports]
     T_cam_lidar = np.array([sup.view.T_cam_lidar for sup in supports])
     T_lidar_cam = invert_transform(T_cam_lidar)
@@ -421,7 +435,8 @@ def _lift_all(supports: list[_BoxSupport], params: LiftParams, clock: _StepClock
     lid = np.flatnonzero(has_lidar)
     T_cam_box = T_cam_lidar[cam[chosen]]
     problem = FitProblem(padded[chosen[lid]], valid[chosen[lid]], T_cam_box[lid], clipped[lid], limits[lid],
-                         prior_wlh[chosen[lid]], norm[lid], on_border[lid], depth_min[chosen[lid]])
+                         prior_wlh[chosen[lid]], norm[lid], on_border[lid], depth_min[chosen[lid]],
+                         np.isin(classes[chosen[lid]], params.flat_face_classes))
     centers_lidar[lid], size[lid], yaws[lid] = fit_boxes(centers_lidar[lid], size[lid], yaws[lid], problem,
                                                          params.fit)
     center[lid] = np.einsum("nij,nj->ni", T_cam_box[lid, :3, :3], centers_lidar[lid]) + T_cam_box[lid, :3, 3]
@@ -434,7 +449,7 @@ def _lift_all(supports: list[_BoxSupport], params: LiftParams, clock: _StepClock
     inside, _ = _fit_to_points(centers_lidar, size, yaws, chosen, padded, valid, params.containment_margin_m)
     fit = iou * np.where(has_lidar, inside, params.no_lidar_fit)
     clock.step("choose_refine")
-    return Detections3D(centers_lidar, size, yaws, classes[chosen], scores[chosen] * fit, "lidar")
+    return Detections3D(centers_lidar, size, yaws, classes[chosen], scores[chosen] * fit, "lidar"), cam[chosen]
 
 
 HEADING_STEP_DEG = 3.0

@@ -13,7 +13,9 @@ a QAF2D anchor's size comes from a 0.5 m grid. A candidate box is judged by
 `fit_boxes` searches (length, width) on a coarse grid over the prior (both footprint axes tried as the length),
 then on a fine grid around the winner; each candidate is placed where its projection fits the 2D box edges (the
 KM3D solver, `place_by_box_edges`) and slid along its camera ray so that its nearest corner lies at the segment's
-nearest depth.
+nearest depth; for objects whose returns lie on one flat long face (barriers) seen between both image edges, also
+slid so that this face lies on the points (`_slide_to_face`: a far row seen at a grazing angle holds few returns,
+its nearest one far from the box's nearest corner).
 """
 from __future__ import annotations
 
@@ -61,6 +63,9 @@ class FitProblem:
         edges_norm: (B, 4) the detection in normalised image coordinates, unclipped; on_border: (B, 4) which of
             its edges (left, right, top, bottom) lie on the image border (`place_by_box_edges`).
         nearest_depth: (B,) camera depth of the segment's nearest point [m].
+        flat_face: (B,) the object's returns lie on one flat long face (a barrier): where both its left and right
+            edges are inside the image, each candidate is also slid so that this face lies on the points
+            (`_slide_to_face`).
     """
 
     points: np.ndarray
@@ -72,6 +77,7 @@ class FitProblem:
     edges_norm: np.ndarray
     on_border: np.ndarray
     nearest_depth: np.ndarray
+    flat_face: np.ndarray
 
 
 def box_frame_excess(points: np.ndarray, centers: np.ndarray, sizes_lwh: np.ndarray,
@@ -181,15 +187,57 @@ def _best_placed(centers, sizes, cand_lw, cand_yaws, problem, params):
     cand_sizes[:, :2] = cand_lw.reshape(-1, 2)
     cand_yaws = cand_yaws.ravel()
     R, t = problem.T_cam_lidar[rows, :3, :3], problem.T_cam_lidar[rows, :3, 3]
-    offsets = keypoint_offsets(cand_sizes, yaw_to_ry(cand_yaws, R), 8)
-    centers_cam = _place(np.einsum("nij,nj->ni", R, centers[rows]) + t, offsets, problem.edges_norm[rows],
-                         problem.on_border[rows], iterations=1)
-    centers_cam = _slide(centers_cam, offsets, problem.nearest_depth[rows])
-    cand_centers = np.einsum("nji,nj->ni", R, centers_cam - t)
-    best = np.argmax(_score(cand_centers, centers_cam, offsets, cand_sizes, problem, rows, cand_yaws,
-                            params).reshape(n, n_cand), axis=1)
-    pick = np.arange(n) * n_cand + best
-    return cand_centers[pick], cand_sizes[pick], cand_yaws[pick]
+    ry = yaw_to_ry(cand_yaws, R)
+    offsets = keypoint_offsets(cand_sizes, ry, 8)
+    placed = _place(np.einsum("nij,nj->ni", R, centers[rows]) + t, offsets, problem.edges_norm[rows],
+                    problem.on_border[rows], iterations=1)
+    # Flat faces seen between two image edges: the candidate is also slid onto the face (row numbers past len(rows)).
+    face_box = np.flatnonzero(problem.flat_face & ~problem.on_border[:, 0] & ~problem.on_border[:, 1])
+    face = (np.arange(n_cand)[None, :] + face_box[:, None] * n_cand).ravel()
+    if len(face):
+        T = problem.T_cam_lidar[face_box]
+        points_cam = np.einsum("bij,bkj->bki", T[:, :3, :3], problem.points[face_box]) + T[:, None, :3, 3]
+        slid = _slide_to_face(placed[face], cand_sizes[face], ry[face], np.repeat(points_cam, n_cand, axis=0),
+                              np.repeat(problem.valid[face_box], n_cand, axis=0))
+    else:
+        slid = np.zeros((0, 3))
+    every = np.r_[np.arange(len(rows)), face]
+    centers_cam = np.concatenate([_slide(placed, offsets, problem.nearest_depth[rows]), slid])
+    cand_centers = np.einsum("nji,nj->ni", R[every], centers_cam - t[every])
+    score = _score(cand_centers, centers_cam, offsets[every], cand_sizes[every], problem, rows[every],
+                   cand_yaws[every], params)
+    table = np.full((n, 2 * n_cand), -np.inf)
+    table[:, :n_cand] = score[:len(rows)].reshape(n, n_cand)
+    table[face_box, n_cand:] = score[len(rows):].reshape(-1, n_cand)
+    best = np.argmax(table, axis=1)
+    pick = np.where(best < n_cand, np.arange(n) * n_cand + best,
+                    len(rows) + np.searchsorted(face_box, np.arange(n)) * n_cand + best - n_cand)
+    return cand_centers[pick], cand_sizes[every][pick], cand_yaws[every][pick]
+
+
+def _slide_to_face(center_cam, size_lwh, ry, points_cam, valid, min_incidence: float = 0.1) -> np.ndarray:
+    """Centres (N, 3) moved along their camera rays so that each box's long face towards the camera lies at the
+    median of its points (N, K, 3) along that face's normal (camera frame [m], valid (N, K)).
+
+    Seen at a grazing angle, a long face holds few returns far apart (0.6-0.8 m in depth at 20-30 m): its nearest
+    one need not be near the box's nearest corner, but all of them lie on the face. The box's position along the
+    face then comes from the 2D box's left and right edges (the centre's ray). Where the face is seen nearly edge-on
+    (|cos| of the angle between its normal and the ray below `min_incidence`), the centre is kept."""
+    long_is_l = size_lwh[:, 0] >= size_lwh[:, 1]
+    # Footprint axes in the camera x-z plane (keypoint_offset_components): l along (cos ry, -sin ry), w along
+    # (sin ry, cos ry); the long face's normal is the short axis.
+    c, s = np.cos(ry), np.sin(ry)
+    nx, nz = np.where(long_is_l, s, c), np.where(long_is_l, c, -s)
+    half = 0.5 * np.minimum(size_lwh[:, 0], size_lwh[:, 1])
+    along = center_cam[:, 0] * nx + center_cam[:, 2] * nz
+    flip = np.where(along > 0, -1.0, 1.0)  # the normal towards the camera
+    nx, nz, along = nx * flip, nz * flip, along * flip
+    coord = np.where(valid, points_cam[..., 0] * nx[:, None] + points_cam[..., 2] * nz[:, None], np.inf)
+    count = valid.sum(axis=1)
+    face = np.take_along_axis(np.sort(coord, axis=1), (np.maximum(count, 1)[:, None] - 1) // 2, axis=1)[:, 0]
+    ok = (count > 0) & (-along > min_incidence * np.hypot(center_cam[:, 0], center_cam[:, 2]))
+    scale = np.where(ok, (face - half) / np.where(ok, along, -1.0), 1.0)
+    return center_cam * np.where(scale > 0, scale, 1.0)[:, None]
 
 
 def place_by_box_edges(center_cam, size_lwh, ry, boxes_norm, on_border, iterations: int = 2,
