@@ -206,12 +206,11 @@ def _best_placed(centers, sizes, cand_lw, cand_yaws, problem, params):
     cand_centers = np.einsum("nji,nj->ni", R[every], centers_cam - t[every])
     score = _score(cand_centers, centers_cam, offsets[every], cand_sizes[every], problem, rows[every],
                    cand_yaws[every], params)
-    table = np.full((n, 2 * n_cand), -np.inf)
-    table[:, :n_cand] = score[:len(rows)].reshape(n, n_cand)
-    table[face_box, n_cand:] = score[len(rows):].reshape(-1, n_cand)
-    best = np.argmax(table, axis=1)
-    pick = np.where(best < n_cand, np.arange(n) * n_cand + best,
-                    len(rows) + np.searchsorted(face_box, np.arange(n)) * n_cand + best - n_cand)
+    # Per box its candidates' rows in `every` (-1: none), nearest-depth slides first, then face slides.
+    index = np.full((n, 2 * n_cand), -1)
+    index[:, :n_cand] = np.arange(len(rows)).reshape(n, n_cand)
+    index[face_box, n_cand:] = len(rows) + np.arange(len(face)).reshape(-1, n_cand)
+    pick = index[np.arange(n), np.argmax(np.where(index >= 0, score[index], -np.inf), axis=1)]
     return cand_centers[pick], cand_sizes[every][pick], cand_yaws[every][pick]
 
 
