@@ -2,7 +2,7 @@
 window around an object."""
 import numpy as np
 
-from perception3d.core.bev_components import connected_in_window
+from perception3d.core.bev_components import BevCells, connected_in_window
 
 CELL = 0.15
 
@@ -20,20 +20,21 @@ def _scene():
 def test_touching_cells_are_one_piece_and_a_gap_of_one_cell_separates():
     xy, n = _scene()
     centre = np.array([2.0, 0.9])
-    grown = connected_in_window(xy, np.array([3]), centre, 8.0, CELL)
+    grown = connected_in_window(BevCells(xy, CELL), np.array([3]), centre, 8.0)
     assert np.array_equal(grown, np.r_[np.arange(n), 2 * n, 2 * n + 1])  # the car and the diagonal pair, sorted
-    grown = connected_in_window(xy, np.array([n + 1]), centre, 8.0, CELL)
+    grown = connected_in_window(BevCells(xy, CELL), np.array([n + 1]), centre, 8.0)
     assert np.array_equal(grown, np.arange(n, 2 * n))  # the neighbour alone; the far points lie outside the window
 
 
 def test_the_window_bounds_the_piece_and_seeds_outside_it_take_no_part():
     xy, n = _scene()
-    grown = connected_in_window(xy, np.array([0]), np.array([0.0, 0.0]), 2.0, CELL)
+    grown = connected_in_window(BevCells(xy, CELL), np.array([0]), np.array([0.0, 0.0]), 2.0)
     assert len(grown) and np.all(np.abs(xy[grown]) < 2.0)  # the car's part within 2 m of (0, 0) only
-    assert len(connected_in_window(xy, np.array([len(xy) - 1]), np.array([0.0, 0.0]), 2.0, CELL)) == 0
+    assert len(connected_in_window(BevCells(xy, CELL), np.array([len(xy) - 1]), np.array([0.0, 0.0]), 2.0)) == 0
 
 
 def test_no_points_or_no_seed_give_nothing():
-    assert len(connected_in_window(np.zeros((0, 3)), np.zeros(0, dtype=np.int64), np.zeros(2), 5.0, CELL)) == 0
+    empty = BevCells(np.zeros((0, 3)), CELL)
+    assert len(connected_in_window(empty, np.zeros(0, dtype=np.int64), np.zeros(2), 5.0)) == 0
     xy, _ = _scene()
-    assert len(connected_in_window(xy, np.zeros(0, dtype=np.int64), np.array([2.0, 0.9]), 8.0, CELL)) == 0
+    assert len(connected_in_window(BevCells(xy, CELL), np.zeros(0, dtype=np.int64), np.array([2.0, 0.9]), 8.0)) == 0

@@ -11,27 +11,36 @@ from scipy import ndimage
 _EIGHT_NEIGHBOURS = np.ones((3, 3), dtype=bool)
 
 
-def connected_in_window(points: np.ndarray, seed: np.ndarray, centre: np.ndarray, reach_m: float,
-                        cell_m: float) -> np.ndarray:
-    """Sorted indices of the points (N, >=2) [m] within reach_m of centre (2,) [m] in x and in y whose cell (cell_m
-    [m]) is connected to a cell of a seed point (indices (S,)) through cells of the window's points (8-connected).
-    Seed points outside the window take no part; paths leaving the window do not connect."""
-    pts = np.asarray(points, dtype=np.float64)
-    x, y = pts[:, 0], pts[:, 1]
-    near = np.flatnonzero(np.abs(x - centre[0]) < reach_m)
-    near = near[np.abs(y.take(near) - centre[1]) < reach_m]
+class BevCells:
+    """Points (N, >=2) [m] with their x, y and cells (cell_m [m]) computed once: one sweep's object points serve
+    every window of it (per window only the comparisons with the window's bounds are left)."""
+
+    def __init__(self, points: np.ndarray, cell_m: float) -> None:
+        pts = np.asarray(points, dtype=np.float64)
+        self.x, self.y = np.ascontiguousarray(pts[:, 0]), np.ascontiguousarray(pts[:, 1])
+        self.cell_x, self.cell_y = (np.floor(c / cell_m).astype(np.int64) for c in (self.x, self.y))
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+
+def connected_in_window(cells: BevCells, seed: np.ndarray, centre: np.ndarray, reach_m: float) -> np.ndarray:
+    """Sorted indices of the points of cells within reach_m of centre (2,) [m] in x and in y whose cell is
+    connected to a cell of a seed point (indices (S,)) through cells of the window's points (8-connected). Seed
+    points outside the window take no part; paths leaving the window do not connect."""
+    near = np.flatnonzero(np.abs(cells.x - centre[0]) < reach_m)
+    near = near[np.abs(cells.y.take(near) - centre[1]) < reach_m]
     if len(near) == 0:
         return near
-    # Cells column by column (numpy's loops over rows of 2 cost several times more); the raster spans the
-    # window's points only.
-    cell_x, cell_y = (np.floor(c.take(near) / cell_m).astype(np.int64) for c in (x, y))
+    # the raster spans the window's points only
+    cell_x, cell_y = cells.cell_x.take(near), cells.cell_y.take(near)
     cell_x -= cell_x.min()
     cell_y -= cell_y.min()
     occupied = np.zeros((cell_x.max() + 1, cell_y.max() + 1), dtype=bool)
     occupied[cell_x, cell_y] = True
     label, count = ndimage.label(occupied, structure=_EIGHT_NEIGHBOURS)
     point_label = label[cell_x, cell_y]
-    is_seed = np.zeros(len(pts), dtype=bool)
+    is_seed = np.zeros(len(cells), dtype=bool)
     is_seed[seed] = True
     grows = np.zeros(count + 1, dtype=bool)  # per label: holds a seed point
     grows[point_label[is_seed[near]]] = True

@@ -42,7 +42,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .bev_components import connected_in_window
+from .bev_components import BevCells, connected_in_window
 from .boxes import bev_corners, footprint_iou, lwh_to_wlh, wlh_to_lwh
 from .classes import DETECTION_CLASSES, DETECTION_RANGE_M, SIZE_PRIOR_WLH
 from .detections import Detections2D, Detections3D
@@ -150,7 +150,8 @@ def detect_3d(points_lidar: np.ndarray, views: Sequence[CameraView], T_base_lida
     object_height = ground.height[~ground.is_ground]
     ground_pts = np.compress(ground.is_ground, pts, axis=0)
     clock.step("ground")
-    supports = [_box_support(objects, object_height, ground_pts, view, params) for view in views]
+    object_cells = BevCells(objects, params.border_cell_m)
+    supports = [_box_support(objects, object_cells, object_height, ground_pts, view, params) for view in views]
     supports = [sup for sup in supports if sup is not None]
     clock.step("support")
     lifted = _lift_all(supports, params, clock) if supports else None
@@ -268,11 +269,12 @@ class _BoxSupport:
     count: np.ndarray
 
 
-def _box_support(objects_lidar: np.ndarray, object_height: np.ndarray, ground_lidar: np.ndarray, view: CameraView,
-                 params: LiftParams) -> _BoxSupport | None:
+def _box_support(objects_lidar: np.ndarray, object_cells: BevCells, object_height: np.ndarray, ground_lidar: np.ndarray,
+                 view: CameraView, params: LiftParams) -> _BoxSupport | None:
     """LiDAR support of one camera's boxes: frustum clusters, nearest depths, edge depth windows and headings.
-    objects_lidar, ground_lidar: the sweep's object and ground points (LiDAR frame [m]); object_height: the
-    objects' heights above the ground surface [m] (NaN without one)."""
+    objects_lidar, ground_lidar: the sweep's object and ground points (LiDAR frame [m]); object_cells: the objects'
+    bird's-eye-view cells (params.border_cell_m); object_height: their heights above the ground surface [m] (NaN
+    without one)."""
     dets = view.detections
     dets = dets.select(np.array([c in DETECTION_CLASSES for c in dets.class_ids], dtype=bool))
     if len(dets) == 0:
@@ -297,7 +299,7 @@ def _box_support(objects_lidar: np.ndarray, object_height: np.ndarray, ground_li
     count = np.bincount(on_box, minlength=n_boxes)
     cut = supported & ((boxes[:, 0] <= 1.0) | (boxes[:, 2] >= camera.width - 1.0))
     if cut.any():
-        points, count = _grow_past_image_border(objects_lidar, point_index, count, cut, extent, params.border_cell_m)
+        points, count = _grow_past_image_border(objects_lidar, object_cells, point_index, count, cut, extent)
     heading = np.full(n_boxes, np.nan)
     heading[supported] = lidar_headings(points[:, :2], (np.cumsum(count) - count)[supported], count[supported])
     yaw_masks = _yaw_masks(heading, view.T_cam_lidar[:3, :3], params.heading_tolerance_deg)
@@ -333,12 +335,12 @@ def _foot_nearest_depth(depth_min, supported, on_box, on_u, on_height, dets, vie
     return np.fmin(depth_min, foot)
 
 
-def _grow_past_image_border(objects: np.ndarray, group_index: np.ndarray, count: np.ndarray, cut: np.ndarray,
-                            reach: np.ndarray, cell_m: float) -> tuple[np.ndarray, np.ndarray]:
+def _grow_past_image_border(objects: np.ndarray, cells: BevCells, group_index: np.ndarray, count: np.ndarray,
+                            cut: np.ndarray, reach: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The on-object point groups (indices group_index (P,) into objects (N, 3) [m, LiDAR frame], grouped by box,
     count (B,)) as points, the group of every box cut by the left or right image border (cut (B,)) replaced by the
     object points within reach[b] [m] of the group's median in x and y, connected to the group in bird's-eye view
-    (cells of cell_m [m], core.bev_components) and within 0.3 m of its height span (in sweep order). A near object
+    (the objects' cells, core.bev_components) and within 0.3 m of its height span (in sweep order). A near object
     spans two cameras and each sees a part of it: the part past the border is the same object's, and the box fit
     needs all of it (a car lifted from the part one camera sees is placed 1-2 m off). A grown group is kept when it
     holds more points."""
@@ -350,7 +352,7 @@ def _grow_past_image_border(objects: np.ndarray, group_index: np.ndarray, count:
         seed = np.take(objects, group, axis=0)
         middle = len(seed) // 2  # the group's (upper) median in x and y: the window's centre
         centre = np.partition(seed[:, :2], middle, axis=0)[middle]
-        grown = connected_in_window(objects, group, centre, reach[b], cell_m)
+        grown = connected_in_window(cells, group, centre, reach[b])
         height = objects[grown, 2]
         keep = (height >= seed[:, 2].min() - 0.3) & (height <= seed[:, 2].max() + 0.3)
         if keep.sum() > len(seed):
