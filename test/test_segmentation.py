@@ -183,6 +183,18 @@ def test_the_nearer_box_of_a_class_covers_the_overlap_of_two_boxes():
     assert bp.support[1] == 0
 
 
+def test_with_whole_clusters_the_covered_overlap_keeps_the_far_box_s_object_whole():
+    """Segmentation keeps whole clusters (no segments). Without the cover rule the far barrier's cluster starts at
+    the near barrier's returns (11.0 m) and the class's depth extent (3.84 m) cuts it at 14.8 m: its returns beyond
+    are lost. Covered returns do not set the cluster's depth, so it starts at 13.8 m and holds all of them."""
+    uv, depth, boxes = barrier_row_in_two_boxes()
+    extent, expected = np.array([3.84, 3.84]), np.array([9.0, 11.2])
+    for kinds, far in ((np.array(["barrier", "barrier"]), range(12, 21)), (None, range(12, 17))):
+        bp = object_points_in_boxes(uv, depth, boxes, extent, expected, ClusterParams(), kinds)
+        assert np.sort(bp.point[bp.on_object & (bp.box == 0)]).tolist() == list(range(12))
+        assert np.sort(bp.point[bp.on_object & (bp.box == 1)]).tolist() == list(far)
+
+
 def test_foot_depths_take_ground_returns_in_front_of_the_segment_in_its_columns():
     """Box 0 (a car) has its segment 30 m away in columns 20-80; ground returns at its foot count when they lie in
     those columns and at most 1.6 m nearer: the row at 28.8 m does, a return beside the segment's columns, one 2 m

@@ -79,6 +79,11 @@ class ClusterParams:
     max_depth_ratio: float = 1.6
     near_segment_cover: float = 0.5
 
+    @property
+    def cluster_choice(self) -> tuple[float, int, float, float]:
+        """The parameters frustum_clusters uses: equal ones give the same clusters."""
+        return self.gap_m, self.min_points, self.min_fraction, self.max_depth_ratio
+
 
 @dataclass(frozen=True)
 class CameraView:
@@ -102,6 +107,28 @@ class ProjectedCloud:
     index: np.ndarray
     uv: np.ndarray
     points_cam: np.ndarray
+
+
+@dataclass
+class FrustumClusters:
+    """Point-box pairs of one camera (sorted by box, then depth) and each box's object cluster, before it is split
+    into segments (the segment parameters are what detection and segmentation choose differently; the rest they
+    share per sweep: core.view_frustums).
+
+    Attributes:
+        point, box, depth, u: as in BoxPoints.
+        covered: (Q,) the point lies in a lower box of its box's kind (module docstring).
+        in_cluster: (Q,) the point is on its box's object cluster, within the class's depth extent.
+        expected_depth: (B,) the box-height depth estimates [m] (NaN: none).
+    """
+
+    point: np.ndarray
+    box: np.ndarray
+    depth: np.ndarray
+    u: np.ndarray
+    covered: np.ndarray
+    in_cluster: np.ndarray
+    expected_depth: np.ndarray
 
 
 @dataclass
@@ -219,7 +246,17 @@ def points_in_boxes_covered(uv: np.ndarray, boxes_xyxy: np.ndarray,
 def object_points_in_boxes(uv: np.ndarray, depth: np.ndarray, boxes_xyxy: np.ndarray, max_extent: np.ndarray,
                            expected_depth: np.ndarray | None = None,
                            params: ClusterParams = ClusterParams(), kinds: np.ndarray | None = None) -> BoxPoints:
-    """Frustum membership and object depth clusters of projected points (uv (n, 2), depth (n,)) in boxes (B, 4).
+    """Frustum membership and object depth clusters of projected points (uv (n, 2), depth (n,)) in boxes (B, 4):
+    `frustum_clusters`, then `object_points`."""
+    return object_points(frustum_clusters(uv, depth, boxes_xyxy, max_extent, expected_depth, params, kinds),
+                         boxes_xyxy, params)
+
+
+def frustum_clusters(uv: np.ndarray, depth: np.ndarray, boxes_xyxy: np.ndarray, max_extent: np.ndarray,
+                     expected_depth: np.ndarray | None = None, params: ClusterParams = ClusterParams(),
+                     kinds: np.ndarray | None = None) -> FrustumClusters:
+    """The frustum points of boxes (B, 4) among projected points (uv (n, 2), depth (n,)) and each box's object
+    cluster, before segments (it uses params' gap_m, min_points, min_fraction and max_depth_ratio only).
 
     `max_extent` (B,) is the largest depth extent of each box's object [m] (see `class_depth_extent`);
     `expected_depth` (B,) the box-height depth estimate [m] (see `expected_depths`; NaN or None: nearest cluster);
@@ -237,10 +274,9 @@ def object_points_in_boxes(uv: np.ndarray, depth: np.ndarray, boxes_xyxy: np.nda
     order = order[np.argsort(box[order].astype(np.int16 if n_boxes < 2**15 else np.int64), kind="stable")]
     point, box, covered = point[order], box[order], covered[order]
     d = depth[point]
-    nan = np.full(n_boxes, np.nan)
+    expected = np.full(n_boxes, np.nan) if expected_depth is None else np.asarray(expected_depth, dtype=np.float64)
     if len(point) == 0:
-        return BoxPoints(point, box, d, uv[point, 0], np.zeros(0, dtype=bool), np.zeros(n_boxes, dtype=np.int64),
-                         nan, nan.copy(), nan.copy())
+        return FrustumClusters(point, box, d, uv[point, 0], covered, np.zeros(0, dtype=bool), expected)
     starts = np.r_[True, (box[1:] != box[:-1]) | (np.diff(d) > params.gap_m)]
     cluster = np.cumsum(starts) - 1
     cluster_size = np.bincount(cluster)
@@ -251,7 +287,6 @@ def object_points_in_boxes(uv: np.ndarray, depth: np.ndarray, boxes_xyxy: np.nda
     frustum_size = np.bincount(box, minlength=n_boxes)
     eligible = cluster_size >= np.maximum(params.min_points, params.min_fraction * frustum_size[cluster_box])
     # Cost: |log(nearest depth / expected depth)| (0 without an estimate, so the nearest cluster wins).
-    expected = np.full(n_boxes, np.nan) if expected_depth is None else np.asarray(expected_depth, dtype=np.float64)
     ratio = np.abs(np.log(np.maximum(cluster_first_depth, 1e-6) / expected[cluster_box]))
     cost = np.where(np.isnan(ratio), 0.0, ratio)
     eligible &= cost <= np.log(params.max_depth_ratio)
@@ -262,14 +297,28 @@ def object_points_in_boxes(uv: np.ndarray, depth: np.ndarray, boxes_xyxy: np.nda
     chosen[cluster_box[best[first]]] = best[first]
     extent = np.asarray(max_extent, dtype=np.float64).reshape(n_boxes)
     on = (cluster == chosen[box]) & (d <= cluster_first_depth[cluster] + extent[box])
-    on = _best_segment(on, box, d, uv[point, 0], covered, boxes, expected, params)
-    stats = _depth_stats(on, box, d, n_boxes)
-    owned = _nearest_owner(on, point, box, stats[1])
+    return FrustumClusters(point, box, d, uv[point, 0], covered, on, expected)
+
+
+def object_points(clusters: FrustumClusters, boxes_xyxy: np.ndarray, params: ClusterParams = ClusterParams()
+                  ) -> BoxPoints:
+    """Each box's object points (B boxes (B, 4)): its cluster's segment that fits the box (params' segment_gap_m,
+    segment_gap_per_depth and near_segment_cover), each point kept by the nearest box holding it."""
+    boxes = np.asarray(boxes_xyxy, dtype=np.float64).reshape(-1, 4)
+    n_boxes = len(boxes)
+    c = clusters
+    if len(c.point) == 0:
+        nan = np.full(n_boxes, np.nan)
+        return BoxPoints(c.point, c.box, c.depth, c.u, np.zeros(0, dtype=bool), np.zeros(n_boxes, dtype=np.int64),
+                         nan, nan.copy(), nan.copy())
+    on = _best_segment(c.in_cluster, c.box, c.depth, c.u, c.covered, boxes, c.expected_depth, params)
+    stats = _depth_stats(on, c.box, c.depth, n_boxes)
+    owned = _nearest_owner(on, c.point, c.box, stats[1])
     if owned is not on:
-        on, stats = owned, _depth_stats(owned, box, d, n_boxes)
-    support = np.bincount(box[on], minlength=n_boxes)
+        on, stats = owned, _depth_stats(owned, c.box, c.depth, n_boxes)
+    support = np.bincount(c.box[on], minlength=n_boxes)
     depth_min, depth_median, depth_max = stats
-    return BoxPoints(point, box, d, uv[point, 0], on, support, depth_min, depth_median, depth_max)
+    return BoxPoints(c.point, c.box, c.depth, c.u, on, support, depth_min, depth_median, depth_max)
 
 
 def foot_depths(uv: np.ndarray, depth: np.ndarray, boxes_xyxy: np.ndarray, kinds: np.ndarray, columns: np.ndarray,

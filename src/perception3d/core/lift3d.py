@@ -44,16 +44,14 @@ import numpy as np
 
 from .bev_components import BevCells, connected_in_window
 from .boxes import bev_corners, footprint_iou, lwh_to_wlh, wlh_to_lwh
-from .classes import DETECTION_CLASSES, DETECTION_RANGE_M, SIZE_PRIOR_WLH
+from .classes import DETECTION_RANGE_M, SIZE_PRIOR_WLH
 from .detections import Detections2D, Detections3D
 from .frustum import (
     CameraView,
     ClusterParams,
     check_points,
-    class_depth_extent,
-    expected_depths,
     foot_depths,
-    object_points_in_boxes,
+    object_points,
     project_cloud,
 )
 from .geometry import invert_transform, wrap_angle
@@ -61,6 +59,7 @@ from .ground import GroundParams, SweepGround, checked_split, sweep_ground
 from .km3d import ry_to_yaw, yaw_to_ry
 from .qaf2d import YAW_CANDIDATES, Anchors, lift_boxes_multi, normalise_boxes, paired_iou, projected_extent
 from .segments import FitParams, FitProblem, box_frame_excess, fit_boxes, place_by_box_edges, slide_to_depth
+from .view_frustums import ViewFrustums, checked_frustums, view_frustums
 
 
 @dataclass(frozen=True)
@@ -129,7 +128,8 @@ class LiftParams:
 
 def detect_3d(points_lidar: np.ndarray, views: Sequence[CameraView], T_base_lidar: np.ndarray,
               frame_id: str = "base_link", stamp_ns: int = 0, params: LiftParams = LiftParams(),
-              timings: dict[str, float] | None = None, split: SweepGround | None = None) -> Detections3D:
+              timings: dict[str, float] | None = None, split: SweepGround | None = None,
+              frustums: Sequence[ViewFrustums | None] | None = None) -> Detections3D:
     """3D boxes of the 2D detections of all cameras, in the frame of T_base_lidar (named `frame_id`).
 
     Args:
@@ -140,7 +140,9 @@ def detect_3d(points_lidar: np.ndarray, views: Sequence[CameraView], T_base_lida
         timings: if given, filled with the milliseconds of each step: ground, support (frustums, clusters,
             headings), anchors (QAF2D), choose_refine, merge (transform + NMS).
         split: sweep_ground's result for the finite points with params.ground, when already computed (the nodes
-            of one process share it per sweep: nodes.shared_ground); computed here when None.
+            of one process share it per sweep: nodes.shared_sweep); computed here when None.
+        frustums: core.view_frustums' result for the views and the non-ground points of that split with
+            params.cluster, when already computed (shared like split); computed here when None.
     """
     clock = _StepClock(timings)
     xyz, finite = check_points(points_lidar, "detect_3d")
@@ -150,9 +152,11 @@ def detect_3d(points_lidar: np.ndarray, views: Sequence[CameraView], T_base_lida
     object_height = ground.height[~ground.is_ground]
     ground_pts = np.compress(ground.is_ground, pts, axis=0)
     clock.step("ground")
+    frustums = checked_frustums(frustums, views) if frustums is not None else view_frustums(objects, views,
+                                                                                             params.cluster)
     object_cells = BevCells(objects, params.border_cell_m)
-    supports = [_box_support(objects, object_cells, object_height, ground_pts, view, params) for view in views]
-    supports = [sup for sup in supports if sup is not None]
+    supports = [_box_support(objects, object_cells, object_height, ground_pts, camera_frustums, params)
+                for camera_frustums in frustums if camera_frustums is not None]
     clock.step("support")
     lifted = _lift_all(supports, params, clock) if supports else None
     if lifted is None:
@@ -270,22 +274,16 @@ class _BoxSupport:
 
 
 def _box_support(objects_lidar: np.ndarray, object_cells: BevCells, object_height: np.ndarray, ground_lidar: np.ndarray,
-                 view: CameraView, params: LiftParams) -> _BoxSupport | None:
-    """LiDAR support of one camera's boxes: frustum clusters, nearest depths, edge depth windows and headings.
+                 frustums: ViewFrustums, params: LiftParams) -> _BoxSupport:
+    """LiDAR support of one camera's boxes: object points, nearest depths, edge depth windows and headings.
     objects_lidar, ground_lidar: the sweep's object and ground points (LiDAR frame [m]); object_cells: the objects'
     bird's-eye-view cells (params.border_cell_m); object_height: their heights above the ground surface [m] (NaN
-    without one)."""
-    dets = view.detections
-    dets = dets.select(np.array([c in DETECTION_CLASSES for c in dets.class_ids], dtype=bool))
-    if len(dets) == 0:
-        return None
+    without one); frustums: the camera's share of core.view_frustums."""
+    view, dets, cloud, extent = frustums.view, frustums.dets, frustums.cloud, frustums.extent
     camera = view.camera
     boxes = dets.boxes_xyxy
     n_boxes = len(boxes)
-    cloud = project_cloud(objects_lidar, camera, view.T_cam_lidar)
-    extent = np.array([class_depth_extent(c) for c in dets.class_ids])
-    bp = object_points_in_boxes(cloud.uv, cloud.points_cam[:, 2], boxes, extent,
-                                expected_depths(boxes, dets.class_ids, camera), params.cluster, dets.class_ids)
+    bp = object_points(frustums.clusters, boxes, params.cluster)
     supported = bp.support >= params.min_support_points
     on = np.flatnonzero(bp.on_object & supported[bp.box])
     on_box, on_depth, on_u = bp.box[on], bp.depth[on], bp.u[on]

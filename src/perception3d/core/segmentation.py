@@ -7,7 +7,9 @@
    points of the band between `min_object_height_m` and the threshold that fall inside a box within its object's
    cluster depth range: those are the object's lowest part (wheels, feet) and take the box's class.
 2. Objects: the remaining points are projected into every camera; a point inside a 2D box and on the box's object
-   depth cluster (core.frustum: depth gating keeps the background behind the object out) takes the box's class
+   depth cluster (core.frustum: depth gating keeps the background behind the object out, and where two boxes of a
+   class overlap the lower one's object hides the other's; the frustums are detection3d's, core.view_frustums, and
+   the clusters are kept whole, not cut into segments) takes the box's class
    (detection class -> lidarseg index, core.classes.DETECTION_TO_LIDARSEG) and the box's 2D score. A point in
    several boxes (overlapping boxes, or two cameras) takes the box whose object is nearest (median cluster
    depth), as the occluding object is the one seen.
@@ -28,17 +30,9 @@ from scipy.sparse.csgraph import connected_components
 from scipy.spatial import cKDTree
 
 from .classes import DETECTION_TO_LIDARSEG, IGNORE_LABEL, LIDARSEG_CLASSES
-from .frustum import (
-    CameraView,
-    ClusterParams,
-    check_points,
-    class_depth_extent,
-    expected_depths,
-    object_points_in_boxes,
-    points_in_boxes_2d,
-    project_cloud,
-)
+from .frustum import CameraView, ClusterParams, check_points, object_points, points_in_boxes_2d, project_cloud
 from .ground import GroundParams, SweepGround, checked_split, sweep_ground
+from .view_frustums import ViewFrustums, checked_frustums, view_frustums
 
 GROUND_LABEL = LIDARSEG_CLASSES.index("driveable_surface")
 RAISED_GROUND_LABEL = LIDARSEG_CLASSES.index("sidewalk")
@@ -48,7 +42,8 @@ def segment_points(points_lidar: np.ndarray, views: Sequence[CameraView], T_base
                    ground: GroundParams | None = None,
                    cluster: ClusterParams | None = None,
                    min_object_height_m: float = 0.05,
-                   blind_link_m: float = 0.3, split: SweepGround | None = None) -> tuple[np.ndarray, np.ndarray]:
+                   blind_link_m: float = 0.3, split: SweepGround | None = None,
+                   frustums: Sequence[ViewFrustums | None] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Per-point lidarseg labels and scores of one sweep.
 
     Args:
@@ -60,7 +55,9 @@ def segment_points(points_lidar: np.ndarray, views: Sequence[CameraView], T_base
         blind_link_m: non-ground points that no camera sees (the blind spots beside the vehicle) take the label
             of labelled object points they connect to through neighbours closer than this [m]; 0 turns it off.
         split: sweep_ground's result for the finite points with `ground`, when already computed (the nodes of one
-            process share it per sweep: nodes.shared_ground); computed here when None.
+            process share it per sweep: nodes.shared_sweep); computed here when None.
+        frustums: core.view_frustums' result for the views and the non-ground points of that split with
+            `cluster`, when already computed (shared like split); computed here when None.
     Returns:
         labels (N,) uint8 in 0..16 (core.classes.LIDARSEG_CLASSES) and scores (N,) float32 in [0, 1].
     """
@@ -71,7 +68,8 @@ def segment_points(points_lidar: np.ndarray, views: Sequence[CameraView], T_base
     scores = np.zeros(len(xyz), dtype=np.float32)
     if not np.all(finite):  # non-finite returns stay unlabelled
         labels[finite], scores[finite] = segment_points(np.compress(finite, xyz, axis=0), views, T_base_lidar,
-                                                        ground, cluster, min_object_height_m, blind_link_m, split)
+                                                        ground, cluster, min_object_height_m, blind_link_m, split,
+                                                        frustums)
         return labels, scores
     pts = xyz
     split = checked_split(split, len(pts)) if split is not None else sweep_ground(pts, T_base_lidar, ground)
@@ -80,32 +78,27 @@ def segment_points(points_lidar: np.ndarray, views: Sequence[CameraView], T_base
     scores[is_ground] = 1.0 - np.abs(split.height[is_ground]) / ground.threshold_m
     band = np.zeros(len(pts), dtype=bool)
     band[is_ground] = split.height[is_ground] > min_object_height_m
-    candidates = np.flatnonzero(~is_ground | band)
-    candidate_pts = np.take(pts, candidates, axis=0)  # a take of rows: ~4x faster than indexing
+    objects = np.flatnonzero(~is_ground)
+    band_index = np.flatnonzero(band)
+    band_pts = np.take(pts, band_index, axis=0)  # a take of rows: ~4x faster than indexing
+    if frustums is None:
+        frustums = view_frustums(np.take(pts, objects, axis=0), views, cluster)
     hit_point, hit_label, hit_score, hit_depth = [], [], [], []
     seen = np.zeros(len(pts), dtype=bool)
-    for view in views:
-        dets = view.detections
-        known = np.array([c in DETECTION_TO_LIDARSEG for c in dets.class_ids], dtype=bool)
-        if not np.any(known) or len(candidates) == 0:
+    for view, camera_frustums in zip(views, checked_frustums(frustums, views)):
+        if camera_frustums is None or len(objects) + len(band_index) == 0:
             continue
-        dets = dets.select(known)
-        cloud = project_cloud(candidate_pts, view.camera, view.T_cam_lidar)
-        point_index = candidates[cloud.index]
+        dets = camera_frustums.dets
+        point_index = objects[camera_frustums.cloud.index]
         seen[point_index] = True
-        in_band = band[point_index]
-        depth = cloud.points_cam[:, 2]
         # Object clusters from the points above the ground band only.
-        extent = np.array([class_depth_extent(c) for c in dets.class_ids])
-        above = np.flatnonzero(~in_band)
-        bp = object_points_in_boxes(cloud.uv[above], depth[above], dets.boxes_xyxy, extent,
-                                    expected_depths(dets.boxes_xyxy, dets.class_ids, view.camera), cluster)
+        bp = object_points(camera_frustums.clusters, dets.boxes_xyxy, cluster)
         # Ground-band points inside a box and within its object's depth range belong to the object (wheels, feet).
-        low = np.flatnonzero(in_band)
-        low_point, low_box = points_in_boxes_2d(cloud.uv[low], dets.boxes_xyxy)
-        low_depth = depth[low][low_point]
+        low = project_cloud(band_pts, view.camera, view.T_cam_lidar)
+        low_point, low_box = points_in_boxes_2d(low.uv, dets.boxes_xyxy)
+        low_depth = low.points_cam[low_point, 2]
         within = (low_depth >= bp.depth_min[low_box]) & (low_depth <= bp.depth_max[low_box])
-        point = np.concatenate([point_index[above][bp.point[bp.on_object]], point_index[low][low_point[within]]])
+        point = np.concatenate([point_index[bp.point[bp.on_object]], band_index[low.index[low_point[within]]]])
         box = np.concatenate([bp.box[bp.on_object], low_box[within]])
         box_label = np.array([DETECTION_TO_LIDARSEG[c] for c in dets.class_ids], dtype=np.uint8)
         hit_point.append(point)

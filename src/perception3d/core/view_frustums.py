@@ -1,0 +1,71 @@
+"""A sweep's object points as each camera sees them, computed once for every node that needs them (issue 18's
+per-sweep context): per camera its boxes of the detection classes, the object points (the sweep less its ground)
+projected into its image, and the boxes' frustum clusters (core.frustum). detection3d (core.lift3d) and
+segmentation (core.segmentation) both start from them; each then cuts the clusters into segments with its own
+parameters. Nodes of one process share them per sweep (nodes.shared_sweep)."""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from .classes import DETECTION_CLASSES
+from .detections import Detections2D
+from .frustum import (
+    CameraView,
+    ClusterParams,
+    FrustumClusters,
+    ProjectedCloud,
+    class_depth_extent,
+    expected_depths,
+    frustum_clusters,
+    project_cloud,
+)
+
+
+@dataclass
+class ViewFrustums:
+    """One camera's share of a sweep.
+
+    Attributes:
+        view: the camera's view (all its boxes, its model and T_cam_lidar).
+        dets: the camera's boxes of the detection classes.
+        cloud: the object points in its image (cloud.index: into the sweep's object points).
+        extent: (B,) the largest depth extent of each box's class [m] (core.frustum.class_depth_extent).
+        clusters: the boxes' frustum clusters among the cloud's points.
+    """
+
+    view: CameraView
+    dets: Detections2D
+    cloud: ProjectedCloud
+    extent: np.ndarray
+    clusters: FrustumClusters
+
+
+def view_frustums(objects_lidar: np.ndarray, views: Sequence[CameraView],
+                  params: ClusterParams) -> list[ViewFrustums | None]:
+    """Per view, its ViewFrustums of the object points (N, 3) [m, LiDAR frame]; None for a view without a box of a
+    detection class."""
+    out: list[ViewFrustums | None] = []
+    for view in views:
+        dets = view.detections
+        dets = dets.select(np.array([c in DETECTION_CLASSES for c in dets.class_ids], dtype=bool))
+        if len(dets) == 0:
+            out.append(None)
+            continue
+        cloud = project_cloud(objects_lidar, view.camera, view.T_cam_lidar)
+        extent = np.array([class_depth_extent(c) for c in dets.class_ids])
+        clusters = frustum_clusters(cloud.uv, cloud.points_cam[:, 2], dets.boxes_xyxy, extent,
+                                    expected_depths(dets.boxes_xyxy, dets.class_ids, view.camera), params,
+                                    dets.class_ids)
+        out.append(ViewFrustums(view, dets, cloud, extent, clusters))
+    return out
+
+
+def checked_frustums(frustums: Sequence[ViewFrustums | None], views: Sequence[CameraView]
+                     ) -> Sequence[ViewFrustums | None]:
+    """frustums, when they are one per view (a ValueError otherwise: they were computed for other views)."""
+    if len(frustums) != len(views):
+        raise ValueError(f"view frustums of {len(frustums)} cameras given for {len(views)} camera views")
+    return frustums
