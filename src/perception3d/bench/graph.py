@@ -109,9 +109,9 @@ def run(out_dir: Path) -> Path:
              f"the three nodes together {verdict} the 50 ms target (the LiDAR period). 'pre' is transforms and point "
              "selection, 'infer' the geometric algorithm, 'post' building output messages (occupancy publishes its "
              "CUBE_LIST marker every 5th sweep, which dominates its post p95). The nodes run in one process, as "
-             "replay and perception3d_graph run them: detection3d computes each sweep's ground surface and "
-             "segmentation reuses it (nodes.shared_ground). 'first frame' is the first sweep's total, with whatever "
-             "a node builds on its first sweep. Replay real-time factor on an 8 s "
+             "replay and perception3d_graph run them: detection3d computes each sweep's ground surface and its "
+             "boxes' frustum clusters, and segmentation reuses them (nodes.shared_sweep). 'first frame' is the "
+             "first sweep's total, with whatever a node builds on its first sweep. Replay real-time factor on an 8 s "
              f"synthetic scene with JPEG images and simulated 2D detections: {rtf:.2f}x ({wall_s:.1f} s wall for "
              f"{scene_s:.0f} s of data, reading included). Load average at start: {load:.1f}.")
     return write_results(out_dir, "graph", "Geometric graph latency (perception3d bench graph)", table, data, notes)

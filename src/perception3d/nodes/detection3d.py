@@ -33,7 +33,7 @@ from ..msgs.markers import box_markers, motion_markers
 from .base import Frame, NodeDefinition, OutputSpec, StageTimer, TransformLookup
 from .learned import LEARNED_MODEL_PARAMS, model_file, runner_options
 from .params import Param
-from .shared_ground import SHARED_GROUND
+from .shared_sweep import SHARED_SWEEP
 from .sweep import EGO_BOX_PARAM, LEARNED_MODE_PARAM, WORLD_FRAME_PARAM, Sweep, camera_boxes, camera_views, lidar_sweep
 
 _DEFAULTS = LiftParams()
@@ -164,10 +164,10 @@ class Detection3DNode(NodeDefinition):
                 dets = self._learned(frame, tf, sweep)
             else:
                 points = sweep.usable_rows(sweep.points)
-                split = SHARED_GROUND.get(points, sweep.T_base_lidar, self.lift.ground, frame.lidar.frame_id,
-                                          frame.stamp_ns)
+                context = SHARED_SWEEP.get(points, sweep.T_base_lidar, self.lift.ground, frame.lidar.frame_id,
+                                           frame.stamp_ns)
                 dets = detect_3d(points, views, sweep.T_base_lidar, self.params["base_frame"], frame.stamp_ns,
-                                 self.lift, split=split)
+                                 self.lift, split=context.split, frustums=context.frustums(views, self.lift.cluster))
         with timer.stage("post"):
             dets = dets.select(dets.scores >= self.params["score_threshold"])
             dets.stamp_ns = frame.stamp_ns

@@ -29,7 +29,7 @@ from ..msgs.pointcloud import array_to_pointcloud2, labelled_pointcloud2
 from .base import Frame, NodeDefinition, OutputSpec, StageTimer, TransformLookup
 from .learned import LEARNED_MODEL_PARAMS, model_file, runner_options
 from .params import Param
-from .shared_ground import SHARED_GROUND
+from .shared_sweep import SHARED_SWEEP
 from .sweep import (
     EGO_BOX_PARAM,
     LEARNED_MODE_PARAM,
@@ -112,9 +112,10 @@ class SegmentationNode(NodeDefinition):
             return self.segment_learned(sweep.usable_rows(sweep.points_base), sweep.usable_rows(sweep.intensity), boxes)
         views = camera_views(frame, tf, self.params["world_frame"])
         points = sweep.usable_rows(sweep.points)
-        split = SHARED_GROUND.get(points, sweep.T_base_lidar, self.ground, frame.lidar.frame_id, frame.stamp_ns)
+        context = SHARED_SWEEP.get(points, sweep.T_base_lidar, self.ground, frame.lidar.frame_id, frame.stamp_ns)
         return segment_points(points, views, sweep.T_base_lidar, self.ground, self.cluster,
-                              self.params["min_object_height_m"], split=split)
+                              self.params["min_object_height_m"], split=context.split,
+                              frustums=context.frustums(views, self.cluster))
 
     def process(self, frame: Frame, tf: TransformLookup, timer: StageTimer) -> list:
         with timer.stage("pre"):

@@ -409,7 +409,7 @@ class RosNodeHost:
 class GraphProcess:
     """Several nodes of the graph in one process (the `perception3d_graph` executable), as a composable container
     holds C++ nodes: a RosNodeHost per node, one TF listener for all of them, one executor, and the per-process
-    caches (nodes.shared_ground). An output another node of the process reads (the output's resolved topic is that
+    caches (nodes.shared_sweep). An output another node of the process reads (the output's resolved topic is that
     node's resolved input) is handed to it as the message object, with no subscription and no serialization; it is
     still published for every other subscriber."""
 
