@@ -44,7 +44,7 @@ import numpy as np
 
 from .bev_components import BevCells, connected_in_window
 from .boxes import bev_corners, footprint_iou, lwh_to_wlh, wlh_to_lwh
-from .classes import DETECTION_RANGE_M, SIZE_PRIOR_WLH
+from .classes import DETECTION_RANGE_M, SIZE_PRIOR_WLH, size_priors
 from .detections import Detections2D, Detections3D
 from .frustum import (
     CameraView,
@@ -315,7 +315,7 @@ def _foot_nearest_depth(depth_min, supported, on_box, on_u, on_height, dets, vie
     n_boxes = len(depth_min)
     lowest = np.full(n_boxes, np.inf)
     np.minimum.at(lowest, on_box, np.where(np.isnan(on_height), -np.inf, on_height))  # no surface: never raised
-    prior = np.array([SIZE_PRIOR_WLH[c][0] for c in dets.class_ids]).reshape(-1, 3)  # (w, l, h)
+    prior = size_priors(dets.class_ids)[:, 0]  # (w, l, h)
     raised = supported & np.isfinite(lowest) & (lowest > params.foot_gap * prior[:, 2])
     if not raised.any() or len(ground_lidar) == 0:
         return depth_min
@@ -378,7 +378,7 @@ def _lift_all(supports: list[_BoxSupport], params: LiftParams,
     points = np.vstack([sup.points for sup in supports])
     count = np.concatenate([sup.count for sup in supports])
     start = np.cumsum(count) - count
-    prior_wlh = np.array([SIZE_PRIOR_WLH[c] for c in classes]).reshape(-1, 2, 3)  # (B, mean/std, wlh)
+    prior_wlh = size_priors(classes)  # (B, mean/std, wlh)
 
     threshold = np.where(supported, params.lidar_iou_threshold, params.iou_threshold)
     anchors = lift_boxes_multi(boxes, classes, cam, cameras, T_lidar_cam, threshold, params.top_k,
@@ -508,7 +508,7 @@ def _yaw_masks(heading: np.ndarray, R_cam_lidar: np.ndarray, tolerance_deg: floa
 def prior_depth_windows(boxes, class_ids, camera, params: LiftParams) -> np.ndarray:
     """(B, 2) edge depths [m] at which the box height fits the class prior height (mean +- prior_window_std std),
     capped at `max_range_factor` x the class's evaluation range: the search space of boxes without LiDAR."""
-    prior = np.array([SIZE_PRIOR_WLH[c] for c in class_ids]).reshape(-1, 2, 3)
+    prior = size_priors(class_ids)
     h_lo = prior[:, 0, 2] - params.prior_window_std * prior[:, 1, 2]
     h_hi = prior[:, 0, 2] + params.prior_window_std * prior[:, 1, 2]
     pixels = np.maximum(boxes[:, 3] - boxes[:, 1], 1e-6)
