@@ -128,19 +128,22 @@ def detections3d_to_msg(dets: Detections3D, factory: MessageFactory | None = Non
     header = factory.header(dets.stamp_ns, dets.frame_id)
     quats = yaw_to_quat_xyzw(dets.yaws)
     centers, sizes = np.asarray(dets.centers, dtype=np.float64), np.asarray(dets.sizes_lwh, dtype=np.float64)
-    # the flat parts of every box in bulk (MessageFactory.many), the nested ones per box
+    # the flat parts of every box in bulk (MessageFactory.many), the nested ones per box; every hypothesis shares
+    # one default pose (MessageFactory.like)
     positions = factory.many("geometry_msgs/msg/Point", x=centers[:, 0], y=centers[:, 1], z=centers[:, 2])
     orientations = factory.many("geometry_msgs/msg/Quaternion", x=quats[:, 0], y=quats[:, 1], z=quats[:, 2],
                                 w=quats[:, 3])
     extents = factory.many("geometry_msgs/msg/Vector3", x=sizes[:, 0], y=sizes[:, 1], z=sizes[:, 2])
+    hypothesis = _hypothesis(factory, "", 0.0)
     items = []
     for position, orientation, size, cls, score, ident in zip(positions, orientations, extents, dets.class_ids,
                                                               dets.scores, dets.ids):
         bbox = factory("vision_msgs/msg/BoundingBox3D",
                        center=factory("geometry_msgs/msg/Pose", position=position, orientation=orientation),
                        size=size)
-        items.append(factory("vision_msgs/msg/Detection3D", header=header,
-                             results=[_hypothesis(factory, cls, score)], bbox=bbox, id=str(ident)))
+        result = factory.like("vision_msgs/msg/ObjectHypothesisWithPose", hypothesis, hypothesis=factory(
+            "vision_msgs/msg/ObjectHypothesis", class_id=str(cls), score=float(score)))
+        items.append(factory("vision_msgs/msg/Detection3D", header=header, results=[result], bbox=bbox, id=str(ident)))
     return factory("vision_msgs/msg/Detection3DArray", header=header, detections=items)
 
 
