@@ -279,6 +279,24 @@ def test_2d_boxes_are_checked_one_by_one(tmp_path):
     assert dropped == {"more than 5 boxes in one message (lowest scores dropped)": 15}
 
 
+def test_2d_box_checks_read_the_best_finite_hypothesis_and_reject_non_finite_geometry():
+    from perception3d.core.detections import Detections2D
+    from perception3d.msgs.detections import checked_detections2d
+
+    dets = Detections2D(np.tile([10.0, 10, 50, 50], (4, 1)), ["car"] * 4, [0.5] * 4, "CAM_FRONT", 5)
+    msg = detections2d_to_msg(dets)
+    first = msg.detections[0].results[0]
+    nan_truck, low_bus = (type(first)(hypothesis=type(first.hypothesis)(class_id=c, score=s), pose=first.pose)
+                          for c, s in (("truck", float("nan")), ("bus", 0.25)))
+    msg.detections[0].results = [nan_truck, first, low_bus]  # NaN ranks last: the car at 0.5 is read
+    msg.detections[1].results = [nan_truck]  # its only hypothesis has no finite score
+    msg.detections[2].bbox.size_x = float("inf")
+    msg.detections[3].bbox.center.position.y = float("nan")
+    out, dropped = checked_detections2d(msg, "/CAM_FRONT/detections", None, {}, ("car", "truck", "bus"), 100)
+    assert list(out.class_ids) == ["car"] and list(out.scores) == [0.5]
+    assert list(dropped.items()) == [("score outside [0, 1]", 1), ("box with a non-finite centre or size", 2)]
+
+
 def test_unknown_class_ids_are_counted_per_id_in_the_summary(clean, tmp_path):
     bag, _, _ = clean
 

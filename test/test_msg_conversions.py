@@ -165,6 +165,39 @@ def test_voxel_markers_one_cube_list_with_per_cube_colours():
     assert len(markers[1].points) == 2 and markers[1].colors[1].b == 1.0 and markers[1].scale.x == 0.4
 
 
+def test_markers_that_share_point_and_colour_messages_serialize_every_edge_and_cube_on_its_own():
+    store = typestore()
+    dets = Detections3D([[0, 0, 0], [5, 5, 1], [-3, 2, 0]], [[4, 2, 1], [1, 1, 2], [3, 2, 2]], [0, 1, -2],
+                        ["car", "truck", "car"], [1, 1, 1], "base_link", 1)
+    raw = store.serialize_cdr(box_markers(dets), "visualization_msgs/msg/MarkerArray")
+    decoded = store.deserialize_cdr(raw, "visualization_msgs/msg/MarkerArray").markers  # one object per point
+    edges = box_corners(dets.centers, dets.sizes_lwh, dets.yaws)[:, [0, 1, 1, 2, 2, 3, 3, 0, 4, 5, 5, 6, 6, 7, 7, 4,
+                                                                      0, 4, 1, 5, 2, 6, 3, 7]]
+    for i, marker in enumerate(decoded[1:]):
+        assert marker.id == i + 1
+        np.testing.assert_array_equal([[p.x, p.y, p.z] for p in marker.points], edges[i])
+    centers = np.arange(15.0).reshape(5, 3)
+    colors = np.array([[0, 0, 255], [255, 0, 0], [0, 0, 255], [10, 20, 30], [255, 0, 0]])
+    raw = store.serialize_cdr(voxel_markers(centers, colors, 0.4, 10, "base_link", alpha=0.5),
+                              "visualization_msgs/msg/MarkerArray")
+    cubes = store.deserialize_cdr(raw, "visualization_msgs/msg/MarkerArray").markers[1]
+    np.testing.assert_array_equal([[p.x, p.y, p.z] for p in cubes.points], centers)
+    np.testing.assert_array_equal([[c.r, c.g, c.b, c.a] for c in cubes.colors],
+                                  np.c_[colors / 255.0, np.full(5, 0.5)].astype(np.float32))
+
+
+def test_detection3d_hypotheses_carry_their_own_class_and_score_and_an_identity_pose():
+    dets = Detections3D([[0, 0, 0], [5, 5, 1]], [[4, 2, 1]] * 2, [0, 1], ["car", "truck"], [0.25, 0.75],
+                        "base_link", 1)
+    store = typestore()
+    raw = store.serialize_cdr(detections3d_to_msg(dets), "vision_msgs/msg/Detection3DArray")
+    results = [d.results for d in store.deserialize_cdr(raw, "vision_msgs/msg/Detection3DArray").detections]
+    assert [(r[0].hypothesis.class_id, r[0].hypothesis.score) for r in results] == [("car", 0.25), ("truck", 0.75)]
+    for (result,) in results:
+        pose = result.pose
+        assert (pose.pose.orientation.w, pose.pose.position.x) == (1.0, 0.0) and not pose.covariance.any()
+
+
 def test_tf_round_trip():
     T = transform_from_quat_xyzw([1, 2, 3], yaw_to_quat_xyzw(0.7))
     msg = tf_message([transform_stamped(T, "base_link", "LIDAR_TOP", 42)])

@@ -125,3 +125,29 @@ def test_chunk_crc_mismatch_skips_the_chunk(tmp_path):
     payloads = [payload for _, _, payload in walk.messages()]
     assert bytes([7]) * 50 not in payloads and len(payloads) < 20 and bytes([19]) * 50 in payloads
     assert any("CRC mismatch" in d.problem for d in walk.damage)
+
+
+def test_walk_copies_out_only_the_payloads_asked_for_and_skips_a_damaged_record_inside_an_intact_chunk(tmp_path):
+    from perception3d.msgs.bag import BagWriter
+    from perception3d.msgs.factory import default_factory
+    from perception3d.msgs.mcap_records import McapWalk
+
+    f = default_factory()
+    with BagWriter(tmp_path / "bag") as bag:  # rosbags writes uncompressed chunks without CRCs
+        for k in range(30):
+            bag.write("/a" if k % 3 else "/b", k, f("std_msgs/msg/String", data=f"message {k:02d}"))
+    (path,) = (tmp_path / "bag").glob("*.mcap")
+    every = [(channel.topic, t, payload) for channel, t, payload in McapWalk(path).messages()]
+    assert len(every) == 30 and all(payload is not None for *_, payload in every)
+    only_b = [(channel.topic, t, payload) for channel, t, payload in McapWalk(path).messages({"/b"})]
+    assert only_b == [(topic, t, payload if topic == "/b" else None) for topic, t, payload in every]
+
+    data = bytearray(path.read_bytes())
+    hit = data.find(b"message 13") - 4 - 4 - 22 - 9  # CDR header, string length, message fields, record header
+    assert data[hit] == 0x05  # the Message record of message 13
+    data[hit] = 0x77
+    path.write_bytes(bytes(data))
+    walk = McapWalk(path)
+    texts = [bytes(payload) for _, _, payload in walk.messages({"/a"}) if payload is not None]
+    assert len(texts) == 19 and not any(b"message 13" in t for t in texts) and any(b"message 14" in t for t in texts)
+    assert any("unreadable record" in d.problem for d in walk.damage)

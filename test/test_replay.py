@@ -248,3 +248,27 @@ def test_the_geometric_graph_replays_without_torch_or_onnxruntime():
     assert result.returncode == 0, result.stderr[-3000:]
     processed = ast.literal_eval(result.stdout.strip().splitlines()[-1])
     assert processed == {"detection3d": (2, 0), "segmentation": (2, 0), "occupancy": (2, 0)}
+
+
+def test_replay_lookups_are_answered_once_and_handed_out_as_copies():
+    from perception3d.core.tf_buffer import TfBuffer
+    from perception3d.errors import TransformError
+    from perception3d.runtime.bag import LoadedTransforms
+
+    buffer = TfBuffer()
+    lookups = LoadedTransforms(buffer)
+    with pytest.raises(TransformError):
+        lookups.lookup("map", "base_link", 5)
+    for stamp in (0, 10_000):  # base_link at x = stamp [m]
+        T = np.eye(4)
+        T[0, 3] = stamp
+        buffer.set_transform("map", "base_link", stamp, T)
+    first = lookups.lookup("map", "base_link", 5)  # the failure was not kept
+    assert first[0, 3] == 5.0
+    first[0, 3] = 99.0  # a caller's change does not reach the next caller
+    buffer.set_transform("map", "base_link", 5, np.eye(4))  # never done during a replay: shows the answer is kept
+    assert lookups.lookup("map", "base_link", 5)[0, 3] == 5.0 and buffer.lookup("map", "base_link", 5)[0, 3] == 0
+    for stamp in range(100, 101 + LoadedTransforms.MEMO_SIZE):
+        expected = buffer.lookup("base_link", "map", stamp)
+        np.testing.assert_array_equal(lookups.lookup("base_link", "map", stamp), expected)
+    assert lookups.lookup("map", "base_link", 5)[0, 3] == 0  # the oldest answers were let go

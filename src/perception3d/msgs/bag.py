@@ -188,7 +188,7 @@ class BagReader:
                     raise BagError(f"{self.path}: cannot open: {exc}") from exc
                 self._reader = None
         self._walk_index = _WalkIndex()
-        for _ in self._walk(None, self._walk_index):
+        for _ in self._walk(set(), self._walk_index):  # the index pass: no payload is copied out
             pass
         return self
 
@@ -271,13 +271,14 @@ class BagReader:
             raise BagError(f"{self.path}: cannot read further (truncated or corrupt storage?): {exc}") from exc
 
     def _walk(self, wanted: set[str] | None, index: _WalkIndex | None) -> Iterator[BagMessage]:
-        """Messages of every MCAP file, record by record; `index` (the pass at open) collects topics and damage."""
+        """Messages of every MCAP file, record by record (only the payloads of `wanted` topics are read; None:
+        all); `index` (the pass at open) collects every message's topic and time, and the damage."""
         for file in self._mcap_files:
             walk = McapWalk(file)
-            for channel, log_time, data in walk.messages():
+            for channel, log_time, data in walk.messages(wanted):
                 if index is not None:
                     index.add(channel, log_time)
-                if wanted is None or channel.topic in wanted:
+                if data is not None:
                     yield BagMessage(channel.topic, log_time, channel.msgtype, data)
             if index is not None:
                 index.files_complete &= walk.complete

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import array
 import copy
-import dataclasses
 import importlib
 from collections.abc import Callable
 from typing import Any
@@ -97,8 +96,9 @@ class MessageFactory:
         _, known, plan = self._builders.get(msgtype) or self._compile(msgtype)
         if not known.issuperset(fields):
             raise TypeError(f"{msgtype} has no field(s) {sorted(set(fields) - known)}; fields are {sorted(known)}")
-        converters = {name: convert for name, convert, _ in plan}
-        return dataclasses.replace(template, **{name: converters[name](value) for name, value in fields.items()})
+        changed = {name: convert(fields[name]) for name, convert, _ in plan if name in fields}
+        # the constructor on the template's fields: what dataclasses.replace does, without its per-field checks
+        return type(template)(**{**vars(template), **changed})
 
     # -- conveniences used by every conversion -------------------------------------------------------------
     def time(self, stamp_ns: int) -> Any:

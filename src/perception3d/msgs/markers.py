@@ -20,7 +20,7 @@ ARROW, LINE_LIST, CUBE_LIST = 0, 5, 6
 ADD, DELETEALL = 0, 3
 
 # Corner indices of the 12 box edges, as consecutive LINE_LIST pairs (corner order of core.boxes).
-_EDGE_CORNERS = np.array([0, 1, 1, 2, 2, 3, 3, 0, 4, 5, 5, 6, 6, 7, 7, 4, 0, 4, 1, 5, 2, 6, 3, 7])
+_EDGE_CORNERS = (0, 1, 1, 2, 2, 3, 3, 0, 4, 5, 5, 6, 6, 7, 7, 4, 0, 4, 1, 5, 2, 6, 3, 7)
 
 
 def _color(factory: MessageFactory, rgb, alpha: float = 1.0) -> Any:
@@ -42,9 +42,9 @@ def box_markers(dets: Detections3D, ns: str = "detections", line_width: float = 
     factory = factory or default_factory()
     header = factory.header(dets.stamp_ns, dets.frame_id)
     markers = [_delete_all(factory, header, ns)]
-    edges = box_corners(dets.centers, dets.sizes_lwh, dets.yaws)[:, _EDGE_CORNERS]
-    points = _points(factory, edges)  # every box's edge points in one bulk call, then a slice per box
-    per_box = len(_EDGE_CORNERS)
+    # every box's 8 corners in one bulk call; each edge list refers to its box's corner messages (messages are not
+    # changed once built), so 8 Points per box are made instead of 24
+    corners = _points(factory, box_corners(dets.centers, dets.sizes_lwh, dets.yaws))
     # one marker built in full, the others as copies that differ in id, colour and points (MessageFactory.like)
     template = factory("visualization_msgs/msg/Marker", header=header, ns=ns, type=LINE_LIST, action=ADD,
                        pose=factory("geometry_msgs/msg/Pose"),
@@ -54,7 +54,7 @@ def box_markers(dets: Detections3D, ns: str = "detections", line_width: float = 
     for i in range(len(dets)):
         markers.append(factory.like("visualization_msgs/msg/Marker", template, id=i + 1,
                                     color=colors[str(dets.class_ids[i])],
-                                    points=points[i * per_box:(i + 1) * per_box]))
+                                    points=[corners[8 * i + c] for c in _EDGE_CORNERS]))
     return factory("visualization_msgs/msg/MarkerArray", markers=markers)
 
 
@@ -89,16 +89,21 @@ def motion_of_markers(msg: Any) -> dict[str, tuple[np.ndarray, str]]:
 
 def voxel_markers(centers: np.ndarray, colors_rgb: np.ndarray, resolution: float, stamp_ns: int, frame_id: str,
                   ns: str = "occupancy", alpha: float = 0.9, factory: MessageFactory | None = None) -> Any:
-    """MarkerArray with one CUBE_LIST: cubes of edge `resolution` at centres (N, 3), per-cube colours (N, 3)."""
+    """MarkerArray with one CUBE_LIST: cubes of edge `resolution` at centres (N, 3), per-cube colours (N, 3).
+
+    One ColorRGBA message is made per distinct colour (a class palette has a few) and referred to by every cube of
+    that colour (messages are not changed once built)."""
     factory = factory or default_factory()
     header = factory.header(stamp_ns, frame_id)
-    rgb = np.asarray(colors_rgb, dtype=np.float64).reshape(-1, 3) / 255.0
+    palette, which = np.unique(np.asarray(colors_rgb, dtype=np.float64).reshape(-1, 3) / 255.0, axis=0,
+                               return_inverse=True)
+    palette_msgs = factory.many("std_msgs/msg/ColorRGBA", r=palette[:, 0], g=palette[:, 1], b=palette[:, 2],
+                                a=np.full(len(palette), alpha))
     cubes = factory(
         "visualization_msgs/msg/Marker", header=header, ns=ns, id=1, type=CUBE_LIST, action=ADD,
         pose=factory("geometry_msgs/msg/Pose"),
         scale=factory("geometry_msgs/msg/Vector3", x=resolution, y=resolution, z=resolution),
         color=_color(factory, (255, 255, 255), alpha),
         points=_points(factory, centers),
-        colors=factory.many("std_msgs/msg/ColorRGBA", r=rgb[:, 0], g=rgb[:, 1], b=rgb[:, 2],
-                            a=np.full(len(rgb), alpha)))
+        colors=[palette_msgs[k] for k in which.reshape(-1).tolist()])
     return factory("visualization_msgs/msg/MarkerArray", markers=[_delete_all(factory, header, ns), cubes])

@@ -11,7 +11,10 @@ An indexed reader trusts the summary at the end of the file; this one walks the 
 - a chunk whose CRC is present and wrong is skipped whole (its bytes cannot be trusted).
 Every skip is recorded (byte offset, what, how many bytes), so a caller can say how much was lost and where.
 Messages come out in file order (a rosbag2 writer writes them in log-time order). The file is memory-mapped and the
-pages already walked are released as the walk goes on, so resident memory does not grow with the file's size.
+pages already walked are released as the walk goes on, so resident memory does not grow with the file's size. An
+uncompressed chunk is read in place (a view of the mapping, not a copy) and only the payloads of the topics asked
+for are copied out, so a pass over a few topics of a large bag (an index pass, the /tf pass) touches little more
+than the record headers.
 """
 from __future__ import annotations
 
@@ -65,9 +68,11 @@ class McapWalk:
     complete: bool = False  # the footer and closing magic were reached
     orphan_messages: int = 0  # messages whose channel record was lost
     _released: int = 0  # mapped bytes already given back (see _release)
+    _topics: set[str] | None = None  # whose payloads `messages` copies out (None: every topic)
 
-    def messages(self) -> Iterator[tuple[McapChannel, int, bytes]]:
-        """Every readable message in file order; damage found on the way is appended to `damage`."""
+    def messages(self, topics: set[str] | None = None) -> Iterator[tuple[McapChannel, int, bytes | None]]:
+        """Every readable message in file order, with its CDR bytes when its topic is in `topics` (None: every
+        topic) and None otherwise; damage found on the way is appended to `damage`."""
         self.channels.clear()
         self.damage.clear()
         self.complete, self.orphan_messages = False, 0
@@ -77,10 +82,11 @@ class McapWalk:
                 return
             with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:
                 self._released = 0
+                self._topics = topics
                 yield from self._walk(data)
 
     # -- top level ---------------------------------------------------------------------------------------------
-    def _walk(self, data: mmap.mmap) -> Iterator[tuple[McapChannel, int, bytes]]:
+    def _walk(self, data: mmap.mmap) -> Iterator[tuple[McapChannel, int, bytes | None]]:
         size = len(data)
         pos = len(MAGIC)
         if data[:len(MAGIC)] != MAGIC:
@@ -158,8 +164,16 @@ class McapWalk:
         return start, end, uncompressed, crc, compression, name_at + name_len + 8
 
     # -- chunks ------------------------------------------------------------------------------------------------
-    def _chunk(self, data: mmap.mmap, pos: int, schemas: dict[int, str]) -> Iterator[tuple[McapChannel, int, bytes]]:
+    def _chunk(self, data: mmap.mmap, pos: int, schemas: dict[int, str]
+               ) -> Iterator[tuple[McapChannel, int, bytes | None]]:
         start, end, uncompressed, crc, compression, at = self._chunk_header(data, pos)
+        if compression == "" and at + uncompressed <= len(data):
+            with memoryview(data)[at:at + uncompressed] as raw:  # an intact uncompressed chunk: read in place
+                if crc and zlib.crc32(raw) != crc:
+                    self.damage.append(McapDamage(pos, "chunk CRC mismatch: chunk skipped", uncompressed))
+                    return
+                yield from self._records(raw, at, schemas, (start, end))
+            return
         available = data[at:at + uncompressed] if compression == "" else data[at:pos + 9 + _length(data, pos)]
         if at + len(available) < pos + 9 + _length(data, pos):  # cut short
             if compression:
@@ -180,9 +194,10 @@ class McapWalk:
             return
         yield from self._records(raw, at, schemas, (start, end))
 
-    def _records(self, raw: bytes, base: int, schemas: dict[int, str],
-                 time_range: tuple[int, int] | None) -> Iterator[tuple[McapChannel, int, bytes]]:
-        """Schema, Channel and Message records of a chunk's data (or one top-level record); base = file offset."""
+    def _records(self, raw: bytes | memoryview, base: int, schemas: dict[int, str],
+                 time_range: tuple[int, int] | None) -> Iterator[tuple[McapChannel, int, bytes | None]]:
+        """Schema, Channel and Message records of a chunk's data (or one top-level record); base = file offset.
+        Payloads are copied out (bytes) for the topics asked for only."""
         from mcap.data_stream import ReadDataStream
         from mcap.records import Channel, Schema
 
@@ -209,6 +224,7 @@ class McapWalk:
                 except Exception:  # struct.error, UnicodeDecodeError, ...: a damaged record
                     ok = False
             if not ok:
+                raw = bytes(raw)  # damaged: search it as bytes (a view of the mapping has no find)
                 skip_to = self._next_message(raw, p + 1, time_range)
                 self.damage.append(McapDamage(base + p, f"unreadable record (opcode {opcode:#04x}) inside a chunk",
                                               skip_to - p))
@@ -220,7 +236,8 @@ class McapWalk:
                 if channel is None:
                     self.orphan_messages += 1
                 else:
-                    yield channel, log_time, raw[p + 9 + _MESSAGE_FIXED:end]
+                    wanted = self._topics is None or channel.topic in self._topics
+                    yield channel, log_time, bytes(raw[p + 9 + _MESSAGE_FIXED:end]) if wanted else None
             p = end
 
     def _plausible_message(self, raw: bytes, p: int, time_range: tuple[int, int] | None) -> bool:
