@@ -8,7 +8,8 @@ from perception3d.core.classes import LIDARSEG_CLASSES
 from perception3d.core.frustum import (
     ClusterParams,
     foot_depths,
-    object_points_in_boxes,
+    frustum_clusters,
+    object_points,
     points_in_boxes_covered,
     project_cloud,
 )
@@ -32,6 +33,12 @@ CAR, PED, GROUND, SIDEWALK, TRUCK = (LIDARSEG_CLASSES.index(n)
 SENSOR = T_BASE_LIDAR[:3, 3]
 CAR_BOX = (np.array([15.0, 1.0, 0.3 + 0.8]), np.array([4.6, 1.9, 1.6]), 0.4)  # 0.3 m ground clearance
 PED_BOX = (np.array([9.0, 0.2, 0.9]), np.array([0.6, 0.6, 1.8]), 0.0)
+
+
+def object_points_in_boxes(uv, depth, boxes, extent, expected=None, params=None, kinds=None):
+    """The frustum clusters of boxes among projected points, then each box's object points (core.frustum)."""
+    params = params or ClusterParams()
+    return object_points(frustum_clusters(uv, depth, boxes, extent, expected, params, kinds), boxes, params)
 
 
 def wall(x, y_range=(-6, 6), z_range=(0.3, 4.0), spacing=0.15):

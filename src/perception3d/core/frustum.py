@@ -243,15 +243,6 @@ def points_in_boxes_covered(uv: np.ndarray, boxes_xyxy: np.ndarray,
     return point, box, bottom < lowest[key]
 
 
-def object_points_in_boxes(uv: np.ndarray, depth: np.ndarray, boxes_xyxy: np.ndarray, max_extent: np.ndarray,
-                           expected_depth: np.ndarray | None = None,
-                           params: ClusterParams = ClusterParams(), kinds: np.ndarray | None = None) -> BoxPoints:
-    """Frustum membership and object depth clusters of projected points (uv (n, 2), depth (n,)) in boxes (B, 4):
-    `frustum_clusters`, then `object_points`."""
-    return object_points(frustum_clusters(uv, depth, boxes_xyxy, max_extent, expected_depth, params, kinds),
-                         boxes_xyxy, params)
-
-
 def frustum_clusters(uv: np.ndarray, depth: np.ndarray, boxes_xyxy: np.ndarray, max_extent: np.ndarray,
                      expected_depth: np.ndarray | None = None, params: ClusterParams = ClusterParams(),
                      kinds: np.ndarray | None = None) -> FrustumClusters:
