@@ -169,10 +169,8 @@ class McapWalk:
         start, end, uncompressed, crc, compression, at = self._chunk_header(data, pos)
         if compression == "" and at + uncompressed <= len(data):
             with memoryview(data)[at:at + uncompressed] as raw:  # an intact uncompressed chunk: read in place
-                if crc and zlib.crc32(raw) != crc:
-                    self.damage.append(McapDamage(pos, "chunk CRC mismatch: chunk skipped", uncompressed))
-                    return
-                yield from self._records(raw, at, schemas, (start, end))
+                if self._crc_matches(raw, crc, pos, uncompressed):
+                    yield from self._records(raw, at, schemas, (start, end))
             return
         available = data[at:at + uncompressed] if compression == "" else data[at:pos + 9 + _length(data, pos)]
         if at + len(available) < pos + 9 + _length(data, pos):  # cut short
@@ -189,10 +187,16 @@ class McapWalk:
         except Exception as exc:  # the decompressors raise assorted types on corrupt input
             self.damage.append(McapDamage(pos, f"{compression} chunk does not decompress: {exc}", len(available)))
             return
+        if self._crc_matches(raw, crc, pos, len(available)):
+            yield from self._records(raw, at, schemas, (start, end))
+
+    def _crc_matches(self, raw: bytes | memoryview, crc: int, pos: int, size: int) -> bool:
+        """Whether a chunk's records (raw) match its CRC (0: none stored); a mismatch is recorded as damage of the
+        chunk at pos (size bytes skipped)."""
         if crc and zlib.crc32(raw) != crc:
-            self.damage.append(McapDamage(pos, "chunk CRC mismatch: chunk skipped", len(available)))
-            return
-        yield from self._records(raw, at, schemas, (start, end))
+            self.damage.append(McapDamage(pos, "chunk CRC mismatch: chunk skipped", size))
+            return False
+        return True
 
     def _records(self, raw: bytes | memoryview, base: int, schemas: dict[int, str],
                  time_range: tuple[int, int] | None) -> Iterator[tuple[McapChannel, int, bytes | None]]:
