@@ -12,6 +12,7 @@ output that cannot be written (disk full, read-only) ends the replay with `outpu
 """
 from __future__ import annotations
 
+import functools
 import math
 from collections import Counter, defaultdict
 from collections.abc import Callable, Mapping, Sequence
@@ -159,24 +160,18 @@ class LoadedTransforms:
 
     The replay loads every transform of the bag into the buffer before the data pass and adds none during it, so an
     answer never changes; the runner's camera placement check and each node ask for the same (target, source,
-    stamp) again (the geometric graph on the 8 s scene: 6080 lookups, 896 distinct). The latest MEMO_SIZE answers
-    are kept and handed out as copies; a lookup that fails is not kept (it raises again).
+    stamp) again (the geometric graph on the 8 s scene: 6080 lookups, 896 distinct). The MEMO_SIZE most recently
+    used answers are kept and handed out as copies; a lookup that fails is not kept (it raises again).
     """
 
     MEMO_SIZE = 1024
 
     def __init__(self, buffer: TfBuffer) -> None:
         self.buffer = buffer
-        self._answers: dict[tuple[str, str, int], np.ndarray] = {}
+        self._answer = functools.lru_cache(maxsize=self.MEMO_SIZE)(buffer.lookup)  # raising calls are not kept
 
     def lookup(self, target_frame: str, source_frame: str, stamp_ns: int) -> np.ndarray:
-        key = (target_frame, source_frame, stamp_ns)
-        T = self._answers.get(key)
-        if T is None:
-            T = self._answers[key] = self.buffer.lookup(target_frame, source_frame, stamp_ns)
-            if len(self._answers) > self.MEMO_SIZE:
-                del self._answers[next(iter(self._answers))]  # the oldest answer
-        return T.copy()
+        return self._answer(target_frame, source_frame, stamp_ns).copy()
 
 
 def _decode(message: BagMessage, position: int, summary: ReplaySummary) -> Any | None:
