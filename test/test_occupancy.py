@@ -99,6 +99,23 @@ def test_majority_vote_labels():
         occupancy_volume(points, grid, sensor, np.full(len(points), 17))
 
 
+def test_majority_vote_equals_a_per_voxel_count_on_random_points():
+    """Many voxels with few points and labels from a small set (ties, ignore-only voxels), against a count per
+    voxel: the most frequent label 1..16, the lower one on ties, the fallback where all are 0."""
+    grid = VoxelGrid((0.0, 0.0, 0.0), 1.0, (6, 5, 4))
+    sensor = np.array([-0.5, -0.5, -0.5])  # outside the grid: no voxel is a free one that a point also holds
+    rng = np.random.default_rng(3)
+    for trial in range(20):
+        points = rng.uniform(0.0, [6.0, 5.0, 4.0], (int(rng.integers(1, 300)), 3))
+        labels = rng.choice([0, 2, 5, 9] if trial % 2 else np.arange(17), len(points))
+        volume = occupancy_volume(points, grid, sensor, labels, unlabelled_class=13)
+        idx, _ = grid.voxel_indices(points)
+        for voxel in {tuple(v) for v in idx}:
+            votes = np.bincount(labels[(idx == voxel).all(axis=1)], minlength=17)[1:]
+            expected = 1 + int(np.argmax(votes)) if votes.max() > 0 else 13
+            assert volume[voxel] == expected, (trial, voxel, votes)
+
+
 def test_past_sweeps_fill_only_what_the_current_sweep_does_not_see_free(wall_scene):
     grid, wall, _ = wall_scene
     past = np.array([[10.0, 0.0, 0.5],  # in front of the wall: seen free now (a moving object's trail)

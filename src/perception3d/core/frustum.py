@@ -47,6 +47,7 @@ from .camera import MIN_DEPTH_M, CameraModel, project_points
 from .classes import SIZE_PRIOR_WLH
 from .detections import Detections2D
 from .geometry import transform_points
+from .sorted_runs import run_starts
 
 GENERIC_DEPTH_EXTENT_M = 5.0
 
@@ -284,7 +285,7 @@ def frustum_clusters(uv: np.ndarray, depth: np.ndarray, boxes_xyxy: np.ndarray, 
     candidates = np.flatnonzero(eligible)
     best = candidates[np.lexsort((cost[candidates], cluster_box[candidates]))]
     chosen = np.full(n_boxes, -1)
-    first = _run_starts(cluster_box[best])  # best is sorted by box
+    first = run_starts(cluster_box[best])  # best is sorted by box
     chosen[cluster_box[best[first]]] = best[first]
     extent = np.asarray(max_extent, dtype=np.float64).reshape(n_boxes)
     on = (cluster == chosen[box]) & (d <= cluster_first_depth[cluster] + extent[box])
@@ -330,13 +331,6 @@ def foot_depths(uv: np.ndarray, depth: np.ndarray, boxes_xyxy: np.ndarray, kinds
     return np.where(np.isfinite(foot), foot, np.nan)
 
 
-def _run_starts(sorted_keys: np.ndarray) -> np.ndarray:
-    """Indices (R,) of the first element of each run of equal values in sorted_keys (N,) (np.unique without its
-    sort)."""
-    return np.flatnonzero(np.r_[True, sorted_keys[1:] != sorted_keys[:-1]]) if len(sorted_keys) else \
-        np.zeros(0, dtype=np.int64)
-
-
 def _depth_stats(on: np.ndarray, box: np.ndarray, depth: np.ndarray, n_boxes: int):
     """Nearest, median and farthest depth (B,) each of the on-object pairs of every box (NaN without any)."""
     depth_min, depth_median, depth_max = (np.full(n_boxes, np.nan) for _ in range(3))
@@ -344,7 +338,7 @@ def _depth_stats(on: np.ndarray, box: np.ndarray, depth: np.ndarray, n_boxes: in
     if len(on_pos):
         # The on-object points of a box are one contiguous run of the sorted pairs.
         on_box = box[on_pos]
-        first_on = _run_starts(on_box)
+        first_on = run_starts(on_box)
         has, count = on_box[first_on], np.diff(np.r_[first_on, len(on_box)])
         start = on_pos[first_on]
         depth_min[has] = depth[start]
@@ -395,7 +389,7 @@ def _best_segment(on: np.ndarray, box: np.ndarray, depth: np.ndarray, u: np.ndar
     fit = cover - np.where(np.isnan(ratio), 0.0, ratio)
     order = np.lexsort((np.arange(len(first)), -fit, seg_box))  # per box: best fit, then nearest
     best = np.full(len(boxes), -1)
-    first_of_box = _run_starts(seg_box[order])
+    first_of_box = run_starts(seg_box[order])
     best[seg_box[order[first_of_box]]] = order[first_of_box]
     keep = on.copy()
     chosen = best[b]
