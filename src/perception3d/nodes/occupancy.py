@@ -168,17 +168,20 @@ class OccupancyNode(NodeDefinition):
 
     def _confidence(self, volume: np.ndarray, occupied: np.ndarray, points: np.ndarray,
                     labels: np.ndarray | None) -> np.ndarray:
-        """Per occupied voxel: the share of this sweep's points in it whose label is the voxel's class."""
+        """Per occupied voxel: the share of this sweep's points in it whose label is the voxel's class.
+
+        Every voxel holding a point of this sweep is occupied (occupancy_volume gives it a class), and occupied
+        lists the voxels in flat order: a point's row among them is a search, not a count over the whole grid."""
         if labels is None or not len(points):
             return np.zeros(len(occupied), dtype=np.float32)
         idx, inside = self.grid.voxel_indices(points)
         flat = self.grid.flat_index(idx[inside])
         voxel_class = volume.reshape(-1, order="F")  # flat order of grid.flat_index (core.occupancy)
         agree = np.asarray(labels)[inside] == voxel_class[flat]
-        total = np.bincount(flat, minlength=self.grid.num_voxels)
-        agreeing = np.bincount(flat[agree], minlength=self.grid.num_voxels)
-        occupied_flat = self.grid.flat_index(occupied)
-        return (agreeing[occupied_flat] / np.maximum(total[occupied_flat], 1)).astype(np.float32)
+        row = np.searchsorted(self.grid.flat_index(occupied), flat)
+        total = np.bincount(row, minlength=len(occupied))
+        agreeing = np.bincount(row[agree], minlength=len(occupied))
+        return (agreeing / np.maximum(total, 1)).astype(np.float32)
 
     def _outputs(self, volume: np.ndarray, occupied: np.ndarray, confidence: np.ndarray, stamp_ns: int) -> list:
         """Grid, voxel cloud (occupied voxels (M, 3) with their confidence (M,)) and throttled markers."""
