@@ -207,7 +207,13 @@ def test_presampling_all_voxels_at_once_equals_one_voxel_at_a_time_with_ties():
 
 def test_non_finite_points_are_dropped_and_bad_shapes_rejected(wall_scene):
     grid, wall, volume = wall_scene
-    with_nan = np.vstack([wall, [[np.nan, 0.0, 0.0]]])
+    with_nan = np.vstack([[[np.nan, 0.0, 0.0]], wall, [[np.inf, 1.0, 0.0]]])
     assert np.array_equal(occupancy_volume(with_nan, grid, SENSOR), volume)
+    # the caller's voxel indices of all rows (the node's, shared with its confidence) give the same volume
+    labels = np.arange(len(with_nan)) % 3
+    with np.errstate(invalid="ignore"):  # the non-finite rows' indices are garbage, and dropped
+        binned = grid.voxel_indices(with_nan)
+    assert np.array_equal(occupancy_volume(with_nan, grid, SENSOR, labels, binned=binned),
+                          occupancy_volume(with_nan, grid, SENSOR, labels))
     with pytest.raises(PointCloudError, match="occupancy_volume"):
         occupancy_volume(wall[:, :2], grid, SENSOR)

@@ -52,7 +52,8 @@ def occupancy_volume(points: np.ndarray, grid: VoxelGrid, sensor_origin: np.ndar
                      labels: np.ndarray | None = None, past_points: np.ndarray | None = None,
                      past_labels: np.ndarray | None = None,
                      unlabelled_class: int = UNLABELLED_OCCUPIED_CLASS,
-                     free_margin: float | None = None) -> np.ndarray:
+                     free_margin: float | None = None,
+                     binned: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
     """Semantic occupancy volume uint8 [x, y, z] (0 free, 1..16 class, 255 unobserved) of one sweep.
 
     Args:
@@ -63,6 +64,7 @@ def occupancy_volume(points: np.ndarray, grid: VoxelGrid, sensor_origin: np.ndar
         past_points, past_labels: optional earlier sweeps, already in the grid's frame, and their labels.
         unlabelled_class: class of occupied voxels without any labelled point (1..16).
         free_margin: a voxel centre must be this much closer than the return [m] (default half a voxel).
+        binned: grid.voxel_indices(points) when the caller has it (it is computed here otherwise).
     """
     if not 1 <= unlabelled_class < NUM_SEMANTIC:
         raise ValueError(f"unlabelled_class must be a lidarseg class 1..16, got {unlabelled_class}")
@@ -70,6 +72,7 @@ def occupancy_volume(points: np.ndarray, grid: VoxelGrid, sensor_origin: np.ndar
     if not np.all(finite):
         pts = pts[finite]
         labels = None if labels is None else np.asarray(labels).reshape(-1)[finite]
+        binned = None if binned is None else (binned[0][finite], binned[1][finite])
     margin = 0.5 * grid.resolution if free_margin is None else float(free_margin)
     # free is 0 and unknown 255: unknown times 'not free' (one pass; a boolean-mask write costs 5x as much)
     volume = (~free_voxels(pts, grid, sensor_origin, margin)).view(np.uint8) * np.uint8(OCCUPANCY_UNKNOWN)
@@ -80,7 +83,7 @@ def occupancy_volume(points: np.ndarray, grid: VoxelGrid, sensor_origin: np.ndar
         flat, vox_labels = _voxel_labels(past[past_finite], past_labels, grid, unlabelled_class)
         unseen = volume[flat] != OCCUPANCY_FREE
         volume[flat[unseen]] = vox_labels[unseen]
-    flat, vox_labels = _voxel_labels(pts, labels, grid, unlabelled_class)
+    flat, vox_labels = _voxel_labels(pts, labels, grid, unlabelled_class, binned)
     volume[flat] = vox_labels
     return volume.reshape(grid.shape, order="F")
 
@@ -97,13 +100,14 @@ def occupied_voxels(volume: np.ndarray) -> np.ndarray:
     return np.stack([index % sx, index // sx % sy, index // (sx * sy)], axis=1)
 
 
-def _voxel_labels(points, labels, grid: VoxelGrid, unlabelled_class: int) -> tuple[np.ndarray, np.ndarray]:
+def _voxel_labels(points, labels, grid: VoxelGrid, unlabelled_class: int,
+                  binned: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Flat indices of the voxels holding points (ascending) and their majority labels (ties: the lower label;
-    unlabelled_class where every point is 0, ignore).
+    unlabelled_class where every point is 0, ignore); binned: grid.voxel_indices(points) when known.
 
     One sort of (voxel, label) keys gives each voxel's runs of equal labels; a run's score, count x 32 + (31 -
     label), makes the largest score per voxel the majority with the lower label on ties (17 classes < 32)."""
-    idx, inside = grid.voxel_indices(points)
+    idx, inside = grid.voxel_indices(points) if binned is None else binned
     flat = grid.flat_index(idx[inside])
     if labels is None:
         voxels = np.unique(flat)

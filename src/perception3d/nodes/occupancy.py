@@ -111,13 +111,14 @@ class OccupancyNode(NodeDefinition):
             self.last_stamp_ns = frame.stamp_ns
             past_points, past_labels, T_world_base = self._past(tf, frame.stamp_ns)
         with timer.stage("infer"):
+            binned = self.grid.voxel_indices(points)  # for the vote and the confidence
             volume = occupancy_volume(points, self.grid, sweep.T_base_lidar[:3, 3], labels, past_points, past_labels,
-                                      self.unlabelled)
+                                      self.unlabelled, binned=binned)
         with timer.stage("post"):
             if p["past_sweeps"]:
                 self.history.append((transform_points(T_world_base, points), labels))
             occupied = occupied_voxels(volume)
-            out = self._outputs(volume, occupied, self._confidence(volume, occupied, points, labels), frame.stamp_ns)
+            out = self._outputs(volume, occupied, self._confidence(volume, occupied, labels, binned), frame.stamp_ns)
         return out
 
     def _process_learned(self, frame: Frame, tf: TransformLookup, timer: StageTimer) -> list:
@@ -166,15 +167,16 @@ class OccupancyNode(NodeDefinition):
             return points, None, T_world_base
         return points, np.concatenate([lab for _, lab in self.history]), T_world_base
 
-    def _confidence(self, volume: np.ndarray, occupied: np.ndarray, points: np.ndarray,
-                    labels: np.ndarray | None) -> np.ndarray:
-        """Per occupied voxel: the share of this sweep's points in it whose label is the voxel's class.
+    def _confidence(self, volume: np.ndarray, occupied: np.ndarray, labels: np.ndarray | None,
+                    binned: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+        """Per occupied voxel: the share of this sweep's points in it whose label is the voxel's class (binned: the
+        points' grid.voxel_indices).
 
         Every voxel holding a point of this sweep is occupied (occupancy_volume gives it a class), and occupied
         lists the voxels in flat order: a point's row among them is a search, not a count over the whole grid."""
-        if labels is None or not len(points):
+        idx, inside = binned
+        if labels is None or not len(idx):
             return np.zeros(len(occupied), dtype=np.float32)
-        idx, inside = self.grid.voxel_indices(points)
         flat = self.grid.flat_index(idx[inside])
         voxel_class = volume.reshape(-1, order="F")  # flat order of grid.flat_index (core.occupancy)
         agree = np.asarray(labels)[inside] == voxel_class[flat]
