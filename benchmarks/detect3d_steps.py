@@ -1,0 +1,77 @@
+"""detect_3d step by step in several checkouts, alternated, in process CPU time (issue 16 acceptance 4, issue 18).
+
+On a shared 2-core machine wall-clock minima of two versions measured minutes apart can differ by 30 % with no
+change in the code. This runs each checkout in turn, round after round, each in its own process with
+PYTHONPATH=<checkout>/src and one thread, and reads the process CPU time of detect_3d's steps (`timings=`: ground,
+support, anchors, choose_refine, merge) on bench algo's frame (34,688 points, six cameras, 174 2D boxes). Per
+checkout and round: the minimum of the whole call and of each step over `--calls` calls, and the sum of the step
+minima.
+
+    .venv/bin/python benchmarks/detect3d_steps.py /path/to/old /path/to/new [--rounds 4] [--calls 40]
+
+The checkouts must share this environment's packages (the same .venv); old ones must have `detect_3d(...,
+timings=)`.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+
+def measure(calls: int) -> dict[str, float]:
+    """{'total': min, step: min, ...} [ms] of detect_3d on bench algo's frame in this process (CPU time)."""
+    from perception3d.bench.algo import synthetic_frame
+    from perception3d.core.lift3d import detect_3d
+
+    frame = synthetic_frame()
+    detect_3d(frame.points, frame.views, frame.rig.T_base_lidar)  # first call: imports, caches
+    best: dict[str, float] = {}
+    for _ in range(calls):
+        steps: dict[str, float] = {}
+        start = time.process_time()
+        detect_3d(frame.points, frame.views, frame.rig.T_base_lidar, timings=steps)
+        steps["total"] = 1e3 * (time.process_time() - start)
+        for name, ms in steps.items():
+            best[name] = min(best.get(name, float("inf")), ms)
+    return best
+
+
+def run_checkout(checkout: Path, calls: int) -> dict[str, float]:
+    """measure() in a process that imports perception3d from checkout/src."""
+    env = {**os.environ, "PYTHONPATH": str(checkout / "src"), "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
+    result = subprocess.run([sys.executable, __file__, "--worker", "--calls", str(calls)], env=env, check=True,
+                            capture_output=True, text=True)
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("checkouts", type=Path, nargs="*", help="repository roots to compare")
+    parser.add_argument("--rounds", type=int, default=4)
+    parser.add_argument("--calls", type=int, default=40, help="detect_3d calls per checkout and round")
+    parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        print(json.dumps(measure(args.calls)))
+        return
+    if not args.checkouts:
+        parser.error("give at least one checkout")
+    print("| round | checkout | load | whole call [ms] | ground | support | anchors | choose_refine | merge | sum |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for round_ in range(1, args.rounds + 1):
+        for checkout in args.checkouts:
+            load = os.getloadavg()[0]
+            best = run_checkout(checkout, args.calls)
+            steps = [best.get(name, float("nan")) for name in ("ground", "support", "anchors", "choose_refine",
+                                                               "merge")]
+            cells = " | ".join(f"{ms:.1f}" for ms in [best["total"], *steps, sum(steps)])
+            print(f"| {round_} | {checkout} | {load:.2f} | {cells} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
