@@ -103,7 +103,7 @@ def test_majority_vote_equals_a_per_voxel_count_on_random_points():
     """Many voxels with few points and labels from a small set (ties, ignore-only voxels), against a count per
     voxel: the most frequent label 1..16, the lower one on ties, the fallback where all are 0."""
     grid = VoxelGrid((0.0, 0.0, 0.0), 1.0, (6, 5, 4))
-    sensor = np.array([-0.5, -0.5, -0.5])  # outside the grid: no voxel is a free one that a point also holds
+    sensor = np.array([-0.5, -0.5, -0.5])
     rng = np.random.default_rng(3)
     for trial in range(20):
         points = rng.uniform(0.0, [6.0, 5.0, 4.0], (int(rng.integers(1, 300)), 3))
