@@ -20,20 +20,18 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+from world_v2_scores import PRESETS, SPLIT, WORLDS, world_root  # the scored worlds (a sibling script)
 
 from perception3d.bench.common import format_table, write_results
 from perception3d.core.classes import DETECTION_CLASSES, DETECTION_RANGE_M
 from perception3d.data.category_map import NUSCENES
 from perception3d.data.convert import convert
 from perception3d.data.nuscenes_io import open_nuscenes
-from perception3d.data.simulated_2d import PRESETS
-from perception3d.data.synth import SynthConfig, synthesize
+from perception3d.data.simulated_2d import PRESETS as NOISE_MODELS
 from perception3d.eval.keyframes import split_scenes
 from perception3d.msgs.bag import BagReader
 from perception3d.msgs.detections import msg_to_detections2d
 
-WORLDS = {"world v1, seed 7": (1, 7), "world v2, seed 8": (2, 8)}  # as benchmarks/world_v2_scores.py
-SPLIT = "synth_val"
 MIN_RECALL = 0.1  # the devkit's detection_cvpr_2019 AP clipping (min_precision 0.1 cancels in the ceiling)
 
 
@@ -87,14 +85,12 @@ def main() -> None:
     rows, data = [], {}
     with tempfile.TemporaryDirectory(prefix="p3d-world-v2-recall-") as tmp:
         for world, (version, seed) in WORLDS.items():
-            root = synthesize(Path(tmp) / f"root_v{version}",
-                              SynthConfig(scenes=1, seconds=args.seconds, seed=seed, world_version=version),
-                              progress=False)
+            root = world_root(Path(tmp), version, seed, args.seconds)
             nusc = open_nuscenes(root, "v1.0-synth")
             scenes = split_scenes(nusc, SPLIT)
-            for preset in ("perfect", "good"):
+            for preset in PRESETS:
                 bags = convert(root, "v1.0-synth", Path(tmp) / f"bags_v{version}_{preset}", scenes,
-                               PRESETS[preset], progress=False)
+                               NOISE_MODELS[preset], progress=False)
                 name = f"{world}, {preset} 2D"
                 counts = recall_2d(nusc, scenes, boxes_by_stamp(bags))
                 achieved = scores.get(name, {}).get("class_ap", {})

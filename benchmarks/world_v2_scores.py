@@ -24,6 +24,13 @@ from perception3d.pipeline import run_preset
 
 WORLDS = {"world v1, seed 7": (1, 7), "world v2, seed 8": (2, 8)}
 PRESETS = ("perfect", "good")
+SPLIT = "synth_val"  # the one scene of each world
+
+
+def world_root(folder: Path, version: int, seed: int, seconds: float) -> Path:
+    """The dataroot of one world (one scene of `seconds`), synthesized into folder."""
+    return synthesize(folder / f"root_v{version}", SynthConfig(scenes=1, seconds=seconds, seed=seed,
+                                                               world_version=version), progress=False)
 
 
 def main() -> None:
@@ -35,11 +42,9 @@ def main() -> None:
     rows, ap_rows, data = [], [], {}
     with tempfile.TemporaryDirectory(prefix="p3d-world-v2-") as tmp:
         for world, (version, seed) in WORLDS.items():
-            root = synthesize(Path(tmp) / f"root_v{version}",
-                              SynthConfig(scenes=1, seconds=args.seconds, seed=seed, world_version=version),
-                              progress=False)
+            root = world_root(Path(tmp), version, seed, args.seconds)
             for preset in PRESETS:
-                report = run_preset(root, "v1.0-synth", "synth_val", preset, Path(tmp) / f"work_v{version}",
+                report = run_preset(root, "v1.0-synth", SPLIT, preset, Path(tmp) / f"work_v{version}",
                                     progress=False).report
                 det = report.detection
                 name = f"{world}, {preset} 2D"
