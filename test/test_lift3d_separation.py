@@ -173,3 +173,28 @@ def test_a_far_barrier_row_seen_at_a_grazing_angle_is_placed_barrier_by_barrier(
     found = dets.centers[dets.class_ids == "barrier", :2]
     for center in row.centers:
         assert np.min(np.linalg.norm(found - center[:2], axis=1)) < 0.5, center
+
+
+def test_a_barrier_cut_by_the_image_border_keeps_out_its_neighbour_in_the_same_image():
+    """Five 2.5 m barriers end to end 5 m to the right, from 4 m ahead: the fourth spans the border between CAM_FRONT
+    and CAM_FRONT_RIGHT and is cut in both images. Its segment grows past each border into the connected points,
+    and the row is connected: the growth took in a neighbour that the camera sees beside the fourth's box, and the
+    fourth was fitted 3.1 m long, 0.33 m off. Points a camera sees outside the box's columns are another object's."""
+    rig = load_rig()
+    n, length = 5, 2.5
+    row = Detections3D(np.array([[4.0 + length * k, -5.0, 0.5] for k in range(n)]), np.tile([0.7, length, 1.0], (n, 1)),
+                       [np.pi / 2] * n, ["barrier"] * n, np.ones(n), "base_link", ids=[str(k) for k in range(n)])
+    label = list(LIDARSEG_FINE_CATEGORIES).index("movable_object.barrier")
+    prims = Primitives(row.centers, row.sizes_lwh, row.yaws, np.full(n, label, np.uint8), np.arange(n),
+                       np.full((n, 3), 0.5), cyl_centers=np.zeros((0, 2)), cyl_z=np.zeros((0, 2)),
+                       cyl_radii=np.zeros(0), cyl_labels=np.zeros(0, np.uint8), cyl_colors=np.zeros((0, 3)))
+    points, _, views = sweep_and_views(prims, row, rig)
+    cut = {v.camera.frame_id for v in views for i, b in zip(v.detections.ids, v.detections.boxes_xyxy)
+           if i == "3" and (b[0] <= 1 or b[2] >= v.camera.width - 1)}
+    assert cut == {"CAM_FRONT", "CAM_FRONT_RIGHT"}  # the hard case: cut in both images
+    dets = detect_3d(points, views, rig.T_base_lidar, params=NODE_DEFAULTS)
+    barrier = np.flatnonzero(dets.class_ids == "barrier")
+    for center in row.centers:
+        j = barrier[np.argmin(np.linalg.norm(dets.centers[barrier, :2] - center[:2], axis=1))]
+        assert np.linalg.norm(dets.centers[j, :2] - center[:2]) < 0.25, center
+        assert abs(dets.sizes_lwh[j, :2].max() / length - 1.0) < 0.15, (center, dets.sizes_lwh[j])
