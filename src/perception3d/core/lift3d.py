@@ -44,12 +44,12 @@ import numpy as np
 
 from .bev_components import BevCells, connected_in_window
 from .boxes import bev_corners, footprint_iou, lwh_to_wlh, wlh_to_lwh
-from .camera import project_points
 from .classes import DETECTION_RANGE_M, SIZE_PRIOR_WLH, size_priors
 from .detections import Detections2D, Detections3D
 from .frustum import (
     CameraView,
     ClusterParams,
+    ProjectedCloud,
     check_points,
     foot_depths,
     object_points,
@@ -156,8 +156,10 @@ def detect_3d(points_lidar: np.ndarray, views: Sequence[CameraView], T_base_lida
     frustums = checked_frustums(frustums, views) if frustums is not None else view_frustums(objects, views,
                                                                                              params.cluster)
     object_cells = BevCells(objects, params.border_cell_m)
-    supports = [_box_support(objects, object_cells, object_height, ground_pts, camera_frustums, params)
-                for camera_frustums in frustums if camera_frustums is not None]
+    present = [camera_frustums for camera_frustums in frustums if camera_frustums is not None]
+    supports = [_box_support(objects, object_cells, object_height, ground_pts, camera_frustums, params,
+                             [other for other in present if other is not camera_frustums])
+                for camera_frustums in present]
     clock.step("support")
     lifted = _lift_all(supports, params, clock) if supports else None
     if lifted is None:
@@ -275,12 +277,12 @@ class _BoxSupport:
 
 
 def _box_support(objects_lidar: np.ndarray, object_cells: BevCells, object_height: np.ndarray, ground_lidar: np.ndarray,
-                 frustums: ViewFrustums, params: LiftParams) -> _BoxSupport:
+                 frustums: ViewFrustums, params: LiftParams, others: Sequence[ViewFrustums]) -> _BoxSupport:
     """LiDAR support of one camera's boxes: object points, nearest depths, edge depth windows and headings.
     objects_lidar, ground_lidar: the sweep's object and ground points (LiDAR frame [m]); object_cells: the objects'
     bird's-eye-view cells (params.border_cell_m); object_height: their heights above the ground surface [m] (NaN
-    without one); frustums: the camera's share of core.view_frustums."""
-    view, dets, cloud, extent = frustums.view, frustums.dets, frustums.cloud, frustums.extent
+    without one); frustums: the camera's share of core.view_frustums; others: the other cameras' shares."""
+    view, dets, cloud = frustums.view, frustums.dets, frustums.cloud
     camera = view.camera
     boxes = dets.boxes_xyxy
     n_boxes = len(boxes)
@@ -298,8 +300,8 @@ def _box_support(objects_lidar: np.ndarray, object_cells: BevCells, object_heigh
     count = np.bincount(on_box, minlength=n_boxes)
     cut = supported & ((boxes[:, 0] <= 1.0) | (boxes[:, 2] >= camera.width - 1.0))
     if cut.any():
-        points, count = _grow_past_image_border(objects_lidar, object_cells, point_index, count, cut, extent, view,
-                                                boxes)
+        points, count = _grow_past_image_border(objects_lidar, object_cells, point_index, count, cut, frustums,
+                                                others)
     heading = np.full(n_boxes, np.nan)
     heading[supported] = lidar_headings(points[:, :2], (np.cumsum(count) - count)[supported], count[supported])
     yaw_masks = _yaw_masks(heading, view.T_cam_lidar[:3, :3], params.heading_tolerance_deg)
@@ -336,39 +338,69 @@ def _foot_nearest_depth(depth_min, supported, on_box, on_u, on_height, dets, vie
 
 
 def _grow_past_image_border(objects: np.ndarray, cells: BevCells, group_index: np.ndarray, count: np.ndarray,
-                            cut: np.ndarray, reach: np.ndarray, view: CameraView,
-                            boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+                            cut: np.ndarray, frustums: ViewFrustums,
+                            others: Sequence[ViewFrustums]) -> tuple[np.ndarray, np.ndarray]:
     """The on-object point groups (indices group_index (P,) into objects (N, 3) [m, LiDAR frame], grouped by box,
-    count (B,)) as points, the group of every box of the camera `view` (boxes (B, 4) [px]) cut by the left or right
-    image border (cut (B,)) replaced by the object points within reach[b] [m] of the group's median in x and y,
+    count (B,)) as points, the group of every box of the camera (frustums) cut by the left or right image border
+    (cut (B,)) replaced by the object points within its class's depth extent [m] of the group's median in x and y,
     connected to the group in bird's-eye view (the objects' cells, core.bev_components), within 0.3 m of its height
-    span, and not seen by the camera in its image beside the box (in sweep order). A near object spans two cameras
-    and each sees a part of it: the part past the border is the same object's, and the box fit needs all of it (a
-    car lifted from the part one camera sees is placed 1-2 m off). A point the camera sees outside the box's columns
-    is another object's: touching objects are connected too, and a barrier cut by the border took in the next
-    barrier of its row in the same image (fitted 3.1 m long instead of 2.5 m, 0.33 m off). The group's own points
-    always stay. A grown group is kept when it holds more points."""
+    span, and not seen beside the object's box by a camera that has one (in sweep order). A near object spans two
+    cameras and each sees a part of it: the part past the border is the same object's, and the box fit needs all of
+    it (a car lifted from the part one camera sees is placed 1-2 m off). But touching objects are connected too: a
+    barrier cut by the border took in the next barriers of its row (fitted 3.1 m long instead of 2.5 m, 0.33 m off).
+    So a point that this camera sees left or right of the box is another object's, and so is one that another
+    camera (others) sees beside its box of the object: its box of the class holding the most of the group's points
+    it sees. The group's own points always stay. A grown group is kept when it holds more points."""
     start = np.cumsum(count) - count
     count = np.array(count, dtype=np.int64)
     pieces, done = [], 0  # the index in pieces: the groups up to position `done` of group_index, grown ones replaced
-    T = view.T_cam_lidar
+    boxes, classes = frustums.dets.boxes_xyxy, frustums.dets.class_ids
     for b in np.flatnonzero(cut):
         group = group_index[start[b]:start[b] + count[b]]
         seed = np.take(objects, group, axis=0)
         middle = len(seed) // 2  # the group's (upper) median in x and y: the window's centre
         centre = np.partition(seed[:, :2], middle, axis=0)[middle]
-        grown = connected_in_window(cells, group, centre, reach[b])
-        points = np.take(objects, grown, axis=0)
-        keep = (points[:, 2] >= seed[:, 2].min() - 0.3) & (points[:, 2] <= seed[:, 2].max() + 0.3)
-        seen = project_points(view.camera, points @ T[:3, :3].T + T[:3, 3])
-        beside = seen.in_image & ((seen.uv[:, 0] < boxes[b, 0]) | (seen.uv[:, 0] > boxes[b, 2]))
-        keep &= ~beside | np.isin(grown, group)
+        grown = connected_in_window(cells, group, centre, frustums.extent[b])
+        height = objects[grown, 2]
+        keep = (height >= seed[:, 2].min() - 0.3) & (height <= seed[:, 2].max() + 0.3)
+        keep &= ~_beside(_image_columns(frustums.cloud, grown), boxes[b])
+        for other in others:
+            box = _box_of_group(_image_columns(other.cloud, group), other.dets, classes[b])
+            if box is not None:
+                keep &= ~_beside(_image_columns(other.cloud, grown), box)
+        keep |= np.isin(grown, group)
         if keep.sum() > len(seed):
             pieces += [group_index[done:start[b]], grown[keep]]
             done = start[b] + count[b]
             count[b] = len(pieces[-1])
     index = np.concatenate(pieces + [group_index[done:]])
     return np.take(objects, index, axis=0), count
+
+
+def _image_columns(cloud: ProjectedCloud, index: np.ndarray) -> np.ndarray:
+    """Image column u [px] of the object points `index` (P,) in the camera of cloud (core.frustum.project_cloud of
+    the sweep's object points: cloud.index is sorted); NaN for those it does not see in its image."""
+    if len(cloud.index) == 0:
+        return np.full(len(index), np.nan)
+    at = np.minimum(np.searchsorted(cloud.index, index), len(cloud.index) - 1)
+    return np.where(cloud.index[at] == index, cloud.uv[at, 0], np.nan)
+
+
+def _beside(columns: np.ndarray, box: np.ndarray) -> np.ndarray:
+    """Which image columns (P,) [px] (NaN: not seen) lie left or right of box (4,) [px]."""
+    return (columns < box[0]) | (columns > box[2])
+
+
+def _box_of_group(columns: np.ndarray, dets: Detections2D, detection_class: str) -> np.ndarray | None:
+    """The box (4,) [px] of dets of the class whose columns hold the most of a point group's image columns (P,) [px]
+    (NaN: not seen), or None when none holds any."""
+    same = np.flatnonzero(dets.class_ids == detection_class)
+    seen = columns[~np.isnan(columns)]
+    if not len(same) or not len(seen):
+        return None
+    boxes = dets.boxes_xyxy[same]
+    held = ((seen[:, None] >= boxes[:, 0]) & (seen[:, None] <= boxes[:, 2])).sum(axis=0)
+    return boxes[np.argmax(held)] if held.max() > 0 else None
 
 
 def _lift_all(supports: list[_BoxSupport], params: LiftParams,
