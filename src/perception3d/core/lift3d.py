@@ -49,7 +49,6 @@ from .detections import Detections2D, Detections3D
 from .frustum import (
     CameraView,
     ClusterParams,
-    ProjectedCloud,
     check_points,
     foot_depths,
     object_points,
@@ -157,9 +156,9 @@ def detect_3d(points_lidar: np.ndarray, views: Sequence[CameraView], T_base_lida
                                                                                              params.cluster)
     object_cells = BevCells(objects, params.border_cell_m)
     present = [camera_frustums for camera_frustums in frustums if camera_frustums is not None]
-    supports = [_box_support(objects, object_cells, object_height, ground_pts, camera_frustums, params,
-                             [other for other in present if other is not camera_frustums])
-                for camera_frustums in present]
+    seen = _SeenColumns.of(present, len(objects))
+    supports = [_box_support(objects, object_cells, object_height, ground_pts, seen, view_index, params)
+                for view_index in range(len(present))]
     clock.step("support")
     lifted = _lift_all(supports, params, clock) if supports else None
     if lifted is None:
@@ -255,6 +254,22 @@ def bev_nms(dets: Detections3D, iou_threshold: float, sources: np.ndarray | None
 
 
 @dataclass
+class _SeenColumns:
+    """The cameras' shares of a sweep (core.view_frustums, the cameras with boxes) and the image column u [px] of
+    each object point in each of them: columns (K, N), NaN where the camera does not see the point in its image."""
+
+    frustums: list[ViewFrustums]
+    columns: np.ndarray
+
+    @classmethod
+    def of(cls, frustums: list[ViewFrustums], num_objects: int) -> _SeenColumns:
+        columns = np.full((len(frustums), num_objects), np.nan)
+        for k, camera_frustums in enumerate(frustums):
+            columns[k, camera_frustums.cloud.index] = camera_frustums.cloud.uv[:, 0]
+        return cls(frustums, columns)
+
+
+@dataclass
 class _BoxSupport:
     """One camera's boxes (known classes only) with their LiDAR support and search restrictions.
 
@@ -277,11 +292,13 @@ class _BoxSupport:
 
 
 def _box_support(objects_lidar: np.ndarray, object_cells: BevCells, object_height: np.ndarray, ground_lidar: np.ndarray,
-                 frustums: ViewFrustums, params: LiftParams, others: Sequence[ViewFrustums]) -> _BoxSupport:
+                 seen: _SeenColumns, view_index: int, params: LiftParams) -> _BoxSupport:
     """LiDAR support of one camera's boxes: object points, nearest depths, edge depth windows and headings.
     objects_lidar, ground_lidar: the sweep's object and ground points (LiDAR frame [m]); object_cells: the objects'
     bird's-eye-view cells (params.border_cell_m); object_height: their heights above the ground surface [m] (NaN
-    without one); frustums: the camera's share of core.view_frustums; others: the other cameras' shares."""
+    without one); seen: every camera's share of core.view_frustums and image columns of the object points;
+    view_index: the index of this camera's there."""
+    frustums = seen.frustums[view_index]
     view, dets, cloud = frustums.view, frustums.dets, frustums.cloud
     camera = view.camera
     boxes = dets.boxes_xyxy
@@ -300,8 +317,8 @@ def _box_support(objects_lidar: np.ndarray, object_cells: BevCells, object_heigh
     count = np.bincount(on_box, minlength=n_boxes)
     cut = supported & ((boxes[:, 0] <= 1.0) | (boxes[:, 2] >= camera.width - 1.0))
     if cut.any():
-        points, count = _grow_past_image_border(objects_lidar, object_cells, point_index, count, cut, frustums,
-                                                others)
+        points, count = _grow_past_image_border(objects_lidar, object_cells, point_index, count, cut, seen,
+                                                view_index)
     heading = np.full(n_boxes, np.nan)
     heading[supported] = lidar_headings(points[:, :2], (np.cumsum(count) - count)[supported], count[supported])
     yaw_masks = _yaw_masks(heading, view.T_cam_lidar[:3, :3], params.heading_tolerance_deg)
@@ -338,22 +355,24 @@ def _foot_nearest_depth(depth_min, supported, on_box, on_u, on_height, dets, vie
 
 
 def _grow_past_image_border(objects: np.ndarray, cells: BevCells, group_index: np.ndarray, count: np.ndarray,
-                            cut: np.ndarray, frustums: ViewFrustums,
-                            others: Sequence[ViewFrustums]) -> tuple[np.ndarray, np.ndarray]:
+                            cut: np.ndarray, seen: _SeenColumns, view_index: int) -> tuple[np.ndarray, np.ndarray]:
     """The on-object point groups (indices group_index (P,) into objects (N, 3) [m, LiDAR frame], grouped by box,
-    count (B,)) as points, the group of every box of the camera (frustums) cut by the left or right image border
-    (cut (B,)) replaced by the object points within its class's depth extent [m] of the group's median in x and y,
-    connected to the group in bird's-eye view (the objects' cells, core.bev_components), within 0.3 m of its height
-    span, and not seen beside the object's box by a camera that has one (in sweep order). A near object spans two
-    cameras and each sees a part of it: the part past the border is the same object's, and the box fit needs all of
-    it (a car lifted from the part one camera sees is placed 1-2 m off). But touching objects are connected too: a
-    barrier cut by the border took in the next barriers of its row (fitted 3.1 m long instead of 2.5 m, 0.33 m off).
-    So a point that this camera sees left or right of the box is another object's, and so is one that another
-    camera (others) sees beside its box of the object: its box of the class holding the most of the group's points
-    it sees. The group's own points always stay. A grown group is kept when it holds more points."""
+    count (B,)) as points, the group of every box of one camera (seen.frustums[view_index]) cut by the left or right
+    image border (cut (B,)) replaced by the object points within its class's depth extent [m] of the group's median
+    in x and y, connected to the group in bird's-eye view (the objects' cells, core.bev_components), within 0.3 m of
+    its height span, and not seen beside the object's box by a camera that has one (in sweep order).
+
+    A near object spans two cameras and each sees a part of it: the part past the border is the same object's, and
+    the box fit needs all of it (a car lifted from the part one camera sees is placed 1-2 m off). But touching
+    objects are connected too: a barrier cut by the border took in the next barriers of its row (fitted 3.1 m long
+    instead of 2.5 m, 0.33 m off). So a point that this camera sees left or right of the box is another object's,
+    and so is one that another camera sees beside its box of the object (its box of the class holding the most of
+    the group's points it sees). The group's own points always stay. A grown group is kept when it holds more
+    points."""
     start = np.cumsum(count) - count
     count = np.array(count, dtype=np.int64)
     pieces, done = [], 0  # the index in pieces: the groups up to position `done` of group_index, grown ones replaced
+    frustums = seen.frustums[view_index]
     boxes, classes = frustums.dets.boxes_xyxy, frustums.dets.class_ids
     for b in np.flatnonzero(cut):
         group = group_index[start[b]:start[b] + count[b]]
@@ -363,11 +382,13 @@ def _grow_past_image_border(objects: np.ndarray, cells: BevCells, group_index: n
         grown = connected_in_window(cells, group, centre, frustums.extent[b])
         height = objects[grown, 2]
         keep = (height >= seed[:, 2].min() - 0.3) & (height <= seed[:, 2].max() + 0.3)
-        keep &= ~_beside(_image_columns(frustums.cloud, grown), boxes[b])
-        for other in others:
-            box = _box_of_group(_image_columns(other.cloud, group), other.dets, classes[b])
+        group_columns, grown_columns = seen.columns[:, group], seen.columns[:, grown]
+        keep &= ~_beside(grown_columns[view_index], boxes[b])
+        for other in np.flatnonzero(~np.isnan(group_columns).all(axis=1)):  # the cameras that see some of the group
+            box = None if other == view_index else _box_of_group(group_columns[other], seen.frustums[other].dets,
+                                                                  classes[b])
             if box is not None:
-                keep &= ~_beside(_image_columns(other.cloud, grown), box)
+                keep &= ~_beside(grown_columns[other], box)
         keep |= np.isin(grown, group)
         if keep.sum() > len(seed):
             pieces += [group_index[done:start[b]], grown[keep]]
@@ -375,15 +396,6 @@ def _grow_past_image_border(objects: np.ndarray, cells: BevCells, group_index: n
             count[b] = len(pieces[-1])
     index = np.concatenate(pieces + [group_index[done:]])
     return np.take(objects, index, axis=0), count
-
-
-def _image_columns(cloud: ProjectedCloud, index: np.ndarray) -> np.ndarray:
-    """Image column u [px] of the object points `index` (P,) in the camera of cloud (core.frustum.project_cloud of
-    the sweep's object points: cloud.index is sorted); NaN for those it does not see in its image."""
-    if len(cloud.index) == 0:
-        return np.full(len(index), np.nan)
-    at = np.minimum(np.searchsorted(cloud.index, index), len(cloud.index) - 1)
-    return np.where(cloud.index[at] == index, cloud.uv[at, 0], np.nan)
 
 
 def _beside(columns: np.ndarray, box: np.ndarray) -> np.ndarray:
