@@ -66,6 +66,18 @@ def test_bev_and_3d_iou_match_point_sampling(pa, pb):
     assert iou3 == pytest.approx(_sampled_iou(ca, sa, ya, cb, sb, yb, 3, n=40_000), abs=0.03)
 
 
+@given(box_params, box_params)
+def test_one_pair_footprint_iou_is_the_pairwise_value_exactly(pa, pb):
+    """bev_nms compares one pair at a time with footprint_pair_iou: the same float as footprint_iou's, or the NMS
+    would keep other boxes than the batched form."""
+    (ca, sa, ya), (cb, sb, yb) = [(np.array([p[:3]]), np.array([p[3:6]]), [p[6]]) for p in (pa, pb)]
+    corners_a, corners_b = b.bev_corners(ca, sa, ya), b.bev_corners(cb, sb, yb)
+    area_a, area_b = sa[0, 0] * sa[0, 1], sb[0, 0] * sb[0, 1]
+    batched = b.footprint_iou(corners_a, [area_a], corners_b, [area_b])[0, 0]
+    assert b.footprint_pair_iou(corners_a[0], area_a, corners_b[0], area_b) == batched
+    assert b.footprint_pair_iou(corners_a[0], area_a, corners_a[0] + 50.0, area_a) == 0.0  # far apart
+
+
 def test_iou_of_identical_and_disjoint_boxes():
     c, s, y = [[1, 2, 0]], [[4, 2, 1.5]], [0.3]
     assert b.bev_iou(c, s, y, c, s, y)[0, 0] == pytest.approx(1.0)

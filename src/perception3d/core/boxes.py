@@ -129,6 +129,17 @@ def bev_iou(center_a, size_a_lwh, yaw_a, center_b, size_b_lwh, yaw_b) -> np.ndar
                          bev_corners(center_b, size_b, yaw_b), size_b[:, 0] * size_b[:, 1])
 
 
+def footprint_pair_iou(corners_a: np.ndarray, area_a: float, corners_b: np.ndarray, area_b: float) -> float:
+    """footprint_iou of one pair of footprints (bev_corners (4, 2) each, areas [m^2]), the same value without the
+    arrays' set-up (greedy NMS compares one box with a few kept ones at a time)."""
+    a, b = corners_a.tolist(), corners_b.tolist()
+    overlap = all(min(p[axis] for p in a) <= max(p[axis] for p in b) and min(p[axis] for p in b) <=
+                  max(p[axis] for p in a) for axis in (0, 1))
+    inter = max(polygon_area(convex_polygon_intersection(corners_a, corners_b)), 0.0) if overlap else 0.0
+    union = area_a + area_b - inter
+    return inter / union if union > 0 else 0.0
+
+
 def footprint_iou(corners_a: np.ndarray, area_a: np.ndarray, corners_b: np.ndarray, area_b: np.ndarray) -> np.ndarray:
     """Pairwise IoU (N, M) of footprints given as bev_corners (N, 4, 2), (M, 4, 2) and their areas (N,), (M,)
     [m^2] (callers comparing one set many times compute these once)."""

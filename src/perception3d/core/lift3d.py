@@ -43,7 +43,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .bev_components import BevCells, connected_in_window
-from .boxes import bev_corners, footprint_iou, lwh_to_wlh, wlh_to_lwh
+from .boxes import bev_corners, footprint_pair_iou, lwh_to_wlh, wlh_to_lwh
 from .classes import DETECTION_RANGE_M, SIZE_PRIOR_WLH, size_priors
 from .detections import Detections2D, Detections3D
 from .frustum import (
@@ -228,7 +228,6 @@ def bev_nms(dets: Detections3D, iou_threshold: float, sources: np.ndarray | None
         with np.errstate(invalid="ignore"):
             cells = np.floor(dets.centers[members, :2] / cell).astype(np.int64).tolist()
         grid: dict[tuple[int, int], list[int]] = {}
-        rank: dict[int, int] = {}  # kept boxes in the order they were kept
         for m in np.argsort(-dets.scores[members], kind="stable").tolist():
             i, (cx, cy) = int(members[m]), cells[m]
             near, same = [], False
@@ -242,13 +241,10 @@ def bev_nms(dets: Detections3D, iou_threshold: float, sources: np.ndarray | None
                         same |= gap < merge
                         near.append(k)
             if near and not same:
-                near.sort(key=rank.__getitem__)
-                same = bool(np.any(footprint_iou(corners[i:i + 1], area[i:i + 1], corners[near], area[near])
-                                   > iou_threshold))
+                same = any(footprint_pair_iou(corners[i], area[i], corners[k], area[k]) > iou_threshold for k in near)
             if same:
                 continue
             grid.setdefault((cx, cy), []).append(i)
-            rank[i] = len(rank)
             kept[i] = True
     return np.flatnonzero(kept)
 
