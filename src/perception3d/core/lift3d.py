@@ -73,7 +73,8 @@ class LiftParams:
         top_k: anchors per 2D box and heading candidate handed to the choice.
         min_support_points: on-object points needed to use LiDAR for a box.
         border_cell_m: a box cut by the left or right image border takes in the object points connected to its
-            segment past the border: bird's-eye-view cells of this size [m] (core.bev_components).
+            segment past the border (not those a camera sees beside its box of the object): bird's-eye-view cells of
+            this size [m] (core.bev_components).
         edge_band: fraction of the box width on each side whose points give that edge's depth.
         edge_window_m: depth candidates within this of the edge points' depths are kept [m].
         containment_margin_m: box growth when counting the cluster points it contains [m].
@@ -370,7 +371,7 @@ def _grow_past_image_border(objects: np.ndarray, cells: BevCells, group_index: n
     pieces, done = [], 0  # the index in pieces: the groups up to position `done` of group_index, grown ones replaced
     frustums = seen.frustums[view_index]
     boxes, classes = frustums.dets.boxes_xyxy, frustums.dets.class_ids
-    in_group = np.zeros(len(objects), dtype=bool)  # set for one group at a time (np.isin costs 20x more)
+    in_group = np.zeros(len(objects), dtype=bool)  # set for one group at a time (np.isin sorts: slower)
     for b in np.flatnonzero(cut):
         group = group_index[start[b]:start[b] + count[b]]
         seed = np.take(objects, group, axis=0)
