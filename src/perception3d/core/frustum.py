@@ -356,9 +356,8 @@ def _nearest_owner(on: np.ndarray, point: np.ndarray, box: np.ndarray, box_depth
     if len(on_pos) < 2 or np.bincount(point[on_pos]).max() < 2:
         return on
     order = on_pos[np.lexsort((box_depth[box[on_pos]], point[on_pos]))]
-    first = np.r_[True, point[order[1:]] != point[order[:-1]]][:len(order)]
     keep = np.zeros_like(on)
-    keep[order[first]] = True
+    keep[order[run_starts(point[order])]] = True  # order is sorted by point
     return keep
 
 

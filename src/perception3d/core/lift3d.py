@@ -382,9 +382,10 @@ def _grow_past_image_border(objects: np.ndarray, cells: BevCells, group_index: n
         keep = (height >= seed[:, 2].min() - 0.3) & (height <= seed[:, 2].max() + 0.3)
         group_columns, grown_columns = seen.columns[:, group], seen.columns[:, grown]
         keep &= ~_beside(grown_columns[view_index], boxes[b])
-        for other in np.flatnonzero(~np.isnan(group_columns).all(axis=1)):  # the cameras that see some of the group
-            box = None if other == view_index else _box_of_group(group_columns[other], seen.frustums[other].dets,
-                                                                  classes[b])
+        others = ~np.isnan(group_columns).all(axis=1)  # the cameras that see some of the group
+        others[view_index] = False  # this one's box of the object is boxes[b]
+        for other in np.flatnonzero(others):
+            box = _box_of_group(group_columns[other], seen.frustums[other].dets, classes[b])
             if box is not None:
                 keep &= ~_beside(grown_columns[other], box)
         in_group[group] = True
