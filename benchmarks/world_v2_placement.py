@@ -10,13 +10,14 @@ error along and across the object's long side (a barrier's long side runs along 
     PYTHONPATH=<checkout>/src .venv/bin/python benchmarks/world_v2_placement.py WORK [--out benchmarks/results] \
         [--name world_v2_placement] [--class barrier] [--presets perfect good]
 
-WORK is created on the first run and reused (same worlds, same bags; the replays of each run go under it too); the
-tables go to <out>/<name>.md and .json.
+WORK is created on the first run and reused (same worlds, same bags); each run replays into WORK/replays/<name>,
+emptied first. The tables go to <out>/<name>.md and .json.
 """
 from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import time
 from pathlib import Path
 
@@ -26,6 +27,7 @@ from nuscenes.eval.detection.evaluate import DetectionEval
 from world_v2_scores import PRESETS, SPLIT, WORLDS, world_root  # the scored worlds (a sibling script)
 
 from perception3d.bench.common import format_table, write_results
+from perception3d.core.geometry import quat_xyzw_to_yaw
 from perception3d.data.convert import convert
 from perception3d.data.nuscenes_io import open_nuscenes
 from perception3d.data.simulated_2d import PRESETS as NOISE_MODELS
@@ -38,20 +40,22 @@ RANGES_M = ((0.0, 10.0), (10.0, 20.0), (20.0, 30.0), (30.0, 50.0))
 PLACED_M = 0.5
 
 
-def cached_bags(work: Path, version: int, seed: int, preset: str) -> tuple[Path, list[Path]]:
-    """(dataroot, converted bags) of one world and preset, made once in work."""
-    folder = work / f"v{version}_seed{seed}"
-    marker = folder / "dataroot.txt"
+def cached_root(work: Path, version: int, seed: int) -> Path:
+    """The dataroot of one world, synthesized once in work."""
+    marker = work / f"v{version}_seed{seed}" / "dataroot.txt"
     if not marker.exists():
         marker.parent.mkdir(parents=True, exist_ok=True)
-        marker.write_text(str(world_root(folder, version, seed, 20.0)))
-    root = Path(marker.read_text())
-    bag_dir = folder / "bags" / preset
+        marker.write_text(str(world_root(marker.parent, version, seed, 20.0)))
+    return Path(marker.read_text())
+
+
+def cached_bags(root: Path, nusc, preset: str) -> list[Path]:
+    """The converted bags of a world's dataroot (nusc: its tables) with one preset, made once beside it."""
+    bag_dir = root.parent / "bags" / preset
     if not (bag_dir / "done").exists():
-        scenes = split_scenes(open_nuscenes(root, "v1.0-synth"), SPLIT)
-        convert(root, "v1.0-synth", bag_dir, scenes, NOISE_MODELS[preset], progress=False)
+        convert(root, "v1.0-synth", bag_dir, split_scenes(nusc, SPLIT), NOISE_MODELS[preset], progress=False)
         (bag_dir / "done").write_text("")
-    return root, sorted(p for p in bag_dir.iterdir() if p.is_dir())
+    return sorted(p for p in bag_dir.iterdir() if p.is_dir())
 
 
 def placement_by_range(evaluator, detection_class: str) -> list[dict]:
@@ -70,8 +74,7 @@ def placement_by_range(evaluator, detection_class: str) -> list[dict]:
             offset = found - np.array(box.translation[:2])
             nearest = offset[np.argmin(np.hypot(*offset.T))]
             w, length = box.size[:2]  # devkit sizes are (w, l, h); l lies along the yaw
-            q = box.rotation  # (w, x, y, z), a yaw about z
-            yaw = np.arctan2(2 * (q[0] * q[3] + q[1] * q[2]), 1 - 2 * (q[2] ** 2 + q[3] ** 2))
+            yaw = quat_xyzw_to_yaw(np.roll(box.rotation, -1))  # the devkit's rotation is (w, x, y, z)
             long_yaw = yaw if length >= w else yaw + np.pi / 2
             along = abs(nearest @ [np.cos(long_yaw), np.sin(long_yaw)])
             across = abs(nearest @ [-np.sin(long_yaw), np.cos(long_yaw)])
@@ -97,11 +100,13 @@ def main() -> None:
     parser.add_argument("--presets", nargs="+", default=list(PRESETS), choices=list(PRESETS))
     args = parser.parse_args()
     load_start, started = os.getloadavg()[0], time.strftime("%H:%M UTC", time.gmtime())
+    shutil.rmtree(args.work / "replays" / args.name, ignore_errors=True)  # a re-run's bags are never overwritten
     results = {}
     for world, (version, seed) in WORLDS.items():
+        root = cached_root(args.work, version, seed)
+        nusc = open_nuscenes(root, "v1.0-synth")
         for preset in args.presets:
-            root, bags = cached_bags(args.work, version, seed, preset)
-            nusc = open_nuscenes(root, "v1.0-synth")
+            bags = cached_bags(root, nusc, preset)
             replays = args.work / "replays" / args.name / f"v{version}_{preset}"
             for bag in bags:
                 replay(bag, replays / bag.name, FULL_GRAPH.select(("detection3d",)), progress=False)
