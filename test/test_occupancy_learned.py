@@ -155,6 +155,29 @@ def test_fused_voxels_are_the_non_empty_coarse_voxels_with_exactly_n_samples_ins
     assert not lidar_only.any()
 
 
+def test_without_pre_sampling_the_evidence_is_read_at_the_non_empty_voxels_centres():
+    fine = VoxelGrid.from_range(SMALL_RANGE, 0.4)
+    coarse = inputs.coarse_grid(fine)
+    rng = np.random.default_rng(3)
+    points = np.concatenate([rng.uniform([-12, -12, -4], [12, 12, 2], (300, 3)), rng.uniform(6, 10, (80, 3)),
+                             [[30.0, 0, 0]]])  # the last one outside the grid
+    car = DETECTION_CLASSES.index("car")
+    front = camera([[20, 10, 120, 90], [90, 0, 200, 60]], [car, car], [0.7, 0.9])
+    index, evidence = inputs.fused_voxels(points, [front], fine, 0, use_cameras=True)
+    idx, inside = coarse.voxel_indices(points)
+    assert index.tolist() == sorted(set(coarse.flat_index(idx[inside]).tolist()))
+    voxels = np.stack(np.unravel_index(index, coarse.shape[::-1])[::-1], axis=1)  # (z, y, x) -> (x, y, z)
+    reference = reference_camera_evidence(coarse.centers(voxels)[:, None], [front])
+    assert 0 < reference[:, -1].sum() < len(index) and reference[:, car].max() > 0
+    np.testing.assert_allclose(evidence, reference, rtol=1e-6, atol=1e-7)
+
+
+def test_voxel_indices_of_flat_indices_invert_flat_index():
+    grid = VoxelGrid.from_range(SMALL_RANGE, 0.4)
+    voxels = np.random.default_rng(4).integers(0, grid.shape, (500, 3))
+    assert np.array_equal(grid.indices_of(grid.flat_index(voxels)), voxels)
+
+
 def test_the_fine_binning_halved_is_the_coarse_binning_even_on_voxel_borders():
     """network_inputs bins the sweep once at the fine grid and halves the indices for the coarse one."""
     fine = VoxelGrid.from_range(SMALL_RANGE, 0.4)

@@ -62,3 +62,9 @@ class VoxelGrid:
         sx, sy, _ = self.shape
         indices = np.asarray(indices, dtype=np.int64)
         return indices[:, 0] + sx * (indices[:, 1] + sy * indices[:, 2])
+
+    def indices_of(self, flat: np.ndarray) -> np.ndarray:
+        """Integer voxel indices (N, 3) of message data indices (N,) (the inverse of flat_index)."""
+        sx, sy, sz = self.shape
+        z, y, x = np.unravel_index(np.asarray(flat, dtype=np.int64), (sz, sy, sx))
+        return np.stack([x, y, z], axis=1)

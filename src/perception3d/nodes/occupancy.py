@@ -8,8 +8,9 @@ their label, and a throttled RViz CUBE_LIST.
 
 Learned mode (`mode: learned`): the OccFusion-style network of core.models.occfusion (a checkpoint, or its ONNX
 export) labels every voxel the sweep observed (a return or a ray in it; the others stay 255) from the sweep and the
-matched cameras' 2D detections, fused without depth on points pre-sampled in the occupied coarse voxels; the voxel
-cloud's confidence is the network's softmax score. Point labels of the input cloud and past_sweeps are not used.
+matched cameras' 2D detections, fused without depth at the occupied coarse voxels (their centres, or points
+pre-sampled in them: the checkpoint's presample_points); the voxel cloud's confidence is the network's softmax score.
+Point labels of the input cloud and past_sweeps are not used.
 """
 from __future__ import annotations
 

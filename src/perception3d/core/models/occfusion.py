@@ -54,7 +54,8 @@ class OccFusionConfig:
         widths, stem_stride: the BevUNet (core.models.bev).
         voxel_features: F, features per coarse voxel.
         camera_fusion: False trains the same network with zero camera evidence (LiDAR only).
-        presample_points: N points pre-sampled per non-empty coarse voxel.
+        presample_points: N points pre-sampled per non-empty coarse voxel where the camera evidence is read; 0 reads
+            it at the voxel centre alone (occfusion_inputs.fused_voxels).
         refine: coarse-to-fine refinement on; off, the fine labels are the coarse ones upsampled (ablation).
         refine_top_k: uncertain coarse voxels refined besides the LiDAR parents.
         refine_hidden: hidden width of the refinement MLP.
@@ -69,7 +70,7 @@ class OccFusionConfig:
     stem_stride: int = 2
     voxel_features: int = 16
     camera_fusion: bool = True
-    presample_points: int = 8
+    presample_points: int = 0
     refine: bool = True
     refine_top_k: int = 2000
     refine_hidden: int = 32
@@ -81,9 +82,10 @@ class OccFusionConfig:
             object.__setattr__(self, name, tuple(getattr(self, name)))
         if self.class_names != OCCUPANCY_LABELS:
             raise ConfigError(f"occupancy classes {self.class_names}: expected {OCCUPANCY_LABELS}")
-        if min(self.voxel_features, self.presample_points, self.refine_hidden) < 1 or self.refine_top_k < 0 or \
+        if min(self.voxel_features, self.refine_hidden) < 1 or min(self.presample_points, self.refine_top_k) < 0 or \
                 not (0 < self.coarse_free_keep <= 1 and 0 < self.fine_free_keep <= 1):
-            raise ConfigError(f"occupancy config {self}: sizes must be positive")
+            raise ConfigError(f"occupancy config {self}: sizes must be positive (presample_points and refine_top_k "
+                              "may be 0)")
         try:
             coarse_grid(self.fine_grid)
             lidar_channel_count(self.fine_grid)

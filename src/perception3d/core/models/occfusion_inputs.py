@@ -9,12 +9,12 @@ x + X * (y + Y * z) (core.voxels), which is the C order of a (Z, Y, X) array: BE
 - `lidar_inputs`: the BEV image (core.models.bev.bev_input at the coarse grid: log point count per coarse height bin,
   intensity, lowest and highest point; then per coarse height bin the share of its 8 fine voxels holding a return
   and the share the rays cross, core.occupancy.free_voxels) and the fine voxel state (occupied, free) per fine voxel.
-- `camera_evidence`: OccFusion's depth-free fusion input. Points pre-sampled in the non-empty coarse voxels
-  (core.occupancy.presample_voxels, exactly N per voxel) are projected into each camera; only the cameras that see
-  a point (in front, inside the image) contribute. The image feature is each camera's 2D detections rasterised as
-  one score map per detection class (`detection_maps`), read bilinearly at the projections, averaged over the
-  voxel's visible points per camera and then over the cameras that see the voxel, plus a last channel that is 1
-  when any camera sees it. No depth is estimated: the LiDAR geometry says where to look.
+- `camera_evidence`: OccFusion's depth-free fusion input. Points in the non-empty coarse voxels (`fused_voxels`: N
+  pre-sampled per voxel, core.occupancy.presample_voxels, or the voxel centre alone) are projected into each camera;
+  only the cameras that see a point (in front, inside the image) contribute. The image feature is each camera's 2D
+  detections rasterised as one score map per detection class (`detection_maps`), read bilinearly at the
+  projections, averaged over the voxel's visible points per camera and then over the cameras that see the voxel,
+  plus a last channel that is 1 when any camera sees it. No depth is estimated: the LiDAR geometry says where to look.
 - `lidar_parents`: the coarse voxels whose children are always refined (those holding returns and their vertical
   neighbours); the network adds the top-K most uncertain ones itself.
 - `fine_volume`: the network's coarse and refined labels combined into the fine [x, y, z] volume;
@@ -150,17 +150,27 @@ def camera_evidence(samples: np.ndarray, cameras: Sequence[CameraBoxes],
 def fused_voxels(points_base: np.ndarray, cameras: Sequence[CameraBoxes], fine: VoxelGrid, num_points: int,
                  use_cameras: bool, seed: int = 0,
                  binned: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """(flat coarse indices (V,) int64 of the non-empty coarse voxels, their camera evidence (V, CAMERA_CHANNELS));
-    evidence is all zero with use_cameras False (the LiDAR-only network). binned: fine.voxel_indices(points_base)
-    when the caller has it (a coarse voxel's index is its children's halved: the coarse edge is exactly twice the
-    fine one, so the floors agree)."""
+    """(flat coarse indices (V,) int64 of the non-empty coarse voxels, sorted; their camera evidence
+    (V, CAMERA_CHANNELS)); evidence is all zero with use_cameras False (the LiDAR-only network).
+
+    num_points > 0: the evidence is read at that many points pre-sampled per voxel (presample_voxels: a farthest
+    point sampling of its returns, filled uniformly inside it); 0: at the voxel centre alone (no sampling and no sort
+    of the sweep). binned: fine.voxel_indices(points_base) when the caller has it (a coarse voxel's index is its
+    children's halved: the coarse edge is exactly twice the fine one, so the floors agree)."""
     grid = coarse_grid(fine)
-    coarse_binned = None if binned is None else (binned[0] >> 1, binned[1])
-    voxels, samples, _ = presample_voxels(points_base, grid, num_points, seed, coarse_binned)
-    index = grid.flat_index(voxels)
+    idx, inside = fine.voxel_indices(points_base) if binned is None else binned
+    if num_points:
+        voxels, samples, _ = presample_voxels(points_base, grid, num_points, seed, (idx >> 1, inside))
+        index = grid.flat_index(voxels)
+    else:
+        non_empty = np.zeros(grid.num_voxels, dtype=bool)
+        non_empty[grid.flat_index(np.compress(inside, idx, axis=0) >> 1)] = True
+        index = np.flatnonzero(non_empty)
+        voxels = grid.indices_of(index)
+        samples = grid.centers(voxels)[:, None]
     if not use_cameras or not len(index):
         return index, np.zeros((len(index), CAMERA_CHANNELS), dtype=np.float32)
-    spheres = grid.centers(voxels), np.full(len(voxels), np.sqrt(3) / 2 * grid.resolution)
+    spheres = grid.centers(voxels), np.full(len(voxels), np.sqrt(3) / 2 * grid.resolution if num_points else 0.0)
     return index, camera_evidence(samples, cameras, spheres)
 
 
