@@ -12,7 +12,7 @@ Then, where the learned node's time goes: each step of its input and output work
 (minimum of 30 calls) on the inputs of the replay's last sweep (the arguments the node passed to
 `occfusion_inputs.network_inputs`, kept by a wrapper during the replay).
 
-    .venv/bin/python benchmarks/occupancy_latency.py [--cpu-time]
+    .venv/bin/python benchmarks/occupancy_latency.py [--cpu-time] [--checkpoint CHECKPOINT]
 """
 from __future__ import annotations
 
@@ -27,9 +27,10 @@ import numpy as np
 
 from perception3d.bench.graph import write_frame_bag
 from perception3d.bench.learned import LIDAR_NODES
-from perception3d.core.box_points import detection_maps, may_see
+from perception3d.core.box_points import detection_maps
 from perception3d.core.models import occfusion_inputs
 from perception3d.core.models.bev import bev_input
+from perception3d.core.models.occfusion_export import export_occupancy
 from perception3d.core.models.options import RunnerOptions
 from perception3d.core.models.runner import onnx_session
 from perception3d.core.occupancy import free_voxels, occupied_voxels, presample_voxels
@@ -55,30 +56,38 @@ def stage_latency(frames_bag: Path, work: Path, overrides: dict) -> dict[str, tu
 
 def step_latency(args: tuple, onnx_file: str) -> dict[str, float]:
     """{step: min ms} of the learned node's steps on one sweep's network_inputs arguments."""
-    points, intensity, origin, cameras, grid, presample_points, _ = args
+    points, intensity, origin, cameras, grid, presample_points, use_cameras = args
     coarse = occfusion_inputs.coarse_grid(grid)
-    voxels, samples, _ = presample_voxels(points, coarse, presample_points)
-    spheres = coarse.centers(voxels), np.full(len(voxels), np.sqrt(3) / 2 * coarse.resolution)
+    binned = grid.voxel_indices(points)
     inputs, observed = occfusion_inputs.network_inputs(*args)
+    lidar = occfusion_inputs.lidar_inputs(points, intensity, origin, grid, binned)
     session = onnx_session(Path(onnx_file), RunnerOptions(device="cpu", threads=1))
     feed = {i.name: inputs[i.name] for i in session.get_inputs()}
     label, score, fine_index, fine_label, fine_score = session.run(None, feed)
-    fine_index = fine_index.astype(np.int64)
-    volume = occfusion_inputs.fine_volume(label, fine_index, fine_label, observed, grid)
+    fine_index, observed_index = fine_index.astype(np.int64), inputs["observed_index"]
+    volume = occfusion_inputs.fine_volume(observed_index, label, fine_index, fine_label, observed, grid)
     occupied = occupied_voxels(volume)
     steps = {
         "inputs, all (network_inputs)": lambda: occfusion_inputs.network_inputs(*args),
         "  ray casting (free_voxels; the geometric node's too)": lambda: free_voxels(points, grid, origin, 0.2),
         "  voxel indices of the sweep": lambda: grid.voxel_indices(points),
-        "  BEV image (bev_input)": lambda: bev_input(points, intensity / 255, occfusion_inputs.bev_grid(grid)),
-        "  pre-sampling (presample_voxels)": lambda: presample_voxels(points, coarse, presample_points),
-        "  camera evidence": lambda: occfusion_inputs.camera_evidence(samples, cameras, spheres),
+        "  LiDAR inputs (lidar_inputs, ray casting included)":
+            lambda: occfusion_inputs.lidar_inputs(points, intensity, origin, grid, binned),
+        "    of which BEV image (bev_input)":
+            lambda: bev_input(points, intensity / 255, occfusion_inputs.bev_grid(grid)),
+        "  fused voxels and camera evidence (fused_voxels)": lambda: occfusion_inputs.fused_voxels(
+            points, cameras, grid, presample_points, use_cameras, 0, binned),
+        "    of which pre-sampling (presample_voxels)": lambda: presample_voxels(points, coarse, presample_points)
+            if presample_points else None,
         "    of which detection maps": lambda: [detection_maps(camera) for camera in cameras],
-        "    of which camera culling (may_see)": lambda: may_see(*spheres, cameras),
+        "  observed rows (observed_rows)": lambda: occfusion_inputs.observed_rows(
+            lidar, grid, inputs["fused_index"], inputs["lidar_parents"]),
         "network (onnxruntime, 1 thread)": lambda: session.run(None, feed),
-        "fine volume": lambda: occfusion_inputs.fine_volume(label, fine_index, fine_label, observed, grid),
+        "fine volume": lambda: occfusion_inputs.fine_volume(observed_index, label, fine_index, fine_label, observed,
+                                                            grid),
         "occupied voxels (the geometric node's too)": lambda: occupied_voxels(volume),
-        "voxel scores": lambda: occfusion_inputs.voxel_scores(occupied, score, fine_index, fine_score, grid),
+        "voxel scores": lambda: occfusion_inputs.voxel_scores(occupied, observed_index, score, fine_index,
+                                                              fine_score, grid),
     }
     return {name: 1e3 * min(timeit.repeat(fn, number=1, repeat=30)) for name, fn in steps.items()}
 
@@ -86,13 +95,16 @@ def step_latency(args: tuple, onnx_file: str) -> dict[str, float]:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--cpu-time", action="store_true", help="stage times in process CPU time, not wall time")
-    if parser.parse_args().cpu_time:
+    parser.add_argument("--checkpoint", type=Path, help="the occupancy checkpoint (default: the shipped one)")
+    options = parser.parse_args()
+    if options.cpu_time:
         time.perf_counter = time.process_time  # the clock of the node's StageTimer and of its runner's total
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         frames_bag = work / "frames"
         write_frame_bag(frames_bag)
-        onnx_file = str(LIDAR_NODES["occupancy"](work))
+        onnx_file = str(LIDAR_NODES["occupancy"](work) if options.checkpoint is None else
+                        export_occupancy(options.checkpoint, work / "occupancy.onnx"))
         variants = {"geometric": {"mode": "geometric"},
                     "learned, onnxruntime CPU, 1 thread": {"mode": "learned", "backend": "onnx", "device": "cpu",
                                                            "model_path": onnx_file, "threads": 1}}

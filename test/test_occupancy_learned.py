@@ -243,6 +243,12 @@ def test_refinement_takes_the_lidar_parents_and_the_top_k_uncertain_non_free_vox
     assert net.refine_parents(*net.coarse_confidence(logits), torch.tensor([5]), observed).tolist() == [5, 6, 4]
     assert tiny_network(refine=False).refine_parents(*net.coarse_confidence(logits), torch.tensor([5]),
                                                      observed).numel() == 0
+    # more slots than candidates: no confidently free voxel fills the rest, among all voxels or the observed rows
+    observed[3] = True
+    wide = tiny_network(refine_top_k=5)
+    assert wide.refine_parents(*net.coarse_confidence(logits), torch.tensor([5]), observed).tolist() == [5, 3, 6, 4]
+    rows = wide.refine_rows(*net.coarse_confidence(logits[2:8]), torch.tensor([3]))  # rows 0..5: voxels 2..7
+    assert rows.tolist() == [3, 1, 4, 2]
 
 
 def bev_observing(fine_state: torch.Tensor, fine: VoxelGrid, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -291,7 +297,7 @@ def test_eval_mode_corrects_the_free_prior_for_the_subsampled_free_voxels():
     assert trained["coarse_logits"].shape == evaluated["coarse_logits"].shape
 
 
-def test_eval_mode_labels_and_refines_the_observed_coarse_voxels_as_on_every_voxel_and_no_others():
+def test_infer_gives_forwards_labels_at_the_observed_voxels_and_refines_only_their_observed_children():
     net = tiny_network(refine_top_k=30, coarse_free_keep=1.0)
     fine = net.config.fine_grid
     generator = torch.Generator().manual_seed(1)
@@ -299,26 +305,35 @@ def test_eval_mode_labels_and_refines_the_observed_coarse_voxels_as_on_every_vox
         net.coarse_head.weight.copy_(10 * torch.randn(net.coarse_head.weight.shape, generator=generator))
     fused, camera_features = torch.tensor([0, 9, 40]), torch.rand(3, inputs.CAMERA_CHANNELS, generator=generator)
     lidar_parents = torch.tensor([0, 9, 40, 41])
-    fine_state = (torch.rand(2, fine.num_voxels, generator=generator) < 0.03).float()
+    fine_state = (torch.rand(2, fine.num_voxels, generator=generator) < 0.03).to(torch.uint8)
     fine_state[0, [0, 18, 80]] = 1  # a return in each fused voxel (coarse 0, 9, 40: fine (0, 0), (18, 0), (16, 1))
     fine_state[:, net.refine(torch.zeros(1, net.config.voxel_features), lidar_parents[3:], fine_state)[0]] = 0
+    fine_state[1, fine_state[0] > 0] = 0  # a voxel holding a return is not free
     bev = bev_observing(fine_state, fine, generator)
+    lidar = inputs.LidarInputs(bev[0].numpy(), fine_state.numpy(), fine_state.numpy().any(axis=0))
+    rows = inputs.observed_rows(lidar, fine, fused.numpy(), lidar_parents.numpy())
     with torch.no_grad():
-        out = net(bev, fused, camera_features, lidar_parents, fine_state)
-        voxels = net.voxel_features(bev, fused, camera_features)
-        score, label = net.coarse_confidence(net.coarse_head(voxels) + net.free_prior[0])  # every voxel
-        observed = net.observed_parents(bev)
-        parents = net.refine_parents(score, label, lidar_parents, observed)
-        kept = parents[observed[parents]]
-        fine_index, fine_logits = net.refine(voxels[kept], kept, fine_state)
-    assert 0 < observed.sum() < len(observed) and (label[~observed] > 0).any() and not observed[parents].all()
-    assert len(torch.unique(label[observed])) > 3
-    assert torch.equal(out["coarse_observed"], torch.nonzero(observed).reshape(-1))
-    assert torch.equal(out["coarse_label"][observed], label[observed]) and not out["coarse_label"][~observed].any()
-    assert torch.allclose(out["coarse_score"][observed], score[observed]) and not out["coarse_score"][~observed].any()
-    assert torch.allclose(out["coarse_logits"], net.coarse_head(voxels[observed]) + net.free_prior[0], atol=1e-5)
-    assert torch.equal(out["fine_index"], fine_index)
-    assert torch.allclose(out["fine_logits"], fine_logits + net.free_prior[1], atol=1e-5)
+        full = net(bev, fused, camera_features, lidar_parents, fine_state)  # every voxel
+        label, score, fine_index, fine_label, fine_score = net.infer(
+            bev, *(torch.from_numpy(rows[k]) for k in ("observed_index", "height_end", "fused_rows")),
+            camera_features, torch.from_numpy(rows["parent_rows"]), fine_state)
+    observed = net.observed_parents(bev)
+    seen = torch.from_numpy(rows["observed_index"])
+    assert torch.equal(seen, torch.nonzero(observed).reshape(-1)) and 0 < len(seen) < net.num_coarse
+    assert (full["coarse_label"][~observed] > 0).any() and len(torch.unique(label)) > 3
+    assert torch.equal(label, full["coarse_label"][seen]) and torch.allclose(score, full["coarse_score"][seen])
+    # forward refines the children of every parent; infer those of the observed parents that the sweep observed
+    child_observed = fine_state.numpy().any(axis=0)
+    child = full["fine_index"]
+    parent_of = child // 2 % net.side + net.side * (
+        child // (2 * net.fine_side) % net.side + net.side * (child // (2 * net.fine_side ** 2)))
+    kept = observed[parent_of] & torch.from_numpy(child_observed[full["fine_index"].numpy()])
+    assert 0 < kept.sum() < len(kept) and not observed[parent_of].all()
+    expected_score, expected_label = max_softmax(full["fine_logits"][kept])
+    expected = dict(zip(full["fine_index"][kept].tolist(), zip(expected_label.tolist(), expected_score.tolist())))
+    assert sorted(fine_index.tolist()) == sorted(expected)
+    for index, child_label, child_score in zip(fine_index.tolist(), fine_label.tolist(), fine_score.tolist()):
+        assert child_label == expected[index][0] and child_score == pytest.approx(expected[index][1], abs=1e-5)
 
 
 def test_max_softmax_is_the_softmax_maximum_and_its_class_even_for_large_logits():
@@ -348,16 +363,16 @@ def test_children_are_the_eight_fine_voxels_inside_their_parent():
 
 def test_fine_volume_upsamples_coarse_labels_overwrites_refined_ones_and_hides_unobserved():
     fine = VoxelGrid.from_range((-0.8, -0.8, 0.0, 0.8, 0.8, 0.8), 0.4)
-    coarse_label = np.array([4, 0, 0, 11])
+    coarse_voxels, coarse_label = np.array([0, 2, 3]), np.array([4, 6, 11])  # coarse voxel 1 observed by none
     observed = np.ones(fine.num_voxels, dtype=bool)
-    observed[fine.flat_index(np.array([[3, 3, 1]]))] = False
+    observed[fine.flat_index(np.array([[3, 3, 1], [2, 0, 0], [3, 0, 1]]))] = False  # the last two: children of 1
     refined = fine.flat_index(np.array([[1, 1, 1]]))
-    volume = inputs.fine_volume(coarse_label, refined, np.array([7]), observed, fine)
-    assert volume[0, 0, 0] == 4 and volume[1, 1, 1] == 7 and volume[3, 0, 0] == 0 and volume[2, 3, 0] == 11
-    assert volume[3, 3, 1] == OCCUPANCY_UNKNOWN
-    score = inputs.voxel_scores(np.array([[0, 1, 0], [1, 1, 1], [2, 3, 0]]), np.array([0.9, 0.8, 0.7, 0.6]),
-                                refined, np.array([0.5]), fine)
-    assert score.tolist() == pytest.approx([0.9, 0.5, 0.6])
+    volume = inputs.fine_volume(coarse_voxels, coarse_label, refined, np.array([7]), observed, fine)
+    assert volume[0, 0, 0] == 4 and volume[1, 1, 1] == 7 and volume[0, 2, 0] == 6 and volume[2, 3, 0] == 11
+    assert volume[3, 3, 1] == volume[2, 0, 0] == volume[3, 0, 1] == OCCUPANCY_UNKNOWN
+    score = inputs.voxel_scores(np.array([[0, 1, 0], [1, 1, 1], [2, 3, 0], [1, 2, 1]]), coarse_voxels,
+                                np.array([0.9, 0.7, 0.6]), refined, np.array([0.5]), fine)
+    assert score.tolist() == pytest.approx([0.9, 0.5, 0.6, 0.7])
 
 
 def test_voxel_scores_are_those_of_the_labels_fine_volume_writes_at_every_voxel():
@@ -369,10 +384,11 @@ def test_voxel_scores_are_those_of_the_labels_fine_volume_writes_at_every_voxel(
     refined_score = rng.random(len(refined)).astype(np.float32)
     sx, sy, sz = fine.shape
     # the score volume by the same upsample-and-overwrite as the labels: fine_volume on scores scaled to 0..250
-    labels = inputs.fine_volume((coarse * 250).astype(np.uint8), refined, (refined_score * 250).astype(np.uint8),
-                                np.ones(fine.num_voxels, dtype=bool), fine)
+    every = np.arange(len(coarse))
+    labels = inputs.fine_volume(every, (coarse * 250).astype(np.uint8), refined,
+                                (refined_score * 250).astype(np.uint8), np.ones(fine.num_voxels, dtype=bool), fine)
     voxels = np.argwhere(np.ones(fine.shape, dtype=bool))
-    scores = inputs.voxel_scores(voxels, coarse, refined, refined_score, fine)
+    scores = inputs.voxel_scores(voxels, every, coarse, refined, refined_score, fine)
     np.testing.assert_array_equal((scores * 250).astype(np.uint8), labels[tuple(voxels.T)])
     assert scores[fine.flat_index(voxels) == 5] == refined_score[-2]
 

@@ -149,11 +149,12 @@ class OccupancyNode(NodeDefinition):
             coarse_label, coarse_score, fine_index, fine_label, fine_score = self.network.run(
                 *(inputs[name] for name in INPUT_NAMES))
         with timer.stage("post"):
-            fine_index = fine_index.astype(np.int64)
-            volume = occfusion_inputs.fine_volume(coarse_label, fine_index, fine_label, observed, self.grid)
+            fine_index, observed_index = fine_index.astype(np.int64), inputs["observed_index"]
+            volume = occfusion_inputs.fine_volume(observed_index, coarse_label, fine_index, fine_label, observed,
+                                                  self.grid)
             occupied = occupied_voxels(volume)
-            return volume, occupied, occfusion_inputs.voxel_scores(occupied, coarse_score, fine_index, fine_score,
-                                                                   self.grid)
+            return volume, occupied, occfusion_inputs.voxel_scores(occupied, observed_index, coarse_score, fine_index,
+                                                                   fine_score, self.grid)
 
     def _past(self, tf: TransformLookup, stamp_ns: int):
         """Earlier sweeps moved into the current base frame, their labels, and T_world_base now."""

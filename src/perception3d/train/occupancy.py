@@ -28,7 +28,7 @@ from ..core.classes import DETECTION_CLASSES, OCCUPANCY_FREE, OCCUPANCY_UNKNOWN
 from ..core.geometry import invert_transform, transform_points
 from ..core.models import occfusion_inputs as inputs
 from ..core.models.checkpoint import load_checkpoint
-from ..core.models.occfusion import INPUT_NAMES, OccFusionConfig, OccFusionInference, OccFusionNet
+from ..core.models.occfusion import INPUT_NAMES, TRAINING_INPUTS, OccFusionConfig, OccFusionInference, OccFusionNet
 from ..core.models.options import RunnerOptions
 from ..core.models.runner import TorchRunner
 from ..core.voxels import VoxelGrid
@@ -128,7 +128,7 @@ class OccupancySamples(torch.utils.data.Dataset):
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         frame = int(self.table[index])
         sample = self.frames[frame]
-        keys = (*INPUT_NAMES, "fine_target", "coarse_target")
+        keys = (*TRAINING_INPUTS, "fine_target", "coarse_target")
         tensors = {k: torch.from_numpy(np.asarray(sample[k])) for k in keys}
         return {**tensors, "frame": torch.tensor(frame)}
 
@@ -154,7 +154,8 @@ def frame_volume(run: Callable[..., tuple[np.ndarray, ...]], frame: dict, fine: 
     or an ONNX session's run) predicts for a frame of cache_keyframes."""
     coarse_label, _, fine_index, fine_label, _ = run(*(np.asarray(frame[k]) for k in INPUT_NAMES))
     observed = frame["fine_state"].max(axis=0) > 0
-    return inputs.fine_volume(coarse_label, fine_index.astype(np.int64), fine_label, observed, fine)
+    return inputs.fine_volume(frame["observed_index"], coarse_label, fine_index.astype(np.int64), fine_label,
+                              observed, fine)
 
 
 def ground_truth(frame: dict, fine: VoxelGrid) -> tuple[np.ndarray, np.ndarray]:
@@ -211,7 +212,7 @@ class OccupancyTask(TrainTask):
         if batch["frame"].numel() != 1:
             raise DatasetError("occupancy trains on one frame per step (--batch 1)")
         x = {k: v[0] for k, v in batch.items()}
-        out = model(x["bev"], x["fused_index"], x["camera"], x["lidar_parents"], x["fine_state"])
+        out = model(*(x[name] for name in TRAINING_INPUTS))
         keep = loss_voxels(x["coarse_target"], self.config.coarse_free_keep, self.generator)
         logits, target = out["coarse_logits"][keep], x["coarse_target"][keep].long()
         parts = {"coarse_ce": functional.cross_entropy(logits, target),

@@ -7,18 +7,21 @@ features, N = S * S * Z coarse voxels in flat message order):
    coarse voxel (channel-to-height head).
 2. Fusion: at the V non-empty coarse voxels, an MLP of [LiDAR feature, camera evidence] replaces the voxel's feature
    (scattered back with index_put: the indices are unique and ONNX exports it exactly).
-3. Coarse logits (N, 17) by a linear layer per voxel: 0 free, 1..16 lidarseg classes. In eval mode steps 1-3 run
-   only at the observed voxels (a fine child hit or crossed by a ray, read from the BEV image's children shares;
-   ~14 % of a nuScenes sweep's: the others' labels are unknown in the output; the 1x1 convolution becomes one
-   matrix product per height bin at that bin's observed columns) and step 4 refines only observed parents.
+3. Coarse logits (N, 17) by a linear layer per voxel: 0 free, 1..16 lidarseg classes.
 4. Active coarse-to-fine: parents = the given LiDAR parents + the `refine_top_k` most uncertain other voxels
    (uncertainty 1 - max softmax, among the voxels predicted non-free that the sweep observed, i.e. with a fine
-   child hit or crossed by a ray; TopK with a fixed k); each parent's 8 children at the fine grid get logits from
-   an MLP of [parent feature, child offset, child's fine occupied / free state]. All other fine voxels take their
-   parent's coarse label.
+   child hit or crossed by a ray; TopK with a fixed k, fewer parents when there are fewer such voxels); each
+   parent's 8 children at the fine grid get logits from an MLP of [parent feature, child offset, child's fine
+   occupied / free state]. All other fine voxels take their parent's coarse label.
 5. Prior correction: training counts only a share q of the free voxels (train.occupancy.loss_voxels), which
    multiplies the odds of 'occupied' by 1/q; in eval mode the network adds log(1/q) to the free logit (coarse and
    fine, each with its q) so that its probabilities are those of the full grid.
+
+`forward` runs every coarse voxel (training). The node runs `infer`: steps 1-4 only at the M observed coarse voxels
+(a fine child hit or crossed by a ray; ~14 % of a nuScenes sweep's: the others' labels are unknown in the output),
+listed with their row ranges per height bin by occfusion_inputs.network_inputs, so the graph holds no operation over
+the whole coarse grid: the 1x1 convolution becomes one matrix product per height bin at that bin's observed columns,
+the top-K ranks the observed rows, and only the observed children of the parents are refined.
 """
 from __future__ import annotations
 
@@ -39,7 +42,8 @@ from .occfusion_inputs import CAMERA_CHANNELS, bev_grid, coarse_grid, lidar_chan
 OCCUPANCY_LABELS = tuple(name for label, name in OCCUPANCY_CLASSES.items() if label != OCCUPANCY_UNKNOWN)
 # child offsets (dx, dy, dz) of a coarse voxel's 8 fine voxels
 CHILD_OFFSETS = ((0, 0, 0), (1, 0, 0), (0, 1, 0), (1, 1, 0), (0, 0, 1), (1, 0, 1), (0, 1, 1), (1, 1, 1))
-INPUT_NAMES = ("bev", "fused_index", "camera", "lidar_parents", "fine_state")
+TRAINING_INPUTS = ("bev", "fused_index", "camera", "lidar_parents", "fine_state")  # OccFusionNet.forward
+INPUT_NAMES = ("bev", "observed_index", "height_end", "fused_rows", "camera", "parent_rows", "fine_state")  # infer
 OUTPUT_NAMES = ("coarse_label", "coarse_score", "fine_index", "fine_label", "fine_score")
 
 
@@ -72,7 +76,7 @@ class OccFusionConfig:
     camera_fusion: bool = True
     presample_points: int = 0
     refine: bool = True
-    refine_top_k: int = 2000
+    refine_top_k: int = 1000
     refine_hidden: int = 32
     coarse_free_keep: float = 0.05
     fine_free_keep: float = 0.5
@@ -113,7 +117,8 @@ def shifted_linear(x: torch.Tensor, layer: nn.Linear, shift: torch.Tensor | None
 
 
 class OccFusionNet(nn.Module):
-    """The network of the module docstring; forward returns logits for training."""
+    """The network of the module docstring: `forward` on every coarse voxel (training; in eval mode with the prior
+    correction), `infer` on the observed ones only (the node's contract, OccFusionInference)."""
 
     def __init__(self, config: OccFusionConfig) -> None:
         super().__init__()
@@ -128,51 +133,50 @@ class OccFusionNet(nn.Module):
         self.height_head = nn.Conv2d(config.widths[0], sz * f, 1)
         self.fusion = nn.Sequential(nn.Linear(f + CAMERA_CHANNELS, 32), nn.ReLU(inplace=True), nn.Linear(32, f))
         self.coarse_head = nn.Linear(f, classes)
+        # input: [parent feature (F), child offset (3), child's fine occupied / free state (2)]
         self.fine_head = nn.Sequential(nn.Linear(f + 5, config.refine_hidden), nn.ReLU(inplace=True),
                                        nn.Linear(config.refine_hidden, classes))
         self.register_buffer("child_offsets", torch.tensor(CHILD_OFFSETS, dtype=torch.int64), persistent=False)
+        # the child inputs of the fine head, one row per child code (child_codes): offset - 0.5, occupied, free
+        offset = torch.tensor(CHILD_OFFSETS, dtype=torch.float32).repeat_interleave(4, dim=0) - 0.5
+        state = torch.tensor([[0.0, 0.0], [0.0, 1.0], [1.0, 0.0], [1.0, 1.0]]).repeat(len(CHILD_OFFSETS), 1)
+        self.register_buffer("child_inputs", torch.cat([offset, state], dim=1), persistent=False)
         free = torch.zeros(2, classes)
         free[:, 0] = torch.tensor([-math.log(config.coarse_free_keep), -math.log(config.fine_free_keep)])
         self.register_buffer("free_prior", free, persistent=False)
 
-    def voxel_features(self, bev: torch.Tensor, fused_index: torch.Tensor, camera: torch.Tensor,
-                       observed: torch.Tensor | None = None) -> torch.Tensor:
-        """(N, F) features of every coarse voxel (flat order) after fusion, or given observed (N,) bool (with every
-        fused voxel set) only the (M, F) of the M voxels set, in flat order; bev (1, C, S, S)."""
+    def bev_features(self, bev: torch.Tensor) -> torch.Tensor:
+        """(1, widths[0], S, S) U-Net features of the BEV image (1, C, S, S)."""
         x = self.bev(bev)
         if x.shape[-1] != self.side:
             x = functional.interpolate(x, size=(self.side, self.side), mode="bilinear", align_corners=False)
-        f = self.config.voxel_features
-        if observed is None:
-            volume = self.height_head(x).reshape(self.height, f, self.side * self.side)
-            voxels, rows = volume.permute(0, 2, 1).reshape(self.num_coarse, f), fused_index
-        else:
-            voxels = self.height_head_at(x, observed)
-            rows = self.observed_rows(observed)[fused_index]
+        return x
+
+    def fuse(self, voxels: torch.Tensor, rows: torch.Tensor, camera: torch.Tensor) -> torch.Tensor:
+        """voxels (N, F) with the rows (V,) of the non-empty voxels replaced by their fusion with the camera evidence
+        (V, CAMERA_CHANNELS) (index_put: the rows are unique and ONNX exports it exactly)."""
         lidar = voxels[rows]
-        fused = lidar + self.fusion(torch.cat([lidar, camera], dim=1))
-        return voxels.index_put((rows,), fused)
+        return voxels.index_put((rows,), lidar + self.fusion(torch.cat([lidar, camera], dim=1)))
 
-    @staticmethod
-    def observed_rows(observed: torch.Tensor) -> torch.Tensor:
-        """(N,) int64: each observed voxel's row among the observed ones, in flat order (observed (N,) bool; not
-        meaningful at the unobserved ones)."""
-        return torch.cumsum(observed.to(torch.int64), dim=0) - 1
+    def voxel_features(self, bev: torch.Tensor, fused_index: torch.Tensor, camera: torch.Tensor) -> torch.Tensor:
+        """(N, F) features of every coarse voxel (flat order) after fusion; bev (1, C, S, S)."""
+        f = self.config.voxel_features
+        volume = self.height_head(self.bev_features(bev)).reshape(self.height, f, self.side * self.side)
+        return self.fuse(volume.permute(0, 2, 1).reshape(self.num_coarse, f), fused_index, camera)
 
-    def height_head_at(self, x: torch.Tensor, observed: torch.Tensor) -> torch.Tensor:
-        """(M, F) height head outputs of the M voxels set in observed (N,) bool, in flat order (height by height:
-        the 1x1 convolution's weights of one height bin at that bin's columns only); x (1, C, S, S).
+    def height_head_at(self, x: torch.Tensor, observed_index: torch.Tensor, height_end: torch.Tensor) -> torch.Tensor:
+        """(M, F) height head outputs of the M observed voxels (observed_index (M,), sorted flat indices), height by
+        height: the 1x1 convolution's weights of one height bin at that bin's columns only; x (1, C, S, S).
 
-        Flat order is height-major: one nonzero gives every bin's columns, bin z's rows lying between the running
-        counts of the bins below it (ranges, not a nonzero per bin: exported, those cost 4x as much)."""
+        Flat order is height-major: bin z's rows lie between height_end[z - 1] and height_end[z] (ranges, not a
+        nonzero per bin: exported, those cost 4x as much)."""
         f = self.config.voxel_features
         cells = x.reshape(x.shape[1], -1).t()  # (S * S, C): a row per column, gathered whole
         weight = self.height_head.weight.reshape(self.height, f, -1)
         bias = self.height_head.bias.reshape(self.height, f)
-        column = torch.nonzero(observed).reshape(-1) % cells.shape[0]
-        end = torch.cumsum(observed.reshape(self.height, -1).to(torch.float32).sum(dim=1).to(torch.int64), dim=0)
-        start = torch.cat([end.new_zeros(1), end[:-1]])
-        return torch.cat([functional.linear(cells[column[torch.arange(start[z], end[z])]], weight[z], bias[z])
+        column = observed_index % cells.shape[0]
+        start = torch.cat([height_end.new_zeros(1), height_end[:-1]])
+        return torch.cat([functional.linear(cells[column[torch.arange(start[z], height_end[z])]], weight[z], bias[z])
                           for z in range(self.height)])
 
     def observed_parents(self, bev: torch.Tensor) -> torch.Tensor:
@@ -189,7 +193,7 @@ class OccFusionNet(nn.Module):
     def refine_parents(self, score: torch.Tensor, label: torch.Tensor, lidar_parents: torch.Tensor,
                        observed: torch.Tensor) -> torch.Tensor:
         """lidar_parents + the refine_top_k most uncertain other observed voxels predicted non-free (score, label:
-        coarse_confidence)."""
+        coarse_confidence; observed (N,) bool)."""
         if not self.config.refine:
             return lidar_parents[:0]
         k = min(self.config.refine_top_k, self.num_coarse)
@@ -197,75 +201,104 @@ class OccFusionNet(nn.Module):
             return lidar_parents
         uncertainty = torch.where((label > 0) & observed, 1.0 - score, torch.full_like(score, -1.0))
         uncertainty = uncertainty.index_put((lidar_parents,), torch.full_like(lidar_parents, -2.0, dtype=score.dtype))
-        return torch.cat([lidar_parents, torch.topk(uncertainty, k).indices])
+        top = torch.topk(uncertainty, k)
+        return torch.cat([lidar_parents, top.indices[top.values >= 0]])  # candidates only: fewer if there are fewer
 
-    def refine(self, parent_features: torch.Tensor, parents: torch.Tensor, fine_state: torch.Tensor,
-               logit_shift: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """(fine flat indices (P * 8,), fine logits (P * 8, classes)) of the children of parents (P,) with features
-        (P, F); fine_state (2, fine voxels), any dtype (the node's is uint8); logit_shift (classes,) is added to the
-        logits through the last layer's bias (eval mode's prior correction at no cost per child)."""
+    def refine_rows(self, score: torch.Tensor, label: torch.Tensor, parent_rows: torch.Tensor) -> torch.Tensor:
+        """refine_parents among the M observed voxels (rows; score, label (M,)): parent_rows + the refine_top_k most
+        uncertain others predicted non-free (the top-K runs on the rows padded with refine_top_k entries ranked below
+        every candidate: its k is fixed and there may be fewer rows)."""
+        k = self.config.refine_top_k
+        if not self.config.refine:
+            return parent_rows[:0]
+        if k == 0:
+            return parent_rows
+        uncertainty = torch.where(label > 0, 1.0 - score, torch.full_like(score, -1.0))
+        uncertainty = uncertainty.index_put((parent_rows,), torch.full_like(parent_rows, -2.0, dtype=score.dtype))
+        top = torch.topk(torch.cat([uncertainty, torch.full((k,), -3.0, dtype=score.dtype)]), k)
+        return torch.cat([parent_rows, top.indices[top.values >= 0]])
+
+    def child_voxels(self, parents: torch.Tensor, fine_state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(fine flat indices (P, 8), child codes (P, 8): offset * 4 + 2 * occupied + free, rows of child_inputs) of
+        the children of coarse parents (P,); fine_state (2, fine voxels), any dtype (the node's is uint8)."""
         s, fs = self.side, self.fine_side
         px, py, pz = parents % s, (parents // s) % s, parents // (s * s)
         o = self.child_offsets
         cx = (2 * px).unsqueeze(1) + o[:, 0]
         cy = (2 * py).unsqueeze(1) + o[:, 1]
         cz = (2 * pz).unsqueeze(1) + o[:, 2]
-        fine_index = (cx + fs * (cy + fs * cz)).reshape(-1)
-        # one row per child (2D: the linear layers run as single matrix products with their bias)
-        parent = parent_features.unsqueeze(1).expand(-1, len(CHILD_OFFSETS), -1)
-        parent = parent.reshape(-1, self.config.voxel_features)
-        offset = (o.to(parent_features.dtype) - 0.5).unsqueeze(0).expand(parents.shape[0], -1, -1).reshape(-1, 3)
-        n = fine_state.shape[1]  # gathered from the flat states (a gather along the last axis is much slower)
-        state = fine_state.reshape(-1)[torch.stack([fine_index, fine_index + n], dim=1)].to(parent_features.dtype)
-        hidden, last = self.fine_head[:-1](torch.cat([parent, offset, state], dim=1)), self.fine_head[-1]
-        return fine_index, shifted_linear(hidden, last, logit_shift)
+        fine_index = cx + fs * (cy + fs * cz)
+        n = fine_state.shape[1]  # read from the flat states (a gather along the last axis is much slower)
+        flat_state = fine_state.reshape(-1)  # gathered, then cast (not the 2.6 M states)
+        occupied, free = (flat_state[index].to(torch.int64) for index in (fine_index, fine_index + n))
+        code = 4 * torch.arange(len(CHILD_OFFSETS)) + 2 * occupied + free
+        return fine_index, code
+
+    def child_logits(self, parent_features: torch.Tensor, child_parent: torch.Tensor, child_code: torch.Tensor,
+                     logit_shift: torch.Tensor | None = None) -> torch.Tensor:
+        """(C, classes) fine head logits of C children: child_parent (C,) rows of parent_features (P, F), child_code
+        (C,) (child_voxels). The first layer is linear: its parent part runs once per parent and its child part is a
+        table of the 32 child codes, so a child costs a gather, an add and the last layer. logit_shift (classes,) is
+        added through the last layer's bias (eval mode's prior correction at no cost per child)."""
+        first, last, f = self.fine_head[0], self.fine_head[-1], self.config.voxel_features
+        parent = functional.linear(parent_features, first.weight[:, :f], first.bias)
+        child = functional.linear(self.child_inputs, first.weight[:, f:])
+        hidden = torch.relu(parent[child_parent] + child[child_code])
+        return shifted_linear(hidden, last, logit_shift)
+
+    def refine(self, parent_features: torch.Tensor, parents: torch.Tensor, fine_state: torch.Tensor,
+               logit_shift: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(fine flat indices (P * 8,), fine logits (P * 8, classes)) of every child of parents (P,) with features
+        (P, F) (child_voxels, child_logits)."""
+        fine_index, code = self.child_voxels(parents, fine_state)
+        child_parent = torch.arange(parents.shape[0]).repeat_interleave(len(CHILD_OFFSETS))
+        return fine_index.reshape(-1), self.child_logits(parent_features, child_parent, code.reshape(-1), logit_shift)
+
+    def refine_observed(self, parent_features: torch.Tensor, parents: torch.Tensor, fine_state: torch.Tensor,
+                        logit_shift: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """refine for only the children the sweep observed (hit or crossed: code % 4 > 0), the others being unknown
+        in the output whatever their label."""
+        fine_index, code = self.child_voxels(parents, fine_state)
+        seen = torch.nonzero((code % 4 > 0).reshape(-1)).reshape(-1)
+        return (fine_index.reshape(-1)[seen],
+                self.child_logits(parent_features, seen // len(CHILD_OFFSETS), code.reshape(-1)[seen], logit_shift))
 
     def forward(self, bev: torch.Tensor, fused_index: torch.Tensor, camera: torch.Tensor, lidar_parents: torch.Tensor,
                 fine_state: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Inputs as INPUT_NAMES (bev (1, C, S, S), fused_index (V,) int64, camera (V, CAMERA_CHANNELS),
-        lidar_parents (R,) int64, fine_state (2, fine voxels) uint8 0 / 1); returns coarse_logits, coarse_score and
-        coarse_label (N,) (coarse_confidence), fine_index and fine_logits.
+        """On every coarse voxel, inputs as TRAINING_INPUTS (bev (1, C, S, S), fused_index (V,) int64, camera (V,
+        CAMERA_CHANNELS), lidar_parents (R,) int64, fine_state (2, fine voxels) 0 / 1): coarse_logits (N, classes),
+        coarse_score and coarse_label (N,) (coarse_confidence), fine_index and fine_logits of the children of every
+        refined parent; in eval mode the logits carry the prior correction."""
+        shift = None if self.training else self.free_prior
+        voxels = self.voxel_features(bev, fused_index, camera)
+        coarse = shifted_linear(voxels, self.coarse_head, None if shift is None else shift[0])
+        score, label = self.coarse_confidence(coarse)
+        parents = self.refine_parents(score, label, lidar_parents, self.observed_parents(bev))
+        fine_index, fine = self.refine(voxels[parents], parents, fine_state, None if shift is None else shift[1])
+        return {"coarse_logits": coarse, "coarse_score": score, "coarse_label": label, "fine_index": fine_index,
+                "fine_logits": fine}
 
-        Training: coarse_logits (N, classes) of every coarse voxel, the children of every refined parent. Eval mode:
-        the logits only of the observed coarse voxels (observed_parents; coarse_logits (M, classes) in the order of
-        coarse_observed (M,)), score and label 0 elsewhere, and only the observed parents refined, as only their
-        labels reach an output (the others are unknown there); logits with the prior correction.
-        """
-        observed = self.observed_parents(bev)
-        out = {}
-        if self.training:
-            voxels = self.voxel_features(bev, fused_index, camera)
-            coarse = self.coarse_head(voxels)
-            score, label = self.coarse_confidence(coarse)
-        else:  # features, logits and refinement only at the observed voxels (voxels: their rows, in flat order)
-            voxels = self.voxel_features(bev, fused_index, camera, observed)
-            seen = torch.nonzero(observed).reshape(-1)
-            coarse = shifted_linear(voxels, self.coarse_head, self.free_prior[0])
-            seen_score, seen_label = self.coarse_confidence(coarse)
-            score = torch.zeros_like(observed, dtype=seen_score.dtype).index_put((seen,), seen_score)
-            label = torch.zeros_like(observed, dtype=seen_label.dtype).index_put((seen,), seen_label)
-            out["coarse_observed"] = seen
-        parents = self.refine_parents(score, label, lidar_parents, observed)
-        if self.training:
-            fine_index, fine = self.refine(voxels[parents], parents, fine_state)
-        else:
-            parents = parents[observed[parents]]  # an unobserved voxel's children are all unknown in the output
-            fine_index, fine = self.refine(voxels[self.observed_rows(observed)[parents]], parents, fine_state,
-                                           self.free_prior[1])
-        return {**out, "coarse_logits": coarse, "coarse_score": score, "coarse_label": label,
-                "fine_index": fine_index, "fine_logits": fine}
+    def infer(self, bev: torch.Tensor, observed_index: torch.Tensor, height_end: torch.Tensor,
+              fused_rows: torch.Tensor, camera: torch.Tensor, parent_rows: torch.Tensor,
+              fine_state: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """The node's contract, inputs as INPUT_NAMES (occfusion_inputs.network_inputs): labels and max softmax scores
+        of the M observed coarse voxels (M,) (in observed_index order) and of their refined observed children
+        (fine_index (F,)); forward's results at those voxels (the others are unknown in the output), with the prior
+        correction, on the observed voxels alone."""
+        voxels = self.fuse(self.height_head_at(self.bev_features(bev), observed_index, height_end), fused_rows, camera)
+        coarse_score, coarse_label = max_softmax(shifted_linear(voxels, self.coarse_head, self.free_prior[0]))
+        rows = self.refine_rows(coarse_score, coarse_label, parent_rows)
+        fine_index, fine = self.refine_observed(voxels[rows], observed_index[rows], fine_state, self.free_prior[1])
+        fine_score, fine_label = max_softmax(fine)
+        return coarse_label, coarse_score, fine_index, fine_label, fine_score
 
 
 class OccFusionInference(nn.Module):
-    """The node's contract (exported as is): INPUT_NAMES -> OUTPUT_NAMES, labels and max softmax scores of the coarse
-    voxels (0 and 0 where the sweep observed none of a voxel's children) and of the refined fine voxels."""
+    """The node's contract (exported as is): INPUT_NAMES -> OUTPUT_NAMES (OccFusionNet.infer)."""
 
     def __init__(self, network: OccFusionNet) -> None:
         super().__init__()
         self.network = network
 
-    def forward(self, bev, fused_index, camera, lidar_parents, fine_state):
-        out = self.network(bev, fused_index, camera, lidar_parents, fine_state)
-        coarse_score, coarse_label = out["coarse_score"], out["coarse_label"]  # as the refinement ranked them
-        fine_score, fine_label = max_softmax(out["fine_logits"])
-        return coarse_label, coarse_score, out["fine_index"], fine_label, fine_score
+    def forward(self, bev, observed_index, height_end, fused_rows, camera, parent_rows, fine_state):
+        return self.network.infer(bev, observed_index, height_end, fused_rows, camera, parent_rows, fine_state)

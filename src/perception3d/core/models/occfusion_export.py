@@ -24,6 +24,7 @@ def export_occupancy(checkpoint: Path, out: Path, example: dict | None = None) -
         example, _ = network_inputs(points, np.zeros(len(points)), np.zeros(3), [], config.fine_grid,
                                     config.presample_points, config.camera_fusion)
     inputs = tuple(torch.from_numpy(np.asarray(example[k])) for k in INPUT_NAMES)
-    dynamic = {"fused_index": {0: "voxels"}, "camera": {0: "voxels"}, "lidar_parents": {0: "parents"},
+    dynamic = {"observed_index": {0: "observed"}, "fused_rows": {0: "voxels"}, "camera": {0: "voxels"},
+               "parent_rows": {0: "parents"}, **{name: {0: "observed"} for name in OUTPUT_NAMES[:2]},
                **{name: {0: "refined"} for name in OUTPUT_NAMES[2:]}}
     return export_model(OccFusionInference(model), model, inputs, out, INPUT_NAMES, OUTPUT_NAMES, dynamic)

@@ -17,6 +17,8 @@ x + X * (y + Y * z) (core.voxels), which is the C order of a (Z, Y, X) array: BE
   plus a last channel that is 1 when any camera sees it. No depth is estimated: the LiDAR geometry says where to look.
 - `lidar_parents`: the coarse voxels whose children are always refined (those holding returns and their vertical
   neighbours); the network adds the top-K most uncertain ones itself.
+- `observed_rows`: the observed coarse voxels, the only ones the node's network (OccFusionNet.infer) runs on, and
+  the rows of the fused voxels and the LiDAR parents among them.
 - `fine_volume`: the network's coarse and refined labels combined into the fine [x, y, z] volume;
   `voxel_scores`: the scores of those labels at given fine voxels.
 """
@@ -184,48 +186,71 @@ def lidar_parents(fused_index: np.ndarray, fine: VoxelGrid) -> np.ndarray:
     return np.unique(np.concatenate(neighbours)).astype(np.int64)
 
 
+def observed_rows(lidar: LidarInputs, fine: VoxelGrid, fused_index: np.ndarray,
+                  parents: np.ndarray) -> dict[str, np.ndarray]:
+    """OccFusionNet.infer's view of the observed coarse voxels (a fine child hit or crossed: its children shares in
+    the BEV image > 0): observed_index (M,) their sorted flat indices; height_end (Z,) the end of each height bin's
+    rows among them; fused_rows (V,) the rows of the fused voxels (all observed: they hold returns); parent_rows the
+    rows of the observed ones among the sorted flat indices parents (lidar_parents)."""
+    first, z = bev_grid(fine).channels, coarse_grid(fine).shape[2]
+    shares = lidar.bev[first:first + 2 * z]
+    observed_index = np.flatnonzero((shares[:z] + shares[z:]).reshape(-1) > 0)
+    layer = shares.shape[1] * shares.shape[2]
+    rows = np.searchsorted(observed_index, parents)
+    hit = rows < len(observed_index)
+    hit[hit] = observed_index[rows[hit]] == parents[hit]
+    return {"observed_index": observed_index,
+            "height_end": np.searchsorted(observed_index, layer * np.arange(1, z + 1)).astype(np.int64),
+            "fused_rows": np.searchsorted(observed_index, fused_index).astype(np.int64),
+            "parent_rows": rows[hit].astype(np.int64)}
+
+
 def network_inputs(points_base: np.ndarray, intensity: np.ndarray, sensor_origin: np.ndarray,
                    cameras: Sequence[CameraBoxes], fine: VoxelGrid, presample_points: int, use_cameras: bool,
                    seed: int = 0) -> tuple[dict[str, np.ndarray], np.ndarray]:
-    """The network's inputs by name (core.models.occfusion.INPUT_NAMES; batchless except bev) of one sweep, and its
-    observed fine voxels mask (flat order)."""
+    """The network's inputs by name (core.models.occfusion TRAINING_INPUTS and INPUT_NAMES; batchless except bev) of
+    one sweep, and its observed fine voxels mask (flat order)."""
     points = np.asarray(points_base, dtype=np.float64).reshape(-1, 3)
     binned = fine.voxel_indices(points)  # once for both
     lidar = lidar_inputs(points, intensity, sensor_origin, fine, binned)
     fused_index, camera = fused_voxels(points, cameras, fine, presample_points, use_cameras, seed, binned)
-    return {"bev": lidar.bev[None], "fused_index": fused_index, "camera": camera,
-            "lidar_parents": lidar_parents(fused_index, fine), "fine_state": lidar.fine_state}, lidar.observed
+    parents = lidar_parents(fused_index, fine)
+    return {"bev": lidar.bev[None], "fused_index": fused_index, "camera": camera, "lidar_parents": parents,
+            "fine_state": lidar.fine_state, **observed_rows(lidar, fine, fused_index, parents)}, lidar.observed
 
 
-def fine_volume(coarse_label: np.ndarray, fine_index: np.ndarray, fine_label: np.ndarray, observed: np.ndarray,
-                fine: VoxelGrid) -> np.ndarray:
+def fine_volume(observed_index: np.ndarray, coarse_label: np.ndarray, fine_index: np.ndarray,
+                fine_label: np.ndarray, observed: np.ndarray, fine: VoxelGrid) -> np.ndarray:
     """The fine uint8 [x, y, z] label volume (0 free, 1..16, 255 where the sweep observed nothing): coarse labels
     upsampled (nearest), refined children overwritten.
 
-    coarse_label: (coarse voxels,) flat order; fine_index, fine_label: (F,) refined fine voxels (flat order);
+    observed_index, coarse_label: (M,) coarse voxels (flat order) and their labels (the others are free until the
+    unobserved fine voxels are set unknown); fine_index, fine_label: (F,) refined fine voxels (flat order);
     observed: (fine voxels,) bool flat order.
     """
     sx, sy, sz = fine.shape
-    cube = np.asarray(coarse_label).astype(np.uint8).reshape(sz // 2, sy // 2, sx // 2)
+    cube = np.zeros(sz // 2 * (sy // 2) * (sx // 2), dtype=np.uint8)
+    cube[np.asarray(observed_index, dtype=np.int64)] = np.asarray(coarse_label).astype(np.uint8)
     # x first: the element-wise repeat on the smallest array, the later ones copy whole rows / planes
-    labels = cube.repeat(2, axis=2).repeat(2, axis=1).repeat(2, axis=0).reshape(-1)
+    labels = cube.reshape(sz // 2, sy // 2, sx // 2).repeat(2, axis=2).repeat(2, axis=1).repeat(2, axis=0).reshape(-1)
     labels[np.asarray(fine_index, dtype=np.int64)] = np.asarray(fine_label).astype(np.uint8)
     # unknown (255) is the largest uint8: a maximum sets the unobserved voxels (faster than a boolean-mask write)
     np.maximum(labels, np.uint8(OCCUPANCY_UNKNOWN) * ~np.asarray(observed, dtype=bool), out=labels)
     return labels.reshape(sz, sy, sx).transpose(2, 1, 0)
 
 
-def voxel_scores(voxels: np.ndarray, coarse_score: np.ndarray, fine_index: np.ndarray, fine_score: np.ndarray,
-                 fine: VoxelGrid) -> np.ndarray:
-    """(M,) float32 score of the label fine_volume gives fine voxels (M, 3) [x, y, z]: the refined score of a refined
-    voxel (the last one where fine_index repeats it, as in fine_volume), else its parent's coarse score.
+def voxel_scores(voxels: np.ndarray, observed_index: np.ndarray, coarse_score: np.ndarray, fine_index: np.ndarray,
+                 fine_score: np.ndarray, fine: VoxelGrid) -> np.ndarray:
+    """(M,) float32 score of the label fine_volume gives observed fine voxels (M, 3) [x, y, z]: the refined score of
+    a refined voxel (the last one where fine_index repeats it, as in fine_volume), else its parent's coarse score.
 
-    coarse_score: (coarse voxels,) flat order; fine_index, fine_score: (F,) refined fine voxels (flat order).
+    observed_index, coarse_score: (M,) coarse voxels (flat order) and their scores; fine_index, fine_score: (F,)
+    refined fine voxels (flat order).
     """
     voxels = np.asarray(voxels, dtype=np.int64).reshape(-1, 3)
     sx, sy, _ = fine.shape
     parent = voxels[:, 0] // 2 + sx // 2 * (voxels[:, 1] // 2 + sy // 2 * (voxels[:, 2] // 2))
-    scores = np.asarray(coarse_score, dtype=np.float32)[parent]
+    scores = np.asarray(coarse_score, dtype=np.float32)[np.searchsorted(observed_index, parent)]
     refined = np.asarray(fine_index, dtype=np.int64)
     if len(refined) and len(voxels):
         order = np.argsort(refined, kind="stable")
