@@ -76,7 +76,7 @@ class OccFusionConfig:
     camera_fusion: bool = True
     presample_points: int = 0
     refine: bool = True
-    refine_top_k: int = 1000
+    refine_top_k: int = 2000
     refine_hidden: int = 32
     coarse_free_keep: float = 0.05
     fine_free_keep: float = 0.5
