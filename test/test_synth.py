@@ -5,6 +5,7 @@ import hashlib
 import json
 import os
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -254,6 +255,24 @@ def test_same_seed_gives_identical_files_and_another_seed_differs():
         if k.suffix != ".jpg":
             digest.update(a[k])
     assert digest.hexdigest() == "43f404c0b579e51940c092037b0fc03ca922d125f1f8c35a15382f5e6d493075"
+
+
+def test_a_later_scene_written_alone_has_the_files_it_has_in_a_whole_dataroot():
+    from perception3d.data.synth import SynthConfig, synthesize
+
+    def build(name, **kwargs):
+        root = synthesize(scratch(name) / "root", SynthConfig(seconds=0.5, seed=11, render_scale=0.05, workers=1,
+                                                               occupancy_range=(-10, -10, -2, 10, 10, 2), **kwargs),
+                          progress=False)
+        return {p.relative_to(root): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+    whole, alone = build("whole", scenes=2), build("second_alone", scenes=1, first_scene=1)
+    data = [k for k in alone if k.suffix != ".json"]  # the tables list the scenes written
+    assert len(data) > 20 and all(whole.get(k) == alone[k] for k in data)
+    scenes = json.loads(alone[Path("v1.0-synth/scene.json")])
+    assert [scene["name"] for scene in scenes] == ["scene-synth-0002"]
+    assert scenes == [scene for scene in json.loads(whole[Path("v1.0-synth/scene.json")])
+                      if scene["name"] == "scene-synth-0002"]
 
 
 # ----- bad input ---------------------------------------------------------------------------------------------------

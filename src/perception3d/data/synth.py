@@ -46,6 +46,7 @@ class SynthConfig:
     """Parameters of `synthesize` (units: seconds, metres)."""
 
     scenes: int = 2
+    first_scene: int = 0  # index of the first scene written: the world of a scene depends only on seed and index
     seconds: float = 20.0
     seed: int = 0
     version: str = SYNTH_VERSION
@@ -92,7 +93,7 @@ def synthesize(out: str | Path, config: SynthConfig, progress: bool = True) -> P
     names = []
     pool = multiprocessing.get_context("fork").Pool(config.workers) if config.workers > 1 else None
     try:
-        for i in range(config.scenes):
+        for i in range(config.first_scene, config.first_scene + config.scenes):
             log_token = SceneGenerator(writer, config, i, pool).run(progress)
             map_record["log_tokens"].append(log_token)
             names.append(scene_name(i))

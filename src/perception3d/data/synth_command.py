@@ -1,5 +1,5 @@
-"""`perception3d synth --out DIR [--scenes N] [--seconds S] [--seed K] [--world-version V]`: write a synthetic
-nuScenes dataroot."""
+"""`perception3d synth --out DIR [--scenes N] [--first-scene F] [--seconds S] [--seed K] [--world-version V]`: write
+a synthetic nuScenes dataroot."""
 from __future__ import annotations
 
 import argparse
@@ -9,6 +9,9 @@ from pathlib import Path
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, required=True, help="new dataroot directory (must not exist or be empty)")
     parser.add_argument("--scenes", type=int, default=2, help="number of scenes (default 2)")
+    parser.add_argument("--first-scene", type=int, default=1,
+                        help="number of the first scene written (default 1): scene-synth-0007 of a dataroot written "
+                             "with --first-scene 7 holds exactly the files of scene 7 of one written from 1")
     parser.add_argument("--seconds", type=float, default=20.0, help="length of each scene [s] (default 20)")
     parser.add_argument("--seed", type=int, default=0, help="random seed; same seed -> identical files (default 0)")
     parser.add_argument("--world-version", type=int, choices=(1, 2), default=1,
@@ -27,10 +30,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..errors import ConfigError
     from .synth import SynthConfig, synthesize
 
-    config = SynthConfig(scenes=args.scenes, seconds=args.seconds, seed=args.seed, version=args.version,
-                         world_version=args.world_version)
+    if args.first_scene < 1:
+        raise ConfigError(f"--first-scene {args.first_scene}: scenes are numbered from 1")
+    config = SynthConfig(scenes=args.scenes, first_scene=args.first_scene - 1, seconds=args.seconds, seed=args.seed,
+                         version=args.version, world_version=args.world_version)
     if args.occupancy_range is not None:
         config.occupancy_range = tuple(args.occupancy_range)
     if args.occupancy_voxel is not None:
