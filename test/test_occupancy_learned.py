@@ -236,18 +236,16 @@ def test_refinement_takes_the_lidar_parents_and_the_top_k_uncertain_non_free_vox
     logits[:, 0] = 10.0  # confidently free ...
     logits[[3, 4, 5, 6], 4] = torch.tensor([1.0, 3.0, 0.5, 2.0])  # ... except four car voxels, 5 least sure
     logits[[3, 4, 5, 6], 0] = 0.0
-    observed = torch.ones(net.num_coarse, dtype=torch.bool)
-    parents = net.refine_parents(*net.coarse_confidence(logits), torch.tensor([5]), observed)
+    parents = net.refine_parents(*net.coarse_confidence(logits), torch.tensor([5]))
     assert parents.tolist() == [5, 3, 6]  # 5 already a LiDAR parent, then the two most uncertain others
-    observed[3] = False  # nothing of voxel 3 seen: its label does not reach the output, no refinement
-    assert net.refine_parents(*net.coarse_confidence(logits), torch.tensor([5]), observed).tolist() == [5, 6, 4]
-    assert tiny_network(refine=False).refine_parents(*net.coarse_confidence(logits), torch.tensor([5]),
-                                                     observed).numel() == 0
-    # more slots than candidates: no confidently free voxel fills the rest, among all voxels or the observed rows
-    observed[3] = True
+    score, label = net.coarse_confidence(logits)
+    label[3] = 0  # predicted free (forward sets unobserved voxels so): not a candidate
+    assert net.refine_parents(score, label, torch.tensor([5])).tolist() == [5, 6, 4]
+    assert tiny_network(refine=False).refine_parents(score, label, torch.tensor([5])).numel() == 0
+    # more slots than candidates: no confidently free voxel fills the rest, among all voxels or a few rows
     wide = tiny_network(refine_top_k=5)
-    assert wide.refine_parents(*net.coarse_confidence(logits), torch.tensor([5]), observed).tolist() == [5, 3, 6, 4]
-    rows = wide.refine_rows(*net.coarse_confidence(logits[2:8]), torch.tensor([3]))  # rows 0..5: voxels 2..7
+    assert wide.refine_parents(*net.coarse_confidence(logits), torch.tensor([5])).tolist() == [5, 3, 6, 4]
+    rows = wide.refine_parents(*net.coarse_confidence(logits[2:8]), torch.tensor([3]))  # rows 0..5: voxels 2..7
     assert rows.tolist() == [3, 1, 4, 2]
 
 

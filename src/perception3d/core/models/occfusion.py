@@ -137,7 +137,7 @@ class OccFusionNet(nn.Module):
         self.fine_head = nn.Sequential(nn.Linear(f + 5, config.refine_hidden), nn.ReLU(inplace=True),
                                        nn.Linear(config.refine_hidden, classes))
         self.register_buffer("child_offsets", torch.tensor(CHILD_OFFSETS, dtype=torch.int64), persistent=False)
-        # the child inputs of the fine head, one row per child code (child_codes): offset - 0.5, occupied, free
+        # the child inputs of the fine head, one row per child code (child_voxels): offset - 0.5, occupied, free
         offset = torch.tensor(CHILD_OFFSETS, dtype=torch.float32).repeat_interleave(4, dim=0) - 0.5
         state = torch.tensor([[0.0, 0.0], [0.0, 1.0], [1.0, 0.0], [1.0, 1.0]]).repeat(len(CHILD_OFFSETS), 1)
         self.register_buffer("child_inputs", torch.cat([offset, state], dim=1), persistent=False)
@@ -190,33 +190,20 @@ class OccFusionNet(nn.Module):
         """(max softmax score (N,), label (N,)) of coarse logits (N, classes), without gradient."""
         return max_softmax(logits.detach())
 
-    def refine_parents(self, score: torch.Tensor, label: torch.Tensor, lidar_parents: torch.Tensor,
-                       observed: torch.Tensor) -> torch.Tensor:
-        """lidar_parents + the refine_top_k most uncertain other observed voxels predicted non-free (score, label:
-        coarse_confidence; observed (N,) bool)."""
-        if not self.config.refine:
-            return lidar_parents[:0]
-        k = min(self.config.refine_top_k, self.num_coarse)
-        if k == 0:
-            return lidar_parents
-        uncertainty = torch.where((label > 0) & observed, 1.0 - score, torch.full_like(score, -1.0))
-        uncertainty = uncertainty.index_put((lidar_parents,), torch.full_like(lidar_parents, -2.0, dtype=score.dtype))
-        top = torch.topk(uncertainty, k)
-        return torch.cat([lidar_parents, top.indices[top.values >= 0]])  # candidates only: fewer if there are fewer
-
-    def refine_rows(self, score: torch.Tensor, label: torch.Tensor, parent_rows: torch.Tensor) -> torch.Tensor:
-        """refine_parents among the M observed voxels (rows; score, label (M,)): parent_rows + the refine_top_k most
-        uncertain others predicted non-free (the top-K runs on the rows padded with refine_top_k entries ranked below
-        every candidate: its k is fixed and there may be fewer rows)."""
+    def refine_parents(self, score: torch.Tensor, label: torch.Tensor, parents: torch.Tensor) -> torch.Tensor:
+        """The given parents (R,) + the refine_top_k most uncertain other voxels predicted non-free, as indices into
+        score, label (N,) (coarse_confidence; every voxel in training, the observed rows in infer). The top-K runs on
+        the uncertainties padded with refine_top_k entries ranked below every candidate: its k is fixed, and there may
+        be fewer voxels or fewer candidates than k."""
         k = self.config.refine_top_k
         if not self.config.refine:
-            return parent_rows[:0]
+            return parents[:0]
         if k == 0:
-            return parent_rows
+            return parents
         uncertainty = torch.where(label > 0, 1.0 - score, torch.full_like(score, -1.0))
-        uncertainty = uncertainty.index_put((parent_rows,), torch.full_like(parent_rows, -2.0, dtype=score.dtype))
+        uncertainty = uncertainty.index_put((parents,), torch.full_like(parents, -2.0, dtype=score.dtype))
         top = torch.topk(torch.cat([uncertainty, torch.full((k,), -3.0, dtype=score.dtype)]), k)
-        return torch.cat([parent_rows, top.indices[top.values >= 0]])
+        return torch.cat([parents, top.indices[top.values >= 0]])
 
     def child_voxels(self, parents: torch.Tensor, fine_state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(fine flat indices (P, 8), child codes (P, 8): offset * 4 + 2 * occupied + free, rows of child_inputs) of
@@ -273,7 +260,8 @@ class OccFusionNet(nn.Module):
         voxels = self.voxel_features(bev, fused_index, camera)
         coarse = shifted_linear(voxels, self.coarse_head, None if shift is None else shift[0])
         score, label = self.coarse_confidence(coarse)
-        parents = self.refine_parents(score, label, lidar_parents, self.observed_parents(bev))
+        observed_label = torch.where(self.observed_parents(bev), label, torch.zeros_like(label))  # unobserved: free
+        parents = self.refine_parents(score, observed_label, lidar_parents)
         fine_index, fine = self.refine(voxels[parents], parents, fine_state, None if shift is None else shift[1])
         return {"coarse_logits": coarse, "coarse_score": score, "coarse_label": label, "fine_index": fine_index,
                 "fine_logits": fine}
@@ -287,7 +275,7 @@ class OccFusionNet(nn.Module):
         correction, on the observed voxels alone."""
         voxels = self.fuse(self.height_head_at(self.bev_features(bev), observed_index, height_end), fused_rows, camera)
         coarse_score, coarse_label = max_softmax(shifted_linear(voxels, self.coarse_head, self.free_prior[0]))
-        rows = self.refine_rows(coarse_score, coarse_label, parent_rows)
+        rows = self.refine_parents(coarse_score, coarse_label, parent_rows)
         fine_index, fine = self.refine_observed(voxels[rows], observed_index[rows], fine_state, self.free_prior[1])
         fine_score, fine_label = max_softmax(fine)
         return coarse_label, coarse_score, fine_index, fine_label, fine_score
