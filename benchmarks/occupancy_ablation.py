@@ -1,7 +1,8 @@
 """Occupancy training runs of benchmarks/results/occupancy_training.md, back to back on one CPU thread.
 
-Trains, with one schedule, the learned occupancy network with image fusion and LiDAR only over three seeds, and
-with active training off and coarse-to-fine off for one seed; the keyframe inputs are computed once. Checkpoints and
+Trains, with one schedule, the learned occupancy network with image fusion and LiDAR only over three seeds, with
+active training off and coarse-to-fine off for one seed, and with OccFusion's pre-sampled points instead of the voxel
+centre over three seeds; the keyframe inputs are computed once per pre-sampling. Checkpoints and
 JSON-lines logs go to OUT/<run>.pt / .log.jsonl, wall times to OUT/runs.json. Scoring on the held-out world is
 benchmarks/occupancy_scores.py.
 
@@ -33,20 +34,26 @@ RUNS = {  # name -> (model config, training options, seed); in order of importan
     "fusion_s2": (FUSION, OccupancyTraining(), 2),
     "lidar_s2": (replace(FUSION, camera_fusion=False), OccupancyTraining(), 2),
     "fusion_norefine_s0": (replace(FUSION, refine=False, refine_top_k=0), OccupancyTraining(), 0),
+    # OccFusion's pre-sampling (8 points per voxel) instead of the voxel centre alone
+    "presampled_s0": (replace(FUSION, presample_points=8), OccupancyTraining(), 0),
+    "presampled_s1": (replace(FUSION, presample_points=8), OccupancyTraining(), 1),
+    "presampled_s2": (replace(FUSION, presample_points=8), OccupancyTraining(), 2),
 }
 
 
 def main(out: Path, caches: list[Path]) -> None:
     torch.set_num_threads(1)
     out.mkdir(parents=True, exist_ok=True)
-    frames = cache_keyframes(caches, FUSION)
+    frames = {}  # the keyframe inputs per pre-sampling (the other options do not change them)
     record_path = out / "runs.json"
     record = json.loads(record_path.read_text()) if record_path.exists() else {}
     for name, (config, training, seed) in RUNS.items():
         if name in record:
             continue
+        if config.presample_points not in frames:
+            frames[config.presample_points] = cache_keyframes(caches, replace(config, camera_fusion=True))
         start = time.monotonic()
-        task = OccupancyTask(frames, config, training, caches=caches)
+        task = OccupancyTask(frames[config.presample_points], config, training, caches=caches)
         result = train(task, out / f"{name}.pt", TrainConfig(epochs=EPOCHS, batch_size=1, lr=LR, device="cpu",
                                                              seed=seed, checkpoint_every=0), progress=False,
                        command=f"benchmarks/occupancy_ablation.py run {name}")
