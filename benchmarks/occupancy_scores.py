@@ -59,9 +59,10 @@ def score_runs(runs: Path, cache: Path) -> dict:
 
 
 def summary(scores: dict) -> dict:
-    """Mean and spread (max - min) of IoU and mIoU over the seeds of fusion and LiDAR-only runs."""
+    """Mean and spread (max - min) of IoU and mIoU over the seeds of the fusion, pre-sampled fusion and LiDAR-only
+    runs."""
     out = {}
-    for group in ("fusion", "lidar"):
+    for group in ("fusion", "presampled", "lidar"):
         names = [n for n in scores if re.fullmatch(rf"{group}_s\d+", n)]
         if names:
             out[group] = {metric: {"mean": float(np.mean([scores[n][metric] for n in names])),
