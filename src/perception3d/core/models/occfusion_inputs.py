@@ -244,8 +244,8 @@ def voxel_scores(voxels: np.ndarray, observed_index: np.ndarray, coarse_score: n
     """(M,) float32 score of the label fine_volume gives observed fine voxels (M, 3) [x, y, z]: the refined score of
     a refined voxel (the last one where fine_index repeats it, as in fine_volume), else its parent's coarse score.
 
-    observed_index, coarse_score: (M,) coarse voxels (flat order) and their scores; fine_index, fine_score: (F,)
-    refined fine voxels (flat order).
+    observed_index, coarse_score: (K,) coarse voxels (flat order, sorted: every parent of the M voxels among them)
+    and their scores; fine_index, fine_score: (F,) refined fine voxels (flat order).
     """
     voxels = np.asarray(voxels, dtype=np.int64).reshape(-1, 3)
     sx, sy, _ = fine.shape
