@@ -79,8 +79,10 @@ def lidar_inputs(points_base: np.ndarray, intensity: np.ndarray, sensor_origin: 
     idx, inside = fine.voxel_indices(points) if binned is None else binned
     state = np.zeros((2, fine.num_voxels), dtype=bool)  # occupied, free: written in place (no stacked copy)
     occupied, free = state
-    occupied[fine.flat_index(idx[inside])] = True
-    np.greater(free_voxels(points, fine, sensor_origin, 0.5 * fine.resolution), occupied, out=free)  # and not hit
+    hit = fine.flat_index(np.compress(inside, idx, axis=0))
+    occupied[hit] = True
+    free[:] = free_voxels(points, fine, sensor_origin, 0.5 * fine.resolution)
+    free[hit] = False  # crossed and not hit (a copy and a scatter: a boolean comparison of the grids costs 4x more)
     bev = bev_input(points, np.asarray(intensity, dtype=np.float32) / np.float32(255.0), bev_grid(fine))
     channels = np.concatenate([bev, children_share(occupied, fine), children_share(free, fine)])
     return LidarInputs(channels, state.view(np.uint8), occupied | free)
