@@ -13,6 +13,7 @@ import yaml
 from perception3d.core.box_points import DETECTION_MAP_SIZE, CameraBoxes, detection_maps, may_see, project
 from perception3d.core.classes import DETECTION_CLASSES, OCCUPANCY_FREE, OCCUPANCY_UNKNOWN
 from perception3d.core.models import occfusion_inputs as inputs
+from perception3d.core.models.bev import BevUNet
 from perception3d.core.models.checkpoint import load_checkpoint
 from perception3d.core.models.occfusion import CHILD_OFFSETS, OccFusionConfig, OccFusionNet, max_softmax
 from perception3d.core.occupancy import presample_voxels
@@ -332,6 +333,26 @@ def test_infer_gives_forwards_labels_at_the_observed_voxels_and_refines_only_the
     assert sorted(fine_index.tolist()) == sorted(expected)
     for index, child_label, child_score in zip(fine_index.tolist(), fine_label.tolist(), fine_score.tolist()):
         assert child_label == expected[index][0] and child_score == pytest.approx(expected[index][1], abs=1e-5)
+
+
+def test_a_unet_without_its_dead_inputs_reads_only_the_weighted_channels_and_gives_the_same_features():
+    torch.manual_seed(0)
+    unet = BevUNet(13, (8, 16)).eval()
+    dead = [0, 4, 12]
+    with torch.no_grad():
+        unet.stem[0][0].weight[:, dead] = 0.0
+        unet.stem[0][1].running_mean.uniform_(-1, 1)  # eval-mode batch norm away from the identity
+    image = torch.randn(2, 13, 16, 16)
+    pruned = unet.without_dead_inputs()
+    kept = sorted(set(range(13)) - set(dead))
+    assert pruned.stem[0][0].in_channels == 16 and len(pruned.input_channels) == 16  # 10 used, padded to 16
+    assert sorted(set(pruned.input_channels.tolist())) == kept and unet.input_channels is None
+    loud = image.clone()
+    loud[:, dead] = 1e6  # the dead channels are never read
+    with torch.no_grad():
+        assert torch.allclose(pruned(loud), unet(image), atol=1e-5)
+        all_weighted = BevUNet(13, (8, 16)).eval()
+        assert all_weighted.without_dead_inputs().input_channels is None
 
 
 def test_max_softmax_is_the_softmax_maximum_and_its_class_even_for_large_logits():

@@ -11,6 +11,7 @@ Image rows are y, columns x: cell (row, col) covers x in [x_min + col * cell_m, 
 """
 from __future__ import annotations
 
+import copy
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -126,8 +127,31 @@ class BevUNet(nn.Module):
         self.stem = nn.Sequential(_conv(in_channels, widths[0], stem_stride), _conv(widths[0], widths[0]))
         self.down = nn.ModuleList(nn.Sequential(_conv(a, b, 2), _conv(b, b)) for a, b in zip(widths, widths[1:]))
         self.up = nn.ModuleList(_conv(b + a, a, kernel=fuse_kernel) for a, b in zip(widths, widths[1:]))
+        self.input_channels: torch.Tensor | None = None  # the channels the stem reads (without_dead_inputs)
+
+    def without_dead_inputs(self) -> BevUNet:
+        """A copy for inference whose stem reads only the input channels it weights, padded to a multiple of 8
+        channels by repeats with zero weights (onnxruntime's blocked convolutions need it). A channel whose stem
+        weights are all exactly zero adds nothing (the occupancy network's height bins that no training sweep
+        reached decay to zero): the output is the same up to the order of the sums, at a cheaper stem."""
+        unet = copy.deepcopy(self)
+        conv = unet.stem[0][0]
+        weight = conv.weight.detach()
+        used = torch.nonzero(weight.abs().amax(dim=(0, 2, 3)) > 0).reshape(-1)
+        if len(used) in (0, weight.shape[1]):
+            return unet
+        width = -(-len(used) // 8) * 8
+        pruned = nn.Conv2d(width, conv.out_channels, conv.kernel_size, conv.stride, conv.padding, bias=False)
+        with torch.no_grad():
+            pruned.weight.zero_()
+            pruned.weight[:, :len(used)] = weight[:, used]
+        unet.stem[0][0] = pruned.requires_grad_(conv.weight.requires_grad)
+        unet.input_channels = torch.cat([used, used[:1].repeat(width - len(used))])
+        return unet
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
+        if self.input_channels is not None:
+            image = image.index_select(1, self.input_channels)
         skips = [self.stem(image)]
         for level in self.down:
             skips.append(level(skips[-1]))

@@ -25,6 +25,7 @@ the top-K ranks the observed rows, and only the observed children of the parents
 """
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import asdict, dataclass
 
@@ -282,11 +283,13 @@ class OccFusionNet(nn.Module):
 
 
 class OccFusionInference(nn.Module):
-    """The node's contract (exported as is): INPUT_NAMES -> OUTPUT_NAMES (OccFusionNet.infer)."""
+    """The node's contract (exported as is): INPUT_NAMES -> OUTPUT_NAMES (OccFusionNet.infer), on a copy of the
+    network whose U-Net stem leaves out the input channels it weights by zero (BevUNet.without_dead_inputs)."""
 
     def __init__(self, network: OccFusionNet) -> None:
         super().__init__()
-        self.network = network
+        self.network = copy.deepcopy(network)
+        self.network.bev = network.bev.without_dead_inputs()
 
     def forward(self, bev, observed_index, height_end, fused_rows, camera, parent_rows, fine_state):
         return self.network.infer(bev, observed_index, height_end, fused_rows, camera, parent_rows, fine_state)
