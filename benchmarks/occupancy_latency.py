@@ -79,7 +79,7 @@ def step_latency(args: tuple, onnx_file: str) -> dict[str, float]:
             points, cameras, grid, presample_points, use_cameras, 0, binned),
         "    of which pre-sampling (presample_voxels)": lambda: presample_voxels(points, coarse, presample_points)
             if presample_points else None,
-        "    of which detection maps": lambda: [detection_maps(camera) for camera in cameras],
+        "    of which detection maps": lambda: detection_maps(cameras),
         "  observed rows (observed_rows)": lambda: occfusion_inputs.observed_rows(
             lidar, grid, inputs["fused_index"], inputs["lidar_parents"]),
         "network (onnxruntime, 1 thread)": lambda: session.run(None, feed),

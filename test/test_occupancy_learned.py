@@ -71,15 +71,21 @@ def test_stacked_maps_are_read_bilinearly_each_clamped_at_its_own_border():
     np.testing.assert_allclose(values[3], maps[1, :, 3, 0])  # left of the last row: not the next map's first row
 
 
-def test_detection_maps_hold_the_best_score_of_each_class_and_ignore_other_classes():
+def test_detection_maps_hold_the_best_score_of_each_class_and_ignore_other_classes_and_cameras():
     car, ped = DETECTION_CLASSES.index("car"), DETECTION_CLASSES.index("pedestrian")
-    maps = detection_maps(camera([[0, 0, 100, 100], [50, 0, 200, 100], [0, 0, 200, 100]],
-                                        [car, car, -1], [0.4, 0.9, 1.0]))
+    wide = CameraBoxes(K, FORWARD, 400, 100, np.array([[-50.0, 50, 100, 300]]), np.array([ped]), np.array([0.7]))
+    maps = detection_maps([camera([[0, 0, 100, 100], [50, 0, 200, 100], [0, 0, 200, 100]], [car, car, -1],
+                                  [0.4, 0.9, 1.0]), wide, camera()])
     cols, rows = DETECTION_MAP_SIZE
-    assert maps.shape == (len(DETECTION_CLASSES), rows, cols)
-    assert maps[car, rows // 2, 2] == pytest.approx(0.4) and maps[car, rows // 2, cols - 2] == pytest.approx(0.9)
-    assert maps[car, rows // 2, cols // 2 - 2] == pytest.approx(0.9)  # overlap: the higher score
-    assert maps[ped].max() == 0 and np.delete(maps, car, axis=0).max() == 0
+    assert maps.shape == (3, len(DETECTION_CLASSES), rows, cols)
+    assert maps[0, car, rows // 2, 2] == pytest.approx(0.4) and maps[0, car, rows // 2, cols - 2] == pytest.approx(0.9)
+    assert maps[0, car, rows // 2, cols // 2 - 2] == pytest.approx(0.9)  # overlap: the higher score
+    assert maps[0, ped].max() == 0 and np.delete(maps[0], car, axis=0).max() == 0
+    # the wide camera's box, cut by its image's left and bottom borders: its own columns (a quarter of 400 px)
+    expected = np.zeros((rows, cols), dtype=np.float32)
+    expected[rows // 2:, :cols // 4] = 0.7
+    np.testing.assert_array_equal(maps[1, ped], expected)
+    assert np.delete(maps[1], ped, axis=0).max() == 0 and maps[2].max() == 0 and detection_maps([]).shape[0] == 0
 
 
 def test_camera_evidence_averages_over_the_cameras_that_see_a_voxel_only():
@@ -104,7 +110,7 @@ def reference_camera_evidence(samples: np.ndarray, cameras: list) -> np.ndarray:
     for v, points in enumerate(samples):
         per_camera = []
         for cam in cameras:
-            maps = detection_maps(cam)
+            (maps,) = detection_maps([cam])
             uv, _, seen = project(points, cam)
             reads = []
             for (u, w), visible in zip(uv, seen):

@@ -106,19 +106,32 @@ def point_boxes(points: np.ndarray, cameras: Sequence[CameraBoxes]) -> tuple[np.
     return box_class, box_score
 
 
-def detection_maps(camera: CameraBoxes) -> np.ndarray:
-    """(len(DETECTION_CLASSES), rows, cols) float32: per class, the highest score of the camera's boxes of that class
-    covering each cell (DETECTION_MAP_SIZE cells over the whole image)."""
+def detection_maps(cameras: Sequence[CameraBoxes]) -> np.ndarray:
+    """(cameras, len(DETECTION_CLASSES), rows, cols) float32: per camera and class, the highest score of the camera's
+    boxes of that class covering each cell (DETECTION_MAP_SIZE cells over the whole image). Every covered cell of
+    every box of every camera is listed at once (a box's cells are its row-major cell numbers, offset by its first
+    cell) and painted by one maximum.at."""
     cols, rows = DETECTION_MAP_SIZE
-    maps = np.zeros((len(DETECTION_CLASSES), rows, cols), dtype=np.float32)
-    boxes = np.asarray(camera.boxes_xyxy, dtype=np.float64).reshape(-1, 4) * \
-        np.array([cols / camera.width, rows / camera.height] * 2)
+    maps = np.zeros((len(cameras), len(DETECTION_CLASSES), rows, cols), dtype=np.float32)
+    if not cameras:
+        return maps
+    scale = np.concatenate([np.tile([cols / c.width, rows / c.height], (len(c.scores), 2)) for c in cameras])
+    boxes = np.concatenate([np.asarray(c.boxes_xyxy, dtype=np.float64).reshape(-1, 4) for c in cameras]) * scale
+    classes = np.concatenate([np.asarray(c.classes, dtype=np.int64).reshape(-1) for c in cameras])
+    scores = np.concatenate([np.asarray(c.scores, dtype=np.float32).reshape(-1) for c in cameras])
+    camera = np.repeat(np.arange(len(cameras)), [len(c.scores) for c in cameras])
     first = np.maximum(np.floor(boxes[:, :2]), 0).astype(np.int64)  # (column, row) of the first covered cell
-    stop = np.minimum(np.ceil(boxes[:, 2:]), [cols, rows]).astype(np.int64)
-    scores = np.asarray(camera.scores, dtype=np.float32).reshape(-1)
-    for cls, score, (c0, r0), (c1, r1) in zip(np.asarray(camera.classes).tolist(), scores, first.tolist(),
-                                               stop.tolist()):
-        if cls >= 0 and c1 > c0 and r1 > r0:
-            cells = maps[cls, r0:r1, c0:c1]
-            np.maximum(cells, score, out=cells)
+    width, height = np.maximum(np.minimum(np.ceil(boxes[:, 2:]), [cols, rows]).astype(np.int64) - first, 0).T
+    cells = np.where(classes >= 0, width * height, 0)  # boxes of no detection class cover nothing
+    box = np.repeat(np.arange(len(cells)), cells)
+    cell = np.arange(len(box)) - np.repeat(np.cumsum(cells) - cells, cells)  # row-major within the box
+    row, col = first[box, 1] + cell // width[box], first[box, 0] + cell % width[box]
+    flat = ((camera[box] * len(DETECTION_CLASSES) + classes[box]) * rows + row) * cols + col
+    np.maximum.at(maps.reshape(-1), flat, scores[box])
+    return maps
+    box = np.repeat(np.arange(len(cells)), cells)
+    cell = np.arange(len(box)) - np.repeat(np.cumsum(cells) - cells, cells)  # row-major within the box
+    row, col = first[box, 1] + cell // width[box], first[box, 0] + cell % width[box]
+    flat = (classes[box] * rows + row) * cols + col
+    np.maximum.at(maps.reshape(-1), flat, np.asarray(camera.scores, dtype=np.float32).reshape(-1)[box])
     return maps

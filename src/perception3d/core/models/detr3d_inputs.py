@@ -96,7 +96,7 @@ def camera_inputs(cameras: Sequence[CameraBoxes], config: Detr3DConfig) -> tuple
     if not cameras:
         return (np.zeros((1, len(config.class_names), config.map_rows, config.map_cols), np.float32),
                 np.zeros((1, 3, 4), np.float32))
-    maps = np.stack([detection_maps(c) for c in cameras])
+    maps = detection_maps(cameras)
     projections = []
     for c in cameras:
         to_grid = np.array([[2.0 / c.width, 0.0, -1.0], [0.0, 2.0 / c.height, -1.0], [0.0, 0.0, 1.0]])

@@ -138,7 +138,7 @@ def camera_evidence(samples: np.ndarray, cameras: Sequence[CameraBoxes],
     voxel = np.concatenate(pair_voxel) if cameras else np.zeros(0, dtype=np.int64)
     if len(voxel):
         points_seen = np.concatenate(pair_points)
-        maps = np.stack([detection_maps(camera) for camera in cameras])
+        maps = detection_maps(cameras)
         values = sample_bilinear(maps, np.concatenate(point_camera), np.concatenate(cells))  # pair by pair
         first = np.cumsum(points_seen) - points_seen
         means = np.add.reduceat(values, first, axis=0) / points_seen[:, None].astype(np.float32)
