@@ -116,16 +116,20 @@ def sample_bilinear(maps: np.ndarray, map_index: np.ndarray, uv_cells: np.ndarra
 def camera_evidence(samples: np.ndarray, cameras: Sequence[CameraBoxes],
                     spheres: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
     """(V, CAMERA_CHANNELS) float32 camera feature of V voxels from their pre-sampled points (V, N, 3) [m] (module
-    docstring). A camera projects only the points of the voxels it may see (box_points.may_see) by spheres (centres
-    (V, 3) [m], radii (V,) [m]) that hold each voxel's samples: fused_voxels gives the voxels' own, else they are
-    those around the samples' bounding boxes. The maps of all cameras are read in one pass."""
+    docstring). With several samples per voxel, a camera projects only the points of the voxels it may see
+    (box_points.may_see) by spheres (centres (V, 3) [m], radii (V,) [m]) that hold each voxel's samples:
+    fused_voxels gives the voxels' own, else they are those around the samples' bounding boxes. The maps of all
+    cameras are read in one pass."""
     n_vox, n_pts = samples.shape[:2]
     total = np.zeros((n_vox, CAMERA_CHANNELS - 1), dtype=np.float32)
     cols, rows = DETECTION_MAP_SIZE
-    if spheres is None:
-        low, high = samples.min(axis=1), samples.max(axis=1)
-        spheres = (low + high) / 2, np.linalg.norm(high - low, axis=1) / 2
-    visible = may_see(*spheres, cameras)
+    if n_pts == 1:  # one sample per voxel: projecting it is the test itself, a cull first costs more
+        visible = np.ones((n_vox, len(cameras)), dtype=bool)
+    else:
+        if spheres is None:
+            low, high = samples.min(axis=1), samples.max(axis=1)
+            spheres = (low + high) / 2, np.linalg.norm(high - low, axis=1) / 2
+        visible = may_see(*spheres, cameras)
     pair_voxel, pair_points, point_camera, cells = [], [], [], []  # a pair: a voxel and a camera that sees it
     for c, camera in enumerate(cameras):
         candidates = np.flatnonzero(visible[:, c])
@@ -174,7 +178,7 @@ def fused_voxels(points_base: np.ndarray, cameras: Sequence[CameraBoxes], fine: 
         samples = grid.centers(voxels)[:, None]
     if not use_cameras or not len(index):
         return index, np.zeros((len(index), CAMERA_CHANNELS), dtype=np.float32)
-    spheres = grid.centers(voxels), np.full(len(voxels), np.sqrt(3) / 2 * grid.resolution if num_points else 0.0)
+    spheres = (grid.centers(voxels), np.full(len(voxels), np.sqrt(3) / 2 * grid.resolution)) if num_points else None
     return index, camera_evidence(samples, cameras, spheres)
 
 
