@@ -129,9 +129,3 @@ def detection_maps(cameras: Sequence[CameraBoxes]) -> np.ndarray:
     flat = ((camera[box] * len(DETECTION_CLASSES) + classes[box]) * rows + row) * cols + col
     np.maximum.at(maps.reshape(-1), flat, scores[box])
     return maps
-    box = np.repeat(np.arange(len(cells)), cells)
-    cell = np.arange(len(box)) - np.repeat(np.cumsum(cells) - cells, cells)  # row-major within the box
-    row, col = first[box, 1] + cell // width[box], first[box, 0] + cell % width[box]
-    flat = (classes[box] * rows + row) * cols + col
-    np.maximum.at(maps.reshape(-1), flat, np.asarray(camera.scores, dtype=np.float32).reshape(-1)[box])
-    return maps
