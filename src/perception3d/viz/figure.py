@@ -2,6 +2,7 @@
 camera images with projected boxes."""
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -75,9 +76,8 @@ def render_camera(cam: CameraFrame, frame: FrameData, scale: float) -> Image.Ima
     return image
 
 
-def _legend(draw: ImageDraw.ImageDraw, x: int, y: int) -> None:
-    entries = [("ground truth", GT_COLOR), ("prediction", PRED_COLOR), ("2D detections", DET2D_COLOR)]
-    entries += [(name, color) for name, color in DETECTION_COLORS.items()]
+def draw_legend(draw: ImageDraw.ImageDraw, x: int, y: int, entries: Sequence[tuple[str, tuple[int, ...]]]) -> None:
+    """A colour swatch and a name per entry, one row of 16 px each, from (x, y) down."""
     for i, (name, color) in enumerate(entries):
         draw.rectangle([x, y + 16 * i + 3, x + 10, y + 16 * i + 13], fill=color)
         draw.text((x + 16, y + 16 * i), name, fill=(230, 230, 230))
@@ -103,5 +103,6 @@ def render_frame(frame: FrameData, view: BevView | None = None, camera_width: in
             if name in tiles:
                 figure.paste(tiles[name], (x, y))
             draw.text((x + 6, y + 4), name, fill=(255, 255, 255))
-    _legend(draw, bev.width + grid_w + 8, 34)
+    entries = [("ground truth", GT_COLOR), ("prediction", PRED_COLOR), ("2D detections", DET2D_COLOR)]
+    draw_legend(draw, bev.width + grid_w + 8, 34, entries + list(DETECTION_COLORS.items()))
     return figure
