@@ -24,7 +24,7 @@ from perception3d.eval.keyframes import outputs_at_stamps, split_keyframes
 from perception3d.eval.report import OCCUPANCY_TOPIC
 from perception3d.msgs.occupancy import occupancy_msg_to_volume
 from perception3d.viz.bev import BevView, draw_ego, occupancy_top_view
-from perception3d.viz.figure import draw_legend
+from perception3d.viz.figure import draw_legend, side_by_side
 
 LEGEND_WIDTH = 170
 UNOBSERVED_COLOR = (35, 35, 35)  # occupancy_top_view's colour of a column with nothing observed
@@ -66,10 +66,7 @@ def main() -> int:
     entries += [(name, tuple(int(v) for v in colors[label])) for label, name in OCCUPANCY_CLASSES.items()
                 if label not in (OCCUPANCY_FREE, OCCUPANCY_UNKNOWN)]
     draw_legend(ImageDraw.Draw(legend), 8, 10, entries)
-    canvas = Image.new("RGB", (3 * view.size_px + LEGEND_WIDTH, view.size_px))
-    for i, image in enumerate([*panels, legend]):
-        canvas.paste(image, (i * view.size_px, 0))
-    canvas.save(args.out)
+    side_by_side([*panels, legend]).save(args.out)
     print(f"wrote {args.out} ({keyframe.scene}, keyframe {args.keyframe}, stamp {keyframe.stamp_ns})")
     return 0
 

@@ -20,6 +20,7 @@ from perception3d.data.nuscenes_io import open_nuscenes, read_lidarseg
 from perception3d.msgs.bag import BagReader
 from perception3d.msgs.pointcloud import pointcloud2_to_array
 from perception3d.viz.bev import BevView, draw_points
+from perception3d.viz.figure import side_by_side
 
 IGNORE_COLOR = (60, 60, 60)
 LEGEND_WIDTH = 190
@@ -69,10 +70,7 @@ def main() -> int:
         color = IGNORE_COLOR if i == 0 else tuple(int(v) for v in colors[i])
         draw.rectangle([8, 10 + 18 * i, 20, 22 + 18 * i], fill=color)
         draw.text((26, 10 + 18 * i), name, fill=(255, 255, 255))
-    canvas = Image.new("RGB", (3 * view.size_px + LEGEND_WIDTH, view.size_px))
-    for i, image in enumerate([*panels, legend]):
-        canvas.paste(image, (i * view.size_px, 0))
-    canvas.save(args.out)
+    side_by_side([*panels, legend]).save(args.out)
     print(f"wrote {args.out}")
     return 0
 

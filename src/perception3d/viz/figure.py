@@ -76,6 +76,14 @@ def render_camera(cam: CameraFrame, frame: FrameData, scale: float) -> Image.Ima
     return image
 
 
+def side_by_side(images: Sequence[Image.Image]) -> Image.Image:
+    """The images pasted left to right, top-aligned, on black."""
+    canvas = Image.new("RGB", (sum(i.width for i in images), max(i.height for i in images)))
+    for x, image in zip(np.cumsum([0] + [i.width for i in images[:-1]]).tolist(), images):
+        canvas.paste(image, (x, 0))
+    return canvas
+
+
 def draw_legend(draw: ImageDraw.ImageDraw, x: int, y: int, entries: Sequence[tuple[str, tuple[int, ...]]]) -> None:
     """A colour swatch and a name per entry, one row of 16 px each, from (x, y) down."""
     for i, (name, color) in enumerate(entries):
