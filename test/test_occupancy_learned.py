@@ -359,6 +359,8 @@ def test_a_unet_without_its_dead_inputs_reads_only_the_weighted_channels_and_giv
         assert torch.allclose(pruned(loud), unet(image), atol=1e-5)
         all_weighted = BevUNet(13, (8, 16)).eval()
         assert all_weighted.without_dead_inputs().input_channels is None
+    assert pruned.to("meta").input_channels.device.type == "meta"  # a buffer: it moves with the module (CUDA)
+    assert "input_channels" not in pruned.state_dict()  # and checkpoints do not hold it
 
 
 def test_max_softmax_is_the_softmax_maximum_and_its_class_even_for_large_logits():

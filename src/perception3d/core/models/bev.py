@@ -127,7 +127,7 @@ class BevUNet(nn.Module):
         self.stem = nn.Sequential(_conv(in_channels, widths[0], stem_stride), _conv(widths[0], widths[0]))
         self.down = nn.ModuleList(nn.Sequential(_conv(a, b, 2), _conv(b, b)) for a, b in zip(widths, widths[1:]))
         self.up = nn.ModuleList(_conv(b + a, a, kernel=fuse_kernel) for a, b in zip(widths, widths[1:]))
-        self.input_channels: torch.Tensor | None = None  # the channels the stem reads (without_dead_inputs)
+        self.register_buffer("input_channels", None, persistent=False)  # the stem's channels (without_dead_inputs)
 
     def without_dead_inputs(self) -> BevUNet:
         """A copy for inference whose stem reads only the input channels it weights, padded to a multiple of 8
