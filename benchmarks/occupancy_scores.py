@@ -53,7 +53,7 @@ def score_runs(runs: Path, cache: Path) -> dict:
         score = score_frames(TorchRunner(OccFusionInference(model), CPU_OPTIONS),
                              for_config(frames[samples], model.config), model.config.fine_grid)
         out[name] = {"iou": score.iou(), "miou": score.miou(), "per_class_iou": score.per_class_iou(),
-                     "keyframes": len(frames)}
+                     "keyframes": len(frames[samples])}
         print(f"{name}: IoU {out[name]['iou']:.3f} mIoU {out[name]['miou']:.3f}", flush=True)
     return out
 
