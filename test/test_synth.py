@@ -231,6 +231,11 @@ def test_occupancy_volumes_hold_the_objects_and_free_space(nusc):
     assert checked > 5
 
 
+def _files(root: Path) -> dict[Path, bytes]:
+    """{path relative to root: bytes} of every file of a dataroot."""
+    return {p.relative_to(root): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
 def _rounded(value):
     """A JSON value with every float at 12 significant digits."""
     if isinstance(value, float):
@@ -251,10 +256,7 @@ def test_same_seed_gives_identical_files_and_another_seed_differs():
                                                                occupancy_range=(-10, -10, -2, 10, 10, 2),
                                                                workers=workers), progress=False)
 
-    def files(root):
-        return {p.relative_to(root): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
-
-    a, b, c = files(build("a", 11)), files(build("b", 11, workers=1)), files(build("c", 12))
+    a, b, c = _files(build("a", 11)), _files(build("b", 11, workers=1)), _files(build("c", 12))
     assert a.keys() == b.keys() and all(a[k] == b[k] for k in a)  # also independent of the worker pool
     assert any(a[k] != c.get(k) for k in a)
     # World version 1 (the default) writes what main's code wrote before world versions existed (b05537d). The JPEG
@@ -277,10 +279,9 @@ def test_a_later_scene_written_alone_has_the_files_it_has_in_a_whole_dataroot():
     from perception3d.data.synth import SynthConfig, synthesize
 
     def build(name, **kwargs):
-        root = synthesize(scratch(name) / "root", SynthConfig(seconds=0.5, seed=11, render_scale=0.05, workers=1,
-                                                               occupancy_range=(-10, -10, -2, 10, 10, 2), **kwargs),
-                          progress=False)
-        return {p.relative_to(root): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+        return _files(synthesize(scratch(name) / "root", SynthConfig(seconds=0.5, seed=11, render_scale=0.05, workers=1,
+                                                                      occupancy_range=(-10, -10, -2, 10, 10, 2),
+                                                                      **kwargs), progress=False))
 
     whole, alone = build("whole", scenes=2), build("second_alone", scenes=1, first_scene=1)
     data = [k for k in alone if k.suffix != ".json"]  # the tables list the scenes written
