@@ -8,7 +8,7 @@ nearest prediction of its class in its keyframe: per range from the ego, the sha
 error along and across the object's long side (a barrier's long side runs along its row; a car's along its heading).
 
     PYTHONPATH=<checkout>/src .venv/bin/python benchmarks/world_v2_placement.py WORK [--out benchmarks/results] \
-        [--name world_v2_placement] [--class barrier] [--presets perfect good]
+        [--name world_v2_placement] [--class barrier] [--presets perfect good] [--worlds 1:7 2:8]
 
 WORK is created on the first run and reused (same worlds, same bags); each run replays into WORK/replays/<name>,
 emptied first. The tables go to <out>/<name>.md and .json.
@@ -91,6 +91,14 @@ def placement_by_range(evaluator, detection_class: str) -> list[dict]:
     return out
 
 
+def world_seed(text: str) -> tuple[int, int]:
+    """'VERSION:SEED' (e.g. '2:9') as (version, seed)."""
+    version, _, seed = text.partition(":")
+    if version not in ("1", "2") or not seed.isdigit():
+        raise argparse.ArgumentTypeError(f"{text!r}: expected VERSION:SEED with VERSION 1 or 2, e.g. 2:9")
+    return int(version), int(seed)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("work", type=Path)
@@ -98,16 +106,19 @@ def main() -> None:
     parser.add_argument("--name", default="world_v2_placement")
     parser.add_argument("--class", dest="detection_class", default="barrier")
     parser.add_argument("--presets", nargs="+", default=list(PRESETS), choices=list(PRESETS))
+    parser.add_argument("--worlds", nargs="+", type=world_seed, metavar="VERSION:SEED",
+                        help="worlds to score, e.g. 1:6 2:9 (default: world_v2_scores' 1:7 2:8)")
     args = parser.parse_args()
+    worlds = WORLDS if args.worlds is None else {f"world v{v}, seed {s}": (v, s) for v, s in args.worlds}
     load_start, started = os.getloadavg()[0], time.strftime("%H:%M UTC", time.gmtime())
     shutil.rmtree(args.work / "replays" / args.name, ignore_errors=True)  # a re-run's bags are never overwritten
     results = {}
-    for world, (version, seed) in WORLDS.items():
+    for world, (version, seed) in worlds.items():
         root = cached_root(args.work, version, seed)
         nusc = open_nuscenes(root, "v1.0-synth")
         for preset in args.presets:
             bags = cached_bags(root, nusc, preset)
-            replays = args.work / "replays" / args.name / f"v{version}_{preset}"
+            replays = args.work / "replays" / args.name / f"v{version}_seed{seed}_{preset}"
             for bag in bags:
                 replay(bag, replays / bag.name, FULL_GRAPH.select(("detection3d",)), progress=False)
             report = evaluate(nusc, [replays / bag.name for bag in bags], SPLIT, ["det"], replays / "eval")
@@ -124,9 +135,9 @@ def main() -> None:
     rows = [[name, f"{p['range_m'][0]:.0f}-{p['range_m'][1]:.0f}", p["objects"], f"{p['placed_share']:.2f}",
              f"{p['along_m']:.2f}", f"{p['across_m']:.2f}"]
             for name, r in results.items() for p in r["placement"] if p["objects"]]
-    table = format_table(["graph", f"{c} AP", "mAP (present)", "car ATE [m]"],
-                         [[name, f"{r['class_ap'][c]:.4f}", f"{r['map_present']:.4f}", f"{r['car_ate_m']:.4f}"]
-                          for name, r in results.items()])
+    table = format_table(["graph", f"{c} AP", "pedestrian AP", "mAP (present)", "car ATE [m]"],
+                         [[name, f"{r['class_ap'][c]:.4f}", f"{r['class_ap']['pedestrian']:.4f}",
+                           f"{r['map_present']:.4f}", f"{r['car_ate_m']:.4f}"] for name, r in results.items()])
     table += "\n\n" + format_table(["graph", "range [m]", f"{c}s scored", f"placed within {PLACED_M} m",
                                      "error along the long side [m]", "across it [m]"], rows)
     notes = (f"Run {started} to {time.strftime('%H:%M UTC', time.gmtime())}; 1-minute load average {load_start:.1f} at "
