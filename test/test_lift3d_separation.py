@@ -160,6 +160,27 @@ def test_a_near_car_seen_by_two_cameras_is_placed_from_both_parts():
     assert np.linalg.norm(dets.centers[best, :2] - car.centers[0, :2]) < 0.5
 
 
+def test_cars_parked_bumper_to_bumper_beside_the_ego_are_placed_each_at_its_points():
+    """A 5 m car parked 3.75 m to the right of the ego, beside it, and a 4 m car 0.4 m behind its bumper. The first is
+    cut by both side borders of CAM_BACK_RIGHT (its 2D box spans the image) and by one of CAM_FRONT_RIGHT: nothing
+    in those images places it along its length, and its segment ran on into the car behind (no depth jump). Before,
+    it was fitted 1.5 m back along its length, across the gap into the other car (world v2, seed 9, t = 9 s)."""
+    rig = load_rig()
+    cars = Detections3D(np.array([[0.4, -3.75, 0.65], [-4.7, -3.75, 0.65]]), np.array([[5.0, 2.0, 1.3],
+                        [4.0, 1.9, 1.3]]), [0.0, 0.0], ["car"] * 2, [1.0] * 2, "base_link", ids=["0", "1"])
+    label = list(LIDARSEG_FINE_CATEGORIES).index("vehicle.car")
+    prims = Primitives(cars.centers, cars.sizes_lwh, cars.yaws, np.full(2, label, np.uint8), np.arange(2),
+                       np.full((2, 3), 0.5), cyl_centers=np.zeros((0, 2)), cyl_z=np.zeros((0, 2)),
+                       cyl_radii=np.zeros(0), cyl_labels=np.zeros(0, np.uint8), cyl_colors=np.zeros((0, 3)))
+    points, _, views = sweep_and_views(prims, cars, rig)
+    back_right = next(v for v in views if v.camera.frame_id == "CAM_BACK_RIGHT")
+    box = back_right.detections.boxes_xyxy[list(back_right.detections.ids).index("0")]
+    assert box[0] <= 1 and box[2] >= back_right.camera.width - 1  # the hard case: its box spans the image
+    dets = detect_3d(points, views, rig.T_base_lidar, params=NODE_DEFAULTS)
+    for center in cars.centers:
+        assert np.min(np.linalg.norm(dets.centers[dets.class_ids == "car", :2] - center[:2], axis=1)) < 0.3, center
+
+
 def test_a_composite_car_seen_from_behind_is_placed_at_its_body():
     """A car built of a body and a shorter, narrower cabin on top (world v2's shape) 22 m ahead in the next lane, seen
     from behind: the body's rear face lies ~1 m in front of the cabin's (a depth jump beyond the 0.6 m segment gap)

@@ -32,3 +32,26 @@ def test_a_box_whose_column_edges_both_lie_on_the_image_border_keeps_its_start()
     on_border = np.array([[True, True, False, False]])  # left and right: only the rows are left, depth is free
     placed = place_by_box_edges(start, size, ry, _edges(truth, size, ry), on_border)
     assert np.array_equal(placed, start)
+
+
+def test_a_box_against_its_segment_extremes_puts_the_sides_facing_the_sensor_on_them():
+    """Three 4 x 2 m boxes along heading 30 deg (the LiDAR at the origin): one whose segment lies ahead of the sensor
+    and to its left along that heading, one behind and to its right, one beside the sensor along it. The sides
+    facing the sensor lie on the extremes, the far sides a box length beyond; beside the sensor the box is centred
+    on the segment."""
+    from perception3d.core.segments import _against_extremes
+
+    heading = np.radians(30.0)
+    extremes = np.array([[5.0, 7.0, 1.0, 2.5], [-9.0, -6.0, -4.0, -3.0], [-1.0, 3.0, 2.0, 2.6]])  # along, across
+    size = np.tile([4.0, 2.0, 1.5], (3, 1))
+    R, t = np.tile(np.eye(3), (3, 1, 1)), np.zeros((3, 3))  # the "camera" frame is the LiDAR frame here
+    start = np.array([[0.0, 0.0, 0.7]] * 3)
+    yaws = np.full(3, heading + np.pi)  # the length along the heading (either way round)
+    moved = _against_extremes(start, size, yaws, np.full(3, heading), extremes, R, t)
+    c, s = np.cos(heading), np.sin(heading)
+    along, across = moved[:, 0] * c + moved[:, 1] * s, moved[:, 1] * c - moved[:, 0] * s
+    np.testing.assert_allclose(along, [5.0 + 2.0, -6.0 - 2.0, 1.0])
+    np.testing.assert_allclose(across, [1.0 + 1.0, -3.0 - 1.0, 2.0 + 1.0])
+    np.testing.assert_allclose(moved[:, 2], 0.7)
+    turned = _against_extremes(start, size, np.full(3, heading + np.pi / 2), np.full(3, heading), extremes, R, t)
+    np.testing.assert_allclose(turned[0, 0] * c + turned[0, 1] * s, 5.0 + 1.0)  # the width along the heading now

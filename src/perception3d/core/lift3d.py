@@ -7,6 +7,8 @@ Per camera and 2D box (classes outside the 10 detection classes are skipped):
    is supported. Its nearest depth is the segment's, or, where the segment's lowest point lies high above the
    ground (`foot_gap`), that of the ground returns at the object's foot (core.frustum.foot_depths: a car's bumper
    at road height is ground, and the ring above it passes over the bonnet to the cabin ~1.4 m further).
+   A box cut by the left or right image border also takes in its object's points past the border, and a segment
+   longer than one object of its class is split at its widest gap (`_split_overlong`; not barrier rows).
 2. Anchors (core.qaf2d, top_k per box and heading). Supported boxes: each vertical edge's depth candidates are
    restricted to the depths of the cluster points in the box's outer `edge_band` on that side
    (+- `edge_window_m`), and the headings to those within `heading_tolerance_deg` of the cluster's footprint
@@ -26,7 +28,9 @@ Per camera and 2D box (classes outside the 10 detection classes are skipped):
    range is far more precise than depth from a box: 1 px of box error at 30 m moves a 2D-only depth by ~0.5 m),
    and judged by its points (distance to the box surface, capped), the projected IoU with the 2D box and the
    size prior. This is what separates touching objects: the segment holds no nearer neighbour's points, the 2D
-   box says where the object ends. Heading is only known modulo pi (front and back look alike).
+   box says where the object ends. Where the 2D box is cut by the left or right image border, each candidate is
+   also put with its sides facing the sensor on the segment's extremes (core.segments). Heading is only known
+   modulo pi (front and back look alike).
 5. Score = 2D score x geometric fit, fit = projected IoU of the final box x (fraction of cluster points inside
    it with support, else `no_lidar_fit`).
 6. All cameras' boxes go to the output frame and one object seen by two cameras is merged by class-aware
@@ -318,6 +322,11 @@ def _box_support(objects_lidar: np.ndarray, object_cells: BevCells, object_heigh
                                                 view_index)
     heading = np.full(n_boxes, np.nan)
     heading[supported] = lidar_headings(points[:, :2], (np.cumsum(count) - count)[supported], count[supported])
+    row = np.isin(dets.class_ids, params.flat_face_classes)  # a row runs on without a gap: not split
+    points, count, split = _split_overlong(points, count, np.where(row, np.nan, heading), size_priors(dets.class_ids),
+                                           view.T_cam_lidar)
+    if split.any():
+        heading[split] = lidar_headings(points[:, :2], (np.cumsum(count) - count)[split], count[split])
     yaw_masks = _yaw_masks(heading, view.T_cam_lidar[:3, :3], params.heading_tolerance_deg)
     return _BoxSupport(view, dets, supported, windows, heading, yaw_masks, depth_min, points, count)
 
@@ -397,6 +406,52 @@ def _grow_past_image_border(objects: np.ndarray, cells: BevCells, group_index: n
             count[b] = len(pieces[-1])
     index = np.concatenate(pieces + [group_index[done:]])
     return np.take(objects, index, axis=0), count
+
+
+OVERLONG_STD = 3.0  # a group longer than the class's mean + this many std long side is more than one object
+MIN_SPLIT_GAP_M = 0.2  # [m] the least gap between two objects a group is split at
+
+
+def _split_overlong(points: np.ndarray, count: np.ndarray, heading: np.ndarray, prior_wlh: np.ndarray,
+                    T_cam_lidar: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The point groups (points (P, 3) [m, LiDAR frame], grouped by box, count (B,)) with each group longer than one
+    object of its class cut down to one; also which boxes (B,) were cut.
+
+    A group whose extent along its longer footprint axis (heading (B,) [rad], NaN: no group) exceeds the class's
+    mean + OVERLONG_STD std long side (prior_wlh (B, 2, 3)) is split at its widest gap along that axis (at least
+    MIN_SPLIT_GAP_M), keeping the part holding the point nearest to the camera (T_cam_lidar), until it fits or has
+    no such gap. Objects that touch without a depth jump form one group, and the 2D box cannot part them when it
+    spans the image: the car parked next to the ego and the one bumper to bumper behind it (a 9 m "car").
+    """
+    start = np.cumsum(count) - count
+    limit = (prior_wlh[:, 0, :2] + OVERLONG_STD * prior_wlh[:, 1, :2]).max(axis=1)
+    count = np.array(count, dtype=np.int64)
+    split = np.zeros(len(count), dtype=bool)
+    pieces, done = [], 0  # as in _grow_past_image_border: the groups up to position `done`, cut ones replaced
+    for b in np.flatnonzero(np.isfinite(heading) & (count >= 2)):
+        group = points[start[b]:start[b] + count[b]]
+        c, s = np.cos(heading[b]), np.sin(heading[b])
+        axes = np.stack([group[:, 0] * c + group[:, 1] * s, group[:, 1] * c - group[:, 0] * s])
+        along = axes[np.argmax(np.ptp(axes, axis=1))]
+        if np.ptp(along) <= limit[b]:
+            continue
+        depth = group @ T_cam_lidar[2, :3]
+        keep = np.ones(len(group), dtype=bool)
+        while np.ptp(along[keep]) > limit[b]:
+            values = np.sort(along[keep])
+            k = int(np.argmax(np.diff(values)))
+            if values[k + 1] - values[k] < MIN_SPLIT_GAP_M:
+                break
+            nearest = along[keep][np.argmin(depth[keep])]
+            keep &= (along <= values[k]) if nearest <= values[k] else (along >= values[k + 1])
+        if not keep.all():
+            split[b] = True
+            pieces += [points[done:start[b]], group[keep]]
+            done = start[b] + count[b]
+            count[b] = int(keep.sum())
+    if not split.any():
+        return points, count, split
+    return np.concatenate(pieces + [points[done:]]), count, split
 
 
 def _beside(columns: np.ndarray, box: np.ndarray) -> np.ndarray:
@@ -489,9 +544,11 @@ def _lift_all(supports: list[_BoxSupport], params: LiftParams,
     # With LiDAR: size, position and quarter turn searched against the segment, the 2D box and the size prior.
     lid = np.flatnonzero(has_lidar)
     T_cam_box = T_cam_lidar[cam[chosen]]
-    problem = FitProblem(padded[chosen[lid]], valid[chosen[lid]], T_cam_box[lid], clipped[lid], limits[lid],
-                         prior_wlh[chosen[lid]], norm[lid], on_border[lid], depth_min[chosen[lid]],
-                         np.isin(classes[chosen[lid]], params.flat_face_classes))
+    fitted = chosen[lid]
+    problem = FitProblem(padded[fitted], valid[fitted], T_cam_box[lid], clipped[lid], limits[lid], prior_wlh[fitted],
+                         norm[lid], on_border[lid], depth_min[fitted],
+                         np.isin(classes[fitted], params.flat_face_classes), heading[fitted],
+                         _footprint_extremes(points, start[fitted], count[fitted], heading[fitted]))
     centers_lidar[lid], size[lid], yaws[lid] = fit_boxes(centers_lidar[lid], size[lid], yaws[lid], problem,
                                                          params.fit)
     center[lid] = np.einsum("nij,nj->ni", T_cam_box[lid, :3, :3], centers_lidar[lid]) + T_cam_box[lid, :3, 3]
@@ -530,6 +587,19 @@ def lidar_headings(points_xy: np.ndarray, start: np.ndarray, count: np.ndarray, 
     db = np.minimum(b - np.minimum.reduceat(b, first)[owner], np.maximum.reduceat(b, first)[owner] - b)
     spread = np.add.reduceat(np.minimum(da, db), first)
     return phi[np.argmin(spread, axis=1)]
+
+
+def _footprint_extremes(points: np.ndarray, start: np.ndarray, count: np.ndarray, heading: np.ndarray) -> np.ndarray:
+    """(G, 4) least and greatest coordinate [m] of the point groups points[start[g] : start[g] + count[g]] (LiDAR
+    frame, count >= 1) along their headings (G,) [rad] and across them: [along min, along max, across min, across
+    max]."""
+    owner = np.repeat(np.arange(len(count)), count)
+    first = np.cumsum(count) - count
+    xy = points[np.repeat(start - first, count) + np.arange(int(np.sum(count))), :2]
+    c, s = np.cos(heading)[owner], np.sin(heading)[owner]
+    along, across = xy[:, 0] * c + xy[:, 1] * s, xy[:, 1] * c - xy[:, 0] * s
+    return np.stack([np.minimum.reduceat(along, first), np.maximum.reduceat(along, first),
+                     np.minimum.reduceat(across, first), np.maximum.reduceat(across, first)], axis=1)
 
 
 def _subsample_groups(start, count, max_points: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

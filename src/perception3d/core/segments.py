@@ -15,7 +15,9 @@ then on a fine grid around the winner; each candidate is placed where its projec
 KM3D solver, `place_by_box_edges`) and slid along its camera ray so that its nearest corner lies at the segment's
 nearest depth; for objects whose returns lie on one flat long face (barriers) seen between both image edges, also
 slid so that this face lies on the points (`_slide_to_face`: a far row seen at a grazing angle holds few returns,
-its nearest one far from the box's nearest corner).
+its nearest one far from the box's nearest corner); for boxes cut by the image's left or right border (no 2D edge
+there), also put with its sides facing the sensor on the segment's extremes along its footprint axes
+(`_against_extremes`; not for flat faces, whose row runs on past the barrier without a gap).
 """
 from __future__ import annotations
 
@@ -66,6 +68,11 @@ class FitProblem:
         flat_face: (B,) the object's returns lie on one flat long face (a barrier): where both its left and right
             edges are inside the image, each candidate is also slid so that this face lies on the points
             (`_slide_to_face`).
+        heading: (B,) the segment's footprint heading in the LiDAR frame [rad] (core.lift3d.lidar_headings).
+        extremes: (B, 4) the least and greatest coordinate of all the segment's points along that heading and
+            across it [m]: [along min, along max, across min, across max]; where the 2D box's left or right edge
+            lies on the image border (and flat_face is False), each candidate is also put against them
+            (`_against_extremes`).
     """
 
     points: np.ndarray
@@ -78,6 +85,8 @@ class FitProblem:
     on_border: np.ndarray
     nearest_depth: np.ndarray
     flat_face: np.ndarray
+    heading: np.ndarray
+    extremes: np.ndarray
 
 
 def box_frame_excess(points: np.ndarray, centers: np.ndarray, sizes_lwh: np.ndarray,
@@ -180,7 +189,8 @@ def _best_size(centers, sizes, yaws, problem, params) -> tuple[np.ndarray, np.nd
 
 def _best_placed(centers, sizes, cand_lw, cand_yaws, problem, params):
     """The best centre (B, 3), size (B, 3) and yaw (B,) of candidate footprints cand_lw (B, C, 2) [l, w] at yaws
-    (B, C), each placed by the 2D box edges and slid to the segment's nearest depth."""
+    (B, C), each placed by the 2D box edges and slid to the segment's nearest depth (or onto its flat face, or
+    against its extremes: the module docstring)."""
     n, n_cand = cand_lw.shape[:2]
     rows = np.repeat(np.arange(n), n_cand)
     cand_sizes = sizes[rows]
@@ -191,27 +201,65 @@ def _best_placed(centers, sizes, cand_lw, cand_yaws, problem, params):
     offsets = keypoint_offsets(cand_sizes, ry, 8)
     placed = _place(np.einsum("nij,nj->ni", R, centers[rows]) + t, offsets, problem.edges_norm[rows],
                     problem.on_border[rows], iterations=1)
-    # Flat faces seen between two image edges: the candidate is also slid onto the face (row numbers past len(rows)).
+    # Each placed candidate then moves in up to three ways, each a (boxes, centres of their candidates) pair: slid to
+    # the segment's nearest depth (every box); slid onto the flat face (flat faces seen between both image edges);
+    # put against the segment's extremes (boxes cut by the left or right image border, but not flat faces: a row of
+    # barriers runs on without a gap, and its extremes are not one barrier's).
+    moves = [(np.arange(n), _slide(placed, offsets, problem.nearest_depth[rows]))]
     face_box = np.flatnonzero(problem.flat_face & ~problem.on_border[:, 0] & ~problem.on_border[:, 1])
-    face = (np.arange(n_cand)[None, :] + face_box[:, None] * n_cand).ravel()
-    if len(face):
+    if len(face_box):
+        face = _candidate_rows(face_box, n_cand)
         T = problem.T_cam_lidar[face_box]
         points_cam = np.einsum("bij,bkj->bki", T[:, :3, :3], problem.points[face_box]) + T[:, None, :3, 3]
-        slid = _slide_to_face(placed[face], cand_sizes[face], ry[face], np.repeat(points_cam, n_cand, axis=0),
-                              np.repeat(problem.valid[face_box], n_cand, axis=0))
-    else:
-        slid = np.zeros((0, 3))
-    every = np.r_[np.arange(len(rows)), face]
-    centers_cam = np.concatenate([_slide(placed, offsets, problem.nearest_depth[rows]), slid])
+        moves.append((face_box, _slide_to_face(placed[face], cand_sizes[face], ry[face],
+                                               np.repeat(points_cam, n_cand, axis=0),
+                                               np.repeat(problem.valid[face_box], n_cand, axis=0))))
+    cut_box = np.flatnonzero((problem.on_border[:, 0] | problem.on_border[:, 1]) & ~problem.flat_face)
+    if len(cut_box):
+        cut = _candidate_rows(cut_box, n_cand)
+        moves.append((cut_box, _against_extremes(placed[cut], cand_sizes[cut], cand_yaws[cut],
+                                                 problem.heading[rows[cut]], problem.extremes[rows[cut]], R[cut],
+                                                 t[cut])))
+    every = np.concatenate([_candidate_rows(boxes, n_cand) for boxes, _ in moves])
+    centers_cam = np.concatenate([moved for _, moved in moves])
     cand_centers = np.einsum("nji,nj->ni", R[every], centers_cam - t[every])
     score = _score(cand_centers, centers_cam, offsets[every], cand_sizes[every], problem, rows[every],
                    cand_yaws[every], params)
-    # Per box its candidates' rows in `every` (-1: none), nearest-depth slides first, then face slides.
-    index = np.full((n, 2 * n_cand), -1)
-    index[:, :n_cand] = np.arange(len(rows)).reshape(n, n_cand)
-    index[face_box, n_cand:] = len(rows) + np.arange(len(face)).reshape(-1, n_cand)
+    # Per box its candidates' rows in `every` (-1: none), move by move (the first best wins a tie).
+    index = np.full((n, len(moves) * n_cand), -1)
+    done = 0
+    for k, (boxes, _) in enumerate(moves):
+        index[boxes, k * n_cand:(k + 1) * n_cand] = done + np.arange(len(boxes) * n_cand).reshape(-1, n_cand)
+        done += len(boxes) * n_cand
     pick = index[np.arange(n), np.argmax(np.where(index >= 0, score[index], -np.inf), axis=1)]
     return cand_centers[pick], cand_sizes[every][pick], cand_yaws[every][pick]
+
+
+def _candidate_rows(boxes: np.ndarray, n_cand: int) -> np.ndarray:
+    """The rows (len(boxes) * n_cand,) of the candidates of boxes among _best_placed's, box by box."""
+    return (boxes[:, None] * n_cand + np.arange(n_cand)[None, :]).ravel()
+
+
+def _against_extremes(center_cam, size_lwh, yaws, heading, extremes, R, t) -> np.ndarray:
+    """Centres (N, 3) (camera frame; R (N, 3, 3), t (N, 3) map the LiDAR frame to it) of boxes (sizes (N, 3), yaws
+    (N,) in the LiDAR frame) moved in x, y so that along each axis of their segment's footprint (heading (N,) [rad];
+    extremes (N, 4) [m], FitProblem) the box's side facing the sensor (the LiDAR origin) lies on the segment's
+    extreme: the LiDAR sees the near sides of an object, its far sides lie a box length beyond. Where the sensor
+    stands beside the segment along an axis (a car parked next to the ego), the box is centred on it there.
+
+    A box cut by the image's left or right border has no 2D edge there, and the KM3D placement and the slide to the
+    nearest depth place it along the ray only: a near car spanning two cameras was fitted where the 2D box edge
+    of one camera's part and the nearest return put it, 1-2 m along its length from where its points are."""
+    lidar = np.einsum("nji,nj->ni", R, center_cam - t)
+    length_along = np.abs(np.cos(yaws - heading)) >= np.abs(np.sin(yaws - heading))
+    half = 0.5 * np.stack([np.where(length_along, size_lwh[:, 0], size_lwh[:, 1]),
+                           np.where(length_along, size_lwh[:, 1], size_lwh[:, 0])], axis=1)  # along, across
+    low, high = extremes[:, 0::2], extremes[:, 1::2]
+    centre = np.where(low > 0, low + half, np.where(high < 0, high - half, 0.5 * (low + high)))
+    c, s = np.cos(heading), np.sin(heading)
+    lidar[:, 0] = centre[:, 0] * c - centre[:, 1] * s
+    lidar[:, 1] = centre[:, 0] * s + centre[:, 1] * c
+    return np.einsum("nij,nj->ni", R, lidar) + t
 
 
 def _slide_to_face(center_cam, size_lwh, ry, points_cam, valid, min_incidence: float = 0.1) -> np.ndarray:
