@@ -142,9 +142,9 @@ def main() -> None:
                                      "error along the long side [m]", "across it [m]"], rows)
     notes = (f"Run {started} to {time.strftime('%H:%M UTC', time.gmtime())}; 1-minute load average {load_start:.1f} at "
              f"the start and {os.getloadavg()[0]:.1f} at the end (scores do not depend on it). detection3d alone with "
-             "default parameters on world_v2_scores' scenes (one 20 s scene per world). Every annotated object of "
-             "the class that the devkit scores is matched to the nearest prediction of its class in its keyframe; "
-             "the errors are means over those within 2 m of one, the share counts all of them.")
+             "default parameters, one 20 s scene per world (world_v2_scores' scenes unless --worlds names others). "
+             "Every annotated object of the class that the devkit scores is matched to the nearest prediction of its "
+             "class in its keyframe; the errors are means over those within 2 m of one, the share counts all of them.")
     path = write_results(args.out, args.name, f"detection3d placement on world v1 and world v2 ({c})", table,
                          results, notes)
     print(table)
