@@ -428,13 +428,14 @@ def _split_overlong(points: np.ndarray, count: np.ndarray, heading: np.ndarray, 
     count = np.array(count, dtype=np.int64)
     split = np.zeros(len(count), dtype=bool)
     pieces, done = [], 0  # as in _grow_past_image_border: the groups up to position `done`, cut ones replaced
-    for b in np.flatnonzero(np.isfinite(heading) & (count >= 2)):
+    groups = np.flatnonzero(np.isfinite(heading) & (count >= 2))
+    extremes = _footprint_extremes(points, start[groups], count[groups], heading[groups])
+    longer_side = np.maximum(extremes[:, 1] - extremes[:, 0], extremes[:, 3] - extremes[:, 2])
+    for b in groups[longer_side > limit[groups]]:
         group = points[start[b]:start[b] + count[b]]
         c, s = np.cos(heading[b]), np.sin(heading[b])
         axes = np.stack([group[:, 0] * c + group[:, 1] * s, group[:, 1] * c - group[:, 0] * s])
         along = axes[np.argmax(np.ptp(axes, axis=1))]
-        if np.ptp(along) <= limit[b]:
-            continue
         depth = group @ T_cam_lidar[2, :3]
         keep = np.ones(len(group), dtype=bool)
         while np.ptp(along[keep]) > limit[b]:
