@@ -430,12 +430,13 @@ def _split_overlong(points: np.ndarray, count: np.ndarray, heading: np.ndarray, 
     pieces, done = [], 0  # as in _grow_past_image_border: the groups up to position `done`, cut ones replaced
     groups = np.flatnonzero(np.isfinite(heading) & (count >= 2))
     extremes = _footprint_extremes(points, start[groups], count[groups], heading[groups])
-    longer_side = np.maximum(extremes[:, 1] - extremes[:, 0], extremes[:, 3] - extremes[:, 2])
-    for b in groups[longer_side > limit[groups]]:
+    extent = np.stack([extremes[:, 1] - extremes[:, 0], extremes[:, 3] - extremes[:, 2]], axis=1)  # along, across
+    for g in np.flatnonzero(extent.max(axis=1) > limit[groups]):
+        b = groups[g]
         group = points[start[b]:start[b] + count[b]]
         c, s = np.cos(heading[b]), np.sin(heading[b])
-        axes = np.stack([group[:, 0] * c + group[:, 1] * s, group[:, 1] * c - group[:, 0] * s])
-        along = axes[np.argmax(np.ptp(axes, axis=1))]
+        # the longer footprint axis: along the heading, or across it
+        along = group[:, 0] * c + group[:, 1] * s if extent[g, 0] >= extent[g, 1] else group[:, 1] * c - group[:, 0] * s
         depth = group @ T_cam_lidar[2, :3]
         keep = np.ones(len(group), dtype=bool)
         while np.ptp(along[keep]) > limit[b]:
