@@ -202,6 +202,45 @@ def test_with_whole_clusters_the_covered_overlap_keeps_the_far_box_s_object_whol
         assert np.sort(bp.point[bp.on_object & (bp.box == 1)]).tolist() == list(far)
 
 
+def test_the_bonnet_of_the_lower_car_stays_with_it_when_the_far_car_s_segment_lies_nearer():
+    """Two cars of a parked row seen from behind, the near one (box 0, bottom edge at row 100) low, the far one (box
+    1, bottom edge at row 80) tall: box height puts the near car at 32.8 m and the far one at 26.1 m. The near car
+    shows its bonnet (25.4 m, columns 25-58) and its windshield (26.85-26.95 m, columns 5-58); the far car's own
+    returns lie beyond 31 m. The far box's nearest cluster is the near car's, and of it the bonnet fits the
+    far box's estimate best: its segment lies nearer (median depth) than the near car's, whose median is on the
+    windshield. By median depth alone the far box took the bonnet and the near car was fitted 1.45 m too far, at
+    its windshield; the bonnet is covered for the far box (the lower box of the kind holds it), so it stays with
+    the near car."""
+    bonnet_u, windshield_u, far_u = np.linspace(25.0, 58.0, 8), np.linspace(5.0, 58.0, 8), np.linspace(62.0, 95.0, 6)
+    depth = np.r_[np.full(8, 25.4), np.linspace(26.85, 26.95, 8), np.linspace(31.0, 31.5, 6)]
+    uv = np.column_stack([np.r_[bonnet_u, windshield_u, far_u], np.r_[np.full(8, 75.0), np.full(8, 50.0),
+                                                                       np.full(6, 40.0)]])
+    boxes = np.array([[0.0, 20.0, 60.0, 100.0], [30.0, 10.0, 100.0, 80.0]])
+    params = ClusterParams(segment_gap_m=0.6, segment_gap_per_depth=0.04)
+    bp = object_points_in_boxes(uv, depth, boxes, np.full(2, 5.6), np.array([32.8, 26.1]), params,
+                                np.array(["car", "car"]))
+    assert np.sort(bp.point[bp.on_object & (bp.box == 0)]).tolist() == list(range(16))
+    assert bp.depth_min[0] == pytest.approx(25.4)
+
+
+def test_the_cover_only_ranks_boxes_of_one_kind():
+    """A car (box 0, bottom edge at row 80; returns at 19.8-20.5 m in columns 32-60) in front of a bus (box 2, the
+    whole image; its rear at 20.8-21.0 m in columns 70-98), and a lower car box (box 1, bottom edge at row 95) over
+    columns 35-120 whose own returns lie at 10 m: the car's returns are covered for box 0 by box 1, which does not
+    hold them. The bus's segment holds them too, and for the bus nothing is covered (no lower bus box): they stay
+    with the car, whose segment lies nearer (the cover decides only between boxes of one kind)."""
+    car_u, bus_u, near_u = np.linspace(32.0, 60.0, 8), np.linspace(70.0, 98.0, 6), np.linspace(80.0, 115.0, 6)
+    depth = np.r_[np.linspace(19.8, 20.5, 8), np.linspace(20.8, 21.0, 6), np.linspace(10.0, 10.3, 6)]
+    uv = np.column_stack([np.r_[car_u, bus_u, near_u], np.full(20, 60.0)])
+    boxes = np.array([[30.0, 20.0, 66.0, 80.0], [35.0, 40.0, 120.0, 95.0], [0.0, 0.0, 130.0, 100.0]])
+    params = ClusterParams(segment_gap_m=0.6, segment_gap_per_depth=0.04)
+    bp = object_points_in_boxes(uv, depth, boxes, np.array([5.6, 5.6, 14.0]), np.array([20.0, 10.0, 21.0]), params,
+                                np.array(["car", "car", "bus"]))
+    assert np.sort(bp.point[bp.on_object & (bp.box == 0)]).tolist() == list(range(8))
+    assert np.sort(bp.point[bp.on_object & (bp.box == 2)]).tolist() == list(range(8, 14))
+    assert np.sort(bp.point[bp.on_object & (bp.box == 1)]).tolist() == list(range(14, 20))
+
+
 def test_foot_depths_take_ground_returns_in_front_of_the_segment_in_its_columns():
     """Box 0 (a car) has its segment 30 m away in columns 20-80; ground returns at its foot count when they lie in
     those columns and at most 1.6 m nearer: the row at 28.8 m does, a return beside the segment's columns, one 2 m

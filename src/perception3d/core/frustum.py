@@ -26,7 +26,9 @@ in the shared columns). Covered points stay in the frustum (a far car shows thro
 of the car in front), but they do not set a cluster's depth (its first uncovered point does: the expected-depth
 cost and the extent cut start there) nor count in a segment's share of the box width. Across kinds nothing is
 covered (a pedestrian's head shows above the car in front). Finally a point held by the segments of several boxes
-stays only with the box whose segment lies nearest (median depth).
+stays with one of them: a box for which it is not covered, and of those the one whose segment lies nearest (median
+depth). The cover comes first: a far car whose box-height estimate is too near (a taller car) can take the bonnet
+of the lower car in front as its segment, and that segment then lies nearer than the near car's own.
 
 The segment holds no ground returns, so an object whose lower part lies within the ground band (a car's bumper at
 road height) is seen only from higher up; `foot_depths` finds the ground returns at its foot (core.lift3d uses them
@@ -121,6 +123,7 @@ class FrustumClusters:
         covered: (Q,) the point lies in a lower box of its box's kind (module docstring).
         in_cluster: (Q,) the point is on its box's object cluster, within the class's depth extent.
         expected_depth: (B,) the box-height depth estimates [m] (NaN: none).
+        kind: (B,) int code of each box's kind (boxes without a given kind: one each).
     """
 
     point: np.ndarray
@@ -130,6 +133,7 @@ class FrustumClusters:
     covered: np.ndarray
     in_cluster: np.ndarray
     expected_depth: np.ndarray
+    kind: np.ndarray
 
 
 @dataclass
@@ -259,8 +263,10 @@ def frustum_clusters(uv: np.ndarray, depth: np.ndarray, boxes_xyxy: np.ndarray, 
     if kinds is None:
         point, box = points_in_boxes_2d(uv, boxes)
         covered = np.zeros(len(point), dtype=bool)
+        kind = np.arange(n_boxes)
     else:
         point, box, covered = points_in_boxes_covered(uv, boxes, kinds)
+        kind = np.unique(np.asarray(kinds), return_inverse=True)[1].reshape(n_boxes)
     # By box, then depth: np.lexsort((depth, box)) as two stable sorts, the second a radix sort of 16-bit box numbers.
     order = np.argsort(depth[point], kind="stable")
     order = order[np.argsort(box[order].astype(np.int16 if n_boxes < 2**15 else np.int64), kind="stable")]
@@ -268,7 +274,7 @@ def frustum_clusters(uv: np.ndarray, depth: np.ndarray, boxes_xyxy: np.ndarray, 
     d = depth[point]
     expected = np.full(n_boxes, np.nan) if expected_depth is None else np.asarray(expected_depth, dtype=np.float64)
     if len(point) == 0:
-        return FrustumClusters(point, box, d, uv[point, 0], covered, np.zeros(0, dtype=bool), expected)
+        return FrustumClusters(point, box, d, uv[point, 0], covered, np.zeros(0, dtype=bool), expected, kind)
     starts = np.r_[True, (box[1:] != box[:-1]) | (np.diff(d) > params.gap_m)]
     cluster = np.cumsum(starts) - 1
     cluster_size = np.bincount(cluster)
@@ -289,7 +295,7 @@ def frustum_clusters(uv: np.ndarray, depth: np.ndarray, boxes_xyxy: np.ndarray, 
     chosen[cluster_box[best[first]]] = best[first]
     extent = np.asarray(max_extent, dtype=np.float64).reshape(n_boxes)
     on = (cluster == chosen[box]) & (d <= cluster_first_depth[cluster] + extent[box])
-    return FrustumClusters(point, box, d, uv[point, 0], covered, on, expected)
+    return FrustumClusters(point, box, d, uv[point, 0], covered, on, expected, kind)
 
 
 def object_points(clusters: FrustumClusters, boxes_xyxy: np.ndarray, params: ClusterParams = ClusterParams()
@@ -305,7 +311,7 @@ def object_points(clusters: FrustumClusters, boxes_xyxy: np.ndarray, params: Clu
                          nan, nan.copy(), nan.copy())
     on = _best_segment(c.in_cluster, c.box, c.depth, c.u, c.covered, boxes, c.expected_depth, params)
     stats = _depth_stats(on, c.box, c.depth, n_boxes)
-    owned = _nearest_owner(on, c.point, c.box, stats[1])
+    owned = _nearest_owner(on, c.point, c.box, c.covered, c.kind, stats[1])
     if owned is not on:
         on, stats = owned, _depth_stats(owned, c.box, c.depth, n_boxes)
     support = np.bincount(c.box[on], minlength=n_boxes)
@@ -347,14 +353,21 @@ def _depth_stats(on: np.ndarray, box: np.ndarray, depth: np.ndarray, n_boxes: in
     return depth_min, depth_median, depth_max
 
 
-def _nearest_owner(on: np.ndarray, point: np.ndarray, box: np.ndarray, box_depth: np.ndarray) -> np.ndarray:
+def _nearest_owner(on: np.ndarray, point: np.ndarray, box: np.ndarray, covered: np.ndarray, kind: np.ndarray,
+                   box_depth: np.ndarray) -> np.ndarray:
     """`on` with each point kept in one box only: of the boxes whose object segment holds it, the one whose
-    segment lies nearest (median depth `box_depth` (B,)). Where 2D boxes overlap, the nearer object hides the
-    farther one, so the points there are the nearer object's (the next barrier of a row, the car in front).
-    Returns `on` itself when no point is held by two boxes."""
+    segment lies nearest (median depth `box_depth` (B,)), where a box of a kind (`kind` (B,)) for which the pair
+    is `covered` does not compete when one of that kind for which it is not holds the point too (the lower box of
+    the kind is the nearer object). Where 2D boxes overlap, the nearer object hides the farther one, so the points
+    there are the nearer object's (the next barrier of a row, the car in front). Returns `on` itself when no point
+    is held by two boxes."""
     on_pos = np.flatnonzero(on)
     if len(on_pos) < 2 or np.bincount(point[on_pos]).max() < 2:
         return on
+    held = point[on_pos] * (int(kind.max()) + 1) + kind[box[on_pos]]  # a (point, kind) code per pair
+    group = np.unique(held, return_inverse=True)[1]
+    beaten = covered[on_pos] & (np.bincount(group, weights=~covered[on_pos])[group] > 0)
+    on_pos = on_pos[~beaten]
     order = on_pos[np.lexsort((box_depth[box[on_pos]], point[on_pos]))]
     keep = np.zeros_like(on)
     keep[order[run_starts(point[order])]] = True  # order is sorted by point
