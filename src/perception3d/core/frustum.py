@@ -61,7 +61,10 @@ class ClusterParams:
     Attributes:
         gap_m: a depth jump larger than this separates two clusters [m].
         min_points, min_fraction: the object cluster holds at least max(min_points, min_fraction * frustum points).
-        max_depth_ratio: largest ratio between a cluster's nearest depth and the box-height depth estimate.
+        max_depth_ratio: largest ratio between a cluster's nearest depth and the box-height depth estimate. The
+            estimate assumes the class's mean height (a low car's box puts it ~25 % too far, a tall truck's too
+            near), and an occluder less than `gap_m` in front starts the object's cluster (a barrier 1 m before a
+            parked car): 1.6 rejected such clusters, and their objects were fitted from the size prior alone.
         segment_gap_m: inside the object cluster, a depth jump larger than this separates segments [m]; inf (the
             default) keeps the whole cluster. Detection (core.lift3d) splits at 0.6 m to drop occluders in front;
             segmentation keeps whole clusters (a split also drops the far part of objects seen at a grazing angle).
@@ -79,7 +82,7 @@ class ClusterParams:
     segment_gap_per_depth: float = 0.0
     min_points: int = 3
     min_fraction: float = 0.1
-    max_depth_ratio: float = 1.6
+    max_depth_ratio: float = 2.0
     near_segment_cover: float = 0.5
 
     @property
