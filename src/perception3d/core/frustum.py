@@ -26,9 +26,10 @@ in the shared columns). Covered points stay in the frustum (a far car shows thro
 of the car in front), but they do not set a cluster's depth (its first uncovered point does: the expected-depth
 cost and the extent cut start there) nor count in a segment's share of the box width. Across kinds nothing is
 covered (a pedestrian's head shows above the car in front). Finally a point held by the segments of several boxes
-stays with one of them: a box for which it is not covered, and of those the one whose segment lies nearest (median
-depth). The cover comes first: a far car whose box-height estimate is too near (a taller car) can take the bonnet
-of the lower car in front as its segment, and that segment then lies nearer than the near car's own.
+stays with the one whose segment lies nearest (median depth), except that between boxes of one kind the cover comes
+first: a box for which the point is covered gives way to one of its kind for which it is not. A far car whose
+box-height estimate is too near (a taller car) can take the bonnet of the lower car in front as its segment, and
+that segment then lies nearer than the near car's own.
 
 The segment holds no ground returns, so an object whose lower part lies within the ground band (a car's bumper at
 road height) is seen only from higher up; `foot_depths` finds the ground returns at its foot (core.lift3d uses them
@@ -236,13 +237,18 @@ def points_in_boxes_2d(uv: np.ndarray, boxes_xyxy: np.ndarray) -> tuple[np.ndarr
     return point[inside], box[inside]
 
 
+def _kind_codes(kinds: np.ndarray) -> np.ndarray:
+    """(B,) int code 0..K-1 of each box's kind (kinds (B,), e.g. class ids)."""
+    return np.unique(np.asarray(kinds), return_inverse=True)[1].reshape(-1)
+
+
 def points_in_boxes_covered(uv: np.ndarray, boxes_xyxy: np.ndarray,
                             kinds: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """`points_in_boxes_2d`'s (point, box) pairs and whether each is covered (Q,): its point also lies in a box of
     the same kind (kinds (B,)) with a lower bottom edge (image row y1 [px]: the nearer object)."""
     boxes = np.asarray(boxes_xyxy, dtype=np.float64).reshape(-1, 4)
     point, box = points_in_boxes_2d(uv, boxes)
-    kind = np.unique(np.asarray(kinds), return_inverse=True)[1]
+    kind = _kind_codes(kinds)
     n_kinds = int(kind.max()) + 1 if len(kind) else 1
     key = point * n_kinds + kind[box]  # (point, kind)
     bottom = boxes[box, 3]
@@ -269,7 +275,7 @@ def frustum_clusters(uv: np.ndarray, depth: np.ndarray, boxes_xyxy: np.ndarray, 
         kind = np.arange(n_boxes)
     else:
         point, box, covered = points_in_boxes_covered(uv, boxes, kinds)
-        kind = np.unique(np.asarray(kinds), return_inverse=True)[1].reshape(n_boxes)
+        kind = _kind_codes(kinds)
     # By box, then depth: np.lexsort((depth, box)) as two stable sorts, the second a radix sort of 16-bit box numbers.
     order = np.argsort(depth[point], kind="stable")
     order = order[np.argsort(box[order].astype(np.int16 if n_boxes < 2**15 else np.int64), kind="stable")]
@@ -368,8 +374,7 @@ def _nearest_owner(on: np.ndarray, point: np.ndarray, box: np.ndarray, covered: 
     if len(on_pos) < 2 or np.bincount(point[on_pos]).max() < 2:
         return on
     held = point[on_pos] * (int(kind.max()) + 1) + kind[box[on_pos]]  # a (point, kind) code per pair
-    group = np.unique(held, return_inverse=True)[1]
-    beaten = covered[on_pos] & (np.bincount(group, weights=~covered[on_pos])[group] > 0)
+    beaten = covered[on_pos] & (np.bincount(held, weights=~covered[on_pos])[held] > 0)
     on_pos = on_pos[~beaten]
     order = on_pos[np.lexsort((box_depth[box[on_pos]], point[on_pos]))]
     keep = np.zeros_like(on)
