@@ -238,6 +238,28 @@ def test_the_bonnet_of_the_lower_car_stays_with_it_when_the_far_car_s_segment_li
     assert bp.depth_min[0] == pytest.approx(25.4)
 
 
+def test_a_cluster_the_lower_box_of_the_kind_covers_whole_is_chosen_last():
+    """A tall car (box 1, bottom edge at row 80) behind a low one (box 0, bottom edge at row 100): box height puts
+    the tall car at 33.4 m, nearer than its returns (40.6-40.7 m, columns 62-95, outside box 0). The low car's
+    rear (35.1 m, columns 32-58) lies in both boxes and nearer that estimate. It was the tall box's cluster, the low
+    box kept its returns, and the tall car was left without LiDAR support (fitted from the size prior, 1.9 m too
+    near). Every return of that cluster is covered for box 1 (the lower box of the kind holds it): a cluster with
+    an uncovered return comes first."""
+    near_u, far_u = np.linspace(32.0, 58.0, 7), np.linspace(62.0, 95.0, 8)
+    depth = np.r_[np.linspace(35.1, 35.2, 7), np.linspace(40.6, 40.7, 8)]
+    uv = np.column_stack([np.r_[near_u, far_u], np.full(15, 60.0)])
+    boxes = np.array([[20.0, 30.0, 60.0, 100.0], [30.0, 20.0, 100.0, 80.0]])
+    params = ClusterParams(segment_gap_m=0.6, segment_gap_per_depth=0.04)
+    bp = object_points_in_boxes(uv, depth, boxes, np.full(2, 5.6), np.array([36.0, 33.4]), params,
+                                np.array(["car", "car"]))
+    assert np.sort(bp.point[bp.on_object & (bp.box == 0)]).tolist() == list(range(7))
+    assert np.sort(bp.point[bp.on_object & (bp.box == 1)]).tolist() == list(range(7, 15))
+    # Across kinds nothing is covered: the truck's box-height estimate picks the nearer cluster, the car keeps it.
+    bp = object_points_in_boxes(uv, depth, boxes, np.full(2, 5.6), np.array([36.0, 33.4]), params,
+                                np.array(["car", "truck"]))
+    assert bp.support[1] == 0
+
+
 def test_the_cover_only_ranks_boxes_of_one_kind():
     """A car (box 0, bottom edge at row 80; returns at 19.8-20.5 m in columns 32-60) in front of a bus (box 2, the
     whole image; its rear at 20.8-21.0 m in columns 70-98), and a lower car box (box 1, bottom edge at row 95) over

@@ -24,7 +24,9 @@ tells which: objects stand on the ground, the lower box is the nearer object's, 
 for the boxes of the kind whose bottom edge lies higher (the far barrier of a row holds its neighbour's returns
 in the shared columns). Covered points stay in the frustum (a far car shows through the empty corners of the box
 of the car in front), but they do not set a cluster's depth (its first uncovered point does: the expected-depth
-cost and the extent cut start there) nor count in a segment's share of the box width. Across kinds nothing is
+cost and the extent cut start there) nor count in a segment's share of the box width, and a cluster all of whose
+points are covered is the object's only when no eligible cluster has an uncovered point (a tall far car's
+box-height estimate lies nearer than its returns, near the returns of the lower car in front). Across kinds nothing is
 covered (a pedestrian's head shows above the car in front). Finally a point held by the segments of several boxes
 stays with the one whose segment lies nearest (median depth), except that between boxes of one kind the cover comes
 first: a box for which the point is covered gives way to one of its kind for which it is not. A far car whose
@@ -298,7 +300,10 @@ def frustum_clusters(uv: np.ndarray, depth: np.ndarray, boxes_xyxy: np.ndarray, 
     cost = np.where(np.isnan(ratio), 0.0, ratio)
     eligible &= cost <= np.log(params.max_depth_ratio)
     candidates = np.flatnonzero(eligible)
-    best = candidates[np.lexsort((cost[candidates], cluster_box[candidates]))]
+    # Per box: clusters with an uncovered point first (one whose points all lie in a lower box of the kind is the
+    # nearer object's), then the least cost.
+    all_covered = ~np.isfinite(uncovered_first)
+    best = candidates[np.lexsort((cost[candidates], all_covered[candidates], cluster_box[candidates]))]
     chosen = np.full(n_boxes, -1)
     first = run_starts(cluster_box[best])  # best is sorted by box
     chosen[cluster_box[best[first]]] = best[first]
