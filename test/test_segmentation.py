@@ -254,10 +254,31 @@ def test_a_cluster_the_lower_box_of_the_kind_covers_whole_is_chosen_last():
                                 np.array(["car", "car"]))
     assert np.sort(bp.point[bp.on_object & (bp.box == 0)]).tolist() == list(range(7))
     assert np.sort(bp.point[bp.on_object & (bp.box == 1)]).tolist() == list(range(7, 15))
-    # Across kinds nothing is covered: the truck's box-height estimate picks the nearer cluster, the car keeps it.
-    bp = object_points_in_boxes(uv, depth, boxes, np.full(2, 5.6), np.array([36.0, 33.4]), params,
+    # Across kinds nothing is covered: the truck's box-height estimate picks the nearer cluster, the car keeps it
+    # (and the truck box is left without support when it may not take its next cluster).
+    alone = ClusterParams(segment_gap_m=0.6, segment_gap_per_depth=0.04, next_cluster_height_std=0.0)
+    bp = object_points_in_boxes(uv, depth, boxes, np.full(2, 5.6), np.array([36.0, 33.4]), alone,
                                 np.array(["car", "truck"]))
     assert bp.support[1] == 0
+
+
+def test_a_box_whose_cluster_the_others_keep_takes_its_next_cluster_near_its_estimate():
+    """A truck (box 0, returns at 9.3-9.5 m in columns 10-60) in front of a car (box 1, columns 40-100) whose
+    box-height estimate (10 m) lies near the truck: the truck's returns are the car box's cluster, the truck keeps
+    them (its segment lies nearer), and the car was left without support although its own returns (13.0-13.2 m,
+    columns 62-95) are in its box. It takes its next cluster when that one fits the estimate within 2 std of the
+    class's height (car: |log(13 / 10)| = 0.26 <= 2 x 0.25 / 1.74); a pedestrian's height varies less (0.21), and
+    a car's returns at 14 m (0.34) are too far from the estimate."""
+    truck_u, car_u = np.linspace(10.0, 60.0, 11), np.linspace(62.0, 95.0, 8)
+    uv = np.column_stack([np.r_[truck_u, car_u], np.full(19, 60.0)])
+    boxes = np.array([[0.0, 0.0, 65.0, 100.0], [40.0, 20.0, 100.0, 80.0]])
+    params = ClusterParams(segment_gap_m=0.6, segment_gap_per_depth=0.04)
+    extent, expected = np.array([14.0, 5.6]), np.array([9.0, 10.0])
+    for kind, car_depth, found in (("car", 13.0, True), ("pedestrian", 13.0, False), ("car", 14.0, False)):
+        depth = np.r_[np.linspace(9.3, 9.5, 11), np.linspace(car_depth, car_depth + 0.2, 8)]
+        bp = object_points_in_boxes(uv, depth, boxes, extent, expected, params, np.array(["truck", kind]))
+        assert np.sort(bp.point[bp.on_object & (bp.box == 0)]).tolist() == list(range(11))
+        assert np.sort(bp.point[bp.on_object & (bp.box == 1)]).tolist() == (list(range(11, 19)) if found else [])
 
 
 def test_the_cover_only_ranks_boxes_of_one_kind():

@@ -31,7 +31,9 @@ covered (a pedestrian's head shows above the car in front). Finally a point held
 stays with the one whose segment lies nearest (median depth), except that between boxes of one kind the cover comes
 first: a box for which the point is covered gives way to one of its kind for which it is not. A far car whose
 box-height estimate is too near (a taller car) can take the bonnet of the lower car in front as its segment, and
-that segment then lies nearer than the near car's own.
+that segment then lies nearer than the near car's own. A box left with no point of its cluster this way is
+not the object of that cluster: it takes its next cluster in rank, if one fits its box-height estimate
+(`next_cluster_height_std`).
 
 The segment holds no ground returns, so an object whose lower part lies within the ground band (a car's bumper at
 road height) is seen only from higher up; `foot_depths` finds the ground returns at its foot (core.lift3d uses them
@@ -78,6 +80,11 @@ class ClusterParams:
         near_segment_cover: a segment nearer than the chosen one stays with it when it spans at least this fraction
             of the chosen segment's share of the box width: the same object's nearer part (a car's boot and bumper
             ~1 m in front of its rear window, with fewer returns), not a post in front (a narrow strip).
+        next_cluster_height_std: a box whose object cluster the segments of other boxes keep whole takes its next
+            cluster in rank instead (`object_points`) when that one's nearest depth fits the box-height estimate
+            within this many std of the class's height (|log(depth / estimate)| <= this x height std / mean height):
+            the car behind a truck and a car whose box-height estimates both lie near the truck. Pedestrians, whose
+            height varies least, then keep only clusters near the estimate (at 3 std more took the background).
     """
 
     gap_m: float = 1.5
@@ -87,11 +94,12 @@ class ClusterParams:
     min_fraction: float = 0.1
     max_depth_ratio: float = 2.0
     near_segment_cover: float = 0.5
+    next_cluster_height_std: float = 2.0
 
     @property
-    def cluster_choice(self) -> tuple[float, int, float, float]:
+    def cluster_choice(self) -> tuple[float, int, float, float, float]:
         """The parameters frustum_clusters uses: equal ones give the same clusters."""
-        return self.gap_m, self.min_points, self.min_fraction, self.max_depth_ratio
+        return self.gap_m, self.min_points, self.min_fraction, self.max_depth_ratio, self.next_cluster_height_std
 
 
 @dataclass(frozen=True)
@@ -128,6 +136,8 @@ class FrustumClusters:
         point, box, depth, u: as in BoxPoints.
         covered: (Q,) the point lies in a lower box of its box's kind (module docstring).
         in_cluster: (Q,) the point is on its box's object cluster, within the class's depth extent.
+        in_next_cluster: (Q,) the same for the box's next cluster in rank, where one fits the box-height estimate
+            (`ClusterParams.next_cluster_height_std`; none without an estimate or a kind with a size prior).
         expected_depth: (B,) the box-height depth estimates [m] (NaN: none).
         kind: (B,) int code of each box's kind (boxes without a given kind: one each).
     """
@@ -138,6 +148,7 @@ class FrustumClusters:
     u: np.ndarray
     covered: np.ndarray
     in_cluster: np.ndarray
+    in_next_cluster: np.ndarray
     expected_depth: np.ndarray
     kind: np.ndarray
 
@@ -197,6 +208,12 @@ def class_depth_extent(class_id: str, n_std: float = 2.0) -> float:
     mean, std = (np.asarray(v) for v in SIZE_PRIOR_WLH[class_id])
     hi = mean + n_std * std
     return float(np.hypot(hi[0], hi[1]))
+
+
+def relative_height_std(class_ids) -> np.ndarray:
+    """(B,) the std of each class's height over its mean (SIZE_PRIOR_WLH; NaN for a class without a prior)."""
+    return np.array([SIZE_PRIOR_WLH[c][1][2] / SIZE_PRIOR_WLH[c][0][2] if c in SIZE_PRIOR_WLH else np.nan
+                     for c in class_ids], dtype=np.float64)
 
 
 def expected_depths(boxes_xyxy: np.ndarray, class_ids, camera: CameraModel, border_px: float = 1.0) -> np.ndarray:
@@ -285,7 +302,8 @@ def frustum_clusters(uv: np.ndarray, depth: np.ndarray, boxes_xyxy: np.ndarray, 
     d = depth[point]
     expected = np.full(n_boxes, np.nan) if expected_depth is None else np.asarray(expected_depth, dtype=np.float64)
     if len(point) == 0:
-        return FrustumClusters(point, box, d, uv[point, 0], covered, np.zeros(0, dtype=bool), expected, kind)
+        none = np.zeros(0, dtype=bool)
+        return FrustumClusters(point, box, d, uv[point, 0], covered, none, none, expected, kind)
     starts = np.r_[True, (box[1:] != box[:-1]) | (np.diff(d) > params.gap_m)]
     cluster = np.cumsum(starts) - 1
     cluster_size = np.bincount(cluster)
@@ -304,18 +322,26 @@ def frustum_clusters(uv: np.ndarray, depth: np.ndarray, boxes_xyxy: np.ndarray, 
     # nearer object's), then the least cost.
     all_covered = ~np.isfinite(uncovered_first)
     best = candidates[np.lexsort((cost[candidates], all_covered[candidates], cluster_box[candidates]))]
-    chosen = np.full(n_boxes, -1)
+    chosen, following = np.full(n_boxes, -1), np.full(n_boxes, -1)
     first = run_starts(cluster_box[best])  # best is sorted by box
     chosen[cluster_box[best[first]]] = best[first]
+    if kinds is not None:
+        second = first[first + 1 < len(best)]
+        second = best[second + 1][cluster_box[best[second + 1]] == cluster_box[best[second]]]
+        # NaN (no estimate, no size prior) fails the comparison: no next cluster
+        fits = ratio[second] <= params.next_cluster_height_std * relative_height_std(kinds)[cluster_box[second]]
+        following[cluster_box[second[fits]]] = second[fits]
     extent = np.asarray(max_extent, dtype=np.float64).reshape(n_boxes)
-    on = (cluster == chosen[box]) & (d <= cluster_first_depth[cluster] + extent[box])
-    return FrustumClusters(point, box, d, uv[point, 0], covered, on, expected, kind)
+    within = d <= cluster_first_depth[cluster] + extent[box]
+    return FrustumClusters(point, box, d, uv[point, 0], covered, (cluster == chosen[box]) & within,
+                           (cluster == following[box]) & within, expected, kind)
 
 
 def object_points(clusters: FrustumClusters, boxes_xyxy: np.ndarray, params: ClusterParams = ClusterParams()
                   ) -> BoxPoints:
     """Each box's object points (B boxes (B, 4)): its cluster's segment that fits the box (params' segment_gap_m,
-    segment_gap_per_depth and near_segment_cover), each point kept by the nearest box holding it."""
+    segment_gap_per_depth and near_segment_cover), each point kept by the nearest box holding it; a box whose
+    cluster other boxes keep whole tries its next cluster (FrustumClusters.in_next_cluster)."""
     boxes = np.asarray(boxes_xyxy, dtype=np.float64).reshape(-1, 4)
     n_boxes = len(boxes)
     c = clusters
@@ -323,12 +349,12 @@ def object_points(clusters: FrustumClusters, boxes_xyxy: np.ndarray, params: Clu
         nan = np.full(n_boxes, np.nan)
         return BoxPoints(c.point, c.box, c.depth, c.u, np.zeros(0, dtype=bool), np.zeros(n_boxes, dtype=np.int64),
                          nan, nan.copy(), nan.copy())
-    on = _best_segment(c.in_cluster, c.box, c.depth, c.u, c.covered, boxes, c.expected_depth, params)
-    stats = _depth_stats(on, c.box, c.depth, n_boxes)
-    owned = _nearest_owner(on, c.point, c.box, c.covered, c.kind, stats[1])
-    if owned is not on:
-        on, stats = owned, _depth_stats(owned, c.box, c.depth, n_boxes)
+    on, stats = _owned_segments(c, c.in_cluster, boxes, params)
     support = np.bincount(c.box[on], minlength=n_boxes)
+    taken = (support == 0) & (np.bincount(c.box[c.in_cluster], minlength=n_boxes) > 0)  # others keep its cluster
+    if c.in_next_cluster[taken[c.box]].any():
+        on, stats = _owned_segments(c, np.where(taken[c.box], c.in_next_cluster, c.in_cluster), boxes, params)
+        support = np.bincount(c.box[on], minlength=n_boxes)
     depth_min, depth_median, depth_max = stats
     return BoxPoints(c.point, c.box, c.depth, c.u, on, support, depth_min, depth_median, depth_max)
 
@@ -385,6 +411,18 @@ def _nearest_owner(on: np.ndarray, point: np.ndarray, box: np.ndarray, covered: 
     keep = np.zeros_like(on)
     keep[order[run_starts(point[order])]] = True  # order is sorted by point
     return keep
+
+
+def _owned_segments(c: FrustumClusters, in_cluster: np.ndarray, boxes: np.ndarray,
+                    params: ClusterParams) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """The on-object mask (Q,) of the boxes (B, 4) given each one's cluster (in_cluster (Q,)): its segment that fits
+    the box, each point kept by the nearest box holding it; and the boxes' nearest, median and farthest depths."""
+    on = _best_segment(in_cluster, c.box, c.depth, c.u, c.covered, boxes, c.expected_depth, params)
+    stats = _depth_stats(on, c.box, c.depth, len(boxes))
+    owned = _nearest_owner(on, c.point, c.box, c.covered, c.kind, stats[1])
+    if owned is not on:
+        on, stats = owned, _depth_stats(owned, c.box, c.depth, len(boxes))
+    return on, stats
 
 
 def _best_segment(on: np.ndarray, box: np.ndarray, depth: np.ndarray, u: np.ndarray, covered: np.ndarray,
