@@ -200,3 +200,18 @@ def test_a_car_seen_down_to_the_ground_ignores_road_returns_in_front():
     assert len(dets) == 1 and np.linalg.norm(dets.centers[0, :2] - center[:2]) < 0.4
     pulled = detect_3d(points, views, T_BASE_LIDAR, params=LiftParams(foot_gap=0.0))
     assert np.linalg.norm(pulled.centers[0, :2] - center[:2]) > 0.6  # the test needs the height gate
+
+
+@pytest.mark.parametrize("height, depth", [(1.35, 8.0), (1.5, 6.0)])
+def test_a_supported_box_s_height_lies_between_its_highest_return_and_the_next_beam_up(ground, height, depth):
+    """A car standing on the road, its roof seen by the LiDAR: the box is at least as tall as its highest return
+    above the ground and at most as tall as the next beam up (1.33 deg higher) at that return's range, which passed
+    over the roof (under 0.25 m within 10.5 m, the roofs here). The anchor's height comes from a coarse grid:
+    a 1.35 m car at 8 m was given 1.83 m, a 1.5 m one at 6 m 1.45 m."""
+    cam = camera()
+    center, size, yaw = np.array([depth, 1.5, height / 2]), np.array([4.4, 1.8, height]), 0.3
+    points = to_lidar(np.vstack([box_surface_points(center, size, yaw, SENSOR, spacing=0.15), ground]))
+    dets = detect_3d(points, [view(cam, FRONT, [projected_box(cam, FRONT, center, size, yaw)], ["car"], [0.9])],
+                     T_BASE_LIDAR)
+    assert len(dets) == 1
+    assert height - 1e-6 <= dets.sizes_lwh[0, 2] <= height + 0.25

@@ -20,16 +20,17 @@ Per camera and 2D box (classes outside the 10 detection classes are skipped):
    exp(-mean distance of the cluster points to the anchor's outline / `surface_sigma_m`), each anchor first slid
    along its camera ray so that its nearest corner lies at the cluster's nearest depth.
 4. Refinement: unsupported boxes take the class's mean size (the size sets the depth along the ray), and their
-   location is solved by the KM3D equations from the 2D box (core.segments.place_by_box_edges: one row per edge,
-   tied to the extreme projected corner; edges on the image border, i.e. truncated objects, are not used).
-   Supported boxes are fitted to their segment (core.segments.fit_boxes): the cluster's continuous heading up to
-   a quarter turn, and (length, width) searched on grids over the class prior; each candidate is placed by the
-   2D box edges and slid along its ray so that its nearest corner lies at the segment's nearest depth (LiDAR
-   range is far more precise than depth from a box: 1 px of box error at 30 m moves a 2D-only depth by ~0.5 m),
-   and judged by its points (distance to the box surface, capped), the projected IoU with the 2D box and the
-   size prior. This is what separates touching objects: the segment holds no nearer neighbour's points, the 2D
-   box says where the object ends. Where the 2D box is cut by the left or right image border, each candidate is
-   also put with its sides facing the sensor on the segment's extremes (core.segments). Heading is only known
+   location is solved by the KM3D equations from the 2D box (core.segments.place_by_box_edges: one row per edge, tied
+   to the extreme projected corner; edges on the image border, i.e. truncated objects, are not used). Supported boxes
+   are fitted to their segment (core.segments.fit_boxes): their height held within what the returns allow (at least
+   the highest return above the ground, at most where the next beam up passed over the object), the cluster's
+   continuous heading up to a quarter turn, and (length, width) searched on grids over the class prior; each
+   candidate is placed by the 2D box edges and slid along its ray so that its nearest corner lies at the segment's
+   nearest depth (LiDAR range is far more precise than depth from a box: 1 px of box error at 30 m moves a 2D-only
+   depth by ~0.5 m), and judged by its points (distance to the box surface, capped), the projected IoU with the 2D
+   box and the size prior. This is what separates touching objects: the segment holds no nearer neighbour's points,
+   the 2D box says where the object ends. Where the 2D box is cut by the left or right image border, each candidate
+   is also put with its sides facing the sensor on the segment's extremes (core.segments). Heading is only known
    modulo pi (front and back look alike).
 5. Score = 2D score x geometric fit, fit = projected IoU of the final box x (fraction of cluster points inside
    it with support, else `no_lidar_fit`).
@@ -91,6 +92,10 @@ class LiftParams:
             segment's columns, at most foot_reach x the class's mean length nearer than the segment) then give its
             nearest depth (a car's bumper at road height is ground, and the ring above it passes over the bonnet
             to the cabin).
+        beam_spacing_deg, top_beam_deg: the LiDAR's elevation step between beams and its highest beam [deg] (nuScenes'
+            32-beam LIDAR_TOP: 1.33 and +10.67). A supported box's height is held between its segment's highest
+            return above the ground and the height there of the next beam up, which passed over the object
+            (`_lidar_height_bounds`); the anchor's height comes from a coarse grid.
         prior_window_std: boxes without LiDAR are searched where the box height fits the class's mean height
             +- this many std.
         max_range_factor: boxes without LiDAR are searched up to this x the class's evaluation range.
@@ -121,6 +126,8 @@ class LiftParams:
     max_fit_points: int = 16
     foot_gap: float = 0.4
     foot_reach: float = 0.35
+    beam_spacing_deg: float = 1.33
+    top_beam_deg: float = 10.67
     no_lidar_fit: float = 0.5
     nms_iou: float = 0.1
     min_score: float = 0.0
@@ -278,7 +285,8 @@ class _BoxSupport:
         view: the camera; dets: its boxes; supported: (B,) enough cluster points; windows: (B, 2, 2) edge depth
         windows [m]; heading: (B,) cluster footprint heading in the LiDAR frame (NaN without support);
         yaw_masks: (B, 24) QAF2D headings to try; depth_min: (B,) nearest object depth [m]; points: on-object
-        cluster points of the supported boxes (LiDAR frame), grouped by box; count: (B,) points per box.
+        cluster points of the supported boxes (LiDAR frame), grouped by box; count: (B,) points per box;
+        height_bounds: (B, 2) least and greatest object height above the ground the LiDAR allows [m].
     """
 
     view: CameraView
@@ -290,6 +298,7 @@ class _BoxSupport:
     depth_min: np.ndarray
     points: np.ndarray
     count: np.ndarray
+    height_bounds: np.ndarray
 
 
 def _box_support(objects_lidar: np.ndarray, object_cells: BevCells, object_height: np.ndarray, ground_lidar: np.ndarray,
@@ -310,8 +319,10 @@ def _box_support(objects_lidar: np.ndarray, object_cells: BevCells, object_heigh
     on_box, on_depth, on_u = bp.box[on], bp.depth[on], bp.u[on]
     point_index = cloud.index[bp.point[on]]
     points = np.take(objects_lidar, point_index, axis=0)
-    depth_min = _foot_nearest_depth(bp.depth_min, supported, on_box, on_u, object_height[point_index], dets, view,
-                                    ground_lidar, params)
+    on_height = object_height[point_index]
+    depth_min = _foot_nearest_depth(bp.depth_min, supported, on_box, on_u, on_height, dets, view, ground_lidar,
+                                    params)
+    height_bounds = _lidar_height_bounds(points, on_box, on_height, n_boxes, params)
     windows = _edge_depth_windows(boxes, supported, on_box, on_depth, on_u, bp, params)
     windows[~supported] = prior_depth_windows(boxes[~supported], dets.class_ids[~supported], camera,
                                                params)[:, None, :]
@@ -328,7 +339,7 @@ def _box_support(objects_lidar: np.ndarray, object_cells: BevCells, object_heigh
     if split.any():
         heading[split] = lidar_headings(points[:, :2], (np.cumsum(count) - count)[split], count[split])
     yaw_masks = _yaw_masks(heading, view.T_cam_lidar[:3, :3], params.heading_tolerance_deg)
-    return _BoxSupport(view, dets, supported, windows, heading, yaw_masks, depth_min, points, count)
+    return _BoxSupport(view, dets, supported, windows, heading, yaw_masks, depth_min, points, count, height_bounds)
 
 
 def _foot_nearest_depth(depth_min, supported, on_box, on_u, on_height, dets, view: CameraView,
@@ -358,6 +369,30 @@ def _foot_nearest_depth(depth_min, supported, on_box, on_u, on_height, dets, vie
     foot = foot_depths(cloud.uv, cloud.points_cam[:, 2], dets.boxes_xyxy, dets.class_ids,
                        np.stack([left, right], axis=1), np.where(raised, depth_min, np.nan), reach)
     return np.fmin(depth_min, foot)
+
+
+def _lidar_height_bounds(points: np.ndarray, box: np.ndarray, height: np.ndarray, n_boxes: int,
+                         params: LiftParams) -> np.ndarray:
+    """(B, 2) least and greatest height [m] above the ground of each box's object that its segment's returns allow
+    (points (P, 3) in the LiDAR frame [m], of boxes box (P,), heights above the ground surface height (P,) [m], NaN
+    without one): at least that of its highest return; at most that of the next beam up (`beam_spacing_deg`
+    higher) at that return's range, which passed over the object (no bound above the top beam). [0, inf] for a box
+    without such returns. A LiDAR sees a low object's roof (its highest return is its top); ring spacing grows
+    with range (0.23 m at 10 m, 0.93 m at 40 m), so far away the bound is loose."""
+    bounds = np.tile([0.0, np.inf], (n_boxes, 1))
+    known = np.flatnonzero(np.isfinite(height))
+    if len(known) == 0:
+        return bounds
+    order = known[np.lexsort((height[known], box[known]))]
+    highest = order[np.r_[box[order][1:] != box[order][:-1], True]]  # the last of each box's run
+    reach = np.hypot(points[highest, 0], points[highest, 1])
+    elevation = np.arctan2(points[highest, 2], reach)
+    step = np.deg2rad(params.beam_spacing_deg)
+    next_up = elevation + step
+    gap = np.where(next_up <= np.deg2rad(params.top_beam_deg) + 0.5 * step,
+                   reach * (np.tan(next_up) - np.tan(elevation)), np.inf)
+    bounds[box[highest]] = np.stack([height[highest], height[highest] + gap], axis=1)
+    return bounds
 
 
 def _grow_past_image_border(objects: np.ndarray, cells: BevCells, group_index: np.ndarray, count: np.ndarray,
@@ -487,6 +522,7 @@ def _lift_all(supports: list[_BoxSupport], params: LiftParams,
     supported = np.concatenate([sup.supported for sup in supports])
     heading = np.concatenate([sup.heading for sup in supports])
     depth_min = np.concatenate([sup.depth_min for sup in supports])
+    height_bounds = np.vstack([sup.height_bounds for sup in supports])
     points = np.vstack([sup.points for sup in supports])
     count = np.concatenate([sup.count for sup in supports])
     start = np.cumsum(count) - count
@@ -530,6 +566,9 @@ def _lift_all(supports: list[_BoxSupport], params: LiftParams,
     has_lidar = supported[chosen]
     # Without LiDAR the size sets the depth along the ray: solve with the class's mean size instead of the grid's.
     size[~has_lidar] = wlh_to_lwh(prior_wlh[chosen[~has_lidar], 0])
+    # With LiDAR the height lies within what its returns allow.
+    low, high = height_bounds[chosen[has_lidar]].T
+    size[has_lidar, 2] = np.clip(size[has_lidar, 2], low, high)
     # With LiDAR the heading is the cluster's (continuous), taken in the anchor's direction.
     lidar_yaw = heading[chosen[has_lidar]]
     turns = np.round(wrap_angle(anchors.yaws[pick[has_lidar]] - lidar_yaw) / (np.pi / 2))
