@@ -64,6 +64,7 @@ from .ground import GroundParams, SweepGround, checked_split, sweep_ground
 from .km3d import ry_to_yaw, yaw_to_ry
 from .qaf2d import YAW_CANDIDATES, Anchors, lift_boxes_multi, normalise_boxes, paired_iou, projected_extent
 from .segments import FitParams, FitProblem, box_frame_excess, fit_boxes, place_by_box_edges, slide_to_depth
+from .sorted_runs import run_starts
 from .view_frustums import ViewFrustums, checked_frustums, view_frustums
 
 
@@ -374,17 +375,20 @@ def _foot_nearest_depth(depth_min, supported, on_box, on_u, on_height, dets, vie
 def _lidar_height_bounds(points: np.ndarray, box: np.ndarray, height: np.ndarray, n_boxes: int,
                          params: LiftParams) -> np.ndarray:
     """(B, 2) least and greatest height [m] above the ground of each box's object that its segment's returns allow
-    (points (P, 3) in the LiDAR frame [m], of boxes box (P,), heights above the ground surface height (P,) [m], NaN
-    without one): at least that of its highest return; at most that of the next beam up (`beam_spacing_deg`
+    (points (P, 3) in the LiDAR frame [m], of boxes box (P,) (grouped by box), heights above the ground surface (P,)
+    [m], NaN without one): at least that of its highest return; at most that of the next beam up (`beam_spacing_deg`
     higher) at that return's range, which passed over the object (no bound above the top beam). [0, inf] for a box
     without such returns. A LiDAR sees a low object's roof (its highest return is its top); ring spacing grows
     with range (0.23 m at 10 m, 0.93 m at 40 m), so far away the bound is loose."""
     bounds = np.tile([0.0, np.inf], (n_boxes, 1))
-    known = np.flatnonzero(np.isfinite(height))
-    if len(known) == 0:
+    if len(box) == 0:
         return bounds
-    order = known[np.lexsort((height[known], box[known]))]
-    highest = order[np.r_[box[order][1:] != box[order][:-1], True]]  # the last of each box's run
+    start = run_starts(box)  # the points come grouped by box
+    top = np.fmax.reduceat(height, start)  # NaN only where no point has a height
+    highest = np.flatnonzero(height == np.repeat(top, np.diff(np.r_[start, len(box)])))
+    if len(highest) == 0:
+        return bounds
+    highest = highest[np.r_[run_starts(box[highest])[1:], len(highest)] - 1]  # the last of each box's highest
     reach = np.hypot(points[highest, 0], points[highest, 1])
     elevation = np.arctan2(points[highest, 2], reach)
     step = np.deg2rad(params.beam_spacing_deg)
