@@ -83,8 +83,8 @@ class ClusterParams:
         next_cluster_height_std: a box whose object cluster the segments of other boxes keep whole takes its next
             cluster in rank instead (`object_points`) when that one's nearest depth fits the box-height estimate
             within this many std of the class's height (|log(depth / estimate)| <= this x height std / mean height):
-            the car behind a truck and a car whose box-height estimates both lie near the truck. Pedestrians, whose
-            height varies least, then keep only clusters near the estimate (at 3 std more took the background).
+            a car behind a truck whose box-height estimate lies near the truck. Pedestrians, whose height varies
+            least, then keep only clusters near the estimate (at 3 std more of them took the background).
     """
 
     gap_m: float = 1.5
