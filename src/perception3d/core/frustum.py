@@ -210,10 +210,10 @@ def class_depth_extent(class_id: str, n_std: float = 2.0) -> float:
     return float(np.hypot(hi[0], hi[1]))
 
 
-def relative_height_std(class_ids) -> np.ndarray:
-    """(B,) the std of each class's height over its mean (SIZE_PRIOR_WLH; NaN for a class without a prior)."""
-    return np.array([SIZE_PRIOR_WLH[c][1][2] / SIZE_PRIOR_WLH[c][0][2] if c in SIZE_PRIOR_WLH else np.nan
-                     for c in class_ids], dtype=np.float64)
+def height_priors(class_ids) -> np.ndarray:
+    """(B, 2) mean and std [m] of each class's height (SIZE_PRIOR_WLH; NaN for a class without a prior)."""
+    return np.array([[SIZE_PRIOR_WLH[c][0][2], SIZE_PRIOR_WLH[c][1][2]] if c in SIZE_PRIOR_WLH else [np.nan, np.nan]
+                     for c in class_ids], dtype=np.float64).reshape(-1, 2)
 
 
 def expected_depths(boxes_xyxy: np.ndarray, class_ids, camera: CameraModel, border_px: float = 1.0) -> np.ndarray:
@@ -222,7 +222,7 @@ def expected_depths(boxes_xyxy: np.ndarray, class_ids, camera: CameraModel, bord
     NaN for boxes touching the image's top or bottom border (cut height) and for classes without a size prior.
     """
     boxes = np.asarray(boxes_xyxy, dtype=np.float64).reshape(-1, 4)
-    height = np.array([SIZE_PRIOR_WLH[c][0][2] if c in SIZE_PRIOR_WLH else np.nan for c in class_ids])
+    height = height_priors(class_ids)[:, 0]
     cut = (boxes[:, 1] <= border_px) | (boxes[:, 3] >= camera.height - border_px)
     pixels = np.maximum(boxes[:, 3] - boxes[:, 1], 1e-6)
     return np.where(cut, np.nan, camera.K[1, 1] * height / pixels)
@@ -329,7 +329,8 @@ def frustum_clusters(uv: np.ndarray, depth: np.ndarray, boxes_xyxy: np.ndarray, 
         second = first[first + 1 < len(best)]
         second = best[second + 1][cluster_box[best[second + 1]] == cluster_box[best[second]]]
         # NaN (no estimate, no size prior) fails the comparison: no next cluster
-        fits = ratio[second] <= params.next_cluster_height_std * relative_height_std(kinds)[cluster_box[second]]
+        height_mean, height_std = height_priors(kinds)[cluster_box[second]].T
+        fits = ratio[second] <= params.next_cluster_height_std * height_std / height_mean
         following[cluster_box[second[fits]]] = second[fits]
     extent = np.asarray(max_extent, dtype=np.float64).reshape(n_boxes)
     within = d <= cluster_first_depth[cluster] + extent[box]
