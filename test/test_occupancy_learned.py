@@ -15,7 +15,13 @@ from perception3d.core.classes import DETECTION_CLASSES, OCCUPANCY_FREE, OCCUPAN
 from perception3d.core.models import occfusion_inputs as inputs
 from perception3d.core.models.bev import BevUNet
 from perception3d.core.models.checkpoint import load_checkpoint
-from perception3d.core.models.occfusion import CHILD_OFFSETS, OccFusionConfig, OccFusionNet, max_softmax
+from perception3d.core.models.occfusion import (
+    CHILD_OFFSETS,
+    OccFusionConfig,
+    OccFusionNet,
+    max_softmax,
+    occupied_confidence,
+)
 from perception3d.core.occupancy import presample_voxels
 from perception3d.core.voxels import VoxelGrid
 from perception3d.train.lovasz import lovasz_softmax
@@ -243,17 +249,30 @@ def test_refinement_takes_the_lidar_parents_and_the_top_k_uncertain_non_free_vox
     logits[:, 0] = 10.0  # confidently free ...
     logits[[3, 4, 5, 6], 4] = torch.tensor([1.0, 3.0, 0.5, 2.0])  # ... except four car voxels, 5 least sure
     logits[[3, 4, 5, 6], 0] = 0.0
-    parents = net.refine_parents(*net.coarse_confidence(logits), torch.tensor([5]))
+    _, occupied, score = occupied_confidence(logits)
+    assert occupied.tolist() == [3, 4, 5, 6]
+    parents = net.refine_parents(occupied, score, torch.tensor([5]))
     assert parents.tolist() == [5, 3, 6]  # 5 already a LiDAR parent, then the two most uncertain others
-    score, label = net.coarse_confidence(logits)
-    label[3] = 0  # predicted free (forward sets unobserved voxels so): not a candidate
-    assert net.refine_parents(score, label, torch.tensor([5])).tolist() == [5, 6, 4]
-    assert tiny_network(refine=False).refine_parents(score, label, torch.tensor([5])).numel() == 0
+    candidates = occupied[1:]  # voxel 3 not a candidate (forward leaves out the unobserved voxels so)
+    assert net.refine_parents(candidates, score, torch.tensor([5])).tolist() == [5, 6, 4]
+    assert tiny_network(refine=False).refine_parents(occupied, score, torch.tensor([5])).numel() == 0
     # more slots than candidates: no confidently free voxel fills the rest, among all voxels or a few rows
     wide = tiny_network(refine_top_k=5)
-    assert wide.refine_parents(*net.coarse_confidence(logits), torch.tensor([5])).tolist() == [5, 3, 6, 4]
-    rows = wide.refine_parents(*net.coarse_confidence(logits[2:8]), torch.tensor([3]))  # rows 0..5: voxels 2..7
-    assert rows.tolist() == [3, 1, 4, 2]
+    assert wide.refine_parents(occupied, score, torch.tensor([5])).tolist() == [5, 3, 6, 4]
+    _, occupied_rows, row_score = occupied_confidence(logits[2:8])  # rows 0..5: voxels 2..7
+    assert wide.refine_parents(occupied_rows, row_score, torch.tensor([3])).tolist() == [3, 1, 4, 2]
+
+
+def test_occupied_confidence_scores_the_non_free_rows_with_their_softmax_maximum_and_the_free_ones_zero():
+    generator = torch.Generator().manual_seed(3)
+    logits = 3 * torch.randn(50, 17, generator=generator)
+    logits[::4, 0] = 20.0  # free rows among them
+    label, occupied, score = occupied_confidence(logits)
+    probabilities = torch.softmax(logits, dim=1)
+    assert torch.equal(label, probabilities.argmax(dim=1))
+    assert torch.equal(occupied, torch.nonzero(label > 0).reshape(-1)) and 0 < len(occupied) < 50
+    expected = torch.where(label > 0, probabilities.max(dim=1).values, torch.zeros(50))
+    assert torch.allclose(score, expected, atol=1e-6)
 
 
 def bev_observing(fine_state: torch.Tensor, fine: VoxelGrid, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -327,6 +346,7 @@ def test_infer_gives_forwards_labels_at_the_observed_voxels_and_refines_only_the
     assert torch.equal(seen, torch.nonzero(observed).reshape(-1)) and 0 < len(seen) < net.num_coarse
     assert (full["coarse_label"][~observed] > 0).any() and len(torch.unique(label)) > 3
     assert torch.equal(label, full["coarse_label"][seen]) and torch.allclose(score, full["coarse_score"][seen])
+    assert (score[label == 0] == 0).all() and (score[label > 0] > 1 / 17).all()  # scored: the non-free rows
     # forward refines the children of every parent; infer those of the observed parents that the sweep observed
     child_observed = fine_state.numpy().any(axis=0)
     child = full["fine_index"]
@@ -335,6 +355,7 @@ def test_infer_gives_forwards_labels_at_the_observed_voxels_and_refines_only_the
     kept = observed[parent_of] & torch.from_numpy(child_observed[full["fine_index"].numpy()])
     assert 0 < kept.sum() < len(kept) and not observed[parent_of].all()
     expected_score, expected_label = max_softmax(full["fine_logits"][kept])
+    expected_score[expected_label == 0] = 0.0  # only non-free voxels are scored
     expected = dict(zip(full["fine_index"][kept].tolist(), zip(expected_label.tolist(), expected_score.tolist())))
     assert sorted(fine_index.tolist()) == sorted(expected)
     for index, child_label, child_score in zip(fine_index.tolist(), fine_label.tolist(), fine_score.tolist()):

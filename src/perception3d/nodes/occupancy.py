@@ -153,8 +153,9 @@ class OccupancyNode(NodeDefinition):
             volume = occfusion_inputs.fine_volume(observed_index, coarse_label, fine_index, fine_label, observed,
                                                   self.grid)
             occupied = occupied_voxels(volume)
-            return volume, occupied, occfusion_inputs.voxel_scores(occupied, observed_index, coarse_score, fine_index,
-                                                                   fine_score, self.grid)
+            refined = fine_label > 0  # the occupied voxels among the refined: only those are asked for their score
+            return volume, occupied, occfusion_inputs.voxel_scores(occupied, observed_index, coarse_score,
+                                                                   fine_index[refined], fine_score[refined], self.grid)
 
     def _past(self, tf: TransformLookup, stamp_ns: int):
         """Earlier sweeps moved into the current base frame, their labels, and T_world_base now."""

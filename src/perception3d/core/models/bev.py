@@ -89,7 +89,7 @@ def bev_input(points_base: np.ndarray, intensity: np.ndarray, grid: BevGrid) -> 
     zbin = np.floor((z - grid.z_min_m) / (grid.z_max_m - grid.z_min_m) * grid.z_bins).astype(np.int64)
     in_bins = (zbin >= 0) & (zbin < grid.z_bins)
     counts = np.bincount(zbin[in_bins] * n + cell[in_bins], minlength=grid.z_bins * n).reshape(grid.z_bins, n)
-    image[:grid.z_bins] = np.log1p(counts)
+    np.log1p(counts, out=image[:grid.z_bins])  # computed in float64, written as float32: no float64 grid
     total = np.bincount(cell, minlength=n)
     occupied = total > 0
     image[grid.z_bins, occupied] = np.bincount(cell, weights=value, minlength=n)[occupied] / total[occupied]

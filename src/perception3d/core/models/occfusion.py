@@ -112,6 +112,17 @@ def max_softmax(logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return 1.0 / torch.exp(logits - top.unsqueeze(1)).sum(dim=1), label
 
 
+def occupied_confidence(logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(label (N,), rows (O,) of the rows labelled non-free (label > 0), score (N,): the max softmax probability at
+    those rows and 0 at the free ones) of logits (N, classes), 0 the free class. Only non-free voxels are refined and
+    only theirs are read downstream (the voxel cloud holds occupied voxels), and a sweep's observed voxels are mostly
+    free: the softmax runs on a tenth of the rows."""
+    label = logits.argmax(dim=1)
+    occupied = torch.nonzero(label > 0).reshape(-1)
+    score = torch.zeros(label.shape, dtype=logits.dtype).index_put((occupied,), max_softmax(logits[occupied])[0])
+    return label, occupied, score
+
+
 def shifted_linear(x: torch.Tensor, layer: nn.Linear, shift: torch.Tensor | None) -> torch.Tensor:
     """layer(x) + shift, the shift folded into the bias (a constant of the exported graph, not an Add per row)."""
     return layer(x) if shift is None else functional.linear(x, layer.weight, layer.bias + shift)
@@ -186,25 +197,22 @@ class OccFusionNet(nn.Module):
         first, z = self.share_channel, self.height
         return (bev[0, first:first + z] + bev[0, first + z:first + 2 * z]).reshape(-1) > 0
 
-    @staticmethod
-    def coarse_confidence(logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(max softmax score (N,), label (N,)) of coarse logits (N, classes), without gradient."""
-        return max_softmax(logits.detach())
-
-    def refine_parents(self, score: torch.Tensor, label: torch.Tensor, parents: torch.Tensor) -> torch.Tensor:
-        """The given parents (R,) + the refine_top_k most uncertain other voxels predicted non-free, as indices into
-        score, label (N,) (coarse_confidence; every voxel in training, the observed rows in infer). The top-K runs on
-        the uncertainties padded with refine_top_k entries ranked below every candidate: its k is fixed, and there may
-        be fewer voxels or fewer candidates than k."""
+    def refine_parents(self, occupied: torch.Tensor, score: torch.Tensor, parents: torch.Tensor) -> torch.Tensor:
+        """The given parents (R,) + the refine_top_k most uncertain (1 - score) voxels among the others predicted
+        non-free, as rows of occupied_confidence's results (occupied (O,), score (N,); every voxel in training, the
+        observed rows in infer). The top-K runs on the O candidates' uncertainties padded with refine_top_k entries
+        ranked below every candidate: its k is fixed, and there may be fewer candidates than k."""
         k = self.config.refine_top_k
         if not self.config.refine:
             return parents[:0]
         if k == 0:
             return parents
-        uncertainty = torch.where(label > 0, 1.0 - score, torch.full_like(score, -1.0))
-        uncertainty = uncertainty.index_put((parents,), torch.full_like(parents, -2.0, dtype=score.dtype))
-        top = torch.topk(torch.cat([uncertainty, torch.full((k,), -3.0, dtype=score.dtype)]), k)
-        return torch.cat([parents, top.indices[top.values >= 0]])
+        other = torch.ones(score.shape, dtype=torch.bool).index_put((parents,), torch.zeros(parents.shape,
+                                                                                            dtype=torch.bool))
+        candidate = score[occupied]
+        uncertainty = torch.where(other[occupied], 1.0 - candidate, torch.full_like(candidate, -1.0))  # parents: -1
+        top = torch.topk(torch.cat([uncertainty, torch.full((k,), -2.0, dtype=score.dtype)]), k)
+        return torch.cat([parents, occupied[top.indices[top.values >= 0]]])
 
     def child_voxels(self, parents: torch.Tensor, fine_state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(fine flat indices (P, 8), child codes (P, 8): offset * 4 + 2 * occupied + free, rows of child_inputs) of
@@ -255,14 +263,14 @@ class OccFusionNet(nn.Module):
                 fine_state: torch.Tensor) -> dict[str, torch.Tensor]:
         """On every coarse voxel, inputs as TRAINING_INPUTS (bev (1, C, S, S), fused_index (V,) int64, camera (V,
         CAMERA_CHANNELS), lidar_parents (R,) int64, fine_state (2, fine voxels) 0 / 1): coarse_logits (N, classes),
-        coarse_score and coarse_label (N,) (coarse_confidence), fine_index and fine_logits of the children of every
+        coarse_label and coarse_score (N,) (occupied_confidence), fine_index and fine_logits of the children of every
         refined parent; in eval mode the logits carry the prior correction."""
         shift = None if self.training else self.free_prior
         voxels = self.voxel_features(bev, fused_index, camera)
         coarse = shifted_linear(voxels, self.coarse_head, None if shift is None else shift[0])
-        score, label = self.coarse_confidence(coarse)
-        observed_label = torch.where(self.observed_parents(bev), label, torch.zeros_like(label))  # unobserved: free
-        parents = self.refine_parents(score, observed_label, lidar_parents)
+        label, occupied, score = occupied_confidence(coarse.detach())
+        observed = self.observed_parents(bev)[occupied]  # unobserved voxels: no candidates
+        parents = self.refine_parents(occupied[observed], score, lidar_parents)
         fine_index, fine = self.refine(voxels[parents], parents, fine_state, None if shift is None else shift[1])
         return {"coarse_logits": coarse, "coarse_score": score, "coarse_label": label, "fine_index": fine_index,
                 "fine_logits": fine}
@@ -271,14 +279,15 @@ class OccFusionNet(nn.Module):
               fused_rows: torch.Tensor, camera: torch.Tensor, parent_rows: torch.Tensor,
               fine_state: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """The node's contract, inputs as INPUT_NAMES (occfusion_inputs.network_inputs): labels and max softmax scores
-        of the M observed coarse voxels (M,) (in observed_index order) and of their refined observed children
-        (fine_index (F,)); forward's results at those voxels (the others are unknown in the output), with the prior
-        correction, on the observed voxels alone."""
+        (0 at the voxels labelled free: occupied_confidence) of the M observed coarse voxels (M,) (in observed_index
+        order) and of their refined observed children (fine_index (F,)); forward's results at those voxels (the
+        others are unknown in the output), with the prior correction, on the observed voxels alone."""
         voxels = self.fuse(self.height_head_at(self.bev_features(bev), observed_index, height_end), fused_rows, camera)
-        coarse_score, coarse_label = max_softmax(shifted_linear(voxels, self.coarse_head, self.free_prior[0]))
-        rows = self.refine_parents(coarse_score, coarse_label, parent_rows)
+        coarse_label, occupied, coarse_score = occupied_confidence(
+            shifted_linear(voxels, self.coarse_head, self.free_prior[0]))
+        rows = self.refine_parents(occupied, coarse_score, parent_rows)
         fine_index, fine = self.refine_observed(voxels[rows], observed_index[rows], fine_state, self.free_prior[1])
-        fine_score, fine_label = max_softmax(fine)
+        fine_label, _, fine_score = occupied_confidence(fine)
         return coarse_label, coarse_score, fine_index, fine_label, fine_score
 
 
