@@ -243,3 +243,25 @@ def test_the_shipped_checkpoint_is_the_learned_modes_default_and_runs_without_po
     assert node.model_state() == "learned mode: torch model shipped checkpoint"
     dets = node.detect_learned(np.zeros((0, 3)), np.zeros(0, np.float32), (None, None, None), [])
     assert set(dets.class_ids) <= set(DETECTION_CLASSES) and np.isnan(dets.velocities).all()
+
+
+def test_fp16_autocasts_the_network_and_keeps_its_boxes():
+    """precision 'fp16' autocasts (core.models.runner): float16 matrix products meet the network's own float32
+    geometry (sine encodings, box points) without a dtype clash; a network cast whole to half stopped so at its first
+    sweep on a GPU. CPU autocast takes the code path of CUDA's; the runner's CUDA-only check is passed by turning
+    half precision on after it is built."""
+    from perception3d.core.models.runner import TorchRunner
+
+    torch.manual_seed(0)
+    network = Detr3DInference(Detr3D(TINY).eval())
+    fp32, fp16 = TorchRunner(network, CPU_OPTIONS), TorchRunner(network, CPU_OPTIONS)
+    fp16.half = True
+    inputs = _random_inputs(TINY, 6, 0)
+    expected, outputs = fp32(*inputs), fp16(*inputs)
+    assert all(o.dtype == np.float32 and np.isfinite(o).all() for o in outputs)
+    assert not np.array_equal(outputs[0], expected[0])  # float16 products did run
+    # the two anchor queries (an untrained heatmap's near-equal peaks may swap places under float16 rounding)
+    anchors = slice(TINY.heatmap_queries, TINY.heatmap_queries + 2)
+    agree, compared = detection3d_parity(*((o[0][:, anchors], o[1][:, anchors]) for o in (expected, outputs)),
+                                         threshold=1e-6)
+    assert agree == compared == 2

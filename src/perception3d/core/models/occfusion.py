@@ -119,7 +119,7 @@ def occupied_confidence(logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tenso
     free: the softmax runs on a tenth of the rows."""
     label = logits.argmax(dim=1)
     occupied = torch.nonzero(label > 0).reshape(-1)
-    score = torch.zeros(label.shape, dtype=logits.dtype).index_put((occupied,), max_softmax(logits[occupied])[0])
+    score = logits.new_zeros(label.shape).index_put((occupied,), max_softmax(logits[occupied])[0])
     return label, occupied, score
 
 
@@ -188,8 +188,8 @@ class OccFusionNet(nn.Module):
         bias = self.height_head.bias.reshape(self.height, f)
         column = observed_index % cells.shape[0]
         start = torch.cat([height_end.new_zeros(1), height_end[:-1]])
-        return torch.cat([functional.linear(cells[column[torch.arange(start[z], height_end[z])]], weight[z], bias[z])
-                          for z in range(self.height)])
+        return torch.cat([functional.linear(cells[column[torch.arange(start[z], height_end[z], device=x.device)]],
+                                            weight[z], bias[z]) for z in range(self.height)])
 
     def observed_parents(self, bev: torch.Tensor) -> torch.Tensor:
         """(N,) bool: coarse voxels with a fine child hit or crossed by a ray, from the BEV image's children shares
@@ -207,11 +207,11 @@ class OccFusionNet(nn.Module):
             return parents[:0]
         if k == 0:
             return parents
-        other = torch.ones(score.shape, dtype=torch.bool).index_put((parents,), torch.zeros(parents.shape,
-                                                                                            dtype=torch.bool))
+        other = score.new_ones(score.shape, dtype=torch.bool).index_put((parents,), parents.new_zeros(parents.shape,
+                                                                                                 dtype=torch.bool))
         candidate = score[occupied]
         uncertainty = torch.where(other[occupied], 1.0 - candidate, torch.full_like(candidate, -1.0))  # parents: -1
-        top = torch.topk(torch.cat([uncertainty, torch.full((k,), -2.0, dtype=score.dtype)]), k)
+        top = torch.topk(torch.cat([uncertainty, score.new_full((k,), -2.0)]), k)
         return torch.cat([parents, occupied[top.indices[top.values >= 0]]])
 
     def child_voxels(self, parents: torch.Tensor, fine_state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -227,7 +227,7 @@ class OccFusionNet(nn.Module):
         n = fine_state.shape[1]  # read from the flat states (a gather along the last axis is much slower)
         flat_state = fine_state.reshape(-1)  # gathered, then cast (not the 2.6 M states)
         occupied, free = (flat_state[index].to(torch.int64) for index in (fine_index, fine_index + n))
-        code = 4 * torch.arange(len(CHILD_OFFSETS)) + 2 * occupied + free
+        code = 4 * torch.arange(len(CHILD_OFFSETS), device=parents.device) + 2 * occupied + free
         return fine_index, code
 
     def child_logits(self, parent_features: torch.Tensor, child_parent: torch.Tensor, child_code: torch.Tensor,
@@ -247,7 +247,7 @@ class OccFusionNet(nn.Module):
         """(fine flat indices (P * 8,), fine logits (P * 8, classes)) of every child of parents (P,) with features
         (P, F) (child_voxels, child_logits)."""
         fine_index, code = self.child_voxels(parents, fine_state)
-        child_parent = torch.arange(parents.shape[0]).repeat_interleave(len(CHILD_OFFSETS))
+        child_parent = torch.arange(parents.shape[0], device=parents.device).repeat_interleave(len(CHILD_OFFSETS))
         return fine_index.reshape(-1), self.child_logits(parent_features, child_parent, code.reshape(-1), logit_shift)
 
     def refine_observed(self, parent_features: torch.Tensor, parents: torch.Tensor, fine_state: torch.Tensor,

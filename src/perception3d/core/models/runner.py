@@ -1,7 +1,7 @@
 """Running a network in a node: device, precision and threads, the same for every learned model and both backends.
 
-- `TorchRunner`: a torch network in eval and inference mode on its device (float16 weights and inputs with
-  precision 'fp16', CUDA only); numpy arrays in, float32 numpy arrays out.
+- `TorchRunner`: a torch network in eval and inference mode on its device (float16 autocast with precision 'fp16',
+  CUDA only); numpy arrays in, float32 numpy arrays out.
 - `onnx_session`: an onnxruntime session for an exported model, CUDA provider first (on device N) when the device
   asks for CUDA and onnxruntime has it.
 Both take `RunnerOptions`, which the nodes build from their shared learned-model parameters (nodes.learned).
@@ -48,15 +48,14 @@ class TorchRunner:
         # 0: one thread per core, torch's own default, also where the host's thread policy (runtime.threads) has
         # shrunk the process's pools for the numpy work of the LiDAR nodes
         torch.set_num_threads(options.threads or os.cpu_count() or 1)
-        network = network.to(self.device).eval()
-        self.network = network.half() if self.half else network
+        self.network = network.to(self.device).eval()
 
     def __call__(self, *inputs: np.ndarray) -> tuple[np.ndarray, ...]:
-        """The network's outputs (a tuple) as float32 numpy arrays, for numpy inputs."""
-        with torch.inference_mode():
+        """The network's outputs (a tuple) as float32 numpy arrays, for numpy inputs. fp16 is autocast: convolutions
+        and matrix products run in float16, reductions, softmax and the models' own geometry (box decoding, sine
+        encodings, index arithmetic) in float32, so the networks need no half-precision code paths."""
+        with torch.inference_mode(), torch.autocast(self.device.type, dtype=torch.float16, enabled=self.half):
             tensors = [torch.from_numpy(np.ascontiguousarray(x)).to(self.device, non_blocking=True) for x in inputs]
-            if self.half:
-                tensors = [t.half() if t.is_floating_point() else t for t in tensors]
             outputs = self.network(*tensors)
             outputs = outputs if isinstance(outputs, tuple) else (outputs,)
             return tuple(o.float().cpu().numpy() for o in outputs)
