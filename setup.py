@@ -60,14 +60,19 @@ setup(
         "pillow>=9.0",
         "tqdm>=4.57",
         "threadpoolctl>=3.1",
+        # the MCAP reader (msgs.mcap_records) and its chunk decompression
+        "mcap>=1.1",
+        "lz4>=3.1",
+        "zstandard>=0.15",
     ],
     extras_require={
-        "data": ["nuscenes-devkit==1.2.0"],
-        "learned": ["torch>=2.1", "onnx>=1.15", "onnxruntime>=1.17"],
+        "data": ["nuscenes-devkit==1.2.0", "opencv-python-headless>=4.5"],  # cv2: the synthetic world's renderer
+        # cv2: image preprocessing and augmentation; matplotlib: training curves
+        "learned": ["torch>=2.1", "onnx>=1.15", "onnxruntime>=1.17", "opencv-python-headless>=4.5",
+                    "matplotlib>=3.5"],
         "test": [
             "pytest>=7",
             "hypothesis>=6.80",
-            "mcap>=1.1",
             "mcap-ros2-support>=0.5",
             "transforms3d>=0.4.2",
             "ruff>=0.5",

@@ -4,7 +4,9 @@ plugins on topics the graph publishes."""
 from __future__ import annotations
 
 import ast
+import importlib.metadata
 import runpy
+import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -65,16 +67,46 @@ def test_package_xml_declares_what_the_host_and_launch_use():
     assert "python3-rosbags-pip" in declared
 
 
-def test_install_requires_accept_ubuntu_22_04_packages(monkeypatch):
+def setup_arguments(monkeypatch) -> dict:
+    """The keyword arguments setup.py passes to setuptools.setup."""
     import setuptools
 
     captured = {}
     monkeypatch.setattr(setuptools, "setup", lambda **kwargs: captured.update(kwargs))
     monkeypatch.chdir(ROOT)
     runpy.run_path(str(ROOT / "setup.py"))
-    requirements = {Requirement(r).name.lower(): Requirement(r) for r in captured["install_requires"]}
+    return captured
+
+
+def test_install_requires_accept_ubuntu_22_04_packages(monkeypatch):
+    install_requires = setup_arguments(monkeypatch)["install_requires"]
+    requirements = {Requirement(r).name.lower(): Requirement(r) for r in install_requires}
     for name, version in JAMMY.items():
         assert requirements[name].specifier.contains(Version(version)), (name, str(requirements[name]))
+
+
+def test_every_library_the_package_imports_is_declared_outside_the_test_extra(monkeypatch):
+    """A library the package imports comes with `pip install perception3d` or with the extra of the feature using it
+    (data, learned), never only with the test extra (the MCAP reader once imported `mcap`, which only `.[test]`
+    installed: a replay on a machine without it stopped at its first bag), nor only through another package's
+    dependencies. ROS 2 modules come from package.xml."""
+    arguments = setup_arguments(monkeypatch)
+    runtime = list(arguments["install_requires"])
+    runtime += [r for extra, requirements in arguments["extras_require"].items() if extra != "test"
+                for r in requirements]
+    declared = {Requirement(r).name.lower().replace("_", "-") for r in runtime}
+    distributions = importlib.metadata.packages_distributions()
+    ros_packages = exec_depends()
+    undeclared = {}
+    for path in (ROOT / "src" / "perception3d").rglob("*.py"):
+        for module in imported_modules(path) - set(sys.stdlib_module_names) - {"perception3d"}:
+            names = {d.lower().replace("_", "-") for d in distributions.get(module, [])}
+            if names:
+                if not names & declared:
+                    undeclared.setdefault(module, set()).add(path.name)
+            elif ROS_PACKAGE_OF_MODULE.get(module, module) not in ros_packages:
+                undeclared.setdefault(module, set()).add(path.name)
+    assert not undeclared, undeclared
 
 
 def test_rviz_config_uses_real_plugins_on_published_topics():
