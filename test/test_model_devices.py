@@ -2,7 +2,8 @@
 its device or derives from a tensor it has (`new_zeros`, `full_like`, ...). A factory call without a device makes a
 CPU tensor, which a CUDA run then mixes with its CUDA tensors: the learned occupancy node stopped so at its first
 sweep on a lent GPU. CI has no GPU, so this is checked on CPU, on every factory call made under a network's
-`forward` while each learned node runs bench graph's sweeps (and detector2d a six-camera frame)."""
+`forward` while each learned node runs bench graph's sweeps (and detector2d a six-camera frame), and under the
+forward or the loss of a training step of each learned LiDAR model (its batches are made on the CPU and moved)."""
 from __future__ import annotations
 
 import sys
@@ -30,17 +31,19 @@ def _package_frames():
 
 
 class DevicelessFactories(TorchFunctionMode):
-    """Records (function, file:line) of each tensor factory called without `device` under a package `forward`."""
+    """Records (function, file:line) of each tensor factory called without `device` under a package function named
+    in `under` (a network's forward; a training task's loss, which runs on the trainer's device)."""
 
-    def __init__(self) -> None:
+    def __init__(self, under: tuple[str, ...] = ("forward",)) -> None:
         super().__init__()
+        self.under = under
         self.calls: set[tuple[str, str]] = set()
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
         if func in FACTORIES and "device" not in kwargs:
             frames = list(_package_frames())
-            if frames and any(f.f_code.co_name == "forward" for f in frames):
+            if frames and any(f.f_code.co_name in self.under for f in frames):
                 where = f"{Path(frames[0].f_code.co_filename).name}:{frames[0].f_lineno}"
                 self.calls.add((func.__name__, where))
         return func(*args, **kwargs)
@@ -86,4 +89,32 @@ def test_every_learned_node_makes_its_tensors_on_the_device_of_its_inputs(tmp_pa
             assert len(totals) == 2, node  # every sweep processed: none dropped by an error
         definition, make_frame, _ = LEARNED_NODES["detector2d"]
         node_latency(definition, make_frame, {"backend": "torch", "device": "cpu"}, frames=1)
+    assert mode.calls == set(), sorted(mode.calls)
+
+
+@pytest.mark.slow
+def test_a_training_step_of_every_learned_lidar_model_makes_its_tensors_on_the_trainers_device(tmp_path):
+    from perception3d.core.models.occfusion import OccFusionConfig
+    from perception3d.train.data.build import BuildOptions, build_cache
+    from perception3d.train.detection3d import train_detection3d
+    from perception3d.train.occupancy import OccupancyTask, OccupancyTraining, cache_keyframes
+    from perception3d.train.segmentation import SegmentationData, train_segmentation
+    from perception3d.train.trainer import TrainConfig, train
+    from synth_data import VERSION, tiny_dataroot
+    from test_detection3d_learned import TINY as DETECTION3D
+    from test_occupancy_learned import TINY as OCCUPANCY
+    from test_segmentation_learned import TINY as SEGMENTATION
+
+    cache = tmp_path / "cache"
+    build_cache(tiny_dataroot(), VERSION, "all", cache, BuildOptions(past_sweeps=0, boxes2d="good"), progress=False)
+    one_step = TrainConfig(epochs=1, batch_size=1, max_steps=1, device="cpu")
+    occupancy = OccFusionConfig(**OCCUPANCY)
+    with DevicelessFactories(under=("forward", "loss")) as mode:
+        assert train_segmentation([cache], tmp_path / "seg.pt", SEGMENTATION, one_step,
+                                  data=SegmentationData(points=1500), progress=False).steps == 1
+        assert train_detection3d([cache], tmp_path / "det.pt", DETECTION3D, one_step, progress=False).steps == 1
+        task = OccupancyTask(cache_keyframes([cache], occupancy, progress=False), occupancy, OccupancyTraining(),
+                             caches=[cache])
+        train(task, tmp_path / "occ.pt", one_step, progress=False)
+    assert (tmp_path / "occ.pt").is_file()
     assert mode.calls == set(), sorted(mode.calls)
