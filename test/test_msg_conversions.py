@@ -159,8 +159,8 @@ def test_box_markers_start_with_delete_all_and_trace_the_12_edges():
 
 def test_voxel_markers_one_cube_list_with_per_cube_colours():
     centers = np.array([[0.2, 0.2, 0.2], [1.0, 0.2, 0.2]])
-    colors = np.array([[255, 0, 0], [0, 0, 255]])
-    markers = voxel_markers(centers, colors, 0.4, 10, "base_link").markers
+    palette = np.array([[255, 0, 0], [0, 0, 255]])
+    markers = voxel_markers(centers, [0, 1], palette, 0.4, 10, "base_link").markers
     assert markers[0].action == DELETEALL and markers[1].type == CUBE_LIST
     assert len(markers[1].points) == 2 and markers[1].colors[1].b == 1.0 and markers[1].scale.x == 0.4
 
@@ -177,8 +177,9 @@ def test_markers_that_share_point_and_colour_messages_serialize_every_edge_and_c
         assert marker.id == i + 1
         np.testing.assert_array_equal([[p.x, p.y, p.z] for p in marker.points], edges[i])
     centers = np.arange(15.0).reshape(5, 3)
-    colors = np.array([[0, 0, 255], [255, 0, 0], [0, 0, 255], [10, 20, 30], [255, 0, 0]])
-    raw = store.serialize_cdr(voxel_markers(centers, colors, 0.4, 10, "base_link", alpha=0.5),
+    palette, labels = np.array([[7, 7, 7], [0, 0, 255], [255, 0, 0], [10, 20, 30]]), np.array([1, 2, 1, 3, 2])
+    colors = palette[labels]
+    raw = store.serialize_cdr(voxel_markers(centers, labels, palette, 0.4, 10, "base_link", alpha=0.5),
                               "visualization_msgs/msg/MarkerArray")
     cubes = store.deserialize_cdr(raw, "visualization_msgs/msg/MarkerArray").markers[1]
     np.testing.assert_array_equal([[p.x, p.y, p.z] for p in cubes.points], centers)

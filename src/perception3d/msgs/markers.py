@@ -93,16 +93,17 @@ def motion_of_markers(msg: Any) -> dict[str, tuple[np.ndarray, str]]:
     return out
 
 
-def voxel_markers(centers: np.ndarray, colors_rgb: np.ndarray, resolution: float, stamp_ns: int, frame_id: str,
-                  ns: str = "occupancy", alpha: float = 0.9, factory: MessageFactory | None = None) -> Any:
-    """MarkerArray with one CUBE_LIST: cubes of edge `resolution` at centres (N, 3), per-cube colours (N, 3).
+def voxel_markers(centers: np.ndarray, labels: np.ndarray, palette_rgb: np.ndarray, resolution: float, stamp_ns: int,
+                  frame_id: str, ns: str = "occupancy", alpha: float = 0.9,
+                  factory: MessageFactory | None = None) -> Any:
+    """MarkerArray with one CUBE_LIST: cubes of edge `resolution` at centres (N, 3), cube i in colour
+    palette_rgb[labels[i]] (palette (K, 3), 0-255).
 
-    One ColorRGBA message is made per distinct colour (a class palette has a few) and referred to by every cube of
-    that colour (messages are not changed once built)."""
+    One ColorRGBA message is made per palette colour and referred to by every cube of that colour (messages are not
+    changed once built)."""
     factory = factory or default_factory()
     header = factory.header(stamp_ns, frame_id)
-    palette, which = np.unique(np.asarray(colors_rgb, dtype=np.float64).reshape(-1, 3) / 255.0, axis=0,
-                               return_inverse=True)
+    palette = np.asarray(palette_rgb, dtype=np.float64).reshape(-1, 3) / 255.0
     palette_msgs = factory.many("std_msgs/msg/ColorRGBA", r=palette[:, 0], g=palette[:, 1], b=palette[:, 2],
                                 a=np.full(len(palette), alpha))
     cubes = factory(
@@ -111,5 +112,5 @@ def voxel_markers(centers: np.ndarray, colors_rgb: np.ndarray, resolution: float
         scale=factory("geometry_msgs/msg/Vector3", x=resolution, y=resolution, z=resolution),
         color=_color(factory, (255, 255, 255), alpha),
         points=_points(factory, centers),
-        colors=[palette_msgs[k] for k in which.reshape(-1).tolist()])
+        colors=[palette_msgs[k] for k in np.asarray(labels, dtype=np.int64).reshape(-1).tolist()])
     return factory("visualization_msgs/msg/MarkerArray", markers=[_delete_all(factory, header, ns), cubes])

@@ -202,7 +202,7 @@ class OccupancyNode(NodeDefinition):
         every_n = self.params["markers.every_n"]
         if every_n and self.frames % every_n == 0:
             keep = slice(0, self.params["markers.max_voxels"])
-            out.append(("~/output/markers", voxel_markers(centers[keep], occupancy_colors()[voxel_labels[keep]],
+            out.append(("~/output/markers", voxel_markers(centers[keep], voxel_labels[keep], occupancy_colors(),
                                                           self.grid.resolution, stamp_ns, frame_id,
                                                           factory=self.factory)))
         self.frames += 1
