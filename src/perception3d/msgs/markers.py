@@ -32,6 +32,12 @@ def _points(factory: MessageFactory, xyz: np.ndarray) -> list:
     return factory.many("geometry_msgs/msg/Point", x=xyz[:, 0], y=xyz[:, 1], z=xyz[:, 2])
 
 
+def _class_colors(factory: MessageFactory, class_ids: np.ndarray) -> dict[str, Any]:
+    """One ColorRGBA per distinct class name of class_ids, grey for classes without a colour; markers refer to them
+    (messages are not changed once built)."""
+    return {name: _color(factory, DETECTION_COLORS.get(name, (160, 160, 160))) for name in set(map(str, class_ids))}
+
+
 def _delete_all(factory: MessageFactory, header: Any, ns: str) -> Any:
     return factory("visualization_msgs/msg/Marker", header=header, ns=ns, id=0, action=DELETEALL)
 
@@ -49,8 +55,7 @@ def box_markers(dets: Detections3D, ns: str = "detections", line_width: float = 
     template = factory("visualization_msgs/msg/Marker", header=header, ns=ns, type=LINE_LIST, action=ADD,
                        pose=factory("geometry_msgs/msg/Pose"),
                        scale=factory("geometry_msgs/msg/Vector3", x=line_width, y=0.0, z=0.0))
-    colors = {name: _color(factory, DETECTION_COLORS.get(name, (160, 160, 160))) for name in
-              set(map(str, dets.class_ids))}
+    colors = _class_colors(factory, dets.class_ids)
     for i in range(len(dets)):
         markers.append(factory.like("visualization_msgs/msg/Marker", template, id=i + 1,
                                     color=colors[str(dets.class_ids[i])],
@@ -74,8 +79,7 @@ def motion_markers(dets: Detections3D, ns: str = "motion", factory: MessageFacto
         template = factory("visualization_msgs/msg/Marker", header=header, ns=ns, type=ARROW, action=ADD,
                            pose=factory("geometry_msgs/msg/Pose"),
                            scale=factory("geometry_msgs/msg/Vector3", x=0.1, y=0.25, z=0.3))
-        colors = {name: _color(factory, DETECTION_COLORS.get(name, (160, 160, 160))) for name in
-                  set(map(str, dets.class_ids[moving]))}
+        colors = _class_colors(factory, dets.class_ids[moving])
         for k, i in enumerate(moving):
             markers.append(factory.like("visualization_msgs/msg/Marker", template, id=int(dets.ids[i]),
                                         color=colors[str(dets.class_ids[i])], points=arrow_points[2 * k:2 * k + 2],
