@@ -145,10 +145,14 @@ def test_camera_evidence_equals_a_voxel_by_voxel_reference():
     rng = np.random.default_rng(2)
     samples = rng.uniform([-12.0, -12.0, -3.0], [12.0, 12.0, 3.0], (60, 4, 3))
     samples[:10, :, 0], samples[:10, :, 1] = 10.0, rng.uniform(-3.0, 3.0, (10, 4))  # seen by the front camera
-    evidence = inputs.camera_evidence(samples, [front, left])
-    reference = reference_camera_evidence(samples, [front, left])
-    assert 0 < reference[:, -1].sum() < len(samples) and reference[:, car].max() > 0 and reference[:, ped].max() > 0
-    np.testing.assert_allclose(evidence, reference, rtol=1e-6, atol=1e-7)
+    back = camera([[0, 0, 200, 100]], [ped], [0.6], T=FORWARD @ np.diag([-1.0, -1, 1, 1]))
+    twin = camera([[0, 0, 100, 100]], [car], [0.3])  # the front camera's pose: its voxels are seen twice
+    cameras = [front, left, back, twin]
+    for points in (samples, samples[:, :1]):  # several samples per voxel (culled per camera), one (all cameras at once)
+        evidence = inputs.camera_evidence(points, cameras)
+        reference = reference_camera_evidence(points, cameras)
+        assert 0 < reference[:, -1].sum() < len(points) and reference[:, car].max() > 0 and reference[:, ped].max() > 0
+        np.testing.assert_allclose(evidence, reference, rtol=1e-6, atol=1e-7)
 
 
 def test_fused_voxels_are_the_non_empty_coarse_voxels_with_exactly_n_samples_inside():

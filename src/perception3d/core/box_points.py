@@ -52,6 +52,22 @@ def project(points: np.ndarray, camera: CameraBoxes) -> tuple[np.ndarray, np.nda
     return projection.uv, projection.depth, projection.in_image
 
 
+def project_all(points: np.ndarray, cameras: Sequence[CameraBoxes]) -> tuple[np.ndarray, np.ndarray]:
+    """(pixel coordinates (cameras, 2, N), seen (cameras, N)) of points (N, >=3) in every camera by `project`'s rule
+    and arithmetic, all cameras in one stacked product."""
+    p = np.asarray(points, dtype=np.float64)[:, :3].T
+    if not cameras:
+        return np.zeros((0, 2, p.shape[1])), np.zeros((0, p.shape[1]), dtype=bool)
+    T = np.stack([np.asarray(c.T_camera_points, dtype=np.float64) for c in cameras])
+    K = np.stack([np.asarray(c.K, dtype=np.float64) for c in cameras])
+    cam = T[:, :3, :3] @ p + T[:, :3, 3:4]  # (cameras, 3, N)
+    depth = cam[:, 2]
+    in_front = depth > MIN_DEPTH_M
+    uv = (K @ cam)[:, :2] / np.where(in_front, depth, 1.0)[:, None]
+    size = np.array([[c.width, c.height] for c in cameras], dtype=np.float64)[:, :, None]
+    return uv, in_front & ((uv >= 0.0) & (uv < size)).all(axis=1)
+
+
 def may_see(centres: np.ndarray, radii: np.ndarray, cameras: Sequence[CameraBoxes]) -> np.ndarray:
     """(N, cameras) bool: False where a camera can see no point of a sphere (centres (N, 3) [m] in the points' frame,
     radii (N,) [m]) by `project`'s rule. A conservative cull: a seen point lies on the inner side of five planes of

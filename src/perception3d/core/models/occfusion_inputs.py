@@ -29,7 +29,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..box_points import DETECTION_MAP_SIZE, CameraBoxes, detection_maps, may_see, project
+from ..box_points import DETECTION_MAP_SIZE, CameraBoxes, detection_maps, may_see, project, project_all
 from ..classes import DETECTION_CLASSES, OCCUPANCY_UNKNOWN
 from ..occupancy import free_voxels, presample_voxels
 from ..voxels import VoxelGrid
@@ -116,43 +116,56 @@ def sample_bilinear(maps: np.ndarray, map_index: np.ndarray, uv_cells: np.ndarra
 def camera_evidence(samples: np.ndarray, cameras: Sequence[CameraBoxes],
                     spheres: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
     """(V, CAMERA_CHANNELS) float32 camera feature of V voxels from their pre-sampled points (V, N, 3) [m] (module
-    docstring). With several samples per voxel, a camera projects only the points of the voxels it may see
-    (box_points.may_see) by spheres (centres (V, 3) [m], radii (V,) [m]) that hold each voxel's samples:
-    fused_voxels gives the voxels' own, else they are those around the samples' bounding boxes. The maps of all
-    cameras are read in one pass."""
+    docstring). With one sample per voxel, every camera projects every voxel in one stacked product (box_points.
+    project_all: projecting is the test itself, a cull first costs more). With several, a camera projects only the
+    points of the voxels it may see (box_points.may_see) by spheres (centres (V, 3) [m], radii (V,) [m]) that hold
+    each voxel's samples: fused_voxels gives the voxels' own, else they are those around the samples' bounding
+    boxes. The maps of all cameras are read in one pass."""
     n_vox, n_pts = samples.shape[:2]
-    total = np.zeros((n_vox, CAMERA_CHANNELS - 1), dtype=np.float32)
     cols, rows = DETECTION_MAP_SIZE
-    if n_pts == 1:  # one sample per voxel: projecting it is the test itself, a cull first costs more
-        visible = np.ones((n_vox, len(cameras)), dtype=bool)
+    scale = np.array([[cols / camera.width, rows / camera.height] for camera in cameras]).reshape(-1, 2)
+    if n_pts == 1:
+        uv, seen = project_all(samples[:, 0], cameras)
+        pair_camera, pair_voxel = np.nonzero(seen)  # a pair: a voxel and a camera that sees it
+        values = sample_bilinear(detection_maps(cameras), pair_camera, uv[pair_camera, :, pair_voxel] *
+                                 scale[pair_camera]) if len(pair_voxel) else np.zeros((0, CAMERA_CHANNELS - 1))
     else:
-        if spheres is None:
-            low, high = samples.min(axis=1), samples.max(axis=1)
-            spheres = (low + high) / 2, np.linalg.norm(high - low, axis=1) / 2
-        visible = may_see(*spheres, cameras)
-    pair_voxel, pair_points, point_camera, cells = [], [], [], []  # a pair: a voxel and a camera that sees it
+        pair_camera, pair_voxel, values = _mean_reads(samples, cameras, scale, spheres)
+    per_camera = np.zeros((len(cameras), n_vox, CAMERA_CHANNELS - 1), dtype=np.float32)
+    per_camera[pair_camera, pair_voxel] = values
+    cameras_seeing = np.bincount(pair_voxel, minlength=n_vox).astype(np.float32)
+    evidence = per_camera.sum(axis=0) / np.maximum(cameras_seeing, 1)[:, None]
+    return np.concatenate([evidence, (cameras_seeing > 0).astype(np.float32)[:, None]], axis=1)
+
+
+def _mean_reads(samples: np.ndarray, cameras: Sequence[CameraBoxes], scale: np.ndarray,
+                spheres: tuple[np.ndarray, np.ndarray] | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """camera_evidence's pairs (camera (P,), voxel (P,)) of a voxel with several samples (V, N, 3) and a camera that
+    sees at least one of them, and the mean (P, CAMERA_CHANNELS - 1) of the maps read at the samples it sees; scale
+    (cameras, 2): map cells per pixel."""
+    n_vox, n_pts = samples.shape[:2]
+    if spheres is None:
+        low, high = samples.min(axis=1), samples.max(axis=1)
+        spheres = (low + high) / 2, np.linalg.norm(high - low, axis=1) / 2
+    visible = may_see(*spheres, cameras)
+    pair_camera, pair_voxel, pair_points, point_camera, cells = [], [], [], [], []
     for c, camera in enumerate(cameras):
         candidates = np.flatnonzero(visible[:, c])
         uv, _, seen = project(np.take(samples, candidates, axis=0).reshape(-1, 3), camera)
         points_seen = seen.reshape(len(candidates), n_pts).sum(axis=1)
         pair_voxel.append(candidates[points_seen > 0])
+        pair_camera.append(np.full(len(pair_voxel[-1]), c))
         pair_points.append(points_seen[points_seen > 0])
         point_camera.append(np.full(int(points_seen.sum()), c))
-        cells.append(np.compress(seen, uv, axis=0) * np.array([cols / camera.width, rows / camera.height]))
+        cells.append(np.compress(seen, uv, axis=0) * scale[c])
     voxel = np.concatenate(pair_voxel) if cameras else np.zeros(0, dtype=np.int64)
-    if len(voxel):
-        points_seen = np.concatenate(pair_points)
-        maps = detection_maps(cameras)
-        values = sample_bilinear(maps, np.concatenate(point_camera), np.concatenate(cells))  # pair by pair
-        first = np.cumsum(points_seen) - points_seen
-        means = np.add.reduceat(values, first, axis=0) / points_seen[:, None].astype(np.float32)
-        row = 0
-        for voxels in pair_voxel:  # one camera's voxels are unique: a plain indexed add, no np.add.at
-            total[voxels] += means[row:row + len(voxels)]
-            row += len(voxels)
-    cameras_seeing = np.bincount(voxel, minlength=n_vox).astype(np.float32)
-    evidence = total / np.maximum(cameras_seeing, 1)[:, None]
-    return np.concatenate([evidence, (cameras_seeing > 0).astype(np.float32)[:, None]], axis=1)
+    if not len(voxel):
+        return voxel, voxel, np.zeros((0, CAMERA_CHANNELS - 1), dtype=np.float32)
+    points_seen = np.concatenate(pair_points)
+    values = sample_bilinear(detection_maps(cameras), np.concatenate(point_camera), np.concatenate(cells))
+    first = np.cumsum(points_seen) - points_seen
+    means = np.add.reduceat(values, first, axis=0) / points_seen[:, None].astype(np.float32)
+    return np.concatenate(pair_camera), voxel, means
 
 
 def fused_voxels(points_base: np.ndarray, cameras: Sequence[CameraBoxes], fine: VoxelGrid, num_points: int,
