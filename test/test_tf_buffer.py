@@ -36,6 +36,17 @@ def test_static_chain_between_sensors(buffer):
     np.testing.assert_allclose(T @ p_lidar, expected @ p_lidar, atol=1e-12)
 
 
+def test_frames_joined_by_static_edges_answer_at_any_stamp_whatever_tf_holds_above_them(buffer):
+    """tf2 walks to the lowest common ancestor: base_link <- LIDAR_TOP needs no map -> base_link at the stamp."""
+    for stamp in (0, 5 * S, 10 * S, 99 * S):  # before, inside and after the /tf history
+        np.testing.assert_array_equal(buffer.lookup("base_link", "LIDAR_TOP", stamp),
+                                      rot_z(-np.pi / 2, (0.94, 0.0, 1.84)))
+        assert np.allclose(buffer.lookup("CAM_FRONT", "LIDAR_TOP", stamp),
+                           np.linalg.inv(rot_z(0.3, (1.7, 0.0, 1.5))) @ rot_z(-np.pi / 2, (0.94, 0.0, 1.84)))
+    with pytest.raises(TransformError, match="no transform at"):
+        buffer.lookup("map", "LIDAR_TOP", 5 * S)  # through the dynamic edge: still only inside its history
+
+
 def test_dynamic_edge_is_interpolated_at_the_stamp(buffer):
     T = buffer.lookup("map", "base_link", 10 * S + S // 4)
     np.testing.assert_allclose(T[:3, 3], [102.5, 1.0, 0.0], atol=1e-9)

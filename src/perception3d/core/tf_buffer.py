@@ -162,26 +162,34 @@ class TfBuffer:
         """Forget /tf history (static transforms stay), e.g. after a time jump."""
         self._dynamic.clear()
 
-    def _to_root(self, frame: str, stamp_ns: int) -> tuple[str, np.ndarray]:
-        """(root frame, T_root_frame) following parents from frame."""
-        T = np.eye(4)
-        seen = {frame}
-        while True:
-            if frame in self._static:
-                parent, T_parent_frame = self._static[frame]
-            elif frame in self._dynamic:
-                history = self._dynamic[frame]
-                parent, T_parent_frame = history.parent, history.at(stamp_ns, frame, self.max_extrapolation_ns)
-            else:
-                return frame, T
-            T = T_parent_frame @ T
-            if parent in seen:
+    def _parent(self, frame: str) -> str | None:
+        if frame in self._static:
+            return self._static[frame][0]
+        return self._dynamic[frame].parent if frame in self._dynamic else None
+
+    def _chain(self, frame: str) -> list[str]:
+        """frame, its parent, ... up to its root."""
+        chain = [frame]
+        while (parent := self._parent(chain[-1])) is not None:
+            if parent in chain:
                 raise TransformError(f"transform loop through frame {parent!r}")
-            seen.add(parent)
-            frame = parent
+            chain.append(parent)
+        return chain
+
+    def _up_to(self, chain: list[str], stamp_ns: int) -> np.ndarray:
+        """T_last_first of a chain of frames (each the parent of the one before) at stamp_ns."""
+        T = np.eye(4)
+        for frame in chain[:-1]:
+            if frame in self._static:
+                T_parent_frame = self._static[frame][1]
+            else:
+                T_parent_frame = self._dynamic[frame].at(stamp_ns, frame, self.max_extrapolation_ns)
+            T = T_parent_frame @ T
+        return T
 
     def lookup(self, target_frame: str, source_frame: str, stamp_ns: int) -> np.ndarray:
-        """4x4 T_target_source at stamp_ns.
+        """4x4 T_target_source at stamp_ns, through the two frames' lowest common ancestor (as tf2's BufferCore walks
+        the tree): frames joined by /tf_static edges alone answer at any stamp, whatever /tf holds above them.
 
         Raises:
             TransformError: an unknown frame, frames in separate trees, or a stamp outside the /tf history.
@@ -191,9 +199,12 @@ class TfBuffer:
             if frame not in known:
                 raise TransformError(f"frame {frame!r} unknown (looking up {target_frame} <- {source_frame}); "
                                      f"known frames: {sorted(known)}")
-        root_t, T_root_target = self._to_root(target_frame, stamp_ns)
-        root_s, T_root_source = self._to_root(source_frame, stamp_ns)
-        if root_t != root_s:
-            raise TransformError(f"{target_frame} (tree {root_t}) and {source_frame} (tree {root_s}) are not "
-                                 f"connected")
-        return invert_transform(T_root_target) @ T_root_source
+        chain_t, chain_s = self._chain(target_frame), self._chain(source_frame)
+        if chain_t[-1] != chain_s[-1]:
+            raise TransformError(f"{target_frame} (tree {chain_t[-1]}) and {source_frame} (tree {chain_s[-1]}) are "
+                                 f"not connected")
+        on_target_side = set(chain_t)
+        common = next(frame for frame in chain_s if frame in on_target_side)
+        T_common_target = self._up_to(chain_t[:chain_t.index(common) + 1], stamp_ns)
+        T_common_source = self._up_to(chain_s[:chain_s.index(common) + 1], stamp_ns)
+        return invert_transform(T_common_target) @ T_common_source
