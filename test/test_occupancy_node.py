@@ -95,3 +95,58 @@ def test_voxel_confidence_is_the_share_of_points_with_the_voxel_class():
     voxels = pointcloud2_to_array(outputs["~/output/voxels"])
     by_x = {round(float(v["x"])): (int(v["label"]), float(v["confidence"])) for v in voxels}
     assert by_x[10] == (4, pytest.approx(2 / 3)) and by_x[20] == (4, 1.0)
+
+
+def test_prepare_builds_the_free_space_table_of_the_lidar_position_so_the_first_sweep_does_not(monkeypatch):
+    from perception3d.core import occupancy
+
+    occupancy._voxel_directions.cache_clear()
+    occ = node()
+    assert occ.prepare(MovingEgo({0: 0.0})) is True  # static base_link -> LIDAR_TOP, the first of lidar_names
+    built = occupancy._voxel_directions.cache_info()
+    assert built.misses == 1 and built.currsize == 1
+    occ.process(sweep(0, [[10.0, 0.0, 1.0]]), MovingEgo({0: 0.0}), StageTimer())
+    first_sweep = occupancy._voxel_directions.cache_info()
+    assert first_sweep.misses == 1 and first_sweep.hits == built.hits + 1  # the first sweep used the prepared table
+
+
+def test_the_bag_runtime_prepares_every_node_before_its_first_frame(tmp_path, monkeypatch):
+    from perception3d.core import occupancy
+    from perception3d.runtime.bag import replay
+    from perception3d.runtime.graph import FULL_GRAPH
+    from replay_fixtures import write_nuscenes_timed_bag
+
+    bag = tmp_path / "bag"
+    write_nuscenes_timed_bag(bag, duration_s=0.2)
+    occupancy._voxel_directions.cache_clear()
+    misses_at_first_frame = []
+    process = OccupancyNode.process
+
+    def recording(self, frame, tf, timer):
+        misses_at_first_frame.append(occupancy._voxel_directions.cache_info().misses)
+        return process(self, frame, tf, timer)
+
+    monkeypatch.setattr(OccupancyNode, "process", recording)
+    summary = replay(bag, tmp_path / "out", FULL_GRAPH.select(("occupancy",)), progress=False)
+    assert summary.runners[0].stats.frames_processed == len(misses_at_first_frame) > 1
+    assert misses_at_first_frame[0] == 1 and occupancy._voxel_directions.cache_info().misses == 1
+
+
+def test_a_node_is_asked_to_prepare_until_its_transforms_come_and_not_after_its_first_frame():
+    from perception3d.errors import TransformError
+    from perception3d.nodes.runner import NodeRunner
+    from perception3d.runtime.graph import FULL_GRAPH
+
+    class NoTransforms:
+        def lookup(self, target, source, stamp_ns):
+            raise TransformError(f"{target} <- {source}: no transforms yet")
+
+    params = load_parameters(None, {"occupancy": OccupancyNode.parameters})["occupancy"]
+    runner = NodeRunner(OccupancyNode, params, FULL_GRAPH.topics(FULL_GRAPH.node("occupancy"), params["camera_names"]),
+                        NoTransforms())
+    assert runner.prepare() is False and runner.prepare() is False  # asked again: not yet
+    assert runner.prepare(MovingEgo({0: 0.0})) is True and runner.prepared
+    later = NodeRunner(OccupancyNode, params, FULL_GRAPH.topics(FULL_GRAPH.node("occupancy"), params["camera_names"]),
+                       NoTransforms())
+    later.stats.frames_in = 1  # a frame came first: it built what it needed, prepare is not asked any more
+    assert later.prepare() is True and not later.prepared

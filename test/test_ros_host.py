@@ -7,6 +7,7 @@ import array
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 import ros_double
@@ -446,3 +447,26 @@ def test_the_graph_executable_spins_its_nodes_in_one_executor_and_refuses_an_unk
     assert all(n.destroyed for n in ros_double.Node.instances)
     assert ros.main_graph_process(["perception3d_graph", "nosuchnode", "--ros-args"], CHAIN_GRAPH) == 2
     assert "no node 'nosuchnode'" in capsys.readouterr().err
+
+
+def test_the_host_prepares_the_node_once_its_static_transforms_are_buffered(monkeypatch):
+    """NodeDefinition.prepare runs on the host's timer, answered from what tf has buffered (no wait), until it
+    succeeds: before /tf_static arrives it is asked again, after it the node has its transform before any sweep."""
+    from perception3d.msgs.tf import tf_message, transform_stamped
+    from replay_fixtures import T0, T_BASE_LIDAR
+
+    seen = []
+
+    def prepare(self, tf):
+        seen.append(tf.lookup("base_link", "LIDAR_TOP", 0))
+        return True
+
+    monkeypatch.setattr(CentroidNode, "prepare", prepare, raising=False)
+    host = start(monkeypatch)
+    host.node.timers[0][1]()
+    assert not host.runner.prepared and seen == []  # LIDAR_TOP unknown yet: asked again on the next tick
+    Player(host).publish("/tf_static", tf_message([transform_stamped(T_BASE_LIDAR, "base_link", "LIDAR_TOP", T0)]))
+    host.node.timers[0][1]()
+    host.node.timers[0][1]()
+    assert host.runner.prepared and len(seen) == 1 and host.runner.stats.frames_in == 0
+    np.testing.assert_allclose(seen[0], T_BASE_LIDAR, atol=1e-12)  # through the quaternion of the message

@@ -128,7 +128,7 @@ def _voxel_labels(points, labels, grid: VoxelGrid, unlabelled_class: int,
 
 def free_voxels(points: np.ndarray, grid: VoxelGrid, sensor_origin: np.ndarray, margin: float) -> np.ndarray:
     """Mask (num_voxels,) in flat message order of the voxels the sweep's rays pass through before any return."""
-    origin = tuple(float(v) for v in np.round(np.asarray(sensor_origin, dtype=np.float64).reshape(3), 4))
+    origin = _origin_key(sensor_origin)
     voxel_bin, voxel_range = _voxel_directions(grid, origin)
     pts = np.asarray(points, dtype=np.float64).reshape(-1, 3)
     if len(pts) == 0:
@@ -139,6 +139,18 @@ def free_voxels(points: np.ndarray, grid: VoxelGrid, sensor_origin: np.ndarray, 
     nearest[np.isinf(nearest)] = -1.0  # no return in that direction: nothing is known to be free
     nearest -= np.float32(margin)
     return voxel_range < nearest.take(voxel_bin)  # take: 1.4x faster than indexing by the int32 bins
+
+
+def prepare_free_space(grid: VoxelGrid, sensor_origin: np.ndarray) -> None:
+    """Build free_voxels' table of the voxels' directions and ranges from a sensor at sensor_origin (3,) [m] in the
+    grid's frame (~10 ms and 6.5 MB on the default grid; a few per process are kept), so that the first sweep does
+    not."""
+    _voxel_directions(grid, _origin_key(sensor_origin))
+
+
+def _origin_key(sensor_origin: np.ndarray) -> tuple[float, float, float]:
+    """The sensor position [m] as the direction table's cache key (rounded to 0.1 mm: the same rig, the same key)."""
+    return tuple(float(v) for v in np.round(np.asarray(sensor_origin, dtype=np.float64).reshape(3), 4))
 
 
 def _elevation_bins() -> int:

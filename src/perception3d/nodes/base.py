@@ -246,6 +246,13 @@ class NodeDefinition:
         """
         raise NotImplementedError
 
+    def prepare(self, tf: TransformLookup) -> bool:
+        """Build, before the first frame, what depends on the rig's static transforms (looked up at stamp 0: the
+        latest); True when done. The host calls it when its transforms may have arrived (the bag runtime once they
+        are loaded, the ROS host on its timer) until it returns True or the first frame comes; a TransformError counts
+        as not yet. The default has nothing to build."""
+        return True
+
     def model_state(self) -> str:
         """One line for diagnostics, e.g. 'geometric mode' or 'checkpoint loaded on cuda:0'."""
         return "ready"

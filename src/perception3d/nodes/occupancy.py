@@ -25,7 +25,13 @@ from ..core.classes import (
 )
 from ..core.geometry import invert_transform, transform_points
 from ..core.models.shipped import SHIPPED_OCCUPANCY
-from ..core.occupancy import OPENOCCUPANCY_RANGE, UNLABELLED_OCCUPIED_CLASS, occupancy_volume, occupied_voxels
+from ..core.occupancy import (
+    OPENOCCUPANCY_RANGE,
+    UNLABELLED_OCCUPIED_CLASS,
+    occupancy_volume,
+    occupied_voxels,
+    prepare_free_space,
+)
 from ..core.voxels import VoxelGrid
 from ..errors import ConfigError
 from ..msgs.markers import voxel_markers
@@ -97,6 +103,14 @@ class OccupancyNode(NodeDefinition):
                                   f"grid.range_m / grid.resolution_m {self.grid}")
             if p["warm_up"]:
                 self._learned_volume(np.zeros((0, 3)), np.zeros(0), np.zeros(3), [])
+
+    def prepare(self, tf: TransformLookup) -> bool:
+        """The free-space test's direction table (core.occupancy.prepare_free_space) for the trigger LiDAR's position
+        in base_frame, from its static transform: its frame is taken to be its name (the first of lidar_names), as
+        `perception3d convert` writes it; when the sweeps name another frame, their first sweep builds the table."""
+        T_base_lidar = tf.lookup(self.params["base_frame"], self.params["lidar_names"][0], 0)
+        prepare_free_space(self.grid, T_base_lidar[:3, 3])
+        return True
 
     def process(self, frame: Frame, tf: TransformLookup, timer: StageTimer) -> list:
         if self.network is not None:

@@ -19,6 +19,7 @@ Only a node that breaks its contract (undeclared output port, wrong output stamp
 from __future__ import annotations
 
 import bisect
+import contextlib
 import gc
 import logging
 import time
@@ -171,6 +172,7 @@ class NodeRunner:
         self.tf = tf
         self.wanted = wanted or (lambda: True)
         self.stats = NodeStats()
+        self.prepared = False  # NodeDefinition.prepare done
         self._log = log or _LOG.warning
         self._warn = ThrottledLog(self._log, float(params["log_throttle_s"]))
         self.max_points = int(params["limits.max_points_per_cloud"])
@@ -251,6 +253,15 @@ class NodeRunner:
         except Exception as exc:  # a bug the policy survives: counted, traceback logged once
             self._drop_internal(exc, f"a message on {topic}", stamp_ns)
         return []
+
+    def prepare(self, tf: TransformLookup | None = None) -> bool:
+        """Let the node build what depends on static transforms before its first frame (NodeDefinition.prepare),
+        through tf (default the runner's own lookup); True once it has, or once a frame has come (the frame built it
+        then, and it is no longer asked)."""
+        if not self.prepared and not self.stats.frames_in:
+            with contextlib.suppress(TransformError):  # not yet: asked again
+                self.prepared = self.node.prepare(tf or self.tf)
+        return self.prepared or bool(self.stats.frames_in)
 
     def advance(self, now_ns: int) -> list[Published]:
         """Move message time on without a message (ROS timer); returns sets released by the timeout and frames

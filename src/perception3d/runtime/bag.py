@@ -230,6 +230,8 @@ def replay(bag_path: str | Path, out_path: str | Path, graph: Graph, config: str
         if not tf_topics:
             summary.warnings.append("the bag has neither /tf nor /tf_static: frames needing a transform are dropped")
         _load_transforms(reader, tf_topics, tf, summary)
+        for runner in runners:
+            runner.prepare()
         settle_garbage_collector()
         try:
             _run_messages(reader, writer, runners, subscribers, tf_topics, set(subscribers), copy_inputs, progress,

@@ -228,6 +228,7 @@ class RosNodeHost:
         self.own_tf = tf is None  # a node alone listens to /tf itself; the nodes of a graph process share one
         self.tf = tf or SharedTf(f"{graph_node.name}_tf_listener")
         self.tf_buffer = self.tf.buffer
+        self.static_tf = Tf2Lookup(self.tf_buffer, 0.0)  # NodeRunner.prepare's lookups: what is buffered, no wait
         cameras = params["camera_names"]
         ports = {p.port: p.port for p in definition.input_ports(cameras)}
         ports.update({port: port for port in definition.output_ports(cameras)})
@@ -341,12 +342,14 @@ class RosNodeHost:
         self._newest_stamp_ns = max(stamp_ns, self._newest_stamp_ns or stamp_ns)
 
     def _advance(self) -> None:
-        """Release sets held for late cameras (or a camera firing cycle whose window has passed) when the clock
-        (sim time during bag play) passes their timeout.
+        """Until the node has built what it needs from static transforms (NodeRunner.prepare, answered from what tf
+        has buffered, no wait), try that first. Then release sets held for late cameras (or a camera firing cycle
+        whose window has passed) when the clock (sim time during bag play) passes their timeout.
 
         Skipped while the clock and the message stamps disagree by more than sync.reset_jump_s (e.g. a bag played
         without --clock), where the clock would time every set out at once.
         """
+        self.runner.prepare(self.static_tf)
         sync, sets = self.runner.sync, self.runner.camera_sets
         if sync is not None:
             reference, reset_jump_ns = sync.now_ns, sync.config.reset_jump_ns
