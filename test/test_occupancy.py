@@ -217,3 +217,16 @@ def test_non_finite_points_are_dropped_and_bad_shapes_rejected(wall_scene):
                           occupancy_volume(with_nan, grid, SENSOR, labels))
     with pytest.raises(PointCloudError, match="occupancy_volume"):
         occupancy_volume(wall[:, :2], grid, SENSOR)
+
+
+def test_an_empty_sweep_is_all_unknown_and_builds_no_direction_table():
+    """A warm-up's empty sweep (the learned node's, at start) must not build and keep a 10 MB table for a sensor
+    position that no sweep has."""
+    from perception3d.core import occupancy
+
+    grid = VoxelGrid.from_range((-3.2, -3.2, -1.6, 3.2, 3.2, 1.6), 0.4)
+    occupancy._voxel_directions.cache_clear()
+    volume = occupancy_volume(np.zeros((0, 3)), grid, np.zeros(3))
+    assert (volume == OCCUPANCY_UNKNOWN).all() and occupancy._voxel_directions.cache_info().currsize == 0
+    occupancy_volume(np.array([[2.0, 0.0, 0.0]]), grid, np.zeros(3))
+    assert occupancy._voxel_directions.cache_info().currsize == 1

@@ -128,11 +128,11 @@ def _voxel_labels(points, labels, grid: VoxelGrid, unlabelled_class: int,
 
 def free_voxels(points: np.ndarray, grid: VoxelGrid, sensor_origin: np.ndarray, margin: float) -> np.ndarray:
     """Mask (num_voxels,) in flat message order of the voxels the sweep's rays pass through before any return."""
+    pts = np.asarray(points, dtype=np.float64).reshape(-1, 3)
+    if len(pts) == 0:  # nothing is known to be free; the direction table is not built for it (a warm-up's sweep)
+        return np.zeros(grid.num_voxels, dtype=bool)
     origin = _origin_key(sensor_origin)
     voxel_bin, voxel_range = _voxel_directions(grid, origin)
-    pts = np.asarray(points, dtype=np.float64).reshape(-1, 3)
-    if len(pts) == 0:
-        return np.zeros(grid.num_voxels, dtype=bool)
     point_bin, point_range = _direction_bins(pts - np.asarray(origin))
     nearest = np.full(AZIMUTH_BINS * _elevation_bins(), np.inf, dtype=np.float32)
     np.minimum.at(nearest, point_bin, point_range.astype(np.float32))
