@@ -635,7 +635,9 @@ class Buffer:
                          timeout: Duration | None = None) -> Any:
         """tf2_ros/buffer.py lookup_transform(target_frame, source_frame, time, timeout=Duration()): with a timeout
         it waits (can_transform) for the listener to receive the data; without one it answers from what is
-        buffered now."""
+        buffered now. Time 0 is tf2's 'latest' (tf2/src/buffer_core.cpp, getLatestCommonTime); the double answers it
+        through core.tf_buffer at stamp 0, which is the same for frames joined by static transforms only (the host
+        asks time 0 only for those: NodeDefinition.prepare) and an ExtrapolationException through a /tf edge."""
         from perception3d.msgs.tf import transform_stamped
 
         timeout_ns = timeout.nanoseconds if timeout is not None else 0
