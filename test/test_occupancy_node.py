@@ -150,3 +150,21 @@ def test_a_node_is_asked_to_prepare_until_its_transforms_come_and_not_after_its_
                        NoTransforms())
     later.stats.frames_in = 1  # a frame came first: it built what it needed, prepare is not asked any more
     assert later.prepare() is True and not later.prepared
+
+
+def test_a_prepare_that_fails_otherwise_is_logged_and_not_asked_again(monkeypatch):
+    from perception3d.nodes.runner import NodeRunner
+    from perception3d.runtime.graph import FULL_GRAPH
+
+    calls, logged = [], []
+
+    def broken(self, tf):
+        calls.append(1)
+        raise ValueError("grid and rig disagree")
+
+    monkeypatch.setattr(OccupancyNode, "prepare", broken)
+    params = load_parameters(None, {"occupancy": OccupancyNode.parameters})["occupancy"]
+    runner = NodeRunner(OccupancyNode, params, FULL_GRAPH.topics(FULL_GRAPH.node("occupancy"), params["camera_names"]),
+                        MovingEgo({0: 0.0}), log=logged.append)
+    assert runner.prepare() is True and runner.prepare() is True and len(calls) == 1
+    assert len(logged) == 1 and "ValueError: grid and rig disagree" in logged[0] and "first frame" in logged[0]

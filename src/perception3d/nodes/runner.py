@@ -19,7 +19,6 @@ Only a node that breaks its contract (undeclared output port, wrong output stamp
 from __future__ import annotations
 
 import bisect
-import contextlib
 import gc
 import logging
 import time
@@ -256,11 +255,18 @@ class NodeRunner:
 
     def prepare(self, tf: TransformLookup | None = None) -> bool:
         """Let the node build what depends on static transforms before its first frame (NodeDefinition.prepare),
-        through tf (default the runner's own lookup); True once it has, or once a frame has come (the frame built it
-        then, and it is no longer asked)."""
+        through tf (default the runner's own lookup); True once it has, once it failed otherwise than for a missing
+        transform (logged: its first frame builds what it needs, as without prepare), or once a frame has come; it is
+        not asked again then."""
         if not self.prepared and not self.stats.frames_in:
-            with contextlib.suppress(TransformError):  # not yet: asked again
+            try:
                 self.prepared = self.node.prepare(tf or self.tf)
+            except TransformError:
+                pass  # not yet: asked again
+            except Exception as exc:  # start-up work must not stop the host
+                self._log(f"{self.name}: preparing before the first frame failed ({type(exc).__name__}: {exc}); "
+                          "its first frame does that work")
+                self.prepared = True
         return self.prepared or bool(self.stats.frames_in)
 
     def advance(self, now_ns: int) -> list[Published]:
