@@ -21,9 +21,10 @@ from pathlib import Path
 import numpy as np
 from nuscenes.eval.common.config import config_factory
 from nuscenes.eval.detection.evaluate import DetectionEval
+from world_v2_placement import box_yaw, nearest_predictions
 from world_v2_scores import SPLIT
 
-from perception3d.core.geometry import quat_xyzw_to_yaw, transform_points
+from perception3d.core.geometry import transform_points
 from perception3d.data.nuscenes_io import data_path, ego_pose, open_nuscenes, read_lidar_points, sensor_extrinsics
 
 MIN_RANGE_M = 25.0
@@ -37,7 +38,7 @@ def returns_by_height(nusc, sample_token: str, box) -> tuple[int, int]:
     record = nusc.get("sample_data", nusc.get("sample", sample_token)["data"]["LIDAR_TOP"])
     points = read_lidar_points(data_path(nusc, record))[:, :3]
     p = transform_points(ego_pose(nusc, record) @ sensor_extrinsics(nusc, record), points) - np.array(box.translation)
-    yaw = quat_xyzw_to_yaw(np.roll(box.rotation, -1))  # the devkit's rotation is (w, x, y, z)
+    yaw = box_yaw(box)
     x, y = p[:, 0] * np.cos(yaw) + p[:, 1] * np.sin(yaw), -p[:, 0] * np.sin(yaw) + p[:, 1] * np.cos(yaw)
     w, length, h = box.size
     inside = (np.abs(x) <= length / 2 + 0.05) & (np.abs(y) <= w / 2 + 0.05) & (np.abs(p[:, 2]) <= h / 2 + 0.05)
@@ -56,19 +57,14 @@ def main() -> None:
     evaluator = DetectionEval(nusc, config_factory("detection_cvpr_2019"), str(results / "results_nusc.json"),
                               eval_set=SPLIT, output_dir=str(results), verbose=False)
     groups: dict[str, list[tuple[int, int]]] = {"far": [], "other": []}
-    for token in evaluator.gt_boxes.sample_tokens:
-        found = np.array([b.translation[:2] for b in evaluator.pred_boxes[token]
-                          if b.detection_name == "car"]).reshape(-1, 2)
-        for box in evaluator.gt_boxes[token]:
-            if box.detection_name != "car" or not len(found) or box.ego_dist < MIN_RANGE_M:
-                continue
-            offset = found - np.array(box.translation[:2])
-            nearest = offset[np.argmin(np.hypot(*offset.T))]
-            sight = np.array(box.ego_translation[:2]) / np.hypot(*box.ego_translation[:2])
-            yaw = quat_xyzw_to_yaw(np.roll(box.rotation, -1))
-            if np.hypot(*nearest) > 2.0 or abs(np.cos(yaw) * sight[0] + np.sin(yaw) * sight[1]) < END_ON_COS:
-                continue
-            groups["far" if nearest @ sight > FAR_M else "other"].append(returns_by_height(nusc, token, box))
+    for token, box, nearest in nearest_predictions(evaluator, "car"):
+        if nearest is None or box.ego_dist < MIN_RANGE_M or np.hypot(*nearest) > 2.0:
+            continue
+        sight = np.array(box.ego_translation[:2]) / np.hypot(*box.ego_translation[:2])
+        yaw = box_yaw(box)
+        if abs(np.cos(yaw) * sight[0] + np.sin(yaw) * sight[1]) < END_ON_COS:
+            continue
+        groups["far" if nearest @ sight > FAR_M else "other"].append(returns_by_height(nusc, token, box))
     for group, counts in groups.items():
         c = np.array(counts).reshape(-1, 2)
         print(f"{args.world}, cars seen end-on beyond {MIN_RANGE_M:.0f} m, placed "

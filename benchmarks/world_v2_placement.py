@@ -58,27 +58,38 @@ def cached_bags(root: Path, nusc, preset: str) -> list[Path]:
     return sorted(p for p in bag_dir.iterdir() if p.is_dir())
 
 
-def placement_by_range(evaluator, detection_class: str) -> list[dict]:
-    """Per RANGES_M: objects of the class the devkit scores, share within PLACED_M of the nearest prediction, mean
-    error along / across the long side [m] (of the objects within 2 m of one)."""
-    rows = []  # (ego distance, error, along the long side, across it)
+def nearest_predictions(evaluator, detection_class: str):
+    """(sample token, annotated box, x-y offset [m] (2,) to the nearest prediction of its class in its keyframe, or
+    None when the keyframe has none) of every object of the class that the devkit scores."""
     for token in evaluator.gt_boxes.sample_tokens:
         found = np.array([b.translation[:2] for b in evaluator.pred_boxes[token]
                           if b.detection_name == detection_class]).reshape(-1, 2)
         for box in evaluator.gt_boxes[token]:
             if box.detection_name != detection_class:
                 continue
-            if not len(found):
-                rows.append((box.ego_dist, np.inf, np.nan, np.nan))
-                continue
             offset = found - np.array(box.translation[:2])
-            nearest = offset[np.argmin(np.hypot(*offset.T))]
-            w, length = box.size[:2]  # devkit sizes are (w, l, h); l lies along the yaw
-            yaw = quat_xyzw_to_yaw(np.roll(box.rotation, -1))  # the devkit's rotation is (w, x, y, z)
-            long_yaw = yaw if length >= w else yaw + np.pi / 2
-            along = abs(nearest @ [np.cos(long_yaw), np.sin(long_yaw)])
-            across = abs(nearest @ [-np.sin(long_yaw), np.cos(long_yaw)])
-            rows.append((box.ego_dist, float(np.hypot(*nearest)), along, across))
+            yield token, box, offset[np.argmin(np.hypot(*offset.T))] if len(found) else None
+
+
+def box_yaw(box) -> float:
+    """A devkit box's yaw [rad] (its rotation is the quaternion (w, x, y, z))."""
+    return quat_xyzw_to_yaw(np.roll(box.rotation, -1))
+
+
+def placement_by_range(evaluator, detection_class: str) -> list[dict]:
+    """Per RANGES_M: objects of the class the devkit scores, share within PLACED_M of the nearest prediction, mean
+    error along / across the long side [m] (of the objects within 2 m of one)."""
+    rows = []  # (ego distance, error, along the long side, across it)
+    for _, box, nearest in nearest_predictions(evaluator, detection_class):
+        if nearest is None:
+            rows.append((box.ego_dist, np.inf, np.nan, np.nan))
+            continue
+        w, length = box.size[:2]  # devkit sizes are (w, l, h); l lies along the yaw
+        yaw = box_yaw(box)
+        long_yaw = yaw if length >= w else yaw + np.pi / 2
+        along = abs(nearest @ [np.cos(long_yaw), np.sin(long_yaw)])
+        across = abs(nearest @ [-np.sin(long_yaw), np.cos(long_yaw)])
+        rows.append((box.ego_dist, float(np.hypot(*nearest)), along, across))
     r = np.array(rows).reshape(-1, 4)
     out = []
     for low, high in RANGES_M:

@@ -171,7 +171,7 @@ class NodeRunner:
         self.tf = tf
         self.wanted = wanted or (lambda: True)
         self.stats = NodeStats()
-        self.prepared = False  # NodeDefinition.prepare done
+        self.prepared = False  # NodeDefinition.prepare done, or given up after a failure other than a transform
         self._log = log or _LOG.warning
         self._warn = ThrottledLog(self._log, float(params["log_throttle_s"]))
         self.max_points = int(params["limits.max_points_per_cloud"])
