@@ -19,10 +19,10 @@ from perception3d.core.models.occfusion import (
     CHILD_OFFSETS,
     OccFusionConfig,
     OccFusionNet,
-    max_softmax,
+    free_relative,
     occupied_confidence,
 )
-from perception3d.core.occupancy import presample_voxels
+from perception3d.core.occupancy import free_voxels, presample_voxels
 from perception3d.core.voxels import VoxelGrid
 from perception3d.train.lovasz import lovasz_softmax
 from perception3d.train.occupancy import coarse_target, hard_frame_table, loss_voxels
@@ -253,7 +253,7 @@ def test_refinement_takes_the_lidar_parents_and_the_top_k_uncertain_non_free_vox
     logits[:, 0] = 10.0  # confidently free ...
     logits[[3, 4, 5, 6], 4] = torch.tensor([1.0, 3.0, 0.5, 2.0])  # ... except four car voxels, 5 least sure
     logits[[3, 4, 5, 6], 0] = 0.0
-    _, occupied, score = occupied_confidence(logits)
+    _, occupied, score = occupied_confidence(free_relative(logits))
     assert occupied.tolist() == [3, 4, 5, 6]
     parents = net.refine_parents(occupied, score, torch.tensor([5]))
     assert parents.tolist() == [5, 3, 6]  # 5 already a LiDAR parent, then the two most uncertain others
@@ -263,7 +263,7 @@ def test_refinement_takes_the_lidar_parents_and_the_top_k_uncertain_non_free_vox
     # more slots than candidates: no confidently free voxel fills the rest, among all voxels or a few rows
     wide = tiny_network(refine_top_k=5)
     assert wide.refine_parents(occupied, score, torch.tensor([5])).tolist() == [5, 3, 6, 4]
-    _, occupied_rows, row_score = occupied_confidence(logits[2:8])  # rows 0..5: voxels 2..7
+    _, occupied_rows, row_score = occupied_confidence(free_relative(logits[2:8]))  # rows 0..5: voxels 2..7
     assert wide.refine_parents(occupied_rows, row_score, torch.tensor([3])).tolist() == [3, 1, 4, 2]
 
 
@@ -271,20 +271,24 @@ def test_occupied_confidence_scores_the_non_free_rows_with_their_softmax_maximum
     generator = torch.Generator().manual_seed(3)
     logits = 3 * torch.randn(50, 17, generator=generator)
     logits[::4, 0] = 20.0  # free rows among them
-    label, occupied, score = occupied_confidence(logits)
-    probabilities = torch.softmax(logits, dim=1)
-    assert torch.equal(label, probabilities.argmax(dim=1))
+    logits[1, [0, 5]] = 30.0  # a tie of the free class and class 5: free (argmax takes the first)
+    logits[2, [3, 7]] = 30.0  # a tie of two classes: the first
+    logits[5] = logits[5] * 300  # large logits: no overflow
+    label, occupied, score = occupied_confidence(free_relative(logits))
+    probabilities = torch.softmax(logits.double(), dim=1).float()
+    assert torch.equal(label, probabilities.argmax(dim=1)) and label[1] == 0 and label[2] == 3
     assert torch.equal(occupied, torch.nonzero(label > 0).reshape(-1)) and 0 < len(occupied) < 50
     expected = torch.where(label > 0, probabilities.max(dim=1).values, torch.zeros(50))
     assert torch.allclose(score, expected, atol=1e-6)
 
 
-def bev_observing(fine_state: torch.Tensor, fine: VoxelGrid, generator: torch.Generator | None = None) -> torch.Tensor:
-    """A random BEV image whose children-share channels are those of fine_state (2, fine voxels), as lidar_inputs
-    writes them."""
+def bev_observing(observation: torch.Tensor, fine: VoxelGrid,
+                  generator: torch.Generator | None = None) -> torch.Tensor:
+    """A random BEV image whose children-share channels are those of a fine observation (fine voxels,) (0 unobserved,
+    1 free, 2 occupied), as lidar_inputs writes them."""
     side = fine.shape[0] // 2
     bev = torch.rand(1, inputs.lidar_channel_count(fine), side, side, generator=generator)
-    shares = [inputs.children_share(fine_state[k].numpy() > 0, fine) for k in (0, 1)]
+    shares = [inputs.children_share(observation.numpy() == state, fine) for state in (2, 1)]
     bev[0, inputs.bev_grid(fine).channels:] = torch.from_numpy(np.concatenate(shares))
     return bev
 
@@ -292,11 +296,11 @@ def bev_observing(fine_state: torch.Tensor, fine: VoxelGrid, generator: torch.Ge
 def test_observed_parents_have_a_fine_child_hit_or_crossed():
     net = tiny_network()
     fine = net.config.fine_grid
-    fine_state = torch.zeros(2, fine.num_voxels)
-    fine_state[0, 1] = 1  # fine (1, 0, 0): child of coarse 0
-    fine_state[1, 2 * net.fine_side + 2] = 1  # fine (2, 2, 0): child of coarse (1, 1, 0)
-    fine_state[1, fine.flat_index(np.array([[63, 63, 19]]))[0]] = 1  # the last fine voxel: the last coarse one
-    observed = net.observed_parents(bev_observing(fine_state, fine))
+    observation = torch.zeros(fine.num_voxels, dtype=torch.uint8)
+    observation[1] = 2  # fine (1, 0, 0) occupied: child of coarse 0
+    observation[2 * net.fine_side + 2] = 1  # fine (2, 2, 0) free: child of coarse (1, 1, 0)
+    observation[fine.flat_index(np.array([[63, 63, 19]]))[0]] = 1  # the last fine voxel: the last coarse one
+    observed = net.observed_parents(bev_observing(observation, fine))
     assert torch.nonzero(observed).reshape(-1).tolist() == [0, net.side + 1, net.num_coarse - 1]
 
 
@@ -316,7 +320,7 @@ def test_eval_mode_corrects_the_free_prior_for_the_subsampled_free_voxels():
     net = tiny_network(coarse_free_keep=0.1, fine_free_keep=0.5)
     fine = net.config.fine_grid
     args = (torch.rand(1, inputs.lidar_channel_count(fine), 32, 32), torch.tensor([0, 9]),
-            torch.rand(2, inputs.CAMERA_CHANNELS), torch.tensor([0, 9]), torch.ones(2, fine.num_voxels))
+            torch.rand(2, inputs.CAMERA_CHANNELS), torch.tensor([0, 9]), torch.ones(fine.num_voxels))
     with torch.no_grad():
         trained, evaluated = net.train()(*args), net.eval()(*args)
     shift = evaluated["coarse_logits"] - net.eval().coarse_head(net.voxel_features(*args[:3]))
@@ -333,18 +337,18 @@ def test_infer_gives_forwards_labels_at_the_observed_voxels_and_refines_only_the
         net.coarse_head.weight.copy_(10 * torch.randn(net.coarse_head.weight.shape, generator=generator))
     fused, camera_features = torch.tensor([0, 9, 40]), torch.rand(3, inputs.CAMERA_CHANNELS, generator=generator)
     lidar_parents = torch.tensor([0, 9, 40, 41])
-    fine_state = (torch.rand(2, fine.num_voxels, generator=generator) < 0.03).to(torch.uint8)
-    fine_state[0, [0, 18, 80]] = 1  # a return in each fused voxel (coarse 0, 9, 40: fine (0, 0), (18, 0), (16, 1))
-    fine_state[:, net.refine(torch.zeros(1, net.config.voxel_features), lidar_parents[3:], fine_state)[0]] = 0
-    fine_state[1, fine_state[0] > 0] = 0  # a voxel holding a return is not free
-    bev = bev_observing(fine_state, fine, generator)
-    lidar = inputs.LidarInputs(bev[0].numpy(), fine_state.numpy(), fine_state.numpy().any(axis=0))
+    observation = torch.randint(0, 3, (fine.num_voxels,), generator=generator, dtype=torch.uint8)
+    observation[torch.rand(fine.num_voxels, generator=generator) > 0.06] = 0  # 3 % occupied, 3 % free
+    observation[[0, 18, 80]] = 2  # a return in each fused voxel (coarse 0, 9, 40: fine (0, 0), (18, 0), (16, 1))
+    observation[net.refine(torch.zeros(1, net.config.voxel_features), lidar_parents[3:], observation)[0]] = 0
+    bev = bev_observing(observation, fine, generator)
+    lidar = inputs.LidarInputs(bev[0].numpy(), observation.numpy(), observation.numpy() > 0)
     rows = inputs.observed_rows(lidar, fine, fused.numpy(), lidar_parents.numpy())
     with torch.no_grad():
-        full = net(bev, fused, camera_features, lidar_parents, fine_state)  # every voxel
+        full = net(bev, fused, camera_features, lidar_parents, observation)  # every voxel
         label, score, fine_index, fine_label, fine_score = net.infer(
             bev, *(torch.from_numpy(rows[k]) for k in ("observed_index", "height_end", "fused_rows")),
-            camera_features, torch.from_numpy(rows["parent_rows"]), fine_state)
+            camera_features, torch.from_numpy(rows["parent_rows"]), observation)
     observed = net.observed_parents(bev)
     seen = torch.from_numpy(rows["observed_index"])
     assert torch.equal(seen, torch.nonzero(observed).reshape(-1)) and 0 < len(seen) < net.num_coarse
@@ -352,13 +356,13 @@ def test_infer_gives_forwards_labels_at_the_observed_voxels_and_refines_only_the
     assert torch.equal(label, full["coarse_label"][seen]) and torch.allclose(score, full["coarse_score"][seen])
     assert (score[label == 0] == 0).all() and (score[label > 0] > 1 / 17).all()  # scored: the non-free rows
     # forward refines the children of every parent; infer those of the observed parents that the sweep observed
-    child_observed = fine_state.numpy().any(axis=0)
+    child_observed = observation.numpy() > 0
     child = full["fine_index"]
     parent_of = child // 2 % net.side + net.side * (
         child // (2 * net.fine_side) % net.side + net.side * (child // (2 * net.fine_side ** 2)))
     kept = observed[parent_of] & torch.from_numpy(child_observed[full["fine_index"].numpy()])
     assert 0 < kept.sum() < len(kept) and not observed[parent_of].all()
-    expected_score, expected_label = max_softmax(full["fine_logits"][kept])
+    expected_score, expected_label = torch.softmax(full["fine_logits"][kept], dim=1).max(dim=1)
     expected_score[expected_label == 0] = 0.0  # only non-free voxels are scored
     expected = dict(zip(full["fine_index"][kept].tolist(), zip(expected_label.tolist(), expected_score.tolist())))
     assert sorted(fine_index.tolist()) == sorted(expected)
@@ -388,21 +392,13 @@ def test_a_unet_without_its_dead_inputs_reads_only_the_weighted_channels_and_giv
     assert "input_channels" not in pruned.state_dict()  # and checkpoints do not hold it
 
 
-def test_max_softmax_is_the_softmax_maximum_and_its_class_even_for_large_logits():
-    logits = torch.tensor([[1.0, 3.0, 2.0], [500.0, -500.0, 499.0], [0.0, 0.0, 0.0], [-800.0, -801.0, -790.0]])
-    score, label = max_softmax(logits)
-    expected = torch.softmax(logits.double(), dim=1).max(dim=1)
-    assert torch.allclose(score.double(), expected.values, atol=1e-6) and torch.isfinite(score).all()
-    assert label.tolist() == [1, 0, 0, 2]
-
-
 def test_children_are_the_eight_fine_voxels_inside_their_parent():
     net = tiny_network()
     fine = net.config.fine_grid
     coarse = inputs.coarse_grid(fine)
     parents = torch.tensor([0, 37, net.num_coarse - 1])
     fine_index, logits = net.refine(torch.zeros(len(parents), net.config.voxel_features), parents,
-                                    torch.zeros(2, fine.num_voxels))
+                                    torch.zeros(fine.num_voxels))
     assert fine_index.shape == (24,) and logits.shape == (24, 17) and len(set(fine_index.tolist())) == 24
     sx, sy, _ = fine.shape
     f = fine_index.numpy()
@@ -494,8 +490,8 @@ def test_export_keeps_the_labels_of_the_torch_network(tmp_path):
                              progress=False, limit=3)
     path = export_occupancy(checkpoint, tmp_path / "tiny.onnx", frames[0])
     assert occupancy_parity(checkpoint, path, frames) >= PARITY
-    # a file exported while fine_state was float32 runs on the node's uint8 input, with the same labels
-    float_state = {**frames[0], "fine_state": frames[0]["fine_state"].astype(np.float32)}
+    # a file exported while fine_observation was float32 runs on the node's uint8 input, with the same labels
+    float_state = {**frames[0], "fine_observation": frames[0]["fine_observation"].astype(np.float32)}
     older = export_occupancy(checkpoint, tmp_path / "float_state.onnx", float_state)
     import onnxruntime
 
@@ -544,10 +540,13 @@ def test_lidar_inputs_give_each_coarse_voxel_the_share_of_its_fine_voxels_hit_or
     (cx, cy, cz), = coarse.voxel_indices(points[:1])[0]
     assert occupied_share[cz, cy, cx] == pytest.approx(2 / 8)
     assert occupied_share.sum() == pytest.approx(3 / 8)
-    assert lidar.fine_state[0].sum() == 3 and not (lidar.fine_state[0] * lidar.fine_state[1]).any()
-    free_share = lidar.bev[bins + z:]
-    assert free_share.max() <= 1 and free_share.sum() == pytest.approx(lidar.fine_state[1].sum() / 8)
-    assert lidar.observed.sum() == lidar.fine_state.sum()
+    hit = np.zeros(fine.num_voxels, dtype=bool)
+    hit[fine.flat_index(fine.voxel_indices(points)[0])] = True
+    free = free_voxels(points, fine, np.array([0.0, 0, 1.8]), 0.2) & ~hit  # crossed by a ray, no return in it
+    assert hit.sum() == 3 and free.sum() > 0
+    np.testing.assert_array_equal(lidar.fine_observation, np.where(hit, 2, free.astype(np.uint8)))
+    np.testing.assert_array_equal(lidar.bev[bins + z:], inputs.children_share(free, fine))
+    np.testing.assert_array_equal(lidar.observed, hit | free)
 
 
 def test_the_shipped_checkpoint_is_the_default_model_and_a_grid_it_was_not_trained_for_is_refused():

@@ -153,7 +153,7 @@ def frame_volume(run: Callable[..., tuple[np.ndarray, ...]], frame: dict, fine: 
     """The fine uint8 [x, y, z] volume a model's `run` (OccFusionInference contract, numpy in and out: a TorchRunner
     or an ONNX session's run) predicts for a frame of cache_keyframes."""
     coarse_label, _, fine_index, fine_label, _ = run(*(np.asarray(frame[k]) for k in INPUT_NAMES))
-    observed = frame["fine_state"].max(axis=0) > 0
+    observed = frame["fine_observation"] > 0
     return inputs.fine_volume(frame["observed_index"], coarse_label, fine_index.astype(np.int64), fine_label,
                               observed, fine)
 

@@ -43,8 +43,9 @@ from .occfusion_inputs import CAMERA_CHANNELS, bev_grid, coarse_grid, lidar_chan
 OCCUPANCY_LABELS = tuple(name for label, name in OCCUPANCY_CLASSES.items() if label != OCCUPANCY_UNKNOWN)
 # child offsets (dx, dy, dz) of a coarse voxel's 8 fine voxels
 CHILD_OFFSETS = ((0, 0, 0), (1, 0, 0), (0, 1, 0), (1, 1, 0), (0, 0, 1), (1, 0, 1), (0, 1, 1), (1, 1, 1))
-TRAINING_INPUTS = ("bev", "fused_index", "camera", "lidar_parents", "fine_state")  # OccFusionNet.forward
-INPUT_NAMES = ("bev", "observed_index", "height_end", "fused_rows", "camera", "parent_rows", "fine_state")  # infer
+TRAINING_INPUTS = ("bev", "fused_index", "camera", "lidar_parents", "fine_observation")  # OccFusionNet.forward
+INPUT_NAMES = ("bev", "observed_index", "height_end", "fused_rows", "camera", "parent_rows",  # infer
+               "fine_observation")
 OUTPUT_NAMES = ("coarse_label", "coarse_score", "fine_index", "fine_label", "fine_score")
 
 
@@ -105,22 +106,34 @@ class OccFusionConfig:
         return asdict(self)
 
 
-def max_softmax(logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(max softmax probability (N,), its class (N,)) of logits (N, classes): 1 / sum(exp(logits - max)), without
-    the softmax's division of every class (a third of the exported network's time on 17 classes per row)."""
-    top, label = logits.max(dim=1)
-    return 1.0 / torch.exp(logits - top.unsqueeze(1)).sum(dim=1), label
-
-
-def occupied_confidence(logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def occupied_confidence(relative: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(label (N,), rows (O,) of the rows labelled non-free (label > 0), score (N,): the max softmax probability at
-    those rows and 0 at the free ones) of logits (N, classes), 0 the free class. Only non-free voxels are refined and
-    only theirs are read downstream (the voxel cloud holds occupied voxels), and a sweep's observed voxels are mostly
-    free: the softmax runs on a tenth of the rows."""
-    label = logits.argmax(dim=1)
-    occupied = torch.nonzero(label > 0).reshape(-1)
-    score = logits.new_zeros(label.shape).index_put((occupied,), max_softmax(logits[occupied])[0])
-    return label, occupied, score
+    those rows and 0 at the free ones) of relative logits (N, classes - 1): the non-free classes' logits minus the
+    free one's (free_relative, relative_logits).
+
+    A row is non-free when a class's logit exceeds the free one's (on a tie the free class wins, as argmax's first
+    index), its label is its largest class, its score 1 / (exp(-top) + sum(exp(relative - top))) with top its
+    largest relative logit: the softmax's maximum, computed on the non-free rows alone (a sweep's observed voxels are
+    mostly free; only non-free voxels are refined and read downstream) and without dividing every class."""
+    top = relative.amax(dim=1)
+    occupied = torch.nonzero(top > 0).reshape(-1)
+    rows, row_top = relative[occupied], top[occupied].unsqueeze(1)
+    score = 1.0 / (torch.exp(-row_top) + torch.exp(rows - row_top).sum(dim=1, keepdim=True))
+    label = relative.new_zeros(relative.shape[0], dtype=torch.int64).index_put((occupied,), rows.argmax(dim=1) + 1)
+    return label, occupied, relative.new_zeros(relative.shape[0]).index_put((occupied,), score.reshape(-1))
+
+
+def free_relative(logits: torch.Tensor) -> torch.Tensor:
+    """(N, classes - 1) of logits (N, classes): the non-free classes' logits minus the free class's (0)."""
+    return logits[:, 1:] - logits[:, :1]
+
+
+def relative_logits(x: torch.Tensor, layer: nn.Linear, shift: torch.Tensor | None) -> torch.Tensor:
+    """(N, classes - 1) the non-free classes' logits of layer(x) + shift minus the free class's, by one linear map
+    with the free row subtracted from the weights and bias (16 outputs: onnxruntime's matrix products run in tiles of
+    16 columns, and a 17th column costs nearly as much as the other 16)."""
+    bias = layer.bias if shift is None else layer.bias + shift
+    return functional.linear(x, layer.weight[1:] - layer.weight[:1], bias[1:] - bias[:1])
 
 
 def shifted_linear(x: torch.Tensor, layer: nn.Linear, shift: torch.Tensor | None) -> torch.Tensor:
@@ -214,9 +227,11 @@ class OccFusionNet(nn.Module):
         top = torch.topk(torch.cat([uncertainty, score.new_full((k,), -2.0)]), k)
         return torch.cat([parents, occupied[top.indices[top.values >= 0]]])
 
-    def child_voxels(self, parents: torch.Tensor, fine_state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def child_voxels(self, parents: torch.Tensor,
+                     fine_observation: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(fine flat indices (P, 8), child codes (P, 8): offset * 4 + 2 * occupied + free, rows of child_inputs) of
-        the children of coarse parents (P,); fine_state (2, fine voxels), any dtype (the node's is uint8)."""
+        the children of coarse parents (P,); fine_observation (fine voxels,) 0 unobserved, 1 free, 2 occupied, i.e.
+        2 * occupied + free (occfusion_inputs.lidar_inputs), any dtype (the node's is uint8)."""
         s, fs = self.side, self.fine_side
         px, py, pz = parents % s, (parents // s) % s, parents // (s * s)
         o = self.child_offsets
@@ -224,69 +239,69 @@ class OccFusionNet(nn.Module):
         cy = (2 * py).unsqueeze(1) + o[:, 1]
         cz = (2 * pz).unsqueeze(1) + o[:, 2]
         fine_index = cx + fs * (cy + fs * cz)
-        n = fine_state.shape[1]  # read from the flat states (a gather along the last axis is much slower)
-        flat_state = fine_state.reshape(-1)  # gathered, then cast (not the 2.6 M states)
-        occupied, free = (flat_state[index].to(torch.int64) for index in (fine_index, fine_index + n))
-        code = 4 * torch.arange(len(CHILD_OFFSETS), device=parents.device) + 2 * occupied + free
-        return fine_index, code
+        state = fine_observation[fine_index].to(torch.int64)  # gathered, then cast (not the 1.3 M voxels)
+        return fine_index, 4 * torch.arange(len(CHILD_OFFSETS), device=parents.device) + state
 
-    def child_logits(self, parent_features: torch.Tensor, child_parent: torch.Tensor, child_code: torch.Tensor,
-                     logit_shift: torch.Tensor | None = None) -> torch.Tensor:
-        """(C, classes) fine head logits of C children: child_parent (C,) rows of parent_features (P, F), child_code
-        (C,) (child_voxels). The first layer is linear: its parent part runs once per parent and its child part is a
-        table of the 32 child codes, so a child costs a gather, an add and the last layer. logit_shift (classes,) is
-        added through the last layer's bias (eval mode's prior correction at no cost per child)."""
-        first, last, f = self.fine_head[0], self.fine_head[-1], self.config.voxel_features
+    def child_hidden(self, parent_features: torch.Tensor, child_parent: torch.Tensor,
+                     child_code: torch.Tensor) -> torch.Tensor:
+        """(C, refine_hidden) fine head hidden layer of C children, the input of its last layer: child_parent (C,)
+        rows of parent_features (P, F), child_code (C,) (child_voxels). The first layer is linear: its parent part
+        runs once per parent and its child part is a table of the 32 child codes, so a child costs a gather and an
+        add."""
+        first, f = self.fine_head[0], self.config.voxel_features
         parent = functional.linear(parent_features, first.weight[:, :f], first.bias)
         child = functional.linear(self.child_inputs, first.weight[:, f:])
-        hidden = torch.relu(parent[child_parent] + child[child_code])
-        return shifted_linear(hidden, last, logit_shift)
+        return torch.relu(parent[child_parent] + child[child_code])
 
-    def refine(self, parent_features: torch.Tensor, parents: torch.Tensor, fine_state: torch.Tensor,
+    def refine(self, parent_features: torch.Tensor, parents: torch.Tensor, fine_observation: torch.Tensor,
                logit_shift: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """(fine flat indices (P * 8,), fine logits (P * 8, classes)) of every child of parents (P,) with features
-        (P, F) (child_voxels, child_logits)."""
-        fine_index, code = self.child_voxels(parents, fine_state)
+        (P, F) (child_voxels, child_hidden, the last layer with logit_shift (classes,) folded into its bias: eval
+        mode's prior correction at no cost per child)."""
+        fine_index, code = self.child_voxels(parents, fine_observation)
         child_parent = torch.arange(parents.shape[0], device=parents.device).repeat_interleave(len(CHILD_OFFSETS))
-        return fine_index.reshape(-1), self.child_logits(parent_features, child_parent, code.reshape(-1), logit_shift)
+        hidden = self.child_hidden(parent_features, child_parent, code.reshape(-1))
+        return fine_index.reshape(-1), shifted_linear(hidden, self.fine_head[-1], logit_shift)
 
-    def refine_observed(self, parent_features: torch.Tensor, parents: torch.Tensor, fine_state: torch.Tensor,
-                        logit_shift: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def refine_observed(self, parent_features: torch.Tensor, parents: torch.Tensor, fine_observation: torch.Tensor,
+                        logit_shift: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """refine for only the children the sweep observed (hit or crossed: code % 4 > 0), the others being unknown
-        in the output whatever their label."""
-        fine_index, code = self.child_voxels(parents, fine_state)
+        in the output whatever their label, with relative logits (C, classes - 1) (relative_logits)."""
+        fine_index, code = self.child_voxels(parents, fine_observation)
         seen = torch.nonzero((code % 4 > 0).reshape(-1)).reshape(-1)
-        return (fine_index.reshape(-1)[seen],
-                self.child_logits(parent_features, seen // len(CHILD_OFFSETS), code.reshape(-1)[seen], logit_shift))
+        hidden = self.child_hidden(parent_features, seen // len(CHILD_OFFSETS), code.reshape(-1)[seen])
+        return fine_index.reshape(-1)[seen], relative_logits(hidden, self.fine_head[-1], logit_shift)
 
     def forward(self, bev: torch.Tensor, fused_index: torch.Tensor, camera: torch.Tensor, lidar_parents: torch.Tensor,
-                fine_state: torch.Tensor) -> dict[str, torch.Tensor]:
+                fine_observation: torch.Tensor) -> dict[str, torch.Tensor]:
         """On every coarse voxel, inputs as TRAINING_INPUTS (bev (1, C, S, S), fused_index (V,) int64, camera (V,
-        CAMERA_CHANNELS), lidar_parents (R,) int64, fine_state (2, fine voxels) 0 / 1): coarse_logits (N, classes),
-        coarse_label and coarse_score (N,) (occupied_confidence), fine_index and fine_logits of the children of every
-        refined parent; in eval mode the logits carry the prior correction."""
+        CAMERA_CHANNELS), lidar_parents (R,) int64, fine_observation (fine voxels,) 0 / 1 / 2): coarse_logits (N,
+        classes), coarse_label and coarse_score (N,) (occupied_confidence), fine_index and fine_logits of the children
+        of every refined parent; in eval mode the logits carry the prior correction."""
         shift = None if self.training else self.free_prior
         voxels = self.voxel_features(bev, fused_index, camera)
         coarse = shifted_linear(voxels, self.coarse_head, None if shift is None else shift[0])
-        label, occupied, score = occupied_confidence(coarse.detach())
+        label, occupied, score = occupied_confidence(free_relative(coarse.detach()))
         observed = self.observed_parents(bev)[occupied]  # unobserved voxels: no candidates
         parents = self.refine_parents(occupied[observed], score, lidar_parents)
-        fine_index, fine = self.refine(voxels[parents], parents, fine_state, None if shift is None else shift[1])
+        fine_index, fine = self.refine(voxels[parents], parents, fine_observation,
+                                       None if shift is None else shift[1])
         return {"coarse_logits": coarse, "coarse_score": score, "coarse_label": label, "fine_index": fine_index,
                 "fine_logits": fine}
 
     def infer(self, bev: torch.Tensor, observed_index: torch.Tensor, height_end: torch.Tensor,
               fused_rows: torch.Tensor, camera: torch.Tensor, parent_rows: torch.Tensor,
-              fine_state: torch.Tensor) -> tuple[torch.Tensor, ...]:
+              fine_observation: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """The node's contract, inputs as INPUT_NAMES (occfusion_inputs.network_inputs): labels and max softmax scores
         (0 at the voxels labelled free: occupied_confidence) of the M observed coarse voxels (M,) (in observed_index
         order) and of their refined observed children (fine_index (F,)); forward's results at those voxels (the
         others are unknown in the output), with the prior correction, on the observed voxels alone."""
         voxels = self.fuse(self.height_head_at(self.bev_features(bev), observed_index, height_end), fused_rows, camera)
         coarse_label, occupied, coarse_score = occupied_confidence(
-            shifted_linear(voxels, self.coarse_head, self.free_prior[0]))
+            relative_logits(voxels, self.coarse_head, self.free_prior[0]))
         rows = self.refine_parents(occupied, coarse_score, parent_rows)
-        fine_index, fine = self.refine_observed(voxels[rows], observed_index[rows], fine_state, self.free_prior[1])
+        fine_index, fine = self.refine_observed(voxels[rows], observed_index[rows], fine_observation,
+                                                self.free_prior[1])
         fine_label, _, fine_score = occupied_confidence(fine)
         return coarse_label, coarse_score, fine_index, fine_label, fine_score
 
@@ -300,5 +315,5 @@ class OccFusionInference(nn.Module):
         self.network = copy.deepcopy(network)
         self.network.bev = network.bev.without_dead_inputs()
 
-    def forward(self, bev, observed_index, height_end, fused_rows, camera, parent_rows, fine_state):
-        return self.network.infer(bev, observed_index, height_end, fused_rows, camera, parent_rows, fine_state)
+    def forward(self, bev, observed_index, height_end, fused_rows, camera, parent_rows, fine_observation):
+        return self.network.infer(bev, observed_index, height_end, fused_rows, camera, parent_rows, fine_observation)

@@ -8,7 +8,7 @@ x + X * (y + Y * z) (core.voxels), which is the C order of a (Z, Y, X) array: BE
 
 - `lidar_inputs`: the BEV image (core.models.bev.bev_input at the coarse grid: log point count per coarse height bin,
   intensity, lowest and highest point; then per coarse height bin the share of its 8 fine voxels holding a return
-  and the share the rays cross, core.occupancy.free_voxels) and the fine voxel state (occupied, free) per fine voxel.
+  and the share the rays cross, core.occupancy.free_voxels) and what the sweep observed of each fine voxel.
 - `camera_evidence`: OccFusion's depth-free fusion input. Points in the non-empty coarse voxels (`fused_voxels`: N
   pre-sampled per voxel, core.occupancy.presample_voxels, or the voxel centre alone) are projected into each camera;
   only the cameras that see a point (in front, inside the image) contribute. The image feature is each camera's 2D
@@ -40,12 +40,12 @@ CAMERA_CHANNELS = len(DETECTION_CLASSES) + 1  # a score per detection class + "s
 
 @dataclass
 class LidarInputs:
-    """bev: (C, S, S) float32 network input; fine_state: (2, fine voxels) uint8 occupied / free (0 / 1) per fine
-    voxel in flat order; observed: (fine voxels,) bool, a return or a ray in the voxel (others stay unknown in the
-    output)."""
+    """bev: (C, S, S) float32 network input; fine_observation: (fine voxels,) uint8 in flat order, 0 unobserved,
+    1 free (crossed by a ray, no return), 2 occupied (holds a return): 2 * occupied + free; observed: (fine voxels,)
+    bool, a return or a ray in the voxel (others stay unknown in the output)."""
 
     bev: np.ndarray
-    fine_state: np.ndarray
+    fine_observation: np.ndarray
     observed: np.ndarray
 
 
@@ -77,22 +77,23 @@ def lidar_inputs(points_base: np.ndarray, intensity: np.ndarray, sensor_origin: 
     sensor_origin (3,) [m] (module docstring); binned: fine.voxel_indices(points) when the caller has it."""
     points = np.asarray(points_base, dtype=np.float64).reshape(-1, 3)
     idx, inside = fine.voxel_indices(points) if binned is None else binned
-    state = np.zeros((2, fine.num_voxels), dtype=bool)  # occupied, free: written in place (no stacked copy)
-    occupied, free = state
     hit = fine.flat_index(np.compress(inside, idx, axis=0))
+    occupied = np.zeros(fine.num_voxels, dtype=bool)
     occupied[hit] = True
-    free[:] = free_voxels(points, fine, sensor_origin, 0.5 * fine.resolution)
-    free[hit] = False  # crossed and not hit (a copy and a scatter: a boolean comparison of the grids costs 4x more)
+    observation = free_voxels(points, fine, sensor_origin, 0.5 * fine.resolution).view(np.uint8)  # 1: crossed
+    observation[hit] = 2  # hit (crossed or not: a scatter, where a boolean comparison of the grids costs 4x more)
     bev = bev_input(points, np.asarray(intensity, dtype=np.float32) / np.float32(255.0), bev_grid(fine))
-    channels = np.concatenate([bev, children_share(occupied, fine), children_share(free, fine)])
-    return LidarInputs(channels, state.view(np.uint8), occupied | free)
+    occupied_share = children_share(occupied, fine)
+    free_share = children_share(observation, fine) - 2 * occupied_share  # the sum of 2 * occupied + free
+    return LidarInputs(np.concatenate([bev, occupied_share, free_share]), observation, observation > 0)
 
 
-def children_share(mask: np.ndarray, fine: VoxelGrid) -> np.ndarray:
-    """(Z, S, S) float32 share of each coarse voxel's 8 fine voxels set in a fine mask (flat order); summed pairwise
-    along x, y, z on uint8 (much faster than a mean over three axes)."""
+def children_share(values: np.ndarray, fine: VoxelGrid) -> np.ndarray:
+    """(Z, S, S) float32 sum over each coarse voxel's 8 fine voxels of fine bool or small uint8 values (flat order),
+    divided by 8 (of a mask: the share of the children set); summed pairwise along x, y, z on uint8 (much faster than
+    a mean over three axes)."""
     sx, sy, sz = fine.shape
-    m = mask.view(np.uint8).reshape(sz // 2, 2, sy // 2, 2, sx // 2, 2)
+    m = values.view(np.uint8).reshape(sz // 2, 2, sy // 2, 2, sx // 2, 2)
     m = m[:, 0] + m[:, 1]
     m = m[:, :, 0] + m[:, :, 1]
     return ((m[..., 0] + m[..., 1]) / np.float32(8)).astype(np.float32)
@@ -234,8 +235,9 @@ def network_inputs(points_base: np.ndarray, intensity: np.ndarray, sensor_origin
     lidar = lidar_inputs(points, intensity, sensor_origin, fine, binned)
     fused_index, camera = fused_voxels(points, cameras, fine, presample_points, use_cameras, seed, binned)
     parents = lidar_parents(fused_index, fine)
-    return {"bev": lidar.bev[None], "fused_index": fused_index, "camera": camera, "lidar_parents": parents,
-            "fine_state": lidar.fine_state, **observed_rows(lidar, fine, fused_index, parents)}, lidar.observed
+    inputs = {"bev": lidar.bev[None], "fused_index": fused_index, "camera": camera, "lidar_parents": parents,
+              "fine_observation": lidar.fine_observation, **observed_rows(lidar, fine, fused_index, parents)}
+    return inputs, lidar.observed
 
 
 def fine_volume(observed_index: np.ndarray, coarse_label: np.ndarray, fine_index: np.ndarray,
