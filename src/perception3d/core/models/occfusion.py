@@ -136,6 +136,24 @@ def relative_logits(x: torch.Tensor, layer: nn.Linear, shift: torch.Tensor | Non
     return functional.linear(x, layer.weight[1:] - layer.weight[:1], bias[1:] - bias[:1])
 
 
+class _Compress(torch.autograd.Function):
+    """x[mask] along the first axis, exported as ONNX Compress (onnxruntime: a third of the time of the NonZero and
+    Gathers that boolean indexing exports to)."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        return x[mask]
+
+    @staticmethod
+    def symbolic(graph, x, mask):
+        return graph.op("Compress", x, mask, axis_i=0)
+
+
+def compress(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """The rows of x (N, ...) where mask (N,) bool is set (no gradient: for indices)."""
+    return _Compress.apply(x, mask)
+
+
 def shifted_linear(x: torch.Tensor, layer: nn.Linear, shift: torch.Tensor | None) -> torch.Tensor:
     """layer(x) + shift, the shift folded into the bias (a constant of the exported graph, not an Add per row)."""
     return layer(x) if shift is None else functional.linear(x, layer.weight, layer.bias + shift)
@@ -229,9 +247,9 @@ class OccFusionNet(nn.Module):
 
     def child_voxels(self, parents: torch.Tensor,
                      fine_observation: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(fine flat indices (P, 8), child codes (P, 8): offset * 4 + 2 * occupied + free, rows of child_inputs) of
-        the children of coarse parents (P,); fine_observation (fine voxels,) 0 unobserved, 1 free, 2 occupied, i.e.
-        2 * occupied + free (occfusion_inputs.lidar_inputs), any dtype (the node's is uint8)."""
+        """(fine flat indices (P, 8), observations (P, 8)) of the children of coarse parents (P,) in fine_observation
+        (fine voxels,): 0 unobserved, 1 free, 2 occupied, i.e. 2 * occupied + free (occfusion_inputs.lidar_inputs),
+        any dtype (the node's is uint8)."""
         s, fs = self.side, self.fine_side
         px, py, pz = parents % s, (parents // s) % s, parents // (s * s)
         o = self.child_offsets
@@ -239,8 +257,18 @@ class OccFusionNet(nn.Module):
         cy = (2 * py).unsqueeze(1) + o[:, 1]
         cz = (2 * pz).unsqueeze(1) + o[:, 2]
         fine_index = cx + fs * (cy + fs * cz)
-        state = fine_observation[fine_index].to(torch.int64)  # gathered, then cast (not the 1.3 M voxels)
-        return fine_index, 4 * torch.arange(len(CHILD_OFFSETS), device=parents.device) + state
+        return fine_index, fine_observation[fine_index]
+
+    def child_codes(self, observation: torch.Tensor) -> torch.Tensor:
+        """(P, 8) int64 rows of child_inputs, offset * 4 + observation, of the children's observations (P, 8)
+        (child_voxels; cast after the gather, not the 1.3 M voxels)."""
+        return 4 * torch.arange(len(CHILD_OFFSETS), device=observation.device) + observation.to(torch.int64)
+
+    @staticmethod
+    def child_parents(parents: torch.Tensor) -> torch.Tensor:
+        """(P * 8,) each child's row among parents (P,), in child_voxels' order (flattened)."""
+        rows = torch.arange(parents.shape[0], device=parents.device)
+        return rows.unsqueeze(1).expand(-1, len(CHILD_OFFSETS)).reshape(-1)
 
     def child_hidden(self, parent_features: torch.Tensor, child_parent: torch.Tensor,
                      child_code: torch.Tensor) -> torch.Tensor:
@@ -258,19 +286,20 @@ class OccFusionNet(nn.Module):
         """(fine flat indices (P * 8,), fine logits (P * 8, classes)) of every child of parents (P,) with features
         (P, F) (child_voxels, child_hidden, the last layer with logit_shift (classes,) folded into its bias: eval
         mode's prior correction at no cost per child)."""
-        fine_index, code = self.child_voxels(parents, fine_observation)
-        child_parent = torch.arange(parents.shape[0], device=parents.device).repeat_interleave(len(CHILD_OFFSETS))
-        hidden = self.child_hidden(parent_features, child_parent, code.reshape(-1))
+        fine_index, observation = self.child_voxels(parents, fine_observation)
+        codes = self.child_codes(observation).reshape(-1)
+        hidden = self.child_hidden(parent_features, self.child_parents(parents), codes)
         return fine_index.reshape(-1), shifted_linear(hidden, self.fine_head[-1], logit_shift)
 
     def refine_observed(self, parent_features: torch.Tensor, parents: torch.Tensor, fine_observation: torch.Tensor,
                         logit_shift: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """refine for only the children the sweep observed (hit or crossed: code % 4 > 0), the others being unknown
-        in the output whatever their label, with relative logits (C, classes - 1) (relative_logits)."""
-        fine_index, code = self.child_voxels(parents, fine_observation)
-        seen = torch.nonzero((code % 4 > 0).reshape(-1)).reshape(-1)
-        hidden = self.child_hidden(parent_features, seen // len(CHILD_OFFSETS), code.reshape(-1)[seen])
-        return fine_index.reshape(-1)[seen], relative_logits(hidden, self.fine_head[-1], logit_shift)
+        """refine for only the children the sweep observed (hit or crossed), the others being unknown in the output
+        whatever their label, with relative logits (C, classes - 1) (relative_logits)."""
+        fine_index, observation = self.child_voxels(parents, fine_observation)
+        seen = (observation > 0).reshape(-1)
+        hidden = self.child_hidden(parent_features, compress(self.child_parents(parents), seen),
+                                   compress(self.child_codes(observation).reshape(-1), seen))
+        return compress(fine_index.reshape(-1), seen), relative_logits(hidden, self.fine_head[-1], logit_shift)
 
     def forward(self, bev: torch.Tensor, fused_index: torch.Tensor, camera: torch.Tensor, lidar_parents: torch.Tensor,
                 fine_observation: torch.Tensor) -> dict[str, torch.Tensor]:
