@@ -44,16 +44,17 @@ RUNS = {  # name -> (model config, training options, seed); in order of importan
 def main(out: Path, caches: list[Path]) -> None:
     torch.set_num_threads(1)
     out.mkdir(parents=True, exist_ok=True)
-    frames = {}  # the keyframe inputs per pre-sampling (the other options do not change them)
+    frames = {}  # the keyframe inputs per pre-sampling and BEV statistics (the other options do not change them)
     record_path = out / "runs.json"
     record = json.loads(record_path.read_text()) if record_path.exists() else {}
     for name, (config, training, seed) in RUNS.items():
         if name in record:
             continue
-        if config.presample_points not in frames:
-            frames[config.presample_points] = cache_keyframes(caches, replace(config, camera_fusion=True))
+        inputs = (config.presample_points, config.bev_statistics)
+        if inputs not in frames:
+            frames[inputs] = cache_keyframes(caches, replace(config, camera_fusion=True))
         start = time.monotonic()
-        task = OccupancyTask(frames[config.presample_points], config, training, caches=caches)
+        task = OccupancyTask(frames[inputs], config, training, caches=caches)
         result = train(task, out / f"{name}.pt", TrainConfig(epochs=EPOCHS, batch_size=1, lr=LR, device="cpu",
                                                              seed=seed, checkpoint_every=0), progress=False,
                        command=f"benchmarks/occupancy_ablation.py run {name}")

@@ -82,11 +82,11 @@ def network_outputs_replayed():
 
 def step_latency(args: tuple, onnx_file: str) -> dict[str, float]:
     """{step: min ms} of the learned node's steps on one sweep's network_inputs arguments."""
-    points, intensity, origin, cameras, grid, presample_points, use_cameras = args
+    points, intensity, origin, cameras, grid, presample_points, use_cameras, statistics = args
     coarse = occfusion_inputs.coarse_grid(grid)
     binned = grid.voxel_indices(points)
     inputs, observed = occfusion_inputs.network_inputs(*args)
-    lidar = occfusion_inputs.lidar_inputs(points, intensity, origin, grid, binned)
+    lidar = occfusion_inputs.lidar_inputs(points, intensity, origin, grid, statistics, binned)
     session = onnx_session(Path(onnx_file), RunnerOptions(device="cpu", threads=1))
     feed = {i.name: inputs[i.name] for i in session.get_inputs()}
     label, score, fine_index, fine_label, fine_score = session.run(None, feed)
@@ -98,9 +98,9 @@ def step_latency(args: tuple, onnx_file: str) -> dict[str, float]:
         "  ray casting (free_voxels; the geometric node's too)": lambda: free_voxels(points, grid, origin, 0.2),
         "  voxel indices of the sweep": lambda: grid.voxel_indices(points),
         "  LiDAR inputs (lidar_inputs, ray casting included)":
-            lambda: occfusion_inputs.lidar_inputs(points, intensity, origin, grid, binned),
-        "    of which BEV image (bev_input)":
-            lambda: bev_input(points, intensity / 255, occfusion_inputs.bev_grid(grid)),
+            lambda: occfusion_inputs.lidar_inputs(points, intensity, origin, grid, statistics, binned),
+        "    of which BEV statistics (bev_input)":
+            lambda: bev_input(points, intensity / 255, occfusion_inputs.bev_grid(grid)) if statistics else None,
         "  fused voxels and camera evidence (fused_voxels)": lambda: occfusion_inputs.fused_voxels(
             points, cameras, grid, presample_points, use_cameras, 0, binned),
         "    of which pre-sampling (presample_voxels)": lambda: presample_voxels(points, coarse, presample_points)

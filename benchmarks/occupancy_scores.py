@@ -37,7 +37,7 @@ INFERENCE_VARIANTS = {"fusion_s0, coarse-to-fine off at inference": ("fusion_s0"
 def score_runs(runs: Path, cache: Path) -> dict:
     """{run: {iou, miou, per_class_iou}} of every checkpoint in runs/ (runs.json order)."""
     record = json.loads((runs / "runs.json").read_text())
-    frames, out = {}, {}  # the keyframe inputs per pre-sampling
+    frames, out = {}, {}  # the keyframe inputs per pre-sampling and BEV statistics
     models = {name: (name, {}) for name in record}
     models.update({k: v for k, v in INFERENCE_VARIANTS.items() if v[0] in record})
     for name, (run, change) in models.items():
@@ -46,14 +46,14 @@ def score_runs(runs: Path, cache: Path) -> dict:
             changed = OccFusionNet(replace(model.config, **change))
             changed.load_state_dict(model.state_dict())
             model = changed.eval()
-        samples = model.config.presample_points
-        if samples not in frames:
+        inputs = (model.config.presample_points, model.config.bev_statistics)
+        if inputs not in frames:
             # inputs with camera evidence; for_config zeroes it for the LiDAR-only runs
-            frames[samples] = cache_keyframes([cache], replace(model.config, camera_fusion=True), progress=False)
+            frames[inputs] = cache_keyframes([cache], replace(model.config, camera_fusion=True), progress=False)
         score = score_frames(TorchRunner(OccFusionInference(model), CPU_OPTIONS),
-                             for_config(frames[samples], model.config), model.config.fine_grid)
+                             for_config(frames[inputs], model.config), model.config.fine_grid)
         out[name] = {"iou": score.iou(), "miou": score.miou(), "per_class_iou": score.per_class_iou(),
-                     "keyframes": len(frames[samples])}
+                     "keyframes": len(frames[inputs])}
         print(f"{name}: IoU {out[name]['iou']:.3f} mIoU {out[name]['miou']:.3f}", flush=True)
     return out
 

@@ -13,7 +13,7 @@ import yaml
 from perception3d.core.box_points import DETECTION_MAP_SIZE, CameraBoxes, detection_maps, may_see, project
 from perception3d.core.classes import DETECTION_CLASSES, OCCUPANCY_FREE, OCCUPANCY_UNKNOWN
 from perception3d.core.models import occfusion_inputs as inputs
-from perception3d.core.models.bev import BevUNet
+from perception3d.core.models.bev import BevUNet, bev_input
 from perception3d.core.models.checkpoint import load_checkpoint
 from perception3d.core.models.occfusion import (
     CHILD_OFFSETS,
@@ -236,8 +236,9 @@ def test_lidar_parents_are_the_occupied_voxels_and_their_vertical_neighbours_ins
     fine = VoxelGrid.from_range(SMALL_RANGE, 0.4)
     sx, sy, sz = inputs.coarse_grid(fine).shape
     layer = sx * sy
-    occupied = np.array([5, 5 + layer * 4, 7 + layer * (sz - 1)])
-    parents = inputs.lidar_parents(occupied, fine)
+    holding = np.zeros((sz, sy, sx), dtype=bool)
+    holding.reshape(-1)[[5, 5 + layer * 4, 7 + layer * (sz - 1)]] = True
+    parents = inputs.lidar_parents(holding)
     assert parents.tolist() == sorted({5, 5 + layer, 5 + layer * 3, 5 + layer * 4, 5 + layer * 5,
                                        7 + layer * (sz - 2), 7 + layer * (sz - 1)})
 
@@ -282,34 +283,36 @@ def test_occupied_confidence_scores_the_non_free_rows_with_their_softmax_maximum
     assert torch.allclose(score, expected, atol=1e-6)
 
 
-def bev_observing(observation: torch.Tensor, fine: VoxelGrid,
-                  generator: torch.Generator | None = None) -> torch.Tensor:
+def bev_observing(observation: torch.Tensor, fine: VoxelGrid, generator: torch.Generator | None = None,
+                  statistics: bool = False) -> torch.Tensor:
     """A random BEV image whose children-share channels are those of a fine observation (fine voxels,) (0 unobserved,
-    1 free, 2 occupied), as lidar_inputs writes them."""
+    1 free, 2 occupied), as lidar_inputs writes them (its last channels)."""
     side = fine.shape[0] // 2
-    bev = torch.rand(1, inputs.lidar_channel_count(fine), side, side, generator=generator)
-    shares = [inputs.children_share(observation.numpy() == state, fine) for state in (2, 1)]
-    bev[0, inputs.bev_grid(fine).channels:] = torch.from_numpy(np.concatenate(shares))
+    bev = torch.rand(1, inputs.lidar_channel_count(fine, statistics), side, side, generator=generator)
+    shares = np.concatenate([inputs.children_share(observation.numpy() == state, fine) for state in (2, 1)])
+    bev[0, -len(shares):] = torch.from_numpy(shares)
     return bev
 
 
-def test_observed_parents_have_a_fine_child_hit_or_crossed():
-    net = tiny_network()
+@pytest.mark.parametrize("statistics", [False, True])
+def test_observed_parents_have_a_fine_child_hit_or_crossed(statistics):
+    net = tiny_network(bev_statistics=statistics)
     fine = net.config.fine_grid
     observation = torch.zeros(fine.num_voxels, dtype=torch.uint8)
     observation[1] = 2  # fine (1, 0, 0) occupied: child of coarse 0
     observation[2 * net.fine_side + 2] = 1  # fine (2, 2, 0) free: child of coarse (1, 1, 0)
     observation[fine.flat_index(np.array([[63, 63, 19]]))[0]] = 1  # the last fine voxel: the last coarse one
-    observed = net.observed_parents(bev_observing(observation, fine))
+    observed = net.observed_parents(bev_observing(observation, fine, statistics=statistics))
     assert torch.nonzero(observed).reshape(-1).tolist() == [0, net.side + 1, net.num_coarse - 1]
 
 
-def test_observed_parents_are_the_parents_of_the_voxels_a_sweep_observed():
-    net = tiny_network()
+@pytest.mark.parametrize("statistics", [False, True])
+def test_observed_parents_are_the_parents_of_the_voxels_a_sweep_observed(statistics):
+    net = tiny_network(bev_statistics=statistics)
     fine = net.config.fine_grid
     rng = np.random.default_rng(2)
     points = rng.uniform([-14, -14, -6], [14, 14, 4], (300, 3))  # some outside the grid
-    lidar = inputs.lidar_inputs(points, rng.uniform(0, 255, 300), np.array([0.0, 0.0, 1.8]), fine)
+    lidar = inputs.lidar_inputs(points, rng.uniform(0, 255, 300), np.array([0.0, 0.0, 1.8]), fine, statistics)
     sx, sy, sz = fine.shape
     expected = lidar.observed.reshape(sz // 2, 2, sy // 2, 2, sx // 2, 2).any(axis=(1, 3, 5)).reshape(-1)
     assert 0 < expected.sum() < len(expected)
@@ -319,7 +322,7 @@ def test_observed_parents_are_the_parents_of_the_voxels_a_sweep_observed():
 def test_eval_mode_corrects_the_free_prior_for_the_subsampled_free_voxels():
     net = tiny_network(coarse_free_keep=0.1, fine_free_keep=0.5)
     fine = net.config.fine_grid
-    args = (torch.rand(1, inputs.lidar_channel_count(fine), 32, 32), torch.tensor([0, 9]),
+    args = (torch.rand(1, inputs.lidar_channel_count(fine, False), 32, 32), torch.tensor([0, 9]),
             torch.rand(2, inputs.CAMERA_CHANNELS), torch.tensor([0, 9]), torch.ones(fine.num_voxels))
     with torch.no_grad():
         trained, evaluated = net.train()(*args), net.eval()(*args)
@@ -529,11 +532,15 @@ def test_learned_mode_replays_and_labels_exactly_the_voxels_the_sweep_observed(t
     assert all(len(v) == 0 or ((v["confidence"] > 0) & (v["confidence"] <= 1)).all() for v in voxels)
 
 
-def test_lidar_inputs_give_each_coarse_voxel_the_share_of_its_fine_voxels_hit_or_crossed():
+@pytest.mark.parametrize("statistics", [False, True])
+def test_lidar_inputs_give_each_coarse_voxel_the_share_of_its_fine_voxels_hit_or_crossed(statistics):
     fine = VoxelGrid.from_range(SMALL_RANGE, 0.4)
     points = np.array([[1.0, 1.0, 0.1], [1.3, 1.1, 0.1], [10.1, -3.0, 1.0]])  # two fine voxels of one coarse one
-    lidar = inputs.lidar_inputs(points, np.array([255.0, 0, 0]), np.array([0.0, 0, 1.8]), fine)
-    bins = inputs.bev_grid(fine).channels
+    intensity = np.array([255.0, 0, 0])
+    lidar = inputs.lidar_inputs(points, intensity, np.array([0.0, 0, 1.8]), fine, statistics)
+    bins = inputs.bev_grid(fine).channels if statistics else 0  # the statistics come first
+    assert lidar.bev.shape[0] == inputs.lidar_channel_count(fine, statistics)
+    np.testing.assert_array_equal(lidar.bev[:bins], bev_input(points, intensity / 255, inputs.bev_grid(fine))[:bins])
     z = inputs.coarse_grid(fine).shape[2]
     occupied_share = lidar.bev[bins:bins + z]
     coarse = inputs.coarse_grid(fine)

@@ -140,15 +140,16 @@ class OccupancyNode(NodeDefinition):
         p = self.params
         with timer.stage("pre"):
             sweep = lidar_sweep(frame, tf, p["base_frame"], p["ego_box_m"])
-            intensity = sweep.usable_rows(sweep.intensity).astype(np.float64)
+            statistics = self.network.config.bev_statistics  # the only input that reads the intensity
+            intensity = sweep.usable_rows(sweep.intensity).astype(np.float64) if statistics else None
             cameras = camera_boxes(frame, tf, p["world_frame"], invert_transform(sweep.T_base_lidar))
         volume, occupied, scores = self._learned_volume(sweep.usable_rows(sweep.points_base), intensity,
                                                         sweep.T_base_lidar[:3, 3], cameras, timer)
         with timer.stage("post"):
             return self._outputs(volume, occupied, scores, frame.stamp_ns)
 
-    def _learned_volume(self, points: np.ndarray, intensity: np.ndarray, sensor_origin: np.ndarray, cameras: list,
-                        timer: StageTimer | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def _learned_volume(self, points: np.ndarray, intensity: np.ndarray | None, sensor_origin: np.ndarray,
+                        cameras: list, timer: StageTimer | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The network's uint8 [x, y, z] label volume of one sweep (base frame), its occupied voxels (M, 3) and their
         scores (M,)."""
         from ..core.models import occfusion_inputs
@@ -158,7 +159,8 @@ class OccupancyNode(NodeDefinition):
         config = self.network.config
         with timer.stage("pre"):
             inputs, observed = occfusion_inputs.network_inputs(points, intensity, sensor_origin, cameras, self.grid,
-                                                               config.presample_points, config.camera_fusion)
+                                                               config.presample_points, config.camera_fusion,
+                                                               config.bev_statistics)
         with timer.stage("infer"):
             coarse_label, coarse_score, fine_index, fine_label, fine_score = self.network.run(
                 *(inputs[name] for name in INPUT_NAMES))

@@ -82,7 +82,7 @@ def keyframe_inputs(sample: dict, config: OccFusionConfig) -> dict[str, np.ndarr
     base = transform_points(sample["T_ego_lidar"], points[:, :3].astype(np.float64))
     cameras = sample_camera_boxes(sample, invert_transform(sample["T_ego_lidar"]))  # boxes for ego-frame points
     net_inputs, observed = inputs.network_inputs(base, points[:, 3], sample["T_ego_lidar"][:3, 3], cameras, fine,
-                                                 config.presample_points, config.camera_fusion)
+                                                 config.presample_points, config.camera_fusion, config.bev_statistics)
     fine_target = np.ascontiguousarray(sample["occupancy"].transpose(2, 1, 0)).reshape(-1)
     gt_observed = np.ascontiguousarray(sample["occupancy_observed"].transpose(2, 1, 0)).reshape(-1)
     return {**net_inputs, "fine_target": fine_target, "coarse_target": coarse_target(fine_target, fine),

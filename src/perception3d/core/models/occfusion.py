@@ -38,7 +38,7 @@ from ..classes import OCCUPANCY_CLASSES, OCCUPANCY_UNKNOWN
 from ..occupancy import OPENOCCUPANCY_RANGE
 from ..voxels import VoxelGrid
 from .bev import BevUNet
-from .occfusion_inputs import CAMERA_CHANNELS, bev_grid, coarse_grid, lidar_channel_count
+from .occfusion_inputs import CAMERA_CHANNELS, coarse_grid, lidar_channel_count
 
 OCCUPANCY_LABELS = tuple(name for label, name in OCCUPANCY_CLASSES.items() if label != OCCUPANCY_UNKNOWN)
 # child offsets (dx, dy, dz) of a coarse voxel's 8 fine voxels
@@ -57,7 +57,10 @@ class OccFusionConfig:
         class_names: output classes in label order (0 free, 1..16 lidarseg classes).
         point_cloud_range: the fine grid [xmin, ymin, zmin, xmax, ymax, zmax] in the base frame [m].
         fine_voxel_m: fine (output) voxel edge [m]; the coarse fusion grid has twice that.
-        widths, stem_stride: the BevUNet (core.models.bev).
+        widths, stem_stride, fuse_kernel: the BevUNet (core.models.bev).
+        bev_statistics: the BEV image also holds core.models.bev.bev_input's statistics (log count per height bin,
+            mean intensity, lowest and highest point) before the children shares; off, the shares alone (no
+            statistics to compute per sweep; occfusion_inputs.lidar_inputs).
         voxel_features: F, features per coarse voxel.
         camera_fusion: False trains the same network with zero camera evidence (LiDAR only).
         presample_points: N points pre-sampled per non-empty coarse voxel where the camera evidence is read; 0 reads
@@ -74,12 +77,14 @@ class OccFusionConfig:
     fine_voxel_m: float = 0.4
     widths: tuple[int, ...] = (16, 32, 48)
     stem_stride: int = 2
+    fuse_kernel: int = 1
+    bev_statistics: bool = False
     voxel_features: int = 16
     camera_fusion: bool = True
     presample_points: int = 0
     refine: bool = True
     refine_top_k: int = 2000
-    refine_hidden: int = 32
+    refine_hidden: int = 16
     coarse_free_keep: float = 0.05
     fine_free_keep: float = 0.5
 
@@ -94,7 +99,7 @@ class OccFusionConfig:
                               "may be 0)")
         try:
             coarse_grid(self.fine_grid)
-            lidar_channel_count(self.fine_grid)
+            lidar_channel_count(self.fine_grid, self.bev_statistics)
         except ValueError as exc:
             raise ConfigError(f"occupancy config {self}: {exc}") from exc
 
@@ -169,17 +174,19 @@ class OccFusionNet(nn.Module):
         fine = config.fine_grid
         sx, sy, sz = coarse_grid(fine).shape
         self.side, self.height, self.fine_side = sx, sz, fine.shape[0]
-        self.share_channel = bev_grid(fine).channels
         self.num_coarse = sx * sy * sz
         f, classes = config.voxel_features, len(config.class_names)
-        self.bev = BevUNet(lidar_channel_count(fine), config.widths, config.stem_stride)
+        self.bev = BevUNet(lidar_channel_count(fine, config.bev_statistics), config.widths, config.stem_stride,
+                           config.fuse_kernel)
         self.height_head = nn.Conv2d(config.widths[0], sz * f, 1)
         self.fusion = nn.Sequential(nn.Linear(f + CAMERA_CHANNELS, 32), nn.ReLU(inplace=True), nn.Linear(32, f))
         self.coarse_head = nn.Linear(f, classes)
         # input: [parent feature (F), child offset (3), child's fine occupied / free state (2)]
         self.fine_head = nn.Sequential(nn.Linear(f + 5, config.refine_hidden), nn.ReLU(inplace=True),
                                        nn.Linear(config.refine_hidden, classes))
-        self.register_buffer("child_offsets", torch.tensor(CHILD_OFFSETS, dtype=torch.int64), persistent=False)
+        # each child's fine flat index less its parent's first child's (dx + X * (dy + Y * dz), X = Y = fine side)
+        steps = [dx + self.fine_side * (dy + self.fine_side * dz) for dx, dy, dz in CHILD_OFFSETS]
+        self.register_buffer("child_steps", torch.tensor(steps, dtype=torch.int64), persistent=False)
         # the child inputs of the fine head, one row per child code (child_voxels): offset - 0.5, occupied, free
         offset = torch.tensor(CHILD_OFFSETS, dtype=torch.float32).repeat_interleave(4, dim=0) - 0.5
         state = torch.tensor([[0.0, 0.0], [0.0, 1.0], [1.0, 0.0], [1.0, 1.0]]).repeat(len(CHILD_OFFSETS), 1)
@@ -224,9 +231,10 @@ class OccFusionNet(nn.Module):
 
     def observed_parents(self, bev: torch.Tensor) -> torch.Tensor:
         """(N,) bool: coarse voxels with a fine child hit or crossed by a ray, from the BEV image's children shares
-        (occfusion_inputs.lidar_inputs: occupied then free share per coarse height bin, > 0 iff a child is)."""
-        first, z = self.share_channel, self.height
-        return (bev[0, first:first + z] + bev[0, first + z:first + 2 * z]).reshape(-1) > 0
+        (occfusion_inputs.lidar_inputs: its last channels, occupied then free share per coarse height bin, > 0 iff a
+        child is)."""
+        z = self.height
+        return (bev[0, -2 * z:-z] + bev[0, -z:]).reshape(-1) > 0
 
     def refine_parents(self, occupied: torch.Tensor, score: torch.Tensor, parents: torch.Tensor) -> torch.Tensor:
         """The given parents (R,) + the refine_top_k most uncertain (1 - score) voxels among the others predicted
@@ -251,13 +259,11 @@ class OccFusionNet(nn.Module):
         (fine voxels,): 0 unobserved, 1 free, 2 occupied, i.e. 2 * occupied + free (occfusion_inputs.lidar_inputs),
         any dtype (the node's is uint8)."""
         s, fs = self.side, self.fine_side
-        px, py, pz = parents % s, (parents // s) % s, parents // (s * s)
-        o = self.child_offsets
-        cx = (2 * px).unsqueeze(1) + o[:, 0]
-        cy = (2 * py).unsqueeze(1) + o[:, 1]
-        cz = (2 * pz).unsqueeze(1) + o[:, 2]
-        fine_index = cx + fs * (cy + fs * cz)
-        return fine_index, fine_observation[fine_index]
+        first = 2 * (parents % s + fs * ((parents // s) % s + fs * (parents // (s * s))))  # the (0, 0, 0) child
+        # CHILD_OFFSETS pairs the children along x, neighbours in flat order: their observations are read as rows
+        # of 2 (half the gathered indices, each costing onnxruntime about the same)
+        pairs = fine_observation.reshape(-1, 2)[(first // 2).unsqueeze(1) + self.child_steps[::2] // 2]
+        return first.unsqueeze(1) + self.child_steps, pairs.reshape(-1, len(CHILD_OFFSETS))
 
     def child_codes(self, observation: torch.Tensor) -> torch.Tensor:
         """(P, 8) int64 rows of child_inputs, offset * 4 + observation, of the children's observations (P, 8)

@@ -22,7 +22,7 @@ def export_occupancy(checkpoint: Path, out: Path, example: dict | None = None) -
         config = model.config
         points = np.array([[5.0, 0.0, 0.0], [10.0, 2.0, 0.5], [20.0, -3.0, 1.0], [-8.0, 4.0, -1.0]])
         example, _ = network_inputs(points, np.zeros(len(points)), np.zeros(3), [], config.fine_grid,
-                                    config.presample_points, config.camera_fusion)
+                                    config.presample_points, config.camera_fusion, config.bev_statistics)
     inputs = tuple(torch.from_numpy(np.asarray(example[k])) for k in INPUT_NAMES)
     dynamic = {"observed_index": {0: "observed"}, "fused_rows": {0: "voxels"}, "camera": {0: "voxels"},
                "parent_rows": {0: "parents"}, **{name: {0: "observed"} for name in OUTPUT_NAMES[:2]},

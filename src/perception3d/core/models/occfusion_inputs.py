@@ -6,9 +6,10 @@ Two grids in the base frame: the fine (output) grid is the node's VoxelGrid (def
 image of the network with its height folded into channels. Flat voxel indices of both follow the message order
 x + X * (y + Y * z) (core.voxels), which is the C order of a (Z, Y, X) array: BEV rows are y, columns x.
 
-- `lidar_inputs`: the BEV image (core.models.bev.bev_input at the coarse grid: log point count per coarse height bin,
-  intensity, lowest and highest point; then per coarse height bin the share of its 8 fine voxels holding a return
-  and the share the rays cross, core.occupancy.free_voxels) and what the sweep observed of each fine voxel.
+- `lidar_inputs`: the BEV image (with statistics: core.models.bev.bev_input at the coarse grid, log point count per
+  coarse height bin, intensity, lowest and highest point; then, always its last channels, per coarse height bin the
+  share of its 8 fine voxels holding a return and the share the rays cross, core.occupancy.free_voxels) and what the
+  sweep observed of each fine voxel.
 - `camera_evidence`: OccFusion's depth-free fusion input. Points in the non-empty coarse voxels (`fused_voxels`: N
   pre-sampled per voxel, core.occupancy.presample_voxels, or the voxel centre alone) are projected into each camera;
   only the cameras that see a point (in front, inside the image) contribute. The image feature is each camera's 2D
@@ -67,14 +68,16 @@ def bev_grid(fine: VoxelGrid) -> BevGrid:
                    coarse.shape[2])
 
 
-def lidar_channel_count(fine: VoxelGrid) -> int:
-    return bev_grid(fine).channels + 2 * coarse_grid(fine).shape[2]
+def lidar_channel_count(fine: VoxelGrid, statistics: bool) -> int:
+    """Channels of lidar_inputs' BEV image, with or without bev_input's statistics."""
+    return (bev_grid(fine).channels if statistics else 0) + 2 * coarse_grid(fine).shape[2]
 
 
-def lidar_inputs(points_base: np.ndarray, intensity: np.ndarray, sensor_origin: np.ndarray, fine: VoxelGrid,
-                 binned: tuple[np.ndarray, np.ndarray] | None = None) -> LidarInputs:
-    """The LiDAR inputs of one sweep: points (N, 3) in the base frame [m], intensity (N,) on the 0-255 scale,
-    sensor_origin (3,) [m] (module docstring); binned: fine.voxel_indices(points) when the caller has it."""
+def lidar_inputs(points_base: np.ndarray, intensity: np.ndarray | None, sensor_origin: np.ndarray, fine: VoxelGrid,
+                 statistics: bool, binned: tuple[np.ndarray, np.ndarray] | None = None) -> LidarInputs:
+    """The LiDAR inputs of one sweep: points (N, 3) in the base frame [m], intensity (N,) on the 0-255 scale (read
+    only with statistics: None without), sensor_origin (3,) [m] (module docstring); binned:
+    fine.voxel_indices(points) when the caller has it."""
     points = np.asarray(points_base, dtype=np.float64).reshape(-1, 3)
     idx, inside = fine.voxel_indices(points) if binned is None else binned
     hit = fine.flat_index(np.compress(inside, idx, axis=0))
@@ -82,10 +85,13 @@ def lidar_inputs(points_base: np.ndarray, intensity: np.ndarray, sensor_origin: 
     occupied[hit] = True
     observation = free_voxels(points, fine, sensor_origin, 0.5 * fine.resolution).view(np.uint8)  # 1: crossed
     observation[hit] = 2  # hit (crossed or not: a scatter, where a boolean comparison of the grids costs 4x more)
-    bev = bev_input(points, np.asarray(intensity, dtype=np.float32) / np.float32(255.0), bev_grid(fine))
     occupied_share = children_share(occupied, fine)
     free_share = children_share(observation, fine) - 2 * occupied_share  # the sum of 2 * occupied + free
-    return LidarInputs(np.concatenate([bev, occupied_share, free_share]), observation, observation > 0)
+    channels = [occupied_share, free_share]
+    if statistics:
+        channels.insert(0, bev_input(points, np.asarray(intensity, dtype=np.float32) / np.float32(255.0),
+                                     bev_grid(fine)))
+    return LidarInputs(np.concatenate(channels), observation, observation > 0)
 
 
 def children_share(values: np.ndarray, fine: VoxelGrid) -> np.ndarray:
@@ -170,24 +176,26 @@ def _mean_reads(samples: np.ndarray, cameras: Sequence[CameraBoxes], scale: np.n
 
 
 def fused_voxels(points_base: np.ndarray, cameras: Sequence[CameraBoxes], fine: VoxelGrid, num_points: int,
-                 use_cameras: bool, seed: int = 0,
-                 binned: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray]:
+                 use_cameras: bool, seed: int = 0, binned: tuple[np.ndarray, np.ndarray] | None = None,
+                 holding: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(flat coarse indices (V,) int64 of the non-empty coarse voxels, sorted; their camera evidence
     (V, CAMERA_CHANNELS)); evidence is all zero with use_cameras False (the LiDAR-only network).
 
     num_points > 0: the evidence is read at that many points pre-sampled per voxel (presample_voxels: a farthest
     point sampling of its returns, filled uniformly inside it); 0: at the voxel centre alone (no sampling and no sort
     of the sweep). binned: fine.voxel_indices(points_base) when the caller has it (a coarse voxel's index is its
-    children's halved: the coarse edge is exactly twice the fine one, so the floors agree)."""
+    children's halved: the coarse edge is exactly twice the fine one, so the floors agree); holding: the coarse
+    voxels holding returns ((Z, Y, X) bool, lidar_inputs' occupied shares > 0) when the caller has them."""
     grid = coarse_grid(fine)
     idx, inside = fine.voxel_indices(points_base) if binned is None else binned
     if num_points:
         voxels, samples, _ = presample_voxels(points_base, grid, num_points, seed, (idx >> 1, inside))
         index = grid.flat_index(voxels)
     else:
-        non_empty = np.zeros(grid.num_voxels, dtype=bool)
-        non_empty[grid.flat_index(np.compress(inside, idx, axis=0) >> 1)] = True
-        index = np.flatnonzero(non_empty)
+        if holding is None:
+            holding = np.zeros(grid.num_voxels, dtype=bool)
+            holding[grid.flat_index(np.compress(inside, idx, axis=0) >> 1)] = True
+        index = np.flatnonzero(holding)
         voxels = grid.indices_of(index)
         samples = grid.centers(voxels)[:, None]
     if not use_cameras or not len(index):
@@ -196,24 +204,23 @@ def fused_voxels(points_base: np.ndarray, cameras: Sequence[CameraBoxes], fine: 
     return index, camera_evidence(samples, cameras, spheres)
 
 
-def lidar_parents(fused_index: np.ndarray, fine: VoxelGrid) -> np.ndarray:
-    """Sorted unique flat coarse indices of the voxels holding returns and their upper and lower neighbours."""
-    grid = coarse_grid(fine)
-    sx, sy, sz = grid.shape
-    z = fused_index // (sx * sy)
-    layer = sx * sy
-    neighbours = [fused_index, (fused_index - layer)[z > 0], (fused_index + layer)[z < sz - 1]]
-    return np.unique(np.concatenate(neighbours)).astype(np.int64)
+def lidar_parents(holding: np.ndarray) -> np.ndarray:
+    """Sorted flat coarse indices of the voxels holding returns (holding: (Z, Y, X) bool over the coarse grid) and of
+    their upper and lower neighbours."""
+    parents = holding.copy()
+    parents[1:] |= holding[:-1]
+    parents[:-1] |= holding[1:]
+    return np.flatnonzero(parents)
 
 
 def observed_rows(lidar: LidarInputs, fine: VoxelGrid, fused_index: np.ndarray,
                   parents: np.ndarray) -> dict[str, np.ndarray]:
-    """OccFusionNet.infer's view of the observed coarse voxels (a fine child hit or crossed: its children shares in
-    the BEV image > 0): observed_index (M,) their sorted flat indices; height_end (Z,) the end of each height bin's
-    rows among them; fused_rows (V,) the rows of the fused voxels (all observed: they hold returns); parent_rows the
-    rows of the observed ones among the sorted flat indices parents (lidar_parents)."""
-    first, z = bev_grid(fine).channels, coarse_grid(fine).shape[2]
-    shares = lidar.bev[first:first + 2 * z]
+    """OccFusionNet.infer's view of the observed coarse voxels (a fine child hit or crossed: its children shares, the
+    BEV image's last channels, > 0): observed_index (M,) their sorted flat indices; height_end (Z,) the end of each
+    height bin's rows among them; fused_rows (V,) the rows of the fused voxels (all observed: they hold returns);
+    parent_rows the rows of the observed ones among the sorted flat indices parents (lidar_parents)."""
+    z = coarse_grid(fine).shape[2]
+    shares = lidar.bev[-2 * z:]
     observed_index = np.flatnonzero((shares[:z] + shares[z:]).reshape(-1) > 0)
     layer = shares.shape[1] * shares.shape[2]
     rows = np.searchsorted(observed_index, parents)
@@ -225,16 +232,19 @@ def observed_rows(lidar: LidarInputs, fine: VoxelGrid, fused_index: np.ndarray,
             "parent_rows": rows[hit].astype(np.int64)}
 
 
-def network_inputs(points_base: np.ndarray, intensity: np.ndarray, sensor_origin: np.ndarray,
+def network_inputs(points_base: np.ndarray, intensity: np.ndarray | None, sensor_origin: np.ndarray,
                    cameras: Sequence[CameraBoxes], fine: VoxelGrid, presample_points: int, use_cameras: bool,
-                   seed: int = 0) -> tuple[dict[str, np.ndarray], np.ndarray]:
+                   bev_statistics: bool, seed: int = 0) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """The network's inputs by name (core.models.occfusion TRAINING_INPUTS and INPUT_NAMES; batchless except bev) of
-    one sweep, and its observed fine voxels mask (flat order)."""
+    one sweep, and its observed fine voxels mask (flat order); presample_points, use_cameras, bev_statistics: the
+    model's config (OccFusionConfig's presample_points, camera_fusion, bev_statistics)."""
     points = np.asarray(points_base, dtype=np.float64).reshape(-1, 3)
     binned = fine.voxel_indices(points)  # once for both
-    lidar = lidar_inputs(points, intensity, sensor_origin, fine, binned)
-    fused_index, camera = fused_voxels(points, cameras, fine, presample_points, use_cameras, seed, binned)
-    parents = lidar_parents(fused_index, fine)
+    lidar = lidar_inputs(points, intensity, sensor_origin, fine, bev_statistics, binned)
+    z = coarse_grid(fine).shape[2]
+    holding = lidar.bev[-2 * z:-z] > 0  # the occupied shares
+    fused_index, camera = fused_voxels(points, cameras, fine, presample_points, use_cameras, seed, binned, holding)
+    parents = lidar_parents(holding)
     inputs = {"bev": lidar.bev[None], "fused_index": fused_index, "camera": camera, "lidar_parents": parents,
               "fine_observation": lidar.fine_observation, **observed_rows(lidar, fine, fused_index, parents)}
     return inputs, lidar.observed
