@@ -24,6 +24,7 @@ from nuscenes.eval.detection.evaluate import DetectionEval
 from world_v2_placement import box_yaw, nearest_predictions
 from world_v2_scores import SPLIT
 
+from perception3d.core.boxes import points_in_box
 from perception3d.core.geometry import transform_points
 from perception3d.data.nuscenes_io import data_path, ego_pose, open_nuscenes, read_lidar_points, sensor_extrinsics
 
@@ -37,12 +38,10 @@ def returns_by_height(nusc, sample_token: str, box) -> tuple[int, int]:
     """(returns at body height, returns above it) of the keyframe sweep inside a devkit box (5 cm margin)."""
     record = nusc.get("sample_data", nusc.get("sample", sample_token)["data"]["LIDAR_TOP"])
     points = read_lidar_points(data_path(nusc, record))[:, :3]
-    p = transform_points(ego_pose(nusc, record) @ sensor_extrinsics(nusc, record), points) - np.array(box.translation)
-    yaw = box_yaw(box)
-    x, y = p[:, 0] * np.cos(yaw) + p[:, 1] * np.sin(yaw), -p[:, 0] * np.sin(yaw) + p[:, 1] * np.cos(yaw)
-    w, length, h = box.size
-    inside = (np.abs(x) <= length / 2 + 0.05) & (np.abs(y) <= w / 2 + 0.05) & (np.abs(p[:, 2]) <= h / 2 + 0.05)
-    body = p[inside, 2] < BODY_TOP_FRACTION * h
+    world = transform_points(ego_pose(nusc, record) @ sensor_extrinsics(nusc, record), points)
+    w, length, h = box.size  # devkit sizes are (w, l, h)
+    inside = points_in_box(world, box.translation, (length, w, h), box_yaw(box), margin=0.05)
+    body = world[inside, 2] - box.translation[2] < BODY_TOP_FRACTION * h
     return int(body.sum()), int((~body).sum())
 
 
