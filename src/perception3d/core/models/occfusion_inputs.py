@@ -49,6 +49,12 @@ class LidarInputs:
     fine_observation: np.ndarray
     observed: np.ndarray
 
+    def shares(self, fine: VoxelGrid) -> tuple[np.ndarray, np.ndarray]:
+        """(occupied, crossed) (Z, S, S) views: per coarse voxel the share of its fine voxels holding a return and
+        the share the rays cross, the BEV image's last 2 Z channels (lidar_inputs)."""
+        z = coarse_grid(fine).shape[2]
+        return self.bev[-2 * z:-z], self.bev[-z:]
+
 
 def coarse_grid(fine: VoxelGrid) -> VoxelGrid:
     """The fusion grid: same origin, voxels twice as large (the fine shape must be even)."""
@@ -219,10 +225,9 @@ def observed_rows(lidar: LidarInputs, fine: VoxelGrid, fused_index: np.ndarray,
     BEV image's last channels, > 0): observed_index (M,) their sorted flat indices; height_end (Z,) the end of each
     height bin's rows among them; fused_rows (V,) the rows of the fused voxels (all observed: they hold returns);
     parent_rows the rows of the observed ones among the sorted flat indices parents (lidar_parents)."""
-    z = coarse_grid(fine).shape[2]
-    shares = lidar.bev[-2 * z:]
-    observed_index = np.flatnonzero((shares[:z] + shares[z:]).reshape(-1) > 0)
-    layer = shares.shape[1] * shares.shape[2]
+    occupied, crossed = lidar.shares(fine)
+    observed_index = np.flatnonzero((occupied + crossed).reshape(-1) > 0)
+    z, layer = occupied.shape[0], occupied.shape[1] * occupied.shape[2]
     rows = np.searchsorted(observed_index, parents)
     hit = rows < len(observed_index)
     hit[hit] = observed_index[rows[hit]] == parents[hit]
@@ -241,8 +246,7 @@ def network_inputs(points_base: np.ndarray, intensity: np.ndarray | None, sensor
     points = np.asarray(points_base, dtype=np.float64).reshape(-1, 3)
     binned = fine.voxel_indices(points)  # once for both
     lidar = lidar_inputs(points, intensity, sensor_origin, fine, bev_statistics, binned)
-    z = coarse_grid(fine).shape[2]
-    holding = lidar.bev[-2 * z:-z] > 0  # the occupied shares
+    holding = lidar.shares(fine)[0] > 0
     fused_index, camera = fused_voxels(points, cameras, fine, presample_points, use_cameras, seed, binned, holding)
     parents = lidar_parents(holding)
     inputs = {"bev": lidar.bev[None], "fused_index": fused_index, "camera": camera, "lidar_parents": parents,
