@@ -87,6 +87,7 @@ def step_latency(args: tuple, onnx_file: str) -> dict[str, float]:
     binned = grid.voxel_indices(points)
     inputs, observed = occfusion_inputs.network_inputs(*args)
     lidar = occfusion_inputs.lidar_inputs(points, intensity, origin, grid, statistics, binned)
+    holding = lidar.shares(grid)[0] > 0  # the coarse voxels holding returns, as network_inputs passes them on
     session = onnx_session(Path(onnx_file), RunnerOptions(device="cpu", threads=1))
     feed = {i.name: inputs[i.name] for i in session.get_inputs()}
     label, score, fine_index, fine_label, fine_score = session.run(None, feed)
@@ -99,12 +100,12 @@ def step_latency(args: tuple, onnx_file: str) -> dict[str, float]:
         "  voxel indices of the sweep": lambda: grid.voxel_indices(points),
         "  LiDAR inputs (lidar_inputs, ray casting included)":
             lambda: occfusion_inputs.lidar_inputs(points, intensity, origin, grid, statistics, binned),
-        "    of which BEV statistics (bev_input)":
-            lambda: bev_input(points, intensity / 255, occfusion_inputs.bev_grid(grid)) if statistics else None,
+        "    of which BEV statistics (bev_input)":  # only when the model reads them
+            (lambda: bev_input(points, intensity / 255, occfusion_inputs.bev_grid(grid))) if statistics else None,
         "  fused voxels and camera evidence (fused_voxels)": lambda: occfusion_inputs.fused_voxels(
-            points, cameras, grid, presample_points, use_cameras, 0, binned),
-        "    of which pre-sampling (presample_voxels)": lambda: presample_voxels(points, coarse, presample_points)
-            if presample_points else None,
+            points, cameras, grid, presample_points, use_cameras, 0, binned, holding),
+        "    of which pre-sampling (presample_voxels)":  # only when the model pre-samples
+            (lambda: presample_voxels(points, coarse, presample_points)) if presample_points else None,
         "    of which detection maps": lambda: detection_maps(cameras),
         "  observed rows (observed_rows)": lambda: occfusion_inputs.observed_rows(
             lidar, grid, inputs["fused_index"], inputs["lidar_parents"]),
@@ -115,7 +116,7 @@ def step_latency(args: tuple, onnx_file: str) -> dict[str, float]:
         "voxel scores (of the occupied, as the node asks)": lambda: occfusion_inputs.voxel_scores(
             occupied, observed_index, score, fine_index[fine_label > 0], fine_score[fine_label > 0], grid),
     }
-    return {name: 1e3 * min(timeit.repeat(fn, number=1, repeat=30)) for name, fn in steps.items()}
+    return {name: 1e3 * min(timeit.repeat(fn, number=1, repeat=30)) for name, fn in steps.items() if fn is not None}
 
 
 def main() -> None:
