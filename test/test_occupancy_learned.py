@@ -187,6 +187,11 @@ def test_without_pre_sampling_the_evidence_is_read_at_the_non_empty_voxels_centr
     reference = reference_camera_evidence(coarse.centers(voxels)[:, None], [front])
     assert 0 < reference[:, -1].sum() < len(index) and reference[:, car].max() > 0
     np.testing.assert_allclose(evidence, reference, rtol=1e-6, atol=1e-7)
+    # network_inputs passes the voxels holding returns from lidar_inputs' occupied shares: the same voxels
+    lidar = inputs.lidar_inputs(points, None, np.zeros(3), fine, False)
+    held_index, held_evidence = inputs.fused_voxels(points, [front], fine, 0, True, holding=lidar.shares(fine)[0] > 0)
+    np.testing.assert_array_equal(held_index, index)
+    np.testing.assert_array_equal(held_evidence, evidence)
 
 
 def test_voxel_indices_of_flat_indices_invert_flat_index():
