@@ -148,3 +148,34 @@ def test_each_anchor_stands_on_a_lifted_box_edge():
                 if np.allclose([bottom[0], top[0], top[1], bottom[1]], [x_edge, x_edge, box[1], box[3]], atol=1e-6):
                     found = found or np.isclose(extreme, x_edge, atol=1e-6)
         assert found
+
+
+def test_float32_floor_keeps_float64_threshold_comparisons():
+    rng = np.random.default_rng(3)
+    x = np.concatenate([rng.uniform(-2, 2, 2000), rng.uniform(0, 1, 2000).astype(np.float32), [0.0, -0.0, 0.9, 0.98,
+                        1e-40, 3e38, -3e38, np.inf, -np.inf]])
+    f = qaf2d._float32_floor(x)
+    assert f.dtype == np.float32
+    assert np.all(f.astype(np.float64) <= x)  # the largest float32 <= x: the next one up is above x
+    finite = np.isfinite(x)
+    assert np.all(np.nextafter(f[finite], np.float32(np.inf)).astype(np.float64) > x[finite])
+    # A float32 value passes the float32 comparison exactly when it passes the float64 one.
+    v = np.concatenate([f, np.nextafter(f, np.float32(np.inf)), np.nextafter(f, np.float32(-np.inf)),
+                        x.astype(np.float32)])
+    xx = np.tile(x, 4)
+    assert np.array_equal(v > xx, v > np.tile(f, 4))
+
+
+def test_corner_offsets_match_the_direct_formulas():
+    # Per placement k: width side at side_k w (-sin t, -cos t) in (x, z), far face at l (cos t, -sin t).
+    sizes = qaf2d.size_range("truck")
+    off_x, off_z = qaf2d._corner_offsets(sizes.width, sizes.length)
+    grid = sizes.size_grid()
+    for k in range(2 * len(qaf2d.YAW_CANDIDATES)):
+        t = qaf2d.YAW_CANDIDATES[k % 24]
+        side_w = (1.0 if k < 24 else -1.0) * grid[:, 0]
+        wx, wz = -np.sin(t) * side_w, -np.cos(t) * side_w
+        lx, lz = np.cos(t) * grid[:, 1], -np.sin(t) * grid[:, 1]
+        np.testing.assert_allclose(off_x[:, k], np.float32([wx, lx, wx + lx]), atol=1e-6)
+        np.testing.assert_allclose(off_z[:, k], np.float32([wz, lz, wz + lz]), atol=1e-6)
+    assert off_x.dtype == np.float32 and not off_x.flags.writeable
