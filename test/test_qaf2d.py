@@ -179,3 +179,27 @@ def test_corner_offsets_match_the_direct_formulas():
         np.testing.assert_allclose(off_x[:, k], np.float32([wx, lx, wx + lx]), atol=1e-6)
         np.testing.assert_allclose(off_z[:, k], np.float32([wz, lz, wz + lz]), atol=1e-6)
     assert off_x.dtype == np.float32 and not off_x.flags.writeable
+
+
+@pytest.mark.parametrize("top_k_per_yaw", [False, True])
+def test_mixed_classes_match_one_class_at_a_time(top_k_per_yaw):
+    # All classes are searched in one pass: the same anchors, in the same order, as class by class.
+    rng = np.random.default_rng(5)
+    x0 = rng.uniform(-50, 1500, (30, 2)) * [1, 0.55]
+    boxes = np.hstack([x0, x0 + rng.uniform(20, 400, (30, 2))])
+    classes = rng.choice(["car", "pedestrian", "truck", "barrier", "no_such_class"], 30)
+    threshold = rng.uniform(0.6, 0.9, 30)
+    every = qaf2d.lift_boxes(boxes, classes, CAMERA, T_BASE_CAM, threshold, 3, top_k_per_yaw=top_k_per_yaw)
+    parts = []
+    for name in dict.fromkeys(classes):
+        index = np.flatnonzero(classes == name)
+        part = qaf2d.lift_boxes(boxes[index], classes[index], CAMERA, T_BASE_CAM, threshold[index], 3,
+                                top_k_per_yaw=top_k_per_yaw)
+        part.box_index = index[part.box_index]
+        parts.append(part)
+    fields = ("box_index", "centers", "sizes_lwh", "yaws", "ious", "centers_cam", "ry")
+    merged = {f: np.concatenate([getattr(p, f) for p in parts]) for f in fields}
+    order = np.lexsort((-merged["ious"], merged["box_index"]))
+    assert len(every) > 50 and len(np.unique(every.box_index)) > 20
+    for f in fields:
+        assert np.array_equal(getattr(every, f), merged[f][order])
