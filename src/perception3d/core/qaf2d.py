@@ -174,7 +174,7 @@ def lift_boxes_multi(boxes_xyxy: np.ndarray, class_ids, camera_index: np.ndarray
         return Anchors(np.zeros(0, dtype=np.int64), np.zeros((0, 3)), np.zeros((0, 3)), np.zeros(0),
                        np.zeros(0), np.zeros((0, 3)), np.zeros(0))
     merged["box_index"] = perm[merged["box_index"]]
-    order = np.lexsort((-merged["iou"], merged["box_index"]))
+    order = np.argsort(2.0 * merged["box_index"] - merged["iou"], kind="stable")  # by box, then IoU descending
     merged = {k: v[order] for k, v in merged.items()}
     centers_cam = merged["center_cam"]
     T_anchor = T[merged["box_index"]]
