@@ -148,3 +148,58 @@ def test_each_anchor_stands_on_a_lifted_box_edge():
                 if np.allclose([bottom[0], top[0], top[1], bottom[1]], [x_edge, x_edge, box[1], box[3]], atol=1e-6):
                     found = found or np.isclose(extreme, x_edge, atol=1e-6)
         assert found
+
+
+def test_float32_floor_keeps_float64_threshold_comparisons():
+    rng = np.random.default_rng(3)
+    x = np.concatenate([rng.uniform(-2, 2, 2000), rng.uniform(0, 1, 2000).astype(np.float32), [0.0, -0.0, 0.9, 0.98,
+                        1e-40, 3e38, -3e38, np.inf, -np.inf]])
+    f = qaf2d._float32_floor(x)
+    assert f.dtype == np.float32
+    assert np.all(f.astype(np.float64) <= x)  # the largest float32 <= x: the next one up is above x
+    finite = np.isfinite(x)
+    assert np.all(np.nextafter(f[finite], np.float32(np.inf)).astype(np.float64) > x[finite])
+    # A float32 value passes the float32 comparison exactly when it passes the float64 one.
+    v = np.concatenate([f, np.nextafter(f, np.float32(np.inf)), np.nextafter(f, np.float32(-np.inf)),
+                        x.astype(np.float32)])
+    xx = np.tile(x, 4)
+    assert np.array_equal(v > xx, v > np.tile(f, 4))
+
+
+def test_corner_offsets_match_the_direct_formulas():
+    # Per placement k: width side at side_k w (-sin t, -cos t) in (x, z), far face at l (cos t, -sin t).
+    sizes = qaf2d.size_range("truck")
+    off_x, off_z = qaf2d._corner_offsets(sizes.width, sizes.length)
+    grid = sizes.size_grid()
+    for k in range(2 * len(qaf2d.YAW_CANDIDATES)):
+        t = qaf2d.YAW_CANDIDATES[k % 24]
+        side_w = (1.0 if k < 24 else -1.0) * grid[:, 0]
+        wx, wz = -np.sin(t) * side_w, -np.cos(t) * side_w
+        lx, lz = np.cos(t) * grid[:, 1], -np.sin(t) * grid[:, 1]
+        np.testing.assert_allclose(off_x[:, k], np.float32([wx, lx, wx + lx]), atol=1e-6)
+        np.testing.assert_allclose(off_z[:, k], np.float32([wz, lz, wz + lz]), atol=1e-6)
+    assert off_x.dtype == np.float32 and not off_x.flags.writeable
+
+
+@pytest.mark.parametrize("top_k_per_yaw", [False, True])
+def test_mixed_classes_match_one_class_at_a_time(top_k_per_yaw):
+    # All classes are searched in one pass: the same anchors, in the same order, as class by class.
+    rng = np.random.default_rng(5)
+    x0 = rng.uniform(-50, 1500, (30, 2)) * [1, 0.55]
+    boxes = np.hstack([x0, x0 + rng.uniform(20, 400, (30, 2))])
+    classes = rng.choice(["car", "pedestrian", "truck", "barrier", "no_such_class"], 30)
+    threshold = rng.uniform(0.6, 0.9, 30)
+    every = qaf2d.lift_boxes(boxes, classes, CAMERA, T_BASE_CAM, threshold, 3, top_k_per_yaw=top_k_per_yaw)
+    parts = []
+    for name in dict.fromkeys(classes):
+        index = np.flatnonzero(classes == name)
+        part = qaf2d.lift_boxes(boxes[index], classes[index], CAMERA, T_BASE_CAM, threshold[index], 3,
+                                top_k_per_yaw=top_k_per_yaw)
+        part.box_index = index[part.box_index]
+        parts.append(part)
+    fields = ("box_index", "centers", "sizes_lwh", "yaws", "ious", "centers_cam", "ry")
+    merged = {f: np.concatenate([getattr(p, f) for p in parts]) for f in fields}
+    order = np.lexsort((-merged["ious"], merged["box_index"]))
+    assert len(every) > 50 and len(np.unique(every.box_index)) > 20
+    for f in fields:
+        assert np.array_equal(getattr(every, f), merged[f][order])

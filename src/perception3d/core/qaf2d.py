@@ -15,10 +15,11 @@ For each 2D box (x0, y0, x1, y1) of class c in one camera:
    projection and the detection box are both clipped to the image and their IoU must exceed `iou_threshold`
    (0.98 reproduces the paper; 0.9 suits noisy boxes); the best `top_k` per 2D box are kept.
 
-Speed: all boxes of a class (of any number of cameras, `lift_boxes_multi`) are searched in one vectorised pass
-in normalised image coordinates and float32 (the kept anchors' IoU is recomputed exactly in float64), and
-candidates whose lifted edge is not the extreme corner on its side of their own box are dropped before the
-sizes are expanded (they cannot produce the edge they were lifted from; edges on the image border are exempt).
+Speed: all boxes (of any number of cameras and classes, `lift_boxes_multi`) are searched in one vectorised pass
+(each class's size grid expanded class by class) in normalised image coordinates and float32 (the kept anchors'
+boxes are rebuilt in float64; their IoU is the search's), and candidates whose lifted edge is not the extreme
+corner on its side of their own box are dropped before the sizes are expanded (they cannot produce the edge they
+were lifted from; edges on the image border are exempt).
 
 The heading convention is the same as core.km3d (`ry`): the box length axis points along (cos t, 0, -sin t) in
 the camera frame. Output boxes are expressed in a target frame (e.g. LIDAR_TOP) through T_target_cam; the yaw is
@@ -151,7 +152,7 @@ def lift_boxes_multi(boxes_xyxy: np.ndarray, class_ids, camera_index: np.ndarray
                      depth_windows: np.ndarray | None = None, yaw_masks: np.ndarray | None = None,
                      top_k_per_yaw: bool = False) -> Anchors:
     """`lift_boxes` for the boxes of several cameras at once (box b belongs to cameras[camera_index[b]], whose
-    optical frame maps to the output frame by T_target_cams[camera_index[b]]); one pass per class."""
+    optical frame maps to the output frame by T_target_cams[camera_index[b]]); one pass for all."""
     boxes = np.asarray(boxes_xyxy, dtype=np.float64).reshape(-1, 4)
     n = len(boxes)
     classes = np.asarray(list(class_ids), dtype=object).reshape(n)
@@ -162,20 +163,18 @@ def lift_boxes_multi(boxes_xyxy: np.ndarray, class_ids, camera_index: np.ndarray
     windows = None if depth_windows is None else np.asarray(depth_windows, dtype=np.float64)
     yaws = None if yaw_masks is None else np.asarray(yaw_masks, dtype=bool).reshape(n, -1)
     thresholds = np.broadcast_to(np.asarray(iou_threshold, dtype=np.float64), (n,))
-    parts = []
-    for name in dict.fromkeys(classes.tolist()):
-        index = np.flatnonzero(classes == name)
-        part = _lift_class(norm[index], clipped[index], limits[index], size_range(name), thresholds[index], top_k,
-                           None if windows is None else windows[index], None if yaws is None else yaws[index],
-                           top_k_per_yaw)
-        if part is not None:
-            part["box_index"] = index[part["box_index"]]
-            parts.append(part)
-    if not parts:
+    # The boxes of each class made consecutive (classes in order of first appearance), searched in one pass.
+    members = [np.flatnonzero(classes == name) for name in dict.fromkeys(classes.tolist())]
+    perm = np.concatenate(members) if n else np.zeros(0, dtype=np.int64)
+    merged = None if n == 0 else _lift_classes(
+        norm[perm], clipped[perm], limits[perm], [size_range(classes[m[0]]) for m in members],
+        [len(m) for m in members], thresholds[perm], top_k, None if windows is None else windows[perm],
+        None if yaws is None else yaws[perm], top_k_per_yaw)
+    if merged is None:
         return Anchors(np.zeros(0, dtype=np.int64), np.zeros((0, 3)), np.zeros((0, 3)), np.zeros(0),
                        np.zeros(0), np.zeros((0, 3)), np.zeros(0))
-    merged = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
-    order = np.lexsort((-merged["iou"], merged["box_index"]))
+    merged["box_index"] = perm[merged["box_index"]]
+    order = np.argsort(2.0 * merged["box_index"] - merged["iou"], kind="stable")  # by box, then IoU descending
     merged = {k: v[order] for k, v in merged.items()}
     centers_cam = merged["center_cam"]
     T_anchor = T[merged["box_index"]]
@@ -206,121 +205,107 @@ def normalise_boxes(boxes_xyxy: np.ndarray, camera_index: np.ndarray,
     return norm, clipped, limits
 
 
-def _lift_class(norm: np.ndarray, clipped: np.ndarray, limits: np.ndarray, sizes: SizeRange,
-                iou_threshold: np.ndarray, top_k: int, windows: np.ndarray | None, yaw_masks: np.ndarray | None,
-                top_k_per_yaw: bool) -> dict[str, np.ndarray] | None:
-    """Candidates of boxes sharing one size range; returns the kept anchors or None.
+def _lift_classes(norm: np.ndarray, clipped: np.ndarray, limits: np.ndarray, ranges: list[SizeRange],
+                  counts: list[int], iou_threshold: np.ndarray, top_k: int, windows: np.ndarray | None,
+                  yaw_masks: np.ndarray | None, top_k_per_yaw: bool) -> dict[str, np.ndarray] | None:
+    """Candidates of boxes grouped by size range (the first counts[0] boxes use ranges[0], the next counts[1]
+    ranges[1], ...); returns the kept anchors or None.
 
     Boxes are in normalised image coordinates (x/z, y/z): `norm` (B, 4) as detected, `clipped` (B, 4) clipped to
     the image, `limits` (B, 4) the image rectangle. IoU is invariant to the per-axis scaling by fx, fy.
     """
     depths = DEPTH_CANDIDATES_M
+    n_box, n_depth, n_yaw = len(norm), len(depths), len(YAW_CANDIDATES)
     edge_height = depths[None, :] * (norm[:, 3] - norm[:, 1])[:, None]  # (B, D) [m]
-    keep = (edge_height >= sizes.height[0]) & (edge_height <= sizes.height[1])
+    height = np.repeat([r.height for r in ranges], counts, axis=0)  # (B, min/max) [m]
+    keep = (edge_height >= height[:, 0:1]) & (edge_height <= height[:, 1:2])
     keep = np.repeat(keep[:, None, :], 2, axis=1)  # (B, edge, D): edge 0 = left (x0), 1 = right (x1)
     if windows is not None:
         w = windows if windows.ndim == 3 else np.repeat(windows[:, None, :], 2, axis=1)
         lo = np.where(np.isnan(w[..., 0]), -np.inf, w[..., 0])
         hi = np.where(np.isnan(w[..., 1]), np.inf, w[..., 1])
         keep &= (depths >= lo[..., None]) & (depths <= hi[..., None])
-    n_yaw = len(YAW_CANDIDATES)
     # Placements: heading index k < 24 puts the width side at +w a(theta) (the release's placement), k >= 24 at
     # -w a(theta) (the mirror image, which the release cannot represent: without it half of all corner
     # configurations only fit with length and width swapped).
-    placements = np.ones((len(norm), 2 * n_yaw), dtype=bool) if yaw_masks is None else np.tile(yaw_masks, 2)
-    edge_box, edge_side, edge_depth = np.nonzero(keep)
-    row, pair_yaw = np.nonzero(placements[edge_box])  # candidate (box, edge, depth, placement)
+    placements = np.ones((n_box, 2 * n_yaw), dtype=bool) if yaw_masks is None else np.tile(yaw_masks, 2)
+    # np.nonzero in flat form (the 2-D/3-D forms cost several times more): candidate (box, edge, depth, placement).
+    edge_box, edge_rest = np.divmod(np.flatnonzero(keep), 2 * n_depth)
+    edge_side, edge_depth = np.divmod(edge_rest, n_depth)
+    row, pair_yaw = np.divmod(np.flatnonzero(placements[edge_box]), 2 * n_yaw)
     pair_box, pair_edge, pair_depth = edge_box[row], edge_side[row], edge_depth[row]
-    theta_all = np.tile(YAW_CANDIDATES, 2)
-    side_all = np.repeat([1.0, -1.0], n_yaw)
     # The lifted edge must be the box's extreme corner on its side: both adjacent corners (at +side w a(theta)
     # and +l b(theta)) must project to its right for the left edge, to its left for the right edge. The test is
     # independent of w and l, so it prunes before the size expansion (about 3 of 4 placements fail it). This
     # is exact for the candidate's own edge; the release evaluates these inconsistent candidates too.
-    z_e = DEPTH_CANDIDATES_M[pair_depth]
-    x_e = z_e * np.where(pair_edge == 0, norm[pair_box, 0], norm[pair_box, 2])
-    t, sd = theta_all[pair_yaw], side_all[pair_yaw]
-    toward = np.where(pair_edge == 0, 1.0, -1.0)
-    width_side = toward * sd * (-np.sin(t) * z_e + np.cos(t) * x_e) >= 0
-    length_side = toward * (np.cos(t) * z_e + np.sin(t) * x_e) >= 0
+    edge_u = norm[:, [0, 2]]  # (B, edge) normalised column of the vertical edges
+    z_e = depths[pair_depth]
+    x_e = z_e * edge_u[pair_box, pair_edge]
+    sin_t, cos_t = _SIN[pair_yaw], _COS[pair_yaw]
+    width_side = _TOWARD_SIDE[pair_edge, pair_yaw] * (-sin_t * z_e + cos_t * x_e) >= 0
+    length_side = _TOWARD[pair_edge] * (cos_t * z_e + sin_t * x_e) >= 0
     # An edge on the image border is where the image ends, not the object: the box may reach past it.
-    on_border = np.where(pair_edge == 0, norm[pair_box, 0] <= limits[pair_box, 0] + 1e-9,
-                         norm[pair_box, 2] >= limits[pair_box, 2] - 1e-9)
-    consistent = (width_side & length_side) | on_border
-    pair_box, pair_edge, pair_depth, pair_yaw = (pair_box[consistent], pair_edge[consistent],
-                                                 pair_depth[consistent], pair_yaw[consistent])
+    on_border = np.stack([norm[:, 0] <= limits[:, 0] + 1e-9, norm[:, 2] >= limits[:, 2] - 1e-9], axis=1)
+    consistent = np.flatnonzero((width_side & length_side) | on_border[pair_box, pair_edge])
+    # Candidates of one top-k group (box, or box and heading) made consecutive, in their enumeration order (the
+    # boxes of a size range, hence their candidates, are consecutive too).
+    row_group = pair_box * n_yaw + pair_yaw % n_yaw if top_k_per_yaw else pair_box
+    consistent = consistent[np.argsort(row_group[consistent], kind="stable")]
+    pair_box, pair_edge, pair_depth, pair_yaw, row_group = (
+        pair_box[consistent], pair_edge[consistent], pair_depth[consistent], pair_yaw[consistent],
+        row_group[consistent])
     if len(pair_box) == 0:
         return None
     # The candidate search runs in float32 (half the memory traffic); the kept anchors' boxes are rebuilt in
     # float64, their IoU is the search's.
+    f32 = np.float32
     d = depths[pair_depth]  # (P,)
     nb = norm[pair_box]  # (P, 4)
-    nc = clipped[pair_box].astype(np.float32)
-    edge_x = d * np.where(pair_edge == 0, nb[:, 0], nb[:, 2])  # (P,) x of the vertical edge [m]
-    # Footprint offsets (x, z) of the other three corners per (yaw, size), gathered per candidate: (P, S).
-    grid = _size_grid(sizes.width, sizes.length)
-    w_, l_ = grid[:, 0], grid[:, 1]
-    s, c = np.sin(theta_all)[:, None], np.cos(theta_all)[:, None]
-    width_x, width_z = -side_all[:, None] * s * w_, -side_all[:, None] * c * w_
-    f32 = np.float32
-    off_x = (np.take(width_x.astype(f32), pair_yaw, axis=0), np.take((c * l_).astype(f32), pair_yaw, axis=0),
-             np.take((width_x + c * l_).astype(f32), pair_yaw, axis=0))
-    off_z = (np.take(width_z.astype(f32), pair_yaw, axis=0), np.take((-s * l_).astype(f32), pair_yaw, axis=0),
-             np.take((width_z - s * l_).astype(f32), pair_yaw, axis=0))
-    # Normalised column x/z and inverse depth of the 4 footprint corners.
-    x0 = edge_x[:, None].astype(f32)
-    z0 = d[:, None].astype(f32)
-    iz0 = 1.0 / z0
-    u_min = u_max = x0 * iz0
-    iz_min = iz_max = iz0
-    z_min = z0
-    for ox, oz in zip(off_x, off_z):
-        z = z0 + oz
-        z_min = np.minimum(z_min, z)
-        iz = 1.0 / z
-        u = (x0 + ox) * iz
-        u_min, u_max = np.minimum(u_min, u), np.maximum(u_max, u)
-        iz_min, iz_max = np.minimum(iz_min, iz), np.maximum(iz_max, iz)
-    # Normalised row of a corner = k / z with k = d * top (or bottom) of the edge; extremes at extreme 1/z.
+    edge_x = d * edge_u[pair_box, pair_edge]  # (P,) x of the vertical edge [m]
     k_top = (d * nb[:, 1])[:, None].astype(f32)
     k_bot = (d * nb[:, 3])[:, None].astype(f32)
-    v_min = np.minimum(k_top * iz_min, k_top * iz_max)
-    v_max = np.maximum(k_bot * iz_min, k_bot * iz_max)
+    edge = (edge_x[:, None].astype(f32), d[:, None].astype(f32), k_top, k_bot)
     lim = limits[pair_box].astype(f32)
-    # minimum / maximum rather than np.clip: the same values, at a third of the cost on these arrays.
-    u_lo, u_hi, v_lo, v_hi = lim[:, 0:1], lim[:, 2:3], lim[:, 1:2], lim[:, 3:4]
-    pu0, pu1 = np.minimum(np.maximum(u_min, u_lo), u_hi), np.minimum(np.maximum(u_max, u_lo), u_hi)
-    pv0, pv1 = np.minimum(np.maximum(v_min, v_lo), v_hi), np.minimum(np.maximum(v_max, v_lo), v_hi)
-    det = nc[:, :, None]  # (P, 4, 1)
-    ix = np.maximum(np.minimum(pu1, det[:, 2]) - np.maximum(pu0, det[:, 0]), f32(0.0))
-    iy = np.maximum(np.minimum(pv1, det[:, 3]) - np.maximum(pv0, det[:, 1]), f32(0.0))
-    inter = ix * iy
-    union = (pu1 - pu0) * (pv1 - pv0) + (det[:, 2] - det[:, 0]) * (det[:, 3] - det[:, 1]) - inter
-    valid = (union > 0) & (z_min > MIN_DEPTH_M)
-    iou = np.where(valid, inter / np.where(valid, union, f32(1.0)), f32(0.0))
-
-    p_i, s_i = np.nonzero(iou > iou_threshold[pair_box, None])
+    det = clipped[pair_box].astype(f32)
+    # float32 thresholds that pass the same float32 IoUs as the float64 ones (the comparison stays in float32).
+    threshold = _float32_floor(iou_threshold)[pair_box, None]
+    grid_sizes = [len(_size_grid(r.width, r.length)) for r in ranges]
+    grid = np.vstack([_size_grid(r.width, r.length) for r in ranges])  # all size ranges' (w, l), S_0 + S_1 + ...
+    grid_start = np.cumsum(grid_sizes) - grid_sizes
+    row_start = np.append(np.searchsorted(pair_box, np.cumsum(counts) - counts), len(pair_box))
+    found = []  # per size range: candidate rows, sizes (into grid) and IoU of the candidates above the threshold
+    for r, sizes in enumerate(ranges):
+        rows = slice(row_start[r], row_start[r + 1])
+        if rows.start == rows.stop:
+            continue
+        iou = _candidate_ious(*(e[rows] for e in edge), lim[rows], det[rows],
+                              *_corner_offsets(sizes.width, sizes.length), pair_yaw[rows])
+        passed = np.flatnonzero(iou > threshold[rows])
+        p, s = np.divmod(passed, iou.shape[1])
+        found.append((p + rows.start, s + grid_start[r], iou.ravel()[passed]))
+    p_i, s_i, kept_iou = (np.concatenate(f) for f in zip(*found))  # rows ascending, then sizes
     if len(p_i) == 0:
         return None
-    kept_iou = iou[p_i, s_i]
     box_i = pair_box[p_i]
-    group = box_i * n_yaw + pair_yaw[p_i] % n_yaw if top_k_per_yaw else box_i
+    group = row_group[p_i]  # non-decreasing
     order = np.argsort(2.0 * group - kept_iou, kind="stable")  # by group, then IoU descending (IoU < 2)
-    group_sorted = group[order]
-    first = np.searchsorted(group_sorted, group_sorted, side="left")
-    order = order[np.arange(len(order)) - first < top_k]
+    # Groups are consecutive (and stay in place in `order`): rank = position - the group's first position.
+    first = np.flatnonzero(np.diff(group, prepend=-1))
+    rank = np.arange(len(order)) - np.repeat(first, np.diff(first, append=len(order)))
+    order = order[rank < top_k]
     p_i, s_i, box_i, kept_iou = p_i[order], s_i[order], box_i[order], kept_iou[order]
 
     dd = d[p_i]
-    theta = theta_all[pair_yaw[p_i]]
+    yaw = pair_yaw[p_i]
+    theta, sin_t, cos_t = _THETA[yaw], _SIN[yaw], _COS[yaw]
     ww, ll = grid[s_i, 0], grid[s_i, 1]
-    side_w = side_all[pair_yaw[p_i]] * ww
+    side_w = _SIDE[yaw] * ww
     top_y = dd * nb[p_i, 1]
     bot_y = dd * nb[p_i, 3]
     center = np.stack([
-        edge_x[p_i] + 0.5 * (-np.sin(theta) * side_w + np.cos(theta) * ll),
+        edge_x[p_i] + 0.5 * (-sin_t * side_w + cos_t * ll),
         0.5 * (top_y + bot_y),
-        dd + 0.5 * (-np.cos(theta) * side_w - np.sin(theta) * ll),
+        dd + 0.5 * (-cos_t * side_w - sin_t * ll),
     ], axis=1)
     size_lwh = np.stack([ll, ww, bot_y - top_y], axis=1)
     return {
@@ -330,6 +315,98 @@ def _lift_class(norm: np.ndarray, clipped: np.ndarray, limits: np.ndarray, sizes
         "ry": theta,
         "iou": kept_iou.astype(np.float64),  # the search's (float32: within 1e-6 of the float64 IoU)
     }
+
+
+def _candidate_ious(x0: np.ndarray, z0: np.ndarray, k_top: np.ndarray, k_bot: np.ndarray, lim: np.ndarray,
+                    det: np.ndarray, off_x: np.ndarray, off_z: np.ndarray, placement: np.ndarray) -> np.ndarray:
+    """float32 IoU (P, S) of the clipped projected box of candidate p with size s with its clipped 2D box, 0 where
+    a corner is at z <= MIN_DEPTH_M.
+
+    Per candidate, float32: the lifted edge's x0 and z0 (P, 1) [m], the edge's top and bottom row times its depth
+    (P, 1), the image rectangle `lim` and the clipped 2D box `det` (P, 4) in normalised image coordinates, the
+    placement index (P,) into the corner offset tables off_x, off_z (3, 48, S) [m] (`_corner_offsets`). The
+    (P, S) arrays are updated in place (out=): a third less time than with temporaries.
+    """
+    f32 = np.float32
+    iz0 = 1.0 / z0
+    u0 = x0 * iz0
+    shape = (len(x0), off_x.shape[2])
+    # Normalised column x/z and inverse depth of the 4 footprint corners.
+    iz, u = np.empty(shape, dtype=f32), np.empty(shape, dtype=f32)
+    for corner in range(3):
+        np.take(off_z[corner], placement, axis=0, out=iz, mode="clip")
+        np.add(z0, iz, out=iz)  # z
+        if corner == 0:
+            z_min = np.minimum(z0, iz)
+        else:
+            np.minimum(z_min, iz, out=z_min)
+        np.divide(1.0, iz, out=iz)
+        np.take(off_x[corner], placement, axis=0, out=u, mode="clip")
+        np.add(x0, u, out=u)
+        np.multiply(u, iz, out=u)
+        if corner == 0:
+            u_min, u_max = np.minimum(u0, u), np.maximum(u0, u)
+            iz_min, iz_max = np.minimum(iz0, iz), np.maximum(iz0, iz)
+        else:
+            np.minimum(u_min, u, out=u_min)
+            np.maximum(u_max, u, out=u_max)
+            np.minimum(iz_min, iz, out=iz_min)
+            np.maximum(iz_max, iz, out=iz_max)
+    # Normalised row of a corner = k / z with k = d * top (or bottom) of the edge; extremes at extreme 1/z.
+    v_min = np.minimum(np.multiply(k_top, iz_min, out=iz), np.multiply(k_top, iz_max, out=u), out=iz)
+    v_max = np.maximum(np.multiply(k_bot, iz_min, out=iz_min), np.multiply(k_bot, iz_max, out=iz_max), out=iz_min)
+    spare = u  # iz_max and u are free from here on
+    # minimum / maximum rather than np.clip: the same values, at a third of the cost on these arrays.
+    for low, high, lo, hi in ((u_min, u_max, lim[:, 0:1], lim[:, 2:3]), (v_min, v_max, lim[:, 1:2], lim[:, 3:4])):
+        for a in (low, high):
+            np.minimum(np.maximum(a, lo, out=a), hi, out=a)
+    pu0, pu1, pv0, pv1 = u_min, u_max, v_min, v_max
+    det = det[:, :, None]  # (P, 4, 1)
+    ix = np.minimum(pu1, det[:, 2], out=spare)
+    ix -= np.maximum(pu0, det[:, 0], out=iz_max)
+    np.maximum(ix, f32(0.0), out=ix)
+    iy = np.minimum(pv1, det[:, 3])
+    iy -= np.maximum(pv0, det[:, 1], out=iz_max)
+    np.maximum(iy, f32(0.0), out=iy)
+    inter = np.multiply(ix, iy, out=ix)
+    union = np.multiply(np.subtract(pu1, pu0, out=pu1), np.subtract(pv1, pv0, out=pv1), out=pu1)
+    union += (det[:, 2] - det[:, 0]) * (det[:, 3] - det[:, 1])
+    union -= inter
+    valid = (union > 0) & (z_min > MIN_DEPTH_M)
+    iou = np.zeros(shape, dtype=f32)
+    np.divide(inter, union, out=iou, where=valid)
+    return iou
+
+
+# Per placement k (0..47, `_lift_class`): heading YAW_CANDIDATES[k % 24], its sine and cosine, the sign of the
+# width side (+1 for k < 24, -1 the mirror placement), and the sign toward the box's inside per edge (left +1,
+# right -1), alone and times the width side sign: (2, 48).
+_THETA = np.tile(YAW_CANDIDATES, 2)
+_SIN, _COS = np.sin(_THETA), np.cos(_THETA)
+_SIDE = np.repeat([1.0, -1.0], len(YAW_CANDIDATES))
+_TOWARD = np.array([1.0, -1.0])
+_TOWARD_SIDE = _TOWARD[:, None] * _SIDE
+
+
+@lru_cache(maxsize=32)
+def _corner_offsets(width: tuple[float, float], length: tuple[float, float]) -> tuple[np.ndarray, np.ndarray]:
+    """float32 x and z offsets (3, 48, S) [m], in the camera frame, of the footprint corners at +side w a(theta),
+    +l b(theta) and their sum from the lifted edge, per placement and (w, l) of the class grid (read-only)."""
+    grid = _size_grid(width, length)
+    w_, l_ = grid[:, 0], grid[:, 1]
+    s, c = _SIN[:, None], _COS[:, None]
+    width_x, width_z = -_SIDE[:, None] * s * w_, -_SIDE[:, None] * c * w_
+    off_x = np.stack([width_x, c * l_, width_x + c * l_]).astype(np.float32)
+    off_z = np.stack([width_z, -s * l_, width_z - s * l_]).astype(np.float32)
+    off_x.flags.writeable = off_z.flags.writeable = False
+    return off_x, off_z
+
+
+def _float32_floor(x: np.ndarray) -> np.ndarray:
+    """The largest float32 <= x, elementwise: a float32 v is > x exactly when v > _float32_floor(x)."""
+    x = np.asarray(x, dtype=np.float64)
+    f = x.astype(np.float32)
+    return np.where(f > x, np.nextafter(f, np.float32(-np.inf)), f)
 
 
 def projected_extent(centers_cam: np.ndarray, size_lwh: np.ndarray, ry: np.ndarray) -> np.ndarray:
