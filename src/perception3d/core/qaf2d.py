@@ -378,7 +378,7 @@ def _candidate_ious(x0: np.ndarray, z0: np.ndarray, k_top: np.ndarray, k_bot: np
     return iou
 
 
-# Per placement k (0..47, `_lift_class`): heading YAW_CANDIDATES[k % 24], its sine and cosine, the sign of the
+# Per placement k (0..47, `_lift_classes`): heading YAW_CANDIDATES[k % 24], its sine and cosine, the sign of the
 # width side (+1 for k < 24, -1 the mirror placement), and the sign toward the box's inside per edge (left +1,
 # right -1), alone and times the width side sign: (2, 48).
 _THETA = np.tile(YAW_CANDIDATES, 2)
