@@ -561,9 +561,7 @@ def _lift_all(supports: list[_BoxSupport], params: LiftParams,
                                     valid, params.containment_margin_m)
     key = anchors.ious * _size_likelihood(anchors.sizes_lwh, prior_wlh[box_of], params.prior_std_scale)
     key[lid] *= np.exp(-off_surface / params.surface_sigma_m)
-    order = np.lexsort((-key, box_of))
-    chosen, first = np.unique(box_of[order], return_index=True)
-    pick = order[first]
+    chosen, pick = _best_of_groups(box_of, key)
 
     size = anchors.sizes_lwh[pick]
     ry = anchors.ry[pick]
@@ -731,6 +729,19 @@ def _fit_to_points(centers, sizes_lwh, yaws, box_of, padded, valid, margin) -> t
     outline = np.where((ax <= 0) & (ay <= 0), -np.maximum(ax, ay),
                        np.sqrt(np.maximum(ax, 0.0) ** 2 + np.maximum(ay, 0.0) ** 2))  # np.hypot: ~3x the time
     return inside.sum(axis=0) / n, point_sum(outline, mask) / n
+
+
+def _best_of_groups(group: np.ndarray, key: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The groups (G,) present in group (N,), ascending, and per group the index of its member of the highest key
+    (N,) (NaN: lowest; the first of equal keys): the first per group of np.lexsort((-key, group)), without sorting
+    the keys."""
+    order = np.argsort(group, kind="stable")
+    starts = run_starts(group[order])
+    members = np.diff(np.r_[starts, len(order)])
+    keys = key[order]
+    best = np.fmax.reduceat(keys, starts)  # NaN only where all of a group's keys are
+    hits = np.flatnonzero((keys == np.repeat(best, members)) | np.repeat(np.isnan(best), members))
+    return group[order[starts]], order[hits[np.searchsorted(hits, starts)]]
 
 
 def _size_likelihood(sizes_lwh, prior_wlh, std_scale) -> np.ndarray:
