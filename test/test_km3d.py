@@ -122,3 +122,23 @@ def test_ry_yaw_through_a_front_camera():
     assert km3d.ry_to_yaw([0.0, np.pi / 4], R_base_cam) == pytest.approx([-np.pi / 2, -3 * np.pi / 4])
     yaw = np.linspace(-3, 3, 13)
     assert np.allclose(wrap_angle(km3d.ry_to_yaw(km3d.yaw_to_ry(yaw, R_base_cam.T), R_base_cam) - yaw), 0)
+
+
+@pytest.mark.parametrize("count", [1, 4, 8, 9])
+def test_keypoint_offset_components_are_the_rounded_signed_half_sizes_rotated(count):
+    """The same floats (signs of zero included) as signs x size / 2 rotated by (cos ry, sin ry) per keypoint, for
+    sizes over several magnitudes, zero sizes and headings on the axes."""
+    rng = np.random.default_rng(3)
+    n = 5000
+    size = np.abs(rng.normal(size=(n, 3))) * rng.choice([1e-3, 1.0, 100.0], (n, 3))
+    size[:5] = 0.0
+    ry = rng.uniform(-4.0, 4.0, n)
+    ry[:5] = [0.0, np.pi, -np.pi / 2, np.pi / 2, -0.0]
+    signs = km3d.KEYPOINT_SIGNS[:count]
+    x = signs[None, :, 0] * size[:, 0:1] / 2
+    z = signs[None, :, 2] * size[:, 1:2] / 2
+    c, s = np.cos(ry)[:, None], np.sin(ry)[:, None]
+    expected = (x * c + z * s, signs[None, :, 1] * size[:, 2:3] / 2, -x * s + z * c)
+    for got, want in zip(km3d.keypoint_offset_components(size, ry, count), expected):
+        assert got.shape == (n, count)
+        assert np.array_equal(got, want) and np.array_equal(np.signbit(got), np.signbit(want))

@@ -215,3 +215,19 @@ def test_a_supported_box_s_height_lies_between_its_highest_return_and_the_next_b
                      T_BASE_LIDAR)
     assert len(dets) == 1
     assert height - 1e-6 <= dets.sizes_lwh[0, 2] <= height + 0.25
+
+
+def test_best_of_groups_is_the_first_per_group_of_the_lexsort_by_group_then_descending_key():
+    """Ties (zeros of both signs, repeated keys), NaN keys (lowest; a group of NaN keys only takes its first member)
+    and infinities."""
+    from perception3d.core.lift3d import _best_of_groups
+
+    rng = np.random.default_rng(4)
+    for trial in range(500):
+        n = int(rng.integers(1, 60))
+        group = rng.integers(0, int(rng.integers(1, 12)), n)
+        key = rng.choice([0.0, -0.0, 1.0, 0.5, np.nan, np.inf, 2.0], n) if trial % 2 else rng.random(n)
+        order = np.lexsort((-key, group))
+        groups, first = np.unique(group[order], return_index=True)
+        chosen, pick = _best_of_groups(group, key)
+        assert np.array_equal(chosen, groups) and np.array_equal(pick, order[first])

@@ -1,4 +1,5 @@
-"""core.segments: the KM3D placement of a box of known size and heading from its 2D box edges."""
+"""core.segments: the KM3D placement of a box of known size and heading from its 2D box edges, the point cost, the
+projected corners."""
 import numpy as np
 
 from perception3d.core.km3d import keypoint_offsets
@@ -55,3 +56,53 @@ def test_a_box_against_its_segment_extremes_puts_the_sides_facing_the_sensor_on_
     np.testing.assert_allclose(moved[:, 2], 0.7)
     turned = _against_extremes(start, size, np.full(3, heading + np.pi / 2), np.full(3, heading), extremes, R, t)
     np.testing.assert_allclose(turned[0, 0] * c + turned[0, 1] * s, 5.0 + 1.0)  # the width along the heading now
+
+
+def test_segment_cost_is_the_mean_capped_distance_to_the_box_surface_computed_point_by_point():
+    """segment_cost (point-major, with point_sum) gives the same floats as the straightforward computation on the
+    gathered points (M, K, 3): distance to the surface inside and outside, capped, averaged over the valid points."""
+    from perception3d.core.segments import FitParams, segment_cost
+
+    rng = np.random.default_rng(5)
+    groups, k, m = 40, 16, 900
+    points = rng.normal(0.0, 2.0, (groups, k, 3))
+    valid = np.arange(k)[None, :] < rng.integers(0, k + 1, groups)[:, None]
+    box_of = rng.integers(0, groups, m)
+    centers = points[box_of, 0] + rng.normal(0.0, 0.5, (m, 3))
+    sizes, yaws = rng.uniform(0.3, 4.0, (m, 3)), rng.uniform(-np.pi, np.pi, m)
+    p = points[box_of] - centers[:, None, :]
+    c, s = np.cos(yaws)[:, None], np.sin(yaws)[:, None]
+    ax = np.abs(p[..., 0] * c + p[..., 1] * s) - 0.5 * sizes[:, 0:1]
+    ay = np.abs(p[..., 1] * c - p[..., 0] * s) - 0.5 * sizes[:, 1:2]
+    az = np.abs(p[..., 2]) - 0.5 * sizes[:, 2:3]
+    inside = np.maximum(np.maximum(ax, ay), az)
+    outside = np.sqrt(np.maximum(ax, 0) ** 2 + np.maximum(ay, 0) ** 2 + np.maximum(az, 0) ** 2)
+    cost = np.minimum(np.where(inside <= 0, -inside, outside), 0.5)
+    mask = valid[box_of]
+    expected = np.where(mask, cost, 0.0).sum(axis=1) / np.maximum(mask.sum(axis=1), 1)
+    assert np.array_equal(segment_cost(centers, sizes, yaws, points, valid, box_of, FitParams(outline_cap_m=0.5)),
+                          expected)
+
+
+def test_projected_corners_of_the_bottom_face_are_those_of_all_eight_corners():
+    """u and depth of the bottom face's 4 corners, v of all 8 (keypoint order): the values of the 8 corners
+    projected one by one; their extremes and a slide to a depth agree with them."""
+    from perception3d.core.segments import _bottom_corners, _corner_extremes, _projected_corners, _slide
+
+    rng = np.random.default_rng(6)
+    n = 300
+    center = np.stack([rng.uniform(-8, 8, n), rng.uniform(0.5, 1.5, n), rng.uniform(3, 40, n)], axis=1)
+    size = np.stack([rng.uniform(0.5, 12, n), rng.uniform(0.5, 3, n), rng.uniform(0.5, 4, n)], axis=1)
+    ry = rng.uniform(-np.pi, np.pi, n)
+    corners = center[:, None, :] + keypoint_offsets(size, ry, 8)
+    bottom = _bottom_corners(size, ry)
+    u, v, depth = _projected_corners(center, bottom)
+    assert np.array_equal(u.T, corners[:, :4, 0] / corners[:, :4, 2])
+    assert np.array_equal(u.T, corners[:, 4:, 0] / corners[:, 4:, 2])
+    assert np.array_equal(v.T, corners[..., 1] / corners[..., 2])
+    assert np.array_equal(depth.T, corners[:, :4, 2])
+    assert np.array_equal(_corner_extremes(v)[0], v.min(axis=0))
+    nearest = rng.uniform(3, 40, n)
+    slid = _slide(center, bottom[2], nearest)
+    assert np.array_equal(slid, center * ((nearest - keypoint_offsets(size, ry, 8)[..., 2].min(axis=1))
+                                          / center[:, 2])[:, None])

@@ -40,15 +40,18 @@ def keypoint_offsets(size_lwh: np.ndarray, ry: np.ndarray, count: int = NUM_KEYP
 
 def keypoint_offset_components(size_lwh: np.ndarray, ry: np.ndarray, count: int = NUM_KEYPOINTS
                                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """`keypoint_offsets` as its x, y and z components, (N, count) each [m]."""
+    """`keypoint_offsets` as its x, y and z components, (N, count) each [m]: transposed views of keypoint-major
+    (count, N) arrays (`.T` gives those back without a copy)."""
     size = np.asarray(size_lwh, dtype=np.float64).reshape(-1, 3)
     ry = np.asarray(ry, dtype=np.float64).reshape(-1)
-    signs = KEYPOINT_SIGNS[:count]
-    x = signs[None, :, 0] * size[:, 0:1] / 2
-    y = signs[None, :, 1] * size[:, 2:3] / 2
-    z = signs[None, :, 2] * size[:, 1:2] / 2
-    c, s = np.cos(ry)[:, None], np.sin(ry)[:, None]
-    return x * c + z * s, y, -x * s + z * c
+    half = (size / 2).T  # (3, N): l, w, h
+    c, s = np.cos(ry), np.sin(ry)
+    # The signs are +-1 or 0, so sign x (half x trig) is the rounded (sign x half) x trig; keypoint-major, numpy's
+    # loops run along rows of N boxes (rows of `count` keypoints cost several times more).
+    sx, sy, sz = KEYPOINT_SIGNS[:count, :, None].transpose(1, 0, 2)  # (count, 1) each
+    x = sx * (half[0] * c) + sz * (half[1] * s)
+    z = -sx * (half[0] * s) + sz * (half[1] * c)
+    return x.T, (sy * half[2]).T, z.T
 
 
 def box_keypoints(K: np.ndarray, centers_cam: np.ndarray, size_lwh: np.ndarray, ry: np.ndarray) -> np.ndarray:

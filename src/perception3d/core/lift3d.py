@@ -63,7 +63,7 @@ from .geometry import invert_transform, wrap_angle
 from .ground import GroundParams, SweepGround, checked_split, sweep_ground
 from .km3d import ry_to_yaw, yaw_to_ry
 from .qaf2d import YAW_CANDIDATES, Anchors, lift_boxes_multi, normalise_boxes, paired_iou, projected_extent
-from .segments import FitParams, FitProblem, box_frame_excess, fit_boxes, place_by_box_edges, slide_to_depth
+from .segments import FitParams, FitProblem, box_frame_excess, fit_boxes, place_by_box_edges, point_sum, slide_to_depth
 from .sorted_runs import run_starts
 from .view_frustums import ViewFrustums, checked_frustums, view_frustums
 
@@ -561,9 +561,7 @@ def _lift_all(supports: list[_BoxSupport], params: LiftParams,
                                     valid, params.containment_margin_m)
     key = anchors.ious * _size_likelihood(anchors.sizes_lwh, prior_wlh[box_of], params.prior_std_scale)
     key[lid] *= np.exp(-off_surface / params.surface_sigma_m)
-    order = np.lexsort((-key, box_of))
-    chosen, first = np.unique(box_of[order], return_index=True)
-    pick = order[first]
+    chosen, pick = _best_of_groups(box_of, key)
 
     size = anchors.sizes_lwh[pick]
     ry = anchors.ry[pick]
@@ -725,12 +723,25 @@ def _fit_to_points(centers, sizes_lwh, yaws, box_of, padded, valid, margin) -> t
     """
     box_of = np.asarray(box_of)
     mask = valid[box_of]  # (M, K)
-    n = np.maximum(mask.sum(axis=1), 1)
-    ax, ay, az = box_frame_excess(np.take(padded, box_of, axis=0), centers, sizes_lwh, yaws)
-    inside = (ax <= margin) & (ay <= margin) & (az <= margin) & mask
+    n = np.maximum(valid.sum(axis=1), 1)[box_of]
+    ax, ay, az = box_frame_excess(padded, box_of, centers, sizes_lwh, yaws)  # (K, M)
+    inside = (ax <= margin) & (ay <= margin) & (az <= margin) & mask.T
     outline = np.where((ax <= 0) & (ay <= 0), -np.maximum(ax, ay),
                        np.sqrt(np.maximum(ax, 0.0) ** 2 + np.maximum(ay, 0.0) ** 2))  # np.hypot: ~3x the time
-    return inside.sum(axis=1) / n, np.where(mask, outline, 0.0).sum(axis=1) / n
+    return inside.sum(axis=0) / n, point_sum(outline, mask) / n
+
+
+def _best_of_groups(group: np.ndarray, key: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The groups (G,) present in group (N,), ascending, and per group the index of its member of the highest key
+    (N,) (NaN: lowest; the first of equal keys): the first per group of np.lexsort((-key, group)), without sorting
+    the keys."""
+    order = np.argsort(group, kind="stable")
+    starts = run_starts(group[order])
+    members = np.diff(np.r_[starts, len(order)])
+    keys = key[order]
+    best = np.fmax.reduceat(keys, starts)  # NaN only where all of a group's keys are
+    hits = np.flatnonzero((keys == np.repeat(best, members)) | np.repeat(np.isnan(best), members))
+    return group[order[starts]], order[hits[np.searchsorted(hits, starts)]]
 
 
 def _size_likelihood(sizes_lwh, prior_wlh, std_scale) -> np.ndarray:

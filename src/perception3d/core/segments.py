@@ -27,7 +27,7 @@ import numpy as np
 
 from .boxes import lwh_to_wlh
 from .geometry import wrap_angle
-from .km3d import keypoint_offsets, yaw_to_ry
+from .km3d import keypoint_offset_components, yaw_to_ry
 from .qaf2d import paired_iou
 
 
@@ -89,54 +89,80 @@ class FitProblem:
     extremes: np.ndarray
 
 
-def box_frame_excess(points: np.ndarray, centers: np.ndarray, sizes_lwh: np.ndarray,
+def box_frame_excess(points: np.ndarray, box_of: np.ndarray, centers: np.ndarray, sizes_lwh: np.ndarray,
                      yaws: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """How far points (M, K, 3) lie outside boxes m (centres (M, 3), sizes (M, 3), yaws (M,)) along each box axis:
-    |coordinate in the box frame| - half size, (M, K) each for l, w, h (negative inside) [m]."""
-    # Axis by axis on (M, K) arrays: numpy's loops over rows of 3 cost several times more.
-    px, py, pz = (points[..., axis] - centers[:, axis:axis + 1] for axis in range(3))
-    c, s = np.cos(yaws)[:, None], np.sin(yaws)[:, None]
-    half = 0.5 * sizes_lwh
-    return (np.abs(px * c + py * s) - half[:, 0:1],
-            np.abs(py * c - px * s) - half[:, 1:2],
-            np.abs(pz) - half[:, 2:3])
+    """How far the points of groups box_of (M,) (points (G, K, 3)) lie outside boxes m (centres (M, 3), sizes (M, 3),
+    yaws (M,)) along each box axis: |coordinate in the box frame| - half size [m], (K, M) each for l, w, h (negative
+    inside). Point-major: numpy's loops then run along rows of M boxes (along rows of K points or of 3 coordinates
+    they cost several times more)."""
+    px, py, pz = np.take(points.transpose(2, 1, 0), box_of, axis=2)  # (K, M) each
+    cx, cy, cz = np.ascontiguousarray(centers.T)
+    px -= cx
+    py -= cy
+    pz -= cz
+    c, s = np.cos(yaws), np.sin(yaws)
+    half_l, half_w, half_h = np.ascontiguousarray(0.5 * sizes_lwh.T)
+    along, across = px * c, py * c
+    along += py * s
+    across -= px * s
+    for excess, half in ((along, half_l), (across, half_w), (pz, half_h)):
+        np.abs(excess, out=excess)
+        excess -= half
+    return along, across, pz
 
 
-def segment_cost(centers, sizes_lwh, yaws, points, valid, params: FitParams = FitParams()) -> np.ndarray:
-    """Mean point cost (M,) [m] of boxes m against their points (M, K, 3) with mask valid (M, K); see the module."""
-    ax, ay, az = box_frame_excess(points, centers, sizes_lwh, yaws)
+def point_sum(values: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """Sums (M,) of point-major values (K, M) over the points that valid (M, K) marks: the same floats as a sum
+    along rows of K points (numpy's pairwise sum, whose rounding a sum over rows of M boxes does not follow)."""
+    return np.where(valid, np.ascontiguousarray(values.T), 0.0).sum(axis=1)
+
+
+def segment_cost(centers, sizes_lwh, yaws, points, valid, box_of, params: FitParams = FitParams()) -> np.ndarray:
+    """Mean point cost (M,) [m] of boxes m against the points of their groups box_of (M,) (points (G, K, 3) with
+    mask valid (G, K)); see the module."""
+    ax, ay, az = box_frame_excess(points, box_of, centers, sizes_lwh, yaws)
     inside = np.maximum(np.maximum(ax, ay), az)
     distance = np.where(inside <= 0, -inside, np.sqrt(np.maximum(ax, 0) ** 2 + np.maximum(ay, 0) ** 2
                                                       + np.maximum(az, 0) ** 2))
     cost = np.minimum(distance, params.outline_cap_m)
-    return np.where(valid, cost, 0.0).sum(axis=1) / np.maximum(valid.sum(axis=1), 1)
+    return point_sum(cost, valid[box_of]) / np.maximum(valid.sum(axis=1), 1)[box_of]
 
 
-def _projected_corners(center_cam: np.ndarray, offsets: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Normalised image coordinates u, v (x/z, y/z) and depths z, each (N, 8), of the corners center_cam (N, 3) +
-    offsets (N, 8, 3) (camera frame [m]); axis by axis (numpy's loops over rows of 3 cost several times more)."""
-    depth = center_cam[:, 2:3] + offsets[..., 2]
+def _bottom_corners(size_lwh: np.ndarray, ry: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Camera-frame offsets x, y, z (4, N) each [m] of the bottom face's corners (keypoints 0-3) from the centres of
+    boxes of sizes (N, 3) and headings ry (N,), corner-major (numpy's loops along rows of 8 corners cost several
+    times more); the top face's corners (keypoints 4-7) lie at the same x, z and at -y."""
+    x, y, z = keypoint_offset_components(size_lwh, ry, 4)
+    return x.T, y.T, z.T
+
+
+def _projected_corners(center_cam: np.ndarray, bottom) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Normalised image coordinates u (4, N), v (8, N) (x/z, y/z) and depths z (4, N) of the corners of boxes at
+    center_cam (N, 3) with corner offsets `bottom` (`_bottom_corners`) (camera frame [m]). A top corner projects to
+    the column u of the bottom corner below it (and lies at its depth); v's rows follow the keypoints."""
+    x, y, z = bottom
+    cx, cy, cz = center_cam.T
+    depth = cz + z
     with np.errstate(divide="ignore", invalid="ignore"):
-        return (center_cam[:, 0:1] + offsets[..., 0]) / depth, (center_cam[:, 1:2] + offsets[..., 1]) / depth, depth
+        return (cx + x) / depth, np.concatenate([(cy + y) / depth, (cy - y) / depth]), depth
 
 
 def _corner_extremes(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Minimum and maximum (N,) over the corners of values (N, C), corner by corner (a reduction along rows of 8
-    costs ~4x more)."""
-    low, high = values[:, 0].copy(), values[:, 0].copy()
-    for corner in range(1, values.shape[1]):
-        np.minimum(low, values[:, corner], out=low)
-        np.maximum(high, values[:, corner], out=high)
+    """Minimum and maximum (N,) over the corners of values (C, N), corner by corner."""
+    low, high = values[0].copy(), values[0].copy()
+    for corner in values[1:]:
+        np.minimum(low, corner, out=low)
+        np.maximum(high, corner, out=high)
     return low, high
 
 
-def _score(centers, centers_cam, offsets_cam, sizes_lwh, problem: FitProblem, rows: np.ndarray, yaws,
+def _score(centers, centers_cam, bottom, sizes_lwh, problem: FitProblem, rows: np.ndarray, yaws,
            params: FitParams) -> np.ndarray:
     """log score (M,) of candidate boxes of problem rows `rows` (M,): -cost / sigma + iou_power log IoU + log prior
-    likelihood. Centres (M, 3) in the LiDAR frame and in the camera frame, corner offsets (M, 8, 3) in the camera
-    frame (`keypoint_offsets`), sizes (M, 3), yaws (M,) in the LiDAR frame."""
-    cost = segment_cost(centers, sizes_lwh, yaws, np.take(problem.points, rows, axis=0), problem.valid[rows], params)
-    u, v, depth = _projected_corners(centers_cam, offsets_cam)
+    likelihood. Centres (M, 3) in the LiDAR frame and in the camera frame, corner offsets in the camera frame
+    (`_bottom_corners`), sizes (M, 3), yaws (M,) in the LiDAR frame."""
+    cost = segment_cost(centers, sizes_lwh, yaws, problem.points, problem.valid, rows, params)
+    u, v, depth = _projected_corners(centers_cam, bottom)
     lim = problem.limits[rows]
     (u_min, u_max), (v_min, v_max) = _corner_extremes(u), _corner_extremes(v)
     projected = np.stack([u_min, v_min, u_max, v_max], axis=1)
@@ -198,14 +224,14 @@ def _best_placed(centers, sizes, cand_lw, cand_yaws, problem, params):
     cand_yaws = cand_yaws.ravel()
     R, t = problem.T_cam_lidar[rows, :3, :3], problem.T_cam_lidar[rows, :3, 3]
     ry = yaw_to_ry(cand_yaws, R)
-    offsets = keypoint_offsets(cand_sizes, ry, 8)
-    placed = _place(np.einsum("nij,nj->ni", R, centers[rows]) + t, offsets, problem.edges_norm[rows],
+    bottom = _bottom_corners(cand_sizes, ry)
+    placed = _place(np.einsum("nij,nj->ni", R, centers[rows]) + t, bottom, problem.edges_norm[rows],
                     problem.on_border[rows], iterations=1)
     # Each placed candidate then moves in up to three ways, each a (boxes, centres of their candidates) pair: slid to
     # the segment's nearest depth (every box); slid onto the flat face (flat faces seen between both image edges);
     # put against the segment's extremes (boxes cut by the left or right image border, but not flat faces: a row of
     # barriers runs on without a gap, and its extremes are not one barrier's).
-    moves = [(np.arange(n), _slide(placed, offsets, problem.nearest_depth[rows]))]
+    moves = [(np.arange(n), _slide(placed, bottom[2], problem.nearest_depth[rows]))]
     face_box = np.flatnonzero(problem.flat_face & ~problem.on_border[:, 0] & ~problem.on_border[:, 1])
     if len(face_box):
         face = _candidate_rows(face_box, n_cand)
@@ -223,8 +249,8 @@ def _best_placed(centers, sizes, cand_lw, cand_yaws, problem, params):
     every = np.concatenate([_candidate_rows(boxes, n_cand) for boxes, _ in moves])
     centers_cam = np.concatenate([moved for _, moved in moves])
     cand_centers = np.einsum("nji,nj->ni", R[every], centers_cam - t[every])
-    score = _score(cand_centers, centers_cam, offsets[every], cand_sizes[every], problem, rows[every],
-                   cand_yaws[every], params)
+    score = _score(cand_centers, centers_cam, tuple(c[:, every] for c in bottom), cand_sizes[every], problem,
+                   rows[every], cand_yaws[every], params)
     # Per box its candidates' rows in `every` (-1: none), move by move (the first best wins a tie).
     index = np.full((n, len(moves) * n_cand), -1)
     done = 0
@@ -297,13 +323,13 @@ def place_by_box_edges(center_cam, size_lwh, ry, boxes_norm, on_border, iteratio
     corner offset d gives [-1, 0, u] . C = d_x - u d_z, an edge at row v gives [0, -1, v] . C = d_y - v d_z.
     A solution further than `max_move_fraction` x depth from the start is rejected (the start is kept).
     """
-    return _place(np.asarray(center_cam, dtype=np.float64), keypoint_offsets(size_lwh, ry, 8), boxes_norm,
-                  on_border, iterations, max_move_fraction)
+    return _place(np.asarray(center_cam, dtype=np.float64), _bottom_corners(size_lwh, ry), boxes_norm, on_border,
+                  iterations, max_move_fraction)
 
 
-def _place(center_cam, offsets, boxes_norm, on_border, iterations: int = 2,
+def _place(center_cam, bottom, boxes_norm, on_border, iterations: int = 2,
            max_move_fraction: float = 0.15) -> np.ndarray:
-    """`place_by_box_edges` with the boxes' corner offsets (N, 8, 3) given.
+    """`place_by_box_edges` with the boxes' corner offsets given (`_bottom_corners`).
 
     The normal equations of the edge rows have the form [[A, 0, -B], [0, C, -D], [-B, -D, E]] C = r (A, B from the
     column edges, C, D from the row edges); they are solved in closed form, all boxes at once (by the Schur
@@ -313,18 +339,21 @@ def _place(center_cam, offsets, boxes_norm, on_border, iterations: int = 2,
     edges = boxes_norm[:, [0, 2, 1, 3]]
     weight = (~np.asarray(on_border, dtype=bool)).astype(np.float64)  # (N, 4): left, right, top, bottom, as `edges`
     center = center_cam.copy()
+    off_x, off_y, off_z = bottom
     for _ in range(iterations):
-        u, v, _ = _projected_corners(center, offsets)
-        extremes = (u.argmin(1), u.argmax(1), v.argmin(1), v.argmax(1))
+        u, v, _ = _projected_corners(center, bottom)
+        extremes = (u.argmin(0), u.argmax(0), v.argmin(0), v.argmax(0))  # u's bottom corners, v's keypoints
         diagonal, cross, rhs = np.zeros((2, n)), np.zeros((2, n)), np.zeros((3, n))  # A, C; B, D; r
         corner_term = np.zeros(n)  # E
         for edge, (corner, coord) in enumerate(zip(extremes, (0, 0, 1, 1))):
-            d = offsets[rows, corner]
+            bottom_corner = corner % 4
+            offset = (off_x[bottom_corner, rows] if coord == 0
+                      else np.where(corner < 4, 1.0, -1.0) * off_y[bottom_corner, rows])
             w, c = weight[:, edge], edges[:, edge]
             diagonal[coord] += w
             cross[coord] += w * c
             corner_term += w * c * c
-            t = w * (d[:, coord] - c * d[:, 2])
+            t = w * (offset - c * off_z[bottom_corner, rows])
             rhs[coord] -= t
             rhs[2] += t * c
         (a, cc), (b, dd) = diagonal, cross
@@ -346,10 +375,10 @@ def _place(center_cam, offsets, boxes_norm, on_border, iterations: int = 2,
 
 def slide_to_depth(center_cam, size_lwh, ry, nearest_depth) -> np.ndarray:
     """Centres moved along their camera rays so that each box's nearest corner lies at `nearest_depth` [m]."""
-    return _slide(center_cam, keypoint_offsets(size_lwh, ry, 8), nearest_depth)
+    return _slide(center_cam, _bottom_corners(size_lwh, ry)[2], nearest_depth)
 
 
-def _slide(center_cam, offsets, nearest_depth) -> np.ndarray:
-    """`slide_to_depth` with the boxes' corner offsets (N, 8, 3) given."""
-    scale = (nearest_depth - _corner_extremes(offsets[..., 2])[0]) / center_cam[:, 2]
+def _slide(center_cam, bottom_z, nearest_depth) -> np.ndarray:
+    """`slide_to_depth` with the depth offsets bottom_z (4, N) of the boxes' corners given (`_bottom_corners`)."""
+    scale = (nearest_depth - _corner_extremes(bottom_z)[0]) / center_cam[:, 2]
     return center_cam * scale[:, None]
