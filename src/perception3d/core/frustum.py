@@ -245,15 +245,15 @@ def points_in_boxes_2d(uv: np.ndarray, boxes_xyxy: np.ndarray) -> tuple[np.ndarr
     """
     boxes = np.asarray(boxes_xyxy, dtype=np.float64).reshape(-1, 4)
     by_u = np.argsort(uv[:, 0], kind="stable")
-    u_sorted = uv[by_u, 0]
+    u_sorted = uv[:, 0].take(by_u)
     lo = np.searchsorted(u_sorted, boxes[:, 0], side="left")
     hi = np.searchsorted(u_sorted, boxes[:, 2], side="right")
     span = np.maximum(hi - lo, 0)
     box = np.repeat(np.arange(len(boxes)), span)
-    point = by_u[np.repeat(lo, span) + np.arange(int(span.sum())) - np.repeat(np.cumsum(span) - span, span)]
-    v = uv[point, 1]
-    inside = (v >= boxes[box, 1]) & (v <= boxes[box, 3])
-    return point[inside], box[inside]
+    at = np.repeat(lo - (np.cumsum(span) - span), span) + np.arange(int(span.sum()))  # positions in by_u
+    v = uv[:, 1].take(by_u).take(at)
+    inside = (v >= np.repeat(boxes[:, 1], span)) & (v <= np.repeat(boxes[:, 3], span))
+    return by_u.take(at[inside]), box[inside]
 
 
 def _kind_codes(kinds: np.ndarray) -> np.ndarray:
@@ -304,7 +304,7 @@ def frustum_clusters(uv: np.ndarray, depth: np.ndarray, boxes_xyxy: np.ndarray, 
     if len(point) == 0:
         none = np.zeros(0, dtype=bool)
         return FrustumClusters(point, box, d, uv[point, 0], covered, none, none, expected, kind)
-    starts = np.r_[True, (box[1:] != box[:-1]) | (np.diff(d) > params.gap_m)]
+    starts = np.concatenate(([True], (box[1:] != box[:-1]) | (np.diff(d) > params.gap_m)))
     cluster = np.cumsum(starts) - 1
     cluster_size = np.bincount(cluster)
     cluster_box = box[starts]
@@ -403,13 +403,16 @@ def _nearest_owner(on: np.ndarray, point: np.ndarray, box: np.ndarray, covered: 
     there are the nearer object's (the next barrier of a row, the car in front). Returns `on` itself when no point
     is held by two boxes."""
     on_pos = np.flatnonzero(on)
-    if len(on_pos) < 2 or np.bincount(point[on_pos]).max() < 2:
+    holders = np.bincount(point[on_pos]) if len(on_pos) else np.zeros(1, dtype=np.int64)
+    if holders.max() < 2:
         return on
+    keep = on.copy()
+    on_pos = on_pos[holders[point[on_pos]] > 1]  # the points of one box only stay with it
+    keep[on_pos] = False
     held = point[on_pos] * (int(kind.max()) + 1) + kind[box[on_pos]]  # a (point, kind) code per pair
     beaten = covered[on_pos] & (np.bincount(held, weights=~covered[on_pos])[held] > 0)
     on_pos = on_pos[~beaten]
     order = on_pos[np.lexsort((box_depth[box[on_pos]], point[on_pos]))]
-    keep = np.zeros_like(on)
     keep[order[run_starts(point[order])]] = True  # order is sorted by point
     return keep
 
@@ -441,7 +444,7 @@ def _best_segment(on: np.ndarray, box: np.ndarray, depth: np.ndarray, u: np.ndar
         return on
     b, d, col, hidden = box[on_pos], depth[on_pos], u[on_pos], covered[on_pos]
     gap = np.maximum(params.segment_gap_m, params.segment_gap_per_depth * d[:-1])
-    starts = np.r_[True, (b[1:] != b[:-1]) | (np.diff(d) > gap)]
+    starts = np.concatenate(([True], (b[1:] != b[:-1]) | (np.diff(d) > gap)))
     first = np.flatnonzero(starts)
     segment = np.cumsum(starts) - 1
     seg_box = b[first]

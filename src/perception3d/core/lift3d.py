@@ -388,7 +388,7 @@ def _lidar_height_bounds(points: np.ndarray, box: np.ndarray, height: np.ndarray
     highest = np.flatnonzero(height == np.repeat(top, np.diff(np.r_[start, len(box)])))
     if len(highest) == 0:
         return bounds
-    highest = highest[np.r_[run_starts(box[highest])[1:], len(highest)] - 1]  # the last of each box's highest
+    highest = highest[np.append(run_starts(box[highest])[1:], len(highest)) - 1]  # the last of each box's highest
     reach = np.hypot(points[highest, 0], points[highest, 1])
     elevation = np.arctan2(points[highest, 2], reach)
     step = np.deg2rad(params.beam_spacing_deg)
