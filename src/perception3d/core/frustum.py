@@ -267,13 +267,18 @@ def points_in_boxes_covered(uv: np.ndarray, boxes_xyxy: np.ndarray,
     the same kind (kinds (B,)) with a lower bottom edge (image row y1 [px]: the nearer object)."""
     boxes = np.asarray(boxes_xyxy, dtype=np.float64).reshape(-1, 4)
     point, box = points_in_boxes_2d(uv, boxes)
-    kind = _kind_codes(kinds)
+    return point, box, _covered(point, box, boxes, _kind_codes(kinds), len(uv))
+
+
+def _covered(point: np.ndarray, box: np.ndarray, boxes: np.ndarray, kind: np.ndarray, n_points: int) -> np.ndarray:
+    """Whether each (point, box) pair (Q,) of `points_in_boxes_2d` (n_points points, boxes (B, 4)) is covered by a box
+    of the same kind (codes kind (B,), `_kind_codes`) with a lower bottom edge."""
     n_kinds = int(kind.max()) + 1 if len(kind) else 1
     key = point * n_kinds + kind[box]  # (point, kind)
     bottom = boxes[box, 3]
-    lowest = np.full(len(uv) * n_kinds, -np.inf)  # per (point, kind): the lowest bottom edge of the boxes holding it
+    lowest = np.full(n_points * n_kinds, -np.inf)  # per (point, kind): the lowest bottom edge of the boxes holding it
     np.maximum.at(lowest, key, bottom)
-    return point, box, bottom < lowest[key]
+    return bottom < lowest[key]
 
 
 def frustum_clusters(uv: np.ndarray, depth: np.ndarray, boxes_xyxy: np.ndarray, max_extent: np.ndarray,
@@ -288,13 +293,13 @@ def frustum_clusters(uv: np.ndarray, depth: np.ndarray, boxes_xyxy: np.ndarray, 
     """
     boxes = np.asarray(boxes_xyxy, dtype=np.float64).reshape(-1, 4)
     n_boxes = len(boxes)
+    point, box = points_in_boxes_2d(uv, boxes)
     if kinds is None:
-        point, box = points_in_boxes_2d(uv, boxes)
         covered = np.zeros(len(point), dtype=bool)
         kind = np.arange(n_boxes)
     else:
-        point, box, covered = points_in_boxes_covered(uv, boxes, kinds)
         kind = _kind_codes(kinds)
+        covered = _covered(point, box, boxes, kind, len(uv))
     # By box, then depth: np.lexsort((depth, box)) as two stable sorts, the second a radix sort of 16-bit box numbers.
     order = np.argsort(depth[point], kind="stable")
     order = order[np.argsort(box[order].astype(np.int16 if n_boxes < 2**15 else np.int64), kind="stable")]
@@ -329,7 +334,7 @@ def frustum_clusters(uv: np.ndarray, depth: np.ndarray, boxes_xyxy: np.ndarray, 
         second = first[first + 1 < len(best)]
         second = best[second + 1][cluster_box[best[second + 1]] == cluster_box[best[second]]]
         # NaN (no estimate, no size prior) fails the comparison: no next cluster
-        height_mean, height_std = height_priors(kinds)[cluster_box[second]].T
+        height_mean, height_std = height_priors(np.asarray(kinds)[cluster_box[second]]).T
         fits = ratio[second] <= params.next_cluster_height_std * height_std / height_mean
         following[cluster_box[second[fits]]] = second[fits]
     extent = np.asarray(max_extent, dtype=np.float64).reshape(n_boxes)
