@@ -309,12 +309,11 @@ def frustum_clusters(uv: np.ndarray, depth: np.ndarray, boxes_xyxy: np.ndarray, 
     if len(point) == 0:
         none = np.zeros(0, dtype=bool)
         return FrustumClusters(point, box, d, uv[point, 0], covered, none, none, expected, kind)
-    starts = np.concatenate(([True], (box[1:] != box[:-1]) | (np.diff(d) > params.gap_m)))
-    cluster = np.cumsum(starts) - 1
-    cluster_size = np.bincount(cluster)
+    starts = np.flatnonzero(np.concatenate(([True], (box[1:] != box[:-1]) | (np.diff(d) > params.gap_m))))
+    cluster_size = np.diff(np.append(starts, len(d)))  # the clusters are runs of the sorted pairs
     cluster_box = box[starts]
     # A cluster's depth: its first point not covered by a lower box of the kind (its first point if all are).
-    uncovered_first = np.minimum.reduceat(np.where(covered, np.inf, d), np.flatnonzero(starts))
+    uncovered_first = np.minimum.reduceat(np.where(covered, np.inf, d), starts)
     cluster_first_depth = np.where(np.isfinite(uncovered_first), uncovered_first, d[starts])
     frustum_size = np.bincount(box, minlength=n_boxes)
     eligible = cluster_size >= np.maximum(params.min_points, params.min_fraction * frustum_size[cluster_box])
@@ -338,9 +337,14 @@ def frustum_clusters(uv: np.ndarray, depth: np.ndarray, boxes_xyxy: np.ndarray, 
         fits = ratio[second] <= params.next_cluster_height_std * height_std / height_mean
         following[cluster_box[second[fits]]] = second[fits]
     extent = np.asarray(max_extent, dtype=np.float64).reshape(n_boxes)
-    within = d <= cluster_first_depth[cluster] + extent[box]
-    return FrustumClusters(point, box, d, uv[point, 0], covered, (cluster == chosen[box]) & within,
-                           (cluster == following[box]) & within, expected, kind)
+    cluster = np.arange(len(starts))
+
+    def per_pair(of_cluster: np.ndarray) -> np.ndarray:  # a value per cluster repeated for its pairs
+        return np.repeat(of_cluster, cluster_size)
+
+    within = d <= per_pair(cluster_first_depth + extent[cluster_box])
+    return FrustumClusters(point, box, d, uv[point, 0], covered, per_pair(cluster == chosen[cluster_box]) & within,
+                           per_pair(cluster == following[cluster_box]) & within, expected, kind)
 
 
 def object_points(clusters: FrustumClusters, boxes_xyxy: np.ndarray, params: ClusterParams = ClusterParams()
@@ -451,7 +455,6 @@ def _best_segment(on: np.ndarray, box: np.ndarray, depth: np.ndarray, u: np.ndar
     gap = np.maximum(params.segment_gap_m, params.segment_gap_per_depth * d[:-1])
     starts = np.concatenate(([True], (b[1:] != b[:-1]) | (np.diff(d) > gap)))
     first = np.flatnonzero(starts)
-    segment = np.cumsum(starts) - 1
     seg_box = b[first]
     width = np.maximum(boxes[seg_box, 2] - boxes[seg_box, 0], 1e-6)
     right = np.maximum.reduceat(np.where(hidden, -np.inf, col), first)
@@ -459,12 +462,13 @@ def _best_segment(on: np.ndarray, box: np.ndarray, depth: np.ndarray, u: np.ndar
     cover = np.where(np.isfinite(right), right - left, 0.0) / width
     ratio = np.abs(np.log(np.maximum(d[first], 1e-6) / expected[seg_box]))
     fit = cover - np.where(np.isnan(ratio), 0.0, ratio)
-    order = np.lexsort((np.arange(len(first)), -fit, seg_box))  # per box: best fit, then nearest
+    segment = np.arange(len(first))
+    order = np.lexsort((segment, -fit, seg_box))  # per box: best fit, then nearest
     best = np.full(len(boxes), -1)
     first_of_box = run_starts(seg_box[order])
     best[seg_box[order[first_of_box]]] = order[first_of_box]
+    chosen = best[seg_box]
+    kept = (segment == chosen) | ((segment < chosen) & (cover >= params.near_segment_cover * cover[chosen]))
     keep = on.copy()
-    chosen = best[b]
-    keep[on_pos] = (segment == chosen) | ((segment < chosen)
-                                          & (cover[segment] >= params.near_segment_cover * cover[chosen]))
+    keep[on_pos] = np.repeat(kept, np.diff(np.append(first, len(b))))  # per segment, to its points
     return keep
