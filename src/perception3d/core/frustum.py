@@ -119,7 +119,8 @@ class CameraView:
 
 @dataclass
 class ProjectedCloud:
-    """The points of a cloud that land in one image: indices into the cloud, pixels and camera-frame points."""
+    """The points of a cloud that land in one image: indices into the cloud, pixels (K, 2) and camera-frame points
+    (K, 3) (both column-major: a column is contiguous)."""
 
     index: np.ndarray
     uv: np.ndarray
@@ -235,7 +236,8 @@ def project_cloud(points: np.ndarray, camera: CameraModel, T_cam_lidar: np.ndarr
     pts_cam = transform_points(T, np.take(points, front, axis=0))  # a take of rows: ~4x faster than points[front]
     proj = project_points(camera, pts_cam)
     keep = np.flatnonzero(proj.in_image)
-    return ProjectedCloud(front[keep], proj.uv[keep], pts_cam[keep])
+    # uv and pts_cam are (N, 2) and (N, 3) views of (2, N) and (3, N) arrays: their rows are taken there (~3x faster)
+    return ProjectedCloud(front[keep], np.take(proj.uv.T, keep, axis=1).T, np.take(pts_cam.T, keep, axis=1).T)
 
 
 def points_in_boxes_2d(uv: np.ndarray, boxes_xyxy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
