@@ -119,7 +119,8 @@ class CameraView:
 
 @dataclass
 class ProjectedCloud:
-    """The points of a cloud that land in one image: indices into the cloud, pixels and camera-frame points."""
+    """The points of a cloud that land in one image: indices into the cloud, pixels (K, 2) and camera-frame points
+    (K, 3) (both column-major: a column is contiguous)."""
 
     index: np.ndarray
     uv: np.ndarray
@@ -235,7 +236,8 @@ def project_cloud(points: np.ndarray, camera: CameraModel, T_cam_lidar: np.ndarr
     pts_cam = transform_points(T, np.take(points, front, axis=0))  # a take of rows: ~4x faster than points[front]
     proj = project_points(camera, pts_cam)
     keep = np.flatnonzero(proj.in_image)
-    return ProjectedCloud(front[keep], proj.uv[keep], pts_cam[keep])
+    # uv and pts_cam are (N, 2) and (N, 3) views of (2, N) and (3, N) arrays: their rows are taken there (~3x faster)
+    return ProjectedCloud(front[keep], np.take(proj.uv.T, keep, axis=1).T, np.take(pts_cam.T, keep, axis=1).T)
 
 
 def points_in_boxes_2d(uv: np.ndarray, boxes_xyxy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -245,15 +247,15 @@ def points_in_boxes_2d(uv: np.ndarray, boxes_xyxy: np.ndarray) -> tuple[np.ndarr
     """
     boxes = np.asarray(boxes_xyxy, dtype=np.float64).reshape(-1, 4)
     by_u = np.argsort(uv[:, 0], kind="stable")
-    u_sorted = uv[by_u, 0]
+    u_sorted = uv[:, 0].take(by_u)
     lo = np.searchsorted(u_sorted, boxes[:, 0], side="left")
     hi = np.searchsorted(u_sorted, boxes[:, 2], side="right")
     span = np.maximum(hi - lo, 0)
     box = np.repeat(np.arange(len(boxes)), span)
-    point = by_u[np.repeat(lo, span) + np.arange(int(span.sum())) - np.repeat(np.cumsum(span) - span, span)]
-    v = uv[point, 1]
-    inside = (v >= boxes[box, 1]) & (v <= boxes[box, 3])
-    return point[inside], box[inside]
+    at = np.repeat(lo - (np.cumsum(span) - span), span) + np.arange(int(span.sum()))  # positions in by_u
+    v = uv[:, 1].take(by_u).take(at)
+    inside = (v >= np.repeat(boxes[:, 1], span)) & (v <= np.repeat(boxes[:, 3], span))
+    return by_u.take(at[inside]), box[inside]
 
 
 def _kind_codes(kinds: np.ndarray) -> np.ndarray:
@@ -267,13 +269,18 @@ def points_in_boxes_covered(uv: np.ndarray, boxes_xyxy: np.ndarray,
     the same kind (kinds (B,)) with a lower bottom edge (image row y1 [px]: the nearer object)."""
     boxes = np.asarray(boxes_xyxy, dtype=np.float64).reshape(-1, 4)
     point, box = points_in_boxes_2d(uv, boxes)
-    kind = _kind_codes(kinds)
+    return point, box, _covered(point, box, boxes, _kind_codes(kinds), len(uv))
+
+
+def _covered(point: np.ndarray, box: np.ndarray, boxes: np.ndarray, kind: np.ndarray, n_points: int) -> np.ndarray:
+    """Whether each (point, box) pair (Q,) of `points_in_boxes_2d` (n_points points, boxes (B, 4)) is covered by a box
+    of the same kind (codes kind (B,), `_kind_codes`) with a lower bottom edge."""
     n_kinds = int(kind.max()) + 1 if len(kind) else 1
     key = point * n_kinds + kind[box]  # (point, kind)
     bottom = boxes[box, 3]
-    lowest = np.full(len(uv) * n_kinds, -np.inf)  # per (point, kind): the lowest bottom edge of the boxes holding it
+    lowest = np.full(n_points * n_kinds, -np.inf)  # per (point, kind): the lowest bottom edge of the boxes holding it
     np.maximum.at(lowest, key, bottom)
-    return point, box, bottom < lowest[key]
+    return bottom < lowest[key]
 
 
 def frustum_clusters(uv: np.ndarray, depth: np.ndarray, boxes_xyxy: np.ndarray, max_extent: np.ndarray,
@@ -288,13 +295,13 @@ def frustum_clusters(uv: np.ndarray, depth: np.ndarray, boxes_xyxy: np.ndarray, 
     """
     boxes = np.asarray(boxes_xyxy, dtype=np.float64).reshape(-1, 4)
     n_boxes = len(boxes)
+    point, box = points_in_boxes_2d(uv, boxes)
     if kinds is None:
-        point, box = points_in_boxes_2d(uv, boxes)
         covered = np.zeros(len(point), dtype=bool)
         kind = np.arange(n_boxes)
     else:
-        point, box, covered = points_in_boxes_covered(uv, boxes, kinds)
         kind = _kind_codes(kinds)
+        covered = _covered(point, box, boxes, kind, len(uv))
     # By box, then depth: np.lexsort((depth, box)) as two stable sorts, the second a radix sort of 16-bit box numbers.
     order = np.argsort(depth[point], kind="stable")
     order = order[np.argsort(box[order].astype(np.int16 if n_boxes < 2**15 else np.int64), kind="stable")]
@@ -304,12 +311,11 @@ def frustum_clusters(uv: np.ndarray, depth: np.ndarray, boxes_xyxy: np.ndarray, 
     if len(point) == 0:
         none = np.zeros(0, dtype=bool)
         return FrustumClusters(point, box, d, uv[point, 0], covered, none, none, expected, kind)
-    starts = np.r_[True, (box[1:] != box[:-1]) | (np.diff(d) > params.gap_m)]
-    cluster = np.cumsum(starts) - 1
-    cluster_size = np.bincount(cluster)
+    starts = np.flatnonzero(np.concatenate(([True], (box[1:] != box[:-1]) | (np.diff(d) > params.gap_m))))
+    cluster_size = np.diff(np.append(starts, len(d)))  # the clusters are runs of the sorted pairs
     cluster_box = box[starts]
     # A cluster's depth: its first point not covered by a lower box of the kind (its first point if all are).
-    uncovered_first = np.minimum.reduceat(np.where(covered, np.inf, d), np.flatnonzero(starts))
+    uncovered_first = np.minimum.reduceat(np.where(covered, np.inf, d), starts)
     cluster_first_depth = np.where(np.isfinite(uncovered_first), uncovered_first, d[starts])
     frustum_size = np.bincount(box, minlength=n_boxes)
     eligible = cluster_size >= np.maximum(params.min_points, params.min_fraction * frustum_size[cluster_box])
@@ -329,13 +335,18 @@ def frustum_clusters(uv: np.ndarray, depth: np.ndarray, boxes_xyxy: np.ndarray, 
         second = first[first + 1 < len(best)]
         second = best[second + 1][cluster_box[best[second + 1]] == cluster_box[best[second]]]
         # NaN (no estimate, no size prior) fails the comparison: no next cluster
-        height_mean, height_std = height_priors(kinds)[cluster_box[second]].T
+        height_mean, height_std = height_priors(np.asarray(kinds)[cluster_box[second]]).T
         fits = ratio[second] <= params.next_cluster_height_std * height_std / height_mean
         following[cluster_box[second[fits]]] = second[fits]
     extent = np.asarray(max_extent, dtype=np.float64).reshape(n_boxes)
-    within = d <= cluster_first_depth[cluster] + extent[box]
-    return FrustumClusters(point, box, d, uv[point, 0], covered, (cluster == chosen[box]) & within,
-                           (cluster == following[box]) & within, expected, kind)
+    cluster = np.arange(len(starts))
+
+    def per_pair(of_cluster: np.ndarray) -> np.ndarray:  # a value per cluster repeated for its pairs
+        return np.repeat(of_cluster, cluster_size)
+
+    within = d <= per_pair(cluster_first_depth + extent[cluster_box])
+    return FrustumClusters(point, box, d, uv[point, 0], covered, per_pair(cluster == chosen[cluster_box]) & within,
+                           per_pair(cluster == following[cluster_box]) & within, expected, kind)
 
 
 def object_points(clusters: FrustumClusters, boxes_xyxy: np.ndarray, params: ClusterParams = ClusterParams()
@@ -403,13 +414,16 @@ def _nearest_owner(on: np.ndarray, point: np.ndarray, box: np.ndarray, covered: 
     there are the nearer object's (the next barrier of a row, the car in front). Returns `on` itself when no point
     is held by two boxes."""
     on_pos = np.flatnonzero(on)
-    if len(on_pos) < 2 or np.bincount(point[on_pos]).max() < 2:
+    holders = np.bincount(point[on_pos]) if len(on_pos) else np.zeros(1, dtype=np.int64)
+    if holders.max() < 2:
         return on
+    keep = on.copy()
+    on_pos = on_pos[holders[point[on_pos]] > 1]  # the points of one box only stay with it
+    keep[on_pos] = False
     held = point[on_pos] * (int(kind.max()) + 1) + kind[box[on_pos]]  # a (point, kind) code per pair
     beaten = covered[on_pos] & (np.bincount(held, weights=~covered[on_pos])[held] > 0)
     on_pos = on_pos[~beaten]
     order = on_pos[np.lexsort((box_depth[box[on_pos]], point[on_pos]))]
-    keep = np.zeros_like(on)
     keep[order[run_starts(point[order])]] = True  # order is sorted by point
     return keep
 
@@ -441,9 +455,8 @@ def _best_segment(on: np.ndarray, box: np.ndarray, depth: np.ndarray, u: np.ndar
         return on
     b, d, col, hidden = box[on_pos], depth[on_pos], u[on_pos], covered[on_pos]
     gap = np.maximum(params.segment_gap_m, params.segment_gap_per_depth * d[:-1])
-    starts = np.r_[True, (b[1:] != b[:-1]) | (np.diff(d) > gap)]
+    starts = np.concatenate(([True], (b[1:] != b[:-1]) | (np.diff(d) > gap)))
     first = np.flatnonzero(starts)
-    segment = np.cumsum(starts) - 1
     seg_box = b[first]
     width = np.maximum(boxes[seg_box, 2] - boxes[seg_box, 0], 1e-6)
     right = np.maximum.reduceat(np.where(hidden, -np.inf, col), first)
@@ -451,12 +464,13 @@ def _best_segment(on: np.ndarray, box: np.ndarray, depth: np.ndarray, u: np.ndar
     cover = np.where(np.isfinite(right), right - left, 0.0) / width
     ratio = np.abs(np.log(np.maximum(d[first], 1e-6) / expected[seg_box]))
     fit = cover - np.where(np.isnan(ratio), 0.0, ratio)
-    order = np.lexsort((np.arange(len(first)), -fit, seg_box))  # per box: best fit, then nearest
+    segment = np.arange(len(first))
+    order = np.lexsort((segment, -fit, seg_box))  # per box: best fit, then nearest
     best = np.full(len(boxes), -1)
     first_of_box = run_starts(seg_box[order])
     best[seg_box[order[first_of_box]]] = order[first_of_box]
+    chosen = best[seg_box]
+    kept = (segment == chosen) | ((segment < chosen) & (cover >= params.near_segment_cover * cover[chosen]))
     keep = on.copy()
-    chosen = best[b]
-    keep[on_pos] = (segment == chosen) | ((segment < chosen)
-                                          & (cover[segment] >= params.near_segment_cover * cover[chosen]))
+    keep[on_pos] = np.repeat(kept, np.diff(np.append(first, len(b))))  # per segment, to its points
     return keep

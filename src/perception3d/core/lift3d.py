@@ -346,21 +346,23 @@ def _box_support(objects_lidar: np.ndarray, object_cells: BevCells, object_heigh
 def _foot_nearest_depth(depth_min, supported, on_box, on_u, on_height, dets, view: CameraView,
                         ground_lidar: np.ndarray, params: LiftParams) -> np.ndarray:
     """The nearest depth (B,) [m] of each box's object: its segment's depth_min (B,), or nearer where the segment's
-    lowest point (heights on_height above the ground [m] of its points, boxes on_box, columns on_u [px]) lies more
-    than `foot_gap` x the class's mean height above the ground and ground returns (ground_lidar, LiDAR frame)
-    lie at the object's foot within `foot_reach` x its mean length (core.frustum.foot_depths): the lower part of
-    the object was not seen in the segment (a car's bumper at road height is ground to core.ground, and a ring
-    passing over its bonnet hits the cabin ~1.4 m further)."""
+    lowest point (heights on_height above the ground [m] of its points, boxes on_box (grouped by box), columns on_u
+    [px]) lies more than `foot_gap` x the class's mean height above the ground and ground returns (ground_lidar,
+    LiDAR frame) lie at the object's foot within `foot_reach` x its mean length (core.frustum.foot_depths): the
+    lower part of the object was not seen in the segment (a car's bumper at road height is ground to core.ground,
+    and a ring passing over its bonnet hits the cabin ~1.4 m further)."""
     n_boxes = len(depth_min)
+    runs = run_starts(on_box)  # the points come grouped by box
+    has = on_box[runs]
     lowest = np.full(n_boxes, np.inf)
-    np.minimum.at(lowest, on_box, np.where(np.isnan(on_height), -np.inf, on_height))  # no surface: never raised
+    # a point without a ground surface below it (NaN height) never lets its box count as raised
+    lowest[has] = np.minimum.reduceat(np.where(np.isnan(on_height), -np.inf, on_height), runs)
     prior = size_priors(dets.class_ids)[:, 0]  # (w, l, h)
     raised = supported & np.isfinite(lowest) & (lowest > params.foot_gap * prior[:, 2])
     if not raised.any() or len(ground_lidar) == 0:
         return depth_min
     left, right = np.full(n_boxes, np.inf), np.full(n_boxes, -np.inf)
-    np.minimum.at(left, on_box, on_u)
-    np.maximum.at(right, on_box, on_u)
+    left[has], right[has] = np.minimum.reduceat(on_u, runs), np.maximum.reduceat(on_u, runs)
     reach = params.foot_reach * prior[:, 1]
     # Only the ground returns within the depths of a raised box's foot are projected (a small share of the sweep).
     T = view.T_cam_lidar
@@ -388,7 +390,7 @@ def _lidar_height_bounds(points: np.ndarray, box: np.ndarray, height: np.ndarray
     highest = np.flatnonzero(height == np.repeat(top, np.diff(np.r_[start, len(box)])))
     if len(highest) == 0:
         return bounds
-    highest = highest[np.r_[run_starts(box[highest])[1:], len(highest)] - 1]  # the last of each box's highest
+    highest = highest[np.append(run_starts(box[highest])[1:], len(highest)) - 1]  # the last of each box's highest
     reach = np.hypot(points[highest, 0], points[highest, 1])
     elevation = np.arctan2(points[highest, 2], reach)
     step = np.deg2rad(params.beam_spacing_deg)
@@ -608,6 +610,8 @@ def _lift_all(supports: list[_BoxSupport], params: LiftParams,
 
 
 HEADING_STEP_DEG = 3.0
+_HEADINGS = np.radians(np.arange(0.0, 90.0, HEADING_STEP_DEG))  # lidar_headings' candidates [rad]
+_HEADING_COS_SIN = np.cos(_HEADINGS), np.sin(_HEADINGS)
 
 
 def lidar_headings(points_xy: np.ndarray, start: np.ndarray, count: np.ndarray, max_points: int = 32) -> np.ndarray:
@@ -622,14 +626,17 @@ def lidar_headings(points_xy: np.ndarray, start: np.ndarray, count: np.ndarray, 
         return np.zeros(0)
     index, first, kept = _subsample_groups(start, count, max_points)
     xy = points_xy[index]
-    owner = np.repeat(np.arange(len(kept)), kept)
-    phi = np.radians(np.arange(0.0, 90.0, HEADING_STEP_DEG))
-    a = xy[:, 0:1] * np.cos(phi) + xy[:, 1:2] * np.sin(phi)
-    b = -xy[:, 0:1] * np.sin(phi) + xy[:, 1:2] * np.cos(phi)
-    da = np.minimum(a - np.minimum.reduceat(a, first)[owner], np.maximum.reduceat(a, first)[owner] - a)
-    db = np.minimum(b - np.minimum.reduceat(b, first)[owner], np.maximum.reduceat(b, first)[owner] - b)
+    cos, sin = _HEADING_COS_SIN
+    a = xy[:, 0:1] * cos + xy[:, 1:2] * sin
+    b = -xy[:, 0:1] * sin + xy[:, 1:2] * cos
+
+    def per_point(reduced: np.ndarray) -> np.ndarray:  # each group's row repeated for its points
+        return np.repeat(reduced, kept, axis=0)
+
+    da = np.minimum(a - per_point(np.minimum.reduceat(a, first)), per_point(np.maximum.reduceat(a, first)) - a)
+    db = np.minimum(b - per_point(np.minimum.reduceat(b, first)), per_point(np.maximum.reduceat(b, first)) - b)
     spread = np.add.reduceat(np.minimum(da, db), first)
-    return phi[np.argmin(spread, axis=1)]
+    return _HEADINGS[np.argmin(spread, axis=1)]
 
 
 def _footprint_extremes(points: np.ndarray, start: np.ndarray, count: np.ndarray, heading: np.ndarray) -> np.ndarray:

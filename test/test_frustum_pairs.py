@@ -1,0 +1,59 @@
+"""Point-box pairs of core.frustum against straightforward computations on random images: the pairs and their
+order (points_in_boxes_2d), the cover of same-kind lower boxes (points_in_boxes_covered) and the one owner of a
+point held by several boxes (_nearest_owner)."""
+import numpy as np
+
+from perception3d.core.frustum import _nearest_owner, points_in_boxes_2d, points_in_boxes_covered
+
+
+def _random_image(rng, n_points=400, n_boxes=12):
+    """Pixels (with repeated columns and rows) and boxes (some degenerate, some touching the pixel grid)."""
+    uv = np.round(rng.uniform(0.0, 100.0, (n_points, 2)), 1)
+    corners = np.round(rng.uniform(0.0, 100.0, (n_boxes, 2, 2)), 1)
+    boxes = np.concatenate([corners.min(axis=1), corners.max(axis=1)], axis=1)
+    boxes[0] = [uv[0, 0], uv[0, 1], uv[0, 0], uv[0, 1]]  # a box of one pixel, edges included
+    return uv, boxes
+
+
+def test_pairs_are_those_inside_each_box_by_box_then_column():
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        uv, boxes = _random_image(rng)
+        point, box = points_in_boxes_2d(uv, boxes)
+        by_u = np.argsort(uv[:, 0], kind="stable")
+        expected = [(p, b) for b in range(len(boxes)) for p in by_u
+                    if boxes[b, 0] <= uv[p, 0] <= boxes[b, 2] and boxes[b, 1] <= uv[p, 1] <= boxes[b, 3]]
+        assert [(int(p), int(b)) for p, b in zip(point, box)] == expected
+
+
+def test_a_pair_is_covered_by_a_lower_box_of_its_kind_only():
+    rng = np.random.default_rng(1)
+    for _ in range(20):
+        uv, boxes = _random_image(rng)
+        kinds = rng.choice(np.array(["car", "truck", "pedestrian"], dtype=object), len(boxes))
+        point, box, covered = points_in_boxes_covered(uv, boxes, kinds)
+        inside = ((uv[:, None, 0] >= boxes[:, 0]) & (uv[:, None, 0] <= boxes[:, 2])
+                  & (uv[:, None, 1] >= boxes[:, 1]) & (uv[:, None, 1] <= boxes[:, 3]))
+        expected = [bool(np.any(inside[p] & (kinds == kinds[b]) & (boxes[:, 3] > boxes[b, 3])))
+                    for p, b in zip(point, box)]
+        assert covered.tolist() == expected
+
+
+def test_a_point_held_by_several_boxes_stays_with_the_nearest_uncovered_one():
+    rng = np.random.default_rng(2)
+    for _ in range(50):
+        n_points, n_boxes, n_pairs = 30, 6, 80
+        pairs = np.unique(np.stack([rng.integers(0, n_boxes, n_pairs), rng.integers(0, n_points, n_pairs)], 1), axis=0)
+        box, point = pairs.T  # sorted by box
+        on = rng.random(len(box)) < 0.8
+        covered = rng.random(len(box)) < 0.3
+        kind = rng.integers(0, 2, n_boxes)
+        box_depth = rng.choice([5.0, 7.0, 9.0], n_boxes)  # ties between boxes: the lower box index wins
+        keep = _nearest_owner(on, point, box, covered, kind, box_depth)
+        expected = np.zeros_like(on)
+        for p in np.unique(point[on]):
+            holders = np.flatnonzero(on & (point == p))
+            uncovered_kinds = set(kind[box[holders[~covered[holders]]]])
+            competing = [q for q in holders if not (covered[q] and kind[box[q]] in uncovered_kinds)]
+            expected[min(competing, key=lambda q: (box_depth[box[q]], q))] = True
+        assert np.array_equal(keep, expected)
