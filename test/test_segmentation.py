@@ -2,7 +2,11 @@
 scenes."""
 import numpy as np
 import pytest
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
+from scipy.spatial import cKDTree
 
+from perception3d.core import segmentation
 from perception3d.core.camera import project_points
 from perception3d.core.classes import LIDARSEG_CLASSES
 from perception3d.core.frustum import (
@@ -15,7 +19,7 @@ from perception3d.core.frustum import (
 )
 from perception3d.core.geometry import invert_transform, transform_points
 from perception3d.core.ground import fit_ground_plane
-from perception3d.core.segmentation import segment_points
+from perception3d.core.segmentation import linked_components, segment_points
 from perception3d.errors import PointCloudError
 from scene_helpers import (
     T_BASE_LIDAR,
@@ -391,3 +395,40 @@ def test_blind_spot_points_take_the_label_of_the_object_they_connect_to():
     assert np.all(pole_labels[pole_pts[:, 2] > 0.3] == 0)  # its foot is road, the rest stays unlabelled
     without = segment_points(points, cams, T_BASE_LIDAR, blind_link_m=0.0)[0]
     assert np.all(without[: len(truck_pts)][~seen] == 0)
+
+
+def _pair_components(points, link_m):
+    """Connected components of the graph whose edges are the point pairs within link_m, straight from the pairs."""
+    pairs = cKDTree(points).query_pairs(link_m, output_type="ndarray").reshape(-1, 2)
+    graph = coo_matrix((np.ones(len(pairs)), (pairs[:, 0], pairs[:, 1])), shape=(len(points),) * 2)
+    return connected_components(graph, directed=False)[1]
+
+
+def _same_partition(a, b):
+    """Whether two component labellings (N,) group the points alike."""
+    joint = np.unique(np.stack([a, b], axis=1), axis=0)
+    return len(joint) == len(np.unique(a)) == len(np.unique(b))
+
+
+@pytest.mark.parametrize("table", [True, False])
+def test_linked_components_are_those_of_the_linked_pairs(monkeypatch, table):
+    if not table:  # the distinct cell pairs found by sorting instead of the cells x cells table
+        monkeypatch.setattr(segmentation, "MAX_CELL_PAIR_TABLE", 0)
+    rng = np.random.default_rng(3)
+    for trial in range(20):
+        blobs = rng.uniform(-6, 6, size=(rng.integers(1, 12), 3))
+        points = blobs[rng.integers(0, len(blobs), 400)] + rng.normal(scale=rng.uniform(0.05, 0.6), size=(400, 3))
+        points = np.vstack([points, rng.uniform(-8, 8, size=(100, 3))])  # loose points, most alone
+        link = rng.uniform(0.1, 0.5)
+        labels = linked_components(points, link)
+        expected = _pair_components(points, link)
+        assert len(np.unique(expected)) > 1
+        assert _same_partition(labels, expected), trial
+
+
+def test_linked_components_link_at_exactly_the_distance():
+    chain = np.zeros((5, 3))
+    chain[:, 0] = np.arange(5) * 0.25  # neighbours exactly 0.25 m apart (binary fractions: exact)
+    assert len(np.unique(linked_components(chain, 0.25))) == 1
+    assert len(np.unique(linked_components(chain, 0.2499))) == 5
+    assert len(linked_components(np.zeros((0, 3)), 0.3)) == 0

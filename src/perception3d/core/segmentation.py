@@ -25,7 +25,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-from scipy.sparse import coo_matrix
+from scipy.sparse import csr_matrix
 from scipy.sparse.csgraph import connected_components
 from scipy.spatial import cKDTree
 
@@ -144,9 +144,7 @@ def _label_connected(pts: np.ndarray, labels: np.ndarray, scores: np.ndarray, la
     seed = np.isfinite(dist)
     if not np.any(seed):
         return
-    pairs = cKDTree(blind_pts).query_pairs(link_m, output_type="ndarray").reshape(-1, 2)
-    graph = coo_matrix((np.ones(len(pairs)), (pairs[:, 0], pairs[:, 1])), shape=(len(blind), len(blind)))
-    _, component = connected_components(graph, directed=False)
+    component = linked_components(blind_pts, link_m)
     seed_label = labels[labelled[nearest[seed]]]
     votes = np.zeros((component.max() + 1, len(LIDARSEG_CLASSES)), dtype=np.int64)
     np.add.at(votes, (component[seed], seed_label), 1)
@@ -155,3 +153,38 @@ def _label_connected(pts: np.ndarray, labels: np.ndarray, scores: np.ndarray, la
     take = count[component] > 0
     labels[blind[take]] = np.argmax(votes[component[take]], axis=1)
     scores[blind[take]] = 0.5 * score_sum[component[take]] / count[component[take]]
+
+
+MAX_CELL_PAIR_TABLE = 1 << 24  # cells^2 up to which linked_components marks cell pairs in a table (16 MB)
+
+
+def linked_components(points: np.ndarray, link_m: float) -> np.ndarray:
+    """Connected component (N,) of each point (N, 3) [m] when points closer than link_m (distance <= link_m) link.
+
+    The points are binned into cubic cells of side just under link_m / sqrt(3): any two points of a cell are within
+    link_m, so the components are those of the cells, two cells linked when a pair of their points is. The linked
+    pairs (a k-d tree search) collapse onto far fewer distinct cell pairs: the blind points beside the vehicle are
+    dense (a world v1 sweep: 3,800 points, 300,000 linked pairs, 250 cells), and the sparse graph of the point pairs
+    cost twice the search to build (that sweep: 16.8 -> 7.5 ms).
+    """
+    n = len(points)
+    if n == 0:
+        return np.zeros(0, dtype=np.int32)
+    pairs = cKDTree(points, balanced_tree=False).query_pairs(link_m, output_type="ndarray").reshape(-1, 2)
+    side = link_m / np.sqrt(3.0) * (1.0 - 1e-6)
+    ijk = np.floor((points - points.min(axis=0)) / side).astype(np.int64)
+    dims = ijk.max(axis=0) + 1
+    _, cell = np.unique((ijk[:, 0] * dims[1] + ijk[:, 1]) * dims[2] + ijk[:, 2], return_inverse=True)
+    cells = int(cell.max()) + 1
+    a, b = cell[pairs[:, 0]], cell[pairs[:, 1]]
+    cross = a != b
+    if cells * cells <= MAX_CELL_PAIR_TABLE:
+        linked = np.zeros((cells, cells), dtype=bool)
+        linked[a[cross], b[cross]] = True
+        rows, cols = np.nonzero(linked)  # distinct pairs, by row
+    else:
+        rows, cols = np.divmod(np.unique(a[cross] * cells + b[cross]), cells)
+    indptr = np.zeros(cells + 1, dtype=np.int64)
+    np.cumsum(np.bincount(rows, minlength=cells), out=indptr[1:])
+    graph = csr_matrix((np.ones(len(cols), dtype=np.int8), cols, indptr), shape=(cells, cells))
+    return connected_components(graph, directed=False)[1][cell]
