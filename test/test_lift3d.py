@@ -127,6 +127,46 @@ def test_bev_nms_merges_boxes_of_two_images_only():
     assert bev_nms(row, 0.1, np.array([2, 3])).tolist() == [0]
 
 
+
+def test_neighbour_cell_pairs_are_the_pairs_of_the_3x3_cells():
+    """bev_nms's candidate pairs against a direct double loop over Python ints, on sparse and dense cells, several
+    groups and the int64 extremes that NaN or huge centres floor to."""
+    from perception3d.core.lift3d import _cell_keys, _neighbour_cell_pairs
+
+    rng = np.random.default_rng(2)
+    extremes = np.iinfo(np.int64).min, np.iinfo(np.int64).max
+    for trial in range(40):
+        n = int(rng.integers(0, 60))
+        group = rng.integers(0, 3, n)
+        cells = rng.integers(-3, 3, (n, 2)) * (1 + trial % 3)  # spacing 2 and 3: some neighbours unoccupied
+        cells[rng.random((n, 2)) < 0.05] = rng.choice(extremes)
+        key, span = _cell_keys(group, cells)
+        queries, refs = rng.permutation(n)[:n // 2], rng.permutation(n)[:2 * n // 3]
+        q, r = _neighbour_cell_pairs(key, span, queries, refs)
+        expected = {(a, b) for a in queries.tolist() for b in refs.tolist() if group[a] == group[b] and
+                    all(abs(int(cells[a, axis]) - int(cells[b, axis])) <= 1 for axis in (0, 1))}
+        pairs = list(zip(q.tolist(), r.tolist()))
+        assert len(pairs) == len(set(pairs)) and set(pairs) == expected
+        runs = [a for j, a in enumerate(q.tolist()) if j == 0 or q[j - 1] != a]
+        assert runs == [a for a in queries.tolist() if a in q]  # grouped, in the queries' order
+
+
+def test_bev_nms_keeps_the_same_boxes_in_chunks(monkeypatch):
+    """Boxes taken 7 at a time (the pass of a dense scene) are kept as in one pass, with and without sources."""
+    import perception3d.core.lift3d as lift3d
+
+    rng = np.random.default_rng(3)
+    for _ in range(10):
+        n = 60
+        dets = Detections3D(rng.uniform(-6, 6, (n, 3)), rng.uniform(0.5, 4, (n, 3)), rng.uniform(-3, 3, n),
+                            rng.choice(["car", "barrier", "pedestrian"], n), rng.uniform(0, 1, n).round(1))
+        sources = rng.integers(0, 3, n)
+        whole = [bev_nms(dets, 0.2).tolist(), bev_nms(dets, 0.2, sources).tolist()]
+        monkeypatch.setattr(lift3d, "_NMS_CHUNK", 7)
+        assert [bev_nms(dets, 0.2).tolist(), bev_nms(dets, 0.2, sources).tolist()] == whole
+        monkeypatch.undo()
+        assert len(whole[0]) < len(whole[1]) < n  # boxes merged, fewer across images only
+
 def test_lidar_headings_of_rectangles():
     # L-shaped outlines (two visible sides) of rectangles at known headings, plus a one-sided outline.
     groups, truth = [], []

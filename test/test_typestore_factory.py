@@ -96,10 +96,42 @@ def test_many_builds_flat_messages_row_by_row_on_both_backends():
     rclpy_points = MessageFactory("rclpy", message_class=lambda t: FakePoint).many(
         "geometry_msgs/msg/Point", x=xyz[:, 0], y=xyz[:, 1], z=xyz[:, 2])
     assert [(p.x, p.y, p.z) for p in rclpy_points] == [(1.0, 2.0, 3.0), (4.0, 5.0, 6.0)]
-    with pytest.raises(TypeError, match="every field of a flat type"):
+    with pytest.raises(TypeError, match="every field of geometry_msgs/msg/Point or a template"):
         default_factory().many("geometry_msgs/msg/Point", x=xyz[:, 0], y=xyz[:, 1])
-    with pytest.raises(TypeError, match="flat type"):
-        default_factory().many("geometry_msgs/msg/Pose", position=[], orientation=[])
+    with pytest.raises(ValueError, match="different lengths"):
+        default_factory().many("geometry_msgs/msg/Point", x=xyz[:, 0], y=xyz[:, 1], z=xyz[:1, 2])
+
+
+def test_many_with_a_template_equals_like_per_row_on_both_backends():
+    """Nested and sequence fields in bulk, the fields not given from a template: the messages `like` makes one by
+    one (same CDR bytes, the template's objects shared, sequences copied)."""
+    f = default_factory()
+    marker = "visualization_msgs/msg/Marker"
+    template = f(marker, header=f.header(5, "base_link"), ns="n", type=5, scale=f("geometry_msgs/msg/Vector3", x=0.1))
+    points = f.many("geometry_msgs/msg/Point", x=np.arange(4.0), y=np.ones(4), z=np.zeros(4))
+    colors = f.many("std_msgs/msg/ColorRGBA", r=np.array([1.0, 0.5]), g=np.zeros(2), b=np.zeros(2), a=np.ones(2))
+    edges = [points[:2], tuple(points[2:])]
+    bulk = f.many(marker, template, id=np.array([3, 4]), color=colors, points=edges, text=["a", ""])
+    single = [f.like(marker, template, id=i, color=c, points=p, text=t)
+              for i, c, p, t in zip([3, 4], colors, edges, ["a", ""])]
+    store = typestore()
+    assert [bytes(store.serialize_cdr(m, marker)) for m in bulk] == [bytes(store.serialize_cdr(m, marker))
+                                                                       for m in single]
+    assert type(bulk[0].id) is int and bulk[1].points == list(points[2:]) and bulk[0].points is not edges[0]
+    assert bulk[0].scale is template.scale and template.points == []
+    poses = f.many("geometry_msgs/msg/Pose", position=points[:2], orientation=f.many(
+        "geometry_msgs/msg/Quaternion", x=np.zeros(2), y=np.zeros(2), z=np.zeros(2), w=np.ones(2)))
+    assert poses[1].position is points[1] and poses[0].orientation.w == 1.0
+    assert f.many(marker, template, id=[]) == []
+    with pytest.raises(TypeError, match="no|template"):
+        f.many(marker, template, idx=[1])
+    with pytest.raises(TypeError, match="template"):
+        f.many(marker, template)
+    rclpy = MessageFactory("rclpy", message_class=lambda t: lambda: _FakeRclpyMessage(t))
+    base = rclpy("sensor_msgs/msg/CameraInfo", height=4)
+    rows = rclpy.many("sensor_msgs/msg/CameraInfo", base, width=np.array([6, 7]), d=[np.array([0.5]), [0.25]])
+    assert [(m.height, m.width, list(m.d)) for m in rows] == [(4, 6, [0.5]), (4, 7, [0.25])]
+    assert isinstance(rows[0].d, array.array) and not hasattr(base, "width")
 
 
 def test_like_copies_a_template_with_some_fields_changed_on_both_backends():

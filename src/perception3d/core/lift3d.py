@@ -40,7 +40,6 @@ Per camera and 2D box (classes outside the 10 detection classes are skipped):
 """
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -226,40 +225,91 @@ def bev_nms(dets: Detections3D, iou_threshold: float, sources: np.ndarray | None
     mean box width (0.67 m), and a distance rule would merge a group into fewer people.
     Boxes touch when their centres are closer than the sum of their footprint radii; each box is compared with the
     kept boxes of its class in its own and the 8 neighbouring cells of a grid as wide as the class's largest
-    such sum. Memory is O(N) (no N x N matrices; 20,000 boxes would need gigabytes).
+    such sum. The boxes go in score order, _NMS_CHUNK at a time: the touching pairs of a chunk's boxes with the
+    boxes kept so far and with each other are found in bulk (_neighbour_cell_pairs), then the greedy pass runs over
+    those few pairs. Memory is O(N) (no N x N matrices; 20,000 boxes would need gigabytes).
     """
+    n = len(dets.scores)
     radius = 0.5 * np.hypot(dets.sizes_lwh[:, 0], dets.sizes_lwh[:, 1])
     corners, area = bev_corners(dets.centers, dets.sizes_lwh, dets.yaws), dets.sizes_lwh[:, 0] * dets.sizes_lwh[:, 1]
-    xs, ys, rs = dets.centers[:, 0].tolist(), dets.centers[:, 1].tolist(), radius.tolist()
-    src = (np.arange(len(dets.scores)) if sources is None else np.asarray(sources)).tolist()
-    kept = np.zeros(len(dets.scores), dtype=bool)
-    class_ids = dets.class_ids.astype(str)
-    for cls in np.unique(class_ids):
-        merge = _centre_merge_distance(cls)
-        members = np.flatnonzero(class_ids == cls)
-        cell = 2.0 * float(radius[members].max()) * (1.0 + 1e-9) + 1e-9  # [m]; touching boxes: adjacent cells
-        with np.errstate(invalid="ignore"):
-            cells = np.floor(dets.centers[members, :2] / cell).astype(np.int64).tolist()
-        grid: dict[tuple[int, int], list[int]] = {}
-        for m in np.argsort(-dets.scores[members], kind="stable").tolist():
-            i, (cx, cy) = int(members[m]), cells[m]
-            near, same = [], False
-            for key in ((cx + ox, cy + oy) for ox in (-1, 0, 1) for oy in (-1, 0, 1)):
-                for k in grid.get(key, ()):
-                    if src[k] == src[i]:
-                        continue
-                    dx, dy = xs[k] - xs[i], ys[k] - ys[i]
-                    gap = math.sqrt(dx * dx + dy * dy)
-                    if gap < rs[i] + rs[k]:
-                        same |= gap < merge
-                        near.append(k)
-            if near and not same:
-                same = any(footprint_pair_iou(corners[i], area[i], corners[k], area[k]) > iou_threshold for k in near)
-            if same:
-                continue
-            grid.setdefault((cx, cy), []).append(i)
-            kept[i] = True
+    names, group = np.unique(dets.class_ids.astype(str), return_inverse=True)
+    largest = np.full(len(names), -np.inf)
+    np.maximum.at(largest, group, radius)
+    cell = 2.0 * largest * (1.0 + 1e-9) + 1e-9  # [m] per class; touching boxes: adjacent cells
+    with np.errstate(invalid="ignore"):
+        cells = np.floor(dets.centers[:, :2] / cell[group, None]).astype(np.int64)
+    key, span = _cell_keys(group, cells)
+    merge = np.array([_centre_merge_distance(name) for name in names])[group]
+    src = np.arange(n) if sources is None else np.asarray(sources)
+    order = np.argsort(-dets.scores, kind="stable")
+    rank = np.empty(n, dtype=np.int64)
+    rank[order] = np.arange(n)
+    kept = np.zeros(n, dtype=bool)
+    for start in range(0, n, _NMS_CHUNK):
+        chunk = order[start:start + _NMS_CHUNK]
+        i, k = _neighbour_cell_pairs(key, span, chunk, np.concatenate([np.flatnonzero(kept), chunk]))
+        ahead = (rank[k] < rank[i]) & (src[k] != src[i])
+        i, k = i[ahead], k[ahead]
+        dx, dy = dets.centers[k, 0] - dets.centers[i, 0], dets.centers[k, 1] - dets.centers[i, 1]
+        gap = np.sqrt(dx * dx + dy * dy)
+        touching = gap < radius[i] + radius[k]
+        i, k, close = i[touching], k[touching], (gap < merge[i])[touching]
+        kept[chunk] = True
+        # pairs come grouped by i in score order; a box's kept touching boxes are all decided before it
+        firsts = np.flatnonzero(np.diff(i, prepend=-1))
+        bounds, others, closer, dropped = np.append(firsts, len(i)).tolist(), k.tolist(), close.tolist(), set()
+        for box, lo, hi in zip(i[firsts].tolist(), bounds[:-1], bounds[1:]):
+            near = [j for j in range(lo, hi) if others[j] not in dropped]
+            if near and (any(closer[j] for j in near) or any(
+                    footprint_pair_iou(corners[box], area[box], corners[others[j]], area[others[j]]) > iou_threshold
+                    for j in near)):
+                dropped.add(box)
+        kept[list(dropped)] = False
     return np.flatnonzero(kept)
+
+
+# bev_nms's boxes per pass: bounds the candidate pairs of a dense scene (20,000 boxes), one pass on a sweep's few
+# hundred boxes
+_NMS_CHUNK = 512
+
+
+def _cell_keys(group: np.ndarray, cells: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """One integer key per (group, grid cell) and, per box, the key ranges of its 3x3 neighbourhood.
+
+    group (N,) small non-negative integers, cells (N, 2) integer cell indices. key (N,): equal for boxes of one
+    group and cell; span (N, 3, 2): for the columns x - 1, x, x + 1 of the box's cell, the least and greatest key
+    of the cells y - 1 ... y + 1 of that column in its group, so that the boxes of the 9 cells are those whose key
+    lies in one of the 3 inclusive ranges. Cell indices become ranks among the occupied ones (the key stays small
+    for any coordinates); an occupied index is an even number 2 rank + 2 and a neighbour index that no box
+    occupies an odd one that no key holds.
+    """
+    packed, neighbours = [], []
+    for axis in range(2):
+        values, rank = np.unique(cells[:, axis], return_inverse=True)
+        adjacent = np.diff(values) == 1  # wrap-around safe: values are sorted and distinct
+        even = 2 * rank + 2
+        below = even - 1 - np.append(False, adjacent)[rank]
+        above = even + 1 + np.append(adjacent, False)[rank]
+        packed.append((even, 2 * len(values) + 3))
+        neighbours.append((below, above))
+    (x, width), (y, height) = packed
+    key = (group * width + x) * height + y
+    columns = np.stack([neighbours[0][0], x, neighbours[0][1]], axis=1)  # (N, 3)
+    first = (group[:, None] * width + columns) * height
+    span = np.stack([first + neighbours[1][0][:, None], first + neighbours[1][1][:, None]], axis=2)
+    return key, span
+
+
+def _neighbour_cell_pairs(key: np.ndarray, span: np.ndarray, queries: np.ndarray,
+                          refs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Every (query, ref) pair of box indices in neighbouring cells of one group (_cell_keys' key and span), the
+    pairs of a query together and queries in their given order (a box in both sets pairs with itself)."""
+    refs = refs[np.argsort(key[refs], kind="stable")]
+    lo = np.searchsorted(key[refs], span[queries, :, 0], "left").ravel()
+    counts = np.searchsorted(key[refs], span[queries, :, 1], "right").ravel() - lo
+    ends = np.cumsum(counts)
+    return (np.repeat(np.repeat(queries, 3), counts),
+            refs[np.repeat(lo - (ends - counts), counts) + np.arange(ends[-1] if len(ends) else 0)])
 
 
 @dataclass

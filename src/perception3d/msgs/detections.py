@@ -132,22 +132,20 @@ def detections3d_to_msg(dets: Detections3D, factory: MessageFactory | None = Non
     header = factory.header(dets.stamp_ns, dets.frame_id)
     quats = yaw_to_quat_xyzw(dets.yaws)
     centers, sizes = np.asarray(dets.centers, dtype=np.float64), np.asarray(dets.sizes_lwh, dtype=np.float64)
-    # the flat parts of every box in bulk (MessageFactory.many), the nested ones per box; every hypothesis shares
-    # one default pose (MessageFactory.like)
+    # every part of every box in bulk (MessageFactory.many), the parts the boxes share (header, the hypotheses'
+    # default pose) from one template each
     positions = factory.many("geometry_msgs/msg/Point", x=centers[:, 0], y=centers[:, 1], z=centers[:, 2])
     orientations = factory.many("geometry_msgs/msg/Quaternion", x=quats[:, 0], y=quats[:, 1], z=quats[:, 2],
                                 w=quats[:, 3])
     extents = factory.many("geometry_msgs/msg/Vector3", x=sizes[:, 0], y=sizes[:, 1], z=sizes[:, 2])
-    hypothesis = _hypothesis(factory, "", 0.0)
-    items = []
-    for position, orientation, size, cls, score, ident in zip(positions, orientations, extents, dets.class_ids,
-                                                              dets.scores, dets.ids):
-        bbox = factory("vision_msgs/msg/BoundingBox3D",
-                       center=factory("geometry_msgs/msg/Pose", position=position, orientation=orientation),
-                       size=size)
-        result = factory.like("vision_msgs/msg/ObjectHypothesisWithPose", hypothesis, hypothesis=factory(
-            "vision_msgs/msg/ObjectHypothesis", class_id=str(cls), score=float(score)))
-        items.append(factory("vision_msgs/msg/Detection3D", header=header, results=[result], bbox=bbox, id=str(ident)))
+    poses = factory.many("geometry_msgs/msg/Pose", position=positions, orientation=orientations)
+    boxes = factory.many("vision_msgs/msg/BoundingBox3D", center=poses, size=extents)
+    hypotheses = factory.many("vision_msgs/msg/ObjectHypothesis", class_id=[str(cls) for cls in dets.class_ids],
+                              score=np.asarray(dets.scores, dtype=np.float64))
+    results = factory.many("vision_msgs/msg/ObjectHypothesisWithPose", _hypothesis(factory, "", 0.0),
+                           hypothesis=hypotheses)
+    items = factory.many("vision_msgs/msg/Detection3D", factory("vision_msgs/msg/Detection3D", header=header),
+                         results=[[result] for result in results], bbox=boxes, id=[str(i) for i in dets.ids])
     return factory("vision_msgs/msg/Detection3DArray", header=header, detections=items)
 
 

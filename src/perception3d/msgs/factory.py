@@ -15,6 +15,7 @@ from __future__ import annotations
 import array
 import copy
 import importlib
+import itertools
 from collections.abc import Callable
 from typing import Any
 
@@ -69,22 +70,33 @@ class MessageFactory:
             return self._make_rclpy(msgtype, fields)
         return self._make_rosbags(msgtype, fields)
 
-    def many(self, msgtype: str, **columns: np.ndarray) -> list:
-        """One message of a flat type (every field a primitive, e.g. Point, ColorRGBA) per row of the columns.
+    def many(self, msgtype: str, template: Any = None, **columns: Any) -> list:
+        """One message of `msgtype` per row of the columns (a numpy array or a sequence per field, all of one
+        length): every field given (a flat type such as Point or ColorRGBA), or `template`, a message of the type,
+        gives the others, its own objects shared as `like` shares them.
 
-        The bulk path for point and colour lists: rows are built straight from numpy columns, without the
-        per-field work of `__call__`.
+        The bulk path for point and colour lists and for the parts of a message per box: rows are built straight
+        from the columns (numpy ones as Python scalars) with the constructor's positional fields, without the
+        per-message work of `__call__` / `like`; values are converted as those convert them.
         """
-        _, fielddefs = self._store.fielddefs[msgtype]
-        names = [name for name, _ in fielddefs]
-        if set(columns) != set(names) or any(kind != Nodetype.BASE for _, (kind, _) in fielddefs):
-            raise TypeError(f"many() needs every field of a flat type: {msgtype} has {names}, got {sorted(columns)}")
-        rows = zip(*(np.asarray(columns[name]).tolist() for name in names))
-        if self.backend == "rosbags":
-            cls = self._store.types[msgtype]
-            return [cls(*row) for row in rows]
-        cls = self._message_class(msgtype)
-        return [cls(**dict(zip(names, row))) for row in rows]
+        _, known, plan = self._builders.get(msgtype) or self._compile(msgtype)
+        if not columns or not known.issuperset(columns) or (template is None and set(columns) != known):
+            raise TypeError(f"many() needs columns for every field of {msgtype} or a template for the others: it "
+                            f"has {[name for name, _, _ in plan]}, got {sorted(columns)}")
+        given = {name: column.tolist() if isinstance(column, np.ndarray) else column
+                 for name, column in columns.items()}
+        if len({len(column) for column in given.values()}) > 1:
+            raise ValueError(f"many({msgtype}): columns of different lengths")
+        if self.backend == "rclpy":
+            rows = [dict(zip(given, row)) for row in zip(*given.values())]
+            if template is None:
+                cls = self._message_class(msgtype)
+                return [cls(**row) for row in rows]
+            return [self.like(msgtype, template, **row) for row in rows]
+        fields = [(given[name] if convert is _identity else map(convert, given[name])) if name in given
+                  else itertools.repeat(getattr(template, name)) for name, convert, _ in plan]
+        cls = self._store.types[msgtype]
+        return list(itertools.starmap(cls, zip(*fields)))
 
     def like(self, msgtype: str, template: Any, **fields: Any) -> Any:
         """A message of `msgtype` equal to `template` but for `fields` (converted as `__call__` converts them). The

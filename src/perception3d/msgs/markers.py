@@ -6,6 +6,7 @@ Each array starts with a DELETEALL marker in the same namespace, so boxes of the
 """
 from __future__ import annotations
 
+import operator
 from typing import Any
 
 import numpy as np
@@ -19,8 +20,8 @@ from .factory import MessageFactory, default_factory
 ARROW, LINE_LIST, CUBE_LIST = 0, 5, 6
 ADD, DELETEALL = 0, 3
 
-# Corner indices of the 12 box edges, as consecutive LINE_LIST pairs (corner order of core.boxes).
-_EDGE_CORNERS = (0, 1, 1, 2, 2, 3, 3, 0, 4, 5, 5, 6, 6, 7, 7, 4, 0, 4, 1, 5, 2, 6, 3, 7)
+# The 12 box edges of a box's 8 corners (corner order of core.boxes), as consecutive LINE_LIST pairs.
+_EDGE_CORNERS = operator.itemgetter(0, 1, 1, 2, 2, 3, 3, 0, 4, 5, 5, 6, 6, 7, 7, 4, 0, 4, 1, 5, 2, 6, 3, 7)
 
 
 def _color(factory: MessageFactory, rgb, alpha: float = 1.0) -> Any:
@@ -51,15 +52,14 @@ def box_markers(dets: Detections3D, ns: str = "detections", line_width: float = 
     # every box's 8 corners in one bulk call; each edge list refers to its box's corner messages (messages are not
     # changed once built), so 8 Points per box are made instead of 24
     corners = _points(factory, box_corners(dets.centers, dets.sizes_lwh, dets.yaws))
-    # one marker built in full, the others as copies that differ in id, colour and points (MessageFactory.like)
+    # the markers in bulk (MessageFactory.many) from one built in full: they differ in id, colour and points
     template = factory("visualization_msgs/msg/Marker", header=header, ns=ns, type=LINE_LIST, action=ADD,
                        pose=factory("geometry_msgs/msg/Pose"),
                        scale=factory("geometry_msgs/msg/Vector3", x=line_width, y=0.0, z=0.0))
     colors = _class_colors(factory, dets.class_ids)
-    for i in range(len(dets)):
-        markers.append(factory.like("visualization_msgs/msg/Marker", template, id=i + 1,
-                                    color=colors[str(dets.class_ids[i])],
-                                    points=[corners[8 * i + c] for c in _EDGE_CORNERS]))
+    markers += factory.many("visualization_msgs/msg/Marker", template, id=np.arange(1, len(dets) + 1),
+                            color=[colors[str(cls)] for cls in dets.class_ids],
+                            points=[_EDGE_CORNERS(corners[j:j + 8]) for j in range(0, len(corners), 8)])
     return factory("visualization_msgs/msg/MarkerArray", markers=markers)
 
 
@@ -67,7 +67,7 @@ def motion_markers(dets: Detections3D, ns: str = "motion", factory: MessageFacto
     """MarkerArray with one ARROW per box with a known velocity: from the box centre to where the box is in 1 s
     (velocity [m/s] = points[1] - points[0], in header.frame_id); marker id = the box's Detection3D id (an integer
     string) and `text` = its nuScenes attribute ('' when none). `motion_of_markers` reads it back. Built as
-    box_markers builds its markers: the arrows' points in one bulk call, one marker in full and copies of it."""
+    box_markers builds its markers: the arrows' points in one bulk call, the markers in bulk from one in full."""
     factory = factory or default_factory()
     header = factory.header(dets.stamp_ns, dets.frame_id)
     markers = [_delete_all(factory, header, ns)]
@@ -80,10 +80,10 @@ def motion_markers(dets: Detections3D, ns: str = "motion", factory: MessageFacto
                            pose=factory("geometry_msgs/msg/Pose"),
                            scale=factory("geometry_msgs/msg/Vector3", x=0.1, y=0.25, z=0.3))
         colors = _class_colors(factory, dets.class_ids[moving])
-        for k, i in enumerate(moving):
-            markers.append(factory.like("visualization_msgs/msg/Marker", template, id=int(dets.ids[i]),
-                                        color=colors[str(dets.class_ids[i])], points=arrow_points[2 * k:2 * k + 2],
-                                        text=str(dets.attributes[i])))
+        markers += factory.many("visualization_msgs/msg/Marker", template, id=[int(i) for i in dets.ids[moving]],
+                                color=[colors[str(cls)] for cls in dets.class_ids[moving]],
+                                points=[arrow_points[2 * k:2 * k + 2] for k in range(len(moving))],
+                                text=[str(attribute) for attribute in dets.attributes[moving]])
     return factory("visualization_msgs/msg/MarkerArray", markers=markers)
 
 
