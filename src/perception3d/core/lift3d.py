@@ -62,7 +62,16 @@ from .geometry import invert_transform, wrap_angle
 from .ground import GroundParams, SweepGround, checked_split, sweep_ground
 from .km3d import ry_to_yaw, yaw_to_ry
 from .qaf2d import YAW_CANDIDATES, Anchors, lift_boxes_multi, normalise_boxes, paired_iou, projected_extent
-from .segments import FitParams, FitProblem, box_frame_excess, fit_boxes, place_by_box_edges, point_sum, slide_to_depth
+from .segments import (
+    FitParams,
+    FitProblem,
+    box_frame_excess,
+    fit_boxes,
+    gather_groups,
+    place_by_box_edges,
+    point_sum,
+    slide_to_depth,
+)
 from .sorted_runs import run_starts
 from .view_frustums import ViewFrustums, checked_frustums, view_frustums
 
@@ -779,13 +788,16 @@ def _fit_to_points(centers, sizes_lwh, yaws, box_of, padded, valid, margin) -> t
     distance (M,) to the box outline [m] (points on the visible faces of a well-fitting box are near 0).
     """
     box_of = np.asarray(box_of)
-    mask = valid[box_of]  # (M, K)
+    mask = gather_groups(valid.T, box_of)  # (K, M)
     n = np.maximum(valid.sum(axis=1), 1)[box_of]
-    ax, ay, az = box_frame_excess(padded, box_of, centers, sizes_lwh, yaws)  # (K, M)
-    inside = (ax <= margin) & (ay <= margin) & (az <= margin) & mask.T
-    outline = np.where((ax <= 0) & (ay <= 0), -np.maximum(ax, ay),
-                       np.sqrt(np.maximum(ax, 0.0) ** 2 + np.maximum(ay, 0.0) ** 2))  # np.hypot: ~3x the time
-    return inside.sum(axis=0) / n, point_sum(outline, mask) / n
+    ax, ay, az = box_frame_excess(padded, box_of, centers, sizes_lwh, (np.cos(yaws), np.sin(yaws)))  # (K, M)
+    inside = (ax <= margin) & (ay <= margin) & (az <= margin) & mask
+    depth = -np.maximum(ax, ay)  # how deep inside the footprint (negative outside)
+    np.maximum(ax, 0.0, out=ax)
+    np.maximum(ay, 0.0, out=ay)
+    # The distance outside the footprint is 0 inside, where the depth is >= 0 (np.hypot: ~3x the time).
+    outline = np.maximum(depth, np.sqrt(ax**2 + ay**2))
+    return inside.sum(axis=0) / n, point_sum(np.where(mask, outline, 0.0)) / n
 
 
 def _best_of_groups(group: np.ndarray, key: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
