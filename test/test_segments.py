@@ -200,3 +200,18 @@ def test_place_gives_the_floats_of_the_edge_by_edge_normal_equations():
         placed = _place(start, bottom, edges, on_border, iterations)
         assert np.array_equal(placed, _place_edge_by_edge(start, bottom, edges, on_border, iterations))
         assert not np.array_equal(placed, start)
+
+
+def test_size_log_prior_is_the_row_by_row_gaussian_exponent():
+    """Axis-major with per-group priors: the floats of -0.5 * np.sum(z**2, axis=1) of the priors gathered row by row
+    (sorted and unsorted groups, one row to thousands)."""
+    from perception3d.core.segments import size_log_prior
+
+    rng = np.random.default_rng(10)
+    prior = np.stack([rng.uniform(0.5, 12.0, (25, 3)), rng.uniform(0.05, 2.0, (25, 3))], axis=1)  # (G, 2, 3)
+    for m in (1, 2, 3, 17, 4219):
+        sizes = rng.uniform(0.3, 14.0, (m, 3))
+        for box_of in (rng.integers(0, 25, m), np.sort(rng.integers(0, 25, m))):
+            rows = prior[box_of]
+            z = (sizes[:, [1, 0, 2]] - rows[:, 0]) / (1.5 * rows[:, 1])
+            assert np.array_equal(size_log_prior(sizes, prior, box_of, 1.5), -0.5 * np.sum(z**2, axis=1))

@@ -25,7 +25,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .boxes import lwh_to_wlh
 from .geometry import wrap_angle
 from .km3d import keypoint_offset_components, yaw_to_ry
 from .qaf2d import paired_iou
@@ -98,25 +97,27 @@ def gather_groups(values: np.ndarray, box_of: np.ndarray) -> np.ndarray:
 
 
 def box_frame_excess(points: np.ndarray, box_of: np.ndarray, centers: np.ndarray, sizes_lwh: np.ndarray,
-                     cos_sin: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """How far the points of groups box_of (M,) (points (G, K, 3)) lie outside boxes m (centres (M, 3), sizes (M, 3),
-    cos and sin (M,) of yaws) along each box axis: |coordinate in the box frame| - half size [m], (K, M) each for l,
-    w, h (negative inside). Point-major: numpy's loops then run along rows of M boxes (along rows of K points or of
-    3 coordinates they cost several times more)."""
-    px, py, pz = gather_groups(np.ascontiguousarray(points.transpose(2, 1, 0)), box_of)  # (K, M) each
+                     cos_sin: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, ...]:
+    """How far the points of groups box_of (M,) (points (G, K, 3), or (G, K, 2) for the footprint alone) lie outside
+    boxes m (centres (M, 3), sizes (M, 3), cos and sin (M,) of yaws) along each box axis: |coordinate in the box
+    frame| - half size [m], (K, M) each for l, w (and h) (negative inside). Point-major: numpy's loops then run
+    along rows of M boxes (along rows of K points or of 3 coordinates they cost several times more)."""
+    px, py, *pz = gather_groups(np.ascontiguousarray(points.transpose(2, 1, 0)), box_of)  # (K, M) each
     cx, cy, cz = np.ascontiguousarray(centers.T)
     px -= cx
     py -= cy
-    pz -= cz
     c, s = cos_sin
-    half_l, half_w, half_h = np.ascontiguousarray(0.5 * sizes_lwh.T)
+    half = np.ascontiguousarray(0.5 * sizes_lwh.T)
     along, across = px * c, py * c
     along += py * s
     across -= px * s
-    for excess, half in ((along, half_l), (across, half_w), (pz, half_h)):
-        np.abs(excess, out=excess)
-        excess -= half
-    return along, across, pz
+    if pz:
+        pz[0] -= cz
+    excess = (along, across, *pz)
+    for axis, half_size in zip(excess, half):
+        np.abs(axis, out=axis)
+        axis -= half_size
+    return excess
 
 
 def point_sum(values: np.ndarray) -> np.ndarray:
@@ -140,6 +141,16 @@ def segment_cost(centers, sizes_lwh, cos_sin, points, valid, box_of, params: Fit
     distance = np.maximum(depth, np.sqrt(ax, out=ax), out=ax)
     np.minimum(distance, gather_groups(np.where(valid.T, params.outline_cap_m, 0.0), box_of), out=distance)
     return point_sum(distance) / np.maximum(valid.sum(axis=1), 1)[box_of]
+
+
+def size_log_prior(sizes_lwh: np.ndarray, prior_wlh: np.ndarray, box_of: np.ndarray, std_scale: float) -> np.ndarray:
+    """log of the Gaussian likelihood (M,) (up to its constant) of sizes (M, 3) under the class priors (G, mean/std,
+    wlh) of their groups box_of (M,), std x std_scale: -0.5 sum over w, l, h (in that order) of z^2. Axis-major:
+    along rows of 3 numpy's loops cost several times more."""
+    mean = gather_groups(np.ascontiguousarray(prior_wlh[:, 0].T), box_of)  # (3, M) each: w, l, h
+    std = gather_groups((std_scale * prior_wlh[:, 1]).T, box_of)
+    z = (sizes_lwh.T[[1, 0, 2]] - mean) / std
+    return -0.5 * np.sum(z**2, axis=0)
 
 
 def _bottom_corners(size_lwh: np.ndarray, ry: np.ndarray, cos_sin: tuple[np.ndarray, np.ndarray] | None = None
@@ -184,11 +195,9 @@ def _score(centers, centers_cam, bottom, sizes_lwh, problem: FitProblem, rows: n
     projected = np.stack([u_min, v_min, u_max, v_max], axis=1)
     projected = np.minimum(np.maximum(projected, lim[:, [0, 1, 0, 1]]), lim[:, [2, 3, 2, 3]])
     iou = paired_iou(projected, problem.box_norm[rows])
-    prior = problem.prior_wlh[rows]
-    z = (lwh_to_wlh(sizes_lwh) - prior[:, 0]) / (params.prior_std_scale * prior[:, 1])
     visible = _corner_extremes(depth)[0] > 0.0
     return np.where(visible, -cost / params.cost_sigma_m + params.iou_power * np.log(np.maximum(iou, 1e-6))
-                    - 0.5 * np.sum(z**2, axis=1), -np.inf)
+                    + size_log_prior(sizes_lwh, problem.prior_wlh, rows, params.prior_std_scale), -np.inf)
 
 
 def fit_boxes(centers, sizes_lwh, yaws, problem: FitProblem,
