@@ -142,3 +142,11 @@ def test_keypoint_offset_components_are_the_rounded_signed_half_sizes_rotated(co
     for got, want in zip(km3d.keypoint_offset_components(size, ry, count), expected):
         assert got.shape == (n, count)
         assert np.array_equal(got, want) and np.array_equal(np.signbit(got), np.signbit(want))
+
+
+def test_keypoint_offset_components_with_cos_and_sin_given_are_those_computed_from_ry():
+    rng = np.random.default_rng(3)
+    size, ry = rng.uniform(0.3, 12.0, (50, 3)), rng.uniform(-np.pi, np.pi, 50)
+    for got, want in zip(km3d.keypoint_offset_components(size, ry, 4, (np.cos(ry), np.sin(ry))),
+                         km3d.keypoint_offset_components(size, ry, 4)):
+        assert np.array_equal(got, want)

@@ -271,3 +271,65 @@ def test_best_of_groups_is_the_first_per_group_of_the_lexsort_by_group_then_desc
         groups, first = np.unique(group[order], return_index=True)
         chosen, pick = _best_of_groups(group, key)
         assert np.array_equal(chosen, groups) and np.array_equal(pick, order[first])
+
+
+def test_outline_distance_and_contained_fraction_are_those_computed_box_by_box():
+    """Point-major (sorted groups by np.repeat, unsorted by take): the floats of the straightforward computation on
+    the gathered points (M, K, 3): the mean distance to the footprint outline (inside and outside), the fraction of
+    points within the grown box; padding excluded."""
+    from perception3d.core.lift3d import _contained_fraction, _outline_distance
+
+    rng = np.random.default_rng(11)
+    groups, k, m = 40, 16, 700
+    padded = rng.normal(0.0, 2.0, (groups, k, 3))
+    valid = np.arange(k)[None, :] < rng.integers(0, k + 1, groups)[:, None]
+    for box_of in (rng.integers(0, groups, m), np.sort(rng.integers(0, groups, m))):
+        centers = padded[box_of, 0] + rng.normal(0.0, 0.5, (m, 3))
+        sizes, yaws = rng.uniform(0.3, 4.0, (m, 3)), rng.uniform(-np.pi, np.pi, m)
+        p = padded[box_of] - centers[:, None, :]
+        c, s = np.cos(yaws)[:, None], np.sin(yaws)[:, None]
+        ax = np.abs(p[..., 0] * c + p[..., 1] * s) - 0.5 * sizes[:, 0:1]
+        ay = np.abs(p[..., 1] * c - p[..., 0] * s) - 0.5 * sizes[:, 1:2]
+        az = np.abs(p[..., 2]) - 0.5 * sizes[:, 2:3]
+        mask = valid[box_of]
+        n = np.maximum(mask.sum(axis=1), 1)
+        outline = np.where((ax <= 0) & (ay <= 0), -np.maximum(ax, ay),
+                           np.sqrt(np.maximum(ax, 0.0) ** 2 + np.maximum(ay, 0.0) ** 2))
+        inside = (ax <= 0.2) & (ay <= 0.2) & (az <= 0.2) & mask
+        assert np.array_equal(_outline_distance(centers, sizes, yaws, box_of, padded, valid),
+                              np.where(mask, outline, 0.0).sum(axis=1) / n)
+        assert np.array_equal(_contained_fraction(centers, sizes, yaws, box_of, padded, valid, 0.2),
+                              inside.sum(axis=1) / n)
+
+
+def test_subsample_groups_keeps_every_stride_th_member_of_each_group():
+    from perception3d.core.lift3d import _subsample_groups
+
+    rng = np.random.default_rng(12)
+    for _ in range(100):
+        count = rng.integers(0, 80, int(rng.integers(0, 12)))
+        start = np.cumsum(count) - count + rng.integers(0, 3, len(count))
+        index, first, kept = _subsample_groups(start, count, 16)
+        expected = [start[g] + np.arange(0, count[g], max(1, -(-count[g] // 16))) for g in range(len(count))]
+        assert np.array_equal(kept, [len(e) for e in expected]) and np.array_equal(first, np.cumsum(kept) - kept)
+        assert np.array_equal(index, np.concatenate(expected + [np.zeros(0, dtype=int)]))
+        assert np.all(kept <= 16)
+
+
+def test_footprint_extremes_of_groups_following_each_other_or_not():
+    """Groups that follow each other (read as one slice) and groups with gaps (gathered): each group's least and
+    greatest coordinate along and across its heading."""
+    from perception3d.core.lift3d import _footprint_extremes
+
+    rng = np.random.default_rng(13)
+    points = rng.normal(0.0, 5.0, (400, 3))
+    count = rng.integers(1, 30, 12)
+    heading = rng.uniform(0.0, np.pi / 2, 12)
+    for start in (np.cumsum(count) - count, np.cumsum(count + 2) - count - 2 + 3):
+        expected = []
+        for g in range(12):
+            xy = points[start[g]:start[g] + count[g], :2]
+            c, s = np.cos(heading[g]), np.sin(heading[g])
+            along, across = xy[:, 0] * c + xy[:, 1] * s, xy[:, 1] * c - xy[:, 0] * s
+            expected.append([along.min(), along.max(), across.min(), across.max()])
+        assert np.array_equal(_footprint_extremes(points, start, count, heading), expected)

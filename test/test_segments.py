@@ -80,7 +80,8 @@ def test_segment_cost_is_the_mean_capped_distance_to_the_box_surface_computed_po
     cost = np.minimum(np.where(inside <= 0, -inside, outside), 0.5)
     mask = valid[box_of]
     expected = np.where(mask, cost, 0.0).sum(axis=1) / np.maximum(mask.sum(axis=1), 1)
-    assert np.array_equal(segment_cost(centers, sizes, yaws, points, valid, box_of, FitParams(outline_cap_m=0.5)),
+    assert np.array_equal(segment_cost(centers, sizes, (np.cos(yaws), np.sin(yaws)), points, valid, box_of,
+                                       FitParams(outline_cap_m=0.5)),
                           expected)
 
 
@@ -106,3 +107,111 @@ def test_projected_corners_of_the_bottom_face_are_those_of_all_eight_corners():
     slid = _slide(center, bottom[2], nearest)
     assert np.array_equal(slid, center * ((nearest - keypoint_offsets(size, ry, 8)[..., 2].min(axis=1))
                                           / center[:, 2])[:, None])
+
+
+def test_gather_groups_is_take_along_the_last_axis_sorted_or_not():
+    from perception3d.core.segments import gather_groups
+
+    rng = np.random.default_rng(7)
+    values = rng.normal(size=(3, 16, 40))
+    for box_of in (rng.integers(0, 40, 500), np.sort(rng.integers(0, 40, 500)), np.repeat(np.arange(40), 3),
+                   np.zeros(0, dtype=int)):
+        assert np.array_equal(gather_groups(values, box_of), np.take(values, box_of, axis=-1))
+        assert np.array_equal(gather_groups(values[0] > 0, box_of), np.take(values[0] > 0, box_of, axis=-1))
+
+
+def test_segment_cost_of_sorted_boxes_is_that_of_each_box_alone():
+    """Sorted box_of (the candidates of a box together) gathers by np.repeat: each box's cost is the one it has alone
+    (the capped distances of the valid points, padding excluded)."""
+    from perception3d.core.segments import FitParams, segment_cost
+
+    rng = np.random.default_rng(8)
+    groups, k = 30, 16
+    points = rng.normal(0.0, 2.0, (groups, k, 3))
+    valid = np.arange(k)[None, :] < rng.integers(0, k + 1, groups)[:, None]
+    box_of = np.sort(rng.integers(0, groups, 400))
+    centers = points[box_of, 0] + rng.normal(0.0, 0.5, (400, 3))
+    sizes, yaws = rng.uniform(0.3, 4.0, (400, 3)), rng.uniform(-np.pi, np.pi, 400)
+    cost = segment_cost(centers, sizes, (np.cos(yaws), np.sin(yaws)), points, valid, box_of, FitParams())
+    for m in range(0, 400, 37):
+        alone = segment_cost(centers[m:m + 1], sizes[m:m + 1], (np.cos(yaws[m:m + 1]), np.sin(yaws[m:m + 1])),
+                             points, valid, box_of[m:m + 1], FitParams())
+        assert cost[m] == alone[0]
+
+
+def _place_edge_by_edge(center_cam, bottom, boxes_norm, on_border, iterations, max_move_fraction=0.15):
+    """segments._place as first written: the normal equations summed edge by edge, solved per iteration."""
+    from perception3d.core.segments import _projected_corners
+
+    n = len(center_cam)
+    rows = np.arange(n)
+    edges = boxes_norm[:, [0, 2, 1, 3]]
+    weight = (~on_border).astype(np.float64)
+    center = center_cam.copy()
+    off_x, off_y, off_z = bottom
+    for _ in range(iterations):
+        u, v, _ = _projected_corners(center, bottom)
+        extremes = (u.argmin(0), u.argmax(0), v.argmin(0), v.argmax(0))
+        diagonal, cross, rhs = np.zeros((2, n)), np.zeros((2, n)), np.zeros((3, n))
+        corner_term = np.zeros(n)
+        for edge, (corner, coord) in enumerate(zip(extremes, (0, 0, 1, 1))):
+            bottom_corner = corner % 4
+            offset = (off_x[bottom_corner, rows] if coord == 0
+                      else np.where(corner < 4, 1.0, -1.0) * off_y[bottom_corner, rows])
+            w, c = weight[:, edge], edges[:, edge]
+            diagonal[coord] += w
+            cross[coord] += w * c
+            corner_term += w * c * c
+            t = w * (offset - c * off_z[bottom_corner, rows])
+            rhs[coord] -= t
+            rhs[2] += t * c
+        (a, cc), (b, dd) = diagonal, cross
+        scale = np.maximum(np.maximum(np.maximum(a, cc), np.maximum(np.abs(b), np.abs(dd))), corner_term)
+        scale = np.maximum(scale, 1e-300)
+        na, nc, nb, nd, ne = a / scale, cc / scale, b / scale, dd / scale, corner_term / scale
+        solvable = np.abs(na * nc * ne - na * nd * nd - nc * nb * nb) > 1e-12
+        solved = np.full((n, 3), np.nan)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            schur = corner_term - b * b / a - dd * dd / cc
+            z = (rhs[2] + b * rhs[0] / a + dd * rhs[1] / cc) / schur
+            solved[solvable] = np.stack([(rhs[0] + b * z) / a, (rhs[1] + dd * z) / cc, z], axis=1)[solvable]
+        moved = np.linalg.norm(solved - center_cam, axis=1)
+        ok = np.isfinite(moved) & (solved[:, 2] > 0.5) & (moved <= max_move_fraction * center_cam[:, 2])
+        center[ok] = solved[ok]
+    return center
+
+
+def test_place_gives_the_floats_of_the_edge_by_edge_normal_equations():
+    """The four edges' terms at once, the matrix once for all iterations: the same floats as summing the normal
+    equations edge by edge per iteration (edges on the border, boxes the edges do not pin down, headings whose
+    corners tie in u included)."""
+    from perception3d.core.segments import _bottom_corners, _place
+
+    rng = np.random.default_rng(9)
+    n = 2000
+    truth = np.stack([rng.uniform(-8, 8, n), rng.uniform(0.5, 1.5, n), rng.uniform(3, 40, n)], axis=1)
+    size = np.stack([rng.uniform(0.5, 12, n), rng.uniform(0.5, 3, n), rng.uniform(0.5, 4, n)], axis=1)
+    ry = np.where(rng.random(n) < 0.1, rng.choice([0.0, 0.5 * np.pi, -np.pi], n), rng.uniform(-np.pi, np.pi, n))
+    start = truth + rng.normal(0.0, 0.05, (n, 3)) * truth[:, 2:3]
+    edges = _edges(truth, size, ry) + rng.normal(0.0, 0.01, (n, 4))
+    on_border = rng.random((n, 4)) < 0.25
+    bottom = _bottom_corners(size, ry)
+    for iterations in (1, 2):
+        placed = _place(start, bottom, edges, on_border, iterations)
+        assert np.array_equal(placed, _place_edge_by_edge(start, bottom, edges, on_border, iterations))
+        assert not np.array_equal(placed, start)
+
+
+def test_size_log_prior_is_the_row_by_row_gaussian_exponent():
+    """Axis-major with per-group priors: the floats of -0.5 * np.sum(z**2, axis=1) of the priors gathered row by row
+    (sorted and unsorted groups, one row to thousands)."""
+    from perception3d.core.segments import size_log_prior
+
+    rng = np.random.default_rng(10)
+    prior = np.stack([rng.uniform(0.5, 12.0, (25, 3)), rng.uniform(0.05, 2.0, (25, 3))], axis=1)  # (G, 2, 3)
+    for m in (1, 2, 3, 17, 4219):
+        sizes = rng.uniform(0.3, 14.0, (m, 3))
+        for box_of in (rng.integers(0, 25, m), np.sort(rng.integers(0, 25, m))):
+            rows = prior[box_of]
+            z = (sizes[:, [1, 0, 2]] - rows[:, 0]) / (1.5 * rows[:, 1])
+            assert np.array_equal(size_log_prior(sizes, prior, box_of, 1.5), -0.5 * np.sum(z**2, axis=1))

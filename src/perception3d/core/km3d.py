@@ -38,14 +38,16 @@ def keypoint_offsets(size_lwh: np.ndarray, ry: np.ndarray, count: int = NUM_KEYP
     return np.stack(keypoint_offset_components(size_lwh, ry, count), axis=-1)
 
 
-def keypoint_offset_components(size_lwh: np.ndarray, ry: np.ndarray, count: int = NUM_KEYPOINTS
+def keypoint_offset_components(size_lwh: np.ndarray, ry: np.ndarray, count: int = NUM_KEYPOINTS,
+                               cos_sin: tuple[np.ndarray, np.ndarray] | None = None
                                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """`keypoint_offsets` as its x, y and z components, (N, count) each [m]: transposed views of keypoint-major
-    (count, N) arrays (`.T` gives those back without a copy)."""
+    (count, N) arrays (`.T` gives those back without a copy). cos_sin: cos and sin (N,) of ry, where already
+    computed."""
     size = np.asarray(size_lwh, dtype=np.float64).reshape(-1, 3)
     ry = np.asarray(ry, dtype=np.float64).reshape(-1)
     half = (size / 2).T  # (3, N): l, w, h
-    c, s = np.cos(ry), np.sin(ry)
+    c, s = (np.cos(ry), np.sin(ry)) if cos_sin is None else cos_sin
     # The signs are +-1 or 0, so sign x (half x trig) is the rounded (sign x half) x trig; keypoint-major, numpy's
     # loops run along rows of N boxes (rows of `count` keypoints cost several times more).
     sx, sy, sz = KEYPOINT_SIGNS[:count, :, None].transpose(1, 0, 2)  # (count, 1) each

@@ -25,7 +25,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .boxes import lwh_to_wlh
 from .geometry import wrap_angle
 from .km3d import keypoint_offset_components, yaw_to_ry
 from .qaf2d import paired_iou
@@ -89,50 +88,78 @@ class FitProblem:
     extremes: np.ndarray
 
 
+def gather_groups(values: np.ndarray, box_of: np.ndarray) -> np.ndarray:
+    """values (..., G) of G point groups gathered for groups box_of (M,): (..., M). Where box_of is sorted (the
+    candidates of one box together), by np.repeat, several times faster than np.take along a last axis."""
+    if len(box_of) and np.all(box_of[1:] >= box_of[:-1]):
+        return np.repeat(values, np.bincount(box_of, minlength=values.shape[-1]), axis=-1)
+    return np.take(values, box_of, axis=-1)
+
+
 def box_frame_excess(points: np.ndarray, box_of: np.ndarray, centers: np.ndarray, sizes_lwh: np.ndarray,
-                     yaws: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """How far the points of groups box_of (M,) (points (G, K, 3)) lie outside boxes m (centres (M, 3), sizes (M, 3),
-    yaws (M,)) along each box axis: |coordinate in the box frame| - half size [m], (K, M) each for l, w, h (negative
-    inside). Point-major: numpy's loops then run along rows of M boxes (along rows of K points or of 3 coordinates
-    they cost several times more)."""
-    px, py, pz = np.take(points.transpose(2, 1, 0), box_of, axis=2)  # (K, M) each
+                     cos_sin: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, ...]:
+    """How far the points of groups box_of (M,) (points (G, K, 3), or (G, K, 2) for the footprint alone) lie outside
+    boxes m (centres (M, 3), sizes (M, 3), cos and sin (M,) of yaws) along each box axis: |coordinate in the box
+    frame| - half size [m], (K, M) each for l, w (and h) (negative inside). Point-major: numpy's loops then run
+    along rows of M boxes (along rows of K points or of 3 coordinates they cost several times more)."""
+    px, py, *pz = gather_groups(np.ascontiguousarray(points.transpose(2, 1, 0)), box_of)  # (K, M) each
     cx, cy, cz = np.ascontiguousarray(centers.T)
     px -= cx
     py -= cy
-    pz -= cz
-    c, s = np.cos(yaws), np.sin(yaws)
-    half_l, half_w, half_h = np.ascontiguousarray(0.5 * sizes_lwh.T)
+    c, s = cos_sin
+    half = np.ascontiguousarray(0.5 * sizes_lwh.T)
     along, across = px * c, py * c
     along += py * s
     across -= px * s
-    for excess, half in ((along, half_l), (across, half_w), (pz, half_h)):
-        np.abs(excess, out=excess)
-        excess -= half
-    return along, across, pz
+    if pz:
+        pz[0] -= cz
+    excess = (along, across, *pz)
+    for axis, half_size in zip(excess, half):
+        np.abs(axis, out=axis)
+        axis -= half_size
+    return excess
 
 
-def point_sum(values: np.ndarray, valid: np.ndarray) -> np.ndarray:
-    """Sums (M,) of point-major values (K, M) over the points that valid (M, K) marks: the same floats as a sum
-    along rows of K points (numpy's pairwise sum, whose rounding a sum over rows of M boxes does not follow)."""
-    return np.where(valid, np.ascontiguousarray(values.T), 0.0).sum(axis=1)
+def point_sum(values: np.ndarray) -> np.ndarray:
+    """Sums (M,) of point-major values (K, M) (zero at padding) over the points: the same floats as a sum along rows
+    of K points (numpy's pairwise sum, whose rounding a sum over rows of M boxes does not follow)."""
+    return np.ascontiguousarray(values.T).sum(axis=1)
 
 
-def segment_cost(centers, sizes_lwh, yaws, points, valid, box_of, params: FitParams = FitParams()) -> np.ndarray:
-    """Mean point cost (M,) [m] of boxes m against the points of their groups box_of (M,) (points (G, K, 3) with
-    mask valid (G, K)); see the module."""
-    ax, ay, az = box_frame_excess(points, box_of, centers, sizes_lwh, yaws)
-    inside = np.maximum(np.maximum(ax, ay), az)
-    distance = np.where(inside <= 0, -inside, np.sqrt(np.maximum(ax, 0) ** 2 + np.maximum(ay, 0) ** 2
-                                                      + np.maximum(az, 0) ** 2))
-    cost = np.minimum(distance, params.outline_cap_m)
-    return point_sum(cost, valid[box_of]) / np.maximum(valid.sum(axis=1), 1)[box_of]
+def segment_cost(centers, sizes_lwh, cos_sin, points, valid, box_of, params: FitParams = FitParams()) -> np.ndarray:
+    """Mean point cost (M,) [m] of boxes m (cos and sin (M,) of their yaws) against the points of their groups
+    box_of (M,) (points (G, K, 3) with mask valid (G, K)); see the module."""
+    ax, ay, az = box_frame_excess(points, box_of, centers, sizes_lwh, cos_sin)
+    depth = np.maximum(np.maximum(ax, ay), az)
+    np.negative(depth, out=depth)  # how deep inside the box (negative outside)
+    for excess in (ax, ay, az):
+        np.maximum(excess, 0.0, out=excess)
+        np.square(excess, out=excess)
+    ax += ay
+    ax += az
+    # The distance outside the box is 0 inside, where the depth is >= 0; outside the depth is negative.
+    distance = np.maximum(depth, np.sqrt(ax, out=ax), out=ax)
+    np.minimum(distance, gather_groups(np.where(valid.T, params.outline_cap_m, 0.0), box_of), out=distance)
+    return point_sum(distance) / np.maximum(valid.sum(axis=1), 1)[box_of]
 
 
-def _bottom_corners(size_lwh: np.ndarray, ry: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def size_log_prior(sizes_lwh: np.ndarray, prior_wlh: np.ndarray, box_of: np.ndarray, std_scale: float) -> np.ndarray:
+    """log of the Gaussian likelihood (M,) (up to its constant) of sizes (M, 3) under the class priors (G, mean/std,
+    wlh) of their groups box_of (M,), std x std_scale: -0.5 sum over w, l, h (in that order) of z^2. Axis-major:
+    along rows of 3 numpy's loops cost several times more."""
+    mean = gather_groups(np.ascontiguousarray(prior_wlh[:, 0].T), box_of)  # (3, M) each: w, l, h
+    std = gather_groups((std_scale * prior_wlh[:, 1]).T, box_of)
+    z = (sizes_lwh.T[[1, 0, 2]] - mean) / std
+    return -0.5 * np.sum(z**2, axis=0)
+
+
+def _bottom_corners(size_lwh: np.ndarray, ry: np.ndarray, cos_sin: tuple[np.ndarray, np.ndarray] | None = None
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Camera-frame offsets x, y, z (4, N) each [m] of the bottom face's corners (keypoints 0-3) from the centres of
-    boxes of sizes (N, 3) and headings ry (N,), corner-major (numpy's loops along rows of 8 corners cost several
-    times more); the top face's corners (keypoints 4-7) lie at the same x, z and at -y."""
-    x, y, z = keypoint_offset_components(size_lwh, ry, 4)
+    boxes of sizes (N, 3) and headings ry (N,) (cos_sin: their cos and sin, where already computed), corner-major
+    (numpy's loops along rows of 8 corners cost several times more); the top face's corners (keypoints 4-7) lie at
+    the same x, z and at -y."""
+    x, y, z = keypoint_offset_components(size_lwh, ry, 4, cos_sin)
     return x.T, y.T, z.T
 
 
@@ -156,23 +183,21 @@ def _corner_extremes(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return low, high
 
 
-def _score(centers, centers_cam, bottom, sizes_lwh, problem: FitProblem, rows: np.ndarray, yaws,
+def _score(centers, centers_cam, bottom, sizes_lwh, problem: FitProblem, rows: np.ndarray, cos_sin,
            params: FitParams) -> np.ndarray:
     """log score (M,) of candidate boxes of problem rows `rows` (M,): -cost / sigma + iou_power log IoU + log prior
     likelihood. Centres (M, 3) in the LiDAR frame and in the camera frame, corner offsets in the camera frame
-    (`_bottom_corners`), sizes (M, 3), yaws (M,) in the LiDAR frame."""
-    cost = segment_cost(centers, sizes_lwh, yaws, problem.points, problem.valid, rows, params)
+    (`_bottom_corners`), sizes (M, 3), cos and sin (M,) of the yaws in the LiDAR frame."""
+    cost = segment_cost(centers, sizes_lwh, cos_sin, problem.points, problem.valid, rows, params)
     u, v, depth = _projected_corners(centers_cam, bottom)
     lim = problem.limits[rows]
     (u_min, u_max), (v_min, v_max) = _corner_extremes(u), _corner_extremes(v)
     projected = np.stack([u_min, v_min, u_max, v_max], axis=1)
     projected = np.minimum(np.maximum(projected, lim[:, [0, 1, 0, 1]]), lim[:, [2, 3, 2, 3]])
     iou = paired_iou(projected, problem.box_norm[rows])
-    prior = problem.prior_wlh[rows]
-    z = (lwh_to_wlh(sizes_lwh) - prior[:, 0]) / (params.prior_std_scale * prior[:, 1])
     visible = _corner_extremes(depth)[0] > 0.0
     return np.where(visible, -cost / params.cost_sigma_m + params.iou_power * np.log(np.maximum(iou, 1e-6))
-                    - 0.5 * np.sum(z**2, axis=1), -np.inf)
+                    + size_log_prior(sizes_lwh, problem.prior_wlh, rows, params.prior_std_scale), -np.inf)
 
 
 def fit_boxes(centers, sizes_lwh, yaws, problem: FitProblem,
@@ -199,33 +224,37 @@ def _best_size(centers, sizes, yaws, problem, params) -> tuple[np.ndarray, np.nd
     quarter = np.array([0.0, 0.5 * np.pi])
     # Round 1: (turn, l step, w step) grid with the mean (0, 0) step, plus the current box.
     step_l, step_w = (np.r_[g.ravel(), 0.0] for g in np.meshgrid(coarse, coarse, indexing="ij"))
-    turn, step_l, step_w = np.repeat(quarter, len(step_l)), np.tile(step_l, 2), np.tile(step_w, 2)
+    turn, step_l, step_w = np.repeat(np.arange(len(quarter)), len(step_l)), np.tile(step_l, 2), np.tile(step_w, 2)
     lw = np.stack([mean[:, None, 1] + step_l * std[:, None, 1], mean[:, None, 0] + step_w * std[:, None, 0]], -1)
     cand_lw = np.concatenate([sizes[:, None, :2], lw], axis=1)
-    cand_yaws = wrap_angle(yaws[:, None] + np.r_[0.0, turn][None, :])
-    centers, sizes, yaws = _best_placed(centers, sizes, cand_lw, cand_yaws, problem, params)
+    cand_yaws = wrap_angle(yaws[:, None] + quarter[None, :])  # (B, 2): the distinct yaws of the candidates
+    centers, sizes, yaws = _best_placed(centers, sizes, cand_lw, cand_yaws, np.r_[0, turn], problem, params)
     # Round 2: a finer grid around the winner.
     fine = np.asarray(params.fine_std, dtype=np.float64)
     step_l, step_w = (g.ravel() for g in np.meshgrid(fine, fine, indexing="ij"))
     cand_lw = np.stack([sizes[:, None, 0] + step_l * std[:, None, 1], sizes[:, None, 1] + step_w * std[:, None, 0]],
                        -1)
-    cand_yaws = np.repeat(yaws[:, None], len(step_l), axis=1)
-    return _best_placed(centers, sizes, np.maximum(cand_lw, 0.05), cand_yaws, problem, params)
+    return _best_placed(centers, sizes, np.maximum(cand_lw, 0.05), yaws[:, None], np.zeros(len(step_l), dtype=int),
+                        problem, params)
 
 
-def _best_placed(centers, sizes, cand_lw, cand_yaws, problem, params):
+def _best_placed(centers, sizes, cand_lw, yaws, yaw_of, problem, params):
     """The best centre (B, 3), size (B, 3) and yaw (B,) of candidate footprints cand_lw (B, C, 2) [l, w] at yaws
-    (B, C), each placed by the 2D box edges and slid to the segment's nearest depth (or onto its flat face, or
-    against its extremes: the module docstring)."""
+    yaws[:, yaw_of] ((B, Y): the distinct yaws of each box's candidates; yaw_of (C,)), each placed by the 2D box
+    edges and slid to the segment's nearest depth (or onto its flat face, or against its extremes: the module
+    docstring). What depends on the yaw alone (headings in the camera frame, cos and sin) is computed once per
+    distinct yaw."""
     n, n_cand = cand_lw.shape[:2]
     rows = np.repeat(np.arange(n), n_cand)
     cand_sizes = sizes[rows]
     cand_sizes[:, :2] = cand_lw.reshape(-1, 2)
-    cand_yaws = cand_yaws.ravel()
-    R, t = problem.T_cam_lidar[rows, :3, :3], problem.T_cam_lidar[rows, :3, 3]
-    ry = yaw_to_ry(cand_yaws, R)
-    bottom = _bottom_corners(cand_sizes, ry)
-    placed = _place(np.einsum("nij,nj->ni", R, centers[rows]) + t, bottom, problem.edges_norm[rows],
+    R, t = problem.T_cam_lidar[:, :3, :3], problem.T_cam_lidar[:, :3, 3]  # per box
+    yaws = yaws.ravel()
+    ry = yaw_to_ry(yaws, np.repeat(R, len(yaws) // n, axis=0))
+    yaw_index = rows * (len(yaws) // n) + np.tile(yaw_of, n)  # each candidate's entry in yaws and ry
+    cand_yaws, cand_ry = yaws[yaw_index], ry[yaw_index]
+    bottom = _bottom_corners(cand_sizes, cand_ry, (np.cos(ry)[yaw_index], np.sin(ry)[yaw_index]))
+    placed = _place((np.einsum("nij,nj->ni", R, centers) + t)[rows], bottom, problem.edges_norm[rows],
                     problem.on_border[rows], iterations=1)
     # Each placed candidate then moves in up to three ways, each a (boxes, centres of their candidates) pair: slid to
     # the segment's nearest depth (every box); slid onto the flat face (flat faces seen between both image edges);
@@ -237,28 +266,32 @@ def _best_placed(centers, sizes, cand_lw, cand_yaws, problem, params):
         face = _candidate_rows(face_box, n_cand)
         T = problem.T_cam_lidar[face_box]
         points_cam = np.einsum("bij,bkj->bki", T[:, :3, :3], problem.points[face_box]) + T[:, None, :3, 3]
-        moves.append((face_box, _slide_to_face(placed[face], cand_sizes[face], ry[face],
+        moves.append((face_box, _slide_to_face(placed[face], cand_sizes[face], cand_ry[face],
                                                np.repeat(points_cam, n_cand, axis=0),
                                                np.repeat(problem.valid[face_box], n_cand, axis=0))))
     cut_box = np.flatnonzero((problem.on_border[:, 0] | problem.on_border[:, 1]) & ~problem.flat_face)
     if len(cut_box):
         cut = _candidate_rows(cut_box, n_cand)
         moves.append((cut_box, _against_extremes(placed[cut], cand_sizes[cut], cand_yaws[cut],
-                                                 problem.heading[rows[cut]], problem.extremes[rows[cut]], R[cut],
-                                                 t[cut])))
-    every = np.concatenate([_candidate_rows(boxes, n_cand) for boxes, _ in moves])
-    centers_cam = np.concatenate([moved for _, moved in moves])
-    cand_centers = np.einsum("nji,nj->ni", R[every], centers_cam - t[every])
-    score = _score(cand_centers, centers_cam, tuple(c[:, every] for c in bottom), cand_sizes[every], problem,
-                   rows[every], cand_yaws[every], params)
-    # Per box its candidates' rows in `every` (-1: none), move by move (the first best wins a tie).
-    index = np.full((n, len(moves) * n_cand), -1)
-    done = 0
-    for k, (boxes, _) in enumerate(moves):
-        index[boxes, k * n_cand:(k + 1) * n_cand] = done + np.arange(len(boxes) * n_cand).reshape(-1, n_cand)
-        done += len(boxes) * n_cand
-    pick = index[np.arange(n), np.argmax(np.where(index >= 0, score[index], -np.inf), axis=1)]
-    return cand_centers[pick], cand_sizes[every][pick], cand_yaws[every][pick]
+                                                 problem.heading[rows[cut]], problem.extremes[rows[cut]],
+                                                 R[rows[cut]], t[rows[cut]])))
+    # Per box its moved candidates, move by move (the first best wins a tie), box after box: the candidates of a box
+    # lie together (gather_groups).
+    moved = np.zeros((n, len(moves), n_cand), dtype=bool)
+    table = np.empty((n, len(moves), n_cand, 3))
+    for k, (boxes, centres) in enumerate(moves):
+        moved[boxes, k] = True
+        table[boxes, k] = centres.reshape(-1, n_cand, 3)
+    centers_cam = table[moved]
+    every = np.broadcast_to(rows.reshape(n, 1, n_cand) * n_cand + np.arange(n_cand), moved.shape)[moved]
+    box = rows[every]
+    cand_centers = np.einsum("nji,nj->ni", R[box], centers_cam - t[box])
+    lidar_yaw = yaw_index[every]
+    score = _score(cand_centers, centers_cam, tuple(c[:, every] for c in bottom), cand_sizes[every], problem, box,
+                   (np.cos(yaws)[lidar_yaw], np.sin(yaws)[lidar_yaw]), params)
+    slot = np.cumsum(moved.reshape(n, -1)).reshape(n, -1) - 1  # each table entry's row in `every`
+    pick = slot[np.arange(n), np.argmax(np.where(moved.reshape(n, -1), score[slot], -np.inf), axis=1)]
+    return cand_centers[pick], cand_sizes[every[pick]], yaws[lidar_yaw[pick]]
 
 
 def _candidate_rows(boxes: np.ndarray, n_cand: int) -> np.ndarray:
@@ -333,43 +366,44 @@ def _place(center_cam, bottom, boxes_norm, on_border, iterations: int = 2,
 
     The normal equations of the edge rows have the form [[A, 0, -B], [0, C, -D], [-B, -D, E]] C = r (A, B from the
     column edges, C, D from the row edges); they are solved in closed form, all boxes at once (by the Schur
-    complement of the 2 x 2 diagonal block), not by a 3 x 3 solver per box."""
+    complement of the 2 x 2 diagonal block), not by a 3 x 3 solver per box. The matrix depends on the edges alone
+    (not on the corners they are tied to), so only r is computed per iteration; the four edges' terms are computed
+    together, (4, N), and summed edge by edge from 0 in edge order."""
     n = len(center_cam)
-    rows = np.arange(n)
-    edges = boxes_norm[:, [0, 2, 1, 3]]
-    weight = (~np.asarray(on_border, dtype=bool)).astype(np.float64)  # (N, 4): left, right, top, bottom, as `edges`
+    edges = np.ascontiguousarray(boxes_norm[:, [0, 2, 1, 3]].T)  # (4, N): left, right, top, bottom
+    weight = (~np.asarray(on_border, dtype=bool)).T.astype(np.float64)  # (4, N): as `edges`
+    weighted = weight * edges
+    a, cc = weight[0] + weight[1], weight[2] + weight[3]  # A, C
+    b, dd = (0.0 + weighted[0]) + weighted[1], (0.0 + weighted[2]) + weighted[3]  # B, D
+    corner_term = (((0.0 + weighted[0] * edges[0]) + weighted[1] * edges[1]) + weighted[2] * edges[2]
+                   + weighted[3] * edges[3])  # E
+    scale = np.maximum(np.maximum(np.maximum(a, cc), np.maximum(np.abs(b), np.abs(dd))), corner_term)
+    scale = np.maximum(scale, 1e-300)
+    na, nc, nb, nd, ne = a / scale, cc / scale, b / scale, dd / scale, corner_term / scale
+    solvable = np.abs(na * nc * ne - na * nd * nd - nc * nb * nb) > 1e-12  # det of the normalised matrix
+    with np.errstate(divide="ignore", invalid="ignore"):
+        schur = corner_term - b * b / a - dd * dd / cc
     center = center_cam.copy()
+    columns = np.arange(n)
     off_x, off_y, off_z = bottom
     for _ in range(iterations):
         u, v, _ = _projected_corners(center, bottom)
-        extremes = (u.argmin(0), u.argmax(0), v.argmin(0), v.argmax(0))  # u's bottom corners, v's keypoints
-        diagonal, cross, rhs = np.zeros((2, n)), np.zeros((2, n)), np.zeros((3, n))  # A, C; B, D; r
-        corner_term = np.zeros(n)  # E
-        for edge, (corner, coord) in enumerate(zip(extremes, (0, 0, 1, 1))):
-            bottom_corner = corner % 4
-            offset = (off_x[bottom_corner, rows] if coord == 0
-                      else np.where(corner < 4, 1.0, -1.0) * off_y[bottom_corner, rows])
-            w, c = weight[:, edge], edges[:, edge]
-            diagonal[coord] += w
-            cross[coord] += w * c
-            corner_term += w * c * c
-            t = w * (offset - c * off_z[bottom_corner, rows])
-            rhs[coord] -= t
-            rhs[2] += t * c
-        (a, cc), (b, dd) = diagonal, cross
-        scale = np.maximum(np.maximum(np.maximum(a, cc), np.maximum(np.abs(b), np.abs(dd))), corner_term)
-        scale = np.maximum(scale, 1e-300)
-        na, nc, nb, nd, ne = a / scale, cc / scale, b / scale, dd / scale, corner_term / scale
-        solvable = np.abs(na * nc * ne - na * nd * nd - nc * nb * nb) > 1e-12  # det of the normalised matrix
-        solved = np.full((n, 3), np.nan)
+        u, v = np.ascontiguousarray(u.T), np.ascontiguousarray(v.T)  # argmin along rows of 4 or 8: ~2x faster
+        corner = np.stack([u.argmin(1), u.argmax(1), v.argmin(1), v.argmax(1)])  # u's bottom corners, v's keypoints
+        at = (corner % 4) * n + columns  # the extreme bottom corners' entries in off_x, off_y, off_z
+        offset = np.concatenate([np.take(off_x, at[:2]), np.where(corner[2:] < 4, 1.0, -1.0) * np.take(off_y, at[2:])])
+        t = weight * (offset - edges * np.take(off_z, at))
+        tc = t * edges
+        rhs0, rhs1 = (0.0 - t[0]) - t[1], (0.0 - t[2]) - t[3]
+        rhs2 = (((0.0 + tc[0]) + tc[1]) + tc[2]) + tc[3]
         with np.errstate(divide="ignore", invalid="ignore"):
-            schur = corner_term - b * b / a - dd * dd / cc
-            z = (rhs[2] + b * rhs[0] / a + dd * rhs[1] / cc) / schur
-            solved[solvable] = np.stack([(rhs[0] + b * z) / a, (rhs[1] + dd * z) / cc, z], axis=1)[solvable]
+            z = (rhs2 + b * rhs0 / a + dd * rhs1 / cc) / schur
+            solved = np.stack([(rhs0 + b * z) / a, (rhs1 + dd * z) / cc, z], axis=1)
+        np.copyto(solved, np.nan, where=~solvable[:, None])
         # Keep the start where the edges do not pin the box down (near-degenerate geometry moves it far away).
         moved = np.linalg.norm(solved - center_cam, axis=1)
         ok = np.isfinite(moved) & (solved[:, 2] > 0.5) & (moved <= max_move_fraction * center_cam[:, 2])
-        center[ok] = solved[ok]
+        np.copyto(center, solved, where=ok[:, None])
     return center
 
 
