@@ -271,3 +271,43 @@ def test_best_of_groups_is_the_first_per_group_of_the_lexsort_by_group_then_desc
         groups, first = np.unique(group[order], return_index=True)
         chosen, pick = _best_of_groups(group, key)
         assert np.array_equal(chosen, groups) and np.array_equal(pick, order[first])
+
+
+def test_boxes_of_groups_are_per_camera_the_boxes_of_the_class_holding_the_most_of_each_group():
+    """Against the box of each camera and group found one at a time; ties (integer columns, repeated boxes) go to the
+    first box."""
+    from types import SimpleNamespace
+
+    from perception3d.core.detections import Detections2D
+    from perception3d.core.lift3d import _boxes_of_groups, _SeenColumns
+
+    rng = np.random.default_rng(5)
+    names = np.array(["car", "truck", "barrier"], dtype=object)
+    for trial in range(200):
+        n_points, n_groups = int(rng.integers(1, 60)), int(rng.integers(1, 6))
+        cameras = []
+        for _ in range(int(rng.integers(1, 4))):
+            left = rng.integers(0, 80, int(rng.integers(0, 8))).astype(float)
+            boxes = np.stack([left, left, left + rng.integers(0, 30, len(left)), left + 10], axis=1)
+            boxes = np.concatenate([boxes, boxes[:1]])  # a repeated box: a tie
+            seen_points = np.flatnonzero(rng.random(n_points) < 0.6)
+            cameras.append(SimpleNamespace(
+                dets=Detections2D(boxes, rng.choice(names, len(boxes)), np.ones(len(boxes))),
+                cloud=SimpleNamespace(index=seen_points, uv=rng.integers(0, 110, (len(seen_points), 2)).astype(float))))
+        seen = _SeenColumns.of(cameras, n_points)
+        owner = np.sort(rng.integers(0, n_groups, n_points))
+        members = rng.permutation(n_points)
+        group_names = rng.choice(names, n_groups)
+        numbers = {name: seen.box_class[k][list(share.dets.class_ids).index(name)]
+                   for k, share in enumerate(cameras) for name in share.dets.class_ids}
+        group_class = np.array([numbers.get(name, -2) for name in group_names])
+        edges = _boxes_of_groups(seen.columns[:, members], owner, group_class, seen)
+        for k, share in enumerate(cameras):
+            for g in range(n_groups):
+                columns = seen.columns[k, members[owner == g]]
+                columns = columns[~np.isnan(columns)]
+                same = np.flatnonzero(share.dets.class_ids == group_names[g])
+                boxes = share.dets.boxes_xyxy[same]
+                held = ((columns[:, None] >= boxes[:, 0]) & (columns[:, None] <= boxes[:, 2])).sum(axis=0)
+                expected = boxes[np.argmax(held), [0, 2]] if held.size and held.max() > 0 else [np.nan, np.nan]
+                assert np.array_equal(edges[k, g], expected, equal_nan=True), trial

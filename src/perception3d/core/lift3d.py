@@ -46,7 +46,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .bev_components import BevCells, connected_in_window
+from .bev_components import BevCells, connected_in_windows
 from .boxes import bev_corners, footprint_pair_iou, lwh_to_wlh, wlh_to_lwh
 from .classes import DETECTION_RANGE_M, SIZE_PRIOR_WLH, size_priors
 from .detections import Detections2D, Detections3D
@@ -169,8 +169,7 @@ def detect_3d(points_lidar: np.ndarray, views: Sequence[CameraView], T_base_lida
     object_cells = BevCells(objects, params.border_cell_m)
     present = [camera_frustums for camera_frustums in frustums if camera_frustums is not None]
     seen = _SeenColumns.of(present, len(objects))
-    supports = [_box_support(objects, object_cells, object_height, ground_pts, seen, view_index, params)
-                for view_index in range(len(present))]
+    supports = _box_supports(objects, object_cells, object_height, ground_pts, seen, params)
     clock.step("support")
     lifted = _lift_all(supports, params, clock) if supports else None
     if lifted is None:
@@ -315,17 +314,28 @@ def _neighbour_cell_pairs(key: np.ndarray, span: np.ndarray, queries: np.ndarray
 @dataclass
 class _SeenColumns:
     """The cameras' shares of a sweep (core.view_frustums, the cameras with boxes) and the image column u [px] of
-    each object point in each of them: columns (K, N), NaN where the camera does not see the point in its image."""
+    each object point in each of them: columns (K, N), NaN where the camera does not see the point in its image;
+    with the left and right edges [px] of each camera's boxes, box_edges (K, M, 2), and their classes' numbers,
+    box_class (K, M) (NaN and -1 past a camera's last box)."""
 
     frustums: list[ViewFrustums]
     columns: np.ndarray
+    box_edges: np.ndarray
+    box_class: np.ndarray
 
     @classmethod
     def of(cls, frustums: list[ViewFrustums], num_objects: int) -> _SeenColumns:
         columns = np.full((len(frustums), num_objects), np.nan)
+        most = max([len(camera_frustums.dets) for camera_frustums in frustums], default=0)
+        box_edges = np.full((len(frustums), most, 2), np.nan)
+        box_class = np.full((len(frustums), most), -1)
+        number: dict[str, int] = {}
         for k, camera_frustums in enumerate(frustums):
             columns[k, camera_frustums.cloud.index] = camera_frustums.cloud.uv[:, 0]
-        return cls(frustums, columns)
+            dets = camera_frustums.dets
+            box_edges[k, :len(dets)] = dets.boxes_xyxy[:, [0, 2]]
+            box_class[k, :len(dets)] = [number.setdefault(name, len(number)) for name in dets.class_ids]
+        return cls(frustums, columns, box_edges, box_class)
 
 
 @dataclass
@@ -352,14 +362,54 @@ class _BoxSupport:
     height_bounds: np.ndarray
 
 
-def _box_support(objects_lidar: np.ndarray, object_cells: BevCells, object_height: np.ndarray, ground_lidar: np.ndarray,
-                 seen: _SeenColumns, view_index: int, params: LiftParams) -> _BoxSupport:
-    """LiDAR support of one camera's boxes: object points, nearest depths, edge depth windows and headings.
-    objects_lidar, ground_lidar: the sweep's object and ground points (LiDAR frame [m]); object_cells: the objects'
-    bird's-eye-view cells (params.border_cell_m); object_height: their heights above the ground surface [m] (NaN
-    without one); seen: every camera's share of core.view_frustums and image columns of the object points;
-    view_index: the index of this camera's there."""
-    frustums = seen.frustums[view_index]
+@dataclass
+class _Segments:
+    """One camera's boxes' object segments before the growth past the image border (see _BoxSupport): its share
+    frustums, supported (B,), windows (B, 2, 2), depth_min (B,), height_bounds (B, 2), the segments' points as
+    indices point_index (P,) into the sweep's object points (grouped by box), count (B,) points per box, and cut
+    (B,): supported boxes cut by the left or right image border."""
+
+    frustums: ViewFrustums
+    supported: np.ndarray
+    windows: np.ndarray
+    depth_min: np.ndarray
+    height_bounds: np.ndarray
+    point_index: np.ndarray
+    count: np.ndarray
+    cut: np.ndarray
+
+
+def _box_supports(objects_lidar: np.ndarray, object_cells: BevCells, object_height: np.ndarray,
+                  ground_lidar: np.ndarray, seen: _SeenColumns, params: LiftParams) -> list[_BoxSupport]:
+    """LiDAR support of every camera's boxes (seen.frustums): object points, nearest depths, edge depth windows and
+    headings. objects_lidar, ground_lidar: the sweep's object and ground points (LiDAR frame [m]); object_cells: the
+    objects' bird's-eye-view cells (params.border_cell_m); object_height: their heights above the ground surface [m]
+    (NaN without one); seen: every camera's share of core.view_frustums and image columns of the object points. The
+    boxes cut by the image border of all cameras are grown at once."""
+    segments = [_box_segments(objects_lidar, object_height, ground_lidar, frustums, params)
+                for frustums in seen.frustums]
+    grown = _grow_past_image_border(objects_lidar, object_cells, [s.point_index for s in segments],
+                                    [s.count for s in segments], [s.cut for s in segments], seen)
+    supports = []
+    for segment, (points, count) in zip(segments, grown):
+        view, dets, supported = segment.frustums.view, segment.frustums.dets, segment.supported
+        heading = np.full(len(dets), np.nan)
+        heading[supported] = lidar_headings(points[:, :2], (np.cumsum(count) - count)[supported], count[supported])
+        row = np.isin(dets.class_ids, params.flat_face_classes)  # a row runs on without a gap: not split
+        points, count, split = _split_overlong(points, count, np.where(row, np.nan, heading),
+                                               size_priors(dets.class_ids), view.T_cam_lidar)
+        if split.any():
+            heading[split] = lidar_headings(points[:, :2], (np.cumsum(count) - count)[split], count[split])
+        yaw_masks = _yaw_masks(heading, view.T_cam_lidar[:3, :3], params.heading_tolerance_deg)
+        supports.append(_BoxSupport(view, dets, supported, segment.windows, heading, yaw_masks, segment.depth_min,
+                                    points, count, segment.height_bounds))
+    return supports
+
+
+def _box_segments(objects_lidar: np.ndarray, object_height: np.ndarray, ground_lidar: np.ndarray,
+                  frustums: ViewFrustums, params: LiftParams) -> _Segments:
+    """One camera's (frustums: its share of core.view_frustums) boxes' object segments, nearest depths, height
+    bounds and edge depth windows (arguments as in _box_supports)."""
     view, dets, cloud = frustums.view, frustums.dets, frustums.cloud
     camera = view.camera
     boxes = dets.boxes_xyxy
@@ -369,28 +419,17 @@ def _box_support(objects_lidar: np.ndarray, object_cells: BevCells, object_heigh
     on = np.flatnonzero(bp.on_object & supported[bp.box])
     on_box, on_depth, on_u = bp.box[on], bp.depth[on], bp.u[on]
     point_index = cloud.index[bp.point[on]]
-    points = np.take(objects_lidar, point_index, axis=0)
     on_height = object_height[point_index]
     depth_min = _foot_nearest_depth(bp.depth_min, supported, on_box, on_u, on_height, dets, view, ground_lidar,
                                     params)
-    height_bounds = _lidar_height_bounds(points, on_box, on_height, n_boxes, params)
+    height_bounds = _lidar_height_bounds(np.take(objects_lidar, point_index, axis=0), on_box, on_height, n_boxes,
+                                         params)
     windows = _edge_depth_windows(boxes, supported, on_box, on_depth, on_u, bp, params)
     windows[~supported] = prior_depth_windows(boxes[~supported], dets.class_ids[~supported], camera,
                                                params)[:, None, :]
     count = np.bincount(on_box, minlength=n_boxes)
     cut = supported & ((boxes[:, 0] <= 1.0) | (boxes[:, 2] >= camera.width - 1.0))
-    if cut.any():
-        points, count = _grow_past_image_border(objects_lidar, object_cells, point_index, count, cut, seen,
-                                                view_index)
-    heading = np.full(n_boxes, np.nan)
-    heading[supported] = lidar_headings(points[:, :2], (np.cumsum(count) - count)[supported], count[supported])
-    row = np.isin(dets.class_ids, params.flat_face_classes)  # a row runs on without a gap: not split
-    points, count, split = _split_overlong(points, count, np.where(row, np.nan, heading), size_priors(dets.class_ids),
-                                           view.T_cam_lidar)
-    if split.any():
-        heading[split] = lidar_headings(points[:, :2], (np.cumsum(count) - count)[split], count[split])
-    yaw_masks = _yaw_masks(heading, view.T_cam_lidar[:3, :3], params.heading_tolerance_deg)
-    return _BoxSupport(view, dets, supported, windows, heading, yaw_masks, depth_min, points, count, height_bounds)
+    return _Segments(frustums, supported, windows, depth_min, height_bounds, point_index, count, cut)
 
 
 def _foot_nearest_depth(depth_min, supported, on_box, on_u, on_height, dets, view: CameraView,
@@ -451,52 +490,69 @@ def _lidar_height_bounds(points: np.ndarray, box: np.ndarray, height: np.ndarray
     return bounds
 
 
-def _grow_past_image_border(objects: np.ndarray, cells: BevCells, group_index: np.ndarray, count: np.ndarray,
-                            cut: np.ndarray, seen: _SeenColumns, view_index: int) -> tuple[np.ndarray, np.ndarray]:
-    """The on-object point groups (indices group_index (P,) into objects (N, 3) [m, LiDAR frame], grouped by box,
-    count (B,)) as points, the group of every box of one camera (seen.frustums[view_index]) cut by the left or right
-    image border (cut (B,)) replaced by the object points within its class's depth extent [m] of the group's median
-    in x and y, connected to the group in bird's-eye view (the objects' cells, core.bev_components), within 0.3 m of
-    its height span, and not seen beside the object's box by a camera that has one (in sweep order).
+def _grow_past_image_border(objects: np.ndarray, cells: BevCells, group_index: list[np.ndarray],
+                            count: list[np.ndarray], cut: list[np.ndarray],
+                            seen: _SeenColumns) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Per camera k of seen.frustums: its on-object point groups (indices group_index[k] (P,) into objects (N, 3)
+    [m, LiDAR frame], grouped by box, count[k] (B,)) as points and their counts, the group of every box cut by the
+    left or right image border (cut[k] (B,)) replaced by the object points within its class's depth extent [m] of
+    the group's median in x and y, connected to the group in bird's-eye view (the objects' cells,
+    core.bev_components), within 0.3 m of its height span, and not seen beside the object's box by a camera that
+    has one (in sweep order).
 
     A near object spans two cameras and each sees a part of it: the part past the border is the same object's, and
     the box fit needs all of it (a car lifted from the part one camera sees is placed 1-2 m off). But touching
     objects are connected too: a barrier cut by the border took in the next barriers of its row (fitted 3.1 m long
-    instead of 2.5 m, 0.33 m off). So a point that this camera sees left or right of the box is another object's,
-    and so is one that another camera sees beside its box of the object (its box of the class holding the most of
-    the group's points it sees). The group's own points always stay. A grown group is kept when it holds more
-    points."""
-    start = np.cumsum(count) - count
-    count = np.array(count, dtype=np.int64)
-    pieces, done = [], 0  # the index in pieces: the groups up to position `done` of group_index, grown ones replaced
-    frustums = seen.frustums[view_index]
-    boxes, classes = frustums.dets.boxes_xyxy, frustums.dets.class_ids
-    in_group = np.zeros(len(objects), dtype=bool)  # set for one group at a time (np.isin sorts: slower)
-    for b in np.flatnonzero(cut):
-        group = group_index[start[b]:start[b] + count[b]]
-        seed = np.take(objects, group, axis=0)
-        middle = len(seed) // 2  # the group's (upper) median in x and y: the window's centre
-        centre = np.partition(seed[:, :2], middle, axis=0)[middle]
-        grown = connected_in_window(cells, group, centre, frustums.extent[b])
-        height = objects[grown, 2]
-        keep = (height >= seed[:, 2].min() - 0.3) & (height <= seed[:, 2].max() + 0.3)
-        group_columns, grown_columns = seen.columns[:, group], seen.columns[:, grown]
-        keep &= ~_beside(grown_columns[view_index], boxes[b])
-        others = ~np.isnan(group_columns).all(axis=1)  # the cameras that see some of the group
-        others[view_index] = False  # this one's box of the object is boxes[b]
-        for other in np.flatnonzero(others):
-            box = _box_of_group(group_columns[other], seen.frustums[other].dets, classes[b])
-            if box is not None:
-                keep &= ~_beside(grown_columns[other], box)
-        in_group[group] = True
-        keep |= in_group[grown]
-        in_group[group] = False
-        if keep.sum() > len(seed):
-            pieces += [group_index[done:start[b]], grown[keep]]
-            done = start[b] + count[b]
-            count[b] = len(pieces[-1])
-    index = np.concatenate(pieces + [group_index[done:]])
-    return np.take(objects, index, axis=0), count
+    instead of 2.5 m, 0.33 m off). So a point that the box's camera sees left or right of the box is another
+    object's, and so is one that another camera sees beside its box of the object (its box of the class holding the
+    most of the group's points it sees). The group's own points always stay. A grown group is kept when it holds
+    more points. The cut boxes of all cameras are grown at once."""
+    start = [np.cumsum(c) - c for c in count]
+    cut = [np.flatnonzero(c) for c in cut]
+    if not any(len(c) for c in cut):
+        return [(np.take(objects, index, axis=0), counts) for index, counts in zip(group_index, count)]
+    camera = np.repeat(np.arange(len(cut)), [len(c) for c in cut])  # per cut box
+    size = np.concatenate([c[b] for c, b in zip(count, cut)]).astype(np.int64)  # >= 1: cut boxes are supported
+    first = np.cumsum(size) - size
+    owner = np.repeat(np.arange(len(size)), size)
+    offset = np.cumsum([len(index) for index in group_index]) - [len(index) for index in group_index]
+    cut_start = np.concatenate([s[b] + o for s, b, o in zip(start, cut, offset)])
+    members = np.concatenate(group_index)[np.repeat(cut_start - first, size) + np.arange(len(owner))]
+    seed = np.take(objects, members, axis=0)
+    # each group's (upper) median in x and y: its window's centre
+    middle = first + size // 2
+    centre = np.stack([seed[np.lexsort((seed[:, axis], owner)), axis][middle] for axis in range(2)], axis=1)
+    extent = np.concatenate([f.extent[b] for f, b in zip(seen.frustums, cut)])
+    grown, grown_count, own = connected_in_windows(cells, members, size, centre, extent)
+    height = np.take(objects[:, 2], grown)
+    keep = ((height >= np.repeat(np.minimum.reduceat(seed[:, 2], first) - 0.3, grown_count))
+            & (height <= np.repeat(np.maximum.reduceat(seed[:, 2], first) + 0.3, grown_count)))
+    # per camera and group: the left and right edges [px] of the camera's box of the object (NaN: none)
+    member_columns = seen.columns.take(members, axis=1)
+    member_columns[camera[owner], np.arange(len(owner))] = np.nan  # a camera's box of an object it cut: the cut box
+    cut_box = np.concatenate(cut)
+    edges = _boxes_of_groups(member_columns, owner, seen.box_class[camera, cut_box], seen)
+    edges[camera, np.arange(len(size))] = seen.box_edges[camera, cut_box]
+    testing = np.flatnonzero(~np.isnan(edges[:, :, 0]).all(axis=1))
+    edges = np.repeat(edges[testing], grown_count, axis=1)  # per grown point
+    keep &= ~_beside(seen.columns[testing].take(grown, axis=1), edges[..., 0], edges[..., 1]).any(axis=0)
+    keep |= own
+    kept = np.bincount(np.repeat(np.arange(len(size)), grown_count)[keep], minlength=len(size))
+    grown = grown[keep]
+    grown_first = np.cumsum(kept) - kept
+    bigger = (kept > size).tolist()
+    j, grown_groups = 0, []
+    for index, counts, starts, boxes in zip(group_index, count, start, cut):
+        counts = np.array(counts, dtype=np.int64)
+        pieces, done = [], 0  # the groups up to position `done` of index, grown ones replaced
+        for b in boxes.tolist():
+            if bigger[j]:
+                pieces += [index[done:starts[b]], grown[grown_first[j]:grown_first[j] + kept[j]]]
+                done = starts[b] + counts[b]
+                counts[b] = kept[j]
+            j += 1
+        grown_groups.append((np.take(objects, np.concatenate(pieces + [index[done:]]), axis=0), counts))
+    return grown_groups
 
 
 OVERLONG_STD = 3.0  # a group longer than the class's mean + this many std long side is more than one object
@@ -547,21 +603,32 @@ def _split_overlong(points: np.ndarray, count: np.ndarray, heading: np.ndarray, 
     return np.concatenate(pieces + [points[done:]]), count, split
 
 
-def _beside(columns: np.ndarray, box: np.ndarray) -> np.ndarray:
-    """Which image columns (P,) [px] (NaN: not seen) lie left or right of box (4,) [px]."""
-    return (columns < box[0]) | (columns > box[2])
+def _beside(columns: np.ndarray, left: np.ndarray, right: np.ndarray) -> np.ndarray:
+    """Which image columns [px] (NaN: not seen) lie left or right of their boxes' left and right edges [px] (NaN: no
+    box; arrays of one shape)."""
+    return (columns < left) | (columns > right)
 
 
-def _box_of_group(columns: np.ndarray, dets: Detections2D, detection_class: str) -> np.ndarray | None:
-    """The box (4,) [px] of dets of the class whose columns hold the most of a point group's image columns (P,) [px]
-    (NaN: not seen), or None when none holds any."""
-    same = np.flatnonzero(dets.class_ids == detection_class)
-    seen = columns[~np.isnan(columns)]
-    if not len(same) or not len(seen):
-        return None
-    boxes = dets.boxes_xyxy[same]
-    held = ((seen[:, None] >= boxes[:, 0]) & (seen[:, None] <= boxes[:, 2])).sum(axis=0)
-    return boxes[np.argmax(held)] if held.max() > 0 else None
+def _boxes_of_groups(columns: np.ndarray, owner: np.ndarray, group_class: np.ndarray,
+                     seen: _SeenColumns) -> np.ndarray:
+    """(K, G, 2) per camera k of seen and point group g: the left and right edges [px] of the camera's box of the
+    group's class (group_class (G,), seen's numbers) whose columns hold the most of the group's image columns in that
+    camera (columns (K, P) [px], NaN: not seen; owner (P,): the group of each point, ascending), NaN where none
+    holds any (the first of equals)."""
+    edges = np.full((len(columns), len(group_class), 2), np.nan)
+    camera, point = np.nonzero(~np.isnan(columns))  # grouped by camera, then group
+    if not len(camera) or not seen.box_class.size:
+        return edges
+    at = columns[camera, point][:, None]
+    box = seen.box_edges[camera]  # (S, M, 2)
+    runs = run_starts(camera * len(group_class) + owner[point])
+    held = np.add.reduceat((at >= box[..., 0]) & (at <= box[..., 1]), runs, axis=0, dtype=np.int64)
+    camera, group = camera[runs], owner[point[runs]]
+    held *= seen.box_class[camera] == group_class[group, None]
+    best = np.argmax(held, axis=1)
+    has = held[np.arange(len(runs)), best] > 0
+    edges[camera[has], group[has]] = seen.box_edges[camera[has], best[has]]
+    return edges
 
 
 def _lift_all(supports: list[_BoxSupport], params: LiftParams,
