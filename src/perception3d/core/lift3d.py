@@ -386,24 +386,32 @@ def _box_supports(objects_lidar: np.ndarray, object_cells: BevCells, object_heig
     objects' bird's-eye-view cells (params.border_cell_m); object_height: their heights above the ground surface [m]
     (NaN without one); seen: every camera's share of core.view_frustums and image columns of the object points. The
     boxes cut by the image border of all cameras are grown at once."""
+    if not seen.frustums:
+        return []
     segments = [_box_segments(objects_lidar, object_height, ground_lidar, frustums, params)
                 for frustums in seen.frustums]
     grown = _grow_past_image_border(objects_lidar, object_cells, [s.point_index for s in segments],
                                     [s.count for s in segments], [s.cut for s in segments], seen)
-    supports = []
-    for segment, (points, count) in zip(segments, grown):
-        view, dets, supported = segment.frustums.view, segment.frustums.dets, segment.supported
-        heading = np.full(len(dets), np.nan)
-        heading[supported] = lidar_headings(points[:, :2], (np.cumsum(count) - count)[supported], count[supported])
-        row = np.isin(dets.class_ids, params.flat_face_classes)  # a row runs on without a gap: not split
-        points, count, split = _split_overlong(points, count, np.where(row, np.nan, heading),
-                                               size_priors(dets.class_ids), view.T_cam_lidar)
-        if split.any():
-            heading[split] = lidar_headings(points[:, :2], (np.cumsum(count) - count)[split], count[split])
-        yaw_masks = _yaw_masks(heading, view.T_cam_lidar[:3, :3], params.heading_tolerance_deg)
-        supports.append(_BoxSupport(view, dets, supported, segment.windows, heading, yaw_masks, segment.depth_min,
-                                    points, count, segment.height_bounds))
-    return supports
+    # the boxes of all cameras at once
+    points = np.concatenate([camera_points for camera_points, _ in grown])
+    count = np.concatenate([camera_count for _, camera_count in grown])
+    supported = np.concatenate([s.supported for s in segments])
+    class_ids = np.concatenate([s.frustums.dets.class_ids for s in segments])
+    camera = np.repeat(np.arange(len(segments)), [len(s.supported) for s in segments])
+    T_cam_lidar = np.array([s.frustums.view.T_cam_lidar for s in segments]).reshape(-1, 4, 4)
+    heading = np.full(len(count), np.nan)
+    heading[supported] = lidar_headings(points[:, :2], (np.cumsum(count) - count)[supported], count[supported])
+    row = np.isin(class_ids, params.flat_face_classes)  # a row runs on without a gap: not split
+    points, count, split = _split_overlong(points, count, np.where(row, np.nan, heading), size_priors(class_ids),
+                                           T_cam_lidar[camera])
+    if split.any():
+        heading[split] = lidar_headings(points[:, :2], (np.cumsum(count) - count)[split], count[split])
+    yaw_masks = _yaw_masks(heading, camera, T_cam_lidar[:, :3, :3], params.heading_tolerance_deg)
+    boxes = np.cumsum([0] + [len(s.supported) for s in segments])
+    held = np.cumsum(np.r_[0, count])[boxes]  # the points of each camera's boxes
+    return [_BoxSupport(s.frustums.view, s.frustums.dets, s.supported, s.windows, heading[lo:hi], yaw_masks[lo:hi],
+                        s.depth_min, points[first:last], count[lo:hi], s.height_bounds)
+            for s, lo, hi, first, last in zip(segments, boxes[:-1], boxes[1:], held[:-1], held[1:])]
 
 
 def _box_segments(objects_lidar: np.ndarray, object_height: np.ndarray, ground_lidar: np.ndarray,
@@ -566,10 +574,10 @@ def _split_overlong(points: np.ndarray, count: np.ndarray, heading: np.ndarray, 
 
     A group whose extent along its longer footprint axis (heading (B,) [rad], NaN: no group) exceeds the class's
     mean + OVERLONG_STD std long side (prior_wlh (B, 2, 3)) is split at its widest gap along that axis (at least
-    MIN_SPLIT_GAP_M), keeping the part holding the point nearest to the camera (T_cam_lidar), until it fits or has
-    no such gap. Objects that touch without a depth jump form one group, and the 2D box cannot part them when it
-    spans the image: the car parked next to the ego and the one bumper to bumper behind it (a 9 m "car").
-    """
+    MIN_SPLIT_GAP_M), keeping the part holding the point nearest to its box's camera (T_cam_lidar (B, 4, 4)), until
+    it fits or has no such gap. Objects that touch without a depth jump form one group, and the 2D box cannot part
+    them when it spans the image: the car parked next to the ego and the one bumper to bumper behind it (a 9 m
+    "car")."""
     start = np.cumsum(count) - count
     limit = (prior_wlh[:, 0, :2] + OVERLONG_STD * prior_wlh[:, 1, :2]).max(axis=1)
     count = np.array(count, dtype=np.int64)
@@ -584,7 +592,7 @@ def _split_overlong(points: np.ndarray, count: np.ndarray, heading: np.ndarray, 
         c, s = np.cos(heading[b]), np.sin(heading[b])
         # the longer footprint axis: along the heading, or across it
         along = group[:, 0] * c + group[:, 1] * s if extent[g, 0] >= extent[g, 1] else group[:, 1] * c - group[:, 0] * s
-        depth = group @ T_cam_lidar[2, :3]
+        depth = group @ T_cam_lidar[b, 2, :3]
         keep = np.ones(len(group), dtype=bool)
         while np.ptp(along[keep]) > limit[b]:
             values = np.sort(along[keep])
@@ -783,15 +791,18 @@ def _subsample_groups(start, count, max_points: int) -> tuple[np.ndarray, np.nda
     return np.repeat(np.asarray(start), count)[keep] + rank[keep], np.cumsum(kept) - kept, kept
 
 
-def _yaw_masks(heading: np.ndarray, R_cam_lidar: np.ndarray, tolerance_deg: float) -> np.ndarray:
+def _yaw_masks(heading: np.ndarray, camera: np.ndarray, R_cam_lidar: np.ndarray, tolerance_deg: float) -> np.ndarray:
     """(B, 24) QAF2D heading candidates within tolerance of one of the 4 directions of each LiDAR heading
-    (all candidates where the heading is NaN)."""
+    (all candidates where the heading is NaN), of boxes of cameras camera (B,) with rotations R_cam_lidar (K, 3, 3)."""
     masks = np.ones((len(heading), len(YAW_CANDIDATES)), dtype=bool)
     known = np.flatnonzero(np.isfinite(heading))
     if len(known) == 0:
         return masks
     turns = heading[known, None] + np.arange(4) * np.pi / 2
-    ry = yaw_to_ry(turns.ravel(), R_cam_lidar).reshape(-1, 4)
+    ry = np.empty_like(turns)
+    for k in np.unique(camera[known]).tolist():
+        of = camera[known] == k
+        ry[of] = yaw_to_ry(turns[of].ravel(), R_cam_lidar[k]).reshape(-1, 4)
     diff = np.abs(wrap_angle(YAW_CANDIDATES[None, None, :] - ry[:, :, None])).min(axis=1)
     masks[known] = diff <= np.radians(tolerance_deg)
     return masks
