@@ -311,3 +311,35 @@ def test_boxes_of_groups_are_per_camera_the_boxes_of_the_class_holding_the_most_
                 held = ((columns[:, None] >= boxes[:, 0]) & (columns[:, None] <= boxes[:, 2])).sum(axis=0)
                 expected = boxes[np.argmax(held), [0, 2]] if held.size and held.max() > 0 else [np.nan, np.nan]
                 assert np.array_equal(edges[k, g], expected, equal_nan=True), trial
+
+
+def test_split_overlong_splits_the_groups_just_longer_than_their_class():
+    """Two clumps of points a gap apart, their span just over or under the class's limit along the footprint axis,
+    at random headings: exactly the longer groups are split, at the gap."""
+    from perception3d.core.classes import size_priors
+    from perception3d.core.lift3d import OVERLONG_STD, _footprint_extremes, _split_overlong
+
+    rng = np.random.default_rng(6)
+    classes = np.array(["car", "pedestrian", "truck", "bicycle"] * 10, dtype=object)
+    prior = size_priors(classes)
+    limit = (prior[:, 0, :2] + OVERLONG_STD * prior[:, 1, :2]).max(axis=1)
+    heading = rng.uniform(0.0, np.pi / 2, len(classes))
+    groups, count = [], []
+    for b in range(len(classes)):
+        along = np.r_[0.0, rng.uniform(0.0, 0.1, 4),
+                      limit[b] + rng.choice([-2e-3, -1e-9, 1e-9, 2e-3, 0.1]) - np.r_[0.0, rng.uniform(0.0, 0.1, 3)]]
+        across = rng.uniform(0.0, 0.3, len(along)) * (b % 2)  # odd boxes: a row of points
+        c, s = np.cos(heading[b]), np.sin(heading[b])
+        centre = rng.uniform(-40.0, 40.0, 2)
+        groups.append(np.stack([centre[0] + along * c - across * s, centre[1] + along * s + across * c,
+                                rng.uniform(0.0, 1.5, len(along))], axis=1))
+        count.append(len(along))
+    points, count = np.concatenate(groups), np.array(count)
+    start = np.cumsum(count) - count
+    extremes = _footprint_extremes(points, start, count, heading)
+    longer = np.maximum(extremes[:, 1] - extremes[:, 0], extremes[:, 3] - extremes[:, 2]) > limit
+    assert 0 < longer.sum() < len(longer)
+    T = np.tile(np.eye(4), (len(classes), 1, 1))
+    _, new_count, split = _split_overlong(points, count, heading, prior, T)
+    assert np.array_equal(split, longer)
+    assert set(new_count[split].tolist()) <= {4, 5}

@@ -364,19 +364,22 @@ class _BoxSupport:
 
 @dataclass
 class _Segments:
-    """One camera's boxes' object segments before the growth past the image border (see _BoxSupport): its share
-    frustums, supported (B,), windows (B, 2, 2), depth_min (B,), height_bounds (B, 2), the segments' points as
-    indices point_index (P,) into the sweep's object points (grouped by box), count (B,) points per box, and cut
-    (B,): supported boxes cut by the left or right image border."""
+    """One camera's boxes' object segments (core.frustum.object_points), before the growth past the image border:
+    supported (B,): enough on-object points; depth_min (B,): the nearest object depth [m] (_foot_nearest_depth);
+    segment_depth (B, 2): the segment's least and greatest depth [m]; prior_windows (U, 2): the edge depth windows
+    [m] of the unsupported boxes (prior_depth_windows); and per on-object point of the supported boxes, grouped by
+    box: box (P,), point_index (P,) into the sweep's object points, depth (P,) [m], image column u (P,) [px] and
+    height (P,) above the ground surface [m] (NaN without one)."""
 
-    frustums: ViewFrustums
     supported: np.ndarray
-    windows: np.ndarray
     depth_min: np.ndarray
-    height_bounds: np.ndarray
+    segment_depth: np.ndarray
+    prior_windows: np.ndarray
+    box: np.ndarray
     point_index: np.ndarray
-    count: np.ndarray
-    cut: np.ndarray
+    depth: np.ndarray
+    u: np.ndarray
+    height: np.ndarray
 
 
 def _box_supports(objects_lidar: np.ndarray, object_cells: BevCells, object_height: np.ndarray,
@@ -384,44 +387,52 @@ def _box_supports(objects_lidar: np.ndarray, object_cells: BevCells, object_heig
     """LiDAR support of every camera's boxes (seen.frustums): object points, nearest depths, edge depth windows and
     headings. objects_lidar, ground_lidar: the sweep's object and ground points (LiDAR frame [m]); object_cells: the
     objects' bird's-eye-view cells (params.border_cell_m); object_height: their heights above the ground surface [m]
-    (NaN without one); seen: every camera's share of core.view_frustums and image columns of the object points. The
-    boxes cut by the image border of all cameras are grown at once."""
+    (NaN without one); seen: every camera's share of core.view_frustums and image columns of the object points.
+    Past the segments (per camera), the boxes of all cameras are handled at once."""
     if not seen.frustums:
         return []
-    segments = [_box_segments(objects_lidar, object_height, ground_lidar, frustums, params)
-                for frustums in seen.frustums]
-    grown = _grow_past_image_border(objects_lidar, object_cells, [s.point_index for s in segments],
-                                    [s.count for s in segments], [s.cut for s in segments], seen)
-    # the boxes of all cameras at once
-    points = np.concatenate([camera_points for camera_points, _ in grown])
-    count = np.concatenate([camera_count for _, camera_count in grown])
+    segments = [_box_segments(object_height, ground_lidar, frustums, params) for frustums in seen.frustums]
+    n_boxes = [len(s.supported) for s in segments]
+    first_box = np.cumsum(n_boxes) - n_boxes
+    camera = np.repeat(np.arange(len(segments)), n_boxes)  # of each box
+    boxes = np.concatenate([f.dets.boxes_xyxy for f in seen.frustums])
+    class_ids = np.concatenate([f.dets.class_ids for f in seen.frustums])
     supported = np.concatenate([s.supported for s in segments])
-    class_ids = np.concatenate([s.frustums.dets.class_ids for s in segments])
-    camera = np.repeat(np.arange(len(segments)), [len(s.supported) for s in segments])
-    T_cam_lidar = np.array([s.frustums.view.T_cam_lidar for s in segments]).reshape(-1, 4, 4)
+    on_box = np.concatenate([s.box + first for s, first in zip(segments, first_box)])
+    point_index = np.concatenate([s.point_index for s in segments])
+    on_depth, on_u = np.concatenate([s.depth for s in segments]), np.concatenate([s.u for s in segments])
+    height_bounds = _lidar_height_bounds(np.take(objects_lidar, point_index, axis=0), on_box,
+                                         np.concatenate([s.height for s in segments]), len(boxes), params)
+    windows = _edge_depth_windows(boxes, supported, on_box, on_depth, on_u,
+                                  np.concatenate([s.segment_depth for s in segments]), params)
+    windows[~supported] = np.concatenate([s.prior_windows for s in segments])[:, None, :]
+    count = np.bincount(on_box, minlength=len(boxes))
+    width = np.array([f.view.camera.width for f in seen.frustums])[camera]
+    cut = supported & ((boxes[:, 0] <= 1.0) | (boxes[:, 2] >= width - 1.0))
+    points, count = _grow_past_image_border(objects_lidar, object_cells, point_index, count, cut, camera, seen)
     heading = np.full(len(count), np.nan)
     heading[supported] = lidar_headings(points[:, :2], (np.cumsum(count) - count)[supported], count[supported])
     row = np.isin(class_ids, params.flat_face_classes)  # a row runs on without a gap: not split
+    T_cam_lidar = np.array([f.view.T_cam_lidar for f in seen.frustums])
     points, count, split = _split_overlong(points, count, np.where(row, np.nan, heading), size_priors(class_ids),
                                            T_cam_lidar[camera])
     if split.any():
         heading[split] = lidar_headings(points[:, :2], (np.cumsum(count) - count)[split], count[split])
     yaw_masks = _yaw_masks(heading, camera, T_cam_lidar[:, :3, :3], params.heading_tolerance_deg)
-    boxes = np.cumsum([0] + [len(s.supported) for s in segments])
-    held = np.cumsum(np.r_[0, count])[boxes]  # the points of each camera's boxes
-    return [_BoxSupport(s.frustums.view, s.frustums.dets, s.supported, s.windows, heading[lo:hi], yaw_masks[lo:hi],
-                        s.depth_min, points[first:last], count[lo:hi], s.height_bounds)
-            for s, lo, hi, first, last in zip(segments, boxes[:-1], boxes[1:], held[:-1], held[1:])]
+    depth_min = np.concatenate([s.depth_min for s in segments])
+    bounds = np.append(first_box, len(boxes))
+    held = np.cumsum(np.r_[0, count])[bounds]  # the points of each camera's boxes
+    return [_BoxSupport(f.view, f.dets, supported[lo:hi], windows[lo:hi], heading[lo:hi], yaw_masks[lo:hi],
+                        depth_min[lo:hi], points[first:last], count[lo:hi], height_bounds[lo:hi])
+            for f, lo, hi, first, last in zip(seen.frustums, bounds[:-1], bounds[1:], held[:-1], held[1:])]
 
 
-def _box_segments(objects_lidar: np.ndarray, object_height: np.ndarray, ground_lidar: np.ndarray,
-                  frustums: ViewFrustums, params: LiftParams) -> _Segments:
-    """One camera's (frustums: its share of core.view_frustums) boxes' object segments, nearest depths, height
-    bounds and edge depth windows (arguments as in _box_supports)."""
+def _box_segments(object_height: np.ndarray, ground_lidar: np.ndarray, frustums: ViewFrustums,
+                  params: LiftParams) -> _Segments:
+    """One camera's (frustums: its share of core.view_frustums) boxes' object segments and nearest depths
+    (arguments as in _box_supports)."""
     view, dets, cloud = frustums.view, frustums.dets, frustums.cloud
-    camera = view.camera
     boxes = dets.boxes_xyxy
-    n_boxes = len(boxes)
     bp = object_points(frustums.clusters, boxes, params.cluster)
     supported = bp.support >= params.min_support_points
     on = np.flatnonzero(bp.on_object & supported[bp.box])
@@ -430,14 +441,9 @@ def _box_segments(objects_lidar: np.ndarray, object_height: np.ndarray, ground_l
     on_height = object_height[point_index]
     depth_min = _foot_nearest_depth(bp.depth_min, supported, on_box, on_u, on_height, dets, view, ground_lidar,
                                     params)
-    height_bounds = _lidar_height_bounds(np.take(objects_lidar, point_index, axis=0), on_box, on_height, n_boxes,
-                                         params)
-    windows = _edge_depth_windows(boxes, supported, on_box, on_depth, on_u, bp, params)
-    windows[~supported] = prior_depth_windows(boxes[~supported], dets.class_ids[~supported], camera,
-                                               params)[:, None, :]
-    count = np.bincount(on_box, minlength=n_boxes)
-    cut = supported & ((boxes[:, 0] <= 1.0) | (boxes[:, 2] >= camera.width - 1.0))
-    return _Segments(frustums, supported, windows, depth_min, height_bounds, point_index, count, cut)
+    prior = prior_depth_windows(boxes[~supported], dets.class_ids[~supported], view.camera, params)
+    return _Segments(supported, depth_min, np.stack([bp.depth_min, bp.depth_max], axis=1), prior, on_box,
+                     point_index, on_depth, on_u, on_height)
 
 
 def _foot_nearest_depth(depth_min, supported, on_box, on_u, on_height, dets, view: CameraView,
@@ -498,15 +504,14 @@ def _lidar_height_bounds(points: np.ndarray, box: np.ndarray, height: np.ndarray
     return bounds
 
 
-def _grow_past_image_border(objects: np.ndarray, cells: BevCells, group_index: list[np.ndarray],
-                            count: list[np.ndarray], cut: list[np.ndarray],
-                            seen: _SeenColumns) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Per camera k of seen.frustums: its on-object point groups (indices group_index[k] (P,) into objects (N, 3)
-    [m, LiDAR frame], grouped by box, count[k] (B,)) as points and their counts, the group of every box cut by the
-    left or right image border (cut[k] (B,)) replaced by the object points within its class's depth extent [m] of
-    the group's median in x and y, connected to the group in bird's-eye view (the objects' cells,
-    core.bev_components), within 0.3 m of its height span, and not seen beside the object's box by a camera that
-    has one (in sweep order).
+def _grow_past_image_border(objects: np.ndarray, cells: BevCells, group_index: np.ndarray, count: np.ndarray,
+                            cut: np.ndarray, camera: np.ndarray, seen: _SeenColumns) -> tuple[np.ndarray, np.ndarray]:
+    """The on-object point groups of every camera's boxes (indices group_index (P,) into objects (N, 3) [m, LiDAR
+    frame], grouped by box, count (B,); the boxes of seen.frustums in order, camera (B,) the index of each one's)
+    as points, the group of every box cut by the left or right image border (cut (B,)) replaced by the object points
+    within its class's depth extent [m] of the group's median in x and y, connected to the group in bird's-eye view
+    (the objects' cells, core.bev_components), within 0.3 m of its height span, and not seen beside the object's box
+    by a camera that has one (in sweep order).
 
     A near object spans two cameras and each sees a part of it: the part past the border is the same object's, and
     the box fit needs all of it (a car lifted from the part one camera sees is placed 1-2 m off). But touching
@@ -514,53 +519,45 @@ def _grow_past_image_border(objects: np.ndarray, cells: BevCells, group_index: l
     instead of 2.5 m, 0.33 m off). So a point that the box's camera sees left or right of the box is another
     object's, and so is one that another camera sees beside its box of the object (its box of the class holding the
     most of the group's points it sees). The group's own points always stay. A grown group is kept when it holds
-    more points. The cut boxes of all cameras are grown at once."""
-    start = [np.cumsum(c) - c for c in count]
-    cut = [np.flatnonzero(c) for c in cut]
-    if not any(len(c) for c in cut):
-        return [(np.take(objects, index, axis=0), counts) for index, counts in zip(group_index, count)]
-    camera = np.repeat(np.arange(len(cut)), [len(c) for c in cut])  # per cut box
-    size = np.concatenate([c[b] for c, b in zip(count, cut)]).astype(np.int64)  # >= 1: cut boxes are supported
+    more points. All cut boxes are grown at once."""
+    start = np.cumsum(count) - count
+    count = np.array(count, dtype=np.int64)
+    cut = np.flatnonzero(cut)
+    if not len(cut):
+        return np.take(objects, group_index, axis=0), count
+    size = count[cut]  # >= 1: cut boxes are supported
     first = np.cumsum(size) - size
-    owner = np.repeat(np.arange(len(size)), size)
-    offset = np.cumsum([len(index) for index in group_index]) - [len(index) for index in group_index]
-    cut_start = np.concatenate([s[b] + o for s, b, o in zip(start, cut, offset)])
-    members = np.concatenate(group_index)[np.repeat(cut_start - first, size) + np.arange(len(owner))]
+    owner = np.repeat(np.arange(len(cut)), size)
+    members = group_index[np.repeat(start[cut] - first, size) + np.arange(len(owner))]
     seed = np.take(objects, members, axis=0)
     # each group's (upper) median in x and y: its window's centre
     middle = first + size // 2
     centre = np.stack([seed[np.lexsort((seed[:, axis], owner)), axis][middle] for axis in range(2)], axis=1)
-    extent = np.concatenate([f.extent[b] for f, b in zip(seen.frustums, cut)])
+    extent = np.concatenate([f.extent for f in seen.frustums])[cut]
     grown, grown_count, own = connected_in_windows(cells, members, size, centre, extent)
     height = np.take(objects[:, 2], grown)
     keep = ((height >= np.repeat(np.minimum.reduceat(seed[:, 2], first) - 0.3, grown_count))
             & (height <= np.repeat(np.maximum.reduceat(seed[:, 2], first) + 0.3, grown_count)))
     # per camera and group: the left and right edges [px] of the camera's box of the object (NaN: none)
+    group_camera, cut_box = camera[cut], cut - np.searchsorted(camera, camera[cut])  # the box's index in its camera
     member_columns = seen.columns.take(members, axis=1)
-    member_columns[camera[owner], np.arange(len(owner))] = np.nan  # a camera's box of an object it cut: the cut box
-    cut_box = np.concatenate(cut)
-    edges = _boxes_of_groups(member_columns, owner, seen.box_class[camera, cut_box], seen)
-    edges[camera, np.arange(len(size))] = seen.box_edges[camera, cut_box]
+    member_columns[group_camera[owner], np.arange(len(owner))] = np.nan  # its box of an object it cut: the cut box
+    edges = _boxes_of_groups(member_columns, owner, seen.box_class[group_camera, cut_box], seen)
+    edges[group_camera, np.arange(len(cut))] = seen.box_edges[group_camera, cut_box]
     testing = np.flatnonzero(~np.isnan(edges[:, :, 0]).all(axis=1))
     edges = np.repeat(edges[testing], grown_count, axis=1)  # per grown point
     keep &= ~_beside(seen.columns[testing].take(grown, axis=1), edges[..., 0], edges[..., 1]).any(axis=0)
     keep |= own
-    kept = np.bincount(np.repeat(np.arange(len(size)), grown_count)[keep], minlength=len(size))
+    kept = np.bincount(np.repeat(np.arange(len(cut)), grown_count)[keep], minlength=len(cut))
     grown = grown[keep]
     grown_first = np.cumsum(kept) - kept
-    bigger = (kept > size).tolist()
-    j, grown_groups = 0, []
-    for index, counts, starts, boxes in zip(group_index, count, start, cut):
-        counts = np.array(counts, dtype=np.int64)
-        pieces, done = [], 0  # the groups up to position `done` of index, grown ones replaced
-        for b in boxes.tolist():
-            if bigger[j]:
-                pieces += [index[done:starts[b]], grown[grown_first[j]:grown_first[j] + kept[j]]]
-                done = starts[b] + counts[b]
-                counts[b] = kept[j]
-            j += 1
-        grown_groups.append((np.take(objects, np.concatenate(pieces + [index[done:]]), axis=0), counts))
-    return grown_groups
+    pieces, done = [], 0  # the index in pieces: the groups up to position `done` of group_index, grown ones replaced
+    for j in np.flatnonzero(kept > size).tolist():
+        b = cut[j]
+        pieces += [group_index[done:start[b]], grown[grown_first[j]:grown_first[j] + kept[j]]]
+        done = start[b] + count[b]
+        count[b] = kept[j]
+    return np.take(objects, np.concatenate(pieces + [group_index[done:]]), axis=0), count
 
 
 OVERLONG_STD = 3.0  # a group longer than the class's mean + this many std long side is more than one object
@@ -584,6 +581,12 @@ def _split_overlong(points: np.ndarray, count: np.ndarray, heading: np.ndarray, 
     split = np.zeros(len(count), dtype=bool)
     pieces, done = [], 0  # as in _grow_past_image_border: the groups up to position `done`, cut ones replaced
     groups = np.flatnonzero(np.isfinite(heading) & (count >= 2))
+    if len(groups):  # a group longer than the limit along an axis has a bird's-eye bounding box diagonal above it
+        held = np.flatnonzero(count)
+        span = (np.maximum.reduceat(points[:, :2], start[held], axis=0)
+                - np.minimum.reduceat(points[:, :2], start[held], axis=0))
+        diagonal = np.hypot(span[:, 0], span[:, 1])[np.searchsorted(held, groups)]
+        groups = groups[diagonal > limit[groups] - 1e-6]  # 1e-6 m: far above the rounding of either
     extremes = _footprint_extremes(points, start[groups], count[groups], heading[groups])
     extent = np.stack([extremes[:, 1] - extremes[:, 0], extremes[:, 3] - extremes[:, 2]], axis=1)  # along, across
     for g in np.flatnonzero(extent.max(axis=1) > limit[groups]):
@@ -793,16 +796,17 @@ def _subsample_groups(start, count, max_points: int) -> tuple[np.ndarray, np.nda
 
 def _yaw_masks(heading: np.ndarray, camera: np.ndarray, R_cam_lidar: np.ndarray, tolerance_deg: float) -> np.ndarray:
     """(B, 24) QAF2D heading candidates within tolerance of one of the 4 directions of each LiDAR heading
-    (all candidates where the heading is NaN), of boxes of cameras camera (B,) with rotations R_cam_lidar (K, 3, 3)."""
+    (all candidates where the heading is NaN), of boxes of cameras camera (B,), ascending, with rotations
+    R_cam_lidar (K, 3, 3)."""
     masks = np.ones((len(heading), len(YAW_CANDIDATES)), dtype=bool)
     known = np.flatnonzero(np.isfinite(heading))
     if len(known) == 0:
         return masks
     turns = heading[known, None] + np.arange(4) * np.pi / 2
     ry = np.empty_like(turns)
-    for k in np.unique(camera[known]).tolist():
-        of = camera[known] == k
-        ry[of] = yaw_to_ry(turns[of].ravel(), R_cam_lidar[k]).reshape(-1, 4)
+    runs = np.append(run_starts(camera[known]), len(known)).tolist()
+    for lo, hi in zip(runs[:-1], runs[1:]):
+        ry[lo:hi] = yaw_to_ry(turns[lo:hi].ravel(), R_cam_lidar[camera[known[lo]]]).reshape(-1, 4)
     diff = np.abs(wrap_angle(YAW_CANDIDATES[None, None, :] - ry[:, :, None])).min(axis=1)
     masks[known] = diff <= np.radians(tolerance_deg)
     return masks
@@ -820,11 +824,13 @@ def prior_depth_windows(boxes, class_ids, camera, params: LiftParams) -> np.ndar
     return np.stack([lo, np.minimum(camera.K[1, 1] * h_hi / pixels, cap)], axis=1).reshape(-1, 2)
 
 
-def _edge_depth_windows(boxes, supported, on_box, on_depth, on_u, bp, params: LiftParams) -> np.ndarray:
-    """(B, 2 edges, 2) [min, max] edge depth candidates per box from its cluster points; NaN = unrestricted."""
+def _edge_depth_windows(boxes, supported, on_box, on_depth, on_u, segment_depth, params: LiftParams) -> np.ndarray:
+    """(B, 2 edges, 2) [min, max] edge depth candidates per box from its cluster points (on_box, on_depth [m], on_u
+    [px]; without points on an edge: the segment's least and greatest depth segment_depth (B, 2) [m]); NaN =
+    unrestricted."""
     n_boxes = len(boxes)
     windows = np.full((n_boxes, 2, 2), np.nan)
-    whole = np.stack([bp.depth_min - params.edge_window_m, bp.depth_max + params.edge_window_m], axis=1)
+    whole = np.stack([segment_depth[:, 0] - params.edge_window_m, segment_depth[:, 1] + params.edge_window_m], axis=1)
     width = boxes[on_box, 2] - boxes[on_box, 0]
     bands = (on_u <= boxes[on_box, 0] + params.edge_band * width,
              on_u >= boxes[on_box, 2] - params.edge_band * width)
