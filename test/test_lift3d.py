@@ -333,3 +333,75 @@ def test_footprint_extremes_of_groups_following_each_other_or_not():
             along, across = xy[:, 0] * c + xy[:, 1] * s, xy[:, 1] * c - xy[:, 0] * s
             expected.append([along.min(), along.max(), across.min(), across.max()])
         assert np.array_equal(_footprint_extremes(points, start, count, heading), expected)
+
+
+def test_boxes_of_groups_are_per_camera_the_boxes_of_the_class_holding_the_most_of_each_group():
+    """Against the box of each camera and group found one at a time; ties (integer columns, repeated boxes) go to the
+    first box."""
+    from types import SimpleNamespace
+
+    from perception3d.core.detections import Detections2D
+    from perception3d.core.lift3d import _boxes_of_groups, _SeenColumns
+
+    rng = np.random.default_rng(5)
+    names = np.array(["car", "truck", "barrier"], dtype=object)
+    for trial in range(200):
+        n_points, n_groups = int(rng.integers(1, 60)), int(rng.integers(1, 6))
+        cameras = []
+        for _ in range(int(rng.integers(1, 4))):
+            left = rng.integers(0, 80, int(rng.integers(0, 8))).astype(float)
+            boxes = np.stack([left, left, left + rng.integers(0, 30, len(left)), left + 10], axis=1)
+            boxes = np.concatenate([boxes, boxes[:1]])  # a repeated box: a tie
+            seen_points = np.flatnonzero(rng.random(n_points) < 0.6)
+            cameras.append(SimpleNamespace(
+                dets=Detections2D(boxes, rng.choice(names, len(boxes)), np.ones(len(boxes))),
+                cloud=SimpleNamespace(index=seen_points, uv=rng.integers(0, 110, (len(seen_points), 2)).astype(float))))
+        seen = _SeenColumns.of(cameras, n_points)
+        owner = np.sort(rng.integers(0, n_groups, n_points))
+        members = rng.permutation(n_points)
+        group_names = rng.choice(names, n_groups)
+        numbers = {name: seen.box_class[k][list(share.dets.class_ids).index(name)]
+                   for k, share in enumerate(cameras) for name in share.dets.class_ids}
+        group_class = np.array([numbers.get(name, -2) for name in group_names])
+        edges = _boxes_of_groups(seen.columns[:, members], owner, group_class, seen)
+        for k, share in enumerate(cameras):
+            for g in range(n_groups):
+                columns = seen.columns[k, members[owner == g]]
+                columns = columns[~np.isnan(columns)]
+                same = np.flatnonzero(share.dets.class_ids == group_names[g])
+                boxes = share.dets.boxes_xyxy[same]
+                held = ((columns[:, None] >= boxes[:, 0]) & (columns[:, None] <= boxes[:, 2])).sum(axis=0)
+                expected = boxes[np.argmax(held), [0, 2]] if held.size and held.max() > 0 else [np.nan, np.nan]
+                assert np.array_equal(edges[k, g], expected, equal_nan=True), trial
+
+
+def test_split_overlong_splits_the_groups_just_longer_than_their_class():
+    """Two clumps of points a gap apart, their span just over or under the class's limit along the footprint axis,
+    at random headings: exactly the longer groups are split, at the gap."""
+    from perception3d.core.classes import size_priors
+    from perception3d.core.lift3d import OVERLONG_STD, _footprint_extremes, _split_overlong
+
+    rng = np.random.default_rng(6)
+    classes = np.array(["car", "pedestrian", "truck", "bicycle"] * 10, dtype=object)
+    prior = size_priors(classes)
+    limit = (prior[:, 0, :2] + OVERLONG_STD * prior[:, 1, :2]).max(axis=1)
+    heading = rng.uniform(0.0, np.pi / 2, len(classes))
+    groups, count = [], []
+    for b in range(len(classes)):
+        along = np.r_[0.0, rng.uniform(0.0, 0.1, 4),
+                      limit[b] + rng.choice([-2e-3, -1e-9, 1e-9, 2e-3, 0.1]) - np.r_[0.0, rng.uniform(0.0, 0.1, 3)]]
+        across = rng.uniform(0.0, 0.3, len(along)) * (b % 2)  # odd boxes: a row of points
+        c, s = np.cos(heading[b]), np.sin(heading[b])
+        centre = rng.uniform(-40.0, 40.0, 2)
+        groups.append(np.stack([centre[0] + along * c - across * s, centre[1] + along * s + across * c,
+                                rng.uniform(0.0, 1.5, len(along))], axis=1))
+        count.append(len(along))
+    points, count = np.concatenate(groups), np.array(count)
+    start = np.cumsum(count) - count
+    extremes = _footprint_extremes(points, start, count, heading)
+    longer = np.maximum(extremes[:, 1] - extremes[:, 0], extremes[:, 3] - extremes[:, 2]) > limit
+    assert 0 < longer.sum() < len(longer)
+    T = np.tile(np.eye(4), (len(classes), 1, 1))
+    _, new_count, split = _split_overlong(points, count, heading, prior, T)
+    assert np.array_equal(split, longer)
+    assert set(new_count[split].tolist()) <= {4, 5}

@@ -46,7 +46,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .bev_components import BevCells, connected_in_window
+from .bev_components import BevCells, connected_in_windows
 from .boxes import bev_corners, footprint_pair_iou, wlh_to_lwh
 from .classes import DETECTION_RANGE_M, SIZE_PRIOR_WLH, size_priors
 from .detections import Detections2D, Detections3D
@@ -179,8 +179,7 @@ def detect_3d(points_lidar: np.ndarray, views: Sequence[CameraView], T_base_lida
     object_cells = BevCells(objects, params.border_cell_m)
     present = [camera_frustums for camera_frustums in frustums if camera_frustums is not None]
     seen = _SeenColumns.of(present, len(objects))
-    supports = [_box_support(objects, object_cells, object_height, ground_pts, seen, view_index, params)
-                for view_index in range(len(present))]
+    supports = _box_supports(objects, object_cells, object_height, ground_pts, seen, params)
     clock.step("support")
     lifted = _lift_all(supports, params, clock) if supports else None
     if lifted is None:
@@ -325,17 +324,28 @@ def _neighbour_cell_pairs(key: np.ndarray, span: np.ndarray, queries: np.ndarray
 @dataclass
 class _SeenColumns:
     """The cameras' shares of a sweep (core.view_frustums, the cameras with boxes) and the image column u [px] of
-    each object point in each of them: columns (K, N), NaN where the camera does not see the point in its image."""
+    each object point in each of them: columns (K, N), NaN where the camera does not see the point in its image;
+    with the left and right edges [px] of each camera's boxes, box_edges (K, M, 2), and their classes' numbers,
+    box_class (K, M) (NaN and -1 past a camera's last box)."""
 
     frustums: list[ViewFrustums]
     columns: np.ndarray
+    box_edges: np.ndarray
+    box_class: np.ndarray
 
     @classmethod
     def of(cls, frustums: list[ViewFrustums], num_objects: int) -> _SeenColumns:
         columns = np.full((len(frustums), num_objects), np.nan)
+        most = max([len(camera_frustums.dets) for camera_frustums in frustums], default=0)
+        box_edges = np.full((len(frustums), most, 2), np.nan)
+        box_class = np.full((len(frustums), most), -1)
+        number: dict[str, int] = {}
         for k, camera_frustums in enumerate(frustums):
             columns[k, camera_frustums.cloud.index] = camera_frustums.cloud.uv[:, 0]
-        return cls(frustums, columns)
+            dets = camera_frustums.dets
+            box_edges[k, :len(dets)] = dets.boxes_xyxy[:, [0, 2]]
+            box_class[k, :len(dets)] = [number.setdefault(name, len(number)) for name in dets.class_ids]
+        return cls(frustums, columns, box_edges, box_class)
 
 
 @dataclass
@@ -362,45 +372,88 @@ class _BoxSupport:
     height_bounds: np.ndarray
 
 
-def _box_support(objects_lidar: np.ndarray, object_cells: BevCells, object_height: np.ndarray, ground_lidar: np.ndarray,
-                 seen: _SeenColumns, view_index: int, params: LiftParams) -> _BoxSupport:
-    """LiDAR support of one camera's boxes: object points, nearest depths, edge depth windows and headings.
-    objects_lidar, ground_lidar: the sweep's object and ground points (LiDAR frame [m]); object_cells: the objects'
-    bird's-eye-view cells (params.border_cell_m); object_height: their heights above the ground surface [m] (NaN
-    without one); seen: every camera's share of core.view_frustums and image columns of the object points;
-    view_index: the index of this camera's there."""
-    frustums = seen.frustums[view_index]
+@dataclass
+class _Segments:
+    """One camera's boxes' object segments (core.frustum.object_points), before the growth past the image border:
+    supported (B,): enough on-object points; depth_min (B,): the nearest object depth [m] (_foot_nearest_depth);
+    segment_depth (B, 2): the segment's least and greatest depth [m]; prior_windows (U, 2): the edge depth windows
+    [m] of the unsupported boxes (prior_depth_windows); and per on-object point of the supported boxes, grouped by
+    box: box (P,), point_index (P,) into the sweep's object points, depth (P,) [m], image column u (P,) [px] and
+    height (P,) above the ground surface [m] (NaN without one)."""
+
+    supported: np.ndarray
+    depth_min: np.ndarray
+    segment_depth: np.ndarray
+    prior_windows: np.ndarray
+    box: np.ndarray
+    point_index: np.ndarray
+    depth: np.ndarray
+    u: np.ndarray
+    height: np.ndarray
+
+
+def _box_supports(objects_lidar: np.ndarray, object_cells: BevCells, object_height: np.ndarray,
+                  ground_lidar: np.ndarray, seen: _SeenColumns, params: LiftParams) -> list[_BoxSupport]:
+    """LiDAR support of every camera's boxes (seen.frustums): object points, nearest depths, edge depth windows and
+    headings. objects_lidar, ground_lidar: the sweep's object and ground points (LiDAR frame [m]); object_cells: the
+    objects' bird's-eye-view cells (params.border_cell_m); object_height: their heights above the ground surface [m]
+    (NaN without one); seen: every camera's share of core.view_frustums and image columns of the object points.
+    Past the segments (per camera), the boxes of all cameras are handled at once."""
+    if not seen.frustums:
+        return []
+    segments = [_box_segments(object_height, ground_lidar, frustums, params) for frustums in seen.frustums]
+    n_boxes = [len(s.supported) for s in segments]
+    first_box = np.cumsum(n_boxes) - n_boxes
+    camera = np.repeat(np.arange(len(segments)), n_boxes)  # of each box
+    boxes = np.concatenate([f.dets.boxes_xyxy for f in seen.frustums])
+    class_ids = np.concatenate([f.dets.class_ids for f in seen.frustums])
+    supported = np.concatenate([s.supported for s in segments])
+    on_box = np.concatenate([s.box + first for s, first in zip(segments, first_box)])
+    point_index = np.concatenate([s.point_index for s in segments])
+    on_depth, on_u = np.concatenate([s.depth for s in segments]), np.concatenate([s.u for s in segments])
+    height_bounds = _lidar_height_bounds(np.take(objects_lidar, point_index, axis=0), on_box,
+                                         np.concatenate([s.height for s in segments]), len(boxes), params)
+    windows = _edge_depth_windows(boxes, supported, on_box, on_depth, on_u,
+                                  np.concatenate([s.segment_depth for s in segments]), params)
+    windows[~supported] = np.concatenate([s.prior_windows for s in segments])[:, None, :]
+    count = np.bincount(on_box, minlength=len(boxes))
+    width = np.array([f.view.camera.width for f in seen.frustums])[camera]
+    cut = supported & ((boxes[:, 0] <= 1.0) | (boxes[:, 2] >= width - 1.0))
+    points, count = _grow_past_image_border(objects_lidar, object_cells, point_index, count, cut, camera, seen)
+    heading = np.full(len(count), np.nan)
+    heading[supported] = lidar_headings(points[:, :2], (np.cumsum(count) - count)[supported], count[supported])
+    row = np.isin(class_ids, params.flat_face_classes)  # a row runs on without a gap: not split
+    T_cam_lidar = np.array([f.view.T_cam_lidar for f in seen.frustums])
+    points, count, split = _split_overlong(points, count, np.where(row, np.nan, heading), size_priors(class_ids),
+                                           T_cam_lidar[camera])
+    if split.any():
+        heading[split] = lidar_headings(points[:, :2], (np.cumsum(count) - count)[split], count[split])
+    yaw_masks = _yaw_masks(heading, camera, T_cam_lidar[:, :3, :3], params.heading_tolerance_deg)
+    depth_min = np.concatenate([s.depth_min for s in segments])
+    bounds = np.append(first_box, len(boxes))
+    held = np.cumsum(np.r_[0, count])[bounds]  # the points of each camera's boxes
+    return [_BoxSupport(f.view, f.dets, supported[lo:hi], windows[lo:hi], heading[lo:hi], yaw_masks[lo:hi],
+                        depth_min[lo:hi], points[first:last], count[lo:hi], height_bounds[lo:hi])
+            for f, lo, hi, first, last in zip(seen.frustums, bounds[:-1], bounds[1:], held[:-1], held[1:])]
+
+
+def _box_segments(object_height: np.ndarray, ground_lidar: np.ndarray, frustums: ViewFrustums,
+                  params: LiftParams) -> _Segments:
+    """One camera's (frustums: its share of core.view_frustums) boxes' object segments and nearest depths
+    (arguments as in _box_supports)."""
     view, dets, cloud = frustums.view, frustums.dets, frustums.cloud
-    camera = view.camera
     boxes = dets.boxes_xyxy
-    n_boxes = len(boxes)
     bp = object_points(frustums.clusters, boxes, params.cluster)
     supported = bp.support >= params.min_support_points
     on = np.flatnonzero(bp.on_object & supported[bp.box])
     on_box, on_depth, on_u = bp.box[on], bp.depth[on], bp.u[on]
     point_index = cloud.index[bp.point[on]]
-    points = np.take(objects_lidar, point_index, axis=0)
     on_height = object_height[point_index]
     depth_min = _foot_nearest_depth(bp.depth_min, supported, on_box, on_u, on_height, dets, view, ground_lidar,
                                     params)
-    height_bounds = _lidar_height_bounds(points, on_box, on_height, n_boxes, params)
-    windows = _edge_depth_windows(boxes, supported, on_box, on_depth, on_u, bp, params)
-    windows[~supported] = prior_depth_windows(boxes[~supported], dets.class_ids[~supported], camera,
-                                               params)[:, None, :]
-    count = np.bincount(on_box, minlength=n_boxes)
-    cut = supported & ((boxes[:, 0] <= 1.0) | (boxes[:, 2] >= camera.width - 1.0))
-    if cut.any():
-        points, count = _grow_past_image_border(objects_lidar, object_cells, point_index, count, cut, seen,
-                                                view_index)
-    heading = np.full(n_boxes, np.nan)
-    heading[supported] = lidar_headings(points[:, :2], (np.cumsum(count) - count)[supported], count[supported])
-    row = np.isin(dets.class_ids, params.flat_face_classes)  # a row runs on without a gap: not split
-    points, count, split = _split_overlong(points, count, np.where(row, np.nan, heading), size_priors(dets.class_ids),
-                                           view.T_cam_lidar)
-    if split.any():
-        heading[split] = lidar_headings(points[:, :2], (np.cumsum(count) - count)[split], count[split])
-    yaw_masks = _yaw_masks(heading, view.T_cam_lidar[:3, :3], params.heading_tolerance_deg)
-    return _BoxSupport(view, dets, supported, windows, heading, yaw_masks, depth_min, points, count, height_bounds)
+    prior = prior_depth_windows(boxes[~supported], dets.class_ids[~supported], view.camera, params)
+    return _Segments(supported, depth_min, np.stack([bp.depth_min, bp.depth_max], axis=1), prior, on_box,
+                     point_index, on_depth, on_u, on_height)
 
 
 def _foot_nearest_depth(depth_min, supported, on_box, on_u, on_height, dets, view: CameraView,
@@ -462,51 +515,59 @@ def _lidar_height_bounds(points: np.ndarray, box: np.ndarray, height: np.ndarray
 
 
 def _grow_past_image_border(objects: np.ndarray, cells: BevCells, group_index: np.ndarray, count: np.ndarray,
-                            cut: np.ndarray, seen: _SeenColumns, view_index: int) -> tuple[np.ndarray, np.ndarray]:
-    """The on-object point groups (indices group_index (P,) into objects (N, 3) [m, LiDAR frame], grouped by box,
-    count (B,)) as points, the group of every box of one camera (seen.frustums[view_index]) cut by the left or right
-    image border (cut (B,)) replaced by the object points within its class's depth extent [m] of the group's median
-    in x and y, connected to the group in bird's-eye view (the objects' cells, core.bev_components), within 0.3 m of
-    its height span, and not seen beside the object's box by a camera that has one (in sweep order).
+                            cut: np.ndarray, camera: np.ndarray, seen: _SeenColumns) -> tuple[np.ndarray, np.ndarray]:
+    """The on-object point groups of every camera's boxes (indices group_index (P,) into objects (N, 3) [m, LiDAR
+    frame], grouped by box, count (B,); the boxes of seen.frustums in order, camera (B,) the index of each one's)
+    as points, the group of every box cut by the left or right image border (cut (B,)) replaced by the object points
+    within its class's depth extent [m] of the group's median in x and y, connected to the group in bird's-eye view
+    (the objects' cells, core.bev_components), within 0.3 m of its height span, and not seen beside the object's box
+    by a camera that has one (in sweep order).
 
     A near object spans two cameras and each sees a part of it: the part past the border is the same object's, and
     the box fit needs all of it (a car lifted from the part one camera sees is placed 1-2 m off). But touching
     objects are connected too: a barrier cut by the border took in the next barriers of its row (fitted 3.1 m long
-    instead of 2.5 m, 0.33 m off). So a point that this camera sees left or right of the box is another object's,
-    and so is one that another camera sees beside its box of the object (its box of the class holding the most of
-    the group's points it sees). The group's own points always stay. A grown group is kept when it holds more
-    points."""
+    instead of 2.5 m, 0.33 m off). So a point that the box's camera sees left or right of the box is another
+    object's, and so is one that another camera sees beside its box of the object (its box of the class holding the
+    most of the group's points it sees). The group's own points always stay. A grown group is kept when it holds
+    more points. All cut boxes are grown at once."""
     start = np.cumsum(count) - count
     count = np.array(count, dtype=np.int64)
+    cut = np.flatnonzero(cut)
+    if not len(cut):
+        return np.take(objects, group_index, axis=0), count
+    size = count[cut]  # >= 1: cut boxes are supported
+    first = np.cumsum(size) - size
+    owner = np.repeat(np.arange(len(cut)), size)
+    members = group_index[np.repeat(start[cut] - first, size) + np.arange(len(owner))]
+    seed = np.take(objects, members, axis=0)
+    # each group's (upper) median in x and y: its window's centre
+    middle = first + size // 2
+    centre = np.stack([seed[np.lexsort((seed[:, axis], owner)), axis][middle] for axis in range(2)], axis=1)
+    extent = np.concatenate([f.extent for f in seen.frustums])[cut]
+    grown, grown_count, own = connected_in_windows(cells, members, size, centre, extent)
+    height = np.take(objects[:, 2], grown)
+    keep = ((height >= np.repeat(np.minimum.reduceat(seed[:, 2], first) - 0.3, grown_count))
+            & (height <= np.repeat(np.maximum.reduceat(seed[:, 2], first) + 0.3, grown_count)))
+    # per camera and group: the left and right edges [px] of the camera's box of the object (NaN: none)
+    group_camera, cut_box = camera[cut], cut - np.searchsorted(camera, camera[cut])  # the box's index in its camera
+    member_columns = seen.columns.take(members, axis=1)
+    member_columns[group_camera[owner], np.arange(len(owner))] = np.nan  # its box of an object it cut: the cut box
+    edges = _boxes_of_groups(member_columns, owner, seen.box_class[group_camera, cut_box], seen)
+    edges[group_camera, np.arange(len(cut))] = seen.box_edges[group_camera, cut_box]
+    testing = np.flatnonzero(~np.isnan(edges[:, :, 0]).all(axis=1))
+    edges = np.repeat(edges[testing], grown_count, axis=1)  # per grown point
+    keep &= ~_beside(seen.columns[testing].take(grown, axis=1), edges[..., 0], edges[..., 1]).any(axis=0)
+    keep |= own
+    kept = np.bincount(np.repeat(np.arange(len(cut)), grown_count)[keep], minlength=len(cut))
+    grown = grown[keep]
+    grown_first = np.cumsum(kept) - kept
     pieces, done = [], 0  # the index in pieces: the groups up to position `done` of group_index, grown ones replaced
-    frustums = seen.frustums[view_index]
-    boxes, classes = frustums.dets.boxes_xyxy, frustums.dets.class_ids
-    in_group = np.zeros(len(objects), dtype=bool)  # set for one group at a time (np.isin sorts: slower)
-    for b in np.flatnonzero(cut):
-        group = group_index[start[b]:start[b] + count[b]]
-        seed = np.take(objects, group, axis=0)
-        middle = len(seed) // 2  # the group's (upper) median in x and y: the window's centre
-        centre = np.partition(seed[:, :2], middle, axis=0)[middle]
-        grown = connected_in_window(cells, group, centre, frustums.extent[b])
-        height = objects[grown, 2]
-        keep = (height >= seed[:, 2].min() - 0.3) & (height <= seed[:, 2].max() + 0.3)
-        group_columns, grown_columns = seen.columns[:, group], seen.columns[:, grown]
-        keep &= ~_beside(grown_columns[view_index], boxes[b])
-        others = ~np.isnan(group_columns).all(axis=1)  # the cameras that see some of the group
-        others[view_index] = False  # this one's box of the object is boxes[b]
-        for other in np.flatnonzero(others):
-            box = _box_of_group(group_columns[other], seen.frustums[other].dets, classes[b])
-            if box is not None:
-                keep &= ~_beside(grown_columns[other], box)
-        in_group[group] = True
-        keep |= in_group[grown]
-        in_group[group] = False
-        if keep.sum() > len(seed):
-            pieces += [group_index[done:start[b]], grown[keep]]
-            done = start[b] + count[b]
-            count[b] = len(pieces[-1])
-    index = np.concatenate(pieces + [group_index[done:]])
-    return np.take(objects, index, axis=0), count
+    for j in np.flatnonzero(kept > size).tolist():
+        b = cut[j]
+        pieces += [group_index[done:start[b]], grown[grown_first[j]:grown_first[j] + kept[j]]]
+        done = start[b] + count[b]
+        count[b] = kept[j]
+    return np.take(objects, np.concatenate(pieces + [group_index[done:]]), axis=0), count
 
 
 OVERLONG_STD = 3.0  # a group longer than the class's mean + this many std long side is more than one object
@@ -520,16 +581,22 @@ def _split_overlong(points: np.ndarray, count: np.ndarray, heading: np.ndarray, 
 
     A group whose extent along its longer footprint axis (heading (B,) [rad], NaN: no group) exceeds the class's
     mean + OVERLONG_STD std long side (prior_wlh (B, 2, 3)) is split at its widest gap along that axis (at least
-    MIN_SPLIT_GAP_M), keeping the part holding the point nearest to the camera (T_cam_lidar), until it fits or has
-    no such gap. Objects that touch without a depth jump form one group, and the 2D box cannot part them when it
-    spans the image: the car parked next to the ego and the one bumper to bumper behind it (a 9 m "car").
-    """
+    MIN_SPLIT_GAP_M), keeping the part holding the point nearest to its box's camera (T_cam_lidar (B, 4, 4)), until
+    it fits or has no such gap. Objects that touch without a depth jump form one group, and the 2D box cannot part
+    them when it spans the image: the car parked next to the ego and the one bumper to bumper behind it (a 9 m
+    "car")."""
     start = np.cumsum(count) - count
     limit = (prior_wlh[:, 0, :2] + OVERLONG_STD * prior_wlh[:, 1, :2]).max(axis=1)
     count = np.array(count, dtype=np.int64)
     split = np.zeros(len(count), dtype=bool)
     pieces, done = [], 0  # as in _grow_past_image_border: the groups up to position `done`, cut ones replaced
     groups = np.flatnonzero(np.isfinite(heading) & (count >= 2))
+    if len(groups):  # a group longer than the limit along an axis has a bird's-eye bounding box diagonal above it
+        held = np.flatnonzero(count)
+        span = (np.maximum.reduceat(points[:, :2], start[held], axis=0)
+                - np.minimum.reduceat(points[:, :2], start[held], axis=0))
+        diagonal = np.hypot(span[:, 0], span[:, 1])[np.searchsorted(held, groups)]
+        groups = groups[diagonal > limit[groups] - 1e-6]  # 1e-6 m: far above the rounding of either
     extremes = _footprint_extremes(points, start[groups], count[groups], heading[groups])
     extent = np.stack([extremes[:, 1] - extremes[:, 0], extremes[:, 3] - extremes[:, 2]], axis=1)  # along, across
     for g in np.flatnonzero(extent.max(axis=1) > limit[groups]):
@@ -538,7 +605,7 @@ def _split_overlong(points: np.ndarray, count: np.ndarray, heading: np.ndarray, 
         c, s = np.cos(heading[b]), np.sin(heading[b])
         # the longer footprint axis: along the heading, or across it
         along = group[:, 0] * c + group[:, 1] * s if extent[g, 0] >= extent[g, 1] else group[:, 1] * c - group[:, 0] * s
-        depth = group @ T_cam_lidar[2, :3]
+        depth = group @ T_cam_lidar[b, 2, :3]
         keep = np.ones(len(group), dtype=bool)
         while np.ptp(along[keep]) > limit[b]:
             values = np.sort(along[keep])
@@ -557,21 +624,32 @@ def _split_overlong(points: np.ndarray, count: np.ndarray, heading: np.ndarray, 
     return np.concatenate(pieces + [points[done:]]), count, split
 
 
-def _beside(columns: np.ndarray, box: np.ndarray) -> np.ndarray:
-    """Which image columns (P,) [px] (NaN: not seen) lie left or right of box (4,) [px]."""
-    return (columns < box[0]) | (columns > box[2])
+def _beside(columns: np.ndarray, left: np.ndarray, right: np.ndarray) -> np.ndarray:
+    """Which image columns [px] (NaN: not seen) lie left or right of their boxes' left and right edges [px] (NaN: no
+    box; arrays of one shape)."""
+    return (columns < left) | (columns > right)
 
 
-def _box_of_group(columns: np.ndarray, dets: Detections2D, detection_class: str) -> np.ndarray | None:
-    """The box (4,) [px] of dets of the class whose columns hold the most of a point group's image columns (P,) [px]
-    (NaN: not seen), or None when none holds any."""
-    same = np.flatnonzero(dets.class_ids == detection_class)
-    seen = columns[~np.isnan(columns)]
-    if not len(same) or not len(seen):
-        return None
-    boxes = dets.boxes_xyxy[same]
-    held = ((seen[:, None] >= boxes[:, 0]) & (seen[:, None] <= boxes[:, 2])).sum(axis=0)
-    return boxes[np.argmax(held)] if held.max() > 0 else None
+def _boxes_of_groups(columns: np.ndarray, owner: np.ndarray, group_class: np.ndarray,
+                     seen: _SeenColumns) -> np.ndarray:
+    """(K, G, 2) per camera k of seen and point group g: the left and right edges [px] of the camera's box of the
+    group's class (group_class (G,), seen's numbers) whose columns hold the most of the group's image columns in that
+    camera (columns (K, P) [px], NaN: not seen; owner (P,): the group of each point, ascending), NaN where none
+    holds any (the first of equals)."""
+    edges = np.full((len(columns), len(group_class), 2), np.nan)
+    camera, point = np.nonzero(~np.isnan(columns))  # grouped by camera, then group
+    if not len(camera) or not seen.box_class.size:
+        return edges
+    at = columns[camera, point][:, None]
+    box = seen.box_edges[camera]  # (S, M, 2)
+    runs = run_starts(camera * len(group_class) + owner[point])
+    held = np.add.reduceat((at >= box[..., 0]) & (at <= box[..., 1]), runs, axis=0, dtype=np.int64)
+    camera, group = camera[runs], owner[point[runs]]
+    held *= seen.box_class[camera] == group_class[group, None]
+    best = np.argmax(held, axis=1)
+    has = held[np.arange(len(runs)), best] > 0
+    edges[camera[has], group[has]] = seen.box_edges[camera[has], best[has]]
+    return edges
 
 
 def _lift_all(supports: list[_BoxSupport], params: LiftParams,
@@ -727,15 +805,19 @@ def _subsample_groups(start, count, max_points: int) -> tuple[np.ndarray, np.nda
     return np.repeat(np.asarray(start), kept) + rank * np.repeat(stride, kept), first, kept
 
 
-def _yaw_masks(heading: np.ndarray, R_cam_lidar: np.ndarray, tolerance_deg: float) -> np.ndarray:
+def _yaw_masks(heading: np.ndarray, camera: np.ndarray, R_cam_lidar: np.ndarray, tolerance_deg: float) -> np.ndarray:
     """(B, 24) QAF2D heading candidates within tolerance of one of the 4 directions of each LiDAR heading
-    (all candidates where the heading is NaN)."""
+    (all candidates where the heading is NaN), of boxes of cameras camera (B,), ascending, with rotations
+    R_cam_lidar (K, 3, 3)."""
     masks = np.ones((len(heading), len(YAW_CANDIDATES)), dtype=bool)
     known = np.flatnonzero(np.isfinite(heading))
     if len(known) == 0:
         return masks
     turns = heading[known, None] + np.arange(4) * np.pi / 2
-    ry = yaw_to_ry(turns.ravel(), R_cam_lidar).reshape(-1, 4)
+    ry = np.empty_like(turns)
+    runs = np.append(run_starts(camera[known]), len(known)).tolist()
+    for lo, hi in zip(runs[:-1], runs[1:]):
+        ry[lo:hi] = yaw_to_ry(turns[lo:hi].ravel(), R_cam_lidar[camera[known[lo]]]).reshape(-1, 4)
     diff = np.abs(wrap_angle(YAW_CANDIDATES[None, None, :] - ry[:, :, None])).min(axis=1)
     masks[known] = diff <= np.radians(tolerance_deg)
     return masks
@@ -753,11 +835,13 @@ def prior_depth_windows(boxes, class_ids, camera, params: LiftParams) -> np.ndar
     return np.stack([lo, np.minimum(camera.K[1, 1] * h_hi / pixels, cap)], axis=1).reshape(-1, 2)
 
 
-def _edge_depth_windows(boxes, supported, on_box, on_depth, on_u, bp, params: LiftParams) -> np.ndarray:
-    """(B, 2 edges, 2) [min, max] edge depth candidates per box from its cluster points; NaN = unrestricted."""
+def _edge_depth_windows(boxes, supported, on_box, on_depth, on_u, segment_depth, params: LiftParams) -> np.ndarray:
+    """(B, 2 edges, 2) [min, max] edge depth candidates per box from its cluster points (on_box, on_depth [m], on_u
+    [px]; without points on an edge: the segment's least and greatest depth segment_depth (B, 2) [m]); NaN =
+    unrestricted."""
     n_boxes = len(boxes)
     windows = np.full((n_boxes, 2, 2), np.nan)
-    whole = np.stack([bp.depth_min - params.edge_window_m, bp.depth_max + params.edge_window_m], axis=1)
+    whole = np.stack([segment_depth[:, 0] - params.edge_window_m, segment_depth[:, 1] + params.edge_window_m], axis=1)
     width = boxes[on_box, 2] - boxes[on_box, 0]
     bands = (on_u <= boxes[on_box, 0] + params.edge_band * width,
              on_u >= boxes[on_box, 2] - params.edge_band * width)
