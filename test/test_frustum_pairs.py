@@ -4,7 +4,13 @@ of same-kind lower boxes (points_in_boxes_covered) and the one owner of a point 
 (_nearest_owner)."""
 import numpy as np
 
-from perception3d.core.frustum import _nearest_owner, frustum_clusters, points_in_boxes_2d, points_in_boxes_covered
+from perception3d.core.frustum import (
+    _by_box_then_depth,
+    _nearest_owner,
+    frustum_clusters,
+    points_in_boxes_2d,
+    points_in_boxes_covered,
+)
 
 
 def _random_image(rng, n_points=400, n_boxes=12):
@@ -25,6 +31,16 @@ def test_pairs_are_those_inside_each_box_by_box_then_column():
         expected = [(p, b) for b in range(len(boxes)) for p in by_u
                     if boxes[b, 0] <= uv[p, 0] <= boxes[b, 2] and boxes[b, 1] <= uv[p, 1] <= boxes[b, 3]]
         assert [(int(p), int(b)) for p, b in zip(point, box)] == expected
+
+
+def test_pairs_are_ordered_by_box_then_depth_then_pair_over_any_depth_range():
+    rng = np.random.default_rng(4)
+    for top in (30.0, 1e3, 1e30, 1e300):  # the wider the range, the fewer boxes per sort
+        for _ in range(10):
+            box = np.sort(rng.integers(0, 40, 500))
+            depth = np.round(np.exp(rng.uniform(np.log(0.1), np.log(top), 500)), 1)  # with ties
+            depth[rng.random(500) < 0.2] = top
+            assert np.array_equal(_by_box_then_depth(box, depth), np.lexsort((depth, box)))
 
 
 def test_the_clusters_of_several_images_at_once_are_those_of_each_image():
