@@ -1,9 +1,16 @@
 """Point-box pairs of core.frustum against straightforward computations on random images: the pairs and their
-order (points_in_boxes_2d), the cover of same-kind lower boxes (points_in_boxes_covered) and the one owner of a
-point held by several boxes (_nearest_owner)."""
+order (points_in_boxes_2d), the clusters of several images computed at once (frustum_clusters' parts), the cover
+of same-kind lower boxes (points_in_boxes_covered) and the one owner of a point held by several boxes
+(_nearest_owner)."""
 import numpy as np
 
-from perception3d.core.frustum import _nearest_owner, points_in_boxes_2d, points_in_boxes_covered
+from perception3d.core.frustum import (
+    _by_box_then_depth,
+    _nearest_owner,
+    frustum_clusters,
+    points_in_boxes_2d,
+    points_in_boxes_covered,
+)
 
 
 def _random_image(rng, n_points=400, n_boxes=12):
@@ -24,6 +31,39 @@ def test_pairs_are_those_inside_each_box_by_box_then_column():
         expected = [(p, b) for b in range(len(boxes)) for p in by_u
                     if boxes[b, 0] <= uv[p, 0] <= boxes[b, 2] and boxes[b, 1] <= uv[p, 1] <= boxes[b, 3]]
         assert [(int(p), int(b)) for p, b in zip(point, box)] == expected
+
+
+def test_pairs_are_ordered_by_box_then_depth_then_pair_over_any_depth_range():
+    rng = np.random.default_rng(4)
+    for top in (30.0, 1e3, 1e30, 1e300):  # the wider the range, the fewer boxes per sort
+        for _ in range(10):
+            box = np.sort(rng.integers(0, 40, 500))
+            depth = np.round(np.exp(rng.uniform(np.log(0.1), np.log(top), 500)), 1)  # with ties
+            depth[rng.random(500) < 0.2] = top
+            assert np.array_equal(_by_box_then_depth(box, depth), np.lexsort((depth, box)))
+
+
+def test_the_clusters_of_several_images_at_once_are_those_of_each_image():
+    rng = np.random.default_rng(3)
+    for _ in range(10):
+        images = [_random_image(rng, int(rng.integers(0, 300)), int(rng.integers(1, 10))) for _ in range(4)]
+        depths = [np.round(rng.uniform(1.0, 30.0, len(uv)), 1) for uv, _ in images]  # with ties
+        kinds = [rng.choice(np.array(["car", "truck", "pedestrian"]), len(boxes)) for _, boxes in images]
+        extents = [rng.uniform(1.0, 10.0, len(boxes)) for _, boxes in images]
+        expected = [np.where(rng.random(len(boxes)) < 0.3, np.nan, rng.uniform(1.0, 30.0, len(boxes)))
+                    for _, boxes in images]
+        point_start = np.cumsum([0] + [len(uv) for uv, _ in images])
+        box_start = np.cumsum([0] + [len(boxes) for _, boxes in images])
+        together = frustum_clusters(np.concatenate([uv for uv, _ in images]), np.concatenate(depths),
+                                    np.concatenate([boxes for _, boxes in images]), np.concatenate(extents),
+                                    np.concatenate(expected), kinds=np.concatenate(kinds),
+                                    parts=(point_start, box_start)).split(point_start, box_start)
+        for (uv, boxes), depth, kind, extent, estimate, part in zip(images, depths, kinds, extents, expected,
+                                                                    together):
+            alone = frustum_clusters(uv, depth, boxes, extent, estimate, kinds=kind)
+            for field in ("point", "box", "depth", "u", "covered", "in_cluster", "in_next_cluster", "expected_depth"):
+                assert np.array_equal(getattr(part, field), getattr(alone, field), equal_nan=field == "expected_depth")
+            assert np.array_equal(part.kind[:, None] == part.kind, alone.kind[:, None] == alone.kind)
 
 
 def test_a_pair_is_covered_by_a_lower_box_of_its_kind_only():

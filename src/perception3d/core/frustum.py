@@ -153,6 +153,16 @@ class FrustumClusters:
     expected_depth: np.ndarray
     kind: np.ndarray
 
+    def split(self, point_start: np.ndarray, box_start: np.ndarray) -> list[FrustumClusters]:
+        """The clusters of each of K images computed at once (frustum_clusters' parts (point_start, box_start),
+        (K + 1,) each), with point and box numbers counted from the image's first."""
+        pair_start = np.searchsorted(self.box, box_start)  # the pairs are sorted by box
+        return [FrustumClusters(self.point[q0:q1] - p0, self.box[q0:q1] - b0, self.depth[q0:q1], self.u[q0:q1],
+                                self.covered[q0:q1], self.in_cluster[q0:q1], self.in_next_cluster[q0:q1],
+                                self.expected_depth[b0:b1], self.kind[b0:b1])
+                for p0, b0, b1, q0, q1 in zip(point_start[:-1], box_start[:-1], box_start[1:], pair_start[:-1],
+                                              pair_start[1:])]
+
 
 @dataclass
 class BoxPoints:
@@ -240,16 +250,26 @@ def project_cloud(points: np.ndarray, camera: CameraModel, T_cam_lidar: np.ndarr
     return ProjectedCloud(front[keep], np.take(proj.uv.T, keep, axis=1).T, np.take(pts_cam.T, keep, axis=1).T)
 
 
-def points_in_boxes_2d(uv: np.ndarray, boxes_xyxy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def points_in_boxes_2d(uv: np.ndarray, boxes_xyxy: np.ndarray,
+                       parts: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """All (point, box) pairs with pixel uv[point] (n, 2) inside boxes_xyxy[box] (B, 4), edges included.
 
-    The points are sorted by column once; each box takes its column range by binary search, then the row test.
+    parts: (point_start, box_start) (K + 1,) each for K images at once: the points point_start[k]:point_start[k + 1]
+    pair only with the boxes box_start[k]:box_start[k + 1] (None: one image).
+    The points are sorted by column once (per image); each box takes its column range by binary search, then the
+    row test.
     """
     boxes = np.asarray(boxes_xyxy, dtype=np.float64).reshape(-1, 4)
-    by_u = np.argsort(uv[:, 0], kind="stable")
-    u_sorted = uv[:, 0].take(by_u)
-    lo = np.searchsorted(u_sorted, boxes[:, 0], side="left")
-    hi = np.searchsorted(u_sorted, boxes[:, 2], side="right")
+    u = uv[:, 0]
+    point_start, box_start = parts if parts is not None else ((0, len(uv)), (0, len(boxes)))
+    by_u = np.empty(len(uv), dtype=np.intp)
+    lo, hi = np.empty(len(boxes), dtype=np.intp), np.empty(len(boxes), dtype=np.intp)
+    for p0, p1, b0, b1 in zip(point_start[:-1], point_start[1:], box_start[:-1], box_start[1:]):
+        order = np.argsort(u[p0:p1], kind="stable")
+        by_u[p0:p1] = order + p0
+        u_sorted = u[p0:p1].take(order)
+        lo[b0:b1] = np.searchsorted(u_sorted, boxes[b0:b1, 0], side="left") + p0
+        hi[b0:b1] = np.searchsorted(u_sorted, boxes[b0:b1, 2], side="right") + p0
     span = np.maximum(hi - lo, 0)
     box = np.repeat(np.arange(len(boxes)), span)
     at = np.repeat(lo - (np.cumsum(span) - span), span) + np.arange(int(span.sum()))  # positions in by_u
@@ -283,28 +303,50 @@ def _covered(point: np.ndarray, box: np.ndarray, boxes: np.ndarray, kind: np.nda
     return bottom < lowest[key]
 
 
+def _by_box_then_depth(box: np.ndarray, depth: np.ndarray) -> np.ndarray:
+    """The order (Q,) of pairs of boxes box (Q,) (ascending) and positive depths depth (Q,) [m] by box, then depth,
+    then pair (np.lexsort((depth, box))).
+
+    One stable sort of an int64 key, box x span + the depth's bit pattern (positive floats order as their bit
+    patterns; span: that of the pattern's range), per run of as many boxes as the key's range holds (all, unless
+    the depths span many orders of magnitude): ~2.5x faster than stable sorts by depth and then box."""
+    order = np.empty(len(box), dtype=np.intp)
+    if len(box) == 0:
+        return order
+    bits = depth.view(np.int64)
+    lo = int(bits.min())
+    if lo <= 0:
+        raise ValueError("frustum depths must be positive (points in front of the camera)")
+    span = int(bits.max()) - lo + 1
+    first_box = np.arange(int(box[0]), int(box[-1]) + 1, max(1, (2**63 - 1) // span))  # of each run
+    bounds = np.append(np.searchsorted(box, first_box), len(box))
+    for b0, q0, q1 in zip(first_box.tolist(), bounds[:-1], bounds[1:]):
+        order[q0:q1] = np.argsort((box[q0:q1] - b0) * span + (bits[q0:q1] - lo), kind="stable") + q0
+    return order
+
+
 def frustum_clusters(uv: np.ndarray, depth: np.ndarray, boxes_xyxy: np.ndarray, max_extent: np.ndarray,
                      expected_depth: np.ndarray | None = None, params: ClusterParams = ClusterParams(),
-                     kinds: np.ndarray | None = None) -> FrustumClusters:
-    """The frustum points of boxes (B, 4) among projected points (uv (n, 2), depth (n,)) and each box's object
+                     kinds: np.ndarray | None = None,
+                     parts: tuple[np.ndarray, np.ndarray] | None = None) -> FrustumClusters:
+    """The frustum points of boxes (B, 4) among projected points (uv (n, 2), depth (n,) > 0) and each box's object
     cluster, before segments (it uses params' gap_m, min_points, min_fraction and max_depth_ratio only).
 
     `max_extent` (B,) is the largest depth extent of each box's object [m] (see `class_depth_extent`);
     `expected_depth` (B,) the box-height depth estimate [m] (see `expected_depths`; NaN or None: nearest cluster);
-    `kinds` (B,) the boxes' kinds (class ids; None: no two boxes of a kind, see `points_in_boxes_covered`).
+    `kinds` (B,) the boxes' kinds (class ids; None: no two boxes of a kind, see `points_in_boxes_covered`);
+    `parts`: the points and boxes of several images (`points_in_boxes_2d`; FrustumClusters.split parts them again).
     """
     boxes = np.asarray(boxes_xyxy, dtype=np.float64).reshape(-1, 4)
     n_boxes = len(boxes)
-    point, box = points_in_boxes_2d(uv, boxes)
+    point, box = points_in_boxes_2d(uv, boxes, parts)
     if kinds is None:
         covered = np.zeros(len(point), dtype=bool)
         kind = np.arange(n_boxes)
     else:
         kind = _kind_codes(kinds)
         covered = _covered(point, box, boxes, kind, len(uv))
-    # By box, then depth: np.lexsort((depth, box)) as two stable sorts, the second a radix sort of 16-bit box numbers.
-    order = np.argsort(depth[point], kind="stable")
-    order = order[np.argsort(box[order].astype(np.int16 if n_boxes < 2**15 else np.int64), kind="stable")]
+    order = _by_box_then_depth(box, np.asarray(depth, dtype=np.float64)[point])
     point, box, covered = point[order], box[order], covered[order]
     d = depth[point]
     expected = np.full(n_boxes, np.nan) if expected_depth is None else np.asarray(expected_depth, dtype=np.float64)

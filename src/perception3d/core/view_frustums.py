@@ -47,19 +47,29 @@ def view_frustums(objects_lidar: np.ndarray, views: Sequence[CameraView],
                   params: ClusterParams) -> list[ViewFrustums | None]:
     """Per view, its ViewFrustums of the object points (N, 3) [m, LiDAR frame]; None for a view without a box of a
     detection class."""
-    out: list[ViewFrustums | None] = []
-    for view in views:
+    seen = []  # per view with boxes: its index, boxes, cloud, their depth extents and expected depths
+    for k, view in enumerate(views):
         dets = view.detections
         dets = dets.select(np.array([c in DETECTION_CLASSES for c in dets.class_ids], dtype=bool))
-        if len(dets) == 0:
-            out.append(None)
-            continue
-        cloud = project_cloud(objects_lidar, view.camera, view.T_cam_lidar)
-        extent = np.array([class_depth_extent(c) for c in dets.class_ids])
-        clusters = frustum_clusters(cloud.uv, cloud.points_cam[:, 2], dets.boxes_xyxy, extent,
-                                    expected_depths(dets.boxes_xyxy, dets.class_ids, view.camera), params,
-                                    dets.class_ids)
-        out.append(ViewFrustums(view, dets, cloud, extent, clusters))
+        if len(dets):
+            seen.append((k, dets, project_cloud(objects_lidar, view.camera, view.T_cam_lidar),
+                         np.array([class_depth_extent(c) for c in dets.class_ids]),
+                         expected_depths(dets.boxes_xyxy, dets.class_ids, view.camera)))
+    out: list[ViewFrustums | None] = [None] * len(views)
+    if not seen:
+        return out
+    index, dets, clouds, extents, expected = zip(*seen)
+    # The clusters of all views at once (a point pairs with the boxes of its own view only).
+    point_start = np.cumsum([0] + [len(cloud.index) for cloud in clouds])
+    box_start = np.cumsum([0] + [len(view_dets) for view_dets in dets])
+    clusters = frustum_clusters(np.concatenate([cloud.uv.T for cloud in clouds], axis=1).T,  # column-major, as uv
+                                np.concatenate([cloud.points_cam[:, 2] for cloud in clouds]),
+                                np.concatenate([view_dets.boxes_xyxy for view_dets in dets]), np.concatenate(extents),
+                                np.concatenate(expected), params,
+                                np.concatenate([view_dets.class_ids for view_dets in dets]), (point_start, box_start))
+    for k, view_dets, cloud, extent, view_clusters in zip(index, dets, clouds, extents,
+                                                          clusters.split(point_start, box_start)):
+        out[k] = ViewFrustums(views[k], view_dets, cloud, extent, view_clusters)
     return out
 
 
