@@ -54,7 +54,7 @@ from .camera import MIN_DEPTH_M, CameraModel, project_points
 from .classes import SIZE_PRIOR_WLH
 from .detections import Detections2D
 from .geometry import transform_points
-from .sorted_runs import run_starts
+from .sorted_runs import run_indices, run_starts
 
 GENERIC_DEPTH_EXTENT_M = 5.0
 
@@ -272,7 +272,7 @@ def points_in_boxes_2d(uv: np.ndarray, boxes_xyxy: np.ndarray,
         hi[b0:b1] = np.searchsorted(u_sorted, boxes[b0:b1, 2], side="right") + p0
     span = np.maximum(hi - lo, 0)
     box = np.repeat(np.arange(len(boxes)), span)
-    at = np.repeat(lo - (np.cumsum(span) - span), span) + np.arange(int(span.sum()))  # positions in by_u
+    at = run_indices(lo, span)  # positions in by_u
     v = uv[:, 1].take(by_u).take(at)
     inside = (v >= np.repeat(boxes[:, 1], span)) & (v <= np.repeat(boxes[:, 3], span))
     return by_u.take(at[inside]), box[inside]

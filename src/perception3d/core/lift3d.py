@@ -73,7 +73,7 @@ from .segments import (
     size_log_prior,
     slide_to_depth,
 )
-from .sorted_runs import run_starts
+from .sorted_runs import run_indices, run_starts
 from .view_frustums import ViewFrustums, checked_frustums, view_frustums
 
 
@@ -316,9 +316,7 @@ def _neighbour_cell_pairs(key: np.ndarray, span: np.ndarray, queries: np.ndarray
     refs = refs[np.argsort(key[refs], kind="stable")]
     lo = np.searchsorted(key[refs], span[queries, :, 0], "left").ravel()
     counts = np.searchsorted(key[refs], span[queries, :, 1], "right").ravel() - lo
-    ends = np.cumsum(counts)
-    return (np.repeat(np.repeat(queries, 3), counts),
-            refs[np.repeat(lo - (ends - counts), counts) + np.arange(ends[-1] if len(ends) else 0)])
+    return np.repeat(np.repeat(queries, 3), counts), refs[run_indices(lo, counts)]
 
 
 @dataclass
@@ -538,7 +536,7 @@ def _grow_past_image_border(objects: np.ndarray, cells: BevCells, group_index: n
     size = count[cut]  # >= 1: cut boxes are supported
     first = np.cumsum(size) - size
     owner = np.repeat(np.arange(len(cut)), size)
-    members = group_index[np.repeat(start[cut] - first, size) + np.arange(len(owner))]
+    members = group_index[run_indices(start[cut], size)]
     seed = np.take(objects, members, axis=0)
     # each group's (upper) median in x and y: its window's centre
     middle = first + size // 2
@@ -785,7 +783,7 @@ def _footprint_extremes(points: np.ndarray, start: np.ndarray, count: np.ndarray
     if len(count) and np.array_equal(start, start[0] + first):  # the groups follow each other: a slice
         xy = points[start[0]:start[0] + first[-1] + count[-1], :2]
     else:
-        xy = points[np.repeat(start - first, count) + np.arange(int(np.sum(count))), :2]
+        xy = points[run_indices(start, count), :2]
     c, s = np.repeat(np.cos(heading), count), np.repeat(np.sin(heading), count)
     along, across = xy[:, 0] * c + xy[:, 1] * s, xy[:, 1] * c - xy[:, 0] * s
     return np.stack([np.minimum.reduceat(along, first), np.maximum.reduceat(along, first),

@@ -33,7 +33,7 @@ import numpy as np
 from .classes import LIDARSEG_CLASSES, OCCUPANCY_FREE, OCCUPANCY_UNKNOWN
 from .frustum import check_points
 from .geometry import arctan2
-from .sorted_runs import run_starts
+from .sorted_runs import run_indices, run_starts
 from .voxels import VoxelGrid
 
 OPENOCCUPANCY_RANGE = (-51.2, -51.2, -5.0, 51.2, 51.2, 3.0)
@@ -268,8 +268,7 @@ def _farthest_point_sampling(pts, start, count, num_points, rng) -> np.ndarray:
     """
     n_groups = len(start)
     first = np.cumsum(count) - count  # each group's first position in the concatenation
-    group_first = np.repeat(first, count)
-    members = np.repeat(start, count) + (np.arange(int(count.sum())) - group_first)
+    members = run_indices(start, count)
     x, y, z = (np.ascontiguousarray(pts[members, axis]) for axis in range(3))
     position = np.arange(len(members))
     chosen = np.empty((n_groups, num_points), dtype=np.int64)
