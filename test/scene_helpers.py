@@ -79,3 +79,23 @@ def ground_grid(extent=30.0, spacing=0.5, z=0.0) -> np.ndarray:
 
 def to_lidar(points_base: np.ndarray) -> np.ndarray:
     return transform_points(T_LIDAR_BASE, points_base)
+
+
+def random_box_fit_problem(rng: np.random.Generator, box_of: np.ndarray, groups: int = 40, k: int = 16):
+    """Point groups (groups, k, 3) [m] with a random number of valid points each (valid (groups, k)), and per
+    candidate m of group box_of[m] (M,) a box near its group: centres (M, 3) [m], sizes (M, 3) [m], yaws (M,) [rad]."""
+    points = rng.normal(0.0, 2.0, (groups, k, 3))
+    valid = np.arange(k)[None, :] < rng.integers(0, k + 1, groups)[:, None]
+    centers = points[box_of, 0] + rng.normal(0.0, 0.5, (len(box_of), 3))
+    sizes, yaws = rng.uniform(0.3, 4.0, (len(box_of), 3)), rng.uniform(-np.pi, np.pi, len(box_of))
+    return points, valid, centers, sizes, yaws
+
+
+def box_frame_excess_one_by_one(points: np.ndarray, centers, sizes_lwh, yaws):
+    """The straightforward |coordinate in box m's frame| - half size [m] of the gathered points (M, K, 3) of boxes
+    (centres (M, 3), sizes (M, 3), yaws (M,)), (M, K) each along l, w and h: the reference for the point-major code."""
+    p = points - centers[:, None, :]
+    c, s = np.cos(yaws)[:, None], np.sin(yaws)[:, None]
+    return (np.abs(p[..., 0] * c + p[..., 1] * s) - 0.5 * sizes_lwh[:, 0:1],
+            np.abs(p[..., 1] * c - p[..., 0] * s) - 0.5 * sizes_lwh[:, 1:2],
+            np.abs(p[..., 2]) - 0.5 * sizes_lwh[:, 2:3])

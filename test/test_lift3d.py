@@ -9,11 +9,13 @@ from perception3d.core.qaf2d import lift_boxes
 from perception3d.errors import PointCloudError
 from scene_helpers import (
     T_BASE_LIDAR,
+    box_frame_excess_one_by_one,
     box_surface_points,
     camera,
     camera_mount,
     ground_grid,
     projected_box,
+    random_box_fit_problem,
     to_lidar,
     view,
 )
@@ -280,17 +282,9 @@ def test_outline_distance_and_contained_fraction_are_those_computed_box_by_box()
     from perception3d.core.lift3d import _contained_fraction, _outline_distance
 
     rng = np.random.default_rng(11)
-    groups, k, m = 40, 16, 700
-    padded = rng.normal(0.0, 2.0, (groups, k, 3))
-    valid = np.arange(k)[None, :] < rng.integers(0, k + 1, groups)[:, None]
-    for box_of in (rng.integers(0, groups, m), np.sort(rng.integers(0, groups, m))):
-        centers = padded[box_of, 0] + rng.normal(0.0, 0.5, (m, 3))
-        sizes, yaws = rng.uniform(0.3, 4.0, (m, 3)), rng.uniform(-np.pi, np.pi, m)
-        p = padded[box_of] - centers[:, None, :]
-        c, s = np.cos(yaws)[:, None], np.sin(yaws)[:, None]
-        ax = np.abs(p[..., 0] * c + p[..., 1] * s) - 0.5 * sizes[:, 0:1]
-        ay = np.abs(p[..., 1] * c - p[..., 0] * s) - 0.5 * sizes[:, 1:2]
-        az = np.abs(p[..., 2]) - 0.5 * sizes[:, 2:3]
+    for box_of in (rng.integers(0, 40, 700), np.sort(rng.integers(0, 40, 700))):
+        padded, valid, centers, sizes, yaws = random_box_fit_problem(rng, box_of, groups=40)
+        ax, ay, az = box_frame_excess_one_by_one(padded[box_of], centers, sizes, yaws)
         mask = valid[box_of]
         n = np.maximum(mask.sum(axis=1), 1)
         outline = np.where((ax <= 0) & (ay <= 0), -np.maximum(ax, ay),

@@ -4,6 +4,7 @@ import numpy as np
 
 from perception3d.core.km3d import keypoint_offsets
 from perception3d.core.segments import place_by_box_edges
+from scene_helpers import box_frame_excess_one_by_one, random_box_fit_problem
 
 
 def _edges(center_cam, size_lwh, ry):
@@ -64,17 +65,9 @@ def test_segment_cost_is_the_mean_capped_distance_to_the_box_surface_computed_po
     from perception3d.core.segments import FitParams, segment_cost
 
     rng = np.random.default_rng(5)
-    groups, k, m = 40, 16, 900
-    points = rng.normal(0.0, 2.0, (groups, k, 3))
-    valid = np.arange(k)[None, :] < rng.integers(0, k + 1, groups)[:, None]
-    box_of = rng.integers(0, groups, m)
-    centers = points[box_of, 0] + rng.normal(0.0, 0.5, (m, 3))
-    sizes, yaws = rng.uniform(0.3, 4.0, (m, 3)), rng.uniform(-np.pi, np.pi, m)
-    p = points[box_of] - centers[:, None, :]
-    c, s = np.cos(yaws)[:, None], np.sin(yaws)[:, None]
-    ax = np.abs(p[..., 0] * c + p[..., 1] * s) - 0.5 * sizes[:, 0:1]
-    ay = np.abs(p[..., 1] * c - p[..., 0] * s) - 0.5 * sizes[:, 1:2]
-    az = np.abs(p[..., 2]) - 0.5 * sizes[:, 2:3]
+    box_of = rng.integers(0, 40, 900)
+    points, valid, centers, sizes, yaws = random_box_fit_problem(rng, box_of, groups=40)
+    ax, ay, az = box_frame_excess_one_by_one(points[box_of], centers, sizes, yaws)
     inside = np.maximum(np.maximum(ax, ay), az)
     outside = np.sqrt(np.maximum(ax, 0) ** 2 + np.maximum(ay, 0) ** 2 + np.maximum(az, 0) ** 2)
     cost = np.minimum(np.where(inside <= 0, -inside, outside), 0.5)
