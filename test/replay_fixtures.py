@@ -153,6 +153,24 @@ CENTROID_GRAPH_NODE = GraphNode(
             "~/input/{camera}/detections": "/{camera}/detections"},
     outputs={"~/output/objects": GraphOutput(OBJECTS_TOPIC, "vision_msgs/msg/Detection3DArray", label_info=True)})
 TEST_GRAPH = Graph((CENTROID_GRAPH_NODE,))
+MAP_OBJECTS_TOPIC = "/test/map_objects"
+
+
+class MapCentroidNode(CentroidNode):
+    """Test node: CentroidNode under another name, reporting in map by default."""
+
+    name = "map_centroid"
+    parameters = (Param("sleep_s", "float", 0.0, "seconds to sleep per frame (slow-node tests)", 0.0, 1.0),
+                  Param("output_frame", "string", "map", "frame of the reported centroid"))
+
+
+# two nodes that exchange no topic: two groups for a replay in worker processes (runtime.replay_processes)
+TWO_GROUP_GRAPH = Graph((
+    CENTROID_GRAPH_NODE,
+    GraphNode("map_centroid", MapCentroidNode, inputs=CENTROID_GRAPH_NODE.inputs,
+              outputs={"~/output/objects": GraphOutput(MAP_OBJECTS_TOPIC, "vision_msgs/msg/Detection3DArray",
+                                                       label_info=True)}),
+))
 
 
 class ImageBoxNode(NodeDefinition):

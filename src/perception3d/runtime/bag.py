@@ -18,19 +18,34 @@ from collections import Counter, defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
+from ..core.sync import SyncStats
 from ..core.tf_buffer import TfBuffer
 from ..errors import BagError, BagWriteError, ConfigError, TransformError
 from ..msgs.bag import BagMessage, BagReader, BagWriter
-from ..msgs.qos import LATCHED, SENSOR, TF
+from ..msgs.qos import LATCHED, SENSOR, TF, QosSpec
 from ..msgs.tf import add_tf_message
 from ..nodes.params import load_parameters
-from ..nodes.runner import NodeRunner, Published, settle_garbage_collector
+from ..nodes.runner import NodeRunner, NodeStats, Published, settle_garbage_collector
 from .graph import TF_STATIC_TOPIC, TF_TOPIC, Graph
 from .threads import apply_thread_policy, process_thread_count
+
+
+@dataclass
+class RunnerReport:
+    """A node runner's name and counters: what a replay in worker processes (runtime.replay_processes) brings
+    back of each runner."""
+
+    name: str
+    stats: NodeStats
+    sync_stats: SyncStats | None
+
+    @classmethod
+    def of(cls, runner: NodeRunner) -> RunnerReport:
+        return cls(runner.name, runner.stats, runner.sync.stats if runner.sync else None)
 
 
 @dataclass
@@ -44,7 +59,7 @@ class ReplaySummary:
     interrupted: bool = False
     error: str = ""  # why reading stopped early (truncated or corrupt input); outputs so far are kept
     output_error: str = ""  # why the output bag could not be written or finished (disk full, read-only)
-    runners: list[NodeRunner] = field(default_factory=list)
+    runners: list[NodeRunner | RunnerReport] = field(default_factory=list)
     drops: Counter = field(default_factory=Counter)  # replay-level drops (undecodable messages, refused /tf)
     last_drop: dict[str, str] = field(default_factory=dict)  # reason -> the last such drop, with its bag position
     damage: list[str] = field(default_factory=list)  # damaged regions of the input skipped by the record reader
@@ -71,27 +86,28 @@ class ReplaySummary:
         header = (f"{'node':<14} {'frames in':>9} {'processed':>9} {'outputs':>8} {'matched':>8} {'partial':>8} "
                   f"{'sync drop':>9} {'p50 ms':>8} {'p95 ms':>8}")
         lines += [header, "-" * len(header)]
-        for r in self.runners:
-            s = r.sync.stats if r.sync else None
+        reports = [r if isinstance(r, RunnerReport) else RunnerReport.of(r) for r in self.runners]
+        for r in reports:
+            s = r.sync_stats
             p50, p95 = r.stats.percentiles_ms()
             lines.append(
                 f"{r.name:<14} {r.stats.frames_in:>9} {r.stats.frames_processed:>9} {r.stats.outputs:>8} "
                 f"{s.matched if s else '-':>8} {s.partial if s else '-':>8} {s.dropped_total if s else '-':>9} "
                 f"{_ms(p50):>8} {_ms(p95):>8}")
-        for r in self.runners:
+        for r in reports:
             stages = ", ".join("{} {}/{}".format(stage, *map(_ms, r.stats.percentiles_ms(stage)))
                                for stage in ("pre", "infer", "post") if r.stats.timings_ms[stage])
             if stages:
                 lines.append(f"{r.name} stages p50/p95 ms: {stages}")
-            if r.sync:
-                deltas = r.sync.stats.delta_summary_ms()
+            if s := r.sync_stats:
+                deltas = s.delta_summary_ms()
                 if deltas:
                     lines.append(f"{r.name} |camera - target| median/max ms: " + ", ".join(
                         f"{cam} {med:.1f}/{mx:.1f}" for cam, (med, mx) in deltas.items()))
-                missing = {c: n for c, n in r.sync.stats.missing.items() if n}
+                missing = {c: n for c, n in s.missing.items() if n}
                 if missing:
                     lines.append(f"{r.name} sets missing a camera: {missing}")
-                for reason, n in r.sync.stats.dropped.items():
+                for reason, n in s.dropped.items():
                     lines.append(f"{r.name} sync dropped {n}: {reason}")
             for reason, n in r.stats.drops.items():
                 lines.append(f"{r.name} dropped {n}: {reason} (last: {r.stats.last_error[reason]})")
@@ -184,10 +200,81 @@ def _decode(message: BagMessage, position: int, summary: ReplaySummary) -> Any |
         return None
 
 
+class OutputSink(Protocol):
+    """Where the data pass writes: the output BagWriter, or a worker process's pipe to the writing process
+    (runtime.replay_processes)."""
+
+    def __enter__(self) -> Any: ...
+
+    def __exit__(self, *exc_info: object) -> None: ...
+
+    def add_topic(self, topic: str, msgtype: str, qos: QosSpec) -> None: ...
+
+    def write(self, topic: str, stamp_ns: int, msg: Any, qos: QosSpec) -> None: ...
+
+    def write_raw(self, topic: str, stamp_ns: int, data: bytes | memoryview) -> None: ...
+
+
+@dataclass
+class NodeSet:
+    """The node runners of a replay (upstream first), their shared transforms, and who subscribes to what."""
+
+    runners: list[NodeRunner]
+    tf: TfBuffer
+    subscribers: dict[str, list[NodeRunner]]
+    produced: set[str]  # the topics the runners publish
+
+    @classmethod
+    def build(cls, graph: Graph, config: str | Path | None, log: Callable[[str], None] | None) -> NodeSet:
+        """Load the graph's node definitions and parameters, set this process's thread policy and create the
+        runners.
+
+        Raises:
+            NodeNotImplementedError, NodeDependencyError, ConfigError: a node that cannot load, bad parameters.
+        """
+        definitions = {node.name: node.load() for node in graph.nodes}
+        params = load_parameters(config, {name: d.parameters for name, d in definitions.items()},
+                                 other_nodes=graph.known_names)
+        apply_thread_policy(process_thread_count(params.values()))  # before a node loads its model
+        tf = TfBuffer()
+        lookups = LoadedTransforms(tf)
+        runners = [NodeRunner(definitions[node.name], params[node.name],
+                              graph.topics(node, params[node.name]["camera_names"]), lookups, log=log)
+                   for node in graph.nodes]
+        subscribers: dict[str, list[NodeRunner]] = defaultdict(list)
+        for runner in runners:
+            for topic in runner.inputs:
+                subscribers[topic].append(runner)
+        return cls(runners, tf, subscribers, {topic for r in runners for topic, _ in r.outputs.values()})
+
+    def start(self, reader: BagReader, summary: ReplaySummary) -> list[str]:
+        """Check the bag against the runners' inputs, load its transforms and prepare the nodes; returns the bag's
+        transform topics.
+
+        Raises:
+            BagError: the bag lacks the LiDAR topic or every camera topic of a node, or has a topic of a wrong type.
+        """
+        summary.damage = [str(d) for d in reader.damage]
+        summary.warnings += _check_inputs(self.runners, reader.topics, self.produced, reader.path)
+        tf_topics = [t for t in (TF_STATIC_TOPIC, TF_TOPIC) if t in reader.topics]
+        if not tf_topics:
+            summary.warnings.append("the bag has neither /tf nor /tf_static: frames needing a transform are dropped")
+        _load_transforms(reader, tf_topics, self.tf, summary)
+        for runner in self.runners:
+            runner.prepare()
+        settle_garbage_collector()
+        return tf_topics
+
+    def read_topics(self, reader: BagReader) -> set[str]:
+        """The bag's topics that some runner subscribes to."""
+        return set(self.subscribers) & set(reader.topics)
+
+
 def replay(bag_path: str | Path, out_path: str | Path, graph: Graph, config: str | Path | None = None,
            copy_inputs: bool = False, progress: bool = True,
            log: Callable[[str], None] | None = None) -> ReplaySummary:
-    """Run the nodes of `graph` over a bag and write their outputs (plus /tf, /tf_static) into out_path.
+    """Run the nodes of `graph` over a bag in this process and write their outputs (plus /tf, /tf_static) into
+    out_path (runtime.replay_processes.replay_in_processes runs independent node groups in processes of their own).
 
     Args:
         bag_path: input rosbag2 directory (MCAP or sqlite3).
@@ -205,61 +292,44 @@ def replay(bag_path: str | Path, out_path: str | Path, graph: Graph, config: str
     stopped on a truncated or corrupt input; in both cases the output is closed cleanly and keeps what was written.
     """
     bag_path, out_path = Path(bag_path), Path(out_path)
-    definitions = {node.name: node.load() for node in graph.nodes}
-    params = load_parameters(config, {name: d.parameters for name, d in definitions.items()},
-                             other_nodes=graph.known_names)
-    apply_thread_policy(process_thread_count(params.values()))  # before a node loads its model
-    tf = TfBuffer()
-    lookups = LoadedTransforms(tf)
-    runners = [NodeRunner(definitions[node.name], params[node.name],
-                          graph.topics(node, params[node.name]["camera_names"]), lookups, log=log)
-               for node in graph.nodes]
-    summary = ReplaySummary(str(bag_path), str(out_path), runners=runners)
-    subscribers: dict[str, list[NodeRunner]] = defaultdict(list)
-    for runner in runners:
-        for topic in runner.inputs:
-            subscribers[topic].append(runner)
-    produced = {topic for r in runners for topic, _ in r.outputs.values()}
+    nodes = NodeSet.build(graph, config, log)
+    summary = ReplaySummary(str(bag_path), str(out_path), runners=list(nodes.runners))
     writer = BagWriter(out_path, custom_data={"perception3d.source_bag": bag_path.name,  # refuses an existing path
-                                              "perception3d.nodes": ",".join(r.name for r in runners)})
+                                              "perception3d.nodes": ",".join(r.name for r in nodes.runners)})
 
     with BagReader(bag_path, tolerant=True) as reader:
-        summary.damage = [str(d) for d in reader.damage]
-        summary.warnings += _check_inputs(runners, reader.topics, produced, bag_path)
-        tf_topics = [t for t in (TF_STATIC_TOPIC, TF_TOPIC) if t in reader.topics]
-        if not tf_topics:
-            summary.warnings.append("the bag has neither /tf nor /tf_static: frames needing a transform are dropped")
-        _load_transforms(reader, tf_topics, tf, summary)
-        for runner in runners:
-            runner.prepare()
-        settle_garbage_collector()
+        tf_topics = nodes.start(reader, summary)
+        read_set = set(tf_topics) | nodes.read_topics(reader)
         try:
-            _run_messages(reader, writer, runners, subscribers, tf_topics, set(subscribers), copy_inputs, progress,
-                          summary)
+            run_messages(reader, writer, nodes, read_set, read_set if copy_inputs else set(tf_topics), progress,
+                         summary)
         except BagWriteError as exc:
             summary.output_error = str(exc)
     return summary
 
 
-def _run_messages(reader: BagReader, writer: BagWriter, runners: Sequence[NodeRunner],
-                  subscribers: Mapping[str, list[NodeRunner]], tf_topics: Sequence[str], subscribed: set[str],
-                  copy_inputs: bool, progress: bool, summary: ReplaySummary) -> None:
-    """The data pass: every message to the nodes that subscribe to it, their outputs into the writer."""
+def add_copied_topics(writer: OutputSink, reader: BagReader, copied: set[str]) -> None:
+    """Declare the input topics copied into the output, with the QoS their recorders use."""
+    for topic in sorted(copied):
+        qos = LATCHED if topic == TF_STATIC_TOPIC else TF if topic == TF_TOPIC else SENSOR
+        writer.add_topic(topic, reader.topics[topic], qos)
+
+
+def run_messages(reader: BagReader, writer: OutputSink, nodes: NodeSet, read_set: set[str], copied: set[str],
+                 progress: bool, summary: ReplaySummary) -> None:
+    """The data pass: every message of read_set to the nodes that subscribe to it, their outputs into the writer;
+    the messages of `copied` are also written as they are."""
     from tqdm import tqdm
 
-    read_set = set(tf_topics) | (subscribed & set(reader.topics))
-    copied = read_set if copy_inputs else set(tf_topics)
     with writer:
-        for topic in sorted(copied):
-            qos = LATCHED if topic == TF_STATIC_TOPIC else TF if topic == TF_TOPIC else SENSOR
-            writer.add_topic(topic, reader.topics[topic], qos)
+        add_copied_topics(writer, reader, copied)
 
         def publish(items: list[Published]) -> None:
             for item in items:
                 writer.add_topic(item.topic, item.msgtype, item.qos)
                 writer.write(item.topic, item.stamp_ns, item.msg, item.qos)
                 summary.messages_out += 1
-                for downstream in subscribers.get(item.topic, []):
+                for downstream in nodes.subscribers.get(item.topic, []):
                     publish(downstream.on_message(item.topic, item.msg))
 
         labels_written = False
@@ -280,14 +350,14 @@ def _run_messages(reader: BagReader, writer: BagWriter, runners: Sequence[NodeRu
                     continue
                 if not labels_written:
                     labels_written = True
-                    for runner in runners:
+                    for runner in nodes.runners:
                         publish(runner.label_infos(message.stamp_ns))
-                for runner in subscribers[message.topic]:
+                for runner in nodes.subscribers[message.topic]:
                     publish(runner.on_message(message.topic, msg))
             if not reader.record_by_record and summary.messages_in < reader.message_count:
                 summary.error = (f"{reader.path}: storage ended after {summary.messages_in} of "
                                  f"{reader.message_count} messages (truncated or corrupt?)")
-            for runner in runners:  # upstream first: its last outputs reach downstream before they flush
+            for runner in nodes.runners:  # upstream first: its last outputs reach downstream before they flush
                 publish(runner.flush())
         except KeyboardInterrupt:
             summary.interrupted = True

@@ -40,6 +40,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--copy-inputs", action="store_true",
                         help="also copy every input topic the nodes read into the output bag (/tf and /tf_static "
                              "are always copied)")
+    parser.add_argument("--processes", type=int, default=1, metavar="N",
+                        help="run the graph's independent node groups in up to N worker processes (default 1: all "
+                             "nodes in this process); the geometric graph has two groups, detection3d and "
+                             "segmentation -> occupancy, so 2 uses two cores (runtime.replay_processes)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -108,8 +112,9 @@ def rig_parameter_file(config: Path | None, rig: Any, folder: Path) -> tuple[Pat
 def run(args: argparse.Namespace) -> int:
     from ..msgs.bag import interrupt_once
     from ..nodes.params import load_parameters
-    from .bag import parse_remaps, replay
+    from .bag import parse_remaps
     from .graph import LIDAR_TOPIC, load_graph
+    from .replay_processes import replay_in_processes
 
     remaps = parse_remaps(args.remap)
     rig = bag_rig(args.bag)
@@ -129,8 +134,8 @@ def run(args: argparse.Namespace) -> int:
                       f"{rig.keyframes} keyframes): LiDARs {list(rig.lidars)}, camera offsets "
                       + ", ".join(f"{c} {rig.camera_offsets_s[c]:+.4f} s" for c in rig.cameras))
         with interrupt_once():  # a second Ctrl-C cannot cut the closing of the output bag or this report short
-            summary = replay(args.bag, args.out, graph, config=config, copy_inputs=args.copy_inputs,
-                             progress=not args.no_progress)
+            summary = replay_in_processes(args.bag, args.out, graph, args.processes, config=config,
+                                          copy_inputs=args.copy_inputs, progress=not args.no_progress)
             print(summary.format())
     if summary.output_error:
         print(f"perception3d replay: error: {summary.output_error}", file=sys.stderr)

@@ -1,0 +1,294 @@
+"""Replay on several cores: the graph's independent node groups, each in a worker process of its own (issue 18).
+
+A Python process runs its nodes one after another on one core (threads do not help: the nodes' numpy work holds
+the GIL most of the time; benchmarks/detect3d_threads.py). The geometric
+graph falls into two groups that exchange no topic: detection3d, and segmentation -> occupancy. Each worker
+process reads the bag itself, runs its group exactly as `runtime.bag.replay` runs a graph (the same NodeSet and data
+pass) and sends every message its nodes publish, serialized, through a pipe; the parent process copies /tf and
+/tf_static (and the inputs, with copy_inputs) and writes what the workers send into the one output bag as it
+arrives. Every topic holds the same messages, in the same order, as a replay in one process: a node's outputs
+depend only on its inputs (segmentation then computes the sweep's ground itself instead of reusing detection3d's,
+nodes.shared_sweep, with the same result). Only the interleaving of different topics in the file differs.
+
+A graph whose nodes all depend on each other (detector2d feeds detection3d and segmentation) is one group: it
+replays in this process. This is the bag runtime's counterpart of running nodes in separate processes on ROS 2
+(`ros2 launch perception3d full.launch.py`, without `single_process:=true`).
+
+Ctrl-C or SIGTERM stop the parent: it tells the workers to stop (STOP_SIGNAL: each ends its data pass as a replay
+in one process does on Ctrl-C), writes what they sent before stopping, reads their reports, closes the output bag
+and reports the replay interrupted. The workers ignore SIGINT (a terminal sends it to the whole process group) so
+that only the parent decides. A worker that fails (an exception in a node's set-up, a bag the worker cannot read)
+makes the parent stop the others and raise the same exception.
+"""
+from __future__ import annotations
+
+import contextlib
+import multiprocessing
+import os
+import signal
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
+from multiprocessing.connection import Connection, wait
+from pathlib import Path
+from typing import Any
+
+from ..errors import BagWriteError, ConfigError
+from ..msgs.bag import BagReader, BagWriter
+from ..msgs.qos import QosSpec
+from ..msgs.typestore import typestore
+from ..nodes.params import load_parameters
+from .bag import NodeSet, ReplaySummary, RunnerReport, add_copied_topics, replay, run_messages
+from .graph import TF_STATIC_TOPIC, TF_TOPIC, Graph
+
+OUTPUT_PORT_PREFIX = "~/output/"
+F_SETPIPE_SZ = 1031  # fcntl.h (Linux)
+STOP_SIGNAL = signal.SIGUSR1  # the writing process to a worker: stop reading, send what you have and your report
+STOP_WAIT_S = 10.0  # how long the writing process waits for the stopped workers' reports
+
+
+def independent_groups(graph: Graph, config: str | Path | None = None) -> list[Graph]:
+    """The graph split into groups of nodes that exchange no topic, in graph order (a group's nodes keep their
+    graph order, so its topics resolve as in the whole graph).
+
+    Raises:
+        NodeNotImplementedError, NodeDependencyError, ConfigError: a node that cannot load, bad parameters.
+    """
+    definitions = {node.name: node.load() for node in graph.nodes}
+    params = load_parameters(config, {name: d.parameters for name, d in definitions.items()},
+                             other_nodes=graph.known_names)
+    topics = {node.name: graph.topics(node, params[node.name]["camera_names"]) for node in graph.nodes}
+    outputs = {name: {topic for port, topic in ports.items() if port.startswith(OUTPUT_PORT_PREFIX)}
+               for name, ports in topics.items()}
+    group_of = {node.name: index for index, node in enumerate(graph.nodes)}
+    for producer in topics:
+        for consumer, ports in topics.items():
+            if producer != consumer and outputs[producer] & set(ports.values()):
+                joined, kept = sorted((group_of[producer], group_of[consumer]))
+                group_of = {name: joined if group == kept else group for name, group in group_of.items()}
+    groups = sorted(set(group_of.values()))
+    return [graph.select([node.name for node in graph.nodes if group_of[node.name] == group]) for group in groups]
+
+
+def replay_in_processes(bag_path: str | Path, out_path: str | Path, graph: Graph, processes: int = 2,
+                        config: str | Path | None = None, copy_inputs: bool = False, progress: bool = True,
+                        log: Callable[[str], None] | None = None) -> ReplaySummary:
+    """runtime.bag.replay with the graph's independent node groups in up to `processes` worker processes (groups
+    beyond that share a worker, in turn); a graph of one group replays in this process.
+
+    Arguments, errors and the summary are runtime.bag.replay's; the summary's runners are RunnerReports, in graph
+    order, and a warning says how the nodes were split.
+    """
+    if processes < 1:
+        raise ConfigError(f"processes must be at least 1, got {processes}")
+    groups = independent_groups(graph, config) if processes > 1 else [graph]
+    if len(groups) == 1:
+        summary = replay(bag_path, out_path, graph, config, copy_inputs, progress, log)
+        if processes > 1:
+            summary.warnings.append(f"the nodes {[n.name for n in graph.nodes]} all depend on each other: they ran "
+                                    f"in one process")
+        return summary
+    workers = [_merge(groups[k::processes], graph) for k in range(min(processes, len(groups)))]
+    bag_path, out_path = Path(bag_path), Path(out_path)
+    writer = BagWriter(out_path, custom_data={"perception3d.source_bag": bag_path.name,  # refuses an existing path
+                                              "perception3d.nodes": ",".join(n.name for n in graph.nodes)})
+    summary = ReplaySummary(str(bag_path), str(out_path))
+    summary.warnings.append("nodes in worker processes: " + "; ".join(
+        ", ".join(n.name for n in group.nodes) for group in workers))
+    context = multiprocessing.get_context("fork")  # the workers inherit the loaded modules and the graph
+    pipes: list[Connection] = []
+    processes_started: list[Any] = []
+    try:
+        for group in workers:
+            receiver, sender = context.Pipe(duplex=False)
+            _widen(sender)
+            worker = context.Process(target=_run_group, args=(bag_path, group, config, sender, log), daemon=True,
+                                     name=f"replay {'+'.join(n.name for n in group.nodes)}")
+            worker.start()
+            sender.close()
+            pipes.append(receiver)
+            processes_started.append(worker)
+        read_topics: set[str] = set()
+        for receiver in pipes:  # each worker has checked the bag and prepared its nodes
+            read_topics |= _expect(receiver, "ready")
+        _write(bag_path, writer, dict(zip(pipes, processes_started)), read_topics, copy_inputs, progress, summary)
+    finally:
+        for worker in processes_started:
+            if worker.is_alive():
+                worker.terminate()
+            worker.join()
+    order = [n.name for n in graph.nodes]
+    summary.runners.sort(key=lambda report: order.index(report.name))
+    return summary
+
+
+def _widen(pipe: Connection) -> None:
+    """Give a pipe the system's largest buffer (Linux: /proc/sys/fs/pipe-max-size, 1 MiB by default; 64 KiB
+    otherwise), so a large message (occupancy's 1.3 MB grid) crosses in a few reads instead of one per 64 KiB."""
+    try:
+        import fcntl
+
+        size = int(Path("/proc/sys/fs/pipe-max-size").read_text())
+        fcntl.fcntl(pipe.fileno(), F_SETPIPE_SZ, size)
+    except (OSError, ValueError, ImportError):
+        pass  # not Linux, or not allowed: the default buffer
+
+
+def _merge(groups: Sequence[Graph], graph: Graph) -> Graph:
+    """One worker's nodes: the union of its groups, in graph order."""
+    names = {node.name for group in groups for node in group.nodes}
+    return graph.select([node.name for node in graph.nodes if node.name in names])
+
+
+def _write(bag_path: Path, writer: BagWriter, workers: dict[Connection, Any], read_topics: set[str],
+           copy_inputs: bool, progress: bool, summary: ReplaySummary) -> None:
+    """Copy /tf, /tf_static (and the read topics, with copy_inputs) into the output, then write what the workers
+    (their pipe: their process) send until each has reported; fills the summary. On Ctrl-C / SIGTERM the workers
+    are told to stop (STOP_SIGNAL), and what they sent before stopping is written and their reports read (for at
+    most STOP_WAIT_S)."""
+    from tqdm import tqdm
+
+    waiting = {receiver: 0 for receiver in workers}  # each open pipe: the log time [ns] its worker has reached
+    try:
+        with BagReader(bag_path, tolerant=True) as reader, writer:
+            try:
+                copied = {TF_STATIC_TOPIC, TF_TOPIC} & set(reader.topics) | (read_topics if copy_inputs else set())
+                add_copied_topics(writer, reader, copied)
+                for message in reader.messages(sorted(copied)):
+                    writer.write_raw(message.topic, message.stamp_ns, message.rawdata)
+                seconds = round((reader.end_ns - reader.start_ns) / 1e9, 1)
+                with tqdm(total=seconds, unit="s", desc="replay (bag time)", disable=not progress) as bar:
+                    while waiting:
+                        _receive_some(waiting, writer, summary, None)
+                        reached = min(waiting.values(), default=reader.end_ns) - reader.start_ns
+                        bar.update(round(max(0, reached) / 1e9, 1) - bar.n)
+            except KeyboardInterrupt:
+                summary.interrupted = True
+                for receiver in waiting:
+                    if workers[receiver].is_alive():
+                        os.kill(workers[receiver].pid, STOP_SIGNAL)
+                deadline = time.monotonic() + STOP_WAIT_S
+                while waiting and time.monotonic() < deadline:
+                    _receive_some(waiting, writer, summary, deadline - time.monotonic())
+    except BagWriteError as exc:
+        summary.output_error = str(exc)
+    summary.messages_out = writer.count
+
+
+def _receive_some(waiting: dict[Connection, int], writer: BagWriter, summary: ReplaySummary,
+                  timeout: float | None) -> None:
+    """Write the messages the workers have sent (waiting for one up to `timeout` s, None: no limit); a worker's
+    report goes into the summary and ends its wait."""
+    for receiver in wait(list(waiting), timeout):
+        kind, payload = _receive(receiver)
+        if kind == "message":
+            topic, msgtype, qos, stamp_ns, data = payload
+            writer.add_topic(topic, msgtype, qos)
+            writer.write_raw(topic, stamp_ns, data)
+            waiting[receiver] = max(waiting[receiver], stamp_ns)
+        else:
+            _add_report(summary, payload)
+            del waiting[receiver]
+
+
+def _receive(receiver: Connection) -> tuple[str, Any]:
+    """The next ('message', ...) or ('done', summary) of a worker; raises what the worker raised."""
+    try:
+        kind, payload = receiver.recv()
+    except EOFError:
+        raise RuntimeError("a replay worker process ended without reporting (killed?)") from None
+    if kind == "raised":
+        raise payload
+    return kind, payload
+
+
+def _expect(receiver: Connection, expected: str) -> Any:
+    kind, payload = _receive(receiver)
+    if kind != expected:
+        raise RuntimeError(f"replay worker sent {kind!r} before {expected!r}")
+    return payload
+
+
+def _add_report(summary: ReplaySummary, worker: ReplaySummary) -> None:
+    """Fold a worker's summary into the replay's. Every worker reads the whole bag, so input counts, damage and
+    replay-level drops (a message that does not decode, a refused transform) are the input's: the largest count."""
+    summary.messages_in = max(summary.messages_in, worker.messages_in)
+    summary.error = summary.error or worker.error
+    summary.runners += worker.runners
+    summary.damage = summary.damage or worker.damage
+    summary.warnings += [w for w in worker.warnings if w not in summary.warnings]
+    for reason, count in worker.drops.items():
+        if count > summary.drops[reason]:
+            summary.drops[reason] = count
+            summary.last_drop[reason] = worker.last_drop[reason]
+
+
+def _stop(signum: int, frame: Any) -> None:
+    """A worker's STOP_SIGNAL handler: the data pass ends as on Ctrl-C (runtime.bag.run_messages)."""
+    raise KeyboardInterrupt(f"signal {signum} from the writing process")
+
+
+@contextlib.contextmanager
+def _stop_held() -> Iterator[None]:
+    """Within the block STOP_SIGNAL waits; it is handled on leaving it."""
+    signal.pthread_sigmask(signal.SIG_BLOCK, {STOP_SIGNAL})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {STOP_SIGNAL})
+
+
+class _PipeWriter:
+    """The data pass's output in a worker: each published message, serialized (CDR), sent to the writing process."""
+
+    def __init__(self, sender: Connection) -> None:
+        self._sender = sender
+        self._store = typestore()
+        self._topics: dict[str, tuple[str, QosSpec]] = {}
+
+    def __enter__(self) -> _PipeWriter:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        pass
+
+    def add_topic(self, topic: str, msgtype: str, qos: QosSpec) -> None:
+        self._topics.setdefault(topic, (msgtype, qos))
+
+    def write(self, topic: str, stamp_ns: int, msg: Any, qos: QosSpec) -> None:
+        msgtype, qos = self._topics[topic]
+        data = bytes(self._store.serialize_cdr(msg, msgtype))
+        with _stop_held():  # a stop between two writes of one message would leave half of it in the pipe
+            self._sender.send(("message", (topic, msgtype, qos, int(stamp_ns), data)))
+
+    def write_raw(self, topic: str, stamp_ns: int, data: bytes | memoryview) -> None:
+        raise AssertionError("a worker copies no input: the writing process does")
+
+
+def _run_group(bag_path: Path, graph: Graph, config: str | Path | None, sender: Connection,
+               log: Callable[[str], None] | None) -> None:
+    """A worker process: replay the group's nodes over the bag, sending ('ready', read topics), each published
+    message and ('done', summary), or ('raised', exception)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when to stop (STOP_SIGNAL)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(STOP_SIGNAL, _stop)
+    try:
+        nodes = NodeSet.build(graph, config, log)
+        summary = ReplaySummary(str(bag_path), "")
+        with BagReader(bag_path, tolerant=True) as reader:
+            nodes.start(reader, summary)
+            read_topics = nodes.read_topics(reader)
+            sender.send(("ready", read_topics))
+            run_messages(reader, _PipeWriter(sender), nodes, read_topics, set(), False, summary)
+        signal.pthread_sigmask(signal.SIG_BLOCK, {STOP_SIGNAL})  # stopped or done: the report goes out whole
+        summary.runners = [RunnerReport.of(runner) for runner in nodes.runners]
+        summary.drops = Counter(summary.drops)
+        sender.send(("done", summary))
+    except BaseException as exc:  # every failure goes to the parent, which raises it
+        try:
+            sender.send(("raised", exc))
+        except Exception:  # an exception that does not pickle: its text
+            sender.send(("raised", RuntimeError(f"replay worker {graph.nodes[0].name}: {type(exc).__name__}: "
+                                                f"{exc}")))
+    finally:
+        sender.close()

@@ -1,0 +1,121 @@
+"""Replay in worker processes (runtime.replay_processes): the same messages on every topic as a replay in one
+process, the graph split where no topic crosses, failures and Ctrl-C handled by the writing process."""
+from __future__ import annotations
+
+import signal
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import pytest
+
+from perception3d.bench.graph import write_frame_bag
+from perception3d.errors import BagError
+from perception3d.msgs.bag import BagReader
+from perception3d.runtime.bag import replay
+from perception3d.runtime.graph import FULL_GRAPH, LIDAR_TOPIC, Graph, GraphNode, GraphOutput
+from perception3d.runtime.replay_processes import independent_groups, replay_in_processes
+from replay_fixtures import (
+    CHAIN_GRAPH,
+    MAP_OBJECTS_TOPIC,
+    OBJECTS_TOPIC,
+    TWO_GROUP_GRAPH,
+    CentroidNode,
+    start_slow_replay,
+    write_nuscenes_timed_bag,
+)
+
+GEOMETRIC = ("detection3d", "segmentation", "occupancy")
+
+
+def messages_by_topic(bag: Path) -> dict[str, list[tuple[int, bytes]]]:
+    """{topic: [(log time, CDR bytes), ...] in file order}."""
+    out = defaultdict(list)
+    with BagReader(bag) as reader:
+        for message in reader.messages():
+            out[message.topic].append((message.stamp_ns, bytes(message.rawdata)))
+    return dict(out)
+
+
+def test_the_geometric_graph_splits_where_no_topic_crosses():
+    graph = FULL_GRAPH.select(GEOMETRIC)
+    groups = independent_groups(graph)
+    assert [[n.name for n in g.nodes] for g in groups] == [["detection3d"], ["segmentation", "occupancy"]]
+    for group in groups:  # occupancy still reads segmentation's labelled cloud, not the raw sweep
+        for node in group.nodes:
+            assert group.topics(node, ["CAM_FRONT"]) == graph.topics(node, ["CAM_FRONT"])
+    (whole,) = independent_groups(FULL_GRAPH)  # detector2d feeds detection3d and segmentation: one group
+    assert [n.name for n in whole.nodes] == [n.name for n in FULL_GRAPH.nodes]
+    assert [[n.name for n in g.nodes] for g in independent_groups(CHAIN_GRAPH)] == [["imagebox", "centroid"]]
+
+
+def test_geometric_graph_in_two_processes_writes_the_same_messages(tmp_path):
+    write_frame_bag(tmp_path / "frames", sweeps=3)
+    graph = FULL_GRAPH.select(GEOMETRIC)
+    one = replay(tmp_path / "frames", tmp_path / "one", graph, progress=False)
+    two = replay_in_processes(tmp_path / "frames", tmp_path / "two", graph, 2, progress=False)
+    expected, written = messages_by_topic(tmp_path / "one"), messages_by_topic(tmp_path / "two")
+    assert set(written) == set(expected) and "/perception/occupancy/grid" in written
+    for topic, messages in expected.items():
+        assert written[topic] == messages, topic
+    assert (two.messages_in, two.messages_out) == (one.messages_in, one.messages_out)
+    assert [r.name for r in two.runners] == list(GEOMETRIC)
+    assert [r.stats.frames_processed for r in two.runners] == [r.stats.frames_processed for r in one.runners] == [3] * 3
+    assert "nodes in worker processes: detection3d; segmentation, occupancy" in two.format()
+
+
+class OtherCentroidNode(CentroidNode):
+    """A third independent test node."""
+
+    name = "other_centroid"
+
+
+THREE_GROUP_GRAPH = Graph((*TWO_GROUP_GRAPH.nodes, GraphNode(
+    "other_centroid", OtherCentroidNode, inputs=TWO_GROUP_GRAPH.nodes[0].inputs,
+    outputs={"~/output/objects": GraphOutput("/test/other_objects", "vision_msgs/msg/Detection3DArray",
+                                             label_info=True)})))
+
+
+def test_process_count_and_groups(tmp_path):
+    bag = tmp_path / "bag"
+    stamps = write_nuscenes_timed_bag(bag, duration_s=0.5, with_images=True)
+    summary = replay_in_processes(bag, tmp_path / "out", THREE_GROUP_GRAPH, 1, progress=False)
+    assert not any("worker" in w for w in summary.warnings)  # one process: runtime.bag.replay
+    serial = messages_by_topic(tmp_path / "out")
+    assert len(serial[OBJECTS_TOPIC]) == len(serial[MAP_OBJECTS_TOPIC]) == len(stamps["lidar"])
+    summary = replay_in_processes(bag, tmp_path / "out2", THREE_GROUP_GRAPH, 2, progress=False)
+    assert "nodes in worker processes: centroid, other_centroid; map_centroid" in summary.warnings
+    assert messages_by_topic(tmp_path / "out2") == serial
+    assert [r.name for r in summary.runners] == ["centroid", "map_centroid", "other_centroid"]
+    summary = replay_in_processes(bag, tmp_path / "out3", TWO_GROUP_GRAPH, 4, progress=False)
+    assert "nodes in worker processes: centroid; map_centroid" in summary.warnings
+    summary = replay_in_processes(bag, tmp_path / "out4", CHAIN_GRAPH, 2, progress=False)
+    assert any("all depend on each other" in w for w in summary.warnings)
+    assert summary.runners[1].stats.outputs == len(stamps["lidar"])
+
+
+def test_a_worker_that_cannot_start_raises_its_error_and_writes_nothing(tmp_path):
+    bag = tmp_path / "bag"
+    write_nuscenes_timed_bag(bag, duration_s=0.2)
+    graph = TWO_GROUP_GRAPH.with_remaps({LIDAR_TOPIC: "/lidar/points"})
+    with pytest.raises(BagError, match="needs LiDAR topic /lidar/points"):
+        replay_in_processes(bag, tmp_path / "out", graph, 2, progress=False)
+    assert not (tmp_path / "out").exists()
+
+
+def test_interrupted_replay_in_processes_leaves_a_readable_bag(tmp_path):
+    proc, out = start_slow_replay(tmp_path, 0.2, "--graph-def", "replay_fixtures:TWO_GROUP_GRAPH",
+                                  "--processes", "2")
+    time.sleep(1.5)  # 80 sweeps at >= 200 ms each for the centroid node: still running
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130, stdout + stderr
+    assert "INTERRUPTED" in stdout
+    table = [line.split() for line in stdout.splitlines() if line.startswith(("centroid ", "map_centroid "))]
+    reported = [row[0] for row in table if row[1].isdigit()]  # the node rows (name, frames in, ...)
+    assert reported == ["centroid", "map_centroid"]  # each worker stopped and sent its counters
+    written = messages_by_topic(out)
+    assert 0 < len(written[OBJECTS_TOPIC]) < 80
+    assert len(written[MAP_OBJECTS_TOPIC]) >= len(written[OBJECTS_TOPIC])  # the map node does not sleep
+    with BagReader(out) as reader:
+        assert reader.message_count == sum(len(m) for m in written.values())
