@@ -14,8 +14,9 @@ from .data.simulated_2d import PRESETS
 from .data.synth import SynthConfig, synthesize
 from .eval.keyframes import split_scenes
 from .eval.report import EvalReport, evaluate
-from .runtime.bag import ReplaySummary, replay
+from .runtime.bag import ReplaySummary
 from .runtime.graph import FULL_GRAPH
+from .runtime.replay_processes import replay_in_processes, usable_cores
 from .viz.bag_frame import load_frame
 from .viz.figure import render_frame
 
@@ -44,7 +45,8 @@ def synthetic_dataroot(out: Path, scenes: int = 1, seconds: float = 8.0, seed: i
 
 def run_preset(dataroot: Path, version: str, split: str, preset: str, work: Path, pictures: int = 0,
                config: Path | None = None, progress: bool = True) -> PresetRun:
-    """Convert the split's scenes with the simulated 2D preset, replay the geometric graph, score, draw.
+    """Convert the split's scenes with the simulated 2D preset, replay the geometric graph (its two node groups in
+    worker processes on a machine of two cores or more: runtime.replay_processes), score, draw.
 
     preset LEARNED_2D ('detector2d') converts without simulated detections and replays the full graph, so the
     geometric nodes read the 2D boxes of the detector2d node (its shipped checkpoint by default).
@@ -60,7 +62,7 @@ def run_preset(dataroot: Path, version: str, split: str, preset: str, work: Path
     outputs, summaries = [], []
     for bag in inputs:
         out = work / "out" / preset / bag.name
-        summaries.append(replay(bag, out, graph, config=config, progress=progress))
+        summaries.append(replay_in_processes(bag, out, graph, usable_cores(), config=config, progress=progress))
         outputs.append(out)
     report = evaluate(nusc, outputs, split, list(TASKS), work / "eval" / preset)
     run = PresetRun(preset, inputs, outputs, summaries, report)

@@ -40,10 +40,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--copy-inputs", action="store_true",
                         help="also copy every input topic the nodes read into the output bag (/tf and /tf_static "
                              "are always copied)")
-    parser.add_argument("--processes", type=int, default=1, metavar="N",
-                        help="run the graph's independent node groups in up to N worker processes (default 1: all "
-                             "nodes in this process); the geometric graph has two groups, detection3d and "
-                             "segmentation -> occupancy, so 2 uses two cores (runtime.replay_processes)")
+    parser.add_argument("--processes", type=int, default=None, metavar="N",
+                        help="run the graph's independent node groups in up to N worker processes; 1: every node in "
+                             "this process. Default: the cores this process may use. The geometric graph has two "
+                             "groups, detection3d and segmentation -> occupancy (runtime.replay_processes)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -114,7 +114,7 @@ def run(args: argparse.Namespace) -> int:
     from ..nodes.params import load_parameters
     from .bag import parse_remaps
     from .graph import LIDAR_TOPIC, load_graph
-    from .replay_processes import replay_in_processes
+    from .replay_processes import replay_in_processes, usable_cores
 
     remaps = parse_remaps(args.remap)
     rig = bag_rig(args.bag)
@@ -134,7 +134,8 @@ def run(args: argparse.Namespace) -> int:
                       f"{rig.keyframes} keyframes): LiDARs {list(rig.lidars)}, camera offsets "
                       + ", ".join(f"{c} {rig.camera_offsets_s[c]:+.4f} s" for c in rig.cameras))
         with interrupt_once():  # a second Ctrl-C cannot cut the closing of the output bag or this report short
-            summary = replay_in_processes(args.bag, args.out, graph, args.processes, config=config,
+            processes = usable_cores() if args.processes is None else args.processes
+            summary = replay_in_processes(args.bag, args.out, graph, processes, config=config,
                                           copy_inputs=args.copy_inputs, progress=not args.no_progress)
             print(summary.format())
     if summary.output_error:

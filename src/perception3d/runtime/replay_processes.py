@@ -47,6 +47,14 @@ STOP_SIGNAL = signal.SIGUSR1  # the writing process to a worker: stop reading, s
 STOP_WAIT_S = 10.0  # how long the writing process waits for the stopped workers' reports
 
 
+def usable_cores() -> int:
+    """The number of cores this process may run on (its CPU affinity where the system tells it)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
 def independent_groups(graph: Graph, config: str | Path | None = None) -> list[Graph]:
     """The graph split into groups of nodes that exchange no topic, in graph order (a group's nodes keep their
     graph order, so its topics resolve as in the whole graph).
