@@ -28,7 +28,8 @@ def cli(*args: str) -> list[str]:
 
 
 def timed_run(command: list[str]) -> dict[str, float]:
-    """Wall, user and system seconds of one child process (its own threads included)."""
+    """Wall, user and system seconds of one child process (its own threads, and the processes it started and
+    waited for, included)."""
     start = time.perf_counter()
     child = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     _, status, usage = os.wait4(child.pid, 0)
@@ -36,6 +37,17 @@ def timed_run(command: list[str]) -> dict[str, float]:
     if os.waitstatus_to_exitcode(status) != 0:
         raise RuntimeError(f"{' '.join(command)} failed: {child.stderr.read()[-2000:]}")
     return {"wall_s": wall, "user_s": usage.ru_utime, "system_s": usage.ru_stime}
+
+
+def scene_bag(work: Path) -> Path:
+    """A converted SCENE_SECONDS synthetic scene (seed 0, `good` simulated 2D boxes) under work."""
+    subprocess.run(cli("synth", "--out", str(work / "root"), "--scenes", "1", "--seconds", str(SCENE_SECONDS),
+                       "--seed", "0"), check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    subprocess.run(cli("convert", "--dataroot", str(work / "root"), "--version", "v1.0-synth", "--out",
+                       str(work / "bags"), "--simulate-2d", "good"), check=True, stdout=subprocess.DEVNULL,
+                   stderr=subprocess.DEVNULL)
+    (bag,) = sorted((work / "bags").iterdir())
+    return bag
 
 
 def main() -> None:
@@ -49,15 +61,7 @@ def main() -> None:
         sys.exit(f"unset {environment} first: the 0 row must see the libraries' own defaults")
     with tempfile.TemporaryDirectory(prefix="p3d-threads-") as tmp:
         work = Path(tmp)
-        bag = args.bag
-        if bag is None:
-            subprocess.run(cli("synth", "--out", str(work / "root"), "--scenes", "1", "--seconds",
-                               str(SCENE_SECONDS), "--seed", "0"), check=True, stdout=subprocess.DEVNULL,
-                           stderr=subprocess.DEVNULL)
-            subprocess.run(cli("convert", "--dataroot", str(work / "root"), "--version", "v1.0-synth", "--out",
-                               str(work / "bags"), "--simulate-2d", "good"), check=True, stdout=subprocess.DEVNULL,
-                           stderr=subprocess.DEVNULL)
-            (bag,) = sorted((work / "bags").iterdir())
+        bag = args.bag or scene_bag(work)
         load_before = os.getloadavg()[0]
         runs: dict[int, list[dict[str, float]]] = {0: [], 1: []}
         for repeat in range(args.repeats):
@@ -66,7 +70,7 @@ def main() -> None:
                 config.write_text(parameter_file({}, shared={"process_threads": count}))
                 out = work / f"out_{count}_{repeat}"
                 runs[count].append(timed_run(cli("replay", str(bag), "--out", str(out), "--config", str(config),
-                                                 "--graph", *GEOMETRIC_GRAPH, "--no-progress")))
+                                                 "--graph", *GEOMETRIC_GRAPH, "--processes", "1", "--no-progress")))
         load_after = os.getloadavg()[0]
     rows, data = [], {"runs": {str(k): v for k, v in runs.items()}, "load": [load_before, load_after]}
     for count, samples in runs.items():

@@ -14,8 +14,10 @@ from perception3d.core.lift3d import LiftParams, detect_3d
 from perception3d.core.segmentation import segment_points
 from perception3d.core.view_frustums import view_frustums
 from perception3d.msgs.bag import BagReader
+from perception3d.nodes import detection3d as detection3d_node
+from perception3d.nodes import segmentation as segmentation_node
 from perception3d.nodes import shared_sweep
-from perception3d.nodes.shared_sweep import SHARED_SWEEP, SharedSweep
+from perception3d.nodes.shared_sweep import SharedSweep
 from perception3d.runtime.bag import replay
 from perception3d.runtime.graph import FULL_GRAPH, SEGMENTATION_TOPIC
 
@@ -86,9 +88,11 @@ def test_detection3d_and_segmentation_in_one_process_compute_each_sweep_s_ground
     write_frame_bag(tmp_path / "frames", sweeps=4)
     calls = []
     monkeypatch.setattr(shared_sweep, "view_frustums", lambda *args: calls.append(1) or view_frustums(*args))
-    before = SHARED_SWEEP.computed
+    fresh = SharedSweep()  # not the process's: an earlier test may have replayed sweeps of the same stamps and points
+    monkeypatch.setattr(detection3d_node, "SHARED_SWEEP", fresh)
+    monkeypatch.setattr(segmentation_node, "SHARED_SWEEP", fresh)
     replay(tmp_path / "frames", tmp_path / "out", FULL_GRAPH.select(("detection3d", "segmentation")), progress=False)
-    assert SHARED_SWEEP.computed - before == 4 and len(calls) == 4
+    assert fresh.computed == 4 and len(calls) == 4
     with BagReader(tmp_path / "out") as bag:
         topics = [message.topic for message in bag.messages(["/perception/objects", SEGMENTATION_TOPIC])]
     assert sorted(topics) == sorted(["/perception/objects", SEGMENTATION_TOPIC] * 4)

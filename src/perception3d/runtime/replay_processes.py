@@ -1,14 +1,14 @@
 """Replay on several cores: the graph's independent node groups, each in a worker process of its own (issue 18).
 
 A Python process runs its nodes one after another on one core (threads do not help: the nodes' numpy work holds
-the GIL most of the time; benchmarks/detect3d_threads.py). The geometric
-graph falls into two groups that exchange no topic: detection3d, and segmentation -> occupancy. Each worker
-process reads the bag itself, runs its group exactly as `runtime.bag.replay` runs a graph (the same NodeSet and data
-pass) and sends every message its nodes publish, serialized, through a pipe; the parent process copies /tf and
-/tf_static (and the inputs, with copy_inputs) and writes what the workers send into the one output bag as it
-arrives. Every topic holds the same messages, in the same order, as a replay in one process: a node's outputs
-depend only on its inputs (segmentation then computes the sweep's ground itself instead of reusing detection3d's,
-nodes.shared_sweep, with the same result). Only the interleaving of different topics in the file differs.
+the GIL most of the time; benchmarks/detect3d_threads.py). The geometric graph falls into two groups that exchange
+no topic: detection3d, and segmentation -> occupancy. Each worker process reads the bag itself, runs its group
+exactly as `runtime.bag.replay` runs a graph (the same NodeSet and data pass) and sends every message its nodes
+publish, serialized, through a pipe; the parent process copies /tf and /tf_static (and the inputs, with copy_inputs)
+and writes what the workers send into the one output bag as it arrives. Every topic holds the same messages, in
+the same order, as a replay in one process: a node's outputs depend only on its inputs (segmentation then computes
+the sweep's ground itself instead of reusing detection3d's, nodes.shared_sweep, with the same result). Only the
+interleaving of different topics in the file differs.
 
 A graph whose nodes all depend on each other (detector2d feeds detection3d and segmentation) is one group: it
 replays in this process. This is the bag runtime's counterpart of running nodes in separate processes on ROS 2
