@@ -28,6 +28,7 @@ from ..errors import BagError, BagWriteError, ConfigError, TransformError
 from ..msgs.bag import BagMessage, BagReader, BagWriter
 from ..msgs.qos import LATCHED, SENSOR, TF, QosSpec
 from ..msgs.tf import add_tf_message
+from ..nodes.base import NodeDefinition
 from ..nodes.params import load_parameters
 from ..nodes.runner import NodeRunner, NodeStats, Published, settle_garbage_collector
 from .graph import TF_STATIC_TOPIC, TF_TOPIC, Graph
@@ -200,6 +201,20 @@ def _decode(message: BagMessage, position: int, summary: ReplaySummary) -> Any |
         return None
 
 
+def graph_parameters(graph: Graph, config: str | Path | None
+                     ) -> tuple[dict[str, type[NodeDefinition]], dict[str, dict[str, Any]]]:
+    """({node: definition}, {node: parameters}) of the graph's nodes with the parameter file `config` (None: the
+    defaults).
+
+    Raises:
+        NodeNotImplementedError, NodeDependencyError, ConfigError: a node that cannot load, bad parameters.
+    """
+    definitions = {node.name: node.load() for node in graph.nodes}
+    params = load_parameters(config, {name: d.parameters for name, d in definitions.items()},
+                             other_nodes=graph.known_names)
+    return definitions, params
+
+
 class OutputSink(Protocol):
     """Where the data pass writes: the output BagWriter, or a worker process's pipe to the writing process
     (runtime.replay_processes)."""
@@ -232,9 +247,7 @@ class NodeSet:
         Raises:
             NodeNotImplementedError, NodeDependencyError, ConfigError: a node that cannot load, bad parameters.
         """
-        definitions = {node.name: node.load() for node in graph.nodes}
-        params = load_parameters(config, {name: d.parameters for name, d in definitions.items()},
-                                 other_nodes=graph.known_names)
+        definitions, params = graph_parameters(graph, config)
         apply_thread_policy(process_thread_count(params.values()))  # before a node loads its model
         tf = TfBuffer()
         lookups = LoadedTransforms(tf)

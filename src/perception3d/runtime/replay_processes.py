@@ -37,8 +37,7 @@ from ..errors import BagWriteError, ConfigError
 from ..msgs.bag import BagReader, BagWriter
 from ..msgs.qos import QosSpec
 from ..msgs.typestore import typestore
-from ..nodes.params import load_parameters
-from .bag import NodeSet, ReplaySummary, RunnerReport, add_copied_topics, replay, run_messages
+from .bag import NodeSet, ReplaySummary, RunnerReport, add_copied_topics, graph_parameters, replay, run_messages
 from .graph import TF_STATIC_TOPIC, TF_TOPIC, Graph
 
 OUTPUT_PORT_PREFIX = "~/output/"
@@ -62,9 +61,7 @@ def independent_groups(graph: Graph, config: str | Path | None = None) -> list[G
     Raises:
         NodeNotImplementedError, NodeDependencyError, ConfigError: a node that cannot load, bad parameters.
     """
-    definitions = {node.name: node.load() for node in graph.nodes}
-    params = load_parameters(config, {name: d.parameters for name, d in definitions.items()},
-                             other_nodes=graph.known_names)
+    params = graph_parameters(graph, config)[1]
     topics = {node.name: graph.topics(node, params[node.name]["camera_names"]) for node in graph.nodes}
     outputs = {name: {topic for port, topic in ports.items() if port.startswith(OUTPUT_PORT_PREFIX)}
                for name, ports in topics.items()}
@@ -89,12 +86,14 @@ def replay_in_processes(bag_path: str | Path, out_path: str | Path, graph: Graph
     """
     if processes < 1:
         raise ConfigError(f"processes must be at least 1, got {processes}")
-    groups = independent_groups(graph, config) if processes > 1 else [graph]
+    forks = "fork" in multiprocessing.get_all_start_methods()
+    groups = independent_groups(graph, config) if processes > 1 and forks else [graph]
     if len(groups) == 1:
         summary = replay(bag_path, out_path, graph, config, copy_inputs, progress, log)
         if processes > 1:
             summary.warnings.append(f"the nodes {[n.name for n in graph.nodes]} all depend on each other: they ran "
-                                    f"in one process")
+                                    f"in one process" if forks else "this system cannot fork: the nodes ran in one "
+                                    "process")
         return summary
     workers = [_merge(groups[k::processes], graph) for k in range(min(processes, len(groups)))]
     bag_path, out_path = Path(bag_path), Path(out_path)
