@@ -244,6 +244,30 @@ def test_single_process_runs_the_enabled_nodes_in_one_process_with_their_own_top
         assert (values["model_path"] == "/models/detector2d.onnx") == (name == "detector2d")
 
 
+def test_process_groups_run_each_group_of_nodes_that_exchange_no_topic_in_a_process(launch_stub, tmp_path,
+                                                                                     monkeypatch):
+    arguments = {"enable_detector2d": "false", "device": "cuda:0"}
+    _, separate = evaluate("full.launch.py", **arguments)
+    _, actions = evaluate("full.launch.py", process_groups="true", **arguments)
+    assert [a.kwargs["executable"] for a in actions] == ["perception3d_graph"] * 2
+    commands = [a.command_line(tmp_path) for a in actions]
+    assert [ros.graph_node_names(cmd) for cmd in commands] == [["detection3d"], ["segmentation", "occupancy"]]
+    alone = {a.kwargs["name"]: a for a in separate}
+    ros_double.install(monkeypatch)
+    for cmd in commands:
+        ros_double.init(cmd)  # rcl parses each process's parameter files and node-targeted remappings
+        for name in ros.graph_node_names(cmd):
+            rcl_node = ros_double.Node(name)
+            values = ros.declare_parameters(rcl_node, name, FULL_GRAPH.node(name).load().parameters)
+            for port, topic in alone[name].kwargs["remappings"]:  # the topics it has when it runs alone
+                assert rcl_node.resolve_topic_name(port) == topic
+            assert values["device"] == "cuda:0"
+    _, actions = evaluate("full.launch.py", process_groups="true")  # detector2d feeds the LiDAR nodes: one group
+    assert [ros.graph_node_names(a.command_line(tmp_path)) for a in actions] == [NODES]
+    with pytest.raises(ConfigError, match="exclude each other"):
+        evaluate("full.launch.py", process_groups="true", single_process="true")
+
+
 GUARD = """
 import importlib.abc, sys
 BLOCKED = ("torch", "onnxruntime", "onnx", "perception3d.nodes.detector2d", "perception3d.nodes.detection3d",

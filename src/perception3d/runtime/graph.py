@@ -29,6 +29,7 @@ LABELLED_POINTS_PLACEHOLDER = "{labelled_points}"
 SEGMENTATION_TOPIC = "/perception/segmentation/pointcloud"
 EXTERNAL_DETECTIONS_TOPIC = "/{camera}/detections"
 DETECTOR2D_DETECTIONS_TOPIC = "/perception/{camera}/detections"
+OUTPUT_PORT_PREFIX = "~/output/"  # a node's output ports; its input ports are under ~/input/
 _CAMERA_INPUTS = {
     "~/input/{camera}/image": "/{camera}/image/compressed",
     "~/input/{camera}/camera_info": "/{camera}/camera_info",
@@ -225,6 +226,24 @@ FULL_GRAPH = Graph((
                                                  "visualization_msgs/msg/MarkerArray")},
         description="3D semantic occupancy"),
 ))
+
+
+def linked_groups(ports: Mapping[str, Mapping[str, str]]) -> list[list[str]]:
+    """Node names grouped so that no topic passes from one group to another (a node joins the group of every node
+    it reads from), the groups and their names in the order of `ports`.
+
+    ports: {node name: {port: topic}} of every input and output port (Graph.topics); output ports are those under
+    OUTPUT_PORT_PREFIX.
+    """
+    outputs = {name: {topic for port, topic in mapping.items() if port.startswith(OUTPUT_PORT_PREFIX)}
+               for name, mapping in ports.items()}
+    group_of = {name: index for index, name in enumerate(ports)}
+    for producer in ports:
+        for consumer, mapping in ports.items():
+            if producer != consumer and outputs[producer] & set(mapping.values()):
+                kept, joined = sorted((group_of[producer], group_of[consumer]))
+                group_of = {name: kept if group == joined else group for name, group in group_of.items()}
+    return [[name for name in ports if group_of[name] == group] for group in sorted(set(group_of.values()))]
 
 
 def implemented_definitions(graph: Graph = FULL_GRAPH) -> dict[str, type[NodeDefinition]]:

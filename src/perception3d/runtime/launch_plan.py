@@ -10,8 +10,9 @@ declarations), which is all the plan needs. Each node's own process loads its de
 
 Launch arguments: config, use_sim_time, device, model_path, log_level, rviz, bag (a rosbag2 to play with --clock and the
 /tf_static QoS override, started bag_delay_s after the nodes so detector2d has warmed up; implies use_sim_time),
-enable_<node> per node, and single_process (true: the enabled nodes run in one `perception3d_graph` process,
-`graph_process_launch`, instead of a process each).
+enable_<node> per node, single_process (true: the enabled nodes run in one `perception3d_graph` process,
+`graph_process_launch`, instead of a process each) and process_groups (true: a `perception3d_graph` process per group
+of nodes that exchange no topic, `group_process_launches`).
 """
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ from typing import Any
 from ..errors import ConfigError
 from ..nodes.params import PARAMS_KEY, resolve_node_parameters, validate_against_schema
 from ..nodes.rcl_yaml import check_rcl_parameter_yaml
-from .graph import FULL_GRAPH, GRAPH_EXECUTABLE, Graph
+from .graph import FULL_GRAPH, GRAPH_EXECUTABLE, Graph, linked_groups
 
 PACKAGE = "perception3d"
 TRUE_WORDS = ("true", "1", "yes", "on")
@@ -61,10 +62,17 @@ class GraphProcessLaunch:
 def graph_process_launch(plan: Sequence[NodeLaunch]) -> GraphProcessLaunch:
     """The one-process launch of the nodes of a node_launches plan (same parameters and topics per node)."""
     if not plan:
-        raise ConfigError("single_process: no node is enabled")
+        raise ConfigError("single_process / process_groups: no node is enabled")
     return GraphProcessLaunch(GRAPH_EXECUTABLE, tuple(item.name for item in plan), plan[0].config,
                               {item.name: dict(item.overrides) for item in plan},
                               tuple((f"{item.name}:{port}", topic) for item in plan for port, topic in item.remappings))
+
+
+def group_process_launches(plan: Sequence[NodeLaunch]) -> list[GraphProcessLaunch]:
+    """A one-process launch per group of the plan's nodes that exchange no topic (runtime.graph.linked_groups):
+    with every node but detector2d, detection3d and segmentation -> occupancy."""
+    groups = linked_groups({item.name: dict(item.remappings) for item in plan})
+    return [graph_process_launch([item for item in plan if item.name in group]) for group in groups]
 
 
 def write_overrides(overrides: Mapping[str, Mapping[str, Any]], directory: Path) -> Path:
@@ -140,12 +148,16 @@ def launch_description(node_names: Sequence[str], graph: Graph = FULL_GRAPH) -> 
         plan = node_launches(enabled, arg("config"), _share("config", "perception3d.schema.json"), use_sim_time,
                              arg("device"), arg("model_path"), graph)
         log_level = ["--log-level", arg("log_level")]
-        if arg("single_process").lower() in TRUE_WORDS:
-            one = graph_process_launch(plan)  # no node name: '-r __node:=' would rename every node of the process
-            overrides = write_overrides(one.overrides, Path(tempfile.mkdtemp(prefix="perception3d_launch_")))
+        single, grouped = (arg(name).lower() in TRUE_WORDS for name in ("single_process", "process_groups"))
+        if single and grouped:
+            raise ConfigError("single_process:=true and process_groups:=true exclude each other; choose one")
+        if single or grouped:
+            # no node name: '-r __node:=' would rename every node of the process
+            processes = [graph_process_launch(plan)] if single else group_process_launches(plan)
             actions = [Node(package=PACKAGE, executable=one.executable, arguments=list(one.nodes), output="screen",
-                            parameters=[one.config, str(overrides)], remappings=list(one.remappings),
-                            ros_arguments=log_level)]
+                            parameters=[one.config, str(write_overrides(
+                                one.overrides, Path(tempfile.mkdtemp(prefix="perception3d_launch_"))))],
+                            remappings=list(one.remappings), ros_arguments=log_level) for one in processes]
         else:
             actions = [Node(package=PACKAGE, executable=item.executable, name=item.name, output="screen",
                             parameters=[item.config, dict(item.overrides)], remappings=list(item.remappings),
@@ -181,5 +193,9 @@ def launch_description(node_names: Sequence[str], graph: Graph = FULL_GRAPH) -> 
         DeclareLaunchArgument("single_process", default_value="false",
                               description="run the enabled nodes in one perception3d_graph process (shared per-sweep "
                                           "work, one TF listener, outputs handed over in-process)"),
+        DeclareLaunchArgument("process_groups", default_value="false",
+                              description="a perception3d_graph process per group of enabled nodes that exchange no "
+                                          "topic (without detector2d: detection3d, and segmentation -> occupancy "
+                                          "with the cloud handed over in-process): a core each"),
     ]
     return LaunchDescription([*arguments, OpaqueFunction(function=setup)])

@@ -38,9 +38,8 @@ from ..msgs.bag import BagReader, BagWriter
 from ..msgs.qos import QosSpec
 from ..msgs.typestore import typestore
 from .bag import NodeSet, ReplaySummary, RunnerReport, add_copied_topics, graph_parameters, replay, run_messages
-from .graph import TF_STATIC_TOPIC, TF_TOPIC, Graph
+from .graph import TF_STATIC_TOPIC, TF_TOPIC, Graph, linked_groups
 
-OUTPUT_PORT_PREFIX = "~/output/"
 F_SETPIPE_SZ = 1031  # fcntl.h (Linux)
 STOP_SIGNAL = signal.SIGUSR1  # the writing process to a worker: stop reading, send what you have and your report
 STOP_WAIT_S = 10.0  # how long the writing process waits for the stopped workers' reports
@@ -55,24 +54,15 @@ def usable_cores() -> int:
 
 
 def independent_groups(graph: Graph, config: str | Path | None = None) -> list[Graph]:
-    """The graph split into groups of nodes that exchange no topic, in graph order (a group's nodes keep their
-    graph order, so its topics resolve as in the whole graph).
+    """The graph split into groups of nodes that exchange no topic (runtime.graph.linked_groups), in graph order
+    (a group's nodes keep their graph order and their producers, so its topics resolve as in the whole graph).
 
     Raises:
         NodeNotImplementedError, NodeDependencyError, ConfigError: a node that cannot load, bad parameters.
     """
     params = graph_parameters(graph, config)[1]
-    topics = {node.name: graph.topics(node, params[node.name]["camera_names"]) for node in graph.nodes}
-    outputs = {name: {topic for port, topic in ports.items() if port.startswith(OUTPUT_PORT_PREFIX)}
-               for name, ports in topics.items()}
-    group_of = {node.name: index for index, node in enumerate(graph.nodes)}
-    for producer in topics:
-        for consumer, ports in topics.items():
-            if producer != consumer and outputs[producer] & set(ports.values()):
-                joined, kept = sorted((group_of[producer], group_of[consumer]))
-                group_of = {name: joined if group == kept else group for name, group in group_of.items()}
-    groups = sorted(set(group_of.values()))
-    return [graph.select([node.name for node in graph.nodes if group_of[node.name] == group]) for group in groups]
+    ports = {node.name: graph.topics(node, params[node.name]["camera_names"]) for node in graph.nodes}
+    return [graph.select(names) for names in linked_groups(ports)]
 
 
 def replay_in_processes(bag_path: str | Path, out_path: str | Path, graph: Graph, processes: int = 2,
