@@ -2,6 +2,7 @@
 process, the graph split where no topic crosses, failures and Ctrl-C handled by the writing process."""
 from __future__ import annotations
 
+import os
 import signal
 import time
 from collections import defaultdict
@@ -87,8 +88,11 @@ def test_process_count_and_groups(tmp_path):
     assert "nodes in worker processes: centroid, other_centroid; map_centroid" in summary.warnings
     assert messages_by_topic(tmp_path / "out2") == serial
     assert [r.name for r in summary.runners] == ["centroid", "map_centroid", "other_centroid"]
-    summary = replay_in_processes(bag, tmp_path / "out3", TWO_GROUP_GRAPH, 4, progress=False)
+    summary = replay_in_processes(bag, tmp_path / "out3", TWO_GROUP_GRAPH, 4, copy_inputs=True, progress=False)
     assert "nodes in worker processes: centroid; map_centroid" in summary.warnings
+    copied = messages_by_topic(tmp_path / "out3")
+    with BagReader(bag) as reader:  # the parent copies the inputs the workers read
+        assert copied[LIDAR_TOPIC] == [(m.stamp_ns, bytes(m.rawdata)) for m in reader.messages([LIDAR_TOPIC])]
     summary = replay_in_processes(bag, tmp_path / "out4", CHAIN_GRAPH, 2, progress=False)
     assert any("all depend on each other" in w for w in summary.warnings)
     assert summary.runners[1].stats.outputs == len(stamps["lidar"])
@@ -103,11 +107,23 @@ def test_a_worker_that_cannot_start_raises_its_error_and_writes_nothing(tmp_path
     assert not (tmp_path / "out").exists()
 
 
-def test_interrupted_replay_in_processes_leaves_a_readable_bag(tmp_path):
+def children(pid: int) -> list[int]:
+    """The process ids of a process's children (Linux /proc)."""
+    return [int(child) for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+
+
+@pytest.mark.parametrize("stop", ["SIGINT to the replay", "SIGTERM to the replay and its workers"])
+def test_interrupted_replay_in_processes_leaves_a_readable_bag(tmp_path, stop):
     proc, out = start_slow_replay(tmp_path, 0.2, "--graph-def", "replay_fixtures:TWO_GROUP_GRAPH",
                                   "--processes", "2")
     time.sleep(1.5)  # 80 sweeps at >= 200 ms each for the centroid node: still running
-    proc.send_signal(signal.SIGINT)
+    if stop.startswith("SIGINT"):
+        proc.send_signal(signal.SIGINT)
+    else:  # as a service manager stops a process group
+        workers = children(proc.pid)
+        assert len(workers) == 2
+        for pid in [*workers, proc.pid]:
+            os.kill(pid, signal.SIGTERM)
     stdout, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 130, stdout + stderr
     assert "INTERRUPTED" in stdout

@@ -112,7 +112,7 @@ def replay_in_processes(bag_path: str | Path, out_path: str | Path, graph: Graph
     finally:
         for worker in processes_started:
             if worker.is_alive():
-                worker.terminate()
+                worker.kill()  # it ignores SIGINT and SIGTERM
             worker.join()
     order = [n.name for n in graph.nodes]
     summary.runners.sort(key=lambda report: order.index(report.name))
@@ -166,18 +166,25 @@ def _write(bag_path: Path, writer: BagWriter, workers: dict[Connection, Any], re
                         os.kill(workers[receiver].pid, STOP_SIGNAL)
                 deadline = time.monotonic() + STOP_WAIT_S
                 while waiting and time.monotonic() < deadline:
-                    _receive_some(waiting, writer, summary, deadline - time.monotonic())
+                    _receive_some(waiting, writer, summary, deadline - time.monotonic(), stopping=True)
     except BagWriteError as exc:
         summary.output_error = str(exc)
     summary.messages_out = writer.count
 
 
 def _receive_some(waiting: dict[Connection, int], writer: BagWriter, summary: ReplaySummary,
-                  timeout: float | None) -> None:
+                  timeout: float | None, stopping: bool = False) -> None:
     """Write the messages the workers have sent (waiting for one up to `timeout` s, None: no limit); a worker's
-    report goes into the summary and ends its wait."""
+    report goes into the summary and ends its wait. `stopping`: the workers were told to stop, and one that ends
+    without a report (killed meanwhile) or stopped before its data pass only ends its wait."""
     for receiver in wait(list(waiting), timeout):
-        kind, payload = _receive(receiver)
+        try:
+            kind, payload = _receive(receiver)
+        except (RuntimeError, KeyboardInterrupt):
+            if not stopping:
+                raise
+            del waiting[receiver]
+            continue
         if kind == "message":
             topic, msgtype, qos, stamp_ns, data = payload
             writer.add_topic(topic, msgtype, qos)
@@ -266,8 +273,8 @@ def _run_group(bag_path: Path, graph: Graph, config: str | Path | None, sender: 
                log: Callable[[str], None] | None) -> None:
     """A worker process: replay the group's nodes over the bag, sending ('ready', read topics), each published
     message and ('done', summary), or ('raised', exception)."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when to stop (STOP_SIGNAL)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    for stop in (signal.SIGINT, signal.SIGTERM):  # a terminal or a service manager signals the whole process group:
+        signal.signal(stop, signal.SIG_IGN)  # the parent decides when to stop (STOP_SIGNAL)
     signal.signal(STOP_SIGNAL, _stop)
     try:
         nodes = NodeSet.build(graph, config, log)
