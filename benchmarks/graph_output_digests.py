@@ -41,10 +41,16 @@ def scene_bag(work: Path, seconds: float, seed: int) -> Path:
     return bag
 
 
-def output_digests(bag: Path, out: Path) -> dict[str, str]:
-    """{topic: SHA-256 hex digest of its serialized messages in order} of the graph replayed on bag into out."""
+def output_digests(bag: Path, out: Path, processes: int = 1) -> dict[str, str]:
+    """{topic: SHA-256 hex digest of its serialized messages in order} of the graph replayed on bag into out, in
+    one process or (processes > 1) in worker processes (runtime.replay_processes)."""
     shutil.rmtree(out, ignore_errors=True)
-    replay(bag, out, FULL_GRAPH.select(NODES), progress=False)
+    if processes > 1:
+        from perception3d.runtime.replay_processes import replay_in_processes  # a checkout before it has none
+
+        replay_in_processes(bag, out, FULL_GRAPH.select(NODES), processes, progress=False)
+    else:
+        replay(bag, out, FULL_GRAPH.select(NODES), progress=False)
     digests: dict = {}
     with BagReader(out) as reader:
         for message in reader.messages():
@@ -64,8 +70,10 @@ def main() -> int:
     parser.add_argument("--compare", type=Path, help="digests of another checkout to compare with")
     parser.add_argument("--seconds", type=float, default=4.0, help="scene length [s]")
     parser.add_argument("--seed", type=int, default=8, help="world seed (8: the world v2 scene of world_v2_scores)")
+    parser.add_argument("--processes", type=int, default=1,
+                        help="replay the graph's node groups in this many worker processes (default 1: one process)")
     args = parser.parse_args()
-    digests = output_digests(scene_bag(args.work, args.seconds, args.seed), args.work / "replay")
+    digests = output_digests(scene_bag(args.work, args.seconds, args.seed), args.work / "replay", args.processes)
     args.out.write_text(json.dumps(digests, indent=1) + "\n")
     print(f"{len(digests)} topics -> {args.out}")
     if args.compare is None:
