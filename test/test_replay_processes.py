@@ -135,3 +135,43 @@ def test_interrupted_replay_in_processes_leaves_a_readable_bag(tmp_path, stop):
     assert len(written[MAP_OBJECTS_TOPIC]) >= len(written[OBJECTS_TOPIC])  # the map node does not sleep
     with BagReader(out) as reader:
         assert reader.message_count == sum(len(m) for m in written.values())
+
+
+def test_bad_input_in_two_processes_is_counted_as_in_one(tmp_path):
+    """A cloud that does not decode as points and an undecodable /tf message: each node counts its drop, the replay
+    counts the input's once (every worker reads it), and every other frame comes out as in one process."""
+    from bag_mutation import mutated_copy
+
+    clean = tmp_path / "clean"
+    write_nuscenes_timed_bag(clean, duration_s=1.0)
+
+    def mutate(topic, index, message):
+        if topic == LIDAR_TOPIC and index == 4:
+            msg = message.decode()
+            msg.point_step = 0
+            return msg
+        if topic == "/tf" and index == 5:
+            return b"\x00\x01"  # not a TFMessage
+        return None
+
+    bag = tmp_path / "bad"
+    assert mutated_copy(clean, bag, mutate) == 2
+    one = replay_in_processes(bag, tmp_path / "one", TWO_GROUP_GRAPH, 1, progress=False)
+    two = replay_in_processes(bag, tmp_path / "two", TWO_GROUP_GRAPH, 2, progress=False)
+    assert messages_by_topic(tmp_path / "two") == messages_by_topic(tmp_path / "one")
+    assert two.drops == one.drops and sum(one.drops.values()) == 1 and "on /tf" in next(iter(one.drops))
+    assert [(r.name, dict(r.stats.drops)) for r in two.runners] == [(r.name, dict(r.stats.drops))
+                                                                     for r in one.runners]
+    assert all(sum(r.stats.drops.values()) == 1 for r in two.runners)
+
+
+def test_a_truncated_bag_in_two_processes_keeps_every_intact_message_as_in_one(tmp_path):
+    bag = tmp_path / "bag"
+    write_nuscenes_timed_bag(bag, duration_s=1.0, points_per_sweep=4000)  # several MCAP chunks
+    (mcap,) = bag.glob("*.mcap")
+    mcap.write_bytes(mcap.read_bytes()[: mcap.stat().st_size * 2 // 3])
+    one = replay_in_processes(bag, tmp_path / "one", TWO_GROUP_GRAPH, 1, progress=False)
+    two = replay_in_processes(bag, tmp_path / "two", TWO_GROUP_GRAPH, 2, progress=False)
+    written = messages_by_topic(tmp_path / "two")
+    assert written == messages_by_topic(tmp_path / "one") and 0 < len(written[OBJECTS_TOPIC]) < 20
+    assert two.damage == one.damage != [] and two.messages_in == one.messages_in
