@@ -40,11 +40,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--copy-inputs", action="store_true",
                         help="also copy every input topic the nodes read into the output bag (/tf and /tf_static "
                              "are always copied)")
-    parser.add_argument("--processes", type=int, default=None, metavar="N",
+    parser.add_argument("--processes", type=_at_least_one, default=None, metavar="N",
                         help="run the graph's independent node groups in up to N worker processes; 1: every node in "
                              "this process. Default: the cores this process may use. The geometric graph has two "
                              "groups, detection3d and segmentation -> occupancy (runtime.replay_processes)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def _at_least_one(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
 
 
 def bag_rig(bag: Path) -> Any:
