@@ -11,11 +11,12 @@ from pathlib import Path
 import pytest
 
 from perception3d.bench.graph import write_frame_bag
+from perception3d.core.models.options import usable_cores
 from perception3d.errors import BagError
 from perception3d.msgs.bag import BagReader
 from perception3d.runtime.bag import replay
 from perception3d.runtime.graph import FULL_GRAPH, LIDAR_TOPIC, Graph, GraphNode, GraphOutput
-from perception3d.runtime.replay_processes import independent_groups, replay_in_processes
+from perception3d.runtime.replay_processes import independent_groups, replay_in_processes, worker_cores
 from replay_fixtures import (
     CHAIN_GRAPH,
     MAP_OBJECTS_TOPIC,
@@ -27,6 +28,14 @@ from replay_fixtures import (
 )
 
 GEOMETRIC = ("detection3d", "segmentation", "occupancy")
+CORES = [", ".join(map(str, share)) for share in worker_cores(usable_cores(), 2)]  # two workers' shares here
+
+
+def test_workers_share_the_cores_out():
+    assert worker_cores([0, 1], 2) == [[0], [1]]
+    assert worker_cores([0, 1, 2, 3, 4], 2) == [[0, 2, 4], [1, 3]]
+    assert worker_cores([3], 2) == [[3], [3]]  # more workers than cores: one core each, shared
+    assert worker_cores([0, 1], 3) == [[0], [1], [0]]
 
 
 def messages_by_topic(bag: Path) -> dict[str, list[tuple[int, bytes]]]:
@@ -62,7 +71,8 @@ def test_geometric_graph_in_two_processes_writes_the_same_messages(tmp_path):
     assert (two.messages_in, two.messages_out) == (one.messages_in, one.messages_out)
     assert [r.name for r in two.runners] == list(GEOMETRIC)
     assert [r.stats.frames_processed for r in two.runners] == [r.stats.frames_processed for r in one.runners] == [3] * 3
-    assert "nodes in worker processes: detection3d; segmentation, occupancy" in two.format()
+    assert f"nodes in worker processes: detection3d (cores {CORES[0]}); segmentation, occupancy (cores {CORES[1]})" \
+        in two.format()
 
 
 class OtherCentroidNode(CentroidNode):
@@ -85,11 +95,13 @@ def test_process_count_and_groups(tmp_path):
     serial = messages_by_topic(tmp_path / "out")
     assert len(serial[OBJECTS_TOPIC]) == len(serial[MAP_OBJECTS_TOPIC]) == len(stamps["lidar"])
     summary = replay_in_processes(bag, tmp_path / "out2", THREE_GROUP_GRAPH, 2, progress=False)
-    assert "nodes in worker processes: centroid, other_centroid; map_centroid" in summary.warnings
+    assert (f"nodes in worker processes: centroid, other_centroid (cores {CORES[0]}); map_centroid (cores "
+            f"{CORES[1]})") in summary.warnings
     assert messages_by_topic(tmp_path / "out2") == serial
     assert [r.name for r in summary.runners] == ["centroid", "map_centroid", "other_centroid"]
     summary = replay_in_processes(bag, tmp_path / "out3", TWO_GROUP_GRAPH, 4, copy_inputs=True, progress=False)
-    assert "nodes in worker processes: centroid; map_centroid" in summary.warnings
+    assert f"nodes in worker processes: centroid (cores {CORES[0]}); map_centroid (cores {CORES[1]})" \
+        in summary.warnings
     copied = messages_by_topic(tmp_path / "out3")
     with BagReader(bag) as reader:  # the parent copies the inputs the workers read
         assert copied[LIDAR_TOPIC] == [(m.stamp_ns, bytes(m.rawdata)) for m in reader.messages([LIDAR_TOPIC])]

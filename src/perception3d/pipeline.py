@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .core.models.options import usable_cores
 from .data.convert import convert
 from .data.nuscenes_io import open_nuscenes
 from .data.simulated_2d import PRESETS
@@ -16,7 +17,7 @@ from .eval.keyframes import split_scenes
 from .eval.report import EvalReport, evaluate
 from .runtime.bag import ReplaySummary
 from .runtime.graph import FULL_GRAPH
-from .runtime.replay_processes import replay_in_processes, usable_cores
+from .runtime.replay_processes import replay_in_processes
 from .viz.bag_frame import load_frame
 from .viz.figure import render_frame
 
@@ -62,7 +63,7 @@ def run_preset(dataroot: Path, version: str, split: str, preset: str, work: Path
     outputs, summaries = [], []
     for bag in inputs:
         out = work / "out" / preset / bag.name
-        summaries.append(replay_in_processes(bag, out, graph, usable_cores(), config=config, progress=progress))
+        summaries.append(replay_in_processes(bag, out, graph, len(usable_cores()), config=config, progress=progress))
         outputs.append(out)
     report = evaluate(nusc, outputs, split, list(TASKS), work / "eval" / preset)
     run = PresetRun(preset, inputs, outputs, summaries, report)

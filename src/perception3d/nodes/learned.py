@@ -25,8 +25,8 @@ LEARNED_MODEL_PARAMS: tuple[Param, ...] = (
           choices=MODEL_BACKENDS),
     Param("device", "string", "auto", "auto (CUDA when available), cpu, cuda or cuda:N", pattern=DEVICE_PATTERN),
     Param("precision", "string", "fp32", "fp32, or fp16 (torch backend on CUDA only)", choices=PRECISIONS),
-    Param("threads", "int", 0, "CPU threads for inference (0 = the library's default, one per core, whatever "
-          "process_threads says)", 0, 64),
+    Param("threads", "int", 0, "CPU threads for inference (0 = one per core the process may use: its CPU "
+          "affinity, a replay worker's share; whatever process_threads says)", 0, 64),
     Param("warm_up", "bool", True, "run one frame at start so the first real frame pays no allocation"),
 )
 

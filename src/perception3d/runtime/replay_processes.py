@@ -33,6 +33,7 @@ from multiprocessing.connection import Connection, wait
 from pathlib import Path
 from typing import Any
 
+from ..core.models.options import usable_cores
 from ..errors import BagWriteError, ConfigError
 from ..msgs.bag import BagReader, BagWriter
 from ..msgs.qos import QosSpec
@@ -45,12 +46,13 @@ STOP_SIGNAL = signal.SIGUSR1  # the writing process to a worker: stop reading, s
 STOP_WAIT_S = 10.0  # how long the writing process waits for the stopped workers' reports
 
 
-def usable_cores() -> int:
-    """The number of cores this process may run on (its CPU affinity where the system tells it)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1
+def worker_cores(cores: Sequence[int], workers: int) -> list[list[int]]:
+    """Each worker's share of the cores (every other one, dealt in turn; one each, shared in turn, when the workers
+    outnumber them): a learned node's "one thread per core" (threads 0) then counts its worker's cores only, and
+    workers never size their thread pools for the whole machine."""
+    if workers <= len(cores):
+        return [list(cores[k::workers]) for k in range(workers)]
+    return [[cores[k % len(cores)]] for k in range(workers)]
 
 
 def independent_groups(graph: Graph, config: str | Path | None = None) -> list[Graph]:
@@ -90,16 +92,19 @@ def replay_in_processes(bag_path: str | Path, out_path: str | Path, graph: Graph
     writer = BagWriter(out_path, custom_data={"perception3d.source_bag": bag_path.name,  # refuses an existing path
                                               "perception3d.nodes": ",".join(n.name for n in graph.nodes)})
     summary = ReplaySummary(str(bag_path), str(out_path))
+    shares = worker_cores(usable_cores(), len(workers))
     summary.warnings.append("nodes in worker processes: " + "; ".join(
-        ", ".join(n.name for n in group.nodes) for group in workers))
+        f"{', '.join(n.name for n in group.nodes)} (cores {', '.join(map(str, share))})"
+        for group, share in zip(workers, shares)))
     context = multiprocessing.get_context("fork")  # the workers inherit the loaded modules and the graph
     pipes: list[Connection] = []
     processes_started: list[Any] = []
     try:
-        for group in workers:
+        for group, share in zip(workers, shares):
             receiver, sender = context.Pipe(duplex=False)
             _widen(sender)
-            worker = context.Process(target=_run_group, args=(bag_path, group, config, sender, log), daemon=True,
+            worker = context.Process(target=_run_group, args=(bag_path, group, config, share, sender, log),
+                                     daemon=True,
                                      name=f"replay {'+'.join(n.name for n in group.nodes)}")
             worker.start()
             sender.close()
@@ -269,10 +274,12 @@ class _PipeWriter:
         raise AssertionError("a worker copies no input: the writing process does")
 
 
-def _run_group(bag_path: Path, graph: Graph, config: str | Path | None, sender: Connection,
+def _run_group(bag_path: Path, graph: Graph, config: str | Path | None, cores: list[int], sender: Connection,
                log: Callable[[str], None] | None) -> None:
-    """A worker process: replay the group's nodes over the bag, sending ('ready', read topics), each published
-    message and ('done', summary), or ('raised', exception)."""
+    """A worker process on `cores`: replay the group's nodes over the bag, sending ('ready', read topics), each
+    published message and ('done', summary), or ('raised', exception)."""
+    with contextlib.suppress(AttributeError, OSError):  # not Linux, or not allowed: any core
+        os.sched_setaffinity(0, cores)
     for stop in (signal.SIGINT, signal.SIGTERM):  # a terminal or a service manager signals the whole process group:
         signal.signal(stop, signal.SIG_IGN)  # the parent decides when to stop (STOP_SIGNAL)
     signal.signal(STOP_SIGNAL, _stop)

@@ -12,7 +12,8 @@ benchmarks/results/threads.md: most of a replay's system time). So every host se
 - torch's intra-op pool, when torch is already imported, is set with torch.set_num_threads.
 
 A learned node's own `threads` parameter still sets its inference session (torch intra-op / onnxruntime intra-op;
-0 = one per core): measured, a replay that runs detector2d's torch model on one thread takes 126 s instead of 96 s.
+0 = one per core the process may use, core.models.options.usable_cores): measured, a replay that runs detector2d's
+torch model on one thread takes 126 s instead of 96 s.
 A process that runs several nodes (replay, bench) applies the largest count they ask for, and the libraries' defaults
 when any of them asks for 0.
 """

@@ -2,6 +2,7 @@
 parameters (nodes.learned), torch-free so that declaring those parameters imports no torch."""
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 from ...errors import ConfigError
@@ -17,7 +18,8 @@ class RunnerOptions:
     Attributes:
         device: 'auto', 'cpu', 'cuda' or 'cuda:N'.
         precision: 'fp32', or 'fp16' (torch backend on CUDA).
-        threads: CPU threads for inference (torch intra-op / onnxruntime intra-op; 0 = the library's default).
+        threads: CPU threads for inference (torch intra-op / onnxruntime intra-op; 0 = one per core this process
+            may use: `usable_cores`).
     """
 
     device: str = "auto"
@@ -33,3 +35,12 @@ class RunnerOptions:
 
 DEFAULT_OPTIONS = RunnerOptions()
 CPU_OPTIONS = RunnerOptions("cpu")
+
+
+def usable_cores() -> list[int]:
+    """The cores this process may run on (its CPU affinity: taskset, a container's cpuset, a replay worker's share),
+    or all of them where the system does not tell."""
+    try:
+        return sorted(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return list(range(os.cpu_count() or 1))

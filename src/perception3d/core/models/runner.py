@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from ...errors import ConfigError, ModelError
-from .options import DEFAULT_OPTIONS, DEVICE_PATTERN, RunnerOptions
+from .options import DEFAULT_OPTIONS, DEVICE_PATTERN, RunnerOptions, usable_cores
 
 
 def resolve_device(device: str) -> torch.device:
@@ -45,9 +45,9 @@ class TorchRunner:
         self.half = options.precision == "fp16"
         if self.half and self.device.type != "cuda":
             raise ConfigError(f"precision 'fp16' needs a CUDA device (the model runs on {self.device})")
-        # 0: one thread per core, torch's own default, also where the host's thread policy (runtime.threads) has
+        # 0: one thread per core the process may use, also where the host's thread policy (runtime.threads) has
         # shrunk the process's pools for the numpy work of the LiDAR nodes
-        torch.set_num_threads(options.threads or os.cpu_count() or 1)
+        torch.set_num_threads(options.threads or len(usable_cores()))
         self.network = network.to(self.device).eval()
 
     def __call__(self, *inputs: np.ndarray) -> tuple[np.ndarray, ...]:
@@ -76,7 +76,9 @@ def onnx_session(path: Path, options: RunnerOptions = DEFAULT_OPTIONS):
         index = torch.device(options.device).index if options.device.startswith("cuda") else None
         providers.insert(0, ("CUDAExecutionProvider", {"device_id": index or 0}))
     session_options = ort.SessionOptions()
-    session_options.intra_op_num_threads = options.threads
+    cores = len(usable_cores())
+    # 0: onnxruntime's default (one per physical core of the machine) unless this process may use fewer cores
+    session_options.intra_op_num_threads = options.threads or (cores if cores < (os.cpu_count() or cores) else 0)
     try:
         return ort.InferenceSession(source, session_options, providers=providers)
     except Exception as exc:  # onnxruntime raises its own exception types for unparsable or invalid models
