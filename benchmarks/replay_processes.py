@@ -26,6 +26,7 @@ def main() -> None:
     parser.add_argument("--bag", type=Path, default=None,
                         help="replay this converted scene (seed 0, 8 s, good 2D) instead of synthesizing it")
     args = parser.parse_args()
+    idle_load = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="p3d-processes-") as tmp:
         work = Path(tmp)
         bag = args.bag or scene_bag(work)
@@ -47,12 +48,14 @@ def main() -> None:
              "boxes, 160 sweeps) through the geometric graph; with 2 the worker processes run detection3d and "
              "segmentation -> occupancy (runtime.replay_processes). Each replay in its own process (start-up "
              f"included), {args.rounds} rounds, the two settings alternating; the figures are in round order. CPU "
-             "seconds are the replay's and its workers'. 1-minute load average at each run's start: "
+             "seconds are the replay's and its workers'. 1-minute load average before the scene's synthesis "
+             f"{idle_load:.1f}, and at each run's start (the synthesis and the runs before raise it): "
              f"{', '.join(f'{x:.1f}' for x in loads)}; {os.cpu_count()} cores.")
     table = format_table(["--processes", "wall [s]", "CPU (user + system) [s]", "real-time factor"], rows)
     print(write_results(RESULTS, "replay_processes",
                         "Replay in one process and in two worker processes (benchmarks/replay_processes.py)",
-                        table, {"runs": {str(k): v for k, v in runs.items()}, "loads": loads}, notes))
+                        table, {"runs": {str(k): v for k, v in runs.items()}, "loads": loads, "idle_load": idle_load},
+                        notes))
 
 
 if __name__ == "__main__":
