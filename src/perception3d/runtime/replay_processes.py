@@ -11,14 +11,14 @@ the sweep's ground itself instead of reusing detection3d's, nodes.shared_sweep, 
 interleaving of different topics in the file differs.
 
 A graph whose nodes all depend on each other (detector2d feeds detection3d and segmentation) is one group: it
-replays in this process. This is the bag runtime's counterpart of running nodes in separate processes on ROS 2
-(`ros2 launch perception3d full.launch.py`, without `single_process:=true`).
+replays in this process. This is the bag runtime's counterpart of `ros2 launch perception3d full.launch.py
+process_groups:=true` (runtime.launch_plan), which starts a process per group on ROS 2.
 
-Ctrl-C or SIGTERM stop the parent: it tells the workers to stop (STOP_SIGNAL: each ends its data pass as a replay
-in one process does on Ctrl-C), writes what they sent before stopping, reads their reports, closes the output bag
-and reports the replay interrupted. The workers ignore SIGINT (a terminal sends it to the whole process group) so
-that only the parent decides. A worker that fails (an exception in a node's set-up, a bag the worker cannot read)
-makes the parent stop the others and raise the same exception.
+Ctrl-C or SIGTERM stop the parent: it tells the workers to stop (STOP_SIGNAL: each ends its data pass as a replay in
+one process does on Ctrl-C), writes what they sent before stopping, reads their reports, closes the output bag and
+reports the replay interrupted. The workers ignore SIGINT and SIGTERM (a terminal or a service manager signals the
+whole process group) so that only the parent decides. A worker that fails (an exception in a node's set-up, a bag
+the worker cannot read) makes the parent stop the others and raise the same exception.
 """
 from __future__ import annotations
 
@@ -27,7 +27,6 @@ import multiprocessing
 import os
 import signal
 import time
-from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from multiprocessing.connection import Connection, wait
 from pathlib import Path
@@ -265,10 +264,10 @@ class _PipeWriter:
         self._topics.setdefault(topic, (msgtype, qos))
 
     def write(self, topic: str, stamp_ns: int, msg: Any, qos: QosSpec) -> None:
-        msgtype, qos = self._topics[topic]
+        msgtype, declared_qos = self._topics[topic]  # as BagWriter: the QoS the topic was added with
         data = bytes(self._store.serialize_cdr(msg, msgtype))
         with _stop_held():  # a stop between two writes of one message would leave half of it in the pipe
-            self._sender.send(("message", (topic, msgtype, qos, int(stamp_ns), data)))
+            self._sender.send(("message", (topic, msgtype, declared_qos, int(stamp_ns), data)))
 
     def write_raw(self, topic: str, stamp_ns: int, data: bytes | memoryview) -> None:
         raise AssertionError("a worker copies no input: the writing process does")
@@ -293,7 +292,6 @@ def _run_group(bag_path: Path, graph: Graph, config: str | Path | None, cores: l
             run_messages(reader, _PipeWriter(sender), nodes, read_topics, set(), False, summary)
         signal.pthread_sigmask(signal.SIG_BLOCK, {STOP_SIGNAL})  # stopped or done: the report goes out whole
         summary.runners = [RunnerReport.of(runner) for runner in nodes.runners]
-        summary.drops = Counter(summary.drops)
         sender.send(("done", summary))
     except BaseException as exc:  # every failure goes to the parent, which raises it
         try:
