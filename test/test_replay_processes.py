@@ -106,7 +106,7 @@ def test_process_count_and_groups(tmp_path):
     with BagReader(bag) as reader:  # the parent copies the inputs the workers read
         assert copied[LIDAR_TOPIC] == [(m.stamp_ns, bytes(m.rawdata)) for m in reader.messages([LIDAR_TOPIC])]
     summary = replay_in_processes(bag, tmp_path / "out4", CHAIN_GRAPH, 2, progress=False)
-    assert any("all depend on each other" in w for w in summary.warnings)
+    assert any("all linked by topics (one group)" in w for w in summary.warnings)
     assert summary.runners[1].stats.outputs == len(stamps["lidar"])
 
 

@@ -10,7 +10,7 @@ the same order, as a replay in one process: a node's outputs depend only on its 
 the sweep's ground itself instead of reusing detection3d's, nodes.shared_sweep, with the same result). Only the
 interleaving of different topics in the file differs.
 
-A graph whose nodes all depend on each other (detector2d feeds detection3d and segmentation) is one group: it
+A graph whose nodes are all linked by topics (detector2d feeds detection3d and segmentation) is one group: it
 replays in this process. This is the bag runtime's counterpart of `ros2 launch perception3d full.launch.py
 process_groups:=true` (runtime.launch_plan), which starts a process per group on ROS 2.
 
@@ -82,9 +82,9 @@ def replay_in_processes(bag_path: str | Path, out_path: str | Path, graph: Graph
     if len(groups) == 1:
         summary = replay(bag_path, out_path, graph, config, copy_inputs, progress, log)
         if processes > 1:
-            summary.warnings.append(f"the nodes {[n.name for n in graph.nodes]} all depend on each other: they ran "
-                                    f"in one process" if forks else "this system cannot fork: the nodes ran in one "
-                                    "process")
+            names = [n.name for n in graph.nodes]
+            summary.warnings.append(f"the nodes {names} are all linked by topics (one group): they ran in one process"
+                                    if forks else "this system cannot fork: the nodes ran in one process")
         return summary
     workers = [_merge(groups[k::processes], graph) for k in range(min(processes, len(groups)))]
     bag_path, out_path = Path(bag_path), Path(out_path)
