@@ -8,7 +8,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .core.models.options import usable_cores
 from .data.convert import convert
 from .data.nuscenes_io import open_nuscenes
 from .data.simulated_2d import PRESETS
@@ -63,7 +62,7 @@ def run_preset(dataroot: Path, version: str, split: str, preset: str, work: Path
     outputs, summaries = [], []
     for bag in inputs:
         out = work / "out" / preset / bag.name
-        summaries.append(replay_in_processes(bag, out, graph, len(usable_cores()), config=config, progress=progress))
+        summaries.append(replay_in_processes(bag, out, graph, config=config, progress=progress))
         outputs.append(out)
     report = evaluate(nusc, outputs, split, list(TASKS), work / "eval" / preset)
     run = PresetRun(preset, inputs, outputs, summaries, report)

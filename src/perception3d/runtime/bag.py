@@ -307,8 +307,7 @@ def replay(bag_path: str | Path, out_path: str | Path, graph: Graph, config: str
     bag_path, out_path = Path(bag_path), Path(out_path)
     nodes = NodeSet.build(graph, config, log)
     summary = ReplaySummary(str(bag_path), str(out_path), runners=list(nodes.runners))
-    writer = BagWriter(out_path, custom_data={"perception3d.source_bag": bag_path.name,  # refuses an existing path
-                                              "perception3d.nodes": ",".join(r.name for r in nodes.runners)})
+    writer = output_bag(bag_path, out_path, graph)
 
     with BagReader(bag_path, tolerant=True) as reader:
         tf_topics = nodes.start(reader, summary)
@@ -319,6 +318,17 @@ def replay(bag_path: str | Path, out_path: str | Path, graph: Graph, config: str
         except BagWriteError as exc:
             summary.output_error = str(exc)
     return summary
+
+
+def output_bag(bag_path: Path, out_path: Path, graph: Graph) -> BagWriter:
+    """The (not yet opened) output bag of a replay of graph's nodes over bag_path, which records both in its
+    metadata.
+
+    Raises:
+        BagError: out_path exists (bags are never overwritten).
+    """
+    return BagWriter(out_path, custom_data={"perception3d.source_bag": bag_path.name,
+                                            "perception3d.nodes": ",".join(node.name for node in graph.nodes)})
 
 
 def add_copied_topics(writer: OutputSink, reader: BagReader, copied: set[str]) -> None:

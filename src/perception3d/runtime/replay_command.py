@@ -117,7 +117,6 @@ def rig_parameter_file(config: Path | None, rig: Any, folder: Path) -> tuple[Pat
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..core.models.options import usable_cores
     from ..msgs.bag import interrupt_once
     from ..nodes.params import load_parameters
     from .bag import parse_remaps
@@ -142,8 +141,7 @@ def run(args: argparse.Namespace) -> int:
                       f"{rig.keyframes} keyframes): LiDARs {list(rig.lidars)}, camera offsets "
                       + ", ".join(f"{c} {rig.camera_offsets_s[c]:+.4f} s" for c in rig.cameras))
         with interrupt_once():  # a second Ctrl-C cannot cut the closing of the output bag or this report short
-            processes = len(usable_cores()) if args.processes is None else args.processes
-            summary = replay_in_processes(args.bag, args.out, graph, processes, config=config,
+            summary = replay_in_processes(args.bag, args.out, graph, args.processes, config=config,
                                           copy_inputs=args.copy_inputs, progress=not args.no_progress)
             print(summary.format())
     if summary.output_error:

@@ -37,7 +37,16 @@ from ..errors import BagWriteError, ConfigError
 from ..msgs.bag import BagReader, BagWriter
 from ..msgs.qos import QosSpec
 from ..msgs.typestore import typestore
-from .bag import NodeSet, ReplaySummary, RunnerReport, add_copied_topics, graph_parameters, replay, run_messages
+from .bag import (
+    NodeSet,
+    ReplaySummary,
+    RunnerReport,
+    add_copied_topics,
+    graph_parameters,
+    output_bag,
+    replay,
+    run_messages,
+)
 from .graph import TF_STATIC_TOPIC, TF_TOPIC, Graph, linked_groups
 
 F_SETPIPE_SZ = 1031  # fcntl.h (Linux)
@@ -66,15 +75,18 @@ def independent_groups(graph: Graph, config: str | Path | None = None) -> list[G
     return [graph.select(names) for names in linked_groups(ports)]
 
 
-def replay_in_processes(bag_path: str | Path, out_path: str | Path, graph: Graph, processes: int = 2,
+def replay_in_processes(bag_path: str | Path, out_path: str | Path, graph: Graph, processes: int | None = None,
                         config: str | Path | None = None, copy_inputs: bool = False, progress: bool = True,
                         log: Callable[[str], None] | None = None) -> ReplaySummary:
-    """runtime.bag.replay with the graph's independent node groups in up to `processes` worker processes (groups
-    beyond that share a worker, in turn); a graph of one group replays in this process.
+    """runtime.bag.replay with the graph's independent node groups in up to `processes` worker processes (None:
+    as many as the cores this process may use; groups beyond that share a worker, in turn); a graph of one group
+    replays in this process.
 
     Arguments, errors and the summary are runtime.bag.replay's; the summary's runners are RunnerReports, in graph
     order, and a warning says how the nodes were split.
     """
+    if processes is None:
+        processes = len(usable_cores())
     if processes < 1:
         raise ConfigError(f"processes must be at least 1, got {processes}")
     forks = "fork" in multiprocessing.get_all_start_methods()
@@ -88,8 +100,7 @@ def replay_in_processes(bag_path: str | Path, out_path: str | Path, graph: Graph
         return summary
     workers = [_merge(groups[k::processes], graph) for k in range(min(processes, len(groups)))]
     bag_path, out_path = Path(bag_path), Path(out_path)
-    writer = BagWriter(out_path, custom_data={"perception3d.source_bag": bag_path.name,  # refuses an existing path
-                                              "perception3d.nodes": ",".join(n.name for n in graph.nodes)})
+    writer = output_bag(bag_path, out_path, graph)
     summary = ReplaySummary(str(bag_path), str(out_path))
     shares = worker_cores(usable_cores(), len(workers))
     summary.warnings.append("nodes in worker processes: " + "; ".join(
