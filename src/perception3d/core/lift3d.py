@@ -72,6 +72,7 @@ from .segments import (
     point_sum,
     size_log_prior,
     slide_to_depth,
+    surface_distance,
 )
 from .sorted_runs import run_indices, run_starts
 from .view_frustums import ViewFrustums, checked_frustums, view_frustums
@@ -868,12 +869,8 @@ def _pad_groups(points: np.ndarray, start: np.ndarray, count: np.ndarray) -> tup
 def _outline_distance(centers, sizes_lwh, yaws, box_of, padded, valid) -> np.ndarray:
     """Mean bird's-eye-view distance (M,) [m] of the cluster points of box m's 2D box b = box_of[m] (padded
     (B, K, 3), valid (B, K)) to the box outline: points on the visible faces of a well-fitting box are near 0."""
-    ax, ay = box_frame_excess(padded[..., :2], box_of, centers, sizes_lwh, (np.cos(yaws), np.sin(yaws)))  # (K, M)
-    depth = -np.maximum(ax, ay)  # how deep inside the footprint (negative outside)
-    np.maximum(ax, 0.0, out=ax)
-    np.maximum(ay, 0.0, out=ay)
-    # The distance outside the footprint is 0 inside, where the depth is >= 0 (np.hypot: ~3x the time).
-    outline = np.maximum(depth, np.sqrt(ax**2 + ay**2))
+    outline = surface_distance(box_frame_excess(padded[..., :2], box_of, centers, sizes_lwh,
+                                                (np.cos(yaws), np.sin(yaws))))  # (K, M)
     return point_sum(np.where(gather_groups(valid.T, box_of), outline, 0.0)) / np.maximum(valid.sum(axis=1), 1)[box_of]
 
 
