@@ -269,8 +269,9 @@ def _lift_classes(norm: np.ndarray, clipped: np.ndarray, limits: np.ndarray, ran
     det = clipped[pair_box].astype(f32)
     # float32 thresholds that pass the same float32 IoUs as the float64 ones (the comparison stays in float32).
     threshold = _float32_floor(iou_threshold)[pair_box, None]
-    grid_sizes = [len(_size_grid(r.width, r.length)) for r in ranges]
-    grid = np.vstack([_size_grid(r.width, r.length) for r in ranges])  # all size ranges' (w, l), S_0 + S_1 + ...
+    grids = [_size_grid(r.width, r.length) for r in ranges]
+    grid_sizes = [len(g) for g in grids]
+    grid = np.vstack(grids)  # all size ranges' (w, l), S_0 + S_1 + ...
     grid_start = np.cumsum(grid_sizes) - grid_sizes
     row_start = np.append(np.searchsorted(pair_box, np.cumsum(counts) - counts), len(pair_box))
     found = []  # per size range: candidate rows, sizes (into grid) and IoU of the candidates above the threshold
