@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from bag_mutation import mutated_copy
 from perception3d.bench.graph import write_frame_bag
 from perception3d.core.models.options import usable_cores
 from perception3d.errors import BagError
@@ -155,8 +156,6 @@ def test_interrupted_replay_in_processes_leaves_a_readable_bag(tmp_path, stop):
 def test_bad_input_in_two_processes_is_counted_as_in_one(tmp_path):
     """A cloud that does not decode as points and an undecodable /tf message: each node counts its drop, the replay
     counts the input's once (every worker reads it), and every other frame comes out as in one process."""
-    from bag_mutation import mutated_copy
-
     clean = tmp_path / "clean"
     write_nuscenes_timed_bag(clean, duration_s=1.0)
 
