@@ -5,7 +5,8 @@ replays detection3d alone (a few minutes per world and preset on 2 cores, agains
 Per world and preset: the devkit's AP of the class and the car ATE (nuscenes-devkit, detection_cvpr_2019, the same
 keyframes as world_v2_scores). Then every annotated object of the class that the devkit scores is matched to the
 nearest prediction of its class in its keyframe: per range from the ego, the share placed within 0.5 m and the mean
-error along and across the object's long side (a barrier's long side runs along its row; a car's along its heading).
+error along and across the object's long side (a barrier's long side runs along its row; a car's along its heading);
+per number of LiDAR returns inside the annotated box, the objects' share and the share placed within 0.5 m.
 
     PYTHONPATH=<checkout>/src .venv/bin/python benchmarks/world_v2_placement.py WORK [--out benchmarks/results] \
         [--name world_v2_placement] [--class barrier] [--presets perfect good] [--worlds 1:7 2:8]
@@ -37,6 +38,7 @@ from perception3d.runtime.bag import replay
 from perception3d.runtime.graph import FULL_GRAPH
 
 RANGES_M = ((0.0, 10.0), (10.0, 20.0), (20.0, 30.0), (30.0, 50.0))
+RETURNS = ((1, 3), (3, 6), (6, 15), (15, None))  # LiDAR returns inside the annotated box (the devkit's num_pts)
 PLACED_M = 0.5
 
 
@@ -102,6 +104,20 @@ def placement_by_range(evaluator, detection_class: str) -> list[dict]:
     return out
 
 
+def placement_by_returns(evaluator, detection_class: str) -> list[dict]:
+    """Per RETURNS bucket: objects of the class the devkit scores, their share of all of them, and the share placed
+    within PLACED_M of the nearest prediction."""
+    rows = np.array([(box.num_pts, np.inf if nearest is None else np.hypot(*nearest))
+                     for _, box, nearest in nearest_predictions(evaluator, detection_class)]).reshape(-1, 2)
+    out = []
+    for low, high in RETURNS:
+        band = rows[(rows[:, 0] >= low) & (rows[:, 0] < (np.inf if high is None else high))]
+        out.append({"returns": [low, high], "objects": len(band),
+                    "object_share": len(band) / len(rows) if len(rows) else float("nan"),
+                    "placed_share": float(np.mean(band[:, 1] < PLACED_M)) if len(band) else float("nan")})
+    return out
+
+
 def world_seed(text: str) -> tuple[int, int]:
     """'VERSION:SEED' (e.g. '2:9') as (version, seed)."""
     version, _, seed = text.partition(":")
@@ -140,7 +156,8 @@ def main() -> None:
             name = f"{world}, {preset} 2D"
             results[name] = {"class_ap": det.class_ap, "map_present": det.map_present,
                              "car_ate_m": det.class_tp_errors["car"]["trans_err"],
-                             "placement": placement_by_range(evaluator, args.detection_class)}
+                             "placement": placement_by_range(evaluator, args.detection_class),
+                             "placement_by_returns": placement_by_returns(evaluator, args.detection_class)}
             print(f"{name}: done", flush=True)
     c = args.detection_class
     rows = [[name, f"{p['range_m'][0]:.0f}-{p['range_m'][1]:.0f}", p["objects"], f"{p['placed_share']:.2f}",
@@ -151,11 +168,18 @@ def main() -> None:
                            f"{r['map_present']:.4f}", f"{r['car_ate_m']:.4f}"] for name, r in results.items()])
     table += "\n\n" + format_table(["graph", "range [m]", f"{c}s scored", f"placed within {PLACED_M} m",
                                      "error along the long side [m]", "across it [m]"], rows)
+    rows = [[name, f"{p['returns'][0]}-{p['returns'][1] - 1}" if p["returns"][1] else f">= {p['returns'][0]}",
+             p["objects"], f"{p['object_share']:.2f}", f"{p['placed_share']:.2f}"]
+            for name, r in results.items() for p in r["placement_by_returns"] if p["objects"]]
+    table += "\n\n" + format_table(["graph", "LiDAR returns in the box", f"{c}s scored", "share of them",
+                                     f"placed within {PLACED_M} m"], rows)
     notes = (f"Run {started} to {time.strftime('%H:%M UTC', time.gmtime())}; 1-minute load average {load_start:.1f} at "
              f"the start and {os.getloadavg()[0]:.1f} at the end (scores do not depend on it). detection3d alone with "
              "default parameters, one 20 s scene per world (world_v2_scores' scenes unless --worlds names others). "
              "Every annotated object of the class that the devkit scores is matched to the nearest prediction of its "
-             "class in its keyframe; the errors are means over those within 2 m of one, the share counts all of them.")
+             "class in its keyframe; the errors are means over those within 2 m of one, the share counts all of them. "
+             "The last table splits the same objects by the LiDAR returns inside their annotated box (the devkit's "
+             "num_pts, every range).")
     path = write_results(args.out, args.name, f"detection3d placement on world v1 and world v2 ({c})", table,
                          results, notes)
     print(table)
