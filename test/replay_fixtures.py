@@ -128,6 +128,7 @@ class CentroidNode(NodeDefinition):
     name = "centroid"
     description = "test fixture"
     parameters = (Param("sleep_s", "float", 0.0, "seconds to sleep per frame (slow-node tests)", 0.0, 1.0),
+                  Param("busy_s", "float", 0.0, "CPU seconds to spend per frame (CPU-time tests)", 0.0, 1.0),
                   Param("output_frame", "string", "base_link", "frame of the reported centroid"))
     camera_streams = ("camera_info", "detections")
     outputs = (OutputSpec("~/output/objects", "vision_msgs/msg/Detection3DArray", label_classes=("car",)),)
@@ -139,6 +140,9 @@ class CentroidNode(NodeDefinition):
         with timer.stage("infer"):
             centroid = pts.mean(axis=0)
             time.sleep(self.params["sleep_s"])
+            busy_until = time.process_time() + self.params["busy_s"]
+            while time.process_time() < busy_until:
+                pass
         with timer.stage("post"):
             names = sorted(frame.cameras)
             n = len(names)
@@ -160,7 +164,7 @@ class MapCentroidNode(CentroidNode):
     """Test node: CentroidNode under another name, reporting in map by default."""
 
     name = "map_centroid"
-    parameters = (Param("sleep_s", "float", 0.0, "seconds to sleep per frame (slow-node tests)", 0.0, 1.0),
+    parameters = (*CentroidNode.parameters[:2],
                   Param("output_frame", "string", "map", "frame of the reported centroid"))
 
 

@@ -111,6 +111,22 @@ def test_process_count_and_groups(tmp_path):
     assert summary.runners[1].stats.outputs == len(stamps["lidar"])
 
 
+def test_the_summary_gives_the_cpu_time_of_each_process(tmp_path):
+    bag = tmp_path / "bag"
+    sweeps = len(write_nuscenes_timed_bag(bag, duration_s=0.5)["lidar"])
+    config = tmp_path / "busy.yaml"
+    config.write_text("/**:\n  ros__parameters: {}\ncentroid:\n  ros__parameters:\n    busy_s: 0.05\n")
+    busy = sweeps * 0.05  # CPU seconds the centroid node spends, at least
+    one = replay_in_processes(bag, tmp_path / "one", TWO_GROUP_GRAPH, 1, config=config, progress=False)
+    assert set(one.cpu_s) == {"replay"}
+    assert one.cpu_s["replay"] >= busy and one.wall_s >= busy
+    two = replay_in_processes(bag, tmp_path / "two", TWO_GROUP_GRAPH, 2, config=config, progress=False)
+    assert set(two.cpu_s) == {"worker centroid", "worker map_centroid", "writer"}
+    assert two.cpu_s["worker centroid"] >= busy > two.cpu_s["worker map_centroid"]  # each worker counts its own
+    assert two.cpu_s["writer"] < busy  # the writing process runs no node
+    assert "s CPU (worker " in two.format() and "writer" in two.format()
+
+
 def test_a_worker_that_cannot_start_raises_its_error_and_writes_nothing(tmp_path):
     bag = tmp_path / "bag"
     write_nuscenes_timed_bag(bag, duration_s=0.2)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import math
+import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -65,6 +66,13 @@ class ReplaySummary:
     last_drop: dict[str, str] = field(default_factory=dict)  # reason -> the last such drop, with its bag position
     damage: list[str] = field(default_factory=list)  # damaged regions of the input skipped by the record reader
     warnings: list[str] = field(default_factory=list)
+    wall_s: float = 0.0  # the replay's wall-clock time, set-up and closing included [s]
+    cpu_s: dict[str, float] = field(default_factory=dict)  # CPU time (user + system, all threads) [s] per process
+
+    def cpu_line(self) -> str:
+        """'time: W s wall, C s CPU (process c, ...)': how many cores the replay kept busy, and where."""
+        parts = ", ".join(f"{name} {seconds:.1f}" for name, seconds in self.cpu_s.items())
+        return f"time: {self.wall_s:.1f} s wall, {sum(self.cpu_s.values()):.1f} s CPU ({parts})"
 
     def drop(self, reason: str, text: str) -> None:
         """Count one replay-level drop; `text` names the message (topic, bag position, log time) and the error."""
@@ -79,6 +87,8 @@ class ReplaySummary:
                  if self.error else "done")
         lines = [f"replay {state}: {self.input_bag} -> {self.output_bag}",
                  f"messages read: {self.messages_in}, written: {self.messages_out}"]
+        if self.cpu_s:
+            lines.append(self.cpu_line())
         if self.damage:
             lines.append(f"input damaged: {len(self.damage)} region(s) skipped, every intact message before and "
                          f"after was read:")
@@ -304,6 +314,7 @@ def replay(bag_path: str | Path, out_path: str | Path, graph: Graph, config: str
     Returns the summary; `summary.interrupted` is True after Ctrl-C / SIGTERM and `summary.error` says why reading
     stopped on a truncated or corrupt input; in both cases the output is closed cleanly and keeps what was written.
     """
+    started, cpu_started = time.perf_counter(), time.process_time()
     bag_path, out_path = Path(bag_path), Path(out_path)
     nodes = NodeSet.build(graph, config, log)
     summary = ReplaySummary(str(bag_path), str(out_path), runners=list(nodes.runners))
@@ -317,6 +328,8 @@ def replay(bag_path: str | Path, out_path: str | Path, graph: Graph, config: str
                          summary)
         except BagWriteError as exc:
             summary.output_error = str(exc)
+    summary.cpu_s["replay"] = time.process_time() - cpu_started
+    summary.wall_s = time.perf_counter() - started
     return summary
 
 

@@ -85,6 +85,7 @@ def replay_in_processes(bag_path: str | Path, out_path: str | Path, graph: Graph
     Arguments, errors and the summary are runtime.bag.replay's; the summary's runners are RunnerReports, in graph
     order, and a warning says how the nodes were split.
     """
+    started, cpu_started = time.perf_counter(), time.process_time()
     if processes is None:
         processes = len(usable_cores())
     if processes < 1:
@@ -131,6 +132,8 @@ def replay_in_processes(bag_path: str | Path, out_path: str | Path, graph: Graph
             worker.join()
     order = [n.name for n in graph.nodes]
     summary.runners.sort(key=lambda report: order.index(report.name))
+    summary.cpu_s["writer"] = time.process_time() - cpu_started
+    summary.wall_s = time.perf_counter() - started
     return summary
 
 
@@ -236,6 +239,7 @@ def _add_report(summary: ReplaySummary, worker: ReplaySummary) -> None:
     summary.runners += worker.runners
     summary.damage = summary.damage or worker.damage
     summary.warnings += [w for w in worker.warnings if w not in summary.warnings]
+    summary.cpu_s.update(worker.cpu_s)
     for reason, count in worker.drops.items():
         if count > summary.drops[reason]:
             summary.drops[reason] = count
@@ -288,6 +292,7 @@ def _run_group(bag_path: Path, graph: Graph, config: str | Path | None, cores: l
                log: Callable[[str], None] | None) -> None:
     """A worker process on `cores`: replay the group's nodes over the bag, sending ('ready', read topics), each
     published message and ('done', summary), or ('raised', exception)."""
+    cpu_started = time.process_time()
     with contextlib.suppress(AttributeError, OSError):  # not Linux, or not allowed: any core
         os.sched_setaffinity(0, cores)
     for stop in (signal.SIGINT, signal.SIGTERM):  # a terminal or a service manager signals the whole process group:
@@ -303,6 +308,7 @@ def _run_group(bag_path: Path, graph: Graph, config: str | Path | None, cores: l
             run_messages(reader, _PipeWriter(sender), nodes, read_topics, set(), False, summary)
         signal.pthread_sigmask(signal.SIG_BLOCK, {STOP_SIGNAL})  # stopped or done: the report goes out whole
         summary.runners = [RunnerReport.of(runner) for runner in nodes.runners]
+        summary.cpu_s[f"worker {'+'.join(node.name for node in graph.nodes)}"] = time.process_time() - cpu_started
         sender.send(("done", summary))
     except BaseException as exc:  # every failure goes to the parent, which raises it
         try:
