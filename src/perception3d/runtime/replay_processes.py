@@ -132,6 +132,7 @@ def replay_in_processes(bag_path: str | Path, out_path: str | Path, graph: Graph
             worker.join()
     order = [n.name for n in graph.nodes]
     summary.runners.sort(key=lambda report: order.index(report.name))
+    summary.cpu_s = dict(sorted(summary.cpu_s.items()))  # the workers report in the order they finish
     summary.cpu_s["writer"] = time.process_time() - cpu_started
     summary.wall_s = time.perf_counter() - started
     return summary
