@@ -67,9 +67,9 @@ def write_frame_bag(path: Path, sweeps: int = SWEEPS, frame: Frame | None = None
 
 
 def _scene_replays(work: Path) -> dict[int, dict]:
-    """{processes: {'scene_s', 'wall_s', 'real_time_factor', 'cpu_s': {process: s}}} of a converted 8 s synthetic
-    scene replayed in this process (1) and with the graph's two node groups in two worker processes (2), one after
-    the other."""
+    """{processes: {'scene_s', 'wall_s', 'real_time_factor', 'cpu_s': {process: s}, 'time': the summary's
+    cpu_line}} of a converted 8 s synthetic scene replayed in this process (1) and with the graph's two node groups
+    in two worker processes (2), one after the other."""
     from ..data.convert import convert
     from ..data.simulated_2d import PRESETS
     from ..pipeline import synthetic_dataroot
@@ -81,14 +81,8 @@ def _scene_replays(work: Path) -> dict[int, dict]:
         summary = replay_in_processes(bag, work / f"out{processes}", FULL_GRAPH.select(NODES), processes,
                                       progress=False)
         out[processes] = {"scene_s": 8.0, "wall_s": summary.wall_s, "real_time_factor": 8.0 / summary.wall_s,
-                          "cpu_s": summary.cpu_s}
+                          "cpu_s": summary.cpu_s, "time": summary.cpu_line()}
     return out
-
-
-def _cpu_text(replay: dict) -> str:
-    """'C s CPU: process c, ...' of a _scene_replays entry."""
-    return f"{sum(replay['cpu_s'].values()):.1f} s CPU: " + ", ".join(
-        f"{name} {seconds:.1f}" for name, seconds in replay["cpu_s"].items())
 
 
 def run(out_dir: Path) -> Path:
@@ -128,11 +122,10 @@ def run(out_dir: Path) -> Path:
              "(nodes.shared_sweep). 'first frame' is the "
              "first sweep's total, with whatever a node builds on its first sweep. Replay real-time factor on an 8 s "
              "synthetic scene with JPEG images and simulated 2D detections (reading and writing included): "
-             f"{replays[1]['real_time_factor']:.2f}x ({replays[1]['wall_s']:.1f} s wall, {_cpu_text(replays[1])}) in "
-             f"one process; {replays[2]['real_time_factor']:.2f}x ({replays[2]['wall_s']:.1f} s wall, "
-             f"{_cpu_text(replays[2])}) with detection3d and segmentation -> occupancy in two worker processes "
-             "(`perception3d replay --processes 2`, runtime.replay_processes; segmentation then computes the ground "
-             "itself; the writer process copies /tf and writes the bag), run right after. 2x real time on two cores "
-             "needs at most 8 s of CPU for the scene, all of it in parallel. "
+             f"{replays[1]['real_time_factor']:.2f}x ({replays[1]['time']}) in one process; "
+             f"{replays[2]['real_time_factor']:.2f}x ({replays[2]['time']}) with detection3d and segmentation -> "
+             "occupancy in two worker processes (`perception3d replay --processes 2`, runtime.replay_processes; "
+             "segmentation then computes the ground itself; the writer process copies /tf and writes the bag), run "
+             "right after. 2x real time on two cores needs at most 8 s of CPU for the scene, all of it in parallel. "
              f"Load average at start: {load:.1f}.")
     return write_results(out_dir, "graph", "Geometric graph latency (perception3d bench graph)", table, data, notes)
