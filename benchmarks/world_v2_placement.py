@@ -78,11 +78,12 @@ def box_yaw(box) -> float:
     return quat_xyzw_to_yaw(np.roll(box.rotation, -1))
 
 
-def placement_by_range(evaluator, detection_class: str) -> list[dict]:
-    """Per RANGES_M: objects of the class the devkit scores, share within PLACED_M of the nearest prediction, mean
-    error along / across the long side [m] (of the objects within 2 m of one)."""
+def placement_by_range(matches: list) -> list[dict]:
+    """Per RANGES_M, of the `nearest_predictions` matches: objects of the class the devkit scores, share within
+    PLACED_M of the nearest prediction, mean error along / across the long side [m] (of the objects within 2 m of
+    one)."""
     rows = []  # (ego distance, error, along the long side, across it)
-    for _, box, nearest in nearest_predictions(evaluator, detection_class):
+    for _, box, nearest in matches:
         if nearest is None:
             rows.append((box.ego_dist, np.inf, np.nan, np.nan))
             continue
@@ -104,11 +105,11 @@ def placement_by_range(evaluator, detection_class: str) -> list[dict]:
     return out
 
 
-def placement_by_returns(evaluator, detection_class: str) -> list[dict]:
-    """Per RETURNS bucket: objects of the class the devkit scores, their share of all of them, and the share placed
-    within PLACED_M of the nearest prediction."""
+def placement_by_returns(matches: list) -> list[dict]:
+    """Per RETURNS bucket, of the `nearest_predictions` matches: objects of the class the devkit scores, their share
+    of all of them, and the share placed within PLACED_M of the nearest prediction."""
     rows = np.array([(box.num_pts, np.inf if nearest is None else np.hypot(*nearest))
-                     for _, box, nearest in nearest_predictions(evaluator, detection_class)]).reshape(-1, 2)
+                     for _, box, nearest in matches]).reshape(-1, 2)
     out = []
     for low, high in RETURNS:
         band = rows[(rows[:, 0] >= low) & (rows[:, 0] < (np.inf if high is None else high))]
@@ -153,11 +154,12 @@ def main() -> None:
                                       str(replays / "eval" / "detection" / "results_nusc.json"), eval_set=SPLIT,
                                       output_dir=str(replays / "eval" / "detection"), verbose=False)
             det = report.detection
+            matches = list(nearest_predictions(evaluator, args.detection_class))
             name = f"{world}, {preset} 2D"
             results[name] = {"class_ap": det.class_ap, "map_present": det.map_present,
                              "car_ate_m": det.class_tp_errors["car"]["trans_err"],
-                             "placement": placement_by_range(evaluator, args.detection_class),
-                             "placement_by_returns": placement_by_returns(evaluator, args.detection_class)}
+                             "placement": placement_by_range(matches),
+                             "placement_by_returns": placement_by_returns(matches)}
             print(f"{name}: done", flush=True)
     c = args.detection_class
     rows = [[name, f"{p['range_m'][0]:.0f}-{p['range_m'][1]:.0f}", p["objects"], f"{p['placed_share']:.2f}",
