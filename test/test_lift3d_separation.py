@@ -243,3 +243,22 @@ def test_a_barrier_cut_by_the_image_border_keeps_out_its_neighbour_that_the_othe
     dets = detect_3d(points, views, rig.T_base_lidar, params=NODE_DEFAULTS)
     error, length = nearest_barrier(dets, row.centers[0])
     assert error < 0.12 and abs(length / 2.5 - 1.0) < 0.06, (error, length)
+
+
+@pytest.mark.parametrize("first_m, side_m, n, length_m, spanning, cameras", [
+    (-3.5, -3.8, 4, 2.6, "2", {"CAM_FRONT_RIGHT", "CAM_BACK_RIGHT"}),
+    (-2.0, -3.8, 4, 3.0, "1", {"CAM_FRONT_RIGHT", "CAM_BACK_RIGHT"}),
+    (-3.0, 3.8, 4, 2.5, "2", {"CAM_FRONT_LEFT", "CAM_BACK_LEFT"}),
+    (-4.0, -4.5, 5, 2.0, "3", {"CAM_FRONT_RIGHT", "CAM_BACK_RIGHT"})])
+def test_a_barrier_beside_the_ego_is_placed_from_both_side_cameras_parts(first_m, side_m, n, length_m, spanning,
+                                                                          cameras):
+    """A row of barriers end to end along the road edge beside the ego: barrier `spanning` is cut by the border of the
+    two side cameras, and each camera's box of it overlaps its box of the next barrier. Both cameras' growth past
+    the border took in the next barrier: it was fitted 1.4-2.5 m long, 0.29-0.65 m off. In a row, what another
+    camera sees of the object is its segment there."""
+    rig = load_rig()
+    row, points, views = barrier_row(first_m, side_m, n, length_m, rig)
+    assert cut_in(views, spanning) == cameras  # the hard case: cut in both images
+    dets = detect_3d(points, views, rig.T_base_lidar, params=NODE_DEFAULTS)
+    error, length = nearest_barrier(dets, row.centers[int(spanning)])
+    assert error < 0.25 and abs(length / length_m - 1.0) < 0.1, (error, length)

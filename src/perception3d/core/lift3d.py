@@ -418,10 +418,10 @@ def _box_supports(objects_lidar: np.ndarray, object_cells: BevCells, object_heig
     count = np.bincount(on_box, minlength=len(boxes))
     width = np.array([f.view.camera.width for f in seen.frustums])[camera]
     cut = supported & ((boxes[:, 0] <= 1.0) | (boxes[:, 2] >= width - 1.0))
-    points, count = _grow_past_image_border(objects_lidar, object_cells, point_index, count, cut, camera, seen)
+    row = np.isin(class_ids, params.flat_face_classes)  # a row runs on without a gap: grown by segments, not split
+    points, count = _grow_past_image_border(objects_lidar, object_cells, point_index, count, cut, camera, seen, row)
     heading = np.full(len(count), np.nan)
     heading[supported] = lidar_headings(points[:, :2], (np.cumsum(count) - count)[supported], count[supported])
-    row = np.isin(class_ids, params.flat_face_classes)  # a row runs on without a gap: not split
     T_cam_lidar = np.array([f.view.T_cam_lidar for f in seen.frustums])
     points, count, split = _split_overlong(points, count, np.where(row, np.nan, heading), size_priors(class_ids),
                                            T_cam_lidar[camera])
@@ -514,21 +514,26 @@ def _lidar_height_bounds(points: np.ndarray, box: np.ndarray, height: np.ndarray
 
 
 def _grow_past_image_border(objects: np.ndarray, cells: BevCells, group_index: np.ndarray, count: np.ndarray,
-                            cut: np.ndarray, camera: np.ndarray, seen: _SeenColumns) -> tuple[np.ndarray, np.ndarray]:
+                            cut: np.ndarray, camera: np.ndarray, seen: _SeenColumns, row: np.ndarray
+                            ) -> tuple[np.ndarray, np.ndarray]:
     """The on-object point groups of every camera's boxes (indices group_index (P,) into objects (N, 3) [m, LiDAR
     frame], grouped by box, count (B,); the boxes of seen.frustums in order, camera (B,) the index of each one's)
     as points, the group of every box cut by the left or right image border (cut (B,)) replaced by the object points
     within its class's depth extent [m] of the group's median in x and y, connected to the group in bird's-eye view
-    (the objects' cells, core.bev_components), within 0.3 m of its height span, and not seen beside the object's box
-    by a camera that has one (in sweep order).
+    (the objects' cells, core.bev_components), within 0.3 m of its height span, and not another object's by what
+    the cameras with a box of the object see (_seen_as_another; row (B,): the box is of a class that stands in rows
+    end to end, barriers) (in sweep order).
 
     A near object spans two cameras and each sees a part of it: the part past the border is the same object's, and
     the box fit needs all of it (a car lifted from the part one camera sees is placed 1-2 m off). But touching
     objects are connected too: a barrier cut by the border took in the next barriers of its row (fitted 3.1 m long
     instead of 2.5 m, 0.33 m off). So a point that the box's camera sees left or right of the box is another
     object's, and so is one that another camera sees beside its box of the object (its box of the class holding the
-    most of the group's points it sees). The group's own points always stay. A grown group is kept when it holds
-    more points. All cut boxes are grown at once."""
+    most of the group's points it sees). A barrier beside the ego spans two side cameras, and each one's box of it
+    overlaps its box of the next barrier: in a row each camera's part of the object is its segment (on both sides
+    the growth took in the next barrier, and the barrier was fitted 1.6 m long instead of 2.6 m, 0.55 m off). The
+    group's own points always stay. A grown group is kept when it holds more points. All cut boxes are grown at
+    once."""
     start = np.cumsum(count) - count
     count = np.array(count, dtype=np.int64)
     cut = np.flatnonzero(cut)
@@ -547,15 +552,15 @@ def _grow_past_image_border(objects: np.ndarray, cells: BevCells, group_index: n
     height = np.take(objects[:, 2], grown)
     keep = ((height >= np.repeat(np.minimum.reduceat(seed[:, 2], first) - 0.3, grown_count))
             & (height <= np.repeat(np.maximum.reduceat(seed[:, 2], first) + 0.3, grown_count)))
-    # per camera and group: the left and right edges [px] of the camera's box of the object (NaN: none)
+    # per camera and group: the camera's box of the object (its index among the camera's boxes, -1: none)
     group_camera, cut_box = camera[cut], cut - np.searchsorted(camera, camera[cut])  # the box's index in its camera
     member_columns = seen.columns.take(members, axis=1)
     member_columns[group_camera[owner], np.arange(len(owner))] = np.nan  # its box of an object it cut: the cut box
-    edges = _boxes_of_groups(member_columns, owner, seen.box_class[group_camera, cut_box], seen)
-    edges[group_camera, np.arange(len(cut))] = seen.box_edges[group_camera, cut_box]
-    testing = np.flatnonzero(~np.isnan(edges[:, :, 0]).all(axis=1))
-    edges = np.repeat(edges[testing], grown_count, axis=1)  # per grown point
-    keep &= ~_beside(seen.columns[testing].take(grown, axis=1), edges[..., 0], edges[..., 1]).any(axis=0)
+    boxes_of_group = _boxes_of_groups(member_columns, owner, seen.box_class[group_camera, cut_box], seen)
+    boxes_of_group[group_camera, np.arange(len(cut))] = cut_box
+    keep &= ~_seen_as_another(grown, np.repeat(np.arange(len(cut)), grown_count), boxes_of_group,
+                              np.searchsorted(camera, np.arange(len(seen.frustums))), group_index, start, count, seen,
+                              row[cut])
     keep |= own
     kept = np.bincount(np.repeat(np.arange(len(cut)), grown_count)[keep], minlength=len(cut))
     grown = grown[keep]
@@ -623,22 +628,47 @@ def _split_overlong(points: np.ndarray, count: np.ndarray, heading: np.ndarray, 
     return np.concatenate(pieces + [points[done:]]), count, split
 
 
-def _beside(columns: np.ndarray, left: np.ndarray, right: np.ndarray) -> np.ndarray:
-    """Which image columns [px] (NaN: not seen) lie left or right of their boxes' left and right edges [px] (NaN: no
-    box; arrays of one shape)."""
-    return (columns < left) | (columns > right)
+def _seen_as_another(points: np.ndarray, group: np.ndarray, boxes_of_group: np.ndarray, first_box: np.ndarray,
+                     group_index: np.ndarray, start: np.ndarray, count: np.ndarray, seen: _SeenColumns,
+                     row: np.ndarray) -> np.ndarray:
+    """Which grown points (points (Q,) into the sweep's object points, of groups group (Q,)) are another object's.
+
+    A point is another object's when a camera with a box of its group (boxes_of_group (K, G): the box's index among
+    the camera's boxes, -1: none; first_box (K,): the index of each camera's first box among all boxes) sees it
+    beside that box's columns. For a group of a row class (row (G,): objects that stand end to end, barriers) a
+    camera's box of the object holds one barrier's segment (the on-object points group_index[start[b]:start[b] +
+    count[b]] of box b) but its columns overlap the next barrier's box: there the point must lie in the segment
+    instead, and where a second camera has a box of the object, a point that no camera with a box of it sees (below
+    the images) is dropped too: the object's points are those its boxes' segments hold."""
+    n_objects = seen.columns.shape[1]
+    camera, at = np.nonzero(~np.isnan(seen.columns.take(points, axis=1)) & (boxes_of_group[:, group] >= 0))
+    point = points[at]
+    box = first_box[camera] + boxes_of_group[camera, group[at]]
+    column, edges = seen.columns[camera, point], seen.box_edges[camera, box - first_box[camera]]
+    outside = (column < edges[:, 0]) | (column > edges[:, 1])
+    by_segment = row[group[at]] & (count[box] > 0)
+    segment_boxes = np.unique(box[by_segment])
+    size = count[segment_boxes]
+    segment_keys = np.repeat(segment_boxes, size) * n_objects + group_index[run_indices(start[segment_boxes], size)]
+    outside[by_segment] = ~np.isin(box[by_segment] * n_objects + point[by_segment], segment_keys)
+    another = np.zeros(len(points), dtype=bool)
+    another[at[outside]] = True
+    seen_by_a_box = np.zeros(len(points), dtype=bool)
+    seen_by_a_box[at] = True
+    two_boxes = row & ((boxes_of_group >= 0).sum(axis=0) >= 2)  # (G,)
+    return another | (two_boxes[group] & ~seen_by_a_box)
 
 
 def _boxes_of_groups(columns: np.ndarray, owner: np.ndarray, group_class: np.ndarray,
                      seen: _SeenColumns) -> np.ndarray:
-    """(K, G, 2) per camera k of seen and point group g: the left and right edges [px] of the camera's box of the
-    group's class (group_class (G,), seen's numbers) whose columns hold the most of the group's image columns in that
-    camera (columns (K, P) [px], NaN: not seen; owner (P,): the group of each point, ascending), NaN where none
-    holds any (the first of equals)."""
-    edges = np.full((len(columns), len(group_class), 2), np.nan)
+    """(K, G) per camera k of seen and point group g: the index among the camera's boxes of its box of the group's
+    class (group_class (G,), seen's numbers) whose columns hold the most of the group's image columns in that camera
+    (columns (K, P) [px], NaN: not seen; owner (P,): the group of each point, ascending), -1 where none holds any
+    (the first of equals)."""
+    chosen = np.full((len(columns), len(group_class)), -1)
     camera, point = np.nonzero(~np.isnan(columns))  # grouped by camera, then group
     if not len(camera) or not seen.box_class.size:
-        return edges
+        return chosen
     at = columns[camera, point][:, None]
     box = seen.box_edges[camera]  # (S, M, 2)
     runs = run_starts(camera * len(group_class) + owner[point])
@@ -647,8 +677,8 @@ def _boxes_of_groups(columns: np.ndarray, owner: np.ndarray, group_class: np.nda
     held *= seen.box_class[camera] == group_class[group, None]
     best = np.argmax(held, axis=1)
     has = held[np.arange(len(runs)), best] > 0
-    edges[camera[has], group[has]] = seen.box_edges[camera[has], best[has]]
-    return edges
+    chosen[camera[has], group[has]] = best[has]
+    return chosen
 
 
 def _lift_all(supports: list[_BoxSupport], params: LiftParams,

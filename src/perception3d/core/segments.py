@@ -17,7 +17,8 @@ nearest depth; for objects whose returns lie on one flat long face (barriers) se
 slid so that this face lies on the points (`_slide_to_face`: a far row seen at a grazing angle holds few returns,
 its nearest one far from the box's nearest corner); for boxes cut by the image's left or right border (no 2D edge
 there), also put with its sides facing the sensor on the segment's extremes along its footprint axes
-(`_against_extremes`; not for flat faces, whose row runs on past the barrier without a gap).
+(`_against_extremes`; a barrier, centred on them along its length: core.lift3d grows a cut barrier's segment by
+the segments of its boxes in the other cameras, which keep out the next barriers of a row).
 """
 from __future__ import annotations
 
@@ -73,7 +74,7 @@ class FitProblem:
         heading: (B,) the segment's footprint heading in the LiDAR frame [rad] (core.lift3d.lidar_headings).
         extremes: (B, 4) the least and greatest coordinate of all the segment's points along that heading and
             across it [m]: [along min, along max, across min, across max]; where the 2D box's left or right edge
-            lies on the image border (and flat_face is False), each candidate is also put against them
+            lies on the image border, each candidate is also put against them
             (`_against_extremes`).
     """
 
@@ -269,8 +270,7 @@ def _best_placed(centers, sizes, cand_lw, yaws, yaw_of, problem, params):
                     problem.on_border[rows], iterations=1)
     # Each placed candidate then moves in up to three ways, each a (boxes, centres of their candidates) pair: slid to
     # the segment's nearest depth (every box); slid onto the flat face (flat faces seen between both image edges);
-    # put against the segment's extremes (boxes cut by the left or right image border, but not flat faces: a row of
-    # barriers runs on without a gap, and its extremes are not one barrier's).
+    # put against the segment's extremes (boxes cut by the left or right image border).
     moves = [(np.arange(n), _slide(placed, bottom[2], problem.nearest_depth[rows]))]
     face_box = np.flatnonzero(problem.flat_face & ~problem.on_border[:, 0] & ~problem.on_border[:, 1])
     if len(face_box):
@@ -280,12 +280,12 @@ def _best_placed(centers, sizes, cand_lw, yaws, yaw_of, problem, params):
         moves.append((face_box, _slide_to_face(placed[face], cand_sizes[face], cand_ry[face],
                                                np.repeat(points_cam, n_cand, axis=0),
                                                np.repeat(problem.valid[face_box], n_cand, axis=0))))
-    cut_box = np.flatnonzero((problem.on_border[:, 0] | problem.on_border[:, 1]) & ~problem.flat_face)
+    cut_box = np.flatnonzero(problem.on_border[:, 0] | problem.on_border[:, 1])
     if len(cut_box):
         cut = _candidate_rows(cut_box, n_cand)
         moves.append((cut_box, _against_extremes(placed[cut], cand_sizes[cut], cand_yaws[cut],
                                                  problem.heading[rows[cut]], problem.extremes[rows[cut]],
-                                                 R[rows[cut]], t[rows[cut]])))
+                                                 R[rows[cut]], t[rows[cut]], problem.flat_face[rows[cut]])))
     # Per box its moved candidates, move by move (the first best wins a tie), box after box: the candidates of a box
     # lie together (gather_groups).
     moved = np.zeros((n, len(moves), n_cand), dtype=bool)
@@ -310,12 +310,15 @@ def _candidate_rows(boxes: np.ndarray, n_cand: int) -> np.ndarray:
     return (boxes[:, None] * n_cand + np.arange(n_cand)[None, :]).ravel()
 
 
-def _against_extremes(center_cam, size_lwh, yaws, heading, extremes, R, t) -> np.ndarray:
+def _against_extremes(center_cam, size_lwh, yaws, heading, extremes, R, t, flat_face) -> np.ndarray:
     """Centres (N, 3) (camera frame; R (N, 3, 3), t (N, 3) map the LiDAR frame to it) of boxes (sizes (N, 3), yaws
     (N,) in the LiDAR frame) moved in x, y so that along each axis of their segment's footprint (heading (N,) [rad];
     extremes (N, 4) [m], FitProblem) the box's side facing the sensor (the LiDAR origin) lies on the segment's
     extreme: the LiDAR sees the near sides of an object, its far sides lie a box length beyond. Where the sensor
-    stands beside the segment along an axis (a car parked next to the ego), the box is centred on it there.
+    stands beside the segment along an axis (a car parked next to the ego), the box is centred on it there, and so
+    is a flat face's (flat_face (N,)) along its long axis: a barrier's segment then spans its whole length (core.lift3d
+    grows it by its other camera's segment), and its length is not known better than the prior's (the 2D box of
+    the cut part does not show it).
 
     A box cut by the image's left or right border has no 2D edge there, and the KM3D placement and the slide to the
     nearest depth place it along the ray only: a near car spanning two cameras was fitted where the 2D box edge
@@ -326,6 +329,9 @@ def _against_extremes(center_cam, size_lwh, yaws, heading, extremes, R, t) -> np
                            np.where(length_along, size_lwh[:, 1], size_lwh[:, 0])], axis=1)  # along, across
     low, high = extremes[:, 0::2], extremes[:, 1::2]
     centre = np.where(low > 0, low + half, np.where(high < 0, high - half, 0.5 * (low + high)))
+    face = np.flatnonzero(flat_face)
+    long_axis = np.argmax(half[face], axis=1)
+    centre[face, long_axis] = 0.5 * (low[face, long_axis] + high[face, long_axis])
     c, s = np.cos(heading), np.sin(heading)
     lidar[:, 0] = centre[:, 0] * c - centre[:, 1] * s
     lidar[:, 1] = centre[:, 0] * s + centre[:, 1] * c
