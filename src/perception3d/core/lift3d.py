@@ -553,14 +553,15 @@ def _grow_past_image_border(objects: np.ndarray, cells: BevCells, group_index: n
     keep = ((height >= np.repeat(np.minimum.reduceat(seed[:, 2], first) - 0.3, grown_count))
             & (height <= np.repeat(np.maximum.reduceat(seed[:, 2], first) + 0.3, grown_count)))
     # per camera and group: the camera's box of the object (its index among the camera's boxes, -1: none)
-    group_camera, cut_box = camera[cut], cut - np.searchsorted(camera, camera[cut])  # the box's index in its camera
+    first_box = np.searchsorted(camera, np.arange(len(seen.frustums)))  # of each camera, among all boxes
+    group_camera = camera[cut]
+    cut_box = cut - first_box[group_camera]  # the box's index in its camera
     member_columns = seen.columns.take(members, axis=1)
     member_columns[group_camera[owner], np.arange(len(owner))] = np.nan  # its box of an object it cut: the cut box
     boxes_of_group = _boxes_of_groups(member_columns, owner, seen.box_class[group_camera, cut_box], seen)
     boxes_of_group[group_camera, np.arange(len(cut))] = cut_box
-    keep &= ~_seen_as_another(grown, np.repeat(np.arange(len(cut)), grown_count), boxes_of_group,
-                              np.searchsorted(camera, np.arange(len(seen.frustums))), group_index, start, count, seen,
-                              row[cut])
+    keep &= ~_seen_as_another(grown, np.repeat(np.arange(len(cut)), grown_count), boxes_of_group, first_box,
+                              group_index, start, count, seen, row[cut])
     keep |= own
     kept = np.bincount(np.repeat(np.arange(len(cut)), grown_count)[keep], minlength=len(cut))
     grown = grown[keep]
@@ -642,9 +643,9 @@ def _seen_as_another(points: np.ndarray, group: np.ndarray, boxes_of_group: np.n
     the images) is dropped too: the object's points are those its boxes' segments hold."""
     n_objects = seen.columns.shape[1]
     camera, at = np.nonzero(~np.isnan(seen.columns.take(points, axis=1)) & (boxes_of_group[:, group] >= 0))
-    point = points[at]
-    box = first_box[camera] + boxes_of_group[camera, group[at]]
-    column, edges = seen.columns[camera, point], seen.box_edges[camera, box - first_box[camera]]
+    point, in_camera = points[at], boxes_of_group[camera, group[at]]
+    box = first_box[camera] + in_camera
+    column, edges = seen.columns[camera, point], seen.box_edges[camera, in_camera]
     outside = (column < edges[:, 0]) | (column > edges[:, 1])
     by_segment = row[group[at]] & (count[box] > 0)
     segment_boxes = np.unique(box[by_segment])
