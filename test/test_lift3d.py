@@ -369,6 +369,54 @@ def test_boxes_of_groups_are_per_camera_the_boxes_of_the_class_holding_the_most_
                 assert chosen[k, g] == expected, trial
 
 
+def test_boxes_past_the_border_are_the_boxes_holding_the_grown_point_nearest_each_row_group():
+    """Against the choice made one camera and group at a time: for a row group with no box in a camera, the camera's
+    box of the group's class holding the column of the group's grown (not own) point it sees nearest the group's
+    centre, of several the one whose middle is nearest that column; other entries stay as they were."""
+    from types import SimpleNamespace
+
+    from perception3d.core.detections import Detections2D
+    from perception3d.core.lift3d import _boxes_past_the_border, _SeenColumns
+
+    rng = np.random.default_rng(7)
+    names = np.array(["car", "barrier"], dtype=object)
+    for trial in range(200):
+        n_objects, n_groups = int(rng.integers(1, 60)), int(rng.integers(1, 5))
+        objects = rng.uniform(-10.0, 10.0, (n_objects, 3))
+        cameras = []
+        for _ in range(int(rng.integers(1, 4))):
+            left = rng.uniform(0.0, 80.0, int(rng.integers(0, 6)))
+            boxes = np.stack([left, left, left + rng.uniform(1.0, 40.0, len(left)), left + 10], axis=1)
+            seen_points = np.flatnonzero(rng.random(n_objects) < 0.6)
+            cameras.append(SimpleNamespace(
+                dets=Detections2D(boxes, rng.choice(names, len(boxes)), np.ones(len(boxes))),
+                cloud=SimpleNamespace(index=seen_points, uv=rng.uniform(0.0, 110.0, (len(seen_points), 2)))))
+        seen = _SeenColumns.of(cameras, n_objects)
+        grown_count = rng.integers(0, 15, n_groups)
+        grown = rng.integers(0, n_objects, grown_count.sum())
+        grown_group = np.repeat(np.arange(n_groups), grown_count)
+        own = rng.random(len(grown)) < 0.3
+        centre = rng.uniform(-10.0, 10.0, (n_groups, 2))
+        group_class = rng.integers(-1, 2, n_groups)
+        row = rng.random(n_groups) < 0.7
+        before = np.where(rng.random((len(cameras), n_groups)) < 0.4, rng.integers(0, 3, (len(cameras), n_groups)), -1)
+        chosen = _boxes_past_the_border(before, objects, grown, grown_group, own, centre, group_class, seen, row)
+        for k in range(len(cameras)):
+            for g in range(n_groups):
+                expected = before[k, g]
+                candidates = grown[(grown_group == g) & ~own]
+                candidates = candidates[~np.isnan(seen.columns[k, candidates])]
+                if row[g] and before[k, g] < 0 and len(candidates):
+                    distance = np.linalg.norm(objects[candidates, :2] - centre[g], axis=1)
+                    column = seen.columns[k, candidates[np.argmin(distance)]]
+                    edges, classes = seen.box_edges[k], seen.box_class[k]
+                    holders = np.flatnonzero((column >= edges[:, 0]) & (column <= edges[:, 1])
+                                             & (classes == group_class[g]))
+                    if len(holders):
+                        expected = holders[np.argmin(np.abs(edges[holders].mean(axis=1) - column))]
+                assert chosen[k, g] == expected, trial
+
+
 def test_split_overlong_splits_the_groups_just_longer_than_their_class():
     """Two clumps of points a gap apart, their span just over or under the class's limit along the footprint axis,
     at random headings: exactly the longer groups are split, at the gap."""

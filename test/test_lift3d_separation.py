@@ -262,3 +262,20 @@ def test_a_barrier_beside_the_ego_is_placed_from_both_side_cameras_parts(first_m
     dets = detect_3d(points, views, rig.T_base_lidar, params=NODE_DEFAULTS)
     error, length = nearest_barrier(dets, row.centers[int(spanning)])
     assert error < 0.25 and abs(length / length_m - 1.0) < 0.1, (error, length)
+
+
+@pytest.mark.parametrize("first_m, side_m, length_m, cameras", [
+    (-3.0, 3.8, 2.5, {"CAM_BACK", "CAM_BACK_LEFT"}),
+    (-3.0, -3.8, 2.5, {"CAM_BACK", "CAM_BACK_RIGHT"}),
+    (-2.5, -3.8, 2.5, {"CAM_BACK", "CAM_BACK_RIGHT"})])
+def test_a_barrier_behind_the_ego_is_placed_from_the_parts_two_cameras_see_apart(first_m, side_m, length_m, cameras):
+    """The first barrier of a row beside and behind the ego is cut by the borders of CAM_BACK and a back side camera,
+    and neither camera sees any of the part the other one sees: the columns of one camera's part name no box in the
+    other, and both growths past the border took in the next barrier (0.66-0.97 m off). Past the border the points
+    nearest the part are the barrier's own, and the box holding them is its box there."""
+    rig = load_rig()
+    row, points, views = barrier_row(first_m, side_m, 4, length_m, rig)
+    assert cut_in(views, "0") == cameras
+    dets = detect_3d(points, views, rig.T_base_lidar, params=NODE_DEFAULTS)
+    error, length = nearest_barrier(dets, row.centers[0])
+    assert error < 0.25 and abs(length / length_m - 1.0) < 0.1, (error, length)

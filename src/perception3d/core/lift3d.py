@@ -522,7 +522,8 @@ def _grow_past_image_border(objects: np.ndarray, cells: BevCells, group_index: n
     within its class's depth extent [m] of the group's median in x and y, connected to the group in bird's-eye view
     (the objects' cells, core.bev_components), within 0.3 m of its height span, and not another object's by what
     the cameras with a box of the object see (_seen_as_another; row (B,): the box is of a class that stands in rows
-    end to end, barriers) (in sweep order).
+    end to end, barriers; for those, a camera that sees none of the group has its box by the grown points nearest
+    the group, _boxes_past_the_border) (in sweep order).
 
     A near object spans two cameras and each sees a part of it: the part past the border is the same object's, and
     the box fit needs all of it (a car lifted from the part one camera sees is placed 1-2 m off). But touching
@@ -560,10 +561,13 @@ def _grow_past_image_border(objects: np.ndarray, cells: BevCells, group_index: n
     member_columns[group_camera[owner], np.arange(len(owner))] = np.nan  # its box of an object it cut: the cut box
     boxes_of_group = _boxes_of_groups(member_columns, owner, seen.box_class[group_camera, cut_box], seen)
     boxes_of_group[group_camera, np.arange(len(cut))] = cut_box
-    keep &= ~_seen_as_another(grown, np.repeat(np.arange(len(cut)), grown_count), boxes_of_group, first_box,
-                              group_index, start, count, seen, row[cut])
+    grown_group = np.repeat(np.arange(len(cut)), grown_count)
+    boxes_of_group = _boxes_past_the_border(boxes_of_group, objects, grown, grown_group, own, centre,
+                                            seen.box_class[group_camera, cut_box], seen, row[cut])
+    keep &= ~_seen_as_another(grown, grown_group, boxes_of_group, first_box, group_index, start, count, seen,
+                              row[cut])
     keep |= own
-    kept = np.bincount(np.repeat(np.arange(len(cut)), grown_count)[keep], minlength=len(cut))
+    kept = np.bincount(grown_group[keep], minlength=len(cut))
     grown = grown[keep]
     grown_first = np.cumsum(kept) - kept
     pieces, done = [], 0  # the index in pieces: the groups up to position `done` of group_index, grown ones replaced
@@ -658,6 +662,39 @@ def _seen_as_another(points: np.ndarray, group: np.ndarray, boxes_of_group: np.n
     seen_by_a_box[at] = True
     two_boxes = row & ((boxes_of_group >= 0).sum(axis=0) >= 2)  # (G,)
     return another | (two_boxes[group] & ~seen_by_a_box)
+
+
+def _boxes_past_the_border(boxes_of_group: np.ndarray, objects: np.ndarray, grown: np.ndarray,
+                           grown_group: np.ndarray, own: np.ndarray, centre: np.ndarray, group_class: np.ndarray,
+                           seen: _SeenColumns, row: np.ndarray) -> np.ndarray:
+    """boxes_of_group (K, G) (_boxes_of_groups) with, for each group of a row class (row (G,)) and camera that has no
+    box of it, the camera's box of the group's class (group_class (G,)) whose columns hold the grown point (grown
+    (Q,) into objects (N, 3) [m, LiDAR frame], of groups grown_group (Q,), not the group's own: own (Q,)) it sees
+    nearest in bird's-eye view to the group's centre (centre (G, 2) [m]); of several, the one whose middle column is
+    nearest the point's.
+
+    A barrier cut by the borders of two cameras may show each camera a part that the other does not see at all: then
+    its seed's columns name no box in the other camera, and the growth took in the next barrier of the row there (a
+    barrier behind the ego's left side, between CAM_BACK and CAM_BACK_LEFT, was fitted 0.97 m off). Past the border
+    the object's points nearest its seed are its own, and the other camera's box that holds them is its box."""
+    missing = (boxes_of_group < 0) & row
+    camera, at = np.nonzero(~np.isnan(seen.columns.take(grown, axis=1)) & missing[:, grown_group] & ~own)
+    if not len(at) or not seen.box_class.size:
+        return boxes_of_group
+    group = grown_group[at]
+    distance = np.hypot(*(objects[grown[at], :2] - centre[group]).T)
+    key = camera * len(row) + group
+    nearest = np.lexsort((distance, key))
+    nearest = nearest[run_starts(key[nearest])]
+    camera, group, point = camera[nearest], group[nearest], grown[at[nearest]]
+    column = seen.columns[camera, point][:, None]
+    edges = seen.box_edges[camera]  # (S, M, 2)
+    holds = (column >= edges[..., 0]) & (column <= edges[..., 1]) & (seen.box_class[camera] == group_class[group, None])
+    off_middle = np.where(holds, np.abs(edges.mean(axis=2) - column), np.inf)
+    has = holds.any(axis=1)
+    chosen = boxes_of_group.copy()
+    chosen[camera[has], group[has]] = np.argmin(off_middle, axis=1)[has]
+    return chosen
 
 
 def _boxes_of_groups(columns: np.ndarray, owner: np.ndarray, group_class: np.ndarray,
