@@ -279,3 +279,19 @@ def test_a_barrier_behind_the_ego_is_placed_from_the_parts_two_cameras_see_apart
     dets = detect_3d(points, views, rig.T_base_lidar, params=NODE_DEFAULTS)
     error, length = nearest_barrier(dets, row.centers[0])
     assert error < 0.25 and abs(length / length_m - 1.0) < 0.1, (error, length)
+
+
+@pytest.mark.parametrize("first_m, side_m, barrier", [(-5.0, 3.8, 1), (-4.0, 4.5, 0)])
+def test_a_barrier_cut_by_the_back_camera_stands_where_its_returns_are(first_m, side_m, barrier):
+    """A barrier of a row behind the ego's side, cut by CAM_BACK's border: placed along the ray by the rows of its
+    cut 2D box, CAM_BACK's box of it stood 0.3 m low with some of its returns above it, and the back side camera's
+    worse box (0.19-0.36 m off, 1.9 or 3.1 m long) outscored it in the merge. Its box holds its returns' height
+    span."""
+    rig = load_rig()
+    row, points, views = barrier_row(first_m, side_m, 4, 2.5, rig)
+    assert "CAM_BACK" in cut_in(views, str(barrier))
+    dets = detect_3d(points, views, rig.T_base_lidar, params=NODE_DEFAULTS)
+    error, length = nearest_barrier(dets, row.centers[barrier])
+    assert error < 0.25 and abs(length / 2.5 - 1.0) < 0.1, (error, length)
+    nearest = np.argmin(np.linalg.norm(dets.centers[:, :2] - row.centers[barrier, :2], axis=1))
+    assert abs(dets.centers[nearest, 2] - row.centers[barrier, 2]) < 0.15

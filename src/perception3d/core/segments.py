@@ -283,9 +283,12 @@ def _best_placed(centers, sizes, cand_lw, yaws, yaw_of, problem, params):
     cut_box = np.flatnonzero(problem.on_border[:, 0] | problem.on_border[:, 1])
     if len(cut_box):
         cut = _candidate_rows(cut_box, n_cand)
+        height = np.where(problem.valid[cut_box], problem.points[cut_box, :, 2], np.nan)
+        height_span = np.stack([np.nanmin(height, axis=1), np.nanmax(height, axis=1)], axis=1)
         moves.append((cut_box, _against_extremes(placed[cut], cand_sizes[cut], cand_yaws[cut],
                                                  problem.heading[rows[cut]], problem.extremes[rows[cut]],
-                                                 R[rows[cut]], t[rows[cut]], problem.flat_face[rows[cut]])))
+                                                 np.repeat(height_span, n_cand, axis=0), R[rows[cut]], t[rows[cut]],
+                                                 problem.flat_face[rows[cut]])))
     # Per box its moved candidates, move by move (the first best wins a tie), box after box: the candidates of a box
     # lie together (gather_groups).
     moved = np.zeros((n, len(moves), n_cand), dtype=bool)
@@ -310,7 +313,7 @@ def _candidate_rows(boxes: np.ndarray, n_cand: int) -> np.ndarray:
     return (boxes[:, None] * n_cand + np.arange(n_cand)[None, :]).ravel()
 
 
-def _against_extremes(center_cam, size_lwh, yaws, heading, extremes, R, t, flat_face) -> np.ndarray:
+def _against_extremes(center_cam, size_lwh, yaws, heading, extremes, height_span, R, t, flat_face) -> np.ndarray:
     """Centres (N, 3) (camera frame; R (N, 3, 3), t (N, 3) map the LiDAR frame to it) of boxes (sizes (N, 3), yaws
     (N,) in the LiDAR frame) moved in x, y so that along each axis of their segment's footprint (heading (N,) [rad];
     extremes (N, 4) [m], FitProblem) the box's side facing the sensor (the LiDAR origin) lies on the segment's
@@ -318,7 +321,10 @@ def _against_extremes(center_cam, size_lwh, yaws, heading, extremes, R, t, flat_
     stands beside the segment along an axis (a car parked next to the ego), the box is centred on it there, and so
     is a flat face's (flat_face (N,)) along its long axis: a barrier's segment then spans its whole length (core.lift3d
     grows it by its other camera's segment), and its length is not known better than the prior's (the 2D box of
-    the cut part does not show it).
+    the cut part does not show it). A flat face's box is also moved in z, the least distance that makes it hold its
+    segment's height span (height_span (N, 2): least and greatest z [m, LiDAR frame]; a box lower than the span is
+    centred on it): placed by the cut 2D box's rows along the ray, a barrier behind the ego's side stood 0.3-1.1 m
+    low, with few or none of its returns inside it, and the other camera's worse box of it won the merge.
 
     A box cut by the image's left or right border has no 2D edge there, and the KM3D placement and the slide to the
     nearest depth place it along the ray only: a near car spanning two cameras was fitted where the 2D box edge
@@ -335,6 +341,10 @@ def _against_extremes(center_cam, size_lwh, yaws, heading, extremes, R, t, flat_
     c, s = np.cos(heading), np.sin(heading)
     lidar[:, 0] = centre[:, 0] * c - centre[:, 1] * s
     lidar[:, 1] = centre[:, 0] * s + centre[:, 1] * c
+    half_height = 0.5 * size_lwh[face, 2]
+    low, high = height_span[face, 1] - half_height, height_span[face, 0] + half_height  # the centres holding the span
+    lidar[face, 2] = np.where(low <= high, np.clip(lidar[face, 2], low, np.maximum(low, high)),
+                              height_span[face].mean(axis=1))
     return np.einsum("nij,nj->ni", R, lidar) + t
 
 
