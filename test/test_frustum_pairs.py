@@ -97,3 +97,22 @@ def test_a_point_held_by_several_boxes_stays_with_the_nearest_uncovered_one():
             competing = [q for q in holders if not (covered[q] and kind[box[q]] in uncovered_kinds)]
             expected[min(competing, key=lambda q: (box_depth[box[q]], q))] = True
         assert np.array_equal(keep, expected)
+
+
+def test_a_cars_depth_extent_starts_behind_the_barrier_in_front_of_it():
+    """A barrier 1 m in front of a car seen along its length (its returns 11-16 m, no gap above gap_m) starts the
+    car's depth cluster. The car's 5 m depth extent counts from its first return that no lower box (the nearer
+    barrier's) holds: all of the car stays in its cluster. Unboxed returns in front (a kerb post) still start it."""
+    car_box, barrier_box = [120.0, 250.0, 400.0, 380.0], [100.0, 300.0, 200.0, 400.0]  # the barrier's bottom is lower
+    barrier_uv = np.stack(np.meshgrid(np.arange(130.0, 195.0, 10.0), np.arange(320.0, 395.0, 10.0)), -1).reshape(-1, 2)
+    car_uv = np.stack([np.linspace(210.0, 390.0, 41), np.full(41, 320.0)], axis=1)
+    car_depth = np.linspace(11.0, 16.0, 41)  # 0.125 m apart
+    uv = np.vstack([barrier_uv, car_uv])
+    depth = np.concatenate([np.linspace(10.0, 10.4, len(barrier_uv)), car_depth])
+    boxes, kinds, extent = np.array([car_box, barrier_box]), np.array(["car", "barrier"]), np.array([5.0, 1.0])
+    clusters = frustum_clusters(uv, depth, boxes, extent, kinds=kinds)
+    car = (clusters.box == 0) & (clusters.point >= len(barrier_uv))
+    assert car.sum() == 41 and clusters.in_cluster[car].all()
+    unboxed = frustum_clusters(uv, depth, boxes[:1], extent[:1], kinds=kinds[:1])  # the same returns, no barrier box
+    car = unboxed.point >= len(barrier_uv)
+    assert np.array_equal(unboxed.in_cluster[car], unboxed.depth[car] <= 10.0 + 5.0)

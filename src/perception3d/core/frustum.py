@@ -136,7 +136,10 @@ class FrustumClusters:
     Attributes:
         point, box, depth, u: as in BoxPoints.
         covered: (Q,) the point lies in a lower box of its box's kind (module docstring).
-        in_cluster: (Q,) the point is on its box's object cluster, within the class's depth extent.
+        in_cluster: (Q,) the point is on its box's object cluster, within the class's depth extent of the cluster's
+            first point that no lower box (the nearer object) of any kind holds (with kinds; else of its depth): a
+            barrier less than gap_m in front of a car starts the car's cluster, and the extent counted from it cut
+            the car's far part off.
         in_next_cluster: (Q,) the same for the box's next cluster in rank, where one fits the box-height estimate
             (`ClusterParams.next_cluster_height_std`; none without an estimate or a kind with a size prior).
         expected_depth: (B,) the box-height depth estimates [m] (NaN: none).
@@ -359,6 +362,13 @@ def frustum_clusters(uv: np.ndarray, depth: np.ndarray, boxes_xyxy: np.ndarray, 
     # A cluster's depth: its first point not covered by a lower box of the kind (its first point if all are).
     uncovered_first = np.minimum.reduceat(np.where(covered, np.inf, d), starts)
     cluster_first_depth = np.where(np.isfinite(uncovered_first), uncovered_first, d[starts])
+    # Where the object's depth extent starts: with kinds, its cluster's first point that no lower box of any kind
+    # holds (the cluster's depth where lower boxes hold all of them).
+    extent_start = cluster_first_depth
+    if kinds is not None:
+        in_lower_box = _covered(point, box, boxes, np.zeros(n_boxes, dtype=np.int64), len(uv))
+        clear_first = np.minimum.reduceat(np.where(in_lower_box, np.inf, d), starts)
+        extent_start = np.where(np.isfinite(clear_first), clear_first, cluster_first_depth)
     frustum_size = np.bincount(box, minlength=n_boxes)
     eligible = cluster_size >= np.maximum(params.min_points, params.min_fraction * frustum_size[cluster_box])
     # Cost: |log(nearest depth / expected depth)| (0 without an estimate, so the nearest cluster wins).
@@ -386,7 +396,7 @@ def frustum_clusters(uv: np.ndarray, depth: np.ndarray, boxes_xyxy: np.ndarray, 
     def per_pair(of_cluster: np.ndarray) -> np.ndarray:  # a value per cluster repeated for its pairs
         return np.repeat(of_cluster, cluster_size)
 
-    within = d <= per_pair(cluster_first_depth + extent[cluster_box])
+    within = d <= per_pair(extent_start + extent[cluster_box])
     return FrustumClusters(point, box, d, uv[point, 0], covered, per_pair(cluster == chosen[cluster_box]) & within,
                            per_pair(cluster == following[cluster_box]) & within, expected, kind)
 
