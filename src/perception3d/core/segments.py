@@ -342,8 +342,9 @@ def _against_extremes(center_cam, size_lwh, yaws, heading, extremes, height_span
     lidar[:, 0] = centre[:, 0] * c - centre[:, 1] * s
     lidar[:, 1] = centre[:, 0] * s + centre[:, 1] * c
     half_height = 0.5 * size_lwh[face, 2]
-    low, high = height_span[face, 1] - half_height, height_span[face, 0] + half_height  # the centres holding the span
-    lidar[face, 2] = np.where(low <= high, np.clip(lidar[face, 2], low, np.maximum(low, high)),
+    # the least and greatest centre height of a box holding the span
+    z_low, z_high = height_span[face, 1] - half_height, height_span[face, 0] + half_height
+    lidar[face, 2] = np.where(z_low <= z_high, np.clip(lidar[face, 2], z_low, np.maximum(z_low, z_high)),
                               height_span[face].mean(axis=1))
     return np.einsum("nij,nj->ni", R, lidar) + t
 
