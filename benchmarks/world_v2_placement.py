@@ -11,12 +11,17 @@ per number of LiDAR returns inside the annotated box, the objects' share and the
     PYTHONPATH=<checkout>/src .venv/bin/python benchmarks/world_v2_placement.py WORK [--out benchmarks/results] \
         [--name world_v2_placement] [--class barrier] [--presets perfect good] [--worlds 1:7 2:8]
 
+The presets good-misses, good-jitter and good-false are the good preset with one kind of error only (missed
+objects, jittered edges, false positives with class confusion): run beside perfect and good, they split what each
+kind costs.
+
 WORK is created on the first run and reused (same worlds, same bags); each run replays into WORK/replays/<name>,
 emptied first. The tables go to <out>/<name>.md and .json.
 """
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import shutil
 import time
@@ -37,6 +42,22 @@ from perception3d.eval.report import evaluate
 from perception3d.runtime.bag import replay
 from perception3d.runtime.graph import FULL_GRAPH
 
+# The good preset with one of its kinds of error only (the others as perfect), to split what each costs:
+# missed objects (a base rate, per 10 m and by occlusion), jittered box edges, false positives and class confusion.
+_NO_MISSES = {"miss_base": 0.0, "miss_per_10m": 0.0, "miss_occlusion": 0.0}
+_NO_JITTER = {"jitter_px": 0.0, "jitter_rel": 0.0}
+_NO_FALSE = {"false_positives_per_image": 0.0, "class_confusion": 0.0}
+GOOD_PARTS = {"good-misses": {**_NO_JITTER, **_NO_FALSE}, "good-jitter": {**_NO_MISSES, **_NO_FALSE},
+              "good-false": {**_NO_MISSES, **_NO_JITTER}}
+
+
+def noise_model(preset: str):
+    """The simulated 2D detector of a preset: one of data.simulated_2d's, or one of GOOD_PARTS."""
+    if preset in GOOD_PARTS:
+        return dataclasses.replace(NOISE_MODELS["good"], name=preset, **GOOD_PARTS[preset])
+    return NOISE_MODELS[preset]
+
+
 RANGES_M = ((0.0, 10.0), (10.0, 20.0), (20.0, 30.0), (30.0, 50.0))
 RETURNS = ((1, 3), (3, 6), (6, 15), (15, None))  # LiDAR returns inside the annotated box (the devkit's num_pts)
 PLACED_M = 0.5
@@ -55,7 +76,7 @@ def cached_bags(root: Path, nusc, preset: str) -> list[Path]:
     """The converted bags of a world's dataroot (nusc: its tables) with one preset, made once beside it."""
     bag_dir = root.parent / "bags" / preset
     if not (bag_dir / "done").exists():
-        convert(root, "v1.0-synth", bag_dir, split_scenes(nusc, SPLIT), NOISE_MODELS[preset], progress=False)
+        convert(root, "v1.0-synth", bag_dir, split_scenes(nusc, SPLIT), noise_model(preset), progress=False)
         (bag_dir / "done").write_text("")
     return sorted(p for p in bag_dir.iterdir() if p.is_dir())
 
@@ -133,7 +154,9 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
     parser.add_argument("--name", default="world_v2_placement")
     parser.add_argument("--class", dest="detection_class", default="barrier")
-    parser.add_argument("--presets", nargs="+", default=list(PRESETS), choices=list(PRESETS))
+    parser.add_argument("--presets", nargs="+", default=list(PRESETS), choices=[*PRESETS, *GOOD_PARTS],
+                        help="2D presets (good-misses, good-jitter, good-false: the good preset with one kind of "
+                             "error only)")
     parser.add_argument("--worlds", nargs="+", type=world_seed, metavar="VERSION:SEED",
                         help="worlds to score, e.g. 1:6 2:9 (default: world_v2_scores' 1:7 2:8)")
     args = parser.parse_args()
