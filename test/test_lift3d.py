@@ -4,7 +4,7 @@ import pytest
 
 from perception3d.core.detections import Detections3D
 from perception3d.core.geometry import transform_points, wrap_angle
-from perception3d.core.lift3d import LiftParams, bev_nms, detect_3d, lidar_headings
+from perception3d.core.lift3d import HIDDEN_SHARE, LiftParams, _behind_a_nearer_box, bev_nms, detect_3d, lidar_headings
 from perception3d.core.qaf2d import lift_boxes
 from perception3d.errors import PointCloudError
 from scene_helpers import (
@@ -447,3 +447,19 @@ def test_split_overlong_splits_the_groups_just_longer_than_their_class():
     _, new_count, split = _split_overlong(points, count, heading, prior, T)
     assert np.array_equal(split, longer)
     assert set(new_count[split].tolist()) <= {4, 5}
+
+
+def test_a_box_counts_as_behind_a_nearer_box_when_that_box_covers_its_share_in_the_same_camera():
+    """Box 1 (100 x 100 px) lies under box 0 over HIDDEN_SHARE of its area plus one column of 100 px, and its object
+    is farther: it counts, box 0 does not; nor does box 1 when the nearer box is one column short of the share, when
+    it is in another camera, or when either object has no LiDAR depth (NaN)."""
+    cover = HIDDEN_SHARE * 100.0 + 1.0  # columns of box 1 under box 0
+    boxes = np.array([[0.0, 0.0, 100.0, 100.0], [100.0 - cover, 0.0, 200.0 - cover, 100.0]])
+    same = np.zeros(2, dtype=int)
+    assert _behind_a_nearer_box(boxes, same, np.array([5.0, 9.0])).tolist() == [False, True]
+    assert _behind_a_nearer_box(boxes, same, np.array([9.0, 5.0])).tolist() == [True, False]
+    short = boxes + np.array([0.0, 0.0, 0.0, 0.0, 2.0, 0.0, 2.0, 0.0]).reshape(2, 4)
+    assert not _behind_a_nearer_box(short, same, np.array([5.0, 9.0])).any()
+    assert not _behind_a_nearer_box(boxes, np.array([0, 1]), np.array([5.0, 9.0])).any()
+    assert not _behind_a_nearer_box(boxes, same, np.array([np.nan, 9.0])).any()
+    assert not _behind_a_nearer_box(boxes, same, np.array([5.0, np.nan])).any()
