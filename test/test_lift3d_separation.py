@@ -184,8 +184,9 @@ def test_cars_parked_bumper_to_bumper_beside_the_ego_are_placed_each_at_its_poin
 def test_a_car_whose_front_a_bus_hides_is_placed_where_its_2d_box_puts_it():
     """A car parked 0.75 m behind a bus that stands beside the ego: from the LiDAR the bus's rear end hides the
     car's front metre, so its nearest return lies on its side ~1 m behind its front. Slid to put its nearest corner
-    there, the car was placed ~0.9 m back along its length with a low score (world v2, seed 9, t = 14.5 s); where a
-    nearer box covers its 2D box, its box may start before its nearest return, where its 2D box edges put it."""
+    there, the car was placed back along its length (0.72 m off here; 0.85 m with score 0.27 in world v2, seed 9, at
+    14.5 s); where a nearer box covers its 2D box, its box may start before its nearest return, where its 2D box
+    edges put it."""
     rig = load_rig()
     things = Detections3D(np.array([[-0.55, -3.75, 2.0], [-9.27, -3.78, 0.8]]),
                           np.array([[11.6, 2.97, 4.0], [4.33, 2.04, 1.6]]), [0.0, 0.0], ["bus", "car"], [1.0] * 2,
