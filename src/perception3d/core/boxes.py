@@ -58,13 +58,20 @@ def points_in_box(points: np.ndarray, center: np.ndarray, size_lwh: np.ndarray, 
     return (np.abs(local_x) <= half[0]) & (np.abs(local_y) <= half[1]) & (np.abs(p[:, 2]) <= half[2])
 
 
-def iou_2d(boxes_a: np.ndarray, boxes_b: np.ndarray) -> np.ndarray:
-    """Pairwise IoU (N, M) of axis-aligned boxes (N, 4) and (M, 4) as (x0, y0, x1, y1)."""
+def intersection_2d(boxes_a: np.ndarray, boxes_b: np.ndarray) -> np.ndarray:
+    """Pairwise intersection areas (N, M) of axis-aligned boxes (N, 4) and (M, 4) as (x0, y0, x1, y1)."""
     a = np.asarray(boxes_a, dtype=np.float64).reshape(-1, 4)
     b = np.asarray(boxes_b, dtype=np.float64).reshape(-1, 4)
     ix = np.clip(np.minimum(a[:, None, 2], b[None, :, 2]) - np.maximum(a[:, None, 0], b[None, :, 0]), 0, None)
     iy = np.clip(np.minimum(a[:, None, 3], b[None, :, 3]) - np.maximum(a[:, None, 1], b[None, :, 1]), 0, None)
-    inter = ix * iy
+    return ix * iy
+
+
+def iou_2d(boxes_a: np.ndarray, boxes_b: np.ndarray) -> np.ndarray:
+    """Pairwise IoU (N, M) of axis-aligned boxes (N, 4) and (M, 4) as (x0, y0, x1, y1)."""
+    a = np.asarray(boxes_a, dtype=np.float64).reshape(-1, 4)
+    b = np.asarray(boxes_b, dtype=np.float64).reshape(-1, 4)
+    inter = intersection_2d(a, b)
     area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
     area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
     union = area_a[:, None] + area_b[None, :] - inter

@@ -47,7 +47,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .bev_components import BevCells, connected_in_windows
-from .boxes import bev_corners, footprint_pair_iou, wlh_to_lwh
+from .boxes import bev_corners, footprint_pair_iou, intersection_2d, wlh_to_lwh
 from .classes import DETECTION_RANGE_M, SIZE_PRIOR_WLH, size_priors
 from .detections import Detections2D, Detections3D
 from .frustum import (
@@ -828,15 +828,12 @@ def _behind_a_nearer_box(boxes: np.ndarray, camera: np.ndarray, depth_min: np.nd
     """Which boxes (B, 4) [px] have at least HIDDEN_SHARE of their area covered by one box of the same camera
     (camera (B,)) whose object lies nearer (segment's nearest depth depth_min (B,) [m]; NaN, no LiDAR support, is
     never nearer)."""
+    area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
     behind = np.zeros(len(boxes), dtype=bool)
     for one_camera in np.unique(camera):  # box pairs within each camera (a tenth of all pairs with six)
         own = np.flatnonzero(camera == one_camera)
-        x0, y0, x1, y1 = np.asarray(boxes, dtype=np.float64)[own].T
-        depth = depth_min[own]
-        overlap = np.maximum(np.minimum(x1[:, None], x1) - np.maximum(x0[:, None], x0), 0.0)
-        overlap *= np.maximum(np.minimum(y1[:, None], y1) - np.maximum(y0[:, None], y0), 0.0)
-        covers = overlap >= (HIDDEN_SHARE * (x1 - x0) * (y1 - y0))[:, None]
-        covers &= depth < depth[:, None]
+        covers = intersection_2d(boxes[own], boxes[own]) >= HIDDEN_SHARE * area[own, None]
+        covers &= depth_min[own] < depth_min[own, None]
         behind[own] = covers.any(axis=1)
     return behind
 

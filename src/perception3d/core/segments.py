@@ -277,7 +277,8 @@ def _best_placed(centers, sizes, cand_lw, yaws, yaw_of, problem, params):
     # Each placed candidate then moves in up to three ways, each a (boxes, centres of their candidates) pair: slid to
     # the segment's nearest depth (every box); slid onto the flat face (flat faces seen between both image edges);
     # put against the segment's extremes (boxes cut by the left or right image border).
-    moves = [(np.arange(n), _slide(placed, bottom[2], problem.nearest_depth[rows]))]
+    slide_scale = _slide_scale(placed, bottom[2], problem.nearest_depth[rows])
+    moves = [(np.arange(n), placed * slide_scale[:, None])]
     face_box = np.flatnonzero(problem.flat_face & ~problem.on_border[:, 0] & ~problem.on_border[:, 1])
     if len(face_box):
         face = _candidate_rows(face_box, n_cand)
@@ -289,8 +290,7 @@ def _best_placed(centers, sizes, cand_lw, yaws, yaw_of, problem, params):
     hidden_box = np.flatnonzero(problem.near_end_hidden)
     if len(hidden_box):
         hidden = _candidate_rows(hidden_box, n_cand)
-        moves.append((hidden_box, _hold_nearest(placed[hidden], bottom[2][:, hidden],
-                                                problem.nearest_depth[rows[hidden]])))
+        moves.append((hidden_box, _hold_nearest(placed[hidden], slide_scale[hidden])))
     cut_box = np.flatnonzero(problem.on_border[:, 0] | problem.on_border[:, 1])
     if len(cut_box):
         cut = _candidate_rows(cut_box, n_cand)
@@ -451,17 +451,21 @@ def slide_to_depth(center_cam, size_lwh, ry, nearest_depth) -> np.ndarray:
     return _slide(center_cam, _bottom_corners(size_lwh, ry)[2], nearest_depth)
 
 
-def _hold_nearest(center_cam, bottom_z, nearest_depth) -> np.ndarray:
+def _hold_nearest(center_cam, slide_scale) -> np.ndarray:
     """Centres (N, 3) (camera frame [m]) kept where the 2D box edges put them, or slid nearer along their rays
-    where the box's nearest corner lies behind `nearest_depth` (N,) [m]: the box may start before its nearest return
-    (its near end hidden behind a nearer object), not after it. A car parked 0.75 m behind a bus beside the ego
-    showed its side from 1 m behind its front; slid to put its nearest corner at its nearest return
-    (`_slide`) it was 0.7-0.9 m back along its length."""
-    scale = (nearest_depth - _corner_extremes(bottom_z)[0]) / center_cam[:, 2]
-    return center_cam * np.minimum(scale, 1.0)[:, None]
+    where the box's nearest corner lies behind its nearest return (slide_scale (N,) < 1, `_slide_scale`): the box
+    may start before its nearest return (its near end hidden behind a nearer object), not after it. A car parked
+    0.75 m behind a bus beside the ego showed its side from 1 m behind its front; slid to put its nearest corner at
+    its nearest return it was 0.7-0.9 m back along its length."""
+    return center_cam * np.minimum(slide_scale, 1.0)[:, None]
 
 
 def _slide(center_cam, bottom_z, nearest_depth) -> np.ndarray:
     """`slide_to_depth` with the depth offsets bottom_z (4, N) of the boxes' corners given (`_bottom_corners`)."""
-    scale = (nearest_depth - _corner_extremes(bottom_z)[0]) / center_cam[:, 2]
-    return center_cam * scale[:, None]
+    return center_cam * _slide_scale(center_cam, bottom_z, nearest_depth)[:, None]
+
+
+def _slide_scale(center_cam, bottom_z, nearest_depth) -> np.ndarray:
+    """Factors (N,) that scale centres (N, 3) along their camera rays to put each box's nearest corner (depth offsets
+    bottom_z (4, N)) at nearest_depth (N,) [m]."""
+    return (nearest_depth - _corner_extremes(bottom_z)[0]) / center_cam[:, 2]
