@@ -37,6 +37,8 @@ Per camera and 2D box (classes outside the 10 detection classes are skipped):
 6. All cameras' boxes go to the output frame and one object seen by two cameras is merged by class-aware
    BEV NMS (rotated footprint IoU, core.boxes.footprint_iou, plus a centre-distance rule for thin objects),
    keeping the higher score; boxes lifted from one image are never merged (distinct 2D boxes, distinct objects).
+7. Rows: barriers that a row of the merged barrier boxes implies in its gaps and past its ends, where the returns
+   continue the row and no 2D box was found (core.row_gaps: a detector misses the more hidden barriers of a row).
 """
 from __future__ import annotations
 
@@ -62,6 +64,7 @@ from .geometry import invert_transform, wrap_angle
 from .ground import GroundParams, SweepGround, checked_split, sweep_ground
 from .km3d import ry_to_yaw, yaw_to_ry
 from .qaf2d import YAW_CANDIDATES, Anchors, lift_boxes_multi, normalise_boxes, paired_iou, projected_extent
+from .row_gaps import fill_row_gaps
 from .segments import (
     FitParams,
     FitProblem,
@@ -190,6 +193,8 @@ def detect_3d(points_lidar: np.ndarray, views: Sequence[CameraView], T_base_lida
                        stamp_ns).transformed(T_base_lidar, frame_id)
     keep = np.flatnonzero(out.scores >= params.min_score)
     out = out.select(keep[bev_nms(out.select(keep), params.nms_iou, camera[keep])])
+    T = np.asarray(T_base_lidar, dtype=np.float64)
+    out = fill_row_gaps(out, objects[:, :3] @ T[:2, :3].T + T[:2, 3], object_height)
     clock.step("merge")
     return out
 
