@@ -67,13 +67,24 @@ def test_a_gap_that_holds_no_whole_barrier_stays_empty():
 
 
 def test_barriers_of_two_parallel_rows_are_no_neighbours():
-    """Two barriers 4 m apart along x but 1.5 m apart across: they stand in different rows, and the returns between
-    them are no gap of either row (the row ends are filled only where both halves of a footprint hold returns)."""
+    """Two barriers 4 m apart along x but 1.5 m apart across stand in different rows: no barrier is put between them
+    (as neighbours they would have a gap of one barrier); each row continues on its own line."""
     dets = Detections3D(np.array([[10.0, ROW_Y_M, 0.5], [14.0, ROW_Y_M - 1.5, 0.5]]),
                         np.tile([0.7, WIDTH_M, 1.0], (2, 1)), np.full(2, np.pi / 2), ["barrier"] * 2, np.full(2, 0.9),
                         "base_link")
-    xy, height = wall(11.0, 13.0, y=ROW_Y_M - 0.75)  # between the two rows' lines
-    assert len(fill_row_gaps(dets, xy, height)) == len(dets)
+    first, second = wall(11.0, 13.0), wall(11.0, 13.0, y=ROW_Y_M - 1.5)
+    centres, sizes, _ = added(dets, fill_row_gaps(dets, np.vstack([first[0], second[0]]), np.r_[first[1], second[1]]))
+    np.testing.assert_allclose(np.sort(centres[:, 1]), [ROW_Y_M - 1.5, ROW_Y_M], atol=1e-9)
+    np.testing.assert_allclose(np.sort(centres[:, 0]), [11.95, 12.05], atol=1e-9)
+    np.testing.assert_allclose(sizes[:, 1], WIDTH_M, atol=1e-9)
+
+
+def test_a_lone_barrier_continues_on_both_sides_where_its_row_goes_on():
+    dets = row([2])
+    xy, height = wall(11.0, 17.0)  # one barrier's wall on each side of slot 2 (x 13-15)
+    centres, _, scores = added(dets, fill_row_gaps(dets, xy, height))
+    np.testing.assert_allclose(np.sort(centres[:, 0]), [11.95, 16.05], atol=1e-9)
+    assert np.all(scores == SCORE_FACTOR * 0.9)
 
 
 def test_a_row_continues_past_its_end_over_returns_that_fill_a_barrier_but_not_over_a_post():

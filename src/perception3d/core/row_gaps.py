@@ -10,8 +10,9 @@ the LiDAR still sees the missed barriers: their returns continue the row's wall.
   heading) and no other barrier box lies between them on that line.
 - Gaps: the gap between two neighbours' facing ends holds k barriers (1 <= k <= `MAX_FILLED`) when it is within
   `GAP_SLACK` x their mean width of k times that width; the k boxes share the gap equally.
-- Ends: a barrier with a neighbour on one side only continues its row on the other side by a barrier of its own
-  size (`END_GAP_M` apart) when no detection stands there and returns fill both halves of the footprint.
+- Ends: a barrier continues its row past each side on which it has no neighbour (a barrier without any: on both) by
+  a barrier of its own size (`END_GAP_M` apart), when no other detection stands there and returns fill both halves
+  of the footprint.
 - A filled box needs `MIN_RETURNS` object (non-ground) returns inside its footprint (shrunk by `FOOTPRINT_MARGIN_M`
   along the row, grown by it across), between `MIN_HEIGHT_M` and `MAX_HEIGHT_M` above the ground surface: a gap or
   a row end without them is where the row really stops or parts.
@@ -91,7 +92,7 @@ def fill_row_gaps(dets: Detections3D, objects_xy: np.ndarray, object_height: np.
     points = objects_xy[usable]
     for _ in range(FILL_PASSES):
         row = _Row.of(dets)
-        if len(row.index) < 2:
+        if len(row.index) == 0:
             break
         i, j = row.neighbours(dets)
         added = _gaps(row, i, j, points) + _ends(row, i, j, points, dets)
@@ -122,24 +123,26 @@ def _gaps(row: _Row, i: np.ndarray, j: np.ndarray, points: np.ndarray) -> list[t
 
 def _ends(row: _Row, i: np.ndarray, j: np.ndarray, points: np.ndarray,
           dets: Detections3D) -> list[tuple[np.ndarray, float, int, int]]:
-    """(centre (2,), width, barrier, barrier) of the barriers continuing rows past their ends."""
+    """(centre (2,), width, barrier, barrier) of the barriers continuing rows past the sides of barriers that have no
+    neighbour there."""
     added = []
     for b in range(len(row.index)):
         others = np.r_[j[i == b], i[j == b]]
-        sides = np.unique(np.sign((row.centre[others] - row.centre[b]) @ row.along[b]))
-        if len(sides) != 1:  # no neighbour, or one on each side
-            continue
-        outward = -sides[0] * row.along[b]
-        centre = row.centre[b] + outward * (row.width[b] + END_GAP_M)
-        inside = _in_footprint(points, centre, row.along[b], row.width[b], row.length[b])
-        halves = (points[inside] - centre) @ row.along[b] > 0
-        if np.count_nonzero(inside) < MIN_RETURNS or min(np.count_nonzero(halves), np.count_nonzero(~halves)) < 2:
-            continue
-        standing = np.delete(dets.centers[:, :2], row.index[b], axis=0) - centre  # another detection there: the row
-        if np.any((np.abs(standing @ row.along[b]) <= 0.5 * row.width[b] + 0.5)  # ends at it
-                  & (np.abs(standing @ row.heading[b]) <= 0.5 * row.length[b] + 0.5)):
-            continue
-        added.append((centre, row.width[b], b, b))
+        taken = np.sign((row.centre[others] - row.centre[b]) @ row.along[b])
+        for side in (1.0, -1.0):
+            if side in taken:
+                continue
+            centre = row.centre[b] + side * row.along[b] * (row.width[b] + END_GAP_M)
+            inside = _in_footprint(points, centre, row.along[b], row.width[b], row.length[b])
+            halves = (points[inside] - centre) @ row.along[b] > 0
+            if np.count_nonzero(inside) < MIN_RETURNS or min(np.count_nonzero(halves),
+                                                            np.count_nonzero(~halves)) < 2:
+                continue
+            standing = np.delete(dets.centers[:, :2], row.index[b], axis=0) - centre  # another detection there:
+            if np.any((np.abs(standing @ row.along[b]) <= 0.5 * row.width[b] + 0.5)  # the row ends at it
+                      & (np.abs(standing @ row.heading[b]) <= 0.5 * row.length[b] + 0.5)):
+                continue
+            added.append((centre, row.width[b], b, b))
     return added
 
 
