@@ -246,7 +246,8 @@ def run(out_dir: Path) -> Path:
              "sensor origin). The detection3d step rows split its time (they are part of its row, not added to "
              "the total): ground = ground surface (core.ground.sweep_ground); support = per-camera projection, "
              "frustum depth clusters, edge depth windows and LiDAR headings; anchors = QAF2D search; "
-             "choose_refine = anchor choice, KM3D refinement and scoring; merge = transform to base_link and BEV NMS.")
+             "choose_refine = anchor choice, KM3D refinement and scoring; merge = transform to base_link, BEV NMS "
+             "and the barrier row fill.")
     data["frame"] = {"points": len(frame.points), "boxes_2d": n_boxes, "objects": len(frame.objects)}
     data["load_average_1min"] = {"start": load_start, "end": load}
     return write_results(out_dir, "algo", "Geometric perception core per frame (perception3d bench algo)", table,

@@ -164,7 +164,7 @@ def detect_3d(points_lidar: np.ndarray, views: Sequence[CameraView], T_base_lida
         views: per camera: Detections2D, CameraModel and T_cam_lidar.
         T_base_lidar: 4x4 LiDAR -> output frame transform (the ground surface is built in that frame, z up).
         timings: if given, filled with the milliseconds of each step: ground, support (frustums, clusters,
-            headings), anchors (QAF2D), choose_refine, merge (transform + NMS).
+            headings), anchors (QAF2D), choose_refine, merge (transform, NMS and the row fill).
         split: sweep_ground's result for the finite points with params.ground, when already computed (the nodes
             of one process share it per sweep: nodes.shared_sweep); computed here when None.
         frustums: core.view_frustums' result for the views and the non-ground points of that split with

@@ -16,7 +16,7 @@ the LiDAR still sees the missed barriers: their returns continue the row's wall.
 - A filled box needs `MIN_RETURNS` object (non-ground) returns inside its footprint (shrunk by `FOOTPRINT_MARGIN_M`
   along the row, grown by it across), between `MIN_HEIGHT_M` and `MAX_HEIGHT_M` above the ground surface: a gap or
   a row end without them is where the row really stops or parts.
-- A filled box takes its neighbours' mean length, height and height above the ground, the first neighbour's heading,
+- A filled box takes its neighbours' mean length, height and centre height (z), the first neighbour's heading,
   and `SCORE_FACTOR` x the lower of their scores (no image saw it).
 
 The fill runs twice, so that a row end grows by up to two barriers (the second from the first one filled).
