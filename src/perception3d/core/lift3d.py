@@ -60,7 +60,7 @@ from .frustum import (
     object_points,
     project_cloud,
 )
-from .geometry import invert_transform, wrap_angle
+from .geometry import invert_transform, transform_points, wrap_angle
 from .ground import GroundParams, SweepGround, checked_split, sweep_ground
 from .km3d import ry_to_yaw, yaw_to_ry
 from .qaf2d import YAW_CANDIDATES, Anchors, lift_boxes_multi, normalise_boxes, paired_iou, projected_extent
@@ -193,8 +193,7 @@ def detect_3d(points_lidar: np.ndarray, views: Sequence[CameraView], T_base_lida
                        stamp_ns).transformed(T_base_lidar, frame_id)
     keep = np.flatnonzero(out.scores >= params.min_score)
     out = out.select(keep[bev_nms(out.select(keep), params.nms_iou, camera[keep])])
-    T = np.asarray(T_base_lidar, dtype=np.float64)
-    out = fill_row_gaps(out, objects[:, :3] @ T[:2, :3].T + T[:2, 3], object_height)
+    out = fill_row_gaps(out, transform_points(T_base_lidar, objects[:, :3])[:, :2], object_height)
     clock.step("merge")
     return out
 

@@ -113,9 +113,9 @@ def _gaps(row: _Row, i: np.ndarray, j: np.ndarray, points: np.ndarray) -> list[t
         if not 1 <= k <= MAX_FILLED or abs(gap - k * size) > GAP_SLACK * size:
             continue
         piece = gap / k
+        length = 0.5 * (row.length[a] + row.length[b])
         for m in range(k):
             centre = row.centre[a] + toward * (0.5 * row.width[a] + (m + 0.5) * piece)
-            length = 0.5 * (row.length[a] + row.length[b])
             if np.count_nonzero(_in_footprint(points, centre, row.along[a], piece, length)) >= MIN_RETURNS:
                 added.append((centre, piece, a, b))
     return added
