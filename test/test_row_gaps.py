@@ -60,6 +60,18 @@ def test_a_gap_without_returns_or_with_returns_too_high_or_too_low_stays_empty()
         assert len(fill_row_gaps(dets, xy, height)) == len(dets), height_m
 
 
+def test_a_narrower_barrier_missing_between_wide_ones_is_filled_with_the_gap_as_its_width():
+    """Barriers of one row differ in width: a 1.8 m gap between two 3.1 m barriers is no multiple of theirs (within
+    GAP_SLACK), but it holds one barrier of the class's widths (nuScenes: 2.51 +- 0.62 m)."""
+    dets = Detections3D(np.array([[10.0, ROW_Y_M, 0.5], [14.9, ROW_Y_M, 0.5]]), np.tile([0.7, 3.1, 1.0], (2, 1)),
+                        np.full(2, np.pi / 2), ["barrier"] * 2, np.full(2, 0.9), "base_link")
+    xy, height = wall(8.45, 16.45)
+    centres, sizes, _ = added(dets, fill_row_gaps(dets, xy, height))
+    assert len(centres) == 1
+    np.testing.assert_allclose(centres[0, :2], [12.45, ROW_Y_M], atol=1e-9)
+    np.testing.assert_allclose(sizes[0, 1], 1.8, atol=1e-9)
+
+
 def test_a_gap_that_holds_no_whole_barrier_stays_empty():
     dets = row([0, 1.5])  # 1 m between their ends: half a barrier
     xy, height = wall(9.0, 14.0)

@@ -9,7 +9,9 @@ the LiDAR still sees the missed barriers: their returns continue the row's wall.
   one's centre lies within `ROW_OFFSET_M` of the other's row line (a barrier's row runs along its width, across its
   heading) and no other barrier box lies between them on that line.
 - Gaps: the gap between two neighbours' facing ends holds k barriers (1 <= k <= `MAX_FILLED`) when it is within
-  `GAP_SLACK` x their mean width of k times that width; the k boxes share the gap equally.
+  `GAP_SLACK` x their mean width of k times that width, or else (barriers of one row differ in width) when k is
+  the fewest barriers of the class's widths (nuScenes mean +- `WIDTH_STD` std: 1.27-3.75 m) that fill it; the k
+  boxes share the gap equally.
 - Ends: a barrier continues its row past each side on which it has no neighbour (a barrier without any: on both) by
   a barrier of its own size (`END_GAP_M` apart), when no other detection stands there and returns fill both halves
   of the footprint.
@@ -27,6 +29,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .classes import SIZE_PRIOR_WLH
 from .detections import Detections3D
 from .geometry import wrap_angle
 
@@ -41,6 +44,9 @@ MIN_HEIGHT_M = 0.2
 MAX_HEIGHT_M = 1.6
 FOOTPRINT_MARGIN_M = 0.1
 SCORE_FACTOR = 0.5
+WIDTH_STD = 2.0
+_MEAN, _STD = SIZE_PRIOR_WLH[ROW_CLASS][0][0], SIZE_PRIOR_WLH[ROW_CLASS][1][0]
+_WIDTHS = (_MEAN - WIDTH_STD * _STD, _MEAN + WIDTH_STD * _STD)  # a barrier's least and greatest width [m]
 FILL_PASSES = 2
 
 
@@ -111,7 +117,10 @@ def _gaps(row: _Row, i: np.ndarray, j: np.ndarray, points: np.ndarray) -> list[t
         gap = abs((row.centre[b] - row.centre[a]) @ row.along[a]) - size
         k = int(round(gap / size))
         if not 1 <= k <= MAX_FILLED or abs(gap - k * size) > GAP_SLACK * size:
-            continue
+            # the neighbours' widths do not divide the gap: the fewest barriers of the class's widths that fill it
+            k = int(np.ceil(gap / _WIDTHS[1]))
+            if not 1 <= k <= MAX_FILLED or gap / k < _WIDTHS[0]:
+                continue
         piece = gap / k
         length = 0.5 * (row.length[a] + row.length[b])
         for m in range(k):
