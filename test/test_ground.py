@@ -135,3 +135,19 @@ def test_an_object_between_two_far_rings_is_not_ground_but_a_rise_all_sectors_se
     climbing[:, car] = 0.8
     w = walk(climbing)
     assert w.accepted[car].all() and np.all(w.height[car] > 0.4)
+
+
+@pytest.mark.parametrize("fall", [0.02, 0.03])
+def test_a_ray_meets_the_surface_where_its_height_equals_the_ground_s(fall):
+    """A ground rising 3 % outwards from the sensor (heights and slopes set cell by cell): a ray from 1.5 m falling
+    2 % meets it at 1.5 / 0.05 = 30 m, one falling 3 % at 25 m, one rising 1 % at 75 m; one rising 4 % never."""
+    from perception3d.core.ground import GroundSurface, _range_edges
+
+    surface = GroundSurface.blank(np.zeros(2), _range_edges(80.0), 360)
+    centre = 0.5 * (surface.edges[:-1] + surface.edges[1:])
+    surface.height[:] = 0.03 * centre
+    surface.slope[:] = 0.03
+    direction = np.array([[np.cos(a), np.sin(a), -fall] for a in (0.3, 2.0)] + [[1.0, 0.0, 0.01], [0.0, 1.0, 0.04]])
+    hits = surface.ray_hits(np.tile([0.0, 0.0, 1.5], (4, 1)), direction)
+    np.testing.assert_allclose(hits[:3], [1.5 / (fall + 0.03)] * 2 + [75.0], atol=1e-6)
+    assert np.isnan(hits[3])

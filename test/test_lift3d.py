@@ -78,6 +78,26 @@ def test_without_lidar_the_fallback_stays_on_the_ray_and_beats_the_raw_anchor():
     assert np.median(refined_err) < 0.5 * np.median(anchor_err)
 
 
+def test_without_lidar_on_an_object_its_2d_box_s_bottom_edge_on_the_ground_surface_sets_its_depth():
+    """Pedestrians 12-26 m ahead on a road rising 3 %, no return on them (only the road's): a pedestrian shorter or
+    taller than the class mean (1.77 m) is placed ~12 % of its range off by its size alone; its 2D box's bottom edge
+    meets the ground surface where it stands, which takes at least half of that off."""
+    cam = camera()
+    road = ground_grid(extent=40.0, spacing=0.4)
+    road[:, 2] = 0.03 * road[:, 0]
+    points = to_lidar(road)
+    for depth, lateral, height in [(12.0, 2.0, 1.55), (18.0, -3.0, 2.0), (26.0, 1.0, 1.55)]:
+        size = np.array([0.7, 0.7, height])
+        center = np.array([depth, lateral, 0.03 * depth + height / 2])
+        frame = [view(cam, FRONT, [projected_box(cam, FRONT, center, size, 0.0)], ["pedestrian"], [0.9])]
+        on_ground = detect_3d(points, frame, T_BASE_LIDAR)
+        by_size = detect_3d(points, frame, T_BASE_LIDAR, params=LiftParams(ground_error_per_m=np.inf))
+        assert len(on_ground) == len(by_size) == 1
+        size_error = abs(np.hypot(*by_size.centers[0, :2]) - np.hypot(*center[:2]))
+        assert size_error > 0.08 * depth  # the size alone
+        assert abs(np.hypot(*on_ground.centers[0, :2]) - np.hypot(*center[:2])) < 0.5 * size_error
+
+
 def test_one_car_seen_by_two_cameras_is_merged(ground):
     center, size, yaw = np.array([14.0, 0.5, 1.1]), np.array([4.6, 1.9, 1.6]), 0.3
     points = to_lidar(np.vstack([box_surface_points(center, size, yaw, SENSOR, spacing=0.15), ground]))

@@ -135,6 +135,24 @@ class GroundSurface:
         sector, rbin, r = self.cells(xy)
         return self._height(sector * self.height.shape[1] + rbin, rbin, r)
 
+    def ray_hits(self, origins: np.ndarray, directions: np.ndarray, step: float = 1.0,
+                 reach: float = 120.0) -> np.ndarray:
+        """Parameters s (N,) at which rays origins + s x directions ((N, 3) each, this surface's frame [m]) first meet
+        the surface from above: the first sign change of the height above it, sampled every `step` of s up to
+        `reach`, interpolated linearly (NaN where the ray stays above it). A fixed-point iteration on the surface's
+        level does not converge where the ground rises as steeply as the ray falls."""
+        s = np.arange(0.0, reach + step, step)
+        along = origins[:, None, :] + s[None, :, None] * directions[:, None, :]  # (N, S, 3)
+        above = along[..., 2] - self.height_at(along[..., :2].reshape(-1, 2)).reshape(along.shape[:2])
+        below = above <= 0.0
+        first = np.argmax(below, axis=1)
+        rows = np.arange(len(origins))
+        hit = below[rows, first] & (first > 0)
+        a, b = above[rows, first - 1], above[rows, first]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            crossing = s[first - 1] + step * a / (a - b)
+        return np.where(hit, crossing, np.nan)
+
     def _height(self, cell: np.ndarray, rbin: np.ndarray, r: np.ndarray) -> np.ndarray:
         """Height (N,) [m] of the surface at flat cells (sector x bins + rbin) (N,), range bins (N,), ranges (N,) [m]
         (flat takes: faster than indexing by sector and bin)."""

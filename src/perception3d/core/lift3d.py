@@ -21,7 +21,10 @@ Per camera and 2D box (classes outside the 10 detection classes are skipped):
    along its camera ray so that its nearest corner lies at the cluster's nearest depth.
 4. Refinement: unsupported boxes take the class's mean size (the size sets the depth along the ray), and their
    location is solved by the KM3D equations from the 2D box (core.segments.place_by_box_edges: one row per edge, tied
-   to the extreme projected corner; edges on the image border, i.e. truncated objects, are not used). Supported boxes
+   to the extreme projected corner; edges on the image border, i.e. truncated objects, are not used), then moved
+   along the ray towards where the ray through their bottom edge meets the ground surface (`_on_the_ground`, the
+   two depths weighed by their errors: 11-15 % of the depth from the size, less from the ground up to ~40 m).
+   Supported boxes
    are fitted to their segment (core.segments.fit_boxes): their height held within what the returns allow (at least
    the highest return above the ground, at most where the next beam up passed over the object), the cluster's
    continuous heading up to a quarter turn, and (length, width) searched on grids over the class prior; each
@@ -50,6 +53,7 @@ import numpy as np
 
 from .bev_components import BevCells, connected_in_windows
 from .boxes import bev_corners, footprint_pair_iou, intersection_2d, wlh_to_lwh
+from .camera import MIN_DEPTH_M
 from .classes import DETECTION_RANGE_M, SIZE_PRIOR_WLH, size_priors
 from .detections import Detections2D, Detections3D
 from .frustum import (
@@ -61,7 +65,7 @@ from .frustum import (
     project_cloud,
 )
 from .geometry import invert_transform, transform_points, wrap_angle
-from .ground import GroundParams, SweepGround, checked_split, sweep_ground
+from .ground import GroundParams, GroundSurface, SweepGround, checked_split, sweep_ground
 from .km3d import ry_to_yaw, yaw_to_ry
 from .qaf2d import YAW_CANDIDATES, Anchors, lift_boxes_multi, normalise_boxes, paired_iou, projected_extent
 from .row_gaps import fill_row_gaps
@@ -121,6 +125,12 @@ class LiftParams:
         min_score: detections below this score are dropped.
         flat_face_classes: classes whose LiDAR returns lie on one flat long face (barrier panels): their box fit
             also tries each candidate slid so that this face lies on the points (core.segments `flat_face`).
+        ground_error_per_m: the ground surface's height error grows by this per metre of range [m/m] (0.05 m at
+            10 m, 0.2 m at 40 m): it weighs the depth of an unsupported box's ground contact against the depth from
+            its class's mean size (`_on_the_ground`; on the tuning worlds, v1 seeds 5-6 and v2 seeds 9-10 with
+            perfect and good 2D boxes, 0.005 raised mAP in all eight runs against the size alone, +0.090 summed,
+            pedestrian AP in all eight; with an earlier ray intersection, within 0.001 of it at 0.005: 0.0025 +0.104
+            but lower on both v2 good runs, 0.01 +0.064, the ground alone +0.107 with pedestrian AP lower in three).
         ground, cluster, fit: ground-surface, frustum-cluster and segment box-fit (core.segments) parameters.
     """
 
@@ -146,6 +156,7 @@ class LiftParams:
     nms_iou: float = 0.1
     min_score: float = 0.0
     flat_face_classes: tuple[str, ...] = ("barrier",)
+    ground_error_per_m: float = 0.005
     ground: GroundParams = field(default_factory=GroundParams)
     cluster: ClusterParams = field(default_factory=lambda: ClusterParams(segment_gap_m=0.6,
                                                                           segment_gap_per_depth=0.04))
@@ -185,7 +196,7 @@ def detect_3d(points_lidar: np.ndarray, views: Sequence[CameraView], T_base_lida
     seen = _SeenColumns.of(present, len(objects))
     supports = _box_supports(objects, object_cells, object_height, ground_pts, seen, params)
     clock.step("support")
-    lifted = _lift_all(supports, params, clock) if supports else None
+    lifted = _lift_all(supports, params, clock, ground.surface, T_base_lidar) if supports else None
     if lifted is None:
         return Detections3D.empty(frame_id, stamp_ns)
     lidar, camera = lifted
@@ -723,8 +734,8 @@ def _boxes_of_groups(columns: np.ndarray, owner: np.ndarray, group_class: np.nda
     return chosen
 
 
-def _lift_all(supports: list[_BoxSupport], params: LiftParams,
-              clock: _StepClock) -> tuple[Detections3D, np.ndarray] | None:
+def _lift_all(supports: list[_BoxSupport], params: LiftParams, clock: _StepClock, surface: GroundSurface | None,
+              T_base_lidar: np.ndarray) -> tuple[Detections3D, np.ndarray] | None:
     """Anchors, choice and refinement for the boxes of all cameras at once: boxes in the LiDAR frame and the
     index (into supports) of the camera of each."""
     cameras = [sup.view.camera for sup in supports]
@@ -792,6 +803,11 @@ def _lift_all(supports: list[_BoxSupport], params: LiftParams,
     on_border = np.stack([px[:, 0] <= 1.0, px[:, 2] >= size_px[:, 0] - 1.0,
                           px[:, 1] <= 1.0, px[:, 3] >= size_px[:, 1] - 1.0], axis=1)
     center = place_by_box_edges(centers_cam[pick], size, ry, norm, on_border)
+    standing = np.flatnonzero(~has_lidar & ~on_border[:, 3])  # without LiDAR, their bottom edge in the image
+    if surface is not None and len(standing):
+        center[standing] = _on_the_ground(center[standing], size[standing], ry[standing], norm[standing],
+                                          T_base_lidar @ T_lidar_cam[cam[chosen[standing]]],
+                                          prior_wlh[chosen[standing]], surface, params.ground_error_per_m)
     T_box = T_lidar_cam[cam[chosen]]
     centers_lidar = np.einsum("nij,nj->ni", T_box[:, :3, :3], center) + T_box[:, :3, 3]
     yaws = ry_to_yaw(ry, T_box[:, :3, :3])
@@ -826,6 +842,34 @@ def _lift_all(supports: list[_BoxSupport], params: LiftParams,
 # points left mAP level (sum of the 8 changes -0.0005), raised car AP in all 8 and lowered the car ATE in 6.
 HIDDEN_SHARE = 0.3
 HIDDEN_MIN_POINTS = 30
+
+
+def _on_the_ground(center_cam: np.ndarray, size_lwh: np.ndarray, ry: np.ndarray, norm: np.ndarray,
+                   T_base_cam: np.ndarray, prior_wlh: np.ndarray, surface: GroundSurface,
+                   ground_error_per_m: float) -> np.ndarray:
+    """Centres (B, 3) (camera frame [m]) of boxes without LiDAR (sizes (B, 3), headings ry (B,), placed by their 2D
+    boxes norm (B, 4) in normalised image coordinates, whose depth comes from the class's mean size: priors (B, 2,
+    3)), moved along their rays towards where they stand on the ground surface (base frame; T_base_cam (B, 4, 4)).
+
+    An object stands on the ground: its nearest bottom corner is the lowest point of its 2D box, so the ray through
+    the middle of the bottom edge meets the ground at that corner's depth (over level ground every point of an image
+    row lies at one depth). The two depths are combined in log depth, each weighted by its inverse squared relative
+    error: the class's relative height std for the size's (the box height sets the depth), and for the ground's
+    ground_error_per_m x range / the camera's height above the ground (a height error dh of the ground where the
+    ray meets it moves the depth by dh x depth / camera height: 0.15 m at 30 m is 2.6 m)."""
+    ray_cam = np.stack([0.5 * (norm[:, 0] + norm[:, 2]), norm[:, 3], np.ones(len(norm))], axis=1)  # z = 1: s = depth
+    contact = surface.ray_hits(T_base_cam[:, :3, 3], np.einsum("nij,nj->ni", T_base_cam[:, :3, :3], ray_cam))
+    meets = np.isfinite(contact) & (contact > MIN_DEPTH_M)
+    if not meets.any():
+        return center_cam
+    on_ground = slide_to_depth(center_cam[meets], size_lwh[meets], ry[meets], contact[meets])
+    camera_height = T_base_cam[meets, 2, 3] - surface.height_at(T_base_cam[meets, :2, 3])
+    ground_error = ground_error_per_m * contact[meets] / np.maximum(camera_height, 0.5)
+    size_error = prior_wlh[meets, 1, 2] / prior_wlh[meets, 0, 2]
+    weight = size_error**2 / (size_error**2 + ground_error**2)
+    out = center_cam.copy()
+    out[meets] = center_cam[meets] * np.exp(weight * np.log(on_ground[:, 2] / center_cam[meets, 2]))[:, None]
+    return out
 
 
 def _behind_a_nearer_box(boxes: np.ndarray, camera: np.ndarray, depth_min: np.ndarray) -> np.ndarray:
