@@ -95,7 +95,7 @@ def fill_row_gaps(dets: Detections3D, objects_xy: np.ndarray, object_height: np.
     heights above the ground surface [m] (NaN without one)."""
     with np.errstate(invalid="ignore"):
         usable = (object_height >= MIN_HEIGHT_M) & (object_height <= MAX_HEIGHT_M)
-    points = objects_xy[usable]
+    points = _Returns.of(objects_xy[usable])
     for _ in range(FILL_PASSES):
         row = _Row.of(dets)
         if len(row.index) == 0:
@@ -108,7 +108,7 @@ def fill_row_gaps(dets: Detections3D, objects_xy: np.ndarray, object_height: np.
     return dets
 
 
-def _gaps(row: _Row, i: np.ndarray, j: np.ndarray, points: np.ndarray) -> list[tuple[np.ndarray, float, int, int]]:
+def _gaps(row: _Row, i: np.ndarray, j: np.ndarray, points: _Returns) -> list[tuple[np.ndarray, float, int, int]]:
     """(centre (2,), width, neighbour, neighbour) of the barriers filling the gaps between neighbours i and j."""
     added = []
     for a, b in zip(i, j):
@@ -125,12 +125,12 @@ def _gaps(row: _Row, i: np.ndarray, j: np.ndarray, points: np.ndarray) -> list[t
         length = 0.5 * (row.length[a] + row.length[b])
         for m in range(k):
             centre = row.centre[a] + toward * (0.5 * row.width[a] + (m + 0.5) * piece)
-            if np.count_nonzero(_in_footprint(points, centre, row.along[a], piece, length)) >= MIN_RETURNS:
+            if len(points.in_footprint(centre, row.along[a], piece, length)) >= MIN_RETURNS:
                 added.append((centre, piece, a, b))
     return added
 
 
-def _ends(row: _Row, i: np.ndarray, j: np.ndarray, points: np.ndarray,
+def _ends(row: _Row, i: np.ndarray, j: np.ndarray, points: _Returns,
           dets: Detections3D) -> list[tuple[np.ndarray, float, int, int]]:
     """(centre (2,), width, barrier, barrier) of the barriers continuing rows past the sides of barriers that have no
     neighbour there."""
@@ -142,10 +142,9 @@ def _ends(row: _Row, i: np.ndarray, j: np.ndarray, points: np.ndarray,
             if side in taken:
                 continue
             centre = row.centre[b] + side * row.along[b] * (row.width[b] + END_GAP_M)
-            inside = _in_footprint(points, centre, row.along[b], row.width[b], row.length[b])
-            halves = (points[inside] - centre) @ row.along[b] > 0
-            if np.count_nonzero(inside) < MIN_RETURNS or min(np.count_nonzero(halves),
-                                                            np.count_nonzero(~halves)) < 2:
+            inside = points.in_footprint(centre, row.along[b], row.width[b], row.length[b])
+            halves = (inside - centre) @ row.along[b] > 0
+            if len(inside) < MIN_RETURNS or min(np.count_nonzero(halves), np.count_nonzero(~halves)) < 2:
                 continue
             standing = np.delete(dets.centers[:, :2], row.index[b], axis=0) - centre  # another detection there:
             if np.any((np.abs(standing @ row.along[b]) <= 0.5 * row.width[b] + 0.5)  # the row ends at it
@@ -155,13 +154,26 @@ def _ends(row: _Row, i: np.ndarray, j: np.ndarray, points: np.ndarray,
     return added
 
 
-def _in_footprint(points: np.ndarray, centre: np.ndarray, along: np.ndarray, width: float,
-                  length: float) -> np.ndarray:
-    """Which points (N, 2) lie in the footprint of a barrier at centre (2,) whose row runs along `along` (2,), its
-    width shrunk and its length grown by FOOTPRINT_MARGIN_M on each side."""
-    relative = points - centre
-    return ((np.abs(relative @ along) <= 0.5 * width - FOOTPRINT_MARGIN_M)
-            & (np.abs(relative @ np.array([along[1], -along[0]])) <= 0.5 * length + FOOTPRINT_MARGIN_M))
+@dataclass(frozen=True)
+class _Returns:
+    """The returns that can be a barrier's (N, 2) [m], sorted by x: a footprint's returns are searched among those
+    within its reach in x (each barrier's one or two fills would otherwise each test every return of the sweep)."""
+
+    xy: np.ndarray
+
+    @classmethod
+    def of(cls, xy: np.ndarray) -> _Returns:
+        return cls(xy[np.argsort(xy[:, 0], kind="stable")])
+
+    def in_footprint(self, centre: np.ndarray, along: np.ndarray, width: float, length: float) -> np.ndarray:
+        """The returns (K, 2) in the footprint of a barrier at centre (2,) whose row runs along `along` (2,), its
+        width shrunk and its length grown by FOOTPRINT_MARGIN_M on each side."""
+        reach = 0.5 * np.hypot(width, length) + FOOTPRINT_MARGIN_M
+        low, high = np.searchsorted(self.xy[:, 0], [centre[0] - reach, centre[0] + reach])
+        near = self.xy[low:high]
+        relative = near - centre
+        return near[(np.abs(relative @ along) <= 0.5 * width - FOOTPRINT_MARGIN_M)
+                    & (np.abs(relative @ np.array([along[1], -along[0]])) <= 0.5 * length + FOOTPRINT_MARGIN_M)]
 
 
 def _filled(dets: Detections3D, row: _Row, added: list[tuple[np.ndarray, float, int, int]]) -> Detections3D:
