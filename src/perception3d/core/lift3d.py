@@ -856,7 +856,9 @@ def _on_the_ground(center_cam: np.ndarray, size_lwh: np.ndarray, ry: np.ndarray,
     row lies at one depth). The two depths are combined in log depth, each weighted by its inverse squared relative
     error: the class's relative height std for the size's (the box height sets the depth), and for the ground's
     ground_error_per_m x range / the camera's height above the ground (a height error dh of the ground where the
-    ray meets it moves the depth by dh x depth / camera height: 0.15 m at 30 m is 2.6 m)."""
+    ray meets it moves the depth by dh x depth / camera height: 0.15 m at 30 m is 2.6 m). The 2D boxes are taken as
+    amodal (the whole object, also where a nearer one hides its foot: boxes projected from 3D annotations); a box
+    that ends where the object is hidden meets the ground beyond it."""
     ray_cam = np.stack([0.5 * (norm[:, 0] + norm[:, 2]), norm[:, 3], np.ones(len(norm))], axis=1)  # z = 1: s = depth
     contact = surface.ray_hits(T_base_cam[:, :3, 3], np.einsum("nij,nj->ni", T_base_cam[:, :3, :3], ray_cam))
     meets = np.isfinite(contact) & (contact > MIN_DEPTH_M)
