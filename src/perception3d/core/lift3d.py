@@ -24,11 +24,10 @@ Per camera and 2D box (classes outside the 10 detection classes are skipped):
    to the extreme projected corner; edges on the image border, i.e. truncated objects, are not used), then moved
    along the ray towards where the ray through their bottom edge meets the ground surface (`_on_the_ground`, the
    two depths weighed by their errors: 11-15 % of the depth from the size, less from the ground up to ~40 m).
-   Supported boxes
-   are fitted to their segment (core.segments.fit_boxes): their height held within what the returns allow (at least
-   the highest return above the ground, at most where the next beam up passed over the object), the cluster's
-   continuous heading up to a quarter turn, and (length, width) searched on grids over the class prior; each
-   candidate is placed by the 2D box edges and slid along its ray so that its nearest corner lies at the segment's
+   Supported boxes are fitted to their segment (core.segments.fit_boxes): their height held within what the returns
+   allow (at least the highest return above the ground, at most where the next beam up passed over the object), the
+   cluster's continuous heading up to a quarter turn, and (length, width) searched on grids over the class prior;
+   each candidate is placed by the 2D box edges and slid along its ray so that its nearest corner lies at the segment's
    nearest depth (LiDAR range is far more precise than depth from a box: 1 px of box error at 30 m moves a 2D-only
    depth by ~0.5 m), and judged by its points (distance to the box surface, capped), the projected IoU with the 2D
    box and the size prior. This is what separates touching objects: the segment holds no nearer neighbour's points,
