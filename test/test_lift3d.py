@@ -2,6 +2,7 @@
 import numpy as np
 import pytest
 
+from perception3d.core.classes import SIZE_PRIOR_WLH
 from perception3d.core.detections import Detections3D
 from perception3d.core.geometry import transform_points, wrap_angle
 from perception3d.core.lift3d import HIDDEN_SHARE, LiftParams, _behind_a_nearer_box, bev_nms, detect_3d, lidar_headings
@@ -262,6 +263,30 @@ def test_a_car_seen_down_to_the_ground_ignores_road_returns_in_front():
     assert len(dets) == 1 and np.linalg.norm(dets.centers[0, :2] - center[:2]) < 0.4
     pulled = detect_3d(points, views, T_BASE_LIDAR, params=LiftParams(foot_gap=0.0))
     assert np.linalg.norm(pulled.centers[0, :2] - center[:2]) > 0.6  # the test needs the height gate
+
+
+def test_a_car_seen_end_on_takes_its_class_s_mean_length_and_keeps_its_near_end_on_its_face():
+    """A car 30 m ahead in the next lane driving away, seen only on its rear face (no roof return: the segment spans
+    none of its length), in 2D boxes projected from a 3.9 m and a 5.3 m long car with that rear face. Every length
+    then fits the returns and the 2D box alike (its top edge moves ~1 px per metre of length at 30 m); the box
+    takes the class's mean length, its near end on the face. Without the rule the tie went to the first candidate,
+    the QAF2D anchor's size (4.45-4.69 m here, 4.4-5.0 m on the worlds)."""
+    cam = camera()
+    rear, lateral, width, height = 30.0, 3.0, 1.9, 1.5
+    face = grid_rows([rear], np.arange(lateral - 0.9, lateral + 0.91, 0.1), np.arange(0.3, 1.41, 0.12))
+    points = to_lidar(np.vstack([face, road_without(rear, width / 2, lateral)]))
+    mean_length = SIZE_PRIOR_WLH["car"][0][1]
+    anchor_lengths = []
+    for length in (3.9, 5.3):
+        center, size = np.array([rear + length / 2, lateral, height / 2]), np.array([length, width, height])
+        views = [view(cam, FRONT, [projected_box(cam, FRONT, center, size, 0.0)], ["car"])]
+        dets = detect_3d(points, views, T_BASE_LIDAR)
+        assert len(dets) == 1 and dets.sizes_lwh[0, 0] == pytest.approx(mean_length)
+        assert abs(dets.centers[0, 0] - dets.sizes_lwh[0, 0] / 2 - rear) < 0.15
+        assert abs(dets.centers[0, 1] - lateral) < 0.15
+        anchor_lengths.append(detect_3d(points, views, T_BASE_LIDAR,
+                                        params=LiftParams(prior_length_classes=())).sizes_lwh[0, 0])
+    assert max(abs(np.array(anchor_lengths) - mean_length)) > 0.1  # the test needs the rule
 
 
 @pytest.mark.parametrize("height, depth", [(1.35, 8.0), (1.5, 6.0)])

@@ -10,18 +10,18 @@ a QAF2D anchor's size comes from a 0.5 m grid. A candidate box is judged by
 - the 2D box: the IoU of its projection with the detection, to the power `iou_power` (with touching objects the
   2D box is what tells where one ends and the next begins);
 - the class size prior: the nuScenes mean and std per class (Gaussian likelihood, std x `prior_std_scale`).
-`fit_boxes` searches (length, width) on a coarse grid over the prior (both footprint axes tried as the length),
-then on a fine grid around the winner; each candidate is placed where its projection fits the 2D box edges (the
-KM3D solver, `place_by_box_edges`) and slid along its camera ray so that its nearest corner lies at the segment's
-nearest depth; for objects whose returns lie on one flat long face (barriers) seen between both image edges, also
-slid so that this face lies on the points (`_slide_to_face`: a far row seen at a grazing angle holds few returns,
-its nearest one far from the box's nearest corner); for boxes cut by the image's left or right border (no 2D edge
-there), also put with its sides facing the sensor on the segment's extremes along its footprint axes
-(`_against_extremes`; a barrier, centred on them along its length: core.lift3d grows a cut barrier's segment by
-the segments of its boxes in the other cameras, which keep out the next barriers of a row); for boxes whose near end
-a nearer object may hide, also kept where the 2D box edges put it, as long as it holds the nearest return
-(`_hold_nearest`: the nearest return then need not lie on the box's near face).
-"""
+`fit_boxes` searches (length, width) on a coarse grid over the prior (both footprint axes tried as the length), then on
+a fine grid around the winner (for boxes with `length_prior`, where the points do not show the length, a car seen
+end-on, the length is the prior's mean: `unseen_length_fraction`); each candidate is placed where its projection fits
+the 2D box edges (the KM3D solver, `place_by_box_edges`) and slid along its camera ray so that its nearest corner lies
+at the segment's nearest depth; for objects whose returns lie on one flat long face (barriers) seen between both image
+edges, also slid so that this face lies on the points (`_slide_to_face`: a far row seen at a grazing angle holds few
+returns, its nearest one far from the box's nearest corner); for boxes cut by the image's left or right border (no 2D
+edge there), also put with its sides facing the sensor on the segment's extremes along its footprint axes
+(`_against_extremes`; a barrier, centred on them along its length: core.lift3d grows a cut barrier's segment by the
+segments of its boxes in the other cameras, which keep out the next barriers of a row); for boxes whose near end a
+nearer object may hide, also kept where the 2D box edges put it, as long as it holds the nearest return
+(`_hold_nearest`: the nearest return then need not lie on the box's near face)."""
 from __future__ import annotations
 
 import functools
@@ -40,8 +40,11 @@ class FitParams:
 
     Attributes:
         coarse_std, fine_std: the size grids searched, in class prior std: first mean + coarse_std x std (for
-            length and width) and the mean, then the winner + fine_std x std. Where the points do not show a side
-            (a car seen end-on shows no length) the candidates tie and the mean is the best guess.
+            length and width) and the mean, then the winner + fine_std x std.
+        unseen_length_fraction: for boxes with `FitProblem.length_prior`, a candidate whose length axis the segment
+            spans less than this x the class's mean length (a car seen end-on shows its face, not its length)
+            takes the mean length: the candidates' scores then differ only by the 2D box's top edge (under 1 px
+            per metre of length for a car at 30 m), and the mean is the best guess (`_unseen_lengths`).
         outline_cap_m: a point costs its distance to the box surface up to this [m].
         cost_sigma_m: scale of the mean point cost in the fit's score [m].
         iou_power: power of the projected-box IoU in the fit's score (10: on the tuning worlds v1 seeds 5-6 and v2
@@ -52,6 +55,7 @@ class FitParams:
 
     coarse_std: tuple[float, ...] = (-1.0, 1.0)
     fine_std: tuple[float, ...] = (-0.5, 0.0, 0.5)
+    unseen_length_fraction: float = 0.3
     outline_cap_m: float = 0.5
     cost_sigma_m: float = 0.1
     iou_power: float = 10.0
@@ -81,6 +85,8 @@ class FitProblem:
         near_end_hidden: (B,) a nearer object's 2D box covers much of this one's, and the segment holds enough
             points to judge where the box starts: each candidate is also kept where the 2D box edges put it, slid
             nearer only as far as makes it hold the nearest return (`_hold_nearest`).
+        length_prior: (B,) where the segment does not show the box's length, its candidates take the class's mean
+            length (`FitParams.unseen_length_fraction`).
     """
 
     points: np.ndarray
@@ -96,6 +102,7 @@ class FitProblem:
     heading: np.ndarray
     extremes: np.ndarray
     near_end_hidden: np.ndarray
+    length_prior: np.ndarray
 
 
 def gather_groups(values: np.ndarray, box_of: np.ndarray) -> np.ndarray:
@@ -246,14 +253,30 @@ def _best_size(centers, sizes, yaws, problem, params) -> tuple[np.ndarray, np.nd
     lw = np.stack([mean[:, None, 1] + step_l * std[:, None, 1], mean[:, None, 0] + step_w * std[:, None, 0]], -1)
     cand_lw = np.concatenate([sizes[:, None, :2], lw], axis=1)
     cand_yaws = wrap_angle(yaws[:, None] + quarter[None, :])  # (B, 2): the distinct yaws of the candidates
-    centers, sizes, yaws = _best_placed(centers, sizes, cand_lw, cand_yaws, np.r_[0, turn], problem, params)
-    # Round 2: a finer grid around the winner.
+    yaw_of = np.r_[0, turn]
+    unseen = _unseen_lengths(cand_yaws[:, yaw_of], problem, mean[:, 1], params.unseen_length_fraction)
+    cand_lw[..., 0] = np.where(unseen, mean[:, None, 1], cand_lw[..., 0])
+    centers, sizes, yaws = _best_placed(centers, sizes, cand_lw, cand_yaws, yaw_of, problem, params)
+    # Round 2: a finer grid around the winner (whose length stays the mean where its length is not seen).
     fine = np.asarray(params.fine_std, dtype=np.float64)
     step_l, step_w = (g.ravel() for g in np.meshgrid(fine, fine, indexing="ij"))
-    cand_lw = np.stack([sizes[:, None, 0] + step_l * std[:, None, 1], sizes[:, None, 1] + step_w * std[:, None, 0]],
-                       -1)
+    unseen = _unseen_lengths(yaws[:, None], problem, mean[:, 1], params.unseen_length_fraction)
+    cand_lw = np.stack([sizes[:, None, 0] + np.where(unseen, 0.0, step_l * std[:, None, 1]),
+                        sizes[:, None, 1] + step_w * std[:, None, 0]], -1)
     return _best_placed(centers, sizes, np.maximum(cand_lw, 0.05), yaws[:, None], np.zeros(len(step_l), dtype=int),
                         problem, params)
+
+
+def _unseen_lengths(yaws: np.ndarray, problem: FitProblem, mean_length: np.ndarray, fraction: float) -> np.ndarray:
+    """(B, Y) whether box b's segment spans less than fraction x its class's mean length (B,) [m] along the length
+    axis of a candidate at yaw yaws[b, y] (LiDAR frame [rad]), for boxes with problem.length_prior: the segment's
+    extent along its footprint heading, or across it, whichever that axis is (False without a heading)."""
+    along = problem.extremes[:, 1] - problem.extremes[:, 0]
+    across = problem.extremes[:, 3] - problem.extremes[:, 2]
+    turn = yaws - problem.heading[:, None]
+    extent = np.where(np.abs(np.cos(turn)) >= np.abs(np.sin(turn)), along[:, None], across[:, None])
+    with np.errstate(invalid="ignore"):  # NaN: no heading
+        return problem.length_prior[:, None] & (extent < fraction * mean_length[:, None])
 
 
 def _best_placed(centers, sizes, cand_lw, yaws, yaw_of, problem, params):
