@@ -21,7 +21,8 @@ edge there), also put with its sides facing the sensor on the segment's extremes
 (`_against_extremes`; a barrier, centred on them along its length: core.lift3d grows a cut barrier's segment by the
 segments of its boxes in the other cameras, which keep out the next barriers of a row); for boxes whose near end a
 nearer object may hide, also kept where the 2D box edges put it, as long as it holds the nearest return
-(`_hold_nearest`: the nearest return then need not lie on the box's near face)."""
+(`_hold_nearest`: the nearest return then need not lie on the box's near face).
+"""
 from __future__ import annotations
 
 import functools
@@ -44,7 +45,8 @@ class FitParams:
         unseen_length_fraction: for boxes with `FitProblem.length_prior`, a candidate whose length axis the segment
             spans less than this x the class's mean length (a car seen end-on shows its face, not its length)
             takes the mean length: the candidates' scores then differ only by the 2D box's top edge (under 1 px
-            per metre of length for a car at 30 m), and the mean is the best guess (`_unseen_lengths`).
+            per metre of length for a car at 30 m), they tied and the first, the QAF2D anchor's size, won; the mean
+            is the best guess (`_unseen_lengths`).
         outline_cap_m: a point costs its distance to the box surface up to this [m].
         cost_sigma_m: scale of the mean point cost in the fit's score [m].
         iou_power: power of the projected-box IoU in the fit's score (10: on the tuning worlds v1 seeds 5-6 and v2
