@@ -128,7 +128,7 @@ class LiftParams:
             length (core.segments `length_prior`, `FitParams.unseen_length_fraction`). On the tuning worlds (v1
             seeds 5-6, v2 seeds 9-10, perfect and good 2D), cars and trucks: mAP up in 7 of 8 runs (+0.018
             summed), truck AP in 7, car ATE lower in 6 (-0.052 m summed); cars alone: mAP level. Barriers (their
-            length is their thickness) added: barrier AP up in 6 of 8, lower in both perfect-2D runs, and lower in
+            length is their thickness) added: barrier AP up in 6 of 8, lower in two perfect-2D runs, and lower in
             3 of 4 held-out runs; bus, trailer and construction-vehicle AP swung by up to 0.14 either way. The width
             of a car seen side-on by the same rule raised mAP by 0.004 more, but an oblique car's 2D box edges do
             show its width (perfect boxes of 1.7 and 2.2 m wide cars gave 1.86 and 2.06 m; the rule, 1.96): not kept.
