@@ -275,10 +275,15 @@ def _unseen_lengths(yaws: np.ndarray, problem: FitProblem, mean_length: np.ndarr
     extent along its footprint heading, or across it, whichever that axis is (False without a heading)."""
     along = problem.extremes[:, 1] - problem.extremes[:, 0]
     across = problem.extremes[:, 3] - problem.extremes[:, 2]
-    turn = yaws - problem.heading[:, None]
-    extent = np.where(np.abs(np.cos(turn)) >= np.abs(np.sin(turn)), along[:, None], across[:, None])
+    extent = np.where(_length_along_heading(yaws, problem.heading[:, None]), along[:, None], across[:, None])
     with np.errstate(invalid="ignore"):  # NaN: no heading
         return problem.length_prior[:, None] & (extent < fraction * mean_length[:, None])
+
+
+def _length_along_heading(yaws: np.ndarray, heading: np.ndarray) -> np.ndarray:
+    """Whether boxes at yaws [rad] have their length along the segment's footprint heading (heading [rad],
+    broadcastable) rather than across it: the nearer of the two axes."""
+    return np.abs(np.cos(yaws - heading)) >= np.abs(np.sin(yaws - heading))
 
 
 def _best_placed(centers, sizes, cand_lw, yaws, yaw_of, problem, params):
@@ -366,7 +371,7 @@ def _against_extremes(center_cam, size_lwh, yaws, heading, extremes, height_span
     nearest depth place it along the ray only: a near car spanning two cameras was fitted where the 2D box edge
     of one camera's part and the nearest return put it, 1-2 m along its length from where its points are."""
     lidar = np.einsum("nji,nj->ni", R, center_cam - t)
-    length_along = np.abs(np.cos(yaws - heading)) >= np.abs(np.sin(yaws - heading))
+    length_along = _length_along_heading(yaws, heading)
     half = 0.5 * np.stack([np.where(length_along, size_lwh[:, 0], size_lwh[:, 1]),
                            np.where(length_along, size_lwh[:, 1], size_lwh[:, 0])], axis=1)  # along, across
     low, high = extremes[:, 0::2], extremes[:, 1::2]
