@@ -40,8 +40,10 @@ def test_a_box_against_its_segment_extremes_puts_the_sides_facing_the_sensor_on_
     """Three 4 x 2 m boxes along heading 30 deg (the LiDAR at the origin): one whose segment lies ahead of the sensor
     and to its left along that heading, one behind and to its right, one beside the sensor along it. The sides
     facing the sensor lie on the extremes, the far sides a box length beyond; beside the sensor the box is centred
-    on the segment, and so is a flat face along its long axis. Only a flat face moves in z: as little as makes it
-    hold its segment's height span (one holds it already, one lies below it, one is lower than it: centred)."""
+    on the segment, and so is a flat face along its long axis. A flat face moves in z as little as makes it hold
+    its segment's height span (one holds it already, one lies below it, one is lower than it: centred); another box
+    stands on the ground under its segment where that is known and the segment spans at least 0.8 of its length
+    (the third: 4 m; the others 2 and 3 m keep their height)."""
     from perception3d.core.segments import _against_extremes
 
     heading = np.radians(30.0)
@@ -51,19 +53,24 @@ def test_a_box_against_its_segment_extremes_puts_the_sides_facing_the_sensor_on_
     start = np.array([[0.0, 0.0, 0.7]] * 3)
     height_span = np.array([[0.2, 1.0], [1.5, 2.0], [-0.5, 2.5]])  # least and greatest z of the segments [m]
     yaws = np.full(3, heading + np.pi)  # the length along the heading (either way round)
+    unknown = np.full(3, np.nan)  # the ground under the segments
     moved = _against_extremes(start, size, yaws, np.full(3, heading), extremes, height_span, R, t,
-                              np.zeros(3, dtype=bool))
+                              np.zeros(3, dtype=bool), unknown, 0.8)
     c, s = np.cos(heading), np.sin(heading)
     along, across = moved[:, 0] * c + moved[:, 1] * s, moved[:, 1] * c - moved[:, 0] * s
     np.testing.assert_allclose(along, [5.0 + 2.0, -6.0 - 2.0, 1.0])
     np.testing.assert_allclose(across, [1.0 + 1.0, -3.0 - 1.0, 2.0 + 1.0])
     np.testing.assert_allclose(moved[:, 2], 0.7)
+    standing = _against_extremes(start, size, yaws, np.full(3, heading), extremes, height_span, R, t,
+                                 np.zeros(3, dtype=bool), np.full(3, -1.8), 0.8)
+    np.testing.assert_allclose(standing[:, :2], moved[:, :2])
+    np.testing.assert_allclose(standing[:, 2], [0.7, 0.7, -1.8 + 0.75])
     turned = _against_extremes(start, size, np.full(3, heading + np.pi / 2), np.full(3, heading), extremes,
-                               height_span, R, t, np.zeros(3, dtype=bool))
+                               height_span, R, t, np.zeros(3, dtype=bool), unknown, 0.8)
     np.testing.assert_allclose(turned[0, 0] * c + turned[0, 1] * s, 5.0 + 1.0)  # the width along the heading now
     # a flat face (a barrier) is centred on its segment along its long axis, its near side on the extreme across it
     flat = _against_extremes(start, size, yaws, np.full(3, heading), extremes, height_span, R, t,
-                             np.ones(3, dtype=bool))
+                             np.ones(3, dtype=bool), np.full(3, -1.8), 0.8)
     along, across = flat[:, 0] * c + flat[:, 1] * s, flat[:, 1] * c - flat[:, 0] * s
     np.testing.assert_allclose(along, [6.0, -7.5, 1.0])
     np.testing.assert_allclose(across, [1.0 + 1.0, -3.0 - 1.0, 2.0 + 1.0])

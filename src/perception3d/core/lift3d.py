@@ -823,12 +823,15 @@ def _lift_all(supports: list[_BoxSupport], params: LiftParams, clock: _StepClock
     lid = np.flatnonzero(has_lidar)
     T_cam_box = T_cam_lidar[cam[chosen]]
     fitted = chosen[lid]
+    extremes = _footprint_extremes(points, start[fitted], count[fitted], heading[fitted])
     problem = FitProblem(padded[fitted], valid[fitted], T_cam_box[lid], clipped[lid], limits[lid], prior_wlh[fitted],
                          norm[lid], on_border[lid], depth_min[fitted],
-                         np.isin(classes[fitted], params.flat_face_classes), heading[fitted],
-                         _footprint_extremes(points, start[fitted], count[fitted], heading[fitted]),
+                         np.isin(classes[fitted], params.flat_face_classes), heading[fitted], extremes,
                          _behind_a_nearer_box(boxes, cam, depth_min)[fitted] & (count[fitted] >= HIDDEN_MIN_POINTS),
-                         np.isin(classes[fitted], params.prior_length_classes))
+                         np.isin(classes[fitted], params.prior_length_classes),
+                         # the ground under the boxes whose height the LiDAR bounds (it saw their roof)
+                         np.where(np.isfinite(height_bounds[fitted, 1]),
+                                  _ground_under(extremes, heading[fitted], surface, T_base_lidar), np.nan))
     centers_lidar[lid], size[lid], yaws[lid] = fit_boxes(centers_lidar[lid], size[lid], yaws[lid], problem,
                                                          params.fit)
     center[lid] = np.einsum("nij,nj->ni", T_cam_box[lid, :3, :3], centers_lidar[lid]) + T_cam_box[lid, :3, 3]
@@ -881,6 +884,21 @@ def _on_the_ground(center_cam: np.ndarray, size_lwh: np.ndarray, ry: np.ndarray,
     out = center_cam.copy()
     out[meets] = center_cam[meets] * np.exp(weight * np.log(on_ground[:, 2] / center_cam[meets, 2]))[:, None]
     return out
+
+
+def _ground_under(extremes: np.ndarray, heading: np.ndarray, surface: GroundSurface | None,
+                  T_base_lidar: np.ndarray) -> np.ndarray:
+    """Height (B,) of the ground (LiDAR frame z [m]) under the middle of each segment's footprint (extremes (B, 4)
+    along and across its heading (B,) [rad], FitProblem); NaN without a surface or a heading."""
+    along, across = 0.5 * (extremes[:, 0] + extremes[:, 1]), 0.5 * (extremes[:, 2] + extremes[:, 3])
+    c, s = np.cos(heading), np.sin(heading)
+    middle = np.stack([along * c - across * s, along * s + across * c, np.zeros(len(heading))], axis=1)
+    if surface is None or len(middle) == 0:
+        return np.full(len(middle), np.nan)
+    base = transform_points(T_base_lidar, np.nan_to_num(middle))
+    base[:, 2] = surface.height_at(base[:, :2])
+    z = transform_points(invert_transform(T_base_lidar), base)[:, 2]
+    return np.where(np.isfinite(middle[:, 0]), z, np.nan)
 
 
 def _behind_a_nearer_box(boxes: np.ndarray, camera: np.ndarray, depth_min: np.ndarray) -> np.ndarray:
