@@ -46,6 +46,17 @@ def test_two_missing_barriers_share_their_gap():
     np.testing.assert_allclose(sizes[:, 1], WIDTH_M, atol=1e-9)
 
 
+def test_a_far_missed_barrier_with_two_returns_on_its_face_is_filled_and_one_return_is_not_enough():
+    """A missed barrier far along a row holds few returns (rings 0.6 m apart at 25 m, a grazing angle): two on its
+    face fill its gap (five were needed before); a single return is no surface."""
+    dets = row([0, 1, 3, 4])
+    xy, height = np.vstack([wall(9.0, 13.0)[0], wall(15.0, 19.0)[0]]), np.r_[wall(9.0, 13.0)[1], wall(15.0, 19.0)[1]]
+    two = np.array([[13.7, ROW_Y_M + 0.35], [14.4, ROW_Y_M + 0.35]])
+    centres, _, _ = added(dets, fill_row_gaps(dets, np.vstack([xy, two]), np.r_[height, 0.5, 0.7]))
+    np.testing.assert_allclose(centres, [[14.0, ROW_Y_M, 0.5]], atol=1e-9)
+    assert len(fill_row_gaps(dets, np.vstack([xy, two[:1]]), np.r_[height, 0.5])) == len(dets)
+
+
 def test_a_gap_without_returns_or_with_returns_too_high_or_too_low_stays_empty():
     """Where the row parts (the LiDAR sees through the gap), or the returns in the gap are a truck's body above the
     barriers' height or kerb stones below it, the row is not filled."""
