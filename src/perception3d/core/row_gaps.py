@@ -19,8 +19,8 @@ the LiDAR still sees the missed barriers: their returns continue the row's wall.
   along the row, grown by it across), between `MIN_HEIGHT_M` and `MAX_HEIGHT_M` above the ground surface, and past a
   row end at least two in each half of it: a gap or a row end without them is where the row really stops or parts.
   The barriers a 2D detector misses are the far, hidden ones of a row, with few returns: with 5 instead of 2, barrier
-  AP with `good` 2D boxes was lower on all four tuning worlds (v1 seeds 5-6, v2 seeds 9-10: -0.028 summed; 3: -0.008),
-  and level with perfect boxes; 1 raised it by 0.007 more, but a single return is no surface (a stray hit).
+  AP with `good` 2D boxes was lower on all four tuning worlds (v1 seeds 5-6, v2 seeds 9-10: -0.028 summed; with 3,
+  -0.008), and level with perfect boxes; 1 raised it by 0.007 more, but a single return is no surface (a stray hit).
 - A filled box takes its neighbours' mean length, height and centre height (z), the first neighbour's heading,
   and `SCORE_FACTOR` x the lower of their scores (no image saw it).
 

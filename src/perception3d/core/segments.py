@@ -393,15 +393,15 @@ def _against_extremes(center_cam, size_lwh, yaws, heading, extremes, height_span
                            np.where(length_along, size_lwh[:, 1], size_lwh[:, 0])], axis=1)  # along, across
     low, high = extremes[:, 0::2], extremes[:, 1::2]
     centre = np.where(low > 0, low + half, np.where(high < 0, high - half, 0.5 * (low + high)))
+    long_axis = np.argmax(half, axis=1)  # the footprint axis of each box's length
     face = np.flatnonzero(flat_face)
-    long_axis = np.argmax(half[face], axis=1)
-    centre[face, long_axis] = 0.5 * (low[face, long_axis] + high[face, long_axis])
+    centre[face, long_axis[face]] = 0.5 * (low[face, long_axis[face]] + high[face, long_axis[face]])
     c, s = np.cos(heading), np.sin(heading)
     lidar[:, 0] = centre[:, 0] * c - centre[:, 1] * s
     lidar[:, 1] = centre[:, 0] * s + centre[:, 1] * c
-    long_side = np.argmax(half, axis=1)
-    span = np.take_along_axis(high - low, long_side[:, None], axis=1)[:, 0]
-    standing = np.flatnonzero(~flat_face & np.isfinite(ground_z) & (span >= standing_span * 2 * half.max(axis=1)))
+    rows = np.arange(len(half))
+    span = high[rows, long_axis] - low[rows, long_axis]
+    standing = np.flatnonzero(~flat_face & np.isfinite(ground_z) & (span >= standing_span * 2 * half[rows, long_axis]))
     lidar[standing, 2] = ground_z[standing] + 0.5 * size_lwh[standing, 2]
     half_height = 0.5 * size_lwh[face, 2]
     # the least and greatest centre height of a box holding the span
