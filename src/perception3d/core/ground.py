@@ -309,7 +309,7 @@ class _Walk:
         self.sums = np.zeros((5, sectors))
         self.sums[0], self.sums[2] = 1.0, z0
         self.ranges, self.heights = np.ascontiguousarray(low_r.T), np.ascontiguousarray(lowest.T)
-        r, h = np.nan_to_num(self.ranges), np.nan_to_num(self.heights)
+        r, h = (np.where(np.isnan(x), 0.0, x) for x in (self.ranges, self.heights))  # nan_to_num: 2.5x slower
         self.observed = np.stack([np.ones_like(r), r, h, r * r, r * h], axis=1)  # (bins, 5, sectors)
         # per bin and sector the candidate, else that of the next bin, else of the previous one (NaN: none)
         nearby = self.heights.copy()
