@@ -151,3 +151,30 @@ def test_a_ray_meets_the_surface_where_its_height_equals_the_ground_s(fall):
     hits = surface.ray_hits(np.tile([0.0, 0.0, 1.5], (4, 1)), direction)
     np.testing.assert_allclose(hits[:3], [1.5 / (fall + 0.03)] * 2 + [75.0], atol=1e-6)
     assert np.isnan(hits[3])
+
+
+def test_holes_between_two_accepted_candidates_on_one_level_take_the_line_between_them():
+    """The hole filling against a cell-by-cell loop, on random accepted cells, levels and candidates."""
+    from perception3d.core.ground import GroundSurface, _fill_between_candidates, _range_edges
+
+    rng = np.random.default_rng(0)
+    surface = GroundSurface.blank(np.zeros(2), _range_edges(60.0), 40)
+    sectors, bins = surface.height.shape
+    centre = 0.5 * (surface.edges[:-1] + surface.edges[1:])
+    surface.accepted[:] = rng.random((sectors, bins)) < 0.4
+    surface.raised[:] = np.where(rng.random((sectors, bins)) < 0.2, 0.15, 0.0)
+    surface.height[:], surface.slope[:] = rng.normal(size=(2, sectors, bins))
+    lowest = rng.normal(size=(sectors, bins))
+    low_r = centre + rng.uniform(-0.2, 0.2, (sectors, bins))
+    height, slope = surface.height.copy(), surface.slope.copy()
+    for s in range(sectors):
+        accepted = np.flatnonzero(surface.accepted[s])
+        for b, a in zip(accepted[:-1], accepted[1:]):
+            if surface.raised[s, b] == surface.raised[s, a]:
+                line = (lowest[s, a] - lowest[s, b]) / max(low_r[s, a] - low_r[s, b], 1e-6)
+                height[s, b + 1:a] = lowest[s, b] + line * (centre[b + 1:a] - low_r[s, b])
+                slope[s, b + 1:a] = line
+    assert np.sum(height != surface.height) > 100  # holes on one level
+    _fill_between_candidates(surface, surface.accepted, lowest, low_r, centre)
+    np.testing.assert_array_equal(surface.height, height)
+    np.testing.assert_array_equal(surface.slope, slope)
