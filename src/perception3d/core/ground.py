@@ -126,7 +126,9 @@ class GroundSurface:
         dx, dy = xy[:, 0] - self.origin[0], xy[:, 1] - self.origin[1]
         r = np.hypot(dx, dy) if r is None else r
         sectors = self.height.shape[0]
-        sector = np.floor((arctan2(dy, dx) + np.pi) * (sectors / (2 * np.pi))).astype(np.int64) % sectors
+        sector = np.floor((arctan2(dy, dx) + np.pi) * (sectors / (2 * np.pi))).astype(np.int64)
+        wrapped = (sector < 0) | (sector >= sectors)  # an angle of +-pi, rounded; % of all the sectors: 3x as long
+        sector[wrapped] %= sectors
         rbin = np.clip(np.searchsorted(self.edges, r, side="right") - 1, 0, len(self.edges) - 2)
         return sector, rbin, r
 
@@ -352,7 +354,7 @@ class _Walk:
                 gap = r - last_r
                 ceiling = max_step + _GRADE_CHANGE_FAR * gap
                 # an object's lowest hit between two far rings (that would pass as ground) passes as an empty cell
-                far = np.flatnonzero((gap > _LONG_GAP_M) & (rise > p.threshold_m) & (rise <= ceiling))
+                far, = np.nonzero((gap > _LONG_GAP_M) & (rise > p.threshold_m) & (rise <= ceiling))
                 if len(far):
                     rise[far[self._lone(k, far, intercept, slope)]] = np.nan
                 # A rise (drop) of more than kerb_step_m that is also steeper than _KERB_SLOPE over the distance
@@ -386,9 +388,9 @@ class _Walk:
         the _NEIGHBOUR_SECTORS sectors on each side: their candidate in bin k, else in bin k + 1 or k - 1 (one ring
         crosses range bins from sector to sector), else their line's prediction at bin k (module docstring,
         step 3)."""
-        around = (far[None, :] + _NEIGHBOUR_SHIFTS[:, None]) % len(slope)  # (16, F)
-        ground = self.nearby_heights[k][around]
-        ground = np.where(np.isnan(ground), (intercept + slope * self.centre[k])[around], ground)
+        around = far + _NEIGHBOUR_SHIFTS[:, None]  # (16, F), wrapping around
+        ground = self.nearby_heights[k].take(around, mode="wrap")
+        ground = np.where(np.isnan(ground), (intercept + slope * self.centre[k]).take(around, mode="wrap"), ground)
         ground.sort(axis=0)
         middle = len(_NEIGHBOUR_SHIFTS) // 2  # the median of an even count: the mean of the two middle values
         return self.heights[k][far] - 0.5 * (ground[middle - 1] + ground[middle]) > self.params.threshold_m
