@@ -176,12 +176,13 @@ class GroundSurface:
         cell = sector * bins + rbin
         height = pts[:, 2] - self._height(cell, rbin, r)
         is_ground = (np.abs(height) < threshold_m) & self.accepted.ravel().take(cell)
-        levels = self.raised.ravel()
-        here = levels.take(cell)
-        ahead = levels.take(cell + (rbin < bins - 1))  # the next bin's, the last bin's own
-        level = np.maximum(here, ahead)  # the raised level's height above the road
-        above_road = height + here
-        raised = is_ground & (level > 0) & (above_road > 0.5 * level)
+        # the raised level's height above the road per cell: its own or the next bin's (the last bin: its own)
+        ahead = np.concatenate([self.raised[:, 1:], self.raised[:, -1:]], axis=1)
+        level = np.maximum(self.raised, ahead).ravel().take(cell)
+        raised = is_ground & (level > 0)
+        at_kerb = np.flatnonzero(raised)  # only these (few) points are compared with the levels
+        above_road = height.take(at_kerb) + self.raised.ravel().take(cell.take(at_kerb))
+        raised[at_kerb] = above_road > 0.5 * level.take(at_kerb)
         return is_ground, raised, height
 
 
@@ -289,9 +290,9 @@ def _cell_candidates(cell: np.ndarray, z: np.ndarray, r: np.ndarray, shape: tupl
     lowest, highest, low_r = np.full(size, np.inf), np.full(size, -np.inf), np.full(size, np.nan)
     np.minimum.at(lowest, cell, z)
     np.maximum.at(highest, cell, z)
-    is_lowest = z == lowest[cell]
-    low_r[cell[is_lowest]] = r[is_lowest]
-    lowest[~np.isfinite(lowest)] = np.nan
+    is_lowest = np.flatnonzero(z == lowest.take(cell))
+    low_r[cell.take(is_lowest)] = r.take(is_lowest)
+    lowest[lowest == np.inf] = np.nan
     return lowest.reshape(shape), low_r.reshape(shape), (highest - lowest).reshape(shape)
 
 
