@@ -211,15 +211,6 @@ def _projected_corners(center_cam: np.ndarray, bottom) -> tuple[np.ndarray, np.n
         return (cx + x) / depth, np.concatenate([(cy + y) / depth, (cy - y) / depth]), depth
 
 
-def _corner_extremes(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Minimum and maximum (N,) over the corners of values (C, N), corner by corner."""
-    low, high = values[0].copy(), values[0].copy()
-    for corner in values[1:]:
-        np.minimum(low, corner, out=low)
-        np.maximum(high, corner, out=high)
-    return low, high
-
-
 def _score(centers, centers_cam, bottom, sizes_lwh, problem: FitProblem, rows: np.ndarray, cos_sin,
            params: FitParams) -> np.ndarray:
     """log score (M,) of candidate boxes of problem rows `rows` (M,): -cost / sigma + iou_power log IoU + log prior
@@ -227,12 +218,12 @@ def _score(centers, centers_cam, bottom, sizes_lwh, problem: FitProblem, rows: n
     (`_bottom_corners`), sizes (M, 3), cos and sin (M,) of the yaws in the LiDAR frame."""
     cost = segment_cost(centers, sizes_lwh, cos_sin, problem.points, problem.valid, rows, params)
     u, v, depth = _projected_corners(centers_cam, bottom)
-    lim = problem.limits[rows]
-    (u_min, u_max), (v_min, v_max) = _corner_extremes(u), _corner_extremes(v)
-    projected = np.stack([u_min, v_min, u_max, v_max], axis=1)
-    projected = np.minimum(np.maximum(projected, lim[:, [0, 1, 0, 1]]), lim[:, [2, 3, 2, 3]])
-    iou = paired_iou(projected, problem.box_norm[rows])
-    visible = _corner_extremes(depth)[0] > 0.0
+    # (4, M) each, xyxy: the image's limits and the detection of each candidate's box
+    limits, detection = np.split(gather_groups(np.concatenate([problem.limits, problem.box_norm], axis=1).T, rows), 2)
+    projected = np.stack([u.min(axis=0), v.min(axis=0), u.max(axis=0), v.max(axis=0)]).reshape(2, 2, -1)
+    projected = np.minimum(np.maximum(projected, limits[:2]), limits[2:]).reshape(4, -1)
+    iou = paired_iou(projected.T, detection.T)
+    visible = depth.min(axis=0) > 0.0
     return np.where(visible, -cost / params.cost_sigma_m + params.iou_power * np.log(np.maximum(iou, 1e-6))
                     + size_log_prior(sizes_lwh, problem.prior_wlh, rows, params.prior_std_scale), -np.inf)
 
@@ -301,10 +292,11 @@ def _best_placed(centers, sizes, cand_lw, yaws, yaw_of, problem, params):
     yaws[:, yaw_of] ((B, Y): the distinct yaws of each box's candidates; yaw_of (C,)), each placed by the 2D box
     edges and slid to the segment's nearest depth (or onto its flat face, or against its extremes: the module
     docstring). What depends on the yaw alone (headings in the camera frame, cos and sin) is computed once per
-    distinct yaw."""
+    distinct yaw. Rows are gathered by np.take / np.repeat / np.compress: numpy's fancy indexing of (N, 3) or
+    (N, 4) rows, or by a boolean mask, costs 3-6x more."""
     n, n_cand = cand_lw.shape[:2]
     rows = np.repeat(np.arange(n), n_cand)
-    cand_sizes = sizes[rows]
+    cand_sizes = np.repeat(sizes, n_cand, axis=0)
     cand_sizes[:, :2] = cand_lw.reshape(-1, 2)
     R, t = problem.T_cam_lidar[:, :3, :3], problem.T_cam_lidar[:, :3, 3]  # per box
     yaws = yaws.ravel()
@@ -312,8 +304,9 @@ def _best_placed(centers, sizes, cand_lw, yaws, yaw_of, problem, params):
     yaw_index = rows * (len(yaws) // n) + np.tile(yaw_of, n)  # each candidate's entry in yaws and ry
     cand_yaws, cand_ry = yaws[yaw_index], ry[yaw_index]
     bottom = _bottom_corners(cand_sizes, cand_ry, (np.cos(ry)[yaw_index], np.sin(ry)[yaw_index]))
-    placed = _place((np.einsum("nij,nj->ni", R, centers) + t)[rows], bottom, problem.edges_norm[rows],
-                    problem.on_border[rows], iterations=1)
+    placed = _place(np.repeat(np.einsum("nij,nj->ni", R, centers) + t, n_cand, axis=0), bottom,
+                    np.repeat(problem.edges_norm, n_cand, axis=0), np.repeat(problem.on_border, n_cand, axis=0),
+                    iterations=1)
     # Each placed candidate then moves in up to three ways, each a (boxes, centres of their candidates) pair: slid to
     # the segment's nearest depth (every box); slid onto the flat face (flat faces seen between both image edges);
     # put against the segment's extremes (boxes cut by the left or right image border).
@@ -322,25 +315,30 @@ def _best_placed(centers, sizes, cand_lw, yaws, yaw_of, problem, params):
     face_box = np.flatnonzero(problem.flat_face & ~problem.on_border[:, 0] & ~problem.on_border[:, 1])
     if len(face_box):
         face = _candidate_rows(face_box, n_cand)
-        T = problem.T_cam_lidar[face_box]
-        points_cam = np.einsum("bij,bkj->bki", T[:, :3, :3], problem.points[face_box]) + T[:, None, :3, 3]
-        moves.append((face_box, _slide_to_face(placed[face], cand_sizes[face], cand_ry[face],
-                                               np.repeat(points_cam, n_cand, axis=0),
-                                               np.repeat(problem.valid[face_box], n_cand, axis=0))))
+        T = np.take(problem.T_cam_lidar, face_box, axis=0)
+        points = np.take(problem.points, face_box, axis=0)
+        points_cam = np.einsum("bij,bkj->bki", T[:, :3, :3], points) + T[:, None, :3, 3]
+        moves.append((face_box, _slide_to_face(np.take(placed, face, axis=0), np.take(cand_sizes, face, axis=0),
+                                               cand_ry[face], np.repeat(points_cam, n_cand, axis=0),
+                                               np.repeat(np.take(problem.valid, face_box, axis=0), n_cand, axis=0))))
     hidden_box = np.flatnonzero(problem.near_end_hidden)
     if len(hidden_box):
         hidden = _candidate_rows(hidden_box, n_cand)
-        moves.append((hidden_box, _hold_nearest(placed[hidden], slide_scale[hidden])))
+        moves.append((hidden_box, _hold_nearest(np.take(placed, hidden, axis=0), slide_scale[hidden])))
     cut_box = np.flatnonzero(problem.on_border[:, 0] | problem.on_border[:, 1])
     if len(cut_box):
         cut = _candidate_rows(cut_box, n_cand)
-        height = np.where(problem.valid[cut_box], problem.points[cut_box, :, 2], np.nan)
+        height = np.where(np.take(problem.valid, cut_box, axis=0), np.take(problem.points[..., 2], cut_box, axis=0),
+                          np.nan)
         height_span = np.stack([np.nanmin(height, axis=1), np.nanmax(height, axis=1)], axis=1)
-        moves.append((cut_box, _against_extremes(placed[cut], cand_sizes[cut], cand_yaws[cut],
-                                                 problem.heading[rows[cut]], problem.extremes[rows[cut]],
-                                                 np.repeat(height_span, n_cand, axis=0), R[rows[cut]], t[rows[cut]],
-                                                 problem.flat_face[rows[cut]], problem.ground_z[rows[cut]],
-                                                 params.standing_span)))
+        moves.append((cut_box, _against_extremes(np.take(placed, cut, axis=0), np.take(cand_sizes, cut, axis=0),
+                                                 cand_yaws[cut], np.repeat(problem.heading[cut_box], n_cand),
+                                                 np.repeat(problem.extremes[cut_box], n_cand, axis=0),
+                                                 np.repeat(height_span, n_cand, axis=0),
+                                                 np.repeat(R[cut_box], n_cand, axis=0),
+                                                 np.repeat(t[cut_box], n_cand, axis=0),
+                                                 np.repeat(problem.flat_face[cut_box], n_cand),
+                                                 np.repeat(problem.ground_z[cut_box], n_cand), params.standing_span)))
     # Per box its moved candidates, move by move (the first best wins a tie), box after box: the candidates of a box
     # lie together (gather_groups).
     moved = np.zeros((n, len(moves), n_cand), dtype=bool)
@@ -348,13 +346,15 @@ def _best_placed(centers, sizes, cand_lw, yaws, yaw_of, problem, params):
     for k, (boxes, centres) in enumerate(moves):
         moved[boxes, k] = True
         table[boxes, k] = centres.reshape(-1, n_cand, 3)
-    centers_cam = table[moved]
-    every = np.broadcast_to(rows.reshape(n, 1, n_cand) * n_cand + np.arange(n_cand), moved.shape)[moved]
+    entry = np.flatnonzero(moved)  # the moved candidates' entries in the table, (M,)
+    centers_cam = np.take(table.reshape(-1, 3), entry, axis=0)
+    every = entry // (len(moves) * n_cand) * n_cand + entry % n_cand  # their rows among the placed candidates
     box = rows[every]
-    cand_centers = np.einsum("nji,nj->ni", R[box], centers_cam - t[box])
+    cand_centers = np.einsum("nji,nj->ni", np.take(R, box, axis=0), centers_cam - np.take(t, box, axis=0))
     lidar_yaw = yaw_index[every]
-    score = _score(cand_centers, centers_cam, tuple(c[:, every] for c in bottom), cand_sizes[every], problem, box,
-                   (np.cos(yaws)[lidar_yaw], np.sin(yaws)[lidar_yaw]), params)
+    score = _score(cand_centers, centers_cam, tuple(np.take(c, every, axis=1) for c in bottom),
+                   np.take(cand_sizes, every, axis=0), problem, box, (np.cos(yaws)[lidar_yaw], np.sin(yaws)[lidar_yaw]),
+                   params)
     slot = np.cumsum(moved.reshape(n, -1)).reshape(n, -1) - 1  # each table entry's row in `every`
     pick = slot[np.arange(n), np.argmax(np.where(moved.reshape(n, -1), score[slot], -np.inf), axis=1)]
     return cand_centers[pick], cand_sizes[every[pick]], yaws[lidar_yaw[pick]]
@@ -519,4 +519,4 @@ def _slide(center_cam, bottom_z, nearest_depth) -> np.ndarray:
 def _slide_scale(center_cam, bottom_z, nearest_depth) -> np.ndarray:
     """Factors (N,) that scale centres (N, 3) along their camera rays to put each box's nearest corner (depth offsets
     bottom_z (4, N)) at nearest_depth (N,) [m]."""
-    return (nearest_depth - _corner_extremes(bottom_z)[0]) / center_cam[:, 2]
+    return (nearest_depth - bottom_z.min(axis=0)) / center_cam[:, 2]
