@@ -195,7 +195,7 @@ def test_place_gives_the_floats_of_the_edge_by_edge_normal_equations():
     """The four edges' terms at once, the matrix once for all iterations: the same floats as summing the normal
     equations edge by edge per iteration (edges on the border, boxes the edges do not pin down, headings whose
     corners tie in u included)."""
-    from perception3d.core.segments import _bottom_corners, _place
+    from perception3d.core.segments import _bottom_corners, _EdgeSystem, _place
 
     rng = np.random.default_rng(9)
     n = 2000
@@ -207,7 +207,7 @@ def test_place_gives_the_floats_of_the_edge_by_edge_normal_equations():
     on_border = rng.random((n, 4)) < 0.25
     bottom = _bottom_corners(size, ry)
     for iterations in (1, 2):
-        placed = _place(start, bottom, edges, on_border, iterations)
+        placed = _place(start, bottom, _EdgeSystem.of(edges, on_border), iterations)
         assert np.array_equal(placed, _place_edge_by_edge(start, bottom, edges, on_border, iterations))
         assert not np.array_equal(placed, start)
 

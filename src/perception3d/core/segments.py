@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
@@ -305,8 +306,7 @@ def _best_placed(centers, sizes, cand_lw, yaws, yaw_of, problem, params):
     cand_yaws, cand_ry = yaws[yaw_index], ry[yaw_index]
     bottom = _bottom_corners(cand_sizes, cand_ry, (np.cos(ry)[yaw_index], np.sin(ry)[yaw_index]))
     placed = _place(np.repeat(np.einsum("nij,nj->ni", R, centers) + t, n_cand, axis=0), bottom,
-                    np.repeat(problem.edges_norm, n_cand, axis=0), np.repeat(problem.on_border, n_cand, axis=0),
-                    iterations=1)
+                    _EdgeSystem.of(problem.edges_norm, problem.on_border).repeat(n_cand), iterations=1)
     # Each placed candidate then moves in up to three ways, each a (boxes, centres of their candidates) pair: slid to
     # the segment's nearest depth (every box); slid onto the flat face (flat faces seen between both image edges);
     # put against the segment's extremes (boxes cut by the left or right image border).
@@ -446,36 +446,65 @@ def place_by_box_edges(center_cam, size_lwh, ry, boxes_norm, on_border, iteratio
     corner offset d gives [-1, 0, u] . C = d_x - u d_z, an edge at row v gives [0, -1, v] . C = d_y - v d_z.
     A solution further than `max_move_fraction` x depth from the start is rejected (the start is kept).
     """
-    return _place(np.asarray(center_cam, dtype=np.float64), _bottom_corners(size_lwh, ry), boxes_norm, on_border,
-                  iterations, max_move_fraction)
+    return _place(np.asarray(center_cam, dtype=np.float64), _bottom_corners(size_lwh, ry),
+                  _EdgeSystem.of(boxes_norm, on_border), iterations, max_move_fraction)
 
 
-def _place(center_cam, bottom, boxes_norm, on_border, iterations: int = 2,
+class _EdgeSystem(NamedTuple):
+    """What `_place`'s normal equations take from the 2D box edges alone (not from the corners the edges are tied
+    to), per box: they have the form [[A, 0, -B], [0, C, -D], [-B, -D, E]] C = r (A, B from the column edges, C, D
+    from the row edges) and are solved by the Schur complement of the 2 x 2 diagonal block.
+
+    Attributes:
+        edges: (4, N) left, right, top, bottom (normalised image coordinates); weight: (4, N) 0 on the image border.
+        a, c, b, d: (N,) A, C, B, D; schur: (N,) E - B^2 / A - D^2 / C; solvable: (N,) the normalised matrix's
+            determinant is not ~0.
+    """
+
+    edges: np.ndarray
+    weight: np.ndarray
+    a: np.ndarray
+    c: np.ndarray
+    b: np.ndarray
+    d: np.ndarray
+    schur: np.ndarray
+    solvable: np.ndarray
+
+    @classmethod
+    def of(cls, boxes_norm, on_border) -> _EdgeSystem:
+        """The system of 2D boxes (N, 4) xyxy with on_border (N, 4) (left, right, top, bottom); the four edges' terms
+        summed edge by edge from 0 in edge order."""
+        edges = np.ascontiguousarray(boxes_norm[:, [0, 2, 1, 3]].T)  # (4, N): left, right, top, bottom
+        weight = (~np.asarray(on_border, dtype=bool)).T.astype(np.float64)  # (4, N): as `edges`
+        weighted = weight * edges
+        a, cc = weight[0] + weight[1], weight[2] + weight[3]  # A, C
+        b, dd = (0.0 + weighted[0]) + weighted[1], (0.0 + weighted[2]) + weighted[3]  # B, D
+        corner_term = (((0.0 + weighted[0] * edges[0]) + weighted[1] * edges[1]) + weighted[2] * edges[2]
+                       + weighted[3] * edges[3])  # E
+        scale = np.maximum(np.maximum(np.maximum(a, cc), np.maximum(np.abs(b), np.abs(dd))), corner_term)
+        scale = np.maximum(scale, 1e-300)
+        na, nc, nb, nd, ne = a / scale, cc / scale, b / scale, dd / scale, corner_term / scale
+        solvable = np.abs(na * nc * ne - na * nd * nd - nc * nb * nb) > 1e-12  # det of the normalised matrix
+        with np.errstate(divide="ignore", invalid="ignore"):
+            schur = corner_term - b * b / a - dd * dd / cc
+        return cls(edges, weight, a, cc, b, dd, schur, solvable)
+
+    def repeat(self, count: int) -> _EdgeSystem:
+        """Each box's system `count` times in a row (the candidates of a box together)."""
+        return _EdgeSystem(*(np.repeat(term, count, axis=-1) for term in self))
+
+
+def _place(center_cam, bottom, system: _EdgeSystem, iterations: int = 2,
            max_move_fraction: float = 0.15) -> np.ndarray:
-    """`place_by_box_edges` with the boxes' corner offsets given (`_bottom_corners`).
-
-    The normal equations of the edge rows have the form [[A, 0, -B], [0, C, -D], [-B, -D, E]] C = r (A, B from the
-    column edges, C, D from the row edges); they are solved in closed form, all boxes at once (by the Schur
-    complement of the 2 x 2 diagonal block), not by a 3 x 3 solver per box. The matrix depends on the edges alone
-    (not on the corners they are tied to), so only r is computed per iteration; the four edges' terms are computed
-    together, (4, N), and summed edge by edge from 0 in edge order."""
+    """`place_by_box_edges` with the boxes' corner offsets (`_bottom_corners`) and edge system (`_EdgeSystem`)
+    given: the equations are solved in closed form, all boxes at once, not by a 3 x 3 solver per box; only r is
+    computed per iteration, the four edges' terms together, (4, N), summed edge by edge from 0 in edge order."""
     n = len(center_cam)
-    edges = np.ascontiguousarray(boxes_norm[:, [0, 2, 1, 3]].T)  # (4, N): left, right, top, bottom
-    weight = (~np.asarray(on_border, dtype=bool)).T.astype(np.float64)  # (4, N): as `edges`
-    weighted = weight * edges
-    a, cc = weight[0] + weight[1], weight[2] + weight[3]  # A, C
-    b, dd = (0.0 + weighted[0]) + weighted[1], (0.0 + weighted[2]) + weighted[3]  # B, D
-    corner_term = (((0.0 + weighted[0] * edges[0]) + weighted[1] * edges[1]) + weighted[2] * edges[2]
-                   + weighted[3] * edges[3])  # E
-    scale = np.maximum(np.maximum(np.maximum(a, cc), np.maximum(np.abs(b), np.abs(dd))), corner_term)
-    scale = np.maximum(scale, 1e-300)
-    na, nc, nb, nd, ne = a / scale, cc / scale, b / scale, dd / scale, corner_term / scale
-    solvable = np.abs(na * nc * ne - na * nd * nd - nc * nb * nb) > 1e-12  # det of the normalised matrix
-    with np.errstate(divide="ignore", invalid="ignore"):
-        schur = corner_term - b * b / a - dd * dd / cc
+    edges, weight, a, cc, b, dd, schur, solvable = system
     center = center_cam.copy()
     columns = np.arange(n)
     off_x, off_y, off_z = bottom
+    reach = max_move_fraction * center_cam[:, 2]
     for _ in range(iterations):
         u, v, _ = _projected_corners(center, bottom)
         u, v = np.ascontiguousarray(u.T), np.ascontiguousarray(v.T)  # argmin along rows of 4 or 8: ~2x faster
@@ -488,12 +517,13 @@ def _place(center_cam, bottom, boxes_norm, on_border, iterations: int = 2,
         rhs2 = (((0.0 + tc[0]) + tc[1]) + tc[2]) + tc[3]
         with np.errstate(divide="ignore", invalid="ignore"):
             z = (rhs2 + b * rhs0 / a + dd * rhs1 / cc) / schur
-            solved = np.stack([(rhs0 + b * z) / a, (rhs1 + dd * z) / cc, z], axis=1)
-        np.copyto(solved, np.nan, where=~solvable[:, None])
+            solved = np.stack([(rhs0 + b * z) / a, (rhs1 + dd * z) / cc, z])  # (3, N)
+        np.copyto(solved, np.nan, where=~solvable)
         # Keep the start where the edges do not pin the box down (near-degenerate geometry moves it far away).
-        moved = np.linalg.norm(solved - center_cam, axis=1)
-        ok = np.isfinite(moved) & (solved[:, 2] > 0.5) & (moved <= max_move_fraction * center_cam[:, 2])
-        np.copyto(center, solved, where=ok[:, None])
+        step = solved - center_cam.T
+        moved = np.sqrt((step[0] * step[0] + step[1] * step[1]) + step[2] * step[2])  # np.linalg.norm's floats
+        ok = np.isfinite(moved) & (solved[2] > 0.5) & (moved <= reach)
+        np.copyto(center, solved.T, where=ok[:, None])
     return center
 
 
