@@ -210,6 +210,11 @@ def test_place_gives_the_floats_of_the_edge_by_edge_normal_equations():
         placed = _place(start, bottom, _EdgeSystem.of(edges, on_border), iterations)
         assert np.array_equal(placed, _place_edge_by_edge(start, bottom, edges, on_border, iterations))
         assert not np.array_equal(placed, start)
+    # a box's system repeated to its candidates is the system of the repeated box
+    repeated = _EdgeSystem.of(edges[:50], on_border[:50]).repeat(3)
+    for term, expected in zip(repeated, _EdgeSystem.of(np.repeat(edges[:50], 3, axis=0),
+                                                       np.repeat(on_border[:50], 3, axis=0))):
+        assert np.array_equal(term, expected, equal_nan=True)
 
 
 def test_size_log_prior_is_the_row_by_row_gaussian_exponent():

@@ -307,11 +307,12 @@ def _best_placed(centers, sizes, cand_lw, yaws, yaw_of, problem, params):
     bottom = _bottom_corners(cand_sizes, cand_ry, (np.cos(ry)[yaw_index], np.sin(ry)[yaw_index]))
     placed = _place(np.repeat(np.einsum("nij,nj->ni", R, centers) + t, n_cand, axis=0), bottom,
                     _EdgeSystem.of(problem.edges_norm, problem.on_border).repeat(n_cand), iterations=1)
-    # Each placed candidate then moves in up to three ways, each a (boxes, centres of their candidates) pair: slid to
-    # the segment's nearest depth (every box); slid onto the flat face (flat faces seen between both image edges);
-    # put against the segment's extremes (boxes cut by the left or right image border).
+    # Each placed candidate then moves in up to four ways, each (boxes, centres of their candidates, which of these
+    # are scored): slid to the segment's nearest depth (every box); slid onto the flat face (flat faces seen between
+    # both image edges); held nearer (boxes whose near end may be hidden); put against the segment's extremes (boxes
+    # cut by the left or right image border).
     slide_scale = _slide_scale(placed, bottom[2], problem.nearest_depth[rows])
-    moves = [(np.arange(n), placed * slide_scale[:, None])]
+    moves = [(np.arange(n), placed * slide_scale[:, None], True)]
     face_box = np.flatnonzero(problem.flat_face & ~problem.on_border[:, 0] & ~problem.on_border[:, 1])
     if len(face_box):
         face = _candidate_rows(face_box, n_cand)
@@ -320,11 +321,15 @@ def _best_placed(centers, sizes, cand_lw, yaws, yaw_of, problem, params):
         points_cam = np.einsum("bij,bkj->bki", T[:, :3, :3], points) + T[:, None, :3, 3]
         moves.append((face_box, _slide_to_face(np.take(placed, face, axis=0), np.take(cand_sizes, face, axis=0),
                                                cand_ry[face], np.repeat(points_cam, n_cand, axis=0),
-                                               np.repeat(np.take(problem.valid, face_box, axis=0), n_cand, axis=0))))
+                                               np.repeat(np.take(problem.valid, face_box, axis=0), n_cand, axis=0)),
+                      True))
     hidden_box = np.flatnonzero(problem.near_end_hidden)
     if len(hidden_box):
         hidden = _candidate_rows(hidden_box, n_cand)
-        moves.append((hidden_box, _hold_nearest(np.take(placed, hidden, axis=0), slide_scale[hidden])))
+        # held where the slide put it (slide_scale <= 1) it duplicates its slid candidate: not scored again (its
+        # score would tie, and the first best wins)
+        moves.append((hidden_box, _hold_nearest(np.take(placed, hidden, axis=0), slide_scale[hidden]),
+                      (slide_scale[hidden] > 1.0).reshape(-1, n_cand)))
     cut_box = np.flatnonzero(problem.on_border[:, 0] | problem.on_border[:, 1])
     if len(cut_box):
         cut = _candidate_rows(cut_box, n_cand)
@@ -338,15 +343,16 @@ def _best_placed(centers, sizes, cand_lw, yaws, yaw_of, problem, params):
                                                  np.repeat(R[cut_box], n_cand, axis=0),
                                                  np.repeat(t[cut_box], n_cand, axis=0),
                                                  np.repeat(problem.flat_face[cut_box], n_cand),
-                                                 np.repeat(problem.ground_z[cut_box], n_cand), params.standing_span)))
-    # Per box its moved candidates, move by move (the first best wins a tie), box after box: the candidates of a box
+                                                 np.repeat(problem.ground_z[cut_box], n_cand), params.standing_span),
+                      True))
+    # Per box its scored candidates, move by move (the first best wins a tie), box after box: the candidates of a box
     # lie together (gather_groups).
-    moved = np.zeros((n, len(moves), n_cand), dtype=bool)
+    scored = np.zeros((n, len(moves), n_cand), dtype=bool)
     table = np.empty((n, len(moves), n_cand, 3))
-    for k, (boxes, centres) in enumerate(moves):
-        moved[boxes, k] = True
+    for k, (boxes, centres, kept) in enumerate(moves):
+        scored[boxes, k] = kept
         table[boxes, k] = centres.reshape(-1, n_cand, 3)
-    entry = np.flatnonzero(moved)  # the moved candidates' entries in the table, (M,)
+    entry = np.flatnonzero(scored)  # the scored candidates' entries in the table, (M,)
     centers_cam = np.take(table.reshape(-1, 3), entry, axis=0)
     every = entry // (len(moves) * n_cand) * n_cand + entry % n_cand  # their rows among the placed candidates
     box = rows[every]
@@ -355,8 +361,8 @@ def _best_placed(centers, sizes, cand_lw, yaws, yaw_of, problem, params):
     score = _score(cand_centers, centers_cam, tuple(np.take(c, every, axis=1) for c in bottom),
                    np.take(cand_sizes, every, axis=0), problem, box, (np.cos(yaws)[lidar_yaw], np.sin(yaws)[lidar_yaw]),
                    params)
-    slot = np.cumsum(moved.reshape(n, -1)).reshape(n, -1) - 1  # each table entry's row in `every`
-    pick = slot[np.arange(n), np.argmax(np.where(moved.reshape(n, -1), score[slot], -np.inf), axis=1)]
+    slot = np.cumsum(scored.reshape(n, -1)).reshape(n, -1) - 1  # each table entry's row in `every`
+    pick = slot[np.arange(n), np.argmax(np.where(scored.reshape(n, -1), score[slot], -np.inf), axis=1)]
     return cand_centers[pick], cand_sizes[every[pick]], yaws[lidar_yaw[pick]]
 
 
