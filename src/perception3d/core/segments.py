@@ -117,6 +117,30 @@ class FitProblem:
     length_prior: np.ndarray
     ground_z: np.ndarray
 
+    # What both rounds of the fit derive from the problem alone, computed on first use.
+
+    @functools.cached_property
+    def edge_system(self) -> _EdgeSystem:
+        """The terms of each box's KM3D edge equations that its 2D box edges fix (`_place`)."""
+        return _EdgeSystem.of(self.edges_norm, self.on_border)
+
+    @functools.cached_property
+    def face_slide(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The boxes slid onto their flat face (flat faces whose left and right edges lie inside the image) (F,), their
+        segment points in the camera frame (F, K, 3) [m] and which are real (F, K) (`_slide_to_face`)."""
+        face_box = np.flatnonzero(self.flat_face & ~self.on_border[:, 0] & ~self.on_border[:, 1])
+        T = np.take(self.T_cam_lidar, face_box, axis=0)
+        points_cam = np.einsum("bij,bkj->bki", T[:, :3, :3], np.take(self.points, face_box, axis=0)) + T[:, None, :3, 3]
+        return face_box, points_cam, np.take(self.valid, face_box, axis=0)
+
+    @functools.cached_property
+    def cut_extent(self) -> tuple[np.ndarray, np.ndarray]:
+        """The boxes cut by the image's left or right border (C,) and their segments' height spans (C, 2): least and
+        greatest z [m, LiDAR frame] (`_against_extremes`)."""
+        cut_box = np.flatnonzero(self.on_border[:, 0] | self.on_border[:, 1])
+        height = np.where(np.take(self.valid, cut_box, axis=0), np.take(self.points[..., 2], cut_box, axis=0), np.nan)
+        return cut_box, np.stack([np.nanmin(height, axis=1), np.nanmax(height, axis=1)], axis=1)
+
 
 def gather_groups(values: np.ndarray, box_of: np.ndarray) -> np.ndarray:
     """values (..., G) of G point groups gathered for groups box_of (M,): (..., M). Where box_of is sorted (the
@@ -316,22 +340,19 @@ def _best_placed(centers, sizes, cand_lw, yaws, yaw_of, problem, params):
     cand_yaws, cand_ry = yaws[yaw_index], ry[yaw_index]
     bottom = _bottom_corners(cand_sizes, cand_ry, (np.cos(ry)[yaw_index], np.sin(ry)[yaw_index]))
     placed = _place(np.repeat(np.einsum("nij,nj->ni", R, centers) + t, n_cand, axis=0), bottom,
-                    _EdgeSystem.of(problem.edges_norm, problem.on_border).repeat(n_cand), iterations=1)
+                    problem.edge_system.repeat(n_cand), iterations=1)
     # Each placed candidate then moves in up to four ways, each (boxes, centres of their candidates, which of these
     # are scored): slid to the segment's nearest depth (every box); slid onto the flat face (flat faces seen between
     # both image edges); held nearer (boxes whose near end may be hidden); put against the segment's extremes (boxes
     # cut by the left or right image border).
     slide_scale = _slide_scale(placed, bottom[2], problem.nearest_depth[rows])
     moves = [(np.arange(n), placed * slide_scale[:, None], True)]
-    face_box = np.flatnonzero(problem.flat_face & ~problem.on_border[:, 0] & ~problem.on_border[:, 1])
+    face_box, points_cam, valid_cam = problem.face_slide
     if len(face_box):
         face = _candidate_rows(face_box, n_cand)
-        T = np.take(problem.T_cam_lidar, face_box, axis=0)
-        points = np.take(problem.points, face_box, axis=0)
-        points_cam = np.einsum("bij,bkj->bki", T[:, :3, :3], points) + T[:, None, :3, 3]
         moves.append((face_box, _slide_to_face(np.take(placed, face, axis=0), np.take(cand_sizes, face, axis=0),
                                                cand_ry[face], np.repeat(points_cam, n_cand, axis=0),
-                                               np.repeat(np.take(problem.valid, face_box, axis=0), n_cand, axis=0)),
+                                               np.repeat(valid_cam, n_cand, axis=0)),
                       True))
     hidden_box = np.flatnonzero(problem.near_end_hidden)
     if len(hidden_box):
@@ -340,12 +361,9 @@ def _best_placed(centers, sizes, cand_lw, yaws, yaw_of, problem, params):
         # score would tie, and the first best wins)
         moves.append((hidden_box, _hold_nearest(np.take(placed, hidden, axis=0), slide_scale[hidden]),
                       (slide_scale[hidden] > 1.0).reshape(-1, n_cand)))
-    cut_box = np.flatnonzero(problem.on_border[:, 0] | problem.on_border[:, 1])
+    cut_box, height_span = problem.cut_extent
     if len(cut_box):
         cut = _candidate_rows(cut_box, n_cand)
-        height = np.where(np.take(problem.valid, cut_box, axis=0), np.take(problem.points[..., 2], cut_box, axis=0),
-                          np.nan)
-        height_span = np.stack([np.nanmin(height, axis=1), np.nanmax(height, axis=1)], axis=1)
         moves.append((cut_box, _against_extremes(np.take(placed, cut, axis=0), np.take(cand_sizes, cut, axis=0),
                                                  cand_yaws[cut], np.repeat(problem.heading[cut_box], n_cand),
                                                  np.repeat(problem.extremes[cut_box], n_cand, axis=0),
