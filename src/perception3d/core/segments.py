@@ -129,16 +129,16 @@ class FitProblem:
         """The boxes slid onto their flat face (flat faces whose left and right edges lie inside the image) (F,), their
         segment points in the camera frame (F, K, 3) [m] and which are real (F, K) (`_slide_to_face`)."""
         face_box = np.flatnonzero(self.flat_face & ~self.on_border[:, 0] & ~self.on_border[:, 1])
-        T = np.take(self.T_cam_lidar, face_box, axis=0)
-        points_cam = np.einsum("bij,bkj->bki", T[:, :3, :3], np.take(self.points, face_box, axis=0)) + T[:, None, :3, 3]
-        return face_box, points_cam, np.take(self.valid, face_box, axis=0)
+        T = self.T_cam_lidar.take(face_box, axis=0)
+        points_cam = np.einsum("bij,bkj->bki", T[:, :3, :3], self.points.take(face_box, axis=0)) + T[:, None, :3, 3]
+        return face_box, points_cam, self.valid.take(face_box, axis=0)
 
     @functools.cached_property
     def cut_extent(self) -> tuple[np.ndarray, np.ndarray]:
         """The boxes cut by the image's left or right border (C,) and their segments' height spans (C, 2): least and
         greatest z [m, LiDAR frame] (`_against_extremes`)."""
         cut_box = np.flatnonzero(self.on_border[:, 0] | self.on_border[:, 1])
-        height = np.where(np.take(self.valid, cut_box, axis=0), np.take(self.points[..., 2], cut_box, axis=0), np.nan)
+        height = np.where(self.valid.take(cut_box, axis=0), self.points[..., 2].take(cut_box, axis=0), np.nan)
         return cut_box, np.stack([np.nanmin(height, axis=1), np.nanmax(height, axis=1)], axis=1)
 
 
@@ -146,8 +146,8 @@ def gather_groups(values: np.ndarray, box_of: np.ndarray) -> np.ndarray:
     """values (..., G) of G point groups gathered for groups box_of (M,): (..., M). Where box_of is sorted (the
     candidates of one box together), by np.repeat, several times faster than np.take along a last axis."""
     if len(box_of) and np.all(box_of[1:] >= box_of[:-1]):
-        return np.repeat(values, np.bincount(box_of, minlength=values.shape[-1]), axis=-1)
-    return np.take(values, box_of, axis=-1)
+        return values.repeat(np.bincount(box_of, minlength=values.shape[-1]), axis=-1)
+    return values.take(box_of, axis=-1)
 
 
 def box_frame_excess(points: np.ndarray, box_of: np.ndarray, centers: np.ndarray, sizes_lwh: np.ndarray,
@@ -327,19 +327,19 @@ def _best_placed(centers, sizes, cand_lw, yaws, yaw_of, problem, params):
     yaws[:, yaw_of] ((B, Y): the distinct yaws of each box's candidates; yaw_of (C,)), each placed by the 2D box
     edges and slid to the segment's nearest depth (or onto its flat face, or against its extremes: the module
     docstring). What depends on the yaw alone (headings in the camera frame, cos and sin) is computed once per
-    distinct yaw. Rows are gathered by np.take / np.repeat / np.compress: numpy's fancy indexing of (N, 3) or
-    (N, 4) rows, or by a boolean mask, costs 3-6x more."""
+    distinct yaw. Rows are gathered by the take and repeat methods (np.take, np.repeat add ~0.5-1 us a call):
+    numpy's fancy indexing of (N, 3) or (N, 4) rows, or by a boolean mask, costs 3-6x more."""
     n, n_cand = cand_lw.shape[:2]
-    rows = np.repeat(np.arange(n), n_cand)
-    cand_sizes = np.repeat(sizes, n_cand, axis=0)
+    rows = np.arange(n).repeat(n_cand)
+    cand_sizes = sizes.repeat(n_cand, axis=0)
     cand_sizes[:, :2] = cand_lw.reshape(-1, 2)
     R, t = problem.T_cam_lidar[:, :3, :3], problem.T_cam_lidar[:, :3, 3]  # per box
     yaws = yaws.ravel()
-    ry = yaw_to_ry(yaws, np.repeat(R, len(yaws) // n, axis=0))
+    ry = yaw_to_ry(yaws, R.repeat(len(yaws) // n, axis=0))
     yaw_index = rows * (len(yaws) // n) + np.tile(yaw_of, n)  # each candidate's entry in yaws and ry
     cand_yaws, cand_ry = yaws[yaw_index], ry[yaw_index]
     bottom = _bottom_corners(cand_sizes, cand_ry, (np.cos(ry)[yaw_index], np.sin(ry)[yaw_index]))
-    placed = _place(np.repeat(np.einsum("nij,nj->ni", R, centers) + t, n_cand, axis=0), bottom,
+    placed = _place((np.einsum("nij,nj->ni", R, centers) + t).repeat(n_cand, axis=0), bottom,
                     problem.edge_system.repeat(n_cand), iterations=1)
     # Each placed candidate then moves in up to four ways, each (boxes, centres of their candidates, which of these
     # are scored): slid to the segment's nearest depth (every box); slid onto the flat face (flat faces seen between
@@ -350,28 +350,28 @@ def _best_placed(centers, sizes, cand_lw, yaws, yaw_of, problem, params):
     face_box, points_cam, valid_cam = problem.face_slide
     if len(face_box):
         face = _candidate_rows(face_box, n_cand)
-        moves.append((face_box, _slide_to_face(np.take(placed, face, axis=0), np.take(cand_sizes, face, axis=0),
-                                               cand_ry[face], np.repeat(points_cam, n_cand, axis=0),
-                                               np.repeat(valid_cam, n_cand, axis=0)),
+        moves.append((face_box, _slide_to_face(placed.take(face, axis=0), cand_sizes.take(face, axis=0),
+                                               cand_ry[face], points_cam.repeat(n_cand, axis=0),
+                                               valid_cam.repeat(n_cand, axis=0)),
                       True))
     hidden_box = np.flatnonzero(problem.near_end_hidden)
     if len(hidden_box):
         hidden = _candidate_rows(hidden_box, n_cand)
         # held where the slide put it (slide_scale <= 1) it duplicates its slid candidate: not scored again (its
         # score would tie, and the first best wins)
-        moves.append((hidden_box, _hold_nearest(np.take(placed, hidden, axis=0), slide_scale[hidden]),
+        moves.append((hidden_box, _hold_nearest(placed.take(hidden, axis=0), slide_scale[hidden]),
                       (slide_scale[hidden] > 1.0).reshape(-1, n_cand)))
     cut_box, height_span = problem.cut_extent
     if len(cut_box):
         cut = _candidate_rows(cut_box, n_cand)
-        moves.append((cut_box, _against_extremes(np.take(placed, cut, axis=0), np.take(cand_sizes, cut, axis=0),
-                                                 cand_yaws[cut], np.repeat(problem.heading[cut_box], n_cand),
-                                                 np.repeat(problem.extremes[cut_box], n_cand, axis=0),
-                                                 np.repeat(height_span, n_cand, axis=0),
-                                                 np.repeat(R[cut_box], n_cand, axis=0),
-                                                 np.repeat(t[cut_box], n_cand, axis=0),
-                                                 np.repeat(problem.flat_face[cut_box], n_cand),
-                                                 np.repeat(problem.ground_z[cut_box], n_cand), params.standing_span),
+        moves.append((cut_box, _against_extremes(placed.take(cut, axis=0), cand_sizes.take(cut, axis=0),
+                                                 cand_yaws[cut], problem.heading[cut_box].repeat(n_cand),
+                                                 problem.extremes[cut_box].repeat(n_cand, axis=0),
+                                                 height_span.repeat(n_cand, axis=0),
+                                                 R[cut_box].repeat(n_cand, axis=0),
+                                                 t[cut_box].repeat(n_cand, axis=0),
+                                                 problem.flat_face[cut_box].repeat(n_cand),
+                                                 problem.ground_z[cut_box].repeat(n_cand), params.standing_span),
                       True))
     # Per box its scored candidates, move by move (the first best wins a tie), box after box: the candidates of a box
     # lie together (gather_groups).
@@ -381,13 +381,13 @@ def _best_placed(centers, sizes, cand_lw, yaws, yaw_of, problem, params):
         scored[boxes, k] = kept
         table[boxes, k] = centres.reshape(-1, n_cand, 3)
     entry = np.flatnonzero(scored)  # the scored candidates' entries in the table, (M,)
-    centers_cam = np.take(table.reshape(-1, 3), entry, axis=0)
+    centers_cam = table.reshape(-1, 3).take(entry, axis=0)
     every = entry // (len(moves) * n_cand) * n_cand + entry % n_cand  # their rows among the placed candidates
     box = rows[every]
-    cand_centers = np.einsum("nji,nj->ni", np.take(R, box, axis=0), centers_cam - np.take(t, box, axis=0))
+    cand_centers = np.einsum("nji,nj->ni", R.take(box, axis=0), centers_cam - t.take(box, axis=0))
     lidar_yaw = yaw_index[every]
-    score = _score(cand_centers, centers_cam, tuple(np.take(c, every, axis=1) for c in bottom),
-                   np.take(cand_sizes, every, axis=0), problem, box, (np.cos(yaws)[lidar_yaw], np.sin(yaws)[lidar_yaw]),
+    score = _score(cand_centers, centers_cam, tuple(c.take(every, axis=1) for c in bottom),
+                   cand_sizes.take(every, axis=0), problem, box, (np.cos(yaws)[lidar_yaw], np.sin(yaws)[lidar_yaw]),
                    params)
     slot = np.cumsum(scored.reshape(n, -1)).reshape(n, -1) - 1  # each table entry's row in `every`
     pick = slot[np.arange(n), np.argmax(np.where(scored.reshape(n, -1), score[slot], -np.inf), axis=1)]
@@ -525,7 +525,7 @@ class _EdgeSystem(NamedTuple):
 
     def repeat(self, count: int) -> _EdgeSystem:
         """Each box's system `count` times in a row (the candidates of a box together)."""
-        return _EdgeSystem(*(np.repeat(term, count, axis=-1) for term in self))
+        return _EdgeSystem(*(term.repeat(count, axis=-1) for term in self))
 
 
 def _place(center_cam, bottom, system: _EdgeSystem, iterations: int = 2,
@@ -544,8 +544,8 @@ def _place(center_cam, bottom, system: _EdgeSystem, iterations: int = 2,
         u, v = np.ascontiguousarray(u.T), np.ascontiguousarray(v.T)  # argmin along rows of 4 or 8: ~2x faster
         corner = np.stack([u.argmin(1), u.argmax(1), v.argmin(1), v.argmax(1)])  # u's bottom corners, v's keypoints
         at = (corner % 4) * n + columns  # the extreme bottom corners' entries in off_x, off_y, off_z
-        offset = np.concatenate([np.take(off_x, at[:2]), np.where(corner[2:] < 4, 1.0, -1.0) * np.take(off_y, at[2:])])
-        t = weight * (offset - edges * np.take(off_z, at))
+        offset = np.concatenate([off_x.take(at[:2]), np.where(corner[2:] < 4, 1.0, -1.0) * off_y.take(at[2:])])
+        t = weight * (offset - edges * off_z.take(at))
         tc = t * edges
         rhs0, rhs1 = (0.0 - t[0]) - t[1], (0.0 - t[2]) - t[3]
         rhs2 = (((0.0 + tc[0]) + tc[1]) + tc[2]) + tc[3]
