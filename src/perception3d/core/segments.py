@@ -244,8 +244,9 @@ def _score(centers, centers_cam, bottom, sizes_lwh, problem: FitProblem, rows: n
     cost = segment_cost(centers, sizes_lwh, cos_sin, problem.points, problem.valid, rows, params)
     u, v, depth = _projected_corners(centers_cam, bottom)
     # (4, M) each, xyxy: the image's limits and the detection of each candidate's box
-    limits, detection = np.split(gather_groups(np.concatenate([problem.limits, problem.box_norm], axis=1).T, rows), 2)
-    projected = np.stack([u.min(axis=0), v.min(axis=0), u.max(axis=0), v.max(axis=0)]).reshape(2, 2, -1)
+    limits_detection = gather_groups(np.concatenate([problem.limits, problem.box_norm], axis=1).T, rows)
+    limits, detection = limits_detection[:4], limits_detection[4:]
+    projected = np.array([[u.min(axis=0), v.min(axis=0)], [u.max(axis=0), v.max(axis=0)]])  # (2, 2, M)
     projected = np.minimum(np.maximum(projected, limits[:2]), limits[2:]).reshape(4, -1)
     iou = paired_iou(projected.T, detection.T)
     visible = depth.min(axis=0) > 0.0
@@ -542,7 +543,7 @@ def _place(center_cam, bottom, system: _EdgeSystem, iterations: int = 2,
     for _ in range(iterations):
         u, v, _ = _projected_corners(center, bottom)
         u, v = np.ascontiguousarray(u.T), np.ascontiguousarray(v.T)  # argmin along rows of 4 or 8: ~2x faster
-        corner = np.stack([u.argmin(1), u.argmax(1), v.argmin(1), v.argmax(1)])  # u's bottom corners, v's keypoints
+        corner = np.array([u.argmin(1), u.argmax(1), v.argmin(1), v.argmax(1)])  # u's bottom corners, v's keypoints
         at = (corner % 4) * n + columns  # the extreme bottom corners' entries in off_x, off_y, off_z
         offset = np.concatenate([off_x.take(at[:2]), np.where(corner[2:] < 4, 1.0, -1.0) * off_y.take(at[2:])])
         t = weight * (offset - edges * off_z.take(at))
@@ -551,7 +552,7 @@ def _place(center_cam, bottom, system: _EdgeSystem, iterations: int = 2,
         rhs2 = (((0.0 + tc[0]) + tc[1]) + tc[2]) + tc[3]
         with np.errstate(divide="ignore", invalid="ignore"):
             z = (rhs2 + b * rhs0 / a + dd * rhs1 / cc) / schur
-            solved = np.stack([(rhs0 + b * z) / a, (rhs1 + dd * z) / cc, z])  # (3, N)
+            solved = np.array([(rhs0 + b * z) / a, (rhs1 + dd * z) / cc, z])  # (3, N)
         np.copyto(solved, np.nan, where=~solvable)
         # Keep the start where the edges do not pin the box down (near-degenerate geometry moves it far away).
         step = solved - center_cam.T
