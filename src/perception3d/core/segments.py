@@ -134,7 +134,7 @@ class FitProblem:
         return face_box, points_cam, self.valid.take(face_box, axis=0)
 
     @functools.cached_property
-    def cut_extent(self) -> tuple[np.ndarray, np.ndarray]:
+    def cut_heights(self) -> tuple[np.ndarray, np.ndarray]:
         """The boxes cut by the image's left or right border (C,) and their segments' height spans (C, 2): least and
         greatest z [m, LiDAR frame] (`_against_extremes`)."""
         cut_box = np.flatnonzero(self.on_border[:, 0] | self.on_border[:, 1])
@@ -362,7 +362,7 @@ def _best_placed(centers, sizes, cand_lw, yaws, yaw_of, problem, params):
         # score would tie, and the first best wins)
         moves.append((hidden_box, _hold_nearest(placed.take(hidden, axis=0), slide_scale[hidden]),
                       (slide_scale[hidden] > 1.0).reshape(-1, n_cand)))
-    cut_box, height_span = problem.cut_extent
+    cut_box, height_span = problem.cut_heights
     if len(cut_box):
         cut = _candidate_rows(cut_box, n_cand)
         moves.append((cut_box, _against_extremes(placed.take(cut, axis=0), cand_sizes.take(cut, axis=0),
