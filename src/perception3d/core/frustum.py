@@ -286,12 +286,14 @@ def _kind_codes(kinds: np.ndarray) -> np.ndarray:
     return np.unique(np.asarray(kinds), return_inverse=True)[1].reshape(-1)
 
 
-def points_in_boxes_covered(uv: np.ndarray, boxes_xyxy: np.ndarray,
-                            kinds: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """`points_in_boxes_2d`'s (point, box) pairs and whether each is covered (Q,): its point also lies in a box of
-    the same kind (kinds (B,)) with a lower bottom edge (image row y1 [px]: the nearer object)."""
+def points_in_boxes_covered(uv: np.ndarray, boxes_xyxy: np.ndarray, kinds: np.ndarray,
+                            parts: tuple[np.ndarray, np.ndarray] | None = None
+                            ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """`points_in_boxes_2d`'s (point, box) pairs (of several images with parts) and whether each is covered (Q,): its
+    point also lies in a box of the same kind (kinds (B,)) with a lower bottom edge (image row y1 [px]: the nearer
+    object)."""
     boxes = np.asarray(boxes_xyxy, dtype=np.float64).reshape(-1, 4)
-    point, box = points_in_boxes_2d(uv, boxes)
+    point, box = points_in_boxes_2d(uv, boxes, parts)
     return point, box, _covered(point, box, boxes, _kind_codes(kinds), len(uv))
 
 
@@ -424,15 +426,17 @@ def object_points(clusters: FrustumClusters, boxes_xyxy: np.ndarray, params: Clu
 
 
 def foot_depths(uv: np.ndarray, depth: np.ndarray, boxes_xyxy: np.ndarray, kinds: np.ndarray, columns: np.ndarray,
-                nearest_depth: np.ndarray, reach: np.ndarray) -> np.ndarray:
+                nearest_depth: np.ndarray, reach: np.ndarray,
+                parts: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
     """Camera depth [m] (B,) of the nearest ground return at the foot of each box's object, NaN where there is none.
 
     A ground return (pixel uv (n, 2), depth (n,) [m]) is at the foot when it lies inside the box (boxes_xyxy (B, 4)
     [px]), within the columns [left, right] (B, 2) [px] that the object's segment spans, and nearer than the
     segment's nearest depth nearest_depth (B,) [m] by at most reach (B,) [m]; returns that a lower box of its kind
-    (kinds (B,)) covers are the nearer object's (`points_in_boxes_covered`).
+    (kinds (B,)) covers are the nearer object's (`points_in_boxes_covered`). parts: the returns and boxes of several
+    images at once (`points_in_boxes_2d`; None: one image).
     """
-    point, box, covered = points_in_boxes_covered(uv, boxes_xyxy, kinds)
+    point, box, covered = points_in_boxes_covered(uv, boxes_xyxy, kinds, parts)
     d, u = depth[point], uv[point, 0]
     near = nearest_depth[box]
     keep = ~covered & (u >= columns[box, 0]) & (u <= columns[box, 1]) & (d < near) & (d >= near - reach[box])

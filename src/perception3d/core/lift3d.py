@@ -58,6 +58,7 @@ from .detections import Detections2D, Detections3D
 from .frustum import (
     CameraView,
     ClusterParams,
+    FrustumClusters,
     check_points,
     foot_depths,
     object_points,
@@ -396,12 +397,12 @@ class _BoxSupport:
 
 @dataclass
 class _Segments:
-    """One camera's boxes' object segments (core.frustum.object_points), before the growth past the image border:
-    supported (B,): enough on-object points; depth_min (B,): the nearest object depth [m] (_foot_nearest_depth);
-    segment_depth (B, 2): the segment's least and greatest depth [m]; prior_windows (U, 2): the edge depth windows
-    [m] of the unsupported boxes (prior_depth_windows); and per on-object point of the supported boxes, grouped by
-    box: box (P,), point_index (P,) into the sweep's object points, depth (P,) [m], image column u (P,) [px] and
-    height (P,) above the ground surface [m] (NaN without one)."""
+    """The object segments (core.frustum.object_points) of every camera's boxes (numbered across the cameras, in
+    order), before the growth past the image border: supported (B,): enough on-object points; depth_min (B,): the
+    nearest object depth [m] (_foot_nearest_depth); segment_depth (B, 2): the segment's least and greatest depth [m];
+    prior_windows (U, 2): the edge depth windows [m] of the unsupported boxes (prior_depth_windows); and per on-object
+    point of the supported boxes, grouped by box: box (P,), point_index (P,) into the sweep's object points, depth
+    (P,) [m], image column u (P,) [px] and height (P,) above the ground surface [m] (NaN without one)."""
 
     supported: np.ndarray
     depth_min: np.ndarray
@@ -420,24 +421,22 @@ def _box_supports(objects_lidar: np.ndarray, object_cells: BevCells, object_heig
     headings. objects_lidar, ground_lidar: the sweep's object and ground points (LiDAR frame [m]); object_cells: the
     objects' bird's-eye-view cells (params.border_cell_m); object_height: their heights above the ground surface [m]
     (NaN without one); seen: every camera's share of core.view_frustums and image columns of the object points.
-    Past the segments (per camera), the boxes of all cameras are handled at once."""
+    The boxes of all cameras are handled at once."""
     if not seen.frustums:
         return []
-    segments = [_box_segments(object_height, ground_lidar, frustums, params) for frustums in seen.frustums]
-    n_boxes = [len(s.supported) for s in segments]
+    n_boxes = [len(f.dets) for f in seen.frustums]
     first_box = np.cumsum(n_boxes) - n_boxes
-    camera = np.repeat(np.arange(len(segments)), n_boxes)  # of each box
+    camera = np.repeat(np.arange(len(n_boxes)), n_boxes)  # of each box
     boxes = np.concatenate([f.dets.boxes_xyxy for f in seen.frustums])
     class_ids = np.concatenate([f.dets.class_ids for f in seen.frustums])
-    supported = np.concatenate([s.supported for s in segments])
-    on_box = np.concatenate([s.box + first for s, first in zip(segments, first_box)])
-    point_index = np.concatenate([s.point_index for s in segments])
-    on_depth, on_u = np.concatenate([s.depth for s in segments]), np.concatenate([s.u for s in segments])
-    height_bounds = _lidar_height_bounds(np.take(objects_lidar, point_index, axis=0), on_box,
-                                         np.concatenate([s.height for s in segments]), len(boxes), params)
-    windows = _edge_depth_windows(boxes, supported, on_box, on_depth, on_u,
-                                  np.concatenate([s.segment_depth for s in segments]), params)
-    windows[~supported] = np.concatenate([s.prior_windows for s in segments])[:, None, :]
+    prior_wlh = size_priors(class_ids)
+    segments = _box_segments(object_height, ground_lidar, seen.frustums, boxes, class_ids, prior_wlh, params)
+    supported, on_box, point_index = segments.supported, segments.box, segments.point_index
+    height_bounds = _lidar_height_bounds(np.take(objects_lidar, point_index, axis=0), on_box, segments.height,
+                                         len(boxes), params)
+    windows = _edge_depth_windows(boxes, supported, on_box, segments.depth, segments.u, segments.segment_depth,
+                                  params)
+    windows[~supported] = segments.prior_windows[:, None, :]
     count = np.bincount(on_box, minlength=len(boxes))
     width = np.array([f.view.camera.width for f in seen.frustums])[camera]
     cut = supported & ((boxes[:, 0] <= 1.0) | (boxes[:, 2] >= width - 1.0))
@@ -446,12 +445,12 @@ def _box_supports(objects_lidar: np.ndarray, object_cells: BevCells, object_heig
     heading = np.full(len(count), np.nan)
     heading[supported] = lidar_headings(points[:, :2], (np.cumsum(count) - count)[supported], count[supported])
     T_cam_lidar = np.array([f.view.T_cam_lidar for f in seen.frustums])
-    points, count, split = _split_overlong(points, count, np.where(row, np.nan, heading), size_priors(class_ids),
+    points, count, split = _split_overlong(points, count, np.where(row, np.nan, heading), prior_wlh,
                                            T_cam_lidar[camera])
     if split.any():
         heading[split] = lidar_headings(points[:, :2], (np.cumsum(count) - count)[split], count[split])
     yaw_masks = _yaw_masks(heading, camera, T_cam_lidar[:, :3, :3], params.heading_tolerance_deg)
-    depth_min = np.concatenate([s.depth_min for s in segments])
+    depth_min = segments.depth_min
     bounds = np.append(first_box, len(boxes))
     held = np.cumsum(np.r_[0, count])[bounds]  # the points of each camera's boxes
     return [_BoxSupport(f.view, f.dets, supported[lo:hi], windows[lo:hi], heading[lo:hi], yaw_masks[lo:hi],
@@ -459,53 +458,89 @@ def _box_supports(objects_lidar: np.ndarray, object_cells: BevCells, object_heig
             for f, lo, hi, first, last in zip(seen.frustums, bounds[:-1], bounds[1:], held[:-1], held[1:])]
 
 
-def _box_segments(object_height: np.ndarray, ground_lidar: np.ndarray, frustums: ViewFrustums,
-                  params: LiftParams) -> _Segments:
-    """One camera's (frustums: its share of core.view_frustums) boxes' object segments and nearest depths
-    (arguments as in _box_supports)."""
-    view, dets, cloud = frustums.view, frustums.dets, frustums.cloud
-    boxes = dets.boxes_xyxy
-    bp = object_points(frustums.clusters, boxes, params.cluster)
+def _box_segments(object_height: np.ndarray, ground_lidar: np.ndarray, frustums: list[ViewFrustums],
+                  boxes: np.ndarray, class_ids: np.ndarray, prior_wlh: np.ndarray, params: LiftParams) -> _Segments:
+    """The object segments and nearest depths of every camera's boxes (frustums: the cameras' shares of
+    core.view_frustums; boxes (B, 4) [px], class_ids (B,) and their size priors prior_wlh (B, 2, 3) [m]: the boxes
+    of all cameras in order; other arguments as in _box_supports), all cameras at once."""
+    clusters, cloud_index = _joined_clusters(frustums)
+    bp = object_points(clusters, boxes, params.cluster)
     supported = bp.support >= params.min_support_points
-    on = np.flatnonzero(bp.on_object & supported[bp.box])
-    on_box, on_depth, on_u = bp.box[on], bp.depth[on], bp.u[on]
-    point_index = cloud.index[bp.point[on]]
-    on_height = object_height[point_index]
-    depth_min = _foot_nearest_depth(bp.depth_min, supported, on_box, on_u, on_height, dets, view, ground_lidar,
-                                    params)
-    prior = prior_depth_windows(boxes[~supported], dets.class_ids[~supported], view.camera, params)
+    on = np.flatnonzero(bp.on_object & supported.take(bp.box))
+    on_box, on_depth, on_u = bp.box.take(on), bp.depth.take(on), bp.u.take(on)
+    point_index = cloud_index.take(bp.point.take(on))
+    on_height = object_height.take(point_index)
+    depth_min = _foot_nearest_depth(bp.depth_min, supported, on_box, on_u, on_height, frustums, boxes, class_ids,
+                                    prior_wlh, ground_lidar, params)
+    fy = np.repeat([f.view.camera.K[1, 1] for f in frustums], [len(f.dets) for f in frustums])
+    unsupported = np.flatnonzero(~supported)
+    prior = _prior_depth_windows(boxes.take(unsupported, axis=0), class_ids.take(unsupported),
+                                 prior_wlh.take(unsupported, axis=0), fy.take(unsupported), params)
     return _Segments(supported, depth_min, np.stack([bp.depth_min, bp.depth_max], axis=1), prior, on_box,
                      point_index, on_depth, on_u, on_height)
 
 
-def _foot_nearest_depth(depth_min, supported, on_box, on_u, on_height, dets, view: CameraView,
-                        ground_lidar: np.ndarray, params: LiftParams) -> np.ndarray:
+def _joined_clusters(frustums: list[ViewFrustums]) -> tuple[FrustumClusters, np.ndarray]:
+    """The frustum clusters of all cameras as those of one (point and box numbers past the previous cameras'; a
+    point pairs with its own camera's boxes only) and the joined clouds' indices (into the sweep's object points)
+    of those points. Segments are per box and owners per point, so object_points gives each camera's boxes what it
+    gives them camera by camera, in one pass instead of one per camera."""
+    parts = [f.clusters for f in frustums]
+    point_start = np.cumsum([0] + [len(f.cloud.index) for f in frustums[:-1]])
+    box_start = np.cumsum([0] + [len(f.dets) for f in frustums[:-1]])
+
+    def joined(name: str) -> np.ndarray:
+        return np.concatenate([getattr(c, name) for c in parts])
+
+    return (FrustumClusters(np.concatenate([c.point + p0 for c, p0 in zip(parts, point_start.tolist())]),
+                            np.concatenate([c.box + b0 for c, b0 in zip(parts, box_start.tolist())]),
+                            joined("depth"), joined("u"), joined("covered"), joined("in_cluster"),
+                            joined("in_next_cluster"), joined("expected_depth"), joined("kind")),
+            np.concatenate([f.cloud.index for f in frustums]))
+
+
+def _foot_nearest_depth(depth_min, supported, on_box, on_u, on_height, frustums: list[ViewFrustums], boxes,
+                        class_ids, prior_wlh, ground_lidar: np.ndarray, params: LiftParams) -> np.ndarray:
     """The nearest depth (B,) [m] of each box's object: its segment's depth_min (B,), or nearer where the segment's
     lowest point (heights on_height above the ground [m] of its points, boxes on_box (grouped by box), columns on_u
     [px]) lies more than `foot_gap` x the class's mean height above the ground and ground returns (ground_lidar,
     LiDAR frame) lie at the object's foot within `foot_reach` x its mean length (core.frustum.foot_depths): the
     lower part of the object was not seen in the segment (a car's bumper at road height is ground to core.ground,
-    and a ring passing over its bonnet hits the cabin ~1.4 m further)."""
+    and a ring passing over its bonnet hits the cabin ~1.4 m further). The boxes (B, 4) [px] of all cameras
+    (frustums) in order, their class_ids (B,) and size priors prior_wlh (B, 2, 3) [m]."""
     n_boxes = len(depth_min)
     runs = run_starts(on_box)  # the points come grouped by box
     has = on_box[runs]
     lowest = np.full(n_boxes, np.inf)
     # a point without a ground surface below it (NaN height) never lets its box count as raised
     lowest[has] = np.minimum.reduceat(np.where(np.isnan(on_height), -np.inf, on_height), runs)
-    prior = size_priors(dets.class_ids)[:, 0]  # (w, l, h)
+    prior = prior_wlh[:, 0]  # (w, l, h)
     raised = supported & np.isfinite(lowest) & (lowest > params.foot_gap * prior[:, 2])
     if not raised.any() or len(ground_lidar) == 0:
         return depth_min
     left, right = np.full(n_boxes, np.inf), np.full(n_boxes, -np.inf)
     left[has], right[has] = np.minimum.reduceat(on_u, runs), np.maximum.reduceat(on_u, runs)
     reach = params.foot_reach * prior[:, 1]
-    # Only the ground returns within the depths of a raised box's foot are projected (a small share of the sweep).
-    T = view.T_cam_lidar
-    depth = ground_lidar @ T[2, :3] + T[2, 3]
-    window = np.flatnonzero((depth >= np.min(depth_min[raised] - reach[raised])) & (depth < np.max(depth_min[raised])))
-    cloud = project_cloud(np.take(ground_lidar, window, axis=0), view.camera, T)
-    foot = foot_depths(cloud.uv, cloud.points_cam[:, 2], dets.boxes_xyxy, dets.class_ids,
-                       np.stack([left, right], axis=1), np.where(raised, depth_min, np.nan), reach)
+    # Per camera only the ground returns within the depths of its raised boxes' feet are projected (a small share of
+    # the sweep); the feet of all cameras' boxes are then found at once.
+    box_start = np.cumsum([0] + [len(f.dets) for f in frustums])
+    uv, depth = [], []  # per camera: (2, n) pixels and (n,) depths [m] of its ground returns
+    for f, b0, b1 in zip(frustums, box_start[:-1].tolist(), box_start[1:].tolist()):
+        mine = np.flatnonzero(raised[b0:b1]) + b0
+        if not len(mine):
+            uv.append(np.zeros((2, 0)))
+            depth.append(np.zeros(0))
+            continue
+        T = f.view.T_cam_lidar
+        ground_depth = ground_lidar @ T[2, :3] + T[2, 3]
+        window = np.flatnonzero((ground_depth >= np.min(depth_min[mine] - reach[mine]))
+                                & (ground_depth < np.max(depth_min[mine])))
+        cloud = project_cloud(np.take(ground_lidar, window, axis=0), f.view.camera, T)
+        uv.append(cloud.uv.T)
+        depth.append(cloud.points_cam[:, 2])
+    foot = foot_depths(np.concatenate(uv, axis=1).T, np.concatenate(depth), boxes, class_ids,
+                       np.stack([left, right], axis=1), np.where(raised, depth_min, np.nan), reach,
+                       (np.cumsum([0] + [len(d) for d in depth]), box_start))
     return np.fmin(depth_min, foot)
 
 
@@ -994,13 +1029,18 @@ def _yaw_masks(heading: np.ndarray, camera: np.ndarray, R_cam_lidar: np.ndarray,
 def prior_depth_windows(boxes, class_ids, camera, params: LiftParams) -> np.ndarray:
     """(B, 2) edge depths [m] at which the box height fits the class prior height (mean +- prior_window_std std),
     capped at `max_range_factor` x the class's evaluation range: the search space of boxes without LiDAR."""
-    prior = size_priors(class_ids)
-    h_lo = prior[:, 0, 2] - params.prior_window_std * prior[:, 1, 2]
-    h_hi = prior[:, 0, 2] + params.prior_window_std * prior[:, 1, 2]
+    return _prior_depth_windows(boxes, class_ids, size_priors(class_ids), camera.K[1, 1], params)
+
+
+def _prior_depth_windows(boxes, class_ids, prior_wlh, fy, params: LiftParams) -> np.ndarray:
+    """prior_depth_windows of boxes (B, 4) [px] with their classes' size priors prior_wlh (B, 2, 3) [m] and the
+    focal length fy [px] of each one's camera (a scalar or (B,)): the boxes of several cameras at once."""
+    h_lo = prior_wlh[:, 0, 2] - params.prior_window_std * prior_wlh[:, 1, 2]
+    h_hi = prior_wlh[:, 0, 2] + params.prior_window_std * prior_wlh[:, 1, 2]
     pixels = np.maximum(boxes[:, 3] - boxes[:, 1], 1e-6)
     cap = params.max_range_factor * np.array([DETECTION_RANGE_M[c] for c in class_ids])
-    lo = np.minimum(camera.K[1, 1] * np.maximum(h_lo, 0.1) / pixels, cap)
-    return np.stack([lo, np.minimum(camera.K[1, 1] * h_hi / pixels, cap)], axis=1).reshape(-1, 2)
+    lo = np.minimum(fy * np.maximum(h_lo, 0.1) / pixels, cap)
+    return np.stack([lo, np.minimum(fy * h_hi / pixels, cap)], axis=1).reshape(-1, 2)
 
 
 def _edge_depth_windows(boxes, supported, on_box, on_depth, on_u, segment_depth, params: LiftParams) -> np.ndarray:

@@ -1,0 +1,68 @@
+"""detect_3d's LiDAR support computed for the boxes of all cameras at once equals it camera by camera: the object
+segments of joined frustum clusters, the feet of several images' boxes, the prior depth windows of several
+cameras."""
+import numpy as np
+import pytest
+
+from perception3d.bench.algo import synthetic_frame
+from perception3d.core.classes import size_priors
+from perception3d.core.frustum import foot_depths, object_points
+from perception3d.core.ground import sweep_ground
+from perception3d.core.lift3d import LiftParams, _joined_clusters, _prior_depth_windows, prior_depth_windows
+from perception3d.core.view_frustums import view_frustums
+
+
+@pytest.fixture(scope="module")
+def frustums():
+    frame = synthetic_frame(n_objects=120, seed=3)
+    ground = sweep_ground(frame.points, frame.rig.T_base_lidar)
+    objects = frame.points[~ground.is_ground, :3]
+    present = [f for f in view_frustums(objects, frame.views, LiftParams().cluster) if f is not None]
+    assert len(present) >= 3
+    return present
+
+
+def test_object_points_of_joined_cameras_are_each_cameras(frustums):
+    params = LiftParams().cluster
+    joined, cloud_index = _joined_clusters(frustums)
+    whole = object_points(joined, np.concatenate([f.dets.boxes_xyxy for f in frustums]), params)
+    q0 = b0 = 0
+    for f in frustums:
+        bp = object_points(f.clusters, f.dets.boxes_xyxy, params)
+        q1, b1 = q0 + len(bp.point), b0 + len(f.dets)
+        assert np.array_equal(cloud_index[whole.point[q0:q1]], f.cloud.index[bp.point])
+        assert np.array_equal(whole.box[q0:q1], bp.box + b0)
+        assert np.array_equal(whole.on_object[q0:q1], bp.on_object)
+        assert np.array_equal(whole.support[b0:b1], bp.support)
+        for name in ("depth_min", "depth_median", "depth_max"):
+            assert np.array_equal(getattr(whole, name)[b0:b1], getattr(bp, name), equal_nan=True)
+        q0, b0 = q1, b1
+    assert q0 == len(whole.point) and whole.on_object.any()
+
+
+def test_foot_depths_of_several_images_at_once_are_each_images():
+    rng = np.random.default_rng(0)
+    images = []
+    for n_points, n_boxes in ((3000, 6), (0, 3), (2000, 5)):
+        corner = rng.uniform(0, 80, (n_boxes, 2))
+        boxes = np.hstack([corner, corner + rng.uniform(10, 40, (n_boxes, 2))])
+        left = rng.uniform(boxes[:, 0], boxes[:, 2])
+        images.append((rng.uniform(0, 120, (n_points, 2)), rng.uniform(5, 30, n_points), boxes,
+                       rng.choice(["car", "truck"], n_boxes), np.stack([left, left + 8], axis=1),
+                       np.where(rng.random(n_boxes) < 0.8, rng.uniform(10, 30, n_boxes), np.nan),
+                       rng.uniform(2, 8, n_boxes)))
+    each = [foot_depths(*image) for image in images]
+    parts = tuple(np.cumsum([0] + [len(image[k]) for image in images]) for k in (1, 2))
+    at_once = foot_depths(*(np.concatenate([image[k] for image in images]) for k in range(7)), parts)
+    assert np.array_equal(at_once, np.concatenate(each), equal_nan=True)
+    assert np.isfinite(at_once).sum() >= 5
+
+
+def test_prior_depth_windows_of_several_cameras_are_each_cameras(frustums):
+    params = LiftParams()
+    boxes = np.concatenate([f.dets.boxes_xyxy for f in frustums])
+    class_ids = np.concatenate([f.dets.class_ids for f in frustums])
+    fy = np.repeat([f.view.camera.K[1, 1] for f in frustums], [len(f.dets) for f in frustums])
+    each = [prior_depth_windows(f.dets.boxes_xyxy, f.dets.class_ids, f.view.camera, params) for f in frustums]
+    assert np.array_equal(_prior_depth_windows(boxes, class_ids, size_priors(class_ids), fy, params),
+                          np.concatenate(each))
