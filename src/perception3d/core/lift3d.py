@@ -432,8 +432,7 @@ def _box_supports(objects_lidar: np.ndarray, object_cells: BevCells, object_heig
     prior_wlh = size_priors(class_ids)
     segments = _box_segments(object_height, ground_lidar, seen.frustums, boxes, class_ids, prior_wlh, params)
     supported, on_box, point_index = segments.supported, segments.box, segments.point_index
-    height_bounds = _lidar_height_bounds(np.take(objects_lidar, point_index, axis=0), on_box, segments.height,
-                                         len(boxes), params)
+    height_bounds = _lidar_height_bounds(objects_lidar, point_index, on_box, segments.height, len(boxes), params)
     windows = _edge_depth_windows(boxes, supported, on_box, segments.depth, segments.u, segments.segment_depth,
                                   params)
     windows[~supported] = segments.prior_windows[:, None, :]
@@ -470,7 +469,7 @@ def _box_segments(object_height: np.ndarray, ground_lidar: np.ndarray, frustums:
     on_box, on_depth, on_u = bp.box.take(on), bp.depth.take(on), bp.u.take(on)
     point_index = cloud_index.take(bp.point.take(on))
     on_height = object_height.take(point_index)
-    depth_min = _foot_nearest_depth(bp.depth_min, supported, on_box, on_u, on_height, frustums, boxes, class_ids,
+    depth_min = _foot_nearest_depth(bp.depth_min, supported, on_box, on_u, on_height, frustums, boxes, clusters.kind,
                                     prior_wlh, ground_lidar, params)
     fy = np.repeat([f.view.camera.K[1, 1] for f in frustums], [len(f.dets) for f in frustums])
     unsupported = np.flatnonzero(~supported)
@@ -500,14 +499,15 @@ def _joined_clusters(frustums: list[ViewFrustums]) -> tuple[FrustumClusters, np.
 
 
 def _foot_nearest_depth(depth_min, supported, on_box, on_u, on_height, frustums: list[ViewFrustums], boxes,
-                        class_ids, prior_wlh, ground_lidar: np.ndarray, params: LiftParams) -> np.ndarray:
+                        kind, prior_wlh, ground_lidar: np.ndarray, params: LiftParams) -> np.ndarray:
     """The nearest depth (B,) [m] of each box's object: its segment's depth_min (B,), or nearer where the segment's
     lowest point (heights on_height above the ground [m] of its points, boxes on_box (grouped by box), columns on_u
     [px]) lies more than `foot_gap` x the class's mean height above the ground and ground returns (ground_lidar,
     LiDAR frame) lie at the object's foot within `foot_reach` x its mean length (core.frustum.foot_depths): the
     lower part of the object was not seen in the segment (a car's bumper at road height is ground to core.ground,
     and a ring passing over its bonnet hits the cabin ~1.4 m further). The boxes (B, 4) [px] of all cameras
-    (frustums) in order, their class_ids (B,) and size priors prior_wlh (B, 2, 3) [m]."""
+    (frustums) in order, their kinds kind (B,) (int codes of the class ids, FrustumClusters.kind) and size priors
+    prior_wlh (B, 2, 3) [m]."""
     n_boxes = len(depth_min)
     runs = run_starts(on_box)  # the points come grouped by box
     has = on_box[runs]
@@ -538,31 +538,33 @@ def _foot_nearest_depth(depth_min, supported, on_box, on_u, on_height, frustums:
         cloud = project_cloud(np.take(ground_lidar, window, axis=0), f.view.camera, T)
         uv.append(cloud.uv.T)
         depth.append(cloud.points_cam[:, 2])
-    foot = foot_depths(np.concatenate(uv, axis=1).T, np.concatenate(depth), boxes, class_ids,
+    foot = foot_depths(np.concatenate(uv, axis=1).T, np.concatenate(depth), boxes, kind,
                        np.stack([left, right], axis=1), np.where(raised, depth_min, np.nan), reach,
                        (np.cumsum([0] + [len(d) for d in depth]), box_start))
     return np.fmin(depth_min, foot)
 
 
-def _lidar_height_bounds(points: np.ndarray, box: np.ndarray, height: np.ndarray, n_boxes: int,
-                         params: LiftParams) -> np.ndarray:
+def _lidar_height_bounds(objects: np.ndarray, point_index: np.ndarray, box: np.ndarray, height: np.ndarray,
+                         n_boxes: int, params: LiftParams) -> np.ndarray:
     """(B, 2) least and greatest height [m] above the ground of each box's object that its segment's returns allow
-    (points (P, 3) in the LiDAR frame [m], of boxes box (P,) (grouped by box), heights above the ground surface (P,)
-    [m], NaN without one): at least that of its highest return; at most that of the next beam up (`beam_spacing_deg`
-    higher) at that return's range, which passed over the object (no bound above the top beam). [0, inf] for a box
-    without such returns. A LiDAR sees a low object's roof (its highest return is its top); ring spacing grows
-    with range (0.23 m at 10 m, 0.93 m at 40 m), so far away the bound is loose."""
+    (the points objects[point_index] (objects (N, 3) in the LiDAR frame [m], point_index (P,)), of boxes box (P,)
+    (grouped by box), heights above the ground surface (P,) [m], NaN without one): at least that of its highest
+    return; at most that of the next beam up (`beam_spacing_deg` higher) at that return's range, which passed over the
+    object (no bound above the top beam). [0, inf] for a box without such returns. A LiDAR sees a low object's roof
+    (its highest return is its top); ring spacing grows with range (0.23 m at 10 m, 0.93 m at 40 m), so far away the
+    bound is loose."""
     bounds = np.tile([0.0, np.inf], (n_boxes, 1))
     if len(box) == 0:
         return bounds
     start = run_starts(box)  # the points come grouped by box
     top = np.fmax.reduceat(height, start)  # NaN only where no point has a height
-    highest = np.flatnonzero(height == np.repeat(top, np.diff(np.r_[start, len(box)])))
+    highest = np.flatnonzero(height == np.repeat(top, np.diff(np.append(start, len(box)))))
     if len(highest) == 0:
         return bounds
     highest = highest[np.append(run_starts(box[highest])[1:], len(highest)) - 1]  # the last of each box's highest
-    reach = np.hypot(points[highest, 0], points[highest, 1])
-    elevation = np.arctan2(points[highest, 2], reach)
+    points = np.take(objects, point_index.take(highest), axis=0)
+    reach = np.hypot(points[:, 0], points[:, 1])
+    elevation = np.arctan2(points[:, 2], reach)
     step = np.deg2rad(params.beam_spacing_deg)
     next_up = elevation + step
     gap = np.where(next_up <= np.deg2rad(params.top_beam_deg) + 0.5 * step,
