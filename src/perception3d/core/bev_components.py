@@ -56,17 +56,17 @@ def connected_in_windows(cells: BevCells, seeds: np.ndarray, seed_count: np.ndar
     occupied = np.zeros(int(rows.sum()) * width, dtype=bool)
     occupied[flat] = True
     cell = np.flatnonzero(occupied)
-    number = np.zeros(len(occupied), dtype=np.intp)  # of each occupied cell
-    number[cell] = np.arange(len(cell))
+    number = np.empty(len(occupied), dtype=np.int32)  # of each occupied cell (read there only: not cleared)
+    number[cell] = np.arange(len(cell), dtype=np.int32)
     # each cell's links to its occupied neighbours right, down-left, down and down-right (the 8, both ways)
     neighbour = cell[:, None] + np.array([1, width - 1, width, width + 1])
     link, step = np.nonzero(occupied[neighbour])
     indptr = np.zeros(len(cell) + 1, dtype=np.int32)  # csgraph's types: no conversion
     np.cumsum(np.bincount(link, minlength=len(cell)), out=indptr[1:])
-    links = csr_matrix((np.ones(len(link)), number[neighbour[link, step]].astype(np.int32), indptr),
+    links = csr_matrix((np.ones(len(link)), number.take(neighbour[link, step]), indptr),
                        shape=(len(cell), len(cell)))
     count, label = connected_components(links, directed=False)
-    point_label = label[number[flat]]
+    point_label = label.take(number.take(flat))
     owner = np.repeat(np.arange(len(counts)), counts)
     key = owner * len(cells) + near  # ascending: windows in order, each window's points sorted
     seed_key = np.repeat(np.arange(len(counts)), seed_count) * len(cells) + seeds
@@ -75,5 +75,5 @@ def connected_in_windows(cells: BevCells, seeds: np.ndarray, seed_count: np.ndar
     is_seed[at[key.take(at) == seed_key]] = True
     grows = np.zeros(count, dtype=bool)  # per component: holds a seed point of its window
     grows[point_label[is_seed]] = True
-    grown = np.flatnonzero(grows[point_label])
-    return near[grown], np.bincount(owner[grown], minlength=len(counts)), is_seed[grown]
+    grown = np.flatnonzero(grows.take(point_label))
+    return near.take(grown), np.bincount(owner.take(grown), minlength=len(counts)), is_seed[grown]
