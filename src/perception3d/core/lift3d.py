@@ -1061,7 +1061,7 @@ def _edge_depth_windows(boxes, supported, on_box, on_depth, on_u, segment_depth,
     for edge, band in enumerate(bands):
         band_box, band_depth = on_box[band], on_depth[band]
         if len(band_box):
-            runs = run_starts(band_box)  # a reduceat over the boxes' runs: ~3x faster than minimum.at
+            runs = run_starts(band_box)  # a reduceat over the boxes' runs: ~2x faster than minimum.at
             windows[band_box.take(runs), edge, 0] = np.minimum.reduceat(band_depth, runs) - params.edge_window_m
             windows[band_box.take(runs), edge, 1] = np.maximum.reduceat(band_depth, runs) + params.edge_window_m
     windows[~supported] = np.nan
