@@ -972,18 +972,23 @@ def lidar_headings(points_xy: np.ndarray, start: np.ndarray, count: np.ndarray, 
     if len(count) == 0:
         return np.zeros(0)
     index, first, kept = _subsample_groups(start, count, max_points)
-    xy = points_xy[index]
+    x, y = points_xy[:, 0].take(index), points_xy[:, 1].take(index)
     cos, sin = _HEADING_COS_SIN
-    a = xy[:, 0:1] * cos + xy[:, 1:2] * sin
-    b = -xy[:, 0:1] * sin + xy[:, 1:2] * cos
+    # Heading-major (H, P): the group reductions run along contiguous rows, ~20 % faster than along columns of (P, H).
+    a = np.multiply.outer(cos, x)
+    a += np.multiply.outer(sin, y)
+    b = np.multiply.outer(cos, y)
+    b -= np.multiply.outer(sin, x)  # y cos - x sin: the same floats as -x sin + y cos
 
-    def per_point(reduced: np.ndarray) -> np.ndarray:  # each group's row repeated for its points
-        return np.repeat(reduced, kept, axis=0)
+    def to_sides(coord: np.ndarray) -> np.ndarray:  # per heading, each point's distance to its group's nearer side
+        low = np.repeat(np.minimum.reduceat(coord, first, axis=1), kept, axis=1)
+        high = np.repeat(np.maximum.reduceat(coord, first, axis=1), kept, axis=1)
+        high -= coord
+        coord -= low
+        return np.minimum(coord, high, out=coord)
 
-    da = np.minimum(a - per_point(np.minimum.reduceat(a, first)), per_point(np.maximum.reduceat(a, first)) - a)
-    db = np.minimum(b - per_point(np.minimum.reduceat(b, first)), per_point(np.maximum.reduceat(b, first)) - b)
-    spread = np.add.reduceat(np.minimum(da, db), first)
-    return _HEADINGS[np.argmin(spread, axis=1)]
+    spread = np.add.reduceat(np.minimum(to_sides(a), to_sides(b)), first, axis=1)
+    return _HEADINGS[np.argmin(spread, axis=0)]
 
 
 def _footprint_extremes(points: np.ndarray, start: np.ndarray, count: np.ndarray, heading: np.ndarray) -> np.ndarray:
