@@ -277,8 +277,9 @@ def points_in_boxes_2d(uv: np.ndarray, boxes_xyxy: np.ndarray,
     box = np.repeat(np.arange(len(boxes)), span)
     at = run_indices(lo, span)  # positions in by_u
     v = uv[:, 1].take(by_u).take(at)
-    inside = (v >= np.repeat(boxes[:, 1], span)) & (v <= np.repeat(boxes[:, 3], span))
-    return by_u.take(at[inside]), box[inside]
+    # a take of the inside positions: ~2.5x faster than boolean indexing (a third of the candidates are inside)
+    inside = np.flatnonzero((v >= np.repeat(boxes[:, 1], span)) & (v <= np.repeat(boxes[:, 3], span)))
+    return by_u.take(at.take(inside)), box.take(inside)
 
 
 def _kind_codes(kinds: np.ndarray) -> np.ndarray:
@@ -301,11 +302,11 @@ def _covered(point: np.ndarray, box: np.ndarray, boxes: np.ndarray, kind: np.nda
     """Whether each (point, box) pair (Q,) of `points_in_boxes_2d` (n_points points, boxes (B, 4)) is covered by a box
     of the same kind (codes kind (B,), `_kind_codes`) with a lower bottom edge."""
     n_kinds = int(kind.max()) + 1 if len(kind) else 1
-    key = point * n_kinds + kind[box]  # (point, kind)
-    bottom = boxes[box, 3]
+    key = point * n_kinds + kind.take(box)  # (point, kind)
+    bottom = boxes[:, 3].take(box)
     lowest = np.full(n_points * n_kinds, -np.inf)  # per (point, kind): the lowest bottom edge of the boxes holding it
     np.maximum.at(lowest, key, bottom)
-    return bottom < lowest[key]
+    return bottom < lowest.take(key)
 
 
 def _by_box_then_depth(box: np.ndarray, depth: np.ndarray) -> np.ndarray:
@@ -351,13 +352,13 @@ def frustum_clusters(uv: np.ndarray, depth: np.ndarray, boxes_xyxy: np.ndarray, 
     else:
         kind = _kind_codes(kinds)
         covered = _covered(point, box, boxes, kind, len(uv))
-    order = _by_box_then_depth(box, np.asarray(depth, dtype=np.float64)[point])
-    point, box, covered = point[order], box[order], covered[order]
-    d = depth[point]
+    order = _by_box_then_depth(box, np.asarray(depth, dtype=np.float64).take(point))
+    point, box, covered = point.take(order), box.take(order), covered.take(order)
+    d = np.take(depth, point)
     expected = np.full(n_boxes, np.nan) if expected_depth is None else np.asarray(expected_depth, dtype=np.float64)
     if len(point) == 0:
         none = np.zeros(0, dtype=bool)
-        return FrustumClusters(point, box, d, uv[point, 0], covered, none, none, expected, kind)
+        return FrustumClusters(point, box, d, uv[:, 0].take(point), covered, none, none, expected, kind)
     starts = np.flatnonzero(np.concatenate(([True], (box[1:] != box[:-1]) | (np.diff(d) > params.gap_m))))
     cluster_size = np.diff(np.append(starts, len(d)))  # the clusters are runs of the sorted pairs
     cluster_box = box[starts]
@@ -399,7 +400,8 @@ def frustum_clusters(uv: np.ndarray, depth: np.ndarray, boxes_xyxy: np.ndarray, 
         return np.repeat(of_cluster, cluster_size)
 
     within = d <= per_pair(extent_start + extent[cluster_box])
-    return FrustumClusters(point, box, d, uv[point, 0], covered, per_pair(cluster == chosen[cluster_box]) & within,
+    return FrustumClusters(point, box, d, uv[:, 0].take(point), covered,
+                           per_pair(cluster == chosen[cluster_box]) & within,
                            per_pair(cluster == following[cluster_box]) & within, expected, kind)
 
 
