@@ -810,7 +810,7 @@ def _lift_all(supports: list[_BoxSupport], params: LiftParams, clock: _StepClock
     anchors = lift_boxes_multi(boxes, classes, cam, cameras, T_lidar_cam, threshold, params.top_k,
                                np.concatenate([sup.windows for sup in supports]),
                                np.concatenate([sup.yaw_masks for sup in supports]), top_k_per_yaw=True)
-    missing = np.setdiff1d(np.flatnonzero(supported), anchors.box_index)
+    missing = np.flatnonzero(supported & (np.bincount(anchors.box_index, minlength=len(boxes)) == 0))
     if len(missing):  # LiDAR windows that admit no anchor: search all depths for these boxes
         retry = lift_boxes_multi(boxes[missing], classes[missing], cam[missing], cameras, T_lidar_cam,
                                  params.lidar_iou_threshold, params.top_k, top_k_per_yaw=True)
