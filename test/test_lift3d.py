@@ -355,6 +355,29 @@ def test_subsample_groups_keeps_every_stride_th_member_of_each_group():
         assert np.all(kept <= 16)
 
 
+def test_yaw_masks_against_wrap_angle_one_box_at_a_time():
+    """Each box's QAF2D heading candidates within the tolerance of one of its LiDAR heading's 4 directions, as
+    wrap_angle measures them (all candidates without a heading), for tilted cameras and headings all around."""
+    from perception3d.core.km3d import yaw_to_ry
+    from perception3d.core.lift3d import _yaw_masks
+    from perception3d.core.qaf2d import YAW_CANDIDATES
+
+    rng = np.random.default_rng(14)
+    rotations = np.array([np.linalg.qr(rng.normal(size=(3, 3)))[0] for _ in range(4)])
+    rotations *= np.sign(np.linalg.det(rotations))[:, None, None]
+    for _ in range(20):
+        camera = np.sort(rng.integers(0, 4, 40))
+        heading = rng.uniform(-4.0, 4.0, 40)
+        heading[rng.random(40) < 0.2] = np.nan
+        tolerance = rng.uniform(0.0, 50.0)
+        expected = np.ones((40, len(YAW_CANDIDATES)), dtype=bool)
+        for b in np.flatnonzero(np.isfinite(heading)):
+            ry = yaw_to_ry(heading[b] + np.arange(4) * np.pi / 2, rotations[camera[b]])
+            diff = np.abs(wrap_angle(YAW_CANDIDATES[None, :] - ry[:, None])).min(axis=0)
+            expected[b] = diff <= np.radians(tolerance)
+        assert np.array_equal(_yaw_masks(heading, camera, rotations, tolerance), expected)
+
+
 def test_footprint_extremes_of_groups_following_each_other_or_not():
     """Groups that follow each other (read as one slice) and groups with gaps (gathered): each group's least and
     greatest coordinate along and across its heading."""

@@ -1035,7 +1035,11 @@ def _yaw_masks(heading: np.ndarray, camera: np.ndarray, R_cam_lidar: np.ndarray,
     runs = np.append(run_starts(camera[known]), len(known)).tolist()
     for lo, hi in zip(runs[:-1], runs[1:]):
         ry[lo:hi] = yaw_to_ry(turns[lo:hi].ravel(), R_cam_lidar[camera[known[lo]]]).reshape(-1, 4)
-    diff = np.abs(wrap_angle(YAW_CANDIDATES[None, None, :] - ry[:, :, None])).min(axis=1)
+    # Turn-major (4, B', 24): the least over the turns is 3 elementwise minimums. Candidate - ry + pi lies in [0, 4 pi)
+    # (candidates in [0, 2 pi), ry in [-pi, pi]): less 2 pi where it reaches 2 pi is exactly wrap_angle's remainder
+    # (Sterbenz: the difference is exact), ~8x faster.
+    shifted = (YAW_CANDIDATES[None, None, :] - ry.T[:, :, None]) + np.pi
+    diff = np.abs(np.where(shifted >= 2.0 * np.pi, shifted - 2.0 * np.pi, shifted) - np.pi).min(axis=0)
     masks[known] = diff <= np.radians(tolerance_deg)
     return masks
 
