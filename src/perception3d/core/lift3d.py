@@ -793,7 +793,7 @@ def _lift_all(supports: list[_BoxSupport], params: LiftParams, clock: _StepClock
     cameras = [sup.view.camera for sup in supports]
     T_cam_lidar = np.array([sup.view.T_cam_lidar for sup in supports])
     T_lidar_cam = invert_transform(T_cam_lidar)
-    cam = np.concatenate([np.full(len(sup.dets), i) for i, sup in enumerate(supports)])
+    cam = np.repeat(np.arange(len(supports)), [len(sup.dets) for sup in supports])
     boxes = np.vstack([sup.dets.boxes_xyxy for sup in supports])
     classes = np.concatenate([sup.dets.class_ids for sup in supports])
     scores = np.concatenate([sup.dets.scores for sup in supports])
@@ -827,9 +827,9 @@ def _lift_all(supports: list[_BoxSupport], params: LiftParams, clock: _StepClock
     centers_cam[has_lidar] = slide_to_depth(centers_cam[has_lidar], anchors.sizes_lwh[has_lidar],
                                             anchors.ry[has_lidar], depth_min[box_of[has_lidar]])
     sample, sample_start, sample_count = _subsample_groups(start, count, params.max_fit_points)
-    padded, valid = _pad_groups(points[sample], sample_start, sample_count)
+    padded, valid = _pad_groups(np.take(points, sample, axis=0), sample_start, sample_count)
     lid = np.flatnonzero(has_lidar)
-    T_anchor = T_lidar_cam[cam[box_of[lid]]]
+    T_anchor = np.take(T_lidar_cam, cam.take(box_of.take(lid)), axis=0)  # a take of (4, 4) blocks: ~3x faster
     centers_lidar = np.einsum("nij,nj->ni", T_anchor[:, :3, :3], centers_cam[lid]) + T_anchor[:, :3, 3]
     off_surface = _outline_distance(centers_lidar, anchors.sizes_lwh[lid], anchors.yaws[lid], box_of[lid], padded,
                                     valid)
@@ -1086,7 +1086,7 @@ def _pad_groups(points: np.ndarray, start: np.ndarray, count: np.ndarray) -> tup
     slot = np.arange(width)
     valid = slot[None, :] < count[:, None]
     index = np.where(valid, start[:, None] + slot[None, :], 0)
-    padded = points[index] if len(points) else np.zeros((len(count), width, 3))
+    padded = np.take(points, index, axis=0) if len(points) else np.zeros((len(count), width, 3))
     return padded, valid
 
 
