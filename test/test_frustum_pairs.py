@@ -6,6 +6,7 @@ import numpy as np
 
 from perception3d.core.frustum import (
     _by_box_then_depth,
+    _kind_codes,
     _nearest_owner,
     frustum_clusters,
     points_in_boxes_2d,
@@ -64,6 +65,16 @@ def test_the_clusters_of_several_images_at_once_are_those_of_each_image():
             for field in ("point", "box", "depth", "u", "covered", "in_cluster", "in_next_cluster", "expected_depth"):
                 assert np.array_equal(getattr(part, field), getattr(alone, field), equal_nan=field == "expected_depth")
             assert np.array_equal(part.kind[:, None] == part.kind, alone.kind[:, None] == alone.kind)
+
+
+def test_kind_codes_are_the_inverse_of_np_unique():
+    rng = np.random.default_rng(5)
+    names = np.array(["car", "truck", "pedestrian", "barrier", "bus", "a", "Car", "car "])
+    for n in (0, 1, 7, 200):
+        for kinds in (rng.choice(names, n), rng.choice(names, n).astype(object), rng.integers(-3, 12, n)):
+            codes = _kind_codes(kinds)
+            expected = np.unique(kinds, return_inverse=True)[1]
+            assert codes.dtype == expected.dtype and np.array_equal(codes, expected)
 
 
 def test_a_pair_is_covered_by_a_lower_box_of_its_kind_only():
