@@ -277,7 +277,7 @@ def points_in_boxes_2d(uv: np.ndarray, boxes_xyxy: np.ndarray,
     box = np.repeat(np.arange(len(boxes)), span)
     at = run_indices(lo, span)  # positions in by_u
     v = uv[:, 1].take(by_u).take(at)
-    # a take of the inside positions: ~2.5x faster than boolean indexing (a third of the candidates are inside)
+    # the inside positions taken: boolean indexing by a mask of mixed values costs ~2.5x more
     inside = np.flatnonzero((v >= np.repeat(boxes[:, 1], span)) & (v <= np.repeat(boxes[:, 3], span)))
     return by_u.take(at.take(inside)), box.take(inside)
 
