@@ -1,4 +1,6 @@
 """QAF2D anchor lifting: round trips through projection with an independent corner/IoU computation."""
+from collections import Counter
+
 import numpy as np
 import pytest
 
@@ -203,3 +205,34 @@ def test_mixed_classes_match_one_class_at_a_time(top_k_per_yaw):
     assert len(every) > 50 and len(np.unique(every.box_index)) > 20
     for f in fields:
         assert np.array_equal(getattr(every, f), merged[f][order])
+
+
+def test_row_cut_is_the_row_top_k_value_or_the_threshold():
+    rng = np.random.default_rng(3)
+    iou = (rng.integers(0, 6, (40, 9)) / 5).astype(np.float32)  # many ties
+    lowest = rng.choice([0.1, 0.5, 0.9], (40, 1)).astype(np.float32)
+    for top_k in (1, 3, 9, 12):
+        expected = lowest if top_k >= 9 else np.maximum(lowest, np.sort(iou, axis=1)[:, -top_k:][:, :1])
+        assert np.array_equal(qaf2d._row_cut(iou, lowest, top_k), expected)
+
+
+@pytest.mark.parametrize("top_k_per_yaw", [False, True])
+def test_top_k_is_the_best_of_all_candidates_ties_in_enumeration_order(top_k_per_yaw):
+    # Boxes crossing the image border: many candidates clip to the same box, hence equal IoUs.
+    rng = np.random.default_rng(8)
+    x0 = rng.uniform(-300, 1500, (20, 2)) * [1, 0.55]
+    boxes = np.hstack([x0, x0 + rng.uniform(40, 600, (20, 2))])
+    classes = rng.choice(["car", "pedestrian", "truck", "barrier"], 20)
+    every = qaf2d.lift_boxes(boxes, classes, CAMERA, T_BASE_CAM, 0.5, 10**6, top_k_per_yaw=top_k_per_yaw)
+    best = qaf2d.lift_boxes(boxes, classes, CAMERA, T_BASE_CAM, 0.5, 3, top_k_per_yaw=top_k_per_yaw)
+    # `every` is sorted by box, then IoU descending, ties in enumeration order: a group's first 3 are its best.
+    group = every.box_index * 100 + (np.round(every.ry / (np.pi / 12)).astype(int) % 24 if top_k_per_yaw else 0)
+    count, rank = Counter(), []
+    for g in group.tolist():
+        rank.append(count[g])
+        count[g] += 1
+    rank = np.array(rank)
+    assert np.any(np.diff(every.ious)[np.diff(group) == 0] == 0)  # ties to break
+    assert len(best) > 50 and np.count_nonzero(rank >= 3) > 100
+    for f in ("box_index", "centers", "sizes_lwh", "yaws", "ious", "centers_cam", "ry"):
+        assert np.array_equal(getattr(best, f), getattr(every, f)[rank < 3])
