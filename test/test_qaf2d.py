@@ -207,13 +207,24 @@ def test_mixed_classes_match_one_class_at_a_time(top_k_per_yaw):
         assert np.array_equal(getattr(every, f), merged[f][order])
 
 
-def test_row_cut_is_the_row_top_k_value_or_the_threshold():
-    rng = np.random.default_rng(3)
-    iou = (rng.integers(0, 6, (40, 9)) / 5).astype(np.float32)  # many ties
-    lowest = rng.choice([0.1, 0.5, 0.9], (40, 1)).astype(np.float32)
-    for top_k in (1, 3, 9, 12):
-        expected = lowest if top_k >= 9 else np.maximum(lowest, np.sort(iou, axis=1)[:, -top_k:][:, :1])
-        assert np.array_equal(qaf2d._row_cut(iou, lowest, top_k), expected)
+def test_size_tables_hold_each_range_in_chunks_of_its_corner_offsets():
+    ranges = (qaf2d.SIZE_RANGES["car"], qaf2d.SIZE_RANGES["pedestrian"], qaf2d.SIZE_RANGES["truck"])
+    tables = qaf2d._size_tables(ranges)
+    chunk = qaf2d.SIZE_CHUNK
+    for r, sizes in enumerate(ranges):
+        off_x, off_z = qaf2d._corner_offsets(sizes.width, sizes.length)
+        grid = qaf2d._size_grid(sizes.width, sizes.length)
+        count = len(grid)
+        assert tables.n_chunk[r] == -(-count // chunk)
+        assert np.array_equal(tables.grid[tables.grid_start[r]:tables.grid_start[r] + count], grid)
+        for k in (0, 17, 47):
+            for j in range(tables.n_chunk[r]):
+                column = tables.start[r] + tables.n_chunk[r] * k + j
+                sizes_here = np.arange(j * chunk, (j + 1) * chunk)
+                real = sizes_here < count
+                for table, offsets in ((tables.off_x, off_x), (tables.off_z, off_z)):
+                    assert np.array_equal(table[:, real, column], offsets[:, k, sizes_here[real]])
+                    assert np.all(np.isnan(table[:, ~real, column]))
 
 
 @pytest.mark.parametrize("top_k_per_yaw", [False, True])
