@@ -227,6 +227,16 @@ def test_size_tables_hold_each_range_in_chunks_of_its_corner_offsets():
                     assert np.all(np.isnan(table[:, ~real, column]))
 
 
+def test_top_k_per_group_matches_sorting_each_group():
+    rng = np.random.default_rng(4)
+    group = np.sort(rng.choice([3, 7, 8, 20, 41, 42], 300))
+    iou = (rng.integers(0, 12, 300) / 11).astype(np.float32)  # many ties
+    for top_k in (0, 1, 3, 60, 400):
+        expected = [i for g in np.unique(group)
+                    for i in sorted(np.flatnonzero(group == g), key=lambda i: (-iou[i], i))[:top_k]]
+        assert qaf2d._top_k_per_group(group, iou, top_k).tolist() == expected
+
+
 @pytest.mark.parametrize("top_k_per_yaw", [False, True])
 def test_top_k_is_the_best_of_all_candidates_ties_in_enumeration_order(top_k_per_yaw):
     # Boxes crossing the image border: many candidates clip to the same box, hence equal IoUs.

@@ -269,14 +269,9 @@ def _lift_classes(norm: np.ndarray, clipped: np.ndarray, limits: np.ndarray, ran
                                  pair_box, pair_yaw, row_range, tables)
     if len(p_i) == 0:
         return None
+    order = _top_k_per_group(row_group[p_i], kept_iou, top_k)  # by group, then IoU descending
+    p_i, s_i, kept_iou = p_i[order], s_i[order], kept_iou[order]
     box_i = pair_box[p_i]
-    group = row_group[p_i]  # non-decreasing
-    order = np.argsort(2.0 * group - kept_iou, kind="stable")  # by group, then IoU descending (IoU < 2)
-    # Groups are consecutive and stay in place in `order`: position i is among its group's first top_k exactly
-    # when position i - top_k holds another group (a tenth of the time of ranking every position).
-    head = min(top_k, len(order))
-    order = order[np.concatenate([np.ones(head, dtype=bool), group[head:] != group[:len(order) - head]])]
-    p_i, s_i, box_i, kept_iou = p_i[order], s_i[order], box_i[order], kept_iou[order]
 
     dd = d[p_i]
     yaw = pair_yaw[p_i]
@@ -298,6 +293,26 @@ def _lift_classes(norm: np.ndarray, clipped: np.ndarray, limits: np.ndarray, ran
         "ry": theta,
         "iou": kept_iou.astype(np.float64),  # the search's (float32: within 1e-6 of the float64 IoU)
     }
+
+
+def _top_k_per_group(group: np.ndarray, iou: np.ndarray, top_k: int) -> np.ndarray:
+    """Indices of the top_k candidates of each group, highest IoU first (ties in index order), groups ascending:
+    `group` (N,) non-decreasing, `iou` (N,) float32 >= 0.
+
+    top_k rounds of a per-group maximum of one int64 key per candidate (IoU bits, which order as the values for
+    float32 >= 0, then the inverted index), each taking the best remaining candidate of every group: less than
+    half the time of a stable sort of all candidates by group and IoU.
+    """
+    starts = np.flatnonzero(np.concatenate([[True], group[1:] != group[:-1]]))
+    lengths = np.diff(starts, append=len(group))
+    key = (iou.view(np.int32).astype(np.int64) << 32) | (0xFFFFFFFF - np.arange(len(group)))
+    chosen = np.full((min(top_k, lengths.max()), len(starts)), -1)  # (rank, group)
+    for rank, row in enumerate(chosen):
+        has = lengths > rank
+        row[has] = 0xFFFFFFFF - (np.maximum.reduceat(key, starts)[has] & 0xFFFFFFFF)
+        key[row[has]] = -1
+    chosen = chosen.T.ravel()
+    return chosen[chosen >= 0]
 
 
 def _search(edge: np.ndarray, box: np.ndarray, pair_box: np.ndarray, placement: np.ndarray, row_range: np.ndarray,
