@@ -227,6 +227,20 @@ def test_size_tables_hold_each_range_in_chunks_of_its_corner_offsets():
                     assert np.all(np.isnan(table[:, ~real, column]))
 
 
+def test_placement_yaws_equal_ry_to_yaw_per_anchor_bit_for_bit():
+    from perception3d.core.km3d import ry_to_yaw
+    rng = np.random.default_rng(6)
+    T_cams = np.array([make_transform(_RZ @ T_BASE_CAM[:3, :3] @ np.linalg.qr(rng.normal(size=(3, 3)))[0],
+                                      rng.normal(size=3)) for _ in range(5)])
+    table = qaf2d._placement_yaws(T_cams)
+    # Not one row: ry_to_yaw of a single row may take numpy's scalar arctan2 (1 ulp apart, `geometry.arctan2`).
+    for count in (2, 7, 1000):
+        cam, placement = rng.integers(0, 5, count), rng.integers(0, 48, count)
+        T_anchor = T_cams[cam]
+        direct = ry_to_yaw(qaf2d._THETA[placement], T_anchor[:, :3, :3])
+        assert np.array_equal(table[cam, placement], direct)
+
+
 def test_top_k_per_group_matches_sorting_each_group():
     rng = np.random.default_rng(4)
     group = np.sort(rng.choice([3, 7, 8, 20, 41, 42], 300))

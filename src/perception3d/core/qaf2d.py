@@ -156,9 +156,9 @@ def lift_boxes_multi(boxes_xyxy: np.ndarray, class_ids, camera_index: np.ndarray
     optical frame maps to the output frame by T_target_cams[camera_index[b]]); one pass for all."""
     boxes = np.asarray(boxes_xyxy, dtype=np.float64).reshape(-1, 4)
     n = len(boxes)
-    classes = np.asarray(list(class_ids), dtype=object).reshape(n)
+    class_names = [str(c) for c in np.asarray(list(class_ids), dtype=object).reshape(n).tolist()]
     cam = np.asarray(camera_index, dtype=np.int64).reshape(n)
-    T = np.array([np.asarray(t, dtype=np.float64) for t in T_target_cams])[cam]  # (B, 4, 4)
+    T_cams = np.array([np.asarray(t, dtype=np.float64) for t in T_target_cams]).reshape(-1, 4, 4)
     # Normalised image coordinates (x/z, y/z) per box: the search below is then camera independent.
     norm, clipped, limits = normalise_boxes(boxes, cam, cameras)
     windows = None if depth_windows is None else np.asarray(depth_windows, dtype=np.float64)
@@ -166,29 +166,35 @@ def lift_boxes_multi(boxes_xyxy: np.ndarray, class_ids, camera_index: np.ndarray
     thresholds = np.broadcast_to(np.asarray(iou_threshold, dtype=np.float64), (n,))
     # The boxes of each class made consecutive (classes in name order, so that a set of classes always gets the
     # same cached search layout), searched in one pass.
-    names, class_of = np.unique(classes.astype(str), return_inverse=True)
+    names = sorted(set(class_names))
+    class_of = np.array([names.index(name) for name in class_names], dtype=np.int64)
     perm = np.argsort(class_of, kind="stable")
     merged = None if n == 0 else _lift_classes(
-        norm[perm], clipped[perm], limits[perm], [size_range(name) for name in names.tolist()],
+        norm[perm], clipped[perm], limits[perm], [size_range(name) for name in names],
         np.bincount(class_of), thresholds[perm], top_k, None if windows is None else windows[perm],
-        None if yaws is None else yaws[perm], top_k_per_yaw)
+        None if yaws is None else yaws[perm], top_k_per_yaw, perm)
     if merged is None:
         return Anchors(np.zeros(0, dtype=np.int64), np.zeros((0, 3)), np.zeros((0, 3)), np.zeros(0),
                        np.zeros(0), np.zeros((0, 3)), np.zeros(0))
-    merged["box_index"] = perm[merged["box_index"]]
-    order = np.argsort(2.0 * merged["box_index"] - merged["iou"], kind="stable")  # by box, then IoU descending
-    merged = {k: v[order] for k, v in merged.items()}
-    centers_cam = merged["center_cam"]
-    T_anchor = T[merged["box_index"]]
+    box_cam = cam[merged["box_index"]]
+    T_anchor = T_cams[box_cam]
     return Anchors(
         box_index=merged["box_index"],
-        centers=np.einsum("nij,nj->ni", T_anchor[:, :3, :3], centers_cam) + T_anchor[:, :3, 3],
+        centers=np.einsum("nij,nj->ni", T_anchor[:, :3, :3], merged["center_cam"]) + T_anchor[:, :3, 3],
         sizes_lwh=merged["size_lwh"],
-        yaws=ry_to_yaw(merged["ry"], T_anchor[:, :3, :3]),
+        yaws=_placement_yaws(T_cams)[box_cam, merged["placement"]],
         ious=merged["iou"],
-        centers_cam=centers_cam,
-        ry=merged["ry"],
+        centers_cam=merged["center_cam"],
+        ry=_THETA[merged["placement"]],
     )
+
+
+def _placement_yaws(T_target_cams: np.ndarray) -> np.ndarray:
+    """(N, 48) yaw [rad] in the target frame of each placement's heading _THETA[k] seen from each of N cameras
+    (T_target_cams (N, 4, 4)): `ry_to_yaw` once per camera and placement instead of once per anchor, with the
+    same per-row arithmetic (an eighth of the time)."""
+    n = len(T_target_cams)
+    return ry_to_yaw(np.tile(_THETA, n), np.repeat(T_target_cams, len(_THETA), axis=0)[:, :3, :3]).reshape(n, -1)
 
 
 def normalise_boxes(boxes_xyxy: np.ndarray, camera_index: np.ndarray,
@@ -209,9 +215,11 @@ def normalise_boxes(boxes_xyxy: np.ndarray, camera_index: np.ndarray,
 
 def _lift_classes(norm: np.ndarray, clipped: np.ndarray, limits: np.ndarray, ranges: list[SizeRange],
                   counts: np.ndarray, iou_threshold: np.ndarray, top_k: int, windows: np.ndarray | None,
-                  yaw_masks: np.ndarray | None, top_k_per_yaw: bool) -> dict[str, np.ndarray] | None:
+                  yaw_masks: np.ndarray | None, top_k_per_yaw: bool,
+                  box_ids: np.ndarray) -> dict[str, np.ndarray] | None:
     """Candidates of boxes grouped by size range (the first counts[0] boxes use ranges[0], the next counts[1]
-    ranges[1], ...); returns the kept anchors or None.
+    ranges[1], ...); returns the kept anchors or None: box_index (box_ids of their boxes), center_cam, size_lwh,
+    placement (0..47) and iou, ordered by box id, then IoU descending.
 
     Boxes are in normalised image coordinates (x/z, y/z): `norm` (B, 4) as detected, `clipped` (B, 4) clipped to
     the image, `limits` (B, 4) the image rectangle. IoU is invariant to the per-axis scaling by fx, fy.
@@ -270,12 +278,13 @@ def _lift_classes(norm: np.ndarray, clipped: np.ndarray, limits: np.ndarray, ran
     if len(p_i) == 0:
         return None
     order = _top_k_per_group(row_group[p_i], kept_iou, top_k)  # by group, then IoU descending
+    box_i = box_ids[pair_box[p_i[order]]]
+    order = order[np.argsort(2.0 * box_i - kept_iou[order], kind="stable")]  # by box id, then IoU descending
     p_i, s_i, kept_iou = p_i[order], s_i[order], kept_iou[order]
-    box_i = pair_box[p_i]
 
     dd = d[p_i]
     yaw = pair_yaw[p_i]
-    theta, sin_t, cos_t = _THETA[yaw], _SIN[yaw], _COS[yaw]
+    sin_t, cos_t = _SIN[yaw], _COS[yaw]
     ww, ll = tables.grid[s_i, 0], tables.grid[s_i, 1]
     side_w = _SIDE[yaw] * ww
     top_y = dd * nb[p_i, 1]
@@ -287,10 +296,10 @@ def _lift_classes(norm: np.ndarray, clipped: np.ndarray, limits: np.ndarray, ran
     ], axis=1)
     size_lwh = np.stack([ll, ww, bot_y - top_y], axis=1)
     return {
-        "box_index": box_i,
+        "box_index": box_ids[pair_box[p_i]],
         "center_cam": center,
         "size_lwh": size_lwh,
-        "ry": theta,
+        "placement": yaw,
         "iou": kept_iou.astype(np.float64),  # the search's (float32: within 1e-6 of the float64 IoU)
     }
 
