@@ -239,36 +239,39 @@ def _lift_classes(norm: np.ndarray, clipped: np.ndarray, limits: np.ndarray, ran
     # -w a(theta) (the mirror image, which the release cannot represent: without it half of all corner
     # configurations only fit with length and width swapped).
     placements = np.ones((n_box, 2 * n_yaw), dtype=bool) if yaw_masks is None else np.tile(yaw_masks, 2)
-    # np.nonzero in flat form (the 2-D/3-D forms cost several times more): candidate (box, edge, depth, placement).
+    # np.nonzero in flat form (the 2-D/3-D forms cost several times more): lifted edges (box, side, depth), then
+    # candidate rows (edge, placement).
     edge_box, edge_rest = np.divmod(np.flatnonzero(keep), 2 * n_depth)
     edge_side, edge_depth = np.divmod(edge_rest, n_depth)
+    edge_of_box = 2 * edge_box + edge_side  # into (B, side) arrays, flat
+    edge_z = depths[edge_depth]  # [m]
+    edge_x = edge_z * norm[:, [0, 2]].ravel()[edge_of_box]  # [m]
+    # An edge on the image border is where the image ends, not the object: the box may reach past it.
+    on_border = np.stack([norm[:, 0] <= limits[:, 0] + 1e-9, norm[:, 2] >= limits[:, 2] - 1e-9], axis=1)
+    edge_on_border = on_border.ravel()[edge_of_box]
     row, pair_yaw = np.divmod(np.flatnonzero(placements[edge_box]), 2 * n_yaw)
-    pair_box, pair_edge, pair_depth = edge_box[row], edge_side[row], edge_depth[row]
     # The lifted edge must be the box's extreme corner on its side: both adjacent corners (at +side w a(theta)
     # and +l b(theta)) must project to its right for the left edge, to its left for the right edge. The test is
     # independent of w and l, so it prunes before the size expansion (about 3 of 4 placements fail it). This
     # is exact for the candidate's own edge; the release evaluates these inconsistent candidates too.
-    edge_u = norm[:, [0, 2]]  # (B, edge) normalised column of the vertical edges
-    z_e = depths[pair_depth]
-    x_e = z_e * edge_u[pair_box, pair_edge]
+    z_e, x_e, pair_side = edge_z[row], edge_x[row], edge_side[row]
     sin_t, cos_t = _SIN[pair_yaw], _COS[pair_yaw]
-    width_side = _TOWARD_SIDE[pair_edge, pair_yaw] * (-sin_t * z_e + cos_t * x_e) >= 0
-    length_side = _TOWARD[pair_edge] * (cos_t * z_e + sin_t * x_e) >= 0
-    # An edge on the image border is where the image ends, not the object: the box may reach past it.
-    on_border = np.stack([norm[:, 0] <= limits[:, 0] + 1e-9, norm[:, 2] >= limits[:, 2] - 1e-9], axis=1)
-    consistent = np.flatnonzero((width_side & length_side) | on_border[pair_box, pair_edge])
+    toward_side = _TOWARD_SIDE.ravel()[len(_THETA) * pair_side + pair_yaw]  # flat: half the time of [side, yaw]
+    width_side = toward_side * (-sin_t * z_e + cos_t * x_e) >= 0
+    length_side = _TOWARD[pair_side] * (cos_t * z_e + sin_t * x_e) >= 0
+    consistent = np.flatnonzero((width_side & length_side) | edge_on_border[row])
+    row, pair_yaw = row[consistent], pair_yaw[consistent]
+    if len(row) == 0:
+        return None
     # Candidates of one top-k group (box, or box and heading) made consecutive, in their enumeration order (the
     # boxes of a size range, hence their candidates, are consecutive too).
+    pair_box = edge_box[row]
     row_group = pair_box * n_yaw + pair_yaw % n_yaw if top_k_per_yaw else pair_box
-    consistent = consistent[np.argsort(row_group[consistent], kind="stable")]
-    pair_box, pair_edge, pair_depth, pair_yaw, row_group = (
-        pair_box[consistent], pair_edge[consistent], pair_depth[consistent], pair_yaw[consistent],
-        row_group[consistent])
-    if len(pair_box) == 0:
-        return None
-    d = depths[pair_depth]  # (P,)
+    order = np.argsort(row_group, kind="stable")
+    row, pair_yaw, pair_box, row_group = row[order], pair_yaw[order], pair_box[order], row_group[order]
+    d = edge_z[row]  # (P,)
     nb = norm[pair_box]  # (P, 4)
-    edge_x = d * edge_u[pair_box, pair_edge]  # (P,) x of the vertical edge [m]
+    edge_x = edge_x[row]  # (P,) x of the vertical edge [m]
     tables = _size_tables(tuple(ranges))
     row_range = np.repeat(np.arange(len(ranges)), counts)[pair_box]  # (P,) size range of each candidate row
     # Per box: image rectangle, clipped box, and the smallest float32 IoU above its float64 threshold.
