@@ -192,7 +192,7 @@ def lift_boxes_multi(boxes_xyxy: np.ndarray, class_ids, camera_index: np.ndarray
 def _placement_yaws(T_target_cams: np.ndarray) -> np.ndarray:
     """(N, 48) yaw [rad] in the target frame of each placement's heading _THETA[k] seen from each of N cameras
     (T_target_cams (N, 4, 4)): `ry_to_yaw` once per camera and placement instead of once per anchor, with the
-    same per-row arithmetic (an eighth of the time)."""
+    same per-row arithmetic (a quarter of the time)."""
     n = len(T_target_cams)
     return ry_to_yaw(np.tile(_THETA, n), np.repeat(T_target_cams, len(_THETA), axis=0)[:, :3, :3]).reshape(n, -1)
 
