@@ -77,14 +77,14 @@ class _Row:
         i, j = np.triu_indices(len(self.index), k=1)
         offset = self.centre[j] - self.centre[i]
         turn = np.degrees(np.abs(wrap_angle(2.0 * (dets.yaws[self.index[i]] - dets.yaws[self.index[j]])))) / 2.0
-        same_row = ((turn <= ROW_YAW_DEG) & (np.abs(np.einsum("pk,pk->p", offset, self.heading[i])) <= ROW_OFFSET_M)
-                    & (np.abs(np.einsum("pk,pk->p", offset, self.heading[j])) <= ROW_OFFSET_M))
+        same_row = ((turn <= ROW_YAW_DEG) & (np.abs(_projected(offset, self.heading[i])) <= ROW_OFFSET_M)
+                    & (np.abs(_projected(offset, self.heading[j])) <= ROW_OFFSET_M))
         i, j = i[same_row], j[same_row]
         # another barrier on i's row line strictly between the two parts them
         relative = self.centre[None, :, :] - self.centre[i][:, None, :]  # (P, R, 2)
-        position = np.einsum("prk,pk->pr", relative, self.along[i])
-        reach = np.einsum("pk,pk->p", self.centre[j] - self.centre[i], self.along[i])
-        on_line = np.abs(np.einsum("prk,pk->pr", relative, self.heading[i])) <= ROW_OFFSET_M
+        position = _projected(relative, self.along[i][:, None, :])
+        reach = _projected(self.centre[j] - self.centre[i], self.along[i])
+        on_line = np.abs(_projected(relative, self.heading[i][:, None, :])) <= ROW_OFFSET_M
         between = on_line & (position * np.sign(reach)[:, None] > 0) & (np.abs(position) < np.abs(reach)[:, None])
         between[np.arange(len(i)), i] = between[np.arange(len(i)), j] = False
         alone = ~between.any(axis=1)
@@ -115,9 +115,10 @@ def _gaps(row: _Row, i: np.ndarray, j: np.ndarray, points: _Returns) -> list[tup
     """(centre (2,), width, neighbour, neighbour) of the barriers filling the gaps between neighbours i and j."""
     added = []
     for a, b in zip(i, j):
-        toward = np.sign((row.centre[b] - row.centre[a]) @ row.along[a]) * row.along[a]
+        offset = _projected(row.centre[b] - row.centre[a], row.along[a])
+        toward = np.sign(offset) * row.along[a]
         size = 0.5 * (row.width[a] + row.width[b])
-        gap = abs((row.centre[b] - row.centre[a]) @ row.along[a]) - size
+        gap = abs(offset) - size
         k = int(round(gap / size))
         if not 1 <= k <= MAX_FILLED or abs(gap - k * size) > GAP_SLACK * size:
             # the neighbours' widths do not divide the gap: the fewest barriers of the class's widths that fill it
@@ -140,18 +141,18 @@ def _ends(row: _Row, i: np.ndarray, j: np.ndarray, points: _Returns,
     added = []
     for b in range(len(row.index)):
         others = np.r_[j[i == b], i[j == b]]
-        taken = np.sign((row.centre[others] - row.centre[b]) @ row.along[b])
+        taken = np.sign(_projected(row.centre[others] - row.centre[b], row.along[b]))
         for side in (1.0, -1.0):
             if side in taken:
                 continue
             centre = row.centre[b] + side * row.along[b] * (row.width[b] + END_GAP_M)
             inside = points.in_footprint(centre, row.along[b], row.width[b], row.length[b])
-            halves = (inside - centre) @ row.along[b] > 0
+            halves = _projected(inside - centre, row.along[b]) > 0
             if len(inside) < MIN_RETURNS or min(np.count_nonzero(halves), np.count_nonzero(~halves)) < 2:
                 continue
             standing = np.delete(dets.centers[:, :2], row.index[b], axis=0) - centre  # another detection there:
-            if np.any((np.abs(standing @ row.along[b]) <= 0.5 * row.width[b] + 0.5)  # the row ends at it
-                      & (np.abs(standing @ row.heading[b]) <= 0.5 * row.length[b] + 0.5)):
+            if np.any((np.abs(_projected(standing, row.along[b])) <= 0.5 * row.width[b] + 0.5)  # the row ends at it
+                      & (np.abs(_projected(standing, row.heading[b])) <= 0.5 * row.length[b] + 0.5)):
                 continue
             added.append((centre, row.width[b], b, b))
     return added
@@ -174,9 +175,16 @@ class _Returns:
         reach = 0.5 * np.hypot(width, length) + FOOTPRINT_MARGIN_M
         low, high = np.searchsorted(self.xy[:, 0], [centre[0] - reach, centre[0] + reach])
         near = self.xy[low:high]
-        relative = near - centre
-        return near[(np.abs(relative @ along) <= 0.5 * width - FOOTPRINT_MARGIN_M)
-                    & (np.abs(relative @ np.array([along[1], -along[0]])) <= 0.5 * length + FOOTPRINT_MARGIN_M)]
+        relative, across = near - centre, np.array([along[1], -along[0]])
+        return near[(np.abs(_projected(relative, along)) <= 0.5 * width - FOOTPRINT_MARGIN_M)
+                    & (np.abs(_projected(relative, across)) <= 0.5 * length + FOOTPRINT_MARGIN_M)]
+
+
+def _projected(vectors: np.ndarray, directions: np.ndarray) -> np.ndarray:
+    """vectors (..., 2) projected on directions (..., 2) (broadcast): x * dx + y * dy, rounded the same on any
+    machine and for any shape (`@` and einsum call BLAS or SIMD routines whose fused multiply-adds and summation
+    order differ between array shapes and builds)."""
+    return vectors[..., 0] * directions[..., 0] + vectors[..., 1] * directions[..., 1]
 
 
 def _filled(dets: Detections3D, row: _Row, added: list[tuple[np.ndarray, float, int, int]]) -> Detections3D:
