@@ -2,7 +2,24 @@
 import numpy as np
 
 from perception3d.core.detections import Detections3D
-from perception3d.core.row_gaps import MIN_RETURNS, SCORE_FACTOR, fill_row_gaps
+from perception3d.core.row_gaps import (
+    _WIDTHS,
+    END_GAP_M,
+    FOOTPRINT_MARGIN_M,
+    GAP_SLACK,
+    MAX_FILLED,
+    MIN_RETURNS,
+    SCORE_FACTOR,
+    _end_candidates,
+    _fill_counts,
+    _free_sides,
+    _gap_candidates,
+    _occupied,
+    _ranges,
+    _Returns,
+    _Row,
+    fill_row_gaps,
+)
 
 WIDTH_M = 2.0  # a barrier's extent along its row (its width: nuScenes barriers stand across their heading)
 ROW_Y_M = -5.5  # the row runs along x, 5.5 m to the right
@@ -148,3 +165,173 @@ def test_a_row_of_narrow_barriers_continues_past_its_end_too():
     xy, height = wall(9.6, 12.8, step=0.05)  # one more barrier's wall past the third
     centres, _, _ = added(dets, fill_row_gaps(dets, xy, height))
     assert len(centres) == 1 and abs(centres[0, 0] - 12.45) < 1e-9
+
+
+def rows_of_barriers(rng):
+    """Barrier detections in two to four rows at random headings (some turned a half turn, some jittered, some missing)
+    among a few cars: for the helpers' tests."""
+    centres, sizes, yaws, classes = [], [], [], []
+    for _ in range(rng.integers(2, 5)):
+        yaw = rng.choice([0.0, np.pi / 2, rng.uniform(-np.pi, np.pi)])
+        along, position = np.array([-np.sin(yaw), np.cos(yaw)]), 0.0
+        origin, width = rng.uniform(-20, 20, 2), rng.choice([2.0, 2.5, 0.8])
+        for _ in range(rng.integers(2, 8)):
+            position += width + rng.choice([0.0, 0.05])
+            if rng.random() < 0.6:
+                centres.append([*(origin + position * along + rng.normal(0, 0.03, 2) * (rng.random() < 0.5)), 0.5])
+                sizes.append([0.7, width, 1.0])
+                yaws.append(yaw + np.pi * (rng.random() < 0.2))
+                classes.append("barrier")
+    for _ in range(rng.integers(0, 4)):
+        centres.append([*rng.uniform(-30, 30, 2), 0.8])
+        sizes.append([4.5, 1.9, 1.6])
+        yaws.append(rng.uniform(-np.pi, np.pi))
+        classes.append("car")
+    return Detections3D(np.array(centres), np.array(sizes), np.array(yaws), classes, np.full(len(classes), 0.9),
+                        "base_link")
+
+
+def projected(vector, direction):
+    return vector[0] * direction[0] + vector[1] * direction[1]
+
+
+def test_gap_candidates_are_each_pairs_barriers_from_its_first_end_on():
+    rng = np.random.default_rng(3)
+    for _ in range(100):
+        dets = rows_of_barriers(rng)
+        barriers = _Row.of(dets)
+        i, j = barriers.neighbours(dets)
+        expected = []
+        for a, b in zip(i, j):
+            offset = projected(barriers.centre[b] - barriers.centre[a], barriers.along[a])
+            size = 0.5 * (barriers.width[a] + barriers.width[b])
+            gap = abs(offset) - size
+            k = _fill_counts(np.array([gap]), np.array([size]))[0]
+            for m in range(k):
+                centre = barriers.centre[a] + np.sign(offset) * barriers.along[a] * (
+                    0.5 * barriers.width[a] + (m + 0.5) * (gap / k))
+                expected.append([*centre, gap / k, a, b])
+        candidates = _gap_candidates(barriers, i, j)
+        np.testing.assert_array_equal(
+            np.column_stack([candidates.centre, candidates.width, candidates.first, candidates.second]),
+            np.reshape(expected, (-1, 5)))
+
+
+def test_end_candidates_are_each_barriers_free_sides():
+    rng = np.random.default_rng(4)
+    for _ in range(100):
+        dets = rows_of_barriers(rng)
+        barriers = _Row.of(dets)
+        i, j = barriers.neighbours(dets)
+        expected = []
+        for b in range(len(barriers.index)):
+            others = np.r_[j[i == b], i[j == b]]
+            taken = [np.sign(projected(barriers.centre[o] - barriers.centre[b], barriers.along[b])) for o in others]
+            for side in (1.0, -1.0):
+                if side not in taken:
+                    centre = barriers.centre[b] + side * barriers.along[b] * (barriers.width[b] + END_GAP_M)
+                    expected.append([*centre, barriers.width[b], b, b])
+        candidates = _end_candidates(barriers, i, j)
+        np.testing.assert_array_equal(
+            np.column_stack([candidates.centre, candidates.width, candidates.first, candidates.second]),
+            np.reshape(expected, (-1, 5)))
+
+
+def test_free_sides_are_those_without_a_neighbour():
+    """A barrier with neighbours on both sides, one with one on its - side, one without: as the neighbours' offsets
+    along each barrier's row say."""
+    dets = row([0, 1, 2, 5])
+    barriers = _Row.of(dets)
+    free = _free_sides(barriers, *barriers.neighbours(dets))  # slots 2 and 5 are neighbours too: nothing between
+    assert barriers.along[0, 0] < 0  # the row runs along -x (heading +y): its + side toward lower slots
+    np.testing.assert_array_equal(free, [[True, False], [False, False], [False, False], [False, True]])
+
+
+def test_occupied_is_any_other_detection_near_the_continuation():
+    rng = np.random.default_rng(5)
+    for _ in range(50):
+        dets = rows_of_barriers(rng)
+        barriers = _Row.of(dets)
+        b = rng.integers(0, len(barriers.index), 10)
+        centre = barriers.centre[b] + rng.normal(0, 3, (10, 2))
+        expected = []
+        for c, n in zip(centre, b):
+            standing = np.delete(dets.centers[:, :2], barriers.index[n], axis=0) - c
+            expected.append(any(abs(projected(s, barriers.along[n])) <= 0.5 * barriers.width[n] + 0.5
+                                and abs(projected(s, barriers.heading[n])) <= 0.5 * barriers.length[n] + 0.5
+                                for s in standing))
+        np.testing.assert_array_equal(_occupied(dets, barriers, b, centre), expected)
+
+
+def footprint_counts(xy, usable, centre, along, across, width, length):
+    """(C, 2) how many usable finite returns xy (N, 2) lie in each footprint, and of them ahead of its centre, as
+    testing every one of them counts them."""
+    half_width, half_length = 0.5 * width - FOOTPRINT_MARGIN_M, 0.5 * length + FOOTPRINT_MARGIN_M
+    expected = []
+    for c in range(len(centre)):
+        relative = xy[usable & np.isfinite(xy).all(axis=1)] - centre[c]
+        ahead = projected(relative.T, along[c])
+        inside = (np.abs(ahead) <= half_width[c]) & (np.abs(projected(relative.T, across[c])) <= half_length[c])
+        expected.append((np.count_nonzero(inside), np.count_nonzero(inside & (ahead > 0))))
+    return np.array(expected)
+
+
+def test_footprint_counts_are_those_of_all_returns_to_the_last_bit():
+    """Returns on the very edges of 200 footprints at random headings (and footprints beyond all returns) are counted
+    in them as testing every usable finite return of the sweep counts them."""
+    rng = np.random.default_rng(0)
+    n = 200
+    yaw = rng.uniform(-np.pi, np.pi, n)
+    along = np.stack([-np.sin(yaw), np.cos(yaw)], axis=1)
+    across = np.stack([along[:, 1], -along[:, 0]], axis=1)
+    centre, width, length = rng.uniform(-20, 20, (n, 2)), rng.choice([2.0, 2.5, 1.3], n), rng.choice([0.7, 0.5], n)
+    half_width, half_length = 0.5 * width - FOOTPRINT_MARGIN_M, 0.5 * length + FOOTPRINT_MARGIN_M
+    t, s = rng.choice([-1.0, 1.0], (n, 12)) * half_width[:, None], rng.uniform(-1, 1, (n, 12)) * half_length[:, None]
+    on_ends = centre[:, None] + t[..., None] * along[:, None] + s[..., None] * across[:, None]
+    t, s = rng.uniform(-1, 1, (n, 12)) * half_width[:, None], rng.choice([-1.0, 1.0], (n, 12)) * half_length[:, None]
+    on_sides = centre[:, None] + t[..., None] * along[:, None] + s[..., None] * across[:, None]
+    xy = np.vstack([on_ends.reshape(-1, 2), on_sides.reshape(-1, 2), rng.uniform(-25, 25, (3000, 2)),
+                    [[np.nan, 1.0], [np.inf, 2.0], [3.0, -np.inf]]])
+    usable = rng.random(len(xy)) < 0.9
+    centre[:5] = [[-40, 0], [40, 0], [0, -40], [0, 40], [-40, 40]]  # beyond all returns
+    expected = footprint_counts(xy, usable, centre, along, across, width, length)
+    assert expected[:, 0].min() == 0 and np.median(expected[:, 0]) > 10
+    for order in "CF":
+        count, ahead = _Returns.of(np.asarray(xy, order=order), usable).in_footprints(centre, along, across, width,
+                                                                                        length)
+        np.testing.assert_array_equal(np.column_stack([count, ahead]), expected)
+    assert np.all(_Returns.of(xy, np.zeros(len(xy), dtype=bool)).in_footprints(
+        centre, along, across, width, length)[0] == 0)
+
+
+def test_footprint_counts_on_a_wall_narrower_than_a_footprint():
+    """Returns on one line (a single row of the search grid) counted in footprints that reach past it on both sides."""
+    xy, _ = wall(-20.0, 20.0, y=-0.05)  # at y = 0.3 m
+    centre = np.column_stack([np.linspace(-21.0, 21.0, 60), np.zeros(60)])
+    along, across = np.tile([1.0, 0.0], (60, 1)), np.tile([0.0, -1.0], (60, 1))
+    width, length = np.full(60, 2.0), np.full(60, 0.7)
+    count, ahead = _Returns.of(xy, np.ones(len(xy), dtype=bool)).in_footprints(centre, along, across, width, length)
+    expected = footprint_counts(xy, np.ones(len(xy), dtype=bool), centre, along, across, width, length)
+    assert expected[:, 0].max() > 10
+    np.testing.assert_array_equal(np.column_stack([count, ahead]), expected)
+
+
+def test_fill_counts_follow_the_gap_rule_gap_by_gap():
+    rng = np.random.default_rng(2)
+    size = rng.choice([0.8, 2.0, 2.5, 3.1, rng.uniform(0.5, 4.0)], 2000)
+    gap = np.where(rng.random(2000) < 0.5, rng.uniform(-1.0, 12.0, 2000),  # and on the rule's edges:
+                   size * rng.choice([0.5, 1.5, 2.5, 0.6, 1.4, 1.6, 2.4], 2000))
+    expected = []
+    for g, s in zip(gap, size):
+        k = int(round(g / s))
+        if not 1 <= k <= MAX_FILLED or abs(g - k * s) > GAP_SLACK * s:
+            k = int(np.ceil(g / _WIDTHS[1]))
+            if not 1 <= k <= MAX_FILLED or g / k < _WIDTHS[0]:
+                k = 0
+        expected.append(k)
+    np.testing.assert_array_equal(_fill_counts(gap, size), expected)
+
+
+def test_ranges_are_consecutive_runs():
+    start, count = np.array([5, -2, 7, 0]), np.array([3, 0, 2, 1])
+    np.testing.assert_array_equal(_ranges(start, count), [5, 6, 7, 7, 8, 0])

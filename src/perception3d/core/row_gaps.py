@@ -51,6 +51,7 @@ WIDTH_STD = 2.0
 _MEAN, _STD = SIZE_PRIOR_WLH[ROW_CLASS][0][0], SIZE_PRIOR_WLH[ROW_CLASS][1][0]
 _WIDTHS = (_MEAN - WIDTH_STD * _STD, _MEAN + WIDTH_STD * _STD)  # a barrier's least and greatest width [m]
 FILL_PASSES = 2
+_CELL_M = 0.5  # the side of the squares that returns are searched by [m] (_Returns)
 
 
 @dataclass(frozen=True)
@@ -74,12 +75,15 @@ class _Row:
 
     def neighbours(self, dets: Detections3D) -> tuple[np.ndarray, np.ndarray]:
         """The neighbour pairs (i (P,), j (P,)), rows into this, i < j (module docstring)."""
-        i, j = np.triu_indices(len(self.index), k=1)
+        rank = np.arange(len(self.index))
+        i, j = np.nonzero(rank[:, None] < rank)  # np.triu_indices(R, k=1) in a quarter of its time
         offset = self.centre[j] - self.centre[i]
         turn = np.degrees(np.abs(wrap_angle(2.0 * (dets.yaws[self.index[i]] - dets.yaws[self.index[j]])))) / 2.0
         same_row = ((turn <= ROW_YAW_DEG) & (np.abs(_projected(offset, self.heading[i])) <= ROW_OFFSET_M)
                     & (np.abs(_projected(offset, self.heading[j])) <= ROW_OFFSET_M))
         i, j = i[same_row], j[same_row]
+        if len(i) == 0:  # no two in a row (often): the test below would take ~25 us on nothing
+            return i, j
         # another barrier on i's row line strictly between the two parts them
         relative = self.centre[None, :, :] - self.centre[i][:, None, :]  # (P, R, 2)
         position = _projected(relative, self.along[i][:, None, :])
@@ -96,88 +100,171 @@ def fill_row_gaps(dets: Detections3D, objects_xy: np.ndarray, object_height: np.
 
     objects_xy: (N, 2) the sweep's object (non-ground) points in the same frame [m]; object_height: (N,) their
     heights above the ground surface [m] (NaN without one)."""
+    if not np.any(dets.class_ids == ROW_CLASS):  # no rows: nothing to fill, no returns to sort
+        return dets
     with np.errstate(invalid="ignore"):
         usable = (object_height >= MIN_HEIGHT_M) & (object_height <= MAX_HEIGHT_M)
-    points = _Returns.of(objects_xy[usable])
+    points = _Returns.of(objects_xy, usable)
     for _ in range(FILL_PASSES):
         row = _Row.of(dets)
-        if len(row.index) == 0:
+        fills = _fills(row, *row.neighbours(dets), points, dets)
+        if len(fills.width) == 0:
             break
-        i, j = row.neighbours(dets)
-        added = _gaps(row, i, j, points) + _ends(row, i, j, points, dets)
-        if not added:
-            break
-        dets = _joined(dets, _filled(dets, row, added))
+        dets = _joined(dets, _filled(dets, row, fills))
     return dets
 
 
-def _gaps(row: _Row, i: np.ndarray, j: np.ndarray, points: _Returns) -> list[tuple[np.ndarray, float, int, int]]:
-    """(centre (2,), width, neighbour, neighbour) of the barriers filling the gaps between neighbours i and j."""
-    added = []
-    for a, b in zip(i, j):
-        offset = _projected(row.centre[b] - row.centre[a], row.along[a])
-        toward = np.sign(offset) * row.along[a]
-        size = 0.5 * (row.width[a] + row.width[b])
-        gap = abs(offset) - size
-        k = int(round(gap / size))
-        if not 1 <= k <= MAX_FILLED or abs(gap - k * size) > GAP_SLACK * size:
-            # the neighbours' widths do not divide the gap: the fewest barriers of the class's widths that fill it
-            k = int(np.ceil(gap / _WIDTHS[1]))
-            if not 1 <= k <= MAX_FILLED or gap / k < _WIDTHS[0]:
-                continue
-        piece = gap / k
-        length = 0.5 * (row.length[a] + row.length[b])
-        for m in range(k):
-            centre = row.centre[a] + toward * (0.5 * row.width[a] + (m + 0.5) * piece)
-            if len(points.in_footprint(centre, row.along[a], piece, length)) >= MIN_RETURNS:
-                added.append((centre, piece, a, b))
-    return added
+@dataclass(frozen=True)
+class _Fills:
+    """Barriers to add: centres (F, 2) and widths (F,) [m], and the two barriers (F,) each, rows into the _Row, that
+    lend them the rest (module docstring); a row end's barrier is both."""
+
+    centre: np.ndarray
+    width: np.ndarray
+    first: np.ndarray
+    second: np.ndarray
+
+    def then(self, other: _Fills) -> _Fills:
+        """These fills, then other's."""
+        return _Fills(np.concatenate([self.centre, other.centre]), np.concatenate([self.width, other.width]),
+                      np.concatenate([self.first, other.first]), np.concatenate([self.second, other.second]))
+
+    def select(self, keep: np.ndarray) -> _Fills:
+        """The fills where keep (F,) is true."""
+        return _Fills(self.centre[keep], self.width[keep], self.first[keep], self.second[keep])
 
 
-def _ends(row: _Row, i: np.ndarray, j: np.ndarray, points: _Returns,
-          dets: Detections3D) -> list[tuple[np.ndarray, float, int, int]]:
-    """(centre (2,), width, barrier, barrier) of the barriers continuing rows past the sides of barriers that have no
-    neighbour there."""
-    added = []
-    for b in range(len(row.index)):
-        others = np.r_[j[i == b], i[j == b]]
-        taken = np.sign(_projected(row.centre[others] - row.centre[b], row.along[b]))
-        for side in (1.0, -1.0):
-            if side in taken:
-                continue
-            centre = row.centre[b] + side * row.along[b] * (row.width[b] + END_GAP_M)
-            inside = points.in_footprint(centre, row.along[b], row.width[b], row.length[b])
-            halves = _projected(inside - centre, row.along[b]) > 0
-            if len(inside) < MIN_RETURNS or min(np.count_nonzero(halves), np.count_nonzero(~halves)) < 2:
-                continue
-            standing = np.delete(dets.centers[:, :2], row.index[b], axis=0) - centre  # another detection there:
-            if np.any((np.abs(_projected(standing, row.along[b])) <= 0.5 * row.width[b] + 0.5)  # the row ends at it
-                      & (np.abs(_projected(standing, row.heading[b])) <= 0.5 * row.length[b] + 0.5)):
-                continue
-            added.append((centre, row.width[b], b, b))
-    return added
+def _fills(row: _Row, i: np.ndarray, j: np.ndarray, points: _Returns, dets: Detections3D) -> _Fills:
+    """The barriers filling the gaps between neighbours i and j, pair by pair, then those continuing rows past the
+    free sides of barriers, barrier by barrier (module docstring)."""
+    candidates = _end_candidates(row, i, j)
+    if len(i):  # without neighbours, no gaps (their ~20 array operations on nothing take ~35 us)
+        candidates = _gap_candidates(row, i, j).then(candidates)
+    first, second = candidates.first, candidates.second
+    # a row end's footprint is its barrier's: 0.5 * (l + l) is exactly l
+    count, ahead = points.in_footprints(candidates.centre, row.along[first], row.heading[first], candidates.width,
+                                        0.5 * (row.length[first] + row.length[second]))
+    end = first == second
+    filled = (count >= MIN_RETURNS) & (~end | (np.minimum(ahead, count - ahead) >= 2))
+    ends = np.flatnonzero(filled & end)
+    filled[ends] = ~_occupied(dets, row, first[ends], candidates.centre[ends])
+    return candidates.select(filled)
+
+
+def _gap_candidates(row: _Row, i: np.ndarray, j: np.ndarray) -> _Fills:
+    """The barriers that would fill the gaps between neighbours i and j, pair by pair, from i's end on."""
+    offset = _projected(row.centre[j] - row.centre[i], row.along[i])  # j from i along i's row [m]
+    size = 0.5 * (row.width[i] + row.width[j])
+    gap = np.abs(offset) - size
+    count = _fill_counts(gap, size)
+    pair = np.repeat(np.arange(len(i)), count)
+    m = _ranges(np.zeros_like(count), count)  # each barrier's place in its gap
+    a = i[pair]
+    piece = gap[pair] / count[pair]
+    toward = np.sign(offset[pair])[:, None] * row.along[a]
+    return _Fills(row.centre[a] + toward * (0.5 * row.width[a] + (m + 0.5) * piece)[:, None], piece, a, j[pair])
+
+
+def _fill_counts(gap: np.ndarray, size: np.ndarray) -> np.ndarray:
+    """(P,) how many barriers fill each gap [m] between neighbours of mean width `size` [m] (0: none)."""
+    k = np.rint(gap / size)  # half to even, as Python's round
+    fits = (k >= 1) & (k <= MAX_FILLED) & (np.abs(gap - k * size) <= GAP_SLACK * size)
+    # the neighbours' widths do not divide the gap: the fewest barriers of the class's widths that fill it
+    fewest = np.ceil(gap / _WIDTHS[1])
+    fill = (fewest >= 1) & (fewest <= MAX_FILLED) & (gap / np.maximum(fewest, 1.0) >= _WIDTHS[0])  # no 0 / 0
+    return np.where(fits, k, np.where(fill, fewest, 0.0)).astype(int)
+
+
+_SIDES = np.array([1.0, -1.0])  # a barrier's sides along its row
+
+
+def _end_candidates(row: _Row, i: np.ndarray, j: np.ndarray) -> _Fills:
+    """The barriers that would continue rows past the free sides of barriers (_free_sides), barrier by barrier, the
+    + side first."""
+    b, side = np.nonzero(_free_sides(row, i, j))
+    centre = row.centre[b] + _SIDES[side][:, None] * row.along[b] * (row.width[b] + END_GAP_M)[:, None]
+    return _Fills(centre, row.width[b], b, b)
+
+
+def _free_sides(row: _Row, i: np.ndarray, j: np.ndarray) -> np.ndarray:
+    """(R, 2) whether no neighbour of each barrier lies on its _SIDES along its row (i and j: the neighbour pairs)."""
+    barrier, other = np.concatenate([i, j]), np.concatenate([j, i])
+    side = np.sign(_projected(row.centre[other] - row.centre[barrier], row.along[barrier]))
+    free = np.ones((len(row.index), 2), dtype=bool)
+    free[barrier[side == _SIDES[0]], 0] = free[barrier[side == _SIDES[1]], 1] = False
+    return free
+
+
+def _occupied(dets: Detections3D, row: _Row, b: np.ndarray, centre: np.ndarray) -> np.ndarray:
+    """(C,) whether a detection other than barrier b (C,) stands where its row's continuation (centre (C, 2) [m])
+    would: the row ends at it."""
+    standing = dets.centers[None, :, :2] - centre[:, None, :]  # (C, D, 2)
+    there = ((np.abs(_projected(standing, row.along[b][:, None, :])) <= (0.5 * row.width[b] + 0.5)[:, None])
+             & (np.abs(_projected(standing, row.heading[b][:, None, :])) <= (0.5 * row.length[b] + 0.5)[:, None]))
+    there[np.arange(len(b)), row.index[b]] = False
+    return there.any(axis=1)
 
 
 @dataclass(frozen=True)
 class _Returns:
-    """The returns that can be a barrier's (N, 2) [m], sorted by x: a footprint's returns are searched among those
-    within its reach in x (each barrier's one or two fills would otherwise each test every return of the sweep)."""
+    """The returns that can be a barrier's, xy (N, 2) [m], sorted by their cells (N,): squares of a grid _CELL_M wide
+    from the returns' least x and y (origin (2,) [m]), numbered column by column (column * rows + row). A footprint's
+    returns are searched among those in the cells that its reach overlaps (~1/10 of those within its reach in x)."""
 
     xy: np.ndarray
+    cell: np.ndarray
+    origin: np.ndarray
+    rows: int
 
     @classmethod
-    def of(cls, xy: np.ndarray) -> _Returns:
-        return cls(xy[np.argsort(xy[:, 0], kind="stable")])
+    def of(cls, xy: np.ndarray, usable: np.ndarray) -> _Returns:
+        """The finite returns xy (N, 2) [m] where usable (N,)."""
+        # x and y apart: xy is often in Fortran order, and reductions over (N, 2) arrays take ~50x longer
+        x, y = xy[:, 0], xy[:, 1]
+        usable = usable & np.isfinite(x) & np.isfinite(y)  # the others lie in no footprint
+        x, y = x.compress(usable), y.compress(usable)
+        origin = np.array([x.min(), y.min()]) if len(x) else np.zeros(2)
+        row = cls._grid(y - origin[1])
+        rows = int(row.max()) + 1 if len(x) else 1
+        cell = cls._grid(x - origin[0]) * rows + row
+        order = np.argsort(cell, kind="stable")  # timsort: the scan order leaves runs of cells (~10x quicksort's speed)
+        return cls(np.column_stack([x.take(order), y.take(order)]), cell.take(order), origin, rows)
 
-    def in_footprint(self, centre: np.ndarray, along: np.ndarray, width: float, length: float) -> np.ndarray:
-        """The returns (K, 2) in the footprint of a barrier at centre (2,) whose row runs along `along` (2,), its
-        width shrunk and its length grown by FOOTPRINT_MARGIN_M on each side."""
-        reach = 0.5 * np.hypot(width, length) + FOOTPRINT_MARGIN_M
-        low, high = np.searchsorted(self.xy[:, 0], [centre[0] - reach, centre[0] + reach])
-        near = self.xy[low:high]
-        relative, across = near - centre, np.array([along[1], -along[0]])
-        return near[(np.abs(_projected(relative, along)) <= 0.5 * width - FOOTPRINT_MARGIN_M)
-                    & (np.abs(_projected(relative, across)) <= 0.5 * length + FOOTPRINT_MARGIN_M)]
+    @staticmethod
+    def _grid(offset: np.ndarray) -> np.ndarray:
+        """The grid columns or rows of offsets [m] from the origin (same shape)."""
+        return np.floor(offset / _CELL_M).astype(np.int64)
+
+    def in_footprints(self, centre: np.ndarray, along: np.ndarray, across: np.ndarray, width: np.ndarray,
+                      length: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """For C barriers at centre (C, 2) whose rows run along `along` (C, 2), across them `across` (C, 2) (their
+        headings), their widths (C,) shrunk and lengths (C,) grown by FOOTPRINT_MARGIN_M on each side [m]: how many
+        returns lie in each footprint (C,), and how many of them ahead of its centre along its row (C,)."""
+        half_width, half_length = 0.5 * width - FOOTPRINT_MARGIN_M, 0.5 * length + FOOTPRINT_MARGIN_M
+        # a footprint's circumscribed radius, and more: its returns lie in the cells of the square of its reach
+        reach = (0.5 * np.hypot(width, length) + FOOTPRINT_MARGIN_M)[:, None]
+        first = self._grid(centre - reach - self.origin)  # (C, 2) its first and last column and row
+        last = self._grid(centre + reach - self.origin)
+        # rows within the grid's, so that a column's cells in them are its own (a row past them is the next column's)
+        first[:, 1], last[:, 1] = np.clip(first[:, 1], 0, self.rows - 1), np.clip(last[:, 1], 0, self.rows - 1)
+        columns = last[:, 0] - first[:, 0] + 1
+        owner = np.repeat(np.arange(len(centre)), columns)
+        column = _ranges(first[:, 0], columns) * self.rows  # each column's cell 0
+        low = np.searchsorted(self.cell, column + first[owner, 1])
+        near = np.searchsorted(self.cell, column + last[owner, 1], side="right") - low
+        slot, owner = _ranges(low, near), np.repeat(owner, near)
+        # take, not fancy indexing: ~7x faster on (K, 2) arrays
+        relative = self.xy.take(slot, axis=0) - centre.take(owner, axis=0)
+        ahead = _projected(relative, along.take(owner, axis=0))
+        inside = ((np.abs(ahead) <= half_width.take(owner))
+                  & (np.abs(_projected(relative, across.take(owner, axis=0))) <= half_length.take(owner)))
+        return (np.bincount(owner[inside], minlength=len(centre)),
+                np.bincount(owner[inside & (ahead > 0)], minlength=len(centre)))
+
+
+def _ranges(start: np.ndarray, count: np.ndarray) -> np.ndarray:
+    """start[0], start[0] + 1, ... (count[0] of them), then start[1], ... (count.sum(),)."""
+    return np.arange(count.sum()) + np.repeat(start - (np.cumsum(count) - count), count)
 
 
 def _projected(vectors: np.ndarray, directions: np.ndarray) -> np.ndarray:
@@ -187,16 +274,14 @@ def _projected(vectors: np.ndarray, directions: np.ndarray) -> np.ndarray:
     return vectors[..., 0] * directions[..., 0] + vectors[..., 1] * directions[..., 1]
 
 
-def _filled(dets: Detections3D, row: _Row, added: list[tuple[np.ndarray, float, int, int]]) -> Detections3D:
+def _filled(dets: Detections3D, row: _Row, fills: _Fills) -> Detections3D:
     """The filled barriers as detections (sizes, height and score from their neighbours, module docstring)."""
-    a = np.array([n for _, _, n, _ in added])
-    b = np.array([n for _, _, _, n in added])
-    first, second = row.index[a], row.index[b]
+    first, second = row.index[fills.first], row.index[fills.second]
     z = 0.5 * (dets.centers[first, 2] + dets.centers[second, 2])
     sizes = 0.5 * (dets.sizes_lwh[first] + dets.sizes_lwh[second])
-    sizes[:, 1] = [width for _, width, _, _ in added]
-    return Detections3D(np.column_stack([np.array([c for c, _, _, _ in added]), z]), sizes, dets.yaws[first],
-                        np.full(len(added), ROW_CLASS, dtype=object),
+    sizes[:, 1] = fills.width
+    return Detections3D(np.column_stack([fills.centre, z]), sizes, dets.yaws[first],
+                        np.full(len(first), ROW_CLASS, dtype=object),
                         SCORE_FACTOR * np.minimum(dets.scores[first], dets.scores[second]), dets.frame_id,
                         dets.stamp_ns)
 
