@@ -91,7 +91,7 @@ class OccupancyNode(NodeDefinition):
         self.history: deque = deque(maxlen=p["past_sweeps"] or None)
         self.frames = 0
         self.last_stamp_ns: int | None = None
-        self.voxel_row: np.ndarray | None = None  # _confidence's row table, one int32 per voxel (made on first use)
+        self.voxel_row = np.empty(self.grid.num_voxels, dtype=np.int32)  # _confidence's row table, one per voxel
         self.network = None
         if p["mode"] == "learned":  # the model modules (torch) load only here: a geometric node never needs them
             from ..core.models.network_file import open_network
@@ -202,8 +202,6 @@ class OccupancyNode(NodeDefinition):
         flat = self.grid.flat_index(idx).compress(inside)
         voxel_class = volume.reshape(-1, order="F")  # flat order of grid.flat_index (core.occupancy)
         agree = np.asarray(labels)[inside] == voxel_class[flat]
-        if self.voxel_row is None:
-            self.voxel_row = np.empty(voxel_class.size, dtype=np.int32)
         # a table lookup, not a binary search of the occupied voxels per point (~15x faster)
         self.voxel_row[self.grid.flat_index(occupied)] = np.arange(len(occupied), dtype=np.int32)
         row = self.voxel_row[flat]
