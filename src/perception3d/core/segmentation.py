@@ -114,8 +114,8 @@ def segment_points(points_lidar: np.ndarray, views: Sequence[CameraView], T_base
         labels[point] = np.concatenate(hit_label)[pick]
         scores[point] = np.concatenate(hit_score)[pick]
         if blind_link_m > 0:
-            unseen_objects = np.flatnonzero(~is_ground & ~seen)  # never the road band: it would chain labels
-            blind = np.setdiff1d(unseen_objects, point)
+            # never the road band: it would chain labels; a labelled point is seen or ground, so none is blind
+            blind = np.flatnonzero(~is_ground & ~seen)
             _label_connected(pts, labels, scores, point, blind, blind_link_m)
     return labels, scores
 
