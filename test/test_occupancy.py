@@ -230,3 +230,17 @@ def test_an_empty_sweep_is_all_unknown_and_builds_no_direction_table():
     assert (volume == OCCUPANCY_UNKNOWN).all() and occupancy._voxel_directions.cache_info().currsize == 0
     occupancy_volume(np.array([[2.0, 0.0, 0.0]]), grid, np.zeros(3))
     assert occupancy._voxel_directions.cache_info().currsize == 1
+
+
+def test_closer_than_is_the_per_voxel_comparison_across_chunks():
+    from perception3d.core import occupancy
+
+    rng = np.random.default_rng(3)
+    size = 2 * occupancy.FREE_TEST_CHUNK + 17  # two full chunks and a partial one
+    nearest = rng.uniform(-1.0, 50.0, 500).astype(np.float32)
+    voxel_bin = rng.integers(0, len(nearest), size).astype(np.int32)
+    voxel_range = rng.uniform(0.0, 60.0, size).astype(np.float32)
+    voxel_range[:100] = nearest[voxel_bin[:100]]  # ties: not closer
+    expected = voxel_range < nearest[voxel_bin]
+    assert np.array_equal(occupancy._closer_than(voxel_range, voxel_bin, nearest), expected)
+    assert not occupancy._closer_than(voxel_range[:0], voxel_bin[:0], nearest).size
