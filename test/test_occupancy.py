@@ -244,3 +244,13 @@ def test_closer_than_is_the_per_voxel_comparison_across_chunks():
     expected = voxel_range < nearest[voxel_bin]
     assert np.array_equal(occupancy._closer_than(voxel_range, voxel_bin, nearest), expected)
     assert not occupancy._closer_than(voxel_range[:0], voxel_bin[:0], nearest).size
+
+
+def test_sorted_keys_sorts_like_np_sort():
+    from perception3d.core import occupancy
+
+    rng = np.random.default_rng(4)
+    key = np.concatenate([rng.integers(0, 2**31 - 1, 5000), rng.integers(0, 70000, 5000), [0, 2**31 - 1, 65535, 65536]])
+    key = rng.permutation(key).astype(np.int32)  # duplicates, both halves' extremes, runs across the 16-bit boundary
+    assert np.array_equal(occupancy._sorted_keys(key), np.sort(key))
+    assert occupancy._sorted_keys(key[:0]).size == 0
