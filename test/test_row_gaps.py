@@ -15,7 +15,6 @@ from perception3d.core.row_gaps import (
     _free_sides,
     _gap_candidates,
     _occupied,
-    _ranges,
     _Returns,
     _Row,
     fill_row_gaps,
@@ -330,8 +329,3 @@ def test_fill_counts_follow_the_gap_rule_gap_by_gap():
                 k = 0
         expected.append(k)
     np.testing.assert_array_equal(_fill_counts(gap, size), expected)
-
-
-def test_ranges_are_consecutive_runs():
-    start, count = np.array([5, -2, 7, 0]), np.array([3, 0, 2, 1])
-    np.testing.assert_array_equal(_ranges(start, count), [5, 6, 7, 7, 8, 0])

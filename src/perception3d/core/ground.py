@@ -36,6 +36,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .geometry import arctan2
+from .sorted_runs import run_indices
 
 _NEAR_BIN_M = 0.5  # range bin width up to _NEAR_RANGE_M [m]
 _NEAR_RANGE_M = 10.0
@@ -419,7 +420,7 @@ def _fill_between_candidates(surface: GroundSurface, accepted: np.ndarray, lowes
     h0, h1 = lowest.ravel().take(b), lowest.ravel().take(a)
     slope = (h1 - h0) / np.maximum(r1 - r0, 1e-6)
     pair = np.repeat(np.arange(len(b)), gaps)  # of each hole
-    hole = b.take(pair) + 1 + np.arange(len(pair)) - (np.cumsum(gaps) - gaps).take(pair)  # b + 1, ..., a - 1
+    hole = run_indices(b + 1, gaps)  # b + 1, ..., a - 1
     slope = slope.take(pair)
     np.put(surface.height, hole, h0.take(pair) + slope * (centre.take(hole % bins) - r0.take(pair)))
     np.put(surface.slope, hole, slope)

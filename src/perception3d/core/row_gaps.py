@@ -35,6 +35,7 @@ import numpy as np
 from .classes import SIZE_PRIOR_WLH
 from .detections import Detections3D
 from .geometry import wrap_angle
+from .sorted_runs import run_indices
 
 ROW_CLASS = "barrier"
 ROW_YAW_DEG = 15.0
@@ -158,7 +159,7 @@ def _gap_candidates(row: _Row, i: np.ndarray, j: np.ndarray) -> _Fills:
     gap = np.abs(offset) - size
     count = _fill_counts(gap, size)
     pair = np.repeat(np.arange(len(i)), count)
-    m = _ranges(np.zeros_like(count), count)  # each barrier's place in its gap
+    m = run_indices(np.zeros_like(count), count)  # each barrier's place in its gap
     a = i[pair]
     piece = gap[pair] / count[pair]
     toward = np.sign(offset[pair])[:, None] * row.along[a]
@@ -249,10 +250,10 @@ class _Returns:
         first[:, 1], last[:, 1] = np.clip(first[:, 1], 0, self.rows - 1), np.clip(last[:, 1], 0, self.rows - 1)
         columns = last[:, 0] - first[:, 0] + 1
         owner = np.repeat(np.arange(len(centre)), columns)
-        column = _ranges(first[:, 0], columns) * self.rows  # each column's cell 0
+        column = run_indices(first[:, 0], columns) * self.rows  # each column's cell 0
         low = np.searchsorted(self.cell, column + first[owner, 1])
         near = np.searchsorted(self.cell, column + last[owner, 1], side="right") - low
-        slot, owner = _ranges(low, near), np.repeat(owner, near)
+        slot, owner = run_indices(low, near), np.repeat(owner, near)
         # take, not fancy indexing: ~7x faster on (K, 2) arrays
         relative = self.xy.take(slot, axis=0) - centre.take(owner, axis=0)
         ahead = _projected(relative, along.take(owner, axis=0))
@@ -260,11 +261,6 @@ class _Returns:
                   & (np.abs(_projected(relative, across.take(owner, axis=0))) <= half_length.take(owner)))
         return (np.bincount(owner[inside], minlength=len(centre)),
                 np.bincount(owner[inside & (ahead > 0)], minlength=len(centre)))
-
-
-def _ranges(start: np.ndarray, count: np.ndarray) -> np.ndarray:
-    """start[0], start[0] + 1, ... (count[0] of them), then start[1], ... (count.sum(),)."""
-    return np.arange(count.sum()) + np.repeat(start - (np.cumsum(count) - count), count)
 
 
 def _projected(vectors: np.ndarray, directions: np.ndarray) -> np.ndarray:
