@@ -66,3 +66,19 @@ def test_prior_depth_windows_of_several_cameras_are_each_cameras(frustums):
     each = [prior_depth_windows(f.dets.boxes_xyxy, f.dets.class_ids, f.view.camera, params) for f in frustums]
     assert np.array_equal(_prior_depth_windows(boxes, class_ids, size_priors(class_ids), fy, params),
                           np.concatenate(each))
+
+
+def test_joined_clusters_split_back_into_each_cameras(frustums):
+    """FrustumClusters.join is split's inverse: the joined clusters split at the cameras' point and box counts give
+    each camera's clusters back, field by field."""
+    from perception3d.core.frustum import FrustumClusters
+
+    parts = [f.clusters for f in frustums]
+    joined = FrustumClusters.join(parts, [len(f.cloud.index) for f in frustums])
+    point_start = np.cumsum([0] + [len(f.cloud.index) for f in frustums])
+    box_start = np.cumsum([0] + [len(f.dets) for f in frustums])
+    for part, back in zip(parts, joined.split(point_start, box_start), strict=True):
+        for name in ("point", "box", "depth", "u", "covered", "in_cluster", "in_next_cluster", "expected_depth",
+                     "kind"):
+            assert np.array_equal(getattr(back, name), getattr(part, name), equal_nan=True)
+    assert len(joined.point) == sum(len(part.point) for part in parts) > 0

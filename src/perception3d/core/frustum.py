@@ -166,6 +166,22 @@ class FrustumClusters:
                 for p0, b0, b1, q0, q1 in zip(point_start[:-1], box_start[:-1], box_start[1:], pair_start[:-1],
                                               pair_start[1:])]
 
+    @classmethod
+    def join(cls, parts: list[FrustumClusters], point_counts: list[int]) -> FrustumClusters:
+        """The clusters of K images (parts, whose images hold point_counts points each) as those of one, point and box
+        numbers counted past the previous images' (the inverse of split; a point pairs with its own image's boxes
+        only)."""
+        point_start = np.cumsum([0] + list(point_counts[:-1])).tolist()
+        box_start = np.cumsum([0] + [len(c.kind) for c in parts[:-1]]).tolist()
+
+        def joined(name: str) -> np.ndarray:
+            return np.concatenate([getattr(c, name) for c in parts])
+
+        return cls(np.concatenate([c.point + p0 for c, p0 in zip(parts, point_start)]),
+                   np.concatenate([c.box + b0 for c, b0 in zip(parts, box_start)]), joined("depth"), joined("u"),
+                   joined("covered"), joined("in_cluster"), joined("in_next_cluster"), joined("expected_depth"),
+                   joined("kind"))
+
 
 @dataclass
 class BoxPoints:

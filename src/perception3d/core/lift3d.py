@@ -480,21 +480,10 @@ def _box_segments(object_height: np.ndarray, ground_lidar: np.ndarray, frustums:
 
 
 def _joined_clusters(frustums: list[ViewFrustums]) -> tuple[FrustumClusters, np.ndarray]:
-    """The frustum clusters of all cameras as those of one (point and box numbers past the previous cameras'; a
-    point pairs with its own camera's boxes only) and the joined clouds' indices (into the sweep's object points)
-    of those points. Segments are per box and owners per point, so object_points gives each camera's boxes what it
-    gives them camera by camera, in one pass instead of one per camera."""
-    parts = [f.clusters for f in frustums]
-    point_start = np.cumsum([0] + [len(f.cloud.index) for f in frustums[:-1]])
-    box_start = np.cumsum([0] + [len(f.dets) for f in frustums[:-1]])
-
-    def joined(name: str) -> np.ndarray:
-        return np.concatenate([getattr(c, name) for c in parts])
-
-    return (FrustumClusters(np.concatenate([c.point + p0 for c, p0 in zip(parts, point_start.tolist())]),
-                            np.concatenate([c.box + b0 for c, b0 in zip(parts, box_start.tolist())]),
-                            joined("depth"), joined("u"), joined("covered"), joined("in_cluster"),
-                            joined("in_next_cluster"), joined("expected_depth"), joined("kind")),
+    """The frustum clusters of all cameras as those of one (FrustumClusters.join) and the joined clouds' indices
+    (into the sweep's object points) of those points. Segments are per box and owners per point, so object_points
+    gives each camera's boxes what it gives them camera by camera, in one pass instead of one per camera."""
+    return (FrustumClusters.join([f.clusters for f in frustums], [len(f.cloud.index) for f in frustums]),
             np.concatenate([f.cloud.index for f in frustums]))
 
 
