@@ -232,16 +232,16 @@ def test_size_log_prior_is_the_row_by_row_gaussian_exponent():
             assert np.array_equal(size_log_prior(sizes, prior, box_of, 1.5), -0.5 * np.sum(z**2, axis=1))
 
 
-def test_size_grid_is_the_meshgrid_of_the_steps_per_turn():
-    """_size_grid's (length, width) steps: the length-major meshgrid of the steps, the mean's (0, 0) step after it
+def test_size_steps_are_the_meshgrid_of_the_steps_per_turn():
+    """_size_steps's (length, width) steps: the length-major meshgrid of the steps, the mean's (0, 0) step after it
     where asked, all of it once per turn; each step's turn."""
-    from perception3d.core.segments import _size_grid
+    from perception3d.core.segments import _size_steps
 
     for stds, turns, with_mean in (((-1.0, 1.0), 2, True), ((-0.5, 0.0, 0.5), 1, False), ((-2, 1, 3), 3, True)):
         grid_l, grid_w = (g.ravel() for g in np.meshgrid(stds, stds, indexing="ij"))
         if with_mean:
             grid_l, grid_w = np.r_[grid_l, 0.0], np.r_[grid_w, 0.0]
-        step_l, step_w, turn = _size_grid(stds, turns, with_mean)
+        step_l, step_w, turn = _size_steps(stds, turns, with_mean)
         assert np.array_equal(step_l, np.tile(grid_l, turns)) and np.array_equal(step_w, np.tile(grid_w, turns))
         assert np.array_equal(turn, np.repeat(np.arange(turns), len(grid_l)))
         assert step_l.dtype == np.float64 and not step_l.flags.writeable

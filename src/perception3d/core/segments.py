@@ -275,7 +275,7 @@ def _best_size(centers, sizes, yaws, problem, params) -> tuple[np.ndarray, np.nd
     segment, core.frustum)."""
     mean, std = problem.prior_wlh[:, 0, :2], problem.prior_wlh[:, 1, :2]  # (B, (w, l))
     # Round 1: (turn, l step, w step) grid with the mean (0, 0) step, plus the current box.
-    step_l, step_w, yaw_of = _size_grid(tuple(params.coarse_std), turns=2, with_mean=True)
+    step_l, step_w, yaw_of = _size_steps(tuple(params.coarse_std), turns=2, with_mean=True)
     lw = np.stack([mean[:, None, 1] + step_l * std[:, None, 1], mean[:, None, 0] + step_w * std[:, None, 0]], -1)
     cand_lw = np.concatenate([sizes[:, None, :2], lw], axis=1)
     cand_yaws = wrap_angle(yaws[:, None] + np.array([0.0, 0.5 * np.pi]))  # (B, 2): the candidates' distinct yaws
@@ -284,7 +284,7 @@ def _best_size(centers, sizes, yaws, problem, params) -> tuple[np.ndarray, np.nd
     cand_lw[..., 0] = np.where(unseen, mean[:, None, 1], cand_lw[..., 0])
     centers, sizes, yaws = _best_placed(centers, sizes, cand_lw, cand_yaws, yaw_of, problem, params)
     # Round 2: a finer grid around the winner (whose length stays the mean where its length is not seen).
-    step_l, step_w, yaw_of = _size_grid(tuple(params.fine_std), turns=1, with_mean=False)
+    step_l, step_w, yaw_of = _size_steps(tuple(params.fine_std), turns=1, with_mean=False)
     unseen = _unseen_lengths(yaws[:, None], problem, mean[:, 1], params.unseen_length_fraction)
     cand_lw = np.stack([sizes[:, None, 0] + np.where(unseen, 0.0, step_l * std[:, None, 1]),
                         sizes[:, None, 1] + step_w * std[:, None, 0]], -1)
@@ -292,7 +292,7 @@ def _best_size(centers, sizes, yaws, problem, params) -> tuple[np.ndarray, np.nd
 
 
 @functools.cache
-def _size_grid(stds: tuple[float, ...], turns: int, with_mean: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _size_steps(stds: tuple[float, ...], turns: int, with_mean: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The (length, width) steps (G,) each [prior std] of the grid stds x stds (length-major), followed by the mean's
     (0, 0) step where with_mean, once per turn, and each step's turn (G,) (the index of its yaw). Read-only, cached
     per grid: numpy's grid helpers cost ~40 us per fit."""
