@@ -247,6 +247,25 @@ def test_a_car_seen_only_above_its_bonnet_is_placed_by_the_returns_at_its_foot()
     assert np.linalg.norm(unseen.centers[0, :2] - center[:2]) > 1.0  # the test needs the foot returns
 
 
+def test_a_car_whose_body_shows_in_a_strip_below_its_cabin_is_placed_at_its_body():
+    """The car of the test above, its body's face seen 0.4 m above the ground (object returns, not ground) in a strip
+    of a third of its width only (a nearer object hides the rest: world v2 seed 9, a car parked behind barriers).
+    The frustum split keeps the cabin face 1.4 m behind as the car's segment (the strip spans less than half of its
+    share of the box width, like a post in front); the strip's returns, low and no box's segment, then give the
+    car's nearest depth. The test fails without them (foot_gap inf: the box lies at the cabin)."""
+    cam = camera()
+    center, size = np.array([27.0, 0.5, 0.8]), np.array([4.6, 1.9, 1.6])
+    front = center[0] - size[0] / 2
+    cabin = grid_rows([front + 1.4], np.arange(-0.3, 1.31, 0.1), np.arange(0.95, 1.61, 0.1))
+    strip = grid_rows([front], np.arange(-0.45, 0.2, 0.1), [0.4, 0.55])
+    points = to_lidar(np.vstack([cabin, strip, road_without(front, size[1] / 2, center[1])]))
+    views = [view(cam, FRONT, [projected_box(cam, FRONT, center, size, 0.0)], ["car"])]
+    dets = detect_3d(points, views, T_BASE_LIDAR)
+    assert len(dets) == 1 and np.linalg.norm(dets.centers[0, :2] - center[:2]) < 0.4
+    unseen = detect_3d(points, views, T_BASE_LIDAR, params=LiftParams(foot_gap=np.inf))
+    assert np.linalg.norm(unseen.centers[0, :2] - center[:2]) > 1.0  # the test needs the strip's returns
+
+
 def test_a_car_seen_down_to_the_ground_ignores_road_returns_in_front():
     """A plain box car 25 m ahead whose face is seen down to the ground, in a 2D box whose bottom edge reaches 8 px
     below the car and takes in a row of road returns 0.8 m in front: the car was seen down to the ground, so the

@@ -469,8 +469,9 @@ def _box_segments(object_height: np.ndarray, ground_lidar: np.ndarray, frustums:
     on_box, on_depth, on_u = bp.box.take(on), bp.depth.take(on), bp.u.take(on)
     point_index = cloud_index.take(bp.point.take(on))
     on_height = object_height.take(point_index)
-    depth_min = _foot_nearest_depth(bp.depth_min, supported, on_box, on_u, on_height, frustums, boxes, clusters.kind,
-                                    prior_wlh, ground_lidar, params)
+    pair_height = object_height.take(cloud_index.take(bp.point))
+    depth_min = _foot_nearest_depth(bp.depth_min, supported, on_box, on_u, on_height, frustums, boxes, clusters,
+                                    bp.on_object, pair_height, prior_wlh, ground_lidar, params)
     fy = np.repeat([f.view.camera.K[1, 1] for f in frustums], [len(f.dets) for f in frustums])
     unsupported = np.flatnonzero(~supported)
     prior = _prior_depth_windows(boxes.take(unsupported, axis=0), class_ids.take(unsupported),
@@ -488,15 +489,19 @@ def _joined_clusters(frustums: list[ViewFrustums]) -> tuple[FrustumClusters, np.
 
 
 def _foot_nearest_depth(depth_min, supported, on_box, on_u, on_height, frustums: list[ViewFrustums], boxes,
-                        kind, prior_wlh, ground_lidar: np.ndarray, params: LiftParams) -> np.ndarray:
+                        clusters: FrustumClusters, on_object, pair_height, prior_wlh, ground_lidar: np.ndarray,
+                        params: LiftParams) -> np.ndarray:
     """The nearest depth (B,) [m] of each box's object: its segment's depth_min (B,), or nearer where the segment's
     lowest point (heights on_height above the ground [m] of its points, boxes on_box (grouped by box), columns on_u
-    [px]) lies more than `foot_gap` x the class's mean height above the ground and ground returns (ground_lidar,
-    LiDAR frame) lie at the object's foot within `foot_reach` x its mean length (core.frustum.foot_depths): the
-    lower part of the object was not seen in the segment (a car's bumper at road height is ground to core.ground,
-    and a ring passing over its bonnet hits the cabin ~1.4 m further). The boxes (B, 4) [px] of all cameras
-    (frustums) in order, their kinds kind (B,) (int codes of the class ids, FrustumClusters.kind) and size priors
-    prior_wlh (B, 2, 3) [m]."""
+    [px]) lies more than `foot_gap` x the class's mean height above the ground and returns lie at the object's foot
+    within `foot_reach` x its mean length: the lower part of the object was not seen in the segment. Such returns
+    are ground returns (ground_lidar, LiDAR frame; core.frustum.foot_depths: a car's bumper at road height is ground
+    to core.ground, and a ring passing over its bonnet hits the cabin ~1.4 m further), or low object returns of the
+    box's frustum that no box's segment holds (`_low_returns_in_front`: a bumper just above the ground band, seen
+    in a strip of the box where nearer objects hide the rest, whose segment the frustum split dropped as an
+    occluder). The boxes (B, 4) [px] of all cameras (frustums) in order, their joined frustum clusters (point-box
+    pairs: on_object (Q,) which pairs lie on their box's segment, pair_height (Q,) the pairs' heights above the
+    ground [m]) and size priors prior_wlh (B, 2, 3) [m]."""
     n_boxes = len(depth_min)
     runs = run_starts(on_box)  # the points come grouped by box
     has = on_box[runs]
@@ -505,11 +510,15 @@ def _foot_nearest_depth(depth_min, supported, on_box, on_u, on_height, frustums:
     lowest[has] = np.minimum.reduceat(np.where(np.isnan(on_height), -np.inf, on_height), runs)
     prior = prior_wlh[:, 0]  # (w, l, h)
     raised = supported & np.isfinite(lowest) & (lowest > params.foot_gap * prior[:, 2])
-    if not raised.any() or len(ground_lidar) == 0:
+    if not raised.any():
         return depth_min
     left, right = np.full(n_boxes, np.inf), np.full(n_boxes, -np.inf)
     left[has], right[has] = np.minimum.reduceat(on_u, runs), np.maximum.reduceat(on_u, runs)
     reach = params.foot_reach * prior[:, 1]
+    low = _low_returns_in_front(clusters, on_object, pair_height, raised, left, right, depth_min, reach,
+                                params.foot_gap * prior[:, 2])
+    if len(ground_lidar) == 0:
+        return np.fmin(depth_min, low)
     # Per camera only the ground returns within the depths of its raised boxes' feet are projected (a small share of
     # the sweep); the feet of all cameras' boxes are then found at once.
     box_start = np.cumsum([0] + [len(f.dets) for f in frustums])
@@ -527,10 +536,31 @@ def _foot_nearest_depth(depth_min, supported, on_box, on_u, on_height, frustums:
         cloud = project_cloud(np.take(ground_lidar, window, axis=0), f.view.camera, T)
         uv.append(cloud.uv.T)
         depth.append(cloud.points_cam[:, 2])
-    foot = foot_depths(np.concatenate(uv, axis=1).T, np.concatenate(depth), boxes, kind,
+    foot = foot_depths(np.concatenate(uv, axis=1).T, np.concatenate(depth), boxes, clusters.kind,
                        np.stack([left, right], axis=1), np.where(raised, depth_min, np.nan), reach,
                        (np.cumsum([0] + [len(d) for d in depth]), box_start))
-    return np.fmin(depth_min, foot)
+    return np.fmin(depth_min, np.fmin(low, foot))
+
+
+def _low_returns_in_front(clusters: FrustumClusters, on_object: np.ndarray, pair_height: np.ndarray,
+                          raised: np.ndarray, left: np.ndarray, right: np.ndarray, depth_min: np.ndarray,
+                          reach: np.ndarray, low_below: np.ndarray) -> np.ndarray:
+    """Camera depth [m] (B,) of the nearest low object return at the foot of each raised box (B,), NaN where there is
+    none: a point-box pair of the joined frustum clusters (pair_height (Q,) above the ground [m]) whose point no
+    box's segment holds (on_object (Q,)), not covered (FrustumClusters.covered), in the columns [left, right] (B,)
+    [px] the box's segment spans, lower than low_below (B,) [m] and nearer than the segment's nearest depth
+    depth_min (B,) [m] by at most reach (B,) [m]."""
+    held = np.zeros(int(clusters.point.max(initial=-1)) + 1, dtype=bool)
+    held[clusters.point[on_object]] = True
+    pair = np.flatnonzero(raised.take(clusters.box) & ~clusters.covered)  # the pairs of the raised boxes
+    box, depth, u = clusters.box.take(pair), clusters.depth.take(pair), clusters.u.take(pair)
+    near = depth_min.take(box)
+    with np.errstate(invalid="ignore"):  # NaN: no ground surface under the point
+        low = (~held.take(clusters.point.take(pair)) & (pair_height.take(pair) < low_below.take(box))
+               & (u >= left.take(box)) & (u <= right.take(box)) & (depth < near) & (depth >= near - reach.take(box)))
+    foot = np.full(len(depth_min), np.inf)
+    np.minimum.at(foot, box[low], depth[low])
+    return np.where(np.isfinite(foot), foot, np.nan)
 
 
 def _lidar_height_bounds(objects: np.ndarray, point_index: np.ndarray, box: np.ndarray, height: np.ndarray,
