@@ -6,6 +6,7 @@ import importlib.util
 import runpy
 import subprocess
 import sys
+import tempfile
 import types
 from pathlib import Path
 
@@ -118,7 +119,9 @@ class LaunchConfiguration:
 
 
 @pytest.fixture()
-def launch_stub(monkeypatch):
+def launch_stub(monkeypatch, tmp_path):
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # the launches' override folders go with the test's
+
     def module(name, **attrs):
         m = types.ModuleType(name)
         m.__dict__.update(attrs)
@@ -126,7 +129,8 @@ def launch_stub(monkeypatch):
 
     module("launch", LaunchDescription=lambda actions: list(actions))
     module("launch.actions", **{name: type(name, (Recorded,), {}) for name in (
-        "DeclareLaunchArgument", "ExecuteProcess", "OpaqueFunction", "TimerAction")})
+        "DeclareLaunchArgument", "ExecuteProcess", "OpaqueFunction", "RegisterEventHandler", "TimerAction")})
+    module("launch.event_handlers", OnShutdown=type("OnShutdown", (Recorded,), {}))
     module("launch.substitutions", LaunchConfiguration=LaunchConfiguration)
     module("launch_ros")
     module("launch_ros.actions", Node=type("Node", (LaunchRosNode,), {}))
@@ -223,7 +227,7 @@ def test_single_process_runs_the_enabled_nodes_in_one_process_with_their_own_top
     arguments = {"device": "cuda:0", "model_path": "/models/detector2d.onnx", "enable_occupancy": "false"}
     _, separate = evaluate("full.launch.py", **arguments)
     _, actions = evaluate("full.launch.py", single_process="true", **arguments)
-    (node,) = actions
+    (node,) = [a for a in actions if type(a).__name__ == "Node"]
     names = ["detector2d", "detection3d", "segmentation"]
     assert node.kwargs["executable"] == "perception3d_graph" and node.kwargs["name"] is None
     module, function = console_scripts(monkeypatch)["perception3d_graph"].split(":")
@@ -249,6 +253,7 @@ def test_process_groups_run_each_group_of_nodes_that_exchange_no_topic_in_a_proc
     arguments = {"enable_detector2d": "false", "device": "cuda:0"}
     _, separate = evaluate("full.launch.py", **arguments)
     _, actions = evaluate("full.launch.py", process_groups="true", **arguments)
+    actions = [a for a in actions if type(a).__name__ == "Node"]
     assert [a.kwargs["executable"] for a in actions] == ["perception3d_graph"] * 2
     commands = [a.command_line(tmp_path) for a in actions]
     assert [ros.graph_node_names(cmd) for cmd in commands] == [["detection3d"], ["segmentation", "occupancy"]]
@@ -263,7 +268,7 @@ def test_process_groups_run_each_group_of_nodes_that_exchange_no_topic_in_a_proc
                 assert rcl_node.resolve_topic_name(port) == topic
             assert values["device"] == "cuda:0"
     _, actions = evaluate("full.launch.py", process_groups="true")  # detector2d feeds the LiDAR nodes: one group
-    assert [ros.graph_node_names(a.command_line(tmp_path)) for a in actions] == [NODES]
+    assert [ros.graph_node_names(a.command_line(tmp_path)) for a in actions if type(a).__name__ == "Node"] == [NODES]
     with pytest.raises(ConfigError, match="exclude each other"):
         evaluate("full.launch.py", process_groups="true", single_process="true")
 
@@ -291,7 +296,8 @@ class LaunchConfiguration:
     def perform(self, context): return context[self.name]
 module("launch", LaunchDescription=lambda actions: list(actions))
 module("launch.actions", **{n: type(n, (Recorded,), {}) for n in
-       ("DeclareLaunchArgument", "ExecuteProcess", "OpaqueFunction", "TimerAction")})
+       ("DeclareLaunchArgument", "ExecuteProcess", "OpaqueFunction", "RegisterEventHandler", "TimerAction")})
+module("launch.event_handlers", OnShutdown=type("OnShutdown", (Recorded,), {}))
 module("launch.substitutions", LaunchConfiguration=LaunchConfiguration)
 module("launch_ros"); module("launch_ros.actions", Node=type("Node", (Recorded,), {}))
 module("ament_index_python"); module("ament_index_python.packages", get_package_share_directory=lambda p: ROOT)
@@ -310,3 +316,17 @@ def test_launching_imports_no_node_implementation(what):
                     else f"ROOT = {str(ROOT)!r}\n" + LAUNCH_STUB)
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]
+
+
+@pytest.mark.parametrize("mode", ["single_process", "process_groups"])
+def test_the_override_files_of_graph_processes_are_removed_when_the_launch_shuts_down(launch_stub, mode):
+    """Each graph process reads its per-node overrides from a file written at launch; the launch's shutdown handler
+    (launch.event_handlers.OnShutdown, called with the Shutdown event and the context) removes them, so launches do not
+    pile up folders in /tmp."""
+    _, actions = evaluate("full.launch.py", enable_detector2d="false", **{mode: "true"})
+    files = [Path(a.kwargs["parameters"][1]) for a in actions if type(a).__name__ == "Node"]
+    (handler,) = [a for a in actions if type(a).__name__ == "RegisterEventHandler"]
+    (on_shutdown,) = handler.args
+    assert len(files) == (1 if mode == "single_process" else 2) and all(f.is_file() for f in files)
+    on_shutdown.kwargs["on_shutdown"](None, None)
+    assert not any(f.parent.exists() for f in files)

@@ -16,6 +16,7 @@ of nodes that exchange no topic, `group_process_launches`).
 """
 from __future__ import annotations
 
+import shutil
 import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -84,6 +85,12 @@ def write_overrides(overrides: Mapping[str, Mapping[str, Any]], directory: Path)
     return path
 
 
+def remove_folders(folders: Sequence[Path]) -> None:
+    """Remove the launch's temporary override folders (write_overrides), whatever is left of them."""
+    for folder in folders:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 def _node_declares(schema: Mapping[str, Any], node: str, name: str) -> bool:
     section = schema["properties"].get(node, {}).get("properties", {}).get(PARAMS_KEY, {})
     return name in section.get("properties", {})
@@ -134,7 +141,8 @@ def _share(*parts: str) -> str:
 def launch_description(node_names: Sequence[str], graph: Graph = FULL_GRAPH) -> Any:
     """A LaunchDescription starting node_names (each can be disabled with enable_<node>:=false)."""
     from launch import LaunchDescription
-    from launch.actions import DeclareLaunchArgument, ExecuteProcess, OpaqueFunction, TimerAction
+    from launch.actions import DeclareLaunchArgument, ExecuteProcess, OpaqueFunction, RegisterEventHandler, TimerAction
+    from launch.event_handlers import OnShutdown
     from launch.substitutions import LaunchConfiguration
     from launch_ros.actions import Node
 
@@ -154,10 +162,13 @@ def launch_description(node_names: Sequence[str], graph: Graph = FULL_GRAPH) -> 
         if single or grouped:
             # no node name: '-r __node:=' would rename every node of the process
             processes = [graph_process_launch(plan)] if single else group_process_launches(plan)
+            folders = [Path(tempfile.mkdtemp(prefix="perception3d_launch_")) for _ in processes]
             actions = [Node(package=PACKAGE, executable=one.executable, arguments=list(one.nodes), output="screen",
-                            parameters=[one.config, str(write_overrides(
-                                one.overrides, Path(tempfile.mkdtemp(prefix="perception3d_launch_"))))],
-                            remappings=list(one.remappings), ros_arguments=log_level) for one in processes]
+                            parameters=[one.config, str(write_overrides(one.overrides, folder))],
+                            remappings=list(one.remappings), ros_arguments=log_level)
+                       for one, folder in zip(processes, folders)]
+            # the processes read their override files at start; the files go when the launch shuts down
+            actions.append(RegisterEventHandler(OnShutdown(on_shutdown=lambda event, context: remove_folders(folders))))
         else:
             actions = [Node(package=PACKAGE, executable=item.executable, name=item.name, output="screen",
                             parameters=[item.config, dict(item.overrides)], remappings=list(item.remappings),
