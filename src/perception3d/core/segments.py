@@ -53,7 +53,7 @@ class FitParams:
         cost_sigma_m: scale of the mean point cost in the fit's score [m].
         iou_power: power of the projected-box IoU in the fit's score (10: on the tuning worlds v1 seeds 5-6 and v2
             seeds 9-10 with perfect and good 2D boxes, 10 against 20 lowered the car ATE in all eight runs and raised
-            detection mAP in seven, the eighth level; README, 'Scores on world v2').
+            detection mAP in seven, the eighth level; benchmarks/results/world_v2_log.md).
         prior_std_scale: the size prior's std x this factor.
         standing_span: a box put against its segment's extremes stands on the ground (`FitProblem.ground_z`) where
             the segment spans at least this x its length along its long axis: then its extremes bound the whole
