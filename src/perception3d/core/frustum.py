@@ -424,11 +424,15 @@ def frustum_clusters(uv: np.ndarray, depth: np.ndarray, boxes_xyxy: np.ndarray, 
                            per_pair(cluster == following[cluster_box]) & within, expected, kind)
 
 
-def object_points(clusters: FrustumClusters, boxes_xyxy: np.ndarray, params: ClusterParams = ClusterParams()
-                  ) -> BoxPoints:
+def object_points(clusters: FrustumClusters, boxes_xyxy: np.ndarray, params: ClusterParams = ClusterParams(),
+                  images: np.ndarray | None = None) -> BoxPoints:
     """Each box's object points (B boxes (B, 4)): its cluster's segment that fits the box (params' segment_gap_m,
     segment_gap_per_depth and near_segment_cover), each point kept by the nearest box holding it; a box whose
-    cluster other boxes keep whole tries its next cluster (FrustumClusters.in_next_cluster)."""
+    cluster other boxes keep whole tries its next cluster (FrustumClusters.in_next_cluster). The retry is per image:
+    where one such box of an image has a next cluster, every such box of the image takes its next cluster (none, for
+    a box without one) and the image's points are owned again. images (B,): the image of each box, for the clusters
+    of several images joined (FrustumClusters.join; None: one image), so that each image's boxes get what they get
+    alone."""
     boxes = np.asarray(boxes_xyxy, dtype=np.float64).reshape(-1, 4)
     n_boxes = len(boxes)
     c = clusters
@@ -440,10 +444,12 @@ def object_points(clusters: FrustumClusters, boxes_xyxy: np.ndarray, params: Clu
     on, stats = _owned_segments(c, segments, n_boxes)
     support = np.bincount(c.box[on], minlength=n_boxes)
     taken = (support == 0) & (np.bincount(c.box[c.in_cluster], minlength=n_boxes) > 0)  # others keep its cluster
+    has_next = np.bincount(c.box[c.in_next_cluster], minlength=n_boxes) > 0
+    image = np.zeros(n_boxes, dtype=np.int64) if images is None else np.asarray(images)
+    taken &= np.isin(image, image[taken & has_next])  # the images that retry
     retry = taken.take(c.box)  # the pairs of those boxes
-    next_cluster = c.in_next_cluster & retry
-    if next_cluster.any():  # a box's segment depends on its own pairs only: only these boxes' segments change
-        segments = np.where(retry, _best_segment(next_cluster, c, boxes, params), segments)
+    if retry.any():  # a box's segment depends on its own pairs only: only these boxes' segments change
+        segments = np.where(retry, _best_segment(c.in_next_cluster & retry, c, boxes, params), segments)
         on, stats = _owned_segments(c, segments, n_boxes)
         support = np.bincount(c.box[on], minlength=n_boxes)
     depth_min, depth_median, depth_max = stats

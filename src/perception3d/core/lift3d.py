@@ -463,7 +463,8 @@ def _box_segments(object_height: np.ndarray, ground_lidar: np.ndarray, frustums:
     core.view_frustums; boxes (B, 4) [px], class_ids (B,) and their size priors prior_wlh (B, 2, 3) [m]: the boxes
     of all cameras in order; other arguments as in _box_supports), all cameras at once."""
     clusters, cloud_index = _joined_clusters(frustums)
-    bp = object_points(clusters, boxes, params.cluster)
+    images = np.repeat(np.arange(len(frustums)), [len(f.dets) for f in frustums])  # of each box
+    bp = object_points(clusters, boxes, params.cluster, images)
     supported = bp.support >= params.min_support_points
     on = np.flatnonzero(bp.on_object & supported.take(bp.box))
     on_box, on_depth, on_u = bp.box.take(on), bp.depth.take(on), bp.u.take(on)
