@@ -53,7 +53,7 @@ def test_package_xml_declares_what_the_host_and_launch_use():
     for path in ("src/perception3d/runtime/ros.py", "src/perception3d/runtime/launch_plan.py"):
         ros_modules |= imported_modules(ROOT / path)
     ros_modules -= {"__future__", "gc", "importlib", "sys", "collections", "itertools", "pathlib", "typing", "tempfile",
-                    "numpy", "dataclasses", "json", "yaml"}
+                    "shutil", "numpy", "dataclasses", "json", "yaml"}
     message_packages = {t.split("/")[0] for n in FULL_GRAPH.nodes for t in
                         [o.msgtype for o in n.outputs.values()]}
     message_packages |= {t.split("/")[0] for types in CAMERA_STREAM_TYPES.values() for t in types}
