@@ -6,7 +6,8 @@ Per camera and 2D box (classes outside the 10 detection classes are skipped):
    covers, and less the points a nearer box's segment holds); a box with at least `min_support_points` such points
    is supported. Its nearest depth is the segment's, or, where the segment's lowest point lies high above the
    ground (`foot_gap`), that of the ground returns at the object's foot (core.frustum.foot_depths: a car's bumper
-   at road height is ground, and the ring above it passes over the bonnet to the cabin ~1.4 m further).
+   at road height is ground, and the ring above it passes over the bonnet to the cabin ~1.4 m further), or of low
+   object returns there that no box's segment holds (a bumper seen in a strip of the box, `_low_returns_in_front`).
    A box cut by the left or right image border also takes in its object's points past the border, and a segment
    longer than one object of its class is split at its widest gap (`_split_overlong`; not barrier rows).
 2. Anchors (core.qaf2d, top_k per box and heading). Supported boxes: each vertical edge's depth candidates are
@@ -107,9 +108,9 @@ class LiftParams:
             per box (an even subsample).
         foot_gap, foot_reach: a box whose segment's lowest point lies more than foot_gap x the class's mean height
             above the ground was not seen down to the ground; ground returns at its foot (inside the box, in the
-            segment's columns, at most foot_reach x the class's mean length nearer than the segment) then give its
-            nearest depth (a car's bumper at road height is ground, and the ring above it passes over the bonnet
-            to the cabin).
+            segment's columns, at most foot_reach x the class's mean length nearer than the segment), and object
+            returns there lower than foot_gap x that height that no box's segment holds, then give its nearest depth
+            (a car's bumper at road height is ground, and the ring above it passes over the bonnet to the cabin).
         beam_spacing_deg, top_beam_deg: the LiDAR's elevation step between beams and its highest beam [deg] (nuScenes'
             32-beam LIDAR_TOP: 1.33 and +10.67). A supported box's height is held between its segment's highest
             return above the ground and the height there of the next beam up, which passed over the object
