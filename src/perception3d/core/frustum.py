@@ -468,11 +468,20 @@ def foot_depths(uv: np.ndarray, depth: np.ndarray, boxes_xyxy: np.ndarray, kinds
     images at once (`points_in_boxes_2d`; None: one image).
     """
     point, box, covered = points_in_boxes_covered(uv, boxes_xyxy, kinds, parts)
-    d, u = depth[point], uv[point, 0]
+    point, box = point[~covered], box[~covered]
+    return nearest_at_foot(box, depth[point], uv[point, 0], columns, nearest_depth, reach)
+
+
+def nearest_at_foot(box: np.ndarray, depth: np.ndarray, u: np.ndarray, columns: np.ndarray,
+                    nearest_depth: np.ndarray, reach: np.ndarray) -> np.ndarray:
+    """Camera depth [m] (B,) of the nearest of the returns paired with boxes (box (P,), depth (P,) [m], image column
+    u (P,) [px]) that lie at the foot of their box's object: within the columns [left, right] (B, 2) [px] that its
+    segment spans and nearer than its nearest depth nearest_depth (B,) [m] by at most reach (B,) [m]; NaN where there
+    is none (always where nearest_depth is NaN)."""
     near = nearest_depth[box]
-    keep = ~covered & (u >= columns[box, 0]) & (u <= columns[box, 1]) & (d < near) & (d >= near - reach[box])
+    keep = (u >= columns[box, 0]) & (u <= columns[box, 1]) & (depth < near) & (depth >= near - reach[box])
     foot = np.full(len(nearest_depth), np.inf)
-    np.minimum.at(foot, box[keep], d[keep])
+    np.minimum.at(foot, box[keep], depth[keep])
     return np.where(np.isfinite(foot), foot, np.nan)
 
 

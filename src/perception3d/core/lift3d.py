@@ -62,6 +62,7 @@ from .frustum import (
     FrustumClusters,
     check_points,
     foot_depths,
+    nearest_at_foot,
     object_points,
     project_cloud,
 )
@@ -514,10 +515,10 @@ def _foot_nearest_depth(depth_min, supported, on_box, on_u, on_height, frustums:
     raised = supported & np.isfinite(lowest) & (lowest > params.foot_gap * prior[:, 2])
     if not raised.any():
         return depth_min
-    left, right = np.full(n_boxes, np.inf), np.full(n_boxes, -np.inf)
-    left[has], right[has] = np.minimum.reduceat(on_u, runs), np.maximum.reduceat(on_u, runs)
+    columns = np.full((n_boxes, 2), [np.inf, -np.inf])  # the columns [left, right] [px] each segment spans
+    columns[has, 0], columns[has, 1] = np.minimum.reduceat(on_u, runs), np.maximum.reduceat(on_u, runs)
     reach = params.foot_reach * prior[:, 1]
-    low = _low_returns_in_front(clusters, on_object, pair_height, raised, left, right, depth_min, reach,
+    low = _low_returns_in_front(clusters, on_object, pair_height, raised, columns, depth_min, reach,
                                 params.foot_gap * prior[:, 2])
     if len(ground_lidar) == 0:
         return np.fmin(depth_min, low)
@@ -538,31 +539,28 @@ def _foot_nearest_depth(depth_min, supported, on_box, on_u, on_height, frustums:
         cloud = project_cloud(np.take(ground_lidar, window, axis=0), f.view.camera, T)
         uv.append(cloud.uv.T)
         depth.append(cloud.points_cam[:, 2])
-    foot = foot_depths(np.concatenate(uv, axis=1).T, np.concatenate(depth), boxes, clusters.kind,
-                       np.stack([left, right], axis=1), np.where(raised, depth_min, np.nan), reach,
+    foot = foot_depths(np.concatenate(uv, axis=1).T, np.concatenate(depth), boxes, clusters.kind, columns,
+                       np.where(raised, depth_min, np.nan), reach,
                        (np.cumsum([0] + [len(d) for d in depth]), box_start))
     return np.fmin(depth_min, np.fmin(low, foot))
 
 
 def _low_returns_in_front(clusters: FrustumClusters, on_object: np.ndarray, pair_height: np.ndarray,
-                          raised: np.ndarray, left: np.ndarray, right: np.ndarray, depth_min: np.ndarray,
-                          reach: np.ndarray, low_below: np.ndarray) -> np.ndarray:
+                          raised: np.ndarray, columns: np.ndarray, depth_min: np.ndarray, reach: np.ndarray,
+                          low_below: np.ndarray) -> np.ndarray:
     """Camera depth [m] (B,) of the nearest low object return at the foot of each raised box (B,), NaN where there is
     none: a point-box pair of the joined frustum clusters (pair_height (Q,) above the ground [m]) whose point no
-    box's segment holds (on_object (Q,)), not covered (FrustumClusters.covered), in the columns [left, right] (B,)
-    [px] the box's segment spans, lower than low_below (B,) [m] and nearer than the segment's nearest depth
-    depth_min (B,) [m] by at most reach (B,) [m]."""
+    box's segment holds (on_object (Q,)), not covered (FrustumClusters.covered), lower than low_below (B,) [m], and at
+    the foot as core.frustum.nearest_at_foot has it (the columns (B, 2) [px] the box's segment spans, at most reach
+    (B,) [m] nearer than its nearest depth depth_min (B,) [m])."""
     held = np.zeros(int(clusters.point.max(initial=-1)) + 1, dtype=bool)
     held[clusters.point[on_object]] = True
     pair = np.flatnonzero(raised.take(clusters.box) & ~clusters.covered)  # the pairs of the raised boxes
-    box, depth, u = clusters.box.take(pair), clusters.depth.take(pair), clusters.u.take(pair)
-    near = depth_min.take(box)
+    box = clusters.box.take(pair)
     with np.errstate(invalid="ignore"):  # NaN: no ground surface under the point
-        low = (~held.take(clusters.point.take(pair)) & (pair_height.take(pair) < low_below.take(box))
-               & (u >= left.take(box)) & (u <= right.take(box)) & (depth < near) & (depth >= near - reach.take(box)))
-    foot = np.full(len(depth_min), np.inf)
-    np.minimum.at(foot, box[low], depth[low])
-    return np.where(np.isfinite(foot), foot, np.nan)
+        low = pair.compress(~held.take(clusters.point.take(pair)) & (pair_height.take(pair) < low_below.take(box)))
+    return nearest_at_foot(clusters.box.take(low), clusters.depth.take(low), clusters.u.take(low), columns,
+                           depth_min, reach)
 
 
 def _lidar_height_bounds(objects: np.ndarray, point_index: np.ndarray, box: np.ndarray, height: np.ndarray,
