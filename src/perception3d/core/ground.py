@@ -316,15 +316,18 @@ class _Walk:
         self.sum_rows = tuple(self.sums)  # (views: the sums change in place)
         self.ranges, self.heights = np.ascontiguousarray(low_r.T), np.ascontiguousarray(lowest.T)
         r, h = self.ranges, self.heights
-        self.observed = np.stack([np.ones_like(r), r, h, r * r, r * h], axis=1)  # (bins, 5, sectors)
+        self.observed = np.empty((bins, 5, sectors))  # (written in place: 2x faster than stacking the rows)
+        self.observed[:, 0], self.observed[:, 1], self.observed[:, 2] = 1.0, r, h
+        np.multiply(r, r, out=self.observed[:, 3])
+        np.multiply(r, h, out=self.observed[:, 4])
         # per bin and sector the candidate, else that of the next bin, else of the previous one (NaN: none)
         nearby = self.heights.copy()
-        nearby[:-1] = np.where(np.isnan(nearby[:-1]), self.heights[1:], nearby[:-1])
-        nearby[1:] = np.where(np.isnan(nearby[1:]), self.heights[:-1], nearby[1:])
+        np.copyto(nearby[:-1], h[1:], where=np.isnan(nearby[:-1]))
+        np.copyto(nearby[1:], h[:-1], where=np.isnan(nearby[1:]))
         self.nearby_heights = nearby
         with np.errstate(invalid="ignore"):
             self.flat_cells = np.ascontiguousarray((extent <= params.max_step_m).T)  # no wall or object in the cell
-        self.fades = np.exp(-np.diff(np.r_[0.0, self.centre]) / (params.memory * self.centre))
+        self.fades = np.exp(-np.diff(self.centre, prepend=0.0) / (params.memory * self.centre))
         self.raised, self.last_r = np.zeros(sectors), np.zeros(sectors)
         self.height, self.intercepts, self.slopes, self.levels = (np.zeros((bins, sectors)) for _ in range(4))
         self.accepted = np.zeros((bins, sectors), dtype=bool)
@@ -372,7 +375,8 @@ class _Walk:
                 far = gap > long_gap
                 if np.count_nonzero(far):  # (none in most bins)
                     far, = np.nonzero(far & (rise > lone_rise) & (rise <= ceiling))
-                    rise[far[self._lone(k, far, intercept, slope)]] = np.nan
+                    if len(far):
+                        rise[far[self._lone(k, far, intercept, slope)]] = np.nan
                 # A rise (drop) of more than kerb_step_m that is also steeper than _KERB_SLOPE over the distance
                 # from the last candidate is a kerb, if the cell holds no wall or object; anything else up to
                 # max_step_m (plus a grade change over a long distance between two rings) is the same ground
@@ -478,8 +482,9 @@ def fit_ground_plane(points: np.ndarray, up: np.ndarray = (0.0, 0.0, 1.0), dista
     low = np.flatnonzero(height <= np.quantile(height, low_fraction))
     if len(low) < 3:
         return none
-    scoring = pts[low[rng.integers(0, len(low), size=min(sample_size, len(low)))]]  # with replacement
-    tri = pts[low[rng.integers(0, len(low), size=(iterations, 3))]]  # (H, 3, 3)
+    low_pts = pts[low]
+    scoring = low_pts[rng.integers(0, len(low), size=min(sample_size, len(low)))]  # with replacement
+    tri = low_pts[rng.integers(0, len(low), size=(iterations, 3))]  # (H, 3, 3)
     normals = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
     norms = np.linalg.norm(normals, axis=1)
     normals = normals / np.where(norms > 1e-9, norms, 1.0)[:, None]
@@ -489,11 +494,16 @@ def fit_ground_plane(points: np.ndarray, up: np.ndarray = (0.0, 0.0, 1.0), dista
         return none
     normals, tri = normals[ok], tri[ok]
     offsets = -np.einsum("hj,hj->h", normals, tri[:, 0])
-    counts = (np.abs(scoring @ normals.T + offsets) < distance_threshold).sum(axis=0)
+    distance = scoring @ normals.T
+    distance += offsets
+    # inliers per hypothesis: 1.0 where within the threshold (in place), summed by a product (exact: small integers;
+    # ~50 us faster than a bool matrix's sum over its rows)
+    inside = np.less(np.abs(distance, out=distance), distance_threshold, out=distance)
+    counts = np.ones(len(scoring)) @ inside
     best = int(np.argmax(counts))
     plane = Plane(normals[best], float(offsets[best]))
     # Least-squares refinement on the hypothesis' inliers among the low points (an even subsample of them).
-    inliers = pts[low[np.abs(plane.distance(pts[low])) < distance_threshold]][::max(1, len(low) // refine_points)]
+    inliers = low_pts[np.abs(plane.distance(low_pts)) < distance_threshold][::max(1, len(low) // refine_points)]
     if len(inliers) >= 3:
         centroid = inliers.mean(axis=0)
         normal = np.linalg.svd(inliers - centroid, full_matrices=False)[2][-1]
