@@ -178,3 +178,17 @@ def test_holes_between_two_accepted_candidates_on_one_level_take_the_line_betwee
     _fill_between_candidates(surface, surface.accepted, lowest, low_r, centre)
     np.testing.assert_array_equal(surface.height, height)
     np.testing.assert_array_equal(surface.slope, slope)
+
+
+@pytest.mark.parametrize("edges", [None, np.r_[0.7, 0.8, 2.0, np.cumsum(np.full(30, 0.37)) + 2.0]])
+def test_range_bins_by_the_lookup_table_are_those_of_a_search_of_the_edges(edges):
+    """The range bins of ranges on, next to, between and beyond the edges (and NaN) are those of searchsorted."""
+    from perception3d.core.ground import GroundSurface, _range_edges
+
+    surface = GroundSurface.blank(np.zeros(2), _range_edges(87.3) if edges is None else edges, 8)
+    edges = surface.edges
+    rng = np.random.default_rng(4)
+    r = np.r_[edges, np.nextafter(edges, np.inf), np.nextafter(edges, 0.0), rng.uniform(0.0, edges[-1] + 5.0, 5000),
+              0.0, edges[-1] * 3, 1e300, np.inf, np.nan]
+    np.testing.assert_array_equal(surface._range_bins(r),
+                                  np.clip(np.searchsorted(edges, r, side="right") - 1, 0, len(edges) - 2))

@@ -32,6 +32,7 @@ Real roads have grade, crown, bumps and kerb steps up to a sidewalk, so one plan
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -51,6 +52,7 @@ _MAX_DROP_FACTOR = 3.0  # candidates more than this x max_step_m below the predi
 _LONG_GAP_M = 8.0  # a candidate this far beyond its sector's last one must agree with the neighbouring sectors
 _NEIGHBOUR_SECTORS = 8  # ... the median surface of this many sectors on each side, at the same range bin
 _NEIGHBOUR_SHIFTS = np.r_[-_NEIGHBOUR_SECTORS:0, 1:_NEIGHBOUR_SECTORS + 1]
+_FINE_STEPS_PER_M = 64.0  # range steps of the range bins' lookup table (a power of 2: r x 64 and its floor are exact)
 
 
 @dataclass(frozen=True)
@@ -98,7 +100,7 @@ class GroundSurface:
 
     Attributes:
         origin: (2,) centre of the polar cells (the sensor's x, y) [m].
-        edges: (B + 1,) range bin edges [m]; points beyond the last bin use the last one.
+        edges: (B + 1,) range bin edges [m], bins wider than 1/64 m; points beyond the last bin use the last one.
         height: (S, B) ground height at each cell's centre range [m].
         slope: (S, B) dh/dr of the ground in each cell.
         raised: (S, B) height of the cell's ground level above the road level [m] (0 on the road).
@@ -130,8 +132,25 @@ class GroundSurface:
         sector = np.floor((arctan2(dy, dx) + np.pi) * (sectors / (2 * np.pi))).astype(np.int64)
         wrapped = (sector < 0) | (sector >= sectors)  # an angle of +-pi, rounded; % of all the sectors: 3x as long
         sector[wrapped] %= sectors
-        rbin = np.clip(np.searchsorted(self.edges, r, side="right") - 1, 0, len(self.edges) - 2)
-        return sector, rbin, r
+        return sector, self._range_bins(r), r
+
+    def _range_bins(self, r: np.ndarray) -> np.ndarray:
+        """Range bin (N,) of ranges r (N,) >= 0 [m] (NaN: the last bin), as np.clip(np.searchsorted(edges, r, "right")
+        - 1, 0, B - 1): by a table of 1/64 m steps, each split by at most one edge (1.5x faster than the search)."""
+        rbin, split = self._fine_steps
+        step = np.fmin(r * _FINE_STEPS_PER_M, len(rbin) - 1).astype(np.intp)
+        bins = rbin.take(step)
+        bins += r >= split.take(step)
+        return bins
+
+    @cached_property
+    def _fine_steps(self) -> tuple[np.ndarray, np.ndarray]:
+        """The range bin (F,) of each 1/64 m step of range from 0 m past the last edge (from its start), and the edge
+        (F,) [m] that splits the step (NaN where none does, and in the last bin)."""
+        last = len(self.edges) - 2
+        start = np.arange(int(self.edges[-1] * _FINE_STEPS_PER_M) + 2) / _FINE_STEPS_PER_M
+        rbin = np.clip(np.searchsorted(self.edges, start, side="right") - 1, 0, last)
+        return rbin, np.append(self.edges[1:-1], np.nan).take(rbin)
 
     def height_at(self, xy: np.ndarray) -> np.ndarray:
         """Ground height (N,) [m] at points (N, >=2) (x, y) [m]."""
