@@ -145,8 +145,8 @@ class GroundSurface:
 
     @cached_property
     def _fine_steps(self) -> tuple[np.ndarray, np.ndarray]:
-        """The range bin (F,) of each 1/64 m step of range from 0 m past the last edge (from its start), and the edge
-        (F,) [m] that splits the step (NaN where none does, and in the last bin)."""
+        """Per 1/64 m step of range, from 0 m to past the last edge: the range bin (F,) of its start, and the next
+        edge (F,) [m] (NaN in the last bin): a range in the step at or beyond that edge is in the next bin."""
         last = len(self.edges) - 2
         start = np.arange(int(self.edges[-1] * _FINE_STEPS_PER_M) + 2) / _FINE_STEPS_PER_M
         rbin = np.clip(np.searchsorted(self.edges, start, side="right") - 1, 0, last)
@@ -312,7 +312,7 @@ def _cell_candidates(cell: np.ndarray, z: np.ndarray, r: np.ndarray, shape: tupl
     np.maximum.at(highest, cell, z)
     is_lowest = np.flatnonzero(z == lowest.take(cell))
     low_r[cell.take(is_lowest)] = r.take(is_lowest)
-    lowest[lowest == np.inf] = np.nan
+    np.putmask(lowest, lowest == np.inf, np.nan)  # (1.7x faster than a boolean index)
     return lowest.reshape(shape), low_r.reshape(shape), (highest - lowest).reshape(shape)
 
 
@@ -501,9 +501,9 @@ def fit_ground_plane(points: np.ndarray, up: np.ndarray = (0.0, 0.0, 1.0), dista
     low = np.flatnonzero(height <= np.quantile(height, low_fraction))
     if len(low) < 3:
         return none
-    low_pts = pts[low]
-    scoring = low_pts[rng.integers(0, len(low), size=min(sample_size, len(low)))]  # with replacement
-    tri = low_pts[rng.integers(0, len(low), size=(iterations, 3))]  # (H, 3, 3)
+    low_pts = pts.take(low, axis=0)  # (take and compress select rows 3x faster than indexing)
+    scoring = low_pts.take(rng.integers(0, len(low), size=min(sample_size, len(low))), axis=0)  # with replacement
+    tri = low_pts.take(rng.integers(0, len(low), size=(iterations, 3)), axis=0)  # (H, 3, 3)
     normals = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
     norms = np.linalg.norm(normals, axis=1)
     normals = normals / np.where(norms > 1e-9, norms, 1.0)[:, None]
@@ -522,7 +522,8 @@ def fit_ground_plane(points: np.ndarray, up: np.ndarray = (0.0, 0.0, 1.0), dista
     best = int(np.argmax(counts))
     plane = Plane(normals[best], float(offsets[best]))
     # Least-squares refinement on the hypothesis' inliers among the low points (an even subsample of them).
-    inliers = low_pts[np.abs(plane.distance(low_pts)) < distance_threshold][::max(1, len(low) // refine_points)]
+    inliers = np.compress(np.abs(plane.distance(low_pts)) < distance_threshold, low_pts, axis=0)
+    inliers = inliers[::max(1, len(low) // refine_points)]
     if len(inliers) >= 3:
         centroid = inliers.mean(axis=0)
         normal = np.linalg.svd(inliers - centroid, full_matrices=False)[2][-1]
