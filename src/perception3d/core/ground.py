@@ -383,6 +383,9 @@ class _Walk:
         # where x and y are, and a seed height of -0.0 becomes +0.0 here): so the bins without a move skip the line's
         # moves, and only the accepted candidates are added to the sums.
         sums[2] += 0.0
+        # a drop below back_at is back on the road: recomputed only where the levels may change (after a move, or
+        # while a sector is raised)
+        back_at, on_raised = -np.maximum(kerb, half * raised), False
         with np.errstate(invalid="ignore"):  # empty cells (NaN) take no part
             for k in range(self.start, len(self.centre)):
                 sums *= self.fades[k]
@@ -404,16 +407,19 @@ class _Walk:
                 threshold = np.maximum(kerb, kerb_slope * gap)
                 kerb_up, kerb_down = rise > threshold, rise < -threshold
                 in_range = (rise <= ceiling) & (rise >= max_drop * ceiling)
-                back = rise < -np.maximum(kerb, half * raised)
+                back = rise < back_at
                 up = kerb_up & (rise <= max_step) & flat
                 down = (kerb_down | back) & in_range
                 moves = up | down
-                if np.count_nonzero(moves):  # (none in most bins)
+                moved = np.count_nonzero(moves)
+                if moved:  # (none in most bins)
                     step = np.where(moves, rise, zero)
                     sums[2] += step * sums[0]  # the line moves onto the new level (by rows: 2x faster than (2, S))
                     sums[4] += step * sums[1]
                     raised = raised + step
-                np.copyto(raised, zero, where=back | (raised < half_kerb))
+                if moved or on_raised:  # (else all levels stay 0)
+                    np.copyto(raised, zero, where=back | (raised < half_kerb))
+                    back_at, on_raised = -np.maximum(kerb, half * raised), np.count_nonzero(raised) > 0
                 # accepted: the kerbs up, and in range any candidate up to kerb_step_m (the kerbs down and the drops
                 # back to the road are lower) or, in a flat cell, up to the kerb threshold: the moves and the same
                 # ground continuing, in two ufunc calls fewer than their union
