@@ -395,7 +395,7 @@ class _Walk:
                 ceiling = max_step + grade_change * gap
                 # an object's lowest hit between two far rings (that would pass as ground) passes as an empty cell
                 far = gap > long_gap
-                if np.count_nonzero(far):  # (none in most bins)
+                if np.count_nonzero(far):  # (none in the near bins)
                     far, = np.nonzero(far & (rise > lone_rise) & (rise <= ceiling))
                     if len(far):
                         rise[far[self._lone(k, far, intercept, slope)]] = np.nan
