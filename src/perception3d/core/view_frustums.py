@@ -50,7 +50,9 @@ def view_frustums(objects_lidar: np.ndarray, views: Sequence[CameraView],
     seen = []  # per view with boxes: its index, boxes, cloud, their depth extents and expected depths
     for k, view in enumerate(views):
         dets = view.detections
-        dets = dets.select(np.array([c in DETECTION_CLASSES for c in dets.class_ids], dtype=bool))
+        known = np.array([c in DETECTION_CLASSES for c in dets.class_ids], dtype=bool)
+        if not known.all():  # a copy only when boxes are dropped (select costs ~20 us a view)
+            dets = dets.select(known)
         if len(dets):
             seen.append((k, dets, project_cloud(objects_lidar, view.camera, view.T_cam_lidar),
                          np.array([class_depth_extent(c) for c in dets.class_ids]),
