@@ -446,7 +446,9 @@ def object_points(clusters: FrustumClusters, boxes_xyxy: np.ndarray, params: Clu
     taken = (support == 0) & (np.bincount(c.box[c.in_cluster], minlength=n_boxes) > 0)  # others keep its cluster
     has_next = np.bincount(c.box[c.in_next_cluster], minlength=n_boxes) > 0
     image = np.zeros(n_boxes, dtype=np.int64) if images is None else np.asarray(images)
-    taken &= np.isin(image, image[taken & has_next])  # the images that retry
+    retrying = np.zeros(int(image.max(initial=0)) + 1, dtype=bool)  # per image (a mark: ~20x faster than np.isin)
+    retrying[image[taken & has_next]] = True
+    taken &= retrying.take(image)
     retry = taken.take(c.box)  # the pairs of those boxes
     if retry.any():  # a box's segment depends on its own pairs only: only these boxes' segments change
         segments = np.where(retry, _best_segment(c.in_next_cluster & retry, c, boxes, params), segments)
