@@ -426,6 +426,26 @@ def test_linked_components_are_those_of_the_linked_pairs(monkeypatch, table):
         assert _same_partition(labels, expected), trial
 
 
+def test_dense_surfaces_are_linked_as_their_pairs_link(monkeypatch):
+    """Dense walls (the blind points beside the vehicle) go the way of the fine cells and the boundary pairs: their
+    components are still those of the point pairs, with gaps just under, at and just over the link distance."""
+    def no_pairing_of_all_points(*args):
+        raise AssertionError("dense points were paired all at once")
+    monkeypatch.setattr(segmentation, "_pair_linked_cells", no_pairing_of_all_points)
+    rng = np.random.default_rng(5)
+    grid = np.stack(np.meshgrid(np.linspace(0, 3, 50), np.linspace(0, 2, 35)), axis=-1).reshape(-1, 2)
+    for gap in (0.29, 0.3, 0.31, 0.5, 1.2):
+        wall = np.c_[grid[:, 0], np.zeros(len(grid)), grid[:, 1]]
+        beside = wall + [3.0 + gap, 0.0, 0.0]  # the same wall further along, gap [m] between their ends
+        behind = wall[::3] + [0.0, gap, 0.0] + rng.normal(scale=0.01, size=(len(wall[::3]), 3))  # a thinner one
+        loose = rng.uniform(-2.0, 8.0, size=(200, 3)) + [0.0, 0.0, 4.0]  # above the walls, most alone
+        points = np.vstack([wall, beside, behind, loose])
+        labels = linked_components(points, 0.3)
+        expected = _pair_components(points, 0.3)
+        assert _same_partition(labels, expected), gap
+        assert (expected[0] == expected[len(wall)]) == (gap <= 0.3)  # the scene: the walls link up to 0.3 m apart
+
+
 def test_linked_components_link_at_exactly_the_distance():
     chain = np.zeros((5, 3))
     chain[:, 0] = np.arange(5) * 0.25  # neighbours exactly 0.25 m apart (binary fractions: exact)
