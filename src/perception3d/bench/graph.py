@@ -23,7 +23,7 @@ from ..msgs.detections import detections2d_to_msg
 from ..msgs.pointcloud import NUSCENES_LIDAR_DTYPE, array_to_pointcloud2
 from ..msgs.qos import LATCHED, SENSOR, TF
 from ..msgs.tf import tf_message, transform_stamped
-from ..runtime.bag import replay
+from ..runtime.bag import ReplaySummary, replay
 from ..runtime.graph import FULL_GRAPH
 from ..runtime.replay_processes import replay_in_processes
 from .algo import Frame, synthetic_frame
@@ -81,8 +81,18 @@ def _scene_replays(work: Path) -> dict[int, dict]:
         summary = replay_in_processes(bag, work / f"out{processes}", FULL_GRAPH.select(NODES), processes,
                                       progress=False)
         out[processes] = {"scene_s": 8.0, "wall_s": summary.wall_s, "real_time_factor": 8.0 / summary.wall_s,
-                          "cpu_s": summary.cpu_s, "time": summary.cpu_line()}
+                          "cpu_s": summary.cpu_s, "time": summary.cpu_line(), "nodes": _sweep_times(summary)}
     return out
+
+
+def _sweep_times(summary: ReplaySummary) -> dict[str, dict[str, float]]:
+    """Per node of a replay, and for the nodes together per sweep (when each ran every sweep): the frames and the
+    p50, p95 and greatest time [ms]."""
+    totals = {runner.name: np.asarray(runner.stats.timings_ms["total"]) for runner in summary.runners}
+    if len({len(t) for t in totals.values()}) == 1:
+        totals["all"] = np.sum(list(totals.values()), axis=0)
+    return {name: {"frames": len(t), "p50_ms": float(np.percentile(t, 50)), "p95_ms": float(np.percentile(t, 95)),
+                   "max_ms": float(t.max())} for name, t in totals.items() if len(t)}
 
 
 def run(out_dir: Path) -> Path:
@@ -112,8 +122,14 @@ def run(out_dir: Path) -> Path:
     data["replay_two_processes"] = replays[2]
     table = format_table(["node", "frames", "p50 ms", "p95 ms", "first frame ms", "pre p50 / p95", "infer p50 / p95",
                           "post p50 / p95"], rows)
+    scene = replays[1]["nodes"]
+    table += "\n\nThe 8 s scene's sweeps, replayed in one process (below):\n\n" + format_table(
+        ["node", "sweeps", "p50 ms", "p95 ms", "greatest ms"],
+        [["**all three, per sweep**" if name == "all" else name, t["frames"], f"{t['p50_ms']:.1f}",
+          f"{t['p95_ms']:.1f}", f"{t['max_ms']:.1f}"] for name, t in scene.items()])
     verdict = "meets" if p95_all < 50.0 else "misses"
-    notes = (f"Frames: 34,688 LiDAR rays, 6 cameras with {boxes} 2D boxes ({boxes / 6:.0f} per camera). The p95 of "
+    notes = (f"Frames: one sweep of 34,688 LiDAR rays, 6 cameras with {boxes} 2D boxes ({boxes / 6:.0f} per "
+             f"camera), {SWEEPS} times. The p95 of "
              f"the three nodes together {verdict} the 50 ms target (the LiDAR period). 'pre' is transforms and point "
              "selection, 'infer' the geometric algorithm, 'post' building output messages (occupancy publishes its "
              "CUBE_LIST marker every 5th sweep, which dominates its post p95). The nodes run in one process, as "
@@ -127,5 +143,7 @@ def run(out_dir: Path) -> Path:
              "occupancy in two worker processes (`perception3d replay --processes 2`, runtime.replay_processes; "
              "segmentation then computes the ground itself; the writer process copies /tf and writes the bag), run "
              "right after. 2x real time on two cores needs at most 8 s of CPU for the scene, all of it in parallel. "
-             f"Load average at start: {load:.1f}.")
+             "The scene's 160 sweeps differ from one another (what stands beside the vehicle, how many 2D boxes "
+             "there are): its second table gives the nodes' times over them in the one-process replay, reading and "
+             f"writing left out. Load average at start: {load:.1f}.")
     return write_results(out_dir, "graph", "Geometric graph latency (perception3d bench graph)", table, data, notes)
