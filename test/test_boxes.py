@@ -56,6 +56,16 @@ box_params = st.tuples(
     st.floats(0.5, 4), st.floats(0.5, 3), st.floats(0.5, 2), st.floats(-np.pi, np.pi))
 
 
+def test_paired_intersection_is_the_pairwise_diagonal_exactly():
+    rng = np.random.default_rng(3)
+    corner = rng.uniform(0, 50, (200, 2, 2))
+    boxes = np.concatenate([corner.min(axis=1), corner.max(axis=1)], axis=1)  # (200, 4) xyxy
+    a, c = boxes[:100], boxes[100:]
+    inter = b.paired_intersection_2d(a, c)
+    assert np.array_equal(inter, np.diag(b.intersection_2d(a, c)))
+    assert (inter > 0).any() and (inter == 0).any()
+
+
 @given(box_params, box_params)
 def test_bev_and_3d_iou_match_point_sampling(pa, pb):
     ca, sa, ya = np.array(pa[:3]), np.array(pa[3:6]), pa[6]
