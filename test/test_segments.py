@@ -99,13 +99,15 @@ def test_segment_cost_is_the_mean_capped_distance_to_the_box_surface_computed_po
 def test_projected_corners_of_the_bottom_face_are_those_of_all_eight_corners():
     """u and depth of the bottom face's 4 corners, v of all 8 (keypoint order): the values of the 8 corners
     projected one by one; a slide to a depth agrees with them."""
-    from perception3d.core.segments import _bottom_corners, _projected_corners, _slide
+    from perception3d.core.segments import _bottom_corners, _projected_corners, slide_to_depth
 
     rng = np.random.default_rng(6)
     n = 300
     center = np.stack([rng.uniform(-8, 8, n), rng.uniform(0.5, 1.5, n), rng.uniform(3, 40, n)], axis=1)
     size = np.stack([rng.uniform(0.5, 12, n), rng.uniform(0.5, 3, n), rng.uniform(0.5, 4, n)], axis=1)
     ry = rng.uniform(-np.pi, np.pi, n)
+    ry[:12] = np.arange(-4, 8) * (np.pi / 4)  # axis-aligned and diagonal headings: corners at equal depths
+    size[:3, :2] = 0.0
     corners = center[:, None, :] + keypoint_offsets(size, ry, 8)
     bottom = _bottom_corners(size, ry)
     u, v, depth = _projected_corners(center, bottom)
@@ -114,7 +116,7 @@ def test_projected_corners_of_the_bottom_face_are_those_of_all_eight_corners():
     assert np.array_equal(v.T, corners[..., 1] / corners[..., 2])
     assert np.array_equal(depth.T, corners[:, :4, 2])
     nearest = rng.uniform(3, 40, n)
-    slid = _slide(center, bottom[2], nearest)
+    slid = slide_to_depth(center, size, ry, nearest)
     assert np.array_equal(slid, center * ((nearest - keypoint_offsets(size, ry, 8)[..., 2].min(axis=1))
                                           / center[:, 2])[:, None])
 
