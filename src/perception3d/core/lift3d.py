@@ -841,17 +841,18 @@ def _lift_all(supports: list[_BoxSupport], params: LiftParams, clock: _StepClock
 
     # Choose: IoU x size prior x (with LiDAR) closeness of the cluster to the anchor's outline.
     box_of = anchors.box_index
-    has_lidar = supported[box_of]
+    lid = np.flatnonzero(supported[box_of])  # the anchors with LiDAR
+    # their rows by take: a boolean mask on (N, 3) rows costs ~4x more
+    lid_box, lid_size = box_of.take(lid), anchors.sizes_lwh.take(lid, axis=0)
+    slid = slide_to_depth(anchors.centers_cam.take(lid, axis=0), lid_size, anchors.ry.take(lid),
+                          depth_min.take(lid_box))
     centers_cam = anchors.centers_cam.copy()
-    centers_cam[has_lidar] = slide_to_depth(centers_cam[has_lidar], anchors.sizes_lwh[has_lidar],
-                                            anchors.ry[has_lidar], depth_min[box_of[has_lidar]])
+    centers_cam[lid] = slid
     sample, sample_start, sample_count = _subsample_groups(start, count, params.max_fit_points)
     padded, valid = _pad_groups(np.take(points, sample, axis=0), sample_start, sample_count)
-    lid = np.flatnonzero(has_lidar)
-    T_anchor = np.take(T_lidar_cam, cam.take(box_of.take(lid)), axis=0)  # a take of (4, 4) blocks: ~3x faster
-    centers_lidar = np.einsum("nij,nj->ni", T_anchor[:, :3, :3], centers_cam[lid]) + T_anchor[:, :3, 3]
-    off_surface = _outline_distance(centers_lidar, anchors.sizes_lwh[lid], anchors.yaws[lid], box_of[lid], padded,
-                                    valid)
+    T_anchor = np.take(T_lidar_cam, cam.take(lid_box), axis=0)  # a take of (4, 4) blocks: ~3x faster
+    centers_lidar = np.einsum("nij,nj->ni", T_anchor[:, :3, :3], slid) + T_anchor[:, :3, 3]
+    off_surface = _outline_distance(centers_lidar, lid_size, anchors.yaws.take(lid), lid_box, padded, valid)
     key = anchors.ious * np.exp(size_log_prior(anchors.sizes_lwh, prior_wlh, box_of, params.prior_std_scale))
     key[lid] *= np.exp(-off_surface / params.surface_sigma_m)
     chosen, pick = _best_of_groups(box_of, key)
