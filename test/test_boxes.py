@@ -56,14 +56,6 @@ box_params = st.tuples(
     st.floats(0.5, 4), st.floats(0.5, 3), st.floats(0.5, 2), st.floats(-np.pi, np.pi))
 
 
-def test_bev_corners_are_the_bottom_corners_in_x_y_exactly():
-    rng = np.random.default_rng(4)
-    centers, sizes = rng.uniform(-50, 50, (300, 3)), rng.uniform(0.1, 12, (300, 3))
-    yaws = rng.uniform(-4, 4, 300)
-    yaws[:8] = np.arange(8) * (np.pi / 4)
-    assert np.array_equal(b.bev_corners(centers, sizes, yaws), b.box_corners(centers, sizes, yaws)[:, :4, :2])
-
-
 def test_paired_intersection_is_the_pairwise_diagonal_exactly():
     rng = np.random.default_rng(3)
     corner = rng.uniform(0, 50, (200, 2, 2))

@@ -43,16 +43,8 @@ def box_corners(center: np.ndarray, size_lwh: np.ndarray, yaw: np.ndarray) -> np
 
 
 def bev_corners(center: np.ndarray, size_lwh: np.ndarray, yaw: np.ndarray) -> np.ndarray:
-    """Footprint polygons (N, 4, 2) in the xy-plane, counter-clockwise: box_corners' bottom face in x, y, the same
-    floats, without the other corners and coordinates (~40 % less time)."""
-    center = np.asarray(center, dtype=np.float64).reshape(-1, 3)
-    size = np.asarray(size_lwh, dtype=np.float64).reshape(-1, 3)
-    yaw = np.asarray(yaw, dtype=np.float64).reshape(-1)
-    local = _UNIT_CORNERS[None, :4, :2] * (0.5 * size[:, None, :2])
-    c, s = np.cos(yaw)[:, None], np.sin(yaw)[:, None]
-    x = local[..., 0] * c - local[..., 1] * s
-    y = local[..., 0] * s + local[..., 1] * c
-    return np.stack([x, y], axis=-1) + center[:, None, :2]
+    """Footprint polygons (N, 4, 2) in the xy-plane, counter-clockwise."""
+    return box_corners(center, size_lwh, yaw)[:, :4, :2]
 
 
 def points_in_box(points: np.ndarray, center: np.ndarray, size_lwh: np.ndarray, yaw: float,
