@@ -156,7 +156,10 @@ def _label_connected(pts: np.ndarray, labels: np.ndarray, scores: np.ndarray, la
 
 
 MAX_CELL_PAIR_TABLE = 1 << 24  # cells^2 up to which _pair_linked_cells marks cell pairs in a table (16 MB)
-BOUNDS_MIN_PAIRS = 5000  # the estimated within-cell point pairs from which linked_components tries the cell bounds
+# points x mean points per coarse cell (twice their pairs within cells) from which linked_components bounds the
+# components by fine cells first (the 8 s scene's blind points: 600 sparse ones 1 ms either way, 3,500-6,000 dense
+# ones 4x-7x faster)
+BOUNDS_MIN_PAIRS = 5000
 
 
 def _half_steps(keep) -> np.ndarray:
