@@ -258,7 +258,4 @@ def _pair_linked_cells(points: np.ndarray, link_m: float, cell: np.ndarray, cell
         rows, cols = np.nonzero(linked)  # distinct pairs, by row
     else:
         rows, cols = np.divmod(np.unique(a[cross] * cells + b[cross]), cells)
-    indptr = np.zeros(cells + 1, dtype=np.int64)
-    np.cumsum(np.bincount(rows, minlength=cells), out=indptr[1:])
-    graph = csr_matrix((np.ones(len(cols), dtype=np.int8), cols, indptr), shape=(cells, cells))
-    return connected_components(graph, directed=False)[1][cell]
+    return _components(rows, cols, cells).take(cell)
