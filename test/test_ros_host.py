@@ -199,6 +199,9 @@ def test_messages_flow_like_the_bag_runtime(monkeypatch, bag, tmp_path):
     assert [stamp_to_ns(m.header.stamp) for m in objects] == [int(s) for s in stamps["lidar"]]
     assert sorted(d.id for d in objects[-1].detections) == sorted(CAMERA_NAMES)  # the node's ids reach Detection3D.id
     assert len(host.node.publishers["/centroid/debug/processing_time_ms/total"].published) == len(objects)
+    cpu_ms = [m.data for m in host.node.publishers["/centroid/debug/cpu_time_ms"].published]
+    wall_ms = [m.data for m in host.node.publishers["/centroid/debug/processing_time_ms/total"].published]
+    assert len(cpu_ms) == len(objects) and all(c <= w + 1.0 for c, w in zip(cpu_ms, wall_ms))
     (status,) = host.node.updater.force_update()
     assert status.level == ros_double.message_class("diagnostic_msgs/msg/DiagnosticStatus").OK
     assert status.values["sync matched"] == str(len(objects))

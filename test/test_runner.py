@@ -1,6 +1,8 @@
 """NodeRunner behaviour that the replay tests do not reach: output checks, throttled logs, health levels."""
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pytest
 
@@ -57,6 +59,31 @@ def test_lidar_only_node_runs_per_sweep_and_outputs_are_checked():
 
     with pytest.raises(ValueError, match="undeclared port"):
         runner_for(WrongPort).on_message("~/input/pointcloud", cloud(0))
+
+
+def test_cpu_time_per_frame_leaves_out_waiting_and_counts_work():
+    """timings_ms['cpu'] is the CPU the frame used, 'total' its wall-clock time: a frame that waits (for a core
+    other work holds, here a sleep) shows the wait in the total only."""
+
+    class Waits(LidarOnly):
+        def process(self, frame, tf, timer):
+            time.sleep(0.03)
+            return super().process(frame, tf, timer)
+
+    class Works(LidarOnly):
+        def process(self, frame, tf, timer):
+            start = time.process_time()
+            while time.process_time() - start < 0.02:
+                pass
+            return super().process(frame, tf, timer)
+
+    waits, works = runner_for(Waits), runner_for(Works)
+    waits.on_message("~/input/pointcloud", cloud(0))
+    works.on_message("~/input/pointcloud", cloud(0))
+    (wait_total,), (wait_cpu,) = waits.stats.timings_ms["total"], waits.stats.timings_ms["cpu"]
+    (work_total,), (work_cpu,) = works.stats.timings_ms["total"], works.stats.timings_ms["cpu"]
+    assert wait_total >= 30.0 and wait_cpu < 10.0
+    assert work_cpu >= 20.0 and work_total >= work_cpu - 1.0
 
 
 def test_check_definition_rejects_inconsistent_nodes():

@@ -95,7 +95,7 @@ class ReplaySummary:
             lines += [f"  {d}" for d in self.damage]
         lines += [f"warning: {w}" for w in self.warnings]
         header = (f"{'node':<14} {'frames in':>9} {'processed':>9} {'outputs':>8} {'matched':>8} {'partial':>8} "
-                  f"{'sync drop':>9} {'p50 ms':>8} {'p95 ms':>8}")
+                  f"{'sync drop':>9} {'p50 ms':>8} {'p95 ms':>8} {'cpu p95':>8}")
         lines += [header, "-" * len(header)]
         reports = [r if isinstance(r, RunnerReport) else RunnerReport.of(r) for r in self.runners]
         for r in reports:
@@ -104,7 +104,7 @@ class ReplaySummary:
             lines.append(
                 f"{r.name:<14} {r.stats.frames_in:>9} {r.stats.frames_processed:>9} {r.stats.outputs:>8} "
                 f"{s.matched if s else '-':>8} {s.partial if s else '-':>8} {s.dropped_total if s else '-':>9} "
-                f"{_ms(p50):>8} {_ms(p95):>8}")
+                f"{_ms(p50):>8} {_ms(p95):>8} {_ms(r.stats.percentiles_ms('cpu')[1]):>8}")
         for r in reports:
             stages = ", ".join("{} {}/{}".format(stage, *map(_ms, r.stats.percentiles_ms(stage)))
                                for stage in ("pre", "infer", "post") if r.stats.timings_ms[stage])

@@ -13,7 +13,8 @@ its own thread, so the wait can be served); a frame whose transform is still mis
 is retried on the next message or timer tick until message time passes its stamp + sync.timeout_s; the buffer is
 cleared when time jumps back (bag loop). It publishes
 outputs (reliable), LabelInfo on each output's LabelInfo port (transient local, with the score threshold),
-`~/debug/processing_time_ms/{pre,infer,post,total}` and `~/debug/pipeline_latency_ms` (std_msgs/Float64), and a
+`~/debug/processing_time_ms/{pre,infer,post,total}`, `~/debug/cpu_time_ms` and `~/debug/pipeline_latency_ms`
+(std_msgs/Float64), and a
 diagnostic_updater status (input rates, sync health, model state). While no one subscribes to any output, frames
 are skipped (counted). On shutdown it destroys its nodes and releases the model's GPU memory.
 
@@ -40,16 +41,23 @@ from ..core.geometry import transform_from_quat_xyzw
 from ..errors import ConfigError, Perception3DError, TransformError
 from ..msgs.factory import MessageFactory
 from ..msgs.qos import QosSpec
-from ..nodes.base import CAMERA_STREAM_TYPES, STAGES
+from ..nodes.base import CAMERA_STREAM_TYPES
 from ..nodes.params import PARAMS_KEY, SHARED_PARAMS, SHARED_SECTION, Param, validate_node_values
 from ..nodes.rcl_yaml import check_rcl_parameter_yaml
-from ..nodes.runner import NodeRunner, Published, settle_garbage_collector
+from ..nodes.runner import TIMED, NodeRunner, Published, settle_garbage_collector
 from .graph import FULL_GRAPH, GRAPH_EXECUTABLE, Graph, GraphNode
 from .threads import apply_thread_policy, process_thread_count
 
 DIAGNOSTICS_PERIOD_S = 1.0
 SYNC_TIMER_PERIOD_S = 0.05
 IMAGE_TYPES = {"compressed": "sensor_msgs/msg/CompressedImage", "raw": "sensor_msgs/msg/Image"}
+
+
+def timing_topic(series: str) -> str:
+    """The debug topic of a node's timing series (NodeStats.timings_ms): `~/debug/processing_time_ms/<stage>` for the
+    stages and the total (wall-clock, as Autoware's nodes publish it), `~/debug/cpu_time_ms` for the process's CPU
+    time during the frame (below the total when the frame waited for a core)."""
+    return "~/debug/cpu_time_ms" if series == "cpu" else f"~/debug/processing_time_ms/{series}"
 
 
 def message_class(msgtype: str) -> type:
@@ -244,8 +252,7 @@ class RosNodeHost:
         self.label_publishers: dict[str, Any] = {}
         self._publish_label_infos()
         self.timing_publishers = {
-            stage: self.node.create_publisher(Float64, f"~/debug/processing_time_ms/{stage}", 1)
-            for stage in (*STAGES, "total")}
+            series: self.node.create_publisher(Float64, timing_topic(series), 1) for series in TIMED}
         self.latency_publisher = self.node.create_publisher(Float64, "~/debug/pipeline_latency_ms", 1)
         self.subscribers: list = []
         if subscribe:
