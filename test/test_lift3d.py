@@ -5,6 +5,7 @@ import pytest
 from perception3d.core.classes import SIZE_PRIOR_WLH
 from perception3d.core.detections import Detections3D
 from perception3d.core.geometry import transform_points, wrap_angle
+from perception3d.core.ground import GroundParams
 from perception3d.core.lift3d import HIDDEN_SHARE, LiftParams, _behind_a_nearer_box, bev_nms, detect_3d, lidar_headings
 from perception3d.core.qaf2d import lift_boxes
 from perception3d.errors import PointCloudError
@@ -92,7 +93,7 @@ def test_without_lidar_on_an_object_its_2d_box_s_bottom_edge_on_the_ground_surfa
         center = np.array([depth, lateral, 0.03 * depth + height / 2])
         frame = [view(cam, FRONT, [projected_box(cam, FRONT, center, size, 0.0)], ["pedestrian"], [0.9])]
         on_ground = detect_3d(points, frame, T_BASE_LIDAR)
-        by_size = detect_3d(points, frame, T_BASE_LIDAR, params=LiftParams(ground_error_per_m=np.inf))
+        by_size = detect_3d(points, frame, T_BASE_LIDAR, params=LiftParams(ground=GroundParams(error_per_m=np.inf)))
         assert len(on_ground) == len(by_size) == 1
         size_error = abs(np.hypot(*by_size.centers[0, :2]) - np.hypot(*center[:2]))
         assert size_error > 0.08 * depth  # the size alone

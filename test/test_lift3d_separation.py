@@ -353,3 +353,26 @@ def test_a_car_beside_the_ego_cut_by_the_image_borders_stands_on_the_ground(x_m,
     best = np.argmax(dets.scores)
     assert np.linalg.norm(dets.centers[best, :2] - car.centers[0, :2]) < 0.3
     assert abs(dets.centers[best, 2] - car.centers[0, 2]) < 0.1
+
+
+@pytest.mark.parametrize("x_m, side_m", [(9.0, 4.5), (-8.0, -5.0), (14.0, -4.0)])
+def test_a_low_parked_bicycle_before_a_wall_is_placed_at_its_returns_not_at_the_wall(x_m, side_m):
+    """A parked bicycle 0.8 m tall (the class's mean height is 1.30 m) before a house wall 3 m further out: by its 2D
+    box's height alone its object cluster was expected 1.6 x its depth away, near the wall's returns, and the bicycle
+    was placed at the wall (6 m off in world v2, seed 9, at 0.5 s). Its box's bottom edge meets the ground where it
+    stands (core.ground_contact), which puts the expected depth at its own returns."""
+    rig = load_rig()
+    bike = Detections3D(np.array([[x_m, side_m, 0.4]]), np.array([[1.7, 0.6, 0.8]]), [0.0], ["bicycle"], [1.0],
+                        "base_link", ids=["0"])
+    wall_y = side_m + np.sign(side_m) * 3.0
+    fine = list(LIDARSEG_FINE_CATEGORIES)
+    labels = np.array([fine.index("vehicle.bicycle"), fine.index("static.manmade")], np.uint8)
+    prims = Primitives(np.array([[x_m, side_m, 0.4], [x_m, wall_y, 2.0]]),
+                       np.array([[1.7, 0.6, 0.8], [40.0, 0.5, 4.0]]), np.zeros(2), labels, np.arange(2),
+                       np.full((2, 3), 0.5), cyl_centers=np.zeros((0, 2)), cyl_z=np.zeros((0, 2)),
+                       cyl_radii=np.zeros(0), cyl_labels=np.zeros(0, np.uint8), cyl_colors=np.zeros((0, 3)))
+    points, _, views = sweep_and_views(prims, bike, rig)
+    dets = detect_3d(points, views, rig.T_base_lidar, params=NODE_DEFAULTS)
+    bicycles = np.flatnonzero(dets.class_ids == "bicycle")
+    assert len(bicycles)
+    assert np.min(np.linalg.norm(dets.centers[bicycles, :2] - bike.centers[0, :2], axis=1)) < 0.5

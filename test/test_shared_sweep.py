@@ -10,6 +10,7 @@ from perception3d.bench.graph import write_frame_bag
 from perception3d.core.detections import Detections2D
 from perception3d.core.frustum import CameraView, ClusterParams
 from perception3d.core.ground import GroundParams, sweep_ground
+from perception3d.core.ground_contact import GroundContact
 from perception3d.core.lift3d import LiftParams, detect_3d
 from perception3d.core.segmentation import segment_points
 from perception3d.core.view_frustums import view_frustums
@@ -69,7 +70,8 @@ def test_frustums_are_computed_once_for_equal_views_and_cluster_choice_and_again
 def test_a_given_split_and_frustums_give_the_outputs_of_computing_them_and_others_are_refused(frame):
     T = frame.rig.T_base_lidar
     split = sweep_ground(frame.points, T)
-    frustums = view_frustums(frame.points[~split.is_ground], frame.views, LiftParams().cluster)
+    frustums = view_frustums(frame.points[~split.is_ground], frame.views, LiftParams().cluster,
+                             GroundContact.of(split, T, GroundParams()))
     alone = detect_3d(frame.points, frame.views, T)
     given = detect_3d(frame.points, frame.views, T, split=split, frustums=frustums)
     assert len(alone) > 0 and np.array_equal(alone.centers, given.centers)

@@ -5,8 +5,9 @@ holds background (walls, other objects, ground) and occluders in front, so each 
 depth cluster: the frustum depths (camera z) are sorted and split wherever consecutive depths jump by more than
 `gap_m`; clusters need at least max(min_points, min_fraction * frustum points) points (a few points of a thin
 pole do not count). Of those, the object is the cluster whose nearest depth best matches the depth the box
-height implies for the class (fy * mean class height / box height, `expected_depths`), within a factor
-`max_depth_ratio`: this rejects an occluding object in front and the background behind. Boxes cut by the image's
+implies (fy * mean class height / box height, `expected_depths`, which core.view_frustums combines with where the
+box's bottom edge meets the ground surface), within a factor `max_depth_ratio`: this rejects an occluding object in
+front and the background behind. Boxes cut by the image's
 top or bottom border have no such estimate and take the nearest cluster. The cluster is finally cut to the
 class's largest plausible depth extent from its first point.
 
@@ -66,10 +67,11 @@ class ClusterParams:
     Attributes:
         gap_m: a depth jump larger than this separates two clusters [m].
         min_points, min_fraction: the object cluster holds at least max(min_points, min_fraction * frustum points).
-        max_depth_ratio: largest ratio between a cluster's nearest depth and the box-height depth estimate. The
-            estimate assumes the class's mean height (a low car's box puts it ~25 % too far, a tall truck's too
-            near), and an occluder less than `gap_m` in front starts the object's cluster (a barrier 1 m before a
-            parked car): 1.6 rejected such clusters, and their objects were fitted from the size prior alone.
+        max_depth_ratio: largest ratio between a cluster's nearest depth and the box's depth estimate. The box
+            height alone assumes the class's mean height (a low car's box puts it ~25 % too far, a tall truck's too
+            near; the ground contact takes most of that off near the sensor, core.view_frustums), and an occluder
+            less than `gap_m` in front starts the object's cluster (a barrier 1 m before a parked car): 1.6
+            rejected such clusters, and their objects were fitted from the size prior alone.
         segment_gap_m: inside the object cluster, a depth jump larger than this separates segments [m]; inf (the
             default) keeps the whole cluster. Detection (core.lift3d) splits at 0.6 m to drop occluders in front;
             segmentation keeps whole clusters (a split also drops the far part of objects seen at a grazing angle).

@@ -70,6 +70,13 @@ class GroundParams:
         sectors: number of azimuth sectors.
         memory: a sector's ground line weighs a candidate dr behind by exp(-dr / (memory x r)).
         seed: RANSAC seed of the seed plane (the surface is deterministic for a given seed).
+        error_per_m: the surface's height error grows by this per metre of range [m/m] (0.05 m at 10 m, 0.2 m at
+            40 m): it weighs the depth where a 2D box's bottom edge meets the surface against the depth from its
+            class's mean height (core.ground_contact). For boxes without LiDAR support (core.lift3d) on the tuning
+            worlds, v1 seeds 5-6 and v2 seeds 9-10 with perfect and good 2D boxes, 0.005 raised mAP in all eight
+            runs against the size alone, +0.090 summed, pedestrian AP in all eight; with an earlier ray
+            intersection, within 0.001 of it at 0.005: 0.0025 +0.104 but lower on both v2 good runs, 0.01 +0.064,
+            the ground alone +0.107 with pedestrian AP lower in three.
     """
 
     threshold_m: float = 0.2
@@ -80,6 +87,7 @@ class GroundParams:
     sectors: int = 360
     memory: float = 0.3
     seed: int = 0
+    error_per_m: float = 0.005
 
 
 @dataclass(frozen=True)
@@ -158,22 +166,35 @@ class GroundSurface:
         return self._height(sector * self.height.shape[1] + rbin, rbin, r)
 
     def ray_hits(self, origins: np.ndarray, directions: np.ndarray, step: float = 1.0,
-                 reach: float = 120.0) -> np.ndarray:
+                 reach: float = 120.0, chunk: int = 8) -> np.ndarray:
         """Parameters s (N,) at which rays origins + s x directions ((N, 3) each, this surface's frame [m]) first meet
         the surface from above: the first sign change of the height above it, sampled every `step` of s up to
-        `reach`, interpolated linearly (NaN where the ray stays above it). A fixed-point iteration on the surface's
-        level does not converge where the ground rises as steeply as the ray falls."""
+        `reach`, interpolated linearly (NaN where the ray stays above it). The samples are taken `chunk` at a time,
+        then twice as many, and so on, outwards, for the rays that have not met the surface yet (a ray meeting it at
+        20 m costs 24 surface lookups instead of 121). A fixed-point iteration on the surface's level does not
+        converge where the ground rises as steeply as the ray falls."""
         s = np.arange(0.0, reach + step, step)
-        along = origins[:, None, :] + s[None, :, None] * directions[:, None, :]  # (N, S, 3)
-        above = along[..., 2] - self.height_at(along[..., :2].reshape(-1, 2)).reshape(along.shape[:2])
-        below = above <= 0.0
-        first = np.argmax(below, axis=1)
-        rows = np.arange(len(origins))
-        hit = below[rows, first] & (first > 0)
-        a, b = above[rows, first - 1], above[rows, first]
-        with np.errstate(divide="ignore", invalid="ignore"):
-            crossing = s[first - 1] + step * a / (a - b)
-        return np.where(hit, crossing, np.nan)
+        crossing = np.full(len(origins), np.nan)
+        active = np.arange(len(origins))
+        last_above = np.full(len(origins), np.nan)  # each active ray's height above the surface at its last sample
+        start = 0
+        while start < len(s):
+            part = s[start:start + chunk]
+            along = origins[active, None, :] + part[None, :, None] * directions[active, None, :]  # (A, C, 3)
+            above = along[..., 2] - self.height_at(along[..., :2].reshape(-1, 2)).reshape(along.shape[:2])
+            above = np.concatenate([last_above[:, None], above], axis=1)  # column k: sample start + k - 1
+            below = above[:, 1:] <= 0.0
+            met = below.any(axis=1)
+            first = np.argmax(below, axis=1)[met] + 1  # the first sample at or below, as a column of `above`
+            rows = np.flatnonzero(met)
+            a, b = above[rows, first - 1], above[rows, first]
+            with np.errstate(divide="ignore", invalid="ignore"):
+                crossing[active[rows]] = s[start + first - 2] + step * a / (a - b)  # NaN where the ray starts below
+            active, last_above = active[~met], above[~met, -1]
+            if not len(active):
+                break
+            start, chunk = start + chunk, 2 * chunk  # the rays left are the long ones
+        return crossing
 
     def _height(self, cell: np.ndarray, rbin: np.ndarray, r: np.ndarray) -> np.ndarray:
         """Height (N,) [m] of the surface at flat cells (sector x bins + rbin) (N,), range bins (N,), ranges (N,) [m]

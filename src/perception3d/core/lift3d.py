@@ -53,7 +53,6 @@ import numpy as np
 
 from .bev_components import BevCells, connected_in_windows
 from .boxes import bev_corners, footprint_pair_iou, paired_intersection_2d, wlh_to_lwh
-from .camera import MIN_DEPTH_M
 from .classes import DETECTION_RANGE_M, SIZE_PRIOR_WLH, size_priors
 from .detections import Detections2D, Detections3D
 from .frustum import (
@@ -67,7 +66,8 @@ from .frustum import (
     project_cloud,
 )
 from .geometry import invert_transform, transform_points, wrap_angle
-from .ground import GroundParams, GroundSurface, SweepGround, checked_split, sweep_ground
+from .ground import GroundParams, SweepGround, checked_split, sweep_ground
+from .ground_contact import GroundContact, blend, contact_weight
 from .km3d import ry_to_yaw, yaw_to_ry
 from .qaf2d import YAW_CANDIDATES, Anchors, lift_boxes_multi, normalise_boxes, paired_iou, projected_extent
 from .row_gaps import fill_row_gaps
@@ -135,12 +135,6 @@ class LiftParams:
             3 of 4 held-out runs; bus, trailer and construction-vehicle AP swung by up to 0.14 either way. The width
             of a car seen side-on by the same rule raised mAP by 0.004 more, but an oblique car's 2D box edges do
             show its width (perfect boxes of 1.7 and 2.2 m wide cars gave 1.86 and 2.06 m; the rule, 1.96): not kept.
-        ground_error_per_m: the ground surface's height error grows by this per metre of range [m/m] (0.05 m at
-            10 m, 0.2 m at 40 m): it weighs the depth of an unsupported box's ground contact against the depth from
-            its class's mean size (`_on_the_ground`; on the tuning worlds, v1 seeds 5-6 and v2 seeds 9-10 with
-            perfect and good 2D boxes, 0.005 raised mAP in all eight runs against the size alone, +0.090 summed,
-            pedestrian AP in all eight; with an earlier ray intersection, within 0.001 of it at 0.005: 0.0025 +0.104
-            but lower on both v2 good runs, 0.01 +0.064, the ground alone +0.107 with pedestrian AP lower in three).
         ground, cluster, fit: ground-surface, frustum-cluster and segment box-fit (core.segments) parameters.
     """
 
@@ -167,7 +161,6 @@ class LiftParams:
     min_score: float = 0.0
     flat_face_classes: tuple[str, ...] = ("barrier",)
     prior_length_classes: tuple[str, ...] = ("car", "truck")
-    ground_error_per_m: float = 0.005
     ground: GroundParams = field(default_factory=GroundParams)
     cluster: ClusterParams = field(default_factory=lambda: ClusterParams(segment_gap_m=0.6,
                                                                           segment_gap_per_depth=0.04))
@@ -190,7 +183,8 @@ def detect_3d(points_lidar: np.ndarray, views: Sequence[CameraView], T_base_lida
         split: sweep_ground's result for the finite points with params.ground, when already computed (the nodes
             of one process share it per sweep: nodes.shared_sweep); computed here when None.
         frustums: core.view_frustums' result for the views and the non-ground points of that split with
-            params.cluster, when already computed (shared like split); computed here when None.
+            params.cluster and its ground contact (core.ground_contact.GroundContact.of), when already computed
+            (shared like split); computed here when None.
     """
     clock = _StepClock(timings)
     xyz, finite = check_points(points_lidar, "detect_3d")
@@ -200,14 +194,15 @@ def detect_3d(points_lidar: np.ndarray, views: Sequence[CameraView], T_base_lida
     object_height = ground.height[~ground.is_ground]
     ground_pts = np.compress(ground.is_ground, pts, axis=0)
     clock.step("ground")
+    contact = GroundContact.of(ground, T_base_lidar, params.ground)
     frustums = checked_frustums(frustums, views) if frustums is not None else view_frustums(objects, views,
-                                                                                             params.cluster)
+                                                                                             params.cluster, contact)
     object_cells = BevCells(objects, params.border_cell_m)
     present = [camera_frustums for camera_frustums in frustums if camera_frustums is not None]
     seen = _SeenColumns.of(present, len(objects))
     supports = _box_supports(objects, object_cells, object_height, ground_pts, seen, params)
     clock.step("support")
-    lifted = _lift_all(supports, params, clock, ground.surface, T_base_lidar) if supports else None
+    lifted = _lift_all(supports, params, clock, contact) if supports else None
     if lifted is None:
         return Detections3D.empty(frame_id, stamp_ns)
     lidar, camera = lifted
@@ -809,10 +804,10 @@ def _boxes_of_groups(columns: np.ndarray, owner: np.ndarray, group_class: np.nda
     return chosen
 
 
-def _lift_all(supports: list[_BoxSupport], params: LiftParams, clock: _StepClock, surface: GroundSurface | None,
-              T_base_lidar: np.ndarray) -> tuple[Detections3D, np.ndarray] | None:
+def _lift_all(supports: list[_BoxSupport], params: LiftParams, clock: _StepClock,
+              contact: GroundContact | None) -> tuple[Detections3D, np.ndarray] | None:
     """Anchors, choice and refinement for the boxes of all cameras at once: boxes in the LiDAR frame and the
-    index (into supports) of the camera of each."""
+    index (into supports) of the camera of each (contact: the sweep's ground surface; None without one)."""
     cameras = [sup.view.camera for sup in supports]
     T_cam_lidar = np.array([sup.view.T_cam_lidar for sup in supports])
     T_lidar_cam = invert_transform(T_cam_lidar)
@@ -880,10 +875,10 @@ def _lift_all(supports: list[_BoxSupport], params: LiftParams, clock: _StepClock
                           px[:, 1] <= 1.0, px[:, 3] >= size_px[:, 1] - 1.0], axis=1)
     center = place_by_box_edges(centers_cam[pick], size, ry, norm, on_border)
     standing = np.flatnonzero(~has_lidar & ~on_border[:, 3])  # without LiDAR, their bottom edge in the image
-    if surface is not None and len(standing):
+    if contact is not None and len(standing):
         center[standing] = _on_the_ground(center[standing], size[standing], ry[standing], norm[standing],
-                                          T_base_lidar @ T_lidar_cam[cam[chosen[standing]]],
-                                          prior_wlh[chosen[standing]], surface, params.ground_error_per_m)
+                                          contact.T_base_lidar @ T_lidar_cam[cam[chosen[standing]]],
+                                          prior_wlh[chosen[standing]], contact)
     T_box = T_lidar_cam[cam[chosen]]
     centers_lidar = np.einsum("nij,nj->ni", T_box[:, :3, :3], center) + T_box[:, :3, 3]
     yaws = ry_to_yaw(ry, T_box[:, :3, :3])
@@ -899,7 +894,7 @@ def _lift_all(supports: list[_BoxSupport], params: LiftParams, clock: _StepClock
                          np.isin(classes[fitted], params.prior_length_classes),
                          # the ground under the boxes whose height the LiDAR bounds (it saw their roof)
                          np.where(np.isfinite(height_bounds[fitted, 1]),
-                                  _ground_under(extremes, heading[fitted], surface, T_base_lidar), np.nan))
+                                  _ground_under(extremes, heading[fitted], contact), np.nan))
     centers_lidar[lid], size[lid], yaws[lid] = fit_boxes(centers_lidar[lid], size[lid], yaws[lid], problem,
                                                          params.fit)
     center[lid] = np.einsum("nij,nj->ni", T_cam_box[lid, :3, :3], centers_lidar[lid]) + T_cam_box[lid, :3, 3]
@@ -925,47 +920,34 @@ HIDDEN_MIN_POINTS = 30
 
 
 def _on_the_ground(center_cam: np.ndarray, size_lwh: np.ndarray, ry: np.ndarray, norm: np.ndarray,
-                   T_base_cam: np.ndarray, prior_wlh: np.ndarray, surface: GroundSurface,
-                   ground_error_per_m: float) -> np.ndarray:
+                   T_base_cam: np.ndarray, prior_wlh: np.ndarray, contact: GroundContact) -> np.ndarray:
     """Centres (B, 3) (camera frame [m]) of boxes without LiDAR (sizes (B, 3), headings ry (B,), placed by their 2D
     boxes norm (B, 4) in normalised image coordinates, whose depth comes from the class's mean size: priors (B, 2,
-    3)), moved along their rays towards where they stand on the ground surface (base frame; T_base_cam (B, 4, 4)).
-
-    An object stands on the ground: its nearest bottom corner is the lowest point of its 2D box, so the ray through
-    the middle of the bottom edge meets the ground at that corner's depth (over level ground every point of an image
-    row lies at one depth). The two depths are combined in log depth, each weighted by its inverse squared relative
-    error: the class's relative height std for the size's (the box height sets the depth), and for the ground's
-    ground_error_per_m x range / the camera's height above the ground (a height error dh of the ground where the
-    ray meets it moves the depth by dh x depth / camera height: 0.15 m at 30 m is 2.6 m). The 2D boxes are taken as
-    amodal (the whole object, also where a nearer one hides its foot: boxes projected from 3D annotations); a box
-    that ends where the object is hidden meets the ground beyond it."""
-    ray_cam = np.stack([0.5 * (norm[:, 0] + norm[:, 2]), norm[:, 3], np.ones(len(norm))], axis=1)  # z = 1: s = depth
-    contact = surface.ray_hits(T_base_cam[:, :3, 3], np.einsum("nij,nj->ni", T_base_cam[:, :3, :3], ray_cam))
-    meets = np.isfinite(contact) & (contact > MIN_DEPTH_M)
+    3)), moved along their rays towards where they stand on the ground surface (T_base_cam (B, 4, 4)): to their
+    log-depth combination with the box slid so that its nearest bottom corner lies at the ground contact's depth
+    (core.ground_contact; the size's relative error is the class's height std / mean)."""
+    depth, contact_error = contact.depths(norm, T_base_cam)
+    meets = np.isfinite(depth)
     if not meets.any():
         return center_cam
-    on_ground = slide_to_depth(center_cam[meets], size_lwh[meets], ry[meets], contact[meets])
-    camera_height = T_base_cam[meets, 2, 3] - surface.height_at(T_base_cam[meets, :2, 3])
-    ground_error = ground_error_per_m * contact[meets] / np.maximum(camera_height, 0.5)
-    size_error = prior_wlh[meets, 1, 2] / prior_wlh[meets, 0, 2]
-    weight = size_error**2 / (size_error**2 + ground_error**2)
+    on_ground = slide_to_depth(center_cam[meets], size_lwh[meets], ry[meets], depth[meets])
+    weight = contact_weight(prior_wlh[meets, 1, 2] / prior_wlh[meets, 0, 2], contact_error[meets])
     out = center_cam.copy()
-    out[meets] = center_cam[meets] * np.exp(weight * np.log(on_ground[:, 2] / center_cam[meets, 2]))[:, None]
+    out[meets] = center_cam[meets] * blend(center_cam[meets, 2], on_ground[:, 2], weight)[:, None]
     return out
 
 
-def _ground_under(extremes: np.ndarray, heading: np.ndarray, surface: GroundSurface | None,
-                  T_base_lidar: np.ndarray) -> np.ndarray:
+def _ground_under(extremes: np.ndarray, heading: np.ndarray, contact: GroundContact | None) -> np.ndarray:
     """Height (B,) of the ground (LiDAR frame z [m]) under the middle of each segment's footprint (extremes (B, 4)
     along and across its heading (B,) [rad], FitProblem); NaN without a surface or a heading."""
     along, across = 0.5 * (extremes[:, 0] + extremes[:, 1]), 0.5 * (extremes[:, 2] + extremes[:, 3])
     c, s = np.cos(heading), np.sin(heading)
     middle = np.stack([along * c - across * s, along * s + across * c, np.zeros(len(heading))], axis=1)
-    if surface is None or len(middle) == 0:
+    if contact is None or len(middle) == 0:
         return np.full(len(middle), np.nan)
-    base = transform_points(T_base_lidar, np.nan_to_num(middle))
-    base[:, 2] = surface.height_at(base[:, :2])
-    z = transform_points(invert_transform(T_base_lidar), base)[:, 2]
+    base = transform_points(contact.T_base_lidar, np.nan_to_num(middle))
+    base[:, 2] = contact.surface.height_at(base[:, :2])
+    z = transform_points(invert_transform(contact.T_base_lidar), base)[:, 2]
     return np.where(np.isfinite(middle[:, 0]), z, np.nan)
 
 

@@ -32,6 +32,7 @@ from scipy.spatial import cKDTree
 from .classes import DETECTION_TO_LIDARSEG, IGNORE_LABEL, LIDARSEG_CLASSES
 from .frustum import CameraView, ClusterParams, check_points, object_points, points_in_boxes_2d, project_cloud
 from .ground import GroundParams, SweepGround, checked_split, sweep_ground
+from .ground_contact import GroundContact
 from .view_frustums import ViewFrustums, checked_frustums, view_frustums
 
 GROUND_LABEL = LIDARSEG_CLASSES.index("driveable_surface")
@@ -57,7 +58,8 @@ def segment_points(points_lidar: np.ndarray, views: Sequence[CameraView], T_base
         split: sweep_ground's result for the finite points with `ground`, when already computed (the nodes of one
             process share it per sweep: nodes.shared_sweep); computed here when None.
         frustums: core.view_frustums' result for the views and the non-ground points of that split with
-            `cluster`, when already computed (shared like split); computed here when None.
+            `cluster` and its ground contact (core.ground_contact.GroundContact.of), when already computed (shared
+            like split); computed here when None.
     Returns:
         labels (N,) uint8 in 0..16 (core.classes.LIDARSEG_CLASSES) and scores (N,) float32 in [0, 1].
     """
@@ -82,7 +84,8 @@ def segment_points(points_lidar: np.ndarray, views: Sequence[CameraView], T_base
     band_index = np.flatnonzero(band)
     band_pts = np.take(pts, band_index, axis=0)  # a take of rows: ~4x faster than indexing
     if frustums is None:
-        frustums = view_frustums(np.take(pts, objects, axis=0), views, cluster)
+        frustums = view_frustums(np.take(pts, objects, axis=0), views, cluster,
+                                 GroundContact.of(split, T_base_lidar, ground))
     hit_point, hit_label, hit_score, hit_depth = [], [], [], []
     seen = np.zeros(len(pts), dtype=bool)
     for view, camera_frustums in zip(views, checked_frustums(frustums, views)):

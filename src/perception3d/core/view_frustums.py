@@ -2,7 +2,14 @@
 per-sweep context): per camera its boxes of the detection classes, the object points (the sweep less its ground)
 projected into its image, and the boxes' frustum clusters (core.frustum). detection3d (core.lift3d) and
 segmentation (core.segmentation) both start from them; each then cuts the clusters into segments with its own
-parameters. Nodes of one process share them per sweep (nodes.shared_sweep)."""
+parameters. Nodes of one process share them per sweep (nodes.shared_sweep).
+
+A box's object cluster is the one nearest the depth its 2D box implies: with the sweep's ground surface, the depth
+its class's mean height gives combined with where its bottom edge meets the ground (core.ground_contact). By the
+height alone a parked bicycle 0.8 m tall (class mean 1.30 m) had its cluster expected 1.6 x its range away, and took
+the wall behind it; a low car, the taller van behind it. On the tuning worlds (v1 seeds 5-6, v2 seeds 9-10, perfect
+and good 2D boxes) the combination raised detection mAP in all eight runs (+0.012 to +0.032; bicycle AP +0.05 to
++0.32, pedestrian AP in all eight), benchmarks/results/world_v2_log.md."""
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -20,8 +27,11 @@ from .frustum import (
     class_depth_extent,
     expected_depths,
     frustum_clusters,
+    height_priors,
     project_cloud,
 )
+from .geometry import invert_transform
+from .ground_contact import GroundContact, blend, contact_weight
 
 
 @dataclass
@@ -43,10 +53,10 @@ class ViewFrustums:
     clusters: FrustumClusters
 
 
-def view_frustums(objects_lidar: np.ndarray, views: Sequence[CameraView],
-                  params: ClusterParams) -> list[ViewFrustums | None]:
+def view_frustums(objects_lidar: np.ndarray, views: Sequence[CameraView], params: ClusterParams,
+                  contact: GroundContact | None = None) -> list[ViewFrustums | None]:
     """Per view, its ViewFrustums of the object points (N, 3) [m, LiDAR frame]; None for a view without a box of a
-    detection class."""
+    detection class. contact: the sweep's ground surface (None: the box heights alone give the expected depths)."""
     seen = []  # per view with boxes: its index, boxes, cloud, their depth extents and expected depths
     for k, view in enumerate(views):
         dets = view.detections
@@ -64,15 +74,36 @@ def view_frustums(objects_lidar: np.ndarray, views: Sequence[CameraView],
     # The clusters of all views at once (a point pairs with the boxes of its own view only).
     point_start = np.cumsum([0] + [len(cloud.index) for cloud in clouds])
     box_start = np.cumsum([0] + [len(view_dets) for view_dets in dets])
+    boxes = np.concatenate([view_dets.boxes_xyxy for view_dets in dets])
+    class_ids = np.concatenate([view_dets.class_ids for view_dets in dets])
+    expected = np.concatenate(expected)
+    if contact is not None:
+        _combine_with_contacts(expected, boxes, class_ids, [views[k] for k in index], np.diff(box_start), contact)
     clusters = frustum_clusters(np.concatenate([cloud.uv.T for cloud in clouds], axis=1).T,  # column-major, as uv
-                                np.concatenate([cloud.points_cam[:, 2] for cloud in clouds]),
-                                np.concatenate([view_dets.boxes_xyxy for view_dets in dets]), np.concatenate(extents),
-                                np.concatenate(expected), params,
-                                np.concatenate([view_dets.class_ids for view_dets in dets]), (point_start, box_start))
+                                np.concatenate([cloud.points_cam[:, 2] for cloud in clouds]), boxes,
+                                np.concatenate(extents), expected, params, class_ids, (point_start, box_start))
     for k, view_dets, cloud, extent, view_clusters in zip(index, dets, clouds, extents,
                                                           clusters.split(point_start, box_start)):
         out[k] = ViewFrustums(views[k], view_dets, cloud, extent, view_clusters)
     return out
+
+
+def _combine_with_contacts(expected: np.ndarray, boxes: np.ndarray, class_ids: np.ndarray,
+                           views: Sequence[CameraView], counts: np.ndarray, contact: GroundContact) -> None:
+    """Combine the box-height depths expected (B,) [m] (NaN: none) of boxes (B, 4) [px] (counts (V,) of them in
+    each of views, in order) in place, in log depth, with the boxes' ground contacts where their rays meet the
+    surface (the height's relative error: the class's height std / mean; all views in one surface lookup)."""
+    use = np.flatnonzero(np.isfinite(expected))  # boxes cut by the top or bottom border have neither
+    if not len(use):
+        return
+    K = np.repeat(np.array([view.camera.K for view in views]), counts, axis=0)[use]
+    norm = (boxes[use] - K[:, [0, 1, 0, 1], 2]) / K[:, [0, 1, 0, 1], [0, 1, 0, 1]]
+    T_base_cam = contact.T_base_lidar @ invert_transform(np.array([view.T_cam_lidar for view in views]))
+    depth, contact_error = contact.depths(norm, np.repeat(T_base_cam, counts, axis=0)[use])
+    meets = np.flatnonzero(np.isfinite(depth))
+    height = height_priors(class_ids[use[meets]])
+    weight = contact_weight(height[:, 1] / height[:, 0], contact_error[meets])
+    expected[use[meets]] *= blend(expected[use[meets]], depth[meets], weight)
 
 
 def checked_frustums(frustums: Sequence[ViewFrustums | None], views: Sequence[CameraView]

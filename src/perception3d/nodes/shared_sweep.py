@@ -21,6 +21,7 @@ import numpy as np
 from ..core.camera import CameraModel
 from ..core.frustum import CameraView, ClusterParams
 from ..core.ground import GroundParams, SweepGround, sweep_ground
+from ..core.ground_contact import GroundContact
 from ..core.view_frustums import ViewFrustums, view_frustums
 
 RECENT_SWEEPS = 4
@@ -28,10 +29,11 @@ RECENT_SWEEPS = 4
 
 class SweepContext:
     """One sweep's shared results: the ground split of its points (N, 3) [m, LiDAR frame], and its view frustums
-    per camera views and cluster choice."""
+    per camera views and cluster choice (with the ground contact of the split's surface: contact, None without
+    one)."""
 
-    def __init__(self, points: np.ndarray, split: SweepGround) -> None:
-        self.points, self.split = points, split
+    def __init__(self, points: np.ndarray, split: SweepGround, contact: GroundContact | None) -> None:
+        self.points, self.split, self.contact = points, split, contact
         self._frustums: list[tuple[tuple, list[CameraView], list[ViewFrustums | None]]] = []
         self._lock = threading.Lock()
         self.frustums_computed = 0  # view_frustums calls made (the others were shared)
@@ -44,7 +46,7 @@ class SweepContext:
                 if known_choice == choice and _same_views(known_views, views):
                     return result
         objects = np.compress(~self.split.is_ground, self.points, axis=0)
-        result = view_frustums(objects, views, params)  # outside the lock, as the ground
+        result = view_frustums(objects, views, params, self.contact)  # outside the lock, as the ground
         with self._lock:
             self.frustums_computed += 1
             self._frustums.append((choice, list(views), result))
@@ -74,7 +76,7 @@ class SharedSweep:
         split = sweep_ground(points, T, params)  # outside the lock: another sweep's node need not wait
         with self._lock:
             self.computed += 1
-            self._recent[key] = context = SweepContext(points.copy(), split)
+            self._recent[key] = context = SweepContext(points.copy(), split, GroundContact.of(split, T, params))
             while len(self._recent) > self._size:
                 self._recent.popitem(last=False)
         return context
