@@ -2,8 +2,13 @@
 import numpy as np
 import pytest
 
-from perception3d.core.ground import fit_ground_surface
+from perception3d.bench.algo import load_rig
+from perception3d.core.detections import Detections2D
+from perception3d.core.frustum import CameraView, ClusterParams, expected_depths
+from perception3d.core.geometry import invert_transform, transform_points
+from perception3d.core.ground import GroundParams, fit_ground_surface
 from perception3d.core.ground_contact import GroundContact, blend, contact_weight
+from perception3d.core.view_frustums import BOTTOM_MARGIN, view_frustums
 from scene_helpers import ground_grid
 
 CAMERA_HEIGHT_M = 1.5
@@ -34,3 +39,24 @@ def test_the_combination_weighs_each_depth_by_its_inverse_squared_relative_error
     assert combined[0] == pytest.approx(np.sqrt(160.0))  # equal errors: the geometric mean
     assert 10.0 < combined[1] < 10.6  # a precise contact (a bicycle's 0.27 height error against 3 %) dominates
     assert combined[2] == pytest.approx(16.0)  # no trust in the ground: the size's depth
+
+
+def test_a_box_ending_near_the_image_s_bottom_border_keeps_its_height_depth():
+    """A box whose bottom edge lies within BOTTOM_MARGIN of its height of the image's bottom border may be cut there
+    (a truncated object with a noisy edge): its bottom edge is no foot, and its expected depth stays the box
+    height's. A box standing higher in the image takes its ground contact into account."""
+    assert BOTTOM_MARGIN > 0.05  # the premise: 5 % of its height lies within the margin
+    rig = load_rig()
+    camera, T_base_cam = rig.cameras["CAM_FRONT"]
+    T_cam_lidar = invert_transform(T_base_cam) @ rig.T_base_lidar
+    ground = fit_ground_surface(ground_grid(extent=60.0, spacing=0.4), rig.T_base_lidar[:2, 3])
+    contact = GroundContact(ground, rig.T_base_lidar, GroundParams().error_per_m)
+    bottom = camera.height - 1.0
+    boxes = np.array([[700.0, bottom - 400.0, 900.0, bottom - 20.0],  # 5 % of its height above the border
+                      [700.0, 500.0, 800.0, 560.0]])  # a car's box well above it
+    view = CameraView(Detections2D(boxes, ["car", "car"], [0.9, 0.9], camera.frame_id), camera, T_cam_lidar)
+    objects = transform_points(invert_transform(rig.T_base_lidar), np.array([[10.0, 0.0, 0.5]]))
+    (frustums,) = view_frustums(objects, [view], ClusterParams(), contact)
+    by_height = expected_depths(boxes, ["car", "car"], camera)
+    assert frustums.clusters.expected_depth[0] == by_height[0]
+    assert abs(np.log(frustums.clusters.expected_depth[1] / by_height[1])) > 0.01

@@ -88,12 +88,23 @@ def view_frustums(objects_lidar: np.ndarray, views: Sequence[CameraView], params
     return out
 
 
+# A box whose bottom edge lies within this fraction of its height of the image's bottom border may be cut there
+# (a detector's edges are that noisy: the simulated good preset's std is 2 px + 3 % of the side, the poor one's 6 px +
+# 10 %); its bottom edge is then no foot. A car beside the ego whose jittered box ended 44 px above the border had its
+# ground contact 2.6 m beyond its side and took the background's cluster: with the good preset, segmentation's car
+# IoU fell 0.827 -> 0.733 on bench scores' scene without this margin.
+BOTTOM_MARGIN = 0.1
+
+
 def _combine_with_contacts(expected: np.ndarray, boxes: np.ndarray, class_ids: np.ndarray,
                            views: Sequence[CameraView], counts: np.ndarray, contact: GroundContact) -> None:
     """Combine the box-height depths expected (B,) [m] (NaN: none) of boxes (B, 4) [px] (counts (V,) of them in
     each of views, in order) in place, in log depth, with the boxes' ground contacts where their rays meet the
     surface (the height's relative error: the class's height std / mean; all views in one surface lookup)."""
-    use = np.flatnonzero(np.isfinite(expected))  # boxes cut by the top or bottom border have neither
+    image_height = np.repeat([float(view.camera.height) for view in views], counts)
+    # boxes cut by the top or bottom border have no height depth; near the bottom border a box may be cut there
+    standing = boxes[:, 3] < image_height - 1.0 - BOTTOM_MARGIN * (boxes[:, 3] - boxes[:, 1])
+    use = np.flatnonzero(np.isfinite(expected) & standing)
     if not len(use):
         return
     K = np.repeat(np.array([view.camera.K for view in views]), counts, axis=0)[use]
