@@ -13,7 +13,8 @@ object's height against that mean, a relative error of the class's height std / 
 `GroundParams.error_per_m` x depth / the camera's height above the ground (a height error dh of the surface where
 the ray meets it moves the depth by dh x depth / camera height). The two are combined in log depth, each weighted by
 its inverse squared relative error (`contact_weight`, `blend`): core.frustum chooses a box's object cluster by the
-combined estimate, and core.lift3d places boxes without LiDAR support with it.
+combined estimate (core.view_frustums; not for a box whose bottom edge lies near the image's bottom border, where the
+object may be cut), and core.lift3d places boxes without LiDAR support with it.
 """
 from __future__ import annotations
 
