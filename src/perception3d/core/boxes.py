@@ -62,16 +62,14 @@ def intersection_2d(boxes_a: np.ndarray, boxes_b: np.ndarray) -> np.ndarray:
     """Pairwise intersection areas (N, M) of axis-aligned boxes (N, 4) and (M, 4) as (x0, y0, x1, y1)."""
     a = np.asarray(boxes_a, dtype=np.float64).reshape(-1, 4)
     b = np.asarray(boxes_b, dtype=np.float64).reshape(-1, 4)
-    ix = np.clip(np.minimum(a[:, None, 2], b[None, :, 2]) - np.maximum(a[:, None, 0], b[None, :, 0]), 0, None)
-    iy = np.clip(np.minimum(a[:, None, 3], b[None, :, 3]) - np.maximum(a[:, None, 1], b[None, :, 1]), 0, None)
-    return ix * iy
+    return paired_intersection_2d(a[:, None, :], b[None, :, :])
 
 
 def paired_intersection_2d(boxes_a: np.ndarray, boxes_b: np.ndarray) -> np.ndarray:
-    """Intersection areas (N,) of axis-aligned boxes boxes_a[i] and boxes_b[i] ((N, 4) each, x0, y0, x1, y1): the
-    diagonal of intersection_2d, the same floats."""
-    ix = np.clip(np.minimum(boxes_a[:, 2], boxes_b[:, 2]) - np.maximum(boxes_a[:, 0], boxes_b[:, 0]), 0, None)
-    iy = np.clip(np.minimum(boxes_a[:, 3], boxes_b[:, 3]) - np.maximum(boxes_a[:, 1], boxes_b[:, 1]), 0, None)
+    """Intersection areas of axis-aligned boxes boxes_a[..., :] and boxes_b[..., :] paired element by element
+    (shapes (..., 4) that broadcast, x0, y0, x1, y1): (N,) for two (N, 4) lists of pairs."""
+    ix = np.clip(np.minimum(boxes_a[..., 2], boxes_b[..., 2]) - np.maximum(boxes_a[..., 0], boxes_b[..., 0]), 0, None)
+    iy = np.clip(np.minimum(boxes_a[..., 3], boxes_b[..., 3]) - np.maximum(boxes_a[..., 1], boxes_b[..., 1]), 0, None)
     return ix * iy
 
 

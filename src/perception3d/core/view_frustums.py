@@ -32,6 +32,7 @@ from .frustum import (
 )
 from .geometry import invert_transform
 from .ground_contact import GroundContact, blend, contact_weight
+from .qaf2d import normalise_boxes
 
 
 @dataclass
@@ -109,8 +110,7 @@ def _combine_with_contacts(expected: np.ndarray, boxes: np.ndarray, class_ids: n
     use = np.flatnonzero(np.isfinite(expected) & standing)
     if not len(use):
         return
-    K = np.repeat(np.array([view.camera.K for view in views]), counts, axis=0)[use]
-    norm = (boxes[use] - K[:, [0, 1, 0, 1], 2]) / K[:, [0, 1, 0, 1], [0, 1, 0, 1]]
+    norm = normalise_boxes(boxes[use], np.repeat(np.arange(len(views)), counts)[use], [v.camera for v in views])[0]
     T_base_cam = contact.T_base_lidar @ invert_transform(np.array([view.T_cam_lidar for view in views]))
     depth, contact_error = contact.depths(norm, np.repeat(T_base_cam, counts, axis=0)[use])
     meets = np.flatnonzero(np.isfinite(depth))
