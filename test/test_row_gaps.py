@@ -140,6 +140,16 @@ def test_a_row_continues_past_its_end_over_returns_that_fill_a_barrier_but_not_o
     assert len(fill_row_gaps(dets, np.vstack([xy, post]), np.r_[height, post_height])) == len(dets)
 
 
+def test_a_row_end_seen_by_one_return_in_each_half_is_filled_and_by_one_return_alone_is_not():
+    """A far barrier past a row's end, seen along the row behind the nearer ones, holds a return or two."""
+    dets = row([0, 1, 2])
+    xy, height = wall(9.0, 15.0)  # the row's own three barriers (x 9-15)
+    far = np.array([[15.6, ROW_Y_M + 0.35], [16.5, ROW_Y_M + 0.35]])  # one in each half of the next footprint
+    centres, _, _ = added(dets, fill_row_gaps(dets, np.vstack([xy, far]), np.r_[height, 0.6, 0.6]))
+    assert len(centres) == 1 and abs(centres[0, 0] - 16.05) < 1e-9
+    assert len(fill_row_gaps(dets, np.vstack([xy, far[:1]]), np.r_[height, 0.6])) == len(dets)
+
+
 def test_a_row_end_grows_by_two_barriers_at_most_and_not_into_another_detection():
     dets = row([0, 1])
     xy, height = wall(9.0, 21.0)  # returns for four barriers past slot 1
