@@ -155,8 +155,8 @@ def main() -> None:
     parser.add_argument("--name", default="world_v2_placement")
     parser.add_argument("--class", dest="detection_class", default="barrier")
     parser.add_argument("--presets", nargs="+", default=list(PRESETS), choices=[*NOISE_MODELS, *GOOD_PARTS],
-                        help="2D presets (perfect, good, poor; good-misses, good-jitter, good-false: the good preset with one kind of "
-                             "error only)")
+                        help="2D presets (perfect, good, poor; good-misses, good-jitter, good-false: the good "
+                             "preset with one kind of error only)")
     parser.add_argument("--worlds", nargs="+", type=world_seed, metavar="VERSION:SEED",
                         help="worlds to score, e.g. 1:6 2:9 (default: world_v2_scores' 1:7 2:8)")
     args = parser.parse_args()
