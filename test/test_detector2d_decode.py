@@ -6,7 +6,13 @@ from scipy import ndimage
 
 from perception3d.core.boxes import iou_2d
 from perception3d.core.classes import DETECTION_CLASSES
-from perception3d.core.models.decode import DecodeParams, decode_detections, heatmap_peaks, nms_per_class
+from perception3d.core.models.decode import (
+    DecodeParams,
+    decode_detections,
+    heatmap_peaks,
+    nms_per_class,
+    top_peaks,
+)
 from perception3d.core.models.preprocess import letterbox_batch
 from perception3d.train.augment import AugmentConfig, Similarity, augment_sample, transform_boxes
 from perception3d.train.targets import centernet_targets, gaussian_radius
@@ -47,6 +53,19 @@ def test_peaks_match_scipy_maximum_filter():
     heat = np.random.default_rng(1).random((2, 3, 17, 23)).astype(np.float32)
     reference = heat == ndimage.maximum_filter(heat, size=(1, 1, 3, 3), mode="constant", cval=-np.inf)
     assert np.array_equal(heatmap_peaks(heat), reference)
+
+
+@pytest.mark.parametrize("threshold", [0.0, 0.5, 0.97, 1.5])
+def test_top_peaks_are_the_best_local_maxima_at_or_above_the_threshold(threshold):
+    """Sparse (few cells over the threshold: neighbour test) and dense (the whole heatmap filtered) alike; values on a
+    coarse grid, so that plateaus and equal scores occur; peaks on the border count."""
+    rng = np.random.default_rng(int(threshold * 100))
+    heat = rng.choice(np.linspace(0.0, 1.0, 41), (3, 11, 13)).astype(np.float32)
+    reference = heat == ndimage.maximum_filter(heat, size=(1, 3, 3), mode="constant", cval=-np.inf)
+    cells = [i for i in np.flatnonzero(reference) if heat.flat[i] >= threshold]
+    ranked = sorted(cells, key=lambda i: (-heat.flat[i], i))
+    for top_k in (1, 7, 1000):
+        assert top_peaks(heat, threshold, top_k).tolist() == ranked[:top_k]
 
 
 def test_targets_peak_at_box_centres():

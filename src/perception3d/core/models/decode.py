@@ -3,8 +3,8 @@
 Inputs are the heads of the ONNX contract (core.models.onnx_backend): heatmap probabilities (N, C, h, w), box
 size (N, 2, h, w) as (width, height) in network-input pixels, centre offset (N, 2, h, w) as (x, y) in grid cells.
 The grid stride is input_height / h. A peak is a cell that equals the maximum of its 3x3 neighbourhood; the top-k
-peaks over all classes above the score threshold become boxes centred at (cell + offset) * stride, mapped back to
-full-resolution pixels by dividing by the letterbox scale, clipped to the image, then per-class NMS.
+peaks over all classes at or above the score threshold become boxes centred at (cell + offset) * stride, mapped back
+to full-resolution pixels by dividing by the letterbox scale, clipped to the image, then per-class NMS.
 """
 from __future__ import annotations
 
@@ -46,6 +46,34 @@ def heatmap_peaks(heatmap: np.ndarray) -> np.ndarray:
     return heatmap >= pooled
 
 
+def top_peaks(heatmap: np.ndarray, threshold: float, top_k: int) -> np.ndarray:
+    """Flat indices into one image's heatmap (C, h, w) of its top_k peaks (`heatmap_peaks`) scoring at least
+    threshold, highest score first (equal scores: lower index first).
+
+    Only the cells at or above the threshold are tested, against their 3x3 neighbours (indices clipped at the
+    border: a clipped neighbour is the cell itself or another cell of its neighbourhood). With the default
+    threshold a few hundred of the shipped model's ~180,000 cells per image qualify: a fifth of the time of
+    filtering the whole heatmap. Where more than a ninth of the cells qualify, the whole heatmap is filtered."""
+    c, h, w = heatmap.shape
+    flat = heatmap.reshape(-1)
+    cells = np.flatnonzero(flat >= threshold)
+    if 9 * len(cells) > flat.size:
+        cells = cells[heatmap_peaks(heatmap).reshape(-1)[cells]]
+    else:
+        cell_class, cell = np.divmod(cells, h * w)
+        ys, xs = np.divmod(cell, w)
+        values = flat[cells]
+        is_peak = np.ones(len(cells), dtype=bool)
+        for dy in (-1, 0, 1):
+            row = cell_class * (h * w) + np.clip(ys + dy, 0, h - 1) * w
+            for dx in (-1, 0, 1):
+                if dy or dx:
+                    is_peak &= values >= flat[row + np.clip(xs + dx, 0, w - 1)]
+        cells = cells[is_peak]
+    order = np.lexsort((cells, -flat[cells]))[:top_k]
+    return cells[order]
+
+
 def nms_per_class(boxes_xyxy: np.ndarray, scores: np.ndarray, class_idx: np.ndarray,
                   iou_threshold: float) -> np.ndarray:
     """Greedy non-maximum suppression within each class; returns kept indices sorted by descending score.
@@ -82,13 +110,10 @@ def decode_detections(heatmap: np.ndarray, size: np.ndarray, offset: np.ndarray,
     n, c, h, w = heatmap.shape
     stride = input_height / h
     names = np.asarray(class_names, dtype=object)
-    peaks = heatmap_peaks(heatmap)
     results = []
     for i in range(n):
-        scores = np.where(peaks[i], heatmap[i], 0.0).reshape(-1)
-        k = min(params.top_k, scores.size)
-        top = np.argpartition(-scores, k - 1)[:k]
-        top = top[scores[top] >= params.score_threshold]
+        top = top_peaks(heatmap[i], params.score_threshold, params.top_k)
+        scores = heatmap[i].reshape(-1)
         cls, cell = np.divmod(top, h * w)
         ys, xs = np.divmod(cell, w)
         cx = (xs + offset[i, 0, ys, xs]) * stride
