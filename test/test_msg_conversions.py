@@ -36,6 +36,17 @@ def test_detection2d_array_uses_center_position_and_round_trips():
     assert back.stamp_ns == 77 and back.frame_id == "CAM_FRONT"
 
 
+def test_detection2d_array_serializes_each_box_with_its_own_values():
+    dets = Detections2D([[10, 20, 110, 70], [0.5, 0, 5, 5.25], [7, 8, 9, 10]], ["car", "pedestrian", "cone"],
+                        [0.9, 0.4, 0.125], "CAM_BACK", 5, ["1", "2", "3"])
+    store = typestore()
+    raw = store.serialize_cdr(detections2d_to_msg(dets), "vision_msgs/msg/Detection2DArray")
+    back = msg_to_detections2d(store.deserialize_cdr(raw, "vision_msgs/msg/Detection2DArray"), "/CAM_BACK/detections")
+    np.testing.assert_array_equal(back.boxes_xyxy, dets.boxes_xyxy)
+    assert list(back.class_ids) == ["car", "pedestrian", "cone"] and list(back.scores) == [0.9, 0.4, 0.125]
+    assert list(back.ids) == ["1", "2", "3"] and (back.frame_id, back.stamp_ns) == ("CAM_BACK", 5)
+
+
 def test_top_hypothesis_is_read_when_several():
     msg = detections2d_to_msg(Detections2D([[0, 0, 1, 1]], ["car"], [0.3]))
     hyp = F("vision_msgs/msg/ObjectHypothesisWithPose",

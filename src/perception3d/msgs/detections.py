@@ -38,19 +38,21 @@ def _top_hypothesis(det: Any, topic: str, index: int) -> tuple[str, float]:
 
 
 def detections2d_to_msg(dets: Detections2D, factory: MessageFactory | None = None) -> Any:
-    """A Detection2DArray with the set's stamp and frame."""
+    """A Detection2DArray with the set's stamp and frame (every part of every box in bulk, as detections3d_to_msg)."""
     factory = factory or default_factory()
     header = factory.header(dets.stamp_ns, dets.frame_id)
-    items = []
-    for box, cls, score, ident in zip(dets.boxes_xyxy, dets.class_ids, dets.scores, dets.ids):
-        x0, y0, x1, y1 = (float(v) for v in box)
-        bbox = factory(
-            "vision_msgs/msg/BoundingBox2D",
-            center=factory("vision_msgs/msg/Pose2D",
-                           position=factory("vision_msgs/msg/Point2D", x=(x0 + x1) / 2, y=(y0 + y1) / 2)),
-            size_x=x1 - x0, size_y=y1 - y0)
-        items.append(factory("vision_msgs/msg/Detection2D", header=header,
-                             results=[_hypothesis(factory, cls, score)], bbox=bbox, id=str(ident)))
+    boxes = np.asarray(dets.boxes_xyxy, dtype=np.float64).reshape(-1, 4)
+    centers = factory.many("vision_msgs/msg/Point2D", x=(boxes[:, 0] + boxes[:, 2]) / 2,
+                           y=(boxes[:, 1] + boxes[:, 3]) / 2)
+    poses = factory.many("vision_msgs/msg/Pose2D", factory("vision_msgs/msg/Pose2D"), position=centers)
+    bboxes = factory.many("vision_msgs/msg/BoundingBox2D", factory("vision_msgs/msg/BoundingBox2D"), center=poses,
+                          size_x=boxes[:, 2] - boxes[:, 0], size_y=boxes[:, 3] - boxes[:, 1])
+    hypotheses = factory.many("vision_msgs/msg/ObjectHypothesis", class_id=[str(cls) for cls in dets.class_ids],
+                              score=np.asarray(dets.scores, dtype=np.float64))
+    results = factory.many("vision_msgs/msg/ObjectHypothesisWithPose", _hypothesis(factory, "", 0.0),
+                           hypothesis=hypotheses)
+    items = factory.many("vision_msgs/msg/Detection2D", factory("vision_msgs/msg/Detection2D", header=header),
+                         results=[[result] for result in results], bbox=bboxes, id=[str(i) for i in dets.ids])
     return factory("vision_msgs/msg/Detection2DArray", header=header, detections=items)
 
 
