@@ -2,7 +2,8 @@
 
 `detect(images)` takes full-resolution RGB uint8 images (any sizes), letterboxes them into one batch
 (core.models.preprocess), runs the network once, and decodes (core.models.decode) one Detections2D per image with
-boxes in that image's full-resolution pixels.
+boxes in that image's full-resolution pixels. On a CUDA device the torch backend letterboxes on the GPU
+(`letterbox_on_device`) where that gives the same batch as the CPU's resize.
 """
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from ..classes import DETECTION_CLASSES
 from ..detections import Detections2D
@@ -17,7 +19,7 @@ from .centernet import CenterNet, CenterNetInference
 from .checkpoint import load_checkpoint
 from .decode import DEFAULT_DECODE, DecodeParams, decode_detections
 from .options import RunnerOptions
-from .preprocess import letterbox_batch
+from .preprocess import area_shrink_is_whole, area_taps, check_rgb, letterbox_batch, letterbox_scale
 from .runner import TorchRunner
 
 
@@ -39,6 +41,10 @@ class Detector2D:
         """Run one batch of black images, so that the first real frame does not pay for allocation and tuning."""
         self.detect([np.zeros((height, width, 3), np.uint8)] * image_count)
 
+    def letterbox(self, images: Sequence[np.ndarray], sources: Sequence[str] | None) -> tuple[np.ndarray, np.ndarray]:
+        """The network's input batch and the per-image scales (core.models.preprocess.letterbox_batch)."""
+        return letterbox_batch(images, self.input_width, self.input_height, sources)
+
     def detect(self, images: Sequence[np.ndarray], frame_ids: Sequence[str] | None = None,
                stamps_ns: Sequence[int] | None = None) -> list[Detections2D]:
         """One Detections2D per RGB uint8 (H, W, 3) image, boxes in its full-resolution pixels; one forward pass.
@@ -47,7 +53,7 @@ class Detector2D:
         """
         if len(images) == 0:
             return []
-        batch, scales = letterbox_batch(images, self.input_width, self.input_height, frame_ids)
+        batch, scales = self.letterbox(images, frame_ids)
         heatmap, size, offset = self.heads(batch)
         sizes = [(image.shape[1], image.shape[0]) for image in images]
         return decode_detections(heatmap, size, offset, scales, sizes, self.class_names, self.input_height,
@@ -74,5 +80,62 @@ class TorchDetector2D(Detector2D):
         model, _ = load_checkpoint(path, expected_classes)
         return cls(model, device, params, options)
 
-    def heads(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def letterbox(self, images: Sequence[np.ndarray], sources: Sequence[str] | None
+                  ) -> tuple[np.ndarray | torch.Tensor, np.ndarray]:
+        """On CUDA the batch is made on the GPU where `letterbox_on_device` gives the CPU's batch: the images are
+        copied up as uint8 (a quarter of the float batch's bytes) through a pinned buffer kept between frames."""
+        if self.device.type == "cuda":
+            images = [check_rgb(image, sources[i] if sources is not None else f"image {i}")
+                      for i, image in enumerate(images)]
+            on_device = letterbox_on_device(images, self.input_width, self.input_height, self.device,
+                                            self._pinned_buffer(images))
+            if on_device is not None:
+                return on_device
+        return super().letterbox(images, sources)
+
+    def _pinned_buffer(self, images: Sequence[np.ndarray]) -> torch.Tensor | None:
+        """A page-locked (N, H, W, 3) uint8 host buffer for images of one size (reused while the size stays)."""
+        shape = (len(images), *images[0].shape)
+        if any(image.shape != images[0].shape for image in images):
+            return None
+        if getattr(self, "_pinned", None) is None or tuple(self._pinned.shape) != shape:
+            self._pinned = torch.empty(shape, dtype=torch.uint8, pin_memory=True)
+        return self._pinned
+
+    def heads(self, batch: np.ndarray | torch.Tensor) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         return self.runner(batch)
+
+
+def letterbox_on_device(images: Sequence[np.ndarray], input_width: int, input_height: int, device: torch.device,
+                        host_buffer: torch.Tensor | None = None) -> tuple[torch.Tensor, np.ndarray] | None:
+    """`letterbox_batch` computed on `device`: the same (N, 3, input_height, input_width) float32 batch in [0, 1] (as
+    a tensor there) and scales, for checked RGB uint8 images of one size that the area-averaging resize alone fits
+    into the input (preprocess.area_shrink_is_whole) by a shrink other than a whole number on both axes; None for
+    others, which the CPU letterboxes.
+
+    The resize is cv2.INTER_AREA's as separable taps (preprocess.area_taps) in float32, rounded to uint8 levels
+    as cv2 rounds. host_buffer: optional (N, H, W, 3) uint8 tensor (pinned) the images are copied into first."""
+    height, width = images[0].shape[:2]
+    scale = letterbox_scale(width, height, input_width, input_height)
+    if any(image.shape != images[0].shape for image in images) or not area_shrink_is_whole(width, height, scale):
+        return None
+    rw, rh = round(width * scale), round(height * scale)
+    if width % rw == 0 and height % rh == 0:
+        return None  # whole-number shrink on both axes: cv2 averages in integers there, rounding halves up
+    if host_buffer is None:
+        host_buffer = torch.from_numpy(np.stack(images))
+    else:
+        np.stack(images, out=host_buffer.numpy())
+    pixels = host_buffer.to(device, non_blocking=True).permute(0, 3, 1, 2).float()  # (N, 3, H, W)
+    for axis, (n_in, n_out) in ((3, (width, rw)), (2, (height, rh))):  # along rows first, as cv2
+        index, weight = (torch.from_numpy(a).to(device) for a in area_taps(n_in, n_out))
+        shape = [1, 1, 1, 1]
+        shape[axis] = n_out
+        resized = None
+        for tap in range(len(index)):
+            term = pixels.index_select(axis, index[tap]) * weight[tap].view(shape)
+            resized = term if resized is None else resized.add_(term)
+        pixels = resized
+    batch = torch.zeros((len(images), 3, input_height, input_width), dtype=torch.float32, device=device)
+    batch[:, :, :rh, :rw] = pixels.round_().clamp_(0.0, 255.0).mul_(np.float32(1.0 / 255.0))
+    return batch, np.full(len(images), scale)

@@ -52,6 +52,32 @@ def warp_image(image: np.ndarray, scale: float, shift_xy: tuple[float, float], m
                           borderMode=cv2.BORDER_CONSTANT, borderValue=(0, 0, 0))
 
 
+def area_shrink_is_whole(width: int, height: int, scale: float) -> bool:
+    """Whether `warp_image` letterboxes a width x height image at `scale` (no shift, no mirror) by the area-averaging
+    resize alone: it shrinks, and the resized size is the scaled size exactly (no bilinear step after it). True for
+    1600x900 cameras into the default 704x416 input (704x396)."""
+    if scale >= 1.0:
+        return False
+    rw, rh = max(1, round(width * scale)), max(1, round(height * scale))
+    return scale * width / rw == 1.0 and scale * height / rh == 1.0
+
+
+def area_taps(n_in: int, n_out: int) -> tuple[np.ndarray, np.ndarray]:
+    """Area-averaging shrink of n_in pixels to n_out <= n_in along one axis, as cv2.INTER_AREA: output pixel j is
+    the mean of the input over its extent [j, j + 1) in output pixel units, where input pixel i spans
+    [i, i + 1) * n_out / n_in. Returns (index, weight), both (T, n_out), T = the most input pixels one output pixel
+    overlaps: output j = sum over t of weight[t, j] * input[index[t, j]] (weights float32, summing to 1; a tap past
+    the last pixel repeats its index with weight 0)."""
+    s = n_out / n_in  # output pixels per input pixel
+    out = np.arange(n_out)
+    first = out * n_in // n_out
+    taps = int(np.ceil(n_in / n_out)) + 1
+    index = first[None, :] + np.arange(taps)[:, None]
+    overlap = np.minimum((index + 1) * s, out + 1) - np.maximum(index * s, out)
+    weight = np.where(index < n_in, np.maximum(overlap, 0.0), 0.0)
+    return np.minimum(index, n_in - 1), weight.astype(np.float32)
+
+
 def check_rgb(image: np.ndarray, source: str = "image") -> np.ndarray:
     """The image as a contiguous (H, W, 3) uint8 array, or ImageError naming the source."""
     image = np.asarray(image)

@@ -50,12 +50,14 @@ class TorchRunner:
         torch.set_num_threads(options.threads or len(usable_cores()))
         self.network = network.to(self.device).eval()
 
-    def __call__(self, *inputs: np.ndarray) -> tuple[np.ndarray, ...]:
-        """The network's outputs (a tuple) as float32 numpy arrays, for numpy inputs. fp16 is autocast: convolutions
+    def __call__(self, *inputs: np.ndarray | torch.Tensor) -> tuple[np.ndarray, ...]:
+        """The network's outputs (a tuple) as float32 numpy arrays, for numpy inputs (or tensors, e.g. already on
+        the device). fp16 is autocast: convolutions
         and matrix products run in float16, reductions, softmax and the models' own geometry (box decoding, sine
         encodings, index arithmetic) in float32, so the networks need no half-precision code paths."""
         with torch.inference_mode(), torch.autocast(self.device.type, dtype=torch.float16, enabled=self.half):
-            tensors = [torch.from_numpy(np.ascontiguousarray(x)).to(self.device, non_blocking=True) for x in inputs]
+            tensors = [(x if isinstance(x, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(x)))
+                       .to(self.device, non_blocking=True) for x in inputs]
             outputs = self.network(*tensors)
             outputs = outputs if isinstance(outputs, tuple) else (outputs,)
             return tuple(o.float().cpu().numpy() for o in outputs)
