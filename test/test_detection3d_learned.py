@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from perception3d.core.box_points import CameraBoxes
 from perception3d.core.classes import DETECTION_CLASSES
 from perception3d.core.detections import Detections3D
 from perception3d.core.models.detr3d import (
@@ -20,7 +21,7 @@ from perception3d.core.models.detr3d import (
     Detr3DConfig,
     Detr3DInference,
 )
-from perception3d.core.models.detr3d_inputs import decode
+from perception3d.core.models.detr3d_inputs import anchor_rows, decode
 from perception3d.core.models.export import export_detection3d
 from perception3d.core.models.network_file import open_network
 from perception3d.core.models.options import CPU_OPTIONS
@@ -53,6 +54,42 @@ def test_anchor_queries_take_only_ground_truth_of_their_2d_boxes_class():
     rows, cols = match(np.zeros((3, 10)), states, np.array([-1, -1, -1]), np.array([False, False, True]), truth,
                        truth_class)
     assert dict(zip(rows.tolist(), cols.tolist())) == {1: 0, 0: 1}
+
+
+def _camera(yaw_deg: float, rng: np.random.Generator, count: int) -> CameraBoxes:
+    """A 1600x900 camera at the base frame's origin looking along yaw, with `count` random car and pedestrian boxes
+    standing on the ground 1.5 m below it (8-40 m away), and one box in five a thin strip that fits no anchor."""
+    yaw = math.radians(yaw_deg)
+    forward, left = np.array([math.cos(yaw), math.sin(yaw), 0.0]), np.array([-math.sin(yaw), math.cos(yaw), 0.0])
+    T = np.eye(4)
+    T[:3, :3] = np.stack([-left, [0.0, 0.0, -1.0], forward])  # optical frame: x right, y down, z forward
+    K = np.array([[1266.0, 0.0, 800.0], [0.0, 1266.0, 450.0], [0.0, 0.0, 1.0]])
+    classes = rng.choice([DETECTION_CLASSES.index("car"), DETECTION_CLASSES.index("pedestrian")], count)
+    depth = rng.uniform(8.0, 40.0, count)
+    height = np.where(classes == DETECTION_CLASSES.index("car"), 1.6, 1.75)
+    width = np.where(classes == DETECTION_CLASSES.index("car"), rng.uniform(1.9, 4.5, count), 0.7)
+    u = rng.uniform(300.0, 1300.0, count)
+    bottom = 450.0 + 1266.0 * 1.5 / depth
+    boxes = np.stack([u - 633.0 * width / depth, bottom - 1266.0 * height / depth, u + 633.0 * width / depth,
+                      bottom], axis=1)
+    strip = np.arange(count) % 5 == 4
+    boxes[strip, 2] = boxes[strip, 0] + 600.0
+    boxes[strip, 3] = boxes[strip, 1] + 3.0
+    return CameraBoxes(K, T, 1600, 900, boxes, classes, rng.permutation(count) / count + rng.uniform(0, 0.01))
+
+
+def test_anchor_rows_are_the_best_scored_boxes_with_anchors_whatever_the_row_count():
+    """Rows are lifted in rounds; the rows of a few queries must be the first rows of as many queries as boxes (one
+    round that lifts every box), in 2D score order, boxes without an anchor skipped."""
+    rng = np.random.default_rng(3)
+    cameras = [_camera(0.0, rng, 23), _camera(180.0, rng, 17)]
+    every_box = anchor_rows(cameras, Detr3DConfig(anchor_queries=40))
+    valid = every_box[:, 10] == 1.0
+    assert 25 <= valid.sum() < 40 and not valid[valid.sum():].any()  # the strips have no anchor
+    assert np.all(np.diff(every_box[valid, 9]) < 0)  # best 2D score first
+    for queries in (1, 6, 13, 30):
+        np.testing.assert_array_equal(anchor_rows(cameras, Detr3DConfig(anchor_queries=queries)),
+                                      every_box[:queries])
 
 
 def _focal(logit: float, target: float) -> float:
