@@ -120,8 +120,9 @@ def decode(boxes: np.ndarray, class_probabilities: np.ndarray, attribute_probabi
     b = boxes[keep].astype(np.float64)
     velocity = b[:, 7:9] / lag_s if lag_s else np.full((len(keep), 2), np.nan)
     names = np.array(config.class_names, dtype=object)[cls[keep]]
-    allowed = np.array([[a.split(".")[0] == ATTRIBUTE_GROUP.get(n) for a in config.attribute_names] for n in names],
-                       dtype=bool).reshape(len(keep), -1)
+    class_attributes = np.array([[a.split(".")[0] == ATTRIBUTE_GROUP.get(n) for a in config.attribute_names]
+                                 for n in config.class_names], dtype=bool).reshape(len(config.class_names), -1)
+    allowed = class_attributes[cls[keep]]  # per kept query: the attributes of its class's group
     best = np.argmax(np.where(allowed, attribute_probabilities[keep], -1.0), axis=1) if len(keep) else keep
     attributes = np.where(allowed.any(axis=1), np.array(config.attribute_names, dtype=object)[best], "")
     return Detections3D(b[:, :3], b[:, 3:6], b[:, 6], names, score[keep], frame_id, stamp_ns, velocity,
