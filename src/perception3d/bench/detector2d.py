@@ -79,6 +79,11 @@ def run(out_dir: Path) -> Path:
             torch_gpu.heads(batch)
             torch.cuda.synchronize()
 
+        def gpu_letterbox():
+            torch_gpu.letterbox(images, None)
+            torch.cuda.synchronize()
+
+        record("letterbox on the GPU (uint8 up through a pinned buffer)", time_call(gpu_letterbox, repeat=REPEAT))
         record(f"torch CUDA forward ({torch.cuda.get_device_name()})", time_call(gpu_forward, repeat=REPEAT))
         record("torch CUDA detect (end to end)", time_call(lambda: torch_gpu.detect(images), repeat=REPEAT))
     data["node_memory"] = node_memory(images)
