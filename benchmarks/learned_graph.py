@@ -13,7 +13,13 @@ allocator, lazy tables) and is not counted. Per sweep:
 - replay wall: the replay's wall clock divided by the sweeps; that adds reading the bag, decoding JPEG images and
   writing the output bag, work a ROS 2 host shares with its transport.
 
-    python benchmarks/learned_graph.py BAG [--device cuda] [--precision fp32 fp16] [--rounds 3] [--out DIR]
+With --processes N (N >= 2) the graph replays as a pipeline (runtime.replay_processes: detector2d in one worker
+process, the LiDAR nodes' groups in up to N - 1 more, side by side on different frames, as ROS 2 runs nodes in
+processes of their own): the replay wall rate is then what the graph sustains, and node time per sweep is the work
+of all processes together.
+
+    python benchmarks/learned_graph.py BAG [--device cuda] [--precision fp32 fp16] [--rounds 3] [--processes N]
+        [--out DIR]
 """
 from __future__ import annotations
 
@@ -28,8 +34,8 @@ import torch
 
 from perception3d.bench.common import format_table, write_results
 from perception3d.nodes.params import parameter_file
-from perception3d.runtime.bag import replay
 from perception3d.runtime.graph import FULL_GRAPH
+from perception3d.runtime.replay_processes import replay_in_processes
 
 NODES = ("detector2d", "detection3d", "segmentation", "occupancy")
 LIDAR_NODES = NODES[1:]
@@ -45,13 +51,16 @@ def variant_parameters(mode: str, device: str, precision: str) -> dict[str, dict
     return sections
 
 
-def replay_round(bag: Path, work: Path, sections: dict[str, dict]) -> tuple[dict[str, list[float]], int, float]:
-    """One replay of the graph: per-node processing times [ms], sweeps processed, wall clock [s]."""
+def replay_round(bag: Path, work: Path, sections: dict[str, dict], processes: int = 1
+                 ) -> tuple[dict[str, list[float]], int, float]:
+    """One replay of the graph (in `processes` processes): per-node processing times [ms], sweeps processed, wall
+    clock [s]."""
     work.mkdir(parents=True, exist_ok=True)
     config = work / "params.yaml"
     config.write_text(parameter_file(sections))
     start = time.perf_counter()
-    summary = replay(bag, work / "out", FULL_GRAPH.select(NODES), config=config, progress=False)
+    summary = replay_in_processes(bag, work / "out", FULL_GRAPH.select(NODES), processes, config=config,
+                                  progress=False)
     wall = time.perf_counter() - start
     if summary.error or summary.output_error:
         raise RuntimeError(f"replay of {bag} failed: {summary.error or summary.output_error}")
@@ -66,6 +75,8 @@ def main() -> int:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--precision", nargs="+", default=["fp32", "fp16"], choices=["fp32", "fp16"])
     parser.add_argument("--rounds", type=int, default=3, help="counted replays per variant (default 3)")
+    parser.add_argument("--processes", type=int, default=1,
+                        help="replay as a pipeline in this many processes (default 1: one process)")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
     args = parser.parse_args()
 
@@ -78,7 +89,8 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         for round_index in range(args.rounds + 1):
             for index, (name, sections) in enumerate(variants.items()):
-                node_ms, n, wall = replay_round(args.bag, Path(tmp) / f"{round_index}_{index}", sections)
+                node_ms, n, wall = replay_round(args.bag, Path(tmp) / f"{round_index}_{index}", sections,
+                                                args.processes)
                 print(f"round {round_index} {name}: {n} sweeps, {wall:.2f} s wall", flush=True)
                 if round_index == 0:
                     continue
@@ -88,7 +100,7 @@ def main() -> int:
                 walls[name] += wall
     load_after = os.getloadavg()[0]
 
-    rows, data = [], {"device": args.device, "rounds": args.rounds, "variants": {}}
+    rows, data = [], {"device": args.device, "rounds": args.rounds, "processes": args.processes, "variants": {}}
     device_name = torch.cuda.get_device_name() if args.device.startswith("cuda") else "CPU"
     for name in variants:
         node_stats = {node: {"frames": len(values), "p50_ms": float(np.percentile(values, 50)),
@@ -106,7 +118,10 @@ def main() -> int:
                           "replay wall per sweep (rate)"], rows)
     notes = (f"Device: {device_name} ({args.device}), torch {torch.__version__}. Bag: {args.bag.name}, "
              f"{sweeps[next(iter(variants))] // max(args.rounds, 1)} sweeps with six JPEG cameras; detector2d "
-             f"fires on each camera firing cycle, the LiDAR nodes on each sweep. {args.rounds} counted replays per "
+             f"fires on each camera firing cycle, the LiDAR nodes on each sweep. "
+             + ("One process. " if args.processes == 1 else f"A pipeline in {args.processes} processes "
+                "(runtime.replay_processes). ")
+             + f"{args.rounds} counted replays per "
              "variant after one warm-up replay, the variants in turn. Node time per sweep: every node's processing "
              "time (the runner's total: frame, pre / infer / post, output messages) summed over the replays and "
              "divided by the sweeps. Replay wall adds reading the bag, JPEG decoding and writing the output bag. "

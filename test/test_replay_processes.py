@@ -2,6 +2,7 @@
 process, the graph split where no topic crosses, failures and Ctrl-C handled by the writing process."""
 from __future__ import annotations
 
+import multiprocessing
 import os
 import signal
 import time
@@ -15,15 +16,26 @@ from perception3d.bench.graph import write_frame_bag
 from perception3d.core.models.options import usable_cores
 from perception3d.errors import BagError
 from perception3d.msgs.bag import BagReader
+from perception3d.msgs.factory import default_factory
+from perception3d.msgs.qos import SENSOR
+from perception3d.nodes.params import Param
 from perception3d.runtime.bag import replay
 from perception3d.runtime.graph import FULL_GRAPH, LIDAR_TOPIC, Graph, GraphNode, GraphOutput
-from perception3d.runtime.replay_processes import independent_groups, replay_in_processes, worker_cores
+from perception3d.runtime.replay_processes import (
+    _PipeWriter,
+    _UpstreamFeed,
+    independent_groups,
+    pipeline_stages,
+    replay_in_processes,
+    worker_cores,
+)
 from replay_fixtures import (
     CHAIN_GRAPH,
     MAP_OBJECTS_TOPIC,
     OBJECTS_TOPIC,
     TWO_GROUP_GRAPH,
     CentroidNode,
+    ImageBoxNode,
     start_slow_replay,
     write_nuscenes_timed_bag,
 )
@@ -106,9 +118,116 @@ def test_process_count_and_groups(tmp_path):
     copied = messages_by_topic(tmp_path / "out3")
     with BagReader(bag) as reader:  # the parent copies the inputs the workers read
         assert copied[LIDAR_TOPIC] == [(m.stamp_ns, bytes(m.rawdata)) for m in reader.messages([LIDAR_TOPIC])]
-    summary = replay_in_processes(bag, tmp_path / "out4", CHAIN_GRAPH, 2, progress=False)
+
+def test_a_linked_graph_runs_in_one_process_unless_the_number_of_processes_is_given(tmp_path, monkeypatch):
+    monkeypatch.setattr("perception3d.runtime.replay_processes.usable_cores", lambda: [0, 1])
+    bag = tmp_path / "bag"
+    stamps = write_nuscenes_timed_bag(bag, duration_s=0.5, with_images=True)
+    summary = replay_in_processes(bag, tmp_path / "out", CHAIN_GRAPH, None, progress=False)
     assert any("all linked by topics (one group)" in w for w in summary.warnings)
     assert summary.runners[1].stats.outputs == len(stamps["lidar"])
+    summary = replay_in_processes(bag, tmp_path / "out2", CHAIN_GRAPH, 2, progress=False)
+    assert "nodes in worker processes: imagebox (cores 0, feeding the others); centroid (cores 1)" in summary.warnings
+    assert messages_by_topic(tmp_path / "out2") == messages_by_topic(tmp_path / "out")
+
+
+class SleepyImageBoxNode(ImageBoxNode):
+    """The camera-triggered test node, sleeping sleep_s per firing cycle (a slow upstream stage)."""
+
+    parameters = (Param("sleep_s", "float", 0.0, "seconds to sleep per frame", 0.0, 1.0),)
+
+    def process(self, frame, tf, timer):
+        time.sleep(self.params["sleep_s"])
+        return super().process(frame, tf, timer)
+
+
+IMAGEBOX, CHAIN_CENTROID = CHAIN_GRAPH.nodes
+FORK_GRAPH = Graph((  # one camera-triggered source feeding two independent LiDAR nodes
+    GraphNode("imagebox", SleepyImageBoxNode, inputs=IMAGEBOX.inputs, outputs=IMAGEBOX.outputs),
+    CHAIN_CENTROID,
+    GraphNode("other_centroid", OtherCentroidNode, inputs=CHAIN_CENTROID.inputs,
+              outputs={"~/output/objects": GraphOutput("/test/other_objects", "vision_msgs/msg/Detection3DArray",
+                                                       label_info=True)}),
+))
+
+
+def test_a_linked_graph_splits_into_its_sources_and_the_groups_they_feed():
+    upstream, groups = pipeline_stages(FORK_GRAPH)
+    assert [n.name for n in upstream.nodes] == ["imagebox"]
+    assert [[n.name for n in g.nodes] for g in groups] == [["centroid"], ["other_centroid"]]
+    upstream, groups = pipeline_stages(FULL_GRAPH)
+    assert [n.name for n in upstream.nodes] == ["detector2d"]
+    assert [[n.name for n in g.nodes] for g in groups] == [["detection3d"], ["segmentation", "occupancy"]]
+    for group in groups:  # detection3d still reads detector2d's boxes, not the bag's; occupancy segmentation's cloud
+        for node in group.nodes:
+            assert group.topics(node, ["CAM_FRONT"]) == FULL_GRAPH.topics(node, ["CAM_FRONT"])
+    assert pipeline_stages(FULL_GRAPH.select(["detector2d"])) == (None, [FULL_GRAPH.select(["detector2d"])])
+
+
+@pytest.mark.parametrize("sleepy", [None, "imagebox", "centroid"])
+def test_a_pipeline_writes_the_same_messages_as_one_process(tmp_path, sleepy):
+    """Whichever stage is slower (the downstream ones wait for the upstream one, or it runs ahead of them), each
+    node gets its inputs in the order of a replay in one process."""
+    bag = tmp_path / "bag"
+    stamps = write_nuscenes_timed_bag(bag, duration_s=1.0, with_images=True)
+    config = tmp_path / "params.yaml"
+    config.write_text("/**:\n  ros__parameters: {}\n" + (f"{sleepy}:\n  ros__parameters:\n    sleep_s: 0.02\n"
+                                                            if sleepy else ""))
+    one = replay_in_processes(bag, tmp_path / "one", FORK_GRAPH, 1, config=config, progress=False)
+    expected = messages_by_topic(tmp_path / "one")
+    assert len(expected["/test/other_objects"]) == len(stamps["lidar"])
+    for processes in (2, 3):
+        out = tmp_path / f"in_{processes}"
+        summary = replay_in_processes(bag, out, FORK_GRAPH, processes, config=config, progress=False)
+        assert messages_by_topic(out) == expected
+        assert any("imagebox (cores" in w and "feeding the others" in w for w in summary.warnings)
+        assert [(r.name, r.stats.frames_processed, r.stats.outputs) for r in summary.runners] == \
+            [(r.name, r.stats.frames_processed, r.stats.outputs) for r in one.runners]
+        assert len([name for name in summary.cpu_s if name.startswith("worker")]) == processes
+
+
+def test_the_upstream_feed_hands_over_what_was_published_up_to_each_bag_message():
+    """The upstream worker's writer tags what it publishes with the bag message it works on; the downstream worker's
+    feed hands a message over before that bag message, once the upstream worker has got past it, and what the
+    upstream nodes published while flushing before the downstream nodes flush."""
+    results, feeds = multiprocessing.Pipe(duplex=False)
+    received, sent = multiprocessing.Pipe(duplex=False)
+    writer = _PipeWriter(sent, [(feeds, frozenset({"/a", "/flushed"}))])
+    time_type = "builtin_interfaces/msg/Time"
+    for topic in ("/a", "/b", "/flushed"):
+        writer.add_topic(topic, time_type, SENSOR)
+
+    def publish(topic, sec):
+        writer.write(topic, sec, default_factory().time(sec * 1_000_000_000), SENSOR)
+
+    assert writer.before(0) == []
+    publish("/a", 10)
+    publish("/b", 11)  # not read downstream: only to the writing process
+    writer.before(1)
+    writer.before(2)
+    publish("/a", 12)
+    writer.before_flush()
+    publish("/flushed", 13)
+    feeds.close()  # the upstream worker ends
+    feed = _UpstreamFeed(results)
+
+    def seconds(items):
+        return [(topic, msg.sec) for topic, msg in items]
+
+    assert seconds(feed.before(0)) == [("/a", 10)]
+    assert seconds(feed.before(1)) == []
+    assert seconds(feed.before(2)) == [("/a", 12)]
+    assert seconds(feed.before(3)) == []
+    assert seconds(feed.before_flush()) == [("/flushed", 13)]
+    assert [received.recv()[1][0] for _ in range(4)] == ["/a", "/b", "/a", "/flushed"]  # all to the writing process
+
+
+def test_an_upstream_worker_that_cannot_start_raises_its_error_and_writes_nothing(tmp_path):
+    bag = tmp_path / "bag"
+    write_nuscenes_timed_bag(bag, duration_s=0.2)  # no images: the image box node has no camera topic
+    with pytest.raises(BagError, match="node imagebox: no camera topic is in the bag"):
+        replay_in_processes(bag, tmp_path / "out", FORK_GRAPH, 3, progress=False)
+    assert not (tmp_path / "out").exists()
 
 
 def test_the_summary_gives_the_cpu_time_of_each_process(tmp_path):

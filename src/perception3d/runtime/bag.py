@@ -240,6 +240,19 @@ class OutputSink(Protocol):
     def write_raw(self, topic: str, stamp_ns: int, data: bytes | memoryview) -> None: ...
 
 
+class MessageFeed(Protocol):
+    """Messages published outside this process that the data pass hands to its nodes as if published here, and where
+    it has got to (runtime.replay_processes: the outputs of an upstream worker, and that worker's own progress)."""
+
+    def before(self, position: int) -> list[tuple[str, Any]]:
+        """(topic, message) pairs to hand over before the bag's message number `position` (from 0)."""
+        ...
+
+    def before_flush(self) -> list[tuple[str, Any]]:
+        """(topic, message) pairs to hand over after the bag's last message, before the nodes flush."""
+        ...
+
+
 @dataclass
 class NodeSet:
     """The node runners of a replay (upstream first), their shared transforms, and who subscribes to what."""
@@ -352,9 +365,10 @@ def add_copied_topics(writer: OutputSink, reader: BagReader, copied: set[str]) -
 
 
 def run_messages(reader: BagReader, writer: OutputSink, nodes: NodeSet, read_set: set[str], copied: set[str],
-                 progress: bool, summary: ReplaySummary) -> None:
+                 progress: bool, summary: ReplaySummary, feed: MessageFeed | None = None) -> None:
     """The data pass: every message of read_set to the nodes that subscribe to it, their outputs into the writer;
-    the messages of `copied` are also written as they are."""
+    the messages of `copied` are also written as they are. `feed`: messages from outside handed to the subscribers
+    (not written) before each bag message and before the nodes flush."""
     from tqdm import tqdm
 
     with writer:
@@ -368,12 +382,19 @@ def run_messages(reader: BagReader, writer: OutputSink, nodes: NodeSet, read_set
                 for downstream in nodes.subscribers.get(item.topic, []):
                     publish(downstream.on_message(item.topic, item.msg))
 
+        def hand_over(items: list[tuple[str, Any]]) -> None:
+            for topic, msg in items:
+                for runner in nodes.subscribers.get(topic, []):
+                    publish(runner.on_message(topic, msg))
+
         labels_written = False
         bar = tqdm(total=reader.message_count, unit="msg", desc="replay", disable=not progress)
         try:
             for position, message in enumerate(reader.messages()):  # all topics: the count tells a short read
                 summary.messages_in += 1
                 bar.update()
+                if feed is not None:
+                    hand_over(feed.before(position))
                 if message.topic not in read_set:
                     continue
                 if message.topic in copied:
@@ -393,6 +414,8 @@ def run_messages(reader: BagReader, writer: OutputSink, nodes: NodeSet, read_set
             if not reader.record_by_record and summary.messages_in < reader.message_count:
                 summary.error = (f"{reader.path}: storage ended after {summary.messages_in} of "
                                  f"{reader.message_count} messages (truncated or corrupt?)")
+            if feed is not None:
+                hand_over(feed.before_flush())
             for runner in nodes.runners:  # upstream first: its last outputs reach downstream before they flush
                 publish(runner.flush())
         except KeyboardInterrupt:

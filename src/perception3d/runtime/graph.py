@@ -146,6 +146,7 @@ class Graph:
     nodes: tuple[GraphNode, ...]
     remaps: Mapping[str, str] = field(default_factory=dict)
     known: tuple[str, ...] = ()
+    fed_by: tuple[str, ...] = ()  # nodes that run elsewhere and feed these (fed_by_others)
 
     @property
     def known_names(self) -> tuple[str, ...]:
@@ -165,17 +166,23 @@ class Graph:
         if names == ["full"]:
             return self
         wanted = {self.node(n).name for n in names}
-        return Graph(tuple(n for n in self.nodes if n.name in wanted), self.remaps, self.known_names)
+        return Graph(tuple(n for n in self.nodes if n.name in wanted), self.remaps, self.known_names, self.fed_by)
 
     def with_remaps(self, remaps: Mapping[str, str]) -> Graph:
         """The same graph with topic renames {from: to} applied after resolution (`--remap a:=b`)."""
-        return Graph(self.nodes, {**self.remaps, **remaps}, self.known)
+        return Graph(self.nodes, {**self.remaps, **remaps}, self.known, self.fed_by)
+
+    def fed_by_others(self, names: Iterable[str]) -> Graph:
+        """The same graph, its topics resolved as if the named nodes (of the graph it was selected from) ran beside
+        it: they run in another process of the same replay and publish what these nodes read (detector2d's boxes
+        for detection3d; runtime.replay_processes)."""
+        return Graph(self.nodes, self.remaps, self.known, tuple(names))
 
     def topics(self, node: GraphNode, camera_names: Sequence[str]) -> dict[str, str]:
         """{port: topic} of every input and output port of a node of this graph."""
-        detections = (DETECTOR2D_DETECTIONS_TOPIC if any(n.name == "detector2d" for n in self.nodes)
-                      else EXTERNAL_DETECTIONS_TOPIC)
-        points = SEGMENTATION_TOPIC if any(n.name == "segmentation" for n in self.nodes) else LIDAR_TOPIC
+        running = {n.name for n in self.nodes} | set(self.fed_by)
+        detections = DETECTOR2D_DETECTIONS_TOPIC if "detector2d" in running else EXTERNAL_DETECTIONS_TOPIC
+        points = SEGMENTATION_TOPIC if "segmentation" in running else LIDAR_TOPIC
         mapping = {port: topic.replace(DETECTIONS_PLACEHOLDER, detections).replace(LABELLED_POINTS_PLACEHOLDER, points)
                    for port, topic in node.inputs.items()}
         mapping.update({port: out.topic for port, out in node.outputs.items()})

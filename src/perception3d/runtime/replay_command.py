@@ -42,8 +42,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "are always copied)")
     parser.add_argument("--processes", type=_at_least_one, default=None, metavar="N",
                         help="run the graph's independent node groups in up to N worker processes; 1: every node in "
-                             "this process. Default: the cores this process may use. The geometric graph has two "
-                             "groups, detection3d and segmentation -> occupancy (runtime.replay_processes)")
+                             "this process. The geometric graph has two groups, detection3d and segmentation -> "
+                             "occupancy. A graph whose nodes are all linked (detector2d feeding the others) runs as "
+                             "a pipeline when N is given: detector2d in one worker, the others' groups in up to N - 1 "
+                             "more, side by side on different frames (runtime.replay_processes). Default: the cores "
+                             "this process may use, independent groups only")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 

@@ -1,4 +1,5 @@
-"""Replay on several cores: the graph's independent node groups, each in a worker process of its own (issue 18).
+"""Replay on several cores: the graph's independent node groups, or the stages of a pipeline, each in a worker
+process of its own (issue 18).
 
 A Python process runs its nodes one after another on one core (threads do not help: the nodes' numpy work holds
 the GIL most of the time; benchmarks/detect3d_threads.py). The geometric graph falls into two groups that exchange
@@ -10,9 +11,16 @@ the same order, as a replay in one process: a node's outputs depend only on its 
 the sweep's ground itself instead of reusing detection3d's, nodes.shared_sweep, with the same result). Only the
 interleaving of different topics in the file differs.
 
-A graph whose nodes are all linked by topics (detector2d feeds detection3d and segmentation) is one group: it
-replays in this process. This is the bag runtime's counterpart of `ros2 launch perception3d full.launch.py
-process_groups:=true` (runtime.launch_plan), which starts a process per group on ROS 2.
+A graph whose nodes are all linked by topics (detector2d feeds detection3d and segmentation) runs as a pipeline
+(`pipeline_stages`): its sources (the nodes that read no topic another node publishes: detector2d) in an upstream
+worker, and the other nodes' groups (detection3d; segmentation -> occupancy) in downstream workers. The upstream
+worker also sends each message a downstream node reads to that worker, tagged with the number of the bag message
+during which it was published, and after each bag message how far it has got. A downstream worker hands those
+messages to its nodes before the same bag message, waiting for the upstream worker where it is behind: each node
+receives its inputs in the order of a replay in one process, so every topic again holds the same messages, while
+the workers run side by side on different sweeps. Independent groups are the bag runtime's counterpart of `ros2
+launch perception3d full.launch.py process_groups:=true` (runtime.launch_plan), which starts a process per group on
+ROS 2; a pipeline is how ROS 2 runs nodes in processes of their own.
 
 Ctrl-C or SIGTERM stop the parent: it tells the workers to stop (STOP_SIGNAL: each ends its data pass as a replay in
 one process does on Ctrl-C), writes what they sent before stopping, reads their reports, closes the output bag and
@@ -26,6 +34,7 @@ import contextlib
 import multiprocessing
 import os
 import signal
+import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from multiprocessing.connection import Connection, wait
@@ -38,6 +47,7 @@ from ..msgs.bag import BagReader, BagWriter
 from ..msgs.qos import QosSpec
 from ..msgs.typestore import typestore
 from .bag import (
+    MessageFeed,
     NodeSet,
     ReplaySummary,
     RunnerReport,
@@ -47,7 +57,7 @@ from .bag import (
     replay,
     run_messages,
 )
-from .graph import TF_STATIC_TOPIC, TF_TOPIC, Graph, linked_groups
+from .graph import OUTPUT_PORT_PREFIX, TF_STATIC_TOPIC, TF_TOPIC, Graph, linked_groups
 
 F_SETPIPE_SZ = 1031  # fcntl.h (Linux)
 STOP_SIGNAL = signal.SIGUSR1  # the writing process to a worker: stop reading, send what you have and your report
@@ -75,50 +85,103 @@ def independent_groups(graph: Graph, config: str | Path | None = None) -> list[G
     return [graph.select(names) for names in linked_groups(ports)]
 
 
+def pipeline_stages(graph: Graph, config: str | Path | None = None) -> tuple[Graph | None, list[Graph]]:
+    """A graph whose nodes are all linked by topics split into its sources, the nodes that read no topic another
+    node of the graph publishes (the upstream stage), and the groups of the other nodes that exchange no topic among
+    themselves (runtime.graph.linked_groups), their topics resolved as in the whole graph; (None, [graph]) where no
+    node or every node is a source.
+
+    Raises:
+        NodeNotImplementedError, NodeDependencyError, ConfigError: a node that cannot load, bad parameters.
+    """
+    params = graph_parameters(graph, config)[1]
+    ports = {node.name: graph.topics(node, params[node.name]["camera_names"]) for node in graph.nodes}
+    outputs = {name: {t for port, t in mapping.items() if port.startswith(OUTPUT_PORT_PREFIX)}
+               for name, mapping in ports.items()}
+    sources = [name for name, mapping in ports.items()
+               if not any(topic in outputs[other] for other in ports if other != name
+                          for port, topic in mapping.items() if not port.startswith(OUTPUT_PORT_PREFIX))]
+    rest = {name: mapping for name, mapping in ports.items() if name not in sources}
+    if not sources or not rest:
+        return None, [graph]
+    return graph.select(sources), [graph.select(names).fed_by_others(sources) for names in linked_groups(rest)]
+
+
 def replay_in_processes(bag_path: str | Path, out_path: str | Path, graph: Graph, processes: int | None = None,
                         config: str | Path | None = None, copy_inputs: bool = False, progress: bool = True,
                         log: Callable[[str], None] | None = None) -> ReplaySummary:
-    """runtime.bag.replay with the graph's independent node groups in up to `processes` worker processes (None:
-    as many as the cores this process may use; groups beyond that share a worker, in turn); a graph of one group
-    replays in this process.
+    """runtime.bag.replay with the graph's independent node groups in up to `processes` worker processes (groups
+    beyond that share a worker, in turn). A graph of one group replays as a pipeline (`pipeline_stages`: its sources
+    in one worker, the other nodes' groups in up to processes - 1 more) where `processes` is given, else (or where
+    it has no stages) in this process. None: as many processes as the cores this process may use, and no pipeline:
+    each worker gets its share of the cores, and on a small machine a learned node's network in one worker with
+    half of them is slower than in one process with all (detector2d on two cores: 12.2 s in one process, 14.6 s in
+    a pipeline, on a 1.2 s scene).
 
     Arguments, errors and the summary are runtime.bag.replay's; the summary's runners are RunnerReports, in graph
     order, and a warning says how the nodes were split.
     """
     started, cpu_started = time.perf_counter(), time.process_time()
+    pipeline = processes is not None
     if processes is None:
         processes = len(usable_cores())
     if processes < 1:
         raise ConfigError(f"processes must be at least 1, got {processes}")
     forks = "fork" in multiprocessing.get_all_start_methods()
     groups = independent_groups(graph, config) if processes > 1 and forks else [graph]
-    if len(groups) == 1:
+    upstream = None
+    if len(groups) == 1 and processes > 1 and forks and pipeline:
+        upstream, groups = pipeline_stages(graph, config)
+    if upstream is None and len(groups) == 1:
         summary = replay(bag_path, out_path, graph, config, copy_inputs, progress, log)
         if processes > 1:
             names = [n.name for n in graph.nodes]
-            summary.warnings.append(f"the nodes {names} are all linked by topics (one group): they ran in one process"
-                                    if forks else "this system cannot fork: the nodes ran in one process")
+            summary.warnings.append(
+                "this system cannot fork: the nodes ran in one process" if not forks else
+                f"the nodes {names} are all linked by topics (one group): they ran in one process (give the number "
+                "of processes to run them as a pipeline)" if not pipeline else
+                f"the nodes {names} have no stages (one node, or nodes that read one another's topics in a circle): "
+                "they ran in one process")
         return summary
-    workers = [_merge(groups[k::processes], graph) for k in range(min(processes, len(groups)))]
+    slots = processes - (upstream is not None)
+    workers = [_merge(groups[k::slots], graph) for k in range(min(slots, len(groups)))]
+    if upstream is not None:
+        workers = [upstream, *(group.fed_by_others(n.name for n in upstream.nodes) for group in workers)]
     bag_path, out_path = Path(bag_path), Path(out_path)
     writer = output_bag(bag_path, out_path, graph)
     summary = ReplaySummary(str(bag_path), str(out_path))
     shares = worker_cores(usable_cores(), len(workers))
     summary.warnings.append("nodes in worker processes: " + "; ".join(
-        f"{', '.join(n.name for n in group.nodes)} (cores {', '.join(map(str, share))})"
-        for group, share in zip(workers, shares)))
+        f"{', '.join(n.name for n in group.nodes)} (cores {', '.join(map(str, share))}"
+        f"{', feeding the others' if upstream is not None and k == 0 else ''})"
+        for k, (group, share) in enumerate(zip(workers, shares))))
     context = multiprocessing.get_context("fork")  # the workers inherit the loaded modules and the graph
     pipes: list[Connection] = []
     processes_started: list[Any] = []
+    # a pipeline: one pipe from the upstream worker to each downstream worker, with the topics it reads from it
+    feeds = [(*context.Pipe(duplex=False), _fed_topics(upstream, group, config)) for group in workers[1:]] \
+        if upstream is not None else []
+    for _, feed_sender, _ in feeds:
+        _widen(feed_sender)  # the upstream worker may run ahead by more than a few messages
     try:
-        for group, share in zip(workers, shares):
+        for k, (group, share) in enumerate(zip(workers, shares)):
             receiver, sender = context.Pipe(duplex=False)
             _widen(sender)
+            if upstream is None:
+                feed: dict[str, Any] = {}
+            elif k == 0:
+                feed = {"feeds_out": [(feed_sender, topics) for _, feed_sender, topics in feeds],
+                        "inherited": [feed_receiver for feed_receiver, _, _ in feeds]}
+            else:
+                feed = {"feed_in": feeds[k - 1][0], "feed_topics": feeds[k - 1][2],
+                        "inherited": [r for j, (r, _, _) in enumerate(feeds) if j != k - 1]}
             worker = context.Process(target=_run_group, args=(bag_path, group, config, share, sender, log),
-                                     daemon=True,
+                                     kwargs=feed, daemon=True,
                                      name=f"replay {'+'.join(n.name for n in group.nodes)}")
             worker.start()
             sender.close()
+            for connection in ([s for _, s, _ in feeds] if k == 0 else [feed["feed_in"]] if feed else []):
+                connection.close()  # the workers hold them now: a worker's end tells the other that it ended
             pipes.append(receiver)
             processes_started.append(worker)
         read_topics: set[str] = set()
@@ -136,6 +199,18 @@ def replay_in_processes(bag_path: str | Path, out_path: str | Path, graph: Graph
     summary.cpu_s["writer"] = time.process_time() - cpu_started
     summary.wall_s = time.perf_counter() - started
     return summary
+
+
+def _fed_topics(upstream: Graph, group: Graph, config: str | Path | None) -> frozenset[str]:
+    """The topics the upstream stage publishes that a downstream group's nodes read."""
+    params = graph_parameters(upstream, config)[1]
+    published = {topic for node in upstream.nodes
+                 for port, topic in upstream.topics(node, params[node.name]["camera_names"]).items()
+                 if port.startswith(OUTPUT_PORT_PREFIX)}
+    params = graph_parameters(group, config)[1]
+    read = {topic for node in group.nodes for port, topic in group.topics(node, params[node.name]["camera_names"])
+            .items() if not port.startswith(OUTPUT_PORT_PREFIX)}
+    return frozenset(published & read)
 
 
 def _widen(pipe: Connection) -> None:
@@ -263,12 +338,30 @@ def _stop_held() -> Iterator[None]:
 
 
 class _PipeWriter:
-    """The data pass's output in a worker: each published message, serialized (CDR), sent to the writing process."""
+    """The data pass's output in a worker: each published message, serialized (CDR), sent to the writing process.
 
-    def __init__(self, sender: Connection) -> None:
+    In the upstream worker of a pipeline it is also the data pass's MessageFeed: `feeds` are the pipes to the
+    downstream workers with the topics each reads; a message of one of those topics goes there too, tagged with
+    the number of the bag message during which it was published, and before each bag message every downstream
+    worker learns how far this one has got ('reached', the number)."""
+
+    def __init__(self, sender: Connection, feeds: Sequence[tuple[Connection, frozenset[str]]] = ()) -> None:
         self._sender = sender
+        self._feeds = list(feeds)
+        self._position = -1
         self._store = typestore()
         self._topics: dict[str, tuple[str, QosSpec]] = {}
+
+    def before(self, position: int) -> list:
+        """MessageFeed: the bag messages before `position` are done; what is published from here is tagged with it."""
+        self._position = position
+        with _stop_held():
+            for feed, _ in self._feeds:
+                feed.send(("reached", position))
+        return []
+
+    def before_flush(self) -> list:
+        return self.before(sys.maxsize)  # the flush's outputs come after every bag message
 
     def __enter__(self) -> _PipeWriter:
         return self
@@ -284,15 +377,68 @@ class _PipeWriter:
         data = bytes(self._store.serialize_cdr(msg, msgtype))
         with _stop_held():  # a stop between two writes of one message would leave half of it in the pipe
             self._sender.send(("message", (topic, msgtype, declared_qos, int(stamp_ns), data)))
+            for feed, topics in self._feeds:
+                if topic in topics:
+                    feed.send(("message", (self._position, topic, msgtype, data)))
 
     def write_raw(self, topic: str, stamp_ns: int, data: bytes | memoryview) -> None:
         raise AssertionError("a worker copies no input: the writing process does")
 
 
+class _UpstreamFeed:
+    """A downstream worker's MessageFeed: the messages the upstream worker sends through `receiver`, each handed over
+    before the bag message after the one during which it was published, waiting for the upstream worker to get
+    past that bag message (or to end: its end of the pipe closes)."""
+
+    def __init__(self, receiver: Connection) -> None:
+        self._receiver = receiver
+        self._reached = -1  # the upstream worker has done every bag message before this one
+        self._ended = False
+        self._pending: list[tuple[int, str, str, bytes]] = []  # (tag, topic, msgtype, data), in the order sent
+        self._store = typestore()
+
+    def before(self, position: int) -> list[tuple[str, Any]]:
+        while not self._ended and self._reached <= position:
+            self._receive()
+        return self._take(position)
+
+    def before_flush(self) -> list[tuple[str, Any]]:
+        while not self._ended:
+            self._receive()
+        return self._take(sys.maxsize)
+
+    def _receive(self) -> None:
+        try:
+            kind, payload = self._receiver.recv()
+        except EOFError:  # the upstream worker ended (done, stopped or failed: the writing process reads its report)
+            self._ended = True
+            return
+        if kind == "reached":
+            self._reached = payload
+        else:
+            self._pending.append(payload)
+
+    def _take(self, position: int) -> list[tuple[str, Any]]:
+        """The pending messages published during bag messages up to `position`, deserialized, in the order sent."""
+        due = 0
+        while due < len(self._pending) and self._pending[due][0] <= position:
+            due += 1
+        taken, self._pending = self._pending[:due], self._pending[due:]
+        return [(topic, self._store.deserialize_cdr(data, msgtype)) for _, topic, msgtype, data in taken]
+
+
 def _run_group(bag_path: Path, graph: Graph, config: str | Path | None, cores: list[int], sender: Connection,
-               log: Callable[[str], None] | None) -> None:
+               log: Callable[[str], None] | None, feeds_out: Sequence[tuple[Connection, frozenset[str]]] = (),
+               feed_in: Connection | None = None, feed_topics: frozenset[str] = frozenset(),
+               inherited: Sequence[Connection] = ()) -> None:
     """A worker process on `cores`: replay the group's nodes over the bag, sending ('ready', read topics), each
-    published message and ('done', summary), or ('raised', exception)."""
+    published message and ('done', summary), or ('raised', exception).
+
+    In a pipeline the upstream worker also sends the downstream workers what they read (`feeds_out`: a pipe and its
+    topics each), and a downstream worker hands what comes through `feed_in` (the upstream's `feed_topics`) to its
+    nodes; `inherited`: the other workers' pipe ends this process got by forking, closed first."""
+    for connection in inherited:
+        connection.close()
     cpu_started = time.process_time()
     with contextlib.suppress(AttributeError, OSError):  # not Linux, or not allowed: any core
         os.sched_setaffinity(0, cores)
@@ -301,12 +447,15 @@ def _run_group(bag_path: Path, graph: Graph, config: str | Path | None, cores: l
     signal.signal(STOP_SIGNAL, _stop)
     try:
         nodes = NodeSet.build(graph, config, log)
+        nodes.produced |= feed_topics  # published by the upstream worker: not looked for in the bag
         summary = ReplaySummary(str(bag_path), "")
         with BagReader(bag_path, tolerant=True) as reader:
             nodes.start(reader, summary)
             read_topics = nodes.read_topics(reader)
             sender.send(("ready", read_topics))
-            run_messages(reader, _PipeWriter(sender), nodes, read_topics, set(), False, summary)
+            writer = _PipeWriter(sender, feeds_out)
+            feed: MessageFeed | None = writer if feeds_out else _UpstreamFeed(feed_in) if feed_in else None
+            run_messages(reader, writer, nodes, read_topics, set(), False, summary, feed)
         signal.pthread_sigmask(signal.SIG_BLOCK, {STOP_SIGNAL})  # stopped or done: the report goes out whole
         summary.runners = [RunnerReport.of(runner) for runner in nodes.runners]
         summary.cpu_s[f"worker {'+'.join(node.name for node in graph.nodes)}"] = time.process_time() - cpu_started
