@@ -41,11 +41,11 @@ def measure(calls: int) -> dict[str, float]:
     return best
 
 
-def run_checkout(checkout: Path, calls: int) -> dict[str, float]:
-    """measure() in a process that imports perception3d from checkout/src."""
+def run_in_checkout(script: str, checkout: Path, *args: str) -> dict[str, float]:
+    """The JSON object `script ARGS` prints last, run in a process that imports perception3d from checkout/src, with
+    one thread (the scripts' --worker mode)."""
     env = {**os.environ, "PYTHONPATH": str(checkout / "src"), "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
-    result = subprocess.run([sys.executable, __file__, "--worker", "--calls", str(calls)], env=env, check=True,
-                            capture_output=True, text=True)
+    result = subprocess.run([sys.executable, script, *args], env=env, check=True, capture_output=True, text=True)
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
@@ -66,7 +66,7 @@ def main() -> None:
     for round_ in range(1, args.rounds + 1):
         for checkout in args.checkouts:
             load = os.getloadavg()[0]
-            best = run_checkout(checkout, args.calls)
+            best = run_in_checkout(__file__, checkout, "--worker", "--calls", str(args.calls))
             steps = [best.get(name, float("nan")) for name in ("ground", "support", "anchors", "choose_refine",
                                                                "merge")]
             cells = " | ".join(f"{ms:.1f}" for ms in [best["total"], *steps, sum(steps)])

@@ -17,12 +17,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
-import sys
 import tempfile
 import time
 from collections import defaultdict
 from pathlib import Path
+
+from detect3d_steps import run_in_checkout
 
 # (module, attribute) of each timed step, as the callers look them up at call time
 STEPS = {
@@ -76,14 +76,6 @@ def measure(bag: Path) -> dict[str, float]:
     return out
 
 
-def run_checkout(checkout: Path, bag: Path) -> dict[str, float]:
-    """measure() in a process that imports perception3d from checkout/src."""
-    env = {**os.environ, "PYTHONPATH": str(checkout / "src"), "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
-    result = subprocess.run([sys.executable, __file__, str(bag), "--worker"], env=env, check=True,
-                            capture_output=True, text=True)
-    return json.loads(result.stdout.strip().splitlines()[-1])
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("bag", type=Path)
@@ -102,7 +94,7 @@ def main() -> None:
     for round_ in range(1, args.rounds + 1):
         for checkout in args.checkouts:
             load = os.getloadavg()[0]
-            medians = run_checkout(checkout, args.bag)
+            medians = run_in_checkout(__file__, checkout, str(args.bag), "--worker")
             cells = " | ".join(f"{medians.get(name, float('nan')):.1f}" for name in columns)
             print(f"| {round_} | {checkout} | {load:.2f} | {cells} |", flush=True)
 

@@ -25,6 +25,20 @@ def _hypothesis(factory: MessageFactory, class_id: str, score: float) -> Any:
                                       score=float(score)))
 
 
+def _detection_array(factory: MessageFactory, kind: str, header: Any, bboxes: list,
+                     dets: Detections2D | Detections3D) -> Any:
+    """A Detection2DArray or Detection3DArray (kind '2D' / '3D') of the boxes' built bounding boxes, each detection
+    with one hypothesis (class id, score) and its id, built in bulk (the hypotheses' default pose from one
+    template)."""
+    hypotheses = factory.many("vision_msgs/msg/ObjectHypothesis", class_id=[str(cls) for cls in dets.class_ids],
+                              score=np.asarray(dets.scores, dtype=np.float64))
+    results = factory.many("vision_msgs/msg/ObjectHypothesisWithPose", _hypothesis(factory, "", 0.0),
+                           hypothesis=hypotheses)
+    items = factory.many(f"vision_msgs/msg/Detection{kind}", factory(f"vision_msgs/msg/Detection{kind}", header=header),
+                         results=[[result] for result in results], bbox=bboxes, id=[str(i) for i in dets.ids])
+    return factory(f"vision_msgs/msg/Detection{kind}Array", header=header, detections=items)
+
+
 def _top_hypothesis(det: Any, topic: str, index: int) -> tuple[str, float]:
     if len(det.results) == 0:
         raise DetectionError(topic, f"detections[{index}].results", "is empty",
@@ -47,13 +61,7 @@ def detections2d_to_msg(dets: Detections2D, factory: MessageFactory | None = Non
     poses = factory.many("vision_msgs/msg/Pose2D", factory("vision_msgs/msg/Pose2D"), position=centers)
     bboxes = factory.many("vision_msgs/msg/BoundingBox2D", factory("vision_msgs/msg/BoundingBox2D"), center=poses,
                           size_x=boxes[:, 2] - boxes[:, 0], size_y=boxes[:, 3] - boxes[:, 1])
-    hypotheses = factory.many("vision_msgs/msg/ObjectHypothesis", class_id=[str(cls) for cls in dets.class_ids],
-                              score=np.asarray(dets.scores, dtype=np.float64))
-    results = factory.many("vision_msgs/msg/ObjectHypothesisWithPose", _hypothesis(factory, "", 0.0),
-                           hypothesis=hypotheses)
-    items = factory.many("vision_msgs/msg/Detection2D", factory("vision_msgs/msg/Detection2D", header=header),
-                         results=[[result] for result in results], bbox=bboxes, id=[str(i) for i in dets.ids])
-    return factory("vision_msgs/msg/Detection2DArray", header=header, detections=items)
+    return _detection_array(factory, "2D", header, bboxes, dets)
 
 
 def msg_to_detections2d(msg: Any, topic: str = "<unknown topic>") -> Detections2D:
@@ -142,13 +150,7 @@ def detections3d_to_msg(dets: Detections3D, factory: MessageFactory | None = Non
     extents = factory.many("geometry_msgs/msg/Vector3", x=sizes[:, 0], y=sizes[:, 1], z=sizes[:, 2])
     poses = factory.many("geometry_msgs/msg/Pose", position=positions, orientation=orientations)
     boxes = factory.many("vision_msgs/msg/BoundingBox3D", center=poses, size=extents)
-    hypotheses = factory.many("vision_msgs/msg/ObjectHypothesis", class_id=[str(cls) for cls in dets.class_ids],
-                              score=np.asarray(dets.scores, dtype=np.float64))
-    results = factory.many("vision_msgs/msg/ObjectHypothesisWithPose", _hypothesis(factory, "", 0.0),
-                           hypothesis=hypotheses)
-    items = factory.many("vision_msgs/msg/Detection3D", factory("vision_msgs/msg/Detection3D", header=header),
-                         results=[[result] for result in results], bbox=boxes, id=[str(i) for i in dets.ids])
-    return factory("vision_msgs/msg/Detection3DArray", header=header, detections=items)
+    return _detection_array(factory, "3D", header, boxes, dets)
 
 
 def msg_to_detections3d(msg: Any, topic: str = "<unknown topic>") -> Detections3D:
