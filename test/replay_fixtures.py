@@ -212,11 +212,13 @@ CHAIN_GRAPH = Graph((
 ))
 
 
-def start_slow_replay(tmp_path: Path, sleep_s: float, *extra_args: str) -> tuple[subprocess.Popen, Path]:
-    """`perception3d replay` of a 4 s bag through TEST_GRAPH with the centroid node sleeping sleep_s per sweep, in a
-    child process; returns once the output MCAP exists (the replay is then writing). Returns (process, output dir)."""
+def start_slow_replay(tmp_path: Path, sleep_s: float, *extra_args: str,
+                      with_images: bool = False) -> tuple[subprocess.Popen, Path]:
+    """`perception3d replay` of a 4 s bag (with camera images: with_images) through TEST_GRAPH with the centroid
+    node sleeping sleep_s per sweep, in a child process; returns once the output MCAP exists (the replay is then
+    writing). Returns (process, output dir)."""
     bag, out, config = tmp_path / "long", tmp_path / "out", tmp_path / "slow.yaml"
-    write_nuscenes_timed_bag(bag, duration_s=4.0)
+    write_nuscenes_timed_bag(bag, duration_s=4.0, with_images=with_images)
     config.write_text(f"/**:\n  ros__parameters: {{}}\ncentroid:\n  ros__parameters:\n    sleep_s: {sleep_s}\n")
     test_dir = Path(__file__).resolve().parent
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(test_dir.parent / "src"), str(test_dir)])}

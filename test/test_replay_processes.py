@@ -288,6 +288,22 @@ def test_interrupted_replay_in_processes_leaves_a_readable_bag(tmp_path, stop):
         assert reader.message_count == sum(len(m) for m in written.values())
 
 
+def test_an_interrupted_pipeline_leaves_a_readable_bag_and_every_workers_counters(tmp_path):
+    proc, out = start_slow_replay(tmp_path, 0.2, "--graph-def", "replay_fixtures:CHAIN_GRAPH", "--processes", "2",
+                                  with_images=True)
+    time.sleep(1.5)  # 80 sweeps at >= 200 ms each for the downstream centroid node: still running
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130, stdout + stderr
+    assert "INTERRUPTED" in stdout and "imagebox (cores" in stdout
+    table = [line.split() for line in stdout.splitlines() if line.startswith(("imagebox ", "centroid "))]
+    assert [row[0] for row in table if row[1].isdigit()] == ["imagebox", "centroid"]
+    written = messages_by_topic(out)
+    assert 0 < len(written[OBJECTS_TOPIC]) < 80
+    with BagReader(out) as reader:
+        assert reader.message_count == sum(len(m) for m in written.values())
+
+
 def test_bad_input_in_two_processes_is_counted_as_in_one(tmp_path):
     """A cloud that does not decode as points and an undecodable /tf message: each node counts its drop, the replay
     counts the input's once (every worker reads it), and every other frame comes out as in one process."""
