@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from perception3d.core.models.inference import letterbox_on_device
+from perception3d.core.models.inference import TorchDetector2D, letterbox_on_device
 from perception3d.core.models.preprocess import area_taps, letterbox_batch
 
 CPU = torch.device("cpu")
@@ -39,3 +39,17 @@ def test_area_taps_weights_are_each_output_pixels_share_of_the_input():
     np.add.at(dense, (np.broadcast_to(np.arange(3), index.shape), index), weight)
     np.testing.assert_allclose(dense * 7 / 3, [[1, 1, 1 / 3, 0, 0, 0, 0], [0, 0, 2 / 3, 1, 2 / 3, 0, 0],
                                                [0, 0, 0, 0, 1 / 3, 1, 1]], rtol=1e-6)
+
+
+def test_refused_page_locked_memory_leaves_the_images_in_pageable_memory(monkeypatch):
+    detector = TorchDetector2D.__new__(TorchDetector2D)  # only its buffer is asked for
+
+    def refuse(*args, pin_memory=False, **kwargs):
+        if pin_memory:
+            raise RuntimeError("cudaHostAlloc failed: out of memory (memlock limit)")
+        return torch.zeros(*args, **kwargs)
+
+    monkeypatch.setattr(torch, "empty", refuse)
+    images = [np.zeros((9, 16, 3), np.uint8)] * 2
+    assert detector._pinned_buffer(images) is None
+    assert detector._pinned_buffer([np.zeros((9, 16, 3), np.uint8), np.zeros((9, 17, 3), np.uint8)]) is None

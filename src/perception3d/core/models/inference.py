@@ -94,12 +94,18 @@ class TorchDetector2D(Detector2D):
         return super().letterbox(images, sources)
 
     def _pinned_buffer(self, images: Sequence[np.ndarray]) -> torch.Tensor | None:
-        """A page-locked (N, H, W, 3) uint8 host buffer for images of one size (reused while the size stays)."""
+        """A page-locked (N, H, W, 3) uint8 host buffer for images of one size (reused while the size stays); None
+        for images of several sizes, or where page-locked memory is refused (a container's memlock limit): the
+        images then go up from pageable memory."""
         shape = (len(images), *images[0].shape)
         if any(image.shape != images[0].shape for image in images):
             return None
         if getattr(self, "_pinned", None) is None or tuple(self._pinned.shape) != shape:
-            self._pinned = torch.empty(shape, dtype=torch.uint8, pin_memory=True)
+            try:
+                self._pinned = torch.empty(shape, dtype=torch.uint8, pin_memory=True)
+            except RuntimeError:
+                self._pinned = None
+                return None
         return self._pinned
 
     def heads(self, batch: np.ndarray | torch.Tensor) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
