@@ -7,6 +7,7 @@ boxes in that image's full-resolution pixels. On a CUDA device the torch backend
 """
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -19,7 +20,7 @@ from .centernet import CenterNet, CenterNetInference
 from .checkpoint import load_checkpoint
 from .decode import DEFAULT_DECODE, DecodeParams, decode_detections
 from .options import RunnerOptions
-from .preprocess import area_shrink_is_whole, area_taps, check_rgb, letterbox_batch, letterbox_scale
+from .preprocess import area_shrink_size, area_taps, check_rgb, letterbox_batch, letterbox_scale
 from .runner import TorchRunner
 
 
@@ -116,16 +117,17 @@ def letterbox_on_device(images: Sequence[np.ndarray], input_width: int, input_he
                         host_buffer: torch.Tensor | None = None) -> tuple[torch.Tensor, np.ndarray] | None:
     """`letterbox_batch` computed on `device`: the same (N, 3, input_height, input_width) float32 batch in [0, 1] (as
     a tensor there) and scales, for checked RGB uint8 images of one size that the area-averaging resize alone fits
-    into the input (preprocess.area_shrink_is_whole) by a shrink other than a whole number on both axes; None for
+    into the input (preprocess.area_shrink_size) by a shrink other than a whole number on both axes; None for
     others, which the CPU letterboxes.
 
     The resize is cv2.INTER_AREA's as separable taps (preprocess.area_taps) in float32, rounded to uint8 levels
     as cv2 rounds. host_buffer: optional (N, H, W, 3) uint8 tensor (pinned) the images are copied into first."""
     height, width = images[0].shape[:2]
     scale = letterbox_scale(width, height, input_width, input_height)
-    if any(image.shape != images[0].shape for image in images) or not area_shrink_is_whole(width, height, scale):
+    resized_size = area_shrink_size(width, height, scale)
+    if any(image.shape != images[0].shape for image in images) or resized_size is None:
         return None
-    rw, rh = round(width * scale), round(height * scale)
+    rw, rh = resized_size
     if width % rw == 0 and height % rh == 0:
         return None  # whole-number shrink on both axes: cv2 averages in integers there, rounding halves up
     if host_buffer is None:
@@ -134,7 +136,7 @@ def letterbox_on_device(images: Sequence[np.ndarray], input_width: int, input_he
         np.stack(images, out=host_buffer.numpy())
     pixels = host_buffer.to(device, non_blocking=True).permute(0, 3, 1, 2).float()  # (N, 3, H, W)
     for axis, (n_in, n_out) in ((3, (width, rw)), (2, (height, rh))):  # along rows first, as cv2
-        index, weight = (torch.from_numpy(a).to(device) for a in area_taps(n_in, n_out))
+        index, weight = _device_taps(n_in, n_out, device)
         shape = [1, 1, 1, 1]
         shape[axis] = n_out
         resized = None
@@ -145,3 +147,9 @@ def letterbox_on_device(images: Sequence[np.ndarray], input_width: int, input_he
     batch = torch.zeros((len(images), 3, input_height, input_width), dtype=torch.float32, device=device)
     batch[:, :, :rh, :rw] = pixels.round_().clamp_(0.0, 255.0).mul_(np.float32(1.0 / 255.0))
     return batch, np.full(len(images), scale)
+
+
+@functools.lru_cache(maxsize=8)
+def _device_taps(n_in: int, n_out: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """preprocess.area_taps on `device`, made once per image size, not every frame."""
+    return tuple(torch.from_numpy(a).to(device) for a in area_taps(n_in, n_out))

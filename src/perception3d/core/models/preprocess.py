@@ -34,7 +34,7 @@ def warp_image(image: np.ndarray, scale: float, shift_xy: tuple[float, float], m
     """
     h, w = image.shape[:2]
     if scale < 1.0:
-        rw, rh = max(1, round(w * scale)), max(1, round(h * scale))
+        rw, rh = area_resized_size(w, h, scale)
         image = cv2.resize(image, (rw, rh), interpolation=cv2.INTER_AREA)
         sx, sy = scale * w / rw, scale * h / rh
     else:
@@ -52,14 +52,20 @@ def warp_image(image: np.ndarray, scale: float, shift_xy: tuple[float, float], m
                           borderMode=cv2.BORDER_CONSTANT, borderValue=(0, 0, 0))
 
 
-def area_shrink_is_whole(width: int, height: int, scale: float) -> bool:
-    """Whether `warp_image` letterboxes a width x height image at `scale` (no shift, no mirror) by the area-averaging
-    resize alone: it shrinks, and the resized size is the scaled size exactly (no bilinear step after it). True for
-    1600x900 cameras into the default 704x416 input (704x396)."""
+def area_resized_size(width: int, height: int, scale: float) -> tuple[int, int]:
+    """(width, height) [px] that `warp_image`'s area-averaging resize shrinks a width x height image to at a
+    scale < 1 (its bilinear step applies what the rounding leaves of the scale)."""
+    return max(1, round(width * scale)), max(1, round(height * scale))
+
+
+def area_shrink_size(width: int, height: int, scale: float) -> tuple[int, int] | None:
+    """The resized size when `warp_image` letterboxes a width x height image at `scale` (no shift, no mirror) by the
+    area-averaging resize alone (it shrinks, and the resized size is the scaled size exactly: no bilinear step after
+    it), else None. (704, 396) for 1600x900 cameras into the default 704x416 input."""
     if scale >= 1.0:
-        return False
-    rw, rh = max(1, round(width * scale)), max(1, round(height * scale))
-    return scale * width / rw == 1.0 and scale * height / rh == 1.0
+        return None
+    rw, rh = area_resized_size(width, height, scale)
+    return (rw, rh) if scale * width / rw == 1.0 and scale * height / rh == 1.0 else None
 
 
 def area_taps(n_in: int, n_out: int) -> tuple[np.ndarray, np.ndarray]:
