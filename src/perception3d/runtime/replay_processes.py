@@ -80,9 +80,7 @@ def independent_groups(graph: Graph, config: str | Path | None = None) -> list[G
     Raises:
         NodeNotImplementedError, NodeDependencyError, ConfigError: a node that cannot load, bad parameters.
     """
-    params = graph_parameters(graph, config)[1]
-    ports = {node.name: graph.topics(node, params[node.name]["camera_names"]) for node in graph.nodes}
-    return [graph.select(names) for names in linked_groups(ports)]
+    return _independent_groups(graph, _ports(graph, config))
 
 
 def pipeline_stages(graph: Graph, config: str | Path | None = None) -> tuple[Graph | None, list[Graph]]:
@@ -94,13 +92,28 @@ def pipeline_stages(graph: Graph, config: str | Path | None = None) -> tuple[Gra
     Raises:
         NodeNotImplementedError, NodeDependencyError, ConfigError: a node that cannot load, bad parameters.
     """
+    return _pipeline_stages(graph, _ports(graph, config))
+
+
+def _ports(graph: Graph, config: str | Path | None) -> dict[str, dict[str, str]]:
+    """{node name: {port: topic}} of every node of the graph with the parameter file `config` (Graph.topics)."""
     params = graph_parameters(graph, config)[1]
-    ports = {node.name: graph.topics(node, params[node.name]["camera_names"]) for node in graph.nodes}
-    outputs = {name: {t for port, t in mapping.items() if port.startswith(OUTPUT_PORT_PREFIX)}
-               for name, mapping in ports.items()}
+    return {node.name: graph.topics(node, params[node.name]["camera_names"]) for node in graph.nodes}
+
+
+def _topics(mapping: dict[str, str], outputs: bool) -> set[str]:
+    """The topics of a node's output ports (outputs) or of its input ports (not outputs)."""
+    return {topic for port, topic in mapping.items() if port.startswith(OUTPUT_PORT_PREFIX) == outputs}
+
+
+def _independent_groups(graph: Graph, ports: dict[str, dict[str, str]]) -> list[Graph]:
+    return [graph.select(names) for names in linked_groups(ports)]
+
+
+def _pipeline_stages(graph: Graph, ports: dict[str, dict[str, str]]) -> tuple[Graph | None, list[Graph]]:
+    published = {name: _topics(mapping, outputs=True) for name, mapping in ports.items()}
     sources = [name for name, mapping in ports.items()
-               if not any(topic in outputs[other] for other in ports if other != name
-                          for port, topic in mapping.items() if not port.startswith(OUTPUT_PORT_PREFIX))]
+               if not any(_topics(mapping, outputs=False) & published[other] for other in ports if other != name)]
     rest = {name: mapping for name, mapping in ports.items() if name not in sources}
     if not sources or not rest:
         return None, [graph]
@@ -128,10 +141,11 @@ def replay_in_processes(bag_path: str | Path, out_path: str | Path, graph: Graph
     if processes < 1:
         raise ConfigError(f"processes must be at least 1, got {processes}")
     forks = "fork" in multiprocessing.get_all_start_methods()
-    groups = independent_groups(graph, config) if processes > 1 and forks else [graph]
+    ports = _ports(graph, config) if processes > 1 and forks else {}
+    groups = _independent_groups(graph, ports) if ports else [graph]
     upstream = None
-    if len(groups) == 1 and processes > 1 and forks and pipeline:
-        upstream, groups = pipeline_stages(graph, config)
+    if len(groups) == 1 and ports and pipeline:
+        upstream, groups = _pipeline_stages(graph, ports)
     if upstream is None and len(groups) == 1:
         summary = replay(bag_path, out_path, graph, config, copy_inputs, progress, log)
         if processes > 1:
@@ -159,7 +173,7 @@ def replay_in_processes(bag_path: str | Path, out_path: str | Path, graph: Graph
     pipes: list[Connection] = []
     processes_started: list[Any] = []
     # a pipeline: one pipe from the upstream worker to each downstream worker, with the topics it reads from it
-    feeds = [(*context.Pipe(duplex=False), _fed_topics(upstream, group, config)) for group in workers[1:]] \
+    feeds = [(*context.Pipe(duplex=False), _fed_topics(ports, upstream, group)) for group in workers[1:]] \
         if upstream is not None else []
     for _, feed_sender, _ in feeds:
         _widen(feed_sender)  # the upstream worker may run ahead by more than a few messages
@@ -167,21 +181,14 @@ def replay_in_processes(bag_path: str | Path, out_path: str | Path, graph: Graph
         for k, (group, share) in enumerate(zip(workers, shares)):
             receiver, sender = context.Pipe(duplex=False)
             _widen(sender)
-            if upstream is None:
-                feed: dict[str, Any] = {}
-            elif k == 0:
-                feed = {"feeds_out": [(feed_sender, topics) for _, feed_sender, topics in feeds],
-                        "inherited": [feed_receiver for feed_receiver, _, _ in feeds]}
-            else:
-                feed = {"feed_in": feeds[k - 1][0], "feed_topics": feeds[k - 1][2],
-                        "inherited": [r for j, (r, _, _) in enumerate(feeds) if j != k - 1]}
+            feed, handed_over = _feed_ends(feeds, k)
             worker = context.Process(target=_run_group, args=(bag_path, group, config, share, sender, log),
                                      kwargs=feed, daemon=True,
                                      name=f"replay {'+'.join(n.name for n in group.nodes)}")
             worker.start()
             sender.close()
-            for connection in ([s for _, s, _ in feeds] if k == 0 else [feed["feed_in"]] if feed else []):
-                connection.close()  # the workers hold them now: a worker's end tells the other that it ended
+            for connection in handed_over:
+                connection.close()  # the worker holds them now: a worker's end tells the other that it ended
             pipes.append(receiver)
             processes_started.append(worker)
         read_topics: set[str] = set()
@@ -201,16 +208,27 @@ def replay_in_processes(bag_path: str | Path, out_path: str | Path, graph: Graph
     return summary
 
 
-def _fed_topics(upstream: Graph, group: Graph, config: str | Path | None) -> frozenset[str]:
-    """The topics the upstream stage publishes that a downstream group's nodes read."""
-    params = graph_parameters(upstream, config)[1]
-    published = {topic for node in upstream.nodes
-                 for port, topic in upstream.topics(node, params[node.name]["camera_names"]).items()
-                 if port.startswith(OUTPUT_PORT_PREFIX)}
-    params = graph_parameters(group, config)[1]
-    read = {topic for node in group.nodes for port, topic in group.topics(node, params[node.name]["camera_names"])
-            .items() if not port.startswith(OUTPUT_PORT_PREFIX)}
+def _fed_topics(ports: dict[str, dict[str, str]], upstream: Graph, group: Graph) -> frozenset[str]:
+    """The topics the upstream stage publishes that a downstream group's nodes read (ports: the whole graph's)."""
+    published = set().union(*(_topics(ports[node.name], outputs=True) for node in upstream.nodes))
+    read = set().union(*(_topics(ports[node.name], outputs=False) for node in group.nodes))
     return frozenset(published & read)
+
+
+def _feed_ends(feeds: Sequence[tuple[Connection, Connection, frozenset[str]]], worker: int
+               ) -> tuple[dict[str, Any], list[Connection]]:
+    """_run_group's pipeline arguments for worker number `worker` (0: the upstream one) of a pipeline whose feeds are
+    (receiving end, sending end, topics) per downstream worker ({} without feeds), and the ends this process hands
+    over to that worker (to close once it runs). Each worker gets the other feed ends it inherits, to close."""
+    if not feeds:
+        return {}, []
+    if worker == 0:
+        senders = [sender for _, sender, _ in feeds]
+        return ({"feeds_out": [(sender, topics) for _, sender, topics in feeds],
+                 "inherited": [receiver for receiver, _, _ in feeds]}, senders)
+    receiver, _, topics = feeds[worker - 1]
+    return ({"feed_in": receiver, "feed_topics": topics,
+             "inherited": [other for j, (other, _, _) in enumerate(feeds) if j != worker - 1]}, [receiver])
 
 
 def _widen(pipe: Connection) -> None:
