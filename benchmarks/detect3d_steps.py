@@ -49,6 +49,15 @@ def run_in_checkout(script: str, checkout: Path, *args: str) -> dict[str, float]
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
+def alternated(script: str, checkouts: list[Path], rounds: int, *worker_args: str):
+    """(round, checkout, 1-minute load average before it, what `script` WORKER_ARGS printed) for each checkout in
+    turn, round after round (run_in_checkout)."""
+    for round_ in range(1, rounds + 1):
+        for checkout in checkouts:
+            load = os.getloadavg()[0]
+            yield round_, checkout, load, run_in_checkout(script, checkout, *worker_args)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("checkouts", type=Path, nargs="*", help="repository roots to compare")
@@ -63,14 +72,11 @@ def main() -> None:
         parser.error("give at least one checkout")
     print("| round | checkout | load | whole call [ms] | ground | support | anchors | choose_refine | merge | sum |")
     print("|---|---|---|---|---|---|---|---|---|---|")
-    for round_ in range(1, args.rounds + 1):
-        for checkout in args.checkouts:
-            load = os.getloadavg()[0]
-            best = run_in_checkout(__file__, checkout, "--worker", "--calls", str(args.calls))
-            steps = [best.get(name, float("nan")) for name in ("ground", "support", "anchors", "choose_refine",
-                                                               "merge")]
-            cells = " | ".join(f"{ms:.1f}" for ms in [best["total"], *steps, sum(steps)])
-            print(f"| {round_} | {checkout} | {load:.2f} | {cells} |", flush=True)
+    for round_, checkout, load, best in alternated(__file__, args.checkouts, args.rounds, "--worker", "--calls",
+                                                   str(args.calls)):
+        steps = [best.get(name, float("nan")) for name in ("ground", "support", "anchors", "choose_refine", "merge")]
+        cells = " | ".join(f"{ms:.1f}" for ms in [best["total"], *steps, sum(steps)])
+        print(f"| {round_} | {checkout} | {load:.2f} | {cells} |", flush=True)
 
 
 if __name__ == "__main__":

@@ -16,13 +16,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import tempfile
 import time
 from collections import defaultdict
 from pathlib import Path
 
-from detect3d_steps import run_in_checkout
+from detect3d_steps import alternated
 
 # (module, attribute) of each timed step, as the callers look them up at call time
 STEPS = {
@@ -91,12 +90,10 @@ def main() -> None:
     columns = [*STEPS, "networks (all nodes)", *(f"{node} total" for node in NODES)]
     print(f"| round | checkout | load | {' | '.join(columns)} |")
     print("|---" * (len(columns) + 3) + "|")
-    for round_ in range(1, args.rounds + 1):
-        for checkout in args.checkouts:
-            load = os.getloadavg()[0]
-            medians = run_in_checkout(__file__, checkout, str(args.bag), "--worker")
-            cells = " | ".join(f"{medians.get(name, float('nan')):.1f}" for name in columns)
-            print(f"| {round_} | {checkout} | {load:.2f} | {cells} |", flush=True)
+    for round_, checkout, load, medians in alternated(__file__, args.checkouts, args.rounds, str(args.bag),
+                                                      "--worker"):
+        cells = " | ".join(f"{medians.get(name, float('nan')):.1f}" for name in columns)
+        print(f"| {round_} | {checkout} | {load:.2f} | {cells} |", flush=True)
 
 
 if __name__ == "__main__":
