@@ -18,7 +18,9 @@ and the object keeps the segment that fits the box: the one whose points span th
 width (an object fills its box from edge to edge; a post in front covers a narrow strip of it), less the same
 |log(depth / expected depth)| cost; ties go to the nearer segment. Nearer segments spanning at least half its share
 stay with it (`near_segment_cover`): they are the object's own nearer part (a car's boot and bumper ~1 m in front of
-its rear window). Objects that touch without any depth jump
+its rear window). So do nearer segments lower than the chosen one's lowest point, within a reach given per box
+(`object_points`' low_front; detection gives it to cars and trucks): a car's bonnet seen in a narrow strip below and
+before its cabin. Objects that touch without any depth jump
 (a barrier row, cars bumper to bumper) stay in one segment, but where their 2D boxes overlap the nearer object
 hides the farther one. Between boxes of one kind (the detection class: similar silhouettes) the bottom edge
 tells which: objects stand on the ground, the lower box is the nearer object's, and a point inside it is `covered`
@@ -427,14 +429,17 @@ def frustum_clusters(uv: np.ndarray, depth: np.ndarray, boxes_xyxy: np.ndarray, 
 
 
 def object_points(clusters: FrustumClusters, boxes_xyxy: np.ndarray, params: ClusterParams = ClusterParams(),
-                  images: np.ndarray | None = None) -> BoxPoints:
+                  images: np.ndarray | None = None, low_front: tuple[np.ndarray, np.ndarray] | None = None
+                  ) -> BoxPoints:
     """Each box's object points (B boxes (B, 4)): its cluster's segment that fits the box (params' segment_gap_m,
     segment_gap_per_depth and near_segment_cover), each point kept by the nearest box holding it; a box whose
     cluster other boxes keep whole tries its next cluster (FrustumClusters.in_next_cluster). The retry is per image:
     where one such box of an image has a next cluster, every such box of the image takes its next cluster (none, for
     a box without one) and the image's points are owned again. images (B,): the image of each box, for the clusters
     of several images joined (FrustumClusters.join; None: one image), so that each image's boxes get what they get
-    alone."""
+    alone. low_front: (heights (Q,) of the pairs' points above the ground [m], reach (B,) [m]): a nearer segment all
+    of whose points lie lower than the chosen segment's lowest point stays with it when it starts at most the box's
+    reach before it (the object's own low front: a car's bonnet or boot below and before its cabin); None: none."""
     boxes = np.asarray(boxes_xyxy, dtype=np.float64).reshape(-1, 4)
     n_boxes = len(boxes)
     c = clusters
@@ -442,7 +447,7 @@ def object_points(clusters: FrustumClusters, boxes_xyxy: np.ndarray, params: Clu
         nan = np.full(n_boxes, np.nan)
         return BoxPoints(c.point, c.box, c.depth, c.u, np.zeros(0, dtype=bool), np.zeros(n_boxes, dtype=np.int64),
                          nan, nan.copy(), nan.copy())
-    segments = _best_segment(c.in_cluster, c, boxes, params)
+    segments = _best_segment(c.in_cluster, c, boxes, params, low_front)
     on, stats = _owned_segments(c, segments, n_boxes)
     support = np.bincount(c.box[on], minlength=n_boxes)
     taken = (support == 0) & (np.bincount(c.box[c.in_cluster], minlength=n_boxes) > 0)  # others keep its cluster
@@ -453,7 +458,7 @@ def object_points(clusters: FrustumClusters, boxes_xyxy: np.ndarray, params: Clu
     taken &= retrying.take(image)
     retry = taken.take(c.box)  # the pairs of those boxes
     if retry.any():  # a box's segment depends on its own pairs only: only these boxes' segments change
-        segments = np.where(retry, _best_segment(c.in_next_cluster & retry, c, boxes, params), segments)
+        segments = np.where(retry, _best_segment(c.in_next_cluster & retry, c, boxes, params, low_front), segments)
         on, stats = _owned_segments(c, segments, n_boxes)
         support = np.bincount(c.box[on], minlength=n_boxes)
     depth_min, depth_median, depth_max = stats
@@ -545,7 +550,8 @@ def _owned_segments(c: FrustumClusters, segments: np.ndarray,
     return owned, _depth_stats(owned, c.box, c.depth, n_boxes)
 
 
-def _best_segment(on: np.ndarray, c: FrustumClusters, boxes: np.ndarray, params: ClusterParams) -> np.ndarray:
+def _best_segment(on: np.ndarray, c: FrustumClusters, boxes: np.ndarray, params: ClusterParams,
+                  low_front: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
     """The on-object mask `on` (Q,) of the depth-sorted point-box pairs of c reduced to one segment per box (B, 4).
 
     Segments are runs of a box's on-object points without a depth jump above both `segment_gap_m` and
@@ -574,6 +580,14 @@ def _best_segment(on: np.ndarray, c: FrustumClusters, boxes: np.ndarray, params:
     best[seg_box[order[first_of_box]]] = order[first_of_box]
     chosen = best[seg_box]
     kept = (segment == chosen) | ((segment < chosen) & (cover >= params.near_segment_cover * cover[chosen]))
+    if low_front is not None:
+        height, reach = low_front
+        h = height[on]
+        with np.errstate(invalid="ignore"):
+            lowest = np.minimum.reduceat(h, first)  # NaN where a point has no ground below: never kept
+            highest = np.maximum.reduceat(h, first)
+            kept |= ((segment < chosen) & (highest < lowest[chosen])
+                     & (d.take(first[chosen]) - d.take(first) <= reach.take(seg_box)))
     keep = on.copy()
     keep[on] = np.repeat(kept, np.diff(np.append(first, len(b))))  # per segment, to its points
     return keep
