@@ -230,63 +230,65 @@ def road_without(front_x, half_width, y):
     return grid[(grid[:, 0] < front_x) | (np.abs(grid[:, 1] - y) > half_width + 1.0)]
 
 
-def test_a_car_seen_only_above_its_bonnet_is_placed_by_the_returns_at_its_foot():
-    """A car 25 m ahead facing the sensor, built as world v2 builds cars: a body up to 0.88 m and the cabin above it
-    1.4 m behind the body's face. The returns on its body are one row at 3 cm (the bumper at road height), ground to
-    core.ground; the segment holds only the cabin face, 0.95 m and more above the ground. Slid to the segment, the box
-    would lie 1.4 m too far; the row at its foot gives its nearest depth."""
+CABIN_CAR_CENTER, CABIN_CAR_SIZE = np.array([27.0, 0.5, 0.8]), np.array([4.6, 1.9, 1.6])
+CABIN_CAR_FRONT = CABIN_CAR_CENTER[0] - CABIN_CAR_SIZE[0] / 2
+
+
+def cabin_car(face_returns: np.ndarray) -> tuple[np.ndarray, list]:
+    """(points, views) of a car 25 m ahead facing the sensor, built as world v2 builds cars: a body up to 0.88 m and
+    the cabin above it 1.4 m behind the body's face. The LiDAR sees the cabin face (0.95 m and more above the
+    ground), face_returns (N, 3) [m, base frame] and the road around the car; the camera, its projected 2D box."""
     cam = camera()
-    center, size = np.array([27.0, 0.5, 0.8]), np.array([4.6, 1.9, 1.6])
-    front = center[0] - size[0] / 2
-    cabin = grid_rows([front + 1.4], np.arange(-0.3, 1.31, 0.1), np.arange(0.95, 1.61, 0.1))
-    foot = grid_rows([front], np.arange(-0.45, 1.46, 0.15), [0.03])
-    points = to_lidar(np.vstack([cabin, foot, road_without(front, size[1] / 2, center[1])]))
-    views = [view(cam, FRONT, [projected_box(cam, FRONT, center, size, 0.0)], ["car"])]
-    dets = detect_3d(points, views, T_BASE_LIDAR)
-    assert len(dets) == 1 and np.linalg.norm(dets.centers[0, :2] - center[:2]) < 0.4
-    unseen = detect_3d(points, views, T_BASE_LIDAR, params=LiftParams(foot_gap=np.inf))
-    assert np.linalg.norm(unseen.centers[0, :2] - center[:2]) > 1.0  # the test needs the foot returns
+    cabin = grid_rows([CABIN_CAR_FRONT + 1.4], np.arange(-0.3, 1.31, 0.1), np.arange(0.95, 1.61, 0.1))
+    road = road_without(CABIN_CAR_FRONT, CABIN_CAR_SIZE[1] / 2, CABIN_CAR_CENTER[1])
+    box = projected_box(cam, FRONT, CABIN_CAR_CENTER, CABIN_CAR_SIZE, 0.0)
+    return to_lidar(np.vstack([cabin, face_returns, road])), [view(cam, FRONT, [box], ["car"])]
+
+
+def body_strip(heights) -> np.ndarray:
+    """Returns on the cabin car's body face in a strip of a third of its width, at heights [m]."""
+    return grid_rows([CABIN_CAR_FRONT], np.arange(-0.45, 0.2, 0.1), heights)
+
+
+def cabin_car_error(points: np.ndarray, views: list, params: LiftParams | None = None) -> float:
+    """The distance [m] in x, y from the cabin car to the one box detect_3d finds (params None: the defaults)."""
+    dets = detect_3d(points, views, T_BASE_LIDAR, params=params or LiftParams())
+    assert len(dets) == 1
+    return float(np.linalg.norm(dets.centers[0, :2] - CABIN_CAR_CENTER[:2]))
+
+
+def test_a_car_seen_only_above_its_bonnet_is_placed_by_the_returns_at_its_foot():
+    """The cabin car, the returns on its body one row at 3 cm (the bumper at road height), ground to core.ground; the
+    segment holds only the cabin face. Slid to the segment, the box would lie 1.4 m too far; the row at its foot
+    gives its nearest depth."""
+    points, views = cabin_car(grid_rows([CABIN_CAR_FRONT], np.arange(-0.45, 1.46, 0.15), [0.03]))
+    assert cabin_car_error(points, views) < 0.4
+    assert cabin_car_error(points, views, LiftParams(foot_gap=np.inf)) > 1.0  # the test needs the foot returns
 
 
 def test_a_car_whose_body_shows_in_a_strip_below_its_cabin_is_placed_at_its_body():
-    """The car of the test above, its body's face seen 0.4 m above the ground (object returns, not ground) in a strip
-    of a third of its width only (a nearer object hides the rest: world v2 seed 9, a car parked behind barriers).
-    The frustum split keeps the cabin face 1.4 m behind as the car's segment (the strip spans less than half of its
-    share of the box width, like a post in front); the strip's returns, low and no box's segment, then give the
-    car's nearest depth, as the car's low front does (`low_front_classes`, the next test) with or without them. The
-    test fails without both (foot_gap inf and no low-front class: the box lies at the cabin)."""
-    cam = camera()
-    center, size = np.array([27.0, 0.5, 0.8]), np.array([4.6, 1.9, 1.6])
-    front = center[0] - size[0] / 2
-    cabin = grid_rows([front + 1.4], np.arange(-0.3, 1.31, 0.1), np.arange(0.95, 1.61, 0.1))
-    strip = grid_rows([front], np.arange(-0.45, 0.2, 0.1), [0.4, 0.55])
-    points = to_lidar(np.vstack([cabin, strip, road_without(front, size[1] / 2, center[1])]))
-    views = [view(cam, FRONT, [projected_box(cam, FRONT, center, size, 0.0)], ["car"])]
-    for params in (LiftParams(), LiftParams(low_front_classes=())):
-        dets = detect_3d(points, views, T_BASE_LIDAR, params=params)
-        assert len(dets) == 1 and np.linalg.norm(dets.centers[0, :2] - center[:2]) < 0.4
-    unseen = detect_3d(points, views, T_BASE_LIDAR, params=LiftParams(foot_gap=np.inf, low_front_classes=()))
-    assert np.linalg.norm(unseen.centers[0, :2] - center[:2]) > 1.0  # the test needs the strip's returns
+    """The cabin car, its body's face seen 0.4 m above the ground (object returns, not ground) in a strip of a third
+    of its width only (a nearer object hides the rest: world v2 seed 9, a car parked behind barriers). The frustum
+    split keeps the cabin face 1.4 m behind as the car's segment (the strip spans less than half of its share of the
+    box width, like a post in front); the strip's returns, low and no box's segment, then give the car's nearest
+    depth, as the car's low front does (`low_front_classes`, the next test) with or without them. The test fails
+    without both (foot_gap inf and no low-front class: the box lies at the cabin)."""
+    points, views = cabin_car(body_strip([0.4, 0.55]))
+    assert cabin_car_error(points, views) < 0.4
+    assert cabin_car_error(points, views, LiftParams(low_front_classes=())) < 0.4
+    assert cabin_car_error(points, views, LiftParams(foot_gap=np.inf, low_front_classes=())) > 1.0
 
 
 def test_a_car_whose_bonnet_shows_in_a_strip_below_its_cabin_keeps_it_as_its_near_end():
-    """The car of the tests above, its body's face seen higher up, 0.7-0.9 m above the ground, in a strip of a third
-    of its width (the rest hidden by the car parked in front: world v2 seed 8 at 4 s). The strip is a segment of its
-    own 1.4 m before the cabin's; spanning less than half of the cabin's share of the box width, it would be dropped
-    as a post in front, and it lies above the height where returns at the foot count (`foot_gap`). Lower than the
-    cabin's lowest return and within `foot_reach` of the class's length before it, it is the car's low front: the
-    box's near end lies on it. Without the rule the box lies at the cabin."""
-    cam = camera()
-    center, size = np.array([27.0, 0.5, 0.8]), np.array([4.6, 1.9, 1.6])
-    front = center[0] - size[0] / 2
-    cabin = grid_rows([front + 1.4], np.arange(-0.3, 1.31, 0.1), np.arange(0.95, 1.61, 0.1))
-    strip = grid_rows([front], np.arange(-0.45, 0.2, 0.1), [0.7, 0.85])
-    points = to_lidar(np.vstack([cabin, strip, road_without(front, size[1] / 2, center[1])]))
-    views = [view(cam, FRONT, [projected_box(cam, FRONT, center, size, 0.0)], ["car"])]
-    dets = detect_3d(points, views, T_BASE_LIDAR)
-    assert len(dets) == 1 and np.linalg.norm(dets.centers[0, :2] - center[:2]) < 0.4
-    without = detect_3d(points, views, T_BASE_LIDAR, params=LiftParams(low_front_classes=()))
-    assert np.linalg.norm(without.centers[0, :2] - center[:2]) > 1.0  # the test needs the rule
+    """The cabin car, its body's face seen higher up, 0.7-0.85 m above the ground, in a strip of a third of its width
+    (the rest hidden by the car parked in front: world v2 seed 8 at 4 s). The strip is a segment of its own 1.4 m
+    before the cabin's; spanning less than half of the cabin's share of the box width, it would be dropped as a post
+    in front, and it lies above the height where returns at the foot count (`foot_gap`). Lower than the cabin's
+    lowest return and within `foot_reach` of the class's length before it, it is the car's low front: the box's near
+    end lies on it. Without the rule the box lies at the cabin."""
+    points, views = cabin_car(body_strip([0.7, 0.85]))
+    assert cabin_car_error(points, views) < 0.4
+    assert cabin_car_error(points, views, LiftParams(low_front_classes=())) > 1.0  # the test needs the rule
 
 
 def test_a_car_seen_down_to_the_ground_ignores_road_returns_in_front():
