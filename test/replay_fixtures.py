@@ -140,8 +140,10 @@ class CentroidNode(NodeDefinition):
         with timer.stage("infer"):
             centroid = pts.mean(axis=0)
             time.sleep(self.params["sleep_s"])
-            busy_until = time.process_time() + self.params["busy_s"]
-            while time.process_time() < busy_until:
+            # this thread's CPU time: the process's counts other threads too (a reader, a library's pool), so a wait
+            # on it could end before busy_s of wall-clock time has passed
+            busy_until = time.thread_time() + self.params["busy_s"]
+            while time.thread_time() < busy_until:
                 pass
         with timer.stage("post"):
             names = sorted(frame.cameras)
