@@ -20,6 +20,7 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 
@@ -58,18 +59,29 @@ def alternated(script: str, checkouts: list[Path], rounds: int, *worker_args: st
             yield round_, checkout, load, run_in_checkout(script, checkout, *worker_args)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+def checkout_comparison(parser: argparse.ArgumentParser, rounds: int,
+                        measure_args: Callable[[argparse.Namespace], dict[str, float]]) -> argparse.Namespace | None:
+    """Parse the arguments of a script that compares checkouts with `alternated`: its own ones (already on parser),
+    the checkouts, --rounds (default `rounds`) and the hidden --worker of run_in_checkout's side. In --worker mode
+    prints measure_args(args) as JSON and returns None; else returns the arguments (at least one checkout)."""
     parser.add_argument("checkouts", type=Path, nargs="*", help="repository roots to compare")
-    parser.add_argument("--rounds", type=int, default=4)
-    parser.add_argument("--calls", type=int, default=40, help="detect_3d calls per checkout and round")
+    parser.add_argument("--rounds", type=int, default=rounds)
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
-        print(json.dumps(measure(args.calls)))
-        return
+        print(json.dumps(measure_args(args)))
+        return None
     if not args.checkouts:
         parser.error("give at least one checkout")
+    return args
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--calls", type=int, default=40, help="detect_3d calls per checkout and round")
+    args = checkout_comparison(parser, 4, lambda worker_args: measure(worker_args.calls))
+    if args is None:
+        return
     print("| round | checkout | load | whole call [ms] | ground | support | anchors | choose_refine | merge | sum |")
     print("|---|---|---|---|---|---|---|---|---|---|")
     for round_, checkout, load, best in alternated(__file__, args.checkouts, args.rounds, "--worker", "--calls",

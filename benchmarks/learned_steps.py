@@ -15,13 +15,12 @@ share shrinks and these steps set the rate (benchmarks/results/learned_graph.md)
 from __future__ import annotations
 
 import argparse
-import json
 import tempfile
 import time
 from collections import defaultdict
 from pathlib import Path
 
-from detect3d_steps import alternated
+from detect3d_steps import alternated, checkout_comparison
 
 # (module, attribute) of each timed step, as the callers look them up at call time
 STEPS = {
@@ -78,15 +77,9 @@ def measure(bag: Path) -> dict[str, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("bag", type=Path)
-    parser.add_argument("checkouts", type=Path, nargs="*", help="repository roots to compare")
-    parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
-    args = parser.parse_args()
-    if args.worker:
-        print(json.dumps(measure(args.bag)))
+    args = checkout_comparison(parser, 2, lambda worker_args: measure(worker_args.bag))
+    if args is None:
         return
-    if not args.checkouts:
-        parser.error("give at least one checkout")
     columns = [*STEPS, "networks (all nodes)", *(f"{node} total" for node in NODES)]
     print(f"| round | checkout | load | {' | '.join(columns)} |")
     print("|---" * (len(columns) + 3) + "|")
