@@ -72,6 +72,7 @@ class TorchDetector2D(Detector2D):
         self.device = self.runner.device
         self.class_names = tuple(model.config.class_names)
         self.input_width, self.input_height = model.config.input_width, model.config.input_height
+        self._pinned: torch.Tensor | None = None  # the page-locked image buffer (_pinned_buffer)
 
     @classmethod
     def from_checkpoint(cls, path: Path, device: str = "auto", params: DecodeParams = DEFAULT_DECODE,
@@ -101,7 +102,7 @@ class TorchDetector2D(Detector2D):
         shape = (len(images), *images[0].shape)
         if any(image.shape != images[0].shape for image in images):
             return None
-        if getattr(self, "_pinned", None) is None or tuple(self._pinned.shape) != shape:
+        if self._pinned is None or tuple(self._pinned.shape) != shape:
             try:
                 self._pinned = torch.empty(shape, dtype=torch.uint8, pin_memory=True)
             except RuntimeError:
