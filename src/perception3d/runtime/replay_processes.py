@@ -160,7 +160,7 @@ def replay_in_processes(bag_path: str | Path, out_path: str | Path, graph: Graph
     slots = processes - (upstream is not None)
     workers = [_merge(groups[k::slots], graph) for k in range(min(slots, len(groups)))]
     if upstream is not None:
-        workers = [upstream, *(group.fed_by_others(n.name for n in upstream.nodes) for group in workers)]
+        workers = [upstream, *workers]
     bag_path, out_path = Path(bag_path), Path(out_path)
     writer = output_bag(bag_path, out_path, graph)
     summary = ReplaySummary(str(bag_path), str(out_path))
@@ -244,9 +244,10 @@ def _widen(pipe: Connection) -> None:
 
 
 def _merge(groups: Sequence[Graph], graph: Graph) -> Graph:
-    """One worker's nodes: the union of its groups, in graph order."""
+    """One worker's nodes: the union of its groups, in graph order, fed by the nodes that feed them (the groups of a
+    pipeline's downstream stage, Graph.fed_by_others)."""
     names = {node.name for group in groups for node in group.nodes}
-    return graph.select([node.name for node in graph.nodes if node.name in names])
+    return graph.select([node.name for node in graph.nodes if node.name in names]).fed_by_others(groups[0].fed_by)
 
 
 def _write(bag_path: Path, writer: BagWriter, workers: dict[Connection, Any], read_topics: set[str],
