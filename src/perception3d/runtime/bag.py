@@ -33,6 +33,7 @@ from ..nodes.base import NodeDefinition
 from ..nodes.params import load_parameters
 from ..nodes.runner import NodeRunner, NodeStats, Published, settle_garbage_collector
 from .graph import TF_STATIC_TOPIC, TF_TOPIC, Graph
+from .heap import keep_freed_memory
 from .threads import apply_thread_policy, process_thread_count
 
 
@@ -264,14 +265,15 @@ class NodeSet:
 
     @classmethod
     def build(cls, graph: Graph, config: str | Path | None, log: Callable[[str], None] | None) -> NodeSet:
-        """Load the graph's node definitions and parameters, set this process's thread policy and create the
-        runners.
+        """Load the graph's node definitions and parameters, set this process's thread and heap policies
+        (runtime.threads, runtime.heap) and create the runners.
 
         Raises:
             NodeNotImplementedError, NodeDependencyError, ConfigError: a node that cannot load, bad parameters.
         """
         definitions, params = graph_parameters(graph, config)
         apply_thread_policy(process_thread_count(params.values()))  # before a node loads its model
+        keep_freed_memory()
         tf = TfBuffer()
         lookups = LoadedTransforms(tf)
         runners = [NodeRunner(definitions[node.name], params[node.name],

@@ -58,6 +58,7 @@ from .bag import (
     run_messages,
 )
 from .graph import OUTPUT_PORT_PREFIX, TF_STATIC_TOPIC, TF_TOPIC, Graph, linked_groups
+from .heap import keep_freed_memory
 
 F_SETPIPE_SZ = 1031  # fcntl.h (Linux)
 STOP_SIGNAL = signal.SIGUSR1  # the writing process to a worker: stop reading, send what you have and your report
@@ -169,6 +170,7 @@ def replay_in_processes(bag_path: str | Path, out_path: str | Path, graph: Graph
         f"{', '.join(n.name for n in group.nodes)} (cores {', '.join(map(str, share))}"
         f"{', feeding the others' if upstream is not None and k == 0 else ''})"
         for k, (group, share) in enumerate(zip(workers, shares))))
+    keep_freed_memory()  # the writing process reads the workers' messages (up to 1.3 MB each) into fresh buffers
     context = multiprocessing.get_context("fork")  # the workers inherit the loaded modules and the graph
     pipes: list[Connection] = []
     processes_started: list[Any] = []

@@ -46,6 +46,7 @@ from ..nodes.params import PARAMS_KEY, SHARED_PARAMS, SHARED_SECTION, Param, val
 from ..nodes.rcl_yaml import check_rcl_parameter_yaml
 from ..nodes.runner import TIMED, NodeRunner, Published, settle_garbage_collector
 from .graph import FULL_GRAPH, GRAPH_EXECUTABLE, Graph, GraphNode
+from .heap import keep_freed_memory
 from .threads import apply_thread_policy, process_thread_count
 
 DIAGNOSTICS_PERIOD_S = 1.0
@@ -482,6 +483,7 @@ def _serve(executable: str, args: Sequence[str] | None, start: Callable[[list[st
     running = None
     try:
         check_parameter_files(args)  # rclpy.init would fail on them with rcl's terse message
+        keep_freed_memory()  # before a node allocates
         rclpy.init(args=args)
         running = start(args)
         settle_garbage_collector()
