@@ -4,14 +4,14 @@ glibc's malloc hands large blocks back to the kernel as soon as they are freed: 
 (128 KiB at start, raised to the largest such block freed so far) is unmapped, and the top of the heap is trimmed
 once more than twice that threshold lies free there. A LiDAR node's frame allocates and frees tens of MB of
 temporaries (the sweep in several frames, its projections into six cameras, the occupancy grid), so the next frame
-faulted those pages in again: ~240,000 page faults and 0.75 s of system time in one replay of the 8 s scene, and
-detection3d's p95 rose with them (benchmarks/results/speed_log.md). With fixed thresholds, blocks up to
-MMAP_THRESHOLD_BYTES come from the heap and its top stays mapped up to TRIM_THRESHOLD_BYTES, so later frames reuse
-pages already touched. The process keeps its peak heap instead of shrinking between frames (the same peak on that
-replay: 157 and 159 MB resident).
+faulted those pages in again: 170,000-280,000 page faults and 0.6-0.8 s of system time in one replay of the 8 s
+scene, and detection3d's p95 rose with them (benchmarks/results/speed_log.md, sixth round). With fixed thresholds,
+blocks up to MMAP_THRESHOLD_BYTES come from the heap and its top stays mapped up to TRIM_THRESHOLD_BYTES, so later
+frames reuse pages already touched (~34,000 faults, 0.25-0.35 s). The process keeps its peak heap instead of
+shrinking between frames (about the same peak on that replay: 155-158 MB before, 158-160 MB after).
 
-Every host sets it at start, before a node allocates: the bag runtime (replay, its workers, demo, bench) and the
-ROS 2 executables. Other C libraries (musl, macOS) keep their own behaviour.
+Every host sets it at start, before a node allocates: the bag runtime (replay, its workers and its writing process,
+demo, bench) and the ROS 2 executables. Other C libraries (musl, macOS) keep their own behaviour.
 """
 from __future__ import annotations
 
