@@ -42,7 +42,6 @@ def test_frames_reuse_the_pages_earlier_frames_freed():
     assert page_faults("policy") < pages_per_frame // 10
 
 
-@glibc_only
 def test_a_replay_host_sets_the_policy_when_it_builds_its_nodes(monkeypatch):
     calls = []
     monkeypatch.setattr("perception3d.runtime.bag.keep_freed_memory", lambda: calls.append("heap") or True)
