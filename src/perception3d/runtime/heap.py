@@ -16,7 +16,6 @@ demo, bench) and the ROS 2 executables. Other C libraries (musl, macOS) keep the
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 
 M_TRIM_THRESHOLD = -1  # glibc <malloc.h>
 M_MMAP_THRESHOLD = -3
@@ -26,12 +25,9 @@ TRIM_THRESHOLD_BYTES = 256 << 20  # free memory at the heap's top beyond this go
 
 def keep_freed_memory() -> bool:
     """Set this process's malloc thresholds (module docstring); True where the C library took them (glibc)."""
-    name = ctypes.util.find_library("c")
-    if name is None:
-        return False
-    try:
-        mallopt = ctypes.CDLL(name).mallopt
-    except (OSError, AttributeError):  # no such library or no mallopt (macOS)
+    try:  # the C library this process already runs on (dlopen(NULL)): no search for it (find_library starts ldconfig)
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, TypeError, AttributeError):  # no mallopt (macOS), no dlopen(NULL) (Windows)
         return False
     mallopt.argtypes, mallopt.restype = (ctypes.c_int, ctypes.c_int), ctypes.c_int
     # both calls always: mallopt returns 1 on success, 0 where the library ignores it (musl)
