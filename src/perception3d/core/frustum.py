@@ -582,14 +582,15 @@ def _best_segment(on: np.ndarray, c: FrustumClusters, boxes: np.ndarray, params:
     kept = (segment == chosen) | ((segment < chosen) & (cover >= params.near_segment_cover * cover[chosen]))
     if low_front is not None:
         height, reach = low_front
-        near = np.flatnonzero((segment < chosen) & ~kept & (reach.take(seg_box) > 0))
+        segment_reach = reach.take(seg_box)
+        near = np.flatnonzero((segment < chosen) & ~kept & (segment_reach > 0))
         if len(near):  # (often none: a box of one segment, or of another class)
             h = height[on]
             with np.errstate(invalid="ignore"):  # NaN where a point has no ground below: never kept
                 lowest, highest = np.minimum.reduceat(h, first), np.maximum.reduceat(h, first)
                 of = chosen.take(near)
                 kept[near] = ((highest.take(near) < lowest.take(of))
-                              & (d.take(first.take(of)) - d.take(first.take(near)) <= reach.take(seg_box.take(near))))
+                              & (d.take(first.take(of)) - d.take(first.take(near)) <= segment_reach.take(near)))
     keep = on.copy()
     keep[on] = np.repeat(kept, np.diff(np.append(first, len(b))))  # per segment, to its points
     return keep
