@@ -271,3 +271,53 @@ def test_top_k_is_the_best_of_all_candidates_ties_in_enumeration_order(top_k_per
     assert len(best) > 50 and np.count_nonzero(rank >= 3) > 100
     for f in ("box_index", "centers", "sizes_lwh", "yaws", "ious", "centers_cam", "ry"):
         assert np.array_equal(getattr(best, f), getattr(every, f)[rank < 3])
+
+
+def _full_range_boxes(seed, count=24):
+    """Random boxes of several classes, some crossing the image border (clipped), searched over all depths."""
+    rng = np.random.default_rng(seed)
+    x0 = rng.uniform(-300, 1500, (count, 2)) * [1, 0.55]
+    boxes = np.hstack([x0, x0 + rng.uniform(15, 500, (count, 2))])
+    return boxes, rng.choice(["car", "pedestrian", "truck", "barrier", "bicycle"], count)
+
+
+def test_height_bound_is_above_every_size_of_its_row(monkeypatch):
+    # Every candidate's IoU (the search's own, all sizes of all rows) lies at or below its row's bound.
+    searches = []
+    monkeypatch.setattr(qaf2d, "_bounded_search", lambda *args: searches.append(args) or qaf2d._search(*args[:6]))
+    boxes, classes = _full_range_boxes(11)
+    qaf2d.lift_boxes(boxes, classes, CAMERA, T_BASE_CAM, 1e-6, 1)
+    edge, box, pair_box, placement, row_range, tables = searches[0][:6]
+    bound = qaf2d._height_bound(edge, box, pair_box, placement, row_range, tables)
+    row, _, iou = qaf2d._search(edge, box, pair_box, placement, row_range, tables)
+    assert len(row) > 10_000
+    assert np.all(iou <= bound[row] * (1 + 1e-6) + 1e-7)
+    # It is not trivial: most rows of a box lie below the IoU the box's best candidate reaches (their search is
+    # what the bounded search leaves out), and some candidates reach their bound (the heights fit exactly).
+    best = np.zeros(len(boxes))
+    np.maximum.at(best, pair_box[row], iou)
+    assert np.mean(bound < best[pair_box]) > 0.5
+    assert np.any(iou >= 0.99 * bound[row])
+
+
+@pytest.mark.parametrize("threshold,top_k,top_k_per_yaw,most_rows", [
+    (0.5, 1, False, 0.85), (0.9, 3, False, 0.7), (np.linspace(0.3, 0.95, 24), 4, False, 0.85), (0.7, 2, True, 1.0)])
+def test_bounded_search_keeps_the_anchors_of_the_whole_search(monkeypatch, threshold, top_k, top_k_per_yaw,
+                                                              most_rows):
+    # The same anchors with and without the bounds; the bounded search leaves rows out (per heading, a group has
+    # few rows beyond its FIRST_ROWS, hence most_rows 1).
+    boxes, classes = _full_range_boxes(12)
+    searched = []
+    search = qaf2d._search
+    monkeypatch.setattr(qaf2d, "_search", lambda edge, *rest: searched.append(edge.shape[1]) or search(edge, *rest))
+    results = {}
+    for name, rows_per_group in (("whole", 10**9), ("bounded", 1)):
+        monkeypatch.setattr(qaf2d, "BOUNDED_ROWS_PER_GROUP", rows_per_group)
+        searched.clear()
+        results[name] = qaf2d.lift_boxes(boxes, classes, CAMERA, T_BASE_CAM, threshold, top_k,
+                                         top_k_per_yaw=top_k_per_yaw)
+        results[name + " rows"] = sum(searched)
+    assert len(results["whole"]) > 20
+    for f in ("box_index", "centers", "sizes_lwh", "yaws", "ious", "centers_cam", "ry"):
+        assert np.array_equal(getattr(results["bounded"], f), getattr(results["whole"], f))
+    assert results["bounded rows"] < most_rows * results["whole rows"]
