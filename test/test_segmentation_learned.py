@@ -125,6 +125,37 @@ def test_bev_input_counts_points_per_height_bin_and_cell():
     assert image[:, :, :].sum() == pytest.approx(image[:, row, col].sum())
 
 
+
+def test_bev_input_equals_a_point_by_point_computation():
+    # Many cells, some points below and above the height bins, some off the grid; every channel of every cell.
+    grid = BevGrid(half_extent_m=6.4, cell_m=0.8, z_min_m=-1.0, z_max_m=2.0, z_bins=3)
+    rng = np.random.default_rng(3)
+    points = np.concatenate([rng.uniform(-7.5, 7.5, (400, 2)), rng.uniform(-1.5, 2.5, (400, 1))], axis=1)
+    intensity = rng.uniform(0, 255, 400)
+    expected = np.zeros((grid.channels, grid.size, grid.size))
+    low, high = {}, {}
+    for (x, y, z), value in zip(points, intensity):
+        col, row = int(np.floor((x + 6.4) / 0.8)), int(np.floor((y + 6.4) / 0.8))
+        if not (0 <= col < grid.size and 0 <= row < grid.size):
+            continue
+        z_bin = int(np.floor((z + 1.0) / 3.0 * 3))
+        if 0 <= z_bin < 3:
+            expected[z_bin, row, col] += 1
+        expected[3, row, col] += value
+        low[row, col], high[row, col] = min(low.get((row, col), np.inf), z), max(high.get((row, col), -np.inf), z)
+    count = np.zeros((grid.size, grid.size))
+    for (x, y, _) in points:
+        col, row = int(np.floor((x + 6.4) / 0.8)), int(np.floor((y + 6.4) / 0.8))
+        if 0 <= col < grid.size and 0 <= row < grid.size:
+            count[row, col] += 1
+    expected[:3] = np.log1p(expected[:3])
+    expected[3] = np.where(count > 0, expected[3] / np.maximum(count, 1), 0.0)
+    for (row, col), z in low.items():
+        expected[4, row, col], expected[5, row, col] = z + 1.0, high[row, col] + 1.0
+    image = bev_input(points, intensity, grid)
+    assert image.dtype == np.float32 and np.count_nonzero(count) > 100
+    np.testing.assert_allclose(image, expected, rtol=1e-6, atol=1e-5)
+
 def _random_sweep(seed, n=3000):
     rng = np.random.default_rng(seed)
     points = np.concatenate([rng.uniform(-14, 14, (n, 2)), rng.uniform(-2, 3, (n, 1))], axis=1)

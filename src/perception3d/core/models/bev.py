@@ -88,18 +88,21 @@ def bev_input(points_base: np.ndarray, intensity: np.ndarray, grid: BevGrid) -> 
         return image.reshape(grid.channels, grid.size, grid.size)
     zbin = np.floor((z - grid.z_min_m) / (grid.z_max_m - grid.z_min_m) * grid.z_bins).astype(np.int64)
     in_bins = (zbin >= 0) & (zbin < grid.z_bins)
-    counts = np.bincount(zbin[in_bins] * n + cell[in_bins], minlength=grid.z_bins * n).reshape(grid.z_bins, n)
-    np.log1p(counts, out=image[:grid.z_bins])  # computed in float64, written as float32: no float64 grid
+    # A sweep fills a few thousand of the grid's cells: log1p (computed in float64, written as float32) and the
+    # cell statistics are taken at the filled ones only (empty cells stay 0, log1p(0)).
+    counts = np.bincount(zbin[in_bins] * n + cell[in_bins], minlength=grid.z_bins * n)
+    filled = np.flatnonzero(counts)
+    image[:grid.z_bins].reshape(-1)[filled] = np.log1p(counts.take(filled))
     total = np.bincount(cell, minlength=n)
-    occupied = total > 0
-    image[grid.z_bins, occupied] = np.bincount(cell, weights=value, minlength=n)[occupied] / total[occupied]
+    occupied = np.flatnonzero(total)
+    image[grid.z_bins, occupied] = np.bincount(cell, weights=value, minlength=n).take(occupied) / total.take(occupied)
     height = (z - grid.z_min_m).astype(np.float32)
     low = np.full(n, np.inf, dtype=np.float32)
     high = np.full(n, -np.inf, dtype=np.float32)
     np.minimum.at(low, cell, height)
     np.maximum.at(high, cell, height)
-    image[grid.z_bins + 1, occupied] = low[occupied]
-    image[grid.z_bins + 2, occupied] = high[occupied]
+    image[grid.z_bins + 1, occupied] = low.take(occupied)
+    image[grid.z_bins + 2, occupied] = high.take(occupied)
     return image.reshape(grid.channels, grid.size, grid.size)
 
 
