@@ -90,11 +90,10 @@ def bev_input(points_base: np.ndarray, intensity: np.ndarray, grid: BevGrid) -> 
     in_bins = (zbin >= 0) & (zbin < grid.z_bins)
     # A sweep fills a few thousand of the grid's cells: log1p (computed in float64, written as float32) and the
     # cell statistics are taken at the filled ones only (empty cells stay 0, log1p(0)).
-    counts = np.bincount(zbin[in_bins] * n + cell[in_bins], minlength=grid.z_bins * n)
-    filled = np.flatnonzero(counts)
-    image[:grid.z_bins].reshape(-1)[filled] = np.log1p(counts.take(filled))
+    counts = np.bincount(zbin[in_bins] * n + cell[in_bins], minlength=grid.z_bins * n).reshape(grid.z_bins, n)
     total = np.bincount(cell, minlength=n)
     occupied = np.flatnonzero(total)
+    image[:grid.z_bins, occupied] = np.log1p(counts.take(occupied, axis=1))
     image[grid.z_bins, occupied] = np.bincount(cell, weights=value, minlength=n).take(occupied) / total.take(occupied)
     height = (z - grid.z_min_m).astype(np.float32)
     low = np.full(n, np.inf, dtype=np.float32)
