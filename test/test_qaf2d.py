@@ -291,7 +291,8 @@ def test_height_bound_is_above_every_size_of_its_row(monkeypatch):
     bound = qaf2d._height_bound(edge, box, pair_box, placement, row_range, tables)
     row, _, iou = qaf2d._search(edge, box, pair_box, placement, row_range, tables)
     assert len(row) > 10_000
-    assert np.all(iou <= bound[row] * (1 + 1e-6) + 1e-7)
+    # (the search's float32 IoUs may exceed the float64 bound by their rounding: ~1e-6, well inside _BOUND_SLACK)
+    assert np.all(iou <= bound[row] * (1 + 1e-5)) and qaf2d._BOUND_SLACK >= 1e-5
     # It is not trivial: most rows of a box lie below the IoU the box's best candidate reaches (their search is
     # what the bounded search leaves out), and some candidates reach their bound (the heights fit exactly).
     best = np.zeros(len(boxes))

@@ -279,9 +279,8 @@ def _lift_classes(norm: np.ndarray, clipped: np.ndarray, limits: np.ndarray, ran
     row_range = np.repeat(np.arange(len(ranges)), counts)[pair_box]  # (P,) size range of each candidate row
     # Per box: image rectangle, clipped box, and the smallest float32 IoU above its float64 threshold.
     box = np.vstack([limits.T, clipped.T, np.nextafter(_float32_floor(iou_threshold), np.float32(np.inf))])
-    p_i, s_i, kept_iou = _bounded_search(np.stack([edge_x, d, d * nb[:, 1], d * nb[:, 3]]).astype(np.float32),
-                                         box.astype(np.float32), pair_box, pair_yaw, row_range, tables, row_group,
-                                         top_k)
+    p_i, s_i, kept_iou = _bounded_search(np.stack([edge_x, d, d * nb[:, 1], d * nb[:, 3]]), box.astype(np.float32),
+                                         pair_box, pair_yaw, row_range, tables, row_group, top_k)
     if len(p_i) == 0:
         return None
     order = _top_k_per_group(row_group[p_i], kept_iou, top_k)  # by group, then IoU descending
@@ -396,7 +395,7 @@ def _height_bound(edge: np.ndarray, box: np.ndarray, pair_box: np.ndarray, place
     min(0, a w) + min(0, b l) deeper and the farthest max(0, a w) + max(0, b l) (a = -side cos(theta),
     b = -sin(theta)): the smallest (w, l) of the row's size range gives the shortest projected box, hence a bound
     for all its sizes. 0 where that nearest corner is at z <= MIN_DEPTH_M (as every size's: IoU 0)."""
-    _, d, k_top, k_bottom = edge.astype(np.float64)
+    _, d, k_top, k_bottom = edge
     first_size = tables.grid[tables.grid_start[row_range]]  # the range's (w, l) grid starts at its smallest
     theta = _THETA[placement]
     a, b = -_SIDE[placement] * np.cos(theta) * first_size[:, 0], -np.sin(theta) * first_size[:, 1]
