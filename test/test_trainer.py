@@ -25,9 +25,11 @@ PLAIN = Detector2DData(augment=None)
 def test_torchrun_two_processes_take_the_same_step_as_one_process(tmp_path):
     """One optimizer step of `train detector2d` under `torchrun --nproc_per_node 2` (gloo, 2 images per process)
     against one process on the same 4 images: batch-norm statistics and loss normalisers over the global batch
-    make the two equal. At lr 1e-3 two of the ~200k weights differ by 2.7e-5: Adam's first step moves a weight by
-    about lr * g / |g|, so float32 rounding of gradients near zero is amplified towards lr; at lr 1e-4 the largest
-    difference is 2.7e-6. Without global batch-norm statistics it is 3.5e-2."""
+    make the two equal. Adam's first step moves a weight by about lr * g / |g|, so float32 rounding of gradients
+    near zero is amplified towards lr: at lr 1e-4 the largest difference was 2.7e-6 on an AMD EPYC and 1.2e-5 on an
+    Intel Xeon (one of the 383,910 weights; all others within 1e-6; at lr 1e-3, 2.7e-5 on the AMD EPYC). So every
+    weight lies within lr of the other run's and all but a few within 1e-6. Without global batch-norm statistics
+    the difference is 3.5e-2."""
     args = ["train", "detector2d", "--dataroot", str(tiny_dataroot()), "--version", VERSION, "--split", "synth_train",
             "--width", "8", "--input-size", "128x64", "--crop", "full", "--batch", "4", "--epochs", "3",
             "--max-steps", "1", "--device", "cpu", "--seed", "3", "--lr", "1e-4"]
@@ -39,10 +41,13 @@ def test_torchrun_two_processes_take_the_same_step_as_one_process(tmp_path):
     one, two = read_checkpoint(tmp_path / "one.pt"), read_checkpoint(tmp_path / "two.pt")
     assert one["train_state"]["step"] == two["train_state"]["step"] == 1
     assert two["record"]["hardware"]["processes"] == 2 and one["record"]["hardware"]["processes"] == 1
+    differences = []
     for name, weight in one["state_dict"].items():
         assert weight.dtype == two["state_dict"][name].dtype
         if weight.is_floating_point():
-            torch.testing.assert_close(two["state_dict"][name], weight, rtol=0, atol=1e-5, msg=name)
+            torch.testing.assert_close(two["state_dict"][name], weight, rtol=0, atol=1e-4, msg=name)  # lr
+            differences.append((two["state_dict"][name] - weight).abs().flatten())
+    assert int((torch.cat(differences) > 1e-6).sum()) <= 10
     running = [n for n in one["state_dict"] if n.endswith("running_mean")]
     assert running and any(float(one["state_dict"][n].abs().max()) > 0 for n in running)  # statistics were taken
 
