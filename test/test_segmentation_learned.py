@@ -125,7 +125,6 @@ def test_bev_input_counts_points_per_height_bin_and_cell():
     assert image[:, :, :].sum() == pytest.approx(image[:, row, col].sum())
 
 
-
 def test_bev_input_equals_a_point_by_point_computation():
     # Many cells, some points below and above the height bins, some off the grid; every channel of every cell.
     grid = BevGrid(half_extent_m=6.4, cell_m=0.8, z_min_m=-1.0, z_max_m=2.0, z_bins=3)
@@ -155,6 +154,7 @@ def test_bev_input_equals_a_point_by_point_computation():
     image = bev_input(points, intensity, grid)
     assert image.dtype == np.float32 and np.count_nonzero(count) > 100
     np.testing.assert_allclose(image, expected, rtol=1e-6, atol=1e-5)
+
 
 def _random_sweep(seed, n=3000):
     rng = np.random.default_rng(seed)
