@@ -14,15 +14,14 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
-import time
 from pathlib import Path
 
 import numpy as np
+from detect3d_steps import step_minima  # a sibling script
 
 from perception3d.bench.algo import synthetic_frame
 from perception3d.bench.common import format_table, write_results
 from perception3d.core.frustum import CameraView
-from perception3d.core.lift3d import detect_3d
 from perception3d.runtime.heap import keep_freed_memory
 
 STEPS = ("ground", "support", "anchors", "choose_refine", "merge")
@@ -40,20 +39,6 @@ def boxes_kept(views: list[CameraView], which: str) -> list[CameraView]:
             for v, n in zip(views, counts)]
 
 
-def fastest(points: np.ndarray, views: list[CameraView], T_base_lidar: np.ndarray, calls: int) -> dict[str, float]:
-    """{'total': ms, step: ms, ...}: the process-time minimum of each over `calls` calls (after one warm-up)."""
-    detect_3d(points, views, T_base_lidar)
-    best: dict[str, float] = {}
-    for _ in range(calls):
-        steps: dict[str, float] = {}
-        start = time.process_time()
-        detect_3d(points, views, T_base_lidar, timings=steps)
-        steps["total"] = 1e3 * (time.process_time() - start)
-        for name, ms in steps.items():
-            best[name] = min(best.get(name, np.inf), ms)
-    return best
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--calls", type=int, default=25)
@@ -69,7 +54,7 @@ def main() -> None:
         points = frame.points[keep]
         for which in BOX_SETS:
             views = boxes_kept(frame.views, which)
-            best = fastest(points, views, frame.rig.T_base_lidar, args.calls)
+            best = step_minima(points, views, frame.rig.T_base_lidar, args.calls)
             n_boxes = sum(len(v.detections) for v in views)
             rows.append([len(points), f"{which} ({n_boxes})", f"{best['total']:.1f}",
                          *(f"{best[s]:.1f}" if s in best else "-" for s in STEPS)])
