@@ -341,8 +341,7 @@ def _bounded_search(edge: np.ndarray, box: np.ndarray, pair_box: np.ndarray, pla
     k). Groups of a few rows each (LiDAR depth windows and headings: ~2.5 rows a group on bench algo's frame) are
     searched whole, as the bounds would save less than they cost; the full-range search of boxes without LiDAR
     (more than 100 rows a group: the learned anchor rows) leaves two rows in three out."""
-    groups = 1 + np.count_nonzero(row_group[1:] != row_group[:-1])
-    if len(row_group) < BOUNDED_ROWS_PER_GROUP * groups:
+    if len(row_group) < BOUNDED_ROWS_PER_GROUP * len(run_starts(row_group)):
         return _search(edge, box, pair_box, placement, row_range, tables)
     bound = _height_bound(edge, box, pair_box, placement, row_range, tables)
     rows = np.flatnonzero(bound * (1.0 + _BOUND_SLACK) >= box[8].astype(np.float64).take(pair_box))
@@ -403,10 +402,11 @@ def _height_bound(edge: np.ndarray, box: np.ndarray, pair_box: np.ndarray, place
     far = d + np.maximum(a, 0.0) + np.maximum(b, 0.0)
     seen = near > MIN_DEPTH_M
     inverse_near, inverse_far = 1.0 / np.where(seen, near, 1.0), 1.0 / far
-    limits = box[:8].astype(np.float64).take(pair_box, axis=1)
-    top = np.clip(np.minimum(k_top * inverse_near, k_top * inverse_far), limits[1], limits[3])
-    bottom = np.clip(np.maximum(k_bottom * inverse_near, k_bottom * inverse_far), limits[1], limits[3])
-    projected, detected = bottom - top, limits[7] - limits[5]
+    # the rows of the image's top and bottom and of the clipped 2D box's, per candidate row
+    image_top, image_bottom, box_top, box_bottom = box[[1, 3, 5, 7]].astype(np.float64).take(pair_box, axis=1)
+    top = np.clip(np.minimum(k_top * inverse_near, k_top * inverse_far), image_top, image_bottom)
+    bottom = np.clip(np.maximum(k_bottom * inverse_near, k_bottom * inverse_far), image_top, image_bottom)
+    projected, detected = bottom - top, box_bottom - box_top
     with np.errstate(divide="ignore", invalid="ignore"):
         return np.where(seen, np.where(projected > 0, detected / projected, 1.0), 0.0)
 
