@@ -9,6 +9,13 @@ not a score (the devkit's AP is in world_v2_scores.py): the boxes are amodal and
 NMS-level matching.
 
     .venv/bin/python benchmarks/world_v2_diagnosis.py car [--seed 8]
+
+`--pairs FEATURE` (a name of FEATURES) pairs each object with itself instead: world v1 and world v1 with that feature
+alone hold the same tracks, so per object and sweep (1 s steps, the seeds given to --pair-seeds, objects within 50 m)
+it prints the placement of both and lists the objects whose error the feature raised most, with the error's parts
+along the object's long side, across it and along the line of sight, the size errors, range and returns.
+
+    .venv/bin/python benchmarks/world_v2_diagnosis.py car --pairs "composite shapes" [--pair-seeds 5 6]
 """
 from __future__ import annotations
 
@@ -41,11 +48,21 @@ MAX_RANGE_M, MIN_POINTS = 40.0, 5
 
 def placement_errors(world: World, detection_class: str, times: np.ndarray) -> np.ndarray:
     """BEV distance [m] from each visible annotated object of the class to the nearest detection of its class."""
+    return np.array([match["error"] for match in placements(world, detection_class, times).values()])
+
+
+def placements(world: World, detection_class: str, times: np.ndarray, max_range_m: float = MAX_RANGE_M
+               ) -> dict[tuple[float, int], dict[str, float]]:
+    """Per (time [s], track index) of each visible annotated object of the class (within max_range_m [m] and
+    MIN_POINTS returns), its nearest detection of the class: BEV distance `error` [m] (inf without one), the error's
+    parts along the object's long side, across it and along the line of sight from the ego [m], the detection's
+    length and width less the object's [m], the object's range [m], its returns and |cos| of its heading against
+    the line of sight (1: seen end-on)."""
     camera_rig, sensor_rig = load_rig(), load_sensor_rig()
     simulator = LidarSimulator(sensor_rig.lidar)
     T_base_lidar = sensor_rig.lidar.T_ego_sensor
     classes = np.array([track.detection_class for track in world.tracks])
-    errors = []
+    matches = {}
     for t in times:
         sweep = simulator.sweep(world, float(t), np.random.default_rng(int(t * 10)))
         T_base_global = invert_transform(world.ego_pose(float(t)))
@@ -53,24 +70,66 @@ def placement_errors(world: World, detection_class: str, times: np.ndarray) -> n
         centers = transform_points(T_base_global, centers)
         yaws = yaws + np.arctan2(T_base_global[1, 0], T_base_global[0, 0])
         returns = np.bincount(sweep.instances[sweep.instances >= 0], minlength=len(world.tracks))
-        shown = np.flatnonzero((np.hypot(centers[:, 0], centers[:, 1]) < MAX_RANGE_M) & (returns >= MIN_POINTS))
+        shown = np.flatnonzero((np.hypot(centers[:, 0], centers[:, 1]) < max_range_m) & (returns >= MIN_POINTS))
         truth = Detections3D(centers[shown], sizes[shown], yaws[shown], classes[shown], np.ones(len(shown)),
                              "base_link")
         views = [CameraView(perfect_2d_boxes(truth, camera, T_base_camera), camera,
                             invert_transform(T_base_camera) @ T_base_lidar)
                  for camera, T_base_camera in camera_rig.cameras.values()]
         dets = detect_3d(sweep.points[:, :3], views, T_base_lidar, params=LiftParams(min_score=0.05))
-        found = dets.centers[dets.class_ids == detection_class, :2]
+        mine = dets.class_ids == detection_class
+        found, found_size = dets.centers[mine, :2], dets.sizes_lwh[mine]
         for i in shown[classes[shown] == detection_class]:
-            errors.append(np.min(np.linalg.norm(found - centers[i, :2], axis=1)) if len(found) else np.inf)
-    return np.asarray(errors)
+            distance = np.linalg.norm(found - centers[i, :2], axis=1)
+            if not len(found):
+                matches[float(t), int(i)] = {"error": np.inf}
+                continue
+            j = int(np.argmin(distance))
+            offset, long_side = found[j] - centers[i, :2], np.array([np.cos(yaws[i]), np.sin(yaws[i])])
+            sight = centers[i, :2] / np.linalg.norm(centers[i, :2])
+            matches[float(t), int(i)] = {
+                "error": float(distance[j]), "along": float(offset @ long_side),
+                "across": float(offset @ [-long_side[1], long_side[0]]), "sight": float(offset @ sight),
+                "length": float(found_size[j, 0] - sizes[i, 0]), "width": float(found_size[j, 1] - sizes[i, 1]),
+                "range": float(np.linalg.norm(centers[i, :2])), "returns": int(returns[i]),
+                "end_on": float(abs(long_side @ sight))}
+    return matches
+
+
+def paired(detection_class: str, feature: str, seeds: list[int], shown: int = 25) -> None:
+    """Print how world v1 with one of FEATURES changes each object's placement (module docstring, --pairs)."""
+    times = np.arange(1.0, 19.0, 1.0)
+    with_feature = dataclasses.replace(WORLD_STYLES[1], **FEATURES[feature])
+    pairs = []
+    for seed in seeds:
+        before = placements(World(seed, 0, 20.0, WORLD_STYLES[1]), detection_class, times, 50.0)
+        after = placements(World(seed, 0, 20.0, with_feature), detection_class, times, 50.0)
+        pairs += [(seed, key, before[key], after[key]) for key in sorted(before.keys() & after.keys())
+                  if np.isfinite(before[key]["error"]) and np.isfinite(after[key]["error"])]
+    errors = np.array([[a["error"], b["error"]] for _, _, a, b in pairs]).reshape(-1, 2)
+    near = np.all(errors < 4.0, axis=1)
+    print(f"{detection_class}, seeds {seeds}, world v1 -> v1 + {feature}: {len(pairs)} objects matched in both; "
+          f"within 0.5 m {np.mean(errors[:, 0] < 0.5):.3f} -> {np.mean(errors[:, 1] < 0.5):.3f}; mean error "
+          f"(both within 4 m) {errors[near, 0].mean():.3f} -> {errors[near, 1].mean():.3f} m")
+    print("seed time track | error along across sight dlength dwidth (v1) | the same with the feature | range "
+          "returns end-on")
+    parts = ("error", "along", "across", "sight", "length", "width")
+    for seed, (t, track), a, b in sorted(pairs, key=lambda p: p[2]["error"] - p[3]["error"])[:shown]:
+        print(f"{seed} {t:4.0f} {track:4d} | " + " ".join(f"{a[k]:+.2f}" for k in parts) + " | "
+              + " ".join(f"{b[k]:+.2f}" for k in parts) + f" | {b['range']:5.1f} {b['returns']:4d} {b['end_on']:.2f}")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("detection_class")
     parser.add_argument("--seed", type=int, default=8)
+    parser.add_argument("--pairs", choices=sorted(FEATURES), help="pair each object with itself in world v1 and "
+                        "world v1 with this feature alone")
+    parser.add_argument("--pair-seeds", type=int, nargs="+", default=[5, 6])
     args = parser.parse_args()
+    if args.pairs:
+        paired(args.detection_class, args.pairs, args.pair_seeds)
+        return
     times = np.arange(1.0, 19.0, 2.0)
     styles = {"world v1": WORLD_STYLES[1],
               **{f"world v1 + {name}": dataclasses.replace(WORLD_STYLES[1], **switches)
