@@ -307,6 +307,35 @@ def test_a_later_scene_written_alone_has_the_files_it_has_in_a_whole_dataroot():
                       if scene["name"] == "scene-synth-0002"]
 
 
+def test_rendered_visibility_adds_its_files_to_a_version_1_dataroot_and_changes_no_other():
+    """`--rendered-visibility` on world v1: the same dataroot as without, plus each scene's visibility2d file with a
+    visible fraction for every camera image and instance, in [0, 1] and above 0 for some of them."""
+    from perception3d.cli import main
+    from perception3d.data.nuscenes_io import open_nuscenes
+    from perception3d.data.visibility2d import RenderedVisibility, visibility_relpath
+
+    def build(name, *flags):
+        root = scratch(name) / "root"
+        assert main(["synth", "--out", str(root), "--scenes", "1", "--seconds", "0.5", "--seed", "11",
+                     "--render-scale", "0.05", "--workers", "1", "--occupancy-range", "-10", "-10", "-2", "10", "10",
+                     "2", *flags]) == 0
+        return root
+
+    plain_root, rendered_root = build("plain"), build("rendered", "--rendered-visibility")
+    plain, rendered = _files(plain_root), _files(rendered_root)
+    nusc = open_nuscenes(rendered_root, "v1.0-synth")
+    (scene,) = nusc.scene
+    added = Path(visibility_relpath("v1.0-synth", scene["token"]))
+    assert set(rendered) - set(plain) == {added} and all(rendered[k] == plain[k] for k in plain)
+    visibility = RenderedVisibility.load(rendered_root, "v1.0-synth", scene["token"])
+    cameras = [sd["token"] for sd in nusc.sample_data if sd["sensor_modality"] == "camera"]
+    instances = [inst["token"] for inst in nusc.instance]
+    fractions = np.array([visibility.fractions(sd, instances) for sd in cameras])
+    assert fractions.shape == (len(cameras), len(instances)) and len(cameras) > 20
+    assert np.all((fractions >= 0) & (fractions <= 1)) and np.any(fractions > 0)
+    assert RenderedVisibility.load(plain_root, "v1.0-synth", scene["token"]) is None
+
+
 # ----- bad input ---------------------------------------------------------------------------------------------------
 def _linked_copy(name):
     """A hard-linked copy of the tiny dataroot whose files can be replaced without touching the original."""

@@ -6,15 +6,16 @@ camera at 12 Hz, firing at t = camera_offset_s + j / 12, so every 6th image coin
 rig offset before the LiDAR stamp). Every sample_data has its own ego pose (token = sample_data token). Splits:
 `<version>/splits.json` holds `synth_train` and `synth_val` (the last ceil(N/5) scenes are val). The world version
 (`world.WORLD_STYLES`) is recorded in each scene's description ("synthetic urban road (world v2), seed K"; version 1
-keeps the original "synthetic urban road, seed K"). Worlds with `rendered_visibility` (v2) also write each scene's
-rendered per-image visible fractions (`visibility2d`).
+keeps the original "synthetic urban road, seed K"). Worlds with `rendered_visibility` (v2, or any version with
+`SynthConfig.rendered_visibility`) also write each scene's rendered per-image visible fractions (`visibility2d`); the
+rest of the dataroot is the same with or without them.
 """
 from __future__ import annotations
 
 import math
 import multiprocessing
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -31,7 +32,7 @@ from .render import CameraRenderer
 from .rig import LIDAR_CHANNEL, Rig, load_rig
 from .schema import attribute_records, category_records, make_token, visibility_records, visibility_token
 from .visibility2d import visibility_relpath
-from .world import WORLD_STYLES, World
+from .world import WORLD_STYLES, World, WorldStyle
 from .writer import DatarootWriter
 
 SYNTH_VERSION = "v1.0-synth"
@@ -55,8 +56,16 @@ class SynthConfig:
     render_scale: float = 0.4
     annotation_range_m: float = 70.0
     world_version: int = 1
+    rendered_visibility: bool | None = None  # record visibility2d: None = as the world version does (v2 only)
     workers: int = field(default_factory=lambda: min(4, os.cpu_count() or 1))
     rig: Rig = field(default_factory=load_rig)
+
+    def world_style(self) -> WorldStyle:
+        """The world version's style, with `rendered_visibility` where it is given."""
+        style = WORLD_STYLES[self.world_version]
+        if self.rendered_visibility is None:
+            return style
+        return replace(style, rendered_visibility=self.rendered_visibility)
 
 
 def scene_name(index: int) -> str:
@@ -111,7 +120,7 @@ class SceneGenerator:
     def __init__(self, writer: DatarootWriter, config: SynthConfig, index: int, pool=None) -> None:
         self.w, self.cfg, self.index, self.pool = writer, config, index, pool
         self.seed = config.seed
-        self.world = World(config.seed, index, config.seconds, WORLD_STYLES[config.world_version])
+        self.world = World(config.seed, index, config.seconds, config.world_style())
         self.name = scene_name(index)
         self.logfile = f"synth-{config.seed:04d}-{index + 1:04d}"
         self.start_us = EPOCH_US + index * SCENE_SPACING_US
@@ -253,7 +262,7 @@ class SceneGenerator:
         """An iterator of the channel's (JPEG bytes, visible fractions or None) in frame order (rendered by the
         worker pool when there is one)."""
         times, _ = self._camera_times(spec)
-        jobs = [(self.seed, self.index, self.cfg.seconds, self.cfg.world_version, spec, self.cfg.render_scale, t,
+        jobs = [(self.seed, self.index, self.cfg.seconds, self.world.style, spec, self.cfg.render_scale, t,
                  (self.seed, self.index, 1 + c, j)) for j, t in enumerate(times)]
         if self.pool is None:
             return map(_render_job, jobs)
@@ -280,12 +289,12 @@ _RENDER_CACHE: dict = {}
 def _render_job(job) -> tuple[bytes, np.ndarray | None]:
     """One camera image as JPEG bytes, with the tracks' visible fractions where the world style records them; the
     world and renderer are rebuilt once per process and scene."""
-    seed, index, seconds, world_version, spec, scale, t, frame_seed = job
-    key = (seed, index, seconds, world_version, spec.channel, scale)
+    seed, index, seconds, style, spec, scale, t, frame_seed = job
+    key = (seed, index, seconds, style, spec.channel, scale)
     if _RENDER_CACHE.get("key") != key:
-        world_key = (seed, index, seconds, world_version)
+        world_key = (seed, index, seconds, style)
         world = _RENDER_CACHE["world"] if _RENDER_CACHE.get("world_key") == world_key else \
-            World(seed, index, seconds, WORLD_STYLES[world_version])
+            World(seed, index, seconds, style)
         _RENDER_CACHE.update(key=key, world_key=world_key, world=world, renderer=CameraRenderer(spec, scale, seed))
     renderer, world, rng = _RENDER_CACHE["renderer"], _RENDER_CACHE["world"], np.random.default_rng(frame_seed)
     if world.style.rendered_visibility:

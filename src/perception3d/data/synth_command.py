@@ -1,5 +1,5 @@
-"""`perception3d synth --out DIR [--scenes N] [--first-scene F] [--seconds S] [--seed K] [--world-version V]`: write
-a synthetic nuScenes dataroot."""
+"""`perception3d synth --out DIR [--scenes N] [--first-scene F] [--seconds S] [--seed K] [--world-version V]
+[--rendered-visibility]`: write a synthetic nuScenes dataroot."""
 from __future__ import annotations
 
 import argparse
@@ -17,6 +17,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--world-version", type=int, choices=(1, 2), default=1,
                         help="synthetic world version: 1 = the original straight road (default), 2 = hard cases "
                              "(touching rows, groups, clutter, ...); recorded in each scene's description")
+    parser.add_argument("--rendered-visibility", action=argparse.BooleanOptionalAction, default=None,
+                        help="record each object's rendered visible fraction per camera image (visibility2d), which "
+                             "the converter's simulated 2D detector then takes its occlusion from instead of the "
+                             "boxes' rectangles; default: world version 2 records it, version 1 does not")
     parser.add_argument("--version", default="v1.0-synth", help="version folder name (default v1.0-synth)")
     parser.add_argument("--occupancy-range", type=float, nargs=6, default=None,
                         metavar=("XMIN", "YMIN", "ZMIN", "XMAX", "YMAX", "ZMAX"),
@@ -36,7 +40,8 @@ def run(args: argparse.Namespace) -> int:
     if args.first_scene < 1:
         raise ConfigError(f"--first-scene {args.first_scene}: scenes are numbered from 1")
     config = SynthConfig(scenes=args.scenes, first_scene=args.first_scene - 1, seconds=args.seconds, seed=args.seed,
-                         version=args.version, world_version=args.world_version)
+                         version=args.version, world_version=args.world_version,
+                         rendered_visibility=args.rendered_visibility)
     if args.occupancy_range is not None:
         config.occupancy_range = tuple(args.occupancy_range)
     if args.occupancy_voxel is not None:
