@@ -9,7 +9,12 @@ error along and across the object's long side (a barrier's long side runs along 
 per number of LiDAR returns inside the annotated box, the objects' share and the share placed within 0.5 m.
 
     PYTHONPATH=<checkout>/src .venv/bin/python benchmarks/world_v2_placement.py WORK [--out benchmarks/results] \
-        [--name world_v2_placement] [--class barrier] [--presets perfect good] [--worlds 1:7 2:8]
+        [--name world_v2_placement] [--class barrier] [--presets perfect good] [--worlds 1:7 2:8] \
+        [--rendered-visibility]
+
+`--rendered-visibility` synthesizes the world v1 worlds with world v2's rendered visibility (their own folders in
+WORK): world v1's simulated 2D detector otherwise takes occlusion from the boxes' rectangles, world v2's from
+the rendered depth, so this scores both worlds behind the same kind of 2D detector.
 
 The presets good-misses, good-jitter and good-false are the good preset with one kind of error only (missed
 objects, jittered edges, false positives with class confusion): run beside perfect and good, they split what each
@@ -63,12 +68,14 @@ RETURNS = ((1, 3), (3, 6), (6, 15), (15, None))  # LiDAR returns inside the anno
 PLACED_M = 0.5
 
 
-def cached_root(work: Path, version: int, seed: int) -> Path:
-    """The dataroot of one world, synthesized once in work."""
-    marker = work / f"v{version}_seed{seed}" / "dataroot.txt"
+def cached_root(work: Path, version: int, seed: int, rendered_visibility: bool = False) -> Path:
+    """The dataroot of one world, synthesized once in work (rendered_visibility: world v1 with world v2's rendered
+    visibility, which the simulated 2D detector takes its occlusion from, in a folder of its own)."""
+    rendered = rendered_visibility and version == 1
+    marker = work / f"v{version}_seed{seed}{'_rendered_visibility' if rendered else ''}" / "dataroot.txt"
     if not marker.exists():
         marker.parent.mkdir(parents=True, exist_ok=True)
-        marker.write_text(str(world_root(marker.parent, version, seed, 20.0)))
+        marker.write_text(str(world_root(marker.parent, version, seed, 20.0, True if rendered else None)))
     return Path(marker.read_text())
 
 
@@ -159,13 +166,18 @@ def main() -> None:
                              "preset with one kind of error only)")
     parser.add_argument("--worlds", nargs="+", type=world_seed, metavar="VERSION:SEED",
                         help="worlds to score, e.g. 1:6 2:9 (default: world_v2_scores' 1:7 2:8)")
+    parser.add_argument("--rendered-visibility", action="store_true",
+                        help="world v1 worlds with world v2's 2D occlusion (`perception3d synth "
+                             "--rendered-visibility`): both worlds' simulated 2D detectors then miss objects alike")
     args = parser.parse_args()
     worlds = WORLDS if args.worlds is None else {f"world v{v}, seed {s}": (v, s) for v, s in args.worlds}
+    if args.rendered_visibility:
+        worlds = {name.replace("world v1,", "world v1 (rendered occlusion),"): world for name, world in worlds.items()}
     load_start, started = os.getloadavg()[0], time.strftime("%H:%M UTC", time.gmtime())
     shutil.rmtree(args.work / "replays" / args.name, ignore_errors=True)  # a re-run's bags are never overwritten
     results = {}
     for world, (version, seed) in worlds.items():
-        root = cached_root(args.work, version, seed)
+        root = cached_root(args.work, version, seed, args.rendered_visibility)
         nusc = open_nuscenes(root, "v1.0-synth")
         for preset in args.presets:
             bags = cached_bags(root, nusc, preset)

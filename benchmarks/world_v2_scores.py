@@ -27,10 +27,13 @@ PRESETS = ("perfect", "good")
 SPLIT = "synth_val"  # the one scene of each world
 
 
-def world_root(folder: Path, version: int, seed: int, seconds: float) -> Path:
-    """The dataroot of one world (one scene of `seconds`), synthesized into folder."""
+def world_root(folder: Path, version: int, seed: int, seconds: float, rendered_visibility: bool | None = None) -> Path:
+    """The dataroot of one world (one scene of `seconds`), synthesized into folder (rendered_visibility: as
+    SynthConfig's)."""
     return synthesize(folder / f"root_v{version}", SynthConfig(scenes=1, seconds=seconds, seed=seed,
-                                                               world_version=version), progress=False)
+                                                               world_version=version,
+                                                               rendered_visibility=rendered_visibility),
+                      progress=False)
 
 
 def main() -> None:
