@@ -12,11 +12,10 @@ NMS-level matching.
 
 `--pairs FEATURE` (a name of FEATURES) pairs each object with itself instead: where the feature leaves the layout as
 it is (composite shapes, non-planar ground, clutter for vehicles), world v1 and world v1 with that feature alone hold
-the same tracks, so
-per object and sweep (1 s steps, the seeds given to --pair-seeds, objects within 50 m) it prints the placement of
-both and lists the objects whose error the feature raised most, with the error's parts along the object's long side,
-across it and along the line of sight, the size errors, range and returns. (Rows rearrange the layout: few objects
-pair.)
+the same tracks, so per object and sweep (1 s steps, the seeds given to --pair-seeds, objects within 50 m) it prints
+the placement of both and lists the objects whose error the feature raised most, with the error's parts along the
+object's long side, across it and along the line of sight, the size errors, range and returns. (Rows rearrange the
+layout: few objects pair.)
 
     .venv/bin/python benchmarks/world_v2_diagnosis.py car --pairs "composite shapes" [--pair-seeds 5 6]
 """
