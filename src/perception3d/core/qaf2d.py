@@ -318,10 +318,10 @@ def _top_k_per_group(group: np.ndarray, iou: np.ndarray, top_k: int) -> np.ndarr
     float32 >= 0, then the inverted index), each taking the best remaining candidate of every group: less than
     half the time of a stable sort of all candidates by group and IoU.
     """
-    starts = np.flatnonzero(np.concatenate([[True], group[1:] != group[:-1]]))
+    starts = run_starts(group)
     lengths = np.diff(starts, append=len(group))
     key = (iou.view(np.int32).astype(np.int64) << 32) | (0xFFFFFFFF - np.arange(len(group)))
-    chosen = np.full((min(top_k, lengths.max()), len(starts)), -1)  # (rank, group)
+    chosen = np.full((min(top_k, lengths.max(initial=0)), len(starts)), -1)  # (rank, group); none without candidates
     for rank, row in enumerate(chosen):
         has = lengths > rank
         row[has] = 0xFFFFFFFF - (np.maximum.reduceat(key, starts)[has] & 0xFFFFFFFF)
@@ -354,7 +354,7 @@ def _bounded_search(edge: np.ndarray, box: np.ndarray, pair_box: np.ndarray, pla
     found = _rows_searched(first, edge, box, pair_box, placement, row_range, tables)
     # Each group's top_k-th IoU among its first rows' candidates (0 where they are fewer: the threshold bounds)
     group_of = np.searchsorted(group.take(starts), row_group.take(found[0]))  # into starts
-    best = _top_k_per_group(group_of, found[2], top_k) if len(found[0]) else found[0]  # by group, IoU descending
+    best = _top_k_per_group(group_of, found[2], top_k)  # by group, IoU descending
     best_starts = run_starts(group_of.take(best))
     full = np.diff(np.append(best_starts, len(best))) == top_k
     kth_best = best.take(best_starts[full] + top_k - 1)
