@@ -170,9 +170,9 @@ def main() -> None:
                         help="world v1 worlds with world v2's 2D occlusion (`perception3d synth "
                              "--rendered-visibility`): both worlds' simulated 2D detectors then miss objects alike")
     args = parser.parse_args()
-    worlds = WORLDS if args.worlds is None else {f"world v{v}, seed {s}": (v, s) for v, s in args.worlds}
-    if args.rendered_visibility:
-        worlds = {name.replace("world v1,", "world v1 (rendered occlusion),"): world for name, world in worlds.items()}
+    rendered = " (rendered occlusion)" if args.rendered_visibility else ""  # of world v1 (cached_root)
+    worlds = {f"world v{v}{rendered if v == 1 else ''}, seed {s}": (v, s)
+              for v, s in (WORLDS.values() if args.worlds is None else args.worlds)}
     load_start, started = os.getloadavg()[0], time.strftime("%H:%M UTC", time.gmtime())
     shutil.rmtree(args.work / "replays" / args.name, ignore_errors=True)  # a re-run's bags are never overwritten
     results = {}
