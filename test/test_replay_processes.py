@@ -230,6 +230,43 @@ def test_an_upstream_worker_that_cannot_start_raises_its_error_and_writes_nothin
     assert not (tmp_path / "out").exists()
 
 
+_KILLED_WHILE_DRAWING = '''
+import multiprocessing, os, signal, sys, threading
+from tqdm import tqdm
+from perception3d.runtime.replay_processes import own_progress_lock
+
+def worker(sender):
+    own_progress_lock()  # as every replay worker does first
+    tqdm.get_lock().acquire()  # killed while one of its bars holds the lock
+    sender.send("held")
+    signal.pause()
+
+tqdm.get_lock()  # the writing process has drawn bars before it forks
+receiver, sender = multiprocessing.Pipe(duplex=False)
+child = multiprocessing.get_context("fork").Process(target=worker, args=(sender,))
+child.start()
+assert receiver.recv() == "held"
+child.kill()
+child.join()
+bar = threading.Thread(target=lambda: tqdm(total=1, disable=True).close(), daemon=True)
+bar.start()
+bar.join(10.0)
+print("waits" if bar.is_alive() else "drawn", flush=True)
+os._exit(0)
+'''
+
+
+def test_a_worker_killed_while_drawing_leaves_the_writing_process_its_progress_bars():
+    # tqdm's default lock is a semaphore shared across a fork: taken by a worker the writing process kills (as it
+    # kills workers that outlive an error), it stayed taken, and the next replay of that process hung in its bar.
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", _KILLED_WHILE_DRAWING], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "drawn"
+
+
 def test_the_summary_gives_the_cpu_time_of_each_process(tmp_path):
     bag = tmp_path / "bag"
     sweeps = len(write_nuscenes_timed_bag(bag, duration_s=0.5)["lidar"])

@@ -35,6 +35,7 @@ import multiprocessing
 import os
 import signal
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from multiprocessing.connection import Connection, wait
@@ -343,6 +344,17 @@ def _add_report(summary: ReplaySummary, worker: ReplaySummary) -> None:
             summary.last_drop[reason] = worker.last_drop[reason]
 
 
+def own_progress_lock() -> None:
+    """Give this (forked) process a progress-bar lock of its own. tqdm's default lock holds a semaphore shared with
+    the process that forked it; a worker killed while one of its bars holds it (the writing process kills workers that
+    outlive an error) would leave it taken, and the next bar of the writing process would wait for it forever. A
+    worker's bars are its own, and its lock is a new one: one the forking process's threads held at the fork stays
+    held in the copy."""
+    from tqdm import tqdm
+
+    tqdm.set_lock(threading.RLock())
+
+
 def _stop(signum: int, frame: Any) -> None:
     """A worker's STOP_SIGNAL handler: the data pass ends as on Ctrl-C (runtime.bag.run_messages)."""
     raise KeyboardInterrupt(f"signal {signum} from the writing process")
@@ -460,6 +472,7 @@ def _run_group(bag_path: Path, graph: Graph, config: str | Path | None, cores: l
     nodes; `inherited`: the other workers' pipe ends this process got by forking, closed first."""
     for connection in inherited:
         connection.close()
+    own_progress_lock()
     cpu_started = time.process_time()
     with contextlib.suppress(AttributeError, OSError):  # not Linux, or not allowed: any core
         os.sched_setaffinity(0, cores)
