@@ -18,11 +18,19 @@ object's long side, across it and along the line of sight, the size errors, rang
 layout: few objects pair.)
 
     .venv/bin/python benchmarks/world_v2_diagnosis.py car --pairs "composite shapes" [--pair-seeds 5 6]
+
+`--causes VERSION:SEED ...` counts, per world (1 s steps, objects within 40 m holding 5 returns or more), the
+objects placed 0.5 m off or more by whose returns lie within 0.6 m of their nearest detection: none, their own (the
+fit), unannotated ones (clutter), or another annotated object's, nearer or farther from the ego (a pedestrian's
+group member, a row's next barrier).
+
+    .venv/bin/python benchmarks/world_v2_diagnosis.py pedestrian --causes 1:5 1:6 2:9 2:10
 """
 from __future__ import annotations
 
 import argparse
 import dataclasses
+from collections import Counter
 
 import numpy as np
 
@@ -46,6 +54,7 @@ FEATURES = {  # world v2's features, each alone on world v1
                                              pole_y=V2.pole_y),
 }
 MAX_RANGE_M, MIN_POINTS = 40.0, 5
+MISPLACED_M, CAUSE_RADIUS_M = 0.5, 0.6
 
 
 def placement_errors(world: World, detection_class: str, times: np.ndarray) -> np.ndarray:
@@ -54,12 +63,13 @@ def placement_errors(world: World, detection_class: str, times: np.ndarray) -> n
 
 
 def placements(world: World, detection_class: str, times: np.ndarray, max_range_m: float = MAX_RANGE_M
-               ) -> dict[tuple[float, int], dict[str, float]]:
+               ) -> dict[tuple[float, int], dict[str, float | str]]:
     """Per (time [s], track index) of each visible annotated object of the class (within max_range_m [m] and
     MIN_POINTS returns), its nearest detection of the class: BEV distance `error` [m] (inf without one), the error's
     parts along the object's long side, across it and along the line of sight from the ego [m], the detection's
-    length and width less the object's [m], the object's range [m], its returns and |cos| of its heading against
-    the line of sight (1: seen end-on)."""
+    length and width less the object's [m], the object's range [m], its returns, |cos| of its heading against
+    the line of sight (1: seen end-on), and, for an object placed MISPLACED_M or more off, the `cause`: whose
+    returns lie within CAUSE_RADIUS_M (bird's eye view) of that detection (`_cause`)."""
     camera_rig, sensor_rig = load_rig(), load_sensor_rig()
     simulator = LidarSimulator(sensor_rig.lidar)
     T_base_lidar = sensor_rig.lidar.T_ego_sensor
@@ -79,6 +89,7 @@ def placements(world: World, detection_class: str, times: np.ndarray, max_range_
                             invert_transform(T_base_camera) @ T_base_lidar)
                  for camera, T_base_camera in camera_rig.cameras.values()]
         dets = detect_3d(sweep.points[:, :3], views, T_base_lidar, params=LiftParams(min_score=0.05))
+        points_base = transform_points(T_base_lidar, sweep.points[:, :3])
         mine = dets.class_ids == detection_class
         found, found_size = dets.centers[mine, :2], dets.sizes_lwh[mine]
         for i in shown[classes[shown] == detection_class]:
@@ -95,7 +106,28 @@ def placements(world: World, detection_class: str, times: np.ndarray, max_range_
                 "length": float(found_size[j, 0] - sizes[i, 0]), "width": float(found_size[j, 1] - sizes[i, 1]),
                 "range": float(np.linalg.norm(centers[i, :2])), "returns": int(returns[i]),
                 "end_on": float(abs(long_side @ sight))}
+            if distance[j] >= MISPLACED_M:
+                matches[float(t), int(i)]["cause"] = _cause(i, found[j], points_base[:, :2], sweep.instances,
+                                                             classes, centers)
     return matches
+
+
+def _cause(track: int, detection_xy: np.ndarray, points_xy: np.ndarray, instances: np.ndarray, classes: np.ndarray,
+           centers: np.ndarray) -> str:
+    """Whose returns (points_xy (N, 2) in the base frame [m], their track indices `instances`, -1 unannotated) lie
+    within CAUSE_RADIUS_M of the detection placed for `track`: "no return", "its own returns" (the fit misplaced it),
+    "unannotated returns" (clutter), or "a nearer (farther) CLASS's returns" (another annotated object, nearer or
+    farther from the ego than the track; centers (T, 3) [m])."""
+    near = instances[np.linalg.norm(points_xy - detection_xy, axis=1) < CAUSE_RADIUS_M]
+    if len(near) == 0:
+        return "no return"
+    if np.mean(near == track) > 0.5:
+        return "its own returns"
+    if np.mean(near < 0) > 0.5:
+        return "unannotated returns"
+    other = int(np.bincount(near[near >= 0]).argmax())
+    side = "nearer" if np.hypot(*centers[other, :2]) < np.hypot(*centers[track, :2]) else "farther"
+    return f"a {side} {classes[other]}'s returns"
 
 
 def paired(detection_class: str, feature: str, seeds: list[int], shown: int = 25) -> None:
@@ -121,6 +153,20 @@ def paired(detection_class: str, feature: str, seeds: list[int], shown: int = 25
               + " ".join(f"{b[k]:+.2f}" for k in parts) + f" | {b['range']:5.1f} {b['returns']:4d} {b['end_on']:.2f}")
 
 
+def causes(detection_class: str, worlds: list[tuple[int, int]]) -> None:
+    """Print, per world (version, seed), how many objects of the class were placed MISPLACED_M or more off and
+    whose returns lie at their nearest detection (module docstring, --causes)."""
+    times = np.arange(1.0, 19.0, 1.0)
+    for version, seed in worlds:
+        found = placements(World(seed, 0, 20.0, WORLD_STYLES[version]), detection_class, times)
+        off = Counter(match["cause"] for match in found.values() if "cause" in match)
+        print(f"world v{version}, seed {seed}: {len(found)} {detection_class} objects, "
+              f"{np.mean([match['error'] < MISPLACED_M for match in found.values()]):.3f} within {MISPLACED_M} m; "
+              f"of the {sum(off.values())} placed farther off, at their nearest detection:", flush=True)
+        for cause, count in off.most_common():
+            print(f"  {count:4d}  {cause}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("detection_class")
@@ -128,7 +174,13 @@ def main() -> None:
     parser.add_argument("--pairs", choices=sorted(FEATURES), help="pair each object with itself in world v1 and "
                         "world v1 with this feature alone")
     parser.add_argument("--pair-seeds", type=int, nargs="+", default=[5, 6])
+    parser.add_argument("--causes", nargs="+", metavar="VERSION:SEED",
+                        help="count whose returns lie at the detections of the objects placed 0.5 m off or more, "
+                        "per world, e.g. 1:5 2:9")
     args = parser.parse_args()
+    if args.causes:
+        causes(args.detection_class, [tuple(int(v) for v in world.split(":")) for world in args.causes])
+        return
     if args.pairs:
         paired(args.detection_class, args.pairs, args.pair_seeds)
         return
