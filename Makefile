@@ -8,7 +8,7 @@ TORCH_INDEX ?=
 
 .PHONY: demo test lint bench clean
 
-$(STAMP): setup.py pyproject.toml $(wildcard src/perception3d/core/*.c)
+$(STAMP): setup.py pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	# torch first and pinned: an unpinned torch from PyPI pulls gigabytes of CUDA packages. On a machine without

@@ -7,7 +7,7 @@ import shutil
 from glob import glob
 from pathlib import Path
 
-from setuptools import Extension, find_packages, setup
+from setuptools import find_packages, setup
 from setuptools.command.build_py import build_py
 
 PACKAGE = "perception3d"
@@ -28,14 +28,6 @@ class BuildPyWithMessages(build_py):
 
 NODE_EXECUTABLES = ["detector2d", "detection3d", "segmentation", "occupancy"]
 
-# The geometric core's compiled loops (plain C against the Python C API; a C compiler and the Python headers build
-# them, as pip and colcon do). -ffp-contract=off: no fused multiply-add, so that each kernel's arithmetic is that of
-# the numpy code it replaces, bit for bit, on every machine.
-EXTENSIONS = [
-    Extension(f"{PACKAGE}.core._ground_walk", ["src/perception3d/core/_ground_walk.c"],
-              extra_compile_args=["-ffp-contract=off"]),
-]
-
 setup(
     name=PACKAGE,
     version="0.1.0",
@@ -44,7 +36,6 @@ setup(
     python_requires=">=3.10",
     package_dir={"": "src"},
     packages=find_packages("src"),
-    ext_modules=EXTENSIONS,
     package_data={
         f"{PACKAGE}.msgs": ["definitions/*/*.msg"],
         f"{PACKAGE}.core.models": ["weights/*.pt"],
