@@ -20,9 +20,9 @@ layout: few objects pair.)
     .venv/bin/python benchmarks/world_v2_diagnosis.py car --pairs "composite shapes" [--pair-seeds 5 6]
 
 `--causes VERSION:SEED ...` counts, per world (1 s steps, objects within 40 m holding 5 returns or more), the
-objects placed 0.5 m off or more by whose returns lie within 0.6 m of their nearest detection: none, their own (the
-fit), unannotated ones (clutter), or another annotated object's, nearer or farther from the ego (a pedestrian's
-group member, a row's next barrier).
+objects placed 0.5 m off or more by whose returns lie in their nearest detection's footprint (grown by 0.25 m):
+none, their own (the fit), unannotated ones (clutter), or another annotated object's, nearer or farther from the ego
+(a pedestrian's group member, a row's next barrier).
 
     .venv/bin/python benchmarks/world_v2_diagnosis.py pedestrian --causes 1:5 1:6 2:9 2:10
 """
@@ -54,7 +54,7 @@ FEATURES = {  # world v2's features, each alone on world v1
                                              pole_y=V2.pole_y),
 }
 MAX_RANGE_M, MIN_POINTS = 40.0, 5
-MISPLACED_M, CAUSE_RADIUS_M = 0.5, 0.6
+MISPLACED_M, CAUSE_MARGIN_M = 0.5, 0.25
 
 
 def placement_errors(world: World, detection_class: str, times: np.ndarray) -> np.ndarray:
@@ -69,7 +69,7 @@ def placements(world: World, detection_class: str, times: np.ndarray, max_range_
     parts along the object's long side, across it and along the line of sight from the ego [m], the detection's
     length and width less the object's [m], the object's range [m], its returns, |cos| of its heading against
     the line of sight (1: seen end-on), and, for an object placed MISPLACED_M or more off, the `cause`: whose
-    returns lie within CAUSE_RADIUS_M (bird's eye view) of that detection (`_cause`)."""
+    returns lie in that detection's footprint (`_cause`)."""
     camera_rig, sensor_rig = load_rig(), load_sensor_rig()
     simulator = LidarSimulator(sensor_rig.lidar)
     T_base_lidar = sensor_rig.lidar.T_ego_sensor
@@ -91,7 +91,7 @@ def placements(world: World, detection_class: str, times: np.ndarray, max_range_
         dets = detect_3d(sweep.points[:, :3], views, T_base_lidar, params=LiftParams(min_score=0.05))
         points_base = transform_points(T_base_lidar, sweep.points[:, :3])
         mine = dets.class_ids == detection_class
-        found, found_size = dets.centers[mine, :2], dets.sizes_lwh[mine]
+        found, found_size, found_yaw = dets.centers[mine, :2], dets.sizes_lwh[mine], dets.yaws[mine]
         for i in shown[classes[shown] == detection_class]:
             distance = np.linalg.norm(found - centers[i, :2], axis=1)
             if not len(found):
@@ -107,18 +107,25 @@ def placements(world: World, detection_class: str, times: np.ndarray, max_range_
                 "range": float(np.linalg.norm(centers[i, :2])), "returns": int(returns[i]),
                 "end_on": float(abs(long_side @ sight))}
             if distance[j] >= MISPLACED_M:
-                matches[float(t), int(i)]["cause"] = _cause(i, found[j], points_base[:, :2], sweep.instances,
+                footprint = (found[j], found_size[j, :2], found_yaw[j])
+                matches[float(t), int(i)]["cause"] = _cause(i, footprint, points_base[:, :2], sweep.instances,
                                                              classes, centers)
     return matches
 
 
-def _cause(track: int, detection_xy: np.ndarray, points_xy: np.ndarray, instances: np.ndarray, classes: np.ndarray,
-           centers: np.ndarray) -> str:
+def _cause(track: int, footprint: tuple[np.ndarray, np.ndarray, float], points_xy: np.ndarray, instances: np.ndarray,
+           classes: np.ndarray, centers: np.ndarray) -> str:
     """Whose returns (points_xy (N, 2) in the base frame [m], their track indices `instances`, -1 unannotated) lie
-    within CAUSE_RADIUS_M of the detection placed for `track`: "no return", "its own returns" (the fit misplaced it),
-    "unannotated returns" (clutter), or "a nearer (farther) CLASS's returns" (another annotated object, nearer or
-    farther from the ego than the track; centers (T, 3) [m])."""
-    near = instances[np.linalg.norm(points_xy - detection_xy, axis=1) < CAUSE_RADIUS_M]
+    in the footprint (centre (2,) [m], length and width (2,) [m], yaw [rad]) of the detection placed for `track`,
+    grown by CAUSE_MARGIN_M on each side: "no return", "its own returns" (the fit misplaced it), "unannotated
+    returns" (clutter), or "a nearer (farther) CLASS's returns" (another annotated object, nearer or farther from
+    the ego than the track; centers (T, 3) [m])."""
+    centre, (length, width), yaw = footprint
+    offset = points_xy - centre
+    along = offset @ [np.cos(yaw), np.sin(yaw)]
+    across = offset @ [-np.sin(yaw), np.cos(yaw)]
+    inside = (np.abs(along) <= 0.5 * length + CAUSE_MARGIN_M) & (np.abs(across) <= 0.5 * width + CAUSE_MARGIN_M)
+    near = instances[inside]
     if len(near) == 0:
         return "no return"
     if np.mean(near == track) > 0.5:
