@@ -113,6 +113,10 @@ SHARED_PARAMS: tuple[Param, ...] = (
           "message type of `~/input/<camera>/image` (nodes that take images): compressed (sensor_msgs/CompressedImage, "
           "e.g. nuScenes JPEG), raw (sensor_msgs/Image), or auto (per camera, the type its topic is published with at "
           "start; compressed when nobody publishes it yet)", choices=("auto", "compressed", "raw")),
+    Param("image_decode_threads", "int", 0,
+          "threads decoding a camera set's compressed images side by side (nodes that take images; Pillow decodes "
+          "without holding the GIL): 0 = one per core the process may use (its CPU affinity), at most one per camera; "
+          "1 = one after another in the node's thread", 0, 64),
     Param("tf_timeout_s", "float", 0.05,
           "ROS 2 host: how long a transform lookup at a message stamp waits for /tf to catch up [s]", 0.0, 1.0),
     Param("log_throttle_s", "float", 5.0, "least time between two log lines about the same problem [s]", 0.0, 3600.0,

@@ -21,10 +21,12 @@ from __future__ import annotations
 import bisect
 import gc
 import logging
+import os
 import time
 import traceback
 from collections import Counter, deque
 from collections.abc import Callable, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,6 +34,7 @@ import numpy as np
 
 from ..core.camera_sets import CameraSet, CameraSetCollector
 from ..core.classes import DETECTION_CLASSES, parse_class_map
+from ..core.models.options import usable_cores
 from ..core.sync import LidarSync, SyncConfig, SyncedSet
 from ..errors import ConfigError, ImageError, InputError, PointCloudError, TransformError
 from ..msgs.camera_info import camera_info_to_model
@@ -146,6 +149,11 @@ def sync_config_from_params(params: Mapping[str, Any], streams: tuple[str, ...])
         reset_jump_ns=int(round(params["sync.reset_jump_s"] * 1e9)))
 
 
+def _pixels(msg: Any, topic: str) -> np.ndarray:
+    """The pixels of a sensor_msgs/CompressedImage or Image (msgs.image; ImageError names the topic and field)."""
+    return compressed_image_to_array(msg, topic) if hasattr(msg, "format") else image_to_array(msg, topic)
+
+
 class NodeRunner:
     """Runs one node definition on messages from any host.
 
@@ -218,6 +226,8 @@ class NodeRunner:
         # camera-triggered: firing cycles whose CameraInfos have not all arrived yet, held up to sync.timeout_s
         self._sets_waiting_for_info: list[CameraSet] = []
         self._info_wait_ns = int(params["sync.timeout_s"] * 1e9)
+        self._decode_threads = min(int(params["image_decode_threads"]) or len(usable_cores()), len(cameras))
+        self._decoder: tuple[int, ThreadPoolExecutor] | None = None  # (the process that made it, the pool)
 
     # -- input ------------------------------------------------------------------------------------------------
     def on_message(self, topic: str, msg: Any) -> list[Published]:
@@ -448,10 +458,12 @@ class NodeRunner:
 
     def _usable_cameras(self, missing: dict[str, str], matches: Any) -> dict[str, CameraInput]:
         """CameraInputs of (name, stamp, delta, messages) matches; unusable cameras go to `missing` (counted)."""
+        matches = list(matches)
+        decoding = self._decode_side_by_side(matches)
         cameras: dict[str, CameraInput] = {}
         for name, stamp_ns, delta_ns, messages in matches:
             try:
-                cameras[name] = self._camera_input(name, stamp_ns, delta_ns, messages)
+                cameras[name] = self._camera_input(name, stamp_ns, delta_ns, messages, decoding.get(name))
             except (InputError, TransformError) as exc:
                 self._drop_error(exc, stamp_ns)
                 missing[name] = str(exc)
@@ -490,7 +502,24 @@ class NodeRunner:
             return lambda cam: self.tf.lookup(world, cam.frame_id, cam.stamp_ns)
         return lambda cam: self.tf.lookup(lidar.frame_id, cam.frame_id, lidar.stamp_ns)
 
-    def _camera_input(self, name: str, stamp_ns: int, delta_ns: int, messages: Mapping[str, Any]) -> CameraInput:
+    def _decode_side_by_side(self, matches: list) -> dict[str, Future]:
+        """The compressed images of a camera set's (name, stamp, delta, messages) matches being decoded on the
+        `image_decode_threads` pool, by camera name; none where the node takes no images, the pool has one thread
+        or the set one compressed image (they are then decoded one after another in `_image`, as raw images are
+        converted)."""
+        images = [(name, messages["image"]) for name, _, _, messages in matches
+                  if hasattr(messages.get("image"), "format")]
+        threads = min(self._decode_threads, len(images))
+        if threads < 2:
+            return {}
+        if self._decoder is None or self._decoder[0] != os.getpid():  # a forked process has none of the threads
+            self._decoder = (os.getpid(), ThreadPoolExecutor(self._decode_threads, f"{self.name}-decode"))
+        pool = self._decoder[1]
+        return {name: pool.submit(_pixels, msg, self._topic_of[(name, "image")]) for name, msg in images}
+
+    def _camera_input(self, name: str, stamp_ns: int, delta_ns: int, messages: Mapping[str, Any],
+                      decoding: Future | None = None) -> CameraInput:
+        """The CameraInput of one camera's messages; `decoding`: its image being decoded on the pool, if it is."""
         data = CameraInput(name, stamp_ns, delta_ns, frame_id="", msgs=dict(messages))
         data.camera = messages.get("camera_info")  # a CameraModel, validated on arrival
         if data.camera is not None:
@@ -506,13 +535,14 @@ class NodeRunner:
                     self.stats.last_error[f"box dropped: {topic}: {reason}"] = f"in the message at {stamp_ns}"
                 data.frame_id = str(msg.header.frame_id)
             elif stream == "image":
-                data.image = self._image(msg, topic, data.camera)
+                data.image = self._image(msg, topic, data.camera, decoding)
                 data.frame_id = str(msg.header.frame_id)
         return data
 
-    def _image(self, msg: Any, topic: str, camera: Any) -> np.ndarray:
-        """Decoded pixels, checked against the CameraInfo size (and made RGB for nodes that take RGB)."""
-        image = compressed_image_to_array(msg, topic) if hasattr(msg, "format") else image_to_array(msg, topic)
+    def _image(self, msg: Any, topic: str, camera: Any, decoding: Future | None = None) -> np.ndarray:
+        """Decoded pixels (decoding's, which raises what decoding raised, else decoded here), checked against the
+        CameraInfo size (and made RGB for nodes that take RGB)."""
+        image = decoding.result() if decoding is not None else _pixels(msg, topic)
         height, width = image.shape[:2]
         if camera is not None and (width, height) != (camera.width, camera.height):
             raise ImageError(topic, "width/height", f"is {width}x{height}",

@@ -16,6 +16,8 @@ A learned node's own `threads` parameter still sets its inference session (torch
 torch model on one thread takes 126 s instead of 96 s.
 A process that runs several nodes (replay, bench) applies the largest count they ask for, and the libraries' defaults
 when any of them asks for 0.
+A node that takes images also decodes each camera firing cycle's JPEGs on a pool of its own (`image_decode_threads`,
+nodes.runner): Pillow's decoder runs without the GIL, outside these libraries' pools.
 """
 from __future__ import annotations
 
