@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from ..core.camera import CameraModel
 from ..core.models.centernet import CenterNet
 from ..core.models.checkpoint import load_checkpoint
 from ..core.models.decode import DecodeParams, decode_detections
@@ -18,9 +20,12 @@ from ..core.models.inference import TorchDetector2D
 from ..core.models.onnx_backend import OnnxDetector2D
 from ..core.models.preprocess import letterbox_batch
 from ..core.models.shipped import SHIPPED_CHECKPOINT
+from ..core.tf_buffer import TfBuffer
+from ..msgs.image import compressed_image_msg, encode_jpeg
 from ..nodes.base import CameraInput, Frame, StageTimer
 from ..nodes.detector2d import Detector2DNode
 from ..nodes.params import load_parameters
+from ..nodes.runner import NodeRunner
 from .common import format_table, resident_memory_mib, time_call, write_results
 
 CAMERA_COUNT, WIDTH, HEIGHT = 6, 1600, 900
@@ -50,6 +55,11 @@ def run(out_dir: Path) -> Path:
                      _ms(stats["median_s"] / CAMERA_COUNT)])
         data[name] = stats
 
+    jpegs = camera_jpegs(rng)
+    for setting in (1, 0):
+        assemble, threads = frame_assembly(jpegs, setting)
+        record(f"JPEG decoding into the node's frame, image_decode_threads {setting} ({threads} "
+               f"thread{'s' if threads > 1 else ''})", time_call(assemble, repeat=REPEAT))
     record("letterbox 6 x 1600x900 -> (6, 3, 416, 704)",
            time_call(lambda: letterbox_batch(images, config.input_width, config.input_height), repeat=REPEAT))
     torch_cpu = TorchDetector2D(model, "cpu")
@@ -94,6 +104,10 @@ def run(out_dir: Path) -> Path:
              f"{sum(p.numel() for p in model.parameters()) / 1e6:.2f} M parameters), random weights (latency does "
              "not depend on them; decode timed at its worst case, score threshold 0). onnxruntime with its default "
              "threads. "
+             f"JPEG decoding: six {WIDTH}x{HEIGHT} JPEGs of a street-like picture (quality 90, "
+             f"{np.mean([len(j) for j in jpegs]) / 1e3:.0f} kB each) into the frame the node gets (NodeRunner, "
+             "CameraInfo checks included), one after another or side by side on image_decode_threads threads (0: one "
+             "per core the process may use); it precedes the node's own timings. "
              "'end to end' = letterbox + forward + decode of the six images in one batch. The build machine's CPU "
              f"is shared with other jobs (1-minute load average {load_before:.1f} before, {os.getloadavg()[0]:.1f} "
              f"after, on {os.cpu_count()} cores), so medians are upper bounds and 'min' is the closest to an idle "
@@ -103,6 +117,46 @@ def run(out_dir: Path) -> Path:
              f"frames ({data['node_memory']['growth_mib']:+.1f} MiB).")
     return write_results(out_dir, "detector2d", "2D detector, six-camera frame (perception3d bench detector2d)",
                          table, data, notes)
+
+
+def camera_jpegs(rng: np.random.Generator) -> list[bytes]:
+    """Six 1600x900 JPEGs (quality 90) of a street-like picture: a sky and road gradient, blocks of colour (cars,
+    buildings) and sensor noise; a camera's JPEG decodes in about the time of these (noise alone costs several
+    times more)."""
+    rows, cols = np.mgrid[0:HEIGHT, 0:WIDTH]
+    jpegs = []
+    for _ in range(CAMERA_COUNT):
+        picture = np.where(rows[..., None] < HEIGHT // 2, [150, 180, 220], [90, 90, 95]).astype(np.float64)
+        picture += (rows[..., None] / HEIGHT) * 30.0
+        for _ in range(40):
+            x, y = int(rng.integers(0, WIDTH - 200)), int(rng.integers(HEIGHT // 3, HEIGHT - 100))
+            picture[y:y + int(rng.integers(40, 200)), x:x + int(rng.integers(60, 300))] = rng.integers(0, 256, 3)
+        picture += rng.normal(0.0, 4.0, picture.shape)
+        jpegs.append(encode_jpeg(np.clip(picture, 0, 255).astype(np.uint8)))
+    return jpegs
+
+
+def frame_assembly(jpegs: list[bytes], decode_threads: int) -> tuple[Callable[[], object], int]:
+    """A call that builds the detector2d runner's frame (its CameraInputs) from the JPEGs and their CameraInfos with
+    the image_decode_threads parameter `decode_threads`, and how many threads that decodes on."""
+    names = [f"CAM_{i}" for i in range(len(jpegs))]
+    params = load_parameters(None, {"detector2d": Detector2DNode.parameters})["detector2d"]
+    params.update({"camera_names": names, "device": "cpu", "warm_up": False, "image_decode_threads": decode_threads})
+    topics = {port.port: port.port for port in Detector2DNode.input_ports(names)}
+    topics.update({port: port for port in (*Detector2DNode.output_ports(names), *Detector2DNode.label_ports(names))})
+    runner = NodeRunner(Detector2DNode, params, topics, TfBuffer())
+    K = np.array([[1266.0, 0.0, 800.0], [0.0, 1266.0, 450.0], [0.0, 0.0, 1.0]])
+    matches = [(name, i, 0, {"image": compressed_image_msg(jpeg, i, name),
+                             "camera_info": CameraModel(K, WIDTH, HEIGHT, frame_id=name)})
+               for i, (name, jpeg) in enumerate(zip(names, jpegs))]
+
+    def assemble() -> dict:
+        cameras = runner._usable_cameras({}, matches)
+        if len(cameras) != len(jpegs):
+            raise RuntimeError(f"decoding benchmark: {len(cameras)} of {len(jpegs)} images decoded")
+        return cameras
+
+    return assemble, min(runner._decode_threads, len(jpegs))
 
 
 def node_memory(images: list[np.ndarray]) -> dict[str, float]:
