@@ -123,11 +123,11 @@ def camera_jpegs(rng: np.random.Generator) -> list[bytes]:
     """Six 1600x900 JPEGs (quality 90) of a street-like picture: a sky and road gradient, blocks of colour (cars,
     buildings) and sensor noise; a camera's JPEG decodes in about the time of these (noise alone costs several
     times more)."""
-    rows, cols = np.mgrid[0:HEIGHT, 0:WIDTH]
+    row = np.arange(HEIGHT, dtype=np.float64)[:, None, None]
+    background = np.where(row < HEIGHT // 2, [150.0, 180.0, 220.0], [90.0, 90.0, 95.0]) + row / HEIGHT * 30.0
     jpegs = []
     for _ in range(CAMERA_COUNT):
-        picture = np.where(rows[..., None] < HEIGHT // 2, [150, 180, 220], [90, 90, 95]).astype(np.float64)
-        picture += (rows[..., None] / HEIGHT) * 30.0
+        picture = np.broadcast_to(background, (HEIGHT, WIDTH, 3)).copy()
         for _ in range(40):
             x, y = int(rng.integers(0, WIDTH - 200)), int(rng.integers(HEIGHT // 3, HEIGHT - 100))
             picture[y:y + int(rng.integers(40, 200)), x:x + int(rng.integers(60, 300))] = rng.integers(0, 256, 3)
@@ -151,12 +151,12 @@ def frame_assembly(jpegs: list[bytes], decode_threads: int) -> tuple[Callable[[]
                for i, (name, jpeg) in enumerate(zip(names, jpegs))]
 
     def assemble() -> dict:
-        cameras = runner._usable_cameras({}, matches)
+        cameras = runner._usable_cameras({}, matches)  # the step that decodes a camera set's images
         if len(cameras) != len(jpegs):
             raise RuntimeError(f"decoding benchmark: {len(cameras)} of {len(jpegs)} images decoded")
         return cameras
 
-    return assemble, min(runner._decode_threads, len(jpegs))
+    return assemble, min(runner.decode_threads, len(jpegs))
 
 
 def node_memory(images: list[np.ndarray]) -> dict[str, float]:

@@ -226,7 +226,7 @@ class NodeRunner:
         # camera-triggered: firing cycles whose CameraInfos have not all arrived yet, held up to sync.timeout_s
         self._sets_waiting_for_info: list[CameraSet] = []
         self._info_wait_ns = int(params["sync.timeout_s"] * 1e9)
-        self._decode_threads = min(int(params["image_decode_threads"]) or len(usable_cores()), len(cameras))
+        self.decode_threads = min(int(params["image_decode_threads"]) or len(usable_cores()), len(cameras))
         self._decoder: tuple[int, ThreadPoolExecutor] | None = None  # (the process that made it, the pool)
 
     # -- input ------------------------------------------------------------------------------------------------
@@ -509,11 +509,10 @@ class NodeRunner:
         converted)."""
         images = [(name, messages["image"]) for name, _, _, messages in matches
                   if hasattr(messages.get("image"), "format")]
-        threads = min(self._decode_threads, len(images))
-        if threads < 2:
+        if min(self.decode_threads, len(images)) < 2:
             return {}
         if self._decoder is None or self._decoder[0] != os.getpid():  # a forked process has none of the threads
-            self._decoder = (os.getpid(), ThreadPoolExecutor(self._decode_threads, f"{self.name}-decode"))
+            self._decoder = (os.getpid(), ThreadPoolExecutor(self.decode_threads, f"{self.name}-decode"))
         pool = self._decoder[1]
         return {name: pool.submit(_pixels, msg, self._topic_of[(name, "image")]) for name, msg in images}
 
