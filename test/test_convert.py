@@ -307,3 +307,35 @@ def test_interpolated_ground_truth_between_keyframes():
     after, _ = interpolate_annotations([(1_000_000_000, k0), (1_500_000_000, k1)], 2_000_000_000)
     np.testing.assert_allclose(after.centers, [[11, 1.5, 0], [20, 0, 0]])
     np.testing.assert_allclose(k1.centers, [[10, 2, 0], [20, 0, 0]])  # the keyframe boxes are not modified
+
+
+def test_interpolation_pairs_each_instance_with_itself_in_both_keyframes():
+    """Instances listed in different orders in the two keyframes are each interpolated between their own boxes."""
+    from perception3d.data.nuscenes_io import interpolate_annotations
+
+    def dets(ids, x, yaw_deg, vx):
+        n = len(ids)
+        centers = np.stack([x, np.arange(n, dtype=float), np.zeros(n)], axis=1)
+        return Detections3D(centers, np.ones((n, 3)), np.radians(yaw_deg), ["car"] * n, np.ones(n), "map",
+                            velocities=np.stack([vx, np.zeros(n)], axis=1), ids=ids)
+
+    ids0, ids1 = ["c", "a", "b"], ["b", "c", "a", "d"]
+    x0, x1 = {"c": 0.0, "a": 10.0, "b": 20.0}, {"b": 30.0, "c": 5.0, "a": 40.0, "d": 0.0}
+    yaw0, yaw1 = {"c": 0.0, "a": 10.0, "b": 20.0}, {"b": 40.0, "c": 10.0, "a": 30.0, "d": 0.0}
+    k0 = dets(ids0, [x0[i] for i in ids0], [yaw0[i] for i in ids0], [1.0, np.nan, 3.0])
+    k1 = dets(ids1, [x1[i] for i in ids1], [yaw1[i] for i in ids1], [4.0, 2.0, 6.0, 0.0])
+    for t_ns, order in ((1_150_000_000, ids0), (1_350_000_000, ids1)):  # 30 % and 70 % of the way
+        w = (t_ns - 1_000_000_000) / 500_000_000
+        boxes, extrapolated = interpolate_annotations([(1_000_000_000, k0), (1_500_000_000, k1)], t_ns)
+        assert list(boxes.ids) == order
+        for row, ident in enumerate(order):
+            if ident == "d":  # only in the second keyframe: moved from it at its velocity
+                assert extrapolated[row] and boxes.centers[row, 0] == 0.0
+                continue
+            assert not extrapolated[row]
+            assert boxes.centers[row, 0] == pytest.approx((1 - w) * x0[ident] + w * x1[ident])
+            assert np.degrees(boxes.yaws[row]) == pytest.approx((1 - w) * yaw0[ident] + w * yaw1[ident])
+        velocity = dict(zip(order, boxes.velocities[:, 0]))
+        assert velocity["a"] == pytest.approx(6.0)  # unknown in the first keyframe: the second's
+        assert velocity["c"] == pytest.approx((1 - w) * 1.0 + w * 2.0)
+        assert velocity["b"] == pytest.approx((1 - w) * 3.0 + w * 4.0)

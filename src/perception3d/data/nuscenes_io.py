@@ -297,17 +297,20 @@ def interpolate_annotations(keyframes: list[tuple[int, Detections3D]],
     index_b = {ident: j for j, ident in enumerate(b.ids)}
     result = _advanced(out, (stamp_ns - s_out) * 1e-9, stamp_ns)
     extrapolated = np.full(len(out), stamp_ns != s_out)
-    for i, ident in enumerate(out.ids):
-        j_a, j_b = index_a.get(ident), index_b.get(ident)
-        if j_a is None or j_b is None:
-            continue
-        extrapolated[i] = False
-        result.centers[i] = (1 - w) * a.centers[j_a] + w * b.centers[j_b]
-        result.sizes_lwh[i] = (1 - w) * a.sizes_lwh[j_a] + w * b.sizes_lwh[j_b]
-        q = quat_xyzw_slerp(yaw_to_quat_xyzw(a.yaws[j_a]), yaw_to_quat_xyzw(b.yaws[j_b]), w)
-        result.yaws[i] = quat_xyzw_to_yaw(q)
-        va, vb = a.velocities[j_a], b.velocities[j_b]
-        result.velocities[i] = np.where(np.isnan(va), vb, np.where(np.isnan(vb), va, (1 - w) * va + w * vb))
+    # the instances annotated in both keyframes, all at once (the same arithmetic, element by element, as one at
+    # a time: the conversion and the dataset cache spent most of their time in a loop over the boxes)
+    pairs = [(i, index_a[ident], index_b[ident]) for i, ident in enumerate(out.ids)
+             if ident in index_a and ident in index_b]
+    if not pairs:
+        return result, extrapolated
+    i, j_a, j_b = np.array(pairs).T
+    extrapolated[i] = False
+    result.centers[i] = (1 - w) * a.centers[j_a] + w * b.centers[j_b]
+    result.sizes_lwh[i] = (1 - w) * a.sizes_lwh[j_a] + w * b.sizes_lwh[j_b]
+    q = quat_xyzw_slerp(yaw_to_quat_xyzw(a.yaws[j_a]), yaw_to_quat_xyzw(b.yaws[j_b]), np.full(len(i), w))
+    result.yaws[i] = quat_xyzw_to_yaw(q)
+    va, vb = a.velocities[j_a], b.velocities[j_b]
+    result.velocities[i] = np.where(np.isnan(va), vb, np.where(np.isnan(vb), va, (1 - w) * va + w * vb))
     return result, extrapolated
 
 
