@@ -63,10 +63,7 @@ def image_runner(checkpoint, decode_threads):
     from perception3d.nodes.runner import NodeRunner
 
     values = params(checkpoint, camera_names=list(FOUR_CAMERAS), image_decode_threads=decode_threads)
-    topics = {p.port: p.port for p in Detector2DNode.input_ports(FOUR_CAMERAS)}
-    ports = (*Detector2DNode.output_ports(FOUR_CAMERAS), *Detector2DNode.label_ports(FOUR_CAMERAS))
-    topics.update({p: p for p in ports})
-    return NodeRunner(Detector2DNode, values, topics, TfBuffer())
+    return NodeRunner(Detector2DNode, values, Detector2DNode.ports_as_topics(FOUR_CAMERAS), TfBuffer())
 
 
 def camera_messages(images, stamp_ns=1_000):

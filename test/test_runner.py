@@ -32,10 +32,7 @@ class LidarOnly(NodeDefinition):
 
 def runner_for(definition, **kw):
     params = resolve_node_parameters(None, definition.name, definition.parameters)
-    ports = {p.port: p.port for p in definition.input_ports(params["camera_names"])}
-    ports.update({p: p for p in definition.output_ports(params["camera_names"])})
-    ports.update({p: p for p in definition.label_ports(params["camera_names"])})
-    return NodeRunner(definition, params, ports, TfBuffer(), **kw)
+    return NodeRunner(definition, params, definition.ports_as_topics(params["camera_names"]), TfBuffer(), **kw)
 
 
 def cloud(k):
@@ -152,11 +149,8 @@ def test_class_map_translates_an_external_detectors_labels():
         parse_class_map(["oops"])
     params = resolve_node_parameters(None, CentroidNode.name, CentroidNode.parameters)
     params["detections.class_map"] = ["broken"]
-    ports = {p.port: p.port for p in CentroidNode.input_ports(params["camera_names"])}
-    ports.update({p: p for p in CentroidNode.output_ports(params["camera_names"])})
-    ports.update({p: p for p in CentroidNode.label_ports(params["camera_names"])})
     with pytest.raises(ConfigError, match="detections.class_map"):
-        NodeRunner(CentroidNode, params, ports, TfBuffer())
+        NodeRunner(CentroidNode, params, CentroidNode.ports_as_topics(params["camera_names"]), TfBuffer())
 
 
 def _image_box_runner(cameras):
@@ -164,9 +158,7 @@ def _image_box_runner(cameras):
 
     params = resolve_node_parameters(None, ImageBoxNode.name, ImageBoxNode.parameters)
     params["camera_names"] = list(cameras)
-    ports = {p.port: p.port for p in ImageBoxNode.input_ports(cameras)}
-    ports.update({p: p for p in ImageBoxNode.output_ports(cameras)})
-    return NodeRunner(ImageBoxNode, params, ports, TfBuffer()), params
+    return NodeRunner(ImageBoxNode, params, ImageBoxNode.ports_as_topics(cameras), TfBuffer()), params
 
 
 def _camera_messages(name, stamp_ns):

@@ -142,9 +142,7 @@ def frame_assembly(jpegs: list[bytes], decode_threads: int) -> tuple[Callable[[]
     names = [f"CAM_{i}" for i in range(len(jpegs))]
     params = load_parameters(None, {"detector2d": Detector2DNode.parameters})["detector2d"]
     params.update({"camera_names": names, "device": "cpu", "warm_up": False, "image_decode_threads": decode_threads})
-    topics = {port.port: port.port for port in Detector2DNode.input_ports(names)}
-    topics.update({port: port for port in (*Detector2DNode.output_ports(names), *Detector2DNode.label_ports(names))})
-    runner = NodeRunner(Detector2DNode, params, topics, TfBuffer())
+    runner = NodeRunner(Detector2DNode, params, Detector2DNode.ports_as_topics(names), TfBuffer())
     K = np.array([[1266.0, 0.0, 800.0], [0.0, 1266.0, 450.0], [0.0, 0.0, 1.0]])
     matches = [(name, i, 0, {"image": compressed_image_msg(jpeg, i, name),
                              "camera_info": CameraModel(K, WIDTH, HEIGHT, frame_id=name)})

@@ -309,3 +309,11 @@ class NodeDefinition:
         """{concrete LabelInfo port: the concrete output port it describes}, per labelled output."""
         return {f"{port}/label_info": port for port, spec in cls.output_ports(camera_names).items()
                 if spec.label_classes is not None}
+
+    @classmethod
+    def ports_as_topics(cls, camera_names: Sequence[str]) -> dict[str, str]:
+        """{port: the port's own name as its topic} for every input, output and LabelInfo port: the ROS host's
+        topics, which ROS remaps by name, and a runner's wiring where topics do not matter (tests, benchmarks)."""
+        ports = [p.port for p in cls.input_ports(camera_names)]
+        ports += [*cls.output_ports(camera_names), *cls.label_ports(camera_names)]
+        return {port: port for port in ports}

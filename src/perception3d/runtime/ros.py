@@ -238,11 +238,8 @@ class RosNodeHost:
         self.tf = tf or SharedTf(f"{graph_node.name}_tf_listener")
         self.tf_buffer = self.tf.buffer
         self.static_tf = Tf2Lookup(self.tf_buffer, 0.0)  # NodeRunner.prepare's lookups: what is buffered, no wait
-        cameras = params["camera_names"]
-        ports = {p.port: p.port for p in definition.input_ports(cameras)}
-        ports.update({port: port for port in definition.output_ports(cameras)})
-        ports.update({port: port for port in definition.label_ports(cameras)})
-        self.runner = NodeRunner(definition, params, ports, Tf2Lookup(self.tf_buffer, params["tf_timeout_s"]),
+        self.runner = NodeRunner(definition, params, definition.ports_as_topics(params["camera_names"]),
+                                 Tf2Lookup(self.tf_buffer, params["tf_timeout_s"]),
                                  factory=MessageFactory("rclpy", message_class=message_class),
                                  log=self.node.get_logger().warning, wanted=self._wanted,
                                  retry_transforms=True)
