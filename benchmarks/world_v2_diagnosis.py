@@ -93,10 +93,10 @@ def placements(world: World, detection_class: str, times: np.ndarray, max_range_
         mine = dets.class_ids == detection_class
         found, found_size, found_yaw = dets.centers[mine, :2], dets.sizes_lwh[mine], dets.yaws[mine]
         for i in shown[classes[shown] == detection_class]:
-            distance = np.linalg.norm(found - centers[i, :2], axis=1)
             if not len(found):
                 matches[float(t), int(i)] = {"error": np.inf}
                 continue
+            distance = np.linalg.norm(found - centers[i, :2], axis=1)
             j = int(np.argmin(distance))
             offset, long_side = found[j] - centers[i, :2], np.array([np.cos(yaws[i]), np.sin(yaws[i])])
             sight = centers[i, :2] / np.linalg.norm(centers[i, :2])
