@@ -11,6 +11,7 @@ from perception3d.core.camera import project_points
 from perception3d.core.classes import LIDARSEG_CLASSES
 from perception3d.core.frustum import (
     ClusterParams,
+    class_depth_extent,
     foot_depths,
     frustum_clusters,
     object_points,
@@ -260,10 +261,28 @@ def test_a_cluster_the_lower_box_of_the_kind_covers_whole_is_chosen_last():
     assert np.sort(bp.point[bp.on_object & (bp.box == 1)]).tolist() == list(range(7, 15))
     # Across kinds nothing is covered: the truck's box-height estimate picks the nearer cluster, the car keeps it
     # (and the truck box is left without support when it may not take its next cluster).
-    alone = ClusterParams(segment_gap_m=0.6, segment_gap_per_depth=0.04, next_cluster_height_std=0.0)
+    alone = ClusterParams(segment_gap_m=0.6, segment_gap_per_depth=0.04, height_fit_std=0.0)
     bp = object_points_in_boxes(uv, depth, boxes, np.full(2, 5.6), np.array([36.0, 33.4]), alone,
                                 np.array(["car", "truck"]))
     assert bp.support[1] == 0
+
+
+def test_a_hidden_group_member_takes_its_covered_returns_not_the_wall_behind():
+    """Two pedestrians in file: the near one (box 0, bottom edge at row 100; returns at 8.0-8.2 m) hides the far one
+    (box 1, bottom edge at row 90, inside box 0 but for columns 80-90; returns at 9.2-9.4 m, all in box 0, so all
+    covered for box 1). Through box 1's uncovered strip a wall shows at 16 m, 1.7x its box-height estimate (9.5 m).
+    The wall's cluster holds box 1's only uncovered returns and came first: the hidden pedestrian was placed on the
+    wall. It does not fit the estimate (|log(16 / 9.5)| = 0.52 > 2 x 0.19 / 1.77), so the covered cluster nearer the
+    estimate is box 1's, and of it the segment at the estimate."""
+    near_u, far_u, wall_u = np.linspace(30.0, 70.0, 9), np.linspace(40.0, 75.0, 8), np.linspace(82.0, 88.0, 4)
+    depth = np.r_[np.linspace(8.0, 8.2, 9), np.linspace(9.2, 9.4, 8), np.linspace(16.0, 16.2, 4)]
+    uv = np.column_stack([np.r_[near_u, far_u, wall_u], np.r_[np.full(9, 60.0), np.full(8, 50.0), np.full(4, 40.0)]])
+    boxes = np.array([[20.0, 10.0, 80.0, 100.0], [30.0, 20.0, 90.0, 90.0]])
+    params = ClusterParams(segment_gap_m=0.6, segment_gap_per_depth=0.04)
+    bp = object_points_in_boxes(uv, depth, boxes, np.full(2, class_depth_extent("pedestrian")), np.array([8.3, 9.5]),
+                                params, np.array(["pedestrian", "pedestrian"]))
+    assert np.sort(bp.point[bp.on_object & (bp.box == 0)]).tolist() == list(range(9))
+    assert np.sort(bp.point[bp.on_object & (bp.box == 1)]).tolist() == list(range(9, 17))
 
 
 def test_a_box_whose_cluster_the_others_keep_takes_its_next_cluster_near_its_estimate():

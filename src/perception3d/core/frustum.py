@@ -28,15 +28,17 @@ for the boxes of the kind whose bottom edge lies higher (the far barrier of a ro
 in the shared columns). Covered points stay in the frustum (a far car shows through the empty corners of the box
 of the car in front), but they do not set a cluster's depth (its first uncovered point does: the expected-depth
 cost and the extent cut start there) nor count in a segment's share of the box width, and a cluster all of whose
-points are covered is the object's only when no eligible cluster has an uncovered point (a tall far car's
-box-height estimate lies nearer than its returns, near the returns of the lower car in front). Across kinds nothing is
+points are covered is the object's only when no eligible cluster that fits the box-height estimate
+(`height_fit_std`) has an uncovered point (a tall far car's box-height estimate lies nearer than its returns, near the
+returns of the lower car in front; but a pedestrian hidden in a group, all of whose returns lie in the nearer
+members' boxes, is not the wall behind the group). Across kinds nothing is
 covered (a pedestrian's head shows above the car in front). Finally a point held by the segments of several boxes
 stays with the one whose segment lies nearest (median depth), except that between boxes of one kind the cover comes
 first: a box for which the point is covered gives way to one of its kind for which it is not. A far car whose
 box-height estimate is too near (a taller car) can take the bonnet of the lower car in front as its segment, and
 that segment then lies nearer than the near car's own. A box left with no point of its cluster this way is
 not the object of that cluster: it takes its next cluster in rank, if one fits its box-height estimate
-(`next_cluster_height_std`).
+(`height_fit_std`).
 
 The segment holds no ground returns, so an object whose lower part lies within the ground band (a car's bumper at
 road height) is seen only from higher up; `foot_depths` finds the ground returns at its foot (core.lift3d uses them
@@ -84,11 +86,15 @@ class ClusterParams:
         near_segment_cover: a segment nearer than the chosen one stays with it when it spans at least this fraction
             of the chosen segment's share of the box width: the same object's nearer part (a car's boot and bumper
             ~1 m in front of its rear window, with fewer returns), not a post in front (a narrow strip).
-        next_cluster_height_std: a box whose object cluster the segments of other boxes keep whole takes its next
-            cluster in rank instead (`object_points`) when that one's nearest depth fits the box-height estimate
-            within this many std of the class's height (|log(depth / estimate)| <= this x height std / mean height):
-            a car behind a truck whose box-height estimate lies near the truck. Pedestrians, whose height varies
-            least, then keep only clusters near the estimate (at 3 std more of them took the background).
+        height_fit_std: a cluster fits the box-height estimate when its nearest depth lies within this many std of
+            the class's height of it (|log(depth / estimate)| <= this x height std / mean height). A box whose object cluster the segments of other boxes keep whole takes its next
+            cluster in rank instead (`object_points`) only where that one fits: a car behind a truck whose
+            box-height estimate lies near the truck. Pedestrians, whose height varies least, then keep only clusters
+            near the estimate (at 3 std more of them took the background). And a cluster with an uncovered point
+            comes before those whose points are all covered only where it fits: a pedestrian hidden in a group
+            (every return of it in a nearer member's box) took the wall behind the group, 1.8x its estimate.
+            Without an estimate or a size prior of the box's class no next cluster fits, and the clusters with an
+            uncovered point keep their precedence.
     """
 
     gap_m: float = 1.5
@@ -98,12 +104,12 @@ class ClusterParams:
     min_fraction: float = 0.1
     max_depth_ratio: float = 2.0
     near_segment_cover: float = 0.5
-    next_cluster_height_std: float = 2.0
+    height_fit_std: float = 2.0
 
     @property
     def cluster_choice(self) -> tuple[float, int, float, float, float]:
         """The parameters frustum_clusters uses: equal ones give the same clusters."""
-        return self.gap_m, self.min_points, self.min_fraction, self.max_depth_ratio, self.next_cluster_height_std
+        return self.gap_m, self.min_points, self.min_fraction, self.max_depth_ratio, self.height_fit_std
 
 
 @dataclass(frozen=True)
@@ -145,7 +151,7 @@ class FrustumClusters:
             barrier less than gap_m in front of a car starts the car's cluster, and the extent counted from it cut
             the car's far part off.
         in_next_cluster: (Q,) the same for the box's next cluster in rank, where one fits the box-height estimate
-            (`ClusterParams.next_cluster_height_std`; none without an estimate or a kind with a size prior).
+            (`ClusterParams.height_fit_std`; none without an estimate or a kind with a size prior).
         expected_depth: (B,) the box-height depth estimates [m] (NaN: none).
         kind: (B,) int code of each box's kind (boxes without a given kind: one each).
     """
@@ -402,19 +408,22 @@ def frustum_clusters(uv: np.ndarray, depth: np.ndarray, boxes_xyxy: np.ndarray, 
     cost = np.where(np.isnan(ratio), 0.0, ratio)
     eligible &= cost <= np.log(params.max_depth_ratio)
     candidates = np.flatnonzero(eligible)
-    # Per box: clusters with an uncovered point first (one whose points all lie in a lower box of the kind is the
-    # nearer object's), then the least cost.
     all_covered = ~np.isfinite(uncovered_first)
-    best = candidates[np.lexsort((cost[candidates], all_covered[candidates], cluster_box[candidates]))]
+    # Per box: clusters with an uncovered point that fit the estimate first (one whose points all lie in a lower box
+    # of the kind is the nearer object's), then the least cost.
+    later = all_covered
+    if kinds is not None:
+        height_mean, height_std = height_priors(kinds).T
+        fit_bound = (params.height_fit_std * height_std / height_mean).take(cluster_box)  # NaN: no size prior
+        later = all_covered | (ratio > fit_bound)  # NaN (no estimate or prior): fits here
+    best = candidates[np.lexsort((cost[candidates], later[candidates], cluster_box[candidates]))]
     chosen, following = np.full(n_boxes, -1), np.full(n_boxes, -1)
     first = run_starts(cluster_box[best])  # best is sorted by box
     chosen[cluster_box[best[first]]] = best[first]
     if kinds is not None:
         second = first[first + 1 < len(best)]
         second = best[second + 1][cluster_box[best[second + 1]] == cluster_box[best[second]]]
-        # NaN (no estimate, no size prior) fails the comparison: no next cluster
-        height_mean, height_std = height_priors(np.asarray(kinds)[cluster_box[second]]).T
-        fits = ratio[second] <= params.next_cluster_height_std * height_std / height_mean
+        fits = ratio[second] <= fit_bound[second]  # NaN (no estimate, no size prior) fails: no next cluster
         following[cluster_box[second[fits]]] = second[fits]
     extent = np.asarray(max_extent, dtype=np.float64).reshape(n_boxes)
     cluster = np.arange(len(starts))
