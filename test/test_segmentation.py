@@ -285,6 +285,22 @@ def test_a_hidden_group_member_takes_its_covered_returns_not_the_wall_behind():
     assert np.sort(bp.point[bp.on_object & (bp.box == 1)]).tolist() == list(range(9, 17))
 
 
+def test_a_cluster_that_lower_boxes_hold_whole_is_not_cut_at_its_nearer_object_s_extent():
+    """A pedestrian (box 1, returns at 9.6-9.8 m, estimate 9.9 m) hidden behind another (box 0, returns at 8.0-8.2
+    m): one cluster (a 1.4 m gap), all of whose returns box 0 holds. The pedestrian's depth extent (1.46 m) counted
+    from the cluster's first return, the near one's, cut box 1's own returns off, and box 1 was left without support;
+    uncut, its segment nearest the estimate is its own."""
+    near_u, far_u = np.linspace(30.0, 70.0, 9), np.linspace(40.0, 60.0, 8)
+    depth = np.r_[np.linspace(8.0, 8.2, 9), np.linspace(9.6, 9.8, 8)]
+    uv = np.column_stack([np.r_[near_u, far_u], np.r_[np.full(9, 60.0), np.full(8, 50.0)]])
+    boxes = np.array([[20.0, 10.0, 80.0, 100.0], [30.0, 20.0, 70.0, 90.0]])
+    params = ClusterParams(segment_gap_m=0.6, segment_gap_per_depth=0.04)
+    bp = object_points_in_boxes(uv, depth, boxes, np.full(2, class_depth_extent("pedestrian")), np.array([8.3, 9.9]),
+                                params, np.array(["pedestrian", "pedestrian"]))
+    assert np.sort(bp.point[bp.on_object & (bp.box == 0)]).tolist() == list(range(9))
+    assert np.sort(bp.point[bp.on_object & (bp.box == 1)]).tolist() == list(range(9, 17))
+
+
 def test_a_box_whose_cluster_the_others_keep_takes_its_next_cluster_near_its_estimate():
     """A truck (box 0, returns at 9.3-9.5 m in columns 10-60) in front of a car (box 1, columns 40-100) whose
     box-height estimate (10 m) lies near the truck: the truck's returns are the car box's cluster, the truck keeps

@@ -87,14 +87,14 @@ class ClusterParams:
             of the chosen segment's share of the box width: the same object's nearer part (a car's boot and bumper
             ~1 m in front of its rear window, with fewer returns), not a post in front (a narrow strip).
         height_fit_std: a cluster fits the box-height estimate when its nearest depth lies within this many std of
-            the class's height of it (|log(depth / estimate)| <= this x height std / mean height). A box whose object cluster the segments of other boxes keep whole takes its next
-            cluster in rank instead (`object_points`) only where that one fits: a car behind a truck whose
-            box-height estimate lies near the truck. Pedestrians, whose height varies least, then keep only clusters
-            near the estimate (at 3 std more of them took the background). And a cluster with an uncovered point
-            comes before those whose points are all covered only where it fits: a pedestrian hidden in a group
-            (every return of it in a nearer member's box) took the wall behind the group, 1.8x its estimate.
-            Without an estimate or a size prior of the box's class no next cluster fits, and the clusters with an
-            uncovered point keep their precedence.
+            the class's height of it (|log(depth / estimate)| <= this x height std / mean height). A box whose
+            object cluster the segments of other boxes keep whole takes its next cluster in rank instead
+            (`object_points`) only where that one fits: a car behind a truck whose box-height estimate lies near the
+            truck. Pedestrians, whose height varies least, then keep only clusters near the estimate (at 3 std more
+            of them took the background). And a cluster with an uncovered point comes before those whose points are
+            all covered only where it fits: a pedestrian hidden in a group (every return of it in a nearer member's
+            box) took the wall behind the group, 1.8x its estimate. Without an estimate or a size prior of the box's
+            class no next cluster fits, and the clusters with an uncovered point keep their precedence.
     """
 
     gap_m: float = 1.5
@@ -147,9 +147,9 @@ class FrustumClusters:
         point, box, depth, u: as in BoxPoints.
         covered: (Q,) the point lies in a lower box of its box's kind (module docstring).
         in_cluster: (Q,) the point is on its box's object cluster, within the class's depth extent of the cluster's
-            first point that no lower box (the nearer object) of any kind holds (with kinds; else of its depth): a
-            barrier less than gap_m in front of a car starts the car's cluster, and the extent counted from it cut
-            the car's far part off.
+            first point that no lower box (the nearer object) of any kind holds (with kinds, and the whole cluster
+            where every point of it is covered; else of its depth): a barrier less than gap_m in front of a car
+            starts the car's cluster, and the extent counted from it cut the car's far part off.
         in_next_cluster: (Q,) the same for the box's next cluster in rank, where one fits the box-height estimate
             (`ClusterParams.height_fit_std`; none without an estimate or a kind with a size prior).
         expected_depth: (B,) the box-height depth estimates [m] (NaN: none).
@@ -395,12 +395,16 @@ def frustum_clusters(uv: np.ndarray, depth: np.ndarray, boxes_xyxy: np.ndarray, 
     uncovered_first = np.minimum.reduceat(np.where(covered, np.inf, d), starts)
     cluster_first_depth = np.where(np.isfinite(uncovered_first), uncovered_first, d[starts])
     # Where the object's depth extent starts: with kinds, its cluster's first point that no lower box of any kind
-    # holds (the cluster's depth where lower boxes hold all of them).
+    # holds (the cluster's depth where lower boxes hold all of them). Where lower boxes of the kind cover all of them
+    # the cluster starts at a nearer object of the kind, not at this one's front, and is not cut (its segments part
+    # the objects: a pedestrian hidden behind another of its group).
     extent_start = cluster_first_depth
+    all_covered = ~np.isfinite(uncovered_first)
     if kinds is not None:
         in_lower_box = _covered(point, box, boxes, np.zeros(n_boxes, dtype=np.int64), len(uv))
         clear_first = np.minimum.reduceat(np.where(in_lower_box, np.inf, d), starts)
         extent_start = np.where(np.isfinite(clear_first), clear_first, cluster_first_depth)
+        extent_start[all_covered] = np.inf
     frustum_size = np.bincount(box, minlength=n_boxes)
     eligible = cluster_size >= np.maximum(params.min_points, params.min_fraction * frustum_size[cluster_box])
     # Cost: |log(nearest depth / expected depth)| (0 without an estimate, so the nearest cluster wins).
@@ -408,7 +412,6 @@ def frustum_clusters(uv: np.ndarray, depth: np.ndarray, boxes_xyxy: np.ndarray, 
     cost = np.where(np.isnan(ratio), 0.0, ratio)
     eligible &= cost <= np.log(params.max_depth_ratio)
     candidates = np.flatnonzero(eligible)
-    all_covered = ~np.isfinite(uncovered_first)
     # Per box: clusters with an uncovered point that fit the estimate first (one whose points all lie in a lower box
     # of the kind is the nearer object's), then the least cost.
     later = all_covered
