@@ -9,7 +9,8 @@ implies (fy * mean class height / box height, `expected_depths`, which core.view
 box's bottom edge meets the ground surface), within a factor `max_depth_ratio`: this rejects an occluding object in
 front and the background behind. Boxes cut by the image's
 top or bottom border have no such estimate and take the nearest cluster. The cluster is finally cut to the
-class's largest plausible depth extent from its first point.
+class's largest plausible depth extent from its first point (not where nearer objects of its kind cover all of it,
+below).
 
 Inside that cluster an occluder can stand closer than `gap_m` in front of the object (a post, a bin 1 m in front
 of a parked car). With a finite `segment_gap_m` (detection uses 0.6 m; segmentation keeps whole clusters) the
@@ -31,7 +32,8 @@ cost and the extent cut start there) nor count in a segment's share of the box w
 points are covered is the object's only when no eligible cluster that fits the box-height estimate
 (`height_fit_std`) has an uncovered point (a tall far car's box-height estimate lies nearer than its returns, near the
 returns of the lower car in front; but a pedestrian hidden in a group, all of whose returns lie in the nearer
-members' boxes, is not the wall behind the group). Across kinds nothing is
+members' boxes, is not the wall behind the group). Such a cluster starts at the nearer object, not at this one's
+front, so it is not cut at the depth extent: its segments part the objects. Across kinds nothing is
 covered (a pedestrian's head shows above the car in front). Finally a point held by the segments of several boxes
 stays with the one whose segment lies nearest (median depth), except that between boxes of one kind the cover comes
 first: a box for which the point is covered gives way to one of its kind for which it is not. A far car whose
