@@ -267,6 +267,15 @@ def test_a_cluster_the_lower_box_of_the_kind_covers_whole_is_chosen_last():
     assert bp.support[1] == 0
 
 
+def pedestrians_in_file(uv, depth, far_box, far_estimate):
+    """Object points of a near pedestrian's box (0: [20, 10, 80, 100] px, estimate 8.3 m) and a far one's behind it
+    (1: far_box, far_estimate [m]) with detection's segment gaps and the class's depth extent."""
+    boxes = np.array([[20.0, 10.0, 80.0, 100.0], far_box])
+    params = ClusterParams(segment_gap_m=0.6, segment_gap_per_depth=0.04)
+    return object_points_in_boxes(uv, depth, boxes, np.full(2, class_depth_extent("pedestrian")),
+                                  np.array([8.3, far_estimate]), params, np.array(["pedestrian", "pedestrian"]))
+
+
 def test_a_hidden_group_member_takes_its_covered_returns_not_the_wall_behind():
     """Two pedestrians in file: the near one (box 0, bottom edge at row 100; returns at 8.0-8.2 m) hides the far one
     (box 1, bottom edge at row 90, inside box 0 but for columns 80-90; returns at 9.2-9.4 m, all in box 0, so all
@@ -277,10 +286,7 @@ def test_a_hidden_group_member_takes_its_covered_returns_not_the_wall_behind():
     near_u, far_u, wall_u = np.linspace(30.0, 70.0, 9), np.linspace(40.0, 75.0, 8), np.linspace(82.0, 88.0, 4)
     depth = np.r_[np.linspace(8.0, 8.2, 9), np.linspace(9.2, 9.4, 8), np.linspace(16.0, 16.2, 4)]
     uv = np.column_stack([np.r_[near_u, far_u, wall_u], np.r_[np.full(9, 60.0), np.full(8, 50.0), np.full(4, 40.0)]])
-    boxes = np.array([[20.0, 10.0, 80.0, 100.0], [30.0, 20.0, 90.0, 90.0]])
-    params = ClusterParams(segment_gap_m=0.6, segment_gap_per_depth=0.04)
-    bp = object_points_in_boxes(uv, depth, boxes, np.full(2, class_depth_extent("pedestrian")), np.array([8.3, 9.5]),
-                                params, np.array(["pedestrian", "pedestrian"]))
+    bp = pedestrians_in_file(uv, depth, far_box=[30.0, 20.0, 90.0, 90.0], far_estimate=9.5)
     assert np.sort(bp.point[bp.on_object & (bp.box == 0)]).tolist() == list(range(9))
     assert np.sort(bp.point[bp.on_object & (bp.box == 1)]).tolist() == list(range(9, 17))
 
@@ -293,10 +299,7 @@ def test_a_cluster_that_lower_boxes_hold_whole_is_not_cut_at_its_nearer_object_s
     near_u, far_u = np.linspace(30.0, 70.0, 9), np.linspace(40.0, 60.0, 8)
     depth = np.r_[np.linspace(8.0, 8.2, 9), np.linspace(9.6, 9.8, 8)]
     uv = np.column_stack([np.r_[near_u, far_u], np.r_[np.full(9, 60.0), np.full(8, 50.0)]])
-    boxes = np.array([[20.0, 10.0, 80.0, 100.0], [30.0, 20.0, 70.0, 90.0]])
-    params = ClusterParams(segment_gap_m=0.6, segment_gap_per_depth=0.04)
-    bp = object_points_in_boxes(uv, depth, boxes, np.full(2, class_depth_extent("pedestrian")), np.array([8.3, 9.9]),
-                                params, np.array(["pedestrian", "pedestrian"]))
+    bp = pedestrians_in_file(uv, depth, far_box=[30.0, 20.0, 70.0, 90.0], far_estimate=9.9)
     assert np.sort(bp.point[bp.on_object & (bp.box == 0)]).tolist() == list(range(9))
     assert np.sort(bp.point[bp.on_object & (bp.box == 1)]).tolist() == list(range(9, 17))
 
