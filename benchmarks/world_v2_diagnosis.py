@@ -24,22 +24,34 @@ objects placed 0.5 m off or more by whose returns lie in their nearest detection
 none, their own (the fit), unannotated ones (clutter), or another annotated object's, nearer or farther from the ego
 (a pedestrian's group member, a row's next barrier).
 
-    .venv/bin/python benchmarks/world_v2_diagnosis.py pedestrian --causes 1:5 1:6 2:9 2:10
+    .venv/bin/python benchmarks/world_v2_diagnosis.py pedestrian --causes 1:5 1:6 2:9 2:10 [--list]
+
+`--list` prints each of those objects too (time, track, error, its part along the line of sight, range, returns,
+cause), and `--trace VERSION:SEED:TIME:TRACK` shows how the frustum points of that object's 2D boxes are taken:
+per camera, its box's estimate and support, then its points grouped by annotated object (-1: unannotated), whether
+they are covered by a lower box of the kind, on the box's object cluster or next cluster, and on its segment; and
+the boxes overlapping it with whose points their segments hold.
+
+    .venv/bin/python benchmarks/world_v2_diagnosis.py pedestrian --trace 2:9:8:299
 """
 from __future__ import annotations
 
 import argparse
 import dataclasses
 from collections import Counter
+from typing import NamedTuple
 
 import numpy as np
 
 from perception3d.bench.algo import load_rig, perfect_2d_boxes
 from perception3d.core.detections import Detections3D
-from perception3d.core.frustum import CameraView
+from perception3d.core.frustum import CameraView, object_points
 from perception3d.core.geometry import invert_transform, transform_points
+from perception3d.core.ground import sweep_ground
+from perception3d.core.ground_contact import GroundContact
 from perception3d.core.lift3d import LiftParams, detect_3d
-from perception3d.data.lidar import LidarSimulator
+from perception3d.core.view_frustums import view_frustums
+from perception3d.data.lidar import LidarSimulator, LidarSweep
 from perception3d.data.rig import load_rig as load_sensor_rig
 from perception3d.data.world import WORLD_STYLES, World
 
@@ -62,6 +74,44 @@ def placement_errors(world: World, detection_class: str, times: np.ndarray) -> n
     return np.array([match["error"] for match in placements(world, detection_class, times).values()])
 
 
+class _Frame(NamedTuple):
+    """One simulated sweep of a world at time t [s], the ego's base frame: the sweep, each track's centre (T, 3) [m],
+    size (T, 3) [m], yaw (T,) [rad] and returns (T,), its detection class (T,), the tracks shown (within the range,
+    MIN_POINTS returns or more), the cameras' views with the shown tracks' perfect 2D boxes, the cameras' names and
+    poses T_base_camera, and T_base_lidar."""
+
+    sweep: LidarSweep
+    centers: np.ndarray
+    sizes: np.ndarray
+    yaws: np.ndarray
+    returns: np.ndarray
+    classes: np.ndarray
+    shown: np.ndarray
+    views: list[CameraView]
+    camera_names: list[str]
+    T_base_cameras: list[np.ndarray]
+    T_base_lidar: np.ndarray
+
+
+def _frame(world: World, t: float, max_range_m: float = MAX_RANGE_M) -> _Frame:
+    camera_rig, sensor_rig = load_rig(), load_sensor_rig()
+    T_base_lidar = sensor_rig.lidar.T_ego_sensor
+    classes = np.array([track.detection_class for track in world.tracks])
+    sweep = LidarSimulator(sensor_rig.lidar).sweep(world, t, np.random.default_rng(int(t * 10)))
+    T_base_global = invert_transform(world.ego_pose(t))
+    centers, sizes, yaws = world.object_states(t)
+    centers = transform_points(T_base_global, centers)
+    yaws = yaws + np.arctan2(T_base_global[1, 0], T_base_global[0, 0])
+    returns = np.bincount(sweep.instances[sweep.instances >= 0], minlength=len(world.tracks))
+    shown = np.flatnonzero((np.hypot(centers[:, 0], centers[:, 1]) < max_range_m) & (returns >= MIN_POINTS))
+    truth = Detections3D(centers[shown], sizes[shown], yaws[shown], classes[shown], np.ones(len(shown)), "base_link")
+    views = [CameraView(perfect_2d_boxes(truth, camera, T_base_camera), camera,
+                        invert_transform(T_base_camera) @ T_base_lidar)
+             for camera, T_base_camera in camera_rig.cameras.values()]
+    return _Frame(sweep, centers, sizes, yaws, returns, classes, shown, views, list(camera_rig.cameras),
+                  [T_base_camera for _, T_base_camera in camera_rig.cameras.values()], T_base_lidar)
+
+
 def placements(world: World, detection_class: str, times: np.ndarray, max_range_m: float = MAX_RANGE_M
                ) -> dict[tuple[float, int], dict[str, float | str]]:
     """Per (time [s], track index) of each visible annotated object of the class (within max_range_m [m] and
@@ -70,29 +120,15 @@ def placements(world: World, detection_class: str, times: np.ndarray, max_range_
     length and width less the object's [m], the object's range [m], its returns, |cos| of its heading against
     the line of sight (1: seen end-on), and, for an object placed MISPLACED_M or more off, the `cause`: whose
     returns lie in that detection's footprint (`_cause`)."""
-    camera_rig, sensor_rig = load_rig(), load_sensor_rig()
-    simulator = LidarSimulator(sensor_rig.lidar)
-    T_base_lidar = sensor_rig.lidar.T_ego_sensor
-    classes = np.array([track.detection_class for track in world.tracks])
     matches = {}
     for t in times:
-        sweep = simulator.sweep(world, float(t), np.random.default_rng(int(t * 10)))
-        T_base_global = invert_transform(world.ego_pose(float(t)))
-        centers, sizes, yaws = world.object_states(float(t))
-        centers = transform_points(T_base_global, centers)
-        yaws = yaws + np.arctan2(T_base_global[1, 0], T_base_global[0, 0])
-        returns = np.bincount(sweep.instances[sweep.instances >= 0], minlength=len(world.tracks))
-        shown = np.flatnonzero((np.hypot(centers[:, 0], centers[:, 1]) < max_range_m) & (returns >= MIN_POINTS))
-        truth = Detections3D(centers[shown], sizes[shown], yaws[shown], classes[shown], np.ones(len(shown)),
-                             "base_link")
-        views = [CameraView(perfect_2d_boxes(truth, camera, T_base_camera), camera,
-                            invert_transform(T_base_camera) @ T_base_lidar)
-                 for camera, T_base_camera in camera_rig.cameras.values()]
-        dets = detect_3d(sweep.points[:, :3], views, T_base_lidar, params=LiftParams(min_score=0.05))
-        points_base = transform_points(T_base_lidar, sweep.points[:, :3])
+        f = _frame(world, float(t), max_range_m)
+        centers, sizes, yaws, classes = f.centers, f.sizes, f.yaws, f.classes
+        dets = detect_3d(f.sweep.points[:, :3], f.views, f.T_base_lidar, params=LiftParams(min_score=0.05))
+        points_base = transform_points(f.T_base_lidar, f.sweep.points[:, :3])
         mine = dets.class_ids == detection_class
         found, found_size, found_yaw = dets.centers[mine, :2], dets.sizes_lwh[mine], dets.yaws[mine]
-        for i in shown[classes[shown] == detection_class]:
+        for i in f.shown[classes[f.shown] == detection_class]:
             if not len(found):
                 matches[float(t), int(i)] = {"error": np.inf}
                 continue
@@ -104,11 +140,11 @@ def placements(world: World, detection_class: str, times: np.ndarray, max_range_
                 "error": float(distance[j]), "along": float(offset @ long_side),
                 "across": float(offset @ [-long_side[1], long_side[0]]), "sight": float(offset @ sight),
                 "length": float(found_size[j, 0] - sizes[i, 0]), "width": float(found_size[j, 1] - sizes[i, 1]),
-                "range": float(np.linalg.norm(centers[i, :2])), "returns": int(returns[i]),
+                "range": float(np.linalg.norm(centers[i, :2])), "returns": int(f.returns[i]),
                 "end_on": float(abs(long_side @ sight))}
             if distance[j] >= MISPLACED_M:
                 footprint = (found[j], found_size[j, :2], found_yaw[j])
-                matches[float(t), int(i)]["cause"] = _cause(i, footprint, points_base[:, :2], sweep.instances,
+                matches[float(t), int(i)]["cause"] = _cause(i, footprint, points_base[:, :2], f.sweep.instances,
                                                              classes, centers)
     return matches
 
@@ -160,9 +196,9 @@ def paired(detection_class: str, feature: str, seeds: list[int], shown: int = 25
               + " ".join(f"{b[k]:+.2f}" for k in parts) + f" | {b['range']:5.1f} {b['returns']:4d} {b['end_on']:.2f}")
 
 
-def causes(detection_class: str, worlds: list[tuple[int, int]]) -> None:
+def causes(detection_class: str, worlds: list[tuple[int, int]], listed: bool = False) -> None:
     """Print, per world (version, seed), how many objects of the class were placed MISPLACED_M or more off and
-    whose returns lie at their nearest detection (module docstring, --causes)."""
+    whose returns lie at their nearest detection (module docstring, --causes); listed: each of them too."""
     times = np.arange(1.0, 19.0, 1.0)
     for version, seed in worlds:
         found = placements(World(seed, 0, 20.0, WORLD_STYLES[version]), detection_class, times)
@@ -172,6 +208,67 @@ def causes(detection_class: str, worlds: list[tuple[int, int]]) -> None:
               f"of the {sum(off.values())} placed farther off, at their nearest detection:", flush=True)
         for cause, count in off.most_common():
             print(f"  {count:4d}  {cause}")
+        if listed:
+            print("  time track | error [m] along the line of sight [m] | range [m] returns | whose returns")
+            for (t, track), match in sorted(found.items()):
+                if "cause" in match:
+                    print(f"  {t:4.0f} {track:5d} | {match['error']:5.2f} {match['sight']:+6.2f} | "
+                          f"{match['range']:5.1f} {match['returns']:4d} | {match['cause']}")
+
+
+def trace(version: int, seed: int, t: float, track: int) -> None:
+    """Print, for each camera holding the track's perfect 2D box at time t [s], how its frustum's points are taken
+    (module docstring, --trace): per group of points of one annotated object (or unannotated, -1), whether they are
+    covered by a lower box of the kind, on the box's object cluster or its next one, and on the box's object
+    segment, with their depths [m] and image columns [px]; then the other boxes overlapping it and whose points
+    their segments hold. The clusters are core.view_frustums' (those detection and segmentation share); the segments
+    are core.frustum.object_points' per camera, without detection's low fronts and joined cameras."""
+    world = World(seed, 0, 20.0, WORLD_STYLES[version])
+    f = _frame(world, t)
+    params = LiftParams(min_score=0.05)
+    points = f.sweep.points[:, :3]
+    ground = sweep_ground(points, f.T_base_lidar, params.ground)
+    instances = f.sweep.instances[~ground.is_ground]
+    frustums = view_frustums(points[~ground.is_ground], f.views, params.cluster,
+                             GroundContact.of(ground, f.T_base_lidar, params.ground))
+    if track not in f.shown:
+        print(f"track {track} is not shown at {t} s (beyond {MAX_RANGE_M} m or under {MIN_POINTS} returns)")
+        return
+    alone = Detections3D(f.centers[[track]], f.sizes[[track]], f.yaws[[track]], f.classes[[track]], np.ones(1),
+                         "base_link")
+    for name, view, T_base_camera, frustum in zip(f.camera_names, f.views, f.T_base_cameras, frustums):
+        own = perfect_2d_boxes(alone, view.camera, T_base_camera)
+        if frustum is None or not len(own):
+            continue
+        boxes = frustum.dets.boxes_xyxy
+        b = np.flatnonzero(np.all(np.abs(boxes - own.boxes_xyxy[0]) < 0.5, axis=1))
+        if not len(b):
+            continue
+        b = int(b[0])
+        c = frustum.clusters
+        held = object_points(c, boxes, params.cluster)
+        print(f"{name}: box {b} {np.round(boxes[b], 1).tolist()}, box-height estimate "
+              f"{c.expected_depth[b]:.2f} m, support {held.support[b]}")
+        pairs = np.flatnonzero(c.box == b)
+        whose = instances[frustum.cloud.index[c.point[pairs]]]
+        flags = np.stack([whose, c.covered[pairs], c.in_cluster[pairs], c.in_next_cluster[pairs],
+                          held.on_object[pairs]], axis=1).astype(np.int64)
+        groups, group_of = np.unique(flags, axis=0, return_inverse=True)
+        order = np.argsort([c.depth[pairs][group_of == g].min() for g in range(len(groups))])
+        print("    object (class)             covered cluster next segment | points depth [m] columns [px]")
+        for g in order:
+            inst, covered, in_cluster, in_next, on = groups[g]
+            d, u = c.depth[pairs][group_of == g], c.u[pairs][group_of == g]
+            name = f"{inst} ({f.classes[inst]})" if inst >= 0 else "-1 (unannotated)"
+            print(f"    {name:26s} {covered:7d} {in_cluster:7d} {in_next:4d} {on:7d} | {len(d):6d} "
+                  f"{d.min():5.2f}-{d.max():5.2f} {u.min():4.0f}-{u.max():4.0f}")
+        overlap = np.flatnonzero((boxes[:, 0] < boxes[b, 2]) & (boxes[:, 2] > boxes[b, 0])
+                                 & (boxes[:, 1] < boxes[b, 3]) & (boxes[:, 3] > boxes[b, 1]))
+        for o in overlap[overlap != b]:
+            on = np.flatnonzero((c.box == o) & held.on_object)
+            objects = Counter(instances[frustum.cloud.index[c.point[on]]].tolist())
+            print(f"  overlapping box {o} ({frustum.dets.class_ids[o]}) {np.round(boxes[o], 1).tolist()}: "
+                  f"segment of {held.support[o]} points, by object {dict(objects.most_common(4))}")
 
 
 def main() -> None:
@@ -184,9 +281,16 @@ def main() -> None:
     parser.add_argument("--causes", nargs="+", metavar="VERSION:SEED",
                         help="count whose returns lie at the detections of the objects placed 0.5 m off or more, "
                         "per world, e.g. 1:5 2:9")
+    parser.add_argument("--list", action="store_true", help="with --causes: list each object placed 0.5 m off")
+    parser.add_argument("--trace", metavar="VERSION:SEED:TIME:TRACK",
+                        help="how the frustum points of one object's 2D boxes are taken, e.g. 2:9:5:286")
     args = parser.parse_args()
+    if args.trace:
+        version, seed, t, track = args.trace.split(":")
+        trace(int(version), int(seed), float(t), int(track))
+        return
     if args.causes:
-        causes(args.detection_class, [tuple(int(v) for v in world.split(":")) for world in args.causes])
+        causes(args.detection_class, [tuple(int(v) for v in world.split(":")) for world in args.causes], args.list)
         return
     if args.pairs:
         paired(args.detection_class, args.pairs, args.pair_seeds)
