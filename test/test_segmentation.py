@@ -168,6 +168,29 @@ def test_depth_cluster_choice():
     assert np.sort(bp.depth[bp.on_object]) == pytest.approx([10.0, 10.5, 11.0])
 
 
+def test_a_small_cluster_at_the_estimate_where_no_large_one_fits_it():
+    """A pedestrian (8 returns at 7.0-7.2 m, its box-height estimate 7.1 m) behind a motorcycle that fills the lower
+    half of its box (100 returns at 2.6-2.8 m, too near the camera for the estimate), a wall at 12.2-12.6 m behind it
+    (12 returns, 1.7x the estimate). The pedestrian's cluster holds fewer than min_fraction of the frustum's points,
+    and the wall was its object. No cluster that large fits the estimate (within 2 std of a pedestrian's height),
+    so the small one that does is eligible (pedestrians: ClusterParams.small_cluster_classes)."""
+    depth = np.r_[np.linspace(2.6, 2.8, 100), np.linspace(7.0, 7.2, 8), np.linspace(12.2, 12.6, 12)]
+    uv = np.full((len(depth), 2), 50.0)
+    box = np.array([[0.0, 0.0, 100.0, 100.0]])
+    params = ClusterParams(gap_m=1.5, min_points=3, min_fraction=0.1)
+    pedestrian = np.array(["pedestrian"])
+    bp = object_points_in_boxes(uv, depth, box, np.array([1.46]), np.array([7.1]), params, pedestrian)
+    assert np.sort(bp.point[bp.on_object]).tolist() == list(range(100, 108))
+    # Only for ClusterParams.small_cluster_classes: a barrier's box in the same place takes the wall.
+    bp = object_points_in_boxes(uv, depth, box, np.array([1.46]), np.array([7.1]), params, np.array(["barrier"]))
+    assert np.sort(bp.point[bp.on_object]).tolist() == list(range(108, 120))
+    # Where a large cluster fits the estimate, a small one nearer it is still left out (4 returns of a pole at
+    # 9.9-10.0 m before 60 of the object at 11.7-12.0 m, the estimate 10.4 m).
+    depth = np.r_[np.linspace(9.9, 10.0, 4), np.linspace(11.7, 12.0, 60)]
+    bp = object_points_in_boxes(uv[:64], depth, box, np.array([1.46]), np.array([10.4]), params, pedestrian)
+    assert np.sort(bp.point[bp.on_object]).tolist() == list(range(4, 64))
+
+
 def test_a_low_car_behind_a_barrier_keeps_its_cluster():
     """A low car (1.29 m against the class's 1.73 m mean: its box height puts it at 13.8 m) whose front is at 11.2 m,
     seen past a barrier 8.55-10.4 m away in part of its box: no depth jump above 1.5 m separates them, so the

@@ -4,7 +4,8 @@ A point belongs to a box's frustum when its projection lies inside the box. Besi
 holds background (walls, other objects, ground) and occluders in front, so each box keeps only the object's
 depth cluster: the frustum depths (camera z) are sorted and split wherever consecutive depths jump by more than
 `gap_m`; clusters need at least max(min_points, min_fraction * frustum points) points (a few points of a thin
-pole do not count). Of those, the object is the cluster whose nearest depth best matches the depth the box
+pole do not count; a pedestrian's few behind an occluder's many do where no larger cluster fits its box,
+`small_cluster_classes`). Of those, the object is the cluster whose nearest depth best matches the depth the box
 implies (fy * mean class height / box height, `expected_depths`, which core.view_frustums combines with where the
 box's bottom edge meets the ground surface), within a factor `max_depth_ratio`: this rejects an occluding object in
 front and the background behind. Boxes cut by the image's
@@ -73,6 +74,11 @@ class ClusterParams:
     Attributes:
         gap_m: a depth jump larger than this separates two clusters [m].
         min_points, min_fraction: the object cluster holds at least max(min_points, min_fraction * frustum points).
+        small_cluster_classes: the kinds whose boxes take a cluster of min_points or more that fits the box-height
+            estimate (`height_fit_std`) where none of min_fraction's size does: a pedestrian's 11 returns behind the
+            112 of a motorcycle that fills its box, or the wall behind it was its object. Pedestrians are thin and
+            their height varies least (std 11 % of the mean); for barriers, cars and motorcycles the same rule cost
+            AP on world v2 (benchmarks/results/world_v2_log.md).
         max_depth_ratio: largest ratio between a cluster's nearest depth and the box's depth estimate. The box
             height alone assumes the class's mean height (a low car's box puts it ~25 % too far, a tall truck's too
             near; the ground contact takes most of that off near the sensor, core.view_frustums), and an occluder
@@ -107,11 +113,13 @@ class ClusterParams:
     max_depth_ratio: float = 2.0
     near_segment_cover: float = 0.5
     height_fit_std: float = 2.0
+    small_cluster_classes: tuple[str, ...] = ("pedestrian",)
 
     @property
-    def cluster_choice(self) -> tuple[float, int, float, float, float]:
+    def cluster_choice(self) -> tuple[float, int, float, float, float, tuple[str, ...]]:
         """The parameters frustum_clusters uses: equal ones give the same clusters."""
-        return self.gap_m, self.min_points, self.min_fraction, self.max_depth_ratio, self.height_fit_std
+        return (self.gap_m, self.min_points, self.min_fraction, self.max_depth_ratio, self.height_fit_std,
+                self.small_cluster_classes)
 
 
 @dataclass(frozen=True)
@@ -412,15 +420,20 @@ def frustum_clusters(uv: np.ndarray, depth: np.ndarray, boxes_xyxy: np.ndarray, 
     # Cost: |log(nearest depth / expected depth)| (0 without an estimate, so the nearest cluster wins).
     ratio = np.abs(np.log(np.maximum(cluster_first_depth, 1e-6) / expected[cluster_box]))
     cost = np.where(np.isnan(ratio), 0.0, ratio)
-    eligible &= cost <= np.log(params.max_depth_ratio)
-    candidates = np.flatnonzero(eligible)
-    # Per box: clusters with an uncovered point that fit the estimate first (one whose points all lie in a lower box
-    # of the kind is the nearer object's), then the least cost.
+    near_estimate = cost <= np.log(params.max_depth_ratio)
+    eligible &= near_estimate
     later = all_covered
     if kinds is not None:
         height_mean, height_std = height_priors(kinds).T
         fit_bound = (params.height_fit_std * height_std / height_mean).take(cluster_box)  # NaN: no size prior
+        fits = near_estimate & (ratio <= fit_bound)  # NaN (no estimate or prior) fails
+        small_kind = np.isin(np.asarray(kinds), params.small_cluster_classes).take(cluster_box)
+        fitting_large = np.bincount(cluster_box[eligible & fits], minlength=n_boxes) > 0
+        eligible |= small_kind & fits & (cluster_size >= params.min_points) & ~fitting_large.take(cluster_box)
         later = all_covered | (ratio > fit_bound)  # NaN (no estimate or prior): fits here
+    candidates = np.flatnonzero(eligible)
+    # Per box: clusters with an uncovered point that fit the estimate first (one whose points all lie in a lower box
+    # of the kind is the nearer object's), then the least cost.
     best = candidates[np.lexsort((cost[candidates], later[candidates], cluster_box[candidates]))]
     chosen, following = np.full(n_boxes, -1), np.full(n_boxes, -1)
     first = run_starts(cluster_box[best])  # best is sorted by box
@@ -428,8 +441,8 @@ def frustum_clusters(uv: np.ndarray, depth: np.ndarray, boxes_xyxy: np.ndarray, 
     if kinds is not None:
         second = first[first + 1 < len(best)]
         second = best[second + 1][cluster_box[best[second + 1]] == cluster_box[best[second]]]
-        fits = ratio[second] <= fit_bound[second]  # NaN (no estimate, no size prior) fails: no next cluster
-        following[cluster_box[second[fits]]] = second[fits]
+        fitting = second[fits[second]]  # NaN (no estimate, no size prior) fails: no next cluster
+        following[cluster_box[fitting]] = fitting
     extent = np.asarray(max_extent, dtype=np.float64).reshape(n_boxes)
     cluster = np.arange(len(starts))
 
