@@ -44,6 +44,7 @@ from typing import NamedTuple
 import numpy as np
 
 from perception3d.bench.algo import load_rig, perfect_2d_boxes
+from perception3d.core.boxes import intersection_2d
 from perception3d.core.detections import Detections3D
 from perception3d.core.frustum import CameraView, object_points
 from perception3d.core.geometry import invert_transform, transform_points
@@ -223,17 +224,16 @@ def trace(version: int, seed: int, t: float, track: int) -> None:
     segment, with their depths [m] and image columns [px]; then the other boxes overlapping it and whose points
     their segments hold. The clusters are core.view_frustums' (those detection and segmentation share); the segments
     are core.frustum.object_points' per camera, without detection's low fronts and joined cameras."""
-    world = World(seed, 0, 20.0, WORLD_STYLES[version])
-    f = _frame(world, t)
+    f = _frame(World(seed, 0, 20.0, WORLD_STYLES[version]), t)
+    if track not in f.shown:
+        print(f"track {track} is not shown at {t} s (beyond {MAX_RANGE_M} m or under {MIN_POINTS} returns)")
+        return
     params = LiftParams(min_score=0.05)
     points = f.sweep.points[:, :3]
     ground = sweep_ground(points, f.T_base_lidar, params.ground)
     instances = f.sweep.instances[~ground.is_ground]
     frustums = view_frustums(points[~ground.is_ground], f.views, params.cluster,
                              GroundContact.of(ground, f.T_base_lidar, params.ground))
-    if track not in f.shown:
-        print(f"track {track} is not shown at {t} s (beyond {MAX_RANGE_M} m or under {MIN_POINTS} returns)")
-        return
     alone = Detections3D(f.centers[[track]], f.sizes[[track]], f.yaws[[track]], f.classes[[track]], np.ones(1),
                          "base_link")
     for name, view, T_base_camera, frustum in zip(f.camera_names, f.views, f.T_base_cameras, frustums):
@@ -251,19 +251,19 @@ def trace(version: int, seed: int, t: float, track: int) -> None:
               f"{c.expected_depth[b]:.2f} m, support {held.support[b]}")
         pairs = np.flatnonzero(c.box == b)
         whose = instances[frustum.cloud.index[c.point[pairs]]]
+        depth, column = c.depth[pairs], c.u[pairs]
         flags = np.stack([whose, c.covered[pairs], c.in_cluster[pairs], c.in_next_cluster[pairs],
                           held.on_object[pairs]], axis=1).astype(np.int64)
         groups, group_of = np.unique(flags, axis=0, return_inverse=True)
-        order = np.argsort([c.depth[pairs][group_of == g].min() for g in range(len(groups))])
+        order = np.argsort([depth[group_of == g].min() for g in range(len(groups))])
         print("    object (class)             covered cluster next segment | points depth [m] columns [px]")
         for g in order:
             inst, covered, in_cluster, in_next, on = groups[g]
-            d, u = c.depth[pairs][group_of == g], c.u[pairs][group_of == g]
-            name = f"{inst} ({f.classes[inst]})" if inst >= 0 else "-1 (unannotated)"
-            print(f"    {name:26s} {covered:7d} {in_cluster:7d} {in_next:4d} {on:7d} | {len(d):6d} "
+            d, u = depth[group_of == g], column[group_of == g]
+            label = f"{inst} ({f.classes[inst]})" if inst >= 0 else "-1 (unannotated)"
+            print(f"    {label:26s} {covered:7d} {in_cluster:7d} {in_next:4d} {on:7d} | {len(d):6d} "
                   f"{d.min():5.2f}-{d.max():5.2f} {u.min():4.0f}-{u.max():4.0f}")
-        overlap = np.flatnonzero((boxes[:, 0] < boxes[b, 2]) & (boxes[:, 2] > boxes[b, 0])
-                                 & (boxes[:, 1] < boxes[b, 3]) & (boxes[:, 3] > boxes[b, 1]))
+        overlap = np.flatnonzero(intersection_2d(boxes, boxes[b])[:, 0] > 0)
         for o in overlap[overlap != b]:
             on = np.flatnonzero((c.box == o) & held.on_object)
             objects = Counter(instances[frustum.cloud.index[c.point[on]]].tolist())
