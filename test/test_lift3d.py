@@ -100,6 +100,24 @@ def test_without_lidar_on_an_object_its_2d_box_s_bottom_edge_on_the_ground_surfa
         assert abs(np.hypot(*on_ground.centers[0, :2]) - np.hypot(*center[:2])) < 0.5 * size_error
 
 
+def test_a_pedestrian_seen_in_two_returns_is_placed_by_them(ground):
+    """A pedestrian 2.0 m tall (the class's mean is 1.77 m, so its box height puts it ~11 % nearer) 25 m ahead holds
+    two returns, and a post's return 1.3 m before it lies in its box (the cluster's third point, a segment of its
+    own): the two returns set its depth. Needing 3, as every other class does, it was placed by its box height."""
+    cam = camera()
+    center, size = np.array([25.0, 1.0, 1.0]), np.array([0.7, 0.65, 2.0])
+    front = np.array([[24.66, 0.95, 1.1], [24.66, 1.08, 1.3]])  # on its face (x = 25 - 0.35)
+    post = np.array([[23.36, 1.0, 1.0]])
+    points = to_lidar(np.vstack([front, post, ground]))
+    frame = [view(cam, FRONT, [projected_box(cam, FRONT, center, size, 0.0)], ["pedestrian"], [0.9])]
+    no_contact = GroundParams(error_per_m=np.inf)  # no depth from the box's bottom edge on the ground
+    by_returns = detect_3d(points, frame, T_BASE_LIDAR, params=LiftParams(ground=no_contact))
+    by_box = detect_3d(points, frame, T_BASE_LIDAR, params=LiftParams(ground=no_contact, min_support_by_class=()))
+    assert len(by_returns) == len(by_box) == 1
+    assert np.linalg.norm(by_returns.centers[0, :2] - center[:2]) < 0.3
+    assert np.linalg.norm(by_box.centers[0, :2] - center[:2]) > 1.0
+
+
 def test_one_car_seen_by_two_cameras_is_merged(ground):
     center, size, yaw = np.array([14.0, 0.5, 1.1]), np.array([4.6, 1.9, 1.6]), 0.3
     points = to_lidar(np.vstack([box_surface_points(center, size, yaw, SENSOR, spacing=0.15), ground]))

@@ -3,13 +3,14 @@
 Per camera and 2D box (classes outside the 10 detection classes are skipped):
 1. LiDAR support: non-ground points (core.ground) projected inside the box, reduced to the object's segment
    (core.frustum: its depth cluster, less occluders in front, chosen without the points a nearer box of its class
-   covers, and less the points a nearer box's segment holds); a box with at least `min_support_points` such points
-   is supported. Its nearest depth is the segment's, or, where the segment's lowest point lies high above the
-   ground (`foot_gap`), that of the ground returns at the object's foot (core.frustum.foot_depths: a car's bumper
-   at road height is ground, and the ring above it passes over the bonnet to the cabin ~1.4 m further), or of low
-   object returns there that no box's segment holds (a bumper seen in a strip of the box, `_low_returns_in_front`).
-   A box cut by the left or right image border also takes in its object's points past the border, and a segment
-   longer than one object of its class is split at its widest gap (`_split_overlong`; not barrier rows).
+   covers, and less the points a nearer box's segment holds); a box with at least `min_support_points` such points (2
+   for pedestrians, `min_support_by_class`) is supported. Its nearest depth is the segment's, or, where the segment's
+   lowest point lies high above the ground (`foot_gap`), that of the ground returns at the object's foot
+   (core.frustum.foot_depths: a car's bumper at road height is ground, and the ring above it passes over the bonnet
+   to the cabin ~1.4 m further), or of low object returns there that no box's segment holds (a bumper seen in a strip
+   of the box, `_low_returns_in_front`). A box cut by the left or right image border also takes in its object's
+   points past the border, and a segment longer than one object of its class is split at its widest gap
+   (`_split_overlong`; not barrier rows).
 2. Anchors (core.qaf2d, top_k per box and heading). Supported boxes: each vertical edge's depth candidates are
    restricted to the depths of the cluster points in the box's outer `edge_band` on that side
    (+- `edge_window_m`), and the headings to those within `heading_tolerance_deg` of the cluster's footprint
@@ -97,6 +98,12 @@ class LiftParams:
             15 degree / 0.5 m grid and the one-edge height assumption can keep the right box below 0.8).
         top_k: anchors per 2D box and heading candidate handed to the choice.
         min_support_points: on-object points needed to use LiDAR for a box.
+        min_support_by_class: (class, points) pairs that take the place of min_support_points for their class.
+            Pedestrians need 2: one hidden in a group or behind clutter shows a few returns (1-5 for a third of
+            world v2's scored pedestrians, a fifth of world v1's), its frustum is narrow, and its cluster is the one
+            that fits its box-height estimate (`ClusterParams.small_cluster_classes`); with 3, those holding 2 were
+            placed by their 2D box alone, metres off at 30 m. 2 for every class cost AP elsewhere (world v1
+            motorcycles -0.04, benchmarks/results/world_v2_log.md).
         border_cell_m: a box cut by the left or right image border takes in the object points connected to its
             segment past the border (not those a camera sees beside its box of the object): bird's-eye-view cells of
             this size [m] (core.bev_components).
@@ -150,6 +157,7 @@ class LiftParams:
     lidar_iou_threshold: float = 0.5
     top_k: int = 4
     min_support_points: int = 3
+    min_support_by_class: tuple[tuple[str, int], ...] = (("pedestrian", 2),)
     border_cell_m: float = 0.15
     edge_band: float = 0.15
     edge_window_m: float = 0.75
@@ -477,7 +485,7 @@ def _box_segments(object_height: np.ndarray, ground_lidar: np.ndarray, frustums:
     pair_height = object_height.take(cloud_index.take(clusters.point))
     low_front = np.where(np.isin(class_ids, params.low_front_classes), params.foot_reach * prior_wlh[:, 0, 1], 0.0)
     bp = object_points(clusters, boxes, params.cluster, images, (pair_height, low_front))
-    supported = bp.support >= params.min_support_points
+    supported = bp.support >= _min_support(class_ids, params)
     on = np.flatnonzero(bp.on_object & supported.take(bp.box))
     on_box, on_depth, on_u = bp.box.take(on), bp.depth.take(on), bp.u.take(on)
     point_index = cloud_index.take(bp.point.take(on))
@@ -490,6 +498,15 @@ def _box_segments(object_height: np.ndarray, ground_lidar: np.ndarray, frustums:
                                  prior_wlh.take(unsupported, axis=0), fy.take(unsupported), params)
     return _Segments(supported, depth_min, np.stack([bp.depth_min, bp.depth_max], axis=1), prior, on_box,
                      point_index, on_depth, on_u, on_height)
+
+
+def _min_support(class_ids: np.ndarray, params: LiftParams) -> np.ndarray:
+    """The on-object points (B,) each box of the classes class_ids (B,) needs to use LiDAR: min_support_points, or
+    its class's in min_support_by_class."""
+    need = np.full(len(class_ids), params.min_support_points)
+    for class_id, points in params.min_support_by_class:
+        need[class_ids == class_id] = points
+    return need
 
 
 def _joined_clusters(frustums: list[ViewFrustums]) -> tuple[FrustumClusters, np.ndarray]:
