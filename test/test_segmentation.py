@@ -40,10 +40,11 @@ CAR_BOX = (np.array([15.0, 1.0, 0.3 + 0.8]), np.array([4.6, 1.9, 1.6]), 0.4)  # 
 PED_BOX = (np.array([9.0, 0.2, 0.9]), np.array([0.6, 0.6, 1.8]), 0.0)
 
 
-def object_points_in_boxes(uv, depth, boxes, extent, expected=None, params=None, kinds=None):
+def object_points_in_boxes(uv, depth, boxes, extent, expected=None, params=None, kinds=None, longest_side=None):
     """The frustum clusters of boxes among projected points, then each box's object points (core.frustum)."""
     params = params or ClusterParams()
-    return object_points(frustum_clusters(uv, depth, boxes, extent, expected, params, kinds), boxes, params)
+    return object_points(frustum_clusters(uv, depth, boxes, extent, expected, params, kinds), boxes, params,
+                         longest_side=longest_side)
 
 
 def wall(x, y_range=(-6, 6), z_range=(0.3, 4.0), spacing=0.15):
@@ -397,6 +398,19 @@ def test_the_segment_gap_grows_with_depth():
     uv = np.column_stack([np.r_[48.0, 50.0, 52.0, np.linspace(5.0, 95.0, 5)], np.full(8, 50.0)])
     bp = object_points_in_boxes(uv, post_car, box, np.array([5.0]), None, grown)
     assert np.sort(bp.depth[bp.on_object]) == pytest.approx(post_car[3:])
+
+
+def test_the_segment_gap_grows_no_longer_than_the_object():
+    """Two pedestrians in file 25 m away, 0.9 m apart in depth, three returns each in one box: at 6 % of the depth
+    (1.5 m) the jump between them lies inside one segment, and the box took both; no longer than the class's
+    longest side (0.73 m) the gap parts them, and the box keeps the nearer one."""
+    box = np.array([[0.0, 0.0, 100.0, 100.0]])
+    depth = np.array([25.0, 25.1, 25.2, 26.1, 26.2, 26.3])
+    uv = np.column_stack([np.tile([40.0, 50.0, 60.0], 2), np.full(6, 50.0)])
+    params = ClusterParams(segment_gap_m=0.6, segment_gap_per_depth=0.06)
+    assert object_points_in_boxes(uv, depth, box, np.array([3.0]), None, params).support[0] == 6
+    bp = object_points_in_boxes(uv, depth, box, np.array([3.0]), None, params, longest_side=np.array([0.73]))
+    assert np.sort(bp.depth[bp.on_object]) == pytest.approx(depth[:3])
 
 
 def test_ground_plane_recovers_a_tilted_plane():

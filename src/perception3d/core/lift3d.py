@@ -180,7 +180,7 @@ class LiftParams:
     low_front_classes: tuple[str, ...] = ("car", "truck")
     ground: GroundParams = field(default_factory=GroundParams)
     cluster: ClusterParams = field(default_factory=lambda: ClusterParams(segment_gap_m=0.6,
-                                                                          segment_gap_per_depth=0.04))
+                                                                          segment_gap_per_depth=0.06))
     fit: FitParams = field(default_factory=FitParams)
 
 
@@ -484,7 +484,9 @@ def _box_segments(object_height: np.ndarray, ground_lidar: np.ndarray, frustums:
     images = np.repeat(np.arange(len(frustums)), [len(f.dets) for f in frustums])  # of each box
     pair_height = object_height.take(cloud_index.take(clusters.point))
     low_front = np.where(np.isin(class_ids, params.low_front_classes), params.foot_reach * prior_wlh[:, 0, 1], 0.0)
-    bp = object_points(clusters, boxes, params.cluster, images, (pair_height, low_front))
+    longest_side = np.fmax(prior_wlh[:, 0, 0], prior_wlh[:, 0, 1])
+    bp = object_points(clusters, boxes, params.cluster, images, (pair_height, low_front),
+                       np.where(np.isnan(longest_side), np.inf, longest_side))
     supported = bp.support >= _min_support(class_ids, params)
     on = np.flatnonzero(bp.on_object & supported.take(bp.box))
     on_box, on_depth, on_u = bp.box.take(on), bp.depth.take(on), bp.u.take(on)
