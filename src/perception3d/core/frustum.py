@@ -94,7 +94,7 @@ class ClusterParams:
             jump longer than the object: a pedestrian 0.9 m behind another at 25 m is the next of a group); 0 (the
             default): `segment_gap_m` alone. Detection uses 0.06 (0.6 m up to 10 m, 1.5 m at 25 m; pedestrians at
             most 0.73 m): at 0.04 a barrier seen end-on 20 m away fell apart into segments and its box was fitted
-            to the near one, 0.8-1.0 m short of its centre.
+            to the near one, 0.8-1 m short of its centre.
         near_segment_cover: a segment nearer than the chosen one stays with it when it spans at least this fraction
             of the chosen segment's share of the box width: the same object's nearer part (a car's boot and bumper
             ~1 m in front of its rear window, with fewer returns), not a post in front (a narrow strip).

@@ -102,8 +102,8 @@ class LiftParams:
             Pedestrians need 2: one hidden in a group or behind clutter shows a few returns (1-5 for a third of
             world v2's scored pedestrians, a fifth of world v1's), its frustum is narrow, and its cluster is the one
             that fits its box-height estimate (`ClusterParams.small_cluster_classes`); with 3, those holding 2 were
-            placed by their 2D box alone, metres off at 30 m. 2 for every class cost AP elsewhere (world v1
-            motorcycles -0.04, benchmarks/results/world_v2_log.md).
+            placed by their 2D box alone, two thirds of them 0.5 m off or more at ~30 m. 2 for every class cost AP
+            elsewhere (world v1 motorcycles -0.04, benchmarks/results/world_v2_log.md).
         border_cell_m: a box cut by the left or right image border takes in the object points connected to its
             segment past the border (not those a camera sees beside its box of the object): bird's-eye-view cells of
             this size [m] (core.bev_components).
