@@ -89,12 +89,11 @@ class ClusterParams:
             segmentation keeps whole clusters (a split also drops the far part of objects seen at a grazing angle).
         segment_gap_per_depth: a jump separates segments only when it also exceeds this fraction of its depth
             (LiDAR returns are spaced by angle: along a surface seen at a grazing angle, consecutive returns lie
-            0.7-1.1 m apart in depth at 20-25 m, the side of a barrier row or a car seen end-on), but no more than
-            the longest side of the box's class where `object_points` is given it (one object's returns hold no
-            jump longer than the object: a pedestrian 0.9 m behind another at 25 m is the next of a group); 0 (the
-            default): `segment_gap_m` alone. Detection uses 0.06 (0.6 m up to 10 m, 1.5 m at 25 m; pedestrians at
-            most 0.73 m): at 0.04 a barrier seen end-on 20 m away fell apart into segments and its box was fitted
-            to the near one, 0.8-1 m short of its centre.
+            0.7-1.1 m apart in depth at 20-25 m, the side of a barrier row), but no more than the longest side of
+            the box's class where `object_points` is given it (one object's returns hold no jump longer than the
+            object: a pedestrian 0.9 m behind another at 25 m is the next of a group); `object_points` may give each
+            box its own fraction. 0 (the default): `segment_gap_m` alone. Detection uses 0.04 (0.6 m up to 15 m,
+            1 m at 25 m), and 0.06 for barriers (core.lift3d.LiftParams.segment_gap_per_depth_by_class).
         near_segment_cover: a segment nearer than the chosen one stays with it when it spans at least this fraction
             of the chosen segment's share of the box width: the same object's nearer part (a car's boot and bumper
             ~1 m in front of its rear window, with fewer returns), not a post in front (a narrow strip).
@@ -461,7 +460,7 @@ def frustum_clusters(uv: np.ndarray, depth: np.ndarray, boxes_xyxy: np.ndarray, 
 
 def object_points(clusters: FrustumClusters, boxes_xyxy: np.ndarray, params: ClusterParams = ClusterParams(),
                   images: np.ndarray | None = None, low_front: tuple[np.ndarray, np.ndarray] | None = None,
-                  longest_side: np.ndarray | None = None) -> BoxPoints:
+                  gap_per_depth: np.ndarray | None = None, longest_side: np.ndarray | None = None) -> BoxPoints:
     """Each box's object points (B boxes (B, 4)): its cluster's segment that fits the box (params' segment_gap_m,
     segment_gap_per_depth and near_segment_cover), each point kept by the nearest box holding it; a box whose
     cluster other boxes keep whole tries its next cluster (FrustumClusters.in_next_cluster). The retry is per image:
@@ -471,8 +470,9 @@ def object_points(clusters: FrustumClusters, boxes_xyxy: np.ndarray, params: Clu
     alone. low_front: (heights (Q,) of the pairs' points above the ground [m], reach (B,) [m]): a nearer segment all
     of whose points lie lower than the chosen segment's lowest point stays with it when it starts at most the box's
     reach before it (the object's own low front: a car's bonnet or boot below and before its cabin); None: none.
-    longest_side (B,): the longest horizontal side [m] of each box's class (inf without a prior), the most that the
-    segment gap grows to with depth (`segment_gap_per_depth`); None: no bound."""
+    gap_per_depth (B,): each box's `segment_gap_per_depth` (None: params'). longest_side (B,): the longest horizontal
+    side [m] of each box's class (inf without a prior), the most that the segment gap grows to with depth; None: no
+    bound."""
     boxes = np.asarray(boxes_xyxy, dtype=np.float64).reshape(-1, 4)
     n_boxes = len(boxes)
     c = clusters
@@ -480,7 +480,8 @@ def object_points(clusters: FrustumClusters, boxes_xyxy: np.ndarray, params: Clu
         nan = np.full(n_boxes, np.nan)
         return BoxPoints(c.point, c.box, c.depth, c.u, np.zeros(0, dtype=bool), np.zeros(n_boxes, dtype=np.int64),
                          nan, nan.copy(), nan.copy())
-    segments = _best_segment(c.in_cluster, c, boxes, params, low_front, longest_side)
+    growth = (gap_per_depth, longest_side)
+    segments = _best_segment(c.in_cluster, c, boxes, params, low_front, growth)
     on, stats = _owned_segments(c, segments, n_boxes)
     support = np.bincount(c.box[on], minlength=n_boxes)
     taken = (support == 0) & (np.bincount(c.box[c.in_cluster], minlength=n_boxes) > 0)  # others keep its cluster
@@ -491,7 +492,7 @@ def object_points(clusters: FrustumClusters, boxes_xyxy: np.ndarray, params: Clu
     taken &= retrying.take(image)
     retry = taken.take(c.box)  # the pairs of those boxes
     if retry.any():  # a box's segment depends on its own pairs only: only these boxes' segments change
-        segments = np.where(retry, _best_segment(c.in_next_cluster & retry, c, boxes, params, low_front, longest_side),
+        segments = np.where(retry, _best_segment(c.in_next_cluster & retry, c, boxes, params, low_front, growth),
                             segments)
         on, stats = _owned_segments(c, segments, n_boxes)
         support = np.bincount(c.box[on], minlength=n_boxes)
@@ -586,11 +587,12 @@ def _owned_segments(c: FrustumClusters, segments: np.ndarray,
 
 def _best_segment(on: np.ndarray, c: FrustumClusters, boxes: np.ndarray, params: ClusterParams,
                   low_front: tuple[np.ndarray, np.ndarray] | None = None,
-                  longest_side: np.ndarray | None = None) -> np.ndarray:
+                  growth: tuple[np.ndarray | None, np.ndarray | None] = (None, None)) -> np.ndarray:
     """The on-object mask `on` (Q,) of the depth-sorted point-box pairs of c reduced to one segment per box (B, 4).
 
     Segments are runs of a box's on-object points without a depth jump above both `segment_gap_m` and
-    `segment_gap_per_depth` x depth (that one at most the box's `longest_side` (B,) [m]; None: unbounded). Each is
+    `segment_gap_per_depth` x depth (growth: each box's fraction (B,) instead of params', and the longest side
+    (B,) [m] that this gap grows to at most; None: params', unbounded). Each is
     scored by the share of the box width the columns `c.u` of its points not `c.covered` span (0 without any), less
     |log(first depth / expected depth)| (0 where `c.expected_depth` is NaN); the best one per box is kept (the
     nearer one on a tie), with the box's nearer segments that span at least `near_segment_cover` x its share. Each
@@ -599,7 +601,9 @@ def _best_segment(on: np.ndarray, c: FrustumClusters, boxes: np.ndarray, params:
     if not on.any():
         return on
     b, d, col, hidden = c.box[on], c.depth[on], c.u[on], c.covered[on]  # a mask: ~2x faster than flatnonzero, take
-    grown = params.segment_gap_per_depth * d[:-1]
+    gap_per_depth, longest_side = growth
+    rate = params.segment_gap_per_depth if gap_per_depth is None else gap_per_depth.take(b[:-1])
+    grown = rate * d[:-1]
     if longest_side is not None:
         grown = np.minimum(grown, longest_side.take(b[:-1]))
     gap = np.maximum(params.segment_gap_m, grown)
