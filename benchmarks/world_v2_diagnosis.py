@@ -45,12 +45,13 @@ import numpy as np
 
 from perception3d.bench.algo import load_rig, perfect_2d_boxes
 from perception3d.core.boxes import intersection_2d
+from perception3d.core.classes import size_priors
 from perception3d.core.detections import Detections3D
 from perception3d.core.frustum import CameraView, object_points
 from perception3d.core.geometry import invert_transform, transform_points
 from perception3d.core.ground import sweep_ground
 from perception3d.core.ground_contact import GroundContact
-from perception3d.core.lift3d import LiftParams, detect_3d
+from perception3d.core.lift3d import LiftParams, detect_3d, segment_growth
 from perception3d.core.view_frustums import view_frustums
 from perception3d.data.lidar import LidarSimulator, LidarSweep
 from perception3d.data.rig import load_rig as load_sensor_rig
@@ -223,7 +224,8 @@ def trace(version: int, seed: int, t: float, track: int) -> None:
     covered by a lower box of the kind, on the box's object cluster or its next one, and on the box's object
     segment, with their depths [m] and image columns [px]; then the other boxes overlapping it and whose points
     their segments hold. The clusters are core.view_frustums' (those detection and segmentation share); the segments
-    are core.frustum.object_points' per camera, without detection's low fronts and joined cameras."""
+    are core.frustum.object_points' per camera with detection's segment gap per class (core.lift3d.segment_growth),
+    without its low fronts and joined cameras."""
     f = _frame(World(seed, 0, 20.0, WORLD_STYLES[version]), t)
     if track not in f.shown:
         print(f"track {track} is not shown at {t} s (beyond {MAX_RANGE_M} m or under {MIN_POINTS} returns)")
@@ -246,7 +248,8 @@ def trace(version: int, seed: int, t: float, track: int) -> None:
             continue
         b = int(b[0])
         c = frustum.clusters
-        held = object_points(c, boxes, params.cluster)
+        growth = segment_growth(frustum.dets.class_ids, size_priors(frustum.dets.class_ids), params)
+        held = object_points(c, boxes, params.cluster, None, None, *growth)
         print(f"{name}: box {b} {np.round(boxes[b], 1).tolist()}, box-height estimate "
               f"{c.expected_depth[b]:.2f} m, support {held.support[b]}")
         pairs = np.flatnonzero(c.box == b)

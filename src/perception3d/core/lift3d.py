@@ -491,10 +491,8 @@ def _box_segments(object_height: np.ndarray, ground_lidar: np.ndarray, frustums:
     images = np.repeat(np.arange(len(frustums)), [len(f.dets) for f in frustums])  # of each box
     pair_height = object_height.take(cloud_index.take(clusters.point))
     low_front = np.where(np.isin(class_ids, params.low_front_classes), params.foot_reach * prior_wlh[:, 0, 1], 0.0)
-    longest_side = np.fmax(prior_wlh[:, 0, 0], prior_wlh[:, 0, 1])
-    gap_per_depth = _by_class(class_ids, params.cluster.segment_gap_per_depth, params.segment_gap_per_depth_by_class)
-    bp = object_points(clusters, boxes, params.cluster, images, (pair_height, low_front), gap_per_depth,
-                       np.where(np.isnan(longest_side), np.inf, longest_side))
+    bp = object_points(clusters, boxes, params.cluster, images, (pair_height, low_front),
+                       *segment_growth(class_ids, prior_wlh, params))
     supported = bp.support >= _by_class(class_ids, params.min_support_points, params.min_support_by_class)
     on = np.flatnonzero(bp.on_object & supported.take(bp.box))
     on_box, on_depth, on_u = bp.box.take(on), bp.depth.take(on), bp.u.take(on)
@@ -508,6 +506,14 @@ def _box_segments(object_height: np.ndarray, ground_lidar: np.ndarray, frustums:
                                  prior_wlh.take(unsupported, axis=0), fy.take(unsupported), params)
     return _Segments(supported, depth_min, np.stack([bp.depth_min, bp.depth_max], axis=1), prior, on_box,
                      point_index, on_depth, on_u, on_height)
+
+
+def segment_growth(class_ids: np.ndarray, prior_wlh: np.ndarray, params: LiftParams) -> tuple[np.ndarray, np.ndarray]:
+    """How detection's segment gap grows with depth for boxes of the classes class_ids (B,) with their size priors
+    prior_wlh (B, 2, 3) [m], as core.frustum.object_points takes it: each box's fraction of the depth (B,)
+    (segment_gap_per_depth_by_class, else the cluster's) and the longest horizontal side of its class (B,) [m]."""
+    return (_by_class(class_ids, params.cluster.segment_gap_per_depth, params.segment_gap_per_depth_by_class),
+            prior_wlh[:, 0, :2].max(axis=1))
 
 
 def _by_class(class_ids: np.ndarray, default: float, overrides: tuple[tuple[str, float], ...]) -> np.ndarray:
