@@ -100,6 +100,24 @@ def test_without_lidar_on_an_object_its_2d_box_s_bottom_edge_on_the_ground_surfa
         assert abs(np.hypot(*on_ground.centers[0, :2]) - np.hypot(*center[:2])) < 0.5 * size_error
 
 
+def test_a_box_placed_by_few_returns_scores_lower_than_one_placed_by_many(ground):
+    """The same car, its 2D box scored 0.9, seen whole (hundreds of returns) and by 4 returns on its face: with 4
+    the score is at most 0.9 x 4 / (4 + 3), 3 being a car's minimum support; whole, the LiDAR evidence costs it
+    almost nothing."""
+    cam = camera()
+    center, size, yaw = np.array([20.0, 1.0, 1.1]), np.array([4.6, 1.9, 1.6]), 0.0
+    surface = box_surface_points(center, size, yaw, SENSOR, spacing=0.15)
+    face = surface[np.abs(surface[:, 0] - surface[:, 0].min()) < 0.05]
+    few = face[np.linspace(0, len(face) - 1, 4).astype(int)]
+    frame = [view(cam, FRONT, [projected_box(cam, FRONT, center, size, yaw)], ["car"], [0.9])]
+    whole = detect_3d(to_lidar(np.vstack([surface, ground])), frame, T_BASE_LIDAR)
+    sparse = detect_3d(to_lidar(np.vstack([few, ground])), frame, T_BASE_LIDAR)
+    assert len(whole) == len(sparse) == 1
+    assert np.linalg.norm(sparse.centers[0, :2] - center[:2]) < 1.0  # placed by its returns, not lost
+    assert whole.scores[0] > 0.7
+    assert sparse.scores[0] <= 0.9 * 4 / 7 + 1e-9
+
+
 def test_a_pedestrian_seen_in_two_returns_is_placed_by_them(ground):
     """A pedestrian 2.0 m tall (the class's mean is 1.77 m, so its box height puts it ~11 % nearer) 25 m ahead holds
     two returns, and a post's return 1.3 m before it lies in its box (the cluster's third point, a segment of its

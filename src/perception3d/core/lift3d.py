@@ -36,8 +36,10 @@ Per camera and 2D box (classes outside the 10 detection classes are skipped):
    the 2D box says where the object ends. Where the 2D box is cut by the left or right image border, each candidate
    is also put with its sides facing the sensor on the segment's extremes (core.segments). Heading is only known
    modulo pi (front and back look alike).
-5. Score = 2D score x geometric fit, fit = projected IoU of the final box x (fraction of cluster points inside
-   it with support, else `no_lidar_fit`).
+5. Score = 2D score x geometric fit, fit = projected IoU of the final box x (with support: fraction of cluster
+   points inside it x n / (n + m) for its n object points and its class's minimum support m, else `no_lidar_fit`):
+   a box placed by a few returns is less sure of its place than one placed by a hundred, and a box with just its
+   class's minimum support scores half of a well-seen one.
 6. All cameras' boxes go to the output frame and one object seen by two cameras is merged by class-aware
    BEV NMS (rotated footprint IoU, core.boxes.footprint_iou, plus a centre-distance rule for thin objects),
    keeping the higher score; boxes lifted from one image are never merged (distinct 2D boxes, distinct objects).
@@ -943,12 +945,13 @@ def _lift_all(supports: list[_BoxSupport], params: LiftParams, clock: _StepClock
     center[lid] = np.einsum("nij,nj->ni", T_cam_box[lid, :3, :3], centers_lidar[lid]) + T_cam_box[lid, :3, 3]
     ry[lid] = yaw_to_ry(yaws[lid], T_cam_box[lid, :3, :3])
 
-    # Score: 2D score x projected IoU x (contained cluster fraction, or the no-LiDAR factor).
+    # Score: 2D score x projected IoU x (contained cluster fraction x LiDAR evidence, or the no-LiDAR factor).
     projected = projected_extent(center, size, ry)
     projected = np.minimum(np.maximum(projected, limits[:, [0, 1, 0, 1]]), limits[:, [2, 3, 2, 3]])
     iou = paired_iou(projected, clipped)
     inside = _contained_fraction(centers_lidar, size, yaws, chosen, padded, valid, params.containment_margin_m)
-    fit = iou * np.where(has_lidar, inside, params.no_lidar_fit)
+    fit = iou * np.where(has_lidar, inside * _lidar_evidence(count[chosen], classes[chosen], params),
+                         params.no_lidar_fit)
     clock.step("choose_refine")
     return Detections3D(centers_lidar, size, yaws, classes[chosen], scores[chosen] * fit, "lidar"), cam[chosen]
 
@@ -1151,6 +1154,15 @@ def _outline_distance(centers, sizes_lwh, yaws, box_of, padded, valid) -> np.nda
     outline = surface_distance(box_frame_excess(padded[..., :2], box_of, centers, sizes_lwh,
                                                 (np.cos(yaws), np.sin(yaws))))  # (K, M)
     return point_sum(np.where(gather_groups(valid.T, box_of), outline, 0.0)) / np.maximum(valid.sum(axis=1), 1)[box_of]
+
+
+def _lidar_evidence(points: np.ndarray, class_ids: np.ndarray, params: LiftParams) -> np.ndarray:
+    """Score factor (N,) in (0, 1) of boxes placed by `points` (N,) object points: n / (n + m), m their class's
+    minimum support (`LiftParams.min_support_points`, `min_support_by_class`). The devkit ranks detections by score
+    and its errors (ATE) are means over the best-scored matches first, so a score that tells how sure a box is of
+    its place pays there, and so does a tracker that weighs detections by score."""
+    need = _by_class(class_ids, params.min_support_points, params.min_support_by_class)
+    return points / (points + need)
 
 
 def _contained_fraction(centers, sizes_lwh, yaws, box_of, padded, valid, margin) -> np.ndarray:
