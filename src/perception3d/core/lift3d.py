@@ -99,7 +99,8 @@ class LiftParams:
         lidar_iou_threshold: the same for boxes with LiDAR support, whose anchors the points then judge (the
             15 degree / 0.5 m grid and the one-edge height assumption can keep the right box below 0.8).
         top_k: anchors per 2D box and heading candidate handed to the choice.
-        min_support_points: on-object points needed to use LiDAR for a box.
+        min_support_points: on-object points needed to use LiDAR for a box; it also scales the score's LiDAR
+            evidence (`_lidar_evidence`: n / (n + this) for a box placed by n points).
         min_support_by_class: (class, points) pairs that take the place of min_support_points for their class.
             Pedestrians need 2: one hidden in a group or behind clutter shows a few returns (1-5 for a third of
             world v2's scored pedestrians, a fifth of world v1's), its frustum is narrow, and its cluster is the one
@@ -1158,9 +1159,9 @@ def _outline_distance(centers, sizes_lwh, yaws, box_of, padded, valid) -> np.nda
 
 def _lidar_evidence(points: np.ndarray, class_ids: np.ndarray, params: LiftParams) -> np.ndarray:
     """Score factor (N,) in (0, 1) of boxes placed by `points` (N,) object points: n / (n + m), m their class's
-    minimum support (`LiftParams.min_support_points`, `min_support_by_class`). The devkit ranks detections by score
-    and its errors (ATE) are means over the best-scored matches first, so a score that tells how sure a box is of
-    its place pays there, and so does a tracker that weighs detections by score."""
+    minimum support (`LiftParams.min_support_points`, `min_support_by_class`). A box placed by a few returns is less
+    sure of its place than one placed by a hundred; what ranks or weighs detections by score (a tracker; the devkit's
+    AP, and its errors, which are means over the best-scored matches first) then trusts the well-seen ones first."""
     need = _by_class(class_ids, params.min_support_points, params.min_support_by_class)
     return points / (points + need)
 

@@ -81,8 +81,9 @@ class Detection3DNode(NodeDefinition):
               "projected-box IoU an anchor must exceed when LiDAR points judge it", 0.0, 1.0),
         Param("qaf2d.top_k", "int", _DEFAULTS.top_k, "anchors kept per 2D box and heading", 1, 20),
         Param("min_support_points", "int", _DEFAULTS.min_support_points,
-              "object points a box needs before LiDAR decides its depth (pedestrians need 2 whatever this "
-              "is: core.lift3d.LiftParams.min_support_by_class)", 1, 1000),
+              "object points a box needs before LiDAR decides its depth; a box placed by n points scores x n / "
+              "(n + this) (pedestrians need 2 whatever this is: core.lift3d.LiftParams.min_support_by_class)", 1,
+              1000),
         Param("nms_iou", "float", _DEFAULTS.nms_iou,
               "BEV IoU above which two same-class boxes (e.g. seen by two cameras) are merged", 0.0, 1.0),
         Param("history_lag_s", "float", 0.25,
