@@ -496,7 +496,7 @@ def _box_segments(object_height: np.ndarray, ground_lidar: np.ndarray, frustums:
     low_front = np.where(np.isin(class_ids, params.low_front_classes), params.foot_reach * prior_wlh[:, 0, 1], 0.0)
     bp = object_points(clusters, boxes, params.cluster, images, (pair_height, low_front),
                        *segment_growth(class_ids, prior_wlh, params))
-    supported = bp.support >= _by_class(class_ids, params.min_support_points, params.min_support_by_class)
+    supported = bp.support >= _min_support(class_ids, params)
     on = np.flatnonzero(bp.on_object & supported.take(bp.box))
     on_box, on_depth, on_u = bp.box.take(on), bp.depth.take(on), bp.u.take(on)
     point_index = cloud_index.take(bp.point.take(on))
@@ -517,6 +517,12 @@ def segment_growth(class_ids: np.ndarray, prior_wlh: np.ndarray, params: LiftPar
     (segment_gap_per_depth_by_class, else the cluster's) and the longest horizontal side of its class (B,) [m]."""
     return (_by_class(class_ids, params.cluster.segment_gap_per_depth, params.segment_gap_per_depth_by_class),
             prior_wlh[:, 0, :2].max(axis=1))
+
+
+def _min_support(class_ids: np.ndarray, params: LiftParams) -> np.ndarray:
+    """The object points (B,) a box of each class of class_ids (B,) needs for its LiDAR support
+    (`min_support_points`, or its class's in `min_support_by_class`)."""
+    return _by_class(class_ids, params.min_support_points, params.min_support_by_class)
 
 
 def _by_class(class_ids: np.ndarray, default: float, overrides: tuple[tuple[str, float], ...]) -> np.ndarray:
@@ -1159,11 +1165,10 @@ def _outline_distance(centers, sizes_lwh, yaws, box_of, padded, valid) -> np.nda
 
 def _lidar_evidence(points: np.ndarray, class_ids: np.ndarray, params: LiftParams) -> np.ndarray:
     """Score factor (N,) in (0, 1) of boxes placed by `points` (N,) object points: n / (n + m), m their class's
-    minimum support (`LiftParams.min_support_points`, `min_support_by_class`). A box placed by a few returns is less
-    sure of its place than one placed by a hundred; what ranks or weighs detections by score (a tracker; the devkit's
-    AP, and its errors, which are means over the best-scored matches first) then trusts the well-seen ones first."""
-    need = _by_class(class_ids, params.min_support_points, params.min_support_by_class)
-    return points / (points + need)
+    minimum support (`_min_support`). A box placed by a few returns is less sure of its place than one placed by a
+    hundred; what ranks or weighs detections by score (a tracker; the devkit's AP, and its errors, which are means over
+    the best-scored matches first) then trusts the well-seen ones first."""
+    return points / (points + _min_support(class_ids, params))
 
 
 def _contained_fraction(centers, sizes_lwh, yaws, box_of, padded, valid, margin) -> np.ndarray:
