@@ -117,6 +117,15 @@ class Detections3D:
                             self.scores[mask], self.frame_id, self.stamp_ns, self.velocities[mask],
                             self.ids[mask], self.attributes[mask])
 
+    def then(self, other: Detections3D) -> Detections3D:
+        """These boxes, then other's (same frame; this one's frame_id and stamp)."""
+        def joined(name: str) -> np.ndarray:
+            return np.concatenate([getattr(self, name), getattr(other, name)])
+
+        return Detections3D(joined("centers"), joined("sizes_lwh"), joined("yaws"), joined("class_ids"),
+                            joined("scores"), self.frame_id, self.stamp_ns, joined("velocities"), joined("ids"),
+                            joined("attributes"))
+
     def transformed(self, T_target_source: np.ndarray, target_frame: str) -> Detections3D:
         """The same boxes expressed in another frame (T_target_source 4x4).
 

@@ -117,7 +117,7 @@ def fill_row_gaps(dets: Detections3D, objects_xy: np.ndarray, object_height: np.
         fills = _fills(row, *row.neighbours(dets), points, dets)
         if len(fills.width) == 0:
             break
-        dets = _joined(dets, _filled(dets, row, fills))
+        dets = dets.then(_filled(dets, row, fills))
     return dets
 
 
@@ -286,12 +286,3 @@ def _filled(dets: Detections3D, row: _Row, fills: _Fills) -> Detections3D:
                         np.full(len(first), ROW_CLASS, dtype=object),
                         SCORE_FACTOR * np.minimum(dets.scores[first], dets.scores[second]), dets.frame_id,
                         dets.stamp_ns)
-
-
-def _joined(a: Detections3D, b: Detections3D) -> Detections3D:
-    """a's boxes, then b's."""
-    return Detections3D(np.concatenate([a.centers, b.centers]), np.concatenate([a.sizes_lwh, b.sizes_lwh]),
-                        np.concatenate([a.yaws, b.yaws]), np.concatenate([a.class_ids, b.class_ids]),
-                        np.concatenate([a.scores, b.scores]), a.frame_id, a.stamp_ns,
-                        np.concatenate([a.velocities, b.velocities]), np.concatenate([a.ids, b.ids]),
-                        np.concatenate([a.attributes, b.attributes]))
