@@ -1,7 +1,10 @@
 """detection3d: 2D-detection-guided 3D object detection, geometric (QAF2D anchors, LiDAR, KM3D) or learned.
 
 Geometric mode needs no trained weights: every camera's 2D boxes are lifted to 3D anchors, the LiDAR points in
-each box's frustum pick and fit the anchor, and duplicates seen by two cameras are merged (see core.lift3d).
+each box's frustum pick and fit the anchor, and duplicates seen by two cameras are merged (see core.lift3d). Then
+standing objects are fused over the last `static_fusion.window_s` of sweeps in `world_frame` (core.static_fusion:
+placed at their mean position, still classes scored by how many sweeps saw them, a standing object this sweep's 2D
+boxes missed kept); with `static_fusion.window_s: 0` each sweep stands alone (e.g. for a downstream tracker).
 
 Learned mode (`mode: learned`): the query decoder of core.models.detr3d: BEV LiDAR features of this sweep and of the
 one `history_lag_s` earlier (kept by the node, moved into this sweep's base frame through `world_frame`), queries
@@ -27,6 +30,7 @@ from ..core.detections import Detections3D
 from ..core.geometry import invert_transform, transform_points
 from ..core.lift3d import LiftParams, detect_3d
 from ..core.models.shipped import SHIPPED_DETECTION3D
+from ..core.static_fusion import StaticFusion, StaticFusionParams
 from ..errors import TransformError
 from ..msgs.detections import detections3d_to_msg
 from ..msgs.markers import box_markers, motion_markers
@@ -37,6 +41,7 @@ from .shared_sweep import SHARED_SWEEP
 from .sweep import EGO_BOX_PARAM, LEARNED_MODE_PARAM, WORLD_FRAME_PARAM, Sweep, camera_boxes, camera_views, lidar_sweep
 
 _DEFAULTS = LiftParams()
+_FUSION = StaticFusionParams()
 HISTORY_S = 1.0  # sweeps older than this are forgotten
 
 
@@ -89,6 +94,23 @@ class Detection3DNode(NodeDefinition):
         Param("history_lag_s", "float", 0.25,
               "learned mode: age of the earlier sweep the velocities come from (one between half and twice this old "
               "is used; the shipped model was trained with 0.2-0.3 s) [s]", 0.05, 1.0),
+        Param("static_fusion.window_s", "float", _FUSION.window_s,
+              "geometric mode: standing objects are fused over this much of the latest sweeps in world_frame (0: "
+              "off, each sweep alone; core.static_fusion) [s]", 0.0, 5.0),
+        Param("static_fusion.gate_m", "float", _FUSION.gate_m,
+              "geometric mode: how far apart two sweeps' detections of one standing object may lie [m]", 0.1, 5.0),
+        Param("static_fusion.static_age_s", "float", _FUSION.static_age_s,
+              "geometric mode: an object matched within gate_m in a sweep this old or older stands still and is "
+              "placed at its mean position [s]", 0.0, 5.0),
+        Param("static_fusion.classes", "string_array", list(_FUSION.classes),
+              "geometric mode: the classes fused over sweeps (pedestrians walk within the standing test's reach)",
+              choices=DETECTION_CLASSES),
+        Param("static_fusion.still_classes", "string_array", list(_FUSION.still_classes),
+              "geometric mode: fused classes that never move: scored by the share of the window's sweeps that saw "
+              "them", choices=DETECTION_CLASSES),
+        Param("static_fusion.coast_min_share", "float", _FUSION.coast_min_share,
+              "geometric mode: a standing object this sweep misses is kept when this share of the window's sweeps "
+              "saw it", 0.0, 1.0),
         Param("publish_markers", "bool", True, "also publish RViz box markers", read_only=False),
         EGO_BOX_PARAM,
         WORLD_FRAME_PARAM,
@@ -114,6 +136,10 @@ class Detection3DNode(NodeDefinition):
                                min_support_points=p["min_support_points"], nms_iou=p["nms_iou"])
         self.network = None
         self.history = SweepHistory(p["history_lag_s"])
+        self.static_fusion = StaticFusion(StaticFusionParams(
+            p["static_fusion.window_s"], p["static_fusion.gate_m"], p["static_fusion.static_age_s"],
+            tuple(p["static_fusion.classes"]), tuple(p["static_fusion.still_classes"]),
+            p["static_fusion.coast_min_share"]), p["world_frame"])
         if p["mode"] == "learned":  # the model modules (torch) load only here: a geometric node never needs them
             from ..core.models.detr3d import DETR3D_INPUTS, Detr3DInference
             from ..core.models.network_file import open_network
@@ -141,15 +167,21 @@ class Detection3DNode(NodeDefinition):
         return decode(*(o[0] for o in outputs), config, self.params["score_threshold"], earlier[2],
                       self.params["base_frame"])
 
+    def _world_pose(self, frame: Frame, tf: TransformLookup) -> np.ndarray | None:
+        """T_world_base at the sweep's stamp; None without world_frame or a pose then."""
+        p = self.params
+        if not p["world_frame"]:
+            return None
+        try:
+            return tf.lookup(p["world_frame"], p["base_frame"], frame.stamp_ns)
+        except TransformError:
+            return None
+
     def _learned(self, frame: Frame, tf: TransformLookup, sweep: Sweep) -> Detections3D:
         p = self.params
         points, intensity = sweep.usable_rows(sweep.points_base), sweep.usable_rows(sweep.intensity)
-        T_world_base = None
-        if p["world_frame"]:
-            try:
-                T_world_base = tf.lookup(p["world_frame"], p["base_frame"], frame.stamp_ns)
-            except TransformError:
-                T_world_base = None  # no pose for this sweep: no velocity now, and it cannot serve as a past sweep
+        # no pose for this sweep: no velocity now, and it cannot serve as a past sweep
+        T_world_base = self._world_pose(frame, tf)
         earlier = (None, None, None) if T_world_base is None else self.history.earlier(frame.stamp_ns, T_world_base)
         if T_world_base is not None:
             self.history.add(frame.stamp_ns, T_world_base, points, intensity)
@@ -170,6 +202,7 @@ class Detection3DNode(NodeDefinition):
                                            frame.stamp_ns)
                 dets = detect_3d(points, views, sweep.T_base_lidar, self.params["base_frame"], frame.stamp_ns,
                                  self.lift, split=context.split, frustums=context.frustums(views, self.lift.cluster))
+                dets = self.static_fusion.fuse(dets, self._world_pose(frame, tf), frame.stamp_ns)
         with timer.stage("post"):
             dets = dets.select(dets.scores >= self.params["score_threshold"])
             dets.stamp_ns = frame.stamp_ns

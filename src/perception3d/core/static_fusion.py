@@ -1,0 +1,161 @@
+"""Standing objects fused over the last second of sweeps in a fixed world frame (geometric detection3d, issue 16).
+
+A parked car or a barrier stands still, but each sweep's 2D boxes place it anew: where a barrier row runs on without
+a gap, the 2D box edges alone part one barrier from the next, and their jitter moves it along the row; a 2D detector
+misses a partly hidden object in some images and not in others; a false 2D box lasts one image. Over the sweeps of
+`window_s` (world frame, so the ego's motion drops out) each detection of `classes` is compared with the detections of
+each earlier sweep (the nearest of its class within `gate_m`, at most one per sweep):
+
+- Standing objects (matched in a sweep at least `static_age_s` old: something moving faster than gate_m /
+  static_age_s, 2 m/s by default, cannot be) are placed at the score-weighted mean of their matched positions.
+  Pedestrians are left out of the default classes: they walk at 1-1.6 m/s, within reach of that test, and averaging
+  lags a walker.
+- `still_classes` (barriers and cones, which never move) score x (share of the window's sweeps that saw them) **
+  PERSISTENCE_EXPONENT: a false box seen in one sweep of twenty keeps 0.22 of its score.
+- A standing object that this sweep's detections miss (no current detection of its class within gate_m) is kept
+  while the window's sweeps saw it in at least `coast_min_share` of them: its detections are grouped from the
+  newest (those within gate_m of the newest one), placed at their score-weighted mean with the newest one's size,
+  height and heading, and scored COASTED_SCORE_FACTOR x their mean score (x the persistence factor for still
+  classes). A group of a class that can move must span static_age_s.
+
+Sweeps without a world pose are passed through and not remembered; a stamp earlier than the last one (a replay
+restarted) forgets the past. The 2D simulator of the synthetic world draws each image's jitter, misses and false
+boxes independently, so the window removes more of them there than it will behind a real detector, whose errors
+persist from one image to the next (README, 'Standing objects over a second').
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from .classes import DETECTION_CLASSES
+from .detections import Detections3D
+from .geometry import invert_transform
+
+PERSISTENCE_EXPONENT = 0.5
+COASTED_SCORE_FACTOR = 0.5
+
+
+@dataclass(frozen=True)
+class StaticFusionParams:
+    """window_s: how far back sweeps are remembered [s] (0: off); gate_m: how far apart two detections of one object
+    may lie [m]; static_age_s: how long an object must have stood within gate_m to count as standing [s]; classes:
+    the detection classes fused; still_classes: those among them that never move (scored by persistence);
+    coast_min_share: the share of the window's sweeps that must have seen a standing object for it to be kept when
+    the current sweep misses it."""
+
+    window_s: float = 1.0
+    gate_m: float = 1.0
+    static_age_s: float = 0.5
+    classes: tuple[str, ...] = tuple(c for c in DETECTION_CLASSES if c != "pedestrian")
+    still_classes: tuple[str, ...] = ("barrier", "traffic_cone")
+    coast_min_share: float = 0.3
+
+
+@dataclass(frozen=True)
+class _Past:
+    """The remembered detections of the window's sweeps, oldest sweep first: world-frame boxes and each one's sweep
+    (H,), index into stamps_ns (S,)."""
+
+    boxes: Detections3D
+    sweep: np.ndarray
+    stamps_ns: np.ndarray
+
+
+class StaticFusion:
+    """The window's sweeps of one detection3d node (module docstring)."""
+
+    def __init__(self, params: StaticFusionParams = StaticFusionParams(), world_frame: str = "world") -> None:
+        self.params = params
+        self.world_frame = world_frame
+        self.sweeps: list[tuple[int, Detections3D]] = []  # (stamp [ns], the sweep's fused-class boxes, world frame)
+
+    def fuse(self, dets: Detections3D, T_world_base: np.ndarray | None, stamp_ns: int) -> Detections3D:
+        """dets (base frame, at stamp_ns [ns]) with standing objects fused, still ones rescored and missed standing
+        ones appended; unchanged without a world pose or with window_s 0."""
+        p = self.params
+        if p.window_s <= 0 or T_world_base is None:
+            return dets
+        if self.sweeps and stamp_ns <= self.sweeps[-1][0]:
+            self.sweeps.clear()
+        self.sweeps = [s for s in self.sweeps if s[0] >= stamp_ns - p.window_s * 1e9]
+        fused = np.flatnonzero(np.isin(dets.class_ids, p.classes))
+        now = dets.select(fused).transformed(T_world_base, self.world_frame)
+        out = dets
+        if self.sweeps:
+            past = self._past()
+            out = self._fused(dets, fused, now, past, T_world_base, stamp_ns)
+            out = out.then(self._coasted(now, past, stamp_ns).transformed(invert_transform(T_world_base),
+                                                                          dets.frame_id))
+        self.sweeps.append((stamp_ns, now))
+        return out
+
+    def _past(self) -> _Past:
+        boxes = self.sweeps[0][1]
+        for _, later in self.sweeps[1:]:
+            boxes = boxes.then(later)
+        counts = [len(s[1]) for s in self.sweeps]
+        return _Past(boxes, np.repeat(np.arange(len(counts)), counts), np.array([s[0] for s in self.sweeps]))
+
+    def _matches(self, xy: np.ndarray, classes: np.ndarray, past: _Past) -> np.ndarray:
+        """(Q, H) whether each past detection is the nearest of its sweep of the query's class within gate_m of
+        each query (xy (Q, 2) [m], world frame)."""
+        distance = np.linalg.norm(xy[:, None, :] - past.boxes.centers[None, :, :2], axis=2)
+        distance[(classes[:, None] != past.boxes.class_ids[None, :]) | (distance > self.params.gate_m)] = np.inf
+        nearest = np.full((len(xy), len(past.stamps_ns)), np.inf)
+        np.minimum.at(nearest.T, past.sweep, distance.T)
+        return np.isfinite(distance) & (distance == nearest[:, past.sweep])
+
+    def _fused(self, dets: Detections3D, fused: np.ndarray, now: Detections3D, past: _Past,
+               T_world_base: np.ndarray, stamp_ns: int) -> Detections3D:
+        """dets with the standing objects among rows `fused` moved to their mean place and still ones rescored."""
+        p = self.params
+        match = self._matches(now.centers[:, :2], now.class_ids, past)
+        weight = match * past.boxes.scores
+        total = now.scores + weight.sum(axis=1)
+        mean_xy = (now.centers[:, :2] * now.scores[:, None] + weight @ past.boxes.centers[:, :2]) / total[:, None]
+        age_s = (stamp_ns - past.stamps_ns[past.sweep]) * 1e-9
+        oldest_s = np.max(np.where(match, age_s, 0.0), axis=1, initial=0.0)
+        standing = oldest_s >= p.static_age_s
+        centers = now.centers.copy()
+        centers[standing, :2] = mean_xy[standing]
+        in_base = invert_transform(T_world_base)
+        out = replace(dets, centers=dets.centers.copy(), scores=dets.scores.copy())
+        out.centers[fused] = centers @ in_base[:3, :3].T + in_base[:3, 3]
+        still = np.isin(now.class_ids, p.still_classes)
+        seen = 1 + np.count_nonzero(match, axis=1)  # one match per sweep at most
+        out.scores[fused[still]] *= self._persistence(seen[still])
+        return out
+
+    def _persistence(self, seen: np.ndarray) -> np.ndarray:
+        """Score factors of still objects seen in `seen` (N,) of the window's sweeps, the current one included."""
+        return (seen / (len(self.sweeps) + 1)) ** PERSISTENCE_EXPONENT
+
+    def _coasted(self, now: Detections3D, past: _Past, stamp_ns: int) -> Detections3D:
+        """The standing objects the current detections (now, world frame) miss (module docstring), world frame."""
+        p = self.params
+        boxes = past.boxes
+        near_now = np.linalg.norm(boxes.centers[:, None, :2] - now.centers[None, :, :2], axis=2) <= p.gate_m
+        free = ~np.any(near_now & (boxes.class_ids[:, None] == now.class_ids[None, :]), axis=1)
+        kept, centers, scores = [], [], []
+        for newest in np.flatnonzero(free)[::-1]:  # newest sweep first
+            if not free[newest]:
+                continue
+            group = free & (boxes.class_ids == boxes.class_ids[newest]) & (
+                np.linalg.norm(boxes.centers[:, :2] - boxes.centers[newest, :2], axis=1) <= p.gate_m)
+            free &= ~group
+            sweeps = np.unique(past.sweep[group])
+            still = boxes.class_ids[newest] in p.still_classes
+            span_s = (past.stamps_ns[sweeps[-1]] - past.stamps_ns[sweeps[0]]) * 1e-9
+            if len(sweeps) < p.coast_min_share * (len(self.sweeps) + 1) or not (still or span_s >= p.static_age_s):
+                continue
+            weight = boxes.scores[group]
+            kept.append(newest)
+            centers.append(np.append(weight @ boxes.centers[group, :2] / weight.sum(), boxes.centers[newest, 2]))
+            scores.append(COASTED_SCORE_FACTOR * weight.mean() * (self._persistence(len(sweeps)) if still else 1.0))
+        coasted = boxes.select(np.array(kept, dtype=int))
+        coasted.centers = np.array(centers).reshape(-1, 3)
+        coasted.scores = np.array(scores)
+        coasted.stamp_ns = stamp_ns
+        return coasted
