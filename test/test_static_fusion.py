@@ -12,7 +12,7 @@ BARRIER_WORLD = np.array([30.0, -5.0, 0.5])
 SIZE = np.array([0.5, 2.5, 1.0])  # a barrier: thin across its heading
 
 
-def world_T_base(k: int) -> np.ndarray:
+def ego_pose(k: int) -> np.ndarray:
     """The ego's pose at sweep k: driving along world x, turned 0.3 rad, lifted 0.2 m (frames must matter)."""
     c, s = np.cos(0.3), np.sin(0.3)
     T = np.eye(4)
@@ -23,7 +23,7 @@ def world_T_base(k: int) -> np.ndarray:
 
 def seen(k: int, world_xy_by_class: list[tuple[str, np.ndarray]], score: float = 0.8) -> Detections3D:
     """Sweep k's detections in the base frame of objects at the given world xy positions."""
-    T_base_world = invert_transform(world_T_base(k))
+    T_base_world = invert_transform(ego_pose(k))
     centers = np.array([[*xy, BARRIER_WORLD[2]] for _, xy in world_xy_by_class]).reshape(-1, 3)
     base = centers @ T_base_world[:3, :3].T + T_base_world[:3, 3]
     n = len(world_xy_by_class)
@@ -32,14 +32,14 @@ def seen(k: int, world_xy_by_class: list[tuple[str, np.ndarray]], score: float =
 
 
 def in_world(dets: Detections3D, k: int) -> np.ndarray:
-    return (dets.centers @ world_T_base(k)[:3, :3].T + world_T_base(k)[:3, 3])[:, :2]
+    return (dets.centers @ ego_pose(k)[:3, :3].T + ego_pose(k)[:3, 3])[:, :2]
 
 
 def test_a_barrier_jittered_along_its_row_is_placed_at_its_mean_position_in_the_world_frame():
     fusion = StaticFusion(StaticFusionParams(window_s=1.0), "map")
     offsets = 0.45 * np.where(np.arange(20) % 2 == 0, 1.0, -1.0)  # +-0.45 m along the row, sweep by sweep
     for k, off in enumerate(offsets):
-        out = fusion.fuse(seen(k, [("barrier", BARRIER_WORLD[:2] + [off, 0.0])]), world_T_base(k), k * SWEEP_NS)
+        out = fusion.fuse(seen(k, [("barrier", BARRIER_WORLD[:2] + [off, 0.0])]), ego_pose(k), k * SWEEP_NS)
     error = np.linalg.norm(in_world(out, 19) - BARRIER_WORLD[:2], axis=1)
     assert len(out) == 1 and error[0] < 0.05  # the sweep alone: 0.45 m off
     assert out.centers[0, 2] == pytest.approx(seen(19, [("barrier", BARRIER_WORLD[:2])]).centers[0, 2])
@@ -51,7 +51,7 @@ def test_a_moving_car_is_left_where_the_sweep_put_it_and_a_pedestrian_is_not_fus
         car = BARRIER_WORLD[:2] + [8.0 * k * SWEEP_NS * 1e-9, 0.0]  # 8 m/s: 0.4 m a sweep, within the gate
         walker = BARRIER_WORLD[:2] + [0.3 * (k % 2), 3.0]
         dets = seen(k, [("car", car), ("pedestrian", walker)])
-        out = fusion.fuse(dets, world_T_base(k), k * SWEEP_NS)
+        out = fusion.fuse(dets, ego_pose(k), k * SWEEP_NS)
     np.testing.assert_allclose(out.centers, dets.centers)  # the car never stood 0.5 s within 1 m
 
 
@@ -59,9 +59,9 @@ def test_a_barrier_seen_in_one_sweep_of_the_window_scores_lower_than_one_seen_in
     fusion = StaticFusion(StaticFusionParams(window_s=1.0), "map")
     steady = ("barrier", BARRIER_WORLD[:2])
     for k in range(19):
-        fusion.fuse(seen(k, [steady]), world_T_base(k), k * SWEEP_NS)
+        fusion.fuse(seen(k, [steady]), ego_pose(k), k * SWEEP_NS)
     flicker = ("barrier", BARRIER_WORLD[:2] + [10.0, 0.0])
-    out = fusion.fuse(seen(19, [steady, flicker]), world_T_base(19), 19 * SWEEP_NS)
+    out = fusion.fuse(seen(19, [steady, flicker]), ego_pose(19), 19 * SWEEP_NS)
     assert out.scores[0] == pytest.approx(0.8)  # seen in every sweep
     assert out.scores[1] == pytest.approx(0.8 * np.sqrt(1 / 20))  # 1 of the 20 sweeps in the window
 
@@ -71,8 +71,8 @@ def test_a_standing_object_the_sweep_misses_is_kept_and_a_one_sweep_object_is_no
     parked = ("car", BARRIER_WORLD[:2] + [0.0, -3.0])
     for k in range(19):
         once = [("truck", BARRIER_WORLD[:2] + [15.0, 0.0])] if k == 17 else []
-        fusion.fuse(seen(k, [parked] * (k % 3 != 0) + once), world_T_base(k), k * SWEEP_NS)
-    out = fusion.fuse(seen(19, []), world_T_base(19), 19 * SWEEP_NS)
+        fusion.fuse(seen(k, [parked] * (k % 3 != 0) + once), ego_pose(k), k * SWEEP_NS)
+    out = fusion.fuse(seen(19, []), ego_pose(19), 19 * SWEEP_NS)
     assert list(out.class_ids) == ["car"]
     np.testing.assert_allclose(in_world(out, 19), [parked[1]], atol=1e-9)
     assert out.scores[0] == pytest.approx(COASTED_SCORE_FACTOR * 0.8)
@@ -82,18 +82,18 @@ def test_a_standing_object_the_sweep_misses_is_kept_and_a_one_sweep_object_is_no
 def test_a_moving_car_is_not_kept_when_the_sweep_misses_it():
     fusion = StaticFusion(StaticFusionParams(window_s=1.0), "map")
     for k in range(19):
-        fusion.fuse(seen(k, [("car", BARRIER_WORLD[:2] + [8.0 * k * SWEEP_NS * 1e-9, 0.0])]), world_T_base(k),
+        fusion.fuse(seen(k, [("car", BARRIER_WORLD[:2] + [8.0 * k * SWEEP_NS * 1e-9, 0.0])]), ego_pose(k),
                     k * SWEEP_NS)
-    assert len(fusion.fuse(seen(19, []), world_T_base(19), 19 * SWEEP_NS)) == 0
+    assert len(fusion.fuse(seen(19, []), ego_pose(19), 19 * SWEEP_NS)) == 0
 
 
 def test_no_world_pose_passes_the_sweep_through_and_a_replay_restart_forgets_the_past():
     fusion = StaticFusion(StaticFusionParams(window_s=1.0), "map")
     for k in range(10):
-        fusion.fuse(seen(k, [("barrier", BARRIER_WORLD[:2] + [0.6 * (k % 2), 0.0])]), world_T_base(k), k * SWEEP_NS)
+        fusion.fuse(seen(k, [("barrier", BARRIER_WORLD[:2] + [0.6 * (k % 2), 0.0])]), ego_pose(k), k * SWEEP_NS)
     dets = seen(10, [("barrier", BARRIER_WORLD[:2] + [0.6, 0.0])])
     np.testing.assert_array_equal(fusion.fuse(dets, None, 10 * SWEEP_NS).centers, dets.centers)
-    restarted = fusion.fuse(seen(0, [("barrier", BARRIER_WORLD[:2] + [0.6, 0.0])]), world_T_base(0), 0)
+    restarted = fusion.fuse(seen(0, [("barrier", BARRIER_WORLD[:2] + [0.6, 0.0])]), ego_pose(0), 0)
     np.testing.assert_allclose(in_world(restarted, 0), [BARRIER_WORLD[:2] + [0.6, 0.0]])
     assert restarted.scores[0] == pytest.approx(0.8)
 
@@ -102,6 +102,14 @@ def test_window_zero_turns_fusion_off():
     fusion = StaticFusion(StaticFusionParams(window_s=0.0), "map")
     for k in range(10):
         dets = seen(k, [("barrier", BARRIER_WORLD[:2] + [0.6 * (k % 2), 0.0])])
-        out = fusion.fuse(dets, world_T_base(k), k * SWEEP_NS)
+        out = fusion.fuse(dets, ego_pose(k), k * SWEEP_NS)
         np.testing.assert_array_equal(out.centers, dets.centers)
         np.testing.assert_array_equal(out.scores, dets.scores)
+
+
+def test_scores_of_zero_leave_a_standing_object_where_the_sweep_put_it():
+    fusion = StaticFusion(StaticFusionParams(window_s=1.0), "map")
+    for k in range(20):
+        dets = seen(k, [("car", BARRIER_WORLD[:2] + [0.3 * (k % 2), 0.0])], score=0.0)
+        out = fusion.fuse(dets, ego_pose(k), k * SWEEP_NS)
+    np.testing.assert_allclose(out.centers, dets.centers)

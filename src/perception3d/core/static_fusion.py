@@ -114,12 +114,12 @@ class StaticFusion:
         match = self._matches(now.centers[:, :2], now.class_ids, past)
         weight = match * past.boxes.scores
         total = now.scores + weight.sum(axis=1)
-        mean_xy = (now.centers[:, :2] * now.scores[:, None] + weight @ past.boxes.centers[:, :2]) / total[:, None]
+        summed = now.centers[:, :2] * now.scores[:, None] + weight @ past.boxes.centers[:, :2]
         age_s = (stamp_ns - past.stamps_ns[past.sweep]) * 1e-9
         oldest_s = np.max(np.where(match, age_s, 0.0), axis=1, initial=0.0)
-        standing = oldest_s >= p.static_age_s
+        standing = (oldest_s >= p.static_age_s) & (total > 0)  # scores of 0 weigh nothing: left where they are
         centers = now.centers.copy()
-        centers[standing, :2] = mean_xy[standing]
+        centers[standing, :2] = summed[standing] / total[standing, None]
         in_base = invert_transform(T_world_base)
         out = replace(dets, centers=dets.centers.copy(), scores=dets.scores.copy())
         out.centers[fused] = centers @ in_base[:3, :3].T + in_base[:3, 3]
@@ -150,10 +150,11 @@ class StaticFusion:
             span_s = (past.stamps_ns[sweeps[-1]] - past.stamps_ns[sweeps[0]]) * 1e-9
             if len(sweeps) < p.coast_min_share * (len(self.sweeps) + 1) or not (still or span_s >= p.static_age_s):
                 continue
-            weight = boxes.scores[group]
+            weight = boxes.scores[group] if np.any(boxes.scores[group] > 0) else np.ones(np.count_nonzero(group))
             kept.append(newest)
             centers.append(np.append(weight @ boxes.centers[group, :2] / weight.sum(), boxes.centers[newest, 2]))
-            scores.append(COASTED_SCORE_FACTOR * weight.mean() * (self._persistence(len(sweeps)) if still else 1.0))
+            scores.append(COASTED_SCORE_FACTOR * boxes.scores[group].mean()
+                          * (self._persistence(len(sweeps)) if still else 1.0))
         coasted = boxes.select(np.array(kept, dtype=int))
         coasted.centers = np.array(centers).reshape(-1, 3)
         coasted.scores = np.array(scores)
