@@ -53,14 +53,38 @@ class StaticFusionParams:
     coast_min_share: float = 0.3
 
 
-@dataclass(frozen=True)
 class _Past:
-    """The remembered detections of the window's sweeps, oldest sweep first: world-frame boxes and each one's sweep
-    (H,), index into stamps_ns (S,)."""
+    """The remembered detections of the window's sweeps in the world frame, oldest sweep first: boxes (H), each one's
+    class as an index into DETECTION_CLASSES (H,) and its sweep (H,), an index into stamps_ns (S,) [ns]."""
 
-    boxes: Detections3D
-    sweep: np.ndarray
-    stamps_ns: np.ndarray
+    def __init__(self) -> None:
+        self.boxes = Detections3D.empty()
+        self.code = np.zeros(0, dtype=np.int64)
+        self.sweep = np.zeros(0, dtype=np.int64)
+        self.stamps_ns = np.zeros(0, dtype=np.int64)
+
+    def forget_before(self, stamp_ns: float) -> None:
+        """Drop the sweeps older than stamp_ns [ns]."""
+        first = int(np.searchsorted(self.stamps_ns, stamp_ns))
+        if first:
+            keep = self.sweep >= first
+            self.boxes, self.code, self.sweep = self.boxes.select(keep), self.code[keep], self.sweep[keep] - first
+            self.stamps_ns = self.stamps_ns[first:]
+
+    def add(self, boxes: Detections3D, code: np.ndarray, stamp_ns: int) -> None:
+        """Remember one sweep's boxes (world frame) and their class codes."""
+        self.boxes = self.boxes.then(boxes)
+        self.code = np.concatenate([self.code, code])
+        self.sweep = np.concatenate([self.sweep, np.full(len(code), len(self.stamps_ns))])
+        self.stamps_ns = np.append(self.stamps_ns, stamp_ns)
+
+    def distances(self, xy: np.ndarray, code: np.ndarray, gate_m: float) -> np.ndarray:
+        """(Q, H) BEV distance [m] from each query (xy (Q, 2) [m], world frame; class codes (Q,)) to each remembered
+        box of its class; inf for other classes and beyond gate_m."""
+        x, y = self.boxes.centers[:, 0], self.boxes.centers[:, 1]
+        distance = np.hypot(xy[:, None, 0] - x[None, :], xy[:, None, 1] - y[None, :])
+        distance[(code[:, None] != self.code[None, :]) | (distance > gate_m)] = np.inf
+        return distance
 
 
 class StaticFusion:
@@ -69,7 +93,7 @@ class StaticFusion:
     def __init__(self, params: StaticFusionParams = StaticFusionParams(), world_frame: str = "world") -> None:
         self.params = params
         self.world_frame = world_frame
-        self.sweeps: list[tuple[int, Detections3D]] = []  # (stamp [ns], the sweep's fused-class boxes, world frame)
+        self.past = _Past()
 
     def fuse(self, dets: Detections3D, T_world_base: np.ndarray | None, stamp_ns: int) -> Detections3D:
         """dets (base frame, at stamp_ns [ns]) with standing objects fused, still ones rescored and missed standing
@@ -77,41 +101,33 @@ class StaticFusion:
         p = self.params
         if p.window_s <= 0 or T_world_base is None:
             return dets
-        if self.sweeps and stamp_ns <= self.sweeps[-1][0]:
-            self.sweeps.clear()
-        self.sweeps = [s for s in self.sweeps if s[0] >= stamp_ns - p.window_s * 1e9]
+        if len(self.past.stamps_ns) and stamp_ns <= self.past.stamps_ns[-1]:
+            self.past = _Past()
+        self.past.forget_before(stamp_ns - p.window_s * 1e9)
         fused = np.flatnonzero(np.isin(dets.class_ids, p.classes))
         now = dets.select(fused).transformed(T_world_base, self.world_frame)
+        code = _class_codes(now.class_ids)
         out = dets
-        if self.sweeps:
-            past = self._past()
-            out = self._fused(dets, fused, now, past, T_world_base, stamp_ns)
-            out = out.then(self._coasted(now, past, stamp_ns).transformed(invert_transform(T_world_base),
-                                                                          dets.frame_id))
-        self.sweeps.append((stamp_ns, now))
+        if len(self.past.stamps_ns):
+            distance = self.past.distances(now.centers[:, :2], code, p.gate_m)
+            out = self._fused(dets, fused, now, distance, T_world_base, stamp_ns)
+            coasted = self._coasted(np.isfinite(distance).any(axis=0), stamp_ns)
+            out = out.then(coasted.transformed(invert_transform(T_world_base), dets.frame_id))
+        self.past.add(now, code, stamp_ns)
         return out
 
-    def _past(self) -> _Past:
-        boxes = self.sweeps[0][1]
-        for _, later in self.sweeps[1:]:
-            boxes = boxes.then(later)
-        counts = [len(s[1]) for s in self.sweeps]
-        return _Past(boxes, np.repeat(np.arange(len(counts)), counts), np.array([s[0] for s in self.sweeps]))
-
-    def _matches(self, xy: np.ndarray, classes: np.ndarray, past: _Past) -> np.ndarray:
-        """(Q, H) whether each past detection is the nearest of its sweep of the query's class within gate_m of
-        each query (xy (Q, 2) [m], world frame)."""
-        distance = np.linalg.norm(xy[:, None, :] - past.boxes.centers[None, :, :2], axis=2)
-        distance[(classes[:, None] != past.boxes.class_ids[None, :]) | (distance > self.params.gate_m)] = np.inf
-        nearest = np.full((len(xy), len(past.stamps_ns)), np.inf)
-        np.minimum.at(nearest.T, past.sweep, distance.T)
-        return np.isfinite(distance) & (distance == nearest[:, past.sweep])
-
-    def _fused(self, dets: Detections3D, fused: np.ndarray, now: Detections3D, past: _Past,
+    def _fused(self, dets: Detections3D, fused: np.ndarray, now: Detections3D, distance: np.ndarray,
                T_world_base: np.ndarray, stamp_ns: int) -> Detections3D:
-        """dets with the standing objects among rows `fused` moved to their mean place and still ones rescored."""
-        p = self.params
-        match = self._matches(now.centers[:, :2], now.class_ids, past)
+        """dets with the standing objects among rows `fused` (now: those rows in the world frame; distance: to the
+        remembered boxes, _Past.distances) moved to their mean place and still ones rescored."""
+        p, past = self.params, self.past
+        # the nearest of each sweep: its boxes are contiguous, so a reduction over each sweep's columns
+        starts = np.searchsorted(past.sweep, np.arange(len(past.stamps_ns)))
+        present = starts < len(past.sweep)  # sweeps with boxes (an empty one has no columns to reduce)
+        nearest = np.full((len(now), len(past.stamps_ns)), np.inf)
+        if len(past.sweep):
+            nearest[:, present] = np.minimum.reduceat(distance, starts[present], axis=1)
+        match = np.isfinite(distance) & (distance == nearest[:, past.sweep])
         weight = match * past.boxes.scores
         total = now.scores + weight.sum(axis=1)
         summed = now.centers[:, :2] * now.scores[:, None] + weight @ past.boxes.centers[:, :2]
@@ -124,31 +140,32 @@ class StaticFusion:
         out = replace(dets, centers=dets.centers.copy(), scores=dets.scores.copy())
         out.centers[fused] = centers @ in_base[:3, :3].T + in_base[:3, 3]
         still = np.isin(now.class_ids, p.still_classes)
-        seen = 1 + np.count_nonzero(match, axis=1)  # one match per sweep at most
-        out.scores[fused[still]] *= self._persistence(seen[still])
+        seen = 1 + np.count_nonzero(np.isfinite(nearest[still]), axis=1)
+        out.scores[fused[still]] *= self._persistence(seen)
         return out
 
     def _persistence(self, seen: np.ndarray) -> np.ndarray:
         """Score factors of still objects seen in `seen` (N,) of the window's sweeps, the current one included."""
-        return (seen / (len(self.sweeps) + 1)) ** PERSISTENCE_EXPONENT
+        return (seen / (len(self.past.stamps_ns) + 1)) ** PERSISTENCE_EXPONENT
 
-    def _coasted(self, now: Detections3D, past: _Past, stamp_ns: int) -> Detections3D:
-        """The standing objects the current detections (now, world frame) miss (module docstring), world frame."""
-        p = self.params
+    def _coasted(self, near_now: np.ndarray, stamp_ns: int) -> Detections3D:
+        """The standing objects the current detections miss (module docstring; near_now (H,): remembered boxes within
+        gate_m of a current one of their class), world frame."""
+        p, past = self.params, self.past
         boxes = past.boxes
-        near_now = np.linalg.norm(boxes.centers[:, None, :2] - now.centers[None, :, :2], axis=2) <= p.gate_m
-        free = ~np.any(near_now & (boxes.class_ids[:, None] == now.class_ids[None, :]), axis=1)
+        free = ~near_now
+        still_code = np.isin(np.arange(len(_SORTED_CLASSES)), _class_codes(p.still_classes))
         kept, centers, scores = [], [], []
+        x, y = boxes.centers[:, 0], boxes.centers[:, 1]
         for newest in np.flatnonzero(free)[::-1]:  # newest sweep first
             if not free[newest]:
                 continue
-            group = free & (boxes.class_ids == boxes.class_ids[newest]) & (
-                np.linalg.norm(boxes.centers[:, :2] - boxes.centers[newest, :2], axis=1) <= p.gate_m)
+            group = free & (past.code == past.code[newest]) & (np.hypot(x - x[newest], y - y[newest]) <= p.gate_m)
             free &= ~group
             sweeps = np.unique(past.sweep[group])
-            still = boxes.class_ids[newest] in p.still_classes
+            still = still_code[past.code[newest]]
             span_s = (past.stamps_ns[sweeps[-1]] - past.stamps_ns[sweeps[0]]) * 1e-9
-            if len(sweeps) < p.coast_min_share * (len(self.sweeps) + 1) or not (still or span_s >= p.static_age_s):
+            if len(sweeps) < p.coast_min_share * (len(past.stamps_ns) + 1) or not (still or span_s >= p.static_age_s):
                 continue
             weight = boxes.scores[group] if np.any(boxes.scores[group] > 0) else np.ones(np.count_nonzero(group))
             kept.append(newest)
@@ -160,3 +177,12 @@ class StaticFusion:
         coasted.scores = np.array(scores)
         coasted.stamp_ns = stamp_ns
         return coasted
+
+
+_SORTED_CLASSES = np.array(sorted(DETECTION_CLASSES))
+
+
+def _class_codes(names) -> np.ndarray:
+    """Integer codes of detection class names (their places in _SORTED_CLASSES): integers compare ~20x faster than
+    the object arrays of names."""
+    return np.searchsorted(_SORTED_CLASSES, np.asarray(names, dtype=str))
