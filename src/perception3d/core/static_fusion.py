@@ -55,7 +55,7 @@ class StaticFusionParams:
 
 class _Past:
     """The remembered detections of the window's sweeps in the world frame, oldest sweep first: boxes (H), each one's
-    class as an index into DETECTION_CLASSES (H,) and its sweep (H,), an index into stamps_ns (S,) [ns]."""
+    class code (_class_codes, (H,)) and its sweep (H,), an index into stamps_ns (S,) [ns]."""
 
     def __init__(self) -> None:
         self.boxes = Detections3D.empty()
