@@ -113,3 +113,12 @@ def test_scores_of_zero_leave_a_standing_object_where_the_sweep_put_it():
         dets = seen(k, [("car", BARRIER_WORLD[:2] + [0.3 * (k % 2), 0.0])], score=0.0)
         out = fusion.fuse(dets, ego_pose(k), k * SWEEP_NS)
     np.testing.assert_allclose(out.centers, dets.centers)
+
+
+def test_a_sweep_without_detections_counts_as_a_sweep_that_did_not_see_the_barrier():
+    fusion = StaticFusion(StaticFusionParams(window_s=1.0), "map")
+    steady = ("barrier", BARRIER_WORLD[:2])
+    for k in range(19):
+        fusion.fuse(seen(k, [steady] if k != 5 else []), ego_pose(k), k * SWEEP_NS)
+    out = fusion.fuse(seen(19, [steady]), ego_pose(19), 19 * SWEEP_NS)
+    assert out.scores[0] == pytest.approx(0.8 * np.sqrt(19 / 20))

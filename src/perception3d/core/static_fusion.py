@@ -26,6 +26,7 @@ persist from one image to the next (README, 'Standing objects over a second').
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from typing import NamedTuple
 
 import numpy as np
 
@@ -53,6 +54,19 @@ class StaticFusionParams:
     coast_min_share: float = 0.3
 
 
+class _Comparison(NamedTuple):
+    """The current detections (Q) against the remembered ones (H): per detection the score-weighted sum of its
+    matches' xy (Q, 2) [m, world frame] and their summed score (Q,), how many sweeps held a match (Q,) and the age of
+    the oldest of them (Q,) [s]; per remembered box whether a current detection of its class lies within the gate
+    (H,)."""
+
+    summed: np.ndarray
+    weight: np.ndarray
+    seen: np.ndarray
+    oldest_s: np.ndarray
+    near_now: np.ndarray
+
+
 class _Past:
     """The remembered detections of the window's sweeps in the world frame, oldest sweep first: boxes (H), each one's
     class code (_class_codes, (H,)) and its sweep (H,), an index into stamps_ns (S,) [ns]."""
@@ -78,13 +92,32 @@ class _Past:
         self.sweep = np.concatenate([self.sweep, np.full(len(code), len(self.stamps_ns))])
         self.stamps_ns = np.append(self.stamps_ns, stamp_ns)
 
-    def distances(self, xy: np.ndarray, code: np.ndarray, gate_m: float) -> np.ndarray:
-        """(Q, H) BEV distance [m] from each query (xy (Q, 2) [m], world frame; class codes (Q,)) to each remembered
-        box of its class; inf for other classes and beyond gate_m."""
-        x, y = self.boxes.centers[:, 0], self.boxes.centers[:, 1]
-        distance = np.hypot(xy[:, None, 0] - x[None, :], xy[:, None, 1] - y[None, :])
-        distance[(code[:, None] != self.code[None, :]) | (distance > gate_m)] = np.inf
-        return distance
+    def compare(self, xy: np.ndarray, code: np.ndarray, gate_m: float, stamp_ns: int) -> _Comparison:
+        """Each query (xy (Q, 2) [m], world frame; class codes (Q,)) against the nearest remembered box of its class
+        within gate_m of each sweep, class by class (a class's queries against that class's boxes only)."""
+        summed, weight = np.zeros((len(xy), 2)), np.zeros(len(xy))
+        seen, oldest_s = np.zeros(len(xy), dtype=np.int64), np.zeros(len(xy))
+        near_now = np.zeros(len(self.code), dtype=bool)
+        age_s = (stamp_ns - self.stamps_ns) * 1e-9
+        for c in np.unique(code):
+            q, h = np.flatnonzero(code == c), np.flatnonzero(self.code == c)
+            if len(h) == 0:
+                continue
+            past_xy = self.boxes.centers[h, :2]
+            distance = np.hypot(xy[q, None, 0] - past_xy[None, :, 0], xy[q, None, 1] - past_xy[None, :, 1])
+            distance[distance > gate_m] = np.inf
+            # h runs sweep by sweep: the nearest of each sweep by one reduction over its columns
+            sweeps, first = np.unique(self.sweep[h], return_index=True)
+            nearest = np.minimum.reduceat(distance, first, axis=1)  # (q, sweeps)
+            found = np.isfinite(nearest)
+            match = np.isfinite(distance) & (distance == nearest[:, np.searchsorted(sweeps, self.sweep[h])])
+            scored = match * self.boxes.scores[h]
+            summed[q] = scored @ past_xy
+            weight[q] = scored.sum(axis=1)
+            seen[q] = np.count_nonzero(found, axis=1)
+            oldest_s[q] = np.max(np.where(found, age_s[sweeps], 0.0), axis=1)
+            near_now[h] = np.isfinite(distance).any(axis=0)
+        return _Comparison(summed, weight, seen, oldest_s, near_now)
 
 
 class StaticFusion:
@@ -109,39 +142,29 @@ class StaticFusion:
         code = _class_codes(now.class_ids)
         out = dets
         if len(self.past.stamps_ns):
-            distance = self.past.distances(now.centers[:, :2], code, p.gate_m)
-            out = self._fused(dets, fused, now, distance, T_world_base, stamp_ns)
-            coasted = self._coasted(np.isfinite(distance).any(axis=0), stamp_ns)
+            comparison = self.past.compare(now.centers[:, :2], code, p.gate_m, stamp_ns)
+            out = self._fused(dets, fused, now, comparison, T_world_base)
+            coasted = self._coasted(comparison.near_now, stamp_ns)
             out = out.then(coasted.transformed(invert_transform(T_world_base), dets.frame_id))
         self.past.add(now, code, stamp_ns)
         return out
 
-    def _fused(self, dets: Detections3D, fused: np.ndarray, now: Detections3D, distance: np.ndarray,
-               T_world_base: np.ndarray, stamp_ns: int) -> Detections3D:
-        """dets with the standing objects among rows `fused` (now: those rows in the world frame; distance: to the
-        remembered boxes, _Past.distances) moved to their mean place and still ones rescored."""
-        p, past = self.params, self.past
-        # the nearest of each sweep: its boxes are contiguous, so a reduction over each sweep's columns
-        starts = np.searchsorted(past.sweep, np.arange(len(past.stamps_ns)))
-        present = starts < len(past.sweep)  # sweeps with boxes (an empty one has no columns to reduce)
-        nearest = np.full((len(now), len(past.stamps_ns)), np.inf)
-        if len(past.sweep):
-            nearest[:, present] = np.minimum.reduceat(distance, starts[present], axis=1)
-        match = np.isfinite(distance) & (distance == nearest[:, past.sweep])
-        weight = match * past.boxes.scores
-        total = now.scores + weight.sum(axis=1)
-        summed = now.centers[:, :2] * now.scores[:, None] + weight @ past.boxes.centers[:, :2]
-        age_s = (stamp_ns - past.stamps_ns[past.sweep]) * 1e-9
-        oldest_s = np.max(np.where(match, age_s, 0.0), axis=1, initial=0.0)
-        standing = (oldest_s >= p.static_age_s) & (total > 0)  # scores of 0 weigh nothing: left where they are
+    def _fused(self, dets: Detections3D, fused: np.ndarray, now: Detections3D, comparison: _Comparison,
+               T_world_base: np.ndarray) -> Detections3D:
+        """dets with the standing objects among rows `fused` (now: those rows in the world frame, compared with the
+        remembered boxes) moved to their mean place and still ones rescored."""
+        p = self.params
+        total = now.scores + comparison.weight
+        summed = now.centers[:, :2] * now.scores[:, None] + comparison.summed
+        # scores of 0 weigh nothing: left where they are
+        standing = (comparison.oldest_s >= p.static_age_s) & (total > 0)
         centers = now.centers.copy()
         centers[standing, :2] = summed[standing] / total[standing, None]
         in_base = invert_transform(T_world_base)
         out = replace(dets, centers=dets.centers.copy(), scores=dets.scores.copy())
         out.centers[fused] = centers @ in_base[:3, :3].T + in_base[:3, 3]
         still = np.isin(now.class_ids, p.still_classes)
-        seen = 1 + np.count_nonzero(np.isfinite(nearest[still]), axis=1)
-        out.scores[fused[still]] *= self._persistence(seen)
+        out.scores[fused[still]] *= self._persistence(1 + comparison.seen[still])
         return out
 
     def _persistence(self, seen: np.ndarray) -> np.ndarray:
