@@ -56,6 +56,7 @@ import numpy as np
 
 from .bev_components import BevCells, connected_in_windows
 from .boxes import bev_corners, footprint_pair_iou, paired_intersection_2d, wlh_to_lwh
+from .cell_pairs import cell_keys, neighbour_cell_pairs
 from .classes import DETECTION_RANGE_M, SIZE_PRIOR_WLH, size_priors
 from .detections import Detections2D, Detections3D
 from .frustum import (
@@ -285,7 +286,7 @@ def bev_nms(dets: Detections3D, iou_threshold: float, sources: np.ndarray | None
     Boxes touch when their centres are closer than the sum of their footprint radii; each box is compared with the
     kept boxes of its class in its own and the 8 neighbouring cells of a grid as wide as the class's largest
     such sum. The boxes go in score order, _NMS_CHUNK at a time: the touching pairs of a chunk's boxes with the
-    boxes kept so far and with each other are found in bulk (_neighbour_cell_pairs), then the greedy pass runs over
+    boxes kept so far and with each other are found in bulk (neighbour_cell_pairs), then the greedy pass runs over
     those few pairs. Memory is O(N) (no N x N matrices; 20,000 boxes would need gigabytes).
     """
     n = len(dets.scores)
@@ -300,7 +301,7 @@ def bev_nms(dets: Detections3D, iou_threshold: float, sources: np.ndarray | None
     cell = 2.0 * largest * (1.0 + 1e-9) + 1e-9  # [m] per class; touching boxes: adjacent cells
     with np.errstate(invalid="ignore"):
         cells = np.floor(dets.centers[:, :2] / cell[group, None]).astype(np.int64)
-    key, span = _cell_keys(group, cells)
+    key, span = cell_keys(group, cells)
     merge = np.array([_centre_merge_distance(name) for name in names])[group]
     src = np.arange(n) if sources is None else np.asarray(sources)
     order = np.argsort(-dets.scores, kind="stable")
@@ -309,7 +310,7 @@ def bev_nms(dets: Detections3D, iou_threshold: float, sources: np.ndarray | None
     kept = np.zeros(n, dtype=bool)
     for start in range(0, n, _NMS_CHUNK):
         chunk = order[start:start + _NMS_CHUNK]
-        i, k = _neighbour_cell_pairs(key, span, chunk, np.concatenate([np.flatnonzero(kept), chunk]))
+        i, k = neighbour_cell_pairs(key, span, chunk, np.concatenate([np.flatnonzero(kept), chunk]))
         ahead = (rank[k] < rank[i]) & (src[k] != src[i])
         i, k = i[ahead], k[ahead]
         dx, dy = dets.centers[k, 0] - dets.centers[i, 0], dets.centers[k, 1] - dets.centers[i, 1]
@@ -333,43 +334,6 @@ def bev_nms(dets: Detections3D, iou_threshold: float, sources: np.ndarray | None
 # bev_nms's boxes per pass: bounds the candidate pairs of a dense scene (20,000 boxes), one pass on a sweep's few
 # hundred boxes
 _NMS_CHUNK = 512
-
-
-def _cell_keys(group: np.ndarray, cells: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """One integer key per (group, grid cell) and, per box, the key ranges of its 3x3 neighbourhood.
-
-    group (N,) small non-negative integers, cells (N, 2) integer cell indices. key (N,): equal for boxes of one
-    group and cell; span (N, 3, 2): for the columns x - 1, x, x + 1 of the box's cell, the least and greatest key
-    of the cells y - 1 ... y + 1 of that column in its group, so that the boxes of the 9 cells are those whose key
-    lies in one of the 3 inclusive ranges. Cell indices become ranks among the occupied ones (the key stays small
-    for any coordinates); an occupied index is an even number 2 rank + 2 and a neighbour index that no box
-    occupies an odd one that no key holds.
-    """
-    packed, neighbours = [], []
-    for axis in range(2):
-        values, rank = np.unique(cells[:, axis], return_inverse=True)
-        adjacent = np.diff(values) == 1  # wrap-around safe: values are sorted and distinct
-        even = 2 * rank + 2
-        below = even - 1 - np.append(False, adjacent)[rank]
-        above = even + 1 + np.append(adjacent, False)[rank]
-        packed.append((even, 2 * len(values) + 3))
-        neighbours.append((below, above))
-    (x, width), (y, height) = packed
-    key = (group * width + x) * height + y
-    columns = np.stack([neighbours[0][0], x, neighbours[0][1]], axis=1)  # (N, 3)
-    first = (group[:, None] * width + columns) * height
-    span = np.stack([first + neighbours[1][0][:, None], first + neighbours[1][1][:, None]], axis=2)
-    return key, span
-
-
-def _neighbour_cell_pairs(key: np.ndarray, span: np.ndarray, queries: np.ndarray,
-                          refs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Every (query, ref) pair of box indices in neighbouring cells of one group (_cell_keys' key and span), the
-    pairs of a query together and queries in their given order (a box in both sets pairs with itself)."""
-    refs = refs[np.argsort(key[refs], kind="stable")]
-    lo = np.searchsorted(key[refs], span[queries, :, 0], "left").ravel()
-    counts = np.searchsorted(key[refs], span[queries, :, 1], "right").ravel() - lo
-    return np.repeat(np.repeat(queries, 3), counts), refs[run_indices(lo, counts)]
 
 
 @dataclass

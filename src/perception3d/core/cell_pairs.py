@@ -1,0 +1,44 @@
+"""Pairs of boxes (or points) in neighbouring cells of a grid, found by sorting integer keys: the candidates of a
+distance test without the all-pairs matrix (bev_nms' touching boxes, static_fusion's matches over sweeps)."""
+from __future__ import annotations
+
+import numpy as np
+
+from .sorted_runs import run_indices
+
+
+def cell_keys(group: np.ndarray, cells: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """One integer key per (group, grid cell) and, per box, the key ranges of its 3x3 neighbourhood.
+
+    group (N,) small non-negative integers, cells (N, 2) integer cell indices. key (N,): equal for boxes of one
+    group and cell; span (N, 3, 2): for the columns x - 1, x, x + 1 of the box's cell, the least and greatest key
+    of the cells y - 1 ... y + 1 of that column in its group, so that the boxes of the 9 cells are those whose key
+    lies in one of the 3 inclusive ranges. Cell indices become ranks among the occupied ones (the key stays small
+    for any coordinates); an occupied index is an even number 2 rank + 2 and a neighbour index that no box
+    occupies an odd one that no key holds.
+    """
+    packed, neighbours = [], []
+    for axis in range(2):
+        values, rank = np.unique(cells[:, axis], return_inverse=True)
+        adjacent = np.diff(values) == 1  # wrap-around safe: values are sorted and distinct
+        even = 2 * rank + 2
+        below = even - 1 - np.append(False, adjacent)[rank]
+        above = even + 1 + np.append(adjacent, False)[rank]
+        packed.append((even, 2 * len(values) + 3))
+        neighbours.append((below, above))
+    (x, width), (y, height) = packed
+    key = (group * width + x) * height + y
+    columns = np.stack([neighbours[0][0], x, neighbours[0][1]], axis=1)  # (N, 3)
+    first = (group[:, None] * width + columns) * height
+    span = np.stack([first + neighbours[1][0][:, None], first + neighbours[1][1][:, None]], axis=2)
+    return key, span
+
+
+def neighbour_cell_pairs(key: np.ndarray, span: np.ndarray, queries: np.ndarray,
+                          refs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Every (query, ref) pair of box indices in neighbouring cells of one group (cell_keys' key and span), the
+    pairs of a query together and queries in their given order (a box in both sets pairs with itself)."""
+    refs = refs[np.argsort(key[refs], kind="stable")]
+    lo = np.searchsorted(key[refs], span[queries, :, 0], "left").ravel()
+    counts = np.searchsorted(key[refs], span[queries, :, 1], "right").ravel() - lo
+    return np.repeat(np.repeat(queries, 3), counts), refs[run_indices(lo, counts)]
