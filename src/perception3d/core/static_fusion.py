@@ -30,9 +30,11 @@ from typing import NamedTuple
 
 import numpy as np
 
+from .cell_pairs import cell_keys, neighbour_cell_pairs
 from .classes import DETECTION_CLASSES
 from .detections import Detections3D
 from .geometry import invert_transform
+from .sorted_runs import run_starts
 
 PERSISTENCE_EXPONENT = 0.5
 COASTED_SCORE_FACTOR = 0.5
@@ -94,30 +96,31 @@ class _Past:
 
     def compare(self, xy: np.ndarray, code: np.ndarray, gate_m: float, stamp_ns: int) -> _Comparison:
         """Each query (xy (Q, 2) [m], world frame; class codes (Q,)) against the nearest remembered box of its class
-        within gate_m of each sweep, class by class (a class's queries against that class's boxes only)."""
-        summed, weight = np.zeros((len(xy), 2)), np.zeros(len(xy))
-        seen, oldest_s = np.zeros(len(xy), dtype=np.int64), np.zeros(len(xy))
-        near_now = np.zeros(len(self.code), dtype=bool)
-        age_s = (stamp_ns - self.stamps_ns) * 1e-9
-        for c in np.unique(code):
-            q, h = np.flatnonzero(code == c), np.flatnonzero(self.code == c)
-            if len(h) == 0:
-                continue
-            past_xy = self.boxes.centers[h, :2]
-            distance = np.hypot(xy[q, None, 0] - past_xy[None, :, 0], xy[q, None, 1] - past_xy[None, :, 1])
-            distance[distance > gate_m] = np.inf
-            # h runs sweep by sweep: the nearest of each sweep by one reduction over its columns
-            sweeps, first = np.unique(self.sweep[h], return_index=True)
-            nearest = np.minimum.reduceat(distance, first, axis=1)  # (q, sweeps)
-            found = np.isfinite(nearest)
-            match = np.isfinite(distance) & (distance == nearest[:, np.searchsorted(sweeps, self.sweep[h])])
-            scored = match * self.boxes.scores[h]
-            summed[q] = scored @ past_xy
-            weight[q] = scored.sum(axis=1)
-            seen[q] = np.count_nonzero(found, axis=1)
-            oldest_s[q] = np.max(np.where(found, age_s[sweeps], 0.0), axis=1)
-            near_now[h] = np.isfinite(distance).any(axis=0)
-        return _Comparison(summed, weight, seen, oldest_s, near_now)
+        within gate_m of each sweep. Candidates are the pairs in neighbouring cells gate_m wide (core.cell_pairs):
+        a few per query and sweep, not the Q x H matrix."""
+        n_past = len(self.code)
+        both = np.concatenate([self.boxes.centers[:, :2], xy])
+        key, span = cell_keys(np.concatenate([self.code, code]), np.floor(both / gate_m).astype(np.int64))
+        query, past = neighbour_cell_pairs(key, span, n_past + np.arange(len(xy)), np.arange(n_past))
+        query -= n_past
+        distance = np.hypot(*(xy[query] - both[past]).T)
+        near = distance <= gate_m
+        query, past, distance = query[near], past[near], distance[near]
+        near_now = np.zeros(n_past, dtype=bool)
+        near_now[past] = True
+        # the nearest of each (query, sweep): first of its run when sorted by query, sweep, distance
+        sweep = self.sweep[past]
+        order = np.lexsort((distance, sweep, query))
+        query, past, sweep = query[order], past[order], sweep[order]
+        nearest = run_starts(query * len(self.stamps_ns) + sweep)
+        query, past, sweep = query[nearest], past[nearest], sweep[nearest]
+        score = self.boxes.scores[past]
+        summed = np.column_stack([np.bincount(query, score * both[past, axis], len(xy)) for axis in (0, 1)])
+        first = run_starts(query)  # each query's oldest sweep comes first
+        oldest_s = np.zeros(len(xy))
+        oldest_s[query[first]] = (stamp_ns - self.stamps_ns[sweep[first]]) * 1e-9
+        return _Comparison(summed.reshape(len(xy), 2), np.bincount(query, score, len(xy)),
+                           np.bincount(query, minlength=len(xy)), oldest_s, near_now)
 
 
 class StaticFusion:
