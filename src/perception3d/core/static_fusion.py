@@ -178,27 +178,38 @@ class StaticFusion:
         """The standing objects the current detections miss (module docstring; near_now (H,): remembered boxes within
         gate_m of a current one of their class), world frame."""
         p, past = self.params, self.past
-        boxes = past.boxes
-        free = ~near_now
+        free = np.flatnonzero(~near_now)  # oldest sweep first
+        xy = past.boxes.centers[free, :2]
+        key, span = cell_keys(past.code[free], np.floor(xy / p.gate_m).astype(np.int64))
+        box, other = neighbour_cell_pairs(key, span, np.arange(len(free)), np.arange(len(free)))
+        within = np.hypot(*(xy[box] - xy[other]).T) <= p.gate_m
+        box, other = box[within], other[within]  # grouped by box, each with itself
+        first, last = np.searchsorted(box, np.arange(len(free))), np.searchsorted(box, np.arange(len(free)), "right")
         still_code = np.isin(np.arange(len(_SORTED_CLASSES)), _class_codes(p.still_classes))
+        needed = p.coast_min_share * (len(past.stamps_ns) + 1)
+        grouped = np.zeros(len(free), dtype=bool)
         kept, centers, scores = [], [], []
-        x, y = boxes.centers[:, 0], boxes.centers[:, 1]
-        for newest in np.flatnonzero(free)[::-1]:  # newest sweep first
-            if not free[newest]:
+        for newest in range(len(free) - 1, -1, -1):  # newest sweep first
+            if grouped[newest]:
                 continue
-            group = free & (past.code == past.code[newest]) & (np.hypot(x - x[newest], y - y[newest]) <= p.gate_m)
-            free &= ~group
-            sweeps = np.unique(past.sweep[group])
-            still = still_code[past.code[newest]]
+            local = other[first[newest]:last[newest]]
+            local = local[~grouped[local]]
+            grouped[local] = True
+            if len(local) < needed:  # fewer boxes than sweeps needed
+                continue
+            members = free[local]
+            sweeps = np.unique(past.sweep[members])
+            still = still_code[past.code[free[newest]]]
             span_s = (past.stamps_ns[sweeps[-1]] - past.stamps_ns[sweeps[0]]) * 1e-9
-            if len(sweeps) < p.coast_min_share * (len(past.stamps_ns) + 1) or not (still or span_s >= p.static_age_s):
+            if len(sweeps) < needed or not (still or span_s >= p.static_age_s):
                 continue
-            weight = boxes.scores[group] if np.any(boxes.scores[group] > 0) else np.ones(np.count_nonzero(group))
-            kept.append(newest)
-            centers.append(np.append(weight @ boxes.centers[group, :2] / weight.sum(), boxes.centers[newest, 2]))
-            scores.append(COASTED_SCORE_FACTOR * boxes.scores[group].mean()
-                          * (self._persistence(len(sweeps)) if still else 1.0))
-        coasted = boxes.select(np.array(kept, dtype=int))
+            score = past.boxes.scores[members]
+            weight = score if np.any(score > 0) else np.ones(len(members))
+            kept.append(free[newest])
+            centers.append(np.append(weight @ past.boxes.centers[members, :2] / weight.sum(),
+                                     past.boxes.centers[free[newest], 2]))
+            scores.append(COASTED_SCORE_FACTOR * score.mean() * (self._persistence(len(sweeps)) if still else 1.0))
+        coasted = past.boxes.select(np.array(kept, dtype=int))
         coasted.centers = np.array(centers).reshape(-1, 3)
         coasted.scores = np.array(scores)
         coasted.stamp_ns = stamp_ns
