@@ -187,7 +187,6 @@ def test_bev_nms_merges_boxes_of_two_images_only():
     assert bev_nms(row, 0.1, np.array([2, 3])).tolist() == [0]
 
 
-
 def test_bev_nms_keeps_the_same_boxes_in_chunks(monkeypatch):
     """Boxes taken 7 at a time (the pass of a dense scene) are kept as in one pass, with and without sources."""
     import perception3d.core.lift3d as lift3d

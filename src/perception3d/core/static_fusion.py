@@ -33,7 +33,7 @@ import numpy as np
 from .cell_pairs import cell_keys, neighbour_cell_pairs
 from .classes import DETECTION_CLASSES
 from .detections import Detections3D
-from .geometry import invert_transform
+from .geometry import invert_transform, transform_points
 from .sorted_runs import run_starts
 
 PERSISTENCE_EXPONENT = 0.5
@@ -119,7 +119,7 @@ class _Past:
         first = run_starts(query)  # each query's oldest sweep comes first
         oldest_s = np.zeros(len(xy))
         oldest_s[query[first]] = (stamp_ns - self.stamps_ns[sweep[first]]) * 1e-9
-        return _Comparison(summed.reshape(len(xy), 2), np.bincount(query, score, len(xy)),
+        return _Comparison(summed, np.bincount(query, score, len(xy)),
                            np.bincount(query, minlength=len(xy)), oldest_s, near_now)
 
 
@@ -130,6 +130,7 @@ class StaticFusion:
         self.params = params
         self.world_frame = world_frame
         self.past = _Past()
+        self.still = np.isin(np.arange(len(_SORTED_CLASSES)), _class_codes(params.still_classes))  # by class code
 
     def fuse(self, dets: Detections3D, T_world_base: np.ndarray | None, stamp_ns: int) -> Detections3D:
         """dets (base frame, at stamp_ns [ns]) with standing objects fused, still ones rescored and missed standing
@@ -145,17 +146,18 @@ class StaticFusion:
         code = _class_codes(now.class_ids)
         out = dets
         if len(self.past.stamps_ns):
+            in_base = invert_transform(T_world_base)
             comparison = self.past.compare(now.centers[:, :2], code, p.gate_m, stamp_ns)
-            out = self._fused(dets, fused, now, comparison, T_world_base)
-            coasted = self._coasted(comparison.near_now, stamp_ns)
-            out = out.then(coasted.transformed(invert_transform(T_world_base), dets.frame_id))
+            out = self._fused(dets, fused, now, code, comparison, in_base)
+            out = out.then(self._coasted(comparison.near_now, stamp_ns).transformed(in_base, dets.frame_id))
         self.past.add(now, code, stamp_ns)
         return out
 
-    def _fused(self, dets: Detections3D, fused: np.ndarray, now: Detections3D, comparison: _Comparison,
-               T_world_base: np.ndarray) -> Detections3D:
-        """dets with the standing objects among rows `fused` (now: those rows in the world frame, compared with the
-        remembered boxes) moved to their mean place and still ones rescored."""
+    def _fused(self, dets: Detections3D, fused: np.ndarray, now: Detections3D, code: np.ndarray,
+               comparison: _Comparison, in_base: np.ndarray) -> Detections3D:
+        """dets with the standing objects among rows `fused` (now: those rows in the world frame, their class codes
+        `code`, compared with the remembered boxes; in_base: T_base_world) moved to their mean place and still ones
+        rescored."""
         p = self.params
         total = now.scores + comparison.weight
         summed = now.centers[:, :2] * now.scores[:, None] + comparison.summed
@@ -163,10 +165,9 @@ class StaticFusion:
         standing = (comparison.oldest_s >= p.static_age_s) & (total > 0)
         centers = now.centers.copy()
         centers[standing, :2] = summed[standing] / total[standing, None]
-        in_base = invert_transform(T_world_base)
         out = replace(dets, centers=dets.centers.copy(), scores=dets.scores.copy())
-        out.centers[fused] = centers @ in_base[:3, :3].T + in_base[:3, 3]
-        still = np.isin(now.class_ids, p.still_classes)
+        out.centers[fused] = transform_points(in_base, centers)
+        still = self.still[code]
         out.scores[fused[still]] *= self._persistence(1 + comparison.seen[still])
         return out
 
@@ -185,7 +186,6 @@ class StaticFusion:
         within = np.hypot(*(xy[box] - xy[other]).T) <= p.gate_m
         box, other = box[within], other[within]  # grouped by box, each with itself
         first, last = np.searchsorted(box, np.arange(len(free))), np.searchsorted(box, np.arange(len(free)), "right")
-        still_code = np.isin(np.arange(len(_SORTED_CLASSES)), _class_codes(p.still_classes))
         needed = p.coast_min_share * (len(past.stamps_ns) + 1)
         grouped = np.zeros(len(free), dtype=bool)
         kept, centers, scores = [], [], []
@@ -199,7 +199,7 @@ class StaticFusion:
                 continue
             members = free[local]
             sweeps = np.unique(past.sweep[members])
-            still = still_code[past.code[free[newest]]]
+            still = self.still[past.code[free[newest]]]
             span_s = (past.stamps_ns[sweeps[-1]] - past.stamps_ns[sweeps[0]]) * 1e-9
             if len(sweeps) < needed or not (still or span_s >= p.static_age_s):
                 continue
@@ -209,11 +209,8 @@ class StaticFusion:
             centers.append(np.append(weight @ past.boxes.centers[members, :2] / weight.sum(),
                                      past.boxes.centers[free[newest], 2]))
             scores.append(COASTED_SCORE_FACTOR * score.mean() * (self._persistence(len(sweeps)) if still else 1.0))
-        coasted = past.boxes.select(np.array(kept, dtype=int))
-        coasted.centers = np.array(centers).reshape(-1, 3)
-        coasted.scores = np.array(scores)
-        coasted.stamp_ns = stamp_ns
-        return coasted
+        return replace(past.boxes.select(np.array(kept, dtype=int)), centers=np.array(centers).reshape(-1, 3),
+                       scores=np.array(scores), stamp_ns=stamp_ns)
 
 
 _SORTED_CLASSES = np.array(sorted(DETECTION_CLASSES))
