@@ -6,7 +6,9 @@ Per world and preset: the devkit's AP of the class and the car ATE (nuscenes-dev
 keyframes as world_v2_scores). Then every annotated object of the class that the devkit scores is matched to the
 nearest prediction of its class in its keyframe: per range from the ego, the share placed within 0.5 m and the mean
 error along and across the object's long side (a barrier's long side runs along its row; a car's along its heading);
-per number of LiDAR returns inside the annotated box, the objects' share and the share placed within 0.5 m.
+per number of LiDAR returns inside the annotated box, the objects' share and the share placed within 0.5 m; per
+nuScenes attribute (parked, moving, ...) and range, the mean error and its part along the ray from the ego, per scene
+and over all scenes of a world version; per scene, the tracks that carry the most error.
 
     PYTHONPATH=<checkout>/src .venv/bin/python benchmarks/world_v2_placement.py WORK [--out benchmarks/results] \
         [--name world_v2_placement] [--class barrier] [--presets perfect good] [--worlds 1:7 2:8] \
@@ -147,6 +149,83 @@ def placement_by_returns(matches: list) -> list[dict]:
     return out
 
 
+MOTION_RANGES_M = ((0.0, 20.0), (20.0, 50.0))
+
+
+def placement_by_motion(matches: list) -> list[dict]:
+    """Per nuScenes attribute (vehicle.parked, vehicle.moving, ...; '' for classes without one) and MOTION_RANGES_M,
+    of the `nearest_predictions` matches within 2 m of one: objects, mean error [m] and mean error along the ray from
+    the ego [m] (positive: placed too far)."""
+    rows = []  # (attribute, ego distance, error, along the ray)
+    for _, box, nearest in matches:
+        if nearest is None or np.hypot(*nearest) >= 2.0:
+            continue
+        ray = np.asarray(box.ego_translation[:2], dtype=float)
+        rows.append((box.attribute_name, box.ego_dist, float(np.hypot(*nearest)),
+                     float(nearest @ ray / np.linalg.norm(ray))))
+    out = []
+    for attribute in sorted({r[0] for r in rows}):
+        for low, high in MOTION_RANGES_M:
+            band = np.array([r[1:] for r in rows if r[0] == attribute and low <= r[1] < high]).reshape(-1, 3)
+            if len(band):
+                out.append({"attribute": attribute, "range_m": [low, high], "objects": len(band),
+                            "error_m": float(band[:, 1].mean()), "along_ray_m": float(band[:, 2].mean())})
+    return out
+
+
+WORST_TRACKS = 3
+
+
+def worst_tracks(nusc, matches: list, count: int = WORST_TRACKS) -> list[dict]:
+    """The `count` annotated tracks whose `nearest_predictions` matches within 2 m sum the largest error: per track its
+    instance token (first 8 characters), attribute, keyframes matched, range span [m], mean error and mean error
+    along the ray from the ego [m], length [m] and its share of the summed error of all matches. One object followed
+    through a whole scene (a long car ahead seen end-on, whose length no view shows) can carry a good part of a
+    scene's car error."""
+    annotations: dict[str, list] = {}
+    for a in nusc.sample_annotation:
+        annotations.setdefault(a["sample_token"], []).append(a)
+    tracks: dict[str, list] = {}
+    total = 0.0
+    for token, box, nearest in matches:
+        if nearest is None or np.hypot(*nearest) >= 2.0:
+            continue
+        own = min(annotations[token], key=lambda a: np.hypot(*(np.subtract(a["translation"][:2], box.translation[:2]))))
+        ray = np.asarray(box.ego_translation[:2], dtype=float)
+        error = float(np.hypot(*nearest))
+        total += error
+        tracks.setdefault(own["instance_token"], []).append(
+            (box.attribute_name, box.ego_dist, error, float(nearest @ ray / np.linalg.norm(ray)), box.size[1]))
+    ranked = sorted(tracks.items(), key=lambda item: -sum(m[2] for m in item[1]))[:count]
+    return [{"instance": instance[:8], "attribute": found[0][0], "keyframes": len(found),
+             "range_m": [min(m[1] for m in found), max(m[1] for m in found)],
+             "error_m": float(np.mean([m[2] for m in found])), "along_ray_m": float(np.mean([m[3] for m in found])),
+             "length_m": float(found[0][4]), "error_share": sum(m[2] for m in found) / total}
+            for instance, found in ranked]
+
+
+def motion_over_scenes(worlds: dict, presets: list, results: dict) -> dict:
+    """`placement_by_motion` bands pooled over the scenes of each world version and preset (object-weighted means),
+    named like 'world v2, 3 scenes, good 2D'; only for versions with more than one scene."""
+    pooled = {}
+    for version in sorted({v for v, _ in worlds.values()}):
+        names = [name for name, (v, _) in worlds.items() if v == version]
+        if len(names) < 2:
+            continue
+        for preset in presets:
+            bands = {}
+            for name in names:
+                for p in results[f"{name}, {preset} 2D"]["placement_by_motion"]:
+                    key = (p["attribute"], tuple(p["range_m"]))
+                    n, error, along = bands.get(key, (0, 0.0, 0.0))
+                    bands[key] = (n + p["objects"], error + p["objects"] * p["error_m"],
+                                  along + p["objects"] * p["along_ray_m"])
+            pooled[f"world v{version}, {len(names)} scenes, {preset} 2D"] = [
+                {"attribute": attribute, "range_m": list(band), "objects": n, "error_m": error / n,
+                 "along_ray_m": along / n} for (attribute, band), (n, error, along) in sorted(bands.items())]
+    return pooled
+
+
 def world_seed(text: str) -> tuple[int, int]:
     """'VERSION:SEED' (e.g. '2:9') as (version, seed)."""
     version, _, seed = text.partition(":")
@@ -194,7 +273,9 @@ def main() -> None:
             results[name] = {"class_ap": det.class_ap, "map_present": det.map_present,
                              "car_ate_m": det.class_tp_errors["car"]["trans_err"],
                              "placement": placement_by_range(matches),
-                             "placement_by_returns": placement_by_returns(matches)}
+                             "placement_by_returns": placement_by_returns(matches),
+                             "placement_by_motion": placement_by_motion(matches),
+                             "worst_tracks": worst_tracks(nusc, matches)}
             print(f"{name}: done", flush=True)
     c = args.detection_class
     rows = [[name, f"{p['range_m'][0]:.0f}-{p['range_m'][1]:.0f}", p["objects"], f"{p['placed_share']:.2f}",
@@ -210,15 +291,31 @@ def main() -> None:
             for name, r in results.items() for p in r["placement_by_returns"] if p["objects"]]
     table += "\n\n" + format_table(["graph", "LiDAR returns in the box", f"{c}s scored", "share of them",
                                      f"placed within {PLACED_M} m"], rows)
+    pooled = motion_over_scenes(worlds, args.presets, results)
+    by_motion = {**{name: r["placement_by_motion"] for name, r in results.items()}, **pooled}
+    rows = [[name, p["attribute"] or "(none)", f"{p['range_m'][0]:.0f}-{p['range_m'][1]:.0f}", p["objects"],
+             f"{p['error_m']:.2f}", f"{p['along_ray_m']:+.2f}"]
+            for name, bands in by_motion.items() for p in bands]
+    table += "\n\n" + format_table(["graph", "attribute", "range [m]", f"{c}s within 2 m", "mean error [m]",
+                                     "along the ray from the ego [m]"], rows)
+    rows = [[name, t["instance"], t["attribute"] or "(none)", t["keyframes"],
+             f"{t['range_m'][0]:.0f}-{t['range_m'][1]:.0f}", f"{t['error_m']:.2f}", f"{t['along_ray_m']:+.2f}",
+             f"{t['length_m']:.2f}", f"{t['error_share']:.2f}"]
+            for name, r in results.items() for t in r["worst_tracks"]]
+    table += "\n\n" + format_table(["graph", "track", "attribute", "keyframes", "range [m]", "mean error [m]",
+                                     "along the ray [m]", "length [m]", "share of the scene's error"], rows)
     notes = (f"Run {started} to {time.strftime('%H:%M UTC', time.gmtime())}; 1-minute load average {load_start:.1f} at "
              f"the start and {os.getloadavg()[0]:.1f} at the end (scores do not depend on it). detection3d alone with "
              "default parameters, one 20 s scene per world (world_v2_scores' scenes unless --worlds names others). "
              "Every annotated object of the class that the devkit scores is matched to the nearest prediction of its "
              "class in its keyframe; the errors are means over those within 2 m of one, the share counts all of them. "
-             "The last table splits the same objects by the LiDAR returns inside their annotated box (the devkit's "
-             "num_pts, every range).")
+             "The third table splits the same objects by the LiDAR returns inside their annotated box (the devkit's "
+             "num_pts, every range); the fourth those within 2 m of a prediction by their nuScenes attribute "
+             "(parked, moving, ...) and range, with the mean error along the ray from the ego (positive: too far); "
+             f"the fifth, per scene, the {WORST_TRACKS} tracks whose matches sum the most error, with their share of "
+             "the scene's summed error.")
     path = write_results(args.out, args.name, f"detection3d placement on world v1 and world v2 ({c})", table,
-                         results, notes)
+                         {**results, "placement_by_motion over scenes": pooled}, notes)
     print(table)
     print(f"recorded in {path}")
 
