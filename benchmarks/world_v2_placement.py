@@ -8,11 +8,12 @@ nearest prediction of its class in its keyframe: per range from the ego, the sha
 error along and across the object's long side (a barrier's long side runs along its row; a car's along its heading);
 per number of LiDAR returns inside the annotated box, the objects' share and the share placed within 0.5 m; per
 nuScenes attribute (parked, moving, ...) and range, the mean error and its part along the ray from the ego, per scene
-and over all scenes of a world version; per scene, the tracks that carry the most error.
+and over all scenes of a world version; per scene, the tracks that carry the most error; with --placed-groups, the
+class's devkit ATE with each group of PLACED_GROUPS (moving; parked near and far) placed on its annotations.
 
     PYTHONPATH=<checkout>/src .venv/bin/python benchmarks/world_v2_placement.py WORK [--out benchmarks/results] \
         [--name world_v2_placement] [--class barrier] [--presets perfect good] [--worlds 1:7 2:8] \
-        [--rendered-visibility]
+        [--rendered-visibility] [--placed-groups]
 
 `--rendered-visibility` synthesizes the world v1 worlds with world v2's rendered visibility (their own folders in
 WORK): world v1's simulated 2D detector otherwise takes occlusion from the boxes' rectangles, world v2's from
@@ -173,6 +174,27 @@ def placement_by_motion(matches: list) -> list[dict]:
     return out
 
 
+PLACED_GROUPS = (("vehicle.moving", (0.0, 50.0)), ("vehicle.parked", (0.0, 20.0)), ("vehicle.parked", (20.0, 50.0)))
+
+
+def ate_with_group_placed(evaluator, detection_class: str, attribute: str, range_m: tuple[float, float]) -> float:
+    """The devkit's translation error (ATE) [m] of the class (evaluator: a fresh DetectionEval of the replay) after
+    the nearest prediction of its class within 2 m of each annotated object with `attribute` at range_m [m] from the
+    ego is moved onto it (x, y): how much of the ATE that group of objects carries."""
+    for token in evaluator.gt_boxes.sample_tokens:
+        predictions = [b for b in evaluator.pred_boxes[token] if b.detection_name == detection_class]
+        for box in evaluator.gt_boxes[token]:
+            if (not predictions or box.detection_name != detection_class or box.attribute_name != attribute
+                    or not range_m[0] <= box.ego_dist < range_m[1]):
+                continue
+            distance = [np.hypot(*np.subtract(p.translation[:2], box.translation[:2])) for p in predictions]
+            nearest = predictions[int(np.argmin(distance))]
+            if min(distance) < 2.0:
+                nearest.translation = (box.translation[0], box.translation[1], nearest.translation[2])
+    metrics, _ = evaluator.evaluate()
+    return float(metrics.get_label_tp(detection_class, "trans_err"))
+
+
 WORST_TRACKS = 3
 
 
@@ -245,6 +267,9 @@ def main() -> None:
                              "preset with one kind of error only)")
     parser.add_argument("--worlds", nargs="+", type=world_seed, metavar="VERSION:SEED",
                         help="worlds to score, e.g. 1:6 2:9 (default: world_v2_scores' 1:7 2:8)")
+    parser.add_argument("--placed-groups", action="store_true",
+                        help="also the class's devkit ATE with each of PLACED_GROUPS placed on its annotations "
+                             "(a devkit run per group, scene and preset)")
     parser.add_argument("--rendered-visibility", action="store_true",
                         help="world v1 worlds with world v2's 2D occlusion (`perception3d synth "
                              "--rendered-visibility`): both worlds' simulated 2D detectors then miss objects alike")
@@ -264,18 +289,27 @@ def main() -> None:
             for bag in bags:
                 replay(bag, replays / bag.name, FULL_GRAPH.select(("detection3d",)), progress=False)
             report = evaluate(nusc, [replays / bag.name for bag in bags], SPLIT, ["det"], replays / "eval")
-            evaluator = DetectionEval(nusc, config_factory("detection_cvpr_2019"),
-                                      str(replays / "eval" / "detection" / "results_nusc.json"), eval_set=SPLIT,
-                                      output_dir=str(replays / "eval" / "detection"), verbose=False)
+            def scored(replays=replays, nusc=nusc) -> DetectionEval:  # a fresh devkit evaluator of this replay
+                return DetectionEval(nusc, config_factory("detection_cvpr_2019"),
+                                     str(replays / "eval" / "detection" / "results_nusc.json"), eval_set=SPLIT,
+                                     output_dir=str(replays / "eval" / "detection"), verbose=False)
+
+            evaluator = scored()
             det = report.detection
             matches = list(nearest_predictions(evaluator, args.detection_class))
             name = f"{world}, {preset} 2D"
             results[name] = {"class_ap": det.class_ap, "map_present": det.map_present,
                              "car_ate_m": det.class_tp_errors["car"]["trans_err"],
+                             "class_tp_error": det.class_tp_errors[args.detection_class]["trans_err"],
                              "placement": placement_by_range(matches),
                              "placement_by_returns": placement_by_returns(matches),
                              "placement_by_motion": placement_by_motion(matches),
                              "worst_tracks": worst_tracks(nusc, matches)}
+            if args.placed_groups:
+                results[name]["ate_with_group_placed"] = {
+                    f"{attribute} {low:.0f}-{high:.0f} m": ate_with_group_placed(scored(), args.detection_class,
+                                                                               attribute, (low, high))
+                    for attribute, (low, high) in PLACED_GROUPS}
             print(f"{name}: done", flush=True)
     c = args.detection_class
     rows = [[name, f"{p['range_m'][0]:.0f}-{p['range_m'][1]:.0f}", p["objects"], f"{p['placed_share']:.2f}",
@@ -304,6 +338,19 @@ def main() -> None:
             for name, r in results.items() for t in r["worst_tracks"]]
     table += "\n\n" + format_table(["graph", "track", "attribute", "keyframes", "range [m]", "mean error [m]",
                                      "along the ray [m]", "length [m]", "share of the scene's error"], rows)
+    placed = {name: r["ate_with_group_placed"] for name, r in results.items() if "ate_with_group_placed" in r}
+    if placed:
+        groups = list(next(iter(placed.values())))
+        rows = [[name, f"{results[name]['class_tp_error']:.4f}", *(f"{by_group[g]:.4f}" for g in groups)]
+                for name, by_group in placed.items()]
+        for version in sorted({v for v, _ in worlds.values()}):
+            for preset in args.presets:
+                names = [f"{w}, {preset} 2D" for w, (v, _) in worlds.items() if v == version]
+                if len(names) > 1:
+                    rows.append([f"world v{version}, mean of {len(names)} scenes, {preset} 2D",
+                                 f"{np.mean([results[n]['class_tp_error'] for n in names]):.4f}",
+                                 *(f"{np.mean([placed[n][g] for n in names]):.4f}" for g in groups)])
+        table += "\n\n" + format_table(["graph", f"{c} ATE [m]", *(f"... with {g} placed" for g in groups)], rows)
     notes = (f"Run {started} to {time.strftime('%H:%M UTC', time.gmtime())}; 1-minute load average {load_start:.1f} at "
              f"the start and {os.getloadavg()[0]:.1f} at the end (scores do not depend on it). detection3d alone with "
              "default parameters, one 20 s scene per world (world_v2_scores' scenes unless --worlds names others). "
@@ -313,7 +360,9 @@ def main() -> None:
              "num_pts, every range); the fourth those within 2 m of a prediction by their nuScenes attribute "
              "(parked, moving, ...) and range, with the mean error along the ray from the ego (positive: too far); "
              f"the fifth, per scene, the {WORST_TRACKS} tracks whose matches sum the most error, with their share of "
-             "the scene's summed error.")
+             "the scene's summed error. With --placed-groups a last table gives the class's devkit ATE after the "
+             "nearest prediction (within 2 m) of each annotated object of a group is moved onto it: how much of the "
+             "ATE each group carries.")
     path = write_results(args.out, args.name, f"detection3d placement on world v1 and world v2 ({c})", table,
                          {**results, "placement_by_motion over scenes": pooled}, notes)
     print(table)
