@@ -91,6 +91,14 @@ def cached_bags(root: Path, nusc, preset: str) -> list[Path]:
     return sorted(p for p in bag_dir.iterdir() if p.is_dir())
 
 
+def devkit_evaluator(nusc, replays: Path) -> DetectionEval:
+    """A fresh devkit DetectionEval (detection_cvpr_2019, SPLIT) of the detections that `evaluate` wrote for a replay
+    folder (its eval/detection/results_nusc.json)."""
+    return DetectionEval(nusc, config_factory("detection_cvpr_2019"),
+                         str(replays / "eval" / "detection" / "results_nusc.json"), eval_set=SPLIT,
+                         output_dir=str(replays / "eval" / "detection"), verbose=False)
+
+
 def nearest_predictions(evaluator, detection_class: str):
     """(sample token, annotated box, x-y offset [m] (2,) to the nearest prediction of its class in its keyframe, or
     None when the keyframe has none) of every object of the class that the devkit scores."""
@@ -289,12 +297,7 @@ def main() -> None:
             for bag in bags:
                 replay(bag, replays / bag.name, FULL_GRAPH.select(("detection3d",)), progress=False)
             report = evaluate(nusc, [replays / bag.name for bag in bags], SPLIT, ["det"], replays / "eval")
-            def scored(replays=replays, nusc=nusc) -> DetectionEval:  # a fresh devkit evaluator of this replay
-                return DetectionEval(nusc, config_factory("detection_cvpr_2019"),
-                                     str(replays / "eval" / "detection" / "results_nusc.json"), eval_set=SPLIT,
-                                     output_dir=str(replays / "eval" / "detection"), verbose=False)
-
-            evaluator = scored()
+            evaluator = devkit_evaluator(nusc, replays)
             det = report.detection
             matches = list(nearest_predictions(evaluator, args.detection_class))
             name = f"{world}, {preset} 2D"
@@ -307,8 +310,8 @@ def main() -> None:
                              "worst_tracks": worst_tracks(nusc, matches)}
             if args.placed_groups:
                 results[name]["ate_with_group_placed"] = {
-                    f"{attribute} {low:.0f}-{high:.0f} m": ate_with_group_placed(scored(), args.detection_class,
-                                                                               attribute, (low, high))
+                    f"{attribute} {low:.0f}-{high:.0f} m": ate_with_group_placed(
+                        devkit_evaluator(nusc, replays), args.detection_class, attribute, (low, high))
                     for attribute, (low, high) in PLACED_GROUPS}
             print(f"{name}: done", flush=True)
     c = args.detection_class
