@@ -161,17 +161,21 @@ def placement_by_returns(matches: list) -> list[dict]:
 MOTION_RANGES_M = ((0.0, 20.0), (20.0, 50.0))
 
 
+def matched_within_2m(matches: list):
+    """(sample token, annotated box, error [m], its part along the ray from the ego [m], positive: placed too far) of
+    the `nearest_predictions` matches whose nearest prediction lies within 2 m."""
+    for token, box, nearest in matches:
+        if nearest is None or np.hypot(*nearest) >= 2.0:
+            continue
+        ray = np.asarray(box.ego_translation[:2], dtype=float)
+        yield token, box, float(np.hypot(*nearest)), float(nearest @ ray / np.linalg.norm(ray))
+
+
 def placement_by_motion(matches: list) -> list[dict]:
     """Per nuScenes attribute (vehicle.parked, vehicle.moving, ...; '' for classes without one) and MOTION_RANGES_M,
     of the `nearest_predictions` matches within 2 m of one: objects, mean error [m] and mean error along the ray from
     the ego [m] (positive: placed too far)."""
-    rows = []  # (attribute, ego distance, error, along the ray)
-    for _, box, nearest in matches:
-        if nearest is None or np.hypot(*nearest) >= 2.0:
-            continue
-        ray = np.asarray(box.ego_translation[:2], dtype=float)
-        rows.append((box.attribute_name, box.ego_dist, float(np.hypot(*nearest)),
-                     float(nearest @ ray / np.linalg.norm(ray))))
+    rows = [(box.attribute_name, box.ego_dist, error, along) for _, box, error, along in matched_within_2m(matches)]
     out = []
     for attribute in sorted({r[0] for r in rows}):
         for low, high in MOTION_RANGES_M:
@@ -212,20 +216,15 @@ def worst_tracks(nusc, matches: list, count: int = WORST_TRACKS) -> list[dict]:
     along the ray from the ego [m], length [m] and its share of the summed error of all matches. One object followed
     through a whole scene (a long car ahead seen end-on, whose length no view shows) can carry a good part of a
     scene's car error."""
-    annotations: dict[str, list] = {}
-    for a in nusc.sample_annotation:
-        annotations.setdefault(a["sample_token"], []).append(a)
     tracks: dict[str, list] = {}
     total = 0.0
-    for token, box, nearest in matches:
-        if nearest is None or np.hypot(*nearest) >= 2.0:
-            continue
-        own = min(annotations[token], key=lambda a: np.hypot(*(np.subtract(a["translation"][:2], box.translation[:2]))))
-        ray = np.asarray(box.ego_translation[:2], dtype=float)
-        error = float(np.hypot(*nearest))
+    for token, box, error, along in matched_within_2m(matches):
+        # the devkit's box keeps no instance: its annotation is the keyframe's one at its place
+        own = min((nusc.get("sample_annotation", a) for a in nusc.get("sample", token)["anns"]),
+                  key=lambda a: np.hypot(*np.subtract(a["translation"][:2], box.translation[:2])))
         total += error
         tracks.setdefault(own["instance_token"], []).append(
-            (box.attribute_name, box.ego_dist, error, float(nearest @ ray / np.linalg.norm(ray)), box.size[1]))
+            (box.attribute_name, box.ego_dist, error, along, box.size[1]))
     ranked = sorted(tracks.items(), key=lambda item: -sum(m[2] for m in item[1]))[:count]
     return [{"instance": instance[:8], "attribute": found[0][0], "keyframes": len(found),
              "range_m": [min(m[1] for m in found), max(m[1] for m in found)],
@@ -234,14 +233,20 @@ def worst_tracks(nusc, matches: list, count: int = WORST_TRACKS) -> list[dict]:
             for instance, found in ranked]
 
 
+def scenes_by_version(worlds: dict) -> dict[int, list[str]]:
+    """{world version: the names of its scenes} (worlds: {name: (version, seed)}), for the versions with more than
+    one scene: those whose figures are also pooled."""
+    names: dict[int, list[str]] = {}
+    for name, (version, _) in worlds.items():
+        names.setdefault(version, []).append(name)
+    return {version: names[version] for version in sorted(names) if len(names[version]) > 1}
+
+
 def motion_over_scenes(worlds: dict, presets: list, results: dict) -> dict:
     """`placement_by_motion` bands pooled over the scenes of each world version and preset (object-weighted means),
     named like 'world v2, 3 scenes, good 2D'; only for versions with more than one scene."""
     pooled = {}
-    for version in sorted({v for v, _ in worlds.values()}):
-        names = [name for name, (v, _) in worlds.items() if v == version]
-        if len(names) < 2:
-            continue
+    for version, names in scenes_by_version(worlds).items():
         for preset in presets:
             bands = {}
             for name in names:
@@ -346,13 +351,12 @@ def main() -> None:
         groups = list(next(iter(placed.values())))
         rows = [[name, f"{results[name]['class_tp_error']:.4f}", *(f"{by_group[g]:.4f}" for g in groups)]
                 for name, by_group in placed.items()]
-        for version in sorted({v for v, _ in worlds.values()}):
+        for version, scenes in scenes_by_version(worlds).items():
             for preset in args.presets:
-                names = [f"{w}, {preset} 2D" for w, (v, _) in worlds.items() if v == version]
-                if len(names) > 1:
-                    rows.append([f"world v{version}, mean of {len(names)} scenes, {preset} 2D",
-                                 f"{np.mean([results[n]['class_tp_error'] for n in names]):.4f}",
-                                 *(f"{np.mean([placed[n][g] for n in names]):.4f}" for g in groups)])
+                names = [f"{scene}, {preset} 2D" for scene in scenes]
+                rows.append([f"world v{version}, mean of {len(names)} scenes, {preset} 2D",
+                             f"{np.mean([results[n]['class_tp_error'] for n in names]):.4f}",
+                             *(f"{np.mean([placed[n][g] for n in names]):.4f}" for g in groups)])
         table += "\n\n" + format_table(["graph", f"{c} ATE [m]", *(f"... with {g} placed" for g in groups)], rows)
     notes = (f"Run {started} to {time.strftime('%H:%M UTC', time.gmtime())}; 1-minute load average {load_start:.1f} at "
              f"the start and {os.getloadavg()[0]:.1f} at the end (scores do not depend on it). detection3d alone with "
