@@ -122,3 +122,21 @@ def test_a_sweep_without_detections_counts_as_a_sweep_that_did_not_see_the_barri
         fusion.fuse(seen(k, [steady] if k != 5 else []), ego_pose(k), k * SWEEP_NS)
     out = fusion.fuse(seen(19, [steady]), ego_pose(19), 19 * SWEEP_NS)
     assert out.scores[0] == pytest.approx(0.8 * np.sqrt(19 / 20))
+
+
+def test_a_parked_car_the_ego_has_passed_keeps_the_place_its_near_views_gave():
+    car_world = np.array([12.0, -4.0])  # the ego passes it at sweep 40 and leaves it 30 m behind at sweep 140
+
+    def view(k: int) -> np.ndarray:
+        """Beyond 20 m the car's returns lie on its cabin: its view is 0.9 m too far along the ray from the ego."""
+        ray = car_world - ego_pose(k)[:2, 3]
+        return car_world + (0.9 * ray / np.linalg.norm(ray) if np.linalg.norm(ray) >= 20.0 else 0.0)
+
+    errors = {}
+    for remember_s in (2.0, 0.0):
+        fusion = StaticFusion(StaticFusionParams(window_s=1.0, remember_s=remember_s), "map")
+        for k in range(141):
+            out = fusion.fuse(seen(k, [("car", view(k))]), ego_pose(k), k * SWEEP_NS)
+        errors[remember_s] = np.linalg.norm(in_world(out, 140)[0] - car_world)
+    assert errors[2.0] < 0.1
+    assert errors[0.0] > 0.8  # the window's second holds far views only

@@ -18,6 +18,9 @@ each earlier sweep (the nearest of its class within `gate_m`, at most one per sw
   height and heading, and scored COASTED_SCORE_FACTOR x their mean score (x the persistence factor for still
   classes). A group of a class that can move must span static_age_s.
 
+- With `remember_s` > 0, a standing object is then placed by all its views while the sweeps keep seeing it, the
+  nearest weighing most (core.standing_memory): a parked car the ego has passed keeps the place its near views gave.
+
 Sweeps without a world pose are passed through and not remembered; a stamp earlier than the last one (a replay
 restarted) forgets the past. The 2D simulator of the synthetic world draws each image's jitter, misses and false
 boxes independently, so the window removes more of them there than it will behind a real detector, whose errors
@@ -35,6 +38,7 @@ from .classes import DETECTION_CLASSES
 from .detections import Detections3D
 from .geometry import invert_transform, transform_points
 from .sorted_runs import run_starts
+from .standing_memory import StandingMemory
 
 PERSISTENCE_EXPONENT = 0.5
 COASTED_SCORE_FACTOR = 0.5
@@ -46,7 +50,8 @@ class StaticFusionParams:
     may lie [m]; static_age_s: how long an object must have stood within gate_m to count as standing [s]; classes:
     the detection classes fused; still_classes: those among them that never move (scored by persistence);
     coast_min_share: the share of the window's sweeps that must have seen a standing object for it to be kept when
-    the current sweep misses it."""
+    the current sweep misses it; remember_s: how long a standing object no sweep sees stays in the memory of its
+    views [s] (0: no memory, the window's sweeps alone)."""
 
     window_s: float = 1.0
     gate_m: float = 1.0
@@ -54,6 +59,7 @@ class StaticFusionParams:
     classes: tuple[str, ...] = tuple(c for c in DETECTION_CLASSES if c != "pedestrian")
     still_classes: tuple[str, ...] = ("barrier", "traffic_cone")
     coast_min_share: float = 0.3
+    remember_s: float = 2.0
 
 
 class _Comparison(NamedTuple):
@@ -130,6 +136,7 @@ class StaticFusion:
         self.params = params
         self.world_frame = world_frame
         self.past = _Past()
+        self.memory = StandingMemory(params.gate_m, params.remember_s)
         self.still = np.isin(np.arange(len(_SORTED_CLASSES)), _class_codes(params.still_classes))  # by class code
 
     def fuse(self, dets: Detections3D, T_world_base: np.ndarray | None, stamp_ns: int) -> Detections3D:
@@ -140,6 +147,7 @@ class StaticFusion:
             return dets
         if len(self.past.stamps_ns) and stamp_ns <= self.past.stamps_ns[-1]:
             self.past = _Past()
+            self.memory = StandingMemory(p.gate_m, p.remember_s)
         self.past.forget_before(stamp_ns - p.window_s * 1e9)
         fused = np.flatnonzero(np.isin(dets.class_ids, p.classes))
         now = dets.select(fused).transformed(T_world_base, self.world_frame)
@@ -148,21 +156,22 @@ class StaticFusion:
         if len(self.past.stamps_ns):
             in_base = invert_transform(T_world_base)
             comparison = self.past.compare(now.centers[:, :2], code, p.gate_m, stamp_ns)
-            out = self._fused(dets, fused, now, code, comparison, in_base)
+            # scores of 0 weigh nothing: left where they are
+            standing = (comparison.oldest_s >= p.static_age_s) & (now.scores + comparison.weight > 0)
+            out = self._fused(dets, fused, now, code, comparison, standing, in_base)
+            if p.remember_s > 0:
+                self._remembered(out, fused[standing], code[standing], T_world_base, in_base, stamp_ns)
             out = out.then(self._coasted(comparison.near_now, stamp_ns).transformed(in_base, dets.frame_id))
         self.past.add(now, code, stamp_ns)
         return out
 
     def _fused(self, dets: Detections3D, fused: np.ndarray, now: Detections3D, code: np.ndarray,
-               comparison: _Comparison, in_base: np.ndarray) -> Detections3D:
+               comparison: _Comparison, standing: np.ndarray, in_base: np.ndarray) -> Detections3D:
         """dets with the standing objects among rows `fused` (now: those rows in the world frame, their class codes
-        `code`, compared with the remembered boxes; in_base: T_base_world) moved to their mean place and still ones
-        rescored."""
-        p = self.params
+        `code`, compared with the remembered boxes; standing: those that stand) moved to their mean place and still
+        ones rescored (in_base: T_base_world)."""
         total = now.scores + comparison.weight
         summed = now.centers[:, :2] * now.scores[:, None] + comparison.summed
-        # scores of 0 weigh nothing: left where they are
-        standing = (comparison.oldest_s >= p.static_age_s) & (total > 0)
         centers = now.centers.copy()
         centers[standing, :2] = summed[standing] / total[standing, None]
         out = replace(dets, centers=dets.centers.copy(), scores=dets.scores.copy())
@@ -170,6 +179,14 @@ class StaticFusion:
         still = self.still[code]
         out.scores[fused[still]] *= self._persistence(1 + comparison.seen[still])
         return out
+
+    def _remembered(self, out: Detections3D, rows: np.ndarray, code: np.ndarray, T_world_base: np.ndarray,
+                    in_base: np.ndarray, stamp_ns: int) -> None:
+        """The standing objects in `rows` of out (base frame, class codes `code`) moved, in place, to the places the
+        memory of their views gives (core.standing_memory)."""
+        world = transform_points(T_world_base, out.centers[rows])
+        world[:, :2] = self.memory.place(world[:, :2], code, np.hypot(*out.centers[rows, :2].T), stamp_ns)
+        out.centers[rows] = transform_points(in_base, world)
 
     def _persistence(self, seen: np.ndarray) -> np.ndarray:
         """Score factors of still objects seen in `seen` (N,) of the window's sweeps, the current one included."""

@@ -4,7 +4,9 @@ Geometric mode needs no trained weights: every camera's 2D boxes are lifted to 3
 each box's frustum pick and fit the anchor, and duplicates seen by two cameras are merged (see core.lift3d). Then
 standing objects are fused over the last `static_fusion.window_s` of sweeps in `world_frame` (core.static_fusion:
 placed at their mean position, still classes scored by how many sweeps saw them, a standing object this sweep's 2D
-boxes missed kept); with `static_fusion.window_s: 0` each sweep stands alone (e.g. for a downstream tracker).
+boxes missed kept) and, while sweeps keep seeing them, placed by all their views, the nearest weighing most
+(core.standing_memory: a parked car the ego has passed keeps the place its near views gave); with
+`static_fusion.window_s: 0` each sweep stands alone (e.g. for a downstream tracker).
 
 Learned mode (`mode: learned`): the query decoder of core.models.detr3d: BEV LiDAR features of this sweep and of the
 one `history_lag_s` earlier (kept by the node, moved into this sweep's base frame through `world_frame`), queries
@@ -111,6 +113,10 @@ class Detection3DNode(NodeDefinition):
         Param("static_fusion.coast_min_share", "float", _FUSION.coast_min_share,
               "geometric mode: a standing object this sweep misses is kept when this share of the window's sweeps "
               "saw it", 0.0, 1.0),
+        Param("static_fusion.remember_s", "float", _FUSION.remember_s,
+              "geometric mode: a standing object is placed by all its views while sweeps keep seeing it, the nearest "
+              "weighing most (1/range^2); unseen this long it is forgotten (0: the window's sweeps alone; "
+              "core.standing_memory) [s]", 0.0, 60.0),
         Param("publish_markers", "bool", True, "also publish RViz box markers", read_only=False),
         EGO_BOX_PARAM,
         WORLD_FRAME_PARAM,
@@ -139,7 +145,7 @@ class Detection3DNode(NodeDefinition):
         self.static_fusion = StaticFusion(StaticFusionParams(
             p["static_fusion.window_s"], p["static_fusion.gate_m"], p["static_fusion.static_age_s"],
             tuple(p["static_fusion.classes"]), tuple(p["static_fusion.still_classes"]),
-            p["static_fusion.coast_min_share"]), p["world_frame"])
+            p["static_fusion.coast_min_share"], p["static_fusion.remember_s"]), p["world_frame"])
         if p["mode"] == "learned":  # the model modules (torch) load only here: a geometric node never needs them
             from ..core.models.detr3d import DETR3D_INPUTS, Detr3DInference
             from ..core.models.network_file import open_network

@@ -1,0 +1,69 @@
+"""core.standing_memory: standing objects placed by all their views, the nearest weighing most (issue 16)."""
+import numpy as np
+import pytest
+
+from perception3d.core import standing_memory
+from perception3d.core.standing_memory import StandingMemory
+
+SWEEP_NS = 50_000_000  # 20 Hz
+CAR, BARRIER = 1, 0  # class codes
+
+
+def seen_at(memory: StandingMemory, ranges: np.ndarray, bias_at_range, code: int = CAR) -> float:
+    """One object standing at world x = 0 seen once per sweep at each range [m], its view off along x by
+    bias_at_range(range) +- 0.1 m of sweep-to-sweep noise; the x of the last place the memory gave."""
+    for k, r in enumerate(ranges):
+        xy = np.array([[bias_at_range(r) + 0.1 * (-1) ** k, 0.0]])
+        placed = memory.place(xy, np.array([code]), np.array([r]), k * SWEEP_NS)
+    return float(placed[0, 0])
+
+
+def hidden_front(r: float) -> float:
+    """Beyond 20 m the returns lie on the cabin, 0.9 m behind the face (world v2's far parked cars)."""
+    return 0.9 if r >= 20.0 else 0.0
+
+
+def test_a_parked_car_the_ego_has_passed_keeps_the_place_its_near_views_gave():
+    ranges = np.linspace(5.0, 40.0, 120)  # 6 m/s for 6 s: from beside the ego to 40 m behind it
+    placed = seen_at(StandingMemory(gate_m=1.0, remember_s=2.0), ranges, hidden_front)
+    assert abs(placed) < 0.2  # its last view alone is 0.8 m off
+
+
+def test_an_approached_object_s_far_views_give_way_to_its_near_ones(monkeypatch):
+    def growing(r: float) -> float:  # far views err more the farther they are, near ones not at all
+        return 0.03 * (r - 5.0)
+
+    approach = np.linspace(40.0, 5.0, 120)
+    assert abs(seen_at(StandingMemory(1.0, 2.0), approach, growing)) < 0.08
+    monkeypatch.setattr(standing_memory, "APPROACH_EXPONENT", 0.0)  # far views not discounted: their bias stays
+    assert abs(seen_at(StandingMemory(1.0, 2.0), approach, growing)) > 0.15
+
+
+def test_two_barriers_closer_than_the_gate_keep_their_own_places():
+    memory = StandingMemory(gate_m=1.0, remember_s=2.0)
+    codes, ranges = np.array([BARRIER, BARRIER]), np.array([10.0, 10.0])
+    for k in range(10):
+        memory.place(np.array([[0.0, 0.0], [0.8, 0.0]]), codes, ranges, k * SWEEP_NS)
+    # the first barrier's view jitters to 0.45 m, nearer the second one's place: matched one to one, nearest first
+    placed = memory.place(np.array([[0.45, 0.0], [0.8, 0.0]]), codes, ranges, 10 * SWEEP_NS)
+    assert placed[0, 0] == pytest.approx(0.45 / 11)
+    assert placed[1, 0] == pytest.approx(0.8)
+
+
+def test_an_object_unseen_for_longer_than_remember_s_is_forgotten():
+    for gap_s, expected in ((1.0, 0.0), (3.0, 0.5)):
+        memory = StandingMemory(gate_m=1.0, remember_s=2.0)
+        for k in range(20):
+            memory.place(np.zeros((1, 2)), np.array([CAR]), np.array([5.0]), k * SWEEP_NS)
+        back_ns = 19 * SWEEP_NS + int(gap_s * 1e9)
+        placed = memory.place(np.array([[0.5, 0.0]]), np.array([CAR]), np.array([30.0]), back_ns)
+        assert placed[0, 0] == pytest.approx(expected, abs=0.01)  # remembered: the 5 m views weigh 36x more
+
+
+def test_views_of_another_class_are_not_matched():
+    memory = StandingMemory(gate_m=1.0, remember_s=2.0)
+    memory.place(np.zeros((1, 2)), np.array([CAR]), np.array([5.0]), 0)
+    placed = memory.place(np.array([[0.3, 0.0], [0.3, 0.0]]), np.array([BARRIER, CAR]), np.array([30.0, 30.0]),
+                          SWEEP_NS)
+    assert placed[0, 0] == pytest.approx(0.3)  # a new barrier
+    assert placed[1, 0] == pytest.approx(0.3 / 37)  # the car: views weighing 1/5^2 (at 0) and 1/30^2
