@@ -6,8 +6,9 @@ stands back from its bumpers, while a few seconds earlier, beside the ego, it he
 StandingMemory keeps each standing object while sweeps keep seeing it (one unseen for longer than `remember_s` is
 forgotten) and places it at the weighted mean of all its views:
 
-- a view at range r from the sensor weighs 1 / max(r, RANGE_FLOOR_M)^2: the returns on an object thin out as 1/r^2,
-  so the error of the place they give grows about in proportion to r, and this is its inverse variance;
+- a view at range r from the ego (the base frame's origin) weighs 1 / max(r, RANGE_FLOOR_M)^2: the returns on an
+  object thin out as 1/r^2, so the error of the place they give grows about in proportion to r, and this is its
+  inverse variance;
 - when an object is seen nearer than ever before, the views gathered so far (the nearest of them at r_nearest) are
   discounted by (r / r_nearest)^APPROACH_EXPONENT. Far views err by bias (an unseen bonnet), not only by noise; this
   way an approached object's far views give way to its near ones within a few metres, while a receding object keeps
@@ -43,7 +44,7 @@ class StandingMemory:
         self.last_seen_ns = np.zeros(0, dtype=np.int64)
 
     def place(self, xy: np.ndarray, code: np.ndarray, range_m: np.ndarray, stamp_ns: int) -> np.ndarray:
-        """The sweep's views of standing objects (xy (Q, 2) [m, world frame], class codes (Q,), range from the sensor
+        """The sweep's views of standing objects (xy (Q, 2) [m, world frame], class codes (Q,), range from the ego
         (Q,) [m]) added to the remembered objects; returns each one's place (Q, 2) [m, world frame]: its object's
         weighted mean (module docstring), a new object's own xy."""
         self._forget_before(stamp_ns - self.remember_s * 1e9)
