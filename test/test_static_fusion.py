@@ -140,3 +140,13 @@ def test_a_parked_car_the_ego_has_passed_keeps_the_place_its_near_views_gave():
         errors[remember_s] = np.linalg.norm(in_world(out, 140)[0] - car_world)
     assert errors[2.0] < 0.1
     assert errors[0.0] > 0.8  # the window's second holds far views only
+
+
+def test_a_replay_restart_also_forgets_the_remembered_places():
+    fusion = StaticFusion(StaticFusionParams(window_s=1.0, remember_s=2.0), "map")
+    before, after = BARRIER_WORLD[:2], BARRIER_WORLD[:2] + [0.6, 0.0]
+    for k in range(40):
+        fusion.fuse(seen(k, [("barrier", before)]), ego_pose(k), (100 + k) * SWEEP_NS)
+    for k in range(20):  # the bag played again from an earlier stamp, the barrier 0.6 m on
+        out = fusion.fuse(seen(k, [("barrier", after)]), ego_pose(k), k * SWEEP_NS)
+    np.testing.assert_allclose(in_world(out, 19), [after], atol=1e-6)
