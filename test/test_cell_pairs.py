@@ -1,7 +1,7 @@
 """core.cell_pairs: pairs of boxes in neighbouring grid cells, by sorted integer keys."""
 import numpy as np
 
-from perception3d.core.cell_pairs import cell_keys, neighbour_cell_pairs
+from perception3d.core.cell_pairs import cell_keys, neighbour_cell_pairs, pairs_within
 
 
 def test_neighbour_cell_pairs_are_the_pairs_of_the_3x3_cells():
@@ -23,3 +23,20 @@ def test_neighbour_cell_pairs_are_the_pairs_of_the_3x3_cells():
         assert len(pairs) == len(set(pairs)) and set(pairs) == expected
         runs = [a for j, a in enumerate(q.tolist()) if j == 0 or q[j - 1] != a]
         assert runs == [a for a in queries.tolist() if a in q]  # grouped, in the queries' order
+
+
+def test_pairs_within_are_the_same_group_pairs_closer_than_the_radius():
+    """Against the all-pairs distance matrix, with points on cell borders and exactly at the radius."""
+    rng = np.random.default_rng(3)
+    for _ in range(30):
+        q, r = int(rng.integers(0, 40)), int(rng.integers(0, 40))
+        query_xy = np.round(rng.uniform(-4, 4, (q, 2)), 1)  # on a 0.1 m lattice: distances of exactly 1.0 occur
+        ref_xy = np.round(rng.uniform(-4, 4, (r, 2)), 1)
+        query_group, ref_group = rng.integers(0, 2, q), rng.integers(0, 2, r)
+        query, ref, distance = pairs_within(query_xy, query_group, ref_xy, ref_group, 1.0)
+        full = np.hypot(*(query_xy[:, None] - ref_xy[None]).transpose(2, 0, 1)).reshape(q, r)
+        expected = {(a, b) for a in range(q) for b in range(r)
+                    if query_group[a] == ref_group[b] and full[a, b] <= 1.0}
+        assert set(zip(query.tolist(), ref.tolist())) == expected and len(query) == len(expected)
+        np.testing.assert_allclose(distance, full[query, ref])
+        assert np.all(np.diff(query) >= 0)  # the pairs of a query together, queries in their order

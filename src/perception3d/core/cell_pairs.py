@@ -1,5 +1,6 @@
 """Pairs of boxes (or points) in neighbouring cells of a grid, found by sorting integer keys: the candidates of a
-distance test without the all-pairs matrix (bev_nms' touching boxes, static_fusion's matches over sweeps)."""
+distance test without the all-pairs matrix (bev_nms' touching boxes, static_fusion's matches over sweeps,
+standing_memory's matches of views to remembered objects)."""
 from __future__ import annotations
 
 import numpy as np
@@ -42,3 +43,18 @@ def neighbour_cell_pairs(key: np.ndarray, span: np.ndarray, queries: np.ndarray,
     lo = np.searchsorted(key[refs], span[queries, :, 0], "left").ravel()
     counts = np.searchsorted(key[refs], span[queries, :, 1], "right").ravel() - lo
     return np.repeat(np.repeat(queries, 3), counts), refs[run_indices(lo, counts)]
+
+
+def pairs_within(query_xy: np.ndarray, query_group: np.ndarray, ref_xy: np.ndarray, ref_group: np.ndarray,
+                 radius: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Every (query, ref) pair of one group whose points (query_xy (Q, 2), ref_xy (R, 2)) lie within `radius` of each
+    other, with its distance: indices into the query and the ref points and the distances (P,), the pairs of a query
+    together and queries in their order. Candidates are the pairs in neighbouring cells `radius` wide."""
+    n_ref = len(ref_xy)
+    both = np.concatenate([ref_xy, query_xy])
+    key, span = cell_keys(np.concatenate([ref_group, query_group]), np.floor(both / radius).astype(np.int64))
+    query, ref = neighbour_cell_pairs(key, span, n_ref + np.arange(len(query_xy)), np.arange(n_ref))
+    query -= n_ref
+    distance = np.hypot(*(query_xy[query] - ref_xy[ref]).T)
+    near = distance <= radius
+    return query[near], ref[near], distance[near]

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .cell_pairs import cell_keys, neighbour_cell_pairs
+from .cell_pairs import pairs_within
 
 RANGE_FLOOR_M = 5.0
 APPROACH_EXPONENT = 4.0
@@ -76,17 +76,10 @@ class StandingMemory:
     def _matches(self, xy: np.ndarray, code: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """One-to-one (view, object) index pairs, nearest first, of a class and within gate_m. Candidates are the
         pairs in neighbouring cells gate_m wide (core.cell_pairs)."""
-        n_objects = len(self.code)
-        places = self.weighted_xy / self.weight[:, None] if n_objects else np.zeros((0, 2))
-        both = np.concatenate([places, xy])
-        key, span = cell_keys(np.concatenate([self.code, code]), np.floor(both / self.gate_m).astype(np.int64))
-        view, obj = neighbour_cell_pairs(key, span, n_objects + np.arange(len(xy)), np.arange(n_objects))
-        view -= n_objects
-        distance = np.hypot(*(xy[view] - places[obj]).T)
-        near = distance <= self.gate_m
-        view, obj, distance = view[near], obj[near], distance[near]
+        places = self.weighted_xy / self.weight[:, None] if len(self.code) else np.zeros((0, 2))
+        view, obj, distance = pairs_within(xy, code, places, self.code, self.gate_m)
         taken_view = np.zeros(len(xy), dtype=bool)
-        taken_obj = np.zeros(n_objects, dtype=bool)
+        taken_obj = np.zeros(len(self.code), dtype=bool)
         chosen = []
         for pair in np.argsort(distance, kind="stable"):
             if not (taken_view[view[pair]] or taken_obj[obj[pair]]):

@@ -33,7 +33,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .cell_pairs import cell_keys, neighbour_cell_pairs
+from .cell_pairs import cell_keys, neighbour_cell_pairs, pairs_within
 from .classes import DETECTION_CLASSES
 from .detections import Detections3D
 from .geometry import invert_transform, transform_points
@@ -105,13 +105,8 @@ class _Past:
         within gate_m of each sweep. Candidates are the pairs in neighbouring cells gate_m wide (core.cell_pairs):
         a few per query and sweep, not the Q x H matrix."""
         n_past = len(self.code)
-        both = np.concatenate([self.boxes.centers[:, :2], xy])
-        key, span = cell_keys(np.concatenate([self.code, code]), np.floor(both / gate_m).astype(np.int64))
-        query, past = neighbour_cell_pairs(key, span, n_past + np.arange(len(xy)), np.arange(n_past))
-        query -= n_past
-        distance = np.hypot(*(xy[query] - both[past]).T)
-        near = distance <= gate_m
-        query, past, distance = query[near], past[near], distance[near]
+        past_xy = self.boxes.centers[:, :2]
+        query, past, distance = pairs_within(xy, code, past_xy, self.code, gate_m)
         near_now = np.zeros(n_past, dtype=bool)
         near_now[past] = True
         # the nearest of each (query, sweep): first of its run when sorted by query, sweep, distance
@@ -121,7 +116,7 @@ class _Past:
         nearest = run_starts(query * len(self.stamps_ns) + sweep)
         query, past, sweep = query[nearest], past[nearest], sweep[nearest]
         score = self.boxes.scores[past]
-        summed = np.column_stack([np.bincount(query, score * both[past, axis], len(xy)) for axis in (0, 1)])
+        summed = np.column_stack([np.bincount(query, score * past_xy[past, axis], len(xy)) for axis in (0, 1)])
         first = run_starts(query)  # each query's oldest sweep comes first
         oldest_s = np.zeros(len(xy))
         oldest_s[query[first]] = (stamp_ns - self.stamps_ns[sweep[first]]) * 1e-9
