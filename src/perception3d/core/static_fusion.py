@@ -153,35 +153,29 @@ class StaticFusion:
             comparison = self.past.compare(now.centers[:, :2], code, p.gate_m, stamp_ns)
             # scores of 0 weigh nothing: left where they are
             standing = (comparison.oldest_s >= p.static_age_s) & (now.scores + comparison.weight > 0)
-            out = self._fused(dets, fused, now, code, comparison, standing, in_base)
-            if p.remember_s > 0:
-                self._remembered(out, fused[standing], code[standing], T_world_base, in_base, stamp_ns)
+            out = self._fused(dets, fused, now, code, comparison, standing, in_base, stamp_ns)
             out = out.then(self._coasted(comparison.near_now, stamp_ns).transformed(in_base, dets.frame_id))
         self.past.add(now, code, stamp_ns)
         return out
 
     def _fused(self, dets: Detections3D, fused: np.ndarray, now: Detections3D, code: np.ndarray,
-               comparison: _Comparison, standing: np.ndarray, in_base: np.ndarray) -> Detections3D:
+               comparison: _Comparison, standing: np.ndarray, in_base: np.ndarray, stamp_ns: int) -> Detections3D:
         """dets with the standing objects among rows `fused` (now: those rows in the world frame, their class codes
-        `code`, compared with the remembered boxes; standing: those that stand) moved to their mean place and still
-        ones rescored (in_base: T_base_world)."""
+        `code`, compared with the remembered boxes; standing: those that stand) moved to their mean place, or with
+        remember_s to the place the memory of their views gives (core.standing_memory), and still ones rescored
+        (in_base: T_base_world)."""
         total = now.scores + comparison.weight
         summed = now.centers[:, :2] * now.scores[:, None] + comparison.summed
         centers = now.centers.copy()
         centers[standing, :2] = summed[standing] / total[standing, None]
+        if self.params.remember_s > 0:
+            range_m = np.hypot(*transform_points(in_base, centers[standing])[:, :2].T)  # from the ego
+            centers[standing, :2] = self.memory.place(centers[standing, :2], code[standing], range_m, stamp_ns)
         out = replace(dets, centers=dets.centers.copy(), scores=dets.scores.copy())
         out.centers[fused] = transform_points(in_base, centers)
         still = self.still[code]
         out.scores[fused[still]] *= self._persistence(1 + comparison.seen[still])
         return out
-
-    def _remembered(self, out: Detections3D, rows: np.ndarray, code: np.ndarray, T_world_base: np.ndarray,
-                    in_base: np.ndarray, stamp_ns: int) -> None:
-        """The standing objects in `rows` of out (base frame, class codes `code`) moved, in place, to the places the
-        memory of their views gives (core.standing_memory)."""
-        world = transform_points(T_world_base, out.centers[rows])
-        world[:, :2] = self.memory.place(world[:, :2], code, np.hypot(*out.centers[rows, :2].T), stamp_ns)
-        out.centers[rows] = transform_points(in_base, world)
 
     def _persistence(self, seen: np.ndarray) -> np.ndarray:
         """Score factors of still objects seen in `seen` (N,) of the window's sweeps, the current one included."""
