@@ -1,7 +1,7 @@
 """core.cell_pairs: pairs of boxes in neighbouring grid cells, by sorted integer keys."""
 import numpy as np
 
-from perception3d.core.cell_pairs import cell_keys, neighbour_cell_pairs, pairs_within
+from perception3d.core.cell_pairs import cell_keys, nearest_first, neighbour_cell_pairs, pairs_within
 
 
 def test_neighbour_cell_pairs_are_the_pairs_of_the_3x3_cells():
@@ -40,3 +40,18 @@ def test_pairs_within_are_the_same_group_pairs_closer_than_the_radius():
         assert set(zip(query.tolist(), ref.tolist())) == expected and len(query) == len(expected)
         np.testing.assert_allclose(distance, full[query, ref])
         assert np.all(np.diff(query) >= 0)  # the pairs of a query together, queries in their order
+
+
+def test_nearest_first_takes_each_index_once_and_no_skipped_pair_is_nearer_than_what_blocked_it():
+    """Random candidate pairs: the chosen pairs use each first and second index once, every skipped pair shares an
+    index with a chosen pair at most as far, and a pair of two free indices is never skipped."""
+    rng = np.random.default_rng(4)
+    for _ in range(30):
+        n = int(rng.integers(0, 40))
+        first, second = rng.integers(0, 8, n), rng.integers(0, 6, n)
+        distance = rng.integers(0, 5, n).astype(float)  # ties too
+        chosen = nearest_first(first, second, distance)
+        assert len(set(first[chosen].tolist())) == len(chosen) == len(set(second[chosen].tolist()))
+        for pair in set(range(n)) - set(chosen.tolist()):
+            blockers = chosen[(first[chosen] == first[pair]) | (second[chosen] == second[pair])]
+            assert len(blockers) and distance[blockers].min() <= distance[pair]

@@ -1,6 +1,7 @@
 """Pairs of boxes (or points) in neighbouring cells of a grid, found by sorting integer keys: the candidates of a
 distance test without the all-pairs matrix (bev_nms' touching boxes, static_fusion's matches over sweeps,
-standing_memory's matches of views to remembered objects)."""
+standing_memory's matches of views to remembered objects, motion_tracks' matches of detections to tracks), and the
+one-to-one matches among such pairs, nearest first."""
 from __future__ import annotations
 
 import numpy as np
@@ -58,3 +59,18 @@ def pairs_within(query_xy: np.ndarray, query_group: np.ndarray, ref_xy: np.ndarr
     distance = np.hypot(*(query_xy[query] - ref_xy[ref]).T)
     near = distance <= radius
     return query[near], ref[near], distance[near]
+
+
+def nearest_first(first: np.ndarray, second: np.ndarray, distance: np.ndarray) -> np.ndarray:
+    """One-to-one matches among candidate pairs (first (P,), second (P,): indices into two sets; distance (P,)),
+    nearest first: the indices of the chosen pairs, each pair taken unless one of its two was taken by a nearer
+    pair (ties: the earlier pair)."""
+    taken_first, taken_second = set(), set()
+    chosen = []
+    for pair in np.argsort(distance, kind="stable"):
+        a, b = int(first[pair]), int(second[pair])
+        if a not in taken_first and b not in taken_second:
+            taken_first.add(a)
+            taken_second.add(b)
+            chosen.append(pair)
+    return np.array(chosen, dtype=np.int64)

@@ -21,6 +21,16 @@ DETECTION_CLASSES: tuple[str, ...] = (
     "barrier",
 )
 
+_SORTED_DETECTION_CLASSES = np.array(sorted(DETECTION_CLASSES))
+
+
+def class_codes(names) -> np.ndarray:
+    """Integer codes (0 ... 9) of detection class names, for matching by class: integers compare ~20x faster than the
+    object arrays of names. Names outside DETECTION_CLASSES get codes of their neighbours in sorted order: keep them
+    out first."""
+    return np.searchsorted(_SORTED_DETECTION_CLASSES, np.asarray(names, dtype=str))
+
+
 # Devkit evaluation range per detection class [m] (detection_cvpr_2019).
 DETECTION_RANGE_M: dict[str, float] = {
     "car": 50.0, "truck": 50.0, "bus": 50.0, "trailer": 50.0, "construction_vehicle": 50.0,

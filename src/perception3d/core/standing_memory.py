@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .cell_pairs import pairs_within
+from .cell_pairs import nearest_first, pairs_within
 
 RANGE_FLOOR_M = 5.0
 APPROACH_EXPONENT = 4.0
@@ -78,12 +78,5 @@ class StandingMemory:
         pairs in neighbouring cells gate_m wide (core.cell_pairs)."""
         places = self.weighted_xy / self.weight[:, None] if len(self.code) else np.zeros((0, 2))
         view, obj, distance = pairs_within(xy, code, places, self.code, self.gate_m)
-        taken_view = np.zeros(len(xy), dtype=bool)
-        taken_obj = np.zeros(len(self.code), dtype=bool)
-        chosen = []
-        for pair in np.argsort(distance, kind="stable"):
-            if not (taken_view[view[pair]] or taken_obj[obj[pair]]):
-                taken_view[view[pair]] = taken_obj[obj[pair]] = True
-                chosen.append(pair)
-        chosen = np.array(chosen, dtype=np.int64)
+        chosen = nearest_first(view, obj, distance)
         return view[chosen], obj[chosen]

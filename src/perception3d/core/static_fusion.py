@@ -34,7 +34,7 @@ from typing import NamedTuple
 import numpy as np
 
 from .cell_pairs import cell_keys, neighbour_cell_pairs, pairs_within
-from .classes import DETECTION_CLASSES
+from .classes import DETECTION_CLASSES, class_codes
 from .detections import Detections3D
 from .geometry import invert_transform, transform_points
 from .sorted_runs import run_starts
@@ -77,7 +77,7 @@ class _Comparison(NamedTuple):
 
 class _Past:
     """The remembered detections of the window's sweeps in the world frame, oldest sweep first: boxes (H), each one's
-    class code (_class_codes, (H,)) and its sweep (H,), an index into stamps_ns (S,) [ns]."""
+    class code (core.classes.class_codes, (H,)) and its sweep (H,), an index into stamps_ns (S,) [ns]."""
 
     def __init__(self) -> None:
         self.boxes = Detections3D.empty()
@@ -132,7 +132,7 @@ class StaticFusion:
         self.world_frame = world_frame
         self.past = _Past()
         self.memory = StandingMemory(params.gate_m, params.remember_s)
-        self.still = np.isin(np.arange(len(_SORTED_CLASSES)), _class_codes(params.still_classes))  # by class code
+        self.still = np.isin(np.arange(len(DETECTION_CLASSES)), class_codes(params.still_classes))  # by class code
 
     def fuse(self, dets: Detections3D, T_world_base: np.ndarray | None, stamp_ns: int) -> Detections3D:
         """dets (base frame, at stamp_ns [ns]) with standing objects fused, still ones rescored and missed standing
@@ -146,7 +146,7 @@ class StaticFusion:
         self.past.forget_before(stamp_ns - p.window_s * 1e9)
         fused = np.flatnonzero(np.isin(dets.class_ids, p.classes))
         now = dets.select(fused).transformed(T_world_base, self.world_frame)
-        code = _class_codes(now.class_ids)
+        code = class_codes(now.class_ids)
         out = dets
         if len(self.past.stamps_ns):
             in_base = invert_transform(T_world_base)
@@ -218,11 +218,3 @@ class StaticFusion:
         return replace(past.boxes.select(np.array(kept, dtype=int)), centers=np.array(centers).reshape(-1, 3),
                        scores=np.array(scores), stamp_ns=stamp_ns)
 
-
-_SORTED_CLASSES = np.array(sorted(DETECTION_CLASSES))
-
-
-def _class_codes(names) -> np.ndarray:
-    """Integer codes of detection class names (their places in _SORTED_CLASSES): integers compare ~20x faster than
-    the object arrays of names."""
-    return np.searchsorted(_SORTED_CLASSES, np.asarray(names, dtype=str))
