@@ -42,6 +42,7 @@ def test_a_barrier_jittered_along_its_row_is_placed_at_its_mean_position_in_the_
         out = fusion.fuse(seen(k, [("barrier", BARRIER_WORLD[:2] + [off, 0.0])]), ego_pose(k), k * SWEEP_NS)
     error = np.linalg.norm(in_world(out, 19) - BARRIER_WORLD[:2], axis=1)
     assert len(out) == 1 and error[0] < 0.05  # the sweep alone: 0.45 m off
+    np.testing.assert_array_equal(out.velocities, [[0.0, 0.0]])  # it stands
     assert out.centers[0, 2] == pytest.approx(seen(19, [("barrier", BARRIER_WORLD[:2])]).centers[0, 2])
 
 
@@ -53,6 +54,7 @@ def test_a_moving_car_is_left_where_the_sweep_put_it_and_a_pedestrian_is_not_fus
         dets = seen(k, [("car", car), ("pedestrian", walker)])
         out = fusion.fuse(dets, ego_pose(k), k * SWEEP_NS)
     np.testing.assert_allclose(out.centers, dets.centers)  # the car never stood 0.5 s within 1 m
+    assert np.isnan(out.velocities).all()  # core.motion_tracks gives moving objects theirs
 
 
 def test_a_barrier_seen_in_one_sweep_of_the_window_scores_lower_than_one_seen_in_all():
@@ -77,6 +79,7 @@ def test_a_standing_object_the_sweep_misses_is_kept_and_a_one_sweep_object_is_no
     np.testing.assert_allclose(in_world(out, 19), [parked[1]], atol=1e-9)
     assert out.scores[0] == pytest.approx(COASTED_SCORE_FACTOR * 0.8)
     assert out.stamp_ns == 19 * SWEEP_NS and out.frame_id == "base_link"
+    np.testing.assert_array_equal(out.velocities, [[0.0, 0.0]])
 
 
 def test_a_moving_car_is_not_kept_when_the_sweep_misses_it():

@@ -7,16 +7,16 @@ misses a partly hidden object in some images and not in others; a false 2D box l
 each earlier sweep (the nearest of its class within `gate_m`, at most one per sweep):
 
 - Standing objects (matched in a sweep at least `static_age_s` old: something moving faster than gate_m /
-  static_age_s, 2 m/s by default, cannot be) are placed at the score-weighted mean of their matched positions.
-  Pedestrians are left out of the default classes: they walk at 1-1.6 m/s, within reach of that test, and averaging
-  lags a walker.
+  static_age_s, 2 m/s by default, cannot be) are placed at the score-weighted mean of their matched positions,
+  with velocity 0 (core.motion_tracks gives the others theirs). Pedestrians are left out of the default classes:
+  they walk at 1-1.6 m/s, within reach of that test, and averaging lags a walker.
 - `still_classes` (barriers and cones, which never move) score x (share of the window's sweeps that saw them) **
   PERSISTENCE_EXPONENT: a false box seen in one sweep of twenty keeps 0.22 of its score.
 - A standing object that this sweep's detections miss (no current detection of its class within gate_m) is kept
   while the window's sweeps saw it in at least `coast_min_share` of them: its detections are grouped from the
   newest (those within gate_m of the newest one), placed at their score-weighted mean with the newest one's size,
-  height and heading, and scored COASTED_SCORE_FACTOR x their mean score (x the persistence factor for still
-  classes). A group of a class that can move must span static_age_s.
+  height and heading, velocity 0, and scored COASTED_SCORE_FACTOR x their mean score (x the persistence factor for
+  still classes). A group of a class that can move must span static_age_s.
 
 - With `remember_s` > 0, a standing object is then placed by all its views while the sweeps keep seeing it, the
   nearest weighing most (core.standing_memory): a parked car the ego has passed keeps the place its near views gave.
@@ -162,8 +162,8 @@ class StaticFusion:
                comparison: _Comparison, standing: np.ndarray, in_base: np.ndarray, stamp_ns: int) -> Detections3D:
         """dets with the standing objects among rows `fused` (now: those rows in the world frame, their class codes
         `code`, compared with the remembered boxes; standing: those that stand) moved to their mean place, or with
-        remember_s to the place the memory of their views gives (core.standing_memory), and still ones rescored
-        (in_base: T_base_world)."""
+        remember_s to the place the memory of their views gives (core.standing_memory), with velocity 0, and still
+        ones rescored (in_base: T_base_world)."""
         total = now.scores + comparison.weight
         summed = now.centers[:, :2] * now.scores[:, None] + comparison.summed
         centers = now.centers.copy()
@@ -171,8 +171,9 @@ class StaticFusion:
         if self.params.remember_s > 0:
             range_m = np.hypot(*transform_points(in_base, centers[standing])[:, :2].T)  # from the ego
             centers[standing, :2] = self.memory.place(centers[standing, :2], code[standing], range_m, stamp_ns)
-        out = replace(dets, centers=dets.centers.copy(), scores=dets.scores.copy())
+        out = replace(dets, centers=dets.centers.copy(), scores=dets.scores.copy(), velocities=dets.velocities.copy())
         out.centers[fused] = transform_points(in_base, centers)
+        out.velocities[fused[standing]] = 0.0
         still = self.still[code]
         out.scores[fused[still]] *= self._persistence(1 + comparison.seen[still])
         return out
@@ -216,5 +217,5 @@ class StaticFusion:
                                      past.boxes.centers[free[newest], 2]))
             scores.append(COASTED_SCORE_FACTOR * score.mean() * (self._persistence(len(sweeps)) if still else 1.0))
         return replace(past.boxes.select(np.array(kept, dtype=int)), centers=np.array(centers).reshape(-1, 3),
-                       scores=np.array(scores), stamp_ns=stamp_ns)
+                       velocities=np.zeros((len(kept), 2)), scores=np.array(scores), stamp_ns=stamp_ns)
 

@@ -6,7 +6,10 @@ standing objects are fused over the last `static_fusion.window_s` of sweeps in `
 placed at their mean position, still classes scored by how many sweeps saw them, a standing object this sweep's 2D
 boxes missed kept) and, while sweeps keep seeing them, placed by all their views, the nearest weighing most
 (core.standing_memory: a parked car the ego has passed keeps the place its near views gave); with
-`static_fusion.window_s: 0` each sweep stands alone (e.g. for a downstream tracker).
+`static_fusion.window_s: 0` each sweep stands alone (e.g. for a downstream tracker). Last, detections are followed
+over the last `tracking.window_s` of sweeps (core.motion_tracks): a line fitted to each track's places gives the
+velocity of those the fusion did not find standing (those have velocity 0), turns a moving box to face its travel
+and sets its nuScenes attribute (moving or parked / standing / without rider) by its speed.
 
 Learned mode (`mode: learned`): the query decoder of core.models.detr3d: BEV LiDAR features of this sweep and of the
 one `history_lag_s` earlier (kept by the node, moved into this sweep's base frame through `world_frame`), queries
@@ -32,6 +35,7 @@ from ..core.detections import Detections3D
 from ..core.geometry import invert_transform, transform_points
 from ..core.lift3d import LiftParams, detect_3d
 from ..core.models.shipped import SHIPPED_DETECTION3D
+from ..core.motion_tracks import MotionTrackParams, MotionTracks
 from ..core.static_fusion import StaticFusion, StaticFusionParams
 from ..errors import TransformError
 from ..msgs.detections import detections3d_to_msg
@@ -44,6 +48,7 @@ from .sweep import EGO_BOX_PARAM, LEARNED_MODE_PARAM, WORLD_FRAME_PARAM, Sweep, 
 
 _DEFAULTS = LiftParams()
 _FUSION = StaticFusionParams()
+_TRACKS = MotionTrackParams()
 HISTORY_S = 1.0  # sweeps older than this are forgotten
 
 
@@ -117,6 +122,22 @@ class Detection3DNode(NodeDefinition):
               "geometric mode: a standing object is placed by all its views while sweeps keep seeing it, the nearest "
               "weighing most (1/range^2); unseen this long it is forgotten (0: the window's sweeps alone; "
               "core.standing_memory) [s]", 0.0, 60.0),
+        Param("tracking.window_s", "float", _TRACKS.window_s,
+              "geometric mode: detections are followed over this much of the latest sweeps in world_frame, and a "
+              "line fitted to each track's places gives its velocity (0: off, no velocities; core.motion_tracks) "
+              "[s]", 0.0, 5.0),
+        Param("tracking.gate_m", "float", _TRACKS.gate_m,
+              "geometric mode: how far from where its track's line puts it a detection may lie to join the track "
+              "[m]", 0.1, 10.0),
+        Param("tracking.classes", "string_array", list(_TRACKS.classes),
+              "geometric mode: the classes followed (barriers and cones never move)", choices=DETECTION_CLASSES),
+        Param("tracking.moving_speed_mps", "float", _TRACKS.moving_speed_mps,
+              "geometric mode: from this speed on an object's attribute is vehicle.moving, cycle.with_rider or "
+              "pedestrian.moving, below it vehicle.parked, cycle.without_rider or pedestrian.standing [m/s]",
+              0.0, 10.0),
+        Param("tracking.heading_speed_mps", "float", _TRACKS.heading_speed_mps,
+              "geometric mode: from this speed on a box is turned to face its travel (a pedestrian's yaw becomes "
+              "its direction of travel) [m/s]", 0.0, 10.0),
         Param("publish_markers", "bool", True, "also publish RViz box markers", read_only=False),
         EGO_BOX_PARAM,
         WORLD_FRAME_PARAM,
@@ -130,7 +151,7 @@ class Detection3DNode(NodeDefinition):
         OutputSpec("~/output/markers", "visualization_msgs/msg/MarkerArray",
                    description="box outlines (LINE_LIST) coloured by class, for RViz"),
         OutputSpec("~/output/motion", "visualization_msgs/msg/MarkerArray",
-                   description="per box with a known velocity (learned mode) an ARROW from its centre to where it "
+                   description="per box with a known velocity an ARROW from its centre to where it "
                                "is in 1 s [base_frame, m/s], marker id = Detection3D id, text = nuScenes attribute"),
     )
 
@@ -146,6 +167,9 @@ class Detection3DNode(NodeDefinition):
             p["static_fusion.window_s"], p["static_fusion.gate_m"], p["static_fusion.static_age_s"],
             tuple(p["static_fusion.classes"]), tuple(p["static_fusion.still_classes"]),
             p["static_fusion.coast_min_share"], p["static_fusion.remember_s"]), p["world_frame"])
+        self.tracks = MotionTracks(MotionTrackParams(
+            p["tracking.window_s"], p["tracking.gate_m"], tuple(p["tracking.classes"]),
+            p["tracking.moving_speed_mps"], p["tracking.heading_speed_mps"]), p["world_frame"])
         if p["mode"] == "learned":  # the model modules (torch) load only here: a geometric node never needs them
             from ..core.models.detr3d import DETR3D_INPUTS, Detr3DInference
             from ..core.models.network_file import open_network
@@ -208,7 +232,9 @@ class Detection3DNode(NodeDefinition):
                                            frame.stamp_ns)
                 dets = detect_3d(points, views, sweep.T_base_lidar, self.params["base_frame"], frame.stamp_ns,
                                  self.lift, split=context.split, frustums=context.frustums(views, self.lift.cluster))
-                dets = self.static_fusion.fuse(dets, self._world_pose(frame, tf), frame.stamp_ns)
+                T_world_base = self._world_pose(frame, tf)
+                dets = self.static_fusion.fuse(dets, T_world_base, frame.stamp_ns)
+                dets = self.tracks.follow(dets, T_world_base, frame.stamp_ns)
         with timer.stage("post"):
             dets = dets.select(dets.scores >= self.params["score_threshold"])
             dets.stamp_ns = frame.stamp_ns

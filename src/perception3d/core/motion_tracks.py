@@ -1,0 +1,184 @@
+"""Detections followed over the last sweeps in a fixed world frame: the velocity, heading and nuScenes motion
+attribute that geometric detection3d's single-sweep boxes lack.
+
+A box fitted to one sweep's returns has a place, a size and an axis, but no velocity, and its front may be its back.
+MotionTracks follows the detections of `classes` (core.static_fusion's output: a standing object there has velocity
+0 and its fused place) from sweep to sweep in the world frame:
+
+- each detection is matched one to one, nearest first, to the track of its class whose line puts it within gate_m
+  of it now (a track not yet fitted: its newest place); a detection no track takes starts a track, and a track keeps
+  the detections of its last window_s;
+- once a track's detections number MIN_VIEWS and span MIN_SPAN_S, a straight line fitted to their places by least
+  squares (constant velocity) gives its velocity, the slope. A detection without a velocity takes its track's; the
+  places stay as the sweep (or the fusion) gave them: the line's place did not lower car ATE (tried, README
+  'Velocities, headings and attributes in geometric mode');
+- a detection moving at heading_speed_mps or faster is turned to face its travel: a pedestrian's yaw becomes the
+  direction of travel (its box is about square, so its fitted yaw says little), any other's yaw turns by pi where it
+  pointed backwards (its axis is fitted to the returns, its front is not);
+- a detection of a class with motion attributes whose velocity is known gets vehicle.moving / vehicle.parked,
+  cycle.with_rider / cycle.without_rider or pedestrian.moving / pedestrian.standing, moving at moving_speed_mps or
+  faster (a standing bicycle is taken as one without its rider, a standing vehicle as parked).
+
+Sweeps without a world pose pass through; a stamp earlier than the newest one (a replay restarted) forgets the
+tracks. The world frame must not drift over window_s (a map frame, as nuScenes' ego poses are).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from .cell_pairs import nearest_first, pairs_within
+from .classes import DETECTION_CLASSES, class_codes
+from .detections import Detections3D
+from .geometry import invert_transform
+
+MIN_VIEWS = 3
+MIN_SPAN_S = 0.2
+VEHICLES = ("car", "truck", "bus", "trailer", "construction_vehicle")
+CYCLES = ("bicycle", "motorcycle")
+# (moving, standing) nuScenes attributes of each class that has them
+MOTION_ATTRIBUTES: dict[str, tuple[str, str]] = {
+    **{c: ("vehicle.moving", "vehicle.parked") for c in VEHICLES},
+    **{c: ("cycle.with_rider", "cycle.without_rider") for c in CYCLES},
+    "pedestrian": ("pedestrian.moving", "pedestrian.standing")}
+
+
+@dataclass(frozen=True)
+class MotionTrackParams:
+    """window_s: how long a track keeps its detections [s] (0: off); gate_m: how far from where its line puts it a
+    detection may lie to join a track [m]; classes: the detection classes followed; moving_speed_mps: the speed from
+    which an object counts as moving (its attribute) [m/s]; heading_speed_mps: the speed from which a detection is
+    turned to face its travel [m/s]."""
+
+    window_s: float = 1.0
+    gate_m: float = 2.0
+    classes: tuple[str, ...] = tuple(c for c in DETECTION_CLASSES if c not in ("barrier", "traffic_cone"))
+    moving_speed_mps: float = 0.5
+    heading_speed_mps: float = 1.0
+
+
+class _Lines:
+    """Per track the least-squares line through its detections' places (world frame) over time: `place` at the
+    stamp it was fitted for (T, 2) [m], `velocity` (T, 2) [m/s] and `fitted` (T,), False (and the first two NaN)
+    where the track's detections number fewer than MIN_VIEWS or span less than MIN_SPAN_S."""
+
+    def __init__(self, track: np.ndarray, t: np.ndarray, xy: np.ndarray, n_tracks: int) -> None:
+        def summed(weights: np.ndarray) -> np.ndarray:
+            return np.bincount(track, weights, n_tracks)
+
+        count, sum_t, sum_tt = np.bincount(track, minlength=n_tracks), summed(t), summed(t * t)
+        sum_xy = np.column_stack([summed(xy[:, 0]), summed(xy[:, 1])])
+        sum_txy = np.column_stack([summed(t * xy[:, 0]), summed(t * xy[:, 1])])
+        first, last = np.full(n_tracks, np.inf), np.full(n_tracks, -np.inf)
+        np.minimum.at(first, track, t)
+        np.maximum.at(last, track, t)
+        determinant = count * sum_tt - sum_t ** 2
+        self.fitted = (count >= MIN_VIEWS) & (last - first >= MIN_SPAN_S) & (determinant > 0)
+        f = self.fitted
+        self.velocity = np.full((n_tracks, 2), np.nan)
+        self.velocity[f] = (count[f, None] * sum_txy[f] - sum_t[f, None] * sum_xy[f]) / determinant[f, None]
+        self.place = np.full((n_tracks, 2), np.nan)
+        self.place[f] = (sum_xy[f] - self.velocity[f] * sum_t[f, None]) / count[f, None]
+
+
+class MotionTracks:
+    """The tracks of one detection3d node (module docstring): per track its class code (T,); per remembered
+    detection its track (R,), stamp (R,) [ns] and place (R, 2) [m, world frame]."""
+
+    def __init__(self, params: MotionTrackParams = MotionTrackParams(), world_frame: str = "world") -> None:
+        self.params = params
+        self.world_frame = world_frame
+        self._forget_all()
+
+    def _forget_all(self) -> None:
+        self.code = np.zeros(0, dtype=np.int64)
+        self.row_track = np.zeros(0, dtype=np.int64)
+        self.row_ns = np.zeros(0, dtype=np.int64)
+        self.row_xy = np.zeros((0, 2))
+
+    def follow(self, dets: Detections3D, T_world_base: np.ndarray | None, stamp_ns: int) -> Detections3D:
+        """dets (base frame, at stamp_ns [ns]) with the velocities their tracks give those without one, headings
+        turned to the travel and motion attributes (module docstring); unchanged without a world pose or with
+        window_s 0."""
+        p = self.params
+        if p.window_s <= 0 or T_world_base is None:
+            return dets
+        if len(self.row_ns) and stamp_ns < self.row_ns.max():
+            self._forget_all()
+        self._forget_before(stamp_ns - p.window_s * 1e9)
+        rows = np.flatnonzero(np.isin(dets.class_ids, p.classes))
+        now = dets.select(rows).transformed(T_world_base, self.world_frame)
+        xy = now.centers[:, :2]
+        track = self._join(xy, class_codes(now.class_ids), stamp_ns)
+        self.row_track = np.concatenate([self.row_track, track])
+        self.row_ns = np.concatenate([self.row_ns, np.full(len(track), stamp_ns, dtype=np.int64)])
+        self.row_xy = np.concatenate([self.row_xy, xy])
+        lines = self._lines(stamp_ns)
+        velocity = now.velocities.copy()
+        unknown = ~np.isfinite(velocity).all(axis=1)
+        velocity[unknown] = lines.velocity[track[unknown]]
+        yaws = _facing_travel(now.yaws, velocity, now.class_ids == "pedestrian", unknown, p.heading_speed_mps)
+        attributes = motion_attributes(now.class_ids, velocity, now.attributes, p.moving_speed_mps)
+        followed = replace(now, velocities=velocity, yaws=yaws).transformed(invert_transform(T_world_base),
+                                                                           dets.frame_id)
+        out = replace(dets, velocities=dets.velocities.copy(), yaws=dets.yaws.copy(),
+                      attributes=dets.attributes.copy())
+        out.velocities[rows], out.yaws[rows], out.attributes[rows] = followed.velocities, followed.yaws, attributes
+        return out
+
+    def _forget_before(self, stamp_ns: float) -> None:
+        """Drop the detections older than stamp_ns [ns], and the tracks left without one."""
+        keep = self.row_ns >= stamp_ns
+        self.row_track, self.row_ns, self.row_xy = self.row_track[keep], self.row_ns[keep], self.row_xy[keep]
+        alive = np.zeros(len(self.code), dtype=bool)
+        alive[self.row_track] = True
+        self.code = self.code[alive]
+        self.row_track = (np.cumsum(alive) - 1)[self.row_track]
+
+    def _lines(self, stamp_ns: int) -> _Lines:
+        """The tracks' lines, their places at stamp_ns [ns]."""
+        return _Lines(self.row_track, (self.row_ns - stamp_ns) * 1e-9, self.row_xy, len(self.code))
+
+    def _join(self, xy: np.ndarray, code: np.ndarray, stamp_ns: int) -> np.ndarray:
+        """The track of each detection (xy (Q, 2) [m, world frame], class codes (Q,)); new tracks for those no
+        track takes."""
+        lines = self._lines(stamp_ns)
+        newest = np.zeros((len(self.code), 2))
+        order = np.argsort(self.row_ns, kind="stable")
+        newest[self.row_track[order]] = self.row_xy[order]
+        expected = np.where(lines.fitted[:, None], lines.place, newest)
+        detection, track, distance = pairs_within(xy, code, expected, self.code, self.params.gate_m)
+        chosen = nearest_first(detection, track, distance)
+        joined = np.full(len(xy), -1)
+        joined[detection[chosen]] = track[chosen]
+        new = joined < 0
+        joined[new] = len(self.code) + np.arange(int(new.sum()))
+        self.code = np.concatenate([self.code, code[new]])
+        return joined
+
+
+def _facing_travel(yaws: np.ndarray, velocity: np.ndarray, square: np.ndarray, turned: np.ndarray,
+                   min_speed: float) -> np.ndarray:
+    """Yaws (N,) [rad] of the rows `turned` (N,) moving at min_speed [m/s] or faster (velocity (N, 2), same frame)
+    facing their travel: the travel's direction for the `square` rows (N,), yaw + pi for the others that point
+    backwards."""
+    travel = np.arctan2(velocity[:, 1], velocity[:, 0])
+    moving = turned & (np.hypot(velocity[:, 0], velocity[:, 1]) >= min_speed)
+    out = yaws.copy()
+    out[moving & square] = travel[moving & square]
+    backwards = moving & ~square & (np.cos(yaws - travel) < 0)
+    out[backwards] += np.pi
+    return out
+
+
+def motion_attributes(class_ids: np.ndarray, velocity: np.ndarray, attributes: np.ndarray,
+                      moving_speed_mps: float) -> np.ndarray:
+    """attributes (N,) with those of the rows of a class in MOTION_ATTRIBUTES and a known velocity (N, 2) [m/s] set
+    by their speed: moving at moving_speed_mps or faster, standing below."""
+    out = attributes.copy()
+    speed = np.hypot(velocity[:, 0], velocity[:, 1])
+    for name, (moving, standing) in MOTION_ATTRIBUTES.items():
+        rows = (class_ids == name) & np.isfinite(speed)
+        out[rows] = np.where(speed[rows] >= moving_speed_mps, moving, standing)
+    return out
