@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -25,7 +26,7 @@ from perception3d.core.models.detr3d_inputs import anchor_rows, decode
 from perception3d.core.models.export import export_detection3d
 from perception3d.core.models.network_file import open_network
 from perception3d.core.models.options import CPU_OPTIONS
-from perception3d.msgs.markers import motion_markers, motion_of_markers
+from perception3d.msgs.markers import motion_markers, motion_of_markers, with_motion
 from perception3d.nodes.detection3d import SweepHistory
 from perception3d.nodes.params import parameter_file
 from perception3d.train.detection3d import Detection3DData, augmentation, detection_loss, match, turned_yaws
@@ -172,6 +173,10 @@ def test_motion_markers_carry_velocity_and_attribute_by_detection_id():
     assert set(motion) == {"1"}  # no arrow without a velocity
     velocity, attribute = motion["1"]
     assert np.allclose(velocity, [1.5, -0.5]) and attribute == "vehicle.moving"
+    unknown = replace(dets, velocities=np.full((2, 2), np.nan), attributes=np.array(["", ""], dtype=object))
+    joined = with_motion(unknown, motion_markers(dets))  # what eval and the pictures read back
+    np.testing.assert_array_equal(joined.velocities, dets.velocities)
+    assert list(joined.attributes) == ["vehicle.moving", ""] and np.isnan(unknown.velocities).all()
 
 
 def _random_inputs(config: Detr3DConfig, cameras: int, seed: int) -> tuple[np.ndarray, ...]:

@@ -6,7 +6,7 @@ from perception3d.core.camera import CameraModel
 from perception3d.core.detections import Detections3D
 from perception3d.core.geometry import invert_transform, make_transform
 from perception3d.core.voxels import VoxelGrid
-from perception3d.viz.bev import BevView, draw_boxes, draw_points, occupancy_top_view
+from perception3d.viz.bev import BevView, draw_boxes, draw_motion, draw_points, occupancy_top_view
 from perception3d.viz.camera import projected_box_edges
 from perception3d.viz.figure import CameraFrame, FrameData, render_frame
 
@@ -32,6 +32,19 @@ def test_bev_box_outline_lands_on_the_box_footprint():
     assert ys.min() >= 29 and ys.max() <= 71 and xs.min() >= 119 and xs.max() <= 141
     assert pixels[30, 125, 1] == 255 and pixels[60, 125, 1] == 0  # front edge drawn, interior empty
     assert pixels[40, 130, 1] == 255  # heading line from the centre towards the front face
+
+
+def test_bev_motion_arrow_runs_from_the_centre_to_where_the_box_is_in_one_second():
+    view = BevView(half_extent_m=10, px_per_m=10)
+    image = Image.new("RGB", (view.size_px, view.size_px))
+    dets = Detections3D([[2, 0, 0], [-5, 5, 0]], [[4, 2, 1.5]] * 2, [0.0, 0.0], ["car", "car"], [1, 1],
+                        velocities=[[5.0, 0.0], [np.nan, np.nan]])
+    draw_motion(image, view, dets, (0, 255, 0), width=1)
+    ys, xs = np.nonzero(np.asarray(image)[..., 1])
+    # From (2, 0) to (7, 0): column 100, rows 80 down to 30; the head's strokes reach back 0.8 m from the tip
+    assert ys.min() >= 29 and ys.max() <= 81 and xs.min() >= 95 and xs.max() <= 105
+    assert {30, 55, 80} <= set(ys[xs == 100].tolist())
+    assert not (xs < 95).any()  # the box without a velocity has no arrow
 
 
 def test_points_are_painted_at_their_position():

@@ -19,7 +19,7 @@ from ..core.classes import FINE_TO_COARSE
 from ..core.detections import Detections3D
 from ..errors import DatasetError
 from ..msgs.detections import msg_to_detections3d
-from ..msgs.markers import motion_of_markers
+from ..msgs.markers import with_motion
 from ..msgs.occupancy import occupancy_msg_to_volume
 from ..msgs.pointcloud import pointcloud2_to_array
 from .detection import DetectionReport, evaluate_detection
@@ -142,10 +142,7 @@ def _global_detections(nusc: Any, messages: dict[int, Any], by_stamp: dict[int, 
         if dets.frame_id != "base_link":
             raise DatasetError(f"{DETECTIONS_TOPIC}: boxes in {dets.frame_id!r}; scoring expects base_link")
         if stamp in motion:
-            by_id = motion_of_markers(motion[stamp])
-            for i, ident in enumerate(dets.ids):
-                if ident in by_id:
-                    dets.velocities[i], dets.attributes[i] = by_id[ident]
+            dets = with_motion(dets, motion[stamp])
         key = by_stamp[stamp]
         T_global_ego = ego_pose(nusc, nusc.get("sample_data", key.lidar_token))
         out[key.sample_token] = dets.transformed(T_global_ego, "map")

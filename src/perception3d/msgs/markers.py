@@ -7,6 +7,7 @@ Each array starts with a DELETEALL marker in the same namespace, so boxes of the
 from __future__ import annotations
 
 import operator
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -94,6 +95,17 @@ def motion_of_markers(msg: Any) -> dict[str, tuple[np.ndarray, str]]:
         if marker.type == ARROW and marker.action == ADD and len(marker.points) == 2:
             a, b = marker.points
             out[str(marker.id)] = (np.array([b.x - a.x, b.y - a.y]), str(marker.text))
+    return out
+
+
+def with_motion(dets: Detections3D, msg: Any) -> Detections3D:
+    """dets (a Detection3DArray's boxes) with the velocities and attributes of the same stamp's `motion_markers`
+    MarkerArray, matched by Detection3D id; boxes without an arrow keep theirs."""
+    by_id = motion_of_markers(msg)
+    out = replace(dets, velocities=dets.velocities.copy(), attributes=dets.attributes.copy())
+    for i, ident in enumerate(dets.ids):
+        if ident in by_id:
+            out.velocities[i], out.attributes[i] = by_id[ident]
     return out
 
 

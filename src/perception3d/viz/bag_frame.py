@@ -15,6 +15,7 @@ from ..msgs.bag import BagMessage, BagReader
 from ..msgs.camera_info import camera_info_to_model
 from ..msgs.detections import msg_to_detections2d, msg_to_detections3d
 from ..msgs.image import compressed_image_to_array, image_to_array
+from ..msgs.markers import with_motion
 from ..msgs.occupancy import occupancy_msg_to_volume
 from ..msgs.pointcloud import pointcloud2_to_array, xyz
 from ..msgs.tf import add_tf_message
@@ -25,6 +26,7 @@ SEGMENTATION = "/perception/segmentation/pointcloud"
 OCCUPANCY = "/perception/occupancy/grid"
 GT_DETECTIONS = "/gt/detections"
 LIDAR = "/LIDAR_TOP/points"
+OBJECTS_MOTION = "/perception/objects/motion"  # velocities and attributes of OBJECTS' boxes, by detection id
 OUTPUT_TOPICS = (OBJECTS, SEGMENTATION, OCCUPANCY)
 
 
@@ -41,7 +43,8 @@ def _scan(bags: Sequence[Path]) -> tuple[dict[str, list[BagMessage]], dict[str, 
         with BagReader(bag) as reader:
             topics.update(reader.topics)
             tf.cache_time_ns = max(tf.cache_time_ns, reader.end_ns - reader.start_ns + 1)
-            small = [t for t in reader.topics if t in (*OUTPUT_TOPICS, GT_DETECTIONS, "/tf", "/tf_static")
+            kept = (*OUTPUT_TOPICS, OBJECTS_MOTION, GT_DETECTIONS, "/tf", "/tf_static")
+            small = [t for t in reader.topics if t in kept
                      or t.endswith("/camera_info") or ("/CAM_" in t and t.endswith("/detections"))]
             for message in reader.messages(small):
                 if message.topic in ("/tf", "/tf_static"):
@@ -107,6 +110,9 @@ def load_frame(bags: Sequence[str | Path], frame: int = 0, keyframes_only: bool 
     objects = _at(small.get(OBJECTS, []), stamp)
     if objects is not None:
         data.predictions = msg_to_detections3d(objects, OBJECTS)
+        motion = _at(small.get(OBJECTS_MOTION, []), stamp)
+        if motion is not None:
+            data.predictions = with_motion(data.predictions, motion)
     gt = _at(small.get(GT_DETECTIONS, []), stamp)
     if gt is not None:
         boxes = msg_to_detections3d(gt, GT_DETECTIONS)

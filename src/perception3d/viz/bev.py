@@ -79,6 +79,26 @@ def draw_boxes(image: Image.Image, view: BevView, dets: Detections3D, color: tup
         draw.line([tuple(front[0]), tuple(front[1])], fill=color, width=width)
 
 
+def draw_motion(image: Image.Image, view: BevView, dets: Detections3D, color: tuple[int, int, int],
+                width: int = 2) -> None:
+    """An arrow per box with a known velocity (in the view's frame [m/s]) from its centre to where it is in 1 s."""
+    draw = ImageDraw.Draw(image)
+    for i in np.flatnonzero(np.isfinite(dets.velocities).all(axis=1)):
+        start, velocity = dets.centers[i, :2], dets.velocities[i]
+        speed = float(np.hypot(*velocity))
+        if speed * view.px_per_m < 1.0:  # under a pixel a second: nothing to draw
+            continue
+        end = start + velocity
+        back = -velocity / speed * min(0.8, 0.4 * speed)  # the head's strokes, 30 degrees off the shaft
+        c, s = np.cos(np.pi / 6), np.sin(np.pi / 6)
+        heads = [end + np.array([c * back[0] - s * back[1], s * back[0] + c * back[1]]),
+                 end + np.array([c * back[0] + s * back[1], -s * back[0] + c * back[1]])]
+        tip, *strokes = view.to_pixels(np.vstack([end, *heads]))
+        draw.line([tuple(p) for p in view.to_pixels(np.vstack([start, end]))], fill=color, width=width)
+        for stroke in strokes:
+            draw.line([tuple(tip), tuple(stroke)], fill=color, width=width)
+
+
 def draw_ego(image: Image.Image, view: BevView) -> None:
     """A small white triangle at the origin pointing along +x."""
     draw = ImageDraw.Draw(image)

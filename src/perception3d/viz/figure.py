@@ -12,7 +12,7 @@ from ..core.camera import CameraModel
 from ..core.classes import DETECTION_COLORS, LIDARSEG_COLORS
 from ..core.detections import Detections2D, Detections3D
 from ..core.voxels import VoxelGrid
-from .bev import BevView, draw_boxes, draw_ego, draw_points, occupancy_top_view
+from .bev import BevView, draw_boxes, draw_ego, draw_motion, draw_points, occupancy_top_view
 from .camera import draw_boxes2d, draw_boxes3d, to_pil
 
 GT_COLOR = (0, 255, 0)
@@ -61,6 +61,7 @@ def render_bev(frame: FrameData, view: BevView) -> Image.Image:
         draw_boxes(image, view, frame.ground_truth, GT_COLOR, width=2)
     if frame.predictions is not None:
         draw_boxes(image, view, frame.predictions, PRED_COLOR, width=2)
+        draw_motion(image, view, frame.predictions, PRED_COLOR, width=2)
     draw_ego(image, view)
     return image
 
