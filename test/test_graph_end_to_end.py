@@ -46,6 +46,25 @@ def test_geometric_detection3d_gives_velocities_headings_and_attributes_that_the
     assert errors["car"]["orient_err"] < 1.2 and errors["pedestrian"]["orient_err"] < 1.0
 
 
+def test_an_object_keeps_its_detection_id_from_sweep_to_sweep(runs):
+    """Detection3D.id is the track's id (vision_msgs' tracking id): unique within a message; most boxes carry an id of
+    the sweep before, and a box that does is of the same class and within 1.5 m of that one (base_link: the ego
+    moves ~0.3 m a sweep); ids are not the per-message numbers 1 ... N."""
+    with BagReader(runs["perfect"].output_bags[0]) as reader:
+        boxes = [{d.id: (d.results[0].hypothesis.class_id, np.array([d.bbox.center.position.x,
+                                                                      d.bbox.center.position.y]))
+                  for d in m.decode().detections} for m in reader.messages(["/perception/objects"])]
+        counts = [len(m.decode().detections) for m in reader.messages(["/perception/objects"])]
+    assert [len(b) for b in boxes] == counts  # unique within each message
+    kept, same = [], []
+    for before, now in zip(boxes[20:], boxes[21:]):
+        common = set(before) & set(now)
+        kept.append(len(common) / max(len(now), 1))
+        same += [before[i][0] == now[i][0] and np.hypot(*(before[i][1] - now[i][1])) < 1.5 for i in common]
+    assert np.median(kept) > 0.8 and np.mean(same) > 0.98
+    assert max(int(i) for b in boxes for i in b) > 2 * max(counts)
+
+
 def test_poor_2d_is_scored_and_costs_detection_and_segmentation(runs):
     perfect, poor = runs["perfect"].report, runs["poor"].report
     assert poor.detection.class_ap_2m["car"] < perfect.detection.class_ap_2m["car"]

@@ -4,6 +4,7 @@ import numpy as np
 from perception3d.core.detections import Detections3D
 from perception3d.core.geometry import invert_transform
 from perception3d.core.motion_tracks import MIN_SPAN_S, MotionTrackParams, MotionTracks
+from perception3d.nodes.detection3d import message_ids
 
 SWEEP_NS = 50_000_000  # 20 Hz
 EGO_SPEED = 6.0  # m/s along the world x axis
@@ -51,12 +52,15 @@ def test_a_car_driving_by_gets_its_velocity_over_the_ground_and_faces_its_travel
 
 def test_cars_passing_each_other_keep_their_own_velocities():
     tracks = MotionTracks(MotionTrackParams(), "map")
+    ids = []
     for k in range(30):  # they pass at sweep 15, 1.8 m apart across: within each other's gate (2 m)
         t = k * SWEEP_NS * 1e-9
         out = tracks.follow(seen(k, [("car", np.array([20.0 + 10.0 * (t - 0.75), 0.0]), 0.0),
                                      ("car", np.array([20.0 - 10.0 * (t - 0.75), 1.8]), np.pi)]),
                             ego_pose(k), k * SWEEP_NS)
+        ids.append(tuple(out.ids))
     np.testing.assert_allclose(world_velocity(out), [[10.0, 0.0], [-10.0, 0.0]], atol=0.05)
+    assert set(ids) == {("1", "2")}  # each keeps its track's id from the first sweep to the last
 
 
 def test_standing_objects_are_parked_or_standing_and_a_walker_faces_where_it_walks():
@@ -83,7 +87,8 @@ def test_no_velocity_until_a_track_spans_its_minimum_and_none_for_barriers():
         if k < young:
             assert np.isnan(out.velocities).all() and list(out.attributes) == ["", ""]
     np.testing.assert_allclose(world_velocity(out)[0], [5.0, 0.0], atol=1e-6)
-    assert np.isnan(out.velocities[1]).all() and out.attributes[1] == ""
+    assert np.isnan(out.velocities[1]).all() and out.attributes[1] == ""  # followed (it has an id), never moving
+    assert list(out.ids) == ["1", "2"]
 
 
 def test_tracks_are_forgotten_when_the_replay_restarts_and_without_a_pose_nothing_changes():
@@ -97,3 +102,19 @@ def test_tracks_are_forgotten_when_the_replay_restarts_and_without_a_pose_nothin
     assert unchanged is dets
     off = MotionTracks(MotionTrackParams(window_s=0.0), "map")
     assert off.follow(dets, ego_pose(1), SWEEP_NS) is dets
+
+
+def test_an_object_seen_again_after_its_track_was_forgotten_gets_a_new_id():
+    tracks = MotionTracks(MotionTrackParams(window_s=1.0), "map")
+    parked = [("car", np.array([20.0, -4.0]), 0.0)]
+    first = tracks.follow(seen(0, parked), ego_pose(0), 0)
+    again = tracks.follow(seen(5, parked), ego_pose(5), 5 * SWEEP_NS)  # 0.25 s later: the same track
+    later = tracks.follow(seen(40, parked), ego_pose(40), 40 * SWEEP_NS)  # 1.75 s unseen: forgotten
+    restarted = tracks.follow(seen(0, parked), ego_pose(0), 0)  # a replay restart: forgotten, ids not reused
+    assert [d.ids[0] for d in (first, again, later, restarted)] == ["1", "1", "2", "3"]
+
+
+def test_a_message_keeps_its_track_ids_and_numbers_the_other_boxes_above_them():
+    ids = np.array(["7", "", "3", ""], dtype=object)  # e.g. classes left out of tracking.classes
+    assert list(message_ids(ids)) == ["7", "8", "3", "9"]
+    assert list(message_ids(np.array(["", ""], dtype=object))) == ["1", "2"]  # learned mode, tracking off

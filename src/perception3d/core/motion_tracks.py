@@ -3,15 +3,17 @@ attribute that geometric detection3d's single-sweep boxes lack.
 
 A box fitted to one sweep's returns has a place, a size and an axis, but no velocity, and its front may be its back.
 MotionTracks follows the detections of `classes` (core.static_fusion's output: a standing object there has velocity
-0 and its fused place) from sweep to sweep in the world frame:
+0 and its fused place) from sweep to sweep in the world frame, and gives each the id of its track (an integer string,
+the same while the track lives, never reused by another track of the node: vision_msgs' Detection3D.id):
 
 - each detection is matched one to one, nearest first, to the track of its class whose line puts it within gate_m
   of it now (a track not yet fitted: its newest place); a detection no track takes starts a track, and a track keeps
   the detections of its last window_s;
 - once a track's detections number MIN_VIEWS and span MIN_SPAN_S, a straight line fitted to their places by least
-  squares (constant velocity) gives its velocity, the slope. A detection without a velocity takes its track's; the
-  places stay as the sweep (or the fusion) gave them: the line's place did not lower car ATE (tried, README
-  'Velocities, headings and attributes in geometric mode');
+  squares (constant velocity) gives its velocity, the slope. A detection without a velocity of a class that moves
+  (one with motion attributes: not barriers or cones) takes its track's; the places stay as the sweep (or the
+  fusion) gave them: the line's place did not lower car ATE (tried, README 'Velocities, headings and attributes in
+  geometric mode');
 - a detection moving at heading_speed_mps or faster is turned to face its travel: a pedestrian's yaw becomes the
   direction of travel (its box is about square, so its fitted yaw says little), any other's yaw turns by pi where it
   pointed backwards (its axis is fitted to the returns, its front is not);
@@ -53,7 +55,7 @@ class MotionTrackParams:
 
     window_s: float = 1.0
     gate_m: float = 2.0
-    classes: tuple[str, ...] = tuple(c for c in DETECTION_CLASSES if c not in ("barrier", "traffic_cone"))
+    classes: tuple[str, ...] = DETECTION_CLASSES
     moving_speed_mps: float = 0.5
     heading_speed_mps: float = 1.0
 
@@ -83,24 +85,26 @@ class _Lines:
 
 
 class MotionTracks:
-    """The tracks of one detection3d node (module docstring): per track its class code (T,); per remembered
-    detection its track (R,), stamp (R,) [ns] and place (R, 2) [m, world frame]."""
+    """The tracks of one detection3d node (module docstring): per track its class code (T,) and id (T,); per
+    remembered detection its track (R,), stamp (R,) [ns] and place (R, 2) [m, world frame]; the next track's id."""
 
     def __init__(self, params: MotionTrackParams = MotionTrackParams(), world_frame: str = "world") -> None:
         self.params = params
         self.world_frame = world_frame
+        self.next_id = 1
         self._forget_all()
 
     def _forget_all(self) -> None:
         self.code = np.zeros(0, dtype=np.int64)
+        self.track_id = np.zeros(0, dtype=np.int64)
         self.row_track = np.zeros(0, dtype=np.int64)
         self.row_ns = np.zeros(0, dtype=np.int64)
         self.row_xy = np.zeros((0, 2))
 
     def follow(self, dets: Detections3D, T_world_base: np.ndarray | None, stamp_ns: int) -> Detections3D:
-        """dets (base frame, at stamp_ns [ns]) with the velocities their tracks give those without one, headings
-        turned to the travel and motion attributes (module docstring); unchanged without a world pose or with
-        window_s 0."""
+        """dets (base frame, at stamp_ns [ns]) with their tracks' ids, the velocities their tracks give those without
+        one, headings turned to the travel and motion attributes (module docstring); unchanged without a world pose
+        or with window_s 0."""
         p = self.params
         if p.window_s <= 0 or T_world_base is None:
             return dets
@@ -116,15 +120,16 @@ class MotionTracks:
         self.row_xy = np.concatenate([self.row_xy, xy])
         lines = self._lines(stamp_ns)
         velocity = now.velocities.copy()
-        unknown = ~np.isfinite(velocity).all(axis=1)
+        unknown = ~np.isfinite(velocity).all(axis=1) & np.isin(now.class_ids, tuple(MOTION_ATTRIBUTES))
         velocity[unknown] = lines.velocity[track[unknown]]
         yaws = _facing_travel(now.yaws, velocity, now.class_ids == "pedestrian", unknown, p.heading_speed_mps)
         attributes = motion_attributes(now.class_ids, velocity, now.attributes, p.moving_speed_mps)
         followed = replace(now, velocities=velocity, yaws=yaws).transformed(invert_transform(T_world_base),
                                                                            dets.frame_id)
-        out = replace(dets, velocities=dets.velocities.copy(), yaws=dets.yaws.copy(),
+        out = replace(dets, velocities=dets.velocities.copy(), yaws=dets.yaws.copy(), ids=dets.ids.copy(),
                       attributes=dets.attributes.copy())
         out.velocities[rows], out.yaws[rows], out.attributes[rows] = followed.velocities, followed.yaws, attributes
+        out.ids[rows] = self.track_id[track].astype(str)
         return out
 
     def _forget_before(self, stamp_ns: float) -> None:
@@ -133,7 +138,7 @@ class MotionTracks:
         self.row_track, self.row_ns, self.row_xy = self.row_track[keep], self.row_ns[keep], self.row_xy[keep]
         alive = np.zeros(len(self.code), dtype=bool)
         alive[self.row_track] = True
-        self.code = self.code[alive]
+        self.code, self.track_id = self.code[alive], self.track_id[alive]
         self.row_track = (np.cumsum(alive) - 1)[self.row_track]
 
     def _lines(self, stamp_ns: int) -> _Lines:
@@ -153,8 +158,11 @@ class MotionTracks:
         joined = np.full(len(xy), -1)
         joined[detection[chosen]] = track[chosen]
         new = joined < 0
-        joined[new] = len(self.code) + np.arange(int(new.sum()))
+        n_new = int(new.sum())
+        joined[new] = len(self.code) + np.arange(n_new)
         self.code = np.concatenate([self.code, code[new]])
+        self.track_id = np.concatenate([self.track_id, self.next_id + np.arange(n_new)])
+        self.next_id += n_new
         return joined
 
 

@@ -19,7 +19,8 @@ world frame) and nuScenes attributes. The model is the checkpoint shipped with t
 synthetic world only) unless `model_path` names another checkpoint or an ONNX file (`perception3d export
 detection3d`).
 
-Outputs a vision_msgs/Detection3DArray in base_frame stamped with the sweep (Detection3D.id = '1', '2', ...), RViz
+Outputs a vision_msgs/Detection3DArray in base_frame stamped with the sweep (Detection3D.id: the box's track id in
+geometric mode, the same for one object from sweep to sweep while it is followed; otherwise '1', '2', ...), RViz
 line-list box markers, and the motion MarkerArray (msgs.markers.motion_markers: per box with a known velocity one
 ARROW from its centre to where it will be in 1 s, marker id = the box's Detection3D id, text = its attribute),
 as vision_msgs has no velocity field.
@@ -50,6 +51,17 @@ _DEFAULTS = LiftParams()
 _FUSION = StaticFusionParams()
 _TRACKS = MotionTrackParams()
 HISTORY_S = 1.0  # sweeps older than this are forgotten
+
+
+def message_ids(ids: np.ndarray) -> np.ndarray:
+    """Detection3D ids (N,) for one message: a box's track id (geometric mode, core.motion_tracks) where it has one,
+    else the next integer above every id of the message, so that each box's id is unique in it and an integer (the
+    motion arrows' marker ids)."""
+    out = ids.copy()
+    missing = np.flatnonzero(out == "")
+    first = max((int(i) for i in out if i != ""), default=0) + 1
+    out[missing] = [str(first + k) for k in range(len(missing))]
+    return out
 
 
 class SweepHistory:
@@ -130,7 +142,8 @@ class Detection3DNode(NodeDefinition):
               "geometric mode: how far from where its track's line puts it a detection may lie to join the track "
               "[m]", 0.1, 10.0),
         Param("tracking.classes", "string_array", list(_TRACKS.classes),
-              "geometric mode: the classes followed (barriers and cones never move)", choices=DETECTION_CLASSES),
+              "geometric mode: the classes followed: their boxes carry their track's id (barriers and cones get no "
+              "velocity: they never move)", choices=DETECTION_CLASSES),
         Param("tracking.moving_speed_mps", "float", _TRACKS.moving_speed_mps,
               "geometric mode: from this speed on an object's attribute is vehicle.moving, cycle.with_rider or "
               "pedestrian.moving, below it vehicle.parked, cycle.without_rider or pedestrian.standing [m/s]",
@@ -147,7 +160,8 @@ class Detection3DNode(NodeDefinition):
     merges_lidars = True
     outputs = (
         OutputSpec("~/output/objects", "vision_msgs/msg/Detection3DArray", label_classes=DETECTION_CLASSES,
-                   description="3D boxes in base_frame, class_id = nuScenes detection class, id = '1', '2', ..."),
+                   description="3D boxes in base_frame, class_id = nuScenes detection class, id = the box's track id "
+                               "(geometric mode: the same object keeps it from sweep to sweep), else '1', '2', ..."),
         OutputSpec("~/output/markers", "visualization_msgs/msg/MarkerArray",
                    description="box outlines (LINE_LIST) coloured by class, for RViz"),
         OutputSpec("~/output/motion", "visualization_msgs/msg/MarkerArray",
@@ -238,7 +252,7 @@ class Detection3DNode(NodeDefinition):
         with timer.stage("post"):
             dets = dets.select(dets.scores >= self.params["score_threshold"])
             dets.stamp_ns = frame.stamp_ns
-            dets.ids = np.array([str(i + 1) for i in range(len(dets))], dtype=object)
+            dets.ids = message_ids(dets.ids)
             out = [("~/output/objects", detections3d_to_msg(dets, self.factory)),
                    ("~/output/motion", motion_markers(dets, factory=self.factory))]
             if self.params["publish_markers"]:
