@@ -2,30 +2,16 @@
 import numpy as np
 
 from perception3d.core.detections import Detections3D
-from perception3d.core.geometry import invert_transform
 from perception3d.core.motion_tracks import MIN_SPAN_S, MotionTrackParams, MotionTracks
 from perception3d.nodes.detection3d import message_ids
+from turned_ego import EGO_YAW, SWEEP_NS, ego_pose, in_base
 
-SWEEP_NS = 50_000_000  # 20 Hz
-EGO_SPEED = 6.0  # m/s along the world x axis
-EGO_YAW = 0.3  # rad: the base frame is turned against the world frame, so frames must matter
 CAR_SIZE = (4.6, 1.9, 1.7)
-
-
-def ego_pose(k: int) -> np.ndarray:
-    """T_world_base at sweep k: driving along world x, turned EGO_YAW."""
-    c, s = np.cos(EGO_YAW), np.sin(EGO_YAW)
-    T = np.eye(4)
-    T[:3, :3] = [[c, -s, 0], [s, c, 0], [0, 0, 1]]
-    T[:3, 3] = [EGO_SPEED * k * SWEEP_NS * 1e-9, 1.0, 0.2]
-    return T
 
 
 def seen(k: int, objects: list[tuple[str, np.ndarray, float]], velocities=None) -> Detections3D:
     """Sweep k's detections in the base frame: (class, world xy [m], world yaw [rad]) per object."""
-    T_base_world = invert_transform(ego_pose(k))
-    centers = np.array([[*xy, 0.8] for _, xy, _ in objects]).reshape(-1, 3) @ T_base_world[:3, :3].T
-    centers += T_base_world[:3, 3]
+    centers = in_base(k, [[*xy, 0.8] for _, xy, _ in objects])
     n = len(objects)
     return Detections3D(centers, np.tile(CAR_SIZE, (n, 1)), np.array([yaw for *_, yaw in objects]) - EGO_YAW,
                         [c for c, *_ in objects], np.full(n, 0.8), "base_link", k * SWEEP_NS, velocities)

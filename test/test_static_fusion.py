@@ -3,31 +3,18 @@ import numpy as np
 import pytest
 
 from perception3d.core.detections import Detections3D
-from perception3d.core.geometry import invert_transform
 from perception3d.core.static_fusion import COASTED_SCORE_FACTOR, StaticFusion, StaticFusionParams
+from turned_ego import EGO_YAW, SWEEP_NS, ego_pose, in_base
 
-SWEEP_NS = 50_000_000  # 20 Hz
-EGO_SPEED = 6.0  # m/s along the world x axis
 BARRIER_WORLD = np.array([30.0, -5.0, 0.5])
 SIZE = np.array([0.5, 2.5, 1.0])  # a barrier: thin across its heading
 
 
-def ego_pose(k: int) -> np.ndarray:
-    """The ego's pose at sweep k: driving along world x, turned 0.3 rad, lifted 0.2 m (frames must matter)."""
-    c, s = np.cos(0.3), np.sin(0.3)
-    T = np.eye(4)
-    T[:3, :3] = [[c, -s, 0], [s, c, 0], [0, 0, 1]]
-    T[:3, 3] = [EGO_SPEED * k * SWEEP_NS * 1e-9, 1.0, 0.2]
-    return T
-
-
 def seen(k: int, world_xy_by_class: list[tuple[str, np.ndarray]], score: float = 0.8) -> Detections3D:
     """Sweep k's detections in the base frame of objects at the given world xy positions."""
-    T_base_world = invert_transform(ego_pose(k))
-    centers = np.array([[*xy, BARRIER_WORLD[2]] for _, xy in world_xy_by_class]).reshape(-1, 3)
-    base = centers @ T_base_world[:3, :3].T + T_base_world[:3, 3]
+    base = in_base(k, [[*xy, BARRIER_WORLD[2]] for _, xy in world_xy_by_class])
     n = len(world_xy_by_class)
-    return Detections3D(base, np.tile(SIZE, (n, 1)), np.full(n, -0.3), [c for c, _ in world_xy_by_class],
+    return Detections3D(base, np.tile(SIZE, (n, 1)), np.full(n, -EGO_YAW), [c for c, _ in world_xy_by_class],
                         np.full(n, score), "base_link", k * SWEEP_NS)
 
 
