@@ -89,11 +89,9 @@ def draw_motion(image: Image.Image, view: BevView, dets: Detections3D, color: tu
         if speed * view.px_per_m < 1.0:  # under a pixel a second: nothing to draw
             continue
         end = start + velocity
-        back = -velocity / speed * min(0.8, 0.4 * speed)  # the head's strokes, 30 degrees off the shaft
-        c, s = np.cos(np.pi / 6), np.sin(np.pi / 6)
-        heads = [end + np.array([c * back[0] - s * back[1], s * back[0] + c * back[1]]),
-                 end + np.array([c * back[0] + s * back[1], -s * back[0] + c * back[1]])]
-        tip, *strokes = view.to_pixels(np.vstack([end, *heads]))
+        back = np.arctan2(velocity[1], velocity[0]) + np.pi + np.array([-np.pi / 6, np.pi / 6])  # the head's strokes
+        heads = end + min(0.8, 0.4 * speed) * np.column_stack([np.cos(back), np.sin(back)])
+        tip, *strokes = view.to_pixels(np.vstack([end, heads]))
         draw.line([tuple(p) for p in view.to_pixels(np.vstack([start, end]))], fill=color, width=width)
         for stroke in strokes:
             draw.line([tuple(tip), tuple(stroke)], fill=color, width=width)
