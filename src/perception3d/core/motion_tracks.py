@@ -149,10 +149,9 @@ class MotionTracks:
         """The track of each detection (xy (Q, 2) [m, world frame], class codes (Q,)); new tracks for those no
         track takes."""
         lines = self._lines(stamp_ns)
-        newest = np.zeros((len(self.code), 2))
-        order = np.argsort(self.row_ns, kind="stable")
-        newest[self.row_track[order]] = self.row_xy[order]
-        expected = np.where(lines.fitted[:, None], lines.place, newest)
+        newest_row = np.zeros(len(self.code), dtype=np.int64)  # rows are appended sweep by sweep: the last is newest
+        np.maximum.at(newest_row, self.row_track, np.arange(len(self.row_track)))
+        expected = np.where(lines.fitted[:, None], lines.place, self.row_xy[newest_row])
         detection, track, distance = pairs_within(xy, code, expected, self.code, self.params.gate_m)
         chosen = nearest_first(detection, track, distance)
         joined = np.full(len(xy), -1)
