@@ -2,18 +2,22 @@
 import numpy as np
 
 from perception3d.core.detections import Detections3D
-from perception3d.core.motion_tracks import MIN_SPAN_S, MotionTrackParams, MotionTracks
+from perception3d.core.motion_tracks import MIN_SPAN_S, SIDE_ON_DEG, MotionTrackParams, MotionTracks
 from perception3d.nodes.detection3d import message_ids
 from turned_ego import EGO_YAW, SWEEP_NS, ego_pose, in_base
 
 CAR_SIZE = (4.6, 1.9, 1.7)
 
 
-def seen(k: int, objects: list[tuple[str, np.ndarray, float]], velocities=None) -> Detections3D:
-    """Sweep k's detections in the base frame: (class, world xy [m], world yaw [rad]) per object."""
+def seen(k: int, objects: list[tuple[str, np.ndarray, float]], velocities=None, lengths=None) -> Detections3D:
+    """Sweep k's detections in the base frame: (class, world xy [m], world yaw [rad]) per object; CAR_SIZE, or
+    lengths (N,) [m] with its width and height."""
     centers = in_base(k, [[*xy, 0.8] for _, xy, _ in objects])
     n = len(objects)
-    return Detections3D(centers, np.tile(CAR_SIZE, (n, 1)), np.array([yaw for *_, yaw in objects]) - EGO_YAW,
+    sizes = np.tile(CAR_SIZE, (n, 1))
+    if lengths is not None:
+        sizes[:, 0] = lengths
+    return Detections3D(centers, sizes, np.array([yaw for *_, yaw in objects]) - EGO_YAW,
                         [c for c, *_ in objects], np.full(n, 0.8), "base_link", k * SWEEP_NS, velocities)
 
 
@@ -61,6 +65,42 @@ def test_standing_objects_are_parked_or_standing_and_a_walker_faces_where_it_wal
     np.testing.assert_allclose(world_velocity(out), [[0.0, 0.0], [0.0, 0.0], [0.0, -1.3]], atol=1e-6)
     assert np.cos(out.yaws[2] + EGO_YAW + np.pi / 2) > np.cos(1e-6)  # walking along -y of the world
     np.testing.assert_allclose(out.yaws[:2], dets.yaws[:2])  # not moving: not turned
+
+
+def test_a_car_that_passed_side_on_keeps_the_length_it_showed_once_it_is_seen_end_on():
+    """An oncoming car 3 m to the side of the ego's path passes it at t = 1 s. Seen end-on, its detections have the
+    class's mean length with the end nearest the ego in place (as core.segments fits them); seen side-on, its true
+    length. A parked car passed the same way (the fusion's velocity 0) keeps its boxes as they are."""
+    tracks = MotionTracks(MotionTrackParams(), "map")
+    mean_length, moving_length, parked_length = 4.63, 5.2, 4.0
+    ego_speed = 6.0  # turned_ego's
+    half_side_on = 3.0 / np.tan(np.radians(SIDE_ON_DEG))  # how far ahead or behind a car 3 m aside is seen side-on
+    for k in range(40):
+        t = k * SWEEP_NS * 1e-9
+        ego_xy = np.array([ego_speed * t, 1.0])
+        oncoming = np.array([14.0 - 8.0 * t, -2.0])  # heading -x, 3 m to the right of the ego's path
+        parked = np.array([8.0, 4.0])  # heading +x, 3 m to the left
+        truth = [(oncoming, moving_length, [-1.0, 0.0]), (parked, parked_length, [1.0, 0.0])]
+        places, lengths = [], []
+        for xy, length, axis in truth:
+            if abs(xy[0] - ego_xy[0]) <= half_side_on:
+                places.append(xy), lengths.append(length)
+            else:  # the near end kept: the centre moves towards the ego by half the missing length
+                towards_ego = np.sign(ego_xy[0] - xy[0]) * np.abs(np.array(axis))
+                places.append(xy + towards_ego * (length - mean_length) / 2), lengths.append(mean_length)
+        dets = seen(k, [("car", places[0], np.pi), ("car", places[1], 0.0)],
+                    velocities=[[np.nan, np.nan], [0.0, 0.0]], lengths=lengths)
+        out = tracks.follow(dets, ego_pose(k), k * SWEEP_NS)
+        behind = oncoming[0] - ego_xy[0] < -half_side_on
+        if not behind:  # ahead (no side-on view yet) or side-on: its own box
+            np.testing.assert_array_equal(out.centers[0], dets.centers[0])
+            assert out.sizes_lwh[0, 0] == lengths[0]
+        else:  # behind, end-on: the length it showed, and so its true centre
+            np.testing.assert_allclose(out.sizes_lwh[0, 0], moving_length, atol=1e-9)
+            np.testing.assert_allclose(out.centers[0], in_base(k, [[*oncoming, 0.8]])[0], atol=1e-9)
+        np.testing.assert_array_equal(out.centers[1], dets.centers[1])  # standing: the fusion's place stays
+        np.testing.assert_array_equal(out.sizes_lwh[1], dets.sizes_lwh[1])
+    assert behind and out.ids[0] == "1"  # the last sweeps saw it behind, on one track
 
 
 def test_no_velocity_until_a_track_spans_its_minimum_and_none_for_barriers():

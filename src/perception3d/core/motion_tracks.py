@@ -20,6 +20,12 @@ the same while the track lives, never reused by another track of the node: visio
 - a detection of a class with motion attributes whose velocity is known gets vehicle.moving / vehicle.parked,
   cycle.with_rider / cycle.without_rider or pedestrian.moving / pedestrian.standing, moving at moving_speed_mps or
   faster (a standing bicycle is taken as one without its rider, a standing vehicle as parked).
+- a vehicle's track keeps the mean length of its detections seen side-on (their axis at SIDE_ON_DEG or more from
+  the line of sight from the ego, within SIDE_ON_RANGE_M); a vehicle detection the fusion did not find standing
+  and that is seen more end-on than that takes its track's length, the end nearest the ego held where the sweep
+  put it. Seen end-on, a vehicle shows its face, not its length (core.segments then gives it the class's mean), and
+  half the length's error is the centre's: an oncoming car that passed the ego side-on and drives away behind it
+  keeps the length it showed (README 'Velocities, headings and attributes in geometric mode').
 
 Sweeps without a world pose pass through; a stamp earlier than the newest one (a replay restarted) forgets the
 tracks. The world frame must not drift over window_s (a map frame, as nuScenes' ego poses are).
@@ -37,6 +43,8 @@ from .geometry import invert_transform
 
 MIN_VIEWS = 3
 MIN_SPAN_S = 0.2
+SIDE_ON_DEG = 60.0
+SIDE_ON_RANGE_M = 25.0
 VEHICLES = ("car", "truck", "bus", "trailer", "construction_vehicle")
 CYCLES = ("bicycle", "motorcycle")
 # (moving, standing) nuScenes attributes of each class that has them
@@ -85,8 +93,9 @@ class _Lines:
 
 
 class MotionTracks:
-    """The tracks of one detection3d node (module docstring): per track its class code (T,) and id (T,); per
-    remembered detection its track (R,), stamp (R,) [ns] and place (R, 2) [m, world frame]; the next track's id."""
+    """The tracks of one detection3d node (module docstring): per track its class code (T,), id (T,) and the summed
+    lengths [m] and count of its side-on views (T,); per remembered detection its track (R,), stamp (R,) [ns] and place
+    (R, 2) [m, world frame]; the next track's id."""
 
     def __init__(self, params: MotionTrackParams = MotionTrackParams(), world_frame: str = "world") -> None:
         self.params = params
@@ -97,14 +106,16 @@ class MotionTracks:
     def _forget_all(self) -> None:
         self.code = np.zeros(0, dtype=np.int64)
         self.track_id = np.zeros(0, dtype=np.int64)
+        self.side_on_length_sum = np.zeros(0)
+        self.side_on_count = np.zeros(0, dtype=np.int64)
         self.row_track = np.zeros(0, dtype=np.int64)
         self.row_ns = np.zeros(0, dtype=np.int64)
         self.row_xy = np.zeros((0, 2))
 
     def follow(self, dets: Detections3D, T_world_base: np.ndarray | None, stamp_ns: int) -> Detections3D:
         """dets (base frame, at stamp_ns [ns]) with their tracks' ids, the velocities their tracks give those without
-        one, headings turned to the travel and motion attributes (module docstring); unchanged without a world pose
-        or with window_s 0."""
+        one, headings turned to the travel, motion attributes and the vehicles' remembered lengths (module docstring);
+        unchanged without a world pose or with window_s 0."""
         p = self.params
         if p.window_s <= 0 or T_world_base is None:
             return dets
@@ -122,15 +133,40 @@ class MotionTracks:
         velocity = now.velocities.copy()
         unknown = ~np.isfinite(velocity).all(axis=1) & np.isin(now.class_ids, tuple(MOTION_ATTRIBUTES))
         velocity[unknown] = lines.velocity[track[unknown]]
+        remembered, shift, length = self._remembered_lengths(now, track, T_world_base[:2, 3], unknown)
         yaws = _facing_travel(now.yaws, velocity, now.class_ids == "pedestrian", unknown, p.heading_speed_mps)
         attributes = motion_attributes(now.class_ids, velocity, now.attributes, p.moving_speed_mps)
         followed = replace(now, velocities=velocity, yaws=yaws).transformed(invert_transform(T_world_base),
                                                                            dets.frame_id)
-        out = replace(dets, velocities=dets.velocities.copy(), yaws=dets.yaws.copy(), ids=dets.ids.copy(),
+        out = replace(dets, centers=dets.centers.copy(), sizes_lwh=dets.sizes_lwh.copy(),
+                      velocities=dets.velocities.copy(), yaws=dets.yaws.copy(), ids=dets.ids.copy(),
                       attributes=dets.attributes.copy())
         out.velocities[rows], out.yaws[rows], out.attributes[rows] = followed.velocities, followed.yaws, attributes
+        out.centers[rows[remembered], :2] += shift @ T_world_base[:2, :2]  # world -> base: the rotation's transpose
+        out.sizes_lwh[rows[remembered], 0] = length
         out.ids[rows] = self.track_id[track].astype(str)
         return out
+
+    def _remembered_lengths(self, now: Detections3D, track: np.ndarray, ego_xy: np.ndarray,
+                            not_standing: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The vehicles of `now` (world frame, their tracks (Q,)) seen side-on add their lengths to their tracks';
+        those `not_standing` (Q,) seen more end-on take their track's mean length, their end nearest the ego
+        (ego_xy (2,) [m]) kept (module docstring): their rows (K,), centre shifts (K, 2) [m, world frame] and
+        lengths (K,) [m]."""
+        axis = np.column_stack([np.cos(now.yaws), np.sin(now.yaws)])
+        sight = now.centers[:, :2] - ego_xy
+        distance = np.hypot(sight[:, 0], sight[:, 1])
+        along = np.einsum("ij,ij->i", sight, axis)  # the sight's part along the box's axis [m]
+        side_on = np.abs(along) <= np.cos(np.radians(SIDE_ON_DEG)) * distance
+        vehicle = np.isin(now.class_ids, VEHICLES)
+        shows = vehicle & side_on & (distance <= SIDE_ON_RANGE_M)
+        np.add.at(self.side_on_length_sum, track[shows], now.sizes_lwh[shows, 0])
+        np.add.at(self.side_on_count, track[shows], 1)
+        takes = np.flatnonzero(vehicle & ~side_on & not_standing & (self.side_on_count[track] > 0))
+        length = self.side_on_length_sum[track[takes]] / self.side_on_count[track[takes]]
+        # The near end (centre - axis x length / 2 x the sight's sign along the axis) stays.
+        grown = 0.5 * (length - now.sizes_lwh[takes, 0]) * np.sign(along[takes])
+        return takes, axis[takes] * grown[:, None], length
 
     def _forget_before(self, stamp_ns: float) -> None:
         """Drop the detections older than stamp_ns [ns], and the tracks left without one."""
@@ -139,6 +175,7 @@ class MotionTracks:
         alive = np.zeros(len(self.code), dtype=bool)
         alive[self.row_track] = True
         self.code, self.track_id = self.code[alive], self.track_id[alive]
+        self.side_on_length_sum, self.side_on_count = self.side_on_length_sum[alive], self.side_on_count[alive]
         self.row_track = (np.cumsum(alive) - 1)[self.row_track]
 
     def _lines(self, stamp_ns: int) -> _Lines:
@@ -161,6 +198,8 @@ class MotionTracks:
         joined[new] = len(self.code) + np.arange(n_new)
         self.code = np.concatenate([self.code, code[new]])
         self.track_id = np.concatenate([self.track_id, self.next_id + np.arange(n_new)])
+        self.side_on_length_sum = np.concatenate([self.side_on_length_sum, np.zeros(n_new)])
+        self.side_on_count = np.concatenate([self.side_on_count, np.zeros(n_new, dtype=np.int64)])
         self.next_id += n_new
         return joined
 
