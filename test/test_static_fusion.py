@@ -55,6 +55,22 @@ def test_a_barrier_seen_in_one_sweep_of_the_window_scores_lower_than_one_seen_in
     assert out.scores[1] == pytest.approx(0.8 * np.sqrt(1 / 20))  # 1 of the 20 sweeps in the window
 
 
+def test_two_boxes_the_fusion_puts_on_one_barrier_of_a_row_are_one_and_its_neighbours_stay():
+    """A row of three touching barriers (2.5 m wide, end to end along world y). In the last sweep the middle one has
+    a second, lower-scored box 0.4 m along the row (a second 2D box of one image, which the sweep's NMS keeps apart):
+    both are within the gate of its remembered boxes, and the fusion moves both to its mean place."""
+    fusion = StaticFusion(StaticFusionParams(window_s=1.0), "map")
+    row = [("barrier", BARRIER_WORLD[:2] + [0.0, y]) for y in (-2.5, 0.0, 2.5)]
+    for k in range(19):
+        fusion.fuse(seen(k, row), ego_pose(k), k * SWEEP_NS)
+    dets = seen(19, row + [("barrier", BARRIER_WORLD[:2] + [0.0, 0.4])])
+    dets.scores[3] = 0.5
+    out = fusion.fuse(dets, ego_pose(19), 19 * SWEEP_NS)
+    assert len(out) == 3 and list(out.scores) == pytest.approx([0.8, 0.8, 0.8])
+    np.testing.assert_allclose(np.sort(in_world(out, 19)[:, 1]), BARRIER_WORLD[1] + np.array([-2.5, 0.0, 2.5]),
+                               atol=0.05)
+
+
 def test_a_standing_object_the_sweep_misses_is_kept_and_a_one_sweep_object_is_not():
     fusion = StaticFusion(StaticFusionParams(window_s=1.0, coast_min_share=0.3), "map")
     parked = ("car", BARRIER_WORLD[:2] + [0.0, -3.0])
