@@ -70,7 +70,9 @@ def test_standing_objects_are_parked_or_standing_and_a_walker_faces_where_it_wal
 def test_a_car_that_passed_side_on_keeps_the_length_it_showed_once_it_is_seen_end_on():
     """An oncoming car 3 m to the side of the ego's path passes it at t = 1 s. Seen end-on, its detections have the
     class's mean length with the end nearest the ego in place (as core.segments fits them); seen side-on, its true
-    length. A parked car passed the same way (the fusion's velocity 0) keeps its boxes as they are."""
+    length; in sweeps 5-9, ahead, its box is fitted across it (its face's width as its length, a quarter turn off its
+    travel), which must not count as a side-on view. A parked car passed the same way (the fusion's velocity 0)
+    keeps its boxes as they are."""
     tracks = MotionTracks(MotionTrackParams(), "map")
     mean_length, moving_length, parked_length = 4.63, 5.2, 4.0
     ego_speed = 6.0  # turned_ego's
@@ -88,7 +90,10 @@ def test_a_car_that_passed_side_on_keeps_the_length_it_showed_once_it_is_seen_en
             else:  # the near end kept: the centre moves towards the ego by half the missing length
                 towards_ego = np.sign(ego_xy[0] - xy[0]) * np.abs(np.array(axis))
                 places.append(xy + towards_ego * (length - mean_length) / 2), lengths.append(mean_length)
-        dets = seen(k, [("car", places[0], np.pi), ("car", places[1], 0.0)],
+        across = 5 <= k <= 9
+        if across:
+            places[0], lengths[0] = oncoming, CAR_SIZE[1]
+        dets = seen(k, [("car", places[0], np.pi / 2 if across else np.pi), ("car", places[1], 0.0)],
                     velocities=[[np.nan, np.nan], [0.0, 0.0]], lengths=lengths)
         out = tracks.follow(dets, ego_pose(k), k * SWEEP_NS)
         behind = oncoming[0] - ego_xy[0] < -half_side_on

@@ -20,12 +20,14 @@ the same while the track lives, never reused by another track of the node: visio
 - a detection of a class with motion attributes whose velocity is known gets vehicle.moving / vehicle.parked,
   cycle.with_rider / cycle.without_rider or pedestrian.moving / pedestrian.standing, moving at moving_speed_mps or
   faster (a standing bicycle is taken as one without its rider, a standing vehicle as parked).
-- a vehicle's track keeps the mean length of its detections seen side-on (their axis at SIDE_ON_DEG or more from
-  the line of sight from the ego, within SIDE_ON_RANGE_M); a vehicle detection the fusion did not find standing
-  and that is seen more end-on than that takes its track's length, the end nearest the ego held where the sweep
-  put it. Seen end-on, a vehicle shows its face, not its length (core.segments then gives it the class's mean), and
-  half the length's error is the centre's: an oncoming car that passed the ego side-on and drives away behind it
-  keeps the length it showed (README 'Velocities, headings and attributes in geometric mode').
+- a moving vehicle's track keeps the mean length of its detections seen side-on (their axis at SIDE_ON_DEG or more
+  from the line of sight from the ego, within SIDE_ON_RANGE_M), and its detections seen more end-on take it, the end
+  nearest the ego held where the sweep put it. Seen end-on, a vehicle shows its face, not its length
+  (core.segments then gives it the class's mean), and half the length's error is the centre's: an oncoming car that
+  passed the ego side-on and drives away behind it keeps the length it showed. Moving: at heading_speed_mps or
+  faster, its box's axis within TRAVEL_AXIS_DEG of its travel; a box fitted across its object (the axis a quarter
+  turn off) would give its width as its length and shift the box the wrong way (README 'Velocities, headings and
+  attributes in geometric mode').
 
 Sweeps without a world pose pass through; a stamp earlier than the newest one (a replay restarted) forgets the
 tracks. The world frame must not drift over window_s (a map frame, as nuScenes' ego poses are).
@@ -47,6 +49,7 @@ MIN_SPAN_S = 0.2
 # car ATE 1.597 m without the remembered lengths, 1.554 with them (the variants tried: world_v2_log.md).
 SIDE_ON_DEG = 60.0
 SIDE_ON_RANGE_M = 25.0
+TRAVEL_AXIS_DEG = 30.0
 VEHICLES = ("car", "truck", "bus", "trailer", "construction_vehicle")
 CYCLES = ("bicycle", "motorcycle")
 # (moving, standing) nuScenes attributes of each class that has them
@@ -135,7 +138,7 @@ class MotionTracks:
         velocity = now.velocities.copy()
         unknown = ~np.isfinite(velocity).all(axis=1) & np.isin(now.class_ids, tuple(MOTION_ATTRIBUTES))
         velocity[unknown] = lines.velocity[track[unknown]]
-        remembered, shift, length = self._remembered_lengths(now, track, T_world_base[:2, 3], unknown)
+        remembered, shift, length = self._remembered_lengths(now, track, T_world_base[:2, 3], velocity)
         yaws = _facing_travel(now.yaws, velocity, now.class_ids == "pedestrian", unknown, p.heading_speed_mps)
         attributes = motion_attributes(now.class_ids, velocity, now.attributes, p.moving_speed_mps)
         followed = replace(now, velocities=velocity, yaws=yaws).transformed(invert_transform(T_world_base),
@@ -150,21 +153,24 @@ class MotionTracks:
         return out
 
     def _remembered_lengths(self, now: Detections3D, track: np.ndarray, ego_xy: np.ndarray,
-                            not_standing: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """The vehicles of `now` (world frame, their tracks (Q,)) seen side-on add their lengths to their tracks';
-        those `not_standing` (Q,) seen more end-on take their track's mean length, their end nearest the ego
-        (ego_xy (2,) [m]) kept (module docstring): their rows (K,), centre shifts (K, 2) [m, world frame] and
+                            velocity: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The moving vehicles of `now` (world frame, their tracks (Q,), their velocities (Q, 2) [m/s]) seen side-on
+        add their lengths to their tracks'; those seen more end-on take their track's mean length, their end nearest
+        the ego (ego_xy (2,) [m]) kept (module docstring): their rows (K,), centre shifts (K, 2) [m, world frame] and
         lengths (K,) [m]."""
         axis = np.column_stack([np.cos(now.yaws), np.sin(now.yaws)])
         sight = now.centers[:, :2] - ego_xy
         distance = np.hypot(sight[:, 0], sight[:, 1])
         along = np.einsum("ij,ij->i", sight, axis)  # the sight's part along the box's axis [m]
+        speed = np.hypot(velocity[:, 0], velocity[:, 1])  # NaN where unknown
+        with np.errstate(invalid="ignore"):
+            moving = (np.isin(now.class_ids, VEHICLES) & (speed >= self.params.heading_speed_mps)
+                      & (np.abs(np.einsum("ij,ij->i", velocity, axis)) >= np.cos(np.radians(TRAVEL_AXIS_DEG)) * speed))
         side_on = np.abs(along) <= np.cos(np.radians(SIDE_ON_DEG)) * distance
-        vehicle = np.isin(now.class_ids, VEHICLES)
-        shows = vehicle & side_on & (distance <= SIDE_ON_RANGE_M)
+        shows = moving & side_on & (distance <= SIDE_ON_RANGE_M)
         np.add.at(self.side_on_length_sum, track[shows], now.sizes_lwh[shows, 0])
         np.add.at(self.side_on_count, track[shows], 1)
-        takes = np.flatnonzero(vehicle & ~side_on & not_standing & (self.side_on_count[track] > 0))
+        takes = np.flatnonzero(moving & ~side_on & (self.side_on_count[track] > 0))
         length = self.side_on_length_sum[track[takes]] / self.side_on_count[track[takes]]
         # The near end (centre - axis x length / 2 x the sight's sign along the axis) stays.
         grown = 0.5 * (length - now.sizes_lwh[takes, 0]) * np.sign(along[takes])
