@@ -240,5 +240,6 @@ def _one_per_place(dets: Detections3D) -> Detections3D:
     docstring); the others in their order."""
     one_per_place = np.isin(dets.class_ids, ONE_PER_PLACE_CLASSES)
     rows = np.flatnonzero(one_per_place)
-    kept = rows[bev_nms(dets.select(rows), ONE_PER_PLACE_IOU)]
-    return dets.select(np.sort(np.concatenate([np.flatnonzero(~one_per_place), kept])))
+    keep = ~one_per_place
+    keep[rows[bev_nms(dets.select(rows), ONE_PER_PLACE_IOU)]] = True
+    return dets.select(keep)
