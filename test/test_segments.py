@@ -96,6 +96,30 @@ def test_segment_cost_is_the_mean_capped_distance_to_the_box_surface_computed_po
                           expected)
 
 
+def test_segment_cost_of_an_open_top_group_frees_its_points_in_the_upper_half_of_the_box():
+    """For groups with open_top (a car's cabin stands back from its body's outline), a point above the box's centre
+    and inside the box costs nothing; every other point costs its capped distance to the surface, as it does for
+    the groups without open_top."""
+    from perception3d.core.segments import FitParams, segment_cost
+
+    rng = np.random.default_rng(6)
+    box_of = rng.integers(0, 40, 900)
+    points, valid, centers, sizes, yaws = random_box_fit_problem(rng, box_of, groups=40)
+    open_top = rng.random(40) < 0.5
+    ax, ay, az = box_frame_excess_one_by_one(points[box_of], centers, sizes, yaws)
+    inside = np.maximum(np.maximum(ax, ay), az)
+    outside = np.sqrt(np.maximum(ax, 0) ** 2 + np.maximum(ay, 0) ** 2 + np.maximum(az, 0) ** 2)
+    cost = np.minimum(np.where(inside <= 0, -inside, outside), 0.5)
+    free = open_top[box_of, None] & (inside <= 0) & (points[box_of, :, 2] > centers[:, 2:3])
+    assert free.sum() > 100 and (free & (cost > 0.05)).sum() > 50  # points that cost something without open_top
+    cost = np.where(free, 0.0, cost)
+    mask = valid[box_of]
+    expected = np.where(mask, cost, 0.0).sum(axis=1) / np.maximum(mask.sum(axis=1), 1)
+    np.testing.assert_allclose(segment_cost(centers, sizes, (np.cos(yaws), np.sin(yaws)), points, valid, box_of,
+                                            FitParams(outline_cap_m=0.5), open_top),
+                               expected, rtol=0, atol=1e-12)
+
+
 def test_projected_corners_of_the_bottom_face_are_those_of_all_eight_corners():
     """u and depth of the bottom face's 4 corners, v of all 8 (keypoint order): the values of the 8 corners
     projected one by one; a slide to a depth agrees with them."""

@@ -6,7 +6,9 @@ the points a nearer detection's segment holds. Its nearest point is then the obj
 show the whole object (a barrier in a row shows one long face; the car parked bumper to bumper its side), and
 a QAF2D anchor's size comes from a 0.5 m grid. A candidate box is judged by
 - its points: the mean over the segment's points (LiDAR frame) of the distance to the box's surface, capped at
-  `outline_cap_m` (`segment_cost`; a point off the object costs the cap whatever the box);
+  `outline_cap_m` (`segment_cost`; a point off the object costs the cap whatever the box); for objects whose upper
+  half stands back from the box's outline (`FitProblem.open_top`: a car's cabin, bonnet and boot), a point in the
+  box's upper half costs nothing inside the box;
 - the 2D box: the IoU of its projection with the detection, to the power `iou_power` (with touching objects the
   2D box is what tells where one ends and the next begins);
 - the class size prior: the nuScenes mean and std per class (Gaussian likelihood, std x `prior_std_scale`).
@@ -99,6 +101,9 @@ class FitProblem:
         ground_z: (B,) height of the ground under the middle of the segment's footprint (LiDAR frame z [m]; NaN
             where unknown or the box's height is not bounded by the LiDAR): a box put against the segment's
             extremes stands on it (`_against_extremes`, `FitParams.standing_span`).
+        open_top: (B,) the object's upper half stands back from the box's outline (a car's cabin is narrower and
+            shorter than its body, its bonnet and boot lie below the roof): its points there cost nothing inside the
+            box (`segment_cost`).
     """
 
     points: np.ndarray
@@ -116,6 +121,7 @@ class FitProblem:
     near_end_hidden: np.ndarray
     length_prior: np.ndarray
     ground_z: np.ndarray
+    open_top: np.ndarray
 
     # What both rounds of the fit derive from the problem alone, computed on first use.
 
@@ -197,10 +203,19 @@ def point_sum(values: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(values.T).sum(axis=1)
 
 
-def segment_cost(centers, sizes_lwh, cos_sin, points, valid, box_of, params: FitParams = FitParams()) -> np.ndarray:
+def segment_cost(centers, sizes_lwh, cos_sin, points, valid, box_of, params: FitParams = FitParams(),
+                 open_top: np.ndarray | None = None) -> np.ndarray:
     """Mean point cost (M,) [m] of boxes m (cos and sin (M,) of their yaws) against the points of their groups
-    box_of (M,) (points (G, K, 3) with mask valid (G, K)); see the module."""
-    distance = surface_distance(box_frame_excess(points, box_of, centers, sizes_lwh, cos_sin))
+    box_of (M,) (points (G, K, 3) with mask valid (G, K)); see the module. open_top (G,): the groups whose points
+    above their box's centre cost nothing inside it (FitProblem.open_top)."""
+    excess = box_frame_excess(points, box_of, centers, sizes_lwh, cos_sin)
+    free = None
+    if open_top is not None and open_top.any():
+        above = gather_groups(np.ascontiguousarray(points[..., 2].T), box_of) > centers[:, 2]
+        free = above & (functools.reduce(np.maximum, excess) <= 0.0) & gather_groups(open_top, box_of)
+    distance = surface_distance(excess)
+    if free is not None:
+        distance[free] = 0.0
     np.minimum(distance, gather_groups(np.where(valid.T, params.outline_cap_m, 0.0), box_of), out=distance)
     return point_sum(distance) / np.maximum(valid.sum(axis=1), 1)[box_of]
 
@@ -241,7 +256,7 @@ def _score(centers, centers_cam, bottom, sizes_lwh, problem: FitProblem, rows: n
     """log score (M,) of candidate boxes of problem rows `rows` (M,): -cost / sigma + iou_power log IoU + log prior
     likelihood. Centres (M, 3) in the LiDAR frame and in the camera frame, corner offsets in the camera frame
     (`_bottom_corners`), sizes (M, 3), cos and sin (M,) of the yaws in the LiDAR frame."""
-    cost = segment_cost(centers, sizes_lwh, cos_sin, problem.points, problem.valid, rows, params)
+    cost = segment_cost(centers, sizes_lwh, cos_sin, problem.points, problem.valid, rows, params, problem.open_top)
     u, v, depth = _projected_corners(centers_cam, bottom)
     # (4, M) each, xyxy: the image's limits and the detection of each candidate's box
     limits_detection = gather_groups(np.concatenate([problem.limits, problem.box_norm], axis=1).T, rows)
