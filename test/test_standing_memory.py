@@ -50,6 +50,18 @@ def test_two_barriers_closer_than_the_gate_keep_their_own_places():
     assert placed[1, 0] == pytest.approx(0.8)
 
 
+def test_a_far_view_matches_within_a_gate_that_grows_with_its_range():
+    """A barrier seen at 5 m, then 1.4 m off along its row from 25 m away (beyond gate_m, within 0.06 x 25 m): matched,
+    its near views place it. The same view from 8 m away (gate 1 m) is another barrier, at its own place."""
+    for view_range, expected in ((25.0, 1.4 / 126), (8.0, 1.4)):
+        memory = StandingMemory(gate_m=1.0, remember_s=2.0)
+        for k in range(5):
+            memory.place(np.zeros((1, 2)), np.array([BARRIER]), np.array([5.0]), k * SWEEP_NS)
+        placed = memory.place(np.array([[1.4, 0.0]]), np.array([BARRIER]), np.array([view_range]), 5 * SWEEP_NS)
+        # five views from 5 m weighing 1/5^2 each, the one from 25 m 1/25^2: 125 to 1
+        assert placed[0, 0] == pytest.approx(expected, abs=0.01)
+
+
 def test_an_object_unseen_for_longer_than_remember_s_is_forgotten():
     for gap_s, expected in ((1.0, 0.0), (3.0, 0.5)):
         memory = StandingMemory(gate_m=1.0, remember_s=2.0)

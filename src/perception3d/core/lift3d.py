@@ -167,7 +167,7 @@ class LiftParams:
             box and were counted as off its surface. On the tuning worlds (v1 seeds 5-6, v2 seeds 9-10, perfect and
             good 2D) car ATE fell on all four world v2 runs (-0.020 m summed) and rose on all four world v1 runs
             (+0.014 m summed; v1's cars are plain boxes, whose upper returns lie on the outline); car AP +0.015
-            summed on v2, -0.002 on v1.
+            summed on v2, -0.002 on v1; mAP -0.003 summed over all eight.
         ground, cluster, fit: ground-surface, frustum-cluster and segment box-fit (core.segments) parameters.
     """
 
