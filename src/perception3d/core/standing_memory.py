@@ -16,7 +16,7 @@ forgotten) and places it at the weighted mean of all its views:
 
 A view is matched one to one, nearest first, to the remembered object of its class whose place lies within
 max(gate_m, GATE_PER_RANGE x the view's range) of it: a far view errs by more than gate_m (a barrier 25 m behind the
-ego that holds one or two returns, placed by its 2D box, stood 1.5-1.8 m along its row from where its near views had
+ego that holds one or two returns, placed by its 2D box, stood 1.5-1.7 m along its row from where its near views had
 put it), and matched, its near views place it. Only the place is remembered: a size and heading taken from the
 nearest view were tried and lowered the nuScenes detection score on 3 of 3 scenes (README, 'Standing objects over a
 second'). The world frame must not drift while an object is remembered (a map frame, as nuScenes' ego poses are; not
