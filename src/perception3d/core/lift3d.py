@@ -31,8 +31,9 @@ Per camera and 2D box (classes outside the 10 detection classes are skipped):
    cluster's continuous heading up to a quarter turn, and (length, width) searched on grids over the class prior;
    each candidate is placed by the 2D box edges and slid along its ray so that its nearest corner lies at the segment's
    nearest depth (LiDAR range is far more precise than depth from a box: 1 px of box error at 30 m moves a 2D-only
-   depth by ~0.5 m), and judged by its points (distance to the box surface, capped), the projected IoU with the 2D
-   box and the size prior. This is what separates touching objects: the segment holds no nearer neighbour's points,
+   depth by ~0.5 m), and judged by its points (distance to the box surface, capped; for `open_top_classes` a point in
+   the box's upper half costs nothing inside it: a car's cabin, bonnet and boot), the projected IoU with the 2D box
+   and the size prior. This is what separates touching objects: the segment holds no nearer neighbour's points,
    the 2D box says where the object ends. Where the 2D box is cut by the left or right image border, each candidate
    is also put with its sides facing the sensor on the segment's extremes (core.segments). Heading is only known
    modulo pi (front and back look alike).
