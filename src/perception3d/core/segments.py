@@ -180,12 +180,14 @@ def box_frame_excess(points: np.ndarray, box_of: np.ndarray, centers: np.ndarray
     return excess
 
 
-def surface_distance(excess: tuple[np.ndarray, ...]) -> np.ndarray:
+def surface_distance(excess: tuple[np.ndarray, ...], outside_only: np.ndarray | None = None) -> np.ndarray:
     """Distance [m] of points to the surface of their boxes, (K, M), from `box_frame_excess` (its footprint axes:
     to the footprint's outline; all three: to the box's faces): how deep inside for a point inside, how far outside
-    for one outside. The excess arrays are overwritten."""
+    for one outside; 0 inside for the points `outside_only` (K, M). The excess arrays are overwritten."""
     depth = functools.reduce(np.maximum, excess)
     np.negative(depth, out=depth)  # how deep inside (negative outside)
+    if outside_only is not None:
+        depth[outside_only] = 0.0
     for axis in excess:
         np.maximum(axis, 0.0, out=axis)
         np.square(axis, out=axis)
@@ -208,14 +210,11 @@ def segment_cost(centers, sizes_lwh, cos_sin, points, valid, box_of, params: Fit
     """Mean point cost (M,) [m] of boxes m (cos and sin (M,) of their yaws) against the points of their groups
     box_of (M,) (points (G, K, 3) with mask valid (G, K)); see the module. open_top (G,): the groups whose points
     above their box's centre cost nothing inside it (FitProblem.open_top)."""
-    excess = box_frame_excess(points, box_of, centers, sizes_lwh, cos_sin)
-    free = None
+    upper_open = None
     if open_top is not None and open_top.any():
-        above = gather_groups(np.ascontiguousarray(points[..., 2].T), box_of) > centers[:, 2]
-        free = above & (functools.reduce(np.maximum, excess) <= 0.0) & gather_groups(open_top, box_of)
-    distance = surface_distance(excess)
-    if free is not None:
-        distance[free] = 0.0
+        upper_open = ((gather_groups(np.ascontiguousarray(points[..., 2].T), box_of) > centers[:, 2])
+                      & gather_groups(open_top, box_of))
+    distance = surface_distance(box_frame_excess(points, box_of, centers, sizes_lwh, cos_sin), upper_open)
     np.minimum(distance, gather_groups(np.where(valid.T, params.outline_cap_m, 0.0), box_of), out=distance)
     return point_sum(distance) / np.maximum(valid.sum(axis=1), 1)[box_of]
 
