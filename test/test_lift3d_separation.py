@@ -10,7 +10,7 @@ import pytest
 from perception3d.bench.algo import Frame, load_rig, perfect_2d_boxes
 from perception3d.bench.graph import write_frame_bag
 from perception3d.core.classes import LIDARSEG_FINE_CATEGORIES
-from perception3d.core.detections import Detections3D
+from perception3d.core.detections import Detections2D, Detections3D
 from perception3d.core.frustum import CameraView
 from perception3d.core.geometry import invert_transform, transform_points
 from perception3d.core.lift3d import LiftParams, detect_3d
@@ -352,6 +352,47 @@ def test_a_car_beside_the_ego_cut_by_the_image_borders_stands_on_the_ground(x_m,
     points, _, views = sweep_and_views(Primitives(car.centers, car.sizes_lwh, car.yaws, label, np.zeros(1, int),
                                                   np.full((1, 3), 0.5)), car, rig)
     assert len(cut_in(views, "0")) == 2  # the hard case: cut by the image border in two cameras
+    dets = detect_3d(points, views, rig.T_base_lidar, params=NODE_DEFAULTS)
+    best = np.argmax(dets.scores)
+    assert np.linalg.norm(dets.centers[best, :2] - car.centers[0, :2]) < 0.3
+    assert abs(dets.centers[best, 2] - car.centers[0, 2]) < 0.1
+
+
+def edges_moved_off_the_border(views, box_id):
+    """The views with box `box_id`'s edges that lie on the image border moved into the image by 2 px + 3 % of the box's
+    side (one std of the simulated `good` detector's edge noise, data.simulated_2d)."""
+    moved = []
+    for v in views:
+        boxes = v.detections.boxes_xyxy.copy()
+        for b in np.flatnonzero(v.detections.ids == box_id):
+            inward = 2.0 + 0.03 * (boxes[b, 2:] - boxes[b, :2])  # along x, along y [px]
+            limits = (v.camera.width - 1.0, v.camera.height - 1.0)
+            for axis in (0, 1):
+                if boxes[b, axis] <= 1.0:
+                    boxes[b, axis] += inward[axis]
+                if boxes[b, axis + 2] >= limits[axis] - 1.0:
+                    boxes[b, axis + 2] -= inward[axis]
+        detections = Detections2D(boxes, v.detections.class_ids, v.detections.scores, v.detections.frame_id,
+                                  v.detections.stamp_ns, list(v.detections.ids))
+        moved.append(CameraView(detections, v.camera, v.T_cam_lidar))
+    return moved
+
+
+@pytest.mark.parametrize("side_m", [3.5, -3.5])
+@pytest.mark.parametrize("x_m", [0.0, 1.3])
+def test_a_car_beside_the_ego_whose_2d_boxes_end_near_the_image_borders_is_placed_by_its_returns(x_m, side_m):
+    """The car of the test above, its 2D boxes' edges on the image borders moved a few pixels into the image, as a
+    detector's box of a cut object ends near the border rather than on it: taken as the object's ends, those edges put
+    a car 4 m from the ego 1.65 m off along its length (world v2 seed 8, the good simulated 2D). An edge within
+    LiftParams.border_px + border_share x the box's side of the border counts as cut."""
+    rig = load_rig()
+    car = Detections3D(np.array([[x_m, side_m, 0.7]]), np.array([[4.12, 1.76, 1.4]]), [0.0], ["car"], [1.0],
+                       "base_link", ids=["0"])
+    label = np.array([list(LIDARSEG_FINE_CATEGORIES).index("vehicle.car")], np.uint8)
+    points, _, views = sweep_and_views(Primitives(car.centers, car.sizes_lwh, car.yaws, label, np.zeros(1, int),
+                                                  np.full((1, 3), 0.5)), car, rig)
+    views = edges_moved_off_the_border(views, "0")
+    assert not cut_in(views, "0")  # no edge of the car's boxes lies on an image border any more
     dets = detect_3d(points, views, rig.T_base_lidar, params=NODE_DEFAULTS)
     best = np.argmax(dets.scores)
     assert np.linalg.norm(dets.centers[best, :2] - car.centers[0, :2]) < 0.3

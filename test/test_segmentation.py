@@ -11,7 +11,9 @@ from perception3d.core.camera import project_points
 from perception3d.core.classes import LIDARSEG_CLASSES
 from perception3d.core.frustum import (
     ClusterParams,
+    ImageBorder,
     class_depth_extent,
+    expected_depths,
     foot_depths,
     frustum_clusters,
     object_points,
@@ -527,3 +529,20 @@ def test_linked_components_link_at_exactly_the_distance():
     assert len(np.unique(linked_components(chain, 0.25))) == 1
     assert len(np.unique(linked_components(chain, 0.2499))) == 5
     assert len(linked_components(np.zeros((0, 3)), 0.3)) == 0
+
+
+def test_a_box_ending_a_few_pixels_inside_the_image_counts_as_cut_by_its_border():
+    """A detector's box of an object cut by the image's bottom ends near the border, not always on it. Within
+    ImageBorder's px + share x the box's height of the border it has no box-height depth estimate (its height is not
+    the object's); further in it has one, fy x the class's mean height / the box height."""
+    cam = camera()
+    height = 200.0
+    bottoms = np.array([cam.height - 1.0, cam.height - 1.0 - 10.0, cam.height - 1.0 - 20.0])  # border px 4 + 0.06 x 200
+    boxes = np.column_stack([np.full(3, 700.0), bottoms - height, np.full(3, 900.0), bottoms])
+    depths = expected_depths(boxes, ["car"] * 3, cam)
+    assert np.isnan(depths[:2]).all()
+    assert depths[2] == pytest.approx(cam.K[1, 1] * 1.74 / height)  # car height prior: mean 1.74 m
+    assert np.isfinite(expected_depths(boxes, ["car"] * 3, cam, ImageBorder(1.0, 0.0))[1:]).all()
+    top = np.array([[700.0, 10.0, 900.0, 210.0], [700.0, 20.0, 900.0, 220.0]])  # the same at the image's top
+    top_depths = expected_depths(top, ["car"] * 2, cam)
+    assert np.isnan(top_depths[0]) and np.isfinite(top_depths[1])

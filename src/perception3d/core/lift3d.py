@@ -23,7 +23,8 @@ Per camera and 2D box (classes outside the 10 detection classes are skipped):
    along its camera ray so that its nearest corner lies at the cluster's nearest depth.
 4. Refinement: unsupported boxes take the class's mean size (the size sets the depth along the ray), and their
    location is solved by the KM3D equations from the 2D box (core.segments.place_by_box_edges: one row per edge, tied
-   to the extreme projected corner; edges on the image border, i.e. truncated objects, are not used), then moved
+   to the extreme projected corner; edges cut by the image border are not used: those within a few pixels of it,
+   core.frustum.ImageBorder, for a detector's box of a cut object ends near the border, not on it), then moved
    along the ray towards where the ray through their bottom edge meets the ground surface (`_on_the_ground`, the
    two depths weighed by their errors: 11-15 % of the depth from the size, less from the ground up to ~40 m).
    Supported boxes are fitted to their segment (core.segments.fit_boxes): their height held within what the returns
@@ -439,8 +440,8 @@ def _box_supports(objects_lidar: np.ndarray, object_cells: BevCells, object_heig
                                   params)
     windows[~supported] = segments.prior_windows[:, None, :]
     count = np.bincount(on_box, minlength=len(boxes))
-    width = np.array([f.view.camera.width for f in seen.frustums])[camera]
-    cut = supported & ((boxes[:, 0] <= 1.0) | (boxes[:, 2] >= width - 1.0))
+    size_px = np.array([[f.view.camera.width, f.view.camera.height] for f in seen.frustums], np.float64)[camera]
+    cut = supported & params.cluster.border.cuts(boxes, size_px)[:, :2].any(axis=1)
     row = np.isin(class_ids, params.flat_face_classes)  # a row runs on without a gap: grown by segments, not split
     points, count = _grow_past_image_border(objects_lidar, object_cells, point_index, count, cut, camera, seen, row)
     heading = np.full(len(count), np.nan)
@@ -896,9 +897,7 @@ def _lift_all(supports: list[_BoxSupport], params: LiftParams, clock: _StepClock
     ry[has_lidar] = yaw_to_ry(lidar_yaw + turns * np.pi / 2, T_cam_lidar[cam[chosen[has_lidar]], :3, :3])
     norm, clipped, limits = normalise_boxes(boxes[chosen], cam[chosen], cameras)
     size_px = np.array([[c.width, c.height] for c in cameras], dtype=np.float64)[cam[chosen]]
-    px = boxes[chosen]
-    on_border = np.stack([px[:, 0] <= 1.0, px[:, 2] >= size_px[:, 0] - 1.0,
-                          px[:, 1] <= 1.0, px[:, 3] >= size_px[:, 1] - 1.0], axis=1)
+    on_border = params.cluster.border.cuts(boxes[chosen], size_px)
     center = place_by_box_edges(centers_cam[pick], size, ry, norm, on_border)
     standing = np.flatnonzero(~has_lidar & ~on_border[:, 3])  # without LiDAR, their bottom edge in the image
     if contact is not None and len(standing):

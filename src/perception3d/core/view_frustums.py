@@ -67,7 +67,7 @@ def view_frustums(objects_lidar: np.ndarray, views: Sequence[CameraView], params
         if len(dets):
             seen.append((k, dets, project_cloud(objects_lidar, view.camera, view.T_cam_lidar),
                          np.array([class_depth_extent(c) for c in dets.class_ids]),
-                         expected_depths(dets.boxes_xyxy, dets.class_ids, view.camera)))
+                         expected_depths(dets.boxes_xyxy, dets.class_ids, view.camera, params.border)))
     out: list[ViewFrustums | None] = [None] * len(views)
     if not seen:
         return out
