@@ -138,9 +138,10 @@ class MotionTracks:
         velocity = now.velocities.copy()
         unknown = ~np.isfinite(velocity).all(axis=1) & np.isin(now.class_ids, tuple(MOTION_ATTRIBUTES))
         velocity[unknown] = lines.velocity[track[unknown]]
-        remembered, shift, length = self._remembered_lengths(now, track, T_world_base[:2, 3], velocity)
-        yaws = _facing_travel(now.yaws, velocity, now.class_ids == "pedestrian", unknown, p.heading_speed_mps)
-        attributes = motion_attributes(now.class_ids, velocity, now.attributes, p.moving_speed_mps)
+        speed = np.hypot(velocity[:, 0], velocity[:, 1])  # [m/s], NaN where unknown
+        remembered, shift, length = self._remembered_lengths(now, track, T_world_base[:2, 3], velocity, speed)
+        yaws = _facing_travel(now.yaws, velocity, speed, now.class_ids == "pedestrian", unknown, p.heading_speed_mps)
+        attributes = motion_attributes(now.class_ids, speed, now.attributes, p.moving_speed_mps)
         followed = replace(now, velocities=velocity, yaws=yaws).transformed(invert_transform(T_world_base),
                                                                            dets.frame_id)
         out = replace(dets, centers=dets.centers.copy(), sizes_lwh=dets.sizes_lwh.copy(),
@@ -152,17 +153,16 @@ class MotionTracks:
         out.ids[rows] = self.track_id[track].astype(str)
         return out
 
-    def _remembered_lengths(self, now: Detections3D, track: np.ndarray, ego_xy: np.ndarray,
-                            velocity: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """The moving vehicles of `now` (world frame, their tracks (Q,), their velocities (Q, 2) [m/s]) seen side-on
-        add their lengths to their tracks'; those seen more end-on take their track's mean length, their end nearest
-        the ego (ego_xy (2,) [m]) kept (module docstring): their rows (K,), centre shifts (K, 2) [m, world frame] and
-        lengths (K,) [m]."""
+    def _remembered_lengths(self, now: Detections3D, track: np.ndarray, ego_xy: np.ndarray, velocity: np.ndarray,
+                            speed: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The moving vehicles of `now` (world frame, their tracks (Q,), velocities (Q, 2) and speeds (Q,) [m/s])
+        seen side-on add their lengths to their tracks'; those seen more end-on take their track's mean length, their
+        end nearest the ego (ego_xy (2,) [m]) kept (module docstring): their rows (K,), centre shifts (K, 2) [m, world
+        frame] and lengths (K,) [m]."""
         axis = np.column_stack([np.cos(now.yaws), np.sin(now.yaws)])
         sight = now.centers[:, :2] - ego_xy
         distance = np.hypot(sight[:, 0], sight[:, 1])
         along = np.einsum("ij,ij->i", sight, axis)  # the sight's part along the box's axis [m]
-        speed = np.hypot(velocity[:, 0], velocity[:, 1])  # NaN where unknown
         with np.errstate(invalid="ignore"):
             moving = (np.isin(now.class_ids, VEHICLES) & (speed >= self.params.heading_speed_mps)
                       & (np.abs(np.einsum("ij,ij->i", velocity, axis)) >= np.cos(np.radians(TRAVEL_AXIS_DEG)) * speed))
@@ -212,13 +212,13 @@ class MotionTracks:
         return joined
 
 
-def _facing_travel(yaws: np.ndarray, velocity: np.ndarray, square: np.ndarray, turned: np.ndarray,
-                   min_speed: float) -> np.ndarray:
-    """Yaws (N,) [rad] of the rows `turned` (N,) moving at min_speed [m/s] or faster (velocity (N, 2), same frame)
-    facing their travel: the travel's direction for the `square` rows (N,), yaw + pi for the others that point
-    backwards."""
+def _facing_travel(yaws: np.ndarray, velocity: np.ndarray, speed: np.ndarray, square: np.ndarray,
+                   turned: np.ndarray, min_speed: float) -> np.ndarray:
+    """Yaws (N,) [rad] of the rows `turned` (N,) moving at min_speed [m/s] or faster (velocity (N, 2), same frame;
+    speed (N,)) facing their travel: the travel's direction for the `square` rows (N,), yaw + pi for the others that
+    point backwards."""
     travel = np.arctan2(velocity[:, 1], velocity[:, 0])
-    moving = turned & (np.hypot(velocity[:, 0], velocity[:, 1]) >= min_speed)
+    moving = turned & (speed >= min_speed)
     out = yaws.copy()
     out[moving & square] = travel[moving & square]
     backwards = moving & ~square & (np.cos(yaws - travel) < 0)
@@ -226,12 +226,11 @@ def _facing_travel(yaws: np.ndarray, velocity: np.ndarray, square: np.ndarray, t
     return out
 
 
-def motion_attributes(class_ids: np.ndarray, velocity: np.ndarray, attributes: np.ndarray,
+def motion_attributes(class_ids: np.ndarray, speed: np.ndarray, attributes: np.ndarray,
                       moving_speed_mps: float) -> np.ndarray:
-    """attributes (N,) with those of the rows of a class in MOTION_ATTRIBUTES and a known velocity (N, 2) [m/s] set
-    by their speed: moving at moving_speed_mps or faster, standing below."""
+    """attributes (N,) with those of the rows of a class in MOTION_ATTRIBUTES and a known speed (N,) [m/s, NaN:
+    unknown] set by it: moving at moving_speed_mps or faster, standing below."""
     out = attributes.copy()
-    speed = np.hypot(velocity[:, 0], velocity[:, 1])
     for name, (moving, standing) in MOTION_ATTRIBUTES.items():
         rows = (class_ids == name) & np.isfinite(speed)
         out[rows] = np.where(speed[rows] >= moving_speed_mps, moving, standing)
