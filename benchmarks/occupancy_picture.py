@@ -21,8 +21,8 @@ from perception3d.core.classes import OCCUPANCY_CLASSES, OCCUPANCY_FREE, OCCUPAN
 from perception3d.data.nuscenes_io import open_nuscenes
 from perception3d.data.occupancy_gt import load_occupancy, occupancy_relpath
 from perception3d.eval.keyframes import outputs_at_stamps, split_keyframes
-from perception3d.eval.report import OCCUPANCY_TOPIC
 from perception3d.msgs.occupancy import occupancy_msg_to_volume
+from perception3d.msgs.topics import OCCUPANCY_GRID_TOPIC
 from perception3d.viz.bev import BevView, draw_ego, occupancy_top_view
 from perception3d.viz.figure import draw_legend, side_by_side
 
@@ -53,8 +53,9 @@ def main() -> int:
     truth, grid, meta = load_occupancy(args.dataroot / occupancy_relpath(args.version, keyframe.lidar_token))
     volumes = {"ground truth (observed voxels)": np.where(meta["observed"], truth, OCCUPANCY_UNKNOWN).astype(np.uint8)}
     for title, bag in (("geometric mode", args.geometric), ("learned mode", args.learned)):
-        (message,) = outputs_at_stamps([bag], [OCCUPANCY_TOPIC], {keyframe.stamp_ns})[OCCUPANCY_TOPIC].values()
-        volume, mode_grid, _, _ = occupancy_msg_to_volume(message, OCCUPANCY_TOPIC)
+        at_keyframe = outputs_at_stamps([bag], [OCCUPANCY_GRID_TOPIC], {keyframe.stamp_ns})
+        (message,) = at_keyframe[OCCUPANCY_GRID_TOPIC].values()
+        volume, mode_grid, _, _ = occupancy_msg_to_volume(message, OCCUPANCY_GRID_TOPIC)
         if not mode_grid.matches(grid):
             raise SystemExit(f"{bag}: occupancy grid {mode_grid} differs from the ground truth's {grid}")
         volumes[title] = volume

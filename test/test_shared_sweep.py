@@ -15,12 +15,13 @@ from perception3d.core.lift3d import LiftParams, detect_3d
 from perception3d.core.segmentation import segment_points
 from perception3d.core.view_frustums import view_frustums
 from perception3d.msgs.bag import BagReader
+from perception3d.msgs.topics import OBJECTS_TOPIC, SEGMENTATION_TOPIC
 from perception3d.nodes import detection3d as detection3d_node
 from perception3d.nodes import segmentation as segmentation_node
 from perception3d.nodes import shared_sweep
 from perception3d.nodes.shared_sweep import SharedSweep
 from perception3d.runtime.bag import replay
-from perception3d.runtime.graph import FULL_GRAPH, SEGMENTATION_TOPIC
+from perception3d.runtime.graph import FULL_GRAPH
 
 
 @pytest.fixture(scope="module")
@@ -96,5 +97,5 @@ def test_detection3d_and_segmentation_in_one_process_compute_each_sweep_s_ground
     replay(tmp_path / "frames", tmp_path / "out", FULL_GRAPH.select(("detection3d", "segmentation")), progress=False)
     assert fresh.computed == 4 and len(calls) == 4
     with BagReader(tmp_path / "out") as bag:
-        topics = [message.topic for message in bag.messages(["/perception/objects", SEGMENTATION_TOPIC])]
-    assert sorted(topics) == sorted(["/perception/objects", SEGMENTATION_TOPIC] * 4)
+        topics = [message.topic for message in bag.messages([OBJECTS_TOPIC, SEGMENTATION_TOPIC])]
+    assert sorted(topics) == sorted([OBJECTS_TOPIC, SEGMENTATION_TOPIC] * 4)

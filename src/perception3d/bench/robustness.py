@@ -36,6 +36,7 @@ from ..msgs.image import compressed_image_msg, encode_jpeg
 from ..msgs.pointcloud import NUSCENES_LIDAR_DTYPE, array_to_pointcloud2
 from ..msgs.qos import LATCHED, SENSOR, TF
 from ..msgs.tf import tf_message, transform_stamped
+from ..msgs.topics import OBJECTS_TOPIC
 from ..msgs.typestore import typestore
 from ..runtime.bag import replay
 from ..runtime.graph import FULL_GRAPH, LIDAR_TOPIC
@@ -43,7 +44,6 @@ from .algo import load_rig
 from .common import format_table, resident_memory_mib, write_results
 
 T0 = 1_600_000_000_000_000_000
-OBJECTS = "/perception/objects"
 ATTACK_SECONDS = 2.0
 IMAGE_SCALE = 0.5  # images and CameraInfo at half the rig's 1600 x 900: the attacks, not the detector, are timed
 MEMORY_FRAMES = 10_000
@@ -126,7 +126,7 @@ def mutate_at(topic: str, indices, change: Callable[[Any], Any]) -> Mutation:
     return mutate
 
 
-def _outputs(out: Path, topic: str = OBJECTS) -> dict[int, bytes]:
+def _outputs(out: Path, topic: str = OBJECTS_TOPIC) -> dict[int, bytes]:
     with BagReader(out) as reader:
         return {m.stamp_ns: bytes(m.rawdata) for m in reader.messages([topic])} if topic in reader.topics else {}
 

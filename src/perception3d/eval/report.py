@@ -22,15 +22,12 @@ from ..msgs.detections import msg_to_detections3d
 from ..msgs.markers import with_motion
 from ..msgs.occupancy import occupancy_msg_to_volume
 from ..msgs.pointcloud import pointcloud2_to_array
+from ..msgs.topics import OBJECT_MOTION_TOPIC, OBJECTS_TOPIC, OCCUPANCY_GRID_TOPIC, SEGMENTATION_TOPIC
 from .detection import DetectionReport, evaluate_detection
 from .keyframes import Keyframe, outputs_at_stamps, split_keyframes
 from .semantic import OccupancyScore, SegmentationScore
 
-DETECTIONS_TOPIC = "/perception/objects"
-MOTION_TOPIC = "/perception/objects/motion"
-SEGMENTATION_TOPIC = "/perception/segmentation/pointcloud"
-OCCUPANCY_TOPIC = "/perception/occupancy/grid"
-TASK_TOPICS = {"det": DETECTIONS_TOPIC, "seg": SEGMENTATION_TOPIC, "occ": OCCUPANCY_TOPIC}
+TASK_TOPICS = {"det": OBJECTS_TOPIC, "seg": SEGMENTATION_TOPIC, "occ": OCCUPANCY_GRID_TOPIC}
 
 
 @dataclass
@@ -99,7 +96,7 @@ def evaluate(nusc: Any, bags: list[str | Path], split: str, tasks: list[str], ou
     if not keyframes:
         raise DatasetError(f"split {split!r} has no keyframes in {nusc.dataroot}")
     by_stamp = {k.stamp_ns: k for k in keyframes}
-    topics = [TASK_TOPICS[t] for t in tasks] + ([MOTION_TOPIC] if "det" in tasks else [])
+    topics = [TASK_TOPICS[t] for t in tasks] + ([OBJECT_MOTION_TOPIC] if "det" in tasks else [])
     outputs = outputs_at_stamps(bags, topics, set(by_stamp))
     report = EvalReport(split, len(keyframes))
     for task in tasks:
@@ -109,7 +106,7 @@ def evaluate(nusc: Any, bags: list[str | Path], split: str, tasks: list[str], ou
                                f"keyframe of split {split!r}; were the right bags replayed with the {task} node?")
     if "det" in tasks:
         report.detection = evaluate_detection(
-            nusc, _global_detections(nusc, outputs[DETECTIONS_TOPIC], by_stamp, outputs.get(MOTION_TOPIC, {})),
+            nusc, _global_detections(nusc, outputs[OBJECTS_TOPIC], by_stamp, outputs.get(OBJECT_MOTION_TOPIC, {})),
             split, output_dir / "detection")
     if "seg" in tasks:
         report.segmentation = SegmentationScore()
@@ -119,12 +116,12 @@ def evaluate(nusc: Any, bags: list[str | Path], split: str, tasks: list[str], ou
             report.segmentation.add(FINE_TO_COARSE[fine], pred)
     if "occ" in tasks:
         report.occupancy = OccupancyScore()
-        for stamp, msg in outputs[OCCUPANCY_TOPIC].items():
-            pred, grid, _, frame = occupancy_msg_to_volume(msg, OCCUPANCY_TOPIC)
+        for stamp, msg in outputs[OCCUPANCY_GRID_TOPIC].items():
+            pred, grid, _, frame = occupancy_msg_to_volume(msg, OCCUPANCY_GRID_TOPIC)
             gt, gt_grid, meta = load_occupancy(Path(nusc.dataroot) / occupancy_relpath(nusc.version,
                                                                                        by_stamp[stamp].lidar_token))
             if not grid.matches(gt_grid) or frame != meta["frame"]:
-                raise DatasetError(f"{OCCUPANCY_TOPIC}: grid {grid} in {frame!r} differs from the ground truth's "
+                raise DatasetError(f"{OCCUPANCY_GRID_TOPIC}: grid {grid} in {frame!r} differs from the ground truth's "
                                    f"{gt_grid} in {meta['frame']!r}; set the occupancy node's grid.* to match")
             report.occupancy.add(gt, pred, meta["observed"])
     return report
@@ -138,9 +135,9 @@ def _global_detections(nusc: Any, messages: dict[int, Any], by_stamp: dict[int, 
 
     out = {}
     for stamp, msg in messages.items():
-        dets = msg_to_detections3d(msg, DETECTIONS_TOPIC)
+        dets = msg_to_detections3d(msg, OBJECTS_TOPIC)
         if dets.frame_id != "base_link":
-            raise DatasetError(f"{DETECTIONS_TOPIC}: boxes in {dets.frame_id!r}; scoring expects base_link")
+            raise DatasetError(f"{OBJECTS_TOPIC}: boxes in {dets.frame_id!r}; scoring expects base_link")
         if stamp in motion:
             dets = with_motion(dets, motion[stamp])
         key = by_stamp[stamp]

@@ -18,6 +18,15 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from ..errors import ConfigError
+from ..msgs.topics import (
+    OBJECT_MARKERS_TOPIC,
+    OBJECT_MOTION_TOPIC,
+    OBJECTS_TOPIC,
+    OCCUPANCY_GRID_TOPIC,
+    OCCUPANCY_MARKERS_TOPIC,
+    OCCUPANCY_VOXELS_TOPIC,
+    SEGMENTATION_TOPIC,
+)
 from ..nodes.base import CAMERA_STREAM_TYPES, LIDAR_PORT, LIDAR_TYPES, NodeDefinition
 
 GRAPH_EXECUTABLE = "perception3d_graph"  # the console script running several nodes in one process (runtime.ros)
@@ -26,7 +35,6 @@ TF_TOPIC = "/tf"
 TF_STATIC_TOPIC = "/tf_static"
 DETECTIONS_PLACEHOLDER = "{detections}"
 LABELLED_POINTS_PLACEHOLDER = "{labelled_points}"
-SEGMENTATION_TOPIC = "/perception/segmentation/pointcloud"
 EXTERNAL_DETECTIONS_TOPIC = "/{camera}/detections"
 DETECTOR2D_DETECTIONS_TOPIC = "/perception/{camera}/detections"
 OUTPUT_PORT_PREFIX = "~/output/"  # a node's output ports; its input ports are under ~/input/
@@ -210,11 +218,10 @@ FULL_GRAPH = Graph((
     GraphNode(
         "detection3d", "perception3d.nodes.detection3d:Detection3DNode",
         inputs={"~/input/pointcloud": LIDAR_TOPIC, **_camera_inputs("camera_info", "detections")},
-        outputs={"~/output/objects": GraphOutput("/perception/objects", "vision_msgs/msg/Detection3DArray",
+        outputs={"~/output/objects": GraphOutput(OBJECTS_TOPIC, "vision_msgs/msg/Detection3DArray",
                                                  label_info=True),
-                 "~/output/markers": GraphOutput("/perception/objects/markers",
-                                                 "visualization_msgs/msg/MarkerArray"),
-                 "~/output/motion": GraphOutput("/perception/objects/motion", "visualization_msgs/msg/MarkerArray")},
+                 "~/output/markers": GraphOutput(OBJECT_MARKERS_TOPIC, "visualization_msgs/msg/MarkerArray"),
+                 "~/output/motion": GraphOutput(OBJECT_MOTION_TOPIC, "visualization_msgs/msg/MarkerArray")},
         description="2D-detection-guided 3D object detection"),
     GraphNode(
         "segmentation", "perception3d.nodes.segmentation:SegmentationNode",
@@ -225,12 +232,11 @@ FULL_GRAPH = Graph((
     GraphNode(
         "occupancy", "perception3d.nodes.occupancy:OccupancyNode",
         inputs={"~/input/pointcloud": LABELLED_POINTS_PLACEHOLDER, **_camera_inputs("camera_info", "detections")},
-        outputs={"~/output/grid": GraphOutput("/perception/occupancy/grid", "perception3d_msgs/msg/OccupancyGrid3D",
+        outputs={"~/output/grid": GraphOutput(OCCUPANCY_GRID_TOPIC, "perception3d_msgs/msg/OccupancyGrid3D",
                                                label_info=True),
-                 "~/output/voxels": GraphOutput("/perception/occupancy/voxels", "sensor_msgs/msg/PointCloud2",
+                 "~/output/voxels": GraphOutput(OCCUPANCY_VOXELS_TOPIC, "sensor_msgs/msg/PointCloud2",
                                                  label_info=True),
-                 "~/output/markers": GraphOutput("/perception/occupancy/markers",
-                                                 "visualization_msgs/msg/MarkerArray")},
+                 "~/output/markers": GraphOutput(OCCUPANCY_MARKERS_TOPIC, "visualization_msgs/msg/MarkerArray")},
         description="3D semantic occupancy"),
 ))
 

@@ -19,15 +19,12 @@ from ..msgs.markers import with_motion
 from ..msgs.occupancy import occupancy_msg_to_volume
 from ..msgs.pointcloud import pointcloud2_to_array, xyz
 from ..msgs.tf import add_tf_message
+from ..msgs.topics import OBJECT_MOTION_TOPIC, OBJECTS_TOPIC, OCCUPANCY_GRID_TOPIC, SEGMENTATION_TOPIC
 from .figure import CameraFrame, FrameData
 
-OBJECTS = "/perception/objects"
-SEGMENTATION = "/perception/segmentation/pointcloud"
-OCCUPANCY = "/perception/occupancy/grid"
 GT_DETECTIONS = "/gt/detections"
 LIDAR = "/LIDAR_TOP/points"
-OBJECTS_MOTION = "/perception/objects/motion"  # velocities and attributes of OBJECTS' boxes, by detection id
-OUTPUT_TOPICS = (OBJECTS, SEGMENTATION, OCCUPANCY)
+OUTPUT_TOPICS = (OBJECTS_TOPIC, SEGMENTATION_TOPIC, OCCUPANCY_GRID_TOPIC)
 
 
 def _cameras(topics: Sequence[str]) -> list[str]:
@@ -43,7 +40,7 @@ def _scan(bags: Sequence[Path]) -> tuple[dict[str, list[BagMessage]], dict[str, 
         with BagReader(bag) as reader:
             topics.update(reader.topics)
             tf.cache_time_ns = max(tf.cache_time_ns, reader.end_ns - reader.start_ns + 1)
-            kept = (*OUTPUT_TOPICS, OBJECTS_MOTION, GT_DETECTIONS, "/tf", "/tf_static")
+            kept = (*OUTPUT_TOPICS, OBJECT_MOTION_TOPIC, GT_DETECTIONS, "/tf", "/tf_static")
             small = [t for t in reader.topics if t in kept
                      or t.endswith("/camera_info") or ("/CAM_" in t and t.endswith("/detections"))]
             for message in reader.messages(small):
@@ -107,21 +104,21 @@ def load_frame(bags: Sequence[str | Path], frame: int = 0, keyframes_only: bool 
     T_world_base = tf.lookup(world_frame, base_frame, stamp)
     data = FrameData(title=f"frame {frame} of {len(stamps)}  stamp {stamp / 1e9:.3f} s")
 
-    objects = _at(small.get(OBJECTS, []), stamp)
+    objects = _at(small.get(OBJECTS_TOPIC, []), stamp)
     if objects is not None:
-        data.predictions = msg_to_detections3d(objects, OBJECTS)
-        motion = _at(small.get(OBJECTS_MOTION, []), stamp)
+        data.predictions = msg_to_detections3d(objects, OBJECTS_TOPIC)
+        motion = _at(small.get(OBJECT_MOTION_TOPIC, []), stamp)
         if motion is not None:
             data.predictions = with_motion(data.predictions, motion)
     gt = _at(small.get(GT_DETECTIONS, []), stamp)
     if gt is not None:
         boxes = msg_to_detections3d(gt, GT_DETECTIONS)
         data.ground_truth = boxes.transformed(tf.lookup(base_frame, boxes.frame_id, stamp), base_frame)
-    grid_msg = _at(small.get(OCCUPANCY, []), stamp)
+    grid_msg = _at(small.get(OCCUPANCY_GRID_TOPIC, []), stamp)
     if grid_msg is not None:
-        volume, grid, _, _ = occupancy_msg_to_volume(grid_msg, OCCUPANCY)
+        volume, grid, _, _ = occupancy_msg_to_volume(grid_msg, OCCUPANCY_GRID_TOPIC)
         data.occupancy = (np.array(volume), grid)
-    cloud = _at(small.get(SEGMENTATION, []), stamp)
+    cloud = _at(small.get(SEGMENTATION_TOPIC, []), stamp)
     raw_topics = [] if cloud is not None else [LIDAR]
     cameras = _cameras(topics)
     raw_topics += [f"/{c}/image/compressed" for c in cameras]
@@ -129,7 +126,7 @@ def load_frame(bags: Sequence[str | Path], frame: int = 0, keyframes_only: bool 
     if cloud is None and LIDAR in raw and raw[LIDAR].stamp_ns == stamp:
         cloud = raw[LIDAR].decode()
     if cloud is not None:
-        points = pointcloud2_to_array(cloud, SEGMENTATION)
+        points = pointcloud2_to_array(cloud, SEGMENTATION_TOPIC)
         T_base_cloud = tf.lookup(base_frame, cloud.header.frame_id, stamp)
         data.points = transform_points(T_base_cloud, xyz(points, "f8"))
         if "label" in points.dtype.names:
