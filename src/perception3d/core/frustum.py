@@ -72,7 +72,7 @@ class ImageBorder:
     """Which edges of a 2D box count as cut by its image's border: those within px + share x the box's side [px] of
     it. A detector's box of an object that the border cuts ends near the border, not always on it: the simulated
     `good` detector (data.simulated_2d) moves each edge by N(0, 2 px + 3 % of the side) before clipping it to the
-    image, so half of its cut edges lay inside the image and were taken as the object's ends."""
+    image, so half of its cut edges lie inside the image, where they would end the object."""
 
     px: float = 4.0
     share: float = 0.06
