@@ -337,6 +337,17 @@ def test_a_barrier_whose_2d_box_was_missed_is_filled_in_from_its_row():
         assert error < 0.5 and abs(length / 2.0 - 1.0) < 0.3, (center, error, length)
 
 
+def car_beside_the_ego(x_m, side_m, rig):
+    """A 4.1 m car parked x_m ahead of and side_m beside the ego (id "0"), the rig's sweep of it and every camera's
+    perfect 2D boxes."""
+    car = Detections3D(np.array([[x_m, side_m, 0.7]]), np.array([[4.12, 1.76, 1.4]]), [0.0], ["car"], [1.0],
+                       "base_link", ids=["0"])
+    label = np.array([list(LIDARSEG_FINE_CATEGORIES).index("vehicle.car")], np.uint8)
+    points, _, views = sweep_and_views(Primitives(car.centers, car.sizes_lwh, car.yaws, label, np.zeros(1, int),
+                                                  np.full((1, 3), 0.5)), car, rig)
+    return car, points, views
+
+
 @pytest.mark.parametrize("side_m", [3.5, -3.5])
 @pytest.mark.parametrize("x_m", [-1.0, 0.0, 1.3, 2.5])
 def test_a_car_beside_the_ego_cut_by_the_image_borders_stands_on_the_ground(x_m, side_m):
@@ -346,11 +357,7 @@ def test_a_car_beside_the_ego_cut_by_the_image_borders_stands_on_the_ground(x_m,
     8 with terrain: the projection then missed the 2D box, and the same car turned by a quarter turn won). The LiDAR
     sees its roof, so its height is known: it stands on the ground surface under its returns."""
     rig = load_rig()
-    car = Detections3D(np.array([[x_m, side_m, 0.7]]), np.array([[4.12, 1.76, 1.4]]), [0.0], ["car"], [1.0],
-                       "base_link", ids=["0"])
-    label = np.array([list(LIDARSEG_FINE_CATEGORIES).index("vehicle.car")], np.uint8)
-    points, _, views = sweep_and_views(Primitives(car.centers, car.sizes_lwh, car.yaws, label, np.zeros(1, int),
-                                                  np.full((1, 3), 0.5)), car, rig)
+    car, points, views = car_beside_the_ego(x_m, side_m, rig)
     assert len(cut_in(views, "0")) == 2  # the hard case: cut by the image border in two cameras
     dets = detect_3d(points, views, rig.T_base_lidar, params=NODE_DEFAULTS)
     best = np.argmax(dets.scores)
@@ -383,14 +390,10 @@ def edges_moved_off_the_border(views, box_id):
 def test_a_car_beside_the_ego_whose_2d_boxes_end_near_the_image_borders_is_placed_by_its_returns(x_m, side_m):
     """The car of the test above, its 2D boxes' edges on the image borders moved a few pixels into the image, as a
     detector's box of a cut object ends near the border rather than on it: taken as the object's ends, those edges put
-    a car 4 m from the ego 1.65 m off along its length (world v2 seed 8, the good simulated 2D). An edge within
-    LiftParams.border_px + border_share x the box's side of the border counts as cut."""
+    a car 4 m from the ego 1.65 m off along its length (world v2 seed 8, the good simulated 2D). An edge within a few
+    pixels of the border counts as cut (ClusterParams.border, core.frustum.ImageBorder: 4 px + 6 % of the side)."""
     rig = load_rig()
-    car = Detections3D(np.array([[x_m, side_m, 0.7]]), np.array([[4.12, 1.76, 1.4]]), [0.0], ["car"], [1.0],
-                       "base_link", ids=["0"])
-    label = np.array([list(LIDARSEG_FINE_CATEGORIES).index("vehicle.car")], np.uint8)
-    points, _, views = sweep_and_views(Primitives(car.centers, car.sizes_lwh, car.yaws, label, np.zeros(1, int),
-                                                  np.full((1, 3), 0.5)), car, rig)
+    car, points, views = car_beside_the_ego(x_m, side_m, rig)
     views = edges_moved_off_the_border(views, "0")
     assert not cut_in(views, "0")  # no edge of the car's boxes lies on an image border any more
     dets = detect_3d(points, views, rig.T_base_lidar, params=NODE_DEFAULTS)
