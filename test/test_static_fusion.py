@@ -130,22 +130,39 @@ def test_a_sweep_without_detections_counts_as_a_sweep_that_did_not_see_the_barri
     assert out.scores[0] == pytest.approx(0.8 * np.sqrt(19 / 20))
 
 
+PASSED_CAR_WORLD = np.array([12.0, -4.0])  # the ego passes it at sweep 40 and leaves it 30 m behind at sweep 140
+
+
+def passed_car_view(k: int) -> np.ndarray:
+    """Sweep k's view of the passed car: beyond 20 m its returns lie on its cabin, 0.9 m too far along the ray from
+    the ego."""
+    ray = PASSED_CAR_WORLD - ego_pose(k)[:2, 3]
+    return PASSED_CAR_WORLD + (0.9 * ray / np.linalg.norm(ray) if np.linalg.norm(ray) >= 20.0 else 0.0)
+
+
 def test_a_parked_car_the_ego_has_passed_keeps_the_place_its_near_views_gave():
-    car_world = np.array([12.0, -4.0])  # the ego passes it at sweep 40 and leaves it 30 m behind at sweep 140
-
-    def view(k: int) -> np.ndarray:
-        """Beyond 20 m the car's returns lie on its cabin: its view is 0.9 m too far along the ray from the ego."""
-        ray = car_world - ego_pose(k)[:2, 3]
-        return car_world + (0.9 * ray / np.linalg.norm(ray) if np.linalg.norm(ray) >= 20.0 else 0.0)
-
     errors = {}
     for remember_s in (2.0, 0.0):
         fusion = StaticFusion(StaticFusionParams(window_s=1.0, remember_s=remember_s), "map")
         for k in range(141):
-            out = fusion.fuse(seen(k, [("car", view(k))]), ego_pose(k), k * SWEEP_NS)
-        errors[remember_s] = np.linalg.norm(in_world(out, 140)[0] - car_world)
+            out = fusion.fuse(seen(k, [("car", passed_car_view(k))]), ego_pose(k), k * SWEEP_NS)
+        errors[remember_s] = np.linalg.norm(in_world(out, 140)[0] - PASSED_CAR_WORLD)
     assert errors[2.0] < 0.1
     assert errors[0.0] > 0.8  # the window's second holds far views only
+
+
+def test_a_passed_car_that_a_sweep_misses_is_kept_at_its_remembered_place():
+    """The car above, missed by the last sweep (a far car in a row of parked cars is missed in some images): kept
+    from the window's sweeps, it stands where the memory of its views puts it, not at the mean of the window's far
+    views; a sweep that sees it again matches it as before."""
+    fusion = StaticFusion(StaticFusionParams(window_s=1.0, remember_s=2.0), "map")
+    for k in range(140):
+        fusion.fuse(seen(k, [("car", passed_car_view(k))]), ego_pose(k), k * SWEEP_NS)
+    missed = fusion.fuse(seen(140, []), ego_pose(140), 140 * SWEEP_NS)
+    assert len(missed) == 1 and missed.scores[0] == pytest.approx(COASTED_SCORE_FACTOR * 0.8)
+    assert np.linalg.norm(in_world(missed, 140)[0] - PASSED_CAR_WORLD) < 0.1
+    again = fusion.fuse(seen(141, [("car", passed_car_view(141))]), ego_pose(141), 141 * SWEEP_NS)
+    assert len(again) == 1 and np.linalg.norm(in_world(again, 141)[0] - PASSED_CAR_WORLD) < 0.1
 
 
 def test_a_replay_restart_also_forgets_the_remembered_places():

@@ -17,7 +17,9 @@ forgotten) and places it at the weighted mean of all its views:
 A view is matched one to one, nearest first, to the remembered object of its class whose place lies within
 max(gate_m, GATE_PER_RANGE x the view's range) of it: a far view errs by more than gate_m (a barrier 25 m behind the
 ego that holds one or two returns, placed by its 2D box, stood 1.5-1.7 m along its row from where its near views had
-put it), and matched, its near views place it. Only the place is remembered: a size and heading taken from the
+put it), and matched, its near views place it. A standing object that a sweep misses and core.static_fusion keeps
+from the window's sweeps (coasted) is placed by the memory too (`recall`): a far car of a parked row is missed in some
+images, and the window's sweeps hold only its far views. Only the place is remembered: a size and heading taken from the
 nearest view were tried and lowered the nuScenes detection score on 3 of 3 scenes (README, 'Standing objects over a
 second'). The world frame must not drift while an object is remembered (a map frame, as nuScenes' ego poses are; not
 a drifting odometry frame).
@@ -76,16 +78,32 @@ class StandingMemory:
         self.last_seen_ns = np.concatenate([self.last_seen_ns, np.full(int(new.sum()), stamp_ns, dtype=np.int64)])
         return placed
 
+    def recall(self, xy: np.ndarray, code: np.ndarray, range_m: np.ndarray, stamp_ns: int) -> np.ndarray:
+        """Places (Q, 2) [m, world frame] of standing objects that the sweep at stamp_ns missed (core.static_fusion's
+        coasted objects: xy (Q, 2) where the window's sweeps put them, class codes (Q,), range from the ego (Q,)
+        [m]): the weighted mean of the remembered object each matches as `place` matches views, among those no view
+        of this sweep matched; xy where none does. Adds nothing to the memory."""
+        unseen = np.flatnonzero(self.last_seen_ns < stamp_ns)
+        view, obj = self._matches(xy, code, np.maximum(self.gate_m, GATE_PER_RANGE * range_m), unseen)
+        placed = np.array(xy, dtype=np.float64)
+        placed[view] = self.weighted_xy[obj] / self.weight[obj, None]
+        return placed
+
     def _forget_before(self, stamp_ns: float) -> None:
         keep = self.last_seen_ns >= stamp_ns
         self.code, self.weighted_xy, self.weight = self.code[keep], self.weighted_xy[keep], self.weight[keep]
         self.nearest_m, self.last_seen_ns = self.nearest_m[keep], self.last_seen_ns[keep]
 
-    def _matches(self, xy: np.ndarray, code: np.ndarray, gate_m: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _matches(self, xy: np.ndarray, code: np.ndarray, gate_m: np.ndarray,
+                 objects: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """One-to-one (view, object) index pairs, nearest first, of a class and within the view's gate (gate_m (Q,)
-        [m]). Candidates are the pairs in neighbouring cells as wide as the widest gate (core.cell_pairs)."""
-        places = self.weighted_xy / self.weight[:, None] if len(self.code) else np.zeros((0, 2))
-        view, obj, distance = pairs_within(xy, code, places, self.code, float(gate_m.max(initial=self.gate_m)))
+        [m]), among `objects` (indices; default all). Candidates are the pairs in neighbouring cells as wide as the
+        widest gate (core.cell_pairs)."""
+        objects = np.arange(len(self.code)) if objects is None else objects
+        places = self.weighted_xy[objects] / self.weight[objects, None] if len(objects) else np.zeros((0, 2))
+        view, obj, distance = pairs_within(xy, code, places, self.code[objects],
+                                           float(gate_m.max(initial=self.gate_m)))
+        obj = objects[obj]
         within = distance <= gate_m[view]
         view, obj, distance = view[within], obj[within], distance[within]
         chosen = nearest_first(view, obj, distance)

@@ -19,7 +19,8 @@ each earlier sweep (the nearest of its class within `gate_m`, at most one per sw
   still classes). A group of a class that can move must span static_age_s.
 
 - With `remember_s` > 0, a standing object is then placed by all its views while the sweeps keep seeing it, the
-  nearest weighing most (core.standing_memory): a parked car the ego has passed keeps the place its near views gave.
+  nearest weighing most (core.standing_memory): a parked car the ego has passed keeps the place its near views gave,
+  and so does a coasted one that no view of this sweep matched (StandingMemory.recall).
 - Boxes of ONE_PER_PLACE_CLASSES that the fusion left on one place are one object: of two whose footprints' IoU
   exceeds ONE_PER_PLACE_IOU, or whose centres are closer than the class's mean thickness, the lower-scored goes
   (core.lift3d `bev_nms`). Two of a sweep's boxes within gate_m of the same remembered ones both take their mean
@@ -168,7 +169,12 @@ class StaticFusion:
             # scores of 0 weigh nothing: left where they are
             standing = (comparison.oldest_s >= p.static_age_s) & (now.scores + comparison.weight > 0)
             out = self._fused(dets, fused, now, code, comparison, standing, in_base, stamp_ns)
-            out = out.then(self._coasted(comparison.near_now, stamp_ns).transformed(in_base, dets.frame_id))
+            coasted = self._coasted(comparison.near_now, stamp_ns)
+            if p.remember_s > 0:  # placed where the memory of their views puts them
+                range_m = np.hypot(*transform_points(in_base, coasted.centers)[:, :2].T)
+                coasted.centers[:, :2] = self.memory.recall(coasted.centers[:, :2], class_codes(coasted.class_ids),
+                                                            range_m, stamp_ns)
+            out = out.then(coasted.transformed(in_base, dets.frame_id))
             out = _one_per_place(out)
         self.past.add(now, code, stamp_ns)
         return out
