@@ -58,7 +58,7 @@ class StandingMemory:
         (Q,) [m]) added to the remembered objects; returns each one's place (Q, 2) [m, world frame]: its object's
         weighted mean (module docstring), a new object's own xy."""
         self._forget_before(stamp_ns - self.remember_s * 1e9)
-        view, obj = self._matches(xy, code, np.maximum(self.gate_m, GATE_PER_RANGE * range_m))
+        view, obj = self._matches(xy, code, range_m)
         weight = 1.0 / np.maximum(range_m, RANGE_FLOOR_M) ** 2
         nearer = range_m[view] < self.nearest_m[obj]
         discount = np.where(nearer, (range_m[view] / np.where(nearer, self.nearest_m[obj], 1.0)) ** APPROACH_EXPONENT,
@@ -68,7 +68,7 @@ class StandingMemory:
         self.nearest_m[obj] = np.minimum(self.nearest_m[obj], range_m[view])
         self.last_seen_ns[obj] = stamp_ns
         placed = np.array(xy, dtype=np.float64)
-        placed[view] = self.weighted_xy[obj] / self.weight[obj, None]
+        placed[view] = self._places(obj)
         new = np.ones(len(xy), dtype=bool)
         new[view] = False
         self.code = np.concatenate([self.code, code[new]])
@@ -83,10 +83,9 @@ class StandingMemory:
         coasted objects: xy (Q, 2) where the window's sweeps put them, class codes (Q,), range from the ego (Q,)
         [m]): the weighted mean of the remembered object each matches as `place` matches views, among those no view
         of this sweep matched; xy where none does. Adds nothing to the memory."""
-        unseen = np.flatnonzero(self.last_seen_ns < stamp_ns)
-        view, obj = self._matches(xy, code, np.maximum(self.gate_m, GATE_PER_RANGE * range_m), unseen)
+        view, obj = self._matches(xy, code, range_m, np.flatnonzero(self.last_seen_ns < stamp_ns))
         placed = np.array(xy, dtype=np.float64)
-        placed[view] = self.weighted_xy[obj] / self.weight[obj, None]
+        placed[view] = self._places(obj)
         return placed
 
     def _forget_before(self, stamp_ns: float) -> None:
@@ -94,14 +93,18 @@ class StandingMemory:
         self.code, self.weighted_xy, self.weight = self.code[keep], self.weighted_xy[keep], self.weight[keep]
         self.nearest_m, self.last_seen_ns = self.nearest_m[keep], self.last_seen_ns[keep]
 
-    def _matches(self, xy: np.ndarray, code: np.ndarray, gate_m: np.ndarray,
+    def _places(self, objects: np.ndarray) -> np.ndarray:
+        """The places (len(objects), 2) [m, world frame] of remembered objects: their views' weighted means."""
+        return self.weighted_xy[objects] / self.weight[objects, None]
+
+    def _matches(self, xy: np.ndarray, code: np.ndarray, range_m: np.ndarray,
                  objects: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """One-to-one (view, object) index pairs, nearest first, of a class and within the view's gate (gate_m (Q,)
-        [m]), among `objects` (indices; default all). Candidates are the pairs in neighbouring cells as wide as the
-        widest gate (core.cell_pairs)."""
+        """One-to-one (view, object) index pairs, nearest first, of a class and within the view's gate, max(gate_m,
+        GATE_PER_RANGE x its range range_m (Q,) [m]), among `objects` (indices; default all). Candidates are the pairs
+        in neighbouring cells as wide as the widest gate (core.cell_pairs)."""
+        gate_m = np.maximum(self.gate_m, GATE_PER_RANGE * range_m)
         objects = np.arange(len(self.code)) if objects is None else objects
-        places = self.weighted_xy[objects] / self.weight[objects, None] if len(objects) else np.zeros((0, 2))
-        view, obj, distance = pairs_within(xy, code, places, self.code[objects],
+        view, obj, distance = pairs_within(xy, code, self._places(objects), self.code[objects],
                                            float(gate_m.max(initial=self.gate_m)))
         obj = objects[obj]
         within = distance <= gate_m[view]

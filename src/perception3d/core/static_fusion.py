@@ -171,9 +171,8 @@ class StaticFusion:
             out = self._fused(dets, fused, now, code, comparison, standing, in_base, stamp_ns)
             coasted = self._coasted(comparison.near_now, stamp_ns)
             if p.remember_s > 0:  # placed where the memory of their views puts them
-                range_m = np.hypot(*transform_points(in_base, coasted.centers)[:, :2].T)
                 coasted.centers[:, :2] = self.memory.recall(coasted.centers[:, :2], class_codes(coasted.class_ids),
-                                                            range_m, stamp_ns)
+                                                            _range_from_ego(in_base, coasted.centers), stamp_ns)
             out = out.then(coasted.transformed(in_base, dets.frame_id))
             out = _one_per_place(out)
         self.past.add(now, code, stamp_ns)
@@ -190,8 +189,8 @@ class StaticFusion:
         centers = now.centers.copy()
         centers[standing, :2] = summed[standing] / total[standing, None]
         if self.params.remember_s > 0:
-            range_m = np.hypot(*transform_points(in_base, centers[standing])[:, :2].T)  # from the ego
-            centers[standing, :2] = self.memory.place(centers[standing, :2], code[standing], range_m, stamp_ns)
+            centers[standing, :2] = self.memory.place(centers[standing, :2], code[standing],
+                                                      _range_from_ego(in_base, centers[standing]), stamp_ns)
         out = replace(dets, centers=dets.centers.copy(), scores=dets.scores.copy(), velocities=dets.velocities.copy())
         out.centers[fused] = transform_points(in_base, centers)
         out.velocities[fused[standing]] = 0.0
@@ -239,6 +238,11 @@ class StaticFusion:
             scores.append(COASTED_SCORE_FACTOR * score.mean() * (self._persistence(len(sweeps)) if still else 1.0))
         return replace(past.boxes.select(np.array(kept, dtype=int)), centers=np.array(centers).reshape(-1, 3),
                        velocities=np.zeros((len(kept), 2)), scores=np.array(scores), stamp_ns=stamp_ns)
+
+
+def _range_from_ego(in_base: np.ndarray, centers: np.ndarray) -> np.ndarray:
+    """Bird's-eye-view range (N,) [m] from the ego of world-frame centres (N, 3) (in_base: T_base_world)."""
+    return np.hypot(*transform_points(in_base, centers)[:, :2].T)
 
 
 def _one_per_place(dets: Detections3D) -> Detections3D:
