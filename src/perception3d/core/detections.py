@@ -126,6 +126,12 @@ class Detections3D:
                             joined("scores"), self.frame_id, self.stamp_ns, joined("velocities"), joined("ids"),
                             joined("attributes"))
 
+    def long_axes(self) -> np.ndarray:
+        """(N, 2) unit vectors along each box's longer footprint side (its length, or its width where that is
+        longer: a barrier's long side runs across its yaw), in frame_id."""
+        yaws = self.yaws + np.where(self.sizes_lwh[:, 0] >= self.sizes_lwh[:, 1], 0.0, np.pi / 2)
+        return np.column_stack([np.cos(yaws), np.sin(yaws)])
+
     def transformed(self, T_target_source: np.ndarray, target_frame: str) -> Detections3D:
         """The same boxes expressed in another frame (T_target_source 4x4).
 

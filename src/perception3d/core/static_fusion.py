@@ -172,7 +172,8 @@ class StaticFusion:
             coasted = self._coasted(comparison.near_now, stamp_ns)
             if p.remember_s > 0:  # placed where the memory of their views puts them
                 coasted.centers[:, :2] = self.memory.recall(coasted.centers[:, :2], class_codes(coasted.class_ids),
-                                                            _range_from_ego(in_base, coasted.centers), stamp_ns)
+                                                            _range_from_ego(in_base, coasted.centers),
+                                                            coasted.long_axes(), stamp_ns)
             out = out.then(coasted.transformed(in_base, dets.frame_id))
             out = _one_per_place(out)
         self.past.add(now, code, stamp_ns)
@@ -190,7 +191,8 @@ class StaticFusion:
         centers[standing, :2] = summed[standing] / total[standing, None]
         if self.params.remember_s > 0:
             centers[standing, :2] = self.memory.place(centers[standing, :2], code[standing],
-                                                      _range_from_ego(in_base, centers[standing]), stamp_ns)
+                                                      _range_from_ego(in_base, centers[standing]),
+                                                      now.long_axes()[standing], stamp_ns)
         out = replace(dets, centers=dets.centers.copy(), scores=dets.scores.copy(), velocities=dets.velocities.copy())
         out.centers[fused] = transform_points(in_base, centers)
         out.velocities[fused[standing]] = 0.0
