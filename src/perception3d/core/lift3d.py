@@ -383,7 +383,8 @@ class _BoxSupport:
         windows [m]; heading: (B,) cluster footprint heading in the LiDAR frame (NaN without support);
         yaw_masks: (B, 24) QAF2D headings to try; depth_min: (B,) nearest object depth [m]; points: on-object
         cluster points of the supported boxes (LiDAR frame), grouped by box; count: (B,) points per box;
-        height_bounds: (B, 2) least and greatest object height above the ground the LiDAR allows [m].
+        height_bounds: (B, 2) least and greatest object height above the ground the LiDAR allows [m]; cut_edges:
+        (B, 4) whether each edge (left, right, top, bottom) is cut by the image border (ClusterParams.border).
     """
 
     view: CameraView
@@ -396,6 +397,7 @@ class _BoxSupport:
     points: np.ndarray
     count: np.ndarray
     height_bounds: np.ndarray
+    cut_edges: np.ndarray
 
 
 @dataclass
@@ -441,7 +443,8 @@ def _box_supports(objects_lidar: np.ndarray, object_cells: BevCells, object_heig
     windows[~supported] = segments.prior_windows[:, None, :]
     count = np.bincount(on_box, minlength=len(boxes))
     size_px = np.array([[f.view.camera.width, f.view.camera.height] for f in seen.frustums], np.float64)[camera]
-    cut = supported & params.cluster.border.cuts(boxes, size_px)[:, :2].any(axis=1)
+    cut_edges = params.cluster.border.cuts(boxes, size_px)
+    cut = supported & cut_edges[:, :2].any(axis=1)
     row = np.isin(class_ids, params.flat_face_classes)  # a row runs on without a gap: grown by segments, not split
     points, count = _grow_past_image_border(objects_lidar, object_cells, point_index, count, cut, camera, seen, row)
     heading = np.full(len(count), np.nan)
@@ -456,7 +459,7 @@ def _box_supports(objects_lidar: np.ndarray, object_cells: BevCells, object_heig
     bounds = np.append(first_box, len(boxes))
     held = np.cumsum(np.r_[0, count])[bounds]  # the points of each camera's boxes
     return [_BoxSupport(f.view, f.dets, supported[lo:hi], windows[lo:hi], heading[lo:hi], yaw_masks[lo:hi],
-                        depth_min[lo:hi], points[first:last], count[lo:hi], height_bounds[lo:hi])
+                        depth_min[lo:hi], points[first:last], count[lo:hi], height_bounds[lo:hi], cut_edges[lo:hi])
             for f, lo, hi, first, last in zip(seen.frustums, bounds[:-1], bounds[1:], held[:-1], held[1:])]
 
 
@@ -896,8 +899,7 @@ def _lift_all(supports: list[_BoxSupport], params: LiftParams, clock: _StepClock
     turns = np.round(wrap_angle(anchors.yaws[pick[has_lidar]] - lidar_yaw) / (np.pi / 2))
     ry[has_lidar] = yaw_to_ry(lidar_yaw + turns * np.pi / 2, T_cam_lidar[cam[chosen[has_lidar]], :3, :3])
     norm, clipped, limits = normalise_boxes(boxes[chosen], cam[chosen], cameras)
-    size_px = np.array([[c.width, c.height] for c in cameras], dtype=np.float64)[cam[chosen]]
-    on_border = params.cluster.border.cuts(boxes[chosen], size_px)
+    on_border = np.vstack([sup.cut_edges for sup in supports])[chosen]
     center = place_by_box_edges(centers_cam[pick], size, ry, norm, on_border)
     standing = np.flatnonzero(~has_lidar & ~on_border[:, 3])  # without LiDAR, their bottom edge in the image
     if contact is not None and len(standing):
